@@ -1,0 +1,43 @@
+# hetee — the two commands (README): `make test`, `make demo`; plus `make bench`.
+# Every target first installs missing Debian packages (scripts/install-deps.sh).
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+REL_BUILD  ?= build-release
+JOBS       ?= $(shell nproc)
+CMAKE_GEN   = cmake -S . -DHETEE_WERROR=ON
+
+.PHONY: all deps build test test-asan demo bench clean
+
+all: build
+
+deps:
+	@bash scripts/install-deps.sh
+
+build: deps
+	$(CMAKE_GEN) -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	cmake --build $(BUILD) -j $(JOBS)
+
+# Unit + integration tests on the normal build, then the same suite under
+# AddressSanitizer + UBSan.
+test: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+	$(MAKE) --no-print-directory test-asan
+
+test-asan: deps
+	$(CMAKE_GEN) -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DHETEE_SANITIZE=ON >/dev/null
+	cmake --build $(ASAN_BUILD) -j $(JOBS)
+	cd $(ASAN_BUILD) && HETEE_TEST_QUICK=1 ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j $(JOBS)
+
+demo: deps
+	$(CMAKE_GEN) -B $(REL_BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
+	cmake --build $(REL_BUILD) -j $(JOBS)
+	bash scripts/demo.sh $(REL_BUILD)
+
+bench: deps
+	$(CMAKE_GEN) -B $(REL_BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
+	cmake --build $(REL_BUILD) -j $(JOBS)
+	$(REL_BUILD)/bin/hetee-bench ckks --logn 13
+	$(REL_BUILD)/bin/hetee-bench ckks --logn 14
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD) $(REL_BUILD)

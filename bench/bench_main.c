@@ -1,0 +1,46 @@
+/*
+ * bench_main.c — `hetee-bench <suite> [options]`: one binary, one suite per
+ * file (bench_ckks.c, bench_enclave.c, ...). Suites not in this build are
+ * reported as unavailable.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#define HETEE_SUITE(name) int name(int argc, char **argv) __attribute__((weak));
+HETEE_SUITE(hetee_bench_ckks)
+HETEE_SUITE(hetee_bench_enclave)
+HETEE_SUITE(hetee_bench_ntt)
+#undef HETEE_SUITE
+
+typedef struct {
+  const char *name;
+  int (*fn)(int, char **);
+  const char *help;
+} suite;
+
+static const suite SUITES[] = {
+    {"ckks", hetee_bench_ckks, "CKKS primitives: [--json] [--logn 13|14|15]"},
+    {"ntt", hetee_bench_ntt, "NTT variants (ref / avx2 / avx512) side by side"},
+    {"enclave", hetee_bench_enclave, "enclave refresh and attestation costs"},
+};
+
+int main(int argc, char **argv) {
+  if (argc < 2 || !strcmp(argv[1], "--help")) {
+    fprintf(argc < 2 ? stderr : stdout, "usage: hetee-bench <suite> [options]\n");
+    for (size_t i = 0; i < sizeof SUITES / sizeof SUITES[0]; i++)
+      fprintf(argc < 2 ? stderr : stdout, "  %-8s %s%s\n", SUITES[i].name, SUITES[i].help,
+              SUITES[i].fn ? "" : " (not in this build)");
+    return argc < 2 ? 2 : 0;
+  }
+  for (size_t i = 0; i < sizeof SUITES / sizeof SUITES[0]; i++) {
+    if (!strcmp(argv[1], SUITES[i].name)) {
+      if (!SUITES[i].fn) {
+        fprintf(stderr, "hetee-bench: suite '%s' is not available in this build\n", argv[1]);
+        return 2;
+      }
+      return SUITES[i].fn(argc - 1, argv + 1);
+    }
+  }
+  fprintf(stderr, "hetee-bench: unknown suite '%s'\n", argv[1]);
+  return 2;
+}

@@ -1,0 +1,289 @@
+/*
+ * hetee/ckks.h — RNS-CKKS (Cheon–Kim–Kim–Song, full-RNS variant of
+ * Cheon–Han–Kim–Kim–Song 2018) over Z[X]/(X^N+1), N = 2^12..2^16, with hybrid
+ * key switching (Han–Ki 2020) through one or more special primes.
+ *
+ * Objects: a checked immutable context built from a literal; opaque secret /
+ * public / relinearization / Galois keys; plaintexts and ciphertexts carrying
+ * their level, scale, degree, NTT form and the context fingerprint, checked by
+ * every operation.
+ *
+ * Levels: a context with nq ciphertext primes q_0..q_{nq-1} has max level
+ * L = nq-1; an object at level l uses primes q_0..q_l. Fresh encryptions are
+ * at the level of their plaintext (normally L). Rescale drops one level.
+ *
+ * Conventions: every fallible function returns 0 or a negative hetee_status,
+ * with a detail in hetee_last_error(). Output arguments come last. Unless a
+ * function says otherwise, an output ciphertext may alias an input.
+ * Objects are not thread-safe for concurrent writes; a context and keys may be
+ * shared read-only between threads.
+ *
+ * Threading: single-threaded by default. hetee_ckks_context_set_threads()
+ * lets the caller (the host or the enclave) allow OpenMP parallelism across
+ * RNS components inside one operation.
+ */
+#ifndef HETEE_CKKS_H
+#define HETEE_CKKS_H
+
+#include "hetee/common.h"
+#include "hetee/ring.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define HETEE_CKKS_MIN_LOGN 12
+#define HETEE_CKKS_MAX_LOGN 16
+#define HETEE_CKKS_MAX_Q 64 /* ciphertext primes */
+#define HETEE_CKKS_MAX_P 8  /* special primes */
+#define HETEE_CKKS_FINGERPRINT_BYTES 32
+
+/* ---------------------------------------------------------------------------
+ * Parameters
+ * ------------------------------------------------------------------------- */
+
+/* The plain literal a user fills in. Primes are generated deterministically
+ * from the bit sizes (hetee_primes_generate), so a literal names one exact
+ * parameter set. */
+typedef struct hetee_ckks_literal {
+  int log_n;                       /* 12..16 */
+  int nq;                          /* number of ciphertext primes, >= 1 */
+  int q_bits[HETEE_CKKS_MAX_Q];    /* q_0 first (largest, holds the result) */
+  int np;                          /* number of special primes, >= 1 */
+  int p_bits[HETEE_CKKS_MAX_P];    /* special primes for key switching */
+  double default_scale;            /* e.g. 2^40; 0 means 2^q_bits[nq-1] */
+  int allow_insecure;              /* 1: skip the 128-bit security check
+                                      (tests only) */
+} hetee_ckks_literal;
+
+typedef struct hetee_ckks_context hetee_ckks_context;
+
+/* Checks the literal and builds the context (primes, NTT tables, encoder
+ * tables, key-switching constants, fingerprint).
+ * Errors: HETEE_ERR_PARAMS (bad sizes), HETEE_ERR_INSECURE (total
+ * log2(Q*P) above the HomomorphicEncryption.org 128-bit bound for N with a
+ * ternary secret, and allow_insecure == 0), HETEE_ERR_NOMEM. */
+HETEE_API int hetee_ckks_context_new(const hetee_ckks_literal *lit, hetee_ckks_context **out) HETEE_WUR;
+HETEE_API void hetee_ckks_context_free(hetee_ckks_context *ctx);
+
+HETEE_API int hetee_ckks_context_log_n(const hetee_ckks_context *ctx);
+HETEE_API size_t hetee_ckks_context_n(const hetee_ckks_context *ctx);
+HETEE_API size_t hetee_ckks_context_slots(const hetee_ckks_context *ctx); /* N/2 */
+HETEE_API int hetee_ckks_context_max_level(const hetee_ckks_context *ctx); /* nq-1 */
+HETEE_API double hetee_ckks_context_default_scale(const hetee_ckks_context *ctx);
+/* Prime i of the full chain: i < nq gives q_i, nq <= i < nq+np gives p_(i-nq). */
+HETEE_API uint64_t hetee_ckks_context_prime(const hetee_ckks_context *ctx, int i);
+HETEE_API int hetee_ckks_context_nq(const hetee_ckks_context *ctx);
+HETEE_API int hetee_ckks_context_np(const hetee_ckks_context *ctx);
+/* SHA-256 fingerprint over (N, all primes, default scale): identifies the
+ * parameter set in every serialized object. */
+HETEE_API const uint8_t *hetee_ckks_context_fingerprint(const hetee_ckks_context *ctx);
+/* Threads OpenMP may use inside one operation on this context (default 1). */
+HETEE_API void hetee_ckks_context_set_threads(hetee_ckks_context *ctx, int nthreads);
+
+/* Largest total modulus bits log2(Q*P) allowed at 128-bit security for a
+ * ternary secret (HomomorphicEncryption.org standard, classical):
+ * logN 12:109, 13:218, 14:438, 15:881, 16:1772.
+ * Returns 0 for unsupported log_n. */
+HETEE_API int hetee_ckks_max_logqp_128(int log_n);
+
+/* ---------------------------------------------------------------------------
+ * Keys (opaque). The secret key is wiped on free.
+ * ------------------------------------------------------------------------- */
+typedef struct hetee_ckks_secret_key hetee_ckks_secret_key;
+typedef struct hetee_ckks_public_key hetee_ckks_public_key;
+typedef struct hetee_ckks_relin_key hetee_ckks_relin_key;
+typedef struct hetee_ckks_galois_keys hetee_ckks_galois_keys;
+
+/* Uniform ternary secret from fresh OS entropy. */
+HETEE_API int hetee_ckks_keygen_secret(const hetee_ckks_context *ctx, hetee_ckks_secret_key **out) HETEE_WUR;
+HETEE_API int hetee_ckks_keygen_public(const hetee_ckks_context *ctx, const hetee_ckks_secret_key *sk,
+                                       hetee_ckks_public_key **out) HETEE_WUR;
+HETEE_API int hetee_ckks_keygen_relin(const hetee_ckks_context *ctx, const hetee_ckks_secret_key *sk,
+                                      hetee_ckks_relin_key **out) HETEE_WUR;
+/* Galois keys for rotations by each of steps[0..nsteps) (any sign; taken
+ * modulo N/2; duplicates ignored) and, if `conjugate` is nonzero, for complex
+ * conjugation. */
+HETEE_API int hetee_ckks_keygen_galois(const hetee_ckks_context *ctx, const hetee_ckks_secret_key *sk,
+                                       const int *steps, size_t nsteps, int conjugate,
+                                       hetee_ckks_galois_keys **out) HETEE_WUR;
+HETEE_API void hetee_ckks_secret_key_free(hetee_ckks_secret_key *k);
+HETEE_API void hetee_ckks_public_key_free(hetee_ckks_public_key *k);
+HETEE_API void hetee_ckks_relin_key_free(hetee_ckks_relin_key *k);
+HETEE_API void hetee_ckks_galois_keys_free(hetee_ckks_galois_keys *k);
+/* Whether gk holds a key for rotation by `step` (after reduction mod N/2). */
+HETEE_API int hetee_ckks_galois_keys_has_step(const hetee_ckks_galois_keys *gk, int step);
+
+/* ---------------------------------------------------------------------------
+ * Plaintexts and ciphertexts
+ * ------------------------------------------------------------------------- */
+typedef struct hetee_ckks_plaintext hetee_ckks_plaintext;
+typedef struct hetee_ckks_ciphertext hetee_ckks_ciphertext;
+
+/* Empty objects; encode / encrypt / evaluator calls size them as needed. */
+HETEE_API int hetee_ckks_plaintext_new(const hetee_ckks_context *ctx, hetee_ckks_plaintext **out) HETEE_WUR;
+HETEE_API void hetee_ckks_plaintext_free(hetee_ckks_plaintext *pt);
+HETEE_API int hetee_ckks_plaintext_level(const hetee_ckks_plaintext *pt);
+HETEE_API double hetee_ckks_plaintext_scale(const hetee_ckks_plaintext *pt);
+
+HETEE_API int hetee_ckks_ciphertext_new(const hetee_ckks_context *ctx, hetee_ckks_ciphertext **out) HETEE_WUR;
+HETEE_API void hetee_ckks_ciphertext_free(hetee_ckks_ciphertext *ct);
+HETEE_API int hetee_ckks_ciphertext_copy(const hetee_ckks_ciphertext *src, hetee_ckks_ciphertext *dst) HETEE_WUR;
+HETEE_API int hetee_ckks_ciphertext_level(const hetee_ckks_ciphertext *ct);
+HETEE_API double hetee_ckks_ciphertext_scale(const hetee_ckks_ciphertext *ct);
+/* Number of polynomials: 2 (fresh / relinearized) or 3 (after mul). */
+HETEE_API int hetee_ckks_ciphertext_size(const hetee_ckks_ciphertext *ct);
+/* Overrides the recorded scale (for callers that track scales themselves,
+ * e.g. after a multiplication by an integer constant). */
+HETEE_API int hetee_ckks_ciphertext_set_scale(hetee_ckks_ciphertext *ct, double scale);
+
+/* ---------------------------------------------------------------------------
+ * Encoder: canonical embedding with the special FFT (slot j <-> root
+ * psi^(5^j)). Up to N/2 complex values; fewer values are zero-padded.
+ * Errors: HETEE_ERR_INVALID_ARG (n > slots), HETEE_ERR_SCALE (scale <= 0 or
+ * values * scale do not fit the level's modulus), HETEE_ERR_LEVEL.
+ * ------------------------------------------------------------------------- */
+HETEE_API int hetee_ckks_encode_real(const hetee_ckks_context *ctx, const double *v, size_t n,
+                                     double scale, int level, hetee_ckks_plaintext *out) HETEE_WUR;
+/* v holds n complex values as interleaved (re, im) pairs: 2n doubles. */
+HETEE_API int hetee_ckks_encode_complex(const hetee_ckks_context *ctx, const double *v, size_t n,
+                                        double scale, int level, hetee_ckks_plaintext *out) HETEE_WUR;
+/* Decodes the first n slots (real parts). */
+HETEE_API int hetee_ckks_decode_real(const hetee_ckks_context *ctx, const hetee_ckks_plaintext *pt,
+                                     double *out, size_t n) HETEE_WUR;
+/* Decodes the first n slots as interleaved (re, im) pairs (2n doubles). */
+HETEE_API int hetee_ckks_decode_complex(const hetee_ckks_context *ctx, const hetee_ckks_plaintext *pt,
+                                        double *out, size_t n) HETEE_WUR;
+
+/* ---------------------------------------------------------------------------
+ * Encryption
+ * ------------------------------------------------------------------------- */
+/* Public-key encryption: (v*pk0 + e0 + m, v*pk1 + e1), v ternary. */
+HETEE_API int hetee_ckks_encrypt_pk(const hetee_ckks_context *ctx, const hetee_ckks_public_key *pk,
+                                    const hetee_ckks_plaintext *pt, hetee_ckks_ciphertext *out) HETEE_WUR;
+/* Symmetric encryption: (-a*s + e + m, a) with a expanded from a fresh
+ * 32-byte seed; the ciphertext remembers the seed until modified, so its
+ * serialization is half size. */
+HETEE_API int hetee_ckks_encrypt_sk(const hetee_ckks_context *ctx, const hetee_ckks_secret_key *sk,
+                                    const hetee_ckks_plaintext *pt, hetee_ckks_ciphertext *out) HETEE_WUR;
+/* Decrypts a ciphertext of size 2 or 3. */
+HETEE_API int hetee_ckks_decrypt(const hetee_ckks_context *ctx, const hetee_ckks_secret_key *sk,
+                                 const hetee_ckks_ciphertext *ct, hetee_ckks_plaintext *out) HETEE_WUR;
+
+/* ---------------------------------------------------------------------------
+ * Evaluator. Binary operations need equal levels (use drop_level) and, for
+ * add/sub, scales equal within a relative 2^-20; otherwise HETEE_ERR_LEVEL /
+ * HETEE_ERR_SCALE. Objects from another context: HETEE_ERR_CONTEXT.
+ * ------------------------------------------------------------------------- */
+HETEE_API int hetee_ckks_eval_add(const hetee_ckks_context *ctx, const hetee_ckks_ciphertext *a,
+                                  const hetee_ckks_ciphertext *b, hetee_ckks_ciphertext *out) HETEE_WUR;
+HETEE_API int hetee_ckks_eval_sub(const hetee_ckks_context *ctx, const hetee_ckks_ciphertext *a,
+                                  const hetee_ckks_ciphertext *b, hetee_ckks_ciphertext *out) HETEE_WUR;
+HETEE_API int hetee_ckks_eval_negate(const hetee_ckks_context *ctx, const hetee_ckks_ciphertext *a,
+                                     hetee_ckks_ciphertext *out) HETEE_WUR;
+HETEE_API int hetee_ckks_eval_add_plain(const hetee_ckks_context *ctx, const hetee_ckks_ciphertext *a,
+                                        const hetee_ckks_plaintext *p, hetee_ckks_ciphertext *out) HETEE_WUR;
+HETEE_API int hetee_ckks_eval_sub_plain(const hetee_ckks_context *ctx, const hetee_ckks_ciphertext *a,
+                                        const hetee_ckks_plaintext *p, hetee_ckks_ciphertext *out) HETEE_WUR;
+/* out scale = a.scale * p.scale. */
+HETEE_API int hetee_ckks_eval_mul_plain(const hetee_ckks_context *ctx, const hetee_ckks_ciphertext *a,
+                                        const hetee_ckks_plaintext *p, hetee_ckks_ciphertext *out) HETEE_WUR;
+/* Multiplies every slot by the real constant c, encoded as round(c * cscale);
+ * out scale = a.scale * cscale. */
+HETEE_API int hetee_ckks_eval_mul_const(const hetee_ckks_context *ctx, const hetee_ckks_ciphertext *a,
+                                        double c, double cscale, hetee_ckks_ciphertext *out) HETEE_WUR;
+/* Adds the real constant c to every slot (encoded at a's scale). */
+HETEE_API int hetee_ckks_eval_add_const(const hetee_ckks_context *ctx, const hetee_ckks_ciphertext *a,
+                                        double c, hetee_ckks_ciphertext *out) HETEE_WUR;
+/* ct x ct product to degree 2 (size-2 inputs); out scale = product. */
+HETEE_API int hetee_ckks_eval_mul(const hetee_ckks_context *ctx, const hetee_ckks_ciphertext *a,
+                                  const hetee_ckks_ciphertext *b, hetee_ckks_ciphertext *out) HETEE_WUR;
+/* acc += a * b kept in degree 2 (lazy accumulation: relinearize once at the
+ * end). An empty acc (fresh from ciphertext_new) is initialised. acc must not
+ * alias a or b. */
+HETEE_API int hetee_ckks_eval_mul_acc(const hetee_ckks_context *ctx, const hetee_ckks_ciphertext *a,
+                                      const hetee_ckks_ciphertext *b, hetee_ckks_ciphertext *acc) HETEE_WUR;
+/* Size-3 -> size-2 with the relinearization key. */
+HETEE_API int hetee_ckks_eval_relin(const hetee_ckks_context *ctx, const hetee_ckks_relin_key *rk,
+                                    const hetee_ckks_ciphertext *a, hetee_ckks_ciphertext *out) HETEE_WUR;
+HETEE_API int hetee_ckks_eval_mul_relin(const hetee_ckks_context *ctx, const hetee_ckks_relin_key *rk,
+                                        const hetee_ckks_ciphertext *a, const hetee_ckks_ciphertext *b,
+                                        hetee_ckks_ciphertext *out) HETEE_WUR;
+/* Divides by the last prime of the current level: level - 1, scale / q_l.
+ * HETEE_ERR_LEVEL at level 0. */
+HETEE_API int hetee_ckks_eval_rescale(const hetee_ckks_context *ctx, const hetee_ckks_ciphertext *a,
+                                      hetee_ckks_ciphertext *out) HETEE_WUR;
+/* Drops primes without dividing: new level `level` <= current level. */
+HETEE_API int hetee_ckks_eval_drop_level(const hetee_ckks_context *ctx, const hetee_ckks_ciphertext *a,
+                                         int level, hetee_ckks_ciphertext *out) HETEE_WUR;
+/* Rotates slots left by `step` (slot i of out = slot i+step of a); negative
+ * steps rotate right. HETEE_ERR_NO_KEY if gk has no key for step. */
+HETEE_API int hetee_ckks_eval_rotate(const hetee_ckks_context *ctx, const hetee_ckks_galois_keys *gk,
+                                     const hetee_ckks_ciphertext *a, int step,
+                                     hetee_ckks_ciphertext *out) HETEE_WUR;
+/* Hoisted rotations: one key-switch decomposition of a shared by all
+ * steps[i]; outs[i] receives the rotation by steps[i] (outs[i] must be
+ * distinct objects and must not alias a). Cost: one decomposition + n inner
+ * products instead of n full key switches. */
+HETEE_API int hetee_ckks_eval_rotate_hoisted(const hetee_ckks_context *ctx, const hetee_ckks_galois_keys *gk,
+                                             const hetee_ckks_ciphertext *a, const int *steps, size_t n,
+                                             hetee_ckks_ciphertext *const *outs) HETEE_WUR;
+HETEE_API int hetee_ckks_eval_conjugate(const hetee_ckks_context *ctx, const hetee_ckks_galois_keys *gk,
+                                        const hetee_ckks_ciphertext *a, hetee_ckks_ciphertext *out) HETEE_WUR;
+
+/* ---------------------------------------------------------------------------
+ * Serialization. Every object starts with a fixed little-endian header:
+ *   magic "HETE" | u16 header size | u16 format version | u16 object type |
+ *   u16 flags | u64 total size | 32-byte parameter fingerprint
+ * followed by the object's body. Loaders validate the header, that the object
+ * fits the context (N, level, degree, every residue < its prime) and the
+ * exact size; they never abort on bad bytes.
+ * save: *buf is malloc'd (free with free()); *len its size.
+ * load errors: HETEE_ERR_FORMAT (bad magic / type / fields), HETEE_ERR_VERSION,
+ * HETEE_ERR_TRUNCATED (shorter than announced), HETEE_ERR_CONTEXT
+ * (fingerprint of other parameters), HETEE_ERR_RANGE (residue >= prime).
+ * ------------------------------------------------------------------------- */
+typedef enum hetee_ckks_obj_type {
+  HETEE_OBJ_PARAMS = 1,
+  HETEE_OBJ_SECRET_KEY = 2,
+  HETEE_OBJ_PUBLIC_KEY = 3,
+  HETEE_OBJ_RELIN_KEY = 4,
+  HETEE_OBJ_GALOIS_KEYS = 5,
+  HETEE_OBJ_PLAINTEXT = 6,
+  HETEE_OBJ_CIPHERTEXT = 7
+} hetee_ckks_obj_type;
+
+HETEE_API int hetee_ckks_literal_save(const hetee_ckks_context *ctx, uint8_t **buf, size_t *len) HETEE_WUR;
+HETEE_API int hetee_ckks_context_load(const uint8_t *buf, size_t len, hetee_ckks_context **out) HETEE_WUR;
+
+HETEE_API int hetee_ckks_secret_key_save(const hetee_ckks_context *ctx, const hetee_ckks_secret_key *k,
+                                         uint8_t **buf, size_t *len) HETEE_WUR;
+HETEE_API int hetee_ckks_secret_key_load(const hetee_ckks_context *ctx, const uint8_t *buf, size_t len,
+                                         hetee_ckks_secret_key **out) HETEE_WUR;
+HETEE_API int hetee_ckks_public_key_save(const hetee_ckks_context *ctx, const hetee_ckks_public_key *k,
+                                         uint8_t **buf, size_t *len) HETEE_WUR;
+HETEE_API int hetee_ckks_public_key_load(const hetee_ckks_context *ctx, const uint8_t *buf, size_t len,
+                                         hetee_ckks_public_key **out) HETEE_WUR;
+HETEE_API int hetee_ckks_relin_key_save(const hetee_ckks_context *ctx, const hetee_ckks_relin_key *k,
+                                        uint8_t **buf, size_t *len) HETEE_WUR;
+HETEE_API int hetee_ckks_relin_key_load(const hetee_ckks_context *ctx, const uint8_t *buf, size_t len,
+                                        hetee_ckks_relin_key **out) HETEE_WUR;
+HETEE_API int hetee_ckks_galois_keys_save(const hetee_ckks_context *ctx, const hetee_ckks_galois_keys *k,
+                                          uint8_t **buf, size_t *len) HETEE_WUR;
+HETEE_API int hetee_ckks_galois_keys_load(const hetee_ckks_context *ctx, const uint8_t *buf, size_t len,
+                                          hetee_ckks_galois_keys **out) HETEE_WUR;
+HETEE_API int hetee_ckks_plaintext_save(const hetee_ckks_context *ctx, const hetee_ckks_plaintext *pt,
+                                        uint8_t **buf, size_t *len) HETEE_WUR;
+HETEE_API int hetee_ckks_plaintext_load(const hetee_ckks_context *ctx, const uint8_t *buf, size_t len,
+                                        hetee_ckks_plaintext **out) HETEE_WUR;
+/* A ciphertext fresh from encrypt_sk (unmodified) is saved seeded: c1 is
+ * replaced by its 32-byte seed. */
+HETEE_API int hetee_ckks_ciphertext_save(const hetee_ckks_context *ctx, const hetee_ckks_ciphertext *ct,
+                                         uint8_t **buf, size_t *len) HETEE_WUR;
+HETEE_API int hetee_ckks_ciphertext_load(const hetee_ckks_context *ctx, const uint8_t *buf, size_t len,
+                                         hetee_ckks_ciphertext **out) HETEE_WUR;
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages hetee needs to build, test and run its demo.
+# Idempotent: does nothing when everything is present. Needs root for apt-get.
+set -euo pipefail
+PKGS=(
+  build-essential cmake pkg-config
+  libsodium-dev        # randomness, hashing, signatures, AEAD channels
+  libcmocka-dev        # unit tests (run by ctest)
+  libseccomp-dev       # enclave sim backend: system-call filter
+  protobuf-c-compiler libprotobuf-c-dev libonnx-dev   # ONNX import (onnx.proto)
+  zlib1g-dev           # gzip'd IDX files
+  dataset-fashion-mnist
+)
+missing=()
+for p in "${PKGS[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+echo "install-deps: installing ${missing[*]}" >&2
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

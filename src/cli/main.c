@@ -1,0 +1,68 @@
+/*
+ * main.c — the `hetee` command: git-style subcommands dispatched from one
+ * table. Each subcommand lives in its own cmd_*.c file, owned by the layer it
+ * drives; a subcommand whose file is not part of this build is reported as
+ * unavailable rather than silently missing.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "hetee/common.h"
+
+/* Weak so a build without a layer still links; each is defined in cmd_*.c. */
+#define HETEE_CMD(name) int name(int argc, char **argv) __attribute__((weak));
+HETEE_CMD(hetee_cmd_demo)
+HETEE_CMD(hetee_cmd_plain)
+HETEE_CMD(hetee_cmd_keygen)
+HETEE_CMD(hetee_cmd_platform)
+HETEE_CMD(hetee_cmd_enclave)
+HETEE_CMD(hetee_cmd_attest)
+#undef HETEE_CMD
+
+typedef struct {
+  const char *name;
+  int (*fn)(int, char **);
+  const char *help;
+} command;
+
+static const command COMMANDS[] = {
+    {"demo", hetee_cmd_demo, "run an encrypted computation end to end and report precision and timings"},
+    {"plain", hetee_cmd_plain, "run the plaintext reference engine on an ONNX model"},
+    {"keygen", hetee_cmd_keygen, "create a party identity key (--role mp|dp)"},
+    {"platform", hetee_cmd_platform, "manage the simulated attestation platform (init)"},
+    {"enclave", hetee_cmd_enclave, "enclave utilities (measure)"},
+    {"attest", hetee_cmd_attest, "start an enclave and verify its attestation evidence"},
+};
+
+static void usage(FILE *f) {
+  fprintf(f, "usage: hetee <command> [options]\n\ncommands:\n");
+  for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++) {
+    fprintf(f, "  %-10s %s%s\n", COMMANDS[i].name, COMMANDS[i].help,
+            COMMANDS[i].fn ? "" : " (not in this build)");
+  }
+  fprintf(f, "\nRun 'hetee <command> --help' for a command's options.\n");
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+    usage(argc < 2 ? stderr : stdout);
+    return argc < 2 ? 2 : 0;
+  }
+  if (!strcmp(argv[1], "--version")) {
+    printf("hetee %s\n", HETEE_VERSION_STRING);
+    return 0;
+  }
+  for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++) {
+    if (!strcmp(argv[1], COMMANDS[i].name)) {
+      if (!COMMANDS[i].fn) {
+        fprintf(stderr, "hetee: command '%s' is not available in this build\n", argv[1]);
+        return 2;
+      }
+      return COMMANDS[i].fn(argc - 1, argv + 1);
+    }
+  }
+  fprintf(stderr, "hetee: unknown command '%s'\n", argv[1]);
+  usage(stderr);
+  return 2;
+}

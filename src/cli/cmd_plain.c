@@ -1,0 +1,171 @@
+/*
+ * cmd_plain.c — `hetee plain`: runs the plaintext reference engine (src/nn)
+ * on a file of images (IDX or .npy) and prints one predicted label per line,
+ * then `accuracy: 0.xxxx` when labels are given. Integer pixel data is scaled
+ * as the model was trained (metadata hetee.input_scale, e.g. 1/255); float
+ * data is taken as already scaled.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli/cli.h"
+#include "hetee/nn.h"
+
+static void plain_usage(FILE *f) {
+  fprintf(f,
+          "usage: hetee plain --model M.onnx IMAGES [--labels LABELS] [--count N] [--logits-out FILE.npy] [--time]\n"
+          "\n"
+          "Runs the plaintext reference engine on IMAGES and prints one predicted label per line.\n"
+          "\n"
+          "  --model M.onnx        ONNX model (opsets 11-17; see docs/nn.md for the supported operators)\n"
+          "  IMAGES                IDX (raw or .gz) or .npy file: [N,784], [N,28,28] or [N,1,28,28];\n"
+          "                        uint8 pixels are scaled as the model was trained (hetee.input_scale),\n"
+          "                        float32/float64 values are used as they are\n"
+          "  --labels LABELS       IDX or .npy labels [N]; adds a last line 'accuracy: 0.xxxx'\n"
+          "  --count N             use only the first N images\n"
+          "  --logits-out FILE     write the logits as float32 .npy of shape [N,classes]\n"
+          "  --time                report the time taken on stderr\n");
+}
+
+static double now_seconds(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+int hetee_cmd_plain(int argc, char **argv) {
+  const char *model_path = NULL, *images_path = NULL, *labels_path = NULL, *logits_path = NULL;
+  size_t count = SIZE_MAX;
+  int show_time = 0, ret = 1;
+  hetee_nn_model *m = NULL;
+  hetee_nn_data *images = NULL, *labels = NULL;
+  float *x = NULL, *logits = NULL;
+
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+      plain_usage(stdout);
+      return 0;
+    } else if (!strcmp(a, "--time")) {
+      show_time = 1;
+    } else if (!strcmp(a, "--model") || !strcmp(a, "--labels") || !strcmp(a, "--count") ||
+               !strcmp(a, "--logits-out")) {
+      if (i + 1 >= argc) {
+        fprintf(stderr, "hetee plain: %s needs a value\n", a);
+        return 2;
+      }
+      const char *v = argv[++i];
+      if (!strcmp(a, "--model")) model_path = v;
+      else if (!strcmp(a, "--labels")) labels_path = v;
+      else if (!strcmp(a, "--logits-out")) logits_path = v;
+      else {
+        char *end;
+        errno = 0;
+        unsigned long long n = strtoull(v, &end, 10);
+        if (errno || end == v || *end || v[0] == '-' || n == 0) {
+          fprintf(stderr, "hetee plain: --count needs a positive integer, got '%s'\n", v);
+          return 2;
+        }
+        count = (size_t)n;
+      }
+    } else if (a[0] == '-' && a[1]) {
+      fprintf(stderr, "hetee plain: unknown option '%s'\n", a);
+      plain_usage(stderr);
+      return 2;
+    } else if (!images_path) {
+      images_path = a;
+    } else {
+      fprintf(stderr, "hetee plain: more than one IMAGES file ('%s', '%s')\n", images_path, a);
+      return 2;
+    }
+  }
+  if (!model_path || !images_path) {
+    fprintf(stderr, "hetee plain: --model and IMAGES are required\n");
+    plain_usage(stderr);
+    return 2;
+  }
+
+  double t0 = now_seconds();
+  if (hetee_nn_model_load(model_path, &m)) {
+    fprintf(stderr, "hetee plain: %s\n", hetee_last_error());
+    goto err;
+  }
+  if (hetee_nn_images_load(images_path, &images)) {
+    fprintf(stderr, "hetee plain: %s\n", hetee_last_error());
+    goto err;
+  }
+  size_t in = hetee_nn_model_input_size(m), classes = hetee_nn_model_output_size(m);
+  size_t n = hetee_nn_data_dims(images)[0];
+  if (in != 784) {
+    fprintf(stderr, "hetee plain: model %s takes %zu values per sample, images have 784\n", model_path, in);
+    goto err;
+  }
+  if (count < n) n = count;
+  if (labels_path) {
+    if (hetee_nn_labels_load(labels_path, &labels)) {
+      fprintf(stderr, "hetee plain: %s\n", hetee_last_error());
+      goto err;
+    }
+    if (hetee_nn_data_count(labels) < n) {
+      fprintf(stderr, "hetee plain: %s has %zu labels for %zu images\n", labels_path, hetee_nn_data_count(labels), n);
+      goto err;
+    }
+  }
+  x = malloc(n * in * sizeof *x);
+  logits = malloc(n * classes * sizeof *logits);
+  if (!x || !logits) {
+    fprintf(stderr, "hetee plain: out of memory\n");
+    goto err;
+  }
+  const float *src = hetee_nn_data_values(images);
+  double scale = hetee_nn_data_dtype(images) == HETEE_NN_U8 ? hetee_nn_model_input_scale(m) : 1.0;
+  for (size_t i = 0; i < n * in; i++) x[i] = (float)(src[i] * scale);
+  double t1 = now_seconds();
+  if (hetee_nn_forward(m, x, n, logits)) {
+    fprintf(stderr, "hetee plain: %s\n", hetee_last_error());
+    goto err;
+  }
+  double t2 = now_seconds();
+  size_t correct = 0;
+  const float *lab = labels ? hetee_nn_data_values(labels) : NULL;
+  for (size_t s = 0; s < n; s++) {
+    const float *row = logits + s * classes;
+    size_t best = 0;
+    for (size_t k = 1; k < classes; k++) best = row[k] > row[best] ? k : best;
+    printf("%zu\n", best);
+    if (lab) {
+      if ((size_t)lab[s] >= classes) {
+        fprintf(stderr, "hetee plain: label %zu is %zu but the model has %zu classes\n", s, (size_t)lab[s], classes);
+        goto err;
+      }
+      correct += (size_t)lab[s] == best;
+    }
+  }
+  if (lab) printf("accuracy: %.4f\n", (double)correct / (double)n);
+  if (logits_path) {
+    size_t dims[2] = {n, classes};
+    if (hetee_nn_npy_save_f32(logits_path, logits, 2, dims)) {
+      fprintf(stderr, "hetee plain: %s\n", hetee_last_error());
+      goto err;
+    }
+  }
+  if (fflush(stdout) != 0) {
+    fprintf(stderr, "hetee plain: cannot write the output\n");
+    goto err;
+  }
+  if (show_time) {
+    fprintf(stderr, "hetee plain: %zu images, load %.3f s, inference %.3f s (%.1f us/image)\n", n, t1 - t0, t2 - t1,
+            (t2 - t1) * 1e6 / (double)n);
+  }
+  ret = 0;
+err:
+  free(x);
+  free(logits);
+  hetee_nn_data_free(images);
+  hetee_nn_data_free(labels);
+  hetee_nn_model_free(m);
+  return ret;
+}

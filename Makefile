@@ -36,8 +36,10 @@ demo: deps
 bench: deps
 	$(CMAKE_GEN) -B $(REL_BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
 	cmake --build $(REL_BUILD) -j $(JOBS)
+	$(REL_BUILD)/bin/hetee-bench ntt --logn 13
 	$(REL_BUILD)/bin/hetee-bench ckks --logn 13
 	$(REL_BUILD)/bin/hetee-bench ckks --logn 14
+	$(REL_BUILD)/bin/hetee-bench enclave
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(REL_BUILD)

@@ -41,13 +41,15 @@ typedef struct hetee_modulus {
  * otherwise. */
 HETEE_API int hetee_modulus_init(hetee_modulus *m, uint64_t q);
 
+/* x - q if x >= q else x, for x < 2q <= 2^62; branch-free: the sign bit of
+ * x - q (read as signed) selects whether q is added back. */
+static inline uint64_t hetee_mod_csub(uint64_t x, uint64_t q) {
+  uint64_t t = x - q;
+  return t + (q & (uint64_t)((int64_t)t >> 63));
+}
 /* a + b mod q, inputs in [0, q). */
 static inline uint64_t hetee_mod_add(uint64_t a, uint64_t b, uint64_t q) {
-  uint64_t s = a + b;
-  uint64_t t = s - q;
-  /* branch-free select: t if s >= q else s */
-  uint64_t mask = (uint64_t)0 - (uint64_t)(s >= q);
-  return (t & mask) | (s & ~mask);
+  return hetee_mod_csub(a + b, q);
 }
 /* a - b mod q, inputs in [0, q). */
 static inline uint64_t hetee_mod_sub(uint64_t a, uint64_t b, uint64_t q) {
@@ -64,10 +66,10 @@ static inline uint64_t hetee_mod_reduce128(unsigned __int128 x, const hetee_modu
   unsigned __int128 t3 = ((unsigned __int128)xlo * m->barrett_lo) >> 64;
   unsigned __int128 mid = (t1 >> 0) + t2 + t3; /* no overflow: inputs bounded */
   uint64_t qest = (uint64_t)(mid >> 64) + xhi * m->barrett_hi;
+  /* qest is floor(x/q) or one less (floor(2^128/q) misses by < 1 and
+   * x < q * 2^64), so r is in [0, 2q) */
   uint64_t r = xlo - qest * m->q;
-  uint64_t t = r - m->q;
-  uint64_t mask = (uint64_t)0 - (uint64_t)(r >= m->q);
-  return (t & mask) | (r & ~mask);
+  return hetee_mod_csub(r, m->q);
 }
 /* a * b mod q, inputs in [0, q). */
 static inline uint64_t hetee_mod_mul(uint64_t a, uint64_t b, const hetee_modulus *m) {
@@ -85,10 +87,7 @@ static inline uint64_t hetee_shoup_prep(uint64_t w, uint64_t q) {
  * result in [0, q). */
 static inline uint64_t hetee_mod_mul_shoup(uint64_t a, uint64_t w, uint64_t wp, uint64_t q) {
   uint64_t hi = (uint64_t)(((unsigned __int128)a * wp) >> 64);
-  uint64_t r = a * w - hi * q;
-  uint64_t t = r - q;
-  uint64_t mask = (uint64_t)0 - (uint64_t)(r >= q);
-  return (t & mask) | (r & ~mask);
+  return hetee_mod_csub(a * w - hi * q, q);
 }
 /* Lazy variant: result in [0, 2q). */
 static inline uint64_t hetee_mod_mul_shoup_lazy(uint64_t a, uint64_t w, uint64_t wp, uint64_t q) {
@@ -205,29 +204,38 @@ typedef struct hetee_prg {
   uint8_t key[HETEE_SEED_BYTES];
   uint8_t nonce[8];
   uint64_t block;     /* next 64-byte block counter */
-  uint8_t buf[512];   /* buffered output */
+  uint8_t buf[4096];  /* buffered keystream */
   size_t pos, len;
 } hetee_prg;
 
 /* Fills seed with OS entropy (libsodium randombytes_buf). Returns
  * HETEE_ERR_CRYPTO if libsodium cannot be initialised. */
 HETEE_API int hetee_seed_random(uint8_t seed[HETEE_SEED_BYTES]) HETEE_WUR;
+/* Starts the stream of (seed, domain): byte i of the stream is byte i of
+ * crypto_stream_chacha20(key = seed, nonce = little-endian domain). */
 HETEE_API void hetee_prg_init(hetee_prg *p, const uint8_t seed[HETEE_SEED_BYTES], uint64_t domain);
+/* Next len bytes of the stream (any read sizes give the same bytes). */
 HETEE_API void hetee_prg_bytes(hetee_prg *p, void *out, size_t len);
 /* Wipes the PRG state (sodium_memzero). */
 HETEE_API void hetee_prg_wipe(hetee_prg *p);
 
 /* Uniform residues in [0, q) by rejection sampling on ceil(log2 q)-bit words
- * (no modulo bias). The rejection only depends on public random bits. */
+ * (no modulo bias): each candidate is the next 8 stream bytes read as a
+ * little-endian word, masked to bitlen(q) bits, kept if < q. This is a wire
+ * format (seeded objects store only the seed): docs/ring.md, tests/ring/
+ * test_prg.c. The rejection only depends on public random bits. */
 HETEE_API void hetee_sample_uniform(hetee_prg *p, const hetee_modulus *m, uint64_t *out, size_t n);
 
 /* Secret-distribution samplers write SIGNED small integers as int8_t; the
  * caller maps them to every prime with hetee_vec_from_small (branch-free). */
-/* Uniform ternary {-1, 0, 1}, each with probability 1/3. Branch-free in the
- * output value. */
+/* Uniform ternary {-1, 0, 1}, each with probability 1/3 (one stream byte x
+ * per try, x = 255 rejected, output x mod 3 - 1). Branch-free in the output
+ * value. */
 HETEE_API void hetee_sample_ternary(hetee_prg *p, int8_t *out, size_t n);
 /* Centered binomial distribution with k = 21 (sum of 21 coin differences):
- * variance 10.5, sigma ~= 3.24, support [-21, 21]. Branch-free (popcount). */
+ * variance 10.5, sigma ~= 3.24, support [-21, 21]. Six stream bytes per
+ * output (little-endian 48-bit w: popcount of bits 0..20 minus popcount of
+ * bits 21..41). Branch-free (table-free popcount). */
 HETEE_API void hetee_sample_cbd(hetee_prg *p, int8_t *out, size_t n);
 #define HETEE_CBD_K 21
 /* out[i] = v[i] mod q (v[i] signed, |v[i]| < q), branch-free. */

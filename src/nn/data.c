@@ -140,7 +140,7 @@ err:
 }
 
 int nn_data_new(hetee_nn_dtype dtype, size_t rank, const size_t *dims, hetee_nn_data **out) {
-  size_t count;
+  size_t count = 0;
   if (rank < 1 || rank > HETEE_NN_MAX_RANK) {
     return hetee_error(HETEE_ERR_LIMIT, "array of rank %zu (supported: 1..%d)", rank, HETEE_NN_MAX_RANK);
   }

@@ -40,7 +40,7 @@ int nn_idx_parse(const uint8_t *buf, size_t len, hetee_nn_data **out) {
     dims[i] = ((size_t)p[0] << 24) | ((size_t)p[1] << 16) | ((size_t)p[2] << 8) | p[3];
     if (dims[i] == 0) return hetee_error(HETEE_ERR_FORMAT, "IDX: dimension %zu is 0", i);
   }
-  size_t count;
+  size_t count = 0;
   int rc = nn_checked_count(dims, rank, HETEE_NN_MAX_ELEMENTS, "IDX", &count);
   if (rc) return rc;
   if (len - header < count) {

@@ -145,7 +145,7 @@ int nn_npy_parse(const uint8_t *buf, size_t len, hetee_nn_data **out) {
     rc = hetee_error(HETEE_ERR_SHAPE, "npy: scalar arrays not supported");
     goto err;
   }
-  size_t count;
+  size_t count = 0;
   rc = nn_checked_count(dims, rank, HETEE_NN_MAX_ELEMENTS, "npy", &count);
   if (rc) goto err;
   size_t data_len = len - hstart - hlen, need = count * type->size;
@@ -200,7 +200,7 @@ err:
 
 int hetee_nn_npy_save_f32(const char *path, const float *values, size_t rank, const size_t *dims) {
   char header[256];
-  size_t count;
+  size_t count = 0;
   if (!path || !dims || rank < 1 || rank > HETEE_NN_MAX_RANK) {
     return hetee_error(HETEE_ERR_INVALID_ARG, "hetee_nn_npy_save_f32: bad arguments");
   }

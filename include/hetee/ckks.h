@@ -111,7 +111,8 @@ HETEE_API void hetee_ckks_secret_key_free(hetee_ckks_secret_key *k);
 HETEE_API void hetee_ckks_public_key_free(hetee_ckks_public_key *k);
 HETEE_API void hetee_ckks_relin_key_free(hetee_ckks_relin_key *k);
 HETEE_API void hetee_ckks_galois_keys_free(hetee_ckks_galois_keys *k);
-/* Whether gk holds a key for rotation by `step` (after reduction mod N/2). */
+/* Whether gk holds a key for rotation by `step` (after reduction mod N/2).
+ * A step that reduces to 0 needs no key and answers 1. */
 HETEE_API int hetee_ckks_galois_keys_has_step(const hetee_ckks_galois_keys *gk, int step);
 
 /* ---------------------------------------------------------------------------
@@ -158,7 +159,11 @@ HETEE_API int hetee_ckks_decode_complex(const hetee_ckks_context *ctx, const het
 /* ---------------------------------------------------------------------------
  * Encryption
  * ------------------------------------------------------------------------- */
-/* Public-key encryption: (v*pk0 + e0 + m, v*pk1 + e1), v ternary. */
+/* Public-key encryption: (v*pk0 + e0, v*pk1 + e1) computed over Q*P, v
+ * ternary, divided by P (rounding) and then + (m, 0): the fresh noise is
+ * about that of secret-key encryption. The ciphertext has pt's level and
+ * scale. Errors: HETEE_ERR_CONTEXT, HETEE_ERR_LEVEL (empty plaintext),
+ * HETEE_ERR_CRYPTO (no OS entropy), HETEE_ERR_NOMEM. */
 HETEE_API int hetee_ckks_encrypt_pk(const hetee_ckks_context *ctx, const hetee_ckks_public_key *pk,
                                     const hetee_ckks_plaintext *pt, hetee_ckks_ciphertext *out) HETEE_WUR;
 /* Symmetric encryption: (-a*s + e + m, a) with a expanded from a fresh
@@ -166,7 +171,8 @@ HETEE_API int hetee_ckks_encrypt_pk(const hetee_ckks_context *ctx, const hetee_c
  * serialization is half size. */
 HETEE_API int hetee_ckks_encrypt_sk(const hetee_ckks_context *ctx, const hetee_ckks_secret_key *sk,
                                     const hetee_ckks_plaintext *pt, hetee_ckks_ciphertext *out) HETEE_WUR;
-/* Decrypts a ciphertext of size 2 or 3. */
+/* Decrypts a ciphertext of size 2 or 3 (plaintext at the ciphertext's level
+ * and scale). */
 HETEE_API int hetee_ckks_decrypt(const hetee_ckks_context *ctx, const hetee_ckks_secret_key *sk,
                                  const hetee_ckks_ciphertext *ct, hetee_ckks_plaintext *out) HETEE_WUR;
 
@@ -181,6 +187,8 @@ HETEE_API int hetee_ckks_eval_sub(const hetee_ckks_context *ctx, const hetee_ckk
                                   const hetee_ckks_ciphertext *b, hetee_ckks_ciphertext *out) HETEE_WUR;
 HETEE_API int hetee_ckks_eval_negate(const hetee_ckks_context *ctx, const hetee_ckks_ciphertext *a,
                                      hetee_ckks_ciphertext *out) HETEE_WUR;
+/* Plaintext operands may be at a level >= the ciphertext's (their extra
+ * primes are ignored). */
 HETEE_API int hetee_ckks_eval_add_plain(const hetee_ckks_context *ctx, const hetee_ckks_ciphertext *a,
                                         const hetee_ckks_plaintext *p, hetee_ckks_ciphertext *out) HETEE_WUR;
 HETEE_API int hetee_ckks_eval_sub_plain(const hetee_ckks_context *ctx, const hetee_ckks_ciphertext *a,
@@ -203,7 +211,8 @@ HETEE_API int hetee_ckks_eval_mul(const hetee_ckks_context *ctx, const hetee_ckk
  * alias a or b. */
 HETEE_API int hetee_ckks_eval_mul_acc(const hetee_ckks_context *ctx, const hetee_ckks_ciphertext *a,
                                       const hetee_ckks_ciphertext *b, hetee_ckks_ciphertext *acc) HETEE_WUR;
-/* Size-3 -> size-2 with the relinearization key. */
+/* Size-3 -> size-2 with the relinearization key (hybrid key switching).
+ * HETEE_ERR_NO_KEY if rk is NULL, HETEE_ERR_FORM if a is not of size 3. */
 HETEE_API int hetee_ckks_eval_relin(const hetee_ckks_context *ctx, const hetee_ckks_relin_key *rk,
                                     const hetee_ckks_ciphertext *a, hetee_ckks_ciphertext *out) HETEE_WUR;
 HETEE_API int hetee_ckks_eval_mul_relin(const hetee_ckks_context *ctx, const hetee_ckks_relin_key *rk,
@@ -217,7 +226,8 @@ HETEE_API int hetee_ckks_eval_rescale(const hetee_ckks_context *ctx, const hetee
 HETEE_API int hetee_ckks_eval_drop_level(const hetee_ckks_context *ctx, const hetee_ckks_ciphertext *a,
                                          int level, hetee_ckks_ciphertext *out) HETEE_WUR;
 /* Rotates slots left by `step` (slot i of out = slot i+step of a); negative
- * steps rotate right. HETEE_ERR_NO_KEY if gk has no key for step. */
+ * steps rotate right. HETEE_ERR_NO_KEY if gk is NULL or has no key for
+ * step; HETEE_ERR_FORM if a has size 3 (relinearize first). */
 HETEE_API int hetee_ckks_eval_rotate(const hetee_ckks_context *ctx, const hetee_ckks_galois_keys *gk,
                                      const hetee_ckks_ciphertext *a, int step,
                                      hetee_ckks_ciphertext *out) HETEE_WUR;
@@ -254,6 +264,10 @@ typedef enum hetee_ckks_obj_type {
 } hetee_ckks_obj_type;
 
 HETEE_API int hetee_ckks_literal_save(const hetee_ckks_context *ctx, uint8_t **buf, size_t *len) HETEE_WUR;
+/* Rebuilds the context from a saved literal and checks primes and
+ * fingerprint (HETEE_ERR_FORMAT on mismatch). Loaded parameters always pass
+ * the 128-bit check (HETEE_ERR_INSECURE otherwise), whatever the saved
+ * allow_insecure flag says. */
 HETEE_API int hetee_ckks_context_load(const uint8_t *buf, size_t len, hetee_ckks_context **out) HETEE_WUR;
 
 HETEE_API int hetee_ckks_secret_key_save(const hetee_ckks_context *ctx, const hetee_ckks_secret_key *k,

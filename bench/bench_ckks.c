@@ -1,0 +1,220 @@
+/*
+ * bench_ckks.c — `hetee-bench ckks [--json] [--logn 13|14|15] [--runs R]`:
+ * median single-threaded time of every CKKS primitive (>= 50 timed runs
+ * after warm-up), plus serialized ciphertext sizes.
+ *
+ * Parameters (as SEAL's examples for 13 and 14):
+ *   logN 13: q {60, 40, 40},            P {60},          scale 2^40 (218-bit bound: 200)
+ *   logN 14: q {60, 40 x 6},            P {60},          scale 2^40 (438-bit bound: 420)
+ *   logN 15: q {60, 40 x 14},           P {60, 60, 60},  scale 2^40 (881-bit bound: 800)
+ * Every op runs on top-level ciphertexts. --json prints one object per line:
+ *   {"op": "mul", "logN": 13, "median_us": 41.2}
+ *   {"op": "ct_bytes_pk", "logN": 13, "bytes": 393284}
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "hetee/ckks.h"
+
+#define MAX_RUNS 100000
+
+static double now_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec * 1e-3;
+}
+
+static int cmp_d(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+typedef struct {
+  hetee_ckks_context *ctx;
+  hetee_ckks_secret_key *sk;
+  hetee_ckks_public_key *pk;
+  hetee_ckks_relin_key *rk;
+  hetee_ckks_galois_keys *gk;
+  hetee_ckks_plaintext *pt, *pt2;
+  hetee_ckks_ciphertext *a, *b, *o, *m3, *r2, *outs[8];
+  double *vals, *dec;
+  uint64_t *poly;
+  size_t slots;
+  int level;
+} bench_state;
+
+typedef int (*op_fn)(bench_state *s);
+
+static int op_encode(bench_state *s) {
+  return hetee_ckks_encode_real(s->ctx, s->vals, s->slots, 0x1p40, s->level, s->pt2);
+}
+static int op_encrypt_pk(bench_state *s) { return hetee_ckks_encrypt_pk(s->ctx, s->pk, s->pt, s->o); }
+static int op_encrypt_sk(bench_state *s) { return hetee_ckks_encrypt_sk(s->ctx, s->sk, s->pt, s->o); }
+static int op_decrypt(bench_state *s) { return hetee_ckks_decrypt(s->ctx, s->sk, s->a, s->pt2); }
+static int op_decode(bench_state *s) { return hetee_ckks_decode_real(s->ctx, s->pt, s->dec, s->slots); }
+static int op_add(bench_state *s) { return hetee_ckks_eval_add(s->ctx, s->a, s->b, s->o); }
+static int op_mul(bench_state *s) { return hetee_ckks_eval_mul(s->ctx, s->a, s->b, s->m3); }
+static int op_relin(bench_state *s) { return hetee_ckks_eval_relin(s->ctx, s->rk, s->m3, s->o); }
+static int op_mul_relin(bench_state *s) { return hetee_ckks_eval_mul_relin(s->ctx, s->rk, s->a, s->b, s->o); }
+static int op_rescale(bench_state *s) { return hetee_ckks_eval_rescale(s->ctx, s->r2, s->o); }
+static int op_rotate(bench_state *s) { return hetee_ckks_eval_rotate(s->ctx, s->gk, s->a, 1, s->o); }
+static int op_hoisted8(bench_state *s) {
+  static const int steps[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+  return hetee_ckks_eval_rotate_hoisted(s->ctx, s->gk, s->a, steps, 8, s->outs);
+}
+static int op_keygen_relin(bench_state *s) {
+  hetee_ckks_relin_key *k = NULL;
+  int rc = hetee_ckks_keygen_relin(s->ctx, s->sk, &k);
+  hetee_ckks_relin_key_free(k);
+  return rc;
+}
+
+static int g_json = 0, g_logn = 13, g_runs = 50;
+
+static int time_op(bench_state *s, const char *name, op_fn fn, uint64_t *ntt_row, const hetee_ntt_tables *t) {
+  int runs = g_runs, warm = 3;
+  double *tv = malloc((size_t)runs * sizeof *tv);
+  if (!tv) return 1;
+  for (int r = 0; r < warm + runs; r++) {
+    double t0 = now_us();
+    int rc = 0;
+    if (ntt_row) hetee_ntt_forward(t, ntt_row);
+    else rc = fn(s);
+    double t1 = now_us();
+    if (rc) {
+      fprintf(stderr, "hetee-bench ckks: %s failed: %s: %s\n", name, hetee_strerror(rc), hetee_last_error());
+      free(tv);
+      return 1;
+    }
+    if (r >= warm) tv[r - warm] = t1 - t0;
+  }
+  qsort(tv, (size_t)runs, sizeof *tv, cmp_d);
+  double med = runs % 2 ? tv[runs / 2] : 0.5 * (tv[runs / 2 - 1] + tv[runs / 2]);
+  if (g_json) printf("{\"op\": \"%s\", \"logN\": %d, \"median_us\": %.1f}\n", name, g_logn, med);
+  else printf("  %-18s %12.1f us   (min %.1f, %d runs)\n", name, med, tv[0], runs);
+  fflush(stdout);
+  free(tv);
+  return 0;
+}
+
+static void usage(FILE *f) {
+  fprintf(f, "usage: hetee-bench ckks [--json] [--logn 13|14|15] [--runs R (>= 50)]\n");
+}
+
+int hetee_bench_ckks(int argc, char **argv) {
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--json")) g_json = 1;
+    else if (!strcmp(argv[i], "--logn") && i + 1 < argc) g_logn = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--runs") && i + 1 < argc) g_runs = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+      usage(stdout);
+      return 0;
+    } else {
+      usage(stderr);
+      return 2;
+    }
+  }
+  if ((g_logn < 13 || g_logn > 15) || g_runs < 50 || g_runs > MAX_RUNS) {
+    usage(stderr);
+    return 2;
+  }
+  hetee_ckks_literal lit;
+  memset(&lit, 0, sizeof lit);
+  lit.log_n = g_logn;
+  lit.default_scale = 0x1p40;
+  lit.q_bits[0] = 60;
+  int nq40 = g_logn == 13 ? 2 : g_logn == 14 ? 6 : 14;
+  for (int i = 1; i <= nq40; i++) lit.q_bits[i] = 40;
+  lit.nq = nq40 + 1;
+  lit.np = g_logn == 15 ? 3 : 1;
+  for (int i = 0; i < lit.np; i++) lit.p_bits[i] = 60;
+
+  bench_state s;
+  memset(&s, 0, sizeof s);
+  int rc = 1, fail = 0;
+  const int steps[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+  if (hetee_ckks_context_new(&lit, &s.ctx)) goto err;
+  s.slots = hetee_ckks_context_slots(s.ctx);
+  s.level = hetee_ckks_context_max_level(s.ctx);
+  s.vals = malloc(s.slots * sizeof(double));
+  s.dec = malloc(s.slots * sizeof(double));
+  s.poly = malloc(hetee_ckks_context_n(s.ctx) * sizeof(uint64_t));
+  if (!s.vals || !s.dec || !s.poly) goto err;
+  for (size_t i = 0; i < s.slots; i++) s.vals[i] = (double)((i * 7919) % 2001) / 1000.0 - 1.0;
+  if (hetee_ckks_keygen_secret(s.ctx, &s.sk) || hetee_ckks_keygen_public(s.ctx, s.sk, &s.pk) ||
+      hetee_ckks_keygen_relin(s.ctx, s.sk, &s.rk) || hetee_ckks_keygen_galois(s.ctx, s.sk, steps, 8, 0, &s.gk) ||
+      hetee_ckks_plaintext_new(s.ctx, &s.pt) || hetee_ckks_plaintext_new(s.ctx, &s.pt2) ||
+      hetee_ckks_ciphertext_new(s.ctx, &s.a) || hetee_ckks_ciphertext_new(s.ctx, &s.b) ||
+      hetee_ckks_ciphertext_new(s.ctx, &s.o) || hetee_ckks_ciphertext_new(s.ctx, &s.m3) ||
+      hetee_ckks_ciphertext_new(s.ctx, &s.r2))
+    goto err;
+  for (int i = 0; i < 8; i++)
+    if (hetee_ckks_ciphertext_new(s.ctx, &s.outs[i])) goto err;
+  if (hetee_ckks_encode_real(s.ctx, s.vals, s.slots, 0x1p40, s.level, s.pt) ||
+      hetee_ckks_encrypt_pk(s.ctx, s.pk, s.pt, s.a) || hetee_ckks_encrypt_pk(s.ctx, s.pk, s.pt, s.b) ||
+      hetee_ckks_eval_mul(s.ctx, s.a, s.b, s.m3) || hetee_ckks_eval_relin(s.ctx, s.rk, s.m3, s.r2))
+    goto err;
+
+  hetee_ntt_tables *t = NULL;
+  if (hetee_ntt_tables_new(g_logn, hetee_ckks_context_prime(s.ctx, 0), &t)) goto err;
+  for (size_t i = 0; i < hetee_ckks_context_n(s.ctx); i++) s.poly[i] = (i * 0x9E3779B97F4A7C15ULL) % hetee_ckks_context_prime(s.ctx, 0);
+  if (!g_json) {
+    printf("hetee-bench ckks: logN %d, q = {60, 40 x %d}, P = {60 x %d}, scale 2^40, 1 thread, NTT isa %s\n", g_logn,
+           nq40, lit.np, hetee_ring_isa_name());
+  }
+  fail |= time_op(&s, "ntt_fwd", NULL, s.poly, t); /* one prime (q_0), N coefficients */
+  hetee_ntt_tables_free(t);
+  fail |= time_op(&s, "encode", op_encode, NULL, NULL);
+  fail |= time_op(&s, "encrypt_pk", op_encrypt_pk, NULL, NULL);
+  fail |= time_op(&s, "encrypt_sk", op_encrypt_sk, NULL, NULL);
+  fail |= time_op(&s, "decrypt", op_decrypt, NULL, NULL);
+  fail |= time_op(&s, "decode", op_decode, NULL, NULL);
+  fail |= time_op(&s, "add", op_add, NULL, NULL);
+  fail |= time_op(&s, "mul", op_mul, NULL, NULL);
+  fail |= time_op(&s, "relin", op_relin, NULL, NULL);
+  fail |= time_op(&s, "mul_relin", op_mul_relin, NULL, NULL);
+  fail |= time_op(&s, "rescale", op_rescale, NULL, NULL); /* size-2 (relinearized) product */
+  fail |= time_op(&s, "rotate", op_rotate, NULL, NULL);
+  fail |= time_op(&s, "rotate_hoisted8", op_hoisted8, NULL, NULL);
+  fail |= time_op(&s, "keygen_relin", op_keygen_relin, NULL, NULL);
+
+  /* serialized sizes */
+  {
+    uint8_t *buf = NULL;
+    size_t len_pk = 0, len_sk = 0;
+    if (hetee_ckks_ciphertext_save(s.ctx, s.a, &buf, &len_pk)) goto err;
+    free(buf);
+    if (hetee_ckks_encrypt_sk(s.ctx, s.sk, s.pt, s.o) || hetee_ckks_ciphertext_save(s.ctx, s.o, &buf, &len_sk))
+      goto err;
+    free(buf);
+    if (g_json) {
+      printf("{\"op\": \"ct_bytes_pk\", \"logN\": %d, \"bytes\": %zu}\n", g_logn, len_pk);
+      printf("{\"op\": \"ct_bytes_sk_seeded\", \"logN\": %d, \"bytes\": %zu}\n", g_logn, len_sk);
+    } else {
+      printf("  %-18s %12zu bytes\n", "ct_bytes_pk", len_pk);
+      printf("  %-18s %12zu bytes\n", "ct_bytes_sk_seeded", len_sk);
+    }
+  }
+  rc = fail ? 1 : 0;
+err:
+  if (rc && !fail) fprintf(stderr, "hetee-bench ckks: setup failed: %s\n", hetee_last_error());
+  for (int i = 0; i < 8; i++) hetee_ckks_ciphertext_free(s.outs[i]);
+  hetee_ckks_ciphertext_free(s.a);
+  hetee_ckks_ciphertext_free(s.b);
+  hetee_ckks_ciphertext_free(s.o);
+  hetee_ckks_ciphertext_free(s.m3);
+  hetee_ckks_ciphertext_free(s.r2);
+  hetee_ckks_plaintext_free(s.pt);
+  hetee_ckks_plaintext_free(s.pt2);
+  hetee_ckks_galois_keys_free(s.gk);
+  hetee_ckks_relin_key_free(s.rk);
+  hetee_ckks_public_key_free(s.pk);
+  hetee_ckks_secret_key_free(s.sk);
+  hetee_ckks_context_free(s.ctx);
+  free(s.vals);
+  free(s.dec);
+  free(s.poly);
+  return rc;
+}

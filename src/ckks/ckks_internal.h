@@ -1,0 +1,276 @@
+/*
+ * ckks_internal.h — the CKKS layer's private structures: the checked context
+ * (one hetee_modulus + NTT table per prime, rescale / key-switching / encoder
+ * constants), keys, plaintexts and ciphertexts, and the helpers shared by the
+ * files of src/ckks (keyswitch.c, encoder.c, eval*.c, serialize.c).
+ *
+ * Layout conventions (see docs/ckks.md):
+ *  - The full prime chain is q_0..q_{nq-1}, p_0..p_{np-1}; global prime index
+ *    i < nq is q_i, nq + k is p_k.
+ *  - An object at level l stores l+1 rows of N residues (primes q_0..q_l),
+ *    always in NTT form (bit-reversed evaluation order of the ring layer).
+ *  - Key-switching keys store all nq+np rows per polynomial; at level l only
+ *    rows 0..l and nq..nq+np-1 are used.
+ *  - "Extended" buffers of the key switch at level l hold l+1+np rows: rows
+ *    0..l are q_0..q_l, rows l+1.. are p_0..p_{np-1} (ext_prime()).
+ */
+#ifndef HETEE_CKKS_INTERNAL_H
+#define HETEE_CKKS_INTERNAL_H
+
+#include <complex.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hetee/ckks.h"
+#include "hetee/ring.h"
+
+#define CKKS_MAX_PRIMES (HETEE_CKKS_MAX_Q + HETEE_CKKS_MAX_P)
+
+/* Basis-extension constants of one key-switching digit at one level:
+ * the digit holds primes first..first+count-1 (global indices) and
+ * D = prod of them. For x given by its residues x_i (i in the digit),
+ * y_i = x_i * (D/q_i)^-1 mod q_i, and x ~ sum_i y_i * (D/q_i) modulo any
+ * other prime t (fast base conversion, error a small multiple of D). */
+typedef struct ckks_digit {
+  int first, count;
+  uint64_t hat_inv[HETEE_CKKS_MAX_P];       /* (D/q_i)^-1 mod q_i */
+  uint64_t hat_inv_shoup[HETEE_CKKS_MAX_P];
+  uint64_t *hat_mod;                        /* [count][nt]: (D/q_i) mod prime t */
+  /* Centered digits: floor(D/2) is added before the conversion and
+   * subtracted after, so the extended value lies in (-D/2, D/2) instead of
+   * [0, D) (a non-centered digit has a mean that turns into a smooth,
+   * low-frequency error concentrated in a few slots). */
+  uint64_t hd_src[HETEE_CKKS_MAX_P];        /* floor(D/2) mod q_(first+a) */
+  uint64_t *hd_mod;                         /* [nt]: floor(D/2) mod prime t */
+  uint64_t *d_mod;                          /* [nt]: D mod prime t (exact conversion) */
+} ckks_digit;
+
+typedef struct ckks_level_ks {
+  int ndigits;
+  ckks_digit *digits; /* [ndigits] */
+} ckks_level_ks;
+
+struct hetee_ckks_context {
+  hetee_ckks_literal lit;
+  int log_n;
+  size_t n;
+  int nq, np, nt;                /* nt = nq + np */
+  int alpha;                     /* primes per digit = np */
+  int dnum;                      /* digits at the top level */
+  double default_scale;
+  int threads;
+  hetee_modulus mod[CKKS_MAX_PRIMES];
+  hetee_ntt_tables *ntt[CKKS_MAX_PRIMES];
+  uint8_t fingerprint[HETEE_CKKS_FINGERPRINT_BYTES];
+
+  /* Rescale: rs_inv[l][i] = q_l^-1 mod q_i (i < l), with Shoup constants;
+   * rs_half_mod[l][i] = floor(q_l/2) mod q_i. Row l has l entries. */
+  uint64_t **rs_inv, **rs_inv_shoup, **rs_half_mod;
+
+  /* Key switching: per level basis extension of each digit, and ModDown
+   * constants: phat_inv[k] = (P/p_k)^-1 mod p_k, phat_mod[k][i] = (P/p_k)
+   * mod q_i, pinv[i] = P^-1 mod q_i, pmod[i] = P mod q_i. */
+  ckks_level_ks *ks;             /* [nq] */
+  uint64_t phat_inv[HETEE_CKKS_MAX_P], phat_inv_shoup[HETEE_CKKS_MAX_P];
+  uint64_t *phat_mod;            /* [np][nq] */
+  uint64_t pinv[HETEE_CKKS_MAX_Q], pinv_shoup[HETEE_CKKS_MAX_Q];
+  uint64_t pmod[HETEE_CKKS_MAX_Q];
+  /* Rounding ModDown: floor(P/2) mod p_k and mod q_i (the remainder mod P
+   * is taken centered, so ModDown rounds instead of flooring). */
+  uint64_t hp_p[HETEE_CKKS_MAX_P], hp_q[HETEE_CKKS_MAX_Q];
+
+  /* Decoding (Garner mixed radix, balanced digits): gar_inv[i] =
+   * (q_0...q_{i-1})^-1 mod q_i; gar_pmod[i][k] = (q_0...q_{k-1}) mod q_i
+   * for k < i; gar_qmod[i][k] = q_k mod q_i. */
+  uint64_t *gar_inv;             /* [nq] */
+  uint64_t *gar_pmod;            /* [nq][nq] */
+  uint64_t *gar_qmod;            /* [nq][nq] */
+
+  /* Encoder: M = 2N, zeta = exp(2 pi i / M); rot5[j] = 5^j mod M for
+   * j < N/2; fft_tw[h + j] (h = 1, 2, 4, .., N/4; j < h) =
+   * zeta^((5^j mod 8h) * M / 8h), the twiddles of the butterfly stage of
+   * half-length h (stage length 2h, CKKS special FFT). */
+  uint64_t *rot5;
+  double complex *fft_tw;
+  uint32_t *bitrev;              /* bit reversal permutation of N/2 */
+};
+
+struct hetee_ckks_secret_key {
+  uint8_t fp[HETEE_CKKS_FINGERPRINT_BYTES];
+  size_t n;
+  int nt;
+  int8_t *small;   /* N ternary coefficients */
+  uint64_t *s;     /* nt rows, NTT form */
+};
+
+struct hetee_ckks_public_key {
+  uint8_t fp[HETEE_CKKS_FINGERPRINT_BYTES];
+  uint8_t seed[HETEE_SEED_BYTES]; /* a = expand(seed), all nt rows */
+  uint64_t *b;     /* nt rows (Q and P): -a s + e */
+  uint64_t *a;     /* nt rows */
+};
+
+/* One key-switching key from s' to s: for digit j,
+ * b_j = -a_j s + e_j + P * g_j * s' over all nt primes, a_j = expand(seed, j). */
+typedef struct ckks_ksk {
+  uint64_t galois;  /* 0 for the relinearization key */
+  uint8_t seed[HETEE_SEED_BYTES];
+  int dnum;
+  uint64_t **b;     /* [dnum] nt rows */
+  uint64_t **a;     /* [dnum] nt rows */
+  uint32_t *perm;   /* Galois keys: NTT-domain permutation of X -> X^galois */
+} ckks_ksk;
+
+struct hetee_ckks_relin_key {
+  uint8_t fp[HETEE_CKKS_FINGERPRINT_BYTES];
+  ckks_ksk k;
+};
+
+struct hetee_ckks_galois_keys {
+  uint8_t fp[HETEE_CKKS_FINGERPRINT_BYTES];
+  size_t n;        /* ring degree (for step reduction) */
+  size_t count;
+  ckks_ksk *keys;  /* sorted by galois element */
+};
+
+struct hetee_ckks_plaintext {
+  uint8_t fp[HETEE_CKKS_FINGERPRINT_BYTES];
+  int level;       /* -1: empty */
+  double scale;
+  size_t n;
+  size_t cap_rows; /* allocated rows */
+  uint64_t *data;  /* (level+1) rows, NTT form */
+};
+
+struct hetee_ckks_ciphertext {
+  uint8_t fp[HETEE_CKKS_FINGERPRINT_BYTES];
+  int level;       /* -1: empty */
+  int size;        /* 2 or 3 */
+  double scale;
+  size_t n;
+  size_t cap_rows; /* allocated rows per polynomial */
+  uint64_t *c[3];  /* each (level+1) rows, NTT form */
+  int seeded;      /* 1: c[1] = expand(seed) untouched since encrypt_sk */
+  uint8_t seed[HETEE_SEED_BYTES];
+};
+
+/* PRG domains (the nonce of the ChaCha20 stream). */
+#define CKKS_DOMAIN_CT_A 0x0000000000000001ULL  /* a of a symmetric ciphertext */
+#define CKKS_DOMAIN_PK_A 0x0000000000000002ULL  /* a of the public key */
+#define CKKS_DOMAIN_KSK_A 0x0000000000000100ULL /* + digit index: a_j of a ksk */
+
+/* ---- helpers (internal, hidden visibility) ---- */
+
+static inline uint64_t *ckks_row(uint64_t *p, size_t n, int i) { return p + (size_t)i * n; }
+
+/* Global prime index of row r of an extended buffer at level l. */
+static inline int ckks_ext_prime(const hetee_ckks_context *ctx, int l, int r) {
+  return r <= l ? r : ctx->nq + (r - l - 1);
+}
+
+/* Reduces a full 128-bit value modulo m (two Barrett steps). */
+static inline uint64_t ckks_reduce_u128(unsigned __int128 x, const hetee_modulus *m) {
+  uint64_t hi = hetee_mod_reduce64((uint64_t)(x >> 64), m);
+  return hetee_mod_reduce128(((unsigned __int128)hi << 64) | (uint64_t)x, m);
+}
+
+/* x mod q for any 64-bit x with one multiply-high (Barrett with
+ * floor(2^64/q) = barrett_hi): r = x - floor(x * floor(2^64/q) / 2^64) q is
+ * in [0, 2q) for q < 2^63; one branch-free correction. */
+static inline uint64_t ckks_reduce64(uint64_t x, const hetee_modulus *m) {
+  uint64_t qe = (uint64_t)(((unsigned __int128)x * m->barrett_hi) >> 64);
+  uint64_t r = x - qe * m->q;
+  uint64_t t = r - m->q;
+  uint64_t mask = (uint64_t)0 - (uint64_t)(r >= m->q);
+  return (t & mask) | (r & ~mask);
+}
+
+/* Uninitialised 64-byte aligned scratch (freed with hetee_free / free). */
+static inline uint64_t *ckks_scratch(size_t words) {
+  size_t bytes = (words * 8 + 63) & ~(size_t)63;
+  return (uint64_t *)aligned_alloc(64, bytes ? bytes : 64);
+}
+
+/* Signed 64-bit value modulo q (branch-free: masks, no data-dependent
+ * branch, so it may see secret values). */
+static inline uint64_t ckks_from_i64(int64_t v, const hetee_modulus *m) {
+  uint64_t sign = (uint64_t)0 - ((uint64_t)v >> 63);      /* all ones if v < 0 */
+  uint64_t mag = ((uint64_t)v ^ sign) - sign;             /* |v|, also for INT64_MIN */
+  uint64_t r = ckks_reduce64(mag, m);
+  uint64_t neg = sign & ((uint64_t)0 - (uint64_t)(r != 0));
+  return ((m->q - r) & neg) | (r & ~neg);
+}
+
+int ckks_check_ctx(const hetee_ckks_context *ctx, const uint8_t *fp, const char *what);
+int ckks_ct_reserve(const hetee_ckks_context *ctx, hetee_ckks_ciphertext *ct, int level, int size);
+int ckks_pt_reserve(const hetee_ckks_context *ctx, hetee_ckks_plaintext *pt, int level);
+void ckks_ct_set_fp(const hetee_ckks_context *ctx, hetee_ckks_ciphertext *ct);
+
+/* Expands a uniform polynomial (rows of the given global primes, in order)
+ * from (seed, domain). Deterministic: the same rows come out for any prefix
+ * of prime indices listed in the same order. */
+void ckks_expand_uniform(const hetee_ckks_context *ctx, const uint8_t seed[HETEE_SEED_BYTES], uint64_t domain,
+                         const int *primes, int nrows, uint64_t *out);
+
+/* Small signed polynomial (N int8 coefficients) to NTT form on the given
+ * global primes. */
+void ckks_small_to_ntt(const hetee_ckks_context *ctx, const int8_t *v, const int *primes, int nrows,
+                       uint64_t *out);
+
+/* Key switching (keyswitch.c). */
+int ckks_ksk_gen(const hetee_ckks_context *ctx, const hetee_ckks_secret_key *sk, const uint64_t *sprime,
+                 uint64_t galois, ckks_ksk *out);
+int ckks_ksk_expand(const hetee_ckks_context *ctx, ckks_ksk *k); /* fills a from seed */
+int ckks_ksk_alloc(const hetee_ckks_context *ctx, ckks_ksk *k);
+void ckks_ksk_free(ckks_ksk *k);
+
+/* ModUp: d (level l, NTT form, l+1 rows) -> ext[j] for each digit j, each
+ * (l+1+np) rows in NTT form. ext must hold ndigits * (l+1+np) * N words.
+ * The rows of a digit's own primes are not written: the inner product reads
+ * them from d, which must stay unchanged until then. */
+void ckks_modup(const hetee_ckks_context *ctx, int l, const uint64_t *d, uint64_t *ext, uint64_t *tmp);
+/* Inner product of the extended digits (own-prime rows from d; all
+ * optionally permuted by perm) with key k, then ModDown; adds the results into out0/out1 (l+1 rows each, NTT
+ * form). If out1_set, out1 is overwritten instead of added to. */
+void ckks_ks_inner_moddown(const hetee_ckks_context *ctx, int l, const uint64_t *ext, const uint64_t *d,
+                           const uint32_t *perm, const ckks_ksk *k, uint64_t *out0, uint64_t *out1, int out1_set,
+                           uint64_t *work);
+/* ModDown by P of acc (l+1+np rows, ext layout, NTT form; clobbered):
+ * out rows 0..l += (or, if set, =) round(acc / P). ybuf: np rows, conv:
+ * l+1 rows of scratch. */
+void ckks_moddown(const hetee_ckks_context *ctx, int l, uint64_t *acc, uint64_t *out, int set, uint64_t *ybuf,
+                  uint64_t *conv);
+/* Key switches d (level l, NTT form) with k and adds the result to out0 and
+ * (or, if out1_set, stores it in) out1 (eval.c). */
+int ckks_keyswitch_add(const hetee_ckks_context *ctx, int l, const uint64_t *d, const ckks_ksk *k, uint64_t *out0,
+                       uint64_t *out1, int out1_set);
+/* Words of scratch the two functions above need at level l. */
+size_t ckks_ks_ext_words(const hetee_ckks_context *ctx, int l);
+size_t ckks_ks_work_words(const hetee_ckks_context *ctx, int l);
+
+/* Keys (keys.c). */
+int ckks_sk_alloc(const hetee_ckks_context *ctx, hetee_ckks_secret_key **out);
+int ckks_sk_from_small(const hetee_ckks_context *ctx, hetee_ckks_secret_key *k);
+int ckks_pk_alloc(const hetee_ckks_context *ctx, hetee_ckks_public_key **out);
+void ckks_pk_expand(const hetee_ckks_context *ctx, hetee_ckks_public_key *k);
+uint64_t ckks_galois_elt(size_t n, int step);
+/* Fills k->perm for k->galois. */
+int ckks_ksk_set_perm(const hetee_ckks_context *ctx, ckks_ksk *k);
+const ckks_ksk *ckks_galois_find(const hetee_ckks_galois_keys *gk, uint64_t g);
+
+/* Encoder internals (encoder.c): special FFT on N/2 complex values. */
+void ckks_fft_special(const hetee_ckks_context *ctx, double complex *v);
+void ckks_fft_special_inv(const hetee_ckks_context *ctx, double complex *v);
+/* Rounds real coefficients to residues on primes 0..level (coefficient
+ * form). HETEE_ERR_SCALE if a value does not fit Q_level / 2. */
+int ckks_round_to_rns(const hetee_ckks_context *ctx, const double *coef, int level, uint64_t *out);
+/* Scalar version for constants. */
+int ckks_const_to_rns(const hetee_ckks_context *ctx, double v, int level, uint64_t *res);
+
+/* Fingerprint compare (constant time not needed: public). */
+static inline int ckks_fp_eq(const uint8_t *a, const uint8_t *b) {
+  return memcmp(a, b, HETEE_CKKS_FINGERPRINT_BYTES) == 0;
+}
+
+#endif

@@ -1,0 +1,351 @@
+/*
+ * keyswitch.c — hybrid key switching (Han–Ki, "Better bootstrapping for
+ * approximate HE", CT-RSA 2020; GHS special modulus): key generation, the
+ * ModUp basis extension of each digit, the inner product with the key and
+ * ModDown by P.
+ *
+ * Digits: alpha = np consecutive ciphertext primes; at level l the digits are
+ * {q_0..q_{alpha-1}}, {q_alpha..}, .. truncated at q_l. For digit j with
+ * product D_j, the key holds b_j = -a_j s + e_j + P * g_j * s' over Q*P,
+ * where g_j = 1 mod the digit's primes and 0 mod every other prime (a CRT
+ * gadget that stays valid when a level drops primes). Switching a
+ * polynomial d (NTT form, level l):
+ *   ModUp:   d_j = [d]_{D_j} taken centered in (-D_j/2, D_j/2), extended
+ *            to Q_l*P by fast base conversion (error a small multiple of
+ *            D_j, killed by g_j),
+ *   inner:   (c0', c1') = sum_j d_j * (b_j, a_j)  over Q_l*P (NTT form),
+ *   ModDown: c' <- (c' - conv_P->Q([c']_P)) * P^-1 mod each q_i, with the
+ *            remainder [c']_P centered (+floor(P/2) before, - after), so
+ *            the division rounds instead of flooring,
+ * giving c0' + c1' s ~ d s' with error ~ sum_j d_j e_j / P + rounding.
+ * Hoisting (Halevi–Shoup 2018): the extended digits of one c1 are permuted
+ * by each Galois automorphism in NTT form (a permutation of evaluations), so
+ * ModUp runs once for many rotations.
+ */
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ckks/ckks_internal.h"
+
+int ckks_ksk_alloc(const hetee_ckks_context *ctx, ckks_ksk *k) {
+  size_t words = (size_t)ctx->nt * ctx->n;
+  k->dnum = ctx->dnum;
+  k->b = calloc((size_t)k->dnum, sizeof(uint64_t *));
+  k->a = calloc((size_t)k->dnum, sizeof(uint64_t *));
+  if (!k->b || !k->a) return hetee_error(HETEE_ERR_NOMEM, "key allocation");
+  for (int j = 0; j < k->dnum; j++) {
+    k->b[j] = hetee_alloc(words * 8);
+    k->a[j] = hetee_alloc(words * 8);
+    if (!k->b[j] || !k->a[j]) return hetee_error(HETEE_ERR_NOMEM, "key allocation");
+  }
+  return 0;
+}
+
+void ckks_ksk_free(ckks_ksk *k) {
+  if (!k) return;
+  for (int j = 0; j < k->dnum; j++) {
+    if (k->b) hetee_free(k->b[j]);
+    if (k->a) hetee_free(k->a[j]);
+  }
+  free(k->b);
+  free(k->a);
+  free(k->perm);
+  k->perm = NULL;
+  k->b = k->a = NULL;
+  k->dnum = 0;
+}
+
+int ckks_ksk_expand(const hetee_ckks_context *ctx, ckks_ksk *k) {
+  int primes[CKKS_MAX_PRIMES];
+  for (int i = 0; i < ctx->nt; i++) primes[i] = i;
+  for (int j = 0; j < k->dnum; j++)
+    ckks_expand_uniform(ctx, k->seed, CKKS_DOMAIN_KSK_A + (uint64_t)j, primes, ctx->nt, k->a[j]);
+  return 0;
+}
+
+int ckks_ksk_gen(const hetee_ckks_context *ctx, const hetee_ckks_secret_key *sk, const uint64_t *sprime,
+                 uint64_t galois, ckks_ksk *out) {
+  size_t n = ctx->n;
+  int nt = ctx->nt, rc;
+  int primes[CKKS_MAX_PRIMES];
+  uint8_t eseed[HETEE_SEED_BYTES];
+  hetee_prg prg;
+  int8_t *e = malloc(n);
+  uint64_t *ent = hetee_alloc((size_t)nt * n * 8);
+  memset(&prg, 0, sizeof prg);
+  if (!e || !ent) {
+    rc = hetee_error(HETEE_ERR_NOMEM, "key generation buffers");
+    goto err;
+  }
+  for (int i = 0; i < nt; i++) primes[i] = i;
+  out->galois = galois;
+  if ((rc = hetee_seed_random(out->seed)) || (rc = hetee_seed_random(eseed))) goto err;
+  if ((rc = ckks_ksk_alloc(ctx, out)) || (rc = ckks_ksk_expand(ctx, out))) goto err;
+  hetee_prg_init(&prg, eseed, 0);
+  for (int j = 0; j < out->dnum; j++) {
+    hetee_sample_cbd(&prg, e, n);
+    ckks_small_to_ntt(ctx, e, primes, nt, ent);
+    int lo = j * ctx->alpha, hi = lo + ctx->alpha < ctx->nq ? lo + ctx->alpha : ctx->nq;
+#pragma omp parallel for if (ctx->threads > 1) num_threads(ctx->threads)
+    for (int i = 0; i < nt; i++) {
+      const hetee_modulus *m = &ctx->mod[i];
+      uint64_t *b = out->b[j] + (size_t)i * n;
+      const uint64_t *a = out->a[j] + (size_t)i * n, *s = sk->s + (size_t)i * n, *er = ent + (size_t)i * n;
+      for (size_t c = 0; c < n; c++) b[c] = hetee_mod_sub(er[c], hetee_mod_mul(a[c], s[c], m), m->q);
+      if (i >= lo && i < hi) {
+        uint64_t pm = ctx->pmod[i], pms = hetee_shoup_prep(pm, m->q);
+        const uint64_t *sp = sprime + (size_t)i * n;
+        for (size_t c = 0; c < n; c++) b[c] = hetee_mod_add(b[c], hetee_mod_mul_shoup(sp[c], pm, pms, m->q), m->q);
+      }
+    }
+  }
+  rc = 0;
+err:
+  hetee_prg_wipe(&prg);
+  sodium_memzero(eseed, sizeof eseed);
+  if (e) {
+    sodium_memzero(e, n);
+    free(e);
+  }
+  if (ent) hetee_free_secure(ent, (size_t)nt * n * 8);
+  return rc;
+}
+
+size_t ckks_ks_ext_words(const hetee_ckks_context *ctx, int l) {
+  return (size_t)ctx->ks[l].ndigits * (size_t)(l + 1 + ctx->np) * ctx->n;
+}
+
+size_t ckks_ks_work_words(const hetee_ckks_context *ctx, int l) {
+  size_t r = (size_t)(l + 1 + ctx->np);
+  size_t modup = (size_t)(l + 2 + ctx->alpha) * ctx->n;
+  size_t inner = (2 * r + (size_t)ctx->np + (size_t)(l + 1)) * ctx->n;
+  return modup > inner ? modup : inner;
+}
+
+void ckks_modup(const hetee_ckks_context *ctx, int l, const uint64_t *d, uint64_t *ext, uint64_t *tmp) {
+  size_t n = ctx->n;
+  int R = l + 1 + ctx->np;
+  const ckks_level_ks *ks = &ctx->ks[l];
+  uint64_t *coef = tmp;                      /* l+1 rows, coefficient form */
+  uint64_t *y = tmp + (size_t)(l + 1) * n;   /* alpha rows */
+  memcpy(coef, d, (size_t)(l + 1) * n * 8);
+#pragma omp parallel for if (ctx->threads > 1) num_threads(ctx->threads)
+  for (int i = 0; i <= l; i++) hetee_ntt_inverse(ctx->ntt[i], coef + (size_t)i * n);
+  for (int j = 0; j < ks->ndigits; j++) {
+    const ckks_digit *dg = &ks->digits[j];
+    uint64_t *e = ext + (size_t)j * R * n;
+    for (int a = 0; a < dg->count; a++) {
+      int pi = dg->first + a;
+      const hetee_modulus *mi = &ctx->mod[pi];
+      const uint64_t *src = coef + (size_t)pi * n;
+      uint64_t w = dg->hat_inv[a], ws = dg->hat_inv_shoup[a], q = mi->q;
+      uint64_t *ya = y + (size_t)a * n;
+      hetee_vec_add_scalar(mi, src, dg->hd_src[a], ya, n); /* centered digit */
+      if (w != 1)
+        for (size_t c = 0; c < n; c++) ya[c] = hetee_mod_mul_shoup(ya[c], w, ws, q);
+    }
+    /* multi-prime digit: sum_a y_a (D/q_a) = x' + u D, u = floor(sum_a y_a /
+     * q_a) < count; subtracting u D makes the extension exact, so the
+     * extended digit is the centered one (an uncorrected u adds a
+     * non-centered multiple of D, i.e. a smooth error after the product
+     * with the key's noise). u goes to the spare row after y. */
+    uint64_t *u = y + (size_t)ctx->alpha * n;
+    if (dg->count > 1) {
+      long double inv[HETEE_CKKS_MAX_P];
+      for (int a = 0; a < dg->count; a++) inv[a] = 1.0L / (long double)ctx->mod[dg->first + a].q;
+      for (size_t c = 0; c < n; c++) {
+        long double f = 0;
+        for (int a = 0; a < dg->count; a++) f += (long double)y[(size_t)a * n + c] * inv[a];
+        u[c] = (uint64_t)f;
+      }
+    }
+#pragma omp parallel for if (ctx->threads > 1) num_threads(ctx->threads)
+    for (int r = 0; r < R; r++) {
+      int t = ckks_ext_prime(ctx, l, r);
+      uint64_t *row = e + (size_t)r * n;
+      /* own prime: the input row itself (already NTT form) is read by the
+       * inner product; this ext row stays unused */
+      if (t >= dg->first && t < dg->first + dg->count && t <= l) continue;
+      const hetee_modulus *mt = &ctx->mod[t];
+      uint64_t qt = mt->q, hd = dg->hd_mod[t];
+      if (dg->count == 1) {
+        /* row = y mod t * hat - floor(D/2), one pass */
+        uint64_t h = dg->hat_mod[t], hs = hetee_shoup_prep(h, qt);
+        if (h == 1 && ctx->mod[dg->first].q < qt) {
+          hetee_vec_add_scalar(mt, y, qt - hd, row, n); /* y < q_j < t: no reduction; hd > 0 */
+        } else if (h == 1) {
+          for (size_t c = 0; c < n; c++) row[c] = hetee_mod_sub(ckks_reduce64(y[c], mt), hd, qt);
+        } else {
+          for (size_t c = 0; c < n; c++) row[c] = hetee_mod_sub(hetee_mod_mul_shoup(y[c], h, hs, qt), hd, qt);
+        }
+      } else {
+        for (size_t c = 0; c < n; c++) {
+          unsigned __int128 s = 0;
+          for (int a = 0; a < dg->count; a++)
+            s += (unsigned __int128)y[(size_t)a * n + c] * dg->hat_mod[(size_t)a * ctx->nt + t];
+          uint64_t ud = ckks_reduce64(u[c] * dg->d_mod[t], mt); /* u < count: no overflow */
+          row[c] = hetee_mod_sub(hetee_mod_sub(ckks_reduce_u128(s, mt), ud, qt), hd, qt);
+        }
+      }
+      hetee_ntt_forward(ctx->ntt[t], row);
+    }
+  }
+}
+
+/* ModDown of one polynomial acc (R rows over Q_l*P, NTT form); result rows
+ * 0..l added to (or stored in) out. */
+void ckks_moddown(const hetee_ckks_context *ctx, int l, uint64_t *acc, uint64_t *out, int set, uint64_t *ybuf,
+                  uint64_t *conv) {
+  size_t n = ctx->n;
+  int np = ctx->np, nq = ctx->nq;
+  for (int k = 0; k < np; k++) {
+    uint64_t *row = acc + (size_t)(l + 1 + k) * n, *yk = ybuf + (size_t)k * n;
+    const hetee_modulus *mp = &ctx->mod[nq + k];
+    hetee_ntt_inverse(ctx->ntt[nq + k], row);
+    hetee_vec_add_scalar(mp, row, ctx->hp_p[k], row, n); /* centered remainder */
+    if (ctx->phat_inv[k] == 1) memcpy(yk, row, n * 8);
+    else
+      for (size_t c = 0; c < n; c++) yk[c] = hetee_mod_mul_shoup(row[c], ctx->phat_inv[k], ctx->phat_inv_shoup[k], mp->q);
+  }
+  /* np > 1: sum_k y_k (P/p_k) = x' + u P with u = floor(sum_k y_k / p_k)
+   * (x' = remainder + floor(P/2) in [0, P)); u is computed in long double
+   * and subtracted, making the conversion exact (Halevi–Polyakov–Shoup) —
+   * an uncorrected u in [0, np) would add a non-centered error to every
+   * coefficient. u is stored in the (no longer needed) first P row. */
+  uint64_t *u = acc + (size_t)(l + 1) * n;
+  if (np > 1) {
+    long double inv[HETEE_CKKS_MAX_P];
+    for (int k = 0; k < np; k++) inv[k] = 1.0L / (long double)ctx->mod[nq + k].q;
+    for (size_t c = 0; c < n; c++) {
+      long double f = 0;
+      for (int k = 0; k < np; k++) f += (long double)ybuf[(size_t)k * n + c] * inv[k];
+      u[c] = (uint64_t)f;
+    }
+  }
+#pragma omp parallel for if (ctx->threads > 1) num_threads(ctx->threads)
+  for (int i = 0; i <= l; i++) {
+    const hetee_modulus *mi = &ctx->mod[i];
+    uint64_t q = mi->q;
+    uint64_t *cv = conv + (size_t)i * n;
+    uint64_t hp = ctx->hp_q[i];
+    if (np == 1) {
+      uint64_t h = ctx->phat_mod[i];
+      if (h == 1) {
+        for (size_t c = 0; c < n; c++) cv[c] = hetee_mod_sub(ckks_reduce64(ybuf[c], mi), hp, q);
+      } else {
+        uint64_t hs = hetee_shoup_prep(h, q);
+        for (size_t c = 0; c < n; c++) cv[c] = hetee_mod_sub(hetee_mod_mul_shoup(ybuf[c], h, hs, q), hp, q);
+      }
+    } else {
+      for (size_t c = 0; c < n; c++) {
+        unsigned __int128 s = 0;
+        for (int k = 0; k < np; k++) s += (unsigned __int128)ybuf[(size_t)k * n + c] * ctx->phat_mod[(size_t)k * nq + i];
+        uint64_t up = ckks_reduce64(u[c] * ctx->pmod[i], mi); /* u < np: no overflow */
+        cv[c] = hetee_mod_sub(hetee_mod_sub(ckks_reduce_u128(s, mi), up, q), hp, q); /* - u P - floor(P/2) */
+      }
+    }
+    hetee_ntt_forward(ctx->ntt[i], cv);
+    const uint64_t *ai = acc + (size_t)i * n;
+    uint64_t *o = out + (size_t)i * n;
+    /* (acc - conv) * P^-1 with the ring's (SIMD) kernels */
+    hetee_vec_sub(mi, ai, cv, cv, n);
+    if (set) {
+      hetee_vec_mul_scalar(mi, cv, ctx->pinv[i], o, n);
+    } else {
+      hetee_vec_mul_scalar(mi, cv, ctx->pinv[i], cv, n);
+      hetee_vec_add(mi, o, cv, o, n);
+    }
+  }
+}
+
+void ckks_ks_inner_moddown(const hetee_ckks_context *ctx, int l, const uint64_t *ext, const uint64_t *d,
+                           const uint32_t *perm, const ckks_ksk *k, uint64_t *out0, uint64_t *out1, int out1_set,
+                           uint64_t *work) {
+  size_t n = ctx->n;
+  int R = l + 1 + ctx->np, nd = ctx->ks[l].ndigits;
+  uint64_t *acc0 = work, *acc1 = work + (size_t)R * n;
+  uint64_t *ybuf = acc1 + (size_t)R * n;
+  uint64_t *conv = ybuf + (size_t)ctx->np * n;
+  /* the ring's pointwise kernels beat the 128-bit scalar loop only with
+   * IFMA (primes < 2^50) */
+  int vec_rows = strcmp(hetee_ring_isa_name(), "avx512ifma") == 0;
+#pragma omp parallel for if (ctx->threads > 1) num_threads(ctx->threads)
+  for (int r = 0; r < R; r++) {
+    int t = ckks_ext_prime(ctx, l, r);
+    const hetee_modulus *mt = &ctx->mod[t];
+    uint64_t *a0 = acc0 + (size_t)r * n, *a1 = acc1 + (size_t)r * n;
+    const uint64_t *xs[HETEE_CKKS_MAX_Q], *bs[HETEE_CKKS_MAX_Q], *as[HETEE_CKKS_MAX_Q];
+    for (int j = 0; j < nd; j++) {
+      const ckks_digit *dg = &ctx->ks[l].digits[j];
+      int own = t <= l && t >= dg->first && t < dg->first + dg->count;
+      xs[j] = own ? d + (size_t)t * n : ext + ((size_t)j * R + r) * n;
+      bs[j] = k->b[j] + (size_t)t * n;
+      as[j] = k->a[j] + (size_t)t * n;
+    }
+    if (vec_rows && mt->q < ((uint64_t)1 << 50)) {
+      /* primes < 2^50 with the ring's IFMA kernels: 2 nd pointwise
+       * multiply(-adds), each reducing; digits permuted first if needed */
+      uint64_t *px = perm ? ckks_scratch((size_t)nd * n) : NULL;
+      if (!perm || px) {
+        for (int j = 0; j < nd; j++) {
+          const uint64_t *x = xs[j];
+          if (perm) {
+            hetee_vec_permute(perm, xs[j], px + (size_t)j * n, n);
+            x = px + (size_t)j * n;
+          }
+          if (j == 0) {
+            hetee_vec_mul(mt, x, bs[0], a0, n);
+            hetee_vec_mul(mt, x, as[0], a1, n);
+          } else {
+            hetee_vec_muladd(mt, x, bs[j], a0, n);
+            hetee_vec_muladd(mt, x, as[j], a1, n);
+          }
+        }
+        hetee_free(px);
+        continue;
+      }
+    }
+    /* nd products of residues < q sum below q 2^64 when nd q < 2^64: then
+     * one Barrett reduction per coefficient suffices */
+    int single = (unsigned __int128)nd * mt->q < ((unsigned __int128)1 << 64);
+    if (single && !perm) {
+      for (size_t c = 0; c < n; c++) {
+        unsigned __int128 s0 = 0, s1 = 0;
+        for (int j = 0; j < nd; j++) {
+          uint64_t x = xs[j][c];
+          s0 += (unsigned __int128)x * bs[j][c];
+          s1 += (unsigned __int128)x * as[j][c];
+        }
+        a0[c] = hetee_mod_reduce128(s0, mt);
+        a1[c] = hetee_mod_reduce128(s1, mt);
+      }
+    } else if (single) {
+      for (size_t c = 0; c < n; c++) {
+        unsigned __int128 s0 = 0, s1 = 0;
+        size_t src = perm[c];
+        for (int j = 0; j < nd; j++) {
+          uint64_t x = xs[j][src];
+          s0 += (unsigned __int128)x * bs[j][c];
+          s1 += (unsigned __int128)x * as[j][c];
+        }
+        a0[c] = hetee_mod_reduce128(s0, mt);
+        a1[c] = hetee_mod_reduce128(s1, mt);
+      }
+    } else {
+      for (size_t c = 0; c < n; c++) {
+        unsigned __int128 s0 = 0, s1 = 0;
+        size_t src = perm ? perm[c] : c;
+        for (int j = 0; j < nd; j++) {
+          uint64_t x = xs[j][src];
+          s0 += (unsigned __int128)x * bs[j][c];
+          s1 += (unsigned __int128)x * as[j][c];
+        }
+        a0[c] = ckks_reduce_u128(s0, mt);
+        a1[c] = ckks_reduce_u128(s1, mt);
+      }
+    }
+  }
+  ckks_moddown(ctx, l, acc0, out0, 0, ybuf, conv);
+  ckks_moddown(ctx, l, acc1, out1, out1_set, ybuf, conv);
+}

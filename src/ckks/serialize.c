@@ -1,0 +1,556 @@
+/*
+ * serialize.c — binary formats of every CKKS object (layout as in SEAL's
+ * serialization: fixed little-endian header, then the body), with seeded
+ * variants that store a 32-byte PRG seed instead of a uniform polynomial
+ * (secret-key ciphertexts, public key, key-switching keys: about half size).
+ *
+ * Header (52 bytes): magic "HETE" | u16 header size (52) | u16 version (1) |
+ * u16 object type | u16 flags | u64 total size | 32-byte fingerprint.
+ * Bodies and the byte tables are documented in docs/ckks.md.
+ *
+ * Loaders treat the bytes as hostile: every field is range-checked before it
+ * is used to size anything, the total size must match exactly, residues must
+ * be < their prime, and nothing aborts. Errors: HETEE_ERR_TRUNCATED,
+ * HETEE_ERR_FORMAT, HETEE_ERR_VERSION, HETEE_ERR_CONTEXT, HETEE_ERR_RANGE.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ckks/ckks_internal.h"
+
+#define HDR_SIZE 52
+#define FMT_VERSION 1
+#define FLAG_SEEDED 1u
+
+typedef struct {
+  uint8_t *p;
+  size_t pos;
+} wr;
+
+static void put_u16(wr *w, uint16_t v) {
+  for (int b = 0; b < 2; b++) w->p[w->pos++] = (uint8_t)(v >> (8 * b));
+}
+static void put_u32(wr *w, uint32_t v) {
+  for (int b = 0; b < 4; b++) w->p[w->pos++] = (uint8_t)(v >> (8 * b));
+}
+static void put_u64(wr *w, uint64_t v) {
+  for (int b = 0; b < 8; b++) w->p[w->pos++] = (uint8_t)(v >> (8 * b));
+}
+static void put_f64(wr *w, double d) {
+  uint64_t v;
+  memcpy(&v, &d, 8);
+  put_u64(w, v);
+}
+static void put_bytes(wr *w, const void *src, size_t n) {
+  memcpy(w->p + w->pos, src, n);
+  w->pos += n;
+}
+static void put_rows(wr *w, const uint64_t *rows, size_t words) {
+  for (size_t i = 0; i < words; i++) put_u64(w, rows[i]);
+}
+
+typedef struct {
+  const uint8_t *p;
+  size_t len, pos;
+} rd;
+
+static int get_u16(rd *r, uint16_t *v) {
+  if (r->len - r->pos < 2) return HETEE_ERR_TRUNCATED;
+  *v = (uint16_t)(r->p[r->pos] | (r->p[r->pos + 1] << 8));
+  r->pos += 2;
+  return 0;
+}
+static int get_u32(rd *r, uint32_t *v) {
+  if (r->len - r->pos < 4) return HETEE_ERR_TRUNCATED;
+  uint32_t x = 0;
+  for (int b = 0; b < 4; b++) x |= (uint32_t)r->p[r->pos + b] << (8 * b);
+  r->pos += 4;
+  *v = x;
+  return 0;
+}
+static uint64_t ld_u64(const uint8_t *p) {
+  uint64_t x = 0;
+  for (int b = 0; b < 8; b++) x |= (uint64_t)p[b] << (8 * b);
+  return x;
+}
+static int get_u64(rd *r, uint64_t *v) {
+  if (r->len - r->pos < 8) return HETEE_ERR_TRUNCATED;
+  *v = ld_u64(r->p + r->pos);
+  r->pos += 8;
+  return 0;
+}
+static int get_f64(rd *r, double *d) {
+  uint64_t v;
+  int rc = get_u64(r, &v);
+  if (!rc) memcpy(d, &v, 8);
+  return rc;
+}
+static int get_bytes(rd *r, void *dst, size_t n) {
+  if (r->len - r->pos < n) return HETEE_ERR_TRUNCATED;
+  memcpy(dst, r->p + r->pos, n);
+  r->pos += n;
+  return 0;
+}
+
+/* Reads `nrows` rows whose global prime indices are primes[] (NULL: row r is
+ * prime r), checking every residue < its prime. */
+static int get_rows(const hetee_ckks_context *ctx, rd *r, const int *primes, int nrows, uint64_t *out) {
+  size_t n = ctx->n;
+  if ((r->len - r->pos) / 8 / n < (size_t)nrows) return hetee_error(HETEE_ERR_TRUNCATED, "body shorter than its rows");
+  for (int i = 0; i < nrows; i++) {
+    uint64_t q = ctx->mod[primes ? primes[i] : i].q;
+    const uint8_t *src = r->p + r->pos + (size_t)i * n * 8;
+    uint64_t *dst = out + (size_t)i * n;
+    uint64_t bad = 0;
+    for (size_t c = 0; c < n; c++) {
+      uint64_t v = ld_u64(src + 8 * c);
+      bad |= (uint64_t)(v >= q);
+      dst[c] = v;
+    }
+    if (bad) return hetee_error(HETEE_ERR_RANGE, "residue >= its prime in row %d", i);
+  }
+  r->pos += (size_t)nrows * n * 8;
+  return 0;
+}
+
+static int begin(const hetee_ckks_context *ctx, uint16_t type, uint16_t flags, size_t body, uint8_t **buf,
+                 size_t *len, wr *w) {
+  size_t total = HDR_SIZE + body;
+  w->p = malloc(total);
+  w->pos = 0;
+  if (!w->p) return hetee_error(HETEE_ERR_NOMEM, "serialization buffer");
+  put_bytes(w, "HETE", 4);
+  put_u16(w, HDR_SIZE);
+  put_u16(w, FMT_VERSION);
+  put_u16(w, type);
+  put_u16(w, flags);
+  put_u64(w, total);
+  put_bytes(w, ctx->fingerprint, HETEE_CKKS_FINGERPRINT_BYTES);
+  *buf = w->p;
+  *len = total;
+  return 0;
+}
+
+/* Parses and checks the header; fp_ctx NULL skips the fingerprint check
+ * (the parameter object checks it against the rebuilt context). */
+static int parse_header(const uint8_t *buf, size_t len, uint16_t type, const uint8_t *fp_ctx, uint16_t *flags,
+                        uint8_t fp[HETEE_CKKS_FINGERPRINT_BYTES], rd *r) {
+  if (!buf) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL buffer");
+  if (len < HDR_SIZE) return hetee_error(HETEE_ERR_TRUNCATED, "%zu bytes: shorter than the header", len);
+  if (memcmp(buf, "HETE", 4) != 0) return hetee_error(HETEE_ERR_FORMAT, "bad magic");
+  r->p = buf;
+  r->len = len;
+  r->pos = 4;
+  uint16_t hsize, version, t;
+  uint64_t total;
+  (void)get_u16(r, &hsize);
+  (void)get_u16(r, &version);
+  (void)get_u16(r, &t);
+  (void)get_u16(r, flags);
+  (void)get_u64(r, &total);
+  (void)get_bytes(r, fp, HETEE_CKKS_FINGERPRINT_BYTES);
+  if (hsize != HDR_SIZE) return hetee_error(HETEE_ERR_FORMAT, "header size %u, expected %d", hsize, HDR_SIZE);
+  if (version != FMT_VERSION) return hetee_error(HETEE_ERR_VERSION, "format version %u not supported", version);
+  if (t != type) return hetee_error(HETEE_ERR_FORMAT, "object type %u, expected %u", t, type);
+  if (total > len) return hetee_error(HETEE_ERR_TRUNCATED, "%zu bytes, header announces %llu", len,
+                                      (unsigned long long)total);
+  if (total != len) return hetee_error(HETEE_ERR_FORMAT, "%zu bytes, header announces %llu", len,
+                                       (unsigned long long)total);
+  if (fp_ctx && !ckks_fp_eq(fp, fp_ctx)) return hetee_error(HETEE_ERR_CONTEXT, "object made under other parameters");
+  return 0;
+}
+
+static int check_end(const rd *r) {
+  if (r->pos != r->len) return hetee_error(HETEE_ERR_FORMAT, "%zu trailing bytes", r->len - r->pos);
+  return 0;
+}
+
+static int save_args(const hetee_ckks_context *ctx, const void *obj, uint8_t **buf, size_t *len) {
+  if (!ctx || !obj || !buf || !len) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  *buf = NULL;
+  *len = 0;
+  return 0;
+}
+
+static int load_args(const hetee_ckks_context *ctx, const uint8_t *buf, const void *out) {
+  if (!ctx || !buf || !out) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  return 0;
+}
+
+/* ---------------------------------------------------------------- params */
+
+int hetee_ckks_literal_save(const hetee_ckks_context *ctx, uint8_t **buf, size_t *len) {
+  int rc = save_args(ctx, ctx, buf, len);
+  if (rc) return rc;
+  wr w;
+  size_t body = 4 * 4 + 8 + (size_t)ctx->nq + (size_t)ctx->np + 8 * (size_t)ctx->nt;
+  if ((rc = begin(ctx, HETEE_OBJ_PARAMS, 0, body, buf, len, &w))) return rc;
+  put_u32(&w, (uint32_t)ctx->log_n);
+  put_u32(&w, (uint32_t)ctx->nq);
+  put_u32(&w, (uint32_t)ctx->np);
+  put_u32(&w, (uint32_t)(ctx->lit.allow_insecure != 0));
+  put_f64(&w, ctx->default_scale);
+  for (int i = 0; i < ctx->nq; i++) w.p[w.pos++] = (uint8_t)ctx->lit.q_bits[i];
+  for (int i = 0; i < ctx->np; i++) w.p[w.pos++] = (uint8_t)ctx->lit.p_bits[i];
+  for (int i = 0; i < ctx->nt; i++) put_u64(&w, ctx->mod[i].q);
+  return 0;
+}
+
+int hetee_ckks_context_load(const uint8_t *buf, size_t len, hetee_ckks_context **out) {
+  if (!buf || !out) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  *out = NULL;
+  rd r;
+  uint16_t flags;
+  uint8_t fp[HETEE_CKKS_FINGERPRINT_BYTES];
+  int rc = parse_header(buf, len, HETEE_OBJ_PARAMS, NULL, &flags, fp, &r);
+  if (rc) return rc;
+  if (flags) return hetee_error(HETEE_ERR_FORMAT, "unknown flags 0x%x", flags);
+  uint32_t logn, nq, np, insecure;
+  hetee_ckks_literal lit;
+  memset(&lit, 0, sizeof lit);
+  if (get_u32(&r, &logn) || get_u32(&r, &nq) || get_u32(&r, &np) || get_u32(&r, &insecure) ||
+      get_f64(&r, &lit.default_scale))
+    return hetee_error(HETEE_ERR_FORMAT, "parameter body too short");
+  if (logn < HETEE_CKKS_MIN_LOGN || logn > HETEE_CKKS_MAX_LOGN || nq < 1 || nq > HETEE_CKKS_MAX_Q || np < 1 ||
+      np > HETEE_CKKS_MAX_P || insecure > 1)
+    return hetee_error(HETEE_ERR_FORMAT, "parameter fields out of range");
+  if (!(isfinite(lit.default_scale) && lit.default_scale >= 1.0))
+    return hetee_error(HETEE_ERR_FORMAT, "bad default scale");
+  if (r.len - r.pos != nq + np + 8 * (size_t)(nq + np)) return hetee_error(HETEE_ERR_FORMAT, "parameter body size");
+  lit.log_n = (int)logn;
+  lit.nq = (int)nq;
+  lit.np = (int)np;
+  /* The saved allow_insecure flag is not honoured: parameters read from
+   * bytes (possibly from an untrusted host) must pass the 128-bit check, so
+   * a file cannot downgrade security (HETEE_ERR_INSECURE). */
+  lit.allow_insecure = 0;
+  for (uint32_t i = 0; i < nq; i++) lit.q_bits[i] = r.p[r.pos++];
+  for (uint32_t i = 0; i < np; i++) lit.p_bits[i] = r.p[r.pos++];
+  hetee_ckks_context *ctx = NULL;
+  rc = hetee_ckks_context_new(&lit, &ctx);
+  if (rc == HETEE_ERR_PARAMS) rc = hetee_error(HETEE_ERR_FORMAT, "saved parameters invalid: %s", hetee_last_error());
+  if (rc) return rc;
+  for (int i = 0; i < ctx->nt; i++) {
+    uint64_t q = 0;
+    (void)get_u64(&r, &q);
+    if (q != ctx->mod[i].q) {
+      hetee_ckks_context_free(ctx);
+      return hetee_error(HETEE_ERR_FORMAT, "prime %d differs from the regenerated chain", i);
+    }
+  }
+  if (!ckks_fp_eq(fp, ctx->fingerprint)) {
+    hetee_ckks_context_free(ctx);
+    return hetee_error(HETEE_ERR_FORMAT, "fingerprint does not match the parameters");
+  }
+  *out = ctx;
+  return 0;
+}
+
+/* ---------------------------------------------------------------- keys */
+
+int hetee_ckks_secret_key_save(const hetee_ckks_context *ctx, const hetee_ckks_secret_key *k, uint8_t **buf,
+                               size_t *len) {
+  int rc = save_args(ctx, k, buf, len);
+  if (rc || (rc = ckks_check_ctx(ctx, k->fp, "secret key"))) return rc;
+  wr w;
+  if ((rc = begin(ctx, HETEE_OBJ_SECRET_KEY, 0, ctx->n, buf, len, &w))) return rc;
+  put_bytes(&w, k->small, ctx->n);
+  return 0;
+}
+
+int hetee_ckks_secret_key_load(const hetee_ckks_context *ctx, const uint8_t *buf, size_t len,
+                               hetee_ckks_secret_key **out) {
+  int rc = load_args(ctx, buf, out);
+  if (rc) return rc;
+  *out = NULL;
+  rd r;
+  uint16_t flags;
+  uint8_t fp[HETEE_CKKS_FINGERPRINT_BYTES];
+  if ((rc = parse_header(buf, len, HETEE_OBJ_SECRET_KEY, ctx->fingerprint, &flags, fp, &r))) return rc;
+  if (flags) return hetee_error(HETEE_ERR_FORMAT, "unknown flags 0x%x", flags);
+  if (r.len - r.pos != ctx->n) return hetee_error(HETEE_ERR_FORMAT, "secret key body size");
+  hetee_ckks_secret_key *k = NULL;
+  if ((rc = ckks_sk_alloc(ctx, &k))) return rc;
+  uint8_t bad = 0;
+  for (size_t i = 0; i < ctx->n; i++) {
+    int8_t v = (int8_t)r.p[r.pos + i];
+    bad |= (uint8_t)((v < -1) | (v > 1));
+    k->small[i] = v;
+  }
+  if (bad) {
+    hetee_ckks_secret_key_free(k);
+    return hetee_error(HETEE_ERR_RANGE, "secret key coefficient outside {-1, 0, 1}");
+  }
+  ckks_sk_from_small(ctx, k);
+  *out = k;
+  return 0;
+}
+
+int hetee_ckks_public_key_save(const hetee_ckks_context *ctx, const hetee_ckks_public_key *k, uint8_t **buf,
+                               size_t *len) {
+  int rc = save_args(ctx, k, buf, len);
+  if (rc || (rc = ckks_check_ctx(ctx, k->fp, "public key"))) return rc;
+  wr w;
+  size_t words = (size_t)ctx->nt * ctx->n;
+  if ((rc = begin(ctx, HETEE_OBJ_PUBLIC_KEY, FLAG_SEEDED, HETEE_SEED_BYTES + 8 * words, buf, len, &w))) return rc;
+  put_bytes(&w, k->seed, HETEE_SEED_BYTES);
+  put_rows(&w, k->b, words);
+  return 0;
+}
+
+int hetee_ckks_public_key_load(const hetee_ckks_context *ctx, const uint8_t *buf, size_t len,
+                               hetee_ckks_public_key **out) {
+  int rc = load_args(ctx, buf, out);
+  if (rc) return rc;
+  *out = NULL;
+  rd r;
+  uint16_t flags;
+  uint8_t fp[HETEE_CKKS_FINGERPRINT_BYTES];
+  if ((rc = parse_header(buf, len, HETEE_OBJ_PUBLIC_KEY, ctx->fingerprint, &flags, fp, &r))) return rc;
+  if (flags != FLAG_SEEDED) return hetee_error(HETEE_ERR_FORMAT, "unknown flags 0x%x", flags);
+  if (r.len - r.pos != HETEE_SEED_BYTES + 8 * (size_t)ctx->nt * ctx->n)
+    return hetee_error(HETEE_ERR_FORMAT, "public key body size");
+  hetee_ckks_public_key *k = NULL;
+  if ((rc = ckks_pk_alloc(ctx, &k))) return rc;
+  (void)get_bytes(&r, k->seed, HETEE_SEED_BYTES);
+  if ((rc = get_rows(ctx, &r, NULL, ctx->nt, k->b))) {
+    hetee_ckks_public_key_free(k);
+    return rc;
+  }
+  ckks_pk_expand(ctx, k);
+  *out = k;
+  return 0;
+}
+
+/* A key-switching key: u64 galois | seed | dnum x nt rows of b. */
+static size_t ksk_bytes(const hetee_ckks_context *ctx) {
+  return 8 + HETEE_SEED_BYTES + 8 * (size_t)ctx->dnum * ctx->nt * ctx->n;
+}
+
+static void put_ksk(const hetee_ckks_context *ctx, wr *w, const ckks_ksk *k) {
+  put_u64(w, k->galois);
+  put_bytes(w, k->seed, HETEE_SEED_BYTES);
+  for (int j = 0; j < k->dnum; j++) put_rows(w, k->b[j], (size_t)ctx->nt * ctx->n);
+}
+
+static int get_ksk(const hetee_ckks_context *ctx, rd *r, ckks_ksk *k) {
+  int rc;
+  if ((rc = get_u64(r, &k->galois)) || (rc = get_bytes(r, k->seed, HETEE_SEED_BYTES)))
+    return hetee_error(rc, "key truncated");
+  if ((rc = ckks_ksk_alloc(ctx, k))) return rc;
+  for (int j = 0; j < k->dnum; j++)
+    if ((rc = get_rows(ctx, r, NULL, ctx->nt, k->b[j]))) return rc;
+  return ckks_ksk_expand(ctx, k);
+}
+
+int hetee_ckks_relin_key_save(const hetee_ckks_context *ctx, const hetee_ckks_relin_key *k, uint8_t **buf,
+                              size_t *len) {
+  int rc = save_args(ctx, k, buf, len);
+  if (rc || (rc = ckks_check_ctx(ctx, k->fp, "relinearization key"))) return rc;
+  wr w;
+  if ((rc = begin(ctx, HETEE_OBJ_RELIN_KEY, FLAG_SEEDED, 4 + ksk_bytes(ctx), buf, len, &w))) return rc;
+  put_u32(&w, (uint32_t)ctx->dnum);
+  put_ksk(ctx, &w, &k->k);
+  return 0;
+}
+
+int hetee_ckks_relin_key_load(const hetee_ckks_context *ctx, const uint8_t *buf, size_t len,
+                              hetee_ckks_relin_key **out) {
+  int rc = load_args(ctx, buf, out);
+  if (rc) return rc;
+  *out = NULL;
+  rd r;
+  uint16_t flags;
+  uint8_t fp[HETEE_CKKS_FINGERPRINT_BYTES];
+  uint32_t dnum;
+  if ((rc = parse_header(buf, len, HETEE_OBJ_RELIN_KEY, ctx->fingerprint, &flags, fp, &r))) return rc;
+  if (flags != FLAG_SEEDED) return hetee_error(HETEE_ERR_FORMAT, "unknown flags 0x%x", flags);
+  if (get_u32(&r, &dnum) || dnum != (uint32_t)ctx->dnum) return hetee_error(HETEE_ERR_FORMAT, "bad digit count");
+  if (r.len - r.pos != ksk_bytes(ctx)) return hetee_error(HETEE_ERR_FORMAT, "relinearization key body size");
+  hetee_ckks_relin_key *k = calloc(1, sizeof *k);
+  if (!k) return hetee_error(HETEE_ERR_NOMEM, "relinearization key");
+  memcpy(k->fp, ctx->fingerprint, sizeof k->fp);
+  if ((rc = get_ksk(ctx, &r, &k->k))) goto err;
+  if (k->k.galois != 0) {
+    rc = hetee_error(HETEE_ERR_FORMAT, "relinearization key with a Galois element");
+    goto err;
+  }
+  *out = k;
+  return 0;
+err:
+  hetee_ckks_relin_key_free(k);
+  return rc;
+}
+
+int hetee_ckks_galois_keys_save(const hetee_ckks_context *ctx, const hetee_ckks_galois_keys *k, uint8_t **buf,
+                                size_t *len) {
+  int rc = save_args(ctx, k, buf, len);
+  if (rc || (rc = ckks_check_ctx(ctx, k->fp, "Galois keys"))) return rc;
+  wr w;
+  if ((rc = begin(ctx, HETEE_OBJ_GALOIS_KEYS, FLAG_SEEDED, 8 + k->count * ksk_bytes(ctx), buf, len, &w))) return rc;
+  put_u32(&w, (uint32_t)k->count);
+  put_u32(&w, (uint32_t)ctx->dnum);
+  for (size_t i = 0; i < k->count; i++) put_ksk(ctx, &w, &k->keys[i]);
+  return 0;
+}
+
+int hetee_ckks_galois_keys_load(const hetee_ckks_context *ctx, const uint8_t *buf, size_t len,
+                                hetee_ckks_galois_keys **out) {
+  int rc = load_args(ctx, buf, out);
+  if (rc) return rc;
+  *out = NULL;
+  rd r;
+  uint16_t flags;
+  uint8_t fp[HETEE_CKKS_FINGERPRINT_BYTES];
+  uint32_t count, dnum;
+  if ((rc = parse_header(buf, len, HETEE_OBJ_GALOIS_KEYS, ctx->fingerprint, &flags, fp, &r))) return rc;
+  if (flags != FLAG_SEEDED) return hetee_error(HETEE_ERR_FORMAT, "unknown flags 0x%x", flags);
+  if (get_u32(&r, &count) || get_u32(&r, &dnum)) return hetee_error(HETEE_ERR_FORMAT, "Galois keys body too short");
+  if (dnum != (uint32_t)ctx->dnum) return hetee_error(HETEE_ERR_FORMAT, "bad digit count");
+  /* count <= N (distinct odd elements < 2N); size check before allocating */
+  if (count > ctx->n || (r.len - r.pos) / ksk_bytes(ctx) != count || (r.len - r.pos) % ksk_bytes(ctx) != 0)
+    return hetee_error(HETEE_ERR_FORMAT, "Galois keys body size");
+  hetee_ckks_galois_keys *k = calloc(1, sizeof *k);
+  if (!k) return hetee_error(HETEE_ERR_NOMEM, "Galois keys");
+  memcpy(k->fp, ctx->fingerprint, sizeof k->fp);
+  k->n = ctx->n;
+  k->keys = calloc(count ? count : 1, sizeof(ckks_ksk));
+  if (!k->keys) {
+    rc = hetee_error(HETEE_ERR_NOMEM, "Galois keys");
+    goto err;
+  }
+  for (uint32_t i = 0; i < count; i++) {
+    k->count = i + 1;
+    if ((rc = get_ksk(ctx, &r, &k->keys[i]))) goto err;
+    uint64_t g = k->keys[i].galois;
+    if (!(g & 1) || g <= 1 || g >= 2 * ctx->n || (i && g <= k->keys[i - 1].galois)) {
+      rc = hetee_error(HETEE_ERR_FORMAT, "bad Galois element %llu", (unsigned long long)g);
+      goto err;
+    }
+    if ((rc = ckks_ksk_set_perm(ctx, &k->keys[i]))) goto err;
+  }
+  *out = k;
+  return 0;
+err:
+  hetee_ckks_galois_keys_free(k);
+  return rc;
+}
+
+/* ---------------------------------------------------------------- data */
+
+int hetee_ckks_plaintext_save(const hetee_ckks_context *ctx, const hetee_ckks_plaintext *pt, uint8_t **buf,
+                              size_t *len) {
+  int rc = save_args(ctx, pt, buf, len);
+  if (rc || (rc = ckks_check_ctx(ctx, pt->fp, "plaintext"))) return rc;
+  if (pt->level < 0) return hetee_error(HETEE_ERR_LEVEL, "plaintext is empty");
+  wr w;
+  size_t words = (size_t)(pt->level + 1) * ctx->n;
+  if ((rc = begin(ctx, HETEE_OBJ_PLAINTEXT, 0, 16 + 8 * words, buf, len, &w))) return rc;
+  put_u32(&w, (uint32_t)pt->level);
+  put_u32(&w, 0);
+  put_f64(&w, pt->scale);
+  put_rows(&w, pt->data, words);
+  return 0;
+}
+
+static int check_level_scale(const hetee_ckks_context *ctx, uint32_t level, double scale) {
+  if (level >= (uint32_t)ctx->nq) return hetee_error(HETEE_ERR_FORMAT, "level %u out of range", level);
+  if (!(isfinite(scale) && scale > 0)) return hetee_error(HETEE_ERR_FORMAT, "scale not finite and > 0");
+  return 0;
+}
+
+int hetee_ckks_plaintext_load(const hetee_ckks_context *ctx, const uint8_t *buf, size_t len,
+                              hetee_ckks_plaintext **out) {
+  int rc = load_args(ctx, buf, out);
+  if (rc) return rc;
+  *out = NULL;
+  rd r;
+  uint16_t flags;
+  uint8_t fp[HETEE_CKKS_FINGERPRINT_BYTES];
+  uint32_t level, reserved;
+  double scale;
+  if ((rc = parse_header(buf, len, HETEE_OBJ_PLAINTEXT, ctx->fingerprint, &flags, fp, &r))) return rc;
+  if (flags) return hetee_error(HETEE_ERR_FORMAT, "unknown flags 0x%x", flags);
+  if (get_u32(&r, &level) || get_u32(&r, &reserved) || get_f64(&r, &scale))
+    return hetee_error(HETEE_ERR_FORMAT, "plaintext body too short");
+  if (reserved) return hetee_error(HETEE_ERR_FORMAT, "reserved field not zero");
+  if ((rc = check_level_scale(ctx, level, scale))) return rc;
+  if (r.len - r.pos != 8 * (size_t)(level + 1) * ctx->n) return hetee_error(HETEE_ERR_FORMAT, "plaintext body size");
+  hetee_ckks_plaintext *pt = NULL;
+  if ((rc = hetee_ckks_plaintext_new(ctx, &pt)) || (rc = ckks_pt_reserve(ctx, pt, (int)level)) ||
+      (rc = get_rows(ctx, &r, NULL, (int)level + 1, pt->data))) {
+    hetee_ckks_plaintext_free(pt);
+    return rc;
+  }
+  pt->scale = scale;
+  if ((rc = check_end(&r))) {
+    hetee_ckks_plaintext_free(pt);
+    return rc;
+  }
+  *out = pt;
+  return 0;
+}
+
+int hetee_ckks_ciphertext_save(const hetee_ckks_context *ctx, const hetee_ckks_ciphertext *ct, uint8_t **buf,
+                               size_t *len) {
+  int rc = save_args(ctx, ct, buf, len);
+  if (rc || (rc = ckks_check_ctx(ctx, ct->fp, "ciphertext"))) return rc;
+  if (ct->level < 0) return hetee_error(HETEE_ERR_LEVEL, "ciphertext is empty");
+  wr w;
+  size_t words = (size_t)(ct->level + 1) * ctx->n;
+  int seeded = ct->seeded && ct->size == 2;
+  size_t body = 16 + (seeded ? 8 * words + HETEE_SEED_BYTES : 8 * words * (size_t)ct->size);
+  if ((rc = begin(ctx, HETEE_OBJ_CIPHERTEXT, seeded ? FLAG_SEEDED : 0, body, buf, len, &w))) return rc;
+  put_u32(&w, (uint32_t)ct->level);
+  put_u32(&w, (uint32_t)ct->size);
+  put_f64(&w, ct->scale);
+  put_rows(&w, ct->c[0], words);
+  if (seeded) put_bytes(&w, ct->seed, HETEE_SEED_BYTES);
+  else
+    for (int k = 1; k < ct->size; k++) put_rows(&w, ct->c[k], words);
+  return 0;
+}
+
+int hetee_ckks_ciphertext_load(const hetee_ckks_context *ctx, const uint8_t *buf, size_t len,
+                               hetee_ckks_ciphertext **out) {
+  int rc = load_args(ctx, buf, out);
+  if (rc) return rc;
+  *out = NULL;
+  rd r;
+  uint16_t flags;
+  uint8_t fp[HETEE_CKKS_FINGERPRINT_BYTES];
+  uint32_t level, size;
+  double scale;
+  if ((rc = parse_header(buf, len, HETEE_OBJ_CIPHERTEXT, ctx->fingerprint, &flags, fp, &r))) return rc;
+  if (flags & ~FLAG_SEEDED) return hetee_error(HETEE_ERR_FORMAT, "unknown flags 0x%x", flags);
+  if (get_u32(&r, &level) || get_u32(&r, &size) || get_f64(&r, &scale))
+    return hetee_error(HETEE_ERR_FORMAT, "ciphertext body too short");
+  if ((rc = check_level_scale(ctx, level, scale))) return rc;
+  if (size < 2 || size > 3) return hetee_error(HETEE_ERR_FORMAT, "ciphertext size %u not in 2..3", size);
+  int seeded = (flags & FLAG_SEEDED) != 0;
+  if (seeded && size != 2) return hetee_error(HETEE_ERR_FORMAT, "seeded ciphertext of size %u", size);
+  size_t words = (size_t)(level + 1) * ctx->n;
+  size_t want = seeded ? 8 * words + HETEE_SEED_BYTES : 8 * words * size;
+  if (r.len - r.pos != want) return hetee_error(HETEE_ERR_FORMAT, "ciphertext body size");
+  hetee_ckks_ciphertext *ct = NULL;
+  if ((rc = hetee_ckks_ciphertext_new(ctx, &ct)) || (rc = ckks_ct_reserve(ctx, ct, (int)level, (int)size))) goto err;
+  if ((rc = get_rows(ctx, &r, NULL, (int)level + 1, ct->c[0]))) goto err;
+  if (seeded) {
+    int primes[HETEE_CKKS_MAX_Q];
+    for (uint32_t i = 0; i <= level; i++) primes[i] = (int)i;
+    (void)get_bytes(&r, ct->seed, HETEE_SEED_BYTES);
+    ckks_expand_uniform(ctx, ct->seed, CKKS_DOMAIN_CT_A, primes, (int)level + 1, ct->c[1]);
+    ct->seeded = 1;
+  } else {
+    for (uint32_t k = 1; k < size; k++)
+      if ((rc = get_rows(ctx, &r, NULL, (int)level + 1, ct->c[k]))) goto err;
+  }
+  ct->scale = scale;
+  if ((rc = check_end(&r))) goto err;
+  *out = ct;
+  return 0;
+err:
+  hetee_ckks_ciphertext_free(ct);
+  return rc;
+}

@@ -1,0 +1,124 @@
+/*
+ * hetee/host.h — the untrusted host's handle on the enclave process.
+ *
+ * hetee_enclave_start() spawns hetee-launcher (the sim backend's CPU
+ * stand-in), which measures and starts hetee-enclave; the host talks to the
+ * enclave over a socketpair with the framed protocol of hetee/enclave.h.
+ * Every call sends one request and waits for its reply; enclave-side failures
+ * come back as the enclave's own status code and detail
+ * (hetee_last_error()). If the enclave process dies, the call fails with
+ * HETEE_ERR_IO; with `auto_restart` the handle starts a new enclave at once
+ * (unsealing `seal_path` if that file exists), so the next call works.
+ *
+ * Ciphertexts cross this API in hetee_ckks serialized form. Buffers returned
+ * through uint8_t ** are malloc'd: free them with free().
+ *
+ * Thread-safety: a handle is not thread-safe; use one per thread or lock.
+ */
+#ifndef HETEE_HOST_H
+#define HETEE_HOST_H
+
+#include "hetee/common.h"
+#include "hetee/enclave.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct hetee_enclave hetee_enclave;
+
+typedef struct hetee_enclave_options {
+  const char *platform_dir;  /* required: the sim platform (hetee platform init) */
+  const char *enclave_path;  /* NULL: hetee-enclave next to the launcher */
+  const char *launcher_path; /* NULL: $HETEE_BIN_DIR/hetee-launcher, else next to
+                                the running executable */
+  const char *config;        /* NULL: HETEE_ENCLAVE_DEFAULT_CONFIG (measured) */
+  const char *seal_path;     /* NULL: no unseal on automatic restart */
+  int auto_restart;          /* restart a dead enclave inside the failing call */
+} hetee_enclave_options;
+
+typedef struct hetee_enclave_info {
+  int pid;                         /* the enclave process */
+  uint8_t measurement[32];         /* as reported by the launcher */
+  uint8_t channel_pk[32];
+  uint8_t bundle_fp[32];
+  int have_keys;
+  uint32_t slots;
+  char config[1100];
+} hetee_enclave_info;
+
+/* Starts the launcher + enclave and checks it answers.
+ * Errors: HETEE_ERR_INVALID_ARG, HETEE_ERR_IO (cannot spawn / enclave died at
+ * start), and whatever the launcher reports (HETEE_ERR_NOT_FOUND for a
+ * missing platform or binary, ...). */
+HETEE_API int hetee_enclave_start(const hetee_enclave_options *opt, hetee_enclave **out) HETEE_WUR;
+/* Asks the enclave to shut down, reaps both processes. NULL is a no-op. */
+HETEE_API void hetee_enclave_free(hetee_enclave *e);
+/* Kills (if still alive) and starts a fresh enclave (unsealing seal_path if
+ * set and present). */
+HETEE_API int hetee_enclave_restart(hetee_enclave *e) HETEE_WUR;
+/* Number of restarts so far (automatic or explicit). */
+HETEE_API unsigned hetee_enclave_restarts(const hetee_enclave *e);
+
+HETEE_API int hetee_enclave_info_get(hetee_enclave *e, hetee_enclave_info *out) HETEE_WUR;
+/* Generates the CKKS keys (once per enclave state): rotation keys for
+ * steps[0..n). Errors: HETEE_ERR_STATE (keys exist), HETEE_ERR_LIMIT (more
+ * steps than the configuration allows), HETEE_ERR_INVALID_ARG (bad step). */
+HETEE_API int hetee_enclave_keygen(hetee_enclave *e, const int *steps, size_t n) HETEE_WUR;
+HETEE_API int hetee_enclave_public_keys(hetee_enclave *e, uint8_t **bundle, size_t *len) HETEE_WUR;
+/* Evidence for a verifier's nonce, with the channel key and bundle
+ * fingerprint it binds. */
+HETEE_API int hetee_enclave_evidence(hetee_enclave *e, const uint8_t nonce[HETEE_NONCE_BYTES], uint8_t **evidence,
+                                     size_t *len, uint8_t channel_pk[32], uint8_t bundle_fp[32]) HETEE_WUR;
+/* Seals the enclave's state and writes it atomically to path; unseal reads
+ * it back into the enclave (HETEE_ERR_AUTH if another binary/platform
+ * sealed it). */
+HETEE_API int hetee_enclave_seal(hetee_enclave *e, const char *path) HETEE_WUR;
+HETEE_API int hetee_enclave_unseal(hetee_enclave *e, const char *path) HETEE_WUR;
+
+/* Relays a party's session handshake / sealed message (hetee/client.h) and
+ * returns the enclave's answer for the party. */
+HETEE_API int hetee_enclave_session_open(hetee_enclave *e, const uint8_t *hs, size_t len, uint8_t **reply,
+                                         size_t *rlen) HETEE_WUR;
+HETEE_API int hetee_enclave_session_msg(hetee_enclave *e, const uint8_t *msg, size_t len, uint8_t **reply,
+                                        size_t *rlen) HETEE_WUR;
+
+/* One refresh job (see hetee_refresh_spec): n input ciphertexts in, *nout
+ * fresh ciphertexts out (arrays malloc'd; free each element and the arrays,
+ * or use hetee_enclave_cts_free). */
+HETEE_API int hetee_enclave_refresh(hetee_enclave *e, const hetee_refresh_spec *spec, const uint8_t *const *cts,
+                                    const size_t *lens, size_t n, uint8_t ***out, size_t **out_lens,
+                                    size_t *nout) HETEE_WUR;
+/* Streaming form for batches of independent groups: `spec` describes one
+ * group of `group` input ciphertexts; the n inputs (a multiple of group) are
+ * sent group by group, so enclave memory stays bounded however large n is.
+ * Outputs are concatenated in order. */
+HETEE_API int hetee_enclave_refresh_stream(hetee_enclave *e, const hetee_refresh_spec *spec, size_t group,
+                                           const uint8_t *const *cts, const size_t *lens, size_t n,
+                                           uint8_t ***out, size_t **out_lens, size_t *nout) HETEE_WUR;
+HETEE_API void hetee_enclave_cts_free(uint8_t **cts, size_t *lens, size_t n);
+
+/* Release: values at global slots map[0..nvalues) of the ciphertexts, treated
+ * by model `model_id`'s policy, sealed to session `session_id` (which must
+ * be that model's data provider). */
+HETEE_API int hetee_enclave_release(hetee_enclave *e, uint32_t model_id, const uint8_t session_id[16],
+                                    const uint32_t *map, size_t nvalues, const uint8_t *const *cts,
+                                    const size_t *lens, size_t n, uint8_t **sealed, size_t *len) HETEE_WUR;
+
+/* Per message type counters; *n entries written (at most max). */
+HETEE_API int hetee_enclave_stats(hetee_enclave *e, hetee_enclave_op_stats *out, size_t max, size_t *n) HETEE_WUR;
+
+/* Raw access for tests and tools: one typed request (body may be NULL when
+ * len is 0) answered by *reply; an error reply becomes its status. */
+HETEE_API int hetee_enclave_call(hetee_enclave *e, uint16_t type, const uint8_t *body, size_t len, uint8_t **reply,
+                                 size_t *rlen) HETEE_WUR;
+/* Writes bytes as they are (possibly malformed frames) / reads one reply
+ * frame (type, id, body). For protocol fuzzing. */
+HETEE_API int hetee_enclave_send_raw(hetee_enclave *e, const uint8_t *bytes, size_t len) HETEE_WUR;
+HETEE_API int hetee_enclave_recv_raw(hetee_enclave *e, uint16_t *type, uint64_t *id, uint8_t **body,
+                                     size_t *len) HETEE_WUR;
+
+#ifdef __cplusplus
+}
+#endif
+#endif

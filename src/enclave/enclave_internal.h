@@ -1,0 +1,111 @@
+/*
+ * enclave_internal.h — state and handlers of the hetee-enclave process (the
+ * trusted side). Secrets (channel key, sealing key, session keys, CKKS secret
+ * key) live in sodium_malloc'd memory: locked, guarded and wiped on free.
+ */
+#ifndef HETEE_ENCLAVE_INTERNAL_H
+#define HETEE_ENCLAVE_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "enclave/proto.h"
+#include "hetee/enclave.h"
+
+#ifdef HETEE_ENCLAVE_HAVE_CKKS
+#include "hetee/ckks.h"
+#endif
+
+#define ENCLAVE_HOST_FD 3
+#define ENCLAVE_PLAT_FD 4
+#define ENCLAVE_MAX_SESSIONS 64
+#define ENCLAVE_MAX_POLICIES 64
+#define ENCLAVE_MAX_PARTIES 256
+#define ENCLAVE_EVIDENCE_RING 32
+#define ENCLAVE_STATS 16
+/* Marker string read by tests that patch a copy of the binary. */
+#define ENCLAVE_BUILD_TAG "hetee-enclave build tag: sim backend v1"
+
+typedef struct enclave_config {
+  int log_n;
+  int nq, q_bits[8];
+  int np, p_bits[4];
+  int scale_bits;
+  size_t budget;
+  int max_galois;
+} enclave_config;
+
+typedef struct enclave_policy {
+  uint32_t model_id;
+  uint8_t kind, k, prec_bits, used;
+  uint8_t dp_pk[32]; /* all zero: any data provider */
+} enclave_policy;
+
+typedef struct enclave_party {
+  uint8_t pk[32];
+  uint8_t role;
+} enclave_party;
+
+typedef struct enclave_secrets {
+  uint8_t seal_key[32];
+  uint8_t ch_sk[32];
+  hetee_chan sessions[ENCLAVE_MAX_SESSIONS];
+  uint8_t session_used[ENCLAVE_MAX_SESSIONS];
+} enclave_secrets;
+
+struct enclave_backend;
+
+typedef struct enclave {
+  const struct enclave_backend *backend;
+  int host_fd, plat_fd;
+  int pid;
+  uint64_t plat_id;
+  uint8_t measurement[32];
+  char config_str[1100];
+  enclave_config cfg;
+  enclave_secrets *sec; /* sodium_malloc */
+  uint8_t ch_pk[32];
+  unsigned next_session;
+  uint8_t issued[ENCLAVE_EVIDENCE_RING][32];
+  unsigned n_issued;
+  enclave_policy policies[ENCLAVE_MAX_POLICIES];
+  enclave_party parties[ENCLAVE_MAX_PARTIES];
+  size_t n_parties;
+  hetee_enclave_op_stats stats[ENCLAVE_STATS];
+  /* key bundle (public) and its fingerprint; empty bundle until keygen */
+  uint8_t *bundle;
+  size_t bundle_len;
+  uint8_t bundle_fp[32];
+  int have_keys;
+  int *galois_steps;
+  size_t n_galois;
+#ifdef HETEE_ENCLAVE_HAVE_CKKS
+  hetee_ckks_context *ctx;
+  hetee_ckks_secret_key *sk;
+#endif
+} enclave;
+
+int enclave_config_parse(const char *s, enclave_config *c);
+int enclave_harden_early(void);
+int enclave_seccomp_install(void);
+
+/* Handlers: parse the request body, fill the reply; errors are negative
+ * statuses (with detail) answered by an error frame. */
+int enclave_keys_init(enclave *e);
+void enclave_keys_free(enclave *e);
+int enclave_set_empty_bundle(enclave *e);
+int enclave_handle_keygen(enclave *e, hetee_rbuf *r, hetee_wbuf *w);
+int enclave_handle_refresh(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *items);
+/* Decrypts the values named by map for a release; *vals is sodium_malloc'd. */
+int enclave_release_values(enclave *e, hetee_rbuf *r, double **vals, size_t *n, uint64_t *items);
+/* Secret key serialization for sealing (empty when no keys). */
+int enclave_keys_export(enclave *e, hetee_wbuf *w);
+int enclave_keys_import(enclave *e, hetee_rbuf *r);
+
+int enclave_handle_session_open(enclave *e, hetee_rbuf *r, hetee_wbuf *w);
+int enclave_handle_session_msg(enclave *e, hetee_rbuf *r, hetee_wbuf *w);
+int enclave_handle_release(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *items);
+int enclave_handle_seal(enclave *e, hetee_wbuf *w);
+int enclave_handle_unseal(enclave *e, hetee_rbuf *r);
+
+#endif

@@ -1,0 +1,120 @@
+/*
+ * frame.c — length-prefixed, versioned frames on a blocking stream socket
+ * (format in hetee/enclave.h and docs/enclave.md). Every size read from the
+ * peer is bounded before use; oversized frames are drained rather than
+ * buffered so the stream stays in sync and the reader keeps running.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "enclave/proto.h"
+
+static int write_all(int fd, const uint8_t *p, size_t n) {
+  while (n > 0) {
+    /* MSG_NOSIGNAL: a dead peer is an error code, not a SIGPIPE */
+    ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+    if (w < 0 && errno == ENOTSOCK) w = write(fd, p, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return hetee_error(HETEE_ERR_IO, "frame write failed: %s", w < 0 ? strerror(errno) : "eof");
+    p += w;
+    n -= (size_t)w;
+  }
+  return 0;
+}
+
+/* Returns 0, or HETEE_ERR_IO on EOF / error. */
+static int read_all(int fd, uint8_t *p, size_t n) {
+  while (n > 0) {
+    ssize_t r = read(fd, p, n);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return hetee_error(HETEE_ERR_IO, "frame read failed: %s", r < 0 ? strerror(errno) : "peer closed");
+    p += r;
+    n -= (size_t)r;
+  }
+  return 0;
+}
+
+static int drain(int fd, uint64_t n) {
+  uint8_t tmp[16384];
+  while (n > 0) {
+    size_t k = n > sizeof tmp ? sizeof tmp : (size_t)n;
+    int rc = read_all(fd, tmp, k);
+    if (rc) return rc;
+    n -= k;
+  }
+  return 0;
+}
+
+int hetee_frame_write(int fd, uint16_t type, uint64_t id, const void *body, size_t len) {
+  if (len > HETEE_FRAME_MAX_BODY) return hetee_error(HETEE_ERR_LIMIT, "frame body of %zu bytes above limit", len);
+  uint8_t h[HETEE_FRAME_HEADER_BYTES];
+  hetee_le32(h, (uint32_t)(12 + len));
+  hetee_le16(h + 4, HETEE_PROTO_VERSION);
+  hetee_le16(h + 6, type);
+  hetee_le64(h + 8, id);
+  int rc = write_all(fd, h, sizeof h);
+  if (!rc && len) rc = write_all(fd, (const uint8_t *)body, len);
+  return rc;
+}
+
+int hetee_frame_write_error(int fd, uint64_t id, int status, const char *detail) {
+  uint8_t b[4 + 2 + 240];
+  size_t n = detail ? strlen(detail) : 0;
+  if (n > 240) n = 240;
+  hetee_le32(b, (uint32_t)(int32_t)status);
+  hetee_le16(b + 4, (uint16_t)n);
+  if (n) memcpy(b + 6, detail, n);
+  return hetee_frame_write(fd, HETEE_MSG_ERROR, id, b, 6 + n);
+}
+
+void hetee_frame_clear(hetee_frame *f) {
+  free(f->body);
+  memset(f, 0, sizeof *f);
+}
+
+int hetee_frame_read(int fd, size_t max_body, hetee_frame *f) {
+  memset(f, 0, sizeof *f);
+  uint8_t h[HETEE_FRAME_HEADER_BYTES];
+  int rc = read_all(fd, h, 4);
+  if (rc) return rc;
+  uint32_t len = hetee_rd32(h);
+  if (len < 12) {
+    rc = drain(fd, len);
+    return rc ? rc : hetee_error(HETEE_ERR_PROTOCOL, "frame length %u below header size", len);
+  }
+  rc = read_all(fd, h + 4, 12);
+  if (rc) return rc;
+  f->version = hetee_rd16(h + 4);
+  f->type = hetee_rd16(h + 6);
+  f->id = hetee_rd64(h + 8);
+  size_t body = (size_t)len - 12;
+  if (body > max_body || body > HETEE_FRAME_MAX_BODY) {
+    rc = drain(fd, body);
+    return rc ? rc : hetee_error(HETEE_ERR_LIMIT, "frame body of %zu bytes above limit %zu", body, max_body);
+  }
+  if (body) {
+    f->body = malloc(body);
+    if (!f->body) {
+      rc = drain(fd, body);
+      return rc ? rc : hetee_error(HETEE_ERR_NOMEM, "no memory for a %zu-byte frame", body);
+    }
+    rc = read_all(fd, f->body, body);
+    if (rc) {
+      hetee_frame_clear(f);
+      return rc;
+    }
+  }
+  f->len = body;
+  return 0;
+}
+
+int hetee_frame_error_status(const hetee_frame *f) {
+  if (f->type != HETEE_MSG_ERROR || f->len < 6) return hetee_error(HETEE_ERR_PROTOCOL, "malformed error reply");
+  int32_t st = (int32_t)hetee_rd32(f->body);
+  size_t n = hetee_rd16(f->body + 4);
+  if (st >= 0 || st < -1000 || n != f->len - 6) return hetee_error(HETEE_ERR_PROTOCOL, "malformed error reply");
+  return hetee_error(st, "%.*s", (int)n, (const char *)f->body + 6);
+}

@@ -1,0 +1,59 @@
+/*
+ * hardening.c — process hardening of the sim backend: no core dumps, not
+ * ptrace-attachable by other processes of the same user (PR_SET_DUMPABLE 0),
+ * a seccomp-BPF filter (libseccomp) installed after start-up allowing only
+ * what the message loop needs: read/write on its sockets, memory management
+ * without PROT_EXEC, getrandom, clocks, exit. Anything else kills the
+ * process. This is defence in depth for an ordinary process: it does not
+ * protect against the kernel, root or the hardware (docs/enclave.md).
+ *
+ * Under AddressSanitizer (HETEE_SANITIZE) the sanitizer runtime needs system
+ * calls the loop does not (sigaltstack, /proc reads, ...): the filter is not
+ * installed in sanitizer builds, which are test builds only.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <seccomp.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+
+#include "enclave/enclave_internal.h"
+
+int enclave_harden_early(void) {
+  struct rlimit rl = {0, 0};
+  if (setrlimit(RLIMIT_CORE, &rl) != 0) return hetee_error(HETEE_ERR_IO, "setrlimit(RLIMIT_CORE): %s", strerror(errno));
+  if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) return hetee_error(HETEE_ERR_IO, "prctl(PR_SET_DUMPABLE): %s", strerror(errno));
+  signal(SIGPIPE, SIG_IGN);
+  return 0;
+}
+
+int enclave_seccomp_install(void) {
+#ifdef HETEE_SANITIZE
+  return 0;
+#else
+  scmp_filter_ctx f = seccomp_init(SCMP_ACT_KILL_PROCESS);
+  if (!f) return hetee_error(HETEE_ERR_INTERNAL, "seccomp_init failed");
+  static const int allowed[] = {
+      SCMP_SYS(read),          SCMP_SYS(write),         SCMP_SYS(readv),         SCMP_SYS(writev),
+      SCMP_SYS(sendto),        SCMP_SYS(recvfrom),      SCMP_SYS(close),         SCMP_SYS(exit),
+      SCMP_SYS(exit_group),    SCMP_SYS(futex),         SCMP_SYS(brk),           SCMP_SYS(munmap),
+      SCMP_SYS(mremap),        SCMP_SYS(madvise),       SCMP_SYS(mlock),         SCMP_SYS(munlock),
+      SCMP_SYS(getrandom),     SCMP_SYS(clock_gettime), SCMP_SYS(clock_getres),  SCMP_SYS(gettimeofday),
+      SCMP_SYS(rt_sigreturn),  SCMP_SYS(rt_sigprocmask), SCMP_SYS(sched_yield),  SCMP_SYS(getpid),
+      SCMP_SYS(restart_syscall),
+  };
+  int rc = 0;
+  for (size_t i = 0; i < sizeof allowed / sizeof allowed[0] && !rc; i++)
+    rc = seccomp_rule_add(f, SCMP_ACT_ALLOW, allowed[i], 0);
+  /* Memory mapping only without PROT_EXEC: no new code after start-up. */
+  if (!rc) rc = seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(mmap), 1, SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0));
+  if (!rc) rc = seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(mprotect), 1, SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0));
+  if (!rc) rc = seccomp_load(f);
+  seccomp_release(f);
+  if (rc) return hetee_error(HETEE_ERR_INTERNAL, "seccomp filter: %s", strerror(-rc));
+  return 0;
+#endif
+}

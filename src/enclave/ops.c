@@ -1,0 +1,79 @@
+/*
+ * ops.c — the non-linear part of a layer, applied by the enclave between
+ * decryption and fresh encryption: bias, ReLU / leaky ReLU / sigmoid / tanh /
+ * square, max- and average-pooling windows, batch-norm affine, reshape,
+ * scaling. Every loop bound and index comes from the public shape; the
+ * values only flow through arithmetic and mask selections (activations.h),
+ * so timing and memory access do not depend on them.
+ */
+#include <string.h>
+
+#include "enclave/activations.h"
+#include "enclave/ops.h"
+
+static void pool(const double *in, double *out, int c, int h, int w, int k, int s, int is_max) {
+  int oh = (h - k) / s + 1, ow = (w - k) / s + 1;
+  double inv = 1.0 / (double)(k * k);
+  for (int ch = 0; ch < c; ch++)
+    for (int y = 0; y < oh; y++)
+      for (int x = 0; x < ow; x++) {
+        const double *base = in + ((size_t)ch * h + (size_t)y * s) * w + (size_t)x * s;
+        double acc = is_max ? base[0] : 0.0;
+        for (int dy = 0; dy < k; dy++)
+          for (int dx = 0; dx < k; dx++) {
+            double t = base[(size_t)dy * w + dx];
+            acc = is_max ? hetee_dmax(acc, t) : acc + t; /* is_max is public */
+          }
+        out[((size_t)ch * oh + y) * ow + x] = is_max ? acc : acc * inv;
+      }
+}
+
+void hetee_ops_apply(const hetee_refresh_spec *spec, double *v, double *tmp, int sh[3]) {
+  int c = spec->shape[0], h = spec->shape[1], w = spec->shape[2];
+  for (size_t i = 0; i < spec->nops; i++) {
+    const hetee_refresh_op *o = &spec->ops[i];
+    size_t n = (size_t)c * h * w, hw = (size_t)h * w;
+    switch (o->kind) {
+    case HETEE_OP_ADD_BIAS:
+      if (o->na == n)
+        for (size_t j = 0; j < n; j++) v[j] += o->a[j];
+      else
+        for (size_t j = 0; j < n; j++) v[j] += o->a[j / hw];
+      break;
+    case HETEE_OP_RELU:
+      for (size_t j = 0; j < n; j++) v[j] = hetee_relu(v[j]);
+      break;
+    case HETEE_OP_LEAKY_RELU:
+      for (size_t j = 0; j < n; j++) v[j] = hetee_leaky_relu(v[j], o->alpha);
+      break;
+    case HETEE_OP_SIGMOID:
+      for (size_t j = 0; j < n; j++) v[j] = hetee_sigmoid(v[j]);
+      break;
+    case HETEE_OP_TANH:
+      for (size_t j = 0; j < n; j++) v[j] = hetee_tanh(v[j]);
+      break;
+    case HETEE_OP_SQUARE:
+      for (size_t j = 0; j < n; j++) v[j] *= v[j];
+      break;
+    case HETEE_OP_SCALE:
+      for (size_t j = 0; j < n; j++) v[j] *= o->alpha;
+      break;
+    case HETEE_OP_BATCHNORM:
+      for (size_t j = 0; j < n; j++) v[j] = o->a[j / hw] * v[j] + o->b[j / hw];
+      break;
+    case HETEE_OP_MAXPOOL:
+    case HETEE_OP_AVGPOOL: {
+      pool(v, tmp, c, h, w, o->window, o->stride, o->kind == HETEE_OP_MAXPOOL);
+      h = (h - o->window) / o->stride + 1;
+      w = (w - o->window) / o->stride + 1;
+      memcpy(v, tmp, (size_t)c * h * w * sizeof *v);
+      break;
+    }
+    case HETEE_OP_RESHAPE:
+      c = o->shape[0], h = o->shape[1], w = o->shape[2];
+      break;
+    default: break;
+    }
+  }
+  sh[0] = c, sh[1] = h, sh[2] = w;
+}

@@ -1,0 +1,102 @@
+/*
+ * proto.h — internal helpers shared by the enclave process, the sim launcher,
+ * the host library and the client library: frame I/O on a blocking stream
+ * socket, the party session channel (X25519 + XChaCha20-Poly1305 with
+ * per-direction counters), the sealed-blob format, atomic file writes and
+ * the refresh-spec decoder. Not part of the public API.
+ */
+#ifndef HETEE_ENCLAVE_PROTO_H
+#define HETEE_ENCLAVE_PROTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "enclave/wire.h"
+#include "hetee/enclave.h"
+
+/* ---- frames ------------------------------------------------------------- */
+typedef struct hetee_frame {
+  uint16_t version;
+  uint16_t type;
+  uint64_t id;
+  uint8_t *body; /* malloc'd, may be NULL when len == 0 */
+  size_t len;
+} hetee_frame;
+
+/* Writes one frame (header + body) completely. HETEE_ERR_IO on failure
+ * (EPIPE/EOF: peer gone). */
+int hetee_frame_write(int fd, uint16_t type, uint64_t id, const void *body, size_t len);
+/* Writes an error reply: body i32 status | u16 n | text. */
+int hetee_frame_write_error(int fd, uint64_t id, int status, const char *detail);
+/* Reads one frame. Returns 0, HETEE_ERR_IO (EOF or read error: the stream is
+ * unusable), or a recoverable error after which the stream is still in sync:
+ * HETEE_ERR_PROTOCOL (length field below the header size; the bytes it
+ * announced were consumed), HETEE_ERR_LIMIT (body above max_body; drained
+ * without buffering, f->type/id filled in). */
+int hetee_frame_read(int fd, size_t max_body, hetee_frame *f);
+void hetee_frame_clear(hetee_frame *f);
+/* Parses an error reply body; returns the (negative) status carried, or
+ * HETEE_ERR_PROTOCOL if malformed, and records the detail with hetee_error. */
+int hetee_frame_error_status(const hetee_frame *f);
+
+/* ---- session channel ---------------------------------------------------- */
+#define HETEE_SESSION_ID_BYTES 16
+#define HETEE_SESSION_OVERHEAD (HETEE_SESSION_ID_BYTES + 1 + 8 + 16)
+#define HETEE_ROLE_MP 1
+#define HETEE_ROLE_DP 2
+
+/* Keys of one established session, kept in sodium_malloc'd (locked) memory. */
+typedef struct hetee_chan {
+  uint8_t id[HETEE_SESSION_ID_BYTES];
+  uint8_t k_send[32], k_recv[32];
+  uint8_t dir_send, dir_recv; /* 0: party -> enclave, 1: enclave -> party */
+  uint64_t next_send, next_recv;
+  uint8_t role;
+  uint8_t party_pk[32];
+} hetee_chan;
+
+/* Transcript signed by the party and hashed into the session keys. */
+void hetee_session_transcript(uint8_t role, const uint8_t id_pk[32], const uint8_t eph_pk[32],
+                              const uint8_t evidence_hash[32], const uint8_t channel_pk[32],
+                              uint8_t out[32]);
+/* Derives both direction keys and the session id from the X25519 shared
+ * secret and the transcript hash. is_enclave picks which key sends. */
+int hetee_session_derive(const uint8_t shared[32], const uint8_t transcript[32], int is_enclave,
+                         hetee_chan *c);
+/* Seals msg for the peer: id | dir | u64 counter | AEAD(msg). */
+int hetee_chan_seal(hetee_chan *c, const uint8_t *msg, size_t len, uint8_t **out, size_t *outlen);
+/* Opens a sealed message. HETEE_ERR_AUTH (other session, wrong direction,
+ * tampered), HETEE_ERR_REPLAY (counter not the next expected), HETEE_ERR_FORMAT. */
+int hetee_chan_open(hetee_chan *c, const uint8_t *in, size_t len, uint8_t **msg, size_t *msglen);
+
+/* ---- sealed state ------------------------------------------------------- */
+/* "HTSL" | u16 version | u16 reserved | nonce[24] | AEAD(plain), AD = first 8 bytes. */
+int hetee_seal_blob(const uint8_t key[32], const uint8_t *plain, size_t len, uint8_t **out, size_t *outlen);
+/* HETEE_ERR_FORMAT / HETEE_ERR_VERSION / HETEE_ERR_AUTH (other key: another
+ * enclave binary or platform). *plain is sodium_malloc'd: free with sodium_free. */
+int hetee_unseal_blob(const uint8_t key[32], const uint8_t *in, size_t len, uint8_t **plain, size_t *plainlen);
+
+/* ---- files -------------------------------------------------------------- */
+/* temp file in the same directory, write, fsync, rename, fsync directory. */
+int hetee_file_write_atomic(const char *path, const void *data, size_t len, int mode);
+/* Reads a whole file (at most max bytes). HETEE_ERR_NOT_FOUND / IO / LIMIT. */
+int hetee_file_read(const char *path, size_t max, uint8_t **data, size_t *len);
+
+/* ---- refresh spec ------------------------------------------------------- */
+/* A decoded spec; the arrays it points to are owned by the job. */
+typedef struct hetee_refresh_job {
+  hetee_refresh_spec spec;
+  hetee_refresh_op ops[HETEE_REFRESH_MAX_OPS];
+  uint32_t *in_map, *out_dst, *out_src;
+  double *arrays[2 * HETEE_REFRESH_MAX_OPS];
+  int final_shape[3];
+} hetee_refresh_job;
+/* Decodes and validates every size and index (against slots and the shapes
+ * the ops produce). Errors: HETEE_ERR_FORMAT, HETEE_ERR_SHAPE, HETEE_ERR_LIMIT. */
+int hetee_refresh_spec_decode(hetee_rbuf *r, size_t slots, hetee_refresh_job *job);
+void hetee_refresh_job_free(hetee_refresh_job *job);
+/* Element count after op i (shape propagation); fills shape_out. Errors:
+ * HETEE_ERR_SHAPE with a detail naming the op. */
+int hetee_refresh_shapes(const hetee_refresh_spec *spec, int shape_out[3]);
+
+#endif

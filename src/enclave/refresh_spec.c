@@ -1,0 +1,222 @@
+/*
+ * refresh_spec.c — wire encoding of a refresh job description (shape, input
+ * gather map, operation list, output scatter map, output level/scale) and its
+ * strict decoder: every count is bounded, every index checked, and the shape
+ * each operation produces is propagated so that a malformed job is refused
+ * with HETEE_ERR_SHAPE / HETEE_ERR_FORMAT before any secret is touched.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "enclave/proto.h"
+
+#define MAX_OUT_CTS 4096u
+
+static int op_valid_kind(int k) { return k >= HETEE_OP_ADD_BIAS && k <= HETEE_OP_SCALE; }
+
+int hetee_refresh_shapes(const hetee_refresh_spec *spec, int sh[3]) {
+  long c = spec->shape[0], h = spec->shape[1], w = spec->shape[2];
+  if (c < 1 || h < 1 || w < 1 || c * h * w > (long)HETEE_REFRESH_MAX_VALUES)
+    return hetee_error(HETEE_ERR_SHAPE, "input shape %ldx%ldx%ld invalid", c, h, w);
+  if (spec->nops > HETEE_REFRESH_MAX_OPS) return hetee_error(HETEE_ERR_LIMIT, "%zu ops above limit", spec->nops);
+  for (size_t i = 0; i < spec->nops; i++) {
+    const hetee_refresh_op *o = &spec->ops[i];
+    long n = c * h * w;
+    if (!op_valid_kind(o->kind)) return hetee_error(HETEE_ERR_FORMAT, "op %zu: unknown kind %d", i, o->kind);
+    if (!isfinite(o->alpha)) return hetee_error(HETEE_ERR_FORMAT, "op %zu: alpha not finite", i);
+    size_t wa = 0, wb = 0; /* expected array sizes */
+    switch (o->kind) {
+    case HETEE_OP_ADD_BIAS:
+      if (o->na != (size_t)n && o->na != (size_t)c)
+        return hetee_error(HETEE_ERR_SHAPE, "op %zu: bias has %zu values for %ld elements / %ld channels", i, o->na, n, c);
+      wa = o->na;
+      break;
+    case HETEE_OP_BATCHNORM: wa = wb = (size_t)c; break;
+    case HETEE_OP_MAXPOOL:
+    case HETEE_OP_AVGPOOL:
+      if (o->window < 1 || o->stride < 1 || o->window > h || o->window > w)
+        return hetee_error(HETEE_ERR_SHAPE, "op %zu: pool window %d stride %d on %ldx%ld", i, o->window, o->stride, h, w);
+      h = (h - o->window) / o->stride + 1;
+      w = (w - o->window) / o->stride + 1;
+      break;
+    case HETEE_OP_RESHAPE: {
+      long s0 = o->shape[0], s1 = o->shape[1], s2 = o->shape[2];
+      if (s0 < 1 || s1 < 1 || s2 < 1 || s0 * s1 * s2 != n)
+        return hetee_error(HETEE_ERR_SHAPE, "op %zu: reshape to %ldx%ldx%ld from %ld elements", i, s0, s1, s2, n);
+      c = s0, h = s1, w = s2;
+      break;
+    }
+    default: break;
+    }
+    if (o->na != wa || o->nb != wb)
+      return hetee_error(HETEE_ERR_SHAPE, "op %zu: parameter arrays of %zu/%zu values, expected %zu/%zu", i, o->na,
+                         o->nb, wa, wb);
+    for (size_t j = 0; j < o->na; j++)
+      if (!isfinite(o->a[j])) return hetee_error(HETEE_ERR_FORMAT, "op %zu: non-finite parameter", i);
+    for (size_t j = 0; j < o->nb; j++)
+      if (!isfinite(o->b[j])) return hetee_error(HETEE_ERR_FORMAT, "op %zu: non-finite parameter", i);
+  }
+  sh[0] = (int)c, sh[1] = (int)h, sh[2] = (int)w;
+  return 0;
+}
+
+int hetee_refresh_spec_encode(const hetee_refresh_spec *s, uint8_t **buf, size_t *len) {
+  if (!s || !buf || !len) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  int sh[3];
+  int rc = hetee_refresh_shapes(s, sh);
+  if (rc) return rc;
+  size_t n = (size_t)s->shape[0] * s->shape[1] * s->shape[2];
+  if (!s->in_map || (s->out_n && (!s->out_dst || !s->out_src)))
+    return hetee_error(HETEE_ERR_INVALID_ARG, "NULL map");
+  hetee_wbuf w;
+  hetee_wbuf_init(&w);
+  for (int i = 0; i < 3; i++) hetee_wbuf_u32(&w, (uint32_t)s->shape[i]);
+  hetee_wbuf_u32(&w, (uint32_t)n);
+  for (size_t i = 0; i < n; i++) hetee_wbuf_u32(&w, s->in_map[i]);
+  hetee_wbuf_u32(&w, (uint32_t)s->nops);
+  for (size_t i = 0; i < s->nops; i++) {
+    const hetee_refresh_op *o = &s->ops[i];
+    hetee_wbuf_u16(&w, (uint16_t)o->kind);
+    hetee_wbuf_f64(&w, o->alpha);
+    hetee_wbuf_u32(&w, (uint32_t)o->window);
+    hetee_wbuf_u32(&w, (uint32_t)o->stride);
+    for (int j = 0; j < 3; j++) hetee_wbuf_u32(&w, (uint32_t)o->shape[j]);
+    hetee_wbuf_u32(&w, (uint32_t)o->na);
+    for (size_t j = 0; j < o->na; j++) hetee_wbuf_f64(&w, o->a[j]);
+    hetee_wbuf_u32(&w, (uint32_t)o->nb);
+    for (size_t j = 0; j < o->nb; j++) hetee_wbuf_f64(&w, o->b[j]);
+  }
+  hetee_wbuf_u32(&w, s->out_ncts);
+  hetee_wbuf_u32(&w, (uint32_t)s->out_n);
+  for (size_t i = 0; i < s->out_n; i++) {
+    hetee_wbuf_u32(&w, s->out_dst[i]);
+    hetee_wbuf_u32(&w, s->out_src[i]);
+  }
+  hetee_wbuf_u32(&w, (uint32_t)(int32_t)s->out_level);
+  hetee_wbuf_f64(&w, s->out_scale);
+  if (w.err) {
+    hetee_wbuf_free(&w);
+    return hetee_error(HETEE_ERR_NOMEM, "no memory for refresh spec");
+  }
+  *buf = hetee_wbuf_take(&w, len);
+  return 0;
+}
+
+void hetee_refresh_job_free(hetee_refresh_job *job) {
+  if (!job) return;
+  free(job->in_map);
+  free(job->out_dst);
+  free(job->out_src);
+  for (size_t i = 0; i < 2 * HETEE_REFRESH_MAX_OPS; i++) free(job->arrays[i]);
+  memset(job, 0, sizeof *job);
+}
+
+static uint32_t *read_u32s(hetee_rbuf *r, size_t n) {
+  if (n > hetee_rbuf_left(r) / 4) {
+    r->err = 1;
+    return NULL;
+  }
+  uint32_t *a = malloc(n ? n * 4 : 4);
+  if (!a) return NULL;
+  for (size_t i = 0; i < n; i++) a[i] = hetee_rbuf_u32(r);
+  return a;
+}
+
+static double *read_f64s(hetee_rbuf *r, size_t n) {
+  if (n > hetee_rbuf_left(r) / 8) {
+    r->err = 1;
+    return NULL;
+  }
+  double *a = malloc(n ? n * 8 : 8);
+  if (!a) return NULL;
+  for (size_t i = 0; i < n; i++) a[i] = hetee_rbuf_f64(r);
+  return a;
+}
+
+int hetee_refresh_spec_decode(hetee_rbuf *r, size_t slots, hetee_refresh_job *job) {
+  memset(job, 0, sizeof *job);
+  hetee_refresh_spec *s = &job->spec;
+  int rc = HETEE_ERR_FORMAT;
+  for (int i = 0; i < 3; i++) s->shape[i] = (int)hetee_rbuf_u32(r);
+  uint32_t n = hetee_rbuf_u32(r);
+  if (r->err) goto bad;
+  if (s->shape[0] < 1 || s->shape[1] < 1 || s->shape[2] < 1 || n > HETEE_REFRESH_MAX_VALUES ||
+      (uint64_t)s->shape[0] * (uint64_t)s->shape[1] * (uint64_t)s->shape[2] != n) {
+    rc = hetee_error(HETEE_ERR_SHAPE, "refresh input shape does not match its %u values", n);
+    goto err;
+  }
+  job->in_map = read_u32s(r, n);
+  if (!job->in_map) goto nomem_or_bad;
+  s->in_map = job->in_map;
+  uint32_t nops = hetee_rbuf_u32(r);
+  if (r->err) goto bad;
+  if (nops > HETEE_REFRESH_MAX_OPS) {
+    rc = hetee_error(HETEE_ERR_LIMIT, "%u refresh ops above the limit of %d", nops, HETEE_REFRESH_MAX_OPS);
+    goto err;
+  }
+  s->nops = nops;
+  s->ops = job->ops;
+  for (uint32_t i = 0; i < nops; i++) {
+    hetee_refresh_op *o = &job->ops[i];
+    o->kind = hetee_rbuf_u16(r);
+    o->alpha = hetee_rbuf_f64(r);
+    o->window = (int)(hetee_rbuf_u32(r) & 0x7fffffff);
+    o->stride = (int)(hetee_rbuf_u32(r) & 0x7fffffff);
+    for (int j = 0; j < 3; j++) o->shape[j] = (int)(hetee_rbuf_u32(r) & 0x7fffffff);
+    o->na = hetee_rbuf_u32(r);
+    if (r->err || o->na > HETEE_REFRESH_MAX_VALUES) goto bad;
+    job->arrays[2 * i] = read_f64s(r, o->na);
+    if (!job->arrays[2 * i]) goto nomem_or_bad;
+    o->a = job->arrays[2 * i];
+    o->nb = hetee_rbuf_u32(r);
+    if (r->err || o->nb > HETEE_REFRESH_MAX_VALUES) goto bad;
+    job->arrays[2 * i + 1] = read_f64s(r, o->nb);
+    if (!job->arrays[2 * i + 1]) goto nomem_or_bad;
+    o->b = job->arrays[2 * i + 1];
+  }
+  rc = hetee_refresh_shapes(s, job->final_shape);
+  if (rc) goto err;
+  s->out_ncts = hetee_rbuf_u32(r);
+  uint32_t out_n = hetee_rbuf_u32(r);
+  if (r->err) goto bad;
+  if (s->out_ncts < 1 || s->out_ncts > MAX_OUT_CTS || (uint64_t)out_n > (uint64_t)s->out_ncts * slots) {
+    rc = hetee_error(HETEE_ERR_LIMIT, "refresh output of %u ciphertexts / %u values out of range", s->out_ncts, out_n);
+    goto err;
+  }
+  if ((size_t)out_n > hetee_rbuf_left(r) / 8) goto bad;
+  job->out_dst = malloc(out_n ? out_n * 4u : 4u);
+  job->out_src = malloc(out_n ? out_n * 4u : 4u);
+  if (!job->out_dst || !job->out_src) goto nomem;
+  uint64_t nfinal = (uint64_t)job->final_shape[0] * job->final_shape[1] * job->final_shape[2];
+  for (uint32_t i = 0; i < out_n; i++) {
+    job->out_dst[i] = hetee_rbuf_u32(r);
+    job->out_src[i] = hetee_rbuf_u32(r);
+    if ((uint64_t)job->out_dst[i] >= (uint64_t)s->out_ncts * slots || job->out_src[i] >= nfinal) {
+      rc = hetee_error(HETEE_ERR_SHAPE, "refresh output pair %u (%u <- %u) out of range", i, job->out_dst[i],
+                       job->out_src[i]);
+      goto err;
+    }
+  }
+  s->out_n = out_n;
+  s->out_dst = job->out_dst;
+  s->out_src = job->out_src;
+  s->out_level = (int32_t)hetee_rbuf_u32(r);
+  s->out_scale = hetee_rbuf_f64(r);
+  if (r->err) goto bad;
+  if (!isfinite(s->out_scale) || s->out_scale < 0) {
+    rc = hetee_error(HETEE_ERR_SCALE, "refresh output scale invalid");
+    goto err;
+  }
+  return 0;
+nomem_or_bad:
+  if (r->err) goto bad;
+nomem:
+  rc = hetee_error(HETEE_ERR_NOMEM, "no memory for refresh job");
+  goto err;
+bad:
+  rc = hetee_error(HETEE_ERR_FORMAT, "refresh job truncated or malformed");
+err:
+  hetee_refresh_job_free(job);
+  return rc;
+}

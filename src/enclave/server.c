@@ -1,0 +1,151 @@
+/*
+ * server.c — the enclave's message loop: read a frame, check version and
+ * type, dispatch to a handler, answer with a reply or an error frame, account
+ * CPU time and bytes per message type. A malformed frame never ends the loop;
+ * only a dead host socket or SHUTDOWN does (the route-table design of Redis'
+ * command dispatcher).
+ */
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "enclave/backend.h"
+#include "enclave/enclave_internal.h"
+
+static uint64_t cpu_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static hetee_enclave_op_stats *stats_for(enclave *e, uint16_t type) {
+  for (int i = 0; i < ENCLAVE_STATS; i++) {
+    if (e->stats[i].type == type) return &e->stats[i];
+    if (e->stats[i].type == 0) {
+      e->stats[i].type = type;
+      return &e->stats[i];
+    }
+  }
+  return NULL;
+}
+
+static int handle_info(enclave *e, hetee_rbuf *r, hetee_wbuf *w) {
+  if (hetee_rbuf_left(r)) return hetee_error(HETEE_ERR_PROTOCOL, "INFO takes no body");
+  hetee_wbuf_u32(w, (uint32_t)e->pid);
+  hetee_wbuf_put(w, e->measurement, 32);
+  hetee_wbuf_put(w, e->ch_pk, 32);
+  hetee_wbuf_put(w, e->bundle_fp, 32);
+  hetee_wbuf_u8(w, (uint8_t)e->have_keys);
+  hetee_wbuf_u32(w, e->cfg.log_n ? (uint32_t)1 << (e->cfg.log_n - 1) : 0);
+  hetee_wbuf_blob(w, ENCLAVE_BUILD_TAG, strlen(ENCLAVE_BUILD_TAG));
+  hetee_wbuf_blob(w, e->config_str, strlen(e->config_str));
+  return 0;
+}
+
+static int handle_evidence(enclave *e, hetee_rbuf *r, hetee_wbuf *w) {
+  uint8_t nonce[32];
+  if (hetee_rbuf_left(r) != 32) return hetee_error(HETEE_ERR_PROTOCOL, "EVIDENCE takes a 32-byte nonce");
+  hetee_rbuf_copy(r, nonce, 32);
+  uint8_t rd[32];
+  hetee_report_data(e->bundle_fp, e->ch_pk, nonce, rd);
+  uint8_t ev[512];
+  size_t evlen = 0;
+  int rc = e->backend->report(e, rd, ev, sizeof ev, &evlen);
+  if (rc) return rc;
+  hetee_evidence_hash(ev, evlen, e->issued[e->n_issued % ENCLAVE_EVIDENCE_RING]);
+  e->n_issued++;
+  hetee_wbuf_blob(w, ev, evlen);
+  hetee_wbuf_put(w, e->ch_pk, 32);
+  hetee_wbuf_put(w, e->bundle_fp, 32);
+  return 0;
+}
+
+static int handle_stats(enclave *e, hetee_rbuf *r, hetee_wbuf *w) {
+  if (hetee_rbuf_left(r)) return hetee_error(HETEE_ERR_PROTOCOL, "STATS takes no body");
+  uint32_t n = 0;
+  while (n < ENCLAVE_STATS && e->stats[n].type) n++;
+  hetee_wbuf_u32(w, n);
+  for (uint32_t i = 0; i < n; i++) {
+    hetee_wbuf_u16(w, e->stats[i].type);
+    hetee_wbuf_u64(w, e->stats[i].count);
+    hetee_wbuf_u64(w, e->stats[i].cpu_ns);
+    hetee_wbuf_u64(w, e->stats[i].bytes_in);
+    hetee_wbuf_u64(w, e->stats[i].bytes_out);
+    hetee_wbuf_u64(w, e->stats[i].items);
+  }
+  return 0;
+}
+
+static int dispatch(enclave *e, const hetee_frame *f, hetee_wbuf *w, uint64_t *items, int *quit) {
+  hetee_rbuf r;
+  hetee_rbuf_init(&r, f->body, f->len);
+  switch (f->type) {
+  case HETEE_MSG_PING: hetee_wbuf_put(w, f->body, f->len); return 0;
+  case HETEE_MSG_INFO: return handle_info(e, &r, w);
+  case HETEE_MSG_KEYGEN: return enclave_handle_keygen(e, &r, w);
+  case HETEE_MSG_PUBLIC_KEYS:
+    if (f->len) return hetee_error(HETEE_ERR_PROTOCOL, "PUBLIC_KEYS takes no body");
+    hetee_wbuf_put(w, e->bundle, e->bundle_len);
+    return 0;
+  case HETEE_MSG_EVIDENCE: return handle_evidence(e, &r, w);
+  case HETEE_MSG_SEAL:
+    if (f->len) return hetee_error(HETEE_ERR_PROTOCOL, "SEAL takes no body");
+    return enclave_handle_seal(e, w);
+  case HETEE_MSG_UNSEAL: return enclave_handle_unseal(e, &r);
+  case HETEE_MSG_SESSION_OPEN: return enclave_handle_session_open(e, &r, w);
+  case HETEE_MSG_SESSION_MSG: return enclave_handle_session_msg(e, &r, w);
+  case HETEE_MSG_REFRESH: return enclave_handle_refresh(e, &r, w, items);
+  case HETEE_MSG_RELEASE: return enclave_handle_release(e, &r, w, items);
+  case HETEE_MSG_STATS: return handle_stats(e, &r, w);
+  case HETEE_MSG_SHUTDOWN:
+    if (f->len) return hetee_error(HETEE_ERR_PROTOCOL, "SHUTDOWN takes no body");
+    *quit = 1;
+    return 0;
+  default: return hetee_error(HETEE_ERR_PROTOCOL, "unknown message type %u", f->type);
+  }
+}
+
+int enclave_serve(enclave *e) {
+  int quit = 0;
+  while (!quit) {
+    hetee_frame f;
+    /* the memory budget bounds request frames too (drained and refused above it) */
+    size_t max_body = e->cfg.budget < HETEE_FRAME_MAX_BODY ? e->cfg.budget : HETEE_FRAME_MAX_BODY;
+    int rc = hetee_frame_read(e->host_fd, max_body, &f);
+    if (rc == HETEE_ERR_IO) return 0; /* host closed: normal end */
+    if (rc) {
+      /* recoverable framing error: the stream is still in sync */
+      if (hetee_frame_write_error(e->host_fd, f.id, rc, hetee_last_error())) return 0;
+      continue;
+    }
+    uint64_t t0 = cpu_ns(), items = 0;
+    hetee_wbuf w;
+    hetee_wbuf_init(&w);
+    if (f.version != HETEE_PROTO_VERSION) {
+      rc = hetee_error(HETEE_ERR_VERSION, "protocol version %u, this enclave speaks %d", f.version, HETEE_PROTO_VERSION);
+    } else {
+      hetee_error_clear();
+      rc = dispatch(e, &f, &w, &items, &quit);
+      if (!rc && w.err) rc = hetee_error(HETEE_ERR_NOMEM, "no memory for the reply");
+      if (!rc && w.len > HETEE_FRAME_MAX_BODY) rc = hetee_error(HETEE_ERR_LIMIT, "reply above the frame limit");
+    }
+    int wrc = rc ? hetee_frame_write_error(e->host_fd, f.id, rc, hetee_last_error())
+                 : hetee_frame_write(e->host_fd, (uint16_t)(f.type | HETEE_MSG_REPLY), f.id, w.p, w.len);
+    hetee_enclave_op_stats *s = f.version == HETEE_PROTO_VERSION && f.type >= HETEE_MSG_PING && f.type <= HETEE_MSG_SHUTDOWN
+                                    ? stats_for(e, f.type)
+                                    : NULL;
+    if (s) {
+      s->count++;
+      s->cpu_ns += cpu_ns() - t0;
+      s->bytes_in += f.len + HETEE_FRAME_HEADER_BYTES;
+      s->bytes_out += (rc ? 0 : w.len) + HETEE_FRAME_HEADER_BYTES;
+      s->items += items;
+    }
+    if (f.body) sodium_memzero(f.body, f.len);
+    hetee_frame_clear(&f);
+    hetee_wbuf_free(&w);
+    if (wrc == HETEE_ERR_IO) return 0;
+  }
+  return 0;
+}

@@ -1,0 +1,252 @@
+/*
+ * enclave_calls.c — the typed host API over the framed protocol: one
+ * function per enclave operation, each encoding its request, checking the
+ * reply's exact layout and turning enclave errors into status codes.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "host/host_internal.h"
+
+static int reply_bad(hetee_frame *f, const char *what) {
+  hetee_frame_clear(f);
+  return hetee_error(HETEE_ERR_PROTOCOL, "malformed %s reply from the enclave", what);
+}
+
+static int parse_info(hetee_frame *f, hetee_enclave_info *out) {
+  hetee_rbuf r;
+  hetee_rbuf_init(&r, f->body, f->len);
+  memset(out, 0, sizeof *out);
+  out->pid = (int)hetee_rbuf_u32(&r);
+  hetee_rbuf_copy(&r, out->measurement, 32);
+  hetee_rbuf_copy(&r, out->channel_pk, 32);
+  hetee_rbuf_copy(&r, out->bundle_fp, 32);
+  out->have_keys = hetee_rbuf_u8(&r);
+  out->slots = hetee_rbuf_u32(&r);
+  size_t n;
+  (void)hetee_rbuf_blob(&r, 256, &n); /* build tag */
+  const uint8_t *cfg = hetee_rbuf_blob(&r, sizeof out->config - 1, &n);
+  if (r.err || hetee_rbuf_left(&r)) return reply_bad(f, "INFO");
+  memcpy(out->config, cfg, n);
+  out->config[n] = 0;
+  hetee_frame_clear(f);
+  return 0;
+}
+
+int hetee_enclave_info_get_noretry(hetee_enclave *e, hetee_enclave_info *out) {
+  hetee_frame f;
+  int rc = hetee_enclave_call_frame(e, HETEE_MSG_INFO, NULL, 0, &f, 0);
+  return rc ? rc : parse_info(&f, out);
+}
+
+int hetee_enclave_info_get(hetee_enclave *e, hetee_enclave_info *out) {
+  if (!e || !out) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  hetee_frame f;
+  int rc = hetee_enclave_call_frame(e, HETEE_MSG_INFO, NULL, 0, &f, 1);
+  return rc ? rc : parse_info(&f, out);
+}
+
+int hetee_enclave_keygen(hetee_enclave *e, const int *steps, size_t n) {
+  if (!e || (n && !steps) || n > 65536) return hetee_error(HETEE_ERR_INVALID_ARG, "bad argument");
+  hetee_wbuf w;
+  hetee_wbuf_init(&w);
+  hetee_wbuf_u32(&w, (uint32_t)n);
+  for (size_t i = 0; i < n; i++) hetee_wbuf_u32(&w, (uint32_t)(int32_t)steps[i]);
+  if (w.err) return hetee_error(HETEE_ERR_NOMEM, "no memory");
+  hetee_frame f;
+  int rc = hetee_enclave_call_frame(e, HETEE_MSG_KEYGEN, w.p, w.len, &f, 1);
+  hetee_wbuf_free(&w);
+  if (rc) return rc;
+  if (f.len != 32) return reply_bad(&f, "KEYGEN");
+  hetee_frame_clear(&f);
+  return 0;
+}
+
+int hetee_enclave_public_keys(hetee_enclave *e, uint8_t **bundle, size_t *len) {
+  return hetee_enclave_call(e, HETEE_MSG_PUBLIC_KEYS, NULL, 0, bundle, len);
+}
+
+int hetee_enclave_evidence(hetee_enclave *e, const uint8_t nonce[32], uint8_t **ev, size_t *len, uint8_t ch_pk[32],
+                           uint8_t bundle_fp[32]) {
+  if (!e || !nonce || !ev || !len || !ch_pk || !bundle_fp) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  *ev = NULL;
+  *len = 0;
+  hetee_frame f;
+  int rc = hetee_enclave_call_frame(e, HETEE_MSG_EVIDENCE, nonce, 32, &f, 1);
+  if (rc) return rc;
+  hetee_rbuf r;
+  hetee_rbuf_init(&r, f.body, f.len);
+  size_t n;
+  const uint8_t *p = hetee_rbuf_blob(&r, 4096, &n);
+  hetee_rbuf_copy(&r, ch_pk, 32);
+  hetee_rbuf_copy(&r, bundle_fp, 32);
+  if (r.err || hetee_rbuf_left(&r)) return reply_bad(&f, "EVIDENCE");
+  *ev = malloc(n ? n : 1);
+  if (!*ev) {
+    hetee_frame_clear(&f);
+    return hetee_error(HETEE_ERR_NOMEM, "no memory");
+  }
+  memcpy(*ev, p, n);
+  *len = n;
+  hetee_frame_clear(&f);
+  return 0;
+}
+
+int hetee_enclave_seal(hetee_enclave *e, const char *path) {
+  if (!e || !path) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  uint8_t *b;
+  size_t n;
+  int rc = hetee_enclave_call(e, HETEE_MSG_SEAL, NULL, 0, &b, &n);
+  if (rc) return rc;
+  rc = hetee_file_write_atomic(path, b, n, 0600);
+  free(b);
+  return rc;
+}
+
+int hetee_enclave_unseal(hetee_enclave *e, const char *path) {
+  if (!e || !path) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  uint8_t *b;
+  size_t n;
+  int rc = hetee_file_read(path, HETEE_FRAME_MAX_BODY, &b, &n);
+  if (rc) return rc;
+  hetee_frame f;
+  rc = hetee_enclave_call_frame(e, HETEE_MSG_UNSEAL, b, n, &f, 0);
+  free(b);
+  if (!rc) hetee_frame_clear(&f);
+  return rc;
+}
+
+int hetee_enclave_session_open(hetee_enclave *e, const uint8_t *hs, size_t len, uint8_t **reply, size_t *rlen) {
+  return hetee_enclave_call(e, HETEE_MSG_SESSION_OPEN, hs, len, reply, rlen);
+}
+
+int hetee_enclave_session_msg(hetee_enclave *e, const uint8_t *msg, size_t len, uint8_t **reply, size_t *rlen) {
+  return hetee_enclave_call(e, HETEE_MSG_SESSION_MSG, msg, len, reply, rlen);
+}
+
+void hetee_enclave_cts_free(uint8_t **cts, size_t *lens, size_t n) {
+  if (cts)
+    for (size_t i = 0; i < n; i++) free(cts[i]);
+  free(cts);
+  free(lens);
+}
+
+static void put_cts(hetee_wbuf *w, const uint8_t *const *cts, const size_t *lens, size_t n) {
+  hetee_wbuf_u32(w, (uint32_t)n);
+  for (size_t i = 0; i < n; i++) hetee_wbuf_blob(w, cts[i], lens[i]);
+}
+
+/* Appends the reply's ciphertexts to (*out, *out_lens, *nout). */
+static int take_cts(hetee_frame *f, uint8_t ***out, size_t **out_lens, size_t *nout) {
+  hetee_rbuf r;
+  hetee_rbuf_init(&r, f->body, f->len);
+  uint32_t n = hetee_rbuf_u32(&r);
+  if (r.err || n > 65536) return reply_bad(f, "ciphertext list");
+  uint8_t **no = realloc(*out, (*nout + n + 1) * sizeof *no);
+  if (no) *out = no;
+  size_t *nl = realloc(*out_lens, (*nout + n + 1) * sizeof *nl);
+  if (nl) *out_lens = nl;
+  if (!no || !nl) {
+    hetee_frame_clear(f);
+    return hetee_error(HETEE_ERR_NOMEM, "no memory");
+  }
+  for (uint32_t i = 0; i < n; i++) {
+    size_t len;
+    const uint8_t *p = hetee_rbuf_blob(&r, f->len, &len);
+    uint8_t *c = p ? malloc(len ? len : 1) : NULL;
+    if (!c) {
+      hetee_frame_clear(f);
+      return p ? hetee_error(HETEE_ERR_NOMEM, "no memory") : hetee_error(HETEE_ERR_PROTOCOL, "truncated reply");
+    }
+    memcpy(c, p, len);
+    (*out)[*nout] = c;
+    (*out_lens)[*nout] = len;
+    (*nout)++;
+  }
+  int bad = hetee_rbuf_left(&r) != 0;
+  hetee_frame_clear(f);
+  return bad ? hetee_error(HETEE_ERR_PROTOCOL, "trailing bytes in a ciphertext list") : 0;
+}
+
+static int refresh_one(hetee_enclave *e, const uint8_t *spec, size_t slen, const uint8_t *const *cts,
+                       const size_t *lens, size_t n, uint8_t ***out, size_t **out_lens, size_t *nout) {
+  hetee_wbuf w;
+  hetee_wbuf_init(&w);
+  hetee_wbuf_put(&w, spec, slen);
+  put_cts(&w, cts, lens, n);
+  if (w.err) return hetee_error(HETEE_ERR_NOMEM, "no memory");
+  hetee_frame f;
+  int rc = hetee_enclave_call_frame(e, HETEE_MSG_REFRESH, w.p, w.len, &f, 1);
+  hetee_wbuf_free(&w);
+  return rc ? rc : take_cts(&f, out, out_lens, nout);
+}
+
+int hetee_enclave_refresh_stream(hetee_enclave *e, const hetee_refresh_spec *spec, size_t group,
+                                 const uint8_t *const *cts, const size_t *lens, size_t n, uint8_t ***out,
+                                 size_t **out_lens, size_t *nout) {
+  if (!e || !spec || !cts || !lens || !out || !out_lens || !nout || group == 0 || n % group)
+    return hetee_error(HETEE_ERR_INVALID_ARG, "bad argument (n must be a multiple of group)");
+  *out = NULL;
+  *out_lens = NULL;
+  *nout = 0;
+  uint8_t *sb = NULL;
+  size_t slen = 0;
+  int rc = hetee_refresh_spec_encode(spec, &sb, &slen);
+  for (size_t i = 0; i < n && !rc; i += group)
+    rc = refresh_one(e, sb, slen, cts + i, lens + i, group, out, out_lens, nout);
+  free(sb);
+  if (rc) {
+    hetee_enclave_cts_free(*out, *out_lens, *nout);
+    *out = NULL;
+    *out_lens = NULL;
+    *nout = 0;
+  }
+  return rc;
+}
+
+int hetee_enclave_refresh(hetee_enclave *e, const hetee_refresh_spec *spec, const uint8_t *const *cts,
+                          const size_t *lens, size_t n, uint8_t ***out, size_t **out_lens, size_t *nout) {
+  return hetee_enclave_refresh_stream(e, spec, n ? n : 1, cts, lens, n, out, out_lens, nout);
+}
+
+int hetee_enclave_release(hetee_enclave *e, uint32_t model_id, const uint8_t sid[16], const uint32_t *map,
+                          size_t nvalues, const uint8_t *const *cts, const size_t *lens, size_t n, uint8_t **sealed,
+                          size_t *len) {
+  if (!e || !sid || !map || !cts || !lens || !sealed || !len || nvalues > HETEE_RELEASE_MAX_VALUES)
+    return hetee_error(HETEE_ERR_INVALID_ARG, "bad argument");
+  hetee_wbuf w;
+  hetee_wbuf_init(&w);
+  hetee_wbuf_u32(&w, model_id);
+  hetee_wbuf_put(&w, sid, 16);
+  hetee_wbuf_u32(&w, (uint32_t)nvalues);
+  for (size_t i = 0; i < nvalues; i++) hetee_wbuf_u32(&w, map[i]);
+  put_cts(&w, cts, lens, n);
+  if (w.err) return hetee_error(HETEE_ERR_NOMEM, "no memory");
+  int rc = hetee_enclave_call(e, HETEE_MSG_RELEASE, w.p, w.len, sealed, len);
+  hetee_wbuf_free(&w);
+  return rc;
+}
+
+int hetee_enclave_stats(hetee_enclave *e, hetee_enclave_op_stats *out, size_t max, size_t *n) {
+  if (!e || (!out && max) || !n) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  *n = 0;
+  hetee_frame f;
+  int rc = hetee_enclave_call_frame(e, HETEE_MSG_STATS, NULL, 0, &f, 1);
+  if (rc) return rc;
+  hetee_rbuf r;
+  hetee_rbuf_init(&r, f.body, f.len);
+  uint32_t cnt = hetee_rbuf_u32(&r);
+  for (uint32_t i = 0; i < cnt && !r.err; i++) {
+    hetee_enclave_op_stats s;
+    s.type = hetee_rbuf_u16(&r);
+    s.count = hetee_rbuf_u64(&r);
+    s.cpu_ns = hetee_rbuf_u64(&r);
+    s.bytes_in = hetee_rbuf_u64(&r);
+    s.bytes_out = hetee_rbuf_u64(&r);
+    s.items = hetee_rbuf_u64(&r);
+    if (!r.err && *n < max) out[(*n)++] = s;
+  }
+  if (r.err || hetee_rbuf_left(&r)) return reply_bad(&f, "STATS");
+  hetee_frame_clear(&f);
+  return 0;
+}

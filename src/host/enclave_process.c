@@ -1,0 +1,267 @@
+/*
+ * enclave_process.c — the host's side of the enclave process: spawn
+ * hetee-launcher with a socketpair on fd 3 (the launcher measures and starts
+ * hetee-enclave, see src/enclave/launcher.c), send one framed request at a
+ * time and match its reply by request id, detect a dead enclave (EOF/EPIPE)
+ * and restart it (unsealing the last sealed state when configured), and shut
+ * both processes down cleanly.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "host/host_internal.h"
+
+static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }
+
+static int default_dir(char *out, size_t n) {
+  const char *env = getenv("HETEE_BIN_DIR");
+  if (env && *env) {
+    snprintf(out, n, "%s", env);
+    return 0;
+  }
+  char exe[PATH_MAX];
+  ssize_t k = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (k <= 0) return hetee_error(HETEE_ERR_IO, "cannot locate the running executable");
+  exe[k] = 0;
+  snprintf(out, n, "%s", dirname(exe));
+  return 0;
+}
+
+static int resolve_paths(hetee_enclave *e, const hetee_enclave_options *o) {
+  char dir[PATH_MAX], p[PATH_MAX + 32];
+  if (o->launcher_path) {
+    e->launcher = strdup(o->launcher_path);
+  } else {
+    int rc = default_dir(dir, sizeof dir);
+    if (rc) return rc;
+    snprintf(p, sizeof p, "%s/hetee-launcher", dir);
+    e->launcher = strdup(p);
+  }
+  if (!e->launcher) return hetee_error(HETEE_ERR_NOMEM, "no memory");
+  if (o->enclave_path) {
+    e->enclave = strdup(o->enclave_path);
+  } else {
+    char *copy = strdup(e->launcher);
+    if (!copy) return hetee_error(HETEE_ERR_NOMEM, "no memory");
+    snprintf(p, sizeof p, "%s/hetee-enclave", dirname(copy));
+    free(copy);
+    e->enclave = strdup(p);
+  }
+  return e->enclave ? 0 : hetee_error(HETEE_ERR_NOMEM, "no memory");
+}
+
+/* Waits up to ms for pid, then kills it. */
+static void reap(pid_t pid, int ms) {
+  if (pid <= 0) return;
+  for (int i = 0; i < ms / 5; i++) {
+    pid_t r = waitpid(pid, NULL, WNOHANG);
+    if (r == pid || (r < 0 && errno != EINTR)) return;
+    struct timespec ts = {0, 5 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+  }
+  kill(pid, SIGKILL);
+  while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
+  }
+}
+
+static void close_process(hetee_enclave *e, int graceful) {
+  if (e->fd >= 0) {
+    if (graceful && hetee_frame_write(e->fd, HETEE_MSG_SHUTDOWN, ++e->next_id, NULL, 0) == 0) {
+      hetee_frame f;
+      if (hetee_frame_read(e->fd, 1024, &f) == 0) hetee_frame_clear(&f);
+    }
+    close(e->fd);
+    e->fd = -1;
+  }
+  reap(e->launcher_pid, graceful ? 5000 : 2000);
+  e->launcher_pid = -1;
+  e->info_pid = -1;
+}
+
+static int spawn(hetee_enclave *e) {
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
+    return hetee_error(HETEE_ERR_IO, "socketpair: %s", strerror(errno));
+  pid_t pid = fork();
+  if (pid < 0) {
+    close(sv[0]);
+    close(sv[1]);
+    return hetee_error(HETEE_ERR_IO, "fork: %s", strerror(errno));
+  }
+  if (pid == 0) {
+    if (sv[1] == 3) {
+      int fl = fcntl(3, F_GETFD);
+      fcntl(3, F_SETFD, fl & ~FD_CLOEXEC);
+    } else if (dup2(sv[1], 3) < 0) {
+      _exit(127);
+    }
+    for (int fd = 4; fd < 1024; fd++) close(fd); /* nothing else leaks into the enclave */
+    char *args[] = {(char *)"hetee-launcher", (char *)"--platform", e->platform, (char *)"--enclave", e->enclave,
+                    (char *)"--config", e->config, NULL};
+    execv(e->launcher, args);
+    fprintf(stderr, "hetee: cannot execute %s: %s\n", e->launcher, strerror(errno));
+    _exit(127);
+  }
+  close(sv[1]);
+  e->fd = sv[0];
+  e->launcher_pid = pid;
+  hetee_enclave_info info;
+  int rc = hetee_enclave_info_get_noretry(e, &info);
+  if (rc) {
+    int keep = rc;
+    char detail[512];
+    snprintf(detail, sizeof detail, "%s", hetee_last_error());
+    close_process(e, 0);
+    return hetee_error(keep, "enclave did not start: %s", detail);
+  }
+  e->info_pid = info.pid;
+  return 0;
+}
+
+static int unseal_if_any(hetee_enclave *e) {
+  if (!e->seal_path || access(e->seal_path, F_OK) != 0) return 0;
+  return hetee_enclave_unseal(e, e->seal_path);
+}
+
+int hetee_enclave_start(const hetee_enclave_options *o, hetee_enclave **out) {
+  if (!o || !out || !o->platform_dir) return hetee_error(HETEE_ERR_INVALID_ARG, "platform_dir is required");
+  *out = NULL;
+  hetee_enclave *e = calloc(1, sizeof *e);
+  if (!e) return hetee_error(HETEE_ERR_NOMEM, "no memory");
+  e->fd = -1;
+  e->launcher_pid = -1;
+  int rc = resolve_paths(e, o);
+  if (rc) goto err;
+  e->platform = strdup(o->platform_dir);
+  e->config = strdup(o->config ? o->config : HETEE_ENCLAVE_DEFAULT_CONFIG);
+  e->seal_path = dup_or_null(o->seal_path);
+  e->auto_restart = o->auto_restart;
+  if (!e->platform || !e->config || (o->seal_path && !e->seal_path)) {
+    rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+    goto err;
+  }
+  rc = spawn(e);
+  if (rc) goto err;
+  rc = unseal_if_any(e);
+  if (rc) goto err;
+  *out = e;
+  return 0;
+err:
+  hetee_enclave_free(e);
+  return rc;
+}
+
+void hetee_enclave_free(hetee_enclave *e) {
+  if (!e) return;
+  close_process(e, 1);
+  free(e->launcher);
+  free(e->enclave);
+  free(e->platform);
+  free(e->config);
+  free(e->seal_path);
+  free(e);
+}
+
+int hetee_enclave_restart(hetee_enclave *e) {
+  if (!e) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL handle");
+  close_process(e, 0);
+  e->restarts++;
+  int rc = spawn(e);
+  if (!rc) rc = unseal_if_any(e);
+  return rc;
+}
+
+unsigned hetee_enclave_restarts(const hetee_enclave *e) { return e ? e->restarts : 0; }
+
+/* The enclave is gone: clean up, restart if asked, report HETEE_ERR_IO. */
+static int died(hetee_enclave *e, const char *what) {
+  char detail[300];
+  snprintf(detail, sizeof detail, "%s", what);
+  close_process(e, 0);
+  if (!e->auto_restart) return hetee_error(HETEE_ERR_IO, "enclave died (%s)", detail);
+  e->restarts++;
+  int rc = spawn(e);
+  if (!rc) rc = unseal_if_any(e);
+  if (rc) return hetee_error(HETEE_ERR_IO, "enclave died (%s) and could not be restarted: %s", detail, hetee_last_error());
+  return hetee_error(HETEE_ERR_IO, "enclave died (%s); a new enclave was started", detail);
+}
+
+int hetee_enclave_call_frame(hetee_enclave *e, uint16_t type, const uint8_t *body, size_t len, hetee_frame *reply,
+                             int may_restart) {
+  if (e->fd < 0) {
+    if (!may_restart || !e->auto_restart) return hetee_error(HETEE_ERR_STATE, "enclave is not running");
+    return died(e, "not running");
+  }
+  uint64_t id = ++e->next_id;
+  int rc = hetee_frame_write(e->fd, type, id, body, len);
+  if (rc == HETEE_ERR_IO) return may_restart ? died(e, "write failed") : rc;
+  if (rc) return rc;
+  rc = hetee_frame_read(e->fd, HETEE_FRAME_MAX_BODY, reply);
+  if (rc == HETEE_ERR_IO) {
+    /* An error frame written by the launcher before it gave up reads fine;
+     * EOF here means the process died. */
+    return may_restart ? died(e, "no reply") : rc;
+  }
+  if (rc) return rc;
+  if (reply->type == HETEE_MSG_ERROR) {
+    rc = hetee_frame_error_status(reply);
+    hetee_frame_clear(reply);
+    return rc;
+  }
+  if (reply->id != id || reply->type != (uint16_t)(type | HETEE_MSG_REPLY)) {
+    hetee_frame_clear(reply);
+    close_process(e, 0); /* out of sync: the stream cannot be trusted anymore */
+    return hetee_error(HETEE_ERR_PROTOCOL, "reply %llu/%u does not match request %llu/%u",
+                       (unsigned long long)reply->id, reply->type, (unsigned long long)id, type);
+  }
+  return 0;
+}
+
+int hetee_enclave_call(hetee_enclave *e, uint16_t type, const uint8_t *body, size_t len, uint8_t **out, size_t *olen) {
+  if (!e || (!body && len) || !out || !olen) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  *out = NULL;
+  *olen = 0;
+  hetee_frame f;
+  int rc = hetee_enclave_call_frame(e, type, body, len, &f, 1);
+  if (rc) return rc;
+  *out = f.body ? f.body : malloc(1);
+  *olen = f.len;
+  return *out ? 0 : hetee_error(HETEE_ERR_NOMEM, "no memory");
+}
+
+int hetee_enclave_send_raw(hetee_enclave *e, const uint8_t *bytes, size_t len) {
+  if (!e || (!bytes && len)) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  if (e->fd < 0) return hetee_error(HETEE_ERR_STATE, "enclave is not running");
+  size_t off = 0;
+  while (off < len) {
+    ssize_t w = send(e->fd, bytes + off, len - off, MSG_NOSIGNAL);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return hetee_error(HETEE_ERR_IO, "send: %s", strerror(errno));
+    off += (size_t)w;
+  }
+  return 0;
+}
+
+int hetee_enclave_recv_raw(hetee_enclave *e, uint16_t *type, uint64_t *id, uint8_t **body, size_t *len) {
+  if (!e || !type || !id || !body || !len) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  if (e->fd < 0) return hetee_error(HETEE_ERR_STATE, "enclave is not running");
+  hetee_frame f;
+  int rc = hetee_frame_read(e->fd, HETEE_FRAME_MAX_BODY, &f);
+  if (rc) return rc;
+  *type = f.type;
+  *id = f.id;
+  *body = f.body;
+  *len = f.len;
+  return 0;
+}

@@ -1,0 +1,110 @@
+/*
+ * ckks_fixture.h — CKKS-side helpers of the enclave tests: a context and
+ * public key taken from the enclave's published key bundle (what a real
+ * encryptor does), encryption of slot vectors, and reading refreshed results
+ * back through the only door the enclave has: a release of rounded values to
+ * a data provider's session.
+ */
+#ifndef HETEE_TEST_ENCLAVE_CKKS_FIXTURE_H
+#define HETEE_TEST_ENCLAVE_CKKS_FIXTURE_H
+
+#include "enclave/fixture.h"
+#include "hetee/ckks.h"
+
+typedef struct ckfx {
+  hetee_ckks_context *ctx;
+  hetee_ckks_public_key *pk;
+  size_t slots;
+  hetee_party_key *mp, *dp;
+  hetee_client_session *mps, *dps;
+} ckfx;
+
+/* Generates keys in the enclave, verifies its evidence, loads the bundle and
+ * opens an MP and a DP session. */
+static inline void ckfx_init(ckfx *c, hetee_enclave *e, const char *platform, const int *steps, size_t nsteps) {
+  memset(c, 0, sizeof *c);
+  int rc = hetee_enclave_keygen(e, steps, nsteps);
+  if (rc) fprintf(stderr, "keygen: %s\n", hetee_last_error());
+  assert_int_equal(rc, 0);
+  uint8_t *bundle;
+  size_t blen;
+  assert_int_equal(hetee_enclave_public_keys(e, &bundle, &blen), 0);
+  const uint8_t *item;
+  size_t ilen;
+  assert_int_equal(hetee_key_bundle_get(bundle, blen, HETEE_BUNDLE_PARAMS, &item, &ilen), 0);
+  assert_int_equal(hetee_ckks_context_load(item, ilen, &c->ctx), 0);
+  assert_int_equal(hetee_key_bundle_get(bundle, blen, HETEE_BUNDLE_PUBLIC_KEY, &item, &ilen), 0);
+  assert_int_equal(hetee_ckks_public_key_load(c->ctx, item, ilen, &c->pk), 0);
+  free(bundle);
+  c->slots = hetee_ckks_context_slots(c->ctx);
+  hetee_verified_enclave v, w; /* each party verifies on its own nonce */
+  fx_verify(e, platform, &v);
+  fx_verify(e, platform, &w);
+  assert_int_equal(hetee_party_key_generate(HETEE_PARTY_MP, &c->mp), 0);
+  assert_int_equal(hetee_party_key_generate(HETEE_PARTY_DP, &c->dp), 0);
+  c->mps = fx_session(e, c->mp, &v);
+  c->dps = fx_session(e, c->dp, &w);
+}
+
+static inline void ckfx_free(ckfx *c) {
+  hetee_client_session_free(c->mps);
+  hetee_client_session_free(c->dps);
+  hetee_party_key_free(c->mp);
+  hetee_party_key_free(c->dp);
+  hetee_ckks_public_key_free(c->pk);
+  hetee_ckks_context_free(c->ctx);
+}
+
+/* Sets model `model`'s release policy through the MP session. */
+static inline void ckfx_policy(ckfx *c, hetee_enclave *e, uint32_t model, int kind, int k, int prec,
+                               const uint8_t *dp_pk) {
+  uint8_t *m, *s, *r, *p;
+  size_t ml, sl, rl, pl;
+  assert_int_equal(hetee_client_msg_policy(model, kind, k, prec, dp_pk, &m, &ml), 0);
+  assert_int_equal(hetee_client_session_seal(c->mps, m, ml, &s, &sl), 0);
+  assert_int_equal(hetee_enclave_session_msg(e, s, sl, &r, &rl), 0);
+  assert_int_equal(hetee_client_session_open(c->mps, r, rl, &p, &pl), 0);
+  free(m);
+  free(s);
+  free(r);
+  free(p);
+}
+
+/* Public-key encryption of a full slot vector; returns the serialized ct. */
+static inline uint8_t *ckfx_encrypt(ckfx *c, const double *v, size_t *len) {
+  hetee_ckks_plaintext *pt;
+  hetee_ckks_ciphertext *ct;
+  assert_int_equal(hetee_ckks_plaintext_new(c->ctx, &pt), 0);
+  assert_int_equal(hetee_ckks_ciphertext_new(c->ctx, &ct), 0);
+  assert_int_equal(hetee_ckks_encode_real(c->ctx, v, c->slots, hetee_ckks_context_default_scale(c->ctx),
+                                          hetee_ckks_context_max_level(c->ctx), pt),
+                   0);
+  assert_int_equal(hetee_ckks_encrypt_pk(c->ctx, c->pk, pt, ct), 0);
+  uint8_t *b;
+  assert_int_equal(hetee_ckks_ciphertext_save(c->ctx, ct, &b, len), 0);
+  hetee_ckks_plaintext_free(pt);
+  hetee_ckks_ciphertext_free(ct);
+  return b;
+}
+
+/* Reads values at global slots map[0..n) of cts through a VALUES release
+ * (model 0xFFFF, 24 fractional bits: the most the enclave releases at scale
+ * 2^40) opened by the DP session. */
+static inline void ckfx_read(ckfx *c, hetee_enclave *e, const uint32_t *map, size_t n, uint8_t *const *cts,
+                             const size_t *lens, size_t ncts, double *out) {
+  ckfx_policy(c, e, 0xFFFF, HETEE_RELEASE_VALUES, 0, 24, NULL);
+  uint8_t sid[16], *sealed;
+  size_t slen;
+  hetee_client_session_id(c->dps, sid);
+  int rc = hetee_enclave_release(e, 0xFFFF, sid, map, n, (const uint8_t *const *)cts, lens, ncts, &sealed, &slen);
+  if (rc) fprintf(stderr, "release: %s\n", hetee_last_error());
+  assert_int_equal(rc, 0);
+  hetee_release_result res;
+  assert_int_equal(hetee_client_release_open(c->dps, sealed, slen, &res), 0);
+  assert_int_equal(res.n, n);
+  memcpy(out, res.values, n * sizeof *out);
+  hetee_release_result_clear(&res);
+  free(sealed);
+}
+
+#endif

@@ -1,0 +1,347 @@
+/*
+ * tests/enclave/test_refresh.c — the refresh operation of the real enclave
+ * process at logN 13 (q {60,40,40}, p {60}, scale 2^40): for every operation,
+ * the values the enclave encrypts equal a naive plaintext reference computed
+ * here (libm, plain loops) within 2^-20. Results are read back through a
+ * VALUES release with 24 fractional bits, so the stated precision covers
+ * input encryption + refresh + release rounding (2^-25).
+ */
+#include <math.h>
+
+#include "enclave/ckks_fixture.h"
+
+#define TOL (1.0 / (1 << 20))
+
+typedef struct {
+  char dir[256], plat[300];
+  hetee_enclave *e;
+  ckfx c;
+} fx;
+
+static int setup(void **state) {
+  fx *f = calloc(1, sizeof *f);
+  fx_tmpdir(f->dir, sizeof f->dir);
+  fx_platform(f->dir, "plat", f->plat, sizeof f->plat);
+  f->e = fx_start(f->plat, NULL, NULL, 0);
+  int steps[] = {1, -1};
+  ckfx_init(&f->c, f->e, f->plat, steps, 2);
+  *state = f;
+  return 0;
+}
+
+static int teardown(void **state) {
+  fx *f = *state;
+  ckfx_free(&f->c);
+  hetee_enclave_free(f->e);
+  fx_rmtree(f->dir);
+  free(f);
+  return 0;
+}
+
+/* Runs spec on tensor x (C*H*W values) laid out at in_map in nin input
+ * ciphertexts (other slots filled with decoys), then reads the output
+ * ciphertexts at out_dst. Returns the read values in got (out_n values). */
+static void run(fx *f, const hetee_refresh_spec *spec, const double *x, size_t nin, double *got, int *out_level) {
+  size_t slots = f->c.slots, n = (size_t)spec->shape[0] * spec->shape[1] * spec->shape[2];
+  double *sv = malloc(nin * slots * sizeof *sv);
+  for (size_t i = 0; i < nin * slots; i++) sv[i] = 100.0 + (double)(i % 13); /* decoys: must be ignored */
+  for (size_t i = 0; i < n; i++) sv[spec->in_map[i]] = x[i];
+  uint8_t **cts = malloc(nin * sizeof *cts);
+  size_t *lens = malloc(nin * sizeof *lens);
+  for (size_t c = 0; c < nin; c++) cts[c] = ckfx_encrypt(&f->c, sv + c * slots, &lens[c]);
+  uint8_t **out;
+  size_t *olens, nout;
+  int rc = hetee_enclave_refresh(f->e, spec, (const uint8_t *const *)cts, lens, nin, &out, &olens, &nout);
+  if (rc) fprintf(stderr, "refresh: %s\n", hetee_last_error());
+  assert_int_equal(rc, 0);
+  assert_int_equal(nout, spec->out_ncts);
+  if (out_level) {
+    hetee_ckks_ciphertext *ct;
+    assert_int_equal(hetee_ckks_ciphertext_load(f->c.ctx, out[0], olens[0], &ct), 0);
+    *out_level = hetee_ckks_ciphertext_level(ct);
+    hetee_ckks_ciphertext_free(ct);
+  }
+  ckfx_read(&f->c, f->e, spec->out_dst, spec->out_n, out, olens, nout, got);
+  hetee_enclave_cts_free(out, olens, nout);
+  hetee_enclave_cts_free(cts, lens, nin);
+  free(sv);
+}
+
+/* Identity output layout: value i to global slot i. */
+static void identity_out(hetee_refresh_spec *s, size_t n, uint32_t *dst, uint32_t *src, size_t slots) {
+  for (size_t i = 0; i < n; i++) dst[i] = src[i] = (uint32_t)i;
+  s->out_ncts = (uint32_t)((n + slots - 1) / slots);
+  s->out_n = n;
+  s->out_dst = dst;
+  s->out_src = src;
+  s->out_level = -1;
+  s->out_scale = 0;
+}
+
+static void check(const double *got, const double *want, size_t n, const char *what) {
+  double worst = 0;
+  for (size_t i = 0; i < n; i++) worst = fmax(worst, fabs(got[i] - want[i]));
+  if (worst >= TOL) fprintf(stderr, "%s: max error %g\n", what, worst);
+  assert_true(worst < TOL);
+}
+
+/* One elementwise op over a 2x4x4 tensor scattered over 2 input cts. */
+static void elementwise(fx *f, hetee_refresh_op op, double (*ref)(double, const hetee_refresh_op *), const char *what) {
+  enum { C = 2, H = 4, W = 4, N = C * H * W };
+  uint32_t in_map[N], dst[N], src[N];
+  double x[N], want[N], got[N];
+  for (size_t i = 0; i < N; i++) {
+    in_map[i] = (uint32_t)((i * 977 + 5) % (2 * f->c.slots));
+    x[i] = -3.0 + 6.0 * (double)i / (N - 1);
+  }
+  hetee_refresh_spec s = {.shape = {C, H, W}, .in_map = in_map, .nops = 1, .ops = &op};
+  identity_out(&s, N, dst, src, f->c.slots);
+  for (size_t i = 0; i < N; i++) want[i] = ref(x[i], &op);
+  run(f, &s, x, 2, got, NULL);
+  check(got, want, N, what);
+}
+
+static double r_relu(double x, const hetee_refresh_op *o) { return x > 0 ? x : 0; }
+static double r_leaky(double x, const hetee_refresh_op *o) { return x > 0 ? x : o->alpha * x; }
+static double r_sigmoid(double x, const hetee_refresh_op *o) { return 1 / (1 + exp(-x)); }
+static double r_tanh(double x, const hetee_refresh_op *o) { return tanh(x); }
+static double r_square(double x, const hetee_refresh_op *o) { return x * x; }
+static double r_scale(double x, const hetee_refresh_op *o) { return o->alpha * x; }
+
+static void test_relu(void **state) { elementwise(*state, (hetee_refresh_op){.kind = HETEE_OP_RELU}, r_relu, "relu"); }
+static void test_leaky_relu(void **state) {
+  elementwise(*state, (hetee_refresh_op){.kind = HETEE_OP_LEAKY_RELU, .alpha = 0.1}, r_leaky, "leaky");
+}
+static void test_sigmoid(void **state) {
+  elementwise(*state, (hetee_refresh_op){.kind = HETEE_OP_SIGMOID}, r_sigmoid, "sigmoid");
+}
+static void test_tanh(void **state) { elementwise(*state, (hetee_refresh_op){.kind = HETEE_OP_TANH}, r_tanh, "tanh"); }
+static void test_square(void **state) {
+  elementwise(*state, (hetee_refresh_op){.kind = HETEE_OP_SQUARE}, r_square, "square");
+}
+static void test_scale(void **state) {
+  elementwise(*state, (hetee_refresh_op){.kind = HETEE_OP_SCALE, .alpha = -0.25}, r_scale, "scale");
+}
+
+static void test_bias_and_batchnorm(void **state) {
+  fx *f = *state;
+  enum { C = 3, H = 2, W = 5, N = C * H * W };
+  uint32_t in_map[N], dst[N], src[N];
+  double x[N], want[N], got[N], be[N], bc[C] = {0.5, -1.0, 2.0}, g[C] = {1.5, -0.5, 0.25}, b[C] = {0.1, 0.2, -0.3};
+  for (size_t i = 0; i < N; i++) {
+    in_map[i] = (uint32_t)(N - 1 - i); /* reversed */
+    x[i] = sin((double)i);
+    be[i] = 0.01 * (double)i;
+  }
+  hetee_refresh_op ops[3] = {
+      {.kind = HETEE_OP_ADD_BIAS, .a = be, .na = N},
+      {.kind = HETEE_OP_ADD_BIAS, .a = bc, .na = C},
+      {.kind = HETEE_OP_BATCHNORM, .a = g, .na = C, .b = b, .nb = C},
+  };
+  hetee_refresh_spec s = {.shape = {C, H, W}, .in_map = in_map, .nops = 3, .ops = ops};
+  identity_out(&s, N, dst, src, f->c.slots);
+  for (size_t i = 0; i < N; i++) {
+    size_t c = i / (H * W);
+    want[i] = g[c] * (x[i] + be[i] + bc[c]) + b[c];
+  }
+  run(f, &s, x, 1, got, NULL);
+  check(got, want, N, "bias+batchnorm");
+}
+
+static void test_pools(void **state) {
+  fx *f = *state;
+  enum { C = 2, H = 6, W = 6, N = C * H * W };
+  uint32_t in_map[N], dst[N], src[N];
+  double x[N], got[N];
+  for (size_t i = 0; i < N; i++) {
+    in_map[i] = (uint32_t)(3 * i);
+    x[i] = cos(1.7 * (double)i);
+  }
+  /* max-pool 2x2 stride 2 -> 2x3x3, then average-pool 2x2 stride 1 -> 2x2x2 */
+  hetee_refresh_op ops[2] = {{.kind = HETEE_OP_MAXPOOL, .window = 2, .stride = 2},
+                             {.kind = HETEE_OP_AVGPOOL, .window = 2, .stride = 1}};
+  hetee_refresh_spec s = {.shape = {C, H, W}, .in_map = in_map, .nops = 2, .ops = ops};
+  identity_out(&s, C * 2 * 2, dst, src, f->c.slots);
+  double mp[C][3][3], want[C * 4];
+  for (int c = 0; c < C; c++)
+    for (int y = 0; y < 3; y++)
+      for (int xx = 0; xx < 3; xx++) {
+        double m = -1e300;
+        for (int dy = 0; dy < 2; dy++)
+          for (int dx = 0; dx < 2; dx++) {
+            double t = x[(c * H + 2 * y + dy) * W + 2 * xx + dx];
+            if (t > m) m = t;
+          }
+        mp[c][y][xx] = m;
+      }
+  for (int c = 0; c < C; c++)
+    for (int y = 0; y < 2; y++)
+      for (int xx = 0; xx < 2; xx++)
+        want[(c * 2 + y) * 2 + xx] = (mp[c][y][xx] + mp[c][y + 1][xx] + mp[c][y][xx + 1] + mp[c][y + 1][xx + 1]) / 4;
+  run(f, &s, x, 1, got, NULL);
+  check(got, want, C * 4, "pools");
+}
+
+/* Flatten + a layout change: the 8 values go to two output ciphertexts,
+ * permuted, each replicated 3 times (the packing a next layer might ask for),
+ * at level 0 and scale 2^30. */
+static void test_reshape_and_layout(void **state) {
+  fx *f = *state;
+  enum { N = 8, REP = 3 };
+  size_t slots = f->c.slots;
+  uint32_t in_map[N], dst[N * REP], src[N * REP];
+  double x[N], got[N * REP], want[N * REP];
+  for (size_t i = 0; i < N; i++) {
+    in_map[i] = (uint32_t)(slots - 1 - 5 * i);
+    x[i] = (double)i - 3.5;
+  }
+  hetee_refresh_op ops[2] = {{.kind = HETEE_OP_RESHAPE, .shape = {N, 1, 1}}, {.kind = HETEE_OP_RELU}};
+  hetee_refresh_spec s = {.shape = {2, 2, 2}, .in_map = in_map, .nops = 2, .ops = ops};
+  for (size_t r = 0; r < REP; r++)
+    for (size_t i = 0; i < N; i++) {
+      size_t k = r * N + i;
+      src[k] = (uint32_t)((i * 3) % N);                       /* a permutation */
+      dst[k] = (uint32_t)((i % 2) * slots + r * 100 + i / 2); /* two cts, three copies */
+      want[k] = fmax(x[src[k]], 0);
+    }
+  s.out_ncts = 2;
+  s.out_n = N * REP;
+  s.out_dst = dst;
+  s.out_src = src;
+  s.out_level = 0;
+  s.out_scale = (double)(1ull << 30);
+  int level = -1;
+  run(f, &s, x, 1, got, &level);
+  assert_int_equal(level, 0);
+  check(got, want, N * REP, "layout");
+}
+
+/* A batch streamed group by group gives the same result as one job. */
+static void test_stream_batches(void **state) {
+  fx *f = *state;
+  enum { G = 3, N = 16 };
+  size_t slots = f->c.slots;
+  uint32_t in_map[N], dst[N], src[N], map_all[G * N];
+  hetee_refresh_op op = {.kind = HETEE_OP_LEAKY_RELU, .alpha = 0.5};
+  hetee_refresh_spec s = {.shape = {1, 1, N}, .in_map = in_map, .nops = 1, .ops = &op};
+  for (size_t i = 0; i < N; i++) in_map[i] = (uint32_t)(2 * i);
+  identity_out(&s, N, dst, src, slots);
+  uint8_t *cts[G];
+  size_t lens[G];
+  double want[G * N], got[G * N], *sv = calloc(slots, sizeof *sv);
+  for (size_t g = 0; g < G; g++) {
+    for (size_t i = 0; i < N; i++) {
+      double v = (double)g - 1.0 + 0.1 * (double)i;
+      sv[2 * i] = v;
+      want[g * N + i] = v > 0 ? v : 0.5 * v;
+      map_all[g * N + i] = (uint32_t)(g * slots + i);
+    }
+    cts[g] = ckfx_encrypt(&f->c, sv, &lens[g]);
+  }
+  uint8_t **out;
+  size_t *olens, nout;
+  assert_int_equal(hetee_enclave_refresh_stream(f->e, &s, 1, (const uint8_t *const *)cts, lens, G, &out, &olens, &nout), 0);
+  assert_int_equal(nout, G);
+  ckfx_read(&f->c, f->e, map_all, G * N, out, olens, nout, got);
+  check(got, want, G * N, "stream");
+  hetee_enclave_op_stats st[16];
+  size_t ns;
+  assert_int_equal(hetee_enclave_stats(f->e, st, 16, &ns), 0);
+  int seen = 0;
+  for (size_t i = 0; i < ns; i++)
+    if (st[i].type == HETEE_MSG_REFRESH) {
+      seen = 1;
+      assert_true(st[i].count >= G);
+      assert_true(st[i].items >= 2 * G); /* inputs + outputs */
+      assert_true(st[i].cpu_ns > 0);
+    }
+  assert_true(seen);
+  hetee_enclave_cts_free(out, olens, nout);
+  for (size_t g = 0; g < G; g++) free(cts[g]);
+  free(sv);
+}
+
+static void test_refused_jobs(void **state) {
+  fx *f = *state;
+  uint32_t in_map[4] = {0, 1, 2, 9000}, dst[1] = {0}, src[1] = {0};
+  hetee_refresh_spec s = {.shape = {1, 2, 2}, .in_map = in_map, .out_ncts = 1, .out_n = 1, .out_dst = dst,
+                          .out_src = src, .out_level = -1};
+  double z[4096] = {0};
+  size_t len;
+  uint8_t *ct = ckfx_encrypt(&f->c, z, &len);
+  const uint8_t *cts[1] = {ct};
+  uint8_t **out;
+  size_t *olens, nout;
+  /* input slot 9000 is beyond one ciphertext */
+  assert_int_equal(hetee_enclave_refresh(f->e, &s, cts, &len, 1, &out, &olens, &nout), HETEE_ERR_SHAPE);
+  in_map[3] = 3;
+  s.out_level = 7; /* above the top level */
+  assert_int_equal(hetee_enclave_refresh(f->e, &s, cts, &len, 1, &out, &olens, &nout), HETEE_ERR_LEVEL);
+  s.out_level = -1;
+  hetee_refresh_op bad = {.kind = HETEE_OP_MAXPOOL, .window = 3, .stride = 1}; /* window larger than 2x2 */
+  s.nops = 1;
+  s.ops = &bad;
+  assert_int_equal(hetee_enclave_refresh(f->e, &s, cts, &len, 1, &out, &olens, &nout), HETEE_ERR_SHAPE);
+  /* a corrupted ciphertext is refused by the loader, not decrypted */
+  s.nops = 0;
+  ct[len / 2] ^= 0xff;
+  ct[len / 2 + 1] ^= 0xff;
+  ct[len - 1] ^= 0xff;
+  int rc = hetee_enclave_refresh(f->e, &s, cts, &len, 1, &out, &olens, &nout);
+  assert_true(rc == HETEE_ERR_RANGE || rc == HETEE_ERR_FORMAT || rc == HETEE_ERR_CONTEXT);
+  free(ct);
+}
+
+/* A small enclave configuration: unreasonable key requests and jobs above
+ * the memory budget are refused before any work is done. */
+static void test_limits(void **state) {
+  fx *f = *state;
+  hetee_enclave_options o;
+  memset(&o, 0, sizeof o);
+  o.platform_dir = f->plat;
+  o.config = "logn=13;q=60,40,40;p=60;scale=40;budget=1048576;max_galois=4";
+  hetee_enclave *e = NULL;
+  assert_int_equal(hetee_enclave_start(&o, &e), 0);
+  int many[5] = {1, 2, 3, 4, 5}, zero[1] = {0}, huge[1] = {4096};
+  assert_int_equal(hetee_enclave_keygen(e, many, 5), HETEE_ERR_LIMIT);
+  assert_int_equal(hetee_enclave_keygen(e, zero, 1), HETEE_ERR_INVALID_ARG);
+  assert_int_equal(hetee_enclave_keygen(e, huge, 1), HETEE_ERR_INVALID_ARG);
+  assert_int_equal(hetee_enclave_keygen(e, many, 4), 0);
+  /* 65536 values: tensor + pooling buffer alone are 1 MiB */
+  enum { N = 65536 };
+  uint32_t *in_map = malloc(N * sizeof *in_map), dst[1] = {0}, src[1] = {0};
+  for (uint32_t i = 0; i < N; i++) in_map[i] = i;
+  hetee_refresh_spec s = {.shape = {1, 256, 256}, .in_map = in_map, .out_ncts = 1, .out_n = 1, .out_dst = dst,
+                          .out_src = src, .out_level = -1};
+  uint8_t dummy = 0, *cts[16];
+  size_t lens[16];
+  for (int i = 0; i < 16; i++) cts[i] = &dummy, lens[i] = 1;
+  uint8_t **out;
+  size_t *olens, nout;
+  assert_int_equal(hetee_enclave_refresh(e, &s, (const uint8_t *const *)cts, lens, 16, &out, &olens, &nout),
+                   HETEE_ERR_LIMIT);
+  /* a request frame above the 1 MiB budget is refused without being buffered */
+  static uint8_t big[(1u << 20) + 1];
+  uint8_t *bigs[1] = {big};
+  size_t bigl[1] = {sizeof big};
+  s.shape[1] = s.shape[2] = 1;
+  assert_int_equal(hetee_enclave_refresh(e, &s, (const uint8_t *const *)bigs, bigl, 1, &out, &olens, &nout),
+                   HETEE_ERR_LIMIT);
+  hetee_enclave_info info;
+  assert_int_equal(hetee_enclave_info_get(e, &info), 0); /* still serving */
+  free(in_map);
+  hetee_enclave_free(e);
+}
+
+int main(void) {
+  if (sodium_init() < 0) return 1;
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_relu),          cmocka_unit_test(test_leaky_relu),
+      cmocka_unit_test(test_sigmoid),       cmocka_unit_test(test_tanh),
+      cmocka_unit_test(test_square),        cmocka_unit_test(test_scale),
+      cmocka_unit_test(test_bias_and_batchnorm), cmocka_unit_test(test_pools),
+      cmocka_unit_test(test_reshape_and_layout), cmocka_unit_test(test_stream_batches),
+      cmocka_unit_test(test_refused_jobs),         cmocka_unit_test(test_limits),
+  };
+  return cmocka_run_group_tests_name("enclave/refresh/logN13", tests, setup, teardown);
+}

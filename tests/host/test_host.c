@@ -1,0 +1,102 @@
+/*
+ * tests/host/test_host.c — the host's handle on the enclave process:
+ * argument checks, a launcher that cannot be executed, configurations the
+ * enclave refuses at start-up, a dead enclave
+ * without automatic restart (HETEE_ERR_IO, then HETEE_ERR_STATE until an
+ * explicit restart), and the per-operation counters the host can read.
+ */
+#include "enclave/fixture.h"
+
+#include <signal.h>
+
+static void test_bad_arguments(void **state) {
+  hetee_enclave *e = NULL;
+  hetee_enclave_options o;
+  memset(&o, 0, sizeof o);
+  assert_int_equal(hetee_enclave_start(NULL, &e), HETEE_ERR_INVALID_ARG);
+  assert_int_equal(hetee_enclave_start(&o, &e), HETEE_ERR_INVALID_ARG); /* no platform */
+  o.platform_dir = "/nonexistent";
+  o.launcher_path = "/nonexistent/hetee-launcher";
+  assert_int_equal(hetee_enclave_start(&o, &e), HETEE_ERR_IO);
+  assert_null(e);
+  hetee_enclave_free(NULL);
+}
+
+/* The configuration is checked by the enclave itself at start-up. */
+static void test_bad_config(void **state) {
+  char dir[256], plat[300];
+  fx_tmpdir(dir, sizeof dir);
+  fx_platform(dir, "plat", plat, sizeof plat);
+  hetee_enclave_options o;
+  memset(&o, 0, sizeof o);
+  o.platform_dir = plat;
+  hetee_enclave *e = NULL;
+  o.config = "logn=13;q=60,40,40;p=60;scale=40;budget=268435456;max_galois=8;unknown=1";
+  assert_int_equal(hetee_enclave_start(&o, &e), HETEE_ERR_PARAMS);
+  o.config = "logn=12;q=60,60,60;p=60;scale=40;budget=268435456;max_galois=8"; /* 240 bits at N=4096 */
+  int rc = hetee_enclave_start(&o, &e);
+#ifdef HETEE_ENCLAVE_HAVE_CKKS
+  assert_int_equal(rc, HETEE_ERR_INSECURE);
+#else
+  assert_int_equal(rc, 0); /* parameters are not checked without the CKKS layer */
+  hetee_enclave_free(e);
+#endif
+  fx_rmtree(dir);
+}
+
+static void test_dead_without_restart(void **state) {
+  char dir[256], plat[300];
+  fx_tmpdir(dir, sizeof dir);
+  fx_platform(dir, "plat", plat, sizeof plat);
+  hetee_enclave *e = fx_start(plat, NULL, NULL, 0);
+  hetee_enclave_info info;
+  assert_int_equal(hetee_enclave_info_get(e, &info), 0);
+  assert_int_equal(kill(info.pid, SIGKILL), 0);
+  usleep(50 * 1000);
+  assert_int_equal(hetee_enclave_info_get(e, &info), HETEE_ERR_IO);
+  assert_int_equal(hetee_enclave_info_get(e, &info), HETEE_ERR_STATE);
+  assert_int_equal(hetee_enclave_restart(e), 0);
+  assert_int_equal(hetee_enclave_restarts(e), 1);
+  assert_int_equal(hetee_enclave_info_get(e, &info), 0);
+  hetee_enclave_free(e);
+  fx_rmtree(dir);
+}
+
+static void test_counters(void **state) {
+  char dir[256], plat[300];
+  fx_tmpdir(dir, sizeof dir);
+  fx_platform(dir, "plat", plat, sizeof plat);
+  hetee_enclave *e = fx_start(plat, NULL, NULL, 0);
+  uint8_t body[100] = {0}, *r;
+  size_t n;
+  for (int i = 0; i < 5; i++) {
+    assert_int_equal(hetee_enclave_call(e, HETEE_MSG_PING, body, sizeof body, &r, &n), 0);
+    assert_int_equal(n, sizeof body);
+    free(r);
+  }
+  hetee_enclave_op_stats st[16];
+  size_t k;
+  assert_int_equal(hetee_enclave_stats(e, st, 16, &k), 0);
+  int seen = 0;
+  for (size_t i = 0; i < k; i++)
+    if (st[i].type == HETEE_MSG_PING) {
+      seen = 1;
+      assert_int_equal(st[i].count, 5);
+      assert_int_equal(st[i].bytes_in, 5 * (HETEE_FRAME_HEADER_BYTES + sizeof body));
+      assert_int_equal(st[i].bytes_out, 5 * (HETEE_FRAME_HEADER_BYTES + sizeof body));
+    }
+  assert_true(seen);
+  hetee_enclave_free(e);
+  fx_rmtree(dir);
+}
+
+int main(void) {
+  if (sodium_init() < 0) return 1;
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_bad_arguments),
+      cmocka_unit_test(test_bad_config),
+      cmocka_unit_test(test_dead_without_restart),
+      cmocka_unit_test(test_counters),
+  };
+  return cmocka_run_group_tests_name("host/enclave_process", tests, NULL, NULL);
+}

@@ -117,6 +117,27 @@ int hetee_bench_ntt(int argc, char **argv) {
         qsort(samples, (size_t)runs, sizeof *samples, cmp_double);
         printf("%-5d %-5d %-10s vec_muladd %.2f us (dispatch %s)\n", logn, bits, "", samples[runs / 2],
                hetee_ring_isa_name());
+        /* degree-2 product of two size-2 rows (ct x ct, one prime) */
+        uint64_t *d = hetee_alloc(3 * n * sizeof *d);
+        if (d) {
+          for (int r = 0; r < runs; r++) {
+            double t0 = now_us();
+            hetee_vec_tensor2(m, a, b, b, a, d, d + n, d + 2 * n, n, 0);
+            samples[r] = now_us() - t0;
+          }
+          qsort(samples, (size_t)runs, sizeof *samples, cmp_double);
+          printf("%-5d %-5d %-10s vec_tensor2 %.2f us\n", logn, bits, "", samples[runs / 2]);
+          /* key-switching inner product of 3 digits against both key rows */
+          const uint64_t *xs[3] = {a, b, c}, *k0[3] = {b, c, a}, *k1[3] = {c, a, b};
+          for (int r = 0; r < runs; r++) {
+            double t0 = now_us();
+            hetee_vec_dot2(m, xs, NULL, k0, k1, 3, d, d + n, n);
+            samples[r] = now_us() - t0;
+          }
+          qsort(samples, (size_t)runs, sizeof *samples, cmp_double);
+          printf("%-5d %-5d %-10s vec_dot2(3 digits) %.2f us\n", logn, bits, "", samples[runs / 2]);
+        }
+        hetee_free(d);
       }
       /* expanding one uniform row from a seed (the `a` of seeded objects) */
       if (c) {

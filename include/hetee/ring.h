@@ -138,6 +138,12 @@ HETEE_API const hetee_modulus *hetee_ntt_tables_modulus(const hetee_ntt_tables *
 HETEE_API void hetee_ntt_forward(const hetee_ntt_tables *t, uint64_t *a);
 /* In-place inverse NTT, including the 1/N factor. Input/output in [0, q). */
 HETEE_API void hetee_ntt_inverse(const hetee_ntt_tables *t, uint64_t *a);
+/* out = inverse NTT of in, plus the constant s in [0, q) added to every
+ * coefficient, in one pass (the copy and the addition are fused into the
+ * transform's first and last stages). in may equal out (in place) but must
+ * not partially overlap it. Output in [0, q), bit-identical to
+ * copy + hetee_ntt_inverse + hetee_vec_add_scalar. */
+HETEE_API void hetee_ntt_inverse_add(const hetee_ntt_tables *t, const uint64_t *in, uint64_t *out, uint64_t s);
 
 /* The reference (scalar) transforms, always built; SIMD variants are tested
  * bit for bit against these. */
@@ -182,6 +188,36 @@ HETEE_API void hetee_vec_mul_scalar(const hetee_modulus *m, const uint64_t *a, u
 HETEE_API void hetee_vec_add_scalar(const hetee_modulus *m, const uint64_t *a, uint64_t s, uint64_t *c, size_t n);
 /* c = a mod q for arbitrary 64-bit inputs a (e.g. residues of another prime). */
 HETEE_API void hetee_vec_reduce(const hetee_modulus *m, const uint64_t *a, uint64_t *c, size_t n);
+/* c = (a mod q) + s mod q for arbitrary 64-bit a and s in [0, q) (basis
+ * conversion of another prime's residues plus a constant, one pass). */
+HETEE_API void hetee_vec_reduce_add_scalar(const hetee_modulus *m, const uint64_t *a, uint64_t s, uint64_t *c,
+                                           size_t n);
+/* c = (a - b) * s + base mod q (base may be NULL: c = (a - b) * s), for a
+ * scalar s in [0, q): the last step of a rescale / ModDown in one pass.
+ * c may alias a, b or base. */
+HETEE_API void hetee_vec_sub_mul_scalar_add(const hetee_modulus *m, const uint64_t *a, const uint64_t *b, uint64_t s,
+                                            const uint64_t *base, uint64_t *c, size_t n);
+/* Inner product of k row pairs: c[i] = sum_{j<k} a[j][i] * b[j][i] mod q,
+ * with products summed unreduced and reduced once per few terms (the key
+ * switching inner product). c may alias a[j] or b[j] (each index is read
+ * before it is written). */
+HETEE_API void hetee_vec_dot(const hetee_modulus *m, const uint64_t *const *a, const uint64_t *const *b, size_t k,
+                             uint64_t *c, size_t n);
+/* Two inner products sharing the left rows (one pass over a), the left rows
+ * optionally read through a permutation (perm NULL: identity):
+ * c0[i] = sum_j a[j][p(i)] * b0[j][i], c1[i] = sum_j a[j][p(i)] * b1[j][i]
+ * mod q with p(i) = perm[i] (< n). c0 and c1 must be distinct; they may
+ * alias rows of b0/b1, and rows of a only when perm is NULL. */
+HETEE_API void hetee_vec_dot2(const hetee_modulus *m, const uint64_t *const *a, const uint32_t *perm,
+                              const uint64_t *const *b0, const uint64_t *const *b1, size_t k, uint64_t *c0,
+                              uint64_t *c1, size_t n);
+/* Degree-2 product of (a0, a1) and (b0, b1): c0 = a0 b0, c1 = a0 b1 + a1 b0,
+ * c2 = a1 b1 (pointwise); with acc != 0 the products are added to the
+ * previous c0, c1, c2 (in [0, q)). One reduction per output coefficient.
+ * The c's may alias the a's and b's (each index is read before written),
+ * but must be distinct from one another. */
+HETEE_API void hetee_vec_tensor2(const hetee_modulus *m, const uint64_t *a0, const uint64_t *a1, const uint64_t *b0,
+                                 const uint64_t *b1, uint64_t *c0, uint64_t *c1, uint64_t *c2, size_t n, int acc);
 
 /* Applies the Galois automorphism X -> X^g (g odd, in [1, 2N)) to a
  * polynomial in NTT form (bit-reversed evaluation order as produced by

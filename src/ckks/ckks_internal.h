@@ -231,20 +231,21 @@ void ckks_ksk_free(ckks_ksk *k);
  * them from d, which must stay unchanged until then. */
 void ckks_modup(const hetee_ckks_context *ctx, int l, const uint64_t *d, uint64_t *ext, uint64_t *tmp);
 /* Inner product of the extended digits (own-prime rows from d; all
- * optionally permuted by perm) with key k, then ModDown; adds the results into out0/out1 (l+1 rows each, NTT
- * form). If out1_set, out1 is overwritten instead of added to. */
+ * optionally permuted by perm) with key k, then ModDown: out0 = base0 +
+ * result0, out1 = base1 + result1 (l+1 rows each, NTT form; a NULL base
+ * means zero; a base may alias its out). */
 void ckks_ks_inner_moddown(const hetee_ckks_context *ctx, int l, const uint64_t *ext, const uint64_t *d,
-                           const uint32_t *perm, const ckks_ksk *k, uint64_t *out0, uint64_t *out1, int out1_set,
-                           uint64_t *work);
+                           const uint32_t *perm, const ckks_ksk *k, const uint64_t *base0, uint64_t *out0,
+                           const uint64_t *base1, uint64_t *out1, uint64_t *work);
 /* ModDown by P of acc (l+1+np rows, ext layout, NTT form; clobbered):
- * out rows 0..l += (or, if set, =) round(acc / P). ybuf: np rows, conv:
- * l+1 rows of scratch. */
-void ckks_moddown(const hetee_ckks_context *ctx, int l, uint64_t *acc, uint64_t *out, int set, uint64_t *ybuf,
-                  uint64_t *conv);
-/* Key switches d (level l, NTT form) with k and adds the result to out0 and
- * (or, if out1_set, stores it in) out1 (eval.c). */
-int ckks_keyswitch_add(const hetee_ckks_context *ctx, int l, const uint64_t *d, const ckks_ksk *k, uint64_t *out0,
-                       uint64_t *out1, int out1_set);
+ * out rows 0..l = base + round(acc / P) (base NULL: zero; may alias out).
+ * ybuf: np rows, conv: l+1 rows of scratch. */
+void ckks_moddown(const hetee_ckks_context *ctx, int l, uint64_t *acc, const uint64_t *base, uint64_t *out,
+                  uint64_t *ybuf, uint64_t *conv);
+/* Key switches d (level l, NTT form) with k: out0 = base0 + ks0,
+ * out1 = base1 + ks1 (bases as above) (eval.c). */
+int ckks_keyswitch_add(const hetee_ckks_context *ctx, int l, const uint64_t *d, const ckks_ksk *k,
+                       const uint64_t *base0, uint64_t *out0, const uint64_t *base1, uint64_t *out1);
 /* Words of scratch the two functions above need at level l. */
 size_t ckks_ks_ext_words(const hetee_ckks_context *ctx, int l);
 size_t ckks_ks_work_words(const hetee_ckks_context *ctx, int l);

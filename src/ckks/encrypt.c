@@ -64,10 +64,8 @@ int hetee_ckks_encrypt_pk(const hetee_ckks_context *ctx, const hetee_ckks_public
   }
   /* divide the encryption of zero by P: its noise shrinks to the rounding
    * error (as secret-key encryption), then add the message */
-  ckks_moddown(ctx, l, u0, out->c[0], 1, ybuf, conv);
-  ckks_moddown(ctx, l, u1, out->c[1], 1, ybuf, conv);
-  for (int i = 0; i <= l; i++)
-    hetee_vec_add(&ctx->mod[i], out->c[0] + (size_t)i * n, pt->data + (size_t)i * n, out->c[0] + (size_t)i * n, n);
+  ckks_moddown(ctx, l, u0, pt->data, out->c[0], ybuf, conv); /* + message */
+  ckks_moddown(ctx, l, u1, NULL, out->c[1], ybuf, conv);
   out->scale = pt->scale;
   rc = 0;
 err:

@@ -204,57 +204,17 @@ int hetee_ckks_eval_add_const(const hetee_ckks_context *ctx, const hetee_ckks_ci
 }
 
 /* Degree-2 product of size-2 a and b on rows 0..l; accumulate into out when
- * acc != 0. One Barrett reduction per output coefficient (the cross term is
- * summed in 128 bits). In-place safe: every output index depends only on the
- * same index of the inputs, read before writing. */
+ * acc != 0. The ring's tensor2 kernel: one reduction per output coefficient
+ * (Karatsuba on the 64-bit SIMD path), in-place safe (every output index
+ * depends only on the same index of the inputs, read before writing). */
 static void tensor(const hetee_ckks_context *ctx, int l, const hetee_ckks_ciphertext *a,
                    const hetee_ckks_ciphertext *b, hetee_ckks_ciphertext *out, int acc) {
   size_t n = ctx->n;
-  if (out != a && out != b) {
-    /* no aliasing: the ring layer's (SIMD) pointwise kernels */
-#pragma omp parallel for if (ctx->threads > 1) num_threads(ctx->threads)
-    for (int i = 0; i <= l; i++) {
-      const hetee_modulus *m = &ctx->mod[i];
-      size_t off = (size_t)i * n;
-      const uint64_t *a0 = a->c[0] + off, *a1 = a->c[1] + off, *b0 = b->c[0] + off, *b1 = b->c[1] + off;
-      uint64_t *o0 = out->c[0] + off, *o1 = out->c[1] + off, *o2 = out->c[2] + off;
-      if (acc) {
-        hetee_vec_muladd(m, a0, b0, o0, n);
-        hetee_vec_muladd(m, a0, b1, o1, n);
-      } else {
-        hetee_vec_mul(m, a0, b0, o0, n);
-        hetee_vec_mul(m, a0, b1, o1, n);
-      }
-      hetee_vec_muladd(m, a1, b0, o1, n);
-      if (acc) hetee_vec_muladd(m, a1, b1, o2, n);
-      else hetee_vec_mul(m, a1, b1, o2, n);
-    }
-    return;
-  }
 #pragma omp parallel for if (ctx->threads > 1) num_threads(ctx->threads)
   for (int i = 0; i <= l; i++) {
-    const hetee_modulus *m = &ctx->mod[i];
-    uint64_t q = m->q;
     size_t off = (size_t)i * n;
-    const uint64_t *a0 = a->c[0] + off, *a1 = a->c[1] + off, *b0 = b->c[0] + off, *b1 = b->c[1] + off;
-    uint64_t *o0 = out->c[0] + off, *o1 = out->c[1] + off, *o2 = out->c[2] + off;
-    if (acc) {
-      for (size_t c = 0; c < n; c++) {
-        uint64_t x0 = a0[c], x1 = a1[c], y0 = b0[c], y1 = b1[c];
-        /* add the previous accumulator (< q) in 128 bits: still < q 2^64 */
-        o0[c] = hetee_mod_reduce128((unsigned __int128)x0 * y0 + o0[c], m);
-        o1[c] = ckks_reduce_u128((unsigned __int128)x0 * y1 + (unsigned __int128)x1 * y0 + o1[c], m);
-        o2[c] = hetee_mod_reduce128((unsigned __int128)x1 * y1 + o2[c], m);
-      }
-    } else {
-      for (size_t c = 0; c < n; c++) {
-        uint64_t x0 = a0[c], x1 = a1[c], y0 = b0[c], y1 = b1[c];
-        o0[c] = hetee_mod_reduce128((unsigned __int128)x0 * y0, m);
-        o1[c] = ckks_reduce_u128((unsigned __int128)x0 * y1 + (unsigned __int128)x1 * y0, m);
-        o2[c] = hetee_mod_reduce128((unsigned __int128)x1 * y1, m);
-      }
-    }
-    (void)q;
+    hetee_vec_tensor2(&ctx->mod[i], a->c[0] + off, a->c[1] + off, b->c[0] + off, b->c[1] + off, out->c[0] + off,
+                      out->c[1] + off, out->c[2] + off, n, acc);
   }
 }
 
@@ -300,10 +260,10 @@ int hetee_ckks_eval_mul_acc(const hetee_ckks_context *ctx, const hetee_ckks_ciph
   return 0;
 }
 
-/* Key switches poly d (level l) with key k and adds the result to
- * (out0, out1); perm applies a Galois permutation to the extended digits. */
-int ckks_keyswitch_add(const hetee_ckks_context *ctx, int l, const uint64_t *d, const ckks_ksk *k, uint64_t *out0,
-                       uint64_t *out1, int out1_set) {
+/* Key switches poly d (level l) with key k: out0 = base0 + ks0, out1 =
+ * base1 + ks1 (NULL base: zero). */
+int ckks_keyswitch_add(const hetee_ckks_context *ctx, int l, const uint64_t *d, const ckks_ksk *k,
+                       const uint64_t *base0, uint64_t *out0, const uint64_t *base1, uint64_t *out1) {
   size_t ew = ckks_ks_ext_words(ctx, l), ww = ckks_ks_work_words(ctx, l);
   uint64_t *ext = ckks_scratch(ew), *work = ckks_scratch(ww);
   if (!ext || !work) {
@@ -312,7 +272,7 @@ int ckks_keyswitch_add(const hetee_ckks_context *ctx, int l, const uint64_t *d, 
     return hetee_error(HETEE_ERR_NOMEM, "key-switching buffers");
   }
   ckks_modup(ctx, l, d, ext, work);
-  ckks_ks_inner_moddown(ctx, l, ext, d, NULL, k, out0, out1, out1_set, work);
+  ckks_ks_inner_moddown(ctx, l, ext, d, NULL, k, base0, out0, base1, out1, work);
   hetee_free(ext);
   hetee_free(work);
   return 0;
@@ -329,11 +289,10 @@ int hetee_ckks_eval_relin(const hetee_ckks_context *ctx, const hetee_ckks_relin_
   int l = a->level;
   double scale = a->scale;
   uint64_t *c2 = a->c[2];
-  if (out != a) {
-    if ((rc = ckks_ct_reserve(ctx, out, l, 2))) return rc;
-    copy_rest(ctx, a, out, 2);
-  }
-  if ((rc = ckks_keyswitch_add(ctx, l, c2, &rk->k, out->c[0], out->c[1], 0))) return rc;
+  /* out = (c0, c1) + keyswitch(c2): the key switch writes the sums
+   * directly (no copy of c0, c1 when out != a) */
+  if (out != a && (rc = ckks_ct_reserve(ctx, out, l, 2))) return rc;
+  if ((rc = ckks_keyswitch_add(ctx, l, c2, &rk->k, a->c[0], out->c[0], a->c[1], out->c[1]))) return rc;
   out->size = 2;
   out->level = l;
   out->scale = scale;
@@ -371,10 +330,9 @@ int hetee_ckks_eval_rescale(const hetee_ckks_context *ctx, const hetee_ckks_ciph
   const hetee_modulus *ml = &ctx->mod[l];
   uint64_t ql = ml->q, h = ql >> 1;
   for (int k = 0; k < sz; k++) {
-    memcpy(last, a->c[k] + (size_t)l * n, n * 8);
-    hetee_ntt_inverse(ctx->ntt[l], last);
-    /* last <- [c + floor(q_l/2)]_{q_l} */
-    hetee_vec_add_scalar(ml, last, h, last, n);
+    /* last <- [c + floor(q_l/2)]_{q_l}, coefficient form (copy, inverse
+     * NTT and addition in one ring call) */
+    hetee_ntt_inverse_add(ctx->ntt[l], a->c[k] + (size_t)l * n, last, h);
     const uint64_t *src = a->c[k];
     uint64_t *dst = out->c[k];
 #pragma omp parallel for if (ctx->threads > 1) num_threads(ctx->threads)
@@ -383,15 +341,11 @@ int hetee_ckks_eval_rescale(const hetee_ckks_context *ctx, const hetee_ckks_ciph
       uint64_t q = mi->q, hm = ctx->rs_half_mod[l][i], w = ctx->rs_inv[l][i], ws = ctx->rs_inv_shoup[l][i];
       uint64_t *t = corr + (size_t)i * n;
       /* t = last - floor(q_l/2) mod q_i (the centered remainder) */
-      if (ql < q) hetee_vec_add_scalar(mi, last, q - hm, t, n); /* last < q_l < q_i: no reduction */
-      else
-        for (size_t c = 0; c < n; c++) t[c] = hetee_mod_sub(ckks_reduce64(last[c], mi), hm, q);
+      if (ql < q) hetee_vec_add_scalar(mi, last, hm ? q - hm : 0, t, n); /* last < q_l < q_i: no reduction */
+      else hetee_vec_reduce_add_scalar(mi, last, hm ? q - hm : 0, t, n);
       hetee_ntt_forward(ctx->ntt[i], t);
-      const uint64_t *ci = src + (size_t)i * n;
-      uint64_t *oi = dst + (size_t)i * n;
-      /* (c_i - t) * q_l^-1 with the ring's (SIMD) kernels */
-      hetee_vec_sub(mi, ci, t, t, n);
-      hetee_vec_mul_scalar(mi, t, w, oi, n);
+      /* (c_i - t) * q_l^-1, one fused pass of the ring's (SIMD) kernels */
+      hetee_vec_sub_mul_scalar_add(mi, src + (size_t)i * n, t, w, NULL, dst + (size_t)i * n, n);
       (void)ws;
     }
   }

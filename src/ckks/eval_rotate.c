@@ -72,7 +72,7 @@ static int rotate_many(const hetee_ckks_context *ctx, const hetee_ckks_galois_ke
     const uint32_t *perm = keys[i]->perm;
     if ((rc = ckks_ct_reserve(ctx, o, l, 2))) goto err;
     for (int r = 0; r <= l; r++) hetee_vec_permute(perm, a->c[0] + (size_t)r * n, o->c[0] + (size_t)r * n, n);
-    ckks_ks_inner_moddown(ctx, l, ext, a->c[1], perm, keys[i], o->c[0], o->c[1], 1, work);
+    ckks_ks_inner_moddown(ctx, l, ext, a->c[1], perm, keys[i], o->c[0], o->c[0], NULL, o->c[1], work);
     o->scale = scale;
   }
   rc = 0;
@@ -112,7 +112,7 @@ static int rotate_one(const hetee_ckks_context *ctx, const hetee_ckks_galois_key
     for (size_t r = 0; r < rows; r++) hetee_vec_permute(k->perm, out->c[1] + r * n, out->c[0] + r * n, n);
     out->seeded = 0;
   }
-  if ((rc = ckks_keyswitch_add(ctx, l, c1p, k, out->c[0], out->c[1], 1))) goto err;
+  if ((rc = ckks_keyswitch_add(ctx, l, c1p, k, out->c[0], out->c[0], NULL, out->c[1]))) goto err;
   out->scale = scale;
   out->size = 2;
   rc = 0;

@@ -128,29 +128,33 @@ void ckks_modup(const hetee_ckks_context *ctx, int l, const uint64_t *d, uint64_
   int R = l + 1 + ctx->np;
   const ckks_level_ks *ks = &ctx->ks[l];
   uint64_t *coef = tmp;                      /* l+1 rows, coefficient form */
-  uint64_t *y = tmp + (size_t)(l + 1) * n;   /* alpha rows */
-  memcpy(coef, d, (size_t)(l + 1) * n * 8);
+  uint64_t *ybuf = tmp + (size_t)(l + 1) * n; /* alpha rows + u */
+  /* coefficient form of every row with its digit's centering constant
+   * floor(D_j/2) added (copy, inverse NTT and addition in one ring call) */
 #pragma omp parallel for if (ctx->threads > 1) num_threads(ctx->threads)
-  for (int i = 0; i <= l; i++) hetee_ntt_inverse(ctx->ntt[i], coef + (size_t)i * n);
+  for (int i = 0; i <= l; i++)
+    hetee_ntt_inverse_add(ctx->ntt[i], d + (size_t)i * n, coef + (size_t)i * n,
+                          ks->digits[i / ctx->alpha].hd_src[i % ctx->alpha]);
   for (int j = 0; j < ks->ndigits; j++) {
     const ckks_digit *dg = &ks->digits[j];
     uint64_t *e = ext + (size_t)j * R * n;
+    /* y_a = [x + floor(D/2)]_{q_a} * (D/q_a)^-1: for a one-prime digit the
+     * factor is 1 and y is the coefficient row itself */
+    const uint64_t *y = ybuf;
     for (int a = 0; a < dg->count; a++) {
       int pi = dg->first + a;
-      const hetee_modulus *mi = &ctx->mod[pi];
       const uint64_t *src = coef + (size_t)pi * n;
-      uint64_t w = dg->hat_inv[a], ws = dg->hat_inv_shoup[a], q = mi->q;
-      uint64_t *ya = y + (size_t)a * n;
-      hetee_vec_add_scalar(mi, src, dg->hd_src[a], ya, n); /* centered digit */
-      if (w != 1)
-        for (size_t c = 0; c < n; c++) ya[c] = hetee_mod_mul_shoup(ya[c], w, ws, q);
+      uint64_t w = dg->hat_inv[a];
+      if (dg->count == 1 && w == 1) y = src;
+      else if (w == 1) memcpy(ybuf + (size_t)a * n, src, n * 8);
+      else hetee_vec_mul_scalar(&ctx->mod[pi], src, w, ybuf + (size_t)a * n, n);
     }
     /* multi-prime digit: sum_a y_a (D/q_a) = x' + u D, u = floor(sum_a y_a /
      * q_a) < count; subtracting u D makes the extension exact, so the
      * extended digit is the centered one (an uncorrected u adds a
      * non-centered multiple of D, i.e. a smooth error after the product
      * with the key's noise). u goes to the spare row after y. */
-    uint64_t *u = y + (size_t)ctx->alpha * n;
+    uint64_t *u = ybuf + (size_t)ctx->alpha * n;
     if (dg->count > 1) {
       long double inv[HETEE_CKKS_MAX_P];
       for (int a = 0; a < dg->count; a++) inv[a] = 1.0L / (long double)ctx->mod[dg->first + a].q;
@@ -171,13 +175,15 @@ void ckks_modup(const hetee_ckks_context *ctx, int l, const uint64_t *d, uint64_
       uint64_t qt = mt->q, hd = dg->hd_mod[t];
       if (dg->count == 1) {
         /* row = y mod t * hat - floor(D/2), one pass */
-        uint64_t h = dg->hat_mod[t], hs = hetee_shoup_prep(h, qt);
+        uint64_t h = dg->hat_mod[t], nhd = hd ? qt - hd : 0;
         if (h == 1 && ctx->mod[dg->first].q < qt) {
-          hetee_vec_add_scalar(mt, y, qt - hd, row, n); /* y < q_j < t: no reduction; hd > 0 */
+          hetee_vec_add_scalar(mt, y, nhd, row, n); /* y < q_j < t: no reduction */
         } else if (h == 1) {
-          for (size_t c = 0; c < n; c++) row[c] = hetee_mod_sub(ckks_reduce64(y[c], mt), hd, qt);
+          hetee_vec_reduce_add_scalar(mt, y, nhd, row, n);
         } else {
-          for (size_t c = 0; c < n; c++) row[c] = hetee_mod_sub(hetee_mod_mul_shoup(y[c], h, hs, qt), hd, qt);
+          hetee_vec_reduce(mt, y, row, n);
+          hetee_vec_mul_scalar(mt, row, h, row, n);
+          hetee_vec_add_scalar(mt, row, nhd, row, n);
         }
       } else {
         for (size_t c = 0; c < n; c++) {
@@ -193,20 +199,18 @@ void ckks_modup(const hetee_ckks_context *ctx, int l, const uint64_t *d, uint64_
   }
 }
 
-/* ModDown of one polynomial acc (R rows over Q_l*P, NTT form); result rows
- * 0..l added to (or stored in) out. */
-void ckks_moddown(const hetee_ckks_context *ctx, int l, uint64_t *acc, uint64_t *out, int set, uint64_t *ybuf,
-                  uint64_t *conv) {
+/* ModDown of one polynomial acc (R rows over Q_l*P, NTT form); rows 0..l of
+ * out = base + round(acc / P) (or just round(acc / P) when base is NULL). */
+void ckks_moddown(const hetee_ckks_context *ctx, int l, uint64_t *acc, const uint64_t *base, uint64_t *out,
+                  uint64_t *ybuf, uint64_t *conv) {
   size_t n = ctx->n;
   int np = ctx->np, nq = ctx->nq;
   for (int k = 0; k < np; k++) {
-    uint64_t *row = acc + (size_t)(l + 1 + k) * n, *yk = ybuf + (size_t)k * n;
+    uint64_t *row = acc + (size_t)(l + 1 + k) * n;
     const hetee_modulus *mp = &ctx->mod[nq + k];
-    hetee_ntt_inverse(ctx->ntt[nq + k], row);
-    hetee_vec_add_scalar(mp, row, ctx->hp_p[k], row, n); /* centered remainder */
-    if (ctx->phat_inv[k] == 1) memcpy(yk, row, n * 8);
-    else
-      for (size_t c = 0; c < n; c++) yk[c] = hetee_mod_mul_shoup(row[c], ctx->phat_inv[k], ctx->phat_inv_shoup[k], mp->q);
+    hetee_ntt_inverse_add(ctx->ntt[nq + k], row, row, ctx->hp_p[k]); /* centered remainder */
+    if (np == 1 && ctx->phat_inv[k] == 1) ybuf = row;      /* y_0 is the row itself */
+    else hetee_vec_mul_scalar(mp, row, ctx->phat_inv[k], ybuf + (size_t)k * n, n);
   }
   /* np > 1: sum_k y_k (P/p_k) = x' + u P with u = floor(sum_k y_k / p_k)
    * (x' = remainder + floor(P/2) in [0, P)); u is computed in long double
@@ -228,14 +232,15 @@ void ckks_moddown(const hetee_ckks_context *ctx, int l, uint64_t *acc, uint64_t 
     const hetee_modulus *mi = &ctx->mod[i];
     uint64_t q = mi->q;
     uint64_t *cv = conv + (size_t)i * n;
-    uint64_t hp = ctx->hp_q[i];
+    uint64_t hp = ctx->hp_q[i], nhp = hp ? q - hp : 0;
     if (np == 1) {
       uint64_t h = ctx->phat_mod[i];
       if (h == 1) {
-        for (size_t c = 0; c < n; c++) cv[c] = hetee_mod_sub(ckks_reduce64(ybuf[c], mi), hp, q);
+        hetee_vec_reduce_add_scalar(mi, ybuf, nhp, cv, n); /* y mod q_i - floor(P/2) */
       } else {
-        uint64_t hs = hetee_shoup_prep(h, q);
-        for (size_t c = 0; c < n; c++) cv[c] = hetee_mod_sub(hetee_mod_mul_shoup(ybuf[c], h, hs, q), hp, q);
+        hetee_vec_reduce(mi, ybuf, cv, n);
+        hetee_vec_mul_scalar(mi, cv, h, cv, n);
+        hetee_vec_add_scalar(mi, cv, nhp, cv, n);
       }
     } else {
       for (size_t c = 0; c < n; c++) {
@@ -246,35 +251,24 @@ void ckks_moddown(const hetee_ckks_context *ctx, int l, uint64_t *acc, uint64_t 
       }
     }
     hetee_ntt_forward(ctx->ntt[i], cv);
-    const uint64_t *ai = acc + (size_t)i * n;
-    uint64_t *o = out + (size_t)i * n;
-    /* (acc - conv) * P^-1 with the ring's (SIMD) kernels */
-    hetee_vec_sub(mi, ai, cv, cv, n);
-    if (set) {
-      hetee_vec_mul_scalar(mi, cv, ctx->pinv[i], o, n);
-    } else {
-      hetee_vec_mul_scalar(mi, cv, ctx->pinv[i], cv, n);
-      hetee_vec_add(mi, o, cv, o, n);
-    }
+    /* base + (acc - conv) * P^-1, one fused pass */
+    hetee_vec_sub_mul_scalar_add(mi, acc + (size_t)i * n, cv, ctx->pinv[i], base ? base + (size_t)i * n : NULL,
+                                 out + (size_t)i * n, n);
   }
 }
 
 void ckks_ks_inner_moddown(const hetee_ckks_context *ctx, int l, const uint64_t *ext, const uint64_t *d,
-                           const uint32_t *perm, const ckks_ksk *k, uint64_t *out0, uint64_t *out1, int out1_set,
-                           uint64_t *work) {
+                           const uint32_t *perm, const ckks_ksk *k, const uint64_t *base0, uint64_t *out0,
+                           const uint64_t *base1, uint64_t *out1, uint64_t *work) {
   size_t n = ctx->n;
   int R = l + 1 + ctx->np, nd = ctx->ks[l].ndigits;
   uint64_t *acc0 = work, *acc1 = work + (size_t)R * n;
   uint64_t *ybuf = acc1 + (size_t)R * n;
   uint64_t *conv = ybuf + (size_t)ctx->np * n;
-  /* the ring's pointwise kernels beat the 128-bit scalar loop only with
-   * IFMA (primes < 2^50) */
-  int vec_rows = strcmp(hetee_ring_isa_name(), "avx512ifma") == 0;
 #pragma omp parallel for if (ctx->threads > 1) num_threads(ctx->threads)
   for (int r = 0; r < R; r++) {
     int t = ckks_ext_prime(ctx, l, r);
     const hetee_modulus *mt = &ctx->mod[t];
-    uint64_t *a0 = acc0 + (size_t)r * n, *a1 = acc1 + (size_t)r * n;
     const uint64_t *xs[HETEE_CKKS_MAX_Q], *bs[HETEE_CKKS_MAX_Q], *as[HETEE_CKKS_MAX_Q];
     for (int j = 0; j < nd; j++) {
       const ckks_digit *dg = &ctx->ks[l].digits[j];
@@ -283,69 +277,11 @@ void ckks_ks_inner_moddown(const hetee_ckks_context *ctx, int l, const uint64_t 
       bs[j] = k->b[j] + (size_t)t * n;
       as[j] = k->a[j] + (size_t)t * n;
     }
-    if (vec_rows && mt->q < ((uint64_t)1 << 50)) {
-      /* primes < 2^50 with the ring's IFMA kernels: 2 nd pointwise
-       * multiply(-adds), each reducing; digits permuted first if needed */
-      uint64_t *px = perm ? ckks_scratch((size_t)nd * n) : NULL;
-      if (!perm || px) {
-        for (int j = 0; j < nd; j++) {
-          const uint64_t *x = xs[j];
-          if (perm) {
-            hetee_vec_permute(perm, xs[j], px + (size_t)j * n, n);
-            x = px + (size_t)j * n;
-          }
-          if (j == 0) {
-            hetee_vec_mul(mt, x, bs[0], a0, n);
-            hetee_vec_mul(mt, x, as[0], a1, n);
-          } else {
-            hetee_vec_muladd(mt, x, bs[j], a0, n);
-            hetee_vec_muladd(mt, x, as[j], a1, n);
-          }
-        }
-        hetee_free(px);
-        continue;
-      }
-    }
-    /* nd products of residues < q sum below q 2^64 when nd q < 2^64: then
-     * one Barrett reduction per coefficient suffices */
-    int single = (unsigned __int128)nd * mt->q < ((unsigned __int128)1 << 64);
-    if (single && !perm) {
-      for (size_t c = 0; c < n; c++) {
-        unsigned __int128 s0 = 0, s1 = 0;
-        for (int j = 0; j < nd; j++) {
-          uint64_t x = xs[j][c];
-          s0 += (unsigned __int128)x * bs[j][c];
-          s1 += (unsigned __int128)x * as[j][c];
-        }
-        a0[c] = hetee_mod_reduce128(s0, mt);
-        a1[c] = hetee_mod_reduce128(s1, mt);
-      }
-    } else if (single) {
-      for (size_t c = 0; c < n; c++) {
-        unsigned __int128 s0 = 0, s1 = 0;
-        size_t src = perm[c];
-        for (int j = 0; j < nd; j++) {
-          uint64_t x = xs[j][src];
-          s0 += (unsigned __int128)x * bs[j][c];
-          s1 += (unsigned __int128)x * as[j][c];
-        }
-        a0[c] = hetee_mod_reduce128(s0, mt);
-        a1[c] = hetee_mod_reduce128(s1, mt);
-      }
-    } else {
-      for (size_t c = 0; c < n; c++) {
-        unsigned __int128 s0 = 0, s1 = 0;
-        size_t src = perm ? perm[c] : c;
-        for (int j = 0; j < nd; j++) {
-          uint64_t x = xs[j][src];
-          s0 += (unsigned __int128)x * bs[j][c];
-          s1 += (unsigned __int128)x * as[j][c];
-        }
-        a0[c] = ckks_reduce_u128(s0, mt);
-        a1[c] = ckks_reduce_u128(s1, mt);
-      }
-    }
+    /* unreduced sums of the nd digit products, reduced once per few terms;
+     * hoisted rotations read the shared extended digits through the
+     * Galois permutation (ring kernel, SIMD gathers) */
+    hetee_vec_dot2(mt, xs, perm, bs, as, (size_t)nd, acc0 + (size_t)r * n, acc1 + (size_t)r * n, n);
   }
-  ckks_moddown(ctx, l, acc0, out0, 0, ybuf, conv);
-  ckks_moddown(ctx, l, acc1, out1, out1_set, ybuf, conv);
+  ckks_moddown(ctx, l, acc0, base0, out0, ybuf, conv);
+  ckks_moddown(ctx, l, acc1, base1, out1, ybuf, conv);
 }

@@ -140,6 +140,10 @@ void hetee_ntt_forward(const hetee_ntt_tables *t, uint64_t *a) { hetee_ring_acti
 
 void hetee_ntt_inverse(const hetee_ntt_tables *t, uint64_t *a) { hetee_ring_active()->ntt_inverse(t, a); }
 
+void hetee_ntt_inverse_add(const hetee_ntt_tables *t, const uint64_t *in, uint64_t *out, uint64_t s) {
+  hetee_ring_active()->ntt_inverse_add(t, in, out, s);
+}
+
 int hetee_ntt_forward_isa(hetee_isa isa, const hetee_ntt_tables *t, uint64_t *a) {
   if (!hetee_ring_isa_supported(isa))
     return hetee_error(HETEE_ERR_UNSUPPORTED, "ntt: ISA variant %d not supported here", (int)isa);
@@ -157,6 +161,9 @@ int hetee_ntt_inverse_isa(hetee_isa isa, const hetee_ntt_tables *t, uint64_t *a)
 const hetee_ring_kernels hetee_ring_kernels_ref = {
     "ref", hetee_ntt_forward_ref, hetee_ntt_inverse_ref, hetee_vec_add_ref,
     hetee_vec_sub_ref, hetee_vec_mul_ref, hetee_vec_muladd_ref, hetee_vec_mul_scalar_ref,
+    hetee_vec_add_scalar_ref, hetee_vec_reduce_ref, hetee_vec_dot_ref, hetee_vec_tensor2_ref,
+    hetee_vec_dot2_ref, hetee_vec_reduce_add_scalar_ref, hetee_vec_sub_mul_scalar_add_ref,
+    hetee_ntt_inverse_add_ref,
 };
 
 #ifdef HETEE_RING_NO_SIMD
@@ -165,9 +172,15 @@ const hetee_ring_kernels hetee_ring_kernels_ref = {
 const hetee_ring_kernels hetee_ring_kernels_avx2 = {
     "avx2", hetee_ntt_forward_ref, hetee_ntt_inverse_ref, hetee_vec_add_ref,
     hetee_vec_sub_ref, hetee_vec_mul_ref, hetee_vec_muladd_ref, hetee_vec_mul_scalar_ref,
+    hetee_vec_add_scalar_ref, hetee_vec_reduce_ref, hetee_vec_dot_ref, hetee_vec_tensor2_ref,
+    hetee_vec_dot2_ref, hetee_vec_reduce_add_scalar_ref, hetee_vec_sub_mul_scalar_add_ref,
+    hetee_ntt_inverse_add_ref,
 };
 const hetee_ring_kernels hetee_ring_kernels_avx512 = {
     "avx512", hetee_ntt_forward_ref, hetee_ntt_inverse_ref, hetee_vec_add_ref,
     hetee_vec_sub_ref, hetee_vec_mul_ref, hetee_vec_muladd_ref, hetee_vec_mul_scalar_ref,
+    hetee_vec_add_scalar_ref, hetee_vec_reduce_ref, hetee_vec_dot_ref, hetee_vec_tensor2_ref,
+    hetee_vec_dot2_ref, hetee_vec_reduce_add_scalar_ref, hetee_vec_sub_mul_scalar_add_ref,
+    hetee_ntt_inverse_add_ref,
 };
 #endif

@@ -200,7 +200,14 @@ static void ntt_inverse(const hetee_ntt_tables *t, uint64_t *a) {
   }
 }
 
+static void ntt_inverse_add(const hetee_ntt_tables *t, const uint64_t *in, uint64_t *out, uint64_t s) {
+  hetee_ntt_inverse_add_steps(ntt_inverse, t, in, out, s);
+}
+
 const hetee_ring_kernels hetee_ring_kernels_avx2 = {
     "avx2", ntt_forward, ntt_inverse, hetee_vec_add_avx2,
     hetee_vec_sub_avx2, hetee_vec_mul_ref, hetee_vec_muladd_ref, hetee_vec_mul_scalar_ref,
+    hetee_vec_add_scalar_ref, hetee_vec_reduce_ref, hetee_vec_dot_ref, hetee_vec_tensor2_ref,
+    hetee_vec_dot2_ref, hetee_vec_reduce_add_scalar_ref, hetee_vec_sub_mul_scalar_add_ref,
+    ntt_inverse_add,
 };

@@ -35,6 +35,7 @@ static inline __m512i avx512_mul_lazy(__m512i y, __m512i w, __m512i wp, __m512i 
 
 void hetee_ntt_forward_avx512ifma(const hetee_ntt_tables *t, uint64_t *a);
 void hetee_ntt_inverse_avx512ifma(const hetee_ntt_tables *t, uint64_t *a);
+void hetee_ntt_inverse_add_avx512ifma(const hetee_ntt_tables *t, const uint64_t *in, uint64_t *out, uint64_t s);
 
 static void ntt_forward(const hetee_ntt_tables *t, uint64_t *a) {
   if (t->fwd_shoup52 && hetee_ring_cpu_has_ifma())
@@ -50,7 +51,17 @@ static void ntt_inverse(const hetee_ntt_tables *t, uint64_t *a) {
     avx512_inverse(t, a);
 }
 
+static void ntt_inverse_add(const hetee_ntt_tables *t, const uint64_t *in, uint64_t *out, uint64_t s) {
+  if (t->inv_shoup52 && hetee_ring_cpu_has_ifma())
+    hetee_ntt_inverse_add_avx512ifma(t, in, out, s);
+  else
+    avx512_inverse_add(t, in, out, s);
+}
+
 const hetee_ring_kernels hetee_ring_kernels_avx512 = {
     "avx512", ntt_forward, ntt_inverse, hetee_vec_add_avx512,
     hetee_vec_sub_avx512, hetee_vec_mul_avx512, hetee_vec_muladd_avx512, hetee_vec_mul_scalar_avx512,
+    hetee_vec_add_scalar_avx512, hetee_vec_reduce_avx512, hetee_vec_dot_avx512, hetee_vec_tensor2_avx512,
+    hetee_vec_dot2_avx512, hetee_vec_reduce_add_scalar_avx512, hetee_vec_sub_mul_scalar_add_avx512,
+    ntt_inverse_add,
 };

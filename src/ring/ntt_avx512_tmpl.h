@@ -18,7 +18,9 @@
  *                       [0, 2*LAZY_MULT*q) forward, [0, LAZY_MULT*q) inverse
  *   mul_lazy(y, w, wp, q)  y * w mod q, lazily, for y < 2*LAZY_MULT*q
  * Outputs are bit-identical to the reference (all fully reduced, and the
- * transform is a function of its input).
+ * transform is a function of its input). The inverse also comes as
+ * inverse_add (out = INTT(in) + s): the fused head reads the input array,
+ * the last stage adds s, so copy and addition cost no extra pass.
  */
 #include <immintrin.h>
 
@@ -231,9 +233,11 @@ static inline void TMPL(inv_r4)(uint64_t *a, const uint64_t *w, const uint64_t *
   }
 }
 
-/* fused inverse distance-1, -2, -4 stages on 16-coefficient blocks [k0, k1) */
-static inline void TMPL(inv_head)(uint64_t *a, size_t n, const uint64_t *w, const uint64_t *wp, size_t k0,
-                                  size_t k1, __m512i qv, __m512i q2) {
+/* fused inverse distance-1, -2, -4 stages on 16-coefficient blocks [k0, k1),
+ * reading the blocks from src (== a in place, the input array otherwise:
+ * the first pass over each block is also the copy) */
+static inline void TMPL(inv_head)(const uint64_t *src, uint64_t *a, size_t n, const uint64_t *w,
+                                  const uint64_t *wp, size_t k0, size_t k1, __m512i qv, __m512i q2) {
   const __m512i i4x = IDX(0, 1, 2, 3, 8, 9, 10, 11), i4y = IDX(4, 5, 6, 7, 12, 13, 14, 15);
   const __m512i i2x = IDX(0, 1, 4, 5, 8, 9, 12, 13), i2y = IDX(2, 3, 6, 7, 10, 11, 14, 15);
   const __m512i i2a = IDX(0, 1, 8, 9, 2, 3, 10, 11), i2b = IDX(4, 5, 12, 13, 6, 7, 14, 15);
@@ -242,7 +246,8 @@ static inline void TMPL(inv_head)(uint64_t *a, size_t n, const uint64_t *w, cons
   const size_t h1 = n >> 1, h2 = n >> 2, h4 = n >> 3;
   for (size_t k = k0; k < k1; k++) {
     uint64_t *p = a + 16 * k;
-    __m512i v0 = _mm512_loadu_si512(p), v1 = _mm512_loadu_si512(p + 8);
+    const uint64_t *ps = src + 16 * k;
+    __m512i v0 = _mm512_loadu_si512(ps), v1 = _mm512_loadu_si512(ps + 8);
     __m512i X = _mm512_permutex2var_epi64(v0, i1x, v1), Y = _mm512_permutex2var_epi64(v0, i1y, v1);
     INV_BFLY(X, Y, _mm512_loadu_si512(w + h1 + 8 * k), _mm512_loadu_si512(wp + h1 + 8 * k));
     v0 = _mm512_permutex2var_epi64(X, i1a, Y);
@@ -260,10 +265,18 @@ static inline void TMPL(inv_head)(uint64_t *a, size_t n, const uint64_t *w, cons
   }
 }
 
-static void TMPL(inverse)(const hetee_ntt_tables *t, uint64_t *a) {
+/* a = INTT(src) (+ s when ADD; src == a in place); the copy is fused into
+ * the first pass and the addition into the last stage */
+static inline void TMPL(inverse_impl)(const hetee_ntt_tables *t, const uint64_t *src, uint64_t *a, uint64_t s_add,
+                                      const int ADD) {
   const size_t n = t->n;
   if (n < 16) {
-    hetee_ntt_inverse_ref(t, a);
+    if (ADD) {
+      hetee_ntt_inverse_add_ref(t, src, a, s_add);
+    } else {
+      for (size_t i = 0; i < n; i++) a[i] = src[i];
+      hetee_ntt_inverse_ref(t, a);
+    }
     return;
   }
   const uint64_t q = t->mod.q;
@@ -274,7 +287,7 @@ static void TMPL(inverse)(const hetee_ntt_tables *t, uint64_t *a) {
   /* depth-first per cache block while a group fits in it; the last stage
    * (distance N/2, with 1/N) is always separate */
   for (size_t s = 0; s < n; s += blk) {
-    TMPL(inv_head)(a, n, w, wp, s / 16, (s + blk) / 16, qv, q2);
+    TMPL(inv_head)(src, a, n, w, wp, s / 16, (s + blk) / 16, qv, q2);
     size_t g = 8;
     while (g < last && 2 * g <= blk) {
       if (2 * g < last && 4 * g <= blk) {
@@ -300,13 +313,27 @@ static void TMPL(inverse)(const hetee_ntt_tables *t, uint64_t *a) {
   /* last stage with 1/N folded in, fully reduced */
   const __m512i NI = _mm512_set1_epi64((long long)t->ninv), NIP = _mm512_set1_epi64((long long)t->SHOUP(ninv));
   const __m512i NW = _mm512_set1_epi64((long long)t->ninv_w), NWP = _mm512_set1_epi64((long long)t->SHOUP(ninv_w));
+  const __m512i SV = _mm512_set1_epi64((long long)s_add);
   uint64_t *x = a, *y = a + gap;
   for (size_t j = 0; j < gap; j += 8) {
     __m512i X = _mm512_loadu_si512(x + j), Y = _mm512_loadu_si512(y + j);
     __m512i s = _mm512_add_epi64(X, Y), d = _mm512_add_epi64(_mm512_sub_epi64(X, Y), q2);
-    _mm512_storeu_si512(x + j, TMPL(reduce_lazy)(mul_lazy(s, NI, NIP, qv), qv));
-    _mm512_storeu_si512(y + j, TMPL(reduce_lazy)(mul_lazy(d, NW, NWP, qv), qv));
+    __m512i rx = TMPL(reduce_lazy)(mul_lazy(s, NI, NIP, qv), qv);
+    __m512i ry = TMPL(reduce_lazy)(mul_lazy(d, NW, NWP, qv), qv);
+    if (ADD) {
+      rx = TMPL(csub)(_mm512_add_epi64(rx, SV), qv);
+      ry = TMPL(csub)(_mm512_add_epi64(ry, SV), qv);
+    }
+    _mm512_storeu_si512(x + j, rx);
+    _mm512_storeu_si512(y + j, ry);
   }
+}
+
+static void TMPL(inverse)(const hetee_ntt_tables *t, uint64_t *a) { TMPL(inverse_impl)(t, a, a, 0, 0); }
+
+/* out = INTT(in) + s, s in [0, q) */
+static void TMPL(inverse_add)(const hetee_ntt_tables *t, const uint64_t *in, uint64_t *out, uint64_t s) {
+  TMPL(inverse_impl)(t, in, out, s, 1);
 }
 
 #undef BLK

@@ -28,3 +28,6 @@ static inline __m512i ifma_mul_lazy(__m512i y, __m512i w, __m512i wp, __m512i q)
 
 void hetee_ntt_forward_avx512ifma(const hetee_ntt_tables *t, uint64_t *a) { ifma_forward(t, a); }
 void hetee_ntt_inverse_avx512ifma(const hetee_ntt_tables *t, uint64_t *a) { ifma_inverse(t, a); }
+void hetee_ntt_inverse_add_avx512ifma(const hetee_ntt_tables *t, const uint64_t *in, uint64_t *out, uint64_t s) {
+  ifma_inverse_add(t, in, out, s);
+}

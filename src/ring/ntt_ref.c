@@ -16,6 +16,8 @@
  */
 #include "ring_internal.h"
 
+#include <string.h>
+
 /* x in [0, 2*bound) with bound < 2^62: x - bound if x >= bound, branch-free
  * (the sign of x - bound, read as signed, selects the correction). */
 static inline uint64_t csub(uint64_t x, uint64_t bound) {
@@ -113,4 +115,15 @@ void hetee_ntt_inverse_ref(const hetee_ntt_tables *t, uint64_t *a) {
     x[j] = hetee_mod_mul_shoup(u + v, t->ninv, t->ninv_shoup, q);
     y[j] = hetee_mod_mul_shoup(u - v + q2, t->ninv_w, t->ninv_w_shoup, q);
   }
+}
+
+void hetee_ntt_inverse_add_steps(void (*inv)(const hetee_ntt_tables *, uint64_t *), const hetee_ntt_tables *t,
+                                 const uint64_t *in, uint64_t *out, uint64_t s) {
+  if (in != out) memcpy(out, in, t->n * sizeof *out);
+  inv(t, out);
+  hetee_vec_add_scalar_ref(&t->mod, out, s, out, t->n);
+}
+
+void hetee_ntt_inverse_add_ref(const hetee_ntt_tables *t, const uint64_t *in, uint64_t *out, uint64_t s) {
+  hetee_ntt_inverse_add_steps(hetee_ntt_inverse_ref, t, in, out, s);
 }

@@ -40,6 +40,19 @@ typedef struct hetee_ring_kernels {
   void (*vec_mul)(const hetee_modulus *m, const uint64_t *a, const uint64_t *b, uint64_t *c, size_t n);
   void (*vec_muladd)(const hetee_modulus *m, const uint64_t *a, const uint64_t *b, uint64_t *c, size_t n);
   void (*vec_mul_scalar)(const hetee_modulus *m, const uint64_t *a, uint64_t s, uint64_t *c, size_t n);
+  void (*vec_add_scalar)(const hetee_modulus *m, const uint64_t *a, uint64_t s, uint64_t *c, size_t n);
+  void (*vec_reduce)(const hetee_modulus *m, const uint64_t *a, uint64_t *c, size_t n);
+  void (*vec_dot)(const hetee_modulus *m, const uint64_t *const *a, const uint64_t *const *b, size_t k, uint64_t *c,
+                  size_t n);
+  void (*vec_tensor2)(const hetee_modulus *m, const uint64_t *a0, const uint64_t *a1, const uint64_t *b0,
+                      const uint64_t *b1, uint64_t *c0, uint64_t *c1, uint64_t *c2, size_t n, int acc);
+  void (*vec_dot2)(const hetee_modulus *m, const uint64_t *const *a, const uint32_t *perm, const uint64_t *const *b0,
+                   const uint64_t *const *b1, size_t k, uint64_t *c0, uint64_t *c1, size_t n);
+  void (*vec_reduce_add_scalar)(const hetee_modulus *m, const uint64_t *a, uint64_t s, uint64_t *c, size_t n);
+  void (*vec_sub_mul_scalar_add)(const hetee_modulus *m, const uint64_t *a, const uint64_t *b, uint64_t s,
+                                 const uint64_t *base, uint64_t *c, size_t n);
+  /* out = INTT(in) + s (in may equal out) */
+  void (*ntt_inverse_add)(const hetee_ntt_tables *t, const uint64_t *in, uint64_t *out, uint64_t s);
 } hetee_ring_kernels;
 
 extern const hetee_ring_kernels hetee_ring_kernels_ref;
@@ -52,6 +65,24 @@ void hetee_vec_sub_ref(const hetee_modulus *m, const uint64_t *a, const uint64_t
 void hetee_vec_mul_ref(const hetee_modulus *m, const uint64_t *a, const uint64_t *b, uint64_t *c, size_t n);
 void hetee_vec_muladd_ref(const hetee_modulus *m, const uint64_t *a, const uint64_t *b, uint64_t *c, size_t n);
 void hetee_vec_mul_scalar_ref(const hetee_modulus *m, const uint64_t *a, uint64_t s, uint64_t *c, size_t n);
+void hetee_vec_add_scalar_ref(const hetee_modulus *m, const uint64_t *a, uint64_t s, uint64_t *c, size_t n);
+void hetee_vec_reduce_ref(const hetee_modulus *m, const uint64_t *a, uint64_t *c, size_t n);
+void hetee_vec_dot_ref(const hetee_modulus *m, const uint64_t *const *a, const uint64_t *const *b, size_t k, uint64_t *c,
+                       size_t n);
+void hetee_vec_tensor2_ref(const hetee_modulus *m, const uint64_t *a0, const uint64_t *a1, const uint64_t *b0,
+                           const uint64_t *b1, uint64_t *c0, uint64_t *c1, uint64_t *c2, size_t n, int acc);
+void hetee_vec_dot2_ref(const hetee_modulus *m, const uint64_t *const *a, const uint32_t *perm,
+                        const uint64_t *const *b0, const uint64_t *const *b1, size_t k, uint64_t *c0, uint64_t *c1,
+                        size_t n);
+void hetee_vec_reduce_add_scalar_ref(const hetee_modulus *m, const uint64_t *a, uint64_t s, uint64_t *c, size_t n);
+void hetee_vec_sub_mul_scalar_add_ref(const hetee_modulus *m, const uint64_t *a, const uint64_t *b, uint64_t s,
+                                      const uint64_t *base, uint64_t *c, size_t n);
+
+/* hetee_ntt_inverse_add from separate steps (variants without a fused
+ * kernel): copy, in-place inverse, add. */
+void hetee_ntt_inverse_add_ref(const hetee_ntt_tables *t, const uint64_t *in, uint64_t *out, uint64_t s);
+void hetee_ntt_inverse_add_steps(void (*inv)(const hetee_ntt_tables *, uint64_t *), const hetee_ntt_tables *t,
+                                 const uint64_t *in, uint64_t *out, uint64_t s);
 
 /* AVX-512 IFMA52 usable (CPU + OS). */
 int hetee_ring_cpu_has_ifma(void);
@@ -67,6 +98,27 @@ void hetee_vec_mul_scalar_avx512(const hetee_modulus *m, const uint64_t *a, uint
 void hetee_vec_mul_scalar_avx512ifma(const hetee_modulus *m, const uint64_t *a, uint64_t s, uint64_t *c, size_t n);
 void hetee_vec_mul_avx512ifma(const hetee_modulus *m, const uint64_t *a, const uint64_t *b, uint64_t *c, size_t n);
 void hetee_vec_muladd_avx512ifma(const hetee_modulus *m, const uint64_t *a, const uint64_t *b, uint64_t *c, size_t n);
+void hetee_vec_add_scalar_avx512(const hetee_modulus *m, const uint64_t *a, uint64_t s, uint64_t *c, size_t n);
+void hetee_vec_reduce_avx512(const hetee_modulus *m, const uint64_t *a, uint64_t *c, size_t n);
+void hetee_vec_dot_avx512(const hetee_modulus *m, const uint64_t *const *a, const uint64_t *const *b, size_t k,
+                          uint64_t *c, size_t n);
+void hetee_vec_tensor2_avx512(const hetee_modulus *m, const uint64_t *a0, const uint64_t *a1, const uint64_t *b0,
+                              const uint64_t *b1, uint64_t *c0, uint64_t *c1, uint64_t *c2, size_t n, int acc);
+void hetee_vec_reduce_add_scalar_avx512(const hetee_modulus *m, const uint64_t *a, uint64_t s, uint64_t *c, size_t n);
+void hetee_vec_sub_mul_scalar_add_avx512(const hetee_modulus *m, const uint64_t *a, const uint64_t *b, uint64_t s,
+                                         const uint64_t *base, uint64_t *c, size_t n);
+void hetee_vec_sub_mul_scalar_add_avx512ifma(const hetee_modulus *m, const uint64_t *a, const uint64_t *b, uint64_t s,
+                                             const uint64_t *base, uint64_t *c, size_t n);
+void hetee_vec_dot2_avx512(const hetee_modulus *m, const uint64_t *const *a, const uint32_t *perm,
+                           const uint64_t *const *b0, const uint64_t *const *b1, size_t k, uint64_t *c0, uint64_t *c1,
+                           size_t n);
+void hetee_vec_dot2_avx512ifma(const hetee_modulus *m, const uint64_t *const *a, const uint32_t *perm,
+                               const uint64_t *const *b0, const uint64_t *const *b1, size_t k, uint64_t *c0,
+                               uint64_t *c1, size_t n);
+void hetee_vec_dot_avx512ifma(const hetee_modulus *m, const uint64_t *const *a, const uint64_t *const *b, size_t k,
+                              uint64_t *c, size_t n);
+void hetee_vec_tensor2_avx512ifma(const hetee_modulus *m, const uint64_t *a0, const uint64_t *a1, const uint64_t *b0,
+                                  const uint64_t *b1, uint64_t *c0, uint64_t *c1, uint64_t *c2, size_t n, int acc);
 
 /* The kernel table the dispatching functions use (picked once). */
 const hetee_ring_kernels *hetee_ring_active(void);

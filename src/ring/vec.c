@@ -1,8 +1,8 @@
 /*
  * vec.c — pointwise operations on one residue row modulo q: the reference
  * kernels (also used by SIMD files for tails) and the public functions, which
- * dispatch the hot ones (add, sub, mul, muladd, mul_scalar) to the picked
- * ISA variant.
+ * dispatch the hot ones (add, sub, mul, muladd, mul_scalar, add_scalar,
+ * reduce, dot, dot2, tensor2, ...) to the picked ISA variant.
  * All branch-free in the data (values may be secret).
  */
 #include "ring_internal.h"
@@ -64,15 +64,71 @@ void hetee_vec_mul_scalar(const hetee_modulus *m, const uint64_t *a, uint64_t s,
   hetee_ring_active()->vec_mul_scalar(m, a, s, c, n);
 }
 
-void hetee_vec_add_scalar(const hetee_modulus *m, const uint64_t *a, uint64_t s, uint64_t *c, size_t n) {
+void hetee_vec_add_scalar_ref(const hetee_modulus *m, const uint64_t *a, uint64_t s, uint64_t *c, size_t n) {
   const uint64_t q = m->q;
   for (size_t i = 0; i < n; i++)
     c[i] = hetee_mod_add(a[i], s, q);
 }
 
-void hetee_vec_reduce(const hetee_modulus *m, const uint64_t *a, uint64_t *c, size_t n) {
+void hetee_vec_add_scalar(const hetee_modulus *m, const uint64_t *a, uint64_t s, uint64_t *c, size_t n) {
+  hetee_ring_active()->vec_add_scalar(m, a, s, c, n);
+}
+
+void hetee_vec_reduce_ref(const hetee_modulus *m, const uint64_t *a, uint64_t *c, size_t n) {
   for (size_t i = 0; i < n; i++)
     c[i] = hetee_mod_reduce64(a[i], m);
+}
+
+void hetee_vec_reduce(const hetee_modulus *m, const uint64_t *a, uint64_t *c, size_t n) {
+  hetee_ring_active()->vec_reduce(m, a, c, n);
+}
+
+/* Products per Barrett reduction in the reference dot product: a running
+ * value < q plus c products <= (q-1)^2 stays below q * 2^64 (the input range
+ * of hetee_mod_reduce128) when c <= 2^64 / q; at least 8 for q < 2^61. */
+static size_t dot_chunk(uint64_t q) {
+  uint64_t c = UINT64_MAX / q;
+  return c > 64 ? 64 : (size_t)c;
+}
+
+void hetee_vec_dot_ref(const hetee_modulus *m, const uint64_t *const *a, const uint64_t *const *b, size_t k, uint64_t *c,
+                       size_t n) {
+  const size_t chunk = dot_chunk(m->q);
+  for (size_t i = 0; i < n; i++) {
+    unsigned __int128 s = 0;
+    size_t used = 0;
+    for (size_t j = 0; j < k; j++) {
+      s += (unsigned __int128)a[j][i] * b[j][i];
+      if (++used == chunk) {
+        s = hetee_mod_reduce128(s, m);
+        used = 0;
+      }
+    }
+    c[i] = hetee_mod_reduce128(s, m);
+  }
+}
+
+void hetee_vec_dot(const hetee_modulus *m, const uint64_t *const *a, const uint64_t *const *b, size_t k, uint64_t *c,
+                   size_t n) {
+  hetee_ring_active()->vec_dot(m, a, b, k, c, n);
+}
+
+void hetee_vec_tensor2_ref(const hetee_modulus *m, const uint64_t *a0, const uint64_t *a1, const uint64_t *b0,
+                           const uint64_t *b1, uint64_t *c0, uint64_t *c1, uint64_t *c2, size_t n, int acc) {
+  /* every bound below q * 2^64: q^2 + q, and 2 q^2 + q < q 2^64 for q < 2^61 */
+  const uint64_t keep = (uint64_t)0 - (uint64_t)(acc != 0);
+  for (size_t i = 0; i < n; i++) {
+    uint64_t x0 = a0[i], x1 = a1[i], y0 = b0[i], y1 = b1[i];
+    uint64_t z0 = c0[i] & keep, z1 = c1[i] & keep, z2 = c2[i] & keep;
+    c0[i] = hetee_mod_reduce128((unsigned __int128)x0 * y0 + z0, m);
+    c1[i] = hetee_mod_reduce128((unsigned __int128)x0 * y1 + (unsigned __int128)x1 * y0 + z1, m);
+    c2[i] = hetee_mod_reduce128((unsigned __int128)x1 * y1 + z2, m);
+  }
+}
+
+void hetee_vec_tensor2(const hetee_modulus *m, const uint64_t *a0, const uint64_t *a1, const uint64_t *b0,
+                       const uint64_t *b1, uint64_t *c0, uint64_t *c1, uint64_t *c2, size_t n, int acc) {
+  hetee_ring_active()->vec_tensor2(m, a0, a1, b0, b1, c0, c1, c2, n, acc);
 }
 
 void hetee_vec_from_small(const hetee_modulus *m, const int8_t *v, uint64_t *out, size_t n) {
@@ -82,4 +138,54 @@ void hetee_vec_from_small(const hetee_modulus *m, const int8_t *v, uint64_t *out
     uint64_t neg = (uint64_t)(x >> 63); /* all ones when x < 0 */
     out[i] = (uint64_t)x + (q & neg);
   }
+}
+
+void hetee_vec_reduce_add_scalar_ref(const hetee_modulus *m, const uint64_t *a, uint64_t s, uint64_t *c, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    c[i] = hetee_mod_add(hetee_mod_reduce64(a[i], m), s, m->q);
+}
+
+void hetee_vec_reduce_add_scalar(const hetee_modulus *m, const uint64_t *a, uint64_t s, uint64_t *c, size_t n) {
+  hetee_ring_active()->vec_reduce_add_scalar(m, a, s, c, n);
+}
+
+void hetee_vec_sub_mul_scalar_add_ref(const hetee_modulus *m, const uint64_t *a, const uint64_t *b, uint64_t s,
+                                      const uint64_t *base, uint64_t *c, size_t n) {
+  const uint64_t q = m->q, sp = hetee_shoup_prep(s, q);
+  for (size_t i = 0; i < n; i++) {
+    uint64_t r = hetee_mod_mul_shoup(hetee_mod_sub(a[i], b[i], q), s, sp, q);
+    c[i] = base ? hetee_mod_add(r, base[i], q) : r;
+  }
+}
+
+void hetee_vec_sub_mul_scalar_add(const hetee_modulus *m, const uint64_t *a, const uint64_t *b, uint64_t s,
+                                  const uint64_t *base, uint64_t *c, size_t n) {
+  hetee_ring_active()->vec_sub_mul_scalar_add(m, a, b, s, base, c, n);
+}
+
+void hetee_vec_dot2_ref(const hetee_modulus *m, const uint64_t *const *a, const uint32_t *perm,
+                        const uint64_t *const *b0, const uint64_t *const *b1, size_t k, uint64_t *c0, uint64_t *c1,
+                        size_t n) {
+  const size_t chunk = dot_chunk(m->q);
+  for (size_t i = 0; i < n; i++) {
+    unsigned __int128 s0 = 0, s1 = 0;
+    size_t used = 0;
+    for (size_t j = 0; j < k; j++) {
+      uint64_t x = a[j][perm ? perm[i] : i];
+      s0 += (unsigned __int128)x * b0[j][i];
+      s1 += (unsigned __int128)x * b1[j][i];
+      if (++used == chunk) {
+        s0 = hetee_mod_reduce128(s0, m);
+        s1 = hetee_mod_reduce128(s1, m);
+        used = 0;
+      }
+    }
+    c0[i] = hetee_mod_reduce128(s0, m);
+    c1[i] = hetee_mod_reduce128(s1, m);
+  }
+}
+
+void hetee_vec_dot2(const hetee_modulus *m, const uint64_t *const *a, const uint32_t *perm, const uint64_t *const *b0,
+                    const uint64_t *const *b1, size_t k, uint64_t *c0, uint64_t *c1, size_t n) {
+  hetee_ring_active()->vec_dot2(m, a, perm, b0, b1, k, c0, c1, n);
 }

@@ -4,7 +4,9 @@
  * HETEE_TEST_QUICK) and primes of 30, 40, 49, 50, 51, 59, 60 and 61 bits
  * (two primes per size), on random inputs and on the extreme inputs
  * all-zero and all-(q-1). Variants missing on this CPU are reported and
- * skipped; hetee_ntt_*_isa must then answer HETEE_ERR_UNSUPPORTED. */
+ * skipped; hetee_ntt_*_isa must then answer HETEE_ERR_UNSUPPORTED. Also
+ * hetee_ntt_inverse_add (fused copy + inverse + constant) against the
+ * reference, in place and out of place. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -84,6 +86,49 @@ static void test_ref(void **state) { (void)state; run(HETEE_ISA_REF, "ref"); }
 static void test_avx2(void **state) { (void)state; run(HETEE_ISA_AVX2, "avx2"); }
 static void test_avx512(void **state) { (void)state; run(HETEE_ISA_AVX512, "avx512"); }
 
+/* hetee_ntt_inverse_add through the dispatcher (ctest also runs this file
+ * pinned to ref and avx2): out-of-place (input untouched) and in place,
+ * equal to the reference inverse plus s, computed with % */
+static void test_inverse_add(void **state) {
+  (void)state;
+  uint64_t seed = 99;
+  static const int BITS[] = {30, 40, 50, 51, 60, 61};
+  int maxlog = tu_quick() ? 12 : 14;
+  size_t cap = (size_t)1 << maxlog;
+  uint64_t *in = hetee_alloc(cap * 8), *want = hetee_alloc(cap * 8), *out = hetee_alloc(cap * 8),
+           *keep = hetee_alloc(cap * 8);
+  assert_non_null(keep);
+  for (int logn = 1; logn <= maxlog; logn++) {
+    size_t n = (size_t)1 << logn;
+    for (size_t k = 0; k < sizeof BITS / sizeof BITS[0]; k++) {
+      int bits = BITS[k];
+      uint64_t q;
+      assert_int_equal(hetee_primes_generate(logn, &bits, 1, NULL, 0, &q), 0);
+      hetee_ntt_tables *t = NULL;
+      assert_int_equal(hetee_ntt_tables_new(logn, q, &t), 0);
+      const uint64_t adds[] = {0, 1, q - 1, tu_next(&seed) % q};
+      for (size_t ia = 0; ia < 4; ia++) {
+        uint64_t sadd = adds[ia];
+        for (size_t i = 0; i < n; i++) in[i] = (ia & 1) ? q - 1 - (tu_next(&seed) & 1) : tu_next(&seed) % q;
+        memcpy(want, in, n * 8);
+        hetee_ntt_inverse_ref(t, want);
+        for (size_t i = 0; i < n; i++) want[i] = (uint64_t)(((unsigned __int128)want[i] + sadd) % q);
+        memcpy(keep, in, n * 8);
+        hetee_ntt_inverse_add(t, in, out, sadd);
+        assert_memory_equal(out, want, n * 8);
+        assert_memory_equal(in, keep, n * 8);
+        hetee_ntt_inverse_add(t, in, in, sadd);
+        assert_memory_equal(in, want, n * 8);
+      }
+      hetee_ntt_tables_free(t);
+    }
+  }
+  hetee_free(in);
+  hetee_free(want);
+  hetee_free(out);
+  hetee_free(keep);
+}
+
 static void test_dispatch_names(void **state) {
   (void)state;
   const char *name = hetee_ring_isa_name();
@@ -107,6 +152,7 @@ int main(void) {
       cmocka_unit_test(test_ref),
       cmocka_unit_test(test_avx2),
       cmocka_unit_test(test_avx512),
+      cmocka_unit_test(test_inverse_add),
       cmocka_unit_test(test_dispatch_names),
   };
   return cmocka_run_group_tests_name("ring/ntt_isa", tests, NULL, NULL);

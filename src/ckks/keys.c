@@ -3,6 +3,8 @@
  * wiped on free), public key (b = -a s + e over Q*P, a from a 32-byte seed),
  * relinearization key (key switching from s^2) and Galois keys (from
  * s(X^g), g = 5^k mod 2N for a rotation by k, g = 2N-1 for conjugation).
+ * The secret key and every buffer derived from it live in locked, guarded
+ * memory (secret_alloc below) and are wiped when freed.
  * Errors are centered binomial (k = 21, sigma ~3.24). Key-switching keys
  * follow keyswitch.c (hybrid, Han–Ki 2020).
  */
@@ -12,13 +14,31 @@
 
 #include "ckks/ckks_internal.h"
 
+/* Buffers holding the secret key or values derived from it (s^2, s(X^g),
+ * the public key's error) come from sodium_malloc: locked in RAM (mlock, so
+ * never written to swap; best effort: over RLIMIT_MEMLOCK the pages stay
+ * unlocked), excluded from core dumps where the kernel supports
+ * MADV_DONTDUMP, surrounded by guard pages, and wiped by sodium_free.
+ * sodium_malloc aligns the end of the block, so the size is rounded up to a
+ * multiple of 64 to keep the 64-byte alignment of hetee_alloc that the
+ * AVX-512 kernels expect. Zero-filled like hetee_alloc. */
+static void *secret_alloc(size_t bytes) {
+  size_t r = (bytes + 63) & ~(size_t)63;
+  if (r < bytes || sodium_init() < 0) return NULL;
+  if (r == 0) r = 64;
+  void *p = sodium_malloc(r);
+  if (p) memset(p, 0, r);
+  return p;
+}
+
+static void secret_free(void *p) {
+  if (p) sodium_free(p); /* wipes the whole block, then unlocks and unmaps it */
+}
+
 void hetee_ckks_secret_key_free(hetee_ckks_secret_key *k) {
   if (!k) return;
-  if (k->small) {
-    sodium_memzero(k->small, k->n);
-    free(k->small);
-  }
-  if (k->s) hetee_free_secure(k->s, (size_t)k->nt * k->n * 8);
+  secret_free(k->small);
+  secret_free(k->s);
   sodium_memzero(k, sizeof *k);
   free(k);
 }
@@ -37,8 +57,8 @@ int ckks_sk_alloc(const hetee_ckks_context *ctx, hetee_ckks_secret_key **out) {
   memcpy(k->fp, ctx->fingerprint, sizeof k->fp);
   k->n = ctx->n;
   k->nt = ctx->nt;
-  k->small = calloc(1, ctx->n);
-  k->s = hetee_alloc((size_t)ctx->nt * ctx->n * 8);
+  k->small = secret_alloc(ctx->n);
+  k->s = secret_alloc((size_t)ctx->nt * ctx->n * 8);
   if (!k->small || !k->s) {
     hetee_ckks_secret_key_free(k);
     return hetee_error(HETEE_ERR_NOMEM, "secret key");
@@ -105,8 +125,8 @@ int hetee_ckks_keygen_public(const hetee_ckks_context *ctx, const hetee_ckks_sec
   hetee_ckks_public_key *k = NULL;
   uint8_t eseed[HETEE_SEED_BYTES];
   hetee_prg prg;
-  int8_t *e = malloc(n);
-  uint64_t *ent = hetee_alloc((size_t)ctx->nt * n * 8);
+  int8_t *e = secret_alloc(n);
+  uint64_t *ent = secret_alloc((size_t)ctx->nt * n * 8);
   int primes[CKKS_MAX_PRIMES];
   memset(&prg, 0, sizeof prg);
   for (int i = 0; i < ctx->nt; i++) primes[i] = i;
@@ -131,11 +151,8 @@ int hetee_ckks_keygen_public(const hetee_ckks_context *ctx, const hetee_ckks_sec
 err:
   hetee_prg_wipe(&prg);
   sodium_memzero(eseed, sizeof eseed);
-  if (e) {
-    sodium_memzero(e, n);
-    free(e);
-  }
-  if (ent) hetee_free_secure(ent, (size_t)ctx->nt * n * 8);
+  secret_free(e);
+  secret_free(ent);
   hetee_ckks_public_key_free(k);
   return rc;
 }
@@ -154,7 +171,7 @@ int hetee_ckks_keygen_relin(const hetee_ckks_context *ctx, const hetee_ckks_secr
   if (rc) return rc;
   size_t words = (size_t)ctx->nt * ctx->n;
   hetee_ckks_relin_key *k = calloc(1, sizeof *k);
-  uint64_t *s2 = hetee_alloc(words * 8);
+  uint64_t *s2 = secret_alloc(words * 8);
   if (!k || !s2) {
     rc = hetee_error(HETEE_ERR_NOMEM, "relinearization key");
     goto err;
@@ -167,7 +184,7 @@ int hetee_ckks_keygen_relin(const hetee_ckks_context *ctx, const hetee_ckks_secr
   *out = k;
   k = NULL;
 err:
-  if (s2) hetee_free_secure(s2, words * 8);
+  secret_free(s2);
   hetee_ckks_relin_key_free(k);
   return rc;
 }
@@ -217,7 +234,7 @@ int hetee_ckks_keygen_galois(const hetee_ckks_context *ctx, const hetee_ckks_sec
   size_t n = ctx->n, words = (size_t)ctx->nt * n;
   uint64_t *elts = malloc((nsteps + 1) * sizeof(uint64_t));
   uint32_t *perm = malloc(n * sizeof(uint32_t));
-  uint64_t *sg = hetee_alloc(words * 8);
+  uint64_t *sg = secret_alloc(words * 8);
   hetee_ckks_galois_keys *k = calloc(1, sizeof *k);
   if (!elts || !perm || !sg || !k) {
     rc = hetee_error(HETEE_ERR_NOMEM, "Galois keys");
@@ -252,7 +269,7 @@ int hetee_ckks_keygen_galois(const hetee_ckks_context *ctx, const hetee_ckks_sec
 err:
   free(elts);
   free(perm);
-  if (sg) hetee_free_secure(sg, words * 8);
+  secret_free(sg);
   hetee_ckks_galois_keys_free(k);
   return rc;
 }

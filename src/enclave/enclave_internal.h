@@ -108,4 +108,9 @@ int enclave_handle_release(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *i
 int enclave_handle_seal(enclave *e, hetee_wbuf *w);
 int enclave_handle_unseal(enclave *e, hetee_rbuf *r);
 
+/* Routes one request frame (version already checked) to its handler; the
+ * reply body goes to w. Sets *quit on SHUTDOWN. Used by enclave_serve and by
+ * the in-process fuzz targets (tests/fuzz). */
+int enclave_dispatch(enclave *e, const hetee_frame *f, hetee_wbuf *w, uint64_t *items, int *quit);
+
 #endif

@@ -10,10 +10,12 @@
  *
  * Also the decrypt-and-gather step of release (sessions.c).
  */
+#include <math.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "enclave/activations.h"
 #include "enclave/enclave_internal.h"
 #include "enclave/ops.h"
 
@@ -77,6 +79,24 @@ err:
   return rc;
 }
 
+/* Saturation bound for the values the enclave encodes: |v| * scale stays
+ * below min(2^60, Q_level / 16), public (level and scale only). The encoder
+ * refuses values whose coefficients reach Q_level / 4 (HETEE_ERR_SCALE) and
+ * switches to a slower multi-word path above 2^62; both depend on the
+ * values, and the host picks the output scale, so without saturation a
+ * refresh succeeding or failing (or its timing) would tell the host whether
+ * max |activation| * scale crossed a threshold it chose, i.e. leak the
+ * activations' magnitude by bisection over repeated refreshes. Saturating
+ * first (branch-free, NaN -> -bound) makes encoding total and one-path.
+ * Coefficients are bounded by the largest slot magnitude (inverse canonical
+ * embedding averages the slots), so the bound keeps a factor 4 margin. */
+static double encode_bound(const hetee_ckks_context *ctx, int level, double scale) {
+  double logq = 0;
+  for (int i = 0; i <= level; i++) logq += log2((double)hetee_ckks_context_prime(ctx, i));
+  double lim = logq - 4.0 < 60.0 ? logq - 4.0 : 60.0;
+  return exp2(lim) / scale;
+}
+
 static int scatter_encrypt(enclave *e, const hetee_refresh_spec *s, const double *values, double *slotbuf,
                            hetee_wbuf *w, uint64_t *items) {
   size_t slots = hetee_ckks_context_slots(e->ctx);
@@ -85,6 +105,7 @@ static int scatter_encrypt(enclave *e, const hetee_refresh_spec *s, const double
     return hetee_error(HETEE_ERR_LEVEL, "output level %d above the top level %d", level,
                        hetee_ckks_context_max_level(e->ctx));
   double scale = s->out_scale > 0 ? s->out_scale : hetee_ckks_context_default_scale(e->ctx);
+  const double bound = encode_bound(e->ctx, level, scale);
   uint32_t *start = calloc(s->out_ncts + 1, sizeof *start), *fill = calloc(s->out_ncts, sizeof *fill);
   uint32_t *order = malloc((s->out_n ? s->out_n : 1) * sizeof *order);
   hetee_ckks_plaintext *pt = NULL;
@@ -107,6 +128,7 @@ static int scatter_encrypt(enclave *e, const hetee_refresh_spec *s, const double
       uint32_t k = order[j];
       slotbuf[s->out_dst[k] % slots] = values[s->out_src[k]];
     }
+    for (size_t j = 0; j < slots; j++) slotbuf[j] = hetee_dmin(hetee_dmax(slotbuf[j], -bound), bound);
     uint8_t *b = NULL;
     size_t blen = 0;
     rc = hetee_ckks_encode_real(e->ctx, slotbuf, slots, scale, level, pt);

@@ -15,9 +15,23 @@
 
 static int op_valid_kind(int k) { return k >= HETEE_OP_ADD_BIAS && k <= HETEE_OP_SCALE; }
 
+/* c*h*w when every factor is >= 1 and the product is at most
+ * HETEE_REFRESH_MAX_VALUES, else 0. Checked factor by factor, so no
+ * overflow whatever the (host-chosen) factors: a plain c*h*w of three values
+ * up to 2^31 wraps (e.g. 2^22 * 2^21 * 2^21 = 2^64 == 0 mod 2^64), which let
+ * a spec announce 0 values while pooling over 2^22 channels. */
+static uint64_t shape_elems(long c, long h, long w) {
+  const uint64_t max = HETEE_REFRESH_MAX_VALUES;
+  if (c < 1 || h < 1 || w < 1 || (uint64_t)c > max || (uint64_t)h > max || (uint64_t)w > max) return 0;
+  uint64_t ch = (uint64_t)c * (uint64_t)h; /* < 2^48 */
+  if (ch > max) return 0;
+  uint64_t n = ch * (uint64_t)w; /* < 2^48 */
+  return n > max ? 0 : n;
+}
+
 int hetee_refresh_shapes(const hetee_refresh_spec *spec, int sh[3]) {
   long c = spec->shape[0], h = spec->shape[1], w = spec->shape[2];
-  if (c < 1 || h < 1 || w < 1 || c * h * w > (long)HETEE_REFRESH_MAX_VALUES)
+  if (!shape_elems(c, h, w))
     return hetee_error(HETEE_ERR_SHAPE, "input shape %ldx%ldx%ld invalid", c, h, w);
   if (spec->nops > HETEE_REFRESH_MAX_OPS) return hetee_error(HETEE_ERR_LIMIT, "%zu ops above limit", spec->nops);
   for (size_t i = 0; i < spec->nops; i++) {
@@ -42,7 +56,7 @@ int hetee_refresh_shapes(const hetee_refresh_spec *spec, int sh[3]) {
       break;
     case HETEE_OP_RESHAPE: {
       long s0 = o->shape[0], s1 = o->shape[1], s2 = o->shape[2];
-      if (s0 < 1 || s1 < 1 || s2 < 1 || s0 * s1 * s2 != n)
+      if (shape_elems(s0, s1, s2) != (uint64_t)n)
         return hetee_error(HETEE_ERR_SHAPE, "op %zu: reshape to %ldx%ldx%ld from %ld elements", i, s0, s1, s2, n);
       c = s0, h = s1, w = s2;
       break;
@@ -141,8 +155,7 @@ int hetee_refresh_spec_decode(hetee_rbuf *r, size_t slots, hetee_refresh_job *jo
   for (int i = 0; i < 3; i++) s->shape[i] = (int)hetee_rbuf_u32(r);
   uint32_t n = hetee_rbuf_u32(r);
   if (r->err) goto bad;
-  if (s->shape[0] < 1 || s->shape[1] < 1 || s->shape[2] < 1 || n > HETEE_REFRESH_MAX_VALUES ||
-      (uint64_t)s->shape[0] * (uint64_t)s->shape[1] * (uint64_t)s->shape[2] != n) {
+  if (n < 1 || shape_elems(s->shape[0], s->shape[1], s->shape[2]) != n) {
     rc = hetee_error(HETEE_ERR_SHAPE, "refresh input shape does not match its %u values", n);
     goto err;
   }

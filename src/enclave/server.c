@@ -77,7 +77,7 @@ static int handle_stats(enclave *e, hetee_rbuf *r, hetee_wbuf *w) {
   return 0;
 }
 
-static int dispatch(enclave *e, const hetee_frame *f, hetee_wbuf *w, uint64_t *items, int *quit) {
+int enclave_dispatch(enclave *e, const hetee_frame *f, hetee_wbuf *w, uint64_t *items, int *quit) {
   hetee_rbuf r;
   hetee_rbuf_init(&r, f->body, f->len);
   switch (f->type) {
@@ -126,7 +126,7 @@ int enclave_serve(enclave *e) {
       rc = hetee_error(HETEE_ERR_VERSION, "protocol version %u, this enclave speaks %d", f.version, HETEE_PROTO_VERSION);
     } else {
       hetee_error_clear();
-      rc = dispatch(e, &f, &w, &items, &quit);
+      rc = enclave_dispatch(e, &f, &w, &items, &quit);
       if (!rc && w.err) rc = hetee_error(HETEE_ERR_NOMEM, "no memory for the reply");
       if (!rc && w.len > HETEE_FRAME_MAX_BODY) rc = hetee_error(HETEE_ERR_LIMIT, "reply above the frame limit");
     }

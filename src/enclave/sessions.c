@@ -46,6 +46,9 @@ int enclave_handle_session_open(enclave *e, hetee_rbuf *r, hetee_wbuf *w) {
    * otherwise recreate the same keys with counters back at zero. */
   int issued = -1;
   unsigned n = e->n_issued < ENCLAVE_EVIDENCE_RING ? e->n_issued : ENCLAVE_EVIDENCE_RING;
+  /* used-up entries are zeroed below: an all-zero hash must not match them */
+  if (sodium_is_zero(evh, 32))
+    return hetee_error(HETEE_ERR_KEY_BINDING, "session bound to evidence this enclave did not issue or already used");
   for (unsigned i = 0; i < n; i++)
     if (!memcmp(e->issued[i], evh, 32)) issued = (int)i;
   if (issued < 0)
@@ -254,42 +257,65 @@ int enclave_handle_unseal(enclave *e, hetee_rbuf *r) {
   size_t plen;
   int rc = hetee_unseal_blob(e->sec->seal_key, in, len, &plain, &plen);
   if (rc) return rc;
+  /* Parse and check the whole state before changing anything, so that a
+   * malformed (if authentic) state leaves the running enclave as it was. */
+  enclave_party *parties = calloc(ENCLAVE_MAX_PARTIES, sizeof *parties);
+  enclave_policy *policies = calloc(ENCLAVE_MAX_POLICIES, sizeof *policies);
+  if (!parties || !policies) {
+    rc = hetee_error(HETEE_ERR_NOMEM, "no memory to unseal");
+    goto out;
+  }
   hetee_rbuf s;
   hetee_rbuf_init(&s, plain, plen);
   if (hetee_rbuf_u32(&s) != 1) {
     rc = hetee_error(HETEE_ERR_VERSION, "sealed state version");
     goto out;
   }
-  rc = enclave_keys_import(e, &s);
-  if (rc) goto out;
+  hetee_rbuf keys = s; /* the key blobs, imported last */
+  size_t skip;
+  (void)hetee_rbuf_blob(&s, HETEE_FRAME_MAX_BODY, &skip);
+  (void)hetee_rbuf_blob(&s, HETEE_FRAME_MAX_BODY, &skip);
   uint32_t n = hetee_rbuf_u32(&s);
   if (s.err || n > ENCLAVE_MAX_PARTIES) {
     rc = hetee_error(HETEE_ERR_FORMAT, "sealed party registry");
     goto out;
   }
-  e->n_parties = 0;
   for (uint32_t i = 0; i < n; i++) {
-    hetee_rbuf_copy(&s, e->parties[i].pk, 32);
-    e->parties[i].role = hetee_rbuf_u8(&s);
+    hetee_rbuf_copy(&s, parties[i].pk, 32);
+    parties[i].role = hetee_rbuf_u8(&s);
   }
-  e->n_parties = n;
   uint32_t np = hetee_rbuf_u32(&s);
   if (s.err || np > ENCLAVE_MAX_POLICIES) {
     rc = hetee_error(HETEE_ERR_FORMAT, "sealed policies");
     goto out;
   }
-  memset(e->policies, 0, sizeof e->policies);
   for (uint32_t i = 0; i < np; i++) {
-    enclave_policy *p = &e->policies[i];
+    enclave_policy *p = &policies[i];
     p->model_id = hetee_rbuf_u32(&s);
     p->kind = hetee_rbuf_u8(&s);
     p->k = hetee_rbuf_u8(&s);
     p->prec_bits = hetee_rbuf_u8(&s);
     hetee_rbuf_copy(&s, p->dp_pk, 32);
     p->used = 1;
+    /* the checks set_policy made when the policy was set */
+    if (p->kind < HETEE_RELEASE_VALUES || p->kind > HETEE_RELEASE_TOPK || (p->kind == HETEE_RELEASE_TOPK && p->k < 1) ||
+        (int)p->prec_bits > e->cfg.scale_bits - 16) {
+      rc = hetee_error(HETEE_ERR_FORMAT, "sealed policy %u invalid", i);
+      goto out;
+    }
   }
-  if (s.err || hetee_rbuf_left(&s)) rc = hetee_error(HETEE_ERR_FORMAT, "sealed state malformed");
+  if (s.err || hetee_rbuf_left(&s)) {
+    rc = hetee_error(HETEE_ERR_FORMAT, "sealed state malformed");
+    goto out;
+  }
+  rc = enclave_keys_import(e, &keys);
+  if (rc) goto out;
+  memcpy(e->parties, parties, ENCLAVE_MAX_PARTIES * sizeof *parties);
+  e->n_parties = n;
+  memcpy(e->policies, policies, ENCLAVE_MAX_POLICIES * sizeof *policies);
 out:
+  free(parties);
+  free(policies);
   sodium_free(plain);
   return rc;
 }

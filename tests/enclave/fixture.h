@@ -46,6 +46,25 @@ static inline void fx_rmtree(const char *dir) {
   assert_int_equal(system(cmd), 0);
 }
 
+/* Waits (up to 5 s) until process pid has died (gone or a zombie: its
+ * sockets are closed either way). A fixed sleep after SIGKILL made the
+ * crash tests depend on the machine's load. */
+static inline void fx_wait_dead(int pid) {
+  for (int i = 0; i < 500; i++) {
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    const char *rp = strrchr(buf, ')');
+    if (rp && rp[1] == ' ' && (rp[2] == 'Z' || rp[2] == 'X')) return;
+    usleep(10 * 1000);
+  }
+  fail_msg("process %d still alive 5 s after SIGKILL", pid);
+}
+
 /* Creates DIR/name as a platform. */
 static inline void fx_platform(const char *dir, const char *name, char *out, size_t n) {
   snprintf(out, n, "%s/%s", dir, name);

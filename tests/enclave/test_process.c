@@ -266,7 +266,7 @@ static void test_crash_restart(void **state) {
   assert_int_equal(hetee_enclave_info_get(f->e, &a), 0);
   unsigned r0 = hetee_enclave_restarts(f->e);
   assert_int_equal(kill(a.pid, SIGKILL), 0);
-  usleep(50 * 1000);
+  fx_wait_dead((int)a.pid);
   assert_int_equal(hetee_enclave_info_get(f->e, &b), HETEE_ERR_IO); /* the call that found it dead */
   assert_int_equal(hetee_enclave_restarts(f->e), r0 + 1);
   assert_int_equal(hetee_enclave_info_get(f->e, &b), 0);

@@ -123,6 +123,26 @@ static void test_scale(void **state) {
   elementwise(*state, (hetee_refresh_op){.kind = HETEE_OP_SCALE, .alpha = -0.25}, r_scale, "scale");
 }
 
+/* Values far outside what the output scale can encode saturate at the
+ * public bound min(2^60, Q/16) / scale (refresh.c: encode_bound) instead of
+ * failing with HETEE_ERR_SCALE: a failure that depends on the decrypted
+ * values, at a threshold the host picks through out_scale, would leak their
+ * magnitude. */
+static double g_bound;
+static double r_saturate(double x, const hetee_refresh_op *o) {
+  double y = x * o->alpha;
+  return y > g_bound ? g_bound : y < -g_bound ? -g_bound : y;
+}
+static void test_saturation(void **state) {
+  fx *f = *state;
+  int top = hetee_ckks_context_max_level(f->c.ctx);
+  double logq = 0;
+  for (int i = 0; i <= top; i++) logq += log2((double)hetee_ckks_context_prime(f->c.ctx, i));
+  g_bound = exp2(logq - 4.0 < 60.0 ? logq - 4.0 : 60.0) / hetee_ckks_context_default_scale(f->c.ctx);
+  assert_true(g_bound > 1.0 && g_bound < 1e30);
+  elementwise(f, (hetee_refresh_op){.kind = HETEE_OP_SCALE, .alpha = 1e30}, r_saturate, "saturation");
+}
+
 static void test_bias_and_batchnorm(void **state) {
   fx *f = *state;
   enum { C = 3, H = 2, W = 5, N = C * H * W };
@@ -339,6 +359,7 @@ int main(void) {
       cmocka_unit_test(test_relu),          cmocka_unit_test(test_leaky_relu),
       cmocka_unit_test(test_sigmoid),       cmocka_unit_test(test_tanh),
       cmocka_unit_test(test_square),        cmocka_unit_test(test_scale),
+      cmocka_unit_test(test_saturation),
       cmocka_unit_test(test_bias_and_batchnorm), cmocka_unit_test(test_pools),
       cmocka_unit_test(test_reshape_and_layout), cmocka_unit_test(test_stream_batches),
       cmocka_unit_test(test_refused_jobs),         cmocka_unit_test(test_limits),

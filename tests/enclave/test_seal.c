@@ -49,7 +49,7 @@ static void test_seal_kill_restart_unseal(void **state) {
   uint8_t *ct = ckfx_encrypt(&c, sv, &len);
   free(sv);
   assert_int_equal(kill(before.pid, SIGKILL), 0);
-  usleep(50 * 1000);
+  fx_wait_dead((int)before.pid);
   assert_int_equal(hetee_enclave_info_get(e, &after), HETEE_ERR_IO); /* found dead, restarted, unsealed */
   assert_int_equal(hetee_enclave_info_get(e, &after), 0);
   assert_int_not_equal(before.pid, after.pid);

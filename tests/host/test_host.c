@@ -52,7 +52,7 @@ static void test_dead_without_restart(void **state) {
   hetee_enclave_info info;
   assert_int_equal(hetee_enclave_info_get(e, &info), 0);
   assert_int_equal(kill(info.pid, SIGKILL), 0);
-  usleep(50 * 1000);
+  fx_wait_dead((int)info.pid);
   assert_int_equal(hetee_enclave_info_get(e, &info), HETEE_ERR_IO);
   assert_int_equal(hetee_enclave_info_get(e, &info), HETEE_ERR_STATE);
   assert_int_equal(hetee_enclave_restart(e), 0);
@@ -67,11 +67,13 @@ static void test_counters(void **state) {
   fx_tmpdir(dir, sizeof dir);
   fx_platform(dir, "plat", plat, sizeof plat);
   hetee_enclave *e = fx_start(plat, NULL, NULL, 0);
-  uint8_t body[100] = {0}, *r;
+  uint8_t body[100], *r;
   size_t n;
+  for (size_t i = 0; i < sizeof body; i++) body[i] = (uint8_t)(3 * i + 1);
   for (int i = 0; i < 5; i++) {
     assert_int_equal(hetee_enclave_call(e, HETEE_MSG_PING, body, sizeof body, &r, &n), 0);
     assert_int_equal(n, sizeof body);
+    assert_memory_equal(r, body, sizeof body); /* PING echoes its body */
     free(r);
   }
   hetee_enclave_op_stats st[16];

@@ -5,8 +5,10 @@
  * as CPU time inside the enclave (its own counters) and as wall time seen by
  * the host (including the socket round trip and (de)serialization), plus the
  * cost of evidence generation (enclave + launcher signature) and of its
- * verification by a party. Runs the real launcher + enclave processes with a
- * throw-away sim platform.
+ * verification by a party, and of a release (ARGMAX of 10 values from one
+ * ciphertext, under a policy set by the model provider the configuration's
+ * mp= key lists, sealed to the data provider it names and opened there).
+ * Runs the real launcher + enclave processes with a throw-away sim platform.
  */
 #include <sodium.h>
 #include <stdio.h>
@@ -29,6 +31,24 @@ static int die(const char *what, int rc) {
   return 1;
 }
 
+/* Verifies evidence on a fresh nonce and opens a session for party k. */
+static int open_session(hetee_enclave *e, const hetee_party_key *k, const uint8_t ppk[32], const uint8_t meas[32],
+                        const uint8_t *bundle, size_t blen, hetee_client_session **s) {
+  uint8_t nonce[32], ch[32], fp[32], *ev = NULL, *hs = NULL, *reply = NULL;
+  size_t evlen = 0, hlen = 0, rlen = 0;
+  hetee_verified_enclave v;
+  randombytes_buf(nonce, 32);
+  int rc = hetee_enclave_evidence(e, nonce, &ev, &evlen, ch, fp);
+  if (!rc) rc = hetee_client_verify_evidence(ev, evlen, ppk, meas, bundle, blen, ch, nonce, &v);
+  if (!rc) rc = hetee_client_session_new(k, &v, s, &hs, &hlen);
+  if (!rc) rc = hetee_enclave_session_open(e, hs, hlen, &reply, &rlen);
+  if (!rc) rc = hetee_client_session_finish(*s, reply, rlen);
+  free(ev);
+  free(hs);
+  free(reply);
+  return rc;
+}
+
 int hetee_bench_enclave(int argc, char **argv) {
   int logn = 13, ncts = 16, json = 0;
   for (int i = 1; i < argc; i++) {
@@ -45,13 +65,27 @@ int hetee_bench_enclave(int argc, char **argv) {
     return 2;
   }
   if (sodium_init() < 0) return 1;
-  char dir[] = "/tmp/hetee-bench-XXXXXX", plat[64], config[160];
+  char dir[] = "/tmp/hetee-bench-XXXXXX", plat[64], base[160], config[HETEE_ENCLAVE_CONFIG_MAX + 1];
   if (!mkdtemp(dir)) return 1;
   snprintf(plat, sizeof plat, "%s/platform", dir);
-  snprintf(config, sizeof config, "logn=%d;q=%s;p=60;scale=40;budget=268435456;max_galois=64", logn,
+  snprintf(base, sizeof base, "logn=%d;q=%s;p=60;scale=40;budget=268435456;max_galois=64", logn,
            logn == 13 ? "60,40,40" : "60,40,40,40,40,40");
-  int rc = hetee_platform_init(plat), code = 1;
-  if (rc) return die("platform init", rc);
+  hetee_party_key *mp = NULL, *dp = NULL;
+  hetee_client_session *mps = NULL, *dps = NULL;
+  uint8_t mp_pk[1][32], dp_pk[32];
+  int rc = hetee_party_key_generate(HETEE_PARTY_MP, &mp), code = 1;
+  if (!rc) rc = hetee_party_key_generate(HETEE_PARTY_DP, &dp);
+  if (rc) return die("party keys", rc);
+  hetee_party_key_public(mp, mp_pk[0]);
+  hetee_party_key_public(dp, dp_pk);
+  /* the model provider is named in the (measured) configuration */
+  rc = hetee_enclave_config_with_mps(base, (const uint8_t(*)[32])mp_pk, 1, config, sizeof config);
+  if (!rc) rc = hetee_platform_init(plat);
+  if (rc) {
+    hetee_party_key_free(mp);
+    hetee_party_key_free(dp);
+    return die("platform init", rc);
+  }
   hetee_enclave_options o = {.platform_dir = plat, .config = config};
   hetee_enclave *e = NULL;
   hetee_ckks_context *ctx = NULL;
@@ -155,11 +189,51 @@ int hetee_bench_enclave(int argc, char **argv) {
   }
   t_ev /= reps;
   t_ver /= reps;
+  /* release: policy by the listed MP, ARGMAX of slots 0..9 to the DP */
+  uint8_t *m = NULL, *sm = NULL, *rep = NULL, *pl = NULL;
+  size_t ml = 0, sml = 0, rl = 0, pll = 0;
+  if ((rc = open_session(e, mp, ppk, meas, bundle, blen, &mps)) ||
+      (rc = open_session(e, dp, ppk, meas, bundle, blen, &dps)) ||
+      (rc = hetee_client_msg_policy(1, HETEE_RELEASE_ARGMAX, 0, 0, dp_pk, &m, &ml)) ||
+      (rc = hetee_client_session_seal(mps, m, ml, &sm, &sml)) || (rc = hetee_enclave_session_msg(e, sm, sml, &rep, &rl)) ||
+      (rc = hetee_client_session_open(mps, rep, rl, &pl, &pll))) {
+    free(m);
+    free(sm);
+    free(rep);
+    die("sessions and policy", rc);
+    goto out;
+  }
+  free(m);
+  free(sm);
+  free(rep);
+  free(pl);
+  uint8_t sid[16];
+  hetee_client_session_id(dps, sid);
+  double t_rel = 0;
+  for (int r = 0; r < reps; r++) {
+    uint8_t *sealed;
+    size_t slen;
+    hetee_release_result res;
+    t0 = now();
+    rc = hetee_enclave_release(e, 1, sid, map, 10, (const uint8_t *const *)cts, lens, 1, &sealed, &slen);
+    if (!rc) {
+      rc = hetee_client_release_open(dps, sealed, slen, &res);
+      free(sealed);
+    }
+    t_rel += now() - t0;
+    if (!rc && (res.n != 1 || res.indices[0] != 9)) rc = HETEE_ERR_INTERNAL; /* v[0..9] = -1 .. 1/8 */
+    if (!rc) hetee_release_result_clear(&res);
+    if (rc) {
+      die("release", rc);
+      goto out;
+    }
+  }
+  t_rel /= reps;
   if (json) {
     printf("{\"suite\":\"enclave\",\"logn\":%d,\"cts\":%d,\"keygen_s\":%.6f,\"refresh_relu_cpu_ms_per_ct\":%.4f,"
            "\"refresh_relu_wall_ms_per_ct\":%.4f,\"ct_bytes_in\":%zu,\"ct_bytes_out\":%zu,"
-           "\"evidence_gen_ms\":%.4f,\"evidence_verify_ms\":%.4f}\n",
-           logn, ncts, t_keygen, cpu * 1e3, wall * 1e3, lens[0], olens[0], t_ev * 1e3, t_ver * 1e3);
+           "\"evidence_gen_ms\":%.4f,\"evidence_verify_ms\":%.4f,\"release_argmax10_ms\":%.4f}\n",
+           logn, ncts, t_keygen, cpu * 1e3, wall * 1e3, lens[0], olens[0], t_ev * 1e3, t_ver * 1e3, t_rel * 1e3);
   } else {
     printf("enclave (sim backend), logN %d, %zu slots, %d ciphertexts\n", logn, slots, ncts);
     printf("  key generation (sk, pk, relin)         %10.3f ms\n", t_keygen * 1e3);
@@ -167,6 +241,7 @@ int hetee_bench_enclave(int argc, char **argv) {
     printf("  ciphertext bytes: in %zu (public-key encrypted), out %zu (seeded)\n", lens[0], olens[0]);
     printf("  evidence generation (enclave + launcher) %8.3f ms\n", t_ev * 1e3);
     printf("  evidence verification (party)            %8.3f ms\n", t_ver * 1e3);
+    printf("  release, ARGMAX of 10 values, host wall + DP open %8.3f ms\n", t_rel * 1e3);
   }
   code = 0;
 out:
@@ -181,6 +256,10 @@ out:
   free(v);
   free(map);
   hetee_enclave_free(e);
+  hetee_client_session_free(mps);
+  hetee_client_session_free(dps);
+  hetee_party_key_free(mp);
+  hetee_party_key_free(dp);
   char cmd[128];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
   if (system(cmd) != 0) fprintf(stderr, "hetee-bench enclave: could not remove %s\n", dir);

@@ -20,9 +20,12 @@ echo "== 2. Enclave attestation (sim backend: no hardware isolation) =="
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 "$H" platform init --dir "$tmp/platform"
-m=$("$H" enclave measure "$B/bin/hetee-enclave")
-echo "enclave measurement: $m"
-"$H" attest --local "$B/bin/hetee-enclave" --platform "$tmp/platform" --expect "$m"
+# The model provider's identity; the enclave's measured configuration names
+# it as the only party allowed to set release policies.
+"$H" keygen --role mp --out "$tmp/mp.key"
+m=$("$H" enclave measure "$B/bin/hetee-enclave" --mp "$tmp/mp.key.pub")
+echo "enclave measurement (binary + configuration): $m"
+"$H" attest --local "$B/bin/hetee-enclave" --platform "$tmp/platform" --expect "$m" --mp "$tmp/mp.key.pub"
 
 echo
 echo "== 3. Plaintext reference on the 10000 Fashion-MNIST test images =="

@@ -7,8 +7,12 @@
  * Flow: the party picks a fresh nonce, gets the evidence (through the host,
  * hetee_enclave_evidence) together with the key bundle it will encrypt under,
  * verifies it with hetee_client_verify_evidence against the platform key and
- * the published measurement (`hetee enclave measure`), then opens a session
- * bound to that evidence. Everything sent through the host is sealed to the
+ * the measurement it computes itself (`hetee enclave measure`,
+ * hetee_measure_file) for the binary and the configuration it agreed to —
+ * including the mp= list of model providers allowed to set release
+ * policies (hetee_enclave_config_with_mps; docs/enclave.md, "How a party
+ * computes the expected measurement") — then opens a session bound to that
+ * evidence. Everything sent through the host is sealed to the
  * session; the host only relays bytes.
  *
  * Thread-safety: objects are not shared-safe; functions are reentrant.
@@ -40,6 +44,10 @@ HETEE_API int hetee_party_key_save(const hetee_party_key *k, const char *path) H
 /* Errors: HETEE_ERR_NOT_FOUND, HETEE_ERR_FORMAT, HETEE_ERR_VERSION. */
 HETEE_API int hetee_party_key_load(const char *path, hetee_party_key **out) HETEE_WUR;
 HETEE_API void hetee_party_key_free(hetee_party_key *k);
+/* Reads a public identity file (PATH.pub as written by _save): role (may be
+ * NULL) and key. Errors: HETEE_ERR_NOT_FOUND, HETEE_ERR_FORMAT,
+ * HETEE_ERR_VERSION. */
+HETEE_API int hetee_party_public_load(const char *path, int *role, uint8_t pk[32]) HETEE_WUR;
 HETEE_API int hetee_party_key_role(const hetee_party_key *k);
 HETEE_API void hetee_party_key_public(const hetee_party_key *k, uint8_t pk[32]);
 
@@ -98,11 +106,15 @@ HETEE_API int hetee_client_session_open(hetee_client_session *s, const uint8_t *
 
 /* Session commands (plaintext before sealing). PING echoes its payload. */
 HETEE_API int hetee_client_msg_ping(const uint8_t *payload, size_t len, uint8_t **msg, size_t *msg_len) HETEE_WUR;
-/* Release policy for a model (MP sessions only): kind (hetee_release_kind),
- * k for top-k, precision in bits of the released fixed-point values
- * (0..40 here; the enclave refuses more than its scale bits - 16, i.e. 24 at
- * the default scale 2^40), and the data provider allowed to receive results
- * (NULL: any DP). */
+/* Release policy for a model: kind (hetee_release_kind), k for top-k,
+ * precision in bits of the released fixed-point values (0..40 here; the
+ * enclave refuses more than its scale bits - 16, i.e. 24 at the default
+ * scale 2^40), and the one data provider allowed to receive results
+ * (required: NULL or all zero gives HETEE_ERR_INVALID_ARG).
+ * The enclave accepts it only from an MP session whose identity key is in
+ * its measured configuration's mp= list, and, once a model id has a policy,
+ * only from the MP that set the first one (the model's owner); otherwise the
+ * session message fails with HETEE_ERR_AUTH. */
 HETEE_API int hetee_client_msg_policy(uint32_t model_id, int kind, int k, int prec_bits, const uint8_t dp_pk[32],
                                       uint8_t **msg, size_t *msg_len) HETEE_WUR;
 

@@ -74,12 +74,34 @@ HETEE_API int hetee_platform_load_public(const char *dir, uint8_t pk[HETEE_PLATF
  * Measurement = SHA-256("hetee-measure-v1\0" || u64 len(binary) || binary ||
  *                        u32 len(config) || config).
  * The config is the enclave's configuration string (CKKS parameters, memory
- * budget...), measured because it changes what the enclave does.
+ * budget, the model providers allowed to set release policies), measured
+ * because it changes what the enclave does.
  * ------------------------------------------------------------------------- */
 #define HETEE_MEASUREMENT_BYTES 32
 /* The configuration used when none is given (logN 13, q {60,40,40},
  * p {60}, scale 2^40, 256 MiB budget, at most 32 Galois steps). */
 #define HETEE_ENCLAVE_DEFAULT_CONFIG "logn=13;q=60,40,40;p=60;scale=40;budget=268435456;max_galois=32"
+
+/* Model providers allowed to set release policies: the configuration key
+ *   mp=<hex>[,<hex>...]
+ * (Ed25519 identity public keys, 64 lowercase hex digits each, at most
+ * HETEE_ENCLAVE_MAX_MPS, no repeats). Being measured, the list is part of
+ * what every party verifies. Without the key no session may set a release
+ * policy, so nothing can be released. docs/enclave.md, "Who may set release
+ * policies". */
+#define HETEE_ENCLAVE_MAX_MPS 8
+/* Longest configuration string the launcher accepts (bytes, without NUL). */
+#define HETEE_ENCLAVE_CONFIG_MAX 1024
+
+/* Writes into out (cap bytes) the configuration `base` (NULL: the default)
+ * followed by ";mp=" and the hex keys pks[0..n) in this order — the exact
+ * string to measure, so that every party derives the same measurement from
+ * the same keys. n = 0 copies base unchanged. Errors: HETEE_ERR_INVALID_ARG
+ * (NULL out/pks; n > 0 and base already has an mp= key), HETEE_ERR_LIMIT (n above
+ * HETEE_ENCLAVE_MAX_MPS, result longer than HETEE_ENCLAVE_CONFIG_MAX or than
+ * cap - 1). */
+HETEE_API int hetee_enclave_config_with_mps(const char *base, const uint8_t (*pks)[32], size_t n, char *out,
+                                            size_t cap) HETEE_WUR;
 
 HETEE_API int hetee_measure_bytes(const uint8_t *bin, size_t len, const char *config,
                                   uint8_t out[HETEE_MEASUREMENT_BYTES]) HETEE_WUR;
@@ -192,7 +214,10 @@ typedef struct hetee_refresh_spec {
 HETEE_API int hetee_refresh_spec_encode(const hetee_refresh_spec *spec, uint8_t **buf, size_t *len) HETEE_WUR;
 
 /* ---------------------------------------------------------------------------
- * Release policy, set by the model provider through its session.
+ * Release policy, set by a model provider listed in the configuration's
+ * mp= key through its session; the first accepted policy for a model id
+ * makes that MP the model's owner (only it may change the policy later).
+ * A policy names exactly one data provider, the only possible recipient.
  * ------------------------------------------------------------------------- */
 typedef enum hetee_release_kind {
   HETEE_RELEASE_VALUES = 1,  /* rounded values */

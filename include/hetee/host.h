@@ -32,7 +32,11 @@ typedef struct hetee_enclave_options {
   const char *enclave_path;  /* NULL: hetee-enclave next to the launcher */
   const char *launcher_path; /* NULL: $HETEE_BIN_DIR/hetee-launcher, else next to
                                 the running executable */
-  const char *config;        /* NULL: HETEE_ENCLAVE_DEFAULT_CONFIG (measured) */
+  const char *config;        /* NULL: HETEE_ENCLAVE_DEFAULT_CONFIG. Measured with
+                                the binary; name the model providers allowed to
+                                set release policies with an mp= key
+                                (hetee_enclave_config_with_mps), else no
+                                release is possible */
   const char *seal_path;     /* NULL: no unseal on automatic restart */
   int auto_restart;          /* restart a dead enclave inside the failing call */
 } hetee_enclave_options;
@@ -99,8 +103,11 @@ HETEE_API int hetee_enclave_refresh_stream(hetee_enclave *e, const hetee_refresh
 HETEE_API void hetee_enclave_cts_free(uint8_t **cts, size_t *lens, size_t n);
 
 /* Release: values at global slots map[0..nvalues) of the ciphertexts, treated
- * by model `model_id`'s policy, sealed to session `session_id` (which must
- * be that model's data provider). */
+ * by model `model_id`'s policy (set by the model's owner, a model provider
+ * of the configuration's mp= list), sealed to session `session_id`, which
+ * must be the data provider that policy names. Errors: HETEE_ERR_NOT_FOUND
+ * (no policy for the model, no such session), HETEE_ERR_AUTH (session is not
+ * the named DP), and the refresh errors for bad maps or ciphertexts. */
 HETEE_API int hetee_enclave_release(hetee_enclave *e, uint32_t model_id, const uint8_t session_id[16],
                                     const uint32_t *map, size_t nvalues, const uint8_t *const *cts,
                                     const size_t *lens, size_t n, uint8_t **sealed, size_t *len) HETEE_WUR;

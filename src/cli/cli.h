@@ -15,4 +15,11 @@ int hetee_cmd_platform(int argc, char **argv);
 int hetee_cmd_enclave(int argc, char **argv);
 int hetee_cmd_attest(int argc, char **argv);
 
+/* Shared by `hetee enclave measure|config` and `hetee attest`: parses the
+ * --config STR and --mp FILE.pub options from argv[from..argc) into the
+ * canonical enclave configuration string `out` (cap bytes); used[i] is set
+ * for every argv element consumed. Returns 0, 1 (unreadable key file, too
+ * many keys; the error is printed) or 2 (usage). Defined in cmd_enclave.c. */
+int hetee_cli_config_args(int argc, char **argv, int from, char *used, char *out, size_t cap);
+
 #endif

@@ -72,3 +72,20 @@ int hetee_party_key_load(const char *path, hetee_party_key **out) {
   free(b);
   return rc;
 }
+
+int hetee_party_public_load(const char *path, int *role, uint8_t pk[32]) {
+  if (!path || !pk) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  uint8_t *b;
+  size_t n;
+  int rc = hetee_file_read(path, 4096, &b, &n);
+  if (rc) return rc;
+  if (n != 40 || memcmp(b, "HTIP", 4) != 0) rc = hetee_error(HETEE_ERR_FORMAT, "%s is not a hetee public identity", path);
+  else if (hetee_rd16(b + 4) != 1) rc = hetee_error(HETEE_ERR_VERSION, "public identity version %u", hetee_rd16(b + 4));
+  else if (b[6] != HETEE_PARTY_MP && b[6] != HETEE_PARTY_DP) rc = hetee_error(HETEE_ERR_FORMAT, "unknown role %u", b[6]);
+  if (!rc) {
+    if (role) *role = b[6];
+    memcpy(pk, b + 8, 32);
+  }
+  free(b);
+  return rc;
+}

@@ -106,7 +106,8 @@ int hetee_client_msg_policy(uint32_t model_id, int kind, int k, int prec_bits, c
   if (!msg || !mlen || kind < HETEE_RELEASE_VALUES || kind > HETEE_RELEASE_TOPK || k < 0 || k > 255 ||
       prec_bits < 0 || prec_bits > 40)
     return hetee_error(HETEE_ERR_INVALID_ARG, "bad policy");
-  static const uint8_t zero[32];
+  if (!dp_pk || sodium_is_zero(dp_pk, 32))
+    return hetee_error(HETEE_ERR_INVALID_ARG, "a release policy must name its data provider");
   hetee_wbuf w;
   hetee_wbuf_init(&w);
   hetee_wbuf_u16(&w, 2);
@@ -114,7 +115,7 @@ int hetee_client_msg_policy(uint32_t model_id, int kind, int k, int prec_bits, c
   hetee_wbuf_u8(&w, (uint8_t)kind);
   hetee_wbuf_u8(&w, (uint8_t)k);
   hetee_wbuf_u8(&w, (uint8_t)prec_bits);
-  hetee_wbuf_put(&w, dp_pk ? dp_pk : zero, 32);
+  hetee_wbuf_put(&w, dp_pk, 32);
   if (w.err) return hetee_error(HETEE_ERR_NOMEM, "no memory");
   *msg = hetee_wbuf_take(&w, mlen);
   return 0;

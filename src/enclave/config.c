@@ -1,8 +1,11 @@
 /*
  * config.c — parser of the enclave configuration string (measured by the
  * launcher together with the binary), e.g.
- *   logn=13;q=60,40,40;p=60;scale=40;budget=268435456;max_galois=64
- * Strict: unknown keys, missing keys, out-of-range numbers are errors.
+ *   logn=13;q=60,40,40;p=60;scale=40;budget=268435456;max_galois=64;mp=<hex>,<hex>
+ * Strict: unknown keys, missing keys, out-of-range numbers are errors. The
+ * optional mp= key lists the model providers (Ed25519 public keys, 64
+ * lowercase hex digits, the form config_mps.c writes) allowed to set release
+ * policies; without it no policy can be set (sessions.c).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +24,34 @@ static int parse_list(const char *v, int *out, int max, int lo, int hi) {
     else if (*v) return -1;
   }
   return n;
+}
+
+static int hex_nibble(char ch) {
+  if (ch >= '0' && ch <= '9') return ch - '0';
+  if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
+  return -1; /* upper case too: one spelling per key, so one measurement */
+}
+
+/* "hex,hex,...": 1..HETEE_ENCLAVE_MAX_MPS distinct keys. */
+static int parse_mps(const char *v, enclave_config *c) {
+  c->n_mp = 0;
+  for (;;) {
+    if (c->n_mp >= HETEE_ENCLAVE_MAX_MPS)
+      return hetee_error(HETEE_ERR_PARAMS, "config mp: more than %d model providers", HETEE_ENCLAVE_MAX_MPS);
+    uint8_t *k = c->mp[c->n_mp];
+    for (int i = 0; i < 32; i++) {
+      int hi = hex_nibble(v[2 * i]), lo = hi < 0 ? -1 : hex_nibble(v[2 * i + 1]);
+      if (hi < 0 || lo < 0)
+        return hetee_error(HETEE_ERR_PARAMS, "config mp: model provider %d is not 64 lowercase hex digits", c->n_mp + 1);
+      k[i] = (uint8_t)(hi << 4 | lo);
+    }
+    v += 64;
+    for (int j = 0; j < c->n_mp; j++)
+      if (!memcmp(c->mp[j], k, 32)) return hetee_error(HETEE_ERR_PARAMS, "config mp: model provider listed twice");
+    c->n_mp++;
+    if (!*v) return 0;
+    if (*v++ != ',') return hetee_error(HETEE_ERR_PARAMS, "config mp: keys must be separated by ','");
+  }
 }
 
 int enclave_config_parse(const char *s, enclave_config *c) {
@@ -60,10 +91,15 @@ int enclave_config_parse(const char *s, enclave_config *c) {
       long x = strtol(v, &end, 10);
       if (*end || x < 0 || x > 1024) return hetee_error(HETEE_ERR_PARAMS, "config max_galois '%s'", v);
       c->max_galois = (int)x, seen |= 32;
+    } else if (!strcmp(k, "mp")) {
+      if (seen & 64) return hetee_error(HETEE_ERR_PARAMS, "config mp given twice");
+      int rc = parse_mps(v, c);
+      if (rc) return rc;
+      seen |= 64;
     } else {
       return hetee_error(HETEE_ERR_PARAMS, "unknown configuration key '%s'", k);
     }
   }
-  if (seen != 63) return hetee_error(HETEE_ERR_PARAMS, "configuration lacks a key (need logn, q, p, scale, budget, max_galois)");
+  if ((seen & 63) != 63) return hetee_error(HETEE_ERR_PARAMS, "configuration lacks a key (need logn, q, p, scale, budget, max_galois)");
   return 0;
 }

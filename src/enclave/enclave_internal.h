@@ -33,12 +33,17 @@ typedef struct enclave_config {
   int scale_bits;
   size_t budget;
   int max_galois;
+  /* model providers allowed to set release policies (key mp=); none: no
+   * policy can be set, so nothing can be released */
+  int n_mp;
+  uint8_t mp[HETEE_ENCLAVE_MAX_MPS][32];
 } enclave_config;
 
 typedef struct enclave_policy {
   uint32_t model_id;
   uint8_t kind, k, prec_bits, used;
-  uint8_t dp_pk[32]; /* all zero: any data provider */
+  uint8_t dp_pk[32];  /* the only data provider a release may go to (never all zero) */
+  uint8_t owner[32];  /* the model provider (listed in mp=) that set the first policy */
 } enclave_policy;
 
 typedef struct enclave_party {

@@ -6,8 +6,18 @@
  * operation, whose result leaves the enclave only sealed to one data
  * provider's session and only after rounding (DESIGN.md, "Trust and threats":
  * exact CKKS decryptions are never released).
+ *
+ * Who may set release policies: only a model provider whose identity key is
+ * in the measured configuration's mp= list (config.c), and for a model id
+ * already bound, only the model provider that set its first policy (the
+ * model's owner, kept in the sealed state). A policy names exactly one data
+ * provider, and a release goes only to that party's session. Identities are
+ * self-declared keys, so without these checks the host could open "MP" and
+ * "DP" sessions with keys it made up and release any ciphertext to itself
+ * (docs/security.md, "Release authorization").
  */
 #include <sodium.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -85,6 +95,45 @@ static enclave_policy *find_policy(enclave *e, uint32_t model) {
   return NULL;
 }
 
+static int mp_listed(const enclave *e, const uint8_t pk[32]) {
+  for (int i = 0; i < e->cfg.n_mp; i++)
+    if (!memcmp(e->cfg.mp[i], pk, 32)) return 1; /* public keys: no constant time needed */
+  return 0;
+}
+
+/* First 8 bytes of a key in hex, for error details (keys are public). */
+static const char *short_hex(const uint8_t pk[32], char out[17]) {
+  sodium_bin2hex(out, 17, pk, 8);
+  return out;
+}
+
+/* The checks every policy passes, when set and when unsealed: an owner
+ * listed in mp= (first: who asks matters before what is asked), kind, k,
+ * precision, a named data provider. */
+static int policy_check(const enclave *e, const enclave_policy *p) {
+  char h[17];
+  if (!e->cfg.n_mp)
+    return hetee_error(HETEE_ERR_AUTH,
+                       "release policies are disabled: this enclave's measured configuration has no mp= key");
+  if (!mp_listed(e, p->owner))
+    return hetee_error(HETEE_ERR_AUTH, "model provider %s... is not in this enclave's measured mp= list",
+                       short_hex(p->owner, h));
+  if (p->kind < HETEE_RELEASE_VALUES || p->kind > HETEE_RELEASE_TOPK || (p->kind == HETEE_RELEASE_TOPK && p->k < 1))
+    return hetee_error(HETEE_ERR_INVALID_ARG, "policy kind %u / k %u invalid", p->kind, p->k);
+  /* Released values keep at most scale_bits - 16 fractional bits: the
+   * rounding unit stays 2^16 times above 1/scale, far above the CKKS
+   * decryption noise, so released values carry no noise bits (the
+   * Li-Micciancio attack needs them). */
+  if ((int)p->prec_bits > e->cfg.scale_bits - 16)
+    return hetee_error(HETEE_ERR_INVALID_ARG, "policy precision of %u bits above the %d this enclave releases",
+                       p->prec_bits, e->cfg.scale_bits - 16);
+  /* "any data provider" would let the host name a DP key it made up */
+  if (sodium_is_zero(p->dp_pk, 32))
+    return hetee_error(HETEE_ERR_INVALID_ARG, "policy for model %u names no data provider (one DP key is required)",
+                       p->model_id);
+  return 0;
+}
+
 static int set_policy(enclave *e, const hetee_chan *c, hetee_rbuf *r) {
   if (c->role != HETEE_ROLE_MP) return hetee_error(HETEE_ERR_AUTH, "only a model provider sets release policies");
   enclave_policy p;
@@ -95,17 +144,15 @@ static int set_policy(enclave *e, const hetee_chan *c, hetee_rbuf *r) {
   p.prec_bits = hetee_rbuf_u8(r);
   hetee_rbuf_copy(r, p.dp_pk, 32);
   if (r->err || hetee_rbuf_left(r)) return hetee_error(HETEE_ERR_PROTOCOL, "malformed policy");
-  if (p.kind < HETEE_RELEASE_VALUES || p.kind > HETEE_RELEASE_TOPK || (p.kind == HETEE_RELEASE_TOPK && p.k < 1))
-    return hetee_error(HETEE_ERR_INVALID_ARG, "policy kind %u / k %u invalid", p.kind, p.k);
-  /* Released values keep at most scale_bits - 16 fractional bits: the
-   * rounding unit stays 2^16 times above 1/scale, far above the CKKS
-   * decryption noise, so released values carry no noise bits (the
-   * Li-Micciancio attack needs them). */
-  if ((int)p.prec_bits > e->cfg.scale_bits - 16)
-    return hetee_error(HETEE_ERR_INVALID_ARG, "policy precision of %u bits above the %d this enclave releases",
-                       p.prec_bits, e->cfg.scale_bits - 16);
+  memcpy(p.owner, c->party_pk, 32);
+  int rc = policy_check(e, &p);
+  if (rc) return rc;
   p.used = 1;
   enclave_policy *old = find_policy(e, p.model_id);
+  char h[17];
+  if (old && memcmp(old->owner, p.owner, 32))
+    return hetee_error(HETEE_ERR_AUTH, "model %u belongs to model provider %s..., not to this one", p.model_id,
+                       short_hex(old->owner, h));
   if (!old)
     for (int i = 0; i < ENCLAVE_MAX_POLICIES && !old; i++)
       if (!e->policies[i].used) old = &e->policies[i];
@@ -189,9 +236,8 @@ int enclave_handle_release(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *i
   if (!p) return hetee_error(HETEE_ERR_NOT_FOUND, "no release policy for model %u", model);
   hetee_chan *c = find_session(e, sid);
   if (!c) return hetee_error(HETEE_ERR_NOT_FOUND, "no such session");
-  static const uint8_t zero[32];
-  if (c->role != HETEE_ROLE_DP || (memcmp(p->dp_pk, zero, 32) && memcmp(p->dp_pk, c->party_pk, 32)))
-    return hetee_error(HETEE_ERR_AUTH, "session is not the model's data provider");
+  if (c->role != HETEE_ROLE_DP || memcmp(p->dp_pk, c->party_pk, 32))
+    return hetee_error(HETEE_ERR_AUTH, "session is not the data provider model %u's policy names", model);
   double *v = NULL;
   size_t n = 0;
   int rc = enclave_release_values(e, r, &v, &n, items);
@@ -213,11 +259,14 @@ int enclave_handle_release(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *i
   return rc;
 }
 
-/* Sealed state: u32 version | keys (enclave_keys_export) | parties | policies. */
+/* Sealed state: u32 version (2) | keys (enclave_keys_export) | u32 n |
+ * n x (pk[32] | u8 role) | u32 np | np x (u32 model | u8 kind | u8 k |
+ * u8 prec | dp_pk[32] | owner[32]). */
+#define SEALED_STATE_VERSION 2
 int enclave_handle_seal(enclave *e, hetee_wbuf *w) {
   hetee_wbuf st;
   hetee_wbuf_init(&st);
-  hetee_wbuf_u32(&st, 1);
+  hetee_wbuf_u32(&st, SEALED_STATE_VERSION);
   int rc = enclave_keys_export(e, &st);
   hetee_wbuf_u32(&st, (uint32_t)e->n_parties);
   for (size_t i = 0; i < e->n_parties; i++) {
@@ -235,6 +284,7 @@ int enclave_handle_seal(enclave *e, hetee_wbuf *w) {
     hetee_wbuf_u8(&st, p->k);
     hetee_wbuf_u8(&st, p->prec_bits);
     hetee_wbuf_put(&st, p->dp_pk, 32);
+    hetee_wbuf_put(&st, p->owner, 32);
   }
   if (!rc && st.err) rc = hetee_error(HETEE_ERR_NOMEM, "no memory to seal");
   if (!rc) {
@@ -267,8 +317,9 @@ int enclave_handle_unseal(enclave *e, hetee_rbuf *r) {
   }
   hetee_rbuf s;
   hetee_rbuf_init(&s, plain, plen);
-  if (hetee_rbuf_u32(&s) != 1) {
-    rc = hetee_error(HETEE_ERR_VERSION, "sealed state version");
+  uint32_t version = hetee_rbuf_u32(&s);
+  if (version != SEALED_STATE_VERSION) {
+    rc = hetee_error(HETEE_ERR_VERSION, "sealed state version %u, this enclave reads %d", version, SEALED_STATE_VERSION);
     goto out;
   }
   hetee_rbuf keys = s; /* the key blobs, imported last */
@@ -296,13 +347,23 @@ int enclave_handle_unseal(enclave *e, hetee_rbuf *r) {
     p->k = hetee_rbuf_u8(&s);
     p->prec_bits = hetee_rbuf_u8(&s);
     hetee_rbuf_copy(&s, p->dp_pk, 32);
+    hetee_rbuf_copy(&s, p->owner, 32);
     p->used = 1;
-    /* the checks set_policy made when the policy was set */
-    if (p->kind < HETEE_RELEASE_VALUES || p->kind > HETEE_RELEASE_TOPK || (p->kind == HETEE_RELEASE_TOPK && p->k < 1) ||
-        (int)p->prec_bits > e->cfg.scale_bits - 16) {
-      rc = hetee_error(HETEE_ERR_FORMAT, "sealed policy %u invalid", i);
+    if (s.err) break; /* reported below */
+    /* the checks set_policy made when the policy was set, against this
+     * enclave's configuration (owner in mp=), and one owner per model */
+    int prc = policy_check(e, p);
+    if (prc) {
+      char why[256]; /* copied: hetee_error rewrites the detail buffer */
+      snprintf(why, sizeof why, "%s", hetee_last_error());
+      rc = hetee_error(prc == HETEE_ERR_AUTH ? HETEE_ERR_AUTH : HETEE_ERR_FORMAT, "sealed policy %u refused: %s", i, why);
       goto out;
     }
+    for (uint32_t j = 0; j < i; j++)
+      if (policies[j].model_id == p->model_id) {
+        rc = hetee_error(HETEE_ERR_FORMAT, "sealed state has two policies for model %u", p->model_id);
+        goto out;
+      }
   }
   if (s.err || hetee_rbuf_left(&s)) {
     rc = hetee_error(HETEE_ERR_FORMAT, "sealed state malformed");

@@ -4,6 +4,10 @@
  * encryptor does), encryption of slot vectors, and reading refreshed results
  * back through the only door the enclave has: a release of rounded values to
  * a data provider's session.
+ *
+ * Order: ckfx_parties (identity keys, and the configuration whose mp= list
+ * names the model provider — it must exist before the enclave starts, since
+ * it is measured), ckfx_start, ckfx_init.
  */
 #ifndef HETEE_TEST_ENCLAVE_CKKS_FIXTURE_H
 #define HETEE_TEST_ENCLAVE_CKKS_FIXTURE_H
@@ -17,12 +21,26 @@ typedef struct ckfx {
   size_t slots;
   hetee_party_key *mp, *dp;
   hetee_client_session *mps, *dps;
+  char config[HETEE_ENCLAVE_CONFIG_MAX + 1]; /* base + mp=<the MP's key> */
 } ckfx;
 
-/* Generates keys in the enclave, verifies its evidence, loads the bundle and
- * opens an MP and a DP session. */
-static inline void ckfx_init(ckfx *c, hetee_enclave *e, const char *platform, const int *steps, size_t nsteps) {
+/* MP and DP identity keys; the enclave configuration `base` (NULL: default)
+ * with the MP in its mp= list. */
+static inline void ckfx_parties(ckfx *c, const char *base) {
   memset(c, 0, sizeof *c);
+  assert_int_equal(hetee_party_key_generate(HETEE_PARTY_MP, &c->mp), 0);
+  assert_int_equal(hetee_party_key_generate(HETEE_PARTY_DP, &c->dp), 0);
+  fx_config_mps(base, &c->mp, 1, c->config, sizeof c->config);
+}
+
+/* Starts the enclave with c's configuration. */
+static inline hetee_enclave *ckfx_start(ckfx *c, const char *platform, const char *seal_path, int auto_restart) {
+  return fx_start_cfg(platform, NULL, seal_path, auto_restart, c->config);
+}
+
+/* Generates keys in the enclave, verifies its evidence (against c's
+ * configuration), loads the bundle and opens an MP and a DP session. */
+static inline void ckfx_init(ckfx *c, hetee_enclave *e, const char *platform, const int *steps, size_t nsteps) {
   int rc = hetee_enclave_keygen(e, steps, nsteps);
   if (rc) fprintf(stderr, "keygen: %s\n", hetee_last_error());
   assert_int_equal(rc, 0);
@@ -38,10 +56,8 @@ static inline void ckfx_init(ckfx *c, hetee_enclave *e, const char *platform, co
   free(bundle);
   c->slots = hetee_ckks_context_slots(c->ctx);
   hetee_verified_enclave v, w; /* each party verifies on its own nonce */
-  fx_verify(e, platform, &v);
-  fx_verify(e, platform, &w);
-  assert_int_equal(hetee_party_key_generate(HETEE_PARTY_MP, &c->mp), 0);
-  assert_int_equal(hetee_party_key_generate(HETEE_PARTY_DP, &c->dp), 0);
+  fx_verify_cfg(e, platform, c->config, &v);
+  fx_verify_cfg(e, platform, c->config, &w);
   c->mps = fx_session(e, c->mp, &v);
   c->dps = fx_session(e, c->dp, &w);
 }
@@ -55,14 +71,18 @@ static inline void ckfx_free(ckfx *c) {
   hetee_ckks_context_free(c->ctx);
 }
 
-/* Sets model `model`'s release policy through the MP session. */
+/* Sets model `model`'s release policy through the MP session; dp_pk NULL:
+ * c's data provider. */
 static inline void ckfx_policy(ckfx *c, hetee_enclave *e, uint32_t model, int kind, int k, int prec,
                                const uint8_t *dp_pk) {
-  uint8_t *m, *s, *r, *p;
+  uint8_t *m, *s, *r, *p, own[32];
   size_t ml, sl, rl, pl;
-  assert_int_equal(hetee_client_msg_policy(model, kind, k, prec, dp_pk, &m, &ml), 0);
+  hetee_party_key_public(c->dp, own);
+  assert_int_equal(hetee_client_msg_policy(model, kind, k, prec, dp_pk ? dp_pk : own, &m, &ml), 0);
   assert_int_equal(hetee_client_session_seal(c->mps, m, ml, &s, &sl), 0);
-  assert_int_equal(hetee_enclave_session_msg(e, s, sl, &r, &rl), 0);
+  int rc = hetee_enclave_session_msg(e, s, sl, &r, &rl);
+  if (rc) fprintf(stderr, "policy: %s\n", hetee_last_error());
+  assert_int_equal(rc, 0);
   assert_int_equal(hetee_client_session_open(c->mps, r, rl, &p, &pl), 0);
   free(m);
   free(s);

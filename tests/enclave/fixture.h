@@ -71,10 +71,12 @@ static inline void fx_platform(const char *dir, const char *name, char *out, siz
   assert_int_equal(hetee_platform_init(out), 0);
 }
 
-static inline hetee_enclave *fx_start(const char *platform, const char *enclave_path, const char *seal_path,
-                                      int auto_restart) {
+/* Starts the enclave with configuration `config` (NULL: the default). */
+static inline hetee_enclave *fx_start_cfg(const char *platform, const char *enclave_path, const char *seal_path,
+                                          int auto_restart, const char *config) {
   hetee_enclave_options o;
   memset(&o, 0, sizeof o);
+  o.config = config;
   o.platform_dir = platform;
   o.enclave_path = enclave_path;
   o.seal_path = seal_path;
@@ -86,12 +88,21 @@ static inline hetee_enclave *fx_start(const char *platform, const char *enclave_
   return e;
 }
 
-/* Measurement of the published enclave binary (default configuration). */
-static inline void fx_expected_measurement(uint8_t m[32]) {
+static inline hetee_enclave *fx_start(const char *platform, const char *enclave_path, const char *seal_path,
+                                      int auto_restart) {
+  return fx_start_cfg(platform, enclave_path, seal_path, auto_restart, NULL);
+}
+
+/* Measurement of the published enclave binary under configuration `config`
+ * (NULL: the default): what a party computes from a configuration it
+ * checked itself. */
+static inline void fx_expected_measurement_cfg(const char *config, uint8_t m[32]) {
   char p[4096];
   fx_path(p, sizeof p, "hetee-enclave");
-  assert_int_equal(hetee_measure_file(p, NULL, m), 0);
+  assert_int_equal(hetee_measure_file(p, config, m), 0);
 }
+
+static inline void fx_expected_measurement(uint8_t m[32]) { fx_expected_measurement_cfg(NULL, m); }
 
 typedef struct fx_evidence {
   uint8_t nonce[32], ch[32], fp[32];
@@ -111,17 +122,32 @@ static inline void fx_evidence_free(fx_evidence *x) {
   memset(x, 0, sizeof *x);
 }
 
-/* Verifies e's evidence like a party and returns the verified description. */
-static inline void fx_verify(hetee_enclave *e, const char *platform, hetee_verified_enclave *v) {
+/* Verifies e's evidence like a party expecting configuration `config` (NULL:
+ * the default) and returns the verified description. */
+static inline void fx_verify_cfg(hetee_enclave *e, const char *platform, const char *config,
+                                 hetee_verified_enclave *v) {
   fx_evidence x;
   uint8_t ppk[32], m[32];
   fx_get_evidence(e, &x);
   assert_int_equal(hetee_platform_load_public(platform, ppk), 0);
-  fx_expected_measurement(m);
+  fx_expected_measurement_cfg(config, m);
   int rc = hetee_client_verify_evidence(x.ev, x.evlen, ppk, m, x.bundle, x.blen, x.ch, x.nonce, v);
   if (rc) fprintf(stderr, "verify: %s\n", hetee_last_error());
   assert_int_equal(rc, 0);
   fx_evidence_free(&x);
+}
+
+static inline void fx_verify(hetee_enclave *e, const char *platform, hetee_verified_enclave *v) {
+  fx_verify_cfg(e, platform, NULL, v);
+}
+
+/* The configuration `base` (NULL: default) with model providers keys[0..n)
+ * in its mp= list, as parties build it. */
+static inline void fx_config_mps(const char *base, hetee_party_key *const *keys, size_t n, char *out, size_t cap) {
+  uint8_t pks[HETEE_ENCLAVE_MAX_MPS][32];
+  assert_true(n <= HETEE_ENCLAVE_MAX_MPS);
+  for (size_t i = 0; i < n; i++) hetee_party_key_public(keys[i], pks[i]);
+  assert_int_equal(hetee_enclave_config_with_mps(base, (const uint8_t(*)[32])pks, n, out, cap), 0);
 }
 
 static inline hetee_client_session *fx_session(hetee_enclave *e, const hetee_party_key *id,

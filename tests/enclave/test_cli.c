@@ -4,7 +4,9 @@
  * with hetee_measure_file, and it must change when one byte of the binary
  * changes), and
  * `hetee attest` on the genuine binary (exit 0), on a tampered copy
- * (measurement mismatch) and against another platform's key (bad signature).
+ * (measurement mismatch) and against another platform's key (bad signature);
+ * model providers added to the configuration with --mp (`hetee enclave
+ * config`, `measure`, `attest`).
  */
 #include "enclave/fixture.h"
 
@@ -86,6 +88,56 @@ static void test_cli_end_to_end(void **state) {
   snprintf(cmd, sizeof cmd, "'%s' attest --local '%s' --platform '%s' --expect %s 2>/dev/null", hetee, enc, mixed, meas);
   assert_int_equal(run(cmd, out, sizeof out), 1);
   assert_non_null(strstr(out, "attest: FAILED: bad signature"));
+
+  /* model providers in the configuration (--mp FILE.pub): `enclave config`
+   * prints the string, `enclave measure` its measurement, equal to the
+   * library's over hetee_enclave_config_with_mps; attest with the same keys
+   * lists them, attest expecting the list without them fails */
+  char mpf[400], mpf2[400], cfg[HETEE_ENCLAVE_CONFIG_MAX + 1], mhex[65];
+  snprintf(mpf, sizeof mpf, "%s/mp.key", dir);
+  snprintf(mpf2, sizeof mpf2, "%s/mp2.key", dir);
+  snprintf(cmd, sizeof cmd, "'%s' keygen --role mp --out '%s' && '%s' keygen --role mp --out '%s'", hetee, mpf, hetee,
+           mpf2);
+  assert_int_equal(run(cmd, out, sizeof out), 0);
+  hetee_party_key *mk[2];
+  assert_int_equal(hetee_party_key_load(mpf, &mk[0]), 0);
+  assert_int_equal(hetee_party_key_load(mpf2, &mk[1]), 0);
+  fx_config_mps(NULL, mk, 2, cfg, sizeof cfg);
+  uint8_t mpk[32];
+  hetee_party_key_public(mk[1], mpk);
+  hetee_hex_encode32(mpk, mhex);
+  hetee_party_key_free(mk[0]);
+  hetee_party_key_free(mk[1]);
+  snprintf(cmd, sizeof cmd, "'%s' enclave config --mp '%s.pub' --mp '%s.pub'", hetee, mpf, mpf2);
+  assert_int_equal(run(cmd, out, sizeof out), 0);
+  assert_int_equal(strlen(out), strlen(cfg) + 1);
+  assert_memory_equal(out, cfg, strlen(cfg));
+  snprintf(cmd, sizeof cmd, "'%s' enclave measure '%s' --mp '%s.pub' --mp '%s.pub'", hetee, enc, mpf, mpf2);
+  assert_int_equal(run(cmd, out, sizeof out), 0);
+  out[64] = 0;
+  fx_expected_measurement_cfg(cfg, m);
+  hetee_hex_encode32(m, hex);
+  assert_string_equal(out, hex);
+  assert_string_not_equal(out, meas);
+  char meas_mp[65];
+  strcpy(meas_mp, out);
+  snprintf(cmd, sizeof cmd, "'%s' attest --local '%s' --platform '%s' --expect %s --mp '%s.pub' --mp '%s.pub'", hetee,
+           enc, plat, meas_mp, mpf, mpf2);
+  assert_int_equal(run(cmd, out, sizeof out), 0);
+  assert_non_null(strstr(out, "attest: OK"));
+  assert_non_null(strstr(out, mhex));
+  snprintf(cmd, sizeof cmd, "'%s' attest --local '%s' --platform '%s' --expect %s --config '%s'", hetee, enc, plat,
+           meas_mp, cfg); /* the same configuration spelled out */
+  assert_int_equal(run(cmd, out, sizeof out), 0);
+  snprintf(cmd, sizeof cmd, "'%s' attest --local '%s' --platform '%s' --expect %s", hetee, enc, plat, meas);
+  assert_int_equal(run(cmd, out, sizeof out), 0);
+  assert_non_null(strstr(out, "release policies: disabled"));
+  snprintf(cmd, sizeof cmd, "'%s' attest --local '%s' --platform '%s' --expect %s --mp '%s.pub' 2>/dev/null", hetee,
+           enc, plat, meas_mp, mpf); /* one key fewer than expected */
+  assert_int_equal(run(cmd, out, sizeof out), 1);
+  assert_non_null(strstr(out, "attest: FAILED: measurement mismatch"));
+  snprintf(cmd, sizeof cmd, "'%s' enclave measure '%s' --mp '%s.pub' 2>/dev/null", hetee, enc, keyf); /* a DP key */
+  assert_int_equal(run(cmd, out, sizeof out), 1);
 
   /* usage errors */
   snprintf(cmd, sizeof cmd, "'%s' attest --local '%s' 2>/dev/null", hetee, enc);

@@ -4,7 +4,8 @@
  * stream kept in sync, EOF), refresh-spec encode/decode round trip and its
  * refusals, sealed blobs (other key, tampering), the session channel
  * (replay, reordering, direction, tampering), evidence parsing, atomic file
- * writes and the enclave configuration parser.
+ * writes and the enclave configuration parser (including the mp= list of
+ * model providers and its builder).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -230,12 +231,77 @@ static void test_atomic_file_and_config(void **state) {
                    HETEE_ERR_PARAMS);
 }
 
+/* The mp= key (model providers allowed to set release policies): built by
+ * hetee_enclave_config_with_mps in one fixed spelling, parsed back to the
+ * same keys in the same order; every other spelling is refused, so one set
+ * of keys gives one measurement. */
+static void test_config_mps(void **state) {
+  uint8_t pks[HETEE_ENCLAVE_MAX_MPS + 1][32];
+  for (int i = 0; i <= HETEE_ENCLAVE_MAX_MPS; i++) randombytes_buf(pks[i], 32);
+  char cfg[HETEE_ENCLAVE_CONFIG_MAX + 1], hex[65];
+  enclave_config c;
+  /* none: no mp= key, no model provider, base copied as it is */
+  assert_int_equal(hetee_enclave_config_with_mps(NULL, (const uint8_t(*)[32])pks, 0, cfg, sizeof cfg), 0);
+  assert_string_equal(cfg, HETEE_ENCLAVE_DEFAULT_CONFIG);
+  assert_int_equal(enclave_config_parse(cfg, &c), 0);
+  assert_int_equal(c.n_mp, 0);
+  /* one, then the maximum: same keys, same order */
+  for (size_t n = 1; n <= HETEE_ENCLAVE_MAX_MPS; n += HETEE_ENCLAVE_MAX_MPS - 1) {
+    assert_int_equal(hetee_enclave_config_with_mps(NULL, (const uint8_t(*)[32])pks, n, cfg, sizeof cfg), 0);
+    assert_int_equal(strlen(cfg), strlen(HETEE_ENCLAVE_DEFAULT_CONFIG) + 4 + 65 * n - 1);
+    sodium_bin2hex(hex, 65, pks[0], 32);
+    assert_non_null(strstr(cfg, hex));
+    assert_int_equal(enclave_config_parse(cfg, &c), 0);
+    assert_int_equal(c.n_mp, (int)n);
+    for (size_t i = 0; i < n; i++) assert_memory_equal(c.mp[i], pks[i], 32);
+    assert_int_equal(c.log_n, 13); /* the other keys unchanged */
+  }
+  assert_int_equal(hetee_enclave_config_with_mps(NULL, (const uint8_t(*)[32])pks, HETEE_ENCLAVE_MAX_MPS + 1, cfg,
+                                                 sizeof cfg),
+                   HETEE_ERR_LIMIT);
+  assert_int_equal(hetee_enclave_config_with_mps(NULL, (const uint8_t(*)[32])pks, 2, cfg, 100), HETEE_ERR_LIMIT);
+  char base[HETEE_ENCLAVE_CONFIG_MAX + 1];
+  assert_int_equal(hetee_enclave_config_with_mps(NULL, (const uint8_t(*)[32])pks, 1, base, sizeof base), 0);
+  assert_int_equal(hetee_enclave_config_with_mps(base, (const uint8_t(*)[32])pks + 1, 1, cfg, sizeof cfg),
+                   HETEE_ERR_INVALID_ARG); /* already has mp= */
+  /* refused spellings, each a variant of a valid one-key configuration */
+  const char *d = HETEE_ENCLAVE_DEFAULT_CONFIG;
+  sodium_bin2hex(hex, 65, pks[0], 32);
+  char up[65], h2[65];
+  strcpy(up, hex);
+  for (int i = 0; i < 64; i++)
+    if (up[i] >= 'a') up[i] = (char)(up[i] - 32);
+  if (!strcmp(up, hex)) up[0] = 'A'; /* (all digits: force a letter) */
+  sodium_bin2hex(h2, 65, pks[1], 32);
+  char bad[8][400];
+  snprintf(bad[0], 400, "%s;mp=", d);                    /* empty */
+  snprintf(bad[1], 400, "%s;mp=%.63s", d, hex);          /* 63 digits */
+  snprintf(bad[2], 400, "%s;mp=%s0", d, hex);            /* 65 digits */
+  snprintf(bad[3], 400, "%s;mp=%s", d, up);              /* upper case */
+  snprintf(bad[4], 400, "%s;mp=%s,%s", d, hex, hex);     /* repeated key */
+  snprintf(bad[5], 400, "%s;mp=%s,", d, hex);            /* trailing comma */
+  snprintf(bad[6], 400, "%s;mp=%s;mp=%s", d, hex, h2);   /* key given twice */
+  snprintf(bad[7], 400, "%s;mp=%.62sxy", d, hex);        /* not hex */
+  for (int i = 0; i < 8; i++) {
+    if (enclave_config_parse(bad[i], &c) != HETEE_ERR_PARAMS) fail_msg("accepted: %s", bad[i]);
+  }
+  snprintf(bad[0], 400, "%s;mp=%s", d, hex);
+  assert_int_equal(enclave_config_parse(bad[0], &c), 0);
+  /* the measurement covers the list: another key, another measurement */
+  uint8_t m1[32], m2[32];
+  snprintf(bad[1], 400, "%s;mp=%s", d, h2);
+  assert_int_equal(hetee_measure_bytes((const uint8_t *)"bin", 3, bad[0], m1), 0);
+  assert_int_equal(hetee_measure_bytes((const uint8_t *)"bin", 3, bad[1], m2), 0);
+  assert_memory_not_equal(m1, m2, 32);
+}
+
 int main(void) {
   if (sodium_init() < 0) return 1;
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_frames),        cmocka_unit_test(test_refresh_spec_roundtrip),
       cmocka_unit_test(test_seal_blob),     cmocka_unit_test(test_channel),
       cmocka_unit_test(test_evidence_format), cmocka_unit_test(test_atomic_file_and_config),
+      cmocka_unit_test(test_config_mps),
   };
   return cmocka_run_group_tests_name("enclave/formats", tests, NULL, NULL);
 }

@@ -22,7 +22,8 @@ static int setup(void **state) {
   fx *f = calloc(1, sizeof *f);
   fx_tmpdir(f->dir, sizeof f->dir);
   fx_platform(f->dir, "plat", f->plat, sizeof f->plat);
-  f->e = fx_start(f->plat, NULL, NULL, 0);
+  ckfx_parties(&f->c, NULL);
+  f->e = ckfx_start(&f->c, f->plat, NULL, 0);
   int steps[] = {1, -1};
   ckfx_init(&f->c, f->e, f->plat, steps, 2);
   *state = f;

@@ -4,7 +4,7 @@
  * top-k) gives the data provider what a plaintext reference says, and only
  * the data provider named by the model provider's policy can get and open
  * the result: the MP's session, another DP's session and a forged session
- * cannot.
+ * cannot. (Who may set policies at all: test_policy_auth.c.)
  */
 #include <math.h>
 
@@ -24,7 +24,8 @@ static int setup(void **state) {
   fx *f = calloc(1, sizeof *f);
   fx_tmpdir(f->dir, sizeof f->dir);
   fx_platform(f->dir, "plat", f->plat, sizeof f->plat);
-  f->e = fx_start(f->plat, NULL, NULL, 0);
+  ckfx_parties(&f->c, NULL);
+  f->e = ckfx_start(&f->c, f->plat, NULL, 0);
   ckfx_init(&f->c, f->e, f->plat, NULL, 0);
   /* ten logits, well separated, at scattered slots */
   static const double logits[10] = {0.3, -1.2, 2.5, 0.9, -0.4, 1.7, 3.1, -2.2, 0.05, 1.1};
@@ -131,7 +132,7 @@ static void test_only_the_data_provider(void **state) {
   assert_int_equal(hetee_client_release_open(f->c.mps, sealed, len, &r), HETEE_ERR_AUTH);
   /* a second data provider does not either, and cannot be the target */
   hetee_verified_enclave v;
-  fx_verify(f->e, f->plat, &v);
+  fx_verify_cfg(f->e, f->plat, f->c.config, &v);
   hetee_party_key *dp2;
   assert_int_equal(hetee_party_key_generate(HETEE_PARTY_DP, &dp2), 0);
   hetee_client_session *s2 = fx_session(f->e, dp2, &v);
@@ -144,7 +145,7 @@ static void test_only_the_data_provider(void **state) {
   /* finer precision than the enclave releases (scale 2^40: 24 bits) is refused */
   uint8_t *m0, *s0, *r0;
   size_t m0l, s0l, r0l;
-  assert_int_equal(hetee_client_msg_policy(7, HETEE_RELEASE_VALUES, 0, 25, NULL, &m0, &m0l), 0);
+  assert_int_equal(hetee_client_msg_policy(7, HETEE_RELEASE_VALUES, 0, 25, dp_pk, &m0, &m0l), 0);
   assert_int_equal(hetee_client_session_seal(f->c.mps, m0, m0l, &s0, &s0l), 0);
   assert_int_equal(hetee_enclave_session_msg(f->e, s0, s0l, &r0, &r0l), HETEE_ERR_INVALID_ARG);
   free(m0);
@@ -152,7 +153,7 @@ static void test_only_the_data_provider(void **state) {
   /* a DP may not set policies */
   uint8_t *m, *sm, *rep;
   size_t ml, sml, rl;
-  assert_int_equal(hetee_client_msg_policy(6, HETEE_RELEASE_VALUES, 0, 40, NULL, &m, &ml), 0);
+  assert_int_equal(hetee_client_msg_policy(6, HETEE_RELEASE_VALUES, 0, 8, dp_pk, &m, &ml), 0);
   assert_int_equal(hetee_client_session_seal(s2, m, ml, &sm, &sml), 0);
   assert_int_equal(hetee_enclave_session_msg(f->e, sm, sml, &rep, &rl), HETEE_ERR_AUTH);
   free(m);

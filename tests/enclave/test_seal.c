@@ -32,8 +32,9 @@ static int teardown(void **state) {
 
 static void test_seal_kill_restart_unseal(void **state) {
   fx *f = *state;
-  hetee_enclave *e = fx_start(f->plat, NULL, f->seal, 1);
   ckfx c;
+  ckfx_parties(&c, NULL);
+  hetee_enclave *e = ckfx_start(&c, f->plat, f->seal, 1);
   ckfx_init(&c, e, f->plat, NULL, 0);
   hetee_enclave_info before, after;
   assert_int_equal(hetee_enclave_info_get(e, &before), 0);
@@ -59,8 +60,8 @@ static void test_seal_kill_restart_unseal(void **state) {
   hetee_client_session_free(c.mps);
   hetee_client_session_free(c.dps);
   hetee_verified_enclave v, w;
-  fx_verify(e, f->plat, &v);
-  fx_verify(e, f->plat, &w);
+  fx_verify_cfg(e, f->plat, c.config, &v);
+  fx_verify_cfg(e, f->plat, c.config, &w);
   assert_memory_equal(v.bundle_fp, before.bundle_fp, 32);
   c.mps = fx_session(e, c.mp, &v);
   c.dps = fx_session(e, c.dp, &w);

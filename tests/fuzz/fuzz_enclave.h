@@ -4,7 +4,8 @@
  * the real handlers of src/enclave (enclave_dispatch) on an `enclave` struct
  * set up like enclave_main.c does, but deterministic — fixed platform,
  * channel and sealing keys, a secret key loaded from fixed ternary bytes, a
- * fake evidence backend that signs like the sim launcher — so seeds written
+ * fake evidence backend that signs like the sim launcher, a configuration
+ * naming two model providers (mp=) — so seeds written
  * by one build are valid in another (the libFuzzer build). After every input
  * fz_reset() puts back the state an input may change (sessions, policies,
  * parties, issued evidence, keys), so inputs do not depend on each other.
@@ -22,6 +23,13 @@
 #include "hetee/ckks.h"
 
 #define FZ_CONFIG "logn=12;q=36,30;p=36;scale=30;budget=67108864;max_galois=4"
+/* Party identities of the seeds are Ed25519 keys from the seed bytes
+ * (tag + 1) x 32 (fz_party_key). The configuration lists two model
+ * providers in mp= (tags FZ_MP1, FZ_MP2); FZ_HOST_MP is an identity the host
+ * makes up (not listed). */
+#define FZ_MP1 0xa0
+#define FZ_MP2 0xe0
+#define FZ_HOST_MP 0xf0
 
 static enclave fz_e;
 static uint8_t fz_plat_pk[32], fz_plat_sk[64];
@@ -30,6 +38,13 @@ static uint8_t *fz_sk_bytes;
 static size_t fz_sk_len;
 
 static inline void fz_fill(uint8_t *p, size_t n, uint8_t v) { memset(p, v, n); }
+
+/* The deterministic identity key pair of party `tag`. */
+static inline void fz_party_key(uint8_t tag, uint8_t pk[32], uint8_t sk[64]) {
+  uint8_t seed[32];
+  memset(seed, (uint8_t)(tag + 1), 32);
+  crypto_sign_seed_keypair(pk, sk, seed);
+}
 
 /* Evidence over report data, signed with the fixed platform key (the format
  * of the sim launcher, enclave/evidence.c). */
@@ -98,7 +113,12 @@ static int fz_enclave_setup(void) {
   crypto_box_seed_keypair(fz_e.ch_pk, fz_e.sec->ch_sk, seed);
   fz_fill(fz_e.measurement, 32, 0x5a);
   fz_fill(fz_e.sec->seal_key, 32, 0x33);
-  strcpy(fz_e.config_str, FZ_CONFIG);
+  uint8_t mps[2][32], sk[64];
+  fz_party_key(FZ_MP1, mps[0], sk);
+  fz_party_key(FZ_MP2, mps[1], sk);
+  sodium_memzero(sk, sizeof sk);
+  if (hetee_enclave_config_with_mps(FZ_CONFIG, (const uint8_t(*)[32])mps, 2, fz_e.config_str, sizeof fz_e.config_str))
+    return -1;
   if (enclave_config_parse(fz_e.config_str, &fz_e.cfg) || enclave_keys_init(&fz_e)) return -1;
   if (fz_make_sk_bytes() || fz_load_sk()) return -1;
   memcpy(fz_policies0, fz_e.policies, sizeof fz_policies0);

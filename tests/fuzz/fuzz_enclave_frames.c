@@ -10,9 +10,11 @@
  * handled successfully, else the first error (the enclave loop would answer
  * it with an error frame and go on, so does this target).
  *
- * Seeds: one stream that opens an MP and a DP session (deterministic keys),
- * sets a release policy, releases and refreshes real ciphertexts, seals and
- * unseals; plus single frames of each stateless kind.
+ * Seeds: one stream that opens sessions of the two model providers listed
+ * in the configuration's mp= and of a DP (deterministic keys), sets release
+ * policies naming that DP, releases and refreshes real ciphertexts, seals
+ * and unseals; plus single frames of each stateless kind. Regression inputs
+ * (fuzz_known_bad) include the release-oracle attacks of the audit.
  */
 #define _GNU_SOURCE
 #include <sys/mman.h>
@@ -102,8 +104,7 @@ static void open_session_ex(hetee_wbuf *s, uint8_t role, uint8_t tag, hetee_chan
   hetee_evidence_hash(ev, evlen, evh);
   if (zero_evh) memset(evh, 0, 32);
   uint8_t id_pk[32], id_sk[64], eph_pk[32], eph_sk[32], tr[32], shared[32];
-  memset(seed, tag + 1, 32);
-  crypto_sign_seed_keypair(id_pk, id_sk, seed);
+  fz_party_key(tag, id_pk, id_sk);
   memset(seed, tag + 2, 32);
   crypto_box_seed_keypair(eph_pk, eph_sk, seed);
   hetee_session_transcript(role, id_pk, eph_pk, evh, fz_e.ch_pk, tr);
@@ -183,20 +184,28 @@ size_t fuzz_seeds(fuzz_buf **out) {
   put_frame(&s, HETEE_MSG_INFO, NULL, 0);
   put_frame(&s, HETEE_MSG_PUBLIC_KEYS, NULL, 0);
   put_frame(&s, HETEE_MSG_STATS, NULL, 0);
-  open_session(&s, HETEE_ROLE_MP, 0xa0, &mp);
-  uint8_t *m = NULL;
+  open_session(&s, HETEE_ROLE_MP, FZ_MP1, &mp);
+  uint8_t *m = NULL, dp_pk[32], dp_sk[64];
   size_t mlen = 0;
-  FUZZ_CHECK(hetee_client_msg_policy(7, HETEE_RELEASE_VALUES, 0, 8, NULL, &m, &mlen) == 0);
+  fz_party_key(0xb0, dp_pk, dp_sk); /* the DP the policies name */
+  FUZZ_CHECK(hetee_client_msg_policy(7, HETEE_RELEASE_VALUES, 0, 8, dp_pk, &m, &mlen) == 0);
   session_msg(&s, &mp, m, mlen);
   free(m);
   FUZZ_CHECK(hetee_client_msg_ping((const uint8_t *)"abc", 3, &m, &mlen) == 0);
   session_msg(&s, &mp, m, mlen);
   free(m);
-  FUZZ_CHECK(hetee_client_msg_policy(8, HETEE_RELEASE_TOPK, 2, 0, NULL, &m, &mlen) == 0);
+  FUZZ_CHECK(hetee_client_msg_policy(8, HETEE_RELEASE_TOPK, 2, 0, dp_pk, &m, &mlen) == 0);
   session_msg(&s, &mp, m, mlen);
   free(m);
+  /* the second listed model provider sets a policy for a model of its own */
+  hetee_chan mp2;
+  open_session(&s, HETEE_ROLE_MP, FZ_MP2, &mp2);
+  FUZZ_CHECK(hetee_client_msg_policy(9, HETEE_RELEASE_ARGMAX, 0, 0, dp_pk, &m, &mlen) == 0);
+  session_msg(&s, &mp2, m, mlen);
+  free(m);
+  sodium_memzero(&mp2, sizeof mp2);
   open_session(&s, HETEE_ROLE_DP, 0xb0, &dp);
-  for (uint32_t model = 7; model <= 8; model++) {
+  for (uint32_t model = 7; model <= 9; model++) {
     hetee_wbuf_init(&body);
     hetee_wbuf_u32(&body, model);
     hetee_wbuf_put(&body, dp.id, HETEE_SESSION_ID_BYTES);
@@ -236,6 +245,75 @@ size_t fuzz_seeds(fuzz_buf **out) {
   return n;
 }
 
+/* A RELEASE of model `model` to session `to` (one ciphertext, 4 values). */
+static void put_release(hetee_wbuf *s, uint32_t model, const hetee_chan *to) {
+  hetee_wbuf body;
+  hetee_wbuf_init(&body);
+  hetee_wbuf_u32(&body, model);
+  hetee_wbuf_put(&body, to->id, HETEE_SESSION_ID_BYTES);
+  hetee_wbuf_u32(&body, 4);
+  for (uint32_t i = 0; i < 4; i++) hetee_wbuf_u32(&body, i);
+  hetee_wbuf_u32(&body, 1);
+  put_ct_blob(&body);
+  FUZZ_CHECK(!body.err);
+  put_frame(s, HETEE_MSG_RELEASE, body.p, body.len);
+  hetee_wbuf_free(&body);
+}
+
+static void put_policy(hetee_wbuf *s, hetee_chan *mp, uint32_t model, uint8_t dp_tag) {
+  uint8_t dp_pk[32], dp_sk[64], *m = NULL;
+  size_t mlen = 0;
+  fz_party_key(dp_tag, dp_pk, dp_sk);
+  FUZZ_CHECK(hetee_client_msg_policy(model, HETEE_RELEASE_VALUES, 0, 8, dp_pk, &m, &mlen) == 0);
+  session_msg(s, mp, m, mlen);
+  free(m);
+}
+
+/* The release-oracle hole of the audit (docs/security.md, "Release
+ * authorization"), each stream must now be refused:
+ *   1. the host opens an "MP" session with a key it made up (not in mp=) and
+ *      a "DP" session of its own, sets a VALUES policy, releases to itself;
+ *   2. a second listed MP overwrites the first one's model policy (to
+ *      redirect its releases), then releases to its own DP;
+ *   3. a listed MP sets a policy naming no data provider ("any DP");
+ *   4. a DP the policy does not name asks for the release. */
+static void add_policy_attacks(fuzz_buf **seeds, size_t *n) {
+  hetee_chan mp, mp2, dp, other;
+  for (int attack = 1; attack <= 4; attack++) {
+    hetee_wbuf st;
+    hetee_wbuf_init(&st);
+    if (attack == 1) {
+      open_session(&st, HETEE_ROLE_MP, FZ_HOST_MP, &mp);
+      open_session(&st, HETEE_ROLE_DP, 0xc0, &dp);
+      put_policy(&st, &mp, 7, 0xc0);
+      put_release(&st, 7, &dp);
+    } else if (attack == 2) {
+      open_session(&st, HETEE_ROLE_MP, FZ_MP1, &mp);
+      open_session(&st, HETEE_ROLE_MP, FZ_MP2, &mp2);
+      open_session(&st, HETEE_ROLE_DP, 0xc0, &dp);
+      put_policy(&st, &mp, 7, 0xb0);
+      put_policy(&st, &mp2, 7, 0xc0);
+      put_release(&st, 7, &dp);
+    } else if (attack == 3) {
+      open_session(&st, HETEE_ROLE_MP, FZ_MP1, &mp);
+      uint8_t raw[2 + 4 + 3 + 32] = {2, 0, 7, 0, 0, 0, HETEE_RELEASE_VALUES, 0, 8}; /* DP key all zero */
+      session_msg(&st, &mp, raw, sizeof raw);
+    } else {
+      open_session(&st, HETEE_ROLE_MP, FZ_MP1, &mp);
+      open_session(&st, HETEE_ROLE_DP, 0xc0, &other);
+      put_policy(&st, &mp, 7, 0xb0);
+      put_release(&st, 7, &other);
+    }
+    FUZZ_CHECK(!st.err);
+    fuzz_seed_add(seeds, n, st.p, st.len);
+    hetee_wbuf_free(&st);
+  }
+  sodium_memzero(&mp, sizeof mp);
+  sodium_memzero(&mp2, sizeof mp2);
+  sodium_memzero(&dp, sizeof dp);
+  sodium_memzero(&other, sizeof other);
+}
+
 /* Findings of this target (fixed): a request frame with an empty body (here
  * SESSION_MSG) made hetee_rbuf_get compute NULL + 0 (wire.c, undefined
  * behaviour reported by clang's UBSan); empty EVIDENCE / SESSION_OPEN /
@@ -260,6 +338,7 @@ size_t fuzz_known_bad(fuzz_buf **out) {
   hetee_wbuf_free(&st);
   sodium_memzero(&a, sizeof a);
   sodium_memzero(&b, sizeof b);
+  add_policy_attacks(&s, &n);
   *out = s;
   return n;
 }

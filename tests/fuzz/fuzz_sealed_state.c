@@ -11,8 +11,10 @@
  *         ever sees authenticated bytes, but written by an older binary or
  *         a buggy one — is reached too.
  * An accepted state must be consistent (party and policy counts within
- * their tables, keys usable: the state seals again); a refused one must
- * leave the enclave's keys, parties and policies as they were.
+ * their tables, every policy naming a data provider and owned by a model
+ * provider of the configuration's mp= list, one policy per model, keys
+ * usable: the state seals again); a refused one must leave the enclave's
+ * keys, parties and policies as they were.
  */
 #include "fuzz/fuzz_enclave.h"
 
@@ -46,6 +48,15 @@ int fuzz_one(const uint8_t *data, size_t len) {
     FUZZ_CHECK(memcmp(before, fz_e.policies, sizeof before) == 0);
   } else {
     FUZZ_CHECK(fz_e.n_parties <= ENCLAVE_MAX_PARTIES);
+    for (int i = 0; i < ENCLAVE_MAX_POLICIES; i++) {
+      const enclave_policy *p = &fz_e.policies[i];
+      if (!p->used) continue;
+      FUZZ_CHECK(!sodium_is_zero(p->dp_pk, 32));
+      int listed = 0;
+      for (int j = 0; j < fz_e.cfg.n_mp; j++) listed |= !memcmp(fz_e.cfg.mp[j], p->owner, 32);
+      FUZZ_CHECK(listed);
+      for (int j = 0; j < i; j++) FUZZ_CHECK(!fz_e.policies[j].used || fz_e.policies[j].model_id != p->model_id);
+    }
     FUZZ_CHECK(!fz_e.have_keys || fz_e.sk != NULL);
     uint8_t *again = NULL;
     size_t alen = 0;
@@ -67,6 +78,9 @@ size_t fuzz_seeds(fuzz_buf **out) {
   fz_e.policies[3].used = 1;
   fz_e.policies[3].model_id = 9;
   fz_e.policies[3].kind = HETEE_RELEASE_ARGMAX;
+  memset(fz_e.policies[3].dp_pk, 0x77, 32); /* the registered DP */
+  uint8_t sk[64];
+  fz_party_key(FZ_MP1, fz_e.policies[3].owner, sk); /* a model provider listed in mp= */
   uint8_t *sealed = NULL;
   size_t slen = 0;
   fz_sealed_state(&sealed, &slen);
@@ -89,7 +103,49 @@ size_t fuzz_seeds(fuzz_buf **out) {
   return n;
 }
 
+/* Plaintext states (odd first byte) the parser must refuse although they
+ * are authentic: a policy owned by a model provider not in mp= (the host's
+ * own key), one naming no data provider, two policies for one model, and
+ * the version-1 layout (no owners). Derived from the seed state by editing
+ * its last policy record (... dp_pk[32] | owner[32] at the end). */
 size_t fuzz_known_bad(fuzz_buf **out) {
-  *out = NULL;
-  return 0;
+  fuzz_buf *s = NULL;
+  size_t n = 0;
+  fz_e.policies[3].used = 1;
+  fz_e.policies[3].model_id = 9;
+  fz_e.policies[3].kind = HETEE_RELEASE_ARGMAX;
+  memset(fz_e.policies[3].dp_pk, 0x77, 32);
+  uint8_t sk[64];
+  fz_party_key(FZ_MP1, fz_e.policies[3].owner, sk);
+  uint8_t *sealed = NULL, *plain = NULL;
+  size_t slen = 0, plen = 0;
+  fz_sealed_state(&sealed, &slen);
+  FUZZ_CHECK(hetee_unseal_blob(fz_e.sec->seal_key, sealed, slen, &plain, &plen) == 0);
+  free(sealed);
+  size_t rec = 4 + 3 + 32 + 32; /* one policy record */
+  uint8_t *b = malloc(1 + plen + rec);
+  FUZZ_CHECK(b != NULL && plen > rec + 4);
+  for (int bad = 0; bad < 4; bad++) {
+    b[0] = 1;
+    memcpy(b + 1, plain, plen);
+    size_t len = 1 + plen;
+    uint8_t *last = b + len - rec;
+    if (bad == 0) {
+      fz_party_key(FZ_HOST_MP, last + 4 + 3 + 32, sk);
+    } else if (bad == 1) {
+      memset(last + 4 + 3, 0, 32);
+    } else if (bad == 2) {
+      memcpy(b + len, last, rec); /* the same record twice */
+      len += rec;
+      hetee_le32(last - 4, hetee_rd32(last - 4) + 1); /* policy count */
+    } else {
+      hetee_le32(b + 1, 1); /* version 1 */
+    }
+    fuzz_seed_add(&s, &n, b, len);
+  }
+  free(b);
+  sodium_free(plain);
+  fz_reset();
+  *out = s;
+  return n;
 }

@@ -10,11 +10,16 @@
  * bit-reversed input, twiddles zeta^(5^j mod 8h * 2N/8h)).
  *
  * Encoding: z -> inverse special FFT -> u -> coefficients * scale, rounded to
- * integers and reduced modulo every prime of the level (exactly, also for
+ * integers and reduced modulo every prime of the level (one double quotient
+ * and a conditional add per residue below 2^52; exactly, also for
  * |value| >= 2^63: the double's mantissa times a power of two) -> NTT.
- * Decoding: inverse NTT per prime -> exact centered CRT (Garner mixed radix
- * with balanced digits, evaluated in double, Horner from the top) -> / scale
- * -> special FFT. See docs/ckks.md for the precision.
+ * Decoding: inverse NTT per prime -> exact centered CRT in O(l) products per
+ * coefficient (rounding quotient from a floating-point sum as in
+ * Halevi–Polyakov–Shoup, CT-RSA 2019, plus the value modulo 2^(64w) in w
+ * machine words; see the CRT section below) -> / scale -> special FFT. The
+ * FFT's bit reversal is folded into those copies. The FFT and the rounding
+ * have AVX-512 variants (function-level target attributes, picked with the
+ * ring layer's ISA choice). See docs/ckks.md for precision and timings.
  */
 #include <math.h>
 #include <sodium.h>
@@ -23,50 +28,284 @@
 
 #include "ckks/ckks_internal.h"
 
-void ckks_fft_special(const hetee_ckks_context *ctx, double complex *v) {
-  size_t n = ctx->n / 2;
+/* ---- special FFT ------------------------------------------------------
+ *
+ * The arrays are double complex, read as interleaved (re, im) doubles, and
+ * the butterflies are written out in real arithmetic: gcc's complex product
+ * checks for NaN/inf and calls __muldc3, which also stops vectorisation.
+ * Stage h (half-length h, h = 1 .. N/4) reads its twiddles contiguously
+ * from ctx->fft_tw + h. The AVX-512 variant runs 4 complex butterflies per
+ * instruction for h >= 4, and stages h = 1, 2 inside each register with
+ * lane shuffles; it uses
+ * fused multiply-adds, so it agrees with the portable path within a few
+ * ulps per stage, not bit for bit (test_encode compares them). The variant
+ * follows the ring layer's pick (hetee_ring_isa(): HETEE_ISA=ref pins the
+ * portable path). Only public sizes and the public twiddle/bit-reversal
+ * tables decide branches and indices, never the values. */
+
+static void fft_bitrev(const hetee_ckks_context *ctx, double *v, size_t n) {
   for (size_t j = 0; j < n; j++) {
     size_t r = ctx->bitrev[j];
-    if (r > j) {
-      double complex t = v[j];
-      v[j] = v[r];
-      v[r] = t;
+    if (r > j) { /* public permutation */
+      double tr = v[2 * j], ti = v[2 * j + 1];
+      v[2 * j] = v[2 * r];
+      v[2 * j + 1] = v[2 * r + 1];
+      v[2 * r] = tr;
+      v[2 * r + 1] = ti;
     }
   }
-  for (size_t h = 1; h < n; h <<= 1) {
-    const double complex *tw = ctx->fft_tw + h;
+}
+
+/* Forward stages h0 <= h < n (portable). */
+static void fft_fwd_stages_ref(const double *tw0, double *v, size_t n, size_t h0, size_t h1) {
+  for (size_t h = h0; h < h1; h <<= 1) {
+    const double *tw = tw0 + 2 * h;
     for (size_t i = 0; i < n; i += 2 * h) {
+      double *a = v + 2 * i, *b = v + 2 * (i + h);
       for (size_t j = 0; j < h; j++) {
-        double complex u = v[i + j], w = v[i + j + h] * tw[j];
-        v[i + j] = u + w;
-        v[i + j + h] = u - w;
+        double wr = tw[2 * j], wi = tw[2 * j + 1];
+        double br = b[2 * j], bi = b[2 * j + 1];
+        double tr = br * wr - bi * wi, ti = br * wi + bi * wr;
+        double ar = a[2 * j], ai = a[2 * j + 1];
+        a[2 * j] = ar + tr;
+        a[2 * j + 1] = ai + ti;
+        b[2 * j] = ar - tr;
+        b[2 * j + 1] = ai - ti;
       }
     }
   }
 }
 
-void ckks_fft_special_inv(const hetee_ckks_context *ctx, double complex *v) {
-  size_t n = ctx->n / 2;
-  for (size_t h = n / 2; h >= 1; h >>= 1) {
-    const double complex *tw = ctx->fft_tw + h;
+/* Inverse stages h from h1 down to h0 (portable), without the 1/n. */
+static void fft_inv_stages_ref(const double *tw0, double *v, size_t n, size_t h0, size_t h1) {
+  for (size_t h = h1; h >= h0 && h >= 1; h >>= 1) {
+    const double *tw = tw0 + 2 * h;
     for (size_t i = 0; i < n; i += 2 * h) {
+      double *a = v + 2 * i, *b = v + 2 * (i + h);
       for (size_t j = 0; j < h; j++) {
-        double complex a = v[i + j], b = v[i + j + h];
-        v[i + j] = a + b;
-        v[i + j + h] = (a - b) * conj(tw[j]);
+        double wr = tw[2 * j], wi = tw[2 * j + 1];
+        double ar = a[2 * j], ai = a[2 * j + 1], br = b[2 * j], bi = b[2 * j + 1];
+        double dr = ar - br, di = ai - bi;
+        a[2 * j] = ar + br;
+        a[2 * j + 1] = ai + bi;
+        /* (a - b) * conj(w) */
+        b[2 * j] = dr * wr + di * wi;
+        b[2 * j + 1] = di * wr - dr * wi;
       }
     }
   }
-  double inv = 1.0 / (double)n;
-  for (size_t j = 0; j < n; j++) {
-    size_t r = ctx->bitrev[j];
-    if (r > j) {
-      double complex t = v[j];
-      v[j] = v[r];
-      v[r] = t;
+}
+
+static void fft_scale(double *v, size_t n2, double s) {
+  for (size_t j = 0; j < n2; j++) v[j] *= s;
+}
+
+/* AVX-512 variants of the FFT, the rounding and the CRT (x86-64 with gcc
+ * or clang; run only when the ring layer picked AVX-512: F + DQ + VL and
+ * OS support). */
+#if defined(__x86_64__) && defined(__GNUC__)
+#define CKKS_FFT_AVX512 1
+#include <immintrin.h>
+
+#define AVX512_FN __attribute__((target("avx512f")))
+
+/* 4 complex products b * w, interleaved (re, im) lanes. */
+AVX512_FN static inline __m512d cmul4(__m512d b, __m512d w) {
+  __m512d wr = _mm512_movedup_pd(w), wi = _mm512_permute_pd(w, 0xff);
+  __m512d bs = _mm512_permute_pd(b, 0x55); /* (im, re) */
+  return _mm512_fmaddsub_pd(b, wr, _mm512_mul_pd(bs, wi));
+}
+
+/* 4 complex products b * conj(w). */
+AVX512_FN static inline __m512d cmulconj4(__m512d b, __m512d w) {
+  __m512d wr = _mm512_movedup_pd(w), wi = _mm512_permute_pd(w, 0xff);
+  __m512d bs = _mm512_permute_pd(b, 0x55);
+  return _mm512_fmsubadd_pd(b, wr, _mm512_mul_pd(bs, wi));
+}
+
+/* Stages h = 1 and h = 2 inside each vector of 4 complex values (public
+ * 128-bit lane shuffles): forward h = 1 then h = 2. */
+AVX512_FN static void fft_fwd_first2_avx512(const double *tw0, double *v, size_t n) {
+  __m512d w1 = _mm512_broadcast_f64x4(_mm256_set_pd(tw0[3], tw0[2], tw0[3], tw0[2]));
+  __m512d w2 = _mm512_broadcast_f64x4(_mm256_loadu_pd(tw0 + 4)); /* tw[2], tw[3] */
+  for (size_t i = 0; i < n; i += 4) {
+    __m512d x = _mm512_loadu_pd(v + 2 * i);
+    __m512d a = _mm512_shuffle_f64x2(x, x, _MM_SHUFFLE(2, 2, 0, 0));
+    __m512d b = cmul4(_mm512_shuffle_f64x2(x, x, _MM_SHUFFLE(3, 3, 1, 1)), w1);
+    x = _mm512_mask_sub_pd(_mm512_add_pd(a, b), 0xcc, a, b); /* lanes 1, 3: a - b */
+    a = _mm512_shuffle_f64x2(x, x, _MM_SHUFFLE(1, 0, 1, 0));
+    b = cmul4(_mm512_shuffle_f64x2(x, x, _MM_SHUFFLE(3, 2, 3, 2)), w2);
+    x = _mm512_mask_sub_pd(_mm512_add_pd(a, b), 0xf0, a, b); /* lanes 2, 3: a - b */
+    _mm512_storeu_pd(v + 2 * i, x);
+  }
+}
+
+/* Inverse h = 2 then h = 1 inside each vector of 4 complex values. */
+AVX512_FN static void fft_inv_last2_avx512(const double *tw0, double *v, size_t n) {
+  __m512d w1 = _mm512_broadcast_f64x4(_mm256_set_pd(tw0[3], tw0[2], tw0[3], tw0[2]));
+  __m512d w2 = _mm512_broadcast_f64x4(_mm256_loadu_pd(tw0 + 4));
+  for (size_t i = 0; i < n; i += 4) {
+    __m512d x = _mm512_loadu_pd(v + 2 * i);
+    __m512d a = _mm512_shuffle_f64x2(x, x, _MM_SHUFFLE(1, 0, 1, 0));
+    __m512d b = _mm512_shuffle_f64x2(x, x, _MM_SHUFFLE(3, 2, 3, 2));
+    /* lanes 0, 1: a + b; lanes 2, 3: (a - b) conj(w2) */
+    x = _mm512_mask_mov_pd(_mm512_add_pd(a, b), 0xf0, cmulconj4(_mm512_sub_pd(a, b), w2));
+    a = _mm512_shuffle_f64x2(x, x, _MM_SHUFFLE(2, 2, 0, 0));
+    b = _mm512_shuffle_f64x2(x, x, _MM_SHUFFLE(3, 3, 1, 1));
+    x = _mm512_mask_mov_pd(_mm512_add_pd(a, b), 0xcc, cmulconj4(_mm512_sub_pd(a, b), w1));
+    _mm512_storeu_pd(v + 2 * i, x);
+  }
+}
+
+/* One radix-2 forward stage of half-length h (h >= 4). */
+AVX512_FN static void fft_fwd_stage_avx512(const double *tw0, double *v, size_t n, size_t h) {
+  const double *tw = tw0 + 2 * h;
+  for (size_t i = 0; i < n; i += 2 * h) {
+    double *a = v + 2 * i, *b = v + 2 * (i + h);
+    for (size_t j = 0; j < h; j += 4) {
+      __m512d w = _mm512_loadu_pd(tw + 2 * j);
+      __m512d x = _mm512_loadu_pd(a + 2 * j), y = cmul4(_mm512_loadu_pd(b + 2 * j), w);
+      _mm512_storeu_pd(a + 2 * j, _mm512_add_pd(x, y));
+      _mm512_storeu_pd(b + 2 * j, _mm512_sub_pd(x, y));
     }
   }
-  for (size_t j = 0; j < n; j++) v[j] *= inv;
+}
+
+/* Forward stages h and 2h in one pass over the data (radix-4 data flow,
+ * the same operations as two radix-2 stages, so bit-identical to them):
+ * half the loads and stores. */
+AVX512_FN static void fft_fwd_stage2_avx512(const double *tw0, double *v, size_t n, size_t h) {
+  const double *t1 = tw0 + 2 * h, *t2 = tw0 + 4 * h;
+  for (size_t i = 0; i < n; i += 4 * h) {
+    double *p0 = v + 2 * i, *p1 = p0 + 2 * h, *p2 = p0 + 4 * h, *p3 = p0 + 6 * h;
+    for (size_t j = 0; j < h; j += 4) {
+      __m512d w1 = _mm512_loadu_pd(t1 + 2 * j);
+      __m512d a0 = _mm512_loadu_pd(p0 + 2 * j), a1 = cmul4(_mm512_loadu_pd(p1 + 2 * j), w1);
+      __m512d a2 = _mm512_loadu_pd(p2 + 2 * j), a3 = cmul4(_mm512_loadu_pd(p3 + 2 * j), w1);
+      __m512d b0 = _mm512_add_pd(a0, a1), b1 = _mm512_sub_pd(a0, a1);
+      __m512d b2 = _mm512_add_pd(a2, a3), b3 = _mm512_sub_pd(a2, a3);
+      __m512d c2 = cmul4(b2, _mm512_loadu_pd(t2 + 2 * j)), c3 = cmul4(b3, _mm512_loadu_pd(t2 + 2 * (j + h)));
+      _mm512_storeu_pd(p0 + 2 * j, _mm512_add_pd(b0, c2));
+      _mm512_storeu_pd(p2 + 2 * j, _mm512_sub_pd(b0, c2));
+      _mm512_storeu_pd(p1 + 2 * j, _mm512_add_pd(b1, c3));
+      _mm512_storeu_pd(p3 + 2 * j, _mm512_sub_pd(b1, c3));
+    }
+  }
+}
+
+/* Forward stages on bit-reversed input (n >= 8). */
+AVX512_FN static void fft_fwd_avx512(const double *tw0, double *v, size_t n) {
+  fft_fwd_first2_avx512(tw0, v, n);
+  size_t h = 4;
+  int stages = 0;
+  for (size_t t = 4; t < n; t <<= 1) stages++;
+  if (stages & 1) {
+    fft_fwd_stage_avx512(tw0, v, n, h);
+    h <<= 1;
+  }
+  for (; h < n; h <<= 2) fft_fwd_stage2_avx512(tw0, v, n, h);
+}
+
+/* One radix-2 inverse stage of half-length h (h >= 4). */
+AVX512_FN static void fft_inv_stage_avx512(const double *tw0, double *v, size_t n, size_t h) {
+  const double *tw = tw0 + 2 * h;
+  for (size_t i = 0; i < n; i += 2 * h) {
+    double *a = v + 2 * i, *b = v + 2 * (i + h);
+    for (size_t j = 0; j < h; j += 4) {
+      __m512d w = _mm512_loadu_pd(tw + 2 * j);
+      __m512d x = _mm512_loadu_pd(a + 2 * j), y = _mm512_loadu_pd(b + 2 * j);
+      _mm512_storeu_pd(a + 2 * j, _mm512_add_pd(x, y));
+      _mm512_storeu_pd(b + 2 * j, cmulconj4(_mm512_sub_pd(x, y), w));
+    }
+  }
+}
+
+/* Inverse stages 2h then h in one pass (bit-identical to the two radix-2
+ * stages). */
+AVX512_FN static void fft_inv_stage2_avx512(const double *tw0, double *v, size_t n, size_t h) {
+  const double *t1 = tw0 + 2 * h, *t2 = tw0 + 4 * h;
+  for (size_t i = 0; i < n; i += 4 * h) {
+    double *p0 = v + 2 * i, *p1 = p0 + 2 * h, *p2 = p0 + 4 * h, *p3 = p0 + 6 * h;
+    for (size_t j = 0; j < h; j += 4) {
+      __m512d a0 = _mm512_loadu_pd(p0 + 2 * j), a1 = _mm512_loadu_pd(p1 + 2 * j);
+      __m512d a2 = _mm512_loadu_pd(p2 + 2 * j), a3 = _mm512_loadu_pd(p3 + 2 * j);
+      __m512d b0 = _mm512_add_pd(a0, a2), b2 = cmulconj4(_mm512_sub_pd(a0, a2), _mm512_loadu_pd(t2 + 2 * j));
+      __m512d b1 = _mm512_add_pd(a1, a3), b3 = cmulconj4(_mm512_sub_pd(a1, a3), _mm512_loadu_pd(t2 + 2 * (j + h)));
+      __m512d w1 = _mm512_loadu_pd(t1 + 2 * j);
+      _mm512_storeu_pd(p0 + 2 * j, _mm512_add_pd(b0, b1));
+      _mm512_storeu_pd(p1 + 2 * j, cmulconj4(_mm512_sub_pd(b0, b1), w1));
+      _mm512_storeu_pd(p2 + 2 * j, _mm512_add_pd(b2, b3));
+      _mm512_storeu_pd(p3 + 2 * j, cmulconj4(_mm512_sub_pd(b2, b3), w1));
+    }
+  }
+}
+
+/* Inverse stages, output still bit-reversed and not divided by n. */
+AVX512_FN static void fft_inv_avx512(const double *tw0, double *v, size_t n) {
+  int stages = 0;
+  for (size_t t = 4; t < n; t <<= 1) stages++;
+  size_t h = n / 2;
+  for (int st = stages; st >= 2; st -= 2, h >>= 2) fft_inv_stage2_avx512(tw0, v, n, h / 2);
+  if (stages & 1) fft_inv_stage_avx512(tw0, v, n, 4);
+  fft_inv_last2_avx512(tw0, v, n);
+}
+#endif
+
+/* Whether the AVX-512 FFT runs: the ring layer's pick (CPUID + OS checks,
+ * HETEE_ISA pin). */
+static int fft_use_avx512(void) {
+#ifdef CKKS_FFT_AVX512
+  return hetee_ring_isa() == HETEE_ISA_AVX512;
+#else
+  return 0;
+#endif
+}
+
+/* The stages without the bit reversal (encode and decode fold it into
+ * their copies) and, for the inverse, without the 1/n. */
+static void fft_fwd_core(const hetee_ckks_context *ctx, double *v, size_t n, int simd) {
+#ifdef CKKS_FFT_AVX512
+  if (simd) {
+    fft_fwd_avx512((const double *)ctx->fft_tw, v, n);
+    return;
+  }
+#endif
+  fft_fwd_stages_ref((const double *)ctx->fft_tw, v, n, 1, n);
+}
+
+static void fft_inv_core(const hetee_ckks_context *ctx, double *v, size_t n, int simd) {
+#ifdef CKKS_FFT_AVX512
+  if (simd) {
+    fft_inv_avx512((const double *)ctx->fft_tw, v, n);
+    return;
+  }
+#endif
+  fft_inv_stages_ref((const double *)ctx->fft_tw, v, n, 1, n / 2);
+}
+
+/* In-place special FFT (bit reversal + stages) with a chosen variant;
+ * simd = 1 is the AVX-512 path (the caller checks it may run). */
+void ckks_fft_special_variant(const hetee_ckks_context *ctx, double complex *z, int simd) {
+  size_t n = ctx->n / 2;
+  fft_bitrev(ctx, (double *)z, n);
+  fft_fwd_core(ctx, (double *)z, n, simd);
+}
+
+void ckks_fft_special_inv_variant(const hetee_ckks_context *ctx, double complex *z, int simd) {
+  size_t n = ctx->n / 2;
+  fft_inv_core(ctx, (double *)z, n, simd);
+  fft_bitrev(ctx, (double *)z, n);
+  fft_scale((double *)z, 2 * n, 1.0 / (double)n);
+}
+
+int ckks_fft_has_simd(void) { return fft_use_avx512(); }
+
+void ckks_fft_special(const hetee_ckks_context *ctx, double complex *v) {
+  ckks_fft_special_variant(ctx, v, fft_use_avx512());
+}
+
+void ckks_fft_special_inv(const hetee_ckks_context *ctx, double complex *v) {
+  ckks_fft_special_inv_variant(ctx, v, fft_use_avx512());
 }
 
 /* log2 of Q_level / 2: coefficients must stay strictly below it in
@@ -98,36 +337,140 @@ static void big_to_rns(const hetee_ckks_context *ctx, double x, int level, uint6
   }
 }
 
+/* Residues mod q of integers |x| <= 2^52 (branch-free on the values). For
+ * q > 2^53, |x| < q: the residue is x, plus q when x < 0. Otherwise
+ * t = round(x / q) in double, r = x - t q is exact (both integers below
+ * 2^53) and lies in (-q, q) even if t is one off; one conditional add. */
+static void round_row_small(const int64_t *iv, uint64_t q, uint64_t *row, size_t n) {
+  if (q > ((uint64_t)1 << 53)) { /* public: the prime's size */
+    for (size_t k = 0; k < n; k++) {
+      int64_t x = iv[k];
+      row[k] = (uint64_t)x + (q & (uint64_t)(x >> 63));
+    }
+    return;
+  }
+  const double qd = (double)q, qinv = 1.0 / qd, magic = 0x1.8p52;
+  for (size_t k = 0; k < n; k++) {
+    double x = (double)iv[k];
+    double t = (x * qinv + magic) - magic; /* round to nearest, |x/q| < 2^51 */
+    int64_t r = (int64_t)(x - t * qd);
+    row[k] = (uint64_t)r + (q & (uint64_t)(r >> 63));
+  }
+}
+
+#ifdef CKKS_FFT_AVX512
+/* round_row_small with AVX-512 (F + DQ: 64-bit integer <-> double
+ * conversions): the same arithmetic 8 lanes at a time (the quotient is
+ * rounded with vrndscalepd instead of the 1.5 * 2^52 trick; both give the
+ * nearest integer, and the final residue is exact either way). */
+__attribute__((target("avx512f,avx512dq"))) static void round_row_small_avx512(const int64_t *iv, uint64_t q,
+                                                                               uint64_t *row, size_t n) {
+  const __m512i vq = _mm512_set1_epi64((long long)q);
+  size_t k = 0;
+  if (q > ((uint64_t)1 << 53)) {
+    for (; k + 8 <= n; k += 8) {
+      __m512i x = _mm512_loadu_si512((const void *)(iv + k));
+      _mm512_storeu_si512((void *)(row + k), _mm512_add_epi64(x, _mm512_and_si512(vq, _mm512_srai_epi64(x, 63))));
+    }
+  } else {
+    const __m512d qd = _mm512_set1_pd((double)q), qinv = _mm512_set1_pd(1.0 / (double)q);
+    for (; k + 8 <= n; k += 8) {
+      __m512d x = _mm512_cvtepi64_pd(_mm512_loadu_si512((const void *)(iv + k)));
+      __m512d t = _mm512_roundscale_pd(_mm512_mul_pd(x, qinv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+      __m512i r = _mm512_cvttpd_epi64(_mm512_fnmadd_pd(t, qd, x));
+      _mm512_storeu_si512((void *)(row + k), _mm512_add_epi64(r, _mm512_and_si512(vq, _mm512_srai_epi64(r, 63))));
+    }
+  }
+  if (k < n) round_row_small(iv + k, q, row + k, n - k);
+}
+
+/* One pass over the coefficients: max |c|, all finite, and c rounded to
+ * nearest int64 (vcvtpd2qq in the default rounding mode, like llrint;
+ * lanes beyond the int64 range give the "integer indefinite" value and are
+ * not used: the caller then takes the big-value path). */
+__attribute__((target("avx512f,avx512dq"))) static void scan_round_avx512(const double *c, size_t n, int64_t *iv,
+                                                                          double *maxabs, int *finite) {
+  __m512d mx = _mm512_setzero_pd();
+  __mmask8 bad = 0;
+  const __m512d big = _mm512_set1_pd(1.7976931348623157e308);
+  size_t k = 0;
+  for (; k + 8 <= n; k += 8) {
+    __m512d x = _mm512_loadu_pd(c + k), a = _mm512_abs_pd(x);
+    bad |= _mm512_cmp_pd_mask(a, big, _CMP_NLE_UQ); /* inf or NaN */
+    mx = _mm512_max_pd(mx, a);
+    _mm512_storeu_si512((void *)(iv + k), _mm512_cvtpd_epi64(x));
+  }
+  double m = _mm512_reduce_max_pd(mx);
+  int fin = bad == 0;
+  for (; k < n; k++) {
+    double a = fabs(c[k]);
+    fin &= isfinite(a) != 0;
+    m = a > m ? a : m;
+    iv[k] = (int64_t)llrint(c[k]); /* unspecified (unused) beyond int64 */
+  }
+  *maxabs = m;
+  *finite = fin;
+}
+#endif
+
 int ckks_round_to_rns(const hetee_ckks_context *ctx, const double *coef, int level, uint64_t *out) {
   size_t n = ctx->n;
   double maxabs = 0;
-  int finite = 1;
-  for (size_t k = 0; k < n; k++) {
-    double a = fabs(coef[k]);
-    finite &= isfinite(a) != 0;
-    maxabs = a > maxabs ? a : maxabs;
+  int finite = 1, simd = fft_use_avx512(), rc = 0;
+  (void)simd; /* unused without the AVX-512 variants */
+  /* rounded coefficients (used when they all fit int64) */
+  int64_t *iv = malloc(n * sizeof *iv);
+  if (!iv) return hetee_error(HETEE_ERR_NOMEM, "encoder buffer");
+#ifdef CKKS_FFT_AVX512
+  if (simd)
+    scan_round_avx512(coef, n, iv, &maxabs, &finite);
+  else
+#endif
+  {
+    for (size_t k = 0; k < n; k++) {
+      double a = fabs(coef[k]);
+      finite &= isfinite(a) != 0;
+      maxabs = a > maxabs ? a : maxabs;
+    }
+    /* llrint: round to nearest, branch-free (cvtsd2si); only run on
+     * values that fit int64 */
+    if (finite && maxabs < 4.0e18)
+      for (size_t k = 0; k < n; k++) iv[k] = (int64_t)llrint(coef[k]);
   }
-  if (!finite) return hetee_error(HETEE_ERR_SCALE, "encoded value is not finite");
-  if (maxabs > 0 && log2(maxabs) >= level_half_log2(ctx, level) - 1.0)
-    return hetee_error(HETEE_ERR_SCALE, "values * scale (2^%.1f) do not fit the modulus at level %d (2^%.1f)",
-                       log2(maxabs), level, level_half_log2(ctx, level) + 1.0);
+  if (!finite) {
+    rc = hetee_error(HETEE_ERR_SCALE, "encoded value is not finite");
+    goto done;
+  }
+  if (maxabs > 0 && log2(maxabs) >= level_half_log2(ctx, level) - 1.0) {
+    rc = hetee_error(HETEE_ERR_SCALE, "values * scale (2^%.1f) do not fit the modulus at level %d (2^%.1f)",
+                     log2(maxabs), level, level_half_log2(ctx, level) + 1.0);
+    goto done;
+  }
   if (maxabs < 4.0e18) {
-    /* fast path: every coefficient fits int64; llrint is one cvtsd2si
-     * (round to nearest, branch-free) with -fno-math-errno */
-    int64_t *iv = malloc(n * sizeof *iv);
-    if (!iv) return hetee_error(HETEE_ERR_NOMEM, "encoder buffer");
-    for (size_t k = 0; k < n; k++) iv[k] = (int64_t)llrint(coef[k]);
+    /* |x| <= 2^52 (the common case; one branch per polynomial on its
+     * largest magnitude, like the range check above): per prime, one
+     * double quotient and one conditional add instead of a 128-bit
+     * Barrett reduction */
+    int small = maxabs < 0x1p52;
     for (int i = 0; i <= level; i++) {
       const hetee_modulus *m = &ctx->mod[i];
       uint64_t *row = out + (size_t)i * n;
-      for (size_t k = 0; k < n; k++) row[k] = ckks_from_i64(iv[k], m);
+      if (!small)
+        for (size_t k = 0; k < n; k++) row[k] = ckks_from_i64(iv[k], m);
+#ifdef CKKS_FFT_AVX512
+      else if (simd)
+        round_row_small_avx512(iv, m->q, row, n);
+#endif
+      else
+        round_row_small(iv, m->q, row, n);
     }
-    sodium_memzero(iv, n * sizeof *iv);
-    free(iv);
-    return 0;
+    goto done;
   }
   for (size_t k = 0; k < n; k++) big_to_rns(ctx, coef[k], level, out + k, n);
-  return 0;
+done:
+  sodium_memzero(iv, n * sizeof *iv);
+  free(iv);
+  return rc;
 }
 
 int ckks_const_to_rns(const hetee_ckks_context *ctx, double v, int level, uint64_t *res) {
@@ -144,12 +487,17 @@ static int encode_common(const hetee_ckks_context *ctx, double complex *z, doubl
   size_t n = ctx->n, slots = n / 2;
   int rc = 0;
   double *coef = NULL;
-  ckks_fft_special_inv(ctx, z);
+  /* inverse FFT stages; the bit reversal and the 1/n (a power of two, so
+   * exact) are folded into this copy */
+  fft_inv_core(ctx, (double *)z, slots, fft_use_avx512());
   coef = malloc(n * sizeof(double));
   if (!coef) return hetee_error(HETEE_ERR_NOMEM, "encoder buffer");
+  const double *zd = (const double *)z;
+  double s = scale / (double)slots;
   for (size_t k = 0; k < slots; k++) {
-    coef[k] = creal(z[k]) * scale;
-    coef[k + slots] = cimag(z[k]) * scale;
+    size_t r = ctx->bitrev[k];
+    coef[k] = zd[2 * r] * s;
+    coef[k + slots] = zd[2 * r + 1] * s;
   }
   if ((rc = ckks_pt_reserve(ctx, out, level))) goto err;
   if ((rc = ckks_round_to_rns(ctx, coef, level, out->data))) {
@@ -202,48 +550,350 @@ int hetee_ckks_encode_complex(const hetee_ckks_context *ctx, const double *v, si
   return rc;
 }
 
-/* Centered CRT of coefficient rows (coefficient form, level+1 rows) into
- * doubles: balanced Garner digits v_i in (-q_i/2, q_i/2),
- * x = v_0 + q_0 (v_1 + q_1 (v_2 + ...)). The digits are exact; the Horner
- * evaluation in double never cancels (with balanced digits each partial sum
- * is dominated by its top term), so x has a relative error below
- * (level + 1) 2^-53 — far below CKKS noise, and the decoded slots are
- * doubles anyway. Digit rows are computed one prime at a time (Shoup
- * constants); rows are overwritten with the unsigned digits u_i,
- * v_i = u_i - q_i [u_i > q_i/2]. */
-static void crt_centered(const hetee_ckks_context *ctx, uint64_t *rows, int level, double *out) {
-  size_t n = ctx->n;
-  int nq = ctx->nq;
-  for (int i = 1; i <= level; i++) {
+/* ---- decoding: centered CRT with machine-word products --------------------
+ *
+ * For x given by residues x_i mod q_i (i <= l), Q = q_0...q_l:
+ *   y_i = [x_i (Q/q_i)^-1]_{q_i},   S = sum_i y_i / q_i,   v = round(S),
+ *   x_c = sum_i y_i (Q/q_i) - v Q   is the centered representative
+ * (|x_c| <= Q/2; the fractional part S - v is x_c / Q; Halevi–Polyakov–Shoup,
+ * CT-RSA 2019, take v from S in floating point the same way). Evaluating
+ * x_c itself is where the cancellation is: it is far smaller than Q. So:
+ *  - X = x_c mod 2^(64w) exactly, in w 64-bit limbs (y_i times the public
+ *    constant (Q/q_i) mod 2^(64w), plus v times -Q mod 2^(64w)), read as a
+ *    signed w-limb integer X_s;
+ *  - A = Q (S - v) in double approximates x_c within Q (4l + 8) 2^-53;
+ *  - x_c = X_s + k 2^(64w) with k = round((A - X_s) / 2^(64w)), exact as
+ *    long as that approximation error stays below 2^(64w - 3): w is the
+ *    smallest count with 64w >= log2 Q + log2(4l + 8) - 50 (a public
+ *    function of the level; w = 1 for a 100-bit level, 2 for 140 bits,
+ *    4 for 300, 10 for 620).
+ * v is exact unless |x_c| is within Q (4l+8) 2^-53 of Q/2, where the other
+ * representative x_c -+ Q comes out (both are the same overflow). The
+ * result is X_s (sign and magnitude, Horner in double from the top limb:
+ * relative error below 2w 2^-53, no cancellation) plus k 2^(64w) (k = 0
+ * unless |x_c| >= 2^(64w-1)). Cost per coefficient: l+1 Shoup products for
+ * y (vectorised by the ring layer), l+1 double products for S and
+ * (l+2) w word products (w = 1, 2: native 64/128-bit code), against
+ * ~l^2/2 modular products and l^2/2 modular subtractions for Garner's mixed
+ * radix (what this replaced). O(l) while w stays 1-2 (levels up to ~175
+ * bits); for long chains w grows with log2 Q / 64, so the count is still
+ * quadratic in l there, but in single multiply-adds. No branch or index
+ * depends on the values. Magnitudes beyond 2^1023 saturate (they do not
+ * fit a double). */
+
+#define CRT_MAX_LIMBS 64 /* 64 primes of 61 bits need 59 limbs */
+
+typedef struct crt_plan {
+  int nr, w;                  /* rows, limbs */
+  uint64_t *hat;              /* [nr][w]: (Q/q_i) mod 2^(64w) */
+  uint64_t negq[CRT_MAX_LIMBS]; /* -Q mod 2^(64w) */
+  uint64_t hat_inv[CKKS_MAX_PRIMES];
+  double inv_q[CKKS_MAX_PRIMES];
+  double q_scaled;            /* Q / 2^(64w) */
+  double two_w;               /* 2^(64w) (2^1023 at most) */
+} crt_plan;
+
+/* acc (w limbs) *= m, mod 2^(64w). */
+static void limbs_mul_small(uint64_t *acc, int w, uint64_t m) {
+  unsigned __int128 carry = 0;
+  for (int k = 0; k < w; k++) {
+    unsigned __int128 t = (unsigned __int128)acc[k] * m + carry;
+    acc[k] = (uint64_t)t;
+    carry = t >> 64;
+  }
+}
+
+/* Public constants of the level (O(l^2 w) word operations per call). */
+static int crt_plan_init(const hetee_ckks_context *ctx, int level, crt_plan *p) {
+  int nr = level + 1;
+  double log2q = 0;
+  for (int i = 0; i < nr; i++) log2q += log2((double)ctx->mod[i].q);
+  int w = (int)ceil((log2q + log2(4.0 * level + 8.0) - 50.0) / 64.0);
+  if (w < 1) w = 1;
+  if (w > CRT_MAX_LIMBS) return hetee_error(HETEE_ERR_INTERNAL, "decoder: %d limbs", w);
+  p->nr = nr;
+  p->w = w;
+  p->hat = malloc((size_t)nr * (size_t)w * 8);
+  if (!p->hat) return hetee_error(HETEE_ERR_NOMEM, "decoder constants");
+  /* Q / 2^(64w) as a double, normalised as it goes (Q may exceed 2^1023) */
+  double mant = 1.0;
+  int ex = 0;
+  for (int i = 0; i < nr; i++) {
+    int e;
+    mant = frexp(mant * (double)ctx->mod[i].q, &e);
+    ex += e;
+  }
+  p->q_scaled = ldexp(mant, ex - 64 * w);
+  p->two_w = ldexp(1.0, 64 * w < 1023 ? 64 * w : 1023);
+  memset(p->negq, 0, sizeof p->negq);
+  p->negq[0] = 1;
+  for (int i = 0; i < nr; i++) {
     const hetee_modulus *mi = &ctx->mod[i];
-    uint64_t q = mi->q;
-    uint64_t *xi = rows + (size_t)i * n;
-    for (int t = 0; t < i; t++) {
-      /* x_i -= v_t * (q_0..q_{t-1}) = u_t * P_t - [neg_t] * P_{t+1}  (mod q_i) */
-      uint64_t pt = ctx->gar_pmod[(size_t)i * nq + t], pts = hetee_shoup_prep(pt, q);
-      uint64_t pn = t + 1 < i ? ctx->gar_pmod[(size_t)i * nq + t + 1] : hetee_mod_mul(pt, ctx->gar_qmod[(size_t)i * nq + t], mi);
-      uint64_t ht = ctx->mod[t].q >> 1;
-      const uint64_t *ut = rows + (size_t)t * n;
-      for (size_t c = 0; c < n; c++) {
-        uint64_t term = hetee_mod_mul_shoup(ut[c], pt, pts, q);
-        uint64_t negm = (uint64_t)0 - (uint64_t)(ut[c] > ht);
-        term = hetee_mod_sub(term, pn & negm, q);
-        xi[c] = hetee_mod_sub(xi[c], term, q);
-      }
+    uint64_t *h = p->hat + (size_t)i * w, prod = 1;
+    memset(h, 0, (size_t)w * 8);
+    h[0] = 1;
+    for (int j = 0; j < nr; j++) {
+      if (j == i) continue;
+      limbs_mul_small(h, w, ctx->mod[j].q);
+      prod = hetee_mod_mul(prod, hetee_mod_reduce64(ctx->mod[j].q, mi), mi);
     }
-    uint64_t w = ctx->gar_inv[i], ws = hetee_shoup_prep(w, q);
-    for (size_t c = 0; c < n; c++) xi[c] = hetee_mod_mul_shoup(xi[c], w, ws, q);
+    p->hat_inv[i] = hetee_mod_inv(prod, mi);
+    p->inv_q[i] = 1.0 / (double)mi->q;
+    limbs_mul_small(p->negq, w, mi->q);
   }
-  for (size_t c = 0; c < n; c++) {
-    double x = 0;
-    for (int i = level; i >= 0; i--) {
-      uint64_t q = ctx->mod[i].q, u = rows[(size_t)i * n + c];
-      uint64_t negm = (uint64_t)0 - (uint64_t)(u > (q >> 1));
-      int64_t v = (int64_t)u - (int64_t)(q & negm);
-      x = x * (double)q + (double)v;
+  /* two's complement: -Q */
+  unsigned __int128 c = 1;
+  for (int k = 0; k < w; k++) {
+    c += (uint64_t)~p->negq[k];
+    p->negq[k] = (uint64_t)c;
+    c >>= 64;
+  }
+  return 0;
+}
+
+/* uint64 -> double without the sign test gcc emits for unsigned
+ * conversions (a branch on the value): two exact signed conversions, one
+ * rounding. */
+static inline double u64_to_double(uint64_t x) {
+  return (double)(int64_t)(x >> 32) * 0x1p32 + (double)(int64_t)(x & 0xffffffffu);
+}
+
+/* One coefficient: y[i * stride] are the y_i; acc is w limbs of scratch
+ * (wiped by the caller). Inlined with a constant w for small w. */
+static inline __attribute__((always_inline)) double crt_compose(const crt_plan *p, const uint64_t *y,
+                                                                size_t stride, const int w, uint64_t *acc) {
+  const int nr = p->nr;
+  double s = 0;
+  for (int i = 0; i < nr; i++) s += (double)(int64_t)y[(size_t)i * stride] * p->inv_q[i];
+  int64_t v = (int64_t)(s + 0.5); /* s >= 0: floor(s + 1/2) */
+  double f = s - (double)v;
+  unsigned __int128 cv = 0; /* acc = v * (-Q) mod 2^(64w) */
+  for (int k = 0; k < w; k++) {
+    cv += (unsigned __int128)p->negq[k] * (uint64_t)v;
+    acc[k] = (uint64_t)cv;
+    cv >>= 64;
+  }
+  for (int i = 0; i < nr; i++) {
+    uint64_t m = y[(size_t)i * stride];
+    const uint64_t *h = p->hat + (size_t)i * w;
+    unsigned __int128 carry = 0;
+    for (int k = 0; k < w - 1; k++) {
+      unsigned __int128 t = (unsigned __int128)h[k] * m + acc[k] + carry;
+      acc[k] = (uint64_t)t;
+      carry = t >> 64;
     }
-    out[c] = x;
+    acc[w - 1] += h[w - 1] * m + (uint64_t)carry; /* mod 2^(64w): the top limb's carry is dropped */
   }
+  /* X_s / 2^(64w) from the top limbs (for k) */
+  double top = (double)(int64_t)acc[w - 1] * 0x1p-64;
+  if (w > 1) top += u64_to_double(acc[w - 2]) * 0x1p-128; /* public branch on w */
+  /* sign and magnitude, branch-free */
+  uint64_t neg = (uint64_t)0 - (acc[w - 1] >> 63);
+  unsigned __int128 c = neg & 1;
+  for (int k = 0; k < w; k++) {
+    c += acc[k] ^ neg;
+    acc[k] = (uint64_t)c;
+    c >>= 64;
+  }
+  double d = 0;
+  for (int k = w - 1; k >= 0; k--) d = d * 0x1p64 + u64_to_double(acc[k]);
+  double sgn = 1.0 - 2.0 * (double)(neg & 1);
+  /* round to nearest (|.| < 2^47); nearbyint() is a libm call without
+   * SSE4.1 */
+  double kk = (f * p->q_scaled - top + 0x1.8p52) - 0x1.8p52;
+  return sgn * d + kk * p->two_w;
+}
+
+/* w = 1 and w = 2 with native 64/128-bit arithmetic (same algorithm). */
+static inline double crt_compose1(const crt_plan *p, const uint64_t *y, size_t stride) {
+  const int nr = p->nr;
+  double s = 0;
+  uint64_t x = 0;
+  for (int i = 0; i < nr; i++) {
+    uint64_t yi = y[(size_t)i * stride];
+    s += (double)(int64_t)yi * p->inv_q[i];
+    x += yi * p->hat[i];
+  }
+  int64_t v = (int64_t)(s + 0.5);
+  double f = s - (double)v;
+  x += (uint64_t)v * p->negq[0];
+  double xs = (double)(int64_t)x;
+  double kk = (f * p->q_scaled - xs * 0x1p-64 + 0x1.8p52) - 0x1.8p52;
+  return xs + kk * p->two_w;
+}
+
+static inline double crt_compose2(const crt_plan *p, const uint64_t *y, size_t stride) {
+  const int nr = p->nr;
+  double s = 0;
+  unsigned __int128 x = 0;
+  for (int i = 0; i < nr; i++) {
+    uint64_t yi = y[(size_t)i * stride];
+    s += (double)(int64_t)yi * p->inv_q[i];
+    /* low limb product in full, high limb product mod 2^64 */
+    x += (unsigned __int128)yi * p->hat[2 * i] + ((unsigned __int128)(yi * p->hat[2 * i + 1]) << 64);
+  }
+  int64_t v = (int64_t)(s + 0.5);
+  double f = s - (double)v;
+  x += (unsigned __int128)(uint64_t)v * p->negq[0] + ((unsigned __int128)((uint64_t)v * p->negq[1]) << 64);
+  uint64_t hi = (uint64_t)(x >> 64);
+  double top = (double)(int64_t)hi * 0x1p-64 + u64_to_double((uint64_t)x) * 0x1p-128;
+  unsigned __int128 neg = (unsigned __int128)0 - (unsigned __int128)(hi >> 63);
+  unsigned __int128 mag = (x ^ neg) - neg;
+  double d = u64_to_double((uint64_t)(mag >> 64)) * 0x1p64 + u64_to_double((uint64_t)mag);
+  double sgn = 1.0 - 2.0 * (double)(hi >> 63);
+  double kk = (f * p->q_scaled - top + 0x1.8p52) - 0x1.8p52;
+  return sgn * d + kk * p->two_w;
+}
+
+/* All coefficients: z (bit-reversed order) = x / scale. */
+static inline __attribute__((always_inline)) void crt_rows(const crt_plan *p, const uint64_t *rows, size_t n,
+                                                           const uint32_t *bitrev, double inv, double *zd,
+                                                           const int w, uint64_t *acc) {
+  size_t slots = n / 2;
+  for (size_t k = 0; k < slots; k++) {
+    size_t r = bitrev[k];
+    zd[2 * r] = crt_compose(p, rows + k, n, w, acc) * inv;
+    zd[2 * r + 1] = crt_compose(p, rows + k + slots, n, w, acc) * inv;
+  }
+}
+
+#ifdef CKKS_FFT_AVX512
+#define AVX512DQ_FN __attribute__((target("avx512f,avx512dq")))
+
+/* High 64 bits of the 64 x 64-bit products a * b (four 32-bit products). */
+AVX512DQ_FN static inline __m512i mulhi64(__m512i a, __m512i b, __m512i b_hi) {
+  const __m512i m32 = _mm512_set1_epi64(0xffffffffLL);
+  __m512i a_hi = _mm512_srli_epi64(a, 32);
+  __m512i p00 = _mm512_mul_epu32(a, b), p01 = _mm512_mul_epu32(a, b_hi);
+  __m512i p10 = _mm512_mul_epu32(a_hi, b), p11 = _mm512_mul_epu32(a_hi, b_hi);
+  __m512i mid = _mm512_add_epi64(_mm512_srli_epi64(p00, 32),
+                                 _mm512_add_epi64(_mm512_and_si512(p01, m32), _mm512_and_si512(p10, m32)));
+  return _mm512_add_epi64(_mm512_add_epi64(p11, _mm512_srli_epi64(mid, 32)),
+                          _mm512_add_epi64(_mm512_srli_epi64(p01, 32), _mm512_srli_epi64(p10, 32)));
+}
+
+/* acc[k] += t, counting the carry out in cnt[k]. */
+AVX512DQ_FN static inline void add_limb(__m512i *acc, __m512i *cnt, int k, __m512i t) {
+  __m512i nl = _mm512_add_epi64(acc[k], t);
+  cnt[k] = _mm512_mask_add_epi64(cnt[k], _mm512_cmplt_epu64_mask(nl, t), cnt[k], _mm512_set1_epi64(1));
+  acc[k] = nl;
+}
+
+/* crt_compose for 8 coefficients y[i * stride + 0..7], w limbs (inlined
+ * with a constant w for w <= 4): the same arithmetic, each limb product split
+ * into its low word (vpmullq) and high word (four vpmuludq), carries
+ * counted per limb and propagated once at the end; unsigned conversions by
+ * vcvtuqq2pd, so no value-dependent branch. */
+AVX512DQ_FN static inline __attribute__((always_inline)) __m512d crt_compose_avx512(const crt_plan *p,
+                                                                                    const uint64_t *y,
+                                                                                    size_t stride, const int w) {
+  const int nr = p->nr;
+  __m512i acc[CRT_MAX_LIMBS], cnt[CRT_MAX_LIMBS];
+  if (w < 1 || w > CRT_MAX_LIMBS) __builtin_unreachable(); /* crt_plan_init */
+  for (int k = 0; k < w; k++) acc[k] = cnt[k] = _mm512_setzero_si512();
+  __m512d s = _mm512_setzero_pd();
+  __m512i v = _mm512_setzero_si512();
+  for (int i = 0; i <= nr; i++) {
+    __m512i m;
+    const uint64_t *h;
+    if (i < nr) {
+      m = _mm512_loadu_si512((const void *)(y + (size_t)i * stride));
+      s = _mm512_fmadd_pd(_mm512_cvtepi64_pd(m), _mm512_set1_pd(p->inv_q[i]), s);
+      h = p->hat + (size_t)i * w;
+    } else { /* the last term: v * (-Q) */
+      v = _mm512_cvttpd_epi64(_mm512_add_pd(s, _mm512_set1_pd(0.5)));
+      m = v;
+      h = p->negq;
+    }
+    for (int k = 0; k < w; k++) {
+      __m512i hk = _mm512_set1_epi64((long long)h[k]);
+      add_limb(acc, cnt, k, _mm512_mullo_epi64(m, hk));
+      if (k + 1 < w) add_limb(acc, cnt, k + 1, mulhi64(m, hk, _mm512_set1_epi64((long long)(h[k] >> 32))));
+    }
+  }
+  for (int k = 0; k + 1 < w; k++) add_limb(acc, cnt, k + 1, cnt[k]);
+  __m512d f = _mm512_sub_pd(s, _mm512_cvtepi64_pd(v));
+  /* X_s / 2^(64w) from the top words */
+  __m512d top = _mm512_mul_pd(_mm512_cvtepi64_pd(acc[w - 1]), _mm512_set1_pd(0x1p-64));
+  if (w > 1) top = _mm512_fmadd_pd(_mm512_cvtepu64_pd(acc[w - 2]), _mm512_set1_pd(0x1p-128), top);
+  /* sign and magnitude */
+  __mmask8 nm = _mm512_movepi64_mask(acc[w - 1]);
+  __m512i neg = _mm512_srai_epi64(acc[w - 1], 63);
+  __m512i c = _mm512_srli_epi64(neg, 63);
+  __m512d d = _mm512_setzero_pd();
+  for (int k = 0; k < w; k++) {
+    __m512i t = _mm512_add_epi64(_mm512_xor_si512(acc[k], neg), c);
+    c = _mm512_maskz_mov_epi64(_mm512_cmplt_epu64_mask(t, c), _mm512_set1_epi64(1));
+    acc[k] = t;
+  }
+  for (int k = w - 1; k >= 0; k--) d = _mm512_fmadd_pd(d, _mm512_set1_pd(0x1p64), _mm512_cvtepu64_pd(acc[k]));
+  d = _mm512_mask_sub_pd(d, nm, _mm512_setzero_pd(), d);
+  __m512d kk = _mm512_fmsub_pd(f, _mm512_set1_pd(p->q_scaled), top);
+  kk = _mm512_roundscale_pd(kk, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  return _mm512_fmadd_pd(kk, _mm512_set1_pd(p->two_w), d);
+}
+
+AVX512DQ_FN static inline __attribute__((always_inline)) void crt_rows_avx512(const crt_plan *p, const uint64_t *rows,
+                                                                              size_t n, const uint32_t *bitrev,
+                                                                              double inv, double *zd, const int w) {
+  size_t slots = n / 2;
+  const __m512d vinv = _mm512_set1_pd(inv);
+  double re[8], im[8];
+  for (size_t k = 0; k < slots; k += 8) {
+    _mm512_storeu_pd(re, _mm512_mul_pd(crt_compose_avx512(p, rows + k, n, w), vinv));
+    _mm512_storeu_pd(im, _mm512_mul_pd(crt_compose_avx512(p, rows + k + slots, n, w), vinv));
+    for (int t = 0; t < 8; t++) {
+      size_t r = bitrev[k + (size_t)t];
+      zd[2 * r] = re[t];
+      zd[2 * r + 1] = im[t];
+    }
+  }
+  sodium_memzero(re, sizeof re);
+  sodium_memzero(im, sizeof im);
+}
+
+AVX512DQ_FN static void crt_all_avx512(const crt_plan *p, const uint64_t *rows, size_t n, const uint32_t *bitrev,
+                                       double inv, double *zd) {
+  switch (p->w) { /* public: the level's size */
+  case 1: crt_rows_avx512(p, rows, n, bitrev, inv, zd, 1); break;
+  case 2: crt_rows_avx512(p, rows, n, bitrev, inv, zd, 2); break;
+  case 3: crt_rows_avx512(p, rows, n, bitrev, inv, zd, 3); break;
+  case 4: crt_rows_avx512(p, rows, n, bitrev, inv, zd, 4); break;
+  default: crt_rows_avx512(p, rows, n, bitrev, inv, zd, p->w); break;
+  }
+}
+#endif
+
+static void crt_all(const crt_plan *p, const uint64_t *rows, size_t n, const uint32_t *bitrev, double inv,
+                    double *zd) {
+  uint64_t acc[CRT_MAX_LIMBS];
+  size_t slots = n / 2;
+#ifdef CKKS_FFT_AVX512
+  if (slots % 8 == 0 && fft_use_avx512()) {
+    crt_all_avx512(p, rows, n, bitrev, inv, zd);
+    return;
+  }
+#endif
+  switch (p->w) { /* public: the level's size */
+  case 1:
+    for (size_t k = 0; k < slots; k++) {
+      size_t r = bitrev[k];
+      zd[2 * r] = crt_compose1(p, rows + k, n) * inv;
+      zd[2 * r + 1] = crt_compose1(p, rows + k + slots, n) * inv;
+    }
+    break;
+  case 2:
+    for (size_t k = 0; k < slots; k++) {
+      size_t r = bitrev[k];
+      zd[2 * r] = crt_compose2(p, rows + k, n) * inv;
+      zd[2 * r + 1] = crt_compose2(p, rows + k + slots, n) * inv;
+    }
+    break;
+  case 3: crt_rows(p, rows, n, bitrev, inv, zd, 3, acc); break;
+  case 4: crt_rows(p, rows, n, bitrev, inv, zd, 4, acc); break;
+  default: crt_rows(p, rows, n, bitrev, inv, zd, p->w, acc); break;
+  }
+  sodium_memzero(acc, sizeof acc);
 }
 
 static int decode_common(const hetee_ckks_context *ctx, const hetee_ckks_plaintext *pt, double complex **zout) {
@@ -253,28 +903,29 @@ static int decode_common(const hetee_ckks_context *ctx, const hetee_ckks_plainte
   if (pt->level < 0 || pt->level >= ctx->nq) return hetee_error(HETEE_ERR_LEVEL, "plaintext is empty");
   size_t n = ctx->n, slots = n / 2;
   int level = pt->level;
+  crt_plan plan = {0};
   uint64_t *rows = ckks_scratch((size_t)(level + 1) * n);
-  double *x = malloc(n * sizeof(double));
   double complex *z = malloc(slots * sizeof(double complex));
-  if (!rows || !x || !z) {
+  if (!rows || !z) {
     rc = hetee_error(HETEE_ERR_NOMEM, "decoder buffers");
     goto err;
   }
-  memcpy(rows, pt->data, (size_t)(level + 1) * n * 8);
+  if ((rc = crt_plan_init(ctx, level, &plan))) goto err;
 #pragma omp parallel for if (ctx->threads > 1) num_threads(ctx->threads)
-  for (int i = 0; i <= level; i++) hetee_ntt_inverse(ctx->ntt[i], rows + (size_t)i * n);
-  crt_centered(ctx, rows, level, x);
-  double inv = 1.0 / pt->scale;
-  for (size_t k = 0; k < slots; k++) z[k] = x[k] * inv + I * (x[k + slots] * inv);
-  ckks_fft_special(ctx, z);
+  for (int i = 0; i <= level; i++) {
+    uint64_t *r = rows + (size_t)i * n;
+    hetee_ntt_inverse_add(ctx->ntt[i], pt->data + (size_t)i * n, r, 0);
+    hetee_vec_mul_scalar(&ctx->mod[i], r, plan.hat_inv[i], r, n);
+  }
+  /* CRT, / scale, folded into the FFT's bit-reversed input order */
+  double *zd = (double *)z;
+  crt_all(&plan, rows, n, ctx->bitrev, 1.0 / pt->scale, zd);
+  fft_fwd_core(ctx, zd, slots, fft_use_avx512());
   *zout = z;
   z = NULL;
 err:
   if (rows) hetee_free_secure(rows, (size_t)(level + 1) * n * 8);
-  if (x) {
-    sodium_memzero(x, n * sizeof(double));
-    free(x);
-  }
+  free(plan.hat);
   free(z);
   return rc;
 }

@@ -6,6 +6,8 @@
  * Then b(X) = a(X^g) has b(psi^e) = a(psi^(g*e mod 2N)), so output index i
  * reads input index brv(((g * (2*brv(i)+1)) mod 2N - 1) / 2). Same idea as
  * SEAL's GaloisTool, derived here for this file's ordering.
+ * hetee_vec_permute runs the AVX-512 gather variant (galois_avx512.c) when
+ * the ISA picker chose AVX-512, the scalar loop otherwise.
  */
 #include "ring_internal.h"
 
@@ -26,9 +28,20 @@ int hetee_galois_perm_ntt(int logn, uint64_t g, uint32_t *perm) {
   return 0;
 }
 
-void hetee_vec_permute(const uint32_t *perm, const uint64_t *in, uint64_t *out, size_t n) {
+void hetee_vec_permute_ref(const uint32_t *perm, const uint64_t *in, uint64_t *out, size_t n) {
   for (size_t i = 0; i < n; i++)
     out[i] = in[perm[i]];
+}
+
+/* AVX-512 gathers (galois_avx512.c) when the picker chose AVX-512. */
+void hetee_vec_permute(const uint32_t *perm, const uint64_t *in, uint64_t *out, size_t n) {
+#ifndef HETEE_RING_NO_SIMD
+  if (hetee_ring_isa() == HETEE_ISA_AVX512) {
+    hetee_vec_permute_avx512(perm, in, out, n);
+    return;
+  }
+#endif
+  hetee_vec_permute_ref(perm, in, out, n);
 }
 
 void hetee_galois_apply_coeff(const hetee_modulus *m, int logn, uint64_t g, const uint64_t *in, uint64_t *out) {

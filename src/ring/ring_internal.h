@@ -120,6 +120,10 @@ void hetee_vec_dot_avx512ifma(const hetee_modulus *m, const uint64_t *const *a, 
 void hetee_vec_tensor2_avx512ifma(const hetee_modulus *m, const uint64_t *a0, const uint64_t *a1, const uint64_t *b0,
                                   const uint64_t *b1, uint64_t *c0, uint64_t *c1, uint64_t *c2, size_t n, int acc);
 
+/* Galois permutation out[i] = in[perm[i]] (galois.c, galois_avx512.c). */
+void hetee_vec_permute_ref(const uint32_t *perm, const uint64_t *in, uint64_t *out, size_t n);
+void hetee_vec_permute_avx512(const uint32_t *perm, const uint64_t *in, uint64_t *out, size_t n);
+
 /* The kernel table the dispatching functions use (picked once). */
 const hetee_ring_kernels *hetee_ring_active(void);
 

@@ -80,12 +80,6 @@ struct hetee_ckks_context {
    * is taken centered, so ModDown rounds instead of flooring). */
   uint64_t hp_p[HETEE_CKKS_MAX_P], hp_q[HETEE_CKKS_MAX_Q];
 
-  /* Decoding (Garner mixed radix, balanced digits): gar_inv[i] =
-   * (q_0...q_{i-1})^-1 mod q_i; gar_pmod[i][k] = (q_0...q_{k-1}) mod q_i
-   * for k < i; gar_qmod[i][k] = q_k mod q_i. */
-  uint64_t *gar_inv;             /* [nq] */
-  uint64_t *gar_pmod;            /* [nq][nq] */
-  uint64_t *gar_qmod;            /* [nq][nq] */
 
   /* Encoder: M = 2N, zeta = exp(2 pi i / M); rot5[j] = 5^j mod M for
    * j < N/2; fft_tw[h + j] (h = 1, 2, 4, .., N/4; j < h) =
@@ -218,6 +212,13 @@ void ckks_expand_uniform(const hetee_ckks_context *ctx, const uint8_t seed[HETEE
 void ckks_small_to_ntt(const hetee_ckks_context *ctx, const int8_t *v, const int *primes, int nrows,
                        uint64_t *out);
 
+/* The common exit of encryption and key generation (encrypt.c): wipes the
+ * noise PRG and its seed, wipes and frees the sampled small coefficients
+ * (small_bytes, malloc'd) and the secure scratch (words 64-bit words,
+ * hetee_alloc'd); NULL buffers are skipped. */
+void ckks_noise_free(hetee_prg *prg, uint8_t seed[HETEE_SEED_BYTES], int8_t *small, size_t small_bytes,
+                     uint64_t *scratch, size_t words);
+
 /* Key switching (keyswitch.c). */
 int ckks_ksk_gen(const hetee_ckks_context *ctx, const hetee_ckks_secret_key *sk, const uint64_t *sprime,
                  uint64_t galois, ckks_ksk *out);
@@ -263,6 +264,11 @@ const ckks_ksk *ckks_galois_find(const hetee_ckks_galois_keys *gk, uint64_t g);
 /* Encoder internals (encoder.c): special FFT on N/2 complex values. */
 void ckks_fft_special(const hetee_ckks_context *ctx, double complex *v);
 void ckks_fft_special_inv(const hetee_ckks_context *ctx, double complex *v);
+/* One specific FFT variant (simd = 0: portable; 1: AVX-512, only when
+ * ckks_fft_has_simd()), for tests comparing them. */
+void ckks_fft_special_variant(const hetee_ckks_context *ctx, double complex *z, int simd);
+void ckks_fft_special_inv_variant(const hetee_ckks_context *ctx, double complex *z, int simd);
+int ckks_fft_has_simd(void);
 /* Rounds real coefficients to residues on primes 0..level (coefficient
  * form). HETEE_ERR_SCALE if a value does not fit Q_level / 2. */
 int ckks_round_to_rns(const hetee_ckks_context *ctx, const double *coef, int level, uint64_t *out);

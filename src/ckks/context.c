@@ -4,8 +4,8 @@
  * the 128-bit security check against the HomomorphicEncryption.org standard
  * table (ternary secret, classical), the SHA-256 parameter fingerprint, and
  * every precomputed constant: rescale (q_l^-1 mod q_i), hybrid key switching
- * (Han–Ki 2020: digit basis extension to Q_l*P, ModDown by P), decoding
- * (Garner mixed radix) and encoder roots (CKKS special FFT).
+ * (Han–Ki 2020: digit basis extension to Q_l*P, ModDown by P)
+ * and encoder roots (CKKS special FFT).
  */
 #include <math.h>
 #include <sodium.h>
@@ -53,9 +53,6 @@ void hetee_ckks_context_free(hetee_ckks_context *ctx) {
   }
   free(ctx->ks);
   free(ctx->phat_mod);
-  free(ctx->gar_inv);
-  free(ctx->gar_pmod);
-  free(ctx->gar_qmod);
   free(ctx->fft_tw);
   free(ctx->rot5);
   free(ctx->bitrev);
@@ -232,26 +229,6 @@ static int build_keyswitch(hetee_ckks_context *ctx) {
   return 0;
 }
 
-static int build_garner(hetee_ckks_context *ctx) {
-  int nq = ctx->nq;
-  ctx->gar_inv = xcalloc((size_t)nq, 8);
-  ctx->gar_pmod = xcalloc((size_t)nq * nq, 8);
-  ctx->gar_qmod = xcalloc((size_t)nq * nq, 8);
-  if (!ctx->gar_inv || !ctx->gar_pmod || !ctx->gar_qmod) return HETEE_ERR_NOMEM;
-  for (int i = 0; i < nq; i++) {
-    const hetee_modulus *mi = &ctx->mod[i];
-    uint64_t p = 1;
-    for (int k = 0; k < i; k++) {
-      ctx->gar_pmod[(size_t)i * nq + k] = p;
-      uint64_t qk = hetee_mod_reduce64(ctx->mod[k].q, mi);
-      ctx->gar_qmod[(size_t)i * nq + k] = qk;
-      p = hetee_mod_mul(p, qk, mi);
-    }
-    ctx->gar_inv[i] = i ? hetee_mod_inv(p, mi) : 1;
-  }
-  return 0;
-}
-
 static int build_encoder(hetee_ckks_context *ctx) {
   size_t n = ctx->n, m = 2 * n, slots = n / 2;
   ctx->rot5 = xcalloc(slots, 8);
@@ -343,7 +320,7 @@ int hetee_ckks_context_new(const hetee_ckks_literal *lit, hetee_ckks_context **o
     rc = hetee_ntt_tables_new(lit->log_n, primes[i], &ctx->ntt[i]);
     if (rc) goto err;
   }
-  if ((rc = build_rescale(ctx)) || (rc = build_keyswitch(ctx)) || (rc = build_garner(ctx)) ||
+  if ((rc = build_rescale(ctx)) || (rc = build_keyswitch(ctx)) ||
       (rc = build_encoder(ctx))) {
     rc = hetee_error(rc, "context precomputation failed");
     goto err;

@@ -22,6 +22,17 @@ static int check_pt(const hetee_ckks_context *ctx, const hetee_ckks_plaintext *p
   return 0;
 }
 
+void ckks_noise_free(hetee_prg *prg, uint8_t seed[HETEE_SEED_BYTES], int8_t *small, size_t small_bytes,
+                     uint64_t *scratch, size_t words) {
+  hetee_prg_wipe(prg);
+  sodium_memzero(seed, HETEE_SEED_BYTES);
+  if (small) {
+    sodium_memzero(small, small_bytes);
+    free(small);
+  }
+  if (scratch) hetee_free_secure(scratch, words * 8);
+}
+
 int hetee_ckks_encrypt_pk(const hetee_ckks_context *ctx, const hetee_ckks_public_key *pk,
                           const hetee_ckks_plaintext *pt, hetee_ckks_ciphertext *out) {
   if (!ctx || !pk || !pt || !out) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
@@ -69,13 +80,7 @@ int hetee_ckks_encrypt_pk(const hetee_ckks_context *ctx, const hetee_ckks_public
   out->scale = pt->scale;
   rc = 0;
 err:
-  hetee_prg_wipe(&prg);
-  sodium_memzero(seed, sizeof seed);
-  if (small) {
-    sodium_memzero(small, 3 * n);
-    free(small);
-  }
-  if (buf) hetee_free_secure(buf, words * 8);
+  ckks_noise_free(&prg, seed, small, 3 * n, buf, words);
   return rc;
 }
 
@@ -118,13 +123,7 @@ int hetee_ckks_encrypt_sk(const hetee_ckks_context *ctx, const hetee_ckks_secret
   memcpy(out->seed, aseed, sizeof aseed);
   rc = 0;
 err:
-  hetee_prg_wipe(&prg);
-  sodium_memzero(eseed, sizeof eseed);
-  if (e) {
-    sodium_memzero(e, n);
-    free(e);
-  }
-  if (vn) hetee_free_secure(vn, (size_t)rows * n * 8);
+  ckks_noise_free(&prg, eseed, e, n, vn, (size_t)rows * n);
   return rc;
 }
 

@@ -102,13 +102,7 @@ int ckks_ksk_gen(const hetee_ckks_context *ctx, const hetee_ckks_secret_key *sk,
   }
   rc = 0;
 err:
-  hetee_prg_wipe(&prg);
-  sodium_memzero(eseed, sizeof eseed);
-  if (e) {
-    sodium_memzero(e, n);
-    free(e);
-  }
-  if (ent) hetee_free_secure(ent, (size_t)nt * n * 8);
+  ckks_noise_free(&prg, eseed, e, n, ent, (size_t)nt * n);
   return rc;
 }
 

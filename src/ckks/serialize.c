@@ -53,6 +53,7 @@ static void put_rows(wr *w, const uint64_t *rows, size_t words) {
 typedef struct {
   const uint8_t *p;
   size_t len, pos;
+  uint16_t flags; /* the header's flags, once load_begin has read them */
 } rd;
 
 static int get_u16(rd *r, uint16_t *v) {
@@ -173,8 +174,23 @@ static int save_args(const hetee_ckks_context *ctx, const void *obj, uint8_t **b
   return 0;
 }
 
-static int load_args(const hetee_ckks_context *ctx, const uint8_t *buf, const void *out) {
+/* Common start of every object loader (the caller has already cleared *out):
+ * arguments, header against ctx's fingerprint, then the flags — a bit outside
+ * `allowed` or a missing bit of `required` is an unknown format. */
+static int load_begin(const hetee_ckks_context *ctx, const uint8_t *buf, size_t len, const void *out, uint16_t type,
+                      uint16_t allowed, uint16_t required, rd *r) {
   if (!ctx || !buf || !out) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  uint8_t fp[HETEE_CKKS_FINGERPRINT_BYTES];
+  int rc = parse_header(buf, len, type, ctx->fingerprint, &r->flags, fp, r);
+  if (rc) return rc;
+  if ((r->flags & ~allowed) || (r->flags & required) != required)
+    return hetee_error(HETEE_ERR_FORMAT, "unknown flags 0x%x", r->flags);
+  return 0;
+}
+
+/* The bytes left after the fixed fields must be exactly `want`. */
+static int check_body(const rd *r, size_t want, const char *what) {
+  if (r->len - r->pos != want) return hetee_error(HETEE_ERR_FORMAT, "%s body size", what);
   return 0;
 }
 
@@ -261,15 +277,11 @@ int hetee_ckks_secret_key_save(const hetee_ckks_context *ctx, const hetee_ckks_s
 
 int hetee_ckks_secret_key_load(const hetee_ckks_context *ctx, const uint8_t *buf, size_t len,
                                hetee_ckks_secret_key **out) {
-  int rc = load_args(ctx, buf, out);
-  if (rc) return rc;
-  *out = NULL;
+  if (out) *out = NULL;
   rd r;
-  uint16_t flags;
-  uint8_t fp[HETEE_CKKS_FINGERPRINT_BYTES];
-  if ((rc = parse_header(buf, len, HETEE_OBJ_SECRET_KEY, ctx->fingerprint, &flags, fp, &r))) return rc;
-  if (flags) return hetee_error(HETEE_ERR_FORMAT, "unknown flags 0x%x", flags);
-  if (r.len - r.pos != ctx->n) return hetee_error(HETEE_ERR_FORMAT, "secret key body size");
+  int rc = load_begin(ctx, buf, len, out, HETEE_OBJ_SECRET_KEY, 0, 0, &r);
+  if (rc) return rc;
+  if ((rc = check_body(&r, ctx->n, "secret key"))) return rc;
   hetee_ckks_secret_key *k = NULL;
   if ((rc = ckks_sk_alloc(ctx, &k))) return rc;
   uint8_t bad = 0;
@@ -301,16 +313,11 @@ int hetee_ckks_public_key_save(const hetee_ckks_context *ctx, const hetee_ckks_p
 
 int hetee_ckks_public_key_load(const hetee_ckks_context *ctx, const uint8_t *buf, size_t len,
                                hetee_ckks_public_key **out) {
-  int rc = load_args(ctx, buf, out);
-  if (rc) return rc;
-  *out = NULL;
+  if (out) *out = NULL;
   rd r;
-  uint16_t flags;
-  uint8_t fp[HETEE_CKKS_FINGERPRINT_BYTES];
-  if ((rc = parse_header(buf, len, HETEE_OBJ_PUBLIC_KEY, ctx->fingerprint, &flags, fp, &r))) return rc;
-  if (flags != FLAG_SEEDED) return hetee_error(HETEE_ERR_FORMAT, "unknown flags 0x%x", flags);
-  if (r.len - r.pos != HETEE_SEED_BYTES + 8 * (size_t)ctx->nt * ctx->n)
-    return hetee_error(HETEE_ERR_FORMAT, "public key body size");
+  int rc = load_begin(ctx, buf, len, out, HETEE_OBJ_PUBLIC_KEY, FLAG_SEEDED, FLAG_SEEDED, &r);
+  if (rc) return rc;
+  if ((rc = check_body(&r, HETEE_SEED_BYTES + 8 * (size_t)ctx->nt * ctx->n, "public key"))) return rc;
   hetee_ckks_public_key *k = NULL;
   if ((rc = ckks_pk_alloc(ctx, &k))) return rc;
   (void)get_bytes(&r, k->seed, HETEE_SEED_BYTES);
@@ -357,17 +364,13 @@ int hetee_ckks_relin_key_save(const hetee_ckks_context *ctx, const hetee_ckks_re
 
 int hetee_ckks_relin_key_load(const hetee_ckks_context *ctx, const uint8_t *buf, size_t len,
                               hetee_ckks_relin_key **out) {
-  int rc = load_args(ctx, buf, out);
-  if (rc) return rc;
-  *out = NULL;
+  if (out) *out = NULL;
   rd r;
-  uint16_t flags;
-  uint8_t fp[HETEE_CKKS_FINGERPRINT_BYTES];
   uint32_t dnum;
-  if ((rc = parse_header(buf, len, HETEE_OBJ_RELIN_KEY, ctx->fingerprint, &flags, fp, &r))) return rc;
-  if (flags != FLAG_SEEDED) return hetee_error(HETEE_ERR_FORMAT, "unknown flags 0x%x", flags);
+  int rc = load_begin(ctx, buf, len, out, HETEE_OBJ_RELIN_KEY, FLAG_SEEDED, FLAG_SEEDED, &r);
+  if (rc) return rc;
   if (get_u32(&r, &dnum) || dnum != (uint32_t)ctx->dnum) return hetee_error(HETEE_ERR_FORMAT, "bad digit count");
-  if (r.len - r.pos != ksk_bytes(ctx)) return hetee_error(HETEE_ERR_FORMAT, "relinearization key body size");
+  if ((rc = check_body(&r, ksk_bytes(ctx), "relinearization key"))) return rc;
   hetee_ckks_relin_key *k = calloc(1, sizeof *k);
   if (!k) return hetee_error(HETEE_ERR_NOMEM, "relinearization key");
   memcpy(k->fp, ctx->fingerprint, sizeof k->fp);
@@ -397,15 +400,11 @@ int hetee_ckks_galois_keys_save(const hetee_ckks_context *ctx, const hetee_ckks_
 
 int hetee_ckks_galois_keys_load(const hetee_ckks_context *ctx, const uint8_t *buf, size_t len,
                                 hetee_ckks_galois_keys **out) {
-  int rc = load_args(ctx, buf, out);
-  if (rc) return rc;
-  *out = NULL;
+  if (out) *out = NULL;
   rd r;
-  uint16_t flags;
-  uint8_t fp[HETEE_CKKS_FINGERPRINT_BYTES];
   uint32_t count, dnum;
-  if ((rc = parse_header(buf, len, HETEE_OBJ_GALOIS_KEYS, ctx->fingerprint, &flags, fp, &r))) return rc;
-  if (flags != FLAG_SEEDED) return hetee_error(HETEE_ERR_FORMAT, "unknown flags 0x%x", flags);
+  int rc = load_begin(ctx, buf, len, out, HETEE_OBJ_GALOIS_KEYS, FLAG_SEEDED, FLAG_SEEDED, &r);
+  if (rc) return rc;
   if (get_u32(&r, &count) || get_u32(&r, &dnum)) return hetee_error(HETEE_ERR_FORMAT, "Galois keys body too short");
   if (dnum != (uint32_t)ctx->dnum) return hetee_error(HETEE_ERR_FORMAT, "bad digit count");
   /* count <= N (distinct odd elements < 2N); size check before allocating */
@@ -439,6 +438,28 @@ err:
 
 /* ---------------------------------------------------------------- data */
 
+/* Plaintexts and ciphertexts open their body with the same 16 bytes:
+ * u32 level | u32 extra (0 for a plaintext, the polynomial count for a
+ * ciphertext) | f64 scale; `rows_bytes` more follow. */
+static int begin_data(const hetee_ckks_context *ctx, uint16_t type, uint16_t flags, size_t rows_bytes, int level,
+                      uint32_t extra, double scale, uint8_t **buf, size_t *len, wr *w) {
+  int rc = begin(ctx, type, flags, 16 + rows_bytes, buf, len, w);
+  if (rc) return rc;
+  put_u32(w, (uint32_t)level);
+  put_u32(w, extra);
+  put_f64(w, scale);
+  return 0;
+}
+
+static int get_data_header(const hetee_ckks_context *ctx, rd *r, const char *what, uint32_t *level, uint32_t *extra,
+                           double *scale) {
+  if (get_u32(r, level) || get_u32(r, extra) || get_f64(r, scale))
+    return hetee_error(HETEE_ERR_FORMAT, "%s body too short", what);
+  if (*level >= (uint32_t)ctx->nq) return hetee_error(HETEE_ERR_FORMAT, "level %u out of range", *level);
+  if (!(isfinite(*scale) && *scale > 0)) return hetee_error(HETEE_ERR_FORMAT, "scale not finite and > 0");
+  return 0;
+}
+
 int hetee_ckks_plaintext_save(const hetee_ckks_context *ctx, const hetee_ckks_plaintext *pt, uint8_t **buf,
                               size_t *len) {
   int rc = save_args(ctx, pt, buf, len);
@@ -446,37 +467,22 @@ int hetee_ckks_plaintext_save(const hetee_ckks_context *ctx, const hetee_ckks_pl
   if (pt->level < 0) return hetee_error(HETEE_ERR_LEVEL, "plaintext is empty");
   wr w;
   size_t words = (size_t)(pt->level + 1) * ctx->n;
-  if ((rc = begin(ctx, HETEE_OBJ_PLAINTEXT, 0, 16 + 8 * words, buf, len, &w))) return rc;
-  put_u32(&w, (uint32_t)pt->level);
-  put_u32(&w, 0);
-  put_f64(&w, pt->scale);
+  if ((rc = begin_data(ctx, HETEE_OBJ_PLAINTEXT, 0, 8 * words, pt->level, 0, pt->scale, buf, len, &w))) return rc;
   put_rows(&w, pt->data, words);
-  return 0;
-}
-
-static int check_level_scale(const hetee_ckks_context *ctx, uint32_t level, double scale) {
-  if (level >= (uint32_t)ctx->nq) return hetee_error(HETEE_ERR_FORMAT, "level %u out of range", level);
-  if (!(isfinite(scale) && scale > 0)) return hetee_error(HETEE_ERR_FORMAT, "scale not finite and > 0");
   return 0;
 }
 
 int hetee_ckks_plaintext_load(const hetee_ckks_context *ctx, const uint8_t *buf, size_t len,
                               hetee_ckks_plaintext **out) {
-  int rc = load_args(ctx, buf, out);
-  if (rc) return rc;
-  *out = NULL;
+  if (out) *out = NULL;
   rd r;
-  uint16_t flags;
-  uint8_t fp[HETEE_CKKS_FINGERPRINT_BYTES];
-  uint32_t level, reserved;
-  double scale;
-  if ((rc = parse_header(buf, len, HETEE_OBJ_PLAINTEXT, ctx->fingerprint, &flags, fp, &r))) return rc;
-  if (flags) return hetee_error(HETEE_ERR_FORMAT, "unknown flags 0x%x", flags);
-  if (get_u32(&r, &level) || get_u32(&r, &reserved) || get_f64(&r, &scale))
-    return hetee_error(HETEE_ERR_FORMAT, "plaintext body too short");
+  uint32_t level = 0, reserved = 0;
+  double scale = 0;
+  int rc = load_begin(ctx, buf, len, out, HETEE_OBJ_PLAINTEXT, 0, 0, &r);
+  if (rc) return rc;
+  if ((rc = get_data_header(ctx, &r, "plaintext", &level, &reserved, &scale))) return rc;
   if (reserved) return hetee_error(HETEE_ERR_FORMAT, "reserved field not zero");
-  if ((rc = check_level_scale(ctx, level, scale))) return rc;
-  if (r.len - r.pos != 8 * (size_t)(level + 1) * ctx->n) return hetee_error(HETEE_ERR_FORMAT, "plaintext body size");
+  if ((rc = check_body(&r, 8 * (size_t)(level + 1) * ctx->n, "plaintext"))) return rc;
   hetee_ckks_plaintext *pt = NULL;
   if ((rc = hetee_ckks_plaintext_new(ctx, &pt)) || (rc = ckks_pt_reserve(ctx, pt, (int)level)) ||
       (rc = get_rows(ctx, &r, NULL, (int)level + 1, pt->data))) {
@@ -500,11 +506,10 @@ int hetee_ckks_ciphertext_save(const hetee_ckks_context *ctx, const hetee_ckks_c
   wr w;
   size_t words = (size_t)(ct->level + 1) * ctx->n;
   int seeded = ct->seeded && ct->size == 2;
-  size_t body = 16 + (seeded ? 8 * words + HETEE_SEED_BYTES : 8 * words * (size_t)ct->size);
-  if ((rc = begin(ctx, HETEE_OBJ_CIPHERTEXT, seeded ? FLAG_SEEDED : 0, body, buf, len, &w))) return rc;
-  put_u32(&w, (uint32_t)ct->level);
-  put_u32(&w, (uint32_t)ct->size);
-  put_f64(&w, ct->scale);
+  size_t body = seeded ? 8 * words + HETEE_SEED_BYTES : 8 * words * (size_t)ct->size;
+  if ((rc = begin_data(ctx, HETEE_OBJ_CIPHERTEXT, seeded ? FLAG_SEEDED : 0, body, ct->level, (uint32_t)ct->size,
+                       ct->scale, buf, len, &w)))
+    return rc;
   put_rows(&w, ct->c[0], words);
   if (seeded) put_bytes(&w, ct->seed, HETEE_SEED_BYTES);
   else
@@ -514,25 +519,19 @@ int hetee_ckks_ciphertext_save(const hetee_ckks_context *ctx, const hetee_ckks_c
 
 int hetee_ckks_ciphertext_load(const hetee_ckks_context *ctx, const uint8_t *buf, size_t len,
                                hetee_ckks_ciphertext **out) {
-  int rc = load_args(ctx, buf, out);
-  if (rc) return rc;
-  *out = NULL;
+  if (out) *out = NULL;
   rd r;
-  uint16_t flags;
-  uint8_t fp[HETEE_CKKS_FINGERPRINT_BYTES];
-  uint32_t level, size;
-  double scale;
-  if ((rc = parse_header(buf, len, HETEE_OBJ_CIPHERTEXT, ctx->fingerprint, &flags, fp, &r))) return rc;
-  if (flags & ~FLAG_SEEDED) return hetee_error(HETEE_ERR_FORMAT, "unknown flags 0x%x", flags);
-  if (get_u32(&r, &level) || get_u32(&r, &size) || get_f64(&r, &scale))
-    return hetee_error(HETEE_ERR_FORMAT, "ciphertext body too short");
-  if ((rc = check_level_scale(ctx, level, scale))) return rc;
+  uint32_t level = 0, size = 0;
+  double scale = 0;
+  int rc = load_begin(ctx, buf, len, out, HETEE_OBJ_CIPHERTEXT, FLAG_SEEDED, 0, &r);
+  if (rc) return rc;
+  if ((rc = get_data_header(ctx, &r, "ciphertext", &level, &size, &scale))) return rc;
   if (size < 2 || size > 3) return hetee_error(HETEE_ERR_FORMAT, "ciphertext size %u not in 2..3", size);
-  int seeded = (flags & FLAG_SEEDED) != 0;
+  int seeded = (r.flags & FLAG_SEEDED) != 0;
   if (seeded && size != 2) return hetee_error(HETEE_ERR_FORMAT, "seeded ciphertext of size %u", size);
   size_t words = (size_t)(level + 1) * ctx->n;
   size_t want = seeded ? 8 * words + HETEE_SEED_BYTES : 8 * words * size;
-  if (r.len - r.pos != want) return hetee_error(HETEE_ERR_FORMAT, "ciphertext body size");
+  if ((rc = check_body(&r, want, "ciphertext"))) return rc;
   hetee_ckks_ciphertext *ct = NULL;
   if ((rc = hetee_ckks_ciphertext_new(ctx, &ct)) || (rc = ckks_ct_reserve(ctx, ct, (int)level, (int)size))) goto err;
   if ((rc = get_rows(ctx, &r, NULL, (int)level + 1, ct->c[0]))) goto err;

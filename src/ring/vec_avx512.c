@@ -25,8 +25,6 @@
 
 #include "avx512_arith.h"
 
-#include <string.h>
-
 void hetee_vec_add_avx512(const hetee_modulus *m, const uint64_t *a, const uint64_t *b, uint64_t *c, size_t n) {
   const __m512i q = _mm512_set1_epi64((long long)m->q);
   size_t i = 0;
@@ -171,21 +169,6 @@ void hetee_vec_reduce_avx512(const hetee_modulus *m, const uint64_t *a, uint64_t
   hetee_vec_reduce_ref(m, a + i, c + i, n - i);
 }
 
-/* Full 64x64 -> 128 product from four vpmuludq (high and low words share
- * the partial products, so the low word costs no vpmullq). */
-static inline void mul_wide(__m512i a, __m512i b, __m512i *hi, __m512i *lo) {
-  const __m512i lo32 = _mm512_set1_epi64(0xffffffffll);
-  __m512i ah = _mm512_srli_epi64(a, 32), bh = _mm512_srli_epi64(b, 32);
-  __m512i ll = _mm512_mul_epu32(a, b), lh = _mm512_mul_epu32(a, bh);
-  __m512i hl = _mm512_mul_epu32(ah, b), hh = _mm512_mul_epu32(ah, bh);
-  __m512i mid = _mm512_add_epi64(_mm512_srli_epi64(ll, 32), _mm512_and_si512(lh, lo32));
-  mid = _mm512_add_epi64(mid, _mm512_and_si512(hl, lo32));
-  __m512i h = _mm512_add_epi64(hh, _mm512_srli_epi64(lh, 32));
-  h = _mm512_add_epi64(h, _mm512_srli_epi64(hl, 32));
-  *hi = _mm512_add_epi64(h, _mm512_srli_epi64(mid, 32));
-  *lo = _mm512_or_si512(_mm512_slli_epi64(mid, 32), _mm512_and_si512(ll, lo32));
-}
-
 /* (hi, lo) += (0, z) */
 static inline void add_wide(__m512i *hi, __m512i *lo, __m512i zhi, __m512i zlo) {
   __m512i l = _mm512_add_epi64(*lo, zlo);
@@ -283,21 +266,7 @@ void hetee_vec_dot_avx512(const hetee_modulus *m, const uint64_t *const *a, cons
     }
     _mm512_storeu_si512(c + i, r);
   }
-  if (i < n) {
-    const uint64_t *at[64], *bt[64];
-    for (size_t j0 = 0; j0 < k; j0 += 64) {
-      /* tails through the reference, 64 rows at a time, accumulated */
-      size_t cnt = k - j0 < 64 ? k - j0 : 64;
-      for (size_t j = 0; j < cnt; j++) {
-        at[j] = a[j0 + j] + i;
-        bt[j] = b[j0 + j] + i;
-      }
-      uint64_t tmp[8];
-      hetee_vec_dot_ref(m, at, bt, cnt, tmp, n - i);
-      if (j0 == 0) memcpy(c + i, tmp, (n - i) * 8);
-      else hetee_vec_add_ref(m, c + i, tmp, c + i, n - i);
-    }
-  }
+  hetee_vec_dot_tail(m, a, b, k, c, i, n);
 }
 
 /* Karatsuba per coefficient: c1 = (a0 + a1)(b0 + b1) - a0 b0 - a1 b1 as
@@ -314,9 +283,9 @@ static inline void tensor2_body(const hetee_modulus *m, const uint64_t *a0, cons
     __m512i x0 = _mm512_loadu_si512(a0 + i), x1 = _mm512_loadu_si512(a1 + i);
     __m512i y0 = _mm512_loadu_si512(b0 + i), y1 = _mm512_loadu_si512(b1 + i);
     __m512i h0, l0, h1, l1, h2, l2;
-    mul_wide(x0, y0, &h0, &l0);
-    mul_wide(x1, y1, &h2, &l2);
-    mul_wide(_mm512_add_epi64(x0, x1), _mm512_add_epi64(y0, y1), &h1, &l1);
+    hetee_mm512_mul_wide(x0, y0, &h0, &l0);
+    hetee_mm512_mul_wide(x1, y1, &h2, &l2);
+    hetee_mm512_mul_wide(_mm512_add_epi64(x0, x1), _mm512_add_epi64(y0, y1), &h1, &l1);
     /* (h1, l1) -= (h0, l0) + (h2, l2) */
     __mmask8 b1m = _mm512_cmplt_epu64_mask(l1, l0);
     l1 = _mm512_sub_epi64(l1, l0);
@@ -420,24 +389,5 @@ void hetee_vec_dot2_avx512(const hetee_modulus *m, const uint64_t *const *a, con
     _mm512_storeu_si512(c0 + i, r0);
     _mm512_storeu_si512(c1 + i, r1);
   }
-  if (i < n) {
-    const uint64_t *at[64], *bt0[64], *bt1[64];
-    uint64_t t0[8], t1[8];
-    for (size_t j0 = 0; j0 < k; j0 += 64) {
-      size_t cnt = k - j0 < 64 ? k - j0 : 64;
-      for (size_t j = 0; j < cnt; j++) {
-        at[j] = perm ? a[j0 + j] : a[j0 + j] + i; /* permuted: indices perm[i..] */
-        bt0[j] = b0[j0 + j] + i;
-        bt1[j] = b1[j0 + j] + i;
-      }
-      hetee_vec_dot2_ref(m, at, perm ? perm + i : NULL, bt0, bt1, cnt, t0, t1, n - i);
-      if (j0 == 0) {
-        memcpy(c0 + i, t0, (n - i) * 8);
-        memcpy(c1 + i, t1, (n - i) * 8);
-      } else {
-        hetee_vec_add_ref(m, c0 + i, t0, c0 + i, n - i);
-        hetee_vec_add_ref(m, c1 + i, t1, c1 + i, n - i);
-      }
-    }
-  }
+  hetee_vec_dot2_tail(m, a, perm, b0, b1, k, c0, c1, i, n);
 }

@@ -71,20 +71,35 @@ void hetee_vec_muladd_avx512ifma(const hetee_modulus *m, const uint64_t *a, cons
   hetee_vec_muladd_ref(m, a + i, b + i, c + i, n - i);
 }
 
-/* c = a * s with the 52-bit Shoup constant s' = floor(s * 2^52 / q)
- * (a < q < 2^50 fits the multiplier): r = lo52(a*s - hi52(a*s')*q) in [0, 2q) */
+/* Multiplication by a fixed s with the 52-bit Shoup constant
+ * s' = floor(s * 2^52 / q) (x < q < 2^50 fits the multiplier):
+ * r = lo52(x*s - hi52(x*s')*q) in [0, 2q), then one conditional subtraction. */
+typedef struct {
+  __m512i q, negq, mask, w, wp;
+} shoup52;
+
+static inline shoup52 shoup52_setup(const hetee_modulus *m, uint64_t s) {
+  shoup52 sh;
+  sh.q = _mm512_set1_epi64((long long)m->q);
+  sh.negq = _mm512_set1_epi64((long long)((1ull << 52) - m->q));
+  sh.mask = _mm512_set1_epi64((long long)MASK52);
+  sh.w = _mm512_set1_epi64((long long)s);
+  sh.wp = _mm512_set1_epi64((long long)(uint64_t)(((unsigned __int128)s << 52) / m->q));
+  return sh;
+}
+
+/* x * s mod q, for x < q */
+static inline __m512i shoup52_mul(__m512i x, const shoup52 *sh) {
+  const __m512i zero = _mm512_setzero_si512();
+  __m512i qh = _mm512_madd52hi_epu64(zero, x, sh->wp);
+  __m512i r = _mm512_madd52lo_epu64(_mm512_madd52lo_epu64(zero, x, sh->w), qh, sh->negq);
+  return hetee_mm512_csub(_mm512_and_si512(r, sh->mask), sh->q);
+}
+
 void hetee_vec_mul_scalar_avx512ifma(const hetee_modulus *m, const uint64_t *a, uint64_t s, uint64_t *c, size_t n) {
-  const uint64_t sp52 = (uint64_t)(((unsigned __int128)s << 52) / m->q);
-  const __m512i zero = _mm512_setzero_si512(), q = _mm512_set1_epi64((long long)m->q);
-  const __m512i negq = _mm512_set1_epi64((long long)((1ull << 52) - m->q)), mask = _mm512_set1_epi64((long long)MASK52);
-  const __m512i w = _mm512_set1_epi64((long long)s), wp = _mm512_set1_epi64((long long)sp52);
+  const shoup52 sh = shoup52_setup(m, s);
   size_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    __m512i x = _mm512_loadu_si512(a + i);
-    __m512i qh = _mm512_madd52hi_epu64(zero, x, wp);
-    __m512i r = _mm512_madd52lo_epu64(_mm512_madd52lo_epu64(zero, x, w), qh, negq);
-    _mm512_storeu_si512(c + i, hetee_mm512_csub(_mm512_and_si512(r, mask), q));
-  }
+  for (; i + 8 <= n; i += 8) _mm512_storeu_si512(c + i, shoup52_mul(_mm512_loadu_si512(a + i), &sh));
   hetee_vec_mul_scalar_ref(m, a + i, s, c + i, n - i);
 }
 
@@ -121,53 +136,58 @@ static inline __m512i reduce_g(__m512i hi, __m512i lo, __m512i mug, unsigned s, 
   return hetee_mm512_csub(hetee_mm512_csub(r, b->q), b->q);
 }
 
-/* Chunks of 2^g products plus the running value r < q, with
- * g = min(51 - k, 8): 2^g (q-1)^2 + q - 1 < 2^(2k+g). The lo limbs sum
- * below 2^61, the hi limbs likewise; carried once before the reduction. */
+/* The reduction of dot / dot2: chunks of 2^g products plus the running value
+ * r < q, with g = min(51 - k, 8): 2^g (q-1)^2 + q - 1 < 2^(2k+g). The lo
+ * limbs sum below 2^61, the hi limbs likewise; carried once before
+ * reduce_g. */
+typedef struct {
+  barrett52 br;
+  __m512i mug;  /* floor(2^(2k+g)/q) */
+  unsigned s;   /* k + g + 1 */
+  size_t chunk; /* 2^g */
+} dot52;
+
+static inline dot52 dot_setup(const hetee_modulus *m) {
+  dot52 d;
+  const unsigned k = (unsigned)m->bits, g = 51 - k < 8 ? 51 - k : 8;
+  unsigned __int128 big = ((unsigned __int128)m->barrett_hi << 64) | m->barrett_lo;
+  d.br = setup(m);
+  d.mug = _mm512_set1_epi64((long long)(uint64_t)(big >> (128 - 2 * k - g)));
+  d.s = k + g + 1;
+  d.chunk = (size_t)1 << g;
+  return d;
+}
+
+/* the sum hi * 2^52 + lo of unnormalised limbs, carried, mod q */
+static inline __m512i dot_reduce(__m512i hi, __m512i lo, const dot52 *d) {
+  hi = _mm512_add_epi64(hi, _mm512_srli_epi64(lo, 52));
+  return reduce_g(hi, _mm512_and_si512(lo, d->br.mask), d->mug, d->s, &d->br);
+}
+
 void hetee_vec_dot_avx512ifma(const hetee_modulus *m, const uint64_t *const *a, const uint64_t *const *b, size_t k,
                               uint64_t *c, size_t n) {
   if (k == 0) { /* empty sum */
     for (size_t i = 0; i < n; i++) c[i] = 0;
     return;
   }
-  const barrett52 br = setup(m);
-  const unsigned g = 51 - (unsigned)m->bits < 8 ? 51 - (unsigned)m->bits : 8, s = (unsigned)m->bits + g + 1;
-  const size_t chunk = (size_t)1 << g;
-  unsigned __int128 big = ((unsigned __int128)m->barrett_hi << 64) | m->barrett_lo;
-  const __m512i mug = _mm512_set1_epi64((long long)(uint64_t)(big >> (128 - 2 * (unsigned)m->bits - g)));
+  const dot52 d = dot_setup(m);
   const __m512i zero = _mm512_setzero_si512();
   size_t i = 0;
   for (; i + 8 <= n; i += 8) {
     __m512i r = zero;
-    for (size_t j0 = 0; j0 < k; j0 += chunk) {
+    for (size_t j0 = 0; j0 < k; j0 += d.chunk) {
       __m512i hi = zero, lo = r;
-      size_t j1 = k - j0 > chunk ? j0 + chunk : k;
+      size_t j1 = k - j0 > d.chunk ? j0 + d.chunk : k;
       for (size_t j = j0; j < j1; j++) {
         __m512i x = _mm512_loadu_si512(a[j] + i), y = _mm512_loadu_si512(b[j] + i);
         lo = _mm512_madd52lo_epu64(lo, x, y);
         hi = _mm512_madd52hi_epu64(hi, x, y);
       }
-      hi = _mm512_add_epi64(hi, _mm512_srli_epi64(lo, 52));
-      r = reduce_g(hi, _mm512_and_si512(lo, br.mask), mug, s, &br);
+      r = dot_reduce(hi, lo, &d);
     }
     _mm512_storeu_si512(c + i, r);
   }
-  if (i < n) {
-    const uint64_t *at[64], *bt[64];
-    uint64_t tmp[8];
-    for (size_t j0 = 0; j0 < k; j0 += 64) {
-      size_t cnt = k - j0 < 64 ? k - j0 : 64;
-      for (size_t j = 0; j < cnt; j++) {
-        at[j] = a[j0 + j] + i;
-        bt[j] = b[j0 + j] + i;
-      }
-      hetee_vec_dot_ref(m, at, bt, cnt, tmp, n - i);
-      if (j0 == 0)
-        for (size_t t = 0; t < n - i; t++) c[i + t] = tmp[t];
-      else
-        hetee_vec_add_ref(m, c + i, tmp, c + i, n - i);
-    }
-  }
+  hetee_vec_dot_tail(m, a, b, k, c, i, n);
 }
 
 /* Four products on the 52-bit multiplier (cheap here, so no Karatsuba);
@@ -204,18 +224,13 @@ void hetee_vec_tensor2_avx512ifma(const hetee_modulus *m, const uint64_t *a0, co
  * 52-bit limbs as in mul_scalar */
 void hetee_vec_sub_mul_scalar_add_avx512ifma(const hetee_modulus *m, const uint64_t *a, const uint64_t *b, uint64_t s,
                                              const uint64_t *base, uint64_t *c, size_t n) {
-  const uint64_t sp52 = (uint64_t)(((unsigned __int128)s << 52) / m->q);
-  const __m512i zero = _mm512_setzero_si512(), q = _mm512_set1_epi64((long long)m->q);
-  const __m512i negq = _mm512_set1_epi64((long long)((1ull << 52) - m->q)), mask = _mm512_set1_epi64((long long)MASK52);
-  const __m512i w = _mm512_set1_epi64((long long)s), wp = _mm512_set1_epi64((long long)sp52);
+  const shoup52 sh = shoup52_setup(m, s);
   size_t i = 0;
   for (; i + 8 <= n; i += 8) {
     __m512i d = _mm512_sub_epi64(_mm512_loadu_si512(a + i), _mm512_loadu_si512(b + i));
-    d = _mm512_min_epu64(d, _mm512_add_epi64(d, q));
-    __m512i qh = _mm512_madd52hi_epu64(zero, d, wp);
-    __m512i r = _mm512_madd52lo_epu64(_mm512_madd52lo_epu64(zero, d, w), qh, negq);
-    r = hetee_mm512_csub(_mm512_and_si512(r, mask), q);
-    if (base) r = hetee_mm512_csub(_mm512_add_epi64(r, _mm512_loadu_si512(base + i)), q);
+    d = _mm512_min_epu64(d, _mm512_add_epi64(d, sh.q));
+    __m512i r = shoup52_mul(d, &sh);
+    if (base) r = hetee_mm512_csub(_mm512_add_epi64(r, _mm512_loadu_si512(base + i)), sh.q);
     _mm512_storeu_si512(c + i, r);
   }
   hetee_vec_sub_mul_scalar_add_ref(m, a + i, b + i, s, base ? base + i : NULL, c + i, n - i);
@@ -230,18 +245,14 @@ void hetee_vec_dot2_avx512ifma(const hetee_modulus *m, const uint64_t *const *a,
     for (size_t i = 0; i < n; i++) c0[i] = c1[i] = 0;
     return;
   }
-  const barrett52 br = setup(m);
-  const unsigned g = 51 - (unsigned)m->bits < 8 ? 51 - (unsigned)m->bits : 8, s = (unsigned)m->bits + g + 1;
-  const size_t chunk = (size_t)1 << g;
-  unsigned __int128 big = ((unsigned __int128)m->barrett_hi << 64) | m->barrett_lo;
-  const __m512i mug = _mm512_set1_epi64((long long)(uint64_t)(big >> (128 - 2 * (unsigned)m->bits - g)));
+  const dot52 d = dot_setup(m);
   const __m512i zero = _mm512_setzero_si512();
   size_t i = 0;
   for (; i + 8 <= n; i += 8) {
     __m512i r0 = zero, r1 = zero;
-    for (size_t j0 = 0; j0 < k; j0 += chunk) {
+    for (size_t j0 = 0; j0 < k; j0 += d.chunk) {
       __m512i hi0 = zero, lo0 = r0, hi1 = zero, lo1 = r1;
-      size_t j1 = k - j0 > chunk ? j0 + chunk : k;
+      size_t j1 = k - j0 > d.chunk ? j0 + d.chunk : k;
       for (size_t j = j0; j < j1; j++) {
         __m512i x = perm ? _mm512_i32gather_epi64(_mm256_loadu_si256((const __m256i *)(perm + i)), a[j], 8)
                          : _mm512_loadu_si512(a[j] + i);
@@ -252,29 +263,11 @@ void hetee_vec_dot2_avx512ifma(const hetee_modulus *m, const uint64_t *const *a,
         lo1 = _mm512_madd52lo_epu64(lo1, x, y1);
         hi1 = _mm512_madd52hi_epu64(hi1, x, y1);
       }
-      hi0 = _mm512_add_epi64(hi0, _mm512_srli_epi64(lo0, 52));
-      hi1 = _mm512_add_epi64(hi1, _mm512_srli_epi64(lo1, 52));
-      r0 = reduce_g(hi0, _mm512_and_si512(lo0, br.mask), mug, s, &br);
-      r1 = reduce_g(hi1, _mm512_and_si512(lo1, br.mask), mug, s, &br);
+      r0 = dot_reduce(hi0, lo0, &d);
+      r1 = dot_reduce(hi1, lo1, &d);
     }
     _mm512_storeu_si512(c0 + i, r0);
     _mm512_storeu_si512(c1 + i, r1);
   }
-  if (i < n) {
-    const uint64_t *at[64], *bt0[64], *bt1[64];
-    uint64_t t0[8], t1[8];
-    for (size_t j0 = 0; j0 < k; j0 += 64) {
-      size_t cnt = k - j0 < 64 ? k - j0 : 64;
-      for (size_t j = 0; j < cnt; j++) {
-        at[j] = perm ? a[j0 + j] : a[j0 + j] + i; /* permuted: indices perm[i..] */
-        bt0[j] = b0[j0 + j] + i;
-        bt1[j] = b1[j0 + j] + i;
-      }
-      hetee_vec_dot2_ref(m, at, perm ? perm + i : NULL, bt0, bt1, cnt, t0, t1, n - i);
-      for (size_t t = 0; t < n - i; t++) {
-        c0[i + t] = j0 ? hetee_mod_add(c0[i + t], t0[t], m->q) : t0[t];
-        c1[i + t] = j0 ? hetee_mod_add(c1[i + t], t1[t], m->q) : t1[t];
-      }
-    }
-  }
+  hetee_vec_dot2_tail(m, a, perm, b0, b1, k, c0, c1, i, n);
 }

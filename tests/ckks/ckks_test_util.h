@@ -84,9 +84,18 @@ static inline double tu_bits(const double *got, const double *want, size_t n) {
   return -log2(err / range);
 }
 
+/* Every precision floor in the CKKS tests is the typical worst-slot
+ * precision measured for that step (see the comments at each call); the
+ * assertion allows TU_MARGIN_BITS below it. The worst slot of N/2 varies
+ * from run to run (fresh keys and noise each time): in 30 runs of every
+ * parameterised eval/rotate test no check fell below its floor (closest:
+ * 0.12 bit above), so the extra bit keeps CI stable while a real precision
+ * bug (several bits, or all of them) still fails. */
+#define TU_MARGIN_BITS 1.0
 static inline void tu_check_bits(const char *what, double bits, double min_bits) {
-  fprintf(stderr, "  %-40s %6.2f bits (min %.1f)\n", what, bits, min_bits);
-  assert_true(bits >= min_bits);
+  fprintf(stderr, "  %-40s %6.2f bits (floor %.1f, min %.1f)\n", what, bits, min_bits,
+          min_bits - TU_MARGIN_BITS);
+  assert_true(bits >= min_bits - TU_MARGIN_BITS);
 }
 
 #define TU_OK(call)                                                                                  \
@@ -98,5 +107,18 @@ static inline void tu_check_bits(const char *what, double bits, double min_bits)
 
 /* Parameters from argv: "logN" [L]. */
 static inline int tu_arg(int argc, char **argv, int i, int def) { return argc > i ? atoi(argv[i]) : def; }
+
+/* Parameters of the evaluator tests (eval, rotate) from the command line:
+ * logN, L, np (tu_np); without arguments (ctest) logN 14, L 3, or logN 12,
+ * L 1 under HETEE_TEST_QUICK. *slack: bits the precision thresholds, set at
+ * logN 13, give up for larger N (slot errors grow by ~sqrt(2), half a bit,
+ * per doubling of N; 0.6 with margin). */
+static inline void tu_eval_args(int argc, char **argv, int *logn, int *L, double *slack) {
+  *logn = tu_arg(argc, argv, 1, tu_quick() ? 12 : 14);
+  *L = tu_arg(argc, argv, 2, tu_quick() ? 1 : 3);
+  *slack = *logn > 13 ? 0.6 * (*logn - 13) : 0;
+  tu_np = tu_arg(argc, argv, 3, 1);
+  fprintf(stderr, "logN %d, L %d, np %d\n", *logn, *L, tu_np);
+}
 
 #endif

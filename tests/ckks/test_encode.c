@@ -16,13 +16,6 @@
 
 static int g_logn = 13;
 
-/* Defined in src/ckks/encoder.c (not yet declared in ckks_internal.h):
- * the special FFT with a chosen variant (simd = 1: AVX-512, only when
- * ckks_fft_has_simd()). */
-void ckks_fft_special_variant(const hetee_ckks_context *ctx, double complex *z, int simd);
-void ckks_fft_special_inv_variant(const hetee_ckks_context *ctx, double complex *z, int simd);
-int ckks_fft_has_simd(void);
-
 /* The AVX-512 FFT (fused multiply-adds) against the portable one, both
  * directions: equal within a few ulps of the largest value per stage. */
 static void test_fft_variants(void **state) {

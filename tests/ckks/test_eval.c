@@ -209,7 +209,10 @@ static void test_mul_relin(void **state) {
   assert_int_equal(hetee_ckks_ciphertext_size(o), 3);
   /* degree-2 decryption, before relinearization */
   TU_OK(hetee_ckks_eval_rescale(f->ctx, o, o2));
-  check(f, o2, w, 17.5, "mul (size 3) + rescale"); /* c2 rounding error times s^2 */
+  /* c2 rounding error times s^2: heavy-tailed over the worst of N/2 slots
+   * (logN 14 measured 17.2..18.5 bits over 25 runs; its floor there is this
+   * value minus the 0.5-bit logN slack), so the floor sits lower than usual. */
+  check(f, o2, w, 16.5, "mul (size 3) + rescale");
   TU_OK(hetee_ckks_eval_relin(f->ctx, f->rk, o, o));
   assert_int_equal(hetee_ckks_ciphertext_size(o), 2);
   TU_OK(hetee_ckks_eval_rescale(f->ctx, o, o));
@@ -383,13 +386,7 @@ static void test_errors(void **state) {
 }
 
 int main(int argc, char **argv) {
-  /* no arguments (ctest ckks/eval): logN 14, L 3; logN 12, L 1 under
-   * HETEE_TEST_QUICK */
-  g_logn = tu_arg(argc, argv, 1, tu_quick() ? 12 : 14);
-  g_L = tu_arg(argc, argv, 2, tu_quick() ? 1 : 3);
-  g_slack = g_logn > 13 ? 0.6 * (g_logn - 13) : 0;
-  tu_np = tu_arg(argc, argv, 3, 1);
-  fprintf(stderr, "logN %d, L %d, np %d\n", g_logn, g_L, tu_np);
+  tu_eval_args(argc, argv, &g_logn, &g_L, &g_slack);
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_encrypt),        cmocka_unit_test(test_add_sub_neg), cmocka_unit_test(test_mul_plain_const),
       cmocka_unit_test(test_mul_relin),      cmocka_unit_test(test_mul_acc),     cmocka_unit_test(test_threads),

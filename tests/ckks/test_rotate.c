@@ -133,13 +133,7 @@ static void test_rotations(void **state) {
 }
 
 int main(int argc, char **argv) {
-  /* no arguments (ctest ckks/rotate): logN 14, L 3; logN 12, L 1 under
-   * HETEE_TEST_QUICK */
-  g_logn = tu_arg(argc, argv, 1, tu_quick() ? 12 : 14);
-  g_L = tu_arg(argc, argv, 2, tu_quick() ? 1 : 3);
-  g_slack = g_logn > 13 ? 0.6 * (g_logn - 13) : 0;
-  tu_np = tu_arg(argc, argv, 3, 1);
-  fprintf(stderr, "logN %d, L %d, np %d\n", g_logn, g_L, tu_np);
+  tu_eval_args(argc, argv, &g_logn, &g_L, &g_slack);
   const struct CMUnitTest tests[] = {cmocka_unit_test(test_rotations)};
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

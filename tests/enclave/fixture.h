@@ -71,6 +71,20 @@ static inline void fx_platform(const char *dir, const char *name, char *out, siz
   assert_int_equal(hetee_platform_init(out), 0);
 }
 
+/* A fresh temporary directory (dir) holding a simulated platform "plat"
+ * (its path in plat): the start of every enclave test's set-up. */
+static inline void fx_tmp_platform(char *dir, size_t dn, char *plat, size_t pn) {
+  fx_tmpdir(dir, dn);
+  fx_platform(dir, "plat", plat, pn);
+}
+
+/* The end of every enclave test's tear-down: stops the enclave (NULL: none)
+ * and removes the directory of fx_tmp_platform. */
+static inline void fx_stop(hetee_enclave *e, const char *dir) {
+  hetee_enclave_free(e);
+  fx_rmtree(dir);
+}
+
 /* Starts the enclave with configuration `config` (NULL: the default). */
 static inline hetee_enclave *fx_start_cfg(const char *platform, const char *enclave_path, const char *seal_path,
                                           int auto_restart, const char *config) {

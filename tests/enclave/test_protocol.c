@@ -17,8 +17,7 @@ typedef struct {
 
 static int setup(void **state) {
   fx *f = calloc(1, sizeof *f);
-  fx_tmpdir(f->dir, sizeof f->dir);
-  fx_platform(f->dir, "plat", f->plat, sizeof f->plat);
+  fx_tmp_platform(f->dir, sizeof f->dir, f->plat, sizeof f->plat);
   f->e = fx_start(f->plat, NULL, NULL, 0);
   hetee_enclave_info info;
   assert_int_equal(hetee_enclave_info_get(f->e, &info), 0);
@@ -29,8 +28,7 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
   fx *f = *state;
-  hetee_enclave_free(f->e);
-  fx_rmtree(f->dir);
+  fx_stop(f->e, f->dir);
   free(f);
   return 0;
 }

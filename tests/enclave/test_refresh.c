@@ -20,8 +20,7 @@ typedef struct {
 
 static int setup(void **state) {
   fx *f = calloc(1, sizeof *f);
-  fx_tmpdir(f->dir, sizeof f->dir);
-  fx_platform(f->dir, "plat", f->plat, sizeof f->plat);
+  fx_tmp_platform(f->dir, sizeof f->dir, f->plat, sizeof f->plat);
   ckfx_parties(&f->c, NULL);
   f->e = ckfx_start(&f->c, f->plat, NULL, 0);
   int steps[] = {1, -1};
@@ -33,8 +32,7 @@ static int setup(void **state) {
 static int teardown(void **state) {
   fx *f = *state;
   ckfx_free(&f->c);
-  hetee_enclave_free(f->e);
-  fx_rmtree(f->dir);
+  fx_stop(f->e, f->dir);
   free(f);
   return 0;
 }

@@ -22,8 +22,7 @@ typedef struct {
 
 static int setup(void **state) {
   fx *f = calloc(1, sizeof *f);
-  fx_tmpdir(f->dir, sizeof f->dir);
-  fx_platform(f->dir, "plat", f->plat, sizeof f->plat);
+  fx_tmp_platform(f->dir, sizeof f->dir, f->plat, sizeof f->plat);
   ckfx_parties(&f->c, NULL);
   f->e = ckfx_start(&f->c, f->plat, NULL, 0);
   ckfx_init(&f->c, f->e, f->plat, NULL, 0);
@@ -45,8 +44,7 @@ static int teardown(void **state) {
   fx *f = *state;
   free(f->ct);
   ckfx_free(&f->c);
-  hetee_enclave_free(f->e);
-  fx_rmtree(f->dir);
+  fx_stop(f->e, f->dir);
   free(f);
   return 0;
 }
@@ -58,15 +56,23 @@ static int release(fx *f, uint32_t model, hetee_client_session *to, uint8_t **se
   return hetee_enclave_release(f->e, model, sid, f->map, 10, cts, &f->ctlen, 1, sealed, len);
 }
 
+/* Releases model's result to the data provider's session and opens it there
+ * (*r: hetee_release_result_clear). */
+static void release_to_dp(fx *f, uint32_t model, hetee_release_result *r) {
+  uint8_t *sealed;
+  size_t len;
+  assert_int_equal(release(f, model, f->c.dps, &sealed, &len), 0);
+  assert_int_equal(hetee_client_release_open(f->c.dps, sealed, len, r), 0);
+  free(sealed);
+}
+
 static void test_values_rounded(void **state) {
   fx *f = *state;
-  uint8_t dp_pk[32], *sealed;
-  size_t len;
+  uint8_t dp_pk[32];
   hetee_party_key_public(f->c.dp, dp_pk);
   ckfx_policy(&f->c, f->e, 1, HETEE_RELEASE_VALUES, 0, 8, dp_pk);
-  assert_int_equal(release(f, 1, f->c.dps, &sealed, &len), 0);
   hetee_release_result r;
-  assert_int_equal(hetee_client_release_open(f->c.dps, sealed, len, &r), 0);
+  release_to_dp(f, 1, &r);
   assert_int_equal(r.kind, HETEE_RELEASE_VALUES);
   assert_int_equal(r.prec_bits, 8);
   assert_int_equal(r.n, 10);
@@ -76,17 +82,13 @@ static void test_values_rounded(void **state) {
     assert_true(fabs(r.values[i] - f->x[i]) <= 1.0 / 512 + 1e-6); /* round to nearest */
   }
   hetee_release_result_clear(&r);
-  free(sealed);
 }
 
 static void test_softmax(void **state) {
   fx *f = *state;
   ckfx_policy(&f->c, f->e, 2, HETEE_RELEASE_SOFTMAX, 0, 16, NULL);
-  uint8_t *sealed;
-  size_t len;
-  assert_int_equal(release(f, 2, f->c.dps, &sealed, &len), 0);
   hetee_release_result r;
-  assert_int_equal(hetee_client_release_open(f->c.dps, sealed, len, &r), 0);
+  release_to_dp(f, 2, &r);
   double s = 0, want[10];
   for (int i = 0; i < 10; i++) s += exp(f->x[i]);
   for (int i = 0; i < 10; i++) {
@@ -94,30 +96,23 @@ static void test_softmax(void **state) {
     assert_true(fabs(r.values[i] - want[i]) <= 1.0 / 65536 + 1e-6);
   }
   hetee_release_result_clear(&r);
-  free(sealed);
 }
 
 static void test_argmax_topk(void **state) {
   fx *f = *state;
   ckfx_policy(&f->c, f->e, 3, HETEE_RELEASE_ARGMAX, 0, 0, NULL);
   ckfx_policy(&f->c, f->e, 4, HETEE_RELEASE_TOPK, 3, 0, NULL);
-  uint8_t *sealed;
-  size_t len;
   hetee_release_result r;
-  assert_int_equal(release(f, 3, f->c.dps, &sealed, &len), 0);
-  assert_int_equal(hetee_client_release_open(f->c.dps, sealed, len, &r), 0);
+  release_to_dp(f, 3, &r);
   assert_int_equal(r.n, 1);
   assert_int_equal(r.indices[0], 6); /* 3.1 */
   hetee_release_result_clear(&r);
-  free(sealed);
-  assert_int_equal(release(f, 4, f->c.dps, &sealed, &len), 0);
-  assert_int_equal(hetee_client_release_open(f->c.dps, sealed, len, &r), 0);
+  release_to_dp(f, 4, &r);
   assert_int_equal(r.n, 3);
   assert_int_equal(r.indices[0], 6); /* 3.1, 2.5, 1.7 */
   assert_int_equal(r.indices[1], 2);
   assert_int_equal(r.indices[2], 5);
   hetee_release_result_clear(&r);
-  free(sealed);
 }
 
 static void test_only_the_data_provider(void **state) {

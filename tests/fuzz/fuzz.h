@@ -59,6 +59,13 @@ static inline void fuzz_seed_add(fuzz_buf **s, size_t *n, const void *p, size_t 
   (*n)++;
 }
 
+/* Defines fuzz_known_bad() for a target without regression inputs. */
+#define FUZZ_NO_KNOWN_BAD                                                                                \
+  size_t fuzz_known_bad(fuzz_buf **out) {                                                                \
+    *out = NULL;                                                                                         \
+    return 0;                                                                                            \
+  }
+
 /* Invariant of an accepted object; a violation is a finding (abort). */
 #define FUZZ_CHECK(cond)                                                                                 \
   do {                                                                                                   \

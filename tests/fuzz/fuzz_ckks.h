@@ -9,8 +9,10 @@
 #ifndef HETEE_TESTS_FUZZ_CKKS_H
 #define HETEE_TESTS_FUZZ_CKKS_H
 
+#include <stdlib.h>
 #include <string.h>
 
+#include "fuzz/fuzz.h"
 #include "hetee/ckks.h"
 
 static inline hetee_ckks_context *fuzz_ckks_ctx(void) {
@@ -28,10 +30,43 @@ static inline hetee_ckks_context *fuzz_ckks_ctx(void) {
   return ctx;
 }
 
-/* Saved bytes of an accepted object must equal the input (the formats are
- * canonical: one encoding per object). */
-static inline int fuzz_same_bytes(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen) {
-  return alen == blen && memcmp(a, b, alen) == 0;
+/* The saved bytes (saved[0..n), malloc'd; freed here) of an accepted
+ * object must equal the input (the formats are canonical: one encoding per
+ * object). Returns 0, fuzz_one's answer for an accepted input. */
+static inline int fuzz_check_resaved(uint8_t *saved, size_t n, const uint8_t *data, size_t len) {
+  FUZZ_CHECK(n == len && memcmp(saved, data, len) == 0);
+  free(saved);
+  return 0;
 }
+
+/* The object type field of a serialized header (bytes 8..9, little endian;
+ * 0 when too short), so one target can dispatch to several loaders and
+ * mutants can cross formats. */
+static inline uint16_t fuzz_ckks_obj_type(const uint8_t *data, size_t len) {
+  return len >= 10 ? (uint16_t)(data[8] | data[9] << 8) : 0;
+}
+
+/* For the targets whose loaders all run under the one context above: defines
+ * that context `ctx` and fuzz_setup()/fuzz_teardown() around it. */
+#define FUZZ_CKKS_SHARED_CTX                                                                             \
+  static hetee_ckks_context *ctx;                                                                        \
+  int fuzz_setup(void) {                                                                                 \
+    ctx = fuzz_ckks_ctx();                                                                               \
+    return ctx ? 0 : -1;                                                                                 \
+  }                                                                                                      \
+  void fuzz_teardown(void) {                                                                             \
+    hetee_ckks_context_free(ctx);                                                                        \
+    ctx = NULL;                                                                                          \
+  }
+
+/* Appends `save_fn(ctx, obj)` (a hetee_ckks_*_save) to the seed list s[0..n). */
+#define FUZZ_CKKS_SEED(s, n, save_fn, ctx, obj)                                                          \
+  do {                                                                                                   \
+    uint8_t *seed_b_ = NULL;                                                                             \
+    size_t seed_len_ = 0;                                                                                \
+    FUZZ_CHECK(save_fn((ctx), (obj), &seed_b_, &seed_len_) == 0);                                        \
+    fuzz_seed_add((s), (n), seed_b_, seed_len_);                                                         \
+    free(seed_b_);                                                                                       \
+  } while (0)
 
 #endif

@@ -12,19 +12,10 @@
 const char fuzz_target_name[] = "ckks_ciphertext";
 const int fuzz_prefixes_valid = 0;
 
-static hetee_ckks_context *ctx;
-
-int fuzz_setup(void) {
-  ctx = fuzz_ckks_ctx();
-  return ctx ? 0 : -1;
-}
-void fuzz_teardown(void) {
-  hetee_ckks_context_free(ctx);
-  ctx = NULL;
-}
+FUZZ_CKKS_SHARED_CTX
 
 int fuzz_one(const uint8_t *data, size_t len) {
-  uint16_t type = len >= 10 ? (uint16_t)(data[8] | data[9] << 8) : 0;
+  uint16_t type = fuzz_ckks_obj_type(data, len);
   uint8_t *b = NULL;
   size_t n = 0;
   int rc;
@@ -50,25 +41,7 @@ int fuzz_one(const uint8_t *data, size_t len) {
     FUZZ_CHECK(hetee_ckks_ciphertext_save(ctx, ct, &b, &n) == 0);
     hetee_ckks_ciphertext_free(ct);
   }
-  FUZZ_CHECK(fuzz_same_bytes(b, n, data, len));
-  free(b);
-  return 0;
-}
-
-static void add_ct(fuzz_buf **s, size_t *n, const hetee_ckks_ciphertext *ct) {
-  uint8_t *b = NULL;
-  size_t len = 0;
-  FUZZ_CHECK(hetee_ckks_ciphertext_save(ctx, ct, &b, &len) == 0);
-  fuzz_seed_add(s, n, b, len);
-  free(b);
-}
-
-static void add_pt(fuzz_buf **s, size_t *n, const hetee_ckks_plaintext *pt) {
-  uint8_t *b = NULL;
-  size_t len = 0;
-  FUZZ_CHECK(hetee_ckks_plaintext_save(ctx, pt, &b, &len) == 0);
-  fuzz_seed_add(s, n, b, len);
-  free(b);
+  return fuzz_check_resaved(b, n, data, len);
 }
 
 size_t fuzz_seeds(fuzz_buf **out) {
@@ -88,12 +61,12 @@ size_t fuzz_seeds(fuzz_buf **out) {
   FUZZ_CHECK(hetee_ckks_encrypt_sk(ctx, sk, pt0, ct0) == 0);
   FUZZ_CHECK(hetee_ckks_eval_add(ctx, ct, ct, sum) == 0);
   FUZZ_CHECK(hetee_ckks_eval_mul(ctx, ct, ct, prod) == 0);
-  add_ct(&s, &n, ct);   /* seeded, size 2, level 1 */
-  add_ct(&s, &n, sum);  /* unseeded, size 2 */
-  add_ct(&s, &n, prod); /* size 3 */
-  add_ct(&s, &n, ct0);  /* seeded, level 0 */
-  add_pt(&s, &n, pt);
-  add_pt(&s, &n, pt0);
+  FUZZ_CKKS_SEED(&s, &n, hetee_ckks_ciphertext_save, ctx, ct);   /* seeded, size 2, level 1 */
+  FUZZ_CKKS_SEED(&s, &n, hetee_ckks_ciphertext_save, ctx, sum);  /* unseeded, size 2 */
+  FUZZ_CKKS_SEED(&s, &n, hetee_ckks_ciphertext_save, ctx, prod); /* size 3 */
+  FUZZ_CKKS_SEED(&s, &n, hetee_ckks_ciphertext_save, ctx, ct0);  /* seeded, level 0 */
+  FUZZ_CKKS_SEED(&s, &n, hetee_ckks_plaintext_save, ctx, pt);
+  FUZZ_CKKS_SEED(&s, &n, hetee_ckks_plaintext_save, ctx, pt0);
   hetee_ckks_ciphertext_free(ct);
   hetee_ckks_ciphertext_free(sum);
   hetee_ckks_ciphertext_free(prod);
@@ -105,7 +78,4 @@ size_t fuzz_seeds(fuzz_buf **out) {
   return n;
 }
 
-size_t fuzz_known_bad(fuzz_buf **out) {
-  *out = NULL;
-  return 0;
-}
+FUZZ_NO_KNOWN_BAD

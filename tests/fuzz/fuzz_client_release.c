@@ -142,7 +142,4 @@ size_t fuzz_seeds(fuzz_buf **out) {
   return n;
 }
 
-size_t fuzz_known_bad(fuzz_buf **out) {
-  *out = NULL;
-  return 0;
-}
+FUZZ_NO_KNOWN_BAD

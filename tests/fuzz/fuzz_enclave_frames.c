@@ -157,14 +157,8 @@ static void refresh_body(hetee_wbuf *w) {
   ops[0].kind = HETEE_OP_ADD_BIAS, ops[0].a = bias, ops[0].na = 1;
   ops[1].kind = HETEE_OP_RELU;
   ops[2].kind = HETEE_OP_MAXPOOL, ops[2].window = 2, ops[2].stride = 2;
-  hetee_refresh_spec sp;
-  memset(&sp, 0, sizeof sp);
-  sp.shape[0] = 1, sp.shape[1] = 2, sp.shape[2] = 2;
-  sp.in_map = in_map;
-  sp.nops = 3;
-  sp.ops = ops;
-  sp.out_ncts = 1, sp.out_n = 1, sp.out_dst = dst, sp.out_src = src;
-  sp.out_level = -1;
+  const hetee_refresh_spec sp = {.shape = {1, 2, 2}, .in_map = in_map, .nops = 3, .ops = ops,
+                                 .out_ncts = 1, .out_n = 1, .out_dst = dst, .out_src = src, .out_level = -1};
   uint8_t *b = NULL;
   size_t blen = 0;
   FUZZ_CHECK(hetee_refresh_spec_encode(&sp, &b, &blen) == 0);

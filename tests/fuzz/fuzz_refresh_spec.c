@@ -75,14 +75,8 @@ size_t fuzz_seeds(fuzz_buf **out) {
   ops[3].kind = HETEE_OP_MAXPOOL, ops[3].window = 2, ops[3].stride = 2;
   ops[4].kind = HETEE_OP_RESHAPE, ops[4].shape[0] = 8, ops[4].shape[1] = 1, ops[4].shape[2] = 1;
   ops[5].kind = HETEE_OP_SCALE, ops[5].alpha = 0.5;
-  hetee_refresh_spec sp;
-  memset(&sp, 0, sizeof sp);
-  sp.shape[0] = 2, sp.shape[1] = 4, sp.shape[2] = 4;
-  sp.in_map = in_map;
-  sp.nops = 6;
-  sp.ops = ops;
-  sp.out_ncts = 2, sp.out_n = 8, sp.out_dst = dst, sp.out_src = src;
-  sp.out_level = -1;
+  const hetee_refresh_spec sp = {.shape = {2, 4, 4}, .in_map = in_map, .nops = 6, .ops = ops,
+                                 .out_ncts = 2, .out_n = 8, .out_dst = dst, .out_src = src, .out_level = -1};
   add_spec(&s, &n, &sp);
   /* dense-like: 1 x 1 x 6 with per-element bias, sigmoid, tanh, square,
    * 3-wide average pool stride 3 -> 2 outputs, explicit level and scale */
@@ -94,28 +88,16 @@ size_t fuzz_seeds(fuzz_buf **out) {
   ops2[2].kind = HETEE_OP_TANH;
   ops2[3].kind = HETEE_OP_SQUARE;
   ops2[4].kind = HETEE_OP_RELU;
-  hetee_refresh_spec sp2;
-  memset(&sp2, 0, sizeof sp2);
-  sp2.shape[0] = 1, sp2.shape[1] = 1, sp2.shape[2] = 6;
-  sp2.in_map = in_map;
-  sp2.nops = 5;
-  sp2.ops = ops2;
-  sp2.out_ncts = 1, sp2.out_n = 2, sp2.out_dst = dst, sp2.out_src = src + 6;
-  sp2.out_level = 0;
-  sp2.out_scale = 1099511627776.0;
+  const hetee_refresh_spec sp2 = {.shape = {1, 1, 6}, .in_map = in_map, .nops = 5, .ops = ops2,
+                                  .out_ncts = 1, .out_n = 2, .out_dst = dst, .out_src = src + 6, .out_level = 0,
+                                  .out_scale = 1099511627776.0};
   add_spec(&s, &n, &sp2);
   /* average pool */
   hetee_refresh_op ops3[1];
   memset(ops3, 0, sizeof ops3);
   ops3[0].kind = HETEE_OP_AVGPOOL, ops3[0].window = 3, ops3[0].stride = 1;
-  hetee_refresh_spec sp3;
-  memset(&sp3, 0, sizeof sp3);
-  sp3.shape[0] = 2, sp3.shape[1] = 4, sp3.shape[2] = 4;
-  sp3.in_map = in_map;
-  sp3.nops = 1;
-  sp3.ops = ops3;
-  sp3.out_ncts = 1, sp3.out_n = 8, sp3.out_dst = dst, sp3.out_src = src;
-  sp3.out_level = -1;
+  const hetee_refresh_spec sp3 = {.shape = {2, 4, 4}, .in_map = in_map, .nops = 1, .ops = ops3,
+                                  .out_ncts = 1, .out_n = 8, .out_dst = dst, .out_src = src, .out_level = -1};
   add_spec(&s, &n, &sp3);
   *out = s;
   return n;

@@ -68,25 +68,31 @@ int fuzz_one(const uint8_t *data, size_t len) {
   return rc;
 }
 
-size_t fuzz_seeds(fuzz_buf **out) {
-  fuzz_buf *s = NULL;
-  size_t n = 0;
-  /* a state with a party and a policy, as the enclave writes it */
-  memset(fz_e.parties[0].pk, 0x77, 32);
-  fz_e.parties[0].role = HETEE_ROLE_DP;
-  fz_e.n_parties = 1;
+/* Adds the seed policy (argmax release of model 9 to the DP whose key is
+ * 0x77..., owned by a model provider listed in mp=) to the running enclave
+ * and writes its state, sealed as the enclave writes it and unsealed
+ * (*plain: sodium_free). */
+static void policy_state(uint8_t **sealed, size_t *slen, uint8_t **plain, size_t *plen) {
   fz_e.policies[3].used = 1;
   fz_e.policies[3].model_id = 9;
   fz_e.policies[3].kind = HETEE_RELEASE_ARGMAX;
-  memset(fz_e.policies[3].dp_pk, 0x77, 32); /* the registered DP */
+  memset(fz_e.policies[3].dp_pk, 0x77, 32);
   uint8_t sk[64];
-  fz_party_key(FZ_MP1, fz_e.policies[3].owner, sk); /* a model provider listed in mp= */
-  uint8_t *sealed = NULL;
-  size_t slen = 0;
-  fz_sealed_state(&sealed, &slen);
-  uint8_t *plain = NULL;
-  size_t plen = 0;
-  FUZZ_CHECK(hetee_unseal_blob(fz_e.sec->seal_key, sealed, slen, &plain, &plen) == 0);
+  fz_party_key(FZ_MP1, fz_e.policies[3].owner, sk);
+  fz_sealed_state(sealed, slen);
+  FUZZ_CHECK(hetee_unseal_blob(fz_e.sec->seal_key, *sealed, *slen, plain, plen) == 0);
+}
+
+size_t fuzz_seeds(fuzz_buf **out) {
+  fuzz_buf *s = NULL;
+  size_t n = 0;
+  /* a state with a party (the policy's DP) and a policy */
+  memset(fz_e.parties[0].pk, 0x77, 32);
+  fz_e.parties[0].role = HETEE_ROLE_DP;
+  fz_e.n_parties = 1;
+  uint8_t *sealed = NULL, *plain = NULL;
+  size_t slen = 0, plen = 0;
+  policy_state(&sealed, &slen, &plain, &plen);
   uint8_t *b = malloc(1 + (slen > plen ? slen : plen));
   FUZZ_CHECK(b != NULL);
   b[0] = 0;
@@ -111,17 +117,11 @@ size_t fuzz_seeds(fuzz_buf **out) {
 size_t fuzz_known_bad(fuzz_buf **out) {
   fuzz_buf *s = NULL;
   size_t n = 0;
-  fz_e.policies[3].used = 1;
-  fz_e.policies[3].model_id = 9;
-  fz_e.policies[3].kind = HETEE_RELEASE_ARGMAX;
-  memset(fz_e.policies[3].dp_pk, 0x77, 32);
-  uint8_t sk[64];
-  fz_party_key(FZ_MP1, fz_e.policies[3].owner, sk);
   uint8_t *sealed = NULL, *plain = NULL;
   size_t slen = 0, plen = 0;
-  fz_sealed_state(&sealed, &slen);
-  FUZZ_CHECK(hetee_unseal_blob(fz_e.sec->seal_key, sealed, slen, &plain, &plen) == 0);
+  policy_state(&sealed, &slen, &plain, &plen);
   free(sealed);
+  uint8_t sk[64];
   size_t rec = 4 + 3 + 32 + 32; /* one policy record */
   uint8_t *b = malloc(1 + plen + rec);
   FUZZ_CHECK(b != NULL && plen > rec + 4);

@@ -87,6 +87,15 @@ static void mutate(blob *b, size_t cap) {
   }
 }
 
+/* A mutated copy of s (room for 256 inserted bytes). */
+static blob mutant_of(const blob *s) {
+  blob m = {malloc(s->n + 256), s->n};
+  assert_non_null(m.p);
+  memcpy(m.p, s->p, s->n);
+  mutate(&m, s->n + 256);
+  return m;
+}
+
 static blob gzip_of(const blob *in) {
   uLongf n = compressBound(in->n) + 64;
   blob out = {malloc(n + 64), 0};
@@ -145,10 +154,7 @@ static void test_fuzz_data(void **state) {
   int iters = quick_mode() ? 20000 : 200000, accepted = 0;
   for (int it = 0; it < iters; it++) {
     const blob *s = &seeds[rnd() % ns];
-    blob m = {malloc(s->n + 256), s->n};
-    assert_non_null(m.p);
-    memcpy(m.p, s->p, s->n);
-    mutate(&m, s->n + 256);
+    blob m = mutant_of(s);
     hetee_nn_data *d = NULL;
     int rc = hetee_nn_data_from_memory(m.p, m.n, &d);
     assert_true(rc <= 0);
@@ -182,54 +188,76 @@ static blob read_all(const char *path) {
   return b;
 }
 
-static void test_fuzz_onnx(void **state) {
-  (void)state;
-  blob seeds[3] = {read_all(src_path("tests/nn/data/zoo.onnx")), read_all(src_path("tests/nn/data/zoo_gap.onnx")),
-                   read_all(src_path("tests/nn/data/conv_bn.onnx"))};
-  int iters = quick_mode() ? 3000 : 30000, accepted = 0, by_status[32] = {0};
-  float *x = calloc(2 * 4096, sizeof *x), *y = NULL;
-  assert_non_null(x);
-  for (int i = 0; i < 2 * 4096; i++) x[i] = (float)((i * 13) % 7) / 7.0f - 0.4f;
-  for (int it = 0; it < iters; it++) {
-    const blob *s = &seeds[rnd() % 3];
-    blob m = {malloc(s->n + 256), s->n};
-    assert_non_null(m.p);
-    memcpy(m.p, s->p, s->n);
-    mutate(&m, s->n + 256);
-    hetee_nn_model *model = NULL;
-    int rc = hetee_nn_model_from_memory(m.p, m.n, &model);
-    assert_true(rc <= 0);
-    if (rc == 0) {
-      accepted++;
-      /* Run what was accepted when it is small enough. */
-      int small = hetee_nn_model_input_size(model) <= 4096;
-      for (size_t l = 0; small && l < hetee_nn_model_num_layers(model); l++) {
-        hetee_nn_layer_info li;
-        assert_int_equal(hetee_nn_model_layer(model, l, &li), 0);
-        size_t n = 1;
-        for (size_t k = 0; k < li.out_rank; k++) n *= li.out_dims[k];
-        small = n <= 65536;
-      }
-      if (small) {
-        y = realloc(y, 2 * hetee_nn_model_output_size(model) * sizeof *y + 1);
-        assert_non_null(y);
-        assert_int_equal(hetee_nn_forward(model, x, 2, y), 0);
-      }
-    } else {
-      assert_null(model);
-      by_status[-rc < 32 ? -rc : 0]++;
+/* State of the two ONNX fuzz loops: the seed models, an input batch of 2,
+ * and what the loader answered. */
+typedef struct {
+  blob seeds[3];
+  float *x, *y;
+  int accepted, by_status[32];
+} onnx_fuzz;
+
+static void onnx_fuzz_init(onnx_fuzz *f) {
+  memset(f, 0, sizeof *f);
+  f->seeds[0] = read_all(src_path("tests/nn/data/zoo.onnx"));
+  f->seeds[1] = read_all(src_path("tests/nn/data/zoo_gap.onnx"));
+  f->seeds[2] = read_all(src_path("tests/nn/data/conv_bn.onnx"));
+  f->x = calloc(2 * 4096, sizeof *f->x);
+  assert_non_null(f->x);
+  for (int i = 0; i < 2 * 4096; i++) f->x[i] = (float)((i * 13) % 7) / 7.0f - 0.4f;
+}
+
+/* Loads one mutant: an accepted model is run (when small enough), a
+ * refusal must leave no model and is counted by status. */
+static void onnx_fuzz_try(onnx_fuzz *f, const uint8_t *p, size_t n) {
+  hetee_nn_model *model = NULL;
+  int rc = hetee_nn_model_from_memory(p, n, &model);
+  assert_true(rc <= 0);
+  if (rc == 0) {
+    f->accepted++;
+    int small = hetee_nn_model_input_size(model) <= 4096;
+    for (size_t l = 0; small && l < hetee_nn_model_num_layers(model); l++) {
+      hetee_nn_layer_info li;
+      assert_int_equal(hetee_nn_model_layer(model, l, &li), 0);
+      size_t c = 1;
+      for (size_t d = 0; d < li.out_rank; d++) c *= li.out_dims[d];
+      small = c <= 65536;
     }
-    hetee_nn_model_free(model);
-    free(m.p);
+    if (small) {
+      f->y = realloc(f->y, 2 * hetee_nn_model_output_size(model) * sizeof *f->y + 1);
+      assert_non_null(f->y);
+      assert_int_equal(hetee_nn_forward(model, f->x, 2, f->y), 0);
+    }
+  } else {
+    assert_null(model);
+    f->by_status[-rc < 32 ? -rc : 0]++;
   }
-  printf("onnx fuzz: %d inputs, %d accepted; refused by status:", iters, accepted);
+  hetee_nn_model_free(model);
+}
+
+static void onnx_fuzz_finish(onnx_fuzz *f, const char *what, int iters) {
+  printf("%s: %d inputs, %d accepted; refused by status:", what, iters, f->accepted);
   for (int i = 0; i < 32; i++) {
-    if (by_status[i]) printf(" %s=%d", hetee_strerror(-i), by_status[i]);
+    if (f->by_status[i]) printf(" %s=%d", hetee_strerror(-i), f->by_status[i]);
   }
   printf("\n");
-  free(x);
-  free(y);
-  for (int i = 0; i < 3; i++) free(seeds[i].p);
+  free(f->x);
+  free(f->y);
+  for (int i = 0; i < 3; i++) free(f->seeds[i].p);
+}
+
+static void test_fuzz_onnx(void **state) {
+  (void)state;
+  onnx_fuzz f;
+  onnx_fuzz_init(&f);
+  const blob *seeds = f.seeds;
+  int iters = quick_mode() ? 3000 : 30000;
+  for (int it = 0; it < iters; it++) {
+    const blob *s = &seeds[rnd() % 3];
+    blob m = mutant_of(s);
+    onnx_fuzz_try(&f, m.p, m.n);
+    free(m.p);
+  }
+  onnx_fuzz_finish(&f, "onnx fuzz", iters);
 }
 
 static const int64_t INTERESTING64[] = {0, 1, 2, 3, -1, -2, 7, 28, 1024, 1025, 1 << 20, INT64_MAX, INT64_MIN};
@@ -310,11 +338,10 @@ static void mutate_model(Onnx__ModelProto *mp) {
 
 static void test_fuzz_onnx_structure(void **state) {
   (void)state;
-  blob seeds[3] = {read_all(src_path("tests/nn/data/zoo.onnx")), read_all(src_path("tests/nn/data/zoo_gap.onnx")),
-                   read_all(src_path("tests/nn/data/conv_bn.onnx"))};
-  int iters = quick_mode() ? 1500 : 15000, accepted = 0, by_status[32] = {0};
-  float *x = calloc(2 * 4096, sizeof *x), *y = NULL;
-  assert_non_null(x);
+  onnx_fuzz f;
+  onnx_fuzz_init(&f);
+  const blob *seeds = f.seeds;
+  int iters = quick_mode() ? 1500 : 15000;
   for (int it = 0; it < iters; it++) {
     const blob *s = &seeds[rnd() % 3];
     Onnx__ModelProto *mp = onnx__model_proto__unpack(NULL, s->n, s->p);
@@ -326,39 +353,10 @@ static void test_fuzz_onnx_structure(void **state) {
     assert_non_null(buf);
     onnx__model_proto__pack(mp, buf);
     onnx__model_proto__free_unpacked(mp, NULL);
-    hetee_nn_model *model = NULL;
-    int rc = hetee_nn_model_from_memory(buf, n, &model);
-    assert_true(rc <= 0);
-    if (rc == 0) {
-      accepted++;
-      int small = hetee_nn_model_input_size(model) <= 4096;
-      for (size_t l = 0; small && l < hetee_nn_model_num_layers(model); l++) {
-        hetee_nn_layer_info li;
-        assert_int_equal(hetee_nn_model_layer(model, l, &li), 0);
-        size_t c = 1;
-        for (size_t d = 0; d < li.out_rank; d++) c *= li.out_dims[d];
-        small = c <= 65536;
-      }
-      if (small) {
-        y = realloc(y, 2 * hetee_nn_model_output_size(model) * sizeof *y + 1);
-        assert_non_null(y);
-        assert_int_equal(hetee_nn_forward(model, x, 2, y), 0);
-      }
-    } else {
-      assert_null(model);
-      by_status[-rc < 32 ? -rc : 0]++;
-    }
-    hetee_nn_model_free(model);
+    onnx_fuzz_try(&f, buf, n);
     free(buf);
   }
-  printf("onnx structure fuzz: %d inputs, %d accepted; refused by status:", iters, accepted);
-  for (int i = 0; i < 32; i++) {
-    if (by_status[i]) printf(" %s=%d", hetee_strerror(-i), by_status[i]);
-  }
-  printf("\n");
-  free(x);
-  free(y);
-  for (int i = 0; i < 3; i++) free(seeds[i].p);
+  onnx_fuzz_finish(&f, "onnx structure fuzz", iters);
 }
 
 int main(void) {

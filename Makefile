@@ -39,6 +39,7 @@ bench: deps
 	$(REL_BUILD)/bin/hetee-bench ntt --logn 13
 	$(REL_BUILD)/bin/hetee-bench ckks --logn 13
 	$(REL_BUILD)/bin/hetee-bench ckks --logn 14
+	$(REL_BUILD)/bin/hetee-bench ckks --logn 13 --chain ifma
 	$(REL_BUILD)/bin/hetee-bench enclave
 
 clean:

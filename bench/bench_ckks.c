@@ -1,16 +1,28 @@
 /*
- * bench_ckks.c — `hetee-bench ckks [--json] [--logn 13|14|15] [--runs R]`:
- * median single-threaded time of every CKKS primitive (>= 50 timed runs
- * after warm-up), plus serialized ciphertext sizes.
+ * bench_ckks.c — `hetee-bench ckks [--json] [--logn 13|14|15] [--runs R]
+ * [--chain seal|ifma]`: median single-threaded time of every CKKS primitive
+ * (>= 50 timed runs after warm-up), plus serialized ciphertext sizes.
  *
- * Parameters (as SEAL's examples for 13 and 14):
+ * --chain seal (default; parameters as SEAL's examples for 13 and 14):
  *   logN 13: q {60, 40, 40},            P {60},          scale 2^40 (218-bit bound: 200)
  *   logN 14: q {60, 40 x 6},            P {60},          scale 2^40 (438-bit bound: 420)
  *   logN 15: q {60, 40 x 14},           P {60, 60, 60},  scale 2^40 (881-bit bound: 800)
+ * --chain ifma: the same levels and scale with every prime <= 50 bits, so
+ * the ring layer's AVX-512 IFMA (52-bit multiplier) kernels apply to all of
+ * them (docs/ring.md):
+ *   logN 13: q {50, 40, 40},            P {50},          (218-bit bound: 180)
+ *   logN 14: q {50, 40 x 6},            P {50},          (438-bit bound: 340)
+ *   logN 15: q {50, 40 x 14},           P {50, 50, 50},  (881-bit bound: 760;
+ *            a key-switching digit is 3 primes, at most 130 bits < P's 150)
+ * Before timing, one mul_relin + rescale is decrypted and compared with the
+ * plaintext product; the bench fails if the error exceeds 2^-20 relative.
  * Every op runs on top-level ciphertexts. --json prints one object per line:
  *   {"op": "mul", "logN": 13, "median_us": 41.2}
  *   {"op": "ct_bytes_pk", "logN": 13, "bytes": 393284}
+ * and with --chain ifma (only then) a "chain" field after "logN":
+ *   {"op": "mul", "logN": 13, "chain": "ifma", "median_us": 30.1}
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,7 +83,31 @@ static int op_keygen_relin(bench_state *s) {
   return rc;
 }
 
-static int g_json = 0, g_logn = 13, g_runs = 50;
+static int g_json = 0, g_logn = 13, g_runs = 50, g_ifma = 0;
+
+/* JSON field naming the chain: empty for the default SEAL-shaped chain so
+ * that its output stays exactly what it always was. */
+static const char *chain_field(void) { return g_ifma ? " \"chain\": \"ifma\"," : ""; }
+
+/* Precision sanity check on the chain being measured: a * b (a = b = vals)
+ * through mul_relin + rescale, decrypted and decoded, against vals^2 in
+ * doubles. Returns the error in bits (-log2 of the relative error, as in
+ * docs/ckks.md "Precision"), or a negative value if an operation failed. */
+static double check_precision(bench_state *s) {
+  hetee_ckks_ciphertext *prod = s->o, *res = s->outs[0];
+  if (hetee_ckks_eval_mul_relin(s->ctx, s->rk, s->a, s->b, prod) || hetee_ckks_eval_rescale(s->ctx, prod, res) ||
+      hetee_ckks_decrypt(s->ctx, s->sk, res, s->pt2) || hetee_ckks_decode_real(s->ctx, s->pt2, s->dec, s->slots))
+    return -1.0;
+  double err = 0.0, ref = 1.0;
+  for (size_t i = 0; i < s->slots; i++) {
+    double want = s->vals[i] * s->vals[i];
+    double e = fabs(s->dec[i] - want);
+    if (!(e <= err)) err = e; /* also catches NaN */
+    if (fabs(want) > ref) ref = fabs(want);
+  }
+  if (isnan(err)) return 0.0;
+  return err > 0.0 ? -log2(err / ref) : 64.0;
+}
 
 static int time_op(bench_state *s, const char *name, op_fn fn, uint64_t *ntt_row, const hetee_ntt_tables *t) {
   int runs = g_runs, warm = 3;
@@ -92,7 +128,7 @@ static int time_op(bench_state *s, const char *name, op_fn fn, uint64_t *ntt_row
   }
   qsort(tv, (size_t)runs, sizeof *tv, cmp_d);
   double med = runs % 2 ? tv[runs / 2] : 0.5 * (tv[runs / 2 - 1] + tv[runs / 2]);
-  if (g_json) printf("{\"op\": \"%s\", \"logN\": %d, \"median_us\": %.1f}\n", name, g_logn, med);
+  if (g_json) printf("{\"op\": \"%s\", \"logN\": %d,%s \"median_us\": %.1f}\n", name, g_logn, chain_field(), med);
   else printf("  %-18s %12.1f us   (min %.1f, %d runs)\n", name, med, tv[0], runs);
   fflush(stdout);
   free(tv);
@@ -100,7 +136,7 @@ static int time_op(bench_state *s, const char *name, op_fn fn, uint64_t *ntt_row
 }
 
 static void usage(FILE *f) {
-  fprintf(f, "usage: hetee-bench ckks [--json] [--logn 13|14|15] [--runs R (>= 50)]\n");
+  fprintf(f, "usage: hetee-bench ckks [--json] [--logn 13|14|15] [--runs R (>= 50)] [--chain seal|ifma]\n");
 }
 
 int hetee_bench_ckks(int argc, char **argv) {
@@ -108,7 +144,15 @@ int hetee_bench_ckks(int argc, char **argv) {
     if (!strcmp(argv[i], "--json")) g_json = 1;
     else if (!strcmp(argv[i], "--logn") && i + 1 < argc) g_logn = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--runs") && i + 1 < argc) g_runs = atoi(argv[++i]);
-    else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+    else if (!strcmp(argv[i], "--chain") && i + 1 < argc) {
+      const char *c = argv[++i];
+      if (!strcmp(c, "seal")) g_ifma = 0;
+      else if (!strcmp(c, "ifma")) g_ifma = 1;
+      else {
+        usage(stderr);
+        return 2;
+      }
+    } else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
       usage(stdout);
       return 0;
     } else {
@@ -124,12 +168,15 @@ int hetee_bench_ckks(int argc, char **argv) {
   memset(&lit, 0, sizeof lit);
   lit.log_n = g_logn;
   lit.default_scale = 0x1p40;
-  lit.q_bits[0] = 60;
+  /* Largest prime sizes: 60 bits for the SEAL-shaped chain, 50 (the IFMA
+   * kernels' limit is 2^50, docs/ring.md) for the ifma chain. */
+  const int big = g_ifma ? 50 : 60;
+  lit.q_bits[0] = big;
   int nq40 = g_logn == 13 ? 2 : g_logn == 14 ? 6 : 14;
   for (int i = 1; i <= nq40; i++) lit.q_bits[i] = 40;
   lit.nq = nq40 + 1;
   lit.np = g_logn == 15 ? 3 : 1;
-  for (int i = 0; i < lit.np; i++) lit.p_bits[i] = 60;
+  for (int i = 0; i < lit.np; i++) lit.p_bits[i] = big;
 
   bench_state s;
   memset(&s, 0, sizeof s);
@@ -156,13 +203,24 @@ int hetee_bench_ckks(int argc, char **argv) {
       hetee_ckks_encrypt_pk(s.ctx, s.pk, s.pt, s.a) || hetee_ckks_encrypt_pk(s.ctx, s.pk, s.pt, s.b) ||
       hetee_ckks_eval_mul(s.ctx, s.a, s.b, s.m3) || hetee_ckks_eval_relin(s.ctx, s.rk, s.m3, s.r2))
     goto err;
+  double bits = check_precision(&s);
+  if (bits < 0.0) goto err;
+  if (bits < 20.0) {
+    fprintf(stderr,
+            "hetee-bench ckks: precision check FAILED: mul_relin + rescale is only %.1f bits "
+            "(relative error above 2^-20) on this chain\n",
+            bits);
+    fail = 1;
+    goto err;
+  }
 
   hetee_ntt_tables *t = NULL;
   if (hetee_ntt_tables_new(g_logn, hetee_ckks_context_prime(s.ctx, 0), &t)) goto err;
   for (size_t i = 0; i < hetee_ckks_context_n(s.ctx); i++) s.poly[i] = (i * 0x9E3779B97F4A7C15ULL) % hetee_ckks_context_prime(s.ctx, 0);
   if (!g_json) {
-    printf("hetee-bench ckks: logN %d, q = {60, 40 x %d}, P = {60 x %d}, scale 2^40, 1 thread, NTT isa %s\n", g_logn,
-           nq40, lit.np, hetee_ring_isa_name());
+    printf("hetee-bench ckks: logN %d, q = {%d, 40 x %d}, P = {%d x %d}, scale 2^40, 1 thread, NTT isa %s\n", g_logn,
+           big, nq40, big, lit.np, hetee_ring_isa_name());
+    if (g_ifma) printf("  precision check: mul_relin + rescale %.1f bits (>= 20 required)\n", bits);
   }
   fail |= time_op(&s, "ntt_fwd", NULL, s.poly, t); /* one prime (q_0), N coefficients */
   hetee_ntt_tables_free(t);
@@ -190,8 +248,8 @@ int hetee_bench_ckks(int argc, char **argv) {
       goto err;
     free(buf);
     if (g_json) {
-      printf("{\"op\": \"ct_bytes_pk\", \"logN\": %d, \"bytes\": %zu}\n", g_logn, len_pk);
-      printf("{\"op\": \"ct_bytes_sk_seeded\", \"logN\": %d, \"bytes\": %zu}\n", g_logn, len_sk);
+      printf("{\"op\": \"ct_bytes_pk\", \"logN\": %d,%s \"bytes\": %zu}\n", g_logn, chain_field(), len_pk);
+      printf("{\"op\": \"ct_bytes_sk_seeded\", \"logN\": %d,%s \"bytes\": %zu}\n", g_logn, chain_field(), len_sk);
     } else {
       printf("  %-18s %12zu bytes\n", "ct_bytes_pk", len_pk);
       printf("  %-18s %12zu bytes\n", "ct_bytes_sk_seeded", len_sk);

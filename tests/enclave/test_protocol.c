@@ -8,6 +8,7 @@
 #include "enclave/fixture.h"
 
 #include "enclave/wire.h"
+#include "hetee/ring.h"
 
 typedef struct {
   char dir[256], plat[300];
@@ -107,6 +108,28 @@ static void test_wrong_version_and_type(void **state) {
   assert_same_enclave(f);
 }
 
+/* Random test input comes from hetee's seeded PRG, not the OS, so a failing
+ * run can be replayed: the seed is printed, and HETEE_TEST_SEED=<64 hex>
+ * sets it. */
+static hetee_prg g_prg;
+
+static uint32_t rnd32(void) {
+  uint32_t v;
+  hetee_prg_bytes(&g_prg, &v, sizeof v);
+  return v;
+}
+
+static void seed_prg(void) {
+  uint8_t seed[HETEE_SEED_BYTES];
+  const char *env = getenv("HETEE_TEST_SEED");
+  if (!env || sodium_hex2bin(seed, sizeof seed, env, strlen(env), NULL, NULL, NULL) != 0)
+    randombytes_buf(seed, sizeof seed);
+  char hex[2 * HETEE_SEED_BYTES + 1];
+  sodium_bin2hex(hex, sizeof hex, seed, sizeof seed);
+  fprintf(stderr, "enclave/protocol: HETEE_TEST_SEED=%s\n", hex);
+  hetee_prg_init(&g_prg, seed, 0);
+}
+
 /* Truncated or garbage bodies for every request type that takes one. */
 static void test_garbage_bodies(void **state) {
   fx *f = *state;
@@ -119,7 +142,7 @@ static void test_garbage_bodies(void **state) {
   for (size_t t = 0; t < sizeof types / sizeof types[0]; t++) {
     const size_t lens[] = {1, 3, 31, 33, 160, 162, 300};
     for (size_t l = 0; l < sizeof lens / sizeof lens[0]; l++) {
-      randombytes_buf(g, lens[l]);
+      hetee_prg_bytes(&g_prg, g, lens[l]);
       send_frame(f, (uint32_t)(12 + lens[l]), HETEE_PROTO_VERSION, types[t], ++id, g, lens[l]);
       int st = expect_reply(f, id);
       assert_true(st < 0); /* random bytes are never a valid request of these types */
@@ -133,15 +156,15 @@ static void test_fuzz_random_frames(void **state) {
   int rounds = fx_quick() ? 150 : 600;
   uint8_t body[1024];
   for (int i = 0; i < rounds; i++) {
-    uint32_t r = randombytes_random();
+    uint32_t r = rnd32();
     uint16_t type = (uint16_t)(r % 16);
     if (type == HETEE_MSG_SHUTDOWN) type = 0; /* a valid shutdown would end the run legitimately */
-    if (r & 0x10000) type = (uint16_t)randombytes_random();
+    if (r & 0x10000) type = (uint16_t)rnd32();
     if (type == HETEE_MSG_SHUTDOWN) type = 0;
-    uint16_t ver = (r & 0x20000) ? (uint16_t)randombytes_uniform(4) : HETEE_PROTO_VERSION;
-    size_t len = randombytes_uniform(sizeof body);
-    randombytes_buf(body, len);
-    uint64_t id = ((uint64_t)randombytes_random() << 32) | (uint64_t)i;
+    uint16_t ver = (r & 0x20000) ? (uint16_t)(rnd32() % 4) : HETEE_PROTO_VERSION;
+    size_t len = rnd32() % sizeof body;
+    hetee_prg_bytes(&g_prg, body, len);
+    uint64_t id = ((uint64_t)rnd32() << 32) | (uint64_t)i;
     send_frame(f, (uint32_t)(12 + len), ver, type, id, body, len);
     (void)expect_reply(f, id);
   }
@@ -150,6 +173,7 @@ static void test_fuzz_random_frames(void **state) {
 
 int main(void) {
   if (sodium_init() < 0) return 1;
+  seed_prg();
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_short_length),       cmocka_unit_test(test_oversized),
       cmocka_unit_test(test_wrong_version_and_type), cmocka_unit_test(test_garbage_bodies),

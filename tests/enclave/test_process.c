@@ -18,8 +18,7 @@ typedef struct {
 
 static int setup(void **state) {
   fx *f = calloc(1, sizeof *f);
-  fx_tmpdir(f->dir, sizeof f->dir);
-  fx_platform(f->dir, "plat", f->plat, sizeof f->plat);
+  fx_tmp_platform(f->dir, sizeof f->dir, f->plat, sizeof f->plat);
   fx_platform(f->dir, "plat2", f->plat2, sizeof f->plat2);
   f->e = fx_start(f->plat, NULL, NULL, 1);
   *state = f;
@@ -28,8 +27,7 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
   fx *f = *state;
-  hetee_enclave_free(f->e);
-  fx_rmtree(f->dir);
+  fx_stop(f->e, f->dir);
   free(f);
   return 0;
 }

@@ -16,8 +16,7 @@ typedef struct {
 
 static int setup(void **state) {
   fx *f = calloc(1, sizeof *f);
-  fx_tmpdir(f->dir, sizeof f->dir);
-  fx_platform(f->dir, "plat", f->plat, sizeof f->plat);
+  fx_tmp_platform(f->dir, sizeof f->dir, f->plat, sizeof f->plat);
   snprintf(f->seal, sizeof f->seal, "%s/enclave.sealed", f->dir);
   *state = f;
   return 0;

@@ -25,8 +25,7 @@ static void test_bad_arguments(void **state) {
 /* The configuration is checked by the enclave itself at start-up. */
 static void test_bad_config(void **state) {
   char dir[256], plat[300];
-  fx_tmpdir(dir, sizeof dir);
-  fx_platform(dir, "plat", plat, sizeof plat);
+  fx_tmp_platform(dir, sizeof dir, plat, sizeof plat);
   hetee_enclave_options o;
   memset(&o, 0, sizeof o);
   o.platform_dir = plat;
@@ -46,8 +45,7 @@ static void test_bad_config(void **state) {
 
 static void test_dead_without_restart(void **state) {
   char dir[256], plat[300];
-  fx_tmpdir(dir, sizeof dir);
-  fx_platform(dir, "plat", plat, sizeof plat);
+  fx_tmp_platform(dir, sizeof dir, plat, sizeof plat);
   hetee_enclave *e = fx_start(plat, NULL, NULL, 0);
   hetee_enclave_info info;
   assert_int_equal(hetee_enclave_info_get(e, &info), 0);
@@ -58,14 +56,12 @@ static void test_dead_without_restart(void **state) {
   assert_int_equal(hetee_enclave_restart(e), 0);
   assert_int_equal(hetee_enclave_restarts(e), 1);
   assert_int_equal(hetee_enclave_info_get(e, &info), 0);
-  hetee_enclave_free(e);
-  fx_rmtree(dir);
+  fx_stop(e, dir);
 }
 
 static void test_counters(void **state) {
   char dir[256], plat[300];
-  fx_tmpdir(dir, sizeof dir);
-  fx_platform(dir, "plat", plat, sizeof plat);
+  fx_tmp_platform(dir, sizeof dir, plat, sizeof plat);
   hetee_enclave *e = fx_start(plat, NULL, NULL, 0);
   uint8_t body[100], *r;
   size_t n;
@@ -88,8 +84,7 @@ static void test_counters(void **state) {
       assert_int_equal(st[i].bytes_out, 5 * (HETEE_FRAME_HEADER_BYTES + sizeof body));
     }
   assert_true(seen);
-  hetee_enclave_free(e);
-  fx_rmtree(dir);
+  fx_stop(e, dir);
 }
 
 int main(void) {

@@ -137,8 +137,13 @@ HETEE_API int hetee_hemat_choose(const hetee_hemat_shape *s, uint32_t batch, siz
  * in scale * w scale (the bias must be at that scale and the same level).
  * Cost: n_products ct x ct products (no key switch, no rotation).
  * out[i] must be distinct, non-aliasing objects (fresh from ciphertext_new
- * or reused). threads > 1: OpenMP over output ciphertexts.
- * Errors: those of hetee_ckks_eval_mul_acc / eval_add. */
+ * or reused: a reused output is overwritten). threads > 1: OpenMP over
+ * output ciphertexts; the result does not depend on threads.
+ * Errors: HETEE_ERR_INVALID_ARG (NULL argument or array entry, threads < 1,
+ * an output aliasing an operand or repeated, a layout not made by
+ * layout_init), HETEE_ERR_CONTEXT (layout N != context N), and those of
+ * hetee_ckks_eval_mul_acc / eval_add (level, scale, context mismatch),
+ * whose detail names the output ciphertext. */
 HETEE_API int hetee_hemat_conv_eval(const hetee_ckks_context *ctx, const hetee_hemat_layout *L,
                                     const hetee_ckks_ciphertext *const *in, const hetee_ckks_ciphertext *const *w,
                                     const hetee_ckks_ciphertext *const *bias, int threads,

@@ -170,6 +170,30 @@ HETEE_API int hetee_ckks_decode_complex(const hetee_ckks_context *ctx, const het
                                         double *out, size_t n) HETEE_WUR;
 
 /* ---------------------------------------------------------------------------
+ * Coefficient encoding: the plaintext polynomial's coefficients themselves
+ * carry the values, coefficient k = round(v[k] * scale). No FFT: a product
+ * of two such plaintexts (or ciphertexts) is the negacyclic convolution of
+ * their coefficient vectors scaled by the product of the scales, which is
+ * what hetee's linear layers use (docs/hemat.md): matrix products and
+ * convolutions come out of one ct x ct product without any rotation.
+ * Errors as for the slot encoder; n <= N (not N/2).
+ * ------------------------------------------------------------------------- */
+HETEE_API int hetee_ckks_encode_coeffs(const hetee_ckks_context *ctx, const double *v, size_t n, double scale,
+                                       int level, hetee_ckks_plaintext *out) HETEE_WUR;
+/* Decodes coefficients idx[0..n) (each < N; idx NULL: coefficients 0..n-1)
+ * as centred value / plaintext scale into out[0..n). The indices are public:
+ * every coefficient costs the same whatever its value. Errors:
+ * HETEE_ERR_INVALID_ARG (an index >= N), HETEE_ERR_LEVEL (empty plaintext). */
+HETEE_API int hetee_ckks_decode_coeffs(const hetee_ckks_context *ctx, const hetee_ckks_plaintext *pt,
+                                       const uint32_t *idx, size_t n, double *out) HETEE_WUR;
+/* The same as decode_coeffs with the scale given by the caller instead of
+ * the plaintext's recorded one (the enclave decodes with the scale a
+ * registered plan declares, never with metadata the host can rewrite). */
+HETEE_API int hetee_ckks_decode_coeffs_scaled(const hetee_ckks_context *ctx, const hetee_ckks_plaintext *pt,
+                                              double scale, const uint32_t *idx, size_t n,
+                                              double *out) HETEE_WUR;
+
+/* ---------------------------------------------------------------------------
  * Encryption
  * ------------------------------------------------------------------------- */
 /* Public-key encryption: (v*pk0 + e0, v*pk1 + e1) computed over Q*P, v

@@ -1078,3 +1078,81 @@ int hetee_ckks_decode_complex(const hetee_ckks_context *ctx, const hetee_ckks_pl
   free(z);
   return 0;
 }
+
+/* ---- coefficient encoding ---------------------------------------------------
+ * The values are the polynomial's coefficients (no canonical embedding): the
+ * linear layers of hemat multiply such polynomials, so that one ct x ct
+ * product computes a whole block of a matrix product or a convolution. */
+
+int hetee_ckks_encode_coeffs(const hetee_ckks_context *ctx, const double *v, size_t n, double scale, int level,
+                             hetee_ckks_plaintext *out) {
+  if (!ctx || (!v && n) || !out) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  if (n > ctx->n) return hetee_error(HETEE_ERR_INVALID_ARG, "%zu values exceed %zu coefficients", n, ctx->n);
+  if (!(isfinite(scale) && scale > 0)) return hetee_error(HETEE_ERR_SCALE, "scale must be finite and > 0");
+  if (level < 0 || level >= ctx->nq)
+    return hetee_error(HETEE_ERR_LEVEL, "level %d outside [0, %d]", level, ctx->nq - 1);
+  size_t N = ctx->n;
+  int rc = 0;
+  double *coef = calloc(N, sizeof(double));
+  if (!coef) return hetee_error(HETEE_ERR_NOMEM, "encoder buffer");
+  for (size_t k = 0; k < n; k++) coef[k] = v[k] * scale;
+  if ((rc = ckks_pt_reserve(ctx, out, level))) goto err;
+  if ((rc = ckks_round_to_rns(ctx, coef, level, out->data))) {
+    out->level = -1;
+    goto err;
+  }
+#pragma omp parallel for if (ctx->threads > 1) num_threads(ctx->threads)
+  for (int i = 0; i <= level; i++) hetee_ntt_forward(ctx->ntt[i], out->data + (size_t)i * N);
+  out->scale = scale;
+err:
+  sodium_memzero(coef, N * sizeof(double)); /* the (possibly secret) message */
+  free(coef);
+  return rc;
+}
+
+int hetee_ckks_decode_coeffs_scaled(const hetee_ckks_context *ctx, const hetee_ckks_plaintext *pt, double scale,
+                                    const uint32_t *idx, size_t n, double *out) {
+  if (!ctx || !pt || (!out && n)) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  int rc = ckks_check_ctx(ctx, pt->fp, "plaintext");
+  if (rc) return rc;
+  if (pt->level < 0 || pt->level >= ctx->nq) return hetee_error(HETEE_ERR_LEVEL, "plaintext is empty");
+  if (!(isfinite(scale) && scale > 0)) return hetee_error(HETEE_ERR_SCALE, "scale must be finite and > 0");
+  size_t N = ctx->n;
+  if (!idx && n > N) return hetee_error(HETEE_ERR_INVALID_ARG, "%zu values exceed %zu coefficients", n, N);
+  for (size_t j = 0; idx && j < n; j++)
+    if (idx[j] >= N) return hetee_error(HETEE_ERR_INVALID_ARG, "coefficient index %u >= N = %zu", idx[j], N);
+  int level = pt->level;
+  crt_plan plan = {0};
+  uint64_t acc[CRT_MAX_LIMBS];
+  uint64_t *rows = ckks_scratch((size_t)(level + 1) * N);
+  if (!rows) return hetee_error(HETEE_ERR_NOMEM, "decoder buffers");
+  if ((rc = crt_plan_init(ctx, level, &plan))) goto err;
+#pragma omp parallel for if (ctx->threads > 1) num_threads(ctx->threads)
+  for (int i = 0; i <= level; i++) {
+    uint64_t *r = rows + (size_t)i * N;
+    hetee_ntt_inverse_add(ctx->ntt[i], pt->data + (size_t)i * N, r, 0);
+    hetee_vec_mul_scalar(&ctx->mod[i], r, plan.hat_inv[i], r, N);
+  }
+  const double inv = 1.0 / scale;
+  for (size_t j = 0; j < n; j++) {
+    size_t k = idx ? idx[j] : j; /* public index */
+    double x;
+    switch (plan.w) { /* public: the level's size */
+    case 1: x = crt_compose1(&plan, rows + k, N); break;
+    case 2: x = crt_compose2(&plan, rows + k, N); break;
+    default: x = crt_compose(&plan, rows + k, N, plan.w, acc); break;
+    }
+    out[j] = x * inv;
+  }
+  sodium_memzero(acc, sizeof acc);
+err:
+  hetee_free_secure(rows, (size_t)(level + 1) * N * 8);
+  free(plan.hat);
+  return rc;
+}
+
+int hetee_ckks_decode_coeffs(const hetee_ckks_context *ctx, const hetee_ckks_plaintext *pt, const uint32_t *idx,
+                             size_t n, double *out) {
+  if (!pt) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  return hetee_ckks_decode_coeffs_scaled(ctx, pt, pt->scale, idx, n, out);
+}

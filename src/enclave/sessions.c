@@ -4,8 +4,7 @@
  * attested channel key; keys bound to evidence this enclave issued), the
  * party registry, session commands (ping, release policy), and the release
  * operation, whose result leaves the enclave only sealed to one data
- * provider's session and only after rounding (DESIGN.md, "Trust and threats":
- * exact CKKS decryptions are never released).
+ * provider's session and only after rounding (DESIGN.md, "Trust and threats").
  *
  * Who may set release policies: only a model provider whose identity key is
  * in the measured configuration's mp= list (config.c), and for a model id
@@ -240,7 +239,7 @@ int enclave_handle_release(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *i
     return hetee_error(HETEE_ERR_AUTH, "session is not the data provider model %u's policy names", model);
   double *v = NULL;
   size_t n = 0;
-  int rc = enclave_release_values(e, r, &v, &n, items);
+  int rc = enclave_release_values(e, r, p->prec_bits, &v, &n, items);
   if (rc) return rc;
   hetee_wbuf rec;
   hetee_wbuf_init(&rec);

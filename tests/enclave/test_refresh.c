@@ -41,7 +41,7 @@ static int teardown(void **state) {
  * ciphertexts (other slots filled with decoys), then reads the output
  * ciphertexts at out_dst. Returns the read values in got (out_n values). */
 static void run(fx *f, const hetee_refresh_spec *spec, const double *x, size_t nin, double *got, int *out_level) {
-  size_t slots = f->c.slots, n = (size_t)spec->shape[0] * spec->shape[1] * spec->shape[2];
+  size_t slots = f->c.slots, n = (size_t)spec->shape[0] * spec->shape[1] * spec->shape[2] * (spec->batch ? spec->batch : 1);
   double *sv = malloc(nin * slots * sizeof *sv);
   for (size_t i = 0; i < nin * slots; i++) sv[i] = 100.0 + (double)(i % 13); /* decoys: must be ignored */
   for (size_t i = 0; i < n; i++) sv[spec->in_map[i]] = x[i];
@@ -93,7 +93,7 @@ static void elementwise(fx *f, hetee_refresh_op op, double (*ref)(double, const 
     in_map[i] = (uint32_t)((i * 977 + 5) % (2 * f->c.slots));
     x[i] = -3.0 + 6.0 * (double)i / (N - 1);
   }
-  hetee_refresh_spec s = {.shape = {C, H, W}, .in_map = in_map, .nops = 1, .ops = &op};
+  hetee_refresh_spec s = {.in_level = -1, .shape = {C, H, W}, .in_map = in_map, .nops = 1, .ops = &op};
   identity_out(&s, N, dst, src, f->c.slots);
   for (size_t i = 0; i < N; i++) want[i] = ref(x[i], &op);
   run(f, &s, x, 2, got, NULL);
@@ -123,23 +123,38 @@ static void test_scale(void **state) {
 }
 
 /* Values far outside what the output scale can encode saturate at the
- * public bound min(2^60, Q/16) / scale (refresh.c: encode_bound) instead of
- * failing with HETEE_ERR_SCALE: a failure that depends on the decrypted
- * values, at a threshold the host picks through out_scale, would leak their
- * magnitude. */
-static double g_bound;
-static double r_saturate(double x, const hetee_refresh_op *o) {
-  double y = x * o->alpha;
-  return y > g_bound ? g_bound : y < -g_bound ? -g_bound : y;
-}
+ * public bound min(Q_level / 16, max(2^60, scale 2^20), 2^1000) / scale
+ * (refresh.c: encode_bound) instead of failing: a failure that depends on
+ * the decrypted values, at a threshold the host picks through out_scale, is
+ * a comparison oracle (issue 7). Two scalings by the largest constant
+ * allowed (2^64) push every value far beyond the bound, 2^20 at out_scale
+ * 2^100 (and at 2^40); the outputs are exactly +-2^20. */
 static void test_saturation(void **state) {
   fx *f = *state;
+  enum { N = 32 };
+  uint32_t in_map[N], dst[N], src[N];
+  double x[N], got[N];
+  for (size_t i = 0; i < N; i++) {
+    in_map[i] = (uint32_t)(7 * i + 1);
+    x[i] = -3.0 + 6.0 * (double)i / (N - 1);
+  }
+  hetee_refresh_op ops[2] = {{.kind = HETEE_OP_SCALE, .alpha = HETEE_REFRESH_MAX_CONST},
+                             {.kind = HETEE_OP_SCALE, .alpha = HETEE_REFRESH_MAX_CONST}};
+  hetee_refresh_spec s = {.in_level = -1, .shape = {1, 1, N}, .in_map = in_map, .nops = 2, .ops = ops};
+  identity_out(&s, N, dst, src, f->c.slots);
+  s.out_scale = 0x1p100;
   int top = hetee_ckks_context_max_level(f->c.ctx);
   double logq = 0;
   for (int i = 0; i <= top; i++) logq += log2((double)hetee_ckks_context_prime(f->c.ctx, i));
-  g_bound = exp2(logq - 4.0 < 60.0 ? logq - 4.0 : 60.0) / hetee_ckks_context_default_scale(f->c.ctx);
-  assert_true(g_bound > 1.0 && g_bound < 1e30);
-  elementwise(f, (hetee_refresh_op){.kind = HETEE_OP_SCALE, .alpha = 1e30}, r_saturate, "saturation");
+  double lim = fmin(logq - 4.0, fmax(60.0, log2(s.out_scale) + 20.0));
+  double bound = exp2(lim) / s.out_scale;
+  assert_true(bound == 0x1p20);
+  run(f, &s, x, 1, got, NULL);
+  for (size_t i = 0; i < N; i++) {
+    double want = x[i] > 0 ? bound : -bound;
+    if (fabs(got[i] - want) > bound * 0x1p-30) fprintf(stderr, "saturation %zu: %g vs %g\n", i, got[i], want);
+    assert_true(fabs(got[i] - want) <= bound * 0x1p-30);
+  }
 }
 
 static void test_bias_and_batchnorm(void **state) {
@@ -157,7 +172,7 @@ static void test_bias_and_batchnorm(void **state) {
       {.kind = HETEE_OP_ADD_BIAS, .a = bc, .na = C},
       {.kind = HETEE_OP_BATCHNORM, .a = g, .na = C, .b = b, .nb = C},
   };
-  hetee_refresh_spec s = {.shape = {C, H, W}, .in_map = in_map, .nops = 3, .ops = ops};
+  hetee_refresh_spec s = {.in_level = -1, .shape = {C, H, W}, .in_map = in_map, .nops = 3, .ops = ops};
   identity_out(&s, N, dst, src, f->c.slots);
   for (size_t i = 0; i < N; i++) {
     size_t c = i / (H * W);
@@ -179,7 +194,7 @@ static void test_pools(void **state) {
   /* max-pool 2x2 stride 2 -> 2x3x3, then average-pool 2x2 stride 1 -> 2x2x2 */
   hetee_refresh_op ops[2] = {{.kind = HETEE_OP_MAXPOOL, .window = 2, .stride = 2},
                              {.kind = HETEE_OP_AVGPOOL, .window = 2, .stride = 1}};
-  hetee_refresh_spec s = {.shape = {C, H, W}, .in_map = in_map, .nops = 2, .ops = ops};
+  hetee_refresh_spec s = {.in_level = -1, .shape = {C, H, W}, .in_map = in_map, .nops = 2, .ops = ops};
   identity_out(&s, C * 2 * 2, dst, src, f->c.slots);
   double mp[C][3][3], want[C * 4];
   for (int c = 0; c < C; c++)
@@ -215,7 +230,7 @@ static void test_reshape_and_layout(void **state) {
     x[i] = (double)i - 3.5;
   }
   hetee_refresh_op ops[2] = {{.kind = HETEE_OP_RESHAPE, .shape = {N, 1, 1}}, {.kind = HETEE_OP_RELU}};
-  hetee_refresh_spec s = {.shape = {2, 2, 2}, .in_map = in_map, .nops = 2, .ops = ops};
+  hetee_refresh_spec s = {.in_level = -1, .shape = {2, 2, 2}, .in_map = in_map, .nops = 2, .ops = ops};
   for (size_t r = 0; r < REP; r++)
     for (size_t i = 0; i < N; i++) {
       size_t k = r * N + i;
@@ -242,7 +257,7 @@ static void test_stream_batches(void **state) {
   size_t slots = f->c.slots;
   uint32_t in_map[N], dst[N], src[N], map_all[G * N];
   hetee_refresh_op op = {.kind = HETEE_OP_LEAKY_RELU, .alpha = 0.5};
-  hetee_refresh_spec s = {.shape = {1, 1, N}, .in_map = in_map, .nops = 1, .ops = &op};
+  hetee_refresh_spec s = {.in_level = -1, .shape = {1, 1, N}, .in_map = in_map, .nops = 1, .ops = &op};
   for (size_t i = 0; i < N; i++) in_map[i] = (uint32_t)(2 * i);
   identity_out(&s, N, dst, src, slots);
   uint8_t *cts[G];
@@ -280,10 +295,73 @@ static void test_stream_batches(void **state) {
   free(sv);
 }
 
+/* Coefficient encoding (HETEE_ENC_COEFFS) in and out: the degree-2
+ * product of two coefficient-encoded ciphertexts (no relinearization) is
+ * the negacyclic convolution a * b at scale 2^80; the enclave decodes the
+ * named coefficients with the declared scale, applies ReLU and writes them
+ * as coefficients 10..14 of a fresh coefficient-encoded ciphertext. */
+static void test_coefficient_encoding(void **state) {
+  fx *f = *state;
+  const hetee_ckks_context *ctx = f->c.ctx;
+  const double a[4] = {1, 2, -1, 0.5}, b[2] = {0.5, -1}, want[5] = {0.5, 0, 0, 1.25, 0}; /* relu(a * b) */
+  const double sc = hetee_ckks_context_default_scale(ctx);
+  const int top = hetee_ckks_context_max_level(ctx);
+  hetee_ckks_plaintext *pa, *pb;
+  hetee_ckks_ciphertext *ca, *cb, *cp;
+  assert_int_equal(hetee_ckks_plaintext_new(ctx, &pa), 0);
+  assert_int_equal(hetee_ckks_plaintext_new(ctx, &pb), 0);
+  assert_int_equal(hetee_ckks_encode_coeffs(ctx, a, 4, sc, top, pa), 0);
+  assert_int_equal(hetee_ckks_encode_coeffs(ctx, b, 2, sc, top, pb), 0);
+  assert_int_equal(hetee_ckks_ciphertext_new(ctx, &ca), 0);
+  assert_int_equal(hetee_ckks_ciphertext_new(ctx, &cb), 0);
+  assert_int_equal(hetee_ckks_ciphertext_new(ctx, &cp), 0);
+  assert_int_equal(hetee_ckks_encrypt_pk(ctx, f->c.pk, pa, ca), 0);
+  assert_int_equal(hetee_ckks_encrypt_pk(ctx, f->c.pk, pb, cb), 0);
+  assert_int_equal(hetee_ckks_eval_mul(ctx, ca, cb, cp), 0);
+  uint8_t *bp;
+  size_t lp;
+  assert_int_equal(hetee_ckks_ciphertext_save(ctx, cp, &bp, &lp), 0);
+  uint32_t in_map[5] = {0, 1, 2, 3, 4}, dst[5] = {10, 11, 12, 13, 14}, src[5] = {0, 1, 2, 3, 4};
+  hetee_refresh_op relu = {.kind = HETEE_OP_RELU};
+  hetee_refresh_spec s = {.shape = {1, 1, 5}, .in_map = in_map, .in_level = -1, .in_scale = sc * sc,
+                          .in_encoding = HETEE_ENC_COEFFS, .nops = 1, .ops = &relu, .out_ncts = 1, .out_n = 5,
+                          .out_dst = dst, .out_src = src, .out_level = -1, .out_encoding = HETEE_ENC_COEFFS};
+  uint8_t **out;
+  size_t *olens, nout;
+  const uint8_t *cts[1] = {bp};
+  int rc = hetee_enclave_refresh(f->e, &s, cts, &lp, 1, &out, &olens, &nout);
+  if (rc) fprintf(stderr, "coeffs: %s\n", hetee_last_error());
+  assert_int_equal(rc, 0);
+  double got[5];
+  ckfx_read_enc(&f->c, f->e, HETEE_ENC_COEFFS, dst, 5, out, olens, nout, got);
+  check(got, want, 5, "coefficients");
+  hetee_enclave_cts_free(out, olens, nout);
+  free(bp);
+  hetee_ckks_ciphertext_free(ca);
+  hetee_ckks_ciphertext_free(cb);
+  hetee_ckks_ciphertext_free(cp);
+  hetee_ckks_plaintext_free(pa);
+  hetee_ckks_plaintext_free(pb);
+}
+
+/* batch: two samples of 1 x 2 x 2, each max-pooled to one value
+ * independently (sample-major in and out). */
+static void test_batch(void **state) {
+  fx *f = *state;
+  uint32_t in_map[8] = {0, 1, 2, 3, 4, 5, 6, 7};
+  double x[8] = {1, -2, 3, 0.5, -4, -1, -3, -2}, want[2] = {3, -1}, got[2];
+  uint32_t dst[2], src[2];
+  hetee_refresh_op mp = {.kind = HETEE_OP_MAXPOOL, .window = 2, .stride = 2};
+  hetee_refresh_spec s = {.in_level = -1, .shape = {1, 2, 2}, .batch = 2, .in_map = in_map, .nops = 1, .ops = &mp};
+  identity_out(&s, 2, dst, src, f->c.slots);
+  run(f, &s, x, 1, got, NULL);
+  check(got, want, 2, "batch");
+}
+
 static void test_refused_jobs(void **state) {
   fx *f = *state;
   uint32_t in_map[4] = {0, 1, 2, 9000}, dst[1] = {0}, src[1] = {0};
-  hetee_refresh_spec s = {.shape = {1, 2, 2}, .in_map = in_map, .out_ncts = 1, .out_n = 1, .out_dst = dst,
+  hetee_refresh_spec s = {.in_level = -1, .shape = {1, 2, 2}, .in_map = in_map, .out_ncts = 1, .out_n = 1, .out_dst = dst,
                           .out_src = src, .out_level = -1};
   double z[4096] = {0};
   size_t len;
@@ -330,7 +408,7 @@ static void test_limits(void **state) {
   enum { N = 65536 };
   uint32_t *in_map = malloc(N * sizeof *in_map), dst[1] = {0}, src[1] = {0};
   for (uint32_t i = 0; i < N; i++) in_map[i] = i;
-  hetee_refresh_spec s = {.shape = {1, 256, 256}, .in_map = in_map, .out_ncts = 1, .out_n = 1, .out_dst = dst,
+  hetee_refresh_spec s = {.in_level = -1, .shape = {1, 256, 256}, .in_map = in_map, .out_ncts = 1, .out_n = 1, .out_dst = dst,
                           .out_src = src, .out_level = -1};
   uint8_t dummy = 0, *cts[16];
   size_t lens[16];
@@ -361,6 +439,7 @@ int main(void) {
       cmocka_unit_test(test_saturation),
       cmocka_unit_test(test_bias_and_batchnorm), cmocka_unit_test(test_pools),
       cmocka_unit_test(test_reshape_and_layout), cmocka_unit_test(test_stream_batches),
+      cmocka_unit_test(test_coefficient_encoding), cmocka_unit_test(test_batch),
       cmocka_unit_test(test_refused_jobs),         cmocka_unit_test(test_limits),
   };
   return cmocka_run_group_tests_name("enclave/refresh/logN13", tests, setup, teardown);

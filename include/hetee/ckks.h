@@ -149,6 +149,19 @@ HETEE_API int hetee_ckks_encode_real(const hetee_ckks_context *ctx, const double
 /* v holds n complex values as interleaved (re, im) pairs: 2n doubles. */
 HETEE_API int hetee_ckks_encode_complex(const hetee_ckks_context *ctx, const double *v, size_t n,
                                         double scale, int level, hetee_ckks_plaintext *out) HETEE_WUR;
+/* Encoding for callers that must not reveal anything about the values (the
+ * enclave's refresh): each value is saturated at +-vmax (branch-free; NaN
+ * becomes -vmax) and the rounding path is chosen from the public bound
+ * vmax * scale, never from the data, so neither the result code nor the
+ * time depends on the values. Errors depend on the arguments only:
+ * those of encode_real, and HETEE_ERR_SCALE when vmax is not finite and
+ * > 0, vmax * scale > 2^1000, or vmax * scale does not fit Q_level / 4.
+ * (hetee_ckks_encode_real keeps its behaviour for ordinary callers encoding
+ * their own data: it refuses values that do not fit, and its speed path
+ * follows the largest coefficient.) */
+HETEE_API int hetee_ckks_encode_real_bounded(const hetee_ckks_context *ctx, const double *v, size_t n,
+                                             double scale, int level, double vmax,
+                                             hetee_ckks_plaintext *out) HETEE_WUR;
 /* Decodes the first n slots (real parts). */
 HETEE_API int hetee_ckks_decode_real(const hetee_ckks_context *ctx, const hetee_ckks_plaintext *pt,
                                      double *out, size_t n) HETEE_WUR;

@@ -161,13 +161,27 @@ HETEE_API int hetee_key_bundle_get(const uint8_t *buf, size_t len, int kind, con
 
 /* ---------------------------------------------------------------------------
  * Refresh: decrypt a batch of ciphertexts, gather the values a layer wrote
- * into a tensor of shape (C, H, W), apply an operation list, scatter the
- * result into fresh ciphertexts.
+ * into `batch` samples of shape (C, H, W), apply an operation list to each
+ * sample, scatter the result into fresh ciphertexts.
  *
- * Slots are addressed globally: g = ct_index * slots + slot.
- *   in_map[i]  = global input slot of tensor value i (i < C*H*W)
- *   out pairs  = (out_dst[k] global output slot, out_src[k] value index):
+ * Values are addressed globally:
+ *   HETEE_ENC_SLOTS  g = ct_index * slots + slot (canonical-embedding slots)
+ *   HETEE_ENC_COEFFS g = ct_index * N + k (coefficient k / scale)
+ *   in_map[i]  = global input index of tensor value i (i < batch*C*H*W,
+ *                sample-major: sample b's values are [b*C*H*W, (b+1)*C*H*W))
+ *   out pairs  = (out_dst[k] global output index, out_src[k] index into the
+ *                final tensor of batch * final_size values, sample-major):
  *                any permutation / replication; unnamed slots are zero.
+ *
+ * Everything the host can observe of a refresh (success or failure, error
+ * code and text, reply size, time) depends only on the spec, the parameters
+ * and the ciphertexts' public metadata, never on what they decrypt to:
+ * the spec is checked against the parameters before anything is decrypted,
+ * every input ciphertext must have exactly the declared level and scale
+ * (refused before decryption otherwise), values are saturated at public
+ * bounds after decoding, after every op and before encoding, and the
+ * encoder's path is chosen from those bounds. docs/security.md, "Refresh
+ * and release as oracles".
  * ------------------------------------------------------------------------- */
 typedef enum hetee_op_kind {
   HETEE_OP_ADD_BIAS = 1,   /* a: n values (one per element) or C (per channel) */
@@ -183,8 +197,27 @@ typedef enum hetee_op_kind {
   HETEE_OP_SCALE = 11      /* y = alpha * x (e.g. undo a packing factor) */
 } hetee_op_kind;
 
+/* Encodings of refresh / release inputs and refresh outputs. */
+typedef enum hetee_encoding {
+  HETEE_ENC_SLOTS = 0, /* canonical-embedding slots (hetee_ckks_encode_real) */
+  HETEE_ENC_COEFFS = 1 /* coefficients / scale (not supported yet: refused) */
+} hetee_encoding;
+
 #define HETEE_REFRESH_MAX_OPS 32
-#define HETEE_REFRESH_MAX_VALUES (1u << 24)
+#define HETEE_REFRESH_MAX_VALUES (1u << 24) /* batch * C * H * W */
+/* Wire format version of the refresh spec (docs/enclave.md). */
+#define HETEE_REFRESH_SPEC_VERSION 2
+/* Op constants (alpha, a[], b[]) must be finite with |c| <= 2^64. */
+#define HETEE_REFRESH_MAX_CONST 18446744073709551616.0
+/* Values are saturated at +-2^256 after decoding and after every op (so no
+ * op sequence overflows: 2^256 squared, or times 2^64, stays finite). */
+#define HETEE_REFRESH_VALUE_BOUND 0x1p256
+/* Scales accepted for inputs and outputs: scale >= 2^20 and
+ * scale * 2^HETEE_SCALE_HEADROOM_BITS <= Q_level (the product of the
+ * level's primes), so that at least 2^(headroom - 4) of magnitude remains
+ * for the values. */
+#define HETEE_SCALE_MIN_BITS 20
+#define HETEE_SCALE_HEADROOM_BITS 10
 
 typedef struct hetee_refresh_op {
   int kind;
@@ -198,8 +231,12 @@ typedef struct hetee_refresh_op {
 } hetee_refresh_op;
 
 typedef struct hetee_refresh_spec {
-  int shape[3]; /* C, H, W of the gathered input */
-  const uint32_t *in_map;
+  int shape[3]; /* C, H, W of one gathered input sample */
+  uint32_t batch; /* samples (0 means 1) */
+  const uint32_t *in_map; /* batch * C*H*W global input indices */
+  int in_level;      /* level of every input ciphertext (-1: top) */
+  double in_scale;   /* scale the inputs are decoded with (0: default) */
+  int in_encoding;   /* HETEE_ENC_SLOTS */
   size_t nops;
   const hetee_refresh_op *ops;
   uint32_t out_ncts; /* output ciphertexts */
@@ -208,6 +245,7 @@ typedef struct hetee_refresh_spec {
   const uint32_t *out_src;
   int out_level;    /* -1: top level */
   double out_scale; /* 0: the context's default scale */
+  int out_encoding; /* HETEE_ENC_SLOTS */
 } hetee_refresh_spec;
 
 /* Serializes the spec (without ciphertexts) into *buf (malloc'd). */
@@ -227,6 +265,26 @@ typedef enum hetee_release_kind {
 } hetee_release_kind;
 
 #define HETEE_RELEASE_MAX_VALUES 65536
+
+/* What a release decrypts: values at global indices map[0..n) of
+ * ciphertexts that must all have level in_level (-1: top) and scale
+ * in_scale (0: default; refused before decryption otherwise), decoded with
+ * that scale. Before rounding to the policy's precision every value gets
+ * uniform noise in [-a, a], a = n * 2^(HETEE_RELEASE_ERR_BITS +
+ * HETEE_RELEASE_STAT_BITS - 1) / in_scale (docs/security.md, "Noise
+ * flooding"); a release whose a exceeds the policy's rounding unit
+ * 2^-precision is refused (HETEE_ERR_SCALE: decode at a larger scale). */
+typedef struct hetee_release_spec {
+  int in_level;
+  double in_scale;
+  int in_encoding; /* HETEE_ENC_SLOTS */
+  const uint32_t *map;
+  size_t n;
+} hetee_release_spec;
+/* Public bound assumed on the decryption error of a released value, in
+ * units of 1/in_scale, and the statistical security of the flooding. */
+#define HETEE_RELEASE_ERR_BITS 24
+#define HETEE_RELEASE_STAT_BITS 40
 
 /* ---------------------------------------------------------------------------
  * Counters the enclave keeps per message type (CPU time of its thread,

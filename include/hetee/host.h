@@ -102,15 +102,20 @@ HETEE_API int hetee_enclave_refresh_stream(hetee_enclave *e, const hetee_refresh
                                            uint8_t ***out, size_t **out_lens, size_t *nout) HETEE_WUR;
 HETEE_API void hetee_enclave_cts_free(uint8_t **cts, size_t *lens, size_t n);
 
-/* Release: values at global slots map[0..nvalues) of the ciphertexts, treated
- * by model `model_id`'s policy (set by the model's owner, a model provider
- * of the configuration's mp= list), sealed to session `session_id`, which
- * must be the data provider that policy names. Errors: HETEE_ERR_NOT_FOUND
- * (no policy for the model, no such session), HETEE_ERR_AUTH (session is not
- * the named DP), and the refresh errors for bad maps or ciphertexts. */
+/* Release: the values spec->map[0..spec->n) of the ciphertexts (which must
+ * all have level spec->in_level and scale spec->in_scale: refused before
+ * decryption otherwise), noise-flooded, treated by model `model_id`'s
+ * policy (set by the model's owner, a model provider of the configuration's
+ * mp= list), rounded to its precision and sealed to session `session_id`,
+ * which must be the data provider that policy names. Errors:
+ * HETEE_ERR_NOT_FOUND (no policy for the model, no such session),
+ * HETEE_ERR_AUTH (session is not the named DP), HETEE_ERR_SCALE (scale
+ * outside the parameters' range, or too small for the policy's precision
+ * with the flooding noise: see hetee_release_spec), and the refresh errors
+ * for bad maps or ciphertexts. */
 HETEE_API int hetee_enclave_release(hetee_enclave *e, uint32_t model_id, const uint8_t session_id[16],
-                                    const uint32_t *map, size_t nvalues, const uint8_t *const *cts,
-                                    const size_t *lens, size_t n, uint8_t **sealed, size_t *len) HETEE_WUR;
+                                    const hetee_release_spec *spec, const uint8_t *const *cts, const size_t *lens,
+                                    size_t n, uint8_t **sealed, size_t *len) HETEE_WUR;
 
 /* Per message type counters; *n entries written (at most max). */
 HETEE_API int hetee_enclave_stats(hetee_enclave *e, hetee_enclave_op_stats *out, size_t max, size_t *n) HETEE_WUR;

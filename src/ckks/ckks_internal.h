@@ -272,6 +272,10 @@ int ckks_fft_has_simd(void);
 /* Rounds real coefficients to residues on primes 0..level (coefficient
  * form). HETEE_ERR_SCALE if a value does not fit Q_level / 2. */
 int ckks_round_to_rns(const hetee_ckks_context *ctx, const double *coef, int level, uint64_t *out);
+/* Bounded version: saturates coef (clobbered) at +-cmax, path from cmax
+ * only (public), never fails on a value. HETEE_ERR_SCALE if cmax does not
+ * fit Q_level / 4. */
+int ckks_round_to_rns_bounded(const hetee_ckks_context *ctx, double *coef, int level, double cmax, uint64_t *out);
 /* Scalar version for constants. */
 int ckks_const_to_rns(const hetee_ckks_context *ctx, double v, int level, uint64_t *res);
 

@@ -473,6 +473,97 @@ done:
   return rc;
 }
 
+/* ---- bounded rounding (callers that must not reveal the values) ---------
+ *
+ * ckks_round_to_rns above picks its path from the data (max |c| < 2^52,
+ * < 2^62, or the multi-word path with a variable-time power) and fails when
+ * a value does not fit: both observable. Here the caller states a public
+ * bound cmax on |coefficient|; every coefficient is saturated at +-cmax
+ * (branch-free; NaN becomes -cmax) and the path comes from cmax alone:
+ *   cmax < 2^51: round_row_small (one double quotient per residue);
+ *   cmax < 2^62: int64 and ckks_from_i64 per residue;
+ *   otherwise:   K 52-bit chunks, K from cmax: c = sum_j t_j 2^(52 j)
+ *                exactly (t_j integers, |t_j| < 2^52), residue =
+ *                sum_j t_j (2^(52 j) mod q) with masked modular arithmetic.
+ * No branch or index depends on the coefficients. */
+
+static inline double sel_d(uint64_t mask, double a, double b) {
+  uint64_t ua, ub;
+  memcpy(&ua, &a, 8);
+  memcpy(&ub, &b, 8);
+  uint64_t r = (ua & mask) | (ub & ~mask);
+  double d;
+  memcpy(&d, &r, 8);
+  return d;
+}
+
+/* max(min(x, b), -b) without branches; NaN -> -b. */
+static inline double clamp_ct(double x, double b) {
+  x = sel_d((uint64_t)0 - (uint64_t)(x > -b), x, -b); /* NaN compares false */
+  return sel_d((uint64_t)0 - (uint64_t)(x > b), b, x);
+}
+
+#define CHUNK_MAX 24 /* 24 x 52 bits > 1023 */
+
+static void round_rows_chunked(const hetee_ckks_context *ctx, const double *coef, int level, int K, uint64_t *out) {
+  size_t n = ctx->n;
+  uint64_t pw[CHUNK_MAX][CKKS_MAX_PRIMES];
+  for (int j = 0; j < K; j++)
+    for (int i = 0; i <= level; i++) pw[j][i] = hetee_mod_pow(2, (uint64_t)(52 * j), &ctx->mod[i]); /* public */
+  int64_t t[CHUNK_MAX];
+  const double magic = 0x1.8p52;
+  for (size_t k = 0; k < n; k++) {
+    double x = coef[k];
+    for (int j = K - 1; j >= 1; j--) {
+      double p = ldexp(1.0, 52 * j), pinv = ldexp(1.0, -52 * j); /* public powers of two */
+      double q = (x * pinv + magic) - magic; /* nearest integer, |x / 2^(52j)| < 2^51 */
+      t[j] = (int64_t)q;
+      x -= q * p; /* exact (see the comment above) */
+    }
+    t[0] = (int64_t)llrint(x); /* |x| <= 2^51 */
+    for (int i = 0; i <= level; i++) {
+      const hetee_modulus *m = &ctx->mod[i];
+      uint64_t acc = ckks_from_i64(t[0], m);
+      for (int j = 1; j < K; j++) acc = hetee_mod_add(acc, hetee_mod_mul(ckks_from_i64(t[j], m), pw[j][i], m), m->q);
+      out[(size_t)i * n + k] = acc;
+    }
+  }
+  sodium_memzero(t, sizeof t);
+}
+
+int ckks_round_to_rns_bounded(const hetee_ckks_context *ctx, double *coef, int level, double cmax, uint64_t *out) {
+  size_t n = ctx->n;
+  if (!(isfinite(cmax) && cmax > 0) || log2(cmax) >= level_half_log2(ctx, level) - 1.0)
+    return hetee_error(HETEE_ERR_SCALE, "bound * scale (2^%.1f) does not fit the modulus at level %d", log2(cmax),
+                       level);
+  for (size_t k = 0; k < n; k++) coef[k] = clamp_ct(coef[k], cmax);
+  if (cmax >= 0x1p62) { /* public */
+    int K = 1;
+    while (K < CHUNK_MAX && cmax >= ldexp(1.0, 52 * (K - 1) + 50)) K++;
+    round_rows_chunked(ctx, coef, level, K, out);
+    return 0;
+  }
+  int64_t *iv = malloc(n * sizeof *iv);
+  if (!iv) return hetee_error(HETEE_ERR_NOMEM, "encoder buffer");
+  for (size_t k = 0; k < n; k++) iv[k] = (int64_t)llrint(coef[k]);
+  int small = cmax < 0x1p51; /* public */
+  for (int i = 0; i <= level; i++) {
+    const hetee_modulus *m = &ctx->mod[i];
+    uint64_t *row = out + (size_t)i * n;
+    if (!small)
+      for (size_t k = 0; k < n; k++) row[k] = ckks_from_i64(iv[k], m);
+#ifdef CKKS_FFT_AVX512
+    else if (fft_use_avx512())
+      round_row_small_avx512(iv, m->q, row, n);
+#endif
+    else
+      round_row_small(iv, m->q, row, n);
+  }
+  sodium_memzero(iv, n * sizeof *iv);
+  free(iv);
+  return 0;
+}
+
 int ckks_const_to_rns(const hetee_ckks_context *ctx, double v, int level, uint64_t *res) {
   if (!isfinite(v)) return hetee_error(HETEE_ERR_SCALE, "constant * scale is not finite");
   if (v != 0 && log2(fabs(v)) >= level_half_log2(ctx, level) - 1.0)
@@ -482,7 +573,8 @@ int ckks_const_to_rns(const hetee_ckks_context *ctx, double v, int level, uint64
   return 0;
 }
 
-static int encode_common(const hetee_ckks_context *ctx, double complex *z, double scale, int level,
+/* vmax > 0: bounded encoding (hetee_ckks_encode_real_bounded). */
+static int encode_common(const hetee_ckks_context *ctx, double complex *z, double scale, int level, double vmax,
                          hetee_ckks_plaintext *out) {
   size_t n = ctx->n, slots = n / 2;
   int rc = 0;
@@ -500,7 +592,10 @@ static int encode_common(const hetee_ckks_context *ctx, double complex *z, doubl
     coef[k + slots] = zd[2 * r + 1] * s;
   }
   if ((rc = ckks_pt_reserve(ctx, out, level))) goto err;
-  if ((rc = ckks_round_to_rns(ctx, coef, level, out->data))) {
+  /* |coefficient| <= max |slot| * scale; the margin covers the FFT's
+   * rounding */
+  if ((rc = vmax > 0 ? ckks_round_to_rns_bounded(ctx, coef, level, vmax * scale * (1.0 + 0x1p-30) + 1.0, out->data)
+                     : ckks_round_to_rns(ctx, coef, level, out->data))) {
     out->level = -1;
     goto err;
   }
@@ -531,7 +626,7 @@ int hetee_ckks_encode_real(const hetee_ckks_context *ctx, const double *v, size_
   double complex *z = calloc(ctx->n / 2, sizeof *z);
   if (!z) return hetee_error(HETEE_ERR_NOMEM, "encoder buffer");
   for (size_t j = 0; j < n; j++) z[j] = v[j];
-  rc = encode_common(ctx, z, scale, level, out);
+  rc = encode_common(ctx, z, scale, level, 0, out);
   sodium_memzero(z, ctx->n / 2 * sizeof *z);
   free(z);
   return rc;
@@ -544,7 +639,22 @@ int hetee_ckks_encode_complex(const hetee_ckks_context *ctx, const double *v, si
   double complex *z = calloc(ctx->n / 2, sizeof *z);
   if (!z) return hetee_error(HETEE_ERR_NOMEM, "encoder buffer");
   for (size_t j = 0; j < n; j++) z[j] = v[2 * j] + I * v[2 * j + 1];
-  rc = encode_common(ctx, z, scale, level, out);
+  rc = encode_common(ctx, z, scale, level, 0, out);
+  sodium_memzero(z, ctx->n / 2 * sizeof *z);
+  free(z);
+  return rc;
+}
+
+int hetee_ckks_encode_real_bounded(const hetee_ckks_context *ctx, const double *v, size_t n, double scale, int level,
+                                   double vmax, hetee_ckks_plaintext *out) {
+  int rc = check_encode_args(ctx, v, n, scale, level, out);
+  if (rc) return rc;
+  if (!(isfinite(vmax) && vmax > 0 && vmax <= 0x1p1000 / scale))
+    return hetee_error(HETEE_ERR_SCALE, "value bound must be finite, > 0 and at most 2^1000 / scale");
+  double complex *z = calloc(ctx->n / 2, sizeof *z);
+  if (!z) return hetee_error(HETEE_ERR_NOMEM, "encoder buffer");
+  for (size_t j = 0; j < n; j++) z[j] = clamp_ct(v[j], vmax);
+  rc = encode_common(ctx, z, scale, level, vmax, out);
   sodium_memzero(z, ctx->n / 2 * sizeof *z);
   free(z);
   return rc;

@@ -101,8 +101,18 @@ void enclave_keys_free(enclave *e);
 int enclave_set_empty_bundle(enclave *e);
 int enclave_handle_keygen(enclave *e, hetee_rbuf *r, hetee_wbuf *w);
 int enclave_handle_refresh(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *items);
-/* Decrypts the values named by map for a release; *vals is sodium_malloc'd. */
-int enclave_release_values(enclave *e, hetee_rbuf *r, double **vals, size_t *n, uint64_t *items);
+/* Parses a release input (i32 level | f64 scale | u8 encoding | u32 n |
+ * u32 map[n] | u32 ncts | ncts x blob), checks it against the parameters
+ * and against the flooding bound for a policy of prec_bits fractional bits
+ * (all before decryption), decrypts the values named by map and adds the
+ * flooding noise; *vals is sodium_malloc'd. */
+int enclave_release_values(enclave *e, hetee_rbuf *r, int prec_bits, double **vals, size_t *n, uint64_t *items);
+#ifdef HETEE_ENCLAVE_HAVE_CKKS
+/* Resolves a declared level (-1: top) / scale (0: default) and checks them
+ * against the parameters (HETEE_ERR_LEVEL / HETEE_ERR_SCALE). */
+int enclave_check_level_scale(const hetee_ckks_context *ctx, int level_in, double scale_in, const char *what,
+                              int *level, double *scale);
+#endif
 /* Secret key serialization for sealing (empty when no keys). */
 int enclave_keys_export(enclave *e, hetee_wbuf *w);
 int enclave_keys_import(enclave *e, hetee_rbuf *r);

@@ -4,7 +4,10 @@
  * square, max- and average-pooling windows, batch-norm affine, reshape,
  * scaling. Every loop bound and index comes from the public shape; the
  * values only flow through arithmetic and mask selections (activations.h),
- * so timing and memory access do not depend on them.
+ * so timing and memory access do not depend on them. After every op the
+ * values are saturated (branch-free) at +-HETEE_REFRESH_VALUE_BOUND (2^256):
+ * with constants bounded by 2^64 (refresh_spec.c) no op can then produce an
+ * infinity or a NaN, whatever the decrypted values were.
  */
 #include <string.h>
 
@@ -28,7 +31,13 @@ static void pool(const double *in, double *out, int c, int h, int w, int k, int 
       }
 }
 
-void hetee_ops_apply(const hetee_refresh_spec *spec, double *v, double *tmp, int sh[3]) {
+static void saturate(double *v, size_t n) {
+  const double b = HETEE_REFRESH_VALUE_BOUND;
+  for (size_t j = 0; j < n; j++) v[j] = hetee_dmin(hetee_dmax(v[j], -b), b); /* NaN -> -b */
+}
+
+/* One sample. */
+static void apply_one(const hetee_refresh_spec *spec, double *v, double *tmp, int sh[3]) {
   int c = spec->shape[0], h = spec->shape[1], w = spec->shape[2];
   for (size_t i = 0; i < spec->nops; i++) {
     const hetee_refresh_op *o = &spec->ops[i];
@@ -74,6 +83,21 @@ void hetee_ops_apply(const hetee_refresh_spec *spec, double *v, double *tmp, int
       break;
     default: break;
     }
+    saturate(v, (size_t)c * h * w);
   }
   sh[0] = c, sh[1] = h, sh[2] = w;
+}
+
+void hetee_ops_apply(const hetee_refresh_spec *spec, double *v, double *tmp, int sh[3]) {
+  size_t batch = spec->batch ? spec->batch : 1;
+  size_t n = (size_t)spec->shape[0] * spec->shape[1] * spec->shape[2];
+  saturate(v, batch * n);
+  sh[0] = spec->shape[0], sh[1] = spec->shape[1], sh[2] = spec->shape[2];
+  for (size_t b = 0; b < batch; b++) {
+    apply_one(spec, v + b * n, tmp, sh);
+    size_t nf = (size_t)sh[0] * sh[1] * sh[2];
+    /* compact: sample b's final values to [b * nf, (b + 1) * nf); nf <= n, so
+     * the destination never overtakes a sample not yet processed */
+    if (b && nf) memmove(v + b * nf, v + b * n, nf * sizeof *v);
+  }
 }

@@ -8,7 +8,15 @@
  * vector, one ciphertext at a time, and the reply; jobs above the configured
  * budget are refused (the host splits batches, see host.h).
  *
- * Also the decrypt-and-gather step of release (sessions.c).
+ * Nothing the host observes depends on the decrypted values (issue 7,
+ * docs/security.md "Refresh and release as oracles"): levels and scales are
+ * checked against the parameters and every ciphertext's metadata against
+ * the declaration before decryption; values are saturated at public bounds
+ * (after decoding, after every op, before encoding) and encoded on a path
+ * chosen from those bounds.
+ *
+ * Also the decrypt-and-gather step of release (sessions.c), followed there
+ * by noise flooding.
  */
 #include <math.h>
 #include <sodium.h>
@@ -23,10 +31,53 @@
 
 #ifdef HETEE_ENCLAVE_HAVE_CKKS
 
+/* log2 Q_level (public). */
+static double level_log2q(const hetee_ckks_context *ctx, int level) {
+  double logq = 0;
+  for (int i = 0; i <= level; i++) logq += log2((double)hetee_ckks_context_prime(ctx, i));
+  return logq;
+}
+
+/* Resolves a declared level (-1: top) and scale (0: default) and checks
+ * them against the parameters: level in [0, L], scale >= 2^20 and
+ * scale * 2^HETEE_SCALE_HEADROOM_BITS <= Q_level. Public data only. */
+int enclave_check_level_scale(const hetee_ckks_context *ctx, int level_in, double scale_in, const char *what,
+                              int *level, double *scale) {
+  int top = hetee_ckks_context_max_level(ctx);
+  int l = level_in == -1 ? top : level_in;
+  if (l < 0 || l > top) return hetee_error(HETEE_ERR_LEVEL, "%s level %d outside [0, %d] (-1: top)", what, level_in, top);
+  double sc = scale_in > 0 ? scale_in : hetee_ckks_context_default_scale(ctx);
+  double lq = level_log2q(ctx, l);
+  if (!(isfinite(sc) && log2(sc) >= HETEE_SCALE_MIN_BITS && log2(sc) + HETEE_SCALE_HEADROOM_BITS <= lq))
+    return hetee_error(HETEE_ERR_SCALE, "%s scale 2^%.2f outside [2^%d, 2^%.2f] at level %d", what, log2(sc),
+                       HETEE_SCALE_MIN_BITS, lq - HETEE_SCALE_HEADROOM_BITS, l);
+  *level = l;
+  *scale = sc;
+  return 0;
+}
+
+/* Saturation bound of the values the enclave encodes at (level, scale):
+ * |v| * scale <= min(Q_level / 16, 2^1000). Coefficients are bounded by the
+ * largest slot magnitude times the scale (the inverse canonical embedding
+ * averages the slots), so they stay below Q_level / 16 < Q_level / 2, and
+ * the encoder picks its path from this public bound
+ * (hetee_ckks_encode_real_bounded). Saturating makes refresh total: before
+ * (issue 7) an out_scale of 1e-300 made the bound infinite and the encoder's
+ * "not finite" failure a plaintext-comparison oracle. */
+static double encode_bound(const hetee_ckks_context *ctx, int level, double scale) {
+  double lim = level_log2q(ctx, level) - 4.0;
+  return exp2(lim < 1000.0 ? lim : 1000.0) / scale;
+}
+
 /* Reads u32 ncts then ncts ciphertext blobs; fills values[k] from global slot
- * map[k]. Ciphertexts are decrypted one at a time. */
-static int gather(enclave *e, hetee_rbuf *r, const uint32_t *map, size_t n, double *values, double *slotbuf,
-                  uint64_t *items) {
+ * map[k]. Every ciphertext must have the declared level and (within 2^-20)
+ * the declared scale, checked before it is decrypted; it is decoded with the
+ * declared scale, never with the host-writable field. Ciphertexts of size 2
+ * or 3 (a ct x ct product not relinearized) are accepted. Decoded values are
+ * saturated at +-HETEE_REFRESH_VALUE_BOUND. One ciphertext is decrypted at a
+ * time. */
+static int gather(enclave *e, hetee_rbuf *r, const uint32_t *map, size_t n, int level, double scale, double *values,
+                  double *slotbuf, uint64_t *items) {
   size_t slots = hetee_ckks_context_slots(e->ctx);
   uint32_t ncts = hetee_rbuf_u32(r);
   if (r->err || ncts < 1 || ncts > MAX_CTS) return hetee_error(HETEE_ERR_PROTOCOL, "bad ciphertext count");
@@ -35,26 +86,20 @@ static int gather(enclave *e, hetee_rbuf *r, const uint32_t *map, size_t n, doub
       return hetee_error(HETEE_ERR_SHAPE, "input map entry %zu names slot %u beyond %u ciphertexts", k, map[k], ncts);
   /* counting sort of the values by source ciphertext (public layout) */
   uint32_t *start = calloc(ncts + 1, sizeof *start), *order = malloc((n ? n : 1) * sizeof *order);
+  uint32_t *fill = calloc(ncts, sizeof *fill);
   hetee_ckks_plaintext *pt = NULL;
   int rc = 0;
-  if (!start || !order || hetee_ckks_plaintext_new(e->ctx, &pt)) {
+  if (!start || !order || !fill || hetee_ckks_plaintext_new(e->ctx, &pt)) {
     rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
     goto err;
   }
   for (size_t k = 0; k < n; k++) start[map[k] / slots + 1]++;
   for (uint32_t c = 0; c < ncts; c++) start[c + 1] += start[c];
-  {
-    uint32_t *fill = calloc(ncts, sizeof *fill);
-    if (!fill) {
-      rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
-      goto err;
-    }
-    for (size_t k = 0; k < n; k++) {
-      uint32_t c = (uint32_t)(map[k] / slots);
-      order[start[c] + fill[c]++] = (uint32_t)k;
-    }
-    free(fill);
+  for (size_t k = 0; k < n; k++) {
+    uint32_t c = (uint32_t)(map[k] / slots);
+    order[start[c] + fill[c]++] = (uint32_t)k;
   }
+  const double bound = HETEE_REFRESH_VALUE_BOUND;
   for (uint32_t c = 0; c < ncts && !rc; c++) {
     size_t len;
     const uint8_t *b = hetee_rbuf_blob(r, HETEE_FRAME_MAX_BODY, &len);
@@ -64,10 +109,20 @@ static int gather(enclave *e, hetee_rbuf *r, const uint32_t *map, size_t n, doub
     }
     hetee_ckks_ciphertext *ct = NULL;
     rc = hetee_ckks_ciphertext_load(e->ctx, b, len, &ct);
+    if (!rc && hetee_ckks_ciphertext_level(ct) != level)
+      rc = hetee_error(HETEE_ERR_LEVEL, "ciphertext %u is at level %d, the request declares %d", c,
+                       hetee_ckks_ciphertext_level(ct), level);
+    if (!rc && !(fabs(hetee_ckks_ciphertext_scale(ct) - scale) <= scale * 0x1p-20))
+      rc = hetee_error(HETEE_ERR_SCALE, "ciphertext %u has scale 2^%.4f, the request declares 2^%.4f", c,
+                       log2(hetee_ckks_ciphertext_scale(ct)), log2(scale));
+    if (!rc) rc = hetee_ckks_ciphertext_set_scale(ct, scale); /* decode with the declared scale */
     if (!rc) rc = hetee_ckks_decrypt(e->ctx, e->sk, ct, pt);
     if (!rc) rc = hetee_ckks_decode_real(e->ctx, pt, slotbuf, slots);
     hetee_ckks_ciphertext_free(ct);
-    for (uint32_t j = start[c]; j < start[c + 1] && !rc; j++) values[order[j]] = slotbuf[map[order[j]] % slots];
+    for (uint32_t j = start[c]; j < start[c + 1] && !rc; j++) {
+      double x = slotbuf[map[order[j]] % slots];
+      values[order[j]] = hetee_dmin(hetee_dmax(x, -bound), bound); /* NaN -> -bound */
+    }
   }
   if (!rc && hetee_rbuf_left(r)) rc = hetee_error(HETEE_ERR_PROTOCOL, "trailing bytes after the ciphertexts");
   if (!rc) *items += ncts;
@@ -76,35 +131,13 @@ err:
   sodium_memzero(slotbuf, slots * sizeof *slotbuf);
   free(start);
   free(order);
+  free(fill);
   return rc;
 }
 
-/* Saturation bound for the values the enclave encodes: |v| * scale stays
- * below min(2^60, Q_level / 16), public (level and scale only). The encoder
- * refuses values whose coefficients reach Q_level / 4 (HETEE_ERR_SCALE) and
- * switches to a slower multi-word path above 2^62; both depend on the
- * values, and the host picks the output scale, so without saturation a
- * refresh succeeding or failing (or its timing) would tell the host whether
- * max |activation| * scale crossed a threshold it chose, i.e. leak the
- * activations' magnitude by bisection over repeated refreshes. Saturating
- * first (branch-free, NaN -> -bound) makes encoding total and one-path.
- * Coefficients are bounded by the largest slot magnitude (inverse canonical
- * embedding averages the slots), so the bound keeps a factor 4 margin. */
-static double encode_bound(const hetee_ckks_context *ctx, int level, double scale) {
-  double logq = 0;
-  for (int i = 0; i <= level; i++) logq += log2((double)hetee_ckks_context_prime(ctx, i));
-  double lim = logq - 4.0 < 60.0 ? logq - 4.0 : 60.0;
-  return exp2(lim) / scale;
-}
-
-static int scatter_encrypt(enclave *e, const hetee_refresh_spec *s, const double *values, double *slotbuf,
-                           hetee_wbuf *w, uint64_t *items) {
+static int scatter_encrypt(enclave *e, const hetee_refresh_spec *s, int level, double scale, const double *values,
+                           double *slotbuf, hetee_wbuf *w, uint64_t *items) {
   size_t slots = hetee_ckks_context_slots(e->ctx);
-  int level = s->out_level < 0 ? hetee_ckks_context_max_level(e->ctx) : s->out_level;
-  if (level > hetee_ckks_context_max_level(e->ctx))
-    return hetee_error(HETEE_ERR_LEVEL, "output level %d above the top level %d", level,
-                       hetee_ckks_context_max_level(e->ctx));
-  double scale = s->out_scale > 0 ? s->out_scale : hetee_ckks_context_default_scale(e->ctx);
   const double bound = encode_bound(e->ctx, level, scale);
   uint32_t *start = calloc(s->out_ncts + 1, sizeof *start), *fill = calloc(s->out_ncts, sizeof *fill);
   uint32_t *order = malloc((s->out_n ? s->out_n : 1) * sizeof *order);
@@ -128,10 +161,10 @@ static int scatter_encrypt(enclave *e, const hetee_refresh_spec *s, const double
       uint32_t k = order[j];
       slotbuf[s->out_dst[k] % slots] = values[s->out_src[k]];
     }
-    for (size_t j = 0; j < slots; j++) slotbuf[j] = hetee_dmin(hetee_dmax(slotbuf[j], -bound), bound);
     uint8_t *b = NULL;
     size_t blen = 0;
-    rc = hetee_ckks_encode_real(e->ctx, slotbuf, slots, scale, level, pt);
+    /* saturates at +-bound and picks the rounding path from the bound */
+    rc = hetee_ckks_encode_real_bounded(e->ctx, slotbuf, slots, scale, level, bound, pt);
     if (!rc) rc = hetee_ckks_encrypt_sk(e->ctx, e->sk, pt, ct);
     if (!rc) rc = hetee_ckks_ciphertext_save(e->ctx, ct, &b, &blen);
     if (!rc) hetee_wbuf_blob(w, b, blen);
@@ -154,50 +187,92 @@ int enclave_handle_refresh(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *i
   hetee_refresh_job job;
   int rc = hetee_refresh_spec_decode(r, slots, &job);
   if (rc) return rc;
-  size_t n = (size_t)job.spec.shape[0] * job.spec.shape[1] * job.spec.shape[2];
-  /* working set: tensor + pooling buffer + slot vector (+ one ciphertext) */
-  size_t need = (2 * n + slots) * sizeof(double);
+  /* every parameter-dependent check before anything is decrypted */
+  int in_level, out_level;
+  double in_scale, out_scale;
+  rc = enclave_check_level_scale(e->ctx, job.spec.in_level, job.spec.in_scale, "input", &in_level, &in_scale);
+  if (!rc)
+    rc = enclave_check_level_scale(e->ctx, job.spec.out_level, job.spec.out_scale, "output", &out_level, &out_scale);
+  if (rc) {
+    hetee_refresh_job_free(&job);
+    return rc;
+  }
+  size_t per = (size_t)job.spec.shape[0] * job.spec.shape[1] * job.spec.shape[2];
+  size_t n = per * job.spec.batch;
+  /* working set: tensor + pooling buffer (one sample) + slot vector (+ one ciphertext) */
+  size_t need = (n + per + slots) * sizeof(double);
   if (need > e->cfg.budget) {
     hetee_refresh_job_free(&job);
     return hetee_error(HETEE_ERR_LIMIT, "refresh job needs %zu bytes, budget is %zu: split the batch", need,
                        e->cfg.budget);
   }
-  double *v = sodium_malloc(n * sizeof *v), *tmp = sodium_malloc(n * sizeof *tmp),
-         *slotbuf = sodium_malloc(slots * sizeof *slotbuf);
-  if (!v || !tmp || !slotbuf) {
+  /* one locked workspace per request: tensor | pooling buffer | slot vector */
+  double *ws = sodium_malloc(need);
+  if (!ws) {
     rc = hetee_error(HETEE_ERR_NOMEM, "no memory for the refresh tensor");
     goto out;
   }
-  rc = gather(e, r, job.spec.in_map, n, v, slotbuf, items);
+  double *v = ws, *tmp = ws + n, *slotbuf = ws + n + per;
+  rc = gather(e, r, job.spec.in_map, n, in_level, in_scale, v, slotbuf, items);
   if (rc) goto out;
   int sh[3];
   hetee_ops_apply(&job.spec, v, tmp, sh);
-  rc = scatter_encrypt(e, &job.spec, v, slotbuf, w, items);
+  rc = scatter_encrypt(e, &job.spec, out_level, out_scale, v, slotbuf, w, items);
 out:
-  if (v) sodium_free(v); /* sodium_free wipes */
-  if (tmp) sodium_free(tmp);
-  if (slotbuf) sodium_free(slotbuf);
+  if (ws) sodium_free(ws); /* sodium_free wipes */
   hetee_refresh_job_free(&job);
   return rc;
 }
 
-int enclave_release_values(enclave *e, hetee_rbuf *r, double **vals, size_t *nout, uint64_t *items) {
+/* Uniform noise in [-a, a] for each of the n values, from libsodium's
+ * randombytes (53 random bits per value, no branch on them). */
+static void flood(double *v, size_t n, double a) {
+  for (size_t i = 0; i < n; i++) {
+    uint64_t u;
+    randombytes_buf(&u, sizeof u);
+    double x = (double)(int64_t)(u >> 11) * 0x1p-52 - 1.0; /* [-1, 1) on a 2^-52 grid */
+    v[i] += x * a;
+    u = 0;
+    x = 0;
+  }
+}
+
+int enclave_release_values(enclave *e, hetee_rbuf *r, int prec_bits, double **vals, size_t *nout, uint64_t *items) {
   *vals = NULL;
   *nout = 0;
   if (!e->have_keys) return hetee_error(HETEE_ERR_STATE, "no keys yet");
   size_t slots = hetee_ckks_context_slots(e->ctx);
+  int32_t lvl = (int32_t)hetee_rbuf_u32(r);
+  double sc = hetee_rbuf_f64(r);
+  uint8_t enc = hetee_rbuf_u8(r);
   uint32_t n = hetee_rbuf_u32(r);
   if (r->err || n < 1 || n > HETEE_RELEASE_MAX_VALUES || (size_t)n * 4 > hetee_rbuf_left(r))
     return hetee_error(HETEE_ERR_PROTOCOL, "release value count invalid");
+  if (enc != HETEE_ENC_SLOTS)
+    return hetee_error(HETEE_ERR_UNSUPPORTED, "release encoding %u: only slots (0) are supported", enc);
+  if (!(isfinite(sc) && sc >= 0)) return hetee_error(HETEE_ERR_SCALE, "release scale not finite or negative");
+  int level;
+  double scale;
+  int rc = enclave_check_level_scale(e->ctx, lvl, sc, "release input", &level, &scale);
+  if (rc) return rc;
+  /* flooding half-width (docs/security.md, "Noise flooding"): n values with
+   * errors below 2^ERR / scale each are within statistical distance
+   * n 2^ERR / (2a) = 2^-STAT of error-free ones */
+  double log2a = log2((double)n) + HETEE_RELEASE_ERR_BITS + HETEE_RELEASE_STAT_BITS - 1 - log2(scale);
+  if (log2a > -(double)prec_bits)
+    return hetee_error(HETEE_ERR_SCALE,
+                       "release of %u values at scale 2^%.2f: flooding noise 2^%.2f exceeds the policy's rounding "
+                       "unit 2^-%d (decode at scale >= 2^%.2f)",
+                       n, log2(scale), log2a, prec_bits, log2(scale) + log2a + prec_bits);
   uint32_t *map = malloc(n * sizeof *map);
   double *v = sodium_malloc(n * sizeof *v), *slotbuf = sodium_malloc(slots * sizeof *slotbuf);
-  int rc = 0;
   if (!map || !v || !slotbuf) {
     rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
     goto out;
   }
   for (uint32_t i = 0; i < n; i++) map[i] = hetee_rbuf_u32(r);
-  rc = gather(e, r, map, n, v, slotbuf, items);
+  rc = gather(e, r, map, n, level, scale, v, slotbuf, items);
+  if (!rc) flood(v, n, exp2(log2a));
 out:
   free(map);
   if (slotbuf) sodium_free(slotbuf);
@@ -215,7 +290,8 @@ out:
 int enclave_handle_refresh(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *items) {
   return hetee_error(HETEE_ERR_UNSUPPORTED, "this enclave was built without the CKKS layer");
 }
-int enclave_release_values(enclave *e, hetee_rbuf *r, double **vals, size_t *n, uint64_t *items) {
+int enclave_release_values(enclave *e, hetee_rbuf *r, int prec_bits, double **vals, size_t *n, uint64_t *items) {
+  (void)prec_bits;
   *vals = NULL;
   *n = 0;
   return hetee_error(HETEE_ERR_UNSUPPORTED, "this enclave was built without the CKKS layer");

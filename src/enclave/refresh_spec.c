@@ -1,9 +1,13 @@
 /*
- * refresh_spec.c — wire encoding of a refresh job description (shape, input
- * gather map, operation list, output scatter map, output level/scale) and its
- * strict decoder: every count is bounded, every index checked, and the shape
- * each operation produces is propagated so that a malformed job is refused
- * with HETEE_ERR_SHAPE / HETEE_ERR_FORMAT before any secret is touched.
+ * refresh_spec.c — wire encoding of a refresh job description (version 2:
+ * shape and batch, input gather map, declared input level/scale/encoding,
+ * operation list, output scatter map, output level/scale/encoding; byte
+ * layout in docs/enclave.md) and its strict decoder: every count is
+ * bounded, every index checked, every constant finite and bounded, and the
+ * shape each operation produces is propagated so that a malformed job is
+ * refused with HETEE_ERR_SHAPE / HETEE_ERR_FORMAT / HETEE_ERR_VERSION before
+ * any secret is touched. Checks that need the CKKS parameters (levels,
+ * scales) are made by refresh.c, also before decryption.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -29,16 +33,24 @@ static uint64_t shape_elems(long c, long h, long w) {
   return n > max ? 0 : n;
 }
 
+static int const_ok(double x) { return isfinite(x) && fabs(x) <= HETEE_REFRESH_MAX_CONST; }
+
 int hetee_refresh_shapes(const hetee_refresh_spec *spec, int sh[3]) {
   long c = spec->shape[0], h = spec->shape[1], w = spec->shape[2];
-  if (!shape_elems(c, h, w))
-    return hetee_error(HETEE_ERR_SHAPE, "input shape %ldx%ldx%ld invalid", c, h, w);
+  uint64_t per = shape_elems(c, h, w), batch = spec->batch ? spec->batch : 1;
+  if (!per) return hetee_error(HETEE_ERR_SHAPE, "input shape %ldx%ldx%ld invalid", c, h, w);
+  if (batch > HETEE_REFRESH_MAX_VALUES / per)
+    return hetee_error(HETEE_ERR_LIMIT, "batch of %llu samples of %llu values above the limit of %u values",
+                       (unsigned long long)batch, (unsigned long long)per, HETEE_REFRESH_MAX_VALUES);
+  if (spec->in_encoding != HETEE_ENC_SLOTS || spec->out_encoding != HETEE_ENC_SLOTS)
+    return hetee_error(HETEE_ERR_UNSUPPORTED, "refresh encoding %d -> %d: only slots (0) are supported",
+                       spec->in_encoding, spec->out_encoding);
   if (spec->nops > HETEE_REFRESH_MAX_OPS) return hetee_error(HETEE_ERR_LIMIT, "%zu ops above limit", spec->nops);
   for (size_t i = 0; i < spec->nops; i++) {
     const hetee_refresh_op *o = &spec->ops[i];
     long n = c * h * w;
     if (!op_valid_kind(o->kind)) return hetee_error(HETEE_ERR_FORMAT, "op %zu: unknown kind %d", i, o->kind);
-    if (!isfinite(o->alpha)) return hetee_error(HETEE_ERR_FORMAT, "op %zu: alpha not finite", i);
+    if (!const_ok(o->alpha)) return hetee_error(HETEE_ERR_FORMAT, "op %zu: alpha not finite or above 2^64", i);
     size_t wa = 0, wb = 0; /* expected array sizes */
     switch (o->kind) {
     case HETEE_OP_ADD_BIAS:
@@ -67,9 +79,9 @@ int hetee_refresh_shapes(const hetee_refresh_spec *spec, int sh[3]) {
       return hetee_error(HETEE_ERR_SHAPE, "op %zu: parameter arrays of %zu/%zu values, expected %zu/%zu", i, o->na,
                          o->nb, wa, wb);
     for (size_t j = 0; j < o->na; j++)
-      if (!isfinite(o->a[j])) return hetee_error(HETEE_ERR_FORMAT, "op %zu: non-finite parameter", i);
+      if (!const_ok(o->a[j])) return hetee_error(HETEE_ERR_FORMAT, "op %zu: parameter not finite or above 2^64", i);
     for (size_t j = 0; j < o->nb; j++)
-      if (!isfinite(o->b[j])) return hetee_error(HETEE_ERR_FORMAT, "op %zu: non-finite parameter", i);
+      if (!const_ok(o->b[j])) return hetee_error(HETEE_ERR_FORMAT, "op %zu: parameter not finite or above 2^64", i);
   }
   sh[0] = (int)c, sh[1] = (int)h, sh[2] = (int)w;
   return 0;
@@ -80,14 +92,22 @@ int hetee_refresh_spec_encode(const hetee_refresh_spec *s, uint8_t **buf, size_t
   int sh[3];
   int rc = hetee_refresh_shapes(s, sh);
   if (rc) return rc;
-  size_t n = (size_t)s->shape[0] * s->shape[1] * s->shape[2];
+  uint32_t batch = s->batch ? s->batch : 1;
+  size_t n = (size_t)batch * s->shape[0] * s->shape[1] * s->shape[2];
   if (!s->in_map || (s->out_n && (!s->out_dst || !s->out_src)))
     return hetee_error(HETEE_ERR_INVALID_ARG, "NULL map");
   hetee_wbuf w;
   hetee_wbuf_init(&w);
+  hetee_wbuf_put(&w, "HTRS", 4);
+  hetee_wbuf_u16(&w, HETEE_REFRESH_SPEC_VERSION);
+  hetee_wbuf_u16(&w, 0);
   for (int i = 0; i < 3; i++) hetee_wbuf_u32(&w, (uint32_t)s->shape[i]);
+  hetee_wbuf_u32(&w, batch);
   hetee_wbuf_u32(&w, (uint32_t)n);
   for (size_t i = 0; i < n; i++) hetee_wbuf_u32(&w, s->in_map[i]);
+  hetee_wbuf_u32(&w, (uint32_t)(int32_t)s->in_level);
+  hetee_wbuf_f64(&w, s->in_scale);
+  hetee_wbuf_u8(&w, (uint8_t)s->in_encoding);
   hetee_wbuf_u32(&w, (uint32_t)s->nops);
   for (size_t i = 0; i < s->nops; i++) {
     const hetee_refresh_op *o = &s->ops[i];
@@ -109,6 +129,7 @@ int hetee_refresh_spec_encode(const hetee_refresh_spec *s, uint8_t **buf, size_t
   }
   hetee_wbuf_u32(&w, (uint32_t)(int32_t)s->out_level);
   hetee_wbuf_f64(&w, s->out_scale);
+  hetee_wbuf_u8(&w, (uint8_t)s->out_encoding);
   if (w.err) {
     hetee_wbuf_free(&w);
     return hetee_error(HETEE_ERR_NOMEM, "no memory for refresh spec");
@@ -148,20 +169,36 @@ static double *read_f64s(hetee_rbuf *r, size_t n) {
   return a;
 }
 
+/* Values per ciphertext of an encoding (validated by hetee_refresh_shapes). */
+static uint64_t per_ct(int enc, size_t slots) { return enc == HETEE_ENC_COEFFS ? 2 * (uint64_t)slots : slots; }
+
 int hetee_refresh_spec_decode(hetee_rbuf *r, size_t slots, hetee_refresh_job *job) {
   memset(job, 0, sizeof *job);
   hetee_refresh_spec *s = &job->spec;
   int rc = HETEE_ERR_FORMAT;
+  const uint8_t *magic = hetee_rbuf_get(r, 4);
+  uint16_t version = hetee_rbuf_u16(r), reserved = hetee_rbuf_u16(r);
+  if (r->err || memcmp(magic, "HTRS", 4)) goto bad;
+  if (version != HETEE_REFRESH_SPEC_VERSION || reserved) {
+    rc = hetee_error(HETEE_ERR_VERSION, "refresh spec version %u, this enclave reads %d", version,
+                     HETEE_REFRESH_SPEC_VERSION);
+    goto err;
+  }
   for (int i = 0; i < 3; i++) s->shape[i] = (int)hetee_rbuf_u32(r);
+  s->batch = hetee_rbuf_u32(r);
   uint32_t n = hetee_rbuf_u32(r);
   if (r->err) goto bad;
-  if (n < 1 || shape_elems(s->shape[0], s->shape[1], s->shape[2]) != n) {
-    rc = hetee_error(HETEE_ERR_SHAPE, "refresh input shape does not match its %u values", n);
+  uint64_t per = shape_elems(s->shape[0], s->shape[1], s->shape[2]);
+  if (s->batch < 1 || !per || s->batch > HETEE_REFRESH_MAX_VALUES / per || per * s->batch != n) {
+    rc = hetee_error(HETEE_ERR_SHAPE, "refresh input shape x batch %u does not match its %u values", s->batch, n);
     goto err;
   }
   job->in_map = read_u32s(r, n);
   if (!job->in_map) goto nomem_or_bad;
   s->in_map = job->in_map;
+  s->in_level = (int32_t)hetee_rbuf_u32(r);
+  s->in_scale = hetee_rbuf_f64(r);
+  s->in_encoding = hetee_rbuf_u8(r);
   uint32_t nops = hetee_rbuf_u32(r);
   if (r->err) goto bad;
   if (nops > HETEE_REFRESH_MAX_OPS) {
@@ -193,7 +230,10 @@ int hetee_refresh_spec_decode(hetee_rbuf *r, size_t slots, hetee_refresh_job *jo
   s->out_ncts = hetee_rbuf_u32(r);
   uint32_t out_n = hetee_rbuf_u32(r);
   if (r->err) goto bad;
-  if (s->out_ncts < 1 || s->out_ncts > MAX_OUT_CTS || (uint64_t)out_n > (uint64_t)s->out_ncts * slots) {
+  /* the output encoding comes last on the wire; its range is fixed here by
+   * the slots layout and checked again (refused) in hetee_refresh_shapes */
+  const uint64_t out_per = per_ct(HETEE_ENC_SLOTS, slots);
+  if (s->out_ncts < 1 || s->out_ncts > MAX_OUT_CTS || (uint64_t)out_n > (uint64_t)s->out_ncts * out_per) {
     rc = hetee_error(HETEE_ERR_LIMIT, "refresh output of %u ciphertexts / %u values out of range", s->out_ncts, out_n);
     goto err;
   }
@@ -201,11 +241,11 @@ int hetee_refresh_spec_decode(hetee_rbuf *r, size_t slots, hetee_refresh_job *jo
   job->out_dst = malloc(out_n ? out_n * 4u : 4u);
   job->out_src = malloc(out_n ? out_n * 4u : 4u);
   if (!job->out_dst || !job->out_src) goto nomem;
-  uint64_t nfinal = (uint64_t)job->final_shape[0] * job->final_shape[1] * job->final_shape[2];
+  uint64_t nfinal = (uint64_t)s->batch * job->final_shape[0] * job->final_shape[1] * job->final_shape[2];
   for (uint32_t i = 0; i < out_n; i++) {
     job->out_dst[i] = hetee_rbuf_u32(r);
     job->out_src[i] = hetee_rbuf_u32(r);
-    if ((uint64_t)job->out_dst[i] >= (uint64_t)s->out_ncts * slots || job->out_src[i] >= nfinal) {
+    if ((uint64_t)job->out_dst[i] >= (uint64_t)s->out_ncts * out_per || job->out_src[i] >= nfinal) {
       rc = hetee_error(HETEE_ERR_SHAPE, "refresh output pair %u (%u <- %u) out of range", i, job->out_dst[i],
                        job->out_src[i]);
       goto err;
@@ -216,9 +256,15 @@ int hetee_refresh_spec_decode(hetee_rbuf *r, size_t slots, hetee_refresh_job *jo
   s->out_src = job->out_src;
   s->out_level = (int32_t)hetee_rbuf_u32(r);
   s->out_scale = hetee_rbuf_f64(r);
+  s->out_encoding = hetee_rbuf_u8(r);
   if (r->err) goto bad;
-  if (!isfinite(s->out_scale) || s->out_scale < 0) {
-    rc = hetee_error(HETEE_ERR_SCALE, "refresh output scale invalid");
+  if (s->out_encoding != HETEE_ENC_SLOTS) {
+    rc = hetee_error(HETEE_ERR_UNSUPPORTED, "refresh output encoding %d: only slots (0) are supported",
+                     s->out_encoding);
+    goto err;
+  }
+  if (!isfinite(s->in_scale) || s->in_scale < 0 || !isfinite(s->out_scale) || s->out_scale < 0) {
+    rc = hetee_error(HETEE_ERR_SCALE, "refresh input or output scale not finite or negative");
     goto err;
   }
   return 0;

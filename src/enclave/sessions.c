@@ -240,7 +240,7 @@ int enclave_handle_release(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *i
     return hetee_error(HETEE_ERR_AUTH, "session is not the data provider model %u's policy names", model);
   double *v = NULL;
   size_t n = 0;
-  int rc = enclave_release_values(e, r, &v, &n, items);
+  int rc = enclave_release_values(e, r, p->prec_bits, &v, &n, items);
   if (rc) return rc;
   hetee_wbuf rec;
   hetee_wbuf_init(&rec);

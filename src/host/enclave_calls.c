@@ -209,17 +209,19 @@ int hetee_enclave_refresh(hetee_enclave *e, const hetee_refresh_spec *spec, cons
   return hetee_enclave_refresh_stream(e, spec, n ? n : 1, cts, lens, n, out, out_lens, nout);
 }
 
-int hetee_enclave_release(hetee_enclave *e, uint32_t model_id, const uint8_t sid[16], const uint32_t *map,
-                          size_t nvalues, const uint8_t *const *cts, const size_t *lens, size_t n, uint8_t **sealed,
-                          size_t *len) {
-  if (!e || !sid || !map || !cts || !lens || !sealed || !len || nvalues > HETEE_RELEASE_MAX_VALUES)
+int hetee_enclave_release(hetee_enclave *e, uint32_t model_id, const uint8_t sid[16], const hetee_release_spec *spec,
+                          const uint8_t *const *cts, const size_t *lens, size_t n, uint8_t **sealed, size_t *len) {
+  if (!e || !sid || !spec || !spec->map || !cts || !lens || !sealed || !len || spec->n > HETEE_RELEASE_MAX_VALUES)
     return hetee_error(HETEE_ERR_INVALID_ARG, "bad argument");
   hetee_wbuf w;
   hetee_wbuf_init(&w);
   hetee_wbuf_u32(&w, model_id);
   hetee_wbuf_put(&w, sid, 16);
-  hetee_wbuf_u32(&w, (uint32_t)nvalues);
-  for (size_t i = 0; i < nvalues; i++) hetee_wbuf_u32(&w, map[i]);
+  hetee_wbuf_u32(&w, (uint32_t)(int32_t)spec->in_level);
+  hetee_wbuf_f64(&w, spec->in_scale);
+  hetee_wbuf_u8(&w, (uint8_t)spec->in_encoding);
+  hetee_wbuf_u32(&w, (uint32_t)spec->n);
+  for (size_t i = 0; i < spec->n; i++) hetee_wbuf_u32(&w, spec->map[i]);
   put_cts(&w, cts, lens, n);
   if (w.err) return hetee_error(HETEE_ERR_NOMEM, "no memory");
   int rc = hetee_enclave_call(e, HETEE_MSG_RELEASE, w.p, w.len, sealed, len);

@@ -90,15 +90,14 @@ static inline void ckfx_policy(ckfx *c, hetee_enclave *e, uint32_t model, int ki
   free(p);
 }
 
-/* Public-key encryption of a full slot vector; returns the serialized ct. */
-static inline uint8_t *ckfx_encrypt(ckfx *c, const double *v, size_t *len) {
+/* Public-key encryption of a full slot vector at the top level and `scale`;
+ * returns the serialized ct. */
+static inline uint8_t *ckfx_encrypt_at(ckfx *c, const double *v, double scale, size_t *len) {
   hetee_ckks_plaintext *pt;
   hetee_ckks_ciphertext *ct;
   assert_int_equal(hetee_ckks_plaintext_new(c->ctx, &pt), 0);
   assert_int_equal(hetee_ckks_ciphertext_new(c->ctx, &ct), 0);
-  assert_int_equal(hetee_ckks_encode_real(c->ctx, v, c->slots, hetee_ckks_context_default_scale(c->ctx),
-                                          hetee_ckks_context_max_level(c->ctx), pt),
-                   0);
+  assert_int_equal(hetee_ckks_encode_real(c->ctx, v, c->slots, scale, hetee_ckks_context_max_level(c->ctx), pt), 0);
   assert_int_equal(hetee_ckks_encrypt_pk(c->ctx, c->pk, pt, ct), 0);
   uint8_t *b;
   assert_int_equal(hetee_ckks_ciphertext_save(c->ctx, ct, &b, len), 0);
@@ -107,16 +106,42 @@ static inline uint8_t *ckfx_encrypt(ckfx *c, const double *v, size_t *len) {
   return b;
 }
 
-/* Reads values at global slots map[0..n) of cts through a VALUES release
- * (model 0xFFFF, 24 fractional bits: the most the enclave releases at scale
- * 2^40) opened by the DP session. */
+/* ... at the default scale. */
+static inline uint8_t *ckfx_encrypt(ckfx *c, const double *v, size_t *len) {
+  return ckfx_encrypt_at(c, v, hetee_ckks_context_default_scale(c->ctx), len);
+}
+
+/* Scale at which ckfx_read releases: large enough that the release's
+ * flooding noise (n 2^59 / scale, hetee_release_spec) stays far below
+ * 2^-24 for the few values tests read. */
+#define CKFX_READ_SCALE 0x1p100
+
+/* Reads values at global slots map[0..n) of cts (all at one level and
+ * scale, as refresh outputs are) the only way the enclave lets them out:
+ * an identity refresh to CKFX_READ_SCALE at the top level, then a VALUES
+ * release (model 0xFFFF, 24 fractional bits: the most the enclave releases
+ * at scale 2^40) opened by the DP session. */
 static inline void ckfx_read(ckfx *c, hetee_enclave *e, const uint32_t *map, size_t n, uint8_t *const *cts,
                              const size_t *lens, size_t ncts, double *out) {
+  hetee_ckks_ciphertext *ct0;
+  assert_int_equal(hetee_ckks_ciphertext_load(c->ctx, cts[0], lens[0], &ct0), 0);
+  uint32_t *idx = malloc(n * sizeof *idx);
+  for (size_t i = 0; i < n; i++) idx[i] = (uint32_t)i;
+  hetee_refresh_spec s = {.shape = {1, 1, (int)n}, .in_map = map, .in_level = hetee_ckks_ciphertext_level(ct0),
+                          .in_scale = hetee_ckks_ciphertext_scale(ct0), .out_ncts = (uint32_t)((n + c->slots - 1) / c->slots),
+                          .out_n = n, .out_dst = idx, .out_src = idx, .out_level = -1, .out_scale = CKFX_READ_SCALE};
+  hetee_ckks_ciphertext_free(ct0);
+  uint8_t **hi;
+  size_t *hlens, nhi;
+  int rc = hetee_enclave_refresh(e, &s, (const uint8_t *const *)cts, lens, ncts, &hi, &hlens, &nhi);
+  if (rc) fprintf(stderr, "read refresh: %s\n", hetee_last_error());
+  assert_int_equal(rc, 0);
   ckfx_policy(c, e, 0xFFFF, HETEE_RELEASE_VALUES, 0, 24, NULL);
   uint8_t sid[16], *sealed;
   size_t slen;
   hetee_client_session_id(c->dps, sid);
-  int rc = hetee_enclave_release(e, 0xFFFF, sid, map, n, (const uint8_t *const *)cts, lens, ncts, &sealed, &slen);
+  const hetee_release_spec rs = {.in_level = -1, .in_scale = CKFX_READ_SCALE, .map = idx, .n = n};
+  rc = hetee_enclave_release(e, 0xFFFF, sid, &rs, (const uint8_t *const *)hi, hlens, nhi, &sealed, &slen);
   if (rc) fprintf(stderr, "release: %s\n", hetee_last_error());
   assert_int_equal(rc, 0);
   hetee_release_result res;
@@ -125,6 +150,8 @@ static inline void ckfx_read(ckfx *c, hetee_enclave *e, const uint32_t *map, siz
   memcpy(out, res.values, n * sizeof *out);
   hetee_release_result_clear(&res);
   free(sealed);
+  hetee_enclave_cts_free(hi, hlens, nhi);
+  free(idx);
 }
 
 #endif

@@ -7,6 +7,7 @@
  * writes and the enclave configuration parser (including the mp= list of
  * model providers and its builder).
  */
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -70,7 +71,8 @@ static void test_refresh_spec_roundtrip(void **state) {
                              {.kind = HETEE_OP_MAXPOOL, .window = 2, .stride = 2},
                              {.kind = HETEE_OP_BATCHNORM, .a = g, .na = 3, .b = b, .nb = 3},
                              {.kind = HETEE_OP_RESHAPE, .shape = {3, 1, 1}}};
-  hetee_refresh_spec s = {.shape = {3, 2, 2}, .in_map = in_map, .nops = 4, .ops = ops, .out_ncts = 2, .out_n = 3,
+  hetee_refresh_spec s = {.shape = {3, 2, 2}, .in_map = in_map, .in_level = 2, .in_scale = 0x1p80,
+                          .nops = 4, .ops = ops, .out_ncts = 2, .out_n = 3,
                           .out_dst = dst, .out_src = src, .out_level = 1, .out_scale = 1099511627776.0};
   uint8_t *buf;
   size_t len;
@@ -86,8 +88,22 @@ static void test_refresh_spec_roundtrip(void **state) {
   assert_int_equal(job.spec.out_dst[1], 4097);
   assert_int_equal(job.spec.out_level, 1);
   assert_true(job.spec.out_scale == s.out_scale);
+  assert_int_equal(job.spec.in_level, 2);
+  assert_true(job.spec.in_scale == 0x1p80);
+  assert_int_equal(job.spec.batch, 1); /* 0 in the struct means 1 */
+  assert_int_equal(job.spec.in_encoding, HETEE_ENC_SLOTS);
+  assert_int_equal(job.spec.out_encoding, HETEE_ENC_SLOTS);
   assert_true(job.spec.ops[2].b[2] == 0);
   hetee_refresh_job_free(&job);
+  /* the format is versioned: another version is refused as such */
+  buf[4] = 1;
+  hetee_rbuf_init(&r, buf, len);
+  assert_int_equal(hetee_refresh_spec_decode(&r, 4096, &job), HETEE_ERR_VERSION);
+  buf[4] = HETEE_REFRESH_SPEC_VERSION;
+  buf[0] = 'X';
+  hetee_rbuf_init(&r, buf, len);
+  assert_int_equal(hetee_refresh_spec_decode(&r, 4096, &job), HETEE_ERR_FORMAT);
+  buf[0] = 'H';
   /* with 2048 slots, output slot 4097 is beyond 2 ciphertexts */
   hetee_rbuf_init(&r, buf, len);
   assert_int_equal(hetee_refresh_spec_decode(&r, 2048, &job), HETEE_ERR_SHAPE);
@@ -107,6 +123,38 @@ static void test_refresh_spec_roundtrip(void **state) {
   ops[3].shape[0] = 3;
   ops[1].window = 3;
   assert_int_equal(hetee_refresh_spec_encode(&s, &buf, &len), HETEE_ERR_SHAPE);
+  ops[1].window = 2;
+  /* constants must be finite and at most 2^64 in magnitude (issue 7: the
+   * oracle scaled by 1e308 twice) */
+  bias[1] = 1e308;
+  assert_int_equal(hetee_refresh_spec_encode(&s, &buf, &len), HETEE_ERR_FORMAT);
+  bias[1] = NAN;
+  assert_int_equal(hetee_refresh_spec_encode(&s, &buf, &len), HETEE_ERR_FORMAT);
+  bias[1] = -HETEE_REFRESH_MAX_CONST;
+  assert_int_equal(hetee_refresh_spec_encode(&s, &buf, &len), 0);
+  free(buf);
+  hetee_refresh_op sc = {.kind = HETEE_OP_SCALE, .alpha = 2.0 * HETEE_REFRESH_MAX_CONST};
+  hetee_refresh_spec s2 = {.shape = {1, 1, 1}, .in_map = in_map, .nops = 1, .ops = &sc, .out_ncts = 1};
+  assert_int_equal(hetee_refresh_spec_encode(&s2, &buf, &len), HETEE_ERR_FORMAT);
+  sc.alpha = 2.0;
+  /* coefficient encoding is not supported yet: refused with a clear error */
+  s2.in_encoding = HETEE_ENC_COEFFS;
+  assert_int_equal(hetee_refresh_spec_encode(&s2, &buf, &len), HETEE_ERR_UNSUPPORTED);
+  s2.in_encoding = HETEE_ENC_SLOTS;
+  s2.out_encoding = HETEE_ENC_COEFFS;
+  assert_int_equal(hetee_refresh_spec_encode(&s2, &buf, &len), HETEE_ERR_UNSUPPORTED);
+  s2.out_encoding = HETEE_ENC_SLOTS;
+  /* batch: 3 samples need 3 values; the decoder checks batch x shape = n */
+  s2.batch = 3;
+  assert_int_equal(hetee_refresh_spec_encode(&s2, &buf, &len), 0);
+  hetee_rbuf_init(&r, buf, len);
+  assert_int_equal(hetee_refresh_spec_decode(&r, 4096, &job), 0);
+  assert_int_equal(job.spec.batch, 3);
+  hetee_refresh_job_free(&job);
+  buf[8 + 12] = 4; /* batch 4 against 3 values */
+  hetee_rbuf_init(&r, buf, len);
+  assert_int_equal(hetee_refresh_spec_decode(&r, 4096, &job), HETEE_ERR_SHAPE);
+  free(buf);
 }
 
 static void test_seal_blob(void **state) {

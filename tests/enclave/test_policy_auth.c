@@ -66,7 +66,7 @@ static void keys_and_ct(fx *f) {
   hetee_ckks_ciphertext *ct;
   assert_int_equal(hetee_ckks_plaintext_new(f->ctx, &pt), 0);
   assert_int_equal(hetee_ckks_ciphertext_new(f->ctx, &ct), 0);
-  assert_int_equal(hetee_ckks_encode_real(f->ctx, sv, slots, hetee_ckks_context_default_scale(f->ctx),
+  assert_int_equal(hetee_ckks_encode_real(f->ctx, sv, slots, 0x1p90,
                                           hetee_ckks_context_max_level(f->ctx), pt),
                    0);
   assert_int_equal(hetee_ckks_encrypt_pk(f->ctx, f->pk, pt, ct), 0);
@@ -146,7 +146,8 @@ static int release_to(fx *f, uint32_t model, hetee_client_session *to, uint8_t *
   uint8_t sid[16];
   hetee_client_session_id(to, sid);
   const uint8_t *cts[1] = {f->ct};
-  return hetee_enclave_release(f->e, model, sid, f->map, 4, cts, &f->ctlen, 1, sealed, len);
+  const hetee_release_spec rs = {.in_level = -1, .in_scale = 0x1p90, .map = f->map, .n = 4};
+  return hetee_enclave_release(f->e, model, sid, &rs, cts, &f->ctlen, 1, sealed, len);
 }
 
 /* Releases model's result to session s and checks what s opens: values
@@ -296,7 +297,8 @@ static void test_no_mp_key_no_policy(void **state) {
   size_t len;
   hetee_client_session_id(d1, sid);
   const uint8_t *cts[1] = {f->ct}; /* (another enclave's key: never reached) */
-  assert_int_equal(hetee_enclave_release(e, 1, sid, f->map, 4, cts, &f->ctlen, 1, &sealed, &len),
+  const hetee_release_spec rs = {.in_level = -1, .in_scale = 0x1p90, .map = f->map, .n = 4};
+  assert_int_equal(hetee_enclave_release(e, 1, sid, &rs, cts, &f->ctlen, 1, &sealed, &len),
                    HETEE_ERR_NOT_FOUND);
   free(m);
   free(sm);

@@ -93,7 +93,7 @@ static void elementwise(fx *f, hetee_refresh_op op, double (*ref)(double, const 
     in_map[i] = (uint32_t)((i * 977 + 5) % (2 * f->c.slots));
     x[i] = -3.0 + 6.0 * (double)i / (N - 1);
   }
-  hetee_refresh_spec s = {.shape = {C, H, W}, .in_map = in_map, .nops = 1, .ops = &op};
+  hetee_refresh_spec s = {.in_level = -1, .shape = {C, H, W}, .in_map = in_map, .nops = 1, .ops = &op};
   identity_out(&s, N, dst, src, f->c.slots);
   for (size_t i = 0; i < N; i++) want[i] = ref(x[i], &op);
   run(f, &s, x, 2, got, NULL);
@@ -123,23 +123,37 @@ static void test_scale(void **state) {
 }
 
 /* Values far outside what the output scale can encode saturate at the
- * public bound min(2^60, Q/16) / scale (refresh.c: encode_bound) instead of
- * failing with HETEE_ERR_SCALE: a failure that depends on the decrypted
- * values, at a threshold the host picks through out_scale, would leak their
- * magnitude. */
-static double g_bound;
-static double r_saturate(double x, const hetee_refresh_op *o) {
-  double y = x * o->alpha;
-  return y > g_bound ? g_bound : y < -g_bound ? -g_bound : y;
-}
+ * public bound min(Q_level / 16, 2^1000) / scale (refresh.c: encode_bound)
+ * instead of failing: a failure that depends on the decrypted values, at a
+ * threshold the host picks through out_scale, is a comparison oracle
+ * (issue 7). Two scalings by the largest constant allowed (2^64) push every
+ * value far beyond the bound of 2^(140 - 4) / 2^100 = 2^36 at out_scale
+ * 2^100; the outputs are exactly +-2^36. */
 static void test_saturation(void **state) {
   fx *f = *state;
+  enum { N = 32 };
+  uint32_t in_map[N], dst[N], src[N];
+  double x[N], got[N];
+  for (size_t i = 0; i < N; i++) {
+    in_map[i] = (uint32_t)(7 * i + 1);
+    x[i] = -3.0 + 6.0 * (double)i / (N - 1);
+  }
+  hetee_refresh_op ops[2] = {{.kind = HETEE_OP_SCALE, .alpha = HETEE_REFRESH_MAX_CONST},
+                             {.kind = HETEE_OP_SCALE, .alpha = HETEE_REFRESH_MAX_CONST}};
+  hetee_refresh_spec s = {.in_level = -1, .shape = {1, 1, N}, .in_map = in_map, .nops = 2, .ops = ops};
+  identity_out(&s, N, dst, src, f->c.slots);
+  s.out_scale = 0x1p100;
   int top = hetee_ckks_context_max_level(f->c.ctx);
   double logq = 0;
   for (int i = 0; i <= top; i++) logq += log2((double)hetee_ckks_context_prime(f->c.ctx, i));
-  g_bound = exp2(logq - 4.0 < 60.0 ? logq - 4.0 : 60.0) / hetee_ckks_context_default_scale(f->c.ctx);
-  assert_true(g_bound > 1.0 && g_bound < 1e30);
-  elementwise(f, (hetee_refresh_op){.kind = HETEE_OP_SCALE, .alpha = 1e30}, r_saturate, "saturation");
+  double bound = exp2(logq - 4.0) / s.out_scale;
+  assert_true(bound > 0x1p35 && bound < 0x1p37);
+  run(f, &s, x, 1, got, NULL);
+  for (size_t i = 0; i < N; i++) {
+    double want = x[i] > 0 ? bound : -bound;
+    if (fabs(got[i] - want) > bound * 0x1p-30) fprintf(stderr, "saturation %zu: %g vs %g\n", i, got[i], want);
+    assert_true(fabs(got[i] - want) <= bound * 0x1p-30);
+  }
 }
 
 static void test_bias_and_batchnorm(void **state) {
@@ -157,7 +171,7 @@ static void test_bias_and_batchnorm(void **state) {
       {.kind = HETEE_OP_ADD_BIAS, .a = bc, .na = C},
       {.kind = HETEE_OP_BATCHNORM, .a = g, .na = C, .b = b, .nb = C},
   };
-  hetee_refresh_spec s = {.shape = {C, H, W}, .in_map = in_map, .nops = 3, .ops = ops};
+  hetee_refresh_spec s = {.in_level = -1, .shape = {C, H, W}, .in_map = in_map, .nops = 3, .ops = ops};
   identity_out(&s, N, dst, src, f->c.slots);
   for (size_t i = 0; i < N; i++) {
     size_t c = i / (H * W);
@@ -179,7 +193,7 @@ static void test_pools(void **state) {
   /* max-pool 2x2 stride 2 -> 2x3x3, then average-pool 2x2 stride 1 -> 2x2x2 */
   hetee_refresh_op ops[2] = {{.kind = HETEE_OP_MAXPOOL, .window = 2, .stride = 2},
                              {.kind = HETEE_OP_AVGPOOL, .window = 2, .stride = 1}};
-  hetee_refresh_spec s = {.shape = {C, H, W}, .in_map = in_map, .nops = 2, .ops = ops};
+  hetee_refresh_spec s = {.in_level = -1, .shape = {C, H, W}, .in_map = in_map, .nops = 2, .ops = ops};
   identity_out(&s, C * 2 * 2, dst, src, f->c.slots);
   double mp[C][3][3], want[C * 4];
   for (int c = 0; c < C; c++)
@@ -215,7 +229,7 @@ static void test_reshape_and_layout(void **state) {
     x[i] = (double)i - 3.5;
   }
   hetee_refresh_op ops[2] = {{.kind = HETEE_OP_RESHAPE, .shape = {N, 1, 1}}, {.kind = HETEE_OP_RELU}};
-  hetee_refresh_spec s = {.shape = {2, 2, 2}, .in_map = in_map, .nops = 2, .ops = ops};
+  hetee_refresh_spec s = {.in_level = -1, .shape = {2, 2, 2}, .in_map = in_map, .nops = 2, .ops = ops};
   for (size_t r = 0; r < REP; r++)
     for (size_t i = 0; i < N; i++) {
       size_t k = r * N + i;
@@ -242,7 +256,7 @@ static void test_stream_batches(void **state) {
   size_t slots = f->c.slots;
   uint32_t in_map[N], dst[N], src[N], map_all[G * N];
   hetee_refresh_op op = {.kind = HETEE_OP_LEAKY_RELU, .alpha = 0.5};
-  hetee_refresh_spec s = {.shape = {1, 1, N}, .in_map = in_map, .nops = 1, .ops = &op};
+  hetee_refresh_spec s = {.in_level = -1, .shape = {1, 1, N}, .in_map = in_map, .nops = 1, .ops = &op};
   for (size_t i = 0; i < N; i++) in_map[i] = (uint32_t)(2 * i);
   identity_out(&s, N, dst, src, slots);
   uint8_t *cts[G];
@@ -283,7 +297,7 @@ static void test_stream_batches(void **state) {
 static void test_refused_jobs(void **state) {
   fx *f = *state;
   uint32_t in_map[4] = {0, 1, 2, 9000}, dst[1] = {0}, src[1] = {0};
-  hetee_refresh_spec s = {.shape = {1, 2, 2}, .in_map = in_map, .out_ncts = 1, .out_n = 1, .out_dst = dst,
+  hetee_refresh_spec s = {.in_level = -1, .shape = {1, 2, 2}, .in_map = in_map, .out_ncts = 1, .out_n = 1, .out_dst = dst,
                           .out_src = src, .out_level = -1};
   double z[4096] = {0};
   size_t len;
@@ -330,7 +344,7 @@ static void test_limits(void **state) {
   enum { N = 65536 };
   uint32_t *in_map = malloc(N * sizeof *in_map), dst[1] = {0}, src[1] = {0};
   for (uint32_t i = 0; i < N; i++) in_map[i] = i;
-  hetee_refresh_spec s = {.shape = {1, 256, 256}, .in_map = in_map, .out_ncts = 1, .out_n = 1, .out_dst = dst,
+  hetee_refresh_spec s = {.in_level = -1, .shape = {1, 256, 256}, .in_map = in_map, .out_ncts = 1, .out_n = 1, .out_dst = dst,
                           .out_src = src, .out_level = -1};
   uint8_t dummy = 0, *cts[16];
   size_t lens[16];

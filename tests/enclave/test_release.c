@@ -10,6 +10,10 @@
 
 #include "enclave/ckks_fixture.h"
 
+/* Releases decode at 2^90: flooding noise 10 * 2^59 / 2^90 ~ 2^-27.7, below
+ * the finest policy used here (2^-16). */
+#define REL_SCALE 0x1p90
+
 typedef struct {
   char dir[256], plat[300];
   hetee_enclave *e;
@@ -34,7 +38,7 @@ static int setup(void **state) {
     f->map[i] = (uint32_t)(37 * i + 11);
     sv[f->map[i]] = logits[i];
   }
-  f->ct = ckfx_encrypt(&f->c, sv, &f->ctlen);
+  f->ct = ckfx_encrypt_at(&f->c, sv, REL_SCALE, &f->ctlen);
   free(sv);
   *state = f;
   return 0;
@@ -53,7 +57,8 @@ static int release(fx *f, uint32_t model, hetee_client_session *to, uint8_t **se
   uint8_t sid[16];
   hetee_client_session_id(to, sid);
   const uint8_t *cts[1] = {f->ct};
-  return hetee_enclave_release(f->e, model, sid, f->map, 10, cts, &f->ctlen, 1, sealed, len);
+  const hetee_release_spec rs = {.in_level = -1, .in_scale = REL_SCALE, .map = f->map, .n = 10};
+  return hetee_enclave_release(f->e, model, sid, &rs, cts, &f->ctlen, 1, sealed, len);
 }
 
 /* Releases model's result to the data provider's session and opens it there
@@ -100,8 +105,8 @@ static void test_softmax(void **state) {
 
 static void test_argmax_topk(void **state) {
   fx *f = *state;
-  ckfx_policy(&f->c, f->e, 3, HETEE_RELEASE_ARGMAX, 0, 0, NULL);
-  ckfx_policy(&f->c, f->e, 4, HETEE_RELEASE_TOPK, 3, 0, NULL);
+  ckfx_policy(&f->c, f->e, 3, HETEE_RELEASE_ARGMAX, 0, 8, NULL);
+  ckfx_policy(&f->c, f->e, 4, HETEE_RELEASE_TOPK, 3, 8, NULL);
   hetee_release_result r;
   release_to_dp(f, 3, &r);
   assert_int_equal(r.n, 1);
@@ -120,7 +125,7 @@ static void test_only_the_data_provider(void **state) {
   uint8_t dp_pk[32], *sealed;
   size_t len;
   hetee_party_key_public(f->c.dp, dp_pk);
-  ckfx_policy(&f->c, f->e, 5, HETEE_RELEASE_ARGMAX, 0, 0, dp_pk);
+  ckfx_policy(&f->c, f->e, 5, HETEE_RELEASE_ARGMAX, 0, 8, dp_pk);
   assert_int_equal(release(f, 5, f->c.dps, &sealed, &len), 0);
   /* the MP's session key does not open it */
   hetee_release_result r;

@@ -66,7 +66,7 @@ static void test_seal_kill_restart_unseal(void **state) {
   c.dps = fx_session(e, c.dp, &w);
   uint32_t in_map[2] = {5, 6}, dst[2] = {0, 1}, src[2] = {0, 1};
   hetee_refresh_op op = {.kind = HETEE_OP_RELU};
-  hetee_refresh_spec s = {.shape = {1, 1, 2}, .in_map = in_map, .nops = 1, .ops = &op, .out_ncts = 1, .out_n = 2,
+  hetee_refresh_spec s = {.in_level = -1, .shape = {1, 1, 2}, .in_map = in_map, .nops = 1, .ops = &op, .out_ncts = 1, .out_n = 2,
                           .out_dst = dst, .out_src = src, .out_level = -1};
   uint8_t **out;
   size_t *olens, nout;

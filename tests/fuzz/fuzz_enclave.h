@@ -22,7 +22,10 @@
 #include "fuzz/fuzz.h"
 #include "hetee/ckks.h"
 
-#define FZ_CONFIG "logn=12;q=36,30;p=36;scale=30;budget=67108864;max_galois=4"
+/* logN 13: releases need a scale of at least n 2^(64 + precision) (flooding,
+ * hetee_release_spec), which logN 12 moduli cannot hold */
+#define FZ_CONFIG "logn=13;q=60,40,40;p=60;scale=40;budget=67108864;max_galois=4"
+#define FZ_RELEASE_SCALE 0x1p100
 /* Party identities of the seeds are Ed25519 keys from the seed bytes
  * (tag + 1) x 32 (fz_party_key). The configuration lists two model
  * providers in mp= (tags FZ_MP1, FZ_MP2); FZ_HOST_MP is an identity the host

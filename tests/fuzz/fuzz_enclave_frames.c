@@ -131,8 +131,9 @@ static void session_msg(hetee_wbuf *s, hetee_chan *party, const uint8_t *msg, si
   free(c);
 }
 
-/* A ciphertext of 4 known values under the enclave's fixed key. */
-static void put_ct_blob(hetee_wbuf *w) {
+/* A ciphertext of 4 known values under the enclave's fixed key, at `level`
+ * and `scale`. */
+static void put_ct_blob_at(hetee_wbuf *w, int level, double scale) {
   hetee_ckks_context *ctx = fz_e.ctx;
   double v[4] = {0.75, -2.5, 1.25, 3.0};
   hetee_ckks_plaintext *pt = NULL;
@@ -140,13 +141,28 @@ static void put_ct_blob(hetee_wbuf *w) {
   uint8_t *b = NULL;
   size_t blen = 0;
   FUZZ_CHECK(hetee_ckks_plaintext_new(ctx, &pt) == 0 && hetee_ckks_ciphertext_new(ctx, &ct) == 0);
-  FUZZ_CHECK(hetee_ckks_encode_real(ctx, v, 4, hetee_ckks_context_default_scale(ctx), 1, pt) == 0);
+  FUZZ_CHECK(hetee_ckks_encode_real(ctx, v, 4, scale, level, pt) == 0);
   FUZZ_CHECK(hetee_ckks_encrypt_sk(ctx, fz_e.sk, pt, ct) == 0);
   FUZZ_CHECK(hetee_ckks_ciphertext_save(ctx, ct, &b, &blen) == 0);
   hetee_wbuf_blob(w, b, blen);
   free(b);
   hetee_ckks_ciphertext_free(ct);
   hetee_ckks_plaintext_free(pt);
+}
+
+/* ... at level 1 and the default scale (refresh inputs). */
+static void put_ct_blob(hetee_wbuf *w) { put_ct_blob_at(w, 1, hetee_ckks_context_default_scale(fz_e.ctx)); }
+
+/* The release input header (level, scale, encoding, 4 values at slots
+ * 0..3) and one ciphertext at that level and scale. */
+static void put_release_input(hetee_wbuf *body) {
+  hetee_wbuf_u32(body, 2);
+  hetee_wbuf_f64(body, FZ_RELEASE_SCALE);
+  hetee_wbuf_u8(body, HETEE_ENC_SLOTS);
+  hetee_wbuf_u32(body, 4);
+  for (uint32_t i = 0; i < 4; i++) hetee_wbuf_u32(body, i);
+  hetee_wbuf_u32(body, 1);
+  put_ct_blob_at(body, 2, FZ_RELEASE_SCALE);
 }
 
 static void refresh_body(hetee_wbuf *w) {
@@ -157,7 +173,7 @@ static void refresh_body(hetee_wbuf *w) {
   ops[0].kind = HETEE_OP_ADD_BIAS, ops[0].a = bias, ops[0].na = 1;
   ops[1].kind = HETEE_OP_RELU;
   ops[2].kind = HETEE_OP_MAXPOOL, ops[2].window = 2, ops[2].stride = 2;
-  const hetee_refresh_spec sp = {.shape = {1, 2, 2}, .in_map = in_map, .nops = 3, .ops = ops,
+  const hetee_refresh_spec sp = {.in_level = 1, .shape = {1, 2, 2}, .in_map = in_map, .nops = 3, .ops = ops,
                                  .out_ncts = 1, .out_n = 1, .out_dst = dst, .out_src = src, .out_level = -1};
   uint8_t *b = NULL;
   size_t blen = 0;
@@ -203,10 +219,7 @@ size_t fuzz_seeds(fuzz_buf **out) {
     hetee_wbuf_init(&body);
     hetee_wbuf_u32(&body, model);
     hetee_wbuf_put(&body, dp.id, HETEE_SESSION_ID_BYTES);
-    hetee_wbuf_u32(&body, 4);
-    for (uint32_t i = 0; i < 4; i++) hetee_wbuf_u32(&body, i);
-    hetee_wbuf_u32(&body, 1);
-    put_ct_blob(&body);
+    put_release_input(&body);
     FUZZ_CHECK(!body.err);
     put_frame(&s, HETEE_MSG_RELEASE, body.p, body.len);
     hetee_wbuf_free(&body);
@@ -245,10 +258,7 @@ static void put_release(hetee_wbuf *s, uint32_t model, const hetee_chan *to) {
   hetee_wbuf_init(&body);
   hetee_wbuf_u32(&body, model);
   hetee_wbuf_put(&body, to->id, HETEE_SESSION_ID_BYTES);
-  hetee_wbuf_u32(&body, 4);
-  for (uint32_t i = 0; i < 4; i++) hetee_wbuf_u32(&body, i);
-  hetee_wbuf_u32(&body, 1);
-  put_ct_blob(&body);
+  put_release_input(&body);
   FUZZ_CHECK(!body.err);
   put_frame(s, HETEE_MSG_RELEASE, body.p, body.len);
   hetee_wbuf_free(&body);

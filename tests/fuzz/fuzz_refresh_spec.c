@@ -9,6 +9,7 @@
  * final shape the decoder computed is the one the kernels produce, it has
  * no more elements than the input, and every output index is in range.
  */
+#include <math.h>
 #include <string.h>
 
 #include "enclave/ops.h"
@@ -31,18 +32,22 @@ int fuzz_one(const uint8_t *data, size_t len) {
   int rc = hetee_refresh_spec_decode(&r, SLOTS, &job);
   if (rc) return rc;
   const hetee_refresh_spec *s = &job.spec;
-  size_t n = (size_t)s->shape[0] * s->shape[1] * s->shape[2]; /* as refresh.c sizes it */
+  size_t per = (size_t)s->shape[0] * s->shape[1] * s->shape[2]; /* as refresh.c sizes it */
+  size_t n = per * s->batch;
   size_t nfinal = (size_t)job.final_shape[0] * job.final_shape[1] * job.final_shape[2];
-  FUZZ_CHECK(n >= 1 && n <= HETEE_REFRESH_MAX_VALUES && nfinal >= 1 && nfinal <= n);
+  FUZZ_CHECK(s->batch >= 1 && n >= 1 && n <= HETEE_REFRESH_MAX_VALUES && nfinal >= 1 && nfinal <= per);
+  FUZZ_CHECK(s->in_encoding == HETEE_ENC_SLOTS && s->out_encoding == HETEE_ENC_SLOTS);
   for (size_t i = 0; i < s->out_n; i++)
-    FUZZ_CHECK(s->out_src[i] < nfinal && s->out_dst[i] < (uint64_t)s->out_ncts * SLOTS);
+    FUZZ_CHECK(s->out_src[i] < nfinal * s->batch && s->out_dst[i] < (uint64_t)s->out_ncts * SLOTS);
   if (n <= MAX_APPLY) {
-    double *v = malloc(n * sizeof *v), *tmp = malloc(n * sizeof *tmp);
+    double *v = malloc(n * sizeof *v), *tmp = malloc(per * sizeof *tmp);
     FUZZ_CHECK(v && tmp);
     for (size_t i = 0; i < n; i++) v[i] = (double)((i * 37) % 11) - 5.0;
     int sh[3];
     hetee_ops_apply(s, v, tmp, sh);
     FUZZ_CHECK(sh[0] == job.final_shape[0] && sh[1] == job.final_shape[1] && sh[2] == job.final_shape[2]);
+    /* saturation: every value stays finite and within the public bound */
+    for (size_t i = 0; i < nfinal * s->batch; i++) FUZZ_CHECK(fabs(v[i]) <= HETEE_REFRESH_VALUE_BOUND);
     free(v);
     free(tmp);
   }
@@ -75,7 +80,7 @@ size_t fuzz_seeds(fuzz_buf **out) {
   ops[3].kind = HETEE_OP_MAXPOOL, ops[3].window = 2, ops[3].stride = 2;
   ops[4].kind = HETEE_OP_RESHAPE, ops[4].shape[0] = 8, ops[4].shape[1] = 1, ops[4].shape[2] = 1;
   ops[5].kind = HETEE_OP_SCALE, ops[5].alpha = 0.5;
-  const hetee_refresh_spec sp = {.shape = {2, 4, 4}, .in_map = in_map, .nops = 6, .ops = ops,
+  const hetee_refresh_spec sp = {.in_level = -1, .shape = {2, 4, 4}, .in_map = in_map, .nops = 6, .ops = ops,
                                  .out_ncts = 2, .out_n = 8, .out_dst = dst, .out_src = src, .out_level = -1};
   add_spec(&s, &n, &sp);
   /* dense-like: 1 x 1 x 6 with per-element bias, sigmoid, tanh, square,
@@ -87,8 +92,8 @@ size_t fuzz_seeds(fuzz_buf **out) {
   ops2[1].kind = HETEE_OP_SIGMOID;
   ops2[2].kind = HETEE_OP_TANH;
   ops2[3].kind = HETEE_OP_SQUARE;
-  ops2[4].kind = HETEE_OP_RELU;
-  const hetee_refresh_spec sp2 = {.shape = {1, 1, 6}, .in_map = in_map, .nops = 5, .ops = ops2,
+  ops2[4].kind = HETEE_OP_SCALE, ops2[4].alpha = HETEE_REFRESH_MAX_CONST;
+  const hetee_refresh_spec sp2 = {.in_level = -1, .shape = {1, 1, 6}, .in_map = in_map, .nops = 5, .ops = ops2,
                                   .out_ncts = 1, .out_n = 2, .out_dst = dst, .out_src = src + 6, .out_level = 0,
                                   .out_scale = 1099511627776.0};
   add_spec(&s, &n, &sp2);
@@ -96,8 +101,10 @@ size_t fuzz_seeds(fuzz_buf **out) {
   hetee_refresh_op ops3[1];
   memset(ops3, 0, sizeof ops3);
   ops3[0].kind = HETEE_OP_AVGPOOL, ops3[0].window = 3, ops3[0].stride = 1;
-  const hetee_refresh_spec sp3 = {.shape = {2, 4, 4}, .in_map = in_map, .nops = 1, .ops = ops3,
-                                  .out_ncts = 1, .out_n = 8, .out_dst = dst, .out_src = src, .out_level = -1};
+  /* two samples of 1 x 4 x 4 (batch), huge constants at the bound */
+  const hetee_refresh_spec sp3 = {.in_level = -1, .shape = {1, 4, 4}, .batch = 2, .in_map = in_map, .nops = 1,
+                                  .ops = ops3, .out_ncts = 1, .out_n = 8, .out_dst = dst, .out_src = src,
+                                  .out_level = -1};
   add_spec(&s, &n, &sp3);
   *out = s;
   return n;
@@ -115,10 +122,17 @@ size_t fuzz_known_bad(fuzz_buf **out) {
   for (int variant = 0; variant < 2; variant++) {
     hetee_wbuf w;
     hetee_wbuf_init(&w);
+    hetee_wbuf_put(&w, "HTRS", 4);
+    hetee_wbuf_u16(&w, HETEE_REFRESH_SPEC_VERSION);
+    hetee_wbuf_u16(&w, 0);
     hetee_wbuf_u32(&w, 1u << 22);
     hetee_wbuf_u32(&w, 1u << 21);
     hetee_wbuf_u32(&w, 1u << 21);
+    hetee_wbuf_u32(&w, 1); /* batch */
     hetee_wbuf_u32(&w, 0); /* n */
+    hetee_wbuf_u32(&w, 0xffffffffu); /* in_level */
+    hetee_wbuf_f64(&w, 0.0);         /* in_scale */
+    hetee_wbuf_u8(&w, 0);            /* in_encoding */
     hetee_wbuf_u32(&w, 1); /* nops */
     hetee_wbuf_u16(&w, variant ? HETEE_OP_RELU : HETEE_OP_MAXPOOL);
     hetee_wbuf_f64(&w, 0.0);
@@ -131,6 +145,7 @@ size_t fuzz_known_bad(fuzz_buf **out) {
     hetee_wbuf_u32(&w, 0); /* out_n */
     hetee_wbuf_u32(&w, 0xffffffffu);
     hetee_wbuf_f64(&w, 0.0);
+    hetee_wbuf_u8(&w, 0);
     FUZZ_CHECK(!w.err);
     fuzz_seed_add(&s, &n, w.p, w.len);
     hetee_wbuf_free(&w);

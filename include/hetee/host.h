@@ -49,6 +49,9 @@ typedef struct hetee_enclave_info {
   int have_keys;
   uint32_t slots;
   char config[1100];
+  int secrets_locked;              /* 0: RLIMIT_MEMLOCK is too low for what the
+                                      configuration may lock, so keys and
+                                      decrypted tensors may be swapped out */
 } hetee_enclave_info;
 
 /* Starts the launcher + enclave and checks it answers.

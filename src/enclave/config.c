@@ -2,7 +2,9 @@
  * config.c — parser of the enclave configuration string (measured by the
  * launcher together with the binary), e.g.
  *   logn=13;q=60,40,40;p=60;scale=40;budget=268435456;max_galois=64;mp=<hex>,<hex>
- * Strict: unknown keys, missing keys, out-of-range numbers are errors. The
+ * Strict: unknown keys, missing keys, keys given twice (parties read this
+ * string to decide whom to trust: one string, one meaning, so no "last one
+ * wins"), out-of-range numbers are errors. The
  * optional mp= key lists the model providers (Ed25519 public keys, 64
  * lowercase hex digits, the form config_mps.c writes) allowed to set release
  * policies; without it no policy can be set (sessions.c).
@@ -68,26 +70,32 @@ int enclave_config_parse(const char *s, enclave_config *c) {
     const char *k = kv, *v = eq + 1;
     char *end;
     if (!strcmp(k, "logn")) {
+      if (seen & 1) return hetee_error(HETEE_ERR_PARAMS, "config key 'logn' given twice");
       long x = strtol(v, &end, 10);
       if (*end || x < 12 || x > 16) return hetee_error(HETEE_ERR_PARAMS, "config logn '%s'", v);
       c->log_n = (int)x, seen |= 1;
     } else if (!strcmp(k, "q")) {
+      if (seen & 2) return hetee_error(HETEE_ERR_PARAMS, "config key 'q' given twice");
       c->nq = parse_list(v, c->q_bits, 8, 20, 61);
       if (c->nq < 1) return hetee_error(HETEE_ERR_PARAMS, "config q '%s'", v);
       seen |= 2;
     } else if (!strcmp(k, "p")) {
+      if (seen & 4) return hetee_error(HETEE_ERR_PARAMS, "config key 'p' given twice");
       c->np = parse_list(v, c->p_bits, 4, 20, 61);
       if (c->np < 1) return hetee_error(HETEE_ERR_PARAMS, "config p '%s'", v);
       seen |= 4;
     } else if (!strcmp(k, "scale")) {
+      if (seen & 8) return hetee_error(HETEE_ERR_PARAMS, "config key 'scale' given twice");
       long x = strtol(v, &end, 10);
       if (*end || x < 10 || x > 60) return hetee_error(HETEE_ERR_PARAMS, "config scale '%s'", v);
       c->scale_bits = (int)x, seen |= 8;
     } else if (!strcmp(k, "budget")) {
+      if (seen & 16) return hetee_error(HETEE_ERR_PARAMS, "config key 'budget' given twice");
       unsigned long long x = strtoull(v, &end, 10);
       if (*end || x < (1u << 20) || x > (1ull << 40)) return hetee_error(HETEE_ERR_PARAMS, "config budget '%s'", v);
       c->budget = (size_t)x, seen |= 16;
     } else if (!strcmp(k, "max_galois")) {
+      if (seen & 32) return hetee_error(HETEE_ERR_PARAMS, "config key 'max_galois' given twice");
       long x = strtol(v, &end, 10);
       if (*end || x < 0 || x > 1024) return hetee_error(HETEE_ERR_PARAMS, "config max_galois '%s'", v);
       c->max_galois = (int)x, seen |= 32;
@@ -102,4 +110,12 @@ int enclave_config_parse(const char *s, enclave_config *c) {
   }
   if ((seen & 63) != 63) return hetee_error(HETEE_ERR_PARAMS, "configuration lacks a key (need logn, q, p, scale, budget, max_galois)");
   return 0;
+}
+
+size_t enclave_locked_need(const enclave_config *c) {
+  size_t n = (size_t)1 << c->log_n, nt = (size_t)(c->nq + c->np);
+  /* secret key (N ternary bytes + nt NTT rows) and three key-generation
+   * temporaries of nt rows, the refresh/release workspace (the budget),
+   * session keys and small buffers (1 MiB) */
+  return n + 4 * nt * n * 8 + c->budget + ((size_t)1 << 20);
 }

@@ -82,6 +82,7 @@ typedef struct enclave {
   size_t bundle_len;
   uint8_t bundle_fp[32];
   int have_keys;
+  int secrets_locked; /* RLIMIT_MEMLOCK covers enclave_locked_need() */
   int *galois_steps;
   size_t n_galois;
 #ifdef HETEE_ENCLAVE_HAVE_CKKS
@@ -92,6 +93,11 @@ typedef struct enclave {
 
 int enclave_config_parse(const char *s, enclave_config *c);
 int enclave_harden_early(void);
+/* 1 if RLIMIT_MEMLOCK allows locking `need` bytes (hardening.c). */
+int enclave_memlock_ok(size_t need);
+/* Bytes of locked memory the enclave may hold at once: secret key and key
+ * generation temporaries, a refresh workspace up to the budget, sessions. */
+size_t enclave_locked_need(const enclave_config *c);
 int enclave_seccomp_install(void);
 
 /* Handlers: parse the request body, fill the reply; errors are negative

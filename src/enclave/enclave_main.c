@@ -30,6 +30,13 @@ static int startup(enclave *e) {
   if (rc) return rc;
   rc = enclave_config_parse(e->config_str, &e->cfg);
   if (rc) return rc;
+  e->secrets_locked = enclave_memlock_ok(enclave_locked_need(&e->cfg));
+  if (!e->secrets_locked)
+    fprintf(stderr,
+            "hetee-enclave: WARNING: RLIMIT_MEMLOCK is below the %zu bytes this configuration may lock: "
+            "secrets (keys, decrypted tensors) are NOT locked in memory and may be swapped out "
+            "(INFO reports secrets_locked = 0)\n",
+            enclave_locked_need(&e->cfg));
   crypto_box_keypair(e->ch_pk, e->sec->ch_sk);
   rc = enclave_keys_init(e);
   if (rc) return rc;

@@ -24,6 +24,16 @@
 
 #include "enclave/enclave_internal.h"
 
+/* Whether RLIMIT_MEMLOCK lets sodium_malloc lock `need` bytes:
+ * sodium_malloc locks its pages on a best-effort basis and silently leaves
+ * them unlocked (swappable) above the limit. The launcher raises the limit
+ * (launcher.c); this check reports what it got. */
+int enclave_memlock_ok(size_t need) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_MEMLOCK, &rl) != 0) return 0;
+  return rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= need;
+}
+
 int enclave_harden_early(void) {
   struct rlimit rl = {0, 0};
   if (setrlimit(RLIMIT_CORE, &rl) != 0) return hetee_error(HETEE_ERR_IO, "setrlimit(RLIMIT_CORE): %s", strerror(errno));

@@ -31,6 +31,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -162,6 +163,16 @@ int main(int argc, char **argv) {
     int fl = fcntl(HOST_FD, F_GETFD);
     if (fl < 0 || fcntl(HOST_FD, F_SETFD, fl & ~FD_CLOEXEC) != 0) _exit(127);
     sodium_memzero(pl, sizeof *pl); /* the enclave never sees the platform root */
+    /* Locked memory: sodium_malloc locks secrets only within
+     * RLIMIT_MEMLOCK (8 MiB by default; logN 16 keys and refresh
+     * workspaces exceed it) and silently gives up above it. Lift the limit
+     * (needs CAP_SYS_RESOURCE), else raise the soft limit to the hard one;
+     * the enclave reports in INFO whether that covers its configuration. */
+    struct rlimit ml = {RLIM_INFINITY, RLIM_INFINITY};
+    if (setrlimit(RLIMIT_MEMLOCK, &ml) != 0 && getrlimit(RLIMIT_MEMLOCK, &ml) == 0) {
+      ml.rlim_cur = ml.rlim_max;
+      (void)setrlimit(RLIMIT_MEMLOCK, &ml);
+    }
     char *args[] = {(char *)"hetee-enclave", NULL};
     /* A clean environment: nothing the host sets (LD_PRELOAD, ...) may change
      * what the measured binary does. Sanitizer builds keep their options. */

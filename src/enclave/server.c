@@ -40,6 +40,7 @@ static int handle_info(enclave *e, hetee_rbuf *r, hetee_wbuf *w) {
   hetee_wbuf_u32(w, e->cfg.log_n ? (uint32_t)1 << (e->cfg.log_n - 1) : 0);
   hetee_wbuf_blob(w, ENCLAVE_BUILD_TAG, strlen(ENCLAVE_BUILD_TAG));
   hetee_wbuf_blob(w, e->config_str, strlen(e->config_str));
+  hetee_wbuf_u8(w, (uint8_t)e->secrets_locked);
   return 0;
 }
 

@@ -26,6 +26,7 @@ static int parse_info(hetee_frame *f, hetee_enclave_info *out) {
   size_t n;
   (void)hetee_rbuf_blob(&r, 256, &n); /* build tag */
   const uint8_t *cfg = hetee_rbuf_blob(&r, sizeof out->config - 1, &n);
+  out->secrets_locked = hetee_rbuf_u8(&r);
   if (r.err || hetee_rbuf_left(&r)) return reply_bad(f, "INFO");
   memcpy(out->config, cfg, n);
   out->config[n] = 0;

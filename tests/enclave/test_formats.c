@@ -277,6 +277,20 @@ static void test_atomic_file_and_config(void **state) {
                    HETEE_ERR_PARAMS);
   assert_int_equal(enclave_config_parse("logn=13;q=60;p=60;scale=40;budget=268435456;max_galois=1;evil=1", &c),
                    HETEE_ERR_PARAMS);
+  /* a key given twice is refused, whatever the key (no "last one wins":
+   * parties read this string to decide whom to trust) */
+  static const char *twice[] = {
+      "logn=13;logn=14;q=60,40,40;p=60;scale=40;budget=268435456;max_galois=32",
+      "logn=13;q=60,40,40;q=60;p=60;scale=40;budget=268435456;max_galois=32",
+      "logn=13;q=60,40,40;p=60;p=50;scale=40;budget=268435456;max_galois=32",
+      "logn=13;q=60,40,40;p=60;scale=40;scale=30;budget=268435456;max_galois=32",
+      "logn=13;q=60,40,40;p=60;scale=40;budget=268435456;budget=1048576;max_galois=32",
+      "logn=13;q=60,40,40;p=60;scale=40;budget=268435456;max_galois=32;max_galois=32",
+  };
+  for (size_t i = 0; i < sizeof twice / sizeof *twice; i++) {
+    assert_int_equal(enclave_config_parse(twice[i], &c), HETEE_ERR_PARAMS);
+    assert_non_null(strstr(hetee_last_error(), "given twice"));
+  }
 }
 
 /* The mp= key (model providers allowed to set release policies): built by

@@ -6,6 +6,8 @@
  * unbound evidence), hardening visible from /proc, crash + automatic restart.
  */
 #define _GNU_SOURCE /* memmem */
+#include <sys/resource.h>
+
 #include "enclave/fixture.h"
 
 #include <signal.h>
@@ -42,6 +44,24 @@ static void test_evidence_verifies(void **state) {
   assert_memory_equal(v.channel_pk, info.channel_pk, 32);
   assert_memory_equal(v.bundle_fp, info.bundle_fp, 32);
   assert_string_equal(info.config, HETEE_ENCLAVE_DEFAULT_CONFIG);
+  /* The launcher lifts RLIMIT_MEMLOCK when it may (CAP_SYS_RESOURCE), else
+   * raises the soft limit to the hard one; INFO says whether that covers
+   * what the default configuration may lock (270540800 bytes: key material
+   * and the 256 MiB budget). Whether this process may lift the limit is
+   * tried in a child. */
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    struct rlimit inf = {RLIM_INFINITY, RLIM_INFINITY};
+    _exit(setrlimit(RLIMIT_MEMLOCK, &inf) == 0 ? 0 : 1);
+  }
+  int st = 0;
+  assert_int_equal(waitpid(pid, &st, 0), pid);
+  struct rlimit ml;
+  assert_int_equal(getrlimit(RLIMIT_MEMLOCK, &ml), 0);
+  int can_lift = WIFEXITED(st) && WEXITSTATUS(st) == 0;
+  int enough = ml.rlim_max == RLIM_INFINITY || ml.rlim_max >= 270540800u;
+  assert_int_equal(info.secrets_locked, can_lift || enough);
 }
 
 static void test_wrong_platform_key(void **state) {

@@ -111,6 +111,7 @@ HETEE_API int hetee_engine_plan_release_kind(const hetee_engine_plan *p);
  * valid while the plan lives. */
 typedef struct hetee_engine_stage_info {
   const char *names;        /* "conv /0/Conv, relu /1/Relu, maxpool /2/MaxPool" */
+  int layer;                /* index of the linear layer in the hetee_nn model */
   int kind;                 /* HETEE_NN_DENSE or HETEE_NN_CONV */
   int in_shape[3];          /* unpadded input per sample (C, H, W; dense: D, 1, 1) */
   int pads[4];              /* zero padding: top, left, bottom, right */

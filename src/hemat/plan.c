@@ -222,6 +222,10 @@ static int stage_linear(engine_stage *s, const hetee_nn_layer_info *L, int layer
   } else {
     if (L->in_rank != 3 || L->out_rank != 3) return refuse(L, "convolution needs C x H x W tensors");
     if (!dims3(L->in_rank, L->in_dims, s->in_shape)) return refuse(L, "input too large");
+    /* a PAD before the conv: its input is the unpadded tensor */
+    s->in_shape[1] -= pend[0] + pend[2];
+    s->in_shape[2] -= pend[1] + pend[3];
+    if (s->in_shape[1] < 1 || s->in_shape[2] < 1) return refuse(L, "padding larger than the input");
     for (int i = 0; i < 4; i++) {
       if (L->pads[i] > 1024) return refuse(L, "padding of %zu", L->pads[i]);
       s->pads[i] = pend[i] + (int)L->pads[i];
@@ -478,6 +482,7 @@ int hetee_engine_plan_stage(const hetee_engine_plan *p, size_t i, hetee_engine_s
   const engine_stage *st = &p->st[i];
   memset(o, 0, sizeof *o);
   o->names = st->names;
+  o->layer = st->layer;
   o->kind = st->kind;
   memcpy(o->in_shape, st->in_shape, sizeof o->in_shape);
   memcpy(o->pads, st->pads, sizeof o->pads);

@@ -97,13 +97,85 @@ def make_e2dm():
         nn.Linear(320, 64), Square(), nn.Linear(64, 10))
 
 
+# ------------------------------------------ extra models (shapes the above lack)
+# Not tuned for any engine: odd widths and channel counts, stride-2 convs,
+# a standalone BatchNormalization, tanh/sigmoid with wide pre-activations,
+# a deeper conv stack. Short training; accuracy is secondary.
+
+def make_mlp_odd():
+    # 784 -> 100 tanh -> 37 sigmoid -> 10. No input or weight normalisation:
+    # pre-activations grow wide in training (measured on the test set: tanh
+    # inputs in [-35.3, 36.3], sigmoid inputs in [-14.4, 11.9]).
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, 100), nn.Tanh(),
+                         nn.Linear(100, 37), nn.Sigmoid(), nn.Linear(37, 10))
+
+
+def make_cnn_s2():
+    # 28x28 -> conv3 s2 p1 8x14x14, ReLU -> conv3 s2 p1 12x7x7, LeakyReLU(0.1)
+    # -> 588 -> 10.
+    return nn.Sequential(
+        nn.Conv2d(1, 8, 3, stride=2, padding=1), nn.ReLU(),
+        nn.Conv2d(8, 12, 3, stride=2, padding=1), nn.LeakyReLU(0.1),
+        nn.Flatten(), nn.Linear(588, 10))
+
+
+def make_cnn_bn():
+    # 28x28 -> conv5 6x24x24, ReLU, BatchNorm (after the ReLU: not foldable
+    # into the conv, hetee keeps it as an AFFINE layer) -> avg-pool 2 6x12x12
+    # -> conv3 10x10x10, tanh -> global average pool 10 -> 10.
+    return nn.Sequential(
+        nn.Conv2d(1, 6, 5), nn.ReLU(), nn.BatchNorm2d(6), nn.AvgPool2d(2),
+        nn.Conv2d(6, 10, 3), nn.Tanh(), nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(), nn.Linear(10, 10))
+
+
+def make_deep():
+    # 4 convs 3x3 pad 1, 1->4->8 (max-pool 2) ->8->16 (max-pool 2): 16x7x7
+    # -> 784 -> 32 -> 10, ReLU throughout.
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(4, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(784, 32), nn.ReLU(), nn.Linear(32, 10))
+
+
 # name -> (constructor, fraction of the training set, epochs, learning rate)
 SPECS = {
     "mlp": (make_mlp, 1.0, 10, 1e-3),
     "mlp_small": (make_mlp, 0.1, 20, 1e-3),
     "cnn": (make_cnn, 1.0, 8, 1e-3),
     "e2dm": (make_e2dm, 1.0, 12, 1e-3),
+    # extra models (about 4 minutes together on the shared 2 cores)
+    "mlp_odd": (make_mlp_odd, 1.0, 10, 1e-3),
+    "cnn_s2": (make_cnn_s2, 1.0, 8, 1e-3),
+    "cnn_bn": (make_cnn_bn, 1.0, 8, 1e-3),
+    "deep": (make_deep, 1.0, 5, 1e-3),
 }
+
+
+# ONNX ops an exported model must contain (the export must not fuse them away).
+REQUIRED_OPS = {"cnn_bn": {"BatchNormalization"}}
+
+
+def report_preactivations(model, x):
+    """Prints the range of the inputs of every Tanh/Sigmoid over x."""
+    seen = {}
+
+    def hook(mod, inp, out, key):
+        v = inp[0]
+        lo, hi = seen.get(key, (float("inf"), float("-inf")))
+        seen[key] = (min(lo, v.min().item()), max(hi, v.max().item()))
+
+    hooks = [m.register_forward_hook(lambda mod, i, o, k=f"{n}:{type(m).__name__}": hook(mod, i, o, k))
+             for n, m in model.named_modules() if isinstance(m, (nn.Tanh, nn.Sigmoid))]
+    if not hooks:
+        return
+    evaluate(model, x, torch.zeros(x.shape[0], dtype=torch.int64))
+    for h in hooks:
+        h.remove()
+    for key, (lo, hi) in seen.items():
+        print(f"  {key} input range on the test set: [{lo:.2f}, {hi:.2f}]", flush=True)
 
 
 def train(model, x, y, epochs, lr, batch=64):
@@ -155,6 +227,7 @@ def build_model(name, xtr, ytr, xte, yte):
     train(model, xtr[:n], ytr[:n], epochs, lr)
     logits, acc = evaluate(model, xte, yte)
     print(f"{name}: test accuracy {acc:.4f} ({time.time() - t0:.0f} s)", flush=True)
+    report_preactivations(model, xte)
     path = os.path.join(MODELS, f"{name}.onnx")
     export(model, path, xte[:1], {
         "hetee.input_scale": "1/255",
@@ -164,6 +237,10 @@ def build_model(name, xtr, ytr, xte, yte):
     })
     np.save(os.path.join(MODELS, f"{name}.logits100.npy"),
             logits[:100].numpy().astype(np.float32))
+    ops = [n.op_type for n in onnx.load(path).graph.node]
+    print(f"{name}: ONNX ops {ops}", flush=True)
+    missing = REQUIRED_OPS.get(name, set()) - set(ops)
+    assert not missing, f"{name}: export lost {sorted(missing)}"
     return acc
 
 

@@ -507,24 +507,36 @@ static inline double clamp_ct(double x, double b) {
 
 static void round_rows_chunked(const hetee_ckks_context *ctx, const double *coef, int level, int K, uint64_t *out) {
   size_t n = ctx->n;
-  uint64_t pw[CHUNK_MAX][CKKS_MAX_PRIMES];
-  for (int j = 0; j < K; j++)
-    for (int i = 0; i <= level; i++) pw[j][i] = hetee_mod_pow(2, (uint64_t)(52 * j), &ctx->mod[i]); /* public */
+  uint64_t pw[CHUNK_MAX][CKKS_MAX_PRIMES], pwp[CHUNK_MAX][CKKS_MAX_PRIMES];
+  double p2[CHUNK_MAX], p2inv[CHUNK_MAX];
+  for (int j = 0; j < K; j++) {
+    p2[j] = ldexp(1.0, 52 * j), p2inv[j] = ldexp(1.0, -52 * j); /* public powers of two */
+    for (int i = 0; i <= level; i++) {
+      pw[j][i] = hetee_mod_pow(2, (uint64_t)(52 * j), &ctx->mod[i]); /* public */
+      pwp[j][i] = hetee_shoup_prep(pw[j][i], ctx->mod[i].q);
+    }
+  }
   int64_t t[CHUNK_MAX];
   const double magic = 0x1.8p52;
   for (size_t k = 0; k < n; k++) {
     double x = coef[k];
     for (int j = K - 1; j >= 1; j--) {
-      double p = ldexp(1.0, 52 * j), pinv = ldexp(1.0, -52 * j); /* public powers of two */
-      double q = (x * pinv + magic) - magic; /* nearest integer, |x / 2^(52j)| < 2^51 */
+      double q = (x * p2inv[j] + magic) - magic; /* nearest integer, |x / 2^(52j)| < 2^51 */
       t[j] = (int64_t)q;
-      x -= q * p; /* exact (see the comment above) */
+      x -= q * p2[j]; /* exact (see the comment above) */
     }
     t[0] = (int64_t)llrint(x); /* |x| <= 2^51 */
     for (int i = 0; i <= level; i++) {
       const hetee_modulus *m = &ctx->mod[i];
+      const uint64_t q = m->q;
       uint64_t acc = ckks_from_i64(t[0], m);
-      for (int j = 1; j < K; j++) acc = hetee_mod_add(acc, hetee_mod_mul(ckks_from_i64(t[j], m), pw[j][i], m), m->q);
+      for (int j = 1; j < K; j++) {
+        uint64_t sign = (uint64_t)0 - ((uint64_t)t[j] >> 63);
+        uint64_t mag = ((uint64_t)t[j] ^ sign) - sign; /* |t_j| < 2^52 */
+        uint64_t r = hetee_mod_mul_shoup(mag, pw[j][i], pwp[j][i], q);
+        uint64_t neg = sign & ((uint64_t)0 - (uint64_t)(r != 0));
+        acc = hetee_mod_add(acc, ((q - r) & neg) | (r & ~neg), q);
+      }
       out[(size_t)i * n + k] = acc;
     }
   }

@@ -57,15 +57,20 @@ int enclave_check_level_scale(const hetee_ckks_context *ctx, int level_in, doubl
 }
 
 /* Saturation bound of the values the enclave encodes at (level, scale):
- * |v| * scale <= min(Q_level / 16, 2^1000). Coefficients are bounded by the
- * largest slot magnitude times the scale (the inverse canonical embedding
- * averages the slots), so they stay below Q_level / 16 < Q_level / 2, and
- * the encoder picks its path from this public bound
- * (hetee_ckks_encode_real_bounded). Saturating makes refresh total: before
- * (issue 7) an out_scale of 1e-300 made the bound infinite and the encoder's
- * "not finite" failure a plaintext-comparison oracle. */
+ * |v| * scale <= min(Q_level / 16, max(2^60, scale * 2^20), 2^1000).
+ * Coefficients are bounded by the largest slot magnitude times the scale
+ * (the inverse canonical embedding averages the slots), so they stay below
+ * Q_level / 16 < Q_level / 2, and the encoder picks its path from this
+ * public bound (hetee_ckks_encode_real_bounded): below 2^62 the one-word
+ * path (ordinary scales: values up to 2^20 at 2^40), above it the
+ * multi-word path (scales above 2^40, where the values keep 2^20 of
+ * headroom). Saturating makes refresh total: before (issue 7) an out_scale
+ * of 1e-300 made the bound infinite and the encoder's "not finite" failure
+ * a plaintext-comparison oracle. */
 static double encode_bound(const hetee_ckks_context *ctx, int level, double scale) {
-  double lim = level_log2q(ctx, level) - 4.0;
+  double lim = level_log2q(ctx, level) - 4.0, want = log2(scale) + 20.0;
+  if (want < 60.0) want = 60.0;
+  if (lim > want) lim = want;
   return exp2(lim < 1000.0 ? lim : 1000.0) / scale;
 }
 

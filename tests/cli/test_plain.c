@@ -115,6 +115,10 @@ static void test_bundled_models(void **state) {
   check_model("models/cnn.onnx");
   check_model("models/e2dm.onnx");
   check_model("models/mlp_small.onnx");
+  check_model("models/mlp_odd.onnx");
+  check_model("models/cnn_s2.onnx");
+  check_model("models/cnn_bn.onnx");
+  check_model("models/deep.onnx");
 }
 
 /* The same images as float32 [N,784] in [0,1] give the same predictions as

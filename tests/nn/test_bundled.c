@@ -1,7 +1,8 @@
 /*
  * test_bundled.c — one bundled model (models/<MODEL>.onnx, MODEL given at
  * compile time): imports the real PyTorch export, checks its layers against
- * the architecture the issue specifies, and runs the reference engine on the
+ * the architecture the issue specifies (models/README.md for the four extra
+ * models mlp_odd, cnn_s2, cnn_bn, deep), and runs the reference engine on the
  * first 100 Fashion-MNIST test images from Debian's dataset package: its
  * logits must match the logits PyTorch computed for the same images when
  * scripts/train_models.py trained the model (models/<MODEL>.logits100.npy)
@@ -38,6 +39,30 @@ static const expect_layer CNN[] = {L(CONV, 6, 28, 28),  L(RELU, 6, 28, 28),  L(M
  * 320 -> 64, square, 64 -> 10. */
 static const expect_layer E2DM[] = {L(CONV, 5, 8, 8),  L(SQUARE, 5, 8, 8), L(RESHAPE, 320, 0, 0),
                                     L(DENSE, 64, 0, 0), L(SQUARE, 64, 0, 0), L(DENSE, 10, 0, 0)};
+/* Extra models with shapes the four above lack (scripts/train_models.py). */
+static const expect_layer MLP_ODD[] = {L(RESHAPE, 784, 0, 0), L(DENSE, 100, 0, 0), L(TANH, 100, 0, 0),
+                                       L(DENSE, 37, 0, 0),    L(SIGMOID, 37, 0, 0), L(DENSE, 10, 0, 0)};
+static const expect_layer CNN_S2[] = {L(CONV, 8, 14, 14), L(RELU, 8, 14, 14), L(CONV, 12, 7, 7),
+                                      L(LEAKY_RELU, 12, 7, 7), L(RESHAPE, 588, 0, 0), L(DENSE, 10, 0, 0)};
+/* BatchNormalization after the ReLU cannot be folded: a layer of its own.
+ * (PyTorch exports AvgPool2d as an all-zero Pad + AveragePool; the importer
+ * drops the no-op Pad.) */
+static const expect_layer CNN_BN[] = {L(CONV, 6, 24, 24),      L(RELU, 6, 24, 24),    L(AFFINE, 6, 24, 24),
+                                      L(AVGPOOL, 6, 12, 12),   L(CONV, 10, 10, 10),   L(TANH, 10, 10, 10),
+                                      L(GLOBAL_AVGPOOL, 10, 1, 1), L(RESHAPE, 10, 0, 0), L(DENSE, 10, 0, 0)};
+static const expect_layer DEEP[] = {L(CONV, 4, 28, 28),  L(RELU, 4, 28, 28),  L(CONV, 8, 28, 28),
+                                    L(RELU, 8, 28, 28),  L(MAXPOOL, 8, 14, 14), L(CONV, 8, 14, 14),
+                                    L(RELU, 8, 14, 14),  L(CONV, 16, 14, 14), L(RELU, 16, 14, 14),
+                                    L(MAXPOOL, 16, 7, 7), L(RESHAPE, 784, 0, 0), L(DENSE, 32, 0, 0),
+                                    L(RELU, 32, 0, 0),   L(DENSE, 10, 0, 0)};
+
+#define ARCH(name, table) {name, table, sizeof table / sizeof table[0]}
+static const struct {
+  const char *model;
+  const expect_layer *layers;
+  size_t n;
+} ARCHS[] = {ARCH("mlp", MLP),         ARCH("mlp_small", MLP), ARCH("cnn", CNN),       ARCH("e2dm", E2DM),
+             ARCH("mlp_odd", MLP_ODD), ARCH("cnn_s2", CNN_S2), ARCH("cnn_bn", CNN_BN), ARCH("deep", DEEP)};
 
 static hetee_nn_model *load_model(void) {
   hetee_nn_model *m = NULL;
@@ -50,18 +75,15 @@ static hetee_nn_model *load_model(void) {
 static void test_architecture(void **state) {
   (void)state;
   hetee_nn_model *m = load_model();
-  const expect_layer *e;
-  size_t n;
-  if (!strcmp(MODEL, "cnn")) {
-    e = CNN;
-    n = sizeof CNN / sizeof CNN[0];
-  } else if (!strcmp(MODEL, "e2dm")) {
-    e = E2DM;
-    n = sizeof E2DM / sizeof E2DM[0];
-  } else {
-    e = MLP;
-    n = sizeof MLP / sizeof MLP[0];
+  const expect_layer *e = NULL;
+  size_t n = 0;
+  for (size_t k = 0; k < sizeof ARCHS / sizeof ARCHS[0]; k++) {
+    if (!strcmp(MODEL, ARCHS[k].model)) {
+      e = ARCHS[k].layers;
+      n = ARCHS[k].n;
+    }
   }
+  assert_non_null(e);
   size_t dims[HETEE_NN_MAX_RANK];
   assert_int_equal(hetee_nn_model_input_shape(m, dims), 3);
   assert_true(dims[0] == 1 && dims[1] == 28 && dims[2] == 28);
@@ -84,6 +106,27 @@ static void test_architecture(void **state) {
     assert_int_equal(hetee_nn_model_layer(m, 0, &c), 0);
     assert_true(c.kernel[0] == 7 && c.kernel[1] == 7 && c.stride[0] == 3 && c.stride[1] == 3);
     assert_int_equal(c.weight_len, 5 * 1 * 7 * 7);
+  }
+  if (!strcmp(MODEL, "cnn_s2")) {
+    hetee_nn_layer_info c, a;
+    for (size_t i = 0; i < 3; i += 2) {
+      assert_int_equal(hetee_nn_model_layer(m, i, &c), 0);
+      assert_true(c.kernel[0] == 3 && c.kernel[1] == 3 && c.stride[0] == 2 && c.stride[1] == 2);
+      for (size_t k = 0; k < 4; k++) assert_int_equal(c.pads[k], 1);
+    }
+    assert_int_equal(c.weight_len, 12 * 8 * 3 * 3);
+    assert_int_equal(hetee_nn_model_layer(m, 3, &a), 0);
+    assert_true(fabs(a.alpha - 0.1) < 1e-7);
+  }
+  if (!strcmp(MODEL, "cnn_bn")) {
+    hetee_nn_layer_info c, b;
+    assert_int_equal(hetee_nn_model_layer(m, 0, &c), 0);
+    assert_string_equal(c.onnx_ops, "Conv"); /* nothing folded into the conv */
+    assert_int_equal(hetee_nn_model_layer(m, 2, &b), 0);
+    assert_string_equal(b.onnx_ops, "BatchNormalization");
+    assert_true(b.weight_len == 6 && b.bias_len == 6);
+    assert_int_equal(hetee_nn_model_layer(m, 3, &b), 0);
+    assert_true(b.kernel[0] == 2 && b.stride[0] == 2);
   }
   assert_int_equal(hetee_nn_model_layer(m, n, &(hetee_nn_layer_info){0}), HETEE_ERR_INVALID_ARG);
   /* Trained on pixels scaled to [0,1] (metadata written by the script). */

@@ -97,7 +97,7 @@ int hetee_engine_model_encrypt(const hetee_ckks_context *ctx, const hetee_ckks_p
         em->ct_bytes += w_ct;
       }
     }
-    if (rc) rc = hetee_error(rc, "stage %zu (%s): %s", s, st->names, hetee_last_error());
+    if (rc) rc = engine_wrap(rc, "stage %zu (%s)", s, st->names);
   }
   if (rc) goto err;
   hetee_ckks_plaintext_free(pt); /* wiped by ckks */

@@ -99,7 +99,7 @@ static int load_fresh(const hetee_ckks_context *ctx, uint8_t *const *blobs, cons
   }
   if (rc) {
     cts_free(c, n);
-    return hetee_error(rc, "refreshed ciphertexts refused: %s", hetee_last_error());
+    return engine_wrap(rc, "refreshed ciphertexts refused");
   }
   *out = c;
   return 0;
@@ -189,7 +189,7 @@ static int run_micro_batch(hetee_enclave *e, const hetee_engine_model *em, hetee
                                  (const hetee_ckks_ciphertext *const *)em->w[s],
                                  (const hetee_ckks_ciphertext *const *)em->bias[s], threads, outs);
     if (rc) {
-      rc = hetee_error(rc, "stage %zu (%s): host kernel: %s", s, p->st[s].names, hetee_last_error());
+      rc = engine_wrap(rc, "stage %zu (%s): host kernel", s, p->st[s].names);
       break;
     }
     ss->products += L.n_products;
@@ -209,7 +209,7 @@ static int run_micro_batch(hetee_enclave *e, const hetee_engine_model *em, hetee
     if ((rc = enclave_counters(e, &c0))) break;
     rc = refresh(e, ctx, R, blobs, lens, &fresh, &flens, &nf);
     if (rc) {
-      rc = hetee_error(rc, "stage %zu (%s): refresh: %s", s, p->st[s].names, hetee_last_error());
+      rc = engine_wrap(rc, "stage %zu (%s): refresh", s, p->st[s].names);
       break;
     }
     ss->enclave_decryptions += R->in_ncts;
@@ -238,7 +238,7 @@ static int run_micro_batch(hetee_enclave *e, const hetee_engine_model *em, hetee
         for (size_t j = 0; j < R->n_final; j++) map[j] = (uint32_t)((b % R->release_cap) * R->n_final + j);
         rc = hetee_enclave_release(e, model_id, sid, &rs, (const uint8_t *const *)fresh + ct, flens + ct, 1,
                                    &res->sealed[idx], &res->lens[idx]);
-        if (rc) rc = hetee_error(rc, "release of sample %zu: %s", idx, hetee_last_error());
+        if (rc) rc = engine_wrap(rc, "release of sample %zu", idx);
         ss->enclave_decryptions++;
       }
       free(map);

@@ -149,6 +149,7 @@ static void stats_add(hetee_engine_stats *a, const hetee_engine_stats *b) {
   a->bytes_from_enclave += b->bytes_from_enclave;
   a->total_s += b->total_s;
   a->host_s += b->host_s;
+  a->host_cpu_s += b->host_cpu_s;
   a->enclave_s += b->enclave_s;
   a->wall_enclave_s += b->wall_enclave_s;
   a->nstages = b->nstages;

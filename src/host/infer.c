@@ -16,11 +16,20 @@
  */
 #include <pthread.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <string.h>
 #include <time.h>
 
 #include "hemat/engine_internal.h"
 #include "host/host_internal.h"
+
+/* CPU time of this process (all threads). */
+static double process_cpu(void) {
+  struct rusage ru;
+  if (getrusage(RUSAGE_SELF, &ru)) return 0;
+  return (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_sec +
+         1e-6 * (double)ru.ru_stime.tv_usec;
+}
 
 static double now(void) {
   struct timespec ts;
@@ -456,12 +465,13 @@ int hetee_engine_run(hetee_enclave *e, const hetee_engine_model *em, const hetee
   pthread_mutex_init(&sh.lock, NULL);
   pthread_mutex_init(&sh.queue, NULL);
   pthread_cond_init(&sh.turn, NULL);
-  double t0 = now();
+  double t0 = now(), cpu0 = process_cpu();
   pthread_t tid;
   int spawned = nw > 1 && pthread_create(&tid, NULL, worker_main, &w[1]) == 0;
   worker_main(&w[0]);
   if (spawned) pthread_join(tid, NULL);
   st->total_s = now() - t0;
+  st->host_cpu_s = process_cpu() - cpu0;
   pthread_mutex_destroy(&sh.lock);
   pthread_mutex_destroy(&sh.queue);
   pthread_cond_destroy(&sh.turn);

@@ -11,6 +11,7 @@
  * the accuracy of the encrypted predictions against the plaintext engine's
  * (timed too: plain_s).
  */
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,6 +66,7 @@ int hetee_bench_infer(int argc, char **argv) {
   hetee_engine_plan *p = NULL;
   hetee_nn_data *img = NULL, *lab = NULL;
   float *x = NULL, *logits = NULL;
+  size_t n_alloc = 0, in_alloc = 0, classes_alloc = 0; /* for wiping x and logits */
   local_parties t;
   local_infer_result r;
   memset(&t, 0, sizeof t);
@@ -86,6 +88,7 @@ int hetee_bench_infer(int argc, char **argv) {
   }
   x = malloc(n * in * sizeof *x);
   logits = malloc(n * classes * sizeof *logits);
+  n_alloc = n, in_alloc = in, classes_alloc = classes;
   if (!x || !logits) goto out;
   double sc = hetee_nn_model_input_scale(m);
   for (size_t i = 0; i < n * in; i++) x[i] = (float)(hetee_nn_data_values(img)[i] * sc);
@@ -175,6 +178,9 @@ int hetee_bench_infer(int argc, char **argv) {
 out:
   local_infer_clear(&r);
   local_parties_stop(&t);
+  /* the data provider's plaintext images and the plaintext logits */
+  if (x) sodium_memzero(x, n_alloc * in_alloc * sizeof *x);
+  if (logits) sodium_memzero(logits, n_alloc * classes_alloc * sizeof *logits);
   free(x);
   free(logits);
   hetee_nn_data_free(img);

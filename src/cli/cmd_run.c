@@ -12,6 +12,7 @@
  * agreement between the two, time per image and the enclave's share.
  * A model the engine cannot run is refused before anything is encrypted.
  */
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,6 +88,7 @@ int hetee_cmd_run(int argc, char **argv) {
   hetee_engine_plan *p = NULL;
   hetee_nn_data *images = NULL, *labels = NULL;
   float *x = NULL, *logits = NULL;
+  size_t n_alloc = 0, in_alloc = 0, classes_alloc = 0; /* for wiping x and logits */
   local_parties t;
   local_infer_result r;
   memset(&t, 0, sizeof t);
@@ -117,6 +119,7 @@ int hetee_cmd_run(int argc, char **argv) {
   }
   x = malloc(n * in * sizeof *x);
   logits = malloc(n * classes * sizeof *logits);
+  n_alloc = n, in_alloc = in, classes_alloc = classes;
   if (!x || !logits) {
     fprintf(stderr, "hetee run: out of memory\n");
     goto out;
@@ -161,6 +164,9 @@ int hetee_cmd_run(int argc, char **argv) {
 out:
   local_infer_clear(&r);
   local_parties_stop(&t);
+  /* the data provider's plaintext images and the plaintext logits */
+  if (x) sodium_memzero(x, n_alloc * in_alloc * sizeof *x);
+  if (logits) sodium_memzero(logits, n_alloc * classes_alloc * sizeof *logits);
   free(x);
   free(logits);
   hetee_nn_data_free(images);

@@ -73,6 +73,7 @@ extern "C" {
 #define HETEE_ENGINE_DEFAULT_BATCH 64u     /* micro-batch when none is asked for */
 #define HETEE_ENGINE_MAX_STAGES 64
 #define HETEE_ENGINE_MAX_IMAGES (1u << 20) /* samples of one run */
+#define HETEE_ENGINE_MAX_MICRO_BATCH 4096u /* samples of one micro-batch */
 
 /* ---------------------------------------------------------------------------
  * Plan
@@ -82,7 +83,8 @@ typedef struct hetee_engine_plan hetee_engine_plan;
 typedef struct hetee_engine_plan_options {
   uint32_t batch;        /* samples the caller wants to run at once (0: 64);
                             the micro-batch is min(batch, 64), lowered to fit */
-  uint32_t micro_batch;  /* > 0: use exactly this micro-batch (refused with
+  uint32_t micro_batch;  /* > 0: use exactly this micro-batch, at most
+                            HETEE_ENGINE_MAX_MICRO_BATCH (refused with
                             HETEE_ERR_LIMIT if a frame would not fit) */
   size_t n;              /* ring degree (0: 8192, the enclave's default) */
   const hetee_hemat_costs *costs; /* NULL: hetee_hemat_costs_default */

@@ -47,7 +47,8 @@ int hetee_cmd_plan(int argc, char **argv) {
       plan_usage(stdout);
       return 0;
     } else if ((!strcmp(a, "--batch") || !strcmp(a, "--micro-batch")) && i + 1 < argc) {
-      uint32_t v = hetee_cli_u32("plan", a, argv[++i], HETEE_ENGINE_MAX_IMAGES);
+      uint32_t v = hetee_cli_u32("plan", a, argv[++i],
+                                 !strcmp(a, "--batch") ? HETEE_ENGINE_MAX_IMAGES : HETEE_ENGINE_MAX_MICRO_BATCH);
       if (!v) return 2;
       if (!strcmp(a, "--batch")) o.batch = v;
       else o.micro_batch = v;

@@ -290,7 +290,7 @@ int engine_plan_load(const uint8_t *buf, size_t len, hetee_engine_plan **out) {
   if (r.err) return bad("truncated header");
   if (ver != PLAN_VERSION) return hetee_error(HETEE_ERR_VERSION, "engine plan version %u, expected %d", ver, PLAN_VERSION);
   if (n < 4096 || n > 65536 || (n & (n - 1))) return bad("ring degree");
-  if (mb < 1 || mb > HETEE_ENGINE_DEFAULT_BATCH * 64) return bad("micro-batch out of range");
+  if (mb < 1 || mb > HETEE_ENGINE_MAX_MICRO_BATCH) return bad("micro-batch out of range");
   for (int i = 0; i < 3; i++)
     if (!in_range(in_shape[i], 1, 1 << 24)) return bad("input shape out of range");
   if ((size_t)in_shape[0] * in_shape[1] * in_shape[2] > HETEE_REFRESH_MAX_VALUES) return bad("input too large");

@@ -433,7 +433,8 @@ int hetee_engine_plan_build(const hetee_nn_model *m, const hetee_engine_plan_opt
   if (n < 4096 || n > 65536 || (n & (n - 1))) return hetee_error(HETEE_ERR_INVALID_ARG, "ring degree %zu", n);
   uint32_t want = o->batch ? o->batch : HETEE_ENGINE_DEFAULT_BATCH;
   if (want > HETEE_ENGINE_DEFAULT_BATCH) want = HETEE_ENGINE_DEFAULT_BATCH;
-  if (o->micro_batch > HETEE_ENGINE_MAX_IMAGES) return hetee_error(HETEE_ERR_INVALID_ARG, "micro-batch too large");
+  if (o->micro_batch > HETEE_ENGINE_MAX_MICRO_BATCH)
+    return hetee_error(HETEE_ERR_LIMIT, "micro-batch %u above %u", o->micro_batch, HETEE_ENGINE_MAX_MICRO_BATCH);
   hetee_engine_plan *p = calloc(1, sizeof *p);
   if (!p) return hetee_error(HETEE_ERR_NOMEM, "no memory for the plan");
   p->n = n;

@@ -14,6 +14,12 @@ int hetee_cmd_keygen(int argc, char **argv);
 int hetee_cmd_platform(int argc, char **argv);
 int hetee_cmd_enclave(int argc, char **argv);
 int hetee_cmd_attest(int argc, char **argv);
+int hetee_cmd_plan(int argc, char **argv);
+int hetee_cmd_run(int argc, char **argv);
+
+/* Parses the value v of option opt of command cmd as an integer in 1..max;
+ * prints the error and returns 0 otherwise. Defined in cmd_plan.c. */
+unsigned hetee_cli_u32(const char *cmd, const char *opt, const char *v, unsigned max);
 
 /* Shared by `hetee enclave measure|config` and `hetee attest`: parses the
  * --config STR and --mp FILE.pub options from argv[from..argc) into the

@@ -18,6 +18,8 @@ HETEE_CMD(hetee_cmd_keygen)
 HETEE_CMD(hetee_cmd_platform)
 HETEE_CMD(hetee_cmd_enclave)
 HETEE_CMD(hetee_cmd_attest)
+HETEE_CMD(hetee_cmd_plan)
+HETEE_CMD(hetee_cmd_run)
 #undef HETEE_CMD
 
 typedef struct {
@@ -33,6 +35,8 @@ static const command COMMANDS[] = {
     {"platform", hetee_cmd_platform, "manage the simulated attestation platform (init)"},
     {"enclave", hetee_cmd_enclave, "enclave utilities (measure)"},
     {"attest", hetee_cmd_attest, "start an enclave and verify its attestation evidence"},
+    {"plan", hetee_cmd_plan, "show how the encrypted engine runs an ONNX model (stages, packing, counts)"},
+    {"run", hetee_cmd_run, "encrypted inference on images: model provider, data provider and host in one process"},
 };
 
 static void usage(FILE *f) {

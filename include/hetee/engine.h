@@ -1,0 +1,315 @@
+/*
+ * hetee/engine.h — encrypted inference end to end: the model plan, the
+ * model provider's weight encryption, the data provider's input encryption
+ * and the host's layer loop with the enclave.
+ *
+ * Plan (hetee_engine_plan_build): the model (a chain of hetee_nn layers) is
+ * cut into *stages*, one per linear layer (DENSE or CONV), each followed by
+ * the non-linear layers up to the next linear layer. The host evaluates a
+ * stage's linear layer as hemat's coefficient-packed convolution
+ * (hetee/hemat.h; a dense layer is the 1x1 case with c = in features) on
+ * ciphertexts x ciphertexts; the enclave then decrypts its degree-2 outputs,
+ * applies the stage's non-linear layers as refresh ops (ReLU, leaky ReLU,
+ * sigmoid, tanh, square, max/average pooling, batch-norm affine, flatten,
+ * per-element constant add) and encrypts fresh inputs of the next stage in
+ * that stage's layout, with the zero padding of a CONV / PAD left empty.
+ * After the last stage the enclave refreshes the outputs (applying any
+ * non-linear layers that follow the last linear layer) into the compact
+ * *release layout* and then releases each sample's values to the data
+ * provider: argmax, or the probabilities when the model ends with SOFTMAX.
+ * Anything else (two-input ADD / MUL, MUL_CONST, padded pooling, non-zero
+ * padding values, ...) is refused by the plan, before anything is
+ * encrypted, with one line naming the node and the reason.
+ *
+ * Scales and levels (the enclave's default parameters, logN 13,
+ * q {60, 40, 40}, p {60}; level 1 = q0 q1):
+ *   inputs  coefficient-encoded, level 1, scale 2^26 (first stage: the data
+ *           provider, public key; later stages: the enclave, secret key)
+ *   weights coefficient-encoded, level 1, scale 2^34 (model provider, public key)
+ *   biases  coefficient-encoded, level 1, scale 2^60 (added by the host)
+ *   outputs degree 2 (never relinearised: no evaluation key is needed),
+ *           level 1, scale 2^60, decrypted by the enclave directly.
+ *   release fresh from the enclave, coefficient-encoded at the top level and
+ *           scale hetee_engine_release_scale (2^95 for the defaults): the
+ *           enclave floods released values with noise sized for fresh
+ *           ciphertexts at a large scale (hetee_release_spec), which a
+ *           degree-2 product at 2^60 is not. Sample b's value j is
+ *           coefficient (b % cap) * classes + j of ciphertext b / cap,
+ *           cap = N / classes.
+ *
+ * Micro-batches: the plan is made for a micro-batch of Bm samples (default
+ * min(64, requested batch)), lowered until every refresh request and reply
+ * fits the enclave protocol (HETEE_FRAME_MAX_BODY, 4096 ciphertexts). A run
+ * on more samples is a sequence of independent micro-batch pipelines; the
+ * last one may be smaller (same packing, fewer groups).
+ *
+ * Errors: 0 or a negative hetee_status with a detail (hetee_last_error()).
+ * Thread-safety: plans and encrypted models are immutable once built or
+ * loaded and may be shared between threads; hetee_engine_run drives one
+ * enclave handle, which is not thread-safe (one run per handle at a time).
+ */
+#ifndef HETEE_ENGINE_H
+#define HETEE_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "hetee/ckks.h"
+#include "hetee/common.h"
+#include "hetee/enclave.h"
+#include "hetee/hemat.h"
+#include "hetee/host.h"
+#include "hetee/nn.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define HETEE_ENGINE_LEVEL 1               /* level of every engine ciphertext */
+#define HETEE_ENGINE_IN_SCALE 0x1p26       /* layer inputs */
+#define HETEE_ENGINE_W_SCALE 0x1p34        /* weights */
+#define HETEE_ENGINE_OUT_SCALE 0x1p60      /* products and biases */
+#define HETEE_ENGINE_DEFAULT_BATCH 64u     /* micro-batch when none is asked for */
+#define HETEE_ENGINE_MAX_STAGES 64
+#define HETEE_ENGINE_MAX_IMAGES (1u << 20) /* samples of one run */
+#define HETEE_ENGINE_MAX_MICRO_BATCH 4096u /* samples of one micro-batch */
+
+/* ---------------------------------------------------------------------------
+ * Plan
+ * ------------------------------------------------------------------------- */
+typedef struct hetee_engine_plan hetee_engine_plan;
+
+typedef struct hetee_engine_plan_options {
+  uint32_t batch;        /* samples the caller wants to run at once (0: 64);
+                            the micro-batch is min(batch, 64), lowered to fit */
+  uint32_t micro_batch;  /* > 0: use exactly this micro-batch, at most
+                            HETEE_ENGINE_MAX_MICRO_BATCH (refused with
+                            HETEE_ERR_LIMIT if a frame would not fit) */
+  size_t n;              /* ring degree (0: 8192, the enclave's default) */
+  const hetee_hemat_costs *costs; /* NULL: hetee_hemat_costs_default */
+} hetee_engine_plan_options;
+
+/* Builds the plan of model m (options may be NULL: defaults).
+ * Errors: HETEE_ERR_UNSUPPORTED (a layer the engine cannot run: the detail
+ * is one line "node '<name>' (<kind>): <reason>"), HETEE_ERR_SHAPE (hemat
+ * finds no packing for a layer at this ring degree), HETEE_ERR_LIMIT (no
+ * micro-batch fits the enclave protocol), HETEE_ERR_INVALID_ARG,
+ * HETEE_ERR_NOMEM. */
+HETEE_API int hetee_engine_plan_build(const hetee_nn_model *m, const hetee_engine_plan_options *o,
+                                      hetee_engine_plan **out) HETEE_WUR;
+HETEE_API void hetee_engine_plan_free(hetee_engine_plan *p);
+
+HETEE_API size_t hetee_engine_plan_num_stages(const hetee_engine_plan *p);
+HETEE_API uint32_t hetee_engine_plan_micro_batch(const hetee_engine_plan *p);
+HETEE_API size_t hetee_engine_plan_n(const hetee_engine_plan *p);
+/* Per-sample element counts of the model input and output (classes). */
+HETEE_API size_t hetee_engine_plan_input_size(const hetee_engine_plan *p);
+HETEE_API size_t hetee_engine_plan_output_size(const hetee_engine_plan *p);
+/* HETEE_RELEASE_ARGMAX, or HETEE_RELEASE_SOFTMAX when the model ends with it. */
+HETEE_API int hetee_engine_plan_release_kind(const hetee_engine_plan *p);
+
+/* Read-only view of stage i; counts are per full micro-batch. Pointers stay
+ * valid while the plan lives. */
+typedef struct hetee_engine_stage_info {
+  const char *names;        /* "conv /0/Conv, relu /1/Relu, maxpool /2/MaxPool" */
+  int layer;                /* index of the linear layer in the hetee_nn model */
+  int kind;                 /* HETEE_NN_DENSE or HETEE_NN_CONV */
+  int in_shape[3];          /* unpadded input per sample (C, H, W; dense: D, 1, 1) */
+  int pads[4];              /* zero padding: top, left, bottom, right */
+  hetee_hemat_shape shape;  /* hemat geometry (padded input) */
+  hetee_hemat_pack pack;
+  int has_bias;
+  size_t n_in_cts, n_w_cts, n_bias_cts, n_out_cts, n_products;
+  size_t enclave_encryptions; /* fresh ciphertexts the enclave makes after this
+                                 stage: the next stage's inputs, or for the
+                                 last stage the release ciphertexts */
+  size_t enclave_decryptions; /* the stage's outputs (refresh), plus one
+                                 release ciphertext per sample (last stage) */
+  double predicted_s;       /* cost model: products + enclave work + DP encryption */
+  size_t nops;              /* refresh ops applied to this stage's output */
+  const hetee_refresh_op *ops;
+  int out_shape[3];         /* after the ops, per sample */
+} hetee_engine_stage_info;
+
+HETEE_API int hetee_engine_plan_stage(const hetee_engine_plan *p, size_t i, hetee_engine_stage_info *out) HETEE_WUR;
+
+/* Layout of stage i for a micro-batch of `batch` samples (1..micro-batch;
+ * the last micro-batch of a run may be smaller). */
+HETEE_API int hetee_engine_plan_layout(const hetee_engine_plan *p, size_t i, uint32_t batch,
+                                       hetee_hemat_layout *out) HETEE_WUR;
+
+/* Bytes of the model's ciphertexts (weights + biases) as stored. */
+HETEE_API size_t hetee_engine_plan_model_ct_bytes(const hetee_engine_plan *p);
+
+/* Prints the plan (per stage: layers, shape, packing, counts, predicted
+ * time, refresh ops; the model's ciphertext bytes) as `hetee plan` shows it. */
+HETEE_API void hetee_engine_plan_print(const hetee_engine_plan *p, FILE *f);
+
+/* The enclave's job between stage i and i + 1 (or, for the last stage,
+ * where the release reads each sample's outputs), for a micro-batch of
+ * `batch` samples, in the refresh-spec terms of hetee/enclave.h with
+ * coefficient encodings (global position = ciphertext index * N +
+ * coefficient):
+ *   in_map[b*n_in + k]   position of value k (C, H, W row-major over
+ *                        in_shape) of sample b in stage i's outputs
+ *   ops                  applied per sample; out_shape after them
+ *   out_dst[j]/out_src[j] pairs: position in stage i+1's inputs (for the
+ *                        last stage: in the release layout) <- value index
+ *                        (b * n_final + k); out_ncts its ciphertexts
+ * Arrays are owned by the object (hetee_engine_refresh_free). */
+typedef struct hetee_engine_refresh {
+  uint32_t batch;
+  int in_shape[3];
+  size_t n_in; /* values per sample: in_shape[0] * [1] * [2] */
+  uint32_t *in_map;
+  uint32_t in_ncts;
+  size_t nops;
+  const hetee_refresh_op *ops; /* points into the plan */
+  int out_shape[3];
+  size_t n_final; /* values per sample after the ops */
+  uint32_t out_ncts;
+  size_t out_n;
+  uint32_t *out_dst, *out_src;
+  int release;          /* 1: the last stage's refresh into the release layout */
+  uint32_t release_cap; /* samples per release ciphertext (release only) */
+} hetee_engine_refresh;
+
+HETEE_API int hetee_engine_plan_refresh(const hetee_engine_plan *p, size_t i, uint32_t batch,
+                                        hetee_engine_refresh *out) HETEE_WUR;
+HETEE_API void hetee_engine_refresh_free(hetee_engine_refresh *r);
+
+/* Scale of the release ciphertexts under ctx: 2^(floor(log2 Q) - 44) for
+ * the top level's modulus Q (values up to 2^40 fit). */
+HETEE_API double hetee_engine_release_scale(const hetee_ckks_context *ctx);
+
+/* Position (ciphertext index * N + coefficient) of value k (flat, per
+ * sample, over the model input's C x H x W) of sample b in stage 0's inputs,
+ * for a micro-batch of `batch` samples. */
+HETEE_API int hetee_engine_plan_input_pos(const hetee_engine_plan *p, uint32_t batch, uint32_t b, size_t k,
+                                          uint64_t *pos) HETEE_WUR;
+
+/* ---------------------------------------------------------------------------
+ * Encrypted model (model provider -> host). File format (little-endian):
+ *   "HTEM" | u16 header size (48) | u16 version (1) | u64 total size |
+ *   parameter fingerprint[32] |
+ *   u32 plan length | plan (structure: shapes, packings, ops) |
+ *   per stage: n_w_cts + n_bias_cts x (u64 length | hetee_ckks ciphertext)
+ * The plan is public (the host runs it); weights and biases are ciphertexts.
+ * ------------------------------------------------------------------------- */
+typedef struct hetee_engine_model hetee_engine_model;
+
+/* Model provider side (src/client): encrypts model m's weights and biases
+ * under the enclave's public key in the packing of `plan` (built from the
+ * same model; a mismatch gives HETEE_ERR_SHAPE). ctx must be the enclave's
+ * parameters (logN 13, 3 ciphertext primes at least: level 1 is used);
+ * the object keeps a reference to ctx. Plaintext weights and coefficient
+ * buffers are wiped. Errors: HETEE_ERR_INVALID_ARG, HETEE_ERR_SHAPE,
+ * HETEE_ERR_PARAMS (ctx's ring degree is not the plan's), the encoder's and
+ * encryptor's errors, HETEE_ERR_NOMEM. */
+HETEE_API int hetee_engine_model_encrypt(const hetee_ckks_context *ctx, const hetee_ckks_public_key *pk,
+                                         const hetee_nn_model *m, const hetee_engine_plan *plan,
+                                         hetee_engine_model **out) HETEE_WUR;
+HETEE_API void hetee_engine_model_free(hetee_engine_model *em);
+HETEE_API const hetee_engine_plan *hetee_engine_model_plan(const hetee_engine_model *em);
+/* Serialized size of the model's ciphertexts (exact for a loaded model, an
+ * upper bound right after encryption). */
+HETEE_API size_t hetee_engine_model_ct_bytes(const hetee_engine_model *em);
+
+/* Serialization; *buf malloc'd. load validates the header, the plan (every
+ * shape, packing and op re-derived and checked against the layouts) and
+ * every ciphertext (parameters, level 1, scale, size 2), under ctx (kept by
+ * reference). Errors: HETEE_ERR_FORMAT, HETEE_ERR_VERSION,
+ * HETEE_ERR_TRUNCATED, HETEE_ERR_CONTEXT (other parameters),
+ * HETEE_ERR_LEVEL / HETEE_ERR_SCALE (a ciphertext not as the format says),
+ * HETEE_ERR_LIMIT, HETEE_ERR_NOMEM. Never aborts on bad bytes. */
+HETEE_API int hetee_engine_model_save(const hetee_engine_model *em, uint8_t **buf, size_t *len) HETEE_WUR;
+HETEE_API int hetee_engine_model_load(const hetee_ckks_context *ctx, const uint8_t *buf, size_t len,
+                                      hetee_engine_model **out) HETEE_WUR;
+/* File forms (written atomically; read with a 4 GiB limit). */
+HETEE_API int hetee_engine_model_write(const hetee_engine_model *em, const char *path) HETEE_WUR;
+HETEE_API int hetee_engine_model_read(const hetee_ckks_context *ctx, const char *path,
+                                      hetee_engine_model **out) HETEE_WUR;
+
+/* ---------------------------------------------------------------------------
+ * Encrypted input (data provider -> host): `count` samples cut into
+ * micro-batches of the plan, each encrypted in stage 0's layout.
+ * ------------------------------------------------------------------------- */
+typedef struct hetee_engine_input hetee_engine_input;
+
+/* Data provider side (src/client): x is count x input_size floats (C order,
+ * already scaled as the model expects). Public-key encryption at level 1,
+ * scale 2^26. The coefficient buffers are wiped. Errors:
+ * HETEE_ERR_INVALID_ARG (count 0 or above HETEE_ENGINE_MAX_IMAGES, NULL),
+ * HETEE_ERR_PARAMS (ring degree), the encryptor's errors, HETEE_ERR_NOMEM. */
+HETEE_API int hetee_engine_input_encrypt(const hetee_ckks_context *ctx, const hetee_ckks_public_key *pk,
+                                         const hetee_engine_plan *plan, const float *x, size_t count,
+                                         hetee_engine_input **out) HETEE_WUR;
+HETEE_API void hetee_engine_input_free(hetee_engine_input *in);
+HETEE_API size_t hetee_engine_input_count(const hetee_engine_input *in);
+/* Format: "HTEI" | u16 48 | u16 1 | u64 total | fingerprint[32] | u32 count |
+ * u32 micro-batch | u32 n cts | n x (u64 length | ciphertext). load checks
+ * the ciphertexts (parameters, level 1, scale 2^26, size 2) and the count
+ * against the micro-batches of `plan`. Errors as for the model. */
+HETEE_API int hetee_engine_input_save(const hetee_engine_input *in, uint8_t **buf, size_t *len) HETEE_WUR;
+HETEE_API int hetee_engine_input_load(const hetee_ckks_context *ctx, const hetee_engine_plan *plan,
+                                      const uint8_t *buf, size_t len, hetee_engine_input **out) HETEE_WUR;
+
+/* ---------------------------------------------------------------------------
+ * Host driver
+ * ------------------------------------------------------------------------- */
+typedef struct hetee_engine_stage_stats {
+  uint64_t products;
+  uint64_t enclave_encryptions, enclave_decryptions;
+  uint64_t bytes_to_enclave, bytes_from_enclave;
+  double host_s;    /* host kernel (products, bias) + (de)serialization */
+  double enclave_s; /* enclave CPU time (its own counters) for this stage */
+  double wall_s;    /* host wall time of the stage, enclave calls included */
+} hetee_engine_stage_stats;
+
+typedef struct hetee_engine_stats {
+  uint64_t images, micro_batches;
+  uint64_t products, keyswitches; /* keyswitches: always 0 (no relinearisation, no rotation) */
+  uint64_t enclave_encryptions, enclave_decryptions;
+  uint64_t bytes_to_enclave, bytes_from_enclave;
+  double total_s;   /* wall time: encrypted inputs at the host -> sealed results */
+  double host_s;    /* host wall time outside enclave calls, summed over the
+                       (up to two, overlapping) micro-batch pipelines */
+  double host_cpu_s; /* CPU time of the host process during the run (all its
+                        threads: kernels, (de)serialization, socket copies) */
+  double enclave_s; /* enclave CPU time (its own counters) */
+  double wall_enclave_s; /* host wall time in enclave calls, summed over pipelines */
+  size_t nstages;
+  hetee_engine_stage_stats stage[HETEE_ENGINE_MAX_STAGES];
+} hetee_engine_stats;
+
+/* One sealed release per sample, in input order (opened by the data
+ * provider with hetee_client_release_open). */
+typedef struct hetee_engine_results {
+  size_t n;
+  uint8_t **sealed;
+  size_t *lens;
+} hetee_engine_results;
+HETEE_API void hetee_engine_results_clear(hetee_engine_results *r);
+
+/* Runs the encrypted model on the encrypted input: per micro-batch, per
+ * stage, the host kernel (threads: OpenMP threads inside it, 1..64), then
+ * the enclave's refresh into the next stage's layout (after the last stage:
+ * into the release layout), then one release per sample under model
+ * `model_id`'s policy, sealed to data provider session `dp_session`, in
+ * input order. With two or more micro-batches, two pipelines run at once
+ * (two host threads sharing the enclave handle under a lock), so that the
+ * host's kernels of one overlap the enclave's work on the other. stats may
+ * be NULL. The input must have been encrypted for this model's plan under
+ * the same parameters.
+ * Errors: HETEE_ERR_INVALID_ARG, HETEE_ERR_CONTEXT (input and model under
+ * different parameters), HETEE_ERR_SHAPE (input not in the plan's layout),
+ * and whatever the kernel or the enclave answers (its detail is kept). */
+HETEE_API int hetee_engine_run(hetee_enclave *e, const hetee_engine_model *em, const hetee_engine_input *in,
+                               uint32_t model_id, const uint8_t dp_session[16], int threads,
+                               hetee_engine_results *out, hetee_engine_stats *stats) HETEE_WUR;
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,106 @@
+/*
+ * engine_internal.h — internal: the objects behind hetee/engine.h, shared by
+ * hemat/ (plan, formats), client/ (model provider / data provider
+ * encryption) and host/ (the layer loop). Nothing here is public API.
+ */
+#ifndef HETEE_HEMAT_ENGINE_INTERNAL_H
+#define HETEE_HEMAT_ENGINE_INTERNAL_H
+
+#include <stdarg.h>
+#include <stdio.h>
+
+#include "hetee/engine.h"
+
+#define ENGINE_NAMES_MAX 1024 /* bytes of a stage's layer list (with NUL) */
+#define ENGINE_MAX_TOP_LEVEL 3 /* level bound used to size release ciphertexts */
+
+typedef struct engine_stage {
+  int layer;            /* index of the linear layer in the hetee_nn model */
+  int kind;             /* HETEE_NN_DENSE / HETEE_NN_CONV */
+  char names[ENGINE_NAMES_MAX];
+  int in_shape[3];      /* unpadded input per sample */
+  int pads[4];          /* top, left, bottom, right */
+  hetee_hemat_shape shape;
+  hetee_hemat_pack pack;
+  hetee_hemat_layout layout; /* at the plan's micro-batch */
+  int has_bias;
+  size_t nops;
+  hetee_refresh_op ops[HETEE_REFRESH_MAX_OPS];
+  double *arrays[2 * HETEE_REFRESH_MAX_OPS]; /* owned op parameters (a, b) */
+  int out_shape[3];     /* after the ops */
+  double predicted_s;
+} engine_stage;
+
+struct hetee_engine_plan {
+  size_t n;             /* ring degree */
+  uint32_t micro_batch;
+  int in_shape[3];      /* model input per sample (C, H, W) */
+  size_t in_size, out_size;
+  int release_kind;
+  size_t nstages;
+  engine_stage *st;
+  hetee_hemat_costs costs;
+};
+
+struct hetee_engine_model {
+  const hetee_ckks_context *ctx;
+  hetee_engine_plan *plan;
+  /* per stage: w[s][mbk * ncb + cbk] (n_w_cts), bias[s][mbk] (nmb, or NULL) */
+  hetee_ckks_ciphertext ***w;
+  hetee_ckks_ciphertext ***bias;
+  size_t ct_bytes;
+};
+
+struct hetee_engine_input {
+  const hetee_ckks_context *ctx;
+  size_t count;         /* samples */
+  uint32_t micro_batch;
+  size_t ncts;          /* all micro-batches, in order */
+  hetee_ckks_ciphertext **cts;
+};
+
+/* Number of samples of micro-batch k of a run of `count` samples. */
+static inline uint32_t engine_mb_size(size_t count, uint32_t mb, size_t k) {
+  size_t left = count - k * (size_t)mb;
+  return (uint32_t)(left < mb ? left : mb);
+}
+
+/* Returns rc with the detail "<prefix>: <current detail>"; the current
+ * detail is copied first (hetee_error writes the very buffer
+ * hetee_last_error points to). */
+static inline int engine_wrap(int rc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static inline int engine_wrap(int rc, const char *fmt, ...) {
+  char old[512], pre[400];
+  snprintf(old, sizeof old, "%s", hetee_last_error());
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(pre, sizeof pre, fmt, ap);
+  va_end(ap);
+  return hetee_error(rc, "%s: %s", pre, old);
+}
+
+/* Plan (de)serialization, embedded in the encrypted model file. load
+ * validates everything (HETEE_ERR_FORMAT with a detail) and recomputes the
+ * layouts. */
+int engine_plan_save(const hetee_engine_plan *p, uint8_t **buf, size_t *len);
+int engine_plan_load(const uint8_t *buf, size_t len, hetee_engine_plan **out);
+
+/* Whether every enclave frame of plan p (at its micro-batch) fits the
+ * protocol's limits; why (wn bytes) names the first that does not. */
+int engine_frames_fit(const hetee_engine_plan *p, char *why, size_t wn);
+/* Cost-model seconds of stage s per micro-batch (hemat costs of the plan). */
+double engine_predict(const hetee_engine_plan *p, size_t s);
+/* Input ciphertexts of a run of `count` samples under plan p. */
+int engine_input_cts(const hetee_engine_plan *p, size_t count, size_t *ncts);
+
+/* Upper bound of a serialized ciphertext's bytes (polys polynomials at
+ * `level` of ring degree n). */
+static inline size_t engine_ct_bytes(size_t n, int polys, int level) {
+  return 128 + (size_t)polys * (size_t)(level + 1) * n * 8;
+}
+
+/* Checks a ciphertext is what the engine format says: context, level 1,
+ * size 2, scale. */
+int engine_check_ct(const hetee_ckks_context *ctx, const hetee_ckks_ciphertext *ct, double scale, const char *what);
+
+#endif

@@ -1,0 +1,357 @@
+/*
+ * test_plan.c — the engine's plan (hetee/engine.h) without encryption:
+ * every bundled model plans into the expected stages and refresh ops; the
+ * plaintext simulation of the whole plan (hemat's twin per stage + the
+ * enclave's op code through the refresh maps, engine_test_util.h) gives
+ * hetee_nn_forward's logits for bundled models and for a graph using every
+ * supported non-linear layer (padding, affine, pools, constants, softmax
+ * after tail ops); unsupported graphs are refused before anything is
+ * encrypted with one exact line naming the node; micro-batches are lowered
+ * to fit the enclave frames and a forced one that does not fit is refused.
+ */
+#include "engine/engine_test_util.h"
+
+/* ---- bundled models ---- */
+
+typedef struct {
+  const char *name;
+  size_t stages;
+  int ops[4][6]; /* refresh op kinds per stage, 0-terminated */
+} expect;
+
+/* What the README's architectures say; every other bundled model gets the
+ * generic checks. */
+static const expect KNOWN[] = {
+    {"mlp", 2, {{HETEE_OP_RELU}, {0}}},
+    {"mlp_small", 2, {{HETEE_OP_RELU}, {0}}},
+    {"cnn", 4,
+     {{HETEE_OP_RELU, HETEE_OP_MAXPOOL}, {HETEE_OP_RELU, HETEE_OP_MAXPOOL, HETEE_OP_RESHAPE}, {HETEE_OP_RELU}, {0}}},
+    {"e2dm", 3, {{HETEE_OP_SQUARE, HETEE_OP_RESHAPE}, {HETEE_OP_SQUARE}, {0}}},
+    {"cnn_bn", 3,
+     {{HETEE_OP_RELU, HETEE_OP_BATCHNORM, HETEE_OP_AVGPOOL},
+      {HETEE_OP_TANH, HETEE_OP_AVGPOOL, HETEE_OP_RESHAPE},
+      {0}}},
+};
+
+static const expect *known(const char *name) {
+  for (size_t i = 0; i < sizeof KNOWN / sizeof KNOWN[0]; i++)
+    if (!strcmp(KNOWN[i].name, name)) return &KNOWN[i];
+  return NULL;
+}
+
+static void test_bundled_plans(void **state) {
+  (void)state;
+  char names[32][64];
+  size_t nm = et_model_names(names, 32), nknown = 0;
+  for (size_t i = 0; i < nm; i++) {
+    const expect *e = known(names[i]);
+    hetee_nn_model *m = et_bundled(names[i]);
+    hetee_engine_plan *p = NULL;
+    ET_OK(hetee_engine_plan_build(m, NULL, &p));
+    size_t stages = hetee_engine_plan_num_stages(p);
+    if (e) {
+      nknown++;
+      assert_int_equal(stages, e->stages);
+    }
+    assert_true(hetee_engine_plan_micro_batch(p) >= 1);
+    assert_true(hetee_engine_plan_micro_batch(p) <= HETEE_ENGINE_DEFAULT_BATCH);
+    assert_int_equal(hetee_engine_plan_input_size(p), 784);
+    assert_int_equal(hetee_engine_plan_output_size(p), 10);
+    assert_int_equal(hetee_engine_plan_release_kind(p), HETEE_RELEASE_ARGMAX);
+    size_t wcts = 0;
+    for (size_t s = 0; s < stages; s++) {
+      hetee_engine_stage_info si;
+      ET_OK(hetee_engine_plan_stage(p, s, &si));
+      if (e) {
+        size_t k = 0;
+        while (k < 6 && e->ops[s][k]) {
+          assert_true(k < si.nops);
+          assert_int_equal(si.ops[k].kind, e->ops[s][k]);
+          k++;
+        }
+        assert_int_equal(si.nops, k);
+      }
+      hetee_hemat_layout L;
+      ET_OK(hetee_engine_plan_layout(p, s, hetee_engine_plan_micro_batch(p), &L));
+      assert_int_equal(si.n_products, L.n_products);
+      assert_int_equal(si.n_out_cts, L.n_out_cts);
+      assert_int_equal(si.enclave_decryptions, L.n_out_cts + (s + 1 == stages ? hetee_engine_plan_micro_batch(p) : 0));
+      assert_true(si.predicted_s > 0);
+      wcts += si.n_w_cts + si.n_bias_cts;
+    }
+    assert_true(hetee_engine_plan_model_ct_bytes(p) >= wcts * 2 * 2 * 8192 * 8);
+    /* the printout names every stage */
+    char *text = NULL;
+    size_t tlen = 0;
+    FILE *f = open_memstream(&text, &tlen);
+    hetee_engine_plan_print(p, f);
+    fclose(f);
+    char want[32];
+    snprintf(want, sizeof want, "stage %zu: ", stages - 1);
+    assert_non_null(strstr(text, want));
+    assert_non_null(strstr(text, "model ciphertexts"));
+    free(text);
+    hetee_engine_plan_free(p);
+    hetee_nn_model_free(m);
+  }
+  assert_int_equal(nknown, sizeof KNOWN / sizeof KNOWN[0]);
+}
+
+/* Simulation of each bundled model on 70 images (a full micro-batch and a
+ * partial one when the micro-batch is 64) = the reference engine. */
+static void test_bundled_simulation(void **state) {
+  (void)state;
+  size_t n = et_quick() ? 20 : 70;
+  char names[32][64];
+  size_t nm = et_model_names(names, 32);
+  for (size_t i = 0; i < nm; i++) {
+    hetee_nn_model *m = et_bundled(names[i]);
+    hetee_engine_plan *p = NULL;
+    ET_OK(hetee_engine_plan_build(m, NULL, &p));
+    float *x = et_images(m, n, NULL), *want = malloc(n * 10 * sizeof *want);
+    double *got = malloc(n * 10 * sizeof *got);
+    assert_true(want && got);
+    ET_OK(hetee_nn_forward(m, x, n, want));
+    et_simulate(p, m, x, n, got);
+    double worst = 0;
+    for (size_t k = 0; k < n * 10; k++) worst = fmax(worst, fabs(got[k] - want[k]) / (1.0 + fabs(want[k])));
+    fprintf(stderr, "%s: simulation vs reference, worst relative difference %.2e\n", names[i], worst);
+    assert_true(worst < 1e-4);
+    free(x);
+    free(want);
+    free(got);
+    hetee_engine_plan_free(p);
+    hetee_nn_model_free(m);
+  }
+}
+
+/* ---- a graph with every supported non-linear layer ---- */
+
+/* x [N,2,5,5] -> Pad 1 -> Conv 3x3 (3 ch, pad 1 more) -> Relu -> BatchNorm
+ * (after Relu: not foldable, an affine) -> LeakyRelu -> AveragePool 2 s1 ->
+ * Sigmoid -> Pad 1 -> Conv 2x2 s2 (4 ch) -> MaxPool 2 -> Tanh ->
+ * GlobalAveragePool -> Flatten -> Gemm 4->6 -> Square -> Add const ->
+ * Gemm 6->5 -> Tanh -> Softmax */
+static onnx_builder *zoo(int softmax) {
+  onnx_builder *b = ob_new(13, 0);
+  ob_init_i64(b, "p1", 8, (int64_t[]){0, 0, 1, 1, 0, 0, 1, 1});
+  ob_node(b, "Pad", "pad1", "x", "p1", NULL, "a0");
+  ob_init(b, "w1", 4, (int64_t[]){3, 2, 3, 3});
+  ob_init(b, "b1", 1, (int64_t[]){3});
+  ob_node(b, "Conv", "conv1", "a0", "w1", "b1", "a1");
+  ob_attr_ints(b, "pads", 4, (int64_t[]){1, 1, 1, 1});
+  ob_node(b, "Relu", "relu1", "a1", NULL, NULL, "a2");
+  ob_init(b, "g", 1, (int64_t[]){3});
+  ob_init(b, "bb", 1, (int64_t[]){3});
+  ob_init(b, "mu", 1, (int64_t[]){3});
+  ob_init(b, "var", 1, (int64_t[]){3});
+  Onnx__NodeProto *bn;
+  ob_node(b, "BatchNormalization", "bn", "a2", "g", "bb", "a3");
+  bn = b->last;
+  OB_PUSH(b, bn->n_input, bn->input, ob_str(b, "mu"));
+  OB_PUSH(b, bn->n_input, bn->input, ob_str(b, "var"));
+  ob_node(b, "LeakyRelu", "lrelu", "a3", NULL, NULL, "a4");
+  ob_node(b, "AveragePool", "avg", "a4", NULL, NULL, "a5");
+  ob_attr_ints(b, "kernel_shape", 2, (int64_t[]){2, 2});
+  ob_node(b, "Sigmoid", "sig", "a5", NULL, NULL, "a6");
+  ob_init_i64(b, "p2", 8, (int64_t[]){0, 0, 1, 1, 0, 0, 1, 1});
+  ob_node(b, "Pad", "pad2", "a6", "p2", NULL, "a7");
+  ob_init(b, "w2", 4, (int64_t[]){4, 3, 2, 2});
+  ob_node(b, "Conv", "conv2", "a7", "w2", NULL, "a8");
+  ob_attr_ints(b, "strides", 2, (int64_t[]){2, 2});
+  ob_node(b, "MaxPool", "max", "a8", NULL, NULL, "a9");
+  ob_attr_ints(b, "kernel_shape", 2, (int64_t[]){2, 2});
+  ob_node(b, "Tanh", "tanh1", "a9", NULL, NULL, "a10");
+  ob_node(b, "GlobalAveragePool", "gap", "a10", NULL, NULL, "a11");
+  ob_node(b, "Flatten", "flat", "a11", NULL, NULL, "a12");
+  ob_init(b, "w3", 2, (int64_t[]){6, 4});
+  ob_init(b, "b3", 1, (int64_t[]){6});
+  ob_node(b, "Gemm", "fc1", "a12", "w3", "b3", "a13");
+  ob_attr_int(b, "transB", 1);
+  ob_node(b, "Mul", "sq", "a13", "a13", NULL, "a14");
+  ob_init(b, "k", 2, (int64_t[]){1, 6});
+  ob_node(b, "Add", "addc", "a14", "k", NULL, "a15");
+  ob_init(b, "w4", 2, (int64_t[]){5, 6});
+  ob_node(b, "Gemm", "fc2", "a15", "w4", NULL, "a16");
+  ob_attr_int(b, "transB", 1);
+  ob_node(b, "Tanh", "tanh2", "a16", NULL, NULL, "a17");
+  if (softmax) ob_node(b, "Softmax", "sm", "a17", NULL, NULL, "y");
+  et_randomize(b, 12345, 0.9f);
+  /* variances must stay positive */
+  for (size_t i = 0; i < b->graph.n_initializer; i++)
+    if (!strcmp(b->graph.initializer[i]->name, "var"))
+      for (size_t j = 0; j < 3; j++) b->graph.initializer[i]->float_data[j] = 0.5f + fabsf(b->graph.initializer[i]->float_data[j]);
+  return b;
+}
+
+static void test_zoo_simulation(void **state) {
+  (void)state;
+  for (int sm = 0; sm < 2; sm++) {
+    hetee_nn_model *m = et_build(zoo(sm), NULL);
+    /* the plain engine's last layer is the softmax: compare before it */
+    hetee_engine_plan_options o;
+    memset(&o, 0, sizeof o);
+    o.batch = 10;
+    hetee_engine_plan *p = NULL;
+    ET_OK(hetee_engine_plan_build(m, &o, &p));
+    assert_int_equal(hetee_engine_plan_num_stages(p), 4);
+    assert_int_equal(hetee_engine_plan_release_kind(p), sm ? HETEE_RELEASE_SOFTMAX : HETEE_RELEASE_ARGMAX);
+    hetee_engine_stage_info si;
+    ET_OK(hetee_engine_plan_stage(p, 0, &si));
+    assert_int_equal(si.pads[0], 2); /* PAD 1 + the conv's own 1 */
+    assert_int_equal(si.pads[3], 2);
+    assert_int_equal(si.nops, 5); /* relu, affine, leaky relu, avgpool, sigmoid */
+    assert_int_equal(si.ops[1].kind, HETEE_OP_BATCHNORM);
+    ET_OK(hetee_engine_plan_stage(p, 1, &si));
+    assert_int_equal(si.pads[0], 1);
+    assert_int_equal(si.ops[2].kind, HETEE_OP_AVGPOOL); /* global average pool */
+    ET_OK(hetee_engine_plan_stage(p, 3, &si));
+    assert_int_equal(si.nops, 1); /* tanh after the last linear layer: in the release refresh */
+    size_t n = 23;
+    float *x = malloc(n * 50 * sizeof *x), *want = malloc(n * 5 * sizeof *want);
+    double *got = malloc(n * 5 * sizeof *got);
+    uint64_t seed = 77;
+    for (size_t i = 0; i < n * 50; i++) x[i] = et_unif(&seed);
+    hetee_nn_trace *t = NULL;
+    ET_OK(hetee_nn_trace_run(m, x, n, &t));
+    size_t len;
+    const float *pre = hetee_nn_trace_output(t, hetee_nn_model_num_layers(m) - 1 - (size_t)sm, &len);
+    assert_int_equal(len, n * 5);
+    memcpy(want, pre, len * sizeof *want);
+    hetee_nn_trace_free(t);
+    et_simulate(p, m, x, n, got);
+    for (size_t k = 0; k < n * 5; k++) assert_true(fabs(got[k] - want[k]) < 1e-5);
+    free(x);
+    free(want);
+    free(got);
+    hetee_engine_plan_free(p);
+    hetee_nn_model_free(m);
+  }
+}
+
+/* ---- refusals ---- */
+
+static void expect_refused(onnx_builder *b, int status, const char *message) {
+  hetee_nn_model *m = et_build(b, NULL);
+  hetee_engine_plan *p = NULL;
+  int rc = hetee_engine_plan_build(m, NULL, &p);
+  if (rc != status) fprintf(stderr, "got %d: %s\n", rc, hetee_last_error());
+  assert_int_equal(rc, status);
+  assert_null(p);
+  assert_string_equal(hetee_last_error(), message);
+  hetee_nn_model_free(m);
+}
+
+static onnx_builder *gemm_relu(void) {
+  onnx_builder *b = ob_new(13, 4);
+  ob_init(b, "w", 2, (int64_t[]){4, 4});
+  ob_node(b, "Gemm", "fc", "x", "w", NULL, "h");
+  ob_attr_int(b, "transB", 1);
+  ob_node(b, "Relu", "act", "h", NULL, NULL, "a");
+  return b;
+}
+
+static void test_refusals(void **state) {
+  (void)state;
+  onnx_builder *b = gemm_relu();
+  ob_node(b, "Add", "res", "h", "a", NULL, "y");
+  expect_refused(b, HETEE_ERR_UNSUPPORTED,
+                 "node 'res' (add): adds two activations; the engine runs chains of single-input layers");
+
+  b = gemm_relu();
+  ob_node(b, "Mul", "gate", "h", "a", NULL, "y");
+  expect_refused(b, HETEE_ERR_UNSUPPORTED,
+                 "node 'gate' (mul): multiplies two activations; the engine runs chains of single-input layers");
+
+  b = gemm_relu();
+  ob_init(b, "k", 2, (int64_t[]){1, 4});
+  ob_node(b, "Mul", "scale", "a", "k", NULL, "y");
+  expect_refused(b, HETEE_ERR_UNSUPPORTED, "node 'scale' (mul_const): multiplication by a constant tensor is not supported");
+
+  b = ob_new(13, 4);
+  ob_node(b, "Relu", "first", "x", NULL, NULL, "a");
+  ob_init(b, "w", 2, (int64_t[]){4, 4});
+  ob_node(b, "Gemm", "fc", "a", "w", NULL, "y");
+  ob_attr_int(b, "transB", 1);
+  expect_refused(b, HETEE_ERR_UNSUPPORTED,
+                 "node 'first' (relu): only flatten/reshape and zero padding may come before the first linear layer");
+
+  b = ob_new(13, 0);
+  ob_init(b, "w", 4, (int64_t[]){2, 2, 3, 3});
+  ob_node(b, "Conv", "c1", "x", "w", NULL, "a");
+  ob_node(b, "MaxPool", "mp", "a", NULL, NULL, "y");
+  ob_attr_ints(b, "kernel_shape", 2, (int64_t[]){2, 2});
+  ob_attr_ints(b, "pads", 4, (int64_t[]){1, 1, 1, 1});
+  expect_refused(b, HETEE_ERR_UNSUPPORTED, "node 'mp' (maxpool): padded pooling is not supported");
+
+  b = ob_new(13, 0);
+  ob_init(b, "w", 4, (int64_t[]){2, 2, 3, 3});
+  ob_node(b, "Conv", "c1", "x", "w", NULL, "a");
+  ob_node(b, "AveragePool", "ap", "a", NULL, NULL, "y");
+  ob_attr_ints(b, "kernel_shape", 2, (int64_t[]){2, 1});
+  expect_refused(b, HETEE_ERR_UNSUPPORTED,
+                 "node 'ap' (avgpool): only square pooling windows and strides are supported (2x1, stride 1x1)");
+
+  b = ob_new(13, 0);
+  ob_init_i64(b, "p", 8, (int64_t[]){0, 0, 1, 1, 0, 0, 1, 1});
+  ob_init(b, "v", 0, NULL); /* 0.5 */
+  ob_node(b, "Pad", "pad", "x", "p", "v", "a");
+  ob_init(b, "w", 4, (int64_t[]){2, 2, 3, 3});
+  ob_node(b, "Conv", "c1", "a", "w", NULL, "y");
+  expect_refused(b, HETEE_ERR_UNSUPPORTED, "node 'pad' (pad): only zero padding is supported (value 0.5)");
+
+  b = ob_new(13, 0);
+  ob_init(b, "w", 4, (int64_t[]){2, 2, 3, 3});
+  ob_node(b, "Conv", "c1", "x", "w", NULL, "a");
+  ob_init_i64(b, "p", 8, (int64_t[]){0, 0, 1, 1, 0, 0, 1, 1});
+  ob_node(b, "Pad", "pad", "a", "p", NULL, "c");
+  ob_node(b, "Relu", "r", "c", NULL, NULL, "d");
+  ob_init(b, "w2", 4, (int64_t[]){2, 2, 3, 3});
+  ob_node(b, "Conv", "c2", "d", "w2", NULL, "y");
+  expect_refused(b, HETEE_ERR_UNSUPPORTED, "node 'pad' (pad): padding must feed a convolution directly");
+
+  b = ob_new(13, 0);
+  ob_node(b, "Relu", "r", "x", NULL, NULL, "a");
+  ob_node(b, "Sigmoid", "s", "a", NULL, NULL, "y");
+  expect_refused(b, HETEE_ERR_UNSUPPORTED,
+                 "node 'r' (relu): only flatten/reshape and zero padding may come before the first linear layer");
+
+}
+
+/* ---- micro-batches and frames ---- */
+
+static void test_micro_batches(void **state) {
+  (void)state;
+  hetee_nn_model *m = et_bundled("e2dm");
+  hetee_engine_plan_options o;
+  memset(&o, 0, sizeof o);
+  hetee_engine_plan *p = NULL;
+  /* a small request plans for exactly that many samples */
+  o.batch = 5;
+  ET_OK(hetee_engine_plan_build(m, &o, &p));
+  assert_int_equal(hetee_engine_plan_micro_batch(p), 5);
+  hetee_engine_plan_free(p);
+  /* larger requests are cut into micro-batches of at most 64 */
+  o.batch = 1000;
+  ET_OK(hetee_engine_plan_build(m, &o, &p));
+  assert_true(hetee_engine_plan_micro_batch(p) <= 64);
+  hetee_hemat_layout L;
+  assert_int_equal(hetee_engine_plan_layout(p, 0, hetee_engine_plan_micro_batch(p) + 1, &L), HETEE_ERR_INVALID_ARG);
+  hetee_engine_plan_free(p);
+  /* a forced micro-batch whose refresh frames exceed 64 MiB is refused */
+  o.batch = 0;
+  o.micro_batch = 4096;
+  assert_int_equal(hetee_engine_plan_build(m, &o, &p), HETEE_ERR_LIMIT);
+  assert_null(p);
+  assert_non_null(strstr(hetee_last_error(), "does not fit the enclave protocol"));
+  hetee_nn_model_free(m);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_bundled_plans),   cmocka_unit_test(test_bundled_simulation),
+      cmocka_unit_test(test_zoo_simulation),  cmocka_unit_test(test_refusals),
+      cmocka_unit_test(test_micro_batches),
+  };
+  return cmocka_run_group_tests_name("engine/plan", tests, NULL, NULL);
+}

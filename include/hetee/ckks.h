@@ -180,6 +180,13 @@ HETEE_API int hetee_ckks_decode_complex(const hetee_ckks_context *ctx, const het
  * ------------------------------------------------------------------------- */
 HETEE_API int hetee_ckks_encode_coeffs(const hetee_ckks_context *ctx, const double *v, size_t n, double scale,
                                        int level, hetee_ckks_plaintext *out) HETEE_WUR;
+/* Coefficient encoding for callers that must not reveal the values (the
+ * enclave), as hetee_ckks_encode_real_bounded: values saturated at +-vmax
+ * (branch-free), rounding path from vmax * scale, never a value-dependent
+ * failure. */
+HETEE_API int hetee_ckks_encode_coeffs_bounded(const hetee_ckks_context *ctx, const double *v, size_t n,
+                                               double scale, int level, double vmax,
+                                               hetee_ckks_plaintext *out) HETEE_WUR;
 /* Decodes coefficients idx[0..n) (each < N; idx NULL: coefficients 0..n-1)
  * as centred value / plaintext scale into out[0..n). The indices are public:
  * every coefficient costs the same whatever its value. Errors:

@@ -200,7 +200,7 @@ typedef enum hetee_op_kind {
 /* Encodings of refresh / release inputs and refresh outputs. */
 typedef enum hetee_encoding {
   HETEE_ENC_SLOTS = 0, /* canonical-embedding slots (hetee_ckks_encode_real) */
-  HETEE_ENC_COEFFS = 1 /* coefficients / scale (not supported yet: refused) */
+  HETEE_ENC_COEFFS = 1 /* coefficients / scale (hetee_ckks_encode_coeffs) */
 } hetee_encoding;
 
 #define HETEE_REFRESH_MAX_OPS 32
@@ -236,7 +236,7 @@ typedef struct hetee_refresh_spec {
   const uint32_t *in_map; /* batch * C*H*W global input indices */
   int in_level;      /* level of every input ciphertext (-1: top) */
   double in_scale;   /* scale the inputs are decoded with (0: default) */
-  int in_encoding;   /* HETEE_ENC_SLOTS */
+  int in_encoding;   /* HETEE_ENC_SLOTS or HETEE_ENC_COEFFS */
   size_t nops;
   const hetee_refresh_op *ops;
   uint32_t out_ncts; /* output ciphertexts */
@@ -245,7 +245,7 @@ typedef struct hetee_refresh_spec {
   const uint32_t *out_src;
   int out_level;    /* -1: top level */
   double out_scale; /* 0: the context's default scale */
-  int out_encoding; /* HETEE_ENC_SLOTS */
+  int out_encoding; /* HETEE_ENC_SLOTS or HETEE_ENC_COEFFS */
 } hetee_refresh_spec;
 
 /* Serializes the spec (without ciphertexts) into *buf (malloc'd). */
@@ -277,7 +277,7 @@ typedef enum hetee_release_kind {
 typedef struct hetee_release_spec {
   int in_level;
   double in_scale;
-  int in_encoding; /* HETEE_ENC_SLOTS */
+  int in_encoding; /* HETEE_ENC_SLOTS or HETEE_ENC_COEFFS */
   const uint32_t *map;
   size_t n;
 } hetee_release_spec;

@@ -1110,6 +1110,34 @@ err:
   return rc;
 }
 
+int hetee_ckks_encode_coeffs_bounded(const hetee_ckks_context *ctx, const double *v, size_t n, double scale,
+                                     int level, double vmax, hetee_ckks_plaintext *out) {
+  if (!ctx || (!v && n) || !out) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  if (n > ctx->n) return hetee_error(HETEE_ERR_INVALID_ARG, "%zu values exceed %zu coefficients", n, ctx->n);
+  if (!(isfinite(scale) && scale > 0)) return hetee_error(HETEE_ERR_SCALE, "scale must be finite and > 0");
+  if (level < 0 || level >= ctx->nq)
+    return hetee_error(HETEE_ERR_LEVEL, "level %d outside [0, %d]", level, ctx->nq - 1);
+  if (!(isfinite(vmax) && vmax > 0 && vmax <= 0x1p1000 / scale))
+    return hetee_error(HETEE_ERR_SCALE, "value bound must be finite, > 0 and at most 2^1000 / scale");
+  size_t N = ctx->n;
+  int rc = 0;
+  double *coef = calloc(N, sizeof(double));
+  if (!coef) return hetee_error(HETEE_ERR_NOMEM, "encoder buffer");
+  for (size_t k = 0; k < n; k++) coef[k] = clamp_ct(v[k], vmax) * scale;
+  if ((rc = ckks_pt_reserve(ctx, out, level))) goto err;
+  if ((rc = ckks_round_to_rns_bounded(ctx, coef, level, vmax * scale * (1.0 + 0x1p-30) + 1.0, out->data))) {
+    out->level = -1;
+    goto err;
+  }
+#pragma omp parallel for if (ctx->threads > 1) num_threads(ctx->threads)
+  for (int i = 0; i <= level; i++) hetee_ntt_forward(ctx->ntt[i], out->data + (size_t)i * N);
+  out->scale = scale;
+err:
+  sodium_memzero(coef, N * sizeof(double));
+  free(coef);
+  return rc;
+}
+
 int hetee_ckks_decode_coeffs_scaled(const hetee_ckks_context *ctx, const hetee_ckks_plaintext *pt, double scale,
                                     const uint32_t *idx, size_t n, double *out) {
   if (!ctx || !pt || (!out && n)) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");

@@ -81,9 +81,16 @@ static double encode_bound(const hetee_ckks_context *ctx, int level, double scal
  * or 3 (a ct x ct product not relinearized) are accepted. Decoded values are
  * saturated at +-HETEE_REFRESH_VALUE_BOUND. One ciphertext is decrypted at a
  * time. */
-static int gather(enclave *e, hetee_rbuf *r, const uint32_t *map, size_t n, int level, double scale, double *values,
-                  double *slotbuf, uint64_t *items) {
-  size_t slots = hetee_ckks_context_slots(e->ctx);
+/* Values per ciphertext of an encoding: N/2 slots or N coefficients. */
+static size_t enc_unit(const hetee_ckks_context *ctx, int enc) {
+  return enc == HETEE_ENC_COEFFS ? hetee_ckks_context_n(ctx) : hetee_ckks_context_slots(ctx);
+}
+
+/* unitbuf: enc_unit doubles; idxbuf: enc_unit u32 (coefficient encoding:
+ * the public indices decoded from one ciphertext). */
+static int gather(enclave *e, hetee_rbuf *r, const uint32_t *map, size_t n, int enc, int level, double scale,
+                  double *values, double *slotbuf, uint32_t *idxbuf, uint64_t *items) {
+  size_t slots = enc_unit(e->ctx, enc); /* values per ciphertext */
   uint32_t ncts = hetee_rbuf_u32(r);
   if (r->err || ncts < 1 || ncts > MAX_CTS) return hetee_error(HETEE_ERR_PROTOCOL, "bad ciphertext count");
   for (size_t k = 0; k < n; k++)
@@ -122,10 +129,15 @@ static int gather(enclave *e, hetee_rbuf *r, const uint32_t *map, size_t n, int 
                        log2(hetee_ckks_ciphertext_scale(ct)), log2(scale));
     if (!rc) rc = hetee_ckks_ciphertext_set_scale(ct, scale); /* decode with the declared scale */
     if (!rc) rc = hetee_ckks_decrypt(e->ctx, e->sk, ct, pt);
-    if (!rc) rc = hetee_ckks_decode_real(e->ctx, pt, slotbuf, slots);
+    size_t cnt = start[c + 1] - start[c];
+    if (!rc && enc == HETEE_ENC_SLOTS) rc = hetee_ckks_decode_real(e->ctx, pt, slotbuf, slots);
+    if (!rc && enc == HETEE_ENC_COEFFS) { /* only the coefficients named (public indices) */
+      for (size_t j = 0; j < cnt; j++) idxbuf[j] = (uint32_t)(map[order[start[c] + j]] % slots);
+      rc = hetee_ckks_decode_coeffs_scaled(e->ctx, pt, scale, idxbuf, cnt, slotbuf);
+    }
     hetee_ckks_ciphertext_free(ct);
     for (uint32_t j = start[c]; j < start[c + 1] && !rc; j++) {
-      double x = slotbuf[map[order[j]] % slots];
+      double x = enc == HETEE_ENC_SLOTS ? slotbuf[map[order[j]] % slots] : slotbuf[j - start[c]];
       values[order[j]] = hetee_dmin(hetee_dmax(x, -bound), bound); /* NaN -> -bound */
     }
   }
@@ -142,7 +154,7 @@ err:
 
 static int scatter_encrypt(enclave *e, const hetee_refresh_spec *s, int level, double scale, const double *values,
                            double *slotbuf, hetee_wbuf *w, uint64_t *items) {
-  size_t slots = hetee_ckks_context_slots(e->ctx);
+  size_t slots = enc_unit(e->ctx, s->out_encoding); /* values per ciphertext */
   const double bound = encode_bound(e->ctx, level, scale);
   uint32_t *start = calloc(s->out_ncts + 1, sizeof *start), *fill = calloc(s->out_ncts, sizeof *fill);
   uint32_t *order = malloc((s->out_n ? s->out_n : 1) * sizeof *order);
@@ -169,7 +181,9 @@ static int scatter_encrypt(enclave *e, const hetee_refresh_spec *s, int level, d
     uint8_t *b = NULL;
     size_t blen = 0;
     /* saturates at +-bound and picks the rounding path from the bound */
-    rc = hetee_ckks_encode_real_bounded(e->ctx, slotbuf, slots, scale, level, bound, pt);
+    rc = s->out_encoding == HETEE_ENC_COEFFS
+             ? hetee_ckks_encode_coeffs_bounded(e->ctx, slotbuf, slots, scale, level, bound, pt)
+             : hetee_ckks_encode_real_bounded(e->ctx, slotbuf, slots, scale, level, bound, pt);
     if (!rc) rc = hetee_ckks_encrypt_sk(e->ctx, e->sk, pt, ct);
     if (!rc) rc = hetee_ckks_ciphertext_save(e->ctx, ct, &b, &blen);
     if (!rc) hetee_wbuf_blob(w, b, blen);
@@ -204,8 +218,11 @@ int enclave_handle_refresh(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *i
   }
   size_t per = (size_t)job.spec.shape[0] * job.spec.shape[1] * job.spec.shape[2];
   size_t n = per * job.spec.batch;
-  /* working set: tensor + pooling buffer (one sample) + slot vector (+ one ciphertext) */
-  size_t need = (n + per + slots) * sizeof(double);
+  size_t unit = hetee_ckks_context_n(e->ctx); /* slot or coefficient vector of one ciphertext */
+  (void)slots;
+  /* working set: tensor + pooling buffer (one sample) + one ciphertext's
+   * values and indices (+ one ciphertext) */
+  size_t need = (n + per + unit) * sizeof(double) + unit * sizeof(uint32_t);
   if (need > e->cfg.budget) {
     hetee_refresh_job_free(&job);
     return hetee_error(HETEE_ERR_LIMIT, "refresh job needs %zu bytes, budget is %zu: split the batch", need,
@@ -218,7 +235,8 @@ int enclave_handle_refresh(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *i
     goto out;
   }
   double *v = ws, *tmp = ws + n, *slotbuf = ws + n + per;
-  rc = gather(e, r, job.spec.in_map, n, in_level, in_scale, v, slotbuf, items);
+  uint32_t *idxbuf = (uint32_t *)(slotbuf + unit);
+  rc = gather(e, r, job.spec.in_map, n, job.spec.in_encoding, in_level, in_scale, v, slotbuf, idxbuf, items);
   if (rc) goto out;
   int sh[3];
   hetee_ops_apply(&job.spec, v, tmp, sh);
@@ -253,8 +271,8 @@ int enclave_release_values(enclave *e, hetee_rbuf *r, int prec_bits, double **va
   uint32_t n = hetee_rbuf_u32(r);
   if (r->err || n < 1 || n > HETEE_RELEASE_MAX_VALUES || (size_t)n * 4 > hetee_rbuf_left(r))
     return hetee_error(HETEE_ERR_PROTOCOL, "release value count invalid");
-  if (enc != HETEE_ENC_SLOTS)
-    return hetee_error(HETEE_ERR_UNSUPPORTED, "release encoding %u: only slots (0) are supported", enc);
+  if (enc != HETEE_ENC_SLOTS && enc != HETEE_ENC_COEFFS)
+    return hetee_error(HETEE_ERR_UNSUPPORTED, "release encoding %u: 0 (slots) or 1 (coefficients)", enc);
   if (!(isfinite(sc) && sc >= 0)) return hetee_error(HETEE_ERR_SCALE, "release scale not finite or negative");
   int level;
   double scale;
@@ -269,17 +287,20 @@ int enclave_release_values(enclave *e, hetee_rbuf *r, int prec_bits, double **va
                        "release of %u values at scale 2^%.2f: flooding noise 2^%.2f exceeds the policy's rounding "
                        "unit 2^-%d (decode at scale >= 2^%.2f)",
                        n, log2(scale), log2a, prec_bits, log2(scale) + log2a + prec_bits);
-  uint32_t *map = malloc(n * sizeof *map);
-  double *v = sodium_malloc(n * sizeof *v), *slotbuf = sodium_malloc(slots * sizeof *slotbuf);
-  if (!map || !v || !slotbuf) {
+  size_t unit = hetee_ckks_context_n(e->ctx);
+  (void)slots;
+  uint32_t *map = malloc(n * sizeof *map), *idxbuf = malloc(unit * sizeof *idxbuf);
+  double *v = sodium_malloc(n * sizeof *v), *slotbuf = sodium_malloc(unit * sizeof *slotbuf);
+  if (!map || !idxbuf || !v || !slotbuf) {
     rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
     goto out;
   }
   for (uint32_t i = 0; i < n; i++) map[i] = hetee_rbuf_u32(r);
-  rc = gather(e, r, map, n, level, scale, v, slotbuf, items);
+  rc = gather(e, r, map, n, enc, level, scale, v, slotbuf, idxbuf, items);
   if (!rc) flood(v, n, exp2(log2a));
 out:
   free(map);
+  free(idxbuf);
   if (slotbuf) sodium_free(slotbuf);
   if (rc) {
     if (v) sodium_free(v);

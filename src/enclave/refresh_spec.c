@@ -42,8 +42,9 @@ int hetee_refresh_shapes(const hetee_refresh_spec *spec, int sh[3]) {
   if (batch > HETEE_REFRESH_MAX_VALUES / per)
     return hetee_error(HETEE_ERR_LIMIT, "batch of %llu samples of %llu values above the limit of %u values",
                        (unsigned long long)batch, (unsigned long long)per, HETEE_REFRESH_MAX_VALUES);
-  if (spec->in_encoding != HETEE_ENC_SLOTS || spec->out_encoding != HETEE_ENC_SLOTS)
-    return hetee_error(HETEE_ERR_UNSUPPORTED, "refresh encoding %d -> %d: only slots (0) are supported",
+  if ((spec->in_encoding != HETEE_ENC_SLOTS && spec->in_encoding != HETEE_ENC_COEFFS) ||
+      (spec->out_encoding != HETEE_ENC_SLOTS && spec->out_encoding != HETEE_ENC_COEFFS))
+    return hetee_error(HETEE_ERR_UNSUPPORTED, "refresh encoding %d -> %d: 0 (slots) or 1 (coefficients)",
                        spec->in_encoding, spec->out_encoding);
   if (spec->nops > HETEE_REFRESH_MAX_OPS) return hetee_error(HETEE_ERR_LIMIT, "%zu ops above limit", spec->nops);
   for (size_t i = 0; i < spec->nops; i++) {
@@ -121,15 +122,15 @@ int hetee_refresh_spec_encode(const hetee_refresh_spec *s, uint8_t **buf, size_t
     hetee_wbuf_u32(&w, (uint32_t)o->nb);
     for (size_t j = 0; j < o->nb; j++) hetee_wbuf_f64(&w, o->b[j]);
   }
+  hetee_wbuf_u32(&w, (uint32_t)(int32_t)s->out_level);
+  hetee_wbuf_f64(&w, s->out_scale);
+  hetee_wbuf_u8(&w, (uint8_t)s->out_encoding);
   hetee_wbuf_u32(&w, s->out_ncts);
   hetee_wbuf_u32(&w, (uint32_t)s->out_n);
   for (size_t i = 0; i < s->out_n; i++) {
     hetee_wbuf_u32(&w, s->out_dst[i]);
     hetee_wbuf_u32(&w, s->out_src[i]);
   }
-  hetee_wbuf_u32(&w, (uint32_t)(int32_t)s->out_level);
-  hetee_wbuf_f64(&w, s->out_scale);
-  hetee_wbuf_u8(&w, (uint8_t)s->out_encoding);
   if (w.err) {
     hetee_wbuf_free(&w);
     return hetee_error(HETEE_ERR_NOMEM, "no memory for refresh spec");
@@ -227,12 +228,22 @@ int hetee_refresh_spec_decode(hetee_rbuf *r, size_t slots, hetee_refresh_job *jo
   }
   rc = hetee_refresh_shapes(s, job->final_shape);
   if (rc) goto err;
+  s->out_level = (int32_t)hetee_rbuf_u32(r);
+  s->out_scale = hetee_rbuf_f64(r);
+  s->out_encoding = hetee_rbuf_u8(r);
   s->out_ncts = hetee_rbuf_u32(r);
   uint32_t out_n = hetee_rbuf_u32(r);
   if (r->err) goto bad;
-  /* the output encoding comes last on the wire; its range is fixed here by
-   * the slots layout and checked again (refused) in hetee_refresh_shapes */
-  const uint64_t out_per = per_ct(HETEE_ENC_SLOTS, slots);
+  if (s->out_encoding != HETEE_ENC_SLOTS && s->out_encoding != HETEE_ENC_COEFFS) {
+    rc = hetee_error(HETEE_ERR_UNSUPPORTED, "refresh output encoding %d: 0 (slots) or 1 (coefficients)",
+                     s->out_encoding);
+    goto err;
+  }
+  if (!isfinite(s->in_scale) || s->in_scale < 0 || !isfinite(s->out_scale) || s->out_scale < 0) {
+    rc = hetee_error(HETEE_ERR_SCALE, "refresh input or output scale not finite or negative");
+    goto err;
+  }
+  const uint64_t out_per = per_ct(s->out_encoding, slots);
   if (s->out_ncts < 1 || s->out_ncts > MAX_OUT_CTS || (uint64_t)out_n > (uint64_t)s->out_ncts * out_per) {
     rc = hetee_error(HETEE_ERR_LIMIT, "refresh output of %u ciphertexts / %u values out of range", s->out_ncts, out_n);
     goto err;
@@ -254,19 +265,6 @@ int hetee_refresh_spec_decode(hetee_rbuf *r, size_t slots, hetee_refresh_job *jo
   s->out_n = out_n;
   s->out_dst = job->out_dst;
   s->out_src = job->out_src;
-  s->out_level = (int32_t)hetee_rbuf_u32(r);
-  s->out_scale = hetee_rbuf_f64(r);
-  s->out_encoding = hetee_rbuf_u8(r);
-  if (r->err) goto bad;
-  if (s->out_encoding != HETEE_ENC_SLOTS) {
-    rc = hetee_error(HETEE_ERR_UNSUPPORTED, "refresh output encoding %d: only slots (0) are supported",
-                     s->out_encoding);
-    goto err;
-  }
-  if (!isfinite(s->in_scale) || s->in_scale < 0 || !isfinite(s->out_scale) || s->out_scale < 0) {
-    rc = hetee_error(HETEE_ERR_SCALE, "refresh input or output scale not finite or negative");
-    goto err;
-  }
   return 0;
 nomem_or_bad:
   if (r->err) goto bad;

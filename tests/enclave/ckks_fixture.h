@@ -121,13 +121,14 @@ static inline uint8_t *ckfx_encrypt(ckfx *c, const double *v, size_t *len) {
  * an identity refresh to CKFX_READ_SCALE at the top level, then a VALUES
  * release (model 0xFFFF, 24 fractional bits: the most the enclave releases
  * at scale 2^40) opened by the DP session. */
-static inline void ckfx_read(ckfx *c, hetee_enclave *e, const uint32_t *map, size_t n, uint8_t *const *cts,
-                             const size_t *lens, size_t ncts, double *out) {
+static inline void ckfx_read_enc(ckfx *c, hetee_enclave *e, int enc, const uint32_t *map, size_t n,
+                                 uint8_t *const *cts, const size_t *lens, size_t ncts, double *out) {
   hetee_ckks_ciphertext *ct0;
   assert_int_equal(hetee_ckks_ciphertext_load(c->ctx, cts[0], lens[0], &ct0), 0);
   uint32_t *idx = malloc(n * sizeof *idx);
   for (size_t i = 0; i < n; i++) idx[i] = (uint32_t)i;
-  hetee_refresh_spec s = {.shape = {1, 1, (int)n}, .in_map = map, .in_level = hetee_ckks_ciphertext_level(ct0),
+  hetee_refresh_spec s = {.shape = {1, 1, (int)n}, .in_map = map, .in_encoding = enc,
+                          .in_level = hetee_ckks_ciphertext_level(ct0),
                           .in_scale = hetee_ckks_ciphertext_scale(ct0), .out_ncts = (uint32_t)((n + c->slots - 1) / c->slots),
                           .out_n = n, .out_dst = idx, .out_src = idx, .out_level = -1, .out_scale = CKFX_READ_SCALE};
   hetee_ckks_ciphertext_free(ct0);
@@ -152,6 +153,12 @@ static inline void ckfx_read(ckfx *c, hetee_enclave *e, const uint32_t *map, siz
   free(sealed);
   hetee_enclave_cts_free(hi, hlens, nhi);
   free(idx);
+}
+
+/* ... for slot-encoded ciphertexts. */
+static inline void ckfx_read(ckfx *c, hetee_enclave *e, const uint32_t *map, size_t n, uint8_t *const *cts,
+                             const size_t *lens, size_t ncts, double *out) {
+  ckfx_read_enc(c, e, HETEE_ENC_SLOTS, map, n, cts, lens, ncts, out);
 }
 
 #endif

@@ -137,13 +137,28 @@ static void test_refresh_spec_roundtrip(void **state) {
   hetee_refresh_spec s2 = {.shape = {1, 1, 1}, .in_map = in_map, .nops = 1, .ops = &sc, .out_ncts = 1};
   assert_int_equal(hetee_refresh_spec_encode(&s2, &buf, &len), HETEE_ERR_FORMAT);
   sc.alpha = 2.0;
-  /* coefficient encoding is not supported yet: refused with a clear error */
-  s2.in_encoding = HETEE_ENC_COEFFS;
+  /* encodings: slots (0) and coefficients (1); any other is refused */
+  s2.in_encoding = 2;
   assert_int_equal(hetee_refresh_spec_encode(&s2, &buf, &len), HETEE_ERR_UNSUPPORTED);
   s2.in_encoding = HETEE_ENC_SLOTS;
-  s2.out_encoding = HETEE_ENC_COEFFS;
+  s2.out_encoding = 7;
   assert_int_equal(hetee_refresh_spec_encode(&s2, &buf, &len), HETEE_ERR_UNSUPPORTED);
+  /* with coefficients, an output ciphertext holds N values, not N/2 */
+  uint32_t d2[1] = {6000}, r2[1] = {0};
+  s2.out_encoding = HETEE_ENC_COEFFS;
+  s2.out_n = 1, s2.out_dst = d2, s2.out_src = r2;
+  assert_int_equal(hetee_refresh_spec_encode(&s2, &buf, &len), 0);
+  hetee_rbuf_init(&r, buf, len);
+  assert_int_equal(hetee_refresh_spec_decode(&r, 4096, &job), 0); /* 6000 < 8192 */
+  assert_int_equal(job.spec.out_encoding, HETEE_ENC_COEFFS);
+  hetee_refresh_job_free(&job);
+  free(buf);
   s2.out_encoding = HETEE_ENC_SLOTS;
+  assert_int_equal(hetee_refresh_spec_encode(&s2, &buf, &len), 0);
+  hetee_rbuf_init(&r, buf, len);
+  assert_int_equal(hetee_refresh_spec_decode(&r, 4096, &job), HETEE_ERR_SHAPE); /* 6000 >= 4096 slots */
+  free(buf);
+  s2.out_n = 0;
   /* batch: 3 samples need 3 values; the decoder checks batch x shape = n */
   s2.batch = 3;
   assert_int_equal(hetee_refresh_spec_encode(&s2, &buf, &len), 0);

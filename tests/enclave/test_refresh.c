@@ -41,7 +41,7 @@ static int teardown(void **state) {
  * ciphertexts (other slots filled with decoys), then reads the output
  * ciphertexts at out_dst. Returns the read values in got (out_n values). */
 static void run(fx *f, const hetee_refresh_spec *spec, const double *x, size_t nin, double *got, int *out_level) {
-  size_t slots = f->c.slots, n = (size_t)spec->shape[0] * spec->shape[1] * spec->shape[2];
+  size_t slots = f->c.slots, n = (size_t)spec->shape[0] * spec->shape[1] * spec->shape[2] * (spec->batch ? spec->batch : 1);
   double *sv = malloc(nin * slots * sizeof *sv);
   for (size_t i = 0; i < nin * slots; i++) sv[i] = 100.0 + (double)(i % 13); /* decoys: must be ignored */
   for (size_t i = 0; i < n; i++) sv[spec->in_map[i]] = x[i];
@@ -295,6 +295,69 @@ static void test_stream_batches(void **state) {
   free(sv);
 }
 
+/* Coefficient encoding (HETEE_ENC_COEFFS) in and out: the degree-2
+ * product of two coefficient-encoded ciphertexts (no relinearization) is
+ * the negacyclic convolution a * b at scale 2^80; the enclave decodes the
+ * named coefficients with the declared scale, applies ReLU and writes them
+ * as coefficients 10..14 of a fresh coefficient-encoded ciphertext. */
+static void test_coefficient_encoding(void **state) {
+  fx *f = *state;
+  const hetee_ckks_context *ctx = f->c.ctx;
+  const double a[4] = {1, 2, -1, 0.5}, b[2] = {0.5, -1}, want[5] = {0.5, 0, 0, 1.25, 0}; /* relu(a * b) */
+  const double sc = hetee_ckks_context_default_scale(ctx);
+  const int top = hetee_ckks_context_max_level(ctx);
+  hetee_ckks_plaintext *pa, *pb;
+  hetee_ckks_ciphertext *ca, *cb, *cp;
+  assert_int_equal(hetee_ckks_plaintext_new(ctx, &pa), 0);
+  assert_int_equal(hetee_ckks_plaintext_new(ctx, &pb), 0);
+  assert_int_equal(hetee_ckks_encode_coeffs(ctx, a, 4, sc, top, pa), 0);
+  assert_int_equal(hetee_ckks_encode_coeffs(ctx, b, 2, sc, top, pb), 0);
+  assert_int_equal(hetee_ckks_ciphertext_new(ctx, &ca), 0);
+  assert_int_equal(hetee_ckks_ciphertext_new(ctx, &cb), 0);
+  assert_int_equal(hetee_ckks_ciphertext_new(ctx, &cp), 0);
+  assert_int_equal(hetee_ckks_encrypt_pk(ctx, f->c.pk, pa, ca), 0);
+  assert_int_equal(hetee_ckks_encrypt_pk(ctx, f->c.pk, pb, cb), 0);
+  assert_int_equal(hetee_ckks_eval_mul(ctx, ca, cb, cp), 0);
+  uint8_t *bp;
+  size_t lp;
+  assert_int_equal(hetee_ckks_ciphertext_save(ctx, cp, &bp, &lp), 0);
+  uint32_t in_map[5] = {0, 1, 2, 3, 4}, dst[5] = {10, 11, 12, 13, 14}, src[5] = {0, 1, 2, 3, 4};
+  hetee_refresh_op relu = {.kind = HETEE_OP_RELU};
+  hetee_refresh_spec s = {.shape = {1, 1, 5}, .in_map = in_map, .in_level = -1, .in_scale = sc * sc,
+                          .in_encoding = HETEE_ENC_COEFFS, .nops = 1, .ops = &relu, .out_ncts = 1, .out_n = 5,
+                          .out_dst = dst, .out_src = src, .out_level = -1, .out_encoding = HETEE_ENC_COEFFS};
+  uint8_t **out;
+  size_t *olens, nout;
+  const uint8_t *cts[1] = {bp};
+  int rc = hetee_enclave_refresh(f->e, &s, cts, &lp, 1, &out, &olens, &nout);
+  if (rc) fprintf(stderr, "coeffs: %s\n", hetee_last_error());
+  assert_int_equal(rc, 0);
+  double got[5];
+  ckfx_read_enc(&f->c, f->e, HETEE_ENC_COEFFS, dst, 5, out, olens, nout, got);
+  check(got, want, 5, "coefficients");
+  hetee_enclave_cts_free(out, olens, nout);
+  free(bp);
+  hetee_ckks_ciphertext_free(ca);
+  hetee_ckks_ciphertext_free(cb);
+  hetee_ckks_ciphertext_free(cp);
+  hetee_ckks_plaintext_free(pa);
+  hetee_ckks_plaintext_free(pb);
+}
+
+/* batch: two samples of 1 x 2 x 2, each max-pooled to one value
+ * independently (sample-major in and out). */
+static void test_batch(void **state) {
+  fx *f = *state;
+  uint32_t in_map[8] = {0, 1, 2, 3, 4, 5, 6, 7};
+  double x[8] = {1, -2, 3, 0.5, -4, -1, -3, -2}, want[2] = {3, -1}, got[2];
+  uint32_t dst[2], src[2];
+  hetee_refresh_op mp = {.kind = HETEE_OP_MAXPOOL, .window = 2, .stride = 2};
+  hetee_refresh_spec s = {.in_level = -1, .shape = {1, 2, 2}, .batch = 2, .in_map = in_map, .nops = 1, .ops = &mp};
+  identity_out(&s, 2, dst, src, f->c.slots);
+  run(f, &s, x, 1, got, NULL);
+  check(got, want, 2, "batch");
+}
+
 static void test_refused_jobs(void **state) {
   fx *f = *state;
   uint32_t in_map[4] = {0, 1, 2, 9000}, dst[1] = {0}, src[1] = {0};
@@ -376,6 +439,7 @@ int main(void) {
       cmocka_unit_test(test_saturation),
       cmocka_unit_test(test_bias_and_batchnorm), cmocka_unit_test(test_pools),
       cmocka_unit_test(test_reshape_and_layout), cmocka_unit_test(test_stream_batches),
+      cmocka_unit_test(test_coefficient_encoding), cmocka_unit_test(test_batch),
       cmocka_unit_test(test_refused_jobs),         cmocka_unit_test(test_limits),
   };
   return cmocka_run_group_tests_name("enclave/refresh/logN13", tests, setup, teardown);

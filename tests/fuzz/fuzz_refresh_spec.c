@@ -36,9 +36,11 @@ int fuzz_one(const uint8_t *data, size_t len) {
   size_t n = per * s->batch;
   size_t nfinal = (size_t)job.final_shape[0] * job.final_shape[1] * job.final_shape[2];
   FUZZ_CHECK(s->batch >= 1 && n >= 1 && n <= HETEE_REFRESH_MAX_VALUES && nfinal >= 1 && nfinal <= per);
-  FUZZ_CHECK(s->in_encoding == HETEE_ENC_SLOTS && s->out_encoding == HETEE_ENC_SLOTS);
+  FUZZ_CHECK((s->in_encoding == HETEE_ENC_SLOTS || s->in_encoding == HETEE_ENC_COEFFS) &&
+             (s->out_encoding == HETEE_ENC_SLOTS || s->out_encoding == HETEE_ENC_COEFFS));
+  const uint64_t unit = s->out_encoding == HETEE_ENC_COEFFS ? 2 * SLOTS : SLOTS; /* N or N/2 per ct */
   for (size_t i = 0; i < s->out_n; i++)
-    FUZZ_CHECK(s->out_src[i] < nfinal * s->batch && s->out_dst[i] < (uint64_t)s->out_ncts * SLOTS);
+    FUZZ_CHECK(s->out_src[i] < nfinal * s->batch && s->out_dst[i] < (uint64_t)s->out_ncts * unit);
   if (n <= MAX_APPLY) {
     double *v = malloc(n * sizeof *v), *tmp = malloc(per * sizeof *tmp);
     FUZZ_CHECK(v && tmp);

@@ -117,6 +117,13 @@ HETEE_API int hetee_client_msg_ping(const uint8_t *payload, size_t len, uint8_t 
  * session message fails with HETEE_ERR_AUTH. */
 HETEE_API int hetee_client_msg_policy(uint32_t model_id, int kind, int k, int prec_bits, const uint8_t dp_pk[32],
                                       uint8_t **msg, size_t *msg_len) HETEE_WUR;
+/* The same with n (1..HETEE_POLICY_MAX_DPS) data providers, any of which may
+ * receive the model's results (each release goes to the one session it
+ * names). Wire: u16 2 | u32 model | u8 kind | u8 k | u8 prec | dp[32] for
+ * n = 1 (the form above), else ... | u8 n | n x dp[32]. Errors:
+ * HETEE_ERR_INVALID_ARG (n out of range, a zero key, a key twice). */
+HETEE_API int hetee_client_msg_policy_dps(uint32_t model_id, int kind, int k, int prec_bits, const uint8_t (*dps)[32],
+                                          size_t n, uint8_t **msg, size_t *msg_len) HETEE_WUR;
 
 /* A released result, opened by the data provider's session. */
 typedef struct hetee_release_result {

@@ -50,6 +50,9 @@ HETEE_API void hetee_party_key_free(hetee_party_key *k);
 HETEE_API int hetee_party_public_load(const char *path, int *role, uint8_t pk[32]) HETEE_WUR;
 HETEE_API int hetee_party_key_role(const hetee_party_key *k);
 HETEE_API void hetee_party_key_public(const hetee_party_key *k, uint8_t pk[32]);
+/* Ed25519 signature of msg[0..len) with the identity key (used by the
+ * service client to sign HTTP requests, hetee/api_client.h). */
+HETEE_API int hetee_party_key_sign(const hetee_party_key *k, const uint8_t *msg, size_t len, uint8_t sig[64]) HETEE_WUR;
 
 /* ---------------------------------------------------------------------------
  * Evidence verification.

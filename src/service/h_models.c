@@ -39,6 +39,16 @@ void h_model_upload(srv_req *q, srv_resp *r) {
     resp_error(r, 400, "bad_name", "model names are 1..64 characters of [A-Za-z0-9._-]");
     return;
   }
+  const char *sc = req_query(q, "input_scale");
+  double input_scale = 1.0;
+  if (sc) {
+    char *end;
+    input_scale = strtod(sc, &end);
+    if (*end || !(input_scale > 0 && input_scale <= 1e6)) {
+      resp_error(r, 400, "bad_scale", "input_scale must be a number in (0, 1e6]");
+      return;
+    }
+  }
   if (q->total == 0) {
     resp_error(r, 400, "empty_body", "the body is the encrypted model file");
     return;
@@ -72,7 +82,8 @@ void h_model_upload(srv_req *q, srv_resp *r) {
                 .micro_batch = (int)hetee_engine_plan_micro_batch(p),
                 .in_size = (int)hetee_engine_plan_input_size(p),
                 .classes = (int)hetee_engine_plan_output_size(p),
-                .release_kind = hetee_engine_plan_release_kind(p)};
+                .release_kind = hetee_engine_plan_release_kind(p),
+                .input_scale = input_scale};
   if (!rc) rc = store_model_commit(S->db, &m);
   if (rc) {
     hetee_engine_model_free(em);
@@ -193,10 +204,10 @@ void h_model_show(srv_req *q, srv_resp *r) {
   st_model m;
   int owner;
   if (visible_model(q, r, &m, &owner)) return;
-  json_t *j = json_pack("{sI ss ss ss ss si si sI si si si ss}", "id", (json_int_t)m.id, "name", m.name, "owner", m.owner,
+  json_t *j = json_pack("{sI ss ss ss ss si si sI si si si ss sf}", "id", (json_int_t)m.id, "name", m.name, "owner", m.owner,
                         "state", m.state, "output", m.output, "k", m.k, "precision", m.prec, "bytes", (json_int_t)m.bytes,
                         "micro_batch", m.micro_batch, "input_size", m.in_size, "classes", m.classes, "plan_release",
-                        output_name(m.release_kind));
+                        output_name(m.release_kind), "input_scale", m.input_scale);
   if (owner) {
     json_object_set_new(j, "allow", store_model_dps_json(q->S->db, m.id));
   } else {

@@ -56,6 +56,7 @@ typedef struct st_model {
   int k, prec;
   int64_t bytes, created_ms;
   int micro_batch, in_size, classes, release_kind;
+  double input_scale; /* factor for uint8 pixels, as the MP declared it (public) */
 } st_model;
 
 typedef struct st_job {

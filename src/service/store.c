@@ -32,7 +32,8 @@ static const char SCHEMA[] =
     "CREATE TABLE IF NOT EXISTS models(id INTEGER PRIMARY KEY AUTOINCREMENT, owner TEXT NOT NULL, name TEXT NOT NULL,"
     " state TEXT NOT NULL, output TEXT NOT NULL DEFAULT '', k INTEGER NOT NULL DEFAULT 0, prec INTEGER NOT NULL DEFAULT 0,"
     " bytes INTEGER NOT NULL DEFAULT 0, micro_batch INTEGER NOT NULL DEFAULT 0, in_size INTEGER NOT NULL DEFAULT 0,"
-    " classes INTEGER NOT NULL DEFAULT 0, release_kind INTEGER NOT NULL DEFAULT 0, created_ms INTEGER NOT NULL);"
+    " classes INTEGER NOT NULL DEFAULT 0, release_kind INTEGER NOT NULL DEFAULT 0, created_ms INTEGER NOT NULL,"
+    " input_scale REAL NOT NULL DEFAULT 1);"
     "CREATE TABLE IF NOT EXISTS model_dps(model INTEGER NOT NULL, dp TEXT NOT NULL, budget INTEGER NOT NULL,"
     " used INTEGER NOT NULL DEFAULT 0, PRIMARY KEY(model, dp));"
     "CREATE TABLE IF NOT EXISTS jobs(id INTEGER PRIMARY KEY AUTOINCREMENT, model INTEGER NOT NULL, dp TEXT NOT NULL,"
@@ -86,6 +87,7 @@ static sqlite3_stmt *prep(store *s, const char *sql, const char *fmt, ...) {
   va_start(ap, fmt);
   for (int i = 0; fmt && fmt[i]; i++) {
     if (fmt[i] == 'i') sqlite3_bind_int64(st, i + 1, va_arg(ap, int64_t));
+    else if (fmt[i] == 'd') sqlite3_bind_double(st, i + 1, va_arg(ap, double));
     else sqlite3_bind_text(st, i + 1, va_arg(ap, const char *), -1, SQLITE_TRANSIENT);
   }
   va_end(ap);
@@ -185,9 +187,9 @@ int store_model_commit(store *s, const st_model *m) {
   LOCK;
   int rc = exec_stmt(s, prep(s,
                              "UPDATE models SET state = 'pending_policy', bytes = ?, micro_batch = ?, in_size = ?, "
-                             "classes = ?, release_kind = ? WHERE id = ?",
-                             "iiiiii", m->bytes, (int64_t)m->micro_batch, (int64_t)m->in_size, (int64_t)m->classes,
-                             (int64_t)m->release_kind, m->id),
+                             "classes = ?, release_kind = ?, input_scale = ? WHERE id = ?",
+                             "iiiiidi", m->bytes, (int64_t)m->micro_batch, (int64_t)m->in_size, (int64_t)m->classes,
+                             (int64_t)m->release_kind, m->input_scale, m->id),
                      "model commit");
   UNLOCK;
   return rc;
@@ -203,7 +205,7 @@ int store_model_get(store *s, int64_t id, st_model *m) {
   LOCK;
   sqlite3_stmt *st = prep(s,
                           "SELECT id, owner, name, state, output, k, prec, bytes, micro_batch, in_size, classes, "
-                          "release_kind, created_ms FROM models WHERE id = ? AND state != 'staged' AND state != 'deleted'",
+                          "release_kind, created_ms, input_scale FROM models WHERE id = ? AND state != 'staged' AND state != 'deleted'",
                           "i", id);
   int rc = st ? 0 : dberr(s, "model");
   if (!rc && sqlite3_step(st) == SQLITE_ROW) {
@@ -220,6 +222,7 @@ int store_model_get(store *s, int64_t id, st_model *m) {
     m->classes = sqlite3_column_int(st, 10);
     m->release_kind = sqlite3_column_int(st, 11);
     m->created_ms = sqlite3_column_int64(st, 12);
+    m->input_scale = sqlite3_column_double(st, 13);
   } else if (!rc) {
     rc = hetee_error(HETEE_ERR_NOT_FOUND, "no model %lld", (long long)id);
   }

@@ -114,18 +114,23 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     crypto_hash_sha256_init(&cs->hs);
     if (strlen(url) > REQSIG_MAX_TARGET) {
       resp_error(&cs->r, 414, "uri_too_long", "request target longer than %d bytes", REQSIG_MAX_TARGET);
-      cs->refused = 1;
-      return MHD_YES;
+      cs->refused = 2;
+      metrics_request(&S->m, cs->r.status, 0);
+      return send_resp(c, &cs->r);
     }
     snprintf(cs->q.path, sizeof cs->q.path, "%s", url);
     if (build_target(&cs->q)) {
       resp_error(&cs->r, 414, "uri_too_long", "request target longer than %d bytes", REQSIG_MAX_TARGET);
-      cs->refused = 1;
-      return MHD_YES;
+      cs->refused = 2;
+      metrics_request(&S->m, cs->r.status, 0);
+      return send_resp(c, &cs->r);
     }
     if (routes_match(&cs->q, &cs->r) == NULL || routes_begin(&cs->q, &cs->r) != 0) {
-      cs->refused = 1;
-      return MHD_YES;
+      /* answered before the body: libmicrohttpd does not read it and closes
+       * the connection after the response */
+      cs->refused = 2;
+      metrics_request(&S->m, cs->r.status, 0);
+      return send_resp(c, &cs->r);
     }
     cs->limit = routes_body_limit(&cs->q);
     if (cs->q.body_kind == BODY_BIN_FILE) {
@@ -178,6 +183,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     return MHD_YES;
   }
   /* the whole request is in */
+  if (cs->refused == 2) return MHD_YES; /* already answered */
   if (!cs->refused) {
     crypto_hash_sha256_final(&cs->hs, cs->q.body_hash);
     routes_finish(&cs->q, &cs->r);

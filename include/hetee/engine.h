@@ -210,7 +210,8 @@ HETEE_API int hetee_engine_model_encrypt(const hetee_ckks_context *ctx, const he
                                          hetee_engine_model **out) HETEE_WUR;
 HETEE_API void hetee_engine_model_free(hetee_engine_model *em);
 HETEE_API const hetee_engine_plan *hetee_engine_model_plan(const hetee_engine_model *em);
-/* Serialized size of the model's ciphertexts. */
+/* Serialized size of the model's ciphertexts (exact for a loaded model, an
+ * upper bound right after encryption). */
 HETEE_API size_t hetee_engine_model_ct_bytes(const hetee_engine_model *em);
 
 /* Serialization; *buf malloc'd. load validates the header, the plan (every
@@ -270,7 +271,12 @@ typedef struct hetee_engine_stats {
   uint64_t enclave_encryptions, enclave_decryptions;
   uint64_t bytes_to_enclave, bytes_from_enclave;
   double total_s;   /* wall time: encrypted inputs at the host -> sealed results */
-  double host_s, enclave_s, wall_enclave_s; /* wall_enclave_s: host wall time in enclave calls */
+  double host_s;    /* host wall time outside enclave calls, summed over the
+                       (up to two, overlapping) micro-batch pipelines */
+  double host_cpu_s; /* CPU time of the host process during the run (all its
+                        threads: kernels, (de)serialization, socket copies) */
+  double enclave_s; /* enclave CPU time (its own counters) */
+  double wall_enclave_s; /* host wall time in enclave calls, summed over pipelines */
   size_t nstages;
   hetee_engine_stage_stats stage[HETEE_ENGINE_MAX_STAGES];
 } hetee_engine_stats;
@@ -286,10 +292,14 @@ HETEE_API void hetee_engine_results_clear(hetee_engine_results *r);
 
 /* Runs the encrypted model on the encrypted input: per micro-batch, per
  * stage, the host kernel (threads: OpenMP threads inside it, 1..64), then
- * the enclave's refresh into the next stage's layout, and for the last
- * stage one release per sample under model `model_id`'s policy, sealed to
- * data provider session `dp_session`. stats may be NULL. The input must
- * have been encrypted for this model's plan under the same parameters.
+ * the enclave's refresh into the next stage's layout (after the last stage:
+ * into the release layout), then one release per sample under model
+ * `model_id`'s policy, sealed to data provider session `dp_session`, in
+ * input order. With two or more micro-batches, two pipelines run at once
+ * (two host threads sharing the enclave handle under a lock), so that the
+ * host's kernels of one overlap the enclave's work on the other. stats may
+ * be NULL. The input must have been encrypted for this model's plan under
+ * the same parameters.
  * Errors: HETEE_ERR_INVALID_ARG, HETEE_ERR_CONTEXT (input and model under
  * different parameters), HETEE_ERR_SHAPE (input not in the plan's layout),
  * and whatever the kernel or the enclave answers (its detail is kept). */

@@ -3,10 +3,11 @@
  * (hetee/engine.h): samples are cut into the plan's micro-batches and each
  * micro-batch is laid out in the first stage's hemat input layout (zero
  * padding left empty), coefficient-encoded at level 1, scale 2^26, and
- * encrypted under the enclave's public key. Coefficient buffers are wiped
- * after each ciphertext.
+ * encrypted under the enclave's public key, in parallel (OpenMP).
+ * Coefficient buffers are wiped after each ciphertext.
  */
 #include <sodium.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -49,41 +50,53 @@ int hetee_engine_input_encrypt(const hetee_ckks_context *ctx, const hetee_ckks_p
   int rc = engine_input_cts(plan, count, &total);
   if (rc) return rc;
   hetee_engine_input *in = calloc(1, sizeof *in);
-  double *buf = malloc(n * sizeof *buf);
-  hetee_ckks_plaintext *pt = NULL;
   if (in) in->cts = calloc(total, sizeof *in->cts);
-  if (!in || !in->cts || !buf || hetee_ckks_plaintext_new(ctx, &pt)) {
-    rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
-    goto err;
+  if (!in || !in->cts) {
+    hetee_engine_input_free(in);
+    return hetee_error(HETEE_ERR_NOMEM, "no memory");
   }
   in->ctx = ctx;
   in->count = count;
   in->micro_batch = plan->micro_batch;
-  size_t nmb = (count + plan->micro_batch - 1) / plan->micro_batch;
+  in->ncts = total;
+  size_t nmb = (count + plan->micro_batch - 1) / plan->micro_batch, off = 0;
+  char detail[512] = "";
   for (size_t k = 0; k < nmb && !rc; k++) {
     hetee_hemat_layout L;
     uint32_t bk = engine_mb_size(count, plan->micro_batch, k);
     if ((rc = hetee_engine_plan_layout(plan, 0, bk, &L))) break;
     const float *xk = x + k * (size_t)plan->micro_batch * plan->in_size;
-    for (size_t i = 0; i < L.n_in_cts && !rc; i++) {
-      hetee_ckks_ciphertext *ct = NULL;
-      rc = fill(plan, &L, xk, i, buf);
-      if (!rc) rc = hetee_ckks_ciphertext_new(ctx, &ct);
-      if (!rc) in->cts[in->ncts++] = ct;
-      if (!rc) rc = hetee_ckks_encode_coeffs(ctx, buf, n, HETEE_ENGINE_IN_SCALE, HETEE_ENGINE_LEVEL, pt);
-      if (!rc) rc = hetee_ckks_encrypt_pk(ctx, pk, pt, ct);
-      sodium_memzero(buf, n * sizeof *buf);
+    /* the micro-batch's ciphertexts in parallel, one buffer per thread */
+#pragma omp parallel
+    {
+      double *buf = malloc(n * sizeof *buf);
+      hetee_ckks_plaintext *pt = NULL;
+      int trc = buf && !hetee_ckks_plaintext_new(ctx, &pt) ? 0 : hetee_error(HETEE_ERR_NOMEM, "no memory");
+#pragma omp for schedule(dynamic, 1)
+      for (size_t i = 0; i < L.n_in_cts; i++) {
+        if (trc) continue;
+        trc = fill(plan, &L, xk, i, buf);
+        if (!trc) trc = hetee_ckks_ciphertext_new(ctx, &in->cts[off + i]);
+        if (!trc) trc = hetee_ckks_encode_coeffs(ctx, buf, n, HETEE_ENGINE_IN_SCALE, HETEE_ENGINE_LEVEL, pt);
+        if (!trc) trc = hetee_ckks_encrypt_pk(ctx, pk, pt, in->cts[off + i]);
+        sodium_memzero(buf, n * sizeof *buf);
+      }
+      if (trc) {
+#pragma omp critical
+        if (!rc) {
+          rc = trc;
+          snprintf(detail, sizeof detail, "%s", hetee_last_error());
+        }
+      }
+      hetee_ckks_plaintext_free(pt); /* wiped by ckks */
+      free(buf);
     }
+    off += L.n_in_cts;
   }
-  if (rc) goto err;
-  hetee_ckks_plaintext_free(pt);
-  free(buf);
+  if (rc) {
+    hetee_engine_input_free(in); /* frees the ciphertexts made so far (the rest are NULL) */
+    return detail[0] ? hetee_error(rc, "%s", detail) : rc;
+  }
   *out = in;
   return 0;
-err:
-  if (buf) sodium_memzero(buf, n * sizeof *buf);
-  free(buf);
-  hetee_ckks_plaintext_free(pt);
-  hetee_engine_input_free(in);
-  return rc;
 }

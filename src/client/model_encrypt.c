@@ -6,9 +6,11 @@
  * at level 1 (weights at scale 2^34, biases at 2^60, the scale of the
  * products they are added to) and encrypted under the enclave's public
  * key, so neither the host nor the enclave's refresh ever sees a weight.
- * Coefficient buffers are wiped after each polynomial.
+ * Polynomials are encrypted in parallel (OpenMP); coefficient buffers are
+ * wiped after each polynomial.
  */
 #include <sodium.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -46,6 +48,46 @@ static int encrypt_coeffs(const hetee_ckks_context *ctx, const hetee_ckks_public
   return rc;
 }
 
+/* The n_w_cts weight and nb bias ciphertexts of one stage, in parallel
+ * (OpenMP, the default thread count: the model provider's machine). Each
+ * thread wipes its own coefficient buffer after every polynomial. */
+static int encrypt_stage(const hetee_ckks_context *ctx, const hetee_ckks_public_key *pk, const hetee_hemat_layout *L,
+                         const hetee_nn_layer_info *info, size_t nb, hetee_ckks_ciphertext **w,
+                         hetee_ckks_ciphertext **bias) {
+  size_t n = hetee_ckks_context_n(ctx), total = L->n_w_cts + nb;
+  int rc = 0;
+  char detail[512] = "";
+#pragma omp parallel
+  {
+    double *buf = malloc(n * sizeof *buf);
+    hetee_ckks_plaintext *pt = NULL;
+    int trc = buf && !hetee_ckks_plaintext_new(ctx, &pt) ? 0 : hetee_error(HETEE_ERR_NOMEM, "no memory");
+#pragma omp for schedule(dynamic, 1)
+    for (size_t j = 0; j < total; j++) {
+      if (trc) continue;
+      if (j < L->n_w_cts) {
+        int mbk = (int)(j / (size_t)L->ncb), cbk = (int)(j % (size_t)L->ncb);
+        trc = hetee_hemat_weight_coeffs(L, info->weight, mbk, cbk, buf);
+        if (!trc) trc = encrypt_coeffs(ctx, pk, buf, HETEE_ENGINE_W_SCALE, pt, &w[j]);
+      } else {
+        trc = hetee_hemat_bias_coeffs(L, info->bias, (int)(j - L->n_w_cts), buf);
+        if (!trc) trc = encrypt_coeffs(ctx, pk, buf, HETEE_ENGINE_OUT_SCALE, pt, &bias[j - L->n_w_cts]);
+      }
+      sodium_memzero(buf, n * sizeof *buf);
+    }
+    if (trc) {
+#pragma omp critical
+      if (!rc) {
+        rc = trc;
+        snprintf(detail, sizeof detail, "%s", hetee_last_error());
+      }
+    }
+    hetee_ckks_plaintext_free(pt); /* wiped by ckks */
+    free(buf);
+  }
+  return rc ? hetee_error(rc, "%s", detail) : 0;
+}
+
 int hetee_engine_model_encrypt(const hetee_ckks_context *ctx, const hetee_ckks_public_key *pk, const hetee_nn_model *m,
                                const hetee_engine_plan *plan, hetee_engine_model **out) {
   if (!ctx || !pk || !m || !plan || !out) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
@@ -55,13 +97,8 @@ int hetee_engine_model_encrypt(const hetee_ckks_context *ctx, const hetee_ckks_p
   if (hetee_ckks_context_max_level(ctx) < HETEE_ENGINE_LEVEL)
     return hetee_error(HETEE_ERR_PARAMS, "parameters without level %d", HETEE_ENGINE_LEVEL);
   hetee_engine_model *em = calloc(1, sizeof *em);
-  double *buf = malloc(n * sizeof *buf);
-  hetee_ckks_plaintext *pt = NULL;
   int rc = 0;
-  if (!em || !buf || hetee_ckks_plaintext_new(ctx, &pt)) {
-    rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
-    goto err;
-  }
+  if (!em) return hetee_error(HETEE_ERR_NOMEM, "no memory");
   em->ctx = ctx;
   if ((rc = plan_copy(plan, &em->plan))) goto err;
   size_t ns = em->plan->nstages;
@@ -83,31 +120,15 @@ int hetee_engine_model_encrypt(const hetee_ckks_context *ctx, const hetee_ckks_p
       rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
       goto err;
     }
-    for (int mbk = 0; mbk < L->nmb && !rc; mbk++) {
-      for (int cbk = 0; cbk < L->ncb && !rc; cbk++) {
-        rc = hetee_hemat_weight_coeffs(L, info.weight, mbk, cbk, buf);
-        if (!rc) rc = encrypt_coeffs(ctx, pk, buf, HETEE_ENGINE_W_SCALE, pt, &em->w[s][(size_t)mbk * L->ncb + cbk]);
-        sodium_memzero(buf, n * sizeof *buf);
-        em->ct_bytes += w_ct;
-      }
-      if (!rc && st->has_bias) {
-        rc = hetee_hemat_bias_coeffs(L, info.bias, mbk, buf);
-        if (!rc) rc = encrypt_coeffs(ctx, pk, buf, HETEE_ENGINE_OUT_SCALE, pt, &em->bias[s][mbk]);
-        sodium_memzero(buf, n * sizeof *buf);
-        em->ct_bytes += w_ct;
-      }
-    }
-    if (rc) rc = hetee_error(rc, "stage %zu (%s): %s", s, st->names, hetee_last_error());
+    size_t nb = st->has_bias ? (size_t)L->nmb : 0;
+    rc = encrypt_stage(ctx, pk, L, &info, nb, em->w[s], em->bias[s]);
+    em->ct_bytes += (L->n_w_cts + nb) * w_ct;
+    if (rc) rc = engine_wrap(rc, "stage %zu (%s)", s, st->names);
   }
   if (rc) goto err;
-  hetee_ckks_plaintext_free(pt); /* wiped by ckks */
-  free(buf);
   *out = em;
   return 0;
 err:
-  if (buf) sodium_memzero(buf, n * sizeof *buf);
-  free(buf);
-  hetee_ckks_plaintext_free(pt);
   hetee_engine_model_free(em);
   return rc;
 }

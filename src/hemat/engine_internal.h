@@ -6,6 +6,9 @@
 #ifndef HETEE_HEMAT_ENGINE_INTERNAL_H
 #define HETEE_HEMAT_ENGINE_INTERNAL_H
 
+#include <stdarg.h>
+#include <stdio.h>
+
 #include "hetee/engine.h"
 
 #define ENGINE_NAMES_MAX 1024 /* bytes of a stage's layer list (with NUL) */
@@ -60,6 +63,20 @@ struct hetee_engine_input {
 static inline uint32_t engine_mb_size(size_t count, uint32_t mb, size_t k) {
   size_t left = count - k * (size_t)mb;
   return (uint32_t)(left < mb ? left : mb);
+}
+
+/* Returns rc with the detail "<prefix>: <current detail>"; the current
+ * detail is copied first (hetee_error writes the very buffer
+ * hetee_last_error points to). */
+static inline int engine_wrap(int rc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static inline int engine_wrap(int rc, const char *fmt, ...) {
+  char old[512], pre[400];
+  snprintf(old, sizeof old, "%s", hetee_last_error());
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(pre, sizeof pre, fmt, ap);
+  va_end(ap);
+  return hetee_error(rc, "%s: %s", pre, old);
 }
 
 /* Plan (de)serialization, embedded in the encrypted model file. load

@@ -417,7 +417,7 @@ static int pack_stages(hetee_engine_plan *p, uint32_t mb) {
     int rc = hetee_hemat_choose(&st->shape, mb, p->n, s == 0, &p->costs, &st->pack, &cost);
     if (!rc) rc = hetee_hemat_layout_init(&st->shape, &st->pack, mb, p->n, &st->layout);
     if (rc)
-      return hetee_error(rc, "stage %zu (%s): no packing at N = %zu: %s", s, st->names, p->n, hetee_last_error());
+      return engine_wrap(rc, "stage %zu (%s): no packing at N = %zu", s, st->names, p->n);
   }
   for (size_t s = 0; s < p->nstages; s++) p->st[s].predicted_s = engine_predict(p, s);
   return 0;

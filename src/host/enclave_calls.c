@@ -133,6 +133,11 @@ void hetee_enclave_cts_free(uint8_t **cts, size_t *lens, size_t n) {
 }
 
 static void put_cts(hetee_wbuf *w, const uint8_t *const *cts, const size_t *lens, size_t n) {
+  /* one allocation for the whole list: growing a buffer of tens of MiB by
+   * doubling copies (and wipes) it several times */
+  size_t total = 4;
+  for (size_t i = 0; i < n; i++) total += 8 + lens[i];
+  (void)hetee_wbuf_reserve(w, total);
   hetee_wbuf_u32(w, (uint32_t)n);
   for (size_t i = 0; i < n; i++) hetee_wbuf_blob(w, cts[i], lens[i]);
 }

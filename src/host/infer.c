@@ -14,12 +14,22 @@
  * Counters: products, enclave encryptions / decryptions, bytes and CPU time
  * as the enclave counts them (hetee_enclave_stats), host time.
  */
+#include <pthread.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <string.h>
 #include <time.h>
 
 #include "hemat/engine_internal.h"
 #include "host/host_internal.h"
+
+/* CPU time of this process (all threads). */
+static double process_cpu(void) {
+  struct rusage ru;
+  if (getrusage(RUSAGE_SELF, &ru)) return 0;
+  return (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_sec +
+         1e-6 * (double)ru.ru_stime.tv_usec;
+}
 
 static double now(void) {
   struct timespec ts;
@@ -99,7 +109,7 @@ static int load_fresh(const hetee_ckks_context *ctx, uint8_t *const *blobs, cons
   }
   if (rc) {
     cts_free(c, n);
-    return hetee_error(rc, "refreshed ciphertexts refused: %s", hetee_last_error());
+    return engine_wrap(rc, "refreshed ciphertexts refused");
   }
   *out = c;
   return 0;
@@ -132,6 +142,28 @@ static int refresh(hetee_enclave *e, const hetee_ckks_context *ctx, const hetee_
   return hetee_enclave_refresh(e, &spec, (const uint8_t *const *)blobs, lens, R->in_ncts, fresh, flens, nf);
 }
 
+/* Rewrites the enclave's seeded release ciphertexts in full form (same
+ * ciphertext, both polynomials stored): each is then sent in up to `cap`
+ * release requests, and without this every one of them would make the
+ * enclave expand the same seed again (about twice a decryption's cost). */
+static int unseed(const hetee_ckks_context *ctx, uint8_t **blobs, size_t *lens, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    hetee_ckks_ciphertext *ct = NULL;
+    uint8_t *b = NULL;
+    size_t len = 0;
+    int rc = hetee_ckks_ciphertext_load(ctx, blobs[i], lens[i], &ct);
+    /* dropping to its own level changes nothing but the seeded flag */
+    if (!rc) rc = hetee_ckks_eval_drop_level(ctx, ct, hetee_ckks_ciphertext_level(ct), ct);
+    if (!rc) rc = hetee_ckks_ciphertext_save(ctx, ct, &b, &len);
+    hetee_ckks_ciphertext_free(ct);
+    if (rc) return engine_wrap(rc, "release ciphertext %zu from the enclave", i);
+    free(blobs[i]);
+    blobs[i] = b;
+    lens[i] = len;
+  }
+  return 0;
+}
+
 /* Checks the input against the model before anything is sent anywhere. */
 static int check_input(const hetee_engine_model *em, const hetee_engine_input *in) {
   const hetee_engine_plan *p = em->plan;
@@ -152,12 +184,87 @@ static int check_input(const hetee_engine_model *em, const hetee_engine_input *i
   return 0;
 }
 
-/* One micro-batch of bk samples (first sample index first), inputs in[]. */
-static int run_micro_batch(hetee_enclave *e, const hetee_engine_model *em, hetee_ckks_ciphertext *const *in,
-                           uint32_t bk, size_t first, uint32_t model_id, const uint8_t sid[16], int threads,
-                           hetee_engine_refresh *cache, hetee_engine_results *res, hetee_engine_stats *st) {
+/* What the workers of one run share. The enclave handle is used under
+ * `lock` (one request at a time, as the enclave serves them anyway); each
+ * worker pipelines its own micro-batches, so the host's kernels of one run
+ * while the enclave refreshes another's. */
+typedef struct run_shared {
+  hetee_enclave *e;
+  const hetee_engine_model *em;
+  const hetee_engine_input *in;
+  uint32_t model_id;
+  const uint8_t *sid;
+  int threads;
+  hetee_engine_results *res;
+  pthread_mutex_t lock;  /* the enclave handle */
+  pthread_mutex_t queue; /* next, released, rc */
+  pthread_cond_t turn;   /* released advanced or rc set */
+  size_t next, nmb;
+  size_t released;       /* micro-batches whose releases are done: releases
+                            are sealed to the data provider's session with
+                            consecutive counters, so they go in input order */
+  size_t *first_ct;      /* input ciphertext index of each micro-batch */
+  int rc;
+  char detail[512];
+} run_shared;
+
+typedef struct worker {
+  run_shared *sh;
+  hetee_engine_refresh *cache; /* per stage, full micro-batches */
+  hetee_engine_stats st;
+} worker;
+
+/* Enclave calls between the two counter reads, under the lock, so that the
+ * counters see only this worker's requests. */
+static int enclave_begin(run_shared *sh, enc_counters *c0) {
+  pthread_mutex_lock(&sh->lock);
+  int rc = enclave_counters(sh->e, c0);
+  if (rc) pthread_mutex_unlock(&sh->lock);
+  return rc;
+}
+static int enclave_end(run_shared *sh, int rc, const enc_counters *c0, hetee_engine_stage_stats *ss) {
+  enc_counters c1;
+  if (!rc && !(rc = enclave_counters(sh->e, &c1))) add_counters(ss, c0, &c1);
+  pthread_mutex_unlock(&sh->lock);
+  return rc;
+}
+
+/* The per-sample releases of a micro-batch (first sample index first). */
+static int releases(run_shared *sh, const hetee_engine_refresh *R, uint32_t bk, size_t first, uint8_t *const *fresh,
+                    const size_t *flens, hetee_engine_stage_stats *ss) {
+  const hetee_ckks_context *ctx = sh->em->ctx;
+  uint32_t *map = malloc(R->n_final * sizeof *map);
+  if (!map) return hetee_error(HETEE_ERR_NOMEM, "no memory");
+  hetee_release_spec rs;
+  memset(&rs, 0, sizeof rs);
+  rs.in_level = hetee_ckks_context_max_level(ctx);
+  rs.in_scale = hetee_engine_release_scale(ctx);
+  rs.in_encoding = HETEE_ENC_COEFFS;
+  rs.map = map;
+  rs.n = R->n_final;
+  enc_counters c0;
+  int rc = enclave_begin(sh, &c0);
+  for (uint32_t b = 0; b < bk && !rc; b++) {
+    size_t ct = b / R->release_cap, idx = first + b;
+    for (size_t j = 0; j < R->n_final; j++) map[j] = (uint32_t)((b % R->release_cap) * R->n_final + j);
+    rc = hetee_enclave_release(sh->e, sh->model_id, sh->sid, &rs, (const uint8_t *const *)fresh + ct, flens + ct, 1,
+                               &sh->res->sealed[idx], &sh->res->lens[idx]);
+    if (rc) rc = engine_wrap(rc, "release of sample %zu", idx);
+    ss->enclave_decryptions++;
+  }
+  rc = enclave_end(sh, rc, &c0, ss);
+  free(map);
+  return rc;
+}
+
+/* Micro-batch k: bk samples, inputs in[]. */
+static int run_micro_batch(worker *w, size_t k, hetee_ckks_ciphertext *const *in, uint32_t bk) {
+  run_shared *sh = w->sh;
+  const hetee_engine_model *em = sh->em;
   const hetee_engine_plan *p = em->plan;
   const hetee_ckks_context *ctx = em->ctx;
+  int threads = sh->threads;
+  size_t first = k * p->micro_batch;
   hetee_ckks_ciphertext **cur = (hetee_ckks_ciphertext **)in, **own = NULL, **outs = NULL;
   size_t nown = 0, nouts = 0;
   uint8_t **blobs = NULL, **fresh = NULL;
@@ -166,12 +273,12 @@ static int run_micro_batch(hetee_enclave *e, const hetee_engine_model *em, hetee
   memset(&tmp, 0, sizeof tmp);
   int rc = 0;
   for (size_t s = 0; s < p->nstages && !rc; s++) {
-    hetee_engine_stage_stats *ss = &st->stage[s];
+    hetee_engine_stage_stats *ss = &w->st.stage[s];
     double t0 = now();
     hetee_hemat_layout L;
     if ((rc = hetee_engine_plan_layout(p, s, bk, &L))) break;
     /* refresh maps: cached for full micro-batches, fresh for a short one */
-    hetee_engine_refresh *R = &cache[s];
+    hetee_engine_refresh *R = &w->cache[s];
     if (bk != p->micro_batch) {
       hetee_engine_refresh_free(&tmp);
       R = &tmp;
@@ -189,7 +296,7 @@ static int run_micro_batch(hetee_enclave *e, const hetee_engine_model *em, hetee
                                  (const hetee_ckks_ciphertext *const *)em->w[s],
                                  (const hetee_ckks_ciphertext *const *)em->bias[s], threads, outs);
     if (rc) {
-      rc = hetee_error(rc, "stage %zu (%s): host kernel: %s", s, p->st[s].names, hetee_last_error());
+      rc = engine_wrap(rc, "stage %zu (%s): host kernel", s, p->st[s].names);
       break;
     }
     ss->products += L.n_products;
@@ -205,73 +312,57 @@ static int run_micro_batch(hetee_enclave *e, const hetee_engine_model *em, hetee
     if (rc) break;
     double t1 = now();
     ss->host_s += t1 - t0;
-    enc_counters c0, c1;
-    if ((rc = enclave_counters(e, &c0))) break;
-    rc = refresh(e, ctx, R, blobs, lens, &fresh, &flens, &nf);
-    if (rc) {
-      rc = hetee_error(rc, "stage %zu (%s): refresh: %s", s, p->st[s].names, hetee_last_error());
-      break;
-    }
+    enc_counters c0;
+    if ((rc = enclave_begin(sh, &c0))) break;
+    rc = refresh(sh->e, ctx, R, blobs, lens, &fresh, &flens, &nf);
+    if (rc) rc = engine_wrap(rc, "stage %zu (%s): refresh", s, p->st[s].names);
+    rc = enclave_end(sh, rc, &c0, ss);
+    if (rc) break;
     ss->enclave_decryptions += R->in_ncts;
     ss->enclave_encryptions += R->out_ncts;
-    if (R->release && nf != R->out_ncts) {
-      rc = hetee_error(HETEE_ERR_PROTOCOL, "the enclave returned %zu release ciphertexts, expected %u", nf,
-                       R->out_ncts);
-      break;
-    }
-    if (R->release) {
-      /* one release per sample, from the release ciphertext holding it */
-      uint32_t *map = malloc(R->n_final * sizeof *map);
-      if (!map) {
-        rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
-        break;
-      }
-      hetee_release_spec rs;
-      memset(&rs, 0, sizeof rs);
-      rs.in_level = hetee_ckks_context_max_level(ctx);
-      rs.in_scale = hetee_engine_release_scale(ctx);
-      rs.in_encoding = HETEE_ENC_COEFFS;
-      rs.map = map;
-      rs.n = R->n_final;
-      for (uint32_t b = 0; b < bk && !rc; b++) {
-        size_t ct = b / R->release_cap, idx = first + b;
-        for (size_t j = 0; j < R->n_final; j++) map[j] = (uint32_t)((b % R->release_cap) * R->n_final + j);
-        rc = hetee_enclave_release(e, model_id, sid, &rs, (const uint8_t *const *)fresh + ct, flens + ct, 1,
-                                   &res->sealed[idx], &res->lens[idx]);
-        if (rc) rc = hetee_error(rc, "release of sample %zu: %s", idx, hetee_last_error());
-        ss->enclave_decryptions++;
-      }
-      free(map);
-      if (rc) break;
-    }
-    if ((rc = enclave_counters(e, &c1))) break;
-    add_counters(ss, &c0, &c1);
     double t2 = now();
-    st->wall_enclave_s += t2 - t1;
+    w->st.wall_enclave_s += t2 - t1;
     blobs_free(blobs, lens, nblobs);
     blobs = NULL;
     lens = NULL;
     nblobs = 0;
-    if (!R->release) {
-      rc = load_fresh(ctx, fresh, flens, nf, R->out_ncts, threads, &own);
-      nown = R->out_ncts;
-      blobs_free(fresh, flens, nf);
-      fresh = NULL;
-      flens = NULL;
-      nf = 0;
-      if (rc) {
-        own = NULL;
-        nown = 0;
+    if (R->release) {
+      if (nf != R->out_ncts) {
+        rc = hetee_error(HETEE_ERR_PROTOCOL, "the enclave returned %zu release ciphertexts, expected %u", nf,
+                         R->out_ncts);
         break;
       }
+      if ((rc = unseed(ctx, fresh, flens, nf))) break;
+      double t3 = now();
+      ss->host_s += t3 - t2;
+      /* one release per sample, from the release ciphertext holding it,
+       * after the previous micro-batch's */
+      pthread_mutex_lock(&sh->queue);
+      while (sh->released != k && !sh->rc) pthread_cond_wait(&sh->turn, &sh->queue);
+      int failed = sh->rc;
+      pthread_mutex_unlock(&sh->queue);
+      if (failed) {
+        rc = hetee_error(HETEE_ERR_STATE, "another micro-batch failed");
+        break;
+      }
+      rc = releases(sh, R, bk, first, fresh, flens, ss);
+      pthread_mutex_lock(&sh->queue);
+      sh->released = k + 1;
+      pthread_cond_broadcast(&sh->turn);
+      pthread_mutex_unlock(&sh->queue);
+      if (rc) break;
+      w->st.wall_enclave_s += now() - t3;
+    } else {
+      rc = load_fresh(ctx, fresh, flens, nf, R->out_ncts, threads, &own);
+      nown = rc ? 0 : R->out_ncts;
+      if (rc) break;
       cur = own;
       ss->host_s += now() - t2;
-    } else {
-      blobs_free(fresh, flens, nf);
-      fresh = NULL;
-      flens = NULL;
-      nf = 0;
     }
+    blobs_free(fresh, flens, nf);
+    fresh = NULL;
+    flens = NULL;
+    nf = 0;
     ss->wall_s += now() - t0;
   }
   cts_free(own, nown);
@@ -280,6 +371,51 @@ static int run_micro_batch(hetee_enclave *e, const hetee_engine_model *em, hetee
   blobs_free(fresh, flens, nf);
   hetee_engine_refresh_free(&tmp);
   return rc;
+}
+
+/* Takes micro-batches until none is left or a worker failed. */
+static void *worker_main(void *arg) {
+  worker *w = arg;
+  run_shared *sh = w->sh;
+  const hetee_engine_plan *p = sh->em->plan;
+  for (;;) {
+    pthread_mutex_lock(&sh->queue);
+    size_t k = sh->next++;
+    int stop = sh->rc != 0 || k >= sh->nmb;
+    pthread_mutex_unlock(&sh->queue);
+    if (stop) break;
+    uint32_t bk = engine_mb_size(sh->in->count, p->micro_batch, k);
+    int rc = run_micro_batch(w, k, sh->in->cts + sh->first_ct[k], bk);
+    w->st.micro_batches++;
+    if (rc) {
+      pthread_mutex_lock(&sh->queue);
+      if (!sh->rc) {
+        sh->rc = rc;
+        snprintf(sh->detail, sizeof sh->detail, "%s", hetee_last_error());
+      }
+      pthread_cond_broadcast(&sh->turn);
+      pthread_mutex_unlock(&sh->queue);
+      break;
+    }
+  }
+  return NULL;
+}
+
+static void stats_merge(hetee_engine_stats *a, const hetee_engine_stats *b) {
+  a->micro_batches += b->micro_batches;
+  a->wall_enclave_s += b->wall_enclave_s;
+  for (size_t s = 0; s < a->nstages; s++) {
+    hetee_engine_stage_stats *x = &a->stage[s];
+    const hetee_engine_stage_stats *y = &b->stage[s];
+    x->products += y->products;
+    x->enclave_encryptions += y->enclave_encryptions;
+    x->enclave_decryptions += y->enclave_decryptions;
+    x->bytes_to_enclave += y->bytes_to_enclave;
+    x->bytes_from_enclave += y->bytes_from_enclave;
+    x->host_s += y->host_s;
+    x->enclave_s += y->enclave_s;
+    x->wall_s += y->wall_s;
+  }
 }
 
 int hetee_engine_run(hetee_enclave *e, const hetee_engine_model *em, const hetee_engine_input *in, uint32_t model_id,
@@ -293,28 +429,62 @@ int hetee_engine_run(hetee_enclave *e, const hetee_engine_model *em, const hetee
   hetee_engine_stats local, *st = stats ? stats : &local;
   memset(st, 0, sizeof *st);
   st->nstages = p->nstages;
+  run_shared sh;
+  memset(&sh, 0, sizeof sh);
+  sh.e = e;
+  sh.em = em;
+  sh.in = in;
+  sh.model_id = model_id;
+  sh.sid = dp_session;
+  sh.threads = threads;
+  sh.res = out;
+  sh.nmb = (in->count + p->micro_batch - 1) / p->micro_batch;
+  /* two pipelines when there are two micro-batches to overlap */
+  size_t nw = sh.nmb > 1 ? 2 : 1;
+  worker w[2];
+  memset(w, 0, sizeof w);
   out->sealed = calloc(in->count, sizeof *out->sealed);
   out->lens = calloc(in->count, sizeof *out->lens);
-  hetee_engine_refresh *cache = calloc(p->nstages, sizeof *cache);
-  if (!out->sealed || !out->lens || !cache) {
-    free(cache);
-    hetee_engine_results_clear(out);
-    return hetee_error(HETEE_ERR_NOMEM, "no memory");
+  sh.first_ct = calloc(sh.nmb, sizeof *sh.first_ct);
+  for (size_t i = 0; i < nw; i++) {
+    w[i].sh = &sh;
+    w[i].st.nstages = p->nstages;
+    w[i].cache = calloc(p->nstages, sizeof *w[i].cache);
+  }
+  if (!out->sealed || !out->lens || !sh.first_ct || !w[0].cache || (nw > 1 && !w[1].cache)) {
+    rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+    goto done;
   }
   out->n = in->count;
-  double t0 = now();
-  size_t nmb = (in->count + p->micro_batch - 1) / p->micro_batch, off = 0;
-  for (size_t k = 0; k < nmb && !rc; k++) {
-    uint32_t bk = engine_mb_size(in->count, p->micro_batch, k);
+  for (size_t k = 0, off = 0; k < sh.nmb; k++) {
     hetee_hemat_layout L0;
-    if ((rc = hetee_engine_plan_layout(p, 0, bk, &L0))) break;
-    rc = run_micro_batch(e, em, in->cts + off, bk, k * p->micro_batch, model_id, dp_session, threads, cache, out, st);
+    if ((rc = hetee_engine_plan_layout(p, 0, engine_mb_size(in->count, p->micro_batch, k), &L0))) goto done;
+    sh.first_ct[k] = off;
     off += L0.n_in_cts;
-    st->micro_batches++;
   }
-  for (size_t s = 0; s < p->nstages; s++) hetee_engine_refresh_free(&cache[s]);
-  free(cache);
+  pthread_mutex_init(&sh.lock, NULL);
+  pthread_mutex_init(&sh.queue, NULL);
+  pthread_cond_init(&sh.turn, NULL);
+  double t0 = now(), cpu0 = process_cpu();
+  pthread_t tid;
+  int spawned = nw > 1 && pthread_create(&tid, NULL, worker_main, &w[1]) == 0;
+  worker_main(&w[0]);
+  if (spawned) pthread_join(tid, NULL);
   st->total_s = now() - t0;
+  st->host_cpu_s = process_cpu() - cpu0;
+  pthread_mutex_destroy(&sh.lock);
+  pthread_mutex_destroy(&sh.queue);
+  pthread_cond_destroy(&sh.turn);
+  rc = sh.rc;
+  if (rc) hetee_error(rc, "%s", sh.detail);
+done:
+  for (size_t i = 0; i < nw; i++) {
+    if (w[i].cache)
+      for (size_t s = 0; s < p->nstages; s++) hetee_engine_refresh_free(&w[i].cache[s]);
+    free(w[i].cache);
+    stats_merge(st, &w[i].st);
+  }
+  free(sh.first_ct);
   if (rc) {
     hetee_engine_results_clear(out);
     return rc;

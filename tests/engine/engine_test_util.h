@@ -21,6 +21,8 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include <dirent.h>
+
 #include "enclave/ops.h"
 #include "hetee/engine.h"
 #include "hetee/nn.h"
@@ -52,6 +54,27 @@ static inline hetee_nn_model *et_bundled(const char *name) {
   hetee_nn_model *m = NULL;
   ET_OK(hetee_nn_model_load(et_src(rel), &m));
   return m;
+}
+
+/* Names of the bundled models (the .onnx files of models/, without the extension), sorted;
+ * returns the count (at most max). */
+static inline int et_cmp(const void *a, const void *b) { return strcmp((const char *)a, (const char *)b); }
+static inline size_t et_model_names(char names[][64], size_t max) {
+  DIR *d = opendir(et_src("models"));
+  assert_non_null(d);
+  size_t n = 0;
+  struct dirent *e;
+  while ((e = readdir(d)) && n < max) {
+    size_t len = strlen(e->d_name);
+    if (len > 5 && len < 64 && !strcmp(e->d_name + len - 5, ".onnx")) {
+      memcpy(names[n], e->d_name, len - 5);
+      names[n++][len - 5] = 0;
+    }
+  }
+  closedir(d);
+  qsort(names, n, sizeof names[0], et_cmp);
+  assert_true(n >= 4);
+  return n;
 }
 
 /* The first n test images scaled as model m expects (malloc'd), and their

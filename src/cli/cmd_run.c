@@ -1,0 +1,171 @@
+/*
+ * cmd_run.c — `hetee run --model M.onnx IMAGES [--labels L] [--count N]
+ * [--batch B] [--threads T] [--platform DIR] [--verbose]`: encrypted
+ * inference end to end in one process playing the three parties
+ * (local_parties.c): the host starts the real enclave (sim backend, a
+ * temporary platform unless --platform names one), the model provider and
+ * the data provider verify its evidence, the model provider encrypts the
+ * model, the data provider its images, the host runs the layer loop with
+ * the enclave, and the data provider opens the released predictions.
+ * Prints one predicted label per line with --verbose, then a summary:
+ * encrypted and plaintext accuracy (hetee_nn_forward on the same images),
+ * agreement between the two, time per image and the enclave's share.
+ * A model the engine cannot run is refused before anything is encrypted.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "cli/local_parties.h"
+#include "hetee/engine.h"
+#include "hetee/nn.h"
+
+static void run_usage(FILE *f) {
+  fprintf(f,
+          "usage: hetee run --model M.onnx IMAGES [--labels L] [--count N] [--batch B] [--threads T]\n"
+          "                 [--platform DIR] [--verbose]\n"
+          "\n"
+          "Encrypted inference: model provider, data provider and host in one process, with the real\n"
+          "enclave process (sim backend). Prints encrypted vs plaintext accuracy and time per image.\n"
+          "\n"
+          "  --model M.onnx   ONNX model (see `hetee plan` for what the engine runs)\n"
+          "  IMAGES           IDX (raw or .gz) or .npy images, as for `hetee plain`\n"
+          "  --labels L       labels: report accuracies\n"
+          "  --count N        use only the first N images\n"
+          "  --batch B        samples per micro-batch (default 64; lowered to fit the enclave frames)\n"
+          "  --threads T      host kernel threads (default 1)\n"
+          "  --platform DIR   sim platform (default: a temporary one)\n"
+          "  --verbose        print one predicted label per line\n");
+}
+
+static size_t argmax_f(const float *v, size_t n) {
+  size_t best = 0;
+  for (size_t k = 1; k < n; k++)
+    if (v[k] > v[best]) best = k;
+  return best;
+}
+
+int hetee_cmd_run(int argc, char **argv) {
+  const char *model_path = NULL, *images_path = NULL, *labels_path = NULL, *platform = NULL;
+  unsigned count = 0, batch = 0, threads = 1;
+  int verbose = 0, ret = 1;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+      run_usage(stdout);
+      return 0;
+    } else if (!strcmp(a, "--verbose")) {
+      verbose = 1;
+    } else if (i + 1 < argc && (!strcmp(a, "--model") || !strcmp(a, "--labels") || !strcmp(a, "--platform"))) {
+      const char *v = argv[++i];
+      if (!strcmp(a, "--model")) model_path = v;
+      else if (!strcmp(a, "--labels")) labels_path = v;
+      else platform = v;
+    } else if (i + 1 < argc && (!strcmp(a, "--count") || !strcmp(a, "--batch") || !strcmp(a, "--threads"))) {
+      unsigned v = hetee_cli_u32("run", a, argv[++i], !strcmp(a, "--threads") ? 64 : HETEE_ENGINE_MAX_IMAGES);
+      if (!v) return 2;
+      if (!strcmp(a, "--count")) count = v;
+      else if (!strcmp(a, "--batch")) batch = v;
+      else threads = v;
+    } else if (a[0] == '-' && a[1]) {
+      fprintf(stderr, "hetee run: unknown or incomplete option '%s'\n", a);
+      run_usage(stderr);
+      return 2;
+    } else if (!images_path) {
+      images_path = a;
+    } else {
+      fprintf(stderr, "hetee run: more than one IMAGES file ('%s', '%s')\n", images_path, a);
+      return 2;
+    }
+  }
+  if (!model_path || !images_path) {
+    run_usage(stderr);
+    return 2;
+  }
+  hetee_nn_model *m = NULL;
+  hetee_engine_plan *p = NULL;
+  hetee_nn_data *images = NULL, *labels = NULL;
+  float *x = NULL, *logits = NULL;
+  local_parties t;
+  local_infer_result r;
+  memset(&t, 0, sizeof t);
+  memset(&r, 0, sizeof r);
+  /* the plan first: an unsupported model is refused before any encryption */
+  hetee_engine_plan_options o;
+  memset(&o, 0, sizeof o);
+  o.batch = batch;
+  if (hetee_nn_model_load(model_path, &m) || hetee_engine_plan_build(m, &o, &p)) {
+    fprintf(stderr, "hetee run: %s\n", hetee_last_error());
+    goto out;
+  }
+  if (hetee_nn_images_load(images_path, &images) || (labels_path && hetee_nn_labels_load(labels_path, &labels))) {
+    fprintf(stderr, "hetee run: %s\n", hetee_last_error());
+    goto out;
+  }
+  size_t in = hetee_nn_model_input_size(m), classes = hetee_nn_model_output_size(m);
+  size_t n = hetee_nn_data_dims(images)[0];
+  if (in != 784) {
+    fprintf(stderr, "hetee run: model %s takes %zu values per sample, images have 784\n", model_path, in);
+    goto out;
+  }
+  if (count && count < n) n = count;
+  if (n > HETEE_ENGINE_MAX_IMAGES) n = HETEE_ENGINE_MAX_IMAGES;
+  if (labels && hetee_nn_data_count(labels) < n) {
+    fprintf(stderr, "hetee run: %s has %zu labels for %zu images\n", labels_path, hetee_nn_data_count(labels), n);
+    goto out;
+  }
+  x = malloc(n * in * sizeof *x);
+  logits = malloc(n * classes * sizeof *logits);
+  if (!x || !logits) {
+    fprintf(stderr, "hetee run: out of memory\n");
+    goto out;
+  }
+  const float *src = hetee_nn_data_values(images);
+  double scale = hetee_nn_data_dtype(images) == HETEE_NN_U8 ? hetee_nn_model_input_scale(m) : 1.0;
+  for (size_t i = 0; i < n * in; i++) x[i] = (float)(src[i] * scale);
+  if (hetee_nn_forward(m, x, n, logits)) {
+    fprintf(stderr, "hetee run: %s\n", hetee_last_error());
+    goto out;
+  }
+  int rc = local_parties_start(&t, platform);
+  if (!rc) rc = local_infer(&t, m, p, x, n, (int)threads, 1, &r);
+  if (rc) {
+    fprintf(stderr, "hetee run: %s: %s\n", hetee_strerror(rc), hetee_last_error());
+    goto out;
+  }
+  size_t agree = 0, ok_enc = 0, ok_plain = 0;
+  const float *lab = labels ? hetee_nn_data_values(labels) : NULL;
+  for (size_t i = 0; i < n; i++) {
+    int plain = (int)argmax_f(logits + i * classes, classes);
+    if (verbose) printf("%d\n", r.pred[i]);
+    agree += r.pred[i] == plain;
+    if (lab) {
+      ok_enc += (float)r.pred[i] == lab[i];
+      ok_plain += (float)plain == lab[i];
+    }
+  }
+  const hetee_engine_stats *s = &r.stats;
+  double cpu = s->host_cpu_s + s->enclave_s;
+  printf("model %s: %zu stages, micro-batch %u, %.1f MiB of encrypted weights\n", model_path,
+         hetee_engine_plan_num_stages(p), hetee_engine_plan_micro_batch(p), (double)r.model_ct_bytes / (1 << 20));
+  printf("images: %zu\n", n);
+  if (lab) printf("accuracy: encrypted %.4f, plaintext %.4f\n", (double)ok_enc / n, (double)ok_plain / n);
+  printf("agreement with plaintext: %.2f%% (%zu of %zu)\n", 100.0 * agree / n, agree, n);
+  printf("time per image: %.3f ms (CPU per image: host %.3f ms, enclave %.3f ms; enclave share %.1f%%)\n",
+         s->total_s * 1e3 / n, s->host_cpu_s * 1e3 / n, s->enclave_s * 1e3 / n,
+         cpu > 0 ? 100.0 * s->enclave_s / cpu : 0.0);
+  printf("model provider: encrypt %.2f s; data provider: encrypt %.3f ms per image; host threads %u\n",
+         r.mp_encrypt_s, r.dp_encrypt_s * 1e3 / n, threads);
+  ret = fflush(stdout) == 0 ? 0 : 1;
+out:
+  local_infer_clear(&r);
+  local_parties_stop(&t);
+  free(x);
+  free(logits);
+  hetee_nn_data_free(images);
+  hetee_nn_data_free(labels);
+  hetee_engine_plan_free(p);
+  hetee_nn_model_free(m);
+  return ret;
+}

@@ -1,0 +1,57 @@
+/*
+ * local_parties.h — the three parties of encrypted inference in one
+ * process, for `hetee run` and `hetee-bench infer`: the host starts the
+ * real enclave process (sim backend, a temporary platform unless one is
+ * given) with a configuration naming the model provider in its mp= list;
+ * the model provider and the data provider each verify the enclave's
+ * evidence on their own nonce against the measurement they compute
+ * themselves from the binary and that configuration, take the CKKS
+ * parameters and public key from the bundle the evidence binds, and open
+ * their sessions; the model provider sets the release policy that names
+ * the data provider.
+ */
+#ifndef HETEE_CLI_LOCAL_PARTIES_H
+#define HETEE_CLI_LOCAL_PARTIES_H
+
+#include "hetee/ckks.h"
+#include "hetee/client.h"
+#include "hetee/engine.h"
+#include "hetee/host.h"
+
+typedef struct local_parties {
+  char dir[256];  /* temporary directory (platform), removed by _stop; "" if none */
+  hetee_enclave *e;
+  hetee_ckks_context *ctx;     /* from the verified key bundle */
+  hetee_ckks_public_key *pk;
+  hetee_party_key *mp, *dp;
+  hetee_client_session *mps, *dps;
+  uint8_t dp_session[16];
+  char config[HETEE_ENCLAVE_CONFIG_MAX + 1];
+} local_parties;
+
+/* platform: an existing sim platform directory, or NULL for a temporary one.
+ * 0 or a hetee_status (detail in hetee_last_error()). */
+int local_parties_start(local_parties *t, const char *platform);
+/* The model provider sets model_id's release policy (kind, precision) for
+ * the data provider. */
+int local_parties_policy(local_parties *t, uint32_t model_id, int kind, int prec_bits);
+void local_parties_stop(local_parties *t);
+
+/* Encrypted inference of n samples x (n x input size, scaled) with model m
+ * planned as p: the model provider sets the release policy (the plan's
+ * kind, 16 bits) and encrypts the model; its bytes are loaded by the host
+ * (validating loader); then chunk by chunk the data provider encrypts
+ * samples (bytes loaded by the host), the host runs them with the enclave
+ * (threads: kernel threads) and the data provider opens each release. */
+typedef struct local_infer_result {
+  size_t n;
+  int *pred;                  /* encrypted prediction of each sample */
+  hetee_engine_stats stats;   /* summed over the chunks */
+  double mp_encrypt_s, model_load_s, dp_encrypt_s, input_load_s, dp_open_s;
+  size_t model_ct_bytes;
+} local_infer_result;
+int local_infer(local_parties *t, const hetee_nn_model *m, const hetee_engine_plan *p, const float *x, size_t n,
+                int threads, uint32_t model_id, local_infer_result *res);
+void local_infer_clear(local_infer_result *r);
+
+#endif

@@ -9,6 +9,10 @@ PKGS=(
   libseccomp-dev       # enclave sim backend: system-call filter
   protobuf-c-compiler libprotobuf-c-dev libonnx-dev   # ONNX import (onnx.proto)
   zlib1g-dev           # gzip'd IDX files
+  libmicrohttpd-dev    # hetee server: HTTP/1.1
+  libjansson-dev       # hetee server and client: JSON metadata
+  libsqlite3-dev       # hetee server: parties, models, jobs (WAL)
+  libcurl4-openssl-dev # hetee client: HTTP
   dataset-fashion-mnist
 )
 missing=()

@@ -50,6 +50,9 @@ HETEE_API void hetee_party_key_free(hetee_party_key *k);
 HETEE_API int hetee_party_public_load(const char *path, int *role, uint8_t pk[32]) HETEE_WUR;
 HETEE_API int hetee_party_key_role(const hetee_party_key *k);
 HETEE_API void hetee_party_key_public(const hetee_party_key *k, uint8_t pk[32]);
+/* Ed25519 signature of msg[0..len) with the identity key (used by the
+ * service client to sign HTTP requests, hetee/api_client.h). */
+HETEE_API int hetee_party_key_sign(const hetee_party_key *k, const uint8_t *msg, size_t len, uint8_t sig[64]) HETEE_WUR;
 
 /* ---------------------------------------------------------------------------
  * Evidence verification.
@@ -111,14 +114,22 @@ HETEE_API int hetee_client_msg_ping(const uint8_t *payload, size_t len, uint8_t 
  * enclave refuses more than its scale bits - 16, i.e. 24 at the default
  * scale 2^40; it also bounds the release's flooding noise, for ARGMAX /
  * TOPK too: a release is refused unless that noise stays below 2^-prec,
- * see hetee_release_spec), and the one data provider allowed to receive results
- * (required: NULL or all zero gives HETEE_ERR_INVALID_ARG).
+ * see hetee_release_spec), and the data provider allowed to receive results
+ * (required: NULL or all zero gives HETEE_ERR_INVALID_ARG; several:
+ * hetee_client_msg_policy_dps below).
  * The enclave accepts it only from an MP session whose identity key is in
  * its measured configuration's mp= list, and, once a model id has a policy,
  * only from the MP that set the first one (the model's owner); otherwise the
  * session message fails with HETEE_ERR_AUTH. */
 HETEE_API int hetee_client_msg_policy(uint32_t model_id, int kind, int k, int prec_bits, const uint8_t dp_pk[32],
                                       uint8_t **msg, size_t *msg_len) HETEE_WUR;
+/* The same with n (1..HETEE_POLICY_MAX_DPS) data providers, any of which may
+ * receive the model's results (each release goes to the one session it
+ * names). Wire: u16 2 | u32 model | u8 kind | u8 k | u8 prec | dp[32] for
+ * n = 1 (the form above), else ... | u8 n | n x dp[32]. Errors:
+ * HETEE_ERR_INVALID_ARG (n out of range, a zero key, a key twice). */
+HETEE_API int hetee_client_msg_policy_dps(uint32_t model_id, int kind, int k, int prec_bits, const uint8_t (*dps)[32],
+                                          size_t n, uint8_t **msg, size_t *msg_len) HETEE_WUR;
 
 /* A released result, opened by the data provider's session. */
 typedef struct hetee_release_result {

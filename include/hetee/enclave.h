@@ -255,8 +255,10 @@ HETEE_API int hetee_refresh_spec_encode(const hetee_refresh_spec *spec, uint8_t 
  * Release policy, set by a model provider listed in the configuration's
  * mp= key through its session; the first accepted policy for a model id
  * makes that MP the model's owner (only it may change the policy later).
- * A policy names exactly one data provider, the only possible recipient.
+ * A policy names 1 to HETEE_POLICY_MAX_DPS data providers, the only
+ * possible recipients.
  * ------------------------------------------------------------------------- */
+#define HETEE_POLICY_MAX_DPS 16
 typedef enum hetee_release_kind {
   HETEE_RELEASE_VALUES = 1,  /* rounded values */
   HETEE_RELEASE_SOFTMAX = 2, /* rounded probabilities */

@@ -16,6 +16,13 @@ int hetee_cmd_enclave(int argc, char **argv);
 int hetee_cmd_attest(int argc, char **argv);
 int hetee_cmd_plan(int argc, char **argv);
 int hetee_cmd_run(int argc, char **argv);
+int hetee_cmd_server(int argc, char **argv);
+int hetee_cmd_trust(int argc, char **argv);
+int hetee_cmd_model(int argc, char **argv);
+int hetee_cmd_infer(int argc, char **argv);
+/* cmd_party.c: `hetee keygen --home DIR ...` and `hetee attest --server URL`. */
+int hetee_cli_keygen_home(int argc, char **argv);
+int hetee_cli_attest_server(int argc, char **argv);
 
 /* Parses the value v of option opt of command cmd as an integer in 1..max;
  * prints the error and returns 0 otherwise. Defined in cmd_plan.c. */

@@ -19,7 +19,9 @@
 
 /* --config / --mp arguments -> configuration string: hetee_cli_config_args (cli.h) */
 
-#define USAGE "usage: hetee attest --local PATH --platform DIR --expect HEX [--config STR] [--mp FILE.pub]...\n"
+#define USAGE                                                                                \
+  "usage: hetee attest --local PATH --platform DIR --expect HEX [--config STR] [--mp FILE.pub]...\n" \
+  "       hetee attest --server URL [--home DIR]\n"
 
 static int failed(const char *what, int rc) {
   printf("attest: FAILED: %s: %s (%s)\n", what, hetee_strerror(rc), hetee_last_error());
@@ -29,6 +31,8 @@ static int failed(const char *what, int rc) {
 int hetee_cmd_attest(int argc, char **argv) {
   const char *path = NULL, *pdir = NULL, *expect = NULL;
   char used[256] = {0}, config[HETEE_ENCLAVE_CONFIG_MAX + 1];
+  for (int i = 1; i < argc; i++) /* a running server's enclave: cmd_party.c */
+    if (!strcmp(argv[i], "--server") || !strncmp(argv[i], "--server=", 9)) return hetee_cli_attest_server(argc, argv);
   if (argc > (int)sizeof used) {
     fprintf(stderr, USAGE);
     return 2;

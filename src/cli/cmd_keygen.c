@@ -10,9 +10,12 @@
 
 int hetee_cmd_keygen(int argc, char **argv) {
   const char *role = NULL, *out = NULL;
+  for (int i = 1; i < argc; i++) /* a party's home directory: cmd_party.c */
+    if (!strcmp(argv[i], "--home") || !strncmp(argv[i], "--home=", 7)) return hetee_cli_keygen_home(argc, argv);
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-      printf("usage: hetee keygen --role mp|dp --out FILE\n");
+      printf("usage: hetee keygen --role mp|dp --out FILE\n"
+             "       hetee keygen --role mp|dp --home DIR [--trust-platform DIR --trust-measurement HEX] [--force]\n");
       return 0;
     } else if (!strcmp(argv[i], "--role") && i + 1 < argc) {
       role = argv[++i];

@@ -20,6 +20,10 @@ HETEE_CMD(hetee_cmd_enclave)
 HETEE_CMD(hetee_cmd_attest)
 HETEE_CMD(hetee_cmd_plan)
 HETEE_CMD(hetee_cmd_run)
+HETEE_CMD(hetee_cmd_server)
+HETEE_CMD(hetee_cmd_trust)
+HETEE_CMD(hetee_cmd_model)
+HETEE_CMD(hetee_cmd_infer)
 #undef HETEE_CMD
 
 typedef struct {
@@ -37,6 +41,10 @@ static const command COMMANDS[] = {
     {"attest", hetee_cmd_attest, "start an enclave and verify its attestation evidence"},
     {"plan", hetee_cmd_plan, "show how the encrypted engine runs an ONNX model (stages, packing, counts)"},
     {"run", hetee_cmd_run, "encrypted inference on images: model provider, data provider and host in one process"},
+    {"server", hetee_cmd_server, "run the three-party service (HTTP, storage, job queue, supervised enclave)"},
+    {"trust", hetee_cmd_trust, "record the platform and enclave measurement a party accepts (--home DIR)"},
+    {"model", hetee_cmd_model, "model provider: upload an encrypted model with its policy; list, show, delete"},
+    {"infer", hetee_cmd_infer, "data provider: encrypted inference on images through a server"},
 };
 
 static void usage(FILE *f) {

@@ -89,3 +89,9 @@ int hetee_party_public_load(const char *path, int *role, uint8_t pk[32]) {
   free(b);
   return rc;
 }
+
+int hetee_party_key_sign(const hetee_party_key *k, const uint8_t *msg, size_t len, uint8_t sig[64]) {
+  if (!k || (!msg && len) || !sig) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  if (crypto_sign_detached(sig, NULL, msg, len, k->sk) != 0) return hetee_error(HETEE_ERR_CRYPTO, "signing failed");
+  return 0;
+}

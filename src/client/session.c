@@ -103,11 +103,23 @@ int hetee_client_msg_ping(const uint8_t *payload, size_t len, uint8_t **msg, siz
 
 int hetee_client_msg_policy(uint32_t model_id, int kind, int k, int prec_bits, const uint8_t dp_pk[32], uint8_t **msg,
                             size_t *mlen) {
+  if (!dp_pk) return hetee_error(HETEE_ERR_INVALID_ARG, "a release policy must name its data provider");
+  return hetee_client_msg_policy_dps(model_id, kind, k, prec_bits, (const uint8_t(*)[32])dp_pk, 1, msg, mlen);
+}
+
+int hetee_client_msg_policy_dps(uint32_t model_id, int kind, int k, int prec_bits, const uint8_t (*dps)[32], size_t n,
+                                uint8_t **msg, size_t *mlen) {
   if (!msg || !mlen || kind < HETEE_RELEASE_VALUES || kind > HETEE_RELEASE_TOPK || k < 0 || k > 255 ||
       prec_bits < 0 || prec_bits > 40)
     return hetee_error(HETEE_ERR_INVALID_ARG, "bad policy");
-  if (!dp_pk || sodium_is_zero(dp_pk, 32))
-    return hetee_error(HETEE_ERR_INVALID_ARG, "a release policy must name its data provider");
+  if (!dps || n < 1 || n > HETEE_POLICY_MAX_DPS)
+    return hetee_error(HETEE_ERR_INVALID_ARG, "a release policy names 1 to %d data providers", HETEE_POLICY_MAX_DPS);
+  for (size_t i = 0; i < n; i++) {
+    if (sodium_is_zero(dps[i], 32))
+      return hetee_error(HETEE_ERR_INVALID_ARG, "a release policy must name its data provider");
+    for (size_t j = 0; j < i; j++)
+      if (!memcmp(dps[i], dps[j], 32)) return hetee_error(HETEE_ERR_INVALID_ARG, "a data provider named twice");
+  }
   hetee_wbuf w;
   hetee_wbuf_init(&w);
   hetee_wbuf_u16(&w, 2);
@@ -115,7 +127,8 @@ int hetee_client_msg_policy(uint32_t model_id, int kind, int k, int prec_bits, c
   hetee_wbuf_u8(&w, (uint8_t)kind);
   hetee_wbuf_u8(&w, (uint8_t)k);
   hetee_wbuf_u8(&w, (uint8_t)prec_bits);
-  hetee_wbuf_put(&w, dp_pk, 32);
+  if (n > 1) hetee_wbuf_u8(&w, (uint8_t)n); /* n = 1 keeps the one-DP form */
+  for (size_t i = 0; i < n; i++) hetee_wbuf_put(&w, dps[i], 32);
   if (w.err) return hetee_error(HETEE_ERR_NOMEM, "no memory");
   *msg = hetee_wbuf_take(&w, mlen);
   return 0;

@@ -42,7 +42,9 @@ typedef struct enclave_config {
 typedef struct enclave_policy {
   uint32_t model_id;
   uint8_t kind, k, prec_bits, used;
-  uint8_t dp_pk[32];  /* the only data provider a release may go to (never all zero) */
+  uint8_t n_dp;       /* 1..HETEE_POLICY_MAX_DPS */
+  uint8_t dp_pk[HETEE_POLICY_MAX_DPS][32]; /* the only data providers a release may go
+                                              to (none all zero, no repeats) */
   uint8_t owner[32];  /* the model provider (listed in mp=) that set the first policy */
 } enclave_policy;
 

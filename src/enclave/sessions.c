@@ -126,10 +126,18 @@ static int policy_check(const enclave *e, const enclave_policy *p) {
   if ((int)p->prec_bits > e->cfg.scale_bits - 16)
     return hetee_error(HETEE_ERR_INVALID_ARG, "policy precision of %u bits above the %d this enclave releases",
                        p->prec_bits, e->cfg.scale_bits - 16);
-  /* "any data provider" would let the host name a DP key it made up */
-  if (sodium_is_zero(p->dp_pk, 32))
-    return hetee_error(HETEE_ERR_INVALID_ARG, "policy for model %u names no data provider (one DP key is required)",
-                       p->model_id);
+  if (p->n_dp < 1 || p->n_dp > HETEE_POLICY_MAX_DPS)
+    return hetee_error(HETEE_ERR_INVALID_ARG, "policy for model %u names %u data providers (1..%d)", p->model_id,
+                       p->n_dp, HETEE_POLICY_MAX_DPS);
+  for (unsigned i = 0; i < p->n_dp; i++) {
+    /* "any data provider" would let the host name a DP key it made up */
+    if (sodium_is_zero(p->dp_pk[i], 32))
+      return hetee_error(HETEE_ERR_INVALID_ARG, "policy for model %u names no data provider (one DP key is required)",
+                         p->model_id);
+    for (unsigned j = 0; j < i; j++)
+      if (!memcmp(p->dp_pk[i], p->dp_pk[j], 32))
+        return hetee_error(HETEE_ERR_INVALID_ARG, "policy for model %u names a data provider twice", p->model_id);
+  }
   return 0;
 }
 
@@ -141,7 +149,15 @@ static int set_policy(enclave *e, const hetee_chan *c, hetee_rbuf *r) {
   p.kind = hetee_rbuf_u8(r);
   p.k = hetee_rbuf_u8(r);
   p.prec_bits = hetee_rbuf_u8(r);
-  hetee_rbuf_copy(r, p.dp_pk, 32);
+  /* one DP: dp[32] (the first form); several: u8 n | n x dp[32]. The two
+   * cannot be confused: 32 bytes left vs 1 + 32 n. */
+  if (hetee_rbuf_left(r) == 32) {
+    p.n_dp = 1;
+  } else {
+    p.n_dp = hetee_rbuf_u8(r);
+    if (p.n_dp > HETEE_POLICY_MAX_DPS) return hetee_error(HETEE_ERR_PROTOCOL, "malformed policy: %u data providers", p.n_dp);
+  }
+  for (unsigned i = 0; i < p.n_dp; i++) hetee_rbuf_copy(r, p.dp_pk[i], 32);
   if (r->err || hetee_rbuf_left(r)) return hetee_error(HETEE_ERR_PROTOCOL, "malformed policy");
   memcpy(p.owner, c->party_pk, 32);
   int rc = policy_check(e, &p);
@@ -235,8 +251,10 @@ int enclave_handle_release(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *i
   if (!p) return hetee_error(HETEE_ERR_NOT_FOUND, "no release policy for model %u", model);
   hetee_chan *c = find_session(e, sid);
   if (!c) return hetee_error(HETEE_ERR_NOT_FOUND, "no such session");
-  if (c->role != HETEE_ROLE_DP || memcmp(p->dp_pk, c->party_pk, 32))
-    return hetee_error(HETEE_ERR_AUTH, "session is not the data provider model %u's policy names", model);
+  int named = 0;
+  for (unsigned i = 0; i < p->n_dp; i++) named |= !memcmp(p->dp_pk[i], c->party_pk, 32);
+  if (c->role != HETEE_ROLE_DP || !named)
+    return hetee_error(HETEE_ERR_AUTH, "session is not a data provider model %u's policy names", model);
   double *v = NULL;
   size_t n = 0;
   int rc = enclave_release_values(e, r, p->prec_bits, &v, &n, items);
@@ -258,10 +276,11 @@ int enclave_handle_release(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *i
   return rc;
 }
 
-/* Sealed state: u32 version (2) | keys (enclave_keys_export) | u32 n |
+/* Sealed state: u32 version (3) | keys (enclave_keys_export) | u32 n |
  * n x (pk[32] | u8 role) | u32 np | np x (u32 model | u8 kind | u8 k |
- * u8 prec | dp_pk[32] | owner[32]). */
-#define SEALED_STATE_VERSION 2
+ * u8 prec | u8 n_dp | n_dp x dp_pk[32] | owner[32]). Version 2 (read too)
+ * had exactly one dp_pk[32] and no n_dp. */
+#define SEALED_STATE_VERSION 3
 int enclave_handle_seal(enclave *e, hetee_wbuf *w) {
   hetee_wbuf st;
   hetee_wbuf_init(&st);
@@ -282,7 +301,8 @@ int enclave_handle_seal(enclave *e, hetee_wbuf *w) {
     hetee_wbuf_u8(&st, p->kind);
     hetee_wbuf_u8(&st, p->k);
     hetee_wbuf_u8(&st, p->prec_bits);
-    hetee_wbuf_put(&st, p->dp_pk, 32);
+    hetee_wbuf_u8(&st, p->n_dp);
+    for (unsigned j = 0; j < p->n_dp; j++) hetee_wbuf_put(&st, p->dp_pk[j], 32);
     hetee_wbuf_put(&st, p->owner, 32);
   }
   if (!rc && st.err) rc = hetee_error(HETEE_ERR_NOMEM, "no memory to seal");
@@ -317,8 +337,9 @@ int enclave_handle_unseal(enclave *e, hetee_rbuf *r) {
   hetee_rbuf s;
   hetee_rbuf_init(&s, plain, plen);
   uint32_t version = hetee_rbuf_u32(&s);
-  if (version != SEALED_STATE_VERSION) {
-    rc = hetee_error(HETEE_ERR_VERSION, "sealed state version %u, this enclave reads %d", version, SEALED_STATE_VERSION);
+  if (version != SEALED_STATE_VERSION && version != 2) {
+    rc = hetee_error(HETEE_ERR_VERSION, "sealed state version %u, this enclave reads 2 and %d", version,
+                     SEALED_STATE_VERSION);
     goto out;
   }
   hetee_rbuf keys = s; /* the key blobs, imported last */
@@ -345,7 +366,12 @@ int enclave_handle_unseal(enclave *e, hetee_rbuf *r) {
     p->kind = hetee_rbuf_u8(&s);
     p->k = hetee_rbuf_u8(&s);
     p->prec_bits = hetee_rbuf_u8(&s);
-    hetee_rbuf_copy(&s, p->dp_pk, 32);
+    p->n_dp = version == 2 ? 1 : hetee_rbuf_u8(&s);
+    if (p->n_dp > HETEE_POLICY_MAX_DPS) {
+      rc = hetee_error(HETEE_ERR_FORMAT, "sealed policy %u names %u data providers", i, p->n_dp);
+      goto out;
+    }
+    for (unsigned j = 0; j < p->n_dp; j++) hetee_rbuf_copy(&s, p->dp_pk[j], 32);
     hetee_rbuf_copy(&s, p->owner, 32);
     p->used = 1;
     if (s.err) break; /* reported below */

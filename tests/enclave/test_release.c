@@ -169,6 +169,88 @@ static void test_only_the_data_provider(void **state) {
   hetee_party_key_free(dp2);
 }
 
+/* A policy naming several data providers: each named DP receives and
+ * opens its own release, an unnamed one is refused; malformed lists (a key
+ * twice, a zero key, too many) are refused by the client and the enclave. */
+static void set_policy_raw(fx *f, const uint8_t *m, size_t ml, int want) {
+  uint8_t *sm, *rep, *p;
+  size_t sml, rl, pl;
+  assert_int_equal(hetee_client_session_seal(f->c.mps, m, ml, &sm, &sml), 0);
+  int rc = hetee_enclave_session_msg(f->e, sm, sml, &rep, &rl);
+  assert_int_equal(rc, want);
+  if (!rc) {
+    assert_int_equal(hetee_client_session_open(f->c.mps, rep, rl, &p, &pl), 0);
+    free(p);
+    free(rep);
+  }
+  free(sm);
+}
+
+static void test_several_data_providers(void **state) {
+  fx *f = *state;
+  hetee_party_key *dp2, *dp3;
+  assert_int_equal(hetee_party_key_generate(HETEE_PARTY_DP, &dp2), 0);
+  assert_int_equal(hetee_party_key_generate(HETEE_PARTY_DP, &dp3), 0);
+  uint8_t dps[3][32], *m, *sealed;
+  size_t ml, len;
+  hetee_party_key_public(f->c.dp, dps[0]);
+  hetee_party_key_public(dp2, dps[1]);
+  hetee_party_key_public(dp3, dps[2]);
+  assert_int_equal(hetee_client_msg_policy_dps(8, HETEE_RELEASE_ARGMAX, 0, 0, (const uint8_t(*)[32])dps, 2, &m, &ml), 0);
+  set_policy_raw(f, m, ml, 0);
+  free(m);
+  hetee_verified_enclave v2, v3;
+  fx_verify_cfg(f->e, f->plat, f->c.config, &v2);
+  fx_verify_cfg(f->e, f->plat, f->c.config, &v3);
+  hetee_client_session *s2 = fx_session(f->e, dp2, &v2), *s3 = fx_session(f->e, dp3, &v3);
+  hetee_release_result r;
+  release_to_dp(f, 8, &r); /* the first DP */
+  assert_int_equal(r.indices[0], 6);
+  hetee_release_result_clear(&r);
+  assert_int_equal(release(f, 8, s2, &sealed, &len), 0); /* the second */
+  assert_int_equal(hetee_client_release_open(f->c.dps, sealed, len, &r), HETEE_ERR_AUTH);
+  assert_int_equal(hetee_client_release_open(s2, sealed, len, &r), 0);
+  assert_int_equal(r.indices[0], 6);
+  hetee_release_result_clear(&r);
+  free(sealed);
+  assert_int_equal(release(f, 8, s3, &sealed, &len), HETEE_ERR_AUTH); /* not named */
+  /* the client refuses a key twice, a zero key, no key, too many keys */
+  uint8_t twice[2][32], many[HETEE_POLICY_MAX_DPS + 1][32];
+  memcpy(twice[0], dps[0], 32);
+  memcpy(twice[1], dps[0], 32);
+  assert_int_equal(hetee_client_msg_policy_dps(9, HETEE_RELEASE_ARGMAX, 0, 0, (const uint8_t(*)[32])twice, 2, &m, &ml),
+                   HETEE_ERR_INVALID_ARG);
+  memset(twice[1], 0, 32);
+  assert_int_equal(hetee_client_msg_policy_dps(9, HETEE_RELEASE_ARGMAX, 0, 0, (const uint8_t(*)[32])twice, 2, &m, &ml),
+                   HETEE_ERR_INVALID_ARG);
+  assert_int_equal(hetee_client_msg_policy_dps(9, HETEE_RELEASE_ARGMAX, 0, 0, (const uint8_t(*)[32])dps, 0, &m, &ml),
+                   HETEE_ERR_INVALID_ARG);
+  for (int i = 0; i <= HETEE_POLICY_MAX_DPS; i++) memset(many[i], i + 1, 32);
+  assert_int_equal(hetee_client_msg_policy_dps(9, HETEE_RELEASE_ARGMAX, 0, 0, (const uint8_t(*)[32])many,
+                                               HETEE_POLICY_MAX_DPS + 1, &m, &ml),
+                   HETEE_ERR_INVALID_ARG);
+  /* the enclave refuses them too, written by hand: a key twice, a count
+   * above the limit, a count that does not match the bytes */
+  uint8_t raw[2 + 4 + 3 + 1 + 3 * 32];
+  memset(raw, 0, sizeof raw);
+  raw[0] = 2;           /* SET_POLICY */
+  raw[2] = 9;           /* model 9 */
+  raw[6] = HETEE_RELEASE_ARGMAX;
+  raw[9] = 2;           /* two DPs ... */
+  memcpy(raw + 10, dps[0], 32);
+  memcpy(raw + 42, dps[0], 32); /* ... the same one twice */
+  set_policy_raw(f, raw, 10 + 64, HETEE_ERR_INVALID_ARG);
+  raw[9] = HETEE_POLICY_MAX_DPS + 1;
+  set_policy_raw(f, raw, 10 + 64, HETEE_ERR_PROTOCOL);
+  raw[9] = 3;
+  memcpy(raw + 42, dps[1], 32);
+  set_policy_raw(f, raw, 10 + 64, HETEE_ERR_PROTOCOL);
+  hetee_client_session_free(s2);
+  hetee_client_session_free(s3);
+  hetee_party_key_free(dp2);
+  hetee_party_key_free(dp3);
+}
+
 int main(void) {
   if (sodium_init() < 0) return 1;
   const struct CMUnitTest tests[] = {
@@ -176,6 +258,7 @@ int main(void) {
       cmocka_unit_test(test_softmax),
       cmocka_unit_test(test_argmax_topk),
       cmocka_unit_test(test_only_the_data_provider),
+      cmocka_unit_test(test_several_data_providers),
   };
   return cmocka_run_group_tests_name("enclave/release/logN13", tests, setup, teardown);
 }

@@ -51,7 +51,8 @@ int fuzz_one(const uint8_t *data, size_t len) {
     for (int i = 0; i < ENCLAVE_MAX_POLICIES; i++) {
       const enclave_policy *p = &fz_e.policies[i];
       if (!p->used) continue;
-      FUZZ_CHECK(!sodium_is_zero(p->dp_pk, 32));
+      FUZZ_CHECK(p->n_dp >= 1 && p->n_dp <= HETEE_POLICY_MAX_DPS);
+      for (unsigned j = 0; j < p->n_dp; j++) FUZZ_CHECK(!sodium_is_zero(p->dp_pk[j], 32));
       int listed = 0;
       for (int j = 0; j < fz_e.cfg.n_mp; j++) listed |= !memcmp(fz_e.cfg.mp[j], p->owner, 32);
       FUZZ_CHECK(listed);
@@ -76,7 +77,8 @@ static void policy_state(uint8_t **sealed, size_t *slen, uint8_t **plain, size_t
   fz_e.policies[3].used = 1;
   fz_e.policies[3].model_id = 9;
   fz_e.policies[3].kind = HETEE_RELEASE_ARGMAX;
-  memset(fz_e.policies[3].dp_pk, 0x77, 32);
+  fz_e.policies[3].n_dp = 1;
+  memset(fz_e.policies[3].dp_pk[0], 0x77, 32);
   uint8_t sk[64];
   fz_party_key(FZ_MP1, fz_e.policies[3].owner, sk);
   fz_sealed_state(sealed, slen);
@@ -122,7 +124,7 @@ size_t fuzz_known_bad(fuzz_buf **out) {
   policy_state(&sealed, &slen, &plain, &plen);
   free(sealed);
   uint8_t sk[64];
-  size_t rec = 4 + 3 + 32 + 32; /* one policy record */
+  size_t rec = 4 + 3 + 1 + 32 + 32; /* one policy record (one DP) */
   uint8_t *b = malloc(1 + plen + rec);
   FUZZ_CHECK(b != NULL && plen > rec + 4);
   for (int bad = 0; bad < 4; bad++) {
@@ -131,9 +133,9 @@ size_t fuzz_known_bad(fuzz_buf **out) {
     size_t len = 1 + plen;
     uint8_t *last = b + len - rec;
     if (bad == 0) {
-      fz_party_key(FZ_HOST_MP, last + 4 + 3 + 32, sk);
+      fz_party_key(FZ_HOST_MP, last + 4 + 3 + 1 + 32, sk);
     } else if (bad == 1) {
-      memset(last + 4 + 3, 0, 32);
+      memset(last + 4 + 3 + 1, 0, 32);
     } else if (bad == 2) {
       memcpy(b + len, last, rec); /* the same record twice */
       len += rec;

@@ -1,0 +1,106 @@
+/*
+ * hetee/api_client.h — the parties' client of `hetee server` (docs/api.md),
+ * used by the `hetee` CLI and embeddable in other programs: signed HTTP
+ * requests (libcurl), attestation of the server's enclave against what the
+ * party trusts, model upload with its release policy (model provider),
+ * encrypted inference jobs and the opening of their results (data
+ * provider). Everything is encrypted or opened on the client: the server
+ * sees ciphertexts and sealed messages only.
+ *
+ * A party's home directory (hetee keygen --home DIR) holds
+ *   DIR/id, DIR/id.pub   the identity key (hetee_party_key_save format)
+ *   DIR/trust            "platform <64 hex>\nmeasurement <64 hex>\n": the
+ *                        platform key and enclave measurement it accepts
+ *
+ * Errors: 0 or a negative hetee_status with a detail (hetee_last_error());
+ * HTTP errors map to HETEE_ERR_AUTH (401/403), HETEE_ERR_NOT_FOUND (404),
+ * HETEE_ERR_STATE (409), HETEE_ERR_LIMIT (413, 429, 503 after retries),
+ * HETEE_ERR_FORMAT (400, 415), HETEE_ERR_IO (connection), with the server's
+ * message in the detail. Thread-safety: one connection per thread.
+ */
+#ifndef HETEE_API_CLIENT_H
+#define HETEE_API_CLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hetee/client.h"
+#include "hetee/common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct hetee_client_conn hetee_client_conn;
+
+/* Writes DIR/trust (platform key read from platform_dir/platform.pub). */
+HETEE_API int hetee_client_home_trust(const char *home, const char *platform_dir, const char *measurement_hex) HETEE_WUR;
+
+/* Loads the identity and trust of `home` and connects to `url`
+ * ("http://127.0.0.1:8470"); registers the party with its role
+ * (idempotent). Errors: HETEE_ERR_NOT_FOUND (no identity / trust file),
+ * the server's answers. */
+HETEE_API int hetee_client_connect(const char *url, const char *home, hetee_client_conn **out) HETEE_WUR;
+HETEE_API void hetee_client_disconnect(hetee_client_conn *c);
+
+/* Fetches the key bundle and evidence on a fresh nonce and verifies them
+ * (platform signature, trusted measurement, binding of the bundle and
+ * channel key); on success the connection encrypts under that bundle.
+ * v may be NULL. Errors: as hetee_client_verify_evidence. */
+HETEE_API int hetee_client_attest(hetee_client_conn *c, hetee_verified_enclave *v) HETEE_WUR;
+
+/* Attests afresh and opens an enclave session through the server; *sid
+ * receives its 32-hex-digit id. */
+HETEE_API int hetee_client_session_open_remote(hetee_client_conn *c, hetee_client_session **s, char sid[33]) HETEE_WUR;
+
+/* One signed request: body may be NULL (len 0); ctype NULL: none.
+ * *status gets the HTTP status, *resp (malloc'd, NUL-terminated, may be
+ * NULL) the body. Returns 0 whenever an HTTP answer came back. */
+HETEE_API int hetee_client_request(hetee_client_conn *c, const char *method, const char *target, const char *ctype,
+                                   const uint8_t *body, size_t len, long *status, uint8_t **resp,
+                                   size_t *rlen) HETEE_WUR;
+
+/* Model provider: plans and encrypts the ONNX model under the attested
+ * enclave's key (micro-batch `batch`, 0: 64), uploads it, and sets its
+ * release policy through an enclave session: outputs `output` ("label",
+ * "probs", "logits", "topk" with k), the data providers dps[0..n) (public
+ * keys) with budgets (images, -1 none; NULL: none). */
+typedef struct hetee_client_model_options {
+  const char *name;
+  uint32_t batch;
+  const char *output;
+  int k;
+  int precision; /* fractional bits of probs / logits (0: 16) */
+  const uint8_t (*dps)[32];
+  const int64_t *budgets;
+  size_t ndps;
+  double input_scale; /* published with the model: factor for uint8 pixels (0: the ONNX
+                         model's hetee.input_scale) */
+} hetee_client_model_options;
+HETEE_API int hetee_client_model_upload(hetee_client_conn *c, const char *onnx_path,
+                                        const hetee_client_model_options *o, int64_t *model_id) HETEE_WUR;
+
+/* Data provider: a submitted job, with the session its results are sealed to. */
+typedef struct hetee_client_job hetee_client_job;
+
+/* Encrypts count samples (count x input_size floats, already scaled as the
+ * model expects) for model `model_id` (its plan from the server), opens a
+ * session and submits. Retries 429 / 503 after their Retry-After (bounded). */
+HETEE_API int hetee_client_job_submit(hetee_client_conn *c, int64_t model_id, const float *x, size_t count,
+                                      hetee_client_job **out) HETEE_WUR;
+HETEE_API int64_t hetee_client_job_id(const hetee_client_job *j);
+/* Polls until done or failed (HETEE_ERR_STATE with the server's error);
+ * when the job waits for a session (the enclave restarted), attests again
+ * and binds a new one. */
+HETEE_API int hetee_client_job_wait(hetee_client_conn *c, hetee_client_job *j) HETEE_WUR;
+/* Fetches and opens the results (one per sample, input order); *out
+ * malloc'd array of n results (hetee_client_results_free). */
+HETEE_API int hetee_client_job_results(hetee_client_conn *c, hetee_client_job *j, hetee_release_result **out,
+                                       size_t *n) HETEE_WUR;
+HETEE_API void hetee_client_job_free(hetee_client_job *j);
+HETEE_API void hetee_client_results_free(hetee_release_result *r, size_t n);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

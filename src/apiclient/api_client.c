@@ -1,0 +1,603 @@
+/*
+ * api_client.c — the parties' client of `hetee server` (hetee/api_client.h):
+ * libcurl for HTTP, every request signed (service/reqsig.h), JSON with
+ * jansson, attestation and sessions with hetee/client.h, encryption with
+ * the engine's client side (hetee/engine.h).
+ */
+#include "hetee/api_client.h"
+
+#include <curl/curl.h>
+#include <jansson.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "hemat/engine_internal.h"
+#include "hetee/ckks.h"
+#include "hetee/engine.h"
+#include "hetee/nn.h"
+#include "service/reqsig.h"
+
+#define RESP_MAX (2ull << 30) /* largest response body accepted */
+#define MAX_RETRIES 60        /* 429 / 503 answers retried after Retry-After */
+
+struct hetee_client_conn {
+  char url[512];
+  CURL *curl;
+  hetee_party_key *key;
+  int role;
+  uint8_t platform_pk[32], measurement[32];
+  uint8_t *bundle;
+  size_t bundle_len;
+  hetee_ckks_context *ctx;
+  hetee_ckks_public_key *pk;
+};
+
+struct hetee_client_job {
+  int64_t id;
+  hetee_client_session *s;
+  char sid[33];
+};
+
+/* ---- home --------------------------------------------------------------- */
+int hetee_client_home_trust(const char *home, const char *platform_dir, const char *measurement_hex) {
+  uint8_t ppk[32], m[32];
+  int rc = hetee_platform_load_public(platform_dir, ppk);
+  if (rc) return rc;
+  if (hetee_hex_decode32(measurement_hex, m)) return hetee_error(HETEE_ERR_FORMAT, "the measurement is 64 hex digits");
+  char p[1024], tmp[1100], hp[65], hm[65];
+  snprintf(p, sizeof p, "%s/trust", home);
+  snprintf(tmp, sizeof tmp, "%s.tmp", p);
+  hetee_hex_encode32(ppk, hp);
+  hetee_hex_encode32(m, hm);
+  FILE *f = fopen(tmp, "w");
+  if (!f) return hetee_error(HETEE_ERR_IO, "cannot write %s", tmp);
+  fprintf(f, "platform %s\nmeasurement %s\n", hp, hm);
+  int bad = fflush(f) != 0 || fsync(fileno(f)) != 0;
+  bad |= fclose(f) != 0;
+  if (bad || rename(tmp, p) != 0) return hetee_error(HETEE_ERR_IO, "cannot write %s", p);
+  return 0;
+}
+
+static int load_trust(hetee_client_conn *c, const char *home) {
+  char p[1024], a[80], b[80], k1[32], k2[32];
+  snprintf(p, sizeof p, "%s/trust", home);
+  FILE *f = fopen(p, "r");
+  if (!f) return hetee_error(HETEE_ERR_NOT_FOUND, "%s: no trust recorded (hetee keygen --trust-platform/--trust-measurement, or hetee trust)", p);
+  int n = fscanf(f, "%31s %79s %31s %79s", k1, a, k2, b);
+  fclose(f);
+  if (n != 4 || strcmp(k1, "platform") || strcmp(k2, "measurement") || hetee_hex_decode32(a, c->platform_pk) ||
+      hetee_hex_decode32(b, c->measurement))
+    return hetee_error(HETEE_ERR_FORMAT, "%s: malformed trust file", p);
+  return 0;
+}
+
+/* ---- HTTP --------------------------------------------------------------- */
+typedef struct {
+  uint8_t *p;
+  size_t len;
+  int over;
+} rbuf;
+
+static size_t on_data(char *ptr, size_t size, size_t nmemb, void *ud) {
+  rbuf *b = ud;
+  size_t n = size * nmemb;
+  if (b->len + n > RESP_MAX) {
+    b->over = 1;
+    return 0;
+  }
+  uint8_t *q = realloc(b->p, b->len + n + 1);
+  if (!q) return 0;
+  memcpy(q + b->len, ptr, n);
+  b->p = q;
+  b->len += n;
+  q[b->len] = 0;
+  return n;
+}
+
+typedef struct {
+  long retry_after;
+} hdrs;
+
+static size_t on_header(char *ptr, size_t size, size_t nmemb, void *ud) {
+  hdrs *h = ud;
+  size_t n = size * nmemb;
+  if (n > 12 && !strncasecmp(ptr, "Retry-After:", 12)) h->retry_after = strtol(ptr + 12, NULL, 10);
+  return n;
+}
+
+static int request(hetee_client_conn *c, const char *method, const char *target, const char *ctype, const uint8_t *body,
+                   size_t len, long *status, uint8_t **resp, size_t *rlen, long *retry_after) {
+  uint8_t bh[32], nonce[16], key[32], d[32], sig[64];
+  crypto_hash_sha256(bh, body ? body : (const uint8_t *)"", len);
+  randombytes_buf(nonce, sizeof nonce);
+  hetee_party_key_public(c->key, key);
+  uint64_t ts = reqsig_now_ms();
+  reqsig_digest(method, target, bh, ts, nonce, key, d);
+  int rc = hetee_party_key_sign(c->key, d, sizeof d, sig);
+  if (rc) return rc;
+  char hk[65], hn[33], hs[129], line[256], url[4096];
+  reqsig_hex(key, 32, hk);
+  reqsig_hex(nonce, 16, hn);
+  reqsig_hex(sig, 64, hs);
+  struct curl_slist *h = NULL;
+  snprintf(line, sizeof line, "%s: %s", REQSIG_H_KEY, hk);
+  h = curl_slist_append(h, line);
+  snprintf(line, sizeof line, "%s: %llu", REQSIG_H_TS, (unsigned long long)ts);
+  h = curl_slist_append(h, line);
+  snprintf(line, sizeof line, "%s: %s", REQSIG_H_NONCE, hn);
+  h = curl_slist_append(h, line);
+  snprintf(line, sizeof line, "%s: %s", REQSIG_H_SIG, hs);
+  h = curl_slist_append(h, line);
+  h = curl_slist_append(h, "Expect:"); /* no 100-continue round trip */
+  if (ctype) {
+    snprintf(line, sizeof line, "Content-Type: %s", ctype);
+    h = curl_slist_append(h, line);
+  }
+  snprintf(url, sizeof url, "%s%s", c->url, target);
+  rbuf b = {0};
+  hdrs hd = {0};
+  CURL *k = c->curl;
+  curl_easy_reset(k);
+  curl_easy_setopt(k, CURLOPT_URL, url);
+  curl_easy_setopt(k, CURLOPT_HTTPHEADER, h);
+  curl_easy_setopt(k, CURLOPT_WRITEFUNCTION, on_data);
+  curl_easy_setopt(k, CURLOPT_WRITEDATA, &b);
+  curl_easy_setopt(k, CURLOPT_HEADERFUNCTION, on_header);
+  curl_easy_setopt(k, CURLOPT_HEADERDATA, &hd);
+  curl_easy_setopt(k, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(k, CURLOPT_CONNECTTIMEOUT, 10L);
+  if (!strcmp(method, "GET")) {
+    curl_easy_setopt(k, CURLOPT_HTTPGET, 1L);
+  } else {
+    curl_easy_setopt(k, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(k, CURLOPT_POSTFIELDS, body ? (const char *)body : "");
+    curl_easy_setopt(k, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+  }
+  CURLcode cr = curl_easy_perform(k);
+  curl_slist_free_all(h);
+  if (cr != CURLE_OK) {
+    free(b.p);
+    return hetee_error(HETEE_ERR_IO, "%s %s: %s", method, target, b.over ? "response too large" : curl_easy_strerror(cr));
+  }
+  curl_easy_getinfo(k, CURLINFO_RESPONSE_CODE, status);
+  if (retry_after) *retry_after = hd.retry_after;
+  if (resp) *resp = b.p;
+  else free(b.p);
+  if (rlen) *rlen = b.len;
+  return 0;
+}
+
+int hetee_client_request(hetee_client_conn *c, const char *method, const char *target, const char *ctype,
+                         const uint8_t *body, size_t len, long *status, uint8_t **resp, size_t *rlen) {
+  if (!c || !method || !target || !status) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  return request(c, method, target, ctype, body, len, status, resp, rlen, NULL);
+}
+
+/* An HTTP error answer -> hetee status with the server's message. */
+static int http_error(const char *what, long st, const uint8_t *body) {
+  const char *msg = "";
+  json_t *j = body ? json_loads((const char *)body, 0, NULL) : NULL;
+  if (j) msg = json_string_value(json_object_get(j, "message"));
+  int rc = st == 401 || st == 403 ? HETEE_ERR_AUTH
+           : st == 404            ? HETEE_ERR_NOT_FOUND
+           : st == 409            ? HETEE_ERR_STATE
+           : st == 413 || st == 429 || st == 503 ? HETEE_ERR_LIMIT
+           : st >= 500            ? HETEE_ERR_IO
+                                  : HETEE_ERR_FORMAT;
+  rc = hetee_error(rc, "%s: HTTP %ld: %s", what, st, msg ? msg : "");
+  json_decref(j);
+  return rc;
+}
+
+/* A request expecting `want`, retried after Retry-After on 429 / 503. */
+static int call(hetee_client_conn *c, const char *method, const char *target, const char *ctype, const uint8_t *body,
+                size_t len, long want, uint8_t **resp, size_t *rlen) {
+  for (int attempt = 0;; attempt++) {
+    long st = 0, ra = 0;
+    uint8_t *r = NULL;
+    size_t n = 0;
+    int rc = request(c, method, target, ctype, body, len, &st, &r, &n, &ra);
+    if (rc) return rc;
+    if (st == want) {
+      if (resp) *resp = r;
+      else free(r);
+      if (rlen) *rlen = n;
+      return 0;
+    }
+    if ((st == 429 || st == 503) && attempt < MAX_RETRIES) {
+      free(r);
+      sleep((unsigned)(ra > 0 && ra < 60 ? ra : 1));
+      continue;
+    }
+    char what[300];
+    snprintf(what, sizeof what, "%s %s", method, target);
+    rc = http_error(what, st, r);
+    free(r);
+    return rc;
+  }
+}
+
+static json_t *call_json(hetee_client_conn *c, const char *method, const char *target, json_t *in, long want, int *rc) {
+  char *s = in ? json_dumps(in, JSON_COMPACT) : NULL;
+  json_decref(in);
+  uint8_t *r = NULL;
+  *rc = call(c, method, target, s ? "application/json" : NULL, (const uint8_t *)s, s ? strlen(s) : 0, want, &r, NULL);
+  free(s);
+  if (*rc) return NULL;
+  json_t *j = json_loads((const char *)r, 0, NULL);
+  free(r);
+  if (!j) *rc = hetee_error(HETEE_ERR_PROTOCOL, "%s %s: the server's answer is not JSON", method, target);
+  return j;
+}
+
+/* ---- connection --------------------------------------------------------- */
+int hetee_client_connect(const char *url, const char *home, hetee_client_conn **out) {
+  if (!url || !home || !out) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  if (sodium_init() < 0) return hetee_error(HETEE_ERR_CRYPTO, "libsodium");
+  if (strlen(url) >= 512) return hetee_error(HETEE_ERR_INVALID_ARG, "server URL too long");
+  static int curl_ready;
+  if (!curl_ready) {
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    curl_ready = 1;
+  }
+  hetee_client_conn *c = calloc(1, sizeof *c);
+  if (!c) return hetee_error(HETEE_ERR_NOMEM, "no memory");
+  snprintf(c->url, sizeof c->url, "%s", url);
+  size_t ul = strlen(c->url);
+  if (ul && c->url[ul - 1] == '/') c->url[ul - 1] = 0;
+  char p[1024];
+  snprintf(p, sizeof p, "%s/id", home);
+  int rc = hetee_party_key_load(p, &c->key);
+  if (!rc) rc = load_trust(c, home);
+  if (!rc && !(c->curl = curl_easy_init())) rc = hetee_error(HETEE_ERR_NOMEM, "curl");
+  if (!rc) {
+    c->role = hetee_party_key_role(c->key);
+    json_t *j = call_json(c, "POST", "/v1/parties", json_pack("{ss}", "role", c->role == HETEE_PARTY_MP ? "mp" : "dp"), 201, &rc);
+    json_decref(j);
+  }
+  if (rc) {
+    hetee_client_disconnect(c);
+    return rc;
+  }
+  *out = c;
+  return 0;
+}
+
+void hetee_client_disconnect(hetee_client_conn *c) {
+  if (!c) return;
+  if (c->curl) curl_easy_cleanup(c->curl);
+  hetee_party_key_free(c->key);
+  free(c->bundle);
+  hetee_ckks_public_key_free(c->pk);
+  hetee_ckks_context_free(c->ctx);
+  free(c);
+}
+
+static int unhex_json(json_t *j, const char *key, uint8_t **out, size_t *n, size_t max) {
+  const char *h = json_string_value(json_object_get(j, key));
+  size_t l = h ? strlen(h) : 0;
+  if (!l || l % 2 || l / 2 > max) return hetee_error(HETEE_ERR_PROTOCOL, "\"%s\" missing or malformed", key);
+  *out = malloc(l / 2);
+  if (!*out) return hetee_error(HETEE_ERR_NOMEM, "no memory");
+  if (reqsig_unhex(h, *out, l / 2)) {
+    free(*out);
+    return hetee_error(HETEE_ERR_PROTOCOL, "\"%s\" is not hex", key);
+  }
+  *n = l / 2;
+  return 0;
+}
+
+int hetee_client_attest(hetee_client_conn *c, hetee_verified_enclave *v) {
+  uint8_t *bundle = NULL, nonce[32], *ev = NULL, *ch = NULL;
+  size_t blen = 0, evlen = 0, chl = 0;
+  int rc = call(c, "GET", "/v1/enclave/bundle", NULL, NULL, 0, 200, &bundle, &blen);
+  if (rc) return rc;
+  randombytes_buf(nonce, sizeof nonce);
+  char nh[65];
+  reqsig_hex(nonce, 32, nh);
+  json_t *j = call_json(c, "POST", "/v1/enclave/evidence", json_pack("{ss}", "nonce", nh), 200, &rc);
+  if (!rc) rc = unhex_json(j, "evidence", &ev, &evlen, 4096);
+  if (!rc) rc = unhex_json(j, "channel_pk", &ch, &chl, 32);
+  if (!rc && chl != 32) rc = hetee_error(HETEE_ERR_PROTOCOL, "channel key size");
+  json_decref(j);
+  hetee_verified_enclave local;
+  if (!rc)
+    rc = hetee_client_verify_evidence(ev, evlen, c->platform_pk, c->measurement, bundle, blen, ch, nonce, v ? v : &local);
+  free(ev);
+  free(ch);
+  if (rc) {
+    free(bundle);
+    return rc;
+  }
+  /* the verified bundle is what we encrypt under from now on */
+  const uint8_t *it;
+  size_t il;
+  hetee_ckks_context *ctx = NULL;
+  hetee_ckks_public_key *pk = NULL;
+  rc = hetee_key_bundle_get(bundle, blen, HETEE_BUNDLE_PARAMS, &it, &il);
+  if (!rc) rc = hetee_ckks_context_load(it, il, &ctx);
+  if (!rc) rc = hetee_key_bundle_get(bundle, blen, HETEE_BUNDLE_PUBLIC_KEY, &it, &il);
+  if (!rc) rc = hetee_ckks_public_key_load(ctx, it, il, &pk);
+  if (rc) {
+    hetee_ckks_context_free(ctx);
+    free(bundle);
+    return rc;
+  }
+  free(c->bundle);
+  hetee_ckks_public_key_free(c->pk);
+  hetee_ckks_context_free(c->ctx);
+  c->bundle = bundle;
+  c->bundle_len = blen;
+  c->ctx = ctx;
+  c->pk = pk;
+  return 0;
+}
+
+int hetee_client_session_open_remote(hetee_client_conn *c, hetee_client_session **s, char sid[33]) {
+  hetee_verified_enclave v;
+  int rc = hetee_client_attest(c, &v);
+  if (rc) return rc;
+  uint8_t *hs = NULL, *r = NULL;
+  size_t hl = 0, rl = 0;
+  hetee_client_session *ss = NULL;
+  rc = hetee_client_session_new(c->key, &v, &ss, &hs, &hl);
+  uint8_t *resp = NULL;
+  if (!rc) rc = call(c, "POST", "/v1/sessions", "application/octet-stream", hs, hl, 201, &resp, NULL);
+  free(hs);
+  json_t *j = NULL;
+  if (!rc && !(j = json_loads((const char *)resp, 0, NULL))) rc = hetee_error(HETEE_ERR_PROTOCOL, "session answer");
+  free(resp);
+  const char *id = rc ? NULL : json_string_value(json_object_get(j, "session"));
+  if (!rc && (!id || strlen(id) != 32)) rc = hetee_error(HETEE_ERR_PROTOCOL, "session id");
+  if (!rc) rc = unhex_json(j, "reply", &r, &rl, 4096);
+  if (!rc) rc = hetee_client_session_finish(ss, r, rl);
+  if (!rc) {
+    /* the id the server reports must be the session's own */
+    uint8_t mine[16];
+    char mh[33];
+    hetee_client_session_id(ss, mine);
+    reqsig_hex(mine, 16, mh);
+    if (strcmp(mh, id)) rc = hetee_error(HETEE_ERR_PROTOCOL, "the server reports another session id");
+    else snprintf(sid, 33, "%s", mh);
+  }
+  free(r);
+  json_decref(j);
+  if (rc) {
+    hetee_client_session_free(ss);
+    return rc;
+  }
+  *s = ss;
+  return 0;
+}
+
+/* ---- model provider ----------------------------------------------------- */
+int hetee_client_model_upload(hetee_client_conn *c, const char *onnx_path, const hetee_client_model_options *o,
+                              int64_t *model_id) {
+  if (!c || !onnx_path || !o || !model_id || !o->ndps || !o->dps) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  const char *out = o->output ? o->output : "label";
+  int kind = !strcmp(out, "label") ? HETEE_RELEASE_ARGMAX
+             : !strcmp(out, "probs") ? HETEE_RELEASE_SOFTMAX
+             : !strcmp(out, "logits") ? HETEE_RELEASE_VALUES
+             : !strcmp(out, "topk")   ? HETEE_RELEASE_TOPK
+                                      : 0;
+  if (!kind || (kind == HETEE_RELEASE_TOPK && o->k < 1))
+    return hetee_error(HETEE_ERR_INVALID_ARG, "output must be label, probs, logits or topk (with k >= 1)");
+  int prec = kind == HETEE_RELEASE_SOFTMAX || kind == HETEE_RELEASE_VALUES ? (o->precision ? o->precision : 16) : 0;
+  int rc = hetee_client_attest(c, NULL);
+  if (rc) return rc;
+  hetee_nn_model *m = NULL;
+  hetee_engine_plan *plan = NULL;
+  hetee_engine_model *em = NULL;
+  uint8_t *buf = NULL;
+  size_t len = 0;
+  rc = hetee_nn_model_load(onnx_path, &m);
+  hetee_engine_plan_options po = {.batch = o->batch ? o->batch : 64};
+  double iscale = o->input_scale > 0 ? o->input_scale : m ? hetee_nn_model_input_scale(m) : 1.0;
+  if (!rc) rc = hetee_engine_plan_build(m, &po, &plan);
+  if (!rc) rc = hetee_engine_model_encrypt(c->ctx, c->pk, m, plan, &em);
+  if (!rc) rc = hetee_engine_model_save(em, &buf, &len);
+  hetee_engine_model_free(em);
+  hetee_engine_plan_free(plan);
+  hetee_nn_model_free(m);
+  if (rc) return rc;
+  char target[256];
+  snprintf(target, sizeof target, "/v1/models?name=%s&input_scale=%.17g", o->name ? o->name : "model", iscale);
+  json_t *j = NULL;
+  uint8_t *resp = NULL;
+  rc = call(c, "POST", target, "application/octet-stream", buf, len, 201, &resp, NULL);
+  free(buf);
+  if (!rc && !(j = json_loads((const char *)resp, 0, NULL))) rc = hetee_error(HETEE_ERR_PROTOCOL, "upload answer");
+  free(resp);
+  int64_t id = rc ? 0 : (int64_t)json_integer_value(json_object_get(j, "id"));
+  json_decref(j);
+  if (!rc && id < 1) rc = hetee_error(HETEE_ERR_PROTOCOL, "no model id in the answer");
+  if (rc) return rc;
+  /* the release policy, set in the enclave through our own session */
+  hetee_client_session *s = NULL;
+  char sid[33];
+  uint8_t *msg = NULL, *sealed = NULL, *rep = NULL, *plain = NULL;
+  size_t ml = 0, sl = 0, rl = 0, pl = 0;
+  rc = hetee_client_session_open_remote(c, &s, sid);
+  if (!rc) rc = hetee_client_msg_policy_dps((uint32_t)id, kind, o->k, prec, o->dps, o->ndps, &msg, &ml);
+  if (!rc) rc = hetee_client_session_seal(s, msg, ml, &sealed, &sl);
+  free(msg);
+  json_t *allow = json_array();
+  for (size_t i = 0; i < o->ndps; i++) {
+    char h[65];
+    reqsig_hex(o->dps[i], 32, h);
+    json_array_append_new(allow, json_pack("{ss sI}", "dp", h, "budget", (json_int_t)(o->budgets ? o->budgets[i] : -1)));
+  }
+  char *sh = sealed ? malloc(2 * sl + 1) : NULL;
+  if (sh) reqsig_hex(sealed, sl, sh);
+  free(sealed);
+  snprintf(target, sizeof target, "/v1/models/%lld/policy", (long long)id);
+  j = NULL;
+  if (!rc && !sh) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+  if (!rc)
+    j = call_json(c, "PUT", target,
+                  json_pack("{ss ss ss si si so}", "session", sid, "sealed", sh, "output", out, "k", o->k, "precision",
+                            prec, "allow", allow),
+                  200, &rc);
+  else
+    json_decref(allow);
+  free(sh);
+  if (!rc) rc = unhex_json(j, "reply", &rep, &rl, 4096);
+  if (!rc) rc = hetee_client_session_open(s, rep, rl, &plain, &pl); /* the enclave's own acknowledgement */
+  free(rep);
+  free(plain);
+  json_decref(j);
+  hetee_client_session_free(s);
+  if (rc) return rc;
+  *model_id = id;
+  return 0;
+}
+
+/* ---- data provider ------------------------------------------------------ */
+int64_t hetee_client_job_id(const hetee_client_job *j) { return j ? j->id : 0; }
+
+void hetee_client_job_free(hetee_client_job *j) {
+  if (!j) return;
+  hetee_client_session_free(j->s);
+  free(j);
+}
+
+int hetee_client_job_submit(hetee_client_conn *c, int64_t model_id, const float *x, size_t count, hetee_client_job **out) {
+  if (!c || !x || !count || !out) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  int rc = hetee_client_attest(c, NULL);
+  if (rc) return rc;
+  char target[256];
+  snprintf(target, sizeof target, "/v1/models/%lld/plan", (long long)model_id);
+  uint8_t *pb = NULL, *buf = NULL;
+  size_t pl = 0, len = 0;
+  hetee_engine_plan *plan = NULL;
+  hetee_engine_input *in = NULL;
+  rc = call(c, "GET", target, NULL, NULL, 0, 200, &pb, &pl);
+  if (!rc) rc = engine_plan_load(pb, pl, &plan);
+  free(pb);
+  if (!rc) rc = hetee_engine_input_encrypt(c->ctx, c->pk, plan, x, count, &in);
+  if (!rc) rc = hetee_engine_input_save(in, &buf, &len);
+  hetee_engine_input_free(in);
+  hetee_engine_plan_free(plan);
+  if (rc) return rc;
+  hetee_client_job *j = calloc(1, sizeof *j);
+  if (!j) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+  if (!rc) rc = hetee_client_session_open_remote(c, &j->s, j->sid);
+  uint8_t *resp = NULL;
+  if (!rc) {
+    snprintf(target, sizeof target, "/v1/jobs?model=%lld&session=%s", (long long)model_id, j->sid);
+    rc = call(c, "POST", target, "application/octet-stream", buf, len, 202, &resp, NULL);
+  }
+  free(buf);
+  json_t *a = rc ? NULL : json_loads((const char *)resp, 0, NULL);
+  free(resp);
+  if (!rc) j->id = (int64_t)json_integer_value(json_object_get(a, "id"));
+  json_decref(a);
+  if (!rc && j->id < 1) rc = hetee_error(HETEE_ERR_PROTOCOL, "no job id in the answer");
+  if (rc) {
+    hetee_client_job_free(j);
+    return rc;
+  }
+  *out = j;
+  return 0;
+}
+
+int hetee_client_job_wait(hetee_client_conn *c, hetee_client_job *j) {
+  char target[128];
+  unsigned delay_ms = 50;
+  for (;;) {
+    snprintf(target, sizeof target, "/v1/jobs/%lld", (long long)j->id);
+    int rc;
+    json_t *a = call_json(c, "GET", target, NULL, 200, &rc);
+    if (rc) return rc;
+    const char *st = json_string_value(json_object_get(a, "state"));
+    if (st && !strcmp(st, "done")) {
+      json_decref(a);
+      return 0;
+    }
+    if (!st || !strcmp(st, "failed")) {
+      const char *e = json_string_value(json_object_get(a, "error"));
+      rc = hetee_error(HETEE_ERR_STATE, "job %lld failed: %s", (long long)j->id, e ? e : "?");
+      json_decref(a);
+      return rc;
+    }
+    int waiting = !strcmp(st, "awaiting_session");
+    json_decref(a);
+    if (waiting) {
+      /* the enclave restarted: our session is gone; results will be sealed
+       * to a new one */
+      hetee_client_session *s = NULL;
+      char sid[33];
+      rc = hetee_client_session_open_remote(c, &s, sid);
+      if (rc) return rc;
+      snprintf(target, sizeof target, "/v1/jobs/%lld/session", (long long)j->id);
+      json_t *r = call_json(c, "PUT", target, json_pack("{ss}", "session", sid), 200, &rc);
+      json_decref(r);
+      if (rc) {
+        hetee_client_session_free(s);
+        return rc;
+      }
+      hetee_client_session_free(j->s);
+      j->s = s;
+      memcpy(j->sid, sid, sizeof sid);
+      continue;
+    }
+    usleep(delay_ms * 1000);
+    if (delay_ms < 500) delay_ms *= 2;
+  }
+}
+
+void hetee_client_results_free(hetee_release_result *r, size_t n) {
+  if (!r) return;
+  for (size_t i = 0; i < n; i++) hetee_release_result_clear(&r[i]);
+  free(r);
+}
+
+int hetee_client_job_results(hetee_client_conn *c, hetee_client_job *j, hetee_release_result **out, size_t *n) {
+  char target[128];
+  snprintf(target, sizeof target, "/v1/jobs/%lld/result", (long long)j->id);
+  uint8_t *b = NULL;
+  size_t len = 0;
+  int rc = call(c, "GET", target, NULL, NULL, 0, 200, &b, &len);
+  if (rc) return rc;
+  if (len < 8 || memcmp(b, "HTRS", 4)) {
+    free(b);
+    return hetee_error(HETEE_ERR_FORMAT, "result file malformed");
+  }
+  uint32_t cnt = (uint32_t)b[4] | (uint32_t)b[5] << 8 | (uint32_t)b[6] << 16 | (uint32_t)b[7] << 24;
+  if (cnt > HETEE_ENGINE_MAX_IMAGES || cnt > (len - 8) / 4) {
+    free(b);
+    return hetee_error(HETEE_ERR_FORMAT, "result count %u", cnt);
+  }
+  hetee_release_result *r = calloc(cnt ? cnt : 1, sizeof *r);
+  if (!r) {
+    free(b);
+    return hetee_error(HETEE_ERR_NOMEM, "no memory");
+  }
+  size_t off = 8;
+  for (uint32_t i = 0; i < cnt && !rc; i++) {
+    if (len - off < 4) {
+      rc = hetee_error(HETEE_ERR_TRUNCATED, "result %u", i);
+      break;
+    }
+    uint32_t l = (uint32_t)b[off] | (uint32_t)b[off + 1] << 8 | (uint32_t)b[off + 2] << 16 | (uint32_t)b[off + 3] << 24;
+    off += 4;
+    if (l > len - off) {
+      rc = hetee_error(HETEE_ERR_TRUNCATED, "result %u", i);
+      break;
+    }
+    rc = hetee_client_release_open(j->s, b + off, l, &r[i]);
+    off += l;
+  }
+  free(b);
+  if (rc) {
+    hetee_client_results_free(r, cnt);
+    return rc;
+  }
+  *out = r;
+  *n = cnt;
+  return 0;
+}

@@ -1,0 +1,190 @@
+/*
+ * h_jobs.c — inference jobs of a data provider. Submission is checked in
+ * two phases: before the body (the model names this DP, budget left, the
+ * enclave session is the DP's and alive, queue room: 403 / 409 / 429 /
+ * 503 with Retry-After) and after it (the encrypted input loads under the
+ * model's plan and the enclave's parameters, the budget covers its images).
+ * A job is acknowledged (202) only once its input file and its row are
+ * durable. Results are the releases the enclave sealed to the DP's session:
+ * only that session opens them, and the server shows a job to its DP only.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "hetee/common.h"
+#include "service/server_internal.h"
+
+json_t *req_json(srv_req *q, srv_resp *r);
+int session_owned(srv_req *q, srv_resp *r, const char *sid, int64_t *epoch, int64_t *seq);
+
+typedef struct {
+  int64_t model, epoch, seq;
+  char session[33];
+} job_pre;
+
+static int parse_id(const char *s, int64_t *out) {
+  if (!s || !*s || strlen(s) > 15) return -1;
+  int64_t v = 0;
+  for (; *s; s++) {
+    if (*s < '0' || *s > '9') return -1;
+    v = v * 10 + (*s - '0');
+  }
+  *out = v;
+  return v >= 1 ? 0 : -1;
+}
+
+int h_job_pre(srv_req *q, srv_resp *r) {
+  server *S = q->S;
+  job_pre *p = calloc(1, sizeof *p);
+  if (!p) {
+    resp_error(r, 503, "memory", "no memory");
+    return -1;
+  }
+  q->hctx = p;
+  if (parse_id(req_query(q, "model"), &p->model)) {
+    resp_error(r, 400, "bad_model", "?model=ID is required");
+    return -1;
+  }
+  st_model m;
+  if (store_model_get(S->db, p->model, &m)) {
+    resp_error(r, 404, "not_found", "no model %lld", (long long)p->model);
+    return -1;
+  }
+  int64_t budget = -1, used = 0;
+  if (store_model_dp(S->db, p->model, q->party, &budget, &used)) {
+    resp_error(r, 403, "not_allowed", "model %lld's policy does not name this data provider", (long long)p->model);
+    return -1;
+  }
+  if (budget >= 0 && used >= budget) {
+    resp_error(r, 403, "budget", "query budget for model %lld exhausted (%lld of %lld images used)", (long long)p->model,
+               (long long)used, (long long)budget);
+    return -1;
+  }
+  const char *sid = req_query(q, "session");
+  if (session_owned(q, r, sid, &p->epoch, &p->seq)) return -1;
+  snprintf(p->session, sizeof p->session, "%s", sid);
+  int busy = 0;
+  if (store_session_in_use(S->db, p->epoch, p->seq, &busy) || busy) {
+    /* a session's messages must be opened in order: one job at a time */
+    resp_error(r, 409, "session_busy", "this session is bound to an unfinished job: open a new session per job");
+    return -1;
+  }
+  int64_t qd = 0, run = 0, w = 0, mine = 0;
+  if (store_job_counts(S->db, &qd, &run, &w) || (uint64_t)(qd + run) >= S->o.max_queue) {
+    resp_error(r, 503, "queue_full", "the job queue is full (%u jobs); retry later", S->o.max_queue);
+    r->retry_after = SRV_RETRY_AFTER_S;
+    return -1;
+  }
+  if (store_job_party_active(S->db, q->party, &mine) || (uint64_t)mine >= S->o.max_party_jobs) {
+    resp_error(r, 429, "too_many_jobs", "this data provider has %lld unfinished jobs (limit %u); retry later",
+               (long long)mine, S->o.max_party_jobs);
+    r->retry_after = SRV_RETRY_AFTER_S;
+    return -1;
+  }
+  return 0;
+}
+
+void h_job_submit(srv_req *q, srv_resp *r) {
+  server *S = q->S;
+  job_pre *p = q->hctx;
+  if (q->total == 0) {
+    resp_error(r, 400, "empty_body", "the body is the encrypted input file");
+    return;
+  }
+  hetee_engine_model *em = NULL;
+  int rc = model_get(S, p->model, &em);
+  if (rc) {
+    resp_status(r, rc, "model");
+    return;
+  }
+  uint8_t *buf = NULL;
+  size_t len = 0;
+  hetee_engine_input *in = NULL;
+  rc = blob_read(q->file, S->o.max_input_bytes, &buf, &len);
+  if (!rc) rc = hetee_engine_input_load(S->en.ctx, hetee_engine_model_plan(em), buf, len, &in);
+  free(buf);
+  model_put(S, p->model);
+  if (rc) {
+    resp_status(r, rc, "encrypted input refused");
+    return;
+  }
+  int64_t count = (int64_t)hetee_engine_input_count(in);
+  hetee_engine_input_free(in);
+  int64_t id = 0;
+  rc = store_job_stage(S->db, p->model, q->party, p->session, count, p->epoch, p->seq, &id);
+  if (rc == HETEE_ERR_LIMIT) {
+    resp_error(r, 403, "budget", "%s", hetee_last_error());
+    return;
+  }
+  char dst[SRV_PATH_MAX];
+  if (!rc) {
+    blob_path(S, dst, "jobs", id, "htei");
+    rc = blob_commit(q->fd, q->file, dst);
+    q->fd = -1;
+    if (!rc) q->file[0] = 0;
+  }
+  if (!rc) rc = store_job_commit(S->db, id);
+  if (rc) {
+    if (id) (void)store_job_set_state(S->db, id, "failed", "not stored");
+    resp_status(r, rc, "storing the job");
+    return;
+  }
+  jobs_kick(S);
+  snprintf(r->location, sizeof r->location, "/v1/jobs/%lld", (long long)id);
+  resp_json(r, 202, json_pack("{sI sI ss sI}", "id", (json_int_t)id, "model", (json_int_t)p->model, "state", "queued",
+                              "count", (json_int_t)count));
+}
+
+static int own_job(srv_req *q, srv_resp *r, st_job *j) {
+  if (store_job_get(q->S->db, q->ids[0], j) || strcmp(j->dp, q->party)) {
+    resp_error(r, 404, "not_found", "no job %lld", (long long)q->ids[0]);
+    return -1;
+  }
+  return 0;
+}
+
+void h_job_list(srv_req *q, srv_resp *r) { resp_json(r, 200, json_pack("{so}", "jobs", store_jobs_json(q->S->db, q->party))); }
+
+void h_job_show(srv_req *q, srv_resp *r) {
+  st_job j;
+  if (own_job(q, r, &j)) return;
+  json_t *o = json_pack("{sI sI ss ss sI sI sI sI}", "id", (json_int_t)j.id, "model", (json_int_t)j.model, "state", j.state,
+                        "session", j.session, "count", (json_int_t)j.count, "attempts", (json_int_t)j.attempts,
+                        "created_ms", (json_int_t)j.created_ms, "finished_ms", (json_int_t)j.finished_ms);
+  if (j.error[0]) json_object_set_new(o, "error", json_string(j.error));
+  if (!strcmp(j.state, "done")) json_object_set_new(o, "latency_ms", json_integer(j.finished_ms - j.created_ms));
+  resp_json(r, 200, o);
+}
+
+void h_job_result(srv_req *q, srv_resp *r) {
+  st_job j;
+  if (own_job(q, r, &j)) return;
+  if (strcmp(j.state, "done")) {
+    resp_error(r, 409, "not_done", "job %lld is %s", (long long)j.id, j.state);
+    if (strcmp(j.state, "failed")) r->retry_after = 1;
+    return;
+  }
+  blob_path(q->S, r->file, "jobs", j.id, "res");
+  r->status = 200;
+  r->ctype = "application/octet-stream";
+}
+
+void h_job_rebind(srv_req *q, srv_resp *r) {
+  st_job j;
+  if (own_job(q, r, &j)) return;
+  json_t *o = req_json(q, r);
+  if (!o) return;
+  char sid[33];
+  const char *s = json_string_value(json_object_get(o, "session"));
+  snprintf(sid, sizeof sid, "%s", s ? s : "");
+  json_decref(o);
+  int64_t epoch, seq;
+  if (session_owned(q, r, sid, &epoch, &seq)) return;
+  int rc = store_job_rebind(q->S->db, j.id, sid, epoch, seq);
+  if (rc) {
+    resp_status(r, rc, "rebind");
+    return;
+  }
+  jobs_kick(q->S);
+  resp_json(r, 200, json_pack("{sI ss ss}", "id", (json_int_t)j.id, "state", "queued", "session", sid));
+}

@@ -1,0 +1,86 @@
+/*
+ * metrics.c — counters for GET /metrics in the Prometheus text format
+ * (version 0.0.4): requests by status class, queue depth, jobs, images,
+ * job latency histogram, enclave restarts and the enclave's share of the
+ * jobs' wall time (its CPU seconds, as it counts them, over the host's wall
+ * seconds of the same runs).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "service/server_internal.h"
+
+static const double BUCKETS[12] = {0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 60, 120, 300};
+
+void metrics_request(metrics *m, int status, uint64_t bytes_in) {
+  pthread_mutex_lock(&m->lock);
+  int c = status / 100;
+  if (c >= 1 && c <= 5) m->req_by_class[c]++;
+  m->req_total++;
+  m->bytes_in += bytes_in;
+  pthread_mutex_unlock(&m->lock);
+}
+
+void metrics_job(metrics *m, int ok, double latency_s, double wall_s, double enclave_s, uint64_t images) {
+  pthread_mutex_lock(&m->lock);
+  if (ok) {
+    m->jobs_done++;
+    m->images += images;
+    m->job_latency_sum += latency_s;
+    m->job_wall_sum += wall_s;
+    m->job_enclave_sum += enclave_s;
+    for (int i = 0; i < 12; i++)
+      if (latency_s <= BUCKETS[i]) m->latency_buckets[i]++;
+  } else {
+    m->jobs_failed++;
+  }
+  pthread_mutex_unlock(&m->lock);
+}
+
+char *metrics_render(server *S) {
+  int64_t q = 0, r = 0, w = 0;
+  (void)store_job_counts(S->db, &q, &r, &w);
+  pthread_mutex_lock(&S->en.lock);
+  unsigned restarts = hetee_enclave_restarts(S->en.e);
+  pthread_mutex_unlock(&S->en.lock);
+  metrics *m = &S->m;
+  char *buf = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&buf, &len);
+  if (!f) return NULL;
+  pthread_mutex_lock(&m->lock);
+  fprintf(f, "# HELP hetee_http_requests_total HTTP requests answered, by status class.\n");
+  fprintf(f, "# TYPE hetee_http_requests_total counter\n");
+  for (int c = 1; c <= 5; c++)
+    fprintf(f, "hetee_http_requests_total{code=\"%dxx\"} %llu\n", c, (unsigned long long)m->req_by_class[c]);
+  fprintf(f, "# HELP hetee_http_request_bytes_total Request body bytes received.\n# TYPE hetee_http_request_bytes_total counter\n");
+  fprintf(f, "hetee_http_request_bytes_total %llu\n", (unsigned long long)m->bytes_in);
+  fprintf(f, "# HELP hetee_queue_depth Jobs by state.\n# TYPE hetee_queue_depth gauge\n");
+  fprintf(f, "hetee_queue_depth{state=\"queued\"} %lld\n", (long long)q);
+  fprintf(f, "hetee_queue_depth{state=\"running\"} %lld\n", (long long)r);
+  fprintf(f, "hetee_queue_depth{state=\"awaiting_session\"} %lld\n", (long long)w);
+  fprintf(f, "# HELP hetee_jobs_total Jobs finished since start, by outcome.\n# TYPE hetee_jobs_total counter\n");
+  fprintf(f, "hetee_jobs_total{outcome=\"done\"} %llu\nhetee_jobs_total{outcome=\"failed\"} %llu\n",
+          (unsigned long long)m->jobs_done, (unsigned long long)m->jobs_failed);
+  fprintf(f, "# HELP hetee_images_total Images inferred since start.\n# TYPE hetee_images_total counter\n");
+  fprintf(f, "hetee_images_total %llu\n", (unsigned long long)m->images);
+  fprintf(f, "# HELP hetee_job_latency_seconds Job latency from acknowledgement to sealed results.\n");
+  fprintf(f, "# TYPE hetee_job_latency_seconds histogram\n");
+  for (int i = 0; i < 12; i++)
+    fprintf(f, "hetee_job_latency_seconds_bucket{le=\"%g\"} %llu\n", BUCKETS[i], (unsigned long long)m->latency_buckets[i]);
+  fprintf(f, "hetee_job_latency_seconds_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)m->jobs_done);
+  fprintf(f, "hetee_job_latency_seconds_sum %.6f\nhetee_job_latency_seconds_count %llu\n", m->job_latency_sum,
+          (unsigned long long)m->jobs_done);
+  fprintf(f, "# HELP hetee_job_run_seconds_total Host wall time of job runs.\n# TYPE hetee_job_run_seconds_total counter\n");
+  fprintf(f, "hetee_job_run_seconds_total %.6f\n", m->job_wall_sum);
+  fprintf(f, "# HELP hetee_enclave_cpu_seconds_total Enclave CPU time of job runs (refresh and release).\n");
+  fprintf(f, "# TYPE hetee_enclave_cpu_seconds_total counter\nhetee_enclave_cpu_seconds_total %.6f\n", m->job_enclave_sum);
+  fprintf(f, "# HELP hetee_enclave_time_share Enclave CPU seconds over job wall seconds.\n# TYPE hetee_enclave_time_share gauge\n");
+  fprintf(f, "hetee_enclave_time_share %.4f\n", m->job_wall_sum > 0 ? m->job_enclave_sum / m->job_wall_sum : 0.0);
+  pthread_mutex_unlock(&m->lock);
+  fprintf(f, "# HELP hetee_enclave_restarts_total Enclave restarts since start.\n# TYPE hetee_enclave_restarts_total counter\n");
+  fprintf(f, "hetee_enclave_restarts_total %u\n", restarts);
+  fclose(f);
+  return buf;
+}

@@ -1,0 +1,64 @@
+/*
+ * reqsig.h — the signed HTTP request format shared by `hetee server`
+ * (verification) and the service client (signing). Internal.
+ *
+ * A party signs every request with its Ed25519 identity key. Headers:
+ *   X-Hetee-Key        64 hex digits: the party's public key
+ *   X-Hetee-Timestamp  decimal milliseconds since the Unix epoch
+ *   X-Hetee-Nonce      32 hex digits: 16 random bytes
+ *   X-Hetee-Signature  128 hex digits: Ed25519 over the digest below
+ * digest = SHA-256("hetee-request-v1\0" || method || "\n" || target || "\n"
+ *                  || SHA-256(body) || u64le timestamp || nonce[16] || key[32])
+ * where target is the request path with its query string, as sent.
+ * The server accepts a timestamp within REQSIG_WINDOW_MS of its clock and
+ * not before its own start, and each (key, nonce) once inside the window
+ * (replay.c), so a captured request cannot be replayed, before or after a
+ * restart.
+ */
+#ifndef HETEE_SERVICE_REQSIG_H
+#define HETEE_SERVICE_REQSIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define REQSIG_WINDOW_MS (300u * 1000u)
+#define REQSIG_MAX_TARGET 2048 /* method + path + query bytes accepted */
+
+#define REQSIG_H_KEY "X-Hetee-Key"
+#define REQSIG_H_TS "X-Hetee-Timestamp"
+#define REQSIG_H_NONCE "X-Hetee-Nonce"
+#define REQSIG_H_SIG "X-Hetee-Signature"
+
+typedef struct reqsig {
+  uint8_t key[32];
+  uint64_t ts_ms;
+  uint8_t nonce[16];
+  uint8_t sig[64];
+} reqsig;
+
+/* Parses the four header values (any may be NULL: missing). Errors:
+ * HETEE_ERR_AUTH (missing header), HETEE_ERR_FORMAT (wrong length, not hex,
+ * bad number), with a detail naming the header. */
+int reqsig_parse(const char *key, const char *ts, const char *nonce, const char *sig, reqsig *out);
+
+/* The digest a request's signature covers. */
+void reqsig_digest(const char *method, const char *target, const uint8_t body_hash[32], uint64_t ts_ms,
+                   const uint8_t nonce[16], const uint8_t key[32], uint8_t out[32]);
+
+/* Checks the signature of a parsed request. Errors: HETEE_ERR_LIMIT (method
+ * or target too long or not printable ASCII), HETEE_ERR_BAD_SIGNATURE. */
+int reqsig_verify(const reqsig *h, const char *method, const char *target, const uint8_t body_hash[32]);
+
+/* Checks the timestamp against now_ms and the server's start: HETEE_ERR_REPLAY
+ * ("stale" or "from the future" or "signed before the server started"). */
+int reqsig_check_time(const reqsig *h, uint64_t now_ms, uint64_t start_ms);
+
+/* Hex helpers: lower-case encoding (out: 2n + 1 bytes); decoding of exactly
+ * 2n hex digits (HETEE_ERR_FORMAT otherwise). */
+void reqsig_hex(const uint8_t *in, size_t n, char *out);
+int reqsig_unhex(const char *in, uint8_t *out, size_t n);
+
+/* Milliseconds since the Unix epoch (CLOCK_REALTIME). */
+uint64_t reqsig_now_ms(void);
+
+#endif

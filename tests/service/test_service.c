@@ -1,0 +1,311 @@
+/*
+ * test_service.c — `hetee server` driven over loopback through the client
+ * library and raw HTTP: the full MP / DP flow on the bundled E2DM model,
+ * access control (a DP outside the policy, another DP's job and results),
+ * signatures (wrong, replayed, body changed), bad input (sizes, content
+ * types, JSON, truncated and foreign-parameter ciphertexts) with the server
+ * still serving, and kill -9 in the middle of a queue: after a restart every
+ * acknowledged job finishes exactly once.
+ */
+#include "service/service_fixture.h"
+
+#include "service/reqsig.h"
+
+#define NIMG 8
+
+static sfx *F;
+static int64_t MODEL; /* e2dm, micro-batch 8, allowed: dp1 */
+static float *X;
+static int PLAIN[NIMG];
+
+static int setup(void **state) {
+  F = sfx_new();
+  X = sfx_images(NIMG, NULL);
+  char mp[512];
+  sfx_model_path(mp, sizeof mp, "e2dm");
+  sfx_plain_labels(mp, X, NIMG, PLAIN);
+  hetee_client_conn *c;
+  assert_int_equal(hetee_client_connect(F->url, F->mp, &c), 0);
+  hetee_client_model_options o = {.name = "e2dm", .batch = NIMG, .output = "label",
+                                  .dps = (const uint8_t(*)[32])F->dp1_pk, .ndps = 1};
+  int rc = hetee_client_model_upload(c, mp, &o, &MODEL);
+  if (rc) fprintf(stderr, "upload: %s\n", hetee_last_error());
+  assert_int_equal(rc, 0);
+  hetee_client_disconnect(c);
+  return 0;
+}
+
+static int teardown(void **state) {
+  sfx_free(F);
+  free(X);
+  return 0;
+}
+
+/* Runs NIMG images as dp1 and checks the labels against the plaintext
+ * engine (at most one disagreement: CKKS noise may flip a near tie). */
+static void infer_checked(hetee_client_conn *c, int64_t model) {
+  hetee_client_job *j;
+  int rc = hetee_client_job_submit(c, model, X, NIMG, &j);
+  if (rc) fprintf(stderr, "submit: %s\n", hetee_last_error());
+  assert_int_equal(rc, 0);
+  assert_int_equal(hetee_client_job_wait(c, j), 0);
+  hetee_release_result *r;
+  size_t n;
+  assert_int_equal(hetee_client_job_results(c, j, &r, &n), 0);
+  assert_int_equal(n, NIMG);
+  int agree = 0;
+  for (size_t i = 0; i < n; i++) {
+    assert_int_equal(r[i].kind, HETEE_RELEASE_ARGMAX);
+    agree += (int)r[i].indices[0] == PLAIN[i];
+  }
+  assert_true(agree >= NIMG - 1);
+  hetee_client_results_free(r, n);
+  hetee_client_job_free(j);
+}
+
+static void test_flow(void **state) {
+  hetee_client_conn *c;
+  assert_int_equal(hetee_client_connect(F->url, F->dp1, &c), 0);
+  hetee_verified_enclave v;
+  assert_int_equal(hetee_client_attest(c, &v), 0);
+  infer_checked(c, MODEL);
+  /* the DP sees the model, with its budget; the listing names it */
+  long st;
+  uint8_t *body;
+  char t[64];
+  snprintf(t, sizeof t, "/v1/models/%lld", (long long)MODEL);
+  assert_int_equal(hetee_client_request(c, "GET", t, NULL, NULL, 0, &st, &body, NULL), 0);
+  assert_int_equal(st, 200);
+  assert_non_null(strstr((char *)body, "\"budget\":-1"));
+  free(body);
+  hetee_client_disconnect(c);
+}
+
+/* A DP not in the model's policy: refused at submission (403), the model
+ * invisible (404); it cannot read or open dp1's job. */
+static void test_access(void **state) {
+  hetee_client_conn *c1, *c2;
+  assert_int_equal(hetee_client_connect(F->url, F->dp1, &c1), 0);
+  assert_int_equal(hetee_client_connect(F->url, F->dp2, &c2), 0);
+  hetee_client_job *j2 = NULL;
+  assert_int_equal(hetee_client_job_submit(c2, MODEL, X, NIMG, &j2), HETEE_ERR_NOT_FOUND); /* plan invisible */
+  long st;
+  uint8_t *body = NULL;
+  char t[128];
+  snprintf(t, sizeof t, "/v1/models/%lld", (long long)MODEL);
+  assert_int_equal(hetee_client_request(c2, "GET", t, NULL, NULL, 0, &st, &body, NULL), 0);
+  assert_int_equal(st, 404);
+  free(body);
+  /* submitting directly: 403 before any body byte is used */
+  hetee_client_session *s2;
+  char sid2[33];
+  assert_int_equal(hetee_client_session_open_remote(c2, &s2, sid2), 0);
+  snprintf(t, sizeof t, "/v1/jobs?model=%lld&session=%s", (long long)MODEL, sid2);
+  assert_int_equal(hetee_client_request(c2, "POST", t, "application/octet-stream", (const uint8_t *)"x", 1, &st, &body, NULL), 0);
+  assert_int_equal(st, 403);
+  assert_non_null(strstr((char *)body, "does not name this data provider"));
+  free(body);
+  /* dp1's job: invisible to dp2, its result unopenable by dp2's session */
+  hetee_client_job *j1;
+  assert_int_equal(hetee_client_job_submit(c1, MODEL, X, NIMG, &j1), 0);
+  assert_int_equal(hetee_client_job_wait(c1, j1), 0);
+  snprintf(t, sizeof t, "/v1/jobs/%lld/result", (long long)hetee_client_job_id(j1));
+  assert_int_equal(hetee_client_request(c2, "GET", t, NULL, NULL, 0, &st, &body, NULL), 0);
+  assert_int_equal(st, 404);
+  free(body);
+  size_t len;
+  assert_int_equal(hetee_client_request(c1, "GET", t, NULL, NULL, 0, &st, &body, &len), 0);
+  assert_int_equal(st, 200);
+  assert_true(len > 12);
+  uint32_t l0 = (uint32_t)body[8] | (uint32_t)body[9] << 8 | (uint32_t)body[10] << 16 | (uint32_t)body[11] << 24;
+  hetee_release_result rr;
+  assert_int_equal(hetee_client_release_open(s2, body + 12, l0, &rr), HETEE_ERR_AUTH);
+  free(body);
+  hetee_client_session_free(s2);
+  hetee_client_job_free(j1);
+  hetee_client_disconnect(c1);
+  hetee_client_disconnect(c2);
+}
+
+/* A raw signed request (as the client library signs) with optional damage. */
+static int signed_raw(const char *home, const char *method, const char *target, const char *ctype, const char *body,
+                      int damage, char **resp, char *replay_buf, size_t rbcap) {
+  hetee_party_key *k;
+  char p[400];
+  snprintf(p, sizeof p, "%s/id", home);
+  assert_int_equal(hetee_party_key_load(p, &k), 0);
+  uint8_t bh[32], nonce[16], key[32], d[32], sig[64];
+  size_t blen = body ? strlen(body) : 0;
+  crypto_hash_sha256(bh, (const uint8_t *)(body ? body : ""), blen);
+  randombytes_buf(nonce, sizeof nonce);
+  hetee_party_key_public(k, key);
+  uint64_t ts = reqsig_now_ms();
+  reqsig_digest(method, target, bh, ts, nonce, key, d);
+  assert_int_equal(hetee_party_key_sign(k, d, sizeof d, sig), 0);
+  hetee_party_key_free(k);
+  if (damage == 1) sig[5] ^= 1;
+  char hk[65], hn[33], hs[129];
+  reqsig_hex(key, 32, hk);
+  reqsig_hex(nonce, 16, hn);
+  reqsig_hex(sig, 64, hs);
+  char *req = malloc(4096 + blen);
+  int n = snprintf(req, 4096 + blen,
+                   "%s %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Hetee-Key: %s\r\nX-Hetee-Timestamp: %llu\r\n"
+                   "X-Hetee-Nonce: %s\r\nX-Hetee-Signature: %s\r\n%s%s%sContent-Length: %zu\r\n\r\n%s",
+                   method, target, hk, (unsigned long long)ts, hn, hs, ctype ? "Content-Type: " : "", ctype ? ctype : "",
+                   ctype ? "\r\n" : "", blen, body ? body : "");
+  if (damage == 2) req[n - 1] ^= 1; /* the body after signing */
+  if (replay_buf) snprintf(replay_buf, rbcap, "%s", req);
+  int st = sfx_raw(F, req, (size_t)n, resp);
+  free(req);
+  return st;
+}
+
+static void test_signatures(void **state) {
+  char *r = NULL, saved[8192];
+  const char *body = "{\"role\":\"dp\"}";
+  assert_int_equal(signed_raw(F->dp1, "POST", "/v1/parties", "application/json", body, 0, NULL, saved, sizeof saved), 201);
+  /* the same bytes again: the nonce was used */
+  assert_int_equal(sfx_raw(F, saved, strlen(saved), &r), 401);
+  assert_non_null(strstr(r, "replay"));
+  free(r);
+  assert_int_equal(signed_raw(F->dp1, "POST", "/v1/parties", "application/json", body, 1, &r, NULL, 0), 401);
+  assert_non_null(strstr(r, "bad_signature"));
+  free(r);
+  assert_int_equal(signed_raw(F->dp1, "POST", "/v1/parties", "application/json", body, 2, &r, NULL, 0), 401);
+  free(r);
+  /* unsigned, and signed with a stale timestamp */
+  const char *uns = "GET /v1/models HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+  assert_int_equal(sfx_raw(F, uns, strlen(uns), &r), 401);
+  assert_non_null(strstr(r, "unsigned request"));
+  free(r);
+  char stale[1024];
+  snprintf(stale, sizeof stale,
+           "GET /v1/models HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Hetee-Key: %064d\r\nX-Hetee-Timestamp: 1000\r\n"
+           "X-Hetee-Nonce: %032d\r\nX-Hetee-Signature: %0128d\r\n\r\n", 0, 0, 0);
+  assert_int_equal(sfx_raw(F, stale, strlen(stale), &r), 401);
+  assert_non_null(strstr(r, "stale"));
+  free(r);
+}
+
+/* Each bad request gets a 4xx with a message; the server keeps serving. */
+static void test_bad_input(void **state) {
+  char *r = NULL;
+  /* garbage JSON, a JSON array, wrong content type, no body */
+  assert_int_equal(signed_raw(F->dp1, "POST", "/v1/enclave/evidence", "application/json", "{\"nonce\": [1,", 0, &r, NULL, 0), 400);
+  assert_non_null(strstr(r, "malformed JSON"));
+  free(r);
+  assert_int_equal(signed_raw(F->dp1, "POST", "/v1/enclave/evidence", "application/json", "[1]", 0, &r, NULL, 0), 400);
+  free(r);
+  assert_int_equal(signed_raw(F->dp1, "POST", "/v1/enclave/evidence", "text/plain", "{}", 0, &r, NULL, 0), 415);
+  free(r);
+  assert_int_equal(signed_raw(F->dp1, "POST", "/v1/enclave/evidence", "application/json", "{\"nonce\":\"zz\"}", 0, &r, NULL, 0), 400);
+  free(r);
+  assert_int_equal(signed_raw(F->dp1, "GET", "/v1/nothing", NULL, NULL, 0, &r, NULL, 0), 404);
+  free(r);
+  assert_int_equal(signed_raw(F->dp1, "PATCH", "/v1/models", NULL, NULL, 0, &r, NULL, 0), 405);
+  free(r);
+  /* a declared body above the limit: 413 before a byte is read */
+  const char *big = "POST /v1/enclave/evidence HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                    "Content-Type: application/json\r\nContent-Length: 99999999\r\n\r\n{";
+  assert_int_equal(sfx_raw(F, big, strlen(big), &r), 413);
+  assert_non_null(strstr(r, "too_large"));
+  free(r);
+  /* ciphertext uploads: truncated, foreign parameters, garbage */
+  hetee_client_conn *c;
+  assert_int_equal(hetee_client_connect(F->url, F->dp1, &c), 0);
+  hetee_client_session *s;
+  char sid[33], t[128];
+  assert_int_equal(hetee_client_session_open_remote(c, &s, sid), 0);
+  /* a valid input, encrypted as the client would, then damaged */
+  hetee_client_job *j;
+  assert_int_equal(hetee_client_job_submit(c, MODEL, X, NIMG, &j), 0);
+  assert_int_equal(hetee_client_job_wait(c, j), 0);
+  char in[600];
+  snprintf(in, sizeof in, "%s/jobs/%lld.htei", F->data, (long long)hetee_client_job_id(j));
+  FILE *fi = fopen(in, "rb");
+  assert_non_null(fi);
+  fseek(fi, 0, SEEK_END);
+  long len = ftell(fi);
+  fseek(fi, 0, SEEK_SET);
+  uint8_t *b = malloc((size_t)len);
+  assert_int_equal(fread(b, 1, (size_t)len, fi), (size_t)len);
+  fclose(fi);
+  long st;
+  uint8_t *body;
+  snprintf(t, sizeof t, "/v1/jobs?model=%lld&session=%s", (long long)MODEL, sid);
+  assert_int_equal(hetee_client_request(c, "POST", t, "application/octet-stream", b, (size_t)len / 2, &st, &body, NULL), 0);
+  assert_int_equal(st, 400); /* truncated */
+  assert_non_null(strstr((char *)body, "encrypted input refused"));
+  free(body);
+  b[20] ^= 0x55; /* parameter fingerprint: ciphertexts under other parameters */
+  assert_int_equal(hetee_client_request(c, "POST", t, "application/octet-stream", b, (size_t)len, &st, &body, NULL), 0);
+  assert_int_equal(st, 400);
+  free(body);
+  assert_int_equal(hetee_client_request(c, "POST", t, "application/octet-stream", (const uint8_t *)"garbage", 7, &st, &body, NULL), 0);
+  assert_int_equal(st, 400);
+  free(body);
+  assert_int_equal(hetee_client_request(c, "POST", t, "application/json", (const uint8_t *)"{}", 2, &st, &body, NULL), 0);
+  assert_int_equal(st, 415);
+  free(body);
+  free(b);
+  hetee_client_session_free(s);
+  hetee_client_job_free(j);
+  /* still serving */
+  infer_checked(c, MODEL);
+  hetee_client_disconnect(c);
+}
+
+/* kill -9 with jobs queued: after the restart every acknowledged job
+ * finishes exactly once (one result per image, the right labels, each job
+ * listed once as done). */
+static void test_kill9(void **state) {
+  enum { NJOBS = 4 };
+  hetee_client_conn *c;
+  assert_int_equal(hetee_client_connect(F->url, F->dp1, &c), 0);
+  hetee_client_job *j[NJOBS];
+  for (int i = 0; i < NJOBS; i++) assert_int_equal(hetee_client_job_submit(c, MODEL, X, NIMG, &j[i]), 0);
+  sfx_stop(F, SIGKILL);
+  sfx_start(F); /* same data directory, new port */
+  hetee_client_disconnect(c);
+  assert_int_equal(hetee_client_connect(F->url, F->dp1, &c), 0);
+  for (int i = 0; i < NJOBS; i++) {
+    int rc = hetee_client_job_wait(c, j[i]);
+    if (rc) fprintf(stderr, "wait: %s\n", hetee_last_error());
+    assert_int_equal(rc, 0);
+    hetee_release_result *r;
+    size_t n;
+    rc = hetee_client_job_results(c, j[i], &r, &n);
+    if (rc) fprintf(stderr, "results: %s\n", hetee_last_error());
+    assert_int_equal(rc, 0);
+    assert_int_equal(n, NIMG);
+    int agree = 0;
+    for (size_t k = 0; k < n; k++) agree += (int)r[k].indices[0] == PLAIN[k];
+    assert_true(agree >= NIMG - 1);
+    hetee_client_results_free(r, n);
+  }
+  long st;
+  uint8_t *body;
+  assert_int_equal(hetee_client_request(c, "GET", "/v1/jobs", NULL, NULL, 0, &st, &body, NULL), 0);
+  assert_int_equal(st, 200);
+  for (int i = 0; i < NJOBS; i++) {
+    char needle[64];
+    snprintf(needle, sizeof needle, "{\"id\":%lld,", (long long)hetee_client_job_id(j[i]));
+    char *at = strstr((char *)body, needle);
+    assert_non_null(at);
+    assert_null(strstr(at + 1, needle)); /* once */
+    assert_non_null(strstr(at, "\"state\":\"done\""));
+    hetee_client_job_free(j[i]);
+  }
+  free(body);
+  hetee_client_disconnect(c);
+}
+
+int main(void) {
+  if (sodium_init() < 0) return 1;
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_flow),       cmocka_unit_test(test_access),   cmocka_unit_test(test_signatures),
+      cmocka_unit_test(test_bad_input),  cmocka_unit_test(test_kill9),
+  };
+  return cmocka_run_group_tests_name("service/e2dm", tests, setup, teardown);
+}

@@ -12,6 +12,10 @@
 #      layer ciphertext x ciphertext and the enclave refreshes between layers
 #      and releases each prediction sealed to the data provider; encrypted vs
 #      plaintext accuracy and time per image (`hetee plan` shows the plan).
+#   5. The same as three separate parties over the network
+#      (scripts/demo_service.sh): `hetee server` with its enclave on a loopback
+#      port, MP and DP identities, an encrypted model upload, encrypted
+#      inference on 200 images, and what the server stored.
 set -euo pipefail
 B="${1:-build-release}"
 H="$B/bin/hetee"
@@ -49,3 +53,7 @@ for model in e2dm mlp cnn; do
   "$H" run --model "models/$model.onnx" "$DATA/t10k-images-idx3-ubyte.gz" \
     --labels "$DATA/t10k-labels-idx1-ubyte.gz" --count 1000 --threads 2
 done
+
+echo
+echo "== 5. The networked service: hetee server, a model provider and a data provider over HTTP =="
+bash scripts/demo_service.sh "$B" 200

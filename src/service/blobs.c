@@ -47,7 +47,7 @@ int blob_commit(int fd, const char *tmp, const char *dst) {
 
 int blob_write(const char *data_dir, const char *dst, const uint8_t *b, size_t n) {
   char tmp[SRV_PATH_MAX];
-  int fd, rc = blob_tmp(data_dir, tmp, &fd);
+  int fd = -1, rc = blob_tmp(data_dir, tmp, &fd);
   if (rc) return rc;
   for (size_t off = 0; off < n;) {
     ssize_t w = write(fd, b + off, n - off);

@@ -162,7 +162,7 @@ int store_party_get(store *s, const char *pk, int *role) {
 }
 
 int store_party_add(store *s, const char *pk, int role) {
-  int old;
+  int old = -1;
   if (!store_party_get(s, pk, &old))
     return old == role ? 0 : hetee_error(HETEE_ERR_STATE, "this key is registered with another role");
   LOCK;

@@ -195,6 +195,7 @@ int enclave_handle_session_msg(enclave *e, hetee_rbuf *r, hetee_wbuf *w) {
   if (m.err) rc = hetee_error(HETEE_ERR_PROTOCOL, "empty session message");
   else if (cmd == CMD_PING) hetee_wbuf_put(&reply, msg + 2, mlen - 2);
   else if (cmd == CMD_SET_POLICY) rc = set_policy(e, c, &m);
+  else if (cmd >= 3 && cmd <= 5) rc = enclave_integrity_session_cmd(e, c, cmd, &m, &reply);
   else rc = hetee_error(HETEE_ERR_PROTOCOL, "unknown session command %u", cmd);
   sodium_memzero(msg, mlen);
   free(msg);
@@ -249,6 +250,9 @@ int enclave_handle_release(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *i
   if (r->err) return hetee_error(HETEE_ERR_PROTOCOL, "malformed release request");
   enclave_policy *p = find_policy(e, model);
   if (!p) return hetee_error(HETEE_ERR_NOT_FOUND, "no release policy for model %u", model);
+  if (enclave_integrity_bound(e, model))
+    return hetee_error(HETEE_ERR_AUTH, "model %u has a registered plan: its results are released only by verified jobs",
+                       model);
   hetee_chan *c = find_session(e, sid);
   if (!c) return hetee_error(HETEE_ERR_NOT_FOUND, "no such session");
   int named = 0;
@@ -405,3 +409,10 @@ out:
   sodium_free(plain);
   return rc;
 }
+
+/* Accessors for integrity.c. */
+int enclave_build_release(const enclave_policy *p, double *v, size_t n, hetee_wbuf *out) {
+  return build_release(p, v, n, out);
+}
+const enclave_policy *enclave_find_policy(enclave *e, uint32_t model) { return find_policy(e, model); }
+hetee_chan *enclave_find_session(enclave *e, const uint8_t *id) { return find_session(e, id); }

@@ -329,7 +329,7 @@ HETEE_API int hetee_engine_run(hetee_enclave *e, const hetee_engine_model *em, c
  * ------------------------------------------------------------------------- */
 HETEE_API int hetee_engine_model_bind(hetee_enclave *e, const hetee_engine_model *em, uint32_t model_id) HETEE_WUR;
 /* Parties (src/client). The model provider's registration: u16 3 | u32 model
- * | digest[32], digest = SHA-256("hetee-model-v1\0" || u64 len || plan ||
+ * | digest[32], digest = BLAKE2b-256("hetee-model-v1\0" || u64 len || plan ||
  * per stage, weights then biases: u64 len || ciphertext) over the bytes
  * hetee_engine_model_save writes; accepted only from the model's owner. */
 HETEE_API int hetee_engine_model_digest(const hetee_engine_model *em, uint8_t out[32]) HETEE_WUR;
@@ -337,7 +337,7 @@ HETEE_API int hetee_client_msg_model_register(uint32_t model_id, const hetee_eng
                                               size_t *len) HETEE_WUR;
 /* The data provider's authorization of every micro-batch of its input
  * (at most 256 per message): u16 4 | u32 model | u32 n | n x (u32 batch |
- * digest[32]), digest = SHA-256("hetee-input-v1\0" || u32 model || u32 batch
+ * digest[32]), digest = BLAKE2b-256("hetee-input-v1\0" || u32 model || u32 batch
  * || u32 k || k x (u64 len || ciphertext)) over the micro-batch's stage-0
  * ciphertexts. Each digest allows one job, for a DP the policy names. */
 HETEE_API int hetee_engine_input_digests(const hetee_engine_input *in, const hetee_engine_plan *p, uint32_t model_id,

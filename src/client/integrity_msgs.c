@@ -21,14 +21,14 @@
 #define CMD_JOB_AUTH 4
 #define CMD_STATUS 5
 
-static int hash_ct(crypto_hash_sha256_state *hs, const hetee_ckks_context *ctx, const hetee_ckks_ciphertext *ct) {
+static int hash_ct(crypto_generichash_state *hs, const hetee_ckks_context *ctx, const hetee_ckks_ciphertext *ct) {
   uint8_t *b, l[8];
   size_t len;
   int rc = hetee_ckks_ciphertext_save(ctx, ct, &b, &len);
   if (rc) return rc;
   hetee_le64(l, (uint64_t)len);
-  crypto_hash_sha256_update(hs, l, 8);
-  crypto_hash_sha256_update(hs, b, len);
+  crypto_generichash_update(hs, l, 8);
+  crypto_generichash_update(hs, b, len);
   free(b);
   return 0;
 }
@@ -39,13 +39,13 @@ int hetee_engine_model_digest(const hetee_engine_model *em, uint8_t out[32]) {
   size_t plen;
   int rc = engine_plan_save(em->plan, &plan, &plen);
   if (rc) return rc;
-  crypto_hash_sha256_state hs;
-  crypto_hash_sha256_init(&hs);
+  crypto_generichash_state hs;
+  crypto_generichash_init(&hs, NULL, 0, 32);
   static const char tag[] = "hetee-model-v1";
-  crypto_hash_sha256_update(&hs, (const uint8_t *)tag, sizeof tag);
+  crypto_generichash_update(&hs, (const uint8_t *)tag, sizeof tag);
   hetee_le64(l, (uint64_t)plen);
-  crypto_hash_sha256_update(&hs, l, 8);
-  crypto_hash_sha256_update(&hs, plan, plen);
+  crypto_generichash_update(&hs, l, 8);
+  crypto_generichash_update(&hs, plan, plen);
   free(plan);
   const hetee_engine_plan *p = em->plan;
   for (size_t s = 0; s < p->nstages && !rc; s++) {
@@ -53,7 +53,7 @@ int hetee_engine_model_digest(const hetee_engine_model *em, uint8_t out[32]) {
     for (size_t i = 0; i < nw && !rc; i++) rc = hash_ct(&hs, em->ctx, em->w[s][i]);
     for (size_t i = 0; i < nb && !rc; i++) rc = hash_ct(&hs, em->ctx, em->bias[s][i]);
   }
-  crypto_hash_sha256_final(&hs, out);
+  crypto_generichash_final(&hs, out, 32);
   return rc;
 }
 
@@ -84,17 +84,17 @@ int hetee_engine_input_digests(const hetee_engine_input *in, const hetee_engine_
     int rc = hetee_engine_plan_layout(p, 0, bk, &L);
     if (rc) return rc;
     if (off + L.n_in_cts > in->ncts) return hetee_error(HETEE_ERR_SHAPE, "input shorter than its plan");
-    crypto_hash_sha256_state hs;
-    crypto_hash_sha256_init(&hs);
+    crypto_generichash_state hs;
+    crypto_generichash_init(&hs, NULL, 0, 32);
     static const char tag[] = "hetee-input-v1";
-    crypto_hash_sha256_update(&hs, (const uint8_t *)tag, sizeof tag);
+    crypto_generichash_update(&hs, (const uint8_t *)tag, sizeof tag);
     uint8_t hdr[12];
     hetee_le32(hdr, model_id);
     hetee_le32(hdr + 4, bk);
     hetee_le32(hdr + 8, (uint32_t)L.n_in_cts);
-    crypto_hash_sha256_update(&hs, hdr, 12);
+    crypto_generichash_update(&hs, hdr, 12);
     for (size_t i = 0; i < L.n_in_cts && !rc; i++) rc = hash_ct(&hs, in->ctx, in->cts[off + i]);
-    crypto_hash_sha256_final(&hs, out[k]);
+    crypto_generichash_final(&hs, out[k], 32);
     if (rc) return rc;
     off += L.n_in_cts;
   }

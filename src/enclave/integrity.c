@@ -65,6 +65,8 @@ typedef struct istage {
   double beta[INTEG_T];
   double rho_norm[INTEG_T];
   double a2;               /* sum over weight polynomials of ||W||_1^2 */
+  uint8_t *spec;           /* the plan's encoded refresh spec at the full micro-batch */
+  size_t spec_len;
 } istage;
 
 typedef struct imodel {
@@ -72,10 +74,11 @@ typedef struct imodel {
   uint32_t id;
   uint8_t owner[32];
   uint8_t digest[32];
-  crypto_hash_sha256_state hs;
+  crypto_generichash_state hs;
   hetee_engine_plan *plan;
   istage *st;
   size_t cur_stage, cur_ct;
+  uint32_t *in_start, *in_idx, *in_owner; /* stage-0 input positions by ciphertext (full micro-batch) */
   uint64_t jobs, checks, failures;
   int32_t last_failed_stage;
 } imodel;
@@ -123,6 +126,7 @@ static void stage_free(istage *s) {
     if (s->V[t]) sodium_free(s->V[t]);
     if (s->Vp[t]) sodium_free(s->Vp[t]);
   }
+  free(s->spec);
   memset(s, 0, sizeof *s);
 }
 
@@ -130,6 +134,9 @@ static void model_clear(imodel *m) {
   if (m->st && m->plan)
     for (size_t s = 0; s < m->plan->nstages; s++) stage_free(&m->st[s]);
   free(m->st);
+  free(m->in_start);
+  free(m->in_idx);
+  free(m->in_owner);
   hetee_engine_plan_free(m->plan);
   uint32_t id = m->id;
   uint8_t owner[32], digest[32];
@@ -185,11 +192,11 @@ static double encode_bound(const hetee_ckks_context *ctx, int level, double scal
   return exp2(lim < 1000.0 ? lim : 1000.0) / scale;
 }
 
-static void hash_blob(crypto_hash_sha256_state *hs, const uint8_t *b, size_t len) {
+static void hash_blob(crypto_generichash_state *hs, const uint8_t *b, size_t len) {
   uint8_t l[8];
   hetee_le64(l, (uint64_t)len);
-  crypto_hash_sha256_update(hs, l, 8);
-  crypto_hash_sha256_update(hs, b, len);
+  crypto_generichash_update(hs, l, 8);
+  crypto_generichash_update(hs, b, len);
 }
 
 /* Loads ct, checks level 1 and the scale, decrypts, decodes coefficients
@@ -255,9 +262,9 @@ static int load_begin(enclave *e, imodel *m, hetee_rbuf *r) {
       is->rho_norm[t] = sqrt(nn);
     }
   }
-  crypto_hash_sha256_init(&m->hs);
+  crypto_generichash_init(&m->hs, NULL, 0, 32);
   static const char tag[] = "hetee-model-v1";
-  crypto_hash_sha256_update(&m->hs, (const uint8_t *)tag, sizeof tag);
+  crypto_generichash_update(&m->hs, (const uint8_t *)tag, sizeof tag);
   hash_blob(&m->hs, pb, plen);
   m->loading = 1;
   return 0;
@@ -363,11 +370,15 @@ static int load_cts(enclave *e, imodel *m, hetee_rbuf *r) {
   return 0;
 }
 
-static int load_end(imodel *m) {
+static int plan_spec(enclave *e, const hetee_engine_plan *p, size_t s, uint32_t batch, uint8_t **buf, size_t *len);
+static int input_positions(const hetee_engine_plan *p, uint32_t batch, uint32_t nct, uint32_t **start, uint32_t **idx,
+                           uint32_t **owner);
+
+static int load_end(enclave *e, imodel *m) {
   const hetee_engine_plan *p = m->plan;
   if (m->cur_stage != p->nstages) return hetee_error(HETEE_ERR_PROTOCOL, "model ciphertexts missing");
   uint8_t d[32];
-  crypto_hash_sha256_final(&m->hs, d);
+  crypto_generichash_final(&m->hs, d, 32);
   if (sodium_memcmp(d, m->digest, 32))
     return hetee_error(HETEE_ERR_AUTH, "model %u: the bytes loaded are not those its model provider registered", m->id);
   /* V on the unpadded input (padding is zero in every layout) */
@@ -385,6 +396,15 @@ static int load_end(imodel *m) {
       is->Vp[t] = NULL;
     }
   }
+  /* what every full micro-batch job uses: the plan's specs, the input positions */
+  for (size_t s = 0; s < p->nstages; s++) {
+    int rc = plan_spec(e, p, s, p->micro_batch, &m->st[s].spec, &m->st[s].spec_len);
+    if (rc) return rc;
+  }
+  hetee_hemat_layout L0;
+  int rc = hetee_engine_plan_layout(p, 0, p->micro_batch, &L0);
+  if (!rc) rc = input_positions(p, p->micro_batch, (uint32_t)L0.n_in_cts, &m->in_start, &m->in_idx, &m->in_owner);
+  if (rc) return rc;
   m->loading = 0;
   m->ready = 1;
   return 0;
@@ -406,12 +426,55 @@ static int handle_model_load(enclave *e, hetee_rbuf *r) {
   } else if (phase == 1) {
     rc = load_cts(e, m, r);
   } else if (phase == 2) {
-    rc = hetee_rbuf_left(r) ? hetee_error(HETEE_ERR_PROTOCOL, "trailing bytes") : load_end(m);
+    rc = hetee_rbuf_left(r) ? hetee_error(HETEE_ERR_PROTOCOL, "trailing bytes") : load_end(e, m);
   } else {
     rc = hetee_error(HETEE_ERR_PROTOCOL, "MODEL_LOAD phase %u", phase);
   }
   if (rc) model_clear(m);
   return rc;
+}
+
+/* Stage-0 input positions of a micro-batch of `batch` samples, grouped by
+ * ciphertext (counting sort over the public layout): start[c]..start[c+1]
+ * index idx (coefficient) and owner (b * in_size + k). */
+static int input_positions(const hetee_engine_plan *p, uint32_t batch, uint32_t nct, uint32_t **start, uint32_t **idx,
+                           uint32_t **owner) {
+  size_t n = (size_t)batch * p->in_size;
+  uint32_t *st = calloc((size_t)nct + 1, sizeof *st), *fill = calloc(nct ? nct : 1, sizeof *fill);
+  uint32_t *ix = malloc(n * sizeof *ix), *ow = malloc(n * sizeof *ow);
+  uint64_t *pos = malloc(n * sizeof *pos);
+  int rc = 0;
+  if (!st || !fill || !ix || !ow || !pos) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+  hetee_hemat_layout L;
+  if (!rc) rc = hetee_engine_plan_layout(p, 0, batch, &L);
+  const engine_stage *s0 = &p->st[0];
+  size_t q = 0;
+  for (uint32_t b = 0; b < batch && !rc; b++)
+    for (int c = 0; c < s0->in_shape[0]; c++)
+      for (int y = 0; y < s0->in_shape[1]; y++)
+        for (int x = 0; x < s0->in_shape[2]; x++, q++) {
+          pos[q] = hetee_hemat_in_pos(&L, b, c, y + s0->pads[0], x + s0->pads[1]);
+          if (pos[q] / p->n >= nct) rc = hetee_error(HETEE_ERR_INTERNAL, "input position");
+          else st[pos[q] / p->n + 1]++;
+        }
+  for (uint32_t c = 0; c < nct && !rc; c++) st[c + 1] += st[c];
+  for (size_t k = 0; k < n && !rc; k++) {
+    uint32_t c = (uint32_t)(pos[k] / p->n), at = st[c] + fill[c]++;
+    ix[at] = (uint32_t)(pos[k] % p->n);
+    ow[at] = (uint32_t)k;
+  }
+  free(fill);
+  free(pos);
+  if (rc) {
+    free(st);
+    free(ix);
+    free(ow);
+    return rc;
+  }
+  *start = st;
+  *idx = ix;
+  *owner = ow;
+  return 0;
 }
 
 /* ------------------------------------------------------------------- jobs */
@@ -469,21 +532,21 @@ static int handle_job_start(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *
     free(ll);
     return hetee_error(HETEE_ERR_NOMEM, "no memory");
   }
-  crypto_hash_sha256_state hs;
-  crypto_hash_sha256_init(&hs);
+  crypto_generichash_state hs;
+  crypto_generichash_init(&hs, NULL, 0, 32);
   static const char tag[] = "hetee-input-v1";
-  crypto_hash_sha256_update(&hs, (const uint8_t *)tag, sizeof tag);
+  crypto_generichash_update(&hs, (const uint8_t *)tag, sizeof tag);
   uint8_t hdr[12];
   hetee_le32(hdr, id);
   hetee_le32(hdr + 4, batch);
   hetee_le32(hdr + 8, k);
-  crypto_hash_sha256_update(&hs, hdr, 12);
+  crypto_generichash_update(&hs, hdr, 12);
   for (uint32_t c = 0; c < k; c++) {
     bl[c] = hetee_rbuf_blob(r, HETEE_FRAME_MAX_BODY, &ll[c]);
     if (!r->err) hash_blob(&hs, bl[c], ll[c]);
   }
   uint8_t d[32];
-  crypto_hash_sha256_final(&hs, d);
+  crypto_generichash_final(&hs, d, 32);
   int rc = 0;
   iauth *a = NULL;
   if (r->err || hetee_rbuf_left(r)) rc = hetee_error(HETEE_ERR_PROTOCOL, "malformed JOB_START ciphertexts");
@@ -498,30 +561,27 @@ static int handle_job_start(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *
     if (!jobs[i].used) j = &jobs[i];
   if (!rc && !j) rc = hetee_error(HETEE_ERR_LIMIT, "too many jobs running");
   double *x = NULL, *buf = NULL;
-  uint32_t *idx = NULL, *owner = NULL;
+  uint32_t *start = m->in_start, *idx = m->in_idx, *owner = m->in_owner;
+  int own = batch != p->micro_batch; /* a short micro-batch: its own positions */
   size_t nx = (size_t)batch * p->in_size;
+  if (!rc && own) rc = input_positions(p, batch, k, &start, &idx, &owner);
   if (!rc) {
     x = smalloc0(nx);
     buf = smalloc0(p->n);
-    idx = malloc(p->n * sizeof *idx);
-    owner = malloc(p->n * sizeof *owner);
     j->s = smalloc0((size_t)INTEG_T * batch);
     j->l1 = smalloc0(batch);
-    if (!x || !buf || !idx || !owner || !j->s || !j->l1) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+    if (!x || !buf || !j->s || !j->l1) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
   }
   /* pass 2: decrypt the input positions of each ciphertext (public layout) */
   for (uint32_t c = 0; c < k && !rc; c++) {
-    size_t cnt = 0;
-    for (uint32_t b = 0; b < batch && !rc; b++)
-      for (size_t q = 0; q < p->in_size; q++) {
-        uint64_t pos;
-        if ((rc = hetee_engine_plan_input_pos(p, batch, b, q, &pos))) break;
-        if (pos / p->n != c) continue;
-        idx[cnt] = (uint32_t)(pos % p->n);
-        owner[cnt++] = (uint32_t)((size_t)b * p->in_size + q);
-      }
-    if (!rc) rc = decrypt_coeffs(e, bl[c], ll[c], HETEE_ENGINE_IN_SCALE, idx, cnt, buf, "input ciphertext");
-    for (size_t q = 0; q < cnt && !rc; q++) x[owner[q]] = buf[q];
+    size_t cnt = start[c + 1] - start[c];
+    rc = decrypt_coeffs(e, bl[c], ll[c], HETEE_ENGINE_IN_SCALE, idx + start[c], cnt, buf, "input ciphertext");
+    for (size_t q = 0; q < cnt && !rc; q++) x[owner[start[c] + q]] = buf[q];
+  }
+  if (own && start) {
+    free(start);
+    free(idx);
+    free(owner);
   }
   if (!rc) {
     j->used = 1;
@@ -540,8 +600,6 @@ static int handle_job_start(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *
   }
   if (x) sodium_free(x);
   if (buf) sodium_free(buf);
-  free(idx);
-  free(owner);
   free(bl);
   free(ll);
   return rc;
@@ -661,16 +719,16 @@ static int handle_job_refresh(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t
   if (j->done || stage != j->next_stage)
     return hetee_error(HETEE_ERR_STATE, "job %u expects stage %u, not %u", h, j->next_stage, stage);
   /* the host's spec must be the registered plan's, byte for byte */
-  uint8_t *want = NULL;
-  size_t wlen = 0;
-  int rc = plan_spec(e, m->plan, stage, j->batch, &want, &wlen);
-  if (rc) return rc;
-  if (hetee_rbuf_left(r) < wlen || memcmp(r->p + r->off, want, wlen)) {
-    free(want);
+  uint8_t *want = m->st[stage].spec, *own = NULL;
+  size_t wlen = m->st[stage].spec_len;
+  int rc = 0;
+  if (j->batch != m->plan->micro_batch && (rc = plan_spec(e, m->plan, stage, j->batch, &own, &wlen))) return rc;
+  if (own) want = own;
+  int same = hetee_rbuf_left(r) >= wlen && !memcmp(r->p + r->off, want, wlen);
+  free(own);
+  if (!same)
     return hetee_error(HETEE_ERR_AUTH, "job %u stage %u: the refresh spec is not the one model %u's registered plan "
                                        "prescribes", h, stage, j->model);
-  }
-  free(want);
   hetee_refresh_job job;
   rc = hetee_refresh_spec_decode(r, hetee_ckks_context_slots(e->ctx), &job);
   if (rc) return rc;

@@ -348,6 +348,49 @@ static void test_legacy_release_refused(void **state) {
   hetee_engine_input_free(in);
 }
 
+/* A refresh whose spec is not the registered plan's is refused before
+ * anything is decrypted (an op removed, a scale changed); stages go in
+ * order; a job's results go only to the DP that authorized its input. */
+static void test_plan_mismatch(void **state) {
+  (void)state;
+  hetee_engine_input *in = dp_input(MB, 70, 1);
+  hetee_hemat_layout L0;
+  assert_int_equal(hetee_engine_plan_layout(F.plan, 0, MB, &L0), 0);
+  uint32_t job = 0;
+  uint64_t ns = 0;
+  assert_int_equal(engine_job_start(F.t.e, F.t.ctx, MODEL_ID, MB, in->cts, L0.n_in_cts, &job, &ns), 0);
+  /* any blobs: the spec is checked first */
+  uint8_t *b = NULL;
+  size_t bl = 0;
+  assert_int_equal(hetee_ckks_ciphertext_save(F.t.ctx, in->cts[0], &b, &bl), 0);
+  uint8_t *blobs[1] = {b};
+  size_t lens[1] = {bl};
+  hetee_engine_refresh R;
+  assert_int_equal(hetee_engine_plan_refresh(F.plan, 0, MB, &R), 0);
+  uint8_t **fr = NULL;
+  size_t *fl = NULL, nf = 0;
+  R.nops = 0; /* the square dropped: the host asking for the linear outputs */
+  int rc = engine_job_refresh(F.t.e, F.t.ctx, job, 0, &R, blobs, lens, 1, &fr, &fl, &nf, &ns);
+  printf("  ops changed: %s (%s)\n", hetee_strerror(rc), hetee_last_error());
+  assert_int_equal(rc, HETEE_ERR_AUTH);
+  R.nops = F.plan->st[0].nops;
+  R.out_ncts++; /* another output layout */
+  assert_int_equal(engine_job_refresh(F.t.e, F.t.ctx, job, 0, &R, blobs, lens, 1, &fr, &fl, &nf, &ns), HETEE_ERR_AUTH);
+  R.out_ncts--;
+  hetee_engine_refresh_free(&R);
+  assert_int_equal(hetee_engine_plan_refresh(F.plan, 1, MB, &R), 0);
+  rc = engine_job_refresh(F.t.e, F.t.ctx, job, 1, &R, blobs, lens, 1, &fr, &fl, &nf, &ns);
+  printf("  stage skipped: %s (%s)\n", hetee_strerror(rc), hetee_last_error());
+  assert_int_equal(rc, HETEE_ERR_STATE);
+  hetee_engine_refresh_free(&R);
+  /* no verified final layer: nothing to release, to anyone */
+  uint8_t *sealed[MB] = {0};
+  size_t sl[MB] = {0};
+  assert_int_equal(engine_job_release(F.t.e, job, F.t.dp_session, MB, sealed, sl), HETEE_ERR_STATE);
+  free(b);
+  hetee_engine_input_free(in);
+}
+
 /* Only the model's owner registers its plan; a DP cannot. */
 static void test_register_owner_only(void **state) {
   (void)state;
@@ -367,6 +410,7 @@ int main(void) {
       cmocka_unit_test(test_e_other_ciphertexts),
       cmocka_unit_test(test_legacy_release_refused),
       cmocka_unit_test(test_register_owner_only),
+      cmocka_unit_test(test_plan_mismatch),
       cmocka_unit_test(test_honest),
   };
   return cmocka_run_group_tests(tests, setup, teardown);

@@ -224,8 +224,8 @@ int local_infer(local_parties *t, const hetee_nn_model *m, const hetee_engine_pl
   /* the model provider registers the model it encrypted (digest) */
   uint8_t *reg = NULL;
   size_t regl = 0;
-  if (!rc) rc = hetee_client_msg_model_register(model_id, mp_model, &reg, &regl);
-  if (!rc) rc = local_parties_send(t, t->mps, reg, regl, NULL, NULL);
+  if (!rc && !t->unbound) rc = hetee_client_msg_model_register(model_id, mp_model, &reg, &regl);
+  if (!rc && !t->unbound) rc = local_parties_send(t, t->mps, reg, regl, NULL, NULL);
   hetee_engine_model_free(mp_model);
   if (rc) return rc;
   t0 = now();
@@ -235,7 +235,7 @@ int local_infer(local_parties *t, const hetee_nn_model *m, const hetee_engine_pl
   if (rc) return rc;
   /* the host streams it to the enclave, which checks it and keeps its checks */
   t0 = now();
-  rc = hetee_engine_model_bind(t->e, host_model, model_id);
+  rc = t->unbound ? 0 : hetee_engine_model_bind(t->e, host_model, model_id);
   res->model_bind_s = now() - t0;
   if (rc) {
     hetee_engine_model_free(host_model);
@@ -256,8 +256,8 @@ int local_infer(local_parties *t, const hetee_nn_model *m, const hetee_engine_pl
     /* the data provider authorizes exactly these micro-batches */
     uint8_t *auth = NULL;
     size_t authl = 0;
-    if (!rc) rc = hetee_client_msg_job_auth(model_id, dp_in, p, &auth, &authl);
-    if (!rc) rc = local_parties_send(t, t->dps, auth, authl, NULL, NULL);
+    if (!rc && !t->unbound) rc = hetee_client_msg_job_auth(model_id, dp_in, p, &auth, &authl);
+    if (!rc && !t->unbound) rc = local_parties_send(t, t->dps, auth, authl, NULL, NULL);
     res->dp_encrypt_s += now() - t0;
     hetee_engine_input_free(dp_in);
     if (rc) break;
@@ -265,7 +265,9 @@ int local_infer(local_parties *t, const hetee_nn_model *m, const hetee_engine_pl
     rc = hetee_engine_input_load(t->ctx, hp, bytes, blen, &host_in);
     res->input_load_s += now() - t0;
     free(bytes);
-    if (!rc) rc = hetee_engine_run_bound(t->e, host_model, host_in, model_id, t->dp_session, threads, &out, &st);
+    if (!rc)
+      rc = t->unbound ? hetee_engine_run(t->e, host_model, host_in, model_id, t->dp_session, threads, &out, &st)
+                      : hetee_engine_run_bound(t->e, host_model, host_in, model_id, t->dp_session, threads, &out, &st);
     hetee_engine_input_free(host_in);
     if (rc) break;
     stats_add(&res->stats, &st);

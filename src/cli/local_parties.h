@@ -27,6 +27,8 @@ typedef struct local_parties {
   hetee_client_session *mps, *dps;
   uint8_t dp_session[16];
   char config[HETEE_ENCLAVE_CONFIG_MAX + 1];
+  int unbound; /* local_infer without registration, checks and job binding
+                  (the pre-issue-9 path, for comparison: hetee-bench infer --unbound) */
 } local_parties;
 
 /* platform: an existing sim platform directory, or NULL for a temporary one.

@@ -143,6 +143,12 @@ int enclave_integrity_dispatch(enclave *e, uint16_t type, hetee_rbuf *r, hetee_w
 int enclave_integrity_session_cmd(enclave *e, const hetee_chan *c, uint16_t cmd, hetee_rbuf *m, hetee_wbuf *reply);
 /* 1 if model's owner registered a plan: legacy RELEASE is then refused. */
 int enclave_integrity_bound(const enclave *e, uint32_t model);
+/* Sealed state (version 4): u32 n | n x (u32 model | owner[32] | digest[32]).
+ * import checks every entry against the sealed policies (owner) when
+ * apply = 0, replaces the registrations (not loaded: MODEL_LOAD again) when
+ * apply = 1. */
+void enclave_integrity_export(hetee_wbuf *w);
+int enclave_integrity_import(hetee_rbuf *r, const enclave_policy *policies, uint32_t np, int apply);
 /* sessions.c: the policy record of a release (used by the job release). */
 int enclave_build_release(const enclave_policy *p, double *v, size_t n, hetee_wbuf *out);
 const enclave_policy *enclave_find_policy(enclave *e, uint32_t model);

@@ -900,6 +900,54 @@ static int cmd_status(enclave *e, const hetee_chan *c, hetee_rbuf *m, hetee_wbuf
   return 0;
 }
 
+/* The registrations survive sealing, so that an enclave restarted from a
+ * sealed state never serves a bound model's results through the free
+ * RELEASE; the checks' secrets (rho, V) do not: the host binds the model
+ * again (MODEL_LOAD, same digest) and new vectors are drawn. */
+void enclave_integrity_export(hetee_wbuf *w) {
+  uint32_t n = 0;
+  for (int i = 0; i < INTEG_MAX_MODELS; i++) n += (uint32_t)models[i].used;
+  hetee_wbuf_u32(w, n);
+  for (int i = 0; i < INTEG_MAX_MODELS; i++)
+    if (models[i].used) {
+      hetee_wbuf_u32(w, models[i].id);
+      hetee_wbuf_put(w, models[i].owner, 32);
+      hetee_wbuf_put(w, models[i].digest, 32);
+    }
+}
+
+int enclave_integrity_import(hetee_rbuf *r, const enclave_policy *policies, uint32_t np, int apply) {
+  uint32_t n = hetee_rbuf_u32(r);
+  if (r->err || n > INTEG_MAX_MODELS) return hetee_error(HETEE_ERR_FORMAT, "sealed model registrations");
+  if (apply) {
+    for (int i = 0; i < INTEG_MAX_JOBS; i++) job_free(&jobs[i]);
+    for (int i = 0; i < INTEG_MAX_MODELS; i++) {
+      if (models[i].used) model_clear(&models[i]);
+      memset(&models[i], 0, sizeof models[i]);
+    }
+    memset(auths, 0, sizeof auths);
+  }
+  for (uint32_t i = 0; i < n; i++) {
+    uint32_t id = hetee_rbuf_u32(r);
+    uint8_t owner[32], digest[32];
+    hetee_rbuf_copy(r, owner, 32);
+    hetee_rbuf_copy(r, digest, 32);
+    if (r->err) return hetee_error(HETEE_ERR_FORMAT, "sealed model registrations truncated");
+    int ok = 0;
+    for (uint32_t k = 0; k < np; k++) ok |= policies[k].model_id == id && !memcmp(policies[k].owner, owner, 32);
+    if (!ok) return hetee_error(HETEE_ERR_FORMAT, "sealed registration of model %u without its owner's policy", id);
+    if (apply) {
+      imodel *m = &models[i];
+      m->used = 1;
+      m->id = id;
+      m->last_failed_stage = -1;
+      memcpy(m->owner, owner, 32);
+      memcpy(m->digest, digest, 32);
+    }
+  }
+  return 0;
+}
+
 int enclave_integrity_session_cmd(enclave *e, const hetee_chan *c, uint16_t cmd, hetee_rbuf *m, hetee_wbuf *reply) {
   switch (cmd) {
   case CMD_MODEL_REGISTER: return cmd_register(e, c, m);
@@ -910,6 +958,12 @@ int enclave_integrity_session_cmd(enclave *e, const hetee_chan *c, uint16_t cmd,
 }
 
 #else
+
+void enclave_integrity_export(hetee_wbuf *w) { hetee_wbuf_u32(w, 0); }
+int enclave_integrity_import(hetee_rbuf *r, const enclave_policy *policies, uint32_t np, int apply) {
+  (void)policies, (void)np, (void)apply;
+  return hetee_rbuf_u32(r) || r->err ? hetee_error(HETEE_ERR_UNSUPPORTED, "no CKKS layer") : 0;
+}
 
 int enclave_integrity_bound(const enclave *e, uint32_t model) {
   (void)e, (void)model;

@@ -284,7 +284,7 @@ int enclave_handle_release(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *i
  * n x (pk[32] | u8 role) | u32 np | np x (u32 model | u8 kind | u8 k |
  * u8 prec | u8 n_dp | n_dp x dp_pk[32] | owner[32]). Version 2 (read too)
  * had exactly one dp_pk[32] and no n_dp. */
-#define SEALED_STATE_VERSION 3
+#define SEALED_STATE_VERSION 4 /* 4: + bound-model registrations (integrity.c) */
 int enclave_handle_seal(enclave *e, hetee_wbuf *w) {
   hetee_wbuf st;
   hetee_wbuf_init(&st);
@@ -309,6 +309,7 @@ int enclave_handle_seal(enclave *e, hetee_wbuf *w) {
     for (unsigned j = 0; j < p->n_dp; j++) hetee_wbuf_put(&st, p->dp_pk[j], 32);
     hetee_wbuf_put(&st, p->owner, 32);
   }
+  enclave_integrity_export(&st);
   if (!rc && st.err) rc = hetee_error(HETEE_ERR_NOMEM, "no memory to seal");
   if (!rc) {
     uint8_t *blob;
@@ -341,8 +342,8 @@ int enclave_handle_unseal(enclave *e, hetee_rbuf *r) {
   hetee_rbuf s;
   hetee_rbuf_init(&s, plain, plen);
   uint32_t version = hetee_rbuf_u32(&s);
-  if (version != SEALED_STATE_VERSION && version != 2) {
-    rc = hetee_error(HETEE_ERR_VERSION, "sealed state version %u, this enclave reads 2 and %d", version,
+  if (version != SEALED_STATE_VERSION && version != 3 && version != 2) {
+    rc = hetee_error(HETEE_ERR_VERSION, "sealed state version %u, this enclave reads 2, 3 and %d", version,
                      SEALED_STATE_VERSION);
     goto out;
   }
@@ -394,12 +395,15 @@ int enclave_handle_unseal(enclave *e, hetee_rbuf *r) {
         goto out;
       }
   }
+  hetee_rbuf integ = s; /* version 4: bound-model registrations, imported last */
+  if (version >= 4 && !s.err && (rc = enclave_integrity_import(&s, policies, np, 0))) goto out;
   if (s.err || hetee_rbuf_left(&s)) {
     rc = hetee_error(HETEE_ERR_FORMAT, "sealed state malformed");
     goto out;
   }
   rc = enclave_keys_import(e, &keys);
   if (rc) goto out;
+  if (version >= 4) (void)enclave_integrity_import(&integ, policies, np, 1);
   memcpy(e->parties, parties, ENCLAVE_MAX_PARTIES * sizeof *parties);
   e->n_parties = n;
   memcpy(e->policies, policies, ENCLAVE_MAX_POLICIES * sizeof *policies);

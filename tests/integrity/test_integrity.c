@@ -391,6 +391,30 @@ static void test_plan_mismatch(void **state) {
   hetee_engine_input_free(in);
 }
 
+/* Registrations survive sealing (the checks' secrets do not): after
+ * UNSEAL the model is still bound — the free release stays refused, a job
+ * is refused until the host binds the same model again — then runs. */
+static void test_sealed_registration(void **state) {
+  (void)state;
+  char path[400];
+  snprintf(path, sizeof path, "%s/integrity.seal", F.t.dir);
+  assert_int_equal(hetee_enclave_seal(F.t.e, path), 0);
+  assert_int_equal(hetee_enclave_unseal(F.t.e, path), 0);
+  hetee_engine_input *in = dp_input(MB, 80, 1);
+  expect_refused(in, HETEE_ERR_NOT_FOUND);
+  hetee_engine_results out;
+  assert_int_equal(hetee_engine_run(F.t.e, F.host_model, in, MODEL_ID, F.t.dp_session, 1, &out, NULL), HETEE_ERR_AUTH);
+  assert_int_equal(hetee_engine_model_bind(F.t.e, F.host_model, MODEL_ID), 0);
+  assert_int_equal(run(in, &out), 0);
+  for (size_t i = 0; i < out.n; i++) {
+    hetee_release_result r;
+    assert_int_equal(hetee_client_release_open(F.t.dps, out.sealed[i], out.lens[i], &r), 0);
+    hetee_release_result_clear(&r);
+  }
+  hetee_engine_results_clear(&out);
+  hetee_engine_input_free(in);
+}
+
 /* Only the model's owner registers its plan; a DP cannot. */
 static void test_register_owner_only(void **state) {
   (void)state;
@@ -411,6 +435,7 @@ int main(void) {
       cmocka_unit_test(test_legacy_release_refused),
       cmocka_unit_test(test_register_owner_only),
       cmocka_unit_test(test_plan_mismatch),
+      cmocka_unit_test(test_sealed_registration),
       cmocka_unit_test(test_honest),
   };
   return cmocka_run_group_tests(tests, setup, teardown);

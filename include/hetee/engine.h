@@ -352,7 +352,14 @@ typedef struct hetee_integrity_status {
   uint64_t checks;           /* per-sample checks made */
   uint64_t failures;         /* failed checks (each stopped a job) */
   int32_t last_failed_stage; /* -1: none */
+  uint64_t budget;           /* per-DP query budget in images (0: none) */
+  uint64_t used;             /* images the asking DP started (0 for the MP) */
 } hetee_integrity_status;
+/* The owner's per-DP query budget for a registered model (images; 0: no
+ * budget): u16 6 | u32 model | u64 images. Each JOB_START charges its
+ * batch to the authorizing DP, completed or not; above the budget it is
+ * refused with HETEE_ERR_LIMIT. Counts survive sealing. */
+HETEE_API int hetee_client_msg_query_budget(uint32_t model_id, uint64_t images, uint8_t **msg, size_t *len) HETEE_WUR;
 HETEE_API int hetee_client_msg_integrity_status(uint32_t model_id, uint8_t **msg, size_t *len) HETEE_WUR;
 /* Parses the opened reply of the status command. */
 HETEE_API int hetee_client_integrity_status_parse(const uint8_t *reply, size_t len,

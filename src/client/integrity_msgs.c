@@ -20,6 +20,7 @@
 #define CMD_MODEL_REGISTER 3
 #define CMD_JOB_AUTH 4
 #define CMD_STATUS 5
+#define CMD_SET_BUDGET 6
 
 static int hash_ct(crypto_generichash_state *hs, const hetee_ckks_context *ctx, const hetee_ckks_ciphertext *ct) {
   uint8_t *b, l[8];
@@ -150,6 +151,20 @@ int hetee_client_integrity_status_parse(const uint8_t *reply, size_t len, hetee_
   out->checks = hetee_rbuf_u64(&r);
   out->failures = hetee_rbuf_u64(&r);
   out->last_failed_stage = (int32_t)hetee_rbuf_u32(&r);
+  out->budget = hetee_rbuf_u64(&r);
+  out->used = hetee_rbuf_u64(&r);
   if (r.err || hetee_rbuf_left(&r) || cmd != CMD_STATUS) return hetee_error(HETEE_ERR_FORMAT, "integrity status reply");
+  return 0;
+}
+
+int hetee_client_msg_query_budget(uint32_t model_id, uint64_t images, uint8_t **msg, size_t *len) {
+  if (!msg || !len) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  hetee_wbuf w;
+  hetee_wbuf_init(&w);
+  hetee_wbuf_u16(&w, CMD_SET_BUDGET);
+  hetee_wbuf_u32(&w, model_id);
+  hetee_wbuf_u64(&w, images);
+  if (w.err) return hetee_error(HETEE_ERR_NOMEM, "no memory");
+  *msg = hetee_wbuf_take(&w, len);
   return 0;
 }

@@ -56,6 +56,8 @@
 #define CMD_MODEL_REGISTER 3
 #define CMD_JOB_AUTH 4
 #define CMD_STATUS 5
+#define CMD_SET_BUDGET 6
+#define INTEG_MAX_DP HETEE_POLICY_MAX_DPS
 
 typedef struct istage {
   size_t n_out, n_in;      /* per sample: co*oh*ow outputs, unpadded inputs */
@@ -81,6 +83,11 @@ typedef struct imodel {
   uint32_t *in_start, *in_idx, *in_owner; /* stage-0 input positions by ciphertext (full micro-batch) */
   uint64_t jobs, checks, failures;
   int32_t last_failed_stage;
+  /* per-DP query budget (images; 0: none), charged at JOB_START */
+  uint64_t budget;
+  uint8_t n_dp;
+  uint8_t dp[INTEG_MAX_DP][32];
+  uint64_t qused[INTEG_MAX_DP];
 } imodel;
 
 typedef struct ijob {
@@ -140,8 +147,12 @@ static void model_clear(imodel *m) {
   hetee_engine_plan_free(m->plan);
   uint32_t id = m->id;
   uint8_t owner[32], digest[32];
-  uint64_t jb = m->jobs, ck = m->checks, fl = m->failures;
+  uint64_t jb = m->jobs, ck = m->checks, fl = m->failures, bud = m->budget;
   int32_t lf = m->last_failed_stage;
+  uint8_t ndp = m->n_dp, dps[INTEG_MAX_DP][32];
+  uint64_t used[INTEG_MAX_DP];
+  memcpy(dps, m->dp, sizeof dps);
+  memcpy(used, m->qused, sizeof used);
   memcpy(owner, m->owner, 32);
   memcpy(digest, m->digest, 32);
   memset(m, 0, sizeof *m);
@@ -154,6 +165,20 @@ static void model_clear(imodel *m) {
   m->checks = ck;
   m->failures = fl;
   m->last_failed_stage = lf;
+  m->budget = bud;
+  m->n_dp = ndp;
+  memcpy(m->dp, dps, sizeof dps);
+  memcpy(m->qused, used, sizeof used);
+}
+
+/* The query counter of data provider dp for model m (created on first use). */
+static uint64_t *dp_used(imodel *m, const uint8_t dp[32]) {
+  for (unsigned i = 0; i < m->n_dp; i++)
+    if (!memcmp(m->dp[i], dp, 32)) return &m->qused[i];
+  if (m->n_dp >= INTEG_MAX_DP) return NULL;
+  memcpy(m->dp[m->n_dp], dp, 32);
+  m->qused[m->n_dp] = 0;
+  return &m->qused[m->n_dp++];
 }
 
 static void job_free(ijob *j) {
@@ -559,15 +584,26 @@ static int handle_job_start(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *
   if (!rc && !a)
     rc = hetee_error(HETEE_ERR_AUTH, "model %u: these input ciphertexts were not authorized by a data provider "
                                      "(or were used already)", id);
+  uint64_t *quota = NULL;
+  if (!rc && m->budget) {
+    quota = dp_used(m, a->dp);
+    if (!quota || *quota + batch > m->budget)
+      rc = hetee_error(HETEE_ERR_LIMIT, "model %u: this data provider's query budget (%llu images) is used up", id,
+                       (unsigned long long)m->budget);
+  }
   ijob *j = NULL;
   for (int i = 0; i < INTEG_MAX_JOBS && !rc && !j; i++)
     if (!jobs[i].used) j = &jobs[i];
   if (!rc && !j) rc = hetee_error(HETEE_ERR_LIMIT, "too many jobs running");
   double *x = NULL, *buf = NULL;
   uint32_t *start = m->in_start, *idx = m->in_idx, *owner = m->in_owner;
-  int own = batch != p->micro_batch; /* a short micro-batch: its own positions */
+  uint32_t *own_start = NULL, *own_idx = NULL, *own_owner = NULL; /* a short micro-batch: its own positions */
   size_t nx = (size_t)batch * p->in_size;
-  if (!rc && own) rc = input_positions(p, batch, k, &start, &idx, &owner);
+  if (!rc && batch != p->micro_batch && !(rc = input_positions(p, batch, k, &own_start, &own_idx, &own_owner))) {
+    start = own_start;
+    idx = own_idx;
+    owner = own_owner;
+  }
   if (!rc) {
     x = smalloc0(nx);
     buf = smalloc0(p->n);
@@ -581,11 +617,9 @@ static int handle_job_start(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *
     rc = decrypt_coeffs(e, bl[c], ll[c], HETEE_ENGINE_IN_SCALE, idx + start[c], cnt, buf, "input ciphertext");
     for (size_t q = 0; q < cnt && !rc; q++) x[owner[start[c] + q]] = buf[q];
   }
-  if (own && start) {
-    free(start);
-    free(idx);
-    free(owner);
-  }
+  free(own_start);
+  free(own_idx);
+  free(own_owner);
   if (!rc) {
     j->used = 1;
     j->handle = next_handle++;
@@ -595,6 +629,7 @@ static int handle_job_start(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *
     j->next_stage = 0;
     expect(&m->st[0], x, batch, j->s, j->l1);
     memset(a, 0, sizeof *a); /* single use */
+    if (quota) *quota += batch; /* charged whether or not the job completes */
     *items += k;
     hetee_wbuf_u32(w, j->handle);
     hetee_wbuf_u64(w, cpu_ns() - t0);
@@ -882,6 +917,18 @@ static int cmd_job_auth(enclave *e, const hetee_chan *c, hetee_rbuf *m) {
   return 0;
 }
 
+static int cmd_set_budget(enclave *e, const hetee_chan *c, hetee_rbuf *m) {
+  uint32_t id = hetee_rbuf_u32(m);
+  uint64_t budget = hetee_rbuf_u64(m);
+  if (m->err || hetee_rbuf_left(m)) return hetee_error(HETEE_ERR_PROTOCOL, "malformed query budget");
+  const enclave_policy *p = enclave_find_policy(e, id);
+  imodel *mo = find_model(id);
+  if (c->role != HETEE_ROLE_MP || !p || memcmp(p->owner, c->party_pk, 32) || !mo)
+    return hetee_error(HETEE_ERR_AUTH, "only model %u's owner sets its query budget, after registering it", id);
+  mo->budget = budget;
+  return 0;
+}
+
 static int cmd_status(enclave *e, const hetee_chan *c, hetee_rbuf *m, hetee_wbuf *reply) {
   uint32_t id = hetee_rbuf_u32(m);
   if (m->err || hetee_rbuf_left(m)) return hetee_error(HETEE_ERR_PROTOCOL, "malformed status request");
@@ -897,6 +944,10 @@ static int cmd_status(enclave *e, const hetee_chan *c, hetee_rbuf *m, hetee_wbuf
   hetee_wbuf_u64(reply, mo ? mo->checks : 0);
   hetee_wbuf_u64(reply, mo ? mo->failures : 0);
   hetee_wbuf_u32(reply, (uint32_t)(mo ? mo->last_failed_stage : -1));
+  /* the budget, and what the asking DP used of it (0 for the MP) */
+  uint64_t *u = mo && c->role == HETEE_ROLE_DP ? dp_used(mo, c->party_pk) : NULL;
+  hetee_wbuf_u64(reply, mo ? mo->budget : 0);
+  hetee_wbuf_u64(reply, u ? *u : 0);
   return 0;
 }
 
@@ -913,6 +964,12 @@ void enclave_integrity_export(hetee_wbuf *w) {
       hetee_wbuf_u32(w, models[i].id);
       hetee_wbuf_put(w, models[i].owner, 32);
       hetee_wbuf_put(w, models[i].digest, 32);
+      hetee_wbuf_u64(w, models[i].budget);
+      hetee_wbuf_u8(w, models[i].n_dp);
+      for (unsigned k = 0; k < models[i].n_dp; k++) {
+        hetee_wbuf_put(w, models[i].dp[k], 32);
+        hetee_wbuf_u64(w, models[i].qused[k]);
+      }
     }
 }
 
@@ -932,6 +989,15 @@ int enclave_integrity_import(hetee_rbuf *r, const enclave_policy *policies, uint
     uint8_t owner[32], digest[32];
     hetee_rbuf_copy(r, owner, 32);
     hetee_rbuf_copy(r, digest, 32);
+    uint64_t budget = hetee_rbuf_u64(r);
+    uint8_t ndp = hetee_rbuf_u8(r);
+    if (r->err || ndp > INTEG_MAX_DP) return hetee_error(HETEE_ERR_FORMAT, "sealed model registrations truncated");
+    uint8_t dps[INTEG_MAX_DP][32];
+    uint64_t used[INTEG_MAX_DP];
+    for (unsigned k = 0; k < ndp; k++) {
+      hetee_rbuf_copy(r, dps[k], 32);
+      used[k] = hetee_rbuf_u64(r);
+    }
     if (r->err) return hetee_error(HETEE_ERR_FORMAT, "sealed model registrations truncated");
     int ok = 0;
     for (uint32_t k = 0; k < np; k++) ok |= policies[k].model_id == id && !memcmp(policies[k].owner, owner, 32);
@@ -943,6 +1009,10 @@ int enclave_integrity_import(hetee_rbuf *r, const enclave_policy *policies, uint
       m->last_failed_stage = -1;
       memcpy(m->owner, owner, 32);
       memcpy(m->digest, digest, 32);
+      m->budget = budget;
+      m->n_dp = ndp;
+      memcpy(m->dp, dps, (size_t)ndp * 32);
+      memcpy(m->qused, used, (size_t)ndp * sizeof *used);
     }
   }
   return 0;
@@ -953,6 +1023,7 @@ int enclave_integrity_session_cmd(enclave *e, const hetee_chan *c, uint16_t cmd,
   case CMD_MODEL_REGISTER: return cmd_register(e, c, m);
   case CMD_JOB_AUTH: return cmd_job_auth(e, c, m);
   case CMD_STATUS: return cmd_status(e, c, m, reply);
+  case CMD_SET_BUDGET: return cmd_set_budget(e, c, m);
   default: return hetee_error(HETEE_ERR_PROTOCOL, "unknown session command %u", cmd);
   }
 }

@@ -195,7 +195,7 @@ int enclave_handle_session_msg(enclave *e, hetee_rbuf *r, hetee_wbuf *w) {
   if (m.err) rc = hetee_error(HETEE_ERR_PROTOCOL, "empty session message");
   else if (cmd == CMD_PING) hetee_wbuf_put(&reply, msg + 2, mlen - 2);
   else if (cmd == CMD_SET_POLICY) rc = set_policy(e, c, &m);
-  else if (cmd >= 3 && cmd <= 5) rc = enclave_integrity_session_cmd(e, c, cmd, &m, &reply);
+  else if (cmd >= 3 && cmd <= 6) rc = enclave_integrity_session_cmd(e, c, cmd, &m, &reply);
   else rc = hetee_error(HETEE_ERR_PROTOCOL, "unknown session command %u", cmd);
   sodium_memzero(msg, mlen);
   free(msg);

@@ -167,7 +167,9 @@ static void test_honest(void **state) {
   hetee_engine_input *in = dp_input(n, 1, 1);
   hetee_engine_results out;
   hetee_engine_stats st;
-  assert_int_equal(hetee_engine_run_bound(F.t.e, F.host_model, in, MODEL_ID, F.t.dp_session, 2, &out, &st), 0);
+  int rc = hetee_engine_run_bound(F.t.e, F.host_model, in, MODEL_ID, F.t.dp_session, 2, &out, &st);
+  if (rc) printf("  honest run: %s\n", hetee_last_error());
+  assert_int_equal(rc, 0);
   assert_int_equal(out.n, n);
   float *y = malloc(n * 10 * sizeof *y);
   assert_int_equal(hetee_nn_forward(F.m, x, n, y), 0);
@@ -415,6 +417,39 @@ static void test_sealed_registration(void **state) {
   hetee_engine_input_free(in);
 }
 
+/* The owner's per-DP query budget: JOB_START charges the batch (also for
+ * jobs that then fail) and refuses above it; a DP cannot set it. */
+static void test_query_budget(void **state) {
+  (void)state;
+  hetee_integrity_status st;
+  status(F.t.dps, &st);
+  uint64_t budget = st.used + 2 * MB;
+  uint8_t *m = NULL;
+  size_t ml = 0;
+  assert_int_equal(hetee_client_msg_query_budget(MODEL_ID, budget, &m, &ml), 0);
+  assert_int_equal(local_parties_send(&F.t, F.t.dps, m, ml, NULL, NULL), HETEE_ERR_AUTH);
+  assert_int_equal(hetee_client_msg_query_budget(MODEL_ID, budget, &m, &ml), 0);
+  assert_int_equal(local_parties_send(&F.t, F.t.mps, m, ml, NULL, NULL), 0);
+  hetee_engine_input *in = dp_input(2 * MB, 90, 1);
+  hetee_engine_results out;
+  assert_int_equal(run(in, &out), 0);
+  for (size_t i = 0; i < out.n; i++) {
+    hetee_release_result r;
+    assert_int_equal(hetee_client_release_open(F.t.dps, out.sealed[i], out.lens[i], &r), 0);
+    hetee_release_result_clear(&r);
+  }
+  hetee_engine_results_clear(&out);
+  hetee_engine_input_free(in);
+  status(F.t.dps, &st);
+  assert_int_equal(st.budget, budget);
+  assert_int_equal(st.used, budget);
+  in = dp_input(1, 91, 1);
+  expect_refused(in, HETEE_ERR_LIMIT);
+  hetee_engine_input_free(in);
+  assert_int_equal(hetee_client_msg_query_budget(MODEL_ID, 0, &m, &ml), 0); /* lifted again */
+  assert_int_equal(local_parties_send(&F.t, F.t.mps, m, ml, NULL, NULL), 0);
+}
+
 /* Only the model's owner registers its plan; a DP cannot. */
 static void test_register_owner_only(void **state) {
   (void)state;
@@ -436,6 +471,7 @@ int main(void) {
       cmocka_unit_test(test_register_owner_only),
       cmocka_unit_test(test_plan_mismatch),
       cmocka_unit_test(test_sealed_registration),
+      cmocka_unit_test(test_query_budget),
       cmocka_unit_test(test_honest),
   };
   return cmocka_run_group_tests(tests, setup, teardown);

@@ -30,7 +30,7 @@ static double now(void) {
 }
 
 static int usage(void) {
-  fprintf(stderr, "usage: hetee-bench infer --model M.onnx [--batch B] [--images N] [--threads T] [--json]\n");
+  fprintf(stderr, "usage: hetee-bench infer --model M.onnx [--batch B] [--images N] [--threads T] [--json] [--unbound]\n");
   return 2;
 }
 
@@ -48,13 +48,14 @@ static void json_str(const char *s) {
 int hetee_bench_infer(int argc, char **argv) {
   const char *model_path = NULL;
   long batch = 64, images = 0, threads = 1;
-  int json = 0;
+  int json = 0, unbound = 0;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--model") && i + 1 < argc) model_path = argv[++i];
     else if (!strcmp(argv[i], "--batch") && i + 1 < argc) batch = atol(argv[++i]);
     else if (!strcmp(argv[i], "--images") && i + 1 < argc) images = atol(argv[++i]);
     else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atol(argv[++i]);
     else if (!strcmp(argv[i], "--json")) json = 1;
+    else if (!strcmp(argv[i], "--unbound")) unbound = 1;
     else return usage();
   }
   if (!model_path || batch < 1 || batch > 4096 || images < 0 || images > 10000 || threads < 1 || threads > 64)
@@ -97,6 +98,7 @@ int hetee_bench_infer(int argc, char **argv) {
   double plain_s = now() - t0;
   t0 = now();
   int rc = local_parties_start(&t, NULL);
+  t.unbound = unbound; /* the pre-issue-9 path, for comparison */
   double setup_s = now() - t0;
   if (!rc) rc = local_infer(&t, m, p, x, n, (int)threads, 1, &r);
   if (rc) {
@@ -124,6 +126,13 @@ int hetee_bench_infer(int argc, char **argv) {
     printf(", \"total_s\": %.6f, \"per_image_ms\": %.4f, \"host_s\": %.6f, \"host_cpu_s\": %.6f, "
            "\"enclave_s\": %.6f, \"enclave_wall_s\": %.6f, \"enclave_share\": %.4f",
            s->total_s, s->total_s * 1e3 / n, s->host_s, s->host_cpu_s, s->enclave_s, s->wall_enclave_s, share);
+    /* issue 9: the enclave's integrity work (stage-0 input decryption, Freivalds
+     * checks, next-stage expectations); share of the run's wall time and of its CPU */
+    printf(", \"bound\": %d", !unbound);
+    printf(", \"integrity_s\": %.6f, \"integrity_share_total\": %.4f, \"integrity_share_cpu\": %.4f, "
+           "\"model_bind_s\": %.4f",
+           s->integrity_s, s->total_s > 0 ? s->integrity_s / s->total_s : 0,
+           s->host_cpu_s + s->enclave_s > 0 ? s->integrity_s / (s->host_cpu_s + s->enclave_s) : 0, r.model_bind_s);
     printf(", \"acc_encrypted\": %.4f, \"acc_plain\": %.4f, \"agree\": %.4f", (double)ok_enc / n,
            (double)ok_plain / n, (double)agree / n);
     printf(", \"keyswitches\": %llu, \"ctct_products\": %llu, \"enclave_encryptions\": %llu, "
@@ -158,6 +167,10 @@ int hetee_bench_infer(int argc, char **argv) {
            hetee_engine_plan_micro_batch(p), threads);
     printf("total %.3f s = %.3f ms/image (host CPU %.3f s, enclave CPU %.3f s: enclave share %.1f%%)\n", s->total_s,
            s->total_s * 1e3 / n, s->host_cpu_s, s->enclave_s, 100 * share);
+    printf("integrity %.4f s (%.2f%% of the total, %.2f%% of the CPU time); model bound in %.2f s\n", s->integrity_s,
+           s->total_s > 0 ? 100 * s->integrity_s / s->total_s : 0,
+           s->host_cpu_s + s->enclave_s > 0 ? 100 * s->integrity_s / (s->host_cpu_s + s->enclave_s) : 0,
+           r.model_bind_s);
     printf("accuracy encrypted %.4f, plaintext %.4f, agreement %.2f%%\n", (double)ok_enc / n, (double)ok_plain / n,
            100.0 * agree / n);
     printf("ct x ct products %llu, key switches %llu, enclave enc/dec %llu/%llu, host<->enclave %.1f MiB\n",

@@ -54,7 +54,8 @@ typedef enum hetee_status {
   HETEE_ERR_NOT_FOUND = -24,   /* named object does not exist */
   HETEE_ERR_LIMIT = -25,       /* a hard size limit was exceeded */
   HETEE_ERR_STATE = -26,       /* call not valid in the current state */
-  HETEE_ERR_INTERNAL = -27     /* invariant violated: a bug in hetee */
+  HETEE_ERR_INTERNAL = -27,    /* invariant violated: a bug in hetee */
+  HETEE_ERR_INTEGRITY = -28    /* the enclave's check of the host's work failed (job stopped) */
 } hetee_status;
 
 /* Fixed English text of a status code; never NULL. */

@@ -48,6 +48,11 @@ typedef enum hetee_msg_type {
   HETEE_MSG_RELEASE = 11,     /* release job -> result sealed to a DP session */
   HETEE_MSG_STATS = 12,       /* -> per-operation counters */
   HETEE_MSG_SHUTDOWN = 13,    /* -> ok, then the enclave exits */
+  /* bound inference (docs/security.md, "Integrity of the host's work") */
+  HETEE_MSG_MODEL_LOAD = 14,  /* u32 model | u8 phase (0 plan, 1 cts, 2 end) | ... -> ok */
+  HETEE_MSG_JOB_START = 15,   /* u32 model | u32 batch | u32 k | k x blob ct -> u32 job | u64 ns */
+  HETEE_MSG_JOB_REFRESH = 16, /* u32 job | u32 stage | spec | u32 k | k x blob -> u32 m | m x blob | u64 ns */
+  HETEE_MSG_JOB_RELEASE = 17, /* u32 job | session id[16] -> u32 n | n x blob sealed */
   /* enclave <-> launcher (the sim "CPU") */
   HETEE_MSG_PLAT_HELLO = 0x100,  /* -> measurement, sealing key, config */
   HETEE_MSG_PLAT_REPORT = 0x101, /* report_data[32] -> signed evidence */

@@ -281,6 +281,9 @@ typedef struct hetee_engine_stats {
   double wall_enclave_s; /* host wall time in enclave calls, summed over pipelines */
   size_t nstages;
   hetee_engine_stage_stats stage[HETEE_ENGINE_MAX_STAGES];
+  double integrity_s; /* bound runs: enclave CPU time of the integrity work (stage-0
+                         input decryption, Freivalds checks, next-stage
+                         expectations, spec comparison); part of enclave_s */
 } hetee_engine_stats;
 
 /* One sealed release per sample, in input order (opened by the data
@@ -308,6 +311,62 @@ HETEE_API void hetee_engine_results_clear(hetee_engine_results *r);
 HETEE_API int hetee_engine_run(hetee_enclave *e, const hetee_engine_model *em, const hetee_engine_input *in,
                                uint32_t model_id, const uint8_t dp_session[16], int threads,
                                hetee_engine_results *out, hetee_engine_stats *stats) HETEE_WUR;
+
+/* ---------------------------------------------------------------------------
+ * Bound inference (docs/security.md, "Integrity of the host's work").
+ * The model provider registers the model's digest through its session
+ * (hetee_client_msg_model_register, after its release policy); the host
+ * then streams the encrypted model to the enclave, which decrypts the
+ * weights once and keeps secret Freivalds checks per stage
+ * (hetee_engine_model_bind; HETEE_ERR_AUTH if the bytes are not those the
+ * MP registered). From then on the model's results are released only by
+ * bound runs: the data provider authorizes its input micro-batches
+ * (hetee_client_msg_job_auth), and hetee_engine_run_bound runs them as
+ * jobs whose refreshes follow the registered plan and whose every layer
+ * output is checked against the job's own input before anything is
+ * refreshed or released. A failed check stops the micro-batch with
+ * HETEE_ERR_INTEGRITY (the detail names the stage, never values).
+ * ------------------------------------------------------------------------- */
+HETEE_API int hetee_engine_model_bind(hetee_enclave *e, const hetee_engine_model *em, uint32_t model_id) HETEE_WUR;
+/* Parties (src/client). The model provider's registration: u16 3 | u32 model
+ * | digest[32], digest = BLAKE2b-256("hetee-model-v1\0" || u64 len || plan ||
+ * per stage, weights then biases: u64 len || ciphertext) over the bytes
+ * hetee_engine_model_save writes; accepted only from the model's owner. */
+HETEE_API int hetee_engine_model_digest(const hetee_engine_model *em, uint8_t out[32]) HETEE_WUR;
+HETEE_API int hetee_client_msg_model_register(uint32_t model_id, const hetee_engine_model *em, uint8_t **msg,
+                                              size_t *len) HETEE_WUR;
+/* The data provider's authorization of every micro-batch of its input
+ * (at most 256 per message): u16 4 | u32 model | u32 n | n x (u32 batch |
+ * digest[32]), digest = BLAKE2b-256("hetee-input-v1\0" || u32 model || u32 batch
+ * || u32 k || k x (u64 len || ciphertext)) over the micro-batch's stage-0
+ * ciphertexts. Each digest allows one job, for a DP the policy names. */
+HETEE_API int hetee_engine_input_digests(const hetee_engine_input *in, const hetee_engine_plan *p, uint32_t model_id,
+                                         uint8_t (*out)[32], size_t max, size_t *nmb) HETEE_WUR;
+HETEE_API int hetee_client_msg_job_auth(uint32_t model_id, const hetee_engine_input *in, const hetee_engine_plan *p,
+                                        uint8_t **msg, size_t *len) HETEE_WUR;
+/* Integrity status of a model, for its owner and the DPs its policy names. */
+typedef struct hetee_integrity_status {
+  uint32_t model_id;
+  int loaded;                /* plan registered and weights loaded */
+  uint64_t jobs;             /* jobs released */
+  uint64_t checks;           /* per-sample checks made */
+  uint64_t failures;         /* failed checks (each stopped a job) */
+  int32_t last_failed_stage; /* -1: none */
+  uint64_t budget;           /* per-DP query budget in images (0: none) */
+  uint64_t used;             /* images the asking DP started (0 for the MP) */
+} hetee_integrity_status;
+/* The owner's per-DP query budget for a registered model (images; 0: no
+ * budget): u16 6 | u32 model | u64 images. Each JOB_START charges its
+ * batch to the authorizing DP, completed or not; above the budget it is
+ * refused with HETEE_ERR_LIMIT. Counts survive sealing. */
+HETEE_API int hetee_client_msg_query_budget(uint32_t model_id, uint64_t images, uint8_t **msg, size_t *len) HETEE_WUR;
+HETEE_API int hetee_client_msg_integrity_status(uint32_t model_id, uint8_t **msg, size_t *len) HETEE_WUR;
+/* Parses the opened reply of the status command. */
+HETEE_API int hetee_client_integrity_status_parse(const uint8_t *reply, size_t len,
+                                                  hetee_integrity_status *out) HETEE_WUR;
+HETEE_API int hetee_engine_run_bound(hetee_enclave *e, const hetee_engine_model *em, const hetee_engine_input *in,
+                                     uint32_t model_id, const uint8_t dp_session[16], int threads,
+                                     hetee_engine_results *out, hetee_engine_stats *stats) HETEE_WUR;
 
 #ifdef __cplusplus
 }

@@ -112,6 +112,26 @@ int local_parties_policy(local_parties *t, uint32_t model_id, int kind, int prec
   return rc;
 }
 
+int local_parties_send(local_parties *t, hetee_client_session *ps, uint8_t *m, size_t ml, uint8_t **reply,
+                       size_t *rlen) {
+  uint8_t *s = NULL, *r = NULL, *p = NULL;
+  size_t sl = 0, rl = 0, pl = 0;
+  int rc = m ? 0 : HETEE_ERR_NOMEM;
+  if (!rc) rc = hetee_client_session_seal(ps, m, ml, &s, &sl);
+  if (!rc) rc = hetee_enclave_session_msg(t->e, s, sl, &r, &rl);
+  if (!rc) rc = hetee_client_session_open(ps, r, rl, &p, &pl);
+  free(m);
+  free(s);
+  free(r);
+  if (!rc && reply) {
+    *reply = p;
+    *rlen = pl;
+  } else {
+    free(p);
+  }
+  return rc;
+}
+
 static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
   (void)st, (void)flag, (void)ftw;
   return remove(path);
@@ -151,6 +171,7 @@ static void stats_add(hetee_engine_stats *a, const hetee_engine_stats *b) {
   a->host_s += b->host_s;
   a->host_cpu_s += b->host_cpu_s;
   a->enclave_s += b->enclave_s;
+  a->integrity_s += b->integrity_s;
   a->wall_enclave_s += b->wall_enclave_s;
   a->nstages = b->nstages;
   for (size_t s = 0; s < b->nstages; s++) {
@@ -200,6 +221,11 @@ int local_infer(local_parties *t, const hetee_nn_model *m, const hetee_engine_pl
   rc = hetee_engine_model_encrypt(t->ctx, t->pk, m, p, &mp_model);
   res->mp_encrypt_s = now() - t0;
   if (!rc) rc = hetee_engine_model_save(mp_model, &bytes, &blen);
+  /* the model provider registers the model it encrypted (digest) */
+  uint8_t *reg = NULL;
+  size_t regl = 0;
+  if (!rc && !t->unbound) rc = hetee_client_msg_model_register(model_id, mp_model, &reg, &regl);
+  if (!rc && !t->unbound) rc = local_parties_send(t, t->mps, reg, regl, NULL, NULL);
   hetee_engine_model_free(mp_model);
   if (rc) return rc;
   t0 = now();
@@ -207,6 +233,14 @@ int local_infer(local_parties *t, const hetee_nn_model *m, const hetee_engine_pl
   res->model_load_s = now() - t0;
   free(bytes);
   if (rc) return rc;
+  /* the host streams it to the enclave, which checks it and keeps its checks */
+  t0 = now();
+  rc = t->unbound ? 0 : hetee_engine_model_bind(t->e, host_model, model_id);
+  res->model_bind_s = now() - t0;
+  if (rc) {
+    hetee_engine_model_free(host_model);
+    return rc;
+  }
   res->model_ct_bytes = hetee_engine_model_ct_bytes(host_model);
   /* data provider and host, chunk by chunk (bounded memory) */
   const hetee_engine_plan *hp = hetee_engine_model_plan(host_model);
@@ -219,6 +253,11 @@ int local_infer(local_parties *t, const hetee_nn_model *m, const hetee_engine_pl
     t0 = now();
     rc = hetee_engine_input_encrypt(t->ctx, t->pk, p, x + first * in, cnt, &dp_in);
     if (!rc) rc = hetee_engine_input_save(dp_in, &bytes, &blen);
+    /* the data provider authorizes exactly these micro-batches */
+    uint8_t *auth = NULL;
+    size_t authl = 0;
+    if (!rc && !t->unbound) rc = hetee_client_msg_job_auth(model_id, dp_in, p, &auth, &authl);
+    if (!rc && !t->unbound) rc = local_parties_send(t, t->dps, auth, authl, NULL, NULL);
     res->dp_encrypt_s += now() - t0;
     hetee_engine_input_free(dp_in);
     if (rc) break;
@@ -226,7 +265,9 @@ int local_infer(local_parties *t, const hetee_nn_model *m, const hetee_engine_pl
     rc = hetee_engine_input_load(t->ctx, hp, bytes, blen, &host_in);
     res->input_load_s += now() - t0;
     free(bytes);
-    if (!rc) rc = hetee_engine_run(t->e, host_model, host_in, model_id, t->dp_session, threads, &out, &st);
+    if (!rc)
+      rc = t->unbound ? hetee_engine_run(t->e, host_model, host_in, model_id, t->dp_session, threads, &out, &st)
+                      : hetee_engine_run_bound(t->e, host_model, host_in, model_id, t->dp_session, threads, &out, &st);
     hetee_engine_input_free(host_in);
     if (rc) break;
     stats_add(&res->stats, &st);

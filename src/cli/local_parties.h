@@ -27,6 +27,8 @@ typedef struct local_parties {
   hetee_client_session *mps, *dps;
   uint8_t dp_session[16];
   char config[HETEE_ENCLAVE_CONFIG_MAX + 1];
+  int unbound; /* local_infer without registration, checks and job binding
+                  (the pre-issue-9 path, for comparison: hetee-bench infer --unbound) */
 } local_parties;
 
 /* platform: an existing sim platform directory, or NULL for a temporary one.
@@ -36,18 +38,26 @@ int local_parties_start(local_parties *t, const char *platform);
  * the data provider. */
 int local_parties_policy(local_parties *t, uint32_t model_id, int kind, int prec_bits);
 void local_parties_stop(local_parties *t);
+/* Seals session command m (consumed) with party session ps, sends it,
+ * opens the reply (*reply malloc'd; reply may be NULL). */
+int local_parties_send(local_parties *t, hetee_client_session *ps, uint8_t *m, size_t ml, uint8_t **reply,
+                       size_t *rlen);
 
 /* Encrypted inference of n samples x (n x input size, scaled) with model m
  * planned as p: the model provider sets the release policy (the plan's
- * kind, 16 bits) and encrypts the model; its bytes are loaded by the host
- * (validating loader); then chunk by chunk the data provider encrypts
- * samples (bytes loaded by the host), the host runs them with the enclave
- * (threads: kernel threads) and the data provider opens each release. */
+ * kind, 16 bits), encrypts the model and registers its digest; its bytes
+ * are loaded by the host (validating loader) and bound in the enclave
+ * (hetee_engine_model_bind); then chunk by chunk the data provider
+ * encrypts and authorizes its micro-batches, the host runs them bound
+ * (hetee_engine_run_bound); the data provider opens each release (the
+ * host loads the input bytes with the validating loader; threads: kernel
+ * threads). */
 typedef struct local_infer_result {
   size_t n;
   int *pred;                  /* encrypted prediction of each sample */
   hetee_engine_stats stats;   /* summed over the chunks */
   double mp_encrypt_s, model_load_s, dp_encrypt_s, input_load_s, dp_open_s;
+  double model_bind_s;        /* the enclave's one-time model load (integrity) */
   size_t model_ct_bytes;
 } local_infer_result;
 int local_infer(local_parties *t, const hetee_nn_model *m, const hetee_engine_plan *p, const float *x, size_t n,

@@ -22,7 +22,7 @@
 #define ENCLAVE_MAX_POLICIES 64
 #define ENCLAVE_MAX_PARTIES 256
 #define ENCLAVE_EVIDENCE_RING 32
-#define ENCLAVE_STATS 16
+#define ENCLAVE_STATS 24
 /* Marker string read by tests that patch a copy of the binary. */
 #define ENCLAVE_BUILD_TAG "hetee-enclave build tag: sim backend v1"
 
@@ -109,6 +109,17 @@ void enclave_keys_free(enclave *e);
 int enclave_set_empty_bundle(enclave *e);
 int enclave_handle_keygen(enclave *e, hetee_rbuf *r, hetee_wbuf *w);
 int enclave_handle_refresh(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *items);
+/* Refresh of an already decoded job (consumed: freed here) with an
+ * optional hook: gathered() sees the n decoded input values before the
+ * ops, final() the n final values before they are encoded; a non-zero
+ * return stops the refresh with that status (integrity.c). */
+typedef struct enclave_refresh_hook {
+  int (*gathered)(void *arg, const hetee_refresh_spec *spec, const double *v, size_t n);
+  int (*final)(void *arg, const hetee_refresh_spec *spec, const double *v, size_t n);
+  void *arg;
+} enclave_refresh_hook;
+int enclave_refresh_job_run(enclave *e, hetee_refresh_job *job, hetee_rbuf *r, hetee_wbuf *w, uint64_t *items,
+                            const enclave_refresh_hook *hook);
 /* Parses a release input (i32 level | f64 scale | u8 encoding | u32 n |
  * u32 map[n] | u32 ncts | ncts x blob), checks it against the parameters
  * and against the flooding bound for a policy of prec_bits fractional bits
@@ -125,6 +136,23 @@ int enclave_check_level_scale(const hetee_ckks_context *ctx, int level_in, doubl
 int enclave_keys_export(enclave *e, hetee_wbuf *w);
 int enclave_keys_import(enclave *e, hetee_rbuf *r);
 
+/* integrity.c: bound inference (registered plans, Freivalds checks, jobs
+ * bound to a data provider's signed input). */
+int enclave_integrity_dispatch(enclave *e, uint16_t type, hetee_rbuf *r, hetee_wbuf *w, uint64_t *items);
+/* Session commands 3..5 (model registration, job authorization, status). */
+int enclave_integrity_session_cmd(enclave *e, const hetee_chan *c, uint16_t cmd, hetee_rbuf *m, hetee_wbuf *reply);
+/* 1 if model's owner registered a plan: legacy RELEASE is then refused. */
+int enclave_integrity_bound(const enclave *e, uint32_t model);
+/* Sealed state (version 4): u32 n | n x (u32 model | owner[32] | digest[32]).
+ * import checks every entry against the sealed policies (owner) when
+ * apply = 0, replaces the registrations (not loaded: MODEL_LOAD again) when
+ * apply = 1. */
+void enclave_integrity_export(hetee_wbuf *w);
+int enclave_integrity_import(hetee_rbuf *r, const enclave_policy *policies, uint32_t np, int apply);
+/* sessions.c: the policy record of a release (used by the job release). */
+int enclave_build_release(const enclave_policy *p, double *v, size_t n, hetee_wbuf *out);
+const enclave_policy *enclave_find_policy(enclave *e, uint32_t model);
+hetee_chan *enclave_find_session(enclave *e, const uint8_t *id);
 int enclave_handle_session_open(enclave *e, hetee_rbuf *r, hetee_wbuf *w);
 int enclave_handle_session_msg(enclave *e, hetee_rbuf *r, hetee_wbuf *w);
 int enclave_handle_release(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *items);

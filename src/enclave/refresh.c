@@ -206,6 +206,17 @@ int enclave_handle_refresh(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *i
   hetee_refresh_job job;
   int rc = hetee_refresh_spec_decode(r, slots, &job);
   if (rc) return rc;
+  return enclave_refresh_job_run(e, &job, r, w, items, NULL);
+}
+
+/* The refresh of a decoded job (freed here); hook (may be NULL: plain
+ * refresh) sees the gathered values before the ops and the final values
+ * before they are encrypted, and may stop the job (integrity.c). */
+int enclave_refresh_job_run(enclave *e, hetee_refresh_job *jp, hetee_rbuf *r, hetee_wbuf *w, uint64_t *items,
+                            const enclave_refresh_hook *hook) {
+  hetee_refresh_job job = *jp;
+  size_t slots = hetee_ckks_context_slots(e->ctx);
+  int rc;
   /* every parameter-dependent check before anything is decrypted */
   int in_level, out_level;
   double in_scale, out_scale;
@@ -238,8 +249,10 @@ int enclave_handle_refresh(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *i
   uint32_t *idxbuf = (uint32_t *)(slotbuf + unit);
   rc = gather(e, r, job.spec.in_map, n, job.spec.in_encoding, in_level, in_scale, v, slotbuf, idxbuf, items);
   if (rc) goto out;
+  if (hook && (rc = hook->gathered(hook->arg, &job.spec, v, n))) goto out;
   int sh[3];
   hetee_ops_apply(&job.spec, v, tmp, sh);
+  if (hook && (rc = hook->final(hook->arg, &job.spec, v, (size_t)sh[0] * sh[1] * sh[2] * job.spec.batch))) goto out;
   rc = scatter_encrypt(e, &job.spec, out_level, out_scale, v, slotbuf, w, items);
 out:
   if (ws) sodium_free(ws); /* sodium_free wipes */
@@ -314,6 +327,12 @@ out:
 #else
 
 int enclave_handle_refresh(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *items) {
+  return hetee_error(HETEE_ERR_UNSUPPORTED, "this enclave was built without the CKKS layer");
+}
+int enclave_refresh_job_run(enclave *e, hetee_refresh_job *jp, hetee_rbuf *r, hetee_wbuf *w, uint64_t *items,
+                            const enclave_refresh_hook *hook) {
+  (void)e, (void)r, (void)w, (void)items, (void)hook;
+  hetee_refresh_job_free(jp);
   return hetee_error(HETEE_ERR_UNSUPPORTED, "this enclave was built without the CKKS layer");
 }
 int enclave_release_values(enclave *e, hetee_rbuf *r, int prec_bits, double **vals, size_t *n, uint64_t *items) {

@@ -99,6 +99,10 @@ int enclave_dispatch(enclave *e, const hetee_frame *f, hetee_wbuf *w, uint64_t *
   case HETEE_MSG_REFRESH: return enclave_handle_refresh(e, &r, w, items);
   case HETEE_MSG_RELEASE: return enclave_handle_release(e, &r, w, items);
   case HETEE_MSG_STATS: return handle_stats(e, &r, w);
+  case HETEE_MSG_MODEL_LOAD:
+  case HETEE_MSG_JOB_START:
+  case HETEE_MSG_JOB_REFRESH:
+  case HETEE_MSG_JOB_RELEASE: return enclave_integrity_dispatch(e, f->type, &r, w, items);
   case HETEE_MSG_SHUTDOWN:
     if (f->len) return hetee_error(HETEE_ERR_PROTOCOL, "SHUTDOWN takes no body");
     *quit = 1;
@@ -133,7 +137,7 @@ int enclave_serve(enclave *e) {
     }
     int wrc = rc ? hetee_frame_write_error(e->host_fd, f.id, rc, hetee_last_error())
                  : hetee_frame_write(e->host_fd, (uint16_t)(f.type | HETEE_MSG_REPLY), f.id, w.p, w.len);
-    hetee_enclave_op_stats *s = f.version == HETEE_PROTO_VERSION && f.type >= HETEE_MSG_PING && f.type <= HETEE_MSG_SHUTDOWN
+    hetee_enclave_op_stats *s = f.version == HETEE_PROTO_VERSION && f.type >= HETEE_MSG_PING && f.type <= HETEE_MSG_JOB_RELEASE
                                     ? stats_for(e, f.type)
                                     : NULL;
     if (s) {

@@ -195,6 +195,7 @@ int enclave_handle_session_msg(enclave *e, hetee_rbuf *r, hetee_wbuf *w) {
   if (m.err) rc = hetee_error(HETEE_ERR_PROTOCOL, "empty session message");
   else if (cmd == CMD_PING) hetee_wbuf_put(&reply, msg + 2, mlen - 2);
   else if (cmd == CMD_SET_POLICY) rc = set_policy(e, c, &m);
+  else if (cmd >= 3 && cmd <= 6) rc = enclave_integrity_session_cmd(e, c, cmd, &m, &reply);
   else rc = hetee_error(HETEE_ERR_PROTOCOL, "unknown session command %u", cmd);
   sodium_memzero(msg, mlen);
   free(msg);
@@ -249,6 +250,9 @@ int enclave_handle_release(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *i
   if (r->err) return hetee_error(HETEE_ERR_PROTOCOL, "malformed release request");
   enclave_policy *p = find_policy(e, model);
   if (!p) return hetee_error(HETEE_ERR_NOT_FOUND, "no release policy for model %u", model);
+  if (enclave_integrity_bound(e, model))
+    return hetee_error(HETEE_ERR_AUTH, "model %u has a registered plan: its results are released only by verified jobs",
+                       model);
   hetee_chan *c = find_session(e, sid);
   if (!c) return hetee_error(HETEE_ERR_NOT_FOUND, "no such session");
   int named = 0;
@@ -280,7 +284,7 @@ int enclave_handle_release(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *i
  * n x (pk[32] | u8 role) | u32 np | np x (u32 model | u8 kind | u8 k |
  * u8 prec | u8 n_dp | n_dp x dp_pk[32] | owner[32]). Version 2 (read too)
  * had exactly one dp_pk[32] and no n_dp. */
-#define SEALED_STATE_VERSION 3
+#define SEALED_STATE_VERSION 4 /* 4: + bound-model registrations (integrity.c) */
 int enclave_handle_seal(enclave *e, hetee_wbuf *w) {
   hetee_wbuf st;
   hetee_wbuf_init(&st);
@@ -305,6 +309,7 @@ int enclave_handle_seal(enclave *e, hetee_wbuf *w) {
     for (unsigned j = 0; j < p->n_dp; j++) hetee_wbuf_put(&st, p->dp_pk[j], 32);
     hetee_wbuf_put(&st, p->owner, 32);
   }
+  enclave_integrity_export(&st);
   if (!rc && st.err) rc = hetee_error(HETEE_ERR_NOMEM, "no memory to seal");
   if (!rc) {
     uint8_t *blob;
@@ -337,8 +342,8 @@ int enclave_handle_unseal(enclave *e, hetee_rbuf *r) {
   hetee_rbuf s;
   hetee_rbuf_init(&s, plain, plen);
   uint32_t version = hetee_rbuf_u32(&s);
-  if (version != SEALED_STATE_VERSION && version != 2) {
-    rc = hetee_error(HETEE_ERR_VERSION, "sealed state version %u, this enclave reads 2 and %d", version,
+  if (version != SEALED_STATE_VERSION && version != 3 && version != 2) {
+    rc = hetee_error(HETEE_ERR_VERSION, "sealed state version %u, this enclave reads 2, 3 and %d", version,
                      SEALED_STATE_VERSION);
     goto out;
   }
@@ -390,12 +395,15 @@ int enclave_handle_unseal(enclave *e, hetee_rbuf *r) {
         goto out;
       }
   }
+  hetee_rbuf integ = s; /* version 4: bound-model registrations, imported last */
+  if (version >= 4 && !s.err && (rc = enclave_integrity_import(&s, policies, np, 0))) goto out;
   if (s.err || hetee_rbuf_left(&s)) {
     rc = hetee_error(HETEE_ERR_FORMAT, "sealed state malformed");
     goto out;
   }
   rc = enclave_keys_import(e, &keys);
   if (rc) goto out;
+  if (version >= 4) (void)enclave_integrity_import(&integ, policies, np, 1);
   memcpy(e->parties, parties, ENCLAVE_MAX_PARTIES * sizeof *parties);
   e->n_parties = n;
   memcpy(e->policies, policies, ENCLAVE_MAX_POLICIES * sizeof *policies);
@@ -405,3 +413,10 @@ out:
   sodium_free(plain);
   return rc;
 }
+
+/* Accessors for integrity.c. */
+int enclave_build_release(const enclave_policy *p, double *v, size_t n, hetee_wbuf *out) {
+  return build_release(p, v, n, out);
+}
+const enclave_policy *enclave_find_policy(enclave *e, uint32_t model) { return find_policy(e, model); }
+hetee_chan *enclave_find_session(enclave *e, const uint8_t *id) { return find_session(e, id); }

@@ -21,6 +21,7 @@
 #include <time.h>
 
 #include "hemat/engine_internal.h"
+#include "host/engine_jobs.h"
 #include "host/host_internal.h"
 
 /* CPU time of this process (all threads). */
@@ -49,7 +50,8 @@ static int enclave_counters(hetee_enclave *e, enc_counters *c) {
   int rc = hetee_enclave_stats(e, st, 32, &n);
   if (rc) return rc;
   for (size_t i = 0; i < n; i++)
-    if (st[i].type == HETEE_MSG_REFRESH || st[i].type == HETEE_MSG_RELEASE) {
+    if (st[i].type == HETEE_MSG_REFRESH || st[i].type == HETEE_MSG_RELEASE ||
+        (st[i].type >= HETEE_MSG_JOB_START && st[i].type <= HETEE_MSG_JOB_RELEASE)) {
       c->cpu_ns += st[i].cpu_ns;
       c->bytes_in += st[i].bytes_in;
       c->bytes_out += st[i].bytes_out;
@@ -206,12 +208,14 @@ typedef struct run_shared {
   size_t *first_ct;      /* input ciphertext index of each micro-batch */
   int rc;
   char detail[512];
+  int bound; /* hetee_engine_run_bound: registered plan, checked jobs */
 } run_shared;
 
 typedef struct worker {
   run_shared *sh;
   hetee_engine_refresh *cache; /* per stage, full micro-batches */
   hetee_engine_stats st;
+  uint64_t integrity_ns; /* enclave CPU time of the checks (bound runs) */
 } worker;
 
 /* Enclave calls between the two counter reads, under the lock, so that the
@@ -272,6 +276,20 @@ static int run_micro_batch(worker *w, size_t k, hetee_ckks_ciphertext *const *in
   hetee_engine_refresh tmp;
   memset(&tmp, 0, sizeof tmp);
   int rc = 0;
+  uint32_t job = 0;
+  hetee_ckks_ciphertext **tampered = NULL;
+  if (sh->bound) {
+    hetee_hemat_layout L0;
+    uint64_t ns = 0;
+    enc_counters c0;
+    rc = hetee_engine_plan_layout(p, 0, bk, &L0);
+    if (!rc && !(rc = enclave_begin(sh, &c0))) {
+      rc = engine_job_start(sh->e, ctx, sh->model_id, bk, in, L0.n_in_cts, &job, &ns);
+      if (rc) rc = engine_wrap(rc, "micro-batch %zu: job start", k);
+      rc = enclave_end(sh, rc, &c0, &w->st.stage[0]);
+    }
+    w->integrity_ns += ns;
+  }
   for (size_t s = 0; s < p->nstages && !rc; s++) {
     hetee_engine_stage_stats *ss = &w->st.stage[s];
     double t0 = now();
@@ -291,6 +309,14 @@ static int run_micro_batch(worker *w, size_t k, hetee_ckks_ciphertext *const *in
       break;
     }
     for (size_t i = 0; i < nouts && !rc; i++) rc = hetee_ckks_ciphertext_new(ctx, &outs[i]);
+    if (!rc && engine_tamper_hook) { /* test double (tests/integrity) */
+      free(tampered);
+      tampered = malloc(L.n_in_cts * sizeof *tampered);
+      if (!tampered) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+      if (!rc) memcpy(tampered, cur, L.n_in_cts * sizeof *tampered);
+      if (!rc) rc = engine_tamper_hook(engine_tamper_arg, k, s, tampered, L.n_in_cts, 1);
+      if (!rc) cur = tampered;
+    }
     if (!rc)
       rc = hetee_hemat_conv_eval(ctx, &L, (const hetee_ckks_ciphertext *const *)cur,
                                  (const hetee_ckks_ciphertext *const *)em->w[s],
@@ -299,6 +325,7 @@ static int run_micro_batch(worker *w, size_t k, hetee_ckks_ciphertext *const *in
       rc = engine_wrap(rc, "stage %zu (%s): host kernel", s, p->st[s].names);
       break;
     }
+    if (engine_tamper_hook && (rc = engine_tamper_hook(engine_tamper_arg, k, s, outs, nouts, 0))) break;
     ss->products += L.n_products;
     /* this stage's inputs are consumed */
     cts_free(own, nown);
@@ -314,7 +341,13 @@ static int run_micro_batch(worker *w, size_t k, hetee_ckks_ciphertext *const *in
     ss->host_s += t1 - t0;
     enc_counters c0;
     if ((rc = enclave_begin(sh, &c0))) break;
-    rc = refresh(sh->e, ctx, R, blobs, lens, &fresh, &flens, &nf);
+    if (sh->bound) {
+      uint64_t ns = 0;
+      rc = engine_job_refresh(sh->e, ctx, job, (uint32_t)s, R, blobs, lens, nblobs, &fresh, &flens, &nf, &ns);
+      w->integrity_ns += ns;
+    } else {
+      rc = refresh(sh->e, ctx, R, blobs, lens, &fresh, &flens, &nf);
+    }
     if (rc) rc = engine_wrap(rc, "stage %zu (%s): refresh", s, p->st[s].names);
     rc = enclave_end(sh, rc, &c0, ss);
     if (rc) break;
@@ -332,7 +365,7 @@ static int run_micro_batch(worker *w, size_t k, hetee_ckks_ciphertext *const *in
                          R->out_ncts);
         break;
       }
-      if ((rc = unseed(ctx, fresh, flens, nf))) break;
+      if (!sh->bound && (rc = unseed(ctx, fresh, flens, nf))) break;
       double t3 = now();
       ss->host_s += t3 - t2;
       /* one release per sample, from the release ciphertext holding it,
@@ -345,7 +378,16 @@ static int run_micro_batch(worker *w, size_t k, hetee_ckks_ciphertext *const *in
         rc = hetee_error(HETEE_ERR_STATE, "another micro-batch failed");
         break;
       }
-      rc = releases(sh, R, bk, first, fresh, flens, ss);
+      if (sh->bound) {
+        enc_counters cr;
+        if (!(rc = enclave_begin(sh, &cr))) {
+          rc = engine_job_release(sh->e, job, sh->sid, bk, sh->res->sealed + first, sh->res->lens + first);
+          if (rc) rc = engine_wrap(rc, "micro-batch %zu: release", k);
+          rc = enclave_end(sh, rc, &cr, ss);
+        }
+      } else {
+        rc = releases(sh, R, bk, first, fresh, flens, ss);
+      }
       pthread_mutex_lock(&sh->queue);
       sh->released = k + 1;
       pthread_cond_broadcast(&sh->turn);
@@ -370,6 +412,7 @@ static int run_micro_batch(worker *w, size_t k, hetee_ckks_ciphertext *const *in
   blobs_free(blobs, lens, nblobs);
   blobs_free(fresh, flens, nf);
   hetee_engine_refresh_free(&tmp);
+  free(tampered);
   return rc;
 }
 
@@ -418,8 +461,24 @@ static void stats_merge(hetee_engine_stats *a, const hetee_engine_stats *b) {
   }
 }
 
+static int run_impl(hetee_enclave *e, const hetee_engine_model *em, const hetee_engine_input *in, uint32_t model_id,
+                    const uint8_t dp_session[16], int threads, hetee_engine_results *out, hetee_engine_stats *stats,
+                    int bound);
+
 int hetee_engine_run(hetee_enclave *e, const hetee_engine_model *em, const hetee_engine_input *in, uint32_t model_id,
                      const uint8_t dp_session[16], int threads, hetee_engine_results *out, hetee_engine_stats *stats) {
+  return run_impl(e, em, in, model_id, dp_session, threads, out, stats, 0);
+}
+
+int hetee_engine_run_bound(hetee_enclave *e, const hetee_engine_model *em, const hetee_engine_input *in,
+                           uint32_t model_id, const uint8_t dp_session[16], int threads, hetee_engine_results *out,
+                           hetee_engine_stats *stats) {
+  return run_impl(e, em, in, model_id, dp_session, threads, out, stats, 1);
+}
+
+static int run_impl(hetee_enclave *e, const hetee_engine_model *em, const hetee_engine_input *in, uint32_t model_id,
+                    const uint8_t dp_session[16], int threads, hetee_engine_results *out, hetee_engine_stats *stats,
+                    int bound) {
   if (!e || !em || !in || !dp_session || !out) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
   memset(out, 0, sizeof *out);
   if (threads < 1 || threads > 64) return hetee_error(HETEE_ERR_INVALID_ARG, "threads %d (1..64)", threads);
@@ -438,6 +497,7 @@ int hetee_engine_run(hetee_enclave *e, const hetee_engine_model *em, const hetee
   sh.sid = dp_session;
   sh.threads = threads;
   sh.res = out;
+  sh.bound = bound;
   sh.nmb = (in->count + p->micro_batch - 1) / p->micro_batch;
   /* two pipelines when there are two micro-batches to overlap */
   size_t nw = sh.nmb > 1 ? 2 : 1;
@@ -483,6 +543,7 @@ done:
       for (size_t s = 0; s < p->nstages; s++) hetee_engine_refresh_free(&w[i].cache[s]);
     free(w[i].cache);
     stats_merge(st, &w[i].st);
+    st->integrity_s += (double)w[i].integrity_ns * 1e-9;
   }
   free(sh.first_ct);
   if (rc) {

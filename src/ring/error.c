@@ -39,6 +39,7 @@ const char *hetee_strerror(int status) {
   case HETEE_ERR_LIMIT: return "size limit exceeded";
   case HETEE_ERR_STATE: return "invalid state";
   case HETEE_ERR_INTERNAL: return "internal error";
+  case HETEE_ERR_INTEGRITY: return "integrity check failed";
   default: return "unknown error";
   }
 }

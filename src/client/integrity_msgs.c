@@ -1,0 +1,170 @@
+/*
+ * integrity_msgs.c — the parties' side of bound inference (issue 9,
+ * docs/security.md "Integrity of the host's work"): the model provider's
+ * registration of its encrypted model (digest of the plan and of every
+ * weight / bias ciphertext, as the enclave recomputes it from what the host
+ * streams), the data provider's authorization of its input micro-batches
+ * (digest of each micro-batch's stage-0 ciphertexts, as the enclave
+ * recomputes it at JOB_START), and the integrity status both may read.
+ * The messages are session commands: sealed by the party's session, whose
+ * keys its Ed25519 identity signed into the handshake, so the host can
+ * neither forge nor alter them.
+ */
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "enclave/proto.h"
+#include "hemat/engine_internal.h"
+
+#define CMD_MODEL_REGISTER 3
+#define CMD_JOB_AUTH 4
+#define CMD_STATUS 5
+#define CMD_SET_BUDGET 6
+
+static int hash_ct(crypto_generichash_state *hs, const hetee_ckks_context *ctx, const hetee_ckks_ciphertext *ct) {
+  uint8_t *b, l[8];
+  size_t len;
+  int rc = hetee_ckks_ciphertext_save(ctx, ct, &b, &len);
+  if (rc) return rc;
+  hetee_le64(l, (uint64_t)len);
+  crypto_generichash_update(hs, l, 8);
+  crypto_generichash_update(hs, b, len);
+  free(b);
+  return 0;
+}
+
+int hetee_engine_model_digest(const hetee_engine_model *em, uint8_t out[32]) {
+  if (!em || !out) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  uint8_t *plan, l[8];
+  size_t plen;
+  int rc = engine_plan_save(em->plan, &plan, &plen);
+  if (rc) return rc;
+  crypto_generichash_state hs;
+  crypto_generichash_init(&hs, NULL, 0, 32);
+  static const char tag[] = "hetee-model-v1";
+  crypto_generichash_update(&hs, (const uint8_t *)tag, sizeof tag);
+  hetee_le64(l, (uint64_t)plen);
+  crypto_generichash_update(&hs, l, 8);
+  crypto_generichash_update(&hs, plan, plen);
+  free(plan);
+  const hetee_engine_plan *p = em->plan;
+  for (size_t s = 0; s < p->nstages && !rc; s++) {
+    size_t nw = p->st[s].layout.n_w_cts, nb = p->st[s].has_bias ? (size_t)p->st[s].layout.nmb : 0;
+    for (size_t i = 0; i < nw && !rc; i++) rc = hash_ct(&hs, em->ctx, em->w[s][i]);
+    for (size_t i = 0; i < nb && !rc; i++) rc = hash_ct(&hs, em->ctx, em->bias[s][i]);
+  }
+  crypto_generichash_final(&hs, out, 32);
+  return rc;
+}
+
+int hetee_client_msg_model_register(uint32_t model_id, const hetee_engine_model *em, uint8_t **msg, size_t *len) {
+  if (!msg || !len) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  uint8_t d[32];
+  int rc = hetee_engine_model_digest(em, d);
+  if (rc) return rc;
+  hetee_wbuf w;
+  hetee_wbuf_init(&w);
+  hetee_wbuf_u16(&w, CMD_MODEL_REGISTER);
+  hetee_wbuf_u32(&w, model_id);
+  hetee_wbuf_put(&w, d, 32);
+  if (w.err) return hetee_error(HETEE_ERR_NOMEM, "no memory");
+  *msg = hetee_wbuf_take(&w, len);
+  return 0;
+}
+
+int hetee_engine_input_digests(const hetee_engine_input *in, const hetee_engine_plan *p, uint32_t model_id,
+                               uint8_t (*out)[32], size_t max, size_t *nmb) {
+  if (!in || !p || !nmb) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  size_t n = (in->count + p->micro_batch - 1) / p->micro_batch, off = 0;
+  *nmb = n;
+  if (n > max) return hetee_error(HETEE_ERR_LIMIT, "%zu micro-batches, room for %zu", n, max);
+  for (size_t k = 0; k < n; k++) {
+    uint32_t bk = engine_mb_size(in->count, p->micro_batch, k);
+    hetee_hemat_layout L;
+    int rc = hetee_engine_plan_layout(p, 0, bk, &L);
+    if (rc) return rc;
+    if (off + L.n_in_cts > in->ncts) return hetee_error(HETEE_ERR_SHAPE, "input shorter than its plan");
+    crypto_generichash_state hs;
+    crypto_generichash_init(&hs, NULL, 0, 32);
+    static const char tag[] = "hetee-input-v1";
+    crypto_generichash_update(&hs, (const uint8_t *)tag, sizeof tag);
+    uint8_t hdr[12];
+    hetee_le32(hdr, model_id);
+    hetee_le32(hdr + 4, bk);
+    hetee_le32(hdr + 8, (uint32_t)L.n_in_cts);
+    crypto_generichash_update(&hs, hdr, 12);
+    for (size_t i = 0; i < L.n_in_cts && !rc; i++) rc = hash_ct(&hs, in->ctx, in->cts[off + i]);
+    crypto_generichash_final(&hs, out[k], 32);
+    if (rc) return rc;
+    off += L.n_in_cts;
+  }
+  return 0;
+}
+
+int hetee_client_msg_job_auth(uint32_t model_id, const hetee_engine_input *in, const hetee_engine_plan *p,
+                              uint8_t **msg, size_t *len) {
+  if (!msg || !len || !in || !p) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  size_t n = 0;
+  uint8_t(*d)[32] = malloc(256 * 32);
+  if (!d) return hetee_error(HETEE_ERR_NOMEM, "no memory");
+  int rc = hetee_engine_input_digests(in, p, model_id, d, 256, &n);
+  hetee_wbuf w;
+  hetee_wbuf_init(&w);
+  hetee_wbuf_u16(&w, CMD_JOB_AUTH);
+  hetee_wbuf_u32(&w, model_id);
+  hetee_wbuf_u32(&w, (uint32_t)n);
+  for (size_t k = 0; k < n && !rc; k++) {
+    hetee_wbuf_u32(&w, engine_mb_size(in->count, p->micro_batch, k));
+    hetee_wbuf_put(&w, d[k], 32);
+  }
+  free(d);
+  if (!rc && w.err) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+  if (rc) {
+    hetee_wbuf_free(&w);
+    return rc;
+  }
+  *msg = hetee_wbuf_take(&w, len);
+  return 0;
+}
+
+int hetee_client_msg_integrity_status(uint32_t model_id, uint8_t **msg, size_t *len) {
+  if (!msg || !len) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  hetee_wbuf w;
+  hetee_wbuf_init(&w);
+  hetee_wbuf_u16(&w, CMD_STATUS);
+  hetee_wbuf_u32(&w, model_id);
+  if (w.err) return hetee_error(HETEE_ERR_NOMEM, "no memory");
+  *msg = hetee_wbuf_take(&w, len);
+  return 0;
+}
+
+int hetee_client_integrity_status_parse(const uint8_t *reply, size_t len, hetee_integrity_status *out) {
+  if (!reply || !out) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  hetee_rbuf r;
+  hetee_rbuf_init(&r, reply, len);
+  memset(out, 0, sizeof *out);
+  uint16_t cmd = hetee_rbuf_u16(&r);
+  out->model_id = hetee_rbuf_u32(&r);
+  out->loaded = hetee_rbuf_u8(&r);
+  out->jobs = hetee_rbuf_u64(&r);
+  out->checks = hetee_rbuf_u64(&r);
+  out->failures = hetee_rbuf_u64(&r);
+  out->last_failed_stage = (int32_t)hetee_rbuf_u32(&r);
+  out->budget = hetee_rbuf_u64(&r);
+  out->used = hetee_rbuf_u64(&r);
+  if (r.err || hetee_rbuf_left(&r) || cmd != CMD_STATUS) return hetee_error(HETEE_ERR_FORMAT, "integrity status reply");
+  return 0;
+}
+
+int hetee_client_msg_query_budget(uint32_t model_id, uint64_t images, uint8_t **msg, size_t *len) {
+  if (!msg || !len) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  hetee_wbuf w;
+  hetee_wbuf_init(&w);
+  hetee_wbuf_u16(&w, CMD_SET_BUDGET);
+  hetee_wbuf_u32(&w, model_id);
+  hetee_wbuf_u64(&w, images);
+  if (w.err) return hetee_error(HETEE_ERR_NOMEM, "no memory");
+  *msg = hetee_wbuf_take(&w, len);
+  return 0;
+}

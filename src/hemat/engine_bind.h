@@ -1,0 +1,35 @@
+/*
+ * engine_bind.h — internal: the refresh spec of one engine stage as both
+ * the host (src/host/infer.c, bound runs) and the enclave
+ * (src/enclave/integrity.c) derive it from the plan. The enclave compares
+ * the host's encoded spec byte for byte with its own encoding of this one,
+ * so the two must never differ: one definition, here.
+ */
+#ifndef HETEE_HEMAT_ENGINE_BIND_H
+#define HETEE_HEMAT_ENGINE_BIND_H
+
+#include <string.h>
+
+#include "hetee/engine.h"
+
+static inline void engine_stage_spec(const hetee_ckks_context *ctx, const hetee_engine_refresh *R,
+                                     hetee_refresh_spec *spec) {
+  memset(spec, 0, sizeof *spec);
+  memcpy(spec->shape, R->in_shape, sizeof spec->shape);
+  spec->batch = R->batch;
+  spec->in_map = R->in_map;
+  spec->in_level = HETEE_ENGINE_LEVEL;
+  spec->in_scale = HETEE_ENGINE_OUT_SCALE;
+  spec->in_encoding = HETEE_ENC_COEFFS;
+  spec->nops = R->nops;
+  spec->ops = R->ops;
+  spec->out_ncts = R->out_ncts;
+  spec->out_n = R->out_n;
+  spec->out_dst = R->out_dst;
+  spec->out_src = R->out_src;
+  spec->out_level = R->release ? hetee_ckks_context_max_level(ctx) : HETEE_ENGINE_LEVEL;
+  spec->out_scale = R->release ? hetee_engine_release_scale(ctx) : HETEE_ENGINE_IN_SCALE;
+  spec->out_encoding = HETEE_ENC_COEFFS;
+}
+
+#endif

@@ -1,0 +1,478 @@
+/*
+ * test_integrity.c — issue 9: the enclave checks the host's linear algebra
+ * and releases only what the registered model computed on the data
+ * provider's own input. The three parties run in this process
+ * (src/cli/local_parties.c) against the real enclave process; a host test
+ * double (engine_tamper_hook in src/host/engine_jobs.h) changes the
+ * host's ciphertexts between its kernel and the enclave:
+ *   (a) a weight ciphertext (times an encrypted 1, to have the output's
+ *       degree, level and scale) substituted for a layer output,
+ *   (b) a small error (0.5) added to one output value,
+ *   (c) a previous job's layer outputs replayed, and a previous job's whole
+ *       input run again,
+ *   (d) two images (input groups) swapped in the batch,
+ *   (e) another party's ciphertexts (an input no DP authorized) used by the
+ *       kernel, and presented at the job start,
+ * plus the legacy RELEASE of a registered model, a model whose bytes are
+ * not those registered, and a registration by someone else than the
+ * owner. Each is refused, no sealed result reaches the data provider, and
+ * failed checks are counted in the status the MP and the DP read. Honest
+ * runs never trip the check (HETEE_TEST_QUICK: fewer images).
+ */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "cli/local_parties.h"
+#include "hemat/engine_internal.h"
+#include "host/engine_jobs.h"
+
+#define MODEL_ID 9
+#define MB 16
+
+typedef struct fx {
+  local_parties t;
+  hetee_nn_model *m;
+  hetee_engine_plan *plan;
+  hetee_engine_model *host_model;
+  size_t insz;
+} fx;
+
+static fx F;
+
+static void rnd_images(float *x, size_t n, unsigned seed) {
+  srand(seed);
+  for (size_t i = 0; i < n; i++) x[i] = (float)rand() / (float)RAND_MAX;
+}
+
+static char path_buf[512];
+static const char *model_path(const char *name) {
+  const char *src = getenv("HETEE_SOURCE_DIR");
+  snprintf(path_buf, sizeof path_buf, "%s/models/%s", src ? src : ".", name);
+  return path_buf;
+}
+
+static void status(hetee_client_session *s, hetee_integrity_status *st) {
+  uint8_t *m = NULL, *r = NULL;
+  size_t ml = 0, rl = 0;
+  assert_int_equal(hetee_client_msg_integrity_status(MODEL_ID, &m, &ml), 0);
+  assert_int_equal(local_parties_send(&F.t, s, m, ml, &r, &rl), 0);
+  assert_int_equal(hetee_client_integrity_status_parse(r, rl, st), 0);
+  free(r);
+}
+
+/* DP: encrypts n images, authorizes them (unless !auth), host copy loaded. */
+static hetee_engine_input *dp_input(size_t n, unsigned seed, int auth) {
+  float *x = malloc(n * F.insz * sizeof *x);
+  rnd_images(x, n * F.insz, seed);
+  hetee_engine_input *dp = NULL, *host = NULL;
+  assert_int_equal(hetee_engine_input_encrypt(F.t.ctx, F.t.pk, F.plan, x, n, &dp), 0);
+  free(x);
+  if (auth) {
+    uint8_t *m = NULL;
+    size_t ml = 0;
+    assert_int_equal(hetee_client_msg_job_auth(MODEL_ID, dp, F.plan, &m, &ml), 0);
+    int rc = local_parties_send(&F.t, F.t.dps, m, ml, NULL, NULL);
+    if (rc) printf("  auth: %s\n", hetee_last_error());
+    assert_int_equal(rc, 0);
+  }
+  uint8_t *b = NULL;
+  size_t bl = 0;
+  assert_int_equal(hetee_engine_input_save(dp, &b, &bl), 0);
+  assert_int_equal(hetee_engine_input_load(F.t.ctx, F.plan, b, bl, &host), 0);
+  free(b);
+  hetee_engine_input_free(dp);
+  return host;
+}
+
+static int run(hetee_engine_input *in, hetee_engine_results *out) {
+  return hetee_engine_run_bound(F.t.e, F.host_model, in, MODEL_ID, F.t.dp_session, 1, out, NULL);
+}
+
+/* A refused run: the expected status, nothing sealed for anyone. */
+static void expect_refused(hetee_engine_input *in, int want) {
+  hetee_engine_results out;
+  memset(&out, 0xab, sizeof out);
+  int rc = run(in, &out);
+  printf("  refused: %s (%s)\n", hetee_strerror(rc), hetee_last_error());
+  assert_int_equal(rc, want);
+  assert_int_equal(out.n, 0);
+  assert_null(out.sealed);
+}
+
+static int setup(void **state) {
+  (void)state;
+  memset(&F, 0, sizeof F);
+  if (local_parties_start(&F.t, NULL)) {
+    fprintf(stderr, "start: %s\n", hetee_last_error());
+    return -1;
+  }
+  if (hetee_nn_model_load(model_path("e2dm.onnx"), &F.m)) return -1;
+  hetee_engine_plan_options o = {0};
+  o.micro_batch = MB;
+  if (hetee_engine_plan_build(F.m, &o, &F.plan)) return -1;
+  F.insz = hetee_engine_plan_input_size(F.plan);
+  if (local_parties_policy(&F.t, MODEL_ID, HETEE_RELEASE_ARGMAX, 16)) return -1;
+  /* MP: encrypt, register the digest; host: load the bytes, bind */
+  hetee_engine_model *mp = NULL;
+  uint8_t *b = NULL, *reg = NULL;
+  size_t bl = 0, rl = 0;
+  if (hetee_engine_model_encrypt(F.t.ctx, F.t.pk, F.m, F.plan, &mp) || hetee_engine_model_save(mp, &b, &bl) ||
+      hetee_client_msg_model_register(MODEL_ID, mp, &reg, &rl) || local_parties_send(&F.t, F.t.mps, reg, rl, NULL, NULL))
+    return -1;
+  hetee_engine_model_free(mp);
+  if (hetee_engine_model_load(F.t.ctx, b, bl, &F.host_model)) return -1;
+  free(b);
+  /* a model whose bytes are not those registered is refused */
+  hetee_ckks_ciphertext *save = F.host_model->w[1][0];
+  F.host_model->w[1][0] = F.host_model->w[1][1];
+  int rc = hetee_engine_model_bind(F.t.e, F.host_model, MODEL_ID);
+  F.host_model->w[1][0] = save;
+  if (rc != HETEE_ERR_AUTH) {
+    fprintf(stderr, "substituted model bytes: %d %s\n", rc, hetee_last_error());
+    return -1;
+  }
+  if (hetee_engine_model_bind(F.t.e, F.host_model, MODEL_ID)) {
+    fprintf(stderr, "bind: %s\n", hetee_last_error());
+    return -1;
+  }
+  return 0;
+}
+
+static int teardown(void **state) {
+  (void)state;
+  engine_tamper_hook = NULL;
+  hetee_engine_model_free(F.host_model);
+  hetee_engine_plan_free(F.plan);
+  hetee_nn_model_free(F.m);
+  local_parties_stop(&F.t);
+  return 0;
+}
+
+/* Honest runs: every result opens, predictions equal the plaintext
+ * engine's, no check fails. */
+static void test_honest(void **state) {
+  (void)state;
+  size_t n = getenv("HETEE_TEST_QUICK") ? 2 * MB + 3 : 8 * MB + 5;
+  float *x = malloc(n * F.insz * sizeof *x);
+  rnd_images(x, n * F.insz, 1);
+  hetee_integrity_status before, after;
+  status(F.t.mps, &before);
+  hetee_engine_input *in = dp_input(n, 1, 1);
+  hetee_engine_results out;
+  hetee_engine_stats st;
+  int rc = hetee_engine_run_bound(F.t.e, F.host_model, in, MODEL_ID, F.t.dp_session, 2, &out, &st);
+  if (rc) printf("  honest run: %s\n", hetee_last_error());
+  assert_int_equal(rc, 0);
+  assert_int_equal(out.n, n);
+  float *y = malloc(n * 10 * sizeof *y);
+  assert_int_equal(hetee_nn_forward(F.m, x, n, y), 0);
+  size_t agree = 0;
+  for (size_t i = 0; i < n; i++) {
+    hetee_release_result r;
+    assert_int_equal(hetee_client_release_open(F.t.dps, out.sealed[i], out.lens[i], &r), 0);
+    assert_int_equal(r.kind, HETEE_RELEASE_ARGMAX);
+    size_t best = 0;
+    for (size_t j = 1; j < 10; j++)
+      if (y[i * 10 + j] > y[i * 10 + best]) best = j;
+    agree += r.indices[0] == best;
+    hetee_release_result_clear(&r);
+  }
+  printf("  honest: %zu images, %zu agree with plaintext, integrity %.4f s of %.4f s\n", n, agree, st.integrity_s,
+         st.total_s);
+  assert_true(agree >= n - 1); /* random inputs: a near tie may round either way */
+  assert_true(st.integrity_s > 0);
+  status(F.t.mps, &after);
+  assert_int_equal(after.failures, before.failures);
+  assert_int_equal(after.checks - before.checks, (uint64_t)n * 2 * 3);
+  assert_int_equal(after.jobs - before.jobs, (n + MB - 1) / MB);
+  hetee_engine_results_clear(&out);
+  hetee_engine_input_free(in);
+  free(x);
+  free(y);
+}
+
+/* ------------------------------------------------------------ test double */
+enum { T_WEIGHT = 1, T_DELTA, T_RECORD, T_REPLAY, T_SWAP, T_FOREIGN };
+static struct {
+  int mode;
+  size_t stage;
+  hetee_ckks_ciphertext **saved;
+  size_t nsaved;
+  hetee_engine_input *foreign;
+} D;
+
+static int tamper(void *arg, size_t mb, size_t stage, hetee_ckks_ciphertext **cts, size_t n, int pre) {
+  (void)arg;
+  (void)mb;
+  const hetee_ckks_context *ctx = F.t.ctx;
+  if (stage != D.stage) return 0;
+  if (pre) {
+    if (D.mode == T_SWAP) { /* images 0..7 and 8..15 exchange places */
+      assert_true(n >= 2);
+      hetee_ckks_ciphertext *t = cts[0];
+      cts[0] = cts[1];
+      cts[1] = t;
+    }
+    if (D.mode == T_FOREIGN) cts[0] = D.foreign->cts[0];
+    return 0;
+  }
+  if (D.mode == T_WEIGHT) { /* w * Enc(1): the weight polynomial as a degree-2 output at 2^60 */
+    size_t N = hetee_ckks_context_n(ctx);
+    double *v = calloc(N, sizeof *v);
+    v[0] = 1.0;
+    hetee_ckks_plaintext *pt = NULL;
+    hetee_ckks_ciphertext *one = NULL;
+    assert_int_equal(hetee_ckks_plaintext_new(ctx, &pt), 0);
+    assert_int_equal(hetee_ckks_ciphertext_new(ctx, &one), 0);
+    assert_int_equal(hetee_ckks_encode_coeffs(ctx, v, N, HETEE_ENGINE_IN_SCALE, HETEE_ENGINE_LEVEL, pt), 0);
+    assert_int_equal(hetee_ckks_encrypt_pk(ctx, F.t.pk, pt, one), 0);
+    assert_int_equal(hetee_ckks_eval_mul(ctx, one, F.host_model->w[stage][0], cts[0]), 0);
+    hetee_ckks_plaintext_free(pt);
+    hetee_ckks_ciphertext_free(one);
+    free(v);
+  }
+  if (D.mode == T_DELTA) { /* +0.5 on output (sample 0, channel 0, 0, 0) */
+    size_t N = hetee_ckks_context_n(ctx);
+    hetee_hemat_layout L;
+    assert_int_equal(hetee_engine_plan_layout(F.plan, stage, MB, &L), 0);
+    uint64_t pos = hetee_hemat_out_pos(&L, 0, 0, 0, 0);
+    double *v = calloc(N, sizeof *v);
+    v[pos % N] = 0.5;
+    hetee_ckks_plaintext *pt = NULL;
+    assert_int_equal(hetee_ckks_plaintext_new(ctx, &pt), 0);
+    assert_int_equal(hetee_ckks_encode_coeffs(ctx, v, N, HETEE_ENGINE_OUT_SCALE, HETEE_ENGINE_LEVEL, pt), 0);
+    assert_int_equal(hetee_ckks_eval_add_plain(ctx, cts[pos / N], pt, cts[pos / N]), 0);
+    hetee_ckks_plaintext_free(pt);
+    free(v);
+  }
+  if (D.mode == T_RECORD) {
+    D.saved = calloc(n, sizeof *D.saved);
+    D.nsaved = n;
+    for (size_t i = 0; i < n; i++) {
+      assert_int_equal(hetee_ckks_ciphertext_new(ctx, &D.saved[i]), 0);
+      assert_int_equal(hetee_ckks_ciphertext_copy(cts[i], D.saved[i]), 0);
+    }
+  }
+  if (D.mode == T_REPLAY)
+    for (size_t i = 0; i < n && i < D.nsaved; i++) assert_int_equal(hetee_ckks_ciphertext_copy(D.saved[i], cts[i]), 0);
+  return 0;
+}
+
+static void attack(int mode, size_t stage, int want, unsigned seed) {
+  hetee_integrity_status before, after, dp;
+  status(F.t.mps, &before);
+  D.mode = mode;
+  D.stage = stage;
+  engine_tamper_hook = tamper;
+  hetee_engine_input *in = dp_input(MB, seed, 1);
+  expect_refused(in, want);
+  engine_tamper_hook = NULL;
+  hetee_engine_input_free(in);
+  status(F.t.mps, &after);
+  status(F.t.dps, &dp);
+  if (want == HETEE_ERR_INTEGRITY) {
+    assert_int_equal(after.failures, before.failures + 1);
+    assert_int_equal(after.last_failed_stage, (int32_t)stage);
+    assert_int_equal(dp.failures, after.failures); /* the DP sees it too */
+  }
+  assert_int_equal(after.jobs, before.jobs);
+}
+
+static void test_a_weights_as_output(void **state) {
+  (void)state;
+  for (size_t s = 0; s < 3; s++) attack(T_WEIGHT, s, HETEE_ERR_INTEGRITY, 10 + (unsigned)s);
+}
+
+static void test_b_small_error(void **state) {
+  (void)state;
+  for (size_t s = 0; s < 3; s++) attack(T_DELTA, s, HETEE_ERR_INTEGRITY, 20 + (unsigned)s);
+}
+
+static void test_c_replay(void **state) {
+  (void)state;
+  /* record job A's stage-1 outputs (A runs honestly) */
+  D.mode = T_RECORD;
+  D.stage = 1;
+  engine_tamper_hook = tamper;
+  hetee_engine_input *a = dp_input(MB, 30, 1);
+  hetee_engine_results out;
+  assert_int_equal(run(a, &out), 0);
+  for (size_t i = 0; i < out.n; i++) { /* the DP opens them (its session's counters) */
+    hetee_release_result r;
+    assert_int_equal(hetee_client_release_open(F.t.dps, out.sealed[i], out.lens[i], &r), 0);
+    hetee_release_result_clear(&r);
+  }
+  hetee_engine_results_clear(&out);
+  engine_tamper_hook = NULL;
+  /* job B gets A's outputs at stage 1 */
+  attack(T_REPLAY, 1, HETEE_ERR_INTEGRITY, 31);
+  for (size_t i = 0; i < D.nsaved; i++) hetee_ckks_ciphertext_free(D.saved[i]);
+  free(D.saved);
+  D.saved = NULL;
+  D.nsaved = 0;
+  /* job A's input again: its authorization was used up */
+  expect_refused(a, HETEE_ERR_AUTH);
+  hetee_engine_input_free(a);
+}
+
+static void test_d_swap_images(void **state) {
+  (void)state;
+  attack(T_SWAP, 0, HETEE_ERR_INTEGRITY, 40);
+}
+
+static void test_e_other_ciphertexts(void **state) {
+  (void)state;
+  /* another party's input, never authorized by this DP */
+  D.foreign = dp_input(MB, 50, 0);
+  attack(T_FOREIGN, 0, HETEE_ERR_INTEGRITY, 51);
+  expect_refused(D.foreign, HETEE_ERR_AUTH); /* presented at the job start */
+  hetee_engine_input_free(D.foreign);
+  D.foreign = NULL;
+}
+
+/* The free RELEASE of a registered model is refused (the refresh itself
+ * only ever yields ciphertexts under the enclave key). */
+static void test_legacy_release_refused(void **state) {
+  (void)state;
+  hetee_engine_input *in = dp_input(MB, 60, 1);
+  hetee_engine_results out;
+  int rc = hetee_engine_run(F.t.e, F.host_model, in, MODEL_ID, F.t.dp_session, 1, &out, NULL);
+  printf("  legacy release: %s (%s)\n", hetee_strerror(rc), hetee_last_error());
+  assert_int_equal(rc, HETEE_ERR_AUTH);
+  assert_null(out.sealed);
+  hetee_engine_input_free(in);
+}
+
+/* A refresh whose spec is not the registered plan's is refused before
+ * anything is decrypted (an op removed, a scale changed); stages go in
+ * order; a job's results go only to the DP that authorized its input. */
+static void test_plan_mismatch(void **state) {
+  (void)state;
+  hetee_engine_input *in = dp_input(MB, 70, 1);
+  hetee_hemat_layout L0;
+  assert_int_equal(hetee_engine_plan_layout(F.plan, 0, MB, &L0), 0);
+  uint32_t job = 0;
+  uint64_t ns = 0;
+  assert_int_equal(engine_job_start(F.t.e, F.t.ctx, MODEL_ID, MB, in->cts, L0.n_in_cts, &job, &ns), 0);
+  /* any blobs: the spec is checked first */
+  uint8_t *b = NULL;
+  size_t bl = 0;
+  assert_int_equal(hetee_ckks_ciphertext_save(F.t.ctx, in->cts[0], &b, &bl), 0);
+  uint8_t *blobs[1] = {b};
+  size_t lens[1] = {bl};
+  hetee_engine_refresh R;
+  assert_int_equal(hetee_engine_plan_refresh(F.plan, 0, MB, &R), 0);
+  uint8_t **fr = NULL;
+  size_t *fl = NULL, nf = 0;
+  R.nops = 0; /* the square dropped: the host asking for the linear outputs */
+  int rc = engine_job_refresh(F.t.e, F.t.ctx, job, 0, &R, blobs, lens, 1, &fr, &fl, &nf, &ns);
+  printf("  ops changed: %s (%s)\n", hetee_strerror(rc), hetee_last_error());
+  assert_int_equal(rc, HETEE_ERR_AUTH);
+  R.nops = F.plan->st[0].nops;
+  R.out_ncts++; /* another output layout */
+  assert_int_equal(engine_job_refresh(F.t.e, F.t.ctx, job, 0, &R, blobs, lens, 1, &fr, &fl, &nf, &ns), HETEE_ERR_AUTH);
+  R.out_ncts--;
+  hetee_engine_refresh_free(&R);
+  assert_int_equal(hetee_engine_plan_refresh(F.plan, 1, MB, &R), 0);
+  rc = engine_job_refresh(F.t.e, F.t.ctx, job, 1, &R, blobs, lens, 1, &fr, &fl, &nf, &ns);
+  printf("  stage skipped: %s (%s)\n", hetee_strerror(rc), hetee_last_error());
+  assert_int_equal(rc, HETEE_ERR_STATE);
+  hetee_engine_refresh_free(&R);
+  /* no verified final layer: nothing to release, to anyone */
+  uint8_t *sealed[MB] = {0};
+  size_t sl[MB] = {0};
+  assert_int_equal(engine_job_release(F.t.e, job, F.t.dp_session, MB, sealed, sl), HETEE_ERR_STATE);
+  free(b);
+  hetee_engine_input_free(in);
+}
+
+/* Registrations survive sealing (the checks' secrets do not): after
+ * UNSEAL the model is still bound — the free release stays refused, a job
+ * is refused until the host binds the same model again — then runs. */
+static void test_sealed_registration(void **state) {
+  (void)state;
+  char path[400];
+  snprintf(path, sizeof path, "%s/integrity.seal", F.t.dir);
+  assert_int_equal(hetee_enclave_seal(F.t.e, path), 0);
+  assert_int_equal(hetee_enclave_unseal(F.t.e, path), 0);
+  hetee_engine_input *in = dp_input(MB, 80, 1);
+  expect_refused(in, HETEE_ERR_NOT_FOUND);
+  hetee_engine_results out;
+  assert_int_equal(hetee_engine_run(F.t.e, F.host_model, in, MODEL_ID, F.t.dp_session, 1, &out, NULL), HETEE_ERR_AUTH);
+  assert_int_equal(hetee_engine_model_bind(F.t.e, F.host_model, MODEL_ID), 0);
+  assert_int_equal(run(in, &out), 0);
+  for (size_t i = 0; i < out.n; i++) {
+    hetee_release_result r;
+    assert_int_equal(hetee_client_release_open(F.t.dps, out.sealed[i], out.lens[i], &r), 0);
+    hetee_release_result_clear(&r);
+  }
+  hetee_engine_results_clear(&out);
+  hetee_engine_input_free(in);
+}
+
+/* The owner's per-DP query budget: JOB_START charges the batch (also for
+ * jobs that then fail) and refuses above it; a DP cannot set it. */
+static void test_query_budget(void **state) {
+  (void)state;
+  hetee_integrity_status st;
+  status(F.t.dps, &st);
+  uint64_t budget = st.used + 2 * MB;
+  uint8_t *m = NULL;
+  size_t ml = 0;
+  assert_int_equal(hetee_client_msg_query_budget(MODEL_ID, budget, &m, &ml), 0);
+  assert_int_equal(local_parties_send(&F.t, F.t.dps, m, ml, NULL, NULL), HETEE_ERR_AUTH);
+  assert_int_equal(hetee_client_msg_query_budget(MODEL_ID, budget, &m, &ml), 0);
+  assert_int_equal(local_parties_send(&F.t, F.t.mps, m, ml, NULL, NULL), 0);
+  hetee_engine_input *in = dp_input(2 * MB, 90, 1);
+  hetee_engine_results out;
+  assert_int_equal(run(in, &out), 0);
+  for (size_t i = 0; i < out.n; i++) {
+    hetee_release_result r;
+    assert_int_equal(hetee_client_release_open(F.t.dps, out.sealed[i], out.lens[i], &r), 0);
+    hetee_release_result_clear(&r);
+  }
+  hetee_engine_results_clear(&out);
+  hetee_engine_input_free(in);
+  status(F.t.dps, &st);
+  assert_int_equal(st.budget, budget);
+  assert_int_equal(st.used, budget);
+  in = dp_input(1, 91, 1);
+  expect_refused(in, HETEE_ERR_LIMIT);
+  hetee_engine_input_free(in);
+  assert_int_equal(hetee_client_msg_query_budget(MODEL_ID, 0, &m, &ml), 0); /* lifted again */
+  assert_int_equal(local_parties_send(&F.t, F.t.mps, m, ml, NULL, NULL), 0);
+}
+
+/* Only the model's owner registers its plan; a DP cannot. */
+static void test_register_owner_only(void **state) {
+  (void)state;
+  uint8_t *m = NULL;
+  size_t ml = 0;
+  assert_int_equal(hetee_client_msg_model_register(MODEL_ID, F.host_model, &m, &ml), 0);
+  assert_int_equal(local_parties_send(&F.t, F.t.dps, m, ml, NULL, NULL), HETEE_ERR_AUTH);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_honest),
+      cmocka_unit_test(test_a_weights_as_output),
+      cmocka_unit_test(test_b_small_error),
+      cmocka_unit_test(test_c_replay),
+      cmocka_unit_test(test_d_swap_images),
+      cmocka_unit_test(test_e_other_ciphertexts),
+      cmocka_unit_test(test_legacy_release_refused),
+      cmocka_unit_test(test_register_owner_only),
+      cmocka_unit_test(test_plan_mismatch),
+      cmocka_unit_test(test_sealed_registration),
+      cmocka_unit_test(test_query_budget),
+      cmocka_unit_test(test_honest),
+  };
+  return cmocka_run_group_tests(tests, setup, teardown);
+}

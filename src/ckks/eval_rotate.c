@@ -17,9 +17,10 @@
 
 #include "ckks/ckks_internal.h"
 
-static int rotate_many(const hetee_ckks_context *ctx, const hetee_ckks_galois_keys *gk,
+static int rotate_many(hetee_ckks_evaluator *ev, const hetee_ckks_galois_keys *gk,
                        const hetee_ckks_ciphertext *a, const uint64_t *elts, size_t cnt,
                        hetee_ckks_ciphertext *const *outs) {
+  const hetee_ckks_context *ctx = ev->ctx;
   int rc = ckks_check_ctx(ctx, a->fp, "ciphertext");
   if (rc) return rc;
   if (a->level < 0 || a->level >= ctx->nq) return hetee_error(HETEE_ERR_LEVEL, "ciphertext is empty");
@@ -27,7 +28,6 @@ static int rotate_many(const hetee_ckks_context *ctx, const hetee_ckks_galois_ke
   if (!gk) return hetee_error(HETEE_ERR_NO_KEY, "no Galois keys");
   if ((rc = ckks_check_ctx(ctx, gk->fp, "Galois keys"))) return rc;
   const ckks_ksk **keys = calloc(cnt ? cnt : 1, sizeof *keys);
-  uint64_t *ext = NULL, *work = NULL;
   int l = a->level;
   size_t n = ctx->n;
   double scale = a->scale;
@@ -55,13 +55,8 @@ static int rotate_many(const hetee_ckks_context *ctx, const hetee_ckks_galois_ke
     need_ks = 1;
   }
   if (need_ks) {
-    ext = ckks_scratch(ckks_ks_ext_words(ctx, l));
-    work = ckks_scratch(ckks_ks_work_words(ctx, l));
-    if (!ext || !work) {
-      rc = hetee_error(HETEE_ERR_NOMEM, "key-switching buffers");
-      goto err;
-    }
-    ckks_modup(ctx, l, a->c[1], ext, work);
+    if ((rc = ckks_ev_ks_scratch(ev, l))) goto err;
+    ckks_modup(ctx, l, a->c[1], ev->ext, ev->work, ev->threads);
   }
   for (size_t i = 0; i < cnt; i++) {
     hetee_ckks_ciphertext *o = outs[i];
@@ -72,22 +67,22 @@ static int rotate_many(const hetee_ckks_context *ctx, const hetee_ckks_galois_ke
     const uint32_t *perm = keys[i]->perm;
     if ((rc = ckks_ct_reserve(ctx, o, l, 2))) goto err;
     for (int r = 0; r <= l; r++) hetee_vec_permute(perm, a->c[0] + (size_t)r * n, o->c[0] + (size_t)r * n, n);
-    ckks_ks_inner_moddown(ctx, l, ext, a->c[1], perm, keys[i], o->c[0], o->c[0], NULL, o->c[1], work);
+    ckks_ks_inner_moddown(ctx, l, ev->ext, a->c[1], perm, keys[i], o->c[0], o->c[0], NULL, o->c[1], ev->work,
+                          ev->threads);
     o->scale = scale;
   }
   rc = 0;
 err:
   free(keys);
-  hetee_free(ext);
-  hetee_free(work);
   return rc;
 }
 
 /* One rotation without hoisting: permute both polynomials first, then key
  * switch sigma(c1) (ModUp of the permuted polynomial). A code path distinct
  * from rotate_many, so tests can check hoisted == individual. */
-static int rotate_one(const hetee_ckks_context *ctx, const hetee_ckks_galois_keys *gk,
+static int rotate_one(hetee_ckks_evaluator *ev, const hetee_ckks_galois_keys *gk,
                       const hetee_ckks_ciphertext *a, uint64_t g, hetee_ckks_ciphertext *out) {
+  const hetee_ckks_context *ctx = ev->ctx;
   int rc = ckks_check_ctx(ctx, a->fp, "ciphertext");
   if (rc) return rc;
   if (a->level < 0 || a->level >= ctx->nq) return hetee_error(HETEE_ERR_LEVEL, "ciphertext is empty");
@@ -100,11 +95,11 @@ static int rotate_one(const hetee_ckks_context *ctx, const hetee_ckks_galois_key
   int l = a->level;
   size_t n = ctx->n, rows = (size_t)l + 1;
   double scale = a->scale;
-  uint64_t *c1p = ckks_scratch(rows * n);
-  if (!c1p) return hetee_error(HETEE_ERR_NOMEM, "rotation buffers");
+  if ((rc = ckks_ev_aux_scratch(ev, rows * n))) return rc;
+  uint64_t *c1p = ev->aux; /* sigma(c1); the key switch uses ev's other buffers */
   for (size_t r = 0; r < rows; r++) hetee_vec_permute(k->perm, a->c[1] + r * n, c1p + r * n, n);
   if (out != a) {
-    if ((rc = ckks_ct_reserve(ctx, out, l, 2))) goto err;
+    if ((rc = ckks_ct_reserve(ctx, out, l, 2))) return rc;
     for (size_t r = 0; r < rows; r++) hetee_vec_permute(k->perm, a->c[0] + r * n, out->c[0] + r * n, n);
   } else {
     /* in place: c0 through the (now free) c1 storage */
@@ -112,37 +107,58 @@ static int rotate_one(const hetee_ckks_context *ctx, const hetee_ckks_galois_key
     for (size_t r = 0; r < rows; r++) hetee_vec_permute(k->perm, out->c[1] + r * n, out->c[0] + r * n, n);
     out->seeded = 0;
   }
-  if ((rc = ckks_keyswitch_add(ctx, l, c1p, k, out->c[0], out->c[0], NULL, out->c[1]))) goto err;
+  if ((rc = ckks_keyswitch_add(ev, l, c1p, k, out->c[0], out->c[0], NULL, out->c[1]))) return rc;
   out->scale = scale;
   out->size = 2;
-  rc = 0;
-err:
-  hetee_free(c1p);
+  return 0;
+}
+
+int hetee_ckks_evaluator_rotate(hetee_ckks_evaluator *ev, const hetee_ckks_galois_keys *gk,
+                                const hetee_ckks_ciphertext *a, int step, hetee_ckks_ciphertext *out) {
+  int rc = ckks_ev_check(ev);
+  if (rc) return rc;
+  if (!a || !out) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  return rotate_one(ev, gk, a, ckks_galois_elt(ev->ctx->n, step), out);
+}
+
+int hetee_ckks_evaluator_rotate_hoisted(hetee_ckks_evaluator *ev, const hetee_ckks_galois_keys *gk,
+                                        const hetee_ckks_ciphertext *a, const int *steps, size_t n,
+                                        hetee_ckks_ciphertext *const *outs) {
+  int rc = ckks_ev_check(ev);
+  if (rc) return rc;
+  if (!a || (n && (!steps || !outs))) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  for (size_t i = 0; i < n; i++)
+    if (!outs[i]) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL output %zu", i);
+  uint64_t *elts = malloc((n ? n : 1) * sizeof *elts);
+  if (!elts) return hetee_error(HETEE_ERR_NOMEM, "rotation buffers");
+  for (size_t i = 0; i < n; i++) elts[i] = ckks_galois_elt(ev->ctx->n, steps[i]);
+  rc = rotate_many(ev, gk, a, elts, n, outs);
+  free(elts);
   return rc;
 }
 
+int hetee_ckks_evaluator_conjugate(hetee_ckks_evaluator *ev, const hetee_ckks_galois_keys *gk,
+                                   const hetee_ckks_ciphertext *a, hetee_ckks_ciphertext *out) {
+  int rc = ckks_ev_check(ev);
+  if (rc) return rc;
+  if (!a || !out) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  return rotate_one(ev, gk, a, 2 * ev->ctx->n - 1, out);
+}
+
+/* The context-only forms: ckks_internal.h, CKKS_ON_TEMP_EV. */
+
 int hetee_ckks_eval_rotate(const hetee_ckks_context *ctx, const hetee_ckks_galois_keys *gk,
                            const hetee_ckks_ciphertext *a, int step, hetee_ckks_ciphertext *out) {
-  if (!ctx || !a || !out) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
-  return rotate_one(ctx, gk, a, ckks_galois_elt(ctx->n, step), out);
+  CKKS_ON_TEMP_EV(ctx, hetee_ckks_evaluator_rotate(&ev_, gk, a, step, out));
 }
 
 int hetee_ckks_eval_rotate_hoisted(const hetee_ckks_context *ctx, const hetee_ckks_galois_keys *gk,
                                    const hetee_ckks_ciphertext *a, const int *steps, size_t n,
                                    hetee_ckks_ciphertext *const *outs) {
-  if (!ctx || !a || (n && (!steps || !outs))) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
-  for (size_t i = 0; i < n; i++)
-    if (!outs[i]) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL output %zu", i);
-  uint64_t *elts = malloc((n ? n : 1) * sizeof *elts);
-  if (!elts) return hetee_error(HETEE_ERR_NOMEM, "rotation buffers");
-  for (size_t i = 0; i < n; i++) elts[i] = ckks_galois_elt(ctx->n, steps[i]);
-  int rc = rotate_many(ctx, gk, a, elts, n, outs);
-  free(elts);
-  return rc;
+  CKKS_ON_TEMP_EV(ctx, hetee_ckks_evaluator_rotate_hoisted(&ev_, gk, a, steps, n, outs));
 }
 
 int hetee_ckks_eval_conjugate(const hetee_ckks_context *ctx, const hetee_ckks_galois_keys *gk,
                               const hetee_ckks_ciphertext *a, hetee_ckks_ciphertext *out) {
-  if (!ctx || !a || !out) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
-  return rotate_one(ctx, gk, a, 2 * ctx->n - 1, out);
+  CKKS_ON_TEMP_EV(ctx, hetee_ckks_evaluator_conjugate(&ev_, gk, a, out));
 }

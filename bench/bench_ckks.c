@@ -88,6 +88,17 @@ static int op_hoisted8_ev(bench_state *s) {
   static const int steps[8] = {1, 2, 3, 4, 5, 6, 7, 8};
   return hetee_ckks_evaluator_rotate_hoisted(s->ev, s->gk, s->a, steps, 8, s->outs);
 }
+/* the sum of the 8 rotations: one ModDown (rotate_hoisted_sum) ... */
+static int op_sum8_ev(bench_state *s) {
+  static const int steps[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+  return hetee_ckks_evaluator_rotate_hoisted_sum(s->ev, s->gk, s->a, steps, 8, s->o);
+}
+/* ... against 8 hoisted rotations and 7 additions */
+static int op_hoisted8_add_ev(bench_state *s) {
+  int rc = op_hoisted8_ev(s);
+  for (int i = 1; i < 8 && !rc; i++) rc = hetee_ckks_eval_add(s->ctx, i == 1 ? s->outs[0] : s->o, s->outs[i], s->o);
+  return rc;
+}
 static int op_keygen_relin(bench_state *s) {
   hetee_ckks_relin_key *k = NULL;
   int rc = hetee_ckks_keygen_relin(s->ctx, s->sk, &k);
@@ -258,6 +269,8 @@ int hetee_bench_ckks(int argc, char **argv) {
   fail |= time_op(&s, "rescale_ev", op_rescale_ev, NULL, NULL);
   fail |= time_op(&s, "rotate_ev", op_rotate_ev, NULL, NULL);
   fail |= time_op(&s, "rotate_hoisted8_ev", op_hoisted8_ev, NULL, NULL);
+  fail |= time_op(&s, "hoisted8_add_ev", op_hoisted8_add_ev, NULL, NULL);
+  fail |= time_op(&s, "rotate_sum8_ev", op_sum8_ev, NULL, NULL);
 
   /* serialized sizes */
   {

@@ -332,6 +332,18 @@ HETEE_API int hetee_ckks_evaluator_rotate_hoisted(hetee_ckks_evaluator *ev, cons
                                                   hetee_ckks_ciphertext *const *outs) HETEE_WUR;
 HETEE_API int hetee_ckks_evaluator_conjugate(hetee_ckks_evaluator *ev, const hetee_ckks_galois_keys *gk,
                                              const hetee_ckks_ciphertext *a, hetee_ckks_ciphertext *out) HETEE_WUR;
+/* Evaluator only: out = sum over i of rot(a, steps[i]) (n >= 1 steps, any
+ * sign, repeats and 0 allowed), the building block of baby-step
+ * giant-step sums ("double hoisting"): one ModUp of a shared by all steps
+ * (as rotate_hoisted), the key-switched terms summed in the extended basis
+ * Q*P and divided by P once (2 ModDowns in all instead of 2 per step). The
+ * result equals the sum of single rotations up to rounding (one rounding
+ * instead of n), not bit for bit. out may alias a. The first call
+ * allocates (and keeps) 2(L+1+np)+(L+1) rows of extra scratch. Errors as
+ * rotate_hoisted; HETEE_ERR_INVALID_ARG if n == 0. */
+HETEE_API int hetee_ckks_evaluator_rotate_hoisted_sum(hetee_ckks_evaluator *ev, const hetee_ckks_galois_keys *gk,
+                                                      const hetee_ckks_ciphertext *a, const int *steps, size_t n,
+                                                      hetee_ckks_ciphertext *out) HETEE_WUR;
 
 /* ---------------------------------------------------------------------------
  * Serialization. Every object starts with a fixed little-endian header:

@@ -162,6 +162,8 @@ struct hetee_ckks_evaluator {
   uint64_t *ext;        /* ModUp output: extended digits */
   uint64_t *work;       /* ModUp / inner product / ModDown work rows */
   uint64_t *aux;        /* level+1 rows: permuted c1 of a rotation, rescale rows */
+  size_t sum_cap;
+  uint64_t *sum;        /* rotate_hoisted_sum only (allocated on first use) */
 };
 
 /* A temporary one-thread evaluator with no buffers yet. */
@@ -171,8 +173,9 @@ void ckks_ev_release(hetee_ckks_evaluator *ev);
 /* Makes ev->ext and ev->work hold the key-switching scratch of level l
  * (no-op when already large enough). HETEE_ERR_NOMEM. */
 int ckks_ev_ks_scratch(hetee_ckks_evaluator *ev, int l);
-/* Makes ev->aux hold rows words. */
+/* Makes ev->aux (ev->sum) hold `words` words. */
 int ckks_ev_aux_scratch(hetee_ckks_evaluator *ev, size_t words);
+int ckks_ev_sum_scratch(hetee_ckks_evaluator *ev, size_t words);
 /* Checks an evaluator argument against the context of the operation. */
 int ckks_ev_check(const hetee_ckks_evaluator *ev);
 

@@ -46,8 +46,9 @@ void ckks_ev_release(hetee_ckks_evaluator *ev) {
   buf_free(ev, ev->ext, ev->ext_cap);
   buf_free(ev, ev->work, ev->work_cap);
   buf_free(ev, ev->aux, ev->aux_cap);
-  ev->ext = ev->work = ev->aux = NULL;
-  ev->ext_cap = ev->work_cap = ev->aux_cap = 0;
+  buf_free(ev, ev->sum, ev->sum_cap);
+  ev->ext = ev->work = ev->aux = ev->sum = NULL;
+  ev->ext_cap = ev->work_cap = ev->aux_cap = ev->sum_cap = 0;
 }
 
 int ckks_ev_ks_scratch(hetee_ckks_evaluator *ev, int l) {
@@ -58,6 +59,10 @@ int ckks_ev_ks_scratch(hetee_ckks_evaluator *ev, int l) {
 
 int ckks_ev_aux_scratch(hetee_ckks_evaluator *ev, size_t words) {
   return buf_reserve(ev, &ev->aux, &ev->aux_cap, words);
+}
+
+int ckks_ev_sum_scratch(hetee_ckks_evaluator *ev, size_t words) {
+  return buf_reserve(ev, &ev->sum, &ev->sum_cap, words);
 }
 
 int ckks_ev_check(const hetee_ckks_evaluator *ev) {
@@ -94,5 +99,5 @@ void hetee_ckks_evaluator_free(hetee_ckks_evaluator *ev) {
 int hetee_ckks_evaluator_threads(const hetee_ckks_evaluator *ev) { return ev ? ev->threads : 0; }
 
 size_t hetee_ckks_evaluator_scratch_bytes(const hetee_ckks_evaluator *ev) {
-  return ev ? (ev->ext_cap + ev->work_cap + ev->aux_cap) * 8 : 0;
+  return ev ? (ev->ext_cap + ev->work_cap + ev->aux_cap + ev->sum_cap) * 8 : 0;
 }

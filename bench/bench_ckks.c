@@ -1,7 +1,10 @@
 /*
  * bench_ckks.c — `hetee-bench ckks [--json] [--logn 13|14|15] [--runs R]
- * [--chain seal|ifma]`: median single-threaded time of every CKKS primitive
- * (>= 50 timed runs after warm-up), plus serialized ciphertext sizes.
+ * [--chain seal|ifma] [--threads T]`: median single-threaded time of every
+ * CKKS primitive (>= 50 timed runs after warm-up), plus serialized
+ * ciphertext sizes. The *_ev lines run the key-switching operations through
+ * one hetee_ckks_evaluator (scratch allocated once; T OpenMP threads,
+ * default 1) instead of the context-only functions.
  *
  * --chain seal (default; parameters as SEAL's examples for 13 and 14):
  *   logN 13: q {60, 40, 40},            P {60},          scale 2^40 (218-bit bound: 200)
@@ -49,6 +52,7 @@ typedef struct {
   hetee_ckks_public_key *pk;
   hetee_ckks_relin_key *rk;
   hetee_ckks_galois_keys *gk;
+  hetee_ckks_evaluator *ev; /* the *_ev lines: reusable scratch, --threads */
   hetee_ckks_plaintext *pt, *pt2;
   hetee_ckks_ciphertext *a, *b, *o, *m3, *r2, *outs[8];
   double *vals, *dec;
@@ -76,6 +80,25 @@ static int op_hoisted8(bench_state *s) {
   static const int steps[8] = {1, 2, 3, 4, 5, 6, 7, 8};
   return hetee_ckks_eval_rotate_hoisted(s->ctx, s->gk, s->a, steps, 8, s->outs);
 }
+static int op_relin_ev(bench_state *s) { return hetee_ckks_evaluator_relin(s->ev, s->rk, s->m3, s->o); }
+static int op_mul_relin_ev(bench_state *s) { return hetee_ckks_evaluator_mul_relin(s->ev, s->rk, s->a, s->b, s->o); }
+static int op_rescale_ev(bench_state *s) { return hetee_ckks_evaluator_rescale(s->ev, s->r2, s->o); }
+static int op_rotate_ev(bench_state *s) { return hetee_ckks_evaluator_rotate(s->ev, s->gk, s->a, 1, s->o); }
+static int op_hoisted8_ev(bench_state *s) {
+  static const int steps[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+  return hetee_ckks_evaluator_rotate_hoisted(s->ev, s->gk, s->a, steps, 8, s->outs);
+}
+/* the sum of the 8 rotations: one ModDown (rotate_hoisted_sum) ... */
+static int op_sum8_ev(bench_state *s) {
+  static const int steps[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+  return hetee_ckks_evaluator_rotate_hoisted_sum(s->ev, s->gk, s->a, steps, 8, s->o);
+}
+/* ... against 8 hoisted rotations and 7 additions */
+static int op_hoisted8_add_ev(bench_state *s) {
+  int rc = op_hoisted8_ev(s);
+  for (int i = 1; i < 8 && !rc; i++) rc = hetee_ckks_eval_add(s->ctx, i == 1 ? s->outs[0] : s->o, s->outs[i], s->o);
+  return rc;
+}
 static int op_keygen_relin(bench_state *s) {
   hetee_ckks_relin_key *k = NULL;
   int rc = hetee_ckks_keygen_relin(s->ctx, s->sk, &k);
@@ -83,7 +106,7 @@ static int op_keygen_relin(bench_state *s) {
   return rc;
 }
 
-static int g_json = 0, g_logn = 13, g_runs = 50, g_ifma = 0;
+static int g_json = 0, g_logn = 13, g_runs = 50, g_ifma = 0, g_threads = 1;
 
 /* JSON field naming the chain: empty for the default SEAL-shaped chain so
  * that its output stays exactly what it always was. */
@@ -136,7 +159,8 @@ static int time_op(bench_state *s, const char *name, op_fn fn, uint64_t *ntt_row
 }
 
 static void usage(FILE *f) {
-  fprintf(f, "usage: hetee-bench ckks [--json] [--logn 13|14|15] [--runs R (>= 50)] [--chain seal|ifma]\n");
+  fprintf(f, "usage: hetee-bench ckks [--json] [--logn 13|14|15] [--runs R (>= 50)] [--chain seal|ifma]\n"
+             "                        [--threads T (evaluator lines *_ev, default 1)]\n");
 }
 
 int hetee_bench_ckks(int argc, char **argv) {
@@ -144,6 +168,7 @@ int hetee_bench_ckks(int argc, char **argv) {
     if (!strcmp(argv[i], "--json")) g_json = 1;
     else if (!strcmp(argv[i], "--logn") && i + 1 < argc) g_logn = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--runs") && i + 1 < argc) g_runs = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--threads") && i + 1 < argc) g_threads = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--chain") && i + 1 < argc) {
       const char *c = argv[++i];
       if (!strcmp(c, "seal")) g_ifma = 0;
@@ -160,7 +185,7 @@ int hetee_bench_ckks(int argc, char **argv) {
       return 2;
     }
   }
-  if ((g_logn < 13 || g_logn > 15) || g_runs < 50 || g_runs > MAX_RUNS) {
+  if ((g_logn < 13 || g_logn > 15) || g_runs < 50 || g_runs > MAX_RUNS || g_threads < 1 || g_threads > 256) {
     usage(stderr);
     return 2;
   }
@@ -182,7 +207,7 @@ int hetee_bench_ckks(int argc, char **argv) {
   memset(&s, 0, sizeof s);
   int rc = 1, fail = 0;
   const int steps[8] = {1, 2, 3, 4, 5, 6, 7, 8};
-  if (hetee_ckks_context_new(&lit, &s.ctx)) goto err;
+  if (hetee_ckks_context_new(&lit, &s.ctx) || hetee_ckks_evaluator_new(s.ctx, g_threads, &s.ev)) goto err;
   s.slots = hetee_ckks_context_slots(s.ctx);
   s.level = hetee_ckks_context_max_level(s.ctx);
   s.vals = malloc(s.slots * sizeof(double));
@@ -218,8 +243,8 @@ int hetee_bench_ckks(int argc, char **argv) {
   if (hetee_ntt_tables_new(g_logn, hetee_ckks_context_prime(s.ctx, 0), &t)) goto err;
   for (size_t i = 0; i < hetee_ckks_context_n(s.ctx); i++) s.poly[i] = (i * 0x9E3779B97F4A7C15ULL) % hetee_ckks_context_prime(s.ctx, 0);
   if (!g_json) {
-    printf("hetee-bench ckks: logN %d, q = {%d, 40 x %d}, P = {%d x %d}, scale 2^40, 1 thread, NTT isa %s\n", g_logn,
-           big, nq40, big, lit.np, hetee_ring_isa_name());
+    printf("hetee-bench ckks: logN %d, q = {%d, 40 x %d}, P = {%d x %d}, scale 2^40, 1 thread (*_ev: %d), NTT isa %s\n", g_logn,
+           big, nq40, big, lit.np, g_threads, hetee_ring_isa_name());
     if (g_ifma) printf("  precision check: mul_relin + rescale %.1f bits (>= 20 required)\n", bits);
   }
   fail |= time_op(&s, "ntt_fwd", NULL, s.poly, t); /* one prime (q_0), N coefficients */
@@ -237,6 +262,15 @@ int hetee_bench_ckks(int argc, char **argv) {
   fail |= time_op(&s, "rotate", op_rotate, NULL, NULL);
   fail |= time_op(&s, "rotate_hoisted8", op_hoisted8, NULL, NULL);
   fail |= time_op(&s, "keygen_relin", op_keygen_relin, NULL, NULL);
+  /* the same operations through an evaluator (scratch allocated once, sized
+   * for the top level; --threads OpenMP threads) */
+  fail |= time_op(&s, "relin_ev", op_relin_ev, NULL, NULL);
+  fail |= time_op(&s, "mul_relin_ev", op_mul_relin_ev, NULL, NULL);
+  fail |= time_op(&s, "rescale_ev", op_rescale_ev, NULL, NULL);
+  fail |= time_op(&s, "rotate_ev", op_rotate_ev, NULL, NULL);
+  fail |= time_op(&s, "rotate_hoisted8_ev", op_hoisted8_ev, NULL, NULL);
+  fail |= time_op(&s, "hoisted8_add_ev", op_hoisted8_add_ev, NULL, NULL);
+  fail |= time_op(&s, "rotate_sum8_ev", op_sum8_ev, NULL, NULL);
 
   /* serialized sizes */
   {
@@ -270,6 +304,7 @@ err:
   hetee_ckks_relin_key_free(s.rk);
   hetee_ckks_public_key_free(s.pk);
   hetee_ckks_secret_key_free(s.sk);
+  hetee_ckks_evaluator_free(s.ev);
   hetee_ckks_context_free(s.ctx);
   free(s.vals);
   free(s.dec);

@@ -21,7 +21,7 @@ typedef struct {
 } suite;
 
 static const suite SUITES[] = {
-    {"ckks", hetee_bench_ckks, "CKKS primitives: [--json] [--logn 13|14|15]"},
+    {"ckks", hetee_bench_ckks, "CKKS primitives: [--json] [--logn 13|14|15] [--threads T (*_ev lines)]"},
     {"ntt", hetee_bench_ntt, "NTT variants (ref / avx2 / avx512) side by side"},
     {"enclave", hetee_bench_enclave, "enclave refresh and attestation costs"},
     {"infer", hetee_bench_infer, "encrypted inference: --model M.onnx [--batch B] [--images N] [--threads T] [--json]"},

@@ -15,12 +15,16 @@
  * Conventions: every fallible function returns 0 or a negative hetee_status,
  * with a detail in hetee_last_error(). Output arguments come last. Unless a
  * function says otherwise, an output ciphertext may alias an input.
- * Objects are not thread-safe for concurrent writes; a context and keys may be
- * shared read-only between threads.
+ * Objects are not thread-safe for concurrent writes; a context and keys are
+ * immutable once built and may be shared read-only between threads.
  *
- * Threading: single-threaded by default. hetee_ckks_context_set_threads()
- * lets the caller (the host or the enclave) allow OpenMP parallelism across
- * RNS components inside one operation.
+ * Threading: the context holds no mutable state. Parallelism inside one
+ * operation (OpenMP across RNS components) is a property of an evaluator
+ * (hetee_ckks_evaluator, below), which also owns the operation's reusable
+ * scratch: each thread of the caller uses its own evaluator over the shared
+ * context and keys. The context-only functions (hetee_ckks_eval_*, encode,
+ * encrypt, decrypt, key generation) run on one thread. Results are
+ * bit-identical whatever the thread count.
  */
 #ifndef HETEE_CKKS_H
 #define HETEE_CKKS_H
@@ -78,9 +82,6 @@ HETEE_API int hetee_ckks_context_np(const hetee_ckks_context *ctx);
 /* SHA-256 fingerprint over (N, all primes, default scale): identifies the
  * parameter set in every serialized object. */
 HETEE_API const uint8_t *hetee_ckks_context_fingerprint(const hetee_ckks_context *ctx);
-/* Threads OpenMP may use inside one operation on this context (default 1). */
-HETEE_API void hetee_ckks_context_set_threads(hetee_ckks_context *ctx, int nthreads);
-
 /* Largest total modulus bits log2(Q*P) allowed at 128-bit security for a
  * ternary secret (HomomorphicEncryption.org standard, classical):
  * logN 12:109, 13:218, 14:438, 15:881, 16:1772.
@@ -221,9 +222,10 @@ HETEE_API int hetee_ckks_decrypt(const hetee_ckks_context *ctx, const hetee_ckks
                                  const hetee_ckks_ciphertext *ct, hetee_ckks_plaintext *out) HETEE_WUR;
 
 /* ---------------------------------------------------------------------------
- * Evaluator. Binary operations need equal levels (use drop_level) and, for
- * add/sub, scales equal within a relative 2^-20; otherwise HETEE_ERR_LEVEL /
- * HETEE_ERR_SCALE. Objects from another context: HETEE_ERR_CONTEXT.
+ * Evaluation, context-only forms (one thread; the evaluator forms below add
+ * threads and reusable scratch). Binary operations need equal levels (use
+ * drop_level) and, for add/sub, scales equal within a relative 2^-20;
+ * otherwise HETEE_ERR_LEVEL / HETEE_ERR_SCALE. Objects from another context: HETEE_ERR_CONTEXT.
  * ------------------------------------------------------------------------- */
 HETEE_API int hetee_ckks_eval_add(const hetee_ckks_context *ctx, const hetee_ckks_ciphertext *a,
                                   const hetee_ckks_ciphertext *b, hetee_ckks_ciphertext *out) HETEE_WUR;
@@ -284,6 +286,64 @@ HETEE_API int hetee_ckks_eval_rotate_hoisted(const hetee_ckks_context *ctx, cons
                                              hetee_ckks_ciphertext *const *outs) HETEE_WUR;
 HETEE_API int hetee_ckks_eval_conjugate(const hetee_ckks_context *ctx, const hetee_ckks_galois_keys *gk,
                                         const hetee_ckks_ciphertext *a, hetee_ckks_ciphertext *out) HETEE_WUR;
+
+/* ---------------------------------------------------------------------------
+ * Evaluator object. Naming: hetee_ckks_evaluator_<verb>(ev, ...) is the
+ * evaluator form of hetee_ckks_eval_<verb>(ctx, ...), with the same
+ * arguments after the first, the same checks, errors and aliasing rules and
+ * bit-identical results; the context is the evaluator's. The evaluator adds:
+ *  - a thread count: OpenMP threads used inside each of its operations
+ *    (across RNS primes; results do not depend on it);
+ *  - reusable 64-byte aligned scratch sized for the context's top level
+ *    (key-switching ModUp digits and work rows, rotation / rescale rows), so
+ *    key switching, rotations and rescale allocate no polynomial-sized
+ *    memory (the context-only forms allocate it per call). The scratch is
+ *    wiped when the evaluator is freed.
+ * An evaluator is used by one thread at a time (it is written by every
+ * operation); any number of evaluators may share one context and one set
+ * of keys concurrently. The context must outlive its evaluators.
+ * ------------------------------------------------------------------------- */
+typedef struct hetee_ckks_evaluator hetee_ckks_evaluator;
+
+/* threads: 1..1024. Errors: HETEE_ERR_INVALID_ARG, HETEE_ERR_NOMEM. */
+HETEE_API int hetee_ckks_evaluator_new(const hetee_ckks_context *ctx, int threads,
+                                       hetee_ckks_evaluator **out) HETEE_WUR;
+HETEE_API void hetee_ckks_evaluator_free(hetee_ckks_evaluator *ev);
+HETEE_API int hetee_ckks_evaluator_threads(const hetee_ckks_evaluator *ev);
+/* Bytes of scratch the evaluator holds. */
+HETEE_API size_t hetee_ckks_evaluator_scratch_bytes(const hetee_ckks_evaluator *ev);
+
+HETEE_API int hetee_ckks_evaluator_mul(hetee_ckks_evaluator *ev, const hetee_ckks_ciphertext *a,
+                                       const hetee_ckks_ciphertext *b, hetee_ckks_ciphertext *out) HETEE_WUR;
+HETEE_API int hetee_ckks_evaluator_mul_acc(hetee_ckks_evaluator *ev, const hetee_ckks_ciphertext *a,
+                                           const hetee_ckks_ciphertext *b, hetee_ckks_ciphertext *acc) HETEE_WUR;
+HETEE_API int hetee_ckks_evaluator_relin(hetee_ckks_evaluator *ev, const hetee_ckks_relin_key *rk,
+                                         const hetee_ckks_ciphertext *a, hetee_ckks_ciphertext *out) HETEE_WUR;
+HETEE_API int hetee_ckks_evaluator_mul_relin(hetee_ckks_evaluator *ev, const hetee_ckks_relin_key *rk,
+                                             const hetee_ckks_ciphertext *a, const hetee_ckks_ciphertext *b,
+                                             hetee_ckks_ciphertext *out) HETEE_WUR;
+HETEE_API int hetee_ckks_evaluator_rescale(hetee_ckks_evaluator *ev, const hetee_ckks_ciphertext *a,
+                                           hetee_ckks_ciphertext *out) HETEE_WUR;
+HETEE_API int hetee_ckks_evaluator_rotate(hetee_ckks_evaluator *ev, const hetee_ckks_galois_keys *gk,
+                                          const hetee_ckks_ciphertext *a, int step,
+                                          hetee_ckks_ciphertext *out) HETEE_WUR;
+HETEE_API int hetee_ckks_evaluator_rotate_hoisted(hetee_ckks_evaluator *ev, const hetee_ckks_galois_keys *gk,
+                                                  const hetee_ckks_ciphertext *a, const int *steps, size_t n,
+                                                  hetee_ckks_ciphertext *const *outs) HETEE_WUR;
+HETEE_API int hetee_ckks_evaluator_conjugate(hetee_ckks_evaluator *ev, const hetee_ckks_galois_keys *gk,
+                                             const hetee_ckks_ciphertext *a, hetee_ckks_ciphertext *out) HETEE_WUR;
+/* Evaluator only: out = sum over i of rot(a, steps[i]) (n >= 1 steps, any
+ * sign, repeats and 0 allowed), the building block of baby-step
+ * giant-step sums ("double hoisting"): one ModUp of a shared by all steps
+ * (as rotate_hoisted), the key-switched terms summed in the extended basis
+ * Q*P and divided by P once (2 ModDowns in all instead of 2 per step). The
+ * result equals the sum of single rotations up to rounding (one rounding
+ * instead of n), not bit for bit. out may alias a. The first call
+ * allocates (and keeps) 2(L+1+np)+(L+1) rows of extra scratch. Errors as
+ * rotate_hoisted; HETEE_ERR_INVALID_ARG if n == 0. */
+HETEE_API int hetee_ckks_evaluator_rotate_hoisted_sum(hetee_ckks_evaluator *ev, const hetee_ckks_galois_keys *gk,
+                                                      const hetee_ckks_ciphertext *a, const int *steps, size_t n,
+                                                      hetee_ckks_ciphertext *out) HETEE_WUR;
 
 /* ---------------------------------------------------------------------------
  * Serialization. Every object starts with a fixed little-endian header:

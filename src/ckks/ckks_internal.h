@@ -59,7 +59,6 @@ struct hetee_ckks_context {
   int alpha;                     /* primes per digit = np */
   int dnum;                      /* digits at the top level */
   double default_scale;
-  int threads;
   hetee_modulus mod[CKKS_MAX_PRIMES];
   hetee_ntt_tables *ntt[CKKS_MAX_PRIMES];
   uint8_t fingerprint[HETEE_CKKS_FINGERPRINT_BYTES];
@@ -149,6 +148,54 @@ struct hetee_ckks_ciphertext {
   uint8_t seed[HETEE_SEED_BYTES];
 };
 
+/* The evaluator (evaluator.c): a thread count and reusable 64-byte aligned
+ * scratch. A public evaluator (hetee_ckks_evaluator_new) allocates its
+ * buffers for the context's top level up front and wipes them on free; the
+ * context-only operations run on a temporary one (ckks_ev_temp, one
+ * thread) whose buffers are allocated on first use for the operation's level
+ * and freed by ckks_ev_release, as the code did before evaluators existed. */
+struct hetee_ckks_evaluator {
+  const hetee_ckks_context *ctx;
+  int threads;          /* OpenMP threads per operation, >= 1 */
+  int wipe;             /* 1: wipe the buffers when they are freed */
+  size_t ext_cap, work_cap, aux_cap; /* words allocated */
+  uint64_t *ext;        /* ModUp output: extended digits */
+  uint64_t *work;       /* ModUp / inner product / ModDown work rows */
+  uint64_t *aux;        /* level+1 rows: permuted c1 of a rotation, rescale rows */
+  size_t sum_cap;
+  uint64_t *sum;        /* rotate_hoisted_sum only (allocated on first use) */
+};
+
+/* A temporary one-thread evaluator with no buffers yet. */
+void ckks_ev_temp(const hetee_ckks_context *ctx, hetee_ckks_evaluator *ev);
+/* Frees (wiping if ev->wipe) the buffers of a temporary evaluator. */
+void ckks_ev_release(hetee_ckks_evaluator *ev);
+/* Makes ev->ext and ev->work hold the key-switching scratch of level l
+ * (no-op when already large enough). HETEE_ERR_NOMEM. */
+int ckks_ev_ks_scratch(hetee_ckks_evaluator *ev, int l);
+/* Makes ev->aux (ev->sum) hold `words` words. */
+int ckks_ev_aux_scratch(hetee_ckks_evaluator *ev, size_t words);
+int ckks_ev_sum_scratch(hetee_ckks_evaluator *ev, size_t words);
+/* Checks an evaluator argument against the context of the operation. */
+int ckks_ev_check(const hetee_ckks_evaluator *ev);
+
+/* The context-only forms: the same code on a temporary one-thread
+ * evaluator (buffers allocated for the operation's level, then freed). */
+#define CKKS_ON_TEMP_EV(ctx, call)                                                  \
+  do {                                                                         \
+    if (!(ctx)) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");    \
+    hetee_ckks_evaluator ev_;                                                  \
+    ckks_ev_temp((ctx), &ev_);                                                 \
+    int rc_ = (call);                                                          \
+    ckks_ev_release(&ev_);                                                     \
+    return rc_;                                                                \
+  } while (0)
+
+/* OpenMP parallel for over RNS rows with a thread count from the evaluator;
+ * every iteration writes disjoint rows, so the result does not depend on it. */
+#define CKKS_PRAGMA(x) _Pragma(#x)
+#define CKKS_OMP_FOR(threads) CKKS_PRAGMA(omp parallel for if ((threads) > 1) num_threads(threads))
+
 /* PRG domains (the nonce of the ChaCha20 stream). */
 #define CKKS_DOMAIN_CT_A 0x0000000000000001ULL  /* a of a symmetric ciphertext */
 #define CKKS_DOMAIN_PK_A 0x0000000000000002ULL  /* a of the public key */
@@ -230,22 +277,24 @@ void ckks_ksk_free(ckks_ksk *k);
  * (l+1+np) rows in NTT form. ext must hold ndigits * (l+1+np) * N words.
  * The rows of a digit's own primes are not written: the inner product reads
  * them from d, which must stay unchanged until then. */
-void ckks_modup(const hetee_ckks_context *ctx, int l, const uint64_t *d, uint64_t *ext, uint64_t *tmp);
+void ckks_modup(const hetee_ckks_context *ctx, int l, const uint64_t *d, uint64_t *ext, uint64_t *tmp,
+                int threads);
 /* Inner product of the extended digits (own-prime rows from d; all
  * optionally permuted by perm) with key k, then ModDown: out0 = base0 +
  * result0, out1 = base1 + result1 (l+1 rows each, NTT form; a NULL base
  * means zero; a base may alias its out). */
 void ckks_ks_inner_moddown(const hetee_ckks_context *ctx, int l, const uint64_t *ext, const uint64_t *d,
                            const uint32_t *perm, const ckks_ksk *k, const uint64_t *base0, uint64_t *out0,
-                           const uint64_t *base1, uint64_t *out1, uint64_t *work);
+                           const uint64_t *base1, uint64_t *out1, uint64_t *work, int threads);
 /* ModDown by P of acc (l+1+np rows, ext layout, NTT form; clobbered):
  * out rows 0..l = base + round(acc / P) (base NULL: zero; may alias out).
  * ybuf: np rows, conv: l+1 rows of scratch. */
 void ckks_moddown(const hetee_ckks_context *ctx, int l, uint64_t *acc, const uint64_t *base, uint64_t *out,
-                  uint64_t *ybuf, uint64_t *conv);
+                  uint64_t *ybuf, uint64_t *conv, int threads);
 /* Key switches d (level l, NTT form) with k: out0 = base0 + ks0,
- * out1 = base1 + ks1 (bases as above) (eval.c). */
-int ckks_keyswitch_add(const hetee_ckks_context *ctx, int l, const uint64_t *d, const ckks_ksk *k,
+ * out1 = base1 + ks1 (bases as above), in ev's scratch and threads
+ * (eval.c). d must not lie in ev's scratch. */
+int ckks_keyswitch_add(hetee_ckks_evaluator *ev, int l, const uint64_t *d, const ckks_ksk *k,
                        const uint64_t *base0, uint64_t *out0, const uint64_t *base1, uint64_t *out1);
 /* Words of scratch the two functions above need at level l. */
 size_t ckks_ks_ext_words(const hetee_ckks_context *ctx, int l);

@@ -273,7 +273,6 @@ int hetee_ckks_context_new(const hetee_ckks_literal *lit, hetee_ckks_context **o
   ctx->nt = lit->nq + lit->np;
   ctx->alpha = lit->np;
   ctx->dnum = (lit->nq + ctx->alpha - 1) / ctx->alpha;
-  ctx->threads = 1;
   ctx->default_scale = lit->default_scale > 0 ? lit->default_scale : ldexp(1.0, lit->q_bits[lit->nq - 1]);
 
   /* Ciphertext primes first, then the special primes excluding them. */
@@ -345,9 +344,6 @@ uint64_t hetee_ckks_context_prime(const hetee_ckks_context *ctx, int i) {
 int hetee_ckks_context_nq(const hetee_ckks_context *ctx) { return ctx ? ctx->nq : 0; }
 int hetee_ckks_context_np(const hetee_ckks_context *ctx) { return ctx ? ctx->np : 0; }
 const uint8_t *hetee_ckks_context_fingerprint(const hetee_ckks_context *ctx) { return ctx ? ctx->fingerprint : NULL; }
-void hetee_ckks_context_set_threads(hetee_ckks_context *ctx, int nthreads) {
-  if (ctx) ctx->threads = nthreads < 1 ? 1 : nthreads;
-}
 
 int ckks_check_ctx(const hetee_ckks_context *ctx, const uint8_t *fp, const char *what) {
   if (!ckks_fp_eq(ctx->fingerprint, fp))

@@ -611,7 +611,6 @@ static int encode_common(const hetee_ckks_context *ctx, double complex *z, doubl
     out->level = -1;
     goto err;
   }
-#pragma omp parallel for if (ctx->threads > 1) num_threads(ctx->threads)
   for (int i = 0; i <= level; i++) hetee_ntt_forward(ctx->ntt[i], out->data + (size_t)i * n);
   out->scale = scale;
 err:
@@ -1033,7 +1032,6 @@ static int decode_common(const hetee_ckks_context *ctx, const hetee_ckks_plainte
     goto err;
   }
   if ((rc = crt_plan_init(ctx, level, &plan))) goto err;
-#pragma omp parallel for if (ctx->threads > 1) num_threads(ctx->threads)
   for (int i = 0; i <= level; i++) {
     uint64_t *r = rows + (size_t)i * n;
     hetee_ntt_inverse_add(ctx->ntt[i], pt->data + (size_t)i * n, r, 0);
@@ -1101,7 +1099,6 @@ int hetee_ckks_encode_coeffs(const hetee_ckks_context *ctx, const double *v, siz
     out->level = -1;
     goto err;
   }
-#pragma omp parallel for if (ctx->threads > 1) num_threads(ctx->threads)
   for (int i = 0; i <= level; i++) hetee_ntt_forward(ctx->ntt[i], out->data + (size_t)i * N);
   out->scale = scale;
 err:
@@ -1129,7 +1126,6 @@ int hetee_ckks_encode_coeffs_bounded(const hetee_ckks_context *ctx, const double
     out->level = -1;
     goto err;
   }
-#pragma omp parallel for if (ctx->threads > 1) num_threads(ctx->threads)
   for (int i = 0; i <= level; i++) hetee_ntt_forward(ctx->ntt[i], out->data + (size_t)i * N);
   out->scale = scale;
 err:
@@ -1155,7 +1151,6 @@ int hetee_ckks_decode_coeffs_scaled(const hetee_ckks_context *ctx, const hetee_c
   uint64_t *rows = ckks_scratch((size_t)(level + 1) * N);
   if (!rows) return hetee_error(HETEE_ERR_NOMEM, "decoder buffers");
   if ((rc = crt_plan_init(ctx, level, &plan))) goto err;
-#pragma omp parallel for if (ctx->threads > 1) num_threads(ctx->threads)
   for (int i = 0; i <= level; i++) {
     uint64_t *r = rows + (size_t)i * N;
     hetee_ntt_inverse_add(ctx->ntt[i], pt->data + (size_t)i * N, r, 0);

@@ -64,7 +64,6 @@ int hetee_ckks_encrypt_pk(const hetee_ckks_context *ctx, const hetee_ckks_public
   ckks_small_to_ntt(ctx, small, primes, R, vn);
   ckks_small_to_ntt(ctx, small + n, primes, R, u0);
   ckks_small_to_ntt(ctx, small + 2 * n, primes, R, u1);
-#pragma omp parallel for if (ctx->threads > 1) num_threads(ctx->threads)
   for (int r = 0; r < R; r++) {
     int t = primes[r];
     const hetee_modulus *m = &ctx->mod[t];
@@ -75,8 +74,8 @@ int hetee_ckks_encrypt_pk(const hetee_ckks_context *ctx, const hetee_ckks_public
   }
   /* divide the encryption of zero by P: its noise shrinks to the rounding
    * error (as secret-key encryption), then add the message */
-  ckks_moddown(ctx, l, u0, pt->data, out->c[0], ybuf, conv); /* + message */
-  ckks_moddown(ctx, l, u1, NULL, out->c[1], ybuf, conv);
+  ckks_moddown(ctx, l, u0, pt->data, out->c[0], ybuf, conv, 1); /* + message */
+  ckks_moddown(ctx, l, u1, NULL, out->c[1], ybuf, conv, 1);
   out->scale = pt->scale;
   rc = 0;
 err:
@@ -108,7 +107,6 @@ int hetee_ckks_encrypt_sk(const hetee_ckks_context *ctx, const hetee_ckks_secret
   hetee_sample_cbd(&prg, e, n);
   ckks_expand_uniform(ctx, aseed, CKKS_DOMAIN_CT_A, primes, rows, out->c[1]);
   ckks_small_to_ntt(ctx, e, primes, rows, out->c[0]);
-#pragma omp parallel for if (ctx->threads > 1) num_threads(ctx->threads)
   for (int i = 0; i < rows; i++) {
     const hetee_modulus *m = &ctx->mod[i];
     size_t off = (size_t)i * n;
@@ -138,7 +136,6 @@ int hetee_ckks_decrypt(const hetee_ckks_context *ctx, const hetee_ckks_secret_ke
   size_t n = ctx->n;
   int l = ct->level;
   if ((rc = ckks_pt_reserve(ctx, out, l))) return rc;
-#pragma omp parallel for if (ctx->threads > 1) num_threads(ctx->threads)
   for (int i = 0; i <= l; i++) {
     const hetee_modulus *m = &ctx->mod[i];
     size_t off = (size_t)i * n;

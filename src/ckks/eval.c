@@ -50,7 +50,6 @@ static int addsub(const hetee_ckks_context *ctx, const hetee_ckks_ciphertext *a,
   size_t n = ctx->n;
   if ((rc = ckks_ct_reserve(ctx, out, l, so))) return rc;
   for (int k = 0; k < so; k++) {
-#pragma omp parallel for if (ctx->threads > 1) num_threads(ctx->threads)
     for (int i = 0; i <= l; i++) {
       const hetee_modulus *m = &ctx->mod[i];
       size_t off = (size_t)i * n;
@@ -152,7 +151,6 @@ int hetee_ckks_eval_mul_plain(const hetee_ckks_context *ctx, const hetee_ckks_ci
   int l = a->level, sz = a->size;
   if ((rc = ckks_ct_reserve(ctx, out, l, sz))) return rc;
   for (int k = 0; k < sz; k++) {
-#pragma omp parallel for if (ctx->threads > 1) num_threads(ctx->threads)
     for (int i = 0; i <= l; i++) {
       size_t off = (size_t)i * ctx->n;
       hetee_vec_mul(&ctx->mod[i], a->c[k] + off, p->data + off, out->c[k] + off, ctx->n);
@@ -208,9 +206,9 @@ int hetee_ckks_eval_add_const(const hetee_ckks_context *ctx, const hetee_ckks_ci
  * (Karatsuba on the 64-bit SIMD path), in-place safe (every output index
  * depends only on the same index of the inputs, read before writing). */
 static void tensor(const hetee_ckks_context *ctx, int l, const hetee_ckks_ciphertext *a,
-                   const hetee_ckks_ciphertext *b, hetee_ckks_ciphertext *out, int acc) {
+                   const hetee_ckks_ciphertext *b, hetee_ckks_ciphertext *out, int acc, int threads) {
   size_t n = ctx->n;
-#pragma omp parallel for if (ctx->threads > 1) num_threads(ctx->threads)
+  CKKS_OMP_FOR(threads)
   for (int i = 0; i <= l; i++) {
     size_t off = (size_t)i * n;
     hetee_vec_tensor2(&ctx->mod[i], a->c[0] + off, a->c[1] + off, b->c[0] + off, b->c[1] + off, out->c[0] + off,
@@ -218,34 +216,38 @@ static void tensor(const hetee_ckks_context *ctx, int l, const hetee_ckks_cipher
   }
 }
 
-int hetee_ckks_eval_mul(const hetee_ckks_context *ctx, const hetee_ckks_ciphertext *a, const hetee_ckks_ciphertext *b,
-                        hetee_ckks_ciphertext *out) {
-  if (!ctx || !a || !b || !out) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
-  int rc = check_binary(ctx, a, b, 0);
+int hetee_ckks_evaluator_mul(hetee_ckks_evaluator *ev, const hetee_ckks_ciphertext *a,
+                             const hetee_ckks_ciphertext *b, hetee_ckks_ciphertext *out) {
+  int rc = ckks_ev_check(ev);
   if (rc) return rc;
+  const hetee_ckks_context *ctx = ev->ctx;
+  if (!a || !b || !out) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  if ((rc = check_binary(ctx, a, b, 0))) return rc;
   if (a->size != 2 || b->size != 2) return hetee_error(HETEE_ERR_FORM, "mul needs size-2 inputs (relinearize first)");
   double scale = a->scale * b->scale;
   if (!isfinite(scale)) return hetee_error(HETEE_ERR_SCALE, "product scale overflows");
   int l = a->level;
   if ((rc = ckks_ct_reserve(ctx, out, l, 3))) return rc;
-  tensor(ctx, l, a, b, out, 0);
+  tensor(ctx, l, a, b, out, 0, ev->threads);
   out->scale = scale;
   return 0;
 }
 
-int hetee_ckks_eval_mul_acc(const hetee_ckks_context *ctx, const hetee_ckks_ciphertext *a,
-                            const hetee_ckks_ciphertext *b, hetee_ckks_ciphertext *acc) {
-  if (!ctx || !a || !b || !acc) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
-  if (acc == a || acc == b) return hetee_error(HETEE_ERR_INVALID_ARG, "mul_acc: acc must not alias a or b");
-  int rc = check_binary(ctx, a, b, 0);
+int hetee_ckks_evaluator_mul_acc(hetee_ckks_evaluator *ev, const hetee_ckks_ciphertext *a,
+                                 const hetee_ckks_ciphertext *b, hetee_ckks_ciphertext *acc) {
+  int rc = ckks_ev_check(ev);
   if (rc) return rc;
+  const hetee_ckks_context *ctx = ev->ctx;
+  if (!a || !b || !acc) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  if (acc == a || acc == b) return hetee_error(HETEE_ERR_INVALID_ARG, "mul_acc: acc must not alias a or b");
+  if ((rc = check_binary(ctx, a, b, 0))) return rc;
   if (a->size != 2 || b->size != 2) return hetee_error(HETEE_ERR_FORM, "mul_acc needs size-2 inputs");
   double scale = a->scale * b->scale;
   if (!isfinite(scale)) return hetee_error(HETEE_ERR_SCALE, "product scale overflows");
   int l = a->level;
   if (acc->level < 0) {
     if ((rc = ckks_ct_reserve(ctx, acc, l, 3))) return rc;
-    tensor(ctx, l, a, b, acc, 0);
+    tensor(ctx, l, a, b, acc, 0, ev->threads);
     acc->scale = scale;
     return 0;
   }
@@ -256,34 +258,29 @@ int hetee_ckks_eval_mul_acc(const hetee_ckks_context *ctx, const hetee_ckks_ciph
   int was2 = acc->size == 2;
   if ((rc = ckks_ct_reserve(ctx, acc, l, 3))) return rc;
   if (was2) memset(acc->c[2], 0, (size_t)(l + 1) * ctx->n * 8);
-  tensor(ctx, l, a, b, acc, 1);
+  tensor(ctx, l, a, b, acc, 1, ev->threads);
   return 0;
 }
 
 /* Key switches poly d (level l) with key k: out0 = base0 + ks0, out1 =
- * base1 + ks1 (NULL base: zero). */
-int ckks_keyswitch_add(const hetee_ckks_context *ctx, int l, const uint64_t *d, const ckks_ksk *k,
+ * base1 + ks1 (NULL base: zero), in the evaluator's scratch. */
+int ckks_keyswitch_add(hetee_ckks_evaluator *ev, int l, const uint64_t *d, const ckks_ksk *k,
                        const uint64_t *base0, uint64_t *out0, const uint64_t *base1, uint64_t *out1) {
-  size_t ew = ckks_ks_ext_words(ctx, l), ww = ckks_ks_work_words(ctx, l);
-  uint64_t *ext = ckks_scratch(ew), *work = ckks_scratch(ww);
-  if (!ext || !work) {
-    hetee_free(ext);
-    hetee_free(work);
-    return hetee_error(HETEE_ERR_NOMEM, "key-switching buffers");
-  }
-  ckks_modup(ctx, l, d, ext, work);
-  ckks_ks_inner_moddown(ctx, l, ext, d, NULL, k, base0, out0, base1, out1, work);
-  hetee_free(ext);
-  hetee_free(work);
+  int rc = ckks_ev_ks_scratch(ev, l);
+  if (rc) return rc;
+  ckks_modup(ev->ctx, l, d, ev->ext, ev->work, ev->threads);
+  ckks_ks_inner_moddown(ev->ctx, l, ev->ext, d, NULL, k, base0, out0, base1, out1, ev->work, ev->threads);
   return 0;
 }
 
-int hetee_ckks_eval_relin(const hetee_ckks_context *ctx, const hetee_ckks_relin_key *rk,
-                          const hetee_ckks_ciphertext *a, hetee_ckks_ciphertext *out) {
-  if (!ctx || !a || !out) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
-  if (!rk) return hetee_error(HETEE_ERR_NO_KEY, "no relinearization key");
-  int rc = check_ct(ctx, a, "ciphertext");
+int hetee_ckks_evaluator_relin(hetee_ckks_evaluator *ev, const hetee_ckks_relin_key *rk,
+                               const hetee_ckks_ciphertext *a, hetee_ckks_ciphertext *out) {
+  int rc = ckks_ev_check(ev);
   if (rc) return rc;
+  const hetee_ckks_context *ctx = ev->ctx;
+  if (!a || !out) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  if (!rk) return hetee_error(HETEE_ERR_NO_KEY, "no relinearization key");
+  if ((rc = check_ct(ctx, a, "ciphertext"))) return rc;
   if ((rc = ckks_check_ctx(ctx, rk->fp, "relinearization key"))) return rc;
   if (a->size != 3) return hetee_error(HETEE_ERR_FORM, "relin needs a size-3 ciphertext (got %d)", a->size);
   int l = a->level;
@@ -292,7 +289,7 @@ int hetee_ckks_eval_relin(const hetee_ckks_context *ctx, const hetee_ckks_relin_
   /* out = (c0, c1) + keyswitch(c2): the key switch writes the sums
    * directly (no copy of c0, c1 when out != a) */
   if (out != a && (rc = ckks_ct_reserve(ctx, out, l, 2))) return rc;
-  if ((rc = ckks_keyswitch_add(ctx, l, c2, &rk->k, a->c[0], out->c[0], a->c[1], out->c[1]))) return rc;
+  if ((rc = ckks_keyswitch_add(ev, l, c2, &rk->k, a->c[0], out->c[0], a->c[1], out->c[1]))) return rc;
   out->size = 2;
   out->level = l;
   out->scale = scale;
@@ -301,32 +298,33 @@ int hetee_ckks_eval_relin(const hetee_ckks_context *ctx, const hetee_ckks_relin_
   return 0;
 }
 
-int hetee_ckks_eval_mul_relin(const hetee_ckks_context *ctx, const hetee_ckks_relin_key *rk,
-                              const hetee_ckks_ciphertext *a, const hetee_ckks_ciphertext *b,
-                              hetee_ckks_ciphertext *out) {
-  if (!ctx || !a || !b || !out) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
-  if (!rk) return hetee_error(HETEE_ERR_NO_KEY, "no relinearization key");
-  int rc = ckks_check_ctx(ctx, rk->fp, "relinearization key");
+int hetee_ckks_evaluator_mul_relin(hetee_ckks_evaluator *ev, const hetee_ckks_relin_key *rk,
+                                   const hetee_ckks_ciphertext *a, const hetee_ckks_ciphertext *b,
+                                   hetee_ckks_ciphertext *out) {
+  int rc = ckks_ev_check(ev);
   if (rc) return rc;
-  if ((rc = hetee_ckks_eval_mul(ctx, a, b, out))) return rc;
-  return hetee_ckks_eval_relin(ctx, rk, out, out);
+  if (!a || !b || !out) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  if (!rk) return hetee_error(HETEE_ERR_NO_KEY, "no relinearization key");
+  if ((rc = ckks_check_ctx(ev->ctx, rk->fp, "relinearization key"))) return rc;
+  if ((rc = hetee_ckks_evaluator_mul(ev, a, b, out))) return rc;
+  return hetee_ckks_evaluator_relin(ev, rk, out, out);
 }
 
-int hetee_ckks_eval_rescale(const hetee_ckks_context *ctx, const hetee_ckks_ciphertext *a,
-                            hetee_ckks_ciphertext *out) {
-  if (!ctx || !a || !out) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
-  int rc = check_ct(ctx, a, "ciphertext");
+int hetee_ckks_evaluator_rescale(hetee_ckks_evaluator *ev, const hetee_ckks_ciphertext *a,
+                                 hetee_ckks_ciphertext *out) {
+  int rc = ckks_ev_check(ev);
   if (rc) return rc;
-  int l = a->level, sz = a->size;
+  const hetee_ckks_context *ctx = ev->ctx;
+  if (!a || !out) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  if ((rc = check_ct(ctx, a, "ciphertext"))) return rc;
+  int l = a->level, sz = a->size, threads = ev->threads;
   if (l == 0) return hetee_error(HETEE_ERR_LEVEL, "cannot rescale: ciphertext already at level 0");
   size_t n = ctx->n;
   double scale = a->scale / (double)ctx->mod[l].q;
-  uint64_t *last = ckks_scratch(n), *corr = ckks_scratch((size_t)l * n);
-  if (!last || !corr) {
-    rc = hetee_error(HETEE_ERR_NOMEM, "rescale buffers");
-    goto err;
-  }
-  if ((rc = ckks_ct_reserve(ctx, out, l, sz))) goto err;
+  /* last: n words, then corr: l rows */
+  if ((rc = ckks_ev_aux_scratch(ev, (size_t)(l + 1) * n))) return rc;
+  uint64_t *last = ev->aux, *corr = ev->aux + n;
+  if ((rc = ckks_ct_reserve(ctx, out, l, sz))) return rc;
   const hetee_modulus *ml = &ctx->mod[l];
   uint64_t ql = ml->q, h = ql >> 1;
   for (int k = 0; k < sz; k++) {
@@ -335,10 +333,10 @@ int hetee_ckks_eval_rescale(const hetee_ckks_context *ctx, const hetee_ckks_ciph
     hetee_ntt_inverse_add(ctx->ntt[l], a->c[k] + (size_t)l * n, last, h);
     const uint64_t *src = a->c[k];
     uint64_t *dst = out->c[k];
-#pragma omp parallel for if (ctx->threads > 1) num_threads(ctx->threads)
+    CKKS_OMP_FOR(threads)
     for (int i = 0; i < l; i++) {
       const hetee_modulus *mi = &ctx->mod[i];
-      uint64_t q = mi->q, hm = ctx->rs_half_mod[l][i], w = ctx->rs_inv[l][i], ws = ctx->rs_inv_shoup[l][i];
+      uint64_t q = mi->q, hm = ctx->rs_half_mod[l][i], w = ctx->rs_inv[l][i];
       uint64_t *t = corr + (size_t)i * n;
       /* t = last - floor(q_l/2) mod q_i (the centered remainder) */
       if (ql < q) hetee_vec_add_scalar(mi, last, hm ? q - hm : 0, t, n); /* last < q_l < q_i: no reduction */
@@ -346,16 +344,39 @@ int hetee_ckks_eval_rescale(const hetee_ckks_context *ctx, const hetee_ckks_ciph
       hetee_ntt_forward(ctx->ntt[i], t);
       /* (c_i - t) * q_l^-1, one fused pass of the ring's (SIMD) kernels */
       hetee_vec_sub_mul_scalar_add(mi, src + (size_t)i * n, t, w, NULL, dst + (size_t)i * n, n);
-      (void)ws;
     }
   }
   out->level = l - 1;
   out->scale = scale;
-  rc = 0;
-err:
-  hetee_free(last);
-  hetee_free(corr);
-  return rc;
+  return 0;
+}
+
+/* The context-only forms: ckks_internal.h, CKKS_ON_TEMP_EV. */
+
+int hetee_ckks_eval_mul(const hetee_ckks_context *ctx, const hetee_ckks_ciphertext *a, const hetee_ckks_ciphertext *b,
+                        hetee_ckks_ciphertext *out) {
+  CKKS_ON_TEMP_EV(ctx, hetee_ckks_evaluator_mul(&ev_, a, b, out));
+}
+
+int hetee_ckks_eval_mul_acc(const hetee_ckks_context *ctx, const hetee_ckks_ciphertext *a,
+                            const hetee_ckks_ciphertext *b, hetee_ckks_ciphertext *acc) {
+  CKKS_ON_TEMP_EV(ctx, hetee_ckks_evaluator_mul_acc(&ev_, a, b, acc));
+}
+
+int hetee_ckks_eval_relin(const hetee_ckks_context *ctx, const hetee_ckks_relin_key *rk,
+                          const hetee_ckks_ciphertext *a, hetee_ckks_ciphertext *out) {
+  CKKS_ON_TEMP_EV(ctx, hetee_ckks_evaluator_relin(&ev_, rk, a, out));
+}
+
+int hetee_ckks_eval_mul_relin(const hetee_ckks_context *ctx, const hetee_ckks_relin_key *rk,
+                              const hetee_ckks_ciphertext *a, const hetee_ckks_ciphertext *b,
+                              hetee_ckks_ciphertext *out) {
+  CKKS_ON_TEMP_EV(ctx, hetee_ckks_evaluator_mul_relin(&ev_, rk, a, b, out));
+}
+
+int hetee_ckks_eval_rescale(const hetee_ckks_context *ctx, const hetee_ckks_ciphertext *a,
+                            hetee_ckks_ciphertext *out) {
+  CKKS_ON_TEMP_EV(ctx, hetee_ckks_evaluator_rescale(&ev_, a, out));
 }
 
 int hetee_ckks_eval_drop_level(const hetee_ckks_context *ctx, const hetee_ckks_ciphertext *a, int level,

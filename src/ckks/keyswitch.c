@@ -87,7 +87,6 @@ int ckks_ksk_gen(const hetee_ckks_context *ctx, const hetee_ckks_secret_key *sk,
     hetee_sample_cbd(&prg, e, n);
     ckks_small_to_ntt(ctx, e, primes, nt, ent);
     int lo = j * ctx->alpha, hi = lo + ctx->alpha < ctx->nq ? lo + ctx->alpha : ctx->nq;
-#pragma omp parallel for if (ctx->threads > 1) num_threads(ctx->threads)
     for (int i = 0; i < nt; i++) {
       const hetee_modulus *m = &ctx->mod[i];
       uint64_t *b = out->b[j] + (size_t)i * n;
@@ -117,7 +116,8 @@ size_t ckks_ks_work_words(const hetee_ckks_context *ctx, int l) {
   return modup > inner ? modup : inner;
 }
 
-void ckks_modup(const hetee_ckks_context *ctx, int l, const uint64_t *d, uint64_t *ext, uint64_t *tmp) {
+void ckks_modup(const hetee_ckks_context *ctx, int l, const uint64_t *d, uint64_t *ext, uint64_t *tmp,
+                int threads) {
   size_t n = ctx->n;
   int R = l + 1 + ctx->np;
   const ckks_level_ks *ks = &ctx->ks[l];
@@ -125,7 +125,7 @@ void ckks_modup(const hetee_ckks_context *ctx, int l, const uint64_t *d, uint64_
   uint64_t *ybuf = tmp + (size_t)(l + 1) * n; /* alpha rows + u */
   /* coefficient form of every row with its digit's centering constant
    * floor(D_j/2) added (copy, inverse NTT and addition in one ring call) */
-#pragma omp parallel for if (ctx->threads > 1) num_threads(ctx->threads)
+  CKKS_OMP_FOR(threads)
   for (int i = 0; i <= l; i++)
     hetee_ntt_inverse_add(ctx->ntt[i], d + (size_t)i * n, coef + (size_t)i * n,
                           ks->digits[i / ctx->alpha].hd_src[i % ctx->alpha]);
@@ -158,7 +158,7 @@ void ckks_modup(const hetee_ckks_context *ctx, int l, const uint64_t *d, uint64_
         u[c] = (uint64_t)f;
       }
     }
-#pragma omp parallel for if (ctx->threads > 1) num_threads(ctx->threads)
+    CKKS_OMP_FOR(threads)
     for (int r = 0; r < R; r++) {
       int t = ckks_ext_prime(ctx, l, r);
       uint64_t *row = e + (size_t)r * n;
@@ -196,7 +196,7 @@ void ckks_modup(const hetee_ckks_context *ctx, int l, const uint64_t *d, uint64_
 /* ModDown of one polynomial acc (R rows over Q_l*P, NTT form); rows 0..l of
  * out = base + round(acc / P) (or just round(acc / P) when base is NULL). */
 void ckks_moddown(const hetee_ckks_context *ctx, int l, uint64_t *acc, const uint64_t *base, uint64_t *out,
-                  uint64_t *ybuf, uint64_t *conv) {
+                  uint64_t *ybuf, uint64_t *conv, int threads) {
   size_t n = ctx->n;
   int np = ctx->np, nq = ctx->nq;
   for (int k = 0; k < np; k++) {
@@ -221,7 +221,7 @@ void ckks_moddown(const hetee_ckks_context *ctx, int l, uint64_t *acc, const uin
       u[c] = (uint64_t)f;
     }
   }
-#pragma omp parallel for if (ctx->threads > 1) num_threads(ctx->threads)
+  CKKS_OMP_FOR(threads)
   for (int i = 0; i <= l; i++) {
     const hetee_modulus *mi = &ctx->mod[i];
     uint64_t q = mi->q;
@@ -253,13 +253,13 @@ void ckks_moddown(const hetee_ckks_context *ctx, int l, uint64_t *acc, const uin
 
 void ckks_ks_inner_moddown(const hetee_ckks_context *ctx, int l, const uint64_t *ext, const uint64_t *d,
                            const uint32_t *perm, const ckks_ksk *k, const uint64_t *base0, uint64_t *out0,
-                           const uint64_t *base1, uint64_t *out1, uint64_t *work) {
+                           const uint64_t *base1, uint64_t *out1, uint64_t *work, int threads) {
   size_t n = ctx->n;
   int R = l + 1 + ctx->np, nd = ctx->ks[l].ndigits;
   uint64_t *acc0 = work, *acc1 = work + (size_t)R * n;
   uint64_t *ybuf = acc1 + (size_t)R * n;
   uint64_t *conv = ybuf + (size_t)ctx->np * n;
-#pragma omp parallel for if (ctx->threads > 1) num_threads(ctx->threads)
+  CKKS_OMP_FOR(threads)
   for (int r = 0; r < R; r++) {
     int t = ckks_ext_prime(ctx, l, r);
     const hetee_modulus *mt = &ctx->mod[t];
@@ -276,6 +276,6 @@ void ckks_ks_inner_moddown(const hetee_ckks_context *ctx, int l, const uint64_t 
      * Galois permutation (ring kernel, SIMD gathers) */
     hetee_vec_dot2(mt, xs, perm, bs, as, (size_t)nd, acc0 + (size_t)r * n, acc1 + (size_t)r * n, n);
   }
-  ckks_moddown(ctx, l, acc0, base0, out0, ybuf, conv);
-  ckks_moddown(ctx, l, acc1, base1, out1, ybuf, conv);
+  ckks_moddown(ctx, l, acc0, base0, out0, ybuf, conv, threads);
+  ckks_moddown(ctx, l, acc1, base1, out1, ybuf, conv, threads);
 }

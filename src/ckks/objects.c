@@ -141,7 +141,6 @@ void ckks_expand_uniform(const hetee_ckks_context *ctx, const uint8_t seed[HETEE
 }
 
 void ckks_small_to_ntt(const hetee_ckks_context *ctx, const int8_t *v, const int *primes, int nrows, uint64_t *out) {
-#pragma omp parallel for if (ctx->threads > 1) num_threads(ctx->threads)
   for (int r = 0; r < nrows; r++) {
     uint64_t *row = out + (size_t)r * ctx->n;
     hetee_vec_from_small(&ctx->mod[primes[r]], v, row, ctx->n);

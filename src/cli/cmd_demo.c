@@ -84,7 +84,8 @@ static void usage(FILE *f) {
           "16x16 encrypted matrix-vector product. Prints each step's time and precision\n"
           "(bits) against plaintext arithmetic; exits 0 only if every step meets its\n"
           "stated minimum precision.\n\n"
-          "  --threads N   OpenMP threads inside each operation (default 1)\n");
+          "  --threads N   OpenMP threads inside each evaluator operation (mul, relin,\n"
+          "                rescale, rotations; default 1)\n");
 }
 
 int hetee_cmd_demo(int argc, char **argv) {
@@ -109,6 +110,7 @@ int hetee_cmd_demo(int argc, char **argv) {
   hetee_ckks_public_key *pk = NULL;
   hetee_ckks_relin_key *rk = NULL;
   hetee_ckks_galois_keys *gk = NULL;
+  hetee_ckks_evaluator *ev = NULL;
   hetee_ckks_ciphertext *cx = NULL, *cy = NULL, *t1 = NULL, *t2 = NULL, *acc = NULL, *rot[DIM] = {0};
   hetee_ckks_ciphertext *diag[DIM] = {0};
   double *x = NULL, *y = NULL, *w = NULL, *mat = NULL;
@@ -136,8 +138,8 @@ int hetee_cmd_demo(int argc, char **argv) {
 
   t0 = now_ms();
   TRY(hetee_ckks_context_new(&lit, &d.ctx));
-  hetee_ckks_context_set_threads(d.ctx, threads);
-  row(&d, "context (primes, NTT tables, constants)", now_ms() - t0, 0, 0);
+  TRY(hetee_ckks_evaluator_new(d.ctx, threads, &ev));
+  row(&d, "context + evaluator (tables, constants, scratch)", now_ms() - t0, 0, 0);
   d.slots = hetee_ckks_context_slots(d.ctx);
   size_t n = d.slots;
   int level = hetee_ckks_context_max_level(d.ctx);
@@ -194,8 +196,8 @@ int hetee_cmd_demo(int argc, char **argv) {
 
   /* 2. x * y, relinearize, rescale */
   t0 = now_ms();
-  TRY(hetee_ckks_eval_mul_relin(d.ctx, rk, cx, cy, t1));
-  TRY(hetee_ckks_eval_rescale(d.ctx, t1, t1));
+  TRY(hetee_ckks_evaluator_mul_relin(ev, rk, cx, cy, t1));
+  TRY(hetee_ckks_evaluator_rescale(ev, t1, t1));
   ms = now_ms() - t0;
   for (size_t i = 0; i < n; i++) w[i] = x[i] * y[i];
   row(&d, "x * y (mul + relin + rescale)", ms, check(&d, t1, w, n), 22);
@@ -203,15 +205,15 @@ int hetee_cmd_demo(int argc, char **argv) {
   /* 3. depth 2: (x * y) * x */
   t0 = now_ms();
   TRY(hetee_ckks_eval_drop_level(d.ctx, cx, level - 1, t2));
-  TRY(hetee_ckks_eval_mul_relin(d.ctx, rk, t1, t2, t1));
-  TRY(hetee_ckks_eval_rescale(d.ctx, t1, t1));
+  TRY(hetee_ckks_evaluator_mul_relin(ev, rk, t1, t2, t1));
+  TRY(hetee_ckks_evaluator_rescale(ev, t1, t1));
   ms = now_ms() - t0;
   for (size_t i = 0; i < n; i++) w[i] = x[i] * y[i] * x[i];
   row(&d, "(x * y) * x (depth 2, level 0)", ms, check(&d, t1, w, n), 20);
 
   /* 4. a single rotation */
   t0 = now_ms();
-  TRY(hetee_ckks_eval_rotate(d.ctx, gk, cx, 3, t1));
+  TRY(hetee_ckks_evaluator_rotate(ev, gk, cx, 3, t1));
   ms = now_ms() - t0;
   for (size_t i = 0; i < n; i++) w[i] = x[(i + 3) % n];
   row(&d, "rotate x by 3", ms, check(&d, t1, w, n), 22);
@@ -220,7 +222,7 @@ int hetee_cmd_demo(int argc, char **argv) {
   {
     int hs[8] = {1, 2, 3, 4, 5, 6, 7, 8};
     t0 = now_ms();
-    TRY(hetee_ckks_eval_rotate_hoisted(d.ctx, gk, cx, hs, 8, rot));
+    TRY(hetee_ckks_evaluator_rotate_hoisted(ev, gk, cx, hs, 8, rot));
     ms = now_ms() - t0;
     double worst = 99;
     for (int k = 0; k < 8; k++) {
@@ -233,10 +235,10 @@ int hetee_cmd_demo(int argc, char **argv) {
 
   /* 6. dot product x . y over all slots: multiply, then rotate-and-sum */
   t0 = now_ms();
-  TRY(hetee_ckks_eval_mul_relin(d.ctx, rk, cx, cy, t1));
-  TRY(hetee_ckks_eval_rescale(d.ctx, t1, t1));
+  TRY(hetee_ckks_evaluator_mul_relin(ev, rk, cx, cy, t1));
+  TRY(hetee_ckks_evaluator_rescale(ev, t1, t1));
   for (size_t s = 1; s < n; s <<= 1) {
-    TRY(hetee_ckks_eval_rotate(d.ctx, gk, t1, (int)s, t2));
+    TRY(hetee_ckks_evaluator_rotate(ev, gk, t1, (int)s, t2));
     TRY(hetee_ckks_eval_add(d.ctx, t1, t2, t1));
   }
   ms = now_ms() - t0;
@@ -270,11 +272,11 @@ int hetee_cmd_demo(int argc, char **argv) {
     acc = NULL;
     TRY(hetee_ckks_ciphertext_new(d.ctx, &acc));
     t0 = now_ms();
-    TRY(hetee_ckks_eval_rotate_hoisted(d.ctx, gk, cx, rs, DIM - 1, rot + 1));
-    TRY(hetee_ckks_eval_mul_acc(d.ctx, diag[0], cx, acc));
-    for (int k = 1; k < DIM; k++) TRY(hetee_ckks_eval_mul_acc(d.ctx, diag[k], rot[k], acc));
-    TRY(hetee_ckks_eval_relin(d.ctx, rk, acc, acc));
-    TRY(hetee_ckks_eval_rescale(d.ctx, acc, acc));
+    TRY(hetee_ckks_evaluator_rotate_hoisted(ev, gk, cx, rs, DIM - 1, rot + 1));
+    TRY(hetee_ckks_evaluator_mul_acc(ev, diag[0], cx, acc));
+    for (int k = 1; k < DIM; k++) TRY(hetee_ckks_evaluator_mul_acc(ev, diag[k], rot[k], acc));
+    TRY(hetee_ckks_evaluator_relin(ev, rk, acc, acc));
+    TRY(hetee_ckks_evaluator_rescale(ev, acc, acc));
     ms = now_ms() - t0;
     for (size_t j = 0; j < n; j++) {
       double s = 0;
@@ -304,6 +306,7 @@ err:
   hetee_ckks_ciphertext_free(t2);
   hetee_ckks_ciphertext_free(acc);
   hetee_ckks_plaintext_free(d.pt);
+  hetee_ckks_evaluator_free(ev);
   hetee_ckks_galois_keys_free(gk);
   hetee_ckks_relin_key_free(rk);
   hetee_ckks_public_key_free(pk);

@@ -287,37 +287,66 @@ static void test_mul_acc(void **state) {
   free(w3);
 }
 
-/* OpenMP across RNS primes gives the same residues as one thread. */
+/* OpenMP across RNS primes gives the same residues as one thread: the
+ * context-only forms (t = 0) and evaluators with 1, 2 and 3 threads
+ * (t = 1..3) produce the same bytes. */
 static void test_threads(void **state) {
   fixture *f = *state;
   double *a = vec(f, 30), *b = vec(f, 31);
-  hetee_ckks_ciphertext *ca = enc(f, a, g_L, 1), *cb = enc(f, b, g_L, 0), *o[2] = {NULL, NULL};
+  hetee_ckks_ciphertext *ca = enc(f, a, g_L, 1), *cb = enc(f, b, g_L, 0), *o[4] = {NULL, NULL, NULL, NULL};
   hetee_ckks_galois_keys *gk = NULL;
-  int step = 3;
-  TU_OK(hetee_ckks_keygen_galois(f->ctx, f->sk, &step, 1, 0, &gk));
-  uint8_t *bytes[2];
-  size_t len[2];
-  for (int t = 0; t < 2; t++) {
-    hetee_ckks_context_set_threads(f->ctx, t ? 2 : 1);
-    TU_OK(hetee_ckks_ciphertext_new(f->ctx, &o[t]));
-    TU_OK(hetee_ckks_eval_mul_relin(f->ctx, f->rk, ca, cb, o[t]));
-    if (g_L >= 1) TU_OK(hetee_ckks_eval_rescale(f->ctx, o[t], o[t]));
-    TU_OK(hetee_ckks_eval_rotate(f->ctx, gk, o[t], 3, o[t]));
-    /* hoisted form on top (steps 3 and 0), so both code paths run threaded */
-    hetee_ckks_ciphertext *h[2] = {NULL, NULL};
+  int steps[2] = {3, -5};
+  TU_OK(hetee_ckks_keygen_galois(f->ctx, f->sk, steps, 2, 1, &gk));
+  uint8_t *bytes[4];
+  size_t len[4];
+  for (int t = 0; t < 4; t++) {
+    hetee_ckks_evaluator *ev = NULL;
+    if (t) {
+      TU_OK(hetee_ckks_evaluator_new(f->ctx, t, &ev));
+      assert_int_equal(hetee_ckks_evaluator_threads(ev), t);
+      assert_true(hetee_ckks_evaluator_scratch_bytes(ev) > 0);
+    }
+    hetee_ckks_ciphertext *h[2] = {NULL, NULL}, *m = NULL;
     int hs[2] = {3, 0};
+    TU_OK(hetee_ckks_ciphertext_new(f->ctx, &o[t]));
     TU_OK(hetee_ckks_ciphertext_new(f->ctx, &h[0]));
     TU_OK(hetee_ckks_ciphertext_new(f->ctx, &h[1]));
-    TU_OK(hetee_ckks_eval_rotate_hoisted(f->ctx, gk, o[t], hs, 2, h));
+    TU_OK(hetee_ckks_ciphertext_new(f->ctx, &m));
+    if (!t) {
+      TU_OK(hetee_ckks_eval_mul_relin(f->ctx, f->rk, ca, cb, o[t]));
+      TU_OK(hetee_ckks_eval_mul_acc(f->ctx, ca, cb, m));
+      TU_OK(hetee_ckks_eval_mul_acc(f->ctx, cb, cb, m));
+      TU_OK(hetee_ckks_eval_relin(f->ctx, f->rk, m, m));
+      TU_OK(hetee_ckks_eval_add(f->ctx, o[t], m, o[t]));
+      if (g_L >= 1) TU_OK(hetee_ckks_eval_rescale(f->ctx, o[t], o[t]));
+      TU_OK(hetee_ckks_eval_rotate(f->ctx, gk, o[t], 3, o[t]));
+      TU_OK(hetee_ckks_eval_conjugate(f->ctx, gk, o[t], o[t]));
+      /* hoisted form on top (steps 3 and 0), so both code paths run */
+      TU_OK(hetee_ckks_eval_rotate_hoisted(f->ctx, gk, o[t], hs, 2, h));
+    } else {
+      TU_OK(hetee_ckks_evaluator_mul(ev, ca, cb, o[t]));
+      TU_OK(hetee_ckks_evaluator_relin(ev, f->rk, o[t], o[t]));
+      TU_OK(hetee_ckks_evaluator_mul_acc(ev, ca, cb, m));
+      TU_OK(hetee_ckks_evaluator_mul_acc(ev, cb, cb, m));
+      TU_OK(hetee_ckks_evaluator_relin(ev, f->rk, m, m));
+      TU_OK(hetee_ckks_eval_add(f->ctx, o[t], m, o[t]));
+      if (g_L >= 1) TU_OK(hetee_ckks_evaluator_rescale(ev, o[t], o[t]));
+      TU_OK(hetee_ckks_evaluator_rotate(ev, gk, o[t], 3, o[t]));
+      TU_OK(hetee_ckks_evaluator_conjugate(ev, gk, o[t], o[t]));
+      TU_OK(hetee_ckks_evaluator_rotate_hoisted(ev, gk, o[t], hs, 2, h));
+    }
     TU_OK(hetee_ckks_eval_add(f->ctx, h[0], h[1], o[t]));
     hetee_ckks_ciphertext_free(h[0]);
     hetee_ckks_ciphertext_free(h[1]);
+    hetee_ckks_ciphertext_free(m);
+    hetee_ckks_evaluator_free(ev);
     TU_OK(hetee_ckks_ciphertext_save(f->ctx, o[t], &bytes[t], &len[t]));
   }
-  hetee_ckks_context_set_threads(f->ctx, 1);
-  assert_int_equal(len[0], len[1]);
-  assert_memory_equal(bytes[0], bytes[1], len[0]);
-  for (int t = 0; t < 2; t++) {
+  for (int t = 1; t < 4; t++) {
+    assert_int_equal(len[0], len[t]);
+    assert_memory_equal(bytes[0], bytes[t], len[0]);
+  }
+  for (int t = 0; t < 4; t++) {
     free(bytes[t]);
     hetee_ckks_ciphertext_free(o[t]);
   }

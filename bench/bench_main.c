@@ -10,6 +10,7 @@
 HETEE_SUITE(hetee_bench_ckks)
 HETEE_SUITE(hetee_bench_enclave)
 HETEE_SUITE(hetee_bench_ntt)
+HETEE_SUITE(hetee_bench_hemat)
 #undef HETEE_SUITE
 
 typedef struct {
@@ -22,6 +23,7 @@ static const suite SUITES[] = {
     {"ckks", hetee_bench_ckks, "CKKS primitives: [--json] [--logn 13|14|15]"},
     {"ntt", hetee_bench_ntt, "NTT variants (ref / avx2 / avx512) side by side"},
     {"enclave", hetee_bench_enclave, "enclave refresh and attestation costs"},
+    {"hemat", hetee_bench_hemat, "encrypted linear layers (E2DM) and the planner's unit costs: [--runs R] [--batch B] [--costs]"},
 };
 
 int main(int argc, char **argv) {

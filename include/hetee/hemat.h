@@ -80,19 +80,27 @@ typedef struct hetee_hemat_layout {
 } hetee_hemat_layout;
 
 /* Checks the shape and packing (sizes >= 1, kernel fits, nimg * T <= n)
- * and fills *out. Errors: HETEE_ERR_INVALID_ARG, HETEE_ERR_SHAPE (kernel
- * larger than input, packing does not fit N: the detail says which). */
+ * and fills *out. n must be a power of two <= 2^31 (coefficients then fit
+ * the uint32_t indices of hetee_ckks_decode_coeffs); nimg > batch is
+ * allowed (one partly empty group). Errors: HETEE_ERR_INVALID_ARG (a size
+ * < 1, cb > c, mb > co, batch 0, bad n), HETEE_ERR_SHAPE (kernel larger
+ * than input, packing does not fit N, a count or a global position
+ * overflows 64 bits: the detail says which). */
 HETEE_API int hetee_hemat_layout_init(const hetee_hemat_shape *s, const hetee_hemat_pack *p, uint32_t batch,
                                       size_t n, hetee_hemat_layout *out) HETEE_WUR;
 
 /* Global positions (ct index * N + coefficient); arguments must be in
- * range (b < batch, c < shape.c, y < h, x < w; o < co, oy < oh, ox < ow). */
+ * range (b < batch, c < shape.c, y < h, x < w; o < co, oy < oh, ox < ow):
+ * out of range (or L NULL) gives UINT64_MAX, which is never a position. */
 HETEE_API uint64_t hetee_hemat_in_pos(const hetee_hemat_layout *L, uint32_t b, int c, int y, int x);
 HETEE_API uint64_t hetee_hemat_out_pos(const hetee_hemat_layout *L, uint32_t b, int o, int oy, int ox);
 
 /* Coefficients (out: N doubles, fully written) of weight polynomial
  * (mbk, cbk) from W[co][c][kh][kw] (row-major floats, as hetee_nn stores
- * Conv weights; a dense W[out][in] is the same with kh = kw = 1). */
+ * Conv weights; a dense W[out][in] is the same with kh = kw = 1).
+ * Errors (both functions): HETEE_ERR_INVALID_ARG (NULL, block index out of
+ * range, a non-finite value: out is then wiped, a layout not made by
+ * hetee_hemat_layout_init). */
 HETEE_API int hetee_hemat_weight_coeffs(const hetee_hemat_layout *L, const float *w, int mbk, int cbk,
                                         double *out) HETEE_WUR;
 /* Coefficients (N doubles) of the bias polynomial of output group mbk:
@@ -115,7 +123,8 @@ typedef struct hetee_hemat_costs {
 /* Defaults measured on the development machine (docs/hemat.md). */
 HETEE_API void hetee_hemat_costs_default(hetee_hemat_costs *c);
 
-/* Picks the packing of minimal weighted cost for the shape and batch:
+/* Picks the packing of minimal weighted cost for the shape and batch
+ * (c NULL: hetee_hemat_costs_default):
  * enumerates cb, mb, nimg, counts products, enclave encryptions (input
  * ciphertexts, unless input_from_client) and decryptions (output
  * ciphertexts), weight ciphertexts; *cost (may be NULL) gets the predicted
@@ -128,8 +137,13 @@ HETEE_API int hetee_hemat_choose(const hetee_hemat_shape *s, uint32_t batch, siz
  * in scale * w scale (the bias must be at that scale and the same level).
  * Cost: n_products ct x ct products (no key switch, no rotation).
  * out[i] must be distinct, non-aliasing objects (fresh from ciphertext_new
- * or reused). threads > 1: OpenMP over output ciphertexts.
- * Errors: those of hetee_ckks_eval_mul_acc / eval_add. */
+ * or reused: a reused output is overwritten). threads > 1: OpenMP over
+ * output ciphertexts; the result does not depend on threads.
+ * Errors: HETEE_ERR_INVALID_ARG (NULL argument or array entry, threads < 1,
+ * an output aliasing an operand or repeated, a layout not made by
+ * layout_init), HETEE_ERR_CONTEXT (layout N != context N), and those of
+ * hetee_ckks_eval_mul_acc / eval_add (level, scale, context mismatch),
+ * whose detail names the output ciphertext. */
 HETEE_API int hetee_hemat_conv_eval(const hetee_ckks_context *ctx, const hetee_hemat_layout *L,
                                     const hetee_ckks_ciphertext *const *in, const hetee_ckks_ciphertext *const *w,
                                     const hetee_ckks_ciphertext *const *bias, int threads,
@@ -137,8 +151,11 @@ HETEE_API int hetee_hemat_conv_eval(const hetee_ckks_context *ctx, const hetee_h
 
 /* Plaintext twin of the whole path (layout -> polynomial products ->
  * read-out), in double precision with exact negacyclic products:
- * x is batch x c x h x w floats, y gets batch x co x oh x ow. Used by the
- * tests to prove a packing collision-free against a direct convolution. */
+ * x is batch x c x h x w floats, y gets batch x co x oh x ow; bias may be
+ * NULL (no bias). Used by the tests to prove a packing collision-free
+ * against a direct convolution. Runs where weights and inputs are in the
+ * clear; its buffers are wiped. Errors: HETEE_ERR_INVALID_ARG (NULL, bad
+ * layout, non-finite weight), HETEE_ERR_NOMEM. */
 HETEE_API int hetee_hemat_conv_twin(const hetee_hemat_layout *L, const float *w, const float *bias,
                                     const float *x, double *y) HETEE_WUR;
 

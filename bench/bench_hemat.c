@@ -1,0 +1,335 @@
+/*
+ * bench_hemat.c — `hetee-bench hemat [--runs R] [--batch B] [--costs]`:
+ *
+ * 1. The unit costs of the planner's model (hetee_hemat_costs), logN 13,
+ *    q {60, 40, 40}, P {60}, level 1, single thread, median of >= 200 runs:
+ *      t_product      one hetee_ckks_eval_mul_acc into a degree-2 accumulator
+ *      t_enclave_enc  encode_coeffs (N values) + encrypt_sk
+ *      t_enclave_dec  decrypt (degree 2) + decode_coeffs_scaled of N/8
+ *                     coefficients
+ *      t_client_enc   encode_coeffs (N values) + encrypt_pk
+ *    and the time hetee_hemat_choose takes for dense 784->128 and conv
+ *    6->16 5x5 on 12x12 (--costs prints only these).
+ * 2. hetee_hemat_conv_eval on the E2DM layers (conv 1->5 7x7 stride 3 on
+ *    28x28, dense 320->64, dense 64->10) at batch B (default 64), packed
+ *    as hetee_hemat_choose picks with the default costs, with 1 and 2
+ *    threads: median of R runs (default 20) and the layout's counts. Each
+ *    layer is first decrypted and compared with the plaintext twin; the
+ *    bench fails below 20 bits of precision.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "hetee/hemat.h"
+
+#define W_SCALE 0x1p34
+#define X_SCALE 0x1p26
+#define Y_SCALE 0x1p60
+#define LEVEL 1
+
+static double now_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec * 1e-3;
+}
+
+static int by_value(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+static double median(double *v, int n) {
+  qsort(v, (size_t)n, sizeof *v, by_value);
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+static uint64_t g_rng = 0x243F6A8885A308D3ULL;
+static double unif(void) {
+  g_rng ^= g_rng << 13;
+  g_rng ^= g_rng >> 7;
+  g_rng ^= g_rng << 17;
+  return (double)(g_rng >> 11) * 0x1p-52 * 2.0 - 1.0;
+}
+
+typedef struct {
+  hetee_ckks_context *ctx;
+  hetee_ckks_secret_key *sk;
+  hetee_ckks_public_key *pk;
+  hetee_ckks_plaintext *pt;
+  size_t n;
+} env;
+
+#define CHECK(call)                                                                                 \
+  do {                                                                                              \
+    int rc_ = (call);                                                                               \
+    if (rc_) {                                                                                      \
+      fprintf(stderr, "hetee-bench hemat: %s: %s: %s\n", #call, hetee_strerror(rc_), hetee_last_error()); \
+      goto err;                                                                                     \
+    }                                                                                               \
+  } while (0)
+
+/* Part 1: unit costs (seconds in *c). */
+static int unit_costs(env *e, int runs, hetee_hemat_costs *c) {
+  int ret = 1;
+  size_t n = e->n, nidx = n / 8;
+  double *v = malloc(n * sizeof *v), *dec = malloc(nidx * sizeof *dec), *tv = malloc((size_t)runs * sizeof *tv);
+  uint32_t *idx = malloc(nidx * sizeof *idx);
+  hetee_ckks_ciphertext *a = NULL, *b = NULL, *acc = NULL, *o = NULL;
+  if (!v || !dec || !tv || !idx) goto err;
+  for (size_t i = 0; i < n; i++) v[i] = unif();
+  for (size_t i = 0; i < nidx; i++) idx[i] = (uint32_t)(i * 8 + 3);
+  CHECK(hetee_ckks_ciphertext_new(e->ctx, &a));
+  CHECK(hetee_ckks_ciphertext_new(e->ctx, &b));
+  CHECK(hetee_ckks_ciphertext_new(e->ctx, &acc));
+  CHECK(hetee_ckks_ciphertext_new(e->ctx, &o));
+  CHECK(hetee_ckks_encode_coeffs(e->ctx, v, n, X_SCALE, LEVEL, e->pt));
+  CHECK(hetee_ckks_encrypt_sk(e->ctx, e->sk, e->pt, a));
+  CHECK(hetee_ckks_encode_coeffs(e->ctx, v, n, W_SCALE, LEVEL, e->pt));
+  CHECK(hetee_ckks_encrypt_pk(e->ctx, e->pk, e->pt, b));
+  CHECK(hetee_ckks_eval_mul(e->ctx, a, b, acc));
+  const char *names[5] = {"mul_acc", "enc_sk", "dec+decode", "enc_pk", "encode"};
+  double med[5];
+  for (int op = 0; op < 5; op++) {
+    for (int r = -5; r < runs; r++) {
+      double t0 = now_us();
+      switch (op) {
+        case 0: CHECK(hetee_ckks_eval_mul_acc(e->ctx, a, b, acc)); break;
+        case 1:
+          CHECK(hetee_ckks_encode_coeffs(e->ctx, v, n, X_SCALE, LEVEL, e->pt));
+          CHECK(hetee_ckks_encrypt_sk(e->ctx, e->sk, e->pt, o));
+          break;
+        case 2:
+          CHECK(hetee_ckks_decrypt(e->ctx, e->sk, acc, e->pt));
+          CHECK(hetee_ckks_decode_coeffs_scaled(e->ctx, e->pt, Y_SCALE, idx, nidx, dec));
+          break;
+        case 3:
+          CHECK(hetee_ckks_encode_coeffs(e->ctx, v, n, W_SCALE, LEVEL, e->pt));
+          CHECK(hetee_ckks_encrypt_pk(e->ctx, e->pk, e->pt, o));
+          break;
+        default: CHECK(hetee_ckks_encode_coeffs(e->ctx, v, n, X_SCALE, LEVEL, e->pt)); break;
+      }
+      if (r >= 0) tv[r] = now_us() - t0;
+    }
+    med[op] = median(tv, runs);
+    printf("  %-12s %9.1f us  (min %.1f, %d runs)\n", names[op], med[op], tv[0], runs);
+  }
+  c->t_product = med[0] * 1e-6;
+  c->t_enclave_enc = med[1] * 1e-6;
+  c->t_enclave_dec = med[2] * 1e-6;
+  c->t_client_enc = med[3] * 1e-6;
+  printf("  costs: t_product %.3g  t_enclave_enc %.3g  t_enclave_dec %.3g  t_client_enc %.3g  (seconds)\n",
+         c->t_product, c->t_enclave_enc, c->t_enclave_dec, c->t_client_enc);
+  ret = 0;
+err:
+  hetee_ckks_ciphertext_free(a);
+  hetee_ckks_ciphertext_free(b);
+  hetee_ckks_ciphertext_free(acc);
+  hetee_ckks_ciphertext_free(o);
+  free(v);
+  free(dec);
+  free(tv);
+  free(idx);
+  return ret;
+}
+
+static hetee_ckks_ciphertext **cts_new(const hetee_ckks_context *ctx, size_t n) {
+  hetee_ckks_ciphertext **v = calloc(n ? n : 1, sizeof *v);
+  for (size_t i = 0; v && i < n; i++)
+    if (hetee_ckks_ciphertext_new(ctx, &v[i])) return v; /* caller frees; NULL entries stop conv_eval */
+  return v;
+}
+static void cts_free(hetee_ckks_ciphertext **v, size_t n) {
+  for (size_t i = 0; v && i < n; i++) hetee_ckks_ciphertext_free(v[i]);
+  free(v);
+}
+
+/* Part 2: one layer. */
+static int bench_layer(env *e, const char *name, const hetee_hemat_shape *s, uint32_t batch, int runs) {
+  int ret = 1;
+  size_t n = e->n;
+  hetee_hemat_pack p;
+  hetee_hemat_layout L;
+  double predicted;
+  float *w = NULL, *bias = NULL, *x = NULL;
+  double *y = NULL, *poly = NULL, *tv = NULL;
+  hetee_ckks_ciphertext **in = NULL, **wc = NULL, **bc = NULL, **out = NULL;
+  memset(&L, 0, sizeof L);
+  CHECK(hetee_hemat_choose(s, batch, n, 0, NULL, &p, &predicted));
+  CHECK(hetee_hemat_layout_init(s, &p, batch, n, &L));
+  size_t nw = (size_t)s->co * s->c * s->kh * s->kw, nx = (size_t)batch * s->c * s->h * s->w,
+         ny = (size_t)batch * s->co * L.oh * L.ow;
+  w = malloc(nw * sizeof *w);
+  bias = malloc((size_t)s->co * sizeof *bias);
+  x = malloc(nx * sizeof *x);
+  y = malloc(ny * sizeof *y);
+  poly = malloc(n * sizeof *poly);
+  tv = malloc((size_t)runs * sizeof *tv);
+  in = cts_new(e->ctx, L.n_in_cts);
+  wc = cts_new(e->ctx, L.n_w_cts);
+  bc = cts_new(e->ctx, (size_t)L.nmb);
+  out = cts_new(e->ctx, L.n_out_cts);
+  if (!w || !bias || !x || !y || !poly || !tv || !in || !wc || !bc || !out) goto err;
+  for (size_t i = 0; i < nw; i++) w[i] = (float)(unif() / sqrt((double)s->c * s->kh * s->kw));
+  for (int i = 0; i < s->co; i++) bias[i] = (float)unif();
+  for (size_t i = 0; i < nx; i++) x[i] = (float)unif();
+  CHECK(hetee_hemat_conv_twin(&L, w, bias, x, y));
+  for (int mbk = 0; mbk < L.nmb; mbk++) {
+    for (int cbk = 0; cbk < L.ncb; cbk++) {
+      CHECK(hetee_hemat_weight_coeffs(&L, w, mbk, cbk, poly));
+      CHECK(hetee_ckks_encode_coeffs(e->ctx, poly, n, W_SCALE, LEVEL, e->pt));
+      CHECK(hetee_ckks_encrypt_pk(e->ctx, e->pk, e->pt, wc[(size_t)mbk * L.ncb + cbk]));
+    }
+    CHECK(hetee_hemat_bias_coeffs(&L, bias, mbk, poly));
+    CHECK(hetee_ckks_encode_coeffs(e->ctx, poly, n, Y_SCALE, LEVEL, e->pt));
+    CHECK(hetee_ckks_encrypt_pk(e->ctx, e->pk, e->pt, bc[mbk]));
+  }
+  for (size_t ct = 0; ct < L.n_in_cts; ct++) {
+    memset(poly, 0, n * sizeof *poly);
+    for (uint32_t b = 0; b < batch; b++)
+      for (int c = 0; c < s->c; c++)
+        for (int yy = 0; yy < s->h; yy++)
+          for (int xx = 0; xx < s->w; xx++) {
+            uint64_t q = hetee_hemat_in_pos(&L, b, c, yy, xx);
+            if (q / n == ct) poly[q % n] = x[(((size_t)b * s->c + c) * s->h + yy) * s->w + xx];
+          }
+    CHECK(hetee_ckks_encode_coeffs(e->ctx, poly, n, X_SCALE, LEVEL, e->pt));
+    CHECK(hetee_ckks_encrypt_sk(e->ctx, e->sk, e->pt, in[ct]));
+  }
+  const hetee_ckks_ciphertext *const *cin = (const hetee_ckks_ciphertext *const *)in;
+  const hetee_ckks_ciphertext *const *cw = (const hetee_ckks_ciphertext *const *)wc;
+  const hetee_ckks_ciphertext *const *cbias = (const hetee_ckks_ciphertext *const *)bc;
+  /* precision check: every output against the twin */
+  CHECK(hetee_hemat_conv_eval(e->ctx, &L, cin, cw, cbias, 1, out));
+  double err = 0, range = 1;
+  for (size_t ct = 0; ct < L.n_out_cts; ct++) {
+    CHECK(hetee_ckks_decrypt(e->ctx, e->sk, out[ct], e->pt));
+    for (uint32_t b = 0; b < batch; b++)
+      for (int o = 0; o < s->co; o++)
+        for (int oy = 0; oy < L.oh; oy++)
+          for (int ox = 0; ox < L.ow; ox++) {
+            uint64_t q = hetee_hemat_out_pos(&L, b, o, oy, ox);
+            if (q / n != ct) continue;
+            uint32_t k = (uint32_t)(q % n);
+            double got;
+            CHECK(hetee_ckks_decode_coeffs_scaled(e->ctx, e->pt, Y_SCALE, &k, 1, &got));
+            double want = y[(((size_t)b * s->co + o) * L.oh + oy) * L.ow + ox];
+            if (fabs(got - want) > err) err = fabs(got - want);
+            if (fabs(want) > range) range = fabs(want);
+          }
+  }
+  double bits = err > 0 ? -log2(err / range) : 60;
+  printf("%s, batch %u: cb=%d mb=%d nimg=%d | %zu products, %zu in / %zu weight / %zu out cts | "
+         "predicted %.1f ms weighted | %.1f bits\n",
+         name, batch, p.cb, p.mb, p.nimg, L.n_products, L.n_in_cts, L.n_w_cts, L.n_out_cts, predicted * 1e3, bits);
+  if (!(bits >= 20)) {
+    fprintf(stderr, "hetee-bench hemat: %s: precision %.1f bits < 20\n", name, bits);
+    goto err;
+  }
+  for (int threads = 1; threads <= 2; threads++) {
+    for (int r = -2; r < runs; r++) {
+      double t0 = now_us();
+      CHECK(hetee_hemat_conv_eval(e->ctx, &L, cin, cw, cbias, threads, out));
+      if (r >= 0) tv[r] = now_us() - t0;
+    }
+    double med = median(tv, runs);
+    printf("  conv_eval, %d thread%s: %10.2f ms  (min %.2f, %d runs; %.1f us per product)\n", threads,
+           threads > 1 ? "s" : " ", med * 1e-3, tv[0] * 1e-3, runs, med / (double)L.n_products);
+  }
+  ret = 0;
+err:
+  cts_free(in, L.n_in_cts);
+  cts_free(wc, L.n_w_cts);
+  cts_free(bc, (size_t)L.nmb);
+  cts_free(out, L.n_out_cts);
+  free(w);
+  free(bias);
+  free(x);
+  free(y);
+  free(poly);
+  free(tv);
+  return ret;
+}
+
+static void usage(FILE *f) { fprintf(f, "usage: hetee-bench hemat [--runs R (>= 5)] [--batch B] [--costs]\n"); }
+
+int hetee_bench_hemat(int argc, char **argv) {
+  int runs = 20, costs_only = 0;
+  long batch = 64;
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--runs") && i + 1 < argc) runs = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--batch") && i + 1 < argc) batch = atol(argv[++i]);
+    else if (!strcmp(argv[i], "--costs")) costs_only = 1;
+    else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+      usage(stdout);
+      return 0;
+    } else {
+      usage(stderr);
+      return 2;
+    }
+  }
+  if (runs < 5 || runs > 100000 || batch < 1 || batch > 100000) {
+    usage(stderr);
+    return 2;
+  }
+  int ret = 1;
+  env e;
+  memset(&e, 0, sizeof e);
+  hetee_ckks_literal lit;
+  memset(&lit, 0, sizeof lit);
+  lit.log_n = 13;
+  lit.nq = 3;
+  lit.q_bits[0] = 60;
+  lit.q_bits[1] = 40;
+  lit.q_bits[2] = 40;
+  lit.np = 1;
+  lit.p_bits[0] = 60;
+  lit.default_scale = 0x1p40;
+  CHECK(hetee_ckks_context_new(&lit, &e.ctx));
+  CHECK(hetee_ckks_keygen_secret(e.ctx, &e.sk));
+  CHECK(hetee_ckks_keygen_public(e.ctx, e.sk, &e.pk));
+  CHECK(hetee_ckks_plaintext_new(e.ctx, &e.pt));
+  e.n = hetee_ckks_context_n(e.ctx);
+  printf("hemat unit costs, logN 13, q {60,40,40} P {60}, level 1, 1 thread:\n");
+  hetee_hemat_costs c;
+  if (unit_costs(&e, runs < 200 ? 200 : runs, &c)) goto err;
+  hetee_hemat_costs d;
+  hetee_hemat_costs_default(&d);
+  printf("  defaults: t_product %.3g  t_enclave_enc %.3g  t_enclave_dec %.3g  t_client_enc %.3g  weight %.1f\n",
+         d.t_product, d.t_enclave_enc, d.t_enclave_dec, d.t_client_enc, d.enclave_weight);
+  /* the planner's own time (it runs once per layer and batch size) */
+  {
+    const hetee_hemat_shape d784 = {784, 1, 1, 128, 1, 1, 1, 1}, c616 = {6, 12, 12, 16, 5, 5, 1, 1};
+    const hetee_hemat_shape *ps[2] = {&d784, &c616};
+    const char *pn[2] = {"dense 784->128", "conv 6->16 5x5 12x12"};
+    double tv[51];
+    for (int k = 0; k < 2; k++) {
+      hetee_hemat_pack p;
+      for (int r = -3; r < 51; r++) {
+        double t0 = now_us();
+        CHECK(hetee_hemat_choose(ps[k], (uint32_t)batch, e.n, 0, NULL, &p, NULL));
+        if (r >= 0) tv[r] = now_us() - t0;
+      }
+      printf("  hetee_hemat_choose(%s, batch %ld): %.3f ms (median of 51) -> cb=%d mb=%d nimg=%d\n", pn[k], batch,
+             median(tv, 51) * 1e-3, p.cb, p.mb, p.nimg);
+    }
+  }
+  if (!costs_only) {
+    printf("E2DM layers, packings from hetee_hemat_choose (default costs, inputs from the enclave):\n");
+    const hetee_hemat_shape conv1 = {1, 28, 28, 5, 7, 7, 3, 3}, fc1 = {320, 1, 1, 64, 1, 1, 1, 1},
+                            fc2 = {64, 1, 1, 10, 1, 1, 1, 1};
+    if (bench_layer(&e, "conv 1->5 7x7 s3 28x28", &conv1, (uint32_t)batch, runs) ||
+        bench_layer(&e, "dense 320->64", &fc1, (uint32_t)batch, runs) ||
+        bench_layer(&e, "dense 64->10", &fc2, (uint32_t)batch, runs))
+      goto err;
+  }
+  ret = 0;
+err:
+  hetee_ckks_plaintext_free(e.pt);
+  hetee_ckks_public_key_free(e.pk);
+  hetee_ckks_secret_key_free(e.sk);
+  hetee_ckks_context_free(e.ctx);
+  return ret;
+}

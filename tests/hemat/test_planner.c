@@ -1,0 +1,215 @@
+/*
+ * test_planner.c — hetee_hemat_choose: the choice is a valid layout, its
+ * reported cost is the cost model of hemat.h recomputed here from the
+ * layout's counts, it is no worse than hand-picked packings (the E2DM /
+ * LeNet / MLP layers) and, on small shapes, no worse than every packing
+ * (cb, mb, nimg) enumerated without pruning; it is deterministic, honours
+ * max_weight_cts and input_from_client, and reports errors.
+ */
+#include "hemat/hemat_test_util.h"
+
+/* The cost of hemat.h from a layout's counts (independent of planner.c). */
+static double model_cost(const hetee_hemat_layout *L, int from_client, const hetee_hemat_costs *c) {
+  double enc = from_client ? 0 : (double)L->n_in_cts;
+  return (double)L->n_products * c->t_product +
+         c->enclave_weight * (enc * c->t_enclave_enc + (double)L->n_out_cts * c->t_enclave_dec) +
+         (from_client ? (double)L->n_in_cts * c->t_client_enc : 0);
+}
+
+/* Cost of a packing, or INFINITY when it does not fit / breaks the budget. */
+static double pack_cost(const hetee_hemat_shape *s, hetee_hemat_pack p, uint32_t batch, size_t n, int from_client,
+                        const hetee_hemat_costs *c) {
+  hetee_hemat_layout L;
+  if (hetee_hemat_layout_init(s, &p, batch, n, &L)) return INFINITY;
+  if (c->max_weight_cts && L.n_w_cts > c->max_weight_cts) return INFINITY;
+  return model_cost(&L, from_client, c);
+}
+
+/* Chooses, checks validity, reported cost and determinism; returns cost. */
+static double choose_checked(const hetee_hemat_shape *s, uint32_t batch, size_t n, int from_client,
+                             const hetee_hemat_costs *c, hetee_hemat_pack *p) {
+  double cost = -1, cost2 = -1;
+  hetee_hemat_pack p2;
+  HT_OK(hetee_hemat_choose(s, batch, n, from_client, c, p, &cost));
+  HT_OK(hetee_hemat_choose(s, batch, n, from_client, c, &p2, &cost2));
+  assert_memory_equal(p, &p2, sizeof p2);
+  assert_true(cost == cost2);
+  hetee_hemat_layout L;
+  HT_OK(hetee_hemat_layout_init(s, p, batch, n, &L));
+  if (c->max_weight_cts) assert_true(L.n_w_cts <= c->max_weight_cts);
+  assert_true(p->nimg <= (int)batch);
+  double want = model_cost(&L, from_client, c);
+  assert_true(fabs(cost - want) <= 1e-12 * want);
+  return cost;
+}
+
+static hetee_hemat_costs defaults(void) {
+  hetee_hemat_costs c;
+  hetee_hemat_costs_default(&c);
+  return c;
+}
+
+static void test_defaults(void **state) {
+  (void)state;
+  hetee_hemat_costs c = defaults();
+  assert_true(c.t_product > 0 && c.t_enclave_enc > 0 && c.t_enclave_dec > 0 && c.t_client_enc > 0);
+  assert_true(c.enclave_weight >= 1);
+  assert_int_equal(c.max_weight_cts, 0);
+  hetee_hemat_costs_default(NULL); /* no-op */
+  /* NULL costs mean the defaults */
+  const hetee_hemat_shape s = {320, 1, 1, 64, 1, 1, 1, 1};
+  hetee_hemat_pack a, b;
+  double ca, cb;
+  HT_OK(hetee_hemat_choose(&s, 64, 8192, 0, NULL, &a, &ca));
+  HT_OK(hetee_hemat_choose(&s, 64, 8192, 0, &c, &b, &cb));
+  assert_memory_equal(&a, &b, sizeof a);
+  assert_true(ca == cb);
+  HT_OK(hetee_hemat_choose(&s, 64, 8192, 0, NULL, &a, NULL)); /* cost may be NULL */
+}
+
+typedef struct {
+  const char *name;
+  hetee_hemat_shape s;
+  hetee_hemat_pack hand[4];
+} layer_case;
+
+static void test_hand_picked(void **state) {
+  (void)state;
+  static const layer_case cases[] = {
+      {"conv 1->5 7x7 s3 28x28", {1, 28, 28, 5, 7, 7, 3, 3}, {{1, 5, 1}, {1, 1, 8}, {1, 2, 4}, {1, 3, 2}}},
+      {"dense 320->64", {320, 1, 1, 64, 1, 1, 1, 1}, {{32, 16, 14}, {320, 8, 2}, {1, 64, 64}, {20, 16, 3}}},
+      {"dense 64->10", {64, 1, 1, 10, 1, 1, 1, 1}, {{64, 10, 11}, {64, 1, 64}, {8, 10, 40}, {1, 10, 64}}},
+      {"dense 784->128", {784, 1, 1, 128, 1, 1, 1, 1}, {{784, 9, 1}, {16, 128, 3}, {1, 128, 32}, {49, 32, 4}}},
+      {"conv 6->16 5x5 12x12", {6, 12, 12, 16, 5, 5, 1, 1}, {{6, 8, 1}, {1, 16, 1}, {3, 4, 2}, {1, 1, 20}}},
+      {"conv 1->6 5x5 32x32", {1, 32, 32, 6, 5, 5, 1, 1}, {{1, 6, 1}, {1, 1, 6}, {1, 2, 2}, {1, 3, 1}}},
+  };
+  hetee_hemat_costs c = defaults();
+  for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++)
+    for (int from_client = 0; from_client <= 1; from_client++)
+      for (uint32_t batch = 1; batch <= 64; batch *= 4) {
+        hetee_hemat_pack p;
+        double cost = choose_checked(&cases[k].s, batch, 8192, from_client, &c, &p);
+        if (batch == 64)
+          fprintf(stderr, "  %-24s batch %2u%s: cb=%d mb=%d nimg=%d, %.2f ms\n", cases[k].name, batch,
+                  from_client ? " (client inputs)" : "", p.cb, p.mb, p.nimg, cost * 1e3);
+        for (int h = 0; h < 4; h++) {
+          hetee_hemat_pack q = cases[k].hand[h];
+          double hc = pack_cost(&cases[k].s, q, batch, 8192, from_client, &c);
+          assert_true(isfinite(hc)); /* every hand-picked packing fits N */
+          assert_true(cost <= hc * (1 + 1e-12));
+        }
+      }
+}
+
+/* Small shapes: the choice is optimal over every (cb, mb, nimg) that fits,
+ * for several cost weightings (products only, decryptions only, ...). */
+static void test_exhaustive(void **state) {
+  (void)state;
+  static const hetee_hemat_shape shapes[] = {
+      {7, 1, 1, 5, 1, 1, 1, 1}, {12, 1, 1, 30, 1, 1, 1, 1}, {3, 9, 11, 4, 3, 3, 2, 2},
+      {2, 6, 6, 3, 2, 3, 1, 2}, {5, 4, 4, 6, 1, 1, 1, 1},
+  };
+  hetee_hemat_costs weightings[5];
+  weightings[0] = defaults();
+  weightings[1] = (hetee_hemat_costs){1, 0, 0, 0, 1, 0};
+  weightings[2] = (hetee_hemat_costs){0, 1, 0, 0, 1, 0};
+  weightings[3] = (hetee_hemat_costs){0, 0, 1, 0, 1, 0};
+  weightings[4] = defaults();
+  weightings[4].max_weight_cts = 4;
+  size_t checked = 0;
+  for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++)
+    for (size_t wi = 0; wi < 5; wi++)
+      for (int from_client = 0; from_client <= 1; from_client++)
+        for (uint32_t batch = 1; batch <= 37; batch += 6)
+          for (size_t n = 64; n <= 1024; n *= 4) {
+            const hetee_hemat_shape *s = &shapes[k];
+            hetee_hemat_pack p;
+            double best = INFINITY;
+            for (int cb = 1; cb <= s->c; cb++)
+              for (int mb = 1; mb <= s->co; mb++)
+                for (int nimg = 1; nimg <= (int)batch + 1; nimg++) { /* beyond batch: same cost */
+                  double t = pack_cost(s, (hetee_hemat_pack){cb, mb, nimg}, batch, n, from_client, &weightings[wi]);
+                  if (t < best) best = t;
+                  checked++;
+                }
+            if (isinf(best)) {
+              assert_int_equal(hetee_hemat_choose(s, batch, n, from_client, &weightings[wi], &p, NULL),
+                               HETEE_ERR_SHAPE);
+              continue;
+            }
+            double cost = choose_checked(s, batch, n, from_client, &weightings[wi], &p);
+            assert_true(cost <= best * (1 + 1e-12));
+          }
+  fprintf(stderr, "  %zu packings enumerated\n", checked);
+}
+
+static void test_budget_and_errors(void **state) {
+  (void)state;
+  hetee_hemat_costs c = defaults();
+  const hetee_hemat_shape d = {784, 1, 1, 128, 1, 1, 1, 1};
+  hetee_hemat_pack p;
+  /* a weight budget: every choice within it, the cost no better than
+   * without it */
+  double free_cost = choose_checked(&d, 64, 8192, 0, &c, &p);
+  for (size_t budget = 1000; budget >= 16; budget /= 2) {
+    c.max_weight_cts = budget;
+    double cost = choose_checked(&d, 64, 8192, 0, &c, &p);
+    assert_true(cost >= free_cost * (1 - 1e-12));
+  }
+  /* one weight ciphertext would need cb = 784 and mb = 128: does not fit */
+  c.max_weight_cts = 1;
+  assert_int_equal(hetee_hemat_choose(&d, 64, 8192, 0, &c, &p, NULL), HETEE_ERR_SHAPE);
+  assert_non_null(strstr(hetee_last_error(), "max_weight_cts"));
+  c = defaults();
+  /* nothing fits: one 128x128 channel spans more than N = 8192 */
+  const hetee_hemat_shape big = {1, 128, 128, 1, 3, 3, 1, 1};
+  assert_int_equal(hetee_hemat_choose(&big, 1, 8192, 0, &c, &p, NULL), HETEE_ERR_SHAPE);
+  HT_OK(hetee_hemat_choose(&big, 1, 32768, 0, &c, &p, NULL));
+  /* argument errors */
+  assert_int_equal(hetee_hemat_choose(NULL, 1, 8192, 0, &c, &p, NULL), HETEE_ERR_INVALID_ARG);
+  assert_int_equal(hetee_hemat_choose(&d, 1, 8192, 0, &c, NULL, NULL), HETEE_ERR_INVALID_ARG);
+  assert_int_equal(hetee_hemat_choose(&d, 0, 8192, 0, &c, &p, NULL), HETEE_ERR_INVALID_ARG);
+  assert_int_equal(hetee_hemat_choose(&d, 1, 8000, 0, &c, &p, NULL), HETEE_ERR_INVALID_ARG);
+  hetee_hemat_shape bad = d;
+  bad.co = 0;
+  assert_int_equal(hetee_hemat_choose(&bad, 1, 8192, 0, &c, &p, NULL), HETEE_ERR_INVALID_ARG);
+  bad = (hetee_hemat_shape){1, 4, 4, 1, 5, 1, 1, 1};
+  assert_int_equal(hetee_hemat_choose(&bad, 1, 8192, 0, &c, &p, NULL), HETEE_ERR_SHAPE);
+  c.t_product = -1;
+  assert_int_equal(hetee_hemat_choose(&d, 1, 8192, 0, &c, &p, NULL), HETEE_ERR_INVALID_ARG);
+  c.t_product = NAN;
+  assert_int_equal(hetee_hemat_choose(&d, 1, 8192, 0, &c, &p, NULL), HETEE_ERR_INVALID_ARG);
+  c = defaults();
+  c.enclave_weight = INFINITY;
+  assert_int_equal(hetee_hemat_choose(&d, 1, 8192, 0, &c, &p, NULL), HETEE_ERR_INVALID_ARG);
+}
+
+/* The weights move the choice the way they should: with free enclave work
+ * the planner minimises products; with free products it minimises enclave
+ * ciphertexts. */
+static void test_tradeoff(void **state) {
+  (void)state;
+  const hetee_hemat_shape d = {320, 1, 1, 64, 1, 1, 1, 1};
+  hetee_hemat_costs host_only = {1, 0, 0, 0, 1, 0}, enclave_only = {0, 1, 1, 0, 1, 0};
+  hetee_hemat_pack ph, pe;
+  hetee_hemat_layout Lh, Le;
+  choose_checked(&d, 64, 8192, 0, &host_only, &ph);
+  choose_checked(&d, 64, 8192, 0, &enclave_only, &pe);
+  HT_OK(hetee_hemat_layout_init(&d, &ph, 64, 8192, &Lh));
+  HT_OK(hetee_hemat_layout_init(&d, &pe, 64, 8192, &Le));
+  fprintf(stderr, "  host-only:    cb=%d mb=%d nimg=%d: %zu products, %zu enclave cts\n", ph.cb, ph.mb, ph.nimg,
+          Lh.n_products, Lh.n_in_cts + Lh.n_out_cts);
+  fprintf(stderr, "  enclave-only: cb=%d mb=%d nimg=%d: %zu products, %zu enclave cts\n", pe.cb, pe.mb, pe.nimg,
+          Le.n_products, Le.n_in_cts + Le.n_out_cts);
+  assert_true(Lh.n_products <= Le.n_products);
+  assert_true(Le.n_in_cts + Le.n_out_cts <= Lh.n_in_cts + Lh.n_out_cts);
+  assert_true(Lh.n_products < Le.n_products || Le.n_in_cts + Le.n_out_cts < Lh.n_in_cts + Lh.n_out_cts);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_defaults),          cmocka_unit_test(test_hand_picked), cmocka_unit_test(test_exhaustive),
+      cmocka_unit_test(test_budget_and_errors), cmocka_unit_test(test_tradeoff),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

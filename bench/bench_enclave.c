@@ -1,7 +1,9 @@
 /*
  * bench_enclave.c — `hetee-bench enclave [--logn 13|14] [--cts N] [--json]`:
  * the enclave's cost per refreshed ciphertext (decrypt + decode + ReLU +
- * encode + fresh secret-key encryption, full slots, identity layout), both
+ * encode + fresh secret-key encryption, full slots, identity layout; then
+ * the same in the shape hemat produces: degree-2 products at level 1 in,
+ * N/8 coefficients each, coefficient-encoded ciphertexts out), both
  * as CPU time inside the enclave (its own counters) and as wall time seen by
  * the host (including the socket round trip and (de)serialization), plus the
  * cost of evidence generation (enclave + launcher signature) and of its
@@ -160,6 +162,65 @@ int hetee_bench_enclave(int argc, char **argv) {
         if (st0[j].type == HETEE_MSG_REFRESH) before = st0[j].cpu_ns;
       cpu = (double)(st1[i].cpu_ns - before) * 1e-9 / ncts;
     }
+  /* the hemat shape (docs/hemat.md): degree-2 products at level 1 and scale
+   * 2^60 (coefficient encoding), N/8 coefficients read from each, ReLU,
+   * written to N/8 coefficients of as many fresh ciphertexts at level 1 and
+   * scale 2^26 */
+  double ccpu = 0, cwall = 0;
+  size_t l2 = 0;
+  {
+    const size_t nn = hetee_ckks_context_n(ctx), per = nn / 8;
+    hetee_ckks_ciphertext *w2 = NULL;
+    double *cv = malloc(nn * sizeof *cv);
+    uint32_t *cmap = malloc((size_t)ncts * per * sizeof *cmap);
+    uint8_t **c2 = calloc((size_t)ncts, sizeof *c2), **cout = NULL;
+    size_t *c2l = calloc((size_t)ncts, sizeof *c2l), *coutl = NULL, cnout = 0;
+    rc = !cv || !cmap || !c2 || !c2l ? HETEE_ERR_NOMEM : hetee_ckks_ciphertext_new(ctx, &w2);
+    for (size_t i = 0; !rc && i < nn; i++) cv[i] = (double)((int)(i % 13) - 6) / 8.0;
+    for (size_t i = 0; !rc && i < (size_t)ncts * per; i++) cmap[i] = (uint32_t)((i / per) * nn + (i % per) * 8 + 3);
+    if (!rc) rc = hetee_ckks_encode_coeffs(ctx, cv, nn, 0x1p34, 1, pt);
+    if (!rc) rc = hetee_ckks_encrypt_pk(ctx, pk, pt, w2);
+    if (!rc) rc = hetee_ckks_encode_coeffs(ctx, cv, nn, 0x1p26, 1, pt);
+    for (int c = 0; c < ncts && !rc; c++) {
+      if (!rc) rc = hetee_ckks_encrypt_pk(ctx, pk, pt, ct);
+      if (!rc) rc = hetee_ckks_eval_mul(ctx, ct, w2, ct);
+      if (!rc) rc = hetee_ckks_ciphertext_save(ctx, ct, &c2[c], &c2l[c]);
+    }
+    hetee_refresh_spec cs = {.in_level = 1, .in_scale = 0x1p60, .in_encoding = HETEE_ENC_COEFFS,
+                             .shape = {1, 1, (int)((size_t)ncts * per)}, .in_map = cmap, .nops = 1, .ops = &relu,
+                             .out_ncts = (uint32_t)ncts, .out_n = (size_t)ncts * per, .out_dst = cmap, .out_src = NULL,
+                             .out_level = 1, .out_scale = 0x1p26, .out_encoding = HETEE_ENC_COEFFS};
+    uint32_t *src = malloc((size_t)ncts * per * sizeof *src);
+    if (!rc && !src) rc = HETEE_ERR_NOMEM;
+    for (size_t i = 0; !rc && i < (size_t)ncts * per; i++) src[i] = (uint32_t)i;
+    cs.out_src = src;
+    if (!rc) rc = hetee_enclave_stats(e, st0, 16, &n0);
+    if (!rc) {
+      t0 = now();
+      rc = hetee_enclave_refresh_stream(e, &cs, (size_t)ncts, (const uint8_t *const *)c2, c2l, (size_t)ncts, &cout,
+                                        &coutl, &cnout);
+      cwall = (now() - t0) / ncts;
+    }
+    if (!rc) rc = hetee_enclave_stats(e, st1, 16, &n1);
+    for (size_t i = 0; !rc && i < n1; i++)
+      if (st1[i].type == HETEE_MSG_REFRESH) {
+        uint64_t before = 0;
+        for (size_t j = 0; j < n0; j++)
+          if (st0[j].type == HETEE_MSG_REFRESH) before = st0[j].cpu_ns;
+        ccpu = (double)(st1[i].cpu_ns - before) * 1e-9 / ncts;
+      }
+    l2 = c2l[0];
+    hetee_enclave_cts_free(cout, coutl, cnout);
+    hetee_enclave_cts_free(c2, c2l, (size_t)ncts);
+    hetee_ckks_ciphertext_free(w2);
+    free(cv);
+    free(cmap);
+    free(src);
+    if (rc) {
+      die("coefficient refresh", rc);
+      goto out;
+    }
+  }
   /* evidence: generation through the enclave and launcher, then verification */
   uint8_t ppk[32], meas[32], nonce[32], ch[32], fp[32];
   hetee_enclave_info info;
@@ -245,14 +306,18 @@ int hetee_bench_enclave(int argc, char **argv) {
   t_rel /= reps;
   if (json) {
     printf("{\"suite\":\"enclave\",\"logn\":%d,\"cts\":%d,\"keygen_s\":%.6f,\"refresh_relu_cpu_ms_per_ct\":%.4f,"
-           "\"refresh_relu_wall_ms_per_ct\":%.4f,\"ct_bytes_in\":%zu,\"ct_bytes_out\":%zu,"
+           "\"refresh_relu_wall_ms_per_ct\":%.4f,\"refresh_coeffs_cpu_ms_per_ct\":%.4f,"
+           "\"refresh_coeffs_wall_ms_per_ct\":%.4f,\"ct_bytes_in\":%zu,\"ct_bytes_out\":%zu,"
            "\"evidence_gen_ms\":%.4f,\"evidence_verify_ms\":%.4f,\"release_argmax10_ms\":%.4f}\n",
-           logn, ncts, t_keygen, cpu * 1e3, wall * 1e3, lens[0], olens[0], t_ev * 1e3, t_ver * 1e3, t_rel * 1e3);
+           logn, ncts, t_keygen, cpu * 1e3, wall * 1e3, ccpu * 1e3, cwall * 1e3, lens[0], olens[0], t_ev * 1e3, t_ver * 1e3, t_rel * 1e3);
   } else {
     printf("enclave (sim backend), logN %d, %zu slots, %d ciphertexts\n", logn, slots, ncts);
     printf("  key generation (sk, pk, relin)         %10.3f ms\n", t_keygen * 1e3);
     printf("  refresh, ReLU, per ciphertext: enclave CPU %8.3f ms, host wall %8.3f ms\n", cpu * 1e3, wall * 1e3);
     printf("  ciphertext bytes: in %zu (public-key encrypted), out %zu (seeded)\n", lens[0], olens[0]);
+    printf("  refresh, coefficients (degree-2 in at level 1, N/8 values, ReLU, fresh out at level 1),\n"
+           "    per ciphertext in + out: enclave CPU %8.3f ms, host wall %8.3f ms (%zu bytes in)\n",
+           ccpu * 1e3, cwall * 1e3, l2);
     printf("  evidence generation (enclave + launcher) %8.3f ms\n", t_ev * 1e3);
     printf("  evidence verification (party)            %8.3f ms\n", t_ver * 1e3);
     printf("  release, ARGMAX of 10 values, host wall + DP open %8.3f ms\n", t_rel * 1e3);

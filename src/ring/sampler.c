@@ -16,30 +16,52 @@
 #include "ring_internal.h"
 
 #include <sodium.h>
+#include <string.h>
 
-static uint64_t load_le(const uint8_t *b, int k) {
+/* Little-endian 64-bit word at b (one load on little-endian hosts). */
+static inline uint64_t load_le64(const uint8_t *b) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  uint64_t w;
+  memcpy(&w, b, 8);
+  return w;
+#else
   uint64_t w = 0;
-  for (int i = 0; i < k; i++)
+  for (int i = 0; i < 8; i++)
     w |= (uint64_t)b[i] << (8 * i);
   return w;
+#endif
 }
 
+/* Words are taken straight from the PRG buffer: a run of k words, each
+ * stored at out[j] and kept by advancing j when it is < q (k is at most the
+ * number of outputs still missing, so a store never passes out[n-1]). The
+ * stream position is kept in a local, not in *p, which the stores to out
+ * could alias. A word that straddles the end of the buffer goes through
+ * hetee_prg_bytes, as before: the same words are read in the same order,
+ * so the output is the documented rule's. */
 void hetee_sample_uniform(hetee_prg *p, const hetee_modulus *m, uint64_t *out, size_t n) {
   const uint64_t q = m->q;
   const uint64_t mask = (m->bits >= 64) ? ~(uint64_t)0 : (((uint64_t)1 << m->bits) - 1);
-  uint8_t b[8];
-  for (size_t i = 0; i < n;) {
-    uint64_t w;
-    if (p->len - p->pos >= 8) { /* fast path: the word is in the buffer */
-      w = load_le(p->buf + p->pos, 8);
-      p->pos += 8;
-    } else {
+  size_t i = 0;
+  while (i < n) {
+    size_t pos = p->pos, avail = (p->len - pos) / 8;
+    if (avail == 0) { /* empty buffer or a word across its end */
+      uint8_t b[8];
       hetee_prg_bytes(p, b, 8);
-      w = load_le(b, 8);
+      uint64_t w = load_le64(b) & mask;
+      if (w < q)
+        out[i++] = w;
+      continue;
     }
-    w &= mask;
-    if (w < q)
-      out[i++] = w;
+    size_t k = n - i < avail ? n - i : avail, j = i;
+    const uint8_t *src = p->buf + pos;
+    for (size_t t = 0; t < k; t++) {
+      uint64_t w = load_le64(src + 8 * t) & mask;
+      out[j] = w;
+      j += (size_t)(w < q); /* public: the uniform polynomial is public */
+    }
+    p->pos = pos + 8 * k;
+    i = j;
   }
 }
 
@@ -62,25 +84,45 @@ void hetee_sample_ternary(hetee_prg *p, int8_t *out, size_t n) {
   sodium_memzero(buf, sizeof buf);
 }
 
-static inline uint32_t popcount21(uint64_t x) {
+/* popcount(w & (2^21-1)) - popcount((w >> 21) & (2^21-1)) for a 48-bit w:
+ * both halves in one SWAR popcount (bits 0..20 and 32..52 of x), then the
+ * byte counts of each 32-bit half summed (at most 21, fits a byte). No
+ * table, no branch. */
+static inline int cbd_of(uint64_t w) {
+  const uint64_t k21 = ((uint64_t)1 << HETEE_CBD_K) - 1;
+  uint64_t x = (w & k21) | (((w >> HETEE_CBD_K) & k21) << 32);
   x = x - ((x >> 1) & 0x5555555555555555ull);
   x = (x & 0x3333333333333333ull) + ((x >> 2) & 0x3333333333333333ull);
   x = (x + (x >> 4)) & 0x0f0f0f0f0f0f0f0full;
-  return (uint32_t)((x * 0x0101010101010101ull) >> 56);
+  x = x + (x >> 8);
+  x = x + (x >> 16);
+  return (int)(x & 0xff) - (int)((x >> 32) & 0xff);
 }
 
+/* Samples are read straight from the PRG buffer (6 bytes each, loaded as
+ * an 8-byte word whose top 2 bytes are dropped, so a sample is taken here
+ * only while those 8 bytes lie inside the buffer); one that straddles its
+ * end goes through hetee_prg_bytes. The keystream bytes are left in the
+ * PRG buffer, which the caller wipes with the PRG (hetee_prg_wipe). */
 void hetee_sample_cbd(hetee_prg *p, int8_t *out, size_t n) {
-  const uint64_t k21 = ((uint64_t)1 << HETEE_CBD_K) - 1;
-  uint8_t buf[6 * 64];
-  for (size_t i = 0; i < n;) {
-    size_t chunk = n - i < 64 ? n - i : 64;
-    hetee_prg_bytes(p, buf, 6 * chunk);
-    for (size_t j = 0; j < chunk; j++) {
-      uint64_t w = load_le(buf + 6 * j, 6);
-      int32_t a = (int32_t)popcount21(w & k21), b = (int32_t)popcount21((w >> HETEE_CBD_K) & k21);
-      out[i + j] = (int8_t)(a - b);
+  const uint64_t m48 = ((uint64_t)1 << 48) - 1;
+  size_t i = 0;
+  while (i < n) {
+    size_t pos = p->pos, avail = p->len - pos;
+    if (avail < 8) {
+      uint8_t b[8] = {0};
+      hetee_prg_bytes(p, b, 6);
+      out[i++] = (int8_t)cbd_of(load_le64(b) & m48);
+      sodium_memzero(b, sizeof b);
+      continue;
     }
-    i += chunk;
+    size_t k = (avail - 2) / 6; /* samples t with 6t + 8 <= avail */
+    if (k > n - i)
+      k = n - i;
+    const uint8_t *src = p->buf + pos;
+    for (size_t t = 0; t < k; t++)
+      out[i + t] = (int8_t)cbd_of(load_le64(src + 6 * t) & m48);
+    p->pos = pos + 6 * k;
+    i += k;
   }
-  sodium_memzero(buf, sizeof buf);
 }

@@ -340,6 +340,22 @@ HETEE_API int hetee_ckks_ciphertext_save(const hetee_ckks_context *ctx, const he
                                          uint8_t **buf, size_t *len) HETEE_WUR;
 HETEE_API int hetee_ckks_ciphertext_load(const hetee_ckks_context *ctx, const uint8_t *buf, size_t len,
                                          hetee_ckks_ciphertext **out) HETEE_WUR;
+/* Buffer-reusing variants (the enclave serializes every ciphertext of a
+ * refresh; a host loads and saves one per layer output):
+ * save_size: the exact byte count hetee_ckks_ciphertext_save produces;
+ * save_to:   the same bytes written into buf[0..cap) (*len = bytes
+ *            written), HETEE_ERR_LIMIT if cap is smaller than save_size;
+ * load_into: the same checks and result as hetee_ckks_ciphertext_load, into
+ *            an existing object (made by hetee_ckks_ciphertext_new), whose
+ *            row storage is reused when large enough, so a loop loading
+ *            ciphertexts of one level allocates nothing. On error ct is left
+ *            empty (level -1; its storage kept). */
+HETEE_API int hetee_ckks_ciphertext_save_size(const hetee_ckks_context *ctx, const hetee_ckks_ciphertext *ct,
+                                              size_t *len) HETEE_WUR;
+HETEE_API int hetee_ckks_ciphertext_save_to(const hetee_ckks_context *ctx, const hetee_ckks_ciphertext *ct,
+                                            uint8_t *buf, size_t cap, size_t *len) HETEE_WUR;
+HETEE_API int hetee_ckks_ciphertext_load_into(const hetee_ckks_context *ctx, const uint8_t *buf, size_t len,
+                                              hetee_ckks_ciphertext *ct) HETEE_WUR;
 
 #ifdef __cplusplus
 }

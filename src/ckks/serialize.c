@@ -556,8 +556,8 @@ static void ct_write(const hetee_ckks_context *ctx, const hetee_ckks_ciphertext 
 
 int hetee_ckks_ciphertext_save(const hetee_ckks_context *ctx, const hetee_ckks_ciphertext *ct, uint8_t **buf,
                                size_t *len) {
-  int rc = save_args(ctx, ct, buf, len), seeded;
-  size_t body;
+  int rc = save_args(ctx, ct, buf, len), seeded = 0;
+  size_t body = 0;
   if (rc || (rc = ct_body(ctx, ct, &body, &seeded))) return rc;
   uint8_t *p = malloc(HDR_SIZE + body);
   if (!p) return hetee_error(HETEE_ERR_NOMEM, "serialization buffer");
@@ -570,8 +570,8 @@ int hetee_ckks_ciphertext_save(const hetee_ckks_context *ctx, const hetee_ckks_c
 int hetee_ckks_ciphertext_save_size(const hetee_ckks_context *ctx, const hetee_ckks_ciphertext *ct, size_t *len) {
   if (!len) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
   *len = 0;
-  int seeded;
-  size_t body;
+  int seeded = 0;
+  size_t body = 0;
   int rc = ct_body(ctx, ct, &body, &seeded);
   if (!rc) *len = HDR_SIZE + body;
   return rc;
@@ -581,8 +581,8 @@ int hetee_ckks_ciphertext_save_to(const hetee_ckks_context *ctx, const hetee_ckk
                                   size_t cap, size_t *len) {
   if (!buf || !len) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
   *len = 0;
-  int seeded;
-  size_t body;
+  int seeded = 0;
+  size_t body = 0;
   int rc = ct_body(ctx, ct, &body, &seeded);
   if (rc) return rc;
   if (cap < HDR_SIZE + body)

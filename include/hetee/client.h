@@ -109,7 +109,9 @@ HETEE_API int hetee_client_msg_ping(const uint8_t *payload, size_t len, uint8_t 
 /* Release policy for a model: kind (hetee_release_kind), k for top-k,
  * precision in bits of the released fixed-point values (0..40 here; the
  * enclave refuses more than its scale bits - 16, i.e. 24 at the default
- * scale 2^40), and the one data provider allowed to receive results
+ * scale 2^40; it also bounds the release's flooding noise, for ARGMAX /
+ * TOPK too: a release is refused unless that noise stays below 2^-prec,
+ * see hetee_release_spec), and the one data provider allowed to receive results
  * (required: NULL or all zero gives HETEE_ERR_INVALID_ARG).
  * The enclave accepts it only from an MP session whose identity key is in
  * its measured configuration's mp= list, and, once a model id has a policy,

@@ -381,6 +381,11 @@ HETEE_API int hetee_ckks_ciphertext_load(const hetee_ckks_context *ctx, const ui
  *            empty (level -1; its storage kept). */
 HETEE_API int hetee_ckks_ciphertext_save_size(const hetee_ckks_context *ctx, const hetee_ckks_ciphertext *ct,
                                               size_t *len) HETEE_WUR;
+/* save_size of every ciphertext fresh from encrypt_sk / encrypt_sk_coeffs
+ * at `level` (seeded: c0 in full, c1 as its seed), known before encrypting
+ * (the enclave lays out its reply from it). HETEE_ERR_LEVEL outside
+ * [0, L]. */
+HETEE_API int hetee_ckks_ciphertext_seeded_size(const hetee_ckks_context *ctx, int level, size_t *len) HETEE_WUR;
 HETEE_API int hetee_ckks_ciphertext_save_to(const hetee_ckks_context *ctx, const hetee_ckks_ciphertext *ct,
                                             uint8_t *buf, size_t cap, size_t *len) HETEE_WUR;
 HETEE_API int hetee_ckks_ciphertext_load_into(const hetee_ckks_context *ctx, const uint8_t *buf, size_t len,

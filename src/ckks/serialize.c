@@ -577,6 +577,14 @@ int hetee_ckks_ciphertext_save_size(const hetee_ckks_context *ctx, const hetee_c
   return rc;
 }
 
+int hetee_ckks_ciphertext_seeded_size(const hetee_ckks_context *ctx, int level, size_t *len) {
+  if (!ctx || !len) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  *len = 0;
+  if (level < 0 || level >= ctx->nq) return hetee_error(HETEE_ERR_LEVEL, "level %d outside [0, %d]", level, ctx->nq - 1);
+  *len = HDR_SIZE + 16 + 8 * (size_t)(level + 1) * ctx->n + HETEE_SEED_BYTES;
+  return 0;
+}
+
 int hetee_ckks_ciphertext_save_to(const hetee_ckks_context *ctx, const hetee_ckks_ciphertext *ct, uint8_t *buf,
                                   size_t cap, size_t *len) {
   if (!buf || !len) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");

@@ -216,6 +216,10 @@ static void test_encrypt_coeffs_public(void **state) {
   TU_OK(hetee_ckks_ciphertext_new(f->ctx, &b));
   for (int level = 0; level <= 2; level++) {
     TU_OK(hetee_ckks_encrypt_sk_coeffs(f->ctx, f->sk, v, N, 0x1p40, level, a));
+    size_t sz = 0, want = 0;
+    TU_OK(hetee_ckks_ciphertext_save_size(f->ctx, a, &sz));
+    TU_OK(hetee_ckks_ciphertext_seeded_size(f->ctx, level, &want));
+    assert_int_equal(sz, want);
     TU_OK(hetee_ckks_decrypt_coeffs(f->ctx, f->sk, a, 0x1p40, NULL, N, got));
     tu_check_bits("encrypt_sk_coeffs", tu_bits(got, v, N), 30); /* CBD noise (sigma 3.2) at 2^40 */
   }
@@ -237,6 +241,11 @@ static void test_encrypt_coeffs_public(void **state) {
   assert_memory_not_equal(ba, bb, la);
   free(ba);
   free(bb);
+  size_t sz = 1;
+  assert_int_equal(hetee_ckks_ciphertext_seeded_size(f->ctx, 3, &sz), HETEE_ERR_LEVEL);
+  assert_int_equal(sz, 0);
+  assert_int_equal(hetee_ckks_ciphertext_seeded_size(f->ctx, -1, &sz), HETEE_ERR_LEVEL);
+  assert_int_equal(hetee_ckks_ciphertext_seeded_size(NULL, 0, &sz), HETEE_ERR_INVALID_ARG);
   hetee_ckks_ciphertext_free(a);
   hetee_ckks_ciphertext_free(b);
   free(v);

@@ -145,7 +145,9 @@ static int unit_costs(env *e, int runs, hetee_hemat_costs *c) {
           ld = NULL;
           break;
         case OP_ENC_FUSED:
-          CHECK(hetee_ckks_encrypt_sk_coeffs_bounded(e->ctx, e->sk, v, n, X_SCALE, LEVEL, 0x1p20, o));
+          /* the bound the enclave encodes at, level 1 and scale 2^26:
+           * 2^60 / scale (refresh.c, encode_bound), the one-word path */
+          CHECK(hetee_ckks_encrypt_sk_coeffs_bounded(e->ctx, e->sk, v, n, X_SCALE, LEVEL, 0x1p60 / X_SCALE, o));
           break;
         case OP_DEC_FUSED: CHECK(hetee_ckks_decrypt_coeffs(e->ctx, e->sk, acc, Y_SCALE, idx, nidx, dec)); break;
         case OP_LOAD2_INTO: CHECK(hetee_ckks_ciphertext_load_into(e->ctx, b2, l2, b)); break;

@@ -67,11 +67,14 @@ typedef struct enclave_pool enclave_pool;
 /* A job: run by every thread of the pool at once, tid 0 being the caller. */
 typedef void (*enclave_job_fn)(void *arg, int tid);
 /* nthreads - 1 workers (1 <= nthreads <= ENCLAVE_MAX_THREADS); warmup (may
- * be NULL) is run once as a job before returning. */
+ * be NULL) has run once on every thread, workers included, when it
+ * returns. */
 int enclave_pool_start(int nthreads, enclave_job_fn warmup, void *arg, enclave_pool **out);
-/* Runs fn(arg, tid) on every thread and returns when all have returned.
- * A NULL pool runs fn(arg, 0) alone. */
-void enclave_pool_run(enclave_pool *p, enclave_job_fn fn, void *arg);
+/* Runs fn(arg, 0) on the calling thread and fn(arg, tid) on the workers
+ * that wake up before it returns; returns when all of those have returned.
+ * fn must claim its work items itself, so that every item is done whoever
+ * joins. items <= 1 (or a NULL pool) runs fn(arg, 0) alone. */
+void enclave_pool_run(enclave_pool *p, enclave_job_fn fn, void *arg, size_t items);
 /* Threads of the pool, the caller included (1 for NULL). */
 int enclave_pool_threads(const enclave_pool *p);
 void enclave_pool_free(enclave_pool *p);

@@ -299,7 +299,7 @@ static int gather(enclave *e, hetee_rbuf *r, const uint32_t *map, size_t n, int 
   j.blen = blen;
   j.map = map;
   j.values = values;
-  enclave_pool_run(e->pool, gather_task, &j);
+  enclave_pool_run(e->pool, gather_task, &j, j.ncts);
   rc = job_result(&j, nthreads, NULL);
   if (!rc && parsed < ncts) rc = hetee_error(HETEE_ERR_PROTOCOL, "ciphertext %u truncated", parsed);
   if (!rc && hetee_rbuf_left(r)) rc = hetee_error(HETEE_ERR_PROTOCOL, "trailing bytes after the ciphertexts");
@@ -382,7 +382,7 @@ static int scatter_encrypt(enclave *e, const hetee_refresh_spec *s, int level, d
   j.bound = encode_bound(e->ctx, level, scale);
   j.out = w->p + w->len;
   j.ctbytes = ctbytes;
-  enclave_pool_run(e->pool, scatter_task, &j);
+  enclave_pool_run(e->pool, scatter_task, &j, j.ncts);
   rc = job_result(&j, nthreads, NULL);
   if (!rc) {
     w->len += (size_t)s->out_ncts * (8 + ctbytes);

@@ -4,10 +4,14 @@
  * 1. The unit costs of the planner's model (hetee_hemat_costs), logN 13,
  *    q {60, 40, 40}, P {60}, level 1, single thread, median of >= 200 runs:
  *      t_product      one hetee_ckks_eval_mul_acc into a degree-2 accumulator
- *      t_enclave_enc  encode_coeffs (N values) + encrypt_sk
- *      t_enclave_dec  decrypt (degree 2) + decode_coeffs_scaled of N/8
- *                     coefficients
+ *      t_enclave_enc  encrypt_sk_coeffs_bounded (N values; the one-step
+ *                     encode_coeffs + encrypt_sk the enclave uses)
+ *      t_enclave_dec  decrypt_coeffs of N/8 coefficients of a degree-2
+ *                     product (the one-step decrypt + decode_coeffs_scaled)
  *      t_client_enc   encode_coeffs (N values) + encrypt_pk
+ *    with the two-step forms (enc_sk, dec+decode) and the enclave's steps one
+ *    by one (encrypt_sk, degree-2 decrypt, decode of N/8 coefficients, load
+ *    / save of a degree-2 and of a seeded ciphertext, load_into / save_to),
  *    and the time hetee_hemat_choose takes for dense 784->128 and conv
  *    6->16 5x5 on 12x12 (--costs prints only these).
  * 2. hetee_hemat_conv_eval on the E2DM layers (conv 1->5 7x7 stride 3 on
@@ -71,13 +75,21 @@ typedef struct {
     }                                                                                               \
   } while (0)
 
-/* Part 1: unit costs (seconds in *c). */
+/* Part 1: unit costs (seconds in *c), then the enclave's steps one by one
+ * (what a refresh does per ciphertext: load a degree-2 input, decrypt,
+ * decode N/8 coefficients; encode N coefficients, encrypt, save seeded). */
+enum { OP_MUL_ACC, OP_ENC_SK, OP_DEC, OP_ENC_PK, OP_ENCODE, OP_ENCRYPT_SK, OP_DECRYPT2, OP_DECODE, OP_LOAD2, OP_SAVE2,
+       OP_LOAD_SEEDED, OP_SAVE_SEEDED, OP_ENC_FUSED, OP_DEC_FUSED, OP_LOAD2_INTO, OP_SAVE_TO, N_OPS };
+
 static int unit_costs(env *e, int runs, hetee_hemat_costs *c) {
   int ret = 1;
   size_t n = e->n, nidx = n / 8;
   double *v = malloc(n * sizeof *v), *dec = malloc(nidx * sizeof *dec), *tv = malloc((size_t)runs * sizeof *tv);
   uint32_t *idx = malloc(nidx * sizeof *idx);
-  hetee_ckks_ciphertext *a = NULL, *b = NULL, *acc = NULL, *o = NULL;
+  hetee_ckks_ciphertext *a = NULL, *b = NULL, *acc = NULL, *o = NULL, *ld = NULL;
+  hetee_ckks_plaintext *pd = NULL;
+  uint8_t *b2 = NULL, *bs = NULL, *tmp = NULL, *sbuf = NULL;
+  size_t l2 = 0, ls = 0, tl = 0;
   if (!v || !dec || !tv || !idx) goto err;
   for (size_t i = 0; i < n; i++) v[i] = unif();
   for (size_t i = 0; i < nidx; i++) idx[i] = (uint32_t)(i * 8 + 3);
@@ -85,41 +97,78 @@ static int unit_costs(env *e, int runs, hetee_hemat_costs *c) {
   CHECK(hetee_ckks_ciphertext_new(e->ctx, &b));
   CHECK(hetee_ckks_ciphertext_new(e->ctx, &acc));
   CHECK(hetee_ckks_ciphertext_new(e->ctx, &o));
+  CHECK(hetee_ckks_plaintext_new(e->ctx, &pd));
   CHECK(hetee_ckks_encode_coeffs(e->ctx, v, n, X_SCALE, LEVEL, e->pt));
   CHECK(hetee_ckks_encrypt_sk(e->ctx, e->sk, e->pt, a));
   CHECK(hetee_ckks_encode_coeffs(e->ctx, v, n, W_SCALE, LEVEL, e->pt));
   CHECK(hetee_ckks_encrypt_pk(e->ctx, e->pk, e->pt, b));
   CHECK(hetee_ckks_eval_mul(e->ctx, a, b, acc));
-  const char *names[5] = {"mul_acc", "enc_sk", "dec+decode", "enc_pk", "encode"};
-  double med[5];
-  for (int op = 0; op < 5; op++) {
+  CHECK(hetee_ckks_ciphertext_save(e->ctx, acc, &b2, &l2));
+  CHECK(hetee_ckks_ciphertext_save(e->ctx, a, &bs, &ls));
+  CHECK(hetee_ckks_encode_coeffs(e->ctx, v, n, X_SCALE, LEVEL, e->pt));
+  const char *names[N_OPS] = {"mul_acc",     "enc_sk",      "dec+decode", "enc_pk",      "encode",
+                              "encrypt_sk",  "decrypt2",    "decode/8",   "load deg2",   "save deg2",
+                              "load seeded", "save seeded", "enc_sk_coeffs", "dec_coeffs/8", "load_into deg2",
+                              "save_to seeded"};
+  sbuf = malloc(ls);
+  if (!sbuf) goto err;
+  double med[N_OPS];
+  for (int op = 0; op < N_OPS; op++) {
+    if (op == OP_ENCRYPT_SK) printf("  enclave steps (level 1; deg2 = degree-2 product, seeded = fresh sk):\n");
+    if (op == OP_ENC_FUSED)
+      printf("  one-step paths the enclave uses (encrypt_sk_coeffs_bounded = encode + encrypt_sk,\n"
+             "  decrypt_coeffs = decrypt2 + decode/8, into an existing object / buffer):\n");
     for (int r = -5; r < runs; r++) {
       double t0 = now_us();
       switch (op) {
-        case 0: CHECK(hetee_ckks_eval_mul_acc(e->ctx, a, b, acc)); break;
-        case 1:
+        case OP_MUL_ACC: CHECK(hetee_ckks_eval_mul_acc(e->ctx, a, b, acc)); break;
+        case OP_ENC_SK:
           CHECK(hetee_ckks_encode_coeffs(e->ctx, v, n, X_SCALE, LEVEL, e->pt));
           CHECK(hetee_ckks_encrypt_sk(e->ctx, e->sk, e->pt, o));
           break;
-        case 2:
-          CHECK(hetee_ckks_decrypt(e->ctx, e->sk, acc, e->pt));
-          CHECK(hetee_ckks_decode_coeffs_scaled(e->ctx, e->pt, Y_SCALE, idx, nidx, dec));
+        case OP_DEC:
+          CHECK(hetee_ckks_decrypt(e->ctx, e->sk, acc, pd));
+          CHECK(hetee_ckks_decode_coeffs_scaled(e->ctx, pd, Y_SCALE, idx, nidx, dec));
           break;
-        case 3:
-          CHECK(hetee_ckks_encode_coeffs(e->ctx, v, n, W_SCALE, LEVEL, e->pt));
-          CHECK(hetee_ckks_encrypt_pk(e->ctx, e->pk, e->pt, o));
+        case OP_ENC_PK:
+          CHECK(hetee_ckks_encode_coeffs(e->ctx, v, n, W_SCALE, LEVEL, pd));
+          CHECK(hetee_ckks_encrypt_pk(e->ctx, e->pk, pd, o));
           break;
-        default: CHECK(hetee_ckks_encode_coeffs(e->ctx, v, n, X_SCALE, LEVEL, e->pt)); break;
+        case OP_ENCODE: CHECK(hetee_ckks_encode_coeffs(e->ctx, v, n, X_SCALE, LEVEL, pd)); break;
+        case OP_ENCRYPT_SK: CHECK(hetee_ckks_encrypt_sk(e->ctx, e->sk, e->pt, o)); break;
+        case OP_DECRYPT2: CHECK(hetee_ckks_decrypt(e->ctx, e->sk, acc, pd)); break;
+        case OP_DECODE: CHECK(hetee_ckks_decode_coeffs_scaled(e->ctx, pd, Y_SCALE, idx, nidx, dec)); break;
+        case OP_LOAD2:
+        case OP_LOAD_SEEDED:
+          CHECK(hetee_ckks_ciphertext_load(e->ctx, op == OP_LOAD2 ? b2 : bs, op == OP_LOAD2 ? l2 : ls, &ld));
+          hetee_ckks_ciphertext_free(ld);
+          ld = NULL;
+          break;
+        case OP_ENC_FUSED:
+          /* the bound the enclave encodes at, level 1 and scale 2^26:
+           * 2^60 / scale (refresh.c, encode_bound), the one-word path */
+          CHECK(hetee_ckks_encrypt_sk_coeffs_bounded(e->ctx, e->sk, v, n, X_SCALE, LEVEL, 0x1p60 / X_SCALE, o));
+          break;
+        case OP_DEC_FUSED: CHECK(hetee_ckks_decrypt_coeffs(e->ctx, e->sk, acc, Y_SCALE, idx, nidx, dec)); break;
+        case OP_LOAD2_INTO: CHECK(hetee_ckks_ciphertext_load_into(e->ctx, b2, l2, b)); break;
+        case OP_SAVE_TO: CHECK(hetee_ckks_ciphertext_save_to(e->ctx, a, sbuf, ls, &tl)); break;
+        case OP_SAVE2:
+        case OP_SAVE_SEEDED:
+          CHECK(hetee_ckks_ciphertext_save(e->ctx, op == OP_SAVE2 ? acc : a, &tmp, &tl));
+          free(tmp);
+          tmp = NULL;
+          break;
       }
       if (r >= 0) tv[r] = now_us() - t0;
     }
     med[op] = median(tv, runs);
     printf("  %-12s %9.1f us  (min %.1f, %d runs)\n", names[op], med[op], tv[0], runs);
   }
-  c->t_product = med[0] * 1e-6;
-  c->t_enclave_enc = med[1] * 1e-6;
-  c->t_enclave_dec = med[2] * 1e-6;
-  c->t_client_enc = med[3] * 1e-6;
+  /* the enclave's costs are those of the paths it takes (refresh.c) */
+  c->t_product = med[OP_MUL_ACC] * 1e-6;
+  c->t_enclave_enc = med[OP_ENC_FUSED] * 1e-6;
+  c->t_enclave_dec = med[OP_DEC_FUSED] * 1e-6;
+  c->t_client_enc = med[OP_ENC_PK] * 1e-6;
   printf("  costs: t_product %.3g  t_enclave_enc %.3g  t_enclave_dec %.3g  t_client_enc %.3g  (seconds)\n",
          c->t_product, c->t_enclave_enc, c->t_enclave_dec, c->t_client_enc);
   ret = 0;
@@ -128,6 +177,12 @@ err:
   hetee_ckks_ciphertext_free(b);
   hetee_ckks_ciphertext_free(acc);
   hetee_ckks_ciphertext_free(o);
+  hetee_ckks_ciphertext_free(ld);
+  hetee_ckks_plaintext_free(pd);
+  free(b2);
+  free(bs);
+  free(sbuf);
+  free(tmp);
   free(v);
   free(dec);
   free(tv);

@@ -216,10 +216,39 @@ HETEE_API int hetee_ckks_encrypt_pk(const hetee_ckks_context *ctx, const hetee_c
  * serialization is half size. */
 HETEE_API int hetee_ckks_encrypt_sk(const hetee_ckks_context *ctx, const hetee_ckks_secret_key *sk,
                                     const hetee_ckks_plaintext *pt, hetee_ckks_ciphertext *out) HETEE_WUR;
+/* Coefficient encoding and symmetric encryption in one step: the same
+ * ciphertext distribution as hetee_ckks_encode_coeffs(_bounded) followed by
+ * hetee_ckks_encrypt_sk (level `level`, scale `scale`, seeded), computed
+ * with one forward NTT per prime instead of two (the CBD noise is added to
+ * the rounded coefficients before the transform) and without a plaintext
+ * object. Given the same random seeds the two paths give identical
+ * ciphertexts (tests/ckks/test_encrypt.c). Arguments and errors as the
+ * encoder's (plus HETEE_ERR_CONTEXT for a key of other parameters,
+ * HETEE_ERR_CRYPTO without OS entropy); the _bounded form saturates values
+ * at +-vmax and picks its rounding path from vmax * scale alone, never
+ * failing on a value (the enclave's refresh). On any error out is left
+ * empty (level -1). */
+HETEE_API int hetee_ckks_encrypt_sk_coeffs(const hetee_ckks_context *ctx, const hetee_ckks_secret_key *sk,
+                                           const double *v, size_t n, double scale, int level,
+                                           hetee_ckks_ciphertext *out) HETEE_WUR;
+HETEE_API int hetee_ckks_encrypt_sk_coeffs_bounded(const hetee_ckks_context *ctx, const hetee_ckks_secret_key *sk,
+                                                   const double *v, size_t n, double scale, int level, double vmax,
+                                                   hetee_ckks_ciphertext *out) HETEE_WUR;
 /* Decrypts a ciphertext of size 2 or 3 (plaintext at the ciphertext's level
  * and scale). */
 HETEE_API int hetee_ckks_decrypt(const hetee_ckks_context *ctx, const hetee_ckks_secret_key *sk,
                                  const hetee_ckks_ciphertext *ct, hetee_ckks_plaintext *out) HETEE_WUR;
+
+/* Decryption and coefficient decoding in one step: out[j] = centred
+ * coefficient idx[j] (idx NULL: 0..n-1) of the decryption of ct (size 2 or
+ * 3) divided by `scale` (the caller's, not the ciphertext's recorded
+ * scale), without a plaintext object. The same doubles as
+ * hetee_ckks_decrypt + hetee_ckks_decode_coeffs_scaled; errors as theirs.
+ * The indices are public: every coefficient costs the same whatever its
+ * value. */
+HETEE_API int hetee_ckks_decrypt_coeffs(const hetee_ckks_context *ctx, const hetee_ckks_secret_key *sk,
+                                        const hetee_ckks_ciphertext *ct, double scale, const uint32_t *idx,
+                                        size_t n, double *out) HETEE_WUR;
 
 /* ---------------------------------------------------------------------------
  * Evaluation, context-only forms (one thread; the evaluator forms below add
@@ -400,6 +429,27 @@ HETEE_API int hetee_ckks_ciphertext_save(const hetee_ckks_context *ctx, const he
                                          uint8_t **buf, size_t *len) HETEE_WUR;
 HETEE_API int hetee_ckks_ciphertext_load(const hetee_ckks_context *ctx, const uint8_t *buf, size_t len,
                                          hetee_ckks_ciphertext **out) HETEE_WUR;
+/* Buffer-reusing variants (the enclave serializes every ciphertext of a
+ * refresh; a host loads and saves one per layer output):
+ * save_size: the exact byte count hetee_ckks_ciphertext_save produces;
+ * save_to:   the same bytes written into buf[0..cap) (*len = bytes
+ *            written), HETEE_ERR_LIMIT if cap is smaller than save_size;
+ * load_into: the same checks and result as hetee_ckks_ciphertext_load, into
+ *            an existing object (made by hetee_ckks_ciphertext_new), whose
+ *            row storage is reused when large enough, so a loop loading
+ *            ciphertexts of one level allocates nothing. On error ct is left
+ *            empty (level -1; its storage kept). */
+HETEE_API int hetee_ckks_ciphertext_save_size(const hetee_ckks_context *ctx, const hetee_ckks_ciphertext *ct,
+                                              size_t *len) HETEE_WUR;
+/* save_size of every ciphertext fresh from encrypt_sk / encrypt_sk_coeffs
+ * at `level` (seeded: c0 in full, c1 as its seed), known before encrypting
+ * (the enclave lays out its reply from it). HETEE_ERR_LEVEL outside
+ * [0, L]. */
+HETEE_API int hetee_ckks_ciphertext_seeded_size(const hetee_ckks_context *ctx, int level, size_t *len) HETEE_WUR;
+HETEE_API int hetee_ckks_ciphertext_save_to(const hetee_ckks_context *ctx, const hetee_ckks_ciphertext *ct,
+                                            uint8_t *buf, size_t cap, size_t *len) HETEE_WUR;
+HETEE_API int hetee_ckks_ciphertext_load_into(const hetee_ckks_context *ctx, const uint8_t *buf, size_t len,
+                                              hetee_ckks_ciphertext *ct) HETEE_WUR;
 
 #ifdef __cplusplus
 }

@@ -84,8 +84,11 @@ HETEE_API int hetee_platform_load_public(const char *dir, uint8_t pk[HETEE_PLATF
  * ------------------------------------------------------------------------- */
 #define HETEE_MEASUREMENT_BYTES 32
 /* The configuration used when none is given (logN 13, q {60,40,40},
- * p {60}, scale 2^40, 256 MiB budget, at most 32 Galois steps). */
-#define HETEE_ENCLAVE_DEFAULT_CONFIG "logn=13;q=60,40,40;p=60;scale=40;budget=268435456;max_galois=32"
+ * p {60}, scale 2^40, 256 MiB budget, at most 32 Galois steps, refresh and
+ * release on 2 threads). The optional key threads=N (1..64; 1 when absent)
+ * sets how many threads the enclave computes with: it changes only the
+ * speed (docs/enclave.md, "Configuration keys"). */
+#define HETEE_ENCLAVE_DEFAULT_CONFIG "logn=13;q=60,40,40;p=60;scale=40;budget=268435456;max_galois=32;threads=2"
 
 /* Model providers allowed to set release policies: the configuration key
  *   mp=<hex>[,<hex>...]
@@ -294,8 +297,9 @@ typedef struct hetee_release_spec {
 #define HETEE_RELEASE_STAT_BITS 40
 
 /* ---------------------------------------------------------------------------
- * Counters the enclave keeps per message type (CPU time of its thread,
- * bytes in and out).
+ * Counters the enclave keeps per message type (CPU time of the enclave
+ * process, all its threads, while it handled the requests; bytes in and
+ * out).
  * ------------------------------------------------------------------------- */
 typedef struct hetee_enclave_op_stats {
   uint16_t type;

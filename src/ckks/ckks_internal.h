@@ -266,6 +266,28 @@ void ckks_small_to_ntt(const hetee_ckks_context *ctx, const int8_t *v, const int
 void ckks_noise_free(hetee_prg *prg, uint8_t seed[HETEE_SEED_BYTES], int8_t *small, size_t small_bytes,
                      uint64_t *scratch, size_t words);
 
+/* Secret-key encryption with given seeds (encrypt.c; the public functions
+ * draw fresh ones): e from the CBD stream of eseed, a from aseed. The
+ * coefficient form rounds v as ckks_coeffs_round into c0 and takes one
+ * NTT per row; with the same seeds it gives exactly the ciphertext of
+ * encode_coeffs(_bounded) + ckks_encrypt_sk_seeded (tests/ckks/test_encrypt.c).
+ * Arguments are not checked here. On error out is left empty. */
+int ckks_encrypt_sk_seeded(const hetee_ckks_context *ctx, const hetee_ckks_secret_key *sk,
+                           const hetee_ckks_plaintext *pt, const uint8_t eseed[HETEE_SEED_BYTES],
+                           const uint8_t aseed[HETEE_SEED_BYTES], hetee_ckks_ciphertext *out);
+int ckks_encrypt_sk_coeffs_seeded(const hetee_ckks_context *ctx, const hetee_ckks_secret_key *sk, const double *v,
+                                  size_t n, double scale, int level, int bounded, double vmax,
+                                  const uint8_t eseed[HETEE_SEED_BYTES], const uint8_t aseed[HETEE_SEED_BYTES],
+                                  hetee_ckks_ciphertext *out);
+
+/* Decryption (encrypt.c): the checks of hetee_ckks_decrypt (keys and
+ * ciphertext of ctx, non-empty, size 2 or 3; pointers not NULL), and row i
+ * of m = c0 + c1 s (+ c2 s^2) in NTT form into o (N words). */
+int ckks_decrypt_check(const hetee_ckks_context *ctx, const hetee_ckks_secret_key *sk,
+                       const hetee_ckks_ciphertext *ct);
+void ckks_decrypt_row(const hetee_ckks_context *ctx, const hetee_ckks_secret_key *sk, const hetee_ckks_ciphertext *ct,
+                      int i, uint64_t *o);
+
 /* Key switching (keyswitch.c). */
 int ckks_ksk_gen(const hetee_ckks_context *ctx, const hetee_ckks_secret_key *sk, const uint64_t *sprime,
                  uint64_t galois, ckks_ksk *out);
@@ -325,6 +347,14 @@ int ckks_round_to_rns(const hetee_ckks_context *ctx, const double *coef, int lev
  * only (public), never fails on a value. HETEE_ERR_SCALE if cmax does not
  * fit Q_level / 4. */
 int ckks_round_to_rns_bounded(const hetee_ckks_context *ctx, double *coef, int level, double cmax, uint64_t *out);
+/* Coefficient encoding without the NTT (encoder.c): the argument checks of
+ * encode_coeffs (bounded = 0) or encode_coeffs_bounded (bounded = 1, with
+ * vmax), and rows 0..level of out (coefficient form) = the rounded
+ * v[k] * scale (k < n; zero beyond), saturated at +-vmax when bounded. */
+int ckks_coeffs_check(const hetee_ckks_context *ctx, const double *v, size_t n, double scale, int level,
+                      int bounded, double vmax);
+int ckks_coeffs_round(const hetee_ckks_context *ctx, const double *v, size_t n, double scale, int level, int bounded,
+                      double vmax, uint64_t *out);
 /* Scalar version for constants. */
 int ckks_const_to_rns(const hetee_ckks_context *ctx, double v, int level, uint64_t *res);
 

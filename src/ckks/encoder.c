@@ -384,6 +384,27 @@ __attribute__((target("avx512f,avx512dq"))) static void round_row_small_avx512(c
   if (k < n) round_row_small(iv + k, q, row + k, n - k);
 }
 
+/* Residues mod q of integers |x| < 2^62 (any prime of 20..61 bits), 8 lanes:
+ * t = nearest(x / q) in double, with x and 1/q rounded to doubles:
+ * |x/q - t| <= 1/2 + 3 * 2^-53 * 2^42 < 1/2 + 2^-9, so r = x - t q (exact
+ * in 64-bit integers: |t q| < 2^63) lies in (-q, q) and one conditional
+ * add makes it the residue ckks_from_i64 gives. No branch on the values. */
+__attribute__((target("avx512f,avx512dq"))) static void round_row_i62_avx512(const int64_t *iv,
+                                                                             const hetee_modulus *m, uint64_t *row,
+                                                                             size_t n) {
+  const __m512i vq = _mm512_set1_epi64((long long)m->q);
+  const __m512d qinv = _mm512_set1_pd(1.0 / (double)m->q);
+  size_t k = 0;
+  for (; k + 8 <= n; k += 8) {
+    __m512i x = _mm512_loadu_si512((const void *)(iv + k));
+    __m512d t = _mm512_roundscale_pd(_mm512_mul_pd(_mm512_cvtepi64_pd(x), qinv),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512i r = _mm512_sub_epi64(x, _mm512_mullo_epi64(_mm512_cvttpd_epi64(t), vq));
+    _mm512_storeu_si512((void *)(row + k), _mm512_add_epi64(r, _mm512_and_si512(vq, _mm512_srai_epi64(r, 63))));
+  }
+  for (; k < n; k++) row[k] = ckks_from_i64(iv[k], m);
+}
+
 /* One pass over the coefficients: max |c|, all finite, and c rounded to
  * nearest int64 (vcvtpd2qq in the default rounding mode, like llrint;
  * lanes beyond the int64 range give the "integer indefinite" value and are
@@ -455,8 +476,14 @@ int ckks_round_to_rns(const hetee_ckks_context *ctx, const double *coef, int lev
     for (int i = 0; i <= level; i++) {
       const hetee_modulus *m = &ctx->mod[i];
       uint64_t *row = out + (size_t)i * n;
-      if (!small)
-        for (size_t k = 0; k < n; k++) row[k] = ckks_from_i64(iv[k], m);
+      if (!small) {
+#ifdef CKKS_FFT_AVX512
+        if (simd)
+          round_row_i62_avx512(iv, m, row, n);
+        else
+#endif
+          for (size_t k = 0; k < n; k++) row[k] = ckks_from_i64(iv[k], m);
+      }
 #ifdef CKKS_FFT_AVX512
       else if (simd)
         round_row_small_avx512(iv, m->q, row, n);
@@ -503,6 +530,28 @@ static inline double clamp_ct(double x, double b) {
   return sel_d((uint64_t)0 - (uint64_t)(x > b), b, x);
 }
 
+#ifdef CKKS_FFT_AVX512
+/* The bounded coefficient encoder's integers, 8 lanes at a time:
+ * iv[k] = nearest(clamp(clamp(v[k], vmax) * scale, cmax)) for k < n (the
+ * same IEEE operations as clamp_ct and llrint: max_pd returns its second
+ * operand for a NaN, so NaN becomes -bound as in clamp_ct; vcvtpd2qq
+ * rounds in the current mode like llrint), 0 for n <= k < N. */
+__attribute__((target("avx512f,avx512dq"))) static void coeffs_bounded_avx512(const double *v, size_t n, size_t N,
+                                                                              double vmax, double scale,
+                                                                              double cmax, int64_t *iv) {
+  const __m512d lo = _mm512_set1_pd(-vmax), hi = _mm512_set1_pd(vmax), sc = _mm512_set1_pd(scale),
+                clo = _mm512_set1_pd(-cmax), chi = _mm512_set1_pd(cmax);
+  size_t k = 0;
+  for (; k + 8 <= n; k += 8) {
+    __m512d x = _mm512_min_pd(_mm512_max_pd(_mm512_loadu_pd(v + k), lo), hi);
+    x = _mm512_min_pd(_mm512_max_pd(_mm512_mul_pd(x, sc), clo), chi);
+    _mm512_storeu_si512((void *)(iv + k), _mm512_cvtpd_epi64(x));
+  }
+  for (; k < n; k++) iv[k] = (int64_t)llrint(clamp_ct(clamp_ct(v[k], vmax) * scale, cmax));
+  for (; k < N; k++) iv[k] = 0;
+}
+#endif
+
 #define CHUNK_MAX 24 /* 24 x 52 bits > 1023 */
 
 static void round_rows_chunked(const hetee_ckks_context *ctx, const double *coef, int level, int K, uint64_t *out) {
@@ -543,11 +592,38 @@ static void round_rows_chunked(const hetee_ckks_context *ctx, const double *coef
   sodium_memzero(t, sizeof t);
 }
 
-int ckks_round_to_rns_bounded(const hetee_ckks_context *ctx, double *coef, int level, double cmax, uint64_t *out) {
-  size_t n = ctx->n;
+static int check_cmax(const hetee_ckks_context *ctx, int level, double cmax) {
   if (!(isfinite(cmax) && cmax > 0) || log2(cmax) >= level_half_log2(ctx, level) - 1.0)
     return hetee_error(HETEE_ERR_SCALE, "bound * scale (2^%.1f) does not fit the modulus at level %d", log2(cmax),
                        level);
+  return 0;
+}
+
+/* Rows 0..level of out from the rounded integers iv (|iv| <= cmax < 2^62). */
+static void rows_from_iv(const hetee_ckks_context *ctx, const int64_t *iv, int level, double cmax, uint64_t *out) {
+  size_t n = ctx->n;
+  int small = cmax < 0x1p51, simd = fft_use_avx512(); /* public */
+  (void)simd;
+  for (int i = 0; i <= level; i++) {
+    const hetee_modulus *m = &ctx->mod[i];
+    uint64_t *row = out + (size_t)i * n;
+#ifdef CKKS_FFT_AVX512
+    if (simd) {
+      if (small) round_row_small_avx512(iv, m->q, row, n);
+      else round_row_i62_avx512(iv, m, row, n);
+      continue;
+    }
+#endif
+    if (small) round_row_small(iv, m->q, row, n);
+    else
+      for (size_t k = 0; k < n; k++) row[k] = ckks_from_i64(iv[k], m);
+  }
+}
+
+int ckks_round_to_rns_bounded(const hetee_ckks_context *ctx, double *coef, int level, double cmax, uint64_t *out) {
+  size_t n = ctx->n;
+  int rc = check_cmax(ctx, level, cmax);
+  if (rc) return rc;
   for (size_t k = 0; k < n; k++) coef[k] = clamp_ct(coef[k], cmax);
   if (cmax >= 0x1p62) { /* public */
     int K = 1;
@@ -558,19 +634,7 @@ int ckks_round_to_rns_bounded(const hetee_ckks_context *ctx, double *coef, int l
   int64_t *iv = malloc(n * sizeof *iv);
   if (!iv) return hetee_error(HETEE_ERR_NOMEM, "encoder buffer");
   for (size_t k = 0; k < n; k++) iv[k] = (int64_t)llrint(coef[k]);
-  int small = cmax < 0x1p51; /* public */
-  for (int i = 0; i <= level; i++) {
-    const hetee_modulus *m = &ctx->mod[i];
-    uint64_t *row = out + (size_t)i * n;
-    if (!small)
-      for (size_t k = 0; k < n; k++) row[k] = ckks_from_i64(iv[k], m);
-#ifdef CKKS_FFT_AVX512
-    else if (fft_use_avx512())
-      round_row_small_avx512(iv, m->q, row, n);
-#endif
-    else
-      round_row_small(iv, m->q, row, n);
-  }
+  rows_from_iv(ctx, iv, level, cmax, out);
   sodium_memzero(iv, n * sizeof *iv);
   free(iv);
   return 0;
@@ -1082,56 +1146,102 @@ int hetee_ckks_decode_complex(const hetee_ckks_context *ctx, const hetee_ckks_pl
  * linear layers of hemat multiply such polynomials, so that one ct x ct
  * product computes a whole block of a matrix product or a convolution. */
 
-int hetee_ckks_encode_coeffs(const hetee_ckks_context *ctx, const double *v, size_t n, double scale, int level,
-                             hetee_ckks_plaintext *out) {
-  if (!ctx || (!v && n) || !out) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+int ckks_coeffs_check(const hetee_ckks_context *ctx, const double *v, size_t n, double scale, int level,
+                      int bounded, double vmax) {
+  if (!ctx || (!v && n)) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
   if (n > ctx->n) return hetee_error(HETEE_ERR_INVALID_ARG, "%zu values exceed %zu coefficients", n, ctx->n);
   if (!(isfinite(scale) && scale > 0)) return hetee_error(HETEE_ERR_SCALE, "scale must be finite and > 0");
   if (level < 0 || level >= ctx->nq)
     return hetee_error(HETEE_ERR_LEVEL, "level %d outside [0, %d]", level, ctx->nq - 1);
+  if (bounded && !(isfinite(vmax) && vmax > 0 && vmax <= 0x1p1000 / scale))
+    return hetee_error(HETEE_ERR_SCALE, "value bound must be finite, > 0 and at most 2^1000 / scale");
+  return 0;
+}
+
+int ckks_coeffs_round(const hetee_ckks_context *ctx, const double *v, size_t n, double scale, int level, int bounded,
+                      double vmax, uint64_t *out) {
   size_t N = ctx->n;
   int rc = 0;
+#ifdef CKKS_FFT_AVX512
+  /* bounded below 2^62: clamp, scale, clamp and round in one vector pass,
+   * straight to the integers (the same values as the path below) */
+  double cmax = vmax * scale * (1.0 + 0x1p-30) + 1.0;
+  if (bounded && fft_use_avx512() && cmax < 0x1p62) { /* public */
+    if ((rc = check_cmax(ctx, level, cmax))) return rc;
+    int64_t *iv = malloc(N * sizeof *iv);
+    if (!iv) return hetee_error(HETEE_ERR_NOMEM, "encoder buffer");
+    coeffs_bounded_avx512(v, n, N, vmax, scale, cmax, iv);
+    rows_from_iv(ctx, iv, level, cmax, out);
+    sodium_memzero(iv, N * sizeof *iv);
+    free(iv);
+    return 0;
+  }
+#endif
   double *coef = calloc(N, sizeof(double));
   if (!coef) return hetee_error(HETEE_ERR_NOMEM, "encoder buffer");
-  for (size_t k = 0; k < n; k++) coef[k] = v[k] * scale;
-  if ((rc = ckks_pt_reserve(ctx, out, level))) goto err;
-  if ((rc = ckks_round_to_rns(ctx, coef, level, out->data))) {
-    out->level = -1;
-    goto err;
+  if (bounded) {
+    for (size_t k = 0; k < n; k++) coef[k] = clamp_ct(v[k], vmax) * scale;
+    rc = ckks_round_to_rns_bounded(ctx, coef, level, vmax * scale * (1.0 + 0x1p-30) + 1.0, out);
+  } else {
+    for (size_t k = 0; k < n; k++) coef[k] = v[k] * scale;
+    rc = ckks_round_to_rns(ctx, coef, level, out);
   }
-  for (int i = 0; i <= level; i++) hetee_ntt_forward(ctx->ntt[i], out->data + (size_t)i * N);
-  out->scale = scale;
-err:
   sodium_memzero(coef, N * sizeof(double)); /* the (possibly secret) message */
   free(coef);
   return rc;
 }
 
-int hetee_ckks_encode_coeffs_bounded(const hetee_ckks_context *ctx, const double *v, size_t n, double scale,
-                                     int level, double vmax, hetee_ckks_plaintext *out) {
-  if (!ctx || (!v && n) || !out) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
-  if (n > ctx->n) return hetee_error(HETEE_ERR_INVALID_ARG, "%zu values exceed %zu coefficients", n, ctx->n);
-  if (!(isfinite(scale) && scale > 0)) return hetee_error(HETEE_ERR_SCALE, "scale must be finite and > 0");
-  if (level < 0 || level >= ctx->nq)
-    return hetee_error(HETEE_ERR_LEVEL, "level %d outside [0, %d]", level, ctx->nq - 1);
-  if (!(isfinite(vmax) && vmax > 0 && vmax <= 0x1p1000 / scale))
-    return hetee_error(HETEE_ERR_SCALE, "value bound must be finite, > 0 and at most 2^1000 / scale");
-  size_t N = ctx->n;
-  int rc = 0;
-  double *coef = calloc(N, sizeof(double));
-  if (!coef) return hetee_error(HETEE_ERR_NOMEM, "encoder buffer");
-  for (size_t k = 0; k < n; k++) coef[k] = clamp_ct(v[k], vmax) * scale;
-  if ((rc = ckks_pt_reserve(ctx, out, level))) goto err;
-  if ((rc = ckks_round_to_rns_bounded(ctx, coef, level, vmax * scale * (1.0 + 0x1p-30) + 1.0, out->data))) {
+static int encode_coeffs_common(const hetee_ckks_context *ctx, const double *v, size_t n, double scale, int level,
+                                int bounded, double vmax, hetee_ckks_plaintext *out) {
+  if (!out) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  int rc = ckks_coeffs_check(ctx, v, n, scale, level, bounded, vmax);
+  if (rc || (rc = ckks_pt_reserve(ctx, out, level))) return rc;
+  if ((rc = ckks_coeffs_round(ctx, v, n, scale, level, bounded, vmax, out->data))) {
     out->level = -1;
-    goto err;
+    return rc;
   }
+  size_t N = ctx->n;
   for (int i = 0; i <= level; i++) hetee_ntt_forward(ctx->ntt[i], out->data + (size_t)i * N);
   out->scale = scale;
-err:
-  sodium_memzero(coef, N * sizeof(double));
-  free(coef);
-  return rc;
+  return 0;
+}
+
+int hetee_ckks_encode_coeffs(const hetee_ckks_context *ctx, const double *v, size_t n, double scale, int level,
+                             hetee_ckks_plaintext *out) {
+  return encode_coeffs_common(ctx, v, n, scale, level, 0, 0, out);
+}
+
+int hetee_ckks_encode_coeffs_bounded(const hetee_ckks_context *ctx, const double *v, size_t n, double scale,
+                                     int level, double vmax, hetee_ckks_plaintext *out) {
+  return encode_coeffs_common(ctx, v, n, scale, level, 1, vmax, out);
+}
+
+static int decode_idx_check(const hetee_ckks_context *ctx, double scale, const uint32_t *idx, size_t n) {
+  if (!(isfinite(scale) && scale > 0)) return hetee_error(HETEE_ERR_SCALE, "scale must be finite and > 0");
+  size_t N = ctx->n;
+  if (!idx && n > N) return hetee_error(HETEE_ERR_INVALID_ARG, "%zu values exceed %zu coefficients", n, N);
+  for (size_t j = 0; idx && j < n; j++)
+    if (idx[j] >= N) return hetee_error(HETEE_ERR_INVALID_ARG, "coefficient index %u >= N = %zu", idx[j], N);
+  return 0;
+}
+
+/* rows: level+1 rows in coefficient form, already multiplied by the CRT
+ * constants (Q/q_i)^-1; out[j] = centred coefficient idx[j] / scale. */
+static void decode_idx(const crt_plan *plan, const uint64_t *rows, size_t N, double scale, const uint32_t *idx,
+                       size_t n, double *out) {
+  uint64_t acc[CRT_MAX_LIMBS];
+  const double inv = 1.0 / scale;
+  for (size_t j = 0; j < n; j++) {
+    size_t k = idx ? idx[j] : j; /* public index */
+    double x;
+    switch (plan->w) { /* public: the level's size */
+    case 1: x = crt_compose1(plan, rows + k, N); break;
+    case 2: x = crt_compose2(plan, rows + k, N); break;
+    default: x = crt_compose(plan, rows + k, N, plan->w, acc); break;
+    }
+    out[j] = x * inv;
+  }
+  sodium_memzero(acc, sizeof acc);
 }
 
 int hetee_ckks_decode_coeffs_scaled(const hetee_ckks_context *ctx, const hetee_ckks_plaintext *pt, double scale,
@@ -1140,14 +1250,10 @@ int hetee_ckks_decode_coeffs_scaled(const hetee_ckks_context *ctx, const hetee_c
   int rc = ckks_check_ctx(ctx, pt->fp, "plaintext");
   if (rc) return rc;
   if (pt->level < 0 || pt->level >= ctx->nq) return hetee_error(HETEE_ERR_LEVEL, "plaintext is empty");
-  if (!(isfinite(scale) && scale > 0)) return hetee_error(HETEE_ERR_SCALE, "scale must be finite and > 0");
+  if ((rc = decode_idx_check(ctx, scale, idx, n))) return rc;
   size_t N = ctx->n;
-  if (!idx && n > N) return hetee_error(HETEE_ERR_INVALID_ARG, "%zu values exceed %zu coefficients", n, N);
-  for (size_t j = 0; idx && j < n; j++)
-    if (idx[j] >= N) return hetee_error(HETEE_ERR_INVALID_ARG, "coefficient index %u >= N = %zu", idx[j], N);
   int level = pt->level;
   crt_plan plan = {0};
-  uint64_t acc[CRT_MAX_LIMBS];
   uint64_t *rows = ckks_scratch((size_t)(level + 1) * N);
   if (!rows) return hetee_error(HETEE_ERR_NOMEM, "decoder buffers");
   if ((rc = crt_plan_init(ctx, level, &plan))) goto err;
@@ -1156,18 +1262,35 @@ int hetee_ckks_decode_coeffs_scaled(const hetee_ckks_context *ctx, const hetee_c
     hetee_ntt_inverse_add(ctx->ntt[i], pt->data + (size_t)i * N, r, 0);
     hetee_vec_mul_scalar(&ctx->mod[i], r, plan.hat_inv[i], r, N);
   }
-  const double inv = 1.0 / scale;
-  for (size_t j = 0; j < n; j++) {
-    size_t k = idx ? idx[j] : j; /* public index */
-    double x;
-    switch (plan.w) { /* public: the level's size */
-    case 1: x = crt_compose1(&plan, rows + k, N); break;
-    case 2: x = crt_compose2(&plan, rows + k, N); break;
-    default: x = crt_compose(&plan, rows + k, N, plan.w, acc); break;
-    }
-    out[j] = x * inv;
+  decode_idx(&plan, rows, N, scale, idx, n, out);
+err:
+  hetee_free_secure(rows, (size_t)(level + 1) * N * 8);
+  free(plan.hat);
+  return rc;
+}
+
+int hetee_ckks_decrypt_coeffs(const hetee_ckks_context *ctx, const hetee_ckks_secret_key *sk,
+                              const hetee_ckks_ciphertext *ct, double scale, const uint32_t *idx, size_t n,
+                              double *out) {
+  if (!ctx || !sk || !ct || (!out && n)) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  int rc;
+  if ((rc = ckks_decrypt_check(ctx, sk, ct)) || (rc = decode_idx_check(ctx, scale, idx, n))) return rc;
+  size_t N = ctx->n;
+  int level = ct->level;
+  crt_plan plan = {0};
+  uint64_t *rows = ckks_scratch((size_t)(level + 1) * N);
+  if (!rows) return hetee_error(HETEE_ERR_NOMEM, "decoder buffers");
+  if ((rc = crt_plan_init(ctx, level, &plan))) goto err;
+  /* per row: decrypt (NTT form), inverse NTT in place, CRT constant: the
+   * same residues decrypt + decode_coeffs_scaled compute, so the same
+   * doubles come out */
+  for (int i = 0; i <= level; i++) {
+    uint64_t *r = rows + (size_t)i * N;
+    ckks_decrypt_row(ctx, sk, ct, i, r);
+    hetee_ntt_inverse(ctx->ntt[i], r);
+    hetee_vec_mul_scalar(&ctx->mod[i], r, plan.hat_inv[i], r, N);
   }
-  sodium_memzero(acc, sizeof acc);
+  decode_idx(&plan, rows, N, scale, idx, n, out);
 err:
   hetee_free_secure(rows, (size_t)(level + 1) * N * 8);
   free(plan.hat);

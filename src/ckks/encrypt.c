@@ -25,7 +25,7 @@ static int check_pt(const hetee_ckks_context *ctx, const hetee_ckks_plaintext *p
 void ckks_noise_free(hetee_prg *prg, uint8_t seed[HETEE_SEED_BYTES], int8_t *small, size_t small_bytes,
                      uint64_t *scratch, size_t words) {
   hetee_prg_wipe(prg);
-  sodium_memzero(seed, HETEE_SEED_BYTES);
+  if (seed) sodium_memzero(seed, HETEE_SEED_BYTES);
   if (small) {
     sodium_memzero(small, small_bytes);
     free(small);
@@ -83,16 +83,20 @@ err:
   return rc;
 }
 
-int hetee_ckks_encrypt_sk(const hetee_ckks_context *ctx, const hetee_ckks_secret_key *sk,
-                          const hetee_ckks_plaintext *pt, hetee_ckks_ciphertext *out) {
-  if (!ctx || !sk || !pt || !out) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
-  int rc;
-  if ((rc = ckks_check_ctx(ctx, sk->fp, "secret key")) || (rc = check_pt(ctx, pt))) return rc;
+/* (-a s + e + m, a) at `level` from the given seeds (e from the CBD stream
+ * of eseed, a expanded from aseed). The message comes either in NTT form
+ * (m_ntt, rows 0..level) or as rounded coefficients already written to
+ * out->c[0] (m_ntt NULL; ckks_encrypt_sk_coeffs_seeded below): then e is
+ * added in the coefficient domain and each row takes ONE forward NTT,
+ * NTT(m + e) = NTT(m) + NTT(e) exactly (the NTT is linear mod q and both
+ * sides are fully reduced), so both forms give the same ciphertext. */
+static int encrypt_sk_core(const hetee_ckks_context *ctx, const hetee_ckks_secret_key *sk, int level, double scale,
+                           const uint64_t *m_ntt, const uint8_t eseed[HETEE_SEED_BYTES],
+                           const uint8_t aseed[HETEE_SEED_BYTES], hetee_ckks_ciphertext *out) {
   size_t n = ctx->n;
-  int l = pt->level, rows = l + 1;
+  int rows = level + 1, rc = 0;
   int primes[HETEE_CKKS_MAX_Q];
   for (int i = 0; i < rows; i++) primes[i] = i;
-  uint8_t eseed[HETEE_SEED_BYTES], aseed[HETEE_SEED_BYTES];
   hetee_prg prg;
   int8_t *e = malloc(n);
   uint64_t *vn = ckks_scratch((size_t)rows * n);
@@ -101,58 +105,136 @@ int hetee_ckks_encrypt_sk(const hetee_ckks_context *ctx, const hetee_ckks_secret
     rc = hetee_error(HETEE_ERR_NOMEM, "encryption buffers");
     goto err;
   }
-  if ((rc = hetee_seed_random(eseed)) || (rc = hetee_seed_random(aseed))) goto err;
-  if ((rc = ckks_ct_reserve(ctx, out, l, 2))) goto err;
   hetee_prg_init(&prg, eseed, 0);
   hetee_sample_cbd(&prg, e, n);
   ckks_expand_uniform(ctx, aseed, CKKS_DOMAIN_CT_A, primes, rows, out->c[1]);
-  ckks_small_to_ntt(ctx, e, primes, rows, out->c[0]);
   for (int i = 0; i < rows; i++) {
     const hetee_modulus *m = &ctx->mod[i];
     size_t off = (size_t)i * n;
     uint64_t *c0 = out->c[0] + off, *tmp = vn + off;
-    /* c0 = e + m - a s */
+    hetee_vec_from_small(m, e, tmp, n);
+    if (m_ntt) { /* c0 = NTT(e) + m */
+      hetee_ntt_forward(ctx->ntt[i], tmp);
+      hetee_vec_add(m, tmp, m_ntt + off, c0, n);
+    } else { /* c0 = NTT(m + e) */
+      hetee_vec_add(m, c0, tmp, c0, n);
+      hetee_ntt_forward(ctx->ntt[i], c0);
+    }
+    /* c0 -= a s */
     hetee_vec_mul(m, out->c[1] + off, sk->s + off, tmp, n);
-    hetee_vec_add(m, c0, pt->data + off, c0, n);
     hetee_vec_sub(m, c0, tmp, c0, n);
   }
-  out->scale = pt->scale;
+  out->scale = scale;
   out->seeded = 1;
-  memcpy(out->seed, aseed, sizeof aseed);
-  rc = 0;
+  memcpy(out->seed, aseed, HETEE_SEED_BYTES);
 err:
-  ckks_noise_free(&prg, eseed, e, n, vn, (size_t)rows * n);
+  ckks_noise_free(&prg, NULL, e, n, vn, (size_t)rows * n);
   return rc;
+}
+
+int ckks_encrypt_sk_seeded(const hetee_ckks_context *ctx, const hetee_ckks_secret_key *sk,
+                           const hetee_ckks_plaintext *pt, const uint8_t eseed[HETEE_SEED_BYTES],
+                           const uint8_t aseed[HETEE_SEED_BYTES], hetee_ckks_ciphertext *out) {
+  int rc = ckks_ct_reserve(ctx, out, pt->level, 2);
+  if (!rc) rc = encrypt_sk_core(ctx, sk, pt->level, pt->scale, pt->data, eseed, aseed, out);
+  if (rc) out->level = -1;
+  return rc;
+}
+
+int ckks_encrypt_sk_coeffs_seeded(const hetee_ckks_context *ctx, const hetee_ckks_secret_key *sk, const double *v,
+                                  size_t n, double scale, int level, int bounded, double vmax,
+                                  const uint8_t eseed[HETEE_SEED_BYTES], const uint8_t aseed[HETEE_SEED_BYTES],
+                                  hetee_ckks_ciphertext *out) {
+  int rc = ckks_ct_reserve(ctx, out, level, 2);
+  /* the rounded message goes straight into c0 (coefficient form) */
+  if (!rc) rc = ckks_coeffs_round(ctx, v, n, scale, level, bounded, vmax, out->c[0]);
+  if (!rc) rc = encrypt_sk_core(ctx, sk, level, scale, NULL, eseed, aseed, out);
+  if (rc) { /* c0 may hold the message: wipe it */
+    if (out->c[0]) sodium_memzero(out->c[0], out->cap_rows * ctx->n * 8);
+    out->level = -1;
+    out->seeded = 0;
+  }
+  return rc;
+}
+
+int hetee_ckks_encrypt_sk(const hetee_ckks_context *ctx, const hetee_ckks_secret_key *sk,
+                          const hetee_ckks_plaintext *pt, hetee_ckks_ciphertext *out) {
+  if (!ctx || !sk || !pt || !out) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  int rc;
+  if ((rc = ckks_check_ctx(ctx, sk->fp, "secret key")) || (rc = check_pt(ctx, pt))) return rc;
+  uint8_t eseed[HETEE_SEED_BYTES], aseed[HETEE_SEED_BYTES];
+  if (!(rc = hetee_seed_random(eseed)) && !(rc = hetee_seed_random(aseed)))
+    rc = ckks_encrypt_sk_seeded(ctx, sk, pt, eseed, aseed, out);
+  sodium_memzero(eseed, sizeof eseed);
+  return rc;
+}
+
+static int encrypt_sk_coeffs(const hetee_ckks_context *ctx, const hetee_ckks_secret_key *sk, const double *v,
+                             size_t n, double scale, int level, int bounded, double vmax, hetee_ckks_ciphertext *out) {
+  if (!out) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  int rc;
+  uint8_t eseed[HETEE_SEED_BYTES], aseed[HETEE_SEED_BYTES];
+  if (!ctx || !sk) rc = hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  else if (!(rc = ckks_check_ctx(ctx, sk->fp, "secret key")) &&
+           !(rc = ckks_coeffs_check(ctx, v, n, scale, level, bounded, vmax)) && !(rc = hetee_seed_random(eseed)) &&
+           !(rc = hetee_seed_random(aseed)))
+    rc = ckks_encrypt_sk_coeffs_seeded(ctx, sk, v, n, scale, level, bounded, vmax, eseed, aseed, out);
+  sodium_memzero(eseed, sizeof eseed);
+  if (rc) { /* whatever the error, no ciphertext */
+    out->level = -1;
+    out->seeded = 0;
+  }
+  return rc;
+}
+
+int hetee_ckks_encrypt_sk_coeffs(const hetee_ckks_context *ctx, const hetee_ckks_secret_key *sk, const double *v,
+                                 size_t n, double scale, int level, hetee_ckks_ciphertext *out) {
+  return encrypt_sk_coeffs(ctx, sk, v, n, scale, level, 0, 0, out);
+}
+
+int hetee_ckks_encrypt_sk_coeffs_bounded(const hetee_ckks_context *ctx, const hetee_ckks_secret_key *sk,
+                                         const double *v, size_t n, double scale, int level, double vmax,
+                                         hetee_ckks_ciphertext *out) {
+  return encrypt_sk_coeffs(ctx, sk, v, n, scale, level, 1, vmax, out);
+}
+
+void ckks_decrypt_row(const hetee_ckks_context *ctx, const hetee_ckks_secret_key *sk, const hetee_ckks_ciphertext *ct,
+                      int i, uint64_t *o) {
+  const hetee_modulus *m = &ctx->mod[i];
+  size_t n = ctx->n, off = (size_t)i * n;
+  const uint64_t *s = sk->s + off;
+  if (ct->size == 2) {
+    /* o = c0 + c1 s */
+    memcpy(o, ct->c[0] + off, n * 8);
+    hetee_vec_muladd(m, ct->c[1] + off, s, o, n);
+  } else {
+    /* o = c0 + s (c1 + s c2) */
+    memcpy(o, ct->c[1] + off, n * 8);
+    hetee_vec_muladd(m, ct->c[2] + off, s, o, n);
+    hetee_vec_mul(m, o, s, o, n);
+    hetee_vec_add(m, o, ct->c[0] + off, o, n);
+  }
+}
+
+int ckks_decrypt_check(const hetee_ckks_context *ctx, const hetee_ckks_secret_key *sk,
+                       const hetee_ckks_ciphertext *ct) {
+  int rc;
+  if ((rc = ckks_check_ctx(ctx, sk->fp, "secret key")) || (rc = ckks_check_ctx(ctx, ct->fp, "ciphertext")))
+    return rc;
+  if (ct->level < 0 || ct->level >= ctx->nq) return hetee_error(HETEE_ERR_LEVEL, "ciphertext is empty");
+  if (ct->size < 2 || ct->size > 3) return hetee_error(HETEE_ERR_FORM, "ciphertext size %d", ct->size);
+  return 0;
 }
 
 int hetee_ckks_decrypt(const hetee_ckks_context *ctx, const hetee_ckks_secret_key *sk,
                        const hetee_ckks_ciphertext *ct, hetee_ckks_plaintext *out) {
   if (!ctx || !sk || !ct || !out) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
   int rc;
-  if ((rc = ckks_check_ctx(ctx, sk->fp, "secret key")) || (rc = ckks_check_ctx(ctx, ct->fp, "ciphertext")))
-    return rc;
-  if (ct->level < 0 || ct->level >= ctx->nq) return hetee_error(HETEE_ERR_LEVEL, "ciphertext is empty");
-  if (ct->size < 2 || ct->size > 3) return hetee_error(HETEE_ERR_FORM, "ciphertext size %d", ct->size);
+  if ((rc = ckks_decrypt_check(ctx, sk, ct))) return rc;
   size_t n = ctx->n;
   int l = ct->level;
   if ((rc = ckks_pt_reserve(ctx, out, l))) return rc;
-  for (int i = 0; i <= l; i++) {
-    const hetee_modulus *m = &ctx->mod[i];
-    size_t off = (size_t)i * n;
-    const uint64_t *s = sk->s + off;
-    uint64_t *o = out->data + off;
-    if (ct->size == 2) {
-      /* o = c0 + c1 s */
-      memcpy(o, ct->c[0] + off, n * 8);
-      hetee_vec_muladd(m, ct->c[1] + off, s, o, n);
-    } else {
-      /* o = c0 + s (c1 + s c2) */
-      memcpy(o, ct->c[1] + off, n * 8);
-      hetee_vec_muladd(m, ct->c[2] + off, s, o, n);
-      hetee_vec_mul(m, o, s, o, n);
-      hetee_vec_add(m, o, ct->c[0] + off, o, n);
-    }
-  }
+  for (int i = 0; i <= l; i++) ckks_decrypt_row(ctx, sk, ct, i, out->data + (size_t)i * n);
   out->scale = ct->scale;
   return 0;
 }

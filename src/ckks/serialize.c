@@ -46,8 +46,17 @@ static void put_bytes(wr *w, const void *src, size_t n) {
   memcpy(w->p + w->pos, src, n);
   w->pos += n;
 }
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define HOST_LE 1 /* rows are stored as the host keeps them: one memcpy */
+#endif
+
 static void put_rows(wr *w, const uint64_t *rows, size_t words) {
+#ifdef HOST_LE
+  memcpy(w->p + w->pos, rows, words * 8);
+  w->pos += words * 8;
+#else
   for (size_t i = 0; i < words; i++) put_u64(w, rows[i]);
+#endif
 }
 
 typedef struct {
@@ -94,6 +103,27 @@ static int get_bytes(rd *r, void *dst, size_t n) {
   return 0;
 }
 
+/* Copies n little-endian words from src to dst and returns nonzero if one
+ * of them is >= q. Four independent accumulators of (v >= q), so the
+ * compiler keeps the loop free of branches and the copy at memory speed. */
+static uint64_t copy_check(uint64_t *dst, const uint8_t *src, size_t n, uint64_t q) {
+#ifdef HOST_LE
+  memcpy(dst, src, n * 8);
+#else
+  for (size_t c = 0; c < n; c++) dst[c] = ld_u64(src + 8 * c);
+#endif
+  uint64_t b0 = 0, b1 = 0, b2 = 0, b3 = 0;
+  size_t c = 0;
+  for (; c + 4 <= n; c += 4) {
+    b0 |= (uint64_t)(dst[c] >= q);
+    b1 |= (uint64_t)(dst[c + 1] >= q);
+    b2 |= (uint64_t)(dst[c + 2] >= q);
+    b3 |= (uint64_t)(dst[c + 3] >= q);
+  }
+  for (; c < n; c++) b0 |= (uint64_t)(dst[c] >= q);
+  return b0 | b1 | b2 | b3;
+}
+
 /* Reads `nrows` rows whose global prime indices are primes[] (NULL: row r is
  * prime r), checking every residue < its prime. */
 static int get_rows(const hetee_ckks_context *ctx, rd *r, const int *primes, int nrows, uint64_t *out) {
@@ -101,34 +131,33 @@ static int get_rows(const hetee_ckks_context *ctx, rd *r, const int *primes, int
   if ((r->len - r->pos) / 8 / n < (size_t)nrows) return hetee_error(HETEE_ERR_TRUNCATED, "body shorter than its rows");
   for (int i = 0; i < nrows; i++) {
     uint64_t q = ctx->mod[primes ? primes[i] : i].q;
-    const uint8_t *src = r->p + r->pos + (size_t)i * n * 8;
-    uint64_t *dst = out + (size_t)i * n;
-    uint64_t bad = 0;
-    for (size_t c = 0; c < n; c++) {
-      uint64_t v = ld_u64(src + 8 * c);
-      bad |= (uint64_t)(v >= q);
-      dst[c] = v;
-    }
-    if (bad) return hetee_error(HETEE_ERR_RANGE, "residue >= its prime in row %d", i);
+    if (copy_check(out + (size_t)i * n, r->p + r->pos + (size_t)i * n * 8, n, q))
+      return hetee_error(HETEE_ERR_RANGE, "residue >= its prime in row %d", i);
   }
   r->pos += (size_t)nrows * n * 8;
   return 0;
 }
 
-static int begin(const hetee_ckks_context *ctx, uint16_t type, uint16_t flags, size_t body, uint8_t **buf,
-                 size_t *len, wr *w) {
-  size_t total = HDR_SIZE + body;
-  w->p = malloc(total);
+/* Writes the header of an object of `body` bytes at the start of p. */
+static void put_header(const hetee_ckks_context *ctx, uint16_t type, uint16_t flags, size_t body, uint8_t *p, wr *w) {
+  w->p = p;
   w->pos = 0;
-  if (!w->p) return hetee_error(HETEE_ERR_NOMEM, "serialization buffer");
   put_bytes(w, "HETE", 4);
   put_u16(w, HDR_SIZE);
   put_u16(w, FMT_VERSION);
   put_u16(w, type);
   put_u16(w, flags);
-  put_u64(w, total);
+  put_u64(w, HDR_SIZE + body);
   put_bytes(w, ctx->fingerprint, HETEE_CKKS_FINGERPRINT_BYTES);
-  *buf = w->p;
+}
+
+static int begin(const hetee_ckks_context *ctx, uint16_t type, uint16_t flags, size_t body, uint8_t **buf,
+                 size_t *len, wr *w) {
+  size_t total = HDR_SIZE + body;
+  uint8_t *p = malloc(total);
+  if (!p) return hetee_error(HETEE_ERR_NOMEM, "serialization buffer");
+  put_header(ctx, type, flags, body, p, w);
+  *buf = p;
   *len = total;
   return 0;
 }
@@ -498,42 +527,100 @@ int hetee_ckks_plaintext_load(const hetee_ckks_context *ctx, const uint8_t *buf,
   return 0;
 }
 
-int hetee_ckks_ciphertext_save(const hetee_ckks_context *ctx, const hetee_ckks_ciphertext *ct, uint8_t **buf,
-                               size_t *len) {
-  int rc = save_args(ctx, ct, buf, len);
-  if (rc || (rc = ckks_check_ctx(ctx, ct->fp, "ciphertext"))) return rc;
+/* Body bytes and flags of a ciphertext's serialization. */
+static int ct_body(const hetee_ckks_context *ctx, const hetee_ckks_ciphertext *ct, size_t *body, int *seeded) {
+  if (!ctx || !ct) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  int rc = ckks_check_ctx(ctx, ct->fp, "ciphertext");
+  if (rc) return rc;
   if (ct->level < 0) return hetee_error(HETEE_ERR_LEVEL, "ciphertext is empty");
+  size_t words = (size_t)(ct->level + 1) * ctx->n;
+  *seeded = ct->seeded && ct->size == 2;
+  *body = 16 + (*seeded ? 8 * words + HETEE_SEED_BYTES : 8 * words * (size_t)ct->size);
+  return 0;
+}
+
+/* Header and body of ct into p (room for HDR_SIZE + body bytes). */
+static void ct_write(const hetee_ckks_context *ctx, const hetee_ckks_ciphertext *ct, size_t body, int seeded,
+                     uint8_t *p) {
   wr w;
   size_t words = (size_t)(ct->level + 1) * ctx->n;
-  int seeded = ct->seeded && ct->size == 2;
-  size_t body = seeded ? 8 * words + HETEE_SEED_BYTES : 8 * words * (size_t)ct->size;
-  if ((rc = begin_data(ctx, HETEE_OBJ_CIPHERTEXT, seeded ? FLAG_SEEDED : 0, body, ct->level, (uint32_t)ct->size,
-                       ct->scale, buf, len, &w)))
-    return rc;
+  put_header(ctx, HETEE_OBJ_CIPHERTEXT, seeded ? FLAG_SEEDED : 0, body, p, &w);
+  put_u32(&w, (uint32_t)ct->level);
+  put_u32(&w, (uint32_t)ct->size);
+  put_f64(&w, ct->scale);
   put_rows(&w, ct->c[0], words);
   if (seeded) put_bytes(&w, ct->seed, HETEE_SEED_BYTES);
   else
     for (int k = 1; k < ct->size; k++) put_rows(&w, ct->c[k], words);
+}
+
+int hetee_ckks_ciphertext_save(const hetee_ckks_context *ctx, const hetee_ckks_ciphertext *ct, uint8_t **buf,
+                               size_t *len) {
+  int rc = save_args(ctx, ct, buf, len), seeded = 0;
+  size_t body = 0;
+  if (rc || (rc = ct_body(ctx, ct, &body, &seeded))) return rc;
+  uint8_t *p = malloc(HDR_SIZE + body);
+  if (!p) return hetee_error(HETEE_ERR_NOMEM, "serialization buffer");
+  ct_write(ctx, ct, body, seeded, p);
+  *buf = p;
+  *len = HDR_SIZE + body;
   return 0;
 }
 
-int hetee_ckks_ciphertext_load(const hetee_ckks_context *ctx, const uint8_t *buf, size_t len,
-                               hetee_ckks_ciphertext **out) {
-  if (out) *out = NULL;
+int hetee_ckks_ciphertext_save_size(const hetee_ckks_context *ctx, const hetee_ckks_ciphertext *ct, size_t *len) {
+  if (!len) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  *len = 0;
+  int seeded = 0;
+  size_t body = 0;
+  int rc = ct_body(ctx, ct, &body, &seeded);
+  if (!rc) *len = HDR_SIZE + body;
+  return rc;
+}
+
+int hetee_ckks_ciphertext_seeded_size(const hetee_ckks_context *ctx, int level, size_t *len) {
+  if (!ctx || !len) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  *len = 0;
+  if (level < 0 || level >= ctx->nq) return hetee_error(HETEE_ERR_LEVEL, "level %d outside [0, %d]", level, ctx->nq - 1);
+  *len = HDR_SIZE + 16 + 8 * (size_t)(level + 1) * ctx->n + HETEE_SEED_BYTES;
+  return 0;
+}
+
+int hetee_ckks_ciphertext_save_to(const hetee_ckks_context *ctx, const hetee_ckks_ciphertext *ct, uint8_t *buf,
+                                  size_t cap, size_t *len) {
+  if (!buf || !len) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  *len = 0;
+  int seeded = 0;
+  size_t body = 0;
+  int rc = ct_body(ctx, ct, &body, &seeded);
+  if (rc) return rc;
+  if (cap < HDR_SIZE + body)
+    return hetee_error(HETEE_ERR_LIMIT, "ciphertext needs %zu bytes, buffer has %zu", HDR_SIZE + body, cap);
+  ct_write(ctx, ct, body, seeded, buf);
+  *len = HDR_SIZE + body;
+  return 0;
+}
+
+int hetee_ckks_ciphertext_load_into(const hetee_ckks_context *ctx, const uint8_t *buf, size_t len,
+                                    hetee_ckks_ciphertext *ct) {
   rd r;
   uint32_t level = 0, size = 0;
   double scale = 0;
-  int rc = load_begin(ctx, buf, len, out, HETEE_OBJ_CIPHERTEXT, FLAG_SEEDED, 0, &r);
-  if (rc) return rc;
-  if ((rc = get_data_header(ctx, &r, "ciphertext", &level, &size, &scale))) return rc;
-  if (size < 2 || size > 3) return hetee_error(HETEE_ERR_FORMAT, "ciphertext size %u not in 2..3", size);
+  int rc = load_begin(ctx, buf, len, ct, HETEE_OBJ_CIPHERTEXT, FLAG_SEEDED, 0, &r);
+  if (rc) goto err;
+  if ((rc = get_data_header(ctx, &r, "ciphertext", &level, &size, &scale))) goto err;
+  if (size < 2 || size > 3) {
+    rc = hetee_error(HETEE_ERR_FORMAT, "ciphertext size %u not in 2..3", size);
+    goto err;
+  }
   int seeded = (r.flags & FLAG_SEEDED) != 0;
-  if (seeded && size != 2) return hetee_error(HETEE_ERR_FORMAT, "seeded ciphertext of size %u", size);
+  if (seeded && size != 2) {
+    rc = hetee_error(HETEE_ERR_FORMAT, "seeded ciphertext of size %u", size);
+    goto err;
+  }
   size_t words = (size_t)(level + 1) * ctx->n;
   size_t want = seeded ? 8 * words + HETEE_SEED_BYTES : 8 * words * size;
-  if ((rc = check_body(&r, want, "ciphertext"))) return rc;
-  hetee_ckks_ciphertext *ct = NULL;
-  if ((rc = hetee_ckks_ciphertext_new(ctx, &ct)) || (rc = ckks_ct_reserve(ctx, ct, (int)level, (int)size))) goto err;
+  if ((rc = check_body(&r, want, "ciphertext"))) goto err;
+  if ((rc = ckks_ct_reserve(ctx, ct, (int)level, (int)size))) goto err;
   if ((rc = get_rows(ctx, &r, NULL, (int)level + 1, ct->c[0]))) goto err;
   if (seeded) {
     int primes[HETEE_CKKS_MAX_Q];
@@ -547,9 +634,26 @@ int hetee_ckks_ciphertext_load(const hetee_ckks_context *ctx, const uint8_t *buf
   }
   ct->scale = scale;
   if ((rc = check_end(&r))) goto err;
-  *out = ct;
   return 0;
 err:
-  hetee_ckks_ciphertext_free(ct);
+  if (ct) { /* nothing half-loaded stays usable; the rows' capacity is kept */
+    ct->level = -1;
+    ct->seeded = 0;
+  }
   return rc;
+}
+
+int hetee_ckks_ciphertext_load(const hetee_ckks_context *ctx, const uint8_t *buf, size_t len,
+                               hetee_ckks_ciphertext **out) {
+  if (out) *out = NULL;
+  if (!ctx || !buf || !out) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  hetee_ckks_ciphertext *ct = NULL;
+  int rc = hetee_ckks_ciphertext_new(ctx, &ct);
+  if (!rc) rc = hetee_ckks_ciphertext_load_into(ctx, buf, len, ct);
+  if (rc) {
+    hetee_ckks_ciphertext_free(ct);
+    return rc;
+  }
+  *out = ct;
+  return 0;
 }

@@ -7,7 +7,9 @@
  * wins"), out-of-range numbers are errors. The
  * optional mp= key lists the model providers (Ed25519 public keys, 64
  * lowercase hex digits, the form config_mps.c writes) allowed to set release
- * policies; without it no policy can be set (sessions.c).
+ * policies; without it no policy can be set (sessions.c). The optional
+ * threads= key (1..64, default 1) is the number of threads refresh and
+ * release use (pool.c): it changes the speed, never a result.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -99,6 +101,12 @@ int enclave_config_parse(const char *s, enclave_config *c) {
       long x = strtol(v, &end, 10);
       if (*end || x < 0 || x > 1024) return hetee_error(HETEE_ERR_PARAMS, "config max_galois '%s'", v);
       c->max_galois = (int)x, seen |= 32;
+    } else if (!strcmp(k, "threads")) {
+      if (seen & 128) return hetee_error(HETEE_ERR_PARAMS, "config key 'threads' given twice");
+      long x = strtol(v, &end, 10);
+      if (*end || end == v || x < 1 || x > ENCLAVE_MAX_THREADS)
+        return hetee_error(HETEE_ERR_PARAMS, "config threads '%s' (1..%d)", v, ENCLAVE_MAX_THREADS);
+      c->threads = (int)x, seen |= 128;
     } else if (!strcmp(k, "mp")) {
       if (seen & 64) return hetee_error(HETEE_ERR_PARAMS, "config mp given twice");
       int rc = parse_mps(v, c);
@@ -109,6 +117,7 @@ int enclave_config_parse(const char *s, enclave_config *c) {
     }
   }
   if ((seen & 63) != 63) return hetee_error(HETEE_ERR_PARAMS, "configuration lacks a key (need logn, q, p, scale, budget, max_galois)");
+  if (!(seen & 128)) c->threads = 1;
   return 0;
 }
 

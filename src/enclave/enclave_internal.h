@@ -23,6 +23,7 @@
 #define ENCLAVE_MAX_PARTIES 256
 #define ENCLAVE_EVIDENCE_RING 32
 #define ENCLAVE_STATS 24
+#define ENCLAVE_MAX_THREADS 64 /* configuration key threads= */
 /* Marker string read by tests that patch a copy of the binary. */
 #define ENCLAVE_BUILD_TAG "hetee-enclave build tag: sim backend v1"
 
@@ -33,6 +34,7 @@ typedef struct enclave_config {
   int scale_bits;
   size_t budget;
   int max_galois;
+  int threads; /* worker threads including the main one (key threads=, default 1) */
   /* model providers allowed to set release policies (key mp=); none: no
    * policy can be set, so nothing can be released */
   int n_mp;
@@ -62,6 +64,23 @@ typedef struct enclave_secrets {
 
 struct enclave_backend;
 
+/* Worker threads (pool.c), created at start-up before the seccomp filter. */
+typedef struct enclave_pool enclave_pool;
+/* A job: run by every thread of the pool at once, tid 0 being the caller. */
+typedef void (*enclave_job_fn)(void *arg, int tid);
+/* nthreads - 1 workers (1 <= nthreads <= ENCLAVE_MAX_THREADS); warmup (may
+ * be NULL) has run once on every thread, workers included, when it
+ * returns. */
+int enclave_pool_start(int nthreads, enclave_job_fn warmup, void *arg, enclave_pool **out);
+/* Runs fn(arg, 0) on the calling thread and fn(arg, tid) on the workers
+ * that wake up before it returns; returns when all of those have returned.
+ * fn must claim its work items itself, so that every item is done whoever
+ * joins. items <= 1 (or a NULL pool) runs fn(arg, 0) alone. */
+void enclave_pool_run(enclave_pool *p, enclave_job_fn fn, void *arg, size_t items);
+/* Threads of the pool, the caller included (1 for NULL). */
+int enclave_pool_threads(const enclave_pool *p);
+void enclave_pool_free(enclave_pool *p);
+
 typedef struct enclave {
   const struct enclave_backend *backend;
   int host_fd, plat_fd;
@@ -87,14 +106,36 @@ typedef struct enclave {
   int secrets_locked; /* RLIMIT_MEMLOCK covers enclave_locked_need() */
   int *galois_steps;
   size_t n_galois;
+  enclave_pool *pool; /* NULL: single-threaded (in-process users such as the fuzz targets) */
+  /* locked refresh/release workspace, grown on demand and kept between
+   * requests (wiped after each one) */
+  void *ws;
+  size_t ws_cap;
 #ifdef HETEE_ENCLAVE_HAVE_CKKS
   hetee_ckks_context *ctx;
   hetee_ckks_secret_key *sk;
+  /* one ciphertext object per thread, reused by every refresh and release
+   * (ciphertexts only: nothing secret is kept in them) */
+  hetee_ckks_ciphertext *tct[ENCLAVE_MAX_THREADS];
 #endif
 } enclave;
 
 int enclave_config_parse(const char *s, enclave_config *c);
 int enclave_harden_early(void);
+/* Fixed malloc thresholds (hardening.c): freed memory stays in the process
+ * instead of being unmapped and faulted in again for every ciphertext. */
+void enclave_malloc_tune(size_t budget);
+/* Flush-to-zero and denormals-are-zero for the calling thread (part of
+ * enclave_harden_early; worker threads call it too). */
+void enclave_fp_mode(void);
+/* Starts the worker threads the configuration asks for and warms them up
+ * (refresh.c); call after enclave_keys_init, before the seccomp filter. */
+int enclave_threads_start(enclave *e);
+/* Joins the workers. */
+void enclave_threads_free(enclave *e);
+/* Frees the per-thread ciphertext objects and the locked workspace
+ * (enclave_keys_free calls it: they belong to the context). */
+void enclave_work_free(enclave *e);
 /* 1 if RLIMIT_MEMLOCK allows locking `need` bytes (hardening.c). */
 int enclave_memlock_ok(size_t need);
 /* Bytes of locked memory the enclave may hold at once: secret key and key

@@ -3,7 +3,7 @@
  * hetee-launcher with fd 3 = host socket, fd 4 = platform socket. Start-up:
  * harden (no dumps, no ptrace), ask the evidence backend (backend.h; `sim`:
  * the launcher) for measurement, sealing key and configuration, create the X25519 channel key and the CKKS context,
- * install the seccomp filter, then serve framed requests until the host
+ * start the worker threads (pool.c), install the seccomp filter, then serve framed requests until the host
  * closes its socket or asks for shutdown.
  */
 #include <sodium.h>
@@ -30,6 +30,7 @@ static int startup(enclave *e) {
   if (rc) return rc;
   rc = enclave_config_parse(e->config_str, &e->cfg);
   if (rc) return rc;
+  enclave_malloc_tune(e->cfg.budget);
   e->secrets_locked = enclave_memlock_ok(enclave_locked_need(&e->cfg));
   if (!e->secrets_locked)
     fprintf(stderr,
@@ -39,6 +40,9 @@ static int startup(enclave *e) {
             enclave_locked_need(&e->cfg));
   crypto_box_keypair(e->ch_pk, e->sec->ch_sk);
   rc = enclave_keys_init(e);
+  if (rc) return rc;
+  /* threads cannot be created under the filter (no clone): all now */
+  rc = enclave_threads_start(e);
   if (rc) return rc;
   return enclave_seccomp_install();
 }
@@ -55,6 +59,7 @@ int main(void) {
     return 1;
   }
   rc = enclave_serve(&e);
+  enclave_threads_free(&e);
   enclave_keys_free(&e);
   if (e.sec) sodium_free(e.sec);
   return rc ? 1 : 0;

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "enclave/proto.h"
@@ -57,6 +58,61 @@ int hetee_frame_write(int fd, uint16_t type, uint64_t id, const void *body, size
   hetee_le64(h + 8, id);
   int rc = write_all(fd, h, sizeof h);
   if (!rc && len) rc = write_all(fd, (const uint8_t *)body, len);
+  return rc;
+}
+
+#define PARTS_PER_CALL 1024 /* Linux's IOV_MAX (UIO_MAXIOV) */
+
+/* Writes all of iov[0..n) (advanced in place), at most PARTS_PER_CALL per
+ * call. */
+static int writev_all(int fd, struct iovec *iov, size_t n) {
+  while (n > 0) {
+    struct msghdr m;
+    memset(&m, 0, sizeof m);
+    m.msg_iov = iov;
+    m.msg_iovlen = n < PARTS_PER_CALL ? n : PARTS_PER_CALL;
+    ssize_t w = sendmsg(fd, &m, MSG_NOSIGNAL);
+    if (w < 0 && errno == ENOTSOCK) w = writev(fd, iov, (int)m.msg_iovlen);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) return hetee_error(HETEE_ERR_IO, "frame write failed: %s", strerror(errno));
+    size_t k = (size_t)w;
+    while (n > 0 && k >= iov->iov_len) { /* whole parts sent */
+      k -= iov->iov_len;
+      iov++;
+      n--;
+    }
+    if (n > 0) { /* a part sent partly */
+      iov->iov_base = (uint8_t *)iov->iov_base + k;
+      iov->iov_len -= k;
+    }
+  }
+  return 0;
+}
+
+int hetee_frame_write_parts(int fd, uint16_t type, uint64_t id, const hetee_frame_part *parts, size_t nparts) {
+  size_t len = 0;
+  for (size_t i = 0; i < nparts; i++) {
+    if (parts[i].len > HETEE_FRAME_MAX_BODY - len)
+      return hetee_error(HETEE_ERR_LIMIT, "frame body above the limit of %u bytes", HETEE_FRAME_MAX_BODY);
+    len += parts[i].len;
+  }
+  uint8_t h[HETEE_FRAME_HEADER_BYTES];
+  hetee_le32(h, (uint32_t)(12 + len));
+  hetee_le16(h + 4, HETEE_PROTO_VERSION);
+  hetee_le16(h + 6, type);
+  hetee_le64(h + 8, id);
+  struct iovec *iov = malloc((nparts + 1) * sizeof *iov);
+  if (!iov) return hetee_error(HETEE_ERR_NOMEM, "no memory");
+  size_t n = 0;
+  iov[n].iov_base = h;
+  iov[n++].iov_len = sizeof h;
+  for (size_t i = 0; i < nparts; i++)
+    if (parts[i].len) {
+      iov[n].iov_base = (void *)parts[i].p;
+      iov[n++].iov_len = parts[i].len;
+    }
+  int rc = writev_all(fd, iov, n);
+  free(iov);
   return rc;
 }
 

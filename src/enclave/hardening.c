@@ -5,8 +5,10 @@
  * assists on decrypted values),
  * a seccomp-BPF filter (libseccomp) installed after start-up allowing only
  * what the message loop needs: read/write on its sockets, memory management
- * without PROT_EXEC, getrandom, clocks, exit. Anything else kills the
- * process. This is defence in depth for an ordinary process: it does not
+ * without PROT_EXEC, getrandom, clocks, futex, exit. Anything else kills the
+ * process. The filter is synchronised to every thread (TSYNC): the worker
+ * threads (pool.c) exist before it and run under it; creating a thread
+ * afterwards (clone) is one of the forbidden calls. This is defence in depth for an ordinary process: it does not
  * protect against the kernel, root or the hardware (docs/enclave.md).
  *
  * Under AddressSanitizer (HETEE_SANITIZE) the sanitizer runtime needs system
@@ -15,11 +17,13 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <malloc.h>
 #include <seccomp.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <limits.h>
 #include <sys/resource.h>
 
 #include "enclave/enclave_internal.h"
@@ -39,15 +43,37 @@ int enclave_harden_early(void) {
   if (setrlimit(RLIMIT_CORE, &rl) != 0) return hetee_error(HETEE_ERR_IO, "setrlimit(RLIMIT_CORE): %s", strerror(errno));
   if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) return hetee_error(HETEE_ERR_IO, "prctl(PR_SET_DUMPABLE): %s", strerror(errno));
   signal(SIGPIPE, SIG_IGN);
+  enclave_fp_mode();
+  return 0;
+}
+
+/* glibc serves requests above M_MMAP_THRESHOLD (128 KiB at first, moving
+ * up to the largest block freed so far) with their own mmap and returns
+ * them with munmap, and trims the heap top above M_TRIM_THRESHOLD: with
+ * ciphertext rows of 64-128 KiB and request frames of megabytes every
+ * refresh paid page faults and zeroing for memory it had just released.
+ * Fixed thresholds keep freed memory in the process (blocks up to 32 MiB,
+ * the most glibc allows, come from the heap; the heap keeps up to the
+ * budget plus the largest frame), so after the first requests nothing is
+ * mapped, faulted in or unmapped per ciphertext. Everything secret is wiped
+ * before it is freed (plaintexts, scratch, frames, replies), so kept memory
+ * holds nothing more than it did. */
+void enclave_malloc_tune(size_t budget) {
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  size_t keep = budget + HETEE_FRAME_MAX_BODY;
+  mallopt(M_TRIM_THRESHOLD, keep > (size_t)INT_MAX ? INT_MAX : (int)keep);
+}
+
+void enclave_fp_mode(void) {
 #if defined(__x86_64__) || defined(__i386__)
   /* Flush-to-zero and denormals-are-zero (MXCSR bits 15 and 6) for this
-   * thread and the threads it creates: on x86 an operation with a
-   * subnormal operand or result takes a microcode assist (~100 cycles), so
-   * the time of ReLU/softmax/encoding would depend on how many decrypted
-   * values are tiny. Values below 2^-1022 carry nothing at CKKS precision. */
+   * thread and the threads it creates (the pool's workers set it again
+   * themselves): on x86 an operation with a subnormal operand or result
+   * takes a microcode assist (~100 cycles), so the time of
+   * ReLU/softmax/encoding would depend on how many decrypted values are
+   * tiny. Values below 2^-1022 carry nothing at CKKS precision. */
   __builtin_ia32_ldmxcsr(__builtin_ia32_stmxcsr() | 0x8040u);
 #endif
-  return 0;
 }
 
 int enclave_seccomp_install(void) {
@@ -65,7 +91,9 @@ int enclave_seccomp_install(void) {
       SCMP_SYS(rt_sigreturn),  SCMP_SYS(rt_sigprocmask), SCMP_SYS(sched_yield),  SCMP_SYS(getpid),
       SCMP_SYS(restart_syscall),
   };
-  int rc = 0;
+  /* the filter goes to every thread of the process (the pool's workers,
+   * created before it), not only to the calling one */
+  int rc = seccomp_attr_set(f, SCMP_FLTATR_CTL_TSYNC, 1);
   for (size_t i = 0; i < sizeof allowed / sizeof allowed[0] && !rc; i++)
     rc = seccomp_rule_add(f, SCMP_ACT_ALLOW, allowed[i], 0);
   /* Memory mapping only without PROT_EXEC: no new code after start-up. */

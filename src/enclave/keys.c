@@ -45,6 +45,7 @@ int enclave_keys_init(enclave *e) {
 }
 
 void enclave_keys_free(enclave *e) {
+  enclave_work_free(e);
   hetee_ckks_secret_key_free(e->sk);
   hetee_ckks_context_free(e->ctx);
   free(e->bundle);
@@ -180,6 +181,7 @@ int enclave_keys_import(enclave *e, hetee_rbuf *r) {
 
 int enclave_keys_init(enclave *e) { return enclave_set_empty_bundle(e); }
 void enclave_keys_free(enclave *e) {
+  enclave_work_free(e);
   free(e->bundle);
   e->bundle = NULL;
 }

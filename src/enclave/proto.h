@@ -26,6 +26,13 @@ typedef struct hetee_frame {
 /* Writes one frame (header + body) completely. HETEE_ERR_IO on failure
  * (EPIPE/EOF: peer gone). */
 int hetee_frame_write(int fd, uint16_t type, uint64_t id, const void *body, size_t len);
+/* The same frame with its body given in parts (concatenated in order):
+ * written with sendmsg/writev from the parts themselves, no copy. */
+typedef struct hetee_frame_part {
+  const void *p;
+  size_t len;
+} hetee_frame_part;
+int hetee_frame_write_parts(int fd, uint16_t type, uint64_t id, const hetee_frame_part *parts, size_t nparts);
 /* Writes an error reply: body i32 status | u16 n | text. */
 int hetee_frame_write_error(int fd, uint64_t id, int status, const char *detail);
 /* Reads one frame. Returns 0, HETEE_ERR_IO (EOF or read error: the stream is

@@ -4,9 +4,11 @@
  * values the host's layout names into a tensor, apply the operation list
  * (ops.c), scatter into the requested output layout and encrypt fresh
  * ciphertexts with the secret key (seeded: half-size on the wire) at the
- * requested level and scale. Peak memory is bounded: the tensor, one slot
- * vector, one ciphertext at a time, and the reply; jobs above the configured
- * budget are refused (the host splits batches, see host.h).
+ * requested level and scale. The ciphertexts of a request are decrypted /
+ * encrypted on the enclave's threads (threads= in the configuration, pool.c),
+ * one ciphertext per thread at a time. Peak memory is bounded: the tensor,
+ * per thread one value vector and one ciphertext, and the reply; jobs above
+ * the configured budget are refused (the host splits batches, see host.h).
  *
  * Nothing the host observes depends on the decrypted values (issue 7,
  * docs/security.md "Refresh and release as oracles"): levels and scales are
@@ -20,6 +22,8 @@
  */
 #include <math.h>
 #include <sodium.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -74,130 +78,332 @@ static double encode_bound(const hetee_ckks_context *ctx, int level, double scal
   return exp2(lim < 1000.0 ? lim : 1000.0) / scale;
 }
 
-/* Reads u32 ncts then ncts ciphertext blobs; fills values[k] from global slot
- * map[k]. Every ciphertext must have the declared level and (within 2^-20)
- * the declared scale, checked before it is decrypted; it is decoded with the
- * declared scale, never with the host-writable field. Ciphertexts of size 2
- * or 3 (a ct x ct product not relinearized) are accepted. Decoded values are
- * saturated at +-HETEE_REFRESH_VALUE_BOUND. One ciphertext is decrypted at a
- * time. */
 /* Values per ciphertext of an encoding: N/2 slots or N coefficients. */
 static size_t enc_unit(const hetee_ckks_context *ctx, int enc) {
   return enc == HETEE_ENC_COEFFS ? hetee_ckks_context_n(ctx) : hetee_ckks_context_slots(ctx);
 }
 
-/* unitbuf: enc_unit doubles; idxbuf: enc_unit u32 (coefficient encoding:
- * the public indices decoded from one ciphertext). */
+/* ---- jobs over ciphertexts, on the enclave's threads ----------------------
+ *
+ * Inputs (gather) and outputs (scatter_encrypt) are independent per
+ * ciphertext: every thread of the pool claims the next ciphertext index
+ * until none is left. Each thread has its own ciphertext object (e->tct),
+ * its own slice of the request's locked workspace and, for slot encoding,
+ * its own plaintext; values are written to disjoint places (each tensor
+ * value comes from one input ciphertext, each output blob has its own place
+ * in the reply). The result is the serial one: errors are kept per thread
+ * with their ciphertext index and the lowest index wins, so the status and
+ * the text are those the serial loop returns (which stopped at the first
+ * failing ciphertext); a thread stops claiming once an error at a lower
+ * index is known. All errors are on public data (formats, metadata,
+ * allocation), never on values. */
+
+typedef struct job_err {
+  uint32_t idx; /* UINT32_MAX: none */
+  int rc;
+  char msg[512];
+} job_err;
+
+typedef struct ct_job {
+  enclave *e;
+  uint32_t ncts;                      /* work items */
+  _Atomic uint32_t next, fail;        /* next index to claim; lowest failing index */
+  job_err *err;                       /* [threads] */
+  size_t unit;                        /* doubles / u32 per thread slice */
+  double *unitbuf;                    /* [threads][unit] (locked workspace) */
+  uint32_t *idxbuf;                   /* [threads][unit] */
+  hetee_ckks_plaintext *pt[ENCLAVE_MAX_THREADS]; /* slot encoding only */
+  /* ciphertext index c owns order[start[c] .. start[c+1]) (public layout) */
+  const uint32_t *start, *order;
+  size_t slots;                       /* values per ciphertext */
+  int enc, level;
+  double scale;
+  /* gather */
+  const uint8_t **blob;
+  size_t *blen;
+  const uint32_t *map;
+  double *values;
+  /* scatter */
+  const hetee_refresh_spec *spec;
+  const double *cvalues;
+  double bound;
+  uint8_t *out; /* reply bytes of output c at out + c * (8 + ctbytes) */
+  size_t ctbytes;
+} ct_job;
+
+static void job_note(ct_job *j, int tid, uint32_t c, int rc) {
+  job_err *je = &j->err[tid];
+  if (c < je->idx) {
+    je->idx = c;
+    je->rc = rc;
+    snprintf(je->msg, sizeof je->msg, "%s", hetee_last_error());
+  }
+  uint32_t f = atomic_load(&j->fail);
+  while (c < f && !atomic_compare_exchange_weak(&j->fail, &f, c)) {
+  }
+}
+
+/* Next ciphertext index for this thread, or UINT32_MAX when done. */
+static uint32_t job_claim(ct_job *j) {
+  uint32_t c = atomic_fetch_add(&j->next, 1);
+  return c < j->ncts && c < atomic_load(&j->fail) ? c : UINT32_MAX;
+}
+
+/* The winning error (lowest index) into the thread's error detail. */
+static int job_result(ct_job *j, int nthreads, uint32_t *idx) {
+  int best = -1;
+  for (int t = 0; t < nthreads; t++)
+    if (j->err[t].idx != UINT32_MAX && (best < 0 || j->err[t].idx < j->err[best].idx)) best = t;
+  if (best < 0) return 0;
+  if (idx) *idx = j->err[best].idx;
+  return hetee_error(j->err[best].rc, "%s", j->err[best].msg);
+}
+
+static int job_init(ct_job *j, enclave *e, uint32_t ncts, int enc, int nthreads) {
+  memset(j, 0, sizeof *j);
+  j->e = e;
+  j->ncts = ncts;
+  atomic_init(&j->next, 0);
+  atomic_init(&j->fail, UINT32_MAX);
+  j->err = malloc((size_t)nthreads * sizeof *j->err);
+  if (!j->err) return hetee_error(HETEE_ERR_NOMEM, "no memory");
+  for (int t = 0; t < nthreads; t++) j->err[t].idx = UINT32_MAX;
+  for (int t = 0; t < nthreads; t++) {
+    if (!e->tct[t] && hetee_ckks_ciphertext_new(e->ctx, &e->tct[t])) return hetee_error(HETEE_ERR_NOMEM, "no memory");
+    if (enc == HETEE_ENC_SLOTS && hetee_ckks_plaintext_new(e->ctx, &j->pt[t]))
+      return hetee_error(HETEE_ERR_NOMEM, "no memory");
+  }
+  return 0;
+}
+
+static void job_free(ct_job *j, int nthreads) {
+  for (int t = 0; t < nthreads; t++) hetee_ckks_plaintext_free(j->pt[t]); /* wiped by ckks on free */
+  free(j->err);
+}
+
+/* Counting sort of n values by ciphertext (index / slots) into start[ncts+1]
+ * and order[n] (public layout). slots is a power of two (N or N/2), so the
+ * divisions here and the remainders below are shifts and masks (a 64-bit
+ * division per value was ~4 % of a refresh). */
+static int sort_by_ct(const uint32_t *glob, size_t n, size_t slots, uint32_t ncts, uint32_t **start,
+                      uint32_t **order) {
+  uint32_t *st = calloc((size_t)ncts + 1, sizeof *st), *ord = malloc((n ? n : 1) * sizeof *ord),
+           *fill = calloc(ncts ? ncts : 1, sizeof *fill);
+  if (!st || !ord || !fill) {
+    free(st);
+    free(ord);
+    free(fill);
+    return hetee_error(HETEE_ERR_NOMEM, "no memory");
+  }
+  const unsigned sh = (unsigned)__builtin_ctzll(slots);
+  for (size_t k = 0; k < n; k++) st[(glob[k] >> sh) + 1]++;
+  for (uint32_t c = 0; c < ncts; c++) st[c + 1] += st[c];
+  for (size_t k = 0; k < n; k++) {
+    uint32_t c = glob[k] >> sh;
+    ord[st[c] + fill[c]++] = (uint32_t)k;
+  }
+  free(fill);
+  *start = st;
+  *order = ord;
+  return 0;
+}
+
+/* Input ciphertext c: load into this thread's object, check its metadata
+ * against the declaration (before decrypting), decrypt and decode the
+ * values it holds (with the declared scale, never with the host-writable
+ * field), saturate them into the tensor. */
+static int gather_one(ct_job *j, int tid, uint32_t c) {
+  enclave *e = j->e;
+  hetee_ckks_ciphertext *ct = e->tct[tid];
+  double *buf = j->unitbuf + (size_t)tid * j->unit;
+  uint32_t *ib = j->idxbuf + (size_t)tid * j->unit;
+  int rc = hetee_ckks_ciphertext_load_into(e->ctx, j->blob[c], j->blen[c], ct);
+  if (!rc && hetee_ckks_ciphertext_level(ct) != j->level)
+    rc = hetee_error(HETEE_ERR_LEVEL, "ciphertext %u is at level %d, the request declares %d", c,
+                     hetee_ckks_ciphertext_level(ct), j->level);
+  if (!rc && !(fabs(hetee_ckks_ciphertext_scale(ct) - j->scale) <= j->scale * 0x1p-20))
+    rc = hetee_error(HETEE_ERR_SCALE, "ciphertext %u has scale 2^%.4f, the request declares 2^%.4f", c,
+                     log2(hetee_ckks_ciphertext_scale(ct)), log2(j->scale));
+  if (rc) return rc;
+  size_t cnt = j->start[c + 1] - j->start[c];
+  const uint32_t *ord = j->order + j->start[c];
+  if (j->enc == HETEE_ENC_SLOTS) {
+    rc = hetee_ckks_ciphertext_set_scale(ct, j->scale); /* decode with the declared scale */
+    if (!rc) rc = hetee_ckks_decrypt(e->ctx, e->sk, ct, j->pt[tid]);
+    if (!rc) rc = hetee_ckks_decode_real(e->ctx, j->pt[tid], buf, j->slots);
+  } else { /* only the coefficients named (public indices) */
+    for (size_t k = 0; k < cnt; k++) ib[k] = (uint32_t)(j->map[ord[k]] & (j->slots - 1));
+    rc = hetee_ckks_decrypt_coeffs(e->ctx, e->sk, ct, j->scale, ib, cnt, buf);
+  }
+  if (rc) return rc;
+  const double bound = HETEE_REFRESH_VALUE_BOUND;
+  for (size_t k = 0; k < cnt; k++) {
+    double x = j->enc == HETEE_ENC_SLOTS ? buf[j->map[ord[k]] & (j->slots - 1)] : buf[k];
+    j->values[ord[k]] = hetee_dmin(hetee_dmax(x, -bound), bound); /* NaN -> -bound */
+  }
+  return 0;
+}
+
+static void gather_task(void *arg, int tid) {
+  ct_job *j = arg;
+  for (uint32_t c; (c = job_claim(j)) != UINT32_MAX;) {
+    int rc = gather_one(j, tid, c);
+    if (rc) job_note(j, tid, c, rc);
+  }
+}
+
+/* Reads u32 ncts then ncts ciphertext blobs; fills values[k] from global
+ * index map[k] (slot or coefficient, per `enc`). Every ciphertext must have
+ * the declared level and (within 2^-20) the declared scale, checked before
+ * it is decrypted; it is decoded with the declared scale, never with the
+ * host-writable field. Ciphertexts of size 2 or 3 (a ct x ct product not
+ * relinearized) are accepted. Decoded values are saturated at
+ * +-HETEE_REFRESH_VALUE_BOUND. Each thread holds one ciphertext at a time.
+ * unitbuf / idxbuf: enc_unit doubles / u32 per thread (wiped by the
+ * caller). */
 static int gather(enclave *e, hetee_rbuf *r, const uint32_t *map, size_t n, int enc, int level, double scale,
-                  double *values, double *slotbuf, uint32_t *idxbuf, uint64_t *items) {
+                  double *values, double *unitbuf, uint32_t *idxbuf, uint64_t *items) {
   size_t slots = enc_unit(e->ctx, enc); /* values per ciphertext */
+  int nthreads = enclave_pool_threads(e->pool);
   uint32_t ncts = hetee_rbuf_u32(r);
   if (r->err || ncts < 1 || ncts > MAX_CTS) return hetee_error(HETEE_ERR_PROTOCOL, "bad ciphertext count");
   for (size_t k = 0; k < n; k++)
     if (map[k] >= (uint64_t)ncts * slots)
       return hetee_error(HETEE_ERR_SHAPE, "input map entry %zu names slot %u beyond %u ciphertexts", k, map[k], ncts);
-  /* counting sort of the values by source ciphertext (public layout) */
-  uint32_t *start = calloc(ncts + 1, sizeof *start), *order = malloc((n ? n : 1) * sizeof *order);
-  uint32_t *fill = calloc(ncts, sizeof *fill);
-  hetee_ckks_plaintext *pt = NULL;
-  int rc = 0;
-  if (!start || !order || !fill || hetee_ckks_plaintext_new(e->ctx, &pt)) {
-    rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
-    goto err;
+  ct_job j;
+  uint32_t *start = NULL, *order = NULL;
+  const uint8_t **blob = malloc(ncts * sizeof *blob);
+  size_t *blen = malloc(ncts * sizeof *blen);
+  int rc = job_init(&j, e, ncts, enc, nthreads);
+  if (!rc && (!blob || !blen)) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+  if (!rc) rc = sort_by_ct(map, n, slots, ncts, &start, &order);
+  if (rc) goto out;
+  /* the blobs' places (public lengths); a truncated one ends the list and
+   * is reported unless an earlier ciphertext fails */
+  uint32_t parsed = 0;
+  for (; parsed < ncts; parsed++) {
+    blob[parsed] = hetee_rbuf_blob(r, HETEE_FRAME_MAX_BODY, &blen[parsed]);
+    if (r->err) break;
   }
-  for (size_t k = 0; k < n; k++) start[map[k] / slots + 1]++;
-  for (uint32_t c = 0; c < ncts; c++) start[c + 1] += start[c];
-  for (size_t k = 0; k < n; k++) {
-    uint32_t c = (uint32_t)(map[k] / slots);
-    order[start[c] + fill[c]++] = (uint32_t)k;
-  }
-  const double bound = HETEE_REFRESH_VALUE_BOUND;
-  for (uint32_t c = 0; c < ncts && !rc; c++) {
-    size_t len;
-    const uint8_t *b = hetee_rbuf_blob(r, HETEE_FRAME_MAX_BODY, &len);
-    if (r->err) {
-      rc = hetee_error(HETEE_ERR_PROTOCOL, "ciphertext %u truncated", c);
-      break;
-    }
-    hetee_ckks_ciphertext *ct = NULL;
-    rc = hetee_ckks_ciphertext_load(e->ctx, b, len, &ct);
-    if (!rc && hetee_ckks_ciphertext_level(ct) != level)
-      rc = hetee_error(HETEE_ERR_LEVEL, "ciphertext %u is at level %d, the request declares %d", c,
-                       hetee_ckks_ciphertext_level(ct), level);
-    if (!rc && !(fabs(hetee_ckks_ciphertext_scale(ct) - scale) <= scale * 0x1p-20))
-      rc = hetee_error(HETEE_ERR_SCALE, "ciphertext %u has scale 2^%.4f, the request declares 2^%.4f", c,
-                       log2(hetee_ckks_ciphertext_scale(ct)), log2(scale));
-    if (!rc) rc = hetee_ckks_ciphertext_set_scale(ct, scale); /* decode with the declared scale */
-    if (!rc) rc = hetee_ckks_decrypt(e->ctx, e->sk, ct, pt);
-    size_t cnt = start[c + 1] - start[c];
-    if (!rc && enc == HETEE_ENC_SLOTS) rc = hetee_ckks_decode_real(e->ctx, pt, slotbuf, slots);
-    if (!rc && enc == HETEE_ENC_COEFFS) { /* only the coefficients named (public indices) */
-      for (size_t j = 0; j < cnt; j++) idxbuf[j] = (uint32_t)(map[order[start[c] + j]] % slots);
-      rc = hetee_ckks_decode_coeffs_scaled(e->ctx, pt, scale, idxbuf, cnt, slotbuf);
-    }
-    hetee_ckks_ciphertext_free(ct);
-    for (uint32_t j = start[c]; j < start[c + 1] && !rc; j++) {
-      double x = enc == HETEE_ENC_SLOTS ? slotbuf[map[order[j]] % slots] : slotbuf[j - start[c]];
-      values[order[j]] = hetee_dmin(hetee_dmax(x, -bound), bound); /* NaN -> -bound */
-    }
-  }
+  j.ncts = parsed;
+  j.unit = slots;
+  j.unitbuf = unitbuf;
+  j.idxbuf = idxbuf;
+  j.start = start;
+  j.order = order;
+  j.slots = slots;
+  j.enc = enc;
+  j.level = level;
+  j.scale = scale;
+  j.blob = blob;
+  j.blen = blen;
+  j.map = map;
+  j.values = values;
+  enclave_pool_run(e->pool, gather_task, &j, j.ncts);
+  rc = job_result(&j, nthreads, NULL);
+  if (!rc && parsed < ncts) rc = hetee_error(HETEE_ERR_PROTOCOL, "ciphertext %u truncated", parsed);
   if (!rc && hetee_rbuf_left(r)) rc = hetee_error(HETEE_ERR_PROTOCOL, "trailing bytes after the ciphertexts");
   if (!rc) *items += ncts;
-err:
-  hetee_ckks_plaintext_free(pt); /* plaintext objects are wiped by ckks on free */
-  sodium_memzero(slotbuf, slots * sizeof *slotbuf);
+out:
+  job_free(&j, nthreads);
+  free(blob);
+  free(blen);
   free(start);
   free(order);
-  free(fill);
   return rc;
 }
 
+/* Output ciphertext c: its values (zero elsewhere) encoded at the public
+ * bound and encrypted with the secret key, saved into its place in the
+ * reply. */
+static int scatter_one(ct_job *j, int tid, uint32_t c) {
+  enclave *e = j->e;
+  const hetee_refresh_spec *s = j->spec;
+  hetee_ckks_ciphertext *ct = e->tct[tid];
+  double *buf = j->unitbuf + (size_t)tid * j->unit;
+  memset(buf, 0, j->slots * sizeof *buf);
+  for (uint32_t k = j->start[c]; k < j->start[c + 1]; k++) {
+    uint32_t i = j->order[k];
+    buf[s->out_dst[i] & (j->slots - 1)] = j->cvalues[s->out_src[i]];
+  }
+  /* saturates at +-bound and picks the rounding path from the bound */
+  int rc = s->out_encoding == HETEE_ENC_COEFFS
+               ? hetee_ckks_encrypt_sk_coeffs_bounded(e->ctx, e->sk, buf, j->slots, j->scale, j->level, j->bound, ct)
+               : hetee_ckks_encode_real_bounded(e->ctx, buf, j->slots, j->scale, j->level, j->bound, j->pt[tid]);
+  if (!rc && s->out_encoding != HETEE_ENC_COEFFS) rc = hetee_ckks_encrypt_sk(e->ctx, e->sk, j->pt[tid], ct);
+  uint8_t *dst = j->out + (size_t)c * (8 + j->ctbytes);
+  size_t len = 0;
+  if (!rc) rc = hetee_ckks_ciphertext_save_to(e->ctx, ct, dst + 8, j->ctbytes, &len);
+  if (!rc && len != j->ctbytes) rc = hetee_error(HETEE_ERR_INTERNAL, "fresh ciphertext of %zu bytes, not %zu", len, j->ctbytes);
+  if (!rc) hetee_le64(dst, (uint64_t)len);
+  return rc;
+}
+
+static void scatter_task(void *arg, int tid) {
+  ct_job *j = arg;
+  for (uint32_t c; (c = job_claim(j)) != UINT32_MAX;) {
+    int rc = scatter_one(j, tid, c);
+    if (rc) job_note(j, tid, c, rc);
+  }
+}
+
+/* Writes u32 out_ncts then out_ncts blobs (u64 length, seeded ciphertext)
+ * into w: each output ciphertext's place in the reply is known beforehand
+ * (every fresh encryption at one level has the same size), so the threads
+ * write their ciphertexts straight there. unitbuf: enc_unit doubles per
+ * thread (wiped by the caller). */
 static int scatter_encrypt(enclave *e, const hetee_refresh_spec *s, int level, double scale, const double *values,
-                           double *slotbuf, hetee_wbuf *w, uint64_t *items) {
+                           double *unitbuf, hetee_wbuf *w, uint64_t *items) {
   size_t slots = enc_unit(e->ctx, s->out_encoding); /* values per ciphertext */
-  const double bound = encode_bound(e->ctx, level, scale);
-  uint32_t *start = calloc(s->out_ncts + 1, sizeof *start), *fill = calloc(s->out_ncts, sizeof *fill);
-  uint32_t *order = malloc((s->out_n ? s->out_n : 1) * sizeof *order);
-  hetee_ckks_plaintext *pt = NULL;
-  hetee_ckks_ciphertext *ct = NULL;
-  int rc = 0;
-  if (!start || !fill || !order || hetee_ckks_plaintext_new(e->ctx, &pt) || hetee_ckks_ciphertext_new(e->ctx, &ct)) {
-    rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
-    goto err;
+  int nthreads = enclave_pool_threads(e->pool);
+  ct_job j;
+  uint32_t *start = NULL, *order = NULL;
+  size_t ctbytes = 0;
+  int rc = job_init(&j, e, s->out_ncts, s->out_encoding, nthreads);
+  if (!rc) rc = hetee_ckks_ciphertext_seeded_size(e->ctx, level, &ctbytes);
+  if (!rc && 4 + (uint64_t)s->out_ncts * (8 + ctbytes) > HETEE_FRAME_MAX_BODY)
+    rc = hetee_error(HETEE_ERR_LIMIT, "reply above the frame limit");
+  if (!rc) rc = sort_by_ct(s->out_dst, s->out_n, slots, s->out_ncts, &start, &order);
+  if (!rc) {
+    hetee_wbuf_u32(w, s->out_ncts);
+    if (hetee_wbuf_reserve(w, (size_t)s->out_ncts * (8 + ctbytes))) rc = hetee_error(HETEE_ERR_NOMEM, "no memory for the reply");
   }
-  for (size_t k = 0; k < s->out_n; k++) start[s->out_dst[k] / slots + 1]++;
-  for (uint32_t c = 0; c < s->out_ncts; c++) start[c + 1] += start[c];
-  for (size_t k = 0; k < s->out_n; k++) {
-    uint32_t c = (uint32_t)(s->out_dst[k] / slots);
-    order[start[c] + fill[c]++] = (uint32_t)k;
+  if (rc) goto out;
+  j.unit = slots;
+  j.unitbuf = unitbuf;
+  j.start = start;
+  j.order = order;
+  j.slots = slots;
+  j.enc = s->out_encoding;
+  j.level = level;
+  j.scale = scale;
+  j.spec = s;
+  j.cvalues = values;
+  j.bound = encode_bound(e->ctx, level, scale);
+  j.out = w->p + w->len;
+  j.ctbytes = ctbytes;
+  enclave_pool_run(e->pool, scatter_task, &j, j.ncts);
+  rc = job_result(&j, nthreads, NULL);
+  if (!rc) {
+    w->len += (size_t)s->out_ncts * (8 + ctbytes);
+    *items += s->out_ncts;
   }
-  hetee_wbuf_u32(w, s->out_ncts);
-  for (uint32_t c = 0; c < s->out_ncts && !rc; c++) {
-    memset(slotbuf, 0, slots * sizeof *slotbuf);
-    for (uint32_t j = start[c]; j < start[c + 1]; j++) {
-      uint32_t k = order[j];
-      slotbuf[s->out_dst[k] % slots] = values[s->out_src[k]];
-    }
-    uint8_t *b = NULL;
-    size_t blen = 0;
-    /* saturates at +-bound and picks the rounding path from the bound */
-    rc = s->out_encoding == HETEE_ENC_COEFFS
-             ? hetee_ckks_encode_coeffs_bounded(e->ctx, slotbuf, slots, scale, level, bound, pt)
-             : hetee_ckks_encode_real_bounded(e->ctx, slotbuf, slots, scale, level, bound, pt);
-    if (!rc) rc = hetee_ckks_encrypt_sk(e->ctx, e->sk, pt, ct);
-    if (!rc) rc = hetee_ckks_ciphertext_save(e->ctx, ct, &b, &blen);
-    if (!rc) hetee_wbuf_blob(w, b, blen);
-    free(b);
-  }
-  if (!rc) *items += s->out_ncts;
-err:
-  sodium_memzero(slotbuf, slots * sizeof *slotbuf);
-  hetee_ckks_plaintext_free(pt);
-  hetee_ckks_ciphertext_free(ct);
+out:
+  job_free(&j, nthreads);
   free(start);
-  free(fill);
   free(order);
   return rc;
+}
+
+/* The locked workspace of a request (`need` bytes): kept between requests
+ * and grown when a request needs more (sodium_malloc: locked, guarded);
+ * the caller wipes what it used. */
+static void *workspace(enclave *e, size_t need) {
+  if (e->ws_cap >= need) return e->ws;
+  if (e->ws) sodium_free(e->ws);
+  e->ws = sodium_malloc(need);
+  e->ws_cap = e->ws ? need : 0;
+  return e->ws;
 }
 
 int enclave_handle_refresh(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *items) {
@@ -215,7 +421,6 @@ int enclave_handle_refresh(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *i
 int enclave_refresh_job_run(enclave *e, hetee_refresh_job *jp, hetee_rbuf *r, hetee_wbuf *w, uint64_t *items,
                             const enclave_refresh_hook *hook) {
   hetee_refresh_job job = *jp;
-  size_t slots = hetee_ckks_context_slots(e->ctx);
   int rc;
   /* every parameter-dependent check before anything is decrypted */
   int in_level, out_level;
@@ -230,34 +435,68 @@ int enclave_refresh_job_run(enclave *e, hetee_refresh_job *jp, hetee_rbuf *r, he
   size_t per = (size_t)job.spec.shape[0] * job.spec.shape[1] * job.spec.shape[2];
   size_t n = per * job.spec.batch;
   size_t unit = hetee_ckks_context_n(e->ctx); /* slot or coefficient vector of one ciphertext */
-  (void)slots;
+  size_t T = (size_t)enclave_pool_threads(e->pool);
   /* working set: tensor + pooling buffer (one sample) + one ciphertext's
-   * values and indices (+ one ciphertext) */
-  size_t need = (n + per + unit) * sizeof(double) + unit * sizeof(uint32_t);
+   * values and indices per thread (+ one ciphertext per thread) */
+  size_t need = (n + per + T * unit) * sizeof(double) + T * unit * sizeof(uint32_t);
   if (need > e->cfg.budget) {
     hetee_refresh_job_free(&job);
     return hetee_error(HETEE_ERR_LIMIT, "refresh job needs %zu bytes, budget is %zu: split the batch", need,
                        e->cfg.budget);
   }
-  /* one locked workspace per request: tensor | pooling buffer | slot vector */
-  double *ws = sodium_malloc(need);
+  /* one locked workspace: tensor | pooling buffer | per-thread values | indices */
+  double *ws = workspace(e, need);
   if (!ws) {
     rc = hetee_error(HETEE_ERR_NOMEM, "no memory for the refresh tensor");
     goto out;
   }
-  double *v = ws, *tmp = ws + n, *slotbuf = ws + n + per;
-  uint32_t *idxbuf = (uint32_t *)(slotbuf + unit);
-  rc = gather(e, r, job.spec.in_map, n, job.spec.in_encoding, in_level, in_scale, v, slotbuf, idxbuf, items);
+  double *v = ws, *tmp = ws + n, *unitbuf = ws + n + per;
+  uint32_t *idxbuf = (uint32_t *)(unitbuf + T * unit);
+  rc = gather(e, r, job.spec.in_map, n, job.spec.in_encoding, in_level, in_scale, v, unitbuf, idxbuf, items);
   if (rc) goto out;
   if (hook && (rc = hook->gathered(hook->arg, &job.spec, v, n))) goto out;
   int sh[3];
   hetee_ops_apply(&job.spec, v, tmp, sh);
   if (hook && (rc = hook->final(hook->arg, &job.spec, v, (size_t)sh[0] * sh[1] * sh[2] * job.spec.batch))) goto out;
-  rc = scatter_encrypt(e, &job.spec, out_level, out_scale, v, slotbuf, w, items);
+  rc = scatter_encrypt(e, &job.spec, out_level, out_scale, v, unitbuf, w, items);
 out:
-  if (ws) sodium_free(ws); /* sodium_free wipes */
+  if (ws) sodium_memzero(ws, need); /* decrypted values: wiped once per request */
   hetee_refresh_job_free(&job);
   return rc;
+}
+
+/* Start-up (before the seccomp filter): the worker threads, and on each
+ * thread its ciphertext object and one encoding, so that what the threads
+ * initialise lazily (malloc arenas, the ring layer's ISA choice, libgomp's
+ * per-thread state) is done before the filter. */
+static void warm_task(void *arg, int tid) {
+  enclave *e = arg;
+  size_t n = hetee_ckks_context_n(e->ctx);
+  double *v = calloc(n, sizeof *v);
+  hetee_ckks_plaintext *pt = NULL;
+  int rc = v ? hetee_ckks_plaintext_new(e->ctx, &pt) : HETEE_ERR_NOMEM;
+  if (!rc) rc = hetee_ckks_encode_coeffs(e->ctx, v, n, hetee_ckks_context_default_scale(e->ctx), 0, pt);
+  hetee_ckks_plaintext_free(pt);
+  free(v);
+  if (!e->tct[tid]) rc = hetee_ckks_ciphertext_new(e->ctx, &e->tct[tid]);
+  (void)rc; /* nothing here is needed: the first job allocates what is missing */
+}
+
+int enclave_threads_start(enclave *e) { return enclave_pool_start(e->cfg.threads, warm_task, e, &e->pool); }
+
+void enclave_threads_free(enclave *e) {
+  enclave_pool_free(e->pool);
+  e->pool = NULL;
+}
+
+void enclave_work_free(enclave *e) {
+  for (int t = 0; t < ENCLAVE_MAX_THREADS; t++) {
+    hetee_ckks_ciphertext_free(e->tct[t]);
+    e->tct[t] = NULL;
+  }
+  if (e->ws) sodium_free(e->ws);
+  e->ws = NULL;
+  e->ws_cap = 0;
 }
 
 /* Uniform noise in [-a, a] for each of the n values, from libsodium's
@@ -300,21 +539,23 @@ int enclave_release_values(enclave *e, hetee_rbuf *r, int prec_bits, double **va
                        "release of %u values at scale 2^%.2f: flooding noise 2^%.2f exceeds the policy's rounding "
                        "unit 2^-%d (decode at scale >= 2^%.2f)",
                        n, log2(scale), log2a, prec_bits, log2(scale) + log2a + prec_bits);
-  size_t unit = hetee_ckks_context_n(e->ctx);
+  size_t unit = hetee_ckks_context_n(e->ctx), T = (size_t)enclave_pool_threads(e->pool);
   (void)slots;
-  uint32_t *map = malloc(n * sizeof *map), *idxbuf = malloc(unit * sizeof *idxbuf);
-  double *v = sodium_malloc(n * sizeof *v), *slotbuf = sodium_malloc(unit * sizeof *slotbuf);
-  if (!map || !idxbuf || !v || !slotbuf) {
+  /* per-thread decoding buffers in the shared locked workspace; the
+   * released values in their own locked buffer (handed to the caller) */
+  size_t need = T * unit * (sizeof(double) + sizeof(uint32_t));
+  uint32_t *map = malloc(n * sizeof *map);
+  double *v = sodium_malloc(n * sizeof *v), *unitbuf = workspace(e, need);
+  if (!map || !v || !unitbuf) {
     rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
     goto out;
   }
   for (uint32_t i = 0; i < n; i++) map[i] = hetee_rbuf_u32(r);
-  rc = gather(e, r, map, n, enc, level, scale, v, slotbuf, idxbuf, items);
+  rc = gather(e, r, map, n, enc, level, scale, v, unitbuf, (uint32_t *)(unitbuf + T * unit), items);
   if (!rc) flood(v, n, exp2(log2a));
 out:
   free(map);
-  free(idxbuf);
-  if (slotbuf) sodium_free(slotbuf);
+  if (unitbuf) sodium_memzero(unitbuf, need);
   if (rc) {
     if (v) sodium_free(v);
     return rc;
@@ -325,6 +566,17 @@ out:
 }
 
 #else
+
+int enclave_threads_start(enclave *e) { return enclave_pool_start(e->cfg.threads, NULL, NULL, &e->pool); }
+void enclave_threads_free(enclave *e) {
+  enclave_pool_free(e->pool);
+  e->pool = NULL;
+}
+void enclave_work_free(enclave *e) {
+  if (e->ws) sodium_free(e->ws);
+  e->ws = NULL;
+  e->ws_cap = 0;
+}
 
 int enclave_handle_refresh(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *items) {
   return hetee_error(HETEE_ERR_UNSUPPORTED, "this enclave was built without the CKKS layer");

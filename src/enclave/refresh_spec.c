@@ -155,7 +155,8 @@ static uint32_t *read_u32s(hetee_rbuf *r, size_t n) {
   }
   uint32_t *a = malloc(n ? n * 4 : 4);
   if (!a) return NULL;
-  for (size_t i = 0; i < n; i++) a[i] = hetee_rbuf_u32(r);
+  const uint8_t *p = hetee_rbuf_get(r, 4 * n); /* checked above: in bounds */
+  for (size_t i = 0; i < n; i++) a[i] = hetee_rd32(p + 4 * i);
   return a;
 }
 
@@ -253,9 +254,10 @@ int hetee_refresh_spec_decode(hetee_rbuf *r, size_t slots, hetee_refresh_job *jo
   job->out_src = malloc(out_n ? out_n * 4u : 4u);
   if (!job->out_dst || !job->out_src) goto nomem;
   uint64_t nfinal = (uint64_t)s->batch * job->final_shape[0] * job->final_shape[1] * job->final_shape[2];
+  const uint8_t *pairs = hetee_rbuf_get(r, 8 * (size_t)out_n); /* checked above: in bounds */
   for (uint32_t i = 0; i < out_n; i++) {
-    job->out_dst[i] = hetee_rbuf_u32(r);
-    job->out_src[i] = hetee_rbuf_u32(r);
+    job->out_dst[i] = hetee_rd32(pairs + 8 * (size_t)i);
+    job->out_src[i] = hetee_rd32(pairs + 8 * (size_t)i + 4);
     if ((uint64_t)job->out_dst[i] >= (uint64_t)s->out_ncts * out_per || job->out_src[i] >= nfinal) {
       rc = hetee_error(HETEE_ERR_SHAPE, "refresh output pair %u (%u <- %u) out of range", i, job->out_dst[i],
                        job->out_src[i]);

@@ -16,6 +16,11 @@ void hetee_wbuf_free(hetee_wbuf *w) {
   memset(w, 0, sizeof *w);
 }
 
+void hetee_wbuf_free_public(hetee_wbuf *w) {
+  free(w->p);
+  memset(w, 0, sizeof *w);
+}
+
 int hetee_wbuf_reserve(hetee_wbuf *w, size_t extra) {
   if (w->err) return -1;
   if (extra > SIZE_MAX / 2 - w->len) {

@@ -30,6 +30,9 @@ typedef struct hetee_rbuf {
 void hetee_wbuf_init(hetee_wbuf *w);
 /* Frees the buffer, wiping it first (buffers may hold secrets). */
 void hetee_wbuf_free(hetee_wbuf *w);
+/* Frees without wiping: only for buffers that never held anything secret
+ * (ciphertexts, public requests). */
+void hetee_wbuf_free_public(hetee_wbuf *w);
 int hetee_wbuf_reserve(hetee_wbuf *w, size_t extra);
 void hetee_wbuf_put(hetee_wbuf *w, const void *src, size_t n);
 void hetee_wbuf_u8(hetee_wbuf *w, uint8_t v);

@@ -174,16 +174,31 @@ static int take_cts(hetee_frame *f, uint8_t ***out, size_t **out_lens, size_t *n
   return bad ? hetee_error(HETEE_ERR_PROTOCOL, "trailing bytes in a ciphertext list") : 0;
 }
 
+/* The request is the spec, then u32 n and n blobs (u64 length, bytes):
+ * sent in parts straight from the caller's ciphertexts (megabytes per
+ * request; no copy into one buffer). */
 static int refresh_one(hetee_enclave *e, const uint8_t *spec, size_t slen, const uint8_t *const *cts,
                        const size_t *lens, size_t n, uint8_t ***out, size_t **out_lens, size_t *nout) {
-  hetee_wbuf w;
-  hetee_wbuf_init(&w);
-  hetee_wbuf_put(&w, spec, slen);
-  put_cts(&w, cts, lens, n);
-  if (w.err) return hetee_error(HETEE_ERR_NOMEM, "no memory");
+  hetee_frame_part *parts = malloc((2 * n + 2) * sizeof *parts);
+  uint8_t *hdr = malloc(4 + 8 * n);
+  if (!parts || !hdr) {
+    free(parts);
+    free(hdr);
+    return hetee_error(HETEE_ERR_NOMEM, "no memory");
+  }
+  size_t k = 0;
+  parts[k++] = (hetee_frame_part){spec, slen};
+  hetee_le32(hdr, (uint32_t)n);
+  parts[k++] = (hetee_frame_part){hdr, 4};
+  for (size_t i = 0; i < n; i++) {
+    hetee_le64(hdr + 4 + 8 * i, (uint64_t)lens[i]);
+    parts[k++] = (hetee_frame_part){hdr + 4 + 8 * i, 8};
+    parts[k++] = (hetee_frame_part){cts[i], lens[i]};
+  }
   hetee_frame f;
-  int rc = hetee_enclave_call_frame(e, HETEE_MSG_REFRESH, w.p, w.len, &f, 1);
-  hetee_wbuf_free(&w);
+  int rc = hetee_enclave_call_parts(e, HETEE_MSG_REFRESH, parts, k, &f, 1);
+  free(parts);
+  free(hdr);
   return rc ? rc : take_cts(&f, out, out_lens, nout);
 }
 

@@ -199,12 +199,18 @@ static int died(hetee_enclave *e, const char *what) {
 
 int hetee_enclave_call_frame(hetee_enclave *e, uint16_t type, const uint8_t *body, size_t len, hetee_frame *reply,
                              int may_restart) {
+  hetee_frame_part part = {body, len};
+  return hetee_enclave_call_parts(e, type, &part, 1, reply, may_restart);
+}
+
+int hetee_enclave_call_parts(hetee_enclave *e, uint16_t type, const hetee_frame_part *parts, size_t nparts,
+                             hetee_frame *reply, int may_restart) {
   if (e->fd < 0) {
     if (!may_restart || !e->auto_restart) return hetee_error(HETEE_ERR_STATE, "enclave is not running");
     return died(e, "not running");
   }
   uint64_t id = ++e->next_id;
-  int rc = hetee_frame_write(e->fd, type, id, body, len);
+  int rc = hetee_frame_write_parts(e->fd, type, id, parts, nparts);
   if (rc == HETEE_ERR_IO) return may_restart ? died(e, "write failed") : rc;
   if (rc) return rc;
   rc = hetee_frame_read(e->fd, HETEE_FRAME_MAX_BODY, reply);

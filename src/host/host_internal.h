@@ -24,6 +24,10 @@ struct hetee_enclave {
  * configured) and fail with HETEE_ERR_IO. */
 int hetee_enclave_call_frame(hetee_enclave *e, uint16_t type, const uint8_t *body, size_t len, hetee_frame *reply,
                              int may_restart);
+/* The same with the request body given in parts (written without copying
+ * them together). */
+int hetee_enclave_call_parts(hetee_enclave *e, uint16_t type, const hetee_frame_part *parts, size_t nparts,
+                             hetee_frame *reply, int may_restart);
 int hetee_enclave_info_get_noretry(hetee_enclave *e, hetee_enclave_info *out);
 
 #endif

@@ -73,7 +73,7 @@ static inline __m256i tw2(const uint64_t *p) {
 /* [p0 p2 p1 p3]: lane order of the unpack-based distance-1 butterflies */
 static inline __m256i tw4(const uint64_t *p) { return _mm256_permute4x64_epi64(LD(p), 0xD8); }
 
-static void ntt_forward(const hetee_ntt_tables *t, uint64_t *a) {
+static void avx2_ntt_forward_entry(const hetee_ntt_tables *t, uint64_t *a) {
   const size_t n = t->n;
   if (n < 8) {
     hetee_ntt_forward_ref(t, a);
@@ -133,7 +133,7 @@ static void ntt_forward(const hetee_ntt_tables *t, uint64_t *a) {
   }
 }
 
-static void ntt_inverse(const hetee_ntt_tables *t, uint64_t *a) {
+static void avx2_ntt_inverse_entry(const hetee_ntt_tables *t, uint64_t *a) {
   const size_t n = t->n;
   if (n < 8) {
     hetee_ntt_inverse_ref(t, a);
@@ -200,14 +200,14 @@ static void ntt_inverse(const hetee_ntt_tables *t, uint64_t *a) {
   }
 }
 
-static void ntt_inverse_add(const hetee_ntt_tables *t, const uint64_t *in, uint64_t *out, uint64_t s) {
-  hetee_ntt_inverse_add_steps(ntt_inverse, t, in, out, s);
+static void avx2_ntt_inverse_add_entry(const hetee_ntt_tables *t, const uint64_t *in, uint64_t *out, uint64_t s) {
+  hetee_ntt_inverse_add_steps(avx2_ntt_inverse_entry, t, in, out, s);
 }
 
 const hetee_ring_kernels hetee_ring_kernels_avx2 = {
-    "avx2", ntt_forward, ntt_inverse, hetee_vec_add_avx2,
+    "avx2", avx2_ntt_forward_entry, avx2_ntt_inverse_entry, hetee_vec_add_avx2,
     hetee_vec_sub_avx2, hetee_vec_mul_ref, hetee_vec_muladd_ref, hetee_vec_mul_scalar_ref,
     hetee_vec_add_scalar_ref, hetee_vec_reduce_ref, hetee_vec_dot_ref, hetee_vec_tensor2_ref,
     hetee_vec_dot2_ref, hetee_vec_reduce_add_scalar_ref, hetee_vec_sub_mul_scalar_add_ref,
-    ntt_inverse_add,
+    avx2_ntt_inverse_add_entry,
 };

@@ -33,25 +33,29 @@ static inline __m512i avx512_mul_lazy(__m512i y, __m512i w, __m512i wp, __m512i 
 #define mul_lazy avx512_mul_lazy
 #include "ntt_avx512_tmpl.h"
 
+/* The kernel-table entries. For primes above IFMA's 50 bits (the 60-bit q_0
+ * of the usual chains) the compiler inlines the vpmuludq kernel into them,
+ * so in a profile that NTT shows under these names (named apart from the
+ * AVX2 ones so the two cannot be confused). */
 void hetee_ntt_forward_avx512ifma(const hetee_ntt_tables *t, uint64_t *a);
 void hetee_ntt_inverse_avx512ifma(const hetee_ntt_tables *t, uint64_t *a);
 void hetee_ntt_inverse_add_avx512ifma(const hetee_ntt_tables *t, const uint64_t *in, uint64_t *out, uint64_t s);
 
-static void ntt_forward(const hetee_ntt_tables *t, uint64_t *a) {
+static void avx512_ntt_forward_entry(const hetee_ntt_tables *t, uint64_t *a) {
   if (t->fwd_shoup52 && hetee_ring_cpu_has_ifma())
     hetee_ntt_forward_avx512ifma(t, a);
   else
     avx512_forward(t, a);
 }
 
-static void ntt_inverse(const hetee_ntt_tables *t, uint64_t *a) {
+static void avx512_ntt_inverse_entry(const hetee_ntt_tables *t, uint64_t *a) {
   if (t->inv_shoup52 && hetee_ring_cpu_has_ifma())
     hetee_ntt_inverse_avx512ifma(t, a);
   else
     avx512_inverse(t, a);
 }
 
-static void ntt_inverse_add(const hetee_ntt_tables *t, const uint64_t *in, uint64_t *out, uint64_t s) {
+static void avx512_ntt_inverse_add_entry(const hetee_ntt_tables *t, const uint64_t *in, uint64_t *out, uint64_t s) {
   if (t->inv_shoup52 && hetee_ring_cpu_has_ifma())
     hetee_ntt_inverse_add_avx512ifma(t, in, out, s);
   else
@@ -59,9 +63,9 @@ static void ntt_inverse_add(const hetee_ntt_tables *t, const uint64_t *in, uint6
 }
 
 const hetee_ring_kernels hetee_ring_kernels_avx512 = {
-    "avx512", ntt_forward, ntt_inverse, hetee_vec_add_avx512,
+    "avx512", avx512_ntt_forward_entry, avx512_ntt_inverse_entry, hetee_vec_add_avx512,
     hetee_vec_sub_avx512, hetee_vec_mul_avx512, hetee_vec_muladd_avx512, hetee_vec_mul_scalar_avx512,
     hetee_vec_add_scalar_avx512, hetee_vec_reduce_avx512, hetee_vec_dot_avx512, hetee_vec_tensor2_avx512,
     hetee_vec_dot2_avx512, hetee_vec_reduce_add_scalar_avx512, hetee_vec_sub_mul_scalar_add_avx512,
-    ntt_inverse_add,
+    avx512_ntt_inverse_add_entry,
 };

@@ -11,35 +11,116 @@
  * cbd      centered binomial with k = 21 (Kyber-style, Alkim et al. 2016):
  *          read 6 bytes, little-endian 48-bit word w, output
  *          popcount(w & (2^21-1)) - popcount((w >> 21) & (2^21-1)); variance
- *          k/2 = 10.5, sigma ~ 3.24. Popcount by SWAR arithmetic, no table.
+ *          k/2 = 10.5, sigma ~ 3.24. Popcount by SWAR arithmetic, no table;
+ *          8 samples at a time with AVX-512BW when the ring layer runs
+ *          AVX-512 (the same integers; HETEE_ISA=ref pins the scalar code).
  */
 #include "ring_internal.h"
 
 #include <sodium.h>
+#include <string.h>
 
-static uint64_t load_le(const uint8_t *b, int k) {
+/* Little-endian 64-bit word at b (one load on little-endian hosts). */
+static inline uint64_t load_le64(const uint8_t *b) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  uint64_t w;
+  memcpy(&w, b, 8);
+  return w;
+#else
   uint64_t w = 0;
-  for (int i = 0; i < k; i++)
+  for (int i = 0; i < 8; i++)
     w |= (uint64_t)b[i] << (8 * i);
   return w;
+#endif
 }
 
+#if (defined(__x86_64__) || defined(__i386__)) && !defined(HETEE_RING_NO_SIMD) && defined(__GNUC__)
+#define SAMPLER_AVX512 1
+#include <immintrin.h>
+
+/* cbd_of for 8 samples at once (AVX-512F/BW): the 48 bytes at src (64 must
+ * be readable) spread by vpermw into eight 64-bit lanes of three 16-bit
+ * words each, the two 21-bit halves counted with the same SWAR steps per
+ * lane and summed by vpsadbw, the difference narrowed to 8 bytes. The same
+ * integers as cbd_of; no branch or index depends on the bits. */
+__attribute__((target("avx512f,avx512bw"))) static void cbd8_avx512(const uint8_t *src, int8_t *out) {
+  const __m512i idx = _mm512_set_epi16(31, 23, 22, 21, 31, 20, 19, 18, 31, 17, 16, 15, 31, 14, 13, 12, 31, 11, 10, 9,
+                                       31, 8, 7, 6, 31, 5, 4, 3, 31, 2, 1, 0);
+  const __m512i k21 = _mm512_set1_epi64((1 << HETEE_CBD_K) - 1), m1 = _mm512_set1_epi64(0x5555555555555555ll),
+                m2 = _mm512_set1_epi64(0x3333333333333333ll), m4 = _mm512_set1_epi64(0x0f0f0f0f0f0f0f0fll),
+                zero = _mm512_setzero_si512();
+  __m512i y = _mm512_permutexvar_epi16(idx, _mm512_loadu_si512((const void *)src));
+  __m512i v[2] = {_mm512_and_si512(y, k21), _mm512_and_si512(_mm512_srli_epi64(y, HETEE_CBD_K), k21)};
+  for (int h = 0; h < 2; h++) {
+    __m512i x = v[h];
+    x = _mm512_sub_epi64(x, _mm512_and_si512(_mm512_srli_epi64(x, 1), m1));
+    x = _mm512_add_epi64(_mm512_and_si512(x, m2), _mm512_and_si512(_mm512_srli_epi64(x, 2), m2));
+    x = _mm512_and_si512(_mm512_add_epi64(x, _mm512_srli_epi64(x, 4)), m4);
+    v[h] = _mm512_sad_epu8(x, zero); /* byte counts summed per lane */
+  }
+  _mm_storel_epi64((__m128i *)(void *)out, _mm512_cvtepi64_epi8(_mm512_sub_epi64(v[0], v[1])));
+}
+
+/* AVX-512 F and BW with the ring layer's AVX-512 pick (HETEE_ISA=ref pins
+ * the scalar code). */
+static int sampler_use_avx512(void) {
+  static int use = -1; /* racing first calls store the same value */
+  if (use < 0) use = hetee_ring_isa() == HETEE_ISA_AVX512 && __builtin_cpu_supports("avx512bw");
+  return use;
+}
+/* The uniform rule for k whole words at src, 8 at a time (AVX-512F): the
+ * words below q are stored contiguously from out (vpcompressq), the count
+ * returned. Public data only (the uniform `a`). */
+__attribute__((target("avx512f"))) static size_t uniform8_avx512(const uint8_t *src, size_t k, uint64_t mask,
+                                                                 uint64_t q, uint64_t *out) {
+  const __m512i vm = _mm512_set1_epi64((long long)mask), vq = _mm512_set1_epi64((long long)q);
+  size_t j = 0;
+  for (size_t t = 0; t + 8 <= k; t += 8) {
+    __m512i w = _mm512_and_si512(_mm512_loadu_si512((const void *)(src + 8 * t)), vm);
+    __mmask8 keep = _mm512_cmplt_epu64_mask(w, vq);
+    _mm512_mask_compressstoreu_epi64((void *)(out + j), keep, w);
+    j += (size_t)__builtin_popcount((unsigned)keep);
+  }
+  return j;
+}
+#endif
+
+/* Words are taken straight from the PRG buffer: a run of k words, each
+ * stored at out[j] and kept by advancing j when it is < q (k is at most the
+ * number of outputs still missing, so a store never passes out[n-1]). The
+ * stream position is kept in a local, not in *p, which the stores to out
+ * could alias. A word that straddles the end of the buffer goes through
+ * hetee_prg_bytes, as before: the same words are read in the same order,
+ * so the output is the documented rule's. */
 void hetee_sample_uniform(hetee_prg *p, const hetee_modulus *m, uint64_t *out, size_t n) {
   const uint64_t q = m->q;
   const uint64_t mask = (m->bits >= 64) ? ~(uint64_t)0 : (((uint64_t)1 << m->bits) - 1);
-  uint8_t b[8];
-  for (size_t i = 0; i < n;) {
-    uint64_t w;
-    if (p->len - p->pos >= 8) { /* fast path: the word is in the buffer */
-      w = load_le(p->buf + p->pos, 8);
-      p->pos += 8;
-    } else {
+  size_t i = 0;
+  while (i < n) {
+    size_t pos = p->pos, avail = (p->len - pos) / 8;
+    if (avail == 0) { /* empty buffer or a word across its end */
+      uint8_t b[8];
       hetee_prg_bytes(p, b, 8);
-      w = load_le(b, 8);
+      uint64_t w = load_le64(b) & mask;
+      if (w < q)
+        out[i++] = w;
+      continue;
     }
-    w &= mask;
-    if (w < q)
-      out[i++] = w;
+    size_t k = n - i < avail ? n - i : avail, j = i, t = 0;
+    const uint8_t *src = p->buf + pos;
+#ifdef SAMPLER_AVX512
+    if (sampler_use_avx512() && k >= 8) { /* whole groups of 8 words; the rest below */
+      j += uniform8_avx512(src, k, mask, q, out + i);
+      t = k & ~(size_t)7;
+    }
+#endif
+    for (; t < k; t++) {
+      uint64_t w = load_le64(src + 8 * t) & mask;
+      out[j] = w;
+      j += (size_t)(w < q); /* public: the uniform polynomial is public */
+    }
+    p->pos = pos + 8 * k;
+    i = j;
   }
 }
 
@@ -62,25 +143,52 @@ void hetee_sample_ternary(hetee_prg *p, int8_t *out, size_t n) {
   sodium_memzero(buf, sizeof buf);
 }
 
-static inline uint32_t popcount21(uint64_t x) {
+/* popcount(w & (2^21-1)) - popcount((w >> 21) & (2^21-1)) for a 48-bit w:
+ * both halves in one SWAR popcount (bits 0..20 and 32..52 of x), then the
+ * byte counts of each 32-bit half summed (at most 21, fits a byte). No
+ * table, no branch. */
+static inline int cbd_of(uint64_t w) {
+  const uint64_t k21 = ((uint64_t)1 << HETEE_CBD_K) - 1;
+  uint64_t x = (w & k21) | (((w >> HETEE_CBD_K) & k21) << 32);
   x = x - ((x >> 1) & 0x5555555555555555ull);
   x = (x & 0x3333333333333333ull) + ((x >> 2) & 0x3333333333333333ull);
   x = (x + (x >> 4)) & 0x0f0f0f0f0f0f0f0full;
-  return (uint32_t)((x * 0x0101010101010101ull) >> 56);
+  x = x + (x >> 8);
+  x = x + (x >> 16);
+  return (int)(x & 0xff) - (int)((x >> 32) & 0xff);
 }
 
+
+/* Samples are read straight from the PRG buffer (6 bytes each, loaded as
+ * an 8-byte word whose top 2 bytes are dropped, so a sample is taken here
+ * only while those 8 bytes lie inside the buffer); one that straddles its
+ * end goes through hetee_prg_bytes. The keystream bytes are left in the
+ * PRG buffer, which the caller wipes with the PRG (hetee_prg_wipe). */
 void hetee_sample_cbd(hetee_prg *p, int8_t *out, size_t n) {
-  const uint64_t k21 = ((uint64_t)1 << HETEE_CBD_K) - 1;
-  uint8_t buf[6 * 64];
-  for (size_t i = 0; i < n;) {
-    size_t chunk = n - i < 64 ? n - i : 64;
-    hetee_prg_bytes(p, buf, 6 * chunk);
-    for (size_t j = 0; j < chunk; j++) {
-      uint64_t w = load_le(buf + 6 * j, 6);
-      int32_t a = (int32_t)popcount21(w & k21), b = (int32_t)popcount21((w >> HETEE_CBD_K) & k21);
-      out[i + j] = (int8_t)(a - b);
+  const uint64_t m48 = ((uint64_t)1 << 48) - 1;
+  size_t i = 0;
+  while (i < n) {
+    size_t pos = p->pos, avail = p->len - pos;
+    if (avail < 8) {
+      uint8_t b[8] = {0};
+      hetee_prg_bytes(p, b, 6);
+      out[i++] = (int8_t)cbd_of(load_le64(b) & m48);
+      sodium_memzero(b, sizeof b);
+      continue;
     }
-    i += chunk;
+    size_t k = (avail - 2) / 6; /* samples t with 6t + 8 <= avail */
+    if (k > n - i)
+      k = n - i;
+    const uint8_t *src = p->buf + pos;
+    size_t t = 0;
+#ifdef SAMPLER_AVX512
+    /* 8 samples read 64 bytes: while 6 (t + 8) + 16 <= avail */
+    if (sampler_use_avx512())
+      for (; t + 8 <= k && 6 * t + 64 <= avail; t += 8) cbd8_avx512(src + 6 * t, out + i + t);
+#endif
+    for (; t < k; t++)
+      out[i + t] = (int8_t)cbd_of(load_le64(src + 6 * t) & m48);
+    p->pos = pos + 6 * k;
+    i += k;
   }
-  sodium_memzero(buf, sizeof buf);
 }

@@ -3,7 +3,9 @@
  * (parameters, secret / public / relinearization / Galois keys, plaintexts,
  * seeded and full ciphertexts of size 2 and 3), the seeded formats' sizes,
  * rejection of truncated, bit-flipped (header fields, residues >= q) and
- * other-parameter inputs with their specific error codes, and a fuzz loop of
+ * other-parameter inputs with their specific error codes (also through
+ * load_into on a reused object), the buffer variants (save_size, save_to,
+ * load_into) against save / load, and a fuzz loop of
  * random and mutated bytes over every loader (must never crash; run under
  * ASan by `make test`).
  */
@@ -298,6 +300,67 @@ static void test_data_roundtrip(void **state) {
   free(ref);
 }
 
+/* save_size / save_to give save's bytes; load_into gives load's object,
+ * reusing one ciphertext object across sizes, levels and seeded / full
+ * forms. */
+static void test_buffer_variants(void **state) {
+  fixture *f = *state;
+  double *v = malloc(f->slots * sizeof *v);
+  tu_fill(v, f->slots, 31);
+  hetee_ckks_ciphertext *cs = enc(f, v, 0), *cp = enc(f, v, 1), *c3 = NULL, *c1 = NULL, *into = NULL;
+  TU_OK(hetee_ckks_ciphertext_new(f->ctx, &c3));
+  TU_OK(hetee_ckks_ciphertext_new(f->ctx, &c1));
+  TU_OK(hetee_ckks_ciphertext_new(f->ctx, &into));
+  TU_OK(hetee_ckks_eval_mul(f->ctx, cs, cp, c3));
+  TU_OK(hetee_ckks_eval_drop_level(f->ctx, cp, 1, c1));
+  hetee_ckks_ciphertext *all[5] = {cs, c3, c1, cp, cs};
+  for (int k = 0; k < 5; k++) {
+    uint8_t *want = NULL, *got = NULL, *again = NULL;
+    size_t wl = 0, sz = 0, gl = 0, al = 0;
+    TU_OK(hetee_ckks_ciphertext_save(f->ctx, all[k], &want, &wl));
+    TU_OK(hetee_ckks_ciphertext_save_size(f->ctx, all[k], &sz));
+    assert_int_equal(sz, wl);
+    got = malloc(wl + 5);
+    assert_int_equal(hetee_ckks_ciphertext_save_to(f->ctx, all[k], got, wl - 1, &gl), HETEE_ERR_LIMIT);
+    assert_int_equal(gl, 0);
+    TU_OK(hetee_ckks_ciphertext_save_to(f->ctx, all[k], got, wl + 5, &gl));
+    assert_int_equal(gl, wl);
+    assert_memory_equal(got, want, wl);
+    TU_OK(hetee_ckks_ciphertext_load_into(f->ctx, got, gl, into));
+    assert_int_equal(hetee_ckks_ciphertext_size(into), hetee_ckks_ciphertext_size(all[k]));
+    assert_int_equal(hetee_ckks_ciphertext_level(into), hetee_ckks_ciphertext_level(all[k]));
+    assert_true(hetee_ckks_ciphertext_scale(into) == hetee_ckks_ciphertext_scale(all[k]));
+    TU_OK(hetee_ckks_ciphertext_save(f->ctx, into, &again, &al));
+    assert_int_equal(al, wl);
+    assert_memory_equal(again, want, wl); /* seeded stays seeded */
+    free(want);
+    free(got);
+    free(again);
+  }
+  tu_check_bits("load_into after reuse", dec_bits(f, f->sk, into, v), 28);
+  /* argument errors */
+  size_t l = 7;
+  uint8_t one[1];
+  hetee_ckks_ciphertext *empty = NULL;
+  TU_OK(hetee_ckks_ciphertext_new(f->ctx, &empty));
+  assert_int_equal(hetee_ckks_ciphertext_save_size(f->ctx, empty, &l), HETEE_ERR_LEVEL);
+  assert_int_equal(l, 0);
+  assert_int_equal(hetee_ckks_ciphertext_save_size(f->ctx, NULL, &l), HETEE_ERR_INVALID_ARG);
+  assert_int_equal(hetee_ckks_ciphertext_save_size(f->ctx, cs, NULL), HETEE_ERR_INVALID_ARG);
+  assert_int_equal(hetee_ckks_ciphertext_save_to(f->ctx, cs, NULL, 10, &l), HETEE_ERR_INVALID_ARG);
+  assert_int_equal(hetee_ckks_ciphertext_save_to(f->other, cs, one, 1, &l), HETEE_ERR_CONTEXT);
+  assert_int_equal(hetee_ckks_ciphertext_load_into(f->ctx, one, 1, NULL), HETEE_ERR_INVALID_ARG);
+  assert_int_equal(hetee_ckks_ciphertext_load_into(NULL, one, 1, into), HETEE_ERR_INVALID_ARG);
+  assert_int_equal(hetee_ckks_ciphertext_level(into), -1);
+  hetee_ckks_ciphertext_free(empty);
+  hetee_ckks_ciphertext_free(into);
+  hetee_ckks_ciphertext_free(c1);
+  hetee_ckks_ciphertext_free(c3);
+  hetee_ckks_ciphertext_free(cp);
+  hetee_ckks_ciphertext_free(cs);
+  free(v);
+}
+
 static void put16(uint8_t *p, uint16_t v) {
   p[0] = (uint8_t)v;
   p[1] = (uint8_t)(v >> 8);
@@ -316,7 +379,19 @@ static void test_corrupt(void **state) {
   TU_OK(hetee_ckks_ciphertext_save(f->ctx, cp, &buf, &len));
   b = malloc(len + 1);
 #define RESET() memcpy(b, buf, len)
-#define EXPECT(code, l) assert_int_equal(hetee_ckks_ciphertext_load(f->ctx, b, (l), &o), (code)); assert_null(o)
+  hetee_ckks_ciphertext *into = NULL;
+  TU_OK(hetee_ckks_ciphertext_new(f->ctx, &into));
+  TU_OK(hetee_ckks_ciphertext_copy(cp, into));
+  /* load and load_into (reusing one object) give the same code; a failed
+   * load_into leaves the object empty */
+#define EXPECT(code, l)                                                           \
+  do {                                                                          \
+    assert_int_equal(hetee_ckks_ciphertext_load(f->ctx, b, (l), &o), (code));   \
+    assert_null(o);                                                             \
+    assert_int_equal(hetee_ckks_ciphertext_load_into(f->ctx, b, (l), into), (code)); \
+    assert_int_equal(hetee_ckks_ciphertext_size(into), 0);                      \
+    assert_int_equal(hetee_ckks_ciphertext_level(into), -1);                    \
+  } while (0)
   RESET();
   EXPECT(HETEE_ERR_TRUNCATED, len - 1);
   EXPECT(HETEE_ERR_TRUNCATED, 51);
@@ -367,6 +442,7 @@ static void test_corrupt(void **state) {
   hetee_ckks_secret_key_free(so);
 #undef RESET
 #undef EXPECT
+  hetee_ckks_ciphertext_free(into);
   free(b);
   free(buf);
   free(v);
@@ -393,6 +469,8 @@ static void test_fuzz(void **state) {
   TU_OK(hetee_ckks_ciphertext_save(f->ctx, cp, &objs[6], &lens[6]));
   uint64_t s = 99;
   int accepted = 0, rejected = 0;
+  hetee_ckks_ciphertext *reuse = NULL;
+  TU_OK(hetee_ckks_ciphertext_new(f->ctx, &reuse));
   for (int it = 0; it < iters; it++) {
     int which = (int)(tu_rand(&s) % 7);
     size_t len = lens[which];
@@ -435,6 +513,17 @@ static void test_fuzz(void **state) {
     rcs[4] = hetee_ckks_plaintext_load(f->ctx, b, len, &p);
     hetee_ckks_plaintext_free(p);
     rcs[5] = rcs[6] = hetee_ckks_ciphertext_load(f->ctx, b, len, &ct);
+    assert_int_equal(hetee_ckks_ciphertext_load_into(f->ctx, b, len, reuse), rcs[5]);
+    if (!rcs[5]) { /* same object either way: saved again, the same bytes */
+      uint8_t *x1 = NULL, *x2 = NULL;
+      size_t l1 = 0, l2 = 0;
+      TU_OK(hetee_ckks_ciphertext_save(f->ctx, ct, &x1, &l1));
+      TU_OK(hetee_ckks_ciphertext_save(f->ctx, reuse, &x2, &l2));
+      assert_int_equal(l1, l2);
+      assert_memory_equal(x1, x2, l1);
+      free(x1);
+      free(x2);
+    }
     rc = rcs[which];
     accepted += rc == 0;
     if (ct) { /* an accepted mutation must still be a usable object */
@@ -452,6 +541,7 @@ static void test_fuzz(void **state) {
    * accepted ones are flips inside residues that stay < q, or in seeds) */
   assert_true(rejected > iters / 2);
   for (int i = 0; i < 7; i++) free(objs[i]);
+  hetee_ckks_ciphertext_free(reuse);
   hetee_ckks_ciphertext_free(cs);
   hetee_ckks_ciphertext_free(cp);
   hetee_ckks_plaintext_free(pt);
@@ -461,7 +551,7 @@ static void test_fuzz(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_params),  cmocka_unit_test(test_layout), cmocka_unit_test(test_keys_roundtrip), cmocka_unit_test(test_data_roundtrip),
-      cmocka_unit_test(test_corrupt), cmocka_unit_test(test_fuzz),
+      cmocka_unit_test(test_buffer_variants), cmocka_unit_test(test_corrupt), cmocka_unit_test(test_fuzz),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

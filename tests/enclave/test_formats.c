@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -60,6 +61,69 @@ static void test_frames(void **state) {
   assert_int_equal(write(sv[0], part, sizeof part), (ssize_t)sizeof part);
   close(sv[0]);
   assert_int_equal(hetee_frame_read(sv[1], 100, &f), HETEE_ERR_IO);
+  close(sv[1]);
+}
+
+/* A frame written in parts (hetee_frame_write_parts: more parts than one
+ * sendmsg takes, empty ones, one part larger than the socket buffer) reads
+ * back as the concatenation; a body above the limit is refused before
+ * anything is written. */
+typedef struct {
+  int fd;
+  hetee_frame_part *parts;
+  size_t n;
+  int rc;
+} parts_arg;
+
+static void *write_parts_thread(void *a) {
+  parts_arg *pa = a;
+  pa->rc = hetee_frame_write_parts(pa->fd, HETEE_MSG_REFRESH, 77, pa->parts, pa->n);
+  return NULL;
+}
+
+static void test_frame_parts(void **state) {
+  int sv[2];
+  assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+  enum { NP = 3001 };
+  size_t total = 0, sizes[NP];
+  uint64_t x = 12345;
+  for (size_t i = 0; i < NP; i++) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    sizes[i] = i == 1500 ? (1u << 20) : (i % 7 == 0 ? 0 : (size_t)(x % 700));
+    total += sizes[i];
+  }
+  uint8_t *src = malloc(total), *want = src;
+  for (size_t i = 0; i < total; i++) src[i] = (uint8_t)(i * 131 + (i >> 9));
+  hetee_frame_part *parts = malloc(NP * sizeof *parts);
+  size_t off = 0;
+  for (size_t i = 0; i < NP; i++) {
+    parts[i].p = src + off;
+    parts[i].len = sizes[i];
+    off += sizes[i];
+  }
+  parts_arg pa = {sv[0], parts, NP, -1};
+  pthread_t t;
+  assert_int_equal(pthread_create(&t, NULL, write_parts_thread, &pa), 0);
+  hetee_frame f;
+  assert_int_equal(hetee_frame_read(sv[1], HETEE_FRAME_MAX_BODY, &f), 0);
+  pthread_join(t, NULL);
+  assert_int_equal(pa.rc, 0);
+  assert_int_equal(f.type, HETEE_MSG_REFRESH);
+  assert_int_equal(f.id, 77);
+  assert_int_equal(f.len, total);
+  assert_memory_equal(f.body, want, total);
+  hetee_frame_clear(&f);
+  /* above the limit: nothing written (the next frame reads cleanly) */
+  hetee_frame_part big[2] = {{src, HETEE_FRAME_MAX_BODY}, {src, 1}};
+  assert_int_equal(hetee_frame_write_parts(sv[0], HETEE_MSG_REFRESH, 78, big, 2), HETEE_ERR_LIMIT);
+  assert_int_equal(hetee_frame_write_parts(sv[0], HETEE_MSG_PING, 79, parts, 3), 0);
+  assert_int_equal(hetee_frame_read(sv[1], HETEE_FRAME_MAX_BODY, &f), 0);
+  assert_int_equal(f.id, 79);
+  assert_int_equal(f.len, sizes[0] + sizes[1] + sizes[2]);
+  hetee_frame_clear(&f);
+  free(parts);
+  free(src);
+  close(sv[0]);
   close(sv[1]);
 }
 
@@ -306,6 +370,22 @@ static void test_atomic_file_and_config(void **state) {
     assert_int_equal(enclave_config_parse(twice[i], &c), HETEE_ERR_PARAMS);
     assert_non_null(strstr(hetee_last_error(), "given twice"));
   }
+  /* threads= (optional): 1..64, 1 when absent, 2 in the default */
+  assert_int_equal(c.threads, 0); /* cleared by the failed parses above */
+  assert_int_equal(enclave_config_parse(HETEE_ENCLAVE_DEFAULT_CONFIG, &c), 0);
+  assert_int_equal(c.threads, 2);
+  assert_int_equal(enclave_config_parse("logn=13;q=60,40,40;p=60;scale=40;budget=268435456;max_galois=32", &c), 0);
+  assert_int_equal(c.threads, 1);
+  assert_int_equal(enclave_config_parse("threads=64;logn=13;q=60,40,40;p=60;scale=40;budget=268435456;max_galois=32", &c),
+                   0);
+  assert_int_equal(c.threads, 64);
+  static const char *bad_threads[] = {"threads=0", "threads=65", "threads=", "threads=2x", "threads=-1",
+                                      "threads=2;threads=2"};
+  for (size_t i = 0; i < sizeof bad_threads / sizeof *bad_threads; i++) {
+    char cfg[200];
+    snprintf(cfg, sizeof cfg, "logn=13;q=60,40,40;p=60;scale=40;budget=268435456;max_galois=32;%s", bad_threads[i]);
+    assert_int_equal(enclave_config_parse(cfg, &c), HETEE_ERR_PARAMS);
+  }
 }
 
 /* The mp= key (model providers allowed to set release policies): built by
@@ -375,7 +455,8 @@ static void test_config_mps(void **state) {
 int main(void) {
   if (sodium_init() < 0) return 1;
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_frames),        cmocka_unit_test(test_refresh_spec_roundtrip),
+      cmocka_unit_test(test_frames),        cmocka_unit_test(test_frame_parts),
+      cmocka_unit_test(test_refresh_spec_roundtrip),
       cmocka_unit_test(test_seal_blob),     cmocka_unit_test(test_channel),
       cmocka_unit_test(test_evidence_format), cmocka_unit_test(test_atomic_file_and_config),
       cmocka_unit_test(test_config_mps),

@@ -3,13 +3,15 @@
  * hetee-launcher + hetee-enclave processes: evidence round trip, each
  * verifier failure with its own code (tampered binary, wrong platform key,
  * swapped key bundle, replayed evidence), sessions (replay, tampering,
- * unbound evidence), hardening visible from /proc, crash + automatic restart.
+ * unbound evidence), hardening visible from /proc (every thread filtered),
+ * crash + automatic restart.
  */
 #define _GNU_SOURCE /* memmem */
 #include <sys/resource.h>
 
 #include "enclave/fixture.h"
 
+#include <dirent.h>
 #include <signal.h>
 #include <sys/wait.h>
 
@@ -225,7 +227,7 @@ static void test_session_needs_issued_evidence(void **state) {
 }
 
 static void read_proc(int pid, const char *file, char *buf, size_t n) {
-  char p[64];
+  char p[400];
   snprintf(p, sizeof p, "/proc/%d/%s", pid, file);
   FILE *fp = fopen(p, "r");
   assert_non_null(fp);
@@ -252,6 +254,31 @@ static void test_hardening_visible(void **state) {
   assert_non_null(sc);
   assert_int_equal(atoi(sc + strlen("Seccomp:")), 2); /* filter mode */
 #endif
+  /* the default configuration's 2 threads (threads=2), created before the
+   * filter; every one of them runs under it */
+  read_proc(info.pid, "status", buf, sizeof buf);
+  const char *th = strstr(buf, "Threads:");
+  assert_non_null(th);
+  assert_int_equal(atoi(th + strlen("Threads:")), 2);
+  char tdir[64];
+  snprintf(tdir, sizeof tdir, "/proc/%d/task", info.pid);
+  DIR *d = opendir(tdir);
+  assert_non_null(d);
+  int ntask = 0;
+  for (struct dirent *de; (de = readdir(d));) {
+    if (de->d_name[0] == '.') continue;
+    char tfile[300];
+    snprintf(tfile, sizeof tfile, "task/%s/status", de->d_name);
+    read_proc(info.pid, tfile, buf, sizeof buf);
+#ifndef HETEE_SANITIZE
+    sc = strstr(buf, "Seccomp:");
+    assert_non_null(sc);
+    assert_int_equal(atoi(sc + strlen("Seccomp:")), 2);
+#endif
+    ntask++;
+  }
+  closedir(d);
+  assert_int_equal(ntask, 2);
   /* the enclave runs with a clean environment, whatever the host sets */
   char envp[64];
   snprintf(envp, sizeof envp, "/proc/%d/environ", info.pid);

@@ -4,7 +4,9 @@
  * the values the enclave encrypts equal a naive plaintext reference computed
  * here (libm, plain loops) within 2^-20. Results are read back through a
  * VALUES release with 24 fractional bits, so the stated precision covers
- * input encryption + refresh + release rounding (2^-25).
+ * input encryption + refresh + release rounding (2^-25). The fixture's
+ * enclave runs the default configuration (2 threads); test_threads compares
+ * it with a 1-thread enclave.
  */
 #include <math.h>
 
@@ -389,6 +391,99 @@ static void test_refused_jobs(void **state) {
   free(ct);
 }
 
+/* threads=1 and threads=2 (the default configuration, f->e) give the same
+ * refresh: a 7-input, 5-output job (slots in, coefficients out, and back)
+ * reads back the reference values from both; a job with several bad
+ * ciphertexts fails on the first one, with the serial loop's status and
+ * text, on every run and with either thread count. */
+static int job_with(hetee_enclave *e, ckfx *c, int nbad, const int *bad, char *text, size_t cap) {
+  enum { NIN = 7 };
+  size_t slots = c->slots;
+  double *sv = malloc(slots * sizeof *sv);
+  uint32_t *map = malloc(NIN * slots * sizeof *map);
+  for (size_t i = 0; i < NIN * slots; i++) map[i] = (uint32_t)i;
+  uint8_t *cts[NIN];
+  size_t lens[NIN];
+  for (int k = 0; k < NIN; k++) {
+    for (size_t i = 0; i < slots; i++) sv[i] = 0.25 * (double)k - 0.5 + 1e-3 * (double)(i % 11);
+    int kind = 0;
+    for (int b = 0; b < nbad; b++)
+      if (bad[2 * b] == k) kind = bad[2 * b + 1];
+    cts[k] = ckfx_encrypt_at(c, sv, kind == 3 ? 0x1p30 : hetee_ckks_context_default_scale(c->ctx), &lens[k]);
+    if (kind == 1) cts[k][0] ^= 0xff; /* not a ciphertext: HETEE_ERR_FORMAT */
+    if (kind == 2) {                  /* one level lower: HETEE_ERR_LEVEL */
+      hetee_ckks_ciphertext *ct;
+      assert_int_equal(hetee_ckks_ciphertext_load(c->ctx, cts[k], lens[k], &ct), 0);
+      assert_int_equal(hetee_ckks_eval_drop_level(c->ctx, ct, 1, ct), 0);
+      free(cts[k]);
+      assert_int_equal(hetee_ckks_ciphertext_save(c->ctx, ct, &cts[k], &lens[k]), 0);
+      hetee_ckks_ciphertext_free(ct);
+    }
+  }
+  hetee_refresh_op relu = {.kind = HETEE_OP_RELU};
+  hetee_refresh_spec s = {.in_level = -1, .shape = {1, 1, (int)(NIN * slots)}, .in_map = map, .nops = 1, .ops = &relu,
+                          .out_ncts = NIN, .out_n = NIN * slots, .out_dst = map, .out_src = map, .out_level = -1};
+  uint8_t **out = NULL;
+  size_t *olens = NULL, nout = 0;
+  int rc = hetee_enclave_refresh(e, &s, (const uint8_t *const *)cts, lens, NIN, &out, &olens, &nout);
+  snprintf(text, cap, "%s", rc ? hetee_last_error() : "");
+  if (!rc) { /* values back: relu of the inputs, in every output ciphertext */
+    uint32_t pick[NIN * 3];
+    double got[NIN * 3], want[NIN * 3];
+    for (int k = 0; k < NIN; k++)
+      for (int t = 0; t < 3; t++) {
+        size_t i = (size_t)(t * 1000 + 7 * k) % slots;
+        pick[3 * k + t] = (uint32_t)(k * slots + i);
+        double x = 0.25 * (double)k - 0.5 + 1e-3 * (double)(i % 11);
+        want[3 * k + t] = x > 0 ? x : 0;
+      }
+    ckfx_read(c, e, pick, NIN * 3, out, olens, nout, got);
+    check(got, want, NIN * 3, "threads");
+  }
+  hetee_enclave_cts_free(out, olens, nout);
+  for (int k = 0; k < NIN; k++) free(cts[k]);
+  free(sv);
+  free(map);
+  return rc;
+}
+
+static void test_threads(void **state) {
+  fx *f = *state;
+  ckfx c1;
+  ckfx_parties(&c1, "logn=13;q=60,40,40;p=60;scale=40;budget=268435456;max_galois=32;threads=1");
+  hetee_enclave *e1 = ckfx_start(&c1, f->plat, NULL, 0);
+  ckfx_init(&c1, e1, f->plat, NULL, 0);
+  hetee_enclave *es[2] = {e1, f->e};
+  ckfx *cs[2] = {&c1, &f->c};
+  char t[2][512];
+  for (int k = 0; k < 2; k++) assert_int_equal(job_with(es[k], cs[k], 0, NULL, t[k], sizeof t[k]), 0);
+  /* bad ciphertexts (index, kind: 1 format, 2 level, 3 scale): the lowest
+   * index decides */
+  const int bad1[] = {2, 2, 4, 1, 5, 3}, bad2[] = {4, 1, 5, 3}, bad3[] = {5, 3, 6, 2}, bad4[] = {0, 3, 6, 1};
+  const struct {
+    const int *bad;
+    int n, want;
+    const char *says;
+  } jobs[] = {{bad1, 3, HETEE_ERR_LEVEL, "ciphertext 2 "},
+              {bad2, 2, HETEE_ERR_FORMAT, "magic"},
+              {bad3, 2, HETEE_ERR_SCALE, "ciphertext 5 "},
+              {bad4, 2, HETEE_ERR_SCALE, "ciphertext 0 "}};
+  for (size_t j = 0; j < sizeof jobs / sizeof jobs[0]; j++) {
+    for (int rep = 0; rep < 3; rep++) {
+      for (int k = 0; k < 2; k++) {
+        int rc = job_with(es[k], cs[k], jobs[j].n, jobs[j].bad, t[k], sizeof t[k]);
+        if (rc != jobs[j].want || !strstr(t[k], jobs[j].says))
+          fprintf(stderr, "job %zu, %d thread(s): %d %s\n", j, k + 1, rc, t[k]);
+        assert_int_equal(rc, jobs[j].want);
+        assert_non_null(strstr(t[k], jobs[j].says));
+      }
+      assert_string_equal(t[0], t[1]);
+    }
+  }
+  ckfx_free(&c1);
+  hetee_enclave_free(e1);
+}
+
 /* A small enclave configuration: unreasonable key requests and jobs above
  * the memory budget are refused before any work is done. */
 static void test_limits(void **state) {
@@ -441,6 +536,7 @@ int main(void) {
       cmocka_unit_test(test_reshape_and_layout), cmocka_unit_test(test_stream_batches),
       cmocka_unit_test(test_coefficient_encoding), cmocka_unit_test(test_batch),
       cmocka_unit_test(test_refused_jobs),         cmocka_unit_test(test_limits),
+      cmocka_unit_test(test_threads),
   };
   return cmocka_run_group_tests_name("enclave/refresh/logN13", tests, setup, teardown);
 }

@@ -127,6 +127,70 @@ static void test_uniform_known_answer(void **state) {
   }
 }
 
+/* The samplers read the stream from wherever the previous read left it,
+ * across the PRG's internal buffer boundaries: the documented rules applied
+ * by hand to the keystream give the same outputs, for every start offset
+ * (mod 8 and near the end of a buffer) and mixed sequences of reads. */
+static int cbd_by_hand(const uint8_t *b) {
+  uint64_t w = 0;
+  for (int i = 0; i < 6; i++) w |= (uint64_t)b[i] << (8 * i);
+  return __builtin_popcountll(w & 0x1fffff) - __builtin_popcountll((w >> 21) & 0x1fffff);
+}
+
+static void test_samplers_any_offset(void **state) {
+  (void)state;
+  assert_true(sodium_init() >= 0);
+  uint8_t seed[HETEE_SEED_BYTES], nonce[8];
+  kat_seed(seed);
+  for (int i = 0; i < 8; i++) nonce[i] = (uint8_t)(KAT_DOMAIN >> (8 * i));
+  size_t cap = 400000;
+  uint8_t *ks = malloc(cap);
+  assert_non_null(ks);
+  crypto_stream_chacha20(ks, cap, nonce, seed);
+  int bits[] = {60, 40};
+  uint64_t qs[2];
+  assert_int_equal(hetee_primes_generate(13, bits, 2, NULL, 0, qs), 0);
+  hetee_modulus m[3];
+  assert_int_equal(hetee_modulus_init(&m[0], qs[0]), 0);
+  assert_int_equal(hetee_modulus_init(&m[1], qs[1]), 0);
+  assert_int_equal(hetee_modulus_init(&m[2], KAT_Q), 0);
+  const size_t offs[] = {0, 1, 2, 3, 5, 6, 7, 8, 13, 4083, 4088, 4089, 4090, 4091, 4094, 4095, 4096, 8191};
+  const size_t lens[] = {1, 2, 7, 681, 682, 683, 1000, 2049};
+  uint64_t got[2100];
+  int8_t small[2100];
+  for (size_t o = 0; o < sizeof offs / sizeof offs[0]; o++) {
+    for (size_t l = 0; l < sizeof lens / sizeof lens[0]; l++) {
+      hetee_prg p;
+      hetee_prg_init(&p, seed, KAT_DOMAIN);
+      uint8_t skip[8192];
+      hetee_prg_bytes(&p, skip, offs[o]);
+      size_t pos = offs[o], n = lens[l];
+      /* cbd, uniform (three primes), cbd again, a few raw bytes */
+      for (int round = 0; round < 2; round++) {
+        hetee_sample_cbd(&p, small, n);
+        for (size_t i = 0; i < n; i++, pos += 6) assert_int_equal(small[i], cbd_by_hand(ks + pos));
+        for (int k = 0; k < 3; k++) {
+          hetee_sample_uniform(&p, &m[k], got, n);
+          uint64_t mask = ((uint64_t)1 << m[k].bits) - 1;
+          for (size_t i = 0; i < n; pos += 8) {
+            assert_true(pos + 8 <= cap);
+            uint64_t v = 0;
+            for (int b = 0; b < 8; b++) v |= (uint64_t)ks[pos + b] << (8 * b);
+            v &= mask;
+            if (v < m[k].q) assert_true(got[i++] == v);
+          }
+        }
+        uint8_t raw[3];
+        hetee_prg_bytes(&p, raw, 3);
+        assert_memory_equal(raw, ks + pos, 3);
+        pos += 3;
+      }
+      hetee_prg_wipe(&p);
+    }
+  }
+  free(ks);
+}
+
 static void test_seed_random(void **state) {
   (void)state;
   uint8_t a[HETEE_SEED_BYTES], b[HETEE_SEED_BYTES];
@@ -158,6 +222,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_stream_is_chacha20),
       cmocka_unit_test(test_uniform_known_answer),
+      cmocka_unit_test(test_samplers_any_offset),
       cmocka_unit_test(test_seed_random),
       cmocka_unit_test(test_alloc),
   };

@@ -6,6 +6,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 static _Thread_local char g_detail[512];
 
@@ -49,9 +50,14 @@ const char *hetee_last_error(void) { return g_detail; }
 void hetee_error_clear(void) { g_detail[0] = '\0'; }
 
 int hetee_error(int status, const char *fmt, ...) {
+  /* Formatted into a local buffer first: callers may pass the current
+   * detail (hetee_last_error()) as an argument to wrap it, and vsnprintf
+   * into the buffer it reads from would be undefined behaviour. */
+  char tmp[sizeof g_detail];
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(g_detail, sizeof g_detail, fmt, ap);
+  vsnprintf(tmp, sizeof tmp, fmt, ap);
   va_end(ap);
+  memcpy(g_detail, tmp, sizeof g_detail);
   return status;
 }

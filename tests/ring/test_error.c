@@ -25,10 +25,22 @@ static void test_detail_message(void **state) {
   assert_string_equal(hetee_last_error(), "cannot rescale: ciphertext already at level 0");
 }
 
+/* Wrapping the current detail in a new one (a common pattern:
+ * hetee_error(rc, "loading X: %s", hetee_last_error())) keeps both parts. */
+static void test_detail_wraps_itself(void **state) {
+  (void)state;
+  (void)hetee_error(HETEE_ERR_FORMAT, "bad magic");
+  (void)hetee_error(HETEE_ERR_FORMAT, "model file: %s", hetee_last_error());
+  assert_string_equal(hetee_last_error(), "model file: bad magic");
+  (void)hetee_error(HETEE_ERR_FORMAT, "%s (then %s)", hetee_last_error(), hetee_last_error());
+  assert_string_equal(hetee_last_error(), "model file: bad magic (then model file: bad magic)");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_strerror_known_and_unknown),
       cmocka_unit_test(test_detail_message),
+      cmocka_unit_test(test_detail_wraps_itself),
   };
   return cmocka_run_group_tests_name("ring/error", tests, NULL, NULL);
 }

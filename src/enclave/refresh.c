@@ -1,6 +1,6 @@
 /*
  * refresh.c — the enclave's hot path, replacing bootstrapping
- * (DESIGN.md): decrypt a layer's output ciphertexts one at a time, gather the
+ * (docs/architecture.md): decrypt a layer's output ciphertexts one at a time, gather the
  * values the host's layout names into a tensor, apply the operation list
  * (ops.c), scatter into the requested output layout and encrypt fresh
  * ciphertexts with the secret key (seeded: half-size on the wire) at the

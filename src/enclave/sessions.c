@@ -4,7 +4,7 @@
  * attested channel key; keys bound to evidence this enclave issued), the
  * party registry, session commands (ping, release policy), and the release
  * operation, whose result leaves the enclave only sealed to one data
- * provider's session and only after rounding (DESIGN.md, "Trust and threats").
+ * provider's session and only after rounding (docs/architecture.md).
  *
  * Who may set release policies: only a model provider whose identity key is
  * in the measured configuration's mp= list (config.c), and for a model id

@@ -1,6 +1,6 @@
 /*
  * infer.c — the host's layer loop of encrypted inference (hetee/engine.h,
- * DESIGN.md "Confidential inference"): per micro-batch and per stage, the
+ * docs/architecture.md "One inference, end to end"): per micro-batch and per stage, the
  * host evaluates the linear layer with hemat's coefficient-packed kernel
  * (ct x ct products accumulated in degree 2, encrypted biases added; no
  * key switch at all), hands the degree-2 outputs to the enclave, which

@@ -41,6 +41,11 @@ bench: deps
 	$(REL_BUILD)/bin/hetee-bench ckks --logn 14
 	$(REL_BUILD)/bin/hetee-bench ckks --logn 13 --chain ifma
 	$(REL_BUILD)/bin/hetee-bench enclave
+	$(REL_BUILD)/bin/hetee-bench hemat
+	$(REL_BUILD)/bin/hetee-bench infer --model models/e2dm.onnx --batch 64 --images 1024 --threads 2
+	$(REL_BUILD)/bin/hetee-bench infer --model models/e2dm.onnx --batch 1 --images 16 --threads 2
+	$(REL_BUILD)/bin/hetee-bench infer --model models/cnn.onnx --batch 64 --images 256 --threads 2
+	$(REL_BUILD)/bin/hetee-bench infer --model models/mlp.onnx --batch 64 --images 256 --threads 2
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(REL_BUILD)

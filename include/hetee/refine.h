@@ -150,6 +150,7 @@ typedef struct hetee_refine_stats {
   uint64_t steps, updates, samples, products;
   uint64_t trusted_enc, trusted_dec;
   double host_s, trusted_s; /* host wall outside trusted calls; trusted CPU */
+  double dp_wall_s, dp_cpu_s; /* the data provider's encryption inside hetee_refine_run */
 } hetee_refine_stats;
 
 /* One step on the host: forward, loss, back, gradient accumulation; the
@@ -172,6 +173,10 @@ HETEE_API int hetee_refine_state_decrypt(const hetee_refine_state *s, const hete
 HETEE_API int hetee_refine_checkpoint_write(const hetee_refine_state *s, const char *path) HETEE_WUR;
 HETEE_API int hetee_refine_checkpoint_read(const hetee_ckks_context *ctx, const hetee_refine_plan *p,
                                            const char *path, hetee_refine_state **out) HETEE_WUR;
+
+/* OpenMP threads the model / data providers use for weight-layout
+ * encryptions (default 1; not thread-safe: set it before any work). */
+HETEE_API void hetee_refine_set_provider_threads(int threads);
 
 /* ---- drivers (refine_run.c) ---- */
 /* Runs the encrypted refining from the state's cursor until `epochs` epochs

@@ -10,6 +10,9 @@
 
 #include "hemat/refine_internal.h"
 
+static int provider_threads = 1;
+void hetee_refine_set_provider_threads(int threads) { provider_threads = threads < 1 ? 1 : threads > 64 ? 64 : threads; }
+
 void refine_free_cts(ct_t **c, size_t n) {
   if (!c) return;
   for (size_t i = 0; i < n; i++) {
@@ -31,24 +34,37 @@ static int enc_one(const refine_key *k, const double *coeffs, double scale, ct_t
     hetee_ckks_ciphertext_free(ct);
     return rc;
   }
-  if (k->nenc) (*k->nenc)++;
+  if (k->nenc) {
+#pragma omp atomic
+    (*k->nenc)++;
+  }
   *out = ct;
   return 0;
 }
 
 int refine_enc_weights(const refine_key *k, const hetee_hemat_layout *L, const float *w, ct_t **out) {
   size_t n = L->n;
-  double *c = malloc(n * sizeof *c);
-  if (!c) return hetee_error(HETEE_ERR_NOMEM, "no memory");
+  long total = (long)L->nmb * (long)L->ncb;
+  /* the providers (public key) encrypt in parallel; the trusted side stays
+   * on one thread (its CPU time is measured per thread) */
+  int threads = k->pk ? provider_threads : 1;
   int rc = 0;
-  for (int mbk = 0; mbk < L->nmb && !rc; mbk++)
-    for (int cbk = 0; cbk < L->ncb && !rc; cbk++) {
-      rc = hetee_hemat_weight_coeffs(L, w, mbk, cbk, c);
-      if (!rc) rc = enc_one(k, c, REFINE_W_SCALE, &out[(size_t)mbk * (size_t)L->ncb + (size_t)cbk]);
+#pragma omp parallel num_threads(threads) reduction(| : rc)
+  {
+    double *c = malloc(n * sizeof *c);
+    if (!c) rc |= 1;
+#pragma omp for schedule(dynamic)
+    for (long q = 0; q < total; q++) {
+      if (rc || !c) continue;
+      int mbk = (int)(q / L->ncb), cbk = (int)(q % L->ncb);
+      int r = hetee_hemat_weight_coeffs(L, w, mbk, cbk, c);
+      if (!r) r = enc_one(k, c, REFINE_W_SCALE, &out[q]);
+      rc |= r != 0;
     }
-  memset(c, 0, n * sizeof *c);
-  free(c);
-  return rc;
+    if (c) memset(c, 0, n * sizeof *c);
+    free(c);
+  }
+  return rc ? hetee_error(HETEE_ERR_CRYPTO, "weight encryption failed") : 0;
 }
 
 int refine_enc_bias(const refine_key *k, const hetee_hemat_layout *L, const float *b, ct_t **out) {

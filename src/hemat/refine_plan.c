@@ -154,6 +154,37 @@ static int choose_grad(const hetee_hemat_shape *s, size_t n, int from_client, he
   return hetee_hemat_layout_init(s, &bp, 1, n, out);
 }
 
+/* The forward packing: hemat's planner; for a layer that trains, its weight
+ * ciphertexts are also decrypted and re-encrypted by the trusted side once
+ * per update, so budgets of weight ciphertexts are tried and that cost,
+ * amortised over `accumulate` steps, is added. */
+static int choose_forward(const hetee_hemat_shape *s, const hetee_refine_config *cfg, size_t n, int from_client,
+                          int trains, hetee_hemat_pack *out) {
+  hetee_hemat_costs c;
+  hetee_hemat_costs_default(&c);
+  double cost;
+  int rc = hetee_hemat_choose(s, cfg->batch, n, from_client, &c, out, &cost);
+  if (rc || !trains) return rc;
+  hetee_hemat_layout L;
+  if ((rc = hetee_hemat_layout_init(s, out, cfg->batch, n, &L))) return rc;
+  const double per_wct = c.enclave_weight * (c.t_enclave_dec + c.t_enclave_enc) / (double)cfg->accumulate;
+  double best = cost + per_wct * (double)L.n_w_cts;
+  for (size_t budget = L.n_w_cts / 2; budget >= 8; budget /= 2) {
+    hetee_hemat_pack p;
+    c.max_weight_cts = budget;
+    hetee_error_clear();
+    if (hetee_hemat_choose(s, cfg->batch, n, from_client, &c, &p, &cost)) break;
+    if (hetee_hemat_layout_init(s, &p, cfg->batch, n, &L)) break;
+    double tot = cost + per_wct * (double)L.n_w_cts;
+    if (tot < best) {
+      best = tot;
+      *out = p;
+    }
+  }
+  hetee_error_clear();
+  return 0;
+}
+
 int hetee_refine_plan_build(const hetee_refine_weights *w, const hetee_refine_config *cfg, size_t n,
                             hetee_refine_plan *out) {
   if (!w || !cfg || !out || w->nl < 1) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
@@ -184,7 +215,7 @@ int hetee_refine_plan_build(const hetee_refine_weights *w, const hetee_refine_co
     Ly->need_z = l >= out->first_train && l < w->nl - 1;
     hetee_hemat_shape fs = {Ly->k, 1, 1, Ly->m, 1, 1, 1, 1};
     hetee_hemat_pack pk;
-    int rc = hetee_hemat_choose(&fs, cfg->batch, out->n, l == 0, NULL, &pk, NULL);
+    int rc = choose_forward(&fs, cfg, out->n, l == 0, Ly->trains, &pk);
     if (!rc) rc = hetee_hemat_layout_init(&fs, &pk, cfg->batch, out->n, &Ly->F);
     if (rc) return rc;
     if (Ly->trains) {

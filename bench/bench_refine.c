@@ -159,7 +159,7 @@ int hetee_bench_refine(int argc, char **argv) {
   }
   double acc_after = hetee_refine_plain_accuracy(&we, tx, ty, ntest);
   double seconds = wall - dp_s;                /* refining without the DP's encryption */
-  double host_cpu = cpu - st.dp_cpu_s - st.trusted_s; /* the DP runs single-threaded in this process */
+  double host_cpu = cpu - st.dp_cpu_s - st.trusted_s; /* the DP's CPU (all its threads) measured apart */
   double cpu_rate = (double)samples / ((host_cpu + st.trusted_s) / (double)threads); /* samples/s if the cores were ours */
   double share = st.trusted_s / (st.trusted_s + (host_cpu > 0 ? host_cpu : 0));
   double maxdiff = do_plain ? hetee_refine_weights_maxdiff(&we, &wp, 0) : -1;

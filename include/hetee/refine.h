@@ -1,0 +1,208 @@
+/*
+ * hetee/refine.h — confidential model refining (issue #11): mini-batch SGD
+ * (momentum, weight decay, gradient accumulation) on an encrypted model and
+ * encrypted data, with the same parties as inference (docs/refine.md).
+ *
+ * Models: a chain of dense layers, each optionally followed by ReLU, tanh or
+ * sigmoid (a leading flatten / reshape and a final softmax are allowed; the
+ * loss reads the logits). The model provider chooses which layers train: the
+ * last `train_layers` dense layers (0: all). Convolutions are NOT refined:
+ * the plan refuses a model containing one (HETEE_ERR_UNSUPPORTED).
+ *
+ * Every weight-sized product is a hemat coefficient-packed ct x ct product on
+ * the host (hetee/hemat.h, no new kernel):
+ *   forward     layer l, layout F[l]: dense (c = k inputs, co = m outputs)
+ *   weight grad layout G[l]: conv with c = B (the batch is the contracted
+ *               channel axis), h = 1, w = m (deltas as positions), co = k + 1,
+ *               1x1 kernel, one "sample". Its *input* is the deltas
+ *               (delta_b[i] at channel b, position i), its *weight*
+ *               polynomials are the layer inputs (x_b[j] at output channel j,
+ *               channel b) with a constant-1 feature k that yields the bias
+ *               gradient. Output (j, 0, i) = sum_b x_b[j] delta_b[i] = G[i][j];
+ *               accumulated over the steps of an update by degree-2 products.
+ *   back        layout T[l]: dense (c = m, co = k) with W^T: W^T delta.
+ * The trusted side (the enclave role, refine_trusted.c) decrypts outputs,
+ * applies activations, computes the loss gradient and activation
+ * derivatives (O(activations) per step), and every `accumulate` steps runs
+ * the update pass (O(weights)).
+ */
+#ifndef HETEE_REFINE_H
+#define HETEE_REFINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hetee/ckks.h"
+#include "hetee/common.h"
+#include "hetee/hemat.h"
+#include "hetee/nn.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define HETEE_REFINE_MAX_LAYERS 16
+#define HETEE_REFINE_MOM_SCALE 0x1p34 /* momentum and compact state */
+
+enum { HETEE_REFINE_LOSS_XENT = 0, HETEE_REFINE_LOSS_MSE = 1 };
+enum { HETEE_REFINE_ACT_NONE = 0, HETEE_REFINE_ACT_RELU, HETEE_REFINE_ACT_TANH, HETEE_REFINE_ACT_SIGMOID };
+
+typedef struct hetee_refine_config {
+  uint32_t batch;      /* B: samples per step (1..1024) */
+  uint32_t accumulate; /* steps per weight update (>= 1) */
+  int train_layers;    /* the last train_layers dense layers train; 0: all */
+  int loss;            /* HETEE_REFINE_LOSS_* */
+  double lr, momentum, weight_decay;
+  uint64_t seed;       /* data order: one permutation per epoch */
+} hetee_refine_config;
+
+typedef struct hetee_refine_layer {
+  int k, m, act, trains;
+  int need_z;    /* the trusted side keeps pre-activations (derivative) */
+  int has_back;  /* W^T stage (the previous layer trains) */
+  hetee_hemat_layout F, G, T; /* T valid if has_back */
+} hetee_refine_layer;
+
+typedef struct hetee_refine_plan {
+  hetee_refine_config cfg;
+  size_t n;
+  int nl, first_train;
+  int classes;
+  hetee_refine_layer L[HETEE_REFINE_MAX_LAYERS];
+} hetee_refine_plan;
+
+/* Plain weights of the dense chain: w[l] is m x k (row-major), b[l] m. */
+typedef struct hetee_refine_weights {
+  int nl;
+  int k[HETEE_REFINE_MAX_LAYERS], m[HETEE_REFINE_MAX_LAYERS], act[HETEE_REFINE_MAX_LAYERS];
+  float *w[HETEE_REFINE_MAX_LAYERS], *b[HETEE_REFINE_MAX_LAYERS];
+  float *vw[HETEE_REFINE_MAX_LAYERS], *vb[HETEE_REFINE_MAX_LAYERS]; /* momentum (may be NULL) */
+} hetee_refine_weights;
+
+/* ---- plan, plain weights, data order (refine_plan.c) ---- */
+HETEE_API int hetee_refine_weights_from_model(const hetee_nn_model *m, hetee_refine_weights *out) HETEE_WUR;
+HETEE_API int hetee_refine_weights_copy(const hetee_refine_weights *src, hetee_refine_weights *dst) HETEE_WUR;
+HETEE_API void hetee_refine_weights_clear(hetee_refine_weights *w);
+/* Plan for weights' shapes (n: ring degree, 0 = 8192). */
+HETEE_API int hetee_refine_plan_build(const hetee_refine_weights *w, const hetee_refine_config *cfg, size_t n,
+                                      hetee_refine_plan *out) HETEE_WUR;
+/* Prints the plan's layouts and per-step counts. */
+HETEE_API void hetee_refine_plan_print(const hetee_refine_plan *p, void *file);
+/* Sample order of epoch `epoch`: perm[0..count) a permutation of 0..count-1
+ * (splitmix64 seeded by seed and epoch, Fisher-Yates). */
+HETEE_API void hetee_refine_order(uint64_t seed, uint32_t epoch, uint32_t count, uint32_t *perm);
+/* Plain forward: y = logits (count x classes). */
+HETEE_API int hetee_refine_plain_forward(const hetee_refine_weights *w, const float *x, size_t count,
+                                         float *y) HETEE_WUR;
+HETEE_API double hetee_refine_plain_accuracy(const hetee_refine_weights *w, const float *x, const float *labels,
+                                             size_t count);
+/* Plaintext twin of the refining: one SGD step on `count` (<= B) samples
+ * whose indices are idx, gradients accumulated in gacc (allocated by the
+ * call when NULL: layout per layer m x (k+1), bias last column); when
+ * `update` is set the accumulated gradient (divided by `nsamples`) is
+ * applied (momentum, weight decay as PyTorch SGD) and gacc cleared. */
+typedef struct hetee_refine_plain {
+  const hetee_refine_plan *plan;
+  hetee_refine_weights *w;
+  double *gacc[HETEE_REFINE_MAX_LAYERS];
+  uint32_t acc_samples, acc_steps;
+} hetee_refine_plain;
+HETEE_API int hetee_refine_plain_init(hetee_refine_plain *t, const hetee_refine_plan *p, hetee_refine_weights *w) HETEE_WUR;
+HETEE_API int hetee_refine_plain_step(hetee_refine_plain *t, const float *x, const float *labels, const uint32_t *idx,
+                                      uint32_t count) HETEE_WUR;
+/* Applies a pending partial accumulation (end of data). */
+HETEE_API int hetee_refine_plain_flush(hetee_refine_plain *t) HETEE_WUR;
+HETEE_API void hetee_refine_plain_clear(hetee_refine_plain *t);
+
+/* ---- the trusted side (refine_trusted.c): holds the secret key ---- */
+typedef struct hetee_refine_trusted hetee_refine_trusted;
+HETEE_API int hetee_refine_trusted_new(const hetee_ckks_context *ctx, const hetee_ckks_secret_key *sk,
+                                       const hetee_refine_plan *p, hetee_refine_trusted **out) HETEE_WUR;
+HETEE_API void hetee_refine_trusted_free(hetee_refine_trusted *t);
+/* CPU seconds spent in trusted calls so far (thread CPU time). */
+HETEE_API double hetee_refine_trusted_cpu_s(const hetee_refine_trusted *t);
+
+/* ---- encrypted state, parties, host loop (refine_host.c) ---- */
+typedef struct hetee_refine_state hetee_refine_state;
+typedef struct hetee_refine_batch hetee_refine_batch;
+
+/* Model provider: encrypts W (F layouts), biases, W^T (T layouts) and zero
+ * momentum under the public key. */
+HETEE_API int hetee_refine_state_encrypt(const hetee_ckks_context *ctx, const hetee_ckks_public_key *pk,
+                                         const hetee_refine_plan *p, const hetee_refine_weights *w,
+                                         hetee_refine_state **out) HETEE_WUR;
+HETEE_API void hetee_refine_state_free(hetee_refine_state *s);
+/* Data cursor: epoch, next position in the epoch's order, steps done. */
+HETEE_API void hetee_refine_state_cursor(const hetee_refine_state *s, uint32_t *epoch, uint32_t *next, uint64_t *steps);
+HETEE_API void hetee_refine_state_set_cursor(hetee_refine_state *s, uint32_t epoch, uint32_t next);
+
+/* Data provider: samples idx[0..count) (count <= B) of x (input_size floats
+ * each) and labels (class indices as floats; for MSE, class c's target is
+ * one-hot) encrypted under the public key: the stage-0 input (F[0]), the
+ * layer inputs as G[0] weight polynomials when layer 0 trains, the one-hot
+ * labels (one ciphertext). */
+HETEE_API int hetee_refine_batch_encrypt(const hetee_ckks_context *ctx, const hetee_ckks_public_key *pk,
+                                         const hetee_refine_plan *p, const float *x, const float *labels,
+                                         const uint32_t *idx, uint32_t count, hetee_refine_batch **out) HETEE_WUR;
+HETEE_API void hetee_refine_batch_free(hetee_refine_batch *b);
+
+typedef struct hetee_refine_stats {
+  uint64_t steps, updates, samples, products;
+  uint64_t trusted_enc, trusted_dec;
+  double host_s, trusted_s; /* host wall outside trusted calls; trusted CPU */
+  double dp_wall_s, dp_cpu_s; /* the data provider's encryption inside hetee_refine_run */
+} hetee_refine_stats;
+
+/* One step on the host: forward, loss, back, gradient accumulation; the
+ * update pass when `accumulate` steps are pending (or flush != 0 and some
+ * are). threads: OpenMP threads for the products. */
+HETEE_API int hetee_refine_step(hetee_refine_state *s, hetee_refine_trusted *t, const hetee_refine_batch *b,
+                                int threads, hetee_refine_stats *st) HETEE_WUR;
+HETEE_API int hetee_refine_flush(hetee_refine_state *s, hetee_refine_trusted *t, int threads,
+                                 hetee_refine_stats *st) HETEE_WUR;
+HETEE_API int hetee_refine_pending_steps(const hetee_refine_state *s);
+
+/* The model provider's view: decrypts the current weights (and momentum)
+ * with the secret key (the MP asks the enclave to release them: `model fetch`). */
+HETEE_API int hetee_refine_state_decrypt(const hetee_refine_state *s, const hetee_ckks_secret_key *sk,
+                                         hetee_refine_weights *out) HETEE_WUR;
+
+/* Checkpoint: encrypted weights, biases, W^T, momentum and the cursor,
+ * written atomically (tmp + fsync + rename); only between updates (no
+ * pending gradient: HETEE_ERR_STATE otherwise). */
+HETEE_API int hetee_refine_checkpoint_write(const hetee_refine_state *s, const char *path) HETEE_WUR;
+HETEE_API int hetee_refine_checkpoint_read(const hetee_ckks_context *ctx, const hetee_refine_plan *p,
+                                           const char *path, hetee_refine_state **out) HETEE_WUR;
+
+/* OpenMP threads the model / data providers use for weight-layout
+ * encryptions (default 1; not thread-safe: set it before any work). */
+HETEE_API void hetee_refine_set_provider_threads(int threads);
+
+/* ---- drivers (refine_run.c) ---- */
+/* Runs the encrypted refining from the state's cursor until `epochs` epochs
+ * are done over samples 0..count-1 of x / labels: per step the data
+ * provider's encryption of the next B samples of the epoch's order (public
+ * key; its wall time goes to *dp_s), hetee_refine_step, and after an update
+ * a checkpoint (when ckpt is not NULL) every ckpt_every updates and at each
+ * epoch's end (after flushing a partial accumulation). stop_after_steps > 0:
+ * return after that many steps of this call (tests). */
+typedef struct hetee_refine_run_options {
+  int threads;
+  const char *ckpt;
+  uint32_t ckpt_every;
+  uint64_t stop_after_steps;
+  uint32_t epochs;
+} hetee_refine_run_options;
+HETEE_API int hetee_refine_run(hetee_refine_state *s, hetee_refine_trusted *t, const hetee_ckks_public_key *pk,
+                               const float *x, const float *labels, uint32_t count,
+                               const hetee_refine_run_options *o, hetee_refine_stats *st, double *dp_s) HETEE_WUR;
+/* The plaintext twin of hetee_refine_run (same order, same update points). */
+HETEE_API int hetee_refine_plain_run(hetee_refine_plain *t, const float *x, const float *labels, uint32_t count,
+                                     uint32_t epochs) HETEE_WUR;
+/* Largest |a - b| over every weight and bias (and momentum when with_v). */
+HETEE_API double hetee_refine_weights_maxdiff(const hetee_refine_weights *a, const hetee_refine_weights *b, int with_v);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,627 @@
+/*
+ * refine_host.c — the untrusted host's side of refining: the encrypted state
+ * (weights in F layouts, biases, W^T in T layouts, momentum, accumulated
+ * gradients, data cursor), the model / data providers' encryption, the step
+ * loop (every weight-sized product is a hemat ct x ct product here), the
+ * update schedule and atomic checkpoints.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "hemat/refine_internal.h"
+
+struct hetee_refine_state {
+  const hetee_ckks_context *ctx;
+  hetee_refine_plan p;
+  ct_t **W[HETEE_REFINE_MAX_LAYERS], **bias[HETEE_REFINE_MAX_LAYERS], **WT[HETEE_REFINE_MAX_LAYERS];
+  ct_t **V[HETEE_REFINE_MAX_LAYERS], **gacc[HETEE_REFINE_MAX_LAYERS];
+  uint32_t epoch, next;
+  uint64_t steps, updates;
+  uint32_t pending, pending_samples;
+};
+
+struct hetee_refine_batch {
+  uint32_t count;
+  ct_t **in0;   /* F[0].n_in_cts */
+  size_t n_in0;
+  ct_t **gw0;   /* G[0].n_w_cts when layer 0 trains */
+  size_t n_gw0;
+  ct_t *labels;
+};
+
+static double now_s(void) {
+  struct timeval tv;
+  gettimeofday(&tv, NULL);
+  return (double)tv.tv_sec + 1e-6 * (double)tv.tv_usec;
+}
+
+static size_t n_v(const hetee_refine_state *s, int l) {
+  return refine_compact_cts((size_t)s->p.L[l].m * (size_t)(s->p.L[l].k + 1), s->p.n);
+}
+static int has_v(const hetee_refine_state *s, int l) { return s->p.L[l].trains && s->p.cfg.momentum > 0; }
+
+static ct_t **cts_alloc(size_t n) { return calloc(n ? n : 1, sizeof(ct_t *)); }
+
+static void cts_drop(ct_t ***a, size_t n) {
+  if (!*a) return;
+  refine_free_cts(*a, n);
+  free(*a);
+  *a = NULL;
+}
+
+void hetee_refine_state_free(hetee_refine_state *s) {
+  if (!s) return;
+  for (int l = 0; l < s->p.nl; l++) {
+    const hetee_refine_layer *L = &s->p.L[l];
+    cts_drop(&s->W[l], L->F.n_w_cts);
+    cts_drop(&s->bias[l], (size_t)L->F.nmb);
+    if (L->has_back) cts_drop(&s->WT[l], L->T.n_w_cts);
+    if (s->V[l]) cts_drop(&s->V[l], n_v(s, l));
+    if (L->trains) cts_drop(&s->gacc[l], L->G.n_out_cts);
+  }
+  free(s);
+}
+
+static int state_alloc(const hetee_ckks_context *ctx, const hetee_refine_plan *p, hetee_refine_state **out) {
+  hetee_refine_state *s = calloc(1, sizeof *s);
+  if (!s) return hetee_error(HETEE_ERR_NOMEM, "no memory");
+  s->ctx = ctx;
+  s->p = *p;
+  int bad = 0;
+  for (int l = 0; l < p->nl; l++) {
+    const hetee_refine_layer *L = &p->L[l];
+    bad |= !(s->W[l] = cts_alloc(L->F.n_w_cts));
+    bad |= !(s->bias[l] = cts_alloc((size_t)L->F.nmb));
+    if (L->has_back) bad |= !(s->WT[l] = cts_alloc(L->T.n_w_cts));
+    if (has_v(s, l)) bad |= !(s->V[l] = cts_alloc(n_v(s, l)));
+    if (L->trains) {
+      bad |= !(s->gacc[l] = cts_alloc(L->G.n_out_cts));
+      for (size_t i = 0; !bad && i < L->G.n_out_cts; i++) bad |= hetee_ckks_ciphertext_new(ctx, &s->gacc[l][i]) != 0;
+    }
+  }
+  if (bad) {
+    hetee_refine_state_free(s);
+    return hetee_error(HETEE_ERR_NOMEM, "no memory");
+  }
+  *out = s;
+  return 0;
+}
+
+int hetee_refine_state_encrypt(const hetee_ckks_context *ctx, const hetee_ckks_public_key *pk,
+                               const hetee_refine_plan *p, const hetee_refine_weights *w, hetee_refine_state **out) {
+  if (!ctx || !pk || !p || !w || !out) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  if (w->nl != p->nl) return hetee_error(HETEE_ERR_SHAPE, "weights are not the plan's");
+  for (int l = 0; l < p->nl; l++)
+    if (w->k[l] != p->L[l].k || w->m[l] != p->L[l].m) return hetee_error(HETEE_ERR_SHAPE, "layer %d shape", l);
+  if (hetee_ckks_context_n(ctx) != p->n) return hetee_error(HETEE_ERR_PARAMS, "ring degree is not the plan's");
+  hetee_refine_state *s;
+  int rc = state_alloc(ctx, p, &s);
+  if (rc) return rc;
+  refine_key key = {ctx, NULL, pk, NULL};
+  for (int l = 0; l < p->nl && !rc; l++) {
+    const hetee_refine_layer *L = &p->L[l];
+    rc = refine_enc_weights(&key, &L->F, w->w[l], s->W[l]);
+    if (!rc) rc = refine_enc_bias(&key, &L->F, w->b[l], s->bias[l]);
+    if (!rc && L->has_back) {
+      float *wt = refine_transpose(w->w[l], L->m, L->k);
+      rc = wt ? refine_enc_weights(&key, &L->T, wt, s->WT[l]) : hetee_error(HETEE_ERR_NOMEM, "no memory");
+      if (wt) memset(wt, 0, (size_t)L->m * (size_t)L->k * sizeof *wt);
+      free(wt);
+    }
+    if (!rc && has_v(s, l)) rc = refine_enc_momentum(&key, w->vw[l], w->vb[l], L->m, L->k, s->V[l]);
+  }
+  if (rc) {
+    hetee_refine_state_free(s);
+    return rc;
+  }
+  *out = s;
+  return 0;
+}
+
+void hetee_refine_state_cursor(const hetee_refine_state *s, uint32_t *epoch, uint32_t *next, uint64_t *steps) {
+  if (epoch) *epoch = s->epoch;
+  if (next) *next = s->next;
+  if (steps) *steps = s->steps;
+}
+void hetee_refine_state_set_cursor(hetee_refine_state *s, uint32_t epoch, uint32_t next) {
+  s->epoch = epoch;
+  s->next = next;
+}
+int hetee_refine_pending_steps(const hetee_refine_state *s) { return (int)s->pending; }
+
+void hetee_refine_batch_free(hetee_refine_batch *b) {
+  if (!b) return;
+  cts_drop(&b->in0, b->n_in0);
+  cts_drop(&b->gw0, b->n_gw0);
+  hetee_ckks_ciphertext_free(b->labels);
+  free(b);
+}
+
+int hetee_refine_batch_encrypt(const hetee_ckks_context *ctx, const hetee_ckks_public_key *pk,
+                               const hetee_refine_plan *p, const float *x, const float *labels, const uint32_t *idx,
+                               uint32_t count, hetee_refine_batch **out) {
+  if (!ctx || !pk || !p || !x || !labels || !idx || !out) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  uint32_t B = p->cfg.batch;
+  if (count < 1 || count > B) return hetee_error(HETEE_ERR_INVALID_ARG, "count %u outside [1, %u]", count, B);
+  const hetee_refine_layer *L = &p->L[0];
+  size_t k = (size_t)L->k, c = (size_t)p->classes;
+  hetee_refine_batch *b = calloc(1, sizeof *b);
+  uint64_t *pos = malloc((size_t)B * (k > c ? k : c) * sizeof *pos);
+  double *v = calloc((size_t)B * (k > c ? k : c), sizeof *v);
+  float *xw = NULL;
+  int rc = 0;
+  if (!b || !pos || !v) {
+    rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+    goto done;
+  }
+  b->count = count;
+  b->n_in0 = L->F.n_in_cts;
+  b->in0 = cts_alloc(b->n_in0);
+  if (!b->in0) {
+    rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+    goto done;
+  }
+  refine_key key = {ctx, NULL, pk, NULL};
+  for (uint32_t s = 0; s < B; s++)
+    for (size_t j = 0; j < k; j++) {
+      pos[s * k + j] = hetee_hemat_in_pos(&L->F, s, (int)j, 0, 0);
+      v[s * k + j] = s < count ? x[(size_t)idx[s] * k + j] : 0.0;
+    }
+  rc = refine_enc_scatter(&key, b->n_in0, pos, v, (size_t)B * k, REFINE_IN_SCALE, b->in0);
+  if (!rc && L->trains) {
+    b->n_gw0 = L->G.n_w_cts;
+    b->gw0 = cts_alloc(b->n_gw0);
+    xw = calloc((k + 1) * B, sizeof *xw);
+    if (!b->gw0 || !xw) {
+      rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+      goto done;
+    }
+    for (uint32_t s = 0; s < count; s++) {
+      for (size_t j = 0; j < k; j++) xw[j * B + s] = x[(size_t)idx[s] * k + j];
+      xw[k * B + s] = 1.0f;
+    }
+    rc = refine_enc_weights(&key, &L->G, xw, b->gw0);
+  }
+  if (!rc) {
+    memset(v, 0, (size_t)B * c * sizeof *v);
+    for (uint32_t s = 0; s < count; s++) {
+      int lab = (int)labels[idx[s]];
+      if (lab < 0 || (size_t)lab >= c) {
+        rc = hetee_error(HETEE_ERR_INVALID_ARG, "label %d outside [0, %zu)", lab, c);
+        goto done;
+      }
+      v[s * c + (size_t)lab] = 1.0;
+    }
+    for (size_t q = 0; q < (size_t)B * c; q++) pos[q] = q;
+    ct_t *lab1[1] = {NULL};
+    rc = refine_enc_scatter(&key, 1, pos, v, (size_t)B * c, REFINE_IN_SCALE, lab1);
+    b->labels = lab1[0];
+  }
+done:
+  if (v) memset(v, 0, (size_t)B * (k > c ? k : c) * sizeof *v);
+  if (xw) memset(xw, 0, (k + 1) * B * sizeof *xw);
+  free(v);
+  free(pos);
+  free(xw);
+  if (rc) {
+    hetee_refine_batch_free(b);
+    return rc;
+  }
+  *out = b;
+  return 0;
+}
+
+static ct_t **new_out(const hetee_ckks_context *ctx, size_t n) {
+  ct_t **o = cts_alloc(n);
+  if (!o) return NULL;
+  for (size_t i = 0; i < n; i++)
+    if (hetee_ckks_ciphertext_new(ctx, &o[i])) {
+      refine_free_cts(o, n);
+      free(o);
+      return NULL;
+    }
+  return o;
+}
+
+/* acc[mbk] += sum_cbk in[cbk] * w[mbk*ncb + cbk] (one "sample": the gradient
+ * layout has a single group), degree 2, OpenMP over outputs. */
+static int grad_accumulate(const hetee_ckks_context *ctx, const hetee_hemat_layout *G, ct_t *const *in, ct_t *const *w,
+                           int threads, ct_t **acc) {
+  int rc = 0;
+  long nmb = G->nmb, ncb = G->ncb;
+#pragma omp parallel for schedule(dynamic) num_threads(threads) reduction(| : rc)
+  for (long mbk = 0; mbk < nmb; mbk++) {
+    for (long cbk = 0; cbk < ncb && !rc; cbk++) rc |= hetee_ckks_eval_mul_acc(ctx, in[cbk], w[mbk * ncb + cbk], acc[mbk]) ? 1 : 0;
+  }
+  return rc ? hetee_error(HETEE_ERR_INTERNAL, "gradient accumulation failed") : 0;
+}
+
+static int update(hetee_refine_state *s, hetee_refine_trusted *t, hetee_refine_stats *st) {
+  int rc = 0;
+  for (int l = s->p.first_train; l < s->p.nl && !rc; l++) {
+    const hetee_refine_layer *L = &s->p.L[l];
+    ct_t **nW = cts_alloc(L->F.n_w_cts), **nb = cts_alloc((size_t)L->F.nmb);
+    ct_t **nWT = L->has_back ? cts_alloc(L->T.n_w_cts) : NULL, **nV = has_v(s, l) ? cts_alloc(n_v(s, l)) : NULL;
+    if (!nW || !nb || (L->has_back && !nWT) || (has_v(s, l) && !nV)) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+    if (!rc) rc = refine_tr_update(t, l, s->gacc[l], s->pending_samples, s->W[l], s->bias[l], s->V[l], nW, nb, nWT, nV);
+    if (rc) {
+      cts_drop(&nW, L->F.n_w_cts);
+      cts_drop(&nb, (size_t)L->F.nmb);
+      if (nWT) cts_drop(&nWT, L->T.n_w_cts);
+      if (nV) cts_drop(&nV, n_v(s, l));
+      break;
+    }
+    cts_drop(&s->W[l], L->F.n_w_cts);
+    s->W[l] = nW;
+    cts_drop(&s->bias[l], (size_t)L->F.nmb);
+    s->bias[l] = nb;
+    if (L->has_back) {
+      cts_drop(&s->WT[l], L->T.n_w_cts);
+      s->WT[l] = nWT;
+    }
+    if (nV) {
+      cts_drop(&s->V[l], n_v(s, l));
+      s->V[l] = nV;
+    }
+    cts_drop(&s->gacc[l], L->G.n_out_cts);
+    s->gacc[l] = new_out(s->ctx, L->G.n_out_cts);
+    if (!s->gacc[l]) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+  }
+  if (!rc) {
+    s->pending = 0;
+    s->pending_samples = 0;
+    s->updates++;
+    if (st) st->updates++;
+  }
+  return rc;
+}
+
+int hetee_refine_flush(hetee_refine_state *s, hetee_refine_trusted *t, int threads, hetee_refine_stats *st) {
+  (void)threads;
+  if (!s || !t) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  if (!s->pending) return 0;
+  double t0 = now_s(), c0 = hetee_refine_trusted_cpu_s(t);
+  int rc = update(s, t, st);
+  if (st) {
+    double dc = hetee_refine_trusted_cpu_s(t) - c0;
+    st->trusted_s += dc;
+    st->host_s += now_s() - t0 - dc;
+  }
+  return rc;
+}
+
+int hetee_refine_step(hetee_refine_state *s, hetee_refine_trusted *t, const hetee_refine_batch *b, int threads,
+                      hetee_refine_stats *st) {
+  if (!s || !t || !b || threads < 1 || threads > 64) return hetee_error(HETEE_ERR_INVALID_ARG, "bad argument");
+  const hetee_refine_plan *p = &s->p;
+  int nl = p->nl, rc = 0;
+  double t0 = now_s(), c0 = hetee_refine_trusted_cpu_s(t);
+  uint64_t prods = 0;
+  ct_t **in[HETEE_REFINE_MAX_LAYERS + 1] = {0}, **gw[HETEE_REFINE_MAX_LAYERS] = {0}, **out = NULL;
+  ct_t **dG = NULL, **dT = NULL, **u = NULL;
+  size_t ndG = 0, ndT = 0, nout = 0;
+  in[0] = b->in0;
+  gw[0] = b->gw0;
+  if (b->n_in0 != p->L[0].F.n_in_cts || (p->L[0].trains && b->n_gw0 != p->L[0].G.n_w_cts))
+    return hetee_error(HETEE_ERR_SHAPE, "batch not encrypted for this plan");
+  /* forward */
+  for (int l = 0; l < nl && !rc; l++) {
+    const hetee_refine_layer *L = &p->L[l];
+    out = new_out(s->ctx, nout = L->F.n_out_cts);
+    if (!out) {
+      rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+      break;
+    }
+    rc = hetee_hemat_conv_eval(s->ctx, &L->F, (const ct_t *const *)in[l], (const ct_t *const *)s->W[l],
+                               (const ct_t *const *)s->bias[l], threads, out);
+    prods += L->F.n_products;
+    if (rc) break;
+    if (l < nl - 1) {
+      const hetee_refine_layer *N1 = &p->L[l + 1];
+      in[l + 1] = cts_alloc(N1->F.n_in_cts);
+      if (N1->trains) gw[l + 1] = cts_alloc(N1->G.n_w_cts);
+      if (!in[l + 1] || (N1->trains && !gw[l + 1])) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+      if (!rc) rc = refine_tr_forward(t, l, out, b->count, in[l + 1], gw[l + 1]);
+      cts_drop(&out, L->F.n_out_cts);
+    }
+  }
+  /* loss and backward */
+  if (!rc) {
+    const hetee_refine_layer *L = &p->L[nl - 1];
+    dG = cts_alloc(ndG = L->G.n_in_cts);
+    dT = L->has_back ? cts_alloc(ndT = L->T.n_in_cts) : NULL;
+    if (!dG || (L->has_back && !dT)) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+    if (!rc) rc = refine_tr_loss(t, out, b->labels, b->count, dG, dT);
+  }
+  if (out) cts_drop(&out, nout);
+  for (int l = nl - 1; l >= p->first_train && !rc; l--) {
+    const hetee_refine_layer *L = &p->L[l];
+    rc = grad_accumulate(s->ctx, &L->G, dG, gw[l], threads, s->gacc[l]);
+    prods += L->G.n_products;
+    cts_drop(&dG, ndG);
+    if (rc || !L->has_back) break;
+    u = new_out(s->ctx, L->T.n_out_cts);
+    if (!u) {
+      rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+      break;
+    }
+    rc = hetee_hemat_conv_eval(s->ctx, &L->T, (const ct_t *const *)dT, (const ct_t *const *)s->WT[l], NULL, threads, u);
+    prods += L->T.n_products;
+    cts_drop(&dT, ndT);
+    const hetee_refine_layer *P = &p->L[l - 1];
+    if (!rc) {
+      dG = cts_alloc(ndG = P->G.n_in_cts);
+      dT = P->has_back ? cts_alloc(ndT = P->T.n_in_cts) : NULL;
+      if (!dG || (P->has_back && !dT)) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+    }
+    if (!rc) rc = refine_tr_back(t, l, u, b->count, dG, dT);
+    cts_drop(&u, L->T.n_out_cts);
+  }
+  if (dG) cts_drop(&dG, ndG);
+  if (dT) cts_drop(&dT, ndT);
+  for (int l = 1; l < nl; l++) {
+    if (in[l]) cts_drop(&in[l], p->L[l].F.n_in_cts);
+    if (gw[l]) cts_drop(&gw[l], p->L[l].G.n_w_cts);
+  }
+  if (!rc) {
+    s->pending++;
+    s->pending_samples += b->count;
+    s->steps++;
+    s->next += b->count;
+    if (st) {
+      st->steps++;
+      st->samples += b->count;
+    }
+    if (s->pending >= p->cfg.accumulate) rc = update(s, t, st);
+  }
+  if (st) {
+    double dc = hetee_refine_trusted_cpu_s(t) - c0;
+    st->products += prods;
+    st->trusted_s += dc;
+    st->host_s += now_s() - t0 - dc;
+    refine_tr_counts(t, &st->trusted_enc, &st->trusted_dec);
+  }
+  return rc;
+}
+
+int hetee_refine_state_decrypt(const hetee_refine_state *s, const hetee_ckks_secret_key *sk, hetee_refine_weights *out) {
+  if (!s || !sk || !out) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  memset(out, 0, sizeof *out);
+  out->nl = s->p.nl;
+  int rc = 0;
+  hetee_ckks_plaintext *pt = NULL;
+  size_t N = s->p.n;
+  double *buf = malloc(N * sizeof *buf);
+  if (!buf || hetee_ckks_plaintext_new(s->ctx, &pt)) {
+    free(buf);
+    return hetee_error(HETEE_ERR_NOMEM, "no memory");
+  }
+  for (int l = 0; l < s->p.nl && !rc; l++) {
+    const hetee_refine_layer *L = &s->p.L[l];
+    out->k[l] = L->k;
+    out->m[l] = L->m;
+    out->act[l] = L->act;
+    size_t mk = (size_t)L->m * (size_t)L->k;
+    out->w[l] = calloc(mk, sizeof(float));
+    out->b[l] = calloc((size_t)L->m, sizeof(float));
+    out->vw[l] = calloc(mk, sizeof(float));
+    out->vb[l] = calloc((size_t)L->m, sizeof(float));
+    if (!out->w[l] || !out->b[l] || !out->vw[l] || !out->vb[l]) {
+      rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+      break;
+    }
+    /* one ciphertext at a time, whole polynomial decoded */
+    for (size_t c = 0; c < L->F.n_w_cts && !rc; c++) {
+      rc = hetee_ckks_decrypt(s->ctx, sk, s->W[l][c], pt);
+      if (!rc) rc = hetee_ckks_decode_coeffs_scaled(s->ctx, pt, REFINE_W_SCALE, NULL, N, buf);
+      for (int i = 0; i < L->m && !rc; i++)
+        for (int j = 0; j < L->k; j++) {
+          uint64_t q = refine_w_pos(&L->F, i, j);
+          if (q / N == c) out->w[l][(size_t)i * (size_t)L->k + (size_t)j] = (float)buf[q % N];
+        }
+    }
+    for (int mbk = 0; mbk < L->F.nmb && !rc; mbk++) {
+      rc = hetee_ckks_decrypt(s->ctx, sk, s->bias[l][mbk], pt);
+      if (!rc) rc = hetee_ckks_decode_coeffs_scaled(s->ctx, pt, REFINE_OUT_SCALE, NULL, N, buf);
+      for (int i = 0; i < L->m && !rc; i++) {
+        uint64_t q = hetee_hemat_out_pos(&L->F, 0, i, 0, 0);
+        if (q / N == (uint64_t)mbk) out->b[l][i] = (float)buf[q % N];
+      }
+    }
+    if (has_v(s, l)) {
+      size_t nv = (size_t)L->m * (size_t)(L->k + 1);
+      for (size_t c = 0; c < n_v(s, l) && !rc; c++) {
+        rc = hetee_ckks_decrypt(s->ctx, sk, s->V[l][c], pt);
+        if (!rc) rc = hetee_ckks_decode_coeffs_scaled(s->ctx, pt, HETEE_REFINE_MOM_SCALE, NULL, N, buf);
+        for (size_t q = c * N; q < nv && q < (c + 1) * N && !rc; q++) {
+          size_t i = q / (size_t)(L->k + 1), j = q % (size_t)(L->k + 1);
+          if (j < (size_t)L->k) out->vw[l][i * (size_t)L->k + j] = (float)buf[q - c * N];
+          else out->vb[l][i] = (float)buf[q - c * N];
+        }
+      }
+    }
+  }
+  memset(buf, 0, N * sizeof *buf);
+  free(buf);
+  hetee_ckks_plaintext_free(pt);
+  if (rc) hetee_refine_weights_clear(out);
+  return rc;
+}
+
+/* ---------------------------------------------------------------- checkpoints */
+
+#define CK_MAGIC "HTRC"
+#define CK_VERSION 1u
+
+static int wr(FILE *f, const void *p, size_t n) { return fwrite(p, 1, n, f) == n ? 0 : -1; }
+
+static int wr_cts(FILE *f, const hetee_ckks_context *ctx, ct_t *const *c, size_t n) {
+  uint32_t n32 = (uint32_t)n;
+  if (wr(f, &n32, 4)) return -1;
+  for (size_t i = 0; i < n; i++) {
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    if (hetee_ckks_ciphertext_save(ctx, c[i], &buf, &len)) return -1;
+    uint64_t l64 = len;
+    int bad = wr(f, &l64, 8) || wr(f, buf, len);
+    free(buf);
+    if (bad) return -1;
+  }
+  return 0;
+}
+
+typedef struct ck_header {
+  char magic[4];
+  uint32_t version;
+  uint8_t fp[32];
+  uint32_t batch, accumulate, loss, nl;
+  int32_t train_layers, pad;
+  double lr, momentum, weight_decay;
+  uint64_t seed;
+  int32_t k[HETEE_REFINE_MAX_LAYERS], m[HETEE_REFINE_MAX_LAYERS];
+  uint32_t epoch, next;
+  uint64_t steps, updates;
+} ck_header;
+
+int hetee_refine_checkpoint_write(const hetee_refine_state *s, const char *path) {
+  if (!s || !path) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  if (s->pending) return hetee_error(HETEE_ERR_STATE, "checkpoint with %u steps not yet applied", s->pending);
+  ck_header h;
+  memset(&h, 0, sizeof h);
+  memcpy(h.magic, CK_MAGIC, 4);
+  h.version = CK_VERSION;
+  memcpy(h.fp, hetee_ckks_context_fingerprint(s->ctx), 32);
+  h.batch = s->p.cfg.batch;
+  h.accumulate = s->p.cfg.accumulate;
+  h.loss = (uint32_t)s->p.cfg.loss;
+  h.nl = (uint32_t)s->p.nl;
+  h.train_layers = s->p.cfg.train_layers;
+  h.lr = s->p.cfg.lr;
+  h.momentum = s->p.cfg.momentum;
+  h.weight_decay = s->p.cfg.weight_decay;
+  h.seed = s->p.cfg.seed;
+  for (int l = 0; l < s->p.nl; l++) h.k[l] = s->p.L[l].k, h.m[l] = s->p.L[l].m;
+  h.epoch = s->epoch;
+  h.next = s->next;
+  h.steps = s->steps;
+  h.updates = s->updates;
+  size_t pl = strlen(path);
+  char *tmp = malloc(pl + 32);
+  if (!tmp) return hetee_error(HETEE_ERR_NOMEM, "no memory");
+  snprintf(tmp, pl + 32, "%s.tmp%ld", path, (long)getpid());
+  FILE *f = fopen(tmp, "wb");
+  if (!f) {
+    int rc = hetee_error(HETEE_ERR_IO, "cannot create %s: %s", tmp, strerror(errno));
+    free(tmp);
+    return rc;
+  }
+  int bad = wr(f, &h, sizeof h);
+  for (int l = 0; l < s->p.nl && !bad; l++) {
+    const hetee_refine_layer *L = &s->p.L[l];
+    bad |= wr_cts(f, s->ctx, s->W[l], L->F.n_w_cts);
+    bad |= wr_cts(f, s->ctx, s->bias[l], (size_t)L->F.nmb);
+    bad |= wr_cts(f, s->ctx, s->WT[l], L->has_back ? L->T.n_w_cts : 0);
+    bad |= wr_cts(f, s->ctx, s->V[l], has_v(s, l) ? n_v(s, l) : 0);
+  }
+  bad |= fflush(f) != 0;
+  bad |= fsync(fileno(f)) != 0;
+  bad |= fclose(f) != 0;
+  {
+    /* test hook: the process dies (as under kill -9) between writing the
+     * temporary file and renaming it, at the n-th checkpoint */
+    static int writes;
+    const char *die = getenv("HETEE_REFINE_TEST_DIE_BEFORE_RENAME");
+    if (!bad && die && ++writes == atoi(die)) _exit(137);
+  }
+  if (!bad) bad |= rename(tmp, path) != 0;
+  if (!bad) {
+    /* make the rename durable */
+    char *dir = strdup(path);
+    if (dir) {
+      char *sl = strrchr(dir, '/');
+      if (sl) *sl = 0;
+      int fd = open(sl ? dir : ".", O_RDONLY | O_DIRECTORY);
+      if (fd >= 0) {
+        (void)fsync(fd);
+        close(fd);
+      }
+      free(dir);
+    }
+  }
+  int rc = bad ? hetee_error(HETEE_ERR_IO, "cannot write checkpoint %s", path) : 0;
+  if (bad) unlink(tmp);
+  free(tmp);
+  return rc;
+}
+
+static int rd_cts(FILE *f, const hetee_ckks_context *ctx, ct_t **c, size_t n, double scale) {
+  uint32_t n32;
+  if (fread(&n32, 4, 1, f) != 1) return hetee_error(HETEE_ERR_TRUNCATED, "checkpoint truncated");
+  if (n32 != n) return hetee_error(HETEE_ERR_FORMAT, "checkpoint: %u ciphertexts where the plan has %zu", n32, n);
+  for (size_t i = 0; i < n; i++) {
+    uint64_t len;
+    if (fread(&len, 8, 1, f) != 1) return hetee_error(HETEE_ERR_TRUNCATED, "checkpoint truncated");
+    if (len > ((uint64_t)64 << 20)) return hetee_error(HETEE_ERR_LIMIT, "checkpoint ciphertext of %llu bytes", (unsigned long long)len);
+    uint8_t *buf = malloc(len ? len : 1);
+    if (!buf) return hetee_error(HETEE_ERR_NOMEM, "no memory");
+    if (fread(buf, 1, len, f) != len) {
+      free(buf);
+      return hetee_error(HETEE_ERR_TRUNCATED, "checkpoint truncated");
+    }
+    int rc = hetee_ckks_ciphertext_load(ctx, buf, len, &c[i]);
+    free(buf);
+    if (rc) return rc;
+    if (hetee_ckks_ciphertext_level(c[i]) != REFINE_LEVEL || hetee_ckks_ciphertext_size(c[i]) != 2 ||
+        !(fabs(hetee_ckks_ciphertext_scale(c[i]) / scale - 1) < 0x1p-20))
+      return hetee_error(HETEE_ERR_FORMAT, "checkpoint ciphertext %zu: level, size or scale", i);
+  }
+  return 0;
+}
+
+int hetee_refine_checkpoint_read(const hetee_ckks_context *ctx, const hetee_refine_plan *p, const char *path,
+                                 hetee_refine_state **out) {
+  if (!ctx || !p || !path || !out) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  FILE *f = fopen(path, "rb");
+  if (!f) return hetee_error(HETEE_ERR_NOT_FOUND, "cannot open %s: %s", path, strerror(errno));
+  ck_header h;
+  int rc = 0;
+  if (fread(&h, sizeof h, 1, f) != 1) rc = hetee_error(HETEE_ERR_TRUNCATED, "checkpoint truncated");
+  else if (memcmp(h.magic, CK_MAGIC, 4)) rc = hetee_error(HETEE_ERR_FORMAT, "not a refine checkpoint");
+  else if (h.version != CK_VERSION) rc = hetee_error(HETEE_ERR_VERSION, "checkpoint version %u", h.version);
+  else if (memcmp(h.fp, hetee_ckks_context_fingerprint(ctx), 32)) rc = hetee_error(HETEE_ERR_CONTEXT, "checkpoint under other parameters");
+  else if (h.batch != p->cfg.batch || h.accumulate != p->cfg.accumulate || h.loss != (uint32_t)p->cfg.loss ||
+           h.nl != (uint32_t)p->nl || h.train_layers != p->cfg.train_layers || h.lr != p->cfg.lr ||
+           h.momentum != p->cfg.momentum || h.weight_decay != p->cfg.weight_decay || h.seed != p->cfg.seed)
+    rc = hetee_error(HETEE_ERR_SHAPE, "checkpoint made with other settings");
+  for (int l = 0; l < p->nl && !rc; l++)
+    if (h.k[l] != p->L[l].k || h.m[l] != p->L[l].m) rc = hetee_error(HETEE_ERR_SHAPE, "checkpoint layer %d shape", l);
+  hetee_refine_state *s = NULL;
+  if (!rc) rc = state_alloc(ctx, p, &s);
+  for (int l = 0; l < p->nl && !rc; l++) {
+    const hetee_refine_layer *L = &p->L[l];
+    rc = rd_cts(f, ctx, s->W[l], L->F.n_w_cts, REFINE_W_SCALE);
+    if (!rc) rc = rd_cts(f, ctx, s->bias[l], (size_t)L->F.nmb, REFINE_OUT_SCALE);
+    if (!rc) rc = rd_cts(f, ctx, s->WT[l], L->has_back ? L->T.n_w_cts : 0, REFINE_W_SCALE);
+    if (!rc) rc = rd_cts(f, ctx, s->V[l], has_v(s, l) ? n_v(s, l) : 0, HETEE_REFINE_MOM_SCALE);
+  }
+  fclose(f);
+  if (rc) {
+    hetee_refine_state_free(s);
+    return rc;
+  }
+  s->epoch = h.epoch;
+  s->next = h.next;
+  s->steps = h.steps;
+  s->updates = h.updates;
+  *out = s;
+  return 0;
+}
+
+const hetee_ckks_context *refine_state_ctx(const hetee_refine_state *s) { return s->ctx; }
+const hetee_refine_plan *refine_state_plan(const hetee_refine_state *s) { return &s->p; }

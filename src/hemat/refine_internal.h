@@ -1,0 +1,63 @@
+/* refine_internal.h — shared between the refining files (not public). */
+#ifndef HETEE_REFINE_INTERNAL_H
+#define HETEE_REFINE_INTERNAL_H
+
+#include "hetee/refine.h"
+
+#define REFINE_LEVEL 1
+#define REFINE_IN_SCALE 0x1p26
+#define REFINE_W_SCALE 0x1p34
+#define REFINE_OUT_SCALE 0x1p60
+#define REFINE_VMAX 0x1p20 /* public saturation bound of every encoded value */
+
+double hetee_refine_act_f(int a, double z);
+double hetee_refine_act_d(int a, double z);
+void hetee_refine_loss_grad(int loss, const double *z, int c, int label, double *d);
+void hetee_refine_sgd(const hetee_refine_config *c, double g, float *p, float *v);
+
+/* Position of weight W(o, c) (1x1 kernel) in a layout's weight polynomials. */
+static inline uint64_t refine_w_pos(const hetee_hemat_layout *L, int o, int c) {
+  int mb = L->pack.mb, cb = L->pack.cb;
+  uint64_t ct = (uint64_t)(o / mb) * (uint64_t)L->ncb + (uint64_t)(c / cb);
+  uint64_t co = (uint64_t)(o % mb) * L->spacing_s + L->off_o - (uint64_t)(c % cb) * L->hw;
+  return ct * L->n + co;
+}
+/* Compact layout of momentum: value v at ct v / N, coefficient v % N. */
+static inline size_t refine_compact_cts(size_t nvals, size_t n) { return (nvals + n - 1) / n; }
+
+typedef hetee_ckks_ciphertext ct_t;
+
+/* Trusted side entry points (refine_trusted.c). Arrays are sized by the
+ * plan's layouts; outputs are fresh ciphertexts (allocated by the call). */
+int refine_tr_forward(hetee_refine_trusted *t, int l, ct_t *const *out, uint32_t count, ct_t **next_in, ct_t **next_gw);
+int refine_tr_loss(hetee_refine_trusted *t, ct_t *const *logits, const ct_t *labels, uint32_t count, ct_t **dG,
+                   ct_t **dT);
+int refine_tr_back(hetee_refine_trusted *t, int l, ct_t *const *u, uint32_t count, ct_t **dG, ct_t **dT);
+int refine_tr_update(hetee_refine_trusted *t, int l, ct_t *const *gacc, uint32_t nsamples, ct_t *const *W,
+                     ct_t *const *bias, ct_t *const *V, ct_t **nW, ct_t **nbias, ct_t **nWT, ct_t **nV);
+void refine_tr_counts(const hetee_refine_trusted *t, uint64_t *enc, uint64_t *dec);
+
+/* Encryption of one layer's objects with either key (sk: the enclave,
+ * pk: the model / data provider); out gets fresh ciphertexts. */
+typedef struct refine_key {
+  const hetee_ckks_context *ctx;
+  const hetee_ckks_secret_key *sk; /* one of sk, pk */
+  const hetee_ckks_public_key *pk;
+  uint64_t *nenc;                  /* counter (may be NULL) */
+} refine_key;
+/* weights w[co][c] in L's weight polynomials (L->n_w_cts), scale 2^34 */
+int refine_enc_weights(const refine_key *k, const hetee_hemat_layout *L, const float *w, ct_t **out);
+/* bias polynomials (L->nmb), scale 2^60 */
+int refine_enc_bias(const refine_key *k, const hetee_hemat_layout *L, const float *b, ct_t **out);
+/* values v[0..n) at global positions pos (ncts ciphertexts), at scale */
+int refine_enc_scatter(const refine_key *k, size_t ncts, const uint64_t *pos, const double *v, size_t n, double scale,
+                       ct_t **out);
+/* transposed copy (k x m) of w (m x k) */
+float *refine_transpose(const float *w, int m, int k);
+/* momentum of a layer in the compact layout: index i*(k+1)+j, bias j = k */
+int refine_enc_momentum(const refine_key *key, const float *vw, const float *vb, int m, int k, ct_t **out);
+void refine_free_cts(ct_t **c, size_t n);
+const hetee_ckks_context *refine_state_ctx(const hetee_refine_state *s);
+const hetee_refine_plan *refine_state_plan(const hetee_refine_state *s);
+
+#endif

@@ -1,0 +1,388 @@
+/*
+ * refine_trusted.c — the trusted side of refining (the enclave's role; today
+ * called in-process by the host loop, see docs/refine.md "Gaps"). It holds
+ * the secret key and is the only code that sees plaintext activations,
+ * deltas and (in the update pass) weights:
+ *   forward  decrypt a layer's degree-2 outputs, keep the pre-activations a
+ *            trained layer's derivative needs, apply the activation, encrypt
+ *            the next layer's input (F layout) and, when the next layer
+ *            trains, its input as G-layout weight polynomials
+ *   loss     decrypt logits and the DP's one-hot labels, softmax - onehot
+ *            (or MSE), encrypt the deltas (G input layout, T input layout)
+ *   back     decrypt W^T delta, multiply by the activation derivative,
+ *            encrypt the previous layer's deltas
+ *   update   every `accumulate` steps: decrypt the accumulated gradient, W,
+ *            the bias and the momentum, SGD, encrypt W, bias, W^T, momentum.
+ * Per step the work is O(activations); the update pass is O(weights).
+ * Every ciphertext is checked (count, level, scale, size) before anything is
+ * decrypted; decoded values are saturated at a public bound; errors name
+ * only public quantities.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "hemat/refine_internal.h"
+
+struct hetee_refine_trusted {
+  const hetee_ckks_context *ctx;
+  const hetee_ckks_secret_key *sk;
+  const hetee_refine_plan *p;
+  double *z[HETEE_REFINE_MAX_LAYERS]; /* pre-activations of the current step (B x m) */
+  double cpu_s;
+  uint64_t nenc, ndec;
+};
+
+static double cpu_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+int hetee_refine_trusted_new(const hetee_ckks_context *ctx, const hetee_ckks_secret_key *sk,
+                             const hetee_refine_plan *p, hetee_refine_trusted **out) {
+  if (!ctx || !sk || !p || !out) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  if (hetee_ckks_context_n(ctx) != p->n) return hetee_error(HETEE_ERR_PARAMS, "ring degree is not the plan's");
+  hetee_refine_trusted *t = calloc(1, sizeof *t);
+  if (!t) return hetee_error(HETEE_ERR_NOMEM, "no memory");
+  t->ctx = ctx;
+  t->sk = sk;
+  t->p = p;
+  for (int l = 0; l < p->nl; l++)
+    if (p->L[l].need_z) {
+      t->z[l] = calloc((size_t)p->cfg.batch * (size_t)p->L[l].m, sizeof(double));
+      if (!t->z[l]) {
+        hetee_refine_trusted_free(t);
+        return hetee_error(HETEE_ERR_NOMEM, "no memory");
+      }
+    }
+  *out = t;
+  return 0;
+}
+
+void hetee_refine_trusted_free(hetee_refine_trusted *t) {
+  if (!t) return;
+  for (int l = 0; l < HETEE_REFINE_MAX_LAYERS; l++) {
+    if (t->z[l]) memset(t->z[l], 0, (size_t)t->p->cfg.batch * (size_t)t->p->L[l].m * sizeof(double));
+    free(t->z[l]);
+  }
+  free(t);
+}
+
+double hetee_refine_trusted_cpu_s(const hetee_refine_trusted *t) { return t ? t->cpu_s : 0; }
+
+void refine_tr_counts(const hetee_refine_trusted *t, uint64_t *enc, uint64_t *dec) {
+  *enc = t->nenc;
+  *dec = t->ndec;
+}
+
+/* Public checks of host-supplied ciphertexts, before any decryption. */
+static int check_cts(const hetee_refine_trusted *t, ct_t *const *c, size_t n, double scale, int deg2_ok,
+                     const char *what) {
+  if (!c) return hetee_error(HETEE_ERR_INVALID_ARG, "%s: missing", what);
+  for (size_t i = 0; i < n; i++) {
+    if (!c[i]) return hetee_error(HETEE_ERR_INVALID_ARG, "%s: ciphertext %zu missing", what, i);
+    if (hetee_ckks_ciphertext_level(c[i]) != REFINE_LEVEL)
+      return hetee_error(HETEE_ERR_LEVEL, "%s: ciphertext %zu not at level %d", what, i, REFINE_LEVEL);
+    if (!(fabs(hetee_ckks_ciphertext_scale(c[i]) / scale - 1.0) < 0x1p-20))
+      return hetee_error(HETEE_ERR_SCALE, "%s: ciphertext %zu not at scale 2^%.0f", what, i, log2(scale));
+    int sz = hetee_ckks_ciphertext_size(c[i]);
+    if (sz != 2 && !(deg2_ok && sz == 3))
+      return hetee_error(HETEE_ERR_FORM, "%s: ciphertext %zu of size %d", what, i, sz);
+  }
+  (void)t;
+  return 0;
+}
+
+/* out[k] = value at global position pos[k] (decoded at the declared scale,
+ * saturated at +-REFINE_VMAX); each ciphertext decrypted once. */
+static int gather(hetee_refine_trusted *t, ct_t *const *c, size_t ncts, double scale, const uint64_t *pos, size_t n,
+                  double *out) {
+  size_t N = t->p->n;
+  uint32_t *start = calloc(ncts + 1, sizeof *start), *order = malloc((n ? n : 1) * sizeof *order);
+  uint32_t *fill = calloc(ncts, sizeof *fill), *idx = malloc((n ? n : 1) * sizeof *idx);
+  double *tmp = malloc((n ? n : 1) * sizeof *tmp);
+  hetee_ckks_plaintext *pt = NULL;
+  int rc = 0;
+  if (!start || !order || !fill || !idx || !tmp || hetee_ckks_plaintext_new(t->ctx, &pt)) {
+    rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+    goto out;
+  }
+  for (size_t k = 0; k < n; k++) {
+    if (pos[k] >= (uint64_t)ncts * N) {
+      rc = hetee_error(HETEE_ERR_INTERNAL, "position beyond the ciphertexts");
+      goto out;
+    }
+    start[pos[k] / N + 1]++;
+  }
+  for (size_t i = 0; i < ncts; i++) start[i + 1] += start[i];
+  for (size_t k = 0; k < n; k++) {
+    size_t i = (size_t)(pos[k] / N);
+    order[start[i] + fill[i]++] = (uint32_t)k;
+  }
+  for (size_t i = 0; i < ncts && !rc; i++) {
+    uint32_t cnt = start[i + 1] - start[i];
+    if (!cnt) continue;
+    for (uint32_t q = 0; q < cnt; q++) idx[q] = (uint32_t)(pos[order[start[i] + q]] % N);
+    rc = hetee_ckks_decrypt(t->ctx, t->sk, c[i], pt);
+    if (!rc) rc = hetee_ckks_decode_coeffs_scaled(t->ctx, pt, scale, idx, cnt, tmp);
+    t->ndec++;
+    for (uint32_t q = 0; q < cnt && !rc; q++) {
+      double v = tmp[q];
+      v = v > REFINE_VMAX ? REFINE_VMAX : v;
+      v = v < -REFINE_VMAX ? -REFINE_VMAX : v;
+      out[order[start[i] + q]] = v;
+    }
+  }
+out:
+  if (tmp) memset(tmp, 0, (n ? n : 1) * sizeof *tmp);
+  hetee_ckks_plaintext_free(pt);
+  free(start);
+  free(order);
+  free(fill);
+  free(idx);
+  free(tmp);
+  return rc;
+}
+
+static refine_key tkey(hetee_refine_trusted *t) {
+  refine_key k = {t->ctx, t->sk, NULL, &t->nenc};
+  return k;
+}
+
+/* Deltas of layer l (B x m, zero beyond count) into G[l]'s input and, when
+ * layer l has a W^T stage, T[l]'s input. */
+static int emit_deltas(hetee_refine_trusted *t, int l, const double *d, ct_t **dG, ct_t **dT) {
+  const hetee_refine_layer *L = &t->p->L[l];
+  uint32_t B = t->p->cfg.batch;
+  size_t n = (size_t)B * (size_t)L->m;
+  uint64_t *pos = calloc(n, sizeof *pos);
+  if (!pos) return hetee_error(HETEE_ERR_NOMEM, "no memory");
+  for (uint32_t b = 0; b < B; b++)
+    for (int i = 0; i < L->m; i++) pos[(size_t)b * (size_t)L->m + (size_t)i] = hetee_hemat_in_pos(&L->G, 0, (int)b, 0, i);
+  refine_key k = tkey(t);
+  int rc = refine_enc_scatter(&k, L->G.n_in_cts, pos, d, n, REFINE_IN_SCALE, dG);
+  if (!rc && L->has_back) {
+    for (uint32_t b = 0; b < B; b++)
+      for (int i = 0; i < L->m; i++) pos[(size_t)b * (size_t)L->m + (size_t)i] = hetee_hemat_in_pos(&L->T, b, i, 0, 0);
+    rc = refine_enc_scatter(&k, L->T.n_in_cts, pos, d, n, REFINE_IN_SCALE, dT);
+  }
+  free(pos);
+  return rc;
+}
+
+static int check_count(const hetee_refine_trusted *t, uint32_t count) {
+  if (count < 1 || count > t->p->cfg.batch) return hetee_error(HETEE_ERR_INVALID_ARG, "sample count %u outside [1, %u]", count, t->p->cfg.batch);
+  return 0;
+}
+
+int refine_tr_forward(hetee_refine_trusted *t, int l, ct_t *const *out, uint32_t count, ct_t **next_in, ct_t **next_gw) {
+  double t0 = cpu_now();
+  const hetee_refine_plan *p = t->p;
+  if (l < 0 || l >= p->nl - 1) return hetee_error(HETEE_ERR_INVALID_ARG, "forward refresh of layer %d", l);
+  int rc = check_count(t, count);
+  const hetee_refine_layer *L = &p->L[l], *N1 = &p->L[l + 1];
+  if (!rc) rc = check_cts(t, out, L->F.n_out_cts, REFINE_OUT_SCALE, 1, "layer outputs");
+  if (rc) return rc;
+  uint32_t B = p->cfg.batch;
+  size_t m = (size_t)L->m, n = (size_t)B * m;
+  uint64_t *pos = calloc(n, sizeof *pos);
+  double *h = calloc(n, sizeof *h);
+  float *xw = NULL;
+  if (!pos || !h) {
+    rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+    goto done;
+  }
+  for (uint32_t b = 0; b < count; b++)
+    for (size_t i = 0; i < m; i++) pos[b * m + i] = hetee_hemat_out_pos(&L->F, b, (int)i, 0, 0);
+  rc = gather(t, out, L->F.n_out_cts, REFINE_OUT_SCALE, pos, (size_t)count * m, h);
+  if (rc) goto done;
+  if (L->need_z) {
+    memset(t->z[l], 0, n * sizeof(double));
+    memcpy(t->z[l], h, (size_t)count * m * sizeof(double));
+  }
+  for (size_t q = 0; q < (size_t)count * m; q++) h[q] = hetee_refine_act_f(L->act, h[q]);
+  for (uint32_t b = 0; b < B; b++)
+    for (size_t i = 0; i < m; i++) pos[b * m + i] = hetee_hemat_in_pos(&N1->F, b, (int)i, 0, 0);
+  refine_key k = tkey(t);
+  rc = refine_enc_scatter(&k, N1->F.n_in_cts, pos, h, n, REFINE_IN_SCALE, next_in);
+  if (!rc && N1->trains) {
+    xw = calloc((m + 1) * B, sizeof *xw);
+    if (!xw) {
+      rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+      goto done;
+    }
+    for (uint32_t b = 0; b < count; b++) {
+      for (size_t j = 0; j < m; j++) xw[j * B + b] = (float)h[b * m + j];
+      xw[m * B + b] = 1.0f;
+    }
+    rc = refine_enc_weights(&k, &N1->G, xw, next_gw);
+  }
+done:
+  if (h) memset(h, 0, n * sizeof *h);
+  if (xw) memset(xw, 0, (m + 1) * B * sizeof *xw);
+  free(pos);
+  free(h);
+  free(xw);
+  t->cpu_s += cpu_now() - t0;
+  return rc;
+}
+
+int refine_tr_loss(hetee_refine_trusted *t, ct_t *const *logits, const ct_t *labels, uint32_t count, ct_t **dG,
+                   ct_t **dT) {
+  double t0 = cpu_now();
+  const hetee_refine_plan *p = t->p;
+  int l = p->nl - 1, c = p->classes;
+  const hetee_refine_layer *L = &p->L[l];
+  int rc = check_count(t, count);
+  if (!rc) rc = check_cts(t, logits, L->F.n_out_cts, REFINE_OUT_SCALE, 1, "logits");
+  ct_t *lab1[1] = {(ct_t *)labels};
+  if (!rc) rc = check_cts(t, lab1, 1, REFINE_IN_SCALE, 0, "labels");
+  if (rc) return rc;
+  uint32_t B = p->cfg.batch;
+  size_t n = (size_t)B * (size_t)c, nc = (size_t)count * (size_t)c;
+  uint64_t *pos = calloc(n, sizeof *pos);
+  double *z = calloc(n, sizeof *z), *y = calloc(n, sizeof *y), *d = calloc(n, sizeof *d);
+  if (!pos || !z || !y || !d) {
+    rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+    goto done;
+  }
+  for (uint32_t b = 0; b < count; b++)
+    for (int i = 0; i < c; i++) pos[(size_t)b * (size_t)c + (size_t)i] = hetee_hemat_out_pos(&L->F, b, i, 0, 0);
+  rc = gather(t, logits, L->F.n_out_cts, REFINE_OUT_SCALE, pos, nc, z);
+  for (size_t q = 0; q < nc; q++) pos[q] = q;
+  if (!rc) rc = gather(t, lab1, 1, REFINE_IN_SCALE, pos, nc, y);
+  if (rc) goto done;
+  for (uint32_t b = 0; b < count; b++) {
+    /* the label is the largest one-hot entry (branch-free scan) */
+    int lab = 0;
+    for (int i = 1; i < c; i++) {
+      int gt = y[(size_t)b * (size_t)c + (size_t)i] > y[(size_t)b * (size_t)c + (size_t)lab];
+      lab = gt ? i : lab;
+    }
+    hetee_refine_loss_grad(p->cfg.loss, z + (size_t)b * (size_t)c, c, lab, d + (size_t)b * (size_t)c);
+  }
+  rc = emit_deltas(t, l, d, dG, dT);
+done:
+  if (z) memset(z, 0, n * sizeof *z);
+  if (y) memset(y, 0, n * sizeof *y);
+  if (d) memset(d, 0, n * sizeof *d);
+  free(pos);
+  free(z);
+  free(y);
+  free(d);
+  t->cpu_s += cpu_now() - t0;
+  return rc;
+}
+
+int refine_tr_back(hetee_refine_trusted *t, int l, ct_t *const *u, uint32_t count, ct_t **dG, ct_t **dT) {
+  double t0 = cpu_now();
+  const hetee_refine_plan *p = t->p;
+  if (l < 1 || l >= p->nl || !p->L[l].has_back) return hetee_error(HETEE_ERR_INVALID_ARG, "no W^T stage at layer %d", l);
+  const hetee_refine_layer *L = &p->L[l], *P = &p->L[l - 1];
+  int rc = check_count(t, count);
+  if (!rc) rc = check_cts(t, u, L->T.n_out_cts, REFINE_OUT_SCALE, 1, "W^T delta");
+  if (rc) return rc;
+  uint32_t B = p->cfg.batch;
+  size_t k = (size_t)L->k, n = (size_t)B * k;
+  uint64_t *pos = calloc(n, sizeof *pos);
+  double *d = calloc(n, sizeof *d);
+  if (!pos || !d) {
+    rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+    goto done;
+  }
+  for (uint32_t b = 0; b < count; b++)
+    for (size_t j = 0; j < k; j++) pos[b * k + j] = hetee_hemat_out_pos(&L->T, b, (int)j, 0, 0);
+  rc = gather(t, u, L->T.n_out_cts, REFINE_OUT_SCALE, pos, (size_t)count * k, d);
+  if (rc) goto done;
+  for (size_t q = 0; q < (size_t)count * k; q++) d[q] *= hetee_refine_act_d(P->act, t->z[l - 1][q]);
+  rc = emit_deltas(t, l - 1, d, dG, dT);
+done:
+  if (d) memset(d, 0, n * sizeof *d);
+  free(pos);
+  free(d);
+  t->cpu_s += cpu_now() - t0;
+  return rc;
+}
+
+int refine_tr_update(hetee_refine_trusted *t, int l, ct_t *const *gacc, uint32_t nsamples, ct_t *const *W,
+                     ct_t *const *bias, ct_t *const *V, ct_t **nW, ct_t **nbias, ct_t **nWT, ct_t **nV) {
+  double t0 = cpu_now();
+  const hetee_refine_plan *p = t->p;
+  if (l < p->first_train || l >= p->nl) return hetee_error(HETEE_ERR_INVALID_ARG, "layer %d does not train", l);
+  const hetee_refine_layer *L = &p->L[l];
+  int m = L->m, k = L->k, mom = p->cfg.momentum > 0;
+  size_t N = p->n, nv = (size_t)m * (size_t)(k + 1), nvc = refine_compact_cts(nv, N);
+  int rc = 0;
+  if (nsamples < 1 || nsamples > p->cfg.batch * p->cfg.accumulate)
+    rc = hetee_error(HETEE_ERR_INVALID_ARG, "update over %u samples", nsamples);
+  if (!rc) rc = check_cts(t, gacc, L->G.n_out_cts, REFINE_OUT_SCALE, 1, "gradient");
+  if (!rc) rc = check_cts(t, W, L->F.n_w_cts, REFINE_W_SCALE, 0, "weights");
+  if (!rc) rc = check_cts(t, bias, (size_t)L->F.nmb, REFINE_OUT_SCALE, 0, "bias");
+  if (!rc && mom) rc = check_cts(t, V, nvc, HETEE_REFINE_MOM_SCALE, 0, "momentum");
+  if (rc) return rc;
+  uint64_t *pos = calloc(nv, sizeof *pos);
+  double *g = calloc(nv, sizeof *g), *wv = calloc(nv, sizeof *wv), *vv = calloc(nv, sizeof *vv);
+  float *wf = calloc(nv, sizeof *wf), *bf = calloc((size_t)m, sizeof *bf), *vw = calloc(nv, sizeof *vw),
+        *vb = calloc((size_t)m, sizeof *vb), *wt = NULL;
+  if (!pos || !g || !wv || !vv || !wf || !bf || !vw || !vb) {
+    rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+    goto done;
+  }
+  for (int i = 0; i < m; i++)
+    for (int j = 0; j <= k; j++) pos[(size_t)i * (size_t)(k + 1) + (size_t)j] = hetee_hemat_out_pos(&L->G, 0, j, 0, i);
+  rc = gather(t, gacc, L->G.n_out_cts, REFINE_OUT_SCALE, pos, nv, g);
+  if (rc) goto done;
+  /* weights (index i*(k+1)+j) and bias (j = k) */
+  for (int i = 0; i < m; i++) {
+    for (int j = 0; j < k; j++) pos[(size_t)i * (size_t)k + (size_t)j] = refine_w_pos(&L->F, i, j);
+  }
+  rc = gather(t, W, L->F.n_w_cts, REFINE_W_SCALE, pos, (size_t)m * (size_t)k, wv);
+  for (int i = 0; i < m && !rc; i++) pos[i] = hetee_hemat_out_pos(&L->F, 0, i, 0, 0);
+  if (!rc) rc = gather(t, bias, (size_t)L->F.nmb, REFINE_OUT_SCALE, pos, (size_t)m, vv);
+  if (rc) goto done;
+  for (size_t q = 0; q < (size_t)m * (size_t)k; q++) wf[q] = (float)wv[q];
+  for (int i = 0; i < m; i++) bf[i] = (float)vv[i];
+  if (mom) {
+    for (size_t q = 0; q < nv; q++) pos[q] = q;
+    rc = gather(t, V, nvc, HETEE_REFINE_MOM_SCALE, pos, nv, vv);
+    if (rc) goto done;
+    for (int i = 0; i < m; i++) {
+      for (int j = 0; j < k; j++) vw[(size_t)i * (size_t)k + (size_t)j] = (float)vv[(size_t)i * (size_t)(k + 1) + (size_t)j];
+      vb[i] = (float)vv[(size_t)i * (size_t)(k + 1) + (size_t)k];
+    }
+  }
+  for (int i = 0; i < m; i++) {
+    for (int j = 0; j < k; j++)
+      hetee_refine_sgd(&p->cfg, g[(size_t)i * (size_t)(k + 1) + (size_t)j] / (double)nsamples,
+                       &wf[(size_t)i * (size_t)k + (size_t)j], &vw[(size_t)i * (size_t)k + (size_t)j]);
+    hetee_refine_sgd(&p->cfg, g[(size_t)i * (size_t)(k + 1) + (size_t)k] / (double)nsamples, &bf[i], &vb[i]);
+  }
+  refine_key key = tkey(t);
+  rc = refine_enc_weights(&key, &L->F, wf, nW);
+  if (!rc) rc = refine_enc_bias(&key, &L->F, bf, nbias);
+  if (!rc && L->has_back) {
+    wt = refine_transpose(wf, m, k);
+    rc = wt ? refine_enc_weights(&key, &L->T, wt, nWT) : hetee_error(HETEE_ERR_NOMEM, "no memory");
+  }
+  if (!rc && mom) rc = refine_enc_momentum(&key, vw, vb, m, k, nV);
+done:
+  if (g) memset(g, 0, nv * sizeof *g);
+  if (wv) memset(wv, 0, nv * sizeof *wv);
+  if (vv) memset(vv, 0, nv * sizeof *vv);
+  if (wf) memset(wf, 0, nv * sizeof *wf);
+  if (vw) memset(vw, 0, nv * sizeof *vw);
+  if (wt) memset(wt, 0, (size_t)m * (size_t)k * sizeof *wt);
+  free(pos);
+  free(g);
+  free(wv);
+  free(vv);
+  free(wf);
+  free(bf);
+  free(vw);
+  free(vb);
+  free(wt);
+  t->cpu_s += cpu_now() - t0;
+  return rc;
+}

@@ -333,15 +333,7 @@ int hetee_bench_hemat(int argc, char **argv) {
   env e;
   memset(&e, 0, sizeof e);
   hetee_ckks_literal lit;
-  memset(&lit, 0, sizeof lit);
-  lit.log_n = 13;
-  lit.nq = 3;
-  lit.q_bits[0] = 60;
-  lit.q_bits[1] = 40;
-  lit.q_bits[2] = 40;
-  lit.np = 1;
-  lit.p_bits[0] = 60;
-  lit.default_scale = 0x1p40;
+  hetee_ckks_literal_default(&lit);
   CHECK(hetee_ckks_context_new(&lit, &e.ctx));
   CHECK(hetee_ckks_keygen_secret(e.ctx, &e.sk));
   CHECK(hetee_ckks_keygen_public(e.ctx, e.sk, &e.pk));

@@ -62,6 +62,11 @@ typedef struct hetee_ckks_literal {
 
 typedef struct hetee_ckks_context hetee_ckks_context;
 
+/* Fills *lit with hetee's default parameter set, the one the enclave's
+ * default configuration uses: logN 13, q {60, 40, 40}, p {60}, default
+ * scale 2^40 (180 bits of the 218 allowed at 128-bit security). */
+HETEE_API void hetee_ckks_literal_default(hetee_ckks_literal *lit);
+
 /* Checks the literal and builds the context (primes, NTT tables, encoder
  * tables, key-switching constants, fingerprint).
  * Errors: HETEE_ERR_PARAMS (bad sizes), HETEE_ERR_INSECURE (total

@@ -350,3 +350,16 @@ int ckks_check_ctx(const hetee_ckks_context *ctx, const uint8_t *fp, const char 
     return hetee_error(HETEE_ERR_CONTEXT, "%s was made under other parameters", what);
   return 0;
 }
+
+void hetee_ckks_literal_default(hetee_ckks_literal *lit) {
+  if (!lit) return;
+  memset(lit, 0, sizeof *lit);
+  lit->log_n = 13;
+  lit->nq = 3;
+  lit->q_bits[0] = 60;
+  lit->q_bits[1] = 40;
+  lit->q_bits[2] = 40;
+  lit->np = 1;
+  lit->p_bits[0] = 60;
+  lit->default_scale = 0x1p40;
+}

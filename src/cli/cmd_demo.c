@@ -118,15 +118,7 @@ int hetee_cmd_demo(int argc, char **argv) {
   double t0;
 
   hetee_ckks_literal lit;
-  memset(&lit, 0, sizeof lit);
-  lit.log_n = 13;
-  lit.nq = 3;
-  lit.q_bits[0] = 60;
-  lit.q_bits[1] = 40;
-  lit.q_bits[2] = 40;
-  lit.np = 1;
-  lit.p_bits[0] = 60;
-  lit.default_scale = 0x1p40;
+  hetee_ckks_literal_default(&lit);
   const double scale = 0x1p40;
 
   printf("hetee demo: CKKS logN 13, q = {60, 40, 40} + P {60} (200 of 218 bits allowed at 128-bit security),\n"

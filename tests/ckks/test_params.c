@@ -146,11 +146,36 @@ static void test_chain_and_fingerprint(void **state) {
   hetee_ckks_context_free(ctx);
 }
 
+/* The default literal: logN 13, q {60, 40, 40}, p {60}, scale 2^40, and it
+ * passes the 128-bit check without allow_insecure. */
+static void test_default_literal(void **state) {
+  (void)state;
+  hetee_ckks_literal lit;
+  memset(&lit, 0xff, sizeof lit);
+  hetee_ckks_literal_default(&lit);
+  assert_int_equal(lit.log_n, 13);
+  assert_int_equal(lit.nq, 3);
+  assert_int_equal(lit.q_bits[0], 60);
+  assert_int_equal(lit.q_bits[1], 40);
+  assert_int_equal(lit.q_bits[2], 40);
+  assert_int_equal(lit.q_bits[3], 0);
+  assert_int_equal(lit.np, 1);
+  assert_int_equal(lit.p_bits[0], 60);
+  assert_true(lit.default_scale == 0x1p40);
+  assert_int_equal(lit.allow_insecure, 0);
+  hetee_ckks_context *ctx = NULL;
+  assert_int_equal(hetee_ckks_context_new(&lit, &ctx), 0);
+  assert_int_equal(hetee_ckks_context_max_level(ctx), 2);
+  hetee_ckks_context_free(ctx);
+  hetee_ckks_literal_default(NULL); /* no-op */
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_security_bounds),
       cmocka_unit_test(test_bad_literals),
       cmocka_unit_test(test_chain_and_fingerprint),
+      cmocka_unit_test(test_default_literal),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -28,15 +28,7 @@ static fixture F;
 static int setup(void **state) {
   (void)state;
   hetee_ckks_literal lit;
-  memset(&lit, 0, sizeof lit);
-  lit.log_n = 13;
-  lit.nq = 3;
-  lit.q_bits[0] = 60;
-  lit.q_bits[1] = 40;
-  lit.q_bits[2] = 40;
-  lit.np = 1;
-  lit.p_bits[0] = 60;
-  lit.default_scale = 0x1p40;
+  hetee_ckks_literal_default(&lit);
   if (hetee_ckks_context_new(&lit, &F.ctx) || hetee_ckks_keygen_secret(F.ctx, &F.sk) ||
       hetee_ckks_keygen_public(F.ctx, F.sk, &F.pk))
     return -1;

@@ -25,15 +25,7 @@ static hetee_ckks_public_key *pk;
 static int setup(void **state) {
   (void)state;
   hetee_ckks_literal lit;
-  memset(&lit, 0, sizeof lit);
-  lit.log_n = 13;
-  lit.nq = 3;
-  lit.q_bits[0] = 60;
-  lit.q_bits[1] = 40;
-  lit.q_bits[2] = 40;
-  lit.np = 1;
-  lit.p_bits[0] = 60;
-  lit.default_scale = 0x1p40;
+  hetee_ckks_literal_default(&lit);
   if (hetee_ckks_context_new(&lit, &ctx) || hetee_ckks_keygen_secret(ctx, &sk) || hetee_ckks_keygen_public(ctx, sk, &pk))
     return -1;
   return 0;

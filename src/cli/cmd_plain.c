@@ -109,8 +109,13 @@ int hetee_cmd_plain(int argc, char **argv) {
       fprintf(stderr, "hetee plain: %s\n", hetee_last_error());
       goto err;
     }
-    if (hetee_nn_data_count(labels) < n) {
-      fprintf(stderr, "hetee plain: %s has %zu labels for %zu images\n", labels_path, hetee_nn_data_count(labels), n);
+    /* one label per image of the file: a labels file for another image set
+     * (60000 training labels for 10000 test images) is a mistake, not a
+     * number to print */
+    size_t total = hetee_nn_data_dims(images)[0];
+    if (hetee_nn_data_count(labels) != total) {
+      fprintf(stderr, "hetee plain: %s has %zu labels for the %zu images of %s\n", labels_path,
+              hetee_nn_data_count(labels), total, images_path);
       goto err;
     }
   }

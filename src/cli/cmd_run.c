@@ -113,8 +113,9 @@ int hetee_cmd_run(int argc, char **argv) {
   }
   if (count && count < n) n = count;
   if (n > HETEE_ENGINE_MAX_IMAGES) n = HETEE_ENGINE_MAX_IMAGES;
-  if (labels && hetee_nn_data_count(labels) < n) {
-    fprintf(stderr, "hetee run: %s has %zu labels for %zu images\n", labels_path, hetee_nn_data_count(labels), n);
+  if (labels && hetee_nn_data_count(labels) != hetee_nn_data_dims(images)[0]) { /* one label per image */
+    fprintf(stderr, "hetee run: %s has %zu labels for the %zu images of %s\n", labels_path,
+            hetee_nn_data_count(labels), hetee_nn_data_dims(images)[0], images_path);
     goto out;
   }
   x = malloc(n * in * sizeof *x);

@@ -190,6 +190,15 @@ static void test_errors(void **state) {
   assert_int_equal(r.status, 1);
   assert_non_null(strstr(r.out, "not an ONNX model"));
   free(r.out);
+  /* The training set's 60000 labels for the 10000 test images: an error,
+   * not an accuracy (also with --count, which picks images, not labels). */
+  snprintf(args, sizeof args, "plain --model '%s' '%s' --labels '%s' --count 10", src_path("models/mlp.onnx"), IMAGES,
+           FMNIST_DIR "/train-labels-idx1-ubyte.gz");
+  r = run(args);
+  assert_int_equal(r.status, 1);
+  assert_non_null(strstr(r.out, "has 60000 labels for the 10000 images"));
+  assert_null(strstr(r.out, "accuracy"));
+  free(r.out);
 }
 
 int main(void) {

@@ -29,8 +29,10 @@
  *   output (b, o, oy, ox)       -> ct (g, mbk), coefficient
  *                                   j*T + (o % mb)*S + O + (oy*sh)*w + ox*sw
  * where g = b / nimg, j = b % nimg, cbk = c / cb, mbk = o / mb,
- * S = max(O + HW, cb*HW) + 1 (spacing of output channels) and
- * T = cb*HW + (mb-1)*S + O (span of one sample); nimg*T <= N.
+ * S = cb*HW (spacing of output channels) and T = mb*cb*HW (span of one
+ * sample); nimg*T <= N. A sample's product terms reach O positions past
+ * its span, onto the next sample's first O positions, and the last
+ * sample's wrap (negated) into [0, O): none of them holds an output.
  * Ciphertext indices: input (g, cbk) -> g*ncb + cbk; weight (mbk, cbk) ->
  * mbk*ncb + cbk; output (g, mbk) -> g*nmb + mbk; global position =
  * index * N + coefficient (the enclave's refresh maps use these).

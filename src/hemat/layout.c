@@ -25,7 +25,6 @@
 
 /* r = a * b and r = a + b in uint64_t; 0 on overflow. */
 static int mul_ok(uint64_t a, uint64_t b, uint64_t *r) { return !__builtin_mul_overflow(a, b, r); }
-static int add_ok(uint64_t a, uint64_t b, uint64_t *r) { return !__builtin_add_overflow(a, b, r); }
 
 static int check_pos(const char *what, int v) {
   if (v < 1) return hetee_error(HETEE_ERR_INVALID_ARG, "hemat layout: %s = %d, must be >= 1", what, v);
@@ -33,20 +32,22 @@ static int check_pos(const char *what, int v) {
 }
 
 /* The per-sample constants of hemat.h for (shape, cb, mb):
- * HW = h*w, O = (cb-1)*HW + (kh-1)*w + (kw-1), S = max(O + HW, cb*HW) + 1,
- * T = cb*HW + (mb-1)*S + O. Returns 0, or HETEE_ERR_SHAPE when a value
+ * HW = h*w, O = (cb-1)*HW + (kh-1)*w + (kw-1), S = cb*HW, T = mb*cb*HW. Returns 0, or HETEE_ERR_SHAPE when a value
  * overflows 64 bits (it then exceeds any N). Sizes must be >= 1 and
  * cb, mb, kh, kw in range (checked by the caller). */
 int hemat_span(const hetee_hemat_shape *s, int cb, int mb, uint64_t *hw, uint64_t *off_o, uint64_t *sp_s,
                uint64_t *span_t) {
-  uint64_t HW, cbhw, O, S, T, t;
+  uint64_t HW = 0, cbhw = 0, O = 0, S = 0, T = 0;
   if (!mul_ok((uint64_t)s->h, (uint64_t)s->w, &HW) || !mul_ok((uint64_t)cb, HW, &cbhw)) goto big;
   /* O = (cb-1)*HW + (kh-1)*w + (kw-1) < cb*HW (kh <= h, kw <= w) */
   O = cbhw - HW + (uint64_t)(s->kh - 1) * (uint64_t)s->w + (uint64_t)(s->kw - 1);
-  if (!add_ok(O, HW, &S)) goto big;
-  if (cbhw > S) S = cbhw;
-  if (!add_ok(S, 1, &S)) goto big;
-  if (!mul_ok((uint64_t)(mb - 1), S, &t) || !add_ok(t, cbhw, &T) || !add_ok(T, O, &T)) goto big;
+  /* S = cb*HW: a channel's taps span [m*S, m*S + O + cb*HW - 1] and its
+   * outputs [m*S + O, m*S + cb*HW - 1]; T = mb*cb*HW: the last O positions
+   * of a sample's garbage fall on the next sample's first O positions,
+   * which hold no output, and what wraps past X^N lands in [0, O), below the
+   * first output (docs/hemat.md, "Why it is collision-free"). */
+  S = cbhw;
+  if (!mul_ok((uint64_t)mb, cbhw, &T)) goto big;
   *hw = HW;
   *off_o = O;
   *sp_s = S;
@@ -88,7 +89,7 @@ int hetee_hemat_layout_init(const hetee_hemat_shape *s, const hetee_hemat_pack *
     return hetee_error(HETEE_ERR_INVALID_ARG, "hemat layout: mb = %d, must be in 1..co = %d", p->mb, s->co);
   if (p->nimg < 1) return hetee_error(HETEE_ERR_INVALID_ARG, "hemat layout: nimg = %d, must be >= 1", p->nimg);
 
-  uint64_t HW, O, S, T, total;
+  uint64_t HW = 0, O = 0, S = 0, T = 0, total = 0;
   if ((rc = hemat_span(s, p->cb, p->mb, &HW, &O, &S, &T))) return rc;
   if (T > (uint64_t)n)
     return hetee_error(HETEE_ERR_SHAPE,

@@ -81,7 +81,7 @@ int hetee_hemat_choose(const hetee_hemat_shape *s, uint32_t batch, size_t n, int
   for (int cb = 1; cb <= s->c; cb++) {
     int fit_any = 0;
     for (int mb = 1; mb <= s->co; mb++) {
-      uint64_t HW, O, S, T;
+      uint64_t HW = 0, O = 0, S = 0, T = 0;
       if (hemat_span(s, cb, mb, &HW, &O, &S, &T) || T > (uint64_t)n) break; /* larger mb: larger T */
       fit_any = 1;
       fitting++;

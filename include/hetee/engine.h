@@ -267,6 +267,9 @@ typedef struct hetee_engine_stage_stats {
   double wall_s;    /* host wall time of the stage, enclave calls included */
 } hetee_engine_stage_stats;
 
+/* acc += x, field by field (counts and seconds of one stage). */
+HETEE_API void hetee_engine_stage_stats_add(hetee_engine_stage_stats *acc, const hetee_engine_stage_stats *x);
+
 typedef struct hetee_engine_stats {
   uint64_t images, micro_batches;
   uint64_t products, keyswitches; /* keyswitches: always 0 (no relinearisation, no rotation) */

@@ -174,18 +174,7 @@ static void stats_add(hetee_engine_stats *a, const hetee_engine_stats *b) {
   a->integrity_s += b->integrity_s;
   a->wall_enclave_s += b->wall_enclave_s;
   a->nstages = b->nstages;
-  for (size_t s = 0; s < b->nstages; s++) {
-    hetee_engine_stage_stats *x = &a->stage[s];
-    const hetee_engine_stage_stats *y = &b->stage[s];
-    x->products += y->products;
-    x->enclave_encryptions += y->enclave_encryptions;
-    x->enclave_decryptions += y->enclave_decryptions;
-    x->bytes_to_enclave += y->bytes_to_enclave;
-    x->bytes_from_enclave += y->bytes_from_enclave;
-    x->host_s += y->host_s;
-    x->enclave_s += y->enclave_s;
-    x->wall_s += y->wall_s;
-  }
+  for (size_t s = 0; s < b->nstages; s++) hetee_engine_stage_stats_add(&a->stage[s], &b->stage[s]);
 }
 
 /* The data provider opens sample i's release: the predicted class. */

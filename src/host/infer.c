@@ -444,21 +444,21 @@ static void *worker_main(void *arg) {
   return NULL;
 }
 
+void hetee_engine_stage_stats_add(hetee_engine_stage_stats *acc, const hetee_engine_stage_stats *x) {
+  acc->products += x->products;
+  acc->enclave_encryptions += x->enclave_encryptions;
+  acc->enclave_decryptions += x->enclave_decryptions;
+  acc->bytes_to_enclave += x->bytes_to_enclave;
+  acc->bytes_from_enclave += x->bytes_from_enclave;
+  acc->host_s += x->host_s;
+  acc->enclave_s += x->enclave_s;
+  acc->wall_s += x->wall_s;
+}
+
 static void stats_merge(hetee_engine_stats *a, const hetee_engine_stats *b) {
   a->micro_batches += b->micro_batches;
   a->wall_enclave_s += b->wall_enclave_s;
-  for (size_t s = 0; s < a->nstages; s++) {
-    hetee_engine_stage_stats *x = &a->stage[s];
-    const hetee_engine_stage_stats *y = &b->stage[s];
-    x->products += y->products;
-    x->enclave_encryptions += y->enclave_encryptions;
-    x->enclave_decryptions += y->enclave_decryptions;
-    x->bytes_to_enclave += y->bytes_to_enclave;
-    x->bytes_from_enclave += y->bytes_from_enclave;
-    x->host_s += y->host_s;
-    x->enclave_s += y->enclave_s;
-    x->wall_s += y->wall_s;
-  }
+  for (size_t s = 0; s < a->nstages; s++) hetee_engine_stage_stats_add(&a->stage[s], &b->stage[s]);
 }
 
 static int run_impl(hetee_enclave *e, const hetee_engine_model *em, const hetee_engine_input *in, uint32_t model_id,

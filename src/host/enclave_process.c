@@ -211,7 +211,21 @@ int hetee_enclave_call_parts(hetee_enclave *e, uint16_t type, const hetee_frame_
   }
   uint64_t id = ++e->next_id;
   int rc = hetee_frame_write_parts(e->fd, type, id, parts, nparts);
-  if (rc == HETEE_ERR_IO) return may_restart ? died(e, "write failed") : rc;
+  if (rc == HETEE_ERR_IO) {
+    /* The write fails when the peer has closed its end: the launcher may
+     * have written an error frame (e.g. "platform not found") and exited
+     * before our request arrived. That frame is still readable, and it, not
+     * the broken pipe, is the answer (reading cannot block: the peer is
+     * gone, so the read ends at EOF). */
+    hetee_frame pending;
+    memset(&pending, 0, sizeof pending);
+    if (hetee_frame_read(e->fd, HETEE_FRAME_MAX_BODY, &pending) == 0) {
+      int st = pending.type == HETEE_MSG_ERROR ? hetee_frame_error_status(&pending) : HETEE_ERR_IO;
+      hetee_frame_clear(&pending);
+      if (st != HETEE_ERR_IO) return st;
+    }
+    return may_restart ? died(e, "write failed") : rc;
+  }
   if (rc) return rc;
   rc = hetee_frame_read(e->fd, HETEE_FRAME_MAX_BODY, reply);
   if (rc == HETEE_ERR_IO) {

@@ -27,6 +27,11 @@ extern "C" {
 
 typedef struct hetee_enclave hetee_enclave;
 
+/* Directory where the host library looks for hetee-launcher (and, next to
+ * it, hetee-enclave) when the options name none: $HETEE_BIN_DIR if set,
+ * else the directory of the running executable. Errors: HETEE_ERR_IO. */
+HETEE_API int hetee_enclave_bin_dir(char *out, size_t n) HETEE_WUR;
+
 typedef struct hetee_enclave_options {
   const char *platform_dir;  /* required: the sim platform (hetee platform init) */
   const char *enclave_path;  /* NULL: hetee-enclave next to the launcher */

@@ -17,17 +17,10 @@
 /* The enclave binary a party measures: where the host library looks for it
  * ($HETEE_BIN_DIR, else next to the running executable). */
 static int enclave_path(char *out, size_t n) {
-  const char *env = getenv("HETEE_BIN_DIR");
-  if (env && *env) {
-    snprintf(out, n, "%s/hetee-enclave", env);
-    return 0;
-  }
-  char exe[PATH_MAX];
-  ssize_t k = readlink("/proc/self/exe", exe, sizeof exe - 1);
-  if (k <= 0) return hetee_error(HETEE_ERR_IO, "cannot locate the running executable");
-  exe[k] = 0;
-  snprintf(out, n, "%s/hetee-enclave", dirname(exe));
-  return 0;
+  char dir[PATH_MAX];
+  int rc = hetee_enclave_bin_dir(dir, sizeof dir);
+  if (!rc) snprintf(out, n, "%s/hetee-enclave", dir);
+  return rc;
 }
 
 /* One party: verifies fresh evidence against the measurement it computes

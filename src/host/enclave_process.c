@@ -24,7 +24,7 @@
 
 static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }
 
-static int default_dir(char *out, size_t n) {
+int hetee_enclave_bin_dir(char *out, size_t n) {
   const char *env = getenv("HETEE_BIN_DIR");
   if (env && *env) {
     snprintf(out, n, "%s", env);
@@ -43,7 +43,7 @@ static int resolve_paths(hetee_enclave *e, const hetee_enclave_options *o) {
   if (o->launcher_path) {
     e->launcher = strdup(o->launcher_path);
   } else {
-    int rc = default_dir(dir, sizeof dir);
+    int rc = hetee_enclave_bin_dir(dir, sizeof dir);
     if (rc) return rc;
     snprintf(p, sizeof p, "%s/hetee-launcher", dir);
     e->launcher = strdup(p);

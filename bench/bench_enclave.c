@@ -34,16 +34,16 @@ static int die(const char *what, int rc) {
 }
 
 /* Verifies evidence on a fresh nonce and opens a session for party k. */
-static int open_session(hetee_enclave *e, const hetee_party_key *k, const uint8_t ppk[32], const uint8_t meas[32],
+static int open_session(hetee_host_enclave *e, const hetee_party_key *k, const uint8_t ppk[32], const uint8_t meas[32],
                         const uint8_t *bundle, size_t blen, hetee_client_session **s) {
   uint8_t nonce[32], ch[32], fp[32], *ev = NULL, *hs = NULL, *reply = NULL;
   size_t evlen = 0, hlen = 0, rlen = 0;
   hetee_verified_enclave v;
   randombytes_buf(nonce, 32);
-  int rc = hetee_enclave_evidence(e, nonce, &ev, &evlen, ch, fp);
+  int rc = hetee_host_evidence(e, nonce, &ev, &evlen, ch, fp);
   if (!rc) rc = hetee_client_verify_evidence(ev, evlen, ppk, meas, bundle, blen, ch, nonce, &v);
   if (!rc) rc = hetee_client_session_new(k, &v, s, &hs, &hlen);
-  if (!rc) rc = hetee_enclave_session_open(e, hs, hlen, &reply, &rlen);
+  if (!rc) rc = hetee_host_session_open(e, hs, hlen, &reply, &rlen);
   if (!rc) rc = hetee_client_session_finish(*s, reply, rlen);
   free(ev);
   free(hs);
@@ -51,10 +51,10 @@ static int open_session(hetee_enclave *e, const hetee_party_key *k, const uint8_
   return rc;
 }
 
-static uint64_t refresh_cpu_ns(hetee_enclave *e) {
+static uint64_t refresh_cpu_ns(hetee_host_enclave *e) {
   hetee_enclave_op_stats st[16];
   size_t n = 0;
-  if (hetee_enclave_stats(e, st, 16, &n)) return 0;
+  if (hetee_host_stats(e, st, 16, &n)) return 0;
   for (size_t i = 0; i < n; i++)
     if (st[i].type == HETEE_MSG_REFRESH) return st[i].cpu_ns;
   return 0;
@@ -70,7 +70,7 @@ static int cmp_double(const void *a, const void *b) {
  * caches), then the medians of the enclave CPU time (STATS: all its
  * threads) and of the host's wall time, per input ciphertext, and the size
  * of the first output. */
-static int timed_refresh(hetee_enclave *e, const hetee_refresh_spec *s, size_t group, uint8_t **cts, size_t *lens,
+static int timed_refresh(hetee_host_enclave *e, const hetee_refresh_spec *s, size_t group, uint8_t **cts, size_t *lens,
                          size_t n, int reps, double *cpu, double *wall, size_t *olen0) {
   double c[64], w[64];
   if (reps > 64) reps = 64;
@@ -79,7 +79,7 @@ static int timed_refresh(hetee_enclave *e, const hetee_refresh_spec *s, size_t g
     size_t *olens = NULL, nout = 0;
     uint64_t c0 = refresh_cpu_ns(e);
     double t0 = now();
-    int rc = hetee_enclave_refresh_stream(e, s, group, (const uint8_t *const *)cts, lens, n, &out, &olens, &nout);
+    int rc = hetee_host_refresh_stream(e, s, group, (const uint8_t *const *)cts, lens, n, &out, &olens, &nout);
     double t1 = now();
     if (rc) return rc;
     if (r >= 0) {
@@ -134,8 +134,8 @@ int hetee_bench_enclave(int argc, char **argv) {
     hetee_party_key_free(dp);
     return die("platform init", rc);
   }
-  hetee_enclave_options o = {.platform_dir = plat, .config = config};
-  hetee_enclave *e = NULL;
+  hetee_host_options o = {.platform_dir = plat, .config = config};
+  hetee_host_enclave *e = NULL;
   hetee_ckks_context *ctx = NULL;
   hetee_ckks_public_key *pk = NULL;
   hetee_ckks_plaintext *pt = NULL;
@@ -144,19 +144,19 @@ int hetee_bench_enclave(int argc, char **argv) {
   size_t blen = 0, *lens = NULL;
   double *v = NULL;
   uint32_t *map = NULL;
-  if ((rc = hetee_enclave_start(&o, &e))) {
+  if ((rc = hetee_host_start(&o, &e))) {
     die("start", rc);
     goto out;
   }
   double t0 = now();
-  if ((rc = hetee_enclave_keygen(e, NULL, 0))) {
+  if ((rc = hetee_host_keygen(e, NULL, 0))) {
     die("keygen", rc);
     goto out;
   }
   double t_keygen = now() - t0;
   const uint8_t *item;
   size_t ilen;
-  if ((rc = hetee_enclave_public_keys(e, &bundle, &blen)) ||
+  if ((rc = hetee_host_public_keys(e, &bundle, &blen)) ||
       (rc = hetee_key_bundle_get(bundle, blen, HETEE_BUNDLE_PARAMS, &item, &ilen)) ||
       (rc = hetee_ckks_context_load(item, ilen, &ctx)) ||
       (rc = hetee_key_bundle_get(bundle, blen, HETEE_BUNDLE_PUBLIC_KEY, &item, &ilen)) ||
@@ -229,7 +229,7 @@ int hetee_bench_enclave(int argc, char **argv) {
     cs.out_src = src;
     if (!rc) rc = timed_refresh(e, &cs, (size_t)ncts, c2, c2l, (size_t)ncts, reps, &ccpu, &cwall, NULL);
     l2 = c2l[0];
-    hetee_enclave_cts_free(c2, c2l, (size_t)ncts);
+    hetee_host_cts_free(c2, c2l, (size_t)ncts);
     hetee_ckks_ciphertext_free(w2);
     free(cv);
     free(cmap);
@@ -241,8 +241,8 @@ int hetee_bench_enclave(int argc, char **argv) {
   }
   /* evidence: generation through the enclave and launcher, then verification */
   uint8_t ppk[32], meas[32], nonce[32], ch[32], fp[32];
-  hetee_enclave_info info;
-  if ((rc = hetee_platform_load_public(plat, ppk)) || (rc = hetee_enclave_info_get(e, &info))) goto out;
+  hetee_host_info info;
+  if ((rc = hetee_platform_load_public(plat, ppk)) || (rc = hetee_host_info_get(e, &info))) goto out;
   memcpy(meas, info.measurement, 32);
   const int ereps = 50;
   double t_ev = 0, t_ver = 0;
@@ -251,7 +251,7 @@ int hetee_bench_enclave(int argc, char **argv) {
     size_t evlen;
     randombytes_buf(nonce, 32);
     t0 = now();
-    if ((rc = hetee_enclave_evidence(e, nonce, &ev, &evlen, ch, fp))) {
+    if ((rc = hetee_host_evidence(e, nonce, &ev, &evlen, ch, fp))) {
       die("evidence", rc);
       goto out;
     }
@@ -274,7 +274,7 @@ int hetee_bench_enclave(int argc, char **argv) {
   if ((rc = open_session(e, mp, ppk, meas, bundle, blen, &mps)) ||
       (rc = open_session(e, dp, ppk, meas, bundle, blen, &dps)) ||
       (rc = hetee_client_msg_policy(1, HETEE_RELEASE_ARGMAX, 0, 8, dp_pk, &m, &ml)) ||
-      (rc = hetee_client_session_seal(mps, m, ml, &sm, &sml)) || (rc = hetee_enclave_session_msg(e, sm, sml, &rep, &rl)) ||
+      (rc = hetee_client_session_seal(mps, m, ml, &sm, &sml)) || (rc = hetee_host_session_msg(e, sm, sml, &rep, &rl)) ||
       (rc = hetee_client_session_open(mps, rep, rl, &pl, &pll))) {
     free(m);
     free(sm);
@@ -306,7 +306,7 @@ int hetee_bench_enclave(int argc, char **argv) {
     hetee_release_result res;
     t0 = now();
     const uint8_t *rcts[1] = {rct};
-    rc = hetee_enclave_release(e, 1, sid, &rs, rcts, &rlen, 1, &sealed, &slen);
+    rc = hetee_host_release(e, 1, sid, &rs, rcts, &rlen, 1, &sealed, &slen);
     if (!rc) {
       rc = hetee_client_release_open(dps, sealed, slen, &res);
       free(sealed);
@@ -344,7 +344,7 @@ int hetee_bench_enclave(int argc, char **argv) {
   code = 0;
 out:
   if (rc && code) fprintf(stderr, "hetee-bench enclave: failed: %s\n", hetee_last_error());
-  hetee_enclave_cts_free(cts, lens, (size_t)ncts);
+  hetee_host_cts_free(cts, lens, (size_t)ncts);
   hetee_ckks_plaintext_free(pt);
   hetee_ckks_ciphertext_free(ct);
   hetee_ckks_public_key_free(pk);
@@ -352,7 +352,7 @@ out:
   free(bundle);
   free(v);
   free(map);
-  hetee_enclave_free(e);
+  hetee_host_free(e);
   hetee_client_session_free(mps);
   hetee_client_session_free(dps);
   hetee_party_key_free(mp);

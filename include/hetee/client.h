@@ -5,7 +5,7 @@
  * released results.
  *
  * Flow: the party picks a fresh nonce, gets the evidence (through the host,
- * hetee_enclave_evidence) together with the key bundle it will encrypt under,
+ * hetee_host_evidence) together with the key bundle it will encrypt under,
  * verifies it with hetee_client_verify_evidence against the platform key and
  * the measurement it computes itself (`hetee enclave measure`,
  * hetee_measure_file) for the binary and the configuration it agreed to —
@@ -91,7 +91,7 @@ HETEE_API void hetee_hex_encode32(const uint8_t in[32], char out[65]);
 typedef struct hetee_client_session hetee_client_session;
 
 /* Creates the handshake for the verified enclave (*hs malloc'd: send it with
- * hetee_enclave_session_open and pass the answer to _finish). */
+ * hetee_host_session_open and pass the answer to _finish). */
 HETEE_API int hetee_client_session_new(const hetee_party_key *id, const hetee_verified_enclave *v,
                                        hetee_client_session **out, uint8_t **hs, size_t *hs_len) HETEE_WUR;
 /* Checks the enclave's answer: only the holder of the attested channel key

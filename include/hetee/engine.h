@@ -311,7 +311,7 @@ HETEE_API void hetee_engine_results_clear(hetee_engine_results *r);
  * Errors: HETEE_ERR_INVALID_ARG, HETEE_ERR_CONTEXT (input and model under
  * different parameters), HETEE_ERR_SHAPE (input not in the plan's layout),
  * and whatever the kernel or the enclave answers (its detail is kept). */
-HETEE_API int hetee_engine_run(hetee_enclave *e, const hetee_engine_model *em, const hetee_engine_input *in,
+HETEE_API int hetee_engine_run(hetee_host_enclave *e, const hetee_engine_model *em, const hetee_engine_input *in,
                                uint32_t model_id, const uint8_t dp_session[16], int threads,
                                hetee_engine_results *out, hetee_engine_stats *stats) HETEE_WUR;
 
@@ -330,7 +330,7 @@ HETEE_API int hetee_engine_run(hetee_enclave *e, const hetee_engine_model *em, c
  * refreshed or released. A failed check stops the micro-batch with
  * HETEE_ERR_INTEGRITY (the detail names the stage, never values).
  * ------------------------------------------------------------------------- */
-HETEE_API int hetee_engine_model_bind(hetee_enclave *e, const hetee_engine_model *em, uint32_t model_id) HETEE_WUR;
+HETEE_API int hetee_engine_model_bind(hetee_host_enclave *e, const hetee_engine_model *em, uint32_t model_id) HETEE_WUR;
 /* Parties (src/client). The model provider's registration: u16 3 | u32 model
  * | digest[32], digest = BLAKE2b-256("hetee-model-v1\0" || u64 len || plan ||
  * per stage, weights then biases: u64 len || ciphertext) over the bytes
@@ -367,7 +367,7 @@ HETEE_API int hetee_client_msg_integrity_status(uint32_t model_id, uint8_t **msg
 /* Parses the opened reply of the status command. */
 HETEE_API int hetee_client_integrity_status_parse(const uint8_t *reply, size_t len,
                                                   hetee_integrity_status *out) HETEE_WUR;
-HETEE_API int hetee_engine_run_bound(hetee_enclave *e, const hetee_engine_model *em, const hetee_engine_input *in,
+HETEE_API int hetee_engine_run_bound(hetee_host_enclave *e, const hetee_engine_model *em, const hetee_engine_input *in,
                                      uint32_t model_id, const uint8_t dp_session[16], int threads,
                                      hetee_engine_results *out, hetee_engine_stats *stats) HETEE_WUR;
 

@@ -67,9 +67,9 @@ int hetee_cmd_attest(int argc, char **argv) {
   rc = hetee_platform_load_public(pdir, ppk);
   if (rc) return failed("cannot read the platform public key", rc);
   if (sodium_init() < 0) return failed("libsodium", HETEE_ERR_CRYPTO);
-  hetee_enclave_options o = {.platform_dir = pdir, .enclave_path = path, .config = config};
-  hetee_enclave *e = NULL;
-  rc = hetee_enclave_start(&o, &e);
+  hetee_host_options o = {.platform_dir = pdir, .enclave_path = path, .config = config};
+  hetee_host_enclave *e = NULL;
+  rc = hetee_host_start(&o, &e);
   if (rc) return failed("cannot start the enclave", rc);
   uint8_t *ev = NULL, *bundle = NULL;
   size_t evlen = 0, blen = 0;
@@ -78,17 +78,17 @@ int hetee_cmd_attest(int argc, char **argv) {
   /* A fresh enclave holds no CKKS keys yet: have it generate them (secret
    * key inside, public + relinearization key out) so the evidence binds the
    * public key bundle a party would really encrypt under. */
-  rc = hetee_enclave_keygen(e, NULL, 0);
+  rc = hetee_host_keygen(e, NULL, 0);
   if (rc) {
     failed("enclave key generation failed", rc);
     goto out;
   }
-  rc = hetee_enclave_public_keys(e, &bundle, &blen);
+  rc = hetee_host_public_keys(e, &bundle, &blen);
   if (rc) {
     failed("cannot get the key bundle", rc);
     goto out;
   }
-  rc = hetee_enclave_evidence(e, nonce, &ev, &evlen, ch, fp);
+  rc = hetee_host_evidence(e, nonce, &ev, &evlen, ch, fp);
   if (rc) {
     failed("cannot get evidence", rc);
     goto out;
@@ -130,6 +130,6 @@ int hetee_cmd_attest(int argc, char **argv) {
 out:
   free(ev);
   free(bundle);
-  hetee_enclave_free(e);
+  hetee_host_free(e);
   return code;
 }

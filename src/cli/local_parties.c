@@ -18,7 +18,7 @@
  * ($HETEE_BIN_DIR, else next to the running executable). */
 static int enclave_path(char *out, size_t n) {
   char dir[PATH_MAX];
-  int rc = hetee_enclave_bin_dir(dir, sizeof dir);
+  int rc = hetee_host_bin_dir(dir, sizeof dir);
   if (!rc) snprintf(out, n, "%s/hetee-enclave", dir);
   return rc;
 }
@@ -31,10 +31,10 @@ static int party_session(local_parties *t, const hetee_party_key *id, const uint
   size_t evlen = 0, hlen = 0, rlen = 0;
   hetee_verified_enclave v;
   randombytes_buf(nonce, sizeof nonce);
-  int rc = hetee_enclave_evidence(t->e, nonce, &ev, &evlen, ch, fp);
+  int rc = hetee_host_evidence(t->e, nonce, &ev, &evlen, ch, fp);
   if (!rc) rc = hetee_client_verify_evidence(ev, evlen, ppk, meas, bundle, blen, ch, nonce, &v);
   if (!rc) rc = hetee_client_session_new(id, &v, s, &hs, &hlen);
-  if (!rc) rc = hetee_enclave_session_open(t->e, hs, hlen, &reply, &rlen);
+  if (!rc) rc = hetee_host_session_open(t->e, hs, hlen, &reply, &rlen);
   if (!rc) rc = hetee_client_session_finish(*s, reply, rlen);
   free(ev);
   free(hs);
@@ -64,12 +64,12 @@ int local_parties_start(local_parties *t, const char *platform) {
   hetee_party_key_public(t->mp, mp_pk[0]);
   if ((rc = hetee_enclave_config_with_mps(NULL, (const uint8_t(*)[32])mp_pk, 1, t->config, sizeof t->config)))
     return rc;
-  hetee_enclave_options o;
+  hetee_host_options o;
   memset(&o, 0, sizeof o);
   o.platform_dir = platform;
   o.config = t->config;
-  if ((rc = hetee_enclave_start(&o, &t->e))) return rc;
-  if ((rc = hetee_enclave_keygen(t->e, NULL, 0))) return rc;
+  if ((rc = hetee_host_start(&o, &t->e))) return rc;
+  if ((rc = hetee_host_keygen(t->e, NULL, 0))) return rc;
   /* what each party checks: the platform key, the binary and configuration it
    * agreed to, and the key bundle it is about to encrypt under */
   uint8_t *bundle = NULL;
@@ -77,7 +77,7 @@ int local_parties_start(local_parties *t, const char *platform) {
   const uint8_t *item;
   size_t ilen;
   if ((rc = hetee_platform_load_public(platform, ppk)) || (rc = enclave_path(bin, sizeof bin)) ||
-      (rc = hetee_measure_file(bin, t->config, meas)) || (rc = hetee_enclave_public_keys(t->e, &bundle, &blen)))
+      (rc = hetee_measure_file(bin, t->config, meas)) || (rc = hetee_host_public_keys(t->e, &bundle, &blen)))
     return rc;
   rc = party_session(t, t->mp, ppk, meas, bundle, blen, &t->mps);
   if (!rc) rc = party_session(t, t->dp, ppk, meas, bundle, blen, &t->dps);
@@ -96,7 +96,7 @@ int local_parties_policy(local_parties *t, uint32_t model_id, int kind, int prec
   hetee_party_key_public(t->dp, dp_pk);
   int rc = hetee_client_msg_policy(model_id, kind, 0, prec_bits, dp_pk, &m, &ml);
   if (!rc) rc = hetee_client_session_seal(t->mps, m, ml, &s, &sl);
-  if (!rc) rc = hetee_enclave_session_msg(t->e, s, sl, &r, &rl);
+  if (!rc) rc = hetee_host_session_msg(t->e, s, sl, &r, &rl);
   if (!rc) rc = hetee_client_session_open(t->mps, r, rl, &p, &pl);
   free(m);
   free(s);
@@ -111,7 +111,7 @@ int local_parties_send(local_parties *t, hetee_client_session *ps, uint8_t *m, s
   size_t sl = 0, rl = 0, pl = 0;
   int rc = m ? 0 : HETEE_ERR_NOMEM;
   if (!rc) rc = hetee_client_session_seal(ps, m, ml, &s, &sl);
-  if (!rc) rc = hetee_enclave_session_msg(t->e, s, sl, &r, &rl);
+  if (!rc) rc = hetee_host_session_msg(t->e, s, sl, &r, &rl);
   if (!rc) rc = hetee_client_session_open(ps, r, rl, &p, &pl);
   free(m);
   free(s);
@@ -137,7 +137,7 @@ void local_parties_stop(local_parties *t) {
   hetee_party_key_free(t->dp);
   hetee_ckks_public_key_free(t->pk);
   hetee_ckks_context_free(t->ctx);
-  hetee_enclave_free(t->e);
+  hetee_host_free(t->e);
   if (t->dir[0] && nftw(t->dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS) != 0)
     fprintf(stderr, "hetee: could not remove %s\n", t->dir);
   memset(t, 0, sizeof *t);

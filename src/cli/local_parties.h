@@ -20,7 +20,7 @@
 
 typedef struct local_parties {
   char dir[256];  /* temporary directory (platform), removed by _stop; "" if none */
-  hetee_enclave *e;
+  hetee_host_enclave *e;
   hetee_ckks_context *ctx;     /* from the verified key bundle */
   hetee_ckks_public_key *pk;
   hetee_party_key *mp, *dp;

@@ -4,7 +4,7 @@
 #ifndef HETEE_CLIENT_INTERNAL_H
 #define HETEE_CLIENT_INTERNAL_H
 
-#include "enclave/proto.h"
+#include "enclave/wire/proto.h"
 #include "hetee/client.h"
 
 struct hetee_party_key {

@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "enclave/proto.h"
+#include "enclave/wire/proto.h"
 #include "hemat/engine_internal.h"
 
 #define CMD_MODEL_REGISTER 3

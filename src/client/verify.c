@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "client/client_internal.h"
-#include "enclave/platform.h"
+#include "enclave/wire/platform.h"
 
 int hetee_client_verify_evidence(const uint8_t *ev, size_t len, const uint8_t platform_pk[32],
                                  const uint8_t expected[32], const uint8_t *bundle, size_t bundle_len,

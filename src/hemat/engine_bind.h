@@ -1,7 +1,7 @@
 /*
  * engine_bind.h — internal: the refresh spec of one engine stage as both
  * the host (src/host/infer.c, bound runs) and the enclave
- * (src/enclave/integrity.c) derive it from the plan. The enclave compares
+ * (src/enclave/trusted/integrity.c) derive it from the plan. The enclave compares
  * the host's encoded spec byte for byte with its own encoding of this one,
  * so the two must never differ: one definition, here.
  */

@@ -13,7 +13,7 @@ static int reply_bad(hetee_frame *f, const char *what) {
   return hetee_error(HETEE_ERR_PROTOCOL, "malformed %s reply from the enclave", what);
 }
 
-static int parse_info(hetee_frame *f, hetee_enclave_info *out) {
+static int parse_info(hetee_frame *f, hetee_host_info *out) {
   hetee_rbuf r;
   hetee_rbuf_init(&r, f->body, f->len);
   memset(out, 0, sizeof *out);
@@ -34,20 +34,20 @@ static int parse_info(hetee_frame *f, hetee_enclave_info *out) {
   return 0;
 }
 
-int hetee_enclave_info_get_noretry(hetee_enclave *e, hetee_enclave_info *out) {
+int hetee_host_info_get_noretry(hetee_host_enclave *e, hetee_host_info *out) {
   hetee_frame f;
-  int rc = hetee_enclave_call_frame(e, HETEE_MSG_INFO, NULL, 0, &f, 0);
+  int rc = hetee_host_call_frame(e, HETEE_MSG_INFO, NULL, 0, &f, 0);
   return rc ? rc : parse_info(&f, out);
 }
 
-int hetee_enclave_info_get(hetee_enclave *e, hetee_enclave_info *out) {
+int hetee_host_info_get(hetee_host_enclave *e, hetee_host_info *out) {
   if (!e || !out) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
   hetee_frame f;
-  int rc = hetee_enclave_call_frame(e, HETEE_MSG_INFO, NULL, 0, &f, 1);
+  int rc = hetee_host_call_frame(e, HETEE_MSG_INFO, NULL, 0, &f, 1);
   return rc ? rc : parse_info(&f, out);
 }
 
-int hetee_enclave_keygen(hetee_enclave *e, const int *steps, size_t n) {
+int hetee_host_keygen(hetee_host_enclave *e, const int *steps, size_t n) {
   if (!e || (n && !steps) || n > 65536) return hetee_error(HETEE_ERR_INVALID_ARG, "bad argument");
   hetee_wbuf w;
   hetee_wbuf_init(&w);
@@ -55,7 +55,7 @@ int hetee_enclave_keygen(hetee_enclave *e, const int *steps, size_t n) {
   for (size_t i = 0; i < n; i++) hetee_wbuf_u32(&w, (uint32_t)(int32_t)steps[i]);
   if (w.err) return hetee_error(HETEE_ERR_NOMEM, "no memory");
   hetee_frame f;
-  int rc = hetee_enclave_call_frame(e, HETEE_MSG_KEYGEN, w.p, w.len, &f, 1);
+  int rc = hetee_host_call_frame(e, HETEE_MSG_KEYGEN, w.p, w.len, &f, 1);
   hetee_wbuf_free(&w);
   if (rc) return rc;
   if (f.len != 32) return reply_bad(&f, "KEYGEN");
@@ -63,17 +63,17 @@ int hetee_enclave_keygen(hetee_enclave *e, const int *steps, size_t n) {
   return 0;
 }
 
-int hetee_enclave_public_keys(hetee_enclave *e, uint8_t **bundle, size_t *len) {
-  return hetee_enclave_call(e, HETEE_MSG_PUBLIC_KEYS, NULL, 0, bundle, len);
+int hetee_host_public_keys(hetee_host_enclave *e, uint8_t **bundle, size_t *len) {
+  return hetee_host_call(e, HETEE_MSG_PUBLIC_KEYS, NULL, 0, bundle, len);
 }
 
-int hetee_enclave_evidence(hetee_enclave *e, const uint8_t nonce[32], uint8_t **ev, size_t *len, uint8_t ch_pk[32],
+int hetee_host_evidence(hetee_host_enclave *e, const uint8_t nonce[32], uint8_t **ev, size_t *len, uint8_t ch_pk[32],
                            uint8_t bundle_fp[32]) {
   if (!e || !nonce || !ev || !len || !ch_pk || !bundle_fp) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
   *ev = NULL;
   *len = 0;
   hetee_frame f;
-  int rc = hetee_enclave_call_frame(e, HETEE_MSG_EVIDENCE, nonce, 32, &f, 1);
+  int rc = hetee_host_call_frame(e, HETEE_MSG_EVIDENCE, nonce, 32, &f, 1);
   if (rc) return rc;
   hetee_rbuf r;
   hetee_rbuf_init(&r, f.body, f.len);
@@ -93,39 +93,39 @@ int hetee_enclave_evidence(hetee_enclave *e, const uint8_t nonce[32], uint8_t **
   return 0;
 }
 
-int hetee_enclave_seal(hetee_enclave *e, const char *path) {
+int hetee_host_seal(hetee_host_enclave *e, const char *path) {
   if (!e || !path) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
   uint8_t *b;
   size_t n;
-  int rc = hetee_enclave_call(e, HETEE_MSG_SEAL, NULL, 0, &b, &n);
+  int rc = hetee_host_call(e, HETEE_MSG_SEAL, NULL, 0, &b, &n);
   if (rc) return rc;
   rc = hetee_file_write_atomic(path, b, n, 0600);
   free(b);
   return rc;
 }
 
-int hetee_enclave_unseal(hetee_enclave *e, const char *path) {
+int hetee_host_unseal(hetee_host_enclave *e, const char *path) {
   if (!e || !path) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
   uint8_t *b;
   size_t n;
   int rc = hetee_file_read(path, HETEE_FRAME_MAX_BODY, &b, &n);
   if (rc) return rc;
   hetee_frame f;
-  rc = hetee_enclave_call_frame(e, HETEE_MSG_UNSEAL, b, n, &f, 0);
+  rc = hetee_host_call_frame(e, HETEE_MSG_UNSEAL, b, n, &f, 0);
   free(b);
   if (!rc) hetee_frame_clear(&f);
   return rc;
 }
 
-int hetee_enclave_session_open(hetee_enclave *e, const uint8_t *hs, size_t len, uint8_t **reply, size_t *rlen) {
-  return hetee_enclave_call(e, HETEE_MSG_SESSION_OPEN, hs, len, reply, rlen);
+int hetee_host_session_open(hetee_host_enclave *e, const uint8_t *hs, size_t len, uint8_t **reply, size_t *rlen) {
+  return hetee_host_call(e, HETEE_MSG_SESSION_OPEN, hs, len, reply, rlen);
 }
 
-int hetee_enclave_session_msg(hetee_enclave *e, const uint8_t *msg, size_t len, uint8_t **reply, size_t *rlen) {
-  return hetee_enclave_call(e, HETEE_MSG_SESSION_MSG, msg, len, reply, rlen);
+int hetee_host_session_msg(hetee_host_enclave *e, const uint8_t *msg, size_t len, uint8_t **reply, size_t *rlen) {
+  return hetee_host_call(e, HETEE_MSG_SESSION_MSG, msg, len, reply, rlen);
 }
 
-void hetee_enclave_cts_free(uint8_t **cts, size_t *lens, size_t n) {
+void hetee_host_cts_free(uint8_t **cts, size_t *lens, size_t n) {
   if (cts)
     for (size_t i = 0; i < n; i++) free(cts[i]);
   free(cts);
@@ -177,7 +177,7 @@ static int take_cts(hetee_frame *f, uint8_t ***out, size_t **out_lens, size_t *n
 /* The request is the spec, then u32 n and n blobs (u64 length, bytes):
  * sent in parts straight from the caller's ciphertexts (megabytes per
  * request; no copy into one buffer). */
-static int refresh_one(hetee_enclave *e, const uint8_t *spec, size_t slen, const uint8_t *const *cts,
+static int refresh_one(hetee_host_enclave *e, const uint8_t *spec, size_t slen, const uint8_t *const *cts,
                        const size_t *lens, size_t n, uint8_t ***out, size_t **out_lens, size_t *nout) {
   hetee_frame_part *parts = malloc((2 * n + 2) * sizeof *parts);
   uint8_t *hdr = malloc(4 + 8 * n);
@@ -196,13 +196,13 @@ static int refresh_one(hetee_enclave *e, const uint8_t *spec, size_t slen, const
     parts[k++] = (hetee_frame_part){cts[i], lens[i]};
   }
   hetee_frame f;
-  int rc = hetee_enclave_call_parts(e, HETEE_MSG_REFRESH, parts, k, &f, 1);
+  int rc = hetee_host_call_parts(e, HETEE_MSG_REFRESH, parts, k, &f, 1);
   free(parts);
   free(hdr);
   return rc ? rc : take_cts(&f, out, out_lens, nout);
 }
 
-int hetee_enclave_refresh_stream(hetee_enclave *e, const hetee_refresh_spec *spec, size_t group,
+int hetee_host_refresh_stream(hetee_host_enclave *e, const hetee_refresh_spec *spec, size_t group,
                                  const uint8_t *const *cts, const size_t *lens, size_t n, uint8_t ***out,
                                  size_t **out_lens, size_t *nout) {
   if (!e || !spec || !cts || !lens || !out || !out_lens || !nout || group == 0 || n % group)
@@ -217,7 +217,7 @@ int hetee_enclave_refresh_stream(hetee_enclave *e, const hetee_refresh_spec *spe
     rc = refresh_one(e, sb, slen, cts + i, lens + i, group, out, out_lens, nout);
   free(sb);
   if (rc) {
-    hetee_enclave_cts_free(*out, *out_lens, *nout);
+    hetee_host_cts_free(*out, *out_lens, *nout);
     *out = NULL;
     *out_lens = NULL;
     *nout = 0;
@@ -225,12 +225,12 @@ int hetee_enclave_refresh_stream(hetee_enclave *e, const hetee_refresh_spec *spe
   return rc;
 }
 
-int hetee_enclave_refresh(hetee_enclave *e, const hetee_refresh_spec *spec, const uint8_t *const *cts,
+int hetee_host_refresh(hetee_host_enclave *e, const hetee_refresh_spec *spec, const uint8_t *const *cts,
                           const size_t *lens, size_t n, uint8_t ***out, size_t **out_lens, size_t *nout) {
-  return hetee_enclave_refresh_stream(e, spec, n ? n : 1, cts, lens, n, out, out_lens, nout);
+  return hetee_host_refresh_stream(e, spec, n ? n : 1, cts, lens, n, out, out_lens, nout);
 }
 
-int hetee_enclave_release(hetee_enclave *e, uint32_t model_id, const uint8_t sid[16], const hetee_release_spec *spec,
+int hetee_host_release(hetee_host_enclave *e, uint32_t model_id, const uint8_t sid[16], const hetee_release_spec *spec,
                           const uint8_t *const *cts, const size_t *lens, size_t n, uint8_t **sealed, size_t *len) {
   if (!e || !sid || !spec || !spec->map || !cts || !lens || !sealed || !len || spec->n > HETEE_RELEASE_MAX_VALUES)
     return hetee_error(HETEE_ERR_INVALID_ARG, "bad argument");
@@ -245,16 +245,16 @@ int hetee_enclave_release(hetee_enclave *e, uint32_t model_id, const uint8_t sid
   for (size_t i = 0; i < spec->n; i++) hetee_wbuf_u32(&w, spec->map[i]);
   put_cts(&w, cts, lens, n);
   if (w.err) return hetee_error(HETEE_ERR_NOMEM, "no memory");
-  int rc = hetee_enclave_call(e, HETEE_MSG_RELEASE, w.p, w.len, sealed, len);
+  int rc = hetee_host_call(e, HETEE_MSG_RELEASE, w.p, w.len, sealed, len);
   hetee_wbuf_free(&w);
   return rc;
 }
 
-int hetee_enclave_stats(hetee_enclave *e, hetee_enclave_op_stats *out, size_t max, size_t *n) {
+int hetee_host_stats(hetee_host_enclave *e, hetee_enclave_op_stats *out, size_t max, size_t *n) {
   if (!e || (!out && max) || !n) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
   *n = 0;
   hetee_frame f;
-  int rc = hetee_enclave_call_frame(e, HETEE_MSG_STATS, NULL, 0, &f, 1);
+  int rc = hetee_host_call_frame(e, HETEE_MSG_STATS, NULL, 0, &f, 1);
   if (rc) return rc;
   hetee_rbuf r;
   hetee_rbuf_init(&r, f.body, f.len);

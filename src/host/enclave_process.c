@@ -1,7 +1,7 @@
 /*
  * enclave_process.c — the host's side of the enclave process: spawn
  * hetee-launcher with a socketpair on fd 3 (the launcher measures and starts
- * hetee-enclave, see src/enclave/launcher.c), send one framed request at a
+ * hetee-enclave, see src/enclave/launcher/launcher.c), send one framed request at a
  * time and match its reply by request id, detect a dead enclave (EOF/EPIPE)
  * and restart it (unsealing the last sealed state when configured), and shut
  * both processes down cleanly.
@@ -24,7 +24,7 @@
 
 static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }
 
-int hetee_enclave_bin_dir(char *out, size_t n) {
+int hetee_host_bin_dir(char *out, size_t n) {
   const char *env = getenv("HETEE_BIN_DIR");
   if (env && *env) {
     snprintf(out, n, "%s", env);
@@ -38,12 +38,12 @@ int hetee_enclave_bin_dir(char *out, size_t n) {
   return 0;
 }
 
-static int resolve_paths(hetee_enclave *e, const hetee_enclave_options *o) {
+static int resolve_paths(hetee_host_enclave *e, const hetee_host_options *o) {
   char dir[PATH_MAX], p[PATH_MAX + 32];
   if (o->launcher_path) {
     e->launcher = strdup(o->launcher_path);
   } else {
-    int rc = hetee_enclave_bin_dir(dir, sizeof dir);
+    int rc = hetee_host_bin_dir(dir, sizeof dir);
     if (rc) return rc;
     snprintf(p, sizeof p, "%s/hetee-launcher", dir);
     e->launcher = strdup(p);
@@ -75,7 +75,7 @@ static void reap(pid_t pid, int ms) {
   }
 }
 
-static void close_process(hetee_enclave *e, int graceful) {
+static void close_process(hetee_host_enclave *e, int graceful) {
   if (e->fd >= 0) {
     if (graceful && hetee_frame_write(e->fd, HETEE_MSG_SHUTDOWN, ++e->next_id, NULL, 0) == 0) {
       hetee_frame f;
@@ -89,7 +89,7 @@ static void close_process(hetee_enclave *e, int graceful) {
   e->info_pid = -1;
 }
 
-static int spawn(hetee_enclave *e) {
+static int spawn(hetee_host_enclave *e) {
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
     return hetee_error(HETEE_ERR_IO, "socketpair: %s", strerror(errno));
@@ -116,8 +116,8 @@ static int spawn(hetee_enclave *e) {
   close(sv[1]);
   e->fd = sv[0];
   e->launcher_pid = pid;
-  hetee_enclave_info info;
-  int rc = hetee_enclave_info_get_noretry(e, &info);
+  hetee_host_info info;
+  int rc = hetee_host_info_get_noretry(e, &info);
   if (rc) {
     int keep = rc;
     char detail[512];
@@ -129,15 +129,15 @@ static int spawn(hetee_enclave *e) {
   return 0;
 }
 
-static int unseal_if_any(hetee_enclave *e) {
+static int unseal_if_any(hetee_host_enclave *e) {
   if (!e->seal_path || access(e->seal_path, F_OK) != 0) return 0;
-  return hetee_enclave_unseal(e, e->seal_path);
+  return hetee_host_unseal(e, e->seal_path);
 }
 
-int hetee_enclave_start(const hetee_enclave_options *o, hetee_enclave **out) {
+int hetee_host_start(const hetee_host_options *o, hetee_host_enclave **out) {
   if (!o || !out || !o->platform_dir) return hetee_error(HETEE_ERR_INVALID_ARG, "platform_dir is required");
   *out = NULL;
-  hetee_enclave *e = calloc(1, sizeof *e);
+  hetee_host_enclave *e = calloc(1, sizeof *e);
   if (!e) return hetee_error(HETEE_ERR_NOMEM, "no memory");
   e->fd = -1;
   e->launcher_pid = -1;
@@ -158,11 +158,11 @@ int hetee_enclave_start(const hetee_enclave_options *o, hetee_enclave **out) {
   *out = e;
   return 0;
 err:
-  hetee_enclave_free(e);
+  hetee_host_free(e);
   return rc;
 }
 
-void hetee_enclave_free(hetee_enclave *e) {
+void hetee_host_free(hetee_host_enclave *e) {
   if (!e) return;
   close_process(e, 1);
   free(e->launcher);
@@ -173,7 +173,7 @@ void hetee_enclave_free(hetee_enclave *e) {
   free(e);
 }
 
-int hetee_enclave_restart(hetee_enclave *e) {
+int hetee_host_restart(hetee_host_enclave *e) {
   if (!e) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL handle");
   close_process(e, 0);
   e->restarts++;
@@ -182,10 +182,10 @@ int hetee_enclave_restart(hetee_enclave *e) {
   return rc;
 }
 
-unsigned hetee_enclave_restarts(const hetee_enclave *e) { return e ? e->restarts : 0; }
+unsigned hetee_host_restarts(const hetee_host_enclave *e) { return e ? e->restarts : 0; }
 
 /* The enclave is gone: clean up, restart if asked, report HETEE_ERR_IO. */
-static int died(hetee_enclave *e, const char *what) {
+static int died(hetee_host_enclave *e, const char *what) {
   char detail[300];
   snprintf(detail, sizeof detail, "%s", what);
   close_process(e, 0);
@@ -197,13 +197,13 @@ static int died(hetee_enclave *e, const char *what) {
   return hetee_error(HETEE_ERR_IO, "enclave died (%s); a new enclave was started", detail);
 }
 
-int hetee_enclave_call_frame(hetee_enclave *e, uint16_t type, const uint8_t *body, size_t len, hetee_frame *reply,
+int hetee_host_call_frame(hetee_host_enclave *e, uint16_t type, const uint8_t *body, size_t len, hetee_frame *reply,
                              int may_restart) {
   hetee_frame_part part = {body, len};
-  return hetee_enclave_call_parts(e, type, &part, 1, reply, may_restart);
+  return hetee_host_call_parts(e, type, &part, 1, reply, may_restart);
 }
 
-int hetee_enclave_call_parts(hetee_enclave *e, uint16_t type, const hetee_frame_part *parts, size_t nparts,
+int hetee_host_call_parts(hetee_host_enclave *e, uint16_t type, const hetee_frame_part *parts, size_t nparts,
                              hetee_frame *reply, int may_restart) {
   if (e->fd < 0) {
     if (!may_restart || !e->auto_restart) return hetee_error(HETEE_ERR_STATE, "enclave is not running");
@@ -248,19 +248,19 @@ int hetee_enclave_call_parts(hetee_enclave *e, uint16_t type, const hetee_frame_
   return 0;
 }
 
-int hetee_enclave_call(hetee_enclave *e, uint16_t type, const uint8_t *body, size_t len, uint8_t **out, size_t *olen) {
+int hetee_host_call(hetee_host_enclave *e, uint16_t type, const uint8_t *body, size_t len, uint8_t **out, size_t *olen) {
   if (!e || (!body && len) || !out || !olen) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
   *out = NULL;
   *olen = 0;
   hetee_frame f;
-  int rc = hetee_enclave_call_frame(e, type, body, len, &f, 1);
+  int rc = hetee_host_call_frame(e, type, body, len, &f, 1);
   if (rc) return rc;
   *out = f.body ? f.body : malloc(1);
   *olen = f.len;
   return *out ? 0 : hetee_error(HETEE_ERR_NOMEM, "no memory");
 }
 
-int hetee_enclave_send_raw(hetee_enclave *e, const uint8_t *bytes, size_t len) {
+int hetee_host_send_raw(hetee_host_enclave *e, const uint8_t *bytes, size_t len) {
   if (!e || (!bytes && len)) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
   if (e->fd < 0) return hetee_error(HETEE_ERR_STATE, "enclave is not running");
   size_t off = 0;
@@ -273,7 +273,7 @@ int hetee_enclave_send_raw(hetee_enclave *e, const uint8_t *bytes, size_t len) {
   return 0;
 }
 
-int hetee_enclave_recv_raw(hetee_enclave *e, uint16_t *type, uint64_t *id, uint8_t **body, size_t *len) {
+int hetee_host_recv_raw(hetee_host_enclave *e, uint16_t *type, uint64_t *id, uint8_t **body, size_t *len) {
   if (!e || !type || !id || !body || !len) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
   if (e->fd < 0) return hetee_error(HETEE_ERR_STATE, "enclave is not running");
   hetee_frame f;

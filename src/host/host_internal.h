@@ -1,15 +1,15 @@
 /*
- * host_internal.h — the hetee_enclave handle (host side), internal.
+ * host_internal.h — the hetee_host_enclave handle (host side), internal.
  */
 #ifndef HETEE_HOST_INTERNAL_H
 #define HETEE_HOST_INTERNAL_H
 
 #include <sys/types.h>
 
-#include "enclave/proto.h"
+#include "enclave/wire/proto.h"
 #include "hetee/host.h"
 
-struct hetee_enclave {
+struct hetee_host_enclave {
   int fd;             /* host end of the socketpair, -1 when not running */
   pid_t launcher_pid; /* our child; the enclave is its child */
   int info_pid;       /* the enclave process as it reported itself */
@@ -22,12 +22,12 @@ struct hetee_enclave {
 /* Sends one request, reads its reply (checked id/type; error frames turned
  * into their status). may_restart: on a dead enclave restart it (if
  * configured) and fail with HETEE_ERR_IO. */
-int hetee_enclave_call_frame(hetee_enclave *e, uint16_t type, const uint8_t *body, size_t len, hetee_frame *reply,
+int hetee_host_call_frame(hetee_host_enclave *e, uint16_t type, const uint8_t *body, size_t len, hetee_frame *reply,
                              int may_restart);
 /* The same with the request body given in parts (written without copying
  * them together). */
-int hetee_enclave_call_parts(hetee_enclave *e, uint16_t type, const hetee_frame_part *parts, size_t nparts,
+int hetee_host_call_parts(hetee_host_enclave *e, uint16_t type, const hetee_frame_part *parts, size_t nparts,
                              hetee_frame *reply, int may_restart);
-int hetee_enclave_info_get_noretry(hetee_enclave *e, hetee_enclave_info *out);
+int hetee_host_info_get_noretry(hetee_host_enclave *e, hetee_host_info *out);
 
 #endif

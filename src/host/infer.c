@@ -12,7 +12,7 @@
  * the enclave what it sends (level, scale, coefficient encoding), and it
  * checks what comes back (count, level, scale, degree) before using it.
  * Counters: products, enclave encryptions / decryptions, bytes and CPU time
- * as the enclave counts them (hetee_enclave_stats), host time.
+ * as the enclave counts them (hetee_host_stats), host time.
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -43,11 +43,11 @@ typedef struct {
   uint64_t cpu_ns, bytes_in, bytes_out;
 } enc_counters;
 
-static int enclave_counters(hetee_enclave *e, enc_counters *c) {
+static int enclave_counters(hetee_host_enclave *e, enc_counters *c) {
   hetee_enclave_op_stats st[32];
   size_t n = 0;
   memset(c, 0, sizeof *c);
-  int rc = hetee_enclave_stats(e, st, 32, &n);
+  int rc = hetee_host_stats(e, st, 32, &n);
   if (rc) return rc;
   for (size_t i = 0; i < n; i++)
     if (st[i].type == HETEE_MSG_REFRESH || st[i].type == HETEE_MSG_RELEASE ||
@@ -117,12 +117,12 @@ static int load_fresh(const hetee_ckks_context *ctx, uint8_t *const *blobs, cons
   return 0;
 }
 
-static void blobs_free(uint8_t **b, size_t *l, size_t n) { hetee_enclave_cts_free(b, l, n); }
+static void blobs_free(uint8_t **b, size_t *l, size_t n) { hetee_host_cts_free(b, l, n); }
 
 /* The enclave's refresh after stage s of a micro-batch: into the next
  * stage's inputs, or (last stage) into the release layout at the top level
  * and the release scale. */
-static int refresh(hetee_enclave *e, const hetee_ckks_context *ctx, const hetee_engine_refresh *R,
+static int refresh(hetee_host_enclave *e, const hetee_ckks_context *ctx, const hetee_engine_refresh *R,
                    uint8_t *const *blobs, const size_t *lens, uint8_t ***fresh, size_t **flens, size_t *nf) {
   hetee_refresh_spec spec;
   memset(&spec, 0, sizeof spec);
@@ -141,7 +141,7 @@ static int refresh(hetee_enclave *e, const hetee_ckks_context *ctx, const hetee_
   spec.out_level = R->release ? hetee_ckks_context_max_level(ctx) : HETEE_ENGINE_LEVEL;
   spec.out_scale = R->release ? hetee_engine_release_scale(ctx) : HETEE_ENGINE_IN_SCALE;
   spec.out_encoding = HETEE_ENC_COEFFS;
-  return hetee_enclave_refresh(e, &spec, (const uint8_t *const *)blobs, lens, R->in_ncts, fresh, flens, nf);
+  return hetee_host_refresh(e, &spec, (const uint8_t *const *)blobs, lens, R->in_ncts, fresh, flens, nf);
 }
 
 /* Rewrites the enclave's seeded release ciphertexts in full form (same
@@ -191,7 +191,7 @@ static int check_input(const hetee_engine_model *em, const hetee_engine_input *i
  * worker pipelines its own micro-batches, so the host's kernels of one run
  * while the enclave refreshes another's. */
 typedef struct run_shared {
-  hetee_enclave *e;
+  hetee_host_enclave *e;
   const hetee_engine_model *em;
   const hetee_engine_input *in;
   uint32_t model_id;
@@ -251,7 +251,7 @@ static int releases(run_shared *sh, const hetee_engine_refresh *R, uint32_t bk, 
   for (uint32_t b = 0; b < bk && !rc; b++) {
     size_t ct = b / R->release_cap, idx = first + b;
     for (size_t j = 0; j < R->n_final; j++) map[j] = (uint32_t)((b % R->release_cap) * R->n_final + j);
-    rc = hetee_enclave_release(sh->e, sh->model_id, sh->sid, &rs, (const uint8_t *const *)fresh + ct, flens + ct, 1,
+    rc = hetee_host_release(sh->e, sh->model_id, sh->sid, &rs, (const uint8_t *const *)fresh + ct, flens + ct, 1,
                                &sh->res->sealed[idx], &sh->res->lens[idx]);
     if (rc) rc = engine_wrap(rc, "release of sample %zu", idx);
     ss->enclave_decryptions++;
@@ -461,22 +461,22 @@ static void stats_merge(hetee_engine_stats *a, const hetee_engine_stats *b) {
   for (size_t s = 0; s < a->nstages; s++) hetee_engine_stage_stats_add(&a->stage[s], &b->stage[s]);
 }
 
-static int run_impl(hetee_enclave *e, const hetee_engine_model *em, const hetee_engine_input *in, uint32_t model_id,
+static int run_impl(hetee_host_enclave *e, const hetee_engine_model *em, const hetee_engine_input *in, uint32_t model_id,
                     const uint8_t dp_session[16], int threads, hetee_engine_results *out, hetee_engine_stats *stats,
                     int bound);
 
-int hetee_engine_run(hetee_enclave *e, const hetee_engine_model *em, const hetee_engine_input *in, uint32_t model_id,
+int hetee_engine_run(hetee_host_enclave *e, const hetee_engine_model *em, const hetee_engine_input *in, uint32_t model_id,
                      const uint8_t dp_session[16], int threads, hetee_engine_results *out, hetee_engine_stats *stats) {
   return run_impl(e, em, in, model_id, dp_session, threads, out, stats, 0);
 }
 
-int hetee_engine_run_bound(hetee_enclave *e, const hetee_engine_model *em, const hetee_engine_input *in,
+int hetee_engine_run_bound(hetee_host_enclave *e, const hetee_engine_model *em, const hetee_engine_input *in,
                            uint32_t model_id, const uint8_t dp_session[16], int threads, hetee_engine_results *out,
                            hetee_engine_stats *stats) {
   return run_impl(e, em, in, model_id, dp_session, threads, out, stats, 1);
 }
 
-static int run_impl(hetee_enclave *e, const hetee_engine_model *em, const hetee_engine_input *in, uint32_t model_id,
+static int run_impl(hetee_host_enclave *e, const hetee_engine_model *em, const hetee_engine_input *in, uint32_t model_id,
                     const uint8_t dp_session[16], int threads, hetee_engine_results *out, hetee_engine_stats *stats,
                     int bound) {
   if (!e || !em || !in || !dp_session || !out) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");

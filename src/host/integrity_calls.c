@@ -18,15 +18,15 @@ void *engine_tamper_arg;
 
 #define LOAD_FRAME_BYTES (32u << 20)
 
-static int send_load(hetee_enclave *e, hetee_wbuf *w) {
+static int send_load(hetee_host_enclave *e, hetee_wbuf *w) {
   if (w->err) return hetee_error(HETEE_ERR_NOMEM, "no memory");
   hetee_frame f;
-  int rc = hetee_enclave_call_frame(e, HETEE_MSG_MODEL_LOAD, w->p, w->len, &f, 0);
+  int rc = hetee_host_call_frame(e, HETEE_MSG_MODEL_LOAD, w->p, w->len, &f, 0);
   if (!rc) hetee_frame_clear(&f);
   return rc;
 }
 
-int hetee_engine_model_bind(hetee_enclave *e, const hetee_engine_model *em, uint32_t model_id) {
+int hetee_engine_model_bind(hetee_host_enclave *e, const hetee_engine_model *em, uint32_t model_id) {
   if (!e || !em) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
   uint8_t *plan = NULL;
   size_t plen = 0;
@@ -90,7 +90,7 @@ int hetee_engine_model_bind(hetee_enclave *e, const hetee_engine_model *em, uint
   return rc;
 }
 
-int engine_job_start(hetee_enclave *e, const hetee_ckks_context *ctx, uint32_t model_id, uint32_t batch,
+int engine_job_start(hetee_host_enclave *e, const hetee_ckks_context *ctx, uint32_t model_id, uint32_t batch,
                      hetee_ckks_ciphertext *const *in, size_t n, uint32_t *job, uint64_t *ns) {
   hetee_wbuf w;
   hetee_wbuf_init(&w);
@@ -109,7 +109,7 @@ int engine_job_start(hetee_enclave *e, const hetee_ckks_context *ctx, uint32_t m
   }
   if (!rc && w.err) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
   hetee_frame f;
-  if (!rc) rc = hetee_enclave_call_frame(e, HETEE_MSG_JOB_START, w.p, w.len, &f, 0);
+  if (!rc) rc = hetee_host_call_frame(e, HETEE_MSG_JOB_START, w.p, w.len, &f, 0);
   hetee_wbuf_free(&w);
   if (rc) return rc;
   hetee_rbuf r;
@@ -121,7 +121,7 @@ int engine_job_start(hetee_enclave *e, const hetee_ckks_context *ctx, uint32_t m
   return rc;
 }
 
-int engine_job_refresh(hetee_enclave *e, const hetee_ckks_context *ctx, uint32_t job, uint32_t stage,
+int engine_job_refresh(hetee_host_enclave *e, const hetee_ckks_context *ctx, uint32_t job, uint32_t stage,
                        const hetee_engine_refresh *R, uint8_t *const *blobs, const size_t *lens, size_t n,
                        uint8_t ***fresh, size_t **flens, size_t *nf, uint64_t *ns) {
   *fresh = NULL;
@@ -146,7 +146,7 @@ int engine_job_refresh(hetee_enclave *e, const hetee_ckks_context *ctx, uint32_t
   for (size_t i = 0; i < n; i++) hetee_wbuf_blob(&w, blobs[i], lens[i]);
   if (!rc && w.err) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
   hetee_frame f;
-  if (!rc) rc = hetee_enclave_call_frame(e, HETEE_MSG_JOB_REFRESH, w.p, w.len, &f, 0);
+  if (!rc) rc = hetee_host_call_frame(e, HETEE_MSG_JOB_REFRESH, w.p, w.len, &f, 0);
   hetee_wbuf_free(&w);
   if (rc) return rc;
   hetee_rbuf r;
@@ -178,7 +178,7 @@ int engine_job_refresh(hetee_enclave *e, const hetee_ckks_context *ctx, uint32_t
   if (!rc && (r.err || hetee_rbuf_left(&r))) rc = hetee_error(HETEE_ERR_PROTOCOL, "malformed JOB_REFRESH reply");
   hetee_frame_clear(&f);
   if (rc) {
-    hetee_enclave_cts_free(out, ol, m);
+    hetee_host_cts_free(out, ol, m);
     return rc;
   }
   *fresh = out;
@@ -187,13 +187,13 @@ int engine_job_refresh(hetee_enclave *e, const hetee_ckks_context *ctx, uint32_t
   return 0;
 }
 
-int engine_job_release(hetee_enclave *e, uint32_t job, const uint8_t sid[16], uint32_t bk, uint8_t **sealed,
+int engine_job_release(hetee_host_enclave *e, uint32_t job, const uint8_t sid[16], uint32_t bk, uint8_t **sealed,
                        size_t *lens) {
   uint8_t body[20];
   hetee_le32(body, job);
   memcpy(body + 4, sid, 16);
   hetee_frame f;
-  int rc = hetee_enclave_call_frame(e, HETEE_MSG_JOB_RELEASE, body, sizeof body, &f, 0);
+  int rc = hetee_host_call_frame(e, HETEE_MSG_JOB_RELEASE, body, sizeof body, &f, 0);
   if (rc) return rc;
   hetee_rbuf r;
   hetee_rbuf_init(&r, f.body, f.len);

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "enclave/proto.h"
+#include "enclave/wire/proto.h"
 #include "hetee/common.h"
 #include "service/server_internal.h"
 
@@ -44,8 +44,8 @@ void h_health(srv_req *q, srv_resp *r) {
   (void)store_job_counts(S->db, &qd, &run, &w);
   const char *enc = "busy"; /* a job holds the enclave: it is answering it */
   if (pthread_mutex_trylock(&S->en.lock) == 0) {
-    hetee_enclave_info info;
-    enc = hetee_enclave_info_get(S->en.e, &info) ? "down" : "up";
+    hetee_host_info info;
+    enc = hetee_host_info_get(S->en.e, &info) ? "down" : "up";
     sup_note_restarts(&S->en);
     pthread_mutex_unlock(&S->en.lock);
   }
@@ -70,8 +70,8 @@ void h_enclave_info(srv_req *q, srv_resp *r) {
   server *S = q->S;
   pthread_mutex_lock(&S->en.lock);
   sup_note_restarts(&S->en);
-  hetee_enclave_info info = S->en.info;
-  unsigned restarts = hetee_enclave_restarts(S->en.e);
+  hetee_host_info info = S->en.info;
+  unsigned restarts = hetee_host_restarts(S->en.e);
   pthread_mutex_unlock(&S->en.lock);
   uint8_t fp[32];
   hetee_key_bundle_fingerprint(S->en.bundle, S->en.bundle_len, fp);
@@ -109,7 +109,7 @@ void h_enclave_evidence(srv_req *q, srv_resp *r) {
   uint8_t *ev = NULL, ch[32], fp[32];
   size_t evlen = 0;
   pthread_mutex_lock(&S->en.lock);
-  int rc = hetee_enclave_evidence(S->en.e, nonce, &ev, &evlen, ch, fp);
+  int rc = hetee_host_evidence(S->en.e, nonce, &ev, &evlen, ch, fp);
   sup_note_restarts(&S->en);
   pthread_mutex_unlock(&S->en.lock);
   if (rc) {
@@ -186,7 +186,7 @@ void h_session_open(srv_req *q, srv_resp *r) {
   }
   uint8_t *rep = NULL;
   size_t rlen = 0;
-  int rc = hetee_enclave_session_open(S->en.e, q->mem, q->len, &rep, &rlen);
+  int rc = hetee_host_session_open(S->en.e, q->mem, q->len, &rep, &rlen);
   int64_t epoch = S->en.epoch, seq = S->en.next_seq;
   if (!rc && rlen >= 16) S->en.next_seq++;
   sup_note_restarts(&S->en);
@@ -247,7 +247,7 @@ void h_session_msg(srv_req *q, srv_resp *r) {
   uint8_t *rep = NULL;
   size_t rlen = 0;
   pthread_mutex_lock(&S->en.lock);
-  int rc = hetee_enclave_session_msg(S->en.e, q->mem, q->len, &rep, &rlen);
+  int rc = hetee_host_session_msg(S->en.e, q->mem, q->len, &rep, &rlen);
   sup_note_restarts(&S->en);
   pthread_mutex_unlock(&S->en.lock);
   if (rc) {

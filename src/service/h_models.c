@@ -171,7 +171,7 @@ void h_model_policy(srv_req *q, srv_resp *r) {
   uint8_t *rep = NULL;
   size_t rlen = 0;
   pthread_mutex_lock(&S->en.lock);
-  int rc = hetee_enclave_session_msg(S->en.e, msg, slen / 2, &rep, &rlen);
+  int rc = hetee_host_session_msg(S->en.e, msg, slen / 2, &rep, &rlen);
   if (!rc) rc = sup_seal(&S->en); /* the policy survives enclave restarts */
   sup_note_restarts(&S->en);
   pthread_mutex_unlock(&S->en.lock);

@@ -42,7 +42,7 @@ char *metrics_render(server *S) {
   int64_t q = 0, r = 0, w = 0;
   (void)store_job_counts(S->db, &q, &r, &w);
   pthread_mutex_lock(&S->en.lock);
-  unsigned restarts = hetee_enclave_restarts(S->en.e);
+  unsigned restarts = hetee_host_restarts(S->en.e);
   pthread_mutex_unlock(&S->en.lock);
   metrics *m = &S->m;
   char *buf = NULL;

@@ -141,8 +141,8 @@ int hetee_server_run(const hetee_server_options *opt) {
       usleep(100 * 1000);
       /* notice a dead enclave while idle: INFO restarts it (auto_restart) */
       if (pthread_mutex_trylock(&S->en.lock) == 0) {
-        hetee_enclave_info info;
-        if (hetee_enclave_info_get(S->en.e, &info) && hetee_enclave_info_get(S->en.e, &info))
+        hetee_host_info info;
+        if (hetee_host_info_get(S->en.e, &info) && hetee_host_info_get(S->en.e, &info))
           fprintf(stderr, "hetee server: enclave not answering: %s\n", hetee_last_error());
         sup_note_restarts(&S->en);
         pthread_mutex_unlock(&S->en.lock);

@@ -123,7 +123,7 @@ void blob_path(const server *S, char out[SRV_PATH_MAX], const char *kind, int64_
 /* ---- sup.c: the supervised enclave -------------------------------------- */
 typedef struct sup {
   pthread_mutex_t lock; /* held around every enclave call */
-  hetee_enclave *e;
+  hetee_host_enclave *e;
   char seal_path[SRV_PATH_MAX];
   unsigned restarts_seen;
   int64_t epoch;        /* boot * 2^20 + restarts: sessions die with it */
@@ -132,7 +132,7 @@ typedef struct sup {
   uint8_t *bundle;
   size_t bundle_len;
   hetee_ckks_context *ctx;
-  hetee_enclave_info info;
+  hetee_host_info info;
 } sup;
 int sup_start(sup *u, const hetee_server_options *o, int64_t boot);
 void sup_stop(sup *u);

@@ -20,47 +20,47 @@ static int load_bundle(sup *u) {
   u->bundle = NULL;
   hetee_ckks_context_free(u->ctx);
   u->ctx = NULL;
-  int rc = hetee_enclave_public_keys(u->e, &u->bundle, &u->bundle_len);
+  int rc = hetee_host_public_keys(u->e, &u->bundle, &u->bundle_len);
   const uint8_t *it;
   size_t il;
   if (!rc) rc = hetee_key_bundle_get(u->bundle, u->bundle_len, HETEE_BUNDLE_PARAMS, &it, &il);
   if (!rc) rc = hetee_ckks_context_load(it, il, &u->ctx);
-  if (!rc) rc = hetee_enclave_info_get(u->e, &u->info);
+  if (!rc) rc = hetee_host_info_get(u->e, &u->info);
   return rc;
 }
 
-int sup_seal(sup *u) { return hetee_enclave_seal(u->e, u->seal_path); }
+int sup_seal(sup *u) { return hetee_host_seal(u->e, u->seal_path); }
 
 int sup_start(sup *u, const hetee_server_options *o, int64_t boot) {
   pthread_mutex_init(&u->lock, NULL);
   snprintf(u->seal_path, sizeof u->seal_path, "%s/enclave.seal", o->data_dir);
-  hetee_enclave_options eo = {.platform_dir = o->platform_dir, .config = o->config, .seal_path = u->seal_path,
+  hetee_host_options eo = {.platform_dir = o->platform_dir, .config = o->config, .seal_path = u->seal_path,
                               .auto_restart = 1};
-  int rc = hetee_enclave_start(&eo, &u->e);
+  int rc = hetee_host_start(&eo, &u->e);
   if (rc) return rc;
   if (access(u->seal_path, F_OK) == 0) {
-    rc = hetee_enclave_unseal(u->e, u->seal_path);
+    rc = hetee_host_unseal(u->e, u->seal_path);
   } else {
-    rc = hetee_enclave_keygen(u->e, NULL, 0);
+    rc = hetee_host_keygen(u->e, NULL, 0);
     if (!rc) rc = sup_seal(u);
   }
   if (!rc) rc = load_bundle(u);
   u->boot = boot;
-  u->restarts_seen = hetee_enclave_restarts(u->e);
+  u->restarts_seen = hetee_host_restarts(u->e);
   u->epoch = boot << 20;
   u->next_seq = 0;
   return rc;
 }
 
 void sup_note_restarts(sup *u) {
-  unsigned r = hetee_enclave_restarts(u->e);
+  unsigned r = hetee_host_restarts(u->e);
   if (r != u->restarts_seen) {
     u->restarts_seen = r;
     u->epoch = (u->boot << 20) + (int64_t)r;
     u->next_seq = 0;
     /* the restarted enclave unsealed the same keys: the bundle is the same,
      * its channel key and pid are new */
-    if (hetee_enclave_info_get(u->e, &u->info))
+    if (hetee_host_info_get(u->e, &u->info))
       fprintf(stderr, "hetee server: enclave restarted, INFO failed: %s\n", hetee_last_error());
     else
       fprintf(stderr, "hetee server: enclave restarted (restart %u, pid %d); sessions of the old one are gone\n", r,
@@ -69,7 +69,7 @@ void sup_note_restarts(sup *u) {
 }
 
 void sup_stop(sup *u) {
-  hetee_enclave_free(u->e);
+  hetee_host_free(u->e);
   u->e = NULL;
   free(u->bundle);
   u->bundle = NULL;

@@ -17,8 +17,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "enclave/platform.h"
-#include "enclave/proto.h"
+#include "enclave/wire/platform.h"
+#include "enclave/wire/proto.h"
 #include "hetee/client.h"
 
 typedef struct {

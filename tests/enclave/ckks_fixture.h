@@ -34,19 +34,19 @@ static inline void ckfx_parties(ckfx *c, const char *base) {
 }
 
 /* Starts the enclave with c's configuration. */
-static inline hetee_enclave *ckfx_start(ckfx *c, const char *platform, const char *seal_path, int auto_restart) {
+static inline hetee_host_enclave *ckfx_start(ckfx *c, const char *platform, const char *seal_path, int auto_restart) {
   return fx_start_cfg(platform, NULL, seal_path, auto_restart, c->config);
 }
 
 /* Generates keys in the enclave, verifies its evidence (against c's
  * configuration), loads the bundle and opens an MP and a DP session. */
-static inline void ckfx_init(ckfx *c, hetee_enclave *e, const char *platform, const int *steps, size_t nsteps) {
-  int rc = hetee_enclave_keygen(e, steps, nsteps);
+static inline void ckfx_init(ckfx *c, hetee_host_enclave *e, const char *platform, const int *steps, size_t nsteps) {
+  int rc = hetee_host_keygen(e, steps, nsteps);
   if (rc) fprintf(stderr, "keygen: %s\n", hetee_last_error());
   assert_int_equal(rc, 0);
   uint8_t *bundle;
   size_t blen;
-  assert_int_equal(hetee_enclave_public_keys(e, &bundle, &blen), 0);
+  assert_int_equal(hetee_host_public_keys(e, &bundle, &blen), 0);
   const uint8_t *item;
   size_t ilen;
   assert_int_equal(hetee_key_bundle_get(bundle, blen, HETEE_BUNDLE_PARAMS, &item, &ilen), 0);
@@ -73,14 +73,14 @@ static inline void ckfx_free(ckfx *c) {
 
 /* Sets model `model`'s release policy through the MP session; dp_pk NULL:
  * c's data provider. */
-static inline void ckfx_policy(ckfx *c, hetee_enclave *e, uint32_t model, int kind, int k, int prec,
+static inline void ckfx_policy(ckfx *c, hetee_host_enclave *e, uint32_t model, int kind, int k, int prec,
                                const uint8_t *dp_pk) {
   uint8_t *m, *s, *r, *p, own[32];
   size_t ml, sl, rl, pl;
   hetee_party_key_public(c->dp, own);
   assert_int_equal(hetee_client_msg_policy(model, kind, k, prec, dp_pk ? dp_pk : own, &m, &ml), 0);
   assert_int_equal(hetee_client_session_seal(c->mps, m, ml, &s, &sl), 0);
-  int rc = hetee_enclave_session_msg(e, s, sl, &r, &rl);
+  int rc = hetee_host_session_msg(e, s, sl, &r, &rl);
   if (rc) fprintf(stderr, "policy: %s\n", hetee_last_error());
   assert_int_equal(rc, 0);
   assert_int_equal(hetee_client_session_open(c->mps, r, rl, &p, &pl), 0);
@@ -121,7 +121,7 @@ static inline uint8_t *ckfx_encrypt(ckfx *c, const double *v, size_t *len) {
  * an identity refresh to CKFX_READ_SCALE at the top level, then a VALUES
  * release (model 0xFFFF, 24 fractional bits: the most the enclave releases
  * at scale 2^40) opened by the DP session. */
-static inline void ckfx_read_enc(ckfx *c, hetee_enclave *e, int enc, const uint32_t *map, size_t n,
+static inline void ckfx_read_enc(ckfx *c, hetee_host_enclave *e, int enc, const uint32_t *map, size_t n,
                                  uint8_t *const *cts, const size_t *lens, size_t ncts, double *out) {
   hetee_ckks_ciphertext *ct0;
   assert_int_equal(hetee_ckks_ciphertext_load(c->ctx, cts[0], lens[0], &ct0), 0);
@@ -134,7 +134,7 @@ static inline void ckfx_read_enc(ckfx *c, hetee_enclave *e, int enc, const uint3
   hetee_ckks_ciphertext_free(ct0);
   uint8_t **hi;
   size_t *hlens, nhi;
-  int rc = hetee_enclave_refresh(e, &s, (const uint8_t *const *)cts, lens, ncts, &hi, &hlens, &nhi);
+  int rc = hetee_host_refresh(e, &s, (const uint8_t *const *)cts, lens, ncts, &hi, &hlens, &nhi);
   if (rc) fprintf(stderr, "read refresh: %s\n", hetee_last_error());
   assert_int_equal(rc, 0);
   ckfx_policy(c, e, 0xFFFF, HETEE_RELEASE_VALUES, 0, 24, NULL);
@@ -142,7 +142,7 @@ static inline void ckfx_read_enc(ckfx *c, hetee_enclave *e, int enc, const uint3
   size_t slen;
   hetee_client_session_id(c->dps, sid);
   const hetee_release_spec rs = {.in_level = -1, .in_scale = CKFX_READ_SCALE, .map = idx, .n = n};
-  rc = hetee_enclave_release(e, 0xFFFF, sid, &rs, (const uint8_t *const *)hi, hlens, nhi, &sealed, &slen);
+  rc = hetee_host_release(e, 0xFFFF, sid, &rs, (const uint8_t *const *)hi, hlens, nhi, &sealed, &slen);
   if (rc) fprintf(stderr, "release: %s\n", hetee_last_error());
   assert_int_equal(rc, 0);
   hetee_release_result res;
@@ -151,12 +151,12 @@ static inline void ckfx_read_enc(ckfx *c, hetee_enclave *e, int enc, const uint3
   memcpy(out, res.values, n * sizeof *out);
   hetee_release_result_clear(&res);
   free(sealed);
-  hetee_enclave_cts_free(hi, hlens, nhi);
+  hetee_host_cts_free(hi, hlens, nhi);
   free(idx);
 }
 
 /* ... for slot-encoded ciphertexts. */
-static inline void ckfx_read(ckfx *c, hetee_enclave *e, const uint32_t *map, size_t n, uint8_t *const *cts,
+static inline void ckfx_read(ckfx *c, hetee_host_enclave *e, const uint32_t *map, size_t n, uint8_t *const *cts,
                              const size_t *lens, size_t ncts, double *out) {
   ckfx_read_enc(c, e, HETEE_ENC_SLOTS, map, n, cts, lens, ncts, out);
 }

@@ -80,29 +80,29 @@ static inline void fx_tmp_platform(char *dir, size_t dn, char *plat, size_t pn) 
 
 /* The end of every enclave test's tear-down: stops the enclave (NULL: none)
  * and removes the directory of fx_tmp_platform. */
-static inline void fx_stop(hetee_enclave *e, const char *dir) {
-  hetee_enclave_free(e);
+static inline void fx_stop(hetee_host_enclave *e, const char *dir) {
+  hetee_host_free(e);
   fx_rmtree(dir);
 }
 
 /* Starts the enclave with configuration `config` (NULL: the default). */
-static inline hetee_enclave *fx_start_cfg(const char *platform, const char *enclave_path, const char *seal_path,
+static inline hetee_host_enclave *fx_start_cfg(const char *platform, const char *enclave_path, const char *seal_path,
                                           int auto_restart, const char *config) {
-  hetee_enclave_options o;
+  hetee_host_options o;
   memset(&o, 0, sizeof o);
   o.config = config;
   o.platform_dir = platform;
   o.enclave_path = enclave_path;
   o.seal_path = seal_path;
   o.auto_restart = auto_restart;
-  hetee_enclave *e = NULL;
-  int rc = hetee_enclave_start(&o, &e);
+  hetee_host_enclave *e = NULL;
+  int rc = hetee_host_start(&o, &e);
   if (rc) fprintf(stderr, "start: %s: %s\n", hetee_strerror(rc), hetee_last_error());
   assert_int_equal(rc, 0);
   return e;
 }
 
-static inline hetee_enclave *fx_start(const char *platform, const char *enclave_path, const char *seal_path,
+static inline hetee_host_enclave *fx_start(const char *platform, const char *enclave_path, const char *seal_path,
                                       int auto_restart) {
   return fx_start_cfg(platform, enclave_path, seal_path, auto_restart, NULL);
 }
@@ -124,10 +124,10 @@ typedef struct fx_evidence {
   size_t evlen, blen;
 } fx_evidence;
 
-static inline void fx_get_evidence(hetee_enclave *e, fx_evidence *x) {
+static inline void fx_get_evidence(hetee_host_enclave *e, fx_evidence *x) {
   randombytes_buf(x->nonce, 32);
-  assert_int_equal(hetee_enclave_public_keys(e, &x->bundle, &x->blen), 0);
-  assert_int_equal(hetee_enclave_evidence(e, x->nonce, &x->ev, &x->evlen, x->ch, x->fp), 0);
+  assert_int_equal(hetee_host_public_keys(e, &x->bundle, &x->blen), 0);
+  assert_int_equal(hetee_host_evidence(e, x->nonce, &x->ev, &x->evlen, x->ch, x->fp), 0);
 }
 
 static inline void fx_evidence_free(fx_evidence *x) {
@@ -138,7 +138,7 @@ static inline void fx_evidence_free(fx_evidence *x) {
 
 /* Verifies e's evidence like a party expecting configuration `config` (NULL:
  * the default) and returns the verified description. */
-static inline void fx_verify_cfg(hetee_enclave *e, const char *platform, const char *config,
+static inline void fx_verify_cfg(hetee_host_enclave *e, const char *platform, const char *config,
                                  hetee_verified_enclave *v) {
   fx_evidence x;
   uint8_t ppk[32], m[32];
@@ -151,7 +151,7 @@ static inline void fx_verify_cfg(hetee_enclave *e, const char *platform, const c
   fx_evidence_free(&x);
 }
 
-static inline void fx_verify(hetee_enclave *e, const char *platform, hetee_verified_enclave *v) {
+static inline void fx_verify(hetee_host_enclave *e, const char *platform, hetee_verified_enclave *v) {
   fx_verify_cfg(e, platform, NULL, v);
 }
 
@@ -164,13 +164,13 @@ static inline void fx_config_mps(const char *base, hetee_party_key *const *keys,
   assert_int_equal(hetee_enclave_config_with_mps(base, (const uint8_t(*)[32])pks, n, out, cap), 0);
 }
 
-static inline hetee_client_session *fx_session(hetee_enclave *e, const hetee_party_key *id,
+static inline hetee_client_session *fx_session(hetee_host_enclave *e, const hetee_party_key *id,
                                                const hetee_verified_enclave *v) {
   hetee_client_session *s = NULL;
   uint8_t *hs, *reply;
   size_t hlen, rlen;
   assert_int_equal(hetee_client_session_new(id, v, &s, &hs, &hlen), 0);
-  int rc = hetee_enclave_session_open(e, hs, hlen, &reply, &rlen);
+  int rc = hetee_host_session_open(e, hs, hlen, &reply, &rlen);
   if (rc) fprintf(stderr, "session open: %s\n", hetee_last_error());
   assert_int_equal(rc, 0);
   assert_int_equal(hetee_client_session_finish(s, reply, rlen), 0);

@@ -11,7 +11,7 @@
 #include <cmocka.h>
 #include <stdlib.h>
 
-#include "enclave/activations.h"
+#include "enclave/trusted/activations.h"
 
 static void test_exp(void **state) {
   double worst = 0;

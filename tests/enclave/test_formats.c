@@ -21,9 +21,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "enclave/enclave_internal.h"
-#include "enclave/platform.h"
-#include "enclave/proto.h"
+#include "enclave/trusted/enclave_internal.h"
+#include "enclave/wire/platform.h"
+#include "enclave/wire/proto.h"
 
 static void test_frames(void **state) {
   int sv[2];

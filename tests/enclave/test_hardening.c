@@ -28,7 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "enclave/enclave_internal.h"
+#include "enclave/trusted/enclave_internal.h"
 
 static int run_child(int (*body)(void)) {
   pid_t pid = fork();

@@ -11,8 +11,8 @@
 #include <cmocka.h>
 #include <stdlib.h>
 
-#include "enclave/ops.h"
-#include "enclave/proto.h"
+#include "enclave/trusted/ops.h"
+#include "enclave/wire/proto.h"
 
 static double rnd(void) { return (double)rand() / RAND_MAX * 8.0 - 4.0; }
 

@@ -1,7 +1,7 @@
 /*
  * tests/enclave/test_oracle.c — regression tests of issue 7: the attacks
  * found on refresh and release, replayed through the public host API
- * (hetee_enclave_refresh / hetee_enclave_release) against the real enclave
+ * (hetee_host_refresh / hetee_host_release) against the real enclave
  * process at logN 13 (q {60,40,40}, scale 2^40):
  *  - the bisection oracle (add -c, ReLU, huge scalings; tiny out_scale;
  *    replication into several output ciphertexts; every op kind) gets the
@@ -22,7 +22,7 @@
 
 typedef struct {
   char dir[256], plat[300];
-  hetee_enclave *e;
+  hetee_host_enclave *e;
   ckfx c;
 } fx;
 
@@ -56,11 +56,11 @@ static void observe(fx *f, const hetee_refresh_spec *s, const uint8_t *ct, size_
   uint8_t **out = NULL;
   size_t *olens = NULL, nout = 0;
   const uint8_t *cts[1] = {ct};
-  o->rc = hetee_enclave_refresh(f->e, s, cts, &len, 1, &out, &olens, &nout);
+  o->rc = hetee_host_refresh(f->e, s, cts, &len, 1, &out, &olens, &nout);
   if (o->rc) snprintf(o->err, sizeof o->err, "%s", hetee_last_error());
   o->nout = nout;
   for (size_t i = 0; i < nout && i < 8; i++) o->lens[i] = olens[i];
-  if (!o->rc) hetee_enclave_cts_free(out, olens, nout);
+  if (!o->rc) hetee_host_cts_free(out, olens, nout);
 }
 
 static int same(const outcome *a, const outcome *b) {
@@ -197,9 +197,9 @@ static void test_rewritten_metadata(void **state) {
     hetee_client_session_id(f->c.dps, sid);
     const uint8_t *cts[1] = {b};
     hetee_release_spec rs = {.in_level = -1, .in_scale = 0x1p16, .map = in_map, .n = 2};
-    assert_int_equal(hetee_enclave_release(f->e, 77, sid, &rs, cts, &blen, 1, &sealed, &sl), HETEE_ERR_SCALE);
+    assert_int_equal(hetee_host_release(f->e, 77, sid, &rs, cts, &blen, 1, &sealed, &sl), HETEE_ERR_SCALE);
     rs.in_scale = 0;
-    assert_int_equal(hetee_enclave_release(f->e, 77, sid, &rs, cts, &blen, 1, &sealed, &sl), HETEE_ERR_SCALE);
+    assert_int_equal(hetee_host_release(f->e, 77, sid, &rs, cts, &blen, 1, &sealed, &sl), HETEE_ERR_SCALE);
     free(b);
     /* a level dropped by the host: refused as a level mismatch */
     hetee_ckks_ciphertext_free(c);
@@ -243,13 +243,13 @@ static void test_size3_input(void **state) {
   uint8_t **out;
   size_t *olens, nout;
   const uint8_t *cts[1] = {cp};
-  int rc = hetee_enclave_refresh(f->e, &s, cts, &lp, 1, &out, &olens, &nout);
+  int rc = hetee_host_refresh(f->e, &s, cts, &lp, 1, &out, &olens, &nout);
   if (rc) fprintf(stderr, "size 3: %s\n", hetee_last_error());
   assert_int_equal(rc, 0);
   double got[8];
   ckfx_read(&f->c, f->e, dst, 8, out, olens, nout, got);
   for (int i = 0; i < 8; i++) assert_true(fabs(got[i] - a[i] * b[i]) < 1.0 / (1 << 20));
-  hetee_enclave_cts_free(out, olens, nout);
+  hetee_host_cts_free(out, olens, nout);
   hetee_ckks_ciphertext_free(x);
   hetee_ckks_ciphertext_free(y);
   hetee_ckks_ciphertext_free(p);
@@ -284,7 +284,7 @@ static void test_release_flooding(void **state) {
   for (int r = 0; r < 2; r++) {
     uint8_t *sealed;
     size_t sl;
-    int rc = hetee_enclave_release(f->e, 78, sid, &rs, cts, &len, 1, &sealed, &sl);
+    int rc = hetee_host_release(f->e, 78, sid, &rs, cts, &len, 1, &sealed, &sl);
     if (rc) fprintf(stderr, "release: %s\n", hetee_last_error());
     assert_int_equal(rc, 0);
     hetee_release_result res;
@@ -306,7 +306,7 @@ static void test_release_flooding(void **state) {
   rs.in_scale = scale / 4;
   uint8_t *sealed;
   size_t sl;
-  assert_int_equal(hetee_enclave_release(f->e, 78, sid, &rs, cts, &len, 1, &sealed, &sl), HETEE_ERR_SCALE);
+  assert_int_equal(hetee_host_release(f->e, 78, sid, &rs, cts, &len, 1, &sealed, &sl), HETEE_ERR_SCALE);
   assert_non_null(strstr(hetee_last_error(), "flooding"));
   free(ct);
   free(sv);
@@ -324,14 +324,14 @@ static uint64_t refresh_cpu(fx *f, const hetee_refresh_spec *s, uint8_t **cts, s
   hetee_enclave_op_stats st[16];
   size_t ns;
   uint64_t before = 0, after = 0;
-  assert_int_equal(hetee_enclave_stats(f->e, st, 16, &ns), 0);
+  assert_int_equal(hetee_host_stats(f->e, st, 16, &ns), 0);
   for (size_t i = 0; i < ns; i++)
     if (st[i].type == HETEE_MSG_REFRESH) before = st[i].cpu_ns;
   uint8_t **out;
   size_t *olens, nout;
-  assert_int_equal(hetee_enclave_refresh(f->e, s, (const uint8_t *const *)cts, lens, n, &out, &olens, &nout), 0);
-  hetee_enclave_cts_free(out, olens, nout);
-  assert_int_equal(hetee_enclave_stats(f->e, st, 16, &ns), 0);
+  assert_int_equal(hetee_host_refresh(f->e, s, (const uint8_t *const *)cts, lens, n, &out, &olens, &nout), 0);
+  hetee_host_cts_free(out, olens, nout);
+  assert_int_equal(hetee_host_stats(f->e, st, 16, &ns), 0);
   for (size_t i = 0; i < ns; i++)
     if (st[i].type == HETEE_MSG_REFRESH) after = st[i].cpu_ns;
   return after - before;

@@ -27,7 +27,7 @@ typedef struct {
   char dir[256], plat[300], seal[400];
   char config[HETEE_ENCLAVE_CONFIG_MAX + 1]; /* default + mp=mp1,mp2 */
   hetee_party_key *mp1, *mp2, *dp1, *dp2, *host_mp, *host_dp;
-  hetee_enclave *e;
+  hetee_host_enclave *e;
   hetee_ckks_context *ctx;
   hetee_ckks_public_key *pk;
   uint8_t *ct;
@@ -44,11 +44,11 @@ static hetee_party_key *gen(int role) {
 
 /* Keys, bundle and one ciphertext of 4 known values under the enclave's key. */
 static void keys_and_ct(fx *f) {
-  assert_int_equal(hetee_enclave_keygen(f->e, NULL, 0), 0);
+  assert_int_equal(hetee_host_keygen(f->e, NULL, 0), 0);
   uint8_t *bundle;
   size_t blen, ilen;
   const uint8_t *item;
-  assert_int_equal(hetee_enclave_public_keys(f->e, &bundle, &blen), 0);
+  assert_int_equal(hetee_host_public_keys(f->e, &bundle, &blen), 0);
   assert_int_equal(hetee_key_bundle_get(bundle, blen, HETEE_BUNDLE_PARAMS, &item, &ilen), 0);
   assert_int_equal(hetee_ckks_context_load(item, ilen, &f->ctx), 0);
   assert_int_equal(hetee_key_bundle_get(bundle, blen, HETEE_BUNDLE_PUBLIC_KEY, &item, &ilen), 0);
@@ -96,7 +96,7 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
   fx *f = *state;
-  hetee_enclave_free(f->e);
+  hetee_host_free(f->e);
   free(f->ct);
   hetee_ckks_public_key_free(f->pk);
   hetee_ckks_context_free(f->ctx);
@@ -121,7 +121,7 @@ static int send_policy_raw(fx *f, hetee_client_session *s, const uint8_t *m, siz
   uint8_t *sm, *r, *p;
   size_t sml, rl, pl;
   assert_int_equal(hetee_client_session_seal(s, m, ml, &sm, &sml), 0);
-  int rc = hetee_enclave_session_msg(f->e, sm, sml, &r, &rl);
+  int rc = hetee_host_session_msg(f->e, sm, sml, &r, &rl);
   free(sm);
   if (!rc) {
     assert_int_equal(hetee_client_session_open(s, r, rl, &p, &pl), 0);
@@ -147,7 +147,7 @@ static int release_to(fx *f, uint32_t model, hetee_client_session *to, uint8_t *
   hetee_client_session_id(to, sid);
   const uint8_t *cts[1] = {f->ct};
   const hetee_release_spec rs = {.in_level = -1, .in_scale = 0x1p90, .map = f->map, .n = 4};
-  return hetee_enclave_release(f->e, model, sid, &rs, cts, &f->ctlen, 1, sealed, len);
+  return hetee_host_release(f->e, model, sid, &rs, cts, &f->ctlen, 1, sealed, len);
 }
 
 /* Releases model's result to session s and checks what s opens: values
@@ -248,13 +248,13 @@ static void test_ownership_survives_restart(void **state) {
   hetee_client_session *m1 = open_as(f, f->mp1);
   assert_int_equal(set_policy(f, m1, 3, HETEE_RELEASE_VALUES, f->dp1), 0);
   hetee_client_session_free(m1);
-  assert_int_equal(hetee_enclave_seal(f->e, f->seal), 0);
-  hetee_enclave_info before, after;
-  assert_int_equal(hetee_enclave_info_get(f->e, &before), 0);
+  assert_int_equal(hetee_host_seal(f->e, f->seal), 0);
+  hetee_host_info before, after;
+  assert_int_equal(hetee_host_info_get(f->e, &before), 0);
   assert_int_equal(kill(before.pid, SIGKILL), 0);
   fx_wait_dead(before.pid);
-  assert_int_equal(hetee_enclave_info_get(f->e, &after), HETEE_ERR_IO); /* found dead, restarted, unsealed */
-  assert_int_equal(hetee_enclave_info_get(f->e, &after), 0);
+  assert_int_equal(hetee_host_info_get(f->e, &after), HETEE_ERR_IO); /* found dead, restarted, unsealed */
+  assert_int_equal(hetee_host_info_get(f->e, &after), 0);
   assert_int_not_equal(before.pid, after.pid);
   assert_true(after.have_keys);
   assert_string_equal(after.config, f->config);
@@ -269,7 +269,7 @@ static void test_ownership_survives_restart(void **state) {
   release_ok(f, 3, d1, HETEE_RELEASE_ARGMAX);
   /* an explicit unseal of the old state brings the old policy back (no
    * rollback protection), still owned by mp1 */
-  assert_int_equal(hetee_enclave_unseal(f->e, f->seal), 0);
+  assert_int_equal(hetee_host_unseal(f->e, f->seal), 0);
   assert_int_equal(set_policy(f, m2, 3, HETEE_RELEASE_VALUES, f->dp2), HETEE_ERR_AUTH);
   release_ok(f, 3, d1, HETEE_RELEASE_VALUES);
   hetee_client_session_free(m1);
@@ -280,8 +280,8 @@ static void test_ownership_survives_restart(void **state) {
 
 static void test_no_mp_key_no_policy(void **state) {
   fx *f = *state;
-  hetee_enclave *e = fx_start(f->plat, NULL, NULL, 0); /* default configuration: no mp= */
-  assert_int_equal(hetee_enclave_keygen(e, NULL, 0), 0);
+  hetee_host_enclave *e = fx_start(f->plat, NULL, NULL, 0); /* default configuration: no mp= */
+  assert_int_equal(hetee_host_keygen(e, NULL, 0), 0);
   hetee_verified_enclave v, w;
   fx_verify(e, f->plat, &v);
   fx_verify(e, f->plat, &w);
@@ -291,20 +291,20 @@ static void test_no_mp_key_no_policy(void **state) {
   hetee_party_key_public(f->dp1, dp_pk);
   assert_int_equal(hetee_client_msg_policy(1, HETEE_RELEASE_ARGMAX, 0, 0, dp_pk, &m, &ml), 0);
   assert_int_equal(hetee_client_session_seal(m1, m, ml, &sm, &sml), 0);
-  assert_int_equal(hetee_enclave_session_msg(e, sm, sml, &r, &rl), HETEE_ERR_AUTH);
+  assert_int_equal(hetee_host_session_msg(e, sm, sml, &r, &rl), HETEE_ERR_AUTH);
   assert_non_null(strstr(hetee_last_error(), "no mp= key"));
   uint8_t sid[16], *sealed;
   size_t len;
   hetee_client_session_id(d1, sid);
   const uint8_t *cts[1] = {f->ct}; /* (another enclave's key: never reached) */
   const hetee_release_spec rs = {.in_level = -1, .in_scale = 0x1p90, .map = f->map, .n = 4};
-  assert_int_equal(hetee_enclave_release(e, 1, sid, &rs, cts, &f->ctlen, 1, &sealed, &len),
+  assert_int_equal(hetee_host_release(e, 1, sid, &rs, cts, &f->ctlen, 1, &sealed, &len),
                    HETEE_ERR_NOT_FOUND);
   free(m);
   free(sm);
   hetee_client_session_free(m1);
   hetee_client_session_free(d1);
-  hetee_enclave_free(e);
+  hetee_host_free(e);
 }
 
 static void test_mp_list_is_measured(void **state) {
@@ -312,13 +312,13 @@ static void test_mp_list_is_measured(void **state) {
   hetee_client_session *m1 = open_as(f, f->mp1);
   assert_int_equal(set_policy(f, m1, 4, HETEE_RELEASE_VALUES, f->dp1), 0);
   hetee_client_session_free(m1);
-  assert_int_equal(hetee_enclave_seal(f->e, f->seal), 0);
+  assert_int_equal(hetee_host_seal(f->e, f->seal), 0);
   /* the host starts the same binary with its own key added to mp= */
   char forged[HETEE_ENCLAVE_CONFIG_MAX + 1];
   hetee_party_key *three[3] = {f->mp1, f->mp2, f->host_mp};
   fx_config_mps(NULL, three, 3, forged, sizeof forged);
-  hetee_enclave *e = fx_start_cfg(f->plat, NULL, NULL, 0, forged);
-  assert_int_equal(hetee_enclave_keygen(e, NULL, 0), 0);
+  hetee_host_enclave *e = fx_start_cfg(f->plat, NULL, NULL, 0, forged);
+  assert_int_equal(hetee_host_keygen(e, NULL, 0), 0);
   fx_evidence x;
   uint8_t ppk[32], want[32];
   fx_get_evidence(e, &x);
@@ -328,8 +328,8 @@ static void test_mp_list_is_measured(void **state) {
                    HETEE_ERR_MEASUREMENT);
   fx_evidence_free(&x);
   /* and it gets another sealing key: the agreed enclave's state stays shut */
-  assert_int_equal(hetee_enclave_unseal(e, f->seal), HETEE_ERR_AUTH);
-  hetee_enclave_free(e);
+  assert_int_equal(hetee_host_unseal(e, f->seal), HETEE_ERR_AUTH);
+  hetee_host_free(e);
 }
 
 int main(void) {

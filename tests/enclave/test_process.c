@@ -17,7 +17,7 @@
 
 typedef struct {
   char dir[256], plat[300], plat2[300];
-  hetee_enclave *e;
+  hetee_host_enclave *e;
 } fx;
 
 static int setup(void **state) {
@@ -40,8 +40,8 @@ static void test_evidence_verifies(void **state) {
   fx *f = *state;
   hetee_verified_enclave v;
   fx_verify(f->e, f->plat, &v);
-  hetee_enclave_info info;
-  assert_int_equal(hetee_enclave_info_get(f->e, &info), 0);
+  hetee_host_info info;
+  assert_int_equal(hetee_host_info_get(f->e, &info), 0);
   assert_memory_equal(v.measurement, info.measurement, 32);
   assert_memory_equal(v.channel_pk, info.channel_pk, 32);
   assert_memory_equal(v.bundle_fp, info.bundle_fp, 32);
@@ -91,7 +91,7 @@ static void test_tampered_binary(void **state) {
   fx *f = *state;
   char copy[400];
   fx_tampered_copy(f->dir, copy, sizeof copy);
-  hetee_enclave *t = fx_start(f->plat, copy, NULL, 0);
+  hetee_host_enclave *t = fx_start(f->plat, copy, NULL, 0);
   fx_evidence x;
   uint8_t ppk[32], m[32], mcopy[32];
   fx_get_evidence(t, &x);
@@ -104,7 +104,7 @@ static void test_tampered_binary(void **state) {
   assert_memory_not_equal(m, mcopy, 32);
   assert_int_equal(hetee_client_verify_evidence(x.ev, x.evlen, ppk, mcopy, x.bundle, x.blen, x.ch, x.nonce, NULL), 0);
   fx_evidence_free(&x);
-  hetee_enclave_free(t);
+  hetee_host_free(t);
 }
 
 static void test_swapped_keys_and_nonce(void **state) {
@@ -115,7 +115,7 @@ static void test_swapped_keys_and_nonce(void **state) {
   assert_int_equal(hetee_platform_load_public(f->plat, ppk), 0);
   fx_expected_measurement(m);
   /* another enclave's key bundle / channel key, presented with this evidence */
-  hetee_enclave *o = fx_start(f->plat, NULL, NULL, 0);
+  hetee_host_enclave *o = fx_start(f->plat, NULL, NULL, 0);
   fx_get_evidence(o, &y);
   uint8_t *bundle = x.bundle;
   size_t blen = x.blen;
@@ -138,7 +138,7 @@ static void test_swapped_keys_and_nonce(void **state) {
                    HETEE_ERR_KEY_BINDING);
   fx_evidence_free(&x);
   fx_evidence_free(&y);
-  hetee_enclave_free(o);
+  hetee_host_free(o);
 }
 
 static void test_session_replay_and_tamper(void **state) {
@@ -152,7 +152,7 @@ static void test_session_replay_and_tamper(void **state) {
   size_t mlen, slen, rlen, plen;
   assert_int_equal(hetee_client_msg_ping((const uint8_t *)"hello", 5, &m, &mlen), 0);
   assert_int_equal(hetee_client_session_seal(s, m, mlen, &sealed, &slen), 0);
-  assert_int_equal(hetee_enclave_session_msg(f->e, sealed, slen, &reply, &rlen), 0);
+  assert_int_equal(hetee_host_session_msg(f->e, sealed, slen, &reply, &rlen), 0);
   assert_int_equal(hetee_client_session_open(s, reply, rlen, &plain, &plen), 0);
   assert_int_equal(plen, 7);
   assert_memory_equal(plain + 2, "hello", 5);
@@ -160,7 +160,7 @@ static void test_session_replay_and_tamper(void **state) {
   /* the host replays the party's message: refused */
   uint8_t *r2;
   size_t r2len;
-  assert_int_equal(hetee_enclave_session_msg(f->e, sealed, slen, &r2, &r2len), HETEE_ERR_REPLAY);
+  assert_int_equal(hetee_host_session_msg(f->e, sealed, slen, &r2, &r2len), HETEE_ERR_REPLAY);
   /* and replays the enclave's answer to the party: refused */
   assert_int_equal(hetee_client_session_open(s, reply, rlen, &plain, &plen), HETEE_ERR_REPLAY);
   free(sealed);
@@ -168,9 +168,9 @@ static void test_session_replay_and_tamper(void **state) {
   /* tampered message: refused, and the session still works afterwards */
   assert_int_equal(hetee_client_session_seal(s, m, mlen, &sealed, &slen), 0);
   sealed[slen - 3] ^= 0x20;
-  assert_int_equal(hetee_enclave_session_msg(f->e, sealed, slen, &r2, &r2len), HETEE_ERR_AUTH);
+  assert_int_equal(hetee_host_session_msg(f->e, sealed, slen, &r2, &r2len), HETEE_ERR_AUTH);
   sealed[slen - 3] ^= 0x20;
-  assert_int_equal(hetee_enclave_session_msg(f->e, sealed, slen, &reply, &rlen), 0);
+  assert_int_equal(hetee_host_session_msg(f->e, sealed, slen, &reply, &rlen), 0);
   assert_int_equal(hetee_client_session_open(s, reply, rlen, &plain, &plen), 0);
   free(plain);
   free(reply);
@@ -192,9 +192,9 @@ static void test_handshake_replay(void **state) {
   uint8_t *hs, *reply, *again;
   size_t hlen, rlen, alen;
   assert_int_equal(hetee_client_session_new(dp, &v, &s, &hs, &hlen), 0);
-  assert_int_equal(hetee_enclave_session_open(f->e, hs, hlen, &reply, &rlen), 0);
+  assert_int_equal(hetee_host_session_open(f->e, hs, hlen, &reply, &rlen), 0);
   assert_int_equal(hetee_client_session_finish(s, reply, rlen), 0);
-  assert_int_equal(hetee_enclave_session_open(f->e, hs, hlen, &again, &alen), HETEE_ERR_KEY_BINDING);
+  assert_int_equal(hetee_host_session_open(f->e, hs, hlen, &again, &alen), HETEE_ERR_KEY_BINDING);
   free(reply);
   free(hs);
   hetee_client_session_free(s);
@@ -214,13 +214,13 @@ static void test_session_needs_issued_evidence(void **state) {
   hetee_verified_enclave fake = v;
   fake.evidence_hash[0] ^= 1;
   assert_int_equal(hetee_client_session_new(mp, &fake, &s, &hs, &hlen), 0);
-  assert_int_equal(hetee_enclave_session_open(f->e, hs, hlen, &reply, &rlen), HETEE_ERR_KEY_BINDING);
+  assert_int_equal(hetee_host_session_open(f->e, hs, hlen, &reply, &rlen), HETEE_ERR_KEY_BINDING);
   free(hs);
   hetee_client_session_free(s);
   /* a handshake whose identity signature is broken */
   assert_int_equal(hetee_client_session_new(mp, &v, &s, &hs, &hlen), 0);
   hs[hlen - 1] ^= 1;
-  assert_int_equal(hetee_enclave_session_open(f->e, hs, hlen, &reply, &rlen), HETEE_ERR_BAD_SIGNATURE);
+  assert_int_equal(hetee_host_session_open(f->e, hs, hlen, &reply, &rlen), HETEE_ERR_BAD_SIGNATURE);
   free(hs);
   hetee_client_session_free(s);
   hetee_party_key_free(mp);
@@ -238,8 +238,8 @@ static void read_proc(int pid, const char *file, char *buf, size_t n) {
 
 static void test_hardening_visible(void **state) {
   fx *f = *state;
-  hetee_enclave_info info;
-  assert_int_equal(hetee_enclave_info_get(f->e, &info), 0);
+  hetee_host_info info;
+  assert_int_equal(hetee_host_info_get(f->e, &info), 0);
   char buf[8192];
   read_proc(info.pid, "limits", buf, sizeof buf);
   const char *core = strstr(buf, "Max core file size");
@@ -294,7 +294,7 @@ static void test_hardening_visible(void **state) {
   fx_evidence_free(&x);
   hetee_enclave_op_stats st[16];
   size_t n;
-  assert_int_equal(hetee_enclave_stats(f->e, st, 16, &n), 0);
+  assert_int_equal(hetee_host_stats(f->e, st, 16, &n), 0);
   int seen = 0;
   for (size_t i = 0; i < n; i++)
     if (st[i].type == HETEE_MSG_EVIDENCE) {
@@ -307,14 +307,14 @@ static void test_hardening_visible(void **state) {
 
 static void test_crash_restart(void **state) {
   fx *f = *state;
-  hetee_enclave_info a, b;
-  assert_int_equal(hetee_enclave_info_get(f->e, &a), 0);
-  unsigned r0 = hetee_enclave_restarts(f->e);
+  hetee_host_info a, b;
+  assert_int_equal(hetee_host_info_get(f->e, &a), 0);
+  unsigned r0 = hetee_host_restarts(f->e);
   assert_int_equal(kill(a.pid, SIGKILL), 0);
   fx_wait_dead((int)a.pid);
-  assert_int_equal(hetee_enclave_info_get(f->e, &b), HETEE_ERR_IO); /* the call that found it dead */
-  assert_int_equal(hetee_enclave_restarts(f->e), r0 + 1);
-  assert_int_equal(hetee_enclave_info_get(f->e, &b), 0);
+  assert_int_equal(hetee_host_info_get(f->e, &b), HETEE_ERR_IO); /* the call that found it dead */
+  assert_int_equal(hetee_host_restarts(f->e), r0 + 1);
+  assert_int_equal(hetee_host_info_get(f->e, &b), 0);
   assert_int_not_equal(a.pid, b.pid);
   assert_memory_equal(a.measurement, b.measurement, 32);
   assert_memory_not_equal(a.channel_pk, b.channel_pk, 32); /* fresh process, fresh channel key */
@@ -324,11 +324,11 @@ static void test_missing_platform(void **state) {
   fx *f = *state;
   char nowhere[400];
   snprintf(nowhere, sizeof nowhere, "%s/none", f->dir);
-  hetee_enclave_options o;
+  hetee_host_options o;
   memset(&o, 0, sizeof o);
   o.platform_dir = nowhere;
-  hetee_enclave *e = NULL;
-  assert_int_equal(hetee_enclave_start(&o, &e), HETEE_ERR_NOT_FOUND);
+  hetee_host_enclave *e = NULL;
+  assert_int_equal(hetee_host_start(&o, &e), HETEE_ERR_NOT_FOUND);
   assert_null(e);
 }
 

@@ -7,12 +7,12 @@
  */
 #include "enclave/fixture.h"
 
-#include "enclave/wire.h"
+#include "enclave/wire/wire.h"
 #include "hetee/ring.h"
 
 typedef struct {
   char dir[256], plat[300];
-  hetee_enclave *e;
+  hetee_host_enclave *e;
   int pid;
 } fx;
 
@@ -20,8 +20,8 @@ static int setup(void **state) {
   fx *f = calloc(1, sizeof *f);
   fx_tmp_platform(f->dir, sizeof f->dir, f->plat, sizeof f->plat);
   f->e = fx_start(f->plat, NULL, NULL, 0);
-  hetee_enclave_info info;
-  assert_int_equal(hetee_enclave_info_get(f->e, &info), 0);
+  hetee_host_info info;
+  assert_int_equal(hetee_host_info_get(f->e, &info), 0);
   f->pid = info.pid;
   *state = f;
   return 0;
@@ -40,7 +40,7 @@ static int expect_reply(fx *f, uint64_t id) {
   uint64_t rid;
   uint8_t *body;
   size_t len;
-  assert_int_equal(hetee_enclave_recv_raw(f->e, &type, &rid, &body, &len), 0);
+  assert_int_equal(hetee_host_recv_raw(f->e, &type, &rid, &body, &len), 0);
   assert_int_equal(rid, id);
   int st = 0;
   if (type == HETEE_MSG_ERROR) {
@@ -61,27 +61,27 @@ static void send_frame(fx *f, uint32_t len_field, uint16_t ver, uint16_t type, u
   hetee_le16(h + 4, ver);
   hetee_le16(h + 6, type);
   hetee_le64(h + 8, id);
-  assert_int_equal(hetee_enclave_send_raw(f->e, h, 16), 0);
-  if (blen) assert_int_equal(hetee_enclave_send_raw(f->e, body, blen), 0);
+  assert_int_equal(hetee_host_send_raw(f->e, h, 16), 0);
+  if (blen) assert_int_equal(hetee_host_send_raw(f->e, body, blen), 0);
 }
 
 static void assert_same_enclave(fx *f) {
   uint8_t *r;
   size_t n;
-  assert_int_equal(hetee_enclave_call(f->e, HETEE_MSG_PING, (const uint8_t *)"ok", 2, &r, &n), 0);
+  assert_int_equal(hetee_host_call(f->e, HETEE_MSG_PING, (const uint8_t *)"ok", 2, &r, &n), 0);
   assert_int_equal(n, 2);
   assert_memory_equal(r, "ok", 2);
   free(r);
-  hetee_enclave_info info;
-  assert_int_equal(hetee_enclave_info_get(f->e, &info), 0);
+  hetee_host_info info;
+  assert_int_equal(hetee_host_info_get(f->e, &info), 0);
   assert_int_equal(info.pid, f->pid);
-  assert_int_equal(hetee_enclave_restarts(f->e), 0);
+  assert_int_equal(hetee_host_restarts(f->e), 0);
 }
 
 static void test_short_length(void **state) {
   fx *f = *state;
   uint8_t b[9] = {5, 0, 0, 0, 1, 2, 3, 4, 5}; /* length 5 < header */
-  assert_int_equal(hetee_enclave_send_raw(f->e, b, sizeof b), 0);
+  assert_int_equal(hetee_host_send_raw(f->e, b, sizeof b), 0);
   assert_int_equal(expect_reply(f, 0), HETEE_ERR_PROTOCOL);
   assert_same_enclave(f);
 }

@@ -16,7 +16,7 @@
 
 typedef struct {
   char dir[256], plat[300];
-  hetee_enclave *e;
+  hetee_host_enclave *e;
   ckfx c;
 } fx;
 
@@ -52,7 +52,7 @@ static void run(fx *f, const hetee_refresh_spec *spec, const double *x, size_t n
   for (size_t c = 0; c < nin; c++) cts[c] = ckfx_encrypt(&f->c, sv + c * slots, &lens[c]);
   uint8_t **out;
   size_t *olens, nout;
-  int rc = hetee_enclave_refresh(f->e, spec, (const uint8_t *const *)cts, lens, nin, &out, &olens, &nout);
+  int rc = hetee_host_refresh(f->e, spec, (const uint8_t *const *)cts, lens, nin, &out, &olens, &nout);
   if (rc) fprintf(stderr, "refresh: %s\n", hetee_last_error());
   assert_int_equal(rc, 0);
   assert_int_equal(nout, spec->out_ncts);
@@ -63,8 +63,8 @@ static void run(fx *f, const hetee_refresh_spec *spec, const double *x, size_t n
     hetee_ckks_ciphertext_free(ct);
   }
   ckfx_read(&f->c, f->e, spec->out_dst, spec->out_n, out, olens, nout, got);
-  hetee_enclave_cts_free(out, olens, nout);
-  hetee_enclave_cts_free(cts, lens, nin);
+  hetee_host_cts_free(out, olens, nout);
+  hetee_host_cts_free(cts, lens, nin);
   free(sv);
 }
 
@@ -276,13 +276,13 @@ static void test_stream_batches(void **state) {
   }
   uint8_t **out;
   size_t *olens, nout;
-  assert_int_equal(hetee_enclave_refresh_stream(f->e, &s, 1, (const uint8_t *const *)cts, lens, G, &out, &olens, &nout), 0);
+  assert_int_equal(hetee_host_refresh_stream(f->e, &s, 1, (const uint8_t *const *)cts, lens, G, &out, &olens, &nout), 0);
   assert_int_equal(nout, G);
   ckfx_read(&f->c, f->e, map_all, G * N, out, olens, nout, got);
   check(got, want, G * N, "stream");
   hetee_enclave_op_stats st[16];
   size_t ns;
-  assert_int_equal(hetee_enclave_stats(f->e, st, 16, &ns), 0);
+  assert_int_equal(hetee_host_stats(f->e, st, 16, &ns), 0);
   int seen = 0;
   for (size_t i = 0; i < ns; i++)
     if (st[i].type == HETEE_MSG_REFRESH) {
@@ -292,7 +292,7 @@ static void test_stream_batches(void **state) {
       assert_true(st[i].cpu_ns > 0);
     }
   assert_true(seen);
-  hetee_enclave_cts_free(out, olens, nout);
+  hetee_host_cts_free(out, olens, nout);
   for (size_t g = 0; g < G; g++) free(cts[g]);
   free(sv);
 }
@@ -331,13 +331,13 @@ static void test_coefficient_encoding(void **state) {
   uint8_t **out;
   size_t *olens, nout;
   const uint8_t *cts[1] = {bp};
-  int rc = hetee_enclave_refresh(f->e, &s, cts, &lp, 1, &out, &olens, &nout);
+  int rc = hetee_host_refresh(f->e, &s, cts, &lp, 1, &out, &olens, &nout);
   if (rc) fprintf(stderr, "coeffs: %s\n", hetee_last_error());
   assert_int_equal(rc, 0);
   double got[5];
   ckfx_read_enc(&f->c, f->e, HETEE_ENC_COEFFS, dst, 5, out, olens, nout, got);
   check(got, want, 5, "coefficients");
-  hetee_enclave_cts_free(out, olens, nout);
+  hetee_host_cts_free(out, olens, nout);
   free(bp);
   hetee_ckks_ciphertext_free(ca);
   hetee_ckks_ciphertext_free(cb);
@@ -372,21 +372,21 @@ static void test_refused_jobs(void **state) {
   uint8_t **out;
   size_t *olens, nout;
   /* input slot 9000 is beyond one ciphertext */
-  assert_int_equal(hetee_enclave_refresh(f->e, &s, cts, &len, 1, &out, &olens, &nout), HETEE_ERR_SHAPE);
+  assert_int_equal(hetee_host_refresh(f->e, &s, cts, &len, 1, &out, &olens, &nout), HETEE_ERR_SHAPE);
   in_map[3] = 3;
   s.out_level = 7; /* above the top level */
-  assert_int_equal(hetee_enclave_refresh(f->e, &s, cts, &len, 1, &out, &olens, &nout), HETEE_ERR_LEVEL);
+  assert_int_equal(hetee_host_refresh(f->e, &s, cts, &len, 1, &out, &olens, &nout), HETEE_ERR_LEVEL);
   s.out_level = -1;
   hetee_refresh_op bad = {.kind = HETEE_OP_MAXPOOL, .window = 3, .stride = 1}; /* window larger than 2x2 */
   s.nops = 1;
   s.ops = &bad;
-  assert_int_equal(hetee_enclave_refresh(f->e, &s, cts, &len, 1, &out, &olens, &nout), HETEE_ERR_SHAPE);
+  assert_int_equal(hetee_host_refresh(f->e, &s, cts, &len, 1, &out, &olens, &nout), HETEE_ERR_SHAPE);
   /* a corrupted ciphertext is refused by the loader, not decrypted */
   s.nops = 0;
   ct[len / 2] ^= 0xff;
   ct[len / 2 + 1] ^= 0xff;
   ct[len - 1] ^= 0xff;
-  int rc = hetee_enclave_refresh(f->e, &s, cts, &len, 1, &out, &olens, &nout);
+  int rc = hetee_host_refresh(f->e, &s, cts, &len, 1, &out, &olens, &nout);
   assert_true(rc == HETEE_ERR_RANGE || rc == HETEE_ERR_FORMAT || rc == HETEE_ERR_CONTEXT);
   free(ct);
 }
@@ -396,7 +396,7 @@ static void test_refused_jobs(void **state) {
  * reads back the reference values from both; a job with several bad
  * ciphertexts fails on the first one, with the serial loop's status and
  * text, on every run and with either thread count. */
-static int job_with(hetee_enclave *e, ckfx *c, int nbad, const int *bad, char *text, size_t cap) {
+static int job_with(hetee_host_enclave *e, ckfx *c, int nbad, const int *bad, char *text, size_t cap) {
   enum { NIN = 7 };
   size_t slots = c->slots;
   double *sv = malloc(slots * sizeof *sv);
@@ -425,7 +425,7 @@ static int job_with(hetee_enclave *e, ckfx *c, int nbad, const int *bad, char *t
                           .out_ncts = NIN, .out_n = NIN * slots, .out_dst = map, .out_src = map, .out_level = -1};
   uint8_t **out = NULL;
   size_t *olens = NULL, nout = 0;
-  int rc = hetee_enclave_refresh(e, &s, (const uint8_t *const *)cts, lens, NIN, &out, &olens, &nout);
+  int rc = hetee_host_refresh(e, &s, (const uint8_t *const *)cts, lens, NIN, &out, &olens, &nout);
   snprintf(text, cap, "%s", rc ? hetee_last_error() : "");
   if (!rc) { /* values back: relu of the inputs, in every output ciphertext */
     uint32_t pick[NIN * 3];
@@ -440,7 +440,7 @@ static int job_with(hetee_enclave *e, ckfx *c, int nbad, const int *bad, char *t
     ckfx_read(c, e, pick, NIN * 3, out, olens, nout, got);
     check(got, want, NIN * 3, "threads");
   }
-  hetee_enclave_cts_free(out, olens, nout);
+  hetee_host_cts_free(out, olens, nout);
   for (int k = 0; k < NIN; k++) free(cts[k]);
   free(sv);
   free(map);
@@ -451,9 +451,9 @@ static void test_threads(void **state) {
   fx *f = *state;
   ckfx c1;
   ckfx_parties(&c1, "logn=13;q=60,40,40;p=60;scale=40;budget=268435456;max_galois=32;threads=1");
-  hetee_enclave *e1 = ckfx_start(&c1, f->plat, NULL, 0);
+  hetee_host_enclave *e1 = ckfx_start(&c1, f->plat, NULL, 0);
   ckfx_init(&c1, e1, f->plat, NULL, 0);
-  hetee_enclave *es[2] = {e1, f->e};
+  hetee_host_enclave *es[2] = {e1, f->e};
   ckfx *cs[2] = {&c1, &f->c};
   char t[2][512];
   for (int k = 0; k < 2; k++) assert_int_equal(job_with(es[k], cs[k], 0, NULL, t[k], sizeof t[k]), 0);
@@ -481,24 +481,24 @@ static void test_threads(void **state) {
     }
   }
   ckfx_free(&c1);
-  hetee_enclave_free(e1);
+  hetee_host_free(e1);
 }
 
 /* A small enclave configuration: unreasonable key requests and jobs above
  * the memory budget are refused before any work is done. */
 static void test_limits(void **state) {
   fx *f = *state;
-  hetee_enclave_options o;
+  hetee_host_options o;
   memset(&o, 0, sizeof o);
   o.platform_dir = f->plat;
   o.config = "logn=13;q=60,40,40;p=60;scale=40;budget=1048576;max_galois=4";
-  hetee_enclave *e = NULL;
-  assert_int_equal(hetee_enclave_start(&o, &e), 0);
+  hetee_host_enclave *e = NULL;
+  assert_int_equal(hetee_host_start(&o, &e), 0);
   int many[5] = {1, 2, 3, 4, 5}, zero[1] = {0}, huge[1] = {4096};
-  assert_int_equal(hetee_enclave_keygen(e, many, 5), HETEE_ERR_LIMIT);
-  assert_int_equal(hetee_enclave_keygen(e, zero, 1), HETEE_ERR_INVALID_ARG);
-  assert_int_equal(hetee_enclave_keygen(e, huge, 1), HETEE_ERR_INVALID_ARG);
-  assert_int_equal(hetee_enclave_keygen(e, many, 4), 0);
+  assert_int_equal(hetee_host_keygen(e, many, 5), HETEE_ERR_LIMIT);
+  assert_int_equal(hetee_host_keygen(e, zero, 1), HETEE_ERR_INVALID_ARG);
+  assert_int_equal(hetee_host_keygen(e, huge, 1), HETEE_ERR_INVALID_ARG);
+  assert_int_equal(hetee_host_keygen(e, many, 4), 0);
   /* 65536 values: tensor + pooling buffer alone are 1 MiB */
   enum { N = 65536 };
   uint32_t *in_map = malloc(N * sizeof *in_map), dst[1] = {0}, src[1] = {0};
@@ -510,19 +510,19 @@ static void test_limits(void **state) {
   for (int i = 0; i < 16; i++) cts[i] = &dummy, lens[i] = 1;
   uint8_t **out;
   size_t *olens, nout;
-  assert_int_equal(hetee_enclave_refresh(e, &s, (const uint8_t *const *)cts, lens, 16, &out, &olens, &nout),
+  assert_int_equal(hetee_host_refresh(e, &s, (const uint8_t *const *)cts, lens, 16, &out, &olens, &nout),
                    HETEE_ERR_LIMIT);
   /* a request frame above the 1 MiB budget is refused without being buffered */
   static uint8_t big[(1u << 20) + 1];
   uint8_t *bigs[1] = {big};
   size_t bigl[1] = {sizeof big};
   s.shape[1] = s.shape[2] = 1;
-  assert_int_equal(hetee_enclave_refresh(e, &s, (const uint8_t *const *)bigs, bigl, 1, &out, &olens, &nout),
+  assert_int_equal(hetee_host_refresh(e, &s, (const uint8_t *const *)bigs, bigl, 1, &out, &olens, &nout),
                    HETEE_ERR_LIMIT);
-  hetee_enclave_info info;
-  assert_int_equal(hetee_enclave_info_get(e, &info), 0); /* still serving */
+  hetee_host_info info;
+  assert_int_equal(hetee_host_info_get(e, &info), 0); /* still serving */
   free(in_map);
-  hetee_enclave_free(e);
+  hetee_host_free(e);
 }
 
 int main(void) {

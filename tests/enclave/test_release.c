@@ -16,7 +16,7 @@
 
 typedef struct {
   char dir[256], plat[300];
-  hetee_enclave *e;
+  hetee_host_enclave *e;
   ckfx c;
   uint8_t *ct;
   size_t ctlen;
@@ -58,7 +58,7 @@ static int release(fx *f, uint32_t model, hetee_client_session *to, uint8_t **se
   hetee_client_session_id(to, sid);
   const uint8_t *cts[1] = {f->ct};
   const hetee_release_spec rs = {.in_level = -1, .in_scale = REL_SCALE, .map = f->map, .n = 10};
-  return hetee_enclave_release(f->e, model, sid, &rs, cts, &f->ctlen, 1, sealed, len);
+  return hetee_host_release(f->e, model, sid, &rs, cts, &f->ctlen, 1, sealed, len);
 }
 
 /* Releases model's result to the data provider's session and opens it there
@@ -147,7 +147,7 @@ static void test_only_the_data_provider(void **state) {
   size_t m0l, s0l, r0l;
   assert_int_equal(hetee_client_msg_policy(7, HETEE_RELEASE_VALUES, 0, 25, dp_pk, &m0, &m0l), 0);
   assert_int_equal(hetee_client_session_seal(f->c.mps, m0, m0l, &s0, &s0l), 0);
-  assert_int_equal(hetee_enclave_session_msg(f->e, s0, s0l, &r0, &r0l), HETEE_ERR_INVALID_ARG);
+  assert_int_equal(hetee_host_session_msg(f->e, s0, s0l, &r0, &r0l), HETEE_ERR_INVALID_ARG);
   free(m0);
   free(s0);
   /* a DP may not set policies */
@@ -155,7 +155,7 @@ static void test_only_the_data_provider(void **state) {
   size_t ml, sml, rl;
   assert_int_equal(hetee_client_msg_policy(6, HETEE_RELEASE_VALUES, 0, 8, dp_pk, &m, &ml), 0);
   assert_int_equal(hetee_client_session_seal(s2, m, ml, &sm, &sml), 0);
-  assert_int_equal(hetee_enclave_session_msg(f->e, sm, sml, &rep, &rl), HETEE_ERR_AUTH);
+  assert_int_equal(hetee_host_session_msg(f->e, sm, sml, &rep, &rl), HETEE_ERR_AUTH);
   free(m);
   free(sm);
   /* the right data provider opens it */
@@ -176,7 +176,7 @@ static void set_policy_raw(fx *f, const uint8_t *m, size_t ml, int want) {
   uint8_t *sm, *rep, *p;
   size_t sml, rl, pl;
   assert_int_equal(hetee_client_session_seal(f->c.mps, m, ml, &sm, &sml), 0);
-  int rc = hetee_enclave_session_msg(f->e, sm, sml, &rep, &rl);
+  int rc = hetee_host_session_msg(f->e, sm, sml, &rep, &rl);
   assert_int_equal(rc, want);
   if (!rc) {
     assert_int_equal(hetee_client_session_open(f->c.mps, rep, rl, &p, &pl), 0);

@@ -33,11 +33,11 @@ static void test_seal_kill_restart_unseal(void **state) {
   fx *f = *state;
   ckfx c;
   ckfx_parties(&c, NULL);
-  hetee_enclave *e = ckfx_start(&c, f->plat, f->seal, 1);
+  hetee_host_enclave *e = ckfx_start(&c, f->plat, f->seal, 1);
   ckfx_init(&c, e, f->plat, NULL, 0);
-  hetee_enclave_info before, after;
-  assert_int_equal(hetee_enclave_info_get(e, &before), 0);
-  assert_int_equal(hetee_enclave_seal(e, f->seal), 0);
+  hetee_host_info before, after;
+  assert_int_equal(hetee_host_info_get(e, &before), 0);
+  assert_int_equal(hetee_host_seal(e, f->seal), 0);
   struct stat st;
   assert_int_equal(stat(f->seal, &st), 0);
   assert_int_equal(st.st_mode & 0777, 0600);
@@ -50,8 +50,8 @@ static void test_seal_kill_restart_unseal(void **state) {
   free(sv);
   assert_int_equal(kill(before.pid, SIGKILL), 0);
   fx_wait_dead((int)before.pid);
-  assert_int_equal(hetee_enclave_info_get(e, &after), HETEE_ERR_IO); /* found dead, restarted, unsealed */
-  assert_int_equal(hetee_enclave_info_get(e, &after), 0);
+  assert_int_equal(hetee_host_info_get(e, &after), HETEE_ERR_IO); /* found dead, restarted, unsealed */
+  assert_int_equal(hetee_host_info_get(e, &after), 0);
   assert_int_not_equal(before.pid, after.pid);
   assert_true(after.have_keys);
   assert_memory_equal(before.bundle_fp, after.bundle_fp, 32);
@@ -71,15 +71,15 @@ static void test_seal_kill_restart_unseal(void **state) {
   uint8_t **out;
   size_t *olens, nout;
   const uint8_t *cts[1] = {ct};
-  assert_int_equal(hetee_enclave_refresh(e, &s, cts, &len, 1, &out, &olens, &nout), 0);
+  assert_int_equal(hetee_host_refresh(e, &s, cts, &len, 1, &out, &olens, &nout), 0);
   double got[2];
   ckfx_read(&c, e, dst, 2, out, olens, nout, got);
   assert_true(fabs(got[0] - 0.0) < 1e-6);
   assert_true(fabs(got[1] - 1.25) < 1e-6);
-  hetee_enclave_cts_free(out, olens, nout);
+  hetee_host_cts_free(out, olens, nout);
   free(ct);
   ckfx_free(&c);
-  hetee_enclave_free(e);
+  hetee_host_free(e);
   /* no temporary file left next to the sealed state */
   char cmd[600];
   snprintf(cmd, sizeof cmd, "ls '%s' | grep -q tmp", f->dir);
@@ -88,37 +88,37 @@ static void test_seal_kill_restart_unseal(void **state) {
 
 static void test_explicit_unseal_and_modified_binary(void **state) {
   fx *f = *state;
-  hetee_enclave *e = fx_start(f->plat, NULL, NULL, 0);
-  assert_int_equal(hetee_enclave_keygen(e, NULL, 0), 0);
-  hetee_enclave_info a, b;
-  assert_int_equal(hetee_enclave_info_get(e, &a), 0);
-  assert_int_equal(hetee_enclave_seal(e, f->seal), 0);
+  hetee_host_enclave *e = fx_start(f->plat, NULL, NULL, 0);
+  assert_int_equal(hetee_host_keygen(e, NULL, 0), 0);
+  hetee_host_info a, b;
+  assert_int_equal(hetee_host_info_get(e, &a), 0);
+  assert_int_equal(hetee_host_seal(e, f->seal), 0);
   /* keys exist: a second keygen is refused */
-  assert_int_equal(hetee_enclave_keygen(e, NULL, 0), HETEE_ERR_STATE);
-  hetee_enclave_free(e);
+  assert_int_equal(hetee_host_keygen(e, NULL, 0), HETEE_ERR_STATE);
+  hetee_host_free(e);
   /* the same binary, started fresh, unseals the same keys */
   e = fx_start(f->plat, NULL, NULL, 0);
-  assert_int_equal(hetee_enclave_info_get(e, &b), 0);
+  assert_int_equal(hetee_host_info_get(e, &b), 0);
   assert_false(b.have_keys);
-  assert_int_equal(hetee_enclave_unseal(e, f->seal), 0);
-  assert_int_equal(hetee_enclave_info_get(e, &b), 0);
+  assert_int_equal(hetee_host_unseal(e, f->seal), 0);
+  assert_int_equal(hetee_host_info_get(e, &b), 0);
   assert_true(b.have_keys);
   assert_memory_equal(a.bundle_fp, b.bundle_fp, 32);
-  hetee_enclave_free(e);
+  hetee_host_free(e);
   /* a modified binary gets another sealing key */
   char copy[400];
   fx_tampered_copy(f->dir, copy, sizeof copy);
   e = fx_start(f->plat, copy, NULL, 0);
-  assert_int_equal(hetee_enclave_unseal(e, f->seal), HETEE_ERR_AUTH);
-  assert_int_equal(hetee_enclave_info_get(e, &b), 0);
+  assert_int_equal(hetee_host_unseal(e, f->seal), HETEE_ERR_AUTH);
+  assert_int_equal(hetee_host_info_get(e, &b), 0);
   assert_false(b.have_keys);
-  hetee_enclave_free(e);
+  hetee_host_free(e);
   /* and so does another platform */
   char plat2[300];
   fx_platform(f->dir, "plat2", plat2, sizeof plat2);
   e = fx_start(plat2, NULL, NULL, 0);
-  assert_int_equal(hetee_enclave_unseal(e, f->seal), HETEE_ERR_AUTH);
-  hetee_enclave_free(e);
+  assert_int_equal(hetee_host_unseal(e, f->seal), HETEE_ERR_AUTH);
+  hetee_host_free(e);
 }
 
 int main(void) {

@@ -23,7 +23,7 @@
 
 #include <dirent.h>
 
-#include "enclave/ops.h"
+#include "enclave/trusted/ops.h"
 #include "hetee/engine.h"
 #include "hetee/nn.h"
 #include "nn/onnx_builder.h"

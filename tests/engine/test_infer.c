@@ -15,7 +15,7 @@
 
 typedef struct {
   char dir[256], plat[300];
-  hetee_enclave *e;
+  hetee_host_enclave *e;
   ckfx c;
   uint8_t sid[16];
 } fx;

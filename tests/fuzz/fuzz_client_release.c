@@ -19,7 +19,7 @@
 #include <sodium.h>
 #include <string.h>
 
-#include "enclave/proto.h"
+#include "enclave/wire/proto.h"
 #include "fuzz/fuzz.h"
 #include "hetee/client.h"
 

@@ -16,9 +16,9 @@
 #include <sodium.h>
 #include <string.h>
 
-#include "enclave/backend.h"
-#include "enclave/enclave_internal.h"
-#include "enclave/platform.h"
+#include "enclave/trusted/backend.h"
+#include "enclave/trusted/enclave_internal.h"
+#include "enclave/wire/platform.h"
 #include "fuzz/fuzz.h"
 #include "hetee/ckks.h"
 

@@ -12,8 +12,8 @@
 #include <sodium.h>
 #include <string.h>
 
-#include "enclave/platform.h"
-#include "enclave/proto.h"
+#include "enclave/wire/platform.h"
+#include "enclave/wire/proto.h"
 #include "fuzz/fuzz.h"
 #include "hetee/client.h"
 

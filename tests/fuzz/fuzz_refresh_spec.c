@@ -12,8 +12,8 @@
 #include <math.h>
 #include <string.h>
 
-#include "enclave/ops.h"
-#include "enclave/proto.h"
+#include "enclave/trusted/ops.h"
+#include "enclave/wire/proto.h"
 #include "fuzz/fuzz.h"
 
 const char fuzz_target_name[] = "refresh_spec";

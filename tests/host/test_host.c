@@ -10,35 +10,35 @@
 #include <signal.h>
 
 static void test_bad_arguments(void **state) {
-  hetee_enclave *e = NULL;
-  hetee_enclave_options o;
+  hetee_host_enclave *e = NULL;
+  hetee_host_options o;
   memset(&o, 0, sizeof o);
-  assert_int_equal(hetee_enclave_start(NULL, &e), HETEE_ERR_INVALID_ARG);
-  assert_int_equal(hetee_enclave_start(&o, &e), HETEE_ERR_INVALID_ARG); /* no platform */
+  assert_int_equal(hetee_host_start(NULL, &e), HETEE_ERR_INVALID_ARG);
+  assert_int_equal(hetee_host_start(&o, &e), HETEE_ERR_INVALID_ARG); /* no platform */
   o.platform_dir = "/nonexistent";
   o.launcher_path = "/nonexistent/hetee-launcher";
-  assert_int_equal(hetee_enclave_start(&o, &e), HETEE_ERR_IO);
+  assert_int_equal(hetee_host_start(&o, &e), HETEE_ERR_IO);
   assert_null(e);
-  hetee_enclave_free(NULL);
+  hetee_host_free(NULL);
 }
 
 /* The configuration is checked by the enclave itself at start-up. */
 static void test_bad_config(void **state) {
   char dir[256], plat[300];
   fx_tmp_platform(dir, sizeof dir, plat, sizeof plat);
-  hetee_enclave_options o;
+  hetee_host_options o;
   memset(&o, 0, sizeof o);
   o.platform_dir = plat;
-  hetee_enclave *e = NULL;
+  hetee_host_enclave *e = NULL;
   o.config = "logn=13;q=60,40,40;p=60;scale=40;budget=268435456;max_galois=8;unknown=1";
-  assert_int_equal(hetee_enclave_start(&o, &e), HETEE_ERR_PARAMS);
+  assert_int_equal(hetee_host_start(&o, &e), HETEE_ERR_PARAMS);
   o.config = "logn=12;q=60,60,60;p=60;scale=40;budget=268435456;max_galois=8"; /* 240 bits at N=4096 */
-  int rc = hetee_enclave_start(&o, &e);
+  int rc = hetee_host_start(&o, &e);
 #ifdef HETEE_ENCLAVE_HAVE_CKKS
   assert_int_equal(rc, HETEE_ERR_INSECURE);
 #else
   assert_int_equal(rc, 0); /* parameters are not checked without the CKKS layer */
-  hetee_enclave_free(e);
+  hetee_host_free(e);
 #endif
   fx_rmtree(dir);
 }
@@ -46,35 +46,35 @@ static void test_bad_config(void **state) {
 static void test_dead_without_restart(void **state) {
   char dir[256], plat[300];
   fx_tmp_platform(dir, sizeof dir, plat, sizeof plat);
-  hetee_enclave *e = fx_start(plat, NULL, NULL, 0);
-  hetee_enclave_info info;
-  assert_int_equal(hetee_enclave_info_get(e, &info), 0);
+  hetee_host_enclave *e = fx_start(plat, NULL, NULL, 0);
+  hetee_host_info info;
+  assert_int_equal(hetee_host_info_get(e, &info), 0);
   assert_int_equal(kill(info.pid, SIGKILL), 0);
   fx_wait_dead((int)info.pid);
-  assert_int_equal(hetee_enclave_info_get(e, &info), HETEE_ERR_IO);
-  assert_int_equal(hetee_enclave_info_get(e, &info), HETEE_ERR_STATE);
-  assert_int_equal(hetee_enclave_restart(e), 0);
-  assert_int_equal(hetee_enclave_restarts(e), 1);
-  assert_int_equal(hetee_enclave_info_get(e, &info), 0);
+  assert_int_equal(hetee_host_info_get(e, &info), HETEE_ERR_IO);
+  assert_int_equal(hetee_host_info_get(e, &info), HETEE_ERR_STATE);
+  assert_int_equal(hetee_host_restart(e), 0);
+  assert_int_equal(hetee_host_restarts(e), 1);
+  assert_int_equal(hetee_host_info_get(e, &info), 0);
   fx_stop(e, dir);
 }
 
 static void test_counters(void **state) {
   char dir[256], plat[300];
   fx_tmp_platform(dir, sizeof dir, plat, sizeof plat);
-  hetee_enclave *e = fx_start(plat, NULL, NULL, 0);
+  hetee_host_enclave *e = fx_start(plat, NULL, NULL, 0);
   uint8_t body[100], *r;
   size_t n;
   for (size_t i = 0; i < sizeof body; i++) body[i] = (uint8_t)(3 * i + 1);
   for (int i = 0; i < 5; i++) {
-    assert_int_equal(hetee_enclave_call(e, HETEE_MSG_PING, body, sizeof body, &r, &n), 0);
+    assert_int_equal(hetee_host_call(e, HETEE_MSG_PING, body, sizeof body, &r, &n), 0);
     assert_int_equal(n, sizeof body);
     assert_memory_equal(r, body, sizeof body); /* PING echoes its body */
     free(r);
   }
   hetee_enclave_op_stats st[16];
   size_t k;
-  assert_int_equal(hetee_enclave_stats(e, st, 16, &k), 0);
+  assert_int_equal(hetee_host_stats(e, st, 16, &k), 0);
   int seen = 0;
   for (size_t i = 0; i < k; i++)
     if (st[i].type == HETEE_MSG_PING) {

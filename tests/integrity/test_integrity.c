@@ -400,8 +400,8 @@ static void test_sealed_registration(void **state) {
   (void)state;
   char path[400];
   snprintf(path, sizeof path, "%s/integrity.seal", F.t.dir);
-  assert_int_equal(hetee_enclave_seal(F.t.e, path), 0);
-  assert_int_equal(hetee_enclave_unseal(F.t.e, path), 0);
+  assert_int_equal(hetee_host_seal(F.t.e, path), 0);
+  assert_int_equal(hetee_host_unseal(F.t.e, path), 0);
   hetee_engine_input *in = dp_input(MB, 80, 1);
   expect_refused(in, HETEE_ERR_NOT_FOUND);
   hetee_engine_results out;

@@ -13,7 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "enclave/proto.h"
+#include "enclave/wire/proto.h"
 
 int hetee_file_write_atomic(const char *path, const void *data, size_t len, int mode) {
   int rc = HETEE_ERR_IO, fd = -1, dfd = -1;

@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "enclave/proto.h"
+#include "enclave/wire/proto.h"
 #include "hetee/enclave.h"
 
 #ifdef HETEE_ENCLAVE_HAVE_CKKS

@@ -7,8 +7,8 @@
 #include <sodium.h>
 #include <string.h>
 
-#include "enclave/platform.h"
-#include "enclave/proto.h"
+#include "enclave/wire/platform.h"
+#include "enclave/wire/proto.h"
 
 size_t hetee_evidence_signed_message(const uint8_t *ev, uint8_t *msg) {
   static const char tag[] = "hetee-evidence-v1";

@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "enclave/enclave_internal.h"
+#include "enclave/trusted/enclave_internal.h"
 
 int enclave_set_empty_bundle(enclave *e) {
   free(e->bundle);

@@ -27,9 +27,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "enclave/activations.h"
-#include "enclave/enclave_internal.h"
-#include "enclave/ops.h"
+#include "enclave/trusted/activations.h"
+#include "enclave/trusted/enclave_internal.h"
+#include "enclave/trusted/ops.h"
 
 #define MAX_CTS 4096u
 

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "enclave/proto.h"
+#include "enclave/wire/proto.h"
 
 void hetee_session_transcript(uint8_t role, const uint8_t id_pk[32], const uint8_t eph_pk[32],
                               const uint8_t evidence_hash[32], const uint8_t channel_pk[32], uint8_t out[32]) {

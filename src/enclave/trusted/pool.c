@@ -28,7 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "enclave/enclave_internal.h"
+#include "enclave/trusted/enclave_internal.h"
 
 struct enclave_pool {
   int n; /* threads, the caller included */

@@ -36,8 +36,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "enclave/platform.h"
-#include "enclave/proto.h"
+#include "enclave/wire/platform.h"
+#include "enclave/wire/proto.h"
 
 #define HOST_FD 3
 #define PLAT_FD 4

@@ -11,7 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "enclave/wire.h"
+#include "enclave/wire/wire.h"
 #include "hetee/enclave.h"
 
 /* ---- frames ------------------------------------------------------------- */

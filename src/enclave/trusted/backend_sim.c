@@ -6,8 +6,8 @@
 #include <sodium.h>
 #include <string.h>
 
-#include "enclave/backend.h"
-#include "enclave/enclave_internal.h"
+#include "enclave/trusted/backend.h"
+#include "enclave/trusted/enclave_internal.h"
 
 static int sim_init(enclave *e) {
   int rc = hetee_frame_write(e->plat_fd, HETEE_MSG_PLAT_HELLO, ++e->plat_id, NULL, 0);

@@ -1,6 +1,6 @@
 /*
  * platform.h — internal: the sim platform's secret side (attestation signing
- * key and sealing root), used only by the launcher (src/enclave/launcher.c),
+ * key and sealing root), used only by the launcher (src/enclave/launcher/launcher.c),
  * and the message an evidence signature covers.
  */
 #ifndef HETEE_ENCLAVE_PLATFORM_H

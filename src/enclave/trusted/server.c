@@ -10,8 +10,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "enclave/backend.h"
-#include "enclave/enclave_internal.h"
+#include "enclave/trusted/backend.h"
+#include "enclave/trusted/enclave_internal.h"
 
 /* CPU time of the whole process: the worker threads' too (pool.c; idle
  * workers sleep, so between requests nothing accrues). */

@@ -39,8 +39,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "enclave/activations.h"
-#include "enclave/enclave_internal.h"
+#include "enclave/trusted/activations.h"
+#include "enclave/trusted/enclave_internal.h"
 
 #ifdef HETEE_ENCLAVE_HAVE_CKKS
 #include "hemat/engine_bind.h"

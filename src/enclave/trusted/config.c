@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "enclave/enclave_internal.h"
+#include "enclave/trusted/enclave_internal.h"
 
 static int parse_list(const char *v, int *out, int max, int lo, int hi) {
   int n = 0;

@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "enclave/proto.h"
+#include "enclave/wire/proto.h"
 
 #define MAX_OUT_CTS 4096u
 

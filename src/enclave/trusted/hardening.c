@@ -26,7 +26,7 @@
 #include <limits.h>
 #include <sys/resource.h>
 
-#include "enclave/enclave_internal.h"
+#include "enclave/trusted/enclave_internal.h"
 
 /* Whether RLIMIT_MEMLOCK lets sodium_malloc lock `need` bytes:
  * sodium_malloc locks its pages on a best-effort basis and silently leaves

@@ -20,8 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "enclave/activations.h"
-#include "enclave/enclave_internal.h"
+#include "enclave/trusted/activations.h"
+#include "enclave/trusted/enclave_internal.h"
 
 #define HS_BYTES (1 + 32 + 32 + 32 + 64)
 #define CMD_PING 1

@@ -12,8 +12,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "enclave/backend.h"
-#include "enclave/enclave_internal.h"
+#include "enclave/trusted/backend.h"
+#include "enclave/trusted/enclave_internal.h"
 
 int enclave_serve(enclave *e);
 

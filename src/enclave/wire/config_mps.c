@@ -9,7 +9,7 @@
 #include <sodium.h>
 #include <string.h>
 
-#include "enclave/proto.h"
+#include "enclave/wire/proto.h"
 
 static int has_mp_key(const char *s) {
   for (const char *p = s; *p; p++)

@@ -5,7 +5,7 @@
  * trick, no libm call), degree-13 Taylor polynomial on |r| <= ln2/2 in Horner
  * form, and 2^k assembled directly in the exponent bits.
  */
-#include "enclave/activations.h"
+#include "enclave/trusted/activations.h"
 
 #include <math.h> /* INFINITY */
 

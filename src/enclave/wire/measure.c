@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "enclave/proto.h"
+#include "enclave/wire/proto.h"
 
 #define MEASURE_MAX_BINARY (256u << 20)
 

@@ -11,8 +11,8 @@
  */
 #include <string.h>
 
-#include "enclave/activations.h"
-#include "enclave/ops.h"
+#include "enclave/trusted/activations.h"
+#include "enclave/trusted/ops.h"
 
 static void pool(const double *in, double *out, int c, int h, int w, int k, int s, int is_max) {
   int oh = (h - k) / s + 1, ow = (w - k) / s + 1;

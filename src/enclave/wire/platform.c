@@ -12,8 +12,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "enclave/platform.h"
-#include "enclave/proto.h"
+#include "enclave/wire/platform.h"
+#include "enclave/wire/proto.h"
 
 static void join(char *out, size_t n, const char *dir, const char *name) { snprintf(out, n, "%s/%s", dir, name); }
 

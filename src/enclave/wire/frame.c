@@ -11,7 +11,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include "enclave/proto.h"
+#include "enclave/wire/proto.h"
 
 static int write_all(int fd, const uint8_t *p, size_t n) {
   while (n > 0) {

@@ -1,7 +1,7 @@
 /*
  * wire.c — little-endian writer / bounds-checked reader (see wire.h).
  */
-#include "enclave/wire.h"
+#include "enclave/wire/wire.h"
 
 #include <sodium.h>
 #include <stdlib.h>

@@ -144,6 +144,16 @@ typedef struct hetee_release_result {
 HETEE_API int hetee_client_release_open(hetee_client_session *s, const uint8_t *sealed, size_t len,
                                         hetee_release_result *out) HETEE_WUR;
 HETEE_API void hetee_release_result_clear(hetee_release_result *r);
+/* A result the enclave sealed to this data provider's identity (bound jobs
+ * of the service path, docs/security.md): opened with the identity key k,
+ * checked to come from the enclave's release key release_pk (as an attested
+ * session reported it) and to be sample `sample` of the micro-batch whose
+ * authorized input digest is `digest`, for model `model_id`. Errors:
+ * HETEE_ERR_AUTH (another recipient or sender, tampered, another job,
+ * micro-batch or sample), HETEE_ERR_FORMAT. */
+HETEE_API int hetee_client_release_open_id(const hetee_party_key *k, const uint8_t release_pk[32], uint32_t model_id,
+                                           const uint8_t digest[32], uint32_t sample, const uint8_t *sealed, size_t len,
+                                           hetee_release_result *out) HETEE_WUR;
 
 #ifdef __cplusplus
 }

@@ -371,6 +371,46 @@ HETEE_API int hetee_engine_run_bound(hetee_host_enclave *e, const hetee_engine_m
                                      uint32_t model_id, const uint8_t dp_session[16], int threads,
                                      hetee_engine_results *out, hetee_engine_stats *stats) HETEE_WUR;
 
+/* Bound jobs of an offline data provider (the service path; docs/security.md,
+ * "Integrity of the host's work"). The DP signs, at submission, a detached
+ * Ed25519 authorization of its input micro-batches with its identity key:
+ * sig over "hetee-job-auth-v1\0" || u32 model | dp[32] | nonce[16] | u32 n |
+ * n x (u32 batch | digest[32]) (digests as hetee_engine_input_digests). The
+ * host stores it and presents it to the enclave (hetee_engine_job_authorize,
+ * again after an enclave restart), then runs hetee_engine_run_bound with an
+ * all-zero dp_session: each release is then sealed to the authorizing DP's
+ * identity (hetee_client_release_open_id), not to a session. */
+#define HETEE_JOB_AUTH_MAX 256 /* micro-batches per authorization */
+struct hetee_party_key; /* hetee/client.h */
+typedef struct hetee_job_auth {
+  uint32_t model;
+  uint8_t dp[32];    /* the signer */
+  uint8_t nonce[16]; /* the job's: one use per enclave lifetime */
+  uint32_t n;
+  uint32_t batch[HETEE_JOB_AUTH_MAX];
+  uint8_t digest[HETEE_JOB_AUTH_MAX][32];
+  uint8_t sig[64];
+} hetee_job_auth;
+/* Fills model, n, batch[] and digest[] for input `in` under plan p. */
+HETEE_API int hetee_job_auth_digests(hetee_job_auth *a, uint32_t model_id, const hetee_engine_input *in,
+                                     const hetee_engine_plan *p) HETEE_WUR;
+/* The data provider: fills dp and sig with its identity key (nonce set by
+ * the caller, random per job). */
+HETEE_API int hetee_job_auth_sign(hetee_job_auth *a, const struct hetee_party_key *k) HETEE_WUR;
+/* HETEE_ERR_AUTH unless sig is dp's signature of the rest. */
+HETEE_API int hetee_job_auth_verify(const hetee_job_auth *a) HETEE_WUR;
+/* Serialized (the JOB_AUTH request body) and back. */
+HETEE_API int hetee_job_auth_encode(const hetee_job_auth *a, uint8_t **out, size_t *len) HETEE_WUR;
+HETEE_API int hetee_job_auth_decode(const uint8_t *b, size_t len, hetee_job_auth *a) HETEE_WUR;
+/* The host: presents the authorization to the enclave (HETEE_ERR_AUTH: not
+ * a DP the policy names, or the signature does not verify; HETEE_ERR_REPLAY:
+ * its nonce was used in this enclave's lifetime). */
+HETEE_API int hetee_engine_job_authorize(hetee_host_enclave *e, const hetee_job_auth *a) HETEE_WUR;
+/* Session command asking for the enclave's release key (the key results
+ * sealed to a DP's identity come from): u16 7; reply u16 7 | pk[32]. */
+HETEE_API int hetee_client_msg_release_key(uint8_t **msg, size_t *len) HETEE_WUR;
+HETEE_API int hetee_client_release_key_parse(const uint8_t *reply, size_t len, uint8_t pk[32]) HETEE_WUR;
+
 #ifdef __cplusplus
 }
 #endif

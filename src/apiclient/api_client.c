@@ -38,8 +38,10 @@ struct hetee_client_conn {
 
 struct hetee_client_job {
   int64_t id;
-  hetee_client_session *s;
-  char sid[33];
+  uint32_t model, micro_batch;
+  size_t count;
+  uint8_t release_pk[32]; /* the enclave's release key, from an attested session */
+  hetee_job_auth auth; /* what we signed: the digest of each micro-batch */
 };
 
 /* ---- home --------------------------------------------------------------- */
@@ -375,6 +377,18 @@ int hetee_client_session_open_remote(hetee_client_conn *c, hetee_client_session 
 }
 
 /* ---- model provider ----------------------------------------------------- */
+/* A session command sealed in s, as hex (*out malloc'd). */
+static int seal_hex(hetee_client_session *s, const uint8_t *msg, size_t len, char **out) {
+  uint8_t *sealed = NULL;
+  size_t sl = 0;
+  int rc = hetee_client_session_seal(s, msg, len, &sealed, &sl);
+  if (rc) return rc;
+  *out = malloc(2 * sl + 1);
+  if (*out) reqsig_hex(sealed, sl, *out);
+  free(sealed);
+  return *out ? 0 : hetee_error(HETEE_ERR_NOMEM, "no memory");
+}
+
 int hetee_client_model_upload(hetee_client_conn *c, const char *onnx_path, const hetee_client_model_options *o,
                               int64_t *model_id) {
   if (!c || !onnx_path || !o || !model_id || !o->ndps || !o->dps) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
@@ -400,6 +414,10 @@ int hetee_client_model_upload(hetee_client_conn *c, const char *onnx_path, const
   if (!rc) rc = hetee_engine_plan_build(m, &po, &plan);
   if (!rc) rc = hetee_engine_model_encrypt(c->ctx, c->pk, m, plan, &em);
   if (!rc) rc = hetee_engine_model_save(em, &buf, &len);
+  /* the registration binds exactly these bytes (plan + every ciphertext) */
+  uint8_t *regmsg = NULL;
+  size_t reglen = 0;
+  if (!rc) rc = hetee_client_msg_model_register(0, em, &regmsg, &reglen);
   hetee_engine_model_free(em);
   hetee_engine_plan_free(plan);
   hetee_nn_model_free(m);
@@ -415,7 +433,10 @@ int hetee_client_model_upload(hetee_client_conn *c, const char *onnx_path, const
   int64_t id = rc ? 0 : (int64_t)json_integer_value(json_object_get(j, "id"));
   json_decref(j);
   if (!rc && id < 1) rc = hetee_error(HETEE_ERR_PROTOCOL, "no model id in the answer");
-  if (rc) return rc;
+  if (rc) {
+    free(regmsg);
+    return rc;
+  }
   /* the release policy, set in the enclave through our own session */
   hetee_client_session *s = NULL;
   char sid[33];
@@ -425,6 +446,30 @@ int hetee_client_model_upload(hetee_client_conn *c, const char *onnx_path, const
   if (!rc) rc = hetee_client_msg_policy_dps((uint32_t)id, kind, o->k, prec, o->dps, o->ndps, &msg, &ml);
   if (!rc) rc = hetee_client_session_seal(s, msg, ml, &sealed, &sl);
   free(msg);
+  msg = NULL;
+  /* then, in the same session, the registration (u16 3 | u32 model |
+   * digest) and, when every DP has a budget, the enclave's per-DP query
+   * budget (the largest: the server keeps the finer per-DP quota) */
+  char *regh = NULL, *budh = NULL;
+  if (!rc) {
+    /* u16 3 | u32 model | digest: the id is the server's, known only now */
+    for (int b = 0; b < 4; b++) regmsg[2 + b] = (uint8_t)((uint32_t)id >> (8 * b));
+    rc = reglen == 38 ? seal_hex(s, regmsg, reglen, &regh) : hetee_error(HETEE_ERR_INTERNAL, "registration size");
+  }
+  free(regmsg);
+  int64_t maxb = -1;
+  for (size_t i = 0; o->budgets && i < o->ndps; i++) {
+    if (o->budgets[i] < 0) {
+      maxb = -1;
+      break;
+    }
+    if (o->budgets[i] > maxb) maxb = o->budgets[i];
+  }
+  if (!rc && maxb > 0) {
+    rc = hetee_client_msg_query_budget((uint32_t)id, (uint64_t)maxb, &msg, &ml);
+    if (!rc) rc = seal_hex(s, msg, ml, &budh);
+    free(msg);
+  }
   json_t *allow = json_array();
   for (size_t i = 0; i < o->ndps; i++) {
     char h[65];
@@ -437,18 +482,26 @@ int hetee_client_model_upload(hetee_client_conn *c, const char *onnx_path, const
   snprintf(target, sizeof target, "/v1/models/%lld/policy", (long long)id);
   j = NULL;
   if (!rc && !sh) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
-  if (!rc)
-    j = call_json(c, "PUT", target,
-                  json_pack("{ss ss ss si si so}", "session", sid, "sealed", sh, "output", out, "k", o->k, "precision",
-                            prec, "allow", allow),
-                  200, &rc);
-  else
+  if (!rc) {
+    json_t *body = json_pack("{ss ss ss si si so ss}", "session", sid, "sealed", sh, "output", out, "k", o->k,
+                             "precision", prec, "allow", allow, "register", regh);
+    if (budh) json_object_set_new(body, "budget_msg", json_string(budh));
+    j = call_json(c, "PUT", target, body, 200, &rc);
+  } else {
     json_decref(allow);
+  }
   free(sh);
-  if (!rc) rc = unhex_json(j, "reply", &rep, &rl, 4096);
-  if (!rc) rc = hetee_client_session_open(s, rep, rl, &plain, &pl); /* the enclave's own acknowledgement */
-  free(rep);
-  free(plain);
+  free(regh);
+  /* the enclave's own acknowledgements, in order */
+  static const char *const keys[3] = {"reply", "register_reply", "budget_reply"};
+  for (int i = 0; i < (budh ? 3 : 2) && !rc; i++) {
+    rc = unhex_json(j, keys[i], &rep, &rl, 4096);
+    if (!rc) rc = hetee_client_session_open(s, rep, rl, &plain, &pl);
+    free(rep);
+    free(plain);
+    rep = plain = NULL;
+  }
+  free(budh);
   json_decref(j);
   hetee_client_session_free(s);
   if (rc) return rc;
@@ -459,36 +512,68 @@ int hetee_client_model_upload(hetee_client_conn *c, const char *onnx_path, const
 /* ---- data provider ------------------------------------------------------ */
 int64_t hetee_client_job_id(const hetee_client_job *j) { return j ? j->id : 0; }
 
-void hetee_client_job_free(hetee_client_job *j) {
-  if (!j) return;
-  hetee_client_session_free(j->s);
-  free(j);
+void hetee_client_job_free(hetee_client_job *j) { free(j); }
+
+/* The enclave's release key, asked through a fresh attested session. */
+static int release_key(hetee_client_conn *c, uint8_t pk[32]) {
+  hetee_client_session *s = NULL;
+  char sid[33], target[128];
+  uint8_t *msg = NULL, *rep = NULL, *plain = NULL;
+  size_t ml = 0, rl = 0, pl = 0;
+  int rc = hetee_client_session_open_remote(c, &s, sid);
+  if (!rc) rc = hetee_client_msg_release_key(&msg, &ml);
+  uint8_t *sealed = NULL;
+  size_t sl = 0;
+  if (!rc) rc = hetee_client_session_seal(s, msg, ml, &sealed, &sl);
+  free(msg);
+  snprintf(target, sizeof target, "/v1/sessions/%s/messages", sid);
+  if (!rc) rc = call(c, "POST", target, "application/octet-stream", sealed, sl, 200, &rep, &rl);
+  free(sealed);
+  if (!rc) rc = hetee_client_session_open(s, rep, rl, &plain, &pl);
+  if (!rc) rc = hetee_client_release_key_parse(plain, pl, pk);
+  free(rep);
+  free(plain);
+  hetee_client_session_free(s);
+  return rc;
 }
 
 int hetee_client_job_submit(hetee_client_conn *c, int64_t model_id, const float *x, size_t count, hetee_client_job **out) {
   if (!c || !x || !count || !out) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
   int rc = hetee_client_attest(c, NULL);
   if (rc) return rc;
-  char target[256];
+  char target[512];
   snprintf(target, sizeof target, "/v1/models/%lld/plan", (long long)model_id);
   uint8_t *pb = NULL, *buf = NULL;
   size_t pl = 0, len = 0;
   hetee_engine_plan *plan = NULL;
   hetee_engine_input *in = NULL;
+  hetee_client_job *j = calloc(1, sizeof *j);
+  if (!j) return hetee_error(HETEE_ERR_NOMEM, "no memory");
   rc = call(c, "GET", target, NULL, NULL, 0, 200, &pb, &pl);
   if (!rc) rc = engine_plan_load(pb, pl, &plan);
   free(pb);
   if (!rc) rc = hetee_engine_input_encrypt(c->ctx, c->pk, plan, x, count, &in);
   if (!rc) rc = hetee_engine_input_save(in, &buf, &len);
+  /* the detached authorization of exactly these micro-batches, for this
+   * model, under a fresh job nonce: the server stores it and the enclave
+   * checks it whenever it runs the job (also after a restart) */
+  if (!rc) rc = hetee_job_auth_digests(&j->auth, (uint32_t)model_id, in, plan);
+  if (!rc) {
+    randombytes_buf(j->auth.nonce, sizeof j->auth.nonce);
+    rc = hetee_job_auth_sign(&j->auth, c->key);
+  }
+  if (!rc) j->micro_batch = hetee_engine_plan_micro_batch(plan);
   hetee_engine_input_free(in);
   hetee_engine_plan_free(plan);
-  if (rc) return rc;
-  hetee_client_job *j = calloc(1, sizeof *j);
-  if (!j) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
-  if (!rc) rc = hetee_client_session_open_remote(c, &j->s, j->sid);
+  /* results will come sealed from the enclave's release key, learnt here
+   * through an attested session */
+  if (!rc) rc = release_key(c, j->release_pk);
   uint8_t *resp = NULL;
   if (!rc) {
-    snprintf(target, sizeof target, "/v1/jobs?model=%lld&session=%s", (long long)model_id, j->sid);
+    char hn[33], hs[129];
+    reqsig_hex(j->auth.nonce, 16, hn);
+    reqsig_hex(j->auth.sig, 64, hs);
+    snprintf(target, sizeof target, "/v1/jobs?model=%lld&nonce=%s&auth=%s", (long long)model_id, hn, hs);
     rc = call(c, "POST", target, "application/octet-stream", buf, len, 202, &resp, NULL);
   }
   free(buf);
@@ -501,6 +586,8 @@ int hetee_client_job_submit(hetee_client_conn *c, int64_t model_id, const float 
     hetee_client_job_free(j);
     return rc;
   }
+  j->model = (uint32_t)model_id;
+  j->count = count;
   *out = j;
   return 0;
 }
@@ -524,27 +611,7 @@ int hetee_client_job_wait(hetee_client_conn *c, hetee_client_job *j) {
       json_decref(a);
       return rc;
     }
-    int waiting = !strcmp(st, "awaiting_session");
     json_decref(a);
-    if (waiting) {
-      /* the enclave restarted: our session is gone; results will be sealed
-       * to a new one */
-      hetee_client_session *s = NULL;
-      char sid[33];
-      rc = hetee_client_session_open_remote(c, &s, sid);
-      if (rc) return rc;
-      snprintf(target, sizeof target, "/v1/jobs/%lld/session", (long long)j->id);
-      json_t *r = call_json(c, "PUT", target, json_pack("{ss}", "session", sid), 200, &rc);
-      json_decref(r);
-      if (rc) {
-        hetee_client_session_free(s);
-        return rc;
-      }
-      hetee_client_session_free(j->s);
-      j->s = s;
-      memcpy(j->sid, sid, sizeof sid);
-      continue;
-    }
     usleep(delay_ms * 1000);
     if (delay_ms < 500) delay_ms *= 2;
   }
@@ -589,7 +656,13 @@ int hetee_client_job_results(hetee_client_conn *c, hetee_client_job *j, hetee_re
       rc = hetee_error(HETEE_ERR_TRUNCATED, "result %u", i);
       break;
     }
-    rc = hetee_client_release_open(j->s, b + off, l, &r[i]);
+    size_t mb = j->micro_batch ? j->micro_batch : 1, k = i / mb;
+    if (cnt != j->count || k >= j->auth.n) {
+      rc = hetee_error(HETEE_ERR_FORMAT, "%u results for %zu samples", cnt, j->count);
+      break;
+    }
+    rc = hetee_client_release_open_id(c->key, j->release_pk, j->model, j->auth.digest[k], (uint32_t)(i % mb), b + off, l,
+                                      &r[i]);
     off += l;
   }
   free(b);

@@ -16,6 +16,7 @@
 
 #include "enclave/wire/proto.h"
 #include "hemat/engine_internal.h"
+#include "hetee/client.h"
 
 #define CMD_MODEL_REGISTER 3
 #define CMD_JOB_AUTH 4
@@ -166,5 +167,121 @@ int hetee_client_msg_query_budget(uint32_t model_id, uint64_t images, uint8_t **
   hetee_wbuf_u64(&w, images);
   if (w.err) return hetee_error(HETEE_ERR_NOMEM, "no memory");
   *msg = hetee_wbuf_take(&w, len);
+  return 0;
+}
+
+/* ---- detached authorizations (the service path) ----------------------- */
+#define AUTH_TAG "hetee-job-auth-v1"
+#define CMD_RELEASE_KEY 7
+
+int hetee_job_auth_digests(hetee_job_auth *a, uint32_t model_id, const hetee_engine_input *in,
+                           const hetee_engine_plan *p) {
+  if (!a || !in || !p) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  size_t n = 0;
+  a->model = model_id;
+  int rc = hetee_engine_input_digests(in, p, model_id, a->digest, HETEE_JOB_AUTH_MAX, &n);
+  if (rc) return rc;
+  if (n < 1) return hetee_error(HETEE_ERR_SHAPE, "empty input");
+  a->n = (uint32_t)n;
+  for (size_t k = 0; k < n; k++) a->batch[k] = engine_mb_size(in->count, p->micro_batch, k);
+  return 0;
+}
+
+/* "hetee-job-auth-v1\0" || body without the signature. */
+static int auth_message(const hetee_job_auth *a, hetee_wbuf *w) {
+  if (a->n < 1 || a->n > HETEE_JOB_AUTH_MAX) return hetee_error(HETEE_ERR_INVALID_ARG, "%u micro-batches", a->n);
+  hetee_wbuf_init(w);
+  hetee_wbuf_put(w, AUTH_TAG, sizeof AUTH_TAG);
+  hetee_wbuf_u32(w, a->model);
+  hetee_wbuf_put(w, a->dp, 32);
+  hetee_wbuf_put(w, a->nonce, 16);
+  hetee_wbuf_u32(w, a->n);
+  for (uint32_t i = 0; i < a->n; i++) {
+    hetee_wbuf_u32(w, a->batch[i]);
+    hetee_wbuf_put(w, a->digest[i], 32);
+  }
+  if (w->err) {
+    hetee_wbuf_free(w);
+    return hetee_error(HETEE_ERR_NOMEM, "no memory");
+  }
+  return 0;
+}
+
+int hetee_job_auth_sign(hetee_job_auth *a, const hetee_party_key *k) {
+  if (!a || !k) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  hetee_party_key_public(k, a->dp);
+  hetee_wbuf w;
+  int rc = auth_message(a, &w);
+  if (rc) return rc;
+  rc = hetee_party_key_sign(k, w.p, w.len, a->sig);
+  hetee_wbuf_free(&w);
+  return rc;
+}
+
+int hetee_job_auth_verify(const hetee_job_auth *a) {
+  if (!a) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  hetee_wbuf w;
+  int rc = auth_message(a, &w);
+  if (rc) return rc;
+  int bad = crypto_sign_verify_detached(a->sig, w.p, w.len, a->dp) != 0;
+  hetee_wbuf_free(&w);
+  return bad ? hetee_error(HETEE_ERR_AUTH, "the job authorization's signature does not verify") : 0;
+}
+
+int hetee_job_auth_encode(const hetee_job_auth *a, uint8_t **out, size_t *len) {
+  if (!a || !out || !len) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  hetee_wbuf w;
+  int rc = auth_message(a, &w);
+  if (rc) return rc;
+  hetee_wbuf_put(&w, a->sig, 64);
+  if (w.err) {
+    hetee_wbuf_free(&w);
+    return hetee_error(HETEE_ERR_NOMEM, "no memory");
+  }
+  size_t n;
+  uint8_t *b = hetee_wbuf_take(&w, &n);
+  /* without the tag: the request body */
+  memmove(b, b + sizeof AUTH_TAG, n - sizeof AUTH_TAG);
+  *out = b;
+  *len = n - sizeof AUTH_TAG;
+  return 0;
+}
+
+int hetee_job_auth_decode(const uint8_t *b, size_t len, hetee_job_auth *a) {
+  if (!b || !a) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  memset(a, 0, sizeof *a);
+  hetee_rbuf r;
+  hetee_rbuf_init(&r, b, len);
+  a->model = hetee_rbuf_u32(&r);
+  hetee_rbuf_copy(&r, a->dp, 32);
+  hetee_rbuf_copy(&r, a->nonce, 16);
+  a->n = hetee_rbuf_u32(&r);
+  if (r.err || a->n < 1 || a->n > HETEE_JOB_AUTH_MAX || hetee_rbuf_left(&r) != (size_t)a->n * 36 + 64)
+    return hetee_error(HETEE_ERR_FORMAT, "malformed job authorization");
+  for (uint32_t i = 0; i < a->n; i++) {
+    a->batch[i] = hetee_rbuf_u32(&r);
+    hetee_rbuf_copy(&r, a->digest[i], 32);
+  }
+  hetee_rbuf_copy(&r, a->sig, 64);
+  return r.err ? hetee_error(HETEE_ERR_FORMAT, "malformed job authorization") : 0;
+}
+
+int hetee_client_msg_release_key(uint8_t **msg, size_t *len) {
+  if (!msg || !len) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  hetee_wbuf w;
+  hetee_wbuf_init(&w);
+  hetee_wbuf_u16(&w, CMD_RELEASE_KEY);
+  if (w.err) return hetee_error(HETEE_ERR_NOMEM, "no memory");
+  *msg = hetee_wbuf_take(&w, len);
+  return 0;
+}
+
+int hetee_client_release_key_parse(const uint8_t *reply, size_t len, uint8_t pk[32]) {
+  if (!reply || !pk) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  hetee_rbuf r;
+  hetee_rbuf_init(&r, reply, len);
+  uint16_t cmd = hetee_rbuf_u16(&r);
+  hetee_rbuf_copy(&r, pk, 32);
+  if (r.err || hetee_rbuf_left(&r) || cmd != CMD_RELEASE_KEY) return hetee_error(HETEE_ERR_FORMAT, "release key reply");
   return 0;
 }

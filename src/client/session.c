@@ -141,13 +141,9 @@ void hetee_release_result_clear(hetee_release_result *r) {
   memset(r, 0, sizeof *r);
 }
 
-int hetee_client_release_open(hetee_client_session *s, const uint8_t *sealed, size_t len, hetee_release_result *out) {
-  if (!out) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
-  memset(out, 0, sizeof *out);
-  uint8_t *m;
-  size_t n;
-  int rc = hetee_client_session_open(s, sealed, len, &m, &n);
-  if (rc) return rc;
+/* Parses the release record m[0..n) into out; m is wiped and freed. */
+static int parse_release(uint8_t *m, size_t n, hetee_release_result *out) {
+  int rc;
   hetee_rbuf r;
   hetee_rbuf_init(&r, m, n);
   out->kind = hetee_rbuf_u8(&r);
@@ -178,7 +174,51 @@ nomem:
 bad:
   rc = hetee_error(HETEE_ERR_FORMAT, "malformed release record");
 err:
+  sodium_memzero(m, n);
   free(m);
   hetee_release_result_clear(out);
   return rc;
+}
+
+int hetee_client_release_open(hetee_client_session *s, const uint8_t *sealed, size_t len, hetee_release_result *out) {
+  if (!out) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  memset(out, 0, sizeof *out);
+  uint8_t *m;
+  size_t n;
+  int rc = hetee_client_session_open(s, sealed, len, &m, &n);
+  if (rc) return rc;
+  return parse_release(m, n, out);
+}
+
+#define IDREL_TAG "hetee-idrel-v1"
+#define IDREL_HDR (sizeof IDREL_TAG + 4 + 32 + 4)
+
+int hetee_client_release_open_id(const hetee_party_key *k, const uint8_t release_pk[32], uint32_t model_id,
+                                 const uint8_t digest[32], uint32_t sample, const uint8_t *sealed, size_t len,
+                                 hetee_release_result *out) {
+  if (!k || !release_pk || !digest || !sealed || !out) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  memset(out, 0, sizeof *out);
+  if (len < crypto_box_NONCEBYTES + crypto_box_MACBYTES + IDREL_HDR)
+    return hetee_error(HETEE_ERR_FORMAT, "sealed result too short");
+  size_t plen = len - crypto_box_NONCEBYTES - crypto_box_MACBYTES;
+  uint8_t *xsk = sodium_malloc(32), *plain = malloc(plen);
+  int rc = 0;
+  if (!xsk || !plain) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+  if (!rc && crypto_sign_ed25519_sk_to_curve25519(xsk, k->sk)) rc = hetee_error(HETEE_ERR_CRYPTO, "identity key");
+  if (!rc && crypto_box_open_easy(plain, sealed + crypto_box_NONCEBYTES, len - crypto_box_NONCEBYTES, sealed, release_pk,
+                                  xsk))
+    rc = hetee_error(HETEE_ERR_AUTH, "the result is not sealed to this data provider by the enclave's release key");
+  if (xsk) sodium_free(xsk);
+  if (!rc && (memcmp(plain, IDREL_TAG, sizeof IDREL_TAG) || hetee_rd32(plain + sizeof IDREL_TAG) != model_id ||
+              sodium_memcmp(plain + sizeof IDREL_TAG + 4, digest, 32) ||
+              hetee_rd32(plain + sizeof IDREL_TAG + 36) != sample))
+    rc = hetee_error(HETEE_ERR_AUTH, "the result belongs to another model, job or sample");
+  if (rc) {
+    if (plain) sodium_memzero(plain, plen);
+    free(plain);
+    return rc;
+  }
+  memmove(plain, plain + IDREL_HDR, plen - IDREL_HDR);
+  sodium_memzero(plain + plen - IDREL_HDR, IDREL_HDR);
+  return parse_release(plain, plen - IDREL_HDR, out);
 }

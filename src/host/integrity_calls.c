@@ -218,3 +218,25 @@ int engine_job_release(hetee_host_enclave *e, uint32_t job, const uint8_t sid[16
   hetee_frame_clear(&f);
   return rc;
 }
+
+int hetee_engine_job_authorize(hetee_host_enclave *e, const hetee_job_auth *a) {
+  if (!e || !a) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  if (a->n < 1 || a->n > HETEE_JOB_AUTH_MAX) return hetee_error(HETEE_ERR_INVALID_ARG, "%u micro-batches", a->n);
+  hetee_wbuf w;
+  hetee_wbuf_init(&w);
+  hetee_wbuf_u32(&w, a->model);
+  hetee_wbuf_put(&w, a->dp, 32);
+  hetee_wbuf_put(&w, a->nonce, 16);
+  hetee_wbuf_u32(&w, a->n);
+  for (uint32_t i = 0; i < a->n; i++) {
+    hetee_wbuf_u32(&w, a->batch[i]);
+    hetee_wbuf_put(&w, a->digest[i], 32);
+  }
+  hetee_wbuf_put(&w, a->sig, 64);
+  int rc = w.err ? hetee_error(HETEE_ERR_NOMEM, "no memory") : 0;
+  hetee_frame f;
+  if (!rc) rc = hetee_host_call_frame(e, HETEE_MSG_JOB_AUTH, w.p, w.len, &f, 0);
+  hetee_wbuf_free(&w);
+  if (!rc) hetee_frame_clear(&f);
+  return rc;
+}

@@ -1,12 +1,17 @@
 /*
  * h_jobs.c — inference jobs of a data provider. Submission is checked in
- * two phases: before the body (the model names this DP, budget left, the
- * enclave session is the DP's and alive, queue room: 403 / 409 / 429 /
- * 503 with Retry-After) and after it (the encrypted input loads under the
- * model's plan and the enclave's parameters, the budget covers its images).
+ * two phases: before the body (the model names this DP, budget left, an
+ * authorization is given, queue room: 403 / 400 / 429 / 503 with
+ * Retry-After) and after it (the encrypted input loads under the model's
+ * plan and the enclave's parameters, the authorization is the DP's
+ * signature over it, the budget covers its images).
  * A job is acknowledged (202) only once its input file and its row are
- * durable. Results are the releases the enclave sealed to the DP's session:
- * only that session opens them, and the server shows a job to its DP only.
+ * durable. Every job is bound (docs/security.md, "Integrity of the host's
+ * work"): the submission carries the DP's detached Ed25519 authorization of
+ * its input micro-batches (nonce, signature), checked here against the
+ * input and stored with the job (DIR/jobs/ID.auth) for the enclave, which
+ * checks it again. Results are the releases the enclave sealed to the DP's
+ * identity; the server shows a job to its DP only.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -15,11 +20,10 @@
 #include "service/server_internal.h"
 
 json_t *req_json(srv_req *q, srv_resp *r);
-int session_owned(srv_req *q, srv_resp *r, const char *sid, int64_t *epoch, int64_t *seq);
 
 typedef struct {
-  int64_t model, epoch, seq;
-  char session[33];
+  int64_t model;
+  uint8_t nonce[16], sig[64];
 } job_pre;
 
 static int parse_id(const char *s, int64_t *out) {
@@ -60,13 +64,12 @@ int h_job_pre(srv_req *q, srv_resp *r) {
                (long long)used, (long long)budget);
     return -1;
   }
-  const char *sid = req_query(q, "session");
-  if (session_owned(q, r, sid, &p->epoch, &p->seq)) return -1;
-  snprintf(p->session, sizeof p->session, "%s", sid);
-  int busy = 0;
-  if (store_session_in_use(S->db, p->epoch, p->seq, &busy) || busy) {
-    /* a session's messages must be opened in order: one job at a time */
-    resp_error(r, 409, "session_busy", "this session is bound to an unfinished job: open a new session per job");
+  /* the DP's detached authorization of this input (checked after the body) */
+  const char *nonce = req_query(q, "nonce"), *auth = req_query(q, "auth");
+  if (!nonce || !auth || strlen(nonce) != 32 || strlen(auth) != 128 || reqsig_unhex(nonce, p->nonce, 16) ||
+      reqsig_unhex(auth, p->sig, 64)) {
+    resp_error(r, 400, "bad_authorization",
+               "?nonce=<32 hex>&auth=<128 hex>: the data provider's signed authorization of this input is required");
     return -1;
   }
   int64_t qd = 0, run = 0, w = 0, mine = 0;
@@ -109,14 +112,47 @@ void h_job_submit(srv_req *q, srv_resp *r) {
     return;
   }
   int64_t count = (int64_t)hetee_engine_input_count(in);
+  /* the authorization must be the caller's signature over this very input
+   * (the enclave checks it again before anything is decrypted) */
+  hetee_job_auth *a = calloc(1, sizeof *a);
+  uint8_t *ab = NULL;
+  size_t al = 0;
+  rc = a ? 0 : hetee_error(HETEE_ERR_NOMEM, "no memory");
+  if (!rc) rc = model_get(S, p->model, &em);
+  if (!rc) {
+    rc = hetee_job_auth_digests(a, (uint32_t)p->model, in, hetee_engine_model_plan(em));
+    model_put(S, p->model);
+  }
   hetee_engine_input_free(in);
+  if (!rc) {
+    memcpy(a->nonce, p->nonce, 16);
+    memcpy(a->sig, p->sig, 64);
+    rc = reqsig_unhex(q->party, a->dp, 32) ? hetee_error(HETEE_ERR_INTERNAL, "party key") : 0;
+  }
+  if (!rc && (rc = hetee_job_auth_verify(a))) {
+    free(a);
+    resp_error(r, 403, "bad_authorization", "the signed authorization is not this data provider's for this input");
+    return;
+  }
+  if (!rc) rc = hetee_job_auth_encode(a, &ab, &al);
+  free(a);
+  if (rc) {
+    resp_status(r, rc, "authorization");
+    return;
+  }
   int64_t id = 0;
-  rc = store_job_stage(S->db, p->model, q->party, p->session, count, p->epoch, p->seq, &id);
+  rc = store_job_stage(S->db, p->model, q->party, "", count, 0, 0, &id);
   if (rc == HETEE_ERR_LIMIT) {
+    free(ab);
     resp_error(r, 403, "budget", "%s", hetee_last_error());
     return;
   }
   char dst[SRV_PATH_MAX];
+  if (!rc) {
+    blob_path(S, dst, "jobs", id, "auth");
+    rc = blob_write(S->data_dir, dst, ab, al);
+  }
+  free(ab);
   if (!rc) {
     blob_path(S, dst, "jobs", id, "htei");
     rc = blob_commit(q->fd, q->file, dst);
@@ -148,8 +184,8 @@ void h_job_list(srv_req *q, srv_resp *r) { resp_json(r, 200, json_pack("{so}", "
 void h_job_show(srv_req *q, srv_resp *r) {
   st_job j;
   if (own_job(q, r, &j)) return;
-  json_t *o = json_pack("{sI sI ss ss sI sI sI sI}", "id", (json_int_t)j.id, "model", (json_int_t)j.model, "state", j.state,
-                        "session", j.session, "count", (json_int_t)j.count, "attempts", (json_int_t)j.attempts,
+  json_t *o = json_pack("{sI sI ss sI sI sI sI}", "id", (json_int_t)j.id, "model", (json_int_t)j.model, "state", j.state,
+                        "count", (json_int_t)j.count, "attempts", (json_int_t)j.attempts,
                         "created_ms", (json_int_t)j.created_ms, "finished_ms", (json_int_t)j.finished_ms);
   if (j.error[0]) json_object_set_new(o, "error", json_string(j.error));
   if (!strcmp(j.state, "done")) json_object_set_new(o, "latency_ms", json_integer(j.finished_ms - j.created_ms));
@@ -167,24 +203,4 @@ void h_job_result(srv_req *q, srv_resp *r) {
   blob_path(q->S, r->file, "jobs", j.id, "res");
   r->status = 200;
   r->ctype = "application/octet-stream";
-}
-
-void h_job_rebind(srv_req *q, srv_resp *r) {
-  st_job j;
-  if (own_job(q, r, &j)) return;
-  json_t *o = req_json(q, r);
-  if (!o) return;
-  char sid[33];
-  const char *s = json_string_value(json_object_get(o, "session"));
-  snprintf(sid, sizeof sid, "%s", s ? s : "");
-  json_decref(o);
-  int64_t epoch, seq;
-  if (session_owned(q, r, sid, &epoch, &seq)) return;
-  int rc = store_job_rebind(q->S->db, j.id, sid, epoch, seq);
-  if (rc) {
-    resp_status(r, rc, "rebind");
-    return;
-  }
-  jobs_kick(q->S);
-  resp_json(r, 200, json_pack("{sI ss ss}", "id", (json_int_t)j.id, "state", "queued", "session", sid));
 }

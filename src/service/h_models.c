@@ -5,7 +5,11 @@
  * then committed atomically; the model is usable once its owner sets the
  * release policy through its enclave session (PUT .../policy), which the
  * server relays and records (allowed data providers, output, budgets).
- * Models are visible to their owner and to the data providers their policy
+ * The policy request also carries the owner's registration of the model
+ * (its digest, sealed in the same session): the server relays both, seals
+ * the enclave state and streams the model to the enclave (MODEL_LOAD); only
+ * a model bound this way is ready (docs/security.md, "Integrity of the
+ * host's work"). Models are visible to their owner and to the data providers their policy
  * names, to nobody else (404, as for a model that does not exist).
  */
 #include <stdlib.h>
@@ -110,6 +114,21 @@ static int visible_model(srv_req *q, srv_resp *r, st_model *m, int *owner) {
   return -1;
 }
 
+/* A hex session message (at most 4096 bytes) -> malloc'd bytes; -1 if malformed. */
+static int unhex_msg(const char *h, uint8_t **out, size_t *n) {
+  size_t l = h ? strlen(h) : 0;
+  *out = NULL;
+  if (!l || l % 2 || l > 8192) return -1;
+  *out = malloc(l / 2);
+  if (!*out || reqsig_unhex(h, *out, l / 2)) {
+    free(*out);
+    *out = NULL;
+    return -1;
+  }
+  *n = l / 2;
+  return 0;
+}
+
 void h_model_policy(srv_req *q, srv_resp *r) {
   server *S = q->S;
   st_model m;
@@ -162,38 +181,77 @@ void h_model_policy(srv_req *q, srv_resp *r) {
     resp_error(r, 400, "bad_policy", "\"sealed\": the SET_POLICY session message in hex (at most 4096 bytes)");
     return;
   }
+  /* the registration (required: the service serves bound models only) and
+   * the optional enclave query budget, sealed in the same session */
+  const char *reg = json_string_value(json_object_get(j, "register"));
+  const char *bud = json_string_value(json_object_get(j, "budget_msg"));
+  uint8_t *regm = NULL, *budm = NULL;
+  size_t regl = 0, budl = 0;
+  if (unhex_msg(reg, &regm, &regl) || (bud && unhex_msg(bud, &budm, &budl))) {
+    free(msg);
+    free(regm);
+    json_decref(j);
+    resp_error(r, 400, "bad_policy", "\"register\" (required) and \"budget_msg\" (optional): session messages in hex");
+    return;
+  }
   int64_t epoch, seq;
   if (session_owned(q, r, sid, &epoch, &seq)) {
     free(msg);
+    free(regm);
+    free(budm);
     json_decref(j);
     return;
   }
-  uint8_t *rep = NULL;
-  size_t rlen = 0;
+  uint8_t *rep[3] = {NULL, NULL, NULL};
+  size_t rlen[3] = {0, 0, 0};
+  const char *step = "the enclave refused the policy";
+  hetee_engine_model *em = NULL;
   pthread_mutex_lock(&S->en.lock);
-  int rc = hetee_host_session_msg(S->en.e, msg, slen / 2, &rep, &rlen);
-  if (!rc) rc = sup_seal(&S->en); /* the policy survives enclave restarts */
+  int rc = hetee_host_session_msg(S->en.e, msg, slen / 2, &rep[0], &rlen[0]);
+  if (!rc) {
+    step = "the enclave refused the model's registration";
+    rc = hetee_host_session_msg(S->en.e, regm, regl, &rep[1], &rlen[1]);
+  }
+  if (!rc && budm) {
+    step = "the enclave refused the query budget";
+    rc = hetee_host_session_msg(S->en.e, budm, budl, &rep[2], &rlen[2]);
+  }
+  /* policy and registration survive enclave restarts */
+  if (!rc && !(rc = sup_seal(&S->en))) {
+    step = "binding the model in the enclave (the stored model is not the one registered?)";
+    sup_note_restarts(&S->en);
+    rc = model_get(S, m.id, &em);
+    if (!rc) {
+      rc = model_bind_locked(S, m.id, em, 1);
+      model_put(S, m.id);
+    }
+  }
   sup_note_restarts(&S->en);
   pthread_mutex_unlock(&S->en.lock);
   free(msg);
-  if (rc) {
-    json_decref(j);
-    free(rep);
-    resp_status(r, rc, "the enclave refused the policy");
-    return;
+  free(regm);
+  free(budm);
+  if (!rc) {
+    step = "policy";
+    rc = store_model_set_policy(S->db, m.id, output, k, prec, (const char(*)[65])dps, budgets, n);
   }
-  rc = store_model_set_policy(S->db, m.id, output, k, prec, (const char(*)[65])dps, budgets, n);
   json_decref(j);
   if (rc) {
-    free(rep);
-    resp_status(r, rc, "policy");
+    for (int i = 0; i < 3; i++) free(rep[i]);
+    resp_status(r, rc, step);
     return;
   }
-  char *rh = malloc(2 * rlen + 1);
-  if (rh) reqsig_hex(rep, rlen, rh);
-  free(rep);
-  resp_json(r, 200, json_pack("{sI ss ss}", "id", (json_int_t)m.id, "state", "ready", "reply", rh ? rh : ""));
-  free(rh);
+  json_t *o = json_pack("{sI ss}", "id", (json_int_t)m.id, "state", "ready");
+  static const char *const keys[3] = {"reply", "register_reply", "budget_reply"};
+  for (int i = 0; i < 3; i++) {
+    if (!rep[i]) continue;
+    char *rh = malloc(2 * rlen[i] + 1);
+    if (rh) reqsig_hex(rep[i], rlen[i], rh);
+    json_object_set_new(o, keys[i], json_string(rh ? rh : ""));
+    free(rh);
+    free(rep[i]);
+  }
+  resp_json(r, 200, o);
 }
 
 void h_model_list(srv_req *q, srv_resp *r) {

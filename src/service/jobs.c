@@ -1,11 +1,12 @@
 /*
  * jobs.c — the job queue: worker threads take the oldest queued job from
  * the store, load its encrypted model (cached) and input, and run the
- * engine (hetee_engine_run) with the enclave lock held; the sealed results
- * are written atomically *before* the job is marked done, so a job is
- * acknowledged-and-finished exactly when its result file exists. A job
- * whose enclave session is gone (the enclave restarted, or the server did)
- * goes to awaiting_session until its data provider binds a new session.
+ * engine bound (hetee_engine_run_bound, with the data provider's stored
+ * signed authorization) with the enclave lock held; the results, sealed to
+ * the DP's identity, are written atomically *before* the job is marked
+ * done, so a job is acknowledged-and-finished exactly when its result file
+ * exists. A job cut short by an enclave restart is queued again (the model
+ * is bound again in the new enclave, the authorization presented again).
  *
  * Only one engine run holds the enclave at a time (the handle is not
  * thread-safe); each run uses `threads` kernel threads, and the other
@@ -29,6 +30,7 @@ void model_cache_add(server *S, int64_t id, hetee_engine_model *em) {
   }
   c->id = id;
   c->em = em;
+  c->bound_epoch = -1;
   pthread_mutex_lock(&S->cache_lock);
   c->next = S->cache;
   S->cache = c;
@@ -52,6 +54,27 @@ int model_get(server *S, int64_t id, hetee_engine_model **em) {
   if (rc) return rc;
   model_cache_add(S, id, m);
   return model_get(S, id, em);
+}
+
+int model_bind_locked(server *S, int64_t id, const hetee_engine_model *em, int force) {
+  int64_t bound = -1;
+  pthread_mutex_lock(&S->cache_lock);
+  for (model_cache_entry *c = S->cache; c; c = c->next)
+    if (c->id == id) bound = c->bound_epoch;
+  pthread_mutex_unlock(&S->cache_lock);
+  sup_note_restarts(&S->en);
+  if (!force && bound == S->en.epoch) return 0;
+  int64_t epoch = S->en.epoch;
+  int rc = hetee_engine_model_bind(S->en.e, em, (uint32_t)id);
+  unsigned before = S->en.restarts_seen;
+  sup_note_restarts(&S->en);
+  if (!rc && S->en.restarts_seen != before) rc = hetee_error(HETEE_ERR_IO, "the enclave restarted while binding");
+  pthread_mutex_lock(&S->cache_lock);
+  for (model_cache_entry *c = S->cache; c; c = c->next)
+    if (c->id == id) c->bound_epoch = rc ? -1 : epoch;
+  pthread_mutex_unlock(&S->cache_lock);
+  if (!rc) fprintf(stderr, "hetee server: model %lld bound in the enclave (epoch %lld)\n", (long long)id, (long long)epoch);
+  return rc;
 }
 
 void model_put(server *S, int64_t id) {
@@ -101,19 +124,43 @@ static int write_results(server *S, int64_t id, const hetee_engine_results *res)
   return rc;
 }
 
+/* The job's signed authorization (DIR/jobs/ID.auth, written at submission). */
+static int read_auth(server *S, int64_t id, hetee_job_auth *a) {
+  char path[SRV_PATH_MAX];
+  blob_path(S, path, "jobs", id, "auth");
+  uint8_t *b = NULL;
+  size_t len = 0;
+  int rc = blob_read(path, 64u << 10, &b, &len);
+  if (!rc) rc = hetee_job_auth_decode(b, len, a);
+  free(b);
+  return rc;
+}
+
+#define MAX_ATTEMPTS 5 /* runs of one job cut short by enclave restarts */
+
+/* A bound run: the model bound in this enclave epoch (MODEL_LOAD again after
+ * a restart), the DP's stored signed authorization presented, every
+ * micro-batch checked and released sealed to the DP's identity (all-zero
+ * session id). If the enclave died under it, the job goes back to the queue
+ * and runs again from the start with the same authorization. */
 static void run_job(server *S, st_job *j) {
   char why[300];
-  uint8_t sid[16];
-  if (reqsig_unhex(j->session, sid, 16)) {
-    (void)store_job_set_state(S->db, j->id, "failed", "corrupt session id");
+  hetee_job_auth *a = calloc(1, sizeof *a);
+  int rc = a ? read_auth(S, j->id, a) : hetee_error(HETEE_ERR_NOMEM, "no memory");
+  if (rc) {
+    snprintf(why, sizeof why, "authorization: %s", hetee_last_error());
+    (void)store_job_set_state(S->db, j->id, "failed", why);
+    metrics_job(&S->m, 0, 0, 0, 0, 0);
+    free(a);
     return;
   }
   hetee_engine_model *em = NULL;
-  int rc = model_get(S, j->model, &em);
+  rc = model_get(S, j->model, &em);
   if (rc) {
     snprintf(why, sizeof why, "model %lld: %s", (long long)j->model, hetee_last_error());
     (void)store_job_set_state(S->db, j->id, "failed", why);
     metrics_job(&S->m, 0, 0, 0, 0, 0);
+    free(a);
     return;
   }
   char path[SRV_PATH_MAX];
@@ -129,36 +176,52 @@ static void run_job(server *S, st_job *j) {
     (void)store_job_set_state(S->db, j->id, "failed", why);
     model_put(S, j->model);
     metrics_job(&S->m, 0, 0, 0, 0, 0);
+    free(a);
     return;
   }
   hetee_engine_results res;
+  memset(&res, 0, sizeof res);
   hetee_engine_stats *stats = calloc(1, sizeof *stats);
+  static const uint8_t to_identity[16] = {0};
   int lost = 0;
   pthread_mutex_lock(&S->en.lock);
   sup_note_restarts(&S->en);
-  if (j->epoch != S->en.epoch || j->seq + SRV_SESSION_SLOTS <= S->en.next_seq) {
-    lost = 1;
-  } else {
-    rc = hetee_engine_run(S->en.e, em, in, (uint32_t)j->model, sid, S->threads, &res, stats);
-    if (rc) snprintf(why, sizeof why, "%s: %s", hetee_strerror(rc), hetee_last_error());
-    unsigned before = S->en.restarts_seen;
+  unsigned before = S->en.restarts_seen;
+  rc = model_bind_locked(S, j->model, em, 0);
+  if (rc) snprintf(why, sizeof why, "binding model %lld: %s: %s", (long long)j->model, hetee_strerror(rc), hetee_last_error());
+  if (!rc && (rc = hetee_engine_job_authorize(S->en.e, a)))
+    snprintf(why, sizeof why, "authorization: %s: %s", hetee_strerror(rc), hetee_last_error());
+  if (!rc && (rc = hetee_engine_run_bound(S->en.e, em, in, (uint32_t)j->model, to_identity, S->threads, &res, stats)))
+    snprintf(why, sizeof why, "%s: %s", hetee_strerror(rc), hetee_last_error());
+  if (!rc) {
+    rc = sup_seal(&S->en); /* the enclave's query counters survive a restart */
+    if (rc) snprintf(why, sizeof why, "sealing: %s", hetee_last_error());
+  }
+  if (rc) {
+    /* did the enclave die under the run? INFO restarts a dead one */
+    hetee_host_info info;
+    if (hetee_host_info_get(S->en.e, &info))
+      fprintf(stderr, "hetee server: enclave INFO after a failed run: %s\n", hetee_last_error());
     sup_note_restarts(&S->en);
-    if (rc && S->en.restarts_seen != before) lost = 1; /* the enclave died under the run */
+    lost = S->en.restarts_seen != before;
   }
   pthread_mutex_unlock(&S->en.lock);
   hetee_engine_input_free(in);
   model_put(S, j->model);
-  if (lost) {
-    (void)store_job_set_state(S->db, j->id, "awaiting_session",
-                              "the enclave session is gone (enclave restarted): bind a new session");
+  free(a);
+  if (lost && j->attempts < MAX_ATTEMPTS) {
+    hetee_engine_results_clear(&res);
+    (void)store_job_set_state(S->db, j->id, "queued", "the enclave restarted during the run: queued again");
+    fprintf(stderr, "hetee server: job %lld: the enclave restarted during the run; queued again\n", (long long)j->id);
     free(stats);
+    jobs_kick(S);
     return;
   }
   if (!rc) {
     rc = write_results(S, j->id, &res);
     if (rc) snprintf(why, sizeof why, "storing results: %s", hetee_last_error());
-    hetee_engine_results_clear(&res);
   }
+  hetee_engine_results_clear(&res);
   double lat = (double)(reqsig_now_ms() - (uint64_t)j->created_ms) / 1000.0;
   if (!rc) {
     rc = store_job_set_state(S->db, j->id, "done", NULL);

@@ -36,7 +36,6 @@ static const route ROUTES[] = {
     {"GET", "/v1/jobs", AUTH_DP, BODY_NONE, NULL, h_job_list},
     {"GET", "/v1/jobs/{id}", AUTH_DP, BODY_NONE, NULL, h_job_show},
     {"GET", "/v1/jobs/{id}/result", AUTH_DP, BODY_NONE, NULL, h_job_result},
-    {"PUT", "/v1/jobs/{id}/session", AUTH_DP, BODY_JSON, NULL, h_job_rebind},
 };
 #define NROUTES (sizeof ROUTES / sizeof ROUTES[0])
 

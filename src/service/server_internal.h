@@ -159,6 +159,7 @@ typedef struct model_cache_entry {
   int64_t id;
   hetee_engine_model *em;
   int refs;
+  int64_t bound_epoch; /* the enclave epoch it was bound in (MODEL_LOAD); -1: not bound */
   struct model_cache_entry *next;
 } model_cache_entry;
 
@@ -186,6 +187,9 @@ int model_get(server *S, int64_t id, hetee_engine_model **em);
 void model_put(server *S, int64_t id);
 void model_drop(server *S, int64_t id);
 void model_cache_add(server *S, int64_t id, hetee_engine_model *em);
+/* With S->en.lock held: streams model id (em, from model_get) to the enclave
+ * unless it is bound in the current epoch already (force: bind anyway). */
+int model_bind_locked(server *S, int64_t id, const hetee_engine_model *em, int force);
 
 int jobs_start(server *S);
 void jobs_stop(server *S);
@@ -291,7 +295,6 @@ void h_job_submit(srv_req *q, srv_resp *r);
 void h_job_list(srv_req *q, srv_resp *r);
 void h_job_show(srv_req *q, srv_resp *r);
 void h_job_result(srv_req *q, srv_resp *r);
-void h_job_rebind(srv_req *q, srv_resp *r);
 
 /* Whether session (epoch, seq) is still in the enclave (lock not needed:
  * reads epoch / next_seq under u->lock). */

@@ -5,10 +5,16 @@
  * signatures (wrong, replayed, body changed), bad input (sizes, content
  * types, JSON, truncated and foreign-parameter ciphertexts) with the server
  * still serving, and kill -9 in the middle of a queue: after a restart every
- * acknowledged job finishes exactly once.
+ * acknowledged job finishes exactly once. Every job runs bound (docs/
+ * security.md, issue 9): the enclave's integrity counters, results sealed
+ * to the DP's identity (another DP's key, another sample or model do not
+ * open them), authorizations signed by another DP or over another nonce
+ * refused, a stored input the host substituted refused by the enclave, and
+ * kill -9 of the enclave mid-queue (model bound again, jobs run again).
  */
 #include "service/service_fixture.h"
 
+#include "hetee/engine.h"
 #include "service/reqsig.h"
 
 #define NIMG 8
@@ -63,6 +69,55 @@ static void infer_checked(hetee_client_conn *c, int64_t model) {
   hetee_client_job_free(j);
 }
 
+/* A session command through the server (a fresh attested session of c). */
+static void session_cmd(hetee_client_conn *c, uint8_t *msg, size_t ml, uint8_t **reply, size_t *rlen) {
+  hetee_client_session *s;
+  char sid[33], t[128];
+  assert_int_equal(hetee_client_session_open_remote(c, &s, sid), 0);
+  uint8_t *sealed, *body;
+  size_t sl, bl;
+  long st;
+  assert_int_equal(hetee_client_session_seal(s, msg, ml, &sealed, &sl), 0);
+  free(msg);
+  snprintf(t, sizeof t, "/v1/sessions/%s/messages", sid);
+  assert_int_equal(hetee_client_request(c, "POST", t, "application/octet-stream", sealed, sl, &st, &body, &bl), 0);
+  assert_int_equal(st, 200);
+  assert_int_equal(hetee_client_session_open(s, body, bl, reply, rlen), 0);
+  free(sealed);
+  free(body);
+  hetee_client_session_free(s);
+}
+
+static void integrity_status(hetee_client_conn *c, hetee_integrity_status *out) {
+  uint8_t *m, *r;
+  size_t ml, rl;
+  assert_int_equal(hetee_client_msg_integrity_status((uint32_t)MODEL, &m, &ml), 0);
+  session_cmd(c, m, ml, &r, &rl);
+  assert_int_equal(hetee_client_integrity_status_parse(r, rl, out), 0);
+  free(r);
+}
+
+static hetee_party_key *home_key(const char *home) {
+  char p[400];
+  hetee_party_key *k;
+  snprintf(p, sizeof p, "%s/id", home);
+  assert_int_equal(hetee_party_key_load(p, &k), 0);
+  return k;
+}
+
+static uint8_t *read_file(const char *path, size_t *len) {
+  FILE *f = fopen(path, "rb");
+  assert_non_null(f);
+  fseek(f, 0, SEEK_END);
+  long n = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  uint8_t *b = malloc((size_t)n + 1);
+  assert_int_equal(fread(b, 1, (size_t)n, f), (size_t)n);
+  fclose(f);
+  *len = (size_t)n;
+  return b;
+}
+
 static void test_flow(void **state) {
   hetee_client_conn *c;
   assert_int_equal(hetee_client_connect(F->url, F->dp1, &c), 0);
@@ -77,7 +132,15 @@ static void test_flow(void **state) {
   assert_int_equal(hetee_client_request(c, "GET", t, NULL, NULL, 0, &st, &body, NULL), 0);
   assert_int_equal(st, 200);
   assert_non_null(strstr((char *)body, "\"budget\":-1"));
+  assert_non_null(strstr((char *)body, "\"state\":\"ready\""));
   free(body);
+  /* the job ran bound: the enclave counts its released jobs and checks */
+  hetee_integrity_status is;
+  integrity_status(c, &is);
+  assert_true(is.loaded);
+  assert_true(is.jobs >= 1);
+  assert_true(is.checks >= (uint64_t)NIMG * 2);
+  assert_int_equal(is.failures, 0);
   hetee_client_disconnect(c);
 }
 
@@ -91,7 +154,7 @@ static void test_access(void **state) {
   assert_int_equal(hetee_client_job_submit(c2, MODEL, X, NIMG, &j2), HETEE_ERR_NOT_FOUND); /* plan invisible */
   long st;
   uint8_t *body = NULL;
-  char t[128];
+  char t[400];
   snprintf(t, sizeof t, "/v1/models/%lld", (long long)MODEL);
   assert_int_equal(hetee_client_request(c2, "GET", t, NULL, NULL, 0, &st, &body, NULL), 0);
   assert_int_equal(st, 404);
@@ -120,7 +183,59 @@ static void test_access(void **state) {
   uint32_t l0 = (uint32_t)body[8] | (uint32_t)body[9] << 8 | (uint32_t)body[10] << 16 | (uint32_t)body[11] << 24;
   hetee_release_result rr;
   assert_int_equal(hetee_client_release_open(s2, body + 12, l0, &rr), HETEE_ERR_AUTH);
+  /* sealed to dp1's identity: dp2's identity key does not open it, dp1's
+   * does only as sample 0 of its own micro-batch */
+  uint8_t *m, *rep, rpk[32];
+  size_t ml, rl;
+  assert_int_equal(hetee_client_msg_release_key(&m, &ml), 0);
+  session_cmd(c1, m, ml, &rep, &rl);
+  assert_int_equal(hetee_client_release_key_parse(rep, rl, rpk), 0);
+  free(rep);
+  char ap[600];
+  snprintf(ap, sizeof ap, "%s/jobs/%lld.auth", F->data, (long long)hetee_client_job_id(j1));
+  size_t al;
+  uint8_t *ab = read_file(ap, &al);
+  hetee_job_auth *a = calloc(1, sizeof *a);
+  assert_int_equal(hetee_job_auth_decode(ab, al, a), 0);
+  free(ab);
+  hetee_party_key *k1 = home_key(F->dp1), *k2 = home_key(F->dp2);
+  assert_int_equal(hetee_client_release_open_id(k2, rpk, (uint32_t)MODEL, a->digest[0], 0, body + 12, l0, &rr), HETEE_ERR_AUTH);
+  assert_int_equal(hetee_client_release_open_id(k1, rpk, (uint32_t)MODEL, a->digest[0], 1, body + 12, l0, &rr), HETEE_ERR_AUTH);
+  assert_int_equal(hetee_client_release_open_id(k1, rpk, (uint32_t)MODEL + 1, a->digest[0], 0, body + 12, l0, &rr),
+                   HETEE_ERR_AUTH);
+  assert_int_equal(hetee_client_release_open_id(k1, rpk, (uint32_t)MODEL, a->digest[0], 0, body + 12, l0, &rr), 0);
+  assert_int_equal((int)rr.indices[0], PLAIN[0]);
+  hetee_release_result_clear(&rr);
   free(body);
+  /* dp1 submitting with an authorization signed by dp2 (the same input,
+   * digests and nonce): 403, nothing queued */
+  char in[600];
+  snprintf(in, sizeof in, "%s/jobs/%lld.htei", F->data, (long long)hetee_client_job_id(j1));
+  size_t il;
+  uint8_t *ib = read_file(in, &il);
+  randombytes_buf(a->nonce, 16);
+  assert_int_equal(hetee_job_auth_sign(a, k2), 0);
+  char hn[33], hs[129];
+  reqsig_hex(a->nonce, 16, hn);
+  reqsig_hex(a->sig, 64, hs);
+  snprintf(t, sizeof t, "/v1/jobs?model=%lld&nonce=%s&auth=%s", (long long)MODEL, hn, hs);
+  assert_int_equal(hetee_client_request(c1, "POST", t, "application/octet-stream", ib, il, &st, &body, NULL), 0);
+  assert_int_equal(st, 403);
+  assert_non_null(strstr((char *)body, "bad_authorization"));
+  free(body);
+  /* ... and dp1's own signature, over another nonce than the one sent */
+  assert_int_equal(hetee_job_auth_sign(a, k1), 0);
+  reqsig_hex(a->sig, 64, hs);
+  randombytes_buf(a->nonce, 16);
+  reqsig_hex(a->nonce, 16, hn);
+  snprintf(t, sizeof t, "/v1/jobs?model=%lld&nonce=%s&auth=%s", (long long)MODEL, hn, hs);
+  assert_int_equal(hetee_client_request(c1, "POST", t, "application/octet-stream", ib, il, &st, &body, NULL), 0);
+  assert_int_equal(st, 403);
+  free(body);
+  free(ib);
+  free(a);
+  hetee_party_key_free(k1);
+  hetee_party_key_free(k2);
   hetee_client_session_free(s2);
   hetee_client_job_free(j1);
   hetee_client_disconnect(c1);
@@ -233,19 +348,31 @@ static void test_bad_input(void **state) {
   fclose(fi);
   long st;
   uint8_t *body;
-  snprintf(t, sizeof t, "/v1/jobs?model=%lld&session=%s", (long long)MODEL, sid);
-  assert_int_equal(hetee_client_request(c, "POST", t, "application/octet-stream", b, (size_t)len / 2, &st, &body, NULL), 0);
+  /* no authorization: refused before the body */
+  snprintf(t, sizeof t, "/v1/jobs?model=%lld", (long long)MODEL);
+  assert_int_equal(hetee_client_request(c, "POST", t, "application/octet-stream", b, (size_t)len, &st, &body, NULL), 0);
+  assert_int_equal(st, 400);
+  assert_non_null(strstr((char *)body, "bad_authorization"));
+  free(body);
+  char t2[400];
+  snprintf(t2, sizeof t2, "/v1/jobs?model=%lld&nonce=%032d&auth=%0128d", (long long)MODEL, 0, 0);
+  assert_int_equal(hetee_client_request(c, "POST", t2, "application/octet-stream", b, (size_t)len / 2, &st, &body, NULL), 0);
   assert_int_equal(st, 400); /* truncated */
   assert_non_null(strstr((char *)body, "encrypted input refused"));
   free(body);
+  /* a whole valid input with a signature that is not the DP's over it */
+  assert_int_equal(hetee_client_request(c, "POST", t2, "application/octet-stream", b, (size_t)len, &st, &body, NULL), 0);
+  assert_int_equal(st, 403);
+  assert_non_null(strstr((char *)body, "bad_authorization"));
+  free(body);
   b[20] ^= 0x55; /* parameter fingerprint: ciphertexts under other parameters */
-  assert_int_equal(hetee_client_request(c, "POST", t, "application/octet-stream", b, (size_t)len, &st, &body, NULL), 0);
+  assert_int_equal(hetee_client_request(c, "POST", t2, "application/octet-stream", b, (size_t)len, &st, &body, NULL), 0);
   assert_int_equal(st, 400);
   free(body);
-  assert_int_equal(hetee_client_request(c, "POST", t, "application/octet-stream", (const uint8_t *)"garbage", 7, &st, &body, NULL), 0);
+  assert_int_equal(hetee_client_request(c, "POST", t2, "application/octet-stream", (const uint8_t *)"garbage", 7, &st, &body, NULL), 0);
   assert_int_equal(st, 400);
   free(body);
-  assert_int_equal(hetee_client_request(c, "POST", t, "application/json", (const uint8_t *)"{}", 2, &st, &body, NULL), 0);
+  assert_int_equal(hetee_client_request(c, "POST", t2, "application/json", (const uint8_t *)"{}", 2, &st, &body, NULL), 0);
   assert_int_equal(st, 415);
   free(body);
   free(b);
@@ -301,11 +428,111 @@ static void test_kill9(void **state) {
   hetee_client_disconnect(c);
 }
 
+/* The host substitutes a job's stored input (another acknowledged job's
+ * input: valid ciphertexts of the same images under the same key) while
+ * the server is down: the enclave refuses the job start (authorization),
+ * the job fails and releases nothing; the honest job finishes. */
+static void test_tamper(void **state) {
+  hetee_client_conn *c;
+  assert_int_equal(hetee_client_connect(F->url, F->dp1, &c), 0);
+  hetee_client_job *j[3];
+  for (int i = 0; i < 3; i++) assert_int_equal(hetee_client_job_submit(c, MODEL, X, NIMG, &j[i]), 0);
+  sfx_stop(F, SIGKILL);
+  char victim[600], other[600], res[600];
+  snprintf(victim, sizeof victim, "%s/jobs/%lld.htei", F->data, (long long)hetee_client_job_id(j[2]));
+  snprintf(res, sizeof res, "%s/jobs/%lld.res", F->data, (long long)hetee_client_job_id(j[2]));
+  snprintf(other, sizeof other, "%s/jobs/%lld.htei", F->data, (long long)hetee_client_job_id(j[0]));
+  assert_int_not_equal(access(res, F_OK), 0); /* the last job had not run */
+  size_t n;
+  uint8_t *b = read_file(other, &n);
+  FILE *f = fopen(victim, "wb");
+  assert_non_null(f);
+  assert_int_equal(fwrite(b, 1, n, f), n);
+  fclose(f);
+  free(b);
+  sfx_start(F);
+  hetee_client_disconnect(c);
+  assert_int_equal(hetee_client_connect(F->url, F->dp1, &c), 0);
+  assert_int_equal(hetee_client_job_wait(c, j[0]), 0);
+  assert_int_equal(hetee_client_job_wait(c, j[1]), 0);
+  assert_int_equal(hetee_client_job_wait(c, j[2]), HETEE_ERR_STATE);
+  fprintf(stderr, "tampered job: %s\n", hetee_last_error());
+  assert_non_null(strstr(hetee_last_error(), "not authorized"));
+  hetee_release_result *r = NULL;
+  assert_int_equal(hetee_client_job_results(c, j[2], &r, &n), HETEE_ERR_STATE); /* 409: nothing released */
+  assert_int_not_equal(access(res, F_OK), 0);
+  for (int i = 0; i < 3; i++) hetee_client_job_free(j[i]);
+  hetee_client_disconnect(c);
+}
+
+/* The pid of the server's enclave process: the child of its launcher
+ * (hetee-launcher, a child of the server). */
+static pid_t child_of(pid_t parent, const char *prefix) {
+  FILE *p = popen("ps -e -o pid=,ppid=,comm=", "r");
+  assert_non_null(p);
+  int pid, ppid;
+  char comm[64];
+  pid_t found = 0;
+  while (fscanf(p, "%d %d %63s", &pid, &ppid, comm) == 3)
+    if (ppid == parent && (!prefix || !strncmp(comm, prefix, strlen(prefix)))) found = pid;
+  pclose(p);
+  return found;
+}
+
+static pid_t enclave_pid(pid_t server) {
+  pid_t l = child_of(server, "hetee-launcher");
+  return l > 0 ? child_of(l, NULL) : 0;
+}
+
+/* kill -9 of the enclave with jobs queued and running: the supervised
+ * enclave restarts (unseal), the server binds the model again and runs the
+ * interrupted jobs again with their stored authorizations; every job is
+ * done once with the right results. */
+static void test_enclave_restart(void **state) {
+  enum { NJOBS = 4 };
+  hetee_client_conn *c;
+  assert_int_equal(hetee_client_connect(F->url, F->dp1, &c), 0);
+  hetee_client_job *j[NJOBS];
+  pid_t ep = enclave_pid(F->pid);
+  assert_true(ep > 0);
+  /* the first job is queued or running when its enclave dies */
+  assert_int_equal(hetee_client_job_submit(c, MODEL, X, NIMG, &j[0]), 0);
+  assert_int_equal(kill(ep, SIGKILL), 0);
+  for (int i = 1; i < NJOBS; i++) assert_int_equal(hetee_client_job_submit(c, MODEL, X, NIMG, &j[i]), 0);
+  for (int i = 0; i < NJOBS; i++) {
+    int rc = hetee_client_job_wait(c, j[i]);
+    if (rc) fprintf(stderr, "wait: %s\n", hetee_last_error());
+    assert_int_equal(rc, 0);
+    hetee_release_result *r;
+    size_t n;
+    assert_int_equal(hetee_client_job_results(c, j[i], &r, &n), 0);
+    assert_int_equal(n, NIMG);
+    int agree = 0;
+    for (size_t k = 0; k < n; k++) agree += (int)r[k].indices[0] == PLAIN[k];
+    assert_true(agree >= NIMG - 1);
+    hetee_client_results_free(r, n);
+    hetee_client_job_free(j[i]);
+  }
+  /* it did restart (inside a failing call, or the server's idle check) */
+  long st;
+  uint8_t *body;
+  for (int restarted = 0; !restarted;) {
+    assert_int_equal(hetee_client_request(c, "GET", "/v1/enclave", NULL, NULL, 0, &st, &body, NULL), 0);
+    assert_int_equal(st, 200);
+    restarted = strstr((char *)body, "\"restarts\":0") == NULL;
+    free(body);
+    if (!restarted) usleep(50 * 1000);
+  }
+  assert_int_not_equal(enclave_pid(F->pid), ep);
+  hetee_client_disconnect(c);
+}
+
 int main(void) {
   if (sodium_init() < 0) return 1;
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_flow),       cmocka_unit_test(test_access),   cmocka_unit_test(test_signatures),
-      cmocka_unit_test(test_bad_input),  cmocka_unit_test(test_kill9),
+      cmocka_unit_test(test_bad_input),  cmocka_unit_test(test_kill9),    cmocka_unit_test(test_tamper),
+      cmocka_unit_test(test_enclave_restart),
   };
   return cmocka_run_group_tests_name("service/e2dm", tests, setup, teardown);
 }

@@ -41,6 +41,7 @@
 
 #include "enclave/trusted/activations.h"
 #include "enclave/trusted/enclave_internal.h"
+#include "enclave/trusted/integrity_auth.h"
 
 #ifdef HETEE_ENCLAVE_HAVE_CKKS
 #include "hemat/engine_bind.h"
@@ -97,6 +98,7 @@ typedef struct ijob {
   uint32_t batch;
   uint32_t next_stage;
   int done;
+  uint8_t digest[32]; /* the authorized input (names an identity-sealed release) */
   double *s;    /* INTEG_T x batch: expected checks of next_stage */
   double *l1;   /* batch: L1 norm of each sample's input of next_stage */
   double *fin;  /* batch x out_size (after the last stage) */
@@ -625,6 +627,7 @@ static int handle_job_start(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *
     j->handle = next_handle++;
     j->model = id;
     memcpy(j->dp, a->dp, 32);
+    memcpy(j->digest, a->digest, 32);
     j->batch = batch;
     j->next_stage = 0;
     expect(&m->st[0], x, batch, j->s, j->l1);
@@ -812,11 +815,13 @@ static int handle_job_release(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t
   imodel *m = find_model(j->model);
   const enclave_policy *p = enclave_find_policy(e, j->model);
   if (!m || !p) return hetee_error(HETEE_ERR_NOT_FOUND, "no release policy for model %u", j->model);
-  hetee_chan *c = enclave_find_session(e, sid);
-  if (!c) return hetee_error(HETEE_ERR_NOT_FOUND, "no such session");
+  /* an all-zero session id: sealed to the authorizing DP's identity (integrity_auth.c) */
+  int to_id = sodium_is_zero(sid, sizeof sid);
+  hetee_chan *c = to_id ? NULL : enclave_find_session(e, sid);
+  if (!to_id && !c) return hetee_error(HETEE_ERR_NOT_FOUND, "no such session");
   int named = 0;
-  for (unsigned i = 0; i < p->n_dp; i++) named |= !memcmp(p->dp_pk[i], c->party_pk, 32);
-  if (c->role != HETEE_ROLE_DP || !named || memcmp(c->party_pk, j->dp, 32))
+  for (unsigned i = 0; i < p->n_dp; i++) named |= !memcmp(p->dp_pk[i], j->dp, 32);
+  if (!named || (c && (c->role != HETEE_ROLE_DP || memcmp(c->party_pk, j->dp, 32))))
     return hetee_error(HETEE_ERR_AUTH, "job %u's results go only to the data provider that authorized its input", h);
   size_t n = m->plan->out_size;
   double scale = hetee_engine_release_scale(e->ctx);
@@ -836,7 +841,8 @@ static int handle_job_release(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t
     if (!rc) {
       uint8_t *out;
       size_t olen;
-      rc = hetee_chan_seal(c, rec.p, rec.len, &out, &olen);
+      rc = c ? hetee_chan_seal(c, rec.p, rec.len, &out, &olen)
+             : enclave_auth_seal_to_dp(e, j->dp, j->model, j->digest, b, rec.p, rec.len, &out, &olen);
       if (!rc) {
         hetee_wbuf_blob(w, out, olen);
         free(out);
@@ -915,6 +921,15 @@ static int cmd_job_auth(enclave *e, const hetee_chan *c, hetee_rbuf *m) {
     memcpy(a->dp, c->party_pk, 32);
   }
   return 0;
+}
+
+void enclave_integrity_add_auth(uint32_t model, uint32_t batch, const uint8_t digest[32], const uint8_t dp[32]) {
+  iauth *a = &auths[next_auth++ % INTEG_MAX_AUTH];
+  a->used = 1;
+  a->model = model;
+  a->batch = batch;
+  memcpy(a->digest, digest, 32);
+  memcpy(a->dp, dp, 32);
 }
 
 static int cmd_set_budget(enclave *e, const hetee_chan *c, hetee_rbuf *m) {

@@ -12,6 +12,7 @@
 
 #include "enclave/trusted/backend.h"
 #include "enclave/trusted/enclave_internal.h"
+#include "enclave/trusted/integrity_auth.h"
 
 /* CPU time of the whole process: the worker threads' too (pool.c; idle
  * workers sleep, so between requests nothing accrues). */
@@ -105,6 +106,7 @@ int enclave_dispatch(enclave *e, const hetee_frame *f, hetee_wbuf *w, uint64_t *
   case HETEE_MSG_JOB_START:
   case HETEE_MSG_JOB_REFRESH:
   case HETEE_MSG_JOB_RELEASE: return enclave_integrity_dispatch(e, f->type, &r, w, items);
+  case HETEE_MSG_JOB_AUTH: return enclave_auth_handle(e, &r, w);
   case HETEE_MSG_SHUTDOWN:
     if (f->len) return hetee_error(HETEE_ERR_PROTOCOL, "SHUTDOWN takes no body");
     *quit = 1;

@@ -22,6 +22,7 @@
 
 #include "enclave/trusted/activations.h"
 #include "enclave/trusted/enclave_internal.h"
+#include "enclave/trusted/integrity_auth.h"
 
 #define HS_BYTES (1 + 32 + 32 + 32 + 64)
 #define CMD_PING 1
@@ -196,6 +197,8 @@ int enclave_handle_session_msg(enclave *e, hetee_rbuf *r, hetee_wbuf *w) {
   else if (cmd == CMD_PING) hetee_wbuf_put(&reply, msg + 2, mlen - 2);
   else if (cmd == CMD_SET_POLICY) rc = set_policy(e, c, &m);
   else if (cmd >= 3 && cmd <= 6) rc = enclave_integrity_session_cmd(e, c, cmd, &m, &reply);
+  else if (cmd == ENCLAVE_CMD_RELEASE_KEY) rc = hetee_rbuf_left(&m) ? hetee_error(HETEE_ERR_PROTOCOL, "malformed release key request")
+                                                                    : enclave_auth_release_key_cmd(e, &reply);
   else rc = hetee_error(HETEE_ERR_PROTOCOL, "unknown session command %u", cmd);
   sodium_memzero(msg, mlen);
   free(msg);

@@ -14,6 +14,11 @@
 #include "enclave/wire/wire.h"
 #include "hetee/enclave.h"
 
+/* Request types beyond hetee/enclave.h's list (internal to the service path):
+ * u32 model | dp_pk[32] | nonce[16] | u32 n | n x (u32 batch | digest[32]) |
+ * sig[64] -> ok (enclave/trusted/integrity_auth.h). */
+#define HETEE_MSG_JOB_AUTH 18
+
 /* ---- frames ------------------------------------------------------------- */
 typedef struct hetee_frame {
   uint16_t version;

@@ -1,0 +1,133 @@
+/*
+ * integrity_auth.c — bound inference for a data provider that is not online
+ * while its job runs (the service path; docs/security.md "Integrity of the
+ * host's work"):
+ *
+ *  - JOB_AUTH: the data provider's authorization of its input micro-batches
+ *    as a detached Ed25519 signature made at submission with its identity
+ *    key, which the host stores and presents (again after an enclave
+ *    restart). The enclave verifies it against the key the model's policy
+ *    names, refuses a (dp, nonce) already used in its lifetime, and turns
+ *    each signed digest into a single-use authorization of JOB_START
+ *    (integrity.c), exactly as a session authorization.
+ *  - The release of such a job is sealed to the data provider's identity,
+ *    not to a session (which dies with the enclave): crypto_box from the
+ *    enclave's release key to the X25519 key converted from the DP's Ed25519
+ *    key. The release key is derived from the sealing key (same enclave,
+ *    same platform: same key after every restart) and announced only
+ *    through attested sessions (session command 7), so the DP knows that a
+ *    result that opens was made by this enclave; the record names the model,
+ *    the authorized micro-batch digest and the sample, so the host cannot
+ *    swap results between jobs or samples.
+ */
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "enclave/trusted/integrity_auth.h"
+
+#define AUTH_TAG "hetee-job-auth-v1"
+#define IDREL_TAG "hetee-idrel-v1"
+#define AUTH_MAX_MB 256
+#define AUTH_NONCES 4096 /* (dp, nonce) pairs remembered per lifetime (oldest replaced) */
+
+static struct {
+  uint8_t dp[32];
+  uint8_t nonce[16];
+} seen[AUTH_NONCES];
+static unsigned n_seen;
+
+int enclave_auth_handle(enclave *e, hetee_rbuf *r, hetee_wbuf *w) {
+  (void)w;
+  const uint8_t *body = r->p + r->off;
+  size_t len = hetee_rbuf_left(r);
+  uint32_t model = hetee_rbuf_u32(r);
+  uint8_t dp[32], nonce[16];
+  hetee_rbuf_copy(r, dp, 32);
+  hetee_rbuf_copy(r, nonce, 16);
+  uint32_t n = hetee_rbuf_u32(r);
+  if (r->err || n < 1 || n > AUTH_MAX_MB || hetee_rbuf_left(r) != (size_t)n * 36 + 64)
+    return hetee_error(HETEE_ERR_PROTOCOL, "malformed JOB_AUTH");
+  const uint8_t *entries = r->p + r->off, *sig = entries + (size_t)n * 36;
+  if (!e->have_keys) return hetee_error(HETEE_ERR_STATE, "no keys yet");
+  const enclave_policy *p = enclave_find_policy(e, model);
+  int named = 0;
+  if (p)
+    for (unsigned i = 0; i < p->n_dp; i++) named |= !memcmp(p->dp_pk[i], dp, 32);
+  if (!named)
+    return hetee_error(HETEE_ERR_AUTH, "only a data provider model %u's policy names authorizes its jobs", model);
+  if (!enclave_integrity_bound(e, model))
+    return hetee_error(HETEE_ERR_STATE, "model %u is not registered by its model provider", model);
+  /* the signed message: tag || the request without its signature */
+  size_t mlen = sizeof AUTH_TAG + (len - 64);
+  uint8_t *msg = malloc(mlen);
+  if (!msg) return hetee_error(HETEE_ERR_NOMEM, "no memory");
+  memcpy(msg, AUTH_TAG, sizeof AUTH_TAG);
+  memcpy(msg + sizeof AUTH_TAG, body, len - 64);
+  int bad = crypto_sign_verify_detached(sig, msg, mlen, dp) != 0;
+  free(msg);
+  if (bad) return hetee_error(HETEE_ERR_AUTH, "model %u: the job authorization's signature does not verify", model);
+  unsigned have = n_seen < AUTH_NONCES ? n_seen : AUTH_NONCES;
+  for (unsigned i = 0; i < have; i++)
+    if (!memcmp(seen[i].dp, dp, 32) && !memcmp(seen[i].nonce, nonce, 16))
+      return hetee_error(HETEE_ERR_REPLAY, "model %u: this job authorization was used already", model);
+  memcpy(seen[n_seen % AUTH_NONCES].dp, dp, 32);
+  memcpy(seen[n_seen % AUTH_NONCES].nonce, nonce, 16);
+  n_seen++;
+#ifdef HETEE_ENCLAVE_HAVE_CKKS
+  for (uint32_t i = 0; i < n; i++)
+    enclave_integrity_add_auth(model, hetee_rd32(entries + (size_t)i * 36), entries + (size_t)i * 36 + 4, dp);
+#endif
+  return 0;
+}
+
+/* The release key pair, derived from the sealing key. */
+static int release_keys(enclave *e, uint8_t pk[32], uint8_t sk[32]) {
+  uint8_t seed[crypto_box_SEEDBYTES];
+  if (crypto_kdf_derive_from_key(seed, sizeof seed, 1, "htrelkey", e->sec->seal_key))
+    return hetee_error(HETEE_ERR_CRYPTO, "release key derivation");
+  int rc = crypto_box_seed_keypair(pk, sk, seed) ? hetee_error(HETEE_ERR_CRYPTO, "release key") : 0;
+  sodium_memzero(seed, sizeof seed);
+  return rc;
+}
+
+int enclave_auth_release_key_cmd(enclave *e, hetee_wbuf *reply) {
+  uint8_t *k = sodium_malloc(64);
+  if (!k) return hetee_error(HETEE_ERR_NOMEM, "no memory");
+  int rc = release_keys(e, k, k + 32);
+  if (!rc) hetee_wbuf_put(reply, k, 32);
+  sodium_free(k);
+  return rc;
+}
+
+int enclave_auth_seal_to_dp(enclave *e, const uint8_t dp[32], uint32_t model, const uint8_t digest[32], uint32_t sample,
+                            const uint8_t *rec, size_t len, uint8_t **out, size_t *olen) {
+  uint8_t *k = sodium_malloc(32 + 32 + 32); /* release pk, sk, dp's X25519 pk */
+  if (!k) return hetee_error(HETEE_ERR_NOMEM, "no memory");
+  int rc = release_keys(e, k, k + 32);
+  if (!rc && crypto_sign_ed25519_pk_to_curve25519(k + 64, dp))
+    rc = hetee_error(HETEE_ERR_CRYPTO, "the data provider's key has no X25519 form");
+  size_t plen = sizeof IDREL_TAG + 4 + 32 + 4 + len;
+  uint8_t *plain = rc ? NULL : sodium_malloc(plen);
+  uint8_t *c = rc ? NULL : malloc(crypto_box_NONCEBYTES + crypto_box_MACBYTES + plen);
+  if (!rc && (!plain || !c)) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+  if (!rc) {
+    memcpy(plain, IDREL_TAG, sizeof IDREL_TAG);
+    hetee_le32(plain + sizeof IDREL_TAG, model);
+    memcpy(plain + sizeof IDREL_TAG + 4, digest, 32);
+    hetee_le32(plain + sizeof IDREL_TAG + 36, sample);
+    memcpy(plain + sizeof IDREL_TAG + 40, rec, len);
+    randombytes_buf(c, crypto_box_NONCEBYTES);
+    if (crypto_box_easy(c + crypto_box_NONCEBYTES, plain, plen, c, k + 64, k + 32))
+      rc = hetee_error(HETEE_ERR_CRYPTO, "crypto_box");
+  }
+  if (plain) sodium_free(plain);
+  sodium_free(k);
+  if (rc) {
+    free(c);
+    return rc;
+  }
+  *out = c;
+  *olen = crypto_box_NONCEBYTES + crypto_box_MACBYTES + plen;
+  return 0;
+}

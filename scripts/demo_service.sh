@@ -2,7 +2,9 @@
 # demo_service.sh — the three-party service end to end on this machine:
 # a sim platform, `hetee server` with its enclave on a free loopback port,
 # a model provider (MP) and a data provider (DP) with their own identities,
-# the MP uploads models/cnn.onnx encrypted, the DP runs encrypted inference
+# the MP uploads models/cnn.onnx encrypted and registers its digest (the
+# server binds it in the enclave), the DP runs bound encrypted inference
+# (signed authorization, every layer checked, results sealed to its identity)
 # on Fashion-MNIST test images and gets the accuracy next to the plaintext
 # reference, then what the server stored is listed and everything stops.
 # Usage: scripts/demo_service.sh [BUILD_DIR] [COUNT]   (default build, 200)
@@ -73,8 +75,11 @@ echo "== 8. what the server stored (ciphertexts and sealed messages only)"
 ( cd "$W/data" && find . -type f | sort | while read -r f; do
     printf '   %-22s %12s bytes  %s\n' "$f" "$(stat -c %s "$f")" "$(head -c 4 "$f" | tr -c '[:print:]' '.')"
   done )
-echo "   HTEM = encrypted model (CKKS ciphertexts + public plan), HTEI = encrypted input, HTRS = releases sealed"
-echo "   to the DP's enclave session, HTSL = enclave state sealed by the platform, .plan = public plan, db = SQLite"
+echo "   HTEM = encrypted model (CKKS ciphertexts + public plan), HTEI = encrypted input, .auth = the DP's signed"
+echo "   authorization of that input, HTRS = releases sealed to the DP's identity by the enclave's release key,"
+echo "   HTSL = enclave state sealed by the platform, .plan = public plan, db = SQLite"
+echo "   bound inference (issue 9): $(grep -c 'bound in the enclave' "$W/server.log") model load(s) into the enclave:"
+grep 'bound in the enclave' "$W/server.log" | sed 's/^/   /' 
 curl -s "$URL/metrics" | grep -E '^hetee_(jobs_total|images_total|enclave_time_share|job_latency_seconds_sum)' | sed 's/^/   /'
 
 echo "== 9. shutdown"

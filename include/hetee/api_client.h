@@ -80,21 +80,33 @@ typedef struct hetee_client_model_options {
 HETEE_API int hetee_client_model_upload(hetee_client_conn *c, const char *onnx_path,
                                         const hetee_client_model_options *o, int64_t *model_id) HETEE_WUR;
 
-/* Data provider: a submitted job, with the session its results are sealed to. */
+/* Data provider: a submitted (bound) job: what the DP signed (the digest of
+ * each input micro-batch) and the enclave release key its results come from
+ * (docs/security.md, "The service path"). */
 typedef struct hetee_client_job hetee_client_job;
 
 /* Encrypts count samples (count x input_size floats, already scaled as the
- * model expects) for model `model_id` (its plan from the server), opens a
- * session and submits. Retries 429 / 503 after their Retry-After (bounded). */
+ * model expects) for model `model_id` (its plan from the server), signs the
+ * authorization of exactly these ciphertexts under a fresh job nonce with
+ * the party's identity key, asks the enclave for its release key through an
+ * attested session and submits. Retries 429 / 503 after their Retry-After
+ * (bounded). */
 HETEE_API int hetee_client_job_submit(hetee_client_conn *c, int64_t model_id, const float *x, size_t count,
                                       hetee_client_job **out) HETEE_WUR;
+/* A job this identity submitted earlier (e.g. from another process, after
+ * the client lost it): its authorization fetched from the server and
+ * accepted only if it is this party's own valid signature for the job's
+ * model and micro-batch count; the release key through a fresh attested
+ * session. Then _wait and _results as for a submitted job. */
+HETEE_API int hetee_client_job_attach(hetee_client_conn *c, int64_t job_id, hetee_client_job **out) HETEE_WUR;
 HETEE_API int64_t hetee_client_job_id(const hetee_client_job *j);
-/* Polls until done or failed (HETEE_ERR_STATE with the server's error);
- * when the job waits for a session (the enclave restarted), attests again
- * and binds a new one. */
+/* Polls until done or failed (HETEE_ERR_STATE with the server's error,
+ * e.g. the enclave's refusal of a substituted input). */
 HETEE_API int hetee_client_job_wait(hetee_client_conn *c, hetee_client_job *j) HETEE_WUR;
-/* Fetches and opens the results (one per sample, input order); *out
- * malloc'd array of n results (hetee_client_results_free). */
+/* Fetches and opens the results (one per sample, input order) with the
+ * party's identity key: each must come from the enclave's release key and
+ * name the job's model, micro-batch digest and sample (HETEE_ERR_AUTH
+ * otherwise); *out malloc'd array of n results (hetee_client_results_free). */
 HETEE_API int hetee_client_job_results(hetee_client_conn *c, hetee_client_job *j, hetee_release_result **out,
                                        size_t *n) HETEE_WUR;
 HETEE_API void hetee_client_job_free(hetee_client_job *j);

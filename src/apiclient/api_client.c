@@ -592,6 +592,55 @@ int hetee_client_job_submit(hetee_client_conn *c, int64_t model_id, const float 
   return 0;
 }
 
+int hetee_client_job_attach(hetee_client_conn *c, int64_t job_id, hetee_client_job **out) {
+  if (!c || !out || job_id < 1) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  char target[128];
+  snprintf(target, sizeof target, "/v1/jobs/%lld", (long long)job_id);
+  int rc;
+  json_t *a = call_json(c, "GET", target, NULL, 200, &rc);
+  if (rc) return rc;
+  int64_t model = (int64_t)json_integer_value(json_object_get(a, "model"));
+  int64_t count = (int64_t)json_integer_value(json_object_get(a, "count"));
+  json_decref(a);
+  if (model < 1 || count < 1) return hetee_error(HETEE_ERR_PROTOCOL, "job %lld: no model or count", (long long)job_id);
+  snprintf(target, sizeof target, "/v1/models/%lld", (long long)model);
+  a = call_json(c, "GET", target, NULL, 200, &rc);
+  if (rc) return rc;
+  int64_t mb = (int64_t)json_integer_value(json_object_get(a, "micro_batch"));
+  json_decref(a);
+  hetee_client_job *j = calloc(1, sizeof *j);
+  if (!j) return hetee_error(HETEE_ERR_NOMEM, "no memory");
+  uint8_t *b = NULL, me[32];
+  size_t len = 0;
+  snprintf(target, sizeof target, "/v1/jobs/%lld/auth", (long long)job_id);
+  rc = call(c, "GET", target, NULL, NULL, 0, 200, &b, &len);
+  if (!rc) rc = hetee_job_auth_decode(b, len, &j->auth);
+  free(b);
+  /* the server's copy is trusted only as far as it is our own signature
+   * over this job's model and micro-batches */
+  hetee_party_key_public(c->key, me);
+  if (!rc && (memcmp(j->auth.dp, me, 32) || j->auth.model != (uint32_t)model))
+    rc = hetee_error(HETEE_ERR_AUTH, "job %lld: the stored authorization is not ours for model %lld", (long long)job_id,
+                     (long long)model);
+  if (!rc) rc = hetee_job_auth_verify(&j->auth);
+  size_t nmb = mb > 0 ? ((size_t)count + (size_t)mb - 1) / (size_t)mb : 0;
+  if (!rc && (mb < 1 || nmb != j->auth.n))
+    rc = hetee_error(HETEE_ERR_PROTOCOL, "job %lld: %lld images at micro-batch %lld, %u authorized micro-batches",
+                     (long long)job_id, (long long)count, (long long)mb, j->auth.n);
+  if (!rc) rc = hetee_client_attest(c, NULL);
+  if (!rc) rc = release_key(c, j->release_pk);
+  if (rc) {
+    free(j);
+    return rc;
+  }
+  j->id = job_id;
+  j->model = (uint32_t)model;
+  j->micro_batch = (uint32_t)mb;
+  j->count = (size_t)count;
+  *out = j;
+  return 0;
+}
+
 int hetee_client_job_wait(hetee_client_conn *c, hetee_client_job *j) {
   char target[128];
   unsigned delay_ms = 50;

@@ -204,3 +204,13 @@ void h_job_result(srv_req *q, srv_resp *r) {
   r->status = 200;
   r->ctype = "application/octet-stream";
 }
+
+/* The job's stored signed authorization, for its DP (who checks it is its
+ * own signature: e.g. a client that lost the job's digests). */
+void h_job_auth(srv_req *q, srv_resp *r) {
+  st_job j;
+  if (own_job(q, r, &j)) return;
+  blob_path(q->S, r->file, "jobs", j.id, "auth");
+  r->status = 200;
+  r->ctype = "application/octet-stream";
+}

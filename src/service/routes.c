@@ -36,6 +36,7 @@ static const route ROUTES[] = {
     {"GET", "/v1/jobs", AUTH_DP, BODY_NONE, NULL, h_job_list},
     {"GET", "/v1/jobs/{id}", AUTH_DP, BODY_NONE, NULL, h_job_show},
     {"GET", "/v1/jobs/{id}/result", AUTH_DP, BODY_NONE, NULL, h_job_result},
+    {"GET", "/v1/jobs/{id}/auth", AUTH_DP, BODY_NONE, NULL, h_job_auth},
 };
 #define NROUTES (sizeof ROUTES / sizeof ROUTES[0])
 

@@ -295,6 +295,7 @@ void h_job_submit(srv_req *q, srv_resp *r);
 void h_job_list(srv_req *q, srv_resp *r);
 void h_job_show(srv_req *q, srv_resp *r);
 void h_job_result(srv_req *q, srv_resp *r);
+void h_job_auth(srv_req *q, srv_resp *r);
 
 /* Whether session (epoch, seq) is still in the enclave (lock not needed:
  * reads epoch / next_seq under u->lock). */

@@ -134,11 +134,38 @@ static void test_flow(void **state) {
   assert_non_null(strstr((char *)body, "\"budget\":-1"));
   assert_non_null(strstr((char *)body, "\"state\":\"ready\""));
   free(body);
+  /* a fresh client of the same identity attaches to the finished job (its
+   * own signed authorization from the server) and opens the results */
+  hetee_client_conn *c2;
+  assert_int_equal(hetee_client_connect(F->url, F->dp1, &c2), 0);
+  hetee_client_job *last = NULL;
+  assert_int_equal(hetee_client_job_submit(c2, MODEL, X, NIMG, &last), 0);
+  int64_t jid = hetee_client_job_id(last);
+  hetee_client_job_free(last);
+  hetee_client_disconnect(c2);
+  assert_int_equal(hetee_client_connect(F->url, F->dp1, &c2), 0);
+  hetee_client_job *att = NULL;
+  assert_int_equal(hetee_client_job_attach(c2, jid, &att), 0);
+  assert_int_equal(hetee_client_job_wait(c2, att), 0);
+  hetee_release_result *rr;
+  size_t nr;
+  assert_int_equal(hetee_client_job_results(c2, att, &rr, &nr), 0);
+  assert_int_equal(nr, NIMG);
+  int agree = 0;
+  for (size_t i = 0; i < nr; i++) agree += (int)rr[i].indices[0] == PLAIN[i];
+  assert_true(agree >= NIMG - 1);
+  hetee_client_results_free(rr, nr);
+  hetee_client_job_free(att);
+  hetee_client_disconnect(c2);
+  /* dp2 cannot attach to it (the job is invisible to it) */
+  assert_int_equal(hetee_client_connect(F->url, F->dp2, &c2), 0);
+  assert_int_equal(hetee_client_job_attach(c2, jid, &att), HETEE_ERR_NOT_FOUND);
+  hetee_client_disconnect(c2);
   /* the job ran bound: the enclave counts its released jobs and checks */
   hetee_integrity_status is;
   integrity_status(c, &is);
   assert_true(is.loaded);
-  assert_true(is.jobs >= 1);
+  assert_true(is.jobs >= 2);
   assert_true(is.checks >= (uint64_t)NIMG * 2);
   assert_int_equal(is.failures, 0);
   hetee_client_disconnect(c);
@@ -385,7 +412,8 @@ static void test_bad_input(void **state) {
 
 /* kill -9 with jobs queued: after the restart every acknowledged job
  * finishes exactly once (one result per image, the right labels, each job
- * listed once as done). */
+ * listed once as done); half of them are opened by job objects attached
+ * afresh (hetee_client_job_attach), as after a client restart. */
 static void test_kill9(void **state) {
   enum { NJOBS = 4 };
   hetee_client_conn *c;
@@ -397,6 +425,11 @@ static void test_kill9(void **state) {
   hetee_client_disconnect(c);
   assert_int_equal(hetee_client_connect(F->url, F->dp1, &c), 0);
   for (int i = 0; i < NJOBS; i++) {
+    if (i % 2) { /* as a fresh client process would: attached by id */
+      int64_t id = hetee_client_job_id(j[i]);
+      hetee_client_job_free(j[i]);
+      assert_int_equal(hetee_client_job_attach(c, id, &j[i]), 0);
+    }
     int rc = hetee_client_job_wait(c, j[i]);
     if (rc) fprintf(stderr, "wait: %s\n", hetee_last_error());
     assert_int_equal(rc, 0);

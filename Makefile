@@ -47,6 +47,7 @@ bench: deps
 	$(REL_BUILD)/bin/hetee-bench infer --model models/e2dm.onnx --batch 1 --images 16 --threads 2
 	$(REL_BUILD)/bin/hetee-bench infer --model models/cnn.onnx --batch 64 --images 256 --threads 2
 	$(REL_BUILD)/bin/hetee-bench infer --model models/mlp.onnx --batch 64 --images 256 --threads 2
+	HETEE_SOURCE_DIR=$(CURDIR) $(REL_BUILD)/bin/hetee-bench service --clients 16 --batch 64 --images 2048 --model models/e2dm.onnx
 
 # Release build installed under $(PREFIX) (DESTDIR honoured): bin/hetee,
 # hetee-enclave, hetee-launcher, hetee-bench; include/hetee/*.h; the client

@@ -17,8 +17,10 @@
  * job wall seconds, hetee_enclave_time_share), and the peak RSS (VmHWM) of
  * the server process and of its enclave processes. Then, unless --no-infer,
  * it runs `hetee-bench infer` on the same model, batch and image count
- * (--threads T) and prints the ratio of the two throughputs (infer's:
- * images / its total_s, which excludes the parties' encryption).
+ * (--threads T) and prints the ratio of the two throughputs, against
+ * infer's images / total_s (host + enclave work only) and against infer's
+ * images / (data provider encryption + input load + total_s + opening),
+ * which covers the same steps as a service job.
  */
 #include <dirent.h>
 #include <jansson.h>
@@ -71,7 +73,8 @@ typedef struct {
   long njobs;
   long next; /* next job index (under mu) */
   pthread_mutex_t mu;
-  double *lat; /* per job, seconds (-1: failed) */
+  double *lat;   /* per job, seconds (-1: failed) */
+  double *phase; /* per job: submit (attest, session, encrypt, upload), wait, results (fetch, open) */
   double first, last;
   long errors;
   char first_error[256];
@@ -98,7 +101,9 @@ static void *client_main(void *arg) {
     hetee_release_result *res = NULL;
     size_t nres = 0;
     if (!rc) rc = hetee_client_job_submit(c, S->model, S->x + off * 784, S->batch, &job);
+    double ts = now();
     if (!rc) rc = hetee_client_job_wait(c, job);
+    double tw = now();
     if (!rc) rc = hetee_client_job_results(c, job, &res, &nres);
     if (!rc && nres != S->batch) rc = HETEE_ERR_STATE;
     double t1 = now();
@@ -106,6 +111,9 @@ static void *client_main(void *arg) {
     if (S->first == 0 || t0 < S->first) S->first = t0;
     if (t1 > S->last) S->last = t1;
     S->lat[j] = rc ? -1 : t1 - t0;
+    S->phase[3 * j] = ts - t0;
+    S->phase[3 * j + 1] = tw - ts;
+    S->phase[3 * j + 2] = t1 - tw;
     if (rc && S->errors++ == 0)
       snprintf(S->first_error, sizeof S->first_error, "%s: %s", hetee_strerror(rc), hetee_last_error());
     pthread_mutex_unlock(&S->mu);
@@ -242,7 +250,7 @@ static pid_t start_server(const char *bin, const char *dir, const char *plat, co
 
 /* `hetee-bench infer` on the same work, its JSON line parsed. */
 static int run_infer(const char *bin, const char *model, long batch, long images, long threads, double *ips,
-                     double *share) {
+                     double *ips_e2e, double *share) {
   char cmd[4096];
   snprintf(cmd, sizeof cmd, "'%s/hetee-bench' infer --model '%s' --batch %ld --images %ld --threads %ld --json", bin,
            model, batch, images, threads);
@@ -260,9 +268,14 @@ static int run_infer(const char *bin, const char *model, long batch, long images
   double total = json_number_value(json_object_get(j, "total_s"));
   double imgs = json_number_value(json_object_get(j, "images"));
   *share = json_number_value(json_object_get(j, "enclave_share"));
+  /* what one data provider sees end to end in that process: its encryption,
+   * the inputs loaded at the host, the run, the opening of the results */
+  double e2e = total + json_number_value(json_object_get(j, "dp_encrypt_s")) +
+               json_number_value(json_object_get(j, "input_load_s")) + json_number_value(json_object_get(j, "dp_open_s"));
   json_decref(j);
   if (!(total > 0)) return -1;
   *ips = imgs / total;
+  *ips_e2e = imgs / e2e;
   return 0;
 }
 
@@ -389,8 +402,9 @@ int hetee_bench_service(int argc, char **argv) {
   S.x = x;
   S.njobs = (images + batch - 1) / batch;
   S.lat = calloc((size_t)S.njobs, sizeof *S.lat);
+  S.phase = calloc((size_t)S.njobs * 3, sizeof *S.phase);
   th = calloc((size_t)clients, sizeof *th);
-  if (!S.lat || !th) goto out;
+  if (!S.lat || !S.phase || !th) goto out;
   long started = 0;
   for (; started < clients; started++)
     if (pthread_create(&th[started], NULL, client_main, &ca[started])) break;
@@ -415,26 +429,38 @@ int hetee_bench_service(int argc, char **argv) {
   for (long j = 0; j < S.njobs; j++)
     if (S.lat[j] >= 0) l[ok++] = S.lat[j];
   qsort(l, ok, sizeof *l, cmp_d);
+  double med[3] = {0, 0, 0};
+  double *ph = malloc((size_t)S.njobs * sizeof *ph);
+  for (int k = 0; ph && k < 3; k++) {
+    size_t cnt = 0;
+    for (long j = 0; j < S.njobs; j++)
+      if (S.lat[j] >= 0) ph[cnt++] = S.phase[3 * j + k];
+    qsort(ph, cnt, sizeof *ph, cmp_d);
+    med[k] = pct(ph, cnt, 0.5);
+  }
+  free(ph);
   double wall = S.last - S.first, done_imgs = (double)ok * (double)batch;
   double ips = wall > 0 ? done_imgs / wall : 0;
 
-  double infer_ips = 0, infer_share = 0;
+  double infer_ips = 0, infer_e2e = 0, infer_share = 0;
   int infer_ok = 0;
   if (!no_infer) {
     fflush(stdout);
-    infer_ok = !run_infer(bin, model, batch, S.njobs * batch, threads, &infer_ips, &infer_share);
+    infer_ok = !run_infer(bin, model, batch, S.njobs * batch, threads, &infer_ips, &infer_e2e, &infer_share);
     if (!infer_ok) fprintf(stderr, NAME ": hetee-bench infer failed; no ratio\n");
   }
   if (json) {
     printf("{\"model\": \"%s\", \"clients\": %ld, \"batch\": %ld, \"jobs\": %ld, \"images\": %.0f, \"workers\": %ld, "
            "\"threads\": %ld, \"upload_s\": %.3f, \"wall_s\": %.3f, \"images_per_s\": %.3f, \"latency_p50_s\": %.3f, "
-           "\"latency_p95_s\": %.3f, \"latency_p99_s\": %.3f, \"errors\": %ld, \"enclave_share\": %.4f, "
+           "\"latency_p95_s\": %.3f, \"latency_p99_s\": %.3f, \"submit_p50_s\": %.3f, \"wait_p50_s\": %.3f, "
+           "\"results_p50_s\": %.3f, \"errors\": %ld, \"enclave_share\": %.4f, "
            "\"enclave_cpu_s\": %.3f, \"job_run_s\": %.3f, \"server_vmhwm_kib\": %ld, \"enclave_vmhwm_kib\": %ld",
            model, clients, batch, S.njobs, done_imgs, workers, threads, upload_s, wall, ips, pct(l, ok, 0.50),
-           pct(l, ok, 0.95), pct(l, ok, 0.99), S.errors, share, enclave_cpu, job_wall, hwm_srv, hwm_enc);
+           pct(l, ok, 0.95), pct(l, ok, 0.99), med[0], med[1], med[2], S.errors, share, enclave_cpu, job_wall, hwm_srv, hwm_enc);
     if (infer_ok)
-      printf(", \"infer_images_per_s\": %.3f, \"infer_enclave_share\": %.4f, \"ratio\": %.4f", infer_ips, infer_share,
-             ips / infer_ips);
+      printf(", \"infer_images_per_s\": %.3f, \"infer_e2e_images_per_s\": %.3f, \"infer_enclave_share\": %.4f, "
+             "\"ratio\": %.4f, \"ratio_e2e\": %.4f",
+             infer_ips, infer_e2e, infer_share, ips / infer_ips, ips / infer_e2e);
     printf("}\n");
   } else {
     printf("service: model %s, %ld clients, jobs of %ld images, %ld jobs (%.0f images done), server --workers %ld "
@@ -444,14 +470,20 @@ int hetee_bench_service(int argc, char **argv) {
     printf("throughput %.1f images/s (%.2f s from the first submission to the last opened result)\n", ips, wall);
     printf("job latency (encrypt + submit + wait + fetch + open): p50 %.3f s, p95 %.3f s, p99 %.3f s\n",
            pct(l, ok, 0.50), pct(l, ok, 0.95), pct(l, ok, 0.99));
+    printf("  medians of its phases: submit (attest, session, encrypt, upload) %.3f s, wait %.3f s, fetch + open "
+           "%.3f s\n",
+           med[0], med[1], med[2]);
     printf("errors %ld%s%s\n", S.errors, S.errors ? ", first: " : "", S.errors ? S.first_error : "");
     printf("enclave share (server metrics: enclave CPU %.2f s / job run wall %.2f s) %.1f%%\n", enclave_cpu, job_wall,
            100 * share);
     printf("peak RSS: server %.1f MiB, its enclave processes %.1f MiB (VmHWM)\n", hwm_srv / 1024.0, hwm_enc / 1024.0);
-    if (infer_ok)
-      printf("hetee-bench infer, same model/batch/%ld images, --threads %ld: %.1f images/s (enclave share %.1f%%); "
-             "service / infer = %.2f\n",
-             S.njobs * batch, threads, infer_ips, 100 * infer_share, ips / infer_ips);
+    if (infer_ok) {
+      printf("hetee-bench infer, same model/batch/%ld images, --threads %ld: %.1f images/s (its total_s: host + "
+             "enclave; enclave share %.1f%%), %.1f images/s with the data provider's encryption and opening\n",
+             S.njobs * batch, threads, infer_ips, 100 * infer_share, infer_e2e);
+      printf("service / infer = %.2f (against infer with encryption and opening: %.2f)\n", ips / infer_ips,
+             ips / infer_e2e);
+    }
   }
   free(l);
   code = S.errors ? 1 : 0;
@@ -463,6 +495,7 @@ out:
   hetee_client_disconnect(mpc);
   free(th);
   free(S.lat);
+  free(S.phase);
   free(ca);
   free(dpk);
   free(x);

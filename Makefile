@@ -5,8 +5,9 @@ ASAN_BUILD ?= build-asan
 REL_BUILD  ?= build-release
 JOBS       ?= $(shell nproc)
 CMAKE_GEN   = cmake -S . -DHETEE_WERROR=ON
+PREFIX     ?= /usr/local
 
-.PHONY: all deps build test test-asan demo bench clean
+.PHONY: all deps build test test-asan demo bench install clean
 
 all: build
 
@@ -46,6 +47,15 @@ bench: deps
 	$(REL_BUILD)/bin/hetee-bench infer --model models/e2dm.onnx --batch 1 --images 16 --threads 2
 	$(REL_BUILD)/bin/hetee-bench infer --model models/cnn.onnx --batch 64 --images 256 --threads 2
 	$(REL_BUILD)/bin/hetee-bench infer --model models/mlp.onnx --batch 64 --images 256 --threads 2
+	HETEE_SOURCE_DIR=$(CURDIR) $(REL_BUILD)/bin/hetee-bench service --clients 16 --batch 64 --images 2048 --model models/e2dm.onnx
+
+# Release build installed under $(PREFIX) (DESTDIR honoured): bin/hetee,
+# hetee-enclave, hetee-launcher, hetee-bench; include/hetee/*.h; the client
+# library's static archives and lib/pkgconfig/hetee.pc.
+install: deps
+	$(CMAKE_GEN) -B $(REL_BUILD) -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX=$(PREFIX) >/dev/null
+	cmake --build $(REL_BUILD) -j $(JOBS)
+	cmake --install $(REL_BUILD)
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(REL_BUILD)

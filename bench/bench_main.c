@@ -14,6 +14,7 @@ HETEE_SUITE(hetee_bench_ntt)
 HETEE_SUITE(hetee_bench_infer)
 HETEE_SUITE(hetee_bench_hemat)
 HETEE_SUITE(hetee_bench_refine)
+HETEE_SUITE(hetee_bench_service)
 #undef HETEE_SUITE
 
 typedef struct {
@@ -28,6 +29,7 @@ static const suite SUITES[] = {
     {"enclave", hetee_bench_enclave, "enclave refresh and attestation costs"},
     {"infer", hetee_bench_infer, "encrypted inference: --model M.onnx [--batch B] [--images N] [--threads T] [--json]"},
     {"hemat", hetee_bench_hemat, "encrypted linear layers (E2DM) and the planner's unit costs: [--runs R] [--batch B] [--costs]"},
+    {"service", hetee_bench_service, "the HTTP service under load: --clients C --batch B [--images N] [--model M.onnx] [--workers W] [--threads T] [--no-infer] [--json]"},
     {"refine", hetee_bench_refine, "encrypted refining: --model M.onnx [--batch B] [--samples S] [--accumulate A] [--train last|all|K] [--json]"},
 };
 

@@ -29,9 +29,29 @@ SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
 # Another apt or dpkg run on the machine (unattended upgrades, a second
-# `make`) holds the dpkg lock: wait for it (up to 10 minutes) instead of
-# failing at once.
+# `make`) holds a lock: wait for it (up to 10 minutes) instead of failing at
+# once. DPkg::Lock::Timeout makes apt-get wait for the dpkg lock itself, but
+# `apt-get update` takes the package lists lock (/var/lib/apt/lists/lock),
+# which that option does not cover: a failure naming a lock is retried.
 LOCK_WAIT=(-o DPkg::Lock::Timeout=600)
-$SUDO apt-get "${LOCK_WAIT[@]}" update -qq
-$SUDO apt-get "${LOCK_WAIT[@]}" install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+apt_retry() { # apt-get arguments...
+  local waited=0 out
+  while :; do
+    if out=$($SUDO apt-get "${LOCK_WAIT[@]}" "$@" 2>&1 >/dev/null); then
+      return 0
+    fi
+    if grep -qiE 'could not get lock|unable to (acquire|lock)' <<<"$out" && [ "$waited" -lt 600 ]; then
+      if [ "$waited" -eq 0 ]; then
+        echo "install-deps: another apt/dpkg run holds a lock; waiting for it (up to 10 minutes)" >&2
+      fi
+      sleep 5
+      waited=$((waited + 5))
+      continue
+    fi
+    echo "$out" >&2
+    return 1
+  done
+}
+apt_retry update -qq
+apt_retry install -y -qq --no-install-recommends "${missing[@]}"
 echo "install-deps: installed ${missing[*]}" >&2

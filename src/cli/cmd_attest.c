@@ -17,11 +17,25 @@
 #include "hetee/client.h"
 #include "hetee/host.h"
 
-/* --config / --mp arguments -> configuration string: hetee_cli_config_args (cli.h) */
-
-#define USAGE                                                                                \
-  "usage: hetee attest --local PATH --platform DIR --expect HEX [--config STR] [--mp FILE.pub]...\n" \
-  "       hetee attest --server URL [--home DIR]\n"
+static const hetee_cli_opt OPTS[] = {
+    {"local", "PATH", 'l', "the enclave binary to start through the sim launcher"},
+    {"platform", "DIR", 'p', "the sim platform (hetee platform init) whose key signs the evidence"},
+    {"expect", "HEX", 'e', "the measurement to accept (hetee enclave measure), 64 hex digits"},
+    {"config", "STR", 'c', "with --local: the enclave configuration's base (default: hetee's)"},
+    {"mp", "FILE.pub", 'm', "with --local: a model provider appended to the configuration's mp= list;\n"
+                            "repeatable, in order (as for hetee enclave measure)"},
+    {"server", "URL", 's', "instead of --local: attest the enclave of a running hetee server against\n"
+                           "what the party trusts (its --home)"},
+    {"home", "DIR", 'H', "with --server: the party's home directory (default ~/.hetee)"},
+    {0, 0, 0, 0}};
+static const hetee_cli_cmd CMD = {
+    "hetee attest",
+    "hetee attest --local PATH --platform DIR --expect HEX [--config STR] [--mp FILE.pub]...\n"
+    "       hetee attest --server URL [--home DIR]",
+    "Verifies an enclave's attestation evidence the way a party does (platform signature, measurement,\n"
+    "binding of its keys to a fresh nonce). Prints what was verified and exits 0, or prints one line\n"
+    "'attest: FAILED: ...' and exits 1.",
+    OPTS};
 
 static int failed(const char *what, int rc) {
   printf("attest: FAILED: %s: %s (%s)\n", what, hetee_strerror(rc), hetee_last_error());
@@ -29,38 +43,39 @@ static int failed(const char *what, int rc) {
 }
 
 int hetee_cmd_attest(int argc, char **argv) {
-  const char *path = NULL, *pdir = NULL, *expect = NULL;
-  char used[256] = {0}, config[HETEE_ENCLAVE_CONFIG_MAX + 1];
-  for (int i = 1; i < argc; i++) /* a running server's enclave: cmd_party.c */
-    if (!strcmp(argv[i], "--server") || !strncmp(argv[i], "--server=", 9)) return hetee_cli_attest_server(argc, argv);
-  if (argc > (int)sizeof used) {
-    fprintf(stderr, USAGE);
-    return 2;
-  }
-  for (int i = 1; i < argc; i++)
-    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-      printf(USAGE);
-      return 0;
-    }
-  int crc = hetee_cli_config_args(argc, argv, 1, used, config, sizeof config);
-  if (crc == 1) return 1;
-  for (int i = 1; i < argc && !crc; i++) {
-    if (used[i]) continue;
-    if (!strcmp(argv[i], "--local") && i + 1 < argc) {
-      path = argv[++i];
-    } else if (!strcmp(argv[i], "--platform") && i + 1 < argc) {
-      pdir = argv[++i];
-    } else if (!strcmp(argv[i], "--expect") && i + 1 < argc) {
-      expect = argv[++i];
-    } else {
-      fprintf(stderr, "hetee attest: unknown argument '%s'\n", argv[i]);
-      return 2;
+  const char *path = NULL, *pdir = NULL, *expect = NULL, *base = NULL, *url = NULL, *home = NULL;
+  char *mps[HETEE_ENCLAVE_MAX_MPS + 1];
+  size_t nmp = 0;
+  char config[HETEE_ENCLAVE_CONFIG_MAX + 1];
+  hetee_cli_parser p;
+  hetee_cli_parser_init(&p, &CMD, argc, argv);
+  for (int k; (k = hetee_cli_next(&p)) != -1;) {
+    switch (k) {
+    case 'l': path = p.arg; break;
+    case 'p': pdir = p.arg; break;
+    case 'e': expect = p.arg; break;
+    case 'c': base = p.arg; break;
+    case 'm':
+      if (nmp > HETEE_ENCLAVE_MAX_MPS) return hetee_cli_error(&CMD, "at most %d --mp keys", HETEE_ENCLAVE_MAX_MPS);
+      mps[nmp++] = (char *)p.arg;
+      break;
+    case 's': url = p.arg; break;
+    case 'H': home = p.arg; break;
+    case HETEE_CLI_HELP: return 0;
+    default: return 2;
     }
   }
-  if (crc || !path || !pdir || !expect) {
-    fprintf(stderr, USAGE);
-    return 2;
+  if (p.optind < argc) return hetee_cli_error(&CMD, "unexpected argument '%s'", argv[p.optind]);
+  if (url) {
+    if (path || pdir || expect || base || nmp)
+      return hetee_cli_error(&CMD, "--server excludes --local, --platform, --expect, --config and --mp");
+    return hetee_cli_attest_server(url, home);
   }
+  if (home) return hetee_cli_error(&CMD, "--home goes with --server");
+  if (!path) return hetee_cli_error(&CMD, "--local PATH or --server URL is required");
+  if (!pdir) return hetee_cli_error(&CMD, "--platform DIR is required with --local");
+  if (!expect) return hetee_cli_error(&CMD, "--expect HEX is required with --local");
+  if (hetee_cli_config(CMD.name, base, mps, nmp, config, sizeof config)) return 1;
   uint8_t want[32], ppk[32], nonce[32], ch[32], fp[32];
   int rc = hetee_hex_decode32(expect, want);
   if (rc) return failed("--expect is not a measurement", rc);

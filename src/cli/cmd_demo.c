@@ -75,36 +75,29 @@ static double check(demo *d, const hetee_ckks_ciphertext *ct, const double *want
     }                                                                                                 \
   } while (0)
 
-static void usage(FILE *f) {
-  fprintf(f,
-          "usage: hetee demo [--threads N]\n\n"
-          "Runs an encrypted CKKS computation end to end at logN 13 (q = {60, 40, 40},\n"
-          "P = {60}, scale 2^40): keys, encryption, ct x ct products with relinearization\n"
-          "and rescaling, single and hoisted rotations, an encrypted dot product and a\n"
-          "16x16 encrypted matrix-vector product. Prints each step's time and precision\n"
-          "(bits) against plaintext arithmetic; exits 0 only if every step meets its\n"
-          "stated minimum precision.\n\n"
-          "  --threads N   OpenMP threads inside each evaluator operation (mul, relin,\n"
-          "                rescale, rotations; default 1)\n");
-}
-
 int hetee_cmd_demo(int argc, char **argv) {
-  int threads = 1;
-  for (int i = 1; i < argc; i++) {
-    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-      usage(stdout);
-      return 0;
-    } else if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
-      threads = atoi(argv[++i]);
-      if (threads < 1 || threads > 256) {
-        usage(stderr);
-        return 2;
-      }
-    } else {
-      usage(stderr);
-      return 2;
+  static const hetee_cli_opt opts[] = {
+      {"threads", "N", 't', "OpenMP threads inside each evaluator operation (mul, relin, rescale,\n"
+                            "rotations), 1..256 (default 1)"},
+      {0, 0, 0, 0}};
+  static const hetee_cli_cmd cmd = {
+      "hetee demo", "hetee demo [--threads N]",
+      "Runs an encrypted CKKS computation end to end at logN 13 (q = {60, 40, 40}, P = {60}, scale 2^40):\n"
+      "keys, encryption, ct x ct products with relinearization and rescaling, single and hoisted rotations,\n"
+      "an encrypted dot product and a 16x16 encrypted matrix-vector product. Prints each step's time and\n"
+      "precision (bits) against plaintext arithmetic; exits 0 only if every step meets its stated minimum.",
+      opts};
+  unsigned threads = 1;
+  hetee_cli_parser p;
+  hetee_cli_parser_init(&p, &cmd, argc, argv);
+  for (int k; (k = hetee_cli_next(&p)) != -1;) {
+    switch (k) {
+    case 't': if (hetee_cli_uint(&cmd, "--threads", p.arg, 256, &threads)) return 2; break;
+    case HETEE_CLI_HELP: return 0;
+    default: return 2;
     }
   }
+  if (p.optind < argc) return hetee_cli_error(&cmd, "unexpected argument '%s'", argv[p.optind]);
   demo d;
   memset(&d, 0, sizeof d);
   hetee_ckks_public_key *pk = NULL;
@@ -122,7 +115,7 @@ int hetee_cmd_demo(int argc, char **argv) {
   const double scale = 0x1p40;
 
   printf("hetee demo: CKKS logN 13, q = {60, 40, 40} + P {60} (200 of 218 bits allowed at 128-bit security),\n"
-         "scale 2^40, %d thread(s). Precision = -log2(max error / value range) vs plaintext doubles.\n\n",
+         "scale 2^40, %u thread(s). Precision = -log2(max error / value range) vs plaintext doubles.\n\n",
          threads);
   printf("| %-50s | %9s | %8s | %6s | %-4s |\n", "step", "time ms", "bits", "min", "");
   printf("|%.52s|%.11s|%.10s|%.8s|%.6s|\n", "----------------------------------------------------", "-----------",
@@ -130,7 +123,7 @@ int hetee_cmd_demo(int argc, char **argv) {
 
   t0 = now_ms();
   TRY(hetee_ckks_context_new(&lit, &d.ctx));
-  TRY(hetee_ckks_evaluator_new(d.ctx, threads, &ev));
+  TRY(hetee_ckks_evaluator_new(d.ctx, (int)threads, &ev));
   row(&d, "context + evaluator (tables, constants, scratch)", now_ms() - t0, 0, 0);
   d.slots = hetee_ckks_context_slots(d.ctx);
   size_t n = d.slots;

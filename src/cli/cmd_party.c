@@ -4,14 +4,13 @@
  *   hetee keygen --role mp|dp --home DIR [--trust-platform DIR --trust-measurement HEX] [--force]
  *   hetee trust --home DIR --trust-platform DIR --trust-measurement HEX
  *   hetee attest --server URL [--home DIR]
- *   hetee model upload MODEL.onnx [--allow DP.pub[:BUDGET]]... [--output label|probs|logits|topK] ...
+ *   hetee model upload MODEL.onnx [--allow DP.pub[:BUDGET]]... [--output label|probs|logits|topk:K] ...
  *   hetee model list | show ID | delete ID
  *   hetee infer --model ID IMAGES [--labels LABELS] [--count N]
  * Every command takes --home DIR (default ~/.hetee) and --server URL
  * (default http://127.0.0.1:8470).
  */
 #include <errno.h>
-#include <getopt.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,49 +44,25 @@ static double now_s(void) {
 }
 
 /* ---- keygen --home / trust ---------------------------------------------- */
-#define KEYGEN_USAGE                                                                                           \
-  "usage: hetee keygen --role mp|dp --home DIR [--trust-platform DIR --trust-measurement HEX] [--force]\n" \
-  "       hetee keygen --role mp|dp --out FILE\n"                                                            \
-  "  --home DIR   identity in DIR/id (secret, 0600) and DIR/id.pub; trust in DIR/trust\n"                    \
-  "  --force      replace an existing identity in DIR\n"
-
-int hetee_cli_keygen_home(int argc, char **argv) {
-  static const struct option opts[] = {{"role", required_argument, 0, 'r'},
-                                       {"home", required_argument, 0, 'H'},
-                                       {"trust-platform", required_argument, 0, 'p'},
-                                       {"trust-measurement", required_argument, 0, 'm'},
-                                       {"force", no_argument, 0, 'f'},
-                                       {"help", no_argument, 0, 'h'},
-                                       {0, 0, 0, 0}};
-  const char *role = NULL, *home = NULL, *plat = NULL, *meas = NULL;
-  int force = 0, c;
-  optind = 1;
-  while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-    switch (c) {
-    case 'r': role = optarg; break;
-    case 'H': home = optarg; break;
-    case 'p': plat = optarg; break;
-    case 'm': meas = optarg; break;
-    case 'f': force = 1; break;
-    case 'h': printf(KEYGEN_USAGE); return 0;
-    default: fprintf(stderr, KEYGEN_USAGE); return 2;
-    }
+/* Called by hetee_cmd_keygen (cmd_keygen.c) with its parsed options. */
+int hetee_cli_keygen_home(const hetee_cli_cmd *cmd, int r, const char *role, const char *home, const char *plat,
+                          const char *meas, int force) {
+  char hb[1024], path[1100];
+  if (!home) home = default_home(hb, sizeof hb);
+  if (meas) { /* checked before anything is written */
+    uint8_t m[32];
+    if (hetee_hex_decode32(meas, m)) return hetee_cli_error(cmd, "--trust-measurement needs 64 hex digits, got '%s'", meas);
   }
-  int r = role && !strcmp(role, "mp") ? HETEE_PARTY_MP : role && !strcmp(role, "dp") ? HETEE_PARTY_DP : 0;
-  if (!r || !home || optind != argc || (!plat != !meas)) {
-    fprintf(stderr, KEYGEN_USAGE);
-    return 2;
-  }
-  char path[1024];
   if (mkdir(home, 0700) != 0 && errno != EEXIST) {
     fprintf(stderr, "hetee keygen: cannot create %s: %s\n", home, strerror(errno));
     return 1;
   }
   snprintf(path, sizeof path, "%s/id", home);
   if (!force && access(path, F_OK) == 0) {
-    fprintf(stderr, "hetee keygen: %s already holds an identity (--force replaces it)\n", home);
+    fprintf(stderr, "hetee keygen: %s already holds an identity; refusing to replace it (--force does)\n", home);
     return 1;
   }
+  if (hetee_cli_check_output(cmd, path, 1)) return 1;
   hetee_party_key *k = NULL;
   int rc = hetee_party_key_generate(r, &k);
   if (!rc) rc = hetee_party_key_save(k, path);
@@ -106,31 +81,34 @@ int hetee_cli_keygen_home(int argc, char **argv) {
   return 0;
 }
 
+#define HOME_OPT {"home", "DIR", 'H', "the party's home directory (identity and trust; default ~/.hetee)"}
+#define SERVER_OPT {"server", "URL", 's', "the hetee server (default " DEFAULT_SERVER ")"}
+
 int hetee_cmd_trust(int argc, char **argv) {
-  static const struct option opts[] = {{"home", required_argument, 0, 'H'},
-                                       {"trust-platform", required_argument, 0, 'p'},
-                                       {"trust-measurement", required_argument, 0, 'm'},
-                                       {"help", no_argument, 0, 'h'},
-                                       {0, 0, 0, 0}};
-  const char *usage = "usage: hetee trust [--home DIR] --trust-platform DIR --trust-measurement HEX\n"
-                      "  records the platform key and enclave measurement the party accepts (DIR/trust)\n";
+  static const hetee_cli_opt opts[] = {
+      HOME_OPT,
+      {"trust-platform", "DIR", 'p', "the sim platform to trust (its DIR/platform.pub); required"},
+      {"trust-measurement", "HEX", 'm', "the enclave measurement to trust (hetee enclave measure); required"},
+      {0, 0, 0, 0}};
+  static const hetee_cli_cmd cmd = {
+      "hetee trust", "hetee trust [--home DIR] --trust-platform DIR --trust-measurement HEX",
+      "Records the platform key and enclave measurement the party accepts (DIR/trust), replacing earlier ones.",
+      opts};
   char hb[1024];
   const char *home = default_home(hb, sizeof hb), *plat = NULL, *meas = NULL;
-  int c;
-  optind = 1;
-  while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-    switch (c) {
-    case 'H': home = optarg; break;
-    case 'p': plat = optarg; break;
-    case 'm': meas = optarg; break;
-    case 'h': printf("%s", usage); return 0;
-    default: fprintf(stderr, "%s", usage); return 2;
+  hetee_cli_parser p;
+  hetee_cli_parser_init(&p, &cmd, argc, argv);
+  for (int k; (k = hetee_cli_next(&p)) != -1;) {
+    switch (k) {
+    case 'H': home = p.arg; break;
+    case 'p': plat = p.arg; break;
+    case 'm': meas = p.arg; break;
+    case HETEE_CLI_HELP: return 0;
+    default: return 2;
     }
   }
-  if (!plat || !meas || optind != argc) {
-    fprintf(stderr, "%s", usage);
-    return 2;
-  }
+  if (p.optind < argc) return hetee_cli_error(&cmd, "unexpected argument '%s'", argv[p.optind]);
+  if (!plat || !meas) return hetee_cli_error(&cmd, "--trust-platform and --trust-measurement are required");
   int rc = hetee_client_home_trust(home, plat, meas);
   if (rc) return fail("trust", "trust", rc);
   printf("%s trusts platform %s, enclave measurement %s\n", home, plat, meas);
@@ -138,28 +116,10 @@ int hetee_cmd_trust(int argc, char **argv) {
 }
 
 /* ---- attest --server ---------------------------------------------------- */
-int hetee_cli_attest_server(int argc, char **argv) {
-  static const struct option opts[] = {{"server", required_argument, 0, 's'},
-                                       {"home", required_argument, 0, 'H'},
-                                       {"help", no_argument, 0, 'h'},
-                                       {0, 0, 0, 0}};
-  const char *usage = "usage: hetee attest --server URL [--home DIR]\n";
+/* Called by hetee_cmd_attest (cmd_attest.c) with its parsed options. */
+int hetee_cli_attest_server(const char *url, const char *home) {
   char hb[1024];
-  const char *home = default_home(hb, sizeof hb), *url = NULL;
-  int c;
-  optind = 1;
-  while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-    switch (c) {
-    case 's': url = optarg; break;
-    case 'H': home = optarg; break;
-    case 'h': printf("%s", usage); return 0;
-    default: fprintf(stderr, "%s", usage); return 2;
-    }
-  }
-  if (!url || optind != argc) {
-    fprintf(stderr, "%s", usage);
-    return 2;
-  }
+  if (!home) home = default_home(hb, sizeof hb);
   hetee_client_conn *cn = NULL;
   int rc = hetee_client_connect(url, home, &cn);
   if (rc) return fail("attest", "connect", rc);
@@ -187,46 +147,47 @@ int hetee_cli_attest_server(int argc, char **argv) {
 }
 
 /* ---- model -------------------------------------------------------------- */
-#define MODEL_USAGE                                                                                             \
-  "usage: hetee model upload MODEL.onnx [--allow DP.pub[:BUDGET]]... [--output label|probs|logits|topK]\n"    \
-  "                          [--batch N] [--name NAME] [--home DIR] [--server URL]\n"                          \
-  "       hetee model list|show ID|delete ID [--home DIR] [--server URL]\n"                                    \
-  "  upload attests the server's enclave, encrypts the model under its key, uploads it and sets the\n"       \
-  "  release policy: the data providers allowed (each DP.pub, optionally :BUDGET images) and what they\n"    \
-  "  get (label: the class; probs: rounded probabilities; logits; topK: the K best classes).\n"              \
-  "  Prints the new model id alone on the last line.\n"
+static const hetee_cli_opt CONN_OPTS[] = {HOME_OPT, SERVER_OPT, {0, 0, 0, 0}};
+static const hetee_cli_opt UPLOAD_OPTS[] = {
+    {"allow", "DP.pub[:BUDGET]", 'a', "a data provider allowed to receive results (its public identity file),\n"
+                                      "optionally with a budget of images; repeatable, at least one"},
+    {"output", "KIND", 'o', "what the data providers get: label (the class, default), probs (rounded\n"
+                            "probabilities), logits, topk:K (the K best classes; topK also accepted)"},
+    {"batch", "N", 'b', "micro-batch of the encrypted plan, 1..4096 (default 64)"},
+    {"name", "NAME", 'n', "the model's name on the server (default: the file name without .onnx)"},
+    HOME_OPT,
+    SERVER_OPT,
+    {0, 0, 0, 0}};
+static const hetee_cli_cmd MODEL_CMD = {
+    "hetee model",
+    "hetee model upload MODEL.onnx --allow DP.pub[:BUDGET]... [--output KIND] [--batch N] [--name NAME]\n"
+    "       hetee model list | show ID | delete ID\n"
+    "       (every subcommand also takes --home DIR and --server URL; 'hetee model SUB --help' explains it)",
+    "Model provider: upload an encrypted model with its release policy; list, show or delete models.", CONN_OPTS};
+static const hetee_cli_cmd UPLOAD_CMD = {
+    "hetee model upload",
+    "hetee model upload MODEL.onnx --allow DP.pub[:BUDGET]... [--output KIND] [--batch N] [--name NAME]\n"
+    "                          [--home DIR] [--server URL]",
+    "Attests the server's enclave, encrypts the model under its key, uploads it and sets its release\n"
+    "policy. Prints the new model id alone on the last line of stdout.",
+    UPLOAD_OPTS};
+static const hetee_cli_cmd LIST_CMD = {"hetee model list", "hetee model list [--home DIR] [--server URL]",
+                                       "Prints the models this party may see (JSON).", CONN_OPTS};
+static const hetee_cli_cmd SHOW_CMD = {"hetee model show", "hetee model show ID [--home DIR] [--server URL]",
+                                       "Prints one model's description (JSON).", CONN_OPTS};
+static const hetee_cli_cmd DELETE_CMD = {"hetee model delete", "hetee model delete ID [--home DIR] [--server URL]",
+                                         "Deletes a model (its owner only) and prints the server's answer (JSON).",
+                                         CONN_OPTS};
 
-static int model_upload(hetee_client_conn *cn, const char *onnx, int nallow, char **allow, const char *output,
-                        unsigned batch, const char *name) {
-  uint8_t dps[HETEE_POLICY_MAX_DPS][32];
-  int64_t budgets[HETEE_POLICY_MAX_DPS];
-  for (int i = 0; i < nallow; i++) {
-    char path[1024];
-    snprintf(path, sizeof path, "%s", allow[i]);
-    char *colon = strrchr(path, ':');
-    budgets[i] = -1;
-    if (colon) {
-      *colon = 0;
-      unsigned b = hetee_cli_u32("model upload", "--allow BUDGET", colon + 1, 1u << 30);
-      if (!b) return 2;
-      budgets[i] = b;
-    }
-    int role = 0;
-    if (hetee_party_public_load(path, &role, dps[i]) || role != HETEE_PARTY_DP) {
-      fprintf(stderr, "hetee model upload: %s is not a data provider's public key\n", path);
-      return 2;
-    }
-  }
-  hetee_client_model_options o = {.name = name, .batch = batch, .output = output, .dps = (const uint8_t(*)[32])dps,
+static int model_upload(hetee_client_conn *cn, const char *onnx, int nallow, const uint8_t (*dps)[32],
+                        const int64_t *budgets, const char *output, int k, unsigned batch, const char *name) {
+  hetee_client_model_options o = {.name = name, .batch = batch, .output = output, .k = k, .dps = dps,
                                   .budgets = budgets, .ndps = (size_t)nallow};
-  if (!strncmp(output, "top", 3) && strcmp(output, "topk")) {
-    o.output = "topk";
-    o.k = (int)hetee_cli_u32("model upload", "--output topK", output + 3, 255);
-    if (!o.k) return 2;
-  }
   double t = now_s();
   int64_t id = 0;
+  hetee_cli_progress *pr = hetee_cli_progress_start("encrypting and uploading the model", 0);
   int rc = hetee_client_model_upload(cn, onnx, &o, &id);
+  hetee_cli_progress_end(pr);
   if (rc) return fail("model upload", onnx, rc);
   printf("model %s encrypted, uploaded and its policy set in %.2f s (%d data provider%s, output %s)\n", onnx,
          now_s() - t, nallow, nallow > 1 ? "s" : "", output);
@@ -251,111 +212,162 @@ static int print_json(hetee_client_conn *cn, const char *method, const char *tar
 }
 
 int hetee_cmd_model(int argc, char **argv) {
-  static const struct option opts[] = {{"allow", required_argument, 0, 'a'}, {"output", required_argument, 0, 'o'},
-                                       {"batch", required_argument, 0, 'b'}, {"name", required_argument, 0, 'n'},
-                                       {"home", required_argument, 0, 'H'},  {"server", required_argument, 0, 's'},
-                                       {"help", no_argument, 0, 'h'},        {0, 0, 0, 0}};
+  /* the subcommand is the first of upload|list|show|delete among the
+   * arguments (options may come before it, as they always could) */
+  static const char *const SUBS[] = {"upload", "list", "show", "delete"};
+  static const hetee_cli_cmd *const CMDS[] = {&UPLOAD_CMD, &LIST_CMD, &SHOW_CMD, &DELETE_CMD};
+  int si = -1, at = 0;
+  for (int i = 1; i < argc && si < 0; i++)
+    for (int j = 0; j < 4; j++)
+      if (!strcmp(argv[i], SUBS[j]) && !(i > 1 && argv[i - 1][0] == '-' && !strchr(argv[i - 1], '=') &&
+                                        strcmp(argv[i - 1], "--help") && strcmp(argv[i - 1], "-h"))) {
+        si = j;
+        at = i;
+        break;
+      }
+  if (si < 0) {
+    for (int i = 1; i < argc; i++)
+      if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+        hetee_cli_help(&MODEL_CMD, stdout);
+        return 0;
+      }
+    for (int i = 1; i < argc; i++)
+      if (argv[i][0] != '-')
+        return hetee_cli_error(&MODEL_CMD, "unknown subcommand '%s' (upload, list, show or delete)", argv[i]);
+    return hetee_cli_error(&MODEL_CMD, "missing subcommand: upload, list, show or delete (see 'hetee model --help')");
+  }
+  const hetee_cli_cmd *cmd = CMDS[si];
+  /* argv without the subcommand, argv[0] = the subcommand's name */
+  char *av[256];
+  int ac = 0;
+  if (argc > (int)(sizeof av / sizeof av[0])) return hetee_cli_error(cmd, "too many arguments");
+  av[ac++] = argv[at];
+  for (int i = 1; i < argc; i++)
+    if (i != at) av[ac++] = argv[i];
+  av[ac] = NULL;
+
   char hb[1024];
   const char *home = default_home(hb, sizeof hb), *url = DEFAULT_SERVER, *output = "label", *name = NULL;
-  char *allow[HETEE_POLICY_MAX_DPS];
-  int nallow = 0, c;
+  uint8_t dps[HETEE_POLICY_MAX_DPS][32];
+  int64_t budgets[HETEE_POLICY_MAX_DPS];
+  int nallow = 0, k = 0;
   unsigned batch = 0;
-  optind = 1;
-  while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-    switch (c) {
-    case 'a':
-      if (nallow >= HETEE_POLICY_MAX_DPS) {
-        fprintf(stderr, "hetee model: at most %d --allow\n", HETEE_POLICY_MAX_DPS);
-        return 2;
+  hetee_cli_parser p;
+  hetee_cli_parser_init(&p, cmd, ac, av);
+  for (int key; (key = hetee_cli_next(&p)) != -1;) {
+    switch (key) {
+    case 'a': {
+      if (nallow >= HETEE_POLICY_MAX_DPS) return hetee_cli_error(cmd, "at most %d --allow", HETEE_POLICY_MAX_DPS);
+      char path[1024];
+      snprintf(path, sizeof path, "%s", p.arg);
+      char *colon = strrchr(path, ':');
+      budgets[nallow] = -1;
+      if (colon) {
+        unsigned b;
+        *colon = 0;
+        if (hetee_cli_uint(cmd, "--allow BUDGET", colon + 1, 1u << 30, &b)) return 2;
+        budgets[nallow] = b;
       }
-      allow[nallow++] = optarg;
+      int role = 0, rc = hetee_party_public_load(path, &role, dps[nallow]);
+      if (rc) return hetee_cli_error(cmd, "--allow %s: %s: %s", path, hetee_strerror(rc), hetee_last_error());
+      if (role != HETEE_PARTY_DP) return hetee_cli_error(cmd, "--allow %s is not a data provider's public key", path);
+      nallow++;
       break;
-    case 'o': output = optarg; break;
-    case 'b': if (!(batch = hetee_cli_u32("model", "--batch", optarg, 4096))) return 2; break;
-    case 'n': name = optarg; break;
-    case 'H': home = optarg; break;
-    case 's': url = optarg; break;
-    case 'h': printf(MODEL_USAGE); return 0;
-    default: fprintf(stderr, MODEL_USAGE); return 2;
+    }
+    case 'o': output = p.arg; break;
+    case 'b': if (hetee_cli_uint(cmd, "--batch", p.arg, 4096, &batch)) return 2; break;
+    case 'n': name = p.arg; break;
+    case 'H': home = p.arg; break;
+    case 's': url = p.arg; break;
+    case HETEE_CLI_HELP: return 0;
+    default: return 2;
     }
   }
-  const char *sub = optind < argc ? argv[optind] : NULL;
-  int nargs = argc - optind - 1;
-  if (!sub || (!strcmp(sub, "upload") && (nargs != 1 || !nallow)) || (!strcmp(sub, "list") && nargs != 0) ||
-      ((!strcmp(sub, "show") || !strcmp(sub, "delete")) && nargs != 1) ||
-      (strcmp(sub, "upload") && strcmp(sub, "list") && strcmp(sub, "show") && strcmp(sub, "delete"))) {
-    fprintf(stderr, MODEL_USAGE);
+  int nargs = ac - p.optind, want = si == 1 ? 0 : 1;
+  if (nargs < want)
+    return hetee_cli_error(cmd, "missing %s (see '%s --help')", si == 0 ? "MODEL.onnx" : "model ID", cmd->name);
+  if (nargs > want) return hetee_cli_error(cmd, "unexpected argument '%s'", av[p.optind + want]);
+  const char *arg = want ? av[p.optind] : NULL;
+  unsigned id = 0;
+  if (si == 0) {
+    if (!nallow) return hetee_cli_error(cmd, "at least one --allow DP.pub is required (who may get results)");
+    /* label | probs | logits | topk:K (or topK) */
+    const char *kk = !strncmp(output, "topk:", 5) ? output + 5 : !strncmp(output, "top", 3) ? output + 3 : NULL;
+    if (kk) {
+      unsigned kv;
+      if (hetee_cli_uint(cmd, "--output topk:K", kk, 255, &kv)) return 2;
+      k = (int)kv;
+      output = "topk";
+    } else if (strcmp(output, "label") && strcmp(output, "probs") && strcmp(output, "logits")) {
+      return hetee_cli_error(cmd, "--output must be label, probs, logits or topk:K, got '%s'", output);
+    }
+    if (access(arg, R_OK) != 0) return hetee_cli_error(cmd, "cannot read %s: %s", arg, strerror(errno));
+    if (!name) {
+      /* the file's base name without .onnx, as the model's name */
+      static char nb[65];
+      const char *b = strrchr(arg, '/');
+      snprintf(nb, sizeof nb, "%s", b ? b + 1 : arg);
+      char *dot = strstr(nb, ".onnx");
+      if (dot) *dot = 0;
+      name = nb;
+    }
+  } else if (want && hetee_cli_uint(cmd, "model ID", arg, 0x7fffffff, &id)) {
     return 2;
-  }
-  if (strcmp(output, "label") && strcmp(output, "probs") && strcmp(output, "logits") && strncmp(output, "top", 3)) {
-    fprintf(stderr, "hetee model: --output label|probs|logits|topK\n");
-    return 2;
-  }
-  if (!name && !strcmp(sub, "upload")) {
-    /* the file's base name without .onnx, as the model's name */
-    static char nb[65];
-    const char *b = strrchr(argv[optind + 1], '/');
-    snprintf(nb, sizeof nb, "%s", b ? b + 1 : argv[optind + 1]);
-    char *dot = strstr(nb, ".onnx");
-    if (dot) *dot = 0;
-    name = nb;
   }
   hetee_client_conn *cn = NULL;
   int rc = hetee_client_connect(url, home, &cn);
   if (rc) return fail("model", "connect", rc);
   int code;
   char target[128];
-  if (!strcmp(sub, "upload")) {
-    code = model_upload(cn, argv[optind + 1], nallow, allow, output, batch, name);
-  } else if (!strcmp(sub, "list")) {
+  if (si == 0) {
+    code = model_upload(cn, arg, nallow, (const uint8_t(*)[32])dps, budgets, output, k, batch, name);
+  } else if (si == 1) {
     code = print_json(cn, "GET", "/v1/models");
   } else {
-    unsigned id = hetee_cli_u32("model", sub, argv[optind + 1], 0x7fffffff);
-    if (!id) {
-      hetee_client_disconnect(cn);
-      return 2;
-    }
     snprintf(target, sizeof target, "/v1/models/%u", id);
-    code = print_json(cn, !strcmp(sub, "show") ? "GET" : "DELETE", target);
+    code = print_json(cn, si == 2 ? "GET" : "DELETE", target);
   }
   hetee_client_disconnect(cn);
   return code;
 }
 
 /* ---- infer -------------------------------------------------------------- */
-#define INFER_USAGE                                                                                           \
-  "usage: hetee infer --model ID IMAGES [--labels LABELS] [--count N] [--home DIR] [--server URL]\n"        \
-  "  attests the server's enclave, encrypts the images (IDX or .npy) under its key, submits them,\n"         \
-  "  waits, opens the results (sealed to this data provider's session) and prints one predicted\n"          \
-  "  label per line; with --labels, a last line 'accuracy: 0.xxxx'.\n"
-
 int hetee_cmd_infer(int argc, char **argv) {
-  static const struct option opts[] = {{"model", required_argument, 0, 'm'}, {"labels", required_argument, 0, 'l'},
-                                       {"count", required_argument, 0, 'n'}, {"home", required_argument, 0, 'H'},
-                                       {"server", required_argument, 0, 's'}, {"help", no_argument, 0, 'h'},
-                                       {0, 0, 0, 0}};
+  static const hetee_cli_opt opts[] = {
+      {"model", "ID", 'm', "the model's id on the server (hetee model upload printed it); required"},
+      {"labels", "LABELS", 'l', "IDX or .npy labels, one per image; adds a last line 'accuracy: 0.xxxx'"},
+      {"count", "N", 'n', "use only the first N images"},
+      HOME_OPT,
+      SERVER_OPT,
+      {0, 0, 0, 0}};
+  static const hetee_cli_cmd cmd = {
+      "hetee infer", "hetee infer --model ID IMAGES [--labels LABELS] [--count N] [--home DIR] [--server URL]",
+      "Data provider: attests the server's enclave, encrypts IMAGES (IDX or .npy) under its key, submits\n"
+      "them, waits, opens the results (sealed to this data provider's session) and prints one predicted\n"
+      "label per line; with --labels, a last line 'accuracy: 0.xxxx'.",
+      opts};
   char hb[1024];
   const char *home = default_home(hb, sizeof hb), *url = DEFAULT_SERVER, *labels_path = NULL;
   unsigned model = 0, count = 0;
-  int c;
-  optind = 1;
-  while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-    switch (c) {
-    case 'm': if (!(model = hetee_cli_u32("infer", "--model", optarg, 0x7fffffff))) return 2; break;
-    case 'l': labels_path = optarg; break;
-    case 'n': if (!(count = hetee_cli_u32("infer", "--count", optarg, 1u << 20))) return 2; break;
-    case 'H': home = optarg; break;
-    case 's': url = optarg; break;
-    case 'h': printf(INFER_USAGE); return 0;
-    default: fprintf(stderr, INFER_USAGE); return 2;
+  hetee_cli_parser p;
+  hetee_cli_parser_init(&p, &cmd, argc, argv);
+  for (int k; (k = hetee_cli_next(&p)) != -1;) {
+    switch (k) {
+    case 'm': if (hetee_cli_uint(&cmd, "--model", p.arg, 0x7fffffff, &model)) return 2; break;
+    case 'l': labels_path = p.arg; break;
+    case 'n': if (hetee_cli_uint(&cmd, "--count", p.arg, 1u << 20, &count)) return 2; break;
+    case 'H': home = p.arg; break;
+    case 's': url = p.arg; break;
+    case HETEE_CLI_HELP: return 0;
+    default: return 2;
     }
   }
-  if (!model || optind != argc - 1) {
-    fprintf(stderr, INFER_USAGE);
-    return 2;
-  }
+  if (!model) return hetee_cli_error(&cmd, "--model ID is required");
+  if (p.optind >= argc) return hetee_cli_error(&cmd, "missing IMAGES (see 'hetee infer --help')");
+  if (p.optind + 1 < argc) return hetee_cli_error(&cmd, "unexpected argument '%s'", argv[p.optind + 1]);
+  int pos = p.optind;
   hetee_nn_data *images = NULL, *labels = NULL;
-  if (hetee_nn_images_load(argv[optind], &images)) return fail("infer", argv[optind], HETEE_ERR_FORMAT);
+  if (hetee_nn_images_load(argv[pos], &images)) return fail("infer", argv[pos], HETEE_ERR_FORMAT);
   if (labels_path && hetee_nn_labels_load(labels_path, &labels)) {
     hetee_nn_data_free(images);
     return fail("infer", labels_path, HETEE_ERR_FORMAT);
@@ -412,11 +424,17 @@ int hetee_cmd_infer(int argc, char **argv) {
   const float *v = hetee_nn_data_values(images);
   for (size_t i = 0; i < n * per; i++) x[i] = (float)(v[i] * scale);
   double t0 = now_s();
+  char what[96];
+  snprintf(what, sizeof what, "encrypting and submitting %zu images", n);
+  hetee_cli_progress *pr = hetee_cli_progress_start(what, 0);
   rc = hetee_client_job_submit(cn, model, x, n, &job);
   double t1 = now_s();
+  hetee_cli_progress_set(pr, "waiting for the server's job", 0, 0);
   if (!rc) rc = hetee_client_job_wait(cn, job);
+  hetee_cli_progress_set(pr, "fetching and opening the results", 0, 0);
   if (!rc) rc = hetee_client_job_results(cn, job, &res, &nres);
   double t2 = now_s();
+  hetee_cli_progress_end(pr);
   if (rc) {
     fail("infer", "job", rc);
     goto out;

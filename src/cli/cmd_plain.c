@@ -14,21 +14,19 @@
 #include "cli/cli.h"
 #include "hetee/nn.h"
 
-static void plain_usage(FILE *f) {
-  fprintf(f,
-          "usage: hetee plain --model M.onnx IMAGES [--labels LABELS] [--count N] [--logits-out FILE.npy] [--time]\n"
-          "\n"
-          "Runs the plaintext reference engine on IMAGES and prints one predicted label per line.\n"
-          "\n"
-          "  --model M.onnx        ONNX model (opsets 11-17; see docs/nn.md for the supported operators)\n"
-          "  IMAGES                IDX (raw or .gz) or .npy file: [N,784], [N,28,28] or [N,1,28,28];\n"
-          "                        uint8 pixels are scaled as the model was trained (hetee.input_scale),\n"
-          "                        float32/float64 values are used as they are\n"
-          "  --labels LABELS       IDX or .npy labels [N]; adds a last line 'accuracy: 0.xxxx'\n"
-          "  --count N             use only the first N images\n"
-          "  --logits-out FILE     write the logits as float32 .npy of shape [N,classes]\n"
-          "  --time                report the time taken on stderr\n");
-}
+static const hetee_cli_opt OPTS[] = {
+    {"model", "M.onnx", 'm', "ONNX model (opsets 11-17; docs/nn.md lists the supported operators); required"},
+    {"labels", "LABELS", 'l', "IDX or .npy labels [N]; adds a last line 'accuracy: 0.xxxx'"},
+    {"count", "N", 'n', "use only the first N images"},
+    {"logits-out", "FILE", 'o', "write the logits as float32 .npy of shape [N,classes] (replaced if it exists)"},
+    {"time", NULL, 't', "report the time taken on stderr"},
+    {0, 0, 0, 0}};
+static const hetee_cli_cmd CMD = {
+    "hetee plain", "hetee plain --model M.onnx IMAGES [--labels LABELS] [--count N] [--logits-out FILE] [--time]",
+    "Runs the plaintext reference engine on IMAGES and prints one predicted label per line.\n"
+    "IMAGES: IDX (raw or .gz) or .npy file, [N,784], [N,28,28] or [N,1,28,28]; uint8 pixels are scaled\n"
+    "as the model was trained (hetee.input_scale), float32/float64 values are used as they are.",
+    OPTS};
 
 static double now_seconds(void) {
   struct timespec ts;
@@ -44,49 +42,30 @@ int hetee_cmd_plain(int argc, char **argv) {
   hetee_nn_data *images = NULL, *labels = NULL;
   float *x = NULL, *logits = NULL;
 
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i];
-    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-      plain_usage(stdout);
-      return 0;
-    } else if (!strcmp(a, "--time")) {
-      show_time = 1;
-    } else if (!strcmp(a, "--model") || !strcmp(a, "--labels") || !strcmp(a, "--count") ||
-               !strcmp(a, "--logits-out")) {
-      if (i + 1 >= argc) {
-        fprintf(stderr, "hetee plain: %s needs a value\n", a);
-        return 2;
-      }
-      const char *v = argv[++i];
-      if (!strcmp(a, "--model")) model_path = v;
-      else if (!strcmp(a, "--labels")) labels_path = v;
-      else if (!strcmp(a, "--logits-out")) logits_path = v;
-      else {
-        char *end;
-        errno = 0;
-        unsigned long long n = strtoull(v, &end, 10);
-        if (errno || end == v || *end || v[0] == '-' || n == 0) {
-          fprintf(stderr, "hetee plain: --count needs a positive integer, got '%s'\n", v);
-          return 2;
-        }
-        count = (size_t)n;
-      }
-    } else if (a[0] == '-' && a[1]) {
-      fprintf(stderr, "hetee plain: unknown option '%s'\n", a);
-      plain_usage(stderr);
-      return 2;
-    } else if (!images_path) {
-      images_path = a;
-    } else {
-      fprintf(stderr, "hetee plain: more than one IMAGES file ('%s', '%s')\n", images_path, a);
-      return 2;
+  hetee_cli_parser p;
+  hetee_cli_parser_init(&p, &CMD, argc, argv);
+  for (int k; (k = hetee_cli_next(&p)) != -1;) {
+    switch (k) {
+    case 'm': model_path = p.arg; break;
+    case 'l': labels_path = p.arg; break;
+    case 'o': logits_path = p.arg; break;
+    case 't': show_time = 1; break;
+    case 'n': {
+      unsigned v;
+      if (hetee_cli_uint(&CMD, "--count", p.arg, 0xffffffffu, &v)) return 2;
+      count = v;
+      break;
+    }
+    case HETEE_CLI_HELP: return 0;
+    default: return 2;
     }
   }
-  if (!model_path || !images_path) {
-    fprintf(stderr, "hetee plain: --model and IMAGES are required\n");
-    plain_usage(stderr);
-    return 2;
-  }
+  if (p.optind < argc) images_path = argv[p.optind];
+  if (p.optind + 1 < argc)
+    return hetee_cli_error(&CMD, "more than one IMAGES file ('%s', '%s')", images_path, argv[p.optind + 1]);
+  if (!model_path) return hetee_cli_error(&CMD, "--model M.onnx is required");
+  if (!images_path) return hetee_cli_error(&CMD, "missing IMAGES (see 'hetee plain --help')");
+  if (logits_path && hetee_cli_check_output(&CMD, logits_path, 1)) return 1;
 
   double t0 = now_seconds();
   if (hetee_nn_model_load(model_path, &m)) {

@@ -14,16 +14,15 @@
 #include "cli/cli.h"
 #include "hetee/engine.h"
 
-static void plan_usage(FILE *f) {
-  fprintf(f,
-          "usage: hetee plan MODEL.onnx [--batch B] [--micro-batch M]\n"
-          "\n"
-          "Prints how the encrypted engine runs MODEL: stages (one linear layer each), packing,\n"
-          "ciphertext and enclave counts per micro-batch, predicted time, refresh ops.\n"
-          "\n"
-          "  --batch B        samples run together (default 64; micro-batches of at most 64)\n"
-          "  --micro-batch M  force the micro-batch (refused if an enclave frame would not fit)\n");
-}
+static const hetee_cli_opt OPTS[] = {
+    {"batch", "B", 'b', "samples run together (default 64; micro-batches of at most 64)"},
+    {"micro-batch", "M", 'm', "force the micro-batch (refused if an enclave frame would not fit)"},
+    {0, 0, 0, 0}};
+static const hetee_cli_cmd CMD = {
+    "hetee plan", "hetee plan MODEL.onnx [--batch B] [--micro-batch M]",
+    "Prints how the encrypted engine runs MODEL: stages (one linear layer each), packing,\n"
+    "ciphertext and enclave counts per micro-batch, predicted time, refresh ops.",
+    OPTS};
 
 /* Parses a positive integer option value; 0 on error (message printed). */
 unsigned hetee_cli_u32(const char *cmd, const char *opt, const char *v, unsigned max) {
@@ -41,42 +40,34 @@ int hetee_cmd_plan(int argc, char **argv) {
   const char *model_path = NULL;
   hetee_engine_plan_options o;
   memset(&o, 0, sizeof o);
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i];
-    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-      plan_usage(stdout);
-      return 0;
-    } else if ((!strcmp(a, "--batch") || !strcmp(a, "--micro-batch")) && i + 1 < argc) {
-      uint32_t v = hetee_cli_u32("plan", a, argv[++i],
-                                 !strcmp(a, "--batch") ? HETEE_ENGINE_MAX_IMAGES : HETEE_ENGINE_MAX_MICRO_BATCH);
-      if (!v) return 2;
-      if (!strcmp(a, "--batch")) o.batch = v;
-      else o.micro_batch = v;
-    } else if (a[0] == '-' && a[1]) {
-      fprintf(stderr, "hetee plan: unknown or incomplete option '%s'\n", a);
-      plan_usage(stderr);
-      return 2;
-    } else if (!model_path) {
-      model_path = a;
-    } else {
-      fprintf(stderr, "hetee plan: more than one model ('%s', '%s')\n", model_path, a);
-      return 2;
+  hetee_cli_parser p;
+  hetee_cli_parser_init(&p, &CMD, argc, argv);
+  unsigned v;
+  for (int k; (k = hetee_cli_next(&p)) != -1;) {
+    switch (k) {
+    case 'b': if (hetee_cli_uint(&CMD, "--batch", p.arg, HETEE_ENGINE_MAX_IMAGES, &v)) return 2; o.batch = v; break;
+    case 'm':
+      if (hetee_cli_uint(&CMD, "--micro-batch", p.arg, HETEE_ENGINE_MAX_MICRO_BATCH, &v)) return 2;
+      o.micro_batch = v;
+      break;
+    case HETEE_CLI_HELP: return 0;
+    default: return 2;
     }
   }
-  if (!model_path) {
-    plan_usage(stderr);
-    return 2;
-  }
+  if (p.optind >= argc) return hetee_cli_error(&CMD, "missing MODEL.onnx (see 'hetee plan --help')");
+  if (p.optind + 1 < argc)
+    return hetee_cli_error(&CMD, "more than one model ('%s', '%s')", argv[p.optind], argv[p.optind + 1]);
+  model_path = argv[p.optind];
   hetee_nn_model *m = NULL;
-  hetee_engine_plan *p = NULL;
-  if (hetee_nn_model_load(model_path, &m) || hetee_engine_plan_build(m, &o, &p)) {
+  hetee_engine_plan *pl = NULL;
+  if (hetee_nn_model_load(model_path, &m) || hetee_engine_plan_build(m, &o, &pl)) {
     fprintf(stderr, "hetee plan: %s\n", hetee_last_error());
     hetee_nn_model_free(m);
     return 1;
   }
   printf("model %s\n", model_path);
-  hetee_engine_plan_print(p, stdout);
-  hetee_engine_plan_free(p);
+  hetee_engine_plan_print(pl, stdout);
+  hetee_engine_plan_free(pl);
   hetee_nn_model_free(m);
   return fflush(stdout) == 0 ? 0 : 1;
 }

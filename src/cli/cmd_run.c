@@ -22,23 +22,23 @@
 #include "hetee/engine.h"
 #include "hetee/nn.h"
 
-static void run_usage(FILE *f) {
-  fprintf(f,
-          "usage: hetee run --model M.onnx IMAGES [--labels L] [--count N] [--batch B] [--threads T]\n"
-          "                 [--platform DIR] [--verbose]\n"
-          "\n"
-          "Encrypted inference: model provider, data provider and host in one process, with the real\n"
-          "enclave process (sim backend). Prints encrypted vs plaintext accuracy and time per image.\n"
-          "\n"
-          "  --model M.onnx   ONNX model (see `hetee plan` for what the engine runs)\n"
-          "  IMAGES           IDX (raw or .gz) or .npy images, as for `hetee plain`\n"
-          "  --labels L       labels: report accuracies\n"
-          "  --count N        use only the first N images\n"
-          "  --batch B        samples per micro-batch (default 64; lowered to fit the enclave frames)\n"
-          "  --threads T      host kernel threads (default 1)\n"
-          "  --platform DIR   sim platform (default: a temporary one)\n"
-          "  --verbose        print one predicted label per line\n");
-}
+static const hetee_cli_opt OPTS[] = {
+    {"model", "M.onnx", 'm', "ONNX model (see `hetee plan` for what the engine runs); required"},
+    {"labels", "L", 'l', "labels: report accuracies"},
+    {"count", "N", 'n', "use only the first N images"},
+    {"batch", "B", 'b', "samples per micro-batch (default 64; lowered to fit the enclave frames)"},
+    {"threads", "T", 't', "host kernel threads, 1..64 (default 1)"},
+    {"platform", "DIR", 'p', "sim platform (default: a temporary one)"},
+    {"verbose", NULL, 'v', "print one predicted label per line"},
+    {0, 0, 0, 0}};
+static const hetee_cli_cmd CMD = {
+    "hetee run",
+    "hetee run --model M.onnx IMAGES [--labels L] [--count N] [--batch B] [--threads T]\n"
+    "                 [--platform DIR] [--verbose]",
+    "Encrypted inference: model provider, data provider and host in one process, with the real\n"
+    "enclave process (sim backend). Prints encrypted vs plaintext accuracy and time per image.\n"
+    "IMAGES: IDX (raw or .gz) or .npy images, as for `hetee plain`.",
+    OPTS};
 
 static size_t argmax_f(const float *v, size_t n) {
   size_t best = 0;
@@ -51,39 +51,26 @@ int hetee_cmd_run(int argc, char **argv) {
   const char *model_path = NULL, *images_path = NULL, *labels_path = NULL, *platform = NULL;
   unsigned count = 0, batch = 0, threads = 1;
   int verbose = 0, ret = 1;
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i];
-    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-      run_usage(stdout);
-      return 0;
-    } else if (!strcmp(a, "--verbose")) {
-      verbose = 1;
-    } else if (i + 1 < argc && (!strcmp(a, "--model") || !strcmp(a, "--labels") || !strcmp(a, "--platform"))) {
-      const char *v = argv[++i];
-      if (!strcmp(a, "--model")) model_path = v;
-      else if (!strcmp(a, "--labels")) labels_path = v;
-      else platform = v;
-    } else if (i + 1 < argc && (!strcmp(a, "--count") || !strcmp(a, "--batch") || !strcmp(a, "--threads"))) {
-      unsigned v = hetee_cli_u32("run", a, argv[++i], !strcmp(a, "--threads") ? 64 : HETEE_ENGINE_MAX_IMAGES);
-      if (!v) return 2;
-      if (!strcmp(a, "--count")) count = v;
-      else if (!strcmp(a, "--batch")) batch = v;
-      else threads = v;
-    } else if (a[0] == '-' && a[1]) {
-      fprintf(stderr, "hetee run: unknown or incomplete option '%s'\n", a);
-      run_usage(stderr);
-      return 2;
-    } else if (!images_path) {
-      images_path = a;
-    } else {
-      fprintf(stderr, "hetee run: more than one IMAGES file ('%s', '%s')\n", images_path, a);
-      return 2;
+  hetee_cli_parser cp;
+  hetee_cli_parser_init(&cp, &CMD, argc, argv);
+  for (int k; (k = hetee_cli_next(&cp)) != -1;) {
+    switch (k) {
+    case 'm': model_path = cp.arg; break;
+    case 'l': labels_path = cp.arg; break;
+    case 'p': platform = cp.arg; break;
+    case 'v': verbose = 1; break;
+    case 'n': if (hetee_cli_uint(&CMD, "--count", cp.arg, HETEE_ENGINE_MAX_IMAGES, &count)) return 2; break;
+    case 'b': if (hetee_cli_uint(&CMD, "--batch", cp.arg, HETEE_ENGINE_MAX_IMAGES, &batch)) return 2; break;
+    case 't': if (hetee_cli_uint(&CMD, "--threads", cp.arg, 64, &threads)) return 2; break;
+    case HETEE_CLI_HELP: return 0;
+    default: return 2;
     }
   }
-  if (!model_path || !images_path) {
-    run_usage(stderr);
-    return 2;
-  }
+  if (cp.optind < argc) images_path = argv[cp.optind];
+  if (cp.optind + 1 < argc)
+    return hetee_cli_error(&CMD, "more than one IMAGES file ('%s', '%s')", images_path, argv[cp.optind + 1]);
+  if (!model_path) return hetee_cli_error(&CMD, "--model M.onnx is required");
+  if (!images_path) return hetee_cli_error(&CMD, "missing IMAGES (see 'hetee run --help')");
   hetee_nn_model *m = NULL;
   hetee_engine_plan *p = NULL;
   hetee_nn_data *images = NULL, *labels = NULL;

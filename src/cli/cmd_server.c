@@ -2,7 +2,6 @@
  * cmd_server.c — `hetee server`: runs the networked three-party service
  * (hetee/server.h, docs/api.md) until SIGINT / SIGTERM.
  */
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,37 +11,42 @@
 #include "hetee/enclave.h"
 #include "hetee/server.h"
 
-#define USAGE                                                                                                       \
-  "usage: hetee server --data-dir DIR --platform DIR [--listen HOST:PORT] [--mp FILE.pub]... [--config STR]\n"      \
-  "                    [--port-file FILE] [--workers N] [--threads N] [--max-queue N] [--max-party-jobs N]\n"      \
-  "                    [--max-model-mb N] [--max-input-mb N]\n"                                                    \
-  "  --listen HOST:PORT  IPv4 address and port (default 127.0.0.1:8470; port 0: any free port)\n"                  \
-  "  --data-dir DIR      database, ciphertext files and the enclave's sealed state (created if missing)\n"         \
-  "  --platform DIR      the sim platform (hetee platform init)\n"                                                 \
-  "  --mp FILE.pub       a model provider allowed to set release policies (repeatable, in order; measured)\n"     \
-  "  --config STR        enclave configuration base (default: hetee's); --mp keys are appended\n"                  \
-  "  --port-file FILE    write the bound port here once serving\n"                                                 \
-  "  --workers N         job worker threads (default 2); --threads N kernel threads per job (default: CPUs)\n"     \
-  "  --max-queue N       queued + running jobs (default 32); --max-party-jobs N per data provider (default 8)\n"   \
-  "  --max-model-mb N    model upload limit (default 1024); --max-input-mb N job input limit (default 256)\n"
+static const hetee_cli_opt OPTS[] = {
+    {"listen", "HOST:PORT", 'l', "IPv4 address and port (default 127.0.0.1:8470; port 0: any free port)"},
+    {"data-dir", "DIR", 'd', "database, ciphertext files and the enclave's sealed state (created if\n"
+                             "missing); required"},
+    {"platform", "DIR", 'p', "the sim platform (hetee platform init); required"},
+    {"mp", "FILE.pub", 'm', "a model provider allowed to set release policies (repeatable, in order;\n"
+                            "measured with the enclave's configuration)"},
+    {"config", "STR", 'c', "enclave configuration base (default: hetee's); --mp keys are appended"},
+    {"port-file", "FILE", 'f', "write the bound port here once serving"},
+    {"workers", "N", 'w', "job worker threads, 1..64 (default 2)"},
+    {"threads", "N", 't', "kernel threads per job, 1..64 (default: the CPUs)"},
+    {"max-queue", "N", 'q', "queued + running jobs before new ones get 503 + Retry-After (default 32)"},
+    {"max-party-jobs", "N", 'j', "unfinished jobs per data provider before 429 + Retry-After (default 8)"},
+    {"max-model-mb", "N", 'M', "model upload limit in MiB (default 1024)"},
+    {"max-input-mb", "N", 'I', "job input limit in MiB (default 256)"},
+    {0, 0, 0, 0}};
+static const hetee_cli_cmd CMD = {
+    "hetee server",
+    "hetee server --data-dir DIR --platform DIR [--listen HOST:PORT] [--mp FILE.pub]... [--config STR]\n"
+    "                    [--port-file FILE] [--workers N] [--threads N] [--max-queue N] [--max-party-jobs N]\n"
+    "                    [--max-model-mb N] [--max-input-mb N]",
+    "Runs the three-party service (HTTP/1.1, storage, job queue, supervised enclave; docs/api.md) until\n"
+    "SIGINT or SIGTERM.",
+    OPTS};
 
 int hetee_cmd_server(int argc, char **argv) {
-  static const struct option opts[] = {
-      {"listen", required_argument, 0, 'l'},     {"data-dir", required_argument, 0, 'd'},
-      {"platform", required_argument, 0, 'p'},   {"mp", required_argument, 0, 'm'},
-      {"config", required_argument, 0, 'c'},     {"port-file", required_argument, 0, 'f'},
-      {"workers", required_argument, 0, 'w'},    {"threads", required_argument, 0, 't'},
-      {"max-queue", required_argument, 0, 'q'},  {"max-party-jobs", required_argument, 0, 'j'},
-      {"max-model-mb", required_argument, 0, 'M'}, {"max-input-mb", required_argument, 0, 'I'},
-      {"help", no_argument, 0, 'h'},             {0, 0, 0, 0}};
   hetee_server_options o;
   memset(&o, 0, sizeof o);
   const char *base = NULL;
   uint8_t mps[HETEE_ENCLAVE_MAX_MPS][32];
   size_t nmp = 0;
-  optind = 1;
-  int c;
-  while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+  hetee_cli_parser p;
+  hetee_cli_parser_init(&p, &CMD, argc, argv);
+  unsigned v;
+  for (int c; (c = hetee_cli_next(&p)) != -1;) {
+    const char *optarg = p.arg;
     switch (c) {
     case 'l': o.listen = optarg; break;
     case 'd': o.data_dir = optarg; break;
@@ -50,40 +54,27 @@ int hetee_cmd_server(int argc, char **argv) {
     case 'c': base = optarg; break;
     case 'f': o.port_file = optarg; break;
     case 'm':
-      if (nmp >= HETEE_ENCLAVE_MAX_MPS) {
-        fprintf(stderr, "hetee server: at most %d --mp\n", HETEE_ENCLAVE_MAX_MPS);
-        return 2;
-      }
+      if (nmp >= HETEE_ENCLAVE_MAX_MPS) return hetee_cli_error(&CMD, "at most %d --mp", HETEE_ENCLAVE_MAX_MPS);
       if (hetee_party_public_load(optarg, NULL, mps[nmp])) {
         fprintf(stderr, "hetee server: %s: %s\n", optarg, hetee_last_error());
         return 1;
       }
       nmp++;
       break;
-    case 'w': if (!(o.workers = (int)hetee_cli_u32("server", "--workers", optarg, 64))) return 2; break;
-    case 't': if (!(o.threads = (int)hetee_cli_u32("server", "--threads", optarg, 64))) return 2; break;
-    case 'q': if (!(o.max_queue = hetee_cli_u32("server", "--max-queue", optarg, 100000))) return 2; break;
-    case 'j': if (!(o.max_party_jobs = hetee_cli_u32("server", "--max-party-jobs", optarg, 100000))) return 2; break;
-    case 'M': {
-      unsigned v = hetee_cli_u32("server", "--max-model-mb", optarg, 65536);
-      if (!v) return 2;
-      o.max_model_bytes = (uint64_t)v << 20;
-      break;
-    }
-    case 'I': {
-      unsigned v = hetee_cli_u32("server", "--max-input-mb", optarg, 65536);
-      if (!v) return 2;
-      o.max_input_bytes = (uint64_t)v << 20;
-      break;
-    }
-    case 'h': printf(USAGE); return 0;
-    default: fprintf(stderr, USAGE); return 2;
+    case 'w': if (hetee_cli_uint(&CMD, "--workers", optarg, 64, &v)) return 2; o.workers = (int)v; break;
+    case 't': if (hetee_cli_uint(&CMD, "--threads", optarg, 64, &v)) return 2; o.threads = (int)v; break;
+    case 'q': if (hetee_cli_uint(&CMD, "--max-queue", optarg, 100000, &v)) return 2; o.max_queue = v; break;
+    case 'j': if (hetee_cli_uint(&CMD, "--max-party-jobs", optarg, 100000, &v)) return 2; o.max_party_jobs = v; break;
+    case 'M': if (hetee_cli_uint(&CMD, "--max-model-mb", optarg, 65536, &v)) return 2; o.max_model_bytes = (uint64_t)v << 20; break;
+    case 'I': if (hetee_cli_uint(&CMD, "--max-input-mb", optarg, 65536, &v)) return 2; o.max_input_bytes = (uint64_t)v << 20; break;
+    case HETEE_CLI_HELP: return 0;
+    default: return 2;
     }
   }
-  if (optind != argc || !o.data_dir || !o.platform_dir) {
-    fprintf(stderr, USAGE);
-    return 2;
-  }
+  if (p.optind < argc) return hetee_cli_error(&CMD, "unexpected argument '%s'", argv[p.optind]);
+  if (!o.data_dir) return hetee_cli_error(&CMD, "--data-dir DIR is required");
+  if (!o.platform_dir) return hetee_cli_error(&CMD, "--platform DIR is required");
+  if (o.port_file && hetee_cli_check_output(&CMD, o.port_file, 1)) return 1;
   char config[HETEE_ENCLAVE_CONFIG_MAX + 1];
   if (hetee_enclave_config_with_mps(base, (const uint8_t(*)[32])mps, nmp, config, sizeof config)) {
     fprintf(stderr, "hetee server: enclave configuration: %s\n", hetee_last_error());

@@ -46,15 +46,17 @@ static const command COMMANDS[] = {
     {"trust", hetee_cmd_trust, "record the platform and enclave measurement a party accepts (--home DIR)"},
     {"model", hetee_cmd_model, "model provider: upload an encrypted model with its policy; list, show, delete"},
     {"infer", hetee_cmd_infer, "data provider: encrypted inference on images through a server"},
+    {"version", NULL, "print the version (also: hetee --version)"},
 };
 
 static void usage(FILE *f) {
   fprintf(f, "usage: hetee <command> [options]\n\ncommands:\n");
   for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++) {
+    int builtin = !strcmp(COMMANDS[i].name, "version");
     fprintf(f, "  %-10s %s%s\n", COMMANDS[i].name, COMMANDS[i].help,
-            COMMANDS[i].fn ? "" : " (not in this build)");
+            COMMANDS[i].fn || builtin ? "" : " (not in this build)");
   }
-  fprintf(f, "\nRun 'hetee <command> --help' for a command's options.\n");
+  fprintf(f, "\nRun 'hetee <command> --help' for a command's options; 'hetee --version' for the version.\n");
 }
 
 int main(int argc, char **argv) {
@@ -63,13 +65,30 @@ int main(int argc, char **argv) {
    * object; the enclave does the same (enclave_malloc_tune) */
   mallopt(M_MMAP_THRESHOLD, 32 << 20);
   mallopt(M_TRIM_THRESHOLD, 512 << 20);
-  if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
-    usage(argc < 2 ? stderr : stdout);
-    return argc < 2 ? 2 : 0;
+  if (argc < 2) {
+    fprintf(stderr, "hetee: missing command (see 'hetee --help' for the list)\n");
+    return 2;
   }
-  if (!strcmp(argv[1], "--version")) {
+  if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+    if (argc > 2 && strcmp(argv[1], "help") == 0) { /* hetee help CMD = hetee CMD --help */
+      char *av[] = {argv[2], (char *)"--help", NULL};
+      for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
+        if (!strcmp(argv[2], COMMANDS[i].name) && COMMANDS[i].fn) return COMMANDS[i].fn(2, av);
+    }
+    usage(stdout);
+    return 0;
+  }
+  if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V") || !strcmp(argv[1], "version")) {
+    if (argc > 2 && strcmp(argv[2], "--help") && strcmp(argv[2], "-h")) {
+      fprintf(stderr, "hetee version: unexpected argument '%s'\n", argv[2]);
+      return 2;
+    }
     printf("hetee %s\n", HETEE_VERSION_STRING);
     return 0;
+  }
+  if (argv[1][0] == '-') {
+    fprintf(stderr, "hetee: unknown option '%s' (see 'hetee --help')\n", argv[1]);
+    return 2;
   }
   for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++) {
     if (!strcmp(argv[1], COMMANDS[i].name)) {
@@ -80,7 +99,6 @@ int main(int argc, char **argv) {
       return COMMANDS[i].fn(argc - 1, argv + 1);
     }
   }
-  fprintf(stderr, "hetee: unknown command '%s'\n", argv[1]);
-  usage(stderr);
+  fprintf(stderr, "hetee: unknown command '%s' (see 'hetee --help' for the list)\n", argv[1]);
   return 2;
 }

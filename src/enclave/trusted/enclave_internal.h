@@ -111,6 +111,11 @@ typedef struct enclave {
    * requests (wiped after each one) */
   void *ws;
   size_t ws_cap;
+  /* request body and reply buffers of the message loop, kept between
+   * requests (server.c: wiped after each request unless public) */
+  uint8_t *rx;
+  size_t rx_cap;
+  hetee_wbuf tx;
 #ifdef HETEE_ENCLAVE_HAVE_CKKS
   hetee_ckks_context *ctx;
   hetee_ckks_secret_key *sk;

@@ -119,16 +119,17 @@ int enclave_serve(enclave *e) {
     hetee_frame f;
     /* the memory budget bounds request frames too (drained and refused above it) */
     size_t max_body = e->cfg.budget < HETEE_FRAME_MAX_BODY ? e->cfg.budget : HETEE_FRAME_MAX_BODY;
-    int rc = hetee_frame_read(e->host_fd, max_body, &f);
-    if (rc == HETEE_ERR_IO) return 0; /* host closed: normal end */
+    int rc = hetee_frame_read_into(e->host_fd, max_body, &f, &e->rx, &e->rx_cap);
+    if (rc == HETEE_ERR_IO) break; /* host closed: normal end */
     if (rc) {
       /* recoverable framing error: the stream is still in sync */
-      if (hetee_frame_write_error(e->host_fd, f.id, rc, hetee_last_error())) return 0;
+      if (hetee_frame_write_error(e->host_fd, f.id, rc, hetee_last_error())) break;
       continue;
     }
     uint64_t t0 = cpu_ns(), items = 0;
-    hetee_wbuf w;
-    hetee_wbuf_init(&w);
+    hetee_wbuf w = e->tx; /* the kept reply buffer, emptied */
+    w.len = 0;
+    w.err = 0;
     if (f.version != HETEE_PROTO_VERSION) {
       rc = hetee_error(HETEE_ERR_VERSION, "protocol version %u, this enclave speaks %d", f.version, HETEE_PROTO_VERSION);
     } else {
@@ -157,10 +158,17 @@ int enclave_serve(enclave *e) {
     int public_body = f.type == HETEE_MSG_REFRESH || f.type == HETEE_MSG_RELEASE;
     int public_reply = f.type == HETEE_MSG_REFRESH;
     if (f.body && !public_body) sodium_memzero(f.body, f.len);
-    hetee_frame_clear(&f);
-    if (public_reply) hetee_wbuf_free_public(&w);
-    else hetee_wbuf_free(&w);
-    if (wrc == HETEE_ERR_IO) return 0;
+    /* both buffers are kept for the next request (no allocation, no page
+     * faults per request); what a request wrote is wiped unless public */
+    if (!public_reply && w.p) sodium_memzero(w.p, w.len);
+    w.len = 0;
+    e->tx = w;
+    if (wrc == HETEE_ERR_IO) break;
   }
+  hetee_wbuf_free(&e->tx);
+  if (e->rx) sodium_memzero(e->rx, e->rx_cap);
+  free(e->rx);
+  e->rx = NULL;
+  e->rx_cap = 0;
   return 0;
 }

@@ -182,6 +182,11 @@ int enclave_release_values(enclave *e, hetee_rbuf *r, int prec_bits, double **va
  * JOB_START). */
 int enclave_gather_coeffs(enclave *e, const uint8_t *const *blob, const size_t *blen, uint32_t ncts,
                           const uint32_t *map, size_t n, int level, double scale, double *values);
+/* *out = n doubles in the locked workspace, after the part
+ * enclave_gather_coeffs uses (so its values may live there), valid until
+ * the next use of the workspace; the caller wipes them. HETEE_ERR_LIMIT
+ * above the budget, HETEE_ERR_NOMEM. */
+int enclave_job_values(enclave *e, size_t n, double **out);
 #ifdef HETEE_ENCLAVE_HAVE_CKKS
 /* Resolves a declared level (-1: top) / scale (0: default) and checks them
  * against the parameters (HETEE_ERR_LEVEL / HETEE_ERR_SCALE). */

@@ -613,8 +613,8 @@ static int handle_job_start(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *
     idx = own_idx;
     owner = own_owner;
   }
+  if (!rc) rc = enclave_job_values(e, nx, &x); /* locked workspace, wiped below */
   if (!rc) {
-    x = smalloc0(nx);
     map = malloc((nx ? nx : 1) * sizeof *map);
     j->s = smalloc0((size_t)INTEG_T * batch);
     j->l1 = smalloc0(batch);
@@ -649,7 +649,7 @@ static int handle_job_start(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *
   } else if (j) {
     job_free(j);
   }
-  if (x) sodium_free(x);
+  if (x) sodium_memzero(x, nx * sizeof *x);
   free(map);
   free(bl);
   free(ll);

@@ -568,6 +568,17 @@ out:
   return rc;
 }
 
+int enclave_job_values(enclave *e, size_t n, double **out) {
+  size_t T = (size_t)enclave_pool_threads(e->pool), need = a64(thread_ws_bytes(e, T) + n * sizeof(double));
+  *out = NULL;
+  if (need > e->cfg.budget)
+    return hetee_error(HETEE_ERR_LIMIT, "job needs %zu bytes, budget is %zu", need, e->cfg.budget);
+  uint8_t *ws = workspace(e, need);
+  if (!ws) return hetee_error(HETEE_ERR_NOMEM, "no memory");
+  *out = (double *)(ws + thread_ws_bytes(e, T));
+  return 0;
+}
+
 int enclave_gather_coeffs(enclave *e, const uint8_t *const *blob, const size_t *blen, uint32_t ncts,
                           const uint32_t *map, size_t n, int level, double scale, double *values) {
   size_t N = hetee_ckks_context_n(e->ctx), T = (size_t)enclave_pool_threads(e->pool);
@@ -709,6 +720,11 @@ int enclave_refresh_job_run(enclave *e, hetee_refresh_job *jp, hetee_rbuf *r, he
                             const enclave_refresh_hook *hook) {
   (void)e, (void)r, (void)w, (void)items, (void)hook;
   hetee_refresh_job_free(jp);
+  return hetee_error(HETEE_ERR_UNSUPPORTED, "this enclave was built without the CKKS layer");
+}
+int enclave_job_values(enclave *e, size_t n, double **out) {
+  (void)e, (void)n;
+  *out = NULL;
   return hetee_error(HETEE_ERR_UNSUPPORTED, "this enclave was built without the CKKS layer");
 }
 int enclave_gather_coeffs(enclave *e, const uint8_t *const *blob, const size_t *blen, uint32_t ncts,

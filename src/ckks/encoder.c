@@ -1222,13 +1222,44 @@ static int decode_idx_check(const hetee_ckks_context *ctx, double scale, const u
   return 0;
 }
 
+#ifdef CKKS_FFT_AVX512
+/* decode_idx for n >= 8 on AVX-512: the residues of 8 named coefficients
+ * gathered into a small block (public indices), then the vector CRT
+ * (crt_compose_avx512, as decoding all coefficients does); returns how many
+ * values it wrote (a multiple of 8). */
+AVX512DQ_FN static size_t decode_idx_avx512(const crt_plan *plan, const uint64_t *rows, size_t N, double inv,
+                                            const uint32_t *idx, size_t n, double *out) {
+  uint64_t blk[CKKS_MAX_PRIMES * 8];
+  const int nr = plan->nr;
+  const __m512d vinv = _mm512_set1_pd(inv);
+  size_t j = 0;
+  for (; j + 8 <= n; j += 8) {
+    for (int i = 0; i < nr; i++)
+      for (int t = 0; t < 8; t++) blk[i * 8 + t] = rows[(size_t)i * N + (idx ? idx[j + (size_t)t] : j + (size_t)t)];
+    __m512d x;
+    switch (plan->w) { /* public: the level's size */
+    case 1: x = crt_compose_avx512(plan, blk, 8, 1); break;
+    case 2: x = crt_compose_avx512(plan, blk, 8, 2); break;
+    default: x = crt_compose_avx512(plan, blk, 8, plan->w); break;
+    }
+    _mm512_storeu_pd(out + j, _mm512_mul_pd(x, vinv));
+  }
+  sodium_memzero(blk, sizeof blk);
+  return j;
+}
+#endif
+
 /* rows: level+1 rows in coefficient form, already multiplied by the CRT
  * constants (Q/q_i)^-1; out[j] = centred coefficient idx[j] / scale. */
 static void decode_idx(const crt_plan *plan, const uint64_t *rows, size_t N, double scale, const uint32_t *idx,
                        size_t n, double *out) {
   uint64_t acc[CRT_MAX_LIMBS];
   const double inv = 1.0 / scale;
-  for (size_t j = 0; j < n; j++) {
+  size_t j0 = 0;
+#ifdef CKKS_FFT_AVX512
+  if (fft_use_avx512() && plan->nr <= CKKS_MAX_PRIMES) j0 = decode_idx_avx512(plan, rows, N, inv, idx, n, out);
+#endif
+  for (size_t j = j0; j < n; j++) {
     size_t k = idx ? idx[j] : j; /* public index */
     double x;
     switch (plan->w) { /* public: the level's size */

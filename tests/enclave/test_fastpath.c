@@ -7,7 +7,7 @@
  * named coefficients 8 at a time (AVX-512 CRT) gives the doubles of the
  * one-at-a-time path; and all of it with the thread's scratch arena set,
  * too small (fallback to malloc) or absent, the arena reporting how much it
- * used (what the enclave wipes).
+ * used (what the enclave wipes); and the load's one-pass range check.
  */
 #include <math.h>
 #include <setjmp.h>
@@ -223,12 +223,54 @@ static void test_arena_stack(void **state) {
   free(a);
 }
 
+/* The load's range check (one pass with the copy on AVX-512): a residue
+ * equal to its prime anywhere — first, middle, last word of any row of any
+ * polynomial — is refused; the untouched bytes load. */
+static void test_load_range_check(void **state) {
+  fx *f = *state;
+  size_t N = hetee_ckks_context_n(f->ctx);
+  hetee_ckks_ciphertext *ct = NULL, *w = NULL;
+  hetee_ckks_plaintext *pt = NULL;
+  double *v = calloc(N, sizeof *v);
+  assert_int_equal(hetee_ckks_plaintext_new(f->ctx, &pt), 0);
+  assert_int_equal(hetee_ckks_ciphertext_new(f->ctx, &ct), 0);
+  assert_int_equal(hetee_ckks_ciphertext_new(f->ctx, &w), 0);
+  assert_int_equal(hetee_ckks_encode_coeffs(f->ctx, v, N, 0x1p20, 1, pt), 0);
+  assert_int_equal(hetee_ckks_encrypt_pk(f->ctx, f->pk, pt, ct), 0);
+  assert_int_equal(hetee_ckks_encrypt_pk(f->ctx, f->pk, pt, w), 0);
+  assert_int_equal(hetee_ckks_eval_mul(f->ctx, ct, w, ct), 0); /* size 3, 2 rows */
+  uint8_t *buf = NULL;
+  size_t len = 0;
+  assert_int_equal(hetee_ckks_ciphertext_save(f->ctx, ct, &buf, &len), 0);
+  size_t rows0 = len - 6 * N * 8; /* header + level, size, scale */
+  assert_int_equal(hetee_ckks_ciphertext_load_into(f->ctx, buf, len, w), 0);
+  for (int poly = 0; poly < 3; poly++)
+    for (int row = 0; row < 2; row++) {
+      size_t at[3] = {0, N / 2 + 3, N - 1};
+      for (int k = 0; k < 3; k++) {
+        uint8_t *p = buf + rows0 + (((size_t)poly * 2 + (size_t)row) * N + at[k]) * 8, keep[8];
+        memcpy(keep, p, 8);
+        uint64_t q = hetee_ckks_context_prime(f->ctx, row);
+        for (int i = 0; i < 8; i++) p[i] = (uint8_t)(q >> (8 * i));
+        assert_int_equal(hetee_ckks_ciphertext_load_into(f->ctx, buf, len, w), HETEE_ERR_RANGE);
+        memcpy(p, keep, 8);
+      }
+    }
+  assert_int_equal(hetee_ckks_ciphertext_load_into(f->ctx, buf, len, w), 0);
+  free(buf);
+  free(v);
+  hetee_ckks_plaintext_free(pt);
+  hetee_ckks_ciphertext_free(ct);
+  hetee_ckks_ciphertext_free(w);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_arena_stack),
       cmocka_unit_test(test_decrypt_decode_real_same_doubles),
       cmocka_unit_test(test_encrypt_real_bounded),
       cmocka_unit_test(test_decode_named_blocks),
+      cmocka_unit_test(test_load_range_check),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -243,7 +243,10 @@ static void arena_leave(const ct_job *j, int tid) {
 /* Counting sort of n values by ciphertext (index / slots) into start[ncts+1]
  * and order[n] (public layout). slots is a power of two (N or N/2), so the
  * divisions here and the remainders below are shifts and masks (a 64-bit
- * division per value was ~4 % of a refresh). */
+ * division per value was ~4 % of a refresh). Layouts come in runs of values
+ * of one ciphertext (a channel, a sample, all of it): both passes go run
+ * by run, so consecutive values of one ciphertext do not chain through one
+ * counter in memory (a store-to-load dependency per value). */
 static int sort_by_ct(const uint32_t *glob, size_t n, size_t slots, uint32_t ncts, uint32_t **start,
                       uint32_t **order) {
   uint32_t *st = calloc((size_t)ncts + 1, sizeof *st), *ord = malloc((n ? n : 1) * sizeof *ord),
@@ -255,24 +258,22 @@ static int sort_by_ct(const uint32_t *glob, size_t n, size_t slots, uint32_t nct
     return hetee_error(HETEE_ERR_NOMEM, "no memory");
   }
   const unsigned sh = (unsigned)__builtin_ctzll(slots);
-  uint32_t sorted = 1; /* values already in ciphertext order (the usual layouts) */
-  for (size_t k = 1; k < n; k++) sorted &= (uint32_t)((glob[k] >> sh) >= (glob[k - 1] >> sh));
-  if (sorted) {
-    /* the stable sort is the identity; start[] from the run boundaries
-     * (counting one counter per value is a store-to-load chain) */
-    size_t k = 0;
-    for (uint32_t c = 0; c < ncts; c++) {
-      while (k < n && (glob[k] >> sh) == c) k++;
-      st[c + 1] = (uint32_t)k;
-    }
-    for (k = 0; k < n; k++) ord[k] = (uint32_t)k;
-  } else {
-    for (size_t k = 0; k < n; k++) st[(glob[k] >> sh) + 1]++;
-    for (uint32_t c = 0; c < ncts; c++) st[c + 1] += st[c];
-    for (size_t k = 0; k < n; k++) {
-      uint32_t c = glob[k] >> sh;
-      ord[st[c] + fill[c]++] = (uint32_t)k;
-    }
+  for (size_t k = 0; k < n;) { /* counts, a run at a time */
+    uint32_t c = glob[k] >> sh;
+    size_t e = k + 1;
+    while (e < n && (glob[e] >> sh) == c) e++;
+    st[c + 1] += (uint32_t)(e - k);
+    k = e;
+  }
+  for (uint32_t c = 0; c < ncts; c++) st[c + 1] += st[c];
+  for (size_t k = 0; k < n;) { /* places, a run at a time (stable) */
+    uint32_t c = glob[k] >> sh;
+    size_t e = k + 1;
+    while (e < n && (glob[e] >> sh) == c) e++;
+    uint32_t *o = ord + st[c] + fill[c];
+    for (size_t q = k; q < e; q++) o[q - k] = (uint32_t)q;
+    fill[c] += (uint32_t)(e - k);
+    k = e;
   }
   free(fill);
   *start = st;

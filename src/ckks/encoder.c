@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ckks/ckks_arena.h"
 #include "ckks/ckks_internal.h"
 
 /* ---- special FFT ------------------------------------------------------
@@ -631,12 +632,11 @@ int ckks_round_to_rns_bounded(const hetee_ckks_context *ctx, double *coef, int l
     round_rows_chunked(ctx, coef, level, K, out);
     return 0;
   }
-  int64_t *iv = malloc(n * sizeof *iv);
+  int64_t *iv = ckks_tmp_alloc(n * sizeof *iv);
   if (!iv) return hetee_error(HETEE_ERR_NOMEM, "encoder buffer");
   for (size_t k = 0; k < n; k++) iv[k] = (int64_t)llrint(coef[k]);
   rows_from_iv(ctx, iv, level, cmax, out);
-  sodium_memzero(iv, n * sizeof *iv);
-  free(iv);
+  ckks_tmp_free(iv, n * sizeof *iv, 1);
   return 0;
 }
 
@@ -658,7 +658,7 @@ static int encode_common(const hetee_ckks_context *ctx, double complex *z, doubl
   /* inverse FFT stages; the bit reversal and the 1/n (a power of two, so
    * exact) are folded into this copy */
   fft_inv_core(ctx, (double *)z, slots, fft_use_avx512());
-  coef = malloc(n * sizeof(double));
+  coef = ckks_tmp_alloc(n * sizeof(double));
   if (!coef) return hetee_error(HETEE_ERR_NOMEM, "encoder buffer");
   const double *zd = (const double *)z;
   double s = scale / (double)slots;
@@ -679,8 +679,7 @@ static int encode_common(const hetee_ckks_context *ctx, double complex *z, doubl
   out->scale = scale;
 err:
   /* the coefficients are the (possibly secret) message: wipe */
-  sodium_memzero(coef, n * sizeof(double));
-  free(coef);
+  ckks_tmp_free(coef, n * sizeof(double), 1);
   return rc;
 }
 
@@ -726,12 +725,12 @@ int hetee_ckks_encode_real_bounded(const hetee_ckks_context *ctx, const double *
   if (rc) return rc;
   if (!(isfinite(vmax) && vmax > 0 && vmax <= 0x1p1000 / scale))
     return hetee_error(HETEE_ERR_SCALE, "value bound must be finite, > 0 and at most 2^1000 / scale");
-  double complex *z = calloc(ctx->n / 2, sizeof *z);
+  double complex *z = ckks_tmp_alloc(ctx->n / 2 * sizeof *z);
   if (!z) return hetee_error(HETEE_ERR_NOMEM, "encoder buffer");
+  memset(z, 0, ctx->n / 2 * sizeof *z);
   for (size_t j = 0; j < n; j++) z[j] = clamp_ct(v[j], vmax);
   rc = encode_common(ctx, z, scale, level, vmax, out);
-  sodium_memzero(z, ctx->n / 2 * sizeof *z);
-  free(z);
+  ckks_tmp_free(z, ctx->n / 2 * sizeof *z, 1);
   return rc;
 }
 
@@ -1089,8 +1088,9 @@ static int decode_common(const hetee_ckks_context *ctx, const hetee_ckks_plainte
   size_t n = ctx->n, slots = n / 2;
   int level = pt->level;
   crt_plan plan = {0};
-  uint64_t *rows = ckks_scratch((size_t)(level + 1) * n);
-  double complex *z = malloc(slots * sizeof(double complex));
+  /* z first: it outlives rows (temporaries are released in stack order) */
+  double complex *z = ckks_tmp_alloc(slots * sizeof(double complex));
+  uint64_t *rows = z ? ckks_tmp_alloc((size_t)(level + 1) * n * 8) : NULL;
   if (!rows || !z) {
     rc = hetee_error(HETEE_ERR_NOMEM, "decoder buffers");
     goto err;
@@ -1108,9 +1108,9 @@ static int decode_common(const hetee_ckks_context *ctx, const hetee_ckks_plainte
   *zout = z;
   z = NULL;
 err:
-  if (rows) hetee_free_secure(rows, (size_t)(level + 1) * n * 8);
+  ckks_tmp_free(rows, (size_t)(level + 1) * n * 8, 1);
   free(plan.hat);
-  free(z);
+  ckks_tmp_free(z, slots * sizeof(double complex), 1);
   return rc;
 }
 
@@ -1121,8 +1121,7 @@ int hetee_ckks_decode_real(const hetee_ckks_context *ctx, const hetee_ckks_plain
   int rc = decode_common(ctx, pt, &z);
   if (rc) return rc;
   for (size_t j = 0; j < n; j++) out[j] = creal(z[j]);
-  sodium_memzero(z, ctx->n / 2 * sizeof *z);
-  free(z);
+  ckks_tmp_free(z, ctx->n / 2 * sizeof *z, 1);
   return 0;
 }
 
@@ -1136,8 +1135,7 @@ int hetee_ckks_decode_complex(const hetee_ckks_context *ctx, const hetee_ckks_pl
     out[2 * j] = creal(z[j]);
     out[2 * j + 1] = cimag(z[j]);
   }
-  sodium_memzero(z, ctx->n / 2 * sizeof *z);
-  free(z);
+  ckks_tmp_free(z, ctx->n / 2 * sizeof *z, 1);
   return 0;
 }
 
@@ -1168,17 +1166,17 @@ int ckks_coeffs_round(const hetee_ckks_context *ctx, const double *v, size_t n, 
   double cmax = vmax * scale * (1.0 + 0x1p-30) + 1.0;
   if (bounded && fft_use_avx512() && cmax < 0x1p62) { /* public */
     if ((rc = check_cmax(ctx, level, cmax))) return rc;
-    int64_t *iv = malloc(N * sizeof *iv);
+    int64_t *iv = ckks_tmp_alloc(N * sizeof *iv);
     if (!iv) return hetee_error(HETEE_ERR_NOMEM, "encoder buffer");
     coeffs_bounded_avx512(v, n, N, vmax, scale, cmax, iv);
     rows_from_iv(ctx, iv, level, cmax, out);
-    sodium_memzero(iv, N * sizeof *iv);
-    free(iv);
+    ckks_tmp_free(iv, N * sizeof *iv, 1);
     return 0;
   }
 #endif
-  double *coef = calloc(N, sizeof(double));
+  double *coef = ckks_tmp_alloc(N * sizeof(double));
   if (!coef) return hetee_error(HETEE_ERR_NOMEM, "encoder buffer");
+  memset(coef, 0, N * sizeof(double));
   if (bounded) {
     for (size_t k = 0; k < n; k++) coef[k] = clamp_ct(v[k], vmax) * scale;
     rc = ckks_round_to_rns_bounded(ctx, coef, level, vmax * scale * (1.0 + 0x1p-30) + 1.0, out);
@@ -1186,8 +1184,7 @@ int ckks_coeffs_round(const hetee_ckks_context *ctx, const double *v, size_t n, 
     for (size_t k = 0; k < n; k++) coef[k] = v[k] * scale;
     rc = ckks_round_to_rns(ctx, coef, level, out);
   }
-  sodium_memzero(coef, N * sizeof(double)); /* the (possibly secret) message */
-  free(coef);
+  ckks_tmp_free(coef, N * sizeof(double), 1); /* the (possibly secret) message */
   return rc;
 }
 
@@ -1225,13 +1222,44 @@ static int decode_idx_check(const hetee_ckks_context *ctx, double scale, const u
   return 0;
 }
 
+#ifdef CKKS_FFT_AVX512
+/* decode_idx for n >= 8 on AVX-512: the residues of 8 named coefficients
+ * gathered into a small block (public indices), then the vector CRT
+ * (crt_compose_avx512, as decoding all coefficients does); returns how many
+ * values it wrote (a multiple of 8). */
+AVX512DQ_FN static size_t decode_idx_avx512(const crt_plan *plan, const uint64_t *rows, size_t N, double inv,
+                                            const uint32_t *idx, size_t n, double *out) {
+  uint64_t blk[CKKS_MAX_PRIMES * 8];
+  const int nr = plan->nr;
+  const __m512d vinv = _mm512_set1_pd(inv);
+  size_t j = 0;
+  for (; j + 8 <= n; j += 8) {
+    for (int i = 0; i < nr; i++)
+      for (int t = 0; t < 8; t++) blk[i * 8 + t] = rows[(size_t)i * N + (idx ? idx[j + (size_t)t] : j + (size_t)t)];
+    __m512d x;
+    switch (plan->w) { /* public: the level's size */
+    case 1: x = crt_compose_avx512(plan, blk, 8, 1); break;
+    case 2: x = crt_compose_avx512(plan, blk, 8, 2); break;
+    default: x = crt_compose_avx512(plan, blk, 8, plan->w); break;
+    }
+    _mm512_storeu_pd(out + j, _mm512_mul_pd(x, vinv));
+  }
+  sodium_memzero(blk, sizeof blk);
+  return j;
+}
+#endif
+
 /* rows: level+1 rows in coefficient form, already multiplied by the CRT
  * constants (Q/q_i)^-1; out[j] = centred coefficient idx[j] / scale. */
 static void decode_idx(const crt_plan *plan, const uint64_t *rows, size_t N, double scale, const uint32_t *idx,
                        size_t n, double *out) {
   uint64_t acc[CRT_MAX_LIMBS];
   const double inv = 1.0 / scale;
-  for (size_t j = 0; j < n; j++) {
+  size_t j0 = 0;
+#ifdef CKKS_FFT_AVX512
+  if (fft_use_avx512() && plan->nr <= CKKS_MAX_PRIMES) j0 = decode_idx_avx512(plan, rows, N, inv, idx, n, out);
+#endif
+  for (size_t j = j0; j < n; j++) {
     size_t k = idx ? idx[j] : j; /* public index */
     double x;
     switch (plan->w) { /* public: the level's size */
@@ -1254,7 +1282,7 @@ int hetee_ckks_decode_coeffs_scaled(const hetee_ckks_context *ctx, const hetee_c
   size_t N = ctx->n;
   int level = pt->level;
   crt_plan plan = {0};
-  uint64_t *rows = ckks_scratch((size_t)(level + 1) * N);
+  uint64_t *rows = ckks_tmp_alloc((size_t)(level + 1) * N * 8);
   if (!rows) return hetee_error(HETEE_ERR_NOMEM, "decoder buffers");
   if ((rc = crt_plan_init(ctx, level, &plan))) goto err;
   for (int i = 0; i <= level; i++) {
@@ -1264,7 +1292,7 @@ int hetee_ckks_decode_coeffs_scaled(const hetee_ckks_context *ctx, const hetee_c
   }
   decode_idx(&plan, rows, N, scale, idx, n, out);
 err:
-  hetee_free_secure(rows, (size_t)(level + 1) * N * 8);
+  ckks_tmp_free(rows, (size_t)(level + 1) * N * 8, 1);
   free(plan.hat);
   return rc;
 }
@@ -1278,7 +1306,7 @@ int hetee_ckks_decrypt_coeffs(const hetee_ckks_context *ctx, const hetee_ckks_se
   size_t N = ctx->n;
   int level = ct->level;
   crt_plan plan = {0};
-  uint64_t *rows = ckks_scratch((size_t)(level + 1) * N);
+  uint64_t *rows = ckks_tmp_alloc((size_t)(level + 1) * N * 8);
   if (!rows) return hetee_error(HETEE_ERR_NOMEM, "decoder buffers");
   if ((rc = crt_plan_init(ctx, level, &plan))) goto err;
   /* per row: decrypt (NTT form), inverse NTT in place, CRT constant: the
@@ -1292,7 +1320,7 @@ int hetee_ckks_decrypt_coeffs(const hetee_ckks_context *ctx, const hetee_ckks_se
   }
   decode_idx(&plan, rows, N, scale, idx, n, out);
 err:
-  hetee_free_secure(rows, (size_t)(level + 1) * N * 8);
+  ckks_tmp_free(rows, (size_t)(level + 1) * N * 8, 1);
   free(plan.hat);
   return rc;
 }
@@ -1301,4 +1329,90 @@ int hetee_ckks_decode_coeffs(const hetee_ckks_context *ctx, const hetee_ckks_pla
                              size_t n, double *out) {
   if (!pt) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
   return hetee_ckks_decode_coeffs_scaled(ctx, pt, pt->scale, idx, n, out);
+}
+
+/* ---- fused enclave operations (ckks_arena.h) ---- */
+
+int ckks_decrypt_decode_real(const hetee_ckks_context *ctx, const hetee_ckks_secret_key *sk,
+                             const hetee_ckks_ciphertext *ct, double scale, double *out, size_t n) {
+  if (!ctx || !sk || !ct || (!out && n)) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  int rc;
+  if ((rc = ckks_decrypt_check(ctx, sk, ct))) return rc;
+  if (n > ctx->n / 2) return hetee_error(HETEE_ERR_INVALID_ARG, "%zu values exceed the slots", n);
+  if (!(isfinite(scale) && scale > 0)) return hetee_error(HETEE_ERR_SCALE, "scale must be finite and > 0");
+  size_t N = ctx->n, slots = N / 2;
+  int level = ct->level;
+  crt_plan plan = {0};
+  double complex *z = ckks_tmp_alloc(slots * sizeof(double complex));
+  uint64_t *rows = z ? ckks_tmp_alloc((size_t)(level + 1) * N * 8) : NULL;
+  if (!z || !rows) {
+    rc = hetee_error(HETEE_ERR_NOMEM, "decoder buffers");
+    goto err;
+  }
+  if ((rc = crt_plan_init(ctx, level, &plan))) goto err;
+  /* per row: decrypt (NTT form), inverse NTT in place, CRT constant: the
+   * residues hetee_ckks_decrypt + decode compute */
+  for (int i = 0; i <= level; i++) {
+    uint64_t *r = rows + (size_t)i * N;
+    ckks_decrypt_row(ctx, sk, ct, i, r);
+    hetee_ntt_inverse(ctx->ntt[i], r);
+    hetee_vec_mul_scalar(&ctx->mod[i], r, plan.hat_inv[i], r, N);
+  }
+  double *zd = (double *)z;
+  crt_all(&plan, rows, N, ctx->bitrev, 1.0 / scale, zd);
+  fft_fwd_core(ctx, zd, slots, fft_use_avx512());
+  for (size_t j = 0; j < n; j++) out[j] = zd[2 * j];
+err:
+  ckks_tmp_free(rows, (size_t)(level + 1) * N * 8, 1);
+  free(plan.hat);
+  ckks_tmp_free(z, slots * sizeof(double complex), 1);
+  return rc;
+}
+
+int ckks_encrypt_sk_real_bounded(const hetee_ckks_context *ctx, const hetee_ckks_secret_key *sk, const double *v,
+                                 size_t n, double scale, int level, double vmax, hetee_ckks_ciphertext *out) {
+  if (!ctx || !sk || !out || (!v && n)) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  int rc = ckks_check_ctx(ctx, sk->fp, "secret key");
+  if (rc) return rc;
+  if (n > ctx->n / 2) return hetee_error(HETEE_ERR_INVALID_ARG, "%zu values exceed %zu slots", n, ctx->n / 2);
+  if (!(isfinite(scale) && scale > 0)) return hetee_error(HETEE_ERR_SCALE, "scale must be finite and > 0");
+  if (level < 0 || level >= ctx->nq)
+    return hetee_error(HETEE_ERR_LEVEL, "level %d outside [0, %d]", level, ctx->nq - 1);
+  if (!(isfinite(vmax) && vmax > 0 && vmax <= 0x1p1000 / scale))
+    return hetee_error(HETEE_ERR_SCALE, "value bound must be finite, > 0 and at most 2^1000 / scale");
+  size_t N = ctx->n, slots = N / 2;
+  uint8_t eseed[HETEE_SEED_BYTES], aseed[HETEE_SEED_BYTES];
+  double complex *z = ckks_tmp_alloc(slots * sizeof *z);
+  double *coef = z ? ckks_tmp_alloc(N * sizeof(double)) : NULL;
+  if (!z || !coef) {
+    rc = hetee_error(HETEE_ERR_NOMEM, "encoder buffer");
+    goto err;
+  }
+  /* encode_common's coefficients */
+  memset(z, 0, slots * sizeof *z);
+  for (size_t j = 0; j < n; j++) z[j] = clamp_ct(v[j], vmax);
+  fft_inv_core(ctx, (double *)z, slots, fft_use_avx512());
+  const double *zd = (const double *)z;
+  double s = scale / (double)slots;
+  for (size_t k = 0; k < slots; k++) {
+    size_t r = ctx->bitrev[k];
+    coef[k] = zd[2 * r] * s;
+    coef[k + slots] = zd[2 * r + 1] * s;
+  }
+  if ((rc = ckks_ct_reserve(ctx, out, level, 2))) goto err;
+  /* rounded message into c0 (coefficient form), then the noise added there
+   * and one NTT per row */
+  if ((rc = ckks_round_to_rns_bounded(ctx, coef, level, vmax * scale * (1.0 + 0x1p-30) + 1.0, out->c[0]))) goto err;
+  if ((rc = hetee_seed_random(eseed)) || (rc = hetee_seed_random(aseed))) goto err;
+  rc = ckks_encrypt_sk_rounded(ctx, sk, level, scale, eseed, aseed, out);
+err:
+  sodium_memzero(eseed, sizeof eseed);
+  ckks_tmp_free(coef, N * sizeof(double), 1);
+  ckks_tmp_free(z, slots * sizeof *z, 1);
+  if (rc) { /* c0 may hold the message: wipe it; no ciphertext */
+    if (out->c[0]) sodium_memzero(out->c[0], out->cap_rows * ctx->n * 8);
+    out->level = -1;
+    out->seeded = 0;
+  }
+  return rc;
 }

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ckks/ckks_arena.h"
 #include "ckks/ckks_internal.h"
 
 static int check_pt(const hetee_ckks_context *ctx, const hetee_ckks_plaintext *pt) {
@@ -98,10 +99,12 @@ static int encrypt_sk_core(const hetee_ckks_context *ctx, const hetee_ckks_secre
   int primes[HETEE_CKKS_MAX_Q];
   for (int i = 0; i < rows; i++) primes[i] = i;
   hetee_prg prg;
-  int8_t *e = malloc(n);
-  uint64_t *vn = ckks_scratch((size_t)rows * n);
+  /* the noise and one row of scratch (temporaries: from the thread's arena
+   * when the enclave set one, ckks_arena.h) */
+  int8_t *e = ckks_tmp_alloc(n);
+  uint64_t *tmp = e ? ckks_tmp_alloc(n * 8) : NULL;
   memset(&prg, 0, sizeof prg);
-  if (!e || !vn) {
+  if (!e || !tmp) {
     rc = hetee_error(HETEE_ERR_NOMEM, "encryption buffers");
     goto err;
   }
@@ -111,7 +114,7 @@ static int encrypt_sk_core(const hetee_ckks_context *ctx, const hetee_ckks_secre
   for (int i = 0; i < rows; i++) {
     const hetee_modulus *m = &ctx->mod[i];
     size_t off = (size_t)i * n;
-    uint64_t *c0 = out->c[0] + off, *tmp = vn + off;
+    uint64_t *c0 = out->c[0] + off;
     hetee_vec_from_small(m, e, tmp, n);
     if (m_ntt) { /* c0 = NTT(e) + m */
       hetee_ntt_forward(ctx->ntt[i], tmp);
@@ -128,8 +131,16 @@ static int encrypt_sk_core(const hetee_ckks_context *ctx, const hetee_ckks_secre
   out->seeded = 1;
   memcpy(out->seed, aseed, HETEE_SEED_BYTES);
 err:
-  ckks_noise_free(&prg, NULL, e, n, vn, (size_t)rows * n);
+  hetee_prg_wipe(&prg);
+  ckks_tmp_free(tmp, n * 8, 1);
+  ckks_tmp_free(e, n, 1);
   return rc;
+}
+
+int ckks_encrypt_sk_rounded(const hetee_ckks_context *ctx, const hetee_ckks_secret_key *sk, int level, double scale,
+                            const uint8_t eseed[HETEE_SEED_BYTES], const uint8_t aseed[HETEE_SEED_BYTES],
+                            hetee_ckks_ciphertext *out) {
+  return encrypt_sk_core(ctx, sk, level, scale, NULL, eseed, aseed, out);
 }
 
 int ckks_encrypt_sk_seeded(const hetee_ckks_context *ctx, const hetee_ckks_secret_key *sk,

@@ -4,10 +4,64 @@
  * the CKKS files: seeded uniform expansion and small-polynomial -> NTT.
  */
 #include <math.h>
+#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "ckks/ckks_arena.h"
 #include "ckks/ckks_internal.h"
+
+/* ---- per-thread scratch arena (ckks_arena.h) ---- */
+
+static _Thread_local struct {
+  uint8_t *base;
+  size_t cap, top, high; /* high: most bytes in use at once */
+} arena;
+
+size_t ckks_arena_bytes(const hetee_ckks_context *ctx) {
+  /* the largest user: slot decoding (nq rows + N/2 complex values) or
+   * bounded slot encoding + encryption (N/2 complex, N doubles, N int64,
+   * N noise bytes, one row); + the CRT plan and alignment slack */
+  size_t n = ctx->n, rows = (size_t)ctx->nq;
+  size_t dec = (rows + 1) * n * 8, enc = 3 * n * 8 + n + n * 8;
+  return (dec > enc ? dec : enc) + 64 * (size_t)CKKS_MAX_PRIMES * 8 + 16 * 64;
+}
+
+size_t ckks_arena_set(void *base, size_t bytes) {
+  size_t high = arena.high;
+  arena.base = base;
+  arena.cap = base ? bytes : 0;
+  arena.top = 0;
+  arena.high = 0;
+  return high;
+}
+
+void *ckks_tmp_alloc(size_t bytes) {
+  size_t r = (bytes + 63) & ~(size_t)63;
+  if (r < bytes) return NULL;
+  if (r == 0) r = 64;
+  if (arena.base && arena.cap - arena.top >= r) {
+    void *p = arena.base + arena.top;
+    arena.top += r;
+    if (arena.top > arena.high) arena.high = arena.top;
+    return p;
+  }
+  return aligned_alloc(64, r);
+}
+
+void ckks_tmp_free(void *p, size_t bytes, int wipe) {
+  if (!p) return;
+  uint8_t *b = p;
+  if (arena.base && b >= arena.base && b < arena.base + arena.cap) {
+    /* stack order: releasing the newest block pops it (the arena's owner
+     * wipes the whole arena) */
+    size_t off = (size_t)(b - arena.base);
+    if (off < arena.top) arena.top = off;
+    return;
+  }
+  if (wipe) sodium_memzero(p, bytes);
+  free(p);
+}
 
 int hetee_ckks_plaintext_new(const hetee_ckks_context *ctx, hetee_ckks_plaintext **out) {
   if (!ctx || !out) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");

@@ -103,10 +103,40 @@ static int get_bytes(rd *r, void *dst, size_t n) {
   return 0;
 }
 
+#if defined(HOST_LE) && defined(__x86_64__) && defined(__GNUC__)
+#define CKKS_LOAD_AVX512 1
+#include <immintrin.h>
+/* copy_check in one pass on AVX-512 (the residues are public: a range
+ * check of the host's bytes): load 8 words, compare with q, store. */
+__attribute__((target("avx512f"))) static uint64_t copy_check_avx512(uint64_t *dst, const uint8_t *src, size_t n,
+                                                                     uint64_t q) {
+  const __m512i vq = _mm512_set1_epi64((long long)q);
+  __mmask8 bad = 0;
+  size_t c = 0;
+  for (; c + 8 <= n; c += 8) {
+    __m512i v = _mm512_loadu_si512((const void *)(src + 8 * c));
+    bad |= _mm512_cmpge_epu64_mask(v, vq);
+    _mm512_storeu_si512((void *)(dst + c), v);
+  }
+  uint64_t b = bad != 0;
+  for (; c < n; c++) {
+    uint64_t v;
+    memcpy(&v, src + 8 * c, 8);
+    dst[c] = v;
+    b |= (uint64_t)(v >= q);
+  }
+  return b;
+}
+#endif
+
 /* Copies n little-endian words from src to dst and returns nonzero if one
- * of them is >= q. Four independent accumulators of (v >= q), so the
- * compiler keeps the loop free of branches and the copy at memory speed. */
+ * of them is >= q (one pass on AVX-512, above). Otherwise four independent
+ * accumulators of (v >= q), so the compiler keeps the loop free of
+ * branches and the copy at memory speed. */
 static uint64_t copy_check(uint64_t *dst, const uint8_t *src, size_t n, uint64_t q) {
+#ifdef CKKS_LOAD_AVX512
+  if (hetee_ring_isa() == HETEE_ISA_AVX512) return copy_check_avx512(dst, src, n, q);
+#endif
 #ifdef HOST_LE
   memcpy(dst, src, n * 8);
 #else

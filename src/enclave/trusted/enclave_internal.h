@@ -111,6 +111,11 @@ typedef struct enclave {
    * requests (wiped after each one) */
   void *ws;
   size_t ws_cap;
+  /* request body and reply buffers of the message loop, kept between
+   * requests (server.c: wiped after each request unless public) */
+  uint8_t *rx;
+  size_t rx_cap;
+  hetee_wbuf tx;
 #ifdef HETEE_ENCLAVE_HAVE_CKKS
   hetee_ckks_context *ctx;
   hetee_ckks_secret_key *sk;
@@ -167,6 +172,21 @@ int enclave_refresh_job_run(enclave *e, hetee_refresh_job *job, hetee_rbuf *r, h
  * (all before decryption), decrypts the values named by map and adds the
  * flooding noise; *vals is sodium_malloc'd. */
 int enclave_release_values(enclave *e, hetee_rbuf *r, int prec_bits, double **vals, size_t *n, uint64_t *items);
+/* Decrypts the coefficients map[k] (global index ct * N + coefficient) of
+ * the ciphertexts blob[0..ncts) into values[k] on the enclave's threads, as
+ * refresh does (one ciphertext per thread at a time, temporaries in the
+ * locked workspace, wiped before it returns): every ciphertext must have
+ * size 2, the given level and (within 2^-20) the given scale, checked
+ * before it is decrypted; values saturate at +-HETEE_REFRESH_VALUE_BOUND.
+ * The error is the one of the lowest failing ciphertext (integrity.c's
+ * JOB_START). */
+int enclave_gather_coeffs(enclave *e, const uint8_t *const *blob, const size_t *blen, uint32_t ncts,
+                          const uint32_t *map, size_t n, int level, double scale, double *values);
+/* *out = n doubles in the locked workspace, after the part
+ * enclave_gather_coeffs uses (so its values may live there), valid until
+ * the next use of the workspace; the caller wipes them. HETEE_ERR_LIMIT
+ * above the budget, HETEE_ERR_NOMEM. */
+int enclave_job_values(enclave *e, size_t n, double **out);
 #ifdef HETEE_ENCLAVE_HAVE_CKKS
 /* Resolves a declared level (-1: top) / scale (0: default) and checks them
  * against the parameters (HETEE_ERR_LEVEL / HETEE_ERR_SCALE). */

@@ -117,9 +117,11 @@ static iauth auths[INTEG_MAX_AUTH];
 static unsigned next_auth;
 static uint32_t next_handle = 1;
 
+/* CPU time of the whole process: JOB_START decrypts on the worker threads
+ * too (the checks after the gather run while the workers sleep). */
 static uint64_t cpu_ns(void) {
   struct timespec ts;
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
   return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
@@ -512,19 +514,25 @@ static ijob *find_job(uint32_t h) {
   return NULL;
 }
 
-/* s_t[b] = V_t . x_b + beta_t and ||x_b||_1 for stage s from x (batch x n_in). */
-static void expect(const istage *is, const double *x, uint32_t batch, double *s, double *l1) {
+_Static_assert(INTEG_T == 2, "expect() computes the two checks in one pass");
+
+/* s_t[b] = V_t . x_b + beta_t and ||x_b||_1 for stage s from x (batch x
+ * n_in), each value first saturated at +-bound (branch-free; the encoder's
+ * saturation of the values refresh encrypts). One pass over x. */
+static void expect(const istage *is, const double *x, uint32_t batch, double bound, double *s, double *l1) {
   for (uint32_t b = 0; b < batch; b++) {
     const double *xb = x + (size_t)b * is->n_in;
-    double a = 0;
-    for (size_t k = 0; k < is->n_in; k++) a += fabs(xb[k]);
-    l1[b] = a;
-    for (int t = 0; t < INTEG_T; t++) {
-      double acc = is->beta[t];
-      const double *v = is->V[t];
-      for (size_t k = 0; k < is->n_in; k++) acc += v[k] * xb[k];
-      s[(size_t)t * batch + b] = acc;
+    const double *v0 = is->V[0], *v1 = is->V[INTEG_T - 1];
+    double a = 0, acc0 = is->beta[0], acc1 = is->beta[INTEG_T - 1];
+    for (size_t k = 0; k < is->n_in; k++) {
+      double xv = hetee_dmin(hetee_dmax(xb[k], -bound), bound);
+      a += fabs(xv);
+      acc0 += v0[k] * xv;
+      acc1 += v1[k] * xv;
     }
+    l1[b] = a;
+    s[b] = acc0;
+    s[(size_t)(INTEG_T - 1) * batch + b] = acc1;
   }
 }
 
@@ -597,7 +605,8 @@ static int handle_job_start(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *
   for (int i = 0; i < INTEG_MAX_JOBS && !rc && !j; i++)
     if (!jobs[i].used) j = &jobs[i];
   if (!rc && !j) rc = hetee_error(HETEE_ERR_LIMIT, "too many jobs running");
-  double *x = NULL, *buf = NULL;
+  double *x = NULL;
+  uint32_t *map = NULL;
   uint32_t *start = m->in_start, *idx = m->in_idx, *owner = m->in_owner;
   uint32_t *own_start = NULL, *own_idx = NULL, *own_owner = NULL; /* a short micro-batch: its own positions */
   size_t nx = (size_t)batch * p->in_size;
@@ -606,19 +615,20 @@ static int handle_job_start(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *
     idx = own_idx;
     owner = own_owner;
   }
+  if (!rc) rc = enclave_job_values(e, nx, &x); /* locked workspace, wiped below */
   if (!rc) {
-    x = smalloc0(nx);
-    buf = smalloc0(p->n);
+    map = malloc((nx ? nx : 1) * sizeof *map);
     j->s = smalloc0((size_t)INTEG_T * batch);
     j->l1 = smalloc0(batch);
-    if (!x || !buf || !j->s || !j->l1) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+    if (!x || !map || !j->s || !j->l1) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
   }
-  /* pass 2: decrypt the input positions of each ciphertext (public layout) */
-  for (uint32_t c = 0; c < k && !rc; c++) {
-    size_t cnt = start[c + 1] - start[c];
-    rc = decrypt_coeffs(e, bl[c], ll[c], HETEE_ENGINE_IN_SCALE, idx + start[c], cnt, buf, "input ciphertext");
-    for (size_t q = 0; q < cnt && !rc; q++) x[owner[start[c] + q]] = buf[q];
-  }
+  /* pass 2: decrypt the input positions (public layout: x[owner] is
+   * coefficient idx of ciphertext c) on the enclave's threads, as refresh
+   * does */
+  for (uint32_t c = 0; c < k && !rc; c++)
+    for (uint32_t q = start[c]; q < start[c + 1]; q++) map[owner[q]] = (uint32_t)(c * p->n + idx[q]);
+  if (!rc)
+    rc = enclave_gather_coeffs(e, bl, ll, k, map, nx, HETEE_ENGINE_LEVEL, HETEE_ENGINE_IN_SCALE, x);
   free(own_start);
   free(own_idx);
   free(own_owner);
@@ -630,7 +640,7 @@ static int handle_job_start(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *
     memcpy(j->digest, a->digest, 32);
     j->batch = batch;
     j->next_stage = 0;
-    expect(&m->st[0], x, batch, j->s, j->l1);
+    expect(&m->st[0], x, batch, HETEE_REFRESH_VALUE_BOUND, j->s, j->l1);
     memset(a, 0, sizeof *a); /* single use */
     if (quota) *quota += batch; /* charged whether or not the job completes */
     *items += k;
@@ -642,8 +652,8 @@ static int handle_job_start(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *
   } else if (j) {
     job_free(j);
   }
-  if (x) sodium_free(x);
-  if (buf) sodium_free(buf);
+  if (x) sodium_memzero(x, nx * sizeof *x);
+  free(map);
   free(bl);
   free(ll);
   return rc;
@@ -725,15 +735,14 @@ static int hook_final(void *arg, const hetee_refresh_spec *spec, const double *v
   if (n != (size_t)batch * per) return hetee_error(HETEE_ERR_INTERNAL, "job final shape");
   double bound = encode_bound(h->e->ctx, spec->out_level < 0 ? hetee_ckks_context_max_level(h->e->ctx) : spec->out_level,
                               spec->out_scale);
-  double *x = smalloc0(n);
-  if (!x) return hetee_error(HETEE_ERR_NOMEM, "no memory");
-  for (size_t k = 0; k < n; k++) x[k] = hetee_dmin(hetee_dmax(v[k], -bound), bound);
-  if (last) {
+  if (last) { /* kept for the release (locked) */
+    double *x = smalloc0(n);
+    if (!x) return hetee_error(HETEE_ERR_NOMEM, "no memory");
+    for (size_t k = 0; k < n; k++) x[k] = hetee_dmin(hetee_dmax(v[k], -bound), bound);
     j->fin = x;
     j->done = 1;
-  } else {
-    expect(&h->m->st[h->stage + 1], x, batch, j->s, j->l1);
-    sodium_free(x);
+  } else { /* straight from the values, saturated on the fly */
+    expect(&h->m->st[h->stage + 1], v, batch, bound, j->s, j->l1);
   }
   j->next_stage = h->stage + 1;
   h->ns += cpu_ns() - t0;

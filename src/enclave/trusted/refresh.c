@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ckks/ckks_arena.h"
 #include "enclave/trusted/activations.h"
 #include "enclave/trusted/enclave_internal.h"
 #include "enclave/trusted/ops.h"
@@ -98,6 +99,53 @@ static size_t enc_unit(const hetee_ckks_context *ctx, int enc) {
  * index is known. All errors are on public data (formats, metadata,
  * allocation), never on values. */
 
+/* The per-thread parts of a request's locked workspace (64-byte aligned):
+ * one ciphertext's values and indices, and the CKKS layer's temporaries
+ * (ckks_arena.h). */
+typedef struct thread_ws {
+  size_t unit;       /* N: doubles / u32 per thread */
+  double *unitbuf;   /* [T][unit] */
+  uint32_t *idxbuf;  /* [T][unit] */
+  uint8_t *arena;    /* [T][arena_each] */
+  size_t arena_each;
+  /* per thread: 0 if it never ran a task of this request, else 1 + the
+   * arena bytes it used (what the request's wipe covers) */
+  size_t used[ENCLAVE_MAX_THREADS];
+} thread_ws;
+
+static size_t a64(size_t x) { return (x + 63) & ~(size_t)63; }
+
+/* Bytes of the per-thread parts for T threads. */
+static size_t thread_ws_bytes(const enclave *e, size_t T) {
+  size_t unit = hetee_ckks_context_n(e->ctx);
+  return T * (unit * sizeof(double) + unit * sizeof(uint32_t) + a64(ckks_arena_bytes(e->ctx)));
+}
+
+/* Carves the per-thread parts out of p (64-byte aligned). */
+static void thread_ws_at(const enclave *e, size_t T, uint8_t *p, thread_ws *t) {
+  size_t unit = hetee_ckks_context_n(e->ctx); /* a power of two >= 4096: every part stays aligned */
+  t->unit = unit;
+  t->unitbuf = (double *)p;
+  t->idxbuf = (uint32_t *)(p + T * unit * sizeof(double));
+  t->arena = p + T * unit * (sizeof(double) + sizeof(uint32_t));
+  t->arena_each = a64(ckks_arena_bytes(e->ctx));
+  memset(t->used, 0, sizeof t->used);
+}
+
+/* Wipes what the threads of the request used: their value and index
+ * vectors and the part of their arena they touched (decrypted values,
+ * messages, noise). Which threads ran, and how much arena an operation
+ * takes, depend only on public sizes and scheduling. */
+static void thread_ws_wipe(thread_ws *t, size_t T) {
+  for (size_t i = 0; i < T; i++)
+    if (t->used[i]) {
+      sodium_memzero(t->unitbuf + i * t->unit, t->unit * sizeof(double));
+      sodium_memzero(t->idxbuf + i * t->unit, t->unit * sizeof(uint32_t));
+      sodium_memzero(t->arena + i * t->arena_each, t->used[i] - 1);
+      t->used[i] = 0;
+    }
+}
+
 typedef struct job_err {
   uint32_t idx; /* UINT32_MAX: none */
   int rc;
@@ -112,15 +160,16 @@ typedef struct ct_job {
   size_t unit;                        /* doubles / u32 per thread slice */
   double *unitbuf;                    /* [threads][unit] (locked workspace) */
   uint32_t *idxbuf;                   /* [threads][unit] */
-  hetee_ckks_plaintext *pt[ENCLAVE_MAX_THREADS]; /* slot encoding only */
+  thread_ws *tw;                      /* per-thread workspace (locked) */
   /* ciphertext index c owns order[start[c] .. start[c+1]) (public layout) */
   const uint32_t *start, *order;
   size_t slots;                       /* values per ciphertext */
   int enc, level;
   double scale;
   /* gather */
+  int size2; /* 1: only ciphertexts of size 2 */
   const uint8_t **blob;
-  size_t *blen;
+  const size_t *blen;
   const uint32_t *map;
   double *values;
   /* scatter */
@@ -168,23 +217,36 @@ static int job_init(ct_job *j, enclave *e, uint32_t ncts, int enc, int nthreads)
   j->err = malloc((size_t)nthreads * sizeof *j->err);
   if (!j->err) return hetee_error(HETEE_ERR_NOMEM, "no memory");
   for (int t = 0; t < nthreads; t++) j->err[t].idx = UINT32_MAX;
-  for (int t = 0; t < nthreads; t++) {
+  for (int t = 0; t < nthreads; t++)
     if (!e->tct[t] && hetee_ckks_ciphertext_new(e->ctx, &e->tct[t])) return hetee_error(HETEE_ERR_NOMEM, "no memory");
-    if (enc == HETEE_ENC_SLOTS && hetee_ckks_plaintext_new(e->ctx, &j->pt[t]))
-      return hetee_error(HETEE_ERR_NOMEM, "no memory");
-  }
+  (void)enc;
   return 0;
 }
 
 static void job_free(ct_job *j, int nthreads) {
-  for (int t = 0; t < nthreads; t++) hetee_ckks_plaintext_free(j->pt[t]); /* wiped by ckks on free */
+  (void)nthreads;
   free(j->err);
+}
+
+/* The calling thread's CKKS temporaries go to its slice of the request's
+ * locked workspace for the duration of a task (wiped with it once per
+ * request), instead of malloc + wipe + free per ciphertext. */
+static void arena_enter(const ct_job *j, int tid) {
+  ckks_arena_set(j->tw->arena + (size_t)tid * j->tw->arena_each, j->tw->arena_each);
+  if (!j->tw->used[tid]) j->tw->used[tid] = 1;
+}
+static void arena_leave(const ct_job *j, int tid) {
+  size_t high = ckks_arena_set(NULL, 0) + 1;
+  if (high > j->tw->used[tid]) j->tw->used[tid] = high;
 }
 
 /* Counting sort of n values by ciphertext (index / slots) into start[ncts+1]
  * and order[n] (public layout). slots is a power of two (N or N/2), so the
  * divisions here and the remainders below are shifts and masks (a 64-bit
- * division per value was ~4 % of a refresh). */
+ * division per value was ~4 % of a refresh). Layouts come in runs of values
+ * of one ciphertext (a channel, a sample, all of it): both passes go run
+ * by run, so consecutive values of one ciphertext do not chain through one
+ * counter in memory (a store-to-load dependency per value). */
 static int sort_by_ct(const uint32_t *glob, size_t n, size_t slots, uint32_t ncts, uint32_t **start,
                       uint32_t **order) {
   uint32_t *st = calloc((size_t)ncts + 1, sizeof *st), *ord = malloc((n ? n : 1) * sizeof *ord),
@@ -196,11 +258,22 @@ static int sort_by_ct(const uint32_t *glob, size_t n, size_t slots, uint32_t nct
     return hetee_error(HETEE_ERR_NOMEM, "no memory");
   }
   const unsigned sh = (unsigned)__builtin_ctzll(slots);
-  for (size_t k = 0; k < n; k++) st[(glob[k] >> sh) + 1]++;
-  for (uint32_t c = 0; c < ncts; c++) st[c + 1] += st[c];
-  for (size_t k = 0; k < n; k++) {
+  for (size_t k = 0; k < n;) { /* counts, a run at a time */
     uint32_t c = glob[k] >> sh;
-    ord[st[c] + fill[c]++] = (uint32_t)k;
+    size_t e = k + 1;
+    while (e < n && (glob[e] >> sh) == c) e++;
+    st[c + 1] += (uint32_t)(e - k);
+    k = e;
+  }
+  for (uint32_t c = 0; c < ncts; c++) st[c + 1] += st[c];
+  for (size_t k = 0; k < n;) { /* places, a run at a time (stable) */
+    uint32_t c = glob[k] >> sh;
+    size_t e = k + 1;
+    while (e < n && (glob[e] >> sh) == c) e++;
+    uint32_t *o = ord + st[c] + fill[c];
+    for (size_t q = k; q < e; q++) o[q - k] = (uint32_t)q;
+    fill[c] += (uint32_t)(e - k);
+    k = e;
   }
   free(fill);
   *start = st;
@@ -224,13 +297,13 @@ static int gather_one(ct_job *j, int tid, uint32_t c) {
   if (!rc && !(fabs(hetee_ckks_ciphertext_scale(ct) - j->scale) <= j->scale * 0x1p-20))
     rc = hetee_error(HETEE_ERR_SCALE, "ciphertext %u has scale 2^%.4f, the request declares 2^%.4f", c,
                      log2(hetee_ckks_ciphertext_scale(ct)), log2(j->scale));
+  if (!rc && j->size2 && hetee_ckks_ciphertext_size(ct) != 2)
+    rc = hetee_error(HETEE_ERR_FORM, "ciphertext %u has size %d, not 2", c, hetee_ckks_ciphertext_size(ct));
   if (rc) return rc;
   size_t cnt = j->start[c + 1] - j->start[c];
   const uint32_t *ord = j->order + j->start[c];
-  if (j->enc == HETEE_ENC_SLOTS) {
-    rc = hetee_ckks_ciphertext_set_scale(ct, j->scale); /* decode with the declared scale */
-    if (!rc) rc = hetee_ckks_decrypt(e->ctx, e->sk, ct, j->pt[tid]);
-    if (!rc) rc = hetee_ckks_decode_real(e->ctx, j->pt[tid], buf, j->slots);
+  if (j->enc == HETEE_ENC_SLOTS) { /* decoded with the declared scale */
+    rc = ckks_decrypt_decode_real(e->ctx, e->sk, ct, j->scale, buf, j->slots);
   } else { /* only the coefficients named (public indices) */
     for (size_t k = 0; k < cnt; k++) ib[k] = (uint32_t)(j->map[ord[k]] & (j->slots - 1));
     rc = hetee_ckks_decrypt_coeffs(e->ctx, e->sk, ct, j->scale, ib, cnt, buf);
@@ -246,10 +319,12 @@ static int gather_one(ct_job *j, int tid, uint32_t c) {
 
 static void gather_task(void *arg, int tid) {
   ct_job *j = arg;
+  arena_enter(j, tid);
   for (uint32_t c; (c = job_claim(j)) != UINT32_MAX;) {
     int rc = gather_one(j, tid, c);
     if (rc) job_note(j, tid, c, rc);
   }
+  arena_leave(j, tid);
 }
 
 /* Reads u32 ncts then ncts ciphertext blobs; fills values[k] from global
@@ -261,23 +336,65 @@ static void gather_task(void *arg, int tid) {
  * +-HETEE_REFRESH_VALUE_BOUND. Each thread holds one ciphertext at a time.
  * unitbuf / idxbuf: enc_unit doubles / u32 per thread (wiped by the
  * caller). */
-static int gather(enclave *e, hetee_rbuf *r, const uint32_t *map, size_t n, int enc, int level, double scale,
-                  double *values, double *unitbuf, uint32_t *idxbuf, uint64_t *items) {
+/* Decrypts blob[0..nrun) (the request's first ciphertexts of ncts; the
+ * map names slots of all ncts and was checked against them) into
+ * values[k] from map[k]; the winning error is the lowest failing index. */
+static int gather_blobs(enclave *e, const uint8_t **blob, const size_t *blen, uint32_t ncts, uint32_t nrun,
+                        const uint32_t *map, size_t n, int enc, int level, double scale, int size2, double *values,
+                        thread_ws *tw) {
   size_t slots = enc_unit(e->ctx, enc); /* values per ciphertext */
   int nthreads = enclave_pool_threads(e->pool);
-  uint32_t ncts = hetee_rbuf_u32(r);
-  if (r->err || ncts < 1 || ncts > MAX_CTS) return hetee_error(HETEE_ERR_PROTOCOL, "bad ciphertext count");
+  ct_job j;
+  uint32_t *start = NULL, *order = NULL;
+  int rc = job_init(&j, e, ncts, enc, nthreads);
+  if (!rc) rc = sort_by_ct(map, n, slots, ncts, &start, &order);
+  if (rc) goto out;
+  j.ncts = nrun;
+  j.unit = tw->unit;
+  j.unitbuf = tw->unitbuf;
+  j.idxbuf = tw->idxbuf;
+  j.tw = tw;
+  j.start = start;
+  j.order = order;
+  j.slots = slots;
+  j.enc = enc;
+  j.level = level;
+  j.scale = scale;
+  j.size2 = size2;
+  j.blob = blob;
+  j.blen = blen;
+  j.map = map;
+  j.values = values;
+  enclave_pool_run(e->pool, gather_task, &j, j.ncts);
+  rc = job_result(&j, nthreads, NULL);
+out:
+  job_free(&j, nthreads);
+  free(start);
+  free(order);
+  return rc;
+}
+
+static int check_map(const uint32_t *map, size_t n, uint32_t ncts, size_t slots) {
   for (size_t k = 0; k < n; k++)
     if (map[k] >= (uint64_t)ncts * slots)
       return hetee_error(HETEE_ERR_SHAPE, "input map entry %zu names slot %u beyond %u ciphertexts", k, map[k], ncts);
-  ct_job j;
-  uint32_t *start = NULL, *order = NULL;
+  return 0;
+}
+
+static int gather(enclave *e, hetee_rbuf *r, const uint32_t *map, size_t n, int enc, int level, double scale,
+                  double *values, thread_ws *tw, uint64_t *items) {
+  size_t slots = enc_unit(e->ctx, enc); /* values per ciphertext */
+  uint32_t ncts = hetee_rbuf_u32(r);
+  if (r->err || ncts < 1 || ncts > MAX_CTS) return hetee_error(HETEE_ERR_PROTOCOL, "bad ciphertext count");
+  int rc = check_map(map, n, ncts, slots);
+  if (rc) return rc;
   const uint8_t **blob = malloc(ncts * sizeof *blob);
   size_t *blen = malloc(ncts * sizeof *blen);
-  int rc = job_init(&j, e, ncts, enc, nthreads);
-  if (!rc && (!blob || !blen)) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
-  if (!rc) rc = sort_by_ct(map, n, slots, ncts, &start, &order);
-  if (rc) goto out;
+  if (!blob || !blen) {
+    free(blob);
+    free(blen);
+    return hetee_error(HETEE_ERR_NOMEM, "no memory");
+  }
   /* the blobs' places (public lengths); a truncated one ends the list and
    * is reported unless an earlier ciphertext fails */
   uint32_t parsed = 0;
@@ -285,31 +402,12 @@ static int gather(enclave *e, hetee_rbuf *r, const uint32_t *map, size_t n, int 
     blob[parsed] = hetee_rbuf_blob(r, HETEE_FRAME_MAX_BODY, &blen[parsed]);
     if (r->err) break;
   }
-  j.ncts = parsed;
-  j.unit = slots;
-  j.unitbuf = unitbuf;
-  j.idxbuf = idxbuf;
-  j.start = start;
-  j.order = order;
-  j.slots = slots;
-  j.enc = enc;
-  j.level = level;
-  j.scale = scale;
-  j.blob = blob;
-  j.blen = blen;
-  j.map = map;
-  j.values = values;
-  enclave_pool_run(e->pool, gather_task, &j, j.ncts);
-  rc = job_result(&j, nthreads, NULL);
+  rc = gather_blobs(e, blob, blen, ncts, parsed, map, n, enc, level, scale, 0, values, tw);
   if (!rc && parsed < ncts) rc = hetee_error(HETEE_ERR_PROTOCOL, "ciphertext %u truncated", parsed);
   if (!rc && hetee_rbuf_left(r)) rc = hetee_error(HETEE_ERR_PROTOCOL, "trailing bytes after the ciphertexts");
   if (!rc) *items += ncts;
-out:
-  job_free(&j, nthreads);
   free(blob);
   free(blen);
-  free(start);
-  free(order);
   return rc;
 }
 
@@ -329,8 +427,7 @@ static int scatter_one(ct_job *j, int tid, uint32_t c) {
   /* saturates at +-bound and picks the rounding path from the bound */
   int rc = s->out_encoding == HETEE_ENC_COEFFS
                ? hetee_ckks_encrypt_sk_coeffs_bounded(e->ctx, e->sk, buf, j->slots, j->scale, j->level, j->bound, ct)
-               : hetee_ckks_encode_real_bounded(e->ctx, buf, j->slots, j->scale, j->level, j->bound, j->pt[tid]);
-  if (!rc && s->out_encoding != HETEE_ENC_COEFFS) rc = hetee_ckks_encrypt_sk(e->ctx, e->sk, j->pt[tid], ct);
+               : ckks_encrypt_sk_real_bounded(e->ctx, e->sk, buf, j->slots, j->scale, j->level, j->bound, ct);
   uint8_t *dst = j->out + (size_t)c * (8 + j->ctbytes);
   size_t len = 0;
   if (!rc) rc = hetee_ckks_ciphertext_save_to(e->ctx, ct, dst + 8, j->ctbytes, &len);
@@ -341,10 +438,12 @@ static int scatter_one(ct_job *j, int tid, uint32_t c) {
 
 static void scatter_task(void *arg, int tid) {
   ct_job *j = arg;
+  arena_enter(j, tid);
   for (uint32_t c; (c = job_claim(j)) != UINT32_MAX;) {
     int rc = scatter_one(j, tid, c);
     if (rc) job_note(j, tid, c, rc);
   }
+  arena_leave(j, tid);
 }
 
 /* Writes u32 out_ncts then out_ncts blobs (u64 length, seeded ciphertext)
@@ -353,7 +452,7 @@ static void scatter_task(void *arg, int tid) {
  * write their ciphertexts straight there. unitbuf: enc_unit doubles per
  * thread (wiped by the caller). */
 static int scatter_encrypt(enclave *e, const hetee_refresh_spec *s, int level, double scale, const double *values,
-                           double *unitbuf, hetee_wbuf *w, uint64_t *items) {
+                           thread_ws *tw, hetee_wbuf *w, uint64_t *items) {
   size_t slots = enc_unit(e->ctx, s->out_encoding); /* values per ciphertext */
   int nthreads = enclave_pool_threads(e->pool);
   ct_job j;
@@ -369,8 +468,9 @@ static int scatter_encrypt(enclave *e, const hetee_refresh_spec *s, int level, d
     if (hetee_wbuf_reserve(w, (size_t)s->out_ncts * (8 + ctbytes))) rc = hetee_error(HETEE_ERR_NOMEM, "no memory for the reply");
   }
   if (rc) goto out;
-  j.unit = slots;
-  j.unitbuf = unitbuf;
+  j.unit = tw->unit;
+  j.unitbuf = tw->unitbuf;
+  j.tw = tw;
   j.start = start;
   j.order = order;
   j.slots = slots;
@@ -399,11 +499,12 @@ out:
  * and grown when a request needs more (sodium_malloc: locked, guarded);
  * the caller wipes what it used. */
 static void *workspace(enclave *e, size_t need) {
-  if (e->ws_cap >= need) return e->ws;
-  if (e->ws) sodium_free(e->ws);
-  e->ws = sodium_malloc(need);
-  e->ws_cap = e->ws ? need : 0;
-  return e->ws;
+  if (e->ws_cap < need) {
+    if (e->ws) sodium_free(e->ws);
+    e->ws = sodium_malloc(need + 64); /* + room to align the start to 64 bytes */
+    e->ws_cap = e->ws ? need : 0;
+  }
+  return e->ws ? (void *)(((uintptr_t)e->ws + 63) & ~(uintptr_t)63) : NULL;
 }
 
 int enclave_handle_refresh(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *items) {
@@ -434,34 +535,66 @@ int enclave_refresh_job_run(enclave *e, hetee_refresh_job *jp, hetee_rbuf *r, he
   }
   size_t per = (size_t)job.spec.shape[0] * job.spec.shape[1] * job.spec.shape[2];
   size_t n = per * job.spec.batch;
-  size_t unit = hetee_ckks_context_n(e->ctx); /* slot or coefficient vector of one ciphertext */
   size_t T = (size_t)enclave_pool_threads(e->pool);
-  /* working set: tensor + pooling buffer (one sample) + one ciphertext's
-   * values and indices per thread (+ one ciphertext per thread) */
-  size_t need = (n + per + T * unit) * sizeof(double) + T * unit * sizeof(uint32_t);
+  /* working set: per thread one ciphertext's values and indices and the
+   * CKKS temporaries, then the tensor + pooling buffer (one sample) (+ one
+   * ciphertext object per thread) */
+  size_t need = a64(thread_ws_bytes(e, T) + (n + per) * sizeof(double));
   if (need > e->cfg.budget) {
     hetee_refresh_job_free(&job);
     return hetee_error(HETEE_ERR_LIMIT, "refresh job needs %zu bytes, budget is %zu: split the batch", need,
                        e->cfg.budget);
   }
-  /* one locked workspace: tensor | pooling buffer | per-thread values | indices */
-  double *ws = workspace(e, need);
+  /* one locked workspace: per-thread parts | tensor | pooling buffer */
+  uint8_t *ws = workspace(e, need);
   if (!ws) {
-    rc = hetee_error(HETEE_ERR_NOMEM, "no memory for the refresh tensor");
-    goto out;
+    hetee_refresh_job_free(&job);
+    return hetee_error(HETEE_ERR_NOMEM, "no memory for the refresh tensor");
   }
-  double *v = ws, *tmp = ws + n, *unitbuf = ws + n + per;
-  uint32_t *idxbuf = (uint32_t *)(unitbuf + T * unit);
-  rc = gather(e, r, job.spec.in_map, n, job.spec.in_encoding, in_level, in_scale, v, unitbuf, idxbuf, items);
+  thread_ws tw;
+  thread_ws_at(e, T, ws, &tw);
+  double *v = (double *)(ws + thread_ws_bytes(e, T)), *tmp = v + n;
+  rc = gather(e, r, job.spec.in_map, n, job.spec.in_encoding, in_level, in_scale, v, &tw, items);
   if (rc) goto out;
   if (hook && (rc = hook->gathered(hook->arg, &job.spec, v, n))) goto out;
   int sh[3];
   hetee_ops_apply(&job.spec, v, tmp, sh);
   if (hook && (rc = hook->final(hook->arg, &job.spec, v, (size_t)sh[0] * sh[1] * sh[2] * job.spec.batch))) goto out;
-  rc = scatter_encrypt(e, &job.spec, out_level, out_scale, v, unitbuf, w, items);
+  rc = scatter_encrypt(e, &job.spec, out_level, out_scale, v, &tw, w, items);
 out:
-  if (ws) sodium_memzero(ws, need); /* decrypted values: wiped once per request */
+  /* decrypted values: wiped once per request (what was used of it) */
+  thread_ws_wipe(&tw, T);
+  sodium_memzero(v, (n + per) * sizeof(double));
   hetee_refresh_job_free(&job);
+  return rc;
+}
+
+int enclave_job_values(enclave *e, size_t n, double **out) {
+  size_t T = (size_t)enclave_pool_threads(e->pool), need = a64(thread_ws_bytes(e, T) + n * sizeof(double));
+  *out = NULL;
+  if (need > e->cfg.budget)
+    return hetee_error(HETEE_ERR_LIMIT, "job needs %zu bytes, budget is %zu", need, e->cfg.budget);
+  uint8_t *ws = workspace(e, need);
+  if (!ws) return hetee_error(HETEE_ERR_NOMEM, "no memory");
+  *out = (double *)(ws + thread_ws_bytes(e, T));
+  return 0;
+}
+
+int enclave_gather_coeffs(enclave *e, const uint8_t *const *blob, const size_t *blen, uint32_t ncts,
+                          const uint32_t *map, size_t n, int level, double scale, double *values) {
+  size_t N = hetee_ckks_context_n(e->ctx), T = (size_t)enclave_pool_threads(e->pool);
+  if (ncts < 1 || ncts > MAX_CTS) return hetee_error(HETEE_ERR_PROTOCOL, "bad ciphertext count");
+  int rc = check_map(map, n, ncts, N);
+  if (rc) return rc;
+  size_t need = a64(thread_ws_bytes(e, T));
+  if (need > e->cfg.budget) return hetee_error(HETEE_ERR_LIMIT, "workspace above the budget");
+  uint8_t *ws = workspace(e, need);
+  if (!ws) return hetee_error(HETEE_ERR_NOMEM, "no memory");
+  thread_ws tw;
+  thread_ws_at(e, T, ws, &tw);
+  rc = gather_blobs(e, (const uint8_t **)blob, blen, ncts, ncts, map, n, HETEE_ENC_COEFFS, level, scale, 1, values,
+                    &tw);
+  thread_ws_wipe(&tw, T);
   return rc;
 }
 
@@ -539,23 +672,26 @@ int enclave_release_values(enclave *e, hetee_rbuf *r, int prec_bits, double **va
                        "release of %u values at scale 2^%.2f: flooding noise 2^%.2f exceeds the policy's rounding "
                        "unit 2^-%d (decode at scale >= 2^%.2f)",
                        n, log2(scale), log2a, prec_bits, log2(scale) + log2a + prec_bits);
-  size_t unit = hetee_ckks_context_n(e->ctx), T = (size_t)enclave_pool_threads(e->pool);
+  size_t T = (size_t)enclave_pool_threads(e->pool);
   (void)slots;
   /* per-thread decoding buffers in the shared locked workspace; the
    * released values in their own locked buffer (handed to the caller) */
-  size_t need = T * unit * (sizeof(double) + sizeof(uint32_t));
+  size_t need = a64(thread_ws_bytes(e, T));
   uint32_t *map = malloc(n * sizeof *map);
-  double *v = sodium_malloc(n * sizeof *v), *unitbuf = workspace(e, need);
+  double *v = sodium_malloc(n * sizeof *v);
+  uint8_t *unitbuf = workspace(e, need);
+  thread_ws tw;
+  if (unitbuf) thread_ws_at(e, T, unitbuf, &tw);
   if (!map || !v || !unitbuf) {
     rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
     goto out;
   }
   for (uint32_t i = 0; i < n; i++) map[i] = hetee_rbuf_u32(r);
-  rc = gather(e, r, map, n, enc, level, scale, v, unitbuf, (uint32_t *)(unitbuf + T * unit), items);
+  rc = gather(e, r, map, n, enc, level, scale, v, &tw, items);
   if (!rc) flood(v, n, exp2(log2a));
 out:
   free(map);
-  if (unitbuf) sodium_memzero(unitbuf, need);
+  if (unitbuf) thread_ws_wipe(&tw, T);
   if (rc) {
     if (v) sodium_free(v);
     return rc;
@@ -585,6 +721,16 @@ int enclave_refresh_job_run(enclave *e, hetee_refresh_job *jp, hetee_rbuf *r, he
                             const enclave_refresh_hook *hook) {
   (void)e, (void)r, (void)w, (void)items, (void)hook;
   hetee_refresh_job_free(jp);
+  return hetee_error(HETEE_ERR_UNSUPPORTED, "this enclave was built without the CKKS layer");
+}
+int enclave_job_values(enclave *e, size_t n, double **out) {
+  (void)e, (void)n;
+  *out = NULL;
+  return hetee_error(HETEE_ERR_UNSUPPORTED, "this enclave was built without the CKKS layer");
+}
+int enclave_gather_coeffs(enclave *e, const uint8_t *const *blob, const size_t *blen, uint32_t ncts,
+                          const uint32_t *map, size_t n, int level, double scale, double *values) {
+  (void)e, (void)blob, (void)blen, (void)ncts, (void)map, (void)n, (void)level, (void)scale, (void)values;
   return hetee_error(HETEE_ERR_UNSUPPORTED, "this enclave was built without the CKKS layer");
 }
 int enclave_release_values(enclave *e, hetee_rbuf *r, int prec_bits, double **vals, size_t *n, uint64_t *items) {

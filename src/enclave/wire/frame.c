@@ -131,7 +131,9 @@ void hetee_frame_clear(hetee_frame *f) {
   memset(f, 0, sizeof *f);
 }
 
-int hetee_frame_read(int fd, size_t max_body, hetee_frame *f) {
+/* Reads a frame; the body goes to *buf (grown to *cap when too small:
+ * freed, then malloc'd) when buf is not NULL, else to a fresh malloc. */
+static int frame_read(int fd, size_t max_body, hetee_frame *f, uint8_t **buf, size_t *cap) {
   memset(f, 0, sizeof *f);
   uint8_t h[HETEE_FRAME_HEADER_BYTES];
   int rc = read_all(fd, h, 4);
@@ -152,19 +154,31 @@ int hetee_frame_read(int fd, size_t max_body, hetee_frame *f) {
     return rc ? rc : hetee_error(HETEE_ERR_LIMIT, "frame body of %zu bytes above limit %zu", body, max_body);
   }
   if (body) {
-    f->body = malloc(body);
+    if (buf && *cap < body) {
+      free(*buf);
+      *buf = malloc(body);
+      *cap = *buf ? body : 0;
+    }
+    f->body = buf ? *buf : malloc(body);
     if (!f->body) {
       rc = drain(fd, body);
       return rc ? rc : hetee_error(HETEE_ERR_NOMEM, "no memory for a %zu-byte frame", body);
     }
     rc = read_all(fd, f->body, body);
     if (rc) {
-      hetee_frame_clear(f);
+      if (buf) memset(f, 0, sizeof *f);
+      else hetee_frame_clear(f);
       return rc;
     }
   }
   f->len = body;
   return 0;
+}
+
+int hetee_frame_read(int fd, size_t max_body, hetee_frame *f) { return frame_read(fd, max_body, f, NULL, NULL); }
+
+int hetee_frame_read_into(int fd, size_t max_body, hetee_frame *f, uint8_t **buf, size_t *cap) {
+  return frame_read(fd, max_body, f, buf, cap);
 }
 
 int hetee_frame_error_status(const hetee_frame *f) {

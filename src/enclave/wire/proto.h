@@ -46,6 +46,12 @@ int hetee_frame_write_error(int fd, uint64_t id, int status, const char *detail)
  * announced were consumed), HETEE_ERR_LIMIT (body above max_body; drained
  * without buffering, f->type/id filled in). */
 int hetee_frame_read(int fd, size_t max_body, hetee_frame *f);
+/* The same, with the body read into a buffer the caller keeps between
+ * frames (*buf, *cap bytes; replaced by a larger malloc'd one when a body
+ * does not fit): f->body points into it, so f must not be
+ * hetee_frame_clear'ed. A reader of many large frames (the enclave) then
+ * neither allocates nor faults pages in per frame. */
+int hetee_frame_read_into(int fd, size_t max_body, hetee_frame *f, uint8_t **buf, size_t *cap);
 void hetee_frame_clear(hetee_frame *f);
 /* Parses an error reply body; returns the (negative) status carried, or
  * HETEE_ERR_PROTOCOL if malformed, and records the detail with hetee_error. */

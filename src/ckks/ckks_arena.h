@@ -1,0 +1,59 @@
+/*
+ * ckks_arena.h — internal (enclave hot path): a per-thread scratch arena and
+ * the fused per-ciphertext operations the enclave's refresh runs.
+ *
+ * Arena. A thread that owns a block of (locked) memory may hand it to the
+ * CKKS layer with ckks_arena_set: until ckks_arena_set(NULL, 0), the
+ * temporaries of decryption, decoding, encoding and secret-key encryption on
+ * that thread (CRT rows, FFT vectors, rounded coefficients, sampled noise)
+ * are carved out of it (stack order) instead of malloc'd, and are NOT wiped
+ * when released: the owner wipes the whole block once (the enclave: after
+ * every request, refresh.c). Without an arena nothing changes: temporaries
+ * are malloc'd and wiped before free, as before. A request that does not
+ * fit the arena falls back to malloc (and wiping).
+ *
+ * Fused operations (no plaintext object, nothing allocated with an arena):
+ *  - ckks_decrypt_decode_real: hetee_ckks_decrypt + hetee_ckks_decode_real
+ *    at the given scale, the same values (the same residues and the same
+ *    CRT / FFT code);
+ *  - ckks_encrypt_sk_real_bounded: hetee_ckks_encode_real_bounded +
+ *    hetee_ckks_encrypt_sk with fresh seeds; the rounded message goes to
+ *    c0 in coefficient form and the noise is added there, so each row takes
+ *    one forward NTT instead of two (NTT(m) + NTT(e) = NTT(m + e) exactly):
+ *    with the same seeds, the same ciphertext as encode + encrypt.
+ */
+#ifndef HETEE_CKKS_ARENA_H
+#define HETEE_CKKS_ARENA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hetee/ckks.h"
+
+/* Bytes of arena one thread needs for any of the operations above at the
+ * context's top level (a bound: with it, nothing falls back to malloc). */
+size_t ckks_arena_bytes(const hetee_ckks_context *ctx);
+/* Sets (base != NULL) or clears the calling thread's arena. base must be
+ * 64-byte aligned. Returns the most bytes the previous arena had in use at
+ * once (what its owner must wipe: [base, base + that)). */
+size_t ckks_arena_set(void *base, size_t bytes);
+
+/* Temporaries: from the arena when one is set and has room (not wiped on
+ * release: the arena's owner wipes it), else aligned_alloc'd (wiped and
+ * freed on release when wipe = 1). Released in reverse order of
+ * allocation. NULL on allocation failure. */
+void *ckks_tmp_alloc(size_t bytes);
+void ckks_tmp_free(void *p, size_t bytes, int wipe);
+
+int ckks_decrypt_decode_real(const hetee_ckks_context *ctx, const hetee_ckks_secret_key *sk,
+                             const hetee_ckks_ciphertext *ct, double scale, double *out, size_t n);
+int ckks_encrypt_sk_real_bounded(const hetee_ckks_context *ctx, const hetee_ckks_secret_key *sk, const double *v,
+                                 size_t n, double scale, int level, double vmax, hetee_ckks_ciphertext *out);
+
+/* Secret-key encryption (seeded) at `level` of the rounded message that
+ * out->c[0] already holds in coefficient form (rows 0..level; out reserved
+ * by the caller): c0 = NTT(m + e) - a s, c1 = a = expand(aseed). */
+int ckks_encrypt_sk_rounded(const hetee_ckks_context *ctx, const hetee_ckks_secret_key *sk, int level, double scale,
+                            const uint8_t eseed[32], const uint8_t aseed[32], hetee_ckks_ciphertext *out);
+
+#endif

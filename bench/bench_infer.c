@@ -97,7 +97,9 @@ int hetee_bench_infer(int argc, char **argv) {
   if (hetee_nn_forward(m, x, n, logits)) goto out;
   double plain_s = now() - t0;
   t0 = now();
-  int rc = local_parties_start(&t, NULL);
+  /* --threads T: the whole pipeline (this process, the launcher and the
+   * enclave it spawns) runs on T CPUs, the enclave with threads=T */
+  int rc = local_parties_start_cpus(&t, NULL, (int)threads);
   t.unbound = unbound; /* the pre-issue-9 path, for comparison */
   double setup_s = now() - t0;
   if (!rc) rc = local_infer(&t, m, p, x, n, (int)threads, 1, &r);

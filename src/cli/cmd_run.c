@@ -35,7 +35,7 @@ static void run_usage(FILE *f) {
           "  --labels L       labels: report accuracies\n"
           "  --count N        use only the first N images\n"
           "  --batch B        samples per micro-batch (default 64; lowered to fit the enclave frames)\n"
-          "  --threads T      host kernel threads (default 1)\n"
+          "  --threads T      CPUs for host and enclave, both pinned to them (default 1)\n"
           "  --platform DIR   sim platform (default: a temporary one)\n"
           "  --verbose        print one predicted label per line\n");
 }
@@ -132,7 +132,7 @@ int hetee_cmd_run(int argc, char **argv) {
     fprintf(stderr, "hetee run: %s\n", hetee_last_error());
     goto out;
   }
-  int rc = local_parties_start(&t, platform);
+  int rc = local_parties_start_cpus(&t, platform, (int)threads); /* host + enclave on `threads` CPUs */
   if (!rc) rc = local_infer(&t, m, p, x, n, (int)threads, 1, &r);
   if (rc) {
     fprintf(stderr, "hetee run: %s: %s\n", hetee_strerror(rc), hetee_last_error());

@@ -1,6 +1,6 @@
 /*
  * bench_infer.c — `hetee-bench infer --model M.onnx [--batch B] [--images N]
- * [--threads T] [--json]`: encrypted inference end to end on the first N
+ * [--threads T] [--json] [--unbound] [--no-phase]`: encrypted inference end to end on the first N
  * Fashion-MNIST test images (Debian's dataset-fashion-mnist), with the
  * three parties of `hetee run` (src/cli/local_parties.c) and the real
  * enclave process. Reports the engine's counters (hetee_engine_stats):
@@ -30,7 +30,7 @@ static double now(void) {
 }
 
 static int usage(void) {
-  fprintf(stderr, "usage: hetee-bench infer --model M.onnx [--batch B] [--images N] [--threads T] [--json] [--unbound]\n");
+  fprintf(stderr, "usage: hetee-bench infer --model M.onnx [--batch B] [--images N] [--threads T] [--json] [--unbound] [--no-phase]\n");
   return 2;
 }
 
@@ -48,7 +48,7 @@ static void json_str(const char *s) {
 int hetee_bench_infer(int argc, char **argv) {
   const char *model_path = NULL;
   long batch = 64, images = 0, threads = 1;
-  int json = 0, unbound = 0;
+  int json = 0, unbound = 0, no_phase = 0;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--model") && i + 1 < argc) model_path = argv[++i];
     else if (!strcmp(argv[i], "--batch") && i + 1 < argc) batch = atol(argv[++i]);
@@ -56,6 +56,7 @@ int hetee_bench_infer(int argc, char **argv) {
     else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atol(argv[++i]);
     else if (!strcmp(argv[i], "--json")) json = 1;
     else if (!strcmp(argv[i], "--unbound")) unbound = 1;
+    else if (!strcmp(argv[i], "--no-phase")) no_phase = 1; /* strided convs as they are (comparison) */
     else return usage();
   }
   if (!model_path || batch < 1 || batch > 4096 || images < 0 || images > 10000 || threads < 1 || threads > 64)
@@ -76,6 +77,7 @@ int hetee_bench_infer(int argc, char **argv) {
   hetee_engine_plan_options o;
   memset(&o, 0, sizeof o);
   o.batch = (uint32_t)batch;
+  o.phase = no_phase ? HETEE_ENGINE_PHASE_NEVER : HETEE_ENGINE_PHASE_AUTO;
   if (hetee_nn_model_load(model_path, &m) || hetee_engine_plan_build(m, &o, &p) ||
       hetee_nn_images_load(FMNIST "/t10k-images-idx3-ubyte.gz", &img) ||
       hetee_nn_labels_load(FMNIST "/t10k-labels-idx1-ubyte.gz", &lab)) {

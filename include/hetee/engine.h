@@ -80,6 +80,8 @@ extern "C" {
  * ------------------------------------------------------------------------- */
 typedef struct hetee_engine_plan hetee_engine_plan;
 
+enum { HETEE_ENGINE_PHASE_AUTO = 0, HETEE_ENGINE_PHASE_NEVER = 1, HETEE_ENGINE_PHASE_ALWAYS = 2 };
+
 typedef struct hetee_engine_plan_options {
   uint32_t batch;        /* samples the caller wants to run at once (0: 64);
                             the micro-batch is min(batch, 64), lowered to fit */
@@ -88,6 +90,10 @@ typedef struct hetee_engine_plan_options {
                             HETEE_ERR_LIMIT if a frame would not fit) */
   size_t n;              /* ring degree (0: 8192, the enclave's default) */
   const hetee_hemat_costs *costs; /* NULL: hetee_hemat_costs_default */
+  int phase;             /* strided convolutions in space-to-depth form
+                            (docs/engine.md, "Strided convolutions"):
+                            HETEE_ENGINE_PHASE_AUTO (0) when the cost model
+                            prefers it, _NEVER, or _ALWAYS when it exists */
 } hetee_engine_plan_options;
 
 /* Builds the plan of model m (options may be NULL: defaults).
@@ -130,9 +136,20 @@ typedef struct hetee_engine_stage_info {
   size_t nops;              /* refresh ops applied to this stage's output */
   const hetee_refresh_op *ops;
   int out_shape[3];         /* after the ops, per sample */
+  hetee_hemat_shape conv;   /* the layer's own geometry (padded input) */
+  int phased;               /* 1: shape is conv's stride-1 space-to-depth form:
+                               padded input element (c, Y, X) is hemat's
+                               (c*sh + Y%sh)*sw + X%sw, Y/sh, X/sw
+                               (docs/engine.md, "Strided convolutions") */
 } hetee_engine_stage_info;
 
 HETEE_API int hetee_engine_plan_stage(const hetee_engine_plan *p, size_t i, hetee_engine_stage_info *out) HETEE_WUR;
+
+/* The weights w of stage i's layer (co x c x kh x kw, the layer's own
+ * geometry) rearranged for hemat's geometry (shape of the stage info:
+ * a copy of w, or its space-to-depth form), malloc'd into *out. */
+HETEE_API int hetee_engine_plan_stage_weights(const hetee_engine_plan *p, size_t i, const float *w,
+                                              float **out) HETEE_WUR;
 
 /* Layout of stage i for a micro-batch of `batch` samples (1..micro-batch;
  * the last micro-batch of a run may be smaller). */

@@ -414,9 +414,11 @@ static int load_end(enclave *e, imodel *m) {
       size_t k = 0;
       for (int c = 0; c < ps->in_shape[0]; c++)
         for (int y = 0; y < ps->in_shape[1]; y++)
-          for (int x = 0; x < ps->in_shape[2]; x++)
-            is->V[t][k++] = is->Vp[t][((size_t)c * ps->shape.h + (size_t)(y + ps->pads[0])) * ps->shape.w +
-                                      (size_t)(x + ps->pads[1])];
+          for (int x = 0; x < ps->in_shape[2]; x++) {
+            int hc, hy, hx;
+            engine_in_coord(ps, c, y, x, &hc, &hy, &hx);
+            is->V[t][k++] = is->Vp[t][((size_t)hc * ps->shape.h + (size_t)hy) * ps->shape.w + (size_t)hx];
+          }
       sodium_free(is->Vp[t]);
       is->Vp[t] = NULL;
     }
@@ -478,7 +480,9 @@ static int input_positions(const hetee_engine_plan *p, uint32_t batch, uint32_t 
     for (int c = 0; c < s0->in_shape[0]; c++)
       for (int y = 0; y < s0->in_shape[1]; y++)
         for (int x = 0; x < s0->in_shape[2]; x++, q++) {
-          pos[q] = hetee_hemat_in_pos(&L, b, c, y + s0->pads[0], x + s0->pads[1]);
+          int hc, hy, hx;
+          engine_in_coord(s0, c, y, x, &hc, &hy, &hx);
+          pos[q] = hetee_hemat_in_pos(&L, b, hc, hy, hx);
           if (pos[q] / p->n >= nct) rc = hetee_error(HETEE_ERR_INTERNAL, "input position");
           else st[pos[q] / p->n + 1]++;
         }

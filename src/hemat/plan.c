@@ -342,6 +342,7 @@ static size_t release_cts(const hetee_engine_plan *p, uint32_t batch) {
 /* Whether every enclave frame of the plan fits at micro-batch mb; why names
  * the first that does not. */
 int engine_frames_fit(const hetee_engine_plan *p, char *why, size_t wn) {
+  /* degree-2 outputs at level 1: the unbound path sends them unrescaled */
   size_t ct2 = engine_ct_bytes(p->n, 3, HETEE_ENGINE_LEVEL), ct1 = engine_ct_bytes(p->n, 1, HETEE_ENGINE_LEVEL) + 32;
   size_t ct1top = engine_ct_bytes(p->n, 1, ENGINE_MAX_TOP_LEVEL) + 32;
   for (size_t s = 0; s < p->nstages; s++) {
@@ -612,6 +613,11 @@ double hetee_engine_release_scale(const hetee_ckks_context *ctx) {
   double logq = 0;
   for (int i = 0; i <= hetee_ckks_context_max_level(ctx); i++) logq += log2((double)hetee_ckks_context_prime(ctx, i));
   return exp2(floor(logq) - 44);
+}
+
+double hetee_engine_refresh_scale(const hetee_ckks_context *ctx) {
+  if (!ctx || hetee_ckks_context_max_level(ctx) < HETEE_ENGINE_LEVEL) return 0;
+  return HETEE_ENGINE_OUT_SCALE / (double)hetee_ckks_context_prime(ctx, HETEE_ENGINE_LEVEL);
 }
 
 void hetee_engine_refresh_free(hetee_engine_refresh *r) {

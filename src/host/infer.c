@@ -16,6 +16,9 @@
  */
 #include <pthread.h>
 #include <stdlib.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 #include <sys/resource.h>
 #include <string.h>
 #include <time.h>
@@ -233,6 +236,7 @@ typedef struct worker {
   size_t ser_cap;
   const uint8_t **blob;        /* blobs of a reply */
   size_t *blen, nblob;
+  hetee_ckks_evaluator **ev;   /* one per kernel thread (the rescale's scratch) */
   hetee_engine_stats st;
   uint64_t integrity_ns; /* enclave CPU time of the checks (bound runs) */
 } worker;
@@ -247,6 +251,9 @@ static void worker_bufs_free(worker *w, size_t nstages) {
   free(w->ser);
   free(w->blob);
   free(w->blen);
+  for (int t = 0; w->ev && t < w->sh->threads; t++) hetee_ckks_evaluator_free(w->ev[t]);
+  free(w->ev);
+  w->ev = NULL;
   w->sb = NULL;
   w->ser = NULL;
   w->blob = NULL;
@@ -269,6 +276,35 @@ static int cts_reserve(const hetee_ckks_context *ctx, hetee_ckks_ciphertext ***a
   }
   *have = n;
   return 0;
+}
+
+/* Rescales the products c[0..n) in place by q_1, to the level and scale the
+ * enclave decrypts them at (HETEE_ENGINE_REFRESH_LEVEL,
+ * hetee_engine_refresh_scale): 2 NTTs per polynomial on the host, half
+ * the bytes and half the decryption work in the enclave. */
+static int rescale_all(worker *w, const hetee_ckks_context *ctx, hetee_ckks_ciphertext *const *c, size_t n) {
+  int threads = w->sh->threads, rc = 0;
+  if (!w->ev) {
+    w->ev = calloc((size_t)threads, sizeof *w->ev);
+    if (!w->ev) return hetee_error(HETEE_ERR_NOMEM, "no memory");
+    for (int t = 0; t < threads && !rc; t++) rc = hetee_ckks_evaluator_new(ctx, 1, &w->ev[t]);
+    if (rc) return rc;
+  }
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1) if (threads > 1)
+  for (size_t i = 0; i < n; i++) {
+#ifdef _OPENMP
+    int t = omp_get_thread_num();
+#else
+    int t = 0;
+#endif
+    int r = hetee_ckks_ciphertext_level(c[i]) == HETEE_ENGINE_LEVEL ? hetee_ckks_evaluator_rescale(w->ev[t], c[i], c[i])
+                                                                    : hetee_error(HETEE_ERR_LEVEL, "product level");
+    if (r) {
+#pragma omp critical
+      if (!rc) rc = r;
+    }
+  }
+  return rc ? hetee_error(rc, "cannot rescale a layer output") : 0;
 }
 
 /* Serializes c[0..n) into w->ser as n x (u64 length | ciphertext bytes),
@@ -541,6 +577,7 @@ static int run_micro_batch(worker *w, size_t k, hetee_ckks_ciphertext *const *in
       uint8_t *own_spec = NULL;
       size_t spec_len = 0, total = 0;
       rc = stage_spec(w, ctx, s, R, R == &w->cache[s], &spec, &spec_len, &own_spec);
+      if (!rc) rc = rescale_all(w, ctx, outs, nouts);
       if (!rc) rc = serialize(w, ctx, outs, nouts, threads, &total);
       outs = NULL; /* the worker's */
       if (rc) {

@@ -674,13 +674,20 @@ static int hook_gathered(void *arg, const hetee_refresh_spec *spec, const double
    * input ciphertexts' noise convolved with the weight polynomials plus the
    * weights' noise convolved with the input polynomials of its group */
   const double sx = INTEG_SIGMA / HETEE_ENGINE_IN_SCALE, sw = INTEG_SIGMA / HETEE_ENGINE_W_SCALE;
+  /* plus the host's rescale of each product by q_1 (spec->in_scale is the
+   * scale after it): rounding r0 + r1 s + r2 s^2 per coefficient, r_i
+   * uniform in [-1/2, 1/2], s ternary (|s_j| <= 1, so (s^2)_k has variance
+   * at most N): variance at most (1 + N + N^2) / 12 in units of
+   * 1/in_scale (N = 8192: std 2365 = 2^-12.8 at 2^24) */
+  const double nr = (double)hetee_ckks_context_n(h->e->ctx);
+  const double srs = spec->in_level < HETEE_ENGINE_LEVEL ? sqrt((1 + nr + nr * nr) / 12) / spec->in_scale : 0;
   int ok = 1;
   int nimg = ps->pack.nimg;
   for (uint32_t b = 0; b < batch; b++) {
     double g = 0;
     uint32_t g0 = b / (uint32_t)nimg * (uint32_t)nimg;
     for (uint32_t q = g0; q < g0 + (uint32_t)nimg && q < batch; q++) g += h->j->l1[q];
-    double var = sx * sx * is->a2 + sw * sw * (double)L.nmb * g * g;
+    double var = sx * sx * is->a2 + sw * sw * (double)L.nmb * g * g + srs * srs;
     const double *yb = v + (size_t)b * is->n_out;
     for (int t = 0; t < INTEG_T; t++) {
       double z = 0, mag = 0;

@@ -1,6 +1,6 @@
 /*
  * bench_infer.c — `hetee-bench infer --model M.onnx [--batch B] [--images N]
- * [--threads T] [--json]`: encrypted inference end to end on the first N
+ * [--threads T] [--json] [--unbound] [--no-phase]`: encrypted inference end to end on the first N
  * Fashion-MNIST test images (Debian's dataset-fashion-mnist), with the
  * three parties of `hetee run` (src/cli/local_parties.c) and the real
  * enclave process. Reports the engine's counters (hetee_engine_stats):
@@ -30,7 +30,7 @@ static double now(void) {
 }
 
 static int usage(void) {
-  fprintf(stderr, "usage: hetee-bench infer --model M.onnx [--batch B] [--images N] [--threads T] [--json] [--unbound]\n");
+  fprintf(stderr, "usage: hetee-bench infer --model M.onnx [--batch B] [--images N] [--threads T] [--json] [--unbound] [--no-phase]\n");
   return 2;
 }
 
@@ -48,7 +48,7 @@ static void json_str(const char *s) {
 int hetee_bench_infer(int argc, char **argv) {
   const char *model_path = NULL;
   long batch = 64, images = 0, threads = 1;
-  int json = 0, unbound = 0;
+  int json = 0, unbound = 0, no_phase = 0;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--model") && i + 1 < argc) model_path = argv[++i];
     else if (!strcmp(argv[i], "--batch") && i + 1 < argc) batch = atol(argv[++i]);
@@ -56,6 +56,7 @@ int hetee_bench_infer(int argc, char **argv) {
     else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atol(argv[++i]);
     else if (!strcmp(argv[i], "--json")) json = 1;
     else if (!strcmp(argv[i], "--unbound")) unbound = 1;
+    else if (!strcmp(argv[i], "--no-phase")) no_phase = 1; /* strided convs as they are (comparison) */
     else return usage();
   }
   if (!model_path || batch < 1 || batch > 4096 || images < 0 || images > 10000 || threads < 1 || threads > 64)
@@ -76,6 +77,7 @@ int hetee_bench_infer(int argc, char **argv) {
   hetee_engine_plan_options o;
   memset(&o, 0, sizeof o);
   o.batch = (uint32_t)batch;
+  o.phase = no_phase ? HETEE_ENGINE_PHASE_NEVER : HETEE_ENGINE_PHASE_AUTO;
   if (hetee_nn_model_load(model_path, &m) || hetee_engine_plan_build(m, &o, &p) ||
       hetee_nn_images_load(FMNIST "/t10k-images-idx3-ubyte.gz", &img) ||
       hetee_nn_labels_load(FMNIST "/t10k-labels-idx1-ubyte.gz", &lab)) {
@@ -97,13 +99,37 @@ int hetee_bench_infer(int argc, char **argv) {
   if (hetee_nn_forward(m, x, n, logits)) goto out;
   double plain_s = now() - t0;
   t0 = now();
-  int rc = local_parties_start(&t, NULL);
+  /* --threads T: the whole pipeline (this process, the launcher and the
+   * enclave it spawns) runs on T CPUs, the enclave with threads=T */
+  int rc = local_parties_start_cpus(&t, NULL, (int)threads);
   t.unbound = unbound; /* the pre-issue-9 path, for comparison */
   double setup_s = now() - t0;
   if (!rc) rc = local_infer(&t, m, p, x, n, (int)threads, 1, &r);
   if (rc) {
     fprintf(stderr, "hetee-bench infer: %s: %s\n", hetee_strerror(rc), hetee_last_error());
     goto out;
+  }
+  /* the enclave's CPU time per request type of the run (its own counters;
+   * MODEL_LOAD is the one-time registration, not part of the run's figures) */
+  static const struct {
+    uint16_t type;
+    const char *name;
+  } OPS[] = {{HETEE_MSG_JOB_START, "job_start"},     {HETEE_MSG_JOB_REFRESH, "job_refresh"},
+             {HETEE_MSG_JOB_RELEASE, "job_release"}, {HETEE_MSG_REFRESH, "refresh"},
+             {HETEE_MSG_RELEASE, "release"},         {HETEE_MSG_MODEL_LOAD, "model_load"}};
+  double op_s[6] = {0};
+  unsigned long long op_n[6] = {0}, op_items[6] = {0};
+  {
+    hetee_enclave_op_stats est[32];
+    size_t nst = 0;
+    if (!hetee_host_stats(t.e, est, 32, &nst))
+      for (size_t i = 0; i < nst; i++)
+        for (size_t k = 0; k < 6; k++)
+          if (est[i].type == OPS[k].type) {
+            op_s[k] = (double)est[i].cpu_ns * 1e-9;
+            op_n[k] = (unsigned long long)est[i].count;
+            op_items[k] = (unsigned long long)est[i].items;
+          }
   }
   size_t agree = 0, ok_enc = 0, ok_plain = 0;
   for (size_t i = 0; i < n; i++) {
@@ -146,6 +172,11 @@ int hetee_bench_infer(int argc, char **argv) {
            "\"dp_encrypt_s\": %.4f, \"input_load_s\": %.4f, \"dp_open_s\": %.4f, \"setup_s\": %.4f",
            r.model_ct_bytes, plain_s, r.mp_encrypt_s, r.model_load_s, r.dp_encrypt_s, r.input_load_s, r.dp_open_s,
            setup_s);
+    printf(", \"enclave_ops\": {");
+    for (size_t k = 0; k < 6; k++)
+      printf("%s\"%s\": {\"count\": %llu, \"cpu_s\": %.6f, \"items\": %llu}", k ? ", " : "", OPS[k].name, op_n[k],
+             op_s[k], op_items[k]);
+    printf("}");
     printf(", \"layers\": [");
     for (size_t k = 0; k < s->nstages; k++) {
       hetee_engine_stage_info si;
@@ -179,6 +210,10 @@ int hetee_bench_infer(int argc, char **argv) {
            (double)(s->bytes_to_enclave + s->bytes_from_enclave) / (1 << 20));
     printf("model provider encrypt %.2f s (%.1f MiB), data provider encrypt %.3f s, plaintext engine %.4f s\n",
            r.mp_encrypt_s, (double)r.model_ct_bytes / (1 << 20), r.dp_encrypt_s, plain_s);
+    printf("enclave CPU per request:");
+    for (size_t k = 0; k < 5; k++)
+      if (op_n[k]) printf(" %s %.3f s (%llu)", OPS[k].name, op_s[k], op_n[k]);
+    printf("\n");
     for (size_t k = 0; k < s->nstages; k++) {
       hetee_engine_stage_info si;
       if (hetee_engine_plan_stage(p, k, &si)) break;

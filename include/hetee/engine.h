@@ -23,12 +23,15 @@
  *
  * Scales and levels (the enclave's default parameters, logN 13,
  * q {60, 40, 40}, p {60}; level 1 = q0 q1):
- *   inputs  coefficient-encoded, level 1, scale 2^26 (first stage: the data
+ *   inputs  coefficient-encoded, level 1, scale 2^30 (first stage: the data
  *           provider, public key; later stages: the enclave, secret key)
  *   weights coefficient-encoded, level 1, scale 2^34 (model provider, public key)
- *   biases  coefficient-encoded, level 1, scale 2^60 (added by the host)
+ *   biases  coefficient-encoded, level 1, scale 2^64 (added by the host)
  *   outputs degree 2 (never relinearised: no evaluation key is needed),
- *           level 1, scale 2^60, decrypted by the enclave directly.
+ *           level 1, scale 2^64; in bound runs the host rescales each by q1
+ *           to level 0 (scale hetee_engine_refresh_scale, ~2^24) before the
+ *           enclave decrypts it: half the bytes and half the enclave's
+ *           decryption work, for the host's ~6 NTTs per output.
  *   release fresh from the enclave, coefficient-encoded at the top level and
  *           scale hetee_engine_release_scale (2^95 for the defaults): the
  *           enclave floods released values with noise sized for fresh
@@ -66,10 +69,11 @@
 extern "C" {
 #endif
 
-#define HETEE_ENGINE_LEVEL 1               /* level of every engine ciphertext */
-#define HETEE_ENGINE_IN_SCALE 0x1p26       /* layer inputs */
+#define HETEE_ENGINE_LEVEL 1               /* level of every engine ciphertext the host multiplies */
+#define HETEE_ENGINE_IN_SCALE 0x1p30       /* layer inputs */
 #define HETEE_ENGINE_W_SCALE 0x1p34        /* weights */
-#define HETEE_ENGINE_OUT_SCALE 0x1p60      /* products and biases */
+#define HETEE_ENGINE_OUT_SCALE 0x1p64      /* products and biases */
+#define HETEE_ENGINE_REFRESH_LEVEL 0       /* the products as the enclave decrypts them (bound runs) */
 #define HETEE_ENGINE_DEFAULT_BATCH 64u     /* micro-batch when none is asked for */
 #define HETEE_ENGINE_MAX_STAGES 64
 #define HETEE_ENGINE_MAX_IMAGES (1u << 20) /* samples of one run */
@@ -80,6 +84,8 @@ extern "C" {
  * ------------------------------------------------------------------------- */
 typedef struct hetee_engine_plan hetee_engine_plan;
 
+enum { HETEE_ENGINE_PHASE_AUTO = 0, HETEE_ENGINE_PHASE_NEVER = 1, HETEE_ENGINE_PHASE_ALWAYS = 2 };
+
 typedef struct hetee_engine_plan_options {
   uint32_t batch;        /* samples the caller wants to run at once (0: 64);
                             the micro-batch is min(batch, 64), lowered to fit */
@@ -88,6 +94,10 @@ typedef struct hetee_engine_plan_options {
                             HETEE_ERR_LIMIT if a frame would not fit) */
   size_t n;              /* ring degree (0: 8192, the enclave's default) */
   const hetee_hemat_costs *costs; /* NULL: hetee_hemat_costs_default */
+  int phase;             /* strided convolutions in space-to-depth form
+                            (docs/engine.md, "Strided convolutions"):
+                            HETEE_ENGINE_PHASE_AUTO (0) when the cost model
+                            prefers it, _NEVER, or _ALWAYS when it exists */
 } hetee_engine_plan_options;
 
 /* Builds the plan of model m (options may be NULL: defaults).
@@ -130,9 +140,20 @@ typedef struct hetee_engine_stage_info {
   size_t nops;              /* refresh ops applied to this stage's output */
   const hetee_refresh_op *ops;
   int out_shape[3];         /* after the ops, per sample */
+  hetee_hemat_shape conv;   /* the layer's own geometry (padded input) */
+  int phased;               /* 1: shape is conv's stride-1 space-to-depth form:
+                               padded input element (c, Y, X) is hemat's
+                               (c*sh + Y%sh)*sw + X%sw, Y/sh, X/sw
+                               (docs/engine.md, "Strided convolutions") */
 } hetee_engine_stage_info;
 
 HETEE_API int hetee_engine_plan_stage(const hetee_engine_plan *p, size_t i, hetee_engine_stage_info *out) HETEE_WUR;
+
+/* The weights w of stage i's layer (co x c x kh x kw, the layer's own
+ * geometry) rearranged for hemat's geometry (shape of the stage info:
+ * a copy of w, or its space-to-depth form), malloc'd into *out. */
+HETEE_API int hetee_engine_plan_stage_weights(const hetee_engine_plan *p, size_t i, const float *w,
+                                              float **out) HETEE_WUR;
 
 /* Layout of stage i for a micro-batch of `batch` samples (1..micro-batch;
  * the last micro-batch of a run may be smaller). */
@@ -182,6 +203,9 @@ HETEE_API void hetee_engine_refresh_free(hetee_engine_refresh *r);
 /* Scale of the release ciphertexts under ctx: 2^(floor(log2 Q) - 44) for
  * the top level's modulus Q (values up to 2^40 fit). */
 HETEE_API double hetee_engine_release_scale(const hetee_ckks_context *ctx);
+/* Scale of a product after the host's rescale to HETEE_ENGINE_REFRESH_LEVEL:
+ * HETEE_ENGINE_OUT_SCALE / q_1 (~2^24 for the defaults; 0 without ctx). */
+HETEE_API double hetee_engine_refresh_scale(const hetee_ckks_context *ctx);
 
 /* Position (ciphertext index * N + coefficient) of value k (flat, per
  * sample, over the model input's C x H x W) of sample b in stage 0's inputs,

@@ -27,7 +27,7 @@ static const hetee_cli_opt OPTS[] = {
     {"labels", "L", 'l', "labels: report accuracies"},
     {"count", "N", 'n', "use only the first N images"},
     {"batch", "B", 'b', "samples per micro-batch (default 64; lowered to fit the enclave frames)"},
-    {"threads", "T", 't', "host kernel threads, 1..64 (default 1)"},
+    {"threads", "T", 't', "CPUs for host and enclave, both pinned to them, 1..64 (default 1)"},
     {"platform", "DIR", 'p', "sim platform (default: a temporary one)"},
     {"verbose", NULL, 'v', "print one predicted label per line"},
     {0, 0, 0, 0}};
@@ -119,7 +119,7 @@ int hetee_cmd_run(int argc, char **argv) {
     fprintf(stderr, "hetee run: %s\n", hetee_last_error());
     goto out;
   }
-  int rc = local_parties_start(&t, platform);
+  int rc = local_parties_start_cpus(&t, platform, (int)threads); /* host + enclave on `threads` CPUs */
   if (!rc) rc = local_infer(&t, m, p, x, n, (int)threads, 1, &r);
   if (rc) {
     fprintf(stderr, "hetee run: %s: %s\n", hetee_strerror(rc), hetee_last_error());

@@ -1,8 +1,10 @@
 /*
  * local_parties.c — see local_parties.h.
  */
-#define _XOPEN_SOURCE 700
+#define _GNU_SOURCE /* sched_setaffinity, CPU_SET */
+#include <dirent.h>
 #include <ftw.h>
+#include <sched.h>
 #include <libgen.h>
 #include <limits.h>
 #include <time.h>
@@ -42,9 +44,64 @@ static int party_session(local_parties *t, const hetee_party_key *id, const uint
   return rc;
 }
 
-int local_parties_start(local_parties *t, const char *platform) {
+/* Sets the CPU mask of every thread of this process (threads created later,
+ * and children, inherit the mask of their creator). */
+static int set_affinity_all(const cpu_set_t *m) {
+  int rc = 0;
+  DIR *d = opendir("/proc/self/task");
+  if (!d) return sched_setaffinity(0, sizeof *m, m) ? -1 : 0;
+  struct dirent *de;
+  while ((de = readdir(d)))
+    if (de->d_name[0] >= '0' && de->d_name[0] <= '9' && sched_setaffinity((pid_t)atol(de->d_name), sizeof *m, m))
+      rc = -1;
+  closedir(d);
+  return rc;
+}
+
+/* Pins this process to the first `cpus` CPUs of its current mask (the old
+ * mask is kept in t->saved_affinity). */
+static int pin_cpus(local_parties *t, int cpus) {
+  cpu_set_t *old = malloc(sizeof *old), now;
+  if (!old) return hetee_error(HETEE_ERR_NOMEM, "no memory");
+  CPU_ZERO(old);
+  if (sched_getaffinity(0, sizeof *old, old)) {
+    free(old);
+    return hetee_error(HETEE_ERR_IO, "cannot read this process's CPU mask");
+  }
+  CPU_ZERO(&now);
+  int k = 0;
+  for (int c = 0; c < CPU_SETSIZE && k < cpus; c++)
+    if (CPU_ISSET(c, old)) {
+      CPU_SET(c, &now);
+      k++;
+    }
+  t->saved_affinity = old;
+  if (set_affinity_all(&now)) return hetee_error(HETEE_ERR_IO, "cannot pin this process to %d CPU(s)", cpus);
+  t->cpus = k;
+  return 0;
+}
+
+/* HETEE_ENCLAVE_DEFAULT_CONFIG with its threads= key set to `threads`. */
+static int config_threads(int threads, char *out, size_t cap) {
+  const char *def = HETEE_ENCLAVE_DEFAULT_CONFIG, *k = strstr(def, "threads=");
+  size_t head = k ? (size_t)(k - def) : strlen(def);
+  const char *tail = k ? strchr(k, ';') : NULL; /* what follows the key, from its ';' */
+  int n = snprintf(out, cap, "%.*s%sthreads=%d%s", (int)head, def, !k && head ? ";" : "", threads, tail ? tail : "");
+  return n < 0 || (size_t)n >= cap ? hetee_error(HETEE_ERR_LIMIT, "configuration too long") : 0;
+}
+
+int local_parties_start(local_parties *t, const char *platform) { return local_parties_start_cpus(t, platform, 0); }
+
+int local_parties_start_cpus(local_parties *t, const char *platform, int cpus) {
   memset(t, 0, sizeof *t);
+  if (cpus < 0 || cpus > 64) return hetee_error(HETEE_ERR_INVALID_ARG, "cpus %d (0..64)", cpus);
   if (sodium_init() < 0) return hetee_error(HETEE_ERR_CRYPTO, "libsodium");
+  char base[HETEE_ENCLAVE_CONFIG_MAX + 1];
+  if (cpus) {
+    int rc = config_threads(cpus, base, sizeof base);
+    if (!rc) rc = pin_cpus(t, cpus);
+    if (rc) return rc;
+  }
   char plat[400], bin[PATH_MAX + 32];
   if (!platform) {
     snprintf(t->dir, sizeof t->dir, "/tmp/hetee-run-XXXXXX");
@@ -62,7 +119,7 @@ int local_parties_start(local_parties *t, const char *platform) {
   if (!rc) rc = hetee_party_key_generate(HETEE_PARTY_DP, &t->dp);
   if (rc) return rc;
   hetee_party_key_public(t->mp, mp_pk[0]);
-  if ((rc = hetee_enclave_config_with_mps(NULL, (const uint8_t(*)[32])mp_pk, 1, t->config, sizeof t->config)))
+  if ((rc = hetee_enclave_config_with_mps(cpus ? base : NULL, (const uint8_t(*)[32])mp_pk, 1, t->config, sizeof t->config)))
     return rc;
   hetee_host_options o;
   memset(&o, 0, sizeof o);
@@ -140,6 +197,9 @@ void local_parties_stop(local_parties *t) {
   hetee_host_free(t->e);
   if (t->dir[0] && nftw(t->dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS) != 0)
     fprintf(stderr, "hetee: could not remove %s\n", t->dir);
+  if (t->saved_affinity && set_affinity_all(t->saved_affinity))
+    fprintf(stderr, "hetee: could not restore the CPU mask\n");
+  free(t->saved_affinity);
   memset(t, 0, sizeof *t);
 }
 

@@ -29,11 +29,22 @@ typedef struct local_parties {
   char config[HETEE_ENCLAVE_CONFIG_MAX + 1];
   int unbound; /* local_infer without registration, checks and job binding
                   (the pre-issue-9 path, for comparison: hetee-bench infer --unbound) */
+  int cpus;            /* local_parties_start_cpus: CPUs the pipeline may use (0: not pinned) */
+  void *saved_affinity; /* this process's CPU mask before pinning (restored by _stop) */
 } local_parties;
 
 /* platform: an existing sim platform directory, or NULL for a temporary one.
  * 0 or a hetee_status (detail in hetee_last_error()). */
 int local_parties_start(local_parties *t, const char *platform);
+/* The same, for a pipeline allowed `cpus` CPUs (>= 1; 0 = local_parties_start):
+ * before the enclave is spawned, every thread of this process is pinned to
+ * the first `cpus` CPUs it may run on (sched_setaffinity; the launcher and
+ * the enclave inherit the mask), and the enclave's configuration says
+ * threads=cpus. So `--threads 1` measures the whole pipeline (host and
+ * enclave) on one CPU. local_parties_stop restores the previous mask.
+ * Errors as local_parties_start, HETEE_ERR_INVALID_ARG (cpus < 0 or above
+ * 64), HETEE_ERR_IO (the mask cannot be read or set). */
+int local_parties_start_cpus(local_parties *t, const char *platform, int cpus);
 /* The model provider sets model_id's release policy (kind, precision) for
  * the data provider. */
 int local_parties_policy(local_parties *t, uint32_t model_id, int kind, int prec_bits);

@@ -19,16 +19,19 @@ static int fill(const hetee_engine_plan *p, const hetee_hemat_layout *L, const f
   const engine_stage *st = &p->st[0];
   size_t n = p->n, g = ct / (size_t)L->ncb, cbk = ct % (size_t)L->ncb;
   int C = st->in_shape[0], H = st->in_shape[1], W = st->in_shape[2];
-  int c0 = (int)cbk * L->pack.cb, c1 = c0 + L->pack.cb < C ? c0 + L->pack.cb : C;
+  int c0 = (int)cbk * L->pack.cb, c1 = c0 + L->pack.cb;
   memset(buf, 0, n * sizeof *buf);
   for (int j = 0; j < L->pack.nimg; j++) {
     size_t b = g * (size_t)L->pack.nimg + (size_t)j;
     if (b >= L->batch) break;
     const float *xs = x + b * p->in_size;
-    for (int c = c0; c < c1; c++)
+    for (int c = 0; c < C; c++)
       for (int y = 0; y < H; y++)
         for (int xx = 0; xx < W; xx++) {
-          uint64_t pos = hetee_hemat_in_pos(L, (uint32_t)b, c, y + st->pads[0], xx + st->pads[1]);
+          int hc, hy, hx; /* hemat's channel (space-to-depth: depends on y, x) */
+          engine_in_coord(st, c, y, xx, &hc, &hy, &hx);
+          if (hc < c0 || hc >= c1) continue;
+          uint64_t pos = hetee_hemat_in_pos(L, (uint32_t)b, hc, hy, hx);
           if (pos / n != ct) return hetee_error(HETEE_ERR_INTERNAL, "input position outside its ciphertext");
           buf[pos % n] = xs[((size_t)c * H + y) * W + xx];
         }

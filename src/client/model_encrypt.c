@@ -32,7 +32,7 @@ static int plan_copy(const hetee_engine_plan *p, hetee_engine_plan **out) {
 static int check_layer(const hetee_nn_model *m, size_t s, const engine_stage *st, hetee_nn_layer_info *L) {
   if ((size_t)st->layer >= hetee_nn_model_num_layers(m) || hetee_nn_model_layer(m, (size_t)st->layer, L))
     return hetee_error(HETEE_ERR_SHAPE, "stage %zu: the model has no layer %d (plan of another model?)", s, st->layer);
-  size_t wlen = (size_t)st->shape.co * st->shape.c * st->shape.kh * st->shape.kw;
+  size_t wlen = (size_t)st->conv.co * st->conv.c * st->conv.kh * st->conv.kw;
   if ((int)L->kind != st->kind || !L->weight || L->weight_len != wlen ||
       (st->has_bias && (!L->bias || L->bias_len != (size_t)st->shape.co)) || (!st->has_bias && L->bias && L->bias_len))
     return hetee_error(HETEE_ERR_SHAPE, "stage %zu: layer %d of the model is not the one planned (plan of another model?)",
@@ -51,11 +51,16 @@ static int encrypt_coeffs(const hetee_ckks_context *ctx, const hetee_ckks_public
 /* The n_w_cts weight and nb bias ciphertexts of one stage, in parallel
  * (OpenMP, the default thread count: the model provider's machine). Each
  * thread wipes its own coefficient buffer after every polynomial. */
-static int encrypt_stage(const hetee_ckks_context *ctx, const hetee_ckks_public_key *pk, const hetee_hemat_layout *L,
+static int encrypt_stage(const hetee_ckks_context *ctx, const hetee_ckks_public_key *pk, const engine_stage *st,
                          const hetee_nn_layer_info *info, size_t nb, hetee_ckks_ciphertext **w,
                          hetee_ckks_ciphertext **bias) {
+  const hetee_hemat_layout *L = &st->layout;
   size_t n = hetee_ckks_context_n(ctx), total = L->n_w_cts + nb;
-  int rc = 0;
+  /* the weights in hemat's geometry (rearranged for a space-to-depth stage) */
+  const float *wts = NULL;
+  float *owned = NULL;
+  int rc = engine_stage_weights(st, info->weight, &wts, &owned);
+  if (rc) return rc;
   char detail[512] = "";
 #pragma omp parallel
   {
@@ -67,7 +72,7 @@ static int encrypt_stage(const hetee_ckks_context *ctx, const hetee_ckks_public_
       if (trc) continue;
       if (j < L->n_w_cts) {
         int mbk = (int)(j / (size_t)L->ncb), cbk = (int)(j % (size_t)L->ncb);
-        trc = hetee_hemat_weight_coeffs(L, info->weight, mbk, cbk, buf);
+        trc = hetee_hemat_weight_coeffs(L, wts, mbk, cbk, buf);
         if (!trc) trc = encrypt_coeffs(ctx, pk, buf, HETEE_ENGINE_W_SCALE, pt, &w[j]);
       } else {
         trc = hetee_hemat_bias_coeffs(L, info->bias, (int)(j - L->n_w_cts), buf);
@@ -84,6 +89,10 @@ static int encrypt_stage(const hetee_ckks_context *ctx, const hetee_ckks_public_
     }
     hetee_ckks_plaintext_free(pt); /* wiped by ckks */
     free(buf);
+  }
+  if (owned) {
+    sodium_memzero(owned, (size_t)st->shape.co * st->shape.c * st->shape.kh * st->shape.kw * sizeof *owned);
+    free(owned);
   }
   return rc ? hetee_error(rc, "%s", detail) : 0;
 }
@@ -121,7 +130,7 @@ int hetee_engine_model_encrypt(const hetee_ckks_context *ctx, const hetee_ckks_p
       goto err;
     }
     size_t nb = st->has_bias ? (size_t)L->nmb : 0;
-    rc = encrypt_stage(ctx, pk, L, &info, nb, em->w[s], em->bias[s]);
+    rc = encrypt_stage(ctx, pk, st, &info, nb, em->w[s], em->bias[s]);
     em->ct_bytes += (L->n_w_cts + nb) * w_ct;
     if (rc) rc = engine_wrap(rc, "stage %zu (%s)", s, st->names);
   }

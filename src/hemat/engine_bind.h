@@ -18,8 +18,9 @@ static inline void engine_stage_spec(const hetee_ckks_context *ctx, const hetee_
   memcpy(spec->shape, R->in_shape, sizeof spec->shape);
   spec->batch = R->batch;
   spec->in_map = R->in_map;
-  spec->in_level = HETEE_ENGINE_LEVEL;
-  spec->in_scale = HETEE_ENGINE_OUT_SCALE;
+  /* the host rescales every product by q_1 before sending it */
+  spec->in_level = HETEE_ENGINE_REFRESH_LEVEL;
+  spec->in_scale = hetee_engine_refresh_scale(ctx);
   spec->in_encoding = HETEE_ENC_COEFFS;
   spec->nops = R->nops;
   spec->ops = R->ops;

@@ -23,7 +23,7 @@
 #define INPUT_MAGIC "HTEI"
 #define HDR_BYTES 48
 #define FMT_VERSION 1
-#define PLAN_VERSION 1
+#define PLAN_VERSION 2 /* 2: the layer's own geometry + the space-to-depth flag */
 #define PLAN_MAX_BYTES (64u << 20)
 #define FILE_MAX_BYTES ((size_t)4 << 30)
 #define MIN_CT_BYTES 64 /* a serialized ciphertext is never shorter */
@@ -126,9 +126,10 @@ int engine_plan_save(const hetee_engine_plan *p, uint8_t **buf, size_t *len) {
     w_put(&w, st->names, nl);
     for (int i = 0; i < 3; i++) w_i32(&w, st->in_shape[i]);
     for (int i = 0; i < 4; i++) w_i32(&w, st->pads[i]);
-    const int sh[8] = {st->shape.c, st->shape.h, st->shape.w, st->shape.co,
-                       st->shape.kh, st->shape.kw, st->shape.sh, st->shape.sw};
+    const int sh[8] = {st->conv.c, st->conv.h, st->conv.w, st->conv.co,
+                       st->conv.kh, st->conv.kw, st->conv.sh, st->conv.sw};
     for (int i = 0; i < 8; i++) w_i32(&w, sh[i]);
+    w_u8(&w, (uint8_t)st->phased);
     w_i32(&w, st->pack.cb);
     w_i32(&w, st->pack.mb);
     w_i32(&w, st->pack.nimg);
@@ -178,6 +179,7 @@ static int load_stage(rbuf *r, hetee_engine_plan *p, size_t s) {
   for (int i = 0; i < 4; i++) st->pads[i] = r_i32(r);
   int sh[8];
   for (int i = 0; i < 8; i++) sh[i] = r_i32(r);
+  uint8_t phased = r_u8(r);
   st->pack.cb = r_i32(r);
   st->pack.mb = r_i32(r);
   st->pack.nimg = r_i32(r);
@@ -190,7 +192,7 @@ static int load_stage(rbuf *r, hetee_engine_plan *p, size_t s) {
     return bad("input shape too large");
   for (int i = 0; i < 4; i++)
     if (!in_range(st->pads[i], 0, 1024)) return bad("padding out of range");
-  st->shape = (hetee_hemat_shape){sh[0], sh[1], sh[2], sh[3], sh[4], sh[5], sh[6], sh[7]};
+  st->conv = (hetee_hemat_shape){sh[0], sh[1], sh[2], sh[3], sh[4], sh[5], sh[6], sh[7]};
   if (st->kind == HETEE_NN_DENSE) {
     if (st->in_shape[1] != 1 || st->in_shape[2] != 1 || st->pads[0] || st->pads[1] || st->pads[2] || st->pads[3])
       return bad("dense stage with a spatial input or padding");
@@ -204,6 +206,11 @@ static int load_stage(rbuf *r, hetee_engine_plan *p, size_t s) {
       if (!in_range(sh[i], 1, 1024)) return bad("kernel or stride out of range");
   }
   if (!in_range(sh[3], 1, 1 << 24)) return bad("output channels out of range");
+  if (phased > 1 || (phased && st->kind != HETEE_NN_CONV)) return bad("space-to-depth flag");
+  if (st->kind == HETEE_NN_CONV && (sh[4] > sh[1] || sh[5] > sh[2])) return bad("kernel larger than the input");
+  st->phased = phased;
+  st->shape = st->conv;
+  if (phased && !engine_phase_shape(&st->conv, &st->shape)) return bad("space-to-depth form of a conv that has none");
   if (st->has_bias > 1) return bad("bias flag");
   int rc = hetee_hemat_layout_init(&st->shape, &st->pack, p->micro_batch, p->n, &st->layout);
   if (rc) {

@@ -20,7 +20,9 @@ typedef struct engine_stage {
   char names[ENGINE_NAMES_MAX];
   int in_shape[3];      /* unpadded input per sample */
   int pads[4];          /* top, left, bottom, right */
-  hetee_hemat_shape shape;
+  hetee_hemat_shape conv;  /* the layer's own geometry (padded input; dense: 1x1) */
+  int phased;              /* hemat runs conv in space-to-depth form (engine_phase_shape) */
+  hetee_hemat_shape shape; /* what hemat computes: conv, or its space-to-depth form */
   hetee_hemat_pack pack;
   hetee_hemat_layout layout; /* at the plan's micro-batch */
   int has_bias;
@@ -40,6 +42,7 @@ struct hetee_engine_plan {
   size_t nstages;
   engine_stage *st;
   hetee_hemat_costs costs;
+  int phase;            /* build option only (not saved): HETEE_ENGINE_PHASE_* */
 };
 
 struct hetee_engine_model {
@@ -78,6 +81,36 @@ static inline int engine_wrap(int rc, const char *fmt, ...) {
   va_end(ap);
   return hetee_error(rc, "%s: %s", pre, old);
 }
+
+/* Space-to-depth form of a strided convolution (docs/engine.md, "Strided
+ * convolutions"): with strides sh x sw, padded input element (c, Y, X) goes
+ * to channel (c*sh + Y%sh)*sw + X%sw at (Y/sh, X/sw), kernel tap (dy, dx) of
+ * input channel c to channel (c*sh + dy%sh)*sw + dx%sw at (dy/sh, dx/sw):
+ * the same outputs from a stride-1 convolution with sh*sw times the
+ * channels on an input sh*sw times smaller, whose outputs are sh*sw times
+ * denser in hemat's output ciphertexts. Fills *out and returns 1 when conv
+ * has a stride above 1 and the form gives exactly conv's output size
+ * (ceil(h/sh) - ceil(kh/sh) + 1 = oh, the same for w); else returns 0. */
+int engine_phase_shape(const hetee_hemat_shape *conv, hetee_hemat_shape *out);
+
+/* Where element (c, y, x) of stage st's unpadded input sits in hemat's
+ * input geometry st->shape (padding added; space-to-depth if phased). */
+static inline void engine_in_coord(const engine_stage *st, int c, int y, int x, int *hc, int *hy, int *hx) {
+  int Y = y + st->pads[0], X = x + st->pads[1];
+  if (!st->phased) {
+    *hc = c, *hy = Y, *hx = X;
+    return;
+  }
+  int ph = st->conv.sh, pw = st->conv.sw;
+  *hc = (c * ph + Y % ph) * pw + X % pw;
+  *hy = Y / ph;
+  *hx = X / pw;
+}
+
+/* The layer's weights (co x c x kh x kw of st->conv) as hemat's weights of
+ * st->shape: w itself, or (phased) a rearranged copy in *owned (malloc'd;
+ * the caller wipes and frees it: weights are the model provider's). */
+int engine_stage_weights(const engine_stage *st, const float *w, const float **out, float **owned);
 
 /* Plan (de)serialization, embedded in the encrypted model file. load
  * validates everything (HETEE_ERR_FORMAT with a detail) and recomputes the

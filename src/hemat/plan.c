@@ -246,6 +246,7 @@ static int stage_linear(engine_stage *s, const hetee_nn_layer_info *L, int layer
       return refuse(L, "output %dx%dx%d does not follow from the input and kernel", out[0], out[1], out[2]);
     memcpy(s->out_shape, out, sizeof out);
   }
+  s->conv = s->shape;
   size_t wlen = (size_t)s->shape.co * s->shape.c * s->shape.kh * s->shape.kw;
   if (!L->weight || L->weight_len != wlen) return refuse(L, "weights of %zu values, expected %zu", L->weight_len, wlen);
   s->has_bias = L->bias != NULL && L->bias_len > 0;
@@ -341,6 +342,7 @@ static size_t release_cts(const hetee_engine_plan *p, uint32_t batch) {
 /* Whether every enclave frame of the plan fits at micro-batch mb; why names
  * the first that does not. */
 int engine_frames_fit(const hetee_engine_plan *p, char *why, size_t wn) {
+  /* degree-2 outputs at level 1: the unbound path sends them unrescaled */
   size_t ct2 = engine_ct_bytes(p->n, 3, HETEE_ENGINE_LEVEL), ct1 = engine_ct_bytes(p->n, 1, HETEE_ENGINE_LEVEL) + 32;
   size_t ct1top = engine_ct_bytes(p->n, 1, ENGINE_MAX_TOP_LEVEL) + 32;
   for (size_t s = 0; s < p->nstages; s++) {
@@ -408,13 +410,62 @@ double engine_predict(const hetee_engine_plan *p, size_t s) {
          (double)o.enclave_decryptions * c->t_enclave_dec + (s == 0 ? (double)o.n_in_cts * c->t_client_enc : 0.0);
 }
 
-/* Packs every stage for micro-batch mb (hemat's choice) and fills layouts. */
+static int ceil_div(int a, int b) { return (a + b - 1) / b; }
+
+int engine_phase_shape(const hetee_hemat_shape *conv, hetee_hemat_shape *out) {
+  const hetee_hemat_shape *k = conv;
+  if (k->sh < 1 || k->sw < 1 || (k->sh == 1 && k->sw == 1) || k->kh < 1 || k->kw < 1 || k->h < k->kh || k->w < k->kw)
+    return 0;
+  if ((int64_t)k->c * k->sh * k->sw > (1 << 24)) return 0;
+  hetee_hemat_shape f = {k->c * k->sh * k->sw, ceil_div(k->h, k->sh), ceil_div(k->w, k->sw), k->co,
+                         ceil_div(k->kh, k->sh), ceil_div(k->kw, k->sw), 1, 1};
+  if (f.h - f.kh + 1 != (k->h - k->kh) / k->sh + 1 || f.w - f.kw + 1 != (k->w - k->kw) / k->sw + 1) return 0;
+  *out = f;
+  return 1;
+}
+
+int engine_stage_weights(const engine_stage *st, const float *w, const float **out, float **owned) {
+  *owned = NULL;
+  *out = w;
+  if (!st->phased) return 0;
+  const hetee_hemat_shape *k = &st->conv, *f = &st->shape;
+  size_t n = (size_t)f->co * f->c * f->kh * f->kw;
+  float *v = calloc(n ? n : 1, sizeof *v);
+  if (!v) return hetee_error(HETEE_ERR_NOMEM, "no memory");
+  for (int o = 0; o < k->co; o++)
+    for (int c = 0; c < k->c; c++)
+      for (int dy = 0; dy < k->kh; dy++)
+        for (int dx = 0; dx < k->kw; dx++) {
+          int hc = (c * k->sh + dy % k->sh) * k->sw + dx % k->sw;
+          v[(((size_t)o * f->c + hc) * f->kh + dy / k->sh) * f->kw + dx / k->sw] =
+              w[(((size_t)o * k->c + c) * k->kh + dy) * k->kw + dx];
+        }
+  *owned = v;
+  *out = v;
+  return 0;
+}
+
+/* Packs every stage for micro-batch mb (hemat's choice) and fills layouts.
+ * A strided convolution runs in space-to-depth form when the cost model
+ * prefers it (fewer, denser output ciphertexts for a few more products). */
 static int pack_stages(hetee_engine_plan *p, uint32_t mb) {
   p->micro_batch = mb;
   for (size_t s = 0; s < p->nstages; s++) {
     engine_stage *st = &p->st[s];
-    double cost = 0;
+    double cost = 0, pcost = 0;
+    hetee_hemat_shape ph;
+    hetee_hemat_pack pp;
+    st->shape = st->conv;
+    st->phased = 0;
     int rc = hetee_hemat_choose(&st->shape, mb, p->n, s == 0, &p->costs, &st->pack, &cost);
+    if (st->kind == HETEE_NN_CONV && p->phase != HETEE_ENGINE_PHASE_NEVER && engine_phase_shape(&st->conv, &ph) &&
+        !hetee_hemat_choose(&ph, mb, p->n, s == 0, &p->costs, &pp, &pcost) &&
+        (rc || pcost < cost || p->phase == HETEE_ENGINE_PHASE_ALWAYS)) {
+      st->shape = ph;
+      st->pack = pp;
+      st->phased = 1;
+      rc = 0;
+    }
     if (!rc) rc = hetee_hemat_layout_init(&st->shape, &st->pack, mb, p->n, &st->layout);
     if (rc)
       return engine_wrap(rc, "stage %zu (%s): no packing at N = %zu", s, st->names, p->n);
@@ -435,9 +486,12 @@ int hetee_engine_plan_build(const hetee_nn_model *m, const hetee_engine_plan_opt
   if (want > HETEE_ENGINE_DEFAULT_BATCH) want = HETEE_ENGINE_DEFAULT_BATCH;
   if (o->micro_batch > HETEE_ENGINE_MAX_MICRO_BATCH)
     return hetee_error(HETEE_ERR_LIMIT, "micro-batch %u above %u", o->micro_batch, HETEE_ENGINE_MAX_MICRO_BATCH);
+  if (o->phase < HETEE_ENGINE_PHASE_AUTO || o->phase > HETEE_ENGINE_PHASE_ALWAYS)
+    return hetee_error(HETEE_ERR_INVALID_ARG, "phase option %d", o->phase);
   hetee_engine_plan *p = calloc(1, sizeof *p);
   if (!p) return hetee_error(HETEE_ERR_NOMEM, "no memory for the plan");
   p->n = n;
+  p->phase = o->phase;
   if (o->costs) p->costs = *o->costs;
   else hetee_hemat_costs_default(&p->costs);
   int rc = cut_stages(m, p);
@@ -495,6 +549,25 @@ int hetee_engine_plan_stage(const hetee_engine_plan *p, size_t i, hetee_engine_s
   o->nops = st->nops;
   o->ops = st->ops;
   memcpy(o->out_shape, st->out_shape, sizeof o->out_shape);
+  o->conv = st->conv;
+  o->phased = st->phased;
+  return 0;
+}
+
+int hetee_engine_plan_stage_weights(const hetee_engine_plan *p, size_t i, const float *w, float **out) {
+  if (!p || !w || !out || i >= p->nstages) return hetee_error(HETEE_ERR_INVALID_ARG, "no stage %zu", i);
+  const engine_stage *st = &p->st[i];
+  size_t n = (size_t)st->shape.co * st->shape.c * st->shape.kh * st->shape.kw;
+  const float *v;
+  float *owned;
+  int rc = engine_stage_weights(st, w, &v, &owned);
+  if (rc) return rc;
+  if (!owned) {
+    owned = malloc(n * sizeof *owned);
+    if (!owned) return hetee_error(HETEE_ERR_NOMEM, "no memory");
+    memcpy(owned, w, n * sizeof *owned);
+  }
+  *out = owned;
   return 0;
 }
 
@@ -527,7 +600,9 @@ int hetee_engine_plan_input_pos(const hetee_engine_plan *p, uint32_t batch, uint
   const engine_stage *st = &p->st[0];
   int hw = st->in_shape[1] * st->in_shape[2];
   int c = (int)(k / (size_t)hw), y = (int)(k % (size_t)hw) / st->in_shape[2], x = (int)(k % (size_t)st->in_shape[2]);
-  *pos = hetee_hemat_in_pos(&L, b, c, y + st->pads[0], x + st->pads[1]);
+  int hc, hy, hx;
+  engine_in_coord(st, c, y, x, &hc, &hy, &hx);
+  *pos = hetee_hemat_in_pos(&L, b, hc, hy, hx);
   return 0;
 }
 
@@ -538,6 +613,11 @@ double hetee_engine_release_scale(const hetee_ckks_context *ctx) {
   double logq = 0;
   for (int i = 0; i <= hetee_ckks_context_max_level(ctx); i++) logq += log2((double)hetee_ckks_context_prime(ctx, i));
   return exp2(floor(logq) - 44);
+}
+
+double hetee_engine_refresh_scale(const hetee_ckks_context *ctx) {
+  if (!ctx || hetee_ckks_context_max_level(ctx) < HETEE_ENGINE_LEVEL) return 0;
+  return HETEE_ENGINE_OUT_SCALE / (double)hetee_ckks_context_prime(ctx, HETEE_ENGINE_LEVEL);
 }
 
 void hetee_engine_refresh_free(hetee_engine_refresh *r) {
@@ -611,7 +691,9 @@ int hetee_engine_plan_refresh(const hetee_engine_plan *p, size_t i, uint32_t bat
     for (size_t v = 0; v < r->n_final; v++) {
       /* value v of the final tensor is element v of the next input (C,H,W) */
       int c = (int)(v / ((size_t)ih * iw)), y = (int)(v / (size_t)iw) % ih, x = (int)(v % (size_t)iw);
-      uint64_t pos = hetee_hemat_in_pos(&N, b, c, y + nx->pads[0], x + nx->pads[1]);
+      int hc, hy, hx;
+      engine_in_coord(nx, c, y, x, &hc, &hy, &hx);
+      uint64_t pos = hetee_hemat_in_pos(&N, b, hc, hy, hx);
       if (pos > UINT32_MAX) {
         hetee_engine_refresh_free(r);
         return hetee_error(HETEE_ERR_LIMIT, "stage %zu: input position beyond 2^32", i + 1);
@@ -660,6 +742,11 @@ void hetee_engine_plan_print(const hetee_engine_plan *p, FILE *f) {
             o.in_shape[0], o.in_shape[1], o.in_shape[2], o.pads[0], o.pads[1], o.pads[2], o.pads[3], o.shape.c,
             o.shape.h, o.shape.w, o.shape.co, o.shape.kh, o.shape.kw, o.shape.sh, o.shape.sw, o.shape.co, L->oh,
             L->ow);
+    if (p->st[s].phased) {
+      const hetee_hemat_shape *k = &p->st[s].conv;
+      fprintf(f, "  phased   conv kernel %dx%d stride %dx%d run as the stride-1 space-to-depth form above\n", k->kh, k->kw,
+              k->sh, k->sw);
+    }
     fprintf(f, "  packing  cb %d, mb %d, nimg %d (%zu groups)\n", o.pack.cb, o.pack.mb, o.pack.nimg, L->ngroups);
     fprintf(f,
             "  counts   input cts %zu (%s), weight cts %zu + bias %zu, output cts %zu, products %zu, enclave "

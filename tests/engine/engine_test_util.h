@@ -175,13 +175,22 @@ static inline void et_simulate(const hetee_engine_plan *p, const hetee_nn_model 
           for (int y = 0; y < sh->h; y++)
             for (int xx = 0; xx < sh->w; xx++, k++) {
               double v = A[hetee_hemat_in_pos(&L, b, c, y, xx)];
-              int pad = y < si.pads[0] || y >= sh->h - si.pads[2] || xx < si.pads[1] || xx >= sh->w - si.pads[3];
+              /* the layer's own padded coordinates (space-to-depth undone) */
+              int Yc = y, Xc = xx;
+              if (si.phased) {
+                Yc = y * si.conv.sh + c / si.conv.sw % si.conv.sh;
+                Xc = xx * si.conv.sw + c % si.conv.sw;
+              }
+              int pad = Yc < si.pads[0] || Yc >= si.conv.h - si.pads[2] || Xc < si.pads[1] || Xc >= si.conv.w - si.pads[3];
               if (pad) assert_true(v == 0.0); /* the layout leaves padding empty */
               X[k] = (float)v;
             }
       hetee_nn_layer_info li;
       ET_OK(hetee_nn_model_layer(m, (size_t)si.layer, &li));
-      ET_OK(hetee_hemat_conv_twin(&L, li.weight, si.has_bias ? li.bias : NULL, X, Y));
+      float *wts = NULL;
+      ET_OK(hetee_engine_plan_stage_weights(p, s, li.weight, &wts));
+      ET_OK(hetee_hemat_conv_twin(&L, wts, si.has_bias ? li.bias : NULL, X, Y));
+      free(wts);
       size_t blen = L.n_out_cts * N;
       double *B = calloc(blen, sizeof *B);
       assert_non_null(B);

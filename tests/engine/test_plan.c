@@ -125,6 +125,105 @@ static void test_bundled_simulation(void **state) {
   }
 }
 
+/* ---- strided convolutions in space-to-depth form ---- */
+
+/* x [N,2,H,W] -> Conv (3 ch, kernel kh x kw, stride sh x sw, pads) -> Relu
+ * -> Flatten -> Gemm -> 4 outputs. */
+static onnx_builder *strided(int H, int W, int kh, int kw, int sh, int sw, int pad, int oh, int ow) {
+  onnx_builder *b = ob_new(13, 0);
+  Onnx__TensorShapeProto *shp = b->graph.input[0]->type->tensor_type->shape;
+  shp->dim[2]->dim_value = H;
+  shp->dim[3]->dim_value = W;
+  ob_init(b, "w1", 4, (int64_t[]){3, 2, kh, kw});
+  ob_init(b, "b1", 1, (int64_t[]){3});
+  ob_node(b, "Conv", "conv", "x", "w1", "b1", "a1");
+  ob_attr_ints(b, "strides", 2, (int64_t[]){sh, sw});
+  ob_attr_ints(b, "pads", 4, (int64_t[]){pad, pad, pad, pad});
+  ob_node(b, "Relu", "relu", "a1", NULL, NULL, "a2");
+  ob_node(b, "Flatten", "flat", "a2", NULL, NULL, "a3");
+  ob_init(b, "w2", 2, (int64_t[]){4, 3 * oh * ow});
+  ob_node(b, "Gemm", "fc", "a3", "w2", NULL, "y");
+  ob_attr_int(b, "transB", 1);
+  et_randomize(b, 4242, 0.8f);
+  return b;
+}
+
+/* A strided conv whose space-to-depth form has its output size runs in
+ * that form (HETEE_ENGINE_PHASE_ALWAYS), and its simulation (weights rearranged by
+ * hetee_engine_plan_stage_weights, inputs placed by the plan's positions,
+ * the next stage's inputs by the refresh maps) equals the reference; with
+ * no_phase, or when the form would change the output size, the conv runs as
+ * it is. E2DM's stride-3 conv: 5 output ciphertexts per 64 images instead
+ * of 35. */
+static void test_phased(void **state) {
+  (void)state;
+  static const struct {
+    int H, W, kh, kw, sh, sw, pad, phasable;
+  } C[] = {
+      {12, 12, 3, 3, 2, 2, 1, 1}, /* cnn_s2's geometry, smaller */
+      {17, 20, 5, 2, 3, 2, 0, 1}, /* strides and kernels differ per axis */
+      {9, 10, 2, 2, 1, 2, 0, 1},  /* stride 1 on one axis */
+      {13, 11, 4, 3, 2, 3, 1, 0}, /* ceil(15/2) - 2 + 1 = 7 rows, the conv has 6: not phased */
+      {28, 28, 7, 7, 3, 3, 0, 1}, /* E2DM */
+  };
+  for (size_t i = 0; i < sizeof C / sizeof C[0]; i++) {
+    int oh = (C[i].H + 2 * C[i].pad - C[i].kh) / C[i].sh + 1, ow = (C[i].W + 2 * C[i].pad - C[i].kw) / C[i].sw + 1;
+    hetee_nn_model *m = et_build(strided(C[i].H, C[i].W, C[i].kh, C[i].kw, C[i].sh, C[i].sw, C[i].pad, oh, ow), NULL);
+    size_t n = 19, in = hetee_nn_model_input_size(m);
+    float *x = malloc(n * in * sizeof *x), *want = malloc(n * 4 * sizeof *want);
+    double *got = malloc(n * 4 * sizeof *got);
+    assert_true(x && want && got);
+    uint64_t seed = 99 + i;
+    for (size_t k = 0; k < n * in; k++) x[k] = et_unif(&seed);
+    ET_OK(hetee_nn_forward(m, x, n, want));
+    for (int np = 0; np < 2; np++) {
+      hetee_engine_plan_options o;
+      memset(&o, 0, sizeof o);
+      o.batch = 8;
+      o.phase = np ? HETEE_ENGINE_PHASE_NEVER : HETEE_ENGINE_PHASE_ALWAYS;
+      hetee_engine_plan *p = NULL;
+      ET_OK(hetee_engine_plan_build(m, &o, &p));
+      hetee_engine_stage_info si;
+      ET_OK(hetee_engine_plan_stage(p, 0, &si));
+      assert_int_equal(si.phased, C[i].phasable && !np);
+      assert_int_equal(si.conv.kh, C[i].kh);
+      assert_int_equal(si.conv.sw, C[i].sw);
+      if (si.phased) {
+        assert_int_equal(si.shape.c, 2 * C[i].sh * C[i].sw);
+        assert_int_equal(si.shape.sh, 1);
+        assert_int_equal(si.shape.kh, (C[i].kh + C[i].sh - 1) / C[i].sh);
+      } else {
+        assert_memory_equal(&si.shape, &si.conv, sizeof si.shape);
+      }
+      et_simulate(p, m, x, n, got);
+      double worst = 0;
+      for (size_t k = 0; k < n * 4; k++) worst = fmax(worst, fabs(got[k] - want[k]) / (1.0 + fabs(want[k])));
+      assert_true(worst < 1e-5);
+      hetee_engine_plan_free(p);
+    }
+    free(x);
+    free(want);
+    free(got);
+    hetee_nn_model_free(m);
+  }
+  /* E2DM: the default costs choose the form */
+  hetee_nn_model *m = et_bundled("e2dm");
+  for (int np = 0; np < 2; np++) {
+    hetee_engine_plan_options o;
+    memset(&o, 0, sizeof o);
+    o.phase = np ? HETEE_ENGINE_PHASE_NEVER : HETEE_ENGINE_PHASE_AUTO;
+    hetee_engine_plan *p = NULL;
+    ET_OK(hetee_engine_plan_build(m, &o, &p));
+    hetee_engine_stage_info si;
+    ET_OK(hetee_engine_plan_stage(p, 0, &si));
+    assert_int_equal(hetee_engine_plan_micro_batch(p), 64);
+    assert_int_equal(si.phased, !np);
+    assert_int_equal(si.n_out_cts, np ? 35 : 5);
+    hetee_engine_plan_free(p);
+  }
+  hetee_nn_model_free(m);
+}
+
 /* ---- a graph with every supported non-linear layer ---- */
 
 /* x [N,2,5,5] -> Pad 1 -> Conv 3x3 (3 ch, pad 1 more) -> Relu -> BatchNorm
@@ -350,7 +449,7 @@ static void test_micro_batches(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_bundled_plans),   cmocka_unit_test(test_bundled_simulation),
-      cmocka_unit_test(test_zoo_simulation),  cmocka_unit_test(test_refusals),
+      cmocka_unit_test(test_zoo_simulation),  cmocka_unit_test(test_refusals), cmocka_unit_test(test_phased),
       cmocka_unit_test(test_micro_batches),
   };
   return cmocka_run_group_tests_name("engine/plan", tests, NULL, NULL);

@@ -418,9 +418,11 @@ static int load_end(enclave *e, imodel *m) {
       size_t k = 0;
       for (int c = 0; c < ps->in_shape[0]; c++)
         for (int y = 0; y < ps->in_shape[1]; y++)
-          for (int x = 0; x < ps->in_shape[2]; x++)
-            is->V[t][k++] = is->Vp[t][((size_t)c * ps->shape.h + (size_t)(y + ps->pads[0])) * ps->shape.w +
-                                      (size_t)(x + ps->pads[1])];
+          for (int x = 0; x < ps->in_shape[2]; x++) {
+            int hc, hy, hx;
+            engine_in_coord(ps, c, y, x, &hc, &hy, &hx);
+            is->V[t][k++] = is->Vp[t][((size_t)hc * ps->shape.h + (size_t)hy) * ps->shape.w + (size_t)hx];
+          }
       sodium_free(is->Vp[t]);
       is->Vp[t] = NULL;
     }
@@ -482,7 +484,9 @@ static int input_positions(const hetee_engine_plan *p, uint32_t batch, uint32_t 
     for (int c = 0; c < s0->in_shape[0]; c++)
       for (int y = 0; y < s0->in_shape[1]; y++)
         for (int x = 0; x < s0->in_shape[2]; x++, q++) {
-          pos[q] = hetee_hemat_in_pos(&L, b, c, y + s0->pads[0], x + s0->pads[1]);
+          int hc, hy, hx;
+          engine_in_coord(s0, c, y, x, &hc, &hy, &hx);
+          pos[q] = hetee_hemat_in_pos(&L, b, hc, hy, hx);
           if (pos[q] / p->n >= nct) rc = hetee_error(HETEE_ERR_INTERNAL, "input position");
           else st[pos[q] / p->n + 1]++;
         }
@@ -683,13 +687,20 @@ static int hook_gathered(void *arg, const hetee_refresh_spec *spec, const double
    * input ciphertexts' noise convolved with the weight polynomials plus the
    * weights' noise convolved with the input polynomials of its group */
   const double sx = INTEG_SIGMA / HETEE_ENGINE_IN_SCALE, sw = INTEG_SIGMA / HETEE_ENGINE_W_SCALE;
+  /* plus the host's rescale of each product by q_1 (spec->in_scale is the
+   * scale after it): rounding r0 + r1 s + r2 s^2 per coefficient, r_i
+   * uniform in [-1/2, 1/2], s ternary (|s_j| <= 1, so (s^2)_k has variance
+   * at most N): variance at most (1 + N + N^2) / 12 in units of
+   * 1/in_scale (N = 8192: std 2365 = 2^-12.8 at 2^24) */
+  const double nr = (double)hetee_ckks_context_n(h->e->ctx);
+  const double srs = spec->in_level < HETEE_ENGINE_LEVEL ? sqrt((1 + nr + nr * nr) / 12) / spec->in_scale : 0;
   int ok = 1;
   int nimg = ps->pack.nimg;
   for (uint32_t b = 0; b < batch; b++) {
     double g = 0;
     uint32_t g0 = b / (uint32_t)nimg * (uint32_t)nimg;
     for (uint32_t q = g0; q < g0 + (uint32_t)nimg && q < batch; q++) g += h->j->l1[q];
-    double var = sx * sx * is->a2 + sw * sw * (double)L.nmb * g * g;
+    double var = sx * sx * is->a2 + sw * sw * (double)L.nmb * g * g + srs * srs;
     const double *yb = v + (size_t)b * is->n_out;
     for (int t = 0; t < INTEG_T; t++) {
       double z = 0, mag = 0;

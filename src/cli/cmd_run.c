@@ -12,6 +12,8 @@
  * agreement between the two, time per image and the enclave's share.
  * A model the engine cannot run is refused before anything is encrypted.
  */
+#define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
+#include <sched.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,7 +29,7 @@ static const hetee_cli_opt OPTS[] = {
     {"labels", "L", 'l', "labels: report accuracies"},
     {"count", "N", 'n', "use only the first N images"},
     {"batch", "B", 'b', "samples per micro-batch (default 64; lowered to fit the enclave frames)"},
-    {"threads", "T", 't', "CPUs for host and enclave, both pinned to them, 1..64 (default 1)"},
+    {"threads", "T", 't', "CPUs for host and enclave, both pinned to them, 1..64 (default: every CPU this process may use)"},
     {"platform", "DIR", 'p', "sim platform (default: a temporary one)"},
     {"verbose", NULL, 'v', "print one predicted label per line"},
     {0, 0, 0, 0}};
@@ -51,6 +53,8 @@ int hetee_cmd_run(int argc, char **argv) {
   const char *model_path = NULL, *images_path = NULL, *labels_path = NULL, *platform = NULL;
   unsigned count = 0, batch = 0, threads = 1;
   int verbose = 0, ret = 1;
+  cpu_set_t cs;
+  if (!sched_getaffinity(0, sizeof cs, &cs) && CPU_COUNT(&cs) > 0) threads = CPU_COUNT(&cs) > 64 ? 64 : (unsigned)CPU_COUNT(&cs);
   hetee_cli_parser cp;
   hetee_cli_parser_init(&cp, &CMD, argc, argv);
   for (int k; (k = hetee_cli_next(&cp)) != -1;) {

@@ -36,6 +36,16 @@ int refine_tr_back(hetee_refine_trusted *t, int l, ct_t *const *u, uint32_t coun
 int refine_tr_update(hetee_refine_trusted *t, int l, ct_t *const *gacc, uint32_t nsamples, ct_t *const *W,
                      ct_t *const *bias, ct_t *const *V, ct_t **nW, ct_t **nbias, ct_t **nWT, ct_t **nV);
 void refine_tr_counts(const hetee_refine_trusted *t, uint64_t *enc, uint64_t *dec);
+/* Decrypts layer l's weights (F layout, n_w_cts) and bias (nmb) into
+ * w (m x k) and b (m): the model provider's fetch (the enclave seals the
+ * values to its session). Checked like every trusted entry point. */
+int refine_tr_fetch(hetee_refine_trusted *t, int l, ct_t *const *W, ct_t *const *bias, float *w, float *b);
+/* The arg of a trusted side made by hetee_refine_trusted_new_ops (NULL otherwise). */
+void *refine_tr_ops_arg(const hetee_refine_trusted *t);
+/* Layer l's encrypted weights and bias in a state (n_w_cts / nmb of F) and
+ * momentum (*nv ciphertexts; 0 and NULL without momentum or training). */
+void refine_state_layer(const hetee_refine_state *s, int l, ct_t *const **W, ct_t *const **bias, ct_t *const **V,
+                        size_t *nv);
 
 /* Encryption of one layer's objects with either key (sk: the enclave,
  * pk: the model / data provider); out gets fresh ciphertexts. */

@@ -1,8 +1,13 @@
 /*
- * refine_trusted.c — the trusted side of refining (the enclave's role; today
- * called in-process by the host loop, see docs/refine.md "Gaps"). It holds
- * the secret key and is the only code that sees plaintext activations,
- * deltas and (in the update pass) weights:
+ * refine_trusted.c — the trusted side of refining. The same code runs in
+ * two places: inside the enclave process (src/enclave/trusted/refine.c calls
+ * refine_tr_* with the enclave's secret key, behind the REFINE_* requests),
+ * and in-process as the test twin (hetee_refine_trusted_new with a secret
+ * key the caller holds: tests and the benchmark's reference only). A
+ * trusted side made by hetee_refine_trusted_new_ops forwards every call to
+ * another implementation (the enclave process, src/host/refine_calls.c).
+ * It is the only code that sees plaintext activations, deltas and (in the
+ * update pass) weights:
  *   forward  decrypt a layer's degree-2 outputs, keep the pre-activations a
  *            trained layer's derivative needs, apply the activation, encrypt
  *            the next layer's input (F layout) and, when the next layer
@@ -32,6 +37,8 @@ struct hetee_refine_trusted {
   double *z[HETEE_REFINE_MAX_LAYERS]; /* pre-activations of the current step (B x m) */
   double cpu_s;
   uint64_t nenc, ndec;
+  const hetee_refine_trusted_ops *ops; /* set: calls go there (no key here) */
+  void *arg;
 };
 
 static double cpu_now(void) {
@@ -61,8 +68,22 @@ int hetee_refine_trusted_new(const hetee_ckks_context *ctx, const hetee_ckks_sec
   return 0;
 }
 
+int hetee_refine_trusted_new_ops(const hetee_refine_plan *p, const hetee_refine_trusted_ops *ops, void *arg,
+                                 hetee_refine_trusted **out) {
+  if (!p || !ops || !out || !ops->forward || !ops->loss || !ops->back || !ops->update)
+    return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  hetee_refine_trusted *t = calloc(1, sizeof *t);
+  if (!t) return hetee_error(HETEE_ERR_NOMEM, "no memory");
+  t->p = p;
+  t->ops = ops;
+  t->arg = arg;
+  *out = t;
+  return 0;
+}
+
 void hetee_refine_trusted_free(hetee_refine_trusted *t) {
   if (!t) return;
+  if (t->ops && t->ops->free) t->ops->free(t->arg);
   for (int l = 0; l < HETEE_REFINE_MAX_LAYERS; l++) {
     if (t->z[l]) memset(t->z[l], 0, (size_t)t->p->cfg.batch * (size_t)t->p->L[l].m * sizeof(double));
     free(t->z[l]);
@@ -70,9 +91,19 @@ void hetee_refine_trusted_free(hetee_refine_trusted *t) {
   free(t);
 }
 
-double hetee_refine_trusted_cpu_s(const hetee_refine_trusted *t) { return t ? t->cpu_s : 0; }
+double hetee_refine_trusted_cpu_s(const hetee_refine_trusted *t) {
+  if (t && t->ops) return t->ops->cpu_s ? t->ops->cpu_s(t->arg) : 0;
+  return t ? t->cpu_s : 0;
+}
+
+void *refine_tr_ops_arg(const hetee_refine_trusted *t) { return t && t->ops ? t->arg : NULL; }
 
 void refine_tr_counts(const hetee_refine_trusted *t, uint64_t *enc, uint64_t *dec) {
+  if (t->ops) {
+    *enc = *dec = 0;
+    if (t->ops->counts) t->ops->counts(t->arg, enc, dec);
+    return;
+  }
   *enc = t->nenc;
   *dec = t->ndec;
 }
@@ -178,6 +209,7 @@ static int check_count(const hetee_refine_trusted *t, uint32_t count) {
 }
 
 int refine_tr_forward(hetee_refine_trusted *t, int l, ct_t *const *out, uint32_t count, ct_t **next_in, ct_t **next_gw) {
+  if (t->ops) return t->ops->forward(t->arg, l, out, count, next_in, next_gw);
   double t0 = cpu_now();
   const hetee_refine_plan *p = t->p;
   if (l < 0 || l >= p->nl - 1) return hetee_error(HETEE_ERR_INVALID_ARG, "forward refresh of layer %d", l);
@@ -231,6 +263,7 @@ done:
 
 int refine_tr_loss(hetee_refine_trusted *t, ct_t *const *logits, const ct_t *labels, uint32_t count, ct_t **dG,
                    ct_t **dT) {
+  if (t->ops) return t->ops->loss(t->arg, logits, labels, count, dG, dT);
   double t0 = cpu_now();
   const hetee_refine_plan *p = t->p;
   int l = p->nl - 1, c = p->classes;
@@ -277,6 +310,7 @@ done:
 }
 
 int refine_tr_back(hetee_refine_trusted *t, int l, ct_t *const *u, uint32_t count, ct_t **dG, ct_t **dT) {
+  if (t->ops) return t->ops->back(t->arg, l, u, count, dG, dT);
   double t0 = cpu_now();
   const hetee_refine_plan *p = t->p;
   if (l < 1 || l >= p->nl || !p->L[l].has_back) return hetee_error(HETEE_ERR_INVALID_ARG, "no W^T stage at layer %d", l);
@@ -308,6 +342,7 @@ done:
 
 int refine_tr_update(hetee_refine_trusted *t, int l, ct_t *const *gacc, uint32_t nsamples, ct_t *const *W,
                      ct_t *const *bias, ct_t *const *V, ct_t **nW, ct_t **nbias, ct_t **nWT, ct_t **nV) {
+  if (t->ops) return t->ops->update(t->arg, l, gacc, nsamples, W, bias, V, nW, nbias, nWT, nV);
   double t0 = cpu_now();
   const hetee_refine_plan *p = t->p;
   if (l < p->first_train || l >= p->nl) return hetee_error(HETEE_ERR_INVALID_ARG, "layer %d does not train", l);
@@ -383,6 +418,38 @@ done:
   free(vw);
   free(vb);
   free(wt);
+  t->cpu_s += cpu_now() - t0;
+  return rc;
+}
+
+int refine_tr_fetch(hetee_refine_trusted *t, int l, ct_t *const *W, ct_t *const *bias, float *w, float *b) {
+  if (t->ops) return hetee_error(HETEE_ERR_UNSUPPORTED, "fetch goes through the enclave (hetee_host_refine_fetch)");
+  double t0 = cpu_now();
+  const hetee_refine_plan *p = t->p;
+  if (l < 0 || l >= p->nl) return hetee_error(HETEE_ERR_INVALID_ARG, "layer %d outside the plan", l);
+  const hetee_refine_layer *L = &p->L[l];
+  int m = L->m, k = L->k;
+  int rc = check_cts(t, W, L->F.n_w_cts, REFINE_W_SCALE, 0, "weights");
+  if (!rc) rc = check_cts(t, bias, (size_t)L->F.nmb, REFINE_OUT_SCALE, 0, "bias");
+  if (rc) return rc;
+  size_t nv = (size_t)m * (size_t)k;
+  uint64_t *pos = calloc(nv, sizeof *pos);
+  double *v = calloc(nv, sizeof *v);
+  if (!pos || !v) {
+    rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+    goto done;
+  }
+  for (int i = 0; i < m; i++)
+    for (int j = 0; j < k; j++) pos[(size_t)i * (size_t)k + (size_t)j] = refine_w_pos(&L->F, i, j);
+  rc = gather(t, W, L->F.n_w_cts, REFINE_W_SCALE, pos, nv, v);
+  for (size_t q = 0; q < nv && !rc; q++) w[q] = (float)v[q];
+  for (int i = 0; i < m && !rc; i++) pos[i] = hetee_hemat_out_pos(&L->F, 0, i, 0, 0);
+  if (!rc) rc = gather(t, bias, (size_t)L->F.nmb, REFINE_OUT_SCALE, pos, (size_t)m, v);
+  for (int i = 0; i < m && !rc; i++) b[i] = (float)v[i];
+done:
+  if (v) memset(v, 0, nv * sizeof *v);
+  free(pos);
+  free(v);
   t->cpu_s += cpu_now() - t0;
   return rc;
 }

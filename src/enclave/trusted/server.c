@@ -80,6 +80,10 @@ static int handle_stats(enclave *e, hetee_rbuf *r, hetee_wbuf *w) {
   return 0;
 }
 
+/* refining (refine.c) */
+int enclave_refine_dispatch(enclave *e, uint16_t type, hetee_rbuf *r, hetee_wbuf *w, uint64_t *items);
+static int is_refine(uint16_t t) { return t >= HETEE_MSG_REFINE_OPEN && t <= HETEE_MSG_REFINE_CLOSE; }
+
 int enclave_dispatch(enclave *e, const hetee_frame *f, hetee_wbuf *w, uint64_t *items, int *quit) {
   hetee_rbuf r;
   hetee_rbuf_init(&r, f->body, f->len);
@@ -105,6 +109,13 @@ int enclave_dispatch(enclave *e, const hetee_frame *f, hetee_wbuf *w, uint64_t *
   case HETEE_MSG_JOB_START:
   case HETEE_MSG_JOB_REFRESH:
   case HETEE_MSG_JOB_RELEASE: return enclave_integrity_dispatch(e, f->type, &r, w, items);
+  case HETEE_MSG_REFINE_OPEN:
+  case HETEE_MSG_REFINE_FORWARD:
+  case HETEE_MSG_REFINE_LOSS:
+  case HETEE_MSG_REFINE_BACK:
+  case HETEE_MSG_REFINE_UPDATE:
+  case HETEE_MSG_REFINE_FETCH:
+  case HETEE_MSG_REFINE_CLOSE: return enclave_refine_dispatch(e, f->type, &r, w, items);
   case HETEE_MSG_SHUTDOWN:
     if (f->len) return hetee_error(HETEE_ERR_PROTOCOL, "SHUTDOWN takes no body");
     *quit = 1;
@@ -139,7 +150,7 @@ int enclave_serve(enclave *e) {
     }
     int wrc = rc ? hetee_frame_write_error(e->host_fd, f.id, rc, hetee_last_error())
                  : hetee_frame_write(e->host_fd, (uint16_t)(f.type | HETEE_MSG_REPLY), f.id, w.p, w.len);
-    hetee_enclave_op_stats *s = f.version == HETEE_PROTO_VERSION && f.type >= HETEE_MSG_PING && f.type <= HETEE_MSG_JOB_RELEASE
+    hetee_enclave_op_stats *s = f.version == HETEE_PROTO_VERSION && ((f.type >= HETEE_MSG_PING && f.type <= HETEE_MSG_JOB_RELEASE) || is_refine(f.type))
                                     ? stats_for(e, f.type)
                                     : NULL;
     if (s) {
@@ -154,8 +165,8 @@ int enclave_serve(enclave *e) {
      * REFRESH and RELEASE requests (spec, maps, the host's ciphertexts) and
      * REFRESH replies (fresh ciphertexts). Wiping those protects nothing
      * and costs a pass over megabytes per request. */
-    int public_body = f.type == HETEE_MSG_REFRESH || f.type == HETEE_MSG_RELEASE;
-    int public_reply = f.type == HETEE_MSG_REFRESH;
+    int public_body = f.type == HETEE_MSG_REFRESH || f.type == HETEE_MSG_RELEASE || is_refine(f.type);
+    int public_reply = f.type == HETEE_MSG_REFRESH || is_refine(f.type); /* ciphertexts, or sealed to the MP */
     if (f.body && !public_body) sodium_memzero(f.body, f.len);
     hetee_frame_clear(&f);
     if (public_reply) hetee_wbuf_free_public(&w);

@@ -40,6 +40,11 @@ void refine_tr_counts(const hetee_refine_trusted *t, uint64_t *enc, uint64_t *de
  * w (m x k) and b (m): the model provider's fetch (the enclave seals the
  * values to its session). Checked like every trusted entry point. */
 int refine_tr_fetch(hetee_refine_trusted *t, int l, ct_t *const *W, ct_t *const *bias, float *w, float *b);
+/* Layer l's accumulated gradient in parts: G output ciphertexts
+ * first..first+n-1, decrypted on arrival and kept (m x (k+1) values) until
+ * refine_tr_update is called with gacc = NULL, which requires all of them
+ * (each once). For gradients above one frame (the enclave's requests). */
+int refine_tr_grad_feed(hetee_refine_trusted *t, int l, size_t first, ct_t *const *c, size_t n);
 /* The arg of a trusted side made by hetee_refine_trusted_new_ops (NULL otherwise). */
 void *refine_tr_ops_arg(const hetee_refine_trusted *t);
 /* Layer l's encrypted weights and bias in a state (n_w_cts / nmb of F) and

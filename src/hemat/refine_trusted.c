@@ -37,6 +37,10 @@ struct hetee_refine_trusted {
   double *z[HETEE_REFINE_MAX_LAYERS]; /* pre-activations of the current step (B x m) */
   double cpu_s;
   uint64_t nenc, ndec;
+  /* gradients fed in parts (refine_tr_grad_feed): values of layer l's
+   * G output (m x (k+1)) and which of its ciphertexts arrived */
+  double *g[HETEE_REFINE_MAX_LAYERS];
+  uint8_t *g_got[HETEE_REFINE_MAX_LAYERS];
   const hetee_refine_trusted_ops *ops; /* set: calls go there (no key here) */
   void *arg;
 };
@@ -87,6 +91,9 @@ void hetee_refine_trusted_free(hetee_refine_trusted *t) {
   for (int l = 0; l < HETEE_REFINE_MAX_LAYERS; l++) {
     if (t->z[l]) memset(t->z[l], 0, (size_t)t->p->cfg.batch * (size_t)t->p->L[l].m * sizeof(double));
     free(t->z[l]);
+    if (t->g[l]) memset(t->g[l], 0, (size_t)t->p->L[l].m * (size_t)(t->p->L[l].k + 1) * sizeof(double));
+    free(t->g[l]);
+    free(t->g_got[l]);
   }
   free(t);
 }
@@ -352,7 +359,11 @@ int refine_tr_update(hetee_refine_trusted *t, int l, ct_t *const *gacc, uint32_t
   int rc = 0;
   if (nsamples < 1 || nsamples > p->cfg.batch * p->cfg.accumulate)
     rc = hetee_error(HETEE_ERR_INVALID_ARG, "update over %u samples", nsamples);
-  if (!rc) rc = check_cts(t, gacc, L->G.n_out_cts, REFINE_OUT_SCALE, 1, "gradient");
+  if (!rc && gacc) rc = check_cts(t, gacc, L->G.n_out_cts, REFINE_OUT_SCALE, 1, "gradient");
+  if (!rc && !gacc) { /* fed in parts: every ciphertext must have arrived */
+    for (size_t i = 0; i < L->G.n_out_cts && !rc; i++)
+      if (!t->g_got[l] || !t->g_got[l][i]) rc = hetee_error(HETEE_ERR_STATE, "gradient ciphertext %zu of layer %d missing", i, l);
+  }
   if (!rc) rc = check_cts(t, W, L->F.n_w_cts, REFINE_W_SCALE, 0, "weights");
   if (!rc) rc = check_cts(t, bias, (size_t)L->F.nmb, REFINE_OUT_SCALE, 0, "bias");
   if (!rc && mom) rc = check_cts(t, V, nvc, HETEE_REFINE_MOM_SCALE, 0, "momentum");
@@ -367,7 +378,12 @@ int refine_tr_update(hetee_refine_trusted *t, int l, ct_t *const *gacc, uint32_t
   }
   for (int i = 0; i < m; i++)
     for (int j = 0; j <= k; j++) pos[(size_t)i * (size_t)(k + 1) + (size_t)j] = hetee_hemat_out_pos(&L->G, 0, j, 0, i);
-  rc = gather(t, gacc, L->G.n_out_cts, REFINE_OUT_SCALE, pos, nv, g);
+  if (gacc) rc = gather(t, gacc, L->G.n_out_cts, REFINE_OUT_SCALE, pos, nv, g);
+  else {
+    memcpy(g, t->g[l], nv * sizeof *g);
+    memset(t->g[l], 0, nv * sizeof *g);
+    memset(t->g_got[l], 0, L->G.n_out_cts);
+  }
   if (rc) goto done;
   /* weights (index i*(k+1)+j) and bias (j = k) */
   for (int i = 0; i < m; i++) {
@@ -449,6 +465,49 @@ int refine_tr_fetch(hetee_refine_trusted *t, int l, ct_t *const *W, ct_t *const 
 done:
   if (v) memset(v, 0, nv * sizeof *v);
   free(pos);
+  free(v);
+  t->cpu_s += cpu_now() - t0;
+  return rc;
+}
+
+int refine_tr_grad_feed(hetee_refine_trusted *t, int l, size_t first, ct_t *const *c, size_t n) {
+  if (t->ops) return hetee_error(HETEE_ERR_UNSUPPORTED, "gradient parts go through the enclave");
+  double t0 = cpu_now();
+  const hetee_refine_plan *p = t->p;
+  if (l < p->first_train || l >= p->nl) return hetee_error(HETEE_ERR_INVALID_ARG, "layer %d does not train", l);
+  const hetee_refine_layer *L = &p->L[l];
+  size_t N = p->n, nct = L->G.n_out_cts, nv = (size_t)L->m * (size_t)(L->k + 1);
+  if (n < 1 || first > nct || n > nct - first)
+    return hetee_error(HETEE_ERR_SHAPE, "gradient ciphertexts %zu..%zu outside the %zu of layer %d", first, first + n, nct, l);
+  int rc = check_cts(t, c, n, REFINE_OUT_SCALE, 1, "gradient");
+  if (rc) return rc;
+  if (!t->g[l]) {
+    t->g[l] = calloc(nv, sizeof(double));
+    t->g_got[l] = calloc(nct, 1);
+    if (!t->g[l] || !t->g_got[l]) return hetee_error(HETEE_ERR_NOMEM, "no memory");
+  }
+  for (size_t i = 0; i < n; i++)
+    if (t->g_got[l][first + i]) return hetee_error(HETEE_ERR_STATE, "gradient ciphertext %zu of layer %d sent twice", first + i, l);
+  /* the values these ciphertexts hold (public positions) */
+  uint64_t *pos = calloc(nv, sizeof *pos);
+  uint32_t *idx = malloc(nv * sizeof *idx);
+  double *v = malloc(nv * sizeof *v);
+  size_t cnt = 0;
+  if (!pos || !idx || !v) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+  for (int i = 0; i < L->m && !rc; i++)
+    for (int j = 0; j <= L->k; j++) {
+      uint64_t q = hetee_hemat_out_pos(&L->G, 0, j, 0, i);
+      if (q / N >= first && q / N < first + n) {
+        pos[cnt] = q - (uint64_t)first * N;
+        idx[cnt++] = (uint32_t)((size_t)i * (size_t)(L->k + 1) + (size_t)j);
+      }
+    }
+  if (!rc) rc = gather(t, c, n, REFINE_OUT_SCALE, pos, cnt, v);
+  for (size_t q = 0; q < cnt && !rc; q++) t->g[l][idx[q]] = v[q];
+  for (size_t i = 0; i < n && !rc; i++) t->g_got[l][first + i] = 1;
+  if (v) memset(v, 0, nv * sizeof *v);
+  free(pos);
+  free(idx);
   free(v);
   t->cpu_s += cpu_now() - t0;
   return rc;

@@ -14,6 +14,8 @@
 #include "hemat/refine_internal.h"
 #include "host/host_internal.h"
 
+#define GRAD_PART_BYTES (32u << 20)
+
 typedef struct remote {
   hetee_host_enclave *e;
   const hetee_ckks_context *ctx;
@@ -162,12 +164,33 @@ static int op_update(void *arg, int l, ct_t *const *gacc, uint32_t nsamples, ct_
   int mom = p->cfg.momentum > 0;
   size_t nv = mom ? refine_compact_cts((size_t)L->m * (size_t)(L->k + 1), p->n) : 0;
   hetee_wbuf w;
+  int rc = 0;
+  /* the gradient in parts of at most GRAD_PART_BYTES (it may exceed a frame) */
+  for (size_t first = 0, ng = L->G.n_out_cts; first < ng && !rc;) {
+    size_t n = 0, bytes = 0, len;
+    while (first + n < ng && !rc) {
+      rc = hetee_ckks_ciphertext_save_size(rm->ctx, gacc[first + n], &len);
+      if (rc || (n && bytes + len > GRAD_PART_BYTES)) break;
+      bytes += len;
+      n++;
+    }
+    if (rc) break;
+    hetee_wbuf_init(&w);
+    hetee_wbuf_u32(&w, rm->job);
+    hetee_wbuf_u32(&w, (uint32_t)l);
+    hetee_wbuf_u32(&w, (uint32_t)first);
+    rc = put_list(rm, &w, gacc + first, n);
+    if (rc) hetee_wbuf_free_public(&w);
+    else rc = call(rm, HETEE_MSG_REFINE_GRAD, &w, 0, NULL, NULL);
+    first += n;
+  }
+  if (rc) return rc;
   hetee_wbuf_init(&w);
   hetee_wbuf_u32(&w, rm->job);
   hetee_wbuf_u32(&w, (uint32_t)l);
   hetee_wbuf_u32(&w, nsamples);
-  int rc = put_list(rm, &w, gacc, L->G.n_out_cts);
-  if (!rc) rc = put_list(rm, &w, W, L->F.n_w_cts);
+  hetee_wbuf_u32(&w, 0); /* gradient: the parts above */
+  rc = put_list(rm, &w, W, L->F.n_w_cts);
   if (!rc) rc = put_list(rm, &w, bias, (size_t)L->F.nmb);
   if (!rc) rc = put_list(rm, &w, V, nv);
   if (rc) {

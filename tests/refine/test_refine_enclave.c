@@ -204,12 +204,25 @@ static void test_step_equals_twin(void **state) {
   size_t nv;
   refine_state_layer(s0, 2, &W, &B, &V, &nv);
   hetee_refine_trusted *tdirect = t; /* UPDATE with weights that are not the last ones */
+  /* (a gradient of the right form: degree 2, level 1, scale 2^26 x 2^34) */
+  double zero[8] = {0};
+  hetee_ckks_plaintext *pt;
+  ct_t *ci, *acc;
+  assert_int_equal(hetee_ckks_plaintext_new(v.ctx, &pt), 0);
+  assert_int_equal(hetee_ckks_ciphertext_new(v.ctx, &ci), 0);
+  assert_int_equal(hetee_ckks_ciphertext_new(v.ctx, &acc), 0);
+  assert_int_equal(hetee_ckks_encode_coeffs(v.ctx, zero, 8, 0x1p26, 1, pt), 0);
+  assert_int_equal(hetee_ckks_encrypt_pk(v.ctx, v.pk, pt, ci), 0);
+  assert_int_equal(hetee_ckks_eval_mul_acc(v.ctx, ci, W[0], acc), 0);
   ct_t **g = calloc(p.L[2].G.n_out_cts, sizeof *g);
-  for (size_t i = 0; i < p.L[2].G.n_out_cts; i++) g[i] = W[0];
+  for (size_t i = 0; i < p.L[2].G.n_out_cts; i++) g[i] = acc;
   ct_t **o[4];
   for (int k = 0; k < 4; k++) o[k] = calloc(256, sizeof(ct_t *));
   assert_int_equal(refine_tr_update(tdirect, 2, g, 8, W, B, V, o[0], o[1], o[2], o[3]), HETEE_ERR_AUTH);
   free(g);
+  hetee_ckks_ciphertext_free(acc);
+  hetee_ckks_ciphertext_free(ci);
+  hetee_ckks_plaintext_free(pt);
   for (int k = 0; k < 4; k++) free(o[k]);
 
   hetee_refine_state_free(s0);

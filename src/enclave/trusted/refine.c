@@ -137,6 +137,16 @@ static int list_read(enclave *e, hetee_rbuf *r, size_t want, const char *what, c
   return 0;
 }
 
+/* A list that may also be empty (0: the caller's alternative). */
+static int list_read_opt(enclave *e, hetee_rbuf *r, size_t want, const char *what, ct_list *l) {
+  memset(l, 0, sizeof *l);
+  if (hetee_rbuf_left(r) >= 4 && hetee_rd32(r->p + r->off) == 0) {
+    (void)hetee_rbuf_u32(r);
+    return 0;
+  }
+  return list_read(e, r, want, what, l);
+}
+
 static void digest_update_blob(crypto_generichash_state *st, const uint8_t *p, size_t len) {
   uint8_t le[8];
   hetee_le64(le, (uint64_t)len);
@@ -400,13 +410,13 @@ static int handle_update(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *ite
   int mom = p->cfg.momentum > 0;
   size_t nw = L->F.n_w_cts, nb = (size_t)L->F.nmb, nwt = L->has_back ? L->T.n_w_cts : 0;
   size_t nv = mom ? refine_compact_cts((size_t)L->m * (size_t)(L->k + 1), p->n) : 0;
-  rc = check_budget(e, j, L->G.n_out_cts + 2 * (nw + nb + nv) + nwt);
   ct_list g, W, B, V;
   memset(&g, 0, sizeof g);
   memset(&W, 0, sizeof W);
   memset(&B, 0, sizeof B);
   memset(&V, 0, sizeof V);
-  if (!rc) rc = list_read(e, r, L->G.n_out_cts, "gradient", &g);
+  if (!rc) rc = list_read_opt(e, r, L->G.n_out_cts, "gradient", &g);
+  if (!rc) rc = check_budget(e, j, g.n + 2 * (nw + nb + nv) + nwt);
   if (!rc) rc = list_read(e, r, nw, "weights", &W);
   if (!rc) rc = list_read(e, r, nb, "bias", &B);
   if (!rc) rc = list_read(e, r, nv, "momentum", &V);
@@ -422,7 +432,7 @@ static int handle_update(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *ite
   uint64_t enc0, dec0;
   refine_tr_counts(j->tr, &enc0, &dec0);
   if (!rc && (!oW || !oB || !oT || !oV)) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
-  if (!rc) rc = refine_tr_update(j->tr, (int)l, g.c, ns, W.c, B.c, V.c, oW, oB, nwt ? oT : NULL, nv ? oV : NULL);
+  if (!rc) rc = refine_tr_update(j->tr, (int)l, g.n ? g.c : NULL, ns, W.c, B.c, V.c, oW, oB, nwt ? oT : NULL, nv ? oV : NULL);
   crypto_generichash_state st, stwb;
   crypto_generichash_init(&st, NULL, 0, 32);
   if (!rc) rc = list_write(e, w, oW, nw, &st);
@@ -444,6 +454,30 @@ static int handle_update(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *ite
   outs_free(oB, nb);
   outs_free(oT, nwt);
   outs_free(oV, nv);
+  return rc;
+}
+
+static int handle_grad(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *items) {
+  int rc = 0;
+  refine_job *j = find_job(e, hetee_rbuf_u32(r), &rc);
+  if (!j) return rc;
+  uint32_t l = hetee_rbuf_u32(r), first = hetee_rbuf_u32(r), n = hetee_rbuf_left(r) >= 4 ? hetee_rd32(r->p + r->off) : 0;
+  const hetee_refine_plan *p = &j->plan;
+  if (r->err) return hetee_error(HETEE_ERR_PROTOCOL, "malformed REFINE_GRAD");
+  if (l >= (uint32_t)p->nl || (int)l < p->first_train) return hetee_error(HETEE_ERR_INVALID_ARG, "layer %u does not train", l);
+  size_t nct = p->L[l].G.n_out_cts;
+  if (n < 1 || first >= nct || n > nct - first)
+    return hetee_error(HETEE_ERR_SHAPE, "gradient ciphertexts %u..%u outside the %zu of layer %u", first, first + n, nct, l);
+  rc = check_budget(e, j, n);
+  ct_list g;
+  memset(&g, 0, sizeof g);
+  if (!rc) rc = list_read(e, r, n, "gradient", &g);
+  if (!rc && hetee_rbuf_left(r)) rc = hetee_error(HETEE_ERR_PROTOCOL, "trailing bytes");
+  uint64_t enc0, dec0;
+  refine_tr_counts(j->tr, &enc0, &dec0);
+  if (!rc) rc = refine_tr_grad_feed(j->tr, (int)l, first, g.c, n);
+  if (!rc) put_counts(j, w, items, enc0, dec0);
+  list_free(&g);
   return rc;
 }
 
@@ -526,6 +560,7 @@ int enclave_refine_dispatch(enclave *e, uint16_t type, hetee_rbuf *r, hetee_wbuf
   case HETEE_MSG_REFINE_BACK: return handle_back(e, r, w, items);
   case HETEE_MSG_REFINE_UPDATE: return handle_update(e, r, w, items);
   case HETEE_MSG_REFINE_FETCH: return handle_fetch(e, r, w);
+  case HETEE_MSG_REFINE_GRAD: return handle_grad(e, r, w, items);
   case HETEE_MSG_REFINE_CLOSE: return handle_close(e, r);
   default: return hetee_error(HETEE_ERR_PROTOCOL, "unknown refine message %u", type);
   }

@@ -21,8 +21,11 @@
  *   FORWARD u32 job | u32 layer | u32 count | list out -> list next_in | list next_gw
  *   LOSS    u32 job | u32 count | list logits | list labels -> list dG | list dT
  *   BACK    u32 job | u32 layer | u32 count | list u -> list dG | list dT
- *   UPDATE  u32 job | u32 layer | u32 samples | list gacc | list W | list bias
- *           | list V -> list W | list bias | list W^T | list V
+ *   GRAD    u32 job | u32 layer | u32 first | list -> counters: gradient
+ *           ciphertexts first.. decrypted on arrival (gradients above a frame)
+ *   UPDATE  u32 job | u32 layer | u32 samples | list gacc (empty: the GRAD
+ *           parts) | list W | list bias | list V -> list W | list bias |
+ *           list W^T | list V
  *   FETCH   u32 job | u32 layer | list W | list bias -> blob sealed to the MP
  *   CLOSE   u32 job -> empty */
 #define HETEE_MSG_REFINE_OPEN 0x40
@@ -31,7 +34,8 @@
 #define HETEE_MSG_REFINE_BACK 0x43
 #define HETEE_MSG_REFINE_UPDATE 0x44
 #define HETEE_MSG_REFINE_FETCH 0x45
-#define HETEE_MSG_REFINE_CLOSE 0x46
+#define HETEE_MSG_REFINE_GRAD 0x46
+#define HETEE_MSG_REFINE_CLOSE 0x47
 #define HETEE_REFINE_MAX_JOBS 4 /* open refine jobs per enclave */
 
 /* ---- frames ------------------------------------------------------------- */

@@ -235,6 +235,16 @@ int hetee_bench_refine(int argc, char **argv) {
            cpu_rate, threads);
     printf("trusted side: %.1f s CPU, %llu encryptions, %llu decryptions; share of CPU %.1f %%\n", st.trusted_s,
            (unsigned long long)st.trusted_enc, (unsigned long long)st.trusted_dec, 100 * share);
+    hetee_enclave_op_stats es[32];
+    size_t nes = 0;
+    if (!in_process && !hetee_host_stats(lp.e, es, 32, &nes)) {
+      static const char *names[] = {"open", "forward", "loss", "back", "update", "fetch", "grad", "close"};
+      for (size_t i = 0; i < nes; i++)
+        if (es[i].type >= 0x40 && es[i].type <= 0x47)
+          printf("  enclave %-8s %6llu requests, %8.3f s CPU, %8.1f MB in, %8.1f MB out, %llu ciphertexts\n",
+                 names[es[i].type - 0x40], (unsigned long long)es[i].count, 1e-9 * (double)es[i].cpu_ns,
+                 1e-6 * (double)es[i].bytes_in, 1e-6 * (double)es[i].bytes_out, (unsigned long long)es[i].items);
+    }
     printf("test accuracy: before %.4f, encrypted refining %.4f, plaintext SGD %.4f; max |w_enc - w_plain| %.3g\n",
            acc_before, acc_after, plain_acc, maxdiff);
   }

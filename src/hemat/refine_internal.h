@@ -45,6 +45,13 @@ int refine_tr_fetch(hetee_refine_trusted *t, int l, ct_t *const *W, ct_t *const 
  * refine_tr_update is called with gacc = NULL, which requires all of them
  * (each once). For gradients above one frame (the enclave's requests). */
 int refine_tr_grad_feed(hetee_refine_trusted *t, int l, size_t first, ct_t *const *c, size_t n);
+/* From now on the trusted side keeps each trained layer's weights, bias
+ * and momentum after every update (the enclave: it then decrypts none of
+ * them again); refine_tr_update with W = NULL (bias, V ignored) updates the
+ * kept ones, refine_tr_fetch with W = NULL reads them. refine_tr_holds: 1
+ * once layer l's are kept. */
+void refine_tr_keep_weights(hetee_refine_trusted *t);
+int refine_tr_holds(const hetee_refine_trusted *t, int l);
 /* The arg of a trusted side made by hetee_refine_trusted_new_ops (NULL otherwise). */
 void *refine_tr_ops_arg(const hetee_refine_trusted *t);
 /* Layer l's encrypted weights and bias in a state (n_w_cts / nmb of F) and

@@ -41,6 +41,12 @@ struct hetee_refine_trusted {
    * G output (m x (k+1)) and which of its ciphertexts arrived */
   double *g[HETEE_REFINE_MAX_LAYERS];
   uint8_t *g_got[HETEE_REFINE_MAX_LAYERS];
+  /* weights kept between updates (refine_tr_keep_weights): W (m x k),
+   * bias, momentum of each trained layer, once loaded by an update */
+  int keep;
+  uint8_t held[HETEE_REFINE_MAX_LAYERS];
+  float *hw[HETEE_REFINE_MAX_LAYERS], *hb[HETEE_REFINE_MAX_LAYERS], *hvw[HETEE_REFINE_MAX_LAYERS],
+      *hvb[HETEE_REFINE_MAX_LAYERS];
   const hetee_refine_trusted_ops *ops; /* set: calls go there (no key here) */
   void *arg;
 };
@@ -94,6 +100,15 @@ void hetee_refine_trusted_free(hetee_refine_trusted *t) {
     if (t->g[l]) memset(t->g[l], 0, (size_t)t->p->L[l].m * (size_t)(t->p->L[l].k + 1) * sizeof(double));
     free(t->g[l]);
     free(t->g_got[l]);
+    size_t mk = t->p ? (size_t)t->p->L[l].m * (size_t)t->p->L[l].k : 0, m = t->p ? (size_t)t->p->L[l].m : 0;
+    if (t->hw[l]) memset(t->hw[l], 0, mk * sizeof(float));
+    if (t->hvw[l]) memset(t->hvw[l], 0, mk * sizeof(float));
+    if (t->hb[l]) memset(t->hb[l], 0, m * sizeof(float));
+    if (t->hvb[l]) memset(t->hvb[l], 0, m * sizeof(float));
+    free(t->hw[l]);
+    free(t->hb[l]);
+    free(t->hvw[l]);
+    free(t->hvb[l]);
   }
   free(t);
 }
@@ -163,8 +178,7 @@ static int gather(hetee_refine_trusted *t, ct_t *const *c, size_t ncts, double s
     uint32_t cnt = start[i + 1] - start[i];
     if (!cnt) continue;
     for (uint32_t q = 0; q < cnt; q++) idx[q] = (uint32_t)(pos[order[start[i] + q]] % N);
-    rc = hetee_ckks_decrypt(t->ctx, t->sk, c[i], pt);
-    if (!rc) rc = hetee_ckks_decode_coeffs_scaled(t->ctx, pt, scale, idx, cnt, tmp);
+    rc = hetee_ckks_decrypt_coeffs(t->ctx, t->sk, c[i], scale, idx, cnt, tmp);
     t->ndec++;
     for (uint32_t q = 0; q < cnt && !rc; q++) {
       double v = tmp[q];
@@ -364,9 +378,18 @@ int refine_tr_update(hetee_refine_trusted *t, int l, ct_t *const *gacc, uint32_t
     for (size_t i = 0; i < L->G.n_out_cts && !rc; i++)
       if (!t->g_got[l] || !t->g_got[l][i]) rc = hetee_error(HETEE_ERR_STATE, "gradient ciphertext %zu of layer %d missing", i, l);
   }
-  if (!rc) rc = check_cts(t, W, L->F.n_w_cts, REFINE_W_SCALE, 0, "weights");
-  if (!rc) rc = check_cts(t, bias, (size_t)L->F.nmb, REFINE_OUT_SCALE, 0, "bias");
-  if (!rc && mom) rc = check_cts(t, V, nvc, HETEE_REFINE_MOM_SCALE, 0, "momentum");
+  int from_held = !W; /* the weights this side keeps (refine_tr_keep_weights) */
+  if (!rc && from_held && !t->held[l]) rc = hetee_error(HETEE_ERR_STATE, "layer %d: no weights kept yet", l);
+  if (!rc && !from_held) rc = check_cts(t, W, L->F.n_w_cts, REFINE_W_SCALE, 0, "weights");
+  if (!rc && !from_held) rc = check_cts(t, bias, (size_t)L->F.nmb, REFINE_OUT_SCALE, 0, "bias");
+  if (!rc && !from_held && mom) rc = check_cts(t, V, nvc, HETEE_REFINE_MOM_SCALE, 0, "momentum");
+  if (!rc && t->keep && !t->hw[l]) {
+    t->hw[l] = calloc(nv, sizeof(float));
+    t->hvw[l] = calloc(nv, sizeof(float));
+    t->hb[l] = calloc((size_t)m, sizeof(float));
+    t->hvb[l] = calloc((size_t)m, sizeof(float));
+    if (!t->hw[l] || !t->hvw[l] || !t->hb[l] || !t->hvb[l]) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+  }
   if (rc) return rc;
   uint64_t *pos = calloc(nv, sizeof *pos);
   double *g = calloc(nv, sizeof *g), *wv = calloc(nv, sizeof *wv), *vv = calloc(nv, sizeof *vv);
@@ -385,6 +408,13 @@ int refine_tr_update(hetee_refine_trusted *t, int l, ct_t *const *gacc, uint32_t
     memset(t->g_got[l], 0, L->G.n_out_cts);
   }
   if (rc) goto done;
+  if (from_held) {
+    memcpy(wf, t->hw[l], (size_t)m * (size_t)k * sizeof *wf);
+    memcpy(vw, t->hvw[l], (size_t)m * (size_t)k * sizeof *vw);
+    memcpy(bf, t->hb[l], (size_t)m * sizeof *bf);
+    memcpy(vb, t->hvb[l], (size_t)m * sizeof *vb);
+    goto sgd;
+  }
   /* weights (index i*(k+1)+j) and bias (j = k) */
   for (int i = 0; i < m; i++) {
     for (int j = 0; j < k; j++) pos[(size_t)i * (size_t)k + (size_t)j] = refine_w_pos(&L->F, i, j);
@@ -404,6 +434,7 @@ int refine_tr_update(hetee_refine_trusted *t, int l, ct_t *const *gacc, uint32_t
       vb[i] = (float)vv[(size_t)i * (size_t)(k + 1) + (size_t)k];
     }
   }
+sgd:
   for (int i = 0; i < m; i++) {
     for (int j = 0; j < k; j++)
       hetee_refine_sgd(&p->cfg, g[(size_t)i * (size_t)(k + 1) + (size_t)j] / (double)nsamples,
@@ -418,6 +449,13 @@ int refine_tr_update(hetee_refine_trusted *t, int l, ct_t *const *gacc, uint32_t
     rc = wt ? refine_enc_weights(&key, &L->T, wt, nWT) : hetee_error(HETEE_ERR_NOMEM, "no memory");
   }
   if (!rc && mom) rc = refine_enc_momentum(&key, vw, vb, m, k, nV);
+  if (!rc && t->keep) {
+    memcpy(t->hw[l], wf, (size_t)m * (size_t)k * sizeof *wf);
+    memcpy(t->hvw[l], vw, (size_t)m * (size_t)k * sizeof *vw);
+    memcpy(t->hb[l], bf, (size_t)m * sizeof *bf);
+    memcpy(t->hvb[l], vb, (size_t)m * sizeof *vb);
+    t->held[l] = 1;
+  }
 done:
   if (g) memset(g, 0, nv * sizeof *g);
   if (wv) memset(wv, 0, nv * sizeof *wv);
@@ -445,6 +483,12 @@ int refine_tr_fetch(hetee_refine_trusted *t, int l, ct_t *const *W, ct_t *const 
   if (l < 0 || l >= p->nl) return hetee_error(HETEE_ERR_INVALID_ARG, "layer %d outside the plan", l);
   const hetee_refine_layer *L = &p->L[l];
   int m = L->m, k = L->k;
+  if (!W) { /* the kept weights */
+    if (!t->held[l]) return hetee_error(HETEE_ERR_STATE, "layer %d: no weights kept yet", l);
+    memcpy(w, t->hw[l], (size_t)m * (size_t)k * sizeof *w);
+    memcpy(b, t->hb[l], (size_t)m * sizeof *b);
+    return 0;
+  }
   int rc = check_cts(t, W, L->F.n_w_cts, REFINE_W_SCALE, 0, "weights");
   if (!rc) rc = check_cts(t, bias, (size_t)L->F.nmb, REFINE_OUT_SCALE, 0, "bias");
   if (rc) return rc;
@@ -486,6 +530,7 @@ int refine_tr_grad_feed(hetee_refine_trusted *t, int l, size_t first, ct_t *cons
     t->g_got[l] = calloc(nct, 1);
     if (!t->g[l] || !t->g_got[l]) return hetee_error(HETEE_ERR_NOMEM, "no memory");
   }
+  if (first == 0) memset(t->g_got[l], 0, nct); /* a new gradient begins */
   for (size_t i = 0; i < n; i++)
     if (t->g_got[l][first + i]) return hetee_error(HETEE_ERR_STATE, "gradient ciphertext %zu of layer %d sent twice", first + i, l);
   /* the values these ciphertexts hold (public positions) */
@@ -511,4 +556,12 @@ int refine_tr_grad_feed(hetee_refine_trusted *t, int l, size_t first, ct_t *cons
   free(v);
   t->cpu_s += cpu_now() - t0;
   return rc;
+}
+
+void refine_tr_keep_weights(hetee_refine_trusted *t) {
+  if (t && !t->ops) t->keep = 1;
+}
+
+int refine_tr_holds(const hetee_refine_trusted *t, int l) {
+  return t && !t->ops && l >= 0 && l < HETEE_REFINE_MAX_LAYERS && t->held[l];
 }

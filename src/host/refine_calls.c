@@ -22,6 +22,7 @@ typedef struct remote {
   hetee_refine_plan p;
   uint32_t job;
   uint64_t enc, dec;
+  uint8_t held[HETEE_REFINE_MAX_LAYERS]; /* the enclave keeps layer l's weights */
 } remote;
 
 /* ---- requests ---- */
@@ -190,16 +191,20 @@ static int op_update(void *arg, int l, ct_t *const *gacc, uint32_t nsamples, ct_
   hetee_wbuf_u32(&w, (uint32_t)l);
   hetee_wbuf_u32(&w, nsamples);
   hetee_wbuf_u32(&w, 0); /* gradient: the parts above */
-  rc = put_list(rm, &w, W, L->F.n_w_cts);
-  if (!rc) rc = put_list(rm, &w, bias, (size_t)L->F.nmb);
-  if (!rc) rc = put_list(rm, &w, V, nv);
+  /* the first update loads the authorized weights; then the enclave keeps them */
+  int held = rm->held[l];
+  rc = put_list(rm, &w, W, held ? 0 : L->F.n_w_cts);
+  if (!rc) rc = put_list(rm, &w, bias, held ? 0 : (size_t)L->F.nmb);
+  if (!rc) rc = put_list(rm, &w, V, held ? 0 : nv);
   if (rc) {
     hetee_wbuf_free_public(&w);
     return rc;
   }
   ct_t **outs[4] = {nW, nbias, L->has_back ? nWT : NULL, nv ? nV : NULL};
   size_t want[4] = {L->F.n_w_cts, (size_t)L->F.nmb, L->has_back ? L->T.n_w_cts : 0, nv};
-  return call(rm, HETEE_MSG_REFINE_UPDATE, &w, 4, outs, want);
+  rc = call(rm, HETEE_MSG_REFINE_UPDATE, &w, 4, outs, want);
+  if (!rc) rm->held[l] = 1;
+  return rc;
 }
 
 /* The enclave's CPU on refine requests so far (its STATS). */
@@ -336,20 +341,12 @@ int hetee_host_refine_fetch(hetee_refine_trusted *t, const hetee_refine_state *s
   if (!rm || !s || !sealed || !len) return hetee_error(HETEE_ERR_INVALID_ARG, "not an enclave refine job");
   const hetee_refine_plan *p = &rm->p;
   if (l < p->first_train || l >= p->nl) return hetee_error(HETEE_ERR_INVALID_ARG, "layer %d does not train", l);
-  const hetee_refine_layer *L = &p->L[l];
-  ct_t *const *W, *const *B, *const *V;
-  size_t nv;
-  refine_state_layer(s, l, &W, &B, &V, &nv);
-  hetee_wbuf w;
-  hetee_wbuf_init(&w);
-  hetee_wbuf_u32(&w, rm->job);
-  hetee_wbuf_u32(&w, (uint32_t)l);
-  int rc = put_list(rm, &w, W, L->F.n_w_cts);
-  if (!rc) rc = put_list(rm, &w, B, (size_t)L->F.nmb);
+  uint8_t req[8];
+  hetee_le32(req, rm->job);
+  hetee_le32(req + 4, (uint32_t)l);
   hetee_frame f;
   memset(&f, 0, sizeof f);
-  if (!rc) rc = hetee_host_call_frame(rm->e, HETEE_MSG_REFINE_FETCH, w.p, w.len, &f, 0);
-  hetee_wbuf_free_public(&w);
+  int rc = hetee_host_call_frame(rm->e, HETEE_MSG_REFINE_FETCH, req, sizeof req, &f, 0);
   if (rc) return rc;
   hetee_rbuf r;
   hetee_rbuf_init(&r, f.body, f.len);

@@ -8,8 +8,8 @@
  *  - refusals before any decryption: a spec the MP did not authorize, a
  *    model without an owner, a DP's authorization, a replayed
  *    authorization, wrong ciphertext counts / scales, steps out of order,
- *    weights that are not the authorized / last updated ones, a fetch
- *    before any update.
+ *    weights that are not the ones the MP authorized, a fetch before any
+ *    update.
  */
 #include "enclave/fixture.h"
 #include "refine/refine_test_util.h"
@@ -196,36 +196,6 @@ static void test_step_equals_twin(void **state) {
   assert_true(d_twin < 1e-4);
   assert_true(d_plain < 1e-4);
 
-  /* the chain: after the updates, the MP's initial weights are refused */
-  hetee_refine_state *s0 = NULL;
-  assert_int_equal(hetee_refine_state_encrypt(v.ctx, v.pk, &p, &w0, &s0), 0);
-  assert_int_equal(hetee_host_refine_fetch(t, s0, 2, &sealed, &slen), HETEE_ERR_AUTH);
-  ct_t *const *W, *const *B, *const *V;
-  size_t nv;
-  refine_state_layer(s0, 2, &W, &B, &V, &nv);
-  hetee_refine_trusted *tdirect = t; /* UPDATE with weights that are not the last ones */
-  /* (a gradient of the right form: degree 2, level 1, scale 2^26 x 2^34) */
-  double zero[8] = {0};
-  hetee_ckks_plaintext *pt;
-  ct_t *ci, *acc;
-  assert_int_equal(hetee_ckks_plaintext_new(v.ctx, &pt), 0);
-  assert_int_equal(hetee_ckks_ciphertext_new(v.ctx, &ci), 0);
-  assert_int_equal(hetee_ckks_ciphertext_new(v.ctx, &acc), 0);
-  assert_int_equal(hetee_ckks_encode_coeffs(v.ctx, zero, 8, 0x1p26, 1, pt), 0);
-  assert_int_equal(hetee_ckks_encrypt_pk(v.ctx, v.pk, pt, ci), 0);
-  assert_int_equal(hetee_ckks_eval_mul_acc(v.ctx, ci, W[0], acc), 0);
-  ct_t **g = calloc(p.L[2].G.n_out_cts, sizeof *g);
-  for (size_t i = 0; i < p.L[2].G.n_out_cts; i++) g[i] = acc;
-  ct_t **o[4];
-  for (int k = 0; k < 4; k++) o[k] = calloc(256, sizeof(ct_t *));
-  assert_int_equal(refine_tr_update(tdirect, 2, g, 8, W, B, V, o[0], o[1], o[2], o[3]), HETEE_ERR_AUTH);
-  free(g);
-  hetee_ckks_ciphertext_free(acc);
-  hetee_ckks_ciphertext_free(ci);
-  hetee_ckks_plaintext_free(pt);
-  for (int k = 0; k < 4; k++) free(o[k]);
-
-  hetee_refine_state_free(s0);
   hetee_refine_trusted_free(t2);
   hetee_refine_state_free(s2);
   hetee_ckks_public_key_free(pk2);
@@ -317,7 +287,38 @@ static void test_refusals(void **state) {
   hetee_wbuf_blob(&w, junk, sizeof junk);
   assert_int_equal(hetee_host_call(v.e, HETEE_MSG_REFINE_OPEN, w.p, w.len, &r, &rlen), HETEE_ERR_FORMAT);
   hetee_wbuf_free(&w);
-  /* the enclave is still serving: the good job runs a forward refresh */
+  /* the first update takes only the weights the MP authorized: another
+   * encryption of the same weights is refused */
+  hetee_refine_state *s0 = NULL;
+  assert_int_equal(hetee_refine_state_encrypt(v.ctx, v.pk, &p, &w0, &s0), 0);
+  ct_t *const *W0, *const *B0, *const *V0;
+  size_t nv0;
+  refine_state_layer(s0, 2, &W0, &B0, &V0, &nv0);
+  double zero[8] = {0}; /* a gradient of the right form: degree 2, level 1, scale 2^26 x 2^34 */
+  hetee_ckks_plaintext *pt;
+  ct_t *ci, *acc;
+  assert_int_equal(hetee_ckks_plaintext_new(v.ctx, &pt), 0);
+  assert_int_equal(hetee_ckks_ciphertext_new(v.ctx, &ci), 0);
+  assert_int_equal(hetee_ckks_ciphertext_new(v.ctx, &acc), 0);
+  assert_int_equal(hetee_ckks_encode_coeffs(v.ctx, zero, 8, 0x1p26, 1, pt), 0);
+  assert_int_equal(hetee_ckks_encrypt_pk(v.ctx, v.pk, pt, ci), 0);
+  assert_int_equal(hetee_ckks_eval_mul_acc(v.ctx, ci, W0[0], acc), 0);
+  ct_t **g = calloc(p.L[2].G.n_out_cts, sizeof *g);
+  for (size_t i = 0; i < p.L[2].G.n_out_cts; i++) g[i] = acc;
+  ct_t **o[4];
+  for (int k = 0; k < 4; k++) o[k] = calloc(256, sizeof(ct_t *));
+  assert_int_equal(refine_tr_update(t, 2, g, 8, W0, B0, V0, o[0], o[1], o[2], o[3]), HETEE_ERR_AUTH);
+  /* and nothing is fetched before an update */
+  uint8_t *sealed = NULL;
+  size_t slen = 0;
+  assert_int_equal(hetee_host_refine_fetch(t, s, 2, &sealed, &slen), HETEE_ERR_STATE);
+  free(g);
+  for (int k = 0; k < 4; k++) free(o[k]);
+  hetee_ckks_ciphertext_free(acc);
+  hetee_ckks_ciphertext_free(ci);
+  hetee_ckks_plaintext_free(pt);
+  hetee_refine_state_free(s0);
+  /* the enclave is still serving: the good job runs a step (with its update) */
   hetee_refine_stats st;
   memset(&st, 0, sizeof st);
   float *x, *y;
@@ -326,6 +327,9 @@ static void test_refusals(void **state) {
   hetee_refine_batch *bt = NULL;
   assert_int_equal(hetee_refine_batch_encrypt(v.ctx, v.pk, &p, x, y, idx, 8, &bt), 0);
   assert_int_equal(hetee_refine_step(s, t, bt, 1, &st), 0);
+  assert_int_equal(st.updates, 1);
+  assert_int_equal(hetee_host_refine_fetch(t, s, 2, &sealed, &slen), 0);
+  free(sealed);
   hetee_refine_batch_free(bt);
   free(out);
   free(a);

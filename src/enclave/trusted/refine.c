@@ -17,14 +17,16 @@
  *    the model (it set the model's release policy first). The enclave
  *    rebuilds the plan from the spec (hetee_refine_spec_decode), so every
  *    layout, count and hyper-parameter it uses is the MP's.
- *  - The weights are chained: UPDATE of layer l accepts as W, bias and
- *    momentum only the ciphertexts whose digest (BLAKE2b-256 over
- *    u64 len | bytes of each, in order) is the one the MP authorized (first
- *    update) or the one of the ciphertexts this job returned from the
- *    previous update of l. FETCH decrypts W and bias of l to the MP's
- *    session only if they are the last ones this job returned. So the host
- *    cannot have the enclave decrypt anything else (e.g. the data
- *    provider's samples) into what the MP receives.
+ *  - Weights: the first UPDATE of layer l takes W, bias and momentum from
+ *    the host and accepts only the ciphertexts whose digest (BLAKE2b-256
+ *    over u64 len | bytes of each, in order) the MP authorized; from then
+ *    on the job keeps layer l's weights, bias and momentum in the clear and
+ *    updates those (later UPDATEs carry only the gradient; the enclave
+ *    still returns W, bias, W^T and momentum encrypted, for the host's
+ *    products and checkpoints). FETCH seals the kept W and bias of l to
+ *    the MP's session. So the host can neither substitute weights nor have
+ *    the enclave decrypt anything else (e.g. the data provider's samples)
+ *    into what the MP receives, and no update decrypts weights again.
  *  - Steps are ordered: FORWARD 0..nl-2, LOSS, BACK nl-1..first_train+1,
  *    with one sample count per step; out of order is refused before
  *    decryption.
@@ -35,10 +37,12 @@
  * the plan the enclave built, ciphertext format on load, then level, scale
  * and size in refine_trusted.c); errors name only public quantities; decoded
  * values are saturated at a public bound. Limits: HETEE_REFINE_MAX_JOBS
- * jobs, each keeping at most the pre-activations of one step
- * (sum over layers of batch x m doubles, at most a quarter of the
- * configured budget); a request's ciphertexts (in and out, expanded) must
- * fit in the budget. Jobs are not sealed: a restarted enclave has none.
+ * jobs, each keeping one step's pre-activations (batch x m doubles per
+ * layer) and each trained layer's weights, bias, momentum (floats) and
+ * gradient (doubles): at most a quarter of the configured budget per job;
+ * a request's ciphertexts (in and out, expanded) must fit in the budget.
+ * Jobs are not sealed: a restarted enclave has none (the host resumes from
+ * its checkpoint with a new authorization of the checkpoint's weights).
  */
 #include <sodium.h>
 #include <stdlib.h>
@@ -62,9 +66,7 @@ typedef struct refine_job {
   int fwd_next;  /* next FORWARD layer allowed (0 always restarts a step) */
   int back_next; /* next BACK layer allowed (-1: none) */
   uint32_t count;
-  uint8_t digest[HETEE_REFINE_MAX_LAYERS][32]; /* expected (W, bias, V) of each trained layer */
-  uint8_t fetchable[HETEE_REFINE_MAX_LAYERS];  /* digest_wb is of this job's own output */
-  uint8_t digest_wb[HETEE_REFINE_MAX_LAYERS][32]; /* (W, bias) last returned */
+  uint8_t digest[HETEE_REFINE_MAX_LAYERS][32]; /* the authorized initial (W, bias, V) of each trained layer */
 } refine_job;
 
 static refine_job *jobs[HETEE_REFINE_MAX_JOBS];
@@ -162,8 +164,16 @@ static void digest_lists(const ct_list *const *ls, int nls, uint8_t out[32]) {
   crypto_generichash_final(&st, out, 32);
 }
 
-/* Writes n fresh ciphertexts as a list (and into the digest when st). */
-static int list_write(enclave *e, hetee_wbuf *w, ct_t *const *c, size_t n, crypto_generichash_state *st) {
+/* Writes n fresh ciphertexts as a list (the reply is reserved once). */
+static int list_write(enclave *e, hetee_wbuf *w, ct_t *const *c, size_t n) {
+  size_t total = 4;
+  for (size_t i = 0; i < n; i++) {
+    size_t len = 0;
+    int rc = hetee_ckks_ciphertext_save_size(e->ctx, c[i], &len);
+    if (rc) return rc;
+    total += 8 + len;
+  }
+  if (hetee_wbuf_reserve(w, total)) return hetee_error(HETEE_ERR_NOMEM, "no memory for the reply");
   hetee_wbuf_u32(w, (uint32_t)n);
   for (size_t i = 0; i < n; i++) {
     size_t len = 0;
@@ -174,7 +184,6 @@ static int list_write(enclave *e, hetee_wbuf *w, ct_t *const *c, size_t n, crypt
     size_t got = 0;
     rc = hetee_ckks_ciphertext_save_to(e->ctx, c[i], w->p + w->len, len, &got);
     if (rc) return rc;
-    if (st) digest_update_blob(st, w->p + w->len, got);
     w->len += got;
   }
   return w->err ? hetee_error(HETEE_ERR_NOMEM, "no memory for the reply") : 0;
@@ -231,11 +240,16 @@ static int handle_open(enclave *e, hetee_rbuf *r, hetee_wbuf *w) {
                      hetee_ckks_context_n(e->ctx));
   if (!rc && hetee_ckks_context_max_level(e->ctx) < REFINE_LEVEL)
     rc = hetee_error(HETEE_ERR_PARAMS, "the enclave's parameters have no level %d", REFINE_LEVEL);
-  size_t zbytes = 0;
-  for (int l = 0; !rc && l < j->plan.nl; l++)
-    if (j->plan.L[l].need_z) zbytes += (size_t)j->plan.cfg.batch * (size_t)j->plan.L[l].m * sizeof(double);
-  if (!rc && zbytes > e->cfg.budget / 4)
-    rc = hetee_error(HETEE_ERR_LIMIT, "refine job keeps %zu bytes of activations, above a quarter of the budget", zbytes);
+  /* what the job keeps between requests: one step's pre-activations, the
+   * trained layers' weights, bias and momentum, a gradient fed in parts */
+  size_t kbytes = 0;
+  for (int l = 0; !rc && l < j->plan.nl; l++) {
+    const hetee_refine_layer *L = &j->plan.L[l];
+    if (L->need_z) kbytes += (size_t)j->plan.cfg.batch * (size_t)L->m * sizeof(double);
+    if (L->trains) kbytes += (size_t)L->m * (size_t)(L->k + 1) * (2 * sizeof(float) + sizeof(double));
+  }
+  if (!rc && kbytes > e->cfg.budget / 4)
+    rc = hetee_error(HETEE_ERR_LIMIT, "refine job keeps %zu bytes, above a quarter of the budget", kbytes);
   /* who authorizes: an MP session of the measured list, owner of the model */
   hetee_chan *c = NULL;
   if (!rc) {
@@ -277,6 +291,7 @@ static int handle_open(enclave *e, hetee_rbuf *r, hetee_wbuf *w) {
     free(msg);
   }
   if (!rc) rc = hetee_refine_trusted_new(e->ctx, e->sk, &j->plan, &j->tr);
+  if (!rc) refine_tr_keep_weights(j->tr);
   if (rc) {
     job_free(j);
     return rc;
@@ -318,8 +333,8 @@ static int handle_forward(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *it
   refine_tr_counts(j->tr, &enc0, &dec0);
   if (!rc && (!a || !b)) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
   if (!rc) rc = refine_tr_forward(j->tr, (int)l, in.c, count, a, ngw ? b : NULL);
-  if (!rc) rc = list_write(e, w, a, nin, NULL);
-  if (!rc) rc = list_write(e, w, b, ngw, NULL);
+  if (!rc) rc = list_write(e, w, a, nin);
+  if (!rc) rc = list_write(e, w, b, ngw);
   if (!rc) put_counts(j, w, items, enc0, dec0);
   j->fwd_next = rc ? 0 : (int)l + 1;
   j->count = count;
@@ -354,8 +369,8 @@ static int handle_loss(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *items
   refine_tr_counts(j->tr, &enc0, &dec0);
   if (!rc && (!dG || !dT)) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
   if (!rc) rc = refine_tr_loss(j->tr, lo.c, lab.c[0], count, dG, nt ? dT : NULL);
-  if (!rc) rc = list_write(e, w, dG, ng, NULL);
-  if (!rc) rc = list_write(e, w, dT, nt, NULL);
+  if (!rc) rc = list_write(e, w, dG, ng);
+  if (!rc) rc = list_write(e, w, dT, nt);
   if (!rc) put_counts(j, w, items, enc0, dec0);
   j->fwd_next = rc ? 0 : -1;
   j->count = count;
@@ -388,8 +403,8 @@ static int handle_back(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *items
   refine_tr_counts(j->tr, &enc0, &dec0);
   if (!rc && (!dG || !dT)) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
   if (!rc) rc = refine_tr_back(j->tr, (int)l, u.c, count, dG, nt ? dT : NULL);
-  if (!rc) rc = list_write(e, w, dG, ng, NULL);
-  if (!rc) rc = list_write(e, w, dT, nt, NULL);
+  if (!rc) rc = list_write(e, w, dG, ng);
+  if (!rc) rc = list_write(e, w, dT, nt);
   if (!rc) put_counts(j, w, items, enc0, dec0);
   j->back_next = rc || !P->has_back ? -1 : (int)l - 1;
   list_free(&u);
@@ -407,7 +422,7 @@ static int handle_update(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *ite
   if (r->err) return hetee_error(HETEE_ERR_PROTOCOL, "malformed REFINE_UPDATE");
   if (l >= (uint32_t)p->nl || (int)l < p->first_train) return hetee_error(HETEE_ERR_INVALID_ARG, "layer %u does not train", l);
   const hetee_refine_layer *L = &p->L[l];
-  int mom = p->cfg.momentum > 0;
+  int mom = p->cfg.momentum > 0, held = refine_tr_holds(j->tr, (int)l);
   size_t nw = L->F.n_w_cts, nb = (size_t)L->F.nmb, nwt = L->has_back ? L->T.n_w_cts : 0;
   size_t nv = mom ? refine_compact_cts((size_t)L->m * (size_t)(L->k + 1), p->n) : 0;
   ct_list g, W, B, V;
@@ -415,37 +430,33 @@ static int handle_update(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *ite
   memset(&W, 0, sizeof W);
   memset(&B, 0, sizeof B);
   memset(&V, 0, sizeof V);
+  /* the first update of a layer loads the MP's authorized weights; later
+   * ones use the weights the enclave keeps (the lists are then empty) */
   if (!rc) rc = list_read_opt(e, r, L->G.n_out_cts, "gradient", &g);
-  if (!rc) rc = check_budget(e, j, g.n + 2 * (nw + nb + nv) + nwt);
-  if (!rc) rc = list_read(e, r, nw, "weights", &W);
-  if (!rc) rc = list_read(e, r, nb, "bias", &B);
-  if (!rc) rc = list_read(e, r, nv, "momentum", &V);
+  if (!rc) rc = list_read(e, r, held ? 0 : nw, "weights", &W);
+  if (!rc) rc = list_read(e, r, held ? 0 : nb, "bias", &B);
+  if (!rc) rc = list_read(e, r, held ? 0 : nv, "momentum", &V);
   if (!rc && hetee_rbuf_left(r)) rc = hetee_error(HETEE_ERR_PROTOCOL, "trailing bytes");
-  if (!rc) { /* the weights must be the authorized ones or this job's last output */
+  if (!rc) rc = check_budget(e, j, g.n + W.n + B.n + V.n + nw + nb + nwt + nv);
+  if (!rc && !held) {
     uint8_t d[32];
     const ct_list *ls[3] = {&W, &B, &V};
     digest_lists(ls, 3, d);
     if (sodium_memcmp(d, j->digest[l], 32))
-      rc = hetee_error(HETEE_ERR_AUTH, "layer %u: weights are not the authorized / last updated ones", l);
+      rc = hetee_error(HETEE_ERR_AUTH, "layer %u: weights are not the ones the model provider authorized", l);
   }
   ct_t **oW = outs(nw), **oB = outs(nb), **oT = outs(nwt), **oV = outs(nv);
   uint64_t enc0, dec0;
   refine_tr_counts(j->tr, &enc0, &dec0);
   if (!rc && (!oW || !oB || !oT || !oV)) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
-  if (!rc) rc = refine_tr_update(j->tr, (int)l, g.n ? g.c : NULL, ns, W.c, B.c, V.c, oW, oB, nwt ? oT : NULL, nv ? oV : NULL);
-  crypto_generichash_state st, stwb;
-  crypto_generichash_init(&st, NULL, 0, 32);
-  if (!rc) rc = list_write(e, w, oW, nw, &st);
-  if (!rc) rc = list_write(e, w, oB, nb, &st);
-  stwb = st; /* (W, bias) */
-  if (!rc) rc = list_write(e, w, oT, nwt, NULL);
-  if (!rc) rc = list_write(e, w, oV, nv, &st);
-  if (!rc) {
-    crypto_generichash_final(&st, j->digest[l], 32);
-    crypto_generichash_final(&stwb, j->digest_wb[l], 32);
-    j->fetchable[l] = 1;
-    put_counts(j, w, items, enc0, dec0);
-  }
+  if (!rc)
+    rc = refine_tr_update(j->tr, (int)l, g.n ? g.c : NULL, ns, held ? NULL : W.c, B.c, V.c, oW, oB, nwt ? oT : NULL,
+                          nv ? oV : NULL);
+  if (!rc) rc = list_write(e, w, oW, nw);
+  if (!rc) rc = list_write(e, w, oB, nb);
+  if (!rc) rc = list_write(e, w, oT, nwt);
+  if (!rc) rc = list_write(e, w, oV, nv);
+  if (!rc) put_counts(j, w, items, enc0, dec0);
   list_free(&g);
   list_free(&W);
   list_free(&B);
@@ -487,32 +498,18 @@ static int handle_fetch(enclave *e, hetee_rbuf *r, hetee_wbuf *w) {
   if (!j) return rc;
   uint32_t l = hetee_rbuf_u32(r);
   const hetee_refine_plan *p = &j->plan;
-  if (r->err) return hetee_error(HETEE_ERR_PROTOCOL, "malformed REFINE_FETCH");
+  if (r->err || hetee_rbuf_left(r)) return hetee_error(HETEE_ERR_PROTOCOL, "malformed REFINE_FETCH");
   if (l >= (uint32_t)p->nl || (int)l < p->first_train) return hetee_error(HETEE_ERR_INVALID_ARG, "layer %u does not train", l);
-  if (!j->fetchable[l]) return hetee_error(HETEE_ERR_STATE, "layer %u has not been updated by this job", l);
+  if (!refine_tr_holds(j->tr, (int)l)) return hetee_error(HETEE_ERR_STATE, "layer %u has not been updated by this job", l);
   const hetee_refine_layer *L = &p->L[l];
   hetee_chan *c = enclave_find_session(e, j->sid);
   if (!c || sodium_memcmp(c->party_pk, j->owner, 32))
     return hetee_error(HETEE_ERR_NOT_FOUND, "the refine job's model provider session is gone");
-  rc = check_budget(e, j, L->F.n_w_cts + (size_t)L->F.nmb);
-  ct_list W, B;
-  memset(&W, 0, sizeof W);
-  memset(&B, 0, sizeof B);
-  if (!rc) rc = list_read(e, r, L->F.n_w_cts, "weights", &W);
-  if (!rc) rc = list_read(e, r, (size_t)L->F.nmb, "bias", &B);
-  if (!rc && hetee_rbuf_left(r)) rc = hetee_error(HETEE_ERR_PROTOCOL, "trailing bytes");
-  if (!rc) {
-    uint8_t d[32];
-    const ct_list *ls[2] = {&W, &B};
-    digest_lists(ls, 2, d);
-    if (sodium_memcmp(d, j->digest_wb[l], 32))
-      rc = hetee_error(HETEE_ERR_AUTH, "layer %u: not the weights this job returned last", l);
-  }
   size_t mk = (size_t)L->m * (size_t)L->k, plen = 16 + 4 * (mk + (size_t)L->m);
-  float *wv = rc ? NULL : sodium_malloc((mk + (size_t)L->m) * sizeof(float));
-  uint8_t *pl = rc ? NULL : sodium_malloc(plen);
-  if (!rc && (!wv || !pl)) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
-  if (!rc) rc = refine_tr_fetch(j->tr, (int)l, W.c, B.c, wv, wv + mk);
+  float *wv = sodium_malloc((mk + (size_t)L->m) * sizeof(float));
+  uint8_t *pl = sodium_malloc(plen);
+  if (!wv || !pl) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+  if (!rc) rc = refine_tr_fetch(j->tr, (int)l, NULL, NULL, wv, wv + mk); /* the weights the enclave keeps */
   if (!rc) {
     hetee_le32(pl, j->model);
     hetee_le32(pl + 4, l);
@@ -533,8 +530,6 @@ static int handle_fetch(enclave *e, hetee_rbuf *r, hetee_wbuf *w) {
   }
   if (wv) sodium_free(wv); /* wiped by sodium_free */
   if (pl) sodium_free(pl);
-  list_free(&W);
-  list_free(&B);
   return rc;
 }
 

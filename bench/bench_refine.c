@@ -238,9 +238,9 @@ int hetee_bench_refine(int argc, char **argv) {
     hetee_enclave_op_stats es[32];
     size_t nes = 0;
     if (!in_process && !hetee_host_stats(lp.e, es, 32, &nes)) {
-      static const char *names[] = {"open", "forward", "loss", "back", "update", "fetch", "grad", "close"};
+      static const char *names[] = {"open", "forward", "loss", "back", "update", "fetch", "grad", "put", "close"};
       for (size_t i = 0; i < nes; i++)
-        if (es[i].type >= 0x40 && es[i].type <= 0x47)
+        if (es[i].type >= 0x40 && es[i].type <= 0x48)
           printf("  enclave %-8s %6llu requests, %8.3f s CPU, %8.1f MB in, %8.1f MB out, %llu ciphertexts\n",
                  names[es[i].type - 0x40], (unsigned long long)es[i].count, 1e-9 * (double)es[i].cpu_ns,
                  1e-6 * (double)es[i].bytes_in, 1e-6 * (double)es[i].bytes_out, (unsigned long long)es[i].items);

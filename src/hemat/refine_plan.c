@@ -154,6 +154,16 @@ static int choose_grad(const hetee_hemat_shape *s, size_t n, int from_client, he
   return hetee_hemat_layout_init(s, &bp, 1, n, out);
 }
 
+/* The weight of the trusted side's seconds against the host's in the
+ * forward packing (hemat's default is 4): the enclave is the scarce
+ * resource, and in refining each output ciphertext it decrypts is also a
+ * degree-2 transfer of 2 x 196 KiB into it. 16 halves the frozen layer 0
+ * of mlp_small's output ciphertexts at B = 64 (32 -> 16) with fewer products
+ * (800 -> 784); the data provider encrypts 49 inputs instead of 25. */
+#ifndef REFINE_ENCLAVE_WEIGHT
+#define REFINE_ENCLAVE_WEIGHT 16.0
+#endif
+
 /* The forward packing: hemat's planner; for a layer that trains, its weight
  * ciphertexts are also decrypted and re-encrypted by the trusted side once
  * per update, so budgets of weight ciphertexts are tried and that cost,
@@ -162,6 +172,7 @@ static int choose_forward(const hetee_hemat_shape *s, const hetee_refine_config 
                           int trains, hetee_hemat_pack *out) {
   hetee_hemat_costs c;
   hetee_hemat_costs_default(&c);
+  c.enclave_weight = REFINE_ENCLAVE_WEIGHT;
   double cost;
   int rc = hetee_hemat_choose(s, cfg->batch, n, from_client, &c, out, &cost);
   if (rc || !trains) return rc;

@@ -14,7 +14,8 @@
 #include "hemat/refine_internal.h"
 #include "host/host_internal.h"
 
-#define GRAD_PART_BYTES (32u << 20)
+#define PART_BYTES (32u << 20) /* requests stay well below HETEE_FRAME_MAX_BODY */
+#define GRAD_PART_BYTES PART_BYTES
 
 typedef struct remote {
   hetee_host_enclave *e;
@@ -47,6 +48,41 @@ static int put_list(const remote *rm, hetee_wbuf *w, ct_t *const *c, size_t n) {
     w->len += got;
   }
   return w->err ? hetee_error(HETEE_ERR_NOMEM, "no memory") : 0;
+}
+
+/* A step's input list: inline when it fits PART_BYTES, else sent ahead in
+ * REFINE_PUT parts and written as an empty list (u32 0). */
+static int put_list_staged(const remote *rm, hetee_wbuf *w, ct_t *const *c, size_t n) {
+  size_t total = 0, len;
+  for (size_t i = 0; i < n; i++) {
+    int rc = hetee_ckks_ciphertext_save_size(rm->ctx, c[i], &len);
+    if (rc) return rc;
+    total += 8 + len;
+  }
+  if (total <= PART_BYTES) return put_list(rm, w, c, n);
+  int rc = 0;
+  for (size_t first = 0; first < n && !rc;) {
+    size_t k = 0, bytes = 0;
+    while (first + k < n && !rc) {
+      rc = hetee_ckks_ciphertext_save_size(rm->ctx, c[first + k], &len);
+      if (rc || (k && bytes + len > PART_BYTES)) break;
+      bytes += len;
+      k++;
+    }
+    if (rc) break;
+    hetee_wbuf p;
+    hetee_wbuf_init(&p);
+    hetee_wbuf_u32(&p, rm->job);
+    rc = put_list(rm, &p, c + first, k);
+    hetee_frame f;
+    memset(&f, 0, sizeof f);
+    if (!rc) rc = hetee_host_call_frame(rm->e, HETEE_MSG_REFINE_PUT, p.p, p.len, &f, 0);
+    if (!rc) hetee_frame_clear(&f);
+    hetee_wbuf_free_public(&p);
+    first += k;
+  }
+  if (!rc) hetee_wbuf_u32(w, 0);
+  return rc;
 }
 
 /* u32 n (must be `want`) | n blobs loaded into out[0..n) (fresh objects). */
@@ -106,7 +142,7 @@ static int op_forward(void *arg, int l, ct_t *const *out, uint32_t count, ct_t *
   hetee_wbuf_u32(&w, rm->job);
   hetee_wbuf_u32(&w, (uint32_t)l);
   hetee_wbuf_u32(&w, count);
-  int rc = put_list(rm, &w, out, L->F.n_out_cts);
+  int rc = put_list_staged(rm, &w, out, L->F.n_out_cts);
   if (rc) {
     hetee_wbuf_free_public(&w);
     return rc;
@@ -125,7 +161,7 @@ static int op_loss(void *arg, ct_t *const *logits, const ct_t *labels, uint32_t 
   hetee_wbuf_u32(&w, rm->job);
   hetee_wbuf_u32(&w, count);
   ct_t *lab[1] = {(ct_t *)labels};
-  int rc = put_list(rm, &w, logits, L->F.n_out_cts);
+  int rc = put_list_staged(rm, &w, logits, L->F.n_out_cts);
   if (!rc) rc = put_list(rm, &w, lab, 1);
   if (rc) {
     hetee_wbuf_free_public(&w);
@@ -146,7 +182,7 @@ static int op_back(void *arg, int l, ct_t *const *u, uint32_t count, ct_t **dG, 
   hetee_wbuf_u32(&w, rm->job);
   hetee_wbuf_u32(&w, (uint32_t)l);
   hetee_wbuf_u32(&w, count);
-  int rc = put_list(rm, &w, u, L->T.n_out_cts);
+  int rc = put_list_staged(rm, &w, u, L->T.n_out_cts);
   if (rc) {
     hetee_wbuf_free_public(&w);
     return rc;

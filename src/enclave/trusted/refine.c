@@ -67,13 +67,23 @@ typedef struct refine_job {
   int back_next; /* next BACK layer allowed (-1: none) */
   uint32_t count;
   uint8_t digest[HETEE_REFINE_MAX_LAYERS][32]; /* the authorized initial (W, bias, V) of each trained layer */
+  ct_t **stage; /* PUT: ciphertexts for the next step request */
+  size_t nstage;
 } refine_job;
 
 static refine_job *jobs[HETEE_REFINE_MAX_JOBS];
 static uint32_t next_id = 1;
 
+static void stage_clear(refine_job *j) {
+  for (size_t i = 0; i < j->nstage; i++) hetee_ckks_ciphertext_free(j->stage[i]);
+  free(j->stage);
+  j->stage = NULL;
+  j->nstage = 0;
+}
+
 static void job_free(refine_job *j) {
   if (!j) return;
+  stage_clear(j);
   hetee_refine_trusted_free(j->tr); /* wipes the pre-activations */
   sodium_memzero(j, sizeof *j);
   free(j);
@@ -147,6 +157,28 @@ static int list_read_opt(enclave *e, hetee_rbuf *r, size_t want, const char *wha
     return 0;
   }
   return list_read(e, r, want, what, l);
+}
+
+/* A step's input list: inline, or (u32 0) the ciphertexts staged by PUT,
+ * which must then be exactly `want`. The stage is emptied either way. */
+static int list_take(enclave *e, hetee_rbuf *r, refine_job *j, size_t want, const char *what, ct_list *l) {
+  memset(l, 0, sizeof *l);
+  int rc;
+  if (hetee_rbuf_left(r) >= 4 && hetee_rd32(r->p + r->off) == 0 && want) {
+    (void)hetee_rbuf_u32(r);
+    if (j->nstage != want) rc = hetee_error(HETEE_ERR_SHAPE, "%s: %zu ciphertexts staged, the plan has %zu", what, j->nstage, want);
+    else {
+      l->n = j->nstage;
+      l->c = j->stage;
+      j->stage = NULL;
+      j->nstage = 0;
+      return 0;
+    }
+  } else {
+    rc = list_read(e, r, want, what, l);
+  }
+  stage_clear(j);
+  return rc;
 }
 
 static void digest_update_blob(crypto_generichash_state *st, const uint8_t *p, size_t len) {
@@ -326,7 +358,7 @@ static int handle_forward(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *it
   rc = check_budget(e, j, L->F.n_out_cts + nin + ngw);
   ct_list in;
   memset(&in, 0, sizeof in);
-  if (!rc) rc = list_read(e, r, L->F.n_out_cts, "layer outputs", &in);
+  if (!rc) rc = list_take(e, r, j, L->F.n_out_cts, "layer outputs", &in);
   if (!rc && hetee_rbuf_left(r)) rc = hetee_error(HETEE_ERR_PROTOCOL, "trailing bytes");
   ct_t **a = outs(nin), **b = outs(ngw);
   uint64_t enc0, dec0;
@@ -361,7 +393,7 @@ static int handle_loss(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *items
   ct_list lo, lab;
   memset(&lo, 0, sizeof lo);
   memset(&lab, 0, sizeof lab);
-  if (!rc) rc = list_read(e, r, L->F.n_out_cts, "logits", &lo);
+  if (!rc) rc = list_take(e, r, j, L->F.n_out_cts, "logits", &lo);
   if (!rc) rc = list_read(e, r, 1, "labels", &lab);
   if (!rc && hetee_rbuf_left(r)) rc = hetee_error(HETEE_ERR_PROTOCOL, "trailing bytes");
   ct_t **dG = outs(ng), **dT = outs(nt);
@@ -396,7 +428,7 @@ static int handle_back(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *items
   rc = check_budget(e, j, L->T.n_out_cts + ng + nt);
   ct_list u;
   memset(&u, 0, sizeof u);
-  if (!rc) rc = list_read(e, r, L->T.n_out_cts, "W^T delta", &u);
+  if (!rc) rc = list_take(e, r, j, L->T.n_out_cts, "W^T delta", &u);
   if (!rc && hetee_rbuf_left(r)) rc = hetee_error(HETEE_ERR_PROTOCOL, "trailing bytes");
   ct_t **dG = outs(ng), **dT = outs(nt);
   uint64_t enc0, dec0;
@@ -533,6 +565,40 @@ static int handle_fetch(enclave *e, hetee_rbuf *r, hetee_wbuf *w) {
   return rc;
 }
 
+#define STAGE_MAX_CTS 4096u
+
+static int handle_put(enclave *e, hetee_rbuf *r) {
+  int rc = 0;
+  refine_job *j = find_job(e, hetee_rbuf_u32(r), &rc);
+  if (!j) return rc;
+  uint32_t n = hetee_rbuf_left(r) >= 4 ? hetee_rd32(r->p + r->off) : 0;
+  if (r->err || n < 1 || n > STAGE_MAX_CTS - j->nstage) {
+    stage_clear(j);
+    return hetee_error(HETEE_ERR_LIMIT, "refine stage of %zu + %u ciphertexts (1..%u)", j->nstage, n, STAGE_MAX_CTS);
+  }
+  if (cts_bytes(&j->plan, j->nstage + n) > e->cfg.budget / 2) {
+    stage_clear(j);
+    return hetee_error(HETEE_ERR_LIMIT, "refine stage above half the memory budget");
+  }
+  ct_list l;
+  rc = list_read(e, r, n, "staged", &l);
+  if (!rc && hetee_rbuf_left(r)) rc = hetee_error(HETEE_ERR_PROTOCOL, "trailing bytes");
+  ct_t **ns = rc ? NULL : realloc(j->stage, (j->nstage + n) * sizeof *ns);
+  if (!rc && !ns) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+  if (rc) {
+    list_free(&l);
+    stage_clear(j);
+    return rc;
+  }
+  j->stage = ns;
+  memcpy(j->stage + j->nstage, l.c, n * sizeof *ns);
+  j->nstage += n;
+  free(l.c); /* the objects now belong to the stage */
+  l.c = NULL;
+  list_free(&l);
+  return 0;
+}
+
 static int handle_close(enclave *e, hetee_rbuf *r) {
   int rc = 0;
   uint32_t id = hetee_rbuf_u32(r);
@@ -548,14 +614,22 @@ static int handle_close(enclave *e, hetee_rbuf *r) {
 
 int enclave_refine_dispatch(enclave *e, uint16_t type, hetee_rbuf *r, hetee_wbuf *w, uint64_t *items) {
   if (!e->have_keys) return hetee_error(HETEE_ERR_STATE, "no keys yet (KEYGEN or UNSEAL first)");
+  if (type == HETEE_MSG_REFINE_FORWARD || type == HETEE_MSG_REFINE_LOSS || type == HETEE_MSG_REFINE_BACK) {
+    /* a step request consumes the stage, whatever its outcome */
+    uint32_t id = hetee_rbuf_left(r) >= 4 ? hetee_rd32(r->p + r->off) : 0;
+    int rc = type == HETEE_MSG_REFINE_FORWARD ? handle_forward(e, r, w, items)
+             : type == HETEE_MSG_REFINE_LOSS  ? handle_loss(e, r, w, items)
+                                              : handle_back(e, r, w, items);
+    for (int i = 0; i < HETEE_REFINE_MAX_JOBS; i++)
+      if (jobs[i] && jobs[i]->id == id) stage_clear(jobs[i]);
+    return rc;
+  }
   switch (type) {
   case HETEE_MSG_REFINE_OPEN: return handle_open(e, r, w);
-  case HETEE_MSG_REFINE_FORWARD: return handle_forward(e, r, w, items);
-  case HETEE_MSG_REFINE_LOSS: return handle_loss(e, r, w, items);
-  case HETEE_MSG_REFINE_BACK: return handle_back(e, r, w, items);
   case HETEE_MSG_REFINE_UPDATE: return handle_update(e, r, w, items);
   case HETEE_MSG_REFINE_FETCH: return handle_fetch(e, r, w);
   case HETEE_MSG_REFINE_GRAD: return handle_grad(e, r, w, items);
+  case HETEE_MSG_REFINE_PUT: return handle_put(e, r);
   case HETEE_MSG_REFINE_CLOSE: return handle_close(e, r);
   default: return hetee_error(HETEE_ERR_PROTOCOL, "unknown refine message %u", type);
   }

@@ -116,6 +116,7 @@ int enclave_dispatch(enclave *e, const hetee_frame *f, hetee_wbuf *w, uint64_t *
   case HETEE_MSG_REFINE_UPDATE:
   case HETEE_MSG_REFINE_FETCH:
   case HETEE_MSG_REFINE_GRAD:
+  case HETEE_MSG_REFINE_PUT:
   case HETEE_MSG_REFINE_CLOSE: return enclave_refine_dispatch(e, f->type, &r, w, items);
   case HETEE_MSG_SHUTDOWN:
     if (f->len) return hetee_error(HETEE_ERR_PROTOCOL, "SHUTDOWN takes no body");

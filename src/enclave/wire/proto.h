@@ -26,7 +26,10 @@
  *   UPDATE  u32 job | u32 layer | u32 samples | list gacc (empty: the GRAD
  *           parts) | list W | list bias | list V -> list W | list bias |
  *           list W^T | list V
- *   FETCH   u32 job | u32 layer | list W | list bias -> blob sealed to the MP
+ *   FETCH   u32 job | u32 layer -> blob sealed to the MP (the kept W, bias)
+ *   PUT     u32 job | list -> empty: ciphertexts staged for the next
+ *           FORWARD / LOSS / BACK whose input list is then empty (u32 0);
+ *           for inputs above one frame
  *   CLOSE   u32 job -> empty */
 #define HETEE_MSG_REFINE_OPEN 0x40
 #define HETEE_MSG_REFINE_FORWARD 0x41
@@ -35,7 +38,8 @@
 #define HETEE_MSG_REFINE_UPDATE 0x44
 #define HETEE_MSG_REFINE_FETCH 0x45
 #define HETEE_MSG_REFINE_GRAD 0x46
-#define HETEE_MSG_REFINE_CLOSE 0x47
+#define HETEE_MSG_REFINE_PUT 0x47
+#define HETEE_MSG_REFINE_CLOSE 0x48
 #define HETEE_REFINE_MAX_JOBS 4 /* open refine jobs per enclave */
 
 /* ---- frames ------------------------------------------------------------- */

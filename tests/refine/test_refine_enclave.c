@@ -280,10 +280,31 @@ static void test_refusals(void **state) {
   assert_int_equal(hetee_host_call(v.e, HETEE_MSG_REFINE_LOSS, junk, sizeof junk, &r, &rlen), HETEE_ERR_PROTOCOL);
   junk[0] = 99;
   assert_int_equal(hetee_host_call(v.e, HETEE_MSG_REFINE_UPDATE, junk, 4, &r, &rlen), HETEE_ERR_NOT_FOUND);
-  /* a malformed spec */
+  /* a malformed spec, even authorized by the MP, and an unauthorized one */
+  static const uint8_t bad[8] = {'H', 'T', 'R', 'S', 1, 0, 0, 0}; /* 0 layers */
+  hetee_wbuf am;
+  hetee_wbuf_init(&am);
+  hetee_wbuf_put(&am, HETEE_REFINE_AUTH_CONTEXT, sizeof HETEE_REFINE_AUTH_CONTEXT);
+  hetee_wbuf_u32(&am, MODEL);
+  uint8_t h[32];
+  crypto_hash_sha256(h, bad, sizeof bad);
+  hetee_wbuf_put(&am, h, 32);
+  hetee_wbuf_u32(&am, 0);
+  uint8_t *sa;
+  size_t sal;
+  assert_int_equal(hetee_client_session_seal(v.smp, am.p, am.len, &sa, &sal), 0);
+  hetee_wbuf_free(&am);
   hetee_wbuf_init(&w);
   hetee_wbuf_u32(&w, MODEL);
-  hetee_wbuf_blob(&w, "HTRS\x01\x00\x00\x00", 8);
+  hetee_wbuf_blob(&w, bad, sizeof bad);
+  hetee_wbuf_blob(&w, sa, sal);
+  assert_int_equal(hetee_host_call(v.e, HETEE_MSG_REFINE_OPEN, w.p, w.len, &r, &rlen), HETEE_ERR_FORMAT);
+  assert_non_null(strstr(hetee_last_error(), "layers"));
+  hetee_wbuf_free(&w);
+  free(sa);
+  hetee_wbuf_init(&w);
+  hetee_wbuf_u32(&w, MODEL);
+  hetee_wbuf_blob(&w, bad, sizeof bad);
   hetee_wbuf_blob(&w, junk, sizeof junk);
   assert_int_equal(hetee_host_call(v.e, HETEE_MSG_REFINE_OPEN, w.p, w.len, &r, &rlen), HETEE_ERR_FORMAT);
   hetee_wbuf_free(&w);

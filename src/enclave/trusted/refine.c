@@ -266,12 +266,56 @@ static int handle_open(enclave *e, hetee_rbuf *r, hetee_wbuf *w) {
   if (slot < 0) return hetee_error(HETEE_ERR_LIMIT, "%d refine jobs open already", HETEE_REFINE_MAX_JOBS);
   refine_job *j = calloc(1, sizeof *j);
   if (!j) return hetee_error(HETEE_ERR_NOMEM, "no memory");
-  int rc = hetee_refine_spec_decode(spec, slen, &j->plan);
+  /* who authorizes (first: nothing is planned for an unauthorized spec): an
+   * MP session of the measured list, owner of the model */
+  int rc = 0;
+  hetee_chan *c = NULL;
+  if (alen < HETEE_SESSION_OVERHEAD) rc = hetee_error(HETEE_ERR_FORMAT, "refine authorization too short");
+  else if (!(c = enclave_find_session(e, auth))) rc = hetee_error(HETEE_ERR_NOT_FOUND, "no such session");
+  else if (c->role != HETEE_ROLE_MP || !mp_listed(e, c->party_pk))
+    rc = hetee_error(HETEE_ERR_AUTH, "only a model provider of the measured mp= list authorizes refining");
+  uint8_t *msg = NULL;
+  size_t mlen = 0;
+  if (!rc) rc = hetee_chan_open(c, auth, alen, &msg, &mlen);
+  if (!rc) {
+    const enclave_policy *pol = enclave_find_policy(e, model);
+    if (!pol) rc = hetee_error(HETEE_ERR_AUTH, "model %u has no owner (its model provider sets a policy first)", model);
+    else if (sodium_memcmp(pol->owner, c->party_pk, 32))
+      rc = hetee_error(HETEE_ERR_AUTH, "model %u belongs to another model provider", model);
+  }
+  hetee_rbuf m;
+  hetee_rbuf_init(&m, msg, mlen);
+  uint32_t nt = 0;
+  if (!rc) {
+    const size_t clen = sizeof HETEE_REFINE_AUTH_CONTEXT; /* with the NUL */
+    const uint8_t *ctxs = hetee_rbuf_get(&m, clen);
+    uint32_t amodel = hetee_rbuf_u32(&m);
+    const uint8_t *sdig = hetee_rbuf_get(&m, 32);
+    nt = hetee_rbuf_u32(&m);
+    uint8_t want[32];
+    crypto_hash_sha256(want, spec, slen);
+    if (m.err || memcmp(ctxs, HETEE_REFINE_AUTH_CONTEXT, clen))
+      rc = hetee_error(HETEE_ERR_FORMAT, "not a refine authorization");
+    else if (amodel != model) rc = hetee_error(HETEE_ERR_AUTH, "the authorization is for model %u, not %u", amodel, model);
+    else if (sodium_memcmp(sdig, want, 32)) rc = hetee_error(HETEE_ERR_AUTH, "the authorization is for another refine spec");
+  }
+  /* the plan, rebuilt from the authorized spec */
+  if (!rc) rc = hetee_refine_spec_decode(spec, slen, &j->plan);
   if (!rc && j->plan.n != hetee_ckks_context_n(e->ctx))
     rc = hetee_error(HETEE_ERR_PARAMS, "refine spec for N = %zu, the enclave's is %zu", j->plan.n,
                      hetee_ckks_context_n(e->ctx));
   if (!rc && hetee_ckks_context_max_level(e->ctx) < REFINE_LEVEL)
     rc = hetee_error(HETEE_ERR_PARAMS, "the enclave's parameters have no level %d", REFINE_LEVEL);
+  if (!rc) {
+    int ntrain = j->plan.nl - j->plan.first_train;
+    if (nt != (uint32_t)ntrain || hetee_rbuf_left(&m) != (size_t)nt * 32)
+      rc = hetee_error(HETEE_ERR_FORMAT, "the authorization names %u trained layers, the spec %d", nt, ntrain);
+    for (int l = j->plan.first_train; !rc && l < j->plan.nl; l++) hetee_rbuf_copy(&m, j->digest[l], 32);
+  }
+  if (msg) {
+    sodium_memzero(msg, mlen);
+    free(msg);
+  }
   /* what the job keeps between requests: one step's pre-activations, the
    * trained layers' weights, bias and momentum, a gradient fed in parts */
   size_t kbytes = 0;
@@ -282,46 +326,6 @@ static int handle_open(enclave *e, hetee_rbuf *r, hetee_wbuf *w) {
   }
   if (!rc && kbytes > e->cfg.budget / 4)
     rc = hetee_error(HETEE_ERR_LIMIT, "refine job keeps %zu bytes, above a quarter of the budget", kbytes);
-  /* who authorizes: an MP session of the measured list, owner of the model */
-  hetee_chan *c = NULL;
-  if (!rc) {
-    if (alen < HETEE_SESSION_OVERHEAD) rc = hetee_error(HETEE_ERR_FORMAT, "refine authorization too short");
-    else if (!(c = enclave_find_session(e, auth))) rc = hetee_error(HETEE_ERR_NOT_FOUND, "no such session");
-    else if (c->role != HETEE_ROLE_MP || !mp_listed(e, c->party_pk))
-      rc = hetee_error(HETEE_ERR_AUTH, "only a model provider of the measured mp= list authorizes refining");
-  }
-  uint8_t *msg = NULL;
-  size_t mlen = 0;
-  if (!rc) rc = hetee_chan_open(c, auth, alen, &msg, &mlen);
-  if (!rc) {
-    const enclave_policy *pol = enclave_find_policy(e, model);
-    if (!pol) rc = hetee_error(HETEE_ERR_AUTH, "model %u has no owner (its model provider sets a policy first)", model);
-    else if (sodium_memcmp(pol->owner, c->party_pk, 32))
-      rc = hetee_error(HETEE_ERR_AUTH, "model %u belongs to another model provider", model);
-  }
-  if (!rc) {
-    hetee_rbuf m;
-    hetee_rbuf_init(&m, msg, mlen);
-    const size_t clen = sizeof HETEE_REFINE_AUTH_CONTEXT; /* with the NUL */
-    const uint8_t *ctxs = hetee_rbuf_get(&m, clen);
-    uint32_t amodel = hetee_rbuf_u32(&m);
-    const uint8_t *sdig = hetee_rbuf_get(&m, 32);
-    uint32_t nt = hetee_rbuf_u32(&m);
-    int ntrain = j->plan.nl - j->plan.first_train;
-    uint8_t want[32];
-    crypto_hash_sha256(want, spec, slen);
-    if (m.err || memcmp(ctxs, HETEE_REFINE_AUTH_CONTEXT, clen))
-      rc = hetee_error(HETEE_ERR_FORMAT, "not a refine authorization");
-    else if (amodel != model) rc = hetee_error(HETEE_ERR_AUTH, "the authorization is for model %u, not %u", amodel, model);
-    else if (sodium_memcmp(sdig, want, 32)) rc = hetee_error(HETEE_ERR_AUTH, "the authorization is for another refine spec");
-    else if (nt != (uint32_t)ntrain || hetee_rbuf_left(&m) != (size_t)nt * 32)
-      rc = hetee_error(HETEE_ERR_FORMAT, "the authorization names %u trained layers, the spec %d", nt, ntrain);
-    for (int l = j->plan.first_train; !rc && l < j->plan.nl; l++) hetee_rbuf_copy(&m, j->digest[l], 32);
-  }
-  if (msg) {
-    sodium_memzero(msg, mlen);
-    free(msg);
-  }
   if (!rc) rc = hetee_refine_trusted_new(e->ctx, e->sk, &j->plan, &j->tr);
   if (!rc) refine_tr_keep_weights(j->tr);
   if (rc) {

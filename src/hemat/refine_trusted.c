@@ -93,7 +93,11 @@ int hetee_refine_trusted_new_ops(const hetee_refine_plan *p, const hetee_refine_
 
 void hetee_refine_trusted_free(hetee_refine_trusted *t) {
   if (!t) return;
-  if (t->ops && t->ops->free) t->ops->free(t->arg);
+  if (t->ops) { /* nothing of its own: t->p may belong to arg */
+    if (t->ops->free) t->ops->free(t->arg);
+    free(t);
+    return;
+  }
   for (int l = 0; l < HETEE_REFINE_MAX_LAYERS; l++) {
     if (t->z[l]) memset(t->z[l], 0, (size_t)t->p->cfg.batch * (size_t)t->p->L[l].m * sizeof(double));
     free(t->z[l]);

@@ -9,6 +9,17 @@
  * evaluated on the 10000 test images) and after plaintext SGD, throughput
  * of the refining (host + trusted side; the data provider's encryption is
  * timed apart as dp_seconds) and the trusted side's share of the CPU time.
+ *
+ * The trusted side runs in the real enclave process (sim backend): the
+ * three parties are set up as for `hetee-bench infer` (local_parties.c:
+ * temporary platform, MP in the measured mp= list, verified evidence,
+ * sessions, the MP owns the model through its release policy); the MP
+ * encrypts its model under the enclave's key and authorizes the refine
+ * job (hetee_refine_auth_msg), the enclave's CPU is read from its STATS,
+ * and the refined weights reach the MP sealed to its session
+ * (hetee_host_refine_fetch). --in-process runs the test twin instead (the
+ * trusted side as library calls with a secret key in this process: for
+ * comparison only).
  */
 #include <math.h>
 #include <stdio.h>
@@ -17,7 +28,10 @@
 #include <sys/resource.h>
 #include <sys/time.h>
 
+#include "cli/local_parties.h"
 #include "hetee/refine.h"
+
+#define REFINE_MODEL_ID 11
 
 #define FMNIST "/usr/share/datasets/fashion-mnist"
 #define FIRST 6000u
@@ -38,7 +52,8 @@ static double cpu_now(void) {
 static int usage(void) {
   fprintf(stderr,
           "usage: hetee-bench refine --model M.onnx [--batch B] [--samples S] [--accumulate A] [--train last|all|K]\n"
-          "       [--lr LR] [--momentum MU] [--wd WD] [--loss xent|mse] [--threads T] [--no-plain] [--plain-only] [--json]\n");
+          "       [--lr LR] [--momentum MU] [--wd WD] [--loss xent|mse] [--threads T] [--no-plain] [--plain-only]\n"
+          "       [--in-process] [--json]\n");
   return 2;
 }
 
@@ -53,7 +68,7 @@ static float *scaled(const hetee_nn_data *d, double sc, size_t off, size_t n, si
 int hetee_bench_refine(int argc, char **argv) {
   const char *model_path = NULL;
   long batch = 64, samples = 54000, accumulate = 1, threads = 2;
-  int train = 1, json = 0, do_plain = 1, plain_only = 0, loss = HETEE_REFINE_LOSS_XENT;
+  int train = 1, json = 0, do_plain = 1, plain_only = 0, loss = HETEE_REFINE_LOSS_XENT, in_process = 0;
   double lr = 0.01, mom = 0.9, wd = 0;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--model") && i + 1 < argc) model_path = argv[++i];
@@ -72,6 +87,7 @@ int hetee_bench_refine(int argc, char **argv) {
       train = !strcmp(argv[i], "all") ? 0 : !strcmp(argv[i], "last") ? 1 : atoi(argv[i]);
     } else if (!strcmp(argv[i], "--no-plain")) do_plain = 0;
     else if (!strcmp(argv[i], "--plain-only")) plain_only = 1;
+    else if (!strcmp(argv[i], "--in-process")) in_process = 1;
     else if (!strcmp(argv[i], "--json")) json = 1;
     else return usage();
   }
@@ -89,6 +105,9 @@ int hetee_bench_refine(int argc, char **argv) {
   hetee_ckks_public_key *pk = NULL;
   hetee_refine_state *s = NULL;
   hetee_refine_trusted *t = NULL;
+  local_parties lp;
+  memset(&lp, 0, sizeof lp);
+  int lp_started = 0;
   float *x = NULL, *y = NULL, *tx = NULL;
   int code = 1;
   hetee_refine_config cfg = {(uint32_t)batch, (uint32_t)accumulate, train, loss, lr, mom, wd, 2026};
@@ -128,41 +147,82 @@ int hetee_bench_refine(int argc, char **argv) {
     code = 0;
     goto out;
   }
-  hetee_ckks_literal lit;
-  hetee_ckks_literal_default(&lit);
-  if (hetee_ckks_context_new(&lit, &ctx) || hetee_ckks_keygen_secret(ctx, &sk) || hetee_ckks_keygen_public(ctx, sk, &pk))
-    goto out;
+  const hetee_ckks_context *rctx;
+  const hetee_ckks_public_key *rpk;
+  int rc = 0;
+  if (in_process) { /* the test twin: keys in this process */
+    hetee_ckks_literal lit;
+    hetee_ckks_literal_default(&lit);
+    if (hetee_ckks_context_new(&lit, &ctx) || hetee_ckks_keygen_secret(ctx, &sk) || hetee_ckks_keygen_public(ctx, sk, &pk))
+      goto out;
+    rctx = ctx;
+    rpk = pk;
+  } else { /* the enclave process, the parties as in `hetee-bench infer` */
+    lp_started = 1;
+    rc = local_parties_start(&lp, NULL);
+    if (!rc) rc = local_parties_policy(&lp, REFINE_MODEL_ID, HETEE_RELEASE_ARGMAX, 8);
+    if (rc) {
+      fprintf(stderr, "hetee-bench refine: enclave set-up: %s: %s\n", hetee_strerror(rc), hetee_last_error());
+      goto out;
+    }
+    rctx = lp.ctx;
+    rpk = lp.pk;
+  }
   hetee_refine_set_provider_threads((int)threads);
   double t0 = now();
-  int rc = hetee_refine_state_encrypt(ctx, pk, &p, &w0, &s);
+  rc = hetee_refine_state_encrypt(rctx, rpk, &p, &w0, &s);
   double mp_s = now() - t0;
-  if (!rc) rc = hetee_refine_trusted_new(ctx, sk, &p, &t);
+  if (!rc && in_process) rc = hetee_refine_trusted_new(ctx, sk, &p, &t);
+  if (!rc && !in_process) { /* the MP authorizes the job through its session */
+    uint8_t *am = NULL, *sealed = NULL, sid[16];
+    size_t aml = 0, sl = 0;
+    rc = hetee_refine_auth_msg(REFINE_MODEL_ID, s, &am, &aml);
+    if (!rc) rc = hetee_client_session_seal(lp.mps, am, aml, &sealed, &sl);
+    hetee_client_session_id(lp.mps, sid);
+    if (!rc) rc = hetee_host_refine_open(lp.e, lp.ctx, &p, REFINE_MODEL_ID, sid, sealed, sl, &t);
+    free(am);
+    free(sealed);
+  }
   hetee_refine_stats st;
   memset(&st, 0, sizeof st);
   double dp_s = 0, c0 = cpu_now();
   t0 = now();
   hetee_refine_run_options o = {(int)threads, NULL, 1, 0, 1};
-  if (!rc) rc = hetee_refine_run(s, t, pk, x, y, (uint32_t)samples, &o, &st, &dp_s);
+  if (!rc) rc = hetee_refine_run(s, t, rpk, x, y, (uint32_t)samples, &o, &st, &dp_s);
   double wall = now() - t0, cpu = cpu_now() - c0;
-  if (!rc) rc = hetee_refine_state_decrypt(s, sk, &we);
+  if (!rc && in_process) rc = hetee_refine_state_decrypt(s, sk, &we);
+  if (!rc && !in_process) { /* frozen layers as they were; trained ones fetched by the MP */
+    rc = hetee_refine_weights_copy(&w0, &we);
+    for (int l = p.first_train; l < p.nl && !rc; l++) {
+      uint8_t *sealed = NULL, *plain = NULL;
+      size_t sl = 0, pl = 0;
+      rc = hetee_host_refine_fetch(t, s, l, &sealed, &sl);
+      if (!rc) rc = hetee_client_session_open(lp.mps, sealed, sl, &plain, &pl);
+      if (!rc) rc = hetee_refine_fetch_parse(plain, pl, REFINE_MODEL_ID, &we);
+      free(sealed);
+      free(plain);
+    }
+  }
   if (rc) {
     fprintf(stderr, "hetee-bench refine: %s: %s\n", hetee_strerror(rc), hetee_last_error());
     goto out;
   }
   double acc_after = hetee_refine_plain_accuracy(&we, tx, ty, ntest);
   double seconds = wall - dp_s;                /* refining without the DP's encryption */
-  double host_cpu = cpu - st.dp_cpu_s - st.trusted_s; /* the DP's CPU (all its threads) measured apart */
+  /* the DP's CPU (all its threads) measured apart; in-process, the trusted
+   * side's CPU is this process's too, else the enclave process's (STATS) */
+  double host_cpu = cpu - st.dp_cpu_s - (in_process ? st.trusted_s : 0);
   double cpu_rate = (double)samples / ((host_cpu + st.trusted_s) / (double)threads); /* samples/s if the cores were ours */
   double share = st.trusted_s / (st.trusted_s + (host_cpu > 0 ? host_cpu : 0));
   double maxdiff = do_plain ? hetee_refine_weights_maxdiff(&we, &wp, 0) : -1;
   if (json) {
-    printf("{\"model\": \"%s\", \"batch\": %ld, \"accumulate\": %ld, \"train_layers\": %d, \"lr\": %g, \"momentum\": %g, "
+    printf("{\"model\": \"%s\", \"trusted\": \"%s\", \"batch\": %ld, \"accumulate\": %ld, \"train_layers\": %d, \"lr\": %g, \"momentum\": %g, "
            "\"weight_decay\": %g, \"threads\": %ld, \"samples\": %ld, \"seconds\": %.3f, \"samples_per_s\": %.2f, "
            "\"samples_per_s_cpu\": %.2f, \"enclave_share\": %.4f, \"enclave_s\": %.3f, \"host_cpu_s\": %.3f, \"dp_seconds\": %.3f, \"dp_cpu_s\": %.3f, \"mp_seconds\": %.3f, "
            "\"steps\": %llu, \"updates\": %llu, \"products\": %llu, \"enclave_encryptions\": %llu, "
            "\"enclave_decryptions\": %llu, \"acc_before\": %.4f, \"acc_after\": %.4f, \"plain_acc_after\": %.4f, "
            "\"plain_seconds\": %.3f, \"max_weight_diff\": %.3g}\n",
-           model_path, batch, accumulate, train, lr, mom, wd, threads, samples, seconds, (double)samples / seconds, cpu_rate, share,
+           model_path, in_process ? "in-process twin" : "enclave process", batch, accumulate, train, lr, mom, wd, threads, samples, seconds, (double)samples / seconds, cpu_rate, share,
            st.trusted_s, host_cpu, dp_s, st.dp_cpu_s, mp_s, (unsigned long long)st.steps, (unsigned long long)st.updates,
            (unsigned long long)st.products, (unsigned long long)st.trusted_enc, (unsigned long long)st.trusted_dec,
            acc_before, acc_after, plain_acc, plain_s, maxdiff);
@@ -175,12 +235,23 @@ int hetee_bench_refine(int argc, char **argv) {
            cpu_rate, threads);
     printf("trusted side: %.1f s CPU, %llu encryptions, %llu decryptions; share of CPU %.1f %%\n", st.trusted_s,
            (unsigned long long)st.trusted_enc, (unsigned long long)st.trusted_dec, 100 * share);
+    hetee_enclave_op_stats es[32];
+    size_t nes = 0;
+    if (!in_process && !hetee_host_stats(lp.e, es, 32, &nes)) {
+      static const char *names[] = {"open", "forward", "loss", "back", "update", "fetch", "grad", "put", "close"};
+      for (size_t i = 0; i < nes; i++)
+        if (es[i].type >= 0x40 && es[i].type <= 0x48)
+          printf("  enclave %-8s %6llu requests, %8.3f s CPU, %8.1f MB in, %8.1f MB out, %llu ciphertexts\n",
+                 names[es[i].type - 0x40], (unsigned long long)es[i].count, 1e-9 * (double)es[i].cpu_ns,
+                 1e-6 * (double)es[i].bytes_in, 1e-6 * (double)es[i].bytes_out, (unsigned long long)es[i].items);
+    }
     printf("test accuracy: before %.4f, encrypted refining %.4f, plaintext SGD %.4f; max |w_enc - w_plain| %.3g\n",
            acc_before, acc_after, plain_acc, maxdiff);
   }
   code = 0;
 out:
-  hetee_refine_trusted_free(t);
+  hetee_refine_trusted_free(t); /* closes the enclave job */
+  if (lp_started) local_parties_stop(&lp);
   hetee_refine_state_free(s);
   hetee_ckks_public_key_free(pk);
   hetee_ckks_secret_key_free(sk);

@@ -202,6 +202,81 @@ HETEE_API int hetee_refine_plain_run(hetee_refine_plain *t, const float *x, cons
 /* Largest |a - b| over every weight and bias (and momentum when with_v). */
 HETEE_API double hetee_refine_weights_maxdiff(const hetee_refine_weights *a, const hetee_refine_weights *b, int with_v);
 
+/* ---- the trusted side behind another implementation (the enclave) ----
+ * The host loop calls the trusted side through these four operations; the
+ * in-process implementation above (hetee_refine_trusted_new, holding the
+ * secret key) is the test twin, the enclave-process implementation is
+ * hetee_host_refine_open below. Arrays are sized by the plan's layouts
+ * (refine_internal.h documents each); outputs are fresh ciphertexts. */
+typedef struct hetee_refine_trusted_ops {
+  int (*forward)(void *arg, int l, hetee_ckks_ciphertext *const *out, uint32_t count, hetee_ckks_ciphertext **next_in,
+                 hetee_ckks_ciphertext **next_gw);
+  int (*loss)(void *arg, hetee_ckks_ciphertext *const *logits, const hetee_ckks_ciphertext *labels, uint32_t count,
+              hetee_ckks_ciphertext **dG, hetee_ckks_ciphertext **dT);
+  int (*back)(void *arg, int l, hetee_ckks_ciphertext *const *u, uint32_t count, hetee_ckks_ciphertext **dG,
+              hetee_ckks_ciphertext **dT);
+  int (*update)(void *arg, int l, hetee_ckks_ciphertext *const *gacc, uint32_t nsamples,
+                hetee_ckks_ciphertext *const *W, hetee_ckks_ciphertext *const *bias, hetee_ckks_ciphertext *const *V,
+                hetee_ckks_ciphertext **nW, hetee_ckks_ciphertext **nbias, hetee_ckks_ciphertext **nWT,
+                hetee_ckks_ciphertext **nV);
+  /* trusted CPU seconds so far; encryption / decryption counters (may be NULL) */
+  double (*cpu_s)(void *arg);
+  void (*counts)(void *arg, uint64_t *enc, uint64_t *dec);
+  void (*free)(void *arg); /* called by hetee_refine_trusted_free (may be NULL) */
+} hetee_refine_trusted_ops;
+HETEE_API int hetee_refine_trusted_new_ops(const hetee_refine_plan *p, const hetee_refine_trusted_ops *ops, void *arg,
+                                           hetee_refine_trusted **out) HETEE_WUR;
+
+/* ---- the refine spec: what the enclave rebuilds the plan from ----
+ * Wire (little-endian): "HTRS" | u16 version 1 | u16 nl | nl x (u32 k |
+ * u32 m | u8 act) | u32 batch | u32 accumulate | i32 train_layers | u8 loss
+ * | f64 lr | f64 momentum | f64 weight_decay | u64 seed | u32 N.
+ * The plan is a deterministic function of the spec (hetee_refine_plan_build),
+ * so the enclave, given the spec, knows every layout and count itself. */
+#define HETEE_REFINE_SPEC_VERSION 1
+#define HETEE_REFINE_MAX_WIDTH 65536 /* k, m of one layer */
+HETEE_API int hetee_refine_spec_encode(const hetee_refine_plan *p, uint8_t **buf, size_t *len) HETEE_WUR;
+/* Decodes and validates (HETEE_ERR_FORMAT / HETEE_ERR_VERSION / HETEE_ERR_SHAPE)
+ * and builds the plan. */
+HETEE_API int hetee_refine_spec_decode(const uint8_t *buf, size_t len, hetee_refine_plan *out) HETEE_WUR;
+
+/* ---- the enclave process (src/host/refine_calls.c, library hetee_host) ----
+ * Binding (docs/refine.md, "In the enclave process"): REFINE_OPEN carries
+ * the spec, the model id, the id of the model provider's session and an
+ * authorization sealed by that session whose plaintext is
+ *   "hetee-refine-auth-v1\0" | u32 model | SHA-256(spec)[32]
+ * (hetee_refine_auth_msg). The enclave opens a job only if the session is a
+ * model provider's, the authorization opens under it, names this model and
+ * this spec's digest, and that MP owns the model (set its release policy
+ * first). The plan the enclave uses is rebuilt from the spec, so the host
+ * cannot pick layouts, hyper-parameters or trained layers. */
+struct hetee_host_enclave;
+#define HETEE_REFINE_AUTH_CONTEXT "hetee-refine-auth-v1"
+/* The authorization plaintext for the state the MP encrypted (*msg
+ * malloc'd): "hetee-refine-auth-v1\0" | u32 model | SHA-256(spec of s's
+ * plan) | u32 t | t x BLAKE2b-256 digest of each trained layer's W, bias
+ * and (momentum > 0) momentum ciphertexts (u64 len | serialized bytes, in
+ * that order). The MP seals it with hetee_client_session_seal and hands it
+ * to the host. */
+HETEE_API int hetee_refine_auth_msg(uint32_t model_id, const hetee_refine_state *s, uint8_t **msg,
+                                    size_t *len) HETEE_WUR;
+/* Opens a refine job in the enclave and returns a trusted side that calls
+ * it (hetee_refine_step etc. use it unchanged; hetee_refine_trusted_cpu_s
+ * is the enclave process's CPU on refine requests, read from its STATS).
+ * ctx: the enclave's parameters (from its key bundle). The handle e must
+ * outlive *out; hetee_refine_trusted_free closes the job. */
+HETEE_API int hetee_host_refine_open(struct hetee_host_enclave *e, const hetee_ckks_context *ctx,
+                                     const hetee_refine_plan *p, uint32_t model_id, const uint8_t session_id[16],
+                                     const uint8_t *auth, size_t auth_len, hetee_refine_trusted **out) HETEE_WUR;
+/* The refined weights of trained layer l, decrypted by the enclave and
+ * sealed to the job's model-provider session (*sealed malloc'd). */
+HETEE_API int hetee_host_refine_fetch(hetee_refine_trusted *t, const hetee_refine_state *s, int l, uint8_t **sealed,
+                                      size_t *len) HETEE_WUR;
+/* The model provider's side: the opened plaintext of a fetch into
+ * w->w[l] (m x k) and w->b[l] (shapes must match w's). Errors:
+ * HETEE_ERR_FORMAT, HETEE_ERR_SHAPE. */
+HETEE_API int hetee_refine_fetch_parse(const uint8_t *msg, size_t len, uint32_t model_id, hetee_refine_weights *w) HETEE_WUR;
+
 #ifdef __cplusplus
 }
 #endif

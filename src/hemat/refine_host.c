@@ -625,3 +625,10 @@ int hetee_refine_checkpoint_read(const hetee_ckks_context *ctx, const hetee_refi
 
 const hetee_ckks_context *refine_state_ctx(const hetee_refine_state *s) { return s->ctx; }
 const hetee_refine_plan *refine_state_plan(const hetee_refine_state *s) { return &s->p; }
+void refine_state_layer(const hetee_refine_state *s, int l, ct_t *const **W, ct_t *const **bias, ct_t *const **V,
+                        size_t *nv) {
+  *W = s->W[l];
+  *bias = s->bias[l];
+  *V = has_v(s, l) ? s->V[l] : NULL;
+  *nv = has_v(s, l) ? n_v(s, l) : 0;
+}

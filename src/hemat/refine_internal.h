@@ -36,6 +36,28 @@ int refine_tr_back(hetee_refine_trusted *t, int l, ct_t *const *u, uint32_t coun
 int refine_tr_update(hetee_refine_trusted *t, int l, ct_t *const *gacc, uint32_t nsamples, ct_t *const *W,
                      ct_t *const *bias, ct_t *const *V, ct_t **nW, ct_t **nbias, ct_t **nWT, ct_t **nV);
 void refine_tr_counts(const hetee_refine_trusted *t, uint64_t *enc, uint64_t *dec);
+/* Decrypts layer l's weights (F layout, n_w_cts) and bias (nmb) into
+ * w (m x k) and b (m): the model provider's fetch (the enclave seals the
+ * values to its session). Checked like every trusted entry point. */
+int refine_tr_fetch(hetee_refine_trusted *t, int l, ct_t *const *W, ct_t *const *bias, float *w, float *b);
+/* Layer l's accumulated gradient in parts: G output ciphertexts
+ * first..first+n-1, decrypted on arrival and kept (m x (k+1) values) until
+ * refine_tr_update is called with gacc = NULL, which requires all of them
+ * (each once). For gradients above one frame (the enclave's requests). */
+int refine_tr_grad_feed(hetee_refine_trusted *t, int l, size_t first, ct_t *const *c, size_t n);
+/* From now on the trusted side keeps each trained layer's weights, bias
+ * and momentum after every update (the enclave: it then decrypts none of
+ * them again); refine_tr_update with W = NULL (bias, V ignored) updates the
+ * kept ones, refine_tr_fetch with W = NULL reads them. refine_tr_holds: 1
+ * once layer l's are kept. */
+void refine_tr_keep_weights(hetee_refine_trusted *t);
+int refine_tr_holds(const hetee_refine_trusted *t, int l);
+/* The arg of a trusted side made by hetee_refine_trusted_new_ops (NULL otherwise). */
+void *refine_tr_ops_arg(const hetee_refine_trusted *t);
+/* Layer l's encrypted weights and bias in a state (n_w_cts / nmb of F) and
+ * momentum (*nv ciphertexts; 0 and NULL without momentum or training). */
+void refine_state_layer(const hetee_refine_state *s, int l, ct_t *const **W, ct_t *const **bias, ct_t *const **V,
+                        size_t *nv);
 
 /* Encryption of one layer's objects with either key (sk: the enclave,
  * pk: the model / data provider); out gets fresh ciphertexts. */

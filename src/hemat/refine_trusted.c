@@ -1,8 +1,13 @@
 /*
- * refine_trusted.c — the trusted side of refining (the enclave's role; today
- * called in-process by the host loop, see docs/refine.md "Gaps"). It holds
- * the secret key and is the only code that sees plaintext activations,
- * deltas and (in the update pass) weights:
+ * refine_trusted.c — the trusted side of refining. The same code runs in
+ * two places: inside the enclave process (src/enclave/trusted/refine.c calls
+ * refine_tr_* with the enclave's secret key, behind the REFINE_* requests),
+ * and in-process as the test twin (hetee_refine_trusted_new with a secret
+ * key the caller holds: tests and the benchmark's reference only). A
+ * trusted side made by hetee_refine_trusted_new_ops forwards every call to
+ * another implementation (the enclave process, src/host/refine_calls.c).
+ * It is the only code that sees plaintext activations, deltas and (in the
+ * update pass) weights:
  *   forward  decrypt a layer's degree-2 outputs, keep the pre-activations a
  *            trained layer's derivative needs, apply the activation, encrypt
  *            the next layer's input (F layout) and, when the next layer
@@ -32,6 +37,18 @@ struct hetee_refine_trusted {
   double *z[HETEE_REFINE_MAX_LAYERS]; /* pre-activations of the current step (B x m) */
   double cpu_s;
   uint64_t nenc, ndec;
+  /* gradients fed in parts (refine_tr_grad_feed): values of layer l's
+   * G output (m x (k+1)) and which of its ciphertexts arrived */
+  double *g[HETEE_REFINE_MAX_LAYERS];
+  uint8_t *g_got[HETEE_REFINE_MAX_LAYERS];
+  /* weights kept between updates (refine_tr_keep_weights): W (m x k),
+   * bias, momentum of each trained layer, once loaded by an update */
+  int keep;
+  uint8_t held[HETEE_REFINE_MAX_LAYERS];
+  float *hw[HETEE_REFINE_MAX_LAYERS], *hb[HETEE_REFINE_MAX_LAYERS], *hvw[HETEE_REFINE_MAX_LAYERS],
+      *hvb[HETEE_REFINE_MAX_LAYERS];
+  const hetee_refine_trusted_ops *ops; /* set: calls go there (no key here) */
+  void *arg;
 };
 
 static double cpu_now(void) {
@@ -61,18 +78,58 @@ int hetee_refine_trusted_new(const hetee_ckks_context *ctx, const hetee_ckks_sec
   return 0;
 }
 
+int hetee_refine_trusted_new_ops(const hetee_refine_plan *p, const hetee_refine_trusted_ops *ops, void *arg,
+                                 hetee_refine_trusted **out) {
+  if (!p || !ops || !out || !ops->forward || !ops->loss || !ops->back || !ops->update)
+    return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  hetee_refine_trusted *t = calloc(1, sizeof *t);
+  if (!t) return hetee_error(HETEE_ERR_NOMEM, "no memory");
+  t->p = p;
+  t->ops = ops;
+  t->arg = arg;
+  *out = t;
+  return 0;
+}
+
 void hetee_refine_trusted_free(hetee_refine_trusted *t) {
   if (!t) return;
+  if (t->ops) { /* nothing of its own: t->p may belong to arg */
+    if (t->ops->free) t->ops->free(t->arg);
+    free(t);
+    return;
+  }
   for (int l = 0; l < HETEE_REFINE_MAX_LAYERS; l++) {
     if (t->z[l]) memset(t->z[l], 0, (size_t)t->p->cfg.batch * (size_t)t->p->L[l].m * sizeof(double));
     free(t->z[l]);
+    if (t->g[l]) memset(t->g[l], 0, (size_t)t->p->L[l].m * (size_t)(t->p->L[l].k + 1) * sizeof(double));
+    free(t->g[l]);
+    free(t->g_got[l]);
+    size_t mk = t->p ? (size_t)t->p->L[l].m * (size_t)t->p->L[l].k : 0, m = t->p ? (size_t)t->p->L[l].m : 0;
+    if (t->hw[l]) memset(t->hw[l], 0, mk * sizeof(float));
+    if (t->hvw[l]) memset(t->hvw[l], 0, mk * sizeof(float));
+    if (t->hb[l]) memset(t->hb[l], 0, m * sizeof(float));
+    if (t->hvb[l]) memset(t->hvb[l], 0, m * sizeof(float));
+    free(t->hw[l]);
+    free(t->hb[l]);
+    free(t->hvw[l]);
+    free(t->hvb[l]);
   }
   free(t);
 }
 
-double hetee_refine_trusted_cpu_s(const hetee_refine_trusted *t) { return t ? t->cpu_s : 0; }
+double hetee_refine_trusted_cpu_s(const hetee_refine_trusted *t) {
+  if (t && t->ops) return t->ops->cpu_s ? t->ops->cpu_s(t->arg) : 0;
+  return t ? t->cpu_s : 0;
+}
+
+void *refine_tr_ops_arg(const hetee_refine_trusted *t) { return t && t->ops ? t->arg : NULL; }
 
 void refine_tr_counts(const hetee_refine_trusted *t, uint64_t *enc, uint64_t *dec) {
+  if (t->ops) {
+    *enc = *dec = 0;
+    if (t->ops->counts) t->ops->counts(t->arg, enc, dec);
+    return;
+  }
   *enc = t->nenc;
   *dec = t->ndec;
 }
@@ -125,8 +182,7 @@ static int gather(hetee_refine_trusted *t, ct_t *const *c, size_t ncts, double s
     uint32_t cnt = start[i + 1] - start[i];
     if (!cnt) continue;
     for (uint32_t q = 0; q < cnt; q++) idx[q] = (uint32_t)(pos[order[start[i] + q]] % N);
-    rc = hetee_ckks_decrypt(t->ctx, t->sk, c[i], pt);
-    if (!rc) rc = hetee_ckks_decode_coeffs_scaled(t->ctx, pt, scale, idx, cnt, tmp);
+    rc = hetee_ckks_decrypt_coeffs(t->ctx, t->sk, c[i], scale, idx, cnt, tmp);
     t->ndec++;
     for (uint32_t q = 0; q < cnt && !rc; q++) {
       double v = tmp[q];
@@ -178,6 +234,7 @@ static int check_count(const hetee_refine_trusted *t, uint32_t count) {
 }
 
 int refine_tr_forward(hetee_refine_trusted *t, int l, ct_t *const *out, uint32_t count, ct_t **next_in, ct_t **next_gw) {
+  if (t->ops) return t->ops->forward(t->arg, l, out, count, next_in, next_gw);
   double t0 = cpu_now();
   const hetee_refine_plan *p = t->p;
   if (l < 0 || l >= p->nl - 1) return hetee_error(HETEE_ERR_INVALID_ARG, "forward refresh of layer %d", l);
@@ -231,6 +288,7 @@ done:
 
 int refine_tr_loss(hetee_refine_trusted *t, ct_t *const *logits, const ct_t *labels, uint32_t count, ct_t **dG,
                    ct_t **dT) {
+  if (t->ops) return t->ops->loss(t->arg, logits, labels, count, dG, dT);
   double t0 = cpu_now();
   const hetee_refine_plan *p = t->p;
   int l = p->nl - 1, c = p->classes;
@@ -277,6 +335,7 @@ done:
 }
 
 int refine_tr_back(hetee_refine_trusted *t, int l, ct_t *const *u, uint32_t count, ct_t **dG, ct_t **dT) {
+  if (t->ops) return t->ops->back(t->arg, l, u, count, dG, dT);
   double t0 = cpu_now();
   const hetee_refine_plan *p = t->p;
   if (l < 1 || l >= p->nl || !p->L[l].has_back) return hetee_error(HETEE_ERR_INVALID_ARG, "no W^T stage at layer %d", l);
@@ -308,6 +367,7 @@ done:
 
 int refine_tr_update(hetee_refine_trusted *t, int l, ct_t *const *gacc, uint32_t nsamples, ct_t *const *W,
                      ct_t *const *bias, ct_t *const *V, ct_t **nW, ct_t **nbias, ct_t **nWT, ct_t **nV) {
+  if (t->ops) return t->ops->update(t->arg, l, gacc, nsamples, W, bias, V, nW, nbias, nWT, nV);
   double t0 = cpu_now();
   const hetee_refine_plan *p = t->p;
   if (l < p->first_train || l >= p->nl) return hetee_error(HETEE_ERR_INVALID_ARG, "layer %d does not train", l);
@@ -317,10 +377,23 @@ int refine_tr_update(hetee_refine_trusted *t, int l, ct_t *const *gacc, uint32_t
   int rc = 0;
   if (nsamples < 1 || nsamples > p->cfg.batch * p->cfg.accumulate)
     rc = hetee_error(HETEE_ERR_INVALID_ARG, "update over %u samples", nsamples);
-  if (!rc) rc = check_cts(t, gacc, L->G.n_out_cts, REFINE_OUT_SCALE, 1, "gradient");
-  if (!rc) rc = check_cts(t, W, L->F.n_w_cts, REFINE_W_SCALE, 0, "weights");
-  if (!rc) rc = check_cts(t, bias, (size_t)L->F.nmb, REFINE_OUT_SCALE, 0, "bias");
-  if (!rc && mom) rc = check_cts(t, V, nvc, HETEE_REFINE_MOM_SCALE, 0, "momentum");
+  if (!rc && gacc) rc = check_cts(t, gacc, L->G.n_out_cts, REFINE_OUT_SCALE, 1, "gradient");
+  if (!rc && !gacc) { /* fed in parts: every ciphertext must have arrived */
+    for (size_t i = 0; i < L->G.n_out_cts && !rc; i++)
+      if (!t->g_got[l] || !t->g_got[l][i]) rc = hetee_error(HETEE_ERR_STATE, "gradient ciphertext %zu of layer %d missing", i, l);
+  }
+  int from_held = !W; /* the weights this side keeps (refine_tr_keep_weights) */
+  if (!rc && from_held && !t->held[l]) rc = hetee_error(HETEE_ERR_STATE, "layer %d: no weights kept yet", l);
+  if (!rc && !from_held) rc = check_cts(t, W, L->F.n_w_cts, REFINE_W_SCALE, 0, "weights");
+  if (!rc && !from_held) rc = check_cts(t, bias, (size_t)L->F.nmb, REFINE_OUT_SCALE, 0, "bias");
+  if (!rc && !from_held && mom) rc = check_cts(t, V, nvc, HETEE_REFINE_MOM_SCALE, 0, "momentum");
+  if (!rc && t->keep && !t->hw[l]) {
+    t->hw[l] = calloc(nv, sizeof(float));
+    t->hvw[l] = calloc(nv, sizeof(float));
+    t->hb[l] = calloc((size_t)m, sizeof(float));
+    t->hvb[l] = calloc((size_t)m, sizeof(float));
+    if (!t->hw[l] || !t->hvw[l] || !t->hb[l] || !t->hvb[l]) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+  }
   if (rc) return rc;
   uint64_t *pos = calloc(nv, sizeof *pos);
   double *g = calloc(nv, sizeof *g), *wv = calloc(nv, sizeof *wv), *vv = calloc(nv, sizeof *vv);
@@ -332,8 +405,20 @@ int refine_tr_update(hetee_refine_trusted *t, int l, ct_t *const *gacc, uint32_t
   }
   for (int i = 0; i < m; i++)
     for (int j = 0; j <= k; j++) pos[(size_t)i * (size_t)(k + 1) + (size_t)j] = hetee_hemat_out_pos(&L->G, 0, j, 0, i);
-  rc = gather(t, gacc, L->G.n_out_cts, REFINE_OUT_SCALE, pos, nv, g);
+  if (gacc) rc = gather(t, gacc, L->G.n_out_cts, REFINE_OUT_SCALE, pos, nv, g);
+  else {
+    memcpy(g, t->g[l], nv * sizeof *g);
+    memset(t->g[l], 0, nv * sizeof *g);
+    memset(t->g_got[l], 0, L->G.n_out_cts);
+  }
   if (rc) goto done;
+  if (from_held) {
+    memcpy(wf, t->hw[l], (size_t)m * (size_t)k * sizeof *wf);
+    memcpy(vw, t->hvw[l], (size_t)m * (size_t)k * sizeof *vw);
+    memcpy(bf, t->hb[l], (size_t)m * sizeof *bf);
+    memcpy(vb, t->hvb[l], (size_t)m * sizeof *vb);
+    goto sgd;
+  }
   /* weights (index i*(k+1)+j) and bias (j = k) */
   for (int i = 0; i < m; i++) {
     for (int j = 0; j < k; j++) pos[(size_t)i * (size_t)k + (size_t)j] = refine_w_pos(&L->F, i, j);
@@ -353,6 +438,7 @@ int refine_tr_update(hetee_refine_trusted *t, int l, ct_t *const *gacc, uint32_t
       vb[i] = (float)vv[(size_t)i * (size_t)(k + 1) + (size_t)k];
     }
   }
+sgd:
   for (int i = 0; i < m; i++) {
     for (int j = 0; j < k; j++)
       hetee_refine_sgd(&p->cfg, g[(size_t)i * (size_t)(k + 1) + (size_t)j] / (double)nsamples,
@@ -367,6 +453,13 @@ int refine_tr_update(hetee_refine_trusted *t, int l, ct_t *const *gacc, uint32_t
     rc = wt ? refine_enc_weights(&key, &L->T, wt, nWT) : hetee_error(HETEE_ERR_NOMEM, "no memory");
   }
   if (!rc && mom) rc = refine_enc_momentum(&key, vw, vb, m, k, nV);
+  if (!rc && t->keep) {
+    memcpy(t->hw[l], wf, (size_t)m * (size_t)k * sizeof *wf);
+    memcpy(t->hvw[l], vw, (size_t)m * (size_t)k * sizeof *vw);
+    memcpy(t->hb[l], bf, (size_t)m * sizeof *bf);
+    memcpy(t->hvb[l], vb, (size_t)m * sizeof *vb);
+    t->held[l] = 1;
+  }
 done:
   if (g) memset(g, 0, nv * sizeof *g);
   if (wv) memset(wv, 0, nv * sizeof *wv);
@@ -385,4 +478,94 @@ done:
   free(wt);
   t->cpu_s += cpu_now() - t0;
   return rc;
+}
+
+int refine_tr_fetch(hetee_refine_trusted *t, int l, ct_t *const *W, ct_t *const *bias, float *w, float *b) {
+  if (t->ops) return hetee_error(HETEE_ERR_UNSUPPORTED, "fetch goes through the enclave (hetee_host_refine_fetch)");
+  double t0 = cpu_now();
+  const hetee_refine_plan *p = t->p;
+  if (l < 0 || l >= p->nl) return hetee_error(HETEE_ERR_INVALID_ARG, "layer %d outside the plan", l);
+  const hetee_refine_layer *L = &p->L[l];
+  int m = L->m, k = L->k;
+  if (!W) { /* the kept weights */
+    if (!t->held[l]) return hetee_error(HETEE_ERR_STATE, "layer %d: no weights kept yet", l);
+    memcpy(w, t->hw[l], (size_t)m * (size_t)k * sizeof *w);
+    memcpy(b, t->hb[l], (size_t)m * sizeof *b);
+    return 0;
+  }
+  int rc = check_cts(t, W, L->F.n_w_cts, REFINE_W_SCALE, 0, "weights");
+  if (!rc) rc = check_cts(t, bias, (size_t)L->F.nmb, REFINE_OUT_SCALE, 0, "bias");
+  if (rc) return rc;
+  size_t nv = (size_t)m * (size_t)k;
+  uint64_t *pos = calloc(nv, sizeof *pos);
+  double *v = calloc(nv, sizeof *v);
+  if (!pos || !v) {
+    rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+    goto done;
+  }
+  for (int i = 0; i < m; i++)
+    for (int j = 0; j < k; j++) pos[(size_t)i * (size_t)k + (size_t)j] = refine_w_pos(&L->F, i, j);
+  rc = gather(t, W, L->F.n_w_cts, REFINE_W_SCALE, pos, nv, v);
+  for (size_t q = 0; q < nv && !rc; q++) w[q] = (float)v[q];
+  for (int i = 0; i < m && !rc; i++) pos[i] = hetee_hemat_out_pos(&L->F, 0, i, 0, 0);
+  if (!rc) rc = gather(t, bias, (size_t)L->F.nmb, REFINE_OUT_SCALE, pos, (size_t)m, v);
+  for (int i = 0; i < m && !rc; i++) b[i] = (float)v[i];
+done:
+  if (v) memset(v, 0, nv * sizeof *v);
+  free(pos);
+  free(v);
+  t->cpu_s += cpu_now() - t0;
+  return rc;
+}
+
+int refine_tr_grad_feed(hetee_refine_trusted *t, int l, size_t first, ct_t *const *c, size_t n) {
+  if (t->ops) return hetee_error(HETEE_ERR_UNSUPPORTED, "gradient parts go through the enclave");
+  double t0 = cpu_now();
+  const hetee_refine_plan *p = t->p;
+  if (l < p->first_train || l >= p->nl) return hetee_error(HETEE_ERR_INVALID_ARG, "layer %d does not train", l);
+  const hetee_refine_layer *L = &p->L[l];
+  size_t N = p->n, nct = L->G.n_out_cts, nv = (size_t)L->m * (size_t)(L->k + 1);
+  if (n < 1 || first > nct || n > nct - first)
+    return hetee_error(HETEE_ERR_SHAPE, "gradient ciphertexts %zu..%zu outside the %zu of layer %d", first, first + n, nct, l);
+  int rc = check_cts(t, c, n, REFINE_OUT_SCALE, 1, "gradient");
+  if (rc) return rc;
+  if (!t->g[l]) {
+    t->g[l] = calloc(nv, sizeof(double));
+    t->g_got[l] = calloc(nct, 1);
+    if (!t->g[l] || !t->g_got[l]) return hetee_error(HETEE_ERR_NOMEM, "no memory");
+  }
+  if (first == 0) memset(t->g_got[l], 0, nct); /* a new gradient begins */
+  for (size_t i = 0; i < n; i++)
+    if (t->g_got[l][first + i]) return hetee_error(HETEE_ERR_STATE, "gradient ciphertext %zu of layer %d sent twice", first + i, l);
+  /* the values these ciphertexts hold (public positions) */
+  uint64_t *pos = calloc(nv, sizeof *pos);
+  uint32_t *idx = malloc(nv * sizeof *idx);
+  double *v = malloc(nv * sizeof *v);
+  size_t cnt = 0;
+  if (!pos || !idx || !v) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+  for (int i = 0; i < L->m && !rc; i++)
+    for (int j = 0; j <= L->k; j++) {
+      uint64_t q = hetee_hemat_out_pos(&L->G, 0, j, 0, i);
+      if (q / N >= first && q / N < first + n) {
+        pos[cnt] = q - (uint64_t)first * N;
+        idx[cnt++] = (uint32_t)((size_t)i * (size_t)(L->k + 1) + (size_t)j);
+      }
+    }
+  if (!rc) rc = gather(t, c, n, REFINE_OUT_SCALE, pos, cnt, v);
+  for (size_t q = 0; q < cnt && !rc; q++) t->g[l][idx[q]] = v[q];
+  for (size_t i = 0; i < n && !rc; i++) t->g_got[l][first + i] = 1;
+  if (v) memset(v, 0, nv * sizeof *v);
+  free(pos);
+  free(idx);
+  free(v);
+  t->cpu_s += cpu_now() - t0;
+  return rc;
+}
+
+void refine_tr_keep_weights(hetee_refine_trusted *t) {
+  if (t && !t->ops) t->keep = 1;
+}
+
+int refine_tr_holds(const hetee_refine_trusted *t, int l) {
+  return t && !t->ops && l >= 0 && l < HETEE_REFINE_MAX_LAYERS && t->held[l];
 }

@@ -81,6 +81,10 @@ static int handle_stats(enclave *e, hetee_rbuf *r, hetee_wbuf *w) {
   return 0;
 }
 
+/* refining (refine.c) */
+int enclave_refine_dispatch(enclave *e, uint16_t type, hetee_rbuf *r, hetee_wbuf *w, uint64_t *items);
+static int is_refine(uint16_t t) { return t >= HETEE_MSG_REFINE_OPEN && t <= HETEE_MSG_REFINE_CLOSE; }
+
 int enclave_dispatch(enclave *e, const hetee_frame *f, hetee_wbuf *w, uint64_t *items, int *quit) {
   hetee_rbuf r;
   hetee_rbuf_init(&r, f->body, f->len);
@@ -107,6 +111,15 @@ int enclave_dispatch(enclave *e, const hetee_frame *f, hetee_wbuf *w, uint64_t *
   case HETEE_MSG_JOB_REFRESH:
   case HETEE_MSG_JOB_RELEASE: return enclave_integrity_dispatch(e, f->type, &r, w, items);
   case HETEE_MSG_JOB_AUTH: return enclave_auth_handle(e, &r, w);
+  case HETEE_MSG_REFINE_OPEN:
+  case HETEE_MSG_REFINE_FORWARD:
+  case HETEE_MSG_REFINE_LOSS:
+  case HETEE_MSG_REFINE_BACK:
+  case HETEE_MSG_REFINE_UPDATE:
+  case HETEE_MSG_REFINE_FETCH:
+  case HETEE_MSG_REFINE_GRAD:
+  case HETEE_MSG_REFINE_PUT:
+  case HETEE_MSG_REFINE_CLOSE: return enclave_refine_dispatch(e, f->type, &r, w, items);
   case HETEE_MSG_SHUTDOWN:
     if (f->len) return hetee_error(HETEE_ERR_PROTOCOL, "SHUTDOWN takes no body");
     *quit = 1;
@@ -152,13 +165,14 @@ int enclave_serve(enclave *e) {
      * anyway). Wiping those protects nothing and costs a pass over
      * megabytes per request (14 MB per stage-0 JOB_REFRESH of e2dm). */
     int public_body = f.type == HETEE_MSG_REFRESH || f.type == HETEE_MSG_RELEASE || f.type == HETEE_MSG_MODEL_LOAD ||
-                      f.type == HETEE_MSG_JOB_START || f.type == HETEE_MSG_JOB_REFRESH;
-    int public_reply = f.type == HETEE_MSG_REFRESH || f.type == HETEE_MSG_JOB_REFRESH;
+                      f.type == HETEE_MSG_JOB_START || f.type == HETEE_MSG_JOB_REFRESH ||
+                      is_refine(f.type); /* REFINE_*: ciphertexts, or sealed to the MP */
+    int public_reply = f.type == HETEE_MSG_REFRESH || f.type == HETEE_MSG_JOB_REFRESH || is_refine(f.type);
     if (f.body && !public_body) sodium_memzero(f.body, f.len);
     /* both buffers are kept for the next request (no allocation, no page
      * faults per request); what a request wrote is wiped unless public */
     if (!public_reply && w.p) sodium_memzero(w.p, w.len);
-    hetee_enclave_op_stats *s = f.version == HETEE_PROTO_VERSION && f.type >= HETEE_MSG_PING && f.type <= HETEE_MSG_JOB_RELEASE
+    hetee_enclave_op_stats *s = f.version == HETEE_PROTO_VERSION && ((f.type >= HETEE_MSG_PING && f.type <= HETEE_MSG_JOB_RELEASE) || is_refine(f.type))
                                     ? stats_for(e, f.type)
                                     : NULL;
     if (s) {

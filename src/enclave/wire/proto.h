@@ -19,6 +19,34 @@
  * sig[64] -> ok (enclave/trusted/integrity_auth.h). */
 #define HETEE_MSG_JOB_AUTH 18
 
+/* ---- refining (issue 11): src/enclave/trusted/refine.c, docs/refine.md --
+ * Lists are u32 n | n x (u64 len | serialized ciphertext); every step reply
+ * ends with u64 encryptions | u64 decryptions (the job's counters).
+ *   OPEN    u32 model | blob spec | blob sealed authorization -> u32 job
+ *   FORWARD u32 job | u32 layer | u32 count | list out -> list next_in | list next_gw
+ *   LOSS    u32 job | u32 count | list logits | list labels -> list dG | list dT
+ *   BACK    u32 job | u32 layer | u32 count | list u -> list dG | list dT
+ *   GRAD    u32 job | u32 layer | u32 first | list -> counters: gradient
+ *           ciphertexts first.. decrypted on arrival (gradients above a frame)
+ *   UPDATE  u32 job | u32 layer | u32 samples | list gacc (empty: the GRAD
+ *           parts) | list W | list bias | list V -> list W | list bias |
+ *           list W^T | list V
+ *   FETCH   u32 job | u32 layer -> blob sealed to the MP (the kept W, bias)
+ *   PUT     u32 job | list -> empty: ciphertexts staged for the next
+ *           FORWARD / LOSS / BACK whose input list is then empty (u32 0);
+ *           for inputs above one frame
+ *   CLOSE   u32 job -> empty */
+#define HETEE_MSG_REFINE_OPEN 0x40
+#define HETEE_MSG_REFINE_FORWARD 0x41
+#define HETEE_MSG_REFINE_LOSS 0x42
+#define HETEE_MSG_REFINE_BACK 0x43
+#define HETEE_MSG_REFINE_UPDATE 0x44
+#define HETEE_MSG_REFINE_FETCH 0x45
+#define HETEE_MSG_REFINE_GRAD 0x46
+#define HETEE_MSG_REFINE_PUT 0x47
+#define HETEE_MSG_REFINE_CLOSE 0x48
+#define HETEE_REFINE_MAX_JOBS 4 /* open refine jobs per enclave */
+
 /* ---- frames ------------------------------------------------------------- */
 typedef struct hetee_frame {
   uint16_t version;

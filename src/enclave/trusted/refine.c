@@ -1,0 +1,649 @@
+/*
+ * refine.c — refining's trusted side inside the enclave process (issue 11,
+ * docs/refine.md "In the enclave process"). The requests (wire in
+ * enclave/wire/proto.h) carry ciphertexts in and out; the work is
+ * refine_trusted.c's (hemat), run here with the enclave's secret key, which
+ * never leaves this process.
+ *
+ * What binds what:
+ *  - REFINE_OPEN carries the refine spec (layer shapes, activations, batch,
+ *    accumulate, trained layers, loss, lr, momentum, weight decay, seed, N)
+ *    and an authorization sealed by a model provider's session: plaintext
+ *    "hetee-refine-auth-v1\0" | u32 model | SHA-256(spec) | u32 t |
+ *    t x digest of the initial (W, bias, momentum) ciphertexts of each
+ *    trained layer. A job opens only if that session is an MP listed in
+ *    the measured mp= configuration, the authorization opens under it
+ *    (counters: no replay), names this model and this spec, and the MP owns
+ *    the model (it set the model's release policy first). The enclave
+ *    rebuilds the plan from the spec (hetee_refine_spec_decode), so every
+ *    layout, count and hyper-parameter it uses is the MP's.
+ *  - Weights: the first UPDATE of layer l takes W, bias and momentum from
+ *    the host and accepts only the ciphertexts whose digest (BLAKE2b-256
+ *    over u64 len | bytes of each, in order) the MP authorized; from then
+ *    on the job keeps layer l's weights, bias and momentum in the clear and
+ *    updates those (later UPDATEs carry only the gradient; the enclave
+ *    still returns W, bias, W^T and momentum encrypted, for the host's
+ *    products and checkpoints). FETCH seals the kept W and bias of l to
+ *    the MP's session. So the host can neither substitute weights nor have
+ *    the enclave decrypt anything else (e.g. the data provider's samples)
+ *    into what the MP receives, and no update decrypts weights again.
+ *  - Steps are ordered: FORWARD 0..nl-2, LOSS, BACK nl-1..first_train+1,
+ *    with one sample count per step; out of order is refused before
+ *    decryption.
+ * Not bound (docs/refine.md "Gaps"): which batches the host feeds and in
+ * what order; the gradient products (no Freivalds checks here).
+ *
+ * Every field is validated before anything is decrypted (counts against
+ * the plan the enclave built, ciphertext format on load, then level, scale
+ * and size in refine_trusted.c); errors name only public quantities; decoded
+ * values are saturated at a public bound. Limits: HETEE_REFINE_MAX_JOBS
+ * jobs, each keeping one step's pre-activations (batch x m doubles per
+ * layer) and each trained layer's weights, bias, momentum (floats) and
+ * gradient (doubles): at most a quarter of the configured budget per job;
+ * a request's ciphertexts (in and out, expanded) must fit in the budget.
+ * Jobs are not sealed: a restarted enclave has none (the host resumes from
+ * its checkpoint with a new authorization of the checkpoint's weights).
+ */
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "enclave/trusted/enclave_internal.h"
+
+int enclave_refine_dispatch(enclave *e, uint16_t type, hetee_rbuf *r, hetee_wbuf *w, uint64_t *items);
+
+#ifdef HETEE_ENCLAVE_HAVE_CKKS
+
+#include "hemat/refine_internal.h"
+
+typedef struct refine_job {
+  uint32_t id, model;
+  uint8_t owner[32], sid[HETEE_SESSION_ID_BYTES];
+  hetee_refine_plan plan;
+  hetee_refine_trusted *tr;
+  const hetee_ckks_context *ctx;
+  const hetee_ckks_secret_key *sk;
+  int fwd_next;  /* next FORWARD layer allowed (0 always restarts a step) */
+  int back_next; /* next BACK layer allowed (-1: none) */
+  uint32_t count;
+  uint8_t digest[HETEE_REFINE_MAX_LAYERS][32]; /* the authorized initial (W, bias, V) of each trained layer */
+  ct_t **stage; /* PUT: ciphertexts for the next step request */
+  size_t nstage;
+} refine_job;
+
+static refine_job *jobs[HETEE_REFINE_MAX_JOBS];
+static uint32_t next_id = 1;
+
+static void stage_clear(refine_job *j) {
+  for (size_t i = 0; i < j->nstage; i++) hetee_ckks_ciphertext_free(j->stage[i]);
+  free(j->stage);
+  j->stage = NULL;
+  j->nstage = 0;
+}
+
+static void job_free(refine_job *j) {
+  if (!j) return;
+  stage_clear(j);
+  hetee_refine_trusted_free(j->tr); /* wipes the pre-activations */
+  sodium_memzero(j, sizeof *j);
+  free(j);
+}
+
+static void jobs_wipe(void) {
+  for (int i = 0; i < HETEE_REFINE_MAX_JOBS; i++) {
+    job_free(jobs[i]);
+    jobs[i] = NULL;
+  }
+}
+
+static refine_job *find_job(enclave *e, uint32_t id, int *rc) {
+  for (int i = 0; i < HETEE_REFINE_MAX_JOBS; i++)
+    if (jobs[i] && jobs[i]->id == id) {
+      if (jobs[i]->ctx != e->ctx || jobs[i]->sk != e->sk) {
+        *rc = hetee_error(HETEE_ERR_STATE, "refine job %u was opened under other keys", id);
+        return NULL;
+      }
+      return jobs[i];
+    }
+  *rc = hetee_error(HETEE_ERR_NOT_FOUND, "no refine job %u", id);
+  return NULL;
+}
+
+/* ---- ciphertext lists ---- */
+typedef struct ct_list {
+  size_t n;
+  ct_t **c;
+  const uint8_t **blob;
+  size_t *blen;
+} ct_list;
+
+static void list_free(ct_list *l) {
+  if (l->c)
+    for (size_t i = 0; i < l->n; i++) hetee_ckks_ciphertext_free(l->c[i]);
+  free(l->c);
+  free(l->blob);
+  free(l->blen);
+  memset(l, 0, sizeof *l);
+}
+
+/* u32 n | n x blob, n must be `want`; every ciphertext loaded (format
+ * checked against the parameters). */
+static int list_read(enclave *e, hetee_rbuf *r, size_t want, const char *what, ct_list *l) {
+  memset(l, 0, sizeof *l);
+  uint32_t n = hetee_rbuf_u32(r);
+  if (r->err) return hetee_error(HETEE_ERR_PROTOCOL, "%s: truncated request", what);
+  if (n != want) return hetee_error(HETEE_ERR_SHAPE, "%s: %u ciphertexts, the plan has %zu", what, n, want);
+  l->n = n;
+  l->c = calloc(n ? n : 1, sizeof *l->c);
+  l->blob = calloc(n ? n : 1, sizeof *l->blob);
+  l->blen = calloc(n ? n : 1, sizeof *l->blen);
+  if (!l->c || !l->blob || !l->blen) return hetee_error(HETEE_ERR_NOMEM, "no memory");
+  for (uint32_t i = 0; i < n; i++) {
+    l->blob[i] = hetee_rbuf_blob(r, HETEE_FRAME_MAX_BODY, &l->blen[i]);
+    if (r->err) return hetee_error(HETEE_ERR_PROTOCOL, "%s: ciphertext %u truncated", what, i);
+  }
+  for (uint32_t i = 0; i < n; i++) {
+    int rc = hetee_ckks_ciphertext_load(e->ctx, l->blob[i], l->blen[i], &l->c[i]);
+    if (rc) return hetee_error(rc, "%s: ciphertext %u: %s", what, i, hetee_last_error());
+  }
+  return 0;
+}
+
+/* A list that may also be empty (0: the caller's alternative). */
+static int list_read_opt(enclave *e, hetee_rbuf *r, size_t want, const char *what, ct_list *l) {
+  memset(l, 0, sizeof *l);
+  if (hetee_rbuf_left(r) >= 4 && hetee_rd32(r->p + r->off) == 0) {
+    (void)hetee_rbuf_u32(r);
+    return 0;
+  }
+  return list_read(e, r, want, what, l);
+}
+
+/* A step's input list: inline, or (u32 0) the ciphertexts staged by PUT,
+ * which must then be exactly `want`. The stage is emptied either way. */
+static int list_take(enclave *e, hetee_rbuf *r, refine_job *j, size_t want, const char *what, ct_list *l) {
+  memset(l, 0, sizeof *l);
+  int rc;
+  if (hetee_rbuf_left(r) >= 4 && hetee_rd32(r->p + r->off) == 0 && want) {
+    (void)hetee_rbuf_u32(r);
+    if (j->nstage != want) rc = hetee_error(HETEE_ERR_SHAPE, "%s: %zu ciphertexts staged, the plan has %zu", what, j->nstage, want);
+    else {
+      l->n = j->nstage;
+      l->c = j->stage;
+      j->stage = NULL;
+      j->nstage = 0;
+      return 0;
+    }
+  } else {
+    rc = list_read(e, r, want, what, l);
+  }
+  stage_clear(j);
+  return rc;
+}
+
+static void digest_update_blob(crypto_generichash_state *st, const uint8_t *p, size_t len) {
+  uint8_t le[8];
+  hetee_le64(le, (uint64_t)len);
+  crypto_generichash_update(st, le, 8);
+  crypto_generichash_update(st, p, len);
+}
+
+static void digest_lists(const ct_list *const *ls, int nls, uint8_t out[32]) {
+  crypto_generichash_state st;
+  crypto_generichash_init(&st, NULL, 0, 32);
+  for (int k = 0; k < nls; k++)
+    for (size_t i = 0; i < ls[k]->n; i++) digest_update_blob(&st, ls[k]->blob[i], ls[k]->blen[i]);
+  crypto_generichash_final(&st, out, 32);
+}
+
+/* Writes n fresh ciphertexts as a list (the reply is reserved once). */
+static int list_write(enclave *e, hetee_wbuf *w, ct_t *const *c, size_t n) {
+  size_t total = 4;
+  for (size_t i = 0; i < n; i++) {
+    size_t len = 0;
+    int rc = hetee_ckks_ciphertext_save_size(e->ctx, c[i], &len);
+    if (rc) return rc;
+    total += 8 + len;
+  }
+  if (hetee_wbuf_reserve(w, total)) return hetee_error(HETEE_ERR_NOMEM, "no memory for the reply");
+  hetee_wbuf_u32(w, (uint32_t)n);
+  for (size_t i = 0; i < n; i++) {
+    size_t len = 0;
+    int rc = hetee_ckks_ciphertext_save_size(e->ctx, c[i], &len);
+    if (rc) return rc;
+    hetee_wbuf_u64(w, (uint64_t)len);
+    if (hetee_wbuf_reserve(w, len)) return hetee_error(HETEE_ERR_NOMEM, "no memory for the reply");
+    size_t got = 0;
+    rc = hetee_ckks_ciphertext_save_to(e->ctx, c[i], w->p + w->len, len, &got);
+    if (rc) return rc;
+    w->len += got;
+  }
+  return w->err ? hetee_error(HETEE_ERR_NOMEM, "no memory for the reply") : 0;
+}
+
+static ct_t **outs(size_t n) { return calloc(n ? n : 1, sizeof(ct_t *)); }
+static void outs_free(ct_t **c, size_t n) {
+  if (!c) return;
+  for (size_t i = 0; i < n; i++) hetee_ckks_ciphertext_free(c[i]);
+  free(c);
+}
+
+static void put_counts(const refine_job *j, hetee_wbuf *w, uint64_t *items, uint64_t enc0, uint64_t dec0) {
+  uint64_t enc, dec;
+  refine_tr_counts(j->tr, &enc, &dec);
+  hetee_wbuf_u64(w, enc);
+  hetee_wbuf_u64(w, dec);
+  *items += (enc - enc0) + (dec - dec0);
+}
+
+/* Expanded bytes of `ncts` ciphertexts of size 3 at the refine level. */
+static size_t cts_bytes(const hetee_refine_plan *p, size_t ncts) {
+  return ncts * 3 * (REFINE_LEVEL + 1) * p->n * sizeof(uint64_t);
+}
+
+static int check_budget(enclave *e, const refine_job *j, size_t ncts) {
+  if (cts_bytes(&j->plan, ncts) > e->cfg.budget)
+    return hetee_error(HETEE_ERR_LIMIT, "refine request of %zu ciphertexts above the memory budget", ncts);
+  return 0;
+}
+
+/* ---- OPEN ---- */
+static int mp_listed(const enclave *e, const uint8_t pk[32]) {
+  for (int i = 0; i < e->cfg.n_mp; i++)
+    if (!sodium_memcmp(e->cfg.mp[i], pk, 32)) return 1;
+  return 0;
+}
+
+static int handle_open(enclave *e, hetee_rbuf *r, hetee_wbuf *w) {
+  uint32_t model = hetee_rbuf_u32(r);
+  size_t slen = 0, alen = 0;
+  const uint8_t *spec = hetee_rbuf_blob(r, 1u << 16, &slen);
+  const uint8_t *auth = hetee_rbuf_blob(r, 1u << 16, &alen);
+  if (r->err || hetee_rbuf_left(r)) return hetee_error(HETEE_ERR_PROTOCOL, "malformed REFINE_OPEN");
+  int slot = -1;
+  for (int i = 0; i < HETEE_REFINE_MAX_JOBS && slot < 0; i++)
+    if (!jobs[i]) slot = i;
+  if (slot < 0) return hetee_error(HETEE_ERR_LIMIT, "%d refine jobs open already", HETEE_REFINE_MAX_JOBS);
+  refine_job *j = calloc(1, sizeof *j);
+  if (!j) return hetee_error(HETEE_ERR_NOMEM, "no memory");
+  /* who authorizes (first: nothing is planned for an unauthorized spec): an
+   * MP session of the measured list, owner of the model */
+  int rc = 0;
+  hetee_chan *c = NULL;
+  if (alen < HETEE_SESSION_OVERHEAD) rc = hetee_error(HETEE_ERR_FORMAT, "refine authorization too short");
+  else if (!(c = enclave_find_session(e, auth))) rc = hetee_error(HETEE_ERR_NOT_FOUND, "no such session");
+  else if (c->role != HETEE_ROLE_MP || !mp_listed(e, c->party_pk))
+    rc = hetee_error(HETEE_ERR_AUTH, "only a model provider of the measured mp= list authorizes refining");
+  uint8_t *msg = NULL;
+  size_t mlen = 0;
+  if (!rc) rc = hetee_chan_open(c, auth, alen, &msg, &mlen);
+  if (!rc) {
+    const enclave_policy *pol = enclave_find_policy(e, model);
+    if (!pol) rc = hetee_error(HETEE_ERR_AUTH, "model %u has no owner (its model provider sets a policy first)", model);
+    else if (sodium_memcmp(pol->owner, c->party_pk, 32))
+      rc = hetee_error(HETEE_ERR_AUTH, "model %u belongs to another model provider", model);
+  }
+  hetee_rbuf m;
+  hetee_rbuf_init(&m, msg, mlen);
+  uint32_t nt = 0;
+  if (!rc) {
+    const size_t clen = sizeof HETEE_REFINE_AUTH_CONTEXT; /* with the NUL */
+    const uint8_t *ctxs = hetee_rbuf_get(&m, clen);
+    uint32_t amodel = hetee_rbuf_u32(&m);
+    const uint8_t *sdig = hetee_rbuf_get(&m, 32);
+    nt = hetee_rbuf_u32(&m);
+    uint8_t want[32];
+    crypto_hash_sha256(want, spec, slen);
+    if (m.err || memcmp(ctxs, HETEE_REFINE_AUTH_CONTEXT, clen))
+      rc = hetee_error(HETEE_ERR_FORMAT, "not a refine authorization");
+    else if (amodel != model) rc = hetee_error(HETEE_ERR_AUTH, "the authorization is for model %u, not %u", amodel, model);
+    else if (sodium_memcmp(sdig, want, 32)) rc = hetee_error(HETEE_ERR_AUTH, "the authorization is for another refine spec");
+  }
+  /* the plan, rebuilt from the authorized spec */
+  if (!rc) rc = hetee_refine_spec_decode(spec, slen, &j->plan);
+  if (!rc && j->plan.n != hetee_ckks_context_n(e->ctx))
+    rc = hetee_error(HETEE_ERR_PARAMS, "refine spec for N = %zu, the enclave's is %zu", j->plan.n,
+                     hetee_ckks_context_n(e->ctx));
+  if (!rc && hetee_ckks_context_max_level(e->ctx) < REFINE_LEVEL)
+    rc = hetee_error(HETEE_ERR_PARAMS, "the enclave's parameters have no level %d", REFINE_LEVEL);
+  if (!rc) {
+    int ntrain = j->plan.nl - j->plan.first_train;
+    if (nt != (uint32_t)ntrain || hetee_rbuf_left(&m) != (size_t)nt * 32)
+      rc = hetee_error(HETEE_ERR_FORMAT, "the authorization names %u trained layers, the spec %d", nt, ntrain);
+    for (int l = j->plan.first_train; !rc && l < j->plan.nl; l++) hetee_rbuf_copy(&m, j->digest[l], 32);
+  }
+  if (msg) {
+    sodium_memzero(msg, mlen);
+    free(msg);
+  }
+  /* what the job keeps between requests: one step's pre-activations, the
+   * trained layers' weights, bias and momentum, a gradient fed in parts */
+  size_t kbytes = 0;
+  for (int l = 0; !rc && l < j->plan.nl; l++) {
+    const hetee_refine_layer *L = &j->plan.L[l];
+    if (L->need_z) kbytes += (size_t)j->plan.cfg.batch * (size_t)L->m * sizeof(double);
+    if (L->trains) kbytes += (size_t)L->m * (size_t)(L->k + 1) * (2 * sizeof(float) + sizeof(double));
+  }
+  if (!rc && kbytes > e->cfg.budget / 4)
+    rc = hetee_error(HETEE_ERR_LIMIT, "refine job keeps %zu bytes, above a quarter of the budget", kbytes);
+  if (!rc) rc = hetee_refine_trusted_new(e->ctx, e->sk, &j->plan, &j->tr);
+  if (!rc) refine_tr_keep_weights(j->tr);
+  if (rc) {
+    job_free(j);
+    return rc;
+  }
+  static int registered;
+  if (!registered) registered = atexit(jobs_wipe) == 0;
+  j->id = next_id++;
+  j->model = model;
+  memcpy(j->owner, c->party_pk, 32);
+  memcpy(j->sid, c->id, HETEE_SESSION_ID_BYTES);
+  j->ctx = e->ctx;
+  j->sk = e->sk;
+  j->back_next = -1;
+  jobs[slot] = j;
+  hetee_wbuf_u32(w, j->id);
+  return 0;
+}
+
+/* ---- steps ---- */
+static int handle_forward(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *items) {
+  int rc = 0;
+  refine_job *j = find_job(e, hetee_rbuf_u32(r), &rc);
+  if (!j) return rc;
+  uint32_t l = hetee_rbuf_u32(r), count = hetee_rbuf_u32(r);
+  const hetee_refine_plan *p = &j->plan;
+  if (r->err) return hetee_error(HETEE_ERR_PROTOCOL, "malformed REFINE_FORWARD");
+  if (l >= (uint32_t)p->nl - 1) return hetee_error(HETEE_ERR_INVALID_ARG, "forward refresh of layer %u", l);
+  if (l != 0 && ((int)l != j->fwd_next || count != j->count))
+    return hetee_error(HETEE_ERR_STATE, "forward refresh of layer %u out of order", l);
+  const hetee_refine_layer *L = &p->L[l], *N1 = &p->L[l + 1];
+  size_t nin = N1->F.n_in_cts, ngw = N1->trains ? N1->G.n_w_cts : 0;
+  rc = check_budget(e, j, L->F.n_out_cts + nin + ngw);
+  ct_list in;
+  memset(&in, 0, sizeof in);
+  if (!rc) rc = list_take(e, r, j, L->F.n_out_cts, "layer outputs", &in);
+  if (!rc && hetee_rbuf_left(r)) rc = hetee_error(HETEE_ERR_PROTOCOL, "trailing bytes");
+  ct_t **a = outs(nin), **b = outs(ngw);
+  uint64_t enc0, dec0;
+  refine_tr_counts(j->tr, &enc0, &dec0);
+  if (!rc && (!a || !b)) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+  if (!rc) rc = refine_tr_forward(j->tr, (int)l, in.c, count, a, ngw ? b : NULL);
+  if (!rc) rc = list_write(e, w, a, nin);
+  if (!rc) rc = list_write(e, w, b, ngw);
+  if (!rc) put_counts(j, w, items, enc0, dec0);
+  j->fwd_next = rc ? 0 : (int)l + 1;
+  j->count = count;
+  j->back_next = -1;
+  list_free(&in);
+  outs_free(a, nin);
+  outs_free(b, ngw);
+  return rc;
+}
+
+static int handle_loss(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *items) {
+  int rc = 0;
+  refine_job *j = find_job(e, hetee_rbuf_u32(r), &rc);
+  if (!j) return rc;
+  uint32_t count = hetee_rbuf_u32(r);
+  const hetee_refine_plan *p = &j->plan;
+  int l = p->nl - 1;
+  if (r->err) return hetee_error(HETEE_ERR_PROTOCOL, "malformed REFINE_LOSS");
+  if (j->fwd_next != l || (l > 0 && count != j->count)) return hetee_error(HETEE_ERR_STATE, "loss before the forward pass");
+  const hetee_refine_layer *L = &p->L[l];
+  size_t ng = L->G.n_in_cts, nt = L->has_back ? L->T.n_in_cts : 0;
+  if (!L->trains) return hetee_error(HETEE_ERR_STATE, "the last layer does not train");
+  rc = check_budget(e, j, L->F.n_out_cts + 1 + ng + nt);
+  ct_list lo, lab;
+  memset(&lo, 0, sizeof lo);
+  memset(&lab, 0, sizeof lab);
+  if (!rc) rc = list_take(e, r, j, L->F.n_out_cts, "logits", &lo);
+  if (!rc) rc = list_read(e, r, 1, "labels", &lab);
+  if (!rc && hetee_rbuf_left(r)) rc = hetee_error(HETEE_ERR_PROTOCOL, "trailing bytes");
+  ct_t **dG = outs(ng), **dT = outs(nt);
+  uint64_t enc0, dec0;
+  refine_tr_counts(j->tr, &enc0, &dec0);
+  if (!rc && (!dG || !dT)) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+  if (!rc) rc = refine_tr_loss(j->tr, lo.c, lab.c[0], count, dG, nt ? dT : NULL);
+  if (!rc) rc = list_write(e, w, dG, ng);
+  if (!rc) rc = list_write(e, w, dT, nt);
+  if (!rc) put_counts(j, w, items, enc0, dec0);
+  j->fwd_next = rc ? 0 : -1;
+  j->count = count;
+  j->back_next = rc || !L->has_back ? -1 : l;
+  list_free(&lo);
+  list_free(&lab);
+  outs_free(dG, ng);
+  outs_free(dT, nt);
+  return rc;
+}
+
+static int handle_back(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *items) {
+  int rc = 0;
+  refine_job *j = find_job(e, hetee_rbuf_u32(r), &rc);
+  if (!j) return rc;
+  uint32_t l = hetee_rbuf_u32(r), count = hetee_rbuf_u32(r);
+  const hetee_refine_plan *p = &j->plan;
+  if (r->err) return hetee_error(HETEE_ERR_PROTOCOL, "malformed REFINE_BACK");
+  if (l >= (uint32_t)p->nl || !p->L[l].has_back) return hetee_error(HETEE_ERR_INVALID_ARG, "no W^T stage at layer %u", l);
+  if ((int)l != j->back_next || count != j->count) return hetee_error(HETEE_ERR_STATE, "back refresh of layer %u out of order", l);
+  const hetee_refine_layer *L = &p->L[l], *P = &p->L[l - 1];
+  size_t ng = P->G.n_in_cts, nt = P->has_back ? P->T.n_in_cts : 0;
+  rc = check_budget(e, j, L->T.n_out_cts + ng + nt);
+  ct_list u;
+  memset(&u, 0, sizeof u);
+  if (!rc) rc = list_take(e, r, j, L->T.n_out_cts, "W^T delta", &u);
+  if (!rc && hetee_rbuf_left(r)) rc = hetee_error(HETEE_ERR_PROTOCOL, "trailing bytes");
+  ct_t **dG = outs(ng), **dT = outs(nt);
+  uint64_t enc0, dec0;
+  refine_tr_counts(j->tr, &enc0, &dec0);
+  if (!rc && (!dG || !dT)) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+  if (!rc) rc = refine_tr_back(j->tr, (int)l, u.c, count, dG, nt ? dT : NULL);
+  if (!rc) rc = list_write(e, w, dG, ng);
+  if (!rc) rc = list_write(e, w, dT, nt);
+  if (!rc) put_counts(j, w, items, enc0, dec0);
+  j->back_next = rc || !P->has_back ? -1 : (int)l - 1;
+  list_free(&u);
+  outs_free(dG, ng);
+  outs_free(dT, nt);
+  return rc;
+}
+
+static int handle_update(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *items) {
+  int rc = 0;
+  refine_job *j = find_job(e, hetee_rbuf_u32(r), &rc);
+  if (!j) return rc;
+  uint32_t l = hetee_rbuf_u32(r), ns = hetee_rbuf_u32(r);
+  const hetee_refine_plan *p = &j->plan;
+  if (r->err) return hetee_error(HETEE_ERR_PROTOCOL, "malformed REFINE_UPDATE");
+  if (l >= (uint32_t)p->nl || (int)l < p->first_train) return hetee_error(HETEE_ERR_INVALID_ARG, "layer %u does not train", l);
+  const hetee_refine_layer *L = &p->L[l];
+  int mom = p->cfg.momentum > 0, held = refine_tr_holds(j->tr, (int)l);
+  size_t nw = L->F.n_w_cts, nb = (size_t)L->F.nmb, nwt = L->has_back ? L->T.n_w_cts : 0;
+  size_t nv = mom ? refine_compact_cts((size_t)L->m * (size_t)(L->k + 1), p->n) : 0;
+  ct_list g, W, B, V;
+  memset(&g, 0, sizeof g);
+  memset(&W, 0, sizeof W);
+  memset(&B, 0, sizeof B);
+  memset(&V, 0, sizeof V);
+  /* the first update of a layer loads the MP's authorized weights; later
+   * ones use the weights the enclave keeps (the lists are then empty) */
+  if (!rc) rc = list_read_opt(e, r, L->G.n_out_cts, "gradient", &g);
+  if (!rc) rc = list_read(e, r, held ? 0 : nw, "weights", &W);
+  if (!rc) rc = list_read(e, r, held ? 0 : nb, "bias", &B);
+  if (!rc) rc = list_read(e, r, held ? 0 : nv, "momentum", &V);
+  if (!rc && hetee_rbuf_left(r)) rc = hetee_error(HETEE_ERR_PROTOCOL, "trailing bytes");
+  if (!rc) rc = check_budget(e, j, g.n + W.n + B.n + V.n + nw + nb + nwt + nv);
+  if (!rc && !held) {
+    uint8_t d[32];
+    const ct_list *ls[3] = {&W, &B, &V};
+    digest_lists(ls, 3, d);
+    if (sodium_memcmp(d, j->digest[l], 32))
+      rc = hetee_error(HETEE_ERR_AUTH, "layer %u: weights are not the ones the model provider authorized", l);
+  }
+  ct_t **oW = outs(nw), **oB = outs(nb), **oT = outs(nwt), **oV = outs(nv);
+  uint64_t enc0, dec0;
+  refine_tr_counts(j->tr, &enc0, &dec0);
+  if (!rc && (!oW || !oB || !oT || !oV)) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+  if (!rc)
+    rc = refine_tr_update(j->tr, (int)l, g.n ? g.c : NULL, ns, held ? NULL : W.c, B.c, V.c, oW, oB, nwt ? oT : NULL,
+                          nv ? oV : NULL);
+  if (!rc) rc = list_write(e, w, oW, nw);
+  if (!rc) rc = list_write(e, w, oB, nb);
+  if (!rc) rc = list_write(e, w, oT, nwt);
+  if (!rc) rc = list_write(e, w, oV, nv);
+  if (!rc) put_counts(j, w, items, enc0, dec0);
+  list_free(&g);
+  list_free(&W);
+  list_free(&B);
+  list_free(&V);
+  outs_free(oW, nw);
+  outs_free(oB, nb);
+  outs_free(oT, nwt);
+  outs_free(oV, nv);
+  return rc;
+}
+
+static int handle_grad(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *items) {
+  int rc = 0;
+  refine_job *j = find_job(e, hetee_rbuf_u32(r), &rc);
+  if (!j) return rc;
+  uint32_t l = hetee_rbuf_u32(r), first = hetee_rbuf_u32(r), n = hetee_rbuf_left(r) >= 4 ? hetee_rd32(r->p + r->off) : 0;
+  const hetee_refine_plan *p = &j->plan;
+  if (r->err) return hetee_error(HETEE_ERR_PROTOCOL, "malformed REFINE_GRAD");
+  if (l >= (uint32_t)p->nl || (int)l < p->first_train) return hetee_error(HETEE_ERR_INVALID_ARG, "layer %u does not train", l);
+  size_t nct = p->L[l].G.n_out_cts;
+  if (n < 1 || first >= nct || n > nct - first)
+    return hetee_error(HETEE_ERR_SHAPE, "gradient ciphertexts %u..%u outside the %zu of layer %u", first, first + n, nct, l);
+  rc = check_budget(e, j, n);
+  ct_list g;
+  memset(&g, 0, sizeof g);
+  if (!rc) rc = list_read(e, r, n, "gradient", &g);
+  if (!rc && hetee_rbuf_left(r)) rc = hetee_error(HETEE_ERR_PROTOCOL, "trailing bytes");
+  uint64_t enc0, dec0;
+  refine_tr_counts(j->tr, &enc0, &dec0);
+  if (!rc) rc = refine_tr_grad_feed(j->tr, (int)l, first, g.c, n);
+  if (!rc) put_counts(j, w, items, enc0, dec0);
+  list_free(&g);
+  return rc;
+}
+
+static int handle_fetch(enclave *e, hetee_rbuf *r, hetee_wbuf *w) {
+  int rc = 0;
+  refine_job *j = find_job(e, hetee_rbuf_u32(r), &rc);
+  if (!j) return rc;
+  uint32_t l = hetee_rbuf_u32(r);
+  const hetee_refine_plan *p = &j->plan;
+  if (r->err || hetee_rbuf_left(r)) return hetee_error(HETEE_ERR_PROTOCOL, "malformed REFINE_FETCH");
+  if (l >= (uint32_t)p->nl || (int)l < p->first_train) return hetee_error(HETEE_ERR_INVALID_ARG, "layer %u does not train", l);
+  if (!refine_tr_holds(j->tr, (int)l)) return hetee_error(HETEE_ERR_STATE, "layer %u has not been updated by this job", l);
+  const hetee_refine_layer *L = &p->L[l];
+  hetee_chan *c = enclave_find_session(e, j->sid);
+  if (!c || sodium_memcmp(c->party_pk, j->owner, 32))
+    return hetee_error(HETEE_ERR_NOT_FOUND, "the refine job's model provider session is gone");
+  size_t mk = (size_t)L->m * (size_t)L->k, plen = 16 + 4 * (mk + (size_t)L->m);
+  float *wv = sodium_malloc((mk + (size_t)L->m) * sizeof(float));
+  uint8_t *pl = sodium_malloc(plen);
+  if (!wv || !pl) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+  if (!rc) rc = refine_tr_fetch(j->tr, (int)l, NULL, NULL, wv, wv + mk); /* the weights the enclave keeps */
+  if (!rc) {
+    hetee_le32(pl, j->model);
+    hetee_le32(pl + 4, l);
+    hetee_le32(pl + 8, (uint32_t)L->m);
+    hetee_le32(pl + 12, (uint32_t)L->k);
+    for (size_t i = 0; i < mk + (size_t)L->m; i++) {
+      uint32_t u;
+      memcpy(&u, &wv[i], 4);
+      hetee_le32(pl + 16 + 4 * i, u);
+    }
+    uint8_t *out = NULL;
+    size_t olen = 0;
+    rc = hetee_chan_seal(c, pl, plen, &out, &olen);
+    if (!rc) {
+      hetee_wbuf_blob(w, out, olen);
+      free(out);
+    }
+  }
+  if (wv) sodium_free(wv); /* wiped by sodium_free */
+  if (pl) sodium_free(pl);
+  return rc;
+}
+
+#define STAGE_MAX_CTS 4096u
+
+static int handle_put(enclave *e, hetee_rbuf *r) {
+  int rc = 0;
+  refine_job *j = find_job(e, hetee_rbuf_u32(r), &rc);
+  if (!j) return rc;
+  uint32_t n = hetee_rbuf_left(r) >= 4 ? hetee_rd32(r->p + r->off) : 0;
+  if (r->err || n < 1 || n > STAGE_MAX_CTS - j->nstage) {
+    stage_clear(j);
+    return hetee_error(HETEE_ERR_LIMIT, "refine stage of %zu + %u ciphertexts (1..%u)", j->nstage, n, STAGE_MAX_CTS);
+  }
+  if (cts_bytes(&j->plan, j->nstage + n) > e->cfg.budget / 2) {
+    stage_clear(j);
+    return hetee_error(HETEE_ERR_LIMIT, "refine stage above half the memory budget");
+  }
+  ct_list l;
+  rc = list_read(e, r, n, "staged", &l);
+  if (!rc && hetee_rbuf_left(r)) rc = hetee_error(HETEE_ERR_PROTOCOL, "trailing bytes");
+  ct_t **ns = rc ? NULL : realloc(j->stage, (j->nstage + n) * sizeof *ns);
+  if (!rc && !ns) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+  if (rc) {
+    list_free(&l);
+    stage_clear(j);
+    return rc;
+  }
+  j->stage = ns;
+  memcpy(j->stage + j->nstage, l.c, n * sizeof *ns);
+  j->nstage += n;
+  free(l.c); /* the objects now belong to the stage */
+  l.c = NULL;
+  list_free(&l);
+  return 0;
+}
+
+static int handle_close(enclave *e, hetee_rbuf *r) {
+  int rc = 0;
+  uint32_t id = hetee_rbuf_u32(r);
+  if (r->err || hetee_rbuf_left(r)) return hetee_error(HETEE_ERR_PROTOCOL, "malformed REFINE_CLOSE");
+  if (!find_job(e, id, &rc) && rc != HETEE_ERR_STATE) return rc;
+  for (int i = 0; i < HETEE_REFINE_MAX_JOBS; i++)
+    if (jobs[i] && jobs[i]->id == id) {
+      job_free(jobs[i]);
+      jobs[i] = NULL;
+    }
+  return 0;
+}
+
+int enclave_refine_dispatch(enclave *e, uint16_t type, hetee_rbuf *r, hetee_wbuf *w, uint64_t *items) {
+  if (!e->have_keys) return hetee_error(HETEE_ERR_STATE, "no keys yet (KEYGEN or UNSEAL first)");
+  if (type == HETEE_MSG_REFINE_FORWARD || type == HETEE_MSG_REFINE_LOSS || type == HETEE_MSG_REFINE_BACK) {
+    /* a step request consumes the stage, whatever its outcome */
+    uint32_t id = hetee_rbuf_left(r) >= 4 ? hetee_rd32(r->p + r->off) : 0;
+    int rc = type == HETEE_MSG_REFINE_FORWARD ? handle_forward(e, r, w, items)
+             : type == HETEE_MSG_REFINE_LOSS  ? handle_loss(e, r, w, items)
+                                              : handle_back(e, r, w, items);
+    for (int i = 0; i < HETEE_REFINE_MAX_JOBS; i++)
+      if (jobs[i] && jobs[i]->id == id) stage_clear(jobs[i]);
+    return rc;
+  }
+  switch (type) {
+  case HETEE_MSG_REFINE_OPEN: return handle_open(e, r, w);
+  case HETEE_MSG_REFINE_UPDATE: return handle_update(e, r, w, items);
+  case HETEE_MSG_REFINE_FETCH: return handle_fetch(e, r, w);
+  case HETEE_MSG_REFINE_GRAD: return handle_grad(e, r, w, items);
+  case HETEE_MSG_REFINE_PUT: return handle_put(e, r);
+  case HETEE_MSG_REFINE_CLOSE: return handle_close(e, r);
+  default: return hetee_error(HETEE_ERR_PROTOCOL, "unknown refine message %u", type);
+  }
+}
+
+#else
+
+int enclave_refine_dispatch(enclave *e, uint16_t type, hetee_rbuf *r, hetee_wbuf *w, uint64_t *items) {
+  (void)e, (void)type, (void)r, (void)w, (void)items;
+  return hetee_error(HETEE_ERR_UNSUPPORTED, "this enclave was built without the CKKS layer");
+}
+
+#endif

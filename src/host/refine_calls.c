@@ -1,0 +1,399 @@
+/*
+ * refine_calls.c — the host's driver of refining in the enclave process
+ * (hetee_host_refine_*, include/hetee/refine.h): a hetee_refine_trusted
+ * whose four operations are REFINE_FORWARD / LOSS / BACK / UPDATE requests
+ * (wire in enclave/wire/proto.h, handlers in src/enclave/trusted/refine.c),
+ * so the host loop (hemat/refine_host.c) runs unchanged while the secret key
+ * stays in the enclave. Also the model provider's authorization message
+ * and the fetch of refined weights sealed to the MP's session.
+ */
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hemat/refine_internal.h"
+#include "host/host_internal.h"
+
+#define PART_BYTES (32u << 20) /* requests stay well below HETEE_FRAME_MAX_BODY */
+#define GRAD_PART_BYTES PART_BYTES
+
+typedef struct remote {
+  hetee_host_enclave *e;
+  const hetee_ckks_context *ctx;
+  hetee_refine_plan p;
+  uint32_t job;
+  uint64_t enc, dec;
+  uint8_t held[HETEE_REFINE_MAX_LAYERS]; /* the enclave keeps layer l's weights */
+} remote;
+
+/* ---- requests ---- */
+static int put_list(const remote *rm, hetee_wbuf *w, ct_t *const *c, size_t n) {
+  size_t total = 4;
+  for (size_t i = 0; i < n; i++) {
+    size_t len = 0;
+    if (!c[i]) return hetee_error(HETEE_ERR_INVALID_ARG, "ciphertext %zu missing", i);
+    int rc = hetee_ckks_ciphertext_save_size(rm->ctx, c[i], &len);
+    if (rc) return rc;
+    total += 8 + len;
+  }
+  if (hetee_wbuf_reserve(w, total)) return hetee_error(HETEE_ERR_NOMEM, "no memory");
+  hetee_wbuf_u32(w, (uint32_t)n);
+  for (size_t i = 0; i < n; i++) {
+    size_t len = 0, got = 0;
+    int rc = hetee_ckks_ciphertext_save_size(rm->ctx, c[i], &len);
+    if (rc) return rc;
+    hetee_wbuf_u64(w, (uint64_t)len);
+    rc = hetee_ckks_ciphertext_save_to(rm->ctx, c[i], w->p + w->len, len, &got);
+    if (rc) return rc;
+    w->len += got;
+  }
+  return w->err ? hetee_error(HETEE_ERR_NOMEM, "no memory") : 0;
+}
+
+/* A step's input list: inline when it fits PART_BYTES, else sent ahead in
+ * REFINE_PUT parts and written as an empty list (u32 0). */
+static int put_list_staged(const remote *rm, hetee_wbuf *w, ct_t *const *c, size_t n) {
+  size_t total = 0, len;
+  for (size_t i = 0; i < n; i++) {
+    int rc = hetee_ckks_ciphertext_save_size(rm->ctx, c[i], &len);
+    if (rc) return rc;
+    total += 8 + len;
+  }
+  if (total <= PART_BYTES) return put_list(rm, w, c, n);
+  int rc = 0;
+  for (size_t first = 0; first < n && !rc;) {
+    size_t k = 0, bytes = 0;
+    while (first + k < n && !rc) {
+      rc = hetee_ckks_ciphertext_save_size(rm->ctx, c[first + k], &len);
+      if (rc || (k && bytes + len > PART_BYTES)) break;
+      bytes += len;
+      k++;
+    }
+    if (rc) break;
+    hetee_wbuf p;
+    hetee_wbuf_init(&p);
+    hetee_wbuf_u32(&p, rm->job);
+    rc = put_list(rm, &p, c + first, k);
+    hetee_frame f;
+    memset(&f, 0, sizeof f);
+    if (!rc) rc = hetee_host_call_frame(rm->e, HETEE_MSG_REFINE_PUT, p.p, p.len, &f, 0);
+    if (!rc) hetee_frame_clear(&f);
+    hetee_wbuf_free_public(&p);
+    first += k;
+  }
+  if (!rc) hetee_wbuf_u32(w, 0);
+  return rc;
+}
+
+/* u32 n (must be `want`) | n blobs loaded into out[0..n) (fresh objects). */
+static int take_list(const remote *rm, hetee_rbuf *r, size_t want, ct_t **out) {
+  uint32_t n = hetee_rbuf_u32(r);
+  if (r->err || n != want) return hetee_error(HETEE_ERR_PROTOCOL, "enclave replied %u ciphertexts, the plan has %zu", n, want);
+  for (uint32_t i = 0; i < n; i++) {
+    size_t len = 0;
+    const uint8_t *b = hetee_rbuf_blob(r, HETEE_FRAME_MAX_BODY, &len);
+    if (r->err) return hetee_error(HETEE_ERR_PROTOCOL, "truncated refine reply");
+    int rc = hetee_ckks_ciphertext_load(rm->ctx, b, len, &out[i]);
+    if (rc) return rc;
+  }
+  return 0;
+}
+
+static void drop(ct_t **c, size_t n) {
+  if (!c) return;
+  for (size_t i = 0; i < n; i++) {
+    hetee_ckks_ciphertext_free(c[i]);
+    c[i] = NULL;
+  }
+}
+
+/* Sends w (freed here), parses the reply's lists into outs[k] (counts
+ * want[k]) and the counters. On error every out is freed. */
+static int call(remote *rm, uint16_t type, hetee_wbuf *w, int nlists, ct_t **const *outs, const size_t *want) {
+  int rc = w->err ? hetee_error(HETEE_ERR_NOMEM, "no memory") : 0;
+  hetee_frame f;
+  memset(&f, 0, sizeof f);
+  if (!rc) rc = hetee_host_call_frame(rm->e, type, w->p, w->len, &f, 0);
+  hetee_wbuf_free_public(w);
+  if (rc) return rc;
+  hetee_rbuf r;
+  hetee_rbuf_init(&r, f.body, f.len);
+  for (int k = 0; k < nlists && !rc; k++) rc = take_list(rm, &r, want[k], outs[k]);
+  if (!rc) {
+    uint64_t enc = hetee_rbuf_u64(&r), dec = hetee_rbuf_u64(&r);
+    if (r.err || hetee_rbuf_left(&r)) rc = hetee_error(HETEE_ERR_PROTOCOL, "malformed refine reply");
+    rm->enc = enc;
+    rm->dec = dec;
+  }
+  if (rc)
+    for (int k = 0; k < nlists; k++)
+      if (outs[k]) drop(outs[k], want[k]);
+  hetee_frame_clear(&f);
+  return rc;
+}
+
+static int op_forward(void *arg, int l, ct_t *const *out, uint32_t count, ct_t **next_in, ct_t **next_gw) {
+  remote *rm = arg;
+  const hetee_refine_plan *p = &rm->p;
+  if (l < 0 || l >= p->nl - 1) return hetee_error(HETEE_ERR_INVALID_ARG, "forward refresh of layer %d", l);
+  const hetee_refine_layer *L = &p->L[l], *N1 = &p->L[l + 1];
+  hetee_wbuf w;
+  hetee_wbuf_init(&w);
+  hetee_wbuf_u32(&w, rm->job);
+  hetee_wbuf_u32(&w, (uint32_t)l);
+  hetee_wbuf_u32(&w, count);
+  int rc = put_list_staged(rm, &w, out, L->F.n_out_cts);
+  if (rc) {
+    hetee_wbuf_free_public(&w);
+    return rc;
+  }
+  ct_t **outs[2] = {next_in, N1->trains ? next_gw : NULL};
+  size_t want[2] = {N1->F.n_in_cts, N1->trains ? N1->G.n_w_cts : 0};
+  return call(rm, HETEE_MSG_REFINE_FORWARD, &w, 2, outs, want);
+}
+
+static int op_loss(void *arg, ct_t *const *logits, const ct_t *labels, uint32_t count, ct_t **dG, ct_t **dT) {
+  remote *rm = arg;
+  const hetee_refine_plan *p = &rm->p;
+  const hetee_refine_layer *L = &p->L[p->nl - 1];
+  hetee_wbuf w;
+  hetee_wbuf_init(&w);
+  hetee_wbuf_u32(&w, rm->job);
+  hetee_wbuf_u32(&w, count);
+  ct_t *lab[1] = {(ct_t *)labels};
+  int rc = put_list_staged(rm, &w, logits, L->F.n_out_cts);
+  if (!rc) rc = put_list(rm, &w, lab, 1);
+  if (rc) {
+    hetee_wbuf_free_public(&w);
+    return rc;
+  }
+  ct_t **outs[2] = {dG, L->has_back ? dT : NULL};
+  size_t want[2] = {L->G.n_in_cts, L->has_back ? L->T.n_in_cts : 0};
+  return call(rm, HETEE_MSG_REFINE_LOSS, &w, 2, outs, want);
+}
+
+static int op_back(void *arg, int l, ct_t *const *u, uint32_t count, ct_t **dG, ct_t **dT) {
+  remote *rm = arg;
+  const hetee_refine_plan *p = &rm->p;
+  if (l < 1 || l >= p->nl || !p->L[l].has_back) return hetee_error(HETEE_ERR_INVALID_ARG, "no W^T stage at layer %d", l);
+  const hetee_refine_layer *L = &p->L[l], *P = &p->L[l - 1];
+  hetee_wbuf w;
+  hetee_wbuf_init(&w);
+  hetee_wbuf_u32(&w, rm->job);
+  hetee_wbuf_u32(&w, (uint32_t)l);
+  hetee_wbuf_u32(&w, count);
+  int rc = put_list_staged(rm, &w, u, L->T.n_out_cts);
+  if (rc) {
+    hetee_wbuf_free_public(&w);
+    return rc;
+  }
+  ct_t **outs[2] = {dG, P->has_back ? dT : NULL};
+  size_t want[2] = {P->G.n_in_cts, P->has_back ? P->T.n_in_cts : 0};
+  return call(rm, HETEE_MSG_REFINE_BACK, &w, 2, outs, want);
+}
+
+static int op_update(void *arg, int l, ct_t *const *gacc, uint32_t nsamples, ct_t *const *W, ct_t *const *bias,
+                     ct_t *const *V, ct_t **nW, ct_t **nbias, ct_t **nWT, ct_t **nV) {
+  remote *rm = arg;
+  const hetee_refine_plan *p = &rm->p;
+  if (l < p->first_train || l >= p->nl) return hetee_error(HETEE_ERR_INVALID_ARG, "layer %d does not train", l);
+  const hetee_refine_layer *L = &p->L[l];
+  int mom = p->cfg.momentum > 0;
+  size_t nv = mom ? refine_compact_cts((size_t)L->m * (size_t)(L->k + 1), p->n) : 0;
+  hetee_wbuf w;
+  int rc = 0;
+  /* the gradient in parts of at most GRAD_PART_BYTES (it may exceed a frame) */
+  for (size_t first = 0, ng = L->G.n_out_cts; first < ng && !rc;) {
+    size_t n = 0, bytes = 0, len;
+    while (first + n < ng && !rc) {
+      rc = hetee_ckks_ciphertext_save_size(rm->ctx, gacc[first + n], &len);
+      if (rc || (n && bytes + len > GRAD_PART_BYTES)) break;
+      bytes += len;
+      n++;
+    }
+    if (rc) break;
+    hetee_wbuf_init(&w);
+    hetee_wbuf_u32(&w, rm->job);
+    hetee_wbuf_u32(&w, (uint32_t)l);
+    hetee_wbuf_u32(&w, (uint32_t)first);
+    rc = put_list(rm, &w, gacc + first, n);
+    if (rc) hetee_wbuf_free_public(&w);
+    else rc = call(rm, HETEE_MSG_REFINE_GRAD, &w, 0, NULL, NULL);
+    first += n;
+  }
+  if (rc) return rc;
+  hetee_wbuf_init(&w);
+  hetee_wbuf_u32(&w, rm->job);
+  hetee_wbuf_u32(&w, (uint32_t)l);
+  hetee_wbuf_u32(&w, nsamples);
+  hetee_wbuf_u32(&w, 0); /* gradient: the parts above */
+  /* the first update loads the authorized weights; then the enclave keeps them */
+  int held = rm->held[l];
+  rc = put_list(rm, &w, W, held ? 0 : L->F.n_w_cts);
+  if (!rc) rc = put_list(rm, &w, bias, held ? 0 : (size_t)L->F.nmb);
+  if (!rc) rc = put_list(rm, &w, V, held ? 0 : nv);
+  if (rc) {
+    hetee_wbuf_free_public(&w);
+    return rc;
+  }
+  ct_t **outs[4] = {nW, nbias, L->has_back ? nWT : NULL, nv ? nV : NULL};
+  size_t want[4] = {L->F.n_w_cts, (size_t)L->F.nmb, L->has_back ? L->T.n_w_cts : 0, nv};
+  rc = call(rm, HETEE_MSG_REFINE_UPDATE, &w, 4, outs, want);
+  if (!rc) rm->held[l] = 1;
+  return rc;
+}
+
+/* The enclave's CPU on refine requests so far (its STATS). */
+static double op_cpu_s(void *arg) {
+  remote *rm = arg;
+  hetee_enclave_op_stats st[32];
+  size_t n = 0;
+  if (hetee_host_stats(rm->e, st, 32, &n)) return 0;
+  uint64_t ns = 0;
+  for (size_t i = 0; i < n; i++)
+    if (st[i].type >= HETEE_MSG_REFINE_OPEN && st[i].type <= HETEE_MSG_REFINE_CLOSE) ns += st[i].cpu_ns;
+  return 1e-9 * (double)ns;
+}
+
+static void op_counts(void *arg, uint64_t *enc, uint64_t *dec) {
+  remote *rm = arg;
+  *enc = rm->enc;
+  *dec = rm->dec;
+}
+
+static void op_free(void *arg) {
+  remote *rm = arg;
+  if (!rm) return;
+  if (rm->e && rm->job) {
+    uint8_t b[4];
+    hetee_le32(b, rm->job);
+    hetee_frame f;
+    if (!hetee_host_call_frame(rm->e, HETEE_MSG_REFINE_CLOSE, b, 4, &f, 0)) hetee_frame_clear(&f);
+  }
+  free(rm);
+}
+
+static const hetee_refine_trusted_ops remote_ops = {op_forward, op_loss, op_back, op_update, op_cpu_s, op_counts, op_free};
+
+/* ---- opening, authorization, fetch ---- */
+static int layer_digest(const hetee_ckks_context *ctx, const hetee_refine_state *s, int l, uint8_t out[32]) {
+  const hetee_refine_plan *p = refine_state_plan(s);
+  const hetee_refine_layer *L = &p->L[l];
+  ct_t *const *W, *const *B, *const *V;
+  size_t nv = 0;
+  refine_state_layer(s, l, &W, &B, &V, &nv);
+  crypto_generichash_state st;
+  crypto_generichash_init(&st, NULL, 0, 32);
+  ct_t *const *lists[3] = {W, B, V};
+  size_t ns[3] = {L->F.n_w_cts, (size_t)L->F.nmb, nv};
+  for (int k = 0; k < 3; k++)
+    for (size_t i = 0; i < ns[k]; i++) {
+      uint8_t *b = NULL, le[8];
+      size_t len = 0;
+      int rc = hetee_ckks_ciphertext_save(ctx, lists[k][i], &b, &len);
+      if (rc) return rc;
+      hetee_le64(le, (uint64_t)len);
+      crypto_generichash_update(&st, le, 8);
+      crypto_generichash_update(&st, b, len);
+      free(b);
+    }
+  crypto_generichash_final(&st, out, 32);
+  return 0;
+}
+
+int hetee_refine_auth_msg(uint32_t model_id, const hetee_refine_state *s, uint8_t **msg, size_t *len) {
+  if (!s || !msg || !len) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  if (sodium_init() < 0) return hetee_error(HETEE_ERR_INTERNAL, "libsodium init failed");
+  const hetee_refine_plan *p = refine_state_plan(s);
+  uint8_t *spec = NULL;
+  size_t slen = 0;
+  int rc = hetee_refine_spec_encode(p, &spec, &slen);
+  if (rc) return rc;
+  hetee_wbuf w;
+  hetee_wbuf_init(&w);
+  uint8_t h[32];
+  crypto_hash_sha256(h, spec, slen);
+  free(spec);
+  hetee_wbuf_put(&w, HETEE_REFINE_AUTH_CONTEXT, sizeof HETEE_REFINE_AUTH_CONTEXT);
+  hetee_wbuf_u32(&w, model_id);
+  hetee_wbuf_put(&w, h, 32);
+  hetee_wbuf_u32(&w, (uint32_t)(p->nl - p->first_train));
+  for (int l = p->first_train; l < p->nl && !rc; l++) {
+    rc = layer_digest(refine_state_ctx(s), s, l, h);
+    hetee_wbuf_put(&w, h, 32);
+  }
+  if (!rc && w.err) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+  if (rc) {
+    hetee_wbuf_free(&w);
+    return rc;
+  }
+  *msg = hetee_wbuf_take(&w, len);
+  return 0;
+}
+
+int hetee_host_refine_open(hetee_host_enclave *e, const hetee_ckks_context *ctx, const hetee_refine_plan *p,
+                           uint32_t model_id, const uint8_t session_id[16], const uint8_t *auth, size_t auth_len,
+                           hetee_refine_trusted **out) {
+  if (!e || !ctx || !p || !session_id || !auth || !out) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  if (auth_len < HETEE_SESSION_ID_BYTES || memcmp(auth, session_id, HETEE_SESSION_ID_BYTES))
+    return hetee_error(HETEE_ERR_INVALID_ARG, "the authorization is not sealed by that session");
+  if (hetee_ckks_context_n(ctx) != p->n) return hetee_error(HETEE_ERR_PARAMS, "ring degree is not the plan's");
+  remote *rm = calloc(1, sizeof *rm);
+  if (!rm) return hetee_error(HETEE_ERR_NOMEM, "no memory");
+  rm->e = e;
+  rm->ctx = ctx;
+  rm->p = *p;
+  uint8_t *spec = NULL;
+  size_t slen = 0;
+  int rc = hetee_refine_spec_encode(p, &spec, &slen);
+  hetee_wbuf w;
+  hetee_wbuf_init(&w);
+  hetee_wbuf_u32(&w, model_id);
+  if (!rc) {
+    hetee_wbuf_blob(&w, spec, slen);
+    hetee_wbuf_blob(&w, auth, auth_len);
+    if (w.err) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+  }
+  free(spec);
+  hetee_frame f;
+  memset(&f, 0, sizeof f);
+  if (!rc) rc = hetee_host_call_frame(e, HETEE_MSG_REFINE_OPEN, w.p, w.len, &f, 0);
+  hetee_wbuf_free_public(&w);
+  if (!rc) {
+    if (f.len != 4) rc = hetee_error(HETEE_ERR_PROTOCOL, "malformed REFINE_OPEN reply");
+    else rm->job = hetee_rd32(f.body);
+    hetee_frame_clear(&f);
+  }
+  if (!rc) rc = hetee_refine_trusted_new_ops(&rm->p, &remote_ops, rm, out);
+  if (rc) {
+    op_free(rm);
+    return rc;
+  }
+  return 0;
+}
+
+int hetee_host_refine_fetch(hetee_refine_trusted *t, const hetee_refine_state *s, int l, uint8_t **sealed, size_t *len) {
+  remote *rm = t ? refine_tr_ops_arg(t) : NULL;
+  if (!rm || !s || !sealed || !len) return hetee_error(HETEE_ERR_INVALID_ARG, "not an enclave refine job");
+  const hetee_refine_plan *p = &rm->p;
+  if (l < p->first_train || l >= p->nl) return hetee_error(HETEE_ERR_INVALID_ARG, "layer %d does not train", l);
+  uint8_t req[8];
+  hetee_le32(req, rm->job);
+  hetee_le32(req + 4, (uint32_t)l);
+  hetee_frame f;
+  memset(&f, 0, sizeof f);
+  int rc = hetee_host_call_frame(rm->e, HETEE_MSG_REFINE_FETCH, req, sizeof req, &f, 0);
+  if (rc) return rc;
+  hetee_rbuf r;
+  hetee_rbuf_init(&r, f.body, f.len);
+  size_t n = 0;
+  const uint8_t *b = hetee_rbuf_blob(&r, f.len, &n);
+  if (r.err || hetee_rbuf_left(&r) || !(*sealed = malloc(n ? n : 1))) {
+    hetee_frame_clear(&f);
+    return hetee_error(HETEE_ERR_PROTOCOL, "malformed REFINE_FETCH reply");
+  }
+  memcpy(*sealed, b, n);
+  *len = n;
+  hetee_frame_clear(&f);
+  return 0;
+}

@@ -1,0 +1,374 @@
+/*
+ * refine/enclave: refining's trusted side in the real enclave process
+ * (src/enclave/trusted/refine.c through src/host/refine_calls.c).
+ *  - two SGD steps through the enclave give the weights of the in-process
+ *    twin (same data, same order; its own keys) and of plaintext SGD within
+ *    1e-4; the refined weights reach the MP only sealed to its session (a
+ *    data provider's session cannot open them);
+ *  - refusals before any decryption: a spec the MP did not authorize, a
+ *    model without an owner, a DP's authorization, a replayed
+ *    authorization, wrong ciphertext counts / scales, steps out of order,
+ *    weights that are not the ones the MP authorized, a fetch before any
+ *    update.
+ */
+#include "enclave/fixture.h"
+#include "refine/refine_test_util.h"
+
+#include "enclave/wire/proto.h"
+#include "hemat/refine_internal.h"
+
+#define MODEL 7
+
+typedef struct env {
+  char dir[256], plat[300], cfg[2048];
+  hetee_host_enclave *e;
+  hetee_party_key *mp, *dp;
+  hetee_client_session *smp, *sdp;
+  hetee_ckks_context *ctx;
+  hetee_ckks_public_key *pk;
+} env;
+
+static void sess_cmd(env *v, hetee_client_session *s, uint8_t *msg, size_t mlen, int want) {
+  uint8_t *sealed, *reply, *plain;
+  size_t slen, rlen, plen;
+  assert_int_equal(hetee_client_session_seal(s, msg, mlen, &sealed, &slen), 0);
+  int rc = hetee_host_session_msg(v->e, sealed, slen, &reply, &rlen);
+  if (rc != want) fprintf(stderr, "session msg: %s\n", hetee_last_error());
+  assert_int_equal(rc, want);
+  if (!rc) {
+    assert_int_equal(hetee_client_session_open(s, reply, rlen, &plain, &plen), 0);
+    free(plain);
+    free(reply);
+  }
+  free(sealed);
+  free(msg);
+}
+
+static void env_up(env *v) {
+  memset(v, 0, sizeof *v);
+  fx_tmp_platform(v->dir, sizeof v->dir, v->plat, sizeof v->plat);
+  assert_int_equal(hetee_party_key_generate(HETEE_PARTY_MP, &v->mp), 0);
+  assert_int_equal(hetee_party_key_generate(HETEE_PARTY_DP, &v->dp), 0);
+  fx_config_mps(NULL, &v->mp, 1, v->cfg, sizeof v->cfg);
+  v->e = fx_start_cfg(v->plat, NULL, NULL, 0, v->cfg);
+  assert_int_equal(hetee_host_keygen(v->e, NULL, 0), 0);
+  uint8_t *bundle;
+  size_t blen, ilen;
+  const uint8_t *item;
+  assert_int_equal(hetee_host_public_keys(v->e, &bundle, &blen), 0);
+  assert_int_equal(hetee_key_bundle_get(bundle, blen, HETEE_BUNDLE_PARAMS, &item, &ilen), 0);
+  assert_int_equal(hetee_ckks_context_load(item, ilen, &v->ctx), 0);
+  assert_int_equal(hetee_key_bundle_get(bundle, blen, HETEE_BUNDLE_PUBLIC_KEY, &item, &ilen), 0);
+  assert_int_equal(hetee_ckks_public_key_load(v->ctx, item, ilen, &v->pk), 0);
+  free(bundle);
+  hetee_verified_enclave ve; /* one evidence per session */
+  fx_verify_cfg(v->e, v->plat, v->cfg, &ve);
+  v->smp = fx_session(v->e, v->mp, &ve);
+  fx_verify_cfg(v->e, v->plat, v->cfg, &ve);
+  v->sdp = fx_session(v->e, v->dp, &ve);
+}
+
+/* The MP takes ownership of MODEL (its release policy). */
+static void env_own(env *v) {
+  uint8_t dpk[32], *msg;
+  size_t mlen;
+  hetee_party_key_public(v->dp, dpk);
+  assert_int_equal(hetee_client_msg_policy(MODEL, HETEE_RELEASE_ARGMAX, 0, 8, dpk, &msg, &mlen), 0);
+  sess_cmd(v, v->smp, msg, mlen, 0);
+}
+
+static void env_down(env *v) {
+  hetee_client_session_free(v->smp);
+  hetee_client_session_free(v->sdp);
+  hetee_party_key_free(v->mp);
+  hetee_party_key_free(v->dp);
+  hetee_ckks_public_key_free(v->pk);
+  hetee_ckks_context_free(v->ctx);
+  fx_stop(v->e, v->dir);
+}
+
+/* The MP's sealed authorization of state s for model `model`. */
+static void auth_for(env *v, hetee_client_session *s, uint32_t model, const hetee_refine_state *st, uint8_t **sealed,
+                     size_t *slen) {
+  uint8_t *msg;
+  size_t mlen;
+  assert_int_equal(hetee_refine_auth_msg(model, st, &msg, &mlen), 0);
+  assert_int_equal(hetee_client_session_seal(s, msg, mlen, sealed, slen), 0);
+  free(msg);
+}
+
+static int open_job(env *v, hetee_client_session *s, const hetee_refine_plan *p, const hetee_refine_state *st,
+                    uint32_t model, hetee_refine_trusted **t) {
+  uint8_t *auth, sid[16];
+  size_t alen;
+  auth_for(v, s, model, st, &auth, &alen);
+  hetee_client_session_id(s, sid);
+  int rc = hetee_host_refine_open(v->e, v->ctx, p, model, sid, auth, alen, t);
+  free(auth);
+  return rc;
+}
+
+static const int dims[] = {20, 12, 8, 4}, acts[] = {HETEE_REFINE_ACT_RELU, HETEE_REFINE_ACT_TANH, HETEE_REFINE_ACT_NONE};
+
+static void test_step_equals_twin(void **state) {
+  (void)state;
+  env v;
+  env_up(&v);
+  env_own(&v);
+  hetee_refine_weights w0, wp, wt, we;
+  rt_weights(&w0, 3, dims, acts);
+  float *x, *y;
+  const uint32_t count = 16;
+  rt_data(dims[0], dims[3], count, &x, &y);
+  hetee_refine_config cfg = {8, 1, 0, HETEE_REFINE_LOSS_XENT, 0.2, 0.9, 1e-3, 5};
+  hetee_refine_plan p;
+  assert_int_equal(hetee_refine_plan_build(&w0, &cfg, 8192, &p), 0);
+  /* enclave run: the MP encrypts under the enclave's key and authorizes */
+  hetee_refine_state *s = NULL;
+  assert_int_equal(hetee_refine_state_encrypt(v.ctx, v.pk, &p, &w0, &s), 0);
+  hetee_refine_trusted *t = NULL;
+  int rc = open_job(&v, v.smp, &p, s, MODEL, &t);
+  if (rc) fprintf(stderr, "open: %s\n", hetee_last_error());
+  assert_int_equal(rc, 0);
+  /* no fetch before the first update */
+  uint8_t *sealed = NULL;
+  size_t slen = 0;
+  assert_int_equal(hetee_host_refine_fetch(t, s, 2, &sealed, &slen), HETEE_ERR_STATE);
+  uint32_t order[16];
+  for (uint32_t i = 0; i < count; i++) order[i] = (i * 7 + 3) % count;
+  hetee_refine_stats st;
+  memset(&st, 0, sizeof st);
+  for (uint32_t k = 0; k < count; k += cfg.batch) {
+    hetee_refine_batch *b = NULL;
+    assert_int_equal(hetee_refine_batch_encrypt(v.ctx, v.pk, &p, x, y, order + k, cfg.batch, &b), 0);
+    rc = hetee_refine_step(s, t, b, 1, &st);
+    if (rc) fprintf(stderr, "step: %s\n", hetee_last_error());
+    assert_int_equal(rc, 0);
+    hetee_refine_batch_free(b);
+  }
+  assert_int_equal(st.updates, 2);
+  assert_true(st.trusted_dec > 0 && st.trusted_enc > 0 && st.trusted_s > 0);
+  /* the MP fetches every trained layer through its session */
+  assert_int_equal(hetee_refine_weights_copy(&w0, &we), 0);
+  for (int l = 0; l < p.nl; l++) {
+    assert_int_equal(hetee_host_refine_fetch(t, s, l, &sealed, &slen), 0);
+    uint8_t *plain = NULL;
+    size_t plen = 0;
+    if (l == 0) { /* a data provider's session cannot open it */
+      int orc = hetee_client_session_open(v.sdp, sealed, slen, &plain, &plen);
+      assert_true(orc == HETEE_ERR_AUTH || orc == HETEE_ERR_REPLAY);
+    }
+    assert_int_equal(hetee_client_session_open(v.smp, sealed, slen, &plain, &plen), 0);
+    assert_int_equal(hetee_refine_fetch_parse(plain, plen, MODEL, &we), 0);
+    assert_int_equal(hetee_refine_fetch_parse(plain, plen, MODEL + 1, &we), HETEE_ERR_FORMAT);
+    free(plain);
+    free(sealed);
+  }
+  /* the in-process twin (own keys) and plaintext SGD on the same order */
+  hetee_ckks_literal lit;
+  hetee_ckks_literal_default(&lit);
+  hetee_ckks_context *c2;
+  hetee_ckks_secret_key *sk2;
+  hetee_ckks_public_key *pk2;
+  assert_int_equal(hetee_ckks_context_new(&lit, &c2), 0);
+  assert_int_equal(hetee_ckks_keygen_secret(c2, &sk2), 0);
+  assert_int_equal(hetee_ckks_keygen_public(c2, sk2, &pk2), 0);
+  hetee_refine_state *s2 = NULL;
+  hetee_refine_trusted *t2 = NULL;
+  assert_int_equal(hetee_refine_state_encrypt(c2, pk2, &p, &w0, &s2), 0);
+  assert_int_equal(hetee_refine_trusted_new(c2, sk2, &p, &t2), 0);
+  for (uint32_t k = 0; k < count; k += cfg.batch) {
+    hetee_refine_batch *b = NULL;
+    assert_int_equal(hetee_refine_batch_encrypt(c2, pk2, &p, x, y, order + k, cfg.batch, &b), 0);
+    assert_int_equal(hetee_refine_step(s2, t2, b, 1, NULL), 0);
+    hetee_refine_batch_free(b);
+  }
+  assert_int_equal(hetee_refine_state_decrypt(s2, sk2, &wt), 0);
+  assert_int_equal(hetee_refine_weights_copy(&w0, &wp), 0);
+  hetee_refine_plain tw;
+  assert_int_equal(hetee_refine_plain_init(&tw, &p, &wp), 0);
+  for (uint32_t k = 0; k < count; k += cfg.batch) assert_int_equal(hetee_refine_plain_step(&tw, x, y, order + k, cfg.batch), 0);
+  hetee_refine_plain_clear(&tw);
+  double d_twin = hetee_refine_weights_maxdiff(&we, &wt, 0), d_plain = hetee_refine_weights_maxdiff(&we, &wp, 0);
+  double moved = hetee_refine_weights_maxdiff(&w0, &wp, 0);
+  fprintf(stderr, "enclave vs in-process twin %.3g, vs plaintext %.3g (weights moved %.3g)\n", d_twin, d_plain, moved);
+  assert_true(moved > 1e-2);
+  assert_true(d_twin < 1e-4);
+  assert_true(d_plain < 1e-4);
+
+  hetee_refine_trusted_free(t2);
+  hetee_refine_state_free(s2);
+  hetee_ckks_public_key_free(pk2);
+  hetee_ckks_secret_key_free(sk2);
+  hetee_ckks_context_free(c2);
+  hetee_refine_trusted_free(t);
+  hetee_refine_state_free(s);
+  hetee_refine_weights_clear(&w0);
+  hetee_refine_weights_clear(&wp);
+  hetee_refine_weights_clear(&wt);
+  hetee_refine_weights_clear(&we);
+  free(x);
+  free(y);
+  env_down(&v);
+}
+
+static void test_refusals(void **state) {
+  (void)state;
+  env v;
+  env_up(&v);
+  hetee_refine_weights w0;
+  rt_weights(&w0, 3, dims, acts);
+  hetee_refine_config cfg = {8, 1, 2, HETEE_REFINE_LOSS_XENT, 0.05, 0.0, 0, 5};
+  hetee_refine_plan p, p2;
+  assert_int_equal(hetee_refine_plan_build(&w0, &cfg, 8192, &p), 0);
+  hetee_refine_state *s = NULL;
+  assert_int_equal(hetee_refine_state_encrypt(v.ctx, v.pk, &p, &w0, &s), 0);
+  hetee_refine_trusted *t = NULL;
+  /* no owner for the model yet */
+  assert_int_equal(open_job(&v, v.smp, &p, s, MODEL, &t), HETEE_ERR_AUTH);
+  env_own(&v);
+  /* a data provider cannot authorize */
+  assert_int_equal(open_job(&v, v.sdp, &p, s, MODEL, &t), HETEE_ERR_AUTH);
+  /* the host changes the hyper-parameters the MP authorized */
+  uint8_t *auth, sid[16];
+  size_t alen;
+  auth_for(&v, v.smp, MODEL, s, &auth, &alen);
+  hetee_client_session_id(v.smp, sid);
+  hetee_refine_config c2 = cfg;
+  c2.lr = 0.5;
+  assert_int_equal(hetee_refine_plan_build(&w0, &c2, 8192, &p2), 0);
+  assert_int_equal(hetee_host_refine_open(v.e, v.ctx, &p2, MODEL, sid, auth, alen, &t), HETEE_ERR_AUTH);
+  /* ... or the model id */
+  free(auth);
+  auth_for(&v, v.smp, MODEL, s, &auth, &alen);
+  assert_int_equal(hetee_host_refine_open(v.e, v.ctx, &p, MODEL + 1, sid, auth, alen, &t), HETEE_ERR_AUTH);
+  /* the authorization is good once: replayed, it is refused */
+  free(auth);
+  auth_for(&v, v.smp, MODEL, s, &auth, &alen);
+  assert_int_equal(hetee_host_refine_open(v.e, v.ctx, &p, MODEL, sid, auth, alen, &t), 0);
+  hetee_refine_trusted *t3 = NULL;
+  assert_int_equal(hetee_host_refine_open(v.e, v.ctx, &p, MODEL, sid, auth, alen, &t3), HETEE_ERR_REPLAY);
+  free(auth);
+  /* malformed step requests, refused before decryption */
+  ct_t *const *W, *const *B, *const *V;
+  size_t nv;
+  refine_state_layer(s, 2, &W, &B, &V, &nv);
+  const hetee_refine_layer *L0 = &p.L[0], *L1 = &p.L[1];
+  size_t nout = L0->F.n_out_cts;
+  assert_true(nout < 256 && L1->F.n_in_cts < 256 && p.L[2].T.n_out_cts < 256);
+  ct_t **out = calloc(256, sizeof *out);
+  for (size_t i = 0; i < 256; i++) out[i] = W[0]; /* level 1, scale 2^34: not a layer output (2^60) */
+  ct_t **a = calloc(L1->F.n_in_cts + 1, sizeof *a), **b = calloc(L1->G.n_w_cts + 1, sizeof *b);
+  assert_int_equal(refine_tr_forward(t, 0, out, 8, a, b), HETEE_ERR_SCALE);
+  assert_int_equal(refine_tr_forward(t, 0, out, 9, a, b), HETEE_ERR_INVALID_ARG); /* count above the batch */
+  assert_int_equal(refine_tr_forward(t, 1, out, 8, a, b), HETEE_ERR_STATE);       /* layer 1 before 0 */
+  ct_t **dg = calloc(64, sizeof *dg), **dt = calloc(64, sizeof *dt);
+  assert_int_equal(refine_tr_back(t, 2, out, 8, dg, dt), HETEE_ERR_STATE); /* back before the loss */
+  /* a ciphertext count that is not the plan's (raw request) */
+  hetee_wbuf w;
+  hetee_wbuf_init(&w);
+  hetee_wbuf_u32(&w, 1); /* the first job of this enclave */
+  hetee_wbuf_u32(&w, 0);
+  hetee_wbuf_u32(&w, 8);
+  hetee_wbuf_u32(&w, (uint32_t)nout + 1);
+  uint8_t *r = NULL;
+  size_t rlen = 0;
+  assert_int_equal(hetee_host_call(v.e, HETEE_MSG_REFINE_FORWARD, w.p, w.len, &r, &rlen), HETEE_ERR_SHAPE);
+  hetee_wbuf_free(&w);
+  /* truncated, unknown job */
+  uint8_t junk[6] = {1, 0, 0, 0, 0, 0};
+  assert_int_equal(hetee_host_call(v.e, HETEE_MSG_REFINE_LOSS, junk, sizeof junk, &r, &rlen), HETEE_ERR_PROTOCOL);
+  junk[0] = 99;
+  assert_int_equal(hetee_host_call(v.e, HETEE_MSG_REFINE_UPDATE, junk, 4, &r, &rlen), HETEE_ERR_NOT_FOUND);
+  /* a malformed spec, even authorized by the MP, and an unauthorized one */
+  static const uint8_t bad[8] = {'H', 'T', 'R', 'S', 1, 0, 0, 0}; /* 0 layers */
+  hetee_wbuf am;
+  hetee_wbuf_init(&am);
+  hetee_wbuf_put(&am, HETEE_REFINE_AUTH_CONTEXT, sizeof HETEE_REFINE_AUTH_CONTEXT);
+  hetee_wbuf_u32(&am, MODEL);
+  uint8_t h[32];
+  crypto_hash_sha256(h, bad, sizeof bad);
+  hetee_wbuf_put(&am, h, 32);
+  hetee_wbuf_u32(&am, 0);
+  uint8_t *sa;
+  size_t sal;
+  assert_int_equal(hetee_client_session_seal(v.smp, am.p, am.len, &sa, &sal), 0);
+  hetee_wbuf_free(&am);
+  hetee_wbuf_init(&w);
+  hetee_wbuf_u32(&w, MODEL);
+  hetee_wbuf_blob(&w, bad, sizeof bad);
+  hetee_wbuf_blob(&w, sa, sal);
+  assert_int_equal(hetee_host_call(v.e, HETEE_MSG_REFINE_OPEN, w.p, w.len, &r, &rlen), HETEE_ERR_FORMAT);
+  assert_non_null(strstr(hetee_last_error(), "layers"));
+  hetee_wbuf_free(&w);
+  free(sa);
+  hetee_wbuf_init(&w);
+  hetee_wbuf_u32(&w, MODEL);
+  hetee_wbuf_blob(&w, bad, sizeof bad);
+  hetee_wbuf_blob(&w, junk, sizeof junk);
+  assert_int_equal(hetee_host_call(v.e, HETEE_MSG_REFINE_OPEN, w.p, w.len, &r, &rlen), HETEE_ERR_FORMAT);
+  hetee_wbuf_free(&w);
+  /* the first update takes only the weights the MP authorized: another
+   * encryption of the same weights is refused */
+  hetee_refine_state *s0 = NULL;
+  assert_int_equal(hetee_refine_state_encrypt(v.ctx, v.pk, &p, &w0, &s0), 0);
+  ct_t *const *W0, *const *B0, *const *V0;
+  size_t nv0;
+  refine_state_layer(s0, 2, &W0, &B0, &V0, &nv0);
+  double zero[8] = {0}; /* a gradient of the right form: degree 2, level 1, scale 2^26 x 2^34 */
+  hetee_ckks_plaintext *pt;
+  ct_t *ci, *acc;
+  assert_int_equal(hetee_ckks_plaintext_new(v.ctx, &pt), 0);
+  assert_int_equal(hetee_ckks_ciphertext_new(v.ctx, &ci), 0);
+  assert_int_equal(hetee_ckks_ciphertext_new(v.ctx, &acc), 0);
+  assert_int_equal(hetee_ckks_encode_coeffs(v.ctx, zero, 8, 0x1p26, 1, pt), 0);
+  assert_int_equal(hetee_ckks_encrypt_pk(v.ctx, v.pk, pt, ci), 0);
+  assert_int_equal(hetee_ckks_eval_mul_acc(v.ctx, ci, W0[0], acc), 0);
+  ct_t **g = calloc(p.L[2].G.n_out_cts, sizeof *g);
+  for (size_t i = 0; i < p.L[2].G.n_out_cts; i++) g[i] = acc;
+  ct_t **o[4];
+  for (int k = 0; k < 4; k++) o[k] = calloc(256, sizeof(ct_t *));
+  assert_int_equal(refine_tr_update(t, 2, g, 8, W0, B0, V0, o[0], o[1], o[2], o[3]), HETEE_ERR_AUTH);
+  /* and nothing is fetched before an update */
+  uint8_t *sealed = NULL;
+  size_t slen = 0;
+  assert_int_equal(hetee_host_refine_fetch(t, s, 2, &sealed, &slen), HETEE_ERR_STATE);
+  free(g);
+  for (int k = 0; k < 4; k++) free(o[k]);
+  hetee_ckks_ciphertext_free(acc);
+  hetee_ckks_ciphertext_free(ci);
+  hetee_ckks_plaintext_free(pt);
+  hetee_refine_state_free(s0);
+  /* the enclave is still serving: the good job runs a step (with its update) */
+  hetee_refine_stats st;
+  memset(&st, 0, sizeof st);
+  float *x, *y;
+  rt_data(dims[0], dims[3], 8, &x, &y);
+  uint32_t idx[8] = {0, 1, 2, 3, 4, 5, 6, 7};
+  hetee_refine_batch *bt = NULL;
+  assert_int_equal(hetee_refine_batch_encrypt(v.ctx, v.pk, &p, x, y, idx, 8, &bt), 0);
+  assert_int_equal(hetee_refine_step(s, t, bt, 1, &st), 0);
+  assert_int_equal(st.updates, 1);
+  assert_int_equal(hetee_host_refine_fetch(t, s, 2, &sealed, &slen), 0);
+  free(sealed);
+  hetee_refine_batch_free(bt);
+  free(out);
+  free(a);
+  free(b);
+  free(dg);
+  free(dt);
+  free(x);
+  free(y);
+  hetee_refine_trusted_free(t);
+  hetee_refine_state_free(s);
+  hetee_refine_weights_clear(&w0);
+  env_down(&v);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_step_equals_twin),
+      cmocka_unit_test(test_refusals),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

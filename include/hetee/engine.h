@@ -353,6 +353,8 @@ HETEE_API int hetee_engine_run(hetee_host_enclave *e, const hetee_engine_model *
  * output is checked against the job's own input before anything is
  * refreshed or released. A failed check stops the micro-batch with
  * HETEE_ERR_INTEGRITY (the detail names the stage, never values).
+ * hetee_engine_run_witnessed (below, "Input witnesses") binds the jobs to
+ * the DP's input values instead of its ciphertexts' bytes.
  * ------------------------------------------------------------------------- */
 HETEE_API int hetee_engine_model_bind(hetee_host_enclave *e, const hetee_engine_model *em, uint32_t model_id) HETEE_WUR;
 /* Parties (src/client). The model provider's registration: u16 3 | u32 model

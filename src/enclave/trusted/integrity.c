@@ -12,11 +12,15 @@
  *     the stage's outputs (co x oh x ow) and its pull-back through the layer
  *     V_t = W^T rho_t over the (unpadded) input, plus beta_t = rho_t . bias.
  *     A digest mismatch discards everything.
- *  2. Jobs. A data provider authorizes, through its session, the digests of
- *     its input micro-batches (single use). JOB_START hashes the stage-0
- *     ciphertexts the host hands in, refuses them unless a DP authorized
- *     them for this model, decrypts them (O(input)) and stores
- *     s_t[b] = V_t . x_b + beta_t per sample.
+ *  2. Jobs. A data provider authorizes, through its session (or a signed
+ *     JOB_AUTH), the digests of its input micro-batches (single use). In
+ *     the witness form, JOB_START carries the DP's input values sealed to
+ *     the release key (its "witness"); the enclave matches the sealed
+ *     bytes' digest, opens them and stores s_t[b] = V_t . x_b + beta_t from
+ *     them, never touching the input ciphertexts (the stage-0 check binds
+ *     the host's product to these values). In the ciphertext form it
+ *     hashes the stage-0 ciphertexts the host hands in, refuses them unless
+ *     a DP authorized them for this model, and decrypts them (O(input)).
  *  3. Refresh. JOB_REFRESH names (job, stage): the host's spec must be byte
  *     for byte the one derived from the registered plan for this batch
  *     (refused before anything is decrypted). After decryption the enclave

@@ -590,6 +590,9 @@ static int job_start_witness(enclave *e, imodel *m, uint32_t id, uint32_t batch,
                        batch, id, want);
   uint8_t d[32];
   witness_digest(id, batch, sealed, len, d);
+#ifdef INTEG_CALIBRATE
+  uint64_t t_hash = cpu_ns() - t0;
+#endif
   iauth *a = NULL;
   for (int i = 0; i < INTEG_MAX_AUTH && !a; i++)
     if (auths[i].used && auths[i].model == id && auths[i].batch == batch && !sodium_memcmp(auths[i].digest, d, 32))
@@ -614,6 +617,9 @@ static int job_start_witness(enclave *e, imodel *m, uint32_t id, uint32_t batch,
   double *x = NULL;
   if (!plain) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
   if (!rc) rc = enclave_auth_open_witness(e, sealed, len, plain);
+#ifdef INTEG_CALIBRATE
+  uint64_t t_open = cpu_ns() - t0;
+#endif
   if (!rc && (memcmp(plain, HETEE_WITNESS_TAG, sizeof HETEE_WITNESS_TAG) ||
               hetee_rd32(plain + sizeof HETEE_WITNESS_TAG) != id ||
               hetee_rd32(plain + sizeof HETEE_WITNESS_TAG + 4) != batch ||
@@ -654,6 +660,10 @@ static int job_start_witness(enclave *e, imodel *m, uint32_t id, uint32_t batch,
     *items += 1;
     hetee_wbuf_u32(w, j->handle);
     hetee_wbuf_u64(w, cpu_ns() - t0);
+#ifdef INTEG_CALIBRATE
+    fprintf(stderr, "calib job_start witness: hash %.3f ms, +open %.3f ms, total %.3f ms\n", t_hash * 1e-6,
+            (t_open - t_hash) * 1e-6, (cpu_ns() - t0) * 1e-6);
+#endif
   } else {
     job_free(j);
   }

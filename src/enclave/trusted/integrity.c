@@ -631,6 +631,10 @@ static int job_start_witness(enclave *e, imodel *m, uint32_t id, uint32_t batch,
     unsigned bad = 0;
     for (size_t i = 0; i < nx; i++) {
       uint32_t u = hetee_rd32(v + 4 * i);
+      /* subnormals to +-0 without a branch (their conversion can take a
+       * slow path: time must not depend on the values) */
+      uint32_t normal = (uint32_t)0 - (uint32_t)((u & 0x7f800000u) != 0);
+      u &= normal | 0x80000000u;
       float f;
       memcpy(&f, &u, 4);
       double xv = (double)f;

@@ -26,7 +26,9 @@
  * attacks on the ciphertext-digest form the service path still uses, and
  * test_witness_refused shows that a witness the DP did not authorize, one
  * truncated or garbled, one made for another model and one holding a
- * non-finite value are refused with nothing released.
+ * non-finite value are refused with nothing released; test_signed_witness
+ * runs witnesses under the service path's signed authorization (results
+ * sealed to the DP's identity).
  */
 #include <math.h>
 #include <setjmp.h>
@@ -534,6 +536,46 @@ static void test_witness_refused(void **state) {
   assert_int_equal(after.jobs, before.jobs + 1);
 }
 
+/* The service path's detached authorization over witness digests
+ * (hetee_job_auth_witness_digests, signed with the DP's identity key,
+ * presented by the host): the results are sealed to the DP's identity and
+ * name the witness digest; presented again, it is a replay. */
+static void test_signed_witness(void **state) {
+  (void)state;
+  hetee_engine_input *in = dp_input(MB + 3, 130, 0);
+  hetee_engine_witnesses *w = wit_of(in);
+  hetee_job_auth *a = calloc(1, sizeof *a);
+  assert_non_null(a);
+  assert_int_equal(hetee_job_auth_witness_digests(a, MODEL_ID, w), 0);
+  assert_int_equal(a->n, 2);
+  randombytes_buf(a->nonce, sizeof a->nonce);
+  assert_int_equal(hetee_job_auth_sign(a, F.t.dp), 0);
+  assert_int_equal(hetee_job_auth_verify(a), 0);
+  assert_int_equal(hetee_engine_job_authorize(F.t.e, a), 0);
+  static const uint8_t no_session[16];
+  hetee_engine_results out;
+  int rc = hetee_engine_run_witnessed(F.t.e, F.host_model, in, w, MODEL_ID, no_session, 1, &out, NULL);
+  if (rc) printf("  signed witness run: %s\n", hetee_last_error());
+  assert_int_equal(rc, 0);
+  assert_int_equal(out.n, MB + 3);
+  for (size_t i = 0; i < out.n; i++) {
+    uint32_t mb = (uint32_t)(i / MB), b = (uint32_t)(i % MB);
+    hetee_release_result r;
+    assert_int_equal(hetee_client_release_open_id(F.t.dp, F.release_pk, MODEL_ID, a->digest[mb], b, out.sealed[i],
+                                                  out.lens[i], &r),
+                     0);
+    hetee_release_result_clear(&r);
+    assert_int_not_equal(hetee_client_release_open_id(F.t.dp, F.release_pk, MODEL_ID, a->digest[1 - mb], b,
+                                                      out.sealed[i], out.lens[i], &r),
+                         0);
+  }
+  hetee_engine_results_clear(&out);
+  assert_int_equal(hetee_engine_job_authorize(F.t.e, a), HETEE_ERR_REPLAY);
+  expect_refused(in, HETEE_ERR_AUTH); /* each witness digest was used once */
+  free(a);
+  in_free(in);
+}
+
 /* The ciphertext-digest form of JOB_START (the service path's): an honest
  * run, two images swapped, an input nobody authorized. */
 static void test_ciphertext_path(void **state) {
@@ -687,6 +729,7 @@ int main(void) {
       cmocka_unit_test(test_e_other_ciphertexts),
       cmocka_unit_test(test_f_input_substituted),
       cmocka_unit_test(test_witness_refused),
+      cmocka_unit_test(test_signed_witness),
       cmocka_unit_test(test_ciphertext_path),
       cmocka_unit_test(test_legacy_release_refused),
       cmocka_unit_test(test_register_owner_only),

@@ -472,6 +472,15 @@ HETEE_API int hetee_client_msg_job_auth_witness(uint32_t model_id, const hetee_e
 /* Fills model, n, batch[] and digest[] of a detached authorization from w. */
 HETEE_API int hetee_job_auth_witness_digests(hetee_job_auth *a, uint32_t model_id,
                                              const hetee_engine_witnesses *w) HETEE_WUR;
+/* The sealed witnesses as bytes, for the DP to hand to the host (e.g. with
+ * its input file): "HTWT" | u32 version 1 | u32 model | u32 n | n x (u32
+ * batch | u64 len | sealed). The loader (untrusted bytes) checks every size
+ * against plan p (HETEE_ERR_FORMAT / HETEE_ERR_VERSION) and recomputes the
+ * digests. */
+HETEE_API int hetee_engine_witnesses_save(const hetee_engine_witnesses *w, uint32_t model_id, uint8_t **out,
+                                          size_t *len) HETEE_WUR;
+HETEE_API int hetee_engine_witnesses_load(const hetee_engine_plan *p, uint32_t model_id, const uint8_t *b, size_t len,
+                                          hetee_engine_witnesses *out) HETEE_WUR;
 /* hetee_engine_run_bound whose jobs start from the witnesses (one per
  * micro-batch of `in`, same sizes) instead of the input ciphertexts. */
 HETEE_API int hetee_engine_run_witnessed(hetee_host_enclave *e, const hetee_engine_model *em,

@@ -399,3 +399,71 @@ int hetee_job_auth_witness_digests(hetee_job_auth *a, uint32_t model_id, const h
   }
   return 0;
 }
+
+/* "HTWT" | u32 version 1 | u32 model | u32 n | n x (u32 batch | u64 len | sealed) */
+#define WIT_MAGIC "HTWT"
+
+int hetee_engine_witnesses_save(const hetee_engine_witnesses *wit, uint32_t model_id, uint8_t **out, size_t *len) {
+  if (!wit || !out || !len || (wit->n && (!wit->batch || !wit->blob || !wit->len)))
+    return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  hetee_wbuf w;
+  hetee_wbuf_init(&w);
+  hetee_wbuf_put(&w, WIT_MAGIC, 4);
+  hetee_wbuf_u32(&w, 1);
+  hetee_wbuf_u32(&w, model_id);
+  hetee_wbuf_u32(&w, (uint32_t)wit->n);
+  for (size_t k = 0; k < wit->n; k++) {
+    hetee_wbuf_u32(&w, wit->batch[k]);
+    hetee_wbuf_blob(&w, wit->blob[k], wit->len[k]);
+  }
+  if (w.err) {
+    hetee_wbuf_free(&w);
+    return hetee_error(HETEE_ERR_NOMEM, "no memory");
+  }
+  *out = hetee_wbuf_take(&w, len);
+  return 0;
+}
+
+int hetee_engine_witnesses_load(const hetee_engine_plan *p, uint32_t model_id, const uint8_t *b, size_t len,
+                                hetee_engine_witnesses *out) {
+  if (!p || !b || !out) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  memset(out, 0, sizeof *out);
+  hetee_rbuf r;
+  hetee_rbuf_init(&r, b, len);
+  uint8_t magic[4];
+  hetee_rbuf_copy(&r, magic, 4);
+  uint32_t ver = hetee_rbuf_u32(&r), model = hetee_rbuf_u32(&r), n = hetee_rbuf_u32(&r);
+  if (r.err || memcmp(magic, WIT_MAGIC, 4)) return hetee_error(HETEE_ERR_FORMAT, "not an input witness file");
+  if (ver != 1) return hetee_error(HETEE_ERR_VERSION, "input witness file version %u (this library reads 1)", ver);
+  if (model != model_id) return hetee_error(HETEE_ERR_FORMAT, "input witnesses for model %u, not %u", model, model_id);
+  /* each entry takes at least 12 + its sealed bytes */
+  if (n < 1 || (size_t)n > hetee_rbuf_left(&r) / (12 + HETEE_WITNESS_SEALED_LEN(1, p->in_size)))
+    return hetee_error(HETEE_ERR_FORMAT, "input witness file: %u micro-batches in %zu bytes", n, len);
+  out->n = n;
+  out->blob = calloc(n, sizeof *out->blob);
+  out->len = calloc(n, sizeof *out->len);
+  out->batch = calloc(n, sizeof *out->batch);
+  out->digest = calloc(n, sizeof *out->digest);
+  int rc = out->blob && out->len && out->batch && out->digest ? 0 : hetee_error(HETEE_ERR_NOMEM, "no memory");
+  for (uint32_t k = 0; k < n && !rc; k++) {
+    uint32_t bk = hetee_rbuf_u32(&r);
+    size_t bl;
+    const uint8_t *sb = hetee_rbuf_blob(&r, len, &bl);
+    if (r.err || bk < 1 || bk > p->micro_batch || bl != HETEE_WITNESS_SEALED_LEN(bk, p->in_size)) {
+      rc = hetee_error(HETEE_ERR_FORMAT, "input witness file: micro-batch %u malformed", k);
+      break;
+    }
+    out->blob[k] = malloc(bl);
+    if (!out->blob[k]) {
+      rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+      break;
+    }
+    memcpy(out->blob[k], sb, bl);
+    out->len[k] = bl;
+    out->batch[k] = bk;
+    rc = hetee_engine_witness_digest(model_id, bk, sb, bl, out->digest[k]);
+  }
+  if (!rc && hetee_rbuf_left(&r)) rc = hetee_error(HETEE_ERR_FORMAT, "input witness file: trailing bytes");
+  if (rc) hetee_engine_witnesses_clear(out);
+  return rc;
+}

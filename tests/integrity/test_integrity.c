@@ -141,6 +141,15 @@ static hetee_engine_input *dp_input(size_t n, unsigned seed, int auth) {
   assert_int_equal(hetee_engine_input_load(F.t.ctx, F.plan, b, bl, &host), 0);
   free(b);
   hetee_engine_input_free(dp);
+  /* the witnesses travel to the host as bytes, loaded as untrusted */
+  hetee_engine_witnesses hw;
+  assert_int_equal(hetee_engine_witnesses_save(&wit, MODEL_ID, &b, &bl), 0);
+  assert_int_equal(hetee_engine_witnesses_load(F.plan, MODEL_ID, b, bl, &hw), 0);
+  free(b);
+  assert_int_equal(hw.n, wit.n);
+  for (size_t k = 0; k < wit.n; k++) assert_memory_equal(hw.digest[k], wit.digest[k], 32);
+  hetee_engine_witnesses_clear(&wit);
+  wit = hw;
   int slot = 0;
   while (slot < MAX_INPUTS && W[slot].in) slot++;
   assert_true(slot < MAX_INPUTS);
@@ -462,6 +471,7 @@ static void dp_authorizes_blob(hetee_engine_input *in, uint8_t *blob, size_t len
 static void test_witness_refused(void **state) {
   (void)state;
   hetee_integrity_status before, after;
+  hetee_engine_witnesses o_unused;
   status(F.t.mps, &before);
   /* never authorized */
   hetee_engine_input *in = dp_input(MB, 110, 0);
@@ -479,6 +489,20 @@ static void test_witness_refused(void **state) {
   hetee_engine_results out;
   assert_int_equal(hetee_engine_run_witnessed(F.t.e, F.host_model, in, w, MODEL_ID + 1, F.t.dp_session, 1, &out, NULL),
                    HETEE_ERR_NOT_FOUND);
+  /* witness files that are not this model's well-formed witnesses */
+  uint8_t *f = NULL;
+  size_t fl = 0;
+  assert_int_equal(hetee_engine_witnesses_save(w, MODEL_ID, &f, &fl), 0);
+  assert_int_equal(hetee_engine_witnesses_load(F.plan, MODEL_ID + 1, f, fl, &o_unused), HETEE_ERR_FORMAT);
+  assert_int_equal(hetee_engine_witnesses_load(F.plan, MODEL_ID, f, fl - 1, &o_unused), HETEE_ERR_FORMAT);
+  for (size_t cut = 0; cut < 40; cut++)
+    assert_int_not_equal(hetee_engine_witnesses_load(F.plan, MODEL_ID, f, cut, &o_unused), 0);
+  f[4] = 2; /* version */
+  assert_int_equal(hetee_engine_witnesses_load(F.plan, MODEL_ID, f, fl, &o_unused), HETEE_ERR_VERSION);
+  f[4] = 1;
+  f[16]++; /* the batch: the sealed size no longer matches */
+  assert_int_equal(hetee_engine_witnesses_load(F.plan, MODEL_ID, f, fl, &o_unused), HETEE_ERR_FORMAT);
+  free(f);
   /* the untouched witness still runs */
   assert_int_equal(run(in, &out), 0);
   open_all(&out);

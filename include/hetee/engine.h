@@ -353,6 +353,8 @@ HETEE_API int hetee_engine_run(hetee_host_enclave *e, const hetee_engine_model *
  * output is checked against the job's own input before anything is
  * refreshed or released. A failed check stops the micro-batch with
  * HETEE_ERR_INTEGRITY (the detail names the stage, never values).
+ * hetee_engine_run_witnessed (below, "Input witnesses") binds the jobs to
+ * the DP's input values instead of its ciphertexts' bytes.
  * ------------------------------------------------------------------------- */
 HETEE_API int hetee_engine_model_bind(hetee_host_enclave *e, const hetee_engine_model *em, uint32_t model_id) HETEE_WUR;
 /* Parties (src/client). The model provider's registration: u16 3 | u32 model
@@ -434,6 +436,57 @@ HETEE_API int hetee_engine_job_authorize(hetee_host_enclave *e, const hetee_job_
  * sealed to a DP's identity come from): u16 7; reply u16 7 | pk[32]. */
 HETEE_API int hetee_client_msg_release_key(uint8_t **msg, size_t *len) HETEE_WUR;
 HETEE_API int hetee_client_release_key_parse(const uint8_t *reply, size_t len, uint8_t pk[32]) HETEE_WUR;
+
+/* Input witnesses (docs/security.md, "Integrity of the host's work"): the
+ * job is bound to the values the data provider encoded, not to its
+ * ciphertexts' bytes. Per micro-batch the DP seals its input values (f32,
+ * as given to hetee_engine_input_encrypt) to the enclave's release key
+ * (learned through an attested session: hetee_client_msg_release_key) and
+ * authorizes the sealed witness's digest instead of its ciphertexts'
+ * (hetee_client_msg_job_auth_witness through its session, or
+ * hetee_job_auth_witness_digests + hetee_job_auth_sign on the service path).
+ * The host passes the sealed witnesses at each JOB_START
+ * (hetee_engine_run_witnessed); the enclave neither hashes nor decrypts the
+ * input ciphertexts: the stage-0 Freivalds check ties the host's product to
+ * the witness. Format in src/enclave/wire/proto.h; a sealed witness's size
+ * depends only on the micro-batch size and the plan's input size. */
+typedef struct hetee_engine_witnesses {
+  size_t n;              /* micro-batches, in input order */
+  uint32_t *batch;       /* samples of each */
+  uint8_t **blob;        /* sealed witness of each (what the host passes) */
+  size_t *len;
+  uint8_t (*digest)[32]; /* what the DP authorizes */
+} hetee_engine_witnesses;
+/* The DP: witnesses of `count` samples x (count x input size) for plan p and
+ * model_id, sealed to release_pk. HETEE_ERR_INVALID_ARG if a value is not
+ * finite or above 2^20 in magnitude. Clear with hetee_engine_witnesses_clear. */
+HETEE_API int hetee_engine_witnesses_make(const hetee_engine_plan *p, uint32_t model_id, const uint8_t release_pk[32],
+                                          const float *x, size_t count, hetee_engine_witnesses *out) HETEE_WUR;
+HETEE_API void hetee_engine_witnesses_clear(hetee_engine_witnesses *w);
+/* BLAKE2b-256("hetee-witness-v1\0" | u32 model | u32 batch | u64 len | sealed). */
+HETEE_API int hetee_engine_witness_digest(uint32_t model_id, uint32_t batch, const uint8_t *sealed, size_t len,
+                                          uint8_t out[32]) HETEE_WUR;
+/* Session command 4 (as hetee_client_msg_job_auth) over the witnesses' digests. */
+HETEE_API int hetee_client_msg_job_auth_witness(uint32_t model_id, const hetee_engine_witnesses *w, uint8_t **msg,
+                                                size_t *len) HETEE_WUR;
+/* Fills model, n, batch[] and digest[] of a detached authorization from w. */
+HETEE_API int hetee_job_auth_witness_digests(hetee_job_auth *a, uint32_t model_id,
+                                             const hetee_engine_witnesses *w) HETEE_WUR;
+/* The sealed witnesses as bytes, for the DP to hand to the host (e.g. with
+ * its input file): "HTWT" | u32 version 1 | u32 model | u32 n | n x (u32
+ * batch | u64 len | sealed). The loader (untrusted bytes) checks every size
+ * against plan p (HETEE_ERR_FORMAT / HETEE_ERR_VERSION) and recomputes the
+ * digests. */
+HETEE_API int hetee_engine_witnesses_save(const hetee_engine_witnesses *w, uint32_t model_id, uint8_t **out,
+                                          size_t *len) HETEE_WUR;
+HETEE_API int hetee_engine_witnesses_load(const hetee_engine_plan *p, uint32_t model_id, const uint8_t *b, size_t len,
+                                          hetee_engine_witnesses *out) HETEE_WUR;
+/* hetee_engine_run_bound whose jobs start from the witnesses (one per
+ * micro-batch of `in`, same sizes) instead of the input ciphertexts. */
+HETEE_API int hetee_engine_run_witnessed(hetee_host_enclave *e, const hetee_engine_model *em,
+                                         const hetee_engine_input *in, const hetee_engine_witnesses *w,
+                                         uint32_t model_id, const uint8_t dp_session[16], int threads,
+                                         hetee_engine_results *out, hetee_engine_stats *stats) HETEE_WUR;
 
 #ifdef __cplusplus
 }

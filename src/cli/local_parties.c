@@ -284,6 +284,21 @@ int local_infer(local_parties *t, const hetee_nn_model *m, const hetee_engine_pl
     return rc;
   }
   res->model_ct_bytes = hetee_engine_model_ct_bytes(host_model);
+  /* the data provider learns the enclave's release key through its attested
+   * session: its input witnesses are sealed to it */
+  uint8_t release_pk[32];
+  if (!t->unbound) {
+    uint8_t *km = NULL, *kr = NULL;
+    size_t kml = 0, krl = 0;
+    rc = hetee_client_msg_release_key(&km, &kml);
+    if (!rc) rc = local_parties_send(t, t->dps, km, kml, &kr, &krl);
+    if (!rc) rc = hetee_client_release_key_parse(kr, krl, release_pk);
+    free(kr);
+    if (rc) {
+      hetee_engine_model_free(host_model);
+      return rc;
+    }
+  }
   /* data provider and host, chunk by chunk (bounded memory) */
   const hetee_engine_plan *hp = hetee_engine_model_plan(host_model);
   size_t in = hetee_engine_plan_input_size(hp), chunk = (size_t)hetee_engine_plan_micro_batch(hp) * 16;
@@ -292,25 +307,33 @@ int local_infer(local_parties *t, const hetee_nn_model *m, const hetee_engine_pl
     hetee_engine_input *dp_in = NULL, *host_in = NULL;
     hetee_engine_results out = {0};
     hetee_engine_stats st;
+    hetee_engine_witnesses wit = {0};
     t0 = now();
     rc = hetee_engine_input_encrypt(t->ctx, t->pk, p, x + first * in, cnt, &dp_in);
     if (!rc) rc = hetee_engine_input_save(dp_in, &bytes, &blen);
-    /* the data provider authorizes exactly these micro-batches */
+    /* the data provider seals its values as each micro-batch's witness and
+     * authorizes exactly these witnesses */
     uint8_t *auth = NULL;
     size_t authl = 0;
-    if (!rc && !t->unbound) rc = hetee_client_msg_job_auth(model_id, dp_in, p, &auth, &authl);
+    if (!rc && !t->unbound) rc = hetee_engine_witnesses_make(p, model_id, release_pk, x + first * in, cnt, &wit);
+    if (!rc && !t->unbound) rc = hetee_client_msg_job_auth_witness(model_id, &wit, &auth, &authl);
     if (!rc && !t->unbound) rc = local_parties_send(t, t->dps, auth, authl, NULL, NULL);
     res->dp_encrypt_s += now() - t0;
     hetee_engine_input_free(dp_in);
-    if (rc) break;
+    if (rc) {
+      hetee_engine_witnesses_clear(&wit);
+      break;
+    }
     t0 = now();
     rc = hetee_engine_input_load(t->ctx, hp, bytes, blen, &host_in);
     res->input_load_s += now() - t0;
     free(bytes);
     if (!rc)
       rc = t->unbound ? hetee_engine_run(t->e, host_model, host_in, model_id, t->dp_session, threads, &out, &st)
-                      : hetee_engine_run_bound(t->e, host_model, host_in, model_id, t->dp_session, threads, &out, &st);
+                      : hetee_engine_run_witnessed(t->e, host_model, host_in, &wit, model_id, t->dp_session, threads,
+                                                   &out, &st);
     hetee_engine_input_free(host_in);
+    hetee_engine_witnesses_clear(&wit);
     if (rc) break;
     stats_add(&res->stats, &st);
     t0 = now();

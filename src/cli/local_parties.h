@@ -59,8 +59,10 @@ int local_parties_send(local_parties *t, hetee_client_session *ps, uint8_t *m, s
  * kind, 16 bits), encrypts the model and registers its digest; its bytes
  * are loaded by the host (validating loader) and bound in the enclave
  * (hetee_engine_model_bind); then chunk by chunk the data provider
- * encrypts and authorizes its micro-batches, the host runs them bound
- * (hetee_engine_run_bound); the data provider opens each release (the
+ * encrypts its micro-batches, seals their values as witnesses to the
+ * enclave's release key (asked through its session) and authorizes the
+ * witnesses, the host runs them bound from the witnesses
+ * (hetee_engine_run_witnessed); the data provider opens each release (the
  * host loads the input bytes with the validating loader; threads: kernel
  * threads). */
 typedef struct local_infer_result {

@@ -10,6 +10,7 @@
  * keys its Ed25519 identity signed into the handshake, so the host can
  * neither forge nor alter them.
  */
+#include <math.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
@@ -284,4 +285,185 @@ int hetee_client_release_key_parse(const uint8_t *reply, size_t len, uint8_t pk[
   hetee_rbuf_copy(&r, pk, 32);
   if (r.err || hetee_rbuf_left(&r) || cmd != CMD_RELEASE_KEY) return hetee_error(HETEE_ERR_FORMAT, "release key reply");
   return 0;
+}
+
+/* ---- input witnesses (docs/security.md "Integrity of the host's work") -- */
+_Static_assert(HETEE_WITNESS_SEALBYTES == crypto_box_SEALBYTES, "witness seal overhead");
+
+int hetee_engine_witness_digest(uint32_t model_id, uint32_t batch, const uint8_t *sealed, size_t len, uint8_t out[32]) {
+  if (!sealed || !out) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  uint8_t hdr[16];
+  hetee_le32(hdr, model_id);
+  hetee_le32(hdr + 4, batch);
+  hetee_le64(hdr + 8, (uint64_t)len);
+  crypto_generichash_state hs;
+  crypto_generichash_init(&hs, NULL, 0, 32);
+  crypto_generichash_update(&hs, (const uint8_t *)HETEE_WITNESS_TAG, sizeof HETEE_WITNESS_TAG);
+  crypto_generichash_update(&hs, hdr, sizeof hdr);
+  crypto_generichash_update(&hs, sealed, len);
+  crypto_generichash_final(&hs, out, 32);
+  return 0;
+}
+
+void hetee_engine_witnesses_clear(hetee_engine_witnesses *w) {
+  if (!w) return;
+  for (size_t k = 0; w->blob && k < w->n; k++) free(w->blob[k]);
+  free(w->blob);
+  free(w->len);
+  free(w->batch);
+  free(w->digest);
+  memset(w, 0, sizeof *w);
+}
+
+int hetee_engine_witnesses_make(const hetee_engine_plan *p, uint32_t model_id, const uint8_t release_pk[32],
+                                const float *x, size_t count, hetee_engine_witnesses *out) {
+  if (!p || !release_pk || !x || !out) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  memset(out, 0, sizeof *out);
+  if (count < 1 || count > HETEE_ENGINE_MAX_IMAGES)
+    return hetee_error(HETEE_ERR_INVALID_ARG, "%zu samples (1..%u)", count, HETEE_ENGINE_MAX_IMAGES);
+  /* the values must be those an encoder accepts (checked before anything is sealed) */
+  size_t nv = count * p->in_size;
+  for (size_t i = 0; i < nv; i++)
+    if (!(fabs((double)x[i]) <= HETEE_WITNESS_MAX_ABS))
+      return hetee_error(HETEE_ERR_INVALID_ARG, "input value %zu is not finite or above 2^20 in magnitude", i);
+  size_t n = (count + p->micro_batch - 1) / p->micro_batch;
+  out->n = n;
+  out->blob = calloc(n, sizeof *out->blob);
+  out->len = calloc(n, sizeof *out->len);
+  out->batch = calloc(n, sizeof *out->batch);
+  out->digest = calloc(n, sizeof *out->digest);
+  int rc = out->blob && out->len && out->batch && out->digest ? 0 : hetee_error(HETEE_ERR_NOMEM, "no memory");
+  for (size_t k = 0; k < n && !rc; k++) {
+    uint32_t bk = engine_mb_size(count, p->micro_batch, k);
+    size_t vals = (size_t)bk * p->in_size, plen = HETEE_WITNESS_HDR + 4 * vals;
+    uint8_t *plain = sodium_malloc(plen); /* the DP's values: locked, wiped by sodium_free */
+    size_t slen = HETEE_WITNESS_SEALED_LEN(bk, p->in_size);
+    out->blob[k] = malloc(slen);
+    if (!plain || !out->blob[k]) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+    if (!rc) {
+      memcpy(plain, HETEE_WITNESS_TAG, sizeof HETEE_WITNESS_TAG);
+      hetee_le32(plain + sizeof HETEE_WITNESS_TAG, model_id);
+      hetee_le32(plain + sizeof HETEE_WITNESS_TAG + 4, bk);
+      hetee_le32(plain + sizeof HETEE_WITNESS_TAG + 8, (uint32_t)p->in_size);
+      const float *xk = x + k * (size_t)p->micro_batch * p->in_size;
+      for (size_t i = 0; i < vals; i++) {
+        uint32_t u;
+        memcpy(&u, &xk[i], 4);
+        hetee_le32(plain + HETEE_WITNESS_HDR + 4 * i, u);
+      }
+      if (crypto_box_seal(out->blob[k], plain, plen, release_pk))
+        rc = hetee_error(HETEE_ERR_CRYPTO, "crypto_box_seal (is the enclave's release key valid?)");
+    }
+    if (plain) sodium_free(plain);
+    if (!rc) {
+      out->len[k] = slen;
+      out->batch[k] = bk;
+      rc = hetee_engine_witness_digest(model_id, bk, out->blob[k], slen, out->digest[k]);
+    }
+  }
+  if (rc) hetee_engine_witnesses_clear(out);
+  return rc;
+}
+
+int hetee_client_msg_job_auth_witness(uint32_t model_id, const hetee_engine_witnesses *wit, uint8_t **msg,
+                                      size_t *len) {
+  if (!msg || !len || !wit || !wit->digest || !wit->batch) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  if (wit->n < 1 || wit->n > HETEE_JOB_AUTH_MAX)
+    return hetee_error(HETEE_ERR_LIMIT, "%zu micro-batches (1..%d per message)", wit->n, HETEE_JOB_AUTH_MAX);
+  hetee_wbuf w;
+  hetee_wbuf_init(&w);
+  hetee_wbuf_u16(&w, CMD_JOB_AUTH);
+  hetee_wbuf_u32(&w, model_id);
+  hetee_wbuf_u32(&w, (uint32_t)wit->n);
+  for (size_t k = 0; k < wit->n; k++) {
+    hetee_wbuf_u32(&w, wit->batch[k]);
+    hetee_wbuf_put(&w, wit->digest[k], 32);
+  }
+  if (w.err) {
+    hetee_wbuf_free(&w);
+    return hetee_error(HETEE_ERR_NOMEM, "no memory");
+  }
+  *msg = hetee_wbuf_take(&w, len);
+  return 0;
+}
+
+int hetee_job_auth_witness_digests(hetee_job_auth *a, uint32_t model_id, const hetee_engine_witnesses *wit) {
+  if (!a || !wit || !wit->digest || !wit->batch) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  if (wit->n < 1 || wit->n > HETEE_JOB_AUTH_MAX)
+    return hetee_error(HETEE_ERR_LIMIT, "%zu micro-batches (1..%d per authorization)", wit->n, HETEE_JOB_AUTH_MAX);
+  a->model = model_id;
+  a->n = (uint32_t)wit->n;
+  for (size_t k = 0; k < wit->n; k++) {
+    a->batch[k] = wit->batch[k];
+    memcpy(a->digest[k], wit->digest[k], 32);
+  }
+  return 0;
+}
+
+/* "HTWT" | u32 version 1 | u32 model | u32 n | n x (u32 batch | u64 len | sealed) */
+#define WIT_MAGIC "HTWT"
+
+int hetee_engine_witnesses_save(const hetee_engine_witnesses *wit, uint32_t model_id, uint8_t **out, size_t *len) {
+  if (!wit || !out || !len || (wit->n && (!wit->batch || !wit->blob || !wit->len)))
+    return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  hetee_wbuf w;
+  hetee_wbuf_init(&w);
+  hetee_wbuf_put(&w, WIT_MAGIC, 4);
+  hetee_wbuf_u32(&w, 1);
+  hetee_wbuf_u32(&w, model_id);
+  hetee_wbuf_u32(&w, (uint32_t)wit->n);
+  for (size_t k = 0; k < wit->n; k++) {
+    hetee_wbuf_u32(&w, wit->batch[k]);
+    hetee_wbuf_blob(&w, wit->blob[k], wit->len[k]);
+  }
+  if (w.err) {
+    hetee_wbuf_free(&w);
+    return hetee_error(HETEE_ERR_NOMEM, "no memory");
+  }
+  *out = hetee_wbuf_take(&w, len);
+  return 0;
+}
+
+int hetee_engine_witnesses_load(const hetee_engine_plan *p, uint32_t model_id, const uint8_t *b, size_t len,
+                                hetee_engine_witnesses *out) {
+  if (!p || !b || !out) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  memset(out, 0, sizeof *out);
+  hetee_rbuf r;
+  hetee_rbuf_init(&r, b, len);
+  uint8_t magic[4];
+  hetee_rbuf_copy(&r, magic, 4);
+  uint32_t ver = hetee_rbuf_u32(&r), model = hetee_rbuf_u32(&r), n = hetee_rbuf_u32(&r);
+  if (r.err || memcmp(magic, WIT_MAGIC, 4)) return hetee_error(HETEE_ERR_FORMAT, "not an input witness file");
+  if (ver != 1) return hetee_error(HETEE_ERR_VERSION, "input witness file version %u (this library reads 1)", ver);
+  if (model != model_id) return hetee_error(HETEE_ERR_FORMAT, "input witnesses for model %u, not %u", model, model_id);
+  /* each entry takes at least 12 + its sealed bytes */
+  if (n < 1 || (size_t)n > hetee_rbuf_left(&r) / (12 + HETEE_WITNESS_SEALED_LEN(1, p->in_size)))
+    return hetee_error(HETEE_ERR_FORMAT, "input witness file: %u micro-batches in %zu bytes", n, len);
+  out->n = n;
+  out->blob = calloc(n, sizeof *out->blob);
+  out->len = calloc(n, sizeof *out->len);
+  out->batch = calloc(n, sizeof *out->batch);
+  out->digest = calloc(n, sizeof *out->digest);
+  int rc = out->blob && out->len && out->batch && out->digest ? 0 : hetee_error(HETEE_ERR_NOMEM, "no memory");
+  for (uint32_t k = 0; k < n && !rc; k++) {
+    uint32_t bk = hetee_rbuf_u32(&r);
+    size_t bl;
+    const uint8_t *sb = hetee_rbuf_blob(&r, len, &bl);
+    if (r.err || bk < 1 || bk > p->micro_batch || bl != HETEE_WITNESS_SEALED_LEN(bk, p->in_size)) {
+      rc = hetee_error(HETEE_ERR_FORMAT, "input witness file: micro-batch %u malformed", k);
+      break;
+    }
+    out->blob[k] = malloc(bl);
+    if (!out->blob[k]) {
+      rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+      break;
+    }
+    memcpy(out->blob[k], sb, bl);
+    out->len[k] = bl;
+    out->batch[k] = bk;
+    rc = hetee_engine_witness_digest(model_id, bk, sb, bl, out->digest[k]);
+  }
+  if (!rc && hetee_rbuf_left(&r)) rc = hetee_error(HETEE_ERR_FORMAT, "input witness file: trailing bytes");
+  if (rc) hetee_engine_witnesses_clear(out);
+  return rc;
 }

@@ -213,6 +213,7 @@ typedef struct run_shared {
   int rc;
   char detail[512];
   int bound; /* hetee_engine_run_bound: registered plan, checked jobs */
+  const hetee_engine_witnesses *wit; /* hetee_engine_run_witnessed: jobs start from these */
 } run_shared;
 
 /* What a worker keeps from one micro-batch to the next (bound runs), so
@@ -385,6 +386,31 @@ static int job_start(worker *w, uint32_t model_id, uint32_t batch, size_t n, siz
   return rc;
 }
 
+/* JOB_START in its witness form (enclave/wire/proto.h): the data
+ * provider's sealed input values for micro-batch k, whose digest it
+ * authorized; the input ciphertexts stay on the host. */
+static int job_start_witness(worker *w, uint32_t model_id, size_t k, uint32_t batch, uint32_t *job, uint64_t *ns) {
+  const hetee_engine_witnesses *wit = w->sh->wit;
+  if (k >= wit->n || wit->batch[k] != batch || !wit->blob[k])
+    return hetee_error(HETEE_ERR_SHAPE, "no witness of %u samples for micro-batch %zu", batch, k);
+  uint8_t hdr[20];
+  hetee_le32(hdr, model_id);
+  hetee_le32(hdr + 4, batch);
+  hetee_le32(hdr + 8, 0);
+  hetee_le64(hdr + 12, (uint64_t)wit->len[k]);
+  hetee_frame_part parts[2] = {{hdr, sizeof hdr}, {wit->blob[k], wit->len[k]}};
+  hetee_frame f;
+  int rc = hetee_host_call_parts(w->sh->e, HETEE_MSG_JOB_START, parts, 2, &f, 0);
+  if (rc) return rc;
+  hetee_rbuf r;
+  hetee_rbuf_init(&r, f.body, f.len);
+  *job = hetee_rbuf_u32(&r);
+  *ns = hetee_rbuf_u64(&r);
+  rc = r.err || hetee_rbuf_left(&r) ? hetee_error(HETEE_ERR_PROTOCOL, "malformed JOB_START reply") : 0;
+  hetee_frame_clear(&f);
+  return rc;
+}
+
 /* The encoded spec of stage s's refresh: the worker's (full micro-batch,
  * encoded once) or a fresh one in *own (a short micro-batch). */
 static int stage_spec(worker *w, const hetee_ckks_context *ctx, size_t s, const hetee_engine_refresh *R, int full,
@@ -517,9 +543,10 @@ static int run_micro_batch(worker *w, size_t k, hetee_ckks_ciphertext *const *in
     enc_counters c0;
     size_t total = 0;
     rc = hetee_engine_plan_layout(p, 0, bk, &L0);
-    if (!rc) rc = serialize(w, ctx, in, L0.n_in_cts, threads, &total);
+    if (!rc && !sh->wit) rc = serialize(w, ctx, in, L0.n_in_cts, threads, &total);
     if (!rc && !(rc = enclave_begin(sh, &c0))) {
-      rc = job_start(w, sh->model_id, bk, L0.n_in_cts, total, &job, &ns);
+      rc = sh->wit ? job_start_witness(w, sh->model_id, k, bk, &job, &ns)
+                   : job_start(w, sh->model_id, bk, L0.n_in_cts, total, &job, &ns);
       if (rc) rc = engine_wrap(rc, "micro-batch %zu: job start", k);
       rc = enclave_end(sh, rc, &c0, &w->st.stage[0]);
     }
@@ -756,22 +783,29 @@ static void stats_merge(hetee_engine_stats *a, const hetee_engine_stats *b) {
 
 static int run_impl(hetee_host_enclave *e, const hetee_engine_model *em, const hetee_engine_input *in, uint32_t model_id,
                     const uint8_t dp_session[16], int threads, hetee_engine_results *out, hetee_engine_stats *stats,
-                    int bound);
+                    int bound, const hetee_engine_witnesses *wit);
 
 int hetee_engine_run(hetee_host_enclave *e, const hetee_engine_model *em, const hetee_engine_input *in, uint32_t model_id,
                      const uint8_t dp_session[16], int threads, hetee_engine_results *out, hetee_engine_stats *stats) {
-  return run_impl(e, em, in, model_id, dp_session, threads, out, stats, 0);
+  return run_impl(e, em, in, model_id, dp_session, threads, out, stats, 0, NULL);
 }
 
 int hetee_engine_run_bound(hetee_host_enclave *e, const hetee_engine_model *em, const hetee_engine_input *in,
                            uint32_t model_id, const uint8_t dp_session[16], int threads, hetee_engine_results *out,
                            hetee_engine_stats *stats) {
-  return run_impl(e, em, in, model_id, dp_session, threads, out, stats, 1);
+  return run_impl(e, em, in, model_id, dp_session, threads, out, stats, 1, NULL);
+}
+
+int hetee_engine_run_witnessed(hetee_host_enclave *e, const hetee_engine_model *em, const hetee_engine_input *in,
+                               const hetee_engine_witnesses *wit, uint32_t model_id, const uint8_t dp_session[16],
+                               int threads, hetee_engine_results *out, hetee_engine_stats *stats) {
+  if (!wit || !wit->batch || !wit->blob || !wit->len) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  return run_impl(e, em, in, model_id, dp_session, threads, out, stats, 1, wit);
 }
 
 static int run_impl(hetee_host_enclave *e, const hetee_engine_model *em, const hetee_engine_input *in, uint32_t model_id,
                     const uint8_t dp_session[16], int threads, hetee_engine_results *out, hetee_engine_stats *stats,
-                    int bound) {
+                    int bound, const hetee_engine_witnesses *wit) {
   if (!e || !em || !in || !dp_session || !out) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
   memset(out, 0, sizeof *out);
   if (threads < 1 || threads > 64) return hetee_error(HETEE_ERR_INVALID_ARG, "threads %d (1..64)", threads);
@@ -791,7 +825,10 @@ static int run_impl(hetee_host_enclave *e, const hetee_engine_model *em, const h
   sh.threads = threads;
   sh.res = out;
   sh.bound = bound;
+  sh.wit = wit;
   sh.nmb = (in->count + p->micro_batch - 1) / p->micro_batch;
+  if (wit && wit->n != sh.nmb)
+    return hetee_error(HETEE_ERR_SHAPE, "%zu witnesses for %zu micro-batches", wit->n, sh.nmb);
   /* two pipelines when there are two micro-batches to overlap, each with
    * `threads` kernel threads (measured on the shared 2-CPU machine: cnn,
    * 256 images, --threads 2, 3 alternating rounds: 0.90-1.24 s with 2

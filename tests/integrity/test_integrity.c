@@ -13,11 +13,22 @@
  *   (d) two images (input groups) swapped in the batch,
  *   (e) another party's ciphertexts (an input no DP authorized) used by the
  *       kernel, and presented at the job start,
+ *   (f) a weight ciphertext (its scale field rewritten) as the input, and
+ *       another job's whole input in place of this job's,
  * plus the legacy RELEASE of a registered model, a model whose bytes are
  * not those registered, and a registration by someone else than the
  * owner. Each is refused, no sealed result reaches the data provider, and
  * failed checks are counted in the status the MP and the DP read. Honest
  * runs never trip the check (HETEE_TEST_QUICK: fewer images).
+ * Jobs start from the data provider's sealed input witness (its values,
+ * whose digest it authorized; hetee_engine_run_witnessed), as `hetee run`
+ * does; test_ciphertext_path repeats the honest run and the job-start
+ * attacks on the ciphertext-digest form the service path still uses, and
+ * test_witness_refused shows that a witness the DP did not authorize, one
+ * truncated or garbled, one made for another model and one holding a
+ * non-finite value are refused with nothing released; test_signed_witness
+ * runs witnesses under the service path's signed authorization (results
+ * sealed to the DP's identity).
  */
 #include <math.h>
 #include <setjmp.h>
@@ -28,6 +39,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <sodium.h>
 
 #include "cli/local_parties.h"
 #include "hemat/engine_internal.h"
@@ -42,9 +54,43 @@ typedef struct fx {
   hetee_engine_plan *plan;
   hetee_engine_model *host_model;
   size_t insz;
+  uint8_t release_pk[32];
 } fx;
 
 static fx F;
+
+/* Jobs start from witnesses (1) or from the ciphertexts' digests (0). */
+static int use_wit = 1;
+
+/* The witnesses the DP made for each input the tests hold. */
+#define MAX_INPUTS 16
+static struct {
+  hetee_engine_input *in;
+  hetee_engine_witnesses w;
+} W[MAX_INPUTS];
+
+static hetee_engine_witnesses *wit_of(const hetee_engine_input *in) {
+  for (int i = 0; i < MAX_INPUTS; i++)
+    if (W[i].in && W[i].in == in) return &W[i].w;
+  return NULL;
+}
+
+static void in_free(hetee_engine_input *in) {
+  for (int i = 0; i < MAX_INPUTS; i++)
+    if (W[i].in && W[i].in == in) {
+      hetee_engine_witnesses_clear(&W[i].w);
+      W[i].in = NULL;
+    }
+  hetee_engine_input_free(in);
+}
+
+/* The DP's session authorization of arbitrary witness digests. */
+static int authorize_witnesses(const hetee_engine_witnesses *w, uint32_t model) {
+  uint8_t *m = NULL;
+  size_t ml = 0;
+  assert_int_equal(hetee_client_msg_job_auth_witness(model, w, &m, &ml), 0);
+  return local_parties_send(&F.t, F.t.dps, m, ml, NULL, NULL);
+}
 
 static void rnd_images(float *x, size_t n, unsigned seed) {
   srand(seed);
@@ -67,17 +113,24 @@ static void status(hetee_client_session *s, hetee_integrity_status *st) {
   free(r);
 }
 
-/* DP: encrypts n images, authorizes them (unless !auth), host copy loaded. */
+/* DP: encrypts n images and seals their witnesses, authorizes them (unless
+ * !auth: the witnesses' digests, or the ciphertexts' when !use_wit), host
+ * copy loaded. */
 static hetee_engine_input *dp_input(size_t n, unsigned seed, int auth) {
   float *x = malloc(n * F.insz * sizeof *x);
   rnd_images(x, n * F.insz, seed);
   hetee_engine_input *dp = NULL, *host = NULL;
   assert_int_equal(hetee_engine_input_encrypt(F.t.ctx, F.t.pk, F.plan, x, n, &dp), 0);
+  hetee_engine_witnesses wit;
+  assert_int_equal(hetee_engine_witnesses_make(F.plan, MODEL_ID, F.release_pk, x, n, &wit), 0);
   free(x);
   if (auth) {
     uint8_t *m = NULL;
     size_t ml = 0;
-    assert_int_equal(hetee_client_msg_job_auth(MODEL_ID, dp, F.plan, &m, &ml), 0);
+    if (use_wit)
+      assert_int_equal(hetee_client_msg_job_auth_witness(MODEL_ID, &wit, &m, &ml), 0);
+    else
+      assert_int_equal(hetee_client_msg_job_auth(MODEL_ID, dp, F.plan, &m, &ml), 0);
     int rc = local_parties_send(&F.t, F.t.dps, m, ml, NULL, NULL);
     if (rc) printf("  auth: %s\n", hetee_last_error());
     assert_int_equal(rc, 0);
@@ -88,12 +141,33 @@ static hetee_engine_input *dp_input(size_t n, unsigned seed, int auth) {
   assert_int_equal(hetee_engine_input_load(F.t.ctx, F.plan, b, bl, &host), 0);
   free(b);
   hetee_engine_input_free(dp);
+  /* the witnesses travel to the host as bytes, loaded as untrusted */
+  hetee_engine_witnesses hw;
+  assert_int_equal(hetee_engine_witnesses_save(&wit, MODEL_ID, &b, &bl), 0);
+  assert_int_equal(hetee_engine_witnesses_load(F.plan, MODEL_ID, b, bl, &hw), 0);
+  free(b);
+  assert_int_equal(hw.n, wit.n);
+  for (size_t k = 0; k < wit.n; k++) assert_memory_equal(hw.digest[k], wit.digest[k], 32);
+  hetee_engine_witnesses_clear(&wit);
+  wit = hw;
+  int slot = 0;
+  while (slot < MAX_INPUTS && W[slot].in) slot++;
+  assert_true(slot < MAX_INPUTS);
+  W[slot].in = host;
+  W[slot].w = wit;
   return host;
 }
 
-static int run(hetee_engine_input *in, hetee_engine_results *out) {
-  return hetee_engine_run_bound(F.t.e, F.host_model, in, MODEL_ID, F.t.dp_session, 1, out, NULL);
+static int run_threads(hetee_engine_input *in, hetee_engine_results *out, int threads, hetee_engine_stats *st) {
+  const hetee_engine_witnesses *w = wit_of(in);
+  if (use_wit) {
+    assert_non_null(w);
+    return hetee_engine_run_witnessed(F.t.e, F.host_model, in, w, MODEL_ID, F.t.dp_session, threads, out, st);
+  }
+  return hetee_engine_run_bound(F.t.e, F.host_model, in, MODEL_ID, F.t.dp_session, threads, out, st);
 }
+
+static int run(hetee_engine_input *in, hetee_engine_results *out) { return run_threads(in, out, 1, NULL); }
 
 /* A refused run: the expected status, nothing sealed for anyone. */
 static void expect_refused(hetee_engine_input *in, int want) {
@@ -119,6 +193,13 @@ static int setup(void **state) {
   if (hetee_engine_plan_build(F.m, &o, &F.plan)) return -1;
   F.insz = hetee_engine_plan_input_size(F.plan);
   if (local_parties_policy(&F.t, MODEL_ID, HETEE_RELEASE_ARGMAX, 16)) return -1;
+  /* the DP learns the enclave's release key through its session */
+  uint8_t *km = NULL, *kr = NULL;
+  size_t kml = 0, krl = 0;
+  if (hetee_client_msg_release_key(&km, &kml) || local_parties_send(&F.t, F.t.dps, km, kml, &kr, &krl) ||
+      hetee_client_release_key_parse(kr, krl, F.release_pk))
+    return -1;
+  free(kr);
   /* MP: encrypt, register the digest; host: load the bytes, bind */
   hetee_engine_model *mp = NULL;
   uint8_t *b = NULL, *reg = NULL;
@@ -167,7 +248,7 @@ static void test_honest(void **state) {
   hetee_engine_input *in = dp_input(n, 1, 1);
   hetee_engine_results out;
   hetee_engine_stats st;
-  int rc = hetee_engine_run_bound(F.t.e, F.host_model, in, MODEL_ID, F.t.dp_session, 2, &out, &st);
+  int rc = run_threads(in, &out, 2, &st);
   if (rc) printf("  honest run: %s\n", hetee_last_error());
   assert_int_equal(rc, 0);
   assert_int_equal(out.n, n);
@@ -193,19 +274,20 @@ static void test_honest(void **state) {
   assert_int_equal(after.checks - before.checks, (uint64_t)n * 2 * 3);
   assert_int_equal(after.jobs - before.jobs, (n + MB - 1) / MB);
   hetee_engine_results_clear(&out);
-  hetee_engine_input_free(in);
+  in_free(in);
   free(x);
   free(y);
 }
 
 /* ------------------------------------------------------------ test double */
-enum { T_WEIGHT = 1, T_DELTA, T_RECORD, T_REPLAY, T_SWAP, T_FOREIGN };
+enum { T_WEIGHT = 1, T_DELTA, T_RECORD, T_REPLAY, T_SWAP, T_FOREIGN, T_WEIGHT_IN, T_FOREIGN_ALL };
 static struct {
   int mode;
   size_t stage;
   hetee_ckks_ciphertext **saved;
   size_t nsaved;
   hetee_engine_input *foreign;
+  hetee_ckks_ciphertext *wct;
 } D;
 
 static int tamper(void *arg, size_t mb, size_t stage, hetee_ckks_ciphertext **cts, size_t n, int pre) {
@@ -221,6 +303,9 @@ static int tamper(void *arg, size_t mb, size_t stage, hetee_ckks_ciphertext **ct
       cts[1] = t;
     }
     if (D.mode == T_FOREIGN) cts[0] = D.foreign->cts[0];
+    if (D.mode == T_WEIGHT_IN) cts[0] = D.wct;
+    if (D.mode == T_FOREIGN_ALL)
+      for (size_t i = 0; i < n && i < D.foreign->ncts; i++) cts[i] = D.foreign->cts[i];
     return 0;
   }
   if (D.mode == T_WEIGHT) { /* w * Enc(1): the weight polynomial as a degree-2 output at 2^60 */
@@ -274,7 +359,7 @@ static void attack(int mode, size_t stage, int want, unsigned seed) {
   hetee_engine_input *in = dp_input(MB, seed, 1);
   expect_refused(in, want);
   engine_tamper_hook = NULL;
-  hetee_engine_input_free(in);
+  in_free(in);
   status(F.t.mps, &after);
   status(F.t.dps, &dp);
   if (want == HETEE_ERR_INTEGRITY) {
@@ -319,7 +404,7 @@ static void test_c_replay(void **state) {
   D.nsaved = 0;
   /* job A's input again: its authorization was used up */
   expect_refused(a, HETEE_ERR_AUTH);
-  hetee_engine_input_free(a);
+  in_free(a);
 }
 
 static void test_d_swap_images(void **state) {
@@ -333,8 +418,205 @@ static void test_e_other_ciphertexts(void **state) {
   D.foreign = dp_input(MB, 50, 0);
   attack(T_FOREIGN, 0, HETEE_ERR_INTEGRITY, 51);
   expect_refused(D.foreign, HETEE_ERR_AUTH); /* presented at the job start */
-  hetee_engine_input_free(D.foreign);
+  in_free(D.foreign);
   D.foreign = NULL;
+}
+
+static void open_all(hetee_engine_results *out) {
+  for (size_t i = 0; i < out->n; i++) { /* the DP opens them (its session's counters) */
+    hetee_release_result r;
+    assert_int_equal(hetee_client_release_open(F.t.dps, out->sealed[i], out->lens[i], &r), 0);
+    hetee_release_result_clear(&r);
+  }
+  hetee_engine_results_clear(out);
+}
+
+/* The input the host feeds its stage-0 kernel is not the one the witness
+ * holds: a weight ciphertext (scale field rewritten to the input's), or
+ * another (already released) job's whole input. */
+static void test_f_input_substituted(void **state) {
+  (void)state;
+  assert_int_equal(hetee_ckks_ciphertext_new(F.t.ctx, &D.wct), 0);
+  assert_int_equal(hetee_ckks_ciphertext_copy(F.host_model->w[0][0], D.wct), 0);
+  assert_int_equal(hetee_ckks_ciphertext_set_scale(D.wct, HETEE_ENGINE_IN_SCALE), 0);
+  attack(T_WEIGHT_IN, 0, HETEE_ERR_INTEGRITY, 52);
+  hetee_ckks_ciphertext_free(D.wct);
+  D.wct = NULL;
+  hetee_engine_input *a = dp_input(MB, 53, 1);
+  hetee_engine_results out;
+  assert_int_equal(run(a, &out), 0);
+  open_all(&out);
+  D.foreign = a;
+  attack(T_FOREIGN_ALL, 0, HETEE_ERR_INTEGRITY, 54);
+  D.foreign = NULL;
+  in_free(a);
+}
+
+/* Input in's (one micro-batch) witness replaced by blob (taken), which the
+ * DP authorizes as its own. */
+static void dp_authorizes_blob(hetee_engine_input *in, uint8_t *blob, size_t len) {
+  hetee_engine_witnesses *w = wit_of(in);
+  assert_non_null(w);
+  assert_int_equal(w->n, 1);
+  free(w->blob[0]);
+  w->blob[0] = blob;
+  w->len[0] = len;
+  assert_int_equal(hetee_engine_witness_digest(MODEL_ID, w->batch[0], blob, len, w->digest[0]), 0);
+  assert_int_equal(authorize_witnesses(w, MODEL_ID), 0);
+}
+
+/* Witnesses that are not an authorized, well-formed witness of this model
+ * are refused at the job start; nothing is released, no check is counted as
+ * failed, and a refusal uses up nothing. */
+static void test_witness_refused(void **state) {
+  (void)state;
+  hetee_integrity_status before, after;
+  hetee_engine_witnesses o_unused;
+  status(F.t.mps, &before);
+  /* never authorized */
+  hetee_engine_input *in = dp_input(MB, 110, 0);
+  expect_refused(in, HETEE_ERR_AUTH);
+  /* authorized, then presented truncated, or with one byte changed */
+  hetee_engine_witnesses *w = wit_of(in);
+  assert_int_equal(authorize_witnesses(w, MODEL_ID), 0);
+  w->len[0]--;
+  expect_refused(in, HETEE_ERR_SHAPE);
+  w->len[0]++;
+  w->blob[0][w->len[0] / 2] ^= 0x10;
+  expect_refused(in, HETEE_ERR_AUTH);
+  w->blob[0][w->len[0] / 2] ^= 0x10;
+  /* another model id: the digest covers it */
+  hetee_engine_results out;
+  assert_int_equal(hetee_engine_run_witnessed(F.t.e, F.host_model, in, w, MODEL_ID + 1, F.t.dp_session, 1, &out, NULL),
+                   HETEE_ERR_NOT_FOUND);
+  /* witness files that are not this model's well-formed witnesses */
+  uint8_t *f = NULL;
+  size_t fl = 0;
+  assert_int_equal(hetee_engine_witnesses_save(w, MODEL_ID, &f, &fl), 0);
+  assert_int_equal(hetee_engine_witnesses_load(F.plan, MODEL_ID + 1, f, fl, &o_unused), HETEE_ERR_FORMAT);
+  assert_int_equal(hetee_engine_witnesses_load(F.plan, MODEL_ID, f, fl - 1, &o_unused), HETEE_ERR_FORMAT);
+  for (size_t cut = 0; cut < 40; cut++)
+    assert_int_not_equal(hetee_engine_witnesses_load(F.plan, MODEL_ID, f, cut, &o_unused), 0);
+  f[4] = 2; /* version */
+  assert_int_equal(hetee_engine_witnesses_load(F.plan, MODEL_ID, f, fl, &o_unused), HETEE_ERR_VERSION);
+  f[4] = 1;
+  f[16]++; /* the batch: the sealed size no longer matches */
+  assert_int_equal(hetee_engine_witnesses_load(F.plan, MODEL_ID, f, fl, &o_unused), HETEE_ERR_FORMAT);
+  free(f);
+  /* the untouched witness still runs */
+  assert_int_equal(run(in, &out), 0);
+  open_all(&out);
+  in_free(in);
+
+  /* bytes the DP authorized that are no witness sealed to this enclave */
+  in = dp_input(MB, 111, 0);
+  w = wit_of(in);
+  uint8_t *g = malloc(w->len[0]);
+  memcpy(g, w->blob[0], w->len[0]);
+  g[w->len[0] - 1] ^= 1;
+  dp_authorizes_blob(in, g, w->len[0]);
+  expect_refused(in, HETEE_ERR_AUTH);
+  in_free(in);
+
+  /* a witness made for another model (its sealed header names it),
+   * authorized for this one */
+  in = dp_input(MB, 112, 0);
+  float *x = malloc(MB * F.insz * sizeof *x);
+  rnd_images(x, MB * F.insz, 112);
+  hetee_engine_witnesses o;
+  assert_int_equal(hetee_engine_witnesses_make(F.plan, MODEL_ID + 1, F.release_pk, x, MB, &o), 0);
+  uint8_t *ob = o.blob[0];
+  size_t ol = o.len[0];
+  o.blob[0] = NULL;
+  hetee_engine_witnesses_clear(&o);
+  dp_authorizes_blob(in, ob, ol);
+  expect_refused(in, HETEE_ERR_AUTH);
+  in_free(in);
+
+  /* non-finite values: the client refuses to seal them, the enclave refuses
+   * a witness that holds one */
+  x[5] = NAN;
+  assert_int_equal(hetee_engine_witnesses_make(F.plan, MODEL_ID, F.release_pk, x, MB, &o), HETEE_ERR_INVALID_ARG);
+  x[5] = 1e30f;
+  assert_int_equal(hetee_engine_witnesses_make(F.plan, MODEL_ID, F.release_pk, x, MB, &o), HETEE_ERR_INVALID_ARG);
+  x[5] = NAN;
+  in = dp_input(MB, 113, 0);
+  size_t plen = HETEE_WITNESS_HDR + (size_t)MB * F.insz * 4;
+  uint8_t *plain = malloc(plen), *sealed = malloc(plen + crypto_box_SEALBYTES);
+  memcpy(plain, HETEE_WITNESS_TAG, sizeof HETEE_WITNESS_TAG);
+  hetee_le32(plain + sizeof HETEE_WITNESS_TAG, MODEL_ID);
+  hetee_le32(plain + sizeof HETEE_WITNESS_TAG + 4, MB);
+  hetee_le32(plain + sizeof HETEE_WITNESS_TAG + 8, (uint32_t)F.insz);
+  memcpy(plain + HETEE_WITNESS_HDR, x, (size_t)MB * F.insz * 4); /* little-endian host */
+  assert_int_equal(crypto_box_seal(sealed, plain, plen, F.release_pk), 0);
+  free(plain);
+  dp_authorizes_blob(in, sealed, plen + crypto_box_SEALBYTES);
+  expect_refused(in, HETEE_ERR_FORMAT);
+  in_free(in);
+  free(x);
+
+  status(F.t.mps, &after);
+  assert_int_equal(after.failures, before.failures);
+  assert_int_equal(after.jobs, before.jobs + 1);
+}
+
+/* The service path's detached authorization over witness digests
+ * (hetee_job_auth_witness_digests, signed with the DP's identity key,
+ * presented by the host): the results are sealed to the DP's identity and
+ * name the witness digest; presented again, it is a replay. */
+static void test_signed_witness(void **state) {
+  (void)state;
+  hetee_engine_input *in = dp_input(MB + 3, 130, 0);
+  hetee_engine_witnesses *w = wit_of(in);
+  hetee_job_auth *a = calloc(1, sizeof *a);
+  assert_non_null(a);
+  assert_int_equal(hetee_job_auth_witness_digests(a, MODEL_ID, w), 0);
+  assert_int_equal(a->n, 2);
+  randombytes_buf(a->nonce, sizeof a->nonce);
+  assert_int_equal(hetee_job_auth_sign(a, F.t.dp), 0);
+  assert_int_equal(hetee_job_auth_verify(a), 0);
+  assert_int_equal(hetee_engine_job_authorize(F.t.e, a), 0);
+  static const uint8_t no_session[16];
+  hetee_engine_results out;
+  int rc = hetee_engine_run_witnessed(F.t.e, F.host_model, in, w, MODEL_ID, no_session, 1, &out, NULL);
+  if (rc) printf("  signed witness run: %s\n", hetee_last_error());
+  assert_int_equal(rc, 0);
+  assert_int_equal(out.n, MB + 3);
+  for (size_t i = 0; i < out.n; i++) {
+    uint32_t mb = (uint32_t)(i / MB), b = (uint32_t)(i % MB);
+    hetee_release_result r;
+    assert_int_equal(hetee_client_release_open_id(F.t.dp, F.release_pk, MODEL_ID, a->digest[mb], b, out.sealed[i],
+                                                  out.lens[i], &r),
+                     0);
+    hetee_release_result_clear(&r);
+    assert_int_not_equal(hetee_client_release_open_id(F.t.dp, F.release_pk, MODEL_ID, a->digest[1 - mb], b,
+                                                      out.sealed[i], out.lens[i], &r),
+                         0);
+  }
+  hetee_engine_results_clear(&out);
+  assert_int_equal(hetee_engine_job_authorize(F.t.e, a), HETEE_ERR_REPLAY);
+  expect_refused(in, HETEE_ERR_AUTH); /* each witness digest was used once */
+  free(a);
+  in_free(in);
+}
+
+/* The ciphertext-digest form of JOB_START (the service path's): an honest
+ * run, two images swapped, an input nobody authorized. */
+static void test_ciphertext_path(void **state) {
+  (void)state;
+  use_wit = 0;
+  hetee_engine_input *in = dp_input(MB + 3, 120, 1);
+  hetee_engine_results out;
+  assert_int_equal(run(in, &out), 0);
+  assert_int_equal(out.n, MB + 3);
+  open_all(&out);
+  in_free(in);
+  attack(T_SWAP, 0, HETEE_ERR_INTEGRITY, 121);
+  D.foreign = dp_input(MB, 122, 0);
+  expect_refused(D.foreign, HETEE_ERR_AUTH);
+  in_free(D.foreign);
+  D.foreign = NULL;
+  use_wit = 1;
 }
 
 /* The free RELEASE of a registered model is refused (the refresh itself
@@ -347,7 +629,7 @@ static void test_legacy_release_refused(void **state) {
   printf("  legacy release: %s (%s)\n", hetee_strerror(rc), hetee_last_error());
   assert_int_equal(rc, HETEE_ERR_AUTH);
   assert_null(out.sealed);
-  hetee_engine_input_free(in);
+  in_free(in);
 }
 
 /* A refresh whose spec is not the registered plan's is refused before
@@ -355,7 +637,9 @@ static void test_legacy_release_refused(void **state) {
  * order; a job's results go only to the DP that authorized its input. */
 static void test_plan_mismatch(void **state) {
   (void)state;
+  use_wit = 0; /* engine_job_start sends the ciphertext form */
   hetee_engine_input *in = dp_input(MB, 70, 1);
+  use_wit = 1;
   hetee_hemat_layout L0;
   assert_int_equal(hetee_engine_plan_layout(F.plan, 0, MB, &L0), 0);
   uint32_t job = 0;
@@ -390,7 +674,7 @@ static void test_plan_mismatch(void **state) {
   size_t sl[MB] = {0};
   assert_int_equal(engine_job_release(F.t.e, job, F.t.dp_session, MB, sealed, sl), HETEE_ERR_STATE);
   free(b);
-  hetee_engine_input_free(in);
+  in_free(in);
 }
 
 /* Registrations survive sealing (the checks' secrets do not): after
@@ -414,7 +698,7 @@ static void test_sealed_registration(void **state) {
     hetee_release_result_clear(&r);
   }
   hetee_engine_results_clear(&out);
-  hetee_engine_input_free(in);
+  in_free(in);
 }
 
 /* The owner's per-DP query budget: JOB_START charges the batch (also for
@@ -439,13 +723,13 @@ static void test_query_budget(void **state) {
     hetee_release_result_clear(&r);
   }
   hetee_engine_results_clear(&out);
-  hetee_engine_input_free(in);
+  in_free(in);
   status(F.t.dps, &st);
   assert_int_equal(st.budget, budget);
   assert_int_equal(st.used, budget);
   in = dp_input(1, 91, 1);
   expect_refused(in, HETEE_ERR_LIMIT);
-  hetee_engine_input_free(in);
+  in_free(in);
   assert_int_equal(hetee_client_msg_query_budget(MODEL_ID, 0, &m, &ml), 0); /* lifted again */
   assert_int_equal(local_parties_send(&F.t, F.t.mps, m, ml, NULL, NULL), 0);
 }
@@ -467,6 +751,10 @@ int main(void) {
       cmocka_unit_test(test_c_replay),
       cmocka_unit_test(test_d_swap_images),
       cmocka_unit_test(test_e_other_ciphertexts),
+      cmocka_unit_test(test_f_input_substituted),
+      cmocka_unit_test(test_witness_refused),
+      cmocka_unit_test(test_signed_witness),
+      cmocka_unit_test(test_ciphertext_path),
       cmocka_unit_test(test_legacy_release_refused),
       cmocka_unit_test(test_register_owner_only),
       cmocka_unit_test(test_plan_mismatch),

@@ -12,11 +12,15 @@
  *     the stage's outputs (co x oh x ow) and its pull-back through the layer
  *     V_t = W^T rho_t over the (unpadded) input, plus beta_t = rho_t . bias.
  *     A digest mismatch discards everything.
- *  2. Jobs. A data provider authorizes, through its session, the digests of
- *     its input micro-batches (single use). JOB_START hashes the stage-0
- *     ciphertexts the host hands in, refuses them unless a DP authorized
- *     them for this model, decrypts them (O(input)) and stores
- *     s_t[b] = V_t . x_b + beta_t per sample.
+ *  2. Jobs. A data provider authorizes, through its session (or a signed
+ *     JOB_AUTH), the digests of its input micro-batches (single use). In
+ *     the witness form, JOB_START carries the DP's input values sealed to
+ *     the release key (its "witness"); the enclave matches the sealed
+ *     bytes' digest, opens them and stores s_t[b] = V_t . x_b + beta_t from
+ *     them, never touching the input ciphertexts (the stage-0 check binds
+ *     the host's product to these values). In the ciphertext form it
+ *     hashes the stage-0 ciphertexts the host hands in, refuses them unless
+ *     a DP authorized them for this model, and decrypts them (O(input)).
  *  3. Refresh. JOB_REFRESH names (job, stage): the host's spec must be byte
  *     for byte the one derived from the registered plan for this batch
  *     (refused before anything is decrypted). After decryption the enclave
@@ -552,16 +556,137 @@ static int job_fail(enclave *e, ijob *j, imodel *m, uint32_t stage) {
                      stage, id, h);
 }
 
+/* The witness form of JOB_START (enclave/wire/proto.h): the job is bound to
+ * the values the data provider encoded, sealed to the release key, whose
+ * digest it authorized. Neither the input ciphertexts' bytes nor their
+ * plaintexts are touched here: the stage-0 check compares the host's
+ * product with W x_witness. Checks, in order: the sealed size (a function
+ * of the public batch and plan only), the authorization (digest, before
+ * opening), the opened header (model, batch, input size), then every value
+ * finite and within +-HETEE_WITNESS_MAX_ABS (one pass without early exit,
+ * one error whatever the values). The opened values are wiped. */
+static void witness_digest(uint32_t id, uint32_t batch, const uint8_t *sealed, size_t len, uint8_t d[32]) {
+  uint8_t hdr[16];
+  hetee_le32(hdr, id);
+  hetee_le32(hdr + 4, batch);
+  hetee_le64(hdr + 8, (uint64_t)len);
+  crypto_generichash_state hs;
+  crypto_generichash_init(&hs, NULL, 0, 32);
+  crypto_generichash_update(&hs, (const uint8_t *)HETEE_WITNESS_TAG, sizeof HETEE_WITNESS_TAG);
+  crypto_generichash_update(&hs, hdr, sizeof hdr);
+  crypto_generichash_update(&hs, sealed, len);
+  crypto_generichash_final(&hs, d, 32);
+}
+
+static int job_start_witness(enclave *e, imodel *m, uint32_t id, uint32_t batch, hetee_rbuf *r, hetee_wbuf *w,
+                             uint64_t *items, uint64_t t0) {
+  const hetee_engine_plan *p = m->plan;
+  size_t len;
+  const uint8_t *sealed = hetee_rbuf_blob(r, HETEE_FRAME_MAX_BODY, &len);
+  if (r->err || hetee_rbuf_left(r)) return hetee_error(HETEE_ERR_PROTOCOL, "malformed JOB_START witness");
+  size_t want = HETEE_WITNESS_SEALED_LEN(batch, p->in_size);
+  if (len != want)
+    return hetee_error(HETEE_ERR_SHAPE, "input witness of %zu bytes; a micro-batch of %u of model %u has %zu", len,
+                       batch, id, want);
+  uint8_t d[32];
+  witness_digest(id, batch, sealed, len, d);
+#ifdef INTEG_CALIBRATE
+  uint64_t t_hash = cpu_ns() - t0;
+#endif
+  iauth *a = NULL;
+  for (int i = 0; i < INTEG_MAX_AUTH && !a; i++)
+    if (auths[i].used && auths[i].model == id && auths[i].batch == batch && !sodium_memcmp(auths[i].digest, d, 32))
+      a = &auths[i];
+  if (!a)
+    return hetee_error(HETEE_ERR_AUTH, "model %u: this input witness was not authorized by a data provider "
+                                       "(or was used already)", id);
+  int rc = 0;
+  uint64_t *quota = NULL;
+  if (m->budget) {
+    quota = dp_used(m, a->dp);
+    if (!quota || *quota + batch > m->budget)
+      return hetee_error(HETEE_ERR_LIMIT, "model %u: this data provider's query budget (%llu images) is used up", id,
+                         (unsigned long long)m->budget);
+  }
+  ijob *j = NULL;
+  for (int i = 0; i < INTEG_MAX_JOBS && !j; i++)
+    if (!jobs[i].used) j = &jobs[i];
+  if (!j) return hetee_error(HETEE_ERR_LIMIT, "too many jobs running");
+  size_t plen = len - HETEE_WITNESS_SEALBYTES, nx = (size_t)batch * p->in_size;
+  uint8_t *plain = sodium_malloc(plen); /* locked; sodium_free wipes it */
+  double *x = NULL;
+  if (!plain) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+  if (!rc) rc = enclave_auth_open_witness(e, sealed, len, plain);
+#ifdef INTEG_CALIBRATE
+  uint64_t t_open = cpu_ns() - t0;
+#endif
+  if (!rc && (memcmp(plain, HETEE_WITNESS_TAG, sizeof HETEE_WITNESS_TAG) ||
+              hetee_rd32(plain + sizeof HETEE_WITNESS_TAG) != id ||
+              hetee_rd32(plain + sizeof HETEE_WITNESS_TAG + 4) != batch ||
+              hetee_rd32(plain + sizeof HETEE_WITNESS_TAG + 8) != p->in_size))
+    rc = hetee_error(HETEE_ERR_AUTH, "model %u: the input witness is not one for this model and micro-batch", id);
+  if (!rc) rc = enclave_job_values(e, nx, &x); /* locked workspace, wiped below */
+  if (!rc) {
+    const uint8_t *v = plain + HETEE_WITNESS_HDR;
+    unsigned bad = 0;
+    for (size_t i = 0; i < nx; i++) {
+      uint32_t u = hetee_rd32(v + 4 * i);
+      /* subnormals to +-0 without a branch (their conversion can take a
+       * slow path: time must not depend on the values) */
+      uint32_t normal = (uint32_t)0 - (uint32_t)((u & 0x7f800000u) != 0);
+      u &= normal | 0x80000000u;
+      float f;
+      memcpy(&f, &u, 4);
+      double xv = (double)f;
+      bad |= (unsigned)!(fabs(xv) <= HETEE_WITNESS_MAX_ABS);
+      x[i] = xv;
+    }
+    if (bad)
+      rc = hetee_error(HETEE_ERR_FORMAT, "model %u: the input witness holds a value that is not finite or above 2^20 "
+                                         "in magnitude", id);
+  }
+  if (!rc) {
+    j->s = smalloc0((size_t)INTEG_T * batch);
+    j->l1 = smalloc0(batch);
+    if (!j->s || !j->l1) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+  }
+  if (!rc) {
+    j->used = 1;
+    j->handle = next_handle++;
+    j->model = id;
+    memcpy(j->dp, a->dp, 32);
+    memcpy(j->digest, a->digest, 32);
+    j->batch = batch;
+    j->next_stage = 0;
+    expect(&m->st[0], x, batch, HETEE_REFRESH_VALUE_BOUND, j->s, j->l1);
+    memset(a, 0, sizeof *a); /* single use */
+    if (quota) *quota += batch; /* charged whether or not the job completes */
+    *items += 1;
+    hetee_wbuf_u32(w, j->handle);
+    hetee_wbuf_u64(w, cpu_ns() - t0);
+#ifdef INTEG_CALIBRATE
+    fprintf(stderr, "calib job_start witness: hash %.3f ms, +open %.3f ms, total %.3f ms\n", t_hash * 1e-6,
+            (t_open - t_hash) * 1e-6, (cpu_ns() - t0) * 1e-6);
+#endif
+  } else {
+    job_free(j);
+  }
+  if (x) sodium_memzero(x, nx * sizeof *x);
+  if (plain) sodium_free(plain);
+  return rc;
+}
+
 static int handle_job_start(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *items) {
   uint64_t t0 = cpu_ns();
   uint32_t id = hetee_rbuf_u32(r), batch = hetee_rbuf_u32(r), k = hetee_rbuf_u32(r);
-  if (r->err || k < 1 || k > INTEG_MAX_CTS) return hetee_error(HETEE_ERR_PROTOCOL, "malformed JOB_START");
+  if (r->err || k > INTEG_MAX_CTS) return hetee_error(HETEE_ERR_PROTOCOL, "malformed JOB_START");
   imodel *m = find_model(id);
   if (!m || !m->ready) return hetee_error(HETEE_ERR_NOT_FOUND, "model %u is not registered and loaded", id);
   const hetee_engine_plan *p = m->plan;
   hetee_hemat_layout L;
   if (batch < 1 || batch > p->micro_batch || hetee_engine_plan_layout(p, 0, batch, &L))
     return hetee_error(HETEE_ERR_SHAPE, "batch %u outside the plan's micro-batch %u", batch, p->micro_batch);
+  if (k == 0) return job_start_witness(e, m, id, batch, r, w, items, t0);
   if (k != L.n_in_cts) return hetee_error(HETEE_ERR_SHAPE, "%u input ciphertexts, the plan has %zu", k, L.n_in_cts);
   /* pass 1: the digest the data provider authorized, before any decryption */
   const uint8_t **bl = calloc(k, sizeof *bl);

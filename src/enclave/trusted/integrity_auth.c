@@ -100,6 +100,19 @@ int enclave_auth_release_key_cmd(enclave *e, hetee_wbuf *reply) {
   return rc;
 }
 
+_Static_assert(HETEE_WITNESS_SEALBYTES == crypto_box_SEALBYTES, "witness seal overhead");
+
+int enclave_auth_open_witness(enclave *e, const uint8_t *sealed, size_t len, uint8_t *plain) {
+  if (len < crypto_box_SEALBYTES) return hetee_error(HETEE_ERR_FORMAT, "input witness too short");
+  uint8_t *k = sodium_malloc(64); /* release pk, sk */
+  if (!k) return hetee_error(HETEE_ERR_NOMEM, "no memory");
+  int rc = release_keys(e, k, k + 32);
+  if (!rc && crypto_box_seal_open(plain, sealed, len, k, k + 32))
+    rc = hetee_error(HETEE_ERR_AUTH, "the input witness does not open with this enclave's release key");
+  sodium_free(k);
+  return rc;
+}
+
 int enclave_auth_seal_to_dp(enclave *e, const uint8_t dp[32], uint32_t model, const uint8_t digest[32], uint32_t sample,
                             const uint8_t *rec, size_t len, uint8_t **out, size_t *olen) {
   uint8_t *k = sodium_malloc(32 + 32 + 32); /* release pk, sk, dp's X25519 pk */

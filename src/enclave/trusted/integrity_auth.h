@@ -31,6 +31,12 @@ int enclave_auth_release_key_cmd(enclave *e, hetee_wbuf *reply);
 int enclave_auth_seal_to_dp(enclave *e, const uint8_t dp[32], uint32_t model, const uint8_t digest[32], uint32_t sample,
                             const uint8_t *rec, size_t len, uint8_t **out, size_t *olen);
 
+/* Opens a data provider's sealed input witness (crypto_box_seal to the
+ * release key; format in enclave/wire/proto.h) into plain (len -
+ * HETEE_WITNESS_SEALBYTES bytes, the caller's locked buffer). HETEE_ERR_AUTH
+ * if it does not open (the same error whatever the bytes). */
+int enclave_auth_open_witness(enclave *e, const uint8_t *sealed, size_t len, uint8_t *plain);
+
 /* integrity.c: one single-use authorization of (model, batch, digest) for dp. */
 void enclave_integrity_add_auth(uint32_t model, uint32_t batch, const uint8_t digest[32], const uint8_t dp[32]);
 

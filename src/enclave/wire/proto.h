@@ -47,6 +47,28 @@
 #define HETEE_MSG_REFINE_CLOSE 0x48
 #define HETEE_REFINE_MAX_JOBS 4 /* open refine jobs per enclave */
 
+/* ---- input witness (bound jobs; docs/security.md "Integrity of the host's
+ * work") ------------------------------------------------------------------
+ * The data provider's stage-0 input values of one micro-batch, sealed to the
+ * enclave's release key (crypto_box_seal, X25519 + XSalsa20-Poly1305):
+ *   plain  = "hetee-witness-v1\0" | u32 model | u32 batch | u32 in_size |
+ *            batch x in_size x f32 (little-endian; per sample in the plan's
+ *            unpadded C, H, W order: exactly the values it encoded)
+ *   sealed = crypto_box_seal(plain): HETEE_WITNESS_SEALED_LEN bytes, a
+ *            function of the public batch and input size only
+ *   digest = BLAKE2b-256("hetee-witness-v1\0" | u32 model | u32 batch |
+ *            u64 len | sealed), what the DP authorizes (session command 4
+ *            or a signed JOB_AUTH) in place of its ciphertexts' digest.
+ * JOB_START with a witness: u32 model | u32 batch | u32 0 | u64 len | sealed
+ * (the ciphertext form has u32 k >= 1 | k x (u64 len | ciphertext)).
+ * Values must be finite with |v| <= HETEE_WITNESS_MAX_ABS. */
+#define HETEE_WITNESS_TAG "hetee-witness-v1"
+#define HETEE_WITNESS_HDR (sizeof HETEE_WITNESS_TAG + 12)
+#define HETEE_WITNESS_SEALBYTES 48 /* crypto_box_SEALBYTES */
+#define HETEE_WITNESS_MAX_ABS 0x1p20
+#define HETEE_WITNESS_SEALED_LEN(batch, in_size) \
+  (HETEE_WITNESS_HDR + (size_t)(batch) * (size_t)(in_size) * 4u + HETEE_WITNESS_SEALBYTES)
+
 /* ---- frames ------------------------------------------------------------- */
 typedef struct hetee_frame {
   uint16_t version;

@@ -2,7 +2,8 @@
  * server.c — hetee_server_run: lays out the data directory, opens the
  * store and recovers it (staged uploads dropped, running jobs queued
  * again), starts the supervised enclave, the workers and the HTTP
- * transport, writes the port file, and waits for SIGINT / SIGTERM.
+ * transport, writes the port file, and waits for SIGINT / SIGTERM (whose
+ * handlers are installed before anything else).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -61,6 +62,16 @@ static void clean_tmp(const server *S) {
 int hetee_server_run(const hetee_server_options *opt) {
   if (!opt || !opt->data_dir || !opt->platform_dir) return hetee_error(HETEE_ERR_INVALID_ARG, "data_dir and platform_dir are required");
   if (sodium_init() < 0) return hetee_error(HETEE_ERR_CRYPTO, "libsodium");
+  /* the handlers come first: a SIGINT / SIGTERM at any point of the start
+   * (also right after the port file appears) is a clean stop, never death
+   * by the signal */
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_signal;
+  sa.sa_flags = SA_RESTART;
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+  signal(SIGPIPE, SIG_IGN);
   server *S = calloc(1, sizeof *S);
   if (!S) return hetee_error(HETEE_ERR_NOMEM, "no memory");
   S->o = *opt;
@@ -128,12 +139,6 @@ int hetee_server_run(const hetee_server_options *opt) {
     rc = blob_write(S->data_dir, opt->port_file, (const uint8_t *)txt, (size_t)n);
   }
   if (!rc) {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
     printf("hetee server: listening on http://%s:%u (data %s, enclave pid %d, %d workers x %d threads)\n", host, bound,
            S->data_dir, S->en.info.pid, S->nworkers, S->threads);
     fflush(stdout);

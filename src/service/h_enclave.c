@@ -40,8 +40,8 @@ json_t *req_json(srv_req *q, srv_resp *r) {
 
 void h_health(srv_req *q, srv_resp *r) {
   server *S = q->S;
-  int64_t qd = 0, run = 0, w = 0;
-  (void)store_job_counts(S->db, &qd, &run, &w);
+  int64_t qd = 0, run = 0;
+  (void)store_job_counts(S->db, &qd, &run);
   const char *enc = "busy"; /* a job holds the enclave: it is answering it */
   if (pthread_mutex_trylock(&S->en.lock) == 0) {
     hetee_host_info info;
@@ -50,8 +50,8 @@ void h_health(srv_req *q, srv_resp *r) {
     pthread_mutex_unlock(&S->en.lock);
   }
   resp_json(r, strcmp(enc, "down") ? 200 : 503,
-            json_pack("{ss ss sI sI sI}", "status", strcmp(enc, "down") ? "ok" : "degraded", "enclave", enc, "queued",
-                      (json_int_t)qd, "running", (json_int_t)run, "awaiting_session", (json_int_t)w));
+            json_pack("{ss ss sI sI}", "status", strcmp(enc, "down") ? "ok" : "degraded", "enclave", enc, "queued",
+                      (json_int_t)qd, "running", (json_int_t)run));
 }
 
 void h_metrics(srv_req *q, srv_resp *r) {
@@ -173,17 +173,6 @@ void h_session_open(srv_req *q, srv_resp *r) {
   }
   pthread_mutex_lock(&S->en.lock);
   sup_note_restarts(&S->en);
-  /* the enclave keeps the last SRV_SESSION_SLOTS sessions: refuse to push
-   * out one that a queued job still needs */
-  int used = 0;
-  if (S->en.next_seq >= SRV_SESSION_SLOTS)
-    (void)store_session_in_use(S->db, S->en.epoch, S->en.next_seq - SRV_SESSION_SLOTS, &used);
-  if (used) {
-    pthread_mutex_unlock(&S->en.lock);
-    resp_error(r, 503, "sessions_full", "every enclave session slot is in use by queued jobs; retry later");
-    r->retry_after = SRV_RETRY_AFTER_S;
-    return;
-  }
   uint8_t *rep = NULL;
   size_t rlen = 0;
   int rc = hetee_host_session_open(S->en.e, q->mem, q->len, &rep, &rlen);

@@ -72,8 +72,8 @@ int h_job_pre(srv_req *q, srv_resp *r) {
                "?nonce=<32 hex>&auth=<128 hex>: the data provider's signed authorization of this input is required");
     return -1;
   }
-  int64_t qd = 0, run = 0, w = 0, mine = 0;
-  if (store_job_counts(S->db, &qd, &run, &w) || (uint64_t)(qd + run) >= S->o.max_queue) {
+  int64_t qd = 0, run = 0, mine = 0;
+  if (store_job_counts(S->db, &qd, &run) || (uint64_t)(qd + run) >= S->o.max_queue) {
     resp_error(r, 503, "queue_full", "the job queue is full (%u jobs); retry later", S->o.max_queue);
     r->retry_after = SRV_RETRY_AFTER_S;
     return -1;

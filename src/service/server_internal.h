@@ -99,12 +99,9 @@ int store_job_get(store *s, int64_t id, st_job *out);
 /* Oldest queued job -> running (attempts + 1). HETEE_ERR_NOT_FOUND: none. */
 int store_job_take(store *s, st_job *out);
 int store_job_set_state(store *s, int64_t id, const char *state, const char *error);
-int store_job_rebind(store *s, int64_t id, const char *session, int64_t epoch, int64_t seq);
-int store_job_counts(store *s, int64_t *queued, int64_t *running, int64_t *waiting);
+int store_job_counts(store *s, int64_t *queued, int64_t *running);
 int store_job_party_active(store *s, const char *dp, int64_t *n);
 json_t *store_jobs_json(store *s, const char *dp);
-/* Whether a queued/running job uses session (epoch, seq). */
-int store_session_in_use(store *s, int64_t epoch, int64_t seq, int *used);
 
 int store_session_add(store *s, const char *id, const char *party, int64_t epoch, int64_t seq);
 int store_session_get(store *s, const char *id, char party[65], int64_t *epoch, int64_t *seq);

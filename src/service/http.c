@@ -93,6 +93,7 @@ static enum MHD_Result send_resp(struct MHD_Connection *c, srv_resp *r) {
     MHD_add_response_header(resp, "Retry-After", ra);
   }
   if (r->location[0]) MHD_add_response_header(resp, "Location", r->location);
+  if (r->etag[0]) MHD_add_response_header(resp, "ETag", r->etag);
   enum MHD_Result ret = MHD_queue_response(c, (unsigned)r->status, resp);
   MHD_destroy_response(resp);
   return ret;

@@ -128,6 +128,7 @@ typedef struct sup {
   int64_t next_seq;     /* sessions opened in this epoch */
   uint8_t *bundle;
   size_t bundle_len;
+  uint8_t bundle_fp[32]; /* hetee_key_bundle_fingerprint of bundle */
   hetee_ckks_context *ctx;
   hetee_host_info info;
 } sup;
@@ -227,6 +228,7 @@ typedef struct srv_resp {
   char file[SRV_PATH_MAX]; /* non-empty: the body is this file */
   int retry_after;
   char location[128];
+  char etag[72]; /* non-empty: an ETag header (quoted) */
 } srv_resp;
 
 /* Query parameter of the request (NULL: absent). */

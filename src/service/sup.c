@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "hetee/common.h"
+#include "hetee/enclave.h"
 #include "service/server_internal.h"
 
 static int load_bundle(sup *u) {
@@ -21,6 +22,7 @@ static int load_bundle(sup *u) {
   hetee_ckks_context_free(u->ctx);
   u->ctx = NULL;
   int rc = hetee_host_public_keys(u->e, &u->bundle, &u->bundle_len);
+  if (!rc) hetee_key_bundle_fingerprint(u->bundle, u->bundle_len, u->bundle_fp);
   const uint8_t *it;
   size_t il;
   if (!rc) rc = hetee_key_bundle_get(u->bundle, u->bundle_len, HETEE_BUNDLE_PARAMS, &it, &il);

@@ -131,6 +131,9 @@ typedef struct sup {
   uint8_t bundle_fp[32]; /* hetee_key_bundle_fingerprint of bundle */
   hetee_ckks_context *ctx;
   hetee_host_info info;
+  uint64_t seal_taken;        /* states taken from the enclave (under lock) */
+  pthread_mutex_t seal_lock;  /* the seal file; held while writing it */
+  uint64_t seal_written;      /* the newest state on disk (under seal_lock) */
 } sup;
 int sup_start(sup *u, const hetee_server_options *o, int64_t boot);
 void sup_stop(sup *u);
@@ -138,6 +141,13 @@ void sup_stop(sup *u);
 void sup_note_restarts(sup *u);
 /* With u->lock held: seals the enclave state to the seal file. */
 int sup_seal(sup *u);
+/* The same in two steps, so that the file write and its fsyncs happen
+ * without the enclave lock: take (u->lock held) gets the sealed state and
+ * its sequence number; write (u->lock not needed) puts it on disk unless a
+ * newer state is there already (which covers it). A job is acknowledged
+ * done only after its write returned 0. */
+int sup_seal_take(sup *u, uint8_t **blob, size_t *len, uint64_t *seq);
+int sup_seal_write(sup *u, const uint8_t *blob, size_t len, uint64_t seq);
 
 /* ---- metrics.c ---------------------------------------------------------- */
 typedef struct metrics {

@@ -126,7 +126,7 @@ static size_t on_header(char *ptr, size_t size, size_t nmemb, void *ud) {
 static int request(hetee_client_conn *c, const char *method, const char *target, const char *ctype, const uint8_t *body,
                    size_t len, long *status, uint8_t **resp, size_t *rlen, long *retry_after) {
   uint8_t bh[32], nonce[16], key[32], d[32], sig[64];
-  crypto_hash_sha256(bh, body ? body : (const uint8_t *)"", len);
+  reqsig_body_hash(body, len, bh);
   randombytes_buf(nonce, sizeof nonce);
   hetee_party_key_public(c->key, key);
   uint64_t ts = reqsig_now_ms();

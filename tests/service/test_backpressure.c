@@ -120,7 +120,7 @@ static int raw_submit(const char *home, int *retry_after, char **body_out) {
   assert_int_equal(hetee_party_key_load(p, &k), 0);
   static const char body[] = "HTEI-not-read-before-the-limits";
   uint8_t bh[32], nonce[16], key[32], d[32], sig[64];
-  crypto_hash_sha256(bh, (const uint8_t *)body, sizeof body - 1);
+  reqsig_body_hash((const uint8_t *)body, sizeof body - 1, bh);
   randombytes_buf(nonce, sizeof nonce);
   hetee_party_key_public(k, key);
   uint64_t ts = reqsig_now_ms();

@@ -336,7 +336,7 @@ static int signed_raw(const char *home, const char *method, const char *target, 
   assert_int_equal(hetee_party_key_load(p, &k), 0);
   uint8_t bh[32], nonce[16], key[32], d[32], sig[64];
   size_t blen = body ? strlen(body) : 0;
-  crypto_hash_sha256(bh, (const uint8_t *)(body ? body : ""), blen);
+  reqsig_body_hash((const uint8_t *)(body ? body : ""), blen, bh);
   randombytes_buf(nonce, sizeof nonce);
   hetee_party_key_public(k, key);
   uint64_t ts = reqsig_now_ms();

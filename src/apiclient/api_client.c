@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "hemat/engine_internal.h"
@@ -713,9 +714,13 @@ int hetee_client_job_wait(hetee_client_conn *c, hetee_client_job *j) {
   char target[128];
   unsigned delay_ms = 50;
   for (;;) {
-    snprintf(target, sizeof target, "/v1/jobs/%lld", (long long)j->id);
+    /* a long poll: the server answers when the job finishes (or after 5 s) */
+    snprintf(target, sizeof target, "/v1/jobs/%lld?wait=5", (long long)j->id);
     int rc;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     json_t *a = call_json(c, "GET", target, NULL, 200, &rc);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
     if (rc) return rc;
     const char *st = json_string_value(json_object_get(a, "state"));
     if (st && !strcmp(st, "done")) {
@@ -729,8 +734,13 @@ int hetee_client_job_wait(hetee_client_conn *c, hetee_client_job *j) {
       return rc;
     }
     json_decref(a);
-    usleep(delay_ms * 1000);
-    if (delay_ms < 500) delay_ms *= 2;
+    /* a server that answered at once with an unfinished job did not wait
+     * (a restart, or one without long polls): sleep before asking again */
+    double took = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+    if (took < 1.0) {
+      usleep(delay_ms * 1000);
+      if (delay_ms < 500) delay_ms *= 2;
+    }
   }
 }
 

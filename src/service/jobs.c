@@ -252,6 +252,12 @@ static void run_job(server *S, st_job *j) {
   free(stats);
 }
 
+void jobs_finished(server *S) {
+  pthread_mutex_lock(&S->wlock);
+  pthread_cond_broadcast(&S->wcond);
+  pthread_mutex_unlock(&S->wlock);
+}
+
 static void *worker(void *arg) {
   server *S = arg;
   for (;;) {
@@ -271,6 +277,7 @@ static void *worker(void *arg) {
       return NULL;
     }
     run_job(S, &j);
+    jobs_finished(S);
   }
 }
 

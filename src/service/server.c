@@ -91,6 +91,8 @@ int hetee_server_run(const hetee_server_options *opt) {
   S->start_ms = reqsig_now_ms();
   pthread_mutex_init(&S->m.lock, NULL);
   pthread_mutex_init(&S->cache_lock, NULL);
+  pthread_mutex_init(&S->wlock, NULL);
+  pthread_cond_init(&S->wcond, NULL);
 
   char host[64] = "127.0.0.1";
   unsigned port = 8470;
@@ -159,6 +161,11 @@ int hetee_server_run(const hetee_server_options *opt) {
   int keep = rc;
   char why[512];
   snprintf(why, sizeof why, "%s", rc ? hetee_last_error() : "");
+  /* requests waiting on a job answer now, so that the transport stops */
+  pthread_mutex_lock(&S->wlock);
+  S->closing = 1;
+  pthread_cond_broadcast(&S->wcond);
+  pthread_mutex_unlock(&S->wlock);
   http_stop(daemon);
   if (jobs_started) jobs_stop(S);
   if (en_started) sup_stop(&S->en);
@@ -172,6 +179,8 @@ int hetee_server_run(const hetee_server_options *opt) {
   store_close(S->db);
   pthread_mutex_destroy(&S->m.lock);
   pthread_mutex_destroy(&S->cache_lock);
+  pthread_cond_destroy(&S->wcond);
+  pthread_mutex_destroy(&S->wlock);
   free(S);
   g_stop = 0;
   if (keep) return hetee_error(keep, "%s", why);

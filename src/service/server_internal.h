@@ -187,7 +187,15 @@ struct server {
   int nworkers, threads;
   pthread_mutex_t cache_lock;
   model_cache_entry *cache;
+  /* GET /v1/jobs/ID?wait=S: handlers wait on wcond, broadcast whenever a
+   * job finishes (jobs_finished) and when the server closes */
+  pthread_mutex_t wlock;
+  pthread_cond_t wcond;
+  int closing;
 };
+
+/* A job reached done / failed: wakes the requests waiting on jobs. */
+void jobs_finished(server *S);
 
 /* A model from the cache (loaded from its file on first use); put it back
  * with model_put. */

@@ -226,6 +226,36 @@ static void test_client_cache(void **state) {
   assert_int_equal(hetee_client_connect(F->url, F->dp1, &c), 0);
   for (int i = 0; i < 3; i++) infer_checked(c, MODEL);
   assert_int_equal(sessions_of(F->dp1_pk), before + 1);
+
+  /* GET /v1/jobs/ID?wait=S (a long poll, 0..10 s): malformed or too long
+   * waits refused, and asking until the job is final ends with it done */
+  hetee_client_job *j;
+  assert_int_equal(hetee_client_job_submit(c, MODEL, X, NIMG, &j), 0);
+  char t[96];
+  long st;
+  uint8_t *body;
+  static const char *const bad[] = {"11", "-1", "x", ""};
+  for (int i = 0; i < 4; i++) {
+    snprintf(t, sizeof t, "/v1/jobs/%lld?wait=%s", (long long)hetee_client_job_id(j), bad[i]);
+    assert_int_equal(hetee_client_request(c, "GET", t, NULL, NULL, 0, &st, &body, NULL), 0);
+    assert_int_equal(st, 400);
+    assert_non_null(strstr((char *)body, "bad_wait"));
+    free(body);
+  }
+  for (int done = 0; !done;) {
+    snprintf(t, sizeof t, "/v1/jobs/%lld?wait=10", (long long)hetee_client_job_id(j));
+    assert_int_equal(hetee_client_request(c, "GET", t, NULL, NULL, 0, &st, &body, NULL), 0);
+    assert_int_equal(st, 200);
+    assert_null(strstr((char *)body, "\"failed\""));
+    done = strstr((char *)body, "\"state\":\"done\"") != NULL;
+    free(body);
+  }
+  hetee_release_result *r;
+  size_t nr;
+  assert_int_equal(hetee_client_job_results(c, j, &r, &nr), 0);
+  assert_int_equal(nr, NIMG);
+  hetee_client_results_free(r, nr);
+  hetee_client_job_free(j);
   hetee_client_disconnect(c);
 }
 

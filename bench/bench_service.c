@@ -74,7 +74,7 @@ typedef struct {
   long next; /* next job index (under mu) */
   pthread_mutex_t mu;
   double *lat;   /* per job, seconds (-1: failed) */
-  double *phase; /* per job: submit (attest, session, encrypt, upload), wait, results (fetch, open) */
+  double *phase; /* per job: submit (encrypt, sign, upload; the first job of a connection also attests and opens a session), wait, results (fetch, open) */
   double first, last;
   long errors;
   char first_error[256];
@@ -470,7 +470,7 @@ int hetee_bench_service(int argc, char **argv) {
     printf("throughput %.1f images/s (%.2f s from the first submission to the last opened result)\n", ips, wall);
     printf("job latency (encrypt + submit + wait + fetch + open): p50 %.3f s, p95 %.3f s, p99 %.3f s\n",
            pct(l, ok, 0.50), pct(l, ok, 0.95), pct(l, ok, 0.99));
-    printf("  medians of its phases: submit (attest, session, encrypt, upload) %.3f s, wait %.3f s, fetch + open "
+    printf("  medians of its phases: submit (encrypt, sign, upload) %.3f s, wait %.3f s, fetch + open "
            "%.3f s\n",
            med[0], med[1], med[2]);
     printf("errors %ld%s%s\n", S.errors, S.errors ? ", first: " : "", S.errors ? S.first_error : "");

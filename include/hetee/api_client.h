@@ -88,16 +88,20 @@ typedef struct hetee_client_job hetee_client_job;
 /* Encrypts count samples (count x input_size floats, already scaled as the
  * model expects) for model `model_id` (its plan from the server), signs the
  * authorization of exactly these ciphertexts under a fresh job nonce with
- * the party's identity key, asks the enclave for its release key through an
- * attested session and submits. Retries 429 / 503 after their Retry-After
- * (bounded). */
+ * the party's identity key and submits. The connection attests the enclave
+ * and asks its release key through an attested session on its first job
+ * only; later jobs check (one request, no enclave call) that the server's
+ * key bundle is still the verified one and attest afresh when it is not.
+ * The model's plan is kept for the next job of the same model. Retries
+ * 429 / 503 after their Retry-After (bounded). */
 HETEE_API int hetee_client_job_submit(hetee_client_conn *c, int64_t model_id, const float *x, size_t count,
                                       hetee_client_job **out) HETEE_WUR;
 /* A job this identity submitted earlier (e.g. from another process, after
  * the client lost it): its authorization fetched from the server and
  * accepted only if it is this party's own valid signature for the job's
- * model and micro-batch count; the release key through a fresh attested
- * session. Then _wait and _results as for a submitted job. */
+ * model and micro-batch count; the release key through an attested session
+ * (as for _submit: once per connection and verified bundle). Then _wait
+ * and _results as for a submitted job. */
 HETEE_API int hetee_client_job_attach(hetee_client_conn *c, int64_t job_id, hetee_client_job **out) HETEE_WUR;
 HETEE_API int64_t hetee_client_job_id(const hetee_client_job *j);
 /* Polls until done or failed (HETEE_ERR_STATE with the server's error,

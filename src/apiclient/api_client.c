@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "hemat/engine_internal.h"
@@ -34,6 +35,18 @@ struct hetee_client_conn {
   size_t bundle_len;
   hetee_ckks_context *ctx;
   hetee_ckks_public_key *pk;
+  /* what this connection verified once and reuses (docs/api.md, "What a
+   * client caches"): the bundle's fingerprint (checked against the
+   * server's ETag before each job, re-attested when it changes), the
+   * enclave's release key (derived from its sealing key: the same after
+   * every restart) and the last model's plan */
+  int verified;
+  uint8_t bundle_fp[32];
+  int have_release;
+  uint8_t release_pk[32];
+  int64_t plan_model;
+  hetee_engine_plan *plan;
+  const char *if_none_match; /* set around one request */
 };
 
 struct hetee_client_job {
@@ -114,7 +127,7 @@ static size_t on_header(char *ptr, size_t size, size_t nmemb, void *ud) {
 static int request(hetee_client_conn *c, const char *method, const char *target, const char *ctype, const uint8_t *body,
                    size_t len, long *status, uint8_t **resp, size_t *rlen, long *retry_after) {
   uint8_t bh[32], nonce[16], key[32], d[32], sig[64];
-  crypto_hash_sha256(bh, body ? body : (const uint8_t *)"", len);
+  reqsig_body_hash(body, len, bh);
   randombytes_buf(nonce, sizeof nonce);
   hetee_party_key_public(c->key, key);
   uint64_t ts = reqsig_now_ms();
@@ -135,6 +148,10 @@ static int request(hetee_client_conn *c, const char *method, const char *target,
   snprintf(line, sizeof line, "%s: %s", REQSIG_H_SIG, hs);
   h = curl_slist_append(h, line);
   h = curl_slist_append(h, "Expect:"); /* no 100-continue round trip */
+  if (c->if_none_match) {
+    snprintf(line, sizeof line, "If-None-Match: %s", c->if_none_match);
+    h = curl_slist_append(h, line);
+  }
   if (ctype) {
     snprintf(line, sizeof line, "Content-Type: %s", ctype);
     h = curl_slist_append(h, line);
@@ -276,6 +293,7 @@ void hetee_client_disconnect(hetee_client_conn *c) {
   free(c->bundle);
   hetee_ckks_public_key_free(c->pk);
   hetee_ckks_context_free(c->ctx);
+  hetee_engine_plan_free(c->plan);
   free(c);
 }
 
@@ -329,6 +347,9 @@ int hetee_client_attest(hetee_client_conn *c, hetee_verified_enclave *v) {
     free(bundle);
     return rc;
   }
+  uint8_t fp[32];
+  hetee_key_bundle_fingerprint(bundle, blen, fp);
+  if (c->verified && memcmp(fp, c->bundle_fp, 32)) c->have_release = 0; /* another enclave state: ask again */
   free(c->bundle);
   hetee_ckks_public_key_free(c->pk);
   hetee_ckks_context_free(c->ctx);
@@ -336,7 +357,26 @@ int hetee_client_attest(hetee_client_conn *c, hetee_verified_enclave *v) {
   c->bundle_len = blen;
   c->ctx = ctx;
   c->pk = pk;
+  memcpy(c->bundle_fp, fp, 32);
+  c->verified = 1;
   return 0;
+}
+
+/* The verified bundle, attested once per connection: later calls only ask
+ * the server whether its bundle is still the one verified (GET
+ * /v1/enclave/bundle with If-None-Match: its fingerprint; 304 = unchanged,
+ * no body, no enclave call) and attest afresh when it is not. */
+static int ensure_attested(hetee_client_conn *c) {
+  if (!c->verified) return hetee_client_attest(c, NULL);
+  char etag[72], fh[65];
+  reqsig_hex(c->bundle_fp, 32, fh);
+  snprintf(etag, sizeof etag, "\"%s\"", fh);
+  long st = 0;
+  c->if_none_match = etag;
+  int rc = request(c, "GET", "/v1/enclave/bundle", NULL, NULL, 0, &st, NULL, NULL, NULL);
+  c->if_none_match = NULL;
+  if (rc) return rc;
+  return st == 304 ? 0 : hetee_client_attest(c, NULL);
 }
 
 int hetee_client_session_open_remote(hetee_client_conn *c, hetee_client_session **s, char sid[33]) {
@@ -514,8 +554,13 @@ int64_t hetee_client_job_id(const hetee_client_job *j) { return j ? j->id : 0; }
 
 void hetee_client_job_free(hetee_client_job *j) { free(j); }
 
-/* The enclave's release key, asked through a fresh attested session. */
+/* The enclave's release key, asked once per verified bundle through a
+ * fresh attested session. */
 static int release_key(hetee_client_conn *c, uint8_t pk[32]) {
+  if (c->have_release) {
+    memcpy(pk, c->release_pk, 32);
+    return 0;
+  }
   hetee_client_session *s = NULL;
   char sid[33], target[128];
   uint8_t *msg = NULL, *rep = NULL, *plain = NULL;
@@ -531,27 +576,52 @@ static int release_key(hetee_client_conn *c, uint8_t pk[32]) {
   free(sealed);
   if (!rc) rc = hetee_client_session_open(s, rep, rl, &plain, &pl);
   if (!rc) rc = hetee_client_release_key_parse(plain, pl, pk);
+  if (!rc) {
+    memcpy(c->release_pk, pk, 32);
+    c->have_release = 1;
+  }
   free(rep);
   free(plain);
   hetee_client_session_free(s);
   return rc;
 }
 
+/* Model id's plan from the server, kept for the next job of the same model
+ * (the plan is public; the enclave checks every job against the plan the
+ * model provider registered). */
+static int job_plan(hetee_client_conn *c, int64_t model_id, const hetee_engine_plan **out) {
+  if (c->plan && c->plan_model == model_id) {
+    *out = c->plan;
+    return 0;
+  }
+  char target[128];
+  snprintf(target, sizeof target, "/v1/models/%lld/plan", (long long)model_id);
+  uint8_t *pb = NULL;
+  size_t pl = 0;
+  hetee_engine_plan *plan = NULL;
+  int rc = call(c, "GET", target, NULL, NULL, 0, 200, &pb, &pl);
+  if (!rc) rc = engine_plan_load(pb, pl, &plan);
+  free(pb);
+  if (rc) return rc;
+  hetee_engine_plan_free(c->plan);
+  c->plan = plan;
+  c->plan_model = model_id;
+  *out = plan;
+  return 0;
+}
+
 int hetee_client_job_submit(hetee_client_conn *c, int64_t model_id, const float *x, size_t count, hetee_client_job **out) {
   if (!c || !x || !count || !out) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
-  int rc = hetee_client_attest(c, NULL);
+  int rc = ensure_attested(c);
   if (rc) return rc;
   char target[512];
-  snprintf(target, sizeof target, "/v1/models/%lld/plan", (long long)model_id);
-  uint8_t *pb = NULL, *buf = NULL;
-  size_t pl = 0, len = 0;
-  hetee_engine_plan *plan = NULL;
+  uint8_t *buf = NULL;
+  size_t len = 0;
+  const hetee_engine_plan *plan = NULL;
   hetee_engine_input *in = NULL;
   hetee_client_job *j = calloc(1, sizeof *j);
   if (!j) return hetee_error(HETEE_ERR_NOMEM, "no memory");
-  rc = call(c, "GET", target, NULL, NULL, 0, 200, &pb, &pl);
-  if (!rc) rc = engine_plan_load(pb, pl, &plan);
-  free(pb);
+  rc = job_plan(c, model_id, &plan);
   if (!rc) rc = hetee_engine_input_encrypt(c->ctx, c->pk, plan, x, count, &in);
   if (!rc) rc = hetee_engine_input_save(in, &buf, &len);
   /* the detached authorization of exactly these micro-batches, for this
@@ -564,9 +634,8 @@ int hetee_client_job_submit(hetee_client_conn *c, int64_t model_id, const float 
   }
   if (!rc) j->micro_batch = hetee_engine_plan_micro_batch(plan);
   hetee_engine_input_free(in);
-  hetee_engine_plan_free(plan);
-  /* results will come sealed from the enclave's release key, learnt here
-   * through an attested session */
+  /* results will come sealed from the enclave's release key, learnt
+   * through an attested session (once per verified bundle) */
   if (!rc) rc = release_key(c, j->release_pk);
   uint8_t *resp = NULL;
   if (!rc) {
@@ -627,7 +696,7 @@ int hetee_client_job_attach(hetee_client_conn *c, int64_t job_id, hetee_client_j
   if (!rc && (mb < 1 || nmb != j->auth.n))
     rc = hetee_error(HETEE_ERR_PROTOCOL, "job %lld: %lld images at micro-batch %lld, %u authorized micro-batches",
                      (long long)job_id, (long long)count, (long long)mb, j->auth.n);
-  if (!rc) rc = hetee_client_attest(c, NULL);
+  if (!rc) rc = ensure_attested(c);
   if (!rc) rc = release_key(c, j->release_pk);
   if (rc) {
     free(j);
@@ -645,9 +714,13 @@ int hetee_client_job_wait(hetee_client_conn *c, hetee_client_job *j) {
   char target[128];
   unsigned delay_ms = 50;
   for (;;) {
-    snprintf(target, sizeof target, "/v1/jobs/%lld", (long long)j->id);
+    /* a long poll: the server answers when the job finishes (or after 5 s) */
+    snprintf(target, sizeof target, "/v1/jobs/%lld?wait=5", (long long)j->id);
     int rc;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     json_t *a = call_json(c, "GET", target, NULL, 200, &rc);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
     if (rc) return rc;
     const char *st = json_string_value(json_object_get(a, "state"));
     if (st && !strcmp(st, "done")) {
@@ -661,8 +734,13 @@ int hetee_client_job_wait(hetee_client_conn *c, hetee_client_job *j) {
       return rc;
     }
     json_decref(a);
-    usleep(delay_ms * 1000);
-    if (delay_ms < 500) delay_ms *= 2;
+    /* a server that answered at once with an unfinished job did not wait
+     * (a restart, or one without long polls): sleep before asking again */
+    double took = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+    if (took < 1.0) {
+      usleep(delay_ms * 1000);
+      if (delay_ms < 500) delay_ms *= 2;
+    }
   }
 }
 
@@ -714,6 +792,7 @@ int hetee_client_job_results(hetee_client_conn *c, hetee_client_job *j, hetee_re
                                       &r[i]);
     off += l;
   }
+  if (rc == HETEE_ERR_AUTH) c->have_release = 0; /* the next job asks the enclave for its release key again */
   free(b);
   if (rc) {
     hetee_client_results_free(r, cnt);

@@ -343,8 +343,9 @@ int hetee_cmd_infer(int argc, char **argv) {
   static const hetee_cli_cmd cmd = {
       "hetee infer", "hetee infer --model ID IMAGES [--labels LABELS] [--count N] [--home DIR] [--server URL]",
       "Data provider: attests the server's enclave, encrypts IMAGES (IDX or .npy) under its key, submits\n"
-      "them, waits, opens the results (sealed to this data provider's session) and prints one predicted\n"
-      "label per line; with --labels, a last line 'accuracy: 0.xxxx'.",
+      "them, waits, opens the results (sealed to this data provider's identity) and prints one predicted\n"
+      "label per line; with --labels, a last line 'accuracy: 0.xxxx'. The job's id is on the last stderr\n"
+      "line: 'hetee job result ID' opens its results again later.",
       opts};
   char hb[1024];
   const char *home = default_home(hb, sizeof hb), *url = DEFAULT_SERVER, *labels_path = NULL;

@@ -25,6 +25,7 @@ HETEE_CMD(hetee_cmd_server)
 HETEE_CMD(hetee_cmd_trust)
 HETEE_CMD(hetee_cmd_model)
 HETEE_CMD(hetee_cmd_infer)
+HETEE_CMD(hetee_cmd_job)
 #undef HETEE_CMD
 
 typedef struct {
@@ -46,6 +47,7 @@ static const command COMMANDS[] = {
     {"trust", hetee_cmd_trust, "record the platform and enclave measurement a party accepts (--home DIR)"},
     {"model", hetee_cmd_model, "model provider: upload an encrypted model with its policy; list, show, delete"},
     {"infer", hetee_cmd_infer, "data provider: encrypted inference on images through a server"},
+    {"job", hetee_cmd_job, "data provider: open an earlier job's results by id (result ID)"},
     {"version", NULL, "print the version (also: hetee --version)"},
 };
 

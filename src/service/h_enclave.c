@@ -40,8 +40,8 @@ json_t *req_json(srv_req *q, srv_resp *r) {
 
 void h_health(srv_req *q, srv_resp *r) {
   server *S = q->S;
-  int64_t qd = 0, run = 0, w = 0;
-  (void)store_job_counts(S->db, &qd, &run, &w);
+  int64_t qd = 0, run = 0;
+  (void)store_job_counts(S->db, &qd, &run);
   const char *enc = "busy"; /* a job holds the enclave: it is answering it */
   if (pthread_mutex_trylock(&S->en.lock) == 0) {
     hetee_host_info info;
@@ -50,8 +50,8 @@ void h_health(srv_req *q, srv_resp *r) {
     pthread_mutex_unlock(&S->en.lock);
   }
   resp_json(r, strcmp(enc, "down") ? 200 : 503,
-            json_pack("{ss ss sI sI sI}", "status", strcmp(enc, "down") ? "ok" : "degraded", "enclave", enc, "queued",
-                      (json_int_t)qd, "running", (json_int_t)run, "awaiting_session", (json_int_t)w));
+            json_pack("{ss ss sI sI}", "status", strcmp(enc, "down") ? "ok" : "degraded", "enclave", enc, "queued",
+                      (json_int_t)qd, "running", (json_int_t)run));
 }
 
 void h_metrics(srv_req *q, srv_resp *r) {
@@ -73,16 +73,26 @@ void h_enclave_info(srv_req *q, srv_resp *r) {
   hetee_host_info info = S->en.info;
   unsigned restarts = hetee_host_restarts(S->en.e);
   pthread_mutex_unlock(&S->en.lock);
-  uint8_t fp[32];
-  hetee_key_bundle_fingerprint(S->en.bundle, S->en.bundle_len, fp);
   resp_json(r, 200,
             json_pack("{ss so ss so si sb}", "backend", "sim (simulated platform, no hardware isolation)",
-                      "measurement", hexj(info.measurement, 32), "config", info.config, "bundle_fp", hexj(fp, 32),
+                      "measurement", hexj(info.measurement, 32), "config", info.config, "bundle_fp", hexj(S->en.bundle_fp, 32),
                       "restarts", (int)restarts, "secrets_locked", info.secrets_locked));
 }
 
+/* The key bundle (immutable once started) with its fingerprint as ETag: a
+ * client that verified it asks again with If-None-Match and gets 304 with
+ * no body while it is unchanged (no enclave call either way). */
 void h_enclave_bundle(srv_req *q, srv_resp *r) {
   server *S = q->S;
+  char fp[65];
+  reqsig_hex(S->en.bundle_fp, 32, fp);
+  snprintf(r->etag, sizeof r->etag, "\"%s\"", fp);
+  const char *inm = req_header(q, "If-None-Match");
+  if (inm && !strcmp(inm, r->etag)) {
+    r->status = 304;
+    r->ctype = "application/octet-stream";
+    return;
+  }
   r->body = malloc(S->en.bundle_len);
   if (!r->body) {
     resp_error(r, 503, "memory", "no memory");
@@ -173,17 +183,6 @@ void h_session_open(srv_req *q, srv_resp *r) {
   }
   pthread_mutex_lock(&S->en.lock);
   sup_note_restarts(&S->en);
-  /* the enclave keeps the last SRV_SESSION_SLOTS sessions: refuse to push
-   * out one that a queued job still needs */
-  int used = 0;
-  if (S->en.next_seq >= SRV_SESSION_SLOTS)
-    (void)store_session_in_use(S->db, S->en.epoch, S->en.next_seq - SRV_SESSION_SLOTS, &used);
-  if (used) {
-    pthread_mutex_unlock(&S->en.lock);
-    resp_error(r, 503, "sessions_full", "every enclave session slot is in use by queued jobs; retry later");
-    r->retry_after = SRV_RETRY_AFTER_S;
-    return;
-  }
   uint8_t *rep = NULL;
   size_t rlen = 0;
   int rc = hetee_host_session_open(S->en.e, q->mem, q->len, &rep, &rlen);

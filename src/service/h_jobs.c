@@ -13,8 +13,10 @@
  * checks it again. Results are the releases the enclave sealed to the DP's
  * identity; the server shows a job to its DP only.
  */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "hetee/common.h"
 #include "service/server_internal.h"
@@ -72,8 +74,8 @@ int h_job_pre(srv_req *q, srv_resp *r) {
                "?nonce=<32 hex>&auth=<128 hex>: the data provider's signed authorization of this input is required");
     return -1;
   }
-  int64_t qd = 0, run = 0, w = 0, mine = 0;
-  if (store_job_counts(S->db, &qd, &run, &w) || (uint64_t)(qd + run) >= S->o.max_queue) {
+  int64_t qd = 0, run = 0, mine = 0;
+  if (store_job_counts(S->db, &qd, &run) || (uint64_t)(qd + run) >= S->o.max_queue) {
     resp_error(r, 503, "queue_full", "the job queue is full (%u jobs); retry later", S->o.max_queue);
     r->retry_after = SRV_RETRY_AFTER_S;
     return -1;
@@ -181,9 +183,42 @@ static int own_job(srv_req *q, srv_resp *r, st_job *j) {
 
 void h_job_list(srv_req *q, srv_resp *r) { resp_json(r, 200, json_pack("{so}", "jobs", store_jobs_json(q->S->db, q->party))); }
 
+#define WAIT_MAX_S 10
+
+static int job_final(const st_job *j) { return !strcmp(j->state, "done") || !strcmp(j->state, "failed"); }
+
+/* ?wait=S (1..10): the answer comes when the job is done or failed, or
+ * after S seconds with its state then (a long poll instead of the
+ * client's sleeps, which made it notice a finished job up to 0.5 s late). */
 void h_job_show(srv_req *q, srv_resp *r) {
   st_job j;
   if (own_job(q, r, &j)) return;
+  const char *w = req_query(q, "wait");
+  if (w) {
+    char *end;
+    long s = strtol(w, &end, 10);
+    if (end == w || *end || s < 0 || s > WAIT_MAX_S) {
+      resp_error(r, 400, "bad_wait", "?wait=S: seconds, 0..%d", WAIT_MAX_S);
+      return;
+    }
+    server *S = q->S;
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += s;
+    pthread_mutex_lock(&S->wlock);
+    while (!job_final(&j) && !S->closing) {
+      if (pthread_cond_timedwait(&S->wcond, &S->wlock, &until) == ETIMEDOUT) break;
+      pthread_mutex_unlock(&S->wlock);
+      int rc = own_job(q, r, &j);
+      pthread_mutex_lock(&S->wlock);
+      if (rc) {
+        pthread_mutex_unlock(&S->wlock);
+        return;
+      }
+    }
+    pthread_mutex_unlock(&S->wlock);
+    if (!job_final(&j) && own_job(q, r, &j)) return; /* the state at the deadline */
+  }
   json_t *o = json_pack("{sI sI ss sI sI sI sI}", "id", (json_int_t)j.id, "model", (json_int_t)j.model, "state", j.state,
                         "count", (json_int_t)j.count, "attempts", (json_int_t)j.attempts,
                         "created_ms", (json_int_t)j.created_ms, "finished_ms", (json_int_t)j.finished_ms);

@@ -28,7 +28,7 @@ typedef struct conn_state {
   srv_resp r;
   int phase;      /* 0 header done, 1 body refused (respond at end) */
   int refused;    /* a response is ready: body bytes are discarded */
-  crypto_hash_sha256_state hs;
+  reqsig_body_state hs; /* 64-byte aligned: conn_state comes from aligned_alloc */
   uint64_t limit;
 } conn_state;
 
@@ -93,6 +93,7 @@ static enum MHD_Result send_resp(struct MHD_Connection *c, srv_resp *r) {
     MHD_add_response_header(resp, "Retry-After", ra);
   }
   if (r->location[0]) MHD_add_response_header(resp, "Location", r->location);
+  if (r->etag[0]) MHD_add_response_header(resp, "ETag", r->etag);
   enum MHD_Result ret = MHD_queue_response(c, (unsigned)r->status, resp);
   MHD_destroy_response(resp);
   return ret;
@@ -103,7 +104,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
   server *S = cls;
   conn_state *cs = *con_cls;
   if (!cs) {
-    cs = calloc(1, sizeof *cs);
+    cs = aligned_alloc(64, (sizeof *cs + 63) / 64 * 64);
+    if (cs) memset(cs, 0, sizeof *cs);
     if (!cs) return MHD_NO;
     *con_cls = cs;
     cs->q.S = S;
@@ -111,7 +113,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     cs->q.fd = -1;
     cs->q.method = method;
     cs->r.status = 0;
-    crypto_hash_sha256_init(&cs->hs);
+    reqsig_body_init(&cs->hs);
     if (strlen(url) > REQSIG_MAX_TARGET) {
       resp_error(&cs->r, 414, "uri_too_long", "request target longer than %d bytes", REQSIG_MAX_TARGET);
       cs->refused = 2;
@@ -153,7 +155,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
       return MHD_NO;
     }
     cs->q.total += n;
-    crypto_hash_sha256_update(&cs->hs, (const uint8_t *)upload_data, n);
+    reqsig_body_update(&cs->hs, (const uint8_t *)upload_data, n);
     if (cs->q.body_kind == BODY_BIN_FILE) {
       for (size_t off = 0; off < n;) {
         ssize_t w = write(cs->q.fd, upload_data + off, n - off);
@@ -185,7 +187,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
   /* the whole request is in */
   if (cs->refused == 2) return MHD_YES; /* already answered */
   if (!cs->refused) {
-    crypto_hash_sha256_final(&cs->hs, cs->q.body_hash);
+    reqsig_body_final(&cs->hs, cs->q.body_hash);
     routes_finish(&cs->q, &cs->r);
   }
   if (!cs->r.status) resp_error(&cs->r, 500, "internal", "no response");

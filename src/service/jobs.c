@@ -10,7 +10,15 @@
  *
  * Only one engine run holds the enclave at a time (the handle is not
  * thread-safe); each run uses `threads` kernel threads, and the other
- * workers meanwhile read and validate the next jobs' inputs.
+ * workers meanwhile read and validate the next jobs' inputs. After a run
+ * the enclave's state (its query counters) is sealed: taken under the
+ * enclave lock, written and fsynced after it is released (sup_seal_write:
+ * the newest state wins), so the next job's run does not wait for the
+ * disk; the job is marked done only once its state is on disk. If the
+ * enclave dies in the few milliseconds between a release of the lock and
+ * the end of that write, the restarted enclave unseals the state before
+ * that job (its budget charge is lost; docs/security.md already counts
+ * the sealed state as the host's to roll back).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -184,6 +192,9 @@ static void run_job(server *S, st_job *j) {
   hetee_engine_stats *stats = calloc(1, sizeof *stats);
   static const uint8_t to_identity[16] = {0};
   int lost = 0;
+  uint8_t *seal = NULL;
+  size_t seal_len = 0;
+  uint64_t seal_seq = 0;
   pthread_mutex_lock(&S->en.lock);
   sup_note_restarts(&S->en);
   unsigned before = S->en.restarts_seen;
@@ -194,7 +205,9 @@ static void run_job(server *S, st_job *j) {
   if (!rc && (rc = hetee_engine_run_bound(S->en.e, em, in, (uint32_t)j->model, to_identity, S->threads, &res, stats)))
     snprintf(why, sizeof why, "%s: %s", hetee_strerror(rc), hetee_last_error());
   if (!rc) {
-    rc = sup_seal(&S->en); /* the enclave's query counters survive a restart */
+    /* the enclave's query counters survive a restart: the sealed state is
+     * taken here, written to disk below without the enclave lock */
+    rc = sup_seal_take(&S->en, &seal, &seal_len, &seal_seq);
     if (rc) snprintf(why, sizeof why, "sealing: %s", hetee_last_error());
   }
   if (rc) {
@@ -210,6 +223,7 @@ static void run_job(server *S, st_job *j) {
   model_put(S, j->model);
   free(a);
   if (lost && j->attempts < MAX_ATTEMPTS) {
+    free(seal);
     hetee_engine_results_clear(&res);
     (void)store_job_set_state(S->db, j->id, "queued", "the enclave restarted during the run: queued again");
     fprintf(stderr, "hetee server: job %lld: the enclave restarted during the run; queued again\n", (long long)j->id);
@@ -217,6 +231,11 @@ static void run_job(server *S, st_job *j) {
     jobs_kick(S);
     return;
   }
+  if (!rc) {
+    rc = sup_seal_write(&S->en, seal, seal_len, seal_seq);
+    if (rc) snprintf(why, sizeof why, "sealing: %s", hetee_last_error());
+  }
+  free(seal);
   if (!rc) {
     rc = write_results(S, j->id, &res);
     if (rc) snprintf(why, sizeof why, "storing results: %s", hetee_last_error());
@@ -231,6 +250,12 @@ static void run_job(server *S, st_job *j) {
     metrics_job(&S->m, 0, 0, 0, 0, 0);
   }
   free(stats);
+}
+
+void jobs_finished(server *S) {
+  pthread_mutex_lock(&S->wlock);
+  pthread_cond_broadcast(&S->wcond);
+  pthread_mutex_unlock(&S->wlock);
 }
 
 static void *worker(void *arg) {
@@ -252,6 +277,7 @@ static void *worker(void *arg) {
       return NULL;
     }
     run_job(S, &j);
+    jobs_finished(S);
   }
 }
 

@@ -39,8 +39,8 @@ void metrics_job(metrics *m, int ok, double latency_s, double wall_s, double enc
 }
 
 char *metrics_render(server *S) {
-  int64_t q = 0, r = 0, w = 0;
-  (void)store_job_counts(S->db, &q, &r, &w);
+  int64_t q = 0, r = 0;
+  (void)store_job_counts(S->db, &q, &r);
   pthread_mutex_lock(&S->en.lock);
   unsigned restarts = hetee_host_restarts(S->en.e);
   pthread_mutex_unlock(&S->en.lock);
@@ -59,7 +59,6 @@ char *metrics_render(server *S) {
   fprintf(f, "# HELP hetee_queue_depth Jobs by state.\n# TYPE hetee_queue_depth gauge\n");
   fprintf(f, "hetee_queue_depth{state=\"queued\"} %lld\n", (long long)q);
   fprintf(f, "hetee_queue_depth{state=\"running\"} %lld\n", (long long)r);
-  fprintf(f, "hetee_queue_depth{state=\"awaiting_session\"} %lld\n", (long long)w);
   fprintf(f, "# HELP hetee_jobs_total Jobs finished since start, by outcome.\n# TYPE hetee_jobs_total counter\n");
   fprintf(f, "hetee_jobs_total{outcome=\"done\"} %llu\nhetee_jobs_total{outcome=\"failed\"} %llu\n",
           (unsigned long long)m->jobs_done, (unsigned long long)m->jobs_failed);

@@ -58,9 +58,16 @@ static int printable(const char *s) {
   return 1;
 }
 
+void reqsig_body_init(reqsig_body_state *s) { crypto_generichash_init(s, NULL, 0, 32); }
+void reqsig_body_update(reqsig_body_state *s, const uint8_t *b, size_t n) { crypto_generichash_update(s, b, n); }
+void reqsig_body_final(reqsig_body_state *s, uint8_t out[32]) { crypto_generichash_final(s, out, 32); }
+void reqsig_body_hash(const uint8_t *body, size_t len, uint8_t out[32]) {
+  crypto_generichash(out, 32, body ? body : (const uint8_t *)"", len, NULL, 0);
+}
+
 void reqsig_digest(const char *method, const char *target, const uint8_t body_hash[32], uint64_t ts_ms,
                    const uint8_t nonce[16], const uint8_t key[32], uint8_t out[32]) {
-  static const char dom[] = "hetee-request-v1";
+  static const char dom[] = "hetee-request-v2";
   crypto_hash_sha256_state st;
   crypto_hash_sha256_init(&st);
   crypto_hash_sha256_update(&st, (const uint8_t *)dom, sizeof dom); /* with its NUL */

@@ -2,7 +2,8 @@
  * server.c — hetee_server_run: lays out the data directory, opens the
  * store and recovers it (staged uploads dropped, running jobs queued
  * again), starts the supervised enclave, the workers and the HTTP
- * transport, writes the port file, and waits for SIGINT / SIGTERM.
+ * transport, writes the port file, and waits for SIGINT / SIGTERM (whose
+ * handlers are installed before anything else).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -61,6 +62,16 @@ static void clean_tmp(const server *S) {
 int hetee_server_run(const hetee_server_options *opt) {
   if (!opt || !opt->data_dir || !opt->platform_dir) return hetee_error(HETEE_ERR_INVALID_ARG, "data_dir and platform_dir are required");
   if (sodium_init() < 0) return hetee_error(HETEE_ERR_CRYPTO, "libsodium");
+  /* the handlers come first: a SIGINT / SIGTERM at any point of the start
+   * (also right after the port file appears) is a clean stop, never death
+   * by the signal */
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_signal;
+  sa.sa_flags = SA_RESTART;
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+  signal(SIGPIPE, SIG_IGN);
   server *S = calloc(1, sizeof *S);
   if (!S) return hetee_error(HETEE_ERR_NOMEM, "no memory");
   S->o = *opt;
@@ -80,6 +91,8 @@ int hetee_server_run(const hetee_server_options *opt) {
   S->start_ms = reqsig_now_ms();
   pthread_mutex_init(&S->m.lock, NULL);
   pthread_mutex_init(&S->cache_lock, NULL);
+  pthread_mutex_init(&S->wlock, NULL);
+  pthread_cond_init(&S->wcond, NULL);
 
   char host[64] = "127.0.0.1";
   unsigned port = 8470;
@@ -128,12 +141,6 @@ int hetee_server_run(const hetee_server_options *opt) {
     rc = blob_write(S->data_dir, opt->port_file, (const uint8_t *)txt, (size_t)n);
   }
   if (!rc) {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
     printf("hetee server: listening on http://%s:%u (data %s, enclave pid %d, %d workers x %d threads)\n", host, bound,
            S->data_dir, S->en.info.pid, S->nworkers, S->threads);
     fflush(stdout);
@@ -154,6 +161,11 @@ int hetee_server_run(const hetee_server_options *opt) {
   int keep = rc;
   char why[512];
   snprintf(why, sizeof why, "%s", rc ? hetee_last_error() : "");
+  /* requests waiting on a job answer now, so that the transport stops */
+  pthread_mutex_lock(&S->wlock);
+  S->closing = 1;
+  pthread_cond_broadcast(&S->wcond);
+  pthread_mutex_unlock(&S->wlock);
   http_stop(daemon);
   if (jobs_started) jobs_stop(S);
   if (en_started) sup_stop(&S->en);
@@ -167,6 +179,8 @@ int hetee_server_run(const hetee_server_options *opt) {
   store_close(S->db);
   pthread_mutex_destroy(&S->m.lock);
   pthread_mutex_destroy(&S->cache_lock);
+  pthread_cond_destroy(&S->wcond);
+  pthread_mutex_destroy(&S->wlock);
   free(S);
   g_stop = 0;
   if (keep) return hetee_error(keep, "%s", why);

@@ -99,12 +99,9 @@ int store_job_get(store *s, int64_t id, st_job *out);
 /* Oldest queued job -> running (attempts + 1). HETEE_ERR_NOT_FOUND: none. */
 int store_job_take(store *s, st_job *out);
 int store_job_set_state(store *s, int64_t id, const char *state, const char *error);
-int store_job_rebind(store *s, int64_t id, const char *session, int64_t epoch, int64_t seq);
-int store_job_counts(store *s, int64_t *queued, int64_t *running, int64_t *waiting);
+int store_job_counts(store *s, int64_t *queued, int64_t *running);
 int store_job_party_active(store *s, const char *dp, int64_t *n);
 json_t *store_jobs_json(store *s, const char *dp);
-/* Whether a queued/running job uses session (epoch, seq). */
-int store_session_in_use(store *s, int64_t epoch, int64_t seq, int *used);
 
 int store_session_add(store *s, const char *id, const char *party, int64_t epoch, int64_t seq);
 int store_session_get(store *s, const char *id, char party[65], int64_t *epoch, int64_t *seq);
@@ -131,8 +128,12 @@ typedef struct sup {
   int64_t next_seq;     /* sessions opened in this epoch */
   uint8_t *bundle;
   size_t bundle_len;
+  uint8_t bundle_fp[32]; /* hetee_key_bundle_fingerprint of bundle */
   hetee_ckks_context *ctx;
   hetee_host_info info;
+  uint64_t seal_taken;        /* states taken from the enclave (under lock) */
+  pthread_mutex_t seal_lock;  /* the seal file; held while writing it */
+  uint64_t seal_written;      /* the newest state on disk (under seal_lock) */
 } sup;
 int sup_start(sup *u, const hetee_server_options *o, int64_t boot);
 void sup_stop(sup *u);
@@ -140,6 +141,13 @@ void sup_stop(sup *u);
 void sup_note_restarts(sup *u);
 /* With u->lock held: seals the enclave state to the seal file. */
 int sup_seal(sup *u);
+/* The same in two steps, so that the file write and its fsyncs happen
+ * without the enclave lock: take (u->lock held) gets the sealed state and
+ * its sequence number; write (u->lock not needed) puts it on disk unless a
+ * newer state is there already (which covers it). A job is acknowledged
+ * done only after its write returned 0. */
+int sup_seal_take(sup *u, uint8_t **blob, size_t *len, uint64_t *seq);
+int sup_seal_write(sup *u, const uint8_t *blob, size_t len, uint64_t seq);
 
 /* ---- metrics.c ---------------------------------------------------------- */
 typedef struct metrics {
@@ -179,7 +187,15 @@ struct server {
   int nworkers, threads;
   pthread_mutex_t cache_lock;
   model_cache_entry *cache;
+  /* GET /v1/jobs/ID?wait=S: handlers wait on wcond, broadcast whenever a
+   * job finishes (jobs_finished) and when the server closes */
+  pthread_mutex_t wlock;
+  pthread_cond_t wcond;
+  int closing;
 };
+
+/* A job reached done / failed: wakes the requests waiting on jobs. */
+void jobs_finished(server *S);
 
 /* A model from the cache (loaded from its file on first use); put it back
  * with model_put. */
@@ -230,6 +246,7 @@ typedef struct srv_resp {
   char file[SRV_PATH_MAX]; /* non-empty: the body is this file */
   int retry_after;
   char location[128];
+  char etag[72]; /* non-empty: an ETag header (quoted) */
 } srv_resp;
 
 /* Query parameter of the request (NULL: absent). */

@@ -6,10 +6,10 @@
  * every statement is prepared with bound parameters.
  *
  * Job states: staged (input being committed; dropped at start-up) ->
- * queued -> running -> done | failed, and awaiting_session when the
- * enclave session the results must be sealed to is gone (enclave restart):
- * the data provider binds a new one and the job is queued again. Model
- * states: staged -> pending_policy -> ready.
+ * queued -> running -> done | failed (a run cut short by an enclave restart
+ * goes back to queued; jobs hold no enclave session: their results are
+ * sealed to the data provider's identity). Model states: staged ->
+ * pending_policy -> ready.
  */
 #include <stdarg.h>
 #include <stdlib.h>
@@ -141,7 +141,7 @@ int store_recover(store *s, void (*drop)(void *ctx, const char *kind, int64_t id
   }
   /* a job that was running when the server died runs again (its results
    * were never acknowledged: the result file is written before 'done') */
-  if (!rc) rc = exec_stmt(s, prep(s, "UPDATE jobs SET state = 'queued' WHERE state = 'running'", ""), "recover");
+  if (!rc) rc = exec_stmt(s, prep(s, "UPDATE jobs SET state = 'queued' WHERE state IN ('running', 'awaiting_session')", ""), "recover");
   if (!rc) rc = commit(s);
   else rollback(s);
   UNLOCK;
@@ -287,7 +287,7 @@ int store_model_delete(store *s, int64_t id) {
 
 int store_model_active_jobs(store *s, int64_t id, int64_t *n) {
   LOCK;
-  sqlite3_stmt *st = prep(s, "SELECT COUNT(*) FROM jobs WHERE model = ? AND state IN ('queued', 'running', 'awaiting_session')",
+  sqlite3_stmt *st = prep(s, "SELECT COUNT(*) FROM jobs WHERE model = ? AND state IN ('queued', 'running')",
                           "i", id);
   int rc = st && sqlite3_step(st) == SQLITE_ROW ? 0 : dberr(s, "jobs");
   if (!rc) *n = sqlite3_column_int64(st, 0);
@@ -426,25 +426,13 @@ int store_job_set_state(store *s, int64_t id, const char *state, const char *err
   return rc;
 }
 
-int store_job_rebind(store *s, int64_t id, const char *session, int64_t epoch, int64_t seq) {
+int store_job_counts(store *s, int64_t *queued, int64_t *running) {
   LOCK;
-  int rc = exec_stmt(s, prep(s, "UPDATE jobs SET session = ?, epoch = ?, seq = ?, state = 'queued' WHERE id = ? AND "
-                                "state IN ('awaiting_session', 'queued')",
-                             "siii", session, epoch, seq, id),
-                     "rebind");
-  if (!rc && sqlite3_changes(s->db) != 1) rc = hetee_error(HETEE_ERR_STATE, "job %lld is not waiting for a session", (long long)id);
-  UNLOCK;
-  return rc;
-}
-
-int store_job_counts(store *s, int64_t *queued, int64_t *running, int64_t *waiting) {
-  LOCK;
-  sqlite3_stmt *st = prep(s, "SELECT SUM(state = 'queued'), SUM(state = 'running'), SUM(state = 'awaiting_session') FROM jobs", "");
+  sqlite3_stmt *st = prep(s, "SELECT SUM(state = 'queued'), SUM(state = 'running') FROM jobs", "");
   int rc = st && sqlite3_step(st) == SQLITE_ROW ? 0 : dberr(s, "counts");
   if (!rc) {
     *queued = sqlite3_column_int64(st, 0);
     *running = sqlite3_column_int64(st, 1);
-    *waiting = sqlite3_column_int64(st, 2);
   }
   sqlite3_finalize(st);
   UNLOCK;
@@ -453,7 +441,7 @@ int store_job_counts(store *s, int64_t *queued, int64_t *running, int64_t *waiti
 
 int store_job_party_active(store *s, const char *dp, int64_t *n) {
   LOCK;
-  sqlite3_stmt *st = prep(s, "SELECT COUNT(*) FROM jobs WHERE dp = ? AND state IN ('staged', 'queued', 'running', 'awaiting_session')",
+  sqlite3_stmt *st = prep(s, "SELECT COUNT(*) FROM jobs WHERE dp = ? AND state IN ('staged', 'queued', 'running')",
                           "s", dp);
   int rc = st && sqlite3_step(st) == SQLITE_ROW ? 0 : dberr(s, "active");
   if (!rc) *n = sqlite3_column_int64(st, 0);
@@ -474,17 +462,6 @@ json_t *store_jobs_json(store *s, const char *dp) {
   sqlite3_finalize(st);
   UNLOCK;
   return a;
-}
-
-int store_session_in_use(store *s, int64_t epoch, int64_t seq, int *used) {
-  LOCK;
-  sqlite3_stmt *st = prep(s, "SELECT COUNT(*) FROM jobs WHERE epoch = ? AND seq = ? AND state IN ('staged', 'queued', 'running')",
-                          "ii", epoch, seq);
-  int rc = st && sqlite3_step(st) == SQLITE_ROW ? 0 : dberr(s, "session use");
-  if (!rc) *used = sqlite3_column_int(st, 0) > 0;
-  sqlite3_finalize(st);
-  UNLOCK;
-  return rc;
 }
 
 int store_session_add(store *s, const char *id, const char *party, int64_t epoch, int64_t seq) {

@@ -13,6 +13,8 @@
 #include <unistd.h>
 
 #include "hetee/common.h"
+#include "enclave/wire/proto.h"
+#include "hetee/enclave.h"
 #include "service/server_internal.h"
 
 static int load_bundle(sup *u) {
@@ -21,6 +23,7 @@ static int load_bundle(sup *u) {
   hetee_ckks_context_free(u->ctx);
   u->ctx = NULL;
   int rc = hetee_host_public_keys(u->e, &u->bundle, &u->bundle_len);
+  if (!rc) hetee_key_bundle_fingerprint(u->bundle, u->bundle_len, u->bundle_fp);
   const uint8_t *it;
   size_t il;
   if (!rc) rc = hetee_key_bundle_get(u->bundle, u->bundle_len, HETEE_BUNDLE_PARAMS, &it, &il);
@@ -29,10 +32,33 @@ static int load_bundle(sup *u) {
   return rc;
 }
 
-int sup_seal(sup *u) { return hetee_host_seal(u->e, u->seal_path); }
+int sup_seal_take(sup *u, uint8_t **blob, size_t *len, uint64_t *seq) {
+  int rc = hetee_host_call(u->e, HETEE_MSG_SEAL, NULL, 0, blob, len);
+  if (!rc) *seq = ++u->seal_taken;
+  return rc;
+}
+
+int sup_seal_write(sup *u, const uint8_t *blob, size_t len, uint64_t seq) {
+  pthread_mutex_lock(&u->seal_lock);
+  int rc = seq > u->seal_written ? hetee_file_write_atomic(u->seal_path, blob, len, 0600) : 0;
+  if (!rc && seq > u->seal_written) u->seal_written = seq;
+  pthread_mutex_unlock(&u->seal_lock);
+  return rc;
+}
+
+int sup_seal(sup *u) {
+  uint8_t *b = NULL;
+  size_t n = 0;
+  uint64_t seq = 0;
+  int rc = sup_seal_take(u, &b, &n, &seq);
+  if (!rc) rc = sup_seal_write(u, b, n, seq);
+  free(b);
+  return rc;
+}
 
 int sup_start(sup *u, const hetee_server_options *o, int64_t boot) {
   pthread_mutex_init(&u->lock, NULL);
+  pthread_mutex_init(&u->seal_lock, NULL);
   snprintf(u->seal_path, sizeof u->seal_path, "%s/enclave.seal", o->data_dir);
   hetee_host_options eo = {.platform_dir = o->platform_dir, .config = o->config, .seal_path = u->seal_path,
                               .auto_restart = 1};
@@ -76,6 +102,7 @@ void sup_stop(sup *u) {
   hetee_ckks_context_free(u->ctx);
   u->ctx = NULL;
   pthread_mutex_destroy(&u->lock);
+  pthread_mutex_destroy(&u->seal_lock);
 }
 
 int session_live(server *S, int64_t epoch, int64_t seq) {

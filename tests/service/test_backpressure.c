@@ -102,18 +102,25 @@ static int teardown(void **state) {
   return 0;
 }
 
-/* A signed job submission (the client library's format) with a small body,
- * sent raw so that the answer's headers can be read. Returns the status;
+/* A signed job submission (the client library's format: a request signed by
+ * the party, a well-formed job authorization nonce=&auth=) with a small
+ * body, sent raw so that the answer's headers can be read. The limits are
+ * checked before the body, so neither the body nor the authorization (which
+ * is checked against the body) is ever looked at. Returns the status;
  * *retry_after gets the Retry-After header's value (-1: none). */
-static int raw_submit(const char *home, const char *sid, int *retry_after, char **body_out) {
-  char target[160], p[400];
-  snprintf(target, sizeof target, "/v1/jobs?model=%lld&session=%s", (long long)MODEL, sid);
+static int raw_submit(const char *home, int *retry_after, char **body_out) {
+  char target[320], p[400], an[33], as[129];
+  uint8_t rb[64];
+  randombytes_buf(rb, sizeof rb);
+  reqsig_hex(rb, 16, an);
+  reqsig_hex(rb, 64, as);
+  snprintf(target, sizeof target, "/v1/jobs?model=%lld&nonce=%s&auth=%s", (long long)MODEL, an, as);
   snprintf(p, sizeof p, "%s/id", home);
   hetee_party_key *k;
   assert_int_equal(hetee_party_key_load(p, &k), 0);
   static const char body[] = "HTEI-not-read-before-the-limits";
   uint8_t bh[32], nonce[16], key[32], d[32], sig[64];
-  crypto_hash_sha256(bh, (const uint8_t *)body, sizeof body - 1);
+  reqsig_body_hash((const uint8_t *)body, sizeof body - 1, bh);
   randombytes_buf(nonce, sizeof nonce);
   hetee_party_key_public(k, key);
   uint64_t ts = reqsig_now_ms();
@@ -178,11 +185,6 @@ static void test_backpressure(void **state) {
   assert_int_equal(hetee_client_connect(F->url, F->dp1, &c1), 0);
   assert_int_equal(hetee_client_connect(F->url, F->dp2, &c2), 0);
   assert_int_equal(hetee_client_connect(F->url, DP3, &c3), 0);
-  /* sessions for the refused submissions, opened while the enclave is idle */
-  hetee_client_session *s1, *s3;
-  char sid1[33], sid3[33];
-  assert_int_equal(hetee_client_session_open_remote(c1, &s1, sid1), 0);
-  assert_int_equal(hetee_client_session_open_remote(c3, &s3, sid3), 0);
 
   /* dp1's large job: one worker keeps it (and whatever queues behind it)
      * unfinished while the limits are probed. A refusal is the server's own
@@ -200,7 +202,7 @@ static void test_backpressure(void **state) {
     assert_int_equal(hetee_client_job_submit(c1, MODEL, x, nbig, &big), 0);
 
     /* dp1 again: its limit of one unfinished job -> 429 + Retry-After */
-    int st = raw_submit(F->dp1, sid1, &ra, &body);
+    int st = raw_submit(F->dp1, &ra, &body);
     if (st != 429 && !strcmp(job_state(c1, hetee_client_job_id(big), s, sizeof s), "done")) {
       free(body);
       finish(c1, big, nbig);
@@ -216,7 +218,7 @@ static void test_backpressure(void **state) {
      * Retry-After, for dp3, which has no job, and for dp1 (the queue is
      * checked before the party's own limit) */
     assert_int_equal(hetee_client_job_submit(c2, MODEL, x, SMALL, &j2), 0);
-    st = raw_submit(DP3, sid3, &ra, &body);
+    st = raw_submit(DP3, &ra, &body);
     if (st != 503 && !strcmp(job_state(c1, hetee_client_job_id(big), s, sizeof s), "done")) {
       free(body);
       finish(c1, big, nbig);
@@ -228,7 +230,7 @@ static void test_backpressure(void **state) {
     assert_non_null(strstr(body, "queue_full"));
     assert_true(ra >= 1);
     free(body);
-    st = raw_submit(F->dp1, sid1, &ra, &body);
+    st = raw_submit(F->dp1, &ra, &body);
     assert_int_equal(st, 503);
     assert_non_null(strstr(body, "queue_full"));
     assert_true(ra >= 1);
@@ -259,8 +261,6 @@ static void test_backpressure(void **state) {
   }
   free(m);
 
-  hetee_client_session_free(s1);
-  hetee_client_session_free(s3);
   hetee_client_disconnect(c1);
   hetee_client_disconnect(c2);
   hetee_client_disconnect(c3);

@@ -14,6 +14,8 @@
  */
 #include "service/service_fixture.h"
 
+#include <sqlite3.h>
+
 #include "hetee/engine.h"
 #include "service/reqsig.h"
 
@@ -171,6 +173,92 @@ static void test_flow(void **state) {
   hetee_client_disconnect(c);
 }
 
+/* Sessions the server relayed for party pk (its store's sessions table). */
+static int sessions_of(const uint8_t pk[32]) {
+  char db[400], hex[65];
+  snprintf(db, sizeof db, "%s/hetee.db", F->data);
+  reqsig_hex(pk, 32, hex);
+  sqlite3 *d;
+  assert_int_equal(sqlite3_open_v2(db, &d, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+  sqlite3_busy_timeout(d, 5000);
+  sqlite3_stmt *st;
+  assert_int_equal(sqlite3_prepare_v2(d, "SELECT COUNT(*) FROM sessions WHERE party = ?", -1, &st, NULL), SQLITE_OK);
+  sqlite3_bind_text(st, 1, hex, -1, SQLITE_STATIC);
+  assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+  int n = sqlite3_column_int(st, 0);
+  sqlite3_finalize(st);
+  sqlite3_close(d);
+  return n;
+}
+
+/* The key bundle's ETag (its fingerprint, as GET /v1/enclave reports it):
+ * If-None-Match with it answers 304 with no body, anything else 200 with
+ * the bundle. A connection attests and opens one enclave session (the
+ * release key) for its first job only: three jobs on one connection add
+ * one session, each with the right labels. */
+static void test_client_cache(void **state) {
+  char *b = NULL, req[512];
+  const char *info = "GET /v1/enclave HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+  const char *bundle = "GET /v1/enclave/bundle HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+  assert_int_equal(sfx_raw(F, info, strlen(info), &b), 200);
+  const char *fp = strstr(b, "\"bundle_fp\":\"");
+  assert_non_null(fp);
+  char etag[80];
+  snprintf(etag, sizeof etag, "ETag: \"%.64s\"", fp + 13);
+  free(b);
+  assert_int_equal(sfx_raw(F, bundle, strlen(bundle), &b), 200);
+  assert_non_null(strstr(b, etag));
+  free(b);
+  int n = snprintf(req, sizeof req, "GET /v1/enclave/bundle HTTP/1.1\r\nHost: x\r\nConnection: close\r\nIf-None-Match: %s\r\n\r\n",
+                   etag + 6);
+  assert_int_equal(sfx_raw(F, req, (size_t)n, &b), 304);
+  assert_non_null(strstr(b, etag));
+  const char *end = strstr(b, "\r\n\r\n");
+  assert_non_null(end);
+  assert_int_equal(strlen(end + 4), 0);
+  free(b);
+  n = snprintf(req, sizeof req, "GET /v1/enclave/bundle HTTP/1.1\r\nHost: x\r\nConnection: close\r\nIf-None-Match: \"%064d\"\r\n\r\n", 0);
+  assert_int_equal(sfx_raw(F, req, (size_t)n, &b), 200);
+  free(b);
+
+  int before = sessions_of(F->dp1_pk);
+  hetee_client_conn *c;
+  assert_int_equal(hetee_client_connect(F->url, F->dp1, &c), 0);
+  for (int i = 0; i < 3; i++) infer_checked(c, MODEL);
+  assert_int_equal(sessions_of(F->dp1_pk), before + 1);
+
+  /* GET /v1/jobs/ID?wait=S (a long poll, 0..10 s): malformed or too long
+   * waits refused, and asking until the job is final ends with it done */
+  hetee_client_job *j;
+  assert_int_equal(hetee_client_job_submit(c, MODEL, X, NIMG, &j), 0);
+  char t[96];
+  long st;
+  uint8_t *body;
+  static const char *const bad[] = {"11", "-1", "x", ""};
+  for (int i = 0; i < 4; i++) {
+    snprintf(t, sizeof t, "/v1/jobs/%lld?wait=%s", (long long)hetee_client_job_id(j), bad[i]);
+    assert_int_equal(hetee_client_request(c, "GET", t, NULL, NULL, 0, &st, &body, NULL), 0);
+    assert_int_equal(st, 400);
+    assert_non_null(strstr((char *)body, "bad_wait"));
+    free(body);
+  }
+  for (int done = 0; !done;) {
+    snprintf(t, sizeof t, "/v1/jobs/%lld?wait=10", (long long)hetee_client_job_id(j));
+    assert_int_equal(hetee_client_request(c, "GET", t, NULL, NULL, 0, &st, &body, NULL), 0);
+    assert_int_equal(st, 200);
+    assert_null(strstr((char *)body, "\"failed\""));
+    done = strstr((char *)body, "\"state\":\"done\"") != NULL;
+    free(body);
+  }
+  hetee_release_result *r;
+  size_t nr;
+  assert_int_equal(hetee_client_job_results(c, j, &r, &nr), 0);
+  assert_int_equal(nr, NIMG);
+  hetee_client_results_free(r, nr);
+  hetee_client_job_free(j);
+  hetee_client_disconnect(c);
+}
+
 /* A DP not in the model's policy: refused at submission (403), the model
  * invisible (404); it cannot read or open dp1's job. */
 static void test_access(void **state) {
@@ -278,7 +366,7 @@ static int signed_raw(const char *home, const char *method, const char *target, 
   assert_int_equal(hetee_party_key_load(p, &k), 0);
   uint8_t bh[32], nonce[16], key[32], d[32], sig[64];
   size_t blen = body ? strlen(body) : 0;
-  crypto_hash_sha256(bh, (const uint8_t *)(body ? body : ""), blen);
+  reqsig_body_hash((const uint8_t *)(body ? body : ""), blen, bh);
   randombytes_buf(nonce, sizeof nonce);
   hetee_party_key_public(k, key);
   uint64_t ts = reqsig_now_ms();
@@ -563,7 +651,7 @@ static void test_enclave_restart(void **state) {
 int main(void) {
   if (sodium_init() < 0) return 1;
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_flow),       cmocka_unit_test(test_access),   cmocka_unit_test(test_signatures),
+      cmocka_unit_test(test_flow),       cmocka_unit_test(test_client_cache), cmocka_unit_test(test_access),   cmocka_unit_test(test_signatures),
       cmocka_unit_test(test_bad_input),  cmocka_unit_test(test_kill9),    cmocka_unit_test(test_tamper),
       cmocka_unit_test(test_enclave_restart),
   };

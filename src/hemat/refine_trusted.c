@@ -59,6 +59,7 @@ struct hetee_refine_trusted {
    * the expected rho^T G sig of the steps since l's last update. */
   int failed; /* a check failed: every later call is refused */
   uint64_t nchecks, nfail;
+  double chk_s; /* CPU in the checks (their share of cpu_s) */
   double *rho[HETEE_REFINE_MAX_LAYERS][2], *sig[HETEE_REFINE_MAX_LAYERS][2];
   double *vf[HETEE_REFINE_MAX_LAYERS][2], *ws[HETEE_REFINE_MAX_LAYERS][2];
   double beta[HETEE_REFINE_MAX_LAYERS][2], w2[HETEE_REFINE_MAX_LAYERS];
@@ -177,9 +178,12 @@ static int rchk_refuse(const hetee_refine_trusted *t) {
  * the input ciphertexts' (RCHK_SX) convolved with the weight polynomials
  * (||W||^2 at most) plus the weights' (RCHK_SW) convolved with the input
  * polynomials (at most the whole batch's ||x||^2). */
+static double cpu_now(void);
+
 static int rchk_forward(hetee_refine_trusted *t, int l, const double *z, uint32_t count) {
   const hetee_refine_layer *L = &t->p->L[l];
   if (!L->trains || l < 1 || !t->have_w[l] || t->xcount[l] != count) return 0;
+  double t0 = cpu_now();
   size_t m = (size_t)L->m, k = (size_t)L->k;
   const double *x = t->x[l];
   double x2 = 0;
@@ -202,6 +206,7 @@ static int rchk_forward(hetee_refine_trusted *t, int l, const double *z, uint32_
       RCHK_CALIB(0, l, fabs(lhs - rhs), tol);
     }
   t->nchecks += (uint64_t)count * RCHK_T;
+  t->chk_s += cpu_now() - t0;
   return ok ? 0 : rchk_fail(t, "forward product (W x + b)", l);
 }
 
@@ -210,6 +215,7 @@ static int rchk_forward(hetee_refine_trusted *t, int l, const double *z, uint32_
 static int rchk_back(hetee_refine_trusted *t, int l, const double *u, uint32_t count) {
   const hetee_refine_layer *L = &t->p->L[l];
   if (!t->have_w[l] || t->dcount[l] != count) return 0;
+  double t0 = cpu_now();
   size_t m = (size_t)L->m, k = (size_t)L->k;
   const double *d = t->d[l];
   double d2 = 0;
@@ -232,6 +238,7 @@ static int rchk_back(hetee_refine_trusted *t, int l, const double *u, uint32_t c
       RCHK_CALIB(1, l, fabs(lhs - rhs), tol);
     }
   t->nchecks += (uint64_t)count * RCHK_T;
+  t->chk_s += cpu_now() - t0;
   return ok ? 0 : rchk_fail(t, "back product (W^T delta)", l);
 }
 
@@ -242,10 +249,14 @@ static int rchk_back(hetee_refine_trusted *t, int l, const double *u, uint32_t c
 static void rchk_deltas(hetee_refine_trusted *t, int l, const double *d, uint32_t count) {
   const hetee_refine_layer *L = &t->p->L[l];
   if (!L->trains) return;
+  double t0 = cpu_now();
   size_t m = (size_t)L->m, k = (size_t)L->k;
   memcpy(t->d[l], d, (size_t)t->p->cfg.batch * m * sizeof *d);
   t->dcount[l] = count;
-  if (l < 1 || t->xcount[l] != count) return;
+  if (l < 1 || t->xcount[l] != count) {
+    t->chk_s += cpu_now() - t0;
+    return;
+  }
   const double *x = t->x[l];
   double var = 0;
   for (uint32_t b = 0; b < count; b++) {
@@ -262,6 +273,7 @@ static void rchk_deltas(hetee_refine_trusted *t, int l, const double *d, uint32_
     }
   }
   t->gvar[l] += var;
+  t->chk_s += cpu_now() - t0;
 }
 
 /* G: rho^T g sig against the expected sum (g: m x (k+1)), before any
@@ -270,6 +282,7 @@ static int rchk_grad(hetee_refine_trusted *t, int l, const double *g) {
   const hetee_refine_layer *L = &t->p->L[l];
   size_t m = (size_t)L->m, k1 = (size_t)L->k + 1;
   int ok = 1;
+  double t0 = cpu_now();
   if (l >= 1) {
     double sd = sqrt(t->gvar[l]);
     for (int c = 0; c < RCHK_T; c++) {
@@ -288,6 +301,7 @@ static int rchk_grad(hetee_refine_trusted *t, int l, const double *g) {
   }
   for (int c = 0; c < RCHK_T; c++) t->gexp[l][c] = t->gmag[l][c] = 0;
   t->gvar[l] = 0;
+  t->chk_s += cpu_now() - t0;
   return ok ? 0 : rchk_fail(t, "gradient product (sum delta x^T)", l);
 }
 
@@ -295,7 +309,7 @@ static int rchk_grad(hetee_refine_trusted *t, int l, const double *g) {
 static void rchk_weights(hetee_refine_trusted *t, int l, const float *w, const float *b) {
   const hetee_refine_layer *L = &t->p->L[l];
   size_t m = (size_t)L->m, k = (size_t)L->k;
-  double w2 = 0;
+  double t0 = cpu_now(), w2 = 0;
   for (size_t q = 0; q < m * k; q++) w2 += (double)w[q] * (double)w[q];
   t->w2[l] = w2;
   for (int c = 0; c < RCHK_T; c++) {
@@ -315,12 +329,15 @@ static void rchk_weights(hetee_refine_trusted *t, int l, const float *w, const f
     t->beta[l][c] = be;
   }
   t->have_w[l] = 1;
+  t->chk_s += cpu_now() - t0;
 }
 
 void refine_tr_check_counts(const hetee_refine_trusted *t, uint64_t *checks, uint64_t *failures) {
   *checks = t && !t->ops ? t->nchecks : 0;
   *failures = t && !t->ops ? t->nfail : 0;
 }
+
+double refine_tr_check_cpu_s(const hetee_refine_trusted *t) { return t && !t->ops ? t->chk_s : 0; }
 
 static double cpu_now(void) {
   struct timespec ts;

@@ -68,6 +68,7 @@ struct hetee_refine_trusted {
   double *x[HETEE_REFINE_MAX_LAYERS], *d[HETEE_REFINE_MAX_LAYERS];
   uint32_t xcount[HETEE_REFINE_MAX_LAYERS], dcount[HETEE_REFINE_MAX_LAYERS];
   double gexp[HETEE_REFINE_MAX_LAYERS][2], gmag[HETEE_REFINE_MAX_LAYERS][2], gvar[HETEE_REFINE_MAX_LAYERS];
+  uint64_t gsamples[HETEE_REFINE_MAX_LAYERS]; /* samples whose deltas fed l's gradient since its last update */
 };
 
 #define RCHK_T 2
@@ -253,6 +254,7 @@ static void rchk_deltas(hetee_refine_trusted *t, int l, const double *d, uint32_
   size_t m = (size_t)L->m, k = (size_t)L->k;
   memcpy(t->d[l], d, (size_t)t->p->cfg.batch * m * sizeof *d);
   t->dcount[l] = count;
+  t->gsamples[l] += count;
   if (l < 1 || t->xcount[l] != count) {
     t->chk_s += cpu_now() - t0;
     return;
@@ -301,6 +303,7 @@ static int rchk_grad(hetee_refine_trusted *t, int l, const double *g) {
   }
   for (int c = 0; c < RCHK_T; c++) t->gexp[l][c] = t->gmag[l][c] = 0;
   t->gvar[l] = 0;
+  t->gsamples[l] = 0;
   t->chk_s += cpu_now() - t0;
   return ok ? 0 : rchk_fail(t, "gradient product (sum delta x^T)", l);
 }
@@ -684,6 +687,9 @@ int refine_tr_update(hetee_refine_trusted *t, int l, ct_t *const *gacc, uint32_t
   int rc = rchk_refuse(t);
   if (!rc && (nsamples < 1 || nsamples > p->cfg.batch * p->cfg.accumulate))
     rc = hetee_error(HETEE_ERR_INVALID_ARG, "update over %u samples", nsamples);
+  /* the divisor of the summed gradient: the samples whose deltas this side
+   * emitted for layer l since its last update, not what the host says */
+  if (!rc && nsamples != t->gsamples[l]) rc = rchk_fail(t, "sample count of the update", l);
   if (!rc && gacc) rc = check_cts(t, gacc, L->G.n_out_cts, REFINE_OUT_SCALE, 1, "gradient");
   if (!rc && !gacc) { /* fed in parts: every ciphertext must have arrived */
     for (size_t i = 0; i < L->G.n_out_cts && !rc; i++)

@@ -383,7 +383,7 @@ static void test_refusals(void **state) {
 
 /* ---- a host that tampers with its products (a trusted side of ops
  * wrapped around the enclave job) ---- */
-enum { TAMPER_F, TAMPER_T, TAMPER_G, TAMPER_REPLAY };
+enum { TAMPER_F, TAMPER_T, TAMPER_G, TAMPER_REPLAY, TAMPER_NSAMPLES };
 
 typedef struct tamper {
   hetee_refine_trusted *in; /* the enclave job */
@@ -473,6 +473,10 @@ static int tp_update(void *arg, int l, ct_t *const *gacc, uint32_t nsamples, ct_
   ct_t *const *use = gacc;
   if (tp->what == TAMPER_G && tp->steps == tp->at && l == tp->p->nl - 1)
     use = perturb(tp, gacc, L->G.n_out_cts, hetee_hemat_out_pos(&L->G, 0, 5, 0, 1)); /* dL/dW[1][5] */
+  if (tp->what == TAMPER_NSAMPLES && tp->steps == tp->at && l == tp->p->nl - 1) {
+    nsamples--; /* a larger step than the samples give */
+    tp->hits++;
+  }
   int rc = refine_tr_update(tp->in, l, use, nsamples, W, bias, V, nW, nbias, nWT, nV);
   tamper_done(tp);
   return rc;
@@ -574,6 +578,7 @@ static void test_tampering(void **state) {
   run_tamper(&v, TAMPER_G, 1, 0.1);       /* the first update's gradient */
   run_tamper(&v, TAMPER_G, 2, 0.1);       /* a later one */
   run_tamper(&v, TAMPER_REPLAY, 3, 0);    /* the previous step's logits */
+  run_tamper(&v, TAMPER_NSAMPLES, 2, 0);  /* an update's sample count */
   env_down(&v);
 }
 

@@ -29,6 +29,7 @@
 #include <sys/time.h>
 
 #include "cli/local_parties.h"
+#include "hemat/refine_internal.h"
 #include "hetee/refine.h"
 
 #define REFINE_MODEL_ID 11
@@ -244,6 +245,12 @@ int hetee_bench_refine(int argc, char **argv) {
           printf("  enclave %-8s %6llu requests, %8.3f s CPU, %8.1f MB in, %8.1f MB out, %llu ciphertexts\n",
                  names[es[i].type - 0x40], (unsigned long long)es[i].count, 1e-9 * (double)es[i].cpu_ns,
                  1e-6 * (double)es[i].bytes_in, 1e-6 * (double)es[i].bytes_out, (unsigned long long)es[i].items);
+    }
+    if (in_process) { /* the twin runs the same checks as the enclave */
+      uint64_t nchk = 0, nfail = 0;
+      refine_tr_check_counts(t, &nchk, &nfail);
+      printf("  checks of the host's products: %llu, %llu failed, %.3f s CPU (part of the trusted side's)\n",
+             (unsigned long long)nchk, (unsigned long long)nfail, refine_tr_check_cpu_s(t));
     }
     printf("test accuracy: before %.4f, encrypted refining %.4f, plaintext SGD %.4f; max |w_enc - w_plain| %.3g\n",
            acc_before, acc_after, plain_acc, maxdiff);

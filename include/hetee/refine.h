@@ -155,7 +155,9 @@ typedef struct hetee_refine_stats {
 
 /* One step on the host: forward, loss, back, gradient accumulation; the
  * update pass when `accumulate` steps are pending (or flush != 0 and some
- * are). threads: OpenMP threads for the products. */
+ * are). threads: OpenMP threads for the products. HETEE_ERR_INTEGRITY: the
+ * trusted side's check of a product failed (docs/refine.md "Integrity of
+ * the host's products"); that trusted side then refuses every step. */
 HETEE_API int hetee_refine_step(hetee_refine_state *s, hetee_refine_trusted *t, const hetee_refine_batch *b,
                                 int threads, hetee_refine_stats *st) HETEE_WUR;
 HETEE_API int hetee_refine_flush(hetee_refine_state *s, hetee_refine_trusted *t, int threads,

@@ -52,6 +52,12 @@ int refine_tr_grad_feed(hetee_refine_trusted *t, int l, size_t first, ct_t *cons
  * once layer l's are kept. */
 void refine_tr_keep_weights(hetee_refine_trusted *t);
 int refine_tr_holds(const hetee_refine_trusted *t, int l);
+/* Freivalds checks of the host's products run so far (per sample and
+ * vector for F and T, per vector for G) and how many failed (0 or 1: a
+ * failure stops the trusted side, HETEE_ERR_INTEGRITY). In-process only. */
+void refine_tr_check_counts(const hetee_refine_trusted *t, uint64_t *checks, uint64_t *failures);
+/* CPU seconds spent in the checks (part of hetee_refine_trusted_cpu_s). */
+double refine_tr_check_cpu_s(const hetee_refine_trusted *t);
 /* The arg of a trusted side made by hetee_refine_trusted_new_ops (NULL otherwise). */
 void *refine_tr_ops_arg(const hetee_refine_trusted *t);
 /* Layer l's encrypted weights and bias in a state (n_w_cts / nmb of F) and

@@ -24,6 +24,7 @@
  * only public quantities.
  */
 #include <math.h>
+#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -49,7 +50,297 @@ struct hetee_refine_trusted {
       *hvb[HETEE_REFINE_MAX_LAYERS];
   const hetee_refine_trusted_ops *ops; /* set: calls go there (no key here) */
   void *arg;
+  /* Freivalds checks of the host's products (docs/refine.md "Integrity of
+   * the host's products"): per trained layer l and check c < RCHK_T,
+   * secret Gaussian vectors rho (m) and sig (k + 1); once the weights are
+   * known here (from l's first update on) vf = W^T rho, ws = W sig[0..k),
+   * beta = rho . b and w2 = ||W||_F^2; this step's inputs x (B x k, layers
+   * >= 1: the activations forward(l-1) encrypted) and deltas d (B x m);
+   * the expected rho^T G sig of the steps since l's last update. */
+  int failed; /* a check failed: every later call is refused */
+  uint64_t nchecks, nfail;
+  double chk_s; /* CPU in the checks (their share of cpu_s) */
+  double *rho[HETEE_REFINE_MAX_LAYERS][2], *sig[HETEE_REFINE_MAX_LAYERS][2];
+  double *vf[HETEE_REFINE_MAX_LAYERS][2], *ws[HETEE_REFINE_MAX_LAYERS][2];
+  double beta[HETEE_REFINE_MAX_LAYERS][2], w2[HETEE_REFINE_MAX_LAYERS];
+  double rnorm[HETEE_REFINE_MAX_LAYERS][2], snorm[HETEE_REFINE_MAX_LAYERS][2], tnorm[HETEE_REFINE_MAX_LAYERS][2];
+  uint8_t have_w[HETEE_REFINE_MAX_LAYERS];
+  double *x[HETEE_REFINE_MAX_LAYERS], *d[HETEE_REFINE_MAX_LAYERS];
+  uint32_t xcount[HETEE_REFINE_MAX_LAYERS], dcount[HETEE_REFINE_MAX_LAYERS];
+  double gexp[HETEE_REFINE_MAX_LAYERS][2], gmag[HETEE_REFINE_MAX_LAYERS][2], gvar[HETEE_REFINE_MAX_LAYERS];
+  uint64_t gsamples[HETEE_REFINE_MAX_LAYERS]; /* samples whose deltas fed l's gradient since its last update */
 };
+
+#define RCHK_T 2
+#define RCHK_KAPPA 16.0 /* tolerance in standard deviations of the noise bound (as integrity.c) */
+#define RCHK_SIGMA 8.0  /* fresh secret-key encryption noise std assumed, coefficient domain (measured ~3.2) */
+#define RCHK_SX (RCHK_SIGMA / REFINE_IN_SCALE) /* noise of an input ciphertext (x, deltas) */
+#define RCHK_SW (RCHK_SIGMA / REFINE_W_SCALE)  /* noise of a weight polynomial (W, W^T, G's x) */
+
+/* Standard Gaussian from libsodium's randombytes (Box-Muller). */
+static double rchk_gauss(void) {
+  uint64_t u[2];
+  randombytes_buf(u, sizeof u);
+  double a = ((double)(u[0] >> 11) + 0.5) * 0x1p-53, b = (double)(u[1] >> 11) * 0x1p-53;
+  sodium_memzero(u, sizeof u);
+  return sqrt(-2.0 * log(a)) * cos(6.283185307179586 * b);
+}
+
+static double *rchk_vec(size_t n, int gauss, double *norm) {
+  double *v = calloc(n ? n : 1, sizeof *v);
+  if (v && gauss) {
+    double nn = 0;
+    for (size_t i = 0; i < n; i++) {
+      v[i] = rchk_gauss();
+      nn += v[i] * v[i];
+    }
+    *norm = sqrt(nn);
+  }
+  return v;
+}
+
+static void rchk_free(double *v, size_t n) {
+  if (v) sodium_memzero(v, (n ? n : 1) * sizeof *v);
+  free(v);
+}
+
+/* The check vectors of every trained layer, inputs / deltas kept for a step. */
+static int rchk_init(hetee_refine_trusted *t) {
+  const hetee_refine_plan *p = t->p;
+  for (int l = p->first_train; l < p->nl; l++) {
+    size_t m = (size_t)p->L[l].m, k = (size_t)p->L[l].k, B = p->cfg.batch;
+    for (int c = 0; c < RCHK_T; c++) {
+      double dummy;
+      t->rho[l][c] = rchk_vec(m, 1, &t->rnorm[l][c]);
+      t->sig[l][c] = rchk_vec(k + 1, 1, &t->snorm[l][c]);
+      t->vf[l][c] = rchk_vec(k, 0, &dummy);
+      t->ws[l][c] = rchk_vec(m, 0, &dummy);
+      if (!t->rho[l][c] || !t->sig[l][c] || !t->vf[l][c] || !t->ws[l][c]) return hetee_error(HETEE_ERR_NOMEM, "no memory");
+      double nn = 0; /* norm of sig over the k inputs (the T check) */
+      for (size_t j = 0; j < k; j++) nn += t->sig[l][c][j] * t->sig[l][c][j];
+      t->tnorm[l][c] = sqrt(nn);
+    }
+    t->d[l] = calloc(B * m, sizeof(double));
+    if (l >= 1) t->x[l] = calloc(B * k, sizeof(double));
+    if (!t->d[l] || (l >= 1 && !t->x[l])) return hetee_error(HETEE_ERR_NOMEM, "no memory");
+  }
+  return 0;
+}
+
+static void rchk_wipe(hetee_refine_trusted *t) {
+  const hetee_refine_plan *p = t->p;
+  if (!p) return;
+  for (int l = 0; l < p->nl; l++) {
+    size_t m = (size_t)p->L[l].m, k = (size_t)p->L[l].k, B = p->cfg.batch;
+    for (int c = 0; c < RCHK_T; c++) {
+      rchk_free(t->rho[l][c], m);
+      rchk_free(t->sig[l][c], k + 1);
+      rchk_free(t->vf[l][c], k);
+      rchk_free(t->ws[l][c], m);
+    }
+    rchk_free(t->d[l], B * m);
+    rchk_free(t->x[l], B * k);
+  }
+  sodium_memzero(t->beta, sizeof t->beta);
+  sodium_memzero(t->gexp, sizeof t->gexp);
+  sodium_memzero(t->gmag, sizeof t->gmag);
+}
+
+static int rchk_fail(hetee_refine_trusted *t, const char *what, int l) {
+  t->failed = 1;
+  t->nfail++;
+  return hetee_error(HETEE_ERR_INTEGRITY, "refine: the host's %s of layer %d failed the trusted side's check (job stopped)",
+                     what, l);
+}
+
+#ifdef RCHK_CALIBRATE /* -DRCHK_CALIBRATE: the largest |lhs - rhs| / tol per kind, on stderr */
+#include <stdio.h>
+static void rchk_calib(int kind, int l, double diff, double tol) {
+  static double worst[3][HETEE_REFINE_MAX_LAYERS];
+  static const char *names[3] = {"F", "T", "G"};
+  double r = diff / tol;
+  if (r > worst[kind][l]) {
+    worst[kind][l] = r;
+    fprintf(stderr, "rchk calib %s layer %d ratio %.3e (log2 %.2f) tol %.3e\n", names[kind], l, r, log2(r), tol);
+  }
+}
+#define RCHK_CALIB(kind, l, diff, tol) rchk_calib(kind, l, diff, tol)
+#else
+#define RCHK_CALIB(kind, l, diff, tol) ((void)0)
+#endif
+
+static int rchk_refuse(const hetee_refine_trusted *t) {
+  return t->failed ? hetee_error(HETEE_ERR_INTEGRITY, "refine: a check of the host's work failed earlier (job stopped)")
+                   : 0;
+}
+
+/* F: rho . z_b = vf . x_b + beta for b < count (z: count x m), when layer
+ * l trains, its weights are known here and its input is (l >= 1). Noise:
+ * the input ciphertexts' (RCHK_SX) convolved with the weight polynomials
+ * (||W||^2 at most) plus the weights' (RCHK_SW) convolved with the input
+ * polynomials (at most the whole batch's ||x||^2). */
+static double cpu_now(void);
+
+static int rchk_forward(hetee_refine_trusted *t, int l, const double *z, uint32_t count) {
+  const hetee_refine_layer *L = &t->p->L[l];
+  if (!L->trains || l < 1 || !t->have_w[l] || t->xcount[l] != count) return 0;
+  double t0 = cpu_now();
+  size_t m = (size_t)L->m, k = (size_t)L->k;
+  const double *x = t->x[l];
+  double x2 = 0;
+  for (size_t q = 0; q < (size_t)count * k; q++) x2 += x[q] * x[q];
+  double sd = sqrt(RCHK_SX * RCHK_SX * t->w2[l] + RCHK_SW * RCHK_SW * x2);
+  int ok = 1;
+  for (uint32_t b = 0; b < count; b++)
+    for (int c = 0; c < RCHK_T; c++) {
+      double lhs = 0, mag = 0, rhs = t->beta[l][c], rmag = fabs(rhs);
+      for (size_t i = 0; i < m; i++) {
+        lhs += t->rho[l][c][i] * z[b * m + i];
+        mag += fabs(t->rho[l][c][i] * z[b * m + i]);
+      }
+      for (size_t j = 0; j < k; j++) {
+        rhs += t->vf[l][c][j] * x[b * k + j];
+        rmag += fabs(t->vf[l][c][j] * x[b * k + j]);
+      }
+      double tol = RCHK_KAPPA * t->rnorm[l][c] * sd + 0x1p-40 * (mag + rmag);
+      ok &= fabs(lhs - rhs) <= tol; /* NaN fails */
+      RCHK_CALIB(0, l, fabs(lhs - rhs), tol);
+    }
+  t->nchecks += (uint64_t)count * RCHK_T;
+  t->chk_s += cpu_now() - t0;
+  return ok ? 0 : rchk_fail(t, "forward product (W x + b)", l);
+}
+
+/* T: sig . u_b = ws . d_b for b < count (u: count x k), d the deltas of
+ * layer l this step produced. */
+static int rchk_back(hetee_refine_trusted *t, int l, const double *u, uint32_t count) {
+  const hetee_refine_layer *L = &t->p->L[l];
+  if (!t->have_w[l] || t->dcount[l] != count) return 0;
+  double t0 = cpu_now();
+  size_t m = (size_t)L->m, k = (size_t)L->k;
+  const double *d = t->d[l];
+  double d2 = 0;
+  for (size_t q = 0; q < (size_t)count * m; q++) d2 += d[q] * d[q];
+  double sd = sqrt(RCHK_SX * RCHK_SX * t->w2[l] + RCHK_SW * RCHK_SW * d2);
+  int ok = 1;
+  for (uint32_t b = 0; b < count; b++)
+    for (int c = 0; c < RCHK_T; c++) {
+      double lhs = 0, mag = 0, rhs = 0, rmag = 0;
+      for (size_t j = 0; j < k; j++) {
+        lhs += t->sig[l][c][j] * u[b * k + j];
+        mag += fabs(t->sig[l][c][j] * u[b * k + j]);
+      }
+      for (size_t i = 0; i < m; i++) {
+        rhs += t->ws[l][c][i] * d[b * m + i];
+        rmag += fabs(t->ws[l][c][i] * d[b * m + i]);
+      }
+      double tol = RCHK_KAPPA * t->tnorm[l][c] * sd + 0x1p-40 * (mag + rmag);
+      ok &= fabs(lhs - rhs) <= tol;
+      RCHK_CALIB(1, l, fabs(lhs - rhs), tol);
+    }
+  t->nchecks += (uint64_t)count * RCHK_T;
+  t->chk_s += cpu_now() - t0;
+  return ok ? 0 : rchk_fail(t, "back product (W^T delta)", l);
+}
+
+/* The deltas d (B x m, zero beyond count) of trained layer l this step:
+ * kept for the T check, and their gradient's expected rho^T G sig added
+ * (layers >= 1, whose input x this side produced; the G weight polynomials
+ * hold x as floats and a constant-1 feature). */
+static void rchk_deltas(hetee_refine_trusted *t, int l, const double *d, uint32_t count) {
+  const hetee_refine_layer *L = &t->p->L[l];
+  if (!L->trains) return;
+  double t0 = cpu_now();
+  size_t m = (size_t)L->m, k = (size_t)L->k;
+  memcpy(t->d[l], d, (size_t)t->p->cfg.batch * m * sizeof *d);
+  t->dcount[l] = count;
+  t->gsamples[l] += count;
+  if (l < 1 || t->xcount[l] != count) {
+    t->chk_s += cpu_now() - t0;
+    return;
+  }
+  const double *x = t->x[l];
+  double var = 0;
+  for (uint32_t b = 0; b < count; b++) {
+    double x2 = 1, d2 = 0; /* the constant-1 feature */
+    for (size_t j = 0; j < k; j++) x2 += (double)(float)x[b * k + j] * (double)(float)x[b * k + j];
+    for (size_t i = 0; i < m; i++) d2 += d[b * m + i] * d[b * m + i];
+    var += RCHK_SX * RCHK_SX * x2 + RCHK_SW * RCHK_SW * d2;
+    for (int c = 0; c < RCHK_T; c++) {
+      double rd = 0, xs = t->sig[l][c][k];
+      for (size_t i = 0; i < m; i++) rd += t->rho[l][c][i] * d[b * m + i];
+      for (size_t j = 0; j < k; j++) xs += t->sig[l][c][j] * (double)(float)x[b * k + j];
+      t->gexp[l][c] += rd * xs;
+      t->gmag[l][c] += fabs(rd * xs);
+    }
+  }
+  t->gvar[l] += var;
+  t->chk_s += cpu_now() - t0;
+}
+
+/* G: rho^T g sig against the expected sum (g: m x (k+1)), before any
+ * update; layer 0 (its input is the data provider's) is not checked. */
+static int rchk_grad(hetee_refine_trusted *t, int l, const double *g) {
+  const hetee_refine_layer *L = &t->p->L[l];
+  size_t m = (size_t)L->m, k1 = (size_t)L->k + 1;
+  int ok = 1;
+  double t0 = cpu_now();
+  if (l >= 1) {
+    double sd = sqrt(t->gvar[l]);
+    for (int c = 0; c < RCHK_T; c++) {
+      double lhs = 0, mag = 0;
+      for (size_t i = 0; i < m; i++) {
+        double r = 0;
+        for (size_t j = 0; j < k1; j++) r += g[i * k1 + j] * t->sig[l][c][j];
+        lhs += t->rho[l][c][i] * r;
+        mag += fabs(t->rho[l][c][i] * r);
+      }
+      double tol = RCHK_KAPPA * t->rnorm[l][c] * t->snorm[l][c] * sd + 0x1p-40 * (mag + t->gmag[l][c]);
+      ok &= fabs(lhs - t->gexp[l][c]) <= tol;
+      RCHK_CALIB(2, l, fabs(lhs - t->gexp[l][c]), tol);
+    }
+    t->nchecks += RCHK_T;
+  }
+  for (int c = 0; c < RCHK_T; c++) t->gexp[l][c] = t->gmag[l][c] = 0;
+  t->gvar[l] = 0;
+  t->gsamples[l] = 0;
+  t->chk_s += cpu_now() - t0;
+  return ok ? 0 : rchk_fail(t, "gradient product (sum delta x^T)", l);
+}
+
+/* After an update: the new weights' pull-backs. */
+static void rchk_weights(hetee_refine_trusted *t, int l, const float *w, const float *b) {
+  const hetee_refine_layer *L = &t->p->L[l];
+  size_t m = (size_t)L->m, k = (size_t)L->k;
+  double t0 = cpu_now(), w2 = 0;
+  for (size_t q = 0; q < m * k; q++) w2 += (double)w[q] * (double)w[q];
+  t->w2[l] = w2;
+  for (int c = 0; c < RCHK_T; c++) {
+    double *vf = t->vf[l][c], *ws = t->ws[l][c];
+    const double *rho = t->rho[l][c], *sig = t->sig[l][c];
+    memset(vf, 0, k * sizeof *vf);
+    double be = 0;
+    for (size_t i = 0; i < m; i++) {
+      double s = 0;
+      for (size_t j = 0; j < k; j++) {
+        vf[j] += rho[i] * (double)w[i * k + j];
+        s += (double)w[i * k + j] * sig[j];
+      }
+      ws[i] = s;
+      be += rho[i] * (double)b[i];
+    }
+    t->beta[l][c] = be;
+  }
+  t->have_w[l] = 1;
+  t->chk_s += cpu_now() - t0;
+}
+
+void refine_tr_check_counts(const hetee_refine_trusted *t, uint64_t *checks, uint64_t *failures) {
+  *checks = t && !t->ops ? t->nchecks : 0;
+  *failures = t && !t->ops ? t->nfail : 0;
+}
+
+double refine_tr_check_cpu_s(const hetee_refine_trusted *t) { return t && !t->ops ? t->chk_s : 0; }
 
 static double cpu_now(void) {
   struct timespec ts;
@@ -74,6 +365,11 @@ int hetee_refine_trusted_new(const hetee_ckks_context *ctx, const hetee_ckks_sec
         return hetee_error(HETEE_ERR_NOMEM, "no memory");
       }
     }
+  int rc = rchk_init(t);
+  if (rc) {
+    hetee_refine_trusted_free(t);
+    return rc;
+  }
   *out = t;
   return 0;
 }
@@ -114,6 +410,7 @@ void hetee_refine_trusted_free(hetee_refine_trusted *t) {
     free(t->hvw[l]);
     free(t->hvb[l]);
   }
+  rchk_wipe(t);
   free(t);
 }
 
@@ -238,7 +535,8 @@ int refine_tr_forward(hetee_refine_trusted *t, int l, ct_t *const *out, uint32_t
   double t0 = cpu_now();
   const hetee_refine_plan *p = t->p;
   if (l < 0 || l >= p->nl - 1) return hetee_error(HETEE_ERR_INVALID_ARG, "forward refresh of layer %d", l);
-  int rc = check_count(t, count);
+  int rc = rchk_refuse(t);
+  if (!rc) rc = check_count(t, count);
   const hetee_refine_layer *L = &p->L[l], *N1 = &p->L[l + 1];
   if (!rc) rc = check_cts(t, out, L->F.n_out_cts, REFINE_OUT_SCALE, 1, "layer outputs");
   if (rc) return rc;
@@ -254,12 +552,18 @@ int refine_tr_forward(hetee_refine_trusted *t, int l, ct_t *const *out, uint32_t
   for (uint32_t b = 0; b < count; b++)
     for (size_t i = 0; i < m; i++) pos[b * m + i] = hetee_hemat_out_pos(&L->F, b, (int)i, 0, 0);
   rc = gather(t, out, L->F.n_out_cts, REFINE_OUT_SCALE, pos, (size_t)count * m, h);
+  if (!rc) rc = rchk_forward(t, l, h, count); /* before anything is refreshed */
   if (rc) goto done;
   if (L->need_z) {
     memset(t->z[l], 0, n * sizeof(double));
     memcpy(t->z[l], h, (size_t)count * m * sizeof(double));
   }
   for (size_t q = 0; q < (size_t)count * m; q++) h[q] = hetee_refine_act_f(L->act, h[q]);
+  if (t->x[l + 1]) { /* layer l+1's input, for its F and G checks */
+    memset(t->x[l + 1], 0, n * sizeof(double));
+    memcpy(t->x[l + 1], h, (size_t)count * m * sizeof(double));
+    t->xcount[l + 1] = count;
+  }
   for (uint32_t b = 0; b < B; b++)
     for (size_t i = 0; i < m; i++) pos[b * m + i] = hetee_hemat_in_pos(&N1->F, b, (int)i, 0, 0);
   refine_key k = tkey(t);
@@ -293,7 +597,8 @@ int refine_tr_loss(hetee_refine_trusted *t, ct_t *const *logits, const ct_t *lab
   const hetee_refine_plan *p = t->p;
   int l = p->nl - 1, c = p->classes;
   const hetee_refine_layer *L = &p->L[l];
-  int rc = check_count(t, count);
+  int rc = rchk_refuse(t);
+  if (!rc) rc = check_count(t, count);
   if (!rc) rc = check_cts(t, logits, L->F.n_out_cts, REFINE_OUT_SCALE, 1, "logits");
   ct_t *lab1[1] = {(ct_t *)labels};
   if (!rc) rc = check_cts(t, lab1, 1, REFINE_IN_SCALE, 0, "labels");
@@ -310,6 +615,7 @@ int refine_tr_loss(hetee_refine_trusted *t, ct_t *const *logits, const ct_t *lab
     for (int i = 0; i < c; i++) pos[(size_t)b * (size_t)c + (size_t)i] = hetee_hemat_out_pos(&L->F, b, i, 0, 0);
   rc = gather(t, logits, L->F.n_out_cts, REFINE_OUT_SCALE, pos, nc, z);
   for (size_t q = 0; q < nc; q++) pos[q] = q;
+  if (!rc) rc = rchk_forward(t, l, z, count); /* before anything is refreshed */
   if (!rc) rc = gather(t, lab1, 1, REFINE_IN_SCALE, pos, nc, y);
   if (rc) goto done;
   for (uint32_t b = 0; b < count; b++) {
@@ -321,6 +627,7 @@ int refine_tr_loss(hetee_refine_trusted *t, ct_t *const *logits, const ct_t *lab
     }
     hetee_refine_loss_grad(p->cfg.loss, z + (size_t)b * (size_t)c, c, lab, d + (size_t)b * (size_t)c);
   }
+  rchk_deltas(t, l, d, count);
   rc = emit_deltas(t, l, d, dG, dT);
 done:
   if (z) memset(z, 0, n * sizeof *z);
@@ -340,7 +647,8 @@ int refine_tr_back(hetee_refine_trusted *t, int l, ct_t *const *u, uint32_t coun
   const hetee_refine_plan *p = t->p;
   if (l < 1 || l >= p->nl || !p->L[l].has_back) return hetee_error(HETEE_ERR_INVALID_ARG, "no W^T stage at layer %d", l);
   const hetee_refine_layer *L = &p->L[l], *P = &p->L[l - 1];
-  int rc = check_count(t, count);
+  int rc = rchk_refuse(t);
+  if (!rc) rc = check_count(t, count);
   if (!rc) rc = check_cts(t, u, L->T.n_out_cts, REFINE_OUT_SCALE, 1, "W^T delta");
   if (rc) return rc;
   uint32_t B = p->cfg.batch;
@@ -354,8 +662,10 @@ int refine_tr_back(hetee_refine_trusted *t, int l, ct_t *const *u, uint32_t coun
   for (uint32_t b = 0; b < count; b++)
     for (size_t j = 0; j < k; j++) pos[b * k + j] = hetee_hemat_out_pos(&L->T, b, (int)j, 0, 0);
   rc = gather(t, u, L->T.n_out_cts, REFINE_OUT_SCALE, pos, (size_t)count * k, d);
+  if (!rc) rc = rchk_back(t, l, d, count); /* before anything is refreshed */
   if (rc) goto done;
   for (size_t q = 0; q < (size_t)count * k; q++) d[q] *= hetee_refine_act_d(P->act, t->z[l - 1][q]);
+  rchk_deltas(t, l - 1, d, count);
   rc = emit_deltas(t, l - 1, d, dG, dT);
 done:
   if (d) memset(d, 0, n * sizeof *d);
@@ -374,9 +684,12 @@ int refine_tr_update(hetee_refine_trusted *t, int l, ct_t *const *gacc, uint32_t
   const hetee_refine_layer *L = &p->L[l];
   int m = L->m, k = L->k, mom = p->cfg.momentum > 0;
   size_t N = p->n, nv = (size_t)m * (size_t)(k + 1), nvc = refine_compact_cts(nv, N);
-  int rc = 0;
-  if (nsamples < 1 || nsamples > p->cfg.batch * p->cfg.accumulate)
+  int rc = rchk_refuse(t);
+  if (!rc && (nsamples < 1 || nsamples > p->cfg.batch * p->cfg.accumulate))
     rc = hetee_error(HETEE_ERR_INVALID_ARG, "update over %u samples", nsamples);
+  /* the divisor of the summed gradient: the samples whose deltas this side
+   * emitted for layer l since its last update, not what the host says */
+  if (!rc && nsamples != t->gsamples[l]) rc = rchk_fail(t, "sample count of the update", l);
   if (!rc && gacc) rc = check_cts(t, gacc, L->G.n_out_cts, REFINE_OUT_SCALE, 1, "gradient");
   if (!rc && !gacc) { /* fed in parts: every ciphertext must have arrived */
     for (size_t i = 0; i < L->G.n_out_cts && !rc; i++)
@@ -411,6 +724,7 @@ int refine_tr_update(hetee_refine_trusted *t, int l, ct_t *const *gacc, uint32_t
     memset(t->g[l], 0, nv * sizeof *g);
     memset(t->g_got[l], 0, L->G.n_out_cts);
   }
+  if (!rc) rc = rchk_grad(t, l, g); /* before anything is updated */
   if (rc) goto done;
   if (from_held) {
     memcpy(wf, t->hw[l], (size_t)m * (size_t)k * sizeof *wf);
@@ -453,6 +767,7 @@ sgd:
     rc = wt ? refine_enc_weights(&key, &L->T, wt, nWT) : hetee_error(HETEE_ERR_NOMEM, "no memory");
   }
   if (!rc && mom) rc = refine_enc_momentum(&key, vw, vb, m, k, nV);
+  if (!rc) rchk_weights(t, l, wf, bf);
   if (!rc && t->keep) {
     memcpy(t->hw[l], wf, (size_t)m * (size_t)k * sizeof *wf);
     memcpy(t->hvw[l], vw, (size_t)m * (size_t)k * sizeof *vw);
@@ -527,7 +842,8 @@ int refine_tr_grad_feed(hetee_refine_trusted *t, int l, size_t first, ct_t *cons
   size_t N = p->n, nct = L->G.n_out_cts, nv = (size_t)L->m * (size_t)(L->k + 1);
   if (n < 1 || first > nct || n > nct - first)
     return hetee_error(HETEE_ERR_SHAPE, "gradient ciphertexts %zu..%zu outside the %zu of layer %d", first, first + n, nct, l);
-  int rc = check_cts(t, c, n, REFINE_OUT_SCALE, 1, "gradient");
+  int rc = rchk_refuse(t);
+  if (!rc) rc = check_cts(t, c, n, REFINE_OUT_SCALE, 1, "gradient");
   if (rc) return rc;
   if (!t->g[l]) {
     t->g[l] = calloc(nv, sizeof(double));

@@ -9,7 +9,15 @@
  *    model without an owner, a DP's authorization, a replayed
  *    authorization, wrong ciphertext counts / scales, steps out of order,
  *    weights that are not the ones the MP authorized, a fetch before any
- *    update.
+ *    update;
+ *  - the Freivalds checks of the host's products (docs/refine.md
+ *    "Integrity of the host's products"): a host double that perturbs one
+ *    value of a forward output (logits), of a W^T delta or of a gradient by
+ *    a small amount, or hands in the previous step's logits, is refused
+ *    with HETEE_ERR_INTEGRITY before anything is refreshed or updated, the
+ *    job then refuses every step, and the weights the MP fetches are those
+ *    of the last update before the tampering; the honest runs raise no
+ *    alarm (the twin counts its checks).
  */
 #include "enclave/fixture.h"
 #include "refine/refine_test_util.h"
@@ -183,6 +191,13 @@ static void test_step_equals_twin(void **state) {
     assert_int_equal(hetee_refine_step(s2, t2, b, 1, NULL), 0);
     hetee_refine_batch_free(b);
   }
+  uint64_t nchk = 0, nfail = 0; /* the honest run: every check ran and passed */
+  refine_tr_check_counts(t2, &nchk, &nfail);
+  fprintf(stderr, "twin: %llu checks, %llu failed\n", (unsigned long long)nchk, (unsigned long long)nfail);
+  /* step 1: G of layers 1, 2 (2 vectors each); step 2: the same, F of
+   * layers 1, 2 and T of layers 2, 1 (8 samples x 2 vectors each) */
+  assert_int_equal(nchk, 2 * 4 + 4 * 8 * 2);
+  assert_int_equal(nfail, 0);
   assert_int_equal(hetee_refine_state_decrypt(s2, sk2, &wt), 0);
   assert_int_equal(hetee_refine_weights_copy(&w0, &wp), 0);
   hetee_refine_plain tw;
@@ -365,10 +380,213 @@ static void test_refusals(void **state) {
   env_down(&v);
 }
 
+
+/* ---- a host that tampers with its products (a trusted side of ops
+ * wrapped around the enclave job) ---- */
+enum { TAMPER_F, TAMPER_T, TAMPER_G, TAMPER_REPLAY, TAMPER_NSAMPLES };
+
+typedef struct tamper {
+  hetee_refine_trusted *in; /* the enclave job */
+  const hetee_ckks_context *ctx;
+  const hetee_refine_plan *p;
+  int what, at;      /* tamper in step `at` (1-based) */
+  int steps, hits;   /* loss calls so far; tamperings done */
+  double delta;      /* the perturbation of one value */
+  ct_t **saved;      /* TAMPER_REPLAY: the previous step's logits */
+  size_t nsaved;
+  ct_t **tmp;        /* the arrays handed on */
+  ct_t *changed;
+} tamper;
+
+/* A copy of the array c (n) with the value at global position pos moved by
+ * delta (a plaintext added at the ciphertext's scale): what a host can do
+ * with public operations. */
+static ct_t *const *perturb(tamper *tp, ct_t *const *c, size_t n, uint64_t pos) {
+  size_t N = tp->p->n, i = (size_t)(pos / N), q = (size_t)(pos % N);
+  assert_true(i < n);
+  double *v = calloc(q + 1, sizeof *v);
+  v[q] = tp->delta;
+  hetee_ckks_plaintext *pt;
+  assert_int_equal(hetee_ckks_plaintext_new(tp->ctx, &pt), 0);
+  assert_int_equal(hetee_ckks_encode_coeffs(tp->ctx, v, q + 1, hetee_ckks_ciphertext_scale(c[i]), REFINE_LEVEL, pt), 0);
+  assert_int_equal(hetee_ckks_ciphertext_new(tp->ctx, &tp->changed), 0);
+  assert_int_equal(hetee_ckks_eval_add_plain(tp->ctx, c[i], pt, tp->changed), 0);
+  hetee_ckks_plaintext_free(pt);
+  free(v);
+  tp->tmp = calloc(n, sizeof *tp->tmp);
+  memcpy(tp->tmp, c, n * sizeof *c);
+  tp->tmp[i] = tp->changed;
+  tp->hits++;
+  return tp->tmp;
+}
+
+static void tamper_done(tamper *tp) {
+  free(tp->tmp);
+  tp->tmp = NULL;
+  hetee_ckks_ciphertext_free(tp->changed);
+  tp->changed = NULL;
+}
+
+static int tp_forward(void *arg, int l, ct_t *const *out, uint32_t count, ct_t **next_in, ct_t **next_gw) {
+  tamper *tp = arg;
+  return refine_tr_forward(tp->in, l, out, count, next_in, next_gw);
+}
+
+static int tp_loss(void *arg, ct_t *const *logits, const ct_t *labels, uint32_t count, ct_t **dG, ct_t **dT) {
+  tamper *tp = arg;
+  tp->steps++;
+  const hetee_refine_layer *L = &tp->p->L[tp->p->nl - 1];
+  ct_t *const *use = logits;
+  if (tp->what == TAMPER_F && tp->steps == tp->at) use = perturb(tp, logits, L->F.n_out_cts, hetee_hemat_out_pos(&L->F, 0, 1, 0, 0));
+  if (tp->what == TAMPER_REPLAY && tp->steps == tp->at) {
+    use = tp->saved;
+    tp->hits++;
+  }
+  if (tp->what == TAMPER_REPLAY && tp->steps == tp->at - 1) { /* keep this step's logits */
+    tp->nsaved = L->F.n_out_cts;
+    tp->saved = calloc(tp->nsaved, sizeof *tp->saved);
+    for (size_t i = 0; i < tp->nsaved; i++) {
+      assert_int_equal(hetee_ckks_ciphertext_new(tp->ctx, &tp->saved[i]), 0);
+      assert_int_equal(hetee_ckks_ciphertext_copy(logits[i], tp->saved[i]), 0);
+    }
+  }
+  int rc = refine_tr_loss(tp->in, use, labels, count, dG, dT);
+  tamper_done(tp);
+  return rc;
+}
+
+static int tp_back(void *arg, int l, ct_t *const *u, uint32_t count, ct_t **dG, ct_t **dT) {
+  tamper *tp = arg;
+  const hetee_refine_layer *L = &tp->p->L[l];
+  ct_t *const *use = u;
+  if (tp->what == TAMPER_T && tp->steps == tp->at && l == tp->p->nl - 1)
+    use = perturb(tp, u, L->T.n_out_cts, hetee_hemat_out_pos(&L->T, 2, 3, 0, 0));
+  int rc = refine_tr_back(tp->in, l, use, count, dG, dT);
+  tamper_done(tp);
+  return rc;
+}
+
+static int tp_update(void *arg, int l, ct_t *const *gacc, uint32_t nsamples, ct_t *const *W, ct_t *const *bias,
+                     ct_t *const *V, ct_t **nW, ct_t **nbias, ct_t **nWT, ct_t **nV) {
+  tamper *tp = arg;
+  const hetee_refine_layer *L = &tp->p->L[l];
+  ct_t *const *use = gacc;
+  if (tp->what == TAMPER_G && tp->steps == tp->at && l == tp->p->nl - 1)
+    use = perturb(tp, gacc, L->G.n_out_cts, hetee_hemat_out_pos(&L->G, 0, 5, 0, 1)); /* dL/dW[1][5] */
+  if (tp->what == TAMPER_NSAMPLES && tp->steps == tp->at && l == tp->p->nl - 1) {
+    nsamples--; /* a larger step than the samples give */
+    tp->hits++;
+  }
+  int rc = refine_tr_update(tp->in, l, use, nsamples, W, bias, V, nW, nbias, nWT, nV);
+  tamper_done(tp);
+  return rc;
+}
+
+static const hetee_refine_trusted_ops tamper_ops = {tp_forward, tp_loss, tp_back, tp_update, NULL, NULL, NULL};
+
+/* The MP's fetch of layer l: its weights (rc returned). */
+static int fetch_layer(env *v, hetee_refine_trusted *t, const hetee_refine_state *s, int l, const hetee_refine_weights *w0,
+                       hetee_refine_weights *out) {
+  uint8_t *sealed = NULL, *plain = NULL;
+  size_t slen = 0, plen = 0;
+  int rc = hetee_host_refine_fetch(t, s, l, &sealed, &slen);
+  if (rc) return rc;
+  assert_int_equal(hetee_refine_weights_copy(w0, out), 0);
+  assert_int_equal(hetee_client_session_open(v->smp, sealed, slen, &plain, &plen), 0);
+  assert_int_equal(hetee_refine_fetch_parse(plain, plen, MODEL, out), 0);
+  free(plain);
+  free(sealed);
+  return 0;
+}
+
+static void run_tamper(env *v, int what, int at, double delta) {
+  hetee_refine_weights w0, w1, w2;
+  rt_weights(&w0, 3, dims, acts);
+  float *x, *y;
+  const uint32_t count = 24;
+  rt_data(dims[0], dims[3], count, &x, &y);
+  hetee_refine_config cfg = {8, 1, 0, HETEE_REFINE_LOSS_XENT, 0.2, 0.9, 1e-3, 5};
+  hetee_refine_plan p;
+  assert_int_equal(hetee_refine_plan_build(&w0, &cfg, 8192, &p), 0);
+  hetee_refine_state *s = NULL;
+  assert_int_equal(hetee_refine_state_encrypt(v->ctx, v->pk, &p, &w0, &s), 0);
+  tamper tp;
+  memset(&tp, 0, sizeof tp);
+  tp.ctx = v->ctx;
+  tp.p = &p;
+  tp.what = what;
+  tp.at = at;
+  tp.delta = delta;
+  assert_int_equal(open_job(v, v->smp, &p, s, MODEL, &tp.in), 0);
+  hetee_refine_trusted *t = NULL;
+  assert_int_equal(hetee_refine_trusted_new_ops(&p, &tamper_ops, &tp, &t), 0);
+  int l = p.nl - 1, have_w1 = 0;
+  for (uint32_t k = 0, step = 1; k < count; k += cfg.batch, step++) {
+    uint32_t idx[8];
+    for (uint32_t i = 0; i < 8; i++) idx[i] = k + i;
+    hetee_refine_batch *b = NULL;
+    assert_int_equal(hetee_refine_batch_encrypt(v->ctx, v->pk, &p, x, y, idx, cfg.batch, &b), 0);
+    int rc = hetee_refine_step(s, t, b, 1, NULL);
+    hetee_refine_batch_free(b);
+    if ((int)step < at) {
+      if (rc) fprintf(stderr, "step %u: %s\n", step, hetee_last_error());
+      assert_int_equal(rc, 0);
+      if (have_w1) hetee_refine_weights_clear(&w1);
+      assert_int_equal(fetch_layer(v, tp.in, s, l, &w0, &w1), 0);
+      have_w1 = 1;
+    } else {
+      /* the tampered step, then every later one: refused */
+      if ((int)step == at) fprintf(stderr, "tamper %d at step %d: %s\n", what, at, hetee_last_error());
+      assert_int_equal(rc, HETEE_ERR_INTEGRITY);
+    }
+  }
+  assert_int_equal(tp.hits, 1);
+  /* nothing was updated by the tampered step: the MP gets the weights of
+   * the last update before it (none at all if it was the first) */
+  if (have_w1) {
+    assert_int_equal(fetch_layer(v, tp.in, s, l, &w0, &w2), 0);
+    assert_true(hetee_refine_weights_maxdiff(&w1, &w2, 0) == 0);
+    assert_true(hetee_refine_weights_maxdiff(&w0, &w2, 0) > 1e-3); /* and they had moved */
+    hetee_refine_weights_clear(&w1);
+    hetee_refine_weights_clear(&w2);
+  } else {
+    assert_int_equal(fetch_layer(v, tp.in, s, l, &w0, &w2), HETEE_ERR_STATE);
+  }
+  for (size_t i = 0; i < tp.nsaved; i++) hetee_ckks_ciphertext_free(tp.saved[i]);
+  free(tp.saved);
+  hetee_refine_trusted_free(t);
+  hetee_refine_trusted_free(tp.in);
+  hetee_refine_state_free(s);
+  hetee_refine_weights_clear(&w0);
+  free(x);
+  free(y);
+}
+
+static void test_tampering(void **state) {
+  (void)state;
+  env v;
+  env_up(&v);
+  env_own(&v);
+  /* one value moved by 0.01 (logits and W^T deltas are O(0.1..1) here;
+   * the F and T tolerances measured 2e-6..2e-5: a false accept needs
+   * |rho_i| < 2e-3 for both vectors, probability ~1e-5), a gradient entry
+   * (a sum over 8 samples) by 0.1 (G's tolerance sums the noise of all
+   * m (k+1) entries: measured 2e-5..2e-4; a false accept needs
+   * |rho_i sig_j| < 2e-3 for both vectors, probability ~1e-4) */
+  run_tamper(&v, TAMPER_F, 2, 0.01);      /* logits, after the first update */
+  run_tamper(&v, TAMPER_T, 3, 0.01);      /* W^T delta of the last layer */
+  run_tamper(&v, TAMPER_G, 1, 0.1);       /* the first update's gradient */
+  run_tamper(&v, TAMPER_G, 2, 0.1);       /* a later one */
+  run_tamper(&v, TAMPER_REPLAY, 3, 0);    /* the previous step's logits */
+  run_tamper(&v, TAMPER_NSAMPLES, 2, 0);  /* an update's sample count */
+  env_down(&v);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_step_equals_twin),
       cmocka_unit_test(test_refusals),
+      cmocka_unit_test(test_tampering),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -30,8 +30,16 @@
  *  - Steps are ordered: FORWARD 0..nl-2, LOSS, BACK nl-1..first_train+1,
  *    with one sample count per step; out of order is refused before
  *    decryption.
+ *  - The host's products are checked (refine_trusted.c, Freivalds with
+ *    secret Gaussian vectors, docs/refine.md "Integrity of the host's
+ *    products"): forward outputs of trained layers >= 1 and W^T deltas once
+ *    the job keeps the layer's weights, gradients of layers >= 1 at every
+ *    update, before anything is refreshed or updated; a failure is
+ *    HETEE_ERR_INTEGRITY and stops the job (FETCH still returns the
+ *    weights of the last checked update).
  * Not bound (docs/refine.md "Gaps"): which batches the host feeds and in
- * what order; the gradient products (no Freivalds checks here).
+ * what order; the products of layer 0 (its input is the data provider's)
+ * and of frozen layers.
  *
  * Every field is validated before anything is decrypted (counts against
  * the plan the enclave built, ciphertext format on load, then level, scale
@@ -323,6 +331,9 @@ static int handle_open(enclave *e, hetee_rbuf *r, hetee_wbuf *w) {
     const hetee_refine_layer *L = &j->plan.L[l];
     if (L->need_z) kbytes += (size_t)j->plan.cfg.batch * (size_t)L->m * sizeof(double);
     if (L->trains) kbytes += (size_t)L->m * (size_t)(L->k + 1) * (2 * sizeof(float) + sizeof(double));
+    /* the checks: one step's inputs and deltas, vectors over m and k + 1 */
+    if (L->trains)
+      kbytes += ((size_t)j->plan.cfg.batch + 4) * ((size_t)L->k + (size_t)L->m + 1) * sizeof(double);
   }
   if (!rc && kbytes > e->cfg.budget / 4)
     rc = hetee_error(HETEE_ERR_LIMIT, "refine job keeps %zu bytes, above a quarter of the budget", kbytes);

@@ -10,7 +10,11 @@
  * work"): the submission carries the DP's detached Ed25519 authorization of
  * its input micro-batches (nonce, signature), checked here against the
  * input and stored with the job (DIR/jobs/ID.auth) for the enclave, which
- * checks it again. Results are the releases the enclave sealed to the DP's
+ * checks it again. With ?witness=W the body ends with the DP's sealed
+ * input witnesses (W bytes), checked against the plan and the input's
+ * micro-batches and stored as DIR/jobs/ID.htwt; the authorization is then
+ * over the witnesses' digests (the enclave starts the job from them).
+ * Without it, the ciphertext-digest form of older clients. Results are the releases the enclave sealed to the DP's
  * identity; the server shows a job to its DP only.
  */
 #include <errno.h>

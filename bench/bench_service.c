@@ -8,7 +8,8 @@
  * and the enclave's measurement), uploads the model encrypted with a
  * policy naming all C data providers, then C client threads (one
  * connection each, the client library hetee/api_client.h) take jobs of B
- * images until N images are done: encrypt + submit, wait, fetch + open.
+ * images until N images are done: encrypt + seal the input witnesses +
+ * sign + submit (hetee_client_job_submit), wait, fetch + open.
  *
  * Reports: throughput (images / wall time from the first submission to the
  * last opened result — the clients' encryption runs on the same machine),

@@ -81,14 +81,16 @@ HETEE_API int hetee_client_model_upload(hetee_client_conn *c, const char *onnx_p
                                         const hetee_client_model_options *o, int64_t *model_id) HETEE_WUR;
 
 /* Data provider: a submitted (bound) job: what the DP signed (the digest of
- * each input micro-batch) and the enclave release key its results come from
+ * each input micro-batch's witness) and the enclave release key its results come from
  * (docs/security.md, "The service path"). */
 typedef struct hetee_client_job hetee_client_job;
 
 /* Encrypts count samples (count x input_size floats, already scaled as the
- * model expects) for model `model_id` (its plan from the server), signs the
- * authorization of exactly these ciphertexts under a fresh job nonce with
- * the party's identity key and submits. The connection attests the enclave
+ * model expects) for model `model_id` (its plan from the server), seals
+ * each micro-batch's values to the enclave's release key as its input
+ * witness, signs the authorization of exactly these witnesses under a fresh
+ * job nonce with the party's identity key and submits input and witnesses
+ * (docs/api.md, "Data provider"). The connection attests the enclave
  * and asks its release key through an attested session on its first job
  * only; later jobs check (one request, no enclave call) that the server's
  * key bundle is still the verified one and attest afresh when it is not.

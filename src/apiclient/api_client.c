@@ -622,27 +622,48 @@ int hetee_client_job_submit(hetee_client_conn *c, int64_t model_id, const float 
   hetee_client_job *j = calloc(1, sizeof *j);
   if (!j) return hetee_error(HETEE_ERR_NOMEM, "no memory");
   rc = job_plan(c, model_id, &plan);
+  /* results will come sealed from the enclave's release key, learnt
+   * through an attested session (once per verified bundle); the input
+   * witnesses are sealed to it too */
+  if (!rc) rc = release_key(c, j->release_pk);
   if (!rc) rc = hetee_engine_input_encrypt(c->ctx, c->pk, plan, x, count, &in);
   if (!rc) rc = hetee_engine_input_save(in, &buf, &len);
-  /* the detached authorization of exactly these micro-batches, for this
-   * model, under a fresh job nonce: the server stores it and the enclave
-   * checks it whenever it runs the job (also after a restart) */
-  if (!rc) rc = hetee_job_auth_digests(&j->auth, (uint32_t)model_id, in, plan);
+  hetee_engine_input_free(in);
+  /* each micro-batch's values sealed to the enclave as its witness, and
+   * the detached authorization of exactly these witnesses, for this model,
+   * under a fresh job nonce: the server stores both and the enclave checks
+   * them whenever it runs the job (also after a restart); it starts the
+   * job from the witnesses and never hashes or decrypts the ciphertexts */
+  hetee_engine_witnesses w = {0};
+  uint8_t *wb = NULL;
+  size_t wl = 0;
+  if (!rc) rc = hetee_engine_witnesses_make(plan, (uint32_t)model_id, j->release_pk, x, count, &w);
+  if (!rc) rc = hetee_job_auth_witness_digests(&j->auth, (uint32_t)model_id, &w);
+  if (!rc) rc = hetee_engine_witnesses_save(&w, (uint32_t)model_id, &wb, &wl);
+  hetee_engine_witnesses_clear(&w);
+  if (!rc) {
+    uint8_t *both = realloc(buf, len + wl);
+    if (both) {
+      buf = both;
+      memcpy(buf + len, wb, wl);
+      len += wl;
+    } else {
+      rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+    }
+  }
+  if (wb) sodium_memzero(wb, wl);
+  free(wb);
   if (!rc) {
     randombytes_buf(j->auth.nonce, sizeof j->auth.nonce);
     rc = hetee_job_auth_sign(&j->auth, c->key);
   }
   if (!rc) j->micro_batch = hetee_engine_plan_micro_batch(plan);
-  hetee_engine_input_free(in);
-  /* results will come sealed from the enclave's release key, learnt
-   * through an attested session (once per verified bundle) */
-  if (!rc) rc = release_key(c, j->release_pk);
   uint8_t *resp = NULL;
   if (!rc) {
     char hn[33], hs[129];
     reqsig_hex(j->auth.nonce, 16, hn);
     reqsig_hex(j->auth.sig, 64, hs);
-    snprintf(target, sizeof target, "/v1/jobs?model=%lld&nonce=%s&auth=%s", (long long)model_id, hn, hs);
+    snprintf(target, sizeof target, "/v1/jobs?model=%lld&nonce=%s&auth=%s&witness=%zu", (long long)model_id, hn, hs, wl);
     rc = call(c, "POST", target, "application/octet-stream", buf, len, 202, &resp, NULL);
   }
   free(buf);

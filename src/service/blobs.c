@@ -3,7 +3,8 @@
  * crash at any point leaves either the old file or the complete new one:
  * write a temp file, fsync it, rename it into place, fsync the directory.
  * Layout: DIR/tmp (uploads in progress), DIR/models/ID.htem (+ ID.plan),
- * DIR/jobs/ID.htei (inputs), DIR/jobs/ID.res (sealed results).
+ * DIR/jobs/ID.htei (inputs), ID.htwt (input witnesses), ID.auth (signed
+ * authorizations), DIR/jobs/ID.res (sealed results).
  */
 #include <errno.h>
 #include <fcntl.h>

@@ -10,13 +10,18 @@
  * work"): the submission carries the DP's detached Ed25519 authorization of
  * its input micro-batches (nonce, signature), checked here against the
  * input and stored with the job (DIR/jobs/ID.auth) for the enclave, which
- * checks it again. Results are the releases the enclave sealed to the DP's
+ * checks it again. With ?witness=W the body ends with the DP's sealed
+ * input witnesses (W bytes), checked against the plan and the input's
+ * micro-batches and stored as DIR/jobs/ID.htwt; the authorization is then
+ * over the witnesses' digests (the enclave starts the job from them).
+ * Without it, the ciphertext-digest form of older clients. Results are the releases the enclave sealed to the DP's
  * identity; the server shows a job to its DP only.
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "hetee/common.h"
 #include "service/server_internal.h"
@@ -26,6 +31,7 @@ json_t *req_json(srv_req *q, srv_resp *r);
 typedef struct {
   int64_t model;
   uint8_t nonce[16], sig[64];
+  uint64_t witness; /* ?witness=W: the body's last W bytes are the input witnesses (0: ciphertext-digest form) */
 } job_pre;
 
 static int parse_id(const char *s, int64_t *out) {
@@ -74,6 +80,18 @@ int h_job_pre(srv_req *q, srv_resp *r) {
                "?nonce=<32 hex>&auth=<128 hex>: the data provider's signed authorization of this input is required");
     return -1;
   }
+  /* ?witness=W: the body is the input file followed by its W-byte
+   * witness file (HTWT), and the authorization is over the witnesses */
+  const char *wit = req_query(q, "witness");
+  if (wit) {
+    char *end;
+    unsigned long long w = strtoull(wit, &end, 10);
+    if (end == wit || *end || *wit == '-' || w < 16 || w > S->o.max_input_bytes) {
+      resp_error(r, 400, "bad_witness", "?witness=W: the size in bytes of the input witnesses at the end of the body");
+      return -1;
+    }
+    p->witness = w;
+  }
   int64_t qd = 0, run = 0, mine = 0;
   if (store_job_counts(S->db, &qd, &run) || (uint64_t)(qd + run) >= S->o.max_queue) {
     resp_error(r, 503, "queue_full", "the job queue is full (%u jobs); retry later", S->o.max_queue);
@@ -102,29 +120,62 @@ void h_job_submit(srv_req *q, srv_resp *r) {
     resp_status(r, rc, "model");
     return;
   }
-  uint8_t *buf = NULL;
-  size_t len = 0;
+  uint8_t *buf = NULL, *wb = NULL;
+  size_t len = 0, wl = 0;
   hetee_engine_input *in = NULL;
+  hetee_engine_witnesses w = {0};
   rc = blob_read(q->file, S->o.max_input_bytes, &buf, &len);
-  if (!rc) rc = hetee_engine_input_load(S->en.ctx, hetee_engine_model_plan(em), buf, len, &in);
-  free(buf);
-  model_put(S, p->model);
+  if (!rc && p->witness >= len)
+    rc = hetee_error(HETEE_ERR_FORMAT, "a body of %zu bytes cannot hold %llu bytes of witnesses and an input", len,
+                     (unsigned long long)p->witness);
+  size_t inlen = len - (size_t)(rc ? 0 : p->witness);
+  if (!rc) rc = hetee_engine_input_load(S->en.ctx, hetee_engine_model_plan(em), buf, inlen, &in);
   if (rc) {
+    free(buf);
+    model_put(S, p->model);
     resp_status(r, rc, "encrypted input refused");
     return;
   }
   int64_t count = (int64_t)hetee_engine_input_count(in);
   /* the authorization must be the caller's signature over this very input
-   * (the enclave checks it again before anything is decrypted) */
+   * (the enclave checks it again before anything is decrypted): over its
+   * witnesses (shape checked against the plan and the input's
+   * micro-batches, digests recomputed), else over its ciphertexts */
   hetee_job_auth *a = calloc(1, sizeof *a);
   uint8_t *ab = NULL;
   size_t al = 0;
   rc = a ? 0 : hetee_error(HETEE_ERR_NOMEM, "no memory");
-  if (!rc) rc = model_get(S, p->model, &em);
-  if (!rc) {
+  if (!rc && p->witness) {
+    const hetee_engine_plan *pl = hetee_engine_model_plan(em);
+    rc = hetee_engine_witnesses_load(pl, (uint32_t)p->model, buf + inlen, (size_t)p->witness, &w);
+    size_t mb = hetee_engine_plan_micro_batch(pl), nmb = ((size_t)count + mb - 1) / mb;
+    if (!rc && w.n != nmb) rc = hetee_error(HETEE_ERR_SHAPE, "%zu witnesses for %zu micro-batches", w.n, nmb);
+    for (size_t k = 0; !rc && k < nmb; k++) {
+      size_t bk = (size_t)count - k * mb < mb ? (size_t)count - k * mb : mb;
+      if (w.batch[k] != bk) rc = hetee_error(HETEE_ERR_SHAPE, "witness %zu: %u samples, the input has %zu", k, w.batch[k], bk);
+    }
+    if (!rc) rc = hetee_job_auth_witness_digests(a, (uint32_t)p->model, &w);
+    hetee_engine_witnesses_clear(&w);
+    if (rc) {
+      free(a);
+      hetee_engine_input_free(in);
+      free(buf);
+      model_put(S, p->model);
+      resp_status(r, rc, "input witnesses refused");
+      return;
+    }
+    wb = malloc((size_t)p->witness);
+    if (wb) {
+      wl = (size_t)p->witness;
+      memcpy(wb, buf + inlen, wl);
+    } else {
+      rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+    }
+  } else if (!rc) {
     rc = hetee_job_auth_digests(a, (uint32_t)p->model, in, hetee_engine_model_plan(em));
-    model_put(S, p->model);
   }
+  free(buf);
+  model_put(S, p->model);
   hetee_engine_input_free(in);
   if (!rc) {
     memcpy(a->nonce, p->nonce, 16);
@@ -133,12 +184,14 @@ void h_job_submit(srv_req *q, srv_resp *r) {
   }
   if (!rc && (rc = hetee_job_auth_verify(a))) {
     free(a);
+    free(wb);
     resp_error(r, 403, "bad_authorization", "the signed authorization is not this data provider's for this input");
     return;
   }
   if (!rc) rc = hetee_job_auth_encode(a, &ab, &al);
   free(a);
   if (rc) {
+    free(wb);
     resp_status(r, rc, "authorization");
     return;
   }
@@ -146,6 +199,7 @@ void h_job_submit(srv_req *q, srv_resp *r) {
   rc = store_job_stage(S->db, p->model, q->party, "", count, 0, 0, &id);
   if (rc == HETEE_ERR_LIMIT) {
     free(ab);
+    free(wb);
     resp_error(r, 403, "budget", "%s", hetee_last_error());
     return;
   }
@@ -155,6 +209,14 @@ void h_job_submit(srv_req *q, srv_resp *r) {
     rc = blob_write(S->data_dir, dst, ab, al);
   }
   free(ab);
+  if (!rc && wb) {
+    /* the witnesses in their own file, the input file cut to the input */
+    blob_path(S, dst, "jobs", id, "htwt");
+    rc = blob_write(S->data_dir, dst, wb, wl);
+    if (!rc && ftruncate(q->fd, (off_t)inlen) != 0)
+      rc = hetee_error(HETEE_ERR_IO, "truncating %s: %s", q->file, strerror(errno));
+  }
+  free(wb);
   if (!rc) {
     blob_path(S, dst, "jobs", id, "htei");
     rc = blob_commit(q->fd, q->file, dst);

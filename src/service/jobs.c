@@ -1,12 +1,13 @@
 /*
  * jobs.c — the job queue: worker threads take the oldest queued job from
- * the store, load its encrypted model (cached) and input, and run the
- * engine bound (hetee_engine_run_bound, with the data provider's stored
- * signed authorization) with the enclave lock held; the results, sealed to
+ * the store, load its encrypted model (cached), input and input
+ * witnesses, and run the engine bound (hetee_engine_run_witnessed, or
+ * hetee_engine_run_bound for a job submitted without witnesses, with the
+ * data provider's stored signed authorization) with the enclave lock held; the results, sealed to
  * the DP's identity, are written atomically *before* the job is marked
  * done, so a job is acknowledged-and-finished exactly when its result file
  * exists. A job cut short by an enclave restart is queued again (the model
- * is bound again in the new enclave, the authorization presented again).
+ * is bound again in the new enclave, the authorization and witnesses presented again).
  *
  * Only one engine run holds the enclave at a time (the handle is not
  * thread-safe); each run uses `threads` kernel threads, and the other
@@ -187,6 +188,38 @@ static void run_job(server *S, st_job *j) {
     free(a);
     return;
   }
+  /* the DP's input witnesses, when it sent them (DIR/jobs/ID.htwt): the
+   * enclave then starts each micro-batch from its sealed witness and
+   * neither hashes nor decrypts the input ciphertexts. Without the file
+   * the ciphertext-digest form runs (a host that deletes it only gets a
+   * job the enclave refuses: the authorization names the witnesses). */
+  hetee_engine_witnesses wit = {0};
+  int witnessed = 0;
+  blob_path(S, path, "jobs", j->id, "htwt");
+  rc = blob_read(path, S->o.max_input_bytes, &buf, &len);
+  if (!rc) {
+    witnessed = 1;
+    rc = hetee_engine_witnesses_load(hetee_engine_model_plan(em), (uint32_t)j->model, buf, len, &wit);
+    free(buf);
+    if (rc) {
+      snprintf(why, sizeof why, "input witnesses: %s", hetee_last_error());
+      (void)store_job_set_state(S->db, j->id, "failed", why);
+      hetee_engine_input_free(in);
+      model_put(S, j->model);
+      metrics_job(&S->m, 0, 0, 0, 0, 0);
+      free(a);
+      return;
+    }
+  } else if (rc != HETEE_ERR_NOT_FOUND) {
+    snprintf(why, sizeof why, "input witnesses: %s", hetee_last_error());
+    (void)store_job_set_state(S->db, j->id, "failed", why);
+    hetee_engine_input_free(in);
+    model_put(S, j->model);
+    metrics_job(&S->m, 0, 0, 0, 0, 0);
+    free(a);
+    return;
+  }
+  rc = 0;
   hetee_engine_results res;
   memset(&res, 0, sizeof res);
   hetee_engine_stats *stats = calloc(1, sizeof *stats);
@@ -202,7 +235,10 @@ static void run_job(server *S, st_job *j) {
   if (rc) snprintf(why, sizeof why, "binding model %lld: %s: %s", (long long)j->model, hetee_strerror(rc), hetee_last_error());
   if (!rc && (rc = hetee_engine_job_authorize(S->en.e, a)))
     snprintf(why, sizeof why, "authorization: %s: %s", hetee_strerror(rc), hetee_last_error());
-  if (!rc && (rc = hetee_engine_run_bound(S->en.e, em, in, (uint32_t)j->model, to_identity, S->threads, &res, stats)))
+  if (!rc && (rc = witnessed ? hetee_engine_run_witnessed(S->en.e, em, in, &wit, (uint32_t)j->model, to_identity,
+                                                           S->threads, &res, stats)
+                             : hetee_engine_run_bound(S->en.e, em, in, (uint32_t)j->model, to_identity, S->threads,
+                                                      &res, stats)))
     snprintf(why, sizeof why, "%s: %s", hetee_strerror(rc), hetee_last_error());
   if (!rc) {
     /* the enclave's query counters survive a restart: the sealed state is
@@ -220,6 +256,7 @@ static void run_job(server *S, st_job *j) {
   }
   pthread_mutex_unlock(&S->en.lock);
   hetee_engine_input_free(in);
+  hetee_engine_witnesses_clear(&wit);
   model_put(S, j->model);
   free(a);
   if (lost && j->attempts < MAX_ATTEMPTS) {

@@ -40,6 +40,12 @@ static void drop_staged(void *ctx, const char *kind, int64_t id) {
   if (!strcmp(kind, "models")) {
     blob_path(S, p, kind, id, "plan");
     unlink(p);
+  } else {
+    /* a job's authorization and input witnesses, written before its input */
+    blob_path(S, p, kind, id, "auth");
+    unlink(p);
+    blob_path(S, p, kind, id, "htwt");
+    unlink(p);
   }
 }
 

@@ -9,8 +9,11 @@
  * security.md, issue 9): the enclave's integrity counters, results sealed
  * to the DP's identity (another DP's key, another sample or model do not
  * open them), authorizations signed by another DP or over another nonce
- * refused, a stored input the host substituted refused by the enclave, and
- * kill -9 of the enclave mid-queue (model bound again, jobs run again).
+ * refused, a stored input the host substituted or a stored witness it
+ * altered refused by the enclave, and kill -9 of the enclave mid-queue
+ * (model bound again, jobs run again). Jobs of the client library carry
+ * input witnesses (the enclave starts them from the witnesses); the
+ * ciphertext-digest form of older clients is still accepted and tested.
  */
 #include "service/service_fixture.h"
 
@@ -18,6 +21,7 @@
 
 #include "hetee/engine.h"
 #include "service/reqsig.h"
+#include "hemat/engine_internal.h"
 
 #define NIMG 8
 
@@ -357,6 +361,137 @@ static void test_access(void **state) {
   hetee_client_disconnect(c2);
 }
 
+/* The ciphertext-digest form (clients before input witnesses): a job
+ * submitted without ?witness=, its authorization over the input
+ * ciphertexts' digests, runs bound and opens as before; with ?witness= the
+ * server refuses a witness part that does not fit the plan (400) and an
+ * authorization over the ciphertexts instead of the witnesses (403). */
+static void test_ciphertext_form(void **state) {
+  hetee_client_conn *c;
+  assert_int_equal(hetee_client_connect(F->url, F->dp1, &c), 0);
+  assert_int_equal(hetee_client_attest(c, NULL), 0);
+  long st;
+  uint8_t *bundle = NULL, *pb = NULL, *body = NULL;
+  size_t blen = 0, pl = 0;
+  assert_int_equal(hetee_client_request(c, "GET", "/v1/enclave/bundle", NULL, NULL, 0, &st, &bundle, &blen), 0);
+  assert_int_equal(st, 200);
+  const uint8_t *it;
+  size_t il;
+  hetee_ckks_context *ctx = NULL;
+  hetee_ckks_public_key *pk = NULL;
+  assert_int_equal(hetee_key_bundle_get(bundle, blen, HETEE_BUNDLE_PARAMS, &it, &il), 0);
+  assert_int_equal(hetee_ckks_context_load(it, il, &ctx), 0);
+  assert_int_equal(hetee_key_bundle_get(bundle, blen, HETEE_BUNDLE_PUBLIC_KEY, &it, &il), 0);
+  assert_int_equal(hetee_ckks_public_key_load(ctx, it, il, &pk), 0);
+  free(bundle);
+  char t[400];
+  snprintf(t, sizeof t, "/v1/models/%lld/plan", (long long)MODEL);
+  assert_int_equal(hetee_client_request(c, "GET", t, NULL, NULL, 0, &st, &pb, &pl), 0);
+  assert_int_equal(st, 200);
+  hetee_engine_plan *plan = NULL;
+  assert_int_equal(engine_plan_load(pb, pl, &plan), 0);
+  free(pb);
+  hetee_engine_input *in = NULL;
+  uint8_t *ib = NULL;
+  size_t ilen = 0;
+  assert_int_equal(hetee_engine_input_encrypt(ctx, pk, plan, X, NIMG, &in), 0);
+  assert_int_equal(hetee_engine_input_save(in, &ib, &ilen), 0);
+  hetee_job_auth *a = calloc(1, sizeof *a);
+  assert_int_equal(hetee_job_auth_digests(a, (uint32_t)MODEL, in, plan), 0);
+  hetee_engine_input_free(in);
+  randombytes_buf(a->nonce, 16);
+  hetee_party_key *k1 = home_key(F->dp1);
+  assert_int_equal(hetee_job_auth_sign(a, k1), 0);
+  char hn[33], hs[129];
+  reqsig_hex(a->nonce, 16, hn);
+  reqsig_hex(a->sig, 64, hs);
+  /* the ciphertext-digest authorization sent as if over witnesses: the
+   * witness part (here the input's own tail) is not a witness file */
+  snprintf(t, sizeof t, "/v1/jobs?model=%lld&nonce=%s&auth=%s&witness=%zu", (long long)MODEL, hn, hs, (size_t)64);
+  assert_int_equal(hetee_client_request(c, "POST", t, "application/octet-stream", ib, ilen, &st, &body, NULL), 0);
+  assert_int_equal(st, 400);
+  free(body);
+  snprintf(t, sizeof t, "/v1/jobs?model=%lld&nonce=%s&auth=%s&witness=-1", (long long)MODEL, hn, hs);
+  assert_int_equal(hetee_client_request(c, "POST", t, "application/octet-stream", ib, ilen, &st, &body, NULL), 0);
+  assert_int_equal(st, 400);
+  assert_non_null(strstr((char *)body, "bad_witness"));
+  free(body);
+  /* real witnesses of these images, but the signature is over the
+   * ciphertexts: 403 */
+  uint8_t *m, *rep, rpk[32];
+  size_t ml, rl;
+  assert_int_equal(hetee_client_msg_release_key(&m, &ml), 0);
+  session_cmd(c, m, ml, &rep, &rl);
+  assert_int_equal(hetee_client_release_key_parse(rep, rl, rpk), 0);
+  free(rep);
+  hetee_engine_witnesses w = {0};
+  uint8_t *wb = NULL;
+  size_t wl = 0;
+  assert_int_equal(hetee_engine_witnesses_make(plan, (uint32_t)MODEL, rpk, X, NIMG, &w), 0);
+  assert_int_equal(hetee_engine_witnesses_save(&w, (uint32_t)MODEL, &wb, &wl), 0);
+  hetee_engine_witnesses_clear(&w);
+  uint8_t *both = malloc(ilen + wl);
+  memcpy(both, ib, ilen);
+  memcpy(both + ilen, wb, wl);
+  snprintf(t, sizeof t, "/v1/jobs?model=%lld&nonce=%s&auth=%s&witness=%zu", (long long)MODEL, hn, hs, wl);
+  assert_int_equal(hetee_client_request(c, "POST", t, "application/octet-stream", both, ilen + wl, &st, &body, NULL), 0);
+  assert_int_equal(st, 403);
+  assert_non_null(strstr((char *)body, "bad_authorization"));
+  free(body);
+  /* witnesses of the wrong shape (one sample short): 400 */
+  assert_int_equal(hetee_engine_witnesses_make(plan, (uint32_t)MODEL, rpk, X, NIMG - 1, &w), 0);
+  free(wb);
+  assert_int_equal(hetee_engine_witnesses_save(&w, (uint32_t)MODEL, &wb, &wl), 0);
+  hetee_engine_witnesses_clear(&w);
+  both = realloc(both, ilen + wl);
+  memcpy(both + ilen, wb, wl);
+  snprintf(t, sizeof t, "/v1/jobs?model=%lld&nonce=%s&auth=%s&witness=%zu", (long long)MODEL, hn, hs, wl);
+  assert_int_equal(hetee_client_request(c, "POST", t, "application/octet-stream", both, ilen + wl, &st, &body, NULL), 0);
+  assert_int_equal(st, 400);
+  assert_non_null(strstr((char *)body, "witnesses refused"));
+  free(body);
+  free(both);
+  free(wb);
+  /* the ciphertext-digest form itself: accepted, run, opened */
+  snprintf(t, sizeof t, "/v1/jobs?model=%lld&nonce=%s&auth=%s", (long long)MODEL, hn, hs);
+  assert_int_equal(hetee_client_request(c, "POST", t, "application/octet-stream", ib, ilen, &st, &body, NULL), 0);
+  assert_int_equal(st, 202);
+  long long id = 0;
+  const char *idp = strstr((char *)body, "\"id\":");
+  assert_non_null(idp);
+  assert_int_equal(sscanf(idp + 5, "%lld", &id), 1);
+  free(body);
+  assert_true(id > 0);
+  char wp[600];
+  snprintf(wp, sizeof wp, "%s/jobs/%lld.htwt", F->data, (long long)id);
+  assert_int_not_equal(access(wp, F_OK), 0); /* no witnesses stored */
+  hetee_client_job *j = NULL;
+  assert_int_equal(hetee_client_job_attach(c, id, &j), 0);
+  assert_int_equal(hetee_client_job_wait(c, j), 0);
+  hetee_release_result *rr;
+  size_t nr;
+  assert_int_equal(hetee_client_job_results(c, j, &rr, &nr), 0);
+  assert_int_equal(nr, NIMG);
+  int agree = 0;
+  for (size_t i = 0; i < nr; i++) agree += (int)rr[i].indices[0] == PLAIN[i];
+  assert_true(agree >= NIMG - 1);
+  hetee_client_results_free(rr, nr);
+  hetee_client_job_free(j);
+  /* and a job of the library (witness form) stores its witnesses */
+  assert_int_equal(hetee_client_job_submit(c, MODEL, X, NIMG, &j), 0);
+  snprintf(wp, sizeof wp, "%s/jobs/%lld.htwt", F->data, (long long)hetee_client_job_id(j));
+  assert_int_equal(access(wp, F_OK), 0);
+  assert_int_equal(hetee_client_job_wait(c, j), 0);
+  hetee_client_job_free(j);
+  free(ib);
+  free(a);
+  hetee_party_key_free(k1);
+  hetee_engine_plan_free(plan);
+  hetee_ckks_public_key_free(pk);
+  hetee_ckks_context_free(ctx);
+  hetee_client_disconnect(c);
+}
+
 /* A raw signed request (as the client library signs) with optional damage. */
 static int signed_raw(const char *home, const char *method, const char *target, const char *ctype, const char *body,
                       int damage, char **resp, char *replay_buf, size_t rbcap) {
@@ -549,43 +684,6 @@ static void test_kill9(void **state) {
   hetee_client_disconnect(c);
 }
 
-/* The host substitutes a job's stored input (another acknowledged job's
- * input: valid ciphertexts of the same images under the same key) while
- * the server is down: the enclave refuses the job start (authorization),
- * the job fails and releases nothing; the honest job finishes. */
-static void test_tamper(void **state) {
-  hetee_client_conn *c;
-  assert_int_equal(hetee_client_connect(F->url, F->dp1, &c), 0);
-  hetee_client_job *j[3];
-  for (int i = 0; i < 3; i++) assert_int_equal(hetee_client_job_submit(c, MODEL, X, NIMG, &j[i]), 0);
-  sfx_stop(F, SIGKILL);
-  char victim[600], other[600], res[600];
-  snprintf(victim, sizeof victim, "%s/jobs/%lld.htei", F->data, (long long)hetee_client_job_id(j[2]));
-  snprintf(res, sizeof res, "%s/jobs/%lld.res", F->data, (long long)hetee_client_job_id(j[2]));
-  snprintf(other, sizeof other, "%s/jobs/%lld.htei", F->data, (long long)hetee_client_job_id(j[0]));
-  assert_int_not_equal(access(res, F_OK), 0); /* the last job had not run */
-  size_t n;
-  uint8_t *b = read_file(other, &n);
-  FILE *f = fopen(victim, "wb");
-  assert_non_null(f);
-  assert_int_equal(fwrite(b, 1, n, f), n);
-  fclose(f);
-  free(b);
-  sfx_start(F);
-  hetee_client_disconnect(c);
-  assert_int_equal(hetee_client_connect(F->url, F->dp1, &c), 0);
-  assert_int_equal(hetee_client_job_wait(c, j[0]), 0);
-  assert_int_equal(hetee_client_job_wait(c, j[1]), 0);
-  assert_int_equal(hetee_client_job_wait(c, j[2]), HETEE_ERR_STATE);
-  fprintf(stderr, "tampered job: %s\n", hetee_last_error());
-  assert_non_null(strstr(hetee_last_error(), "not authorized"));
-  hetee_release_result *r = NULL;
-  assert_int_equal(hetee_client_job_results(c, j[2], &r, &n), HETEE_ERR_STATE); /* 409: nothing released */
-  assert_int_not_equal(access(res, F_OK), 0);
-  for (int i = 0; i < 3; i++) hetee_client_job_free(j[i]);
-  hetee_client_disconnect(c);
-}
-
 /* The pid of the server's enclave process: the child of its launcher
  * (hetee-launcher, a child of the server). */
 static pid_t child_of(pid_t parent, const char *prefix) {
@@ -605,9 +703,78 @@ static pid_t enclave_pid(pid_t server) {
   return l > 0 ? child_of(l, NULL) : 0;
 }
 
+static void flip_last_byte(const char *path) {
+  size_t n;
+  uint8_t *b = read_file(path, &n);
+  b[n - 1] ^= 0x01;
+  FILE *f = fopen(path, "wb");
+  assert_non_null(f);
+  assert_int_equal(fwrite(b, 1, n, f), n);
+  fclose(f);
+  free(b);
+}
+
+/* The host alters stored jobs while the server is down: one job's input is
+ * replaced by another acknowledged job's input (valid ciphertexts under
+ * the same key, of other images), another job's stored witness has a byte
+ * flipped. The enclave refuses both (the first fails the stage-0 integrity
+ * check against the job's witness, the second's witness is not the one
+ * authorized); nothing is released; the honest jobs finish. */
+static void test_tamper(void **state) {
+  hetee_client_conn *c;
+  assert_int_equal(hetee_client_connect(F->url, F->dp1, &c), 0);
+  hetee_client_job *j[4];
+  float *x2 = sfx_images(2 * NIMG, NULL);
+  infer_checked(c, MODEL); /* the connection knows the enclave's release key */
+  /* the enclave stopped: every job stays unrun (the server acknowledges
+   * jobs without it), then server and enclave killed */
+  pid_t ep = enclave_pid(F->pid);
+  assert_true(ep > 0);
+  assert_int_equal(kill(ep, SIGSTOP), 0);
+  assert_int_equal(hetee_client_job_submit(c, MODEL, x2 + (size_t)NIMG * 784, NIMG, &j[0]), 0);
+  for (int i = 1; i < 4; i++) assert_int_equal(hetee_client_job_submit(c, MODEL, X, NIMG, &j[i]), 0);
+  free(x2);
+  sfx_stop(F, SIGKILL);
+  (void)kill(ep, SIGKILL);
+  char victim[600], other[600], wit[600], res[2][600];
+  snprintf(victim, sizeof victim, "%s/jobs/%lld.htei", F->data, (long long)hetee_client_job_id(j[2]));
+  snprintf(other, sizeof other, "%s/jobs/%lld.htei", F->data, (long long)hetee_client_job_id(j[0]));
+  snprintf(wit, sizeof wit, "%s/jobs/%lld.htwt", F->data, (long long)hetee_client_job_id(j[3]));
+  for (int i = 0; i < 2; i++) {
+    snprintf(res[i], sizeof res[i], "%s/jobs/%lld.res", F->data, (long long)hetee_client_job_id(j[2 + i]));
+    assert_int_not_equal(access(res[i], F_OK), 0); /* the last jobs had not run */
+  }
+  size_t n;
+  uint8_t *b = read_file(other, &n);
+  FILE *f = fopen(victim, "wb");
+  assert_non_null(f);
+  assert_int_equal(fwrite(b, 1, n, f), n);
+  fclose(f);
+  free(b);
+  flip_last_byte(wit);
+  sfx_start(F);
+  hetee_client_disconnect(c);
+  assert_int_equal(hetee_client_connect(F->url, F->dp1, &c), 0);
+  assert_int_equal(hetee_client_job_wait(c, j[0]), 0);
+  assert_int_equal(hetee_client_job_wait(c, j[1]), 0);
+  assert_int_equal(hetee_client_job_wait(c, j[2]), HETEE_ERR_STATE);
+  fprintf(stderr, "job with a substituted input: %s\n", hetee_last_error());
+  assert_non_null(strstr(hetee_last_error(), "integrity check failed"));
+  assert_int_equal(hetee_client_job_wait(c, j[3]), HETEE_ERR_STATE);
+  fprintf(stderr, "job with an altered witness: %s\n", hetee_last_error());
+  assert_non_null(strstr(hetee_last_error(), "not authorized"));
+  for (int i = 0; i < 2; i++) {
+    hetee_release_result *r = NULL;
+    assert_int_equal(hetee_client_job_results(c, j[2 + i], &r, &n), HETEE_ERR_STATE); /* 409: nothing released */
+    assert_int_not_equal(access(res[i], F_OK), 0);
+  }
+  for (int i = 0; i < 4; i++) hetee_client_job_free(j[i]);
+  hetee_client_disconnect(c);
+}
+
 /* kill -9 of the enclave with jobs queued and running: the supervised
  * enclave restarts (unseal), the server binds the model again and runs the
- * interrupted jobs again with their stored authorizations; every job is
+ * interrupted jobs again with their stored authorizations and witnesses; every job is
  * done once with the right results. */
 static void test_enclave_restart(void **state) {
   enum { NJOBS = 4 };
@@ -620,6 +787,11 @@ static void test_enclave_restart(void **state) {
   assert_int_equal(hetee_client_job_submit(c, MODEL, X, NIMG, &j[0]), 0);
   assert_int_equal(kill(ep, SIGKILL), 0);
   for (int i = 1; i < NJOBS; i++) assert_int_equal(hetee_client_job_submit(c, MODEL, X, NIMG, &j[i]), 0);
+  for (int i = 0; i < NJOBS; i++) { /* witness-form jobs: run (again) from their stored witnesses */
+    char wp[600];
+    snprintf(wp, sizeof wp, "%s/jobs/%lld.htwt", F->data, (long long)hetee_client_job_id(j[i]));
+    assert_int_equal(access(wp, F_OK), 0);
+  }
   for (int i = 0; i < NJOBS; i++) {
     int rc = hetee_client_job_wait(c, j[i]);
     if (rc) fprintf(stderr, "wait: %s\n", hetee_last_error());
@@ -652,6 +824,7 @@ int main(void) {
   if (sodium_init() < 0) return 1;
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_flow),       cmocka_unit_test(test_client_cache), cmocka_unit_test(test_access),   cmocka_unit_test(test_signatures),
+      cmocka_unit_test(test_ciphertext_form),
       cmocka_unit_test(test_bad_input),  cmocka_unit_test(test_kill9),    cmocka_unit_test(test_tamper),
       cmocka_unit_test(test_enclave_restart),
   };

@@ -2,13 +2,15 @@
  * fuzz_engine_files.c — fuzz target of the engine's file loaders
  * (src/hemat/engine_format.c): the encrypted model ("HTEM":
  * hetee_engine_model_load, plan included) and the encrypted input ("HTEI":
- * hetee_engine_input_load), selected by the magic so mutants can cross
- * formats. Seeds, under the fuzz parameters (N = 2^12, level 1 = the top):
+ * hetee_engine_input_load) and the data provider's sealed input witnesses
+ * ("HTWT": hetee_engine_witnesses_load), selected by the magic so mutants
+ * can cross formats. Seeds, under the fuzz parameters (N = 2^12, level 1 = the top):
  * a small model (padded conv 2->3 3x3, ReLU, max-pool, flatten, dense
- * 12->4, sigmoid) with its plan and encrypted weights, and inputs of 1 and
- * 3 samples. An accepted
+ * 12->4, sigmoid) with its plan and encrypted weights, inputs of 1 and
+ * 3 samples and their witnesses (model id 7, sealed to a fresh key). An accepted
  * object must save back to the same bytes.
  */
+#include <sodium.h>
 #include <string.h>
 
 #include "fuzz/fuzz.h"
@@ -64,11 +66,31 @@ void fuzz_teardown(void) {
   hetee_ckks_context_free(ctx);
 }
 
+#define WITNESS_MODEL 7u
+
 int fuzz_one(const uint8_t *data, size_t len) {
   uint8_t *b = NULL;
   size_t n = 0;
   int rc;
-  if (len >= 4 && !memcmp(data, "HTEI", 4)) {
+  if (len >= 4 && !memcmp(data, "HTWT", 4)) {
+    hetee_engine_witnesses w;
+    memset(&w, 0, sizeof w);
+    rc = hetee_engine_witnesses_load(plan, WITNESS_MODEL, data, len, &w);
+    if (rc) {
+      FUZZ_CHECK(w.n == 0);
+      hetee_engine_witnesses_clear(&w);
+      return rc;
+    }
+    FUZZ_CHECK(w.n >= 1);
+    size_t total = 0;
+    for (size_t i = 0; i < w.n; i++) {
+      FUZZ_CHECK(w.batch[i] >= 1 && w.batch[i] <= hetee_engine_plan_micro_batch(plan));
+      total += w.batch[i];
+    }
+    FUZZ_CHECK(total >= 1);
+    FUZZ_CHECK(hetee_engine_witnesses_save(&w, WITNESS_MODEL, &b, &n) == 0);
+    hetee_engine_witnesses_clear(&w);
+  } else if (len >= 4 && !memcmp(data, "HTEI", 4)) {
     hetee_engine_input *in = NULL;
     rc = hetee_engine_input_load(ctx, plan, data, len, &in);
     if (rc) {
@@ -116,6 +138,16 @@ size_t fuzz_seeds(fuzz_buf **out) {
     fuzz_seed_add(&s, &n, b, len);
     free(b);
     hetee_engine_input_free(in);
+    uint8_t rpk[crypto_box_PUBLICKEYBYTES], rsk[crypto_box_SECRETKEYBYTES];
+    crypto_box_keypair(rpk, rsk);
+    sodium_memzero(rsk, sizeof rsk);
+    hetee_engine_witnesses w;
+    memset(&w, 0, sizeof w);
+    FUZZ_CHECK(hetee_engine_witnesses_make(plan, WITNESS_MODEL, rpk, x, count, &w) == 0);
+    FUZZ_CHECK(hetee_engine_witnesses_save(&w, WITNESS_MODEL, &b, &len) == 0);
+    fuzz_seed_add(&s, &n, b, len);
+    free(b);
+    hetee_engine_witnesses_clear(&w);
   }
   hetee_engine_model_free(em);
   hetee_ckks_public_key_free(pk);

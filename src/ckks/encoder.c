@@ -1316,7 +1316,8 @@ int hetee_ckks_decrypt_coeffs(const hetee_ckks_context *ctx, const hetee_ckks_se
     uint64_t *r = rows + (size_t)i * N;
     ckks_decrypt_row(ctx, sk, ct, i, r);
     hetee_ntt_inverse(ctx->ntt[i], r);
-    hetee_vec_mul_scalar(&ctx->mod[i], r, plan.hat_inv[i], r, N);
+    if (plan.hat_inv[i] != 1) /* public: 1 at level 0 (Q = q_0) */
+      hetee_vec_mul_scalar(&ctx->mod[i], r, plan.hat_inv[i], r, N);
   }
   decode_idx(&plan, rows, N, scale, idx, n, out);
 err:
@@ -1356,7 +1357,8 @@ int ckks_decrypt_decode_real(const hetee_ckks_context *ctx, const hetee_ckks_sec
     uint64_t *r = rows + (size_t)i * N;
     ckks_decrypt_row(ctx, sk, ct, i, r);
     hetee_ntt_inverse(ctx->ntt[i], r);
-    hetee_vec_mul_scalar(&ctx->mod[i], r, plan.hat_inv[i], r, N);
+    if (plan.hat_inv[i] != 1) /* public: 1 at level 0 (Q = q_0) */
+      hetee_vec_mul_scalar(&ctx->mod[i], r, plan.hat_inv[i], r, N);
   }
   double *zd = (double *)z;
   crt_all(&plan, rows, N, ctx->bitrev, 1.0 / scale, zd);

@@ -84,6 +84,33 @@ err:
   return rc;
 }
 
+/* The key's derived rows (ckks_internal.h): s^2 then -s, all nt primes,
+ * made once per key on first use (secret memory, wiped with the key).
+ * Threads racing on the first use each compute them; one copy is kept.
+ * NULL when there is no memory for them (callers fall back to s). Which
+ * branch runs depends only on whether the rows exist yet (public). */
+const uint64_t *ckks_sk_derived(const hetee_ckks_context *ctx, const hetee_ckks_secret_key *sk_c) {
+  hetee_ckks_secret_key *sk = (hetee_ckks_secret_key *)sk_c; /* a cache, not the key's value */
+  uint64_t *d = atomic_load_explicit(&sk->derived, memory_order_acquire);
+  if (d) return d;
+  size_t n = ctx->n, nt = (size_t)ctx->nt;
+  d = sodium_malloc(2 * nt * n * 8);
+  if (!d) return NULL;
+  (void)sodium_mlock(d, 2 * nt * n * 8); /* as the key when the limit allows it */
+  for (size_t i = 0; i < nt; i++) {
+    const hetee_modulus *m = &ctx->mod[i];
+    const uint64_t *s = sk->s + i * n;
+    hetee_vec_mul(m, s, s, d + i * n, n);
+    hetee_vec_neg(m, s, d + (nt + i) * n, n);
+  }
+  uint64_t *expect = NULL;
+  if (!atomic_compare_exchange_strong_explicit(&sk->derived, &expect, d, memory_order_acq_rel, memory_order_acquire)) {
+    sodium_free(d); /* another thread's copy won */
+    return expect;
+  }
+  return d;
+}
+
 /* (-a s + e + m, a) at `level` from the given seeds (e from the CBD stream
  * of eseed, a expanded from aseed). The message comes either in NTT form
  * (m_ntt, rows 0..level) or as rounded coefficients already written to
@@ -108,6 +135,7 @@ static int encrypt_sk_core(const hetee_ckks_context *ctx, const hetee_ckks_secre
     rc = hetee_error(HETEE_ERR_NOMEM, "encryption buffers");
     goto err;
   }
+  const uint64_t *der = ckks_sk_derived(ctx, sk), *nsk = der ? der + (size_t)ctx->nt * n : NULL;
   hetee_prg_init(&prg, eseed, 0);
   hetee_sample_cbd(&prg, e, n);
   ckks_expand_uniform(ctx, aseed, CKKS_DOMAIN_CT_A, primes, rows, out->c[1]);
@@ -123,9 +151,13 @@ static int encrypt_sk_core(const hetee_ckks_context *ctx, const hetee_ckks_secre
       hetee_vec_add(m, c0, tmp, c0, n);
       hetee_ntt_forward(ctx->ntt[i], c0);
     }
-    /* c0 -= a s */
-    hetee_vec_mul(m, out->c[1] + off, sk->s + off, tmp, n);
-    hetee_vec_sub(m, c0, tmp, c0, n);
+    /* c0 -= a s, as c0 += a (-s): one pass (the same residues) */
+    if (nsk)
+      hetee_vec_muladd(m, out->c[1] + off, nsk + off, c0, n);
+    else {
+      hetee_vec_mul(m, out->c[1] + off, sk->s + off, tmp, n);
+      hetee_vec_sub(m, c0, tmp, c0, n);
+    }
   }
   out->scale = scale;
   out->seeded = 1;
@@ -214,10 +246,16 @@ void ckks_decrypt_row(const hetee_ckks_context *ctx, const hetee_ckks_secret_key
   const hetee_modulus *m = &ctx->mod[i];
   size_t n = ctx->n, off = (size_t)i * n;
   const uint64_t *s = sk->s + off;
+  const uint64_t *der = ct->size == 3 ? ckks_sk_derived(ctx, sk) : NULL;
   if (ct->size == 2) {
     /* o = c0 + c1 s */
     memcpy(o, ct->c[0] + off, n * 8);
     hetee_vec_muladd(m, ct->c[1] + off, s, o, n);
+  } else if (der) {
+    /* o = c1 s + c2 s^2 (one reduction per coefficient), + c0 */
+    const uint64_t *a[2] = {ct->c[1] + off, ct->c[2] + off}, *b[2] = {s, der + off};
+    hetee_vec_dot(m, a, b, 2, o, n);
+    hetee_vec_add(m, o, ct->c[0] + off, o, n);
   } else {
     /* o = c0 + s (c1 + s c2) */
     memcpy(o, ct->c[1] + off, n * 8);

@@ -361,6 +361,12 @@ int ckks_round_to_rns_bounded(const hetee_ckks_context *ctx, double *coef, int l
  * v[k] * scale (k < n; zero beyond), saturated at +-vmax when bounded. */
 int ckks_coeffs_check(const hetee_ckks_context *ctx, const double *v, size_t n, double scale, int level,
                       int bounded, double vmax);
+/* ckks_coeffs_round (bounded) with the noise e[0..N) (|e| <= HETEE_CBD_K)
+ * added before the reduction, on the one-pass AVX-512 path only: 1 when
+ * rows 0..level of out hold round(v scale) + e, 0 when that path does not
+ * apply (nothing written), < 0 on error (no memory). */
+int ckks_coeffs_round_noise(const hetee_ckks_context *ctx, const double *v, size_t n, double scale, int level,
+                            double vmax, const int8_t *e, uint64_t *out);
 int ckks_coeffs_round(const hetee_ckks_context *ctx, const double *v, size_t n, double scale, int level, int bounded,
                       double vmax, uint64_t *out);
 /* Scalar version for constants. */

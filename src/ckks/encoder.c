@@ -1188,6 +1188,30 @@ int ckks_coeffs_round(const hetee_ckks_context *ctx, const double *v, size_t n, 
   return rc;
 }
 
+int ckks_coeffs_round_noise(const hetee_ckks_context *ctx, const double *v, size_t n, double scale, int level,
+                            double vmax, const int8_t *e, uint64_t *out) {
+#ifdef CKKS_FFT_AVX512
+  /* the bounded one-pass path of ckks_coeffs_round with the noise added to
+   * the integers before they are reduced: rows = (round(v scale) + e) mod
+   * q_i, the residues of rounding then adding e mod q_i (|e| <= K) */
+  size_t N = ctx->n;
+  double cmax = vmax * scale * (1.0 + 0x1p-30) + 1.0, cmax_e = cmax + HETEE_CBD_K;
+  if (fft_use_avx512() && cmax_e < 0x1p62 && !check_cmax(ctx, level, cmax) &&
+      !check_cmax(ctx, level, cmax_e)) { /* public */
+    int64_t *iv = ckks_tmp_alloc(N * sizeof *iv);
+    if (!iv) return hetee_error(HETEE_ERR_NOMEM, "encoder buffer");
+    coeffs_bounded_avx512(v, n, N, vmax, scale, cmax, iv);
+    for (size_t k = 0; k < N; k++) iv[k] += e[k];
+    rows_from_iv(ctx, iv, level, cmax_e, out);
+    ckks_tmp_free(iv, N * sizeof *iv, 1);
+    return 1;
+  }
+#else
+  (void)ctx, (void)v, (void)n, (void)scale, (void)level, (void)vmax, (void)e, (void)out;
+#endif
+  return 0;
+}
+
 static int encode_coeffs_common(const hetee_ckks_context *ctx, const double *v, size_t n, double scale, int level,
                                 int bounded, double vmax, hetee_ckks_plaintext *out) {
   if (!out) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");

@@ -111,15 +111,27 @@ const uint64_t *ckks_sk_derived(const hetee_ckks_context *ctx, const hetee_ckks_
   return d;
 }
 
+/* A coefficient-encoded message still to be rounded into c0
+ * (ckks_encrypt_sk_coeffs_seeded). */
+typedef struct coef_msg {
+  const double *v;
+  size_t n;
+  int bounded;
+  double vmax;
+} coef_msg;
+
 /* (-a s + e + m, a) at `level` from the given seeds (e from the CBD stream
- * of eseed, a expanded from aseed). The message comes either in NTT form
- * (m_ntt, rows 0..level) or as rounded coefficients already written to
- * out->c[0] (m_ntt NULL; ckks_encrypt_sk_coeffs_seeded below): then e is
+ * of eseed, a expanded from aseed). The message comes in NTT form (m_ntt,
+ * rows 0..level), as rounded coefficients already written to out->c[0]
+ * (m_ntt and cm NULL: ckks_encrypt_sk_rounded), or as real coefficients
+ * rounded here into c0 (cm), with e added to the integers before they are
+ * reduced when the encoder's one-pass path applies. Without m_ntt, e is
  * added in the coefficient domain and each row takes ONE forward NTT,
  * NTT(m + e) = NTT(m) + NTT(e) exactly (the NTT is linear mod q and both
- * sides are fully reduced), so both forms give the same ciphertext. */
+ * sides are fully reduced), so all forms give the same ciphertext. c0 -= a s
+ * is one multiply-add by -s (ckks_sk_derived). */
 static int encrypt_sk_core(const hetee_ckks_context *ctx, const hetee_ckks_secret_key *sk, int level, double scale,
-                           const uint64_t *m_ntt, const uint8_t eseed[HETEE_SEED_BYTES],
+                           const uint64_t *m_ntt, const coef_msg *cm, const uint8_t eseed[HETEE_SEED_BYTES],
                            const uint8_t aseed[HETEE_SEED_BYTES], hetee_ckks_ciphertext *out) {
   size_t n = ctx->n;
   int rows = level + 1, rc = 0;
@@ -138,17 +150,30 @@ static int encrypt_sk_core(const hetee_ckks_context *ctx, const hetee_ckks_secre
   const uint64_t *der = ckks_sk_derived(ctx, sk), *nsk = der ? der + (size_t)ctx->nt * n : NULL;
   hetee_prg_init(&prg, eseed, 0);
   hetee_sample_cbd(&prg, e, n);
+  int with_e = 0; /* c0 already holds m + e (public: the path) */
+  if (cm) { /* round the message into c0, with e when the one-pass path applies */
+    if (cm->bounded) with_e = ckks_coeffs_round_noise(ctx, cm->v, cm->n, scale, level, cm->vmax, e, out->c[0]);
+    if (with_e < 0) {
+      rc = with_e;
+      goto err;
+    }
+    if (!with_e && (rc = ckks_coeffs_round(ctx, cm->v, cm->n, scale, level, cm->bounded, cm->vmax, out->c[0])))
+      goto err;
+  }
   ckks_expand_uniform(ctx, aseed, CKKS_DOMAIN_CT_A, primes, rows, out->c[1]);
   for (int i = 0; i < rows; i++) {
     const hetee_modulus *m = &ctx->mod[i];
     size_t off = (size_t)i * n;
     uint64_t *c0 = out->c[0] + off;
-    hetee_vec_from_small(m, e, tmp, n);
     if (m_ntt) { /* c0 = NTT(e) + m */
+      hetee_vec_from_small(m, e, tmp, n);
       hetee_ntt_forward(ctx->ntt[i], tmp);
       hetee_vec_add(m, tmp, m_ntt + off, c0, n);
     } else { /* c0 = NTT(m + e) */
-      hetee_vec_add(m, c0, tmp, c0, n);
+      if (!with_e) {
+        hetee_vec_from_small(m, e, tmp, n);
+        hetee_vec_add(m, c0, tmp, c0, n);
+      }
       hetee_ntt_forward(ctx->ntt[i], c0);
     }
     /* c0 -= a s, as c0 += a (-s): one pass (the same residues) */
@@ -172,14 +197,14 @@ err:
 int ckks_encrypt_sk_rounded(const hetee_ckks_context *ctx, const hetee_ckks_secret_key *sk, int level, double scale,
                             const uint8_t eseed[HETEE_SEED_BYTES], const uint8_t aseed[HETEE_SEED_BYTES],
                             hetee_ckks_ciphertext *out) {
-  return encrypt_sk_core(ctx, sk, level, scale, NULL, eseed, aseed, out);
+  return encrypt_sk_core(ctx, sk, level, scale, NULL, NULL, eseed, aseed, out);
 }
 
 int ckks_encrypt_sk_seeded(const hetee_ckks_context *ctx, const hetee_ckks_secret_key *sk,
                            const hetee_ckks_plaintext *pt, const uint8_t eseed[HETEE_SEED_BYTES],
                            const uint8_t aseed[HETEE_SEED_BYTES], hetee_ckks_ciphertext *out) {
   int rc = ckks_ct_reserve(ctx, out, pt->level, 2);
-  if (!rc) rc = encrypt_sk_core(ctx, sk, pt->level, pt->scale, pt->data, eseed, aseed, out);
+  if (!rc) rc = encrypt_sk_core(ctx, sk, pt->level, pt->scale, pt->data, NULL, eseed, aseed, out);
   if (rc) out->level = -1;
   return rc;
 }
@@ -189,9 +214,10 @@ int ckks_encrypt_sk_coeffs_seeded(const hetee_ckks_context *ctx, const hetee_ckk
                                   const uint8_t eseed[HETEE_SEED_BYTES], const uint8_t aseed[HETEE_SEED_BYTES],
                                   hetee_ckks_ciphertext *out) {
   int rc = ckks_ct_reserve(ctx, out, level, 2);
-  /* the rounded message goes straight into c0 (coefficient form) */
-  if (!rc) rc = ckks_coeffs_round(ctx, v, n, scale, level, bounded, vmax, out->c[0]);
-  if (!rc) rc = encrypt_sk_core(ctx, sk, level, scale, NULL, eseed, aseed, out);
+  /* the rounded message goes straight into c0 (coefficient form; with the
+   * noise added in the same pass on the AVX-512 bounded path) */
+  coef_msg cm = {v, n, bounded, vmax};
+  if (!rc) rc = encrypt_sk_core(ctx, sk, level, scale, NULL, &cm, eseed, aseed, out);
   if (rc) { /* c0 may hold the message: wipe it */
     if (out->c[0]) sodium_memzero(out->c[0], out->cap_rows * ctx->n * 8);
     out->level = -1;

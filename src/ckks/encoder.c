@@ -553,6 +553,24 @@ __attribute__((target("avx512f,avx512dq"))) static void coeffs_bounded_avx512(co
 }
 #endif
 
+#ifdef CKKS_FFT_AVX512
+/* coeffs_bounded_avx512 without the final rounding: the clamped, scaled,
+ * clamped doubles (zero beyond n). */
+__attribute__((target("avx512f,avx512dq"))) static void coeffs_clamp_avx512(const double *v, size_t n, size_t N,
+                                                                            double vmax, double scale, double cmax,
+                                                                            double *out) {
+  const __m512d lo = _mm512_set1_pd(-vmax), hi = _mm512_set1_pd(vmax), sc = _mm512_set1_pd(scale),
+                clo = _mm512_set1_pd(-cmax), chi = _mm512_set1_pd(cmax);
+  size_t k = 0;
+  for (; k + 8 <= n; k += 8) {
+    __m512d x = _mm512_min_pd(_mm512_max_pd(_mm512_loadu_pd(v + k), lo), hi);
+    _mm512_storeu_pd(out + k, _mm512_min_pd(_mm512_max_pd(_mm512_mul_pd(x, sc), clo), chi));
+  }
+  for (; k < n; k++) out[k] = clamp_ct(clamp_ct(v[k], vmax) * scale, cmax);
+  for (; k < N; k++) out[k] = 0.0;
+}
+#endif
+
 #define CHUNK_MAX 24 /* 24 x 52 bits > 1023 */
 
 static void round_rows_chunked(const hetee_ckks_context *ctx, const double *coef, int level, int K, uint64_t *out) {
@@ -593,6 +611,47 @@ static void round_rows_chunked(const hetee_ckks_context *ctx, const double *coef
   sodium_memzero(t, sizeof t);
 }
 
+#ifdef CKKS_FFT_AVX512
+/* round_rows_chunked for K = 2 (2^62 <= cmax < 2^102: scales above 2^40),
+ * 8 coefficients at a time: x = hi 2^52 + lo with hi = nearest(x / 2^52)
+ * and lo = nearest(x - hi 2^52) (|hi| < 2^50, |lo| <= 2^51: the integers
+ * the scalar loop takes), then per prime W = hi (2^52 mod q) + lo reduced
+ * as round_row_i62_avx512 does: r = W - t q with t the nearest integer to
+ * the double estimate of W / q (off by at most 2, so |r| < 3q < 2^62 and
+ * the wrapping 64-bit products give r exactly), brought into [0, q) by
+ * masked corrections. The same residues as the scalar loop; no branch or
+ * index on the values. */
+__attribute__((target("avx512f,avx512dq"))) static void round_rows_k2_avx512(const hetee_ckks_context *ctx,
+                                                                             const double *coef, int level,
+                                                                             uint64_t *out) {
+  size_t n = ctx->n;
+  const __m512d inv52 = _mm512_set1_pd(0x1p-52), p52 = _mm512_set1_pd(0x1p52);
+  for (int i = 0; i <= level; i++) {
+    const hetee_modulus *m = &ctx->mod[i];
+    const uint64_t c = hetee_mod_pow(2, 52, m); /* public */
+    const __m512i vq = _mm512_set1_epi64((long long)m->q), vc = _mm512_set1_epi64((long long)c);
+    const __m512d cd = _mm512_set1_pd((double)c), qinv = _mm512_set1_pd(1.0 / (double)m->q);
+    uint64_t *row = out + (size_t)i * n;
+    for (size_t k = 0; k < n; k += 8) { /* n is a power of two >= 4096 */
+      __m512d x = _mm512_loadu_pd(coef + k);
+      __m512d hd = _mm512_roundscale_pd(_mm512_mul_pd(x, inv52), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+      __m512i lo = _mm512_cvtpd_epi64(_mm512_sub_pd(x, _mm512_mul_pd(hd, p52))); /* exact difference */
+      __m512d est = _mm512_mul_pd(_mm512_add_pd(_mm512_mul_pd(hd, cd), _mm512_cvtepi64_pd(lo)), qinv);
+      __m512i t = _mm512_cvttpd_epi64(_mm512_roundscale_pd(est, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+      __m512i w = _mm512_add_epi64(_mm512_mullo_epi64(_mm512_cvttpd_epi64(hd), vc), lo);
+      __m512i r = _mm512_sub_epi64(w, _mm512_mullo_epi64(t, vq));
+      for (int rep = 0; rep < 2; rep++) /* r in (-3q, 3q) -> [0, q) */
+        r = _mm512_add_epi64(r, _mm512_and_si512(vq, _mm512_srai_epi64(r, 63)));
+      for (int rep = 0; rep < 2; rep++) {
+        __m512i d = _mm512_sub_epi64(r, vq);
+        r = _mm512_add_epi64(d, _mm512_and_si512(vq, _mm512_srai_epi64(d, 63)));
+      }
+      _mm512_storeu_si512((void *)(row + k), r);
+    }
+  }
+}
+#endif
+
 static int check_cmax(const hetee_ckks_context *ctx, int level, double cmax) {
   if (!(isfinite(cmax) && cmax > 0) || log2(cmax) >= level_half_log2(ctx, level) - 1.0)
     return hetee_error(HETEE_ERR_SCALE, "bound * scale (2^%.1f) does not fit the modulus at level %d", log2(cmax),
@@ -629,6 +688,12 @@ int ckks_round_to_rns_bounded(const hetee_ckks_context *ctx, double *coef, int l
   if (cmax >= 0x1p62) { /* public */
     int K = 1;
     while (K < CHUNK_MAX && cmax >= ldexp(1.0, 52 * (K - 1) + 50)) K++;
+#ifdef CKKS_FFT_AVX512
+    if (K == 2 && fft_use_avx512() && (n & 7) == 0) { /* public */
+      round_rows_k2_avx512(ctx, coef, level, out);
+      return 0;
+    }
+#endif
     round_rows_chunked(ctx, coef, level, K, out);
     return 0;
   }
@@ -1171,6 +1236,18 @@ int ckks_coeffs_round(const hetee_ckks_context *ctx, const double *v, size_t n, 
     coeffs_bounded_avx512(v, n, N, vmax, scale, cmax, iv);
     rows_from_iv(ctx, iv, level, cmax, out);
     ckks_tmp_free(iv, N * sizeof *iv, 1);
+    return 0;
+  }
+  /* bounded in [2^62, 2^102) (scales above 2^40): clamp, scale and clamp
+   * in one vector pass, then two 52-bit chunks (the same values as the
+   * path below) */
+  if (bounded && fft_use_avx512() && cmax < 0x1p102 && (N & 7) == 0) { /* public */
+    if ((rc = check_cmax(ctx, level, cmax))) return rc;
+    double *cf = ckks_tmp_alloc(N * sizeof *cf);
+    if (!cf) return hetee_error(HETEE_ERR_NOMEM, "encoder buffer");
+    coeffs_clamp_avx512(v, n, N, vmax, scale, cmax, cf);
+    round_rows_k2_avx512(ctx, cf, level, out);
+    ckks_tmp_free(cf, N * sizeof *cf, 1);
     return 0;
   }
 #endif

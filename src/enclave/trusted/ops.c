@@ -46,8 +46,9 @@ static void apply_one(const hetee_refresh_spec *spec, double *v, double *tmp, in
     case HETEE_OP_ADD_BIAS:
       if (o->na == n)
         for (size_t j = 0; j < n; j++) v[j] += o->a[j];
-      else
-        for (size_t j = 0; j < n; j++) v[j] += o->a[j / hw];
+      else /* one constant per channel: no division per value */
+        for (size_t ch = 0; ch < (size_t)c; ch++)
+          for (size_t j = ch * hw; j < (ch + 1) * hw; j++) v[j] += o->a[ch];
       break;
     case HETEE_OP_RELU:
       for (size_t j = 0; j < n; j++) v[j] = hetee_relu(v[j]);
@@ -68,7 +69,10 @@ static void apply_one(const hetee_refresh_spec *spec, double *v, double *tmp, in
       for (size_t j = 0; j < n; j++) v[j] *= o->alpha;
       break;
     case HETEE_OP_BATCHNORM:
-      for (size_t j = 0; j < n; j++) v[j] = o->a[j / hw] * v[j] + o->b[j / hw];
+      for (size_t ch = 0; ch < (size_t)c; ch++) {
+        const double a = o->a[ch], b = o->b[ch];
+        for (size_t j = ch * hw; j < (ch + 1) * hw; j++) v[j] = a * v[j] + b;
+      }
       break;
     case HETEE_OP_MAXPOOL:
     case HETEE_OP_AVGPOOL: {

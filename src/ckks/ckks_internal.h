@@ -250,6 +250,8 @@ static inline uint64_t ckks_from_i64(int64_t v, const hetee_modulus *m) {
 
 int ckks_check_ctx(const hetee_ckks_context *ctx, const uint8_t *fp, const char *what);
 int ckks_ct_reserve(const hetee_ckks_context *ctx, hetee_ckks_ciphertext *ct, int level, int size);
+/* Fresh noise and `a` seeds from one draw of OS entropy (encrypt.c). */
+int ckks_seeds_random(uint8_t eseed[HETEE_SEED_BYTES], uint8_t aseed[HETEE_SEED_BYTES]);
 /* s^2 (nt rows) then -s (nt rows) of sk, NTT form, made on first use
  * (encrypt.c); NULL if there was no memory for them. */
 const uint64_t *ckks_sk_derived(const hetee_ckks_context *ctx, const hetee_ckks_secret_key *sk);

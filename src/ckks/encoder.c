@@ -612,37 +612,51 @@ static void round_rows_chunked(const hetee_ckks_context *ctx, const double *coef
 }
 
 #ifdef CKKS_FFT_AVX512
-/* round_rows_chunked for K = 2 (2^62 <= cmax < 2^102: scales above 2^40),
- * 8 coefficients at a time: x = hi 2^52 + lo with hi = nearest(x / 2^52)
- * and lo = nearest(x - hi 2^52) (|hi| < 2^50, |lo| <= 2^51: the integers
- * the scalar loop takes), then per prime W = hi (2^52 mod q) + lo reduced
- * as round_row_i62_avx512 does: r = W - t q with t the nearest integer to
- * the double estimate of W / q (off by at most 2, so |r| < 3q < 2^62 and
- * the wrapping 64-bit products give r exactly), brought into [0, q) by
- * masked corrections. The same residues as the scalar loop; no branch or
- * index on the values. */
-__attribute__((target("avx512f,avx512dq"))) static void round_rows_k2_avx512(const hetee_ckks_context *ctx,
-                                                                             const double *coef, int level,
+#define CHUNK_SIMD_MAX 3 /* cmax < 2^154 */
+/* round_rows_chunked for K = 2 or 3 (2^62 <= cmax < 2^154: scales above
+ * 2^40), 8 coefficients at a time: the chunks of the scalar loop, h_j =
+ * nearest(x / 2^(52j)) then x -= h_j 2^(52j) (exact) for j = K-1..1, lo =
+ * nearest(x) (|h_j| <= 2^51, |lo| <= 2^51); then per prime W = sum_j h_j
+ * (2^(52j) mod q) + lo reduced as round_row_i62_avx512 does: r = W - t q
+ * with t the nearest integer to the double estimate of W / q (each term's
+ * share of W / q is below 2^52, its relative error a few 2^-53: t is off by
+ * less than 3, so |r| < 4q < 2^63 and the wrapping 64-bit products give r
+ * exactly), brought into [0, q) by masked corrections. The same residues as
+ * the scalar loop; no branch or index on the values. */
+__attribute__((target("avx512f,avx512dq"))) static void round_rows_kk_avx512(const hetee_ckks_context *ctx,
+                                                                             const double *coef, int level, int K,
                                                                              uint64_t *out) {
   size_t n = ctx->n;
-  const __m512d inv52 = _mm512_set1_pd(0x1p-52), p52 = _mm512_set1_pd(0x1p52);
+  const int rnd = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+  __m512d inv[CHUNK_SIMD_MAX], p2[CHUNK_SIMD_MAX];
+  for (int j = 1; j < K; j++) inv[j] = _mm512_set1_pd(ldexp(1.0, -52 * j)), p2[j] = _mm512_set1_pd(ldexp(1.0, 52 * j));
   for (int i = 0; i <= level; i++) {
     const hetee_modulus *m = &ctx->mod[i];
-    const uint64_t c = hetee_mod_pow(2, 52, m); /* public */
-    const __m512i vq = _mm512_set1_epi64((long long)m->q), vc = _mm512_set1_epi64((long long)c);
-    const __m512d cd = _mm512_set1_pd((double)c), qinv = _mm512_set1_pd(1.0 / (double)m->q);
+    const __m512i vq = _mm512_set1_epi64((long long)m->q);
+    const __m512d qinv = _mm512_set1_pd(1.0 / (double)m->q);
+    __m512i vc[CHUNK_SIMD_MAX];
+    __m512d cd[CHUNK_SIMD_MAX];
+    for (int j = 1; j < K; j++) {
+      uint64_t c = hetee_mod_pow(2, (uint64_t)(52 * j), m); /* public */
+      vc[j] = _mm512_set1_epi64((long long)c), cd[j] = _mm512_set1_pd((double)c);
+    }
     uint64_t *row = out + (size_t)i * n;
-    for (size_t k = 0; k < n; k += 8) { /* n is a power of two >= 4096 */
-      __m512d x = _mm512_loadu_pd(coef + k);
-      __m512d hd = _mm512_roundscale_pd(_mm512_mul_pd(x, inv52), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-      __m512i lo = _mm512_cvtpd_epi64(_mm512_sub_pd(x, _mm512_mul_pd(hd, p52))); /* exact difference */
-      __m512d est = _mm512_mul_pd(_mm512_add_pd(_mm512_mul_pd(hd, cd), _mm512_cvtepi64_pd(lo)), qinv);
-      __m512i t = _mm512_cvttpd_epi64(_mm512_roundscale_pd(est, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-      __m512i w = _mm512_add_epi64(_mm512_mullo_epi64(_mm512_cvttpd_epi64(hd), vc), lo);
-      __m512i r = _mm512_sub_epi64(w, _mm512_mullo_epi64(t, vq));
-      for (int rep = 0; rep < 2; rep++) /* r in (-3q, 3q) -> [0, q) */
+    for (size_t k = 0; k < n; k += 8) { /* n is a multiple of 8 (the caller checks) */
+      __m512d x = _mm512_loadu_pd(coef + k), est = _mm512_setzero_pd();
+      __m512i w = _mm512_setzero_si512();
+      for (int j = K - 1; j >= 1; j--) {
+        __m512d hd = _mm512_roundscale_pd(_mm512_mul_pd(x, inv[j]), rnd);
+        x = _mm512_sub_pd(x, _mm512_mul_pd(hd, p2[j])); /* exact */
+        est = _mm512_add_pd(est, _mm512_mul_pd(hd, cd[j]));
+        w = _mm512_add_epi64(w, _mm512_mullo_epi64(_mm512_cvttpd_epi64(hd), vc[j]));
+      }
+      __m512i lo = _mm512_cvtpd_epi64(x);
+      est = _mm512_mul_pd(_mm512_add_pd(est, _mm512_cvtepi64_pd(lo)), qinv);
+      __m512i t = _mm512_cvttpd_epi64(_mm512_roundscale_pd(est, rnd));
+      __m512i r = _mm512_sub_epi64(_mm512_add_epi64(w, lo), _mm512_mullo_epi64(t, vq));
+      for (int rep = 0; rep < 4; rep++) /* r in (-4q, 4q) -> [0, q) */
         r = _mm512_add_epi64(r, _mm512_and_si512(vq, _mm512_srai_epi64(r, 63)));
-      for (int rep = 0; rep < 2; rep++) {
+      for (int rep = 0; rep < 4; rep++) {
         __m512i d = _mm512_sub_epi64(r, vq);
         r = _mm512_add_epi64(d, _mm512_and_si512(vq, _mm512_srai_epi64(d, 63)));
       }
@@ -689,8 +703,8 @@ int ckks_round_to_rns_bounded(const hetee_ckks_context *ctx, double *coef, int l
     int K = 1;
     while (K < CHUNK_MAX && cmax >= ldexp(1.0, 52 * (K - 1) + 50)) K++;
 #ifdef CKKS_FFT_AVX512
-    if (K == 2 && fft_use_avx512() && (n & 7) == 0) { /* public */
-      round_rows_k2_avx512(ctx, coef, level, out);
+    if (K <= CHUNK_SIMD_MAX && fft_use_avx512() && (n & 7) == 0) { /* public */
+      round_rows_kk_avx512(ctx, coef, level, K, out);
       return 0;
     }
 #endif
@@ -1238,15 +1252,15 @@ int ckks_coeffs_round(const hetee_ckks_context *ctx, const double *v, size_t n, 
     ckks_tmp_free(iv, N * sizeof *iv, 1);
     return 0;
   }
-  /* bounded in [2^62, 2^102) (scales above 2^40): clamp, scale and clamp
-   * in one vector pass, then two 52-bit chunks (the same values as the
-   * path below) */
-  if (bounded && fft_use_avx512() && cmax < 0x1p102 && (N & 7) == 0) { /* public */
+  /* bounded in [2^62, 2^154) (scales above 2^40): clamp, scale and clamp
+   * in one vector pass, then two or three 52-bit chunks (the same values as
+   * the path below) */
+  if (bounded && fft_use_avx512() && cmax < 0x1p154 && (N & 7) == 0) { /* public */
     if ((rc = check_cmax(ctx, level, cmax))) return rc;
     double *cf = ckks_tmp_alloc(N * sizeof *cf);
     if (!cf) return hetee_error(HETEE_ERR_NOMEM, "encoder buffer");
     coeffs_clamp_avx512(v, n, N, vmax, scale, cmax, cf);
-    round_rows_k2_avx512(ctx, cf, level, out);
+    round_rows_kk_avx512(ctx, cf, level, cmax < 0x1p102 ? 2 : 3, out);
     ckks_tmp_free(cf, N * sizeof *cf, 1);
     return 0;
   }
@@ -1506,7 +1520,7 @@ int ckks_encrypt_sk_real_bounded(const hetee_ckks_context *ctx, const hetee_ckks
   /* rounded message into c0 (coefficient form), then the noise added there
    * and one NTT per row */
   if ((rc = ckks_round_to_rns_bounded(ctx, coef, level, vmax * scale * (1.0 + 0x1p-30) + 1.0, out->c[0]))) goto err;
-  if ((rc = hetee_seed_random(eseed)) || (rc = hetee_seed_random(aseed))) goto err;
+  if ((rc = ckks_seeds_random(eseed, aseed))) goto err;
   rc = ckks_encrypt_sk_rounded(ctx, sk, level, scale, eseed, aseed, out);
 err:
   sodium_memzero(eseed, sizeof eseed);

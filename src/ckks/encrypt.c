@@ -84,6 +84,17 @@ err:
   return rc;
 }
 
+int ckks_seeds_random(uint8_t eseed[HETEE_SEED_BYTES], uint8_t aseed[HETEE_SEED_BYTES]) {
+  /* one draw of OS entropy for both seeds (one getrandom call, not two) */
+  uint8_t b[2 * HETEE_SEED_BYTES];
+  if (sodium_init() < 0) return hetee_error(HETEE_ERR_CRYPTO, "seed_random: libsodium initialisation failed");
+  randombytes_buf(b, sizeof b);
+  memcpy(eseed, b, HETEE_SEED_BYTES);
+  memcpy(aseed, b + HETEE_SEED_BYTES, HETEE_SEED_BYTES);
+  sodium_memzero(b, sizeof b);
+  return 0;
+}
+
 /* The key's derived rows (ckks_internal.h): s^2 then -s, all nt primes,
  * made once per key on first use (secret memory, wiped with the key).
  * Threads racing on the first use each compute them; one copy is kept.
@@ -232,7 +243,7 @@ int hetee_ckks_encrypt_sk(const hetee_ckks_context *ctx, const hetee_ckks_secret
   int rc;
   if ((rc = ckks_check_ctx(ctx, sk->fp, "secret key")) || (rc = check_pt(ctx, pt))) return rc;
   uint8_t eseed[HETEE_SEED_BYTES], aseed[HETEE_SEED_BYTES];
-  if (!(rc = hetee_seed_random(eseed)) && !(rc = hetee_seed_random(aseed)))
+  if (!(rc = ckks_seeds_random(eseed, aseed)))
     rc = ckks_encrypt_sk_seeded(ctx, sk, pt, eseed, aseed, out);
   sodium_memzero(eseed, sizeof eseed);
   return rc;
@@ -245,8 +256,7 @@ static int encrypt_sk_coeffs(const hetee_ckks_context *ctx, const hetee_ckks_sec
   uint8_t eseed[HETEE_SEED_BYTES], aseed[HETEE_SEED_BYTES];
   if (!ctx || !sk) rc = hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
   else if (!(rc = ckks_check_ctx(ctx, sk->fp, "secret key")) &&
-           !(rc = ckks_coeffs_check(ctx, v, n, scale, level, bounded, vmax)) && !(rc = hetee_seed_random(eseed)) &&
-           !(rc = hetee_seed_random(aseed)))
+           !(rc = ckks_coeffs_check(ctx, v, n, scale, level, bounded, vmax)) && !(rc = ckks_seeds_random(eseed, aseed)))
     rc = ckks_encrypt_sk_coeffs_seeded(ctx, sk, v, n, scale, level, bounded, vmax, eseed, aseed, out);
   sodium_memzero(eseed, sizeof eseed);
   if (rc) { /* whatever the error, no ciphertext */

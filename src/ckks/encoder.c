@@ -627,7 +627,7 @@ __attribute__((target("avx512f,avx512dq"))) static void round_rows_kk_avx512(con
                                                                              const double *coef, int level, int K,
                                                                              uint64_t *out) {
   size_t n = ctx->n;
-  const int rnd = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+#define RND_NEAREST (_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC) /* an immediate, also at -O0 */
   __m512d inv[CHUNK_SIMD_MAX], p2[CHUNK_SIMD_MAX];
   for (int j = 1; j < K; j++) inv[j] = _mm512_set1_pd(ldexp(1.0, -52 * j)), p2[j] = _mm512_set1_pd(ldexp(1.0, 52 * j));
   for (int i = 0; i <= level; i++) {
@@ -645,14 +645,14 @@ __attribute__((target("avx512f,avx512dq"))) static void round_rows_kk_avx512(con
       __m512d x = _mm512_loadu_pd(coef + k), est = _mm512_setzero_pd();
       __m512i w = _mm512_setzero_si512();
       for (int j = K - 1; j >= 1; j--) {
-        __m512d hd = _mm512_roundscale_pd(_mm512_mul_pd(x, inv[j]), rnd);
+        __m512d hd = _mm512_roundscale_pd(_mm512_mul_pd(x, inv[j]), RND_NEAREST);
         x = _mm512_sub_pd(x, _mm512_mul_pd(hd, p2[j])); /* exact */
         est = _mm512_add_pd(est, _mm512_mul_pd(hd, cd[j]));
         w = _mm512_add_epi64(w, _mm512_mullo_epi64(_mm512_cvttpd_epi64(hd), vc[j]));
       }
       __m512i lo = _mm512_cvtpd_epi64(x);
       est = _mm512_mul_pd(_mm512_add_pd(est, _mm512_cvtepi64_pd(lo)), qinv);
-      __m512i t = _mm512_cvttpd_epi64(_mm512_roundscale_pd(est, rnd));
+      __m512i t = _mm512_cvttpd_epi64(_mm512_roundscale_pd(est, RND_NEAREST));
       __m512i r = _mm512_sub_epi64(_mm512_add_epi64(w, lo), _mm512_mullo_epi64(t, vq));
       for (int rep = 0; rep < 4; rep++) /* r in (-4q, 4q) -> [0, q) */
         r = _mm512_add_epi64(r, _mm512_and_si512(vq, _mm512_srai_epi64(r, 63)));
@@ -663,6 +663,7 @@ __attribute__((target("avx512f,avx512dq"))) static void round_rows_kk_avx512(con
       _mm512_storeu_si512((void *)(row + k), r);
     }
   }
+#undef RND_NEAREST
 }
 #endif
 

@@ -18,6 +18,7 @@
 #define HETEE_CKKS_INTERNAL_H
 
 #include <complex.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,6 +96,10 @@ struct hetee_ckks_secret_key {
   int nt;
   int8_t *small;   /* N ternary coefficients */
   uint64_t *s;     /* nt rows, NTT form */
+  /* derived rows, made on first use by decryption / secret-key encryption
+   * (encrypt.c, ckks_sk_derived): s^2 (nt rows) then -s (nt rows), NTT
+   * form, locked like s; NULL until then */
+  uint64_t *_Atomic derived;
 };
 
 struct hetee_ckks_public_key {
@@ -245,6 +250,11 @@ static inline uint64_t ckks_from_i64(int64_t v, const hetee_modulus *m) {
 
 int ckks_check_ctx(const hetee_ckks_context *ctx, const uint8_t *fp, const char *what);
 int ckks_ct_reserve(const hetee_ckks_context *ctx, hetee_ckks_ciphertext *ct, int level, int size);
+/* Fresh noise and `a` seeds from one draw of OS entropy (encrypt.c). */
+int ckks_seeds_random(uint8_t eseed[HETEE_SEED_BYTES], uint8_t aseed[HETEE_SEED_BYTES]);
+/* s^2 (nt rows) then -s (nt rows) of sk, NTT form, made on first use
+ * (encrypt.c); NULL if there was no memory for them. */
+const uint64_t *ckks_sk_derived(const hetee_ckks_context *ctx, const hetee_ckks_secret_key *sk);
 int ckks_pt_reserve(const hetee_ckks_context *ctx, hetee_ckks_plaintext *pt, int level);
 void ckks_ct_set_fp(const hetee_ckks_context *ctx, hetee_ckks_ciphertext *ct);
 
@@ -353,6 +363,12 @@ int ckks_round_to_rns_bounded(const hetee_ckks_context *ctx, double *coef, int l
  * v[k] * scale (k < n; zero beyond), saturated at +-vmax when bounded. */
 int ckks_coeffs_check(const hetee_ckks_context *ctx, const double *v, size_t n, double scale, int level,
                       int bounded, double vmax);
+/* ckks_coeffs_round (bounded) with the noise e[0..N) (|e| <= HETEE_CBD_K)
+ * added before the reduction, on the one-pass AVX-512 path only: 1 when
+ * rows 0..level of out hold round(v scale) + e, 0 when that path does not
+ * apply (nothing written), < 0 on error (no memory). */
+int ckks_coeffs_round_noise(const hetee_ckks_context *ctx, const double *v, size_t n, double scale, int level,
+                            double vmax, const int8_t *e, uint64_t *out);
 int ckks_coeffs_round(const hetee_ckks_context *ctx, const double *v, size_t n, double scale, int level, int bounded,
                       double vmax, uint64_t *out);
 /* Scalar version for constants. */

@@ -553,6 +553,24 @@ __attribute__((target("avx512f,avx512dq"))) static void coeffs_bounded_avx512(co
 }
 #endif
 
+#ifdef CKKS_FFT_AVX512
+/* coeffs_bounded_avx512 without the final rounding: the clamped, scaled,
+ * clamped doubles (zero beyond n). */
+__attribute__((target("avx512f,avx512dq"))) static void coeffs_clamp_avx512(const double *v, size_t n, size_t N,
+                                                                            double vmax, double scale, double cmax,
+                                                                            double *out) {
+  const __m512d lo = _mm512_set1_pd(-vmax), hi = _mm512_set1_pd(vmax), sc = _mm512_set1_pd(scale),
+                clo = _mm512_set1_pd(-cmax), chi = _mm512_set1_pd(cmax);
+  size_t k = 0;
+  for (; k + 8 <= n; k += 8) {
+    __m512d x = _mm512_min_pd(_mm512_max_pd(_mm512_loadu_pd(v + k), lo), hi);
+    _mm512_storeu_pd(out + k, _mm512_min_pd(_mm512_max_pd(_mm512_mul_pd(x, sc), clo), chi));
+  }
+  for (; k < n; k++) out[k] = clamp_ct(clamp_ct(v[k], vmax) * scale, cmax);
+  for (; k < N; k++) out[k] = 0.0;
+}
+#endif
+
 #define CHUNK_MAX 24 /* 24 x 52 bits > 1023 */
 
 static void round_rows_chunked(const hetee_ckks_context *ctx, const double *coef, int level, int K, uint64_t *out) {
@@ -593,6 +611,62 @@ static void round_rows_chunked(const hetee_ckks_context *ctx, const double *coef
   sodium_memzero(t, sizeof t);
 }
 
+#ifdef CKKS_FFT_AVX512
+#define CHUNK_SIMD_MAX 3 /* cmax < 2^154 */
+/* round_rows_chunked for K = 2 or 3 (2^62 <= cmax < 2^154: scales above
+ * 2^40), 8 coefficients at a time: the chunks of the scalar loop, h_j =
+ * nearest(x / 2^(52j)) then x -= h_j 2^(52j) (exact) for j = K-1..1, lo =
+ * nearest(x) (|h_j| <= 2^51, |lo| <= 2^51); then per prime W = sum_j h_j
+ * (2^(52j) mod q) + lo reduced as round_row_i62_avx512 does: r = W - t q
+ * with t the nearest integer to the double estimate of W / q (each term's
+ * share of W / q is below 2^52, its relative error a few 2^-53: t is off by
+ * less than 3, so |r| < 4q < 2^63 and the wrapping 64-bit products give r
+ * exactly), brought into [0, q) by masked corrections. The same residues as
+ * the scalar loop; no branch or index on the values. */
+__attribute__((target("avx512f,avx512dq"))) static void round_rows_kk_avx512(const hetee_ckks_context *ctx,
+                                                                             const double *coef, int level, int K,
+                                                                             uint64_t *out) {
+  size_t n = ctx->n;
+#define RND_NEAREST (_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC) /* an immediate, also at -O0 */
+  __m512d inv[CHUNK_SIMD_MAX], p2[CHUNK_SIMD_MAX];
+  for (int j = 1; j < K; j++) inv[j] = _mm512_set1_pd(ldexp(1.0, -52 * j)), p2[j] = _mm512_set1_pd(ldexp(1.0, 52 * j));
+  for (int i = 0; i <= level; i++) {
+    const hetee_modulus *m = &ctx->mod[i];
+    const __m512i vq = _mm512_set1_epi64((long long)m->q);
+    const __m512d qinv = _mm512_set1_pd(1.0 / (double)m->q);
+    __m512i vc[CHUNK_SIMD_MAX];
+    __m512d cd[CHUNK_SIMD_MAX];
+    for (int j = 1; j < K; j++) {
+      uint64_t c = hetee_mod_pow(2, (uint64_t)(52 * j), m); /* public */
+      vc[j] = _mm512_set1_epi64((long long)c), cd[j] = _mm512_set1_pd((double)c);
+    }
+    uint64_t *row = out + (size_t)i * n;
+    for (size_t k = 0; k < n; k += 8) { /* n is a multiple of 8 (the caller checks) */
+      __m512d x = _mm512_loadu_pd(coef + k), est = _mm512_setzero_pd();
+      __m512i w = _mm512_setzero_si512();
+      for (int j = K - 1; j >= 1; j--) {
+        __m512d hd = _mm512_roundscale_pd(_mm512_mul_pd(x, inv[j]), RND_NEAREST);
+        x = _mm512_sub_pd(x, _mm512_mul_pd(hd, p2[j])); /* exact */
+        est = _mm512_add_pd(est, _mm512_mul_pd(hd, cd[j]));
+        w = _mm512_add_epi64(w, _mm512_mullo_epi64(_mm512_cvttpd_epi64(hd), vc[j]));
+      }
+      __m512i lo = _mm512_cvtpd_epi64(x);
+      est = _mm512_mul_pd(_mm512_add_pd(est, _mm512_cvtepi64_pd(lo)), qinv);
+      __m512i t = _mm512_cvttpd_epi64(_mm512_roundscale_pd(est, RND_NEAREST));
+      __m512i r = _mm512_sub_epi64(_mm512_add_epi64(w, lo), _mm512_mullo_epi64(t, vq));
+      for (int rep = 0; rep < 4; rep++) /* r in (-4q, 4q) -> [0, q) */
+        r = _mm512_add_epi64(r, _mm512_and_si512(vq, _mm512_srai_epi64(r, 63)));
+      for (int rep = 0; rep < 4; rep++) {
+        __m512i d = _mm512_sub_epi64(r, vq);
+        r = _mm512_add_epi64(d, _mm512_and_si512(vq, _mm512_srai_epi64(d, 63)));
+      }
+      _mm512_storeu_si512((void *)(row + k), r);
+    }
+  }
+#undef RND_NEAREST
+}
+#endif
+
 static int check_cmax(const hetee_ckks_context *ctx, int level, double cmax) {
   if (!(isfinite(cmax) && cmax > 0) || log2(cmax) >= level_half_log2(ctx, level) - 1.0)
     return hetee_error(HETEE_ERR_SCALE, "bound * scale (2^%.1f) does not fit the modulus at level %d", log2(cmax),
@@ -629,6 +703,12 @@ int ckks_round_to_rns_bounded(const hetee_ckks_context *ctx, double *coef, int l
   if (cmax >= 0x1p62) { /* public */
     int K = 1;
     while (K < CHUNK_MAX && cmax >= ldexp(1.0, 52 * (K - 1) + 50)) K++;
+#ifdef CKKS_FFT_AVX512
+    if (K <= CHUNK_SIMD_MAX && fft_use_avx512() && (n & 7) == 0) { /* public */
+      round_rows_kk_avx512(ctx, coef, level, K, out);
+      return 0;
+    }
+#endif
     round_rows_chunked(ctx, coef, level, K, out);
     return 0;
   }
@@ -1173,6 +1253,18 @@ int ckks_coeffs_round(const hetee_ckks_context *ctx, const double *v, size_t n, 
     ckks_tmp_free(iv, N * sizeof *iv, 1);
     return 0;
   }
+  /* bounded in [2^62, 2^154) (scales above 2^40): clamp, scale and clamp
+   * in one vector pass, then two or three 52-bit chunks (the same values as
+   * the path below) */
+  if (bounded && fft_use_avx512() && cmax < 0x1p154 && (N & 7) == 0) { /* public */
+    if ((rc = check_cmax(ctx, level, cmax))) return rc;
+    double *cf = ckks_tmp_alloc(N * sizeof *cf);
+    if (!cf) return hetee_error(HETEE_ERR_NOMEM, "encoder buffer");
+    coeffs_clamp_avx512(v, n, N, vmax, scale, cmax, cf);
+    round_rows_kk_avx512(ctx, cf, level, cmax < 0x1p102 ? 2 : 3, out);
+    ckks_tmp_free(cf, N * sizeof *cf, 1);
+    return 0;
+  }
 #endif
   double *coef = ckks_tmp_alloc(N * sizeof(double));
   if (!coef) return hetee_error(HETEE_ERR_NOMEM, "encoder buffer");
@@ -1186,6 +1278,30 @@ int ckks_coeffs_round(const hetee_ckks_context *ctx, const double *v, size_t n, 
   }
   ckks_tmp_free(coef, N * sizeof(double), 1); /* the (possibly secret) message */
   return rc;
+}
+
+int ckks_coeffs_round_noise(const hetee_ckks_context *ctx, const double *v, size_t n, double scale, int level,
+                            double vmax, const int8_t *e, uint64_t *out) {
+#ifdef CKKS_FFT_AVX512
+  /* the bounded one-pass path of ckks_coeffs_round with the noise added to
+   * the integers before they are reduced: rows = (round(v scale) + e) mod
+   * q_i, the residues of rounding then adding e mod q_i (|e| <= K) */
+  size_t N = ctx->n;
+  double cmax = vmax * scale * (1.0 + 0x1p-30) + 1.0, cmax_e = cmax + HETEE_CBD_K;
+  if (fft_use_avx512() && cmax_e < 0x1p62 && !check_cmax(ctx, level, cmax) &&
+      !check_cmax(ctx, level, cmax_e)) { /* public */
+    int64_t *iv = ckks_tmp_alloc(N * sizeof *iv);
+    if (!iv) return hetee_error(HETEE_ERR_NOMEM, "encoder buffer");
+    coeffs_bounded_avx512(v, n, N, vmax, scale, cmax, iv);
+    for (size_t k = 0; k < N; k++) iv[k] += e[k];
+    rows_from_iv(ctx, iv, level, cmax_e, out);
+    ckks_tmp_free(iv, N * sizeof *iv, 1);
+    return 1;
+  }
+#else
+  (void)ctx, (void)v, (void)n, (void)scale, (void)level, (void)vmax, (void)e, (void)out;
+#endif
+  return 0;
 }
 
 static int encode_coeffs_common(const hetee_ckks_context *ctx, const double *v, size_t n, double scale, int level,
@@ -1316,7 +1432,8 @@ int hetee_ckks_decrypt_coeffs(const hetee_ckks_context *ctx, const hetee_ckks_se
     uint64_t *r = rows + (size_t)i * N;
     ckks_decrypt_row(ctx, sk, ct, i, r);
     hetee_ntt_inverse(ctx->ntt[i], r);
-    hetee_vec_mul_scalar(&ctx->mod[i], r, plan.hat_inv[i], r, N);
+    if (plan.hat_inv[i] != 1) /* public: 1 at level 0 (Q = q_0) */
+      hetee_vec_mul_scalar(&ctx->mod[i], r, plan.hat_inv[i], r, N);
   }
   decode_idx(&plan, rows, N, scale, idx, n, out);
 err:
@@ -1356,7 +1473,8 @@ int ckks_decrypt_decode_real(const hetee_ckks_context *ctx, const hetee_ckks_sec
     uint64_t *r = rows + (size_t)i * N;
     ckks_decrypt_row(ctx, sk, ct, i, r);
     hetee_ntt_inverse(ctx->ntt[i], r);
-    hetee_vec_mul_scalar(&ctx->mod[i], r, plan.hat_inv[i], r, N);
+    if (plan.hat_inv[i] != 1) /* public: 1 at level 0 (Q = q_0) */
+      hetee_vec_mul_scalar(&ctx->mod[i], r, plan.hat_inv[i], r, N);
   }
   double *zd = (double *)z;
   crt_all(&plan, rows, N, ctx->bitrev, 1.0 / scale, zd);
@@ -1403,7 +1521,7 @@ int ckks_encrypt_sk_real_bounded(const hetee_ckks_context *ctx, const hetee_ckks
   /* rounded message into c0 (coefficient form), then the noise added there
    * and one NTT per row */
   if ((rc = ckks_round_to_rns_bounded(ctx, coef, level, vmax * scale * (1.0 + 0x1p-30) + 1.0, out->c[0]))) goto err;
-  if ((rc = hetee_seed_random(eseed)) || (rc = hetee_seed_random(aseed))) goto err;
+  if ((rc = ckks_seeds_random(eseed, aseed))) goto err;
   rc = ckks_encrypt_sk_rounded(ctx, sk, level, scale, eseed, aseed, out);
 err:
   sodium_memzero(eseed, sizeof eseed);

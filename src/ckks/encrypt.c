@@ -84,15 +84,65 @@ err:
   return rc;
 }
 
+int ckks_seeds_random(uint8_t eseed[HETEE_SEED_BYTES], uint8_t aseed[HETEE_SEED_BYTES]) {
+  /* one draw of OS entropy for both seeds (one getrandom call, not two) */
+  uint8_t b[2 * HETEE_SEED_BYTES];
+  if (sodium_init() < 0) return hetee_error(HETEE_ERR_CRYPTO, "seed_random: libsodium initialisation failed");
+  randombytes_buf(b, sizeof b);
+  memcpy(eseed, b, HETEE_SEED_BYTES);
+  memcpy(aseed, b + HETEE_SEED_BYTES, HETEE_SEED_BYTES);
+  sodium_memzero(b, sizeof b);
+  return 0;
+}
+
+/* The key's derived rows (ckks_internal.h): s^2 then -s, all nt primes,
+ * made once per key on first use (secret memory, wiped with the key).
+ * Threads racing on the first use each compute them; one copy is kept.
+ * NULL when there is no memory for them (callers fall back to s). Which
+ * branch runs depends only on whether the rows exist yet (public). */
+const uint64_t *ckks_sk_derived(const hetee_ckks_context *ctx, const hetee_ckks_secret_key *sk_c) {
+  hetee_ckks_secret_key *sk = (hetee_ckks_secret_key *)sk_c; /* a cache, not the key's value */
+  uint64_t *d = atomic_load_explicit(&sk->derived, memory_order_acquire);
+  if (d) return d;
+  size_t n = ctx->n, nt = (size_t)ctx->nt;
+  d = sodium_malloc(2 * nt * n * 8);
+  if (!d) return NULL;
+  (void)sodium_mlock(d, 2 * nt * n * 8); /* as the key when the limit allows it */
+  for (size_t i = 0; i < nt; i++) {
+    const hetee_modulus *m = &ctx->mod[i];
+    const uint64_t *s = sk->s + i * n;
+    hetee_vec_mul(m, s, s, d + i * n, n);
+    hetee_vec_neg(m, s, d + (nt + i) * n, n);
+  }
+  uint64_t *expect = NULL;
+  if (!atomic_compare_exchange_strong_explicit(&sk->derived, &expect, d, memory_order_acq_rel, memory_order_acquire)) {
+    sodium_free(d); /* another thread's copy won */
+    return expect;
+  }
+  return d;
+}
+
+/* A coefficient-encoded message still to be rounded into c0
+ * (ckks_encrypt_sk_coeffs_seeded). */
+typedef struct coef_msg {
+  const double *v;
+  size_t n;
+  int bounded;
+  double vmax;
+} coef_msg;
+
 /* (-a s + e + m, a) at `level` from the given seeds (e from the CBD stream
- * of eseed, a expanded from aseed). The message comes either in NTT form
- * (m_ntt, rows 0..level) or as rounded coefficients already written to
- * out->c[0] (m_ntt NULL; ckks_encrypt_sk_coeffs_seeded below): then e is
+ * of eseed, a expanded from aseed). The message comes in NTT form (m_ntt,
+ * rows 0..level), as rounded coefficients already written to out->c[0]
+ * (m_ntt and cm NULL: ckks_encrypt_sk_rounded), or as real coefficients
+ * rounded here into c0 (cm), with e added to the integers before they are
+ * reduced when the encoder's one-pass path applies. Without m_ntt, e is
  * added in the coefficient domain and each row takes ONE forward NTT,
  * NTT(m + e) = NTT(m) + NTT(e) exactly (the NTT is linear mod q and both
- * sides are fully reduced), so both forms give the same ciphertext. */
+ * sides are fully reduced), so all forms give the same ciphertext. c0 -= a s
+ * is one multiply-add by -s (ckks_sk_derived). */
 static int encrypt_sk_core(const hetee_ckks_context *ctx, const hetee_ckks_secret_key *sk, int level, double scale,
-                           const uint64_t *m_ntt, const uint8_t eseed[HETEE_SEED_BYTES],
+                           const uint64_t *m_ntt, const coef_msg *cm, const uint8_t eseed[HETEE_SEED_BYTES],
                            const uint8_t aseed[HETEE_SEED_BYTES], hetee_ckks_ciphertext *out) {
   size_t n = ctx->n;
   int rows = level + 1, rc = 0;
@@ -108,24 +158,42 @@ static int encrypt_sk_core(const hetee_ckks_context *ctx, const hetee_ckks_secre
     rc = hetee_error(HETEE_ERR_NOMEM, "encryption buffers");
     goto err;
   }
+  const uint64_t *der = ckks_sk_derived(ctx, sk), *nsk = der ? der + (size_t)ctx->nt * n : NULL;
   hetee_prg_init(&prg, eseed, 0);
   hetee_sample_cbd(&prg, e, n);
+  int with_e = 0; /* c0 already holds m + e (public: the path) */
+  if (cm) { /* round the message into c0, with e when the one-pass path applies */
+    if (cm->bounded) with_e = ckks_coeffs_round_noise(ctx, cm->v, cm->n, scale, level, cm->vmax, e, out->c[0]);
+    if (with_e < 0) {
+      rc = with_e;
+      goto err;
+    }
+    if (!with_e && (rc = ckks_coeffs_round(ctx, cm->v, cm->n, scale, level, cm->bounded, cm->vmax, out->c[0])))
+      goto err;
+  }
   ckks_expand_uniform(ctx, aseed, CKKS_DOMAIN_CT_A, primes, rows, out->c[1]);
   for (int i = 0; i < rows; i++) {
     const hetee_modulus *m = &ctx->mod[i];
     size_t off = (size_t)i * n;
     uint64_t *c0 = out->c[0] + off;
-    hetee_vec_from_small(m, e, tmp, n);
     if (m_ntt) { /* c0 = NTT(e) + m */
+      hetee_vec_from_small(m, e, tmp, n);
       hetee_ntt_forward(ctx->ntt[i], tmp);
       hetee_vec_add(m, tmp, m_ntt + off, c0, n);
     } else { /* c0 = NTT(m + e) */
-      hetee_vec_add(m, c0, tmp, c0, n);
+      if (!with_e) {
+        hetee_vec_from_small(m, e, tmp, n);
+        hetee_vec_add(m, c0, tmp, c0, n);
+      }
       hetee_ntt_forward(ctx->ntt[i], c0);
     }
-    /* c0 -= a s */
-    hetee_vec_mul(m, out->c[1] + off, sk->s + off, tmp, n);
-    hetee_vec_sub(m, c0, tmp, c0, n);
+    /* c0 -= a s, as c0 += a (-s): one pass (the same residues) */
+    if (nsk)
+      hetee_vec_muladd(m, out->c[1] + off, nsk + off, c0, n);
+    else {
+      hetee_vec_mul(m, out->c[1] + off, sk->s + off, tmp, n);
+      hetee_vec_sub(m, c0, tmp, c0, n);
+    }
   }
   out->scale = scale;
   out->seeded = 1;
@@ -140,14 +208,14 @@ err:
 int ckks_encrypt_sk_rounded(const hetee_ckks_context *ctx, const hetee_ckks_secret_key *sk, int level, double scale,
                             const uint8_t eseed[HETEE_SEED_BYTES], const uint8_t aseed[HETEE_SEED_BYTES],
                             hetee_ckks_ciphertext *out) {
-  return encrypt_sk_core(ctx, sk, level, scale, NULL, eseed, aseed, out);
+  return encrypt_sk_core(ctx, sk, level, scale, NULL, NULL, eseed, aseed, out);
 }
 
 int ckks_encrypt_sk_seeded(const hetee_ckks_context *ctx, const hetee_ckks_secret_key *sk,
                            const hetee_ckks_plaintext *pt, const uint8_t eseed[HETEE_SEED_BYTES],
                            const uint8_t aseed[HETEE_SEED_BYTES], hetee_ckks_ciphertext *out) {
   int rc = ckks_ct_reserve(ctx, out, pt->level, 2);
-  if (!rc) rc = encrypt_sk_core(ctx, sk, pt->level, pt->scale, pt->data, eseed, aseed, out);
+  if (!rc) rc = encrypt_sk_core(ctx, sk, pt->level, pt->scale, pt->data, NULL, eseed, aseed, out);
   if (rc) out->level = -1;
   return rc;
 }
@@ -157,9 +225,10 @@ int ckks_encrypt_sk_coeffs_seeded(const hetee_ckks_context *ctx, const hetee_ckk
                                   const uint8_t eseed[HETEE_SEED_BYTES], const uint8_t aseed[HETEE_SEED_BYTES],
                                   hetee_ckks_ciphertext *out) {
   int rc = ckks_ct_reserve(ctx, out, level, 2);
-  /* the rounded message goes straight into c0 (coefficient form) */
-  if (!rc) rc = ckks_coeffs_round(ctx, v, n, scale, level, bounded, vmax, out->c[0]);
-  if (!rc) rc = encrypt_sk_core(ctx, sk, level, scale, NULL, eseed, aseed, out);
+  /* the rounded message goes straight into c0 (coefficient form; with the
+   * noise added in the same pass on the AVX-512 bounded path) */
+  coef_msg cm = {v, n, bounded, vmax};
+  if (!rc) rc = encrypt_sk_core(ctx, sk, level, scale, NULL, &cm, eseed, aseed, out);
   if (rc) { /* c0 may hold the message: wipe it */
     if (out->c[0]) sodium_memzero(out->c[0], out->cap_rows * ctx->n * 8);
     out->level = -1;
@@ -174,7 +243,7 @@ int hetee_ckks_encrypt_sk(const hetee_ckks_context *ctx, const hetee_ckks_secret
   int rc;
   if ((rc = ckks_check_ctx(ctx, sk->fp, "secret key")) || (rc = check_pt(ctx, pt))) return rc;
   uint8_t eseed[HETEE_SEED_BYTES], aseed[HETEE_SEED_BYTES];
-  if (!(rc = hetee_seed_random(eseed)) && !(rc = hetee_seed_random(aseed)))
+  if (!(rc = ckks_seeds_random(eseed, aseed)))
     rc = ckks_encrypt_sk_seeded(ctx, sk, pt, eseed, aseed, out);
   sodium_memzero(eseed, sizeof eseed);
   return rc;
@@ -187,8 +256,7 @@ static int encrypt_sk_coeffs(const hetee_ckks_context *ctx, const hetee_ckks_sec
   uint8_t eseed[HETEE_SEED_BYTES], aseed[HETEE_SEED_BYTES];
   if (!ctx || !sk) rc = hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
   else if (!(rc = ckks_check_ctx(ctx, sk->fp, "secret key")) &&
-           !(rc = ckks_coeffs_check(ctx, v, n, scale, level, bounded, vmax)) && !(rc = hetee_seed_random(eseed)) &&
-           !(rc = hetee_seed_random(aseed)))
+           !(rc = ckks_coeffs_check(ctx, v, n, scale, level, bounded, vmax)) && !(rc = ckks_seeds_random(eseed, aseed)))
     rc = ckks_encrypt_sk_coeffs_seeded(ctx, sk, v, n, scale, level, bounded, vmax, eseed, aseed, out);
   sodium_memzero(eseed, sizeof eseed);
   if (rc) { /* whatever the error, no ciphertext */
@@ -214,10 +282,16 @@ void ckks_decrypt_row(const hetee_ckks_context *ctx, const hetee_ckks_secret_key
   const hetee_modulus *m = &ctx->mod[i];
   size_t n = ctx->n, off = (size_t)i * n;
   const uint64_t *s = sk->s + off;
+  const uint64_t *der = ct->size == 3 ? ckks_sk_derived(ctx, sk) : NULL;
   if (ct->size == 2) {
     /* o = c0 + c1 s */
     memcpy(o, ct->c[0] + off, n * 8);
     hetee_vec_muladd(m, ct->c[1] + off, s, o, n);
+  } else if (der) {
+    /* o = c1 s + c2 s^2 (one reduction per coefficient), + c0 */
+    const uint64_t *a[2] = {ct->c[1] + off, ct->c[2] + off}, *b[2] = {s, der + off};
+    hetee_vec_dot(m, a, b, 2, o, n);
+    hetee_vec_add(m, o, ct->c[0] + off, o, n);
   } else {
     /* o = c0 + s (c1 + s c2) */
     memcpy(o, ct->c[1] + off, n * 8);

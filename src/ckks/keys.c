@@ -39,6 +39,7 @@ void hetee_ckks_secret_key_free(hetee_ckks_secret_key *k) {
   if (!k) return;
   secret_free(k->small);
   secret_free(k->s);
+  secret_free(atomic_load(&k->derived));
   sodium_memzero(k, sizeof *k);
   free(k);
 }

@@ -176,7 +176,8 @@ static void test_bounded_rounding_exact(void **state) {
     double scale, vmax;
     int level;
   } cases[] = {{0x1p26, 8.0, 0},        {0x1p26, 0x1p34, 1},       {0x1p40, 0x1p20, 1},
-               {0x1p30, 0x1p21 - 1, 0}, {0x1p60, 0x1p20, 1},       {0x1p50, 0x1p70, 2}};
+               {0x1p30, 0x1p21 - 1, 0}, {0x1p60, 0x1p20, 1},       {0x1p50, 0x1p70, 2},
+               {0x1p45, 0x1p20, 1},     {0x1p50, 0x1p50, 2}}; /* the last two: cmax 2^65, 2^100 (two 52-bit chunks) */
   for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
     double sc = cases[c].scale, vmax = cases[c].vmax, cmax = vmax * sc * (1.0 + 0x1p-30) + 1.0;
     tu_fill(v, n, 40 + c);

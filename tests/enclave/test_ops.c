@@ -9,7 +9,9 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "enclave/trusted/ops.h"
 #include "enclave/wire/proto.h"
@@ -100,11 +102,58 @@ static void test_shape_refusals(void **state) {
   assert_int_equal(hetee_refresh_shapes(&spec, sh), HETEE_ERR_SHAPE);
 }
 
+/* Element-wise ops (relu, bias per element and per channel, square, scale,
+ * batch-norm) on values with NaN, infinities, -0, values beyond the bound
+ * and odd sizes, bit for bit against branchy references: op, then the
+ * saturation (NaN -> -bound). Registered twice in CMake: with the SIMD
+ * loops where the CPU has them, and with HETEE_ISA=ref (scalar). */
+static double ref_sat(double x) {
+  const double b = HETEE_REFRESH_VALUE_BOUND;
+  if (x != x || x < -b) return -b;
+  return x > b ? b : x;
+}
+
+static void test_elementwise_exact(void **state) {
+  (void)state;
+  enum { C = 3, H = 5, W = 7, N = C * H * W };
+  const double B = HETEE_REFRESH_VALUE_BOUND;
+  const double special[] = {NAN, INFINITY, -INFINITY, -0.0, 0.0, 2 * B, -2 * B, B, -B, 1e300, -1e300, 3.5, -2.25};
+  double bias_el[N], bias_ch[C] = {0.5, -1e280, 7}, g[C] = {2, -3, 1e200}, bb[C] = {1, -1, 0.25};
+  srand(11);
+  for (int i = 0; i < N; i++) bias_el[i] = rnd();
+  for (int kind = 0; kind < 6; kind++) {
+    double v[N], tmp[N], want[N];
+    for (int i = 0; i < N; i++) v[i] = i % 4 == 0 ? special[(i / 4) % 13] : rnd() * 1e10;
+    hetee_refresh_op op = {0};
+    for (int i = 0; i < N; i++) {
+      double x = ref_sat(v[i]); /* the saturation of the gathered values */
+      int c = i / (H * W);
+      switch (kind) {
+      case 0: op.kind = HETEE_OP_RELU; x = x > 0 ? x : 0; break;
+      case 1: op = (hetee_refresh_op){.kind = HETEE_OP_ADD_BIAS, .a = bias_el, .na = N}; x += bias_el[i]; break;
+      case 2: op = (hetee_refresh_op){.kind = HETEE_OP_ADD_BIAS, .a = bias_ch, .na = C}; x += bias_ch[c]; break;
+      case 3: op.kind = HETEE_OP_SQUARE; x *= x; break;
+      case 4: op = (hetee_refresh_op){.kind = HETEE_OP_SCALE, .alpha = -1e250}; x *= -1e250; break;
+      default: op = (hetee_refresh_op){.kind = HETEE_OP_BATCHNORM, .a = g, .na = C, .b = bb, .nb = C}; x = g[c] * x + bb[c]; break;
+      }
+      want[i] = ref_sat(x);
+    }
+    hetee_refresh_spec spec = {.shape = {C, H, W}, .nops = 1, .ops = &op};
+    int sh[3];
+    hetee_ops_apply(&spec, v, tmp, sh);
+    for (int i = 0; i < N; i++) {
+      if (memcmp(&v[i], &want[i], sizeof v[i]) != 0) fprintf(stderr, "kind %d value %d: %a != %a\n", kind, i, v[i], want[i]);
+      assert_memory_equal(&v[i], &want[i], sizeof v[i]);
+    }
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_pools_random_shapes),
       cmocka_unit_test(test_chain),
       cmocka_unit_test(test_shape_refusals),
+      cmocka_unit_test(test_elementwise_exact),
   };
   return cmocka_run_group_tests_name("enclave/ops", tests, NULL, NULL);
 }

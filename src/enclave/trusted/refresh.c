@@ -178,6 +178,7 @@ typedef struct ct_job {
   double bound;
   uint8_t *out; /* reply bytes of output c at out + c * (8 + ctbytes) */
   size_t ctbytes;
+  uint8_t zeroed[ENCLAVE_MAX_THREADS]; /* scatter: the thread's value vector is all zero between ciphertexts */
 } ct_job;
 
 static void job_note(ct_job *j, int tid, uint32_t c, int rc) {
@@ -419,7 +420,10 @@ static int scatter_one(ct_job *j, int tid, uint32_t c) {
   const hetee_refresh_spec *s = j->spec;
   hetee_ckks_ciphertext *ct = e->tct[tid];
   double *buf = j->unitbuf + (size_t)tid * j->unit;
-  memset(buf, 0, j->slots * sizeof *buf);
+  /* zeroed once per thread and request; after each ciphertext only the
+   * places it wrote (public layout) are cleared again */
+  if (!j->zeroed[tid]) memset(buf, 0, j->slots * sizeof *buf);
+  j->zeroed[tid] = 1;
   for (uint32_t k = j->start[c]; k < j->start[c + 1]; k++) {
     uint32_t i = j->order[k];
     buf[s->out_dst[i] & (j->slots - 1)] = j->cvalues[s->out_src[i]];
@@ -430,6 +434,7 @@ static int scatter_one(ct_job *j, int tid, uint32_t c) {
                : ckks_encrypt_sk_real_bounded(e->ctx, e->sk, buf, j->slots, j->scale, j->level, j->bound, ct);
   uint8_t *dst = j->out + (size_t)c * (8 + j->ctbytes);
   size_t len = 0;
+  for (uint32_t k = j->start[c]; k < j->start[c + 1]; k++) buf[s->out_dst[j->order[k]] & (j->slots - 1)] = 0.0;
   if (!rc) rc = hetee_ckks_ciphertext_save_to(e->ctx, ct, dst + 8, j->ctbytes, &len);
   if (!rc && len != j->ctbytes) rc = hetee_error(HETEE_ERR_INTERNAL, "fresh ciphertext of %zu bytes, not %zu", len, j->ctbytes);
   if (!rc) hetee_le64(dst, (uint64_t)len);

@@ -292,16 +292,7 @@ _Static_assert(HETEE_WITNESS_SEALBYTES == crypto_box_SEALBYTES, "witness seal ov
 
 int hetee_engine_witness_digest(uint32_t model_id, uint32_t batch, const uint8_t *sealed, size_t len, uint8_t out[32]) {
   if (!sealed || !out) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
-  uint8_t hdr[16];
-  hetee_le32(hdr, model_id);
-  hetee_le32(hdr + 4, batch);
-  hetee_le64(hdr + 8, (uint64_t)len);
-  crypto_generichash_state hs;
-  crypto_generichash_init(&hs, NULL, 0, 32);
-  crypto_generichash_update(&hs, (const uint8_t *)HETEE_WITNESS_TAG, sizeof HETEE_WITNESS_TAG);
-  crypto_generichash_update(&hs, hdr, sizeof hdr);
-  crypto_generichash_update(&hs, sealed, len);
-  crypto_generichash_final(&hs, out, 32);
+  hetee_witness_digest(model_id, batch, sealed, len, out);
   return 0;
 }
 

@@ -556,6 +556,26 @@ static int job_fail(enclave *e, ijob *j, imodel *m, uint32_t stage) {
                      stage, id, h);
 }
 
+/* The start of a job once its input is authorized and its values x are
+ * known, common to the witness and the ciphertext forms: binds the job to
+ * the authorization a (then spent), computes s_t from x, charges the DP's
+ * quota and writes the reply (handle, integrity CPU). */
+static void job_begin(ijob *j, const imodel *m, uint32_t id, uint32_t batch, iauth *a, const double *x,
+                      uint64_t *quota, hetee_wbuf *w, uint64_t t0) {
+  j->used = 1;
+  j->handle = next_handle++;
+  j->model = id;
+  memcpy(j->dp, a->dp, 32);
+  memcpy(j->digest, a->digest, 32);
+  j->batch = batch;
+  j->next_stage = 0;
+  expect(&m->st[0], x, batch, HETEE_REFRESH_VALUE_BOUND, j->s, j->l1);
+  memset(a, 0, sizeof *a); /* single use */
+  if (quota) *quota += batch; /* charged whether or not the job completes */
+  hetee_wbuf_u32(w, j->handle);
+  hetee_wbuf_u64(w, cpu_ns() - t0);
+}
+
 /* The witness form of JOB_START (enclave/wire/proto.h): the job is bound to
  * the values the data provider encoded, sealed to the release key, whose
  * digest it authorized. Neither the input ciphertexts' bytes nor their
@@ -565,18 +585,6 @@ static int job_fail(enclave *e, ijob *j, imodel *m, uint32_t stage) {
  * opening), the opened header (model, batch, input size), then every value
  * finite and within +-HETEE_WITNESS_MAX_ABS (one pass without early exit,
  * one error whatever the values). The opened values are wiped. */
-static void witness_digest(uint32_t id, uint32_t batch, const uint8_t *sealed, size_t len, uint8_t d[32]) {
-  uint8_t hdr[16];
-  hetee_le32(hdr, id);
-  hetee_le32(hdr + 4, batch);
-  hetee_le64(hdr + 8, (uint64_t)len);
-  crypto_generichash_state hs;
-  crypto_generichash_init(&hs, NULL, 0, 32);
-  crypto_generichash_update(&hs, (const uint8_t *)HETEE_WITNESS_TAG, sizeof HETEE_WITNESS_TAG);
-  crypto_generichash_update(&hs, hdr, sizeof hdr);
-  crypto_generichash_update(&hs, sealed, len);
-  crypto_generichash_final(&hs, d, 32);
-}
 
 static int job_start_witness(enclave *e, imodel *m, uint32_t id, uint32_t batch, hetee_rbuf *r, hetee_wbuf *w,
                              uint64_t *items, uint64_t t0) {
@@ -589,7 +597,7 @@ static int job_start_witness(enclave *e, imodel *m, uint32_t id, uint32_t batch,
     return hetee_error(HETEE_ERR_SHAPE, "input witness of %zu bytes; a micro-batch of %u of model %u has %zu", len,
                        batch, id, want);
   uint8_t d[32];
-  witness_digest(id, batch, sealed, len, d);
+  hetee_witness_digest(id, batch, sealed, len, d);
 #ifdef INTEG_CALIBRATE
   uint64_t t_hash = cpu_ns() - t0;
 #endif
@@ -651,19 +659,8 @@ static int job_start_witness(enclave *e, imodel *m, uint32_t id, uint32_t batch,
     if (!j->s || !j->l1) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
   }
   if (!rc) {
-    j->used = 1;
-    j->handle = next_handle++;
-    j->model = id;
-    memcpy(j->dp, a->dp, 32);
-    memcpy(j->digest, a->digest, 32);
-    j->batch = batch;
-    j->next_stage = 0;
-    expect(&m->st[0], x, batch, HETEE_REFRESH_VALUE_BOUND, j->s, j->l1);
-    memset(a, 0, sizeof *a); /* single use */
-    if (quota) *quota += batch; /* charged whether or not the job completes */
+    job_begin(j, m, id, batch, a, x, quota, w, t0);
     *items += 1;
-    hetee_wbuf_u32(w, j->handle);
-    hetee_wbuf_u64(w, cpu_ns() - t0);
 #ifdef INTEG_CALIBRATE
     fprintf(stderr, "calib job_start witness: hash %.3f ms, +open %.3f ms, total %.3f ms\n", t_hash * 1e-6,
             (t_open - t_hash) * 1e-6, (cpu_ns() - t0) * 1e-6);
@@ -762,19 +759,8 @@ static int handle_job_start(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *
   free(own_idx);
   free(own_owner);
   if (!rc) {
-    j->used = 1;
-    j->handle = next_handle++;
-    j->model = id;
-    memcpy(j->dp, a->dp, 32);
-    memcpy(j->digest, a->digest, 32);
-    j->batch = batch;
-    j->next_stage = 0;
-    expect(&m->st[0], x, batch, HETEE_REFRESH_VALUE_BOUND, j->s, j->l1);
-    memset(a, 0, sizeof *a); /* single use */
-    if (quota) *quota += batch; /* charged whether or not the job completes */
+    job_begin(j, m, id, batch, a, x, quota, w, t0);
     *items += k;
-    hetee_wbuf_u32(w, j->handle);
-    hetee_wbuf_u64(w, cpu_ns() - t0);
 #ifdef INTEG_CALIBRATE
     fprintf(stderr, "calib job_start: hash %.3f ms, total %.3f ms\n", t_hash * 1e-6, (cpu_ns() - t0) * 1e-6);
 #endif

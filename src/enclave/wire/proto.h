@@ -68,6 +68,10 @@
 #define HETEE_WITNESS_MAX_ABS 0x1p20
 #define HETEE_WITNESS_SEALED_LEN(batch, in_size) \
   (HETEE_WITNESS_HDR + (size_t)(batch) * (size_t)(in_size) * 4u + HETEE_WITNESS_SEALBYTES)
+/* The witness digest above, the one definition the data provider's client
+ * (hetee_engine_witness_digest) and the enclave's JOB_START both use
+ * (wire/refresh_spec.c). */
+void hetee_witness_digest(uint32_t model, uint32_t batch, const uint8_t *sealed, size_t len, uint8_t out[32]);
 
 /* ---- frames ------------------------------------------------------------- */
 typedef struct hetee_frame {

@@ -10,6 +10,7 @@
  * scales) are made by refresh.c, also before decryption.
  */
 #include <math.h>
+#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -278,4 +279,18 @@ bad:
 err:
   hetee_refresh_job_free(job);
   return rc;
+}
+
+/* ---- input witness digest (proto.h) ------------------------------------ */
+void hetee_witness_digest(uint32_t model, uint32_t batch, const uint8_t *sealed, size_t len, uint8_t out[32]) {
+  uint8_t hdr[16];
+  hetee_le32(hdr, model);
+  hetee_le32(hdr + 4, batch);
+  hetee_le64(hdr + 8, (uint64_t)len);
+  crypto_generichash_state hs;
+  crypto_generichash_init(&hs, NULL, 0, 32);
+  crypto_generichash_update(&hs, (const uint8_t *)HETEE_WITNESS_TAG, sizeof HETEE_WITNESS_TAG);
+  crypto_generichash_update(&hs, hdr, sizeof hdr);
+  crypto_generichash_update(&hs, sealed, len);
+  crypto_generichash_final(&hs, out, 32);
 }

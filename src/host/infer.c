@@ -365,15 +365,9 @@ static int read_blobs(worker *w, hetee_rbuf *r, const char *what) {
   return (int)m;
 }
 
-/* JOB_START (engine_job_start's wire format) of inputs serialized into
- * w->ser (total bytes), written without further copies. */
-static int job_start(worker *w, uint32_t model_id, uint32_t batch, size_t n, size_t total, uint32_t *job,
-                     uint64_t *ns) {
-  uint8_t hdr[12];
-  hetee_le32(hdr, model_id);
-  hetee_le32(hdr + 4, batch);
-  hetee_le32(hdr + 8, (uint32_t)n);
-  hetee_frame_part parts[2] = {{hdr, sizeof hdr}, {w->ser, total}};
+/* Sends a JOB_START made of two parts and reads its reply (job handle,
+ * the enclave's integrity CPU). */
+static int job_start_call(worker *w, const hetee_frame_part parts[2], uint32_t *job, uint64_t *ns) {
   hetee_frame f;
   int rc = hetee_host_call_parts(w->sh->e, HETEE_MSG_JOB_START, parts, 2, &f, 0);
   if (rc) return rc;
@@ -384,6 +378,18 @@ static int job_start(worker *w, uint32_t model_id, uint32_t batch, size_t n, siz
   rc = r.err || hetee_rbuf_left(&r) ? hetee_error(HETEE_ERR_PROTOCOL, "malformed JOB_START reply") : 0;
   hetee_frame_clear(&f);
   return rc;
+}
+
+/* JOB_START (engine_job_start's wire format) of inputs serialized into
+ * w->ser (total bytes), written without further copies. */
+static int job_start(worker *w, uint32_t model_id, uint32_t batch, size_t n, size_t total, uint32_t *job,
+                     uint64_t *ns) {
+  uint8_t hdr[12];
+  hetee_le32(hdr, model_id);
+  hetee_le32(hdr + 4, batch);
+  hetee_le32(hdr + 8, (uint32_t)n);
+  hetee_frame_part parts[2] = {{hdr, sizeof hdr}, {w->ser, total}};
+  return job_start_call(w, parts, job, ns);
 }
 
 /* JOB_START in its witness form (enclave/wire/proto.h): the data
@@ -399,16 +405,7 @@ static int job_start_witness(worker *w, uint32_t model_id, size_t k, uint32_t ba
   hetee_le32(hdr + 8, 0);
   hetee_le64(hdr + 12, (uint64_t)wit->len[k]);
   hetee_frame_part parts[2] = {{hdr, sizeof hdr}, {wit->blob[k], wit->len[k]}};
-  hetee_frame f;
-  int rc = hetee_host_call_parts(w->sh->e, HETEE_MSG_JOB_START, parts, 2, &f, 0);
-  if (rc) return rc;
-  hetee_rbuf r;
-  hetee_rbuf_init(&r, f.body, f.len);
-  *job = hetee_rbuf_u32(&r);
-  *ns = hetee_rbuf_u64(&r);
-  rc = r.err || hetee_rbuf_left(&r) ? hetee_error(HETEE_ERR_PROTOCOL, "malformed JOB_START reply") : 0;
-  hetee_frame_clear(&f);
-  return rc;
+  return job_start_call(w, parts, job, ns);
 }
 
 /* The encoded spec of stage s's refresh: the worker's (full micro-batch,

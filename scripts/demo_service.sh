@@ -75,8 +75,9 @@ echo "== 8. what the server stored (ciphertexts and sealed messages only)"
 ( cd "$W/data" && find . -type f | sort | while read -r f; do
     printf '   %-22s %12s bytes  %s\n' "$f" "$(stat -c %s "$f")" "$(head -c 4 "$f" | tr -c '[:print:]' '.')"
   done )
-echo "   HTEM = encrypted model (CKKS ciphertexts + public plan), HTEI = encrypted input, .auth = the DP's signed"
-echo "   authorization of that input, HTRS = releases sealed to the DP's identity by the enclave's release key,"
+echo "   HTEM = encrypted model (CKKS ciphertexts + public plan), HTEI = encrypted input, HTWT = the DP's input"
+echo "   values sealed to the enclave (its witness), .auth = the DP's signed authorization of those witnesses,"
+echo "   HTRS = releases sealed to the DP's identity by the enclave's release key,"
 echo "   HTSL = enclave state sealed by the platform, .plan = public plan, db = SQLite"
 echo "   bound inference (issue 9): $(grep -c 'bound in the enclave' "$W/server.log") model load(s) into the enclave:"
 grep 'bound in the enclave' "$W/server.log" | sed 's/^/   /' 

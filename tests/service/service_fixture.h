@@ -99,8 +99,8 @@ static inline void sfx_stop(sfx *f, int sig) {
 }
 
 /* Platform, MP + two DP identities trusting the enclave measured with the
- * MP in mp=, and a running server. */
-static inline sfx *sfx_new(void) {
+ * MP in mp= (its hex measurement in mhex, for more identities), no server. */
+static inline sfx *sfx_parties(char mhex[65]) {
   sfx *f = calloc(1, sizeof *f);
   snprintf(f->dir, sizeof f->dir, "/tmp/hetee-svc-XXXXXX");
   assert_non_null(mkdtemp(f->dir));
@@ -109,7 +109,7 @@ static inline sfx *sfx_new(void) {
   assert_int_equal(hetee_platform_init(f->plat), 0);
   sfx_identity(f, "mp", HETEE_PARTY_MP, f->mp, f->mp_pk, NULL);
   assert_int_equal(hetee_enclave_config_with_mps(NULL, (const uint8_t(*)[32])f->mp_pk, 1, f->config, sizeof f->config), 0);
-  char enc[512], mhex[65];
+  char enc[512];
   uint8_t m[32];
   snprintf(enc, sizeof enc, "%s/hetee-enclave", sfx_bin());
   assert_int_equal(hetee_measure_file(enc, f->config, m), 0);
@@ -117,6 +117,13 @@ static inline sfx *sfx_new(void) {
   assert_int_equal(hetee_client_home_trust(f->mp, f->plat, mhex), 0);
   sfx_identity(f, "dp1", HETEE_PARTY_DP, f->dp1, f->dp1_pk, mhex);
   sfx_identity(f, "dp2", HETEE_PARTY_DP, f->dp2, f->dp2_pk, mhex);
+  return f;
+}
+
+/* sfx_parties and a running server. */
+static inline sfx *sfx_new(void) {
+  char mhex[65];
+  sfx *f = sfx_parties(mhex);
   sfx_start(f);
   return f;
 }

@@ -59,25 +59,9 @@ static void start_small(sfx *f) {
 }
 
 static int setup(void **state) {
-  /* the fixture's parties (as sfx_new makes them) with a server of our own:
-   * sfx_new's server, stopped at once, may not have its SIGTERM handler yet
-   * (src/service/server.c writes the port file first) */
-  F = calloc(1, sizeof *F);
-  snprintf(F->dir, sizeof F->dir, "/tmp/hetee-svc-XXXXXX");
-  assert_non_null(mkdtemp(F->dir));
-  snprintf(F->plat, sizeof F->plat, "%s/plat", F->dir);
-  snprintf(F->data, sizeof F->data, "%s/data", F->dir);
-  assert_int_equal(hetee_platform_init(F->plat), 0);
-  sfx_identity(F, "mp", HETEE_PARTY_MP, F->mp, F->mp_pk, NULL);
-  assert_int_equal(hetee_enclave_config_with_mps(NULL, (const uint8_t(*)[32])F->mp_pk, 1, F->config, sizeof F->config), 0);
-  char mhex[65], enc[512];
-  uint8_t m[32];
-  snprintf(enc, sizeof enc, "%s/hetee-enclave", sfx_bin());
-  assert_int_equal(hetee_measure_file(enc, F->config, m), 0);
-  hetee_hex_encode32(m, mhex);
-  assert_int_equal(hetee_client_home_trust(F->mp, F->plat, mhex), 0);
-  sfx_identity(F, "dp1", HETEE_PARTY_DP, F->dp1, F->dp1_pk, mhex);
-  sfx_identity(F, "dp2", HETEE_PARTY_DP, F->dp2, F->dp2_pk, mhex);
+  /* the fixture's parties, a third DP, and a server with small limits */
+  char mhex[65];
+  F = sfx_parties(mhex);
   sfx_identity(F, "dp3", HETEE_PARTY_DP, DP3, DP3_PK, mhex);
   start_small(F);
   char mp[512];

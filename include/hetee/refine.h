@@ -194,6 +194,9 @@ typedef struct hetee_refine_run_options {
   uint32_t ckpt_every;
   uint64_t stop_after_steps;
   uint32_t epochs;
+  /* writes the checkpoints when set (e.g. hetee_refine_checkpoint_write_sealed
+   * for an enclave job); NULL: hetee_refine_checkpoint_write */
+  int (*ckpt_write)(const hetee_refine_state *s, hetee_refine_trusted *t, const char *path);
 } hetee_refine_run_options;
 HETEE_API int hetee_refine_run(hetee_refine_state *s, hetee_refine_trusted *t, const hetee_ckks_public_key *pk,
                                const float *x, const float *labels, uint32_t count,
@@ -278,6 +281,52 @@ HETEE_API int hetee_host_refine_fetch(hetee_refine_trusted *t, const hetee_refin
  * w->w[l] (m x k) and w->b[l] (shapes must match w's). Errors:
  * HETEE_ERR_FORMAT, HETEE_ERR_SHAPE. */
 HETEE_API int hetee_refine_fetch_parse(const uint8_t *msg, size_t len, uint32_t model_id, hetee_refine_weights *w) HETEE_WUR;
+
+/* ---- durable enclave jobs (docs/refine.md "Durable enclave jobs") ----
+ * An enclave job survives the enclave process: REFINE_SAVE seals the job's
+ * state (spec, model and owner, the authorized digests, the kept weights,
+ * bias and momentum, per-layer update counts, the samples and updates it
+ * applied, the epochs the host closed, the cursor the host declares, a
+ * random job uid) under a key derived from the enclave's sealing key;
+ * REFINE_RESUME in a (possibly new) enclave process on the same platform
+ * with the same unsealed state (hetee_host_unseal) reopens it and re-issues
+ * the trained layers' encrypted W, bias, W^T and momentum from its kept
+ * weights, so the host's part of the checkpoint cannot be mixed in from
+ * another one. */
+#define HETEE_REFINE_EPOCH_LOG 256
+/* Seals t's enclave job (declaring s's cursor) and writes s's checkpoint
+ * with the sealed state appended, one file, atomically (tmp + fsync +
+ * rename). Errors: HETEE_ERR_INVALID_ARG (t is not an enclave job),
+ * HETEE_ERR_STATE (pending steps; a cursor that disagrees with the samples
+ * the job applied: within an epoch `next` must equal the samples applied
+ * since the epoch began, a new epoch starts at 0), HETEE_ERR_INTEGRITY (the
+ * job stopped at a failed check), HETEE_ERR_IO. Has the signature of
+ * hetee_refine_run_options.ckpt_write. hetee_refine_checkpoint_read reads
+ * the same file (ignoring the sealed part). */
+HETEE_API int hetee_refine_checkpoint_write_sealed(const hetee_refine_state *s, hetee_refine_trusted *t,
+                                                   const char *path) HETEE_WUR;
+/* Reads a sealed checkpoint of plan p, reopens its job in enclave e and
+ * returns the encrypted state (trained layers as the enclave re-issued them,
+ * the cursor and counters of the sealed state) and a trusted side calling
+ * the reopened job (hetee_host_refine_fetch works once the job's model
+ * provider has a session with e). Errors: HETEE_ERR_AUTH (sealed by another
+ * enclave binary or platform, garbled, another job's uid or another spec,
+ * the model no longer the job's MP's in e), HETEE_ERR_FORMAT /
+ * HETEE_ERR_TRUNCATED (not a sealed checkpoint, truncated), HETEE_ERR_STATE
+ * (that job is open in e already), the checkpoint reader's errors. */
+HETEE_API int hetee_host_refine_resume(struct hetee_host_enclave *e, const hetee_ckks_context *ctx,
+                                       const hetee_refine_plan *p, const char *path, hetee_refine_state **state,
+                                       hetee_refine_trusted **trusted) HETEE_WUR;
+/* What the enclave job applied (counted by the enclave at each update):
+ * samples and updates in total, and the samples of each epoch the host
+ * closed (at a sealed checkpoint with cursor (e + 1, 0)). */
+typedef struct hetee_refine_job_status {
+  uint8_t uid[16];
+  uint64_t samples, updates;
+  uint32_t epochs; /* entries of epoch_samples */
+  uint64_t epoch_samples[HETEE_REFINE_EPOCH_LOG];
+} hetee_refine_job_status;
+HETEE_API int hetee_host_refine_status(hetee_refine_trusted *t, hetee_refine_job_status *out) HETEE_WUR;
 
 #ifdef __cplusplus
 }

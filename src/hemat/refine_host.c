@@ -489,7 +489,21 @@ typedef struct ck_header {
   uint64_t steps, updates;
 } ck_header;
 
+#define CK_JOB_MAGIC "HTRJ" /* trailer of a sealed checkpoint: uid[16] | u64 len | enclave job state */
+
+static int ck_write(const hetee_refine_state *s, const char *path, const uint8_t *uid, const uint8_t *blob, size_t blen);
+
 int hetee_refine_checkpoint_write(const hetee_refine_state *s, const char *path) {
+  return ck_write(s, path, NULL, NULL, 0);
+}
+
+int refine_checkpoint_write_job(const hetee_refine_state *s, const char *path, const uint8_t uid[16],
+                                const uint8_t *blob, size_t blen) {
+  if (!uid || !blob || !blen) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  return ck_write(s, path, uid, blob, blen);
+}
+
+static int ck_write(const hetee_refine_state *s, const char *path, const uint8_t *uid, const uint8_t *blob, size_t blen) {
   if (!s || !path) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
   if (s->pending) return hetee_error(HETEE_ERR_STATE, "checkpoint with %u steps not yet applied", s->pending);
   ck_header h;
@@ -528,6 +542,10 @@ int hetee_refine_checkpoint_write(const hetee_refine_state *s, const char *path)
     bad |= wr_cts(f, s->ctx, s->bias[l], (size_t)L->F.nmb);
     bad |= wr_cts(f, s->ctx, s->WT[l], L->has_back ? L->T.n_w_cts : 0);
     bad |= wr_cts(f, s->ctx, s->V[l], has_v(s, l) ? n_v(s, l) : 0);
+  }
+  if (blob) { /* the enclave's sealed job state, in the same file (one rename) */
+    uint64_t l64 = blen;
+    bad |= wr(f, CK_JOB_MAGIC, 4) || wr(f, uid, 16) || wr(f, &l64, 8) || wr(f, blob, blen);
   }
   bad |= fflush(f) != 0;
   bad |= fsync(fileno(f)) != 0;
@@ -584,8 +602,22 @@ static int rd_cts(FILE *f, const hetee_ckks_context *ctx, ct_t **c, size_t n, do
   return 0;
 }
 
+static int ck_read(const hetee_ckks_context *ctx, const hetee_refine_plan *p, const char *path,
+                   hetee_refine_state **out, uint8_t *uid, uint8_t **blob, size_t *blen);
+
 int hetee_refine_checkpoint_read(const hetee_ckks_context *ctx, const hetee_refine_plan *p, const char *path,
                                  hetee_refine_state **out) {
+  return ck_read(ctx, p, path, out, NULL, NULL, NULL);
+}
+
+int refine_checkpoint_read_job(const hetee_ckks_context *ctx, const hetee_refine_plan *p, const char *path,
+                               hetee_refine_state **out, uint8_t uid[16], uint8_t **blob, size_t *blen) {
+  if (!uid || !blob || !blen) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  return ck_read(ctx, p, path, out, uid, blob, blen);
+}
+
+static int ck_read(const hetee_ckks_context *ctx, const hetee_refine_plan *p, const char *path,
+                   hetee_refine_state **out, uint8_t *uid, uint8_t **blob, size_t *blen) {
   if (!ctx || !p || !path || !out) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
   FILE *f = fopen(path, "rb");
   if (!f) return hetee_error(HETEE_ERR_NOT_FOUND, "cannot open %s: %s", path, strerror(errno));
@@ -610,6 +642,20 @@ int hetee_refine_checkpoint_read(const hetee_ckks_context *ctx, const hetee_refi
     if (!rc) rc = rd_cts(f, ctx, s->WT[l], L->has_back ? L->T.n_w_cts : 0, REFINE_W_SCALE);
     if (!rc) rc = rd_cts(f, ctx, s->V[l], has_v(s, l) ? n_v(s, l) : 0, HETEE_REFINE_MOM_SCALE);
   }
+  if (!rc && blob) { /* the trailer of a sealed checkpoint */
+    char mg[4];
+    uint64_t l64 = 0;
+    if (fread(mg, 4, 1, f) != 1 || memcmp(mg, CK_JOB_MAGIC, 4))
+      rc = hetee_error(HETEE_ERR_FORMAT, "%s holds no enclave job state", path);
+    else if (fread(uid, 16, 1, f) != 1 || fread(&l64, 8, 1, f) != 1) rc = hetee_error(HETEE_ERR_TRUNCATED, "checkpoint truncated");
+    else if (l64 < 1 || l64 > ((uint64_t)64 << 20)) rc = hetee_error(HETEE_ERR_LIMIT, "enclave job state of %llu bytes", (unsigned long long)l64);
+    else if (!(*blob = malloc((size_t)l64))) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+    else if (fread(*blob, 1, (size_t)l64, f) != (size_t)l64 || fgetc(f) != EOF) {
+      rc = hetee_error(HETEE_ERR_TRUNCATED, "checkpoint truncated or with trailing bytes");
+      free(*blob);
+      *blob = NULL;
+    } else *blen = (size_t)l64;
+  }
   fclose(f);
   if (rc) {
     hetee_refine_state_free(s);
@@ -631,4 +677,31 @@ void refine_state_layer(const hetee_refine_state *s, int l, ct_t *const **W, ct_
   *bias = s->bias[l];
   *V = has_v(s, l) ? s->V[l] : NULL;
   *nv = has_v(s, l) ? n_v(s, l) : 0;
+}
+
+void refine_state_set_counters(hetee_refine_state *s, uint32_t epoch, uint32_t next, uint64_t steps, uint64_t updates) {
+  s->epoch = epoch;
+  s->next = next;
+  s->steps = steps;
+  s->updates = updates;
+}
+
+void refine_state_counters(const hetee_refine_state *s, uint64_t *updates) { *updates = s->updates; }
+
+int refine_state_replace_layer(hetee_refine_state *s, int l, ct_t **W, ct_t **bias, ct_t **WT, ct_t **V) {
+  if (l < 0 || l >= s->p.nl || !s->p.L[l].trains) return hetee_error(HETEE_ERR_INVALID_ARG, "layer %d does not train", l);
+  const hetee_refine_layer *L = &s->p.L[l];
+  refine_free_cts(s->W[l], L->F.n_w_cts);
+  memcpy(s->W[l], W, L->F.n_w_cts * sizeof *W);
+  refine_free_cts(s->bias[l], (size_t)L->F.nmb);
+  memcpy(s->bias[l], bias, (size_t)L->F.nmb * sizeof *bias);
+  if (L->has_back) {
+    refine_free_cts(s->WT[l], L->T.n_w_cts);
+    memcpy(s->WT[l], WT, L->T.n_w_cts * sizeof *WT);
+  }
+  if (has_v(s, l)) {
+    refine_free_cts(s->V[l], n_v(s, l));
+    memcpy(s->V[l], V, n_v(s, l) * sizeof *V);
+  }
+  return 0;
 }

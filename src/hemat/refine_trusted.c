@@ -69,6 +69,7 @@ struct hetee_refine_trusted {
   uint32_t xcount[HETEE_REFINE_MAX_LAYERS], dcount[HETEE_REFINE_MAX_LAYERS];
   double gexp[HETEE_REFINE_MAX_LAYERS][2], gmag[HETEE_REFINE_MAX_LAYERS][2], gvar[HETEE_REFINE_MAX_LAYERS];
   uint64_t gsamples[HETEE_REFINE_MAX_LAYERS]; /* samples whose deltas fed l's gradient since its last update */
+  uint64_t nupd[HETEE_REFINE_MAX_LAYERS];     /* updates of layer l applied (the schedule's clock; sealed) */
 };
 
 #define RCHK_T 2
@@ -768,6 +769,7 @@ sgd:
   }
   if (!rc && mom) rc = refine_enc_momentum(&key, vw, vb, m, k, nV);
   if (!rc) rchk_weights(t, l, wf, bf);
+  if (!rc) t->nupd[l]++;
   if (!rc && t->keep) {
     memcpy(t->hw[l], wf, (size_t)m * (size_t)k * sizeof *wf);
     memcpy(t->hvw[l], vw, (size_t)m * (size_t)k * sizeof *vw);
@@ -884,4 +886,69 @@ void refine_tr_keep_weights(hetee_refine_trusted *t) {
 
 int refine_tr_holds(const hetee_refine_trusted *t, int l) {
   return t && !t->ops && l >= 0 && l < HETEE_REFINE_MAX_LAYERS && t->held[l];
+}
+
+/* ---- durable jobs (the enclave's REFINE_SAVE / REFINE_RESUME) ---- */
+int refine_tr_idle(const hetee_refine_trusted *t) {
+  if (!t || t->ops) return 0;
+  const hetee_refine_plan *p = t->p;
+  for (int l = p->first_train; l < p->nl; l++) {
+    if (t->gsamples[l]) return 0;
+    for (size_t i = 0; t->g_got[l] && i < p->L[l].G.n_out_cts; i++)
+      if (t->g_got[l][i]) return 0;
+  }
+  return 1;
+}
+
+int refine_tr_failed(const hetee_refine_trusted *t) { return t && !t->ops && t->failed; }
+
+void refine_tr_kept(const hetee_refine_trusted *t, int l, const float **w, const float **b, const float **vw,
+                    const float **vb, uint64_t *updates) {
+  int h = refine_tr_holds(t, l);
+  *w = h ? t->hw[l] : NULL;
+  *b = h ? t->hb[l] : NULL;
+  *vw = h ? t->hvw[l] : NULL;
+  *vb = h ? t->hvb[l] : NULL;
+  *updates = t && !t->ops && l >= 0 && l < HETEE_REFINE_MAX_LAYERS ? t->nupd[l] : 0;
+}
+
+int refine_tr_restore(hetee_refine_trusted *t, int l, const float *w, const float *b, const float *vw, const float *vb,
+                      uint64_t updates) {
+  if (!t || t->ops || !t->keep) return hetee_error(HETEE_ERR_STATE, "not a trusted side that keeps weights");
+  const hetee_refine_plan *p = t->p;
+  if (l < p->first_train || l >= p->nl) return hetee_error(HETEE_ERR_INVALID_ARG, "layer %d does not train", l);
+  if (t->held[l]) return hetee_error(HETEE_ERR_STATE, "layer %d holds weights already", l);
+  size_t m = (size_t)p->L[l].m, mk = m * (size_t)p->L[l].k;
+  t->hw[l] = calloc(mk + m, sizeof(float)); /* sized as the update allocates them: m x (k + 1) */
+  t->hvw[l] = calloc(mk + m, sizeof(float));
+  t->hb[l] = calloc(m, sizeof(float));
+  t->hvb[l] = calloc(m, sizeof(float));
+  if (!t->hw[l] || !t->hvw[l] || !t->hb[l] || !t->hvb[l]) return hetee_error(HETEE_ERR_NOMEM, "no memory");
+  memcpy(t->hw[l], w, mk * sizeof(float));
+  memcpy(t->hvw[l], vw, mk * sizeof(float));
+  memcpy(t->hb[l], b, m * sizeof(float));
+  memcpy(t->hvb[l], vb, m * sizeof(float));
+  t->held[l] = 1;
+  t->nupd[l] = updates;
+  rchk_weights(t, l, t->hw[l], t->hb[l]); /* the checks' pull-backs under this job's fresh vectors */
+  return 0;
+}
+
+int refine_tr_reissue(hetee_refine_trusted *t, int l, ct_t **nW, ct_t **nbias, ct_t **nWT, ct_t **nV) {
+  if (!refine_tr_holds(t, l)) return hetee_error(HETEE_ERR_STATE, "layer %d: no weights kept", l);
+  double t0 = cpu_now();
+  const hetee_refine_layer *L = &t->p->L[l];
+  refine_key key = tkey(t);
+  int rc = refine_enc_weights(&key, &L->F, t->hw[l], nW);
+  if (!rc) rc = refine_enc_bias(&key, &L->F, t->hb[l], nbias);
+  float *wt = NULL;
+  if (!rc && L->has_back) {
+    wt = refine_transpose(t->hw[l], L->m, L->k);
+    rc = wt ? refine_enc_weights(&key, &L->T, wt, nWT) : hetee_error(HETEE_ERR_NOMEM, "no memory");
+  }
+  if (!rc && t->p->cfg.momentum > 0) rc = refine_enc_momentum(&key, t->hvw[l], t->hvb[l], L->m, L->k, nV);
+  if (wt) memset(wt, 0, (size_t)L->m * (size_t)L->k * sizeof *wt);
+  free(wt);
+  t->cpu_s += cpu_now() - t0;
+  return rc;
 }

@@ -251,7 +251,7 @@ static double op_cpu_s(void *arg) {
   if (hetee_host_stats(rm->e, st, 32, &n)) return 0;
   uint64_t ns = 0;
   for (size_t i = 0; i < n; i++)
-    if (st[i].type >= HETEE_MSG_REFINE_OPEN && st[i].type <= HETEE_MSG_REFINE_CLOSE) ns += st[i].cpu_ns;
+    if (st[i].type >= HETEE_MSG_REFINE_OPEN && st[i].type <= HETEE_MSG_REFINE_LAST) ns += st[i].cpu_ns;
   return 1e-9 * (double)ns;
 }
 
@@ -396,4 +396,150 @@ int hetee_host_refine_fetch(hetee_refine_trusted *t, const hetee_refine_state *s
   *len = n;
   hetee_frame_clear(&f);
   return 0;
+}
+
+/* ---- durable jobs: SAVE / RESUME / STATUS ---- */
+int hetee_refine_checkpoint_write_sealed(const hetee_refine_state *s, hetee_refine_trusted *t, const char *path) {
+  remote *rm = t ? refine_tr_ops_arg(t) : NULL;
+  if (!rm || !s || !path) return hetee_error(HETEE_ERR_INVALID_ARG, "not an enclave refine job");
+  if (hetee_refine_pending_steps(s)) return hetee_error(HETEE_ERR_STATE, "checkpoint with %d steps not yet applied", hetee_refine_pending_steps(s));
+  uint32_t epoch, next;
+  uint64_t steps, updates;
+  hetee_refine_state_cursor(s, &epoch, &next, &steps);
+  refine_state_counters(s, &updates);
+  uint8_t req[28];
+  hetee_le32(req, rm->job);
+  hetee_le32(req + 4, epoch);
+  hetee_le32(req + 8, next);
+  hetee_le64(req + 12, steps);
+  hetee_le64(req + 20, updates);
+  hetee_frame f;
+  memset(&f, 0, sizeof f);
+  int rc = hetee_host_call_frame(rm->e, HETEE_MSG_REFINE_SAVE, req, sizeof req, &f, 0);
+  if (rc) return rc;
+  hetee_rbuf r;
+  hetee_rbuf_init(&r, f.body, f.len);
+  const uint8_t *uid = hetee_rbuf_get(&r, 16);
+  (void)hetee_rbuf_u64(&r);
+  (void)hetee_rbuf_u64(&r);
+  size_t blen = 0;
+  const uint8_t *blob = hetee_rbuf_blob(&r, f.len, &blen);
+  if (r.err || hetee_rbuf_left(&r) || !blen) rc = hetee_error(HETEE_ERR_PROTOCOL, "malformed REFINE_SAVE reply");
+  if (!rc) rc = refine_checkpoint_write_job(s, path, uid, blob, blen);
+  hetee_frame_clear(&f);
+  return rc;
+}
+
+int hetee_host_refine_resume(hetee_host_enclave *e, const hetee_ckks_context *ctx, const hetee_refine_plan *p,
+                             const char *path, hetee_refine_state **state, hetee_refine_trusted **trusted) {
+  if (!e || !ctx || !p || !path || !state || !trusted) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  if (hetee_ckks_context_n(ctx) != p->n) return hetee_error(HETEE_ERR_PARAMS, "ring degree is not the plan's");
+  hetee_refine_state *s = NULL;
+  uint8_t uid[16], *blob = NULL, *spec = NULL;
+  size_t blen = 0, slen = 0;
+  int rc = refine_checkpoint_read_job(ctx, p, path, &s, uid, &blob, &blen);
+  if (!rc) rc = hetee_refine_spec_encode(p, &spec, &slen);
+  hetee_wbuf w;
+  hetee_wbuf_init(&w);
+  if (!rc) {
+    hetee_wbuf_put(&w, uid, 16);
+    hetee_wbuf_blob(&w, spec, slen);
+    hetee_wbuf_blob(&w, blob, blen);
+    if (w.err) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+  }
+  free(spec);
+  free(blob);
+  remote *rm = NULL;
+  if (!rc && !(rm = calloc(1, sizeof *rm))) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+  if (rm) {
+    rm->e = e;
+    rm->ctx = ctx;
+    rm->p = *p;
+  }
+  hetee_frame f;
+  memset(&f, 0, sizeof f);
+  int have_frame = 0;
+  if (!rc) rc = hetee_host_call_frame(e, HETEE_MSG_REFINE_RESUME, w.p, w.len, &f, 0);
+  have_frame = !rc;
+  hetee_wbuf_free_public(&w);
+  hetee_rbuf r;
+  hetee_rbuf_init(&r, f.body, f.len);
+  if (!rc) {
+    rm->job = hetee_rbuf_u32(&r);
+    uint32_t epoch = hetee_rbuf_u32(&r), next = hetee_rbuf_u32(&r);
+    uint64_t steps = hetee_rbuf_u64(&r), updates = hetee_rbuf_u64(&r);
+    uint32_t nt = hetee_rbuf_u32(&r);
+    if (r.err || nt != (uint32_t)(p->nl - p->first_train)) rc = hetee_error(HETEE_ERR_PROTOCOL, "malformed REFINE_RESUME reply");
+    else refine_state_set_counters(s, epoch, next, steps, updates);
+  }
+  for (int l = p->first_train; !rc && l < p->nl; l++) {
+    uint8_t held = hetee_rbuf_u8(&r);
+    if (r.err || held > 1) {
+      rc = hetee_error(HETEE_ERR_PROTOCOL, "malformed REFINE_RESUME reply");
+      break;
+    }
+    if (!held) continue;
+    const hetee_refine_layer *L = &p->L[l];
+    size_t nw = L->F.n_w_cts, nb = (size_t)L->F.nmb, nwt = L->has_back ? L->T.n_w_cts : 0;
+    size_t nv = p->cfg.momentum > 0 ? refine_compact_cts((size_t)L->m * (size_t)(L->k + 1), p->n) : 0;
+    ct_t **W = calloc(nw + 1, sizeof *W), **B = calloc(nb + 1, sizeof *B), **T = calloc(nwt + 1, sizeof *T),
+         **V = calloc(nv + 1, sizeof *V);
+    if (!W || !B || !T || !V) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+    if (!rc) rc = take_list(rm, &r, nw, W);
+    if (!rc) rc = take_list(rm, &r, nb, B);
+    if (!rc) rc = take_list(rm, &r, nwt, T);
+    if (!rc) rc = take_list(rm, &r, nv, V);
+    if (!rc) rc = refine_state_replace_layer(s, l, W, B, T, V);
+    if (rc) {
+      drop(W, nw);
+      drop(B, nb);
+      drop(T, nwt);
+      drop(V, nv);
+    }
+    free(W);
+    free(B);
+    free(T);
+    free(V);
+    rm->held[l] = 1;
+  }
+  if (!rc && hetee_rbuf_left(&r)) rc = hetee_error(HETEE_ERR_PROTOCOL, "malformed REFINE_RESUME reply");
+  if (have_frame) hetee_frame_clear(&f);
+  if (!rc) rc = hetee_refine_trusted_new_ops(&rm->p, &remote_ops, rm, trusted);
+  if (rc) {
+    if (rm && !rm->job) free(rm);
+    else op_free(rm); /* closes the reopened job */
+    hetee_refine_state_free(s);
+    return rc;
+  }
+  *state = s;
+  return 0;
+}
+
+int hetee_host_refine_status(hetee_refine_trusted *t, hetee_refine_job_status *out) {
+  remote *rm = t ? refine_tr_ops_arg(t) : NULL;
+  if (!rm || !out) return hetee_error(HETEE_ERR_INVALID_ARG, "not an enclave refine job");
+  uint8_t req[4];
+  hetee_le32(req, rm->job);
+  hetee_frame f;
+  memset(&f, 0, sizeof f);
+  int rc = hetee_host_call_frame(rm->e, HETEE_MSG_REFINE_STATUS, req, sizeof req, &f, 0);
+  if (rc) return rc;
+  memset(out, 0, sizeof *out);
+  hetee_rbuf r;
+  hetee_rbuf_init(&r, f.body, f.len);
+  hetee_rbuf_copy(&r, out->uid, 16);
+  out->samples = hetee_rbuf_u64(&r);
+  out->updates = hetee_rbuf_u64(&r);
+  uint32_t n = hetee_rbuf_u32(&r);
+  if (n > HETEE_REFINE_EPOCH_LOG) rc = hetee_error(HETEE_ERR_PROTOCOL, "malformed REFINE_STATUS reply");
+  for (uint32_t i = 0; !rc && i < n; i++) out->epoch_samples[i] = hetee_rbuf_u64(&r);
+  out->epochs = n;
+  if (!rc && (r.err || hetee_rbuf_left(&r))) rc = hetee_error(HETEE_ERR_PROTOCOL, "malformed REFINE_STATUS reply");
+  hetee_frame_clear(&f);
+  return rc;
+}
+
+uint32_t refine_host_job_id(const hetee_refine_trusted *t) {
+  const remote *rm = t ? refine_tr_ops_arg(t) : NULL;
+  return rm ? rm->job : 0;
 }

@@ -63,12 +63,29 @@ typedef struct hetee_refine_layer {
   hetee_hemat_layout F, G, T; /* T valid if has_back */
 } hetee_refine_layer;
 
+/* Learning-rate schedule (part of the spec the MP authorizes; applied by
+ * the trusted side at each update, and by the plaintext twin). The rate of
+ * a layer's u-th update (u = 0, 1, ...) with base rate lr = cfg.lr:
+ *   CONSTANT: lr
+ *   STEP:     lr * gamma^floor(u / step_every)
+ *   COSINE:   lr_min + (lr - lr_min) (1 + cos(pi min(u, total) / total)) / 2
+ *             (lr at u = 0, lr_min from u = total on) */
+enum { HETEE_REFINE_LR_CONSTANT = 0, HETEE_REFINE_LR_STEP = 1, HETEE_REFINE_LR_COSINE = 2 };
+typedef struct hetee_refine_schedule {
+  int kind;            /* HETEE_REFINE_LR_* */
+  uint32_t step_every; /* STEP: >= 1 */
+  double gamma;        /* STEP: (0, 1] */
+  uint32_t total;      /* COSINE: updates of the decay, >= 1 */
+  double lr_min;       /* COSINE: floor, [0, lr] */
+} hetee_refine_schedule;
+
 typedef struct hetee_refine_plan {
   hetee_refine_config cfg;
   size_t n;
   int nl, first_train;
   int classes;
   hetee_refine_layer L[HETEE_REFINE_MAX_LAYERS];
+  hetee_refine_schedule sched; /* constant after hetee_refine_plan_build */
 } hetee_refine_plan;
 
 /* Plain weights of the dense chain: w[l] is m x k (row-major), b[l] m. */
@@ -86,6 +103,10 @@ HETEE_API void hetee_refine_weights_clear(hetee_refine_weights *w);
 /* Plan for weights' shapes (n: ring degree, 0 = 8192). */
 HETEE_API int hetee_refine_plan_build(const hetee_refine_weights *w, const hetee_refine_config *cfg, size_t n,
                                       hetee_refine_plan *out) HETEE_WUR;
+/* Sets the plan's learning-rate schedule (validated: HETEE_ERR_INVALID_ARG). */
+HETEE_API int hetee_refine_plan_set_schedule(hetee_refine_plan *p, const hetee_refine_schedule *s) HETEE_WUR;
+/* The learning rate of update u (0-based) under p's schedule. */
+HETEE_API double hetee_refine_lr(const hetee_refine_plan *p, uint64_t u);
 /* Prints the plan's layouts and per-step counts. */
 HETEE_API void hetee_refine_plan_print(const hetee_refine_plan *p, void *file);
 /* Sample order of epoch `epoch`: perm[0..count) a permutation of 0..count-1
@@ -106,6 +127,7 @@ typedef struct hetee_refine_plain {
   hetee_refine_weights *w;
   double *gacc[HETEE_REFINE_MAX_LAYERS];
   uint32_t acc_samples, acc_steps;
+  uint64_t updates; /* applied so far (the schedule's clock) */
 } hetee_refine_plain;
 HETEE_API int hetee_refine_plain_init(hetee_refine_plain *t, const hetee_refine_plan *p, hetee_refine_weights *w) HETEE_WUR;
 HETEE_API int hetee_refine_plain_step(hetee_refine_plain *t, const float *x, const float *labels, const uint32_t *idx,
@@ -233,12 +255,15 @@ HETEE_API int hetee_refine_trusted_new_ops(const hetee_refine_plan *p, const het
                                            hetee_refine_trusted **out) HETEE_WUR;
 
 /* ---- the refine spec: what the enclave rebuilds the plan from ----
- * Wire (little-endian): "HTRS" | u16 version 1 | u16 nl | nl x (u32 k |
+ * Wire (little-endian): "HTRS" | u16 version | u16 nl | nl x (u32 k |
  * u32 m | u8 act) | u32 batch | u32 accumulate | i32 train_layers | u8 loss
- * | f64 lr | f64 momentum | f64 weight_decay | u64 seed | u32 N.
+ * | f64 lr | f64 momentum | f64 weight_decay | u64 seed | u32 N; version 2
+ * (a schedule other than constant) appends u8 kind | u32 step_every |
+ * f64 gamma | u32 total | f64 lr_min. A constant schedule is written as
+ * version 1 (the same bytes as before schedules existed).
  * The plan is a deterministic function of the spec (hetee_refine_plan_build),
  * so the enclave, given the spec, knows every layout and count itself. */
-#define HETEE_REFINE_SPEC_VERSION 1
+#define HETEE_REFINE_SPEC_VERSION 2
 #define HETEE_REFINE_MAX_WIDTH 65536 /* k, m of one layer */
 HETEE_API int hetee_refine_spec_encode(const hetee_refine_plan *p, uint8_t **buf, size_t *len) HETEE_WUR;
 /* Decodes and validates (HETEE_ERR_FORMAT / HETEE_ERR_VERSION / HETEE_ERR_SHAPE)

@@ -457,7 +457,7 @@ int hetee_refine_state_decrypt(const hetee_refine_state *s, const hetee_ckks_sec
 /* ---------------------------------------------------------------- checkpoints */
 
 #define CK_MAGIC "HTRC"
-#define CK_VERSION 1u
+#define CK_VERSION 2u /* 2: the learning-rate schedule */
 
 static int wr(FILE *f, const void *p, size_t n) { return fwrite(p, 1, n, f) == n ? 0 : -1; }
 
@@ -487,6 +487,9 @@ typedef struct ck_header {
   int32_t k[HETEE_REFINE_MAX_LAYERS], m[HETEE_REFINE_MAX_LAYERS];
   uint32_t epoch, next;
   uint64_t steps, updates;
+  int32_t sched_kind;
+  uint32_t step_every, total, pad2;
+  double gamma, lr_min;
 } ck_header;
 
 #define CK_JOB_MAGIC "HTRJ" /* trailer of a sealed checkpoint: uid[16] | u64 len | enclave job state */
@@ -521,6 +524,11 @@ static int ck_write(const hetee_refine_state *s, const char *path, const uint8_t
   h.weight_decay = s->p.cfg.weight_decay;
   h.seed = s->p.cfg.seed;
   for (int l = 0; l < s->p.nl; l++) h.k[l] = s->p.L[l].k, h.m[l] = s->p.L[l].m;
+  h.sched_kind = s->p.sched.kind;
+  h.step_every = s->p.sched.step_every;
+  h.total = s->p.sched.total;
+  h.gamma = s->p.sched.gamma;
+  h.lr_min = s->p.sched.lr_min;
   h.epoch = s->epoch;
   h.next = s->next;
   h.steps = s->steps;
@@ -629,7 +637,9 @@ static int ck_read(const hetee_ckks_context *ctx, const hetee_refine_plan *p, co
   else if (memcmp(h.fp, hetee_ckks_context_fingerprint(ctx), 32)) rc = hetee_error(HETEE_ERR_CONTEXT, "checkpoint under other parameters");
   else if (h.batch != p->cfg.batch || h.accumulate != p->cfg.accumulate || h.loss != (uint32_t)p->cfg.loss ||
            h.nl != (uint32_t)p->nl || h.train_layers != p->cfg.train_layers || h.lr != p->cfg.lr ||
-           h.momentum != p->cfg.momentum || h.weight_decay != p->cfg.weight_decay || h.seed != p->cfg.seed)
+           h.momentum != p->cfg.momentum || h.weight_decay != p->cfg.weight_decay || h.seed != p->cfg.seed ||
+           h.sched_kind != p->sched.kind || h.step_every != p->sched.step_every || h.total != p->sched.total ||
+           h.gamma != p->sched.gamma || h.lr_min != p->sched.lr_min)
     rc = hetee_error(HETEE_ERR_SHAPE, "checkpoint made with other settings");
   for (int l = 0; l < p->nl && !rc; l++)
     if (h.k[l] != p->L[l].k || h.m[l] != p->L[l].m) rc = hetee_error(HETEE_ERR_SHAPE, "checkpoint layer %d shape", l);

@@ -753,12 +753,14 @@ int refine_tr_update(hetee_refine_trusted *t, int l, ct_t *const *gacc, uint32_t
       vb[i] = (float)vv[(size_t)i * (size_t)(k + 1) + (size_t)k];
     }
   }
-sgd:
+sgd:;
+  hetee_refine_config cu = p->cfg; /* the rate of this layer's update nupd[l] under the MP's schedule */
+  cu.lr = hetee_refine_lr(p, t->nupd[l]);
   for (int i = 0; i < m; i++) {
     for (int j = 0; j < k; j++)
-      hetee_refine_sgd(&p->cfg, g[(size_t)i * (size_t)(k + 1) + (size_t)j] / (double)nsamples,
+      hetee_refine_sgd(&cu, g[(size_t)i * (size_t)(k + 1) + (size_t)j] / (double)nsamples,
                        &wf[(size_t)i * (size_t)k + (size_t)j], &vw[(size_t)i * (size_t)k + (size_t)j]);
-    hetee_refine_sgd(&p->cfg, g[(size_t)i * (size_t)(k + 1) + (size_t)k] / (double)nsamples, &bf[i], &vb[i]);
+    hetee_refine_sgd(&cu, g[(size_t)i * (size_t)(k + 1) + (size_t)k] / (double)nsamples, &bf[i], &vb[i]);
   }
   refine_key key = tkey(t);
   rc = refine_enc_weights(&key, &L->F, wf, nW);

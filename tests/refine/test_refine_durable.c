@@ -12,7 +12,10 @@
  *  - the host process dies (a child driving the enclave kills itself with
  *    SIGKILL; its enclave goes with it) and a new host with a new enclave
  *    resumes and finishes, with the same result;
- *  - refusals: a garbled or truncated sealed checkpoint, another job's uid,
+ *  - both runs apply the MP's learning-rate schedule (step, cosine) across
+ *    the restart: the update counter that drives it is part of the sealed
+ *    state; a constant-rate run ends elsewhere;
+ *  - refusals: a job opened with a schedule the MP did not authorize, a garbled or truncated sealed checkpoint, another job's uid,
  *    a checkpoint without a sealed state, a job state sealed on another
  *    platform, the same job resumed twice, a declared cursor that disagrees
  *    with the samples the job applied; the enclave keeps serving.
@@ -186,6 +189,21 @@ static void resume_and_finish(env *v, const hetee_refine_plan *p, const hetee_re
   fprintf(stderr, "resumed run vs uninterrupted plaintext: %.3g (weights moved %.3g)\n", d, moved);
   assert_true(moved > 1e-2);
   assert_true(d < 1e-4);
+  if (p->sched.kind != HETEE_REFINE_LR_CONSTANT) { /* the schedule matters: a constant rate ends elsewhere */
+    hetee_refine_plan pc = *p;
+    hetee_refine_schedule cst;
+    memset(&cst, 0, sizeof cst);
+    assert_int_equal(hetee_refine_plan_set_schedule(&pc, &cst), 0);
+    hetee_refine_weights wc;
+    assert_int_equal(hetee_refine_weights_copy(w0, &wc), 0);
+    assert_int_equal(hetee_refine_plain_init(&tw, &pc, &wc), 0);
+    assert_int_equal(hetee_refine_plain_run(&tw, x, y, COUNT, EPOCHS), 0);
+    hetee_refine_plain_clear(&tw);
+    double dc = hetee_refine_weights_maxdiff(&we, &wc, 0);
+    fprintf(stderr, "schedule %d: the constant-rate run ends %.3g away\n", p->sched.kind, dc);
+    assert_true(dc > 1e-3);
+    hetee_refine_weights_clear(&wc);
+  }
   hetee_refine_weights_clear(&we);
   hetee_refine_weights_clear(&wp);
   hetee_refine_trusted_free(t);
@@ -202,6 +220,8 @@ static void test_enclave_killed(void **state) {
   rt_data(dims[0], dims[3], COUNT, &x, &y);
   hetee_refine_plan p;
   assert_int_equal(hetee_refine_plan_build(&w0, &cfg, 8192, &p), 0);
+  hetee_refine_schedule sc = {HETEE_REFINE_LR_STEP, 3, 0.5, 0, 0}; /* x 0.5 every 3 updates */
+  assert_int_equal(hetee_refine_plan_set_schedule(&p, &sc), 0);
   hetee_refine_state *s = NULL;
   hetee_refine_trusted *t = NULL;
   assert_int_equal(hetee_refine_state_encrypt(v.ctx, v.pk, &p, &w0, &s), 0);
@@ -280,6 +300,8 @@ static void test_host_killed(void **state) {
   rt_data(dims[0], dims[3], COUNT, &x, &y);
   hetee_refine_plan p;
   assert_int_equal(hetee_refine_plan_build(&w0, &cfg, 8192, &p), 0);
+  hetee_refine_schedule sc = {HETEE_REFINE_LR_COSINE, 0, 0, 8, 0.01}; /* cosine over 8 of the 10 updates */
+  assert_int_equal(hetee_refine_plan_set_schedule(&p, &sc), 0);
   fflush(NULL);
   pid_t pid = fork();
   assert_true(pid >= 0);
@@ -327,6 +349,19 @@ static void test_refusals(void **state) {
   hetee_refine_state *s = NULL, *s2 = NULL;
   hetee_refine_trusted *t = NULL, *t2 = NULL;
   assert_int_equal(hetee_refine_state_encrypt(v.ctx, v.pk, &p, &w0, &s), 0);
+  { /* the host cannot change the MP's schedule: the authorization names the spec */
+    uint8_t *msg, *auth, sid[16];
+    size_t mlen, alen;
+    assert_int_equal(hetee_refine_auth_msg(MODEL, s, &msg, &mlen), 0);
+    assert_int_equal(hetee_client_session_seal(v.smp, msg, mlen, &auth, &alen), 0);
+    free(msg);
+    hetee_client_session_id(v.smp, sid);
+    hetee_refine_plan ps = p;
+    hetee_refine_schedule sc = {HETEE_REFINE_LR_STEP, 1, 0.999, 0, 0};
+    assert_int_equal(hetee_refine_plan_set_schedule(&ps, &sc), 0);
+    assert_int_equal(hetee_host_refine_open(v.e, v.ctx, &ps, MODEL, sid, auth, alen, &t), HETEE_ERR_AUTH);
+    free(auth);
+  }
   assert_int_equal(open_job(&v, &p, s, &t), 0);
   /* not an enclave job; a plain checkpoint has no sealed state */
   assert_int_equal(hetee_refine_checkpoint_write_sealed(s, NULL, v.ck), HETEE_ERR_INVALID_ARG);

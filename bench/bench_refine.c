@@ -222,7 +222,7 @@ int hetee_bench_refine(int argc, char **argv) {
   memset(&st, 0, sizeof st);
   double dp_s = 0, c0 = cpu_now();
   t0 = now();
-  hetee_refine_run_options o = {(int)threads, NULL, 1, 0, 1, NULL};
+  hetee_refine_run_options o = {(int)threads, NULL, 1, 0, 1, NULL, NULL, NULL};
   if (!rc) rc = hetee_refine_run(s, t, rpk, x, y, (uint32_t)samples, &o, &st, &dp_s);
   double wall = now() - t0, cpu = cpu_now() - c0;
   if (!rc && in_process) rc = hetee_refine_state_decrypt(s, sk, &we);

@@ -219,6 +219,10 @@ typedef struct hetee_refine_run_options {
   /* writes the checkpoints when set (e.g. hetee_refine_checkpoint_write_sealed
    * for an enclave job); NULL: hetee_refine_checkpoint_write */
   int (*ckpt_write)(const hetee_refine_state *s, hetee_refine_trusted *t, const char *path);
+  /* called after each epoch (after its flush and checkpoint), e.g. for
+   * hetee_refine_validate; a non-zero return stops the run with it */
+  int (*epoch_end)(hetee_refine_state *s, hetee_refine_trusted *t, uint32_t epoch, void *arg);
+  void *epoch_arg;
 } hetee_refine_run_options;
 HETEE_API int hetee_refine_run(hetee_refine_state *s, hetee_refine_trusted *t, const hetee_ckks_public_key *pk,
                                const float *x, const float *labels, uint32_t count,
@@ -352,6 +356,46 @@ typedef struct hetee_refine_job_status {
   uint64_t epoch_samples[HETEE_REFINE_EPOCH_LOG];
 } hetee_refine_job_status;
 HETEE_API int hetee_host_refine_status(hetee_refine_trusted *t, hetee_refine_job_status *out) HETEE_WUR;
+
+/* ---- validation set (docs/refine.md "Validation set") ----
+ * The MP encrypts a labelled validation set under the enclave's public key
+ * (per batch of B: the layer-0 input and the one-hot labels, as a DP's
+ * batch without the gradient polynomials). The host runs the forward pass
+ * with the current encrypted weights; the enclave decrypts the logits and
+ * labels, accumulates loss and correct predictions and returns a report
+ * sealed to the job's model provider's session (fixed size: the host learns
+ * nothing from it):
+ *   "hetee-refine-val-v1\0" | u32 model | u64 updates | u64 samples |
+ *   u64 correct | f64 loss sum | BLAKE2b-256 of the label ciphertexts
+ *   (u64 len | serialized bytes each, in order)
+ * The digest lets the MP check the labels were its own (anyone can encrypt
+ * under the public key). */
+typedef struct hetee_refine_valset hetee_refine_valset;
+HETEE_API int hetee_refine_valset_encrypt(const hetee_ckks_context *ctx, const hetee_ckks_public_key *pk,
+                                          const hetee_refine_plan *p, const float *x, const float *labels,
+                                          uint32_t count, hetee_refine_valset **out) HETEE_WUR;
+HETEE_API void hetee_refine_valset_free(hetee_refine_valset *vs);
+HETEE_API uint32_t hetee_refine_valset_count(const hetee_refine_valset *vs);
+/* The digest of the set's label ciphertexts the report carries. */
+HETEE_API int hetee_refine_valset_labels_digest(const hetee_refine_valset *vs, uint8_t out[32]) HETEE_WUR;
+/* Host: one pass over vs with s's current weights through t's enclave job;
+ * *sealed (malloc'd) is the report sealed to the job's MP session.
+ * HETEE_ERR_UNSUPPORTED for the in-process twin; HETEE_ERR_NOT_FOUND when
+ * the job's MP has no session. */
+HETEE_API int hetee_refine_validate(hetee_refine_state *s, hetee_refine_trusted *t, const hetee_refine_valset *vs,
+                                    int threads, uint8_t **sealed, size_t *len) HETEE_WUR;
+typedef struct hetee_refine_val_report {
+  uint64_t updates, samples, correct;
+  double loss_sum;
+  double accuracy, loss; /* correct / samples, loss_sum / samples */
+  uint8_t labels_digest[32];
+} hetee_refine_val_report;
+/* MP: the opened report (HETEE_ERR_FORMAT: not a report of model_id). */
+HETEE_API int hetee_refine_val_report_parse(const uint8_t *msg, size_t len, uint32_t model_id,
+                                            hetee_refine_val_report *out) HETEE_WUR;
+/* Plaintext reference: mean loss (the plan's loss) and accuracy of w on a set. */
+HETEE_API int hetee_refine_plain_eval(const hetee_refine_plan *p, const hetee_refine_weights *w, const float *x,
+                                      const float *labels, size_t count, double *loss, double *accuracy) HETEE_WUR;
 
 #ifdef __cplusplus
 }

@@ -14,6 +14,8 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 #include "hemat/refine_internal.h"
 
 struct hetee_refine_state {
@@ -143,9 +145,19 @@ void hetee_refine_batch_free(hetee_refine_batch *b) {
   free(b);
 }
 
+static int batch_encrypt(const hetee_ckks_context *ctx, const hetee_ckks_public_key *pk, const hetee_refine_plan *p,
+                         const float *x, const float *labels, const uint32_t *idx, uint32_t count, int with_gw,
+                         hetee_refine_batch **out);
+
 int hetee_refine_batch_encrypt(const hetee_ckks_context *ctx, const hetee_ckks_public_key *pk,
                                const hetee_refine_plan *p, const float *x, const float *labels, const uint32_t *idx,
                                uint32_t count, hetee_refine_batch **out) {
+  return batch_encrypt(ctx, pk, p, x, labels, idx, count, 1, out);
+}
+
+static int batch_encrypt(const hetee_ckks_context *ctx, const hetee_ckks_public_key *pk, const hetee_refine_plan *p,
+                         const float *x, const float *labels, const uint32_t *idx, uint32_t count, int with_gw,
+                         hetee_refine_batch **out) {
   if (!ctx || !pk || !p || !x || !labels || !idx || !out) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
   uint32_t B = p->cfg.batch;
   if (count < 1 || count > B) return hetee_error(HETEE_ERR_INVALID_ARG, "count %u outside [1, %u]", count, B);
@@ -174,7 +186,7 @@ int hetee_refine_batch_encrypt(const hetee_ckks_context *ctx, const hetee_ckks_p
       v[s * k + j] = s < count ? x[(size_t)idx[s] * k + j] : 0.0;
     }
   rc = refine_enc_scatter(&key, b->n_in0, pos, v, (size_t)B * k, REFINE_IN_SCALE, b->in0);
-  if (!rc && L->trains) {
+  if (!rc && L->trains && with_gw) {
     b->n_gw0 = L->G.n_w_cts;
     b->gw0 = cts_alloc(b->n_gw0);
     xw = calloc((k + 1) * B, sizeof *xw);
@@ -714,4 +726,103 @@ int refine_state_replace_layer(hetee_refine_state *s, int l, ct_t **W, ct_t **bi
     memcpy(s->V[l], V, n_v(s, l) * sizeof *V);
   }
   return 0;
+}
+
+/* ---------------------------------------------------------------- validation set */
+struct hetee_refine_valset {
+  const hetee_ckks_context *ctx;
+  hetee_refine_plan p;
+  uint32_t count, nb;
+  hetee_refine_batch **b;
+};
+
+void hetee_refine_valset_free(hetee_refine_valset *vs) {
+  if (!vs) return;
+  for (uint32_t i = 0; vs->b && i < vs->nb; i++) hetee_refine_batch_free(vs->b[i]);
+  free(vs->b);
+  free(vs);
+}
+
+uint32_t hetee_refine_valset_count(const hetee_refine_valset *vs) { return vs ? vs->count : 0; }
+
+int hetee_refine_valset_encrypt(const hetee_ckks_context *ctx, const hetee_ckks_public_key *pk,
+                                const hetee_refine_plan *p, const float *x, const float *labels, uint32_t count,
+                                hetee_refine_valset **out) {
+  if (!ctx || !pk || !p || !x || !labels || !out || count < 1) return hetee_error(HETEE_ERR_INVALID_ARG, "bad argument");
+  uint32_t B = p->cfg.batch;
+  hetee_refine_valset *vs = calloc(1, sizeof *vs);
+  uint32_t *idx = malloc((size_t)count * sizeof *idx);
+  int rc = 0;
+  if (!vs || !idx || !(vs->b = calloc((count + B - 1) / B, sizeof *vs->b))) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+  for (uint32_t i = 0; !rc && i < count; i++) idx[i] = i;
+  if (!rc) {
+    vs->ctx = ctx;
+    vs->p = *p;
+    vs->count = count;
+  }
+  for (uint32_t at = 0; !rc && at < count; at += B) {
+    uint32_t c = count - at < B ? count - at : B;
+    rc = batch_encrypt(ctx, pk, p, x, labels, idx + at, c, 0, &vs->b[vs->nb]);
+    if (!rc) vs->nb++;
+  }
+  free(idx);
+  if (rc) {
+    hetee_refine_valset_free(vs);
+    return rc;
+  }
+  *out = vs;
+  return 0;
+}
+
+int hetee_refine_valset_labels_digest(const hetee_refine_valset *vs, uint8_t out[32]) {
+  if (!vs || !out) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  crypto_generichash_state st;
+  crypto_generichash_init(&st, NULL, 0, 32);
+  for (uint32_t i = 0; i < vs->nb; i++) {
+    uint8_t *buf = NULL, le[8];
+    size_t len = 0;
+    int rc = hetee_ckks_ciphertext_save(vs->ctx, vs->b[i]->labels, &buf, &len);
+    if (rc) return rc;
+    for (int q = 0; q < 8; q++) le[q] = (uint8_t)((uint64_t)len >> (8 * q));
+    crypto_generichash_update(&st, le, 8);
+    crypto_generichash_update(&st, buf, len);
+    free(buf);
+  }
+  crypto_generichash_final(&st, out, 32);
+  return 0;
+}
+
+int refine_validate_pass(hetee_refine_state *s, const hetee_refine_valset *vs, int threads, const refine_val_ops *ops,
+                         void *arg) {
+  const hetee_refine_plan *p = &s->p;
+  if (vs->p.nl != p->nl || vs->p.cfg.batch != p->cfg.batch || vs->p.L[0].F.n_in_cts != p->L[0].F.n_in_cts ||
+      vs->p.classes != p->classes)
+    return hetee_error(HETEE_ERR_SHAPE, "validation set encrypted for another plan");
+  int rc = 0, nl = p->nl;
+  for (uint32_t i = 0; i < vs->nb && !rc; i++) {
+    const hetee_refine_batch *b = vs->b[i];
+    ct_t **in = b->in0, **out = NULL;
+    size_t nin = b->n_in0;
+    for (int l = 0; l < nl && !rc; l++) {
+      const hetee_refine_layer *L = &p->L[l];
+      out = new_out(s->ctx, L->F.n_out_cts);
+      if (!out) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+      if (!rc)
+        rc = hetee_hemat_conv_eval(s->ctx, &L->F, (const ct_t *const *)in, (const ct_t *const *)s->W[l],
+                                   (const ct_t *const *)s->bias[l], threads, out);
+      if (in != b->in0) cts_drop(&in, nin);
+      in = NULL;
+      if (!rc && l < nl - 1) {
+        nin = p->L[l + 1].F.n_in_cts;
+        in = cts_alloc(nin);
+        if (!in) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+        if (!rc) rc = ops->forward(arg, l, out, b->count, in);
+      } else if (!rc) {
+        rc = ops->loss(arg, out, b->labels, b->count);
+      }
+      if (out) cts_drop(&out, L->F.n_out_cts);
+    }
+    if (in && in != b->in0) cts_drop(&in, nin);
+  }
+  return rc;
 }

@@ -102,6 +102,26 @@ float *refine_transpose(const float *w, int m, int k);
 int refine_enc_momentum(const refine_key *key, const float *vw, const float *vb, int m, int k, ct_t **out);
 void refine_free_cts(ct_t **c, size_t n);
 const hetee_ckks_context *refine_state_ctx(const hetee_refine_state *s);
+/* Validation (docs/refine.md "Validation set"). The trusted side's part,
+ * which touches no training state (and runs no product check):
+ * refine_tr_vforward decrypts layer l's outputs, applies the activation and
+ * encrypts layer l+1's F input; refine_tr_vloss decrypts the logits and
+ * one-hot labels and adds each sample's loss to *loss and its correct
+ * prediction (argmax, branch-free) to *correct. The host's pass over a set
+ * calls ops (refine_host.c). */
+int refine_tr_vforward(hetee_refine_trusted *t, int l, ct_t *const *out, uint32_t count, ct_t **next_in);
+int refine_tr_vloss(hetee_refine_trusted *t, ct_t *const *logits, const ct_t *labels, uint32_t count, double *loss,
+                    uint64_t *correct);
+typedef struct refine_val_ops {
+  int (*forward)(void *arg, int l, ct_t *const *out, uint32_t count, ct_t **next_in);
+  int (*loss)(void *arg, ct_t *const *logits, const ct_t *labels, uint32_t count);
+} refine_val_ops;
+int refine_validate_pass(hetee_refine_state *s, const hetee_refine_valset *vs, int threads, const refine_val_ops *ops,
+                         void *arg);
+/* One sample's loss and whether argmax(z) is the label (branch-free). */
+double refine_sample_loss(int loss, const double *z, int c, int label, int *correct);
+#define HETEE_REFINE_VAL_TAG "hetee-refine-val-v1"
+#define HETEE_REFINE_VAL_LEN (sizeof HETEE_REFINE_VAL_TAG + 4 + 8 + 8 + 8 + 8 + 32)
 /* The enclave's id of an enclave job's trusted side (0 otherwise;
  * src/host/refine_calls.c, for tests that write raw requests). */
 uint32_t refine_host_job_id(const hetee_refine_trusted *t);

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "hetee/refine.h"
+#include "hemat/refine_internal.h"
 
 static int act_of(hetee_nn_kind k) {
   switch (k) {
@@ -396,6 +396,58 @@ void hetee_refine_loss_grad(int loss, const double *z, int c, int label, double 
   for (int i = 0; i < c; i++) d[i] = exp(z[i] - mx) / sum - (i == label ? 1.0 : 0.0);
 }
 
+double refine_sample_loss(int loss, const double *z, int c, int label, int *correct) {
+  int am = 0;
+  for (int i = 1; i < c; i++) {
+    int gt = z[i] > z[am];
+    am = gt ? i : am;
+  }
+  *correct = am == label;
+  if (loss == HETEE_REFINE_LOSS_MSE) {
+    double s = 0;
+    for (int i = 0; i < c; i++) {
+      double e = z[i] - (i == label ? 1.0 : 0.0);
+      s += e * e;
+    }
+    return s;
+  }
+  double mx = z[0], sum = 0, zl = 0;
+  for (int i = 1; i < c; i++) mx = z[i] > mx ? z[i] : mx;
+  for (int i = 0; i < c; i++) {
+    sum += exp(z[i] - mx);
+    zl += i == label ? z[i] : 0.0;
+  }
+  return log(sum) + mx - zl;
+}
+
+int hetee_refine_plain_eval(const hetee_refine_plan *p, const hetee_refine_weights *w, const float *x,
+                            const float *labels, size_t count, double *loss, double *accuracy) {
+  if (!p || !w || !x || !labels || !loss || !accuracy || !count) return hetee_error(HETEE_ERR_INVALID_ARG, "bad argument");
+  int c = p->classes;
+  float *y = malloc(count * (size_t)c * sizeof *y);
+  double *z = malloc((size_t)c * sizeof *z);
+  if (!y || !z) {
+    free(y);
+    free(z);
+    return hetee_error(HETEE_ERR_NOMEM, "no memory");
+  }
+  int rc = hetee_refine_plain_forward(w, x, count, y);
+  double ls = 0;
+  size_t ok = 0;
+  for (size_t s = 0; s < count && !rc; s++) {
+    for (int i = 0; i < c; i++) z[i] = y[s * (size_t)c + (size_t)i];
+    int cor = 0;
+    ls += refine_sample_loss(p->cfg.loss, z, c, (int)labels[s], &cor);
+    ok += (size_t)cor;
+  }
+  free(y);
+  free(z);
+  if (rc) return rc;
+  *loss = ls / (double)count;
+  *accuracy = (double)ok / (double)count;
+  return 0;
+}
+
 /* SGD as torch.optim.SGD: d = g + wd p; v = mu v + d (v = d the first time,
  * the same with v starting at 0); p -= lr v (v = d without momentum). */
 void hetee_refine_sgd(const hetee_refine_config *c, double g, float *p, float *v) {
@@ -667,5 +719,24 @@ int hetee_refine_fetch_parse(const uint8_t *msg, size_t len, uint32_t model_id, 
     uint32_t u = (uint32_t)get_le(&q, 4);
     memcpy(&w->b[l][i], &u, 4);
   }
+  return 0;
+}
+
+int hetee_refine_val_report_parse(const uint8_t *msg, size_t len, uint32_t model_id, hetee_refine_val_report *out) {
+  if (!msg || !out) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  if (len != HETEE_REFINE_VAL_LEN || memcmp(msg, HETEE_REFINE_VAL_TAG, sizeof HETEE_REFINE_VAL_TAG))
+    return hetee_error(HETEE_ERR_FORMAT, "not a validation report");
+  const uint8_t *q = msg + sizeof HETEE_REFINE_VAL_TAG;
+  uint32_t model = (uint32_t)get_le(&q, 4);
+  if (model != model_id) return hetee_error(HETEE_ERR_FORMAT, "validation report of model %u, not %u", model, model_id);
+  memset(out, 0, sizeof *out);
+  out->updates = get_le(&q, 8);
+  out->samples = get_le(&q, 8);
+  out->correct = get_le(&q, 8);
+  out->loss_sum = bits_f64(get_le(&q, 8));
+  memcpy(out->labels_digest, q, 32);
+  if (!out->samples || out->correct > out->samples) return hetee_error(HETEE_ERR_FORMAT, "validation report counts");
+  out->accuracy = (double)out->correct / (double)out->samples;
+  out->loss = out->loss_sum / (double)out->samples;
   return 0;
 }

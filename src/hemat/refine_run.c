@@ -76,6 +76,7 @@ int hetee_refine_run(hetee_refine_state *s, hetee_refine_trusted *t, const hetee
     next = 0;
     hetee_refine_state_set_cursor(s, epoch, next);
     if (!rc && o->ckpt) rc = o->ckpt_write ? o->ckpt_write(s, t, o->ckpt) : hetee_refine_checkpoint_write(s, o->ckpt);
+    if (!rc && o->epoch_end) rc = o->epoch_end(s, t, epoch - 1, o->epoch_arg);
   }
   free(perm);
   return rc;

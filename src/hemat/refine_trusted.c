@@ -954,3 +954,81 @@ int refine_tr_reissue(hetee_refine_trusted *t, int l, ct_t **nW, ct_t **nbias, c
   t->cpu_s += cpu_now() - t0;
   return rc;
 }
+
+/* ---- validation (no training state touched) ---- */
+int refine_tr_vforward(hetee_refine_trusted *t, int l, ct_t *const *out, uint32_t count, ct_t **next_in) {
+  if (t->ops) return hetee_error(HETEE_ERR_UNSUPPORTED, "validation goes through the enclave");
+  double t0 = cpu_now();
+  const hetee_refine_plan *p = t->p;
+  if (l < 0 || l >= p->nl - 1) return hetee_error(HETEE_ERR_INVALID_ARG, "validation forward of layer %d", l);
+  int rc = rchk_refuse(t);
+  if (!rc) rc = check_count(t, count);
+  const hetee_refine_layer *L = &p->L[l], *N1 = &p->L[l + 1];
+  if (!rc) rc = check_cts(t, out, L->F.n_out_cts, REFINE_OUT_SCALE, 1, "layer outputs");
+  if (rc) return rc;
+  uint32_t B = p->cfg.batch;
+  size_t m = (size_t)L->m, n = (size_t)B * m;
+  uint64_t *pos = calloc(n, sizeof *pos);
+  double *h = calloc(n, sizeof *h);
+  if (!pos || !h) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+  for (uint32_t b = 0; !rc && b < count; b++)
+    for (size_t i = 0; i < m; i++) pos[b * m + i] = hetee_hemat_out_pos(&L->F, b, (int)i, 0, 0);
+  if (!rc) rc = gather(t, out, L->F.n_out_cts, REFINE_OUT_SCALE, pos, (size_t)count * m, h);
+  for (size_t q = 0; !rc && q < (size_t)count * m; q++) h[q] = hetee_refine_act_f(L->act, h[q]);
+  for (uint32_t b = 0; !rc && b < B; b++)
+    for (size_t i = 0; i < m; i++) pos[b * m + i] = hetee_hemat_in_pos(&N1->F, b, (int)i, 0, 0);
+  refine_key k = tkey(t);
+  if (!rc) rc = refine_enc_scatter(&k, N1->F.n_in_cts, pos, h, n, REFINE_IN_SCALE, next_in);
+  if (h) memset(h, 0, n * sizeof *h);
+  free(pos);
+  free(h);
+  t->cpu_s += cpu_now() - t0;
+  return rc;
+}
+
+int refine_tr_vloss(hetee_refine_trusted *t, ct_t *const *logits, const ct_t *labels, uint32_t count, double *loss,
+                    uint64_t *correct) {
+  if (t->ops) return hetee_error(HETEE_ERR_UNSUPPORTED, "validation goes through the enclave");
+  double t0 = cpu_now();
+  const hetee_refine_plan *p = t->p;
+  int c = p->classes;
+  const hetee_refine_layer *L = &p->L[p->nl - 1];
+  int rc = rchk_refuse(t);
+  if (!rc) rc = check_count(t, count);
+  if (!rc) rc = check_cts(t, logits, L->F.n_out_cts, REFINE_OUT_SCALE, 1, "logits");
+  ct_t *lab1[1] = {(ct_t *)labels};
+  if (!rc) rc = check_cts(t, lab1, 1, REFINE_IN_SCALE, 0, "labels");
+  if (rc) return rc;
+  size_t nc = (size_t)count * (size_t)c;
+  uint64_t *pos = calloc(nc, sizeof *pos);
+  double *z = calloc(nc, sizeof *z), *y = calloc(nc, sizeof *y);
+  if (!pos || !z || !y) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+  for (uint32_t b = 0; !rc && b < count; b++)
+    for (int i = 0; i < c; i++) pos[(size_t)b * (size_t)c + (size_t)i] = hetee_hemat_out_pos(&L->F, b, i, 0, 0);
+  if (!rc) rc = gather(t, logits, L->F.n_out_cts, REFINE_OUT_SCALE, pos, nc, z);
+  for (size_t q = 0; !rc && q < nc; q++) pos[q] = q;
+  if (!rc) rc = gather(t, lab1, 1, REFINE_IN_SCALE, pos, nc, y);
+  double ls = 0;
+  uint64_t ok = 0;
+  for (uint32_t b = 0; !rc && b < count; b++) {
+    int lab = 0; /* the largest one-hot entry (branch-free scan) */
+    for (int i = 1; i < c; i++) {
+      int gt = y[(size_t)b * (size_t)c + (size_t)i] > y[(size_t)b * (size_t)c + (size_t)lab];
+      lab = gt ? i : lab;
+    }
+    int cor = 0;
+    ls += refine_sample_loss(p->cfg.loss, z + (size_t)b * (size_t)c, c, lab, &cor);
+    ok += (uint64_t)cor;
+  }
+  if (!rc) {
+    *loss += ls;
+    *correct += ok;
+  }
+  if (z) memset(z, 0, nc * sizeof *z);
+  if (y) memset(y, 0, nc * sizeof *y);
+  free(pos);
+  free(z);
+  free(y);
+  t->cpu_s += cpu_now() - t0;
+  return rc;
+}

@@ -8,6 +8,7 @@
  * and the fetch of refined weights sealed to the MP's session.
  */
 #include <sodium.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -542,4 +543,76 @@ int hetee_host_refine_status(hetee_refine_trusted *t, hetee_refine_job_status *o
 uint32_t refine_host_job_id(const hetee_refine_trusted *t) {
   const remote *rm = t ? refine_tr_ops_arg(t) : NULL;
   return rm ? rm->job : 0;
+}
+
+/* ---- validation set ---- */
+static int vop_forward(void *arg, int l, ct_t *const *out, uint32_t count, ct_t **next_in) {
+  remote *rm = arg;
+  const hetee_refine_plan *p = &rm->p;
+  if (l < 0 || l >= p->nl - 1) return hetee_error(HETEE_ERR_INVALID_ARG, "validation forward of layer %d", l);
+  hetee_wbuf w;
+  hetee_wbuf_init(&w);
+  hetee_wbuf_u32(&w, rm->job);
+  hetee_wbuf_u32(&w, (uint32_t)l);
+  hetee_wbuf_u32(&w, count);
+  int rc = put_list_staged(rm, &w, out, p->L[l].F.n_out_cts);
+  if (rc) {
+    hetee_wbuf_free_public(&w);
+    return rc;
+  }
+  ct_t **outs[1] = {next_in};
+  size_t want[1] = {p->L[l + 1].F.n_in_cts};
+  return call(rm, HETEE_MSG_REFINE_VFORWARD, &w, 1, outs, want);
+}
+
+static int vop_loss(void *arg, ct_t *const *logits, const ct_t *labels, uint32_t count) {
+  remote *rm = arg;
+  const hetee_refine_plan *p = &rm->p;
+  hetee_wbuf w;
+  hetee_wbuf_init(&w);
+  hetee_wbuf_u32(&w, rm->job);
+  hetee_wbuf_u32(&w, count);
+  ct_t *lab[1] = {(ct_t *)labels};
+  int rc = put_list_staged(rm, &w, logits, p->L[p->nl - 1].F.n_out_cts);
+  if (!rc) rc = put_list(rm, &w, lab, 1);
+  if (rc) {
+    hetee_wbuf_free_public(&w);
+    return rc;
+  }
+  return call(rm, HETEE_MSG_REFINE_VLOSS, &w, 0, NULL, NULL);
+}
+
+int hetee_refine_validate(hetee_refine_state *s, hetee_refine_trusted *t, const hetee_refine_valset *vs, int threads,
+                          uint8_t **sealed, size_t *len) {
+  if (!s || !t || !vs || !sealed || !len || threads < 1 || threads > 64)
+    return hetee_error(HETEE_ERR_INVALID_ARG, "bad argument");
+  remote *rm = refine_tr_ops_arg(t);
+  if (!rm) return hetee_error(HETEE_ERR_UNSUPPORTED, "validation runs through an enclave job");
+  static const refine_val_ops vops = {vop_forward, vop_loss};
+  int rc = refine_validate_pass(s, vs, threads, &vops, rm);
+  uint8_t req[8];
+  hetee_le32(req, rm->job);
+  hetee_le32(req + 4, rc ? 1 : 0); /* a failed pass: the enclave discards what it accumulated */
+  hetee_frame f;
+  memset(&f, 0, sizeof f);
+  if (rc) {
+    char keep[256];
+    snprintf(keep, sizeof keep, "%s", hetee_last_error());
+    if (!hetee_host_call_frame(rm->e, HETEE_MSG_REFINE_VREPORT, req, sizeof req, &f, 0)) hetee_frame_clear(&f);
+    return hetee_error(rc, "%s", keep);
+  }
+  rc = hetee_host_call_frame(rm->e, HETEE_MSG_REFINE_VREPORT, req, sizeof req, &f, 0);
+  if (rc) return rc;
+  hetee_rbuf r;
+  hetee_rbuf_init(&r, f.body, f.len);
+  size_t n = 0;
+  const uint8_t *b = hetee_rbuf_blob(&r, f.len, &n);
+  if (r.err || hetee_rbuf_left(&r) || !n || !(*sealed = malloc(n))) {
+    hetee_frame_clear(&f);
+    return hetee_error(HETEE_ERR_PROTOCOL, "malformed REFINE_VREPORT reply");
+  }
+  memcpy(*sealed, b, n);
+  *len = n;
+  hetee_frame_clear(&f);
+  return 0;
 }

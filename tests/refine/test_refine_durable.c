@@ -1,5 +1,6 @@
 /*
- * refine/durable: enclave refine jobs survive the enclave process and the
+ * refine/durable: the enclave job across processes, and its validation
+ * set. Enclave refine jobs survive the enclave process and the
  * host process (REFINE_SAVE / REFINE_RESUME, docs/refine.md "Durable
  * enclave jobs"), with the real enclave process (sim backend).
  *  - the enclave is killed with SIGKILL mid-epoch (after an update that no
@@ -18,7 +19,12 @@
  *  - refusals: a job opened with a schedule the MP did not authorize, a garbled or truncated sealed checkpoint, another job's uid,
  *    a checkpoint without a sealed state, a job state sealed on another
  *    platform, the same job resumed twice, a declared cursor that disagrees
- *    with the samples the job applied; the enclave keeps serving.
+ *    with the samples the job applied; the enclave keeps serving;
+ *  - the validation set (MP-encrypted): the report sealed to the MP before
+ *    training and after each epoch gives exactly the plaintext accuracy of
+ *    the same weights (loss within 1e-4), the sample count, the update count
+ *    and the digest of the MP's labels (a set the host encrypted itself
+ *    shows another digest); a data provider cannot open it; fixed size.
  */
 #include <signal.h>
 #include <sys/wait.h>
@@ -428,11 +434,141 @@ static void test_refusals(void **state) {
   env_down(&v);
 }
 
+
+/* ---- validation set ---- */
+typedef struct valctx {
+  const hetee_refine_valset *vs;
+  uint8_t *sealed[EPOCHS];
+  size_t len[EPOCHS];
+} valctx;
+
+static int on_epoch(hetee_refine_state *s, hetee_refine_trusted *t, uint32_t epoch, void *arg) {
+  valctx *c = arg;
+  if (epoch >= EPOCHS) return hetee_error(HETEE_ERR_INTERNAL, "epoch %u", epoch);
+  return hetee_refine_validate(s, t, c->vs, 1, &c->sealed[epoch], &c->len[epoch]);
+}
+
+static void open_report(env *v, const uint8_t *sealed, size_t len, hetee_refine_val_report *rep) {
+  uint8_t *plain = NULL;
+  size_t plen = 0;
+  assert_int_equal(hetee_client_session_open(v->smp, sealed, len, &plain, &plen), 0);
+  assert_int_equal(plen, HETEE_REFINE_VAL_LEN); /* a fixed size, whatever the values */
+  assert_int_equal(hetee_refine_val_report_parse(plain, plen, MODEL + 1, rep), HETEE_ERR_FORMAT);
+  assert_int_equal(hetee_refine_val_report_parse(plain, plen, MODEL, rep), 0);
+  free(plain);
+}
+
+static void check_report(const hetee_refine_val_report *rep, const hetee_refine_plan *p, const hetee_refine_weights *w,
+                         const float *vx, const float *vy, uint32_t vcount, const uint8_t digest[32], uint64_t updates) {
+  double loss = 0, acc = 0;
+  assert_int_equal(hetee_refine_plain_eval(p, w, vx, vy, vcount, &loss, &acc), 0);
+  fprintf(stderr, "validation after %llu updates: accuracy %.4f (plaintext %.4f), loss %.6f (plaintext %.6f)\n",
+          (unsigned long long)rep->updates, rep->accuracy, acc, rep->loss, loss);
+  assert_int_equal(rep->samples, vcount);
+  assert_int_equal(rep->updates, updates);
+  assert_true(rep->accuracy == acc);
+  assert_true(fabs(rep->loss - loss) < 1e-4 * (1 + loss));
+  assert_memory_equal(rep->labels_digest, digest, 32);
+}
+
+static void test_validation(void **state) {
+  (void)state;
+  env v;
+  env_up(&v);
+  hetee_verified_enclave ve;
+  fx_verify_cfg(v.e, v.plat, v.cfg, &ve);
+  hetee_client_session *sdp = fx_session(v.e, v.dp, &ve);
+  hetee_refine_weights w0;
+  rt_weights(&w0, 3, dims, acts);
+  float *x, *y, *vx, *vy;
+  const uint32_t vcount = 20; /* 2 full batches of 8 and one of 4 */
+  rt_data(dims[0], dims[3], COUNT, &x, &y);
+  rt_data(dims[0], dims[3], vcount, &vx, &vy);
+  hetee_refine_plan p;
+  assert_int_equal(hetee_refine_plan_build(&w0, &cfg, 8192, &p), 0);
+  /* the MP encrypts its validation set and keeps the labels' digest */
+  hetee_refine_valset *vs = NULL;
+  assert_int_equal(hetee_refine_valset_encrypt(v.ctx, v.pk, &p, vx, vy, vcount, &vs), 0);
+  assert_int_equal(hetee_refine_valset_count(vs), vcount);
+  uint8_t digest[32];
+  assert_int_equal(hetee_refine_valset_labels_digest(vs, digest), 0);
+  hetee_refine_state *s = NULL;
+  hetee_refine_trusted *t = NULL;
+  assert_int_equal(hetee_refine_state_encrypt(v.ctx, v.pk, &p, &w0, &s), 0);
+  assert_int_equal(open_job(&v, &p, s, &t), 0);
+  /* before any update: the MP's initial weights */
+  uint8_t *sealed = NULL;
+  size_t slen = 0;
+  int rc = hetee_refine_validate(s, t, vs, 1, &sealed, &slen);
+  if (rc) fprintf(stderr, "validate: %s\n", hetee_last_error());
+  assert_int_equal(rc, 0);
+  hetee_refine_val_report rep;
+  open_report(&v, sealed, slen, &rep);
+  check_report(&rep, &p, &w0, vx, vy, vcount, digest, 0);
+  size_t len0 = slen;
+  free(sealed);
+  /* after each of two epochs */
+  valctx vc;
+  memset(&vc, 0, sizeof vc);
+  vc.vs = vs;
+  hetee_refine_run_options o = run_opts(v.ck, 0);
+  o.epoch_end = on_epoch;
+  o.epoch_arg = &vc;
+  rc = hetee_refine_run(s, t, v.pk, x, y, COUNT, &o, NULL, NULL);
+  if (rc) fprintf(stderr, "run: %s\n", hetee_last_error());
+  assert_int_equal(rc, 0);
+  /* a data provider's session cannot open a report; its size is fixed */
+  uint8_t *plain = NULL;
+  size_t plen = 0;
+  rc = hetee_client_session_open(sdp, vc.sealed[0], vc.len[0], &plain, &plen);
+  assert_true(rc == HETEE_ERR_AUTH || rc == HETEE_ERR_REPLAY);
+  assert_int_equal(vc.len[0], len0);
+  assert_int_equal(vc.len[1], len0);
+  /* epoch 1: against the plaintext twin after one epoch; epoch 2: the
+   * weights the MP fetches */
+  hetee_refine_weights w1, we;
+  assert_int_equal(hetee_refine_weights_copy(&w0, &w1), 0);
+  hetee_refine_plain tw;
+  assert_int_equal(hetee_refine_plain_init(&tw, &p, &w1), 0);
+  assert_int_equal(hetee_refine_plain_run(&tw, x, y, COUNT, 1), 0);
+  hetee_refine_plain_clear(&tw);
+  open_report(&v, vc.sealed[0], vc.len[0], &rep);
+  check_report(&rep, &p, &w1, vx, vy, vcount, digest, 5);
+  open_report(&v, vc.sealed[1], vc.len[1], &rep); /* (the session opens in order) */
+  assert_int_equal(hetee_refine_weights_copy(&w0, &we), 0);
+  fetch_all(&v, t, s, &p, &we);
+  check_report(&rep, &p, &we, vx, vy, vcount, digest, 10);
+  /* a set the host encrypted itself (it has the public key): the MP sees
+   * labels that are not its own */
+  hetee_refine_valset *forged = NULL;
+  assert_int_equal(hetee_refine_valset_encrypt(v.ctx, v.pk, &p, vx, vy, vcount, &forged), 0);
+  assert_int_equal(hetee_refine_validate(s, t, forged, 1, &sealed, &slen), 0);
+  open_report(&v, sealed, slen, &rep);
+  assert_true(memcmp(rep.labels_digest, digest, 32) != 0);
+  free(sealed);
+  hetee_refine_valset_free(forged);
+  /* the in-process twin does not validate (the enclave does) */
+  for (int k = 0; k < EPOCHS; k++) free(vc.sealed[k]);
+  hetee_refine_weights_clear(&w1);
+  hetee_refine_weights_clear(&we);
+  hetee_refine_weights_clear(&w0);
+  hetee_refine_valset_free(vs);
+  hetee_refine_trusted_free(t);
+  hetee_refine_state_free(s);
+  hetee_client_session_free(sdp);
+  free(x);
+  free(y);
+  free(vx);
+  free(vy);
+  env_down(&v);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_enclave_killed),
       cmocka_unit_test(test_host_killed),
       cmocka_unit_test(test_refusals),
+      cmocka_unit_test(test_validation),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

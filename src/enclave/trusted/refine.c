@@ -89,6 +89,10 @@ typedef struct refine_job {
   uint64_t ep_base;          /* samples at the start of the current epoch */
   uint32_t nep;              /* epochs closed (at most REFINE_EPOCH_LOG recorded) */
   uint64_t ep_samples[256];
+  /* validation accumulator (VLOSS .. VREPORT) */
+  uint64_t vsamples, vcorrect;
+  double vloss;
+  crypto_generichash_state vdig;
 } refine_job;
 #define REFINE_EPOCH_LOG 256
 
@@ -947,14 +951,118 @@ static int handle_status(enclave *e, hetee_rbuf *r, hetee_wbuf *w) {
   return w->err ? hetee_error(HETEE_ERR_NOMEM, "no memory for the reply") : 0;
 }
 
+
+/* ---- validation set: VFORWARD / VLOSS / VREPORT ---- */
+static int handle_vforward(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *items) {
+  int rc = 0;
+  refine_job *j = find_job(e, hetee_rbuf_u32(r), &rc);
+  if (!j) return rc;
+  uint32_t l = hetee_rbuf_u32(r), count = hetee_rbuf_u32(r);
+  const hetee_refine_plan *p = &j->plan;
+  if (r->err) return hetee_error(HETEE_ERR_PROTOCOL, "malformed REFINE_VFORWARD");
+  if (l >= (uint32_t)p->nl - 1) return hetee_error(HETEE_ERR_INVALID_ARG, "validation forward of layer %u", l);
+  const hetee_refine_layer *L = &p->L[l], *N1 = &p->L[l + 1];
+  size_t nin = N1->F.n_in_cts;
+  rc = check_budget(e, j, L->F.n_out_cts + nin);
+  ct_list in;
+  memset(&in, 0, sizeof in);
+  if (!rc) rc = list_take(e, r, j, L->F.n_out_cts, "layer outputs", &in);
+  if (!rc && hetee_rbuf_left(r)) rc = hetee_error(HETEE_ERR_PROTOCOL, "trailing bytes");
+  ct_t **a = outs(nin);
+  uint64_t enc0, dec0;
+  refine_tr_counts(j->tr, &enc0, &dec0);
+  if (!rc && !a) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+  if (!rc) rc = refine_tr_vforward(j->tr, (int)l, in.c, count, a);
+  if (!rc) rc = list_write(e, w, a, nin);
+  if (!rc) put_counts(j, w, items, enc0, dec0);
+  list_free(&in);
+  outs_free(a, nin);
+  return rc;
+}
+
+static int handle_vloss(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *items) {
+  int rc = 0;
+  refine_job *j = find_job(e, hetee_rbuf_u32(r), &rc);
+  if (!j) return rc;
+  uint32_t count = hetee_rbuf_u32(r);
+  const hetee_refine_plan *p = &j->plan;
+  if (r->err) return hetee_error(HETEE_ERR_PROTOCOL, "malformed REFINE_VLOSS");
+  const hetee_refine_layer *L = &p->L[p->nl - 1];
+  rc = check_budget(e, j, L->F.n_out_cts + 1);
+  ct_list lo, lab;
+  memset(&lo, 0, sizeof lo);
+  memset(&lab, 0, sizeof lab);
+  if (!rc) rc = list_take(e, r, j, L->F.n_out_cts, "logits", &lo);
+  if (!rc) rc = list_read(e, r, 1, "labels", &lab);
+  if (!rc && hetee_rbuf_left(r)) rc = hetee_error(HETEE_ERR_PROTOCOL, "trailing bytes");
+  uint64_t enc0, dec0, ok = 0;
+  double ls = 0;
+  refine_tr_counts(j->tr, &enc0, &dec0);
+  if (!rc) rc = refine_tr_vloss(j->tr, lo.c, lab.c[0], count, &ls, &ok);
+  if (!rc) {
+    if (!j->vsamples) crypto_generichash_init(&j->vdig, NULL, 0, 32);
+    digest_update_blob(&j->vdig, lab.blob[0], lab.blen[0]);
+    j->vsamples += count;
+    j->vcorrect += ok;
+    j->vloss += ls;
+    put_counts(j, w, items, enc0, dec0);
+  }
+  list_free(&lo);
+  list_free(&lab);
+  return rc;
+}
+
+static int handle_vreport(enclave *e, hetee_rbuf *r, hetee_wbuf *w) {
+  int rc = 0;
+  refine_job *j = find_job(e, hetee_rbuf_u32(r), &rc);
+  if (!j) return rc;
+  uint32_t discard = hetee_rbuf_u32(r);
+  if (r->err || hetee_rbuf_left(r) || discard > 1) return hetee_error(HETEE_ERR_PROTOCOL, "malformed REFINE_VREPORT");
+  if (discard) {
+    j->vsamples = j->vcorrect = 0;
+    j->vloss = 0;
+    sodium_memzero(&j->vdig, sizeof j->vdig);
+    return 0;
+  }
+  if (!j->vsamples) return hetee_error(HETEE_ERR_STATE, "no validation samples since the last report");
+  hetee_chan *c = owner_session(e, j);
+  if (!c) return hetee_error(HETEE_ERR_NOT_FOUND, "the refine job's model provider has no session");
+  uint8_t pl[HETEE_REFINE_VAL_LEN], *q = pl, dig[32];
+  memcpy(q, HETEE_REFINE_VAL_TAG, sizeof HETEE_REFINE_VAL_TAG);
+  q += sizeof HETEE_REFINE_VAL_TAG;
+  hetee_le32(q, j->model);
+  hetee_le64(q + 4, j->updates);
+  hetee_le64(q + 12, j->vsamples);
+  hetee_le64(q + 20, j->vcorrect);
+  uint64_t lb;
+  memcpy(&lb, &j->vloss, 8);
+  hetee_le64(q + 28, lb);
+  crypto_generichash_final(&j->vdig, dig, 32);
+  memcpy(q + 36, dig, 32);
+  uint8_t *out = NULL;
+  size_t olen = 0;
+  rc = hetee_chan_seal(c, pl, sizeof pl, &out, &olen);
+  sodium_memzero(pl, sizeof pl);
+  j->vsamples = j->vcorrect = 0;
+  j->vloss = 0;
+  sodium_memzero(&j->vdig, sizeof j->vdig);
+  if (rc) return rc;
+  hetee_wbuf_blob(w, out, olen);
+  free(out);
+  return w->err ? hetee_error(HETEE_ERR_NOMEM, "no memory for the reply") : 0;
+}
+
 int enclave_refine_dispatch(enclave *e, uint16_t type, hetee_rbuf *r, hetee_wbuf *w, uint64_t *items) {
   if (!e->have_keys) return hetee_error(HETEE_ERR_STATE, "no keys yet (KEYGEN or UNSEAL first)");
-  if (type == HETEE_MSG_REFINE_FORWARD || type == HETEE_MSG_REFINE_LOSS || type == HETEE_MSG_REFINE_BACK) {
+  if (type == HETEE_MSG_REFINE_FORWARD || type == HETEE_MSG_REFINE_LOSS || type == HETEE_MSG_REFINE_BACK ||
+      type == HETEE_MSG_REFINE_VFORWARD || type == HETEE_MSG_REFINE_VLOSS) {
     /* a step request consumes the stage, whatever its outcome */
     uint32_t id = hetee_rbuf_left(r) >= 4 ? hetee_rd32(r->p + r->off) : 0;
-    int rc = type == HETEE_MSG_REFINE_FORWARD ? handle_forward(e, r, w, items)
-             : type == HETEE_MSG_REFINE_LOSS  ? handle_loss(e, r, w, items)
-                                              : handle_back(e, r, w, items);
+    int rc = type == HETEE_MSG_REFINE_FORWARD    ? handle_forward(e, r, w, items)
+             : type == HETEE_MSG_REFINE_LOSS     ? handle_loss(e, r, w, items)
+             : type == HETEE_MSG_REFINE_BACK     ? handle_back(e, r, w, items)
+             : type == HETEE_MSG_REFINE_VFORWARD ? handle_vforward(e, r, w, items)
+                                                 : handle_vloss(e, r, w, items);
     for (int i = 0; i < HETEE_REFINE_MAX_JOBS; i++)
       if (jobs[i] && jobs[i]->id == id) stage_clear(jobs[i]);
     return rc;
@@ -969,6 +1077,7 @@ int enclave_refine_dispatch(enclave *e, uint16_t type, hetee_rbuf *r, hetee_wbuf
   case HETEE_MSG_REFINE_SAVE: return handle_save(e, r, w);
   case HETEE_MSG_REFINE_RESUME: return handle_resume(e, r, w);
   case HETEE_MSG_REFINE_STATUS: return handle_status(e, r, w);
+  case HETEE_MSG_REFINE_VREPORT: return handle_vreport(e, r, w);
   default: return hetee_error(HETEE_ERR_PROTOCOL, "unknown refine message %u", type);
   }
 }

@@ -58,7 +58,17 @@
 #define HETEE_MSG_REFINE_SAVE 0x49
 #define HETEE_MSG_REFINE_RESUME 0x4a
 #define HETEE_MSG_REFINE_STATUS 0x4b
-#define HETEE_MSG_REFINE_LAST HETEE_MSG_REFINE_STATUS
+/* Validation set (docs/refine.md "Validation set"):
+ *   VFORWARD u32 job | u32 layer | u32 count | list out -> list next_in | counters
+ *   VLOSS    u32 job | u32 count | list logits | list labels -> counters
+ *            (loss, correct predictions and the labels' digest accumulated)
+ *   VREPORT  u32 job | u32 discard -> blob: the report sealed to the job's
+ *            MP session (fixed size; discard = 1: no report, empty reply);
+ *            the accumulator starts again either way */
+#define HETEE_MSG_REFINE_VFORWARD 0x4c
+#define HETEE_MSG_REFINE_VLOSS 0x4d
+#define HETEE_MSG_REFINE_VREPORT 0x4e
+#define HETEE_MSG_REFINE_LAST HETEE_MSG_REFINE_VREPORT
 
 /* ---- input witness (bound jobs; docs/security.md "Integrity of the host's
  * work") ------------------------------------------------------------------

@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 
 #include "cli/local_parties.h"
@@ -57,7 +58,9 @@ static int usage(void) {
           "usage: hetee-bench refine --model M.onnx [--batch B] [--samples S] [--accumulate A] [--train last|all|K]\n"
           "       [--lr LR] [--momentum MU] [--wd WD] [--loss xent|mse] [--threads T] [--no-plain] [--plain-only]\n"
           "       [--lr-schedule constant|step|cosine] [--lr-step K] [--lr-gamma G] [--lr-total U] [--lr-min F]\n"
-          "       [--in-process] [--json]\n"
+          "       [--ckpt PATH [--ckpt-every N]] [--validate N] [--in-process] [--json]\n"
+          "  --ckpt: sealed checkpoints (enclave job state + encrypted state, one file) every N updates\n"
+          "  --validate: after the epoch, the enclave's validation report on the first N test images\n"
           "  step: lr x G every K updates (default K 100, G 0.5); cosine: from lr to F over U updates\n"
           "  (default U: the run's updates, F 0)\n");
   return 2;
@@ -71,12 +74,24 @@ static float *scaled(const hetee_nn_data *d, double sc, size_t off, size_t n, si
   return x;
 }
 
+/* sealed checkpoints, timed (their time is inside `seconds` too) */
+static unsigned ck_count;
+static double ck_seconds;
+static int ck_write_timed(const hetee_refine_state *s, hetee_refine_trusted *t, const char *path) {
+  double t0 = now();
+  int rc = hetee_refine_checkpoint_write_sealed(s, t, path);
+  ck_seconds += now() - t0;
+  ck_count += rc == 0;
+  return rc;
+}
+
 int hetee_bench_refine(int argc, char **argv) {
   const char *model_path = NULL;
   long batch = 64, samples = 54000, accumulate = 1, threads = 2;
   int train = 1, json = 0, do_plain = 1, plain_only = 0, loss = HETEE_REFINE_LOSS_XENT, in_process = 0;
   double lr = 0.01, mom = 0.9, wd = 0, lr_gamma = 0.5, lr_min = 0;
-  long lr_step = 100, lr_total = 0;
+  long lr_step = 100, lr_total = 0, ckpt_every = 10, val_n = 0;
+  const char *ckpt_path = NULL;
   hetee_refine_schedule sched;
   memset(&sched, 0, sizeof sched);
   static const char *const sched_names[] = {"constant", "step", "cosine"};
@@ -99,6 +114,9 @@ int hetee_bench_refine(int argc, char **argv) {
     else if (!strcmp(argv[i], "--lr-gamma") && i + 1 < argc) lr_gamma = atof(argv[++i]);
     else if (!strcmp(argv[i], "--lr-total") && i + 1 < argc) lr_total = atol(argv[++i]);
     else if (!strcmp(argv[i], "--lr-min") && i + 1 < argc) lr_min = atof(argv[++i]);
+    else if (!strcmp(argv[i], "--ckpt") && i + 1 < argc) ckpt_path = argv[++i];
+    else if (!strcmp(argv[i], "--ckpt-every") && i + 1 < argc) ckpt_every = atol(argv[++i]);
+    else if (!strcmp(argv[i], "--validate") && i + 1 < argc) val_n = atol(argv[++i]);
     else if (!strcmp(argv[i], "--loss") && i + 1 < argc) {
       i++;
       loss = !strcmp(argv[i], "mse") ? HETEE_REFINE_LOSS_MSE : HETEE_REFINE_LOSS_XENT;
@@ -112,7 +130,8 @@ int hetee_bench_refine(int argc, char **argv) {
     else return usage();
   }
   if (!model_path || batch < 1 || batch > 1024 || samples < 1 || samples > 60000 - (long)FIRST || accumulate < 1 ||
-      threads < 1 || threads > 64 || train < 0 || lr_step < 1 || lr_total < 0)
+      threads < 1 || threads > 64 || train < 0 || lr_step < 1 || lr_total < 0 || ckpt_every < 1 || val_n < 0 ||
+      val_n > 10000 || (in_process && (ckpt_path || val_n)))
     return usage();
   if (sched.kind == HETEE_REFINE_LR_STEP) {
     sched.step_every = (uint32_t)lr_step;
@@ -223,8 +242,42 @@ int hetee_bench_refine(int argc, char **argv) {
   double dp_s = 0, c0 = cpu_now();
   t0 = now();
   hetee_refine_run_options o = {(int)threads, NULL, 1, 0, 1, NULL, NULL, NULL};
+  if (ckpt_path) {
+    o.ckpt = ckpt_path;
+    o.ckpt_every = (uint32_t)ckpt_every;
+    o.ckpt_write = ck_write_timed;
+  }
   if (!rc) rc = hetee_refine_run(s, t, rpk, x, y, (uint32_t)samples, &o, &st, &dp_s);
   double wall = now() - t0, cpu = cpu_now() - c0;
+  long ck_bytes = 0;
+  struct stat sb;
+  if (ckpt_path && !stat(ckpt_path, &sb)) ck_bytes = (long)sb.st_size;
+  /* the validation set: the MP encrypts the first val_n test images, the
+   * host runs the pass, the MP opens the enclave's report */
+  double val_acc = -1, val_loss = -1, val_s = 0, val_mp_s = 0;
+  if (!rc && val_n) {
+    hetee_refine_valset *vs = NULL;
+    uint8_t *sealed = NULL, *plain = NULL, dig[32];
+    size_t sl = 0, pl = 0;
+    double v0 = now();
+    rc = hetee_refine_valset_encrypt(rctx, rpk, &p, tx, ty, (uint32_t)val_n, &vs);
+    if (!rc) rc = hetee_refine_valset_labels_digest(vs, dig);
+    val_mp_s = now() - v0;
+    v0 = now();
+    if (!rc) rc = hetee_refine_validate(s, t, vs, (int)threads, &sealed, &sl);
+    val_s = now() - v0;
+    if (!rc) rc = hetee_client_session_open(lp.mps, sealed, sl, &plain, &pl);
+    hetee_refine_val_report rep;
+    if (!rc) rc = hetee_refine_val_report_parse(plain, pl, REFINE_MODEL_ID, &rep);
+    if (!rc && memcmp(rep.labels_digest, dig, 32)) rc = hetee_error(HETEE_ERR_AUTH, "validation report of other labels");
+    if (!rc) {
+      val_acc = rep.accuracy;
+      val_loss = rep.loss;
+    }
+    free(sealed);
+    free(plain);
+    hetee_refine_valset_free(vs);
+  }
   if (!rc && in_process) rc = hetee_refine_state_decrypt(s, sk, &we);
   if (!rc && !in_process) { /* frozen layers as they were; trained ones fetched by the MP */
     rc = hetee_refine_weights_copy(&w0, &we);
@@ -243,6 +296,8 @@ int hetee_bench_refine(int argc, char **argv) {
     goto out;
   }
   double acc_after = hetee_refine_plain_accuracy(&we, tx, ty, ntest);
+  double val_plain_acc = -1, val_plain_loss = -1;
+  if (val_n && hetee_refine_plain_eval(&p, &we, tx, ty, (size_t)val_n, &val_plain_loss, &val_plain_acc)) goto out;
   double seconds = wall - dp_s;                /* refining without the DP's encryption */
   /* the DP's CPU (all its threads) measured apart; in-process, the trusted
    * side's CPU is this process's too, else the enclave process's (STATS) */
@@ -256,11 +311,14 @@ int hetee_bench_refine(int argc, char **argv) {
            "\"samples_per_s_cpu\": %.2f, \"enclave_share\": %.4f, \"enclave_s\": %.3f, \"host_cpu_s\": %.3f, \"dp_seconds\": %.3f, \"dp_cpu_s\": %.3f, \"mp_seconds\": %.3f, "
            "\"steps\": %llu, \"updates\": %llu, \"products\": %llu, \"enclave_encryptions\": %llu, "
            "\"enclave_decryptions\": %llu, \"acc_before\": %.4f, \"acc_after\": %.4f, \"plain_acc_after\": %.4f, "
-           "\"plain_seconds\": %.3f, \"max_weight_diff\": %.3g}\n",
+           "\"plain_seconds\": %.3f, \"max_weight_diff\": %.3g, \"ckpts\": %u, \"ckpt_seconds\": %.3f, \"ckpt_bytes\": %ld, "
+           "\"val_samples\": %ld, \"val_accuracy\": %.4f, \"val_plain_accuracy\": %.4f, \"val_loss\": %.6f, "
+           "\"val_plain_loss\": %.6f, \"val_seconds\": %.3f, \"val_mp_seconds\": %.3f}\n",
            model_path, in_process ? "in-process twin" : "enclave process", batch, accumulate, train, lr, sched_names[sched.kind], sched.step_every, sched.gamma, sched.total, sched.lr_min, mom, wd, threads, samples, seconds, (double)samples / seconds, cpu_rate, share,
            st.trusted_s, host_cpu, dp_s, st.dp_cpu_s, mp_s, (unsigned long long)st.steps, (unsigned long long)st.updates,
            (unsigned long long)st.products, (unsigned long long)st.trusted_enc, (unsigned long long)st.trusted_dec,
-           acc_before, acc_after, plain_acc, plain_s, maxdiff);
+           acc_before, acc_after, plain_acc, plain_s, maxdiff, ck_count, ck_seconds, ck_bytes, val_n, val_acc, val_plain_acc,
+           val_loss, val_plain_loss, val_s, val_mp_s);
   } else {
     printf("encrypted refining: %ld samples in %.1f s (%.1f samples/s; DP encryption %.1f s apart, MP %.1f s), "
            "%llu steps, %llu updates, %llu products\n",
@@ -275,10 +333,16 @@ int hetee_bench_refine(int argc, char **argv) {
     if (!in_process && !hetee_host_stats(lp.e, es, 32, &nes)) {
       static const char *names[] = {"open", "forward", "loss", "back", "update", "fetch", "grad", "put", "close"};
       for (size_t i = 0; i < nes; i++)
-        if (es[i].type >= 0x40 && es[i].type <= 0x48)
+        if (es[i].type >= 0x40 && es[i].type <= 0x48) /* the step requests */
           printf("  enclave %-8s %6llu requests, %8.3f s CPU, %8.1f MB in, %8.1f MB out, %llu ciphertexts\n",
                  names[es[i].type - 0x40], (unsigned long long)es[i].count, 1e-9 * (double)es[i].cpu_ns,
                  1e-6 * (double)es[i].bytes_in, 1e-6 * (double)es[i].bytes_out, (unsigned long long)es[i].items);
+      static const char *names2[] = {"save", "resume", "status", "vforward", "vloss", "vreport"};
+      for (size_t i = 0; i < nes; i++)
+        if (es[i].type >= 0x49 && es[i].type <= 0x4e)
+          printf("  enclave %-8s %6llu requests, %8.3f s CPU, %8.3f MB in, %8.3f MB out\n", names2[es[i].type - 0x49],
+                 (unsigned long long)es[i].count, 1e-9 * (double)es[i].cpu_ns, 1e-6 * (double)es[i].bytes_in,
+                 1e-6 * (double)es[i].bytes_out);
     }
     if (in_process) { /* the twin runs the same checks as the enclave */
       uint64_t nchk = 0, nfail = 0;
@@ -288,6 +352,13 @@ int hetee_bench_refine(int argc, char **argv) {
     }
     printf("test accuracy: before %.4f, encrypted refining %.4f, plaintext SGD %.4f; max |w_enc - w_plain| %.3g\n",
            acc_before, acc_after, plain_acc, maxdiff);
+    if (ckpt_path)
+      printf("sealed checkpoints: %u in %.2f s (%.3f s each), %ld bytes\n", ck_count, ck_seconds,
+             ck_count ? ck_seconds / ck_count : 0.0, ck_bytes);
+    if (val_n)
+      printf("validation (%ld test images, through the enclave, %.2f s; MP encryption %.2f s): accuracy %.4f "
+             "(plaintext %.4f), loss %.6f (plaintext %.6f)\n",
+             val_n, val_s, val_mp_s, val_acc, val_plain_acc, val_loss, val_plain_loss);
   }
   code = 0;
 out:

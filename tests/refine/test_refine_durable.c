@@ -415,6 +415,27 @@ static void test_refusals(void **state) {
     assert_int_equal(hetee_host_refine_resume(e2, v.ctx, &p, v.ck, &s2, &t2), HETEE_ERR_AUTH);
     fx_stop(e2, d2);
   }
+  { /* malformed requests are answered with errors (raw frames) */
+    uint8_t *r = NULL, req[40];
+    size_t rlen = 0;
+    uint32_t job = refine_host_job_id(t);
+    memset(req, 0, sizeof req);
+    hetee_le32(req, job);
+    assert_int_equal(hetee_host_call(v.e, HETEE_MSG_REFINE_SAVE, req, 12, &r, &rlen), HETEE_ERR_PROTOCOL);
+    assert_int_equal(hetee_host_call(v.e, HETEE_MSG_REFINE_SAVE, req, 29, &r, &rlen), HETEE_ERR_PROTOCOL);
+    assert_int_equal(hetee_host_call(v.e, HETEE_MSG_REFINE_RESUME, req, 20, &r, &rlen), HETEE_ERR_PROTOCOL);
+    assert_int_equal(hetee_host_call(v.e, HETEE_MSG_REFINE_STATUS, req, 5, &r, &rlen), HETEE_ERR_PROTOCOL);
+    assert_int_equal(hetee_host_call(v.e, HETEE_MSG_REFINE_VREPORT, req, 4, &r, &rlen), HETEE_ERR_PROTOCOL);
+    hetee_le32(req + 4, 2);
+    assert_int_equal(hetee_host_call(v.e, HETEE_MSG_REFINE_VREPORT, req, 8, &r, &rlen), HETEE_ERR_PROTOCOL);
+    hetee_le32(req + 4, 0); /* nothing accumulated */
+    assert_int_equal(hetee_host_call(v.e, HETEE_MSG_REFINE_VREPORT, req, 8, &r, &rlen), HETEE_ERR_STATE);
+    hetee_le32(req + 4, 7); /* validation forward of a layer outside the plan */
+    hetee_le32(req + 8, 8);
+    assert_int_equal(hetee_host_call(v.e, HETEE_MSG_REFINE_VFORWARD, req, 16, &r, &rlen), HETEE_ERR_INVALID_ARG);
+    hetee_le32(req, job ^ 0x40000000u); /* no such job */
+    assert_int_equal(hetee_host_call(v.e, HETEE_MSG_REFINE_STATUS, req, 4, &r, &rlen), HETEE_ERR_NOT_FOUND);
+  }
   /* the enclave still serves: the good file resumes (a second job of the
    * same sealed state in the same enclave is refused while the first is
    * open; the original job is still open here) */

@@ -369,6 +369,12 @@ static void test_refusals(void **state) {
     free(auth);
   }
   assert_int_equal(open_job(&v, &p, s, &t), 0);
+  /* sealed before any update: nothing held, the initial weights come from
+   * the host's part (checked against the authorized digest at the first
+   * update of the resumed job) */
+  char f0[450];
+  snprintf(f0, sizeof f0, "%s.0", v.ck);
+  assert_int_equal(hetee_refine_checkpoint_write_sealed(s, t, f0), 0);
   /* not an enclave job; a plain checkpoint has no sealed state */
   assert_int_equal(hetee_refine_checkpoint_write_sealed(s, NULL, v.ck), HETEE_ERR_INVALID_ARG);
   assert_int_equal(hetee_refine_checkpoint_write(s, v.ck), 0);
@@ -442,6 +448,16 @@ static void test_refusals(void **state) {
   assert_int_equal(hetee_host_refine_resume(v.e, v.ctx, &p, v.ck, &s2, &t2), HETEE_ERR_STATE);
   hetee_refine_trusted_free(t);
   hetee_refine_state_free(s);
+  rc = hetee_host_refine_resume(v.e, v.ctx, &p, f0, &s2, &t2);
+  if (rc) fprintf(stderr, "resume: %s\n", hetee_last_error());
+  assert_int_equal(rc, 0);
+  o = run_opts(f0, 2);
+  assert_int_equal(hetee_refine_run(s2, t2, v.pk, x, y, COUNT, &o, NULL, NULL), 0);
+  hetee_refine_job_status js;
+  assert_int_equal(hetee_host_refine_status(t2, &js), 0);
+  assert_int_equal(js.samples, 16);
+  hetee_refine_trusted_free(t2);
+  hetee_refine_state_free(s2);
   rc = hetee_host_refine_resume(v.e, v.ctx, &p, v.ck, &s2, &t2);
   if (rc) fprintf(stderr, "resume: %s\n", hetee_last_error());
   assert_int_equal(rc, 0);

@@ -70,6 +70,8 @@ struct hetee_refine_trusted {
   double gexp[HETEE_REFINE_MAX_LAYERS][2], gmag[HETEE_REFINE_MAX_LAYERS][2], gvar[HETEE_REFINE_MAX_LAYERS];
   uint64_t gsamples[HETEE_REFINE_MAX_LAYERS]; /* samples whose deltas fed l's gradient since its last update */
   uint64_t nupd[HETEE_REFINE_MAX_LAYERS];     /* updates of layer l applied (the schedule's clock; sealed) */
+  double *vx[HETEE_REFINE_MAX_LAYERS];        /* validation pass: layer l's input (B x k) for its F check */
+  uint32_t vxcount[HETEE_REFINE_MAX_LAYERS];
 };
 
 #define RCHK_T 2
@@ -182,12 +184,20 @@ static int rchk_refuse(const hetee_refine_trusted *t) {
  * polynomials (at most the whole batch's ||x||^2). */
 static double cpu_now(void);
 
+static int rchk_forward_x(hetee_refine_trusted *t, int l, const double *z, uint32_t count, const double *x,
+                          uint32_t xcount);
 static int rchk_forward(hetee_refine_trusted *t, int l, const double *z, uint32_t count) {
+  return rchk_forward_x(t, l, z, count, t->x[l], t->xcount[l]);
+}
+
+/* The same check with the layer's input x (B x k) given: the validation
+ * pass's own activations. */
+static int rchk_forward_x(hetee_refine_trusted *t, int l, const double *z, uint32_t count, const double *x,
+                          uint32_t xcount) {
   const hetee_refine_layer *L = &t->p->L[l];
-  if (!L->trains || l < 1 || !t->have_w[l] || t->xcount[l] != count) return 0;
+  if (!L->trains || l < 1 || !t->have_w[l] || !x || xcount != count) return 0;
   double t0 = cpu_now();
   size_t m = (size_t)L->m, k = (size_t)L->k;
-  const double *x = t->x[l];
   double x2 = 0;
   for (size_t q = 0; q < (size_t)count * k; q++) x2 += x[q] * x[q];
   double sd = sqrt(RCHK_SX * RCHK_SX * t->w2[l] + RCHK_SW * RCHK_SW * x2);
@@ -411,6 +421,11 @@ void hetee_refine_trusted_free(hetee_refine_trusted *t) {
     free(t->hvw[l]);
     free(t->hvb[l]);
   }
+  for (int l = 0; t->p && l < t->p->nl; l++)
+    if (t->vx[l]) {
+      memset(t->vx[l], 0, (size_t)t->p->cfg.batch * (size_t)t->p->L[l].k * sizeof(double));
+      free(t->vx[l]);
+    }
   rchk_wipe(t);
   free(t);
 }
@@ -974,7 +989,18 @@ int refine_tr_vforward(hetee_refine_trusted *t, int l, ct_t *const *out, uint32_
   for (uint32_t b = 0; !rc && b < count; b++)
     for (size_t i = 0; i < m; i++) pos[b * m + i] = hetee_hemat_out_pos(&L->F, b, (int)i, 0, 0);
   if (!rc) rc = gather(t, out, L->F.n_out_cts, REFINE_OUT_SCALE, pos, (size_t)count * m, h);
+  /* the F check of a trained layer >= 1 with this pass's own input */
+  if (!rc) rc = rchk_forward_x(t, l, h, count, t->vx[l], t->vxcount[l]);
+  t->vxcount[l] = 0; /* one use per pass */
   for (size_t q = 0; !rc && q < (size_t)count * m; q++) h[q] = hetee_refine_act_f(L->act, h[q]);
+  if (!rc && N1->trains) { /* layer l+1's input, for its check in this pass */
+    if (!t->vx[l + 1] && !(t->vx[l + 1] = calloc(n, sizeof(double)))) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+    if (!rc) {
+      memset(t->vx[l + 1], 0, n * sizeof(double));
+      memcpy(t->vx[l + 1], h, (size_t)count * m * sizeof(double));
+      t->vxcount[l + 1] = count;
+    }
+  }
   for (uint32_t b = 0; !rc && b < B; b++)
     for (size_t i = 0; i < m; i++) pos[b * m + i] = hetee_hemat_in_pos(&N1->F, b, (int)i, 0, 0);
   refine_key k = tkey(t);
@@ -1006,6 +1032,8 @@ int refine_tr_vloss(hetee_refine_trusted *t, ct_t *const *logits, const ct_t *la
   for (uint32_t b = 0; !rc && b < count; b++)
     for (int i = 0; i < c; i++) pos[(size_t)b * (size_t)c + (size_t)i] = hetee_hemat_out_pos(&L->F, b, i, 0, 0);
   if (!rc) rc = gather(t, logits, L->F.n_out_cts, REFINE_OUT_SCALE, pos, nc, z);
+  if (!rc) rc = rchk_forward_x(t, p->nl - 1, z, count, t->vx[p->nl - 1], t->vxcount[p->nl - 1]);
+  if (p->nl - 1 < HETEE_REFINE_MAX_LAYERS) t->vxcount[p->nl - 1] = 0; /* one use per pass */
   for (size_t q = 0; !rc && q < nc; q++) pos[q] = q;
   if (!rc) rc = gather(t, lab1, 1, REFINE_IN_SCALE, pos, nc, y);
   double ls = 0;

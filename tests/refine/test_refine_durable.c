@@ -24,7 +24,9 @@
  *    training and after each epoch gives exactly the plaintext accuracy of
  *    the same weights (loss within 1e-4), the sample count, the update count
  *    and the digest of the MP's labels (a set the host encrypted itself
- *    shows another digest); a data provider cannot open it; fixed size.
+ *    shows another digest); a data provider cannot open it; fixed size; a
+ *    pass run with other weights than the job's fails the forward check
+ *    (HETEE_ERR_INTEGRITY) and stops the job.
  */
 #include <signal.h>
 #include <sys/wait.h>
@@ -584,7 +586,15 @@ static void test_validation(void **state) {
   assert_true(memcmp(rep.labels_digest, digest, 32) != 0);
   free(sealed);
   hetee_refine_valset_free(forged);
-  /* the in-process twin does not validate (the enclave does) */
+  /* the host runs the pass with other weights (the MP's initial ones):
+   * the check of the trained layers' forward products stops the job */
+  hetee_refine_state *s0 = NULL;
+  assert_int_equal(hetee_refine_state_encrypt(v.ctx, v.pk, &p, &w0, &s0), 0);
+  rc = hetee_refine_validate(s0, t, vs, 1, &sealed, &slen);
+  fprintf(stderr, "validation with other weights: %s\n", hetee_last_error());
+  assert_int_equal(rc, HETEE_ERR_INTEGRITY);
+  assert_int_equal(hetee_refine_validate(s, t, vs, 1, &sealed, &slen), HETEE_ERR_INTEGRITY);
+  hetee_refine_state_free(s0);
   for (int k = 0; k < EPOCHS; k++) free(vc.sealed[k]);
   hetee_refine_weights_clear(&w1);
   hetee_refine_weights_clear(&we);

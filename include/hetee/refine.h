@@ -376,6 +376,16 @@ HETEE_API int hetee_refine_valset_encrypt(const hetee_ckks_context *ctx, const h
                                           uint32_t count, hetee_refine_valset **out) HETEE_WUR;
 HETEE_API void hetee_refine_valset_free(hetee_refine_valset *vs);
 HETEE_API uint32_t hetee_refine_valset_count(const hetee_refine_valset *vs);
+/* Serialized set (the MP hands it to the host; little-endian): "HTRV" |
+ * u32 version 1 | parameters fingerprint[32] | u32 batch | u32 k | u32
+ * classes | u32 count | u32 nb | nb x (u32 count | u32 n | n x (u64 len |
+ * ciphertext) | u64 len | labels ciphertext). The loader checks the
+ * parameters, the plan's batch, input width, classes and layer-0 input
+ * count, counts that add up, and each ciphertext's level, scale and size
+ * (HETEE_ERR_FORMAT / HETEE_ERR_SHAPE / HETEE_ERR_CONTEXT / HETEE_ERR_TRUNCATED). */
+HETEE_API int hetee_refine_valset_save(const hetee_refine_valset *vs, uint8_t **buf, size_t *len) HETEE_WUR;
+HETEE_API int hetee_refine_valset_load(const hetee_ckks_context *ctx, const hetee_refine_plan *p, const uint8_t *buf,
+                                       size_t len, hetee_refine_valset **out) HETEE_WUR;
 /* The digest of the set's label ciphertexts the report carries. */
 HETEE_API int hetee_refine_valset_labels_digest(const hetee_refine_valset *vs, uint8_t out[32]) HETEE_WUR;
 /* Host: one pass over vs with s's current weights through t's enclave job;

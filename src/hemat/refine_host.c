@@ -826,3 +826,143 @@ int refine_validate_pass(hetee_refine_state *s, const hetee_refine_valset *vs, i
   }
   return rc;
 }
+
+/* ---- validation set serialization ---- */
+static void vs_put(uint8_t **q, uint64_t v, int n) {
+  for (int i = 0; i < n; i++) (*q)[i] = (uint8_t)(v >> (8 * i));
+  *q += n;
+}
+
+static int vs_ct_size(const hetee_ckks_context *ctx, const ct_t *c, size_t *n) {
+  size_t len = 0;
+  int rc = hetee_ckks_ciphertext_save_size(ctx, c, &len);
+  *n += 8 + len;
+  return rc;
+}
+
+static int vs_ct_put(const hetee_ckks_context *ctx, const ct_t *c, uint8_t **q) {
+  size_t len = 0, got = 0;
+  int rc = hetee_ckks_ciphertext_save_size(ctx, c, &len);
+  if (rc) return rc;
+  vs_put(q, len, 8);
+  rc = hetee_ckks_ciphertext_save_to(ctx, c, *q, len, &got);
+  *q += got;
+  return rc;
+}
+
+int hetee_refine_valset_save(const hetee_refine_valset *vs, uint8_t **buf, size_t *len) {
+  if (!vs || !buf || !len) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  size_t n = 4 + 4 + 32 + 5 * 4;
+  int rc = 0;
+  for (uint32_t i = 0; i < vs->nb && !rc; i++) {
+    n += 8;
+    for (size_t j = 0; j < vs->b[i]->n_in0 && !rc; j++) rc = vs_ct_size(vs->ctx, vs->b[i]->in0[j], &n);
+    if (!rc) rc = vs_ct_size(vs->ctx, vs->b[i]->labels, &n);
+  }
+  if (rc) return rc;
+  uint8_t *b = malloc(n), *q = b;
+  if (!b) return hetee_error(HETEE_ERR_NOMEM, "no memory");
+  memcpy(q, "HTRV", 4);
+  q += 4;
+  vs_put(&q, 1, 4);
+  memcpy(q, hetee_ckks_context_fingerprint(vs->ctx), 32);
+  q += 32;
+  vs_put(&q, vs->p.cfg.batch, 4);
+  vs_put(&q, (uint64_t)vs->p.L[0].k, 4);
+  vs_put(&q, (uint64_t)vs->p.classes, 4);
+  vs_put(&q, vs->count, 4);
+  vs_put(&q, vs->nb, 4);
+  for (uint32_t i = 0; i < vs->nb && !rc; i++) {
+    vs_put(&q, vs->b[i]->count, 4);
+    vs_put(&q, vs->b[i]->n_in0, 4);
+    for (size_t j = 0; j < vs->b[i]->n_in0 && !rc; j++) rc = vs_ct_put(vs->ctx, vs->b[i]->in0[j], &q);
+    if (!rc) rc = vs_ct_put(vs->ctx, vs->b[i]->labels, &q);
+  }
+  if (rc || (size_t)(q - b) != n) {
+    free(b);
+    return rc ? rc : hetee_error(HETEE_ERR_INTERNAL, "validation set size");
+  }
+  *buf = b;
+  *len = n;
+  return 0;
+}
+
+typedef struct vs_rd {
+  const uint8_t *p;
+  size_t left;
+  int err;
+} vs_rd;
+
+static uint64_t vs_get(vs_rd *r, int n) {
+  if (r->err || r->left < (size_t)n) {
+    r->err = 1;
+    return 0;
+  }
+  uint64_t v = 0;
+  for (int i = 0; i < n; i++) v |= (uint64_t)r->p[i] << (8 * i);
+  r->p += n;
+  r->left -= (size_t)n;
+  return v;
+}
+
+static int vs_ct_get(const hetee_ckks_context *ctx, vs_rd *r, double scale, ct_t **out) {
+  uint64_t len = vs_get(r, 8);
+  if (r->err || len > r->left) return hetee_error(HETEE_ERR_TRUNCATED, "validation set truncated");
+  int rc = hetee_ckks_ciphertext_load(ctx, r->p, (size_t)len, out);
+  if (rc) return rc;
+  r->p += len;
+  r->left -= (size_t)len;
+  if (hetee_ckks_ciphertext_level(*out) != REFINE_LEVEL || hetee_ckks_ciphertext_size(*out) != 2 ||
+      !(fabs(hetee_ckks_ciphertext_scale(*out) / scale - 1) < 0x1p-20))
+    return hetee_error(HETEE_ERR_FORMAT, "validation set ciphertext: level, size or scale");
+  return 0;
+}
+
+int hetee_refine_valset_load(const hetee_ckks_context *ctx, const hetee_refine_plan *p, const uint8_t *buf, size_t len,
+                             hetee_refine_valset **out) {
+  if (!ctx || !p || !buf || !out) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  vs_rd r = {buf, len, 0};
+  if (len < 60 || memcmp(buf, "HTRV", 4)) return hetee_error(HETEE_ERR_FORMAT, "not a validation set");
+  r.p += 4;
+  r.left -= 4;
+  if (vs_get(&r, 4) != 1) return hetee_error(HETEE_ERR_VERSION, "validation set version");
+  if (memcmp(r.p, hetee_ckks_context_fingerprint(ctx), 32)) return hetee_error(HETEE_ERR_CONTEXT, "validation set under other parameters");
+  r.p += 32;
+  r.left -= 32;
+  uint64_t B = vs_get(&r, 4), k = vs_get(&r, 4), c = vs_get(&r, 4), count = vs_get(&r, 4), nb = vs_get(&r, 4);
+  if (B != p->cfg.batch || k != (uint64_t)p->L[0].k || c != (uint64_t)p->classes)
+    return hetee_error(HETEE_ERR_SHAPE, "validation set for another plan");
+  if (count < 1 || nb != (count + B - 1) / B) return hetee_error(HETEE_ERR_FORMAT, "validation set counts");
+  hetee_refine_valset *vs = calloc(1, sizeof *vs);
+  int rc = 0;
+  if (!vs || !(vs->b = calloc((size_t)nb, sizeof *vs->b))) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+  if (!rc) {
+    vs->ctx = ctx;
+    vs->p = *p;
+    vs->count = (uint32_t)count;
+  }
+  uint64_t seen = 0;
+  for (uint64_t i = 0; i < nb && !rc; i++) {
+    uint64_t bc = vs_get(&r, 4), n = vs_get(&r, 4);
+    if (r.err) rc = hetee_error(HETEE_ERR_TRUNCATED, "validation set truncated");
+    else if (bc < 1 || bc > B || n != p->L[0].F.n_in_cts || (i + 1 < nb && bc != B))
+      rc = hetee_error(HETEE_ERR_FORMAT, "validation batch %llu counts", (unsigned long long)i);
+    hetee_refine_batch *b = rc ? NULL : calloc(1, sizeof *b);
+    if (!rc && (!b || !(b->in0 = cts_alloc((size_t)n)))) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+    if (b) {
+      vs->b[vs->nb++] = b;
+      b->count = (uint32_t)bc;
+      b->n_in0 = rc ? 0 : (size_t)n;
+    }
+    for (uint64_t j = 0; j < n && !rc; j++) rc = vs_ct_get(ctx, &r, REFINE_IN_SCALE, &b->in0[j]);
+    if (!rc) rc = vs_ct_get(ctx, &r, REFINE_IN_SCALE, &b->labels);
+    seen += bc;
+  }
+  if (!rc && (seen != count || r.left)) rc = hetee_error(HETEE_ERR_FORMAT, "validation set counts or trailing bytes");
+  if (rc) {
+    hetee_refine_valset_free(vs);
+    return rc;
+  }
+  *out = vs;
+  return 0;
+}

@@ -531,6 +531,26 @@ static void test_validation(void **state) {
   assert_int_equal(hetee_refine_valset_count(vs), vcount);
   uint8_t digest[32];
   assert_int_equal(hetee_refine_valset_labels_digest(vs, digest), 0);
+  { /* it reaches the host serialized: the host's copy is the same set */
+    uint8_t *buf = NULL, d2[32];
+    size_t blen = 0;
+    hetee_refine_valset *v2 = NULL;
+    assert_int_equal(hetee_refine_valset_save(vs, &buf, &blen), 0);
+    assert_int_equal(hetee_refine_valset_load(v.ctx, &p, buf, blen - 1, &v2), HETEE_ERR_TRUNCATED);
+    assert_int_equal(hetee_refine_valset_load(v.ctx, &p, buf + 1, blen - 1, &v2), HETEE_ERR_FORMAT);
+    hetee_refine_plan pb;
+    hetee_refine_config cb = cfg;
+    cb.batch = 4;
+    assert_int_equal(hetee_refine_plan_build(&w0, &cb, 8192, &pb), 0);
+    assert_int_equal(hetee_refine_valset_load(v.ctx, &pb, buf, blen, &v2), HETEE_ERR_SHAPE);
+    assert_int_equal(hetee_refine_valset_load(v.ctx, &p, buf, blen, &v2), 0);
+    assert_int_equal(hetee_refine_valset_count(v2), vcount);
+    assert_int_equal(hetee_refine_valset_labels_digest(v2, d2), 0);
+    assert_memory_equal(d2, digest, 32);
+    free(buf);
+    hetee_refine_valset_free(vs);
+    vs = v2;
+  }
   hetee_refine_state *s = NULL;
   hetee_refine_trusted *t = NULL;
   assert_int_equal(hetee_refine_state_encrypt(v.ctx, v.pk, &p, &w0, &s), 0);

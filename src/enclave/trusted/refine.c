@@ -719,7 +719,9 @@ static int handle_save(enclave *e, hetee_rbuf *r, hetee_wbuf *w) {
   uint32_t nep = j->nep;
   uint64_t base = j->ep_base;
   if (!j->ep_set) {
-    if (j->samples < next) return hetee_error(HETEE_ERR_STATE, "cursor at %u, the job applied %llu samples", next, (unsigned long long)j->samples);
+    /* the first declaration sets the epoch's start (a job opened on a
+     * checkpoint mid-epoch has applied fewer: modular arithmetic keeps
+     * samples - base = next) */
     base = j->samples - next;
   } else if (epoch == j->epoch) {
     if (j->samples - base != next)

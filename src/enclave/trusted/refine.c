@@ -285,6 +285,23 @@ static int mp_listed(const enclave *e, const uint8_t pk[32]) {
   return 0;
 }
 
+/* What a job keeps between requests: one step's pre-activations, the
+ * trained layers' weights, bias and momentum, a gradient fed in parts, the
+ * checks' inputs and deltas and vectors over m and k + 1, a validation
+ * pass's inputs: at most a quarter of the budget. */
+static int job_bytes_ok(const enclave *e, const hetee_refine_plan *p) {
+  size_t kbytes = 0;
+  for (int l = 0; l < p->nl; l++) {
+    const hetee_refine_layer *L = &p->L[l];
+    if (L->need_z) kbytes += (size_t)p->cfg.batch * (size_t)L->m * sizeof(double);
+    if (L->trains) kbytes += (size_t)L->m * (size_t)(L->k + 1) * (2 * sizeof(float) + sizeof(double));
+    if (L->trains) kbytes += ((size_t)p->cfg.batch + 5) * ((size_t)L->k + (size_t)L->m + 1) * sizeof(double);
+  }
+  if (kbytes > e->cfg.budget / 4)
+    return hetee_error(HETEE_ERR_LIMIT, "refine job keeps %zu bytes, above a quarter of the budget", kbytes);
+  return 0;
+}
+
 static int handle_open(enclave *e, hetee_rbuf *r, hetee_wbuf *w) {
   uint32_t model = hetee_rbuf_u32(r);
   size_t slen = 0, alen = 0;
@@ -347,19 +364,7 @@ static int handle_open(enclave *e, hetee_rbuf *r, hetee_wbuf *w) {
     sodium_memzero(msg, mlen);
     free(msg);
   }
-  /* what the job keeps between requests: one step's pre-activations, the
-   * trained layers' weights, bias and momentum, a gradient fed in parts */
-  size_t kbytes = 0;
-  for (int l = 0; !rc && l < j->plan.nl; l++) {
-    const hetee_refine_layer *L = &j->plan.L[l];
-    if (L->need_z) kbytes += (size_t)j->plan.cfg.batch * (size_t)L->m * sizeof(double);
-    if (L->trains) kbytes += (size_t)L->m * (size_t)(L->k + 1) * (2 * sizeof(float) + sizeof(double));
-    /* the checks: one step's inputs and deltas, vectors over m and k + 1 */
-    if (L->trains)
-      kbytes += ((size_t)j->plan.cfg.batch + 4) * ((size_t)L->k + (size_t)L->m + 1) * sizeof(double);
-  }
-  if (!rc && kbytes > e->cfg.budget / 4)
-    rc = hetee_error(HETEE_ERR_LIMIT, "refine job keeps %zu bytes, above a quarter of the budget", kbytes);
+  if (!rc) rc = job_bytes_ok(e, &j->plan);
   if (!rc) rc = hetee_refine_trusted_new(e->ctx, e->sk, &j->plan, &j->tr);
   if (!rc) refine_tr_keep_weights(j->tr);
   if (rc) {
@@ -854,6 +859,7 @@ static int handle_resume(enclave *e, hetee_rbuf *r, hetee_wbuf *w) {
   if (!rc) rc = hetee_refine_spec_decode(bspec, bslen, &j->plan);
   if (!rc && j->plan.n != hetee_ckks_context_n(e->ctx))
     rc = hetee_error(HETEE_ERR_PARAMS, "refine spec for N = %zu, the enclave's is %zu", j->plan.n, hetee_ckks_context_n(e->ctx));
+  if (!rc) rc = job_bytes_ok(e, &j->plan);
   if (!rc) { /* the owner still owns the model in this enclave (its sealed policies) */
     const enclave_policy *pol = enclave_find_policy(e, j->model);
     if (!pol || sodium_memcmp(pol->owner, j->owner, 32))

@@ -377,6 +377,19 @@ int ckks_coeffs_round_noise(const hetee_ckks_context *ctx, const double *v, size
                             double vmax, const int8_t *e, uint64_t *out);
 int ckks_coeffs_round(const hetee_ckks_context *ctx, const double *v, size_t n, double scale, int level, int bounded,
                       double vmax, uint64_t *out);
+/* ckks_round_to_rns_bounded (coef clobbered) with the noise e[0..N) added
+ * before the reduction, on the one-pass AVX-512 path only (cmax + K <
+ * 2^62): 1 when rows 0..level of out hold round(clamp(coef, cmax)) + e, 0
+ * when that path does not apply (nothing written), < 0 on error. */
+int ckks_round_noise_scaled(const hetee_ckks_context *ctx, double *coef, int level, double cmax, const int8_t *e,
+                            uint64_t *out);
+/* Secret-key encryption (encrypt.c) of N coefficients already multiplied by
+ * the scale (coef, clobbered), saturated at +-cmax and rounded as
+ * ckks_round_to_rns_bounded: with the same seeds, the ciphertext of that
+ * rounding, NTT and ckks_encrypt_sk_seeded. out reserved by the caller. */
+int ckks_encrypt_sk_scaled(const hetee_ckks_context *ctx, const hetee_ckks_secret_key *sk, double *coef, int level,
+                           double scale, double cmax, const uint8_t eseed[HETEE_SEED_BYTES],
+                           const uint8_t aseed[HETEE_SEED_BYTES], hetee_ckks_ciphertext *out);
 /* Scalar version for constants. */
 int ckks_const_to_rns(const hetee_ckks_context *ctx, double v, int level, uint64_t *res);
 

@@ -1304,6 +1304,32 @@ int ckks_coeffs_round_noise(const hetee_ckks_context *ctx, const double *v, size
   return 0;
 }
 
+int ckks_round_noise_scaled(const hetee_ckks_context *ctx, double *coef, int level, double cmax, const int8_t *e,
+                            uint64_t *out) {
+#ifdef CKKS_FFT_AVX512
+  /* ckks_round_to_rns_bounded's one-word path in one vector pass (clamp at
+   * cmax, round: coeffs_bounded_avx512 with vmax = cmax and scale 1, whose
+   * second clamp is then a no-op), e added to the integers before the
+   * per-prime reduction: rows = (round(clamp(coef)) + e) mod q_i, the
+   * residues of rounding then adding e mod q_i */
+  size_t N = ctx->n;
+  double cmax_e = cmax + HETEE_CBD_K;
+  if (fft_use_avx512() && cmax_e < 0x1p62 && !check_cmax(ctx, level, cmax) &&
+      !check_cmax(ctx, level, cmax_e)) { /* public */
+    int64_t *iv = ckks_tmp_alloc(N * sizeof *iv);
+    if (!iv) return hetee_error(HETEE_ERR_NOMEM, "encoder buffer");
+    coeffs_bounded_avx512(coef, N, N, cmax, 1.0, cmax, iv);
+    for (size_t k = 0; k < N; k++) iv[k] += e[k];
+    rows_from_iv(ctx, iv, level, cmax_e, out);
+    ckks_tmp_free(iv, N * sizeof *iv, 1);
+    return 1;
+  }
+#else
+  (void)ctx, (void)coef, (void)level, (void)cmax, (void)e, (void)out;
+#endif
+  return 0;
+}
+
 static int encode_coeffs_common(const hetee_ckks_context *ctx, const double *v, size_t n, double scale, int level,
                                 int bounded, double vmax, hetee_ckks_plaintext *out) {
   if (!out) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
@@ -1487,8 +1513,10 @@ err:
   return rc;
 }
 
-int ckks_encrypt_sk_real_bounded(const hetee_ckks_context *ctx, const hetee_ckks_secret_key *sk, const double *v,
-                                 size_t n, double scale, int level, double vmax, hetee_ckks_ciphertext *out) {
+int ckks_encrypt_sk_real_bounded_seeded(const hetee_ckks_context *ctx, const hetee_ckks_secret_key *sk,
+                                        const double *v, size_t n, double scale, int level, double vmax,
+                                        const uint8_t eseed[HETEE_SEED_BYTES], const uint8_t aseed[HETEE_SEED_BYTES],
+                                        hetee_ckks_ciphertext *out) {
   if (!ctx || !sk || !out || (!v && n)) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
   int rc = ckks_check_ctx(ctx, sk->fp, "secret key");
   if (rc) return rc;
@@ -1499,7 +1527,6 @@ int ckks_encrypt_sk_real_bounded(const hetee_ckks_context *ctx, const hetee_ckks
   if (!(isfinite(vmax) && vmax > 0 && vmax <= 0x1p1000 / scale))
     return hetee_error(HETEE_ERR_SCALE, "value bound must be finite, > 0 and at most 2^1000 / scale");
   size_t N = ctx->n, slots = N / 2;
-  uint8_t eseed[HETEE_SEED_BYTES], aseed[HETEE_SEED_BYTES];
   double complex *z = ckks_tmp_alloc(slots * sizeof *z);
   double *coef = z ? ckks_tmp_alloc(N * sizeof(double)) : NULL;
   if (!z || !coef) {
@@ -1518,17 +1545,28 @@ int ckks_encrypt_sk_real_bounded(const hetee_ckks_context *ctx, const hetee_ckks
     coef[k + slots] = zd[2 * r + 1] * s;
   }
   if ((rc = ckks_ct_reserve(ctx, out, level, 2))) goto err;
-  /* rounded message into c0 (coefficient form), then the noise added there
-   * and one NTT per row */
-  if ((rc = ckks_round_to_rns_bounded(ctx, coef, level, vmax * scale * (1.0 + 0x1p-30) + 1.0, out->c[0]))) goto err;
-  if ((rc = ckks_seeds_random(eseed, aseed))) goto err;
-  rc = ckks_encrypt_sk_rounded(ctx, sk, level, scale, eseed, aseed, out);
+  /* rounded message + noise into c0 (coefficient form; in one pass with
+   * the noise on the AVX-512 path), then one NTT per row */
+  rc = ckks_encrypt_sk_scaled(ctx, sk, coef, level, scale, vmax * scale * (1.0 + 0x1p-30) + 1.0, eseed, aseed, out);
 err:
-  sodium_memzero(eseed, sizeof eseed);
   ckks_tmp_free(coef, N * sizeof(double), 1);
   ckks_tmp_free(z, slots * sizeof *z, 1);
   if (rc) { /* c0 may hold the message: wipe it; no ciphertext */
     if (out->c[0]) sodium_memzero(out->c[0], out->cap_rows * ctx->n * 8);
+    out->level = -1;
+    out->seeded = 0;
+  }
+  return rc;
+}
+
+int ckks_encrypt_sk_real_bounded(const hetee_ckks_context *ctx, const hetee_ckks_secret_key *sk, const double *v,
+                                 size_t n, double scale, int level, double vmax, hetee_ckks_ciphertext *out) {
+  if (!out) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  uint8_t eseed[HETEE_SEED_BYTES], aseed[HETEE_SEED_BYTES];
+  int rc = ckks_seeds_random(eseed, aseed);
+  if (!rc) rc = ckks_encrypt_sk_real_bounded_seeded(ctx, sk, v, n, scale, level, vmax, eseed, aseed, out);
+  sodium_memzero(eseed, sizeof eseed);
+  if (rc) {
     out->level = -1;
     out->seeded = 0;
   }

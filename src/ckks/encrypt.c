@@ -133,6 +133,10 @@ typedef struct coef_msg {
   size_t n;
   int bounded;
   double vmax;
+  /* > 0: v (= vw, N values, clobbered) is already scaled; round at this
+   * bound as ckks_round_to_rns_bounded (ckks_encrypt_sk_scaled) */
+  double cmax;
+  double *vw;
 } coef_msg;
 
 /* (-a s + e + m, a) at `level` from the given seeds (e from the CBD stream
@@ -166,7 +170,14 @@ static int encrypt_sk_core(const hetee_ckks_context *ctx, const hetee_ckks_secre
   hetee_prg_init(&prg, eseed, 0);
   hetee_sample_cbd(&prg, e, n);
   int with_e = 0; /* c0 already holds m + e (public: the path) */
-  if (cm) { /* round the message into c0, with e when the one-pass path applies */
+  if (cm && cm->cmax > 0) { /* scaled coefficients: round into c0, with e when the one-pass path applies */
+    with_e = ckks_round_noise_scaled(ctx, cm->vw, level, cm->cmax, e, out->c[0]);
+    if (with_e < 0) {
+      rc = with_e;
+      goto err;
+    }
+    if (!with_e && (rc = ckks_round_to_rns_bounded(ctx, cm->vw, level, cm->cmax, out->c[0]))) goto err;
+  } else if (cm) { /* round the message into c0, with e when the one-pass path applies */
     if (cm->bounded) with_e = ckks_coeffs_round_noise(ctx, cm->v, cm->n, scale, level, cm->vmax, e, out->c[0]);
     if (with_e < 0) {
       rc = with_e;
@@ -216,6 +227,13 @@ int ckks_encrypt_sk_rounded(const hetee_ckks_context *ctx, const hetee_ckks_secr
   return encrypt_sk_core(ctx, sk, level, scale, NULL, NULL, eseed, aseed, out);
 }
 
+int ckks_encrypt_sk_scaled(const hetee_ckks_context *ctx, const hetee_ckks_secret_key *sk, double *coef, int level,
+                           double scale, double cmax, const uint8_t eseed[HETEE_SEED_BYTES],
+                           const uint8_t aseed[HETEE_SEED_BYTES], hetee_ckks_ciphertext *out) {
+  coef_msg cm = {coef, ctx->n, 1, 0, cmax, coef};
+  return encrypt_sk_core(ctx, sk, level, scale, NULL, &cm, eseed, aseed, out);
+}
+
 int ckks_encrypt_sk_seeded(const hetee_ckks_context *ctx, const hetee_ckks_secret_key *sk,
                            const hetee_ckks_plaintext *pt, const uint8_t eseed[HETEE_SEED_BYTES],
                            const uint8_t aseed[HETEE_SEED_BYTES], hetee_ckks_ciphertext *out) {
@@ -232,7 +250,7 @@ int ckks_encrypt_sk_coeffs_seeded(const hetee_ckks_context *ctx, const hetee_ckk
   int rc = ckks_ct_reserve(ctx, out, level, 2);
   /* the rounded message goes straight into c0 (coefficient form; with the
    * noise added in the same pass on the AVX-512 bounded path) */
-  coef_msg cm = {v, n, bounded, vmax};
+  coef_msg cm = {v, n, bounded, vmax, 0, NULL};
   if (!rc) rc = encrypt_sk_core(ctx, sk, level, scale, NULL, &cm, eseed, aseed, out);
   if (rc) { /* c0 may hold the message: wipe it */
     if (out->c[0]) sodium_memzero(out->c[0], out->cap_rows * ctx->n * 8);

@@ -28,6 +28,7 @@
 
 #include "ckks/ckks_arena.h"
 #include "ckks/ckks_internal.h"
+#include "ring/ring_shoup.h"
 
 /* ---- special FFT ------------------------------------------------------
  *
@@ -1457,9 +1458,10 @@ int hetee_ckks_decrypt_coeffs(const hetee_ckks_context *ctx, const hetee_ckks_se
   for (int i = 0; i <= level; i++) {
     uint64_t *r = rows + (size_t)i * N;
     ckks_decrypt_row(ctx, sk, ct, i, r);
-    hetee_ntt_inverse(ctx->ntt[i], r);
     if (plan.hat_inv[i] != 1) /* public: 1 at level 0 (Q = q_0) */
-      hetee_vec_mul_scalar(&ctx->mod[i], r, plan.hat_inv[i], r, N);
+      hetee_ntt_inverse_scaled(ctx->ntt[i], r, plan.hat_inv[i]); /* the constant in the last stage */
+    else
+      hetee_ntt_inverse(ctx->ntt[i], r);
   }
   decode_idx(&plan, rows, N, scale, idx, n, out);
 err:
@@ -1498,9 +1500,10 @@ int ckks_decrypt_decode_real(const hetee_ckks_context *ctx, const hetee_ckks_sec
   for (int i = 0; i <= level; i++) {
     uint64_t *r = rows + (size_t)i * N;
     ckks_decrypt_row(ctx, sk, ct, i, r);
-    hetee_ntt_inverse(ctx->ntt[i], r);
     if (plan.hat_inv[i] != 1) /* public: 1 at level 0 (Q = q_0) */
-      hetee_vec_mul_scalar(&ctx->mod[i], r, plan.hat_inv[i], r, N);
+      hetee_ntt_inverse_scaled(ctx->ntt[i], r, plan.hat_inv[i]); /* the constant in the last stage */
+    else
+      hetee_ntt_inverse(ctx->ntt[i], r);
   }
   double *zd = (double *)z;
   crt_all(&plan, rows, N, ctx->bitrev, 1.0 / scale, zd);
@@ -1512,6 +1515,43 @@ err:
   ckks_tmp_free(z, slots * sizeof(double complex), 1);
   return rc;
 }
+
+#ifdef CKKS_FFT_AVX512
+/* The slot encoder's two copies, 8 values at a time (AVX-512F):
+ * clamp_in: z[j] = clamp_ct(v[j], vmax) + 0i for j < n (max_pd returns its
+ * second operand for a NaN, so NaN -> -vmax as in clamp_ct), zero for
+ * n <= j < slots; unbitrev: coef[k] = zd[2 r] * s, coef[k + slots] =
+ * zd[2 r + 1] * s with r = bitrev[k] (gathers at public indices). The same
+ * IEEE operations as the scalar loops, so the same doubles. */
+AVX512_FN static void slots_clamp_in_avx512(const double *v, size_t n, size_t slots, double vmax, double *z) {
+  const __m512d lo = _mm512_set1_pd(-vmax), hi = _mm512_set1_pd(vmax), zero = _mm512_setzero_pd();
+  const __m512i i0 = _mm512_set_epi64(8, 3, 8, 2, 8, 1, 8, 0), i1 = _mm512_set_epi64(8, 7, 8, 6, 8, 5, 8, 4);
+  size_t j = 0;
+  for (; j + 8 <= n; j += 8) {
+    __m512d x = _mm512_min_pd(_mm512_max_pd(_mm512_loadu_pd(v + j), lo), hi);
+    _mm512_storeu_pd(z + 2 * j, _mm512_permutex2var_pd(x, i0, zero));
+    _mm512_storeu_pd(z + 2 * j + 8, _mm512_permutex2var_pd(x, i1, zero));
+  }
+  for (; j < n; j++) z[2 * j] = clamp_ct(v[j], vmax), z[2 * j + 1] = 0.0;
+  memset(z + 2 * n, 0, (slots - n) * 2 * sizeof *z);
+}
+
+AVX512_FN static void slots_unbitrev_avx512(const double *zd, const uint32_t *bitrev, size_t slots, double s,
+                                            double *coef) {
+  const __m512d sv = _mm512_set1_pd(s);
+  size_t k = 0;
+  for (; k + 8 <= slots; k += 8) {
+    __m256i r2 = _mm256_slli_epi32(_mm256_loadu_si256((const __m256i *)(const void *)(bitrev + k)), 1);
+    _mm512_storeu_pd(coef + k, _mm512_mul_pd(_mm512_i32gather_pd(r2, zd, 8), sv));
+    _mm512_storeu_pd(coef + k + slots, _mm512_mul_pd(_mm512_i32gather_pd(r2, zd + 1, 8), sv));
+  }
+  for (; k < slots; k++) {
+    size_t r = bitrev[k];
+    coef[k] = zd[2 * r] * s;
+    coef[k + slots] = zd[2 * r + 1] * s;
+  }
+}
+#endif
 
 int ckks_encrypt_sk_real_bounded_seeded(const hetee_ckks_context *ctx, const hetee_ckks_secret_key *sk,
                                         const double *v, size_t n, double scale, int level, double vmax,
@@ -1533,16 +1573,27 @@ int ckks_encrypt_sk_real_bounded_seeded(const hetee_ckks_context *ctx, const het
     rc = hetee_error(HETEE_ERR_NOMEM, "encoder buffer");
     goto err;
   }
-  /* encode_common's coefficients */
-  memset(z, 0, slots * sizeof *z);
-  for (size_t j = 0; j < n; j++) z[j] = clamp_ct(v[j], vmax);
-  fft_inv_core(ctx, (double *)z, slots, fft_use_avx512());
-  const double *zd = (const double *)z;
+  /* encode_common's coefficients (the copies in AVX-512 when the ring
+   * layer runs it: the same doubles) */
+  const int simd = fft_use_avx512(); /* public */
   double s = scale / (double)slots;
-  for (size_t k = 0; k < slots; k++) {
-    size_t r = ctx->bitrev[k];
-    coef[k] = zd[2 * r] * s;
-    coef[k + slots] = zd[2 * r + 1] * s;
+  const double *zd = (const double *)z;
+#ifdef CKKS_FFT_AVX512
+  if (simd) {
+    slots_clamp_in_avx512(v, n, slots, vmax, (double *)z);
+    fft_inv_core(ctx, (double *)z, slots, simd);
+    slots_unbitrev_avx512(zd, ctx->bitrev, slots, s, coef);
+  } else
+#endif
+  {
+    memset(z, 0, slots * sizeof *z);
+    for (size_t j = 0; j < n; j++) z[j] = clamp_ct(v[j], vmax);
+    fft_inv_core(ctx, (double *)z, slots, simd);
+    for (size_t k = 0; k < slots; k++) {
+      size_t r = ctx->bitrev[k];
+      coef[k] = zd[2 * r] * s;
+      coef[k + slots] = zd[2 * r + 1] * s;
+    }
   }
   if ((rc = ckks_ct_reserve(ctx, out, level, 2))) goto err;
   /* rounded message + noise into c0 (coefficient form; in one pass with

@@ -39,6 +39,13 @@ void hetee_vec_shoup_dot(const hetee_modulus *m, const uint64_t *add, const uint
 void hetee_vec_shoup_sub(const hetee_modulus *m, const uint64_t *b, const uint64_t *a, const uint64_t *w,
                          const uint64_t *wp, uint64_t *c, size_t n);
 
+/* a = c * INTT(a) mod q for a public constant c in [0, q): the inverse
+ * transform of the picked ISA with c folded into the constants of its last
+ * stage (N^-1 and N^-1 psi^-brv(1), which scale every output), so the
+ * product costs no pass of its own; the same values as hetee_ntt_inverse
+ * followed by hetee_vec_mul_scalar(c). (The CRT constants of decoding.) */
+void hetee_ntt_inverse_scaled(const hetee_ntt_tables *t, uint64_t *a, uint64_t c);
+
 /* The variants (tests compare them; callers use hetee_vec_shoup_dot). The
  * SIMD ones handle n mod 8 tails through the reference. */
 void hetee_vec_shoup_dot_ref(const hetee_modulus *m, const uint64_t *add, const uint64_t *a0, const uint64_t *w0,

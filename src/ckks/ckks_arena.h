@@ -57,10 +57,4 @@ int ckks_encrypt_sk_real_bounded_seeded(const hetee_ckks_context *ctx, const het
                                         const double *v, size_t n, double scale, int level, double vmax,
                                         const uint8_t eseed[32], const uint8_t aseed[32], hetee_ckks_ciphertext *out);
 
-/* Secret-key encryption (seeded) at `level` of the rounded message that
- * out->c[0] already holds in coefficient form (rows 0..level; out reserved
- * by the caller): c0 = NTT(m + e) - a s, c1 = a = expand(aseed). */
-int ckks_encrypt_sk_rounded(const hetee_ckks_context *ctx, const hetee_ckks_secret_key *sk, int level, double scale,
-                            const uint8_t eseed[32], const uint8_t aseed[32], hetee_ckks_ciphertext *out);
-
 #endif

@@ -141,10 +141,10 @@ typedef struct coef_msg {
 
 /* (-a s + e + m, a) at `level` from the given seeds (e from the CBD stream
  * of eseed, a expanded from aseed). The message comes in NTT form (m_ntt,
- * rows 0..level), as rounded coefficients already written to out->c[0]
- * (m_ntt and cm NULL: ckks_encrypt_sk_rounded), or as real coefficients
- * rounded here into c0 (cm), with e added to the integers before they are
- * reduced when the encoder's one-pass path applies. Without m_ntt, e is
+ * rows 0..level) or as real coefficients rounded here into c0 (cm: values
+ * to scale, or already scaled with cm->cmax > 0 for the slot encoder), with
+ * e added to the integers before they are reduced when the encoder's
+ * one-pass path applies. Without m_ntt, e is
  * added in the coefficient domain and each row takes ONE forward NTT,
  * NTT(m + e) = NTT(m) + NTT(e) exactly (the NTT is linear mod q and both
  * sides are fully reduced), so all forms give the same ciphertext. c0 -= a s
@@ -219,12 +219,6 @@ err:
   ckks_tmp_free(tmp, n * 8, 1);
   ckks_tmp_free(e, n, 1);
   return rc;
-}
-
-int ckks_encrypt_sk_rounded(const hetee_ckks_context *ctx, const hetee_ckks_secret_key *sk, int level, double scale,
-                            const uint8_t eseed[HETEE_SEED_BYTES], const uint8_t aseed[HETEE_SEED_BYTES],
-                            hetee_ckks_ciphertext *out) {
-  return encrypt_sk_core(ctx, sk, level, scale, NULL, NULL, eseed, aseed, out);
 }
 
 int ckks_encrypt_sk_scaled(const hetee_ckks_context *ctx, const hetee_ckks_secret_key *sk, double *coef, int level,

@@ -14,8 +14,13 @@
  * ciphertext, under a policy set by the model provider the configuration's
  * mp= key lists, sealed to the data provider it names and opened there).
  * Runs the real launcher + enclave processes with a throw-away sim platform.
+ * --breakdown instead times, in this process on one thread, the CKKS
+ * functions the enclave runs per slot ciphertext at the top level and their
+ * parts (keystream, NTTs, secret-key products, the rest): where a slot
+ * refresh's CPU goes without the transport.
  */
 #include <dirent.h>
+#include <math.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -234,16 +239,129 @@ static int refresh_suite(hetee_host_enclave *e, hetee_ckks_context *ctx, hetee_c
   return rc;
 }
 
+/* ---- --breakdown: where a slot refresh's CPU goes, in process ------------
+ *
+ * The CKKS functions the enclave runs per slot ciphertext at the top level
+ * of its configuration's chain (logN 13: q = 60, 40, 40 bits), timed in this
+ * process on one thread: the fused decryption + decoding and encoding +
+ * encryption the enclave calls (with a scratch arena, as the enclave), and
+ * their parts, each the best of 21 batches (thread CPU time). The parts are
+ * the same calls the fused functions make, on the same sizes. */
+#include <time.h>
+
+#include "ckks/ckks_arena.h"
+#include "ckks/ckks_internal.h"
+#include "ring/ring_shoup.h"
+
+static double thread_us(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return (double)t.tv_sec * 1e6 + (double)t.tv_nsec * 1e-3;
+}
+#define BD_TIME(var, reps, stmt)                                                                                       \
+  do {                                                                                                                 \
+    double best_ = 1e30;                                                                                               \
+    for (int b_ = 0; b_ < 21; b_++) {                                                                                  \
+      double t0_ = thread_us();                                                                                        \
+      for (int r_ = 0; r_ < (reps); r_++) { stmt; }                                                                    \
+      double t_ = (thread_us() - t0_) / (reps);                                                                        \
+      if (t_ < best_) best_ = t_;                                                                                      \
+    }                                                                                                                  \
+    var = best_;                                                                                                       \
+  } while (0)
+
+static int breakdown(int logn, int json) {
+  hetee_ckks_literal lit;
+  hetee_ckks_literal_default(&lit); /* logN 13: q {60, 40, 40}, p {60}, as the enclave bench */
+  lit.log_n = logn;
+  if (logn == 14) { /* the enclave bench's logN 14 chain: q {60, 40 x 5} */
+    lit.nq = 6;
+    for (int i = 1; i < 6; i++) lit.q_bits[i] = 40;
+  }
+  hetee_ckks_context *ctx = NULL;
+  hetee_ckks_secret_key *sk = NULL;
+  hetee_ckks_ciphertext *ct = NULL;
+  int rc = hetee_ckks_context_new(&lit, &ctx);
+  if (!rc) rc = hetee_ckks_keygen_secret(ctx, &sk);
+  if (!rc) rc = hetee_ckks_ciphertext_new(ctx, &ct);
+  if (rc) return die("breakdown set-up", rc);
+  size_t N = hetee_ckks_context_n(ctx), S = N / 2, nt = (size_t)ctx->nt, ab = ckks_arena_bytes(ctx);
+  int top = hetee_ckks_context_max_level(ctx);
+  double sc = hetee_ckks_context_default_scale(ctx), *v = malloc(S * sizeof *v), *o = malloc(S * sizeof *o);
+  void *arena = aligned_alloc(64, (ab + 63) & ~(size_t)63);
+  uint64_t *row = hetee_alloc(N * 8);
+  int8_t *e = malloc(N);
+  uint8_t seed[32] = {1}, *ks = malloc(65536);
+  if (!v || !o || !arena || !row || !e || !ks) return die("breakdown set-up", HETEE_ERR_NOMEM);
+  for (size_t i = 0; i < S; i++) v[i] = sin(0.1 * (double)i);
+  ckks_arena_set(arena, ab);
+  double enc = 0, dec = 0, t = 0, dots = 0, subs = 0, inv = 0, fwd = 0, unif = 0, cbd = 0, st64 = 0, st48 = 0;
+  BD_TIME(enc, 40, rc |= ckks_encrypt_sk_real_bounded(ctx, sk, v, S, sc, top, 0x1p20, ct));
+  BD_TIME(dec, 40, rc |= ckks_decrypt_decode_real(ctx, sk, ct, sc, o, S));
+  if (rc) return die("breakdown", rc);
+  const uint64_t *der = ckks_sk_derived(ctx, sk);
+  if (!der) return die("breakdown", HETEE_ERR_NOMEM);
+  hetee_prg prg;
+  if (!json) printf("per prime (us): prime bits, decrypt product, encrypt product, inverse NTT, forward NTT, a\n");
+  for (int i = 0; i <= top; i++) {
+    const hetee_modulus *m = &ctx->mod[i];
+    size_t off = (size_t)i * N;
+    const uint64_t *sp = der + CKKS_SKD_S_SHOUP * nt * N + off;
+    double d1, s1, i1, f1, u1;
+    BD_TIME(d1, 200, hetee_vec_shoup_dot(m, ct->c[0] + off, ct->c[1] + off, sk->s + off, sp, NULL, NULL, NULL, row, N));
+    BD_TIME(i1, 200, hetee_ntt_inverse(ctx->ntt[i], row));
+    BD_TIME(f1, 200, hetee_ntt_forward(ctx->ntt[i], row));
+    BD_TIME(s1, 200, hetee_vec_shoup_sub(m, row, ct->c[1] + off, sk->s + off, sp, row, N));
+    BD_TIME(u1, 100, (hetee_prg_init(&prg, seed, 1), hetee_sample_uniform(&prg, m, row, N)));
+    if (!json) printf("  q_%d %2d bits   %6.1f %6.1f %6.1f %6.1f %6.1f\n", i, m->bits, d1, s1, i1, f1, u1);
+    dots += d1, subs += s1, inv += i1, fwd += f1, unif += u1;
+  }
+  BD_TIME(cbd, 100, (hetee_prg_init(&prg, seed, 0), hetee_sample_cbd(&prg, e, N)));
+  BD_TIME(st64, 100, crypto_stream_chacha20(ks, 65536, seed, seed));
+  BD_TIME(st48, 100, crypto_stream_chacha20(ks, 49152, seed, seed));
+  hetee_prg_wipe(&prg);
+  t = enc + dec;
+  double rest = t - (dots + subs + inv + fwd + unif + cbd);
+  if (json)
+    printf("{\"suite\": \"enclave_breakdown\", \"logn\": %d, \"slot_encrypt_us\": %.1f, \"slot_decrypt_decode_us\": %.1f, "
+           "\"sk_products_us\": %.1f, \"ntt_inverse_us\": %.1f, \"ntt_forward_us\": %.1f, \"uniform_a_us\": %.1f, "
+           "\"noise_cbd_us\": %.1f, \"chacha20_64k_us\": %.1f, \"chacha20_48k_us\": %.1f, \"rest_us\": %.1f}\n",
+           logn, enc, dec, dots + subs, inv, fwd, unif, cbd, st64, st48, rest);
+  else {
+    printf("slot refresh at the top level, in process, one thread (best of 21 batches), us:\n");
+    printf("  encode + encrypt %.1f, decrypt + decode %.1f: total %.1f\n", enc, dec, t);
+    printf("  ChaCha20 keystream and samplers: a %.1f (%.0f %%), noise %.1f (%.0f %%); stream alone 64 KiB %.1f, 48 KiB %.1f\n",
+           unif, 100 * unif / t, cbd, 100 * cbd / t, st64, st48);
+    printf("  NTTs: inverse %.1f, forward %.1f (%.0f %%)\n", inv, fwd, 100 * (inv + fwd) / t);
+    printf("  secret-key products %.1f (%.0f %%)\n", dots + subs, 100 * (dots + subs) / t);
+    printf("  the rest (CRT, FFTs, rounding, copies) %.1f (%.0f %%)\n", rest, 100 * rest / t);
+  }
+  ckks_arena_set(NULL, 0);
+  sodium_memzero(arena, ab);
+  free(arena);
+  hetee_free(row);
+  free(e);
+  free(ks);
+  free(v);
+  free(o);
+  hetee_ckks_ciphertext_free(ct);
+  hetee_ckks_secret_key_free(sk);
+  hetee_ckks_context_free(ctx);
+  return 0;
+}
+
 int hetee_bench_enclave(int argc, char **argv) {
-  int logn = 13, ncts = 16, json = 0, threads = 2, reps = 5;
+  int logn = 13, ncts = 16, json = 0, threads = 2, reps = 5, bd = 0;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--logn") && i + 1 < argc) logn = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--cts") && i + 1 < argc) ncts = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--json")) json = 1;
+    else if (!strcmp(argv[i], "--breakdown")) bd = 1;
     else {
-      fprintf(stderr, "usage: hetee-bench enclave [--logn 13|14] [--cts N] [--threads T] [--reps R] [--json]\n");
+      fprintf(stderr,
+              "usage: hetee-bench enclave [--logn 13|14] [--cts N] [--threads T] [--reps R] [--json] [--breakdown]\n");
       return 2;
     }
   }
@@ -252,6 +370,7 @@ int hetee_bench_enclave(int argc, char **argv) {
     return 2;
   }
   if (sodium_init() < 0) return 1;
+  if (bd) return breakdown(logn, json);
   char dir[] = "/tmp/hetee-bench-XXXXXX", plat[64], base[200], config[HETEE_ENCLAVE_CONFIG_MAX + 1];
   if (!mkdtemp(dir)) return 1;
   snprintf(plat, sizeof plat, "%s/platform", dir);

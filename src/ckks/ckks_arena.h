@@ -18,9 +18,11 @@
  *    CRT / FFT code);
  *  - ckks_encrypt_sk_real_bounded: hetee_ckks_encode_real_bounded +
  *    hetee_ckks_encrypt_sk with fresh seeds; the rounded message goes to
- *    c0 in coefficient form and the noise is added there, so each row takes
- *    one forward NTT instead of two (NTT(m) + NTT(e) = NTT(m + e) exactly):
- *    with the same seeds, the same ciphertext as encode + encrypt.
+ *    c0 in coefficient form and the noise is added there (to the rounded
+ *    integers before the per-prime reduction on the AVX-512 one-word path),
+ *    so each row takes one forward NTT instead of two (NTT(m) + NTT(e) =
+ *    NTT(m + e) exactly): with the same seeds, the same ciphertext as
+ *    encode + encrypt.
  */
 #ifndef HETEE_CKKS_ARENA_H
 #define HETEE_CKKS_ARENA_H
@@ -49,11 +51,10 @@ int ckks_decrypt_decode_real(const hetee_ckks_context *ctx, const hetee_ckks_sec
                              const hetee_ckks_ciphertext *ct, double scale, double *out, size_t n);
 int ckks_encrypt_sk_real_bounded(const hetee_ckks_context *ctx, const hetee_ckks_secret_key *sk, const double *v,
                                  size_t n, double scale, int level, double vmax, hetee_ckks_ciphertext *out);
-
-/* Secret-key encryption (seeded) at `level` of the rounded message that
- * out->c[0] already holds in coefficient form (rows 0..level; out reserved
- * by the caller): c0 = NTT(m + e) - a s, c1 = a = expand(aseed). */
-int ckks_encrypt_sk_rounded(const hetee_ckks_context *ctx, const hetee_ckks_secret_key *sk, int level, double scale,
-                            const uint8_t eseed[32], const uint8_t aseed[32], hetee_ckks_ciphertext *out);
+/* The same with given seeds (tests: the ciphertext of
+ * hetee_ckks_encode_real_bounded + ckks_encrypt_sk_seeded, byte for byte). */
+int ckks_encrypt_sk_real_bounded_seeded(const hetee_ckks_context *ctx, const hetee_ckks_secret_key *sk,
+                                        const double *v, size_t n, double scale, int level, double vmax,
+                                        const uint8_t eseed[32], const uint8_t aseed[32], hetee_ckks_ciphertext *out);
 
 #endif

@@ -97,7 +97,7 @@ struct hetee_ckks_secret_key {
   int8_t *small;   /* N ternary coefficients */
   uint64_t *s;     /* nt rows, NTT form */
   /* derived rows, made on first use by decryption / secret-key encryption
-   * (encrypt.c, ckks_sk_derived): s^2 (nt rows) then -s (nt rows), NTT
+   * (encrypt.c, ckks_sk_derived): CKKS_SKD_TABLES tables of nt rows, NTT
    * form, locked like s; NULL until then */
   uint64_t *_Atomic derived;
 };
@@ -254,6 +254,12 @@ int ckks_ct_reserve(const hetee_ckks_context *ctx, hetee_ckks_ciphertext *ct, in
 int ckks_seeds_random(uint8_t eseed[HETEE_SEED_BYTES], uint8_t aseed[HETEE_SEED_BYTES]);
 /* s^2 (nt rows) then -s (nt rows) of sk, NTT form, made on first use
  * (encrypt.c); NULL if there was no memory for them. */
+/* Tables of a key's derived rows (nt rows each): s^2, and the Shoup
+ * quotients floor(x 2^64 / q) of s and of s^2 (ring/ring_shoup.h). */
+#define CKKS_SKD_SQ 0
+#define CKKS_SKD_S_SHOUP 1
+#define CKKS_SKD_SQ_SHOUP 2
+#define CKKS_SKD_TABLES 3
 const uint64_t *ckks_sk_derived(const hetee_ckks_context *ctx, const hetee_ckks_secret_key *sk);
 int ckks_pt_reserve(const hetee_ckks_context *ctx, hetee_ckks_plaintext *pt, int level);
 void ckks_ct_set_fp(const hetee_ckks_context *ctx, hetee_ckks_ciphertext *ct);
@@ -371,6 +377,19 @@ int ckks_coeffs_round_noise(const hetee_ckks_context *ctx, const double *v, size
                             double vmax, const int8_t *e, uint64_t *out);
 int ckks_coeffs_round(const hetee_ckks_context *ctx, const double *v, size_t n, double scale, int level, int bounded,
                       double vmax, uint64_t *out);
+/* ckks_round_to_rns_bounded (coef clobbered) with the noise e[0..N) added
+ * before the reduction, on the one-pass AVX-512 path only (cmax + K <
+ * 2^62): 1 when rows 0..level of out hold round(clamp(coef, cmax)) + e, 0
+ * when that path does not apply (nothing written), < 0 on error. */
+int ckks_round_noise_scaled(const hetee_ckks_context *ctx, double *coef, int level, double cmax, const int8_t *e,
+                            uint64_t *out);
+/* Secret-key encryption (encrypt.c) of N coefficients already multiplied by
+ * the scale (coef, clobbered), saturated at +-cmax and rounded as
+ * ckks_round_to_rns_bounded: with the same seeds, the ciphertext of that
+ * rounding, NTT and ckks_encrypt_sk_seeded. out reserved by the caller. */
+int ckks_encrypt_sk_scaled(const hetee_ckks_context *ctx, const hetee_ckks_secret_key *sk, double *coef, int level,
+                           double scale, double cmax, const uint8_t eseed[HETEE_SEED_BYTES],
+                           const uint8_t aseed[HETEE_SEED_BYTES], hetee_ckks_ciphertext *out);
 /* Scalar version for constants. */
 int ckks_const_to_rns(const hetee_ckks_context *ctx, double v, int level, uint64_t *res);
 

@@ -28,6 +28,7 @@
 
 #include "ckks/ckks_arena.h"
 #include "ckks/ckks_internal.h"
+#include "ring/ring_shoup.h"
 
 /* ---- special FFT ------------------------------------------------------
  *
@@ -1304,6 +1305,32 @@ int ckks_coeffs_round_noise(const hetee_ckks_context *ctx, const double *v, size
   return 0;
 }
 
+int ckks_round_noise_scaled(const hetee_ckks_context *ctx, double *coef, int level, double cmax, const int8_t *e,
+                            uint64_t *out) {
+#ifdef CKKS_FFT_AVX512
+  /* ckks_round_to_rns_bounded's one-word path in one vector pass (clamp at
+   * cmax, round: coeffs_bounded_avx512 with vmax = cmax and scale 1, whose
+   * second clamp is then a no-op), e added to the integers before the
+   * per-prime reduction: rows = (round(clamp(coef)) + e) mod q_i, the
+   * residues of rounding then adding e mod q_i */
+  size_t N = ctx->n;
+  double cmax_e = cmax + HETEE_CBD_K;
+  if (fft_use_avx512() && cmax_e < 0x1p62 && !check_cmax(ctx, level, cmax) &&
+      !check_cmax(ctx, level, cmax_e)) { /* public */
+    int64_t *iv = ckks_tmp_alloc(N * sizeof *iv);
+    if (!iv) return hetee_error(HETEE_ERR_NOMEM, "encoder buffer");
+    coeffs_bounded_avx512(coef, N, N, cmax, 1.0, cmax, iv);
+    for (size_t k = 0; k < N; k++) iv[k] += e[k];
+    rows_from_iv(ctx, iv, level, cmax_e, out);
+    ckks_tmp_free(iv, N * sizeof *iv, 1);
+    return 1;
+  }
+#else
+  (void)ctx, (void)coef, (void)level, (void)cmax, (void)e, (void)out;
+#endif
+  return 0;
+}
+
 static int encode_coeffs_common(const hetee_ckks_context *ctx, const double *v, size_t n, double scale, int level,
                                 int bounded, double vmax, hetee_ckks_plaintext *out) {
   if (!out) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
@@ -1431,9 +1458,10 @@ int hetee_ckks_decrypt_coeffs(const hetee_ckks_context *ctx, const hetee_ckks_se
   for (int i = 0; i <= level; i++) {
     uint64_t *r = rows + (size_t)i * N;
     ckks_decrypt_row(ctx, sk, ct, i, r);
-    hetee_ntt_inverse(ctx->ntt[i], r);
     if (plan.hat_inv[i] != 1) /* public: 1 at level 0 (Q = q_0) */
-      hetee_vec_mul_scalar(&ctx->mod[i], r, plan.hat_inv[i], r, N);
+      hetee_ntt_inverse_scaled(ctx->ntt[i], r, plan.hat_inv[i]); /* the constant in the last stage */
+    else
+      hetee_ntt_inverse(ctx->ntt[i], r);
   }
   decode_idx(&plan, rows, N, scale, idx, n, out);
 err:
@@ -1472,9 +1500,10 @@ int ckks_decrypt_decode_real(const hetee_ckks_context *ctx, const hetee_ckks_sec
   for (int i = 0; i <= level; i++) {
     uint64_t *r = rows + (size_t)i * N;
     ckks_decrypt_row(ctx, sk, ct, i, r);
-    hetee_ntt_inverse(ctx->ntt[i], r);
     if (plan.hat_inv[i] != 1) /* public: 1 at level 0 (Q = q_0) */
-      hetee_vec_mul_scalar(&ctx->mod[i], r, plan.hat_inv[i], r, N);
+      hetee_ntt_inverse_scaled(ctx->ntt[i], r, plan.hat_inv[i]); /* the constant in the last stage */
+    else
+      hetee_ntt_inverse(ctx->ntt[i], r);
   }
   double *zd = (double *)z;
   crt_all(&plan, rows, N, ctx->bitrev, 1.0 / scale, zd);
@@ -1487,8 +1516,47 @@ err:
   return rc;
 }
 
-int ckks_encrypt_sk_real_bounded(const hetee_ckks_context *ctx, const hetee_ckks_secret_key *sk, const double *v,
-                                 size_t n, double scale, int level, double vmax, hetee_ckks_ciphertext *out) {
+#ifdef CKKS_FFT_AVX512
+/* The slot encoder's two copies, 8 values at a time (AVX-512F):
+ * clamp_in: z[j] = clamp_ct(v[j], vmax) + 0i for j < n (max_pd returns its
+ * second operand for a NaN, so NaN -> -vmax as in clamp_ct), zero for
+ * n <= j < slots; unbitrev: coef[k] = zd[2 r] * s, coef[k + slots] =
+ * zd[2 r + 1] * s with r = bitrev[k] (gathers at public indices). The same
+ * IEEE operations as the scalar loops, so the same doubles. */
+AVX512_FN static void slots_clamp_in_avx512(const double *v, size_t n, size_t slots, double vmax, double *z) {
+  const __m512d lo = _mm512_set1_pd(-vmax), hi = _mm512_set1_pd(vmax), zero = _mm512_setzero_pd();
+  const __m512i i0 = _mm512_set_epi64(8, 3, 8, 2, 8, 1, 8, 0), i1 = _mm512_set_epi64(8, 7, 8, 6, 8, 5, 8, 4);
+  size_t j = 0;
+  for (; j + 8 <= n; j += 8) {
+    __m512d x = _mm512_min_pd(_mm512_max_pd(_mm512_loadu_pd(v + j), lo), hi);
+    _mm512_storeu_pd(z + 2 * j, _mm512_permutex2var_pd(x, i0, zero));
+    _mm512_storeu_pd(z + 2 * j + 8, _mm512_permutex2var_pd(x, i1, zero));
+  }
+  for (; j < n; j++) z[2 * j] = clamp_ct(v[j], vmax), z[2 * j + 1] = 0.0;
+  memset(z + 2 * n, 0, (slots - n) * 2 * sizeof *z);
+}
+
+AVX512_FN static void slots_unbitrev_avx512(const double *zd, const uint32_t *bitrev, size_t slots, double s,
+                                            double *coef) {
+  const __m512d sv = _mm512_set1_pd(s);
+  size_t k = 0;
+  for (; k + 8 <= slots; k += 8) {
+    __m256i r2 = _mm256_slli_epi32(_mm256_loadu_si256((const __m256i *)(const void *)(bitrev + k)), 1);
+    _mm512_storeu_pd(coef + k, _mm512_mul_pd(_mm512_i32gather_pd(r2, zd, 8), sv));
+    _mm512_storeu_pd(coef + k + slots, _mm512_mul_pd(_mm512_i32gather_pd(r2, zd + 1, 8), sv));
+  }
+  for (; k < slots; k++) {
+    size_t r = bitrev[k];
+    coef[k] = zd[2 * r] * s;
+    coef[k + slots] = zd[2 * r + 1] * s;
+  }
+}
+#endif
+
+int ckks_encrypt_sk_real_bounded_seeded(const hetee_ckks_context *ctx, const hetee_ckks_secret_key *sk,
+                                        const double *v, size_t n, double scale, int level, double vmax,
+                                        const uint8_t eseed[HETEE_SEED_BYTES], const uint8_t aseed[HETEE_SEED_BYTES],
+                                        hetee_ckks_ciphertext *out) {
   if (!ctx || !sk || !out || (!v && n)) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
   int rc = ckks_check_ctx(ctx, sk->fp, "secret key");
   if (rc) return rc;
@@ -1499,36 +1567,57 @@ int ckks_encrypt_sk_real_bounded(const hetee_ckks_context *ctx, const hetee_ckks
   if (!(isfinite(vmax) && vmax > 0 && vmax <= 0x1p1000 / scale))
     return hetee_error(HETEE_ERR_SCALE, "value bound must be finite, > 0 and at most 2^1000 / scale");
   size_t N = ctx->n, slots = N / 2;
-  uint8_t eseed[HETEE_SEED_BYTES], aseed[HETEE_SEED_BYTES];
   double complex *z = ckks_tmp_alloc(slots * sizeof *z);
   double *coef = z ? ckks_tmp_alloc(N * sizeof(double)) : NULL;
   if (!z || !coef) {
     rc = hetee_error(HETEE_ERR_NOMEM, "encoder buffer");
     goto err;
   }
-  /* encode_common's coefficients */
-  memset(z, 0, slots * sizeof *z);
-  for (size_t j = 0; j < n; j++) z[j] = clamp_ct(v[j], vmax);
-  fft_inv_core(ctx, (double *)z, slots, fft_use_avx512());
-  const double *zd = (const double *)z;
+  /* encode_common's coefficients (the copies in AVX-512 when the ring
+   * layer runs it: the same doubles) */
+  const int simd = fft_use_avx512(); /* public */
   double s = scale / (double)slots;
-  for (size_t k = 0; k < slots; k++) {
-    size_t r = ctx->bitrev[k];
-    coef[k] = zd[2 * r] * s;
-    coef[k + slots] = zd[2 * r + 1] * s;
+  const double *zd = (const double *)z;
+#ifdef CKKS_FFT_AVX512
+  if (simd) {
+    slots_clamp_in_avx512(v, n, slots, vmax, (double *)z);
+    fft_inv_core(ctx, (double *)z, slots, simd);
+    slots_unbitrev_avx512(zd, ctx->bitrev, slots, s, coef);
+  } else
+#endif
+  {
+    memset(z, 0, slots * sizeof *z);
+    for (size_t j = 0; j < n; j++) z[j] = clamp_ct(v[j], vmax);
+    fft_inv_core(ctx, (double *)z, slots, simd);
+    for (size_t k = 0; k < slots; k++) {
+      size_t r = ctx->bitrev[k];
+      coef[k] = zd[2 * r] * s;
+      coef[k + slots] = zd[2 * r + 1] * s;
+    }
   }
   if ((rc = ckks_ct_reserve(ctx, out, level, 2))) goto err;
-  /* rounded message into c0 (coefficient form), then the noise added there
-   * and one NTT per row */
-  if ((rc = ckks_round_to_rns_bounded(ctx, coef, level, vmax * scale * (1.0 + 0x1p-30) + 1.0, out->c[0]))) goto err;
-  if ((rc = ckks_seeds_random(eseed, aseed))) goto err;
-  rc = ckks_encrypt_sk_rounded(ctx, sk, level, scale, eseed, aseed, out);
+  /* rounded message + noise into c0 (coefficient form; in one pass with
+   * the noise on the AVX-512 path), then one NTT per row */
+  rc = ckks_encrypt_sk_scaled(ctx, sk, coef, level, scale, vmax * scale * (1.0 + 0x1p-30) + 1.0, eseed, aseed, out);
 err:
-  sodium_memzero(eseed, sizeof eseed);
   ckks_tmp_free(coef, N * sizeof(double), 1);
   ckks_tmp_free(z, slots * sizeof *z, 1);
   if (rc) { /* c0 may hold the message: wipe it; no ciphertext */
     if (out->c[0]) sodium_memzero(out->c[0], out->cap_rows * ctx->n * 8);
+    out->level = -1;
+    out->seeded = 0;
+  }
+  return rc;
+}
+
+int ckks_encrypt_sk_real_bounded(const hetee_ckks_context *ctx, const hetee_ckks_secret_key *sk, const double *v,
+                                 size_t n, double scale, int level, double vmax, hetee_ckks_ciphertext *out) {
+  if (!out) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  uint8_t eseed[HETEE_SEED_BYTES], aseed[HETEE_SEED_BYTES];
+  int rc = ckks_seeds_random(eseed, aseed);
+  if (!rc) rc = ckks_encrypt_sk_real_bounded_seeded(ctx, sk, v, n, scale, level, vmax, eseed, aseed, out);
+  sodium_memzero(eseed, sizeof eseed);
+  if (rc) {
     out->level = -1;
     out->seeded = 0;
   }

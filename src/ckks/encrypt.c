@@ -15,6 +15,7 @@
 
 #include "ckks/ckks_arena.h"
 #include "ckks/ckks_internal.h"
+#include "ring/ring_shoup.h"
 
 static int check_pt(const hetee_ckks_context *ctx, const hetee_ckks_plaintext *pt) {
   int rc = ckks_check_ctx(ctx, pt->fp, "plaintext");
@@ -95,24 +96,27 @@ int ckks_seeds_random(uint8_t eseed[HETEE_SEED_BYTES], uint8_t aseed[HETEE_SEED_
   return 0;
 }
 
-/* The key's derived rows (ckks_internal.h): s^2 then -s, all nt primes,
- * made once per key on first use (secret memory, wiped with the key).
- * Threads racing on the first use each compute them; one copy is kept.
- * NULL when there is no memory for them (callers fall back to s). Which
- * branch runs depends only on whether the rows exist yet (public). */
+/* The key's derived rows (ckks_internal.h): s^2, then the Shoup quotients
+ * of s and of s^2 (ring_shoup.h), all nt primes, made once per key on
+ * first use (secret memory, wiped with the key). Threads racing on the
+ * first use each compute them; one copy is kept. NULL when there is no
+ * memory for them (callers fall back to s). Which branch runs depends only
+ * on whether the rows exist yet (public). */
 const uint64_t *ckks_sk_derived(const hetee_ckks_context *ctx, const hetee_ckks_secret_key *sk_c) {
   hetee_ckks_secret_key *sk = (hetee_ckks_secret_key *)sk_c; /* a cache, not the key's value */
   uint64_t *d = atomic_load_explicit(&sk->derived, memory_order_acquire);
   if (d) return d;
   size_t n = ctx->n, nt = (size_t)ctx->nt;
-  d = sodium_malloc(2 * nt * n * 8);
+  d = sodium_malloc(CKKS_SKD_TABLES * nt * n * 8);
   if (!d) return NULL;
-  (void)sodium_mlock(d, 2 * nt * n * 8); /* as the key when the limit allows it */
+  (void)sodium_mlock(d, CKKS_SKD_TABLES * nt * n * 8); /* as the key when the limit allows it */
   for (size_t i = 0; i < nt; i++) {
     const hetee_modulus *m = &ctx->mod[i];
     const uint64_t *s = sk->s + i * n;
-    hetee_vec_mul(m, s, s, d + i * n, n);
-    hetee_vec_neg(m, s, d + (nt + i) * n, n);
+    uint64_t *sq = d + (CKKS_SKD_SQ * nt + i) * n;
+    hetee_vec_mul(m, s, s, sq, n);
+    hetee_vec_shoup_prep(m, s, d + (CKKS_SKD_S_SHOUP * nt + i) * n, n);
+    hetee_vec_shoup_prep(m, sq, d + (CKKS_SKD_SQ_SHOUP * nt + i) * n, n);
   }
   uint64_t *expect = NULL;
   if (!atomic_compare_exchange_strong_explicit(&sk->derived, &expect, d, memory_order_acq_rel, memory_order_acquire)) {
@@ -129,18 +133,22 @@ typedef struct coef_msg {
   size_t n;
   int bounded;
   double vmax;
+  /* > 0: v (= vw, N values, clobbered) is already scaled; round at this
+   * bound as ckks_round_to_rns_bounded (ckks_encrypt_sk_scaled) */
+  double cmax;
+  double *vw;
 } coef_msg;
 
 /* (-a s + e + m, a) at `level` from the given seeds (e from the CBD stream
  * of eseed, a expanded from aseed). The message comes in NTT form (m_ntt,
- * rows 0..level), as rounded coefficients already written to out->c[0]
- * (m_ntt and cm NULL: ckks_encrypt_sk_rounded), or as real coefficients
- * rounded here into c0 (cm), with e added to the integers before they are
- * reduced when the encoder's one-pass path applies. Without m_ntt, e is
+ * rows 0..level) or as real coefficients rounded here into c0 (cm: values
+ * to scale, or already scaled with cm->cmax > 0 for the slot encoder), with
+ * e added to the integers before they are reduced when the encoder's
+ * one-pass path applies. Without m_ntt, e is
  * added in the coefficient domain and each row takes ONE forward NTT,
  * NTT(m + e) = NTT(m) + NTT(e) exactly (the NTT is linear mod q and both
  * sides are fully reduced), so all forms give the same ciphertext. c0 -= a s
- * is one multiply-add by -s (ckks_sk_derived). */
+ * is one pass of Shoup products by s (quotients from ckks_sk_derived). */
 static int encrypt_sk_core(const hetee_ckks_context *ctx, const hetee_ckks_secret_key *sk, int level, double scale,
                            const uint64_t *m_ntt, const coef_msg *cm, const uint8_t eseed[HETEE_SEED_BYTES],
                            const uint8_t aseed[HETEE_SEED_BYTES], hetee_ckks_ciphertext *out) {
@@ -158,11 +166,18 @@ static int encrypt_sk_core(const hetee_ckks_context *ctx, const hetee_ckks_secre
     rc = hetee_error(HETEE_ERR_NOMEM, "encryption buffers");
     goto err;
   }
-  const uint64_t *der = ckks_sk_derived(ctx, sk), *nsk = der ? der + (size_t)ctx->nt * n : NULL;
+  const uint64_t *der = ckks_sk_derived(ctx, sk), *sp = der ? der + CKKS_SKD_S_SHOUP * (size_t)ctx->nt * n : NULL;
   hetee_prg_init(&prg, eseed, 0);
   hetee_sample_cbd(&prg, e, n);
   int with_e = 0; /* c0 already holds m + e (public: the path) */
-  if (cm) { /* round the message into c0, with e when the one-pass path applies */
+  if (cm && cm->cmax > 0) { /* scaled coefficients: round into c0, with e when the one-pass path applies */
+    with_e = ckks_round_noise_scaled(ctx, cm->vw, level, cm->cmax, e, out->c[0]);
+    if (with_e < 0) {
+      rc = with_e;
+      goto err;
+    }
+    if (!with_e && (rc = ckks_round_to_rns_bounded(ctx, cm->vw, level, cm->cmax, out->c[0]))) goto err;
+  } else if (cm) { /* round the message into c0, with e when the one-pass path applies */
     if (cm->bounded) with_e = ckks_coeffs_round_noise(ctx, cm->v, cm->n, scale, level, cm->vmax, e, out->c[0]);
     if (with_e < 0) {
       rc = with_e;
@@ -187,9 +202,10 @@ static int encrypt_sk_core(const hetee_ckks_context *ctx, const hetee_ckks_secre
       }
       hetee_ntt_forward(ctx->ntt[i], c0);
     }
-    /* c0 -= a s, as c0 += a (-s): one pass (the same residues) */
-    if (nsk)
-      hetee_vec_muladd(m, out->c[1] + off, nsk + off, c0, n);
+    /* c0 -= a s: one pass, Shoup products with the key's precomputed
+     * quotients (the same residues) */
+    if (sp)
+      hetee_vec_shoup_sub(m, c0, out->c[1] + off, sk->s + off, sp + off, c0, n);
     else {
       hetee_vec_mul(m, out->c[1] + off, sk->s + off, tmp, n);
       hetee_vec_sub(m, c0, tmp, c0, n);
@@ -205,10 +221,11 @@ err:
   return rc;
 }
 
-int ckks_encrypt_sk_rounded(const hetee_ckks_context *ctx, const hetee_ckks_secret_key *sk, int level, double scale,
-                            const uint8_t eseed[HETEE_SEED_BYTES], const uint8_t aseed[HETEE_SEED_BYTES],
-                            hetee_ckks_ciphertext *out) {
-  return encrypt_sk_core(ctx, sk, level, scale, NULL, NULL, eseed, aseed, out);
+int ckks_encrypt_sk_scaled(const hetee_ckks_context *ctx, const hetee_ckks_secret_key *sk, double *coef, int level,
+                           double scale, double cmax, const uint8_t eseed[HETEE_SEED_BYTES],
+                           const uint8_t aseed[HETEE_SEED_BYTES], hetee_ckks_ciphertext *out) {
+  coef_msg cm = {coef, ctx->n, 1, 0, cmax, coef};
+  return encrypt_sk_core(ctx, sk, level, scale, NULL, &cm, eseed, aseed, out);
 }
 
 int ckks_encrypt_sk_seeded(const hetee_ckks_context *ctx, const hetee_ckks_secret_key *sk,
@@ -227,7 +244,7 @@ int ckks_encrypt_sk_coeffs_seeded(const hetee_ckks_context *ctx, const hetee_ckk
   int rc = ckks_ct_reserve(ctx, out, level, 2);
   /* the rounded message goes straight into c0 (coefficient form; with the
    * noise added in the same pass on the AVX-512 bounded path) */
-  coef_msg cm = {v, n, bounded, vmax};
+  coef_msg cm = {v, n, bounded, vmax, 0, NULL};
   if (!rc) rc = encrypt_sk_core(ctx, sk, level, scale, NULL, &cm, eseed, aseed, out);
   if (rc) { /* c0 may hold the message: wipe it */
     if (out->c[0]) sodium_memzero(out->c[0], out->cap_rows * ctx->n * 8);
@@ -280,18 +297,22 @@ int hetee_ckks_encrypt_sk_coeffs_bounded(const hetee_ckks_context *ctx, const he
 void ckks_decrypt_row(const hetee_ckks_context *ctx, const hetee_ckks_secret_key *sk, const hetee_ckks_ciphertext *ct,
                       int i, uint64_t *o) {
   const hetee_modulus *m = &ctx->mod[i];
-  size_t n = ctx->n, off = (size_t)i * n;
+  size_t n = ctx->n, nt = (size_t)ctx->nt, off = (size_t)i * n;
   const uint64_t *s = sk->s + off;
-  const uint64_t *der = ct->size == 3 ? ckks_sk_derived(ctx, sk) : NULL;
-  if (ct->size == 2) {
+  const uint64_t *der = ckks_sk_derived(ctx, sk);
+  if (der) {
+    /* o = c0 + c1 s (+ c2 s^2): Shoup products with the key's precomputed
+     * quotients, one pass (the same residues as below) */
+    const uint64_t *sp = der + CKKS_SKD_S_SHOUP * nt * n + off;
+    if (ct->size == 2)
+      hetee_vec_shoup_dot(m, ct->c[0] + off, ct->c[1] + off, s, sp, NULL, NULL, NULL, o, n);
+    else
+      hetee_vec_shoup_dot(m, ct->c[0] + off, ct->c[1] + off, s, sp, ct->c[2] + off, der + CKKS_SKD_SQ * nt * n + off,
+                          der + CKKS_SKD_SQ_SHOUP * nt * n + off, o, n);
+  } else if (ct->size == 2) {
     /* o = c0 + c1 s */
     memcpy(o, ct->c[0] + off, n * 8);
     hetee_vec_muladd(m, ct->c[1] + off, s, o, n);
-  } else if (der) {
-    /* o = c1 s + c2 s^2 (one reduction per coefficient), + c0 */
-    const uint64_t *a[2] = {ct->c[1] + off, ct->c[2] + off}, *b[2] = {s, der + off};
-    hetee_vec_dot(m, a, b, 2, o, n);
-    hetee_vec_add(m, o, ct->c[0] + off, o, n);
   } else {
     /* o = c0 + s (c1 + s c2) */
     memcpy(o, ct->c[1] + off, n * 8);

@@ -5,6 +5,7 @@
  * kernels when q < 2^50). Layout follows Longa & Naehrig 2016 / SEAL.
  */
 #include "ring_internal.h"
+#include "ring_shoup.h"
 
 #include <stdlib.h>
 
@@ -92,6 +93,23 @@ err:
 void hetee_ntt_tables_free(hetee_ntt_tables *t) {
   if (t)
     tables_release(t);
+}
+
+void hetee_ntt_inverse_scaled(const hetee_ntt_tables *t, uint64_t *a, uint64_t c) {
+  /* a copy of the tables' header (the twiddle arrays are shared) whose
+   * last-stage constants carry c; c is public, so the divisions of the
+   * Shoup quotients are fine here */
+  hetee_ntt_tables s = *t;
+  const uint64_t q = t->mod.q;
+  s.ninv = hetee_mod_mul(t->ninv, c, &t->mod);
+  s.ninv_shoup = hetee_shoup_prep(s.ninv, q);
+  s.ninv_w = hetee_mod_mul(t->ninv_w, c, &t->mod);
+  s.ninv_w_shoup = hetee_shoup_prep(s.ninv_w, q);
+  if (t->inv_shoup52) {
+    s.ninv_shoup52 = shoup52(s.ninv, q);
+    s.ninv_w_shoup52 = shoup52(s.ninv_w, q);
+  }
+  hetee_ntt_inverse(&s, a);
 }
 
 size_t hetee_ntt_tables_n(const hetee_ntt_tables *t) { return t->n; }

@@ -6,6 +6,7 @@
  * All branch-free in the data (values may be secret).
  */
 #include "ring_internal.h"
+#include "ring_shoup.h"
 
 void hetee_vec_add_ref(const hetee_modulus *m, const uint64_t *a, const uint64_t *b, uint64_t *c, size_t n) {
   const uint64_t q = m->q;
@@ -188,4 +189,62 @@ void hetee_vec_dot2_ref(const hetee_modulus *m, const uint64_t *const *a, const 
 void hetee_vec_dot2(const hetee_modulus *m, const uint64_t *const *a, const uint32_t *perm, const uint64_t *const *b0,
                     const uint64_t *const *b1, size_t k, uint64_t *c0, uint64_t *c1, size_t n) {
   hetee_ring_active()->vec_dot2(m, a, perm, b0, b1, k, c0, c1, n);
+}
+
+/* ---- products by fixed rows with Shoup quotients (ring_shoup.h) ---- */
+
+void hetee_vec_shoup_prep(const hetee_modulus *m, const uint64_t *w, uint64_t *wp, size_t n) {
+  const uint64_t q = m->q;
+  uint64_t qinv = q; /* q^-1 mod 2^64 by Newton (q odd): 3 -> 6 -> ... -> 96 bits */
+  for (int i = 0; i < 5; i++) qinv *= 2 - q * qinv;
+  for (size_t i = 0; i < n; i++) {
+    uint64_t r = hetee_mod_reduce128((unsigned __int128)w[i] << 64, m); /* w 2^64 < q 2^64 */
+    wp[i] = ((uint64_t)0 - r) * qinv;
+  }
+}
+
+void hetee_vec_shoup_dot_ref(const hetee_modulus *m, const uint64_t *add, const uint64_t *a0, const uint64_t *w0,
+                             const uint64_t *wp0, const uint64_t *a1, const uint64_t *w1, const uint64_t *wp1,
+                             uint64_t *c, size_t n) {
+  const uint64_t q = m->q;
+  for (size_t i = 0; i < n; i++) {
+    uint64_t x = hetee_mod_mul_shoup(a0[i], w0[i], wp0[i], q);
+    if (a1) x = hetee_mod_add(x, hetee_mod_mul_shoup(a1[i], w1[i], wp1[i], q), q);
+    c[i] = add ? hetee_mod_add(x, add[i], q) : x;
+  }
+}
+
+void hetee_vec_shoup_dot(const hetee_modulus *m, const uint64_t *add, const uint64_t *a0, const uint64_t *w0,
+                         const uint64_t *wp0, const uint64_t *a1, const uint64_t *w1, const uint64_t *wp1, uint64_t *c,
+                         size_t n) {
+#ifndef HETEE_RING_NO_SIMD
+  if (hetee_ring_isa() == HETEE_ISA_AVX512) {
+    if (m->bits <= HETEE_IFMA_MAX_BITS && m->bits >= 2 && hetee_ring_cpu_has_ifma())
+      hetee_vec_shoup_dot_avx512ifma(m, add, a0, w0, wp0, a1, w1, wp1, c, n);
+    else
+      hetee_vec_shoup_dot_avx512(m, add, a0, w0, wp0, a1, w1, wp1, c, n);
+    return;
+  }
+#endif
+  hetee_vec_shoup_dot_ref(m, add, a0, w0, wp0, a1, w1, wp1, c, n);
+}
+
+void hetee_vec_shoup_sub_ref(const hetee_modulus *m, const uint64_t *b, const uint64_t *a, const uint64_t *w,
+                             const uint64_t *wp, uint64_t *c, size_t n) {
+  const uint64_t q = m->q;
+  for (size_t i = 0; i < n; i++) c[i] = hetee_mod_sub(b[i], hetee_mod_mul_shoup(a[i], w[i], wp[i], q), q);
+}
+
+void hetee_vec_shoup_sub(const hetee_modulus *m, const uint64_t *b, const uint64_t *a, const uint64_t *w,
+                         const uint64_t *wp, uint64_t *c, size_t n) {
+#ifndef HETEE_RING_NO_SIMD
+  if (hetee_ring_isa() == HETEE_ISA_AVX512) {
+    if (m->bits <= HETEE_IFMA_MAX_BITS && m->bits >= 2 && hetee_ring_cpu_has_ifma())
+      hetee_vec_shoup_sub_avx512ifma(m, b, a, w, wp, c, n);
+    else
+      hetee_vec_shoup_sub_avx512(m, b, a, w, wp, c, n);
+    return;
+  }
+#endif
+  hetee_vec_shoup_sub_ref(m, b, a, w, wp, c, n);
 }

@@ -24,6 +24,7 @@
 #include "ring_internal.h"
 
 #include "avx512_arith.h"
+#include "ring_shoup.h"
 
 void hetee_vec_add_avx512(const hetee_modulus *m, const uint64_t *a, const uint64_t *b, uint64_t *c, size_t n) {
   const __m512i q = _mm512_set1_epi64((long long)m->q);
@@ -390,4 +391,46 @@ void hetee_vec_dot2_avx512(const hetee_modulus *m, const uint64_t *const *a, con
     _mm512_storeu_si512(c1 + i, r1);
   }
   hetee_vec_dot2_tail(m, a, perm, b0, b1, k, c0, c1, i, n);
+}
+
+/* y * w mod q by Shoup with a per-lane w' = floor(w 2^64 / q) (any q < 2^61):
+ * the quotient hi64(y w') from three vpmuludq, up to 2 below the exact one
+ * (the low x low product and the middle carries dropped), so
+ * y w - Q' q lies in [0, 4q); two conditional subtractions. */
+static inline __m512i shoup_mul_full(__m512i y, __m512i w, __m512i wp, __m512i q, __m512i q2) {
+  __m512i yh = _mm512_srli_epi64(y, 32), wh = _mm512_srli_epi64(wp, 32);
+  __m512i lh = _mm512_mul_epu32(y, wh), hl = _mm512_mul_epu32(yh, wp), hh = _mm512_mul_epu32(yh, wh);
+  __m512i qh = _mm512_add_epi64(hh, _mm512_add_epi64(_mm512_srli_epi64(lh, 32), _mm512_srli_epi64(hl, 32)));
+  __m512i r = _mm512_sub_epi64(_mm512_mullo_epi64(y, w), _mm512_mullo_epi64(qh, q));
+  return hetee_mm512_csub(hetee_mm512_csub(r, q2), q);
+}
+
+void hetee_vec_shoup_dot_avx512(const hetee_modulus *m, const uint64_t *add, const uint64_t *a0, const uint64_t *w0,
+                                const uint64_t *wp0, const uint64_t *a1, const uint64_t *w1, const uint64_t *wp1,
+                                uint64_t *c, size_t n) {
+  const __m512i q = _mm512_set1_epi64((long long)m->q), q2 = _mm512_set1_epi64((long long)(2 * m->q));
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __m512i x = shoup_mul_full(_mm512_loadu_si512(a0 + i), _mm512_loadu_si512(w0 + i), _mm512_loadu_si512(wp0 + i), q, q2);
+    if (a1) /* public: the shape of the call */
+      x = hetee_mm512_csub(_mm512_add_epi64(x, shoup_mul_full(_mm512_loadu_si512(a1 + i), _mm512_loadu_si512(w1 + i),
+                                                              _mm512_loadu_si512(wp1 + i), q, q2)),
+                           q);
+    if (add) x = hetee_mm512_csub(_mm512_add_epi64(x, _mm512_loadu_si512(add + i)), q);
+    _mm512_storeu_si512(c + i, x);
+  }
+  hetee_vec_shoup_dot_ref(m, add ? add + i : NULL, a0 + i, w0 + i, wp0 + i, a1 ? a1 + i : NULL, a1 ? w1 + i : NULL,
+                          a1 ? wp1 + i : NULL, c + i, n - i);
+}
+
+void hetee_vec_shoup_sub_avx512(const hetee_modulus *m, const uint64_t *b, const uint64_t *a, const uint64_t *w,
+                                const uint64_t *wp, uint64_t *c, size_t n) {
+  const __m512i q = _mm512_set1_epi64((long long)m->q), q2 = _mm512_set1_epi64((long long)(2 * m->q));
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __m512i x = shoup_mul_full(_mm512_loadu_si512(a + i), _mm512_loadu_si512(w + i), _mm512_loadu_si512(wp + i), q, q2);
+    /* b - x + q in (0, 2q) */
+    _mm512_storeu_si512(c + i, hetee_mm512_csub(_mm512_add_epi64(_mm512_sub_epi64(_mm512_loadu_si512(b + i), x), q), q));
+  }
+  hetee_vec_shoup_sub_ref(m, b + i, a + i, w + i, wp + i, c + i, n - i);
 }

@@ -16,6 +16,7 @@
 #include "ring_internal.h"
 
 #include "avx512_arith.h"
+#include "ring_shoup.h"
 
 #define MASK52 ((1ull << 52) - 1)
 
@@ -270,4 +271,48 @@ void hetee_vec_dot2_avx512ifma(const hetee_modulus *m, const uint64_t *const *a,
     _mm512_storeu_si512(c1 + i, r1);
   }
   hetee_vec_dot2_tail(m, a, perm, b0, b1, k, c0, c1, i, n);
+}
+
+/* y * w mod q (q < 2^50, y < q) by Shoup on 52-bit limbs with the per-lane
+ * quotient w' >> 12 = floor(w 2^52 / q): r = lo52(y w - hi52(y (w' >> 12)) q)
+ * in [0, 2q), one conditional subtraction. */
+static inline __m512i shoup52_mul_full(__m512i y, __m512i w, __m512i wp, __m512i q, __m512i negq, __m512i mask) {
+  const __m512i zero = _mm512_setzero_si512();
+  __m512i qh = _mm512_madd52hi_epu64(zero, y, _mm512_srli_epi64(wp, 12));
+  __m512i r = _mm512_madd52lo_epu64(zero, y, w);
+  r = _mm512_and_si512(_mm512_madd52lo_epu64(r, qh, negq), mask);
+  return hetee_mm512_csub(r, q);
+}
+
+void hetee_vec_shoup_dot_avx512ifma(const hetee_modulus *m, const uint64_t *add, const uint64_t *a0,
+                                    const uint64_t *w0, const uint64_t *wp0, const uint64_t *a1, const uint64_t *w1,
+                                    const uint64_t *wp1, uint64_t *c, size_t n) {
+  const __m512i q = _mm512_set1_epi64((long long)m->q), negq = _mm512_set1_epi64((long long)((1ull << 52) - m->q)),
+                mask = _mm512_set1_epi64((long long)MASK52);
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __m512i x = shoup52_mul_full(_mm512_loadu_si512(a0 + i), _mm512_loadu_si512(w0 + i), _mm512_loadu_si512(wp0 + i),
+                                 q, negq, mask);
+    if (a1) /* public: the shape of the call */
+      x = hetee_mm512_csub(_mm512_add_epi64(x, shoup52_mul_full(_mm512_loadu_si512(a1 + i), _mm512_loadu_si512(w1 + i),
+                                                                _mm512_loadu_si512(wp1 + i), q, negq, mask)),
+                           q);
+    if (add) x = hetee_mm512_csub(_mm512_add_epi64(x, _mm512_loadu_si512(add + i)), q);
+    _mm512_storeu_si512(c + i, x);
+  }
+  hetee_vec_shoup_dot_ref(m, add ? add + i : NULL, a0 + i, w0 + i, wp0 + i, a1 ? a1 + i : NULL, a1 ? w1 + i : NULL,
+                          a1 ? wp1 + i : NULL, c + i, n - i);
+}
+
+void hetee_vec_shoup_sub_avx512ifma(const hetee_modulus *m, const uint64_t *b, const uint64_t *a, const uint64_t *w,
+                                    const uint64_t *wp, uint64_t *c, size_t n) {
+  const __m512i q = _mm512_set1_epi64((long long)m->q), negq = _mm512_set1_epi64((long long)((1ull << 52) - m->q)),
+                mask = _mm512_set1_epi64((long long)MASK52);
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __m512i x = shoup52_mul_full(_mm512_loadu_si512(a + i), _mm512_loadu_si512(w + i), _mm512_loadu_si512(wp + i), q,
+                                 negq, mask);
+    _mm512_storeu_si512(c + i, hetee_mm512_csub(_mm512_add_epi64(_mm512_sub_epi64(_mm512_loadu_si512(b + i), x), q), q));
+  }
+  hetee_vec_shoup_sub_ref(m, b + i, a + i, w + i, wp + i, c + i, n - i);
 }

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "ckks/ckks_arena.h"
+#include "ckks/ckks_internal.h"
 #include "hetee/ckks.h"
 
 typedef struct fx {
@@ -154,6 +155,57 @@ static void test_encrypt_real_bounded(void **state) {
   free(b);
 }
 
+/* The fused slot encryption with given seeds is byte for byte the
+ * ciphertext of hetee_ckks_encode_real_bounded + ckks_encrypt_sk_seeded
+ * with the same seeds: on the one-word path (the noise added to the rounded
+ * integers, AVX-512), on the multi-word one (bound * scale = 2^63 at level
+ * 2) and at every level, with and without the arena, saturated and NaN
+ * values included, all slots or all but 3 (also run with HETEE_ISA=ref: the
+ * portable path). */
+static void test_encrypt_real_bounded_same_ct(void **state) {
+  fx *f = *state;
+  size_t slots = hetee_ckks_context_slots(f->ctx);
+  double *v = malloc(slots * sizeof *v);
+  hetee_ckks_ciphertext *ct = NULL, *ref = NULL;
+  hetee_ckks_plaintext *pt = NULL;
+  assert_int_equal(hetee_ckks_ciphertext_new(f->ctx, &ct), 0);
+  assert_int_equal(hetee_ckks_ciphertext_new(f->ctx, &ref), 0);
+  assert_int_equal(hetee_ckks_plaintext_new(f->ctx, &pt), 0);
+  size_t cap = 1 << 20;
+  uint8_t *b1 = malloc(cap), *b2 = malloc(cap);
+  uint8_t eseed[32], aseed[32];
+  srand(16);
+  for (size_t i = 0; i < slots; i++) v[i] = rnd() * 1000.0;
+  v[0] = 1e9;
+  v[1] = NAN;
+  v[2] = -1e300;
+  for (int level = 0; level <= hetee_ckks_context_max_level(f->ctx); level++)
+    for (int big = 0; big < 2; big++)
+      for (int mode = 0; mode < 4; mode++) { /* arena off / on; all slots / slots - 3 values (vector tails) */
+        size_t nv = mode >= 2 ? slots - 3 : slots;
+        if (big && level < 2) continue; /* bound * scale 2^63 fits Q_level / 4 at level 2 only */
+        double scale = big ? 0x1p45 : level ? 0x1p40 : 0x1p30, vmax = big ? 0x1p18 : 0x1p10;
+        for (int i = 0; i < 32; i++) eseed[i] = (uint8_t)(i + 7 * level + 3 * big + mode), aseed[i] = (uint8_t)(99 - i);
+        size_t acap = 0;
+        void *ar = arena_on(f->ctx, mode & 1, &acap);
+        assert_int_equal(ckks_encrypt_sk_real_bounded_seeded(f->ctx, f->sk, v, nv, scale, level, vmax, eseed, aseed, ct), 0);
+        arena_off(ar);
+        assert_int_equal(hetee_ckks_encode_real_bounded(f->ctx, v, nv, scale, level, vmax, pt), 0);
+        assert_int_equal(ckks_encrypt_sk_seeded(f->ctx, f->sk, pt, eseed, aseed, ref), 0);
+        size_t l1 = 0, l2 = 0;
+        assert_int_equal(hetee_ckks_ciphertext_save_to(f->ctx, ct, b1, cap, &l1), 0);
+        assert_int_equal(hetee_ckks_ciphertext_save_to(f->ctx, ref, b2, cap, &l2), 0);
+        assert_int_equal(l1, l2);
+        assert_memory_equal(b1, b2, l1);
+      }
+  free(b1);
+  free(b2);
+  free(v);
+  hetee_ckks_plaintext_free(pt);
+  hetee_ckks_ciphertext_free(ct);
+  hetee_ckks_ciphertext_free(ref);
+}
+
 /* Blocks of 8 named coefficients (vector CRT) and the single ones after
  * them give the doubles of decoding each coefficient alone. */
 static void test_decode_named_blocks(void **state) {
@@ -269,6 +321,7 @@ int main(void) {
       cmocka_unit_test(test_arena_stack),
       cmocka_unit_test(test_decrypt_decode_real_same_doubles),
       cmocka_unit_test(test_encrypt_real_bounded),
+      cmocka_unit_test(test_encrypt_real_bounded_same_ct),
       cmocka_unit_test(test_decode_named_blocks),
       cmocka_unit_test(test_load_range_check),
   };

@@ -16,6 +16,7 @@
 
 #include "hetee/ring.h"
 #include "ring/test_util.h"
+#include "ring/ring_shoup.h"
 
 static void check_variant(hetee_isa isa) {
   uint64_t seed = 1234 + (uint64_t)isa;
@@ -129,6 +130,41 @@ static void test_inverse_add(void **state) {
   hetee_free(keep);
 }
 
+/* hetee_ntt_inverse_scaled through the dispatcher (also pinned to ref and
+ * avx2 by ctest): the reference inverse times c, computed with %, for
+ * c = 0, 1, q - 1 and random, every size and prime width. */
+static void test_inverse_scaled(void **state) {
+  (void)state;
+  uint64_t seed = 1234;
+  static const int BITS[] = {30, 40, 50, 51, 60, 61};
+  int maxlog = tu_quick() ? 12 : 14;
+  size_t cap = (size_t)1 << maxlog;
+  uint64_t *in = hetee_alloc(cap * 8), *want = hetee_alloc(cap * 8);
+  assert_non_null(want);
+  for (int logn = 1; logn <= maxlog; logn++) {
+    size_t n = (size_t)1 << logn;
+    for (size_t k = 0; k < sizeof BITS / sizeof BITS[0]; k++) {
+      int bits = BITS[k];
+      uint64_t q;
+      assert_int_equal(hetee_primes_generate(logn, &bits, 1, NULL, 0, &q), 0);
+      hetee_ntt_tables *t = NULL;
+      assert_int_equal(hetee_ntt_tables_new(logn, q, &t), 0);
+      const uint64_t cs[] = {0, 1, q - 1, tu_next(&seed) % q};
+      for (size_t ic = 0; ic < 4; ic++) {
+        for (size_t i = 0; i < n; i++) in[i] = (ic & 1) ? q - 1 - (tu_next(&seed) & 1) : tu_next(&seed) % q;
+        memcpy(want, in, n * 8);
+        hetee_ntt_inverse_ref(t, want);
+        for (size_t i = 0; i < n; i++) want[i] = (uint64_t)(((unsigned __int128)want[i] * cs[ic]) % q);
+        hetee_ntt_inverse_scaled(t, in, cs[ic]);
+        assert_memory_equal(in, want, n * 8);
+      }
+      hetee_ntt_tables_free(t);
+    }
+  }
+  hetee_free(in);
+  hetee_free(want);
+}
+
 static void test_dispatch_names(void **state) {
   (void)state;
   const char *name = hetee_ring_isa_name();
@@ -152,6 +188,7 @@ int main(void) {
       cmocka_unit_test(test_ref),
       cmocka_unit_test(test_avx2),
       cmocka_unit_test(test_avx512),
+      cmocka_unit_test(test_inverse_scaled),
       cmocka_unit_test(test_inverse_add),
       cmocka_unit_test(test_dispatch_names),
   };

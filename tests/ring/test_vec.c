@@ -10,6 +10,7 @@
 
 #include "hetee/ring.h"
 #include "ring/test_util.h"
+#include "ring/ring_shoup.h"
 
 static void fill(uint64_t *a, size_t n, uint64_t q, uint64_t *seed) {
   for (size_t i = 0; i < n; i++) {
@@ -240,10 +241,91 @@ static void test_vec_dot_tensor(void **state) {
   }
 }
 
+/* The secret-key products (ring_shoup.h): the division-free Shoup quotient
+ * against the 128-bit division, and c = add + a0 w0 (+ a1 w1) against
+ * __int128 % for every call shape (one or two products, with or without the
+ * addend, the addend aliasing the output; and c = b - a0 w0), through the dispatcher (pinned by
+ * HETEE_ISA in the per-ISA runs) and through each variant the CPU has
+ * directly (the IFMA52 one for q < 2^50 only). Values biased to 0, 1, q-1. */
+typedef void (*shoup_fn)(const hetee_modulus *, const uint64_t *, const uint64_t *, const uint64_t *,
+                         const uint64_t *, const uint64_t *, const uint64_t *, const uint64_t *, uint64_t *, size_t);
+typedef void (*shoup_sub_fn)(const hetee_modulus *, const uint64_t *, const uint64_t *, const uint64_t *,
+                             const uint64_t *, uint64_t *, size_t);
+
+static void test_vec_shoup_dot(void **state) {
+  (void)state;
+  uint64_t seed = 4242;
+  const int bits[] = {20, 30, 40, 49, 50, 51, 52, 59, 60, 61, 0, 0, 0};
+  const uint64_t extra[] = {3, ((uint64_t)1 << 61) - 1, ((uint64_t)1 << 60) + 1};
+  for (size_t k = 0; k < sizeof bits / sizeof bits[0]; k++) {
+    uint64_t q;
+    int b = bits[k];
+    if (b)
+      assert_int_equal(hetee_primes_generate(12, &b, 1, NULL, 0, &q), 0);
+    else
+      q = extra[k - 10];
+    hetee_modulus m;
+    assert_int_equal(hetee_modulus_init(&m, q), 0);
+    shoup_fn fns[4] = {hetee_vec_shoup_dot, hetee_vec_shoup_dot_ref, NULL, NULL};
+    shoup_sub_fn subs[4] = {hetee_vec_shoup_sub, hetee_vec_shoup_sub_ref, NULL, NULL};
+#if defined(__x86_64__) /* the SIMD files are built for x86-64 only (src/ring/CMakeLists.txt) */
+    if (hetee_ring_isa_supported(HETEE_ISA_AVX512)) {
+      fns[2] = hetee_vec_shoup_dot_avx512;
+      subs[2] = hetee_vec_shoup_sub_avx512;
+      if (m.bits <= 50 && __builtin_cpu_supports("avx512ifma")) {
+        fns[3] = hetee_vec_shoup_dot_avx512ifma;
+        subs[3] = hetee_vec_shoup_sub_avx512ifma;
+      }
+    }
+#endif
+    const size_t lens[] = {1, 7, 8, 13, 64, 1001};
+    for (size_t L = 0; L < sizeof lens / sizeof lens[0]; L++) {
+      size_t n = lens[L];
+      uint64_t a0[1001], a1[1001], w0[1001], w1[1001], p0[1001], p1[1001], ad[1001], c[1001];
+      fill(a0, n, q, &seed);
+      fill(a1, n, q, &seed);
+      fill(w0, n, q, &seed);
+      fill(w1, n, q, &seed);
+      fill(ad, n, q, &seed);
+      hetee_vec_shoup_prep(&m, w0, p0, n);
+      hetee_vec_shoup_prep(&m, w1, p1, n);
+      for (size_t i = 0; i < n; i++) {
+        assert_int_equal(p0[i], (uint64_t)(((unsigned __int128)w0[i] << 64) / q));
+        assert_int_equal(p1[i], (uint64_t)(((unsigned __int128)w1[i] << 64) / q));
+      }
+      for (int f = 0; f < 4; f++) {
+        if (!fns[f]) continue;
+        for (int shape = 0; shape < 5; shape++) {
+          int two = shape & 1, with_add = shape >= 2, alias = shape == 4;
+          if (alias) memcpy(c, ad, n * 8);
+          else memset(c, 0xa5, n * 8);
+          fns[f](&m, with_add ? (alias ? c : ad) : NULL, a0, w0, p0, two ? a1 : NULL, two ? w1 : NULL,
+                 two ? p1 : NULL, c, n);
+          for (size_t i = 0; i < n; i++) {
+            unsigned __int128 x = (unsigned __int128)a0[i] * w0[i] % q;
+            if (two) x += (unsigned __int128)a1[i] * w1[i] % q;
+            if (with_add) x += ad[i];
+            assert_int_equal(c[i], (uint64_t)(x % q));
+          }
+        }
+        /* c = b - a0 w0, out of place and in place */
+        for (int inplace = 0; inplace < 2; inplace++) {
+          if (inplace) memcpy(c, ad, n * 8);
+          else memset(c, 0x5a, n * 8);
+          subs[f](&m, inplace ? c : ad, a0, w0, p0, c, n);
+          for (size_t i = 0; i < n; i++)
+            assert_int_equal(c[i], (uint64_t)(((unsigned __int128)ad[i] + q - (unsigned __int128)a0[i] * w0[i] % q) % q));
+        }
+      }
+    }
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_vec_ops),
       cmocka_unit_test(test_vec_dot_tensor),
+      cmocka_unit_test(test_vec_shoup_dot),
   };
   return cmocka_run_group_tests_name("ring/vec", tests, NULL, NULL);
 }

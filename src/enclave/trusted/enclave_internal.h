@@ -166,6 +166,16 @@ typedef struct enclave_refresh_hook {
 } enclave_refresh_hook;
 int enclave_refresh_job_run(enclave *e, hetee_refresh_job *job, hetee_rbuf *r, hetee_wbuf *w, uint64_t *items,
                             const enclave_refresh_hook *hook);
+/* A refresh spec decoded once with the counting sorts of its input map and
+ * output places (integrity.c keeps one per registered stage: every full
+ * micro-batch JOB_REFRESH carries exactly these bytes). spec must be a
+ * whole encoded spec. Running it does what enclave_refresh_job_run does
+ * with the same spec, every check included. */
+typedef struct enclave_refresh_prep enclave_refresh_prep;
+int enclave_refresh_prepare(enclave *e, const uint8_t *spec, size_t len, enclave_refresh_prep **out);
+void enclave_refresh_prep_free(enclave_refresh_prep *p);
+int enclave_refresh_prep_run(enclave *e, const enclave_refresh_prep *p, hetee_rbuf *r, hetee_wbuf *w,
+                             uint64_t *items, const enclave_refresh_hook *hook);
 /* Parses a release input (i32 level | f64 scale | u8 encoding | u32 n |
  * u32 map[n] | u32 ncts | ncts x blob), checks it against the parameters
  * and against the flooding bound for a policy of prec_bits fractional bits

@@ -282,6 +282,12 @@ static int sort_by_ct(const uint32_t *glob, size_t n, size_t slots, uint32_t nct
   return 0;
 }
 
+/* A counting sort kept with a prepared job (enclave_refresh_prepare). */
+typedef struct ct_sort {
+  uint32_t ncts;
+  uint32_t *start, *order;
+} ct_sort;
+
 /* Input ciphertext c: load into this thread's object, check its metadata
  * against the declaration (before decrypting), decrypt and decode the
  * values it holds (with the declared scale, never with the host-writable
@@ -342,21 +348,24 @@ static void gather_task(void *arg, int tid) {
  * values[k] from map[k]; the winning error is the lowest failing index. */
 static int gather_blobs(enclave *e, const uint8_t **blob, const size_t *blen, uint32_t ncts, uint32_t nrun,
                         const uint32_t *map, size_t n, int enc, int level, double scale, int size2, double *values,
-                        thread_ws *tw) {
+                        thread_ws *tw, const ct_sort *pre) {
   size_t slots = enc_unit(e->ctx, enc); /* values per ciphertext */
   int nthreads = enclave_pool_threads(e->pool);
   ct_job j;
   uint32_t *start = NULL, *order = NULL;
+  const uint32_t *st, *ord;
   int rc = job_init(&j, e, ncts, enc, nthreads);
-  if (!rc) rc = sort_by_ct(map, n, slots, ncts, &start, &order);
+  if (!rc && !(pre && pre->ncts == ncts)) rc = sort_by_ct(map, n, slots, ncts, &start, &order);
   if (rc) goto out;
+  st = start ? start : pre->start;
+  ord = start ? order : pre->order;
   j.ncts = nrun;
   j.unit = tw->unit;
   j.unitbuf = tw->unitbuf;
   j.idxbuf = tw->idxbuf;
   j.tw = tw;
-  j.start = start;
-  j.order = order;
+  j.start = st;
+  j.order = ord;
   j.slots = slots;
   j.enc = enc;
   j.level = level;
@@ -383,11 +392,13 @@ static int check_map(const uint32_t *map, size_t n, uint32_t ncts, size_t slots)
 }
 
 static int gather(enclave *e, hetee_rbuf *r, const uint32_t *map, size_t n, int enc, int level, double scale,
-                  double *values, thread_ws *tw, uint64_t *items) {
+                  double *values, thread_ws *tw, uint64_t *items, const ct_sort *pre) {
   size_t slots = enc_unit(e->ctx, enc); /* values per ciphertext */
   uint32_t ncts = hetee_rbuf_u32(r);
   if (r->err || ncts < 1 || ncts > MAX_CTS) return hetee_error(HETEE_ERR_PROTOCOL, "bad ciphertext count");
-  int rc = check_map(map, n, ncts, slots);
+  /* a prepared job's map was checked against the ciphertexts it names
+   * (pre->ncts); another count is checked here */
+  int rc = pre && pre->ncts == ncts ? 0 : check_map(map, n, ncts, slots);
   if (rc) return rc;
   const uint8_t **blob = malloc(ncts * sizeof *blob);
   size_t *blen = malloc(ncts * sizeof *blen);
@@ -403,7 +414,7 @@ static int gather(enclave *e, hetee_rbuf *r, const uint32_t *map, size_t n, int 
     blob[parsed] = hetee_rbuf_blob(r, HETEE_FRAME_MAX_BODY, &blen[parsed]);
     if (r->err) break;
   }
-  rc = gather_blobs(e, blob, blen, ncts, parsed, map, n, enc, level, scale, 0, values, tw);
+  rc = gather_blobs(e, blob, blen, ncts, parsed, map, n, enc, level, scale, 0, values, tw, pre);
   if (!rc && parsed < ncts) rc = hetee_error(HETEE_ERR_PROTOCOL, "ciphertext %u truncated", parsed);
   if (!rc && hetee_rbuf_left(r)) rc = hetee_error(HETEE_ERR_PROTOCOL, "trailing bytes after the ciphertexts");
   if (!rc) *items += ncts;
@@ -457,17 +468,22 @@ static void scatter_task(void *arg, int tid) {
  * write their ciphertexts straight there. unitbuf: enc_unit doubles per
  * thread (wiped by the caller). */
 static int scatter_encrypt(enclave *e, const hetee_refresh_spec *s, int level, double scale, const double *values,
-                           thread_ws *tw, hetee_wbuf *w, uint64_t *items) {
+                           thread_ws *tw, hetee_wbuf *w, uint64_t *items, const ct_sort *pre) {
   size_t slots = enc_unit(e->ctx, s->out_encoding); /* values per ciphertext */
   int nthreads = enclave_pool_threads(e->pool);
   ct_job j;
   uint32_t *start = NULL, *order = NULL;
+  const uint32_t *st = pre ? pre->start : NULL, *ord = pre ? pre->order : NULL;
   size_t ctbytes = 0;
   int rc = job_init(&j, e, s->out_ncts, s->out_encoding, nthreads);
   if (!rc) rc = hetee_ckks_ciphertext_seeded_size(e->ctx, level, &ctbytes);
   if (!rc && 4 + (uint64_t)s->out_ncts * (8 + ctbytes) > HETEE_FRAME_MAX_BODY)
     rc = hetee_error(HETEE_ERR_LIMIT, "reply above the frame limit");
-  if (!rc) rc = sort_by_ct(s->out_dst, s->out_n, slots, s->out_ncts, &start, &order);
+  if (!rc && !pre) {
+    rc = sort_by_ct(s->out_dst, s->out_n, slots, s->out_ncts, &start, &order);
+    st = start;
+    ord = order;
+  }
   if (!rc) {
     hetee_wbuf_u32(w, s->out_ncts);
     if (hetee_wbuf_reserve(w, (size_t)s->out_ncts * (8 + ctbytes))) rc = hetee_error(HETEE_ERR_NOMEM, "no memory for the reply");
@@ -476,8 +492,8 @@ static int scatter_encrypt(enclave *e, const hetee_refresh_spec *s, int level, d
   j.unit = tw->unit;
   j.unitbuf = tw->unitbuf;
   j.tw = tw;
-  j.start = start;
-  j.order = order;
+  j.start = st;
+  j.order = ord;
   j.slots = slots;
   j.enc = s->out_encoding;
   j.level = level;
@@ -524,54 +540,102 @@ int enclave_handle_refresh(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *i
 /* The refresh of a decoded job (freed here); hook (may be NULL: plain
  * refresh) sees the gathered values before the ops and the final values
  * before they are encrypted, and may stop the job (integrity.c). */
-int enclave_refresh_job_run(enclave *e, hetee_refresh_job *jp, hetee_rbuf *r, hetee_wbuf *w, uint64_t *items,
-                            const enclave_refresh_hook *hook) {
-  hetee_refresh_job job = *jp;
+/* The refresh of a decoded job; pin / pout: its counting sorts when
+ * prepared beforehand (NULL: sorted here). */
+static int job_run(enclave *e, const hetee_refresh_job *job, const ct_sort *pin, const ct_sort *pout, hetee_rbuf *r,
+                   hetee_wbuf *w, uint64_t *items, const enclave_refresh_hook *hook) {
   int rc;
   /* every parameter-dependent check before anything is decrypted */
   int in_level, out_level;
   double in_scale, out_scale;
-  rc = enclave_check_level_scale(e->ctx, job.spec.in_level, job.spec.in_scale, "input", &in_level, &in_scale);
+  rc = enclave_check_level_scale(e->ctx, job->spec.in_level, job->spec.in_scale, "input", &in_level, &in_scale);
   if (!rc)
-    rc = enclave_check_level_scale(e->ctx, job.spec.out_level, job.spec.out_scale, "output", &out_level, &out_scale);
-  if (rc) {
-    hetee_refresh_job_free(&job);
-    return rc;
-  }
-  size_t per = (size_t)job.spec.shape[0] * job.spec.shape[1] * job.spec.shape[2];
-  size_t n = per * job.spec.batch;
+    rc = enclave_check_level_scale(e->ctx, job->spec.out_level, job->spec.out_scale, "output", &out_level, &out_scale);
+  if (rc) return rc;
+  size_t per = (size_t)job->spec.shape[0] * job->spec.shape[1] * job->spec.shape[2];
+  size_t n = per * job->spec.batch;
   size_t T = (size_t)enclave_pool_threads(e->pool);
   /* working set: per thread one ciphertext's values and indices and the
    * CKKS temporaries, then the tensor + pooling buffer (one sample) (+ one
    * ciphertext object per thread) */
   size_t need = a64(thread_ws_bytes(e, T) + (n + per) * sizeof(double));
-  if (need > e->cfg.budget) {
-    hetee_refresh_job_free(&job);
+  if (need > e->cfg.budget)
     return hetee_error(HETEE_ERR_LIMIT, "refresh job needs %zu bytes, budget is %zu: split the batch", need,
                        e->cfg.budget);
-  }
   /* one locked workspace: per-thread parts | tensor | pooling buffer */
   uint8_t *ws = workspace(e, need);
-  if (!ws) {
-    hetee_refresh_job_free(&job);
-    return hetee_error(HETEE_ERR_NOMEM, "no memory for the refresh tensor");
-  }
+  if (!ws) return hetee_error(HETEE_ERR_NOMEM, "no memory for the refresh tensor");
   thread_ws tw;
   thread_ws_at(e, T, ws, &tw);
   double *v = (double *)(ws + thread_ws_bytes(e, T)), *tmp = v + n;
-  rc = gather(e, r, job.spec.in_map, n, job.spec.in_encoding, in_level, in_scale, v, &tw, items);
+  rc = gather(e, r, job->spec.in_map, n, job->spec.in_encoding, in_level, in_scale, v, &tw, items, pin);
   if (rc) goto out;
-  if (hook && (rc = hook->gathered(hook->arg, &job.spec, v, n))) goto out;
+  if (hook && (rc = hook->gathered(hook->arg, &job->spec, v, n))) goto out;
   int sh[3];
-  hetee_ops_apply(&job.spec, v, tmp, sh);
-  if (hook && (rc = hook->final(hook->arg, &job.spec, v, (size_t)sh[0] * sh[1] * sh[2] * job.spec.batch))) goto out;
-  rc = scatter_encrypt(e, &job.spec, out_level, out_scale, v, &tw, w, items);
+  hetee_ops_apply(&job->spec, v, tmp, sh);
+  if (hook && (rc = hook->final(hook->arg, &job->spec, v, (size_t)sh[0] * sh[1] * sh[2] * job->spec.batch))) goto out;
+  rc = scatter_encrypt(e, &job->spec, out_level, out_scale, v, &tw, w, items, pout);
 out:
   /* decrypted values: wiped once per request (what was used of it) */
   thread_ws_wipe(&tw, T);
   sodium_memzero(v, (n + per) * sizeof(double));
-  hetee_refresh_job_free(&job);
   return rc;
+}
+
+int enclave_refresh_job_run(enclave *e, hetee_refresh_job *jp, hetee_rbuf *r, hetee_wbuf *w, uint64_t *items,
+                            const enclave_refresh_hook *hook) {
+  int rc = job_run(e, jp, NULL, NULL, r, w, items, hook);
+  hetee_refresh_job_free(jp);
+  return rc;
+}
+
+/* A job decoded once and its counting sorts (public: the spec only). */
+struct enclave_refresh_prep {
+  hetee_refresh_job job; /* never moved: its spec points into it */
+  ct_sort in, out;
+};
+
+void enclave_refresh_prep_free(enclave_refresh_prep *p) {
+  if (!p) return;
+  hetee_refresh_job_free(&p->job);
+  free(p->in.start);
+  free(p->in.order);
+  free(p->out.start);
+  free(p->out.order);
+  free(p);
+}
+
+int enclave_refresh_prepare(enclave *e, const uint8_t *spec, size_t len, enclave_refresh_prep **out) {
+  *out = NULL;
+  enclave_refresh_prep *p = calloc(1, sizeof *p);
+  if (!p) return hetee_error(HETEE_ERR_NOMEM, "no memory");
+  hetee_rbuf r = {spec, len, 0, 0};
+  int rc = hetee_refresh_spec_decode(&r, hetee_ckks_context_slots(e->ctx), &p->job);
+  if (rc) {
+    free(p);
+    return rc;
+  }
+  if (hetee_rbuf_left(&r)) rc = hetee_error(HETEE_ERR_INTERNAL, "prepared refresh spec with trailing bytes");
+  const hetee_refresh_spec *s = &p->job.spec;
+  size_t n = (size_t)s->shape[0] * s->shape[1] * s->shape[2] * s->batch;
+  size_t islots = enc_unit(e->ctx, s->in_encoding), oslots = enc_unit(e->ctx, s->out_encoding);
+  uint32_t mx = 0;
+  for (size_t k = 0; k < n; k++) mx = s->in_map[k] > mx ? s->in_map[k] : mx;
+  p->in.ncts = (uint32_t)(mx / islots + 1); /* the fewest ciphertexts the map fits in */
+  if (!rc && p->in.ncts <= MAX_CTS) rc = sort_by_ct(s->in_map, n, islots, p->in.ncts, &p->in.start, &p->in.order);
+  if (!rc) rc = sort_by_ct(s->out_dst, s->out_n, oslots, s->out_ncts, &p->out.start, &p->out.order);
+  if (rc) {
+    enclave_refresh_prep_free(p);
+    return rc;
+  }
+  p->out.ncts = s->out_ncts;
+  *out = p;
+  return 0;
+}
+
+int enclave_refresh_prep_run(enclave *e, const enclave_refresh_prep *p, hetee_rbuf *r, hetee_wbuf *w,
+                             uint64_t *items, const enclave_refresh_hook *hook) {
+  return job_run(e, &p->job, p->in.start ? &p->in : NULL, &p->out, r, w, items, hook);
 }
 
 int enclave_job_values(enclave *e, size_t n, double **out) {
@@ -598,7 +662,7 @@ int enclave_gather_coeffs(enclave *e, const uint8_t *const *blob, const size_t *
   thread_ws tw;
   thread_ws_at(e, T, ws, &tw);
   rc = gather_blobs(e, (const uint8_t **)blob, blen, ncts, ncts, map, n, HETEE_ENC_COEFFS, level, scale, 1, values,
-                    &tw);
+                    &tw, NULL);
   thread_ws_wipe(&tw, T);
   return rc;
 }
@@ -692,7 +756,7 @@ int enclave_release_values(enclave *e, hetee_rbuf *r, int prec_bits, double **va
     goto out;
   }
   for (uint32_t i = 0; i < n; i++) map[i] = hetee_rbuf_u32(r);
-  rc = gather(e, r, map, n, enc, level, scale, v, &tw, items);
+  rc = gather(e, r, map, n, enc, level, scale, v, &tw, items, NULL);
   if (!rc) flood(v, n, exp2(log2a));
 out:
   free(map);
@@ -726,6 +790,17 @@ int enclave_refresh_job_run(enclave *e, hetee_refresh_job *jp, hetee_rbuf *r, he
                             const enclave_refresh_hook *hook) {
   (void)e, (void)r, (void)w, (void)items, (void)hook;
   hetee_refresh_job_free(jp);
+  return hetee_error(HETEE_ERR_UNSUPPORTED, "this enclave was built without the CKKS layer");
+}
+int enclave_refresh_prepare(enclave *e, const uint8_t *spec, size_t len, enclave_refresh_prep **out) {
+  (void)e, (void)spec, (void)len;
+  *out = NULL;
+  return hetee_error(HETEE_ERR_UNSUPPORTED, "this enclave was built without the CKKS layer");
+}
+void enclave_refresh_prep_free(enclave_refresh_prep *p) { (void)p; }
+int enclave_refresh_prep_run(enclave *e, const enclave_refresh_prep *p, hetee_rbuf *r, hetee_wbuf *w,
+                             uint64_t *items, const enclave_refresh_hook *hook) {
+  (void)e, (void)p, (void)r, (void)w, (void)items, (void)hook;
   return hetee_error(HETEE_ERR_UNSUPPORTED, "this enclave was built without the CKKS layer");
 }
 int enclave_job_values(enclave *e, size_t n, double **out) {

@@ -47,6 +47,26 @@ size_t ckks_arena_set(void *base, size_t bytes);
 void *ckks_tmp_alloc(size_t bytes);
 void ckks_tmp_free(void *p, size_t bytes, int wipe);
 
+/* A serialized ciphertext parsed in place (ckks_ciphertext_view): its
+ * metadata and where its rows lie in the caller's buffer (little-endian
+ * words, any alignment, not yet range-checked). */
+typedef struct ckks_ct_view {
+  int level, size;
+  double scale;
+  const uint8_t *c[3];
+} ckks_ct_view;
+/* Parses buf as hetee_ckks_ciphertext_load_into does (header, fingerprint,
+ * flags, level, size, scale, body size: the same errors) without copying
+ * the rows; returns 1 for a seeded ciphertext (its c1 must be expanded:
+ * load it instead). */
+int ckks_ciphertext_view(const hetee_ckks_context *ctx, const uint8_t *buf, size_t len, ckks_ct_view *v);
+/* hetee_ckks_decrypt_coeffs of a view: the rows are read (and checked
+ * < q: HETEE_ERR_RANGE otherwise, on the host's public bytes) in the
+ * decryption's own pass, the same doubles out as loading + decrypting.
+ * Returns 1 (nothing done) if the key has no precomputed products. */
+int ckks_decrypt_coeffs_view(const hetee_ckks_context *ctx, const hetee_ckks_secret_key *sk, const ckks_ct_view *v,
+                             double scale, const uint32_t *idx, size_t n, double *out);
+
 int ckks_decrypt_decode_real(const hetee_ckks_context *ctx, const hetee_ckks_secret_key *sk,
                              const hetee_ckks_ciphertext *ct, double scale, double *out, size_t n);
 int ckks_encrypt_sk_real_bounded(const hetee_ckks_context *ctx, const hetee_ckks_secret_key *sk, const double *v,

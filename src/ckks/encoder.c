@@ -1470,6 +1470,49 @@ err:
   return rc;
 }
 
+int ckks_decrypt_coeffs_view(const hetee_ckks_context *ctx, const hetee_ckks_secret_key *sk, const ckks_ct_view *v,
+                             double scale, const uint32_t *idx, size_t n, double *out) {
+  if (!ctx || !sk || !v || (!out && n)) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  int rc;
+  if ((rc = ckks_check_ctx(ctx, sk->fp, "secret key")) || (rc = decode_idx_check(ctx, scale, idx, n))) return rc;
+  if (v->level < 0 || v->level >= ctx->nq || v->size < 2 || v->size > 3)
+    return hetee_error(HETEE_ERR_INVALID_ARG, "ciphertext view level %d size %d", v->level, v->size);
+  const uint64_t *der = ckks_sk_derived(ctx, sk);
+  if (!der) return 1;
+  size_t N = ctx->n, nt = (size_t)ctx->nt;
+  int level = v->level;
+  crt_plan plan = {0};
+  uint64_t bad = 0;
+  uint64_t *rows = ckks_tmp_alloc((size_t)(level + 1) * N * 8);
+  if (!rows) return hetee_error(HETEE_ERR_NOMEM, "decoder buffers");
+  if ((rc = crt_plan_init(ctx, level, &plan))) goto err;
+  /* per row: c0 + c1 s (+ c2 s^2) straight from the bytes, checked on the
+   * way (ckks_decrypt_row's Shoup pass), then as hetee_ckks_decrypt_coeffs */
+  for (int i = 0; i <= level; i++) {
+    uint64_t *r = rows + (size_t)i * N;
+    size_t off = (size_t)i * N;
+    const uint64_t *s = sk->s + off, *sp = der + CKKS_SKD_S_SHOUP * nt * N + off;
+    bad |= hetee_vec_shoup_dot_le(&ctx->mod[i], v->c[0] + 8 * off, v->c[1] + 8 * off, s, sp,
+                                  v->size == 3 ? v->c[2] + 8 * off : NULL, der + CKKS_SKD_SQ * nt * N + off,
+                                  der + CKKS_SKD_SQ_SHOUP * nt * N + off, r, N);
+    if (plan.hat_inv[i] != 1) /* public: 1 at level 0 (Q = q_0) */
+      hetee_ntt_inverse_scaled(ctx->ntt[i], r, plan.hat_inv[i]);
+    else
+      hetee_ntt_inverse(ctx->ntt[i], r);
+  }
+  /* the range check is on the host's bytes (public): refused before any
+   * value is decoded */
+  if (bad) {
+    rc = hetee_error(HETEE_ERR_RANGE, "ciphertext residue >= its prime");
+    goto err;
+  }
+  decode_idx(&plan, rows, N, scale, idx, n, out);
+err:
+  ckks_tmp_free(rows, (size_t)(level + 1) * N * 8, 1);
+  free(plan.hat);
+  return rc;
+}
+
 int hetee_ckks_decode_coeffs(const hetee_ckks_context *ctx, const hetee_ckks_plaintext *pt, const uint32_t *idx,
                              size_t n, double *out) {
   if (!pt) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");

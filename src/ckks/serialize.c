@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ckks/ckks_arena.h"
 #include "ckks/ckks_internal.h"
 
 #define HDR_SIZE 52
@@ -671,6 +672,24 @@ err:
     ct->seeded = 0;
   }
   return rc;
+}
+
+int ckks_ciphertext_view(const hetee_ckks_context *ctx, const uint8_t *buf, size_t len, ckks_ct_view *v) {
+  rd r;
+  uint32_t level = 0, size = 0;
+  double scale = 0;
+  int rc = load_begin(ctx, buf, len, v, HETEE_OBJ_CIPHERTEXT, FLAG_SEEDED, 0, &r);
+  if (rc) return rc;
+  if ((rc = get_data_header(ctx, &r, "ciphertext", &level, &size, &scale))) return rc;
+  if (size < 2 || size > 3) return hetee_error(HETEE_ERR_FORMAT, "ciphertext size %u not in 2..3", size);
+  if (r.flags & FLAG_SEEDED) return 1; /* c1 is a seed: the loader expands it */
+  size_t words = (size_t)(level + 1) * ctx->n;
+  if ((rc = check_body(&r, 8 * words * size, "ciphertext"))) return rc;
+  v->level = (int)level;
+  v->size = (int)size;
+  v->scale = scale;
+  for (uint32_t k = 0; k < 3; k++) v->c[k] = k < size ? r.p + r.pos + (size_t)k * words * 8 : NULL;
+  return 0;
 }
 
 int hetee_ckks_ciphertext_load(const hetee_ckks_context *ctx, const uint8_t *buf, size_t len,

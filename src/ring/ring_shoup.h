@@ -34,6 +34,21 @@ void hetee_vec_shoup_dot(const hetee_modulus *m, const uint64_t *add, const uint
                          const uint64_t *wp0, const uint64_t *a1, const uint64_t *w1, const uint64_t *wp1, uint64_t *c,
                          size_t n);
 
+/* The same sum with add, a0, a1 read from little-endian bytes (any
+ * alignment: a serialized ciphertext's rows where they lie in a request),
+ * each word checked < q on the way: returns nonzero if one is not (c is
+ * then meaningless). a1 (w1, wp1) and add may be NULL as above; q < 2^61.
+ * One pass instead of a copy-and-check pass and a product pass. */
+uint64_t hetee_vec_shoup_dot_le(const hetee_modulus *m, const uint8_t *add, const uint8_t *a0, const uint64_t *w0,
+                                const uint64_t *wp0, const uint8_t *a1, const uint64_t *w1, const uint64_t *wp1,
+                                uint64_t *c, size_t n);
+uint64_t hetee_vec_shoup_dot_le_ref(const hetee_modulus *m, const uint8_t *add, const uint8_t *a0, const uint64_t *w0,
+                                    const uint64_t *wp0, const uint8_t *a1, const uint64_t *w1, const uint64_t *wp1,
+                                    uint64_t *c, size_t n);
+uint64_t hetee_vec_shoup_dot_le_avx512(const hetee_modulus *m, const uint8_t *add, const uint8_t *a0,
+                                       const uint64_t *w0, const uint64_t *wp0, const uint8_t *a1, const uint64_t *w1,
+                                       const uint64_t *wp1, uint64_t *c, size_t n);
+
 /* c[i] = b[i] - a[i] w[i] mod q (b may alias c; a, b in [0, q)): the
  * encryption's c0 - a s without a table of -s. */
 void hetee_vec_shoup_sub(const hetee_modulus *m, const uint64_t *b, const uint64_t *a, const uint64_t *w,

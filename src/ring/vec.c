@@ -229,6 +229,47 @@ void hetee_vec_shoup_dot(const hetee_modulus *m, const uint64_t *add, const uint
   hetee_vec_shoup_dot_ref(m, add, a0, w0, wp0, a1, w1, wp1, c, n);
 }
 
+static inline uint64_t ld_le64(const uint8_t *p) {
+  uint64_t v = 0;
+  for (int k = 7; k >= 0; k--) v = (v << 8) | p[k]; /* one load on a little-endian host */
+  return v;
+}
+
+/* Out-of-range words (host bytes, public) go through the products unreduced:
+ * defined arithmetic, a meaningless c, and a nonzero return. */
+uint64_t hetee_vec_shoup_dot_le_ref(const hetee_modulus *m, const uint8_t *add, const uint8_t *a0, const uint64_t *w0,
+                                    const uint64_t *wp0, const uint8_t *a1, const uint64_t *w1, const uint64_t *wp1,
+                                    uint64_t *c, size_t n) {
+  const uint64_t q = m->q;
+  uint64_t bad = 0;
+  for (size_t i = 0; i < n; i++) {
+    uint64_t y0 = ld_le64(a0 + 8 * i);
+    bad |= (uint64_t)(y0 >= q);
+    uint64_t x = hetee_mod_mul_shoup(y0, w0[i], wp0[i], q);
+    if (a1) {
+      uint64_t y1 = ld_le64(a1 + 8 * i);
+      bad |= (uint64_t)(y1 >= q);
+      x = hetee_mod_add(x, hetee_mod_mul_shoup(y1, w1[i], wp1[i], q), q);
+    }
+    if (add) {
+      uint64_t z = ld_le64(add + 8 * i);
+      bad |= (uint64_t)(z >= q);
+      x = hetee_mod_add(x, z, q);
+    }
+    c[i] = x;
+  }
+  return bad;
+}
+
+uint64_t hetee_vec_shoup_dot_le(const hetee_modulus *m, const uint8_t *add, const uint8_t *a0, const uint64_t *w0,
+                                const uint64_t *wp0, const uint8_t *a1, const uint64_t *w1, const uint64_t *wp1,
+                                uint64_t *c, size_t n) {
+#if !defined(HETEE_RING_NO_SIMD) && (defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__)
+  if (hetee_ring_isa() == HETEE_ISA_AVX512) return hetee_vec_shoup_dot_le_avx512(m, add, a0, w0, wp0, a1, w1, wp1, c, n);
+#endif
+  return hetee_vec_shoup_dot_le_ref(m, add, a0, w0, wp0, a1, w1, wp1, c, n);
+}
+
 void hetee_vec_shoup_sub_ref(const hetee_modulus *m, const uint64_t *b, const uint64_t *a, const uint64_t *w,
                              const uint64_t *wp, uint64_t *c, size_t n) {
   const uint64_t q = m->q;

@@ -423,6 +423,34 @@ void hetee_vec_shoup_dot_avx512(const hetee_modulus *m, const uint64_t *add, con
                           a1 ? wp1 + i : NULL, c + i, n - i);
 }
 
+uint64_t hetee_vec_shoup_dot_le_avx512(const hetee_modulus *m, const uint8_t *add, const uint8_t *a0,
+                                       const uint64_t *w0, const uint64_t *wp0, const uint8_t *a1, const uint64_t *w1,
+                                       const uint64_t *wp1, uint64_t *c, size_t n) {
+  const __m512i q = _mm512_set1_epi64((long long)m->q), q2 = _mm512_set1_epi64((long long)(2 * m->q));
+  __mmask8 bad = 0;
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __m512i y0 = _mm512_loadu_si512((const void *)(a0 + 8 * i));
+    bad |= _mm512_cmpge_epu64_mask(y0, q);
+    __m512i x = shoup_mul_full(y0, _mm512_loadu_si512(w0 + i), _mm512_loadu_si512(wp0 + i), q, q2);
+    if (a1) { /* public: the shape of the call */
+      __m512i y1 = _mm512_loadu_si512((const void *)(a1 + 8 * i));
+      bad |= _mm512_cmpge_epu64_mask(y1, q);
+      x = hetee_mm512_csub(
+          _mm512_add_epi64(x, shoup_mul_full(y1, _mm512_loadu_si512(w1 + i), _mm512_loadu_si512(wp1 + i), q, q2)), q);
+    }
+    if (add) {
+      __m512i z = _mm512_loadu_si512((const void *)(add + 8 * i));
+      bad |= _mm512_cmpge_epu64_mask(z, q);
+      x = hetee_mm512_csub(_mm512_add_epi64(x, z), q);
+    }
+    _mm512_storeu_si512(c + i, x);
+  }
+  uint64_t b = bad != 0;
+  return b | hetee_vec_shoup_dot_le_ref(m, add ? add + 8 * i : NULL, a0 + 8 * i, w0 + i, wp0 + i,
+                                        a1 ? a1 + 8 * i : NULL, a1 ? w1 + i : NULL, a1 ? wp1 + i : NULL, c + i, n - i);
+}
+
 void hetee_vec_shoup_sub_avx512(const hetee_modulus *m, const uint64_t *b, const uint64_t *a, const uint64_t *w,
                                 const uint64_t *wp, uint64_t *c, size_t n) {
   const __m512i q = _mm512_set1_epi64((long long)m->q), q2 = _mm512_set1_epi64((long long)(2 * m->q));

@@ -17,6 +17,7 @@
  *    bad arguments, leaving the output empty.
  */
 #include "ckks_test_util.h"
+#include "ckks/ckks_arena.h"
 #include "ckks/ckks_internal.h"
 
 typedef struct {
@@ -338,6 +339,41 @@ static void test_decrypt_coeffs(void **state) {
           TU_OK(hetee_ckks_decrypt_coeffs(f->ctx, f->sk, cts[k], scales[k], ids[t], ns[t], y));
           assert_memory_equal(x, y, ns[t] * sizeof *x);
         }
+        /* decryption in place from the serialized bytes (ckks_ct_view), at
+         * an odd offset: the same doubles; a seeded ciphertext is left to
+         * the loader; a residue >= q is refused */
+        uint8_t *buf = NULL;
+        size_t len = 0;
+        TU_OK(hetee_ckks_ciphertext_save(f->ctx, cts[k], &buf, &len));
+        uint8_t *mis = malloc(len + 3);
+        memcpy(mis + 3, buf, len);
+        ckks_ct_view v;
+        int vr = ckks_ciphertext_view(f->ctx, mis + 3, len, &v);
+        if (k == 0) {
+          assert_int_equal(vr, 1); /* seeded fresh encryption */
+        } else {
+          TU_OK(vr);
+          assert_int_equal(v.level, level);
+          assert_int_equal(v.size, 3);
+          for (int t = 0; t < 3; t++) {
+            TU_OK(hetee_ckks_decrypt_coeffs(f->ctx, f->sk, cts[k], scales[k], ids[t], ns[t], x));
+            memset(y, 0, N * sizeof *y);
+            TU_OK(ckks_decrypt_coeffs_view(f->ctx, f->sk, &v, scales[k], ids[t], ns[t], y));
+            assert_memory_equal(x, y, ns[t] * sizeof *x);
+          }
+          const size_t rows = (size_t)(level + 1) * 3;
+          for (size_t r = 0; r < rows; r += rows - 1) { /* first and last row */
+            uint8_t *w = (uint8_t *)v.c[0] + r * N * 8 + 8 * (r ? N - 1 : 5);
+            uint8_t old[8];
+            memcpy(old, w, 8);
+            memset(w, 0xff, 8);
+            assert_int_equal(ckks_decrypt_coeffs_view(f->ctx, f->sk, &v, scales[k], NULL, 8, y), HETEE_ERR_RANGE);
+            memcpy(w, old, 8);
+          }
+          assert_int_equal(ckks_ciphertext_view(f->ctx, mis + 3, len - 1, &v), HETEE_ERR_TRUNCATED);
+        }
+        free(mis);
+        free(buf);
       }
     }
   }

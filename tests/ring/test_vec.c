@@ -308,6 +308,48 @@ static void test_vec_shoup_dot(void **state) {
             assert_int_equal(c[i], (uint64_t)(x % q));
           }
         }
+        /* the same sums from little-endian bytes at any alignment, with the
+         * range check: equal results, and every out-of-range word (a0, a1
+         * or add; vector body or tail) reported */
+        if (f < 3) {
+          typedef uint64_t (*le_fn)(const hetee_modulus *, const uint8_t *, const uint8_t *, const uint64_t *,
+                                    const uint64_t *, const uint8_t *, const uint64_t *, const uint64_t *, uint64_t *,
+                                    size_t);
+          le_fn lf = f == 0 ? hetee_vec_shoup_dot_le : f == 1 ? hetee_vec_shoup_dot_le_ref : NULL;
+#if defined(__x86_64__)
+          if (f == 2) lf = hetee_vec_shoup_dot_le_avx512;
+#endif
+          static uint8_t raw[3][1001 * 8 + 8];
+          uint64_t ref[1001];
+          for (int shape = 0; shape < 4; shape++) {
+            int two = shape & 1, with_add = shape >= 2;
+            size_t sh = (size_t)(shape + f) % 8; /* byte offset: every alignment over the loop */
+            uint8_t *b0 = raw[0] + sh, *b1 = raw[1] + sh, *bd = raw[2] + sh;
+            memcpy(b0, a0, n * 8);
+            memcpy(b1, a1, n * 8);
+            memcpy(bd, ad, n * 8);
+            hetee_vec_shoup_dot_ref(&m, with_add ? ad : NULL, a0, w0, p0, two ? a1 : NULL, two ? w1 : NULL,
+                                    two ? p1 : NULL, ref, n);
+            memset(c, 0xa5, n * 8);
+            assert_int_equal(lf(&m, with_add ? bd : NULL, b0, w0, p0, two ? b1 : NULL, two ? w1 : NULL, two ? p1 : NULL,
+                                c, n),
+                             0);
+            assert_memory_equal(c, ref, n * 8);
+            const size_t at[3] = {0, n / 2, n - 1};
+            for (int wh = 0; wh < 3; wh++) {
+              uint8_t *row = wh == 0 ? b0 : wh == 1 ? b1 : bd;
+              if ((wh == 1 && !two) || (wh == 2 && !with_add)) continue;
+              for (int p = 0; p < 3; p++) {
+                uint64_t big = p == 1 ? q : ~(uint64_t)0, old;
+                memcpy(&old, row + 8 * at[p], 8);
+                memcpy(row + 8 * at[p], &big, 8);
+                assert_true(lf(&m, with_add ? bd : NULL, b0, w0, p0, two ? b1 : NULL, two ? w1 : NULL,
+                               two ? p1 : NULL, c, n) != 0);
+                memcpy(row + 8 * at[p], &old, 8);
+              }
+            }
+          }
+        }
         /* c = b - a0 w0, out of place and in place */
         for (int inplace = 0; inplace < 2; inplace++) {
           if (inplace) memcpy(c, ad, n * 8);

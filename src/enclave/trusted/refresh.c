@@ -292,11 +292,42 @@ typedef struct ct_sort {
  * against the declaration (before decrypting), decrypt and decode the
  * values it holds (with the declared scale, never with the host-writable
  * field), saturate them into the tensor. */
+/* Coefficients: a ciphertext whose rows are in the request (not seeded)
+ * is decrypted straight from the request bytes, its rows range-checked in
+ * the decryption's pass (no copy); 1: load it instead. */
+static int gather_view(ct_job *j, int tid, uint32_t c) {
+  enclave *e = j->e;
+  double *buf = j->unitbuf + (size_t)tid * j->unit;
+  uint32_t *ib = j->idxbuf + (size_t)tid * j->unit;
+  ckks_ct_view v;
+  int rc = ckks_ciphertext_view(e->ctx, j->blob[c], j->blen[c], &v);
+  if (rc) return rc; /* 1: seeded */
+  /* the metadata against the declaration, before decrypting */
+  if (v.level != j->level)
+    return hetee_error(HETEE_ERR_LEVEL, "ciphertext %u is at level %d, the request declares %d", c, v.level, j->level);
+  if (!(fabs(v.scale - j->scale) <= j->scale * 0x1p-20))
+    return hetee_error(HETEE_ERR_SCALE, "ciphertext %u has scale 2^%.4f, the request declares 2^%.4f", c,
+                       log2(v.scale), log2(j->scale));
+  if (j->size2 && v.size != 2) return hetee_error(HETEE_ERR_FORM, "ciphertext %u has size %d, not 2", c, v.size);
+  size_t cnt = j->start[c + 1] - j->start[c];
+  const uint32_t *ord = j->order + j->start[c];
+  for (size_t k = 0; k < cnt; k++) ib[k] = (uint32_t)(j->map[ord[k]] & (j->slots - 1));
+  rc = ckks_decrypt_coeffs_view(e->ctx, e->sk, &v, j->scale, ib, cnt, buf);
+  if (rc) return rc; /* 1: no precomputed key products */
+  const double bound = HETEE_REFRESH_VALUE_BOUND;
+  for (size_t k = 0; k < cnt; k++) j->values[ord[k]] = hetee_dmin(hetee_dmax(buf[k], -bound), bound); /* NaN -> -bound */
+  return 0;
+}
+
 static int gather_one(ct_job *j, int tid, uint32_t c) {
   enclave *e = j->e;
   hetee_ckks_ciphertext *ct = e->tct[tid];
   double *buf = j->unitbuf + (size_t)tid * j->unit;
   uint32_t *ib = j->idxbuf + (size_t)tid * j->unit;
+  if (j->enc == HETEE_ENC_COEFFS) {
+    int vr = gather_view(j, tid, c);
+    if (vr != 1) return vr;
+  }
   int rc = hetee_ckks_ciphertext_load_into(e->ctx, j->blob[c], j->blen[c], ct);
   if (!rc && hetee_ckks_ciphertext_level(ct) != j->level)
     rc = hetee_error(HETEE_ERR_LEVEL, "ciphertext %u is at level %d, the request declares %d", c,

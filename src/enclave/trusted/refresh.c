@@ -168,6 +168,7 @@ typedef struct ct_job {
   double scale;
   /* gather */
   int size2; /* 1: only ciphertexts of size 2 */
+  const uint32_t *cidx; /* NULL, or the coefficient of each order[] entry (ct_sort) */
   const uint8_t **blob;
   const size_t *blen;
   const uint32_t *map;
@@ -286,6 +287,7 @@ static int sort_by_ct(const uint32_t *glob, size_t n, size_t slots, uint32_t nct
 typedef struct ct_sort {
   uint32_t ncts;
   uint32_t *start, *order;
+  uint32_t *cidx; /* input, coefficients: cidx[k] = map[order[k]] mod N (NULL: none) */
 } ct_sort;
 
 /* Input ciphertext c: load into this thread's object, check its metadata
@@ -311,8 +313,12 @@ static int gather_view(ct_job *j, int tid, uint32_t c) {
   if (j->size2 && v.size != 2) return hetee_error(HETEE_ERR_FORM, "ciphertext %u has size %d, not 2", c, v.size);
   size_t cnt = j->start[c + 1] - j->start[c];
   const uint32_t *ord = j->order + j->start[c];
-  for (size_t k = 0; k < cnt; k++) ib[k] = (uint32_t)(j->map[ord[k]] & (j->slots - 1));
-  rc = ckks_decrypt_coeffs_view(e->ctx, e->sk, &v, j->scale, ib, cnt, buf);
+  const uint32_t *ix = ib;
+  if (j->cidx)
+    ix = j->cidx + j->start[c];
+  else
+    for (size_t k = 0; k < cnt; k++) ib[k] = (uint32_t)(j->map[ord[k]] & (j->slots - 1));
+  rc = ckks_decrypt_coeffs_view(e->ctx, e->sk, &v, j->scale, ix, cnt, buf);
   if (rc) return rc; /* 1: no precomputed key products */
   const double bound = HETEE_REFRESH_VALUE_BOUND;
   for (size_t k = 0; k < cnt; k++) j->values[ord[k]] = hetee_dmin(hetee_dmax(buf[k], -bound), bound); /* NaN -> -bound */
@@ -390,6 +396,7 @@ static int gather_blobs(enclave *e, const uint8_t **blob, const size_t *blen, ui
   if (rc) goto out;
   st = start ? start : pre->start;
   ord = start ? order : pre->order;
+  j.cidx = start ? NULL : pre->cidx;
   j.ncts = nrun;
   j.unit = tw->unit;
   j.unitbuf = tw->unitbuf;
@@ -631,6 +638,7 @@ void enclave_refresh_prep_free(enclave_refresh_prep *p) {
   hetee_refresh_job_free(&p->job);
   free(p->in.start);
   free(p->in.order);
+  free(p->in.cidx);
   free(p->out.start);
   free(p->out.order);
   free(p);
@@ -654,6 +662,11 @@ int enclave_refresh_prepare(enclave *e, const uint8_t *spec, size_t len, enclave
   for (size_t k = 0; k < n; k++) mx = s->in_map[k] > mx ? s->in_map[k] : mx;
   p->in.ncts = (uint32_t)(mx / islots + 1); /* the fewest ciphertexts the map fits in */
   if (!rc && p->in.ncts <= MAX_CTS) rc = sort_by_ct(s->in_map, n, islots, p->in.ncts, &p->in.start, &p->in.order);
+  if (!rc && p->in.start && s->in_encoding == HETEE_ENC_COEFFS) {
+    p->in.cidx = malloc((n ? n : 1) * sizeof *p->in.cidx);
+    if (!p->in.cidx) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+    for (size_t k = 0; !rc && k < n; k++) p->in.cidx[k] = (uint32_t)(s->in_map[p->in.order[k]] & (islots - 1));
+  }
   if (!rc) rc = sort_by_ct(s->out_dst, s->out_n, oslots, s->out_ncts, &p->out.start, &p->out.order);
   if (rc) {
     enclave_refresh_prep_free(p);

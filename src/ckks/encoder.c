@@ -1380,8 +1380,14 @@ AVX512DQ_FN static size_t decode_idx_avx512(const crt_plan *plan, const uint64_t
   const __m512d vinv = _mm512_set1_pd(inv);
   size_t j = 0;
   for (; j + 8 <= n; j += 8) {
-    for (int i = 0; i < nr; i++)
-      for (int t = 0; t < 8; t++) blk[i * 8 + t] = rows[(size_t)i * N + (idx ? idx[j + (size_t)t] : j + (size_t)t)];
+    /* one gather per row (the indices are public and < N: decode_idx_check)
+     * instead of 8 scalar stores that the block's vector load cannot forward */
+    for (int i = 0; i < nr; i++) {
+      const uint64_t *row = rows + (size_t)i * N;
+      __m512i g = idx ? _mm512_i32gather_epi64(_mm256_loadu_si256((const __m256i *)(idx + j)), (const void *)row, 8)
+                      : _mm512_loadu_si512((const void *)(row + j));
+      _mm512_storeu_si512((void *)(blk + i * 8), g);
+    }
     __m512d x;
     switch (plan->w) { /* public: the level's size */
     case 1: x = crt_compose_avx512(plan, blk, 8, 1); break;

@@ -6,6 +6,8 @@
 
 #include "enclave/wire/proto.h"
 #include "hetee/client.h"
+#include "hetee/engine.h"
+#include "hetee/nn.h"
 
 struct hetee_party_key {
   int role;
@@ -17,5 +19,11 @@ struct hetee_client_session {
   hetee_chan chan;
   int finished;
 };
+
+/* hetee_engine_model_encrypt with cb(ud, stages done, stages) after each
+ * stage (cb may be NULL): the client library's progress. */
+int client_model_encrypt_progress(const hetee_ckks_context *ctx, const hetee_ckks_public_key *pk,
+                                  const hetee_nn_model *m, const hetee_engine_plan *plan,
+                                  void (*cb)(void *ud, size_t done, size_t total), void *ud, hetee_engine_model **out);
 
 #endif

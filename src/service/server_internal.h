@@ -100,6 +100,8 @@ int store_job_get(store *s, int64_t id, st_job *out);
 int store_job_take(store *s, st_job *out);
 int store_job_set_state(store *s, int64_t id, const char *state, const char *error);
 int store_job_counts(store *s, int64_t *queued, int64_t *running);
+/* Queued jobs before id plus running jobs other than id (the status's progress). */
+int store_job_ahead(store *s, int64_t id, int64_t *n);
 int store_job_party_active(store *s, const char *dp, int64_t *n);
 json_t *store_jobs_json(store *s, const char *dp);
 

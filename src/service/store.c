@@ -439,6 +439,19 @@ int store_job_counts(store *s, int64_t *queued, int64_t *running) {
   return rc;
 }
 
+/* Jobs the workers take before job id (queued with a smaller id, or
+ * running): its place in the queue, for the status's progress. */
+int store_job_ahead(store *s, int64_t id, int64_t *n) {
+  LOCK;
+  sqlite3_stmt *st = prep(s, "SELECT COUNT(*) FROM jobs WHERE (state = 'queued' AND id < ?) OR (state = 'running' AND id != ?)",
+                          "ii", id, id);
+  int rc = st && sqlite3_step(st) == SQLITE_ROW ? 0 : dberr(s, "ahead");
+  if (!rc) *n = sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  UNLOCK;
+  return rc;
+}
+
 int store_job_party_active(store *s, const char *dp, int64_t *n) {
   LOCK;
   sqlite3_stmt *st = prep(s, "SELECT COUNT(*) FROM jobs WHERE dp = ? AND state IN ('staged', 'queued', 'running')",

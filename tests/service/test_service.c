@@ -17,6 +17,7 @@
  */
 #include "service/service_fixture.h"
 
+#include <jansson.h>
 #include <sqlite3.h>
 
 #include "hetee/engine.h"
@@ -261,6 +262,135 @@ static void test_client_cache(void **state) {
   hetee_client_results_free(r, nr);
   hetee_client_job_free(j);
   hetee_client_disconnect(c);
+}
+
+/* Progress (hetee_client_set_progress): a job of 20 images (micro-batches
+ * of 8, 8, 4) prepared, sent, waited for and opened reports each phase
+ * with one total, done never decreasing and ending at the total (encrypt:
+ * 3 micro-batches, upload: the body's bytes, wait: its place in the queue
+ * + 1, open: 20 results). The server's status gives queue_position (an
+ * integer >= 0, 0 while running) exactly while the job is not final, and
+ * prepared jobs sent later run as submitted ones. */
+#define PHASES 4
+typedef struct {
+  const char *name[PHASES];
+  uint64_t done[PHASES], total[PHASES];
+  int calls[PHASES], bad;
+} prog_log;
+
+static void on_progress(void *ud, const char *phase, uint64_t done, uint64_t total) {
+  prog_log *L = ud;
+  int i = 0;
+  while (i < PHASES && L->name[i] && strcmp(L->name[i], phase)) i++;
+  if (i == PHASES) {
+    L->bad++;
+    return;
+  }
+  if (!L->name[i]) {
+    L->name[i] = phase;
+    L->total[i] = total;
+  } else if (L->total[i] != total || done < L->done[i]) {
+    L->bad++;
+  }
+  if (done > total) L->bad++;
+  L->done[i] = done;
+  L->calls[i]++;
+}
+
+static int prog_phase(const prog_log *L, const char *name) {
+  for (int i = 0; i < PHASES && L->name[i]; i++)
+    if (!strcmp(L->name[i], name)) return i;
+  return -1;
+}
+
+static void status_checked(hetee_client_conn *c, int64_t id) {
+  char t[96];
+  long st;
+  uint8_t *body = NULL;
+  snprintf(t, sizeof t, "/v1/jobs/%lld", (long long)id);
+  assert_int_equal(hetee_client_request(c, "GET", t, NULL, NULL, 0, &st, &body, NULL), 0);
+  assert_int_equal(st, 200);
+  json_t *j = json_loads((char *)body, 0, NULL);
+  free(body);
+  assert_non_null(j);
+  const char *state = json_string_value(json_object_get(j, "state"));
+  json_t *qp = json_object_get(j, "queue_position");
+  assert_non_null(state);
+  if (!strcmp(state, "done") || !strcmp(state, "failed")) {
+    assert_null(qp);
+  } else {
+    assert_true(json_is_integer(qp));
+    assert_true(json_integer_value(qp) >= 0);
+    if (!strcmp(state, "running")) assert_int_equal(json_integer_value(qp), 0);
+  }
+  json_decref(j);
+}
+
+static void test_progress(void **state) {
+  (void)state;
+  enum { N = 20 };
+  float *x = sfx_images(N, NULL);
+  hetee_client_conn *c;
+  assert_int_equal(hetee_client_connect(F->url, F->dp1, &c), 0);
+  prog_log L;
+  memset(&L, 0, sizeof L);
+  hetee_client_set_progress(c, on_progress, &L);
+  hetee_client_prepared *p = NULL;
+  assert_int_equal(hetee_client_job_prepare(c, MODEL, x, N, &p), 0);
+  int e = prog_phase(&L, "encrypt");
+  assert_true(e >= 0);
+  assert_int_equal(L.total[e], 3);
+  assert_int_equal(L.done[e], 3);
+  assert_int_equal(L.calls[e], 4); /* 0, 1, 2, 3 */
+  assert_int_equal(prog_phase(&L, "upload"), -1); /* nothing sent yet */
+  hetee_client_job *j = NULL;
+  assert_int_equal(hetee_client_job_send(c, p, &j), 0);
+  hetee_client_prepared_free(p);
+  int u = prog_phase(&L, "upload");
+  assert_true(u >= 0);
+  assert_true(L.total[u] > 100000); /* the ciphertexts */
+  assert_int_equal(L.done[u], L.total[u]);
+  status_checked(c, hetee_client_job_id(j));
+  assert_int_equal(hetee_client_job_wait(c, j), 0);
+  status_checked(c, hetee_client_job_id(j));
+  int w = prog_phase(&L, "wait");
+  assert_true(w >= 0);
+  assert_true(L.total[w] >= 1);
+  assert_int_equal(L.done[w], L.total[w]);
+  hetee_release_result *r;
+  size_t n;
+  assert_int_equal(hetee_client_job_results(c, j, &r, &n), 0);
+  assert_int_equal(n, N);
+  int o = prog_phase(&L, "open");
+  assert_true(o >= 0);
+  assert_int_equal(L.total[o], N);
+  assert_int_equal(L.done[o], N);
+  assert_int_equal(L.calls[o], N);
+  assert_int_equal(L.bad, 0);
+  hetee_client_results_free(r, n);
+  hetee_client_job_free(j);
+
+  /* three prepared jobs sent back to back: each status consistent, each
+   * done with its own images' labels */
+  hetee_client_set_progress(c, NULL, NULL);
+  hetee_client_prepared *ps[3];
+  hetee_client_job *js[3];
+  for (int i = 0; i < 3; i++) assert_int_equal(hetee_client_job_prepare(c, MODEL, X, NIMG, &ps[i]), 0);
+  for (int i = 0; i < 3; i++) assert_int_equal(hetee_client_job_send(c, ps[i], &js[i]), 0);
+  for (int i = 0; i < 3; i++) status_checked(c, hetee_client_job_id(js[i]));
+  for (int i = 0; i < 3; i++) {
+    assert_int_equal(hetee_client_job_wait(c, js[i]), 0);
+    assert_int_equal(hetee_client_job_results(c, js[i], &r, &n), 0);
+    assert_int_equal(n, NIMG);
+    int agree = 0;
+    for (size_t k = 0; k < n; k++) agree += (int)r[k].indices[0] == PLAIN[k];
+    assert_true(agree >= NIMG - 1);
+    hetee_client_results_free(r, n);
+    hetee_client_job_free(js[i]);
+    hetee_client_prepared_free(ps[i]);
+  }
+  hetee_client_disconnect(c);
+  free(x);
 }
 
 /* A DP not in the model's policy: refused at submission (403), the model
@@ -826,7 +956,7 @@ int main(void) {
       cmocka_unit_test(test_flow),       cmocka_unit_test(test_client_cache), cmocka_unit_test(test_access),   cmocka_unit_test(test_signatures),
       cmocka_unit_test(test_ciphertext_form),
       cmocka_unit_test(test_bad_input),  cmocka_unit_test(test_kill9),    cmocka_unit_test(test_tamper),
-      cmocka_unit_test(test_enclave_restart),
+      cmocka_unit_test(test_enclave_restart), cmocka_unit_test(test_progress),
   };
   return cmocka_run_group_tests_name("service/e2dm", tests, setup, teardown);
 }

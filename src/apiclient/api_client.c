@@ -948,6 +948,11 @@ int hetee_client_job_results(hetee_client_conn *c, hetee_client_job *j, hetee_re
     free(b);
     return hetee_error(HETEE_ERR_NOMEM, "no memory");
   }
+  /* one X25519 agreement for the whole job, then each result opened with it */
+  uint8_t *shared = sodium_malloc(crypto_box_BEFORENMBYTES);
+  if (!shared) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+  if (!rc && (rc = client_release_beforenm(c->key, j->release_pk, shared)) == HETEE_ERR_AUTH)
+    rc = hetee_error(HETEE_ERR_AUTH, "the results are not sealed to this data provider by the enclave's release key");
   size_t off = 8;
   for (uint32_t i = 0; i < cnt && !rc; i++) {
     if (len - off < 4) {
@@ -965,11 +970,11 @@ int hetee_client_job_results(hetee_client_conn *c, hetee_client_job *j, hetee_re
       rc = hetee_error(HETEE_ERR_FORMAT, "%u results for %zu samples", cnt, j->count);
       break;
     }
-    rc = hetee_client_release_open_id(c->key, j->release_pk, j->model, j->auth.digest[k], (uint32_t)(i % mb), b + off, l,
-                                      &r[i]);
+    rc = client_release_open_id_afternm(shared, j->model, j->auth.digest[k], (uint32_t)(i % mb), b + off, l, &r[i]);
     off += l;
     if (!rc) progress(c, "open", i + 1, cnt);
   }
+  if (shared) sodium_free(shared);
   if (rc == HETEE_ERR_AUTH) c->have_release = 0; /* the next job asks the enclave for its release key again */
   free(b);
   if (rc) {

@@ -26,4 +26,12 @@ int client_model_encrypt_progress(const hetee_ckks_context *ctx, const hetee_ckk
                                   const hetee_nn_model *m, const hetee_engine_plan *plan,
                                   void (*cb)(void *ud, size_t done, size_t total), void *ud, hetee_engine_model **out);
 
+/* hetee_client_release_open_id in two steps: the crypto_box shared key of
+ * the release key and the party's identity (shared: crypto_box_BEFORENMBYTES
+ * of the caller's locked memory, wiped on error), then each result opened
+ * with it (the same checks and answers). */
+int client_release_beforenm(const hetee_party_key *k, const uint8_t release_pk[32], uint8_t *shared);
+int client_release_open_id_afternm(const uint8_t *shared, uint32_t model_id, const uint8_t digest[32], uint32_t sample,
+                                   const uint8_t *sealed, size_t len, hetee_release_result *out);
+
 #endif

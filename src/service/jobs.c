@@ -12,7 +12,8 @@
  * Only one engine run holds the enclave at a time (the handle is not
  * thread-safe); each run uses `threads` kernel threads, and the other
  * workers meanwhile read and validate the next jobs' inputs. After a run
- * the enclave's state (its query counters) is sealed: taken under the
+ * of a model whose policy has budgets the enclave's state (its query
+ * counters; a job changes nothing else in it) is sealed: taken under the
  * enclave lock, written and fsynced after it is released (sup_seal_write:
  * the newest state wins), so the next job's run does not wait for the
  * disk; the job is marked done only once its state is on disk. If the
@@ -219,6 +220,13 @@ static void run_job(server *S, st_job *j) {
     free(a);
     return;
   }
+  /* the enclave's state changes in a job only by a query budget's counter
+   * (integrity.c charges a DP only for a model with an enclave budget), so
+   * the state is sealed after the jobs of models whose policy has budgets;
+   * for the others the sealed state on disk is already the enclave's (when
+   * unsure, seal) */
+  int budgeted = 1;
+  if (store_model_budgeted(S->db, j->model, &budgeted)) budgeted = 1;
   rc = 0;
   hetee_engine_results res;
   memset(&res, 0, sizeof res);
@@ -240,7 +248,7 @@ static void run_job(server *S, st_job *j) {
                              : hetee_engine_run_bound(S->en.e, em, in, (uint32_t)j->model, to_identity, S->threads,
                                                       &res, stats)))
     snprintf(why, sizeof why, "%s: %s", hetee_strerror(rc), hetee_last_error());
-  if (!rc) {
+  if (!rc && budgeted) {
     /* the enclave's query counters survive a restart: the sealed state is
      * taken here, written to disk below without the enclave lock */
     rc = sup_seal_take(&S->en, &seal, &seal_len, &seal_seq);
@@ -268,7 +276,7 @@ static void run_job(server *S, st_job *j) {
     jobs_kick(S);
     return;
   }
-  if (!rc) {
+  if (!rc && seal) {
     rc = sup_seal_write(&S->en, seal, seal_len, seal_seq);
     if (rc) snprintf(why, sizeof why, "sealing: %s", hetee_last_error());
   }

@@ -85,6 +85,10 @@ int store_model_set_policy(store *s, int64_t id, const char *output, int k, int 
  * allowed: the same answer), *budget (-1: none) and *used. */
 int store_model_dp(store *s, int64_t id, const char *dp, int64_t *budget, int64_t *used);
 int store_model_delete(store *s, int64_t id);
+/* Whether model id's policy gives some data provider a budget (*yes 1): only
+ * then can the enclave hold a query budget for it (h_model_policy refuses
+ * an enclave budget without one for every data provider). */
+int store_model_budgeted(store *s, int64_t id, int *yes);
 /* JSON arrays for listings; caller json_decref. */
 json_t *store_models_json(store *s, const char *party, int role);
 json_t *store_model_dps_json(store *s, int64_t id);

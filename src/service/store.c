@@ -452,6 +452,16 @@ int store_job_ahead(store *s, int64_t id, int64_t *n) {
   return rc;
 }
 
+int store_model_budgeted(store *s, int64_t id, int *yes) {
+  LOCK;
+  sqlite3_stmt *st = prep(s, "SELECT COUNT(*) FROM model_dps WHERE model = ? AND budget >= 0", "i", id);
+  int rc = st && sqlite3_step(st) == SQLITE_ROW ? 0 : dberr(s, "budgeted");
+  if (!rc) *yes = sqlite3_column_int64(st, 0) > 0;
+  sqlite3_finalize(st);
+  UNLOCK;
+  return rc;
+}
+
 int store_job_party_active(store *s, const char *dp, int64_t *n) {
   LOCK;
   sqlite3_stmt *st = prep(s, "SELECT COUNT(*) FROM jobs WHERE dp = ? AND state IN ('staged', 'queued', 'running')",

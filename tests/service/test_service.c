@@ -19,6 +19,7 @@
 
 #include <jansson.h>
 #include <sqlite3.h>
+#include <sys/stat.h>
 
 #include "hetee/engine.h"
 #include "service/reqsig.h"
@@ -95,14 +96,16 @@ static void session_cmd(hetee_client_conn *c, uint8_t *msg, size_t ml, uint8_t *
   hetee_client_session_free(s);
 }
 
-static void integrity_status(hetee_client_conn *c, hetee_integrity_status *out) {
+static void integrity_status_of(hetee_client_conn *c, int64_t model, hetee_integrity_status *out) {
   uint8_t *m, *r;
   size_t ml, rl;
-  assert_int_equal(hetee_client_msg_integrity_status((uint32_t)MODEL, &m, &ml), 0);
+  assert_int_equal(hetee_client_msg_integrity_status((uint32_t)model, &m, &ml), 0);
   session_cmd(c, m, ml, &r, &rl);
   assert_int_equal(hetee_client_integrity_status_parse(r, rl, out), 0);
   free(r);
 }
+
+static void integrity_status(hetee_client_conn *c, hetee_integrity_status *out) { integrity_status_of(c, MODEL, out); }
 
 static hetee_party_key *home_key(const char *home) {
   char p[400];
@@ -950,6 +953,59 @@ static void test_enclave_restart(void **state) {
   hetee_client_disconnect(c);
 }
 
+/* The enclave's state is sealed after a job only when the model's policy
+ * has budgets (its query counters are all a job changes): a job of the
+ * unbudgeted model leaves the seal file as it was (the same file, not
+ * rewritten), a job of a model with an enclave budget rewrites it, and its
+ * charge survives kill -9 of the enclave (the restarted enclave unseals it
+ * and reports it in STATUS). */
+static ino_t seal_inode(void) {
+  char p[600];
+  struct stat sb;
+  snprintf(p, sizeof p, "%s/enclave.seal", F->data);
+  assert_int_equal(stat(p, &sb), 0);
+  return sb.st_ino;
+}
+
+static void test_seal_budget(void **state) {
+  (void)state;
+  hetee_client_conn *c;
+  assert_int_equal(hetee_client_connect(F->url, F->dp1, &c), 0);
+  infer_checked(c, MODEL); /* the connection's first job: attestation, session */
+  ino_t before = seal_inode();
+  infer_checked(c, MODEL);
+  infer_checked(c, MODEL);
+  assert_true(seal_inode() == before);
+
+  hetee_client_conn *mp;
+  char path[512];
+  sfx_model_path(path, sizeof path, "e2dm");
+  assert_int_equal(hetee_client_connect(F->url, F->mp, &mp), 0);
+  int64_t budget = 10 * NIMG, m2 = 0;
+  hetee_client_model_options o = {.name = "e2dm-budget", .batch = NIMG, .output = "label",
+                                  .dps = (const uint8_t(*)[32])F->dp1_pk, .budgets = &budget, .ndps = 1};
+  assert_int_equal(hetee_client_model_upload(mp, path, &o, &m2), 0);
+  hetee_client_disconnect(mp);
+  before = seal_inode();
+  infer_checked(c, m2);
+  assert_true(seal_inode() != before);
+  hetee_integrity_status is;
+  integrity_status_of(c, m2, &is);
+  assert_int_equal(is.budget, (uint64_t)budget);
+  assert_int_equal(is.used, NIMG);
+  pid_t ep = enclave_pid(F->pid);
+  assert_true(ep > 0);
+  assert_int_equal(kill(ep, SIGKILL), 0);
+  for (int i = 0; i < 200 && kill(ep, 0) == 0; i++) usleep(10 * 1000);
+  integrity_status_of(c, m2, &is); /* the enclave restarts inside the call */
+  assert_int_equal(is.used, NIMG);
+  assert_int_not_equal(enclave_pid(F->pid), ep);
+  infer_checked(c, m2);
+  integrity_status_of(c, m2, &is);
+  assert_int_equal(is.used, 2 * NIMG);
+  hetee_client_disconnect(c);
+}
+
 int main(void) {
   if (sodium_init() < 0) return 1;
   const struct CMUnitTest tests[] = {
@@ -957,6 +1013,7 @@ int main(void) {
       cmocka_unit_test(test_ciphertext_form),
       cmocka_unit_test(test_bad_input),  cmocka_unit_test(test_kill9),    cmocka_unit_test(test_tamper),
       cmocka_unit_test(test_enclave_restart), cmocka_unit_test(test_progress),
+      cmocka_unit_test(test_seal_budget),
   };
   return cmocka_run_group_tests_name("service/e2dm", tests, setup, teardown);
 }

@@ -18,6 +18,7 @@
 #include "service/service_fixture.h"
 
 #include <jansson.h>
+#include <math.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
 
@@ -1006,6 +1007,52 @@ static void test_seal_budget(void **state) {
   hetee_client_disconnect(c);
 }
 
+/* The metrics endpoint: two jobs add 2 to the done jobs and the latency
+ * count, 2 x NIMG images, enclave CPU and job-run wall time; the enclave
+ * share is the ratio of the two totals; the queue is empty afterwards. */
+static double metric_of(const char *text, const char *name) {
+  size_t l = strlen(name);
+  for (const char *p = text; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+    if (!strncmp(p, name, l) && p[l] == ' ') return atof(p + l + 1);
+  fail_msg("no metric %s", name);
+  return -1;
+}
+
+static char *metrics_text(hetee_client_conn *c) {
+  long st = 0;
+  uint8_t *m = NULL;
+  assert_int_equal(hetee_client_request(c, "GET", "/metrics", NULL, NULL, 0, &st, &m, NULL), 0);
+  assert_int_equal(st, 200);
+  assert_non_null(m);
+  return (char *)m;
+}
+
+static void test_metrics(void **state) {
+  (void)state;
+  hetee_client_conn *c;
+  assert_int_equal(hetee_client_connect(F->url, F->dp1, &c), 0);
+  infer_checked(c, MODEL); /* attestation and session before the first reading */
+  char *m0 = metrics_text(c);
+  infer_checked(c, MODEL);
+  infer_checked(c, MODEL);
+  char *m1 = metrics_text(c);
+  assert_true(metric_of(m1, "hetee_jobs_total{outcome=\"done\"}") - metric_of(m0, "hetee_jobs_total{outcome=\"done\"}") == 2);
+  assert_true(metric_of(m1, "hetee_jobs_total{outcome=\"failed\"}") == metric_of(m0, "hetee_jobs_total{outcome=\"failed\"}"));
+  assert_true(metric_of(m1, "hetee_images_total") - metric_of(m0, "hetee_images_total") == 2 * NIMG);
+  assert_true(metric_of(m1, "hetee_job_latency_seconds_count") - metric_of(m0, "hetee_job_latency_seconds_count") == 2);
+  double cpu = metric_of(m1, "hetee_enclave_cpu_seconds_total"), wall = metric_of(m1, "hetee_job_run_seconds_total");
+  assert_true(cpu > metric_of(m0, "hetee_enclave_cpu_seconds_total"));
+  assert_true(wall > metric_of(m0, "hetee_job_run_seconds_total"));
+  double share = metric_of(m1, "hetee_enclave_time_share");
+  assert_true(share > 0);
+  assert_true(fabs(share - cpu / wall) < 1e-4 + 1e-3 * share);
+  assert_true(metric_of(m1, "hetee_queue_depth{state=\"queued\"}") == 0);
+  assert_true(metric_of(m1, "hetee_queue_depth{state=\"running\"}") == 0);
+  free(m0);
+  free(m1);
+  hetee_client_disconnect(c);
+}
+
 int main(void) {
   if (sodium_init() < 0) return 1;
   const struct CMUnitTest tests[] = {
@@ -1013,7 +1060,7 @@ int main(void) {
       cmocka_unit_test(test_ciphertext_form),
       cmocka_unit_test(test_bad_input),  cmocka_unit_test(test_kill9),    cmocka_unit_test(test_tamper),
       cmocka_unit_test(test_enclave_restart), cmocka_unit_test(test_progress),
-      cmocka_unit_test(test_seal_budget),
+      cmocka_unit_test(test_seal_budget),     cmocka_unit_test(test_metrics),
   };
   return cmocka_run_group_tests_name("service/e2dm", tests, setup, teardown);
 }

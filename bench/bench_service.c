@@ -493,11 +493,13 @@ int hetee_bench_service(int argc, char **argv) {
   /* what the server says about its own work */
   long st = 0;
   uint8_t *mt = NULL;
-  double share = -1, enclave_cpu = -1, job_wall = -1;
+  double share = -1, enclave_cpu = -1, job_wall = -1, batches = -1, batched = -1;
   if (!hetee_client_request(mpc, "GET", "/metrics", NULL, NULL, 0, &st, &mt, NULL) && st == 200 && mt) {
     share = metric((char *)mt, "hetee_enclave_time_share");
     enclave_cpu = metric((char *)mt, "hetee_enclave_cpu_seconds_total");
     job_wall = metric((char *)mt, "hetee_job_run_seconds_total");
+    batches = metric((char *)mt, "hetee_job_batches_total");
+    batched = metric((char *)mt, "hetee_batched_jobs_total");
   }
   free(mt);
   long hwm_srv = vm_hwm_kib(srv), hwm_enc = descendants_hwm_kib(srv);
@@ -533,9 +535,9 @@ int hetee_bench_service(int argc, char **argv) {
            "\"threads\": %ld, \"upload_s\": %.3f, \"wall_s\": %.3f, \"images_per_s\": %.3f, \"latency_p50_s\": %.3f, "
            "\"latency_p95_s\": %.3f, \"latency_p99_s\": %.3f, \"submit_p50_s\": %.3f, \"wait_p50_s\": %.3f, "
            "\"results_p50_s\": %.3f, \"errors\": %ld, \"enclave_share\": %.4f, "
-           "\"enclave_cpu_s\": %.3f, \"job_run_s\": %.3f, \"server_vmhwm_kib\": %ld, \"enclave_vmhwm_kib\": %ld",
+           "\"enclave_cpu_s\": %.3f, \"job_run_s\": %.3f, \"server_vmhwm_kib\": %ld, \"enclave_vmhwm_kib\": %ld, \"batches\": %.0f, \"batched_jobs\": %.0f",
            prepared ? "prepared" : "end_to_end", S.prepare_s, model, clients, batch, S.njobs, done_imgs, workers, threads, upload_s, wall, ips, pct(l, ok, 0.50),
-           pct(l, ok, 0.95), pct(l, ok, 0.99), med[0], med[1], med[2], S.errors, share, enclave_cpu, job_wall, hwm_srv, hwm_enc);
+           pct(l, ok, 0.95), pct(l, ok, 0.99), med[0], med[1], med[2], S.errors, share, enclave_cpu, job_wall, hwm_srv, hwm_enc, batches, batched);
     if (infer_ok)
       printf(", \"infer_images_per_s\": %.3f, \"infer_e2e_images_per_s\": %.3f, \"infer_enclave_share\": %.4f, "
              "\"ratio\": %.4f, \"ratio_e2e\": %.4f",
@@ -560,6 +562,7 @@ int hetee_bench_service(int argc, char **argv) {
     printf("errors %ld%s%s\n", S.errors, S.errors ? ", first: " : "", S.errors ? S.first_error : "");
     printf("enclave share (server metrics: enclave CPU %.2f s / job run wall %.2f s) %.1f%%\n", enclave_cpu, job_wall,
            100 * share);
+    printf("server engine runs of several jobs: %.0f, with %.0f of the %ld jobs\n", batches, batched, S.njobs);
     printf("peak RSS: server %.1f MiB, its enclave processes %.1f MiB (VmHWM)\n", hwm_srv / 1024.0, hwm_enc / 1024.0);
     if (infer_ok) {
       printf("hetee-bench infer, same model/batch/%ld images, --threads %ld: %.1f images/s (its total_s: host + "

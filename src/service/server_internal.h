@@ -102,6 +102,9 @@ int store_job_commit(store *s, int64_t id);
 int store_job_get(store *s, int64_t id, st_job *out);
 /* Oldest queued job -> running (attempts + 1). HETEE_ERR_NOT_FOUND: none. */
 int store_job_take(store *s, st_job *out);
+/* Up to max more queued jobs of model whose counts are whole micro-batches
+ * of mb, oldest first, -> running (attempts + 1), in one transaction. */
+int store_job_take_batch(store *s, int64_t model, uint32_t mb, size_t max, st_job *out, size_t *n);
 int store_job_set_state(store *s, int64_t id, const char *state, const char *error);
 int store_job_counts(store *s, int64_t *queued, int64_t *running);
 /* Queued jobs before id plus running jobs other than id (the status's progress). */
@@ -163,9 +166,11 @@ typedef struct metrics {
   uint64_t jobs_done, jobs_failed, images;
   double job_latency_sum, job_wall_sum, job_enclave_sum;
   uint64_t latency_buckets[12];
+  uint64_t batches, batched_jobs; /* engine runs of several jobs, and their jobs */
 } metrics;
 void metrics_request(metrics *m, int status, uint64_t bytes_in);
 void metrics_job(metrics *m, int ok, double latency_s, double wall_s, double enclave_s, uint64_t images);
+void metrics_batch(metrics *m, uint64_t jobs);
 char *metrics_render(server *S); /* malloc'd Prometheus text */
 
 /* ---- model cache -------------------------------------------------------- */

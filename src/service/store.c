@@ -416,6 +416,36 @@ int store_job_take(store *s, st_job *out) {
   return rc;
 }
 
+int store_job_take_batch(store *s, int64_t model, uint32_t mb, size_t max, st_job *out, size_t *n) {
+  *n = 0;
+  if (!max || !mb) return 0;
+  LOCK;
+  int rc = begin(s);
+  sqlite3_stmt *st = rc ? NULL
+                        : prep(s,
+                               "SELECT " JOB_COLS " FROM jobs WHERE state = 'queued' AND model = ? AND count % ? = 0 "
+                               "ORDER BY id LIMIT ?",
+                               "iii", model, (int64_t)mb, (int64_t)max);
+  if (!rc && !st) rc = dberr(s, "take");
+  while (!rc && *n < max && sqlite3_step(st) == SQLITE_ROW) job_row(st, &out[(*n)++]);
+  sqlite3_finalize(st);
+  uint64_t now = reqsig_now_ms();
+  for (size_t i = 0; !rc && i < *n; i++) {
+    rc = exec_stmt(s, prep(s, "UPDATE jobs SET state = 'running', attempts = attempts + 1, started_ms = ? WHERE id = ?",
+                           "ii", (int64_t)now, out[i].id),
+                   "take");
+    out[i].attempts++;
+  }
+  if (!rc) {
+    rc = commit(s);
+  } else {
+    rollback(s);
+  }
+  if (rc) *n = 0;
+  UNLOCK;
+  return rc;
+}
+
 int store_job_set_state(store *s, int64_t id, const char *state, const char *error) {
   LOCK;
   int fin = !strcmp(state, "done") || !strcmp(state, "failed");

@@ -1053,6 +1053,76 @@ static void test_metrics(void **state) {
   hetee_client_disconnect(c);
 }
 
+/* Batches (jobs.c): jobs of one model queued together run as one engine
+ * call. Four jobs acknowledged while the enclave is stopped, then server
+ * and enclave killed: after the restart the two workers take the oldest
+ * two alone and the first batch query finds at least two more, so at least
+ * one batch of three runs, and every job is done once with its own labels.
+ * Then the same with the last job's stored witness altered: its batch is
+ * refused, the enclave restarted, the jobs run again alone: the three good
+ * ones done with their labels, the altered one failed (not authorized). */
+static void queue_four_and_restart(hetee_client_conn *c, hetee_client_job *j[4], int alter_last) {
+  pid_t ep = enclave_pid(F->pid);
+  assert_true(ep > 0);
+  assert_int_equal(kill(ep, SIGSTOP), 0);
+  for (int i = 0; i < 4; i++) assert_int_equal(hetee_client_job_submit(c, MODEL, X, NIMG, &j[i]), 0);
+  sfx_stop(F, SIGKILL);
+  (void)kill(ep, SIGKILL);
+  if (alter_last) {
+    char wit[600];
+    snprintf(wit, sizeof wit, "%s/jobs/%lld.htwt", F->data, (long long)hetee_client_job_id(j[3]));
+    flip_last_byte(wit);
+  }
+  sfx_start(F);
+}
+
+static void labels_checked(hetee_client_conn *c, hetee_client_job *j) {
+  int rc = hetee_client_job_wait(c, j);
+  if (rc) fprintf(stderr, "wait: %s\n", hetee_last_error());
+  assert_int_equal(rc, 0);
+  hetee_release_result *r;
+  size_t n;
+  assert_int_equal(hetee_client_job_results(c, j, &r, &n), 0);
+  assert_int_equal(n, NIMG);
+  int agree = 0;
+  for (size_t k = 0; k < n; k++) agree += (int)r[k].indices[0] == PLAIN[k];
+  assert_true(agree >= NIMG - 1);
+  hetee_client_results_free(r, n);
+}
+
+static void test_batch(void **state) {
+  (void)state;
+  hetee_client_conn *c;
+  hetee_client_job *j[4];
+  assert_int_equal(hetee_client_connect(F->url, F->dp1, &c), 0);
+  infer_checked(c, MODEL); /* the connection knows the enclave's release key */
+  queue_four_and_restart(c, j, 0);
+  hetee_client_disconnect(c);
+  assert_int_equal(hetee_client_connect(F->url, F->dp1, &c), 0);
+  for (int i = 0; i < 4; i++) labels_checked(c, j[i]);
+  char *m = metrics_text(c);
+  assert_true(metric_of(m, "hetee_job_batches_total") >= 1);
+  assert_true(metric_of(m, "hetee_batched_jobs_total") >= 3);
+  assert_true(metric_of(m, "hetee_jobs_total{outcome=\"done\"}") == 4);
+  free(m);
+  for (int i = 0; i < 4; i++) hetee_client_job_free(j[i]);
+
+  infer_checked(c, MODEL); /* attested again: the submissions below need no enclave */
+  queue_four_and_restart(c, j, 1);
+  hetee_client_disconnect(c);
+  assert_int_equal(hetee_client_connect(F->url, F->dp1, &c), 0);
+  for (int i = 0; i < 3; i++) labels_checked(c, j[i]);
+  assert_int_equal(hetee_client_job_wait(c, j[3]), HETEE_ERR_STATE);
+  assert_non_null(strstr(hetee_last_error(), "not authorized"));
+  m = metrics_text(c);
+  assert_true(metric_of(m, "hetee_enclave_restarts_total") >= 1);
+  assert_true(metric_of(m, "hetee_jobs_total{outcome=\"done\"}") == 3);
+  assert_true(metric_of(m, "hetee_jobs_total{outcome=\"failed\"}") == 1);
+  free(m);
+  for (int i = 0; i < 4; i++) hetee_client_job_free(j[i]);
+  hetee_client_disconnect(c);
+}
+
 int main(void) {
   if (sodium_init() < 0) return 1;
   const struct CMUnitTest tests[] = {
@@ -1061,6 +1131,7 @@ int main(void) {
       cmocka_unit_test(test_bad_input),  cmocka_unit_test(test_kill9),    cmocka_unit_test(test_tamper),
       cmocka_unit_test(test_enclave_restart), cmocka_unit_test(test_progress),
       cmocka_unit_test(test_seal_budget),     cmocka_unit_test(test_metrics),
+      cmocka_unit_test(test_batch),
   };
   return cmocka_run_group_tests_name("service/e2dm", tests, setup, teardown);
 }

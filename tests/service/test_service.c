@@ -904,6 +904,7 @@ static void test_tamper(void **state) {
   }
   for (int i = 0; i < 4; i++) hetee_client_job_free(j[i]);
   hetee_client_disconnect(c);
+  unsetenv("HETEE_SERVER_BATCH");
 }
 
 /* kill -9 of the enclave with jobs queued and running: the supervised
@@ -1053,7 +1054,8 @@ static void test_metrics(void **state) {
   hetee_client_disconnect(c);
 }
 
-/* Batches (jobs.c): jobs of one model queued together run as one engine
+/* Batches (jobs.c; HETEE_SERVER_BATCH=8 for the servers of this test):
+ * jobs of one model queued together run as one engine
  * call. Four jobs acknowledged while the enclave is stopped, then server
  * and enclave killed: after the restart the two workers take the oldest
  * two alone and the first batch query finds at least two more, so at least
@@ -1062,6 +1064,7 @@ static void test_metrics(void **state) {
  * refused, the enclave restarted, the jobs run again alone: the three good
  * ones done with their labels, the altered one failed (not authorized). */
 static void queue_four_and_restart(hetee_client_conn *c, hetee_client_job *j[4], int alter_last) {
+  setenv("HETEE_SERVER_BATCH", "8", 1); /* batches are off unless asked (the restarted server inherits it) */
   pid_t ep = enclave_pid(F->pid);
   assert_true(ep > 0);
   assert_int_equal(kill(ep, SIGSTOP), 0);

@@ -874,10 +874,14 @@ int hetee_client_job_wait(hetee_client_conn *c, hetee_client_job *j) {
   char target[128];
   unsigned delay_ms = 50;
   uint64_t wait_total = 0, wait_done = 0;
-  int wait_seen = 0;
+  int wait_seen = 0, asked = 0;
   for (;;) {
-    /* a long poll: the server answers when the job finishes (or after 5 s) */
-    snprintf(target, sizeof target, "/v1/jobs/%lld?wait=5", (long long)j->id);
+    /* a long poll: the server answers when the job finishes (or after 5 s);
+     * with a progress callback the first question does not wait, so that
+     * the job's place in the queue is reported at once */
+    snprintf(target, sizeof target, "/v1/jobs/%lld?wait=%d", (long long)j->id, c->progress && !asked ? 0 : 5);
+    int quick = c->progress && !asked;
+    asked = 1;
     int rc;
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -914,7 +918,7 @@ int hetee_client_job_wait(hetee_client_conn *c, hetee_client_job *j) {
     /* a server that answered at once with an unfinished job did not wait
      * (a restart, or one without long polls): sleep before asking again */
     double took = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
-    if (took < 1.0) {
+    if (took < 1.0 && !quick) {
       usleep(delay_ms * 1000);
       if (delay_ms < 500) delay_ms *= 2;
     }

@@ -246,7 +246,7 @@ void hetee_cli_progress_client(void *ud, const char *phase, uint64_t done, uint6
   p->done = (size_t)done;
   p->total = (size_t)total;
   p->bytes = !strcmp(phase, "upload");
-  if (changed) pthread_cond_signal(&p->cv); /* redraw at once on a new phase, else on the next tick */
+  if (changed || done == total) pthread_cond_signal(&p->cv); /* redraw at once on a new phase or its end */
   pthread_mutex_unlock(&p->mu);
 }
 

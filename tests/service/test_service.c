@@ -20,6 +20,7 @@
 #include <jansson.h>
 #include <math.h>
 #include <sqlite3.h>
+#include <sys/time.h>
 #include <sys/stat.h>
 
 #include "hetee/engine.h"
@@ -1126,6 +1127,59 @@ static void test_batch(void **state) {
   hetee_client_disconnect(c);
 }
 
+/* Slow clients: connections that stop in the middle of their headers, and
+ * unsigned uploads that stop in the middle of their body, hold no one up:
+ * each upload is answered 401 with a message before its body is read
+ * (while it still holds the connection open), and meanwhile health and a
+ * full job of another client are served. */
+static int slow_conn(const char *part) {
+  int s = socket(AF_INET, SOCK_STREAM, 0);
+  assert_true(s >= 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)F->port)};
+  inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+  assert_int_equal(connect(s, (struct sockaddr *)&a, sizeof a), 0);
+  struct timeval tv = {.tv_sec = 60}; /* a guard against a hang, not a performance limit */
+  setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  assert_int_equal(send(s, part, strlen(part), MSG_NOSIGNAL), (ssize_t)strlen(part));
+  return s;
+}
+
+static void test_slow_clients(void **state) {
+  (void)state;
+  enum { N = 4 };
+  int hs[N], us[N];
+  for (int i = 0; i < N; i++) {
+    hs[i] = slow_conn("GET /v1/health HTTP/1.1\r\nHost: x\r\nX-Slow: ");
+    us[i] = slow_conn("POST /v1/jobs?model=1 HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\n"
+                      "Content-Length: 1000000\r\n\r\nHTEI");
+  }
+  char *b = NULL;
+  assert_int_equal(sfx_raw(F, "GET /v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 56, &b), 200);
+  free(b);
+  hetee_client_conn *c;
+  assert_int_equal(hetee_client_connect(F->url, F->dp1, &c), 0);
+  infer_checked(c, MODEL);
+  hetee_client_disconnect(c);
+  for (int i = 0; i < N; i++) {
+    char buf[4096];
+    size_t n = 0;
+    while (n < sizeof buf - 1) {
+      ssize_t r = recv(us[i], buf + n, sizeof buf - 1 - n, 0);
+      if (r <= 0) break;
+      n += (size_t)r;
+      buf[n] = 0;
+      if (strstr(buf, "\r\n\r\n") && strstr(buf, "}")) break;
+    }
+    buf[n] = 0;
+    int st = 0;
+    assert_int_equal(sscanf(buf, "HTTP/1.%*d %d", &st), 1);
+    assert_int_equal(st, 401);
+    assert_non_null(strstr(buf, "\"message\""));
+    close(us[i]);
+    close(hs[i]);
+  }
+}
+
 int main(void) {
   if (sodium_init() < 0) return 1;
   const struct CMUnitTest tests[] = {
@@ -1134,7 +1188,7 @@ int main(void) {
       cmocka_unit_test(test_bad_input),  cmocka_unit_test(test_kill9),    cmocka_unit_test(test_tamper),
       cmocka_unit_test(test_enclave_restart), cmocka_unit_test(test_progress),
       cmocka_unit_test(test_seal_budget),     cmocka_unit_test(test_metrics),
-      cmocka_unit_test(test_batch),
+      cmocka_unit_test(test_batch),           cmocka_unit_test(test_slow_clients),
   };
   return cmocka_run_group_tests_name("service/e2dm", tests, setup, teardown);
 }

@@ -170,9 +170,11 @@ static void job_unload(server *S, jctx *x) {
   x->a = NULL;
 }
 
+/* The metrics count a job before its state says final, so that a client
+ * that saw it final reads metrics that include it. */
 static void job_failed(server *S, int64_t id, const char *why) {
-  (void)store_job_set_state(S->db, id, "failed", why);
   metrics_job(&S->m, 0, 0, 0, 0, 0);
+  (void)store_job_set_state(S->db, id, "failed", why);
 }
 
 /* Job x->j's authorization, model (cached), input and, when the DP sent
@@ -238,8 +240,8 @@ static void job_finish(server *S, jctx *x, int rc, const char *why, const hetee_
   }
   double lat = (double)(reqsig_now_ms() - (uint64_t)x->j.created_ms) / 1000.0;
   if (!rc) {
-    (void)store_job_set_state(S->db, x->j.id, "done", NULL);
     metrics_job(&S->m, 1, lat, wall_s, enclave_s, (uint64_t)x->j.count);
+    (void)store_job_set_state(S->db, x->j.id, "done", NULL);
   } else {
     job_failed(S, x->j.id, why);
   }

@@ -63,6 +63,7 @@ struct hetee_client_conn {
   void *progress_ud;
   const char *up_phase;
   uint64_t up_done;
+  const uint8_t *body_hash; /* set around one call: the body's hash, computed ahead */
 };
 
 /* A job encrypted, witnessed and signed, not sent yet. */
@@ -70,6 +71,7 @@ struct hetee_client_prepared {
   int64_t model;
   uint8_t *body; /* input then witnesses */
   size_t len, wlen;
+  uint8_t body_hash[32]; /* reqsig_body_hash of body, computed when prepared */
   hetee_client_job job; /* filled but for the id */
 };
 
@@ -169,7 +171,8 @@ static size_t on_header(char *ptr, size_t size, size_t nmemb, void *ud) {
 static int request(hetee_client_conn *c, const char *method, const char *target, const char *ctype, const uint8_t *body,
                    size_t len, long *status, uint8_t **resp, size_t *rlen, long *retry_after) {
   uint8_t bh[32], nonce[16], key[32], d[32], sig[64];
-  reqsig_body_hash(body, len, bh);
+  if (c->body_hash) memcpy(bh, c->body_hash, 32);
+  else reqsig_body_hash(body, len, bh);
   randombytes_buf(nonce, sizeof nonce);
   hetee_party_key_public(c->key, key);
   uint64_t ts = reqsig_now_ms();
@@ -783,6 +786,7 @@ int hetee_client_job_prepare(hetee_client_conn *c, int64_t model_id, const float
   p->body = buf;
   p->len = len;
   p->wlen = wl;
+  reqsig_body_hash(buf, len, p->body_hash); /* the request signature's, ahead of the send */
   *out = p;
   return 0;
 }
@@ -799,7 +803,9 @@ int hetee_client_job_send(hetee_client_conn *c, const hetee_client_prepared *p, 
   snprintf(target, sizeof target, "/v1/jobs?model=%lld&nonce=%s&auth=%s&witness=%zu", (long long)p->model, hn, hs,
            p->wlen);
   uint8_t *resp = NULL;
+  c->body_hash = p->body_hash;
   int rc = call_upload(c, "POST", target, p->body, p->len, 202, &resp);
+  c->body_hash = NULL;
   json_t *a = rc ? NULL : json_loads((const char *)resp, 0, NULL);
   free(resp);
   if (!rc) j->id = (int64_t)json_integer_value(json_object_get(a, "id"));

@@ -987,8 +987,19 @@ static void test_seal_budget(void **state) {
   int64_t budget = 10 * NIMG, m2 = 0;
   hetee_client_model_options o = {.name = "e2dm-budget", .batch = NIMG, .output = "label",
                                   .dps = (const uint8_t(*)[32])F->dp1_pk, .budgets = &budget, .ndps = 1};
+  prog_log L; /* the upload's progress: every stage encrypted, every byte sent */
+  memset(&L, 0, sizeof L);
+  hetee_client_set_progress(mp, on_progress, &L);
   assert_int_equal(hetee_client_model_upload(mp, path, &o, &m2), 0);
   hetee_client_disconnect(mp);
+  int e = prog_phase(&L, "encrypt"), u = prog_phase(&L, "upload");
+  assert_true(e >= 0 && u >= 0);
+  assert_true(L.total[e] >= 2); /* e2dm's stages */
+  assert_int_equal(L.done[e], L.total[e]);
+  assert_int_equal(L.calls[e], L.total[e] + 1);
+  assert_true(L.total[u] > 1000000);
+  assert_int_equal(L.done[u], L.total[u]);
+  assert_int_equal(L.bad, 0);
   before = seal_inode();
   infer_checked(c, m2);
   assert_true(seal_inode() != before);

@@ -430,7 +430,7 @@ static void run_batch(server *S, jctx *xs, size_t n) {
   static const uint8_t to_identity[16] = {0};
   int rc = all.cts && w.batch && w.blob && w.len && w.digest && stats ? 0 : hetee_error(HETEE_ERR_NOMEM, "no memory");
   if (rc) snprintf(why, sizeof why, "no memory");
-  int lost = 0, refused = 0;
+  int lost = 0, refused = 0, auth_failed = 0;
   size_t nok = 0;
   pthread_mutex_lock(&S->en.lock);
   sup_note_restarts(&S->en);
@@ -442,6 +442,7 @@ static void run_batch(server *S, jctx *xs, size_t n) {
     int arc = hetee_engine_job_authorize(S->en.e, xs[i].a);
     if (arc) {
       snprintf(aw[i], sizeof aw[i], "authorization: %s: %s", hetee_strerror(arc), hetee_last_error());
+      auth_failed = 1;
       continue;
     }
     ok[i] = 1;
@@ -467,7 +468,7 @@ static void run_batch(server *S, jctx *xs, size_t n) {
     rc = hetee_error(HETEE_ERR_INTERNAL, "%zu results for %zu samples", res.n, all.count);
     snprintf(why, sizeof why, "%s", hetee_last_error());
   }
-  if (rc) lost = enclave_lost_locked(S, before);
+  if (rc || auth_failed) lost = enclave_lost_locked(S, before); /* as for one job: a dead enclave refuses */
   if (rc && !lost && refused && nok > 1) {
     /* the spent authorizations are accepted again only by a new enclave */
     fprintf(stderr, "hetee server: a batch of %zu jobs was refused (%s); restarting the enclave to run them alone\n",
@@ -535,8 +536,12 @@ static void run_job(server *S, st_job *j) {
       nb++;
     } else {
       rest[nr] = malloc(sizeof **rest);
-      if (rest[nr]) *rest[nr++] = xs[i];
-      else job_unload(S, &xs[i]);
+      if (rest[nr]) {
+        *rest[nr++] = xs[i];
+      } else { /* no room to keep it for later: now */
+        run_one(S, &xs[i]);
+        job_unload(S, &xs[i]);
+      }
     }
   }
   if (nb > 1) {

@@ -98,6 +98,37 @@ typedef struct hetee_client_job hetee_client_job;
  * 429 / 503 after their Retry-After (bounded). */
 HETEE_API int hetee_client_job_submit(hetee_client_conn *c, int64_t model_id, const float *x, size_t count,
                                       hetee_client_job **out) HETEE_WUR;
+/* The same in two steps, so that a program can encrypt ahead and send
+ * later (hetee-bench service --prepared times only the sending): _prepare
+ * does everything _submit does before the upload (attestation, plan and
+ * release key on the connection's first job, encryption, witnesses, the
+ * signed authorization under a fresh nonce); _send uploads it and returns
+ * the submitted job. A prepared job is sent at most once (the enclave
+ * refuses a second use of its nonce); free it with _prepared_free (which
+ * wipes the sealed witnesses' copy). */
+typedef struct hetee_client_prepared hetee_client_prepared;
+HETEE_API int hetee_client_job_prepare(hetee_client_conn *c, int64_t model_id, const float *x, size_t count,
+                                       hetee_client_prepared **out) HETEE_WUR;
+HETEE_API int hetee_client_job_send(hetee_client_conn *c, const hetee_client_prepared *p,
+                                    hetee_client_job **out) HETEE_WUR;
+HETEE_API void hetee_client_prepared_free(hetee_client_prepared *p);
+
+/* Progress of the long operations on connection c, through fn(ud, phase,
+ * done, total) on the calling thread (fn NULL: none). Phases:
+ *   "encrypt"  model stages (model upload) or input micro-batches (job
+ *              prepare / submit) encrypted so far, from 0
+ *   "upload"   body bytes sent (model upload, job send / submit), from 0
+ *   "wait"     hetee_client_job_wait: total = the jobs the server runs
+ *              before this one when first asked (its status's
+ *              queue_position) + 1, done = those that left the queue since;
+ *              the job's own run counts as one step (the server reports
+ *              no finer progress inside a run)
+ *   "open"     results fetched and opened so far
+ * Within a phase of one call, done never decreases and the last report
+ * has done == total when the phase completes. */
+typedef void (*hetee_client_progress_fn)(void *ud, const char *phase, uint64_t done, uint64_t total);
+HETEE_API void hetee_client_set_progress(hetee_client_conn *c, hetee_client_progress_fn fn, void *ud);
+
 /* A job this identity submitted earlier (e.g. from another process, after
  * the client lost it): its authorization fetched from the server and
  * accepted only if it is this party's own valid signature for the job's

@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "client/client_internal.h"
 #include "hemat/engine_internal.h"
 #include "hetee/ckks.h"
 #include "hetee/engine.h"
@@ -24,6 +25,14 @@
 
 #define RESP_MAX (2ull << 30) /* largest response body accepted */
 #define MAX_RETRIES 60        /* 429 / 503 answers retried after Retry-After */
+
+struct hetee_client_job {
+  int64_t id;
+  uint32_t model, micro_batch;
+  size_t count;
+  uint8_t release_pk[32]; /* the enclave's release key, from an attested session */
+  hetee_job_auth auth; /* what we signed: the digest of each micro-batch */
+};
 
 struct hetee_client_conn {
   char url[512];
@@ -47,15 +56,50 @@ struct hetee_client_conn {
   int64_t plan_model;
   hetee_engine_plan *plan;
   const char *if_none_match; /* set around one request */
+  /* progress (hetee_client_set_progress): the callback, and while a large
+   * body is sent, the phase name and the bytes reported so far (monotone
+   * over retries) */
+  hetee_client_progress_fn progress;
+  void *progress_ud;
+  const char *up_phase;
+  uint64_t up_done;
+  const uint8_t *body_hash; /* set around one call: the body's hash, computed ahead */
 };
 
-struct hetee_client_job {
-  int64_t id;
-  uint32_t model, micro_batch;
-  size_t count;
-  uint8_t release_pk[32]; /* the enclave's release key, from an attested session */
-  hetee_job_auth auth; /* what we signed: the digest of each micro-batch */
+/* A job encrypted, witnessed and signed, not sent yet. */
+struct hetee_client_prepared {
+  int64_t model;
+  uint8_t *body; /* input then witnesses */
+  size_t len, wlen;
+  uint8_t body_hash[32]; /* reqsig_body_hash of body, computed when prepared */
+  hetee_client_job job; /* filled but for the id */
 };
+
+
+static void progress(hetee_client_conn *c, const char *phase, uint64_t done, uint64_t total) {
+  if (c->progress) c->progress(c->progress_ud, phase, done, total);
+}
+
+void hetee_client_set_progress(hetee_client_conn *c, hetee_client_progress_fn fn, void *ud) {
+  if (!c) return;
+  c->progress = fn;
+  c->progress_ud = ud;
+}
+
+/* libcurl's transfer callback while a body is sent under c->up_phase:
+ * bytes sent, never less than reported before (a retried request sends
+ * the body again), never the final total (the caller reports that once
+ * the server accepted it). */
+static int on_xfer(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow) {
+  (void)dltotal;
+  (void)dlnow;
+  hetee_client_conn *c = ud;
+  if (ultotal > 0 && ulnow > 0 && (uint64_t)ulnow > c->up_done && ulnow < ultotal) {
+    c->up_done = (uint64_t)ulnow;
+    progress(c, c->up_phase, c->up_done, (uint64_t)ultotal);
+  }
+  return 0;
+}
 
 /* ---- home --------------------------------------------------------------- */
 int hetee_client_home_trust(const char *home, const char *platform_dir, const char *measurement_hex) {
@@ -127,7 +171,8 @@ static size_t on_header(char *ptr, size_t size, size_t nmemb, void *ud) {
 static int request(hetee_client_conn *c, const char *method, const char *target, const char *ctype, const uint8_t *body,
                    size_t len, long *status, uint8_t **resp, size_t *rlen, long *retry_after) {
   uint8_t bh[32], nonce[16], key[32], d[32], sig[64];
-  reqsig_body_hash(body, len, bh);
+  if (c->body_hash) memcpy(bh, c->body_hash, 32);
+  else reqsig_body_hash(body, len, bh);
   randombytes_buf(nonce, sizeof nonce);
   hetee_party_key_public(c->key, key);
   uint64_t ts = reqsig_now_ms();
@@ -175,6 +220,11 @@ static int request(hetee_client_conn *c, const char *method, const char *target,
     curl_easy_setopt(k, CURLOPT_CUSTOMREQUEST, method);
     curl_easy_setopt(k, CURLOPT_POSTFIELDS, body ? (const char *)body : "");
     curl_easy_setopt(k, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+    if (c->progress && c->up_phase && len) {
+      curl_easy_setopt(k, CURLOPT_NOPROGRESS, 0L);
+      curl_easy_setopt(k, CURLOPT_XFERINFOFUNCTION, on_xfer);
+      curl_easy_setopt(k, CURLOPT_XFERINFODATA, c);
+    }
   }
   CURLcode cr = curl_easy_perform(k);
   curl_slist_free_all(h);
@@ -429,6 +479,20 @@ static int seal_hex(hetee_client_session *s, const uint8_t *msg, size_t len, cha
   return *out ? 0 : hetee_error(HETEE_ERR_NOMEM, "no memory");
 }
 
+static void model_progress(void *ud, size_t done, size_t total) { progress(ud, "encrypt", done, total); }
+
+/* call() of a large body, its bytes reported as the "upload" phase. */
+static int call_upload(hetee_client_conn *c, const char *method, const char *target, const uint8_t *body, size_t len,
+                       long want, uint8_t **resp) {
+  c->up_phase = "upload";
+  c->up_done = 0;
+  progress(c, "upload", 0, len);
+  int rc = call(c, method, target, "application/octet-stream", body, len, want, resp, NULL);
+  c->up_phase = NULL;
+  if (!rc) progress(c, "upload", len, len);
+  return rc;
+}
+
 int hetee_client_model_upload(hetee_client_conn *c, const char *onnx_path, const hetee_client_model_options *o,
                               int64_t *model_id) {
   if (!c || !onnx_path || !o || !model_id || !o->ndps || !o->dps) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
@@ -452,7 +516,10 @@ int hetee_client_model_upload(hetee_client_conn *c, const char *onnx_path, const
   hetee_engine_plan_options po = {.batch = o->batch ? o->batch : 64};
   double iscale = o->input_scale > 0 ? o->input_scale : m ? hetee_nn_model_input_scale(m) : 1.0;
   if (!rc) rc = hetee_engine_plan_build(m, &po, &plan);
-  if (!rc) rc = hetee_engine_model_encrypt(c->ctx, c->pk, m, plan, &em);
+  if (!rc) {
+    progress(c, "encrypt", 0, hetee_engine_plan_num_stages(plan));
+    rc = client_model_encrypt_progress(c->ctx, c->pk, m, plan, model_progress, c, &em);
+  }
   if (!rc) rc = hetee_engine_model_save(em, &buf, &len);
   /* the registration binds exactly these bytes (plan + every ciphertext) */
   uint8_t *regmsg = NULL;
@@ -466,7 +533,7 @@ int hetee_client_model_upload(hetee_client_conn *c, const char *onnx_path, const
   snprintf(target, sizeof target, "/v1/models?name=%s&input_scale=%.17g", o->name ? o->name : "model", iscale);
   json_t *j = NULL;
   uint8_t *resp = NULL;
-  rc = call(c, "POST", target, "application/octet-stream", buf, len, 201, &resp, NULL);
+  rc = call_upload(c, "POST", target, buf, len, 201, &resp);
   free(buf);
   if (!rc && !(j = json_loads((const char *)resp, 0, NULL))) rc = hetee_error(HETEE_ERR_PROTOCOL, "upload answer");
   free(resp);
@@ -610,23 +677,73 @@ static int job_plan(hetee_client_conn *c, int64_t model_id, const hetee_engine_p
   return 0;
 }
 
-int hetee_client_job_submit(hetee_client_conn *c, int64_t model_id, const float *x, size_t count, hetee_client_job **out) {
+/* hetee_engine_input_encrypt micro-batch by micro-batch ("encrypt" progress
+ * after each), the ciphertexts moved into one input of `count` samples:
+ * the same ciphertexts, in the same order, as one call would make. */
+static int encrypt_input(hetee_client_conn *c, const hetee_engine_plan *plan, const float *x, size_t count,
+                         hetee_engine_input **out) {
+  size_t mb = hetee_engine_plan_micro_batch(plan), nmb = (count + mb - 1) / mb, total = 0;
+  int rc = count >= 1 && count <= HETEE_ENGINE_MAX_IMAGES && mb ? engine_input_cts(plan, count, &total)
+                                                                 : hetee_error(HETEE_ERR_INVALID_ARG, "%zu samples", count);
+  if (rc) return rc;
+  hetee_engine_input *in = calloc(1, sizeof *in);
+  if (in) in->cts = calloc(total ? total : 1, sizeof *in->cts);
+  if (!in || !in->cts) {
+    hetee_engine_input_free(in);
+    return hetee_error(HETEE_ERR_NOMEM, "no memory");
+  }
+  in->ctx = c->ctx;
+  in->count = count;
+  in->micro_batch = (uint32_t)mb;
+  progress(c, "encrypt", 0, nmb);
+  for (size_t k = 0; k < nmb && !rc; k++) {
+    size_t bk = count - k * mb < mb ? count - k * mb : mb;
+    hetee_engine_input *part = NULL;
+    rc = hetee_engine_input_encrypt(c->ctx, c->pk, plan, x + k * mb * hetee_engine_plan_input_size(plan), bk, &part);
+    if (!rc && in->ncts + part->ncts > total) rc = hetee_error(HETEE_ERR_INTERNAL, "input ciphertext count");
+    if (!rc) {
+      memcpy(in->cts + in->ncts, part->cts, part->ncts * sizeof *part->cts);
+      in->ncts += part->ncts;
+      part->ncts = 0; /* moved */
+      progress(c, "encrypt", k + 1, nmb);
+    }
+    hetee_engine_input_free(part);
+  }
+  if (!rc && in->ncts != total) rc = hetee_error(HETEE_ERR_INTERNAL, "input ciphertext count");
+  if (rc) {
+    hetee_engine_input_free(in);
+    return rc;
+  }
+  *out = in;
+  return 0;
+}
+
+void hetee_client_prepared_free(hetee_client_prepared *p) {
+  if (!p) return;
+  if (p->body) sodium_memzero(p->body + (p->len - p->wlen), p->wlen);
+  free(p->body);
+  free(p);
+}
+
+int hetee_client_job_prepare(hetee_client_conn *c, int64_t model_id, const float *x, size_t count,
+                             hetee_client_prepared **out) {
   if (!c || !x || !count || !out) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  *out = NULL;
   int rc = ensure_attested(c);
   if (rc) return rc;
-  char target[512];
   uint8_t *buf = NULL;
   size_t len = 0;
   const hetee_engine_plan *plan = NULL;
   hetee_engine_input *in = NULL;
-  hetee_client_job *j = calloc(1, sizeof *j);
-  if (!j) return hetee_error(HETEE_ERR_NOMEM, "no memory");
+  hetee_client_prepared *p = calloc(1, sizeof *p);
+  if (!p) return hetee_error(HETEE_ERR_NOMEM, "no memory");
+  hetee_client_job *j = &p->job;
   rc = job_plan(c, model_id, &plan);
   /* results will come sealed from the enclave's release key, learnt
    * through an attested session (once per verified bundle); the input
    * witnesses are sealed to it too */
   if (!rc) rc = release_key(c, j->release_pk);
-  if (!rc) rc = hetee_engine_input_encrypt(c->ctx, c->pk, plan, x, count, &in);
+  if (!rc) rc = encrypt_input(c, plan, x, count, &in);
   if (!rc) rc = hetee_engine_input_save(in, &buf, &len);
   hetee_engine_input_free(in);
   /* each micro-batch's values sealed to the enclave as its witness, and
@@ -657,16 +774,38 @@ int hetee_client_job_submit(hetee_client_conn *c, int64_t model_id, const float 
     randombytes_buf(j->auth.nonce, sizeof j->auth.nonce);
     rc = hetee_job_auth_sign(&j->auth, c->key);
   }
-  if (!rc) j->micro_batch = hetee_engine_plan_micro_batch(plan);
-  uint8_t *resp = NULL;
-  if (!rc) {
-    char hn[33], hs[129];
-    reqsig_hex(j->auth.nonce, 16, hn);
-    reqsig_hex(j->auth.sig, 64, hs);
-    snprintf(target, sizeof target, "/v1/jobs?model=%lld&nonce=%s&auth=%s&witness=%zu", (long long)model_id, hn, hs, wl);
-    rc = call(c, "POST", target, "application/octet-stream", buf, len, 202, &resp, NULL);
+  if (rc) {
+    free(buf);
+    free(p);
+    return rc;
   }
-  free(buf);
+  j->micro_batch = hetee_engine_plan_micro_batch(plan);
+  j->model = (uint32_t)model_id;
+  j->count = count;
+  p->model = model_id;
+  p->body = buf;
+  p->len = len;
+  p->wlen = wl;
+  reqsig_body_hash(buf, len, p->body_hash); /* the request signature's, ahead of the send */
+  *out = p;
+  return 0;
+}
+
+int hetee_client_job_send(hetee_client_conn *c, const hetee_client_prepared *p, hetee_client_job **out) {
+  if (!c || !p || !out) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  *out = NULL;
+  hetee_client_job *j = malloc(sizeof *j);
+  if (!j) return hetee_error(HETEE_ERR_NOMEM, "no memory");
+  *j = p->job;
+  char target[512], hn[33], hs[129];
+  reqsig_hex(j->auth.nonce, 16, hn);
+  reqsig_hex(j->auth.sig, 64, hs);
+  snprintf(target, sizeof target, "/v1/jobs?model=%lld&nonce=%s&auth=%s&witness=%zu", (long long)p->model, hn, hs,
+           p->wlen);
+  uint8_t *resp = NULL;
+  c->body_hash = p->body_hash;
+  int rc = call_upload(c, "POST", target, p->body, p->len, 202, &resp);
+  c->body_hash = NULL;
   json_t *a = rc ? NULL : json_loads((const char *)resp, 0, NULL);
   free(resp);
   if (!rc) j->id = (int64_t)json_integer_value(json_object_get(a, "id"));
@@ -676,10 +815,16 @@ int hetee_client_job_submit(hetee_client_conn *c, int64_t model_id, const float 
     hetee_client_job_free(j);
     return rc;
   }
-  j->model = (uint32_t)model_id;
-  j->count = count;
   *out = j;
   return 0;
+}
+
+int hetee_client_job_submit(hetee_client_conn *c, int64_t model_id, const float *x, size_t count, hetee_client_job **out) {
+  hetee_client_prepared *p = NULL;
+  int rc = hetee_client_job_prepare(c, model_id, x, count, &p);
+  if (!rc) rc = hetee_client_job_send(c, p, out);
+  hetee_client_prepared_free(p);
+  return rc;
 }
 
 int hetee_client_job_attach(hetee_client_conn *c, int64_t job_id, hetee_client_job **out) {
@@ -734,9 +879,15 @@ int hetee_client_job_attach(hetee_client_conn *c, int64_t job_id, hetee_client_j
 int hetee_client_job_wait(hetee_client_conn *c, hetee_client_job *j) {
   char target[128];
   unsigned delay_ms = 50;
+  uint64_t wait_total = 0, wait_done = 0;
+  int wait_seen = 0, asked = 0;
   for (;;) {
-    /* a long poll: the server answers when the job finishes (or after 5 s) */
-    snprintf(target, sizeof target, "/v1/jobs/%lld?wait=5", (long long)j->id);
+    /* a long poll: the server answers when the job finishes (or after 5 s);
+     * with a progress callback the first question does not wait, so that
+     * the job's place in the queue is reported at once */
+    snprintf(target, sizeof target, "/v1/jobs/%lld?wait=%d", (long long)j->id, c->progress && !asked ? 0 : 5);
+    int quick = c->progress && !asked;
+    asked = 1;
     int rc;
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -746,7 +897,22 @@ int hetee_client_job_wait(hetee_client_conn *c, hetee_client_job *j) {
     const char *st = json_string_value(json_object_get(a, "state"));
     if (st && !strcmp(st, "done")) {
       json_decref(a);
+      progress(c, "wait", wait_total ? wait_total : 1, wait_total ? wait_total : 1);
       return 0;
+    }
+    /* progress: the jobs ahead of ours when first seen, plus ours; done
+     * the ones that left the queue since (never reported backwards) */
+    json_t *qp = json_object_get(a, "queue_position");
+    if (st && json_is_integer(qp) && json_integer_value(qp) >= 0) {
+      uint64_t ahead = (uint64_t)json_integer_value(qp);
+      if (!wait_total) wait_total = ahead + 1;
+      if (ahead + 1 > wait_total) ahead = wait_total - 1;
+      uint64_t d = wait_total - 1 - ahead;
+      if (d > wait_done || !wait_seen) {
+        wait_done = d;
+        wait_seen = 1;
+        progress(c, "wait", wait_done, wait_total);
+      }
     }
     if (!st || !strcmp(st, "failed")) {
       const char *e = json_string_value(json_object_get(a, "error"));
@@ -758,7 +924,7 @@ int hetee_client_job_wait(hetee_client_conn *c, hetee_client_job *j) {
     /* a server that answered at once with an unfinished job did not wait
      * (a restart, or one without long polls): sleep before asking again */
     double took = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
-    if (took < 1.0) {
+    if (took < 1.0 && !quick) {
       usleep(delay_ms * 1000);
       if (delay_ms < 500) delay_ms *= 2;
     }
@@ -792,6 +958,11 @@ int hetee_client_job_results(hetee_client_conn *c, hetee_client_job *j, hetee_re
     free(b);
     return hetee_error(HETEE_ERR_NOMEM, "no memory");
   }
+  /* one X25519 agreement for the whole job, then each result opened with it */
+  uint8_t *shared = sodium_malloc(crypto_box_BEFORENMBYTES);
+  if (!shared) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+  if (!rc && (rc = client_release_beforenm(c->key, j->release_pk, shared)) == HETEE_ERR_AUTH)
+    rc = hetee_error(HETEE_ERR_AUTH, "the results are not sealed to this data provider by the enclave's release key");
   size_t off = 8;
   for (uint32_t i = 0; i < cnt && !rc; i++) {
     if (len - off < 4) {
@@ -809,10 +980,11 @@ int hetee_client_job_results(hetee_client_conn *c, hetee_client_job *j, hetee_re
       rc = hetee_error(HETEE_ERR_FORMAT, "%u results for %zu samples", cnt, j->count);
       break;
     }
-    rc = hetee_client_release_open_id(c->key, j->release_pk, j->model, j->auth.digest[k], (uint32_t)(i % mb), b + off, l,
-                                      &r[i]);
+    rc = client_release_open_id_afternm(shared, j->model, j->auth.digest[k], (uint32_t)(i % mb), b + off, l, &r[i]);
     off += l;
+    if (!rc) progress(c, "open", i + 1, cnt);
   }
+  if (shared) sodium_free(shared);
   if (rc == HETEE_ERR_AUTH) c->have_release = 0; /* the next job asks the enclave for its release key again */
   free(b);
   if (rc) {

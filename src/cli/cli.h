@@ -8,6 +8,7 @@
 
 #include <getopt.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #define HETEE_VERSION_STRING "0.1.0"
@@ -106,5 +107,9 @@ typedef struct hetee_cli_progress hetee_cli_progress;
 hetee_cli_progress *hetee_cli_progress_start(const char *what, size_t total);
 void hetee_cli_progress_set(hetee_cli_progress *p, const char *what, size_t done, size_t total);
 void hetee_cli_progress_end(hetee_cli_progress *p);
+/* A hetee_client_progress_fn (hetee/api_client.h) drawing the client
+ * library's phases (encrypting, uploading, waiting, opening) with their
+ * done / total on the progress ud (a hetee_cli_progress, may be NULL). */
+void hetee_cli_progress_client(void *ud, const char *phase, uint64_t done, uint64_t total);
 
 #endif

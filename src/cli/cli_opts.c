@@ -156,6 +156,7 @@ struct hetee_cli_progress {
   int stop;
   char what[96];
   size_t done, total;
+  int bytes; /* done / total are bytes: shown in MiB */
   struct timespec t0;
 };
 
@@ -168,10 +169,15 @@ static double since(const struct timespec *t0) {
 static void draw(hetee_cli_progress *p) {
   double s = since(&p->t0);
   if (p->total) {
-    int w = 30, fill = (int)((double)w * (double)p->done / (double)p->total);
-    if (fill > w) fill = w;
-    fprintf(stderr, "\r\033[K%s [%.*s%*s] %zu/%zu %.1f s", p->what, fill, "##############################", w - fill,
-            "", p->done, p->total, s);
+    double f = (double)p->done / (double)p->total;
+    if (f > 1) f = 1;
+    int w = 30, fill = (int)((double)w * f);
+    if (p->bytes)
+      fprintf(stderr, "\r\033[K%s [%.*s%*s] %3d%% %.1f/%.1f MiB %.1f s", p->what, fill, "##############################",
+              w - fill, "", (int)(100 * f), (double)p->done / 1048576.0, (double)p->total / 1048576.0, s);
+    else
+      fprintf(stderr, "\r\033[K%s [%.*s%*s] %3d%% %zu/%zu %.1f s", p->what, fill, "##############################",
+              w - fill, "", (int)(100 * f), p->done, p->total, s);
   } else {
     static const char spin[] = "|/-\\";
     fprintf(stderr, "\r\033[K%s %c %.1f s", p->what, spin[(int)(s * 5) & 3], s);
@@ -221,7 +227,26 @@ void hetee_cli_progress_set(hetee_cli_progress *p, const char *what, size_t done
   if (what) snprintf(p->what, sizeof p->what, "%s", what);
   p->done = done;
   p->total = total;
+  p->bytes = 0;
   pthread_cond_signal(&p->cv);
+  pthread_mutex_unlock(&p->mu);
+}
+
+void hetee_cli_progress_client(void *ud, const char *phase, uint64_t done, uint64_t total) {
+  hetee_cli_progress *p = ud;
+  if (!p || !phase) return;
+  const char *what = !strcmp(phase, "encrypt") ? "encrypting"
+                     : !strcmp(phase, "upload") ? "uploading"
+                     : !strcmp(phase, "wait")   ? "waiting for the server (jobs ahead, then ours)"
+                     : !strcmp(phase, "open")   ? "opening the results"
+                                                : phase;
+  pthread_mutex_lock(&p->mu);
+  int changed = strcmp(p->what, what) != 0;
+  snprintf(p->what, sizeof p->what, "%s", what);
+  p->done = (size_t)done;
+  p->total = (size_t)total;
+  p->bytes = !strcmp(phase, "upload");
+  if (changed || done == total) pthread_cond_signal(&p->cv); /* redraw at once on a new phase or its end */
   pthread_mutex_unlock(&p->mu);
 }
 

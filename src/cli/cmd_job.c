@@ -69,9 +69,11 @@ static int job_result(int argc, char **argv) {
   snprintf(what, sizeof what, "job %u", id);
   rc = hetee_client_job_attach(c, (int64_t)id, &j);
   hetee_cli_progress *pr = rc ? NULL : hetee_cli_progress_start("waiting for the server's job", 0);
+  if (pr) hetee_client_set_progress(c, hetee_cli_progress_client, pr);
   if (!rc) rc = hetee_client_job_wait(c, j);
   hetee_cli_progress_set(pr, "fetching and opening the results", 0, 0);
   if (!rc) rc = hetee_client_job_results(c, j, &r, &n);
+  hetee_client_set_progress(c, NULL, NULL);
   hetee_cli_progress_end(pr);
   int code = rc ? job_fail(what, rc) : 0;
   for (size_t i = 0; !rc && i < n; i++) {

@@ -186,7 +186,9 @@ static int model_upload(hetee_client_conn *cn, const char *onnx, int nallow, con
   double t = now_s();
   int64_t id = 0;
   hetee_cli_progress *pr = hetee_cli_progress_start("encrypting and uploading the model", 0);
+  if (pr) hetee_client_set_progress(cn, hetee_cli_progress_client, pr);
   int rc = hetee_client_model_upload(cn, onnx, &o, &id);
+  hetee_client_set_progress(cn, NULL, NULL);
   hetee_cli_progress_end(pr);
   if (rc) return fail("model upload", onnx, rc);
   printf("model %s encrypted, uploaded and its policy set in %.2f s (%d data provider%s, output %s)\n", onnx,
@@ -428,6 +430,7 @@ int hetee_cmd_infer(int argc, char **argv) {
   char what[96];
   snprintf(what, sizeof what, "encrypting and submitting %zu images", n);
   hetee_cli_progress *pr = hetee_cli_progress_start(what, 0);
+  if (pr) hetee_client_set_progress(cn, hetee_cli_progress_client, pr);
   rc = hetee_client_job_submit(cn, model, x, n, &job);
   double t1 = now_s();
   hetee_cli_progress_set(pr, "waiting for the server's job", 0, 0);
@@ -435,6 +438,7 @@ int hetee_cmd_infer(int argc, char **argv) {
   hetee_cli_progress_set(pr, "fetching and opening the results", 0, 0);
   if (!rc) rc = hetee_client_job_results(cn, job, &res, &nres);
   double t2 = now_s();
+  hetee_client_set_progress(cn, NULL, NULL);
   hetee_cli_progress_end(pr);
   if (rc) {
     fail("infer", "job", rc);

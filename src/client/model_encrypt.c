@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "client/client_internal.h"
 #include "hemat/engine_internal.h"
 
 /* A private copy of the plan (through its format: it is checked again). */
@@ -99,6 +100,12 @@ static int encrypt_stage(const hetee_ckks_context *ctx, const hetee_ckks_public_
 
 int hetee_engine_model_encrypt(const hetee_ckks_context *ctx, const hetee_ckks_public_key *pk, const hetee_nn_model *m,
                                const hetee_engine_plan *plan, hetee_engine_model **out) {
+  return client_model_encrypt_progress(ctx, pk, m, plan, NULL, NULL, out);
+}
+
+int client_model_encrypt_progress(const hetee_ckks_context *ctx, const hetee_ckks_public_key *pk,
+                                  const hetee_nn_model *m, const hetee_engine_plan *plan,
+                                  void (*cb)(void *ud, size_t done, size_t total), void *ud, hetee_engine_model **out) {
   if (!ctx || !pk || !m || !plan || !out) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
   *out = NULL;
   size_t n = hetee_ckks_context_n(ctx);
@@ -133,6 +140,7 @@ int hetee_engine_model_encrypt(const hetee_ckks_context *ctx, const hetee_ckks_p
     rc = encrypt_stage(ctx, pk, st, &info, nb, em->w[s], em->bias[s]);
     em->ct_bytes += (L->n_w_cts + nb) * w_ct;
     if (rc) rc = engine_wrap(rc, "stage %zu (%s)", s, st->names);
+    else if (cb) cb(ud, s + 1, ns);
   }
   if (rc) goto err;
   *out = em;

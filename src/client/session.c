@@ -193,22 +193,32 @@ int hetee_client_release_open(hetee_client_session *s, const uint8_t *sealed, si
 #define IDREL_TAG "hetee-idrel-v1"
 #define IDREL_HDR (sizeof IDREL_TAG + 4 + 32 + 4)
 
-int hetee_client_release_open_id(const hetee_party_key *k, const uint8_t release_pk[32], uint32_t model_id,
-                                 const uint8_t digest[32], uint32_t sample, const uint8_t *sealed, size_t len,
-                                 hetee_release_result *out) {
-  if (!k || !release_pk || !digest || !sealed || !out) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+/* crypto_box_beforenm of the enclave's release key and the party's X25519
+ * form of its identity key: what opening each result of a job reuses. */
+int client_release_beforenm(const hetee_party_key *k, const uint8_t release_pk[32], uint8_t *shared) {
+  if (!k || !release_pk || !shared) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  uint8_t *xsk = sodium_malloc(32);
+  int rc = xsk ? 0 : hetee_error(HETEE_ERR_NOMEM, "no memory");
+  if (!rc && crypto_sign_ed25519_sk_to_curve25519(xsk, k->sk)) rc = hetee_error(HETEE_ERR_CRYPTO, "identity key");
+  if (!rc && crypto_box_beforenm(shared, release_pk, xsk)) rc = hetee_error(HETEE_ERR_AUTH, "the enclave's release key");
+  if (xsk) sodium_free(xsk);
+  if (rc) sodium_memzero(shared, crypto_box_BEFORENMBYTES);
+  return rc;
+}
+
+int client_release_open_id_afternm(const uint8_t *shared, uint32_t model_id, const uint8_t digest[32], uint32_t sample,
+                                   const uint8_t *sealed, size_t len, hetee_release_result *out) {
+  if (!shared || !digest || !sealed || !out) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
   memset(out, 0, sizeof *out);
   if (len < crypto_box_NONCEBYTES + crypto_box_MACBYTES + IDREL_HDR)
     return hetee_error(HETEE_ERR_FORMAT, "sealed result too short");
   size_t plen = len - crypto_box_NONCEBYTES - crypto_box_MACBYTES;
-  uint8_t *xsk = sodium_malloc(32), *plain = malloc(plen);
+  uint8_t *plain = malloc(plen);
   int rc = 0;
-  if (!xsk || !plain) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
-  if (!rc && crypto_sign_ed25519_sk_to_curve25519(xsk, k->sk)) rc = hetee_error(HETEE_ERR_CRYPTO, "identity key");
-  if (!rc && crypto_box_open_easy(plain, sealed + crypto_box_NONCEBYTES, len - crypto_box_NONCEBYTES, sealed, release_pk,
-                                  xsk))
+  if (!plain) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+  if (!rc && crypto_box_open_easy_afternm(plain, sealed + crypto_box_NONCEBYTES, len - crypto_box_NONCEBYTES, sealed,
+                                          shared))
     rc = hetee_error(HETEE_ERR_AUTH, "the result is not sealed to this data provider by the enclave's release key");
-  if (xsk) sodium_free(xsk);
   if (!rc && (memcmp(plain, IDREL_TAG, sizeof IDREL_TAG) || hetee_rd32(plain + sizeof IDREL_TAG) != model_id ||
               sodium_memcmp(plain + sizeof IDREL_TAG + 4, digest, 32) ||
               hetee_rd32(plain + sizeof IDREL_TAG + 36) != sample))
@@ -221,4 +231,22 @@ int hetee_client_release_open_id(const hetee_party_key *k, const uint8_t release
   memmove(plain, plain + IDREL_HDR, plen - IDREL_HDR);
   sodium_memzero(plain + plen - IDREL_HDR, IDREL_HDR);
   return parse_release(plain, plen - IDREL_HDR, out);
+}
+
+int hetee_client_release_open_id(const hetee_party_key *k, const uint8_t release_pk[32], uint32_t model_id,
+                                 const uint8_t digest[32], uint32_t sample, const uint8_t *sealed, size_t len,
+                                 hetee_release_result *out) {
+  if (!k || !release_pk || !digest || !sealed || !out) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  memset(out, 0, sizeof *out);
+  if (len < crypto_box_NONCEBYTES + crypto_box_MACBYTES + IDREL_HDR)
+    return hetee_error(HETEE_ERR_FORMAT, "sealed result too short");
+  uint8_t *shared = sodium_malloc(crypto_box_BEFORENMBYTES);
+  if (!shared) return hetee_error(HETEE_ERR_NOMEM, "no memory");
+  int rc = client_release_beforenm(k, release_pk, shared);
+  /* a release key that is not a valid X25519 point opens nothing */
+  if (rc == HETEE_ERR_AUTH)
+    rc = hetee_error(HETEE_ERR_AUTH, "the result is not sealed to this data provider by the enclave's release key");
+  if (!rc) rc = client_release_open_id_afternm(shared, model_id, digest, sample, sealed, len, out);
+  sodium_free(shared);
+  return rc;
 }

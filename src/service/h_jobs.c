@@ -285,6 +285,11 @@ void h_job_show(srv_req *q, srv_resp *r) {
                         "count", (json_int_t)j.count, "attempts", (json_int_t)j.attempts,
                         "created_ms", (json_int_t)j.created_ms, "finished_ms", (json_int_t)j.finished_ms);
   if (j.error[0]) json_object_set_new(o, "error", json_string(j.error));
+  /* progress while it waits: the jobs the workers run before it (queued
+   * earlier, or running); 0 once it runs */
+  int64_t ahead = 0;
+  if (!job_final(&j) && !store_job_ahead(q->S->db, j.id, &ahead))
+    json_object_set_new(o, "queue_position", json_integer(!strcmp(j.state, "running") ? 0 : ahead));
   if (!strcmp(j.state, "done")) json_object_set_new(o, "latency_ms", json_integer(j.finished_ms - j.created_ms));
   resp_json(r, 200, o);
 }

@@ -194,6 +194,19 @@ void h_model_policy(srv_req *q, srv_resp *r) {
     resp_error(r, 400, "bad_policy", "\"register\" (required) and \"budget_msg\" (optional): session messages in hex");
     return;
   }
+  /* an enclave budget comes with a budget for every data provider: the
+   * workers seal the enclave's query counters after each job of a model
+   * whose stored policy has a budget (jobs.c), and only then */
+  int all_budgeted = 1;
+  for (size_t i = 0; i < n; i++) all_budgeted &= budgets[i] >= 0;
+  if (budm && !all_budgeted) {
+    free(msg);
+    free(regm);
+    free(budm);
+    json_decref(j);
+    resp_error(r, 400, "bad_policy", "\"budget_msg\" (an enclave query budget) needs a budget for every data provider");
+    return;
+  }
   int64_t epoch, seq;
   if (session_owned(q, r, sid, &epoch, &seq)) {
     free(msg);

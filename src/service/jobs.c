@@ -12,7 +12,8 @@
  * Only one engine run holds the enclave at a time (the handle is not
  * thread-safe); each run uses `threads` kernel threads, and the other
  * workers meanwhile read and validate the next jobs' inputs. After a run
- * the enclave's state (its query counters) is sealed: taken under the
+ * of a model whose policy has budgets the enclave's state (its query
+ * counters; a job changes nothing else in it) is sealed: taken under the
  * enclave lock, written and fsynced after it is released (sup_seal_write:
  * the newest state wins), so the next job's run does not wait for the
  * disk; the job is marked done only once its state is on disk. If the
@@ -21,12 +22,14 @@
  * that job (its budget charge is lost; docs/security.md already counts
  * the sealed state as the host's to roll back).
  */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "hemat/engine_internal.h"
 #include "hetee/common.h"
 #include "service/server_internal.h"
 
@@ -147,79 +150,137 @@ static int read_auth(server *S, int64_t id, hetee_job_auth *a) {
 
 #define MAX_ATTEMPTS 5 /* runs of one job cut short by enclave restarts */
 
+/* ---- one job's pieces ----------------------------------------------------- */
+typedef struct jctx {
+  st_job j;
+  hetee_job_auth *a;
+  hetee_engine_model *em; /* model_get's: model_put in job_unload */
+  hetee_engine_input *in;
+  hetee_engine_witnesses wit;
+  int witnessed;
+} jctx;
+
+static void job_unload(server *S, jctx *x) {
+  hetee_engine_input_free(x->in);
+  x->in = NULL;
+  hetee_engine_witnesses_clear(&x->wit);
+  if (x->em) model_put(S, x->j.model);
+  x->em = NULL;
+  free(x->a);
+  x->a = NULL;
+}
+
+/* The metrics count a job before its state says final, so that a client
+ * that saw it final reads metrics that include it. */
+static void job_failed(server *S, int64_t id, const char *why) {
+  metrics_job(&S->m, 0, 0, 0, 0, 0);
+  (void)store_job_set_state(S->db, id, "failed", why);
+}
+
+/* Job x->j's authorization, model (cached), input and, when the DP sent
+ * them, input witnesses (DIR/jobs/ID.htwt: the enclave then starts each
+ * micro-batch from its sealed witness and neither hashes nor decrypts the
+ * input ciphertexts; without the file the ciphertext-digest form runs — a
+ * host that deletes it only gets a job the enclave refuses: the
+ * authorization names the witnesses). On error the job is failed and
+ * nothing is held (nonzero). */
+static int job_load(server *S, jctx *x) {
+  char why[300], path[SRV_PATH_MAX];
+  st_job *j = &x->j;
+  uint8_t *buf = NULL;
+  size_t len = 0;
+  x->a = calloc(1, sizeof *x->a);
+  int rc = x->a ? read_auth(S, j->id, x->a) : hetee_error(HETEE_ERR_NOMEM, "no memory");
+  if (rc) {
+    snprintf(why, sizeof why, "authorization: %s", hetee_last_error());
+    goto fail;
+  }
+  if ((rc = model_get(S, j->model, &x->em))) {
+    x->em = NULL;
+    snprintf(why, sizeof why, "model %lld: %s", (long long)j->model, hetee_last_error());
+    goto fail;
+  }
+  blob_path(S, path, "jobs", j->id, "htei");
+  rc = blob_read(path, S->o.max_input_bytes, &buf, &len);
+  if (!rc) rc = hetee_engine_input_load(S->en.ctx, hetee_engine_model_plan(x->em), buf, len, &x->in);
+  free(buf);
+  if (rc) {
+    snprintf(why, sizeof why, "input: %s", hetee_last_error());
+    goto fail;
+  }
+  blob_path(S, path, "jobs", j->id, "htwt");
+  rc = blob_read(path, S->o.max_input_bytes, &buf, &len);
+  if (!rc) {
+    x->witnessed = 1;
+    rc = hetee_engine_witnesses_load(hetee_engine_model_plan(x->em), (uint32_t)j->model, buf, len, &x->wit);
+    free(buf);
+  } else if (rc == HETEE_ERR_NOT_FOUND) {
+    rc = 0;
+  }
+  if (rc) {
+    snprintf(why, sizeof why, "input witnesses: %s", hetee_last_error());
+    goto fail;
+  }
+  return 0;
+fail:
+  job_failed(S, j->id, why);
+  job_unload(S, x);
+  return rc;
+}
+
+/* Results of job x (res: its samples) stored, then the job marked done
+ * (acknowledged-and-finished exactly when its result file exists); or
+ * failed with why. wall_s / enclave_s: its share of the run, for metrics. */
+static void job_finish(server *S, jctx *x, int rc, const char *why, const hetee_engine_results *res, double wall_s,
+                       double enclave_s) {
+  char w2[300];
+  if (!rc && (rc = write_results(S, x->j.id, res))) {
+    snprintf(w2, sizeof w2, "storing results: %s", hetee_last_error());
+    why = w2;
+  }
+  double lat = (double)(reqsig_now_ms() - (uint64_t)x->j.created_ms) / 1000.0;
+  if (!rc) {
+    metrics_job(&S->m, 1, lat, wall_s, enclave_s, (uint64_t)x->j.count);
+    (void)store_job_set_state(S->db, x->j.id, "done", NULL);
+  } else {
+    job_failed(S, x->j.id, why);
+  }
+}
+
+/* Under the enclave lock, after a failed call: did the enclave die under
+ * it? (INFO restarts a dead one.) */
+static int enclave_lost_locked(server *S, unsigned before) {
+  hetee_host_info info;
+  if (hetee_host_info_get(S->en.e, &info))
+    fprintf(stderr, "hetee server: enclave INFO after a failed run: %s\n", hetee_last_error());
+  sup_note_restarts(&S->en);
+  return S->en.restarts_seen != before;
+}
+
+static void requeue(server *S, const st_job *j, const char *why) {
+  (void)store_job_set_state(S->db, j->id, "queued", why);
+  fprintf(stderr, "hetee server: job %lld: %s\n", (long long)j->id, why);
+}
+
+static int solo_job(int64_t id);
+static void mark_solo_dp(const char *dp);
+
 /* A bound run: the model bound in this enclave epoch (MODEL_LOAD again after
  * a restart), the DP's stored signed authorization presented, every
  * micro-batch checked and released sealed to the DP's identity (all-zero
  * session id). If the enclave died under it, the job goes back to the queue
  * and runs again from the start with the same authorization. */
-static void run_job(server *S, st_job *j) {
+static void run_one(server *S, jctx *x) {
   char why[300];
-  hetee_job_auth *a = calloc(1, sizeof *a);
-  int rc = a ? read_auth(S, j->id, a) : hetee_error(HETEE_ERR_NOMEM, "no memory");
-  if (rc) {
-    snprintf(why, sizeof why, "authorization: %s", hetee_last_error());
-    (void)store_job_set_state(S->db, j->id, "failed", why);
-    metrics_job(&S->m, 0, 0, 0, 0, 0);
-    free(a);
-    return;
-  }
-  hetee_engine_model *em = NULL;
-  rc = model_get(S, j->model, &em);
-  if (rc) {
-    snprintf(why, sizeof why, "model %lld: %s", (long long)j->model, hetee_last_error());
-    (void)store_job_set_state(S->db, j->id, "failed", why);
-    metrics_job(&S->m, 0, 0, 0, 0, 0);
-    free(a);
-    return;
-  }
-  char path[SRV_PATH_MAX];
-  blob_path(S, path, "jobs", j->id, "htei");
-  uint8_t *buf = NULL;
-  size_t len = 0;
-  hetee_engine_input *in = NULL;
-  rc = blob_read(path, S->o.max_input_bytes, &buf, &len);
-  if (!rc) rc = hetee_engine_input_load(S->en.ctx, hetee_engine_model_plan(em), buf, len, &in);
-  free(buf);
-  if (rc) {
-    snprintf(why, sizeof why, "input: %s", hetee_last_error());
-    (void)store_job_set_state(S->db, j->id, "failed", why);
-    model_put(S, j->model);
-    metrics_job(&S->m, 0, 0, 0, 0, 0);
-    free(a);
-    return;
-  }
-  /* the DP's input witnesses, when it sent them (DIR/jobs/ID.htwt): the
-   * enclave then starts each micro-batch from its sealed witness and
-   * neither hashes nor decrypts the input ciphertexts. Without the file
-   * the ciphertext-digest form runs (a host that deletes it only gets a
-   * job the enclave refuses: the authorization names the witnesses). */
-  hetee_engine_witnesses wit = {0};
-  int witnessed = 0;
-  blob_path(S, path, "jobs", j->id, "htwt");
-  rc = blob_read(path, S->o.max_input_bytes, &buf, &len);
-  if (!rc) {
-    witnessed = 1;
-    rc = hetee_engine_witnesses_load(hetee_engine_model_plan(em), (uint32_t)j->model, buf, len, &wit);
-    free(buf);
-    if (rc) {
-      snprintf(why, sizeof why, "input witnesses: %s", hetee_last_error());
-      (void)store_job_set_state(S->db, j->id, "failed", why);
-      hetee_engine_input_free(in);
-      model_put(S, j->model);
-      metrics_job(&S->m, 0, 0, 0, 0, 0);
-      free(a);
-      return;
-    }
-  } else if (rc != HETEE_ERR_NOT_FOUND) {
-    snprintf(why, sizeof why, "input witnesses: %s", hetee_last_error());
-    (void)store_job_set_state(S->db, j->id, "failed", why);
-    hetee_engine_input_free(in);
-    model_put(S, j->model);
-    metrics_job(&S->m, 0, 0, 0, 0, 0);
-    free(a);
-    return;
-  }
-  rc = 0;
+  st_job *j = &x->j;
+  /* the enclave's state changes in a job only by a query budget's counter
+   * (integrity.c charges a DP only for a model with an enclave budget), so
+   * the state is sealed after the jobs of models whose policy has budgets;
+   * for the others the sealed state on disk is already the enclave's (when
+   * unsure, seal) */
+  int budgeted = 1;
+  if (store_model_budgeted(S->db, j->model, &budgeted)) budgeted = 1;
+  int rc = 0;
   hetee_engine_results res;
   memset(&res, 0, sizeof res);
   hetee_engine_stats *stats = calloc(1, sizeof *stats);
@@ -228,65 +289,272 @@ static void run_job(server *S, st_job *j) {
   uint8_t *seal = NULL;
   size_t seal_len = 0;
   uint64_t seal_seq = 0;
+  if (!stats) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
   pthread_mutex_lock(&S->en.lock);
   sup_note_restarts(&S->en);
   unsigned before = S->en.restarts_seen;
-  rc = model_bind_locked(S, j->model, em, 0);
-  if (rc) snprintf(why, sizeof why, "binding model %lld: %s: %s", (long long)j->model, hetee_strerror(rc), hetee_last_error());
-  if (!rc && (rc = hetee_engine_job_authorize(S->en.e, a)))
+  if (rc) snprintf(why, sizeof why, "no memory");
+  if (!rc && (rc = model_bind_locked(S, j->model, x->em, 0)))
+    snprintf(why, sizeof why, "binding model %lld: %s: %s", (long long)j->model, hetee_strerror(rc), hetee_last_error());
+  if (!rc && (rc = hetee_engine_job_authorize(S->en.e, x->a)))
     snprintf(why, sizeof why, "authorization: %s: %s", hetee_strerror(rc), hetee_last_error());
-  if (!rc && (rc = witnessed ? hetee_engine_run_witnessed(S->en.e, em, in, &wit, (uint32_t)j->model, to_identity,
-                                                           S->threads, &res, stats)
-                             : hetee_engine_run_bound(S->en.e, em, in, (uint32_t)j->model, to_identity, S->threads,
-                                                      &res, stats)))
+  if (!rc && (rc = x->witnessed ? hetee_engine_run_witnessed(S->en.e, x->em, x->in, &x->wit, (uint32_t)j->model,
+                                                              to_identity, S->threads, &res, stats)
+                                : hetee_engine_run_bound(S->en.e, x->em, x->in, (uint32_t)j->model, to_identity,
+                                                         S->threads, &res, stats)))
     snprintf(why, sizeof why, "%s: %s", hetee_strerror(rc), hetee_last_error());
-  if (!rc) {
+  if (!rc && budgeted) {
     /* the enclave's query counters survive a restart: the sealed state is
      * taken here, written to disk below without the enclave lock */
     rc = sup_seal_take(&S->en, &seal, &seal_len, &seal_seq);
     if (rc) snprintf(why, sizeof why, "sealing: %s", hetee_last_error());
   }
-  if (rc) {
-    /* did the enclave die under the run? INFO restarts a dead one */
-    hetee_host_info info;
-    if (hetee_host_info_get(S->en.e, &info))
-      fprintf(stderr, "hetee server: enclave INFO after a failed run: %s\n", hetee_last_error());
-    sup_note_restarts(&S->en);
-    lost = S->en.restarts_seen != before;
-  }
+  if (rc) lost = enclave_lost_locked(S, before);
   pthread_mutex_unlock(&S->en.lock);
-  hetee_engine_input_free(in);
-  hetee_engine_witnesses_clear(&wit);
-  model_put(S, j->model);
-  free(a);
   if (lost && j->attempts < MAX_ATTEMPTS) {
     free(seal);
     hetee_engine_results_clear(&res);
-    (void)store_job_set_state(S->db, j->id, "queued", "the enclave restarted during the run: queued again");
-    fprintf(stderr, "hetee server: job %lld: the enclave restarted during the run; queued again\n", (long long)j->id);
+    requeue(S, j, "the enclave restarted during the run: queued again");
     free(stats);
     jobs_kick(S);
     return;
   }
-  if (!rc) {
+  if (!rc && seal) {
     rc = sup_seal_write(&S->en, seal, seal_len, seal_seq);
     if (rc) snprintf(why, sizeof why, "sealing: %s", hetee_last_error());
   }
   free(seal);
-  if (!rc) {
-    rc = write_results(S, j->id, &res);
-    if (rc) snprintf(why, sizeof why, "storing results: %s", hetee_last_error());
-  }
+  job_finish(S, x, rc, why, &res, stats ? stats->total_s : 0, stats ? stats->enclave_s : 0);
+  /* refused alone after its batch was refused: its DP's jobs run alone */
+  if (rc && solo_job(j->id)) mark_solo_dp(j->dp);
   hetee_engine_results_clear(&res);
-  double lat = (double)(reqsig_now_ms() - (uint64_t)j->created_ms) / 1000.0;
-  if (!rc) {
-    rc = store_job_set_state(S->db, j->id, "done", NULL);
-    metrics_job(&S->m, 1, lat, stats->total_s, stats->enclave_s, (uint64_t)j->count);
-  } else {
-    (void)store_job_set_state(S->db, j->id, "failed", why);
-    metrics_job(&S->m, 0, 0, 0, 0, 0);
-  }
   free(stats);
+}
+
+/* ---- batches ---------------------------------------------------------------
+ * Jobs of one model waiting together run as one engine call: their input
+ * micro-batches in one input (job order), their witnesses in one list, each
+ * job's authorization presented first; the engine then overlaps the
+ * micro-batches' host and enclave work (two pipelines) and pays its per-run
+ * costs once, and each job gets its own slice of the sealed results (each
+ * release names its own job's authorized digest and is sealed to its own
+ * DP). Batched: witnessed jobs of whole micro-batches of a model without
+ * budgets (an exhausted enclave budget would stop the whole call), at most
+ * HETEE_SERVER_BATCH of them (default 1: off; at most S_BATCH_MAX).
+ *
+ * If the enclave refuses one job's micro-batch (e.g. a witness the DP sealed
+ * with values out of range), the call stops and the authorizations of the
+ * micro-batches it started are spent: every job of the batch goes back to
+ * the queue marked to run alone, and the enclave is restarted (a new
+ * enclave accepts the stored authorizations again, as after a crash); the
+ * refused job then fails alone, and its DP's later jobs run alone (a DP can
+ * cost the others one restart, not more). */
+#define S_BATCH_MAX 16
+#define SOLO_MAX 256
+static pthread_mutex_t solo_lock = PTHREAD_MUTEX_INITIALIZER;
+static int64_t solo_jobs[SOLO_MAX]; /* jobs to run alone (ring) */
+static unsigned n_solo_jobs;
+static char solo_dps[SOLO_MAX][65]; /* DPs whose jobs run alone (ring) */
+static unsigned n_solo_dps;
+static int batch_max = -1;
+
+static int batch_size(void) {
+  pthread_mutex_lock(&solo_lock);
+  if (batch_max < 0) {
+    const char *e = getenv("HETEE_SERVER_BATCH");
+    long v = e ? strtol(e, NULL, 10) : 1; /* off unless asked: no gain measured on the 2-vCPU machine (docs/api.md) */
+    batch_max = v < 1 ? 1 : v > S_BATCH_MAX ? S_BATCH_MAX : (int)v;
+  }
+  int b = batch_max;
+  pthread_mutex_unlock(&solo_lock);
+  return b;
+}
+
+static int solo(const st_job *j) {
+  int yes = 0;
+  pthread_mutex_lock(&solo_lock);
+  for (unsigned i = 0; i < SOLO_MAX && i < n_solo_jobs; i++) yes |= solo_jobs[i] == j->id;
+  for (unsigned i = 0; i < SOLO_MAX && i < n_solo_dps; i++) yes |= !strcmp(solo_dps[i], j->dp);
+  pthread_mutex_unlock(&solo_lock);
+  return yes;
+}
+
+static int solo_job(int64_t id) {
+  int yes = 0;
+  pthread_mutex_lock(&solo_lock);
+  for (unsigned i = 0; i < SOLO_MAX && i < n_solo_jobs; i++) yes |= solo_jobs[i] == id;
+  pthread_mutex_unlock(&solo_lock);
+  return yes;
+}
+
+static void mark_solo_job(int64_t id) {
+  pthread_mutex_lock(&solo_lock);
+  solo_jobs[n_solo_jobs++ % SOLO_MAX] = id;
+  pthread_mutex_unlock(&solo_lock);
+}
+
+static void mark_solo_dp(const char *dp) {
+  pthread_mutex_lock(&solo_lock);
+  snprintf(solo_dps[n_solo_dps++ % SOLO_MAX], 65, "%s", dp);
+  pthread_mutex_unlock(&solo_lock);
+}
+
+/* Whether job x may join a batch (loaded). */
+static int batchable(const jctx *x, uint32_t mb) {
+  return x->witnessed && mb && x->j.count > 0 && x->j.count % mb == 0 && !solo(&x->j);
+}
+
+static void run_batch(server *S, jctx *xs, size_t n) {
+  char why[300];
+  int64_t model = xs[0].j.model;
+  hetee_engine_model *em = xs[0].em;
+  int ok[S_BATCH_MAX] = {0};
+  char aw[S_BATCH_MAX][160];
+  size_t ncts = 0, nw = 0;
+  for (size_t i = 0; i < n; i++) {
+    ncts += xs[i].in->ncts;
+    nw += xs[i].wit.n;
+  }
+  struct hetee_engine_input all;
+  memset(&all, 0, sizeof all);
+  hetee_engine_witnesses w;
+  memset(&w, 0, sizeof w);
+  all.cts = calloc(ncts, sizeof *all.cts);
+  w.batch = calloc(nw, sizeof *w.batch);
+  w.blob = calloc(nw, sizeof *w.blob);
+  w.len = calloc(nw, sizeof *w.len);
+  w.digest = calloc(nw, sizeof *w.digest);
+  hetee_engine_stats *stats = calloc(1, sizeof *stats);
+  hetee_engine_results res;
+  memset(&res, 0, sizeof res);
+  static const uint8_t to_identity[16] = {0};
+  int rc = all.cts && w.batch && w.blob && w.len && w.digest && stats ? 0 : hetee_error(HETEE_ERR_NOMEM, "no memory");
+  if (rc) snprintf(why, sizeof why, "no memory");
+  int lost = 0, refused = 0, auth_failed = 0;
+  size_t nok = 0;
+  pthread_mutex_lock(&S->en.lock);
+  sup_note_restarts(&S->en);
+  unsigned before = S->en.restarts_seen;
+  if (!rc && (rc = model_bind_locked(S, model, em, 0)))
+    snprintf(why, sizeof why, "binding model %lld: %s: %s", (long long)model, hetee_strerror(rc), hetee_last_error());
+  /* each job's authorization; a refused one fails alone */
+  for (size_t i = 0; i < n && !rc; i++) {
+    int arc = hetee_engine_job_authorize(S->en.e, xs[i].a);
+    if (arc) {
+      snprintf(aw[i], sizeof aw[i], "authorization: %s: %s", hetee_strerror(arc), hetee_last_error());
+      auth_failed = 1;
+      continue;
+    }
+    ok[i] = 1;
+    nok++;
+    memcpy(all.cts + all.ncts, xs[i].in->cts, xs[i].in->ncts * sizeof *all.cts);
+    all.ncts += xs[i].in->ncts;
+    all.count += xs[i].in->count;
+    for (size_t k = 0; k < xs[i].wit.n; k++, w.n++) {
+      w.batch[w.n] = xs[i].wit.batch[k];
+      w.blob[w.n] = xs[i].wit.blob[k];
+      w.len[w.n] = xs[i].wit.len[k];
+      memcpy(w.digest[w.n], xs[i].wit.digest[k], 32);
+    }
+  }
+  all.ctx = xs[0].in->ctx;
+  all.micro_batch = xs[0].in->micro_batch;
+  if (!rc && nok && (rc = hetee_engine_run_witnessed(S->en.e, em, &all, &w, (uint32_t)model, to_identity, S->threads,
+                                                      &res, stats))) {
+    snprintf(why, sizeof why, "%s: %s", hetee_strerror(rc), hetee_last_error());
+    refused = 1;
+  }
+  if (!rc && nok && res.n != all.count) {
+    rc = hetee_error(HETEE_ERR_INTERNAL, "%zu results for %zu samples", res.n, all.count);
+    snprintf(why, sizeof why, "%s", hetee_last_error());
+  }
+  if (rc || auth_failed) lost = enclave_lost_locked(S, before); /* as for one job: a dead enclave refuses */
+  if (rc && !lost && refused && nok > 1) {
+    /* the spent authorizations are accepted again only by a new enclave */
+    fprintf(stderr, "hetee server: a batch of %zu jobs was refused (%s); restarting the enclave to run them alone\n",
+            nok, why);
+    if (S->en.info.pid > 0) kill(S->en.info.pid, SIGKILL);
+    lost = enclave_lost_locked(S, before);
+  }
+  pthread_mutex_unlock(&S->en.lock);
+  free(all.cts);
+  free(w.batch);
+  free(w.blob);
+  free(w.len);
+  free(w.digest);
+  if (!rc && nok > 1) metrics_batch(&S->m, nok);
+  size_t off = 0;
+  for (size_t i = 0; i < n; i++) {
+    jctx *x = &xs[i];
+    if (lost && x->j.attempts < MAX_ATTEMPTS) {
+      if (refused && nok > 1 && ok[i]) mark_solo_job(x->j.id);
+      requeue(S, &x->j, refused && nok > 1 && ok[i] ? "a job batched with it was refused: queued again to run alone"
+                                                    : "the enclave restarted during the run: queued again");
+    } else if (!ok[i]) {
+      job_failed(S, x->j.id, rc ? why : aw[i]);
+    } else if (rc) {
+      job_failed(S, x->j.id, why);
+    } else {
+      hetee_engine_results part = {.n = x->in->count, .sealed = res.sealed + off, .lens = res.lens + off};
+      double f = (double)x->in->count / (double)all.count;
+      job_finish(S, x, 0, NULL, &part, f * stats->total_s, f * stats->enclave_s);
+      off += x->in->count;
+    }
+    job_unload(S, x);
+  }
+  if (lost) jobs_kick(S);
+  hetee_engine_results_clear(&res);
+  free(stats);
+}
+
+/* Job j (taken) and, when it can be batched, more queued jobs of its model
+ * taken with it: loaded, then run as one batch and the others alone. */
+static void run_job(server *S, st_job *j) {
+  jctx xs[S_BATCH_MAX];
+  memset(xs, 0, sizeof xs);
+  xs[0].j = *j;
+  if (job_load(S, &xs[0])) return;
+  uint32_t mb = hetee_engine_plan_micro_batch(hetee_engine_model_plan(xs[0].em));
+  int budgeted = 1;
+  size_t n = 1;
+  int bmax = batch_size();
+  if (bmax > 1 && batchable(&xs[0], mb) && !store_model_budgeted(S->db, j->model, &budgeted) && !budgeted) {
+    st_job more[S_BATCH_MAX];
+    size_t got = 0;
+    if (!store_job_take_batch(S->db, j->model, mb, (size_t)bmax - 1, more, &got))
+      for (size_t i = 0; i < got; i++) {
+        xs[n].j = more[i];
+        if (!job_load(S, &xs[n])) n++;
+      }
+  }
+  /* the batchable ones together, the others alone */
+  jctx *rest[S_BATCH_MAX];
+  size_t nb = 0, nr = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (n > 1 && batchable(&xs[i], mb)) {
+      if (nb != i) xs[nb] = xs[i];
+      nb++;
+    } else {
+      rest[nr] = malloc(sizeof **rest);
+      if (rest[nr]) {
+        *rest[nr++] = xs[i];
+      } else { /* no room to keep it for later: now */
+        run_one(S, &xs[i]);
+        job_unload(S, &xs[i]);
+      }
+    }
+  }
+  if (nb > 1) {
+    run_batch(S, xs, nb);
+  } else if (nb == 1) {
+    run_one(S, &xs[0]);
+    job_unload(S, &xs[0]);
+  }
+  for (size_t i = 0; i < nr; i++) {
+    run_one(S, rest[i]);
+    job_unload(S, rest[i]);
+    free(rest[i]);
+  }
 }
 
 void jobs_finished(server *S) {

@@ -38,6 +38,13 @@ void metrics_job(metrics *m, int ok, double latency_s, double wall_s, double enc
   pthread_mutex_unlock(&m->lock);
 }
 
+void metrics_batch(metrics *m, uint64_t jobs) {
+  pthread_mutex_lock(&m->lock);
+  m->batches++;
+  m->batched_jobs += jobs;
+  pthread_mutex_unlock(&m->lock);
+}
+
 char *metrics_render(server *S) {
   int64_t q = 0, r = 0;
   (void)store_job_counts(S->db, &q, &r);
@@ -77,6 +84,10 @@ char *metrics_render(server *S) {
   fprintf(f, "# TYPE hetee_enclave_cpu_seconds_total counter\nhetee_enclave_cpu_seconds_total %.6f\n", m->job_enclave_sum);
   fprintf(f, "# HELP hetee_enclave_time_share Enclave CPU seconds over job wall seconds.\n# TYPE hetee_enclave_time_share gauge\n");
   fprintf(f, "hetee_enclave_time_share %.4f\n", m->job_wall_sum > 0 ? m->job_enclave_sum / m->job_wall_sum : 0.0);
+  fprintf(f, "# HELP hetee_job_batches_total Engine runs of several queued jobs of one model together.\n");
+  fprintf(f, "# TYPE hetee_job_batches_total counter\nhetee_job_batches_total %llu\n", (unsigned long long)m->batches);
+  fprintf(f, "# HELP hetee_batched_jobs_total Jobs done in such runs.\n# TYPE hetee_batched_jobs_total counter\n");
+  fprintf(f, "hetee_batched_jobs_total %llu\n", (unsigned long long)m->batched_jobs);
   pthread_mutex_unlock(&m->lock);
   fprintf(f, "# HELP hetee_enclave_restarts_total Enclave restarts since start.\n# TYPE hetee_enclave_restarts_total counter\n");
   fprintf(f, "hetee_enclave_restarts_total %u\n", restarts);

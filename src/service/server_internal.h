@@ -85,6 +85,10 @@ int store_model_set_policy(store *s, int64_t id, const char *output, int k, int 
  * allowed: the same answer), *budget (-1: none) and *used. */
 int store_model_dp(store *s, int64_t id, const char *dp, int64_t *budget, int64_t *used);
 int store_model_delete(store *s, int64_t id);
+/* Whether model id's policy gives some data provider a budget (*yes 1): only
+ * then can the enclave hold a query budget for it (h_model_policy refuses
+ * an enclave budget without one for every data provider). */
+int store_model_budgeted(store *s, int64_t id, int *yes);
 /* JSON arrays for listings; caller json_decref. */
 json_t *store_models_json(store *s, const char *party, int role);
 json_t *store_model_dps_json(store *s, int64_t id);
@@ -98,8 +102,13 @@ int store_job_commit(store *s, int64_t id);
 int store_job_get(store *s, int64_t id, st_job *out);
 /* Oldest queued job -> running (attempts + 1). HETEE_ERR_NOT_FOUND: none. */
 int store_job_take(store *s, st_job *out);
+/* Up to max more queued jobs of model whose counts are whole micro-batches
+ * of mb, oldest first, -> running (attempts + 1), in one transaction. */
+int store_job_take_batch(store *s, int64_t model, uint32_t mb, size_t max, st_job *out, size_t *n);
 int store_job_set_state(store *s, int64_t id, const char *state, const char *error);
 int store_job_counts(store *s, int64_t *queued, int64_t *running);
+/* Queued jobs before id plus running jobs other than id (the status's progress). */
+int store_job_ahead(store *s, int64_t id, int64_t *n);
 int store_job_party_active(store *s, const char *dp, int64_t *n);
 json_t *store_jobs_json(store *s, const char *dp);
 
@@ -157,9 +166,11 @@ typedef struct metrics {
   uint64_t jobs_done, jobs_failed, images;
   double job_latency_sum, job_wall_sum, job_enclave_sum;
   uint64_t latency_buckets[12];
+  uint64_t batches, batched_jobs; /* engine runs of several jobs, and their jobs */
 } metrics;
 void metrics_request(metrics *m, int status, uint64_t bytes_in);
 void metrics_job(metrics *m, int ok, double latency_s, double wall_s, double enclave_s, uint64_t images);
+void metrics_batch(metrics *m, uint64_t jobs);
 char *metrics_render(server *S); /* malloc'd Prometheus text */
 
 /* ---- model cache -------------------------------------------------------- */

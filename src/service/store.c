@@ -416,6 +416,36 @@ int store_job_take(store *s, st_job *out) {
   return rc;
 }
 
+int store_job_take_batch(store *s, int64_t model, uint32_t mb, size_t max, st_job *out, size_t *n) {
+  *n = 0;
+  if (!max || !mb) return 0;
+  LOCK;
+  int rc = begin(s);
+  sqlite3_stmt *st = rc ? NULL
+                        : prep(s,
+                               "SELECT " JOB_COLS " FROM jobs WHERE state = 'queued' AND model = ? AND count % ? = 0 "
+                               "ORDER BY id LIMIT ?",
+                               "iii", model, (int64_t)mb, (int64_t)max);
+  if (!rc && !st) rc = dberr(s, "take");
+  while (!rc && *n < max && sqlite3_step(st) == SQLITE_ROW) job_row(st, &out[(*n)++]);
+  sqlite3_finalize(st);
+  uint64_t now = reqsig_now_ms();
+  for (size_t i = 0; !rc && i < *n; i++) {
+    rc = exec_stmt(s, prep(s, "UPDATE jobs SET state = 'running', attempts = attempts + 1, started_ms = ? WHERE id = ?",
+                           "ii", (int64_t)now, out[i].id),
+                   "take");
+    out[i].attempts++;
+  }
+  if (!rc) {
+    rc = commit(s);
+  } else {
+    rollback(s);
+  }
+  if (rc) *n = 0;
+  UNLOCK;
+  return rc;
+}
+
 int store_job_set_state(store *s, int64_t id, const char *state, const char *error) {
   LOCK;
   int fin = !strcmp(state, "done") || !strcmp(state, "failed");
@@ -434,6 +464,29 @@ int store_job_counts(store *s, int64_t *queued, int64_t *running) {
     *queued = sqlite3_column_int64(st, 0);
     *running = sqlite3_column_int64(st, 1);
   }
+  sqlite3_finalize(st);
+  UNLOCK;
+  return rc;
+}
+
+/* Jobs the workers take before job id (queued with a smaller id, or
+ * running): its place in the queue, for the status's progress. */
+int store_job_ahead(store *s, int64_t id, int64_t *n) {
+  LOCK;
+  sqlite3_stmt *st = prep(s, "SELECT COUNT(*) FROM jobs WHERE (state = 'queued' AND id < ?) OR (state = 'running' AND id != ?)",
+                          "ii", id, id);
+  int rc = st && sqlite3_step(st) == SQLITE_ROW ? 0 : dberr(s, "ahead");
+  if (!rc) *n = sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  UNLOCK;
+  return rc;
+}
+
+int store_model_budgeted(store *s, int64_t id, int *yes) {
+  LOCK;
+  sqlite3_stmt *st = prep(s, "SELECT COUNT(*) FROM model_dps WHERE model = ? AND budget >= 0", "i", id);
+  int rc = st && sqlite3_step(st) == SQLITE_ROW ? 0 : dberr(s, "budgeted");
+  if (!rc) *yes = sqlite3_column_int64(st, 0) > 0;
   sqlite3_finalize(st);
   UNLOCK;
   return rc;

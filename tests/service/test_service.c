@@ -17,7 +17,11 @@
  */
 #include "service/service_fixture.h"
 
+#include <jansson.h>
+#include <math.h>
 #include <sqlite3.h>
+#include <sys/time.h>
+#include <sys/stat.h>
 
 #include "hetee/engine.h"
 #include "service/reqsig.h"
@@ -94,14 +98,16 @@ static void session_cmd(hetee_client_conn *c, uint8_t *msg, size_t ml, uint8_t *
   hetee_client_session_free(s);
 }
 
-static void integrity_status(hetee_client_conn *c, hetee_integrity_status *out) {
+static void integrity_status_of(hetee_client_conn *c, int64_t model, hetee_integrity_status *out) {
   uint8_t *m, *r;
   size_t ml, rl;
-  assert_int_equal(hetee_client_msg_integrity_status((uint32_t)MODEL, &m, &ml), 0);
+  assert_int_equal(hetee_client_msg_integrity_status((uint32_t)model, &m, &ml), 0);
   session_cmd(c, m, ml, &r, &rl);
   assert_int_equal(hetee_client_integrity_status_parse(r, rl, out), 0);
   free(r);
 }
+
+static void integrity_status(hetee_client_conn *c, hetee_integrity_status *out) { integrity_status_of(c, MODEL, out); }
 
 static hetee_party_key *home_key(const char *home) {
   char p[400];
@@ -261,6 +267,135 @@ static void test_client_cache(void **state) {
   hetee_client_results_free(r, nr);
   hetee_client_job_free(j);
   hetee_client_disconnect(c);
+}
+
+/* Progress (hetee_client_set_progress): a job of 20 images (micro-batches
+ * of 8, 8, 4) prepared, sent, waited for and opened reports each phase
+ * with one total, done never decreasing and ending at the total (encrypt:
+ * 3 micro-batches, upload: the body's bytes, wait: its place in the queue
+ * + 1, open: 20 results). The server's status gives queue_position (an
+ * integer >= 0, 0 while running) exactly while the job is not final, and
+ * prepared jobs sent later run as submitted ones. */
+#define PHASES 4
+typedef struct {
+  const char *name[PHASES];
+  uint64_t done[PHASES], total[PHASES];
+  int calls[PHASES], bad;
+} prog_log;
+
+static void on_progress(void *ud, const char *phase, uint64_t done, uint64_t total) {
+  prog_log *L = ud;
+  int i = 0;
+  while (i < PHASES && L->name[i] && strcmp(L->name[i], phase)) i++;
+  if (i == PHASES) {
+    L->bad++;
+    return;
+  }
+  if (!L->name[i]) {
+    L->name[i] = phase;
+    L->total[i] = total;
+  } else if (L->total[i] != total || done < L->done[i]) {
+    L->bad++;
+  }
+  if (done > total) L->bad++;
+  L->done[i] = done;
+  L->calls[i]++;
+}
+
+static int prog_phase(const prog_log *L, const char *name) {
+  for (int i = 0; i < PHASES && L->name[i]; i++)
+    if (!strcmp(L->name[i], name)) return i;
+  return -1;
+}
+
+static void status_checked(hetee_client_conn *c, int64_t id) {
+  char t[96];
+  long st;
+  uint8_t *body = NULL;
+  snprintf(t, sizeof t, "/v1/jobs/%lld", (long long)id);
+  assert_int_equal(hetee_client_request(c, "GET", t, NULL, NULL, 0, &st, &body, NULL), 0);
+  assert_int_equal(st, 200);
+  json_t *j = json_loads((char *)body, 0, NULL);
+  free(body);
+  assert_non_null(j);
+  const char *state = json_string_value(json_object_get(j, "state"));
+  json_t *qp = json_object_get(j, "queue_position");
+  assert_non_null(state);
+  if (!strcmp(state, "done") || !strcmp(state, "failed")) {
+    assert_null(qp);
+  } else {
+    assert_true(json_is_integer(qp));
+    assert_true(json_integer_value(qp) >= 0);
+    if (!strcmp(state, "running")) assert_int_equal(json_integer_value(qp), 0);
+  }
+  json_decref(j);
+}
+
+static void test_progress(void **state) {
+  (void)state;
+  enum { N = 20 };
+  float *x = sfx_images(N, NULL);
+  hetee_client_conn *c;
+  assert_int_equal(hetee_client_connect(F->url, F->dp1, &c), 0);
+  prog_log L;
+  memset(&L, 0, sizeof L);
+  hetee_client_set_progress(c, on_progress, &L);
+  hetee_client_prepared *p = NULL;
+  assert_int_equal(hetee_client_job_prepare(c, MODEL, x, N, &p), 0);
+  int e = prog_phase(&L, "encrypt");
+  assert_true(e >= 0);
+  assert_int_equal(L.total[e], 3);
+  assert_int_equal(L.done[e], 3);
+  assert_int_equal(L.calls[e], 4); /* 0, 1, 2, 3 */
+  assert_int_equal(prog_phase(&L, "upload"), -1); /* nothing sent yet */
+  hetee_client_job *j = NULL;
+  assert_int_equal(hetee_client_job_send(c, p, &j), 0);
+  hetee_client_prepared_free(p);
+  int u = prog_phase(&L, "upload");
+  assert_true(u >= 0);
+  assert_true(L.total[u] > 100000); /* the ciphertexts */
+  assert_int_equal(L.done[u], L.total[u]);
+  status_checked(c, hetee_client_job_id(j));
+  assert_int_equal(hetee_client_job_wait(c, j), 0);
+  status_checked(c, hetee_client_job_id(j));
+  int w = prog_phase(&L, "wait");
+  assert_true(w >= 0);
+  assert_true(L.total[w] >= 1);
+  assert_int_equal(L.done[w], L.total[w]);
+  hetee_release_result *r;
+  size_t n;
+  assert_int_equal(hetee_client_job_results(c, j, &r, &n), 0);
+  assert_int_equal(n, N);
+  int o = prog_phase(&L, "open");
+  assert_true(o >= 0);
+  assert_int_equal(L.total[o], N);
+  assert_int_equal(L.done[o], N);
+  assert_int_equal(L.calls[o], N);
+  assert_int_equal(L.bad, 0);
+  hetee_client_results_free(r, n);
+  hetee_client_job_free(j);
+
+  /* three prepared jobs sent back to back: each status consistent, each
+   * done with its own images' labels */
+  hetee_client_set_progress(c, NULL, NULL);
+  hetee_client_prepared *ps[3];
+  hetee_client_job *js[3];
+  for (int i = 0; i < 3; i++) assert_int_equal(hetee_client_job_prepare(c, MODEL, X, NIMG, &ps[i]), 0);
+  for (int i = 0; i < 3; i++) assert_int_equal(hetee_client_job_send(c, ps[i], &js[i]), 0);
+  for (int i = 0; i < 3; i++) status_checked(c, hetee_client_job_id(js[i]));
+  for (int i = 0; i < 3; i++) {
+    assert_int_equal(hetee_client_job_wait(c, js[i]), 0);
+    assert_int_equal(hetee_client_job_results(c, js[i], &r, &n), 0);
+    assert_int_equal(n, NIMG);
+    int agree = 0;
+    for (size_t k = 0; k < n; k++) agree += (int)r[k].indices[0] == PLAIN[k];
+    assert_true(agree >= NIMG - 1);
+    hetee_client_results_free(r, n);
+    hetee_client_job_free(js[i]);
+    hetee_client_prepared_free(ps[i]);
+  }
+  hetee_client_disconnect(c);
+  free(x);
 }
 
 /* A DP not in the model's policy: refused at submission (403), the model
@@ -770,6 +905,7 @@ static void test_tamper(void **state) {
   }
   for (int i = 0; i < 4; i++) hetee_client_job_free(j[i]);
   hetee_client_disconnect(c);
+  unsetenv("HETEE_SERVER_BATCH");
 }
 
 /* kill -9 of the enclave with jobs queued and running: the supervised
@@ -820,13 +956,250 @@ static void test_enclave_restart(void **state) {
   hetee_client_disconnect(c);
 }
 
+/* The enclave's state is sealed after a job only when the model's policy
+ * has budgets (its query counters are all a job changes): a job of the
+ * unbudgeted model leaves the seal file as it was (the same file, not
+ * rewritten), a job of a model with an enclave budget rewrites it, and its
+ * charge survives kill -9 of the enclave (the restarted enclave unseals it
+ * and reports it in STATUS). */
+static ino_t seal_inode(void) {
+  char p[600];
+  struct stat sb;
+  snprintf(p, sizeof p, "%s/enclave.seal", F->data);
+  assert_int_equal(stat(p, &sb), 0);
+  return sb.st_ino;
+}
+
+static void test_seal_budget(void **state) {
+  (void)state;
+  hetee_client_conn *c;
+  assert_int_equal(hetee_client_connect(F->url, F->dp1, &c), 0);
+  infer_checked(c, MODEL); /* the connection's first job: attestation, session */
+  ino_t before = seal_inode();
+  infer_checked(c, MODEL);
+  infer_checked(c, MODEL);
+  assert_true(seal_inode() == before);
+
+  hetee_client_conn *mp;
+  char path[512];
+  sfx_model_path(path, sizeof path, "e2dm");
+  assert_int_equal(hetee_client_connect(F->url, F->mp, &mp), 0);
+  int64_t budget = 10 * NIMG, m2 = 0;
+  hetee_client_model_options o = {.name = "e2dm-budget", .batch = NIMG, .output = "label",
+                                  .dps = (const uint8_t(*)[32])F->dp1_pk, .budgets = &budget, .ndps = 1};
+  prog_log L; /* the upload's progress: every stage encrypted, every byte sent */
+  memset(&L, 0, sizeof L);
+  hetee_client_set_progress(mp, on_progress, &L);
+  assert_int_equal(hetee_client_model_upload(mp, path, &o, &m2), 0);
+  hetee_client_disconnect(mp);
+  int e = prog_phase(&L, "encrypt"), u = prog_phase(&L, "upload");
+  assert_true(e >= 0 && u >= 0);
+  assert_true(L.total[e] >= 2); /* e2dm's stages */
+  assert_int_equal(L.done[e], L.total[e]);
+  assert_int_equal(L.calls[e], L.total[e] + 1);
+  assert_true(L.total[u] > 1000000);
+  assert_int_equal(L.done[u], L.total[u]);
+  assert_int_equal(L.bad, 0);
+  before = seal_inode();
+  infer_checked(c, m2);
+  assert_true(seal_inode() != before);
+  hetee_integrity_status is;
+  integrity_status_of(c, m2, &is);
+  assert_int_equal(is.budget, (uint64_t)budget);
+  assert_int_equal(is.used, NIMG);
+  pid_t ep = enclave_pid(F->pid);
+  assert_true(ep > 0);
+  assert_int_equal(kill(ep, SIGKILL), 0);
+  for (int i = 0; i < 200 && kill(ep, 0) == 0; i++) usleep(10 * 1000);
+  integrity_status_of(c, m2, &is); /* the enclave restarts inside the call */
+  assert_int_equal(is.used, NIMG);
+  assert_int_not_equal(enclave_pid(F->pid), ep);
+  infer_checked(c, m2);
+  integrity_status_of(c, m2, &is);
+  assert_int_equal(is.used, 2 * NIMG);
+  hetee_client_disconnect(c);
+}
+
+/* The metrics endpoint: two jobs add 2 to the done jobs and the latency
+ * count, 2 x NIMG images, enclave CPU and job-run wall time; the enclave
+ * share is the ratio of the two totals; the queue is empty afterwards. */
+static double metric_of(const char *text, const char *name) {
+  size_t l = strlen(name);
+  for (const char *p = text; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+    if (!strncmp(p, name, l) && p[l] == ' ') return atof(p + l + 1);
+  fail_msg("no metric %s", name);
+  return -1;
+}
+
+static char *metrics_text(hetee_client_conn *c) {
+  long st = 0;
+  uint8_t *m = NULL;
+  assert_int_equal(hetee_client_request(c, "GET", "/metrics", NULL, NULL, 0, &st, &m, NULL), 0);
+  assert_int_equal(st, 200);
+  assert_non_null(m);
+  return (char *)m;
+}
+
+static void test_metrics(void **state) {
+  (void)state;
+  hetee_client_conn *c;
+  assert_int_equal(hetee_client_connect(F->url, F->dp1, &c), 0);
+  infer_checked(c, MODEL); /* attestation and session before the first reading */
+  char *m0 = metrics_text(c);
+  infer_checked(c, MODEL);
+  infer_checked(c, MODEL);
+  char *m1 = metrics_text(c);
+  assert_true(metric_of(m1, "hetee_jobs_total{outcome=\"done\"}") - metric_of(m0, "hetee_jobs_total{outcome=\"done\"}") == 2);
+  assert_true(metric_of(m1, "hetee_jobs_total{outcome=\"failed\"}") == metric_of(m0, "hetee_jobs_total{outcome=\"failed\"}"));
+  assert_true(metric_of(m1, "hetee_images_total") - metric_of(m0, "hetee_images_total") == 2 * NIMG);
+  assert_true(metric_of(m1, "hetee_job_latency_seconds_count") - metric_of(m0, "hetee_job_latency_seconds_count") == 2);
+  double cpu = metric_of(m1, "hetee_enclave_cpu_seconds_total"), wall = metric_of(m1, "hetee_job_run_seconds_total");
+  assert_true(cpu > metric_of(m0, "hetee_enclave_cpu_seconds_total"));
+  assert_true(wall > metric_of(m0, "hetee_job_run_seconds_total"));
+  double share = metric_of(m1, "hetee_enclave_time_share");
+  assert_true(share > 0);
+  assert_true(fabs(share - cpu / wall) < 1e-4 + 1e-3 * share);
+  assert_true(metric_of(m1, "hetee_queue_depth{state=\"queued\"}") == 0);
+  assert_true(metric_of(m1, "hetee_queue_depth{state=\"running\"}") == 0);
+  free(m0);
+  free(m1);
+  hetee_client_disconnect(c);
+}
+
+/* Batches (jobs.c; HETEE_SERVER_BATCH=8 for the servers of this test):
+ * jobs of one model queued together run as one engine
+ * call. Four jobs acknowledged while the enclave is stopped, then server
+ * and enclave killed: after the restart the two workers take the oldest
+ * two alone and the first batch query finds at least two more, so at least
+ * one batch of three runs, and every job is done once with its own labels.
+ * Then the same with the last job's stored witness altered: its batch is
+ * refused, the enclave restarted, the jobs run again alone: the three good
+ * ones done with their labels, the altered one failed (not authorized). */
+static void queue_four_and_restart(hetee_client_conn *c, hetee_client_job *j[4], int alter_last) {
+  setenv("HETEE_SERVER_BATCH", "8", 1); /* batches are off unless asked (the restarted server inherits it) */
+  pid_t ep = enclave_pid(F->pid);
+  assert_true(ep > 0);
+  assert_int_equal(kill(ep, SIGSTOP), 0);
+  for (int i = 0; i < 4; i++) assert_int_equal(hetee_client_job_submit(c, MODEL, X, NIMG, &j[i]), 0);
+  sfx_stop(F, SIGKILL);
+  (void)kill(ep, SIGKILL);
+  if (alter_last) {
+    char wit[600];
+    snprintf(wit, sizeof wit, "%s/jobs/%lld.htwt", F->data, (long long)hetee_client_job_id(j[3]));
+    flip_last_byte(wit);
+  }
+  sfx_start(F);
+}
+
+static void labels_checked(hetee_client_conn *c, hetee_client_job *j) {
+  int rc = hetee_client_job_wait(c, j);
+  if (rc) fprintf(stderr, "wait: %s\n", hetee_last_error());
+  assert_int_equal(rc, 0);
+  hetee_release_result *r;
+  size_t n;
+  assert_int_equal(hetee_client_job_results(c, j, &r, &n), 0);
+  assert_int_equal(n, NIMG);
+  int agree = 0;
+  for (size_t k = 0; k < n; k++) agree += (int)r[k].indices[0] == PLAIN[k];
+  assert_true(agree >= NIMG - 1);
+  hetee_client_results_free(r, n);
+}
+
+static void test_batch(void **state) {
+  (void)state;
+  hetee_client_conn *c;
+  hetee_client_job *j[4];
+  assert_int_equal(hetee_client_connect(F->url, F->dp1, &c), 0);
+  infer_checked(c, MODEL); /* the connection knows the enclave's release key */
+  queue_four_and_restart(c, j, 0);
+  hetee_client_disconnect(c);
+  assert_int_equal(hetee_client_connect(F->url, F->dp1, &c), 0);
+  for (int i = 0; i < 4; i++) labels_checked(c, j[i]);
+  char *m = metrics_text(c);
+  assert_true(metric_of(m, "hetee_job_batches_total") >= 1);
+  assert_true(metric_of(m, "hetee_batched_jobs_total") >= 3);
+  assert_true(metric_of(m, "hetee_jobs_total{outcome=\"done\"}") == 4);
+  free(m);
+  for (int i = 0; i < 4; i++) hetee_client_job_free(j[i]);
+
+  infer_checked(c, MODEL); /* attested again: the submissions below need no enclave */
+  queue_four_and_restart(c, j, 1);
+  hetee_client_disconnect(c);
+  assert_int_equal(hetee_client_connect(F->url, F->dp1, &c), 0);
+  for (int i = 0; i < 3; i++) labels_checked(c, j[i]);
+  assert_int_equal(hetee_client_job_wait(c, j[3]), HETEE_ERR_STATE);
+  assert_non_null(strstr(hetee_last_error(), "not authorized"));
+  m = metrics_text(c);
+  assert_true(metric_of(m, "hetee_enclave_restarts_total") >= 1);
+  assert_true(metric_of(m, "hetee_jobs_total{outcome=\"done\"}") == 3);
+  assert_true(metric_of(m, "hetee_jobs_total{outcome=\"failed\"}") == 1);
+  free(m);
+  for (int i = 0; i < 4; i++) hetee_client_job_free(j[i]);
+  hetee_client_disconnect(c);
+}
+
+/* Slow clients: connections that stop in the middle of their headers, and
+ * unsigned uploads that stop in the middle of their body, hold no one up:
+ * each upload is answered 401 with a message before its body is read
+ * (while it still holds the connection open), and meanwhile health and a
+ * full job of another client are served. */
+static int slow_conn(const char *part) {
+  int s = socket(AF_INET, SOCK_STREAM, 0);
+  assert_true(s >= 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)F->port)};
+  inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+  assert_int_equal(connect(s, (struct sockaddr *)&a, sizeof a), 0);
+  struct timeval tv = {.tv_sec = 60}; /* a guard against a hang, not a performance limit */
+  setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  assert_int_equal(send(s, part, strlen(part), MSG_NOSIGNAL), (ssize_t)strlen(part));
+  return s;
+}
+
+static void test_slow_clients(void **state) {
+  (void)state;
+  enum { N = 4 };
+  int hs[N], us[N];
+  for (int i = 0; i < N; i++) {
+    hs[i] = slow_conn("GET /v1/health HTTP/1.1\r\nHost: x\r\nX-Slow: ");
+    us[i] = slow_conn("POST /v1/jobs?model=1 HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\n"
+                      "Content-Length: 1000000\r\n\r\nHTEI");
+  }
+  char *b = NULL;
+  assert_int_equal(sfx_raw(F, "GET /v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 56, &b), 200);
+  free(b);
+  hetee_client_conn *c;
+  assert_int_equal(hetee_client_connect(F->url, F->dp1, &c), 0);
+  infer_checked(c, MODEL);
+  hetee_client_disconnect(c);
+  for (int i = 0; i < N; i++) {
+    char buf[4096];
+    size_t n = 0;
+    while (n < sizeof buf - 1) {
+      ssize_t r = recv(us[i], buf + n, sizeof buf - 1 - n, 0);
+      if (r <= 0) break;
+      n += (size_t)r;
+      buf[n] = 0;
+      if (strstr(buf, "\r\n\r\n") && strstr(buf, "}")) break;
+    }
+    buf[n] = 0;
+    int st = 0;
+    assert_int_equal(sscanf(buf, "HTTP/1.%*d %d", &st), 1);
+    assert_int_equal(st, 401);
+    assert_non_null(strstr(buf, "\"message\""));
+    close(us[i]);
+    close(hs[i]);
+  }
+}
+
 int main(void) {
   if (sodium_init() < 0) return 1;
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_flow),       cmocka_unit_test(test_client_cache), cmocka_unit_test(test_access),   cmocka_unit_test(test_signatures),
       cmocka_unit_test(test_ciphertext_form),
       cmocka_unit_test(test_bad_input),  cmocka_unit_test(test_kill9),    cmocka_unit_test(test_tamper),
-      cmocka_unit_test(test_enclave_restart),
+      cmocka_unit_test(test_enclave_restart), cmocka_unit_test(test_progress),
+      cmocka_unit_test(test_seal_budget),     cmocka_unit_test(test_metrics),
+      cmocka_unit_test(test_batch),           cmocka_unit_test(test_slow_clients),
   };
   return cmocka_run_group_tests_name("service/e2dm", tests, setup, teardown);
 }

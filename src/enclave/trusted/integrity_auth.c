@@ -91,6 +91,73 @@ static int release_keys(enclave *e, uint8_t pk[32], uint8_t sk[32]) {
   return rc;
 }
 
+/* What the per-sample sealing to a DP's identity reuses (it was derived
+ * for every sample: two X25519 scalar multiplications, an Ed25519 ->
+ * X25519 conversion and four guarded allocations per released sample, about
+ * half of the enclave's CPU of a 64-image service job): the release key pair
+ * (for the sealing key it was derived from, compared in constant time) and
+ * crypto_box_beforenm's shared key with the last data providers, all in
+ * one locked, guarded block (sodium_malloc) wiped when the sealing key
+ * differs and never released before the process ends. The ciphertexts are
+ * those crypto_box_easy makes (it is beforenm + afternm). The table is
+ * searched by the data providers' public keys (public: the authorization
+ * names them). */
+#define RELC_DPS 16
+#define RELC_SCRATCH 4096 /* a released record and its header, in locked memory */
+typedef struct relcache {
+  uint8_t seal_key[32];
+  uint8_t pk[32], sk[32];
+  uint8_t shared[RELC_DPS][crypto_box_BEFORENMBYTES];
+  uint8_t scratch[RELC_SCRATCH];
+} relcache;
+static relcache *rc_sec;      /* secret part, sodium_malloc */
+static uint8_t rc_dp[RELC_DPS][32]; /* public keys of the cached shared keys */
+static unsigned rc_ndp, rc_next;
+static int rc_have;
+
+static int relcache_get(enclave *e, relcache **out) {
+  if (!rc_sec) {
+    rc_sec = sodium_malloc(sizeof *rc_sec);
+    if (!rc_sec) return hetee_error(HETEE_ERR_NOMEM, "no memory");
+    rc_have = 0;
+  }
+  if (!rc_have || sodium_memcmp(rc_sec->seal_key, e->sec->seal_key, 32)) {
+    sodium_memzero(rc_sec, sizeof *rc_sec);
+    rc_have = 0;
+    rc_ndp = rc_next = 0;
+    int rc = release_keys(e, rc_sec->pk, rc_sec->sk);
+    if (rc) {
+      sodium_memzero(rc_sec, sizeof *rc_sec);
+      return rc;
+    }
+    memcpy(rc_sec->seal_key, e->sec->seal_key, 32);
+    rc_have = 1;
+  }
+  *out = rc_sec;
+  return 0;
+}
+
+/* The crypto_box shared key from the release key to dp's X25519 form. */
+static int relcache_shared(relcache *c, const uint8_t dp[32], const uint8_t **k) {
+  for (unsigned i = 0; i < rc_ndp; i++)
+    if (!memcmp(rc_dp[i], dp, 32)) {
+      *k = c->shared[i];
+      return 0;
+    }
+  uint8_t x[32];
+  if (crypto_sign_ed25519_pk_to_curve25519(x, dp))
+    return hetee_error(HETEE_ERR_CRYPTO, "the data provider's key has no X25519 form");
+  unsigned i = rc_ndp < RELC_DPS ? rc_ndp++ : rc_next++ % RELC_DPS;
+  if (crypto_box_beforenm(c->shared[i], x, c->sk)) {
+    sodium_memzero(c->shared[i], sizeof c->shared[i]);
+    memset(rc_dp[i], 0, 32); /* no public key is all zero after the check above */
+    return hetee_error(HETEE_ERR_CRYPTO, "crypto_box_beforenm");
+  }
+  memcpy(rc_dp[i], dp, 32);
+  *k = c->shared[i];
+  return 0;
+}
+
 int enclave_auth_release_key_cmd(enclave *e, hetee_wbuf *reply) {
   uint8_t *k = sodium_malloc(64);
   if (!k) return hetee_error(HETEE_ERR_NOMEM, "no memory");
@@ -104,24 +171,23 @@ _Static_assert(HETEE_WITNESS_SEALBYTES == crypto_box_SEALBYTES, "witness seal ov
 
 int enclave_auth_open_witness(enclave *e, const uint8_t *sealed, size_t len, uint8_t *plain) {
   if (len < crypto_box_SEALBYTES) return hetee_error(HETEE_ERR_FORMAT, "input witness too short");
-  uint8_t *k = sodium_malloc(64); /* release pk, sk */
-  if (!k) return hetee_error(HETEE_ERR_NOMEM, "no memory");
-  int rc = release_keys(e, k, k + 32);
-  if (!rc && crypto_box_seal_open(plain, sealed, len, k, k + 32))
+  relcache *k = NULL;
+  int rc = relcache_get(e, &k);
+  if (!rc && crypto_box_seal_open(plain, sealed, len, k->pk, k->sk))
     rc = hetee_error(HETEE_ERR_AUTH, "the input witness does not open with this enclave's release key");
-  sodium_free(k);
   return rc;
 }
 
 int enclave_auth_seal_to_dp(enclave *e, const uint8_t dp[32], uint32_t model, const uint8_t digest[32], uint32_t sample,
                             const uint8_t *rec, size_t len, uint8_t **out, size_t *olen) {
-  uint8_t *k = sodium_malloc(32 + 32 + 32); /* release pk, sk, dp's X25519 pk */
-  if (!k) return hetee_error(HETEE_ERR_NOMEM, "no memory");
-  int rc = release_keys(e, k, k + 32);
-  if (!rc && crypto_sign_ed25519_pk_to_curve25519(k + 64, dp))
-    rc = hetee_error(HETEE_ERR_CRYPTO, "the data provider's key has no X25519 form");
+  relcache *k = NULL;
+  const uint8_t *shared = NULL;
+  int rc = relcache_get(e, &k);
+  if (!rc) rc = relcache_shared(k, dp, &shared);
   size_t plen = sizeof IDREL_TAG + 4 + 32 + 4 + len;
-  uint8_t *plain = rc ? NULL : sodium_malloc(plen);
+  /* the record in the cache's locked scratch (a larger one in its own) */
+  uint8_t *own = !rc && plen > RELC_SCRATCH ? sodium_malloc(plen) : NULL;
+  uint8_t *plain = rc ? NULL : own ? own : k->scratch;
   uint8_t *c = rc ? NULL : malloc(crypto_box_NONCEBYTES + crypto_box_MACBYTES + plen);
   if (!rc && (!plain || !c)) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
   if (!rc) {
@@ -131,11 +197,11 @@ int enclave_auth_seal_to_dp(enclave *e, const uint8_t dp[32], uint32_t model, co
     hetee_le32(plain + sizeof IDREL_TAG + 36, sample);
     memcpy(plain + sizeof IDREL_TAG + 40, rec, len);
     randombytes_buf(c, crypto_box_NONCEBYTES);
-    if (crypto_box_easy(c + crypto_box_NONCEBYTES, plain, plen, c, k + 64, k + 32))
+    if (crypto_box_easy_afternm(c + crypto_box_NONCEBYTES, plain, plen, c, shared))
       rc = hetee_error(HETEE_ERR_CRYPTO, "crypto_box");
   }
-  if (plain) sodium_free(plain);
-  sodium_free(k);
+  if (own) sodium_free(own);
+  else if (plain) sodium_memzero(plain, plen);
   if (rc) {
     free(c);
     return rc;

@@ -204,6 +204,8 @@ static int check_input(const hetee_engine_model *em, const hetee_engine_input *i
  * condition variable (no spinning: the enclave shares the CPUs). */
 typedef int (*pool_fn)(void *arg, size_t i, int tid);
 
+#define ENGINE_YIELD 1
+
 typedef struct pool_job {
   pool_fn fn;
   void *arg;
@@ -218,6 +220,9 @@ typedef struct host_pool {
   pthread_cond_t work, fin;
   pool_job *head, *tail;
   int quit, n, started;
+  int running; /* items being computed */
+  int reserve; /* CPUs left to the enclave while a call is in it (0 or 1) */
+  int yield;   /* reserve a CPU during enclave calls */
   pthread_t *tid;
 } host_pool;
 
@@ -233,8 +238,9 @@ static void *pool_main(void *vp) {
   free(a);
   pthread_mutex_lock(&p->mu);
   for (;;) {
-    while (!p->head && !p->quit) pthread_cond_wait(&p->work, &p->mu);
+    while (!p->quit && (!p->head || p->running >= p->n - p->reserve)) pthread_cond_wait(&p->work, &p->mu);
     if (!p->head) break; /* quit */
+    p->running++;
     pool_job *j = p->head;
     size_t i = j->next++;
     if (j->next == j->n) { /* every item claimed: off the queue */
@@ -250,9 +256,22 @@ static void *pool_main(void *vp) {
       snprintf(j->detail, sizeof j->detail, "%s", hetee_last_error());
     }
     if (++j->done == j->n) pthread_cond_broadcast(&p->fin);
+    p->running--;
   }
   pthread_mutex_unlock(&p->mu);
   return NULL;
+}
+
+/* A call is in the enclave (on) or not (off). With yield, the pool then
+ * runs at most n - 1 items at once (none when n = 1): the enclave's
+ * request is the pipelines' common critical path (one at a time), and on
+ * the run's `threads` CPUs every host thread beside it slows it down. */
+static void pool_reserve(host_pool *p, int on) {
+  if (!p->tid) return;
+  pthread_mutex_lock(&p->mu);
+  p->reserve = on && p->yield ? 1 : 0;
+  if (!p->reserve) pthread_cond_broadcast(&p->work);
+  pthread_mutex_unlock(&p->mu);
 }
 
 static void pool_stop(host_pool *p) {
@@ -277,6 +296,8 @@ static int pool_start(host_pool *p, int n) {
   pthread_cond_init(&p->work, NULL);
   pthread_cond_init(&p->fin, NULL);
   p->n = n;
+  const char *y = getenv("HETEE_ENGINE_YIELD");
+  p->yield = y ? strcmp(y, "0") != 0 : ENGINE_YIELD;
   for (int i = 0; i < n; i++) {
     pool_arg *a = malloc(sizeof *a);
     if (a) a->p = p, a->id = i;
@@ -637,12 +658,14 @@ static int enclave_begin(run_shared *sh, enc_counters *c0) {
   sh->have_last = 1;
   *c0 = sh->last;
   hetee_host_stats_follow(sh->e, 1);
+  pool_reserve(&sh->pool, 1);
   return 0;
 }
 static int enclave_end(run_shared *sh, int rc, const enc_counters *c0, hetee_engine_stage_stats *ss) {
   enc_counters c1;
   if (!rc && enclave_counters(sh->e, &c1, 1)) rc = enclave_counters(sh->e, &c1, 0);
   hetee_host_stats_follow(sh->e, 0);
+  pool_reserve(&sh->pool, 0);
   if (!rc) {
     add_counters(ss, c0, &c1);
     sh->last = c1;

@@ -5,9 +5,9 @@
  *   every output, computed alone, in pieces, in any order, equals
  *   hetee_hemat_conv_eval's (1 and 3 OpenMP threads) byte for byte; ranges
  *   outside the layout, NULL and aliased outputs are refused.
- * - bound runs through the real enclave with 1, 2 and 3 compute threads and
- *   one or several micro-batches in flight (one pipeline when the input is
- *   one micro-batch, several otherwise): the same predictions (= the
+ * - bound runs through the real enclave with 1, 2 and 3 compute threads,
+ *   2 or 3 pipelines, with and without a CPU kept for the enclave during its
+ *   calls, one micro-batch (one pipeline) or several: the same predictions (= the
  *   plaintext engine's) and the same counters per stage (products, enclave
  *   encryptions and decryptions, bytes each way: what the host sends does
  *   not depend on how it was scheduled, and the enclave's counters are
@@ -159,7 +159,8 @@ static size_t argmax_f(const float *v, size_t n) {
 }
 
 /* One model, n images in micro-batches of `batch`, run with 1, 2 and 3
- * compute threads on one enclave: same predictions, same counters. */
+ * compute threads (and 2 threads in 3 pipelines without the enclave's CPU
+ * reserve) on one enclave: same predictions, same counters. */
 static void threads_agree(const char *name, size_t n, uint32_t batch) {
   hetee_nn_model *m = et_bundled(name);
   hetee_engine_plan_options o;
@@ -174,15 +175,23 @@ static void threads_agree(const char *name, size_t n, uint32_t batch) {
   int rc = local_parties_start(&t, NULL);
   if (rc) fprintf(stderr, "start: %s\n", hetee_last_error());
   assert_int_equal(rc, 0);
-  local_infer_result r[3];
+  /* 1, 2, 3 threads; then 2 threads, 3 pipelines, no CPU kept for the enclave */
+  local_infer_result r[4];
   memset(r, 0, sizeof r);
-  for (int k = 0; k < 3; k++) {
-    rc = local_infer(&t, m, p, x, n, k + 1, (uint32_t)k + 1, &r[k]); /* a model id per run */
-    if (rc) fprintf(stderr, "%s, %d threads: %s\n", name, k + 1, hetee_last_error());
+  for (int k = 0; k < 4; k++) {
+    if (k == 3) {
+      setenv("HETEE_ENGINE_PIPELINES", "3", 1);
+      setenv("HETEE_ENGINE_YIELD", "0", 1);
+    }
+    int threads = k < 3 ? k + 1 : 2;
+    rc = local_infer(&t, m, p, x, n, threads, (uint32_t)k + 1, &r[k]); /* a model id per run */
+    unsetenv("HETEE_ENGINE_PIPELINES");
+    unsetenv("HETEE_ENGINE_YIELD");
+    if (rc) fprintf(stderr, "%s, run %d: %s\n", name, k, hetee_last_error());
     assert_int_equal(rc, 0);
     for (size_t i = 0; i < n; i++) assert_int_equal((size_t)r[k].pred[i], argmax_f(logits + i * 10, 10));
   }
-  for (int k = 1; k < 3; k++) {
+  for (int k = 1; k < 4; k++) {
     const hetee_engine_stats *a = &r[0].stats, *b = &r[k].stats;
     assert_int_equal(a->micro_batches, b->micro_batches);
     assert_int_equal(a->nstages, b->nstages);
@@ -195,9 +204,9 @@ static void threads_agree(const char *name, size_t n, uint32_t batch) {
       assert_true(b->stage[s].enclave_s > 0);
     }
   }
-  fprintf(stderr, "%s: %zu images, micro-batch %u, 1/2/3 threads: same predictions and counters\n", name, n,
-          hetee_engine_plan_micro_batch(p));
-  for (int k = 0; k < 3; k++) local_infer_clear(&r[k]);
+  fprintf(stderr, "%s: %zu images, micro-batch %u, 1/2/3 threads, 3 pipelines: same predictions and counters\n",
+          name, n, hetee_engine_plan_micro_batch(p));
+  for (int k = 0; k < 4; k++) local_infer_clear(&r[k]);
   local_parties_stop(&t);
   free(x);
   free(logits);

@@ -334,7 +334,7 @@ static int pool_run(host_pool *p, size_t n, pool_fn fn, void *arg) {
  * it through the stages; all share the enclave handle and the host's
  * compute pool): ENGINE_PIPELINES, or HETEE_ENGINE_PIPELINES (1..8) from
  * the environment, for measurements. */
-#define ENGINE_PIPELINES 2
+#define ENGINE_PIPELINES 3
 #define ENGINE_PIPELINES_MAX 8
 
 static size_t engine_pipelines(void) {

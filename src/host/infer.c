@@ -204,7 +204,7 @@ static int check_input(const hetee_engine_model *em, const hetee_engine_input *i
  * condition variable (no spinning: the enclave shares the CPUs). */
 typedef int (*pool_fn)(void *arg, size_t i, int tid);
 
-#define ENGINE_YIELD 1
+#define ENGINE_YIELD 0
 
 typedef struct pool_job {
   pool_fn fn;

@@ -159,8 +159,8 @@ static size_t argmax_f(const float *v, size_t n) {
 }
 
 /* One model, n images in micro-batches of `batch`, run with 1, 2 and 3
- * compute threads (and 2 threads in 3 pipelines without the enclave's CPU
- * reserve) on one enclave: same predictions, same counters. */
+ * compute threads (and 2 threads in 2 pipelines with a CPU kept for the
+ * enclave during its calls) on one enclave: same predictions, same counters. */
 static void threads_agree(const char *name, size_t n, uint32_t batch) {
   hetee_nn_model *m = et_bundled(name);
   hetee_engine_plan_options o;
@@ -175,13 +175,13 @@ static void threads_agree(const char *name, size_t n, uint32_t batch) {
   int rc = local_parties_start(&t, NULL);
   if (rc) fprintf(stderr, "start: %s\n", hetee_last_error());
   assert_int_equal(rc, 0);
-  /* 1, 2, 3 threads; then 2 threads, 3 pipelines, no CPU kept for the enclave */
+  /* 1, 2, 3 threads (3 pipelines); then 2 threads, 2 pipelines, a CPU kept for the enclave during its calls */
   local_infer_result r[4];
   memset(r, 0, sizeof r);
   for (int k = 0; k < 4; k++) {
     if (k == 3) {
-      setenv("HETEE_ENGINE_PIPELINES", "3", 1);
-      setenv("HETEE_ENGINE_YIELD", "0", 1);
+      setenv("HETEE_ENGINE_PIPELINES", "2", 1);
+      setenv("HETEE_ENGINE_YIELD", "1", 1);
     }
     int threads = k < 3 ? k + 1 : 2;
     rc = local_infer(&t, m, p, x, n, threads, (uint32_t)k + 1, &r[k]); /* a model id per run */
@@ -204,7 +204,7 @@ static void threads_agree(const char *name, size_t n, uint32_t batch) {
       assert_true(b->stage[s].enclave_s > 0);
     }
   }
-  fprintf(stderr, "%s: %zu images, micro-batch %u, 1/2/3 threads, 3 pipelines: same predictions and counters\n",
+  fprintf(stderr, "%s: %zu images, micro-batch %u, 1/2/3 threads, 2 pipelines: same predictions and counters\n",
           name, n, hetee_engine_plan_micro_batch(p));
   for (int k = 0; k < 4; k++) local_infer_clear(&r[k]);
   local_parties_stop(&t);

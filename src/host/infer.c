@@ -332,16 +332,20 @@ static int pool_run(host_pool *p, size_t n, pool_fn fn, void *arg) {
 
 /* Micro-batches in flight at once (each its own pipeline thread driving
  * it through the stages; all share the enclave handle and the host's
- * compute pool): ENGINE_PIPELINES, or HETEE_ENGINE_PIPELINES (1..8) from
- * the environment, for measurements. */
-#define ENGINE_PIPELINES 3
+ * compute pool): one more than the compute threads (capped at
+ * ENGINE_PIPELINES_MAX), or HETEE_ENGINE_PIPELINES (1..8) from the
+ * environment, for measurements. With 2 threads, 2 pipelines often both
+ * wait for the enclave (docs/engine.md); with 1 thread a third pipeline
+ * only adds buffers (e2dm, 1024 images, --threads 1, 3 alternated rounds:
+ * host CPU 0.339-0.350 s with 2, 0.360-0.385 s with 3). */
 #define ENGINE_PIPELINES_MAX 8
 
-static size_t engine_pipelines(void) {
+static size_t engine_pipelines(int threads) {
   const char *v = getenv("HETEE_ENGINE_PIPELINES");
   char *end = NULL;
   long n = v ? strtol(v, &end, 10) : 0;
-  return v && *v && !*end && n >= 1 && n <= ENGINE_PIPELINES_MAX ? (size_t)n : ENGINE_PIPELINES;
+  if (v && *v && !*end && n >= 1 && n <= ENGINE_PIPELINES_MAX) return (size_t)n;
+  return threads + 1 < ENGINE_PIPELINES_MAX ? (size_t)threads + 1 : ENGINE_PIPELINES_MAX;
 }
 
 /* What the workers of one run share. The enclave handle is used under
@@ -1030,7 +1034,7 @@ static int run_impl(hetee_host_enclave *e, const hetee_engine_model *em, const h
    * products of one while the enclave refreshes another; bound runs give
    * all their host work to one pool of `threads` compute threads, unbound
    * runs use `threads` OpenMP threads per pipeline */
-  size_t nw = engine_pipelines();
+  size_t nw = engine_pipelines(threads);
   if (nw > sh.nmb) nw = sh.nmb;
   worker w[ENGINE_PIPELINES_MAX];
   memset(w, 0, sizeof w);

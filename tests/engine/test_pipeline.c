@@ -175,7 +175,7 @@ static void threads_agree(const char *name, size_t n, uint32_t batch) {
   int rc = local_parties_start(&t, NULL);
   if (rc) fprintf(stderr, "start: %s\n", hetee_last_error());
   assert_int_equal(rc, 0);
-  /* 1, 2, 3 threads (3 pipelines); then 2 threads, 2 pipelines, a CPU kept for the enclave during its calls */
+  /* 1, 2, 3 threads (2, 3, 4 pipelines); then 2 threads, 2 pipelines, a CPU kept for the enclave during its calls */
   local_infer_result r[4];
   memset(r, 0, sizeof r);
   for (int k = 0; k < 4; k++) {

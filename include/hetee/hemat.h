@@ -151,6 +151,19 @@ HETEE_API int hetee_hemat_conv_eval(const hetee_ckks_context *ctx, const hetee_h
                                     const hetee_ckks_ciphertext *const *bias, int threads,
                                     hetee_ckks_ciphertext *const *out) HETEE_WUR;
 
+/* The same for outputs first .. first+count-1 only, written to
+ * out[0..count) (out[j] is output first+j), in the calling thread: equal
+ * bit for bit to those outputs of hetee_hemat_conv_eval. For callers that
+ * spread the outputs over their own threads (the engine's host pool).
+ * Checks only the operands these outputs use. Errors: those of
+ * hetee_hemat_conv_eval, and HETEE_ERR_INVALID_ARG for a range outside
+ * the layout's outputs. */
+HETEE_API int hetee_hemat_conv_eval_range(const hetee_ckks_context *ctx, const hetee_hemat_layout *L,
+                                          const hetee_ckks_ciphertext *const *in,
+                                          const hetee_ckks_ciphertext *const *w,
+                                          const hetee_ckks_ciphertext *const *bias, size_t first, size_t count,
+                                          hetee_ckks_ciphertext *const *out) HETEE_WUR;
+
 /* Plaintext twin of the whole path (layout -> polynomial products ->
  * read-out), in double precision with exact negacyclic products:
  * x is batch x c x h x w floats, y gets batch x co x oh x ow; bias may be

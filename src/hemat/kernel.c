@@ -84,6 +84,45 @@ done:
   return rc;
 }
 
+/* Outputs first..first+count-1 into out[0..count): the work of one caller's
+ * share (a thread pool's item, src/host/infer.c). Checks only what these
+ * outputs touch (O(count * ncb)): every operand non-NULL and no output one
+ * of its own operands or repeated in out[]. */
+int hetee_hemat_conv_eval_range(const hetee_ckks_context *ctx, const hetee_hemat_layout *L,
+                                const hetee_ckks_ciphertext *const *in, const hetee_ckks_ciphertext *const *w,
+                                const hetee_ckks_ciphertext *const *bias, size_t first, size_t count,
+                                hetee_ckks_ciphertext *const *out) {
+  if (!ctx || !L || !in || !w || !out) return hetee_error(HETEE_ERR_INVALID_ARG, "hemat conv_eval: NULL argument");
+  int rc = hemat_check_layout(L);
+  if (rc) return rc;
+  if (L->n != hetee_ckks_context_n(ctx))
+    return hetee_error(HETEE_ERR_CONTEXT, "hemat conv_eval: layout made for N = %zu, context has N = %zu", L->n,
+                       hetee_ckks_context_n(ctx));
+  if (first > L->n_out_cts || count > L->n_out_cts - first)
+    return hetee_error(HETEE_ERR_INVALID_ARG, "hemat conv_eval: outputs %zu..%zu of %zu", first, first + count,
+                       L->n_out_cts);
+  size_t ncb = (size_t)L->ncb;
+  for (size_t j = 0; j < count; j++) {
+    size_t i = first + j, g = i / (size_t)L->nmb, mbk = i % (size_t)L->nmb;
+    const hetee_ckks_ciphertext *o = out[j];
+    if (!o) return hetee_error(HETEE_ERR_INVALID_ARG, "hemat conv_eval: out[%zu] is NULL", j);
+    for (size_t k = 0; k < j; k++)
+      if (out[k] == o) return hetee_error(HETEE_ERR_INVALID_ARG, "hemat conv_eval: the same object appears twice in out[]");
+    if (bias && (!bias[mbk] || bias[mbk] == o))
+      return hetee_error(HETEE_ERR_INVALID_ARG, "hemat conv_eval: bias[%zu] NULL or aliased by an output", mbk);
+    for (size_t cbk = 0; cbk < ncb; cbk++) {
+      const hetee_ckks_ciphertext *a = in[g * ncb + cbk], *b = w[mbk * ncb + cbk];
+      if (!a || !b) return hetee_error(HETEE_ERR_INVALID_ARG, "hemat conv_eval: an input or weight is NULL");
+      if (a == o || b == o)
+        return hetee_error(HETEE_ERR_INVALID_ARG, "hemat conv_eval: an output aliases an input, weight or bias");
+    }
+  }
+  for (size_t j = 0; j < count; j++)
+    if ((rc = eval_one(ctx, L, in, w, bias, first + j, out[j])))
+      return hetee_error(rc, "hemat conv_eval: output ciphertext %zu: %s", first + j, hetee_last_error());
+  return 0;
+}
+
 int hetee_hemat_conv_eval(const hetee_ckks_context *ctx, const hetee_hemat_layout *L,
                           const hetee_ckks_ciphertext *const *in, const hetee_ckks_ciphertext *const *w,
                           const hetee_ckks_ciphertext *const *bias, int threads, hetee_ckks_ciphertext *const *out) {

@@ -250,14 +250,10 @@ int hetee_host_release(hetee_host_enclave *e, uint32_t model_id, const uint8_t s
   return rc;
 }
 
-int hetee_host_stats(hetee_host_enclave *e, hetee_enclave_op_stats *out, size_t max, size_t *n) {
-  if (!e || (!out && max) || !n) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
-  *n = 0;
-  hetee_frame f;
-  int rc = hetee_host_call_frame(e, HETEE_MSG_STATS, NULL, 0, &f, 1);
-  if (rc) return rc;
+/* The body of a STATS reply into out[0..max); the frame is cleared. */
+static int parse_stats(hetee_frame *f, hetee_enclave_op_stats *out, size_t max, size_t *n) {
   hetee_rbuf r;
-  hetee_rbuf_init(&r, f.body, f.len);
+  hetee_rbuf_init(&r, f->body, f->len);
   uint32_t cnt = hetee_rbuf_u32(&r);
   for (uint32_t i = 0; i < cnt && !r.err; i++) {
     hetee_enclave_op_stats s;
@@ -269,7 +265,23 @@ int hetee_host_stats(hetee_host_enclave *e, hetee_enclave_op_stats *out, size_t 
     s.items = hetee_rbuf_u64(&r);
     if (!r.err && *n < max) out[(*n)++] = s;
   }
-  if (r.err || hetee_rbuf_left(&r)) return reply_bad(&f, "STATS");
-  hetee_frame_clear(&f);
+  if (r.err || hetee_rbuf_left(&r)) return reply_bad(f, "STATS");
+  hetee_frame_clear(f);
   return 0;
+}
+
+int hetee_host_stats(hetee_host_enclave *e, hetee_enclave_op_stats *out, size_t max, size_t *n) {
+  if (!e || (!out && max) || !n) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  *n = 0;
+  hetee_frame f;
+  int rc = hetee_host_call_frame(e, HETEE_MSG_STATS, NULL, 0, &f, 1);
+  return rc ? rc : parse_stats(&f, out, max, n);
+}
+
+int hetee_host_stats_followed(hetee_host_enclave *e, hetee_enclave_op_stats *out, size_t max, size_t *n) {
+  if (!e || (!out && max) || !n) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  *n = 0;
+  if (!e->stats_have) return hetee_error(HETEE_ERR_STATE, "no STATS reply followed the last request");
+  e->stats_have = 0;
+  return parse_stats(&e->stats_reply, out, max, n);
 }

@@ -75,7 +75,15 @@ static void reap(pid_t pid, int ms) {
   }
 }
 
+void hetee_host_stats_follow(hetee_host_enclave *e, int on) {
+  if (!e) return;
+  e->stats_follow = on;
+  e->stats_have = 0;
+  hetee_frame_clear(&e->stats_reply);
+}
+
 static void close_process(hetee_host_enclave *e, int graceful) {
+  hetee_host_stats_follow(e, 0);
   if (e->fd >= 0) {
     if (graceful && hetee_frame_write(e->fd, HETEE_MSG_SHUTDOWN, ++e->next_id, NULL, 0) == 0) {
       hetee_frame f;
@@ -203,14 +211,51 @@ int hetee_host_call_frame(hetee_host_enclave *e, uint16_t type, const uint8_t *b
   return hetee_host_call_parts(e, type, &part, 1, reply, may_restart);
 }
 
+/* Reads the reply to request (id, type) into *reply; an error frame
+ * becomes its status. *got: a frame was read (reply or error), i.e. the
+ * stream is where it should be. */
+static int read_reply(hetee_host_enclave *e, uint64_t id, uint16_t type, hetee_frame *reply, int may_restart,
+                      int *got) {
+  *got = 0;
+  int rc = hetee_frame_read(e->fd, HETEE_FRAME_MAX_BODY, reply);
+  if (rc == HETEE_ERR_IO) {
+    /* An error frame written by the launcher before it gave up reads fine;
+     * EOF here means the process died. */
+    return may_restart ? died(e, "no reply") : rc;
+  }
+  if (rc) return rc;
+  if (reply->type == HETEE_MSG_ERROR) {
+    *got = 1;
+    rc = hetee_frame_error_status(reply);
+    hetee_frame_clear(reply);
+    return rc;
+  }
+  if (reply->id != id || reply->type != (uint16_t)(type | HETEE_MSG_REPLY)) {
+    hetee_frame_clear(reply);
+    close_process(e, 0); /* out of sync: the stream cannot be trusted anymore */
+    return hetee_error(HETEE_ERR_PROTOCOL, "reply %llu/%u does not match request %llu/%u",
+                       (unsigned long long)reply->id, reply->type, (unsigned long long)id, type);
+  }
+  *got = 1;
+  return 0;
+}
+
 int hetee_host_call_parts(hetee_host_enclave *e, uint16_t type, const hetee_frame_part *parts, size_t nparts,
                              hetee_frame *reply, int may_restart) {
   if (e->fd < 0) {
     if (!may_restart || !e->auto_restart) return hetee_error(HETEE_ERR_STATE, "enclave is not running");
     return died(e, "not running");
   }
-  uint64_t id = ++e->next_id;
+  int follow = e->stats_follow && type != HETEE_MSG_STATS;
+  if (follow) {
+    e->stats_have = 0;
+    hetee_frame_clear(&e->stats_reply);
+  }
+  uint64_t id = ++e->next_id, sid = 0;
   int rc = hetee_frame_write_parts(e->fd, type, id, parts, nparts);
+  /* the STATS request right behind it: the enclave reads it as soon as it
+   * has answered, without waiting for this process to ask again */
+  if (!rc && follow) rc = hetee_frame_write(e->fd, HETEE_MSG_STATS, sid = ++e->next_id, NULL, 0);
   if (rc == HETEE_ERR_IO) {
     /* The write fails when the peer has closed its end: the launcher may
      * have written an error frame (e.g. "platform not found") and exited
@@ -227,25 +272,25 @@ int hetee_host_call_parts(hetee_host_enclave *e, uint16_t type, const hetee_fram
     return may_restart ? died(e, "write failed") : rc;
   }
   if (rc) return rc;
-  rc = hetee_frame_read(e->fd, HETEE_FRAME_MAX_BODY, reply);
-  if (rc == HETEE_ERR_IO) {
-    /* An error frame written by the launcher before it gave up reads fine;
-     * EOF here means the process died. */
-    return may_restart ? died(e, "no reply") : rc;
+  int got = 0;
+  rc = read_reply(e, id, type, reply, may_restart, &got);
+  if (follow && got) {
+    /* the enclave answers the STATS request whatever became of the first
+     * (an error reply keeps the stream in sync) */
+    char detail[512];
+    snprintf(detail, sizeof detail, "%s", hetee_last_error());
+    int got2 = 0, frc = read_reply(e, sid, HETEE_MSG_STATS, &e->stats_reply, 0, &got2);
+    if (rc) {
+      if (!frc) hetee_frame_clear(&e->stats_reply);
+      return hetee_error(rc, "%s", detail);
+    }
+    if (frc) {
+      hetee_frame_clear(reply);
+      return frc;
+    }
+    e->stats_have = 1;
   }
-  if (rc) return rc;
-  if (reply->type == HETEE_MSG_ERROR) {
-    rc = hetee_frame_error_status(reply);
-    hetee_frame_clear(reply);
-    return rc;
-  }
-  if (reply->id != id || reply->type != (uint16_t)(type | HETEE_MSG_REPLY)) {
-    hetee_frame_clear(reply);
-    close_process(e, 0); /* out of sync: the stream cannot be trusted anymore */
-    return hetee_error(HETEE_ERR_PROTOCOL, "reply %llu/%u does not match request %llu/%u",
-                       (unsigned long long)reply->id, reply->type, (unsigned long long)id, type);
-  }
-  return 0;
+  return rc;
 }
 
 int hetee_host_call(hetee_host_enclave *e, uint16_t type, const uint8_t *body, size_t len, uint8_t **out, size_t *olen) {

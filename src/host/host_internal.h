@@ -17,7 +17,22 @@ struct hetee_host_enclave {
   unsigned restarts;
   int auto_restart;
   char *launcher, *enclave, *platform, *config, *seal_path;
+  /* hetee_host_stats_follow: every request is followed by a STATS request
+   * written right behind it, whose reply is kept in stats_reply */
+  int stats_follow, stats_have;
+  hetee_frame stats_reply;
 };
+
+/* on: each request made through hetee_host_call_parts (STATS excepted) is
+ * followed on the socket by a STATS request, written before the reply is
+ * awaited, so the enclave answers it without a second round trip; the
+ * last such reply is read with hetee_host_stats_followed. off: as before
+ * (and the kept reply is dropped). */
+void hetee_host_stats_follow(hetee_host_enclave *e, int on);
+/* The enclave's counters as of the last followed request (its STATS
+ * reply); HETEE_ERR_STATE when there is none (e.g. the request failed
+ * before its reply arrived). */
+int hetee_host_stats_followed(hetee_host_enclave *e, hetee_enclave_op_stats *out, size_t max, size_t *n);
 
 /* Sends one request, reads its reply (checked id/type; error frames turned
  * into their status). may_restart: on a dead enclave restart it (if

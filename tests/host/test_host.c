@@ -3,9 +3,13 @@
  * argument checks, a launcher that cannot be executed, configurations the
  * enclave refuses at start-up, a dead enclave
  * without automatic restart (HETEE_ERR_IO, then HETEE_ERR_STATE until an
- * explicit restart), and the per-operation counters the host can read.
+ * explicit restart), the per-operation counters the host can read, and
+ * those counters read from a STATS request written behind each request
+ * (hetee_host_stats_follow, the engine's per-stage accounting): right
+ * after successes and refusals alike, the stream kept in sync.
  */
 #include "enclave/fixture.h"
+#include "host/host_internal.h"
 
 #include <signal.h>
 
@@ -87,6 +91,65 @@ static void test_counters(void **state) {
   fx_stop(e, dir);
 }
 
+static uint64_t count_of(const hetee_enclave_op_stats *st, size_t k, uint16_t type) {
+  for (size_t i = 0; i < k; i++)
+    if (st[i].type == type) return st[i].count;
+  return 0;
+}
+
+static void test_stats_follow(void **state) {
+  (void)state;
+  char dir[256], plat[300];
+  fx_tmp_platform(dir, sizeof dir, plat, sizeof plat);
+  hetee_host_enclave *e = fx_start(plat, NULL, NULL, 0);
+  hetee_enclave_op_stats st[16];
+  size_t k = 0;
+  uint8_t body[40], *r;
+  size_t n;
+  memset(body, 7, sizeof body);
+  assert_int_equal(hetee_host_stats_followed(e, st, 16, &k), HETEE_ERR_STATE); /* nothing followed yet */
+  hetee_host_stats_follow(e, 1);
+  for (uint64_t i = 1; i <= 3; i++) {
+    assert_int_equal(hetee_host_call(e, HETEE_MSG_PING, body, sizeof body, &r, &n), 0);
+    assert_int_equal(n, sizeof body);
+    free(r);
+    assert_int_equal(hetee_host_stats_followed(e, st, 16, &k), 0);
+    assert_int_equal(count_of(st, k, HETEE_MSG_PING), i); /* this request already counted */
+    assert_int_equal(hetee_host_stats_followed(e, st, 16, &k), HETEE_ERR_STATE); /* read once */
+  }
+  /* refused requests: the error reply, then the STATS reply, both read */
+  assert_int_equal(hetee_host_call(e, 0x7777, body, sizeof body, &r, &n), HETEE_ERR_PROTOCOL);
+  assert_int_equal(hetee_host_stats_followed(e, st, 16, &k), HETEE_ERR_STATE);
+  int rc = hetee_host_call(e, HETEE_MSG_REFRESH, body, sizeof body, &r, &n); /* no keys, bad body */
+  assert_true(rc < 0 && rc != HETEE_ERR_IO);
+  assert_int_equal(hetee_host_call(e, HETEE_MSG_PING, body, 5, &r, &n), 0);
+  assert_int_equal(n, 5);
+  free(r);
+  assert_int_equal(hetee_host_stats_followed(e, st, 16, &k), 0);
+  assert_int_equal(count_of(st, k, HETEE_MSG_PING), 4);
+  assert_int_equal(count_of(st, k, HETEE_MSG_REFRESH), 1);
+  /* a STATS request is not followed by another */
+  assert_int_equal(hetee_host_stats(e, st, 16, &k), 0);
+  assert_int_equal(count_of(st, k, HETEE_MSG_PING), 4);
+  assert_int_equal(hetee_host_stats_followed(e, st, 16, &k), HETEE_ERR_STATE);
+  /* off: nothing written behind; the stream is still in step */
+  hetee_host_stats_follow(e, 0);
+  assert_int_equal(hetee_host_call(e, HETEE_MSG_PING, body, sizeof body, &r, &n), 0);
+  free(r);
+  assert_int_equal(hetee_host_stats_followed(e, st, 16, &k), HETEE_ERR_STATE);
+  assert_int_equal(hetee_host_stats(e, st, 16, &k), 0);
+  assert_int_equal(count_of(st, k, HETEE_MSG_PING), 5);
+  /* a dead enclave: the followed request fails with HETEE_ERR_IO, no STATS kept */
+  hetee_host_info info;
+  assert_int_equal(hetee_host_info_get(e, &info), 0);
+  hetee_host_stats_follow(e, 1);
+  assert_int_equal(kill(info.pid, SIGKILL), 0);
+  fx_wait_dead((int)info.pid);
+  assert_int_equal(hetee_host_call(e, HETEE_MSG_PING, body, sizeof body, &r, &n), HETEE_ERR_IO);
+  assert_int_equal(hetee_host_stats_followed(e, st, 16, &k), HETEE_ERR_STATE);
+  fx_stop(e, dir);
+}
+
 int main(void) {
   if (sodium_init() < 0) return 1;
   const struct CMUnitTest tests[] = {
@@ -94,6 +157,7 @@ int main(void) {
       cmocka_unit_test(test_bad_config),
       cmocka_unit_test(test_dead_without_restart),
       cmocka_unit_test(test_counters),
+      cmocka_unit_test(test_stats_follow),
   };
   return cmocka_run_group_tests_name("host/enclave_process", tests, NULL, NULL);
 }

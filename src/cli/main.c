@@ -26,6 +26,7 @@ HETEE_CMD(hetee_cmd_trust)
 HETEE_CMD(hetee_cmd_model)
 HETEE_CMD(hetee_cmd_infer)
 HETEE_CMD(hetee_cmd_job)
+HETEE_CMD(hetee_cmd_refine)
 #undef HETEE_CMD
 
 typedef struct {
@@ -48,6 +49,7 @@ static const command COMMANDS[] = {
     {"model", hetee_cmd_model, "model provider: upload an encrypted model with its policy; list, show, delete"},
     {"infer", hetee_cmd_infer, "data provider: encrypted inference on images through a server"},
     {"job", hetee_cmd_job, "data provider: open an earlier job's results by id (result ID)"},
+    {"refine", hetee_cmd_refine, "refine an encrypted model on encrypted labelled samples (start, submit, status, stop)"},
     {"version", NULL, "print the version (also: hetee --version)"},
 };
 

@@ -36,7 +36,8 @@ int rstore_batch_stage(store *s, int64_t job, const char *dp, int64_t count, int
  * epoch's samples would exceed epoch_samples */
 int rstore_batch_commit(store *s, int64_t job, int64_t id, int64_t epoch_samples);
 int rstore_batches(store *s, int64_t job, int64_t **ids, uint32_t **counts, size_t *n); /* ready, in order */
-/* One transaction: the batches used (epoch, position) and the job's progress. */
+/* One transaction: the batches used (epoch, position) and the job's progress
+ * (steps < 0: the rows only). */
 int rstore_progress(store *s, int64_t job, int64_t epoch, const int64_t *batch, const uint32_t *pos, size_t n,
                     int64_t steps, int64_t updates, int64_t samples);
 /* Drops the records beyond a checkpoint's cursor (epoch, next sample position). */

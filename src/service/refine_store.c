@@ -341,7 +341,7 @@ int rstore_progress(store *s, int64_t job, int64_t epoch, const int64_t *batch, 
     rc = exec_stmt(c, prep(c, "INSERT INTO refine_used(job, epoch, pos, batch) VALUES(?, ?, ?, ?)", "iiii", job, epoch,
                            (int64_t)pos[i], batch[i]),
                    "refine used");
-  if (!rc)
+  if (!rc && steps >= 0)
     rc = exec_stmt(c, prep(c, "UPDATE refine_jobs SET epoch = ?, steps = ?, updates = ?, samples = ? WHERE id = ?", "iiiii",
                            epoch, steps, updates, samples, job),
                    "refine progress");

@@ -177,7 +177,9 @@ static int checkpoint(server *S, rjob *j) {
   /* the epoch of the rows: the batches were used in the epoch the steps ran
    * in (an epoch end moves the cursor only after its checkpoint) */
   int64_t used_epoch = j->np ? (int64_t)e : 0;
-  if (!rc && j->np) rc = rstore_progress(S->db, j->id, used_epoch, j->pb, j->pp, j->np, (int64_t)steps, j->updates, samples);
+  /* the rows first (a crash before the checkpoint leaves rows beyond its
+   * cursor, which the resume deletes), the counters after it */
+  if (!rc && j->np) rc = rstore_progress(S->db, j->id, used_epoch, j->pb, j->pp, j->np, -1, 0, 0);
   char path[SRV_PATH_MAX];
   ckpt_path(S, j->id, path);
   if (!rc) rc = hetee_refine_checkpoint_write(j->st, path);

@@ -1,7 +1,9 @@
 /*
  * bench_refine.c — `hetee-bench refine --model M.onnx [--batch B]
  * [--samples S] [--accumulate A] [--train last|all|K] [--lr LR]
- * [--momentum MU] [--wd WD] [--threads T] [--json]`: refines the model
+ * [--momentum MU] [--wd WD] [--lr-schedule constant|step|cosine]
+ * [--lr-step K] [--lr-gamma G] [--lr-total U] [--lr-min F] [--threads T]
+ * [--json]`: refines the model
  * encrypted for one epoch over Fashion-MNIST training images 6000..6000+S
  * (the bundled mlp_small was trained on the first 6000), and the same with
  * the plaintext twin (same order, same settings); reports test accuracy
@@ -54,7 +56,10 @@ static int usage(void) {
   fprintf(stderr,
           "usage: hetee-bench refine --model M.onnx [--batch B] [--samples S] [--accumulate A] [--train last|all|K]\n"
           "       [--lr LR] [--momentum MU] [--wd WD] [--loss xent|mse] [--threads T] [--no-plain] [--plain-only]\n"
-          "       [--in-process] [--json]\n");
+          "       [--lr-schedule constant|step|cosine] [--lr-step K] [--lr-gamma G] [--lr-total U] [--lr-min F]\n"
+          "       [--in-process] [--json]\n"
+          "  step: lr x G every K updates (default K 100, G 0.5); cosine: from lr to F over U updates\n"
+          "  (default U: the run's updates, F 0)\n");
   return 2;
 }
 
@@ -70,7 +75,11 @@ int hetee_bench_refine(int argc, char **argv) {
   const char *model_path = NULL;
   long batch = 64, samples = 54000, accumulate = 1, threads = 2;
   int train = 1, json = 0, do_plain = 1, plain_only = 0, loss = HETEE_REFINE_LOSS_XENT, in_process = 0;
-  double lr = 0.01, mom = 0.9, wd = 0;
+  double lr = 0.01, mom = 0.9, wd = 0, lr_gamma = 0.5, lr_min = 0;
+  long lr_step = 100, lr_total = 0;
+  hetee_refine_schedule sched;
+  memset(&sched, 0, sizeof sched);
+  static const char *const sched_names[] = {"constant", "step", "cosine"};
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--model") && i + 1 < argc) model_path = argv[++i];
     else if (!strcmp(argv[i], "--batch") && i + 1 < argc) batch = atol(argv[++i]);
@@ -80,6 +89,16 @@ int hetee_bench_refine(int argc, char **argv) {
     else if (!strcmp(argv[i], "--lr") && i + 1 < argc) lr = atof(argv[++i]);
     else if (!strcmp(argv[i], "--momentum") && i + 1 < argc) mom = atof(argv[++i]);
     else if (!strcmp(argv[i], "--wd") && i + 1 < argc) wd = atof(argv[++i]);
+    else if (!strcmp(argv[i], "--lr-schedule") && i + 1 < argc) {
+      i++;
+      if (!strcmp(argv[i], "constant")) sched.kind = HETEE_REFINE_LR_CONSTANT;
+      else if (!strcmp(argv[i], "step")) sched.kind = HETEE_REFINE_LR_STEP;
+      else if (!strcmp(argv[i], "cosine")) sched.kind = HETEE_REFINE_LR_COSINE;
+      else return usage();
+    } else if (!strcmp(argv[i], "--lr-step") && i + 1 < argc) lr_step = atol(argv[++i]);
+    else if (!strcmp(argv[i], "--lr-gamma") && i + 1 < argc) lr_gamma = atof(argv[++i]);
+    else if (!strcmp(argv[i], "--lr-total") && i + 1 < argc) lr_total = atol(argv[++i]);
+    else if (!strcmp(argv[i], "--lr-min") && i + 1 < argc) lr_min = atof(argv[++i]);
     else if (!strcmp(argv[i], "--loss") && i + 1 < argc) {
       i++;
       loss = !strcmp(argv[i], "mse") ? HETEE_REFINE_LOSS_MSE : HETEE_REFINE_LOSS_XENT;
@@ -93,8 +112,16 @@ int hetee_bench_refine(int argc, char **argv) {
     else return usage();
   }
   if (!model_path || batch < 1 || batch > 1024 || samples < 1 || samples > 60000 - (long)FIRST || accumulate < 1 ||
-      threads < 1 || threads > 64 || train < 0)
+      threads < 1 || threads > 64 || train < 0 || lr_step < 1 || lr_total < 0)
     return usage();
+  if (sched.kind == HETEE_REFINE_LR_STEP) {
+    sched.step_every = (uint32_t)lr_step;
+    sched.gamma = lr_gamma;
+  } else if (sched.kind == HETEE_REFINE_LR_COSINE) {
+    long updates = ((samples + batch - 1) / batch + accumulate - 1) / accumulate;
+    sched.total = (uint32_t)(lr_total ? lr_total : updates);
+    sched.lr_min = lr_min;
+  }
   hetee_nn_model *m = NULL;
   hetee_nn_data *img = NULL, *lab = NULL, *timg = NULL, *tlab = NULL;
   hetee_refine_weights w0, wp, we;
@@ -114,7 +141,8 @@ int hetee_bench_refine(int argc, char **argv) {
   hetee_refine_config cfg = {(uint32_t)batch, (uint32_t)accumulate, train, loss, lr, mom, wd, 2026};
   hetee_refine_plan p;
   if (hetee_nn_model_load(model_path, &m) || hetee_refine_weights_from_model(m, &w0) ||
-      hetee_refine_plan_build(&w0, &cfg, 0, &p) || hetee_nn_images_load(FMNIST "/train-images-idx3-ubyte.gz", &img) ||
+      hetee_refine_plan_build(&w0, &cfg, 0, &p) || hetee_refine_plan_set_schedule(&p, &sched) ||
+      hetee_nn_images_load(FMNIST "/train-images-idx3-ubyte.gz", &img) ||
       hetee_nn_labels_load(FMNIST "/train-labels-idx1-ubyte.gz", &lab) ||
       hetee_nn_images_load(FMNIST "/t10k-images-idx3-ubyte.gz", &timg) ||
       hetee_nn_labels_load(FMNIST "/t10k-labels-idx1-ubyte.gz", &tlab)) {
@@ -129,7 +157,13 @@ int hetee_bench_refine(int argc, char **argv) {
   if (!x || !y || !tx) goto out;
   memcpy(y, hetee_nn_data_values(lab) + FIRST, (size_t)samples * sizeof *y);
   const float *ty = hetee_nn_data_values(tlab);
-  if (!json) hetee_refine_plan_print(&p, stdout);
+  if (!json) {
+    hetee_refine_plan_print(&p, stdout);
+    printf("learning rate: %g, schedule %s", lr, sched_names[sched.kind]);
+    if (sched.kind == HETEE_REFINE_LR_STEP) printf(" (x %g every %u updates)", sched.gamma, sched.step_every);
+    if (sched.kind == HETEE_REFINE_LR_COSINE) printf(" (to %g over %u updates)", sched.lr_min, sched.total);
+    printf("\n");
+  }
   double acc_before = hetee_refine_plain_accuracy(&w0, tx, ty, ntest);
   double plain_s = 0, plain_acc = -1;
   if (do_plain) {
@@ -188,7 +222,7 @@ int hetee_bench_refine(int argc, char **argv) {
   memset(&st, 0, sizeof st);
   double dp_s = 0, c0 = cpu_now();
   t0 = now();
-  hetee_refine_run_options o = {(int)threads, NULL, 1, 0, 1};
+  hetee_refine_run_options o = {(int)threads, NULL, 1, 0, 1, NULL, NULL, NULL};
   if (!rc) rc = hetee_refine_run(s, t, rpk, x, y, (uint32_t)samples, &o, &st, &dp_s);
   double wall = now() - t0, cpu = cpu_now() - c0;
   if (!rc && in_process) rc = hetee_refine_state_decrypt(s, sk, &we);
@@ -217,13 +251,13 @@ int hetee_bench_refine(int argc, char **argv) {
   double share = st.trusted_s / (st.trusted_s + (host_cpu > 0 ? host_cpu : 0));
   double maxdiff = do_plain ? hetee_refine_weights_maxdiff(&we, &wp, 0) : -1;
   if (json) {
-    printf("{\"model\": \"%s\", \"trusted\": \"%s\", \"batch\": %ld, \"accumulate\": %ld, \"train_layers\": %d, \"lr\": %g, \"momentum\": %g, "
+    printf("{\"model\": \"%s\", \"trusted\": \"%s\", \"batch\": %ld, \"accumulate\": %ld, \"train_layers\": %d, \"lr\": %g, \"lr_schedule\": \"%s\", \"lr_step\": %u, \"lr_gamma\": %g, \"lr_total\": %u, \"lr_min\": %g, \"momentum\": %g, "
            "\"weight_decay\": %g, \"threads\": %ld, \"samples\": %ld, \"seconds\": %.3f, \"samples_per_s\": %.2f, "
            "\"samples_per_s_cpu\": %.2f, \"enclave_share\": %.4f, \"enclave_s\": %.3f, \"host_cpu_s\": %.3f, \"dp_seconds\": %.3f, \"dp_cpu_s\": %.3f, \"mp_seconds\": %.3f, "
            "\"steps\": %llu, \"updates\": %llu, \"products\": %llu, \"enclave_encryptions\": %llu, "
            "\"enclave_decryptions\": %llu, \"acc_before\": %.4f, \"acc_after\": %.4f, \"plain_acc_after\": %.4f, "
            "\"plain_seconds\": %.3f, \"max_weight_diff\": %.3g}\n",
-           model_path, in_process ? "in-process twin" : "enclave process", batch, accumulate, train, lr, mom, wd, threads, samples, seconds, (double)samples / seconds, cpu_rate, share,
+           model_path, in_process ? "in-process twin" : "enclave process", batch, accumulate, train, lr, sched_names[sched.kind], sched.step_every, sched.gamma, sched.total, sched.lr_min, mom, wd, threads, samples, seconds, (double)samples / seconds, cpu_rate, share,
            st.trusted_s, host_cpu, dp_s, st.dp_cpu_s, mp_s, (unsigned long long)st.steps, (unsigned long long)st.updates,
            (unsigned long long)st.products, (unsigned long long)st.trusted_enc, (unsigned long long)st.trusted_dec,
            acc_before, acc_after, plain_acc, plain_s, maxdiff);

@@ -63,12 +63,29 @@ typedef struct hetee_refine_layer {
   hetee_hemat_layout F, G, T; /* T valid if has_back */
 } hetee_refine_layer;
 
+/* Learning-rate schedule (part of the spec the MP authorizes; applied by
+ * the trusted side at each update, and by the plaintext twin). The rate of
+ * a layer's u-th update (u = 0, 1, ...) with base rate lr = cfg.lr:
+ *   CONSTANT: lr
+ *   STEP:     lr * gamma^floor(u / step_every)
+ *   COSINE:   lr_min + (lr - lr_min) (1 + cos(pi min(u, total) / total)) / 2
+ *             (lr at u = 0, lr_min from u = total on) */
+enum { HETEE_REFINE_LR_CONSTANT = 0, HETEE_REFINE_LR_STEP = 1, HETEE_REFINE_LR_COSINE = 2 };
+typedef struct hetee_refine_schedule {
+  int kind;            /* HETEE_REFINE_LR_* */
+  uint32_t step_every; /* STEP: >= 1 */
+  double gamma;        /* STEP: (0, 1] */
+  uint32_t total;      /* COSINE: updates of the decay, >= 1 */
+  double lr_min;       /* COSINE: floor, [0, lr] */
+} hetee_refine_schedule;
+
 typedef struct hetee_refine_plan {
   hetee_refine_config cfg;
   size_t n;
   int nl, first_train;
   int classes;
   hetee_refine_layer L[HETEE_REFINE_MAX_LAYERS];
+  hetee_refine_schedule sched; /* constant after hetee_refine_plan_build */
 } hetee_refine_plan;
 
 /* Plain weights of the dense chain: w[l] is m x k (row-major), b[l] m. */
@@ -86,6 +103,10 @@ HETEE_API void hetee_refine_weights_clear(hetee_refine_weights *w);
 /* Plan for weights' shapes (n: ring degree, 0 = 8192). */
 HETEE_API int hetee_refine_plan_build(const hetee_refine_weights *w, const hetee_refine_config *cfg, size_t n,
                                       hetee_refine_plan *out) HETEE_WUR;
+/* Sets the plan's learning-rate schedule (validated: HETEE_ERR_INVALID_ARG). */
+HETEE_API int hetee_refine_plan_set_schedule(hetee_refine_plan *p, const hetee_refine_schedule *s) HETEE_WUR;
+/* The learning rate of update u (0-based) under p's schedule. */
+HETEE_API double hetee_refine_lr(const hetee_refine_plan *p, uint64_t u);
 /* Prints the plan's layouts and per-step counts. */
 HETEE_API void hetee_refine_plan_print(const hetee_refine_plan *p, void *file);
 /* Sample order of epoch `epoch`: perm[0..count) a permutation of 0..count-1
@@ -106,6 +127,7 @@ typedef struct hetee_refine_plain {
   hetee_refine_weights *w;
   double *gacc[HETEE_REFINE_MAX_LAYERS];
   uint32_t acc_samples, acc_steps;
+  uint64_t updates; /* applied so far (the schedule's clock) */
 } hetee_refine_plain;
 HETEE_API int hetee_refine_plain_init(hetee_refine_plain *t, const hetee_refine_plan *p, hetee_refine_weights *w) HETEE_WUR;
 HETEE_API int hetee_refine_plain_step(hetee_refine_plain *t, const float *x, const float *labels, const uint32_t *idx,
@@ -194,6 +216,13 @@ typedef struct hetee_refine_run_options {
   uint32_t ckpt_every;
   uint64_t stop_after_steps;
   uint32_t epochs;
+  /* writes the checkpoints when set (e.g. hetee_refine_checkpoint_write_sealed
+   * for an enclave job); NULL: hetee_refine_checkpoint_write */
+  int (*ckpt_write)(const hetee_refine_state *s, hetee_refine_trusted *t, const char *path);
+  /* called after each epoch (after its flush and checkpoint), e.g. for
+   * hetee_refine_validate; a non-zero return stops the run with it */
+  int (*epoch_end)(hetee_refine_state *s, hetee_refine_trusted *t, uint32_t epoch, void *arg);
+  void *epoch_arg;
 } hetee_refine_run_options;
 HETEE_API int hetee_refine_run(hetee_refine_state *s, hetee_refine_trusted *t, const hetee_ckks_public_key *pk,
                                const float *x, const float *labels, uint32_t count,
@@ -230,12 +259,15 @@ HETEE_API int hetee_refine_trusted_new_ops(const hetee_refine_plan *p, const het
                                            hetee_refine_trusted **out) HETEE_WUR;
 
 /* ---- the refine spec: what the enclave rebuilds the plan from ----
- * Wire (little-endian): "HTRS" | u16 version 1 | u16 nl | nl x (u32 k |
+ * Wire (little-endian): "HTRS" | u16 version | u16 nl | nl x (u32 k |
  * u32 m | u8 act) | u32 batch | u32 accumulate | i32 train_layers | u8 loss
- * | f64 lr | f64 momentum | f64 weight_decay | u64 seed | u32 N.
+ * | f64 lr | f64 momentum | f64 weight_decay | u64 seed | u32 N; version 2
+ * (a schedule other than constant) appends u8 kind | u32 step_every |
+ * f64 gamma | u32 total | f64 lr_min. A constant schedule is written as
+ * version 1 (the same bytes as before schedules existed).
  * The plan is a deterministic function of the spec (hetee_refine_plan_build),
  * so the enclave, given the spec, knows every layout and count itself. */
-#define HETEE_REFINE_SPEC_VERSION 1
+#define HETEE_REFINE_SPEC_VERSION 2
 #define HETEE_REFINE_MAX_WIDTH 65536 /* k, m of one layer */
 HETEE_API int hetee_refine_spec_encode(const hetee_refine_plan *p, uint8_t **buf, size_t *len) HETEE_WUR;
 /* Decodes and validates (HETEE_ERR_FORMAT / HETEE_ERR_VERSION / HETEE_ERR_SHAPE)
@@ -278,6 +310,92 @@ HETEE_API int hetee_host_refine_fetch(hetee_refine_trusted *t, const hetee_refin
  * w->w[l] (m x k) and w->b[l] (shapes must match w's). Errors:
  * HETEE_ERR_FORMAT, HETEE_ERR_SHAPE. */
 HETEE_API int hetee_refine_fetch_parse(const uint8_t *msg, size_t len, uint32_t model_id, hetee_refine_weights *w) HETEE_WUR;
+
+/* ---- durable enclave jobs (docs/refine.md "Durable enclave jobs") ----
+ * An enclave job survives the enclave process: REFINE_SAVE seals the job's
+ * state (spec, model and owner, the authorized digests, the kept weights,
+ * bias and momentum, per-layer update counts, the samples and updates it
+ * applied, the epochs the host closed, the cursor the host declares, a
+ * random job uid) under a key derived from the enclave's sealing key;
+ * REFINE_RESUME in a (possibly new) enclave process on the same platform
+ * with the same unsealed state (hetee_host_unseal) reopens it and re-issues
+ * the trained layers' encrypted W, bias, W^T and momentum from its kept
+ * weights, so the host's part of the checkpoint cannot be mixed in from
+ * another one. */
+#define HETEE_REFINE_EPOCH_LOG 256
+/* Seals t's enclave job (declaring s's cursor) and writes s's checkpoint
+ * with the sealed state appended, one file, atomically (tmp + fsync +
+ * rename). Errors: HETEE_ERR_INVALID_ARG (t is not an enclave job),
+ * HETEE_ERR_STATE (pending steps; a cursor that disagrees with the samples
+ * the job applied: within an epoch `next` must equal the samples applied
+ * since the epoch began, a new epoch starts at 0), HETEE_ERR_INTEGRITY (the
+ * job stopped at a failed check), HETEE_ERR_IO. Has the signature of
+ * hetee_refine_run_options.ckpt_write. hetee_refine_checkpoint_read reads
+ * the same file (ignoring the sealed part). */
+HETEE_API int hetee_refine_checkpoint_write_sealed(const hetee_refine_state *s, hetee_refine_trusted *t,
+                                                   const char *path) HETEE_WUR;
+/* Reads a sealed checkpoint of plan p, reopens its job in enclave e and
+ * returns the encrypted state (trained layers as the enclave re-issued them,
+ * the cursor and counters of the sealed state) and a trusted side calling
+ * the reopened job (hetee_host_refine_fetch works once the job's model
+ * provider has a session with e). Errors: HETEE_ERR_AUTH (sealed by another
+ * enclave binary or platform, garbled, another job's uid or another spec,
+ * the model no longer the job's MP's in e), HETEE_ERR_FORMAT /
+ * HETEE_ERR_TRUNCATED (not a sealed checkpoint, truncated), HETEE_ERR_STATE
+ * (that job is open in e already), the checkpoint reader's errors. */
+HETEE_API int hetee_host_refine_resume(struct hetee_host_enclave *e, const hetee_ckks_context *ctx,
+                                       const hetee_refine_plan *p, const char *path, hetee_refine_state **state,
+                                       hetee_refine_trusted **trusted) HETEE_WUR;
+/* What the enclave job applied (counted by the enclave at each update):
+ * samples and updates in total, and the samples of each epoch the host
+ * closed (at a sealed checkpoint with cursor (e + 1, 0)). */
+typedef struct hetee_refine_job_status {
+  uint8_t uid[16];
+  uint64_t samples, updates;
+  uint32_t epochs; /* entries of epoch_samples */
+  uint64_t epoch_samples[HETEE_REFINE_EPOCH_LOG];
+} hetee_refine_job_status;
+HETEE_API int hetee_host_refine_status(hetee_refine_trusted *t, hetee_refine_job_status *out) HETEE_WUR;
+
+/* ---- validation set (docs/refine.md "Validation set") ----
+ * The MP encrypts a labelled validation set under the enclave's public key
+ * (per batch of B: the layer-0 input and the one-hot labels, as a DP's
+ * batch without the gradient polynomials). The host runs the forward pass
+ * with the current encrypted weights; the enclave decrypts the logits and
+ * labels, accumulates loss and correct predictions and returns a report
+ * sealed to the job's model provider's session (fixed size: the host learns
+ * nothing from it):
+ *   "hetee-refine-val-v1\0" | u32 model | u64 updates | u64 samples |
+ *   u64 correct | f64 loss sum | BLAKE2b-256 of the label ciphertexts
+ *   (u64 len | serialized bytes each, in order)
+ * The digest lets the MP check the labels were its own (anyone can encrypt
+ * under the public key). */
+typedef struct hetee_refine_valset hetee_refine_valset;
+HETEE_API int hetee_refine_valset_encrypt(const hetee_ckks_context *ctx, const hetee_ckks_public_key *pk,
+                                          const hetee_refine_plan *p, const float *x, const float *labels,
+                                          uint32_t count, hetee_refine_valset **out) HETEE_WUR;
+HETEE_API void hetee_refine_valset_free(hetee_refine_valset *vs);
+HETEE_API uint32_t hetee_refine_valset_count(const hetee_refine_valset *vs);
+/* The digest of the set's label ciphertexts the report carries. */
+HETEE_API int hetee_refine_valset_labels_digest(const hetee_refine_valset *vs, uint8_t out[32]) HETEE_WUR;
+/* Host: one pass over vs with s's current weights through t's enclave job;
+ * *sealed (malloc'd) is the report sealed to the job's MP session.
+ * HETEE_ERR_UNSUPPORTED for the in-process twin; HETEE_ERR_NOT_FOUND when
+ * the job's MP has no session. */
+HETEE_API int hetee_refine_validate(hetee_refine_state *s, hetee_refine_trusted *t, const hetee_refine_valset *vs,
+                                    int threads, uint8_t **sealed, size_t *len) HETEE_WUR;
+typedef struct hetee_refine_val_report {
+  uint64_t updates, samples, correct;
+  double loss_sum;
+  double accuracy, loss; /* correct / samples, loss_sum / samples */
+  uint8_t labels_digest[32];
+} hetee_refine_val_report;
+/* MP: the opened report (HETEE_ERR_FORMAT: not a report of model_id). */
+HETEE_API int hetee_refine_val_report_parse(const uint8_t *msg, size_t len, uint32_t model_id,
+                                            hetee_refine_val_report *out) HETEE_WUR;
+/* Plaintext reference: mean loss (the plan's loss) and accuracy of w on a set. */
+HETEE_API int hetee_refine_plain_eval(const hetee_refine_plan *p, const hetee_refine_weights *w, const float *x,
+                                      const float *labels, size_t count, double *loss, double *accuracy) HETEE_WUR;
 
 #ifdef __cplusplus
 }

@@ -14,6 +14,8 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 #include "hemat/refine_internal.h"
 
 struct hetee_refine_state {
@@ -143,9 +145,19 @@ void hetee_refine_batch_free(hetee_refine_batch *b) {
   free(b);
 }
 
+static int batch_encrypt(const hetee_ckks_context *ctx, const hetee_ckks_public_key *pk, const hetee_refine_plan *p,
+                         const float *x, const float *labels, const uint32_t *idx, uint32_t count, int with_gw,
+                         hetee_refine_batch **out);
+
 int hetee_refine_batch_encrypt(const hetee_ckks_context *ctx, const hetee_ckks_public_key *pk,
                                const hetee_refine_plan *p, const float *x, const float *labels, const uint32_t *idx,
                                uint32_t count, hetee_refine_batch **out) {
+  return batch_encrypt(ctx, pk, p, x, labels, idx, count, 1, out);
+}
+
+static int batch_encrypt(const hetee_ckks_context *ctx, const hetee_ckks_public_key *pk, const hetee_refine_plan *p,
+                         const float *x, const float *labels, const uint32_t *idx, uint32_t count, int with_gw,
+                         hetee_refine_batch **out) {
   if (!ctx || !pk || !p || !x || !labels || !idx || !out) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
   uint32_t B = p->cfg.batch;
   if (count < 1 || count > B) return hetee_error(HETEE_ERR_INVALID_ARG, "count %u outside [1, %u]", count, B);
@@ -174,7 +186,7 @@ int hetee_refine_batch_encrypt(const hetee_ckks_context *ctx, const hetee_ckks_p
       v[s * k + j] = s < count ? x[(size_t)idx[s] * k + j] : 0.0;
     }
   rc = refine_enc_scatter(&key, b->n_in0, pos, v, (size_t)B * k, REFINE_IN_SCALE, b->in0);
-  if (!rc && L->trains) {
+  if (!rc && L->trains && with_gw) {
     b->n_gw0 = L->G.n_w_cts;
     b->gw0 = cts_alloc(b->n_gw0);
     xw = calloc((k + 1) * B, sizeof *xw);
@@ -457,7 +469,7 @@ int hetee_refine_state_decrypt(const hetee_refine_state *s, const hetee_ckks_sec
 /* ---------------------------------------------------------------- checkpoints */
 
 #define CK_MAGIC "HTRC"
-#define CK_VERSION 1u
+#define CK_VERSION 2u /* 2: the learning-rate schedule */
 
 static int wr(FILE *f, const void *p, size_t n) { return fwrite(p, 1, n, f) == n ? 0 : -1; }
 
@@ -487,9 +499,26 @@ typedef struct ck_header {
   int32_t k[HETEE_REFINE_MAX_LAYERS], m[HETEE_REFINE_MAX_LAYERS];
   uint32_t epoch, next;
   uint64_t steps, updates;
+  int32_t sched_kind;
+  uint32_t step_every, total, pad2;
+  double gamma, lr_min;
 } ck_header;
 
+#define CK_JOB_MAGIC "HTRJ" /* trailer of a sealed checkpoint: uid[16] | u64 len | enclave job state */
+
+static int ck_write(const hetee_refine_state *s, const char *path, const uint8_t *uid, const uint8_t *blob, size_t blen);
+
 int hetee_refine_checkpoint_write(const hetee_refine_state *s, const char *path) {
+  return ck_write(s, path, NULL, NULL, 0);
+}
+
+int refine_checkpoint_write_job(const hetee_refine_state *s, const char *path, const uint8_t uid[16],
+                                const uint8_t *blob, size_t blen) {
+  if (!uid || !blob || !blen) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  return ck_write(s, path, uid, blob, blen);
+}
+
+static int ck_write(const hetee_refine_state *s, const char *path, const uint8_t *uid, const uint8_t *blob, size_t blen) {
   if (!s || !path) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
   if (s->pending) return hetee_error(HETEE_ERR_STATE, "checkpoint with %u steps not yet applied", s->pending);
   ck_header h;
@@ -507,6 +536,11 @@ int hetee_refine_checkpoint_write(const hetee_refine_state *s, const char *path)
   h.weight_decay = s->p.cfg.weight_decay;
   h.seed = s->p.cfg.seed;
   for (int l = 0; l < s->p.nl; l++) h.k[l] = s->p.L[l].k, h.m[l] = s->p.L[l].m;
+  h.sched_kind = s->p.sched.kind;
+  h.step_every = s->p.sched.step_every;
+  h.total = s->p.sched.total;
+  h.gamma = s->p.sched.gamma;
+  h.lr_min = s->p.sched.lr_min;
   h.epoch = s->epoch;
   h.next = s->next;
   h.steps = s->steps;
@@ -528,6 +562,10 @@ int hetee_refine_checkpoint_write(const hetee_refine_state *s, const char *path)
     bad |= wr_cts(f, s->ctx, s->bias[l], (size_t)L->F.nmb);
     bad |= wr_cts(f, s->ctx, s->WT[l], L->has_back ? L->T.n_w_cts : 0);
     bad |= wr_cts(f, s->ctx, s->V[l], has_v(s, l) ? n_v(s, l) : 0);
+  }
+  if (blob) { /* the enclave's sealed job state, in the same file (one rename) */
+    uint64_t l64 = blen;
+    bad |= wr(f, CK_JOB_MAGIC, 4) || wr(f, uid, 16) || wr(f, &l64, 8) || wr(f, blob, blen);
   }
   bad |= fflush(f) != 0;
   bad |= fsync(fileno(f)) != 0;
@@ -584,8 +622,22 @@ static int rd_cts(FILE *f, const hetee_ckks_context *ctx, ct_t **c, size_t n, do
   return 0;
 }
 
+static int ck_read(const hetee_ckks_context *ctx, const hetee_refine_plan *p, const char *path,
+                   hetee_refine_state **out, uint8_t *uid, uint8_t **blob, size_t *blen);
+
 int hetee_refine_checkpoint_read(const hetee_ckks_context *ctx, const hetee_refine_plan *p, const char *path,
                                  hetee_refine_state **out) {
+  return ck_read(ctx, p, path, out, NULL, NULL, NULL);
+}
+
+int refine_checkpoint_read_job(const hetee_ckks_context *ctx, const hetee_refine_plan *p, const char *path,
+                               hetee_refine_state **out, uint8_t uid[16], uint8_t **blob, size_t *blen) {
+  if (!uid || !blob || !blen) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  return ck_read(ctx, p, path, out, uid, blob, blen);
+}
+
+static int ck_read(const hetee_ckks_context *ctx, const hetee_refine_plan *p, const char *path,
+                   hetee_refine_state **out, uint8_t *uid, uint8_t **blob, size_t *blen) {
   if (!ctx || !p || !path || !out) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
   FILE *f = fopen(path, "rb");
   if (!f) return hetee_error(HETEE_ERR_NOT_FOUND, "cannot open %s: %s", path, strerror(errno));
@@ -597,7 +649,9 @@ int hetee_refine_checkpoint_read(const hetee_ckks_context *ctx, const hetee_refi
   else if (memcmp(h.fp, hetee_ckks_context_fingerprint(ctx), 32)) rc = hetee_error(HETEE_ERR_CONTEXT, "checkpoint under other parameters");
   else if (h.batch != p->cfg.batch || h.accumulate != p->cfg.accumulate || h.loss != (uint32_t)p->cfg.loss ||
            h.nl != (uint32_t)p->nl || h.train_layers != p->cfg.train_layers || h.lr != p->cfg.lr ||
-           h.momentum != p->cfg.momentum || h.weight_decay != p->cfg.weight_decay || h.seed != p->cfg.seed)
+           h.momentum != p->cfg.momentum || h.weight_decay != p->cfg.weight_decay || h.seed != p->cfg.seed ||
+           h.sched_kind != p->sched.kind || h.step_every != p->sched.step_every || h.total != p->sched.total ||
+           h.gamma != p->sched.gamma || h.lr_min != p->sched.lr_min)
     rc = hetee_error(HETEE_ERR_SHAPE, "checkpoint made with other settings");
   for (int l = 0; l < p->nl && !rc; l++)
     if (h.k[l] != p->L[l].k || h.m[l] != p->L[l].m) rc = hetee_error(HETEE_ERR_SHAPE, "checkpoint layer %d shape", l);
@@ -609,6 +663,20 @@ int hetee_refine_checkpoint_read(const hetee_ckks_context *ctx, const hetee_refi
     if (!rc) rc = rd_cts(f, ctx, s->bias[l], (size_t)L->F.nmb, REFINE_OUT_SCALE);
     if (!rc) rc = rd_cts(f, ctx, s->WT[l], L->has_back ? L->T.n_w_cts : 0, REFINE_W_SCALE);
     if (!rc) rc = rd_cts(f, ctx, s->V[l], has_v(s, l) ? n_v(s, l) : 0, HETEE_REFINE_MOM_SCALE);
+  }
+  if (!rc && blob) { /* the trailer of a sealed checkpoint */
+    char mg[4];
+    uint64_t l64 = 0;
+    if (fread(mg, 4, 1, f) != 1 || memcmp(mg, CK_JOB_MAGIC, 4))
+      rc = hetee_error(HETEE_ERR_FORMAT, "%s holds no enclave job state", path);
+    else if (fread(uid, 16, 1, f) != 1 || fread(&l64, 8, 1, f) != 1) rc = hetee_error(HETEE_ERR_TRUNCATED, "checkpoint truncated");
+    else if (l64 < 1 || l64 > ((uint64_t)64 << 20)) rc = hetee_error(HETEE_ERR_LIMIT, "enclave job state of %llu bytes", (unsigned long long)l64);
+    else if (!(*blob = malloc((size_t)l64))) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+    else if (fread(*blob, 1, (size_t)l64, f) != (size_t)l64 || fgetc(f) != EOF) {
+      rc = hetee_error(HETEE_ERR_TRUNCATED, "checkpoint truncated or with trailing bytes");
+      free(*blob);
+      *blob = NULL;
+    } else *blen = (size_t)l64;
   }
   fclose(f);
   if (rc) {
@@ -631,4 +699,130 @@ void refine_state_layer(const hetee_refine_state *s, int l, ct_t *const **W, ct_
   *bias = s->bias[l];
   *V = has_v(s, l) ? s->V[l] : NULL;
   *nv = has_v(s, l) ? n_v(s, l) : 0;
+}
+
+void refine_state_set_counters(hetee_refine_state *s, uint32_t epoch, uint32_t next, uint64_t steps, uint64_t updates) {
+  s->epoch = epoch;
+  s->next = next;
+  s->steps = steps;
+  s->updates = updates;
+}
+
+void refine_state_counters(const hetee_refine_state *s, uint64_t *updates) { *updates = s->updates; }
+
+int refine_state_replace_layer(hetee_refine_state *s, int l, ct_t **W, ct_t **bias, ct_t **WT, ct_t **V) {
+  if (l < 0 || l >= s->p.nl || !s->p.L[l].trains) return hetee_error(HETEE_ERR_INVALID_ARG, "layer %d does not train", l);
+  const hetee_refine_layer *L = &s->p.L[l];
+  refine_free_cts(s->W[l], L->F.n_w_cts);
+  memcpy(s->W[l], W, L->F.n_w_cts * sizeof *W);
+  refine_free_cts(s->bias[l], (size_t)L->F.nmb);
+  memcpy(s->bias[l], bias, (size_t)L->F.nmb * sizeof *bias);
+  if (L->has_back) {
+    refine_free_cts(s->WT[l], L->T.n_w_cts);
+    memcpy(s->WT[l], WT, L->T.n_w_cts * sizeof *WT);
+  }
+  if (has_v(s, l)) {
+    refine_free_cts(s->V[l], n_v(s, l));
+    memcpy(s->V[l], V, n_v(s, l) * sizeof *V);
+  }
+  return 0;
+}
+
+/* ---------------------------------------------------------------- validation set */
+struct hetee_refine_valset {
+  const hetee_ckks_context *ctx;
+  hetee_refine_plan p;
+  uint32_t count, nb;
+  hetee_refine_batch **b;
+};
+
+void hetee_refine_valset_free(hetee_refine_valset *vs) {
+  if (!vs) return;
+  for (uint32_t i = 0; vs->b && i < vs->nb; i++) hetee_refine_batch_free(vs->b[i]);
+  free(vs->b);
+  free(vs);
+}
+
+uint32_t hetee_refine_valset_count(const hetee_refine_valset *vs) { return vs ? vs->count : 0; }
+
+int hetee_refine_valset_encrypt(const hetee_ckks_context *ctx, const hetee_ckks_public_key *pk,
+                                const hetee_refine_plan *p, const float *x, const float *labels, uint32_t count,
+                                hetee_refine_valset **out) {
+  if (!ctx || !pk || !p || !x || !labels || !out || count < 1) return hetee_error(HETEE_ERR_INVALID_ARG, "bad argument");
+  uint32_t B = p->cfg.batch;
+  hetee_refine_valset *vs = calloc(1, sizeof *vs);
+  uint32_t *idx = malloc((size_t)count * sizeof *idx);
+  int rc = 0;
+  if (!vs || !idx || !(vs->b = calloc((count + B - 1) / B, sizeof *vs->b))) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+  for (uint32_t i = 0; !rc && i < count; i++) idx[i] = i;
+  if (!rc) {
+    vs->ctx = ctx;
+    vs->p = *p;
+    vs->count = count;
+  }
+  for (uint32_t at = 0; !rc && at < count; at += B) {
+    uint32_t c = count - at < B ? count - at : B;
+    rc = batch_encrypt(ctx, pk, p, x, labels, idx + at, c, 0, &vs->b[vs->nb]);
+    if (!rc) vs->nb++;
+  }
+  free(idx);
+  if (rc) {
+    hetee_refine_valset_free(vs);
+    return rc;
+  }
+  *out = vs;
+  return 0;
+}
+
+int hetee_refine_valset_labels_digest(const hetee_refine_valset *vs, uint8_t out[32]) {
+  if (!vs || !out) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  crypto_generichash_state st;
+  crypto_generichash_init(&st, NULL, 0, 32);
+  for (uint32_t i = 0; i < vs->nb; i++) {
+    uint8_t *buf = NULL, le[8];
+    size_t len = 0;
+    int rc = hetee_ckks_ciphertext_save(vs->ctx, vs->b[i]->labels, &buf, &len);
+    if (rc) return rc;
+    for (int q = 0; q < 8; q++) le[q] = (uint8_t)((uint64_t)len >> (8 * q));
+    crypto_generichash_update(&st, le, 8);
+    crypto_generichash_update(&st, buf, len);
+    free(buf);
+  }
+  crypto_generichash_final(&st, out, 32);
+  return 0;
+}
+
+int refine_validate_pass(hetee_refine_state *s, const hetee_refine_valset *vs, int threads, const refine_val_ops *ops,
+                         void *arg) {
+  const hetee_refine_plan *p = &s->p;
+  if (vs->p.nl != p->nl || vs->p.cfg.batch != p->cfg.batch || vs->p.L[0].F.n_in_cts != p->L[0].F.n_in_cts ||
+      vs->p.classes != p->classes)
+    return hetee_error(HETEE_ERR_SHAPE, "validation set encrypted for another plan");
+  int rc = 0, nl = p->nl;
+  for (uint32_t i = 0; i < vs->nb && !rc; i++) {
+    const hetee_refine_batch *b = vs->b[i];
+    ct_t **in = b->in0, **out = NULL;
+    size_t nin = b->n_in0;
+    for (int l = 0; l < nl && !rc; l++) {
+      const hetee_refine_layer *L = &p->L[l];
+      out = new_out(s->ctx, L->F.n_out_cts);
+      if (!out) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+      if (!rc)
+        rc = hetee_hemat_conv_eval(s->ctx, &L->F, (const ct_t *const *)in, (const ct_t *const *)s->W[l],
+                                   (const ct_t *const *)s->bias[l], threads, out);
+      if (in != b->in0) cts_drop(&in, nin);
+      in = NULL;
+      if (!rc && l < nl - 1) {
+        nin = p->L[l + 1].F.n_in_cts;
+        in = cts_alloc(nin);
+        if (!in) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+        if (!rc) rc = ops->forward(arg, l, out, b->count, in);
+      } else if (!rc) {
+        rc = ops->loss(arg, out, b->labels, b->count);
+      }
+      if (out) cts_drop(&out, L->F.n_out_cts);
+    }
+    if (in && in != b->in0) cts_drop(&in, nin);
+  }
+  return rc;
 }

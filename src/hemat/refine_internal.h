@@ -52,6 +52,22 @@ int refine_tr_grad_feed(hetee_refine_trusted *t, int l, size_t first, ct_t *cons
  * once layer l's are kept. */
 void refine_tr_keep_weights(hetee_refine_trusted *t);
 int refine_tr_holds(const hetee_refine_trusted *t, int l);
+/* Durable jobs (the enclave's REFINE_SAVE / REFINE_RESUME, docs/refine.md
+ * "Durable enclave jobs"). refine_tr_idle: 1 when nothing is accumulated
+ * since the last update (no deltas emitted, no gradient part fed);
+ * refine_tr_failed: a check failed. refine_tr_kept: layer l's kept W (m x
+ * k), bias, momentum (m x k, m) or NULLs when not held, and its update count.
+ * refine_tr_restore: a resumed job's kept weights of layer l (before any
+ * update of this trusted side), the check pull-backs recomputed under its
+ * own fresh vectors. refine_tr_reissue: the kept layer l encrypted as an
+ * update's outputs (W, bias, W^T if a back stage, momentum if > 0). */
+int refine_tr_idle(const hetee_refine_trusted *t);
+int refine_tr_failed(const hetee_refine_trusted *t);
+void refine_tr_kept(const hetee_refine_trusted *t, int l, const float **w, const float **b, const float **vw,
+                    const float **vb, uint64_t *updates);
+int refine_tr_restore(hetee_refine_trusted *t, int l, const float *w, const float *b, const float *vw, const float *vb,
+                      uint64_t updates);
+int refine_tr_reissue(hetee_refine_trusted *t, int l, ct_t **nW, ct_t **nbias, ct_t **nWT, ct_t **nV);
 /* Freivalds checks of the host's products run so far (per sample and
  * vector for F and T, per vector for G) and how many failed (0 or 1: a
  * failure stops the trusted side, HETEE_ERR_INTEGRITY). In-process only. */
@@ -86,6 +102,41 @@ float *refine_transpose(const float *w, int m, int k);
 int refine_enc_momentum(const refine_key *key, const float *vw, const float *vb, int m, int k, ct_t **out);
 void refine_free_cts(ct_t **c, size_t n);
 const hetee_ckks_context *refine_state_ctx(const hetee_refine_state *s);
+/* Validation (docs/refine.md "Validation set"). The trusted side's part,
+ * which touches no training state (and runs no product check):
+ * refine_tr_vforward decrypts layer l's outputs, applies the activation and
+ * encrypts layer l+1's F input; refine_tr_vloss decrypts the logits and
+ * one-hot labels and adds each sample's loss to *loss and its correct
+ * prediction (argmax, branch-free) to *correct. The host's pass over a set
+ * calls ops (refine_host.c). */
+int refine_tr_vforward(hetee_refine_trusted *t, int l, ct_t *const *out, uint32_t count, ct_t **next_in);
+int refine_tr_vloss(hetee_refine_trusted *t, ct_t *const *logits, const ct_t *labels, uint32_t count, double *loss,
+                    uint64_t *correct);
+typedef struct refine_val_ops {
+  int (*forward)(void *arg, int l, ct_t *const *out, uint32_t count, ct_t **next_in);
+  int (*loss)(void *arg, ct_t *const *logits, const ct_t *labels, uint32_t count);
+} refine_val_ops;
+int refine_validate_pass(hetee_refine_state *s, const hetee_refine_valset *vs, int threads, const refine_val_ops *ops,
+                         void *arg);
+/* One sample's loss and whether argmax(z) is the label (branch-free). */
+double refine_sample_loss(int loss, const double *z, int c, int label, int *correct);
+#define HETEE_REFINE_VAL_TAG "hetee-refine-val-v1"
+#define HETEE_REFINE_VAL_LEN (sizeof HETEE_REFINE_VAL_TAG + 4 + 8 + 8 + 8 + 8 + 32)
+/* The enclave's id of an enclave job's trusted side (0 otherwise;
+ * src/host/refine_calls.c, for tests that write raw requests). */
+uint32_t refine_host_job_id(const hetee_refine_trusted *t);
+/* Sealed checkpoints (refine_host.c): the checkpoint followed by "HTRJ" |
+ * uid[16] | u64 len | the enclave's sealed job state, one file written
+ * atomically; the reader requires the trailer (*blob malloc'd). */
+int refine_checkpoint_write_job(const hetee_refine_state *s, const char *path, const uint8_t uid[16],
+                                const uint8_t *blob, size_t blen);
+int refine_checkpoint_read_job(const hetee_ckks_context *ctx, const hetee_refine_plan *p, const char *path,
+                               hetee_refine_state **out, uint8_t uid[16], uint8_t **blob, size_t *blen);
+void refine_state_set_counters(hetee_refine_state *s, uint32_t epoch, uint32_t next, uint64_t steps, uint64_t updates);
+void refine_state_counters(const hetee_refine_state *s, uint64_t *updates);
+/* Replaces trained layer l's W, bias, W^T (if a back stage), momentum (if
+ * any) by the given ciphertexts (taken over). */
+int refine_state_replace_layer(hetee_refine_state *s, int l, ct_t **W, ct_t **bias, ct_t **WT, ct_t **V);
 const hetee_refine_plan *refine_state_plan(const hetee_refine_state *s);
 
 #endif

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "hetee/refine.h"
+#include "hemat/refine_internal.h"
 
 static int act_of(hetee_nn_kind k) {
   switch (k) {
@@ -396,6 +396,58 @@ void hetee_refine_loss_grad(int loss, const double *z, int c, int label, double 
   for (int i = 0; i < c; i++) d[i] = exp(z[i] - mx) / sum - (i == label ? 1.0 : 0.0);
 }
 
+double refine_sample_loss(int loss, const double *z, int c, int label, int *correct) {
+  int am = 0;
+  for (int i = 1; i < c; i++) {
+    int gt = z[i] > z[am];
+    am = gt ? i : am;
+  }
+  *correct = am == label;
+  if (loss == HETEE_REFINE_LOSS_MSE) {
+    double s = 0;
+    for (int i = 0; i < c; i++) {
+      double e = z[i] - (i == label ? 1.0 : 0.0);
+      s += e * e;
+    }
+    return s;
+  }
+  double mx = z[0], sum = 0, zl = 0;
+  for (int i = 1; i < c; i++) mx = z[i] > mx ? z[i] : mx;
+  for (int i = 0; i < c; i++) {
+    sum += exp(z[i] - mx);
+    zl += i == label ? z[i] : 0.0;
+  }
+  return log(sum) + mx - zl;
+}
+
+int hetee_refine_plain_eval(const hetee_refine_plan *p, const hetee_refine_weights *w, const float *x,
+                            const float *labels, size_t count, double *loss, double *accuracy) {
+  if (!p || !w || !x || !labels || !loss || !accuracy || !count) return hetee_error(HETEE_ERR_INVALID_ARG, "bad argument");
+  int c = p->classes;
+  float *y = malloc(count * (size_t)c * sizeof *y);
+  double *z = malloc((size_t)c * sizeof *z);
+  if (!y || !z) {
+    free(y);
+    free(z);
+    return hetee_error(HETEE_ERR_NOMEM, "no memory");
+  }
+  int rc = hetee_refine_plain_forward(w, x, count, y);
+  double ls = 0;
+  size_t ok = 0;
+  for (size_t s = 0; s < count && !rc; s++) {
+    for (int i = 0; i < c; i++) z[i] = y[s * (size_t)c + (size_t)i];
+    int cor = 0;
+    ls += refine_sample_loss(p->cfg.loss, z, c, (int)labels[s], &cor);
+    ok += (size_t)cor;
+  }
+  free(y);
+  free(z);
+  if (rc) return rc;
+  *loss = ls / (double)count;
+  *accuracy = (double)ok / (double)count;
+  return 0;
+}
+
 /* SGD as torch.optim.SGD: d = g + wd p; v = mu v + d (v = d the first time,
  * the same with v starting at 0); p -= lr v (v = d without momentum). */
 void hetee_refine_sgd(const hetee_refine_config *c, double g, float *p, float *v) {
@@ -405,23 +457,70 @@ void hetee_refine_sgd(const hetee_refine_config *c, double g, float *p, float *v
   *p = (float)((double)*p - c->lr * vv);
 }
 
+static int sched_check(const hetee_refine_schedule *s, double lr) {
+  switch (s->kind) {
+  case HETEE_REFINE_LR_CONSTANT: return 0;
+  case HETEE_REFINE_LR_STEP:
+    if (s->step_every < 1 || !(s->gamma > 0 && s->gamma <= 1))
+      return hetee_error(HETEE_ERR_INVALID_ARG, "step schedule: every %u updates x %g (every >= 1, gamma in (0, 1])",
+                         s->step_every, s->gamma);
+    return 0;
+  case HETEE_REFINE_LR_COSINE:
+    if (s->total < 1 || !(s->lr_min >= 0 && s->lr_min <= lr))
+      return hetee_error(HETEE_ERR_INVALID_ARG, "cosine schedule: over %u updates to %g (total >= 1, floor in [0, lr])",
+                         s->total, s->lr_min);
+    return 0;
+  default: return hetee_error(HETEE_ERR_INVALID_ARG, "unknown learning-rate schedule %d", s->kind);
+  }
+}
+
+int hetee_refine_plan_set_schedule(hetee_refine_plan *p, const hetee_refine_schedule *s) {
+  if (!p || !s) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  int rc = sched_check(s, p->cfg.lr);
+  if (rc) return rc;
+  memset(&p->sched, 0, sizeof p->sched);
+  p->sched.kind = s->kind;
+  if (s->kind == HETEE_REFINE_LR_STEP) {
+    p->sched.step_every = s->step_every;
+    p->sched.gamma = s->gamma;
+  } else if (s->kind == HETEE_REFINE_LR_COSINE) {
+    p->sched.total = s->total;
+    p->sched.lr_min = s->lr_min;
+  }
+  return 0;
+}
+
+double hetee_refine_lr(const hetee_refine_plan *p, uint64_t u) {
+  const hetee_refine_schedule *s = &p->sched;
+  double lr = p->cfg.lr;
+  if (s->kind == HETEE_REFINE_LR_STEP) return lr * pow(s->gamma, (double)(u / s->step_every));
+  if (s->kind == HETEE_REFINE_LR_COSINE) {
+    double f = u >= s->total ? 1.0 : (double)u / (double)s->total;
+    return s->lr_min + (lr - s->lr_min) * 0.5 * (1.0 + cos(3.141592653589793 * f));
+  }
+  return lr;
+}
+
 static int plain_update(hetee_refine_plain *t) {
   const hetee_refine_plan *p = t->plan;
   if (t->acc_steps == 0) return 0;
+  hetee_refine_config cu = p->cfg; /* this update's rate */
+  cu.lr = hetee_refine_lr(p, t->updates);
   for (int l = p->first_train; l < p->nl; l++) {
     int k = p->L[l].k, m = p->L[l].m;
     for (int i = 0; i < m; i++) {
       for (int j = 0; j <= k; j++) {
         double g = t->gacc[l][(size_t)i * (size_t)(k + 1) + (size_t)j] / (double)t->acc_samples;
         if (j < k)
-          hetee_refine_sgd(&p->cfg, g, &t->w->w[l][(size_t)i * (size_t)k + (size_t)j],
+          hetee_refine_sgd(&cu, g, &t->w->w[l][(size_t)i * (size_t)k + (size_t)j],
                            &t->w->vw[l][(size_t)i * (size_t)k + (size_t)j]);
         else
-          hetee_refine_sgd(&p->cfg, g, &t->w->b[l][i], &t->w->vb[l][i]);
+          hetee_refine_sgd(&cu, g, &t->w->b[l][i], &t->w->vb[l][i]);
       }
     }
     memset(t->gacc[l], 0, (size_t)m * (size_t)(k + 1) * sizeof(double));
   }
+  t->updates++;
   t->acc_samples = 0;
   t->acc_steps = 0;
   return 0;
@@ -508,16 +607,18 @@ static double bits_f64(uint64_t u) {
 
 #define SPEC_FIXED (4 + 2 + 2 + 4 + 4 + 4 + 1 + 8 + 8 + 8 + 8 + 4)
 #define SPEC_LAYER 9
+#define SPEC_SCHED (1 + 4 + 8 + 4 + 8) /* version 2 */
 
 int hetee_refine_spec_encode(const hetee_refine_plan *p, uint8_t **buf, size_t *len) {
   if (!p || !buf || !len || p->nl < 1 || p->nl > HETEE_REFINE_MAX_LAYERS)
     return hetee_error(HETEE_ERR_INVALID_ARG, "bad argument");
-  size_t n = SPEC_FIXED + (size_t)p->nl * SPEC_LAYER;
+  int v2 = p->sched.kind != HETEE_REFINE_LR_CONSTANT;
+  size_t n = SPEC_FIXED + (size_t)p->nl * SPEC_LAYER + (v2 ? SPEC_SCHED : 0);
   uint8_t *b = malloc(n), *q = b;
   if (!b) return hetee_error(HETEE_ERR_NOMEM, "no memory");
   memcpy(q, "HTRS", 4);
   q += 4;
-  put_le(&q, HETEE_REFINE_SPEC_VERSION, 2);
+  put_le(&q, v2 ? 2 : 1, 2);
   put_le(&q, (uint64_t)p->nl, 2);
   for (int l = 0; l < p->nl; l++) {
     put_le(&q, (uint64_t)p->L[l].k, 4);
@@ -534,6 +635,13 @@ int hetee_refine_spec_encode(const hetee_refine_plan *p, uint8_t **buf, size_t *
   put_le(&q, f64_bits(c->weight_decay), 8);
   put_le(&q, c->seed, 8);
   put_le(&q, (uint64_t)p->n, 4);
+  if (v2) {
+    put_le(&q, (uint64_t)p->sched.kind, 1);
+    put_le(&q, p->sched.step_every, 4);
+    put_le(&q, f64_bits(p->sched.gamma), 8);
+    put_le(&q, p->sched.total, 4);
+    put_le(&q, f64_bits(p->sched.lr_min), 8);
+  }
   *buf = b;
   *len = n;
   return 0;
@@ -544,9 +652,10 @@ int hetee_refine_spec_decode(const uint8_t *buf, size_t len, hetee_refine_plan *
   if (len < 8 || memcmp(buf, "HTRS", 4)) return hetee_error(HETEE_ERR_FORMAT, "not a refine spec");
   const uint8_t *q = buf + 4;
   uint64_t ver = get_le(&q, 2), nl = get_le(&q, 2);
-  if (ver != HETEE_REFINE_SPEC_VERSION) return hetee_error(HETEE_ERR_VERSION, "refine spec version %u", (unsigned)ver);
+  if (ver != 1 && ver != 2) return hetee_error(HETEE_ERR_VERSION, "refine spec version %u", (unsigned)ver);
   if (nl < 1 || nl > HETEE_REFINE_MAX_LAYERS) return hetee_error(HETEE_ERR_FORMAT, "refine spec with %u layers", (unsigned)nl);
-  if (len != SPEC_FIXED + nl * SPEC_LAYER) return hetee_error(HETEE_ERR_FORMAT, "refine spec of %zu bytes", len);
+  if (len != SPEC_FIXED + nl * SPEC_LAYER + (ver == 2 ? SPEC_SCHED : 0))
+    return hetee_error(HETEE_ERR_FORMAT, "refine spec of %zu bytes", len);
   hetee_refine_weights w;
   memset(&w, 0, sizeof w);
   w.nl = (int)nl;
@@ -574,7 +683,22 @@ int hetee_refine_spec_decode(const uint8_t *buf, size_t len, hetee_refine_plan *
   c.seed = get_le(&q, 8);
   uint64_t n = get_le(&q, 4);
   if (n < 1024 || n > 65536 || (n & (n - 1))) return hetee_error(HETEE_ERR_FORMAT, "ring degree %u", (unsigned)n);
-  return hetee_refine_plan_build(&w, &c, (size_t)n, out);
+  hetee_refine_schedule sc;
+  memset(&sc, 0, sizeof sc);
+  if (ver == 2) {
+    sc.kind = (int)get_le(&q, 1);
+    sc.step_every = (uint32_t)get_le(&q, 4);
+    sc.gamma = bits_f64(get_le(&q, 8));
+    sc.total = (uint32_t)get_le(&q, 4);
+    sc.lr_min = bits_f64(get_le(&q, 8));
+    /* one encoding per schedule (the MP authorizes the spec's digest) */
+    if (sc.kind == HETEE_REFINE_LR_CONSTANT || sc.kind > HETEE_REFINE_LR_COSINE || (sc.kind == HETEE_REFINE_LR_STEP && (sc.total || sc.lr_min != 0)) ||
+        (sc.kind == HETEE_REFINE_LR_COSINE && (sc.step_every || sc.gamma != 0)))
+      return hetee_error(HETEE_ERR_FORMAT, "refine spec: schedule fields");
+  }
+  int rc = hetee_refine_plan_build(&w, &c, (size_t)n, out);
+  if (!rc) rc = hetee_refine_plan_set_schedule(out, &sc);
+  return rc;
 }
 
 int hetee_refine_fetch_parse(const uint8_t *msg, size_t len, uint32_t model_id, hetee_refine_weights *w) {
@@ -595,5 +719,24 @@ int hetee_refine_fetch_parse(const uint8_t *msg, size_t len, uint32_t model_id, 
     uint32_t u = (uint32_t)get_le(&q, 4);
     memcpy(&w->b[l][i], &u, 4);
   }
+  return 0;
+}
+
+int hetee_refine_val_report_parse(const uint8_t *msg, size_t len, uint32_t model_id, hetee_refine_val_report *out) {
+  if (!msg || !out) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  if (len != HETEE_REFINE_VAL_LEN || memcmp(msg, HETEE_REFINE_VAL_TAG, sizeof HETEE_REFINE_VAL_TAG))
+    return hetee_error(HETEE_ERR_FORMAT, "not a validation report");
+  const uint8_t *q = msg + sizeof HETEE_REFINE_VAL_TAG;
+  uint32_t model = (uint32_t)get_le(&q, 4);
+  if (model != model_id) return hetee_error(HETEE_ERR_FORMAT, "validation report of model %u, not %u", model, model_id);
+  memset(out, 0, sizeof *out);
+  out->updates = get_le(&q, 8);
+  out->samples = get_le(&q, 8);
+  out->correct = get_le(&q, 8);
+  out->loss_sum = bits_f64(get_le(&q, 8));
+  memcpy(out->labels_digest, q, 32);
+  if (!out->samples || out->correct > out->samples) return hetee_error(HETEE_ERR_FORMAT, "validation report counts");
+  out->accuracy = (double)out->correct / (double)out->samples;
+  out->loss = out->loss_sum / (double)out->samples;
   return 0;
 }

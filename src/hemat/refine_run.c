@@ -62,7 +62,8 @@ int hetee_refine_run(hetee_refine_state *s, hetee_refine_trusted *t, const hetee
       done_steps++;
       if (o->ckpt && hetee_refine_pending_steps(s) == 0 && next < count) {
         updates0++;
-        if (updates0 % (o->ckpt_every ? o->ckpt_every : 1) == 0) rc = hetee_refine_checkpoint_write(s, o->ckpt);
+        if (updates0 % (o->ckpt_every ? o->ckpt_every : 1) == 0)
+          rc = o->ckpt_write ? o->ckpt_write(s, t, o->ckpt) : hetee_refine_checkpoint_write(s, o->ckpt);
       }
       if (!rc && o->stop_after_steps && done_steps >= o->stop_after_steps) {
         free(perm);
@@ -74,7 +75,8 @@ int hetee_refine_run(hetee_refine_state *s, hetee_refine_trusted *t, const hetee
     epoch++;
     next = 0;
     hetee_refine_state_set_cursor(s, epoch, next);
-    if (!rc && o->ckpt) rc = hetee_refine_checkpoint_write(s, o->ckpt);
+    if (!rc && o->ckpt) rc = o->ckpt_write ? o->ckpt_write(s, t, o->ckpt) : hetee_refine_checkpoint_write(s, o->ckpt);
+    if (!rc && o->epoch_end) rc = o->epoch_end(s, t, epoch - 1, o->epoch_arg);
   }
   free(perm);
   return rc;

@@ -69,6 +69,7 @@ struct hetee_refine_trusted {
   uint32_t xcount[HETEE_REFINE_MAX_LAYERS], dcount[HETEE_REFINE_MAX_LAYERS];
   double gexp[HETEE_REFINE_MAX_LAYERS][2], gmag[HETEE_REFINE_MAX_LAYERS][2], gvar[HETEE_REFINE_MAX_LAYERS];
   uint64_t gsamples[HETEE_REFINE_MAX_LAYERS]; /* samples whose deltas fed l's gradient since its last update */
+  uint64_t nupd[HETEE_REFINE_MAX_LAYERS];     /* updates of layer l applied (the schedule's clock; sealed) */
 };
 
 #define RCHK_T 2
@@ -752,12 +753,14 @@ int refine_tr_update(hetee_refine_trusted *t, int l, ct_t *const *gacc, uint32_t
       vb[i] = (float)vv[(size_t)i * (size_t)(k + 1) + (size_t)k];
     }
   }
-sgd:
+sgd:;
+  hetee_refine_config cu = p->cfg; /* the rate of this layer's update nupd[l] under the MP's schedule */
+  cu.lr = hetee_refine_lr(p, t->nupd[l]);
   for (int i = 0; i < m; i++) {
     for (int j = 0; j < k; j++)
-      hetee_refine_sgd(&p->cfg, g[(size_t)i * (size_t)(k + 1) + (size_t)j] / (double)nsamples,
+      hetee_refine_sgd(&cu, g[(size_t)i * (size_t)(k + 1) + (size_t)j] / (double)nsamples,
                        &wf[(size_t)i * (size_t)k + (size_t)j], &vw[(size_t)i * (size_t)k + (size_t)j]);
-    hetee_refine_sgd(&p->cfg, g[(size_t)i * (size_t)(k + 1) + (size_t)k] / (double)nsamples, &bf[i], &vb[i]);
+    hetee_refine_sgd(&cu, g[(size_t)i * (size_t)(k + 1) + (size_t)k] / (double)nsamples, &bf[i], &vb[i]);
   }
   refine_key key = tkey(t);
   rc = refine_enc_weights(&key, &L->F, wf, nW);
@@ -768,6 +771,7 @@ sgd:
   }
   if (!rc && mom) rc = refine_enc_momentum(&key, vw, vb, m, k, nV);
   if (!rc) rchk_weights(t, l, wf, bf);
+  if (!rc) t->nupd[l]++;
   if (!rc && t->keep) {
     memcpy(t->hw[l], wf, (size_t)m * (size_t)k * sizeof *wf);
     memcpy(t->hvw[l], vw, (size_t)m * (size_t)k * sizeof *vw);
@@ -884,4 +888,147 @@ void refine_tr_keep_weights(hetee_refine_trusted *t) {
 
 int refine_tr_holds(const hetee_refine_trusted *t, int l) {
   return t && !t->ops && l >= 0 && l < HETEE_REFINE_MAX_LAYERS && t->held[l];
+}
+
+/* ---- durable jobs (the enclave's REFINE_SAVE / REFINE_RESUME) ---- */
+int refine_tr_idle(const hetee_refine_trusted *t) {
+  if (!t || t->ops) return 0;
+  const hetee_refine_plan *p = t->p;
+  for (int l = p->first_train; l < p->nl; l++) {
+    if (t->gsamples[l]) return 0;
+    for (size_t i = 0; t->g_got[l] && i < p->L[l].G.n_out_cts; i++)
+      if (t->g_got[l][i]) return 0;
+  }
+  return 1;
+}
+
+int refine_tr_failed(const hetee_refine_trusted *t) { return t && !t->ops && t->failed; }
+
+void refine_tr_kept(const hetee_refine_trusted *t, int l, const float **w, const float **b, const float **vw,
+                    const float **vb, uint64_t *updates) {
+  int h = refine_tr_holds(t, l);
+  *w = h ? t->hw[l] : NULL;
+  *b = h ? t->hb[l] : NULL;
+  *vw = h ? t->hvw[l] : NULL;
+  *vb = h ? t->hvb[l] : NULL;
+  *updates = t && !t->ops && l >= 0 && l < HETEE_REFINE_MAX_LAYERS ? t->nupd[l] : 0;
+}
+
+int refine_tr_restore(hetee_refine_trusted *t, int l, const float *w, const float *b, const float *vw, const float *vb,
+                      uint64_t updates) {
+  if (!t || t->ops || !t->keep) return hetee_error(HETEE_ERR_STATE, "not a trusted side that keeps weights");
+  const hetee_refine_plan *p = t->p;
+  if (l < p->first_train || l >= p->nl) return hetee_error(HETEE_ERR_INVALID_ARG, "layer %d does not train", l);
+  if (t->held[l]) return hetee_error(HETEE_ERR_STATE, "layer %d holds weights already", l);
+  size_t m = (size_t)p->L[l].m, mk = m * (size_t)p->L[l].k;
+  t->hw[l] = calloc(mk + m, sizeof(float)); /* sized as the update allocates them: m x (k + 1) */
+  t->hvw[l] = calloc(mk + m, sizeof(float));
+  t->hb[l] = calloc(m, sizeof(float));
+  t->hvb[l] = calloc(m, sizeof(float));
+  if (!t->hw[l] || !t->hvw[l] || !t->hb[l] || !t->hvb[l]) return hetee_error(HETEE_ERR_NOMEM, "no memory");
+  memcpy(t->hw[l], w, mk * sizeof(float));
+  memcpy(t->hvw[l], vw, mk * sizeof(float));
+  memcpy(t->hb[l], b, m * sizeof(float));
+  memcpy(t->hvb[l], vb, m * sizeof(float));
+  t->held[l] = 1;
+  t->nupd[l] = updates;
+  rchk_weights(t, l, t->hw[l], t->hb[l]); /* the checks' pull-backs under this job's fresh vectors */
+  return 0;
+}
+
+int refine_tr_reissue(hetee_refine_trusted *t, int l, ct_t **nW, ct_t **nbias, ct_t **nWT, ct_t **nV) {
+  if (!refine_tr_holds(t, l)) return hetee_error(HETEE_ERR_STATE, "layer %d: no weights kept", l);
+  double t0 = cpu_now();
+  const hetee_refine_layer *L = &t->p->L[l];
+  refine_key key = tkey(t);
+  int rc = refine_enc_weights(&key, &L->F, t->hw[l], nW);
+  if (!rc) rc = refine_enc_bias(&key, &L->F, t->hb[l], nbias);
+  float *wt = NULL;
+  if (!rc && L->has_back) {
+    wt = refine_transpose(t->hw[l], L->m, L->k);
+    rc = wt ? refine_enc_weights(&key, &L->T, wt, nWT) : hetee_error(HETEE_ERR_NOMEM, "no memory");
+  }
+  if (!rc && t->p->cfg.momentum > 0) rc = refine_enc_momentum(&key, t->hvw[l], t->hvb[l], L->m, L->k, nV);
+  if (wt) memset(wt, 0, (size_t)L->m * (size_t)L->k * sizeof *wt);
+  free(wt);
+  t->cpu_s += cpu_now() - t0;
+  return rc;
+}
+
+/* ---- validation (no training state touched) ---- */
+int refine_tr_vforward(hetee_refine_trusted *t, int l, ct_t *const *out, uint32_t count, ct_t **next_in) {
+  if (t->ops) return hetee_error(HETEE_ERR_UNSUPPORTED, "validation goes through the enclave");
+  double t0 = cpu_now();
+  const hetee_refine_plan *p = t->p;
+  if (l < 0 || l >= p->nl - 1) return hetee_error(HETEE_ERR_INVALID_ARG, "validation forward of layer %d", l);
+  int rc = rchk_refuse(t);
+  if (!rc) rc = check_count(t, count);
+  const hetee_refine_layer *L = &p->L[l], *N1 = &p->L[l + 1];
+  if (!rc) rc = check_cts(t, out, L->F.n_out_cts, REFINE_OUT_SCALE, 1, "layer outputs");
+  if (rc) return rc;
+  uint32_t B = p->cfg.batch;
+  size_t m = (size_t)L->m, n = (size_t)B * m;
+  uint64_t *pos = calloc(n, sizeof *pos);
+  double *h = calloc(n, sizeof *h);
+  if (!pos || !h) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+  for (uint32_t b = 0; !rc && b < count; b++)
+    for (size_t i = 0; i < m; i++) pos[b * m + i] = hetee_hemat_out_pos(&L->F, b, (int)i, 0, 0);
+  if (!rc) rc = gather(t, out, L->F.n_out_cts, REFINE_OUT_SCALE, pos, (size_t)count * m, h);
+  for (size_t q = 0; !rc && q < (size_t)count * m; q++) h[q] = hetee_refine_act_f(L->act, h[q]);
+  for (uint32_t b = 0; !rc && b < B; b++)
+    for (size_t i = 0; i < m; i++) pos[b * m + i] = hetee_hemat_in_pos(&N1->F, b, (int)i, 0, 0);
+  refine_key k = tkey(t);
+  if (!rc) rc = refine_enc_scatter(&k, N1->F.n_in_cts, pos, h, n, REFINE_IN_SCALE, next_in);
+  if (h) memset(h, 0, n * sizeof *h);
+  free(pos);
+  free(h);
+  t->cpu_s += cpu_now() - t0;
+  return rc;
+}
+
+int refine_tr_vloss(hetee_refine_trusted *t, ct_t *const *logits, const ct_t *labels, uint32_t count, double *loss,
+                    uint64_t *correct) {
+  if (t->ops) return hetee_error(HETEE_ERR_UNSUPPORTED, "validation goes through the enclave");
+  double t0 = cpu_now();
+  const hetee_refine_plan *p = t->p;
+  int c = p->classes;
+  const hetee_refine_layer *L = &p->L[p->nl - 1];
+  int rc = rchk_refuse(t);
+  if (!rc) rc = check_count(t, count);
+  if (!rc) rc = check_cts(t, logits, L->F.n_out_cts, REFINE_OUT_SCALE, 1, "logits");
+  ct_t *lab1[1] = {(ct_t *)labels};
+  if (!rc) rc = check_cts(t, lab1, 1, REFINE_IN_SCALE, 0, "labels");
+  if (rc) return rc;
+  size_t nc = (size_t)count * (size_t)c;
+  uint64_t *pos = calloc(nc, sizeof *pos);
+  double *z = calloc(nc, sizeof *z), *y = calloc(nc, sizeof *y);
+  if (!pos || !z || !y) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+  for (uint32_t b = 0; !rc && b < count; b++)
+    for (int i = 0; i < c; i++) pos[(size_t)b * (size_t)c + (size_t)i] = hetee_hemat_out_pos(&L->F, b, i, 0, 0);
+  if (!rc) rc = gather(t, logits, L->F.n_out_cts, REFINE_OUT_SCALE, pos, nc, z);
+  for (size_t q = 0; !rc && q < nc; q++) pos[q] = q;
+  if (!rc) rc = gather(t, lab1, 1, REFINE_IN_SCALE, pos, nc, y);
+  double ls = 0;
+  uint64_t ok = 0;
+  for (uint32_t b = 0; !rc && b < count; b++) {
+    int lab = 0; /* the largest one-hot entry (branch-free scan) */
+    for (int i = 1; i < c; i++) {
+      int gt = y[(size_t)b * (size_t)c + (size_t)i] > y[(size_t)b * (size_t)c + (size_t)lab];
+      lab = gt ? i : lab;
+    }
+    int cor = 0;
+    ls += refine_sample_loss(p->cfg.loss, z + (size_t)b * (size_t)c, c, lab, &cor);
+    ok += (uint64_t)cor;
+  }
+  if (!rc) {
+    *loss += ls;
+    *correct += ok;
+  }
+  if (z) memset(z, 0, nc * sizeof *z);
+  if (y) memset(y, 0, nc * sizeof *y);
+  free(pos);
+  free(z);
+  free(y);
+  t->cpu_s += cpu_now() - t0;
+  return rc;
 }

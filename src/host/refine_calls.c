@@ -8,6 +8,7 @@
  * and the fetch of refined weights sealed to the MP's session.
  */
 #include <sodium.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -251,7 +252,7 @@ static double op_cpu_s(void *arg) {
   if (hetee_host_stats(rm->e, st, 32, &n)) return 0;
   uint64_t ns = 0;
   for (size_t i = 0; i < n; i++)
-    if (st[i].type >= HETEE_MSG_REFINE_OPEN && st[i].type <= HETEE_MSG_REFINE_CLOSE) ns += st[i].cpu_ns;
+    if (st[i].type >= HETEE_MSG_REFINE_OPEN && st[i].type <= HETEE_MSG_REFINE_LAST) ns += st[i].cpu_ns;
   return 1e-9 * (double)ns;
 }
 
@@ -391,6 +392,224 @@ int hetee_host_refine_fetch(hetee_refine_trusted *t, const hetee_refine_state *s
   if (r.err || hetee_rbuf_left(&r) || !(*sealed = malloc(n ? n : 1))) {
     hetee_frame_clear(&f);
     return hetee_error(HETEE_ERR_PROTOCOL, "malformed REFINE_FETCH reply");
+  }
+  memcpy(*sealed, b, n);
+  *len = n;
+  hetee_frame_clear(&f);
+  return 0;
+}
+
+/* ---- durable jobs: SAVE / RESUME / STATUS ---- */
+int hetee_refine_checkpoint_write_sealed(const hetee_refine_state *s, hetee_refine_trusted *t, const char *path) {
+  remote *rm = t ? refine_tr_ops_arg(t) : NULL;
+  if (!rm || !s || !path) return hetee_error(HETEE_ERR_INVALID_ARG, "not an enclave refine job");
+  if (hetee_refine_pending_steps(s)) return hetee_error(HETEE_ERR_STATE, "checkpoint with %d steps not yet applied", hetee_refine_pending_steps(s));
+  uint32_t epoch, next;
+  uint64_t steps, updates;
+  hetee_refine_state_cursor(s, &epoch, &next, &steps);
+  refine_state_counters(s, &updates);
+  uint8_t req[28];
+  hetee_le32(req, rm->job);
+  hetee_le32(req + 4, epoch);
+  hetee_le32(req + 8, next);
+  hetee_le64(req + 12, steps);
+  hetee_le64(req + 20, updates);
+  hetee_frame f;
+  memset(&f, 0, sizeof f);
+  int rc = hetee_host_call_frame(rm->e, HETEE_MSG_REFINE_SAVE, req, sizeof req, &f, 0);
+  if (rc) return rc;
+  hetee_rbuf r;
+  hetee_rbuf_init(&r, f.body, f.len);
+  const uint8_t *uid = hetee_rbuf_get(&r, 16);
+  (void)hetee_rbuf_u64(&r);
+  (void)hetee_rbuf_u64(&r);
+  size_t blen = 0;
+  const uint8_t *blob = hetee_rbuf_blob(&r, f.len, &blen);
+  if (r.err || hetee_rbuf_left(&r) || !blen) rc = hetee_error(HETEE_ERR_PROTOCOL, "malformed REFINE_SAVE reply");
+  if (!rc) rc = refine_checkpoint_write_job(s, path, uid, blob, blen);
+  hetee_frame_clear(&f);
+  return rc;
+}
+
+int hetee_host_refine_resume(hetee_host_enclave *e, const hetee_ckks_context *ctx, const hetee_refine_plan *p,
+                             const char *path, hetee_refine_state **state, hetee_refine_trusted **trusted) {
+  if (!e || !ctx || !p || !path || !state || !trusted) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  if (hetee_ckks_context_n(ctx) != p->n) return hetee_error(HETEE_ERR_PARAMS, "ring degree is not the plan's");
+  hetee_refine_state *s = NULL;
+  uint8_t uid[16], *blob = NULL, *spec = NULL;
+  size_t blen = 0, slen = 0;
+  int rc = refine_checkpoint_read_job(ctx, p, path, &s, uid, &blob, &blen);
+  if (!rc) rc = hetee_refine_spec_encode(p, &spec, &slen);
+  hetee_wbuf w;
+  hetee_wbuf_init(&w);
+  if (!rc) {
+    hetee_wbuf_put(&w, uid, 16);
+    hetee_wbuf_blob(&w, spec, slen);
+    hetee_wbuf_blob(&w, blob, blen);
+    if (w.err) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+  }
+  free(spec);
+  free(blob);
+  remote *rm = NULL;
+  if (!rc && !(rm = calloc(1, sizeof *rm))) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+  if (rm) {
+    rm->e = e;
+    rm->ctx = ctx;
+    rm->p = *p;
+  }
+  hetee_frame f;
+  memset(&f, 0, sizeof f);
+  int have_frame = 0;
+  if (!rc) rc = hetee_host_call_frame(e, HETEE_MSG_REFINE_RESUME, w.p, w.len, &f, 0);
+  have_frame = !rc;
+  hetee_wbuf_free_public(&w);
+  hetee_rbuf r;
+  hetee_rbuf_init(&r, f.body, f.len);
+  if (!rc) {
+    rm->job = hetee_rbuf_u32(&r);
+    uint32_t epoch = hetee_rbuf_u32(&r), next = hetee_rbuf_u32(&r);
+    uint64_t steps = hetee_rbuf_u64(&r), updates = hetee_rbuf_u64(&r);
+    uint32_t nt = hetee_rbuf_u32(&r);
+    if (r.err || nt != (uint32_t)(p->nl - p->first_train)) rc = hetee_error(HETEE_ERR_PROTOCOL, "malformed REFINE_RESUME reply");
+    else refine_state_set_counters(s, epoch, next, steps, updates);
+  }
+  for (int l = p->first_train; !rc && l < p->nl; l++) {
+    uint8_t held = hetee_rbuf_u8(&r);
+    if (r.err || held > 1) {
+      rc = hetee_error(HETEE_ERR_PROTOCOL, "malformed REFINE_RESUME reply");
+      break;
+    }
+    if (!held) continue;
+    const hetee_refine_layer *L = &p->L[l];
+    size_t nw = L->F.n_w_cts, nb = (size_t)L->F.nmb, nwt = L->has_back ? L->T.n_w_cts : 0;
+    size_t nv = p->cfg.momentum > 0 ? refine_compact_cts((size_t)L->m * (size_t)(L->k + 1), p->n) : 0;
+    ct_t **W = calloc(nw + 1, sizeof *W), **B = calloc(nb + 1, sizeof *B), **T = calloc(nwt + 1, sizeof *T),
+         **V = calloc(nv + 1, sizeof *V);
+    if (!W || !B || !T || !V) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+    if (!rc) rc = take_list(rm, &r, nw, W);
+    if (!rc) rc = take_list(rm, &r, nb, B);
+    if (!rc) rc = take_list(rm, &r, nwt, T);
+    if (!rc) rc = take_list(rm, &r, nv, V);
+    if (!rc) rc = refine_state_replace_layer(s, l, W, B, T, V);
+    if (rc) {
+      drop(W, nw);
+      drop(B, nb);
+      drop(T, nwt);
+      drop(V, nv);
+    }
+    free(W);
+    free(B);
+    free(T);
+    free(V);
+    rm->held[l] = 1;
+  }
+  if (!rc && hetee_rbuf_left(&r)) rc = hetee_error(HETEE_ERR_PROTOCOL, "malformed REFINE_RESUME reply");
+  if (have_frame) hetee_frame_clear(&f);
+  if (!rc) rc = hetee_refine_trusted_new_ops(&rm->p, &remote_ops, rm, trusted);
+  if (rc) {
+    if (rm && !rm->job) free(rm);
+    else op_free(rm); /* closes the reopened job */
+    hetee_refine_state_free(s);
+    return rc;
+  }
+  *state = s;
+  return 0;
+}
+
+int hetee_host_refine_status(hetee_refine_trusted *t, hetee_refine_job_status *out) {
+  remote *rm = t ? refine_tr_ops_arg(t) : NULL;
+  if (!rm || !out) return hetee_error(HETEE_ERR_INVALID_ARG, "not an enclave refine job");
+  uint8_t req[4];
+  hetee_le32(req, rm->job);
+  hetee_frame f;
+  memset(&f, 0, sizeof f);
+  int rc = hetee_host_call_frame(rm->e, HETEE_MSG_REFINE_STATUS, req, sizeof req, &f, 0);
+  if (rc) return rc;
+  memset(out, 0, sizeof *out);
+  hetee_rbuf r;
+  hetee_rbuf_init(&r, f.body, f.len);
+  hetee_rbuf_copy(&r, out->uid, 16);
+  out->samples = hetee_rbuf_u64(&r);
+  out->updates = hetee_rbuf_u64(&r);
+  uint32_t n = hetee_rbuf_u32(&r);
+  if (n > HETEE_REFINE_EPOCH_LOG) rc = hetee_error(HETEE_ERR_PROTOCOL, "malformed REFINE_STATUS reply");
+  for (uint32_t i = 0; !rc && i < n; i++) out->epoch_samples[i] = hetee_rbuf_u64(&r);
+  out->epochs = n;
+  if (!rc && (r.err || hetee_rbuf_left(&r))) rc = hetee_error(HETEE_ERR_PROTOCOL, "malformed REFINE_STATUS reply");
+  hetee_frame_clear(&f);
+  return rc;
+}
+
+uint32_t refine_host_job_id(const hetee_refine_trusted *t) {
+  const remote *rm = t ? refine_tr_ops_arg(t) : NULL;
+  return rm ? rm->job : 0;
+}
+
+/* ---- validation set ---- */
+static int vop_forward(void *arg, int l, ct_t *const *out, uint32_t count, ct_t **next_in) {
+  remote *rm = arg;
+  const hetee_refine_plan *p = &rm->p;
+  if (l < 0 || l >= p->nl - 1) return hetee_error(HETEE_ERR_INVALID_ARG, "validation forward of layer %d", l);
+  hetee_wbuf w;
+  hetee_wbuf_init(&w);
+  hetee_wbuf_u32(&w, rm->job);
+  hetee_wbuf_u32(&w, (uint32_t)l);
+  hetee_wbuf_u32(&w, count);
+  int rc = put_list_staged(rm, &w, out, p->L[l].F.n_out_cts);
+  if (rc) {
+    hetee_wbuf_free_public(&w);
+    return rc;
+  }
+  ct_t **outs[1] = {next_in};
+  size_t want[1] = {p->L[l + 1].F.n_in_cts};
+  return call(rm, HETEE_MSG_REFINE_VFORWARD, &w, 1, outs, want);
+}
+
+static int vop_loss(void *arg, ct_t *const *logits, const ct_t *labels, uint32_t count) {
+  remote *rm = arg;
+  const hetee_refine_plan *p = &rm->p;
+  hetee_wbuf w;
+  hetee_wbuf_init(&w);
+  hetee_wbuf_u32(&w, rm->job);
+  hetee_wbuf_u32(&w, count);
+  ct_t *lab[1] = {(ct_t *)labels};
+  int rc = put_list_staged(rm, &w, logits, p->L[p->nl - 1].F.n_out_cts);
+  if (!rc) rc = put_list(rm, &w, lab, 1);
+  if (rc) {
+    hetee_wbuf_free_public(&w);
+    return rc;
+  }
+  return call(rm, HETEE_MSG_REFINE_VLOSS, &w, 0, NULL, NULL);
+}
+
+int hetee_refine_validate(hetee_refine_state *s, hetee_refine_trusted *t, const hetee_refine_valset *vs, int threads,
+                          uint8_t **sealed, size_t *len) {
+  if (!s || !t || !vs || !sealed || !len || threads < 1 || threads > 64)
+    return hetee_error(HETEE_ERR_INVALID_ARG, "bad argument");
+  remote *rm = refine_tr_ops_arg(t);
+  if (!rm) return hetee_error(HETEE_ERR_UNSUPPORTED, "validation runs through an enclave job");
+  static const refine_val_ops vops = {vop_forward, vop_loss};
+  int rc = refine_validate_pass(s, vs, threads, &vops, rm);
+  uint8_t req[8];
+  hetee_le32(req, rm->job);
+  hetee_le32(req + 4, rc ? 1 : 0); /* a failed pass: the enclave discards what it accumulated */
+  hetee_frame f;
+  memset(&f, 0, sizeof f);
+  if (rc) {
+    char keep[256];
+    snprintf(keep, sizeof keep, "%s", hetee_last_error());
+    if (!hetee_host_call_frame(rm->e, HETEE_MSG_REFINE_VREPORT, req, sizeof req, &f, 0)) hetee_frame_clear(&f);
+    return hetee_error(rc, "%s", keep);
+  }
+  rc = hetee_host_call_frame(rm->e, HETEE_MSG_REFINE_VREPORT, req, sizeof req, &f, 0);
+  if (rc) return rc;
+  hetee_rbuf r;
+  hetee_rbuf_init(&r, f.body, f.len);
+  size_t n = 0;
+  const uint8_t *b = hetee_rbuf_blob(&r, f.len, &n);
+  if (r.err || hetee_rbuf_left(&r) || !n || !(*sealed = malloc(n))) {
+    hetee_frame_clear(&f);
+    return hetee_error(HETEE_ERR_PROTOCOL, "malformed REFINE_VREPORT reply");
   }
   memcpy(*sealed, b, n);
   *len = n;

@@ -282,7 +282,8 @@ static void test_refusals(void **state) {
   /* a ciphertext count that is not the plan's (raw request) */
   hetee_wbuf w;
   hetee_wbuf_init(&w);
-  hetee_wbuf_u32(&w, 1); /* the first job of this enclave */
+  uint32_t job = refine_host_job_id(t);
+  hetee_wbuf_u32(&w, job);
   hetee_wbuf_u32(&w, 0);
   hetee_wbuf_u32(&w, 8);
   hetee_wbuf_u32(&w, (uint32_t)nout + 1);
@@ -291,7 +292,8 @@ static void test_refusals(void **state) {
   assert_int_equal(hetee_host_call(v.e, HETEE_MSG_REFINE_FORWARD, w.p, w.len, &r, &rlen), HETEE_ERR_SHAPE);
   hetee_wbuf_free(&w);
   /* truncated, unknown job */
-  uint8_t junk[6] = {1, 0, 0, 0, 0, 0};
+  uint8_t junk[6] = {0, 0, 0, 0, 0, 0};
+  hetee_le32(junk, job);
   assert_int_equal(hetee_host_call(v.e, HETEE_MSG_REFINE_LOSS, junk, sizeof junk, &r, &rlen), HETEE_ERR_PROTOCOL);
   junk[0] = 99;
   assert_int_equal(hetee_host_call(v.e, HETEE_MSG_REFINE_UPDATE, junk, 4, &r, &rlen), HETEE_ERR_NOT_FOUND);

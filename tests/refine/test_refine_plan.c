@@ -140,11 +140,59 @@ static void test_gradcheck(void **state) {
   gradcheck(HETEE_REFINE_LOSS_XENT, HETEE_REFINE_ACT_RELU);
 }
 
+
+/* The learning-rate schedules: values, the spec round trip (constant is
+ * written as version 1, the bytes before schedules), refusals. */
+static void test_schedule(void **state) {
+  (void)state;
+  hetee_refine_weights w;
+  static const int dims[] = {6, 5, 3}, acts[] = {HETEE_REFINE_ACT_RELU, HETEE_REFINE_ACT_NONE};
+  rt_weights(&w, 2, dims, acts);
+  hetee_refine_config cfg = {4, 1, 0, HETEE_REFINE_LOSS_XENT, 0.4, 0.9, 0, 1};
+  hetee_refine_plan p, q;
+  assert_int_equal(hetee_refine_plan_build(&w, &cfg, 8192, &p), 0);
+  assert_true(hetee_refine_lr(&p, 0) == 0.4 && hetee_refine_lr(&p, 1000) == 0.4);
+  uint8_t *b;
+  size_t n;
+  assert_int_equal(hetee_refine_spec_encode(&p, &b, &n), 0);
+  assert_int_equal(b[4], 1); /* version 1 */
+  free(b);
+  hetee_refine_schedule st = {HETEE_REFINE_LR_STEP, 3, 0.5, 0, 0};
+  assert_int_equal(hetee_refine_plan_set_schedule(&p, &st), 0);
+  assert_true(hetee_refine_lr(&p, 0) == 0.4 && hetee_refine_lr(&p, 2) == 0.4);
+  assert_true(hetee_refine_lr(&p, 3) == 0.2 && hetee_refine_lr(&p, 5) == 0.2 && hetee_refine_lr(&p, 6) == 0.1);
+  assert_int_equal(hetee_refine_spec_encode(&p, &b, &n), 0);
+  assert_int_equal(b[4], 2);
+  assert_int_equal(hetee_refine_spec_decode(b, n, &q), 0);
+  assert_true(q.sched.kind == HETEE_REFINE_LR_STEP && q.sched.step_every == 3 && q.sched.gamma == 0.5);
+  assert_int_equal(hetee_refine_spec_decode(b, n - 1, &q), HETEE_ERR_FORMAT);
+  b[n - 25] = 7; /* unknown kind */
+  assert_int_equal(hetee_refine_spec_decode(b, n, &q), HETEE_ERR_FORMAT);
+  free(b);
+  hetee_refine_schedule co = {HETEE_REFINE_LR_COSINE, 0, 0, 10, 0.04};
+  assert_int_equal(hetee_refine_plan_set_schedule(&p, &co), 0);
+  assert_true(fabs(hetee_refine_lr(&p, 0) - 0.4) < 1e-15);
+  assert_true(fabs(hetee_refine_lr(&p, 5) - 0.22) < 1e-12); /* halfway: the mean of lr and the floor */
+  assert_true(fabs(hetee_refine_lr(&p, 10) - 0.04) < 1e-15 && fabs(hetee_refine_lr(&p, 99) - 0.04) < 1e-15);
+  for (uint64_t u = 1; u <= 10; u++) assert_true(hetee_refine_lr(&p, u) <= hetee_refine_lr(&p, u - 1));
+  assert_int_equal(hetee_refine_spec_encode(&p, &b, &n), 0);
+  assert_int_equal(hetee_refine_spec_decode(b, n, &q), 0);
+  assert_true(q.sched.kind == HETEE_REFINE_LR_COSINE && q.sched.total == 10 && q.sched.lr_min == 0.04);
+  free(b);
+  /* refused: gamma outside (0, 1], no period, a floor above lr, no length */
+  hetee_refine_schedule bad[] = {{HETEE_REFINE_LR_STEP, 3, 1.5, 0, 0}, {HETEE_REFINE_LR_STEP, 0, 0.5, 0, 0},
+                                 {HETEE_REFINE_LR_COSINE, 0, 0, 10, 0.5}, {HETEE_REFINE_LR_COSINE, 0, 0, 0, 0},
+                                 {9, 0, 0, 0, 0}};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) assert_int_equal(hetee_refine_plan_set_schedule(&p, &bad[i]), HETEE_ERR_INVALID_ARG);
+  hetee_refine_weights_clear(&w);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_bundled),
       cmocka_unit_test(test_order),
       cmocka_unit_test(test_gradcheck),
+      cmocka_unit_test(test_schedule),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -77,10 +77,32 @@ typedef struct refine_job {
   uint8_t digest[HETEE_REFINE_MAX_LAYERS][32]; /* the authorized initial (W, bias, V) of each trained layer */
   ct_t **stage; /* PUT: ciphertexts for the next step request */
   size_t nstage;
+  /* durability (SAVE / RESUME): a stable identity, the spec, what the job
+   * applied, the epochs the host closed */
+  uint8_t uid[16];
+  uint8_t *spec;
+  size_t spec_len;
+  uint64_t samples, updates; /* samples applied by updates of the last layer, those updates */
+  int ep_set;                /* the host declared a cursor (first SAVE) */
+  uint32_t epoch, next;      /* the host's cursor at the last SAVE (steps, updates: the host's counters) */
+  uint64_t hsteps, hupdates;
+  uint64_t ep_base;          /* samples at the start of the current epoch */
+  uint32_t nep;              /* epochs closed (at most REFINE_EPOCH_LOG recorded) */
+  uint64_t ep_samples[256];
+  /* validation accumulator (VLOSS .. VREPORT) */
+  uint64_t vsamples, vcorrect;
+  double vloss;
+  crypto_generichash_state vdig;
 } refine_job;
+#define REFINE_EPOCH_LOG 256
 
 static refine_job *jobs[HETEE_REFINE_MAX_JOBS];
-static uint32_t next_id = 1;
+static uint32_t next_id; /* random start: a handle of a dead enclave's job does not name a job here */
+
+static uint32_t new_job_id(void) {
+  if (!next_id) next_id = 1 + randombytes_uniform(1u << 30);
+  return next_id++;
+}
 
 static void stage_clear(refine_job *j) {
   for (size_t i = 0; i < j->nstage; i++) hetee_ckks_ciphertext_free(j->stage[i]);
@@ -92,6 +114,7 @@ static void stage_clear(refine_job *j) {
 static void job_free(refine_job *j) {
   if (!j) return;
   stage_clear(j);
+  free(j->spec);
   hetee_refine_trusted_free(j->tr); /* wipes the pre-activations */
   sodium_memzero(j, sizeof *j);
   free(j);
@@ -345,7 +368,15 @@ static int handle_open(enclave *e, hetee_rbuf *r, hetee_wbuf *w) {
   }
   static int registered;
   if (!registered) registered = atexit(jobs_wipe) == 0;
-  j->id = next_id++;
+  j->spec = malloc(slen ? slen : 1);
+  if (!j->spec) {
+    job_free(j);
+    return hetee_error(HETEE_ERR_NOMEM, "no memory");
+  }
+  memcpy(j->spec, spec, slen);
+  j->spec_len = slen;
+  randombytes_buf(j->uid, sizeof j->uid);
+  j->id = new_job_id();
   j->model = model;
   memcpy(j->owner, c->party_pk, 32);
   memcpy(j->sid, c->id, HETEE_SESSION_ID_BYTES);
@@ -504,6 +535,10 @@ static int handle_update(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *ite
   if (!rc) rc = list_write(e, w, oT, nwt);
   if (!rc) rc = list_write(e, w, oV, nv);
   if (!rc) put_counts(j, w, items, enc0, dec0);
+  if (!rc && (int)l == p->nl - 1) { /* every update updates every trained layer, the last one included */
+    j->samples += ns;
+    j->updates++;
+  }
   list_free(&g);
   list_free(&W);
   list_free(&B);
@@ -539,6 +574,18 @@ static int handle_grad(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *items
   return rc;
 }
 
+/* The session FETCH seals to: the one that authorized the job, else (a
+ * resumed job, a new enclave) the first session of the job's owner. */
+static hetee_chan *owner_session(enclave *e, const refine_job *j) {
+  hetee_chan *c = enclave_find_session(e, j->sid);
+  if (c && c->role == HETEE_ROLE_MP && !sodium_memcmp(c->party_pk, j->owner, 32)) return c;
+  for (int i = 0; i < ENCLAVE_MAX_SESSIONS; i++) {
+    c = &e->sec->sessions[i];
+    if (e->sec->session_used[i] && c->role == HETEE_ROLE_MP && !sodium_memcmp(c->party_pk, j->owner, 32)) return c;
+  }
+  return NULL;
+}
+
 static int handle_fetch(enclave *e, hetee_rbuf *r, hetee_wbuf *w) {
   int rc = 0;
   refine_job *j = find_job(e, hetee_rbuf_u32(r), &rc);
@@ -549,9 +596,8 @@ static int handle_fetch(enclave *e, hetee_rbuf *r, hetee_wbuf *w) {
   if (l >= (uint32_t)p->nl || (int)l < p->first_train) return hetee_error(HETEE_ERR_INVALID_ARG, "layer %u does not train", l);
   if (!refine_tr_holds(j->tr, (int)l)) return hetee_error(HETEE_ERR_STATE, "layer %u has not been updated by this job", l);
   const hetee_refine_layer *L = &p->L[l];
-  hetee_chan *c = enclave_find_session(e, j->sid);
-  if (!c || sodium_memcmp(c->party_pk, j->owner, 32))
-    return hetee_error(HETEE_ERR_NOT_FOUND, "the refine job's model provider session is gone");
+  hetee_chan *c = owner_session(e, j);
+  if (!c) return hetee_error(HETEE_ERR_NOT_FOUND, "the refine job's model provider has no session");
   size_t mk = (size_t)L->m * (size_t)L->k, plen = 16 + 4 * (mk + (size_t)L->m);
   float *wv = sodium_malloc((mk + (size_t)L->m) * sizeof(float));
   uint8_t *pl = sodium_malloc(plen);
@@ -627,14 +673,396 @@ static int handle_close(enclave *e, hetee_rbuf *r) {
   return 0;
 }
 
+/* ---- durable jobs: SAVE / RESUME / STATUS (docs/refine.md "Durable
+ * enclave jobs") ----
+ * Sealed plaintext (under a key derived from the sealing key, so only this
+ * binary on this platform opens it):
+ *   "hetee-refine-job-v1\0" | uid[16] | u32 model | owner[32] | blob spec |
+ *   u64 samples | u64 updates | u8 ep_set | u32 epoch | u32 next |
+ *   u64 steps | u64 host updates | u64 ep_base | u32 nep | nep x u64 |
+ *   per trained layer: digest[32] | u8 held | u64 layer updates
+ *   [| m k f32 W | m f32 bias | m k f32 momentum W | m f32 momentum bias] */
+#define JOB_TAG "hetee-refine-job-v1"
+
+static int job_key(const enclave *e, uint8_t key[32]) {
+  if (crypto_kdf_derive_from_key(key, 32, 2, "htrefjob", e->sec->seal_key))
+    return hetee_error(HETEE_ERR_INTERNAL, "key derivation failed");
+  return 0;
+}
+
+static void wr_floats(hetee_wbuf *w, const float *v, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    uint32_t u;
+    memcpy(&u, &v[i], 4);
+    hetee_wbuf_u32(w, u);
+  }
+}
+
+static void rd_floats(hetee_rbuf *r, float *v, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    uint32_t u = hetee_rbuf_u32(r);
+    memcpy(&v[i], &u, 4);
+  }
+}
+
+static int handle_save(enclave *e, hetee_rbuf *r, hetee_wbuf *w) {
+  int rc = 0;
+  refine_job *j = find_job(e, hetee_rbuf_u32(r), &rc);
+  if (!j) return rc;
+  uint32_t epoch = hetee_rbuf_u32(r), next = hetee_rbuf_u32(r);
+  uint64_t steps = hetee_rbuf_u64(r), hupd = hetee_rbuf_u64(r);
+  if (r->err || hetee_rbuf_left(r)) return hetee_error(HETEE_ERR_PROTOCOL, "malformed REFINE_SAVE");
+  if (refine_tr_failed(j->tr)) return hetee_error(HETEE_ERR_INTEGRITY, "refine job %u stopped at a failed check", j->id);
+  if (!refine_tr_idle(j->tr)) return hetee_error(HETEE_ERR_STATE, "refine job %u has steps not yet applied", j->id);
+  /* the host's cursor against what this job applied: within an epoch,
+   * `next` samples since the epoch began; a new epoch starts at 0 */
+  uint32_t nep = j->nep;
+  uint64_t base = j->ep_base;
+  if (!j->ep_set) {
+    if (j->samples < next) return hetee_error(HETEE_ERR_STATE, "cursor at %u, the job applied %llu samples", next, (unsigned long long)j->samples);
+    base = j->samples - next;
+  } else if (epoch == j->epoch) {
+    if (j->samples - base != next)
+      return hetee_error(HETEE_ERR_STATE, "cursor at %u of epoch %u, the job applied %llu samples in it", next, epoch,
+                         (unsigned long long)(j->samples - base));
+  } else if (epoch == j->epoch + 1 && next == 0) {
+    nep++;
+    base = j->samples;
+  } else {
+    return hetee_error(HETEE_ERR_STATE, "cursor (epoch %u, %u) does not follow (epoch %u, %u)", epoch, next, j->epoch, j->next);
+  }
+  const hetee_refine_plan *p = &j->plan;
+  /* the plaintext's size is fixed by the spec, what is held and the epochs */
+  size_t plen = sizeof JOB_TAG + 16 + 4 + 32 + 8 + j->spec_len + 8 + 8 + 1 + 4 + 4 + 8 + 8 + 8 + 4 +
+                8 * (size_t)(nep < REFINE_EPOCH_LOG ? nep : REFINE_EPOCH_LOG);
+  for (int l = p->first_train; l < p->nl; l++) {
+    plen += 32 + 1 + 8;
+    if (refine_tr_holds(j->tr, l)) plen += 4 * 2 * ((size_t)p->L[l].m * (size_t)p->L[l].k + (size_t)p->L[l].m);
+  }
+  hetee_wbuf pl;
+  hetee_wbuf_init(&pl);
+  if (hetee_wbuf_reserve(&pl, plen)) return hetee_error(HETEE_ERR_NOMEM, "no memory");
+  hetee_wbuf_put(&pl, JOB_TAG, sizeof JOB_TAG);
+  hetee_wbuf_put(&pl, j->uid, 16);
+  hetee_wbuf_u32(&pl, j->model);
+  hetee_wbuf_put(&pl, j->owner, 32);
+  hetee_wbuf_blob(&pl, j->spec, j->spec_len);
+  hetee_wbuf_u64(&pl, j->samples);
+  hetee_wbuf_u64(&pl, j->updates);
+  hetee_wbuf_u8(&pl, 1);
+  hetee_wbuf_u32(&pl, epoch);
+  hetee_wbuf_u32(&pl, next);
+  hetee_wbuf_u64(&pl, steps);
+  hetee_wbuf_u64(&pl, hupd);
+  hetee_wbuf_u64(&pl, base);
+  uint32_t nlog = nep < REFINE_EPOCH_LOG ? nep : REFINE_EPOCH_LOG;
+  hetee_wbuf_u32(&pl, nep);
+  for (uint32_t i = 0; i < nlog; i++)
+    hetee_wbuf_u64(&pl, i < j->nep ? j->ep_samples[i] : j->samples - j->ep_base); /* the epoch closed now */
+  for (int l = p->first_train; l < p->nl; l++) {
+    const float *kw, *kb, *kvw, *kvb;
+    uint64_t nu;
+    refine_tr_kept(j->tr, l, &kw, &kb, &kvw, &kvb, &nu);
+    hetee_wbuf_put(&pl, j->digest[l], 32);
+    hetee_wbuf_u8(&pl, kw ? 1 : 0);
+    hetee_wbuf_u64(&pl, nu);
+    if (kw) {
+      size_t m = (size_t)p->L[l].m, mk = m * (size_t)p->L[l].k;
+      wr_floats(&pl, kw, mk);
+      wr_floats(&pl, kb, m);
+      wr_floats(&pl, kvw, mk);
+      wr_floats(&pl, kvb, m);
+    }
+  }
+  uint8_t key[32], *blob = NULL;
+  size_t blen = 0;
+  rc = pl.err || pl.len != plen ? hetee_error(HETEE_ERR_INTERNAL, "refine job state of %zu bytes, %zu expected", pl.len, plen) : 0;
+  if (!rc) rc = job_key(e, key);
+  if (!rc) rc = hetee_seal_blob(key, pl.p, pl.len, &blob, &blen);
+  sodium_memzero(key, sizeof key);
+  hetee_wbuf_free(&pl); /* wiped */
+  if (rc) return rc;
+  /* the job's record follows the declaration only once it is sealed */
+  if (j->ep_set && epoch == j->epoch + 1 && j->nep < REFINE_EPOCH_LOG) j->ep_samples[j->nep] = j->samples - j->ep_base;
+  j->nep = nep;
+  j->ep_base = base;
+  j->ep_set = 1;
+  j->epoch = epoch;
+  j->next = next;
+  j->hsteps = steps;
+  j->hupdates = hupd;
+  hetee_wbuf_put(w, j->uid, 16);
+  hetee_wbuf_u64(w, j->samples);
+  hetee_wbuf_u64(w, j->updates);
+  hetee_wbuf_blob(w, blob, blen);
+  free(blob);
+  return w->err ? hetee_error(HETEE_ERR_NOMEM, "no memory for the reply") : 0;
+}
+
+static int handle_resume(enclave *e, hetee_rbuf *r, hetee_wbuf *w) {
+  const uint8_t *uid = hetee_rbuf_get(r, 16);
+  size_t slen = 0, blen = 0;
+  const uint8_t *spec = hetee_rbuf_blob(r, 1u << 16, &slen);
+  const uint8_t *blob = hetee_rbuf_blob(r, HETEE_FRAME_MAX_BODY, &blen);
+  if (r->err || hetee_rbuf_left(r)) return hetee_error(HETEE_ERR_PROTOCOL, "malformed REFINE_RESUME");
+  int slot = -1;
+  for (int i = 0; i < HETEE_REFINE_MAX_JOBS && slot < 0; i++)
+    if (!jobs[i]) slot = i;
+  if (slot < 0) return hetee_error(HETEE_ERR_LIMIT, "%d refine jobs open already", HETEE_REFINE_MAX_JOBS);
+  uint8_t key[32], *plain = NULL;
+  size_t plen = 0;
+  int rc = job_key(e, key);
+  if (!rc) rc = hetee_unseal_blob(key, blob, blen, &plain, &plen);
+  sodium_memzero(key, sizeof key);
+  if (rc) return hetee_error(rc, "refine job state: %s", hetee_last_error());
+  refine_job *j = calloc(1, sizeof *j);
+  if (!j) {
+    sodium_free(plain);
+    return hetee_error(HETEE_ERR_NOMEM, "no memory");
+  }
+  hetee_rbuf m;
+  hetee_rbuf_init(&m, plain, plen);
+  const uint8_t *tag = hetee_rbuf_get(&m, sizeof JOB_TAG);
+  const uint8_t *buid = hetee_rbuf_get(&m, 16);
+  if (!rc && (m.err || memcmp(tag, JOB_TAG, sizeof JOB_TAG))) rc = hetee_error(HETEE_ERR_FORMAT, "not a refine job state");
+  if (!rc && sodium_memcmp(buid, uid, 16)) rc = hetee_error(HETEE_ERR_AUTH, "the sealed state is of another refine job");
+  for (int i = 0; !rc && i < HETEE_REFINE_MAX_JOBS; i++)
+    if (jobs[i] && !sodium_memcmp(jobs[i]->uid, uid, 16)) rc = hetee_error(HETEE_ERR_STATE, "that refine job is open already");
+  size_t bslen = 0;
+  const uint8_t *bspec = NULL;
+  if (!rc) {
+    memcpy(j->uid, buid, 16);
+    j->model = hetee_rbuf_u32(&m);
+    hetee_rbuf_copy(&m, j->owner, 32);
+    bspec = hetee_rbuf_blob(&m, 1u << 16, &bslen);
+    j->samples = hetee_rbuf_u64(&m);
+    j->updates = hetee_rbuf_u64(&m);
+    j->ep_set = hetee_rbuf_u8(&m);
+    j->epoch = hetee_rbuf_u32(&m);
+    j->next = hetee_rbuf_u32(&m);
+    j->hsteps = hetee_rbuf_u64(&m);
+    j->hupdates = hetee_rbuf_u64(&m);
+    j->ep_base = hetee_rbuf_u64(&m);
+    j->nep = hetee_rbuf_u32(&m);
+    for (uint32_t i = 0; i < j->nep && i < REFINE_EPOCH_LOG; i++) j->ep_samples[i] = hetee_rbuf_u64(&m);
+    if (m.err) rc = hetee_error(HETEE_ERR_FORMAT, "refine job state truncated");
+  }
+  if (!rc && (bslen != slen || sodium_memcmp(bspec, spec, slen)))
+    rc = hetee_error(HETEE_ERR_AUTH, "the sealed state is for another refine spec");
+  if (!rc) rc = hetee_refine_spec_decode(bspec, bslen, &j->plan);
+  if (!rc && j->plan.n != hetee_ckks_context_n(e->ctx))
+    rc = hetee_error(HETEE_ERR_PARAMS, "refine spec for N = %zu, the enclave's is %zu", j->plan.n, hetee_ckks_context_n(e->ctx));
+  if (!rc) { /* the owner still owns the model in this enclave (its sealed policies) */
+    const enclave_policy *pol = enclave_find_policy(e, j->model);
+    if (!pol || sodium_memcmp(pol->owner, j->owner, 32))
+      rc = hetee_error(HETEE_ERR_AUTH, "model %u is not the job's model provider's here", j->model);
+  }
+  if (!rc && !(j->spec = malloc(slen ? slen : 1))) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+  if (!rc) {
+    memcpy(j->spec, spec, slen);
+    j->spec_len = slen;
+    rc = hetee_refine_trusted_new(e->ctx, e->sk, &j->plan, &j->tr);
+  }
+  if (!rc) refine_tr_keep_weights(j->tr);
+  const hetee_refine_plan *p = &j->plan;
+  float *buf = NULL;
+  for (int l = p->first_train; !rc && l < p->nl; l++) {
+    size_t mm = (size_t)p->L[l].m, mk = mm * (size_t)p->L[l].k;
+    hetee_rbuf_copy(&m, j->digest[l], 32);
+    uint8_t held = hetee_rbuf_u8(&m);
+    uint64_t nu = hetee_rbuf_u64(&m);
+    if (m.err || held > 1) {
+      rc = hetee_error(HETEE_ERR_FORMAT, "refine job state truncated");
+      break;
+    }
+    if (!held) continue;
+    buf = sodium_malloc(2 * (mk + mm) * sizeof(float));
+    if (!buf) {
+      rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+      break;
+    }
+    rd_floats(&m, buf, 2 * (mk + mm));
+    if (m.err) rc = hetee_error(HETEE_ERR_FORMAT, "refine job state truncated");
+    else rc = refine_tr_restore(j->tr, l, buf, buf + mk, buf + mk + mm, buf + 2 * mk + mm, nu);
+    sodium_free(buf); /* wipes */
+    buf = NULL;
+  }
+  if (!rc && hetee_rbuf_left(&m)) rc = hetee_error(HETEE_ERR_FORMAT, "trailing bytes in the refine job state");
+  if (plain) sodium_free(plain);
+  /* the host's encrypted weights are re-issued from the kept ones, so a
+   * host checkpoint other than the one saved with this state cannot mix in */
+  size_t at = w->len;
+  hetee_wbuf_u32(w, 0); /* job id, set below */
+  hetee_wbuf_u32(w, rc ? 0 : j->epoch);
+  hetee_wbuf_u32(w, rc ? 0 : j->next);
+  hetee_wbuf_u64(w, rc ? 0 : j->hsteps);
+  hetee_wbuf_u64(w, rc ? 0 : j->hupdates);
+  hetee_wbuf_u32(w, rc ? 0 : (uint32_t)(p->nl - p->first_train));
+  for (int l = p->first_train; !rc && l < p->nl; l++) {
+    int held = refine_tr_holds(j->tr, l);
+    hetee_wbuf_u8(w, (uint8_t)held);
+    if (!held) continue;
+    const hetee_refine_layer *L = &p->L[l];
+    size_t nw = L->F.n_w_cts, nb = (size_t)L->F.nmb, nwt = L->has_back ? L->T.n_w_cts : 0;
+    size_t nv = p->cfg.momentum > 0 ? refine_compact_cts((size_t)L->m * (size_t)(L->k + 1), p->n) : 0;
+    rc = check_budget(e, j, nw + nb + nwt + nv);
+    ct_t **oW = outs(nw), **oB = outs(nb), **oT = outs(nwt), **oV = outs(nv);
+    if (!rc && (!oW || !oB || !oT || !oV)) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+    if (!rc) rc = refine_tr_reissue(j->tr, l, oW, oB, nwt ? oT : NULL, nv ? oV : NULL);
+    if (!rc) rc = list_write(e, w, oW, nw);
+    if (!rc) rc = list_write(e, w, oB, nb);
+    if (!rc) rc = list_write(e, w, oT, nwt);
+    if (!rc) rc = list_write(e, w, oV, nv);
+    outs_free(oW, nw);
+    outs_free(oB, nb);
+    outs_free(oT, nwt);
+    outs_free(oV, nv);
+  }
+  if (rc) {
+    job_free(j);
+    return rc;
+  }
+  static int registered;
+  if (!registered) registered = atexit(jobs_wipe) == 0;
+  j->id = new_job_id();
+  j->ctx = e->ctx;
+  j->sk = e->sk;
+  j->back_next = -1;
+  if (w->err) {
+    job_free(j);
+    return hetee_error(HETEE_ERR_NOMEM, "no memory for the reply");
+  }
+  hetee_le32(w->p + at, j->id);
+  jobs[slot] = j;
+  return 0;
+}
+
+static int handle_status(enclave *e, hetee_rbuf *r, hetee_wbuf *w) {
+  int rc = 0;
+  refine_job *j = find_job(e, hetee_rbuf_u32(r), &rc);
+  if (!j) return rc;
+  if (r->err || hetee_rbuf_left(r)) return hetee_error(HETEE_ERR_PROTOCOL, "malformed REFINE_STATUS");
+  hetee_wbuf_put(w, j->uid, 16);
+  hetee_wbuf_u64(w, j->samples);
+  hetee_wbuf_u64(w, j->updates);
+  uint32_t nlog = j->nep < REFINE_EPOCH_LOG ? j->nep : REFINE_EPOCH_LOG;
+  hetee_wbuf_u32(w, nlog);
+  for (uint32_t i = 0; i < nlog; i++) hetee_wbuf_u64(w, j->ep_samples[i]);
+  return w->err ? hetee_error(HETEE_ERR_NOMEM, "no memory for the reply") : 0;
+}
+
+
+/* ---- validation set: VFORWARD / VLOSS / VREPORT ---- */
+static int handle_vforward(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *items) {
+  int rc = 0;
+  refine_job *j = find_job(e, hetee_rbuf_u32(r), &rc);
+  if (!j) return rc;
+  uint32_t l = hetee_rbuf_u32(r), count = hetee_rbuf_u32(r);
+  const hetee_refine_plan *p = &j->plan;
+  if (r->err) return hetee_error(HETEE_ERR_PROTOCOL, "malformed REFINE_VFORWARD");
+  if (l >= (uint32_t)p->nl - 1) return hetee_error(HETEE_ERR_INVALID_ARG, "validation forward of layer %u", l);
+  const hetee_refine_layer *L = &p->L[l], *N1 = &p->L[l + 1];
+  size_t nin = N1->F.n_in_cts;
+  rc = check_budget(e, j, L->F.n_out_cts + nin);
+  ct_list in;
+  memset(&in, 0, sizeof in);
+  if (!rc) rc = list_take(e, r, j, L->F.n_out_cts, "layer outputs", &in);
+  if (!rc && hetee_rbuf_left(r)) rc = hetee_error(HETEE_ERR_PROTOCOL, "trailing bytes");
+  ct_t **a = outs(nin);
+  uint64_t enc0, dec0;
+  refine_tr_counts(j->tr, &enc0, &dec0);
+  if (!rc && !a) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+  if (!rc) rc = refine_tr_vforward(j->tr, (int)l, in.c, count, a);
+  if (!rc) rc = list_write(e, w, a, nin);
+  if (!rc) put_counts(j, w, items, enc0, dec0);
+  list_free(&in);
+  outs_free(a, nin);
+  return rc;
+}
+
+static int handle_vloss(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *items) {
+  int rc = 0;
+  refine_job *j = find_job(e, hetee_rbuf_u32(r), &rc);
+  if (!j) return rc;
+  uint32_t count = hetee_rbuf_u32(r);
+  const hetee_refine_plan *p = &j->plan;
+  if (r->err) return hetee_error(HETEE_ERR_PROTOCOL, "malformed REFINE_VLOSS");
+  const hetee_refine_layer *L = &p->L[p->nl - 1];
+  rc = check_budget(e, j, L->F.n_out_cts + 1);
+  ct_list lo, lab;
+  memset(&lo, 0, sizeof lo);
+  memset(&lab, 0, sizeof lab);
+  if (!rc) rc = list_take(e, r, j, L->F.n_out_cts, "logits", &lo);
+  if (!rc) rc = list_read(e, r, 1, "labels", &lab);
+  if (!rc && hetee_rbuf_left(r)) rc = hetee_error(HETEE_ERR_PROTOCOL, "trailing bytes");
+  uint64_t enc0, dec0, ok = 0;
+  double ls = 0;
+  refine_tr_counts(j->tr, &enc0, &dec0);
+  if (!rc) rc = refine_tr_vloss(j->tr, lo.c, lab.c[0], count, &ls, &ok);
+  if (!rc) {
+    if (!j->vsamples) crypto_generichash_init(&j->vdig, NULL, 0, 32);
+    digest_update_blob(&j->vdig, lab.blob[0], lab.blen[0]);
+    j->vsamples += count;
+    j->vcorrect += ok;
+    j->vloss += ls;
+    put_counts(j, w, items, enc0, dec0);
+  }
+  list_free(&lo);
+  list_free(&lab);
+  return rc;
+}
+
+static int handle_vreport(enclave *e, hetee_rbuf *r, hetee_wbuf *w) {
+  int rc = 0;
+  refine_job *j = find_job(e, hetee_rbuf_u32(r), &rc);
+  if (!j) return rc;
+  uint32_t discard = hetee_rbuf_u32(r);
+  if (r->err || hetee_rbuf_left(r) || discard > 1) return hetee_error(HETEE_ERR_PROTOCOL, "malformed REFINE_VREPORT");
+  if (discard) {
+    j->vsamples = j->vcorrect = 0;
+    j->vloss = 0;
+    sodium_memzero(&j->vdig, sizeof j->vdig);
+    return 0;
+  }
+  if (!j->vsamples) return hetee_error(HETEE_ERR_STATE, "no validation samples since the last report");
+  hetee_chan *c = owner_session(e, j);
+  if (!c) return hetee_error(HETEE_ERR_NOT_FOUND, "the refine job's model provider has no session");
+  uint8_t pl[HETEE_REFINE_VAL_LEN], *q = pl, dig[32];
+  memcpy(q, HETEE_REFINE_VAL_TAG, sizeof HETEE_REFINE_VAL_TAG);
+  q += sizeof HETEE_REFINE_VAL_TAG;
+  hetee_le32(q, j->model);
+  hetee_le64(q + 4, j->updates);
+  hetee_le64(q + 12, j->vsamples);
+  hetee_le64(q + 20, j->vcorrect);
+  uint64_t lb;
+  memcpy(&lb, &j->vloss, 8);
+  hetee_le64(q + 28, lb);
+  crypto_generichash_final(&j->vdig, dig, 32);
+  memcpy(q + 36, dig, 32);
+  uint8_t *out = NULL;
+  size_t olen = 0;
+  rc = hetee_chan_seal(c, pl, sizeof pl, &out, &olen);
+  sodium_memzero(pl, sizeof pl);
+  j->vsamples = j->vcorrect = 0;
+  j->vloss = 0;
+  sodium_memzero(&j->vdig, sizeof j->vdig);
+  if (rc) return rc;
+  hetee_wbuf_blob(w, out, olen);
+  free(out);
+  return w->err ? hetee_error(HETEE_ERR_NOMEM, "no memory for the reply") : 0;
+}
+
 int enclave_refine_dispatch(enclave *e, uint16_t type, hetee_rbuf *r, hetee_wbuf *w, uint64_t *items) {
   if (!e->have_keys) return hetee_error(HETEE_ERR_STATE, "no keys yet (KEYGEN or UNSEAL first)");
-  if (type == HETEE_MSG_REFINE_FORWARD || type == HETEE_MSG_REFINE_LOSS || type == HETEE_MSG_REFINE_BACK) {
+  if (type == HETEE_MSG_REFINE_FORWARD || type == HETEE_MSG_REFINE_LOSS || type == HETEE_MSG_REFINE_BACK ||
+      type == HETEE_MSG_REFINE_VFORWARD || type == HETEE_MSG_REFINE_VLOSS) {
     /* a step request consumes the stage, whatever its outcome */
     uint32_t id = hetee_rbuf_left(r) >= 4 ? hetee_rd32(r->p + r->off) : 0;
-    int rc = type == HETEE_MSG_REFINE_FORWARD ? handle_forward(e, r, w, items)
-             : type == HETEE_MSG_REFINE_LOSS  ? handle_loss(e, r, w, items)
-                                              : handle_back(e, r, w, items);
+    int rc = type == HETEE_MSG_REFINE_FORWARD    ? handle_forward(e, r, w, items)
+             : type == HETEE_MSG_REFINE_LOSS     ? handle_loss(e, r, w, items)
+             : type == HETEE_MSG_REFINE_BACK     ? handle_back(e, r, w, items)
+             : type == HETEE_MSG_REFINE_VFORWARD ? handle_vforward(e, r, w, items)
+                                                 : handle_vloss(e, r, w, items);
     for (int i = 0; i < HETEE_REFINE_MAX_JOBS; i++)
       if (jobs[i] && jobs[i]->id == id) stage_clear(jobs[i]);
     return rc;
@@ -646,6 +1074,10 @@ int enclave_refine_dispatch(enclave *e, uint16_t type, hetee_rbuf *r, hetee_wbuf
   case HETEE_MSG_REFINE_GRAD: return handle_grad(e, r, w, items);
   case HETEE_MSG_REFINE_PUT: return handle_put(e, r);
   case HETEE_MSG_REFINE_CLOSE: return handle_close(e, r);
+  case HETEE_MSG_REFINE_SAVE: return handle_save(e, r, w);
+  case HETEE_MSG_REFINE_RESUME: return handle_resume(e, r, w);
+  case HETEE_MSG_REFINE_STATUS: return handle_status(e, r, w);
+  case HETEE_MSG_REFINE_VREPORT: return handle_vreport(e, r, w);
   default: return hetee_error(HETEE_ERR_PROTOCOL, "unknown refine message %u", type);
   }
 }

@@ -83,7 +83,7 @@ static int handle_stats(enclave *e, hetee_rbuf *r, hetee_wbuf *w) {
 
 /* refining (refine.c) */
 int enclave_refine_dispatch(enclave *e, uint16_t type, hetee_rbuf *r, hetee_wbuf *w, uint64_t *items);
-static int is_refine(uint16_t t) { return t >= HETEE_MSG_REFINE_OPEN && t <= HETEE_MSG_REFINE_CLOSE; }
+static int is_refine(uint16_t t) { return t >= HETEE_MSG_REFINE_OPEN && t <= HETEE_MSG_REFINE_LAST; }
 
 int enclave_dispatch(enclave *e, const hetee_frame *f, hetee_wbuf *w, uint64_t *items, int *quit) {
   hetee_rbuf r;
@@ -119,7 +119,13 @@ int enclave_dispatch(enclave *e, const hetee_frame *f, hetee_wbuf *w, uint64_t *
   case HETEE_MSG_REFINE_FETCH:
   case HETEE_MSG_REFINE_GRAD:
   case HETEE_MSG_REFINE_PUT:
-  case HETEE_MSG_REFINE_CLOSE: return enclave_refine_dispatch(e, f->type, &r, w, items);
+  case HETEE_MSG_REFINE_CLOSE:
+  case HETEE_MSG_REFINE_SAVE:
+  case HETEE_MSG_REFINE_RESUME:
+  case HETEE_MSG_REFINE_STATUS:
+  case HETEE_MSG_REFINE_VFORWARD:
+  case HETEE_MSG_REFINE_VLOSS:
+  case HETEE_MSG_REFINE_VREPORT: return enclave_refine_dispatch(e, f->type, &r, w, items);
   case HETEE_MSG_SHUTDOWN:
     if (f->len) return hetee_error(HETEE_ERR_PROTOCOL, "SHUTDOWN takes no body");
     *quit = 1;

@@ -46,6 +46,29 @@
 #define HETEE_MSG_REFINE_PUT 0x47
 #define HETEE_MSG_REFINE_CLOSE 0x48
 #define HETEE_REFINE_MAX_JOBS 4 /* open refine jobs per enclave */
+/* Durable jobs (docs/refine.md "Durable enclave jobs"):
+ *   SAVE    u32 job | u32 epoch | u32 next | u64 steps | u64 updates (the
+ *           host's cursor) -> uid[16] | u64 samples | u64 updates | blob
+ *           sealed job state (under a key derived from the sealing key)
+ *   RESUME  uid[16] | blob spec | blob sealed job state -> u32 job | u32 epoch
+ *           | u32 next | u64 steps | u64 updates | u32 t | t x (u8 held
+ *           [| list W | list bias | list W^T | list V]) for each trained layer
+ *   STATUS  u32 job -> uid[16] | u64 samples | u64 updates | u32 e | e x u64
+ *           samples applied in each epoch the host closed (at a SAVE) */
+#define HETEE_MSG_REFINE_SAVE 0x49
+#define HETEE_MSG_REFINE_RESUME 0x4a
+#define HETEE_MSG_REFINE_STATUS 0x4b
+/* Validation set (docs/refine.md "Validation set"):
+ *   VFORWARD u32 job | u32 layer | u32 count | list out -> list next_in | counters
+ *   VLOSS    u32 job | u32 count | list logits | list labels -> counters
+ *            (loss, correct predictions and the labels' digest accumulated)
+ *   VREPORT  u32 job | u32 discard -> blob: the report sealed to the job's
+ *            MP session (fixed size; discard = 1: no report, empty reply);
+ *            the accumulator starts again either way */
+#define HETEE_MSG_REFINE_VFORWARD 0x4c
+#define HETEE_MSG_REFINE_VLOSS 0x4d
+#define HETEE_MSG_REFINE_VREPORT 0x4e
+#define HETEE_MSG_REFINE_LAST HETEE_MSG_REFINE_VREPORT
 
 /* ---- input witness (bound jobs; docs/security.md "Integrity of the host's
  * work") ------------------------------------------------------------------

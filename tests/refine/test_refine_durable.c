@@ -1,0 +1,574 @@
+/*
+ * refine/durable: the enclave job across processes, and its validation
+ * set. Enclave refine jobs survive the enclave process and the
+ * host process (REFINE_SAVE / REFINE_RESUME, docs/refine.md "Durable
+ * enclave jobs"), with the real enclave process (sim backend).
+ *  - the enclave is killed with SIGKILL mid-epoch (after an update that no
+ *    checkpoint holds); a new enclave process on the same platform
+ *    (its sealed keys and policies unsealed) reopens the job from the
+ *    sealed checkpoint, the run finishes, and the weights the MP fetches
+ *    through a new session equal an uninterrupted plaintext run within
+ *    1e-4; the enclave's own count of the samples its updates applied is
+ *    exactly the data set once per epoch;
+ *  - the host process dies (a child driving the enclave kills itself with
+ *    SIGKILL; its enclave goes with it) and a new host with a new enclave
+ *    resumes and finishes, with the same result;
+ *  - both runs apply the MP's learning-rate schedule (step, cosine) across
+ *    the restart: the update counter that drives it is part of the sealed
+ *    state; a constant-rate run ends elsewhere;
+ *  - refusals: a job opened with a schedule the MP did not authorize, a garbled or truncated sealed checkpoint, another job's uid,
+ *    a checkpoint without a sealed state, a job state sealed on another
+ *    platform, the same job resumed twice, a declared cursor that disagrees
+ *    with the samples the job applied; the enclave keeps serving;
+ *  - the validation set (MP-encrypted): the report sealed to the MP before
+ *    training and after each epoch gives exactly the plaintext accuracy of
+ *    the same weights (loss within 1e-4), the sample count, the update count
+ *    and the digest of the MP's labels (a set the host encrypted itself
+ *    shows another digest); a data provider cannot open it; fixed size.
+ */
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "enclave/fixture.h"
+#include "refine/refine_test_util.h"
+
+#include "enclave/wire/proto.h"
+#include "hemat/refine_internal.h"
+
+#define MODEL 9
+#define COUNT 36 /* 4 full batches of 8 and one of 4 per epoch */
+#define EPOCHS 2
+
+typedef struct env {
+  char dir[256], plat[300], seal[400], ck[400], cfg[2048];
+  hetee_host_enclave *e;
+  hetee_party_key *mp, *dp;
+  hetee_client_session *smp;
+  hetee_ckks_context *ctx;
+  hetee_ckks_public_key *pk;
+} env;
+
+static const int dims[] = {20, 12, 8, 4}, acts[] = {HETEE_REFINE_ACT_RELU, HETEE_REFINE_ACT_TANH, HETEE_REFINE_ACT_NONE};
+static const hetee_refine_config cfg = {8, 1, 0, HETEE_REFINE_LOSS_XENT, 0.2, 0.9, 1e-3, 5};
+
+static void env_session(env *v) {
+  hetee_client_session_free(v->smp);
+  hetee_verified_enclave ve;
+  fx_verify_cfg(v->e, v->plat, v->cfg, &ve);
+  v->smp = fx_session(v->e, v->mp, &ve);
+}
+
+static void env_keys(env *v) {
+  uint8_t *bundle;
+  size_t blen, ilen;
+  const uint8_t *item;
+  assert_int_equal(hetee_host_public_keys(v->e, &bundle, &blen), 0);
+  assert_int_equal(hetee_key_bundle_get(bundle, blen, HETEE_BUNDLE_PARAMS, &item, &ilen), 0);
+  assert_int_equal(hetee_ckks_context_load(item, ilen, &v->ctx), 0);
+  assert_int_equal(hetee_key_bundle_get(bundle, blen, HETEE_BUNDLE_PUBLIC_KEY, &item, &ilen), 0);
+  assert_int_equal(hetee_ckks_public_key_load(v->ctx, item, ilen, &v->pk), 0);
+  free(bundle);
+}
+
+/* An enclave with keys, the MP owning MODEL, its state sealed to v->seal
+ * (a restart unseals it). */
+static void env_up(env *v) {
+  memset(v, 0, sizeof *v);
+  fx_tmp_platform(v->dir, sizeof v->dir, v->plat, sizeof v->plat);
+  snprintf(v->seal, sizeof v->seal, "%s/enclave.sealed", v->dir);
+  snprintf(v->ck, sizeof v->ck, "%s/refine.ck", v->dir);
+  assert_int_equal(hetee_party_key_generate(HETEE_PARTY_MP, &v->mp), 0);
+  assert_int_equal(hetee_party_key_generate(HETEE_PARTY_DP, &v->dp), 0);
+  fx_config_mps(NULL, &v->mp, 1, v->cfg, sizeof v->cfg);
+  v->e = fx_start_cfg(v->plat, NULL, v->seal, 0, v->cfg);
+  assert_int_equal(hetee_host_keygen(v->e, NULL, 0), 0);
+  env_keys(v);
+  env_session(v);
+  uint8_t dpk[32], *msg, *sealed, *reply, *plain;
+  size_t mlen, slen, rlen, plen;
+  hetee_party_key_public(v->dp, dpk);
+  assert_int_equal(hetee_client_msg_policy(MODEL, HETEE_RELEASE_ARGMAX, 0, 8, dpk, &msg, &mlen), 0);
+  assert_int_equal(hetee_client_session_seal(v->smp, msg, mlen, &sealed, &slen), 0);
+  assert_int_equal(hetee_host_session_msg(v->e, sealed, slen, &reply, &rlen), 0);
+  assert_int_equal(hetee_client_session_open(v->smp, reply, rlen, &plain, &plen), 0);
+  free(msg);
+  free(sealed);
+  free(reply);
+  free(plain);
+  assert_int_equal(hetee_host_seal(v->e, v->seal), 0);
+}
+
+static void env_down(env *v) {
+  hetee_client_session_free(v->smp);
+  hetee_party_key_free(v->mp);
+  hetee_party_key_free(v->dp);
+  hetee_ckks_public_key_free(v->pk);
+  hetee_ckks_context_free(v->ctx);
+  fx_stop(v->e, v->dir);
+}
+
+static int open_job(env *v, const hetee_refine_plan *p, const hetee_refine_state *st, hetee_refine_trusted **t) {
+  uint8_t *msg, *auth, sid[16];
+  size_t mlen, alen;
+  assert_int_equal(hetee_refine_auth_msg(MODEL, st, &msg, &mlen), 0);
+  assert_int_equal(hetee_client_session_seal(v->smp, msg, mlen, &auth, &alen), 0);
+  free(msg);
+  hetee_client_session_id(v->smp, sid);
+  int rc = hetee_host_refine_open(v->e, v->ctx, p, MODEL, sid, auth, alen, t);
+  free(auth);
+  return rc;
+}
+
+static hetee_refine_run_options run_opts(const char *ck, uint64_t stop) {
+  hetee_refine_run_options o;
+  memset(&o, 0, sizeof o);
+  o.threads = 1;
+  o.ckpt = ck;
+  o.ckpt_every = 2;
+  o.stop_after_steps = stop;
+  o.epochs = EPOCHS;
+  o.ckpt_write = hetee_refine_checkpoint_write_sealed;
+  return o;
+}
+
+/* The MP fetches every trained layer through its current session. */
+static void fetch_all(env *v, hetee_refine_trusted *t, const hetee_refine_state *s, const hetee_refine_plan *p,
+                      hetee_refine_weights *we) {
+  for (int l = p->first_train; l < p->nl; l++) {
+    uint8_t *sealed = NULL, *plain = NULL;
+    size_t slen = 0, plen = 0;
+    int rc = hetee_host_refine_fetch(t, s, l, &sealed, &slen);
+    if (rc) fprintf(stderr, "fetch: %s\n", hetee_last_error());
+    assert_int_equal(rc, 0);
+    assert_int_equal(hetee_client_session_open(v->smp, sealed, slen, &plain, &plen), 0);
+    assert_int_equal(hetee_refine_fetch_parse(plain, plen, MODEL, we), 0);
+    free(plain);
+    free(sealed);
+  }
+}
+
+/* Resumes from v->ck in v->e, finishes the run, checks the enclave's
+ * per-epoch sample counts and the weights against plaintext SGD. */
+static void resume_and_finish(env *v, const hetee_refine_plan *p, const hetee_refine_weights *w0, const float *x,
+                              const float *y, uint64_t samples_at_ckpt) {
+  hetee_refine_state *s = NULL;
+  hetee_refine_trusted *t = NULL;
+  int rc = hetee_host_refine_resume(v->e, v->ctx, p, v->ck, &s, &t);
+  if (rc) fprintf(stderr, "resume: %s\n", hetee_last_error());
+  assert_int_equal(rc, 0);
+  hetee_refine_job_status js;
+  assert_int_equal(hetee_host_refine_status(t, &js), 0);
+  uint32_t epoch, next;
+  hetee_refine_state_cursor(s, &epoch, &next, NULL);
+  fprintf(stderr, "resumed at epoch %u, sample %u; the job applied %llu samples\n", epoch, next,
+          (unsigned long long)js.samples);
+  assert_int_equal(js.samples, samples_at_ckpt);
+  assert_int_equal(js.samples, (uint64_t)epoch * COUNT + next);
+  /* the same job cannot be open twice in one enclave */
+  hetee_refine_state *s2 = NULL;
+  hetee_refine_trusted *t2 = NULL;
+  assert_int_equal(hetee_host_refine_resume(v->e, v->ctx, p, v->ck, &s2, &t2), HETEE_ERR_STATE);
+  hetee_refine_run_options o = run_opts(v->ck, 0);
+  rc = hetee_refine_run(s, t, v->pk, x, y, COUNT, &o, NULL, NULL);
+  if (rc) fprintf(stderr, "run: %s\n", hetee_last_error());
+  assert_int_equal(rc, 0);
+  /* every sample applied exactly once per epoch, counted by the enclave */
+  assert_int_equal(hetee_host_refine_status(t, &js), 0);
+  assert_int_equal(js.epochs, EPOCHS);
+  for (uint32_t e = 0; e < EPOCHS; e++) {
+    fprintf(stderr, "epoch %u: %llu samples applied\n", e, (unsigned long long)js.epoch_samples[e]);
+    assert_int_equal(js.epoch_samples[e], COUNT);
+  }
+  assert_int_equal(js.samples, (uint64_t)EPOCHS * COUNT);
+  assert_int_equal(js.updates, (uint64_t)EPOCHS * ((COUNT + cfg.batch - 1) / cfg.batch));
+  /* the MP's weights equal uninterrupted plaintext SGD */
+  hetee_refine_weights we, wp;
+  assert_int_equal(hetee_refine_weights_copy(w0, &we), 0);
+  assert_int_equal(hetee_refine_weights_copy(w0, &wp), 0);
+  fetch_all(v, t, s, p, &we);
+  hetee_refine_plain tw;
+  assert_int_equal(hetee_refine_plain_init(&tw, p, &wp), 0);
+  assert_int_equal(hetee_refine_plain_run(&tw, x, y, COUNT, EPOCHS), 0);
+  hetee_refine_plain_clear(&tw);
+  double d = hetee_refine_weights_maxdiff(&we, &wp, 0), moved = hetee_refine_weights_maxdiff(w0, &wp, 0);
+  fprintf(stderr, "resumed run vs uninterrupted plaintext: %.3g (weights moved %.3g)\n", d, moved);
+  assert_true(moved > 1e-2);
+  assert_true(d < 1e-4);
+  if (p->sched.kind != HETEE_REFINE_LR_CONSTANT) { /* the schedule matters: a constant rate ends elsewhere */
+    hetee_refine_plan pc = *p;
+    hetee_refine_schedule cst;
+    memset(&cst, 0, sizeof cst);
+    assert_int_equal(hetee_refine_plan_set_schedule(&pc, &cst), 0);
+    hetee_refine_weights wc;
+    assert_int_equal(hetee_refine_weights_copy(w0, &wc), 0);
+    assert_int_equal(hetee_refine_plain_init(&tw, &pc, &wc), 0);
+    assert_int_equal(hetee_refine_plain_run(&tw, x, y, COUNT, EPOCHS), 0);
+    hetee_refine_plain_clear(&tw);
+    double dc = hetee_refine_weights_maxdiff(&we, &wc, 0);
+    fprintf(stderr, "schedule %d: the constant-rate run ends %.3g away\n", p->sched.kind, dc);
+    assert_true(dc > 1e-3);
+    hetee_refine_weights_clear(&wc);
+  }
+  hetee_refine_weights_clear(&we);
+  hetee_refine_weights_clear(&wp);
+  hetee_refine_trusted_free(t);
+  hetee_refine_state_free(s);
+}
+
+static void test_enclave_killed(void **state) {
+  (void)state;
+  env v;
+  env_up(&v);
+  hetee_refine_weights w0;
+  rt_weights(&w0, 3, dims, acts);
+  float *x, *y;
+  rt_data(dims[0], dims[3], COUNT, &x, &y);
+  hetee_refine_plan p;
+  assert_int_equal(hetee_refine_plan_build(&w0, &cfg, 8192, &p), 0);
+  hetee_refine_schedule sc = {HETEE_REFINE_LR_STEP, 3, 0.5, 0, 0}; /* x 0.5 every 3 updates */
+  assert_int_equal(hetee_refine_plan_set_schedule(&p, &sc), 0);
+  hetee_refine_state *s = NULL;
+  hetee_refine_trusted *t = NULL;
+  assert_int_equal(hetee_refine_state_encrypt(v.ctx, v.pk, &p, &w0, &s), 0);
+  assert_int_equal(open_job(&v, &p, s, &t), 0);
+  /* 8 steps: epoch 0 (5 steps, sealed checkpoints after steps 2 and 4 and
+   * at its end), steps 6..8 of epoch 1 (one after step 7): the update of
+   * step 8 is in no checkpoint */
+  hetee_refine_run_options o = run_opts(v.ck, 8);
+  int rc = hetee_refine_run(s, t, v.pk, x, y, COUNT, &o, NULL, NULL);
+  if (rc) fprintf(stderr, "run: %s\n", hetee_last_error());
+  assert_int_equal(rc, 0);
+  hetee_refine_job_status js;
+  assert_int_equal(hetee_host_refine_status(t, &js), 0);
+  assert_int_equal(js.samples, COUNT + 24);
+  assert_int_equal(js.epochs, 1);
+  assert_int_equal(js.epoch_samples[0], COUNT);
+  /* a cursor that disagrees with what the job applied is not sealed */
+  uint32_t ep, nx;
+  hetee_refine_state_cursor(s, &ep, &nx, NULL);
+  hetee_refine_state_set_cursor(s, ep, nx - 8);
+  char bad[450];
+  snprintf(bad, sizeof bad, "%s.bad", v.ck);
+  assert_int_equal(hetee_refine_checkpoint_write_sealed(s, t, bad), HETEE_ERR_STATE);
+  hetee_refine_state_set_cursor(s, ep + 2, 0);
+  assert_int_equal(hetee_refine_checkpoint_write_sealed(s, t, bad), HETEE_ERR_STATE);
+  /* SIGKILL the enclave process mid-epoch */
+  hetee_host_info info;
+  assert_int_equal(hetee_host_info_get(v.e, &info), 0);
+  assert_int_equal(kill(info.pid, SIGKILL), 0);
+  fx_wait_dead(info.pid);
+  hetee_refine_trusted_free(t); /* the job's handle on the dead process */
+  hetee_refine_state_free(s);
+  /* a new enclave process, same platform, its sealed state unsealed */
+  assert_int_equal(hetee_host_restart(v.e), 0);
+  env_session(&v);
+  resume_and_finish(&v, &p, &w0, x, y, COUNT + 16);
+  hetee_refine_weights_clear(&w0);
+  free(x);
+  free(y);
+  env_down(&v);
+}
+
+/* The child: a host process of its own with its own enclave, which runs 8
+ * steps with sealed checkpoints and dies by SIGKILL. Exit codes name the
+ * failing stage (the parent expects death by SIGKILL). */
+static void child_host(env *v, const hetee_refine_plan *p, const hetee_refine_weights *w0, const float *x, const float *y) {
+  hetee_host_options ho;
+  memset(&ho, 0, sizeof ho);
+  ho.config = v->cfg;
+  ho.platform_dir = v->plat;
+  ho.seal_path = v->seal;
+  if (hetee_host_start(&ho, &v->e)) _exit(11);
+  v->smp = NULL;
+  env_session(v);
+  hetee_refine_state *s = NULL;
+  hetee_refine_trusted *t = NULL;
+  if (hetee_refine_state_encrypt(v->ctx, v->pk, p, w0, &s)) _exit(12);
+  if (open_job(v, p, s, &t)) _exit(13);
+  hetee_refine_run_options o = run_opts(v->ck, 8);
+  if (hetee_refine_run(s, t, v->pk, x, y, COUNT, &o, NULL, NULL)) _exit(14);
+  kill(getpid(), SIGKILL);
+  _exit(15);
+}
+
+static void test_host_killed(void **state) {
+  (void)state;
+  env v;
+  env_up(&v);
+  hetee_host_free(v.e); /* the parent's host lets go of its enclave */
+  v.e = NULL;
+  hetee_client_session_free(v.smp);
+  v.smp = NULL;
+  hetee_refine_weights w0;
+  rt_weights(&w0, 3, dims, acts);
+  float *x, *y;
+  rt_data(dims[0], dims[3], COUNT, &x, &y);
+  hetee_refine_plan p;
+  assert_int_equal(hetee_refine_plan_build(&w0, &cfg, 8192, &p), 0);
+  hetee_refine_schedule sc = {HETEE_REFINE_LR_COSINE, 0, 0, 8, 0.01}; /* cosine over 8 of the 10 updates */
+  assert_int_equal(hetee_refine_plan_set_schedule(&p, &sc), 0);
+  fflush(NULL);
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) child_host(&v, &p, &w0, x, y);
+  int st = 0;
+  assert_int_equal(waitpid(pid, &st, 0), pid);
+  if (!WIFSIGNALED(st)) fprintf(stderr, "child exited with %d\n", WEXITSTATUS(st));
+  assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+  /* a new host, a new enclave on the same platform */
+  v.e = fx_start_cfg(v.plat, NULL, v.seal, 0, v.cfg);
+  env_session(&v);
+  resume_and_finish(&v, &p, &w0, x, y, COUNT + 16);
+  hetee_refine_weights_clear(&w0);
+  free(x);
+  free(y);
+  env_down(&v);
+}
+
+static void copy_file(const char *from, const char *to, long cut, long flip) {
+  FILE *a = fopen(from, "rb"), *b = fopen(to, "wb");
+  assert_non_null(a);
+  assert_non_null(b);
+  fseek(a, 0, SEEK_END);
+  long n = ftell(a);
+  fseek(a, 0, SEEK_SET);
+  uint8_t *buf = malloc((size_t)n);
+  assert_int_equal(fread(buf, 1, (size_t)n, a), (size_t)n);
+  if (flip >= 0) buf[n - 1 - flip] ^= 0x20;
+  assert_int_equal(fwrite(buf, 1, (size_t)(n - cut), b), (size_t)(n - cut));
+  free(buf);
+  fclose(a);
+  fclose(b);
+}
+
+static void test_refusals(void **state) {
+  (void)state;
+  env v;
+  env_up(&v);
+  hetee_refine_weights w0;
+  rt_weights(&w0, 3, dims, acts);
+  float *x, *y;
+  rt_data(dims[0], dims[3], COUNT, &x, &y);
+  hetee_refine_plan p;
+  assert_int_equal(hetee_refine_plan_build(&w0, &cfg, 8192, &p), 0);
+  hetee_refine_state *s = NULL, *s2 = NULL;
+  hetee_refine_trusted *t = NULL, *t2 = NULL;
+  assert_int_equal(hetee_refine_state_encrypt(v.ctx, v.pk, &p, &w0, &s), 0);
+  { /* the host cannot change the MP's schedule: the authorization names the spec */
+    uint8_t *msg, *auth, sid[16];
+    size_t mlen, alen;
+    assert_int_equal(hetee_refine_auth_msg(MODEL, s, &msg, &mlen), 0);
+    assert_int_equal(hetee_client_session_seal(v.smp, msg, mlen, &auth, &alen), 0);
+    free(msg);
+    hetee_client_session_id(v.smp, sid);
+    hetee_refine_plan ps = p;
+    hetee_refine_schedule sc = {HETEE_REFINE_LR_STEP, 1, 0.999, 0, 0};
+    assert_int_equal(hetee_refine_plan_set_schedule(&ps, &sc), 0);
+    assert_int_equal(hetee_host_refine_open(v.e, v.ctx, &ps, MODEL, sid, auth, alen, &t), HETEE_ERR_AUTH);
+    free(auth);
+  }
+  assert_int_equal(open_job(&v, &p, s, &t), 0);
+  /* not an enclave job; a plain checkpoint has no sealed state */
+  assert_int_equal(hetee_refine_checkpoint_write_sealed(s, NULL, v.ck), HETEE_ERR_INVALID_ARG);
+  assert_int_equal(hetee_refine_checkpoint_write(s, v.ck), 0);
+  assert_int_equal(hetee_host_refine_resume(v.e, v.ctx, &p, v.ck, &s2, &t2), HETEE_ERR_FORMAT);
+  hetee_refine_run_options o = run_opts(v.ck, 3);
+  assert_int_equal(hetee_refine_run(s, t, v.pk, x, y, COUNT, &o, NULL, NULL), 0);
+  char f2[450];
+  snprintf(f2, sizeof f2, "%s.2", v.ck);
+  /* garbled: a byte of the sealed state; truncated; another job's uid (the
+   * uid sits before the u64 length and the blob) */
+  copy_file(v.ck, f2, 0, 3);
+  assert_int_equal(hetee_host_refine_resume(v.e, v.ctx, &p, f2, &s2, &t2), HETEE_ERR_AUTH);
+  copy_file(v.ck, f2, 10, -1);
+  int rc = hetee_host_refine_resume(v.e, v.ctx, &p, f2, &s2, &t2);
+  assert_true(rc == HETEE_ERR_TRUNCATED || rc == HETEE_ERR_FORMAT);
+  {
+    FILE *a = fopen(v.ck, "rb");
+    fseek(a, 0, SEEK_END);
+    long n = ftell(a);
+    fclose(a);
+    /* the blob's length: read the u64 before it by scanning for the trailer magic */
+    copy_file(v.ck, f2, 0, -1);
+    FILE *b = fopen(f2, "r+b");
+    uint8_t *buf = malloc((size_t)n);
+    assert_int_equal(fread(buf, 1, (size_t)n, b), (size_t)n);
+    long at = -1;
+    for (long i = n - 4; i >= 0 && at < 0; i--)
+      if (!memcmp(buf + i, "HTRJ", 4)) at = i;
+    assert_true(at > 0);
+    buf[at + 4] ^= 1; /* the uid */
+    fseek(b, 0, SEEK_SET);
+    assert_int_equal(fwrite(buf, 1, (size_t)n, b), (size_t)n);
+    fclose(b);
+    free(buf);
+  }
+  assert_int_equal(hetee_host_refine_resume(v.e, v.ctx, &p, f2, &s2, &t2), HETEE_ERR_AUTH);
+  /* sealed on another platform: an enclave there (its own keys, same
+   * parameters) cannot open it */
+  {
+    char d2[256], plat2[300];
+    fx_tmp_platform(d2, sizeof d2, plat2, sizeof plat2);
+    hetee_host_enclave *e2 = fx_start_cfg(plat2, NULL, NULL, 0, v.cfg);
+    assert_int_equal(hetee_host_keygen(e2, NULL, 0), 0);
+    assert_int_equal(hetee_host_refine_resume(e2, v.ctx, &p, v.ck, &s2, &t2), HETEE_ERR_AUTH);
+    fx_stop(e2, d2);
+  }
+  /* the enclave still serves: the good file resumes (a second job of the
+   * same sealed state in the same enclave is refused while the first is
+   * open; the original job is still open here) */
+  assert_int_equal(hetee_host_refine_resume(v.e, v.ctx, &p, v.ck, &s2, &t2), HETEE_ERR_STATE);
+  hetee_refine_trusted_free(t);
+  hetee_refine_state_free(s);
+  rc = hetee_host_refine_resume(v.e, v.ctx, &p, v.ck, &s2, &t2);
+  if (rc) fprintf(stderr, "resume: %s\n", hetee_last_error());
+  assert_int_equal(rc, 0);
+  o = run_opts(v.ck, 2);
+  assert_int_equal(hetee_refine_run(s2, t2, v.pk, x, y, COUNT, &o, NULL, NULL), 0);
+  hetee_refine_trusted_free(t2);
+  hetee_refine_state_free(s2);
+  hetee_refine_weights_clear(&w0);
+  free(x);
+  free(y);
+  env_down(&v);
+}
+
+
+/* ---- validation set ---- */
+typedef struct valctx {
+  const hetee_refine_valset *vs;
+  uint8_t *sealed[EPOCHS];
+  size_t len[EPOCHS];
+} valctx;
+
+static int on_epoch(hetee_refine_state *s, hetee_refine_trusted *t, uint32_t epoch, void *arg) {
+  valctx *c = arg;
+  if (epoch >= EPOCHS) return hetee_error(HETEE_ERR_INTERNAL, "epoch %u", epoch);
+  return hetee_refine_validate(s, t, c->vs, 1, &c->sealed[epoch], &c->len[epoch]);
+}
+
+static void open_report(env *v, const uint8_t *sealed, size_t len, hetee_refine_val_report *rep) {
+  uint8_t *plain = NULL;
+  size_t plen = 0;
+  assert_int_equal(hetee_client_session_open(v->smp, sealed, len, &plain, &plen), 0);
+  assert_int_equal(plen, HETEE_REFINE_VAL_LEN); /* a fixed size, whatever the values */
+  assert_int_equal(hetee_refine_val_report_parse(plain, plen, MODEL + 1, rep), HETEE_ERR_FORMAT);
+  assert_int_equal(hetee_refine_val_report_parse(plain, plen, MODEL, rep), 0);
+  free(plain);
+}
+
+static void check_report(const hetee_refine_val_report *rep, const hetee_refine_plan *p, const hetee_refine_weights *w,
+                         const float *vx, const float *vy, uint32_t vcount, const uint8_t digest[32], uint64_t updates) {
+  double loss = 0, acc = 0;
+  assert_int_equal(hetee_refine_plain_eval(p, w, vx, vy, vcount, &loss, &acc), 0);
+  fprintf(stderr, "validation after %llu updates: accuracy %.4f (plaintext %.4f), loss %.6f (plaintext %.6f)\n",
+          (unsigned long long)rep->updates, rep->accuracy, acc, rep->loss, loss);
+  assert_int_equal(rep->samples, vcount);
+  assert_int_equal(rep->updates, updates);
+  assert_true(rep->accuracy == acc);
+  assert_true(fabs(rep->loss - loss) < 1e-4 * (1 + loss));
+  assert_memory_equal(rep->labels_digest, digest, 32);
+}
+
+static void test_validation(void **state) {
+  (void)state;
+  env v;
+  env_up(&v);
+  hetee_verified_enclave ve;
+  fx_verify_cfg(v.e, v.plat, v.cfg, &ve);
+  hetee_client_session *sdp = fx_session(v.e, v.dp, &ve);
+  hetee_refine_weights w0;
+  rt_weights(&w0, 3, dims, acts);
+  float *x, *y, *vx, *vy;
+  const uint32_t vcount = 20; /* 2 full batches of 8 and one of 4 */
+  rt_data(dims[0], dims[3], COUNT, &x, &y);
+  rt_data(dims[0], dims[3], vcount, &vx, &vy);
+  hetee_refine_plan p;
+  assert_int_equal(hetee_refine_plan_build(&w0, &cfg, 8192, &p), 0);
+  /* the MP encrypts its validation set and keeps the labels' digest */
+  hetee_refine_valset *vs = NULL;
+  assert_int_equal(hetee_refine_valset_encrypt(v.ctx, v.pk, &p, vx, vy, vcount, &vs), 0);
+  assert_int_equal(hetee_refine_valset_count(vs), vcount);
+  uint8_t digest[32];
+  assert_int_equal(hetee_refine_valset_labels_digest(vs, digest), 0);
+  hetee_refine_state *s = NULL;
+  hetee_refine_trusted *t = NULL;
+  assert_int_equal(hetee_refine_state_encrypt(v.ctx, v.pk, &p, &w0, &s), 0);
+  assert_int_equal(open_job(&v, &p, s, &t), 0);
+  /* before any update: the MP's initial weights */
+  uint8_t *sealed = NULL;
+  size_t slen = 0;
+  int rc = hetee_refine_validate(s, t, vs, 1, &sealed, &slen);
+  if (rc) fprintf(stderr, "validate: %s\n", hetee_last_error());
+  assert_int_equal(rc, 0);
+  hetee_refine_val_report rep;
+  open_report(&v, sealed, slen, &rep);
+  check_report(&rep, &p, &w0, vx, vy, vcount, digest, 0);
+  size_t len0 = slen;
+  free(sealed);
+  /* after each of two epochs */
+  valctx vc;
+  memset(&vc, 0, sizeof vc);
+  vc.vs = vs;
+  hetee_refine_run_options o = run_opts(v.ck, 0);
+  o.epoch_end = on_epoch;
+  o.epoch_arg = &vc;
+  rc = hetee_refine_run(s, t, v.pk, x, y, COUNT, &o, NULL, NULL);
+  if (rc) fprintf(stderr, "run: %s\n", hetee_last_error());
+  assert_int_equal(rc, 0);
+  /* a data provider's session cannot open a report; its size is fixed */
+  uint8_t *plain = NULL;
+  size_t plen = 0;
+  rc = hetee_client_session_open(sdp, vc.sealed[0], vc.len[0], &plain, &plen);
+  assert_true(rc == HETEE_ERR_AUTH || rc == HETEE_ERR_REPLAY);
+  assert_int_equal(vc.len[0], len0);
+  assert_int_equal(vc.len[1], len0);
+  /* epoch 1: against the plaintext twin after one epoch; epoch 2: the
+   * weights the MP fetches */
+  hetee_refine_weights w1, we;
+  assert_int_equal(hetee_refine_weights_copy(&w0, &w1), 0);
+  hetee_refine_plain tw;
+  assert_int_equal(hetee_refine_plain_init(&tw, &p, &w1), 0);
+  assert_int_equal(hetee_refine_plain_run(&tw, x, y, COUNT, 1), 0);
+  hetee_refine_plain_clear(&tw);
+  open_report(&v, vc.sealed[0], vc.len[0], &rep);
+  check_report(&rep, &p, &w1, vx, vy, vcount, digest, 5);
+  open_report(&v, vc.sealed[1], vc.len[1], &rep); /* (the session opens in order) */
+  assert_int_equal(hetee_refine_weights_copy(&w0, &we), 0);
+  fetch_all(&v, t, s, &p, &we);
+  check_report(&rep, &p, &we, vx, vy, vcount, digest, 10);
+  /* a set the host encrypted itself (it has the public key): the MP sees
+   * labels that are not its own */
+  hetee_refine_valset *forged = NULL;
+  assert_int_equal(hetee_refine_valset_encrypt(v.ctx, v.pk, &p, vx, vy, vcount, &forged), 0);
+  assert_int_equal(hetee_refine_validate(s, t, forged, 1, &sealed, &slen), 0);
+  open_report(&v, sealed, slen, &rep);
+  assert_true(memcmp(rep.labels_digest, digest, 32) != 0);
+  free(sealed);
+  hetee_refine_valset_free(forged);
+  /* the in-process twin does not validate (the enclave does) */
+  for (int k = 0; k < EPOCHS; k++) free(vc.sealed[k]);
+  hetee_refine_weights_clear(&w1);
+  hetee_refine_weights_clear(&we);
+  hetee_refine_weights_clear(&w0);
+  hetee_refine_valset_free(vs);
+  hetee_refine_trusted_free(t);
+  hetee_refine_state_free(s);
+  hetee_client_session_free(sdp);
+  free(x);
+  free(y);
+  free(vx);
+  free(vy);
+  env_down(&v);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_enclave_killed),
+      cmocka_unit_test(test_host_killed),
+      cmocka_unit_test(test_refusals),
+      cmocka_unit_test(test_validation),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -531,27 +531,46 @@ int hetee_client_refine_fetch(hetee_client_conn *c, const char *home, int64_t jo
   if (!rc) rc = hetee_refine_weights_from_model(m, &w0);
   hetee_nn_model_free(m);
   if (!rc) rc = hetee_refine_weights_copy(&w0, &w);
-  for (int l = p.first_train; l < p.nl && !rc; l++) {
-    char target[128];
-    snprintf(target, sizeof target, "/v1/refine/%lld/weights?layer=%d", (long long)job, l);
-    uint8_t *sealed = NULL, *plain = NULL;
-    size_t sl = 0, pl = 0;
-    rc = rcall(c, "GET", target, NULL, NULL, 0, 200, &sealed, &sl);
-    if (!rc) rc = hetee_client_session_open(s, sealed, sl, &plain, &pl);
-    /* a fetch whose answer never reached this party (or another process's
-     * fetch) moved the enclave's counter past ours: later counters only,
-     * so nothing older is ever accepted */
-    uint64_t was = s->chan.next_recv;
-    for (unsigned skip = 0; rc == HETEE_ERR_REPLAY && skip < 4096; skip++) {
-      s->chan.next_recv++;
-      rc = hetee_client_session_open(s, sealed, sl, &plain, &pl);
+  /* attempt 0 with the stored session; attempt 1 (the enclave restarted
+   * since: the job's session is gone, it seals to its owner's first
+   * session) with a new session, which replaces the stored one */
+  for (int attempt = 0; attempt < 2 && !rc; attempt++) {
+    int again = 0;
+    for (int l = p.first_train; l < p.nl && !rc; l++) {
+      char target[128];
+      snprintf(target, sizeof target, "/v1/refine/%lld/weights?layer=%d", (long long)job, l);
+      uint8_t *sealed = NULL, *plain = NULL;
+      size_t sl = 0, pl = 0;
+      rc = rcall(c, "GET", target, NULL, NULL, 0, 200, &sealed, &sl);
+      if (rc == HETEE_ERR_NOT_FOUND && strstr(hetee_last_error(), "session")) again = 1;
+      if (!rc) rc = hetee_client_session_open(s, sealed, sl, &plain, &pl);
+      /* a fetch whose answer never reached this party (or another process's
+       * fetch) moved the enclave's counter past ours: later counters only,
+       * so nothing older is ever accepted */
+      uint64_t was = s->chan.next_recv;
+      for (unsigned skip = 0; rc == HETEE_ERR_REPLAY && skip < 4096; skip++) {
+        s->chan.next_recv++;
+        rc = hetee_client_session_open(s, sealed, sl, &plain, &pl);
+      }
+      if (rc && sealed) {
+        s->chan.next_recv = was;
+        if (rc == HETEE_ERR_AUTH) again = 1;
+      }
+      free(sealed);
+      if (!rc) rc = sess_save(home, job, &sm, s); /* the session's counter moved */
+      if (!rc) rc = hetee_refine_fetch_parse(plain, pl, (uint32_t)model, &w);
+      if (plain) sodium_memzero(plain, pl);
+      free(plain);
     }
-    if (rc) s->chan.next_recv = was;
-    free(sealed);
-    if (!rc) rc = sess_save(home, job, &sm, s); /* the session's counter moved */
-    if (!rc) rc = hetee_refine_fetch_parse(plain, pl, (uint32_t)model, &w);
-    if (plain) sodium_memzero(plain, pl);
-    free(plain);
+    if (!rc || !again || attempt) break;
+    hetee_client_session *ns = NULL;
+    char sid[33];
+    rc = hetee_client_session_open_remote(c, &ns, sid);
+    if (!rc) {
+      hetee_client_session_free(s);
+      s = ns;
+      rc = sess_save(home, job, &sm, s);
+    }
   }
   hetee_client_session_free(s);
   if (!rc && out_onnx) rc = onnx_patch(sm.onnx, out_onnx, &w0, &w, p.first_train);

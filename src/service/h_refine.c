@@ -236,6 +236,8 @@ void h_refine_show(srv_req *q, srv_resp *r) {
     json_object_update(o, json_pack("{sI sI sI si si}", "steps", (json_int_t)j.steps, "updates", (json_int_t)j.updates,
                                     "samples", (json_int_t)j.samples, "pending_steps", pending, "enclave_holds", live));
     json_object_set_new(o, "allow", rstore_dps_json(q->S->db, j.id));
+    json_t *en = refine_live_enclave_json(q->S, j.id);
+    json_object_set_new(o, "enclave", en ? en : json_null());
     json_object_set_new(o, "validation", json_null()); /* no validation set in the service yet */
     if (j.error[0]) json_object_set_new(o, "error", json_string(j.error));
   }

@@ -59,6 +59,10 @@ int refine_live_open(server *S, int64_t id, const hetee_refine_plan *p, const ch
 int refine_live_fetch(server *S, int64_t id, int l, uint8_t **sealed, size_t *len);
 /* Asks the worker to stop job id after its current step (flushes, checkpoints). */
 int refine_live_stop(server *S, int64_t id);
+/* What the enclave's job applied, as the enclave counts it (its samples,
+ * updates and the samples of each closed epoch); NULL when the enclave
+ * does not hold the job or the worker is stepping it. */
+json_t *refine_live_enclave_json(server *S, int64_t id);
 /* Live facts for status: pending steps, whether the enclave has the job. */
 void refine_live_info(server *S, int64_t id, int *live, int *pending);
 

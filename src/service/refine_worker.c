@@ -121,10 +121,58 @@ static int reload(server *S, rjob *j) {
   return rc;
 }
 
-/* The enclave's side of the job is gone (a restart): back to the checkpoint. */
+/* Reopens the job in the (new) enclave from its sealed checkpoint
+ * (hetee_host_refine_resume: the enclave unseals its own state of the job,
+ * re-issues the trained layers' ciphertexts and checks the host's cursor
+ * against what it applied). 0: running again. */
+static int try_resume(server *S, rjob *j) {
+  char path[SRV_PATH_MAX];
+  ckpt_path(S, j->id, path);
+  hetee_refine_state *st = NULL;
+  hetee_refine_trusted *t = NULL;
+  pthread_mutex_lock(&S->en.lock);
+  sup_note_restarts(&S->en);
+  unsigned restarts = S->en.restarts_seen;
+  int rc = hetee_host_refine_resume(S->en.e, S->en.ctx, &j->plan, path, &st, &t);
+  sup_note_restarts(&S->en);
+  if (!rc && S->en.restarts_seen != restarts) {
+    hetee_refine_trusted_free(t);
+    hetee_refine_state_free(st);
+    rc = hetee_error(HETEE_ERR_IO, "the enclave restarted while resuming");
+  }
+  pthread_mutex_unlock(&S->en.lock);
+  if (rc) return rc;
+  hetee_refine_state_free(j->st);
+  j->st = st;
+  j->t = t;
+  j->en_restarts = restarts;
+  j->np = 0;
+  uint32_t e = 0, next = 0;
+  uint64_t steps = 0;
+  hetee_refine_state_cursor(st, &e, &next, &steps);
+  st_refine row;
+  rc = rstore_job_get(S->db, j->id, &row, NULL, NULL);
+  if (!rc) j->updates = row.updates;
+  if (!rc) rc = rstore_reconcile(S->db, j->id, e, next, (int64_t)steps, j->updates);
+  if (!rc) rc = rstore_job_set_state(S->db, j->id, "running", NULL);
+  if (!rc) fprintf(stderr, "hetee server: refine job %lld resumed in the enclave from its sealed checkpoint (epoch %u, sample %u)\n",
+                   (long long)j->id, e, next);
+  return rc;
+}
+
+/* The enclave's side of the job is gone (a restart): resumed from the
+ * sealed checkpoint, or (a checkpoint without the enclave's sealed state:
+ * the MP's initial one) back to it until the MP authorizes a resume. */
 static void lost(server *S, rjob *j) {
-  hetee_refine_trusted_free(j->t); /* its CLOSE fails harmlessly in the new enclave */
+  /* its CLOSE names a job id of the dead enclave (ids start at random: it
+   * names no job of the new one) */
+  pthread_mutex_lock(&S->en.lock);
+  hetee_refine_trusted_free(j->t);
+  pthread_mutex_unlock(&S->en.lock);
   j->t = NULL;
+  if (!try_resume(S, j)) return;
+  fprintf(stderr, "hetee server: refine job %lld: no resume from a sealed checkpoint: %s\n", (long long)j->id,
+          hetee_last_error());
   int rc = reload(S, j);
   if (rc) {
     char why[300];
@@ -182,14 +230,33 @@ static int checkpoint(server *S, rjob *j) {
   if (!rc && j->np) rc = rstore_progress(S->db, j->id, used_epoch, j->pb, j->pp, j->np, -1, 0, 0);
   char path[SRV_PATH_MAX];
   ckpt_path(S, j->id, path);
-  if (!rc) rc = hetee_refine_checkpoint_write(j->st, path);
+  if (!rc) {
+    /* the enclave seals its side of the job into the same file (REFINE_SAVE) */
+    pthread_mutex_lock(&S->en.lock);
+    sup_note_restarts(&S->en);
+    if (S->en.restarts_seen != j->en_restarts) rc = hetee_error(HETEE_ERR_IO, "the enclave restarted");
+    else rc = hetee_refine_checkpoint_write_sealed(j->st, j->t, path);
+    pthread_mutex_unlock(&S->en.lock);
+  }
   if (!rc) rc = rstore_progress(S->db, j->id, (int64_t)e, NULL, NULL, 0, (int64_t)steps, j->updates, samples);
   if (!rc) j->np = 0;
   (void)nb;
   return rc;
 }
 
+static int enclave_gone(server *S, rjob *j) {
+  pthread_mutex_lock(&S->en.lock);
+  sup_note_restarts(&S->en);
+  int gone = S->en.restarts_seen != j->en_restarts;
+  pthread_mutex_unlock(&S->en.lock);
+  return gone;
+}
+
 static void fail(server *S, rjob *j, const char *what) {
+  if (j->t && enclave_gone(S, j)) { /* not the job's fault: the enclave restarted under it */
+    lost(S, j);
+    return;
+  }
   char why[300];
   snprintf(why, sizeof why, "%s: %s", what, hetee_last_error());
   (void)rstore_job_set_state(S->db, j->id, "failed", why);
@@ -420,6 +487,7 @@ int refine_worker_start(server *S) {
     j->model = row.model;
     j->epochs = row.epochs;
     j->epoch_samples = row.epoch_samples;
+    if (!r2 && !try_resume(S, j)) continue;
     if (!r2) r2 = reload(S, j);
     if (r2) {
       char why[300];
@@ -511,6 +579,15 @@ int refine_live_open(server *S, int64_t id, const hetee_refine_plan *p, const ch
       j->en_restarts = restarts;
       j->finished = 0;
       j->stop_req = 0;
+      if (!resume) {
+        /* the job's state sealed by the enclave from the start, so that a
+         * restart before the first update resumes it too */
+        pthread_mutex_lock(&S->en.lock);
+        if (hetee_refine_checkpoint_write_sealed(j->st, t, ckpt))
+          fprintf(stderr, "hetee server: refine job %lld: no sealed initial checkpoint: %s\n", (long long)id,
+                  hetee_last_error());
+        pthread_mutex_unlock(&S->en.lock);
+      }
     }
   }
   pthread_mutex_unlock(&j->jl);
@@ -570,4 +647,25 @@ void refine_live_info(server *S, int64_t id, int *live, int *pending) {
     *live = 1; /* the worker is stepping it */
     *pending = -1;
   }
+}
+
+json_t *refine_live_enclave_json(server *S, int64_t id) {
+  rjob *j = find(S->refine, id);
+  if (!j || pthread_mutex_trylock(&j->jl) != 0) return NULL;
+  json_t *o = NULL;
+  if (j->t) {
+    hetee_refine_job_status st;
+    pthread_mutex_lock(&S->en.lock);
+    sup_note_restarts(&S->en);
+    int rc = S->en.restarts_seen == j->en_restarts ? hetee_host_refine_status(j->t, &st) : HETEE_ERR_STATE;
+    pthread_mutex_unlock(&S->en.lock);
+    if (!rc) {
+      json_t *ep = json_array();
+      for (uint32_t e = 0; e < st.epochs && e < HETEE_REFINE_EPOCH_LOG; e++)
+        json_array_append_new(ep, json_integer((json_int_t)st.epoch_samples[e]));
+      o = json_pack("{sI sI so}", "samples", (json_int_t)st.samples, "updates", (json_int_t)st.updates, "epoch_samples", ep);
+    }
+  }
+  pthread_mutex_unlock(&j->jl);
+  return o;
 }

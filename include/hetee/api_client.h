@@ -126,6 +126,7 @@ HETEE_API void hetee_client_results_free(hetee_release_result *r, size_t n);
  * the job; that session is kept in HOME/refine-JOB.session (mode 0600) so
  * that fetch / promote work from another process of the same party. */
 struct hetee_refine_weights;
+struct hetee_refine_schedule;
 typedef struct hetee_client_refine_options {
   const char *onnx_path;
   uint32_t batch;      /* B, 0: 64 */
@@ -138,6 +139,7 @@ typedef struct hetee_client_refine_options {
   uint32_t epoch_samples; /* samples in the job's data set (epochs > 0) */
   const uint8_t (*dps)[32]; /* the data providers that may contribute */
   size_t ndps;
+  const struct hetee_refine_schedule *schedule; /* learning-rate schedule (NULL: constant) */
 } hetee_client_refine_options;
 HETEE_API int hetee_client_refine_start(hetee_client_conn *c, const char *home, int64_t model_id,
                                         const hetee_client_refine_options *o, int64_t *job_id) HETEE_WUR;

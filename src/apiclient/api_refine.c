@@ -297,6 +297,7 @@ int hetee_client_refine_start(hetee_client_conn *c, const char *home, int64_t mo
   if (!rc) rc = hetee_refine_weights_from_model(m, &w);
   hetee_nn_model_free(m);
   if (!rc) rc = hetee_refine_plan_build(&w, &cfg, 0, &p);
+  if (!rc && o->schedule) rc = hetee_refine_plan_set_schedule(&p, o->schedule);
   if (!rc) rc = hetee_refine_spec_encode(&p, &spec, &sl);
   if (!rc) rc = hetee_refine_state_encrypt(ctx, pk, &p, &w, &s);
   hetee_refine_weights_clear(&w);

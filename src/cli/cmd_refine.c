@@ -64,6 +64,8 @@ static int refine_start(int argc, char **argv) {
       {"train", "last|all|K", 't', "which dense layers train: the last one (default), all, or the last K"},
       {"loss", "xent|mse", 'L', "softmax cross-entropy (default) or mean squared error"},
       {"lr", "X", 'r', "learning rate (default 0.05)"},
+      {"lr-schedule", "KIND", 'R', "constant (default), step:K:GAMMA (lr x GAMMA every K updates) or\n"
+                                   "cosine:U[:MIN] (from lr to MIN, default 0, over U updates)"},
       {"momentum", "X", 'M', "SGD momentum, 0..0.999 (default 0)"},
       {"weight-decay", "X", 'w', "L2 weight decay (default 0)"},
       {"seed", "S", 'S', "seed of the data order of epochs after the first (default 2026)"},
@@ -77,12 +79,14 @@ static int refine_start(int argc, char **argv) {
   static const hetee_cli_cmd cmd = {
       "hetee refine start",
       "hetee refine start --model ID --onnx MODEL.onnx --allow DP.pub... [--batch B] [--accumulate A]\n"
-      "                          [--train last|all|K] [--loss xent|mse] [--lr X] [--momentum X] [--weight-decay X]\n"
-      "                          [--epochs E --epoch-samples N | --continuous] [--home DIR] [--server URL]",
+      "                          [--train last|all|K] [--loss xent|mse] [--lr X] [--lr-schedule KIND] [--momentum X]\n"
+      "                          [--weight-decay X] [--epochs E --epoch-samples N | --continuous] [--home DIR]\n"
+      "                          [--server URL]",
       "Model provider: starts refining a model on data providers' encrypted labelled samples. Encrypts\n"
       "the initial weights under the attested enclave's key and authorizes the job in an enclave session\n"
-      "(kept in HOME/refine-ID.session: the refined weights are sealed to it). Prints the job id alone on\n"
-      "the last line of stdout.",
+      "(kept in HOME/refine-ID.session: the refined weights are sealed to it). The job survives restarts\n"
+      "of the server and its enclave (sealed checkpoints). Prints the job id alone on the last line of\n"
+      "stdout.",
       opts};
   char hb[1024];
   const char *home = home_default(hb, sizeof hb), *url = DEFAULT_SERVER, *onnx = NULL;
@@ -92,6 +96,7 @@ static int refine_start(int argc, char **argv) {
   hetee_client_refine_options o = {.batch = 64, .accumulate = 1, .train_layers = 1, .loss = HETEE_REFINE_LOSS_XENT,
                                    .lr = 0.05, .seed = 2026};
   int continuous = 0;
+  static hetee_refine_schedule sched;
   hetee_cli_parser p;
   hetee_cli_parser_init(&p, &cmd, argc, argv);
   for (int k; (k = hetee_cli_next(&p)) != -1;) {
@@ -120,6 +125,29 @@ static int refine_start(int argc, char **argv) {
       else return hetee_cli_error(&cmd, "--loss is xent or mse, not '%s'", p.arg);
       break;
     case 'r': if (parse_double(&cmd, "--lr", p.arg, 1e-9, 100, &o.lr)) return 2; break;
+    case 'R': {
+      unsigned a = 0;
+      double g = 0;
+      char tail;
+      memset(&sched, 0, sizeof sched);
+      if (!strcmp(p.arg, "constant")) {
+        sched.kind = HETEE_REFINE_LR_CONSTANT;
+      } else if (sscanf(p.arg, "step:%u:%lf%c", &a, &g, &tail) == 2 && a >= 1 && g > 0 && g <= 1) {
+        sched.kind = HETEE_REFINE_LR_STEP;
+        sched.step_every = a;
+        sched.gamma = g;
+      } else if (!strncmp(p.arg, "cosine:", 7) && (sscanf(p.arg, "cosine:%u:%lf%c", &a, &g, &tail) == 2 ||
+                                                    (sscanf(p.arg, "cosine:%u%c", &a, &tail) == 1 && (g = 0, 1))) &&
+                 a >= 1 && g >= 0) {
+        sched.kind = HETEE_REFINE_LR_COSINE;
+        sched.total = a;
+        sched.lr_min = g;
+      } else {
+        return hetee_cli_error(&cmd, "--lr-schedule is constant, step:K:GAMMA (K >= 1, 0 < GAMMA <= 1) or cosine:U[:MIN], not '%s'", p.arg);
+      }
+      o.schedule = &sched;
+      break;
+    }
     case 'M': if (parse_double(&cmd, "--momentum", p.arg, 0, 0.999, &o.momentum)) return 2; break;
     case 'w': if (parse_double(&cmd, "--weight-decay", p.arg, 0, 1, &o.weight_decay)) return 2; break;
     case 'S': if (hetee_cli_uint(&cmd, "--seed", p.arg, 0xffffffffu, &v)) return 2; o.seed = v; break;

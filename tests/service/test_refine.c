@@ -2,7 +2,8 @@
  * test_refine.c — refine jobs through the real `hetee server` and its
  * enclave on loopback, driven by the client library and the CLI:
  *  - epoch: the MP uploads models/mlp_small.onnx and starts a refine job
- *    (last layer, B 64, accumulate 2, momentum, one epoch over N samples);
+ *    (last layer, B 64, accumulate 2, momentum, a step learning-rate
+ *    schedule, one epoch over N samples);
  *    a DP the policy does not name is refused (403) before and at
  *    submission; the named DP submits N encrypted labelled samples; the
  *    job runs to the end of its epoch (a partial accumulation flushed);
@@ -95,6 +96,7 @@ static void plain_ref(const char *onnx, const hetee_client_refine_options *o, co
   hetee_refine_config cfg = {o->batch, o->accumulate, o->train_layers, o->loss, o->lr, o->momentum, o->weight_decay, o->seed};
   hetee_refine_plan p;
   assert_int_equal(hetee_refine_plan_build(w, &cfg, 0, &p), 0);
+  if (o->schedule) assert_int_equal(hetee_refine_plan_set_schedule(&p, o->schedule), 0);
   hetee_refine_plain t;
   assert_int_equal(hetee_refine_plain_init(&t, &p, w), 0);
   uint32_t idx[64];
@@ -127,6 +129,9 @@ static void test_epoch(void **state) {
   assert_int_equal(hetee_client_connect(F->url, F->dp1, &dp1), 0);
   assert_int_equal(hetee_client_connect(F->url, F->dp2, &dp2), 0);
   hetee_client_refine_options o = opts(onnx, 2, 0.5, (uint32_t)NTRAIN);
+  /* a step schedule: the rate halves at every update (the enclave applies it) */
+  hetee_refine_schedule sched = {.kind = HETEE_REFINE_LR_STEP, .step_every = 1, .gamma = 0.5};
+  o.schedule = &sched;
   int64_t job = 0;
   int rc = hetee_client_refine_start(mp, F->mp, MODEL, &o, &job);
   if (rc) fprintf(stderr, "start: %s\n", hetee_last_error());

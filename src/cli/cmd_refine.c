@@ -190,23 +190,31 @@ static int refine_start(int argc, char **argv) {
 
 /* ---- submit ------------------------------------------------------------- */
 static int refine_submit(int argc, char **argv) {
-  static const hetee_cli_opt opts[] = {JOB_OPT, {"count", "N", 'n', "use only the first N samples"}, HOME_OPT, SERVER_OPT,
+  static const hetee_cli_opt opts[] = {JOB_OPT,
+                                       {"count", "N", 'n', "submit N samples (default: all from --offset on)"},
+                                       {"offset", "K", 'k', "start at sample K (default 0)"},
+                                       HOME_OPT,
+                                       SERVER_OPT,
                                        {0, 0, 0, 0}};
   static const hetee_cli_cmd cmd = {
-      "hetee refine submit", "hetee refine submit --job ID IMAGES LABELS [--count N] [--home DIR] [--server URL]",
+      "hetee refine submit",
+      "hetee refine submit --job ID IMAGES LABELS [--count N] [--offset K] [--home DIR] [--server URL]",
       "Data provider: encrypts labelled samples (IMAGES and LABELS as IDX or .npy) under the attested\n"
       "enclave's key, in batches of the job's size, and submits them to a refine job whose policy names\n"
       "this data provider. Prints how many samples were acknowledged.",
       opts};
   char hb[1024];
   const char *home = home_default(hb, sizeof hb), *url = DEFAULT_SERVER;
-  unsigned job = 0, count = 0;
+  unsigned job = 0, count = 0, offset = 0;
   hetee_cli_parser p;
   hetee_cli_parser_init(&p, &cmd, argc, argv);
   for (int k; (k = hetee_cli_next(&p)) != -1;) {
     switch (k) {
     case 'j': if (hetee_cli_uint(&cmd, "--job", p.arg, 0x7fffffff, &job)) return 2; break;
     case 'n': if (hetee_cli_uint(&cmd, "--count", p.arg, 1u << 24, &count)) return 2; break;
+    case 'k':
+      if (strcmp(p.arg, "0") && hetee_cli_uint(&cmd, "--offset", p.arg, 1u << 24, &offset)) return 2;
+      break;
     case 'H': home = p.arg; break;
     case 's': url = p.arg; break;
     case HETEE_CLI_HELP: return 0;
@@ -231,9 +239,13 @@ static int refine_submit(int argc, char **argv) {
     hetee_cli_error(&cmd, "%zu images but %zu labels", n_img, hetee_nn_data_count(labels));
     goto out;
   }
-  size_t n = count ? count : n_img;
-  if (n > n_img) {
-    hetee_cli_error(&cmd, "--count %zu but only %zu images", n, n_img);
+  if (offset >= n_img) {
+    hetee_cli_error(&cmd, "--offset %u but only %zu images", offset, n_img);
+    goto out;
+  }
+  size_t n = count ? count : n_img - offset;
+  if (n > n_img - offset) {
+    hetee_cli_error(&cmd, "--count %zu from --offset %u but only %zu images", n, offset, n_img);
     goto out;
   }
   code = 1;
@@ -261,8 +273,8 @@ static int refine_submit(int argc, char **argv) {
   x = malloc(n * per * sizeof *x);
   y = malloc(n * sizeof *y);
   if (!x || !y) goto out;
-  for (size_t i = 0; i < n * per; i++) x[i] = (float)(hetee_nn_data_values(images)[i] * scale);
-  for (size_t i = 0; i < n; i++) y[i] = hetee_nn_data_values(labels)[i];
+  for (size_t i = 0; i < n * per; i++) x[i] = (float)(hetee_nn_data_values(images)[(size_t)offset * per + i] * scale);
+  for (size_t i = 0; i < n; i++) y[i] = hetee_nn_data_values(labels)[(size_t)offset + i];
   size_t nb = 0;
   hetee_cli_progress *pr = hetee_cli_progress_start("encrypting and submitting samples", 0);
   rc = hetee_client_refine_submit(cn, job, x, y, n, &nb);

@@ -136,7 +136,9 @@ static int reload(server *S, rjob *j) {
  * (hetee_host_refine_resume: the enclave unseals its own state of the job,
  * re-issues the trained layers' ciphertexts and checks the host's cursor
  * against what it applied). 0: running again. */
-static int try_resume(server *S, rjob *j) {
+static int try_resume_(server *S, rjob *j, int keep_state);
+static int try_resume(server *S, rjob *j) { return try_resume_(S, j, 0); }
+static int try_resume_(server *S, rjob *j, int keep_state) {
   char path[SRV_PATH_MAX];
   ckpt_path(S, j->id, path);
   hetee_refine_state *st = NULL;
@@ -165,7 +167,7 @@ static int try_resume(server *S, rjob *j) {
   rc = rstore_job_get(S->db, j->id, &row, NULL, NULL);
   if (!rc) j->updates = row.updates;
   if (!rc) rc = rstore_reconcile(S->db, j->id, e, next, (int64_t)steps, j->updates);
-  if (!rc) rc = rstore_job_set_state(S->db, j->id, "running", NULL);
+  if (!rc && !keep_state) rc = rstore_job_set_state(S->db, j->id, "running", NULL);
   if (!rc) fprintf(stderr, "hetee server: refine job %lld resumed in the enclave from its sealed checkpoint (epoch %u, sample %u)\n",
                    (long long)j->id, e, next);
   return rc;
@@ -635,10 +637,39 @@ int refine_live_open(server *S, int64_t id, const hetee_refine_plan *p, const ch
 
 int refine_live_fetch(server *S, int64_t id, int l, uint8_t **sealed, size_t *len) {
   rjob *j = find(S->refine, id);
-  if (!j) return hetee_error(HETEE_ERR_STATE, "refine job %lld is not live in this server", (long long)id);
-  pthread_mutex_lock(&j->jl);
   int rc = 0;
-  if (!j->t) rc = hetee_error(HETEE_ERR_STATE, "the enclave does not hold refine job %lld (resume it first)", (long long)id);
+  if (!j) {
+    /* a job that finished before this server started */
+    st_refine row;
+    rc = rstore_job_get(S->db, id, &row, NULL, NULL);
+    if (!rc && strcmp(row.state, "done") && strcmp(row.state, "stopped") && strcmp(row.state, "failed"))
+      rc = hetee_error(HETEE_ERR_STATE, "refine job %lld is %s", (long long)id, row.state);
+    if (!rc && !(j = find_or_add(S->refine, id))) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+    if (rc) return rc;
+    pthread_mutex_lock(&j->jl);
+    if (!j->t && !j->st) {
+      j->finished = 1;
+      rc = spec_plan(S, id, &row, &j->plan);
+      j->model = row.model;
+      j->epochs = row.epochs;
+      j->epoch_samples = row.epoch_samples;
+    }
+    pthread_mutex_unlock(&j->jl);
+    if (rc) return rc;
+  }
+  pthread_mutex_lock(&j->jl);
+  if (j->finished && (!j->t || enclave_gone(S, j))) {
+    /* a finished job the enclave no longer holds (a restart): reopened from
+     * its sealed checkpoint for the fetch; its state stays as it is */
+    if (j->t) {
+      pthread_mutex_lock(&S->en.lock);
+      hetee_refine_trusted_free(j->t);
+      pthread_mutex_unlock(&S->en.lock);
+      j->t = NULL;
+    }
+    rc = try_resume_(S, j, 1);
+  }
+  if (!rc && !j->t) rc = hetee_error(HETEE_ERR_STATE, "the enclave does not hold refine job %lld (resume it first)", (long long)id);
   if (!rc && (l < j->plan.first_train || l >= j->plan.nl))
     rc = hetee_error(HETEE_ERR_INVALID_ARG, "layer %d does not train in this job (trained: %d..%d)", l, j->plan.first_train,
                      j->plan.nl - 1);
@@ -646,7 +677,7 @@ int refine_live_fetch(server *S, int64_t id, int l, uint8_t **sealed, size_t *le
     pthread_mutex_lock(&S->en.lock);
     sup_note_restarts(&S->en);
     if (S->en.restarts_seen != j->en_restarts)
-      rc = hetee_error(HETEE_ERR_STATE, "the enclave restarted: resume refine job %lld first", (long long)id);
+      rc = hetee_error(HETEE_ERR_STATE, "the enclave restarted: refine job %lld resumes at its next step", (long long)id);
     else rc = hetee_host_refine_fetch(j->t, j->st, l, sealed, len);
     pthread_mutex_unlock(&S->en.lock);
   }

@@ -18,7 +18,9 @@
  *    MP's resume (the enclave's side was lost), then finishes; the store's
  *    record shows every batch used exactly once in the epoch, at
  *    consecutive positions, and the weights equal plaintext SGD over the
- *    same samples (a batch used twice or skipped would move them).
+ *    same samples (a batch used twice or skipped would move them); after
+ *    a clean restart the finished job's weights are fetched again (the
+ *    enclave reopens it from its sealed checkpoint), the same.
  * HETEE_TEST_QUICK=1: fewer samples.
  */
 #include "service_fixture.h"
@@ -360,6 +362,22 @@ static void test_kill9(void **state) {
   double d = hetee_refine_weights_maxdiff(&we, &wp, 0);
   fprintf(stderr, "refine kill9: encrypted (resumed) vs plaintext max |dw| %.3g\n", d);
   assert_true(d < 1e-4);
+  /* a finished job after a clean restart of the server: the enclave reopens
+   * it from its sealed checkpoint for the fetch; the same weights, the job
+   * still done */
+  hetee_client_disconnect(mp);
+  sfx_stop(F, SIGTERM);
+  sfx_start(F);
+  assert_int_equal(hetee_client_connect(F->url, F->mp, &mp), 0);
+  hetee_refine_weights w2;
+  rc = hetee_client_refine_fetch(mp, F->mp, job, NULL, &w2);
+  if (rc) fprintf(stderr, "fetch after restart: %s\n", hetee_last_error());
+  assert_int_equal(rc, 0);
+  assert_true(hetee_refine_weights_maxdiff(&w2, &we, 0) == 0.0);
+  s = status(mp, job);
+  assert_string_equal(json_string_value(json_object_get(s, "state")), "done");
+  json_decref(s);
+  hetee_refine_weights_clear(&w2);
   hetee_refine_weights_clear(&we);
   hetee_refine_weights_clear(&wp);
   hetee_client_disconnect(mp);

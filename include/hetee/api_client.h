@@ -140,6 +140,11 @@ typedef struct hetee_client_refine_options {
   const uint8_t (*dps)[32]; /* the data providers that may contribute */
   size_t ndps;
   const struct hetee_refine_schedule *schedule; /* learning-rate schedule (NULL: constant) */
+  /* optional validation set (val_count samples, scaled as the model expects;
+   * labels as class indices): encrypted here, measured by the enclave after
+   * each epoch, the report sealed to this MP */
+  const float *val_x, *val_labels;
+  uint32_t val_count;
 } hetee_client_refine_options;
 HETEE_API int hetee_client_refine_start(hetee_client_conn *c, const char *home, int64_t model_id,
                                         const hetee_client_refine_options *o, int64_t *job_id) HETEE_WUR;
@@ -152,6 +157,15 @@ HETEE_API int hetee_client_refine_wait(hetee_client_conn *c, int64_t job, int ti
 /* After the enclave lost the job (state needs_auth): authorizes its last
  * checkpoint in a new session (stored in HOME, replacing the old one). */
 HETEE_API int hetee_client_refine_resume(hetee_client_conn *c, const char *home, int64_t job) HETEE_WUR;
+/* The enclave's validation reports of the job (one per epoch done, opened
+ * with the job's session; each must carry the digest of the label
+ * ciphertexts this MP encrypted): up to max into reports / epochs, *n how
+ * many. A report is checked as the enclave's for this job's session and
+ * model; its sequence position is not (reports carry their update count). */
+struct hetee_refine_val_report;
+HETEE_API int hetee_client_refine_validation(hetee_client_conn *c, const char *home, int64_t job, size_t max,
+                                             struct hetee_refine_val_report *reports, uint32_t *epochs,
+                                             size_t *n) HETEE_WUR;
 /* The newest refine job of this MP on model. */
 HETEE_API int hetee_client_refine_latest(hetee_client_conn *c, int64_t model, int64_t *job) HETEE_WUR;
 /* The refined weights of every trained layer, sealed by the enclave to the

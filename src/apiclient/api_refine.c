@@ -144,6 +144,8 @@ static int job_plan(hetee_client_conn *c, int64_t job, hetee_refine_plan *p, int
 typedef struct {
   char url[512], onnx[1024];
   int64_t model;
+  int have_vd;
+  uint8_t vd[32]; /* the digest of the validation set's label ciphertexts */
 } sess_meta;
 
 static void sess_path(const char *home, int64_t job, char out[1200]) {
@@ -171,6 +173,11 @@ static int sess_save(const char *home, int64_t job, const sess_meta *m, const he
   fprintf(f, "url %s\nmodel %lld\nonnx %s\nsession %s %s %s %u %u %llu %llu %u %s\n", m->url, (long long)m->model,
           m->onnx, id, ks, kr, ch->dir_send, ch->dir_recv, (unsigned long long)ch->next_send,
           (unsigned long long)ch->next_recv, ch->role, pk);
+  if (m->have_vd) {
+    char vd[65];
+    reqsig_hex(m->vd, 32, vd);
+    fprintf(f, "valdigest %s\n", vd);
+  }
   sodium_memzero(ks, sizeof ks);
   sodium_memzero(kr, sizeof kr);
   int bad = fflush(f) != 0 || fsync(fileno(f)) != 0;
@@ -199,6 +206,8 @@ static int sess_load(const char *home, int64_t job, sess_meta *m, hetee_client_s
     line[strcspn(line, "\n")] = 0;
     if (!strncmp(line, "url ", 4) && strlen(line + 4) < sizeof m->url) memcpy(m->url, line + 4, strlen(line + 4) + 1);
     else if (!strncmp(line, "model ", 6)) m->model = strtoll(line + 6, NULL, 10);
+    else if (!strncmp(line, "valdigest ", 10) && strlen(line + 10) == 64 && !reqsig_unhex(line + 10, m->vd, 32))
+      m->have_vd = 1;
     else if (!strncmp(line, "onnx ", 5) && strlen(line + 5) < sizeof m->onnx) memcpy(m->onnx, line + 5, strlen(line + 5) + 1);
     else if (!strncmp(line, "session ", 8)) {
       char id[64], ks[80], kr[80], pk[80];
@@ -350,13 +359,39 @@ int hetee_client_refine_start(hetee_client_conn *c, const char *home, int64_t mo
   int64_t id = rc ? 0 : (int64_t)json_integer_value(json_object_get(a, "id"));
   json_decref(a);
   if (!rc && id < 1) rc = hetee_error(HETEE_ERR_PROTOCOL, "no refine job id in the answer");
+  sess_meta sm;
+  memset(&sm, 0, sizeof sm);
   if (!rc) {
-    sess_meta sm;
-    memset(&sm, 0, sizeof sm);
     snprintf(sm.url, sizeof sm.url, "%s", url);
     sm.model = model_id;
     if (!realpath(o->onnx_path, sm.onnx)) snprintf(sm.onnx, sizeof sm.onnx, "%s", o->onnx_path);
     rc = sess_save(home, id, &sm, sess);
+  }
+  if (!rc && o->val_count) {
+    /* the validation set, encrypted here under the attested key */
+    hetee_refine_valset *vs = NULL;
+    uint8_t *vb = NULL;
+    size_t vl = 0;
+    /* the session above attested afresh: the connection's keys are new objects */
+    rc = api_conn_keys(c, &ctx, &pk, &key, &url);
+    if (!rc) rc = hetee_refine_valset_encrypt(ctx, pk, &p, o->val_x, o->val_labels, o->val_count, &vs);
+    if (!rc) rc = hetee_refine_valset_labels_digest(vs, sm.vd);
+    if (!rc) rc = rvalset_save(ctx, vs, &vb, &vl);
+    hetee_refine_valset_free(vs);
+    char target[96];
+    snprintf(target, sizeof target, "/v1/refine/%lld/valset", (long long)id);
+    if (!rc) rc = rcall(c, "PUT", target, "application/octet-stream", vb, vl, 200, NULL, NULL);
+    free(vb);
+    sm.have_vd = !rc;
+    if (!rc) rc = sess_save(home, id, &sm, sess);
+    if (rc) {
+      /* the job runs without it: say so, keep the job id */
+      char why[300];
+      snprintf(why, sizeof why, "%s", hetee_last_error());
+      hetee_client_session_free(sess);
+      *job_id = id;
+      return hetee_error(rc, "refine job %lld started, but its validation set was not stored: %s", (long long)id, why);
+    }
   }
   hetee_client_session_free(sess);
   if (rc) return rc;
@@ -447,6 +482,52 @@ int hetee_client_refine_resume(hetee_client_conn *c, const char *home, int64_t j
   free(auth);
   if (!rc) rc = sess_save(home, job, &sm, sess);
   hetee_client_session_free(sess);
+  return rc;
+}
+
+int hetee_client_refine_validation(hetee_client_conn *c, const char *home, int64_t job, size_t max,
+                                   hetee_refine_val_report *reports, uint32_t *epochs, size_t *n) {
+  if (!c || !home || job < 1 || !n || (max && (!reports || !epochs))) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  *n = 0;
+  sess_meta sm;
+  hetee_client_session *s = NULL;
+  int rc = sess_load(home, job, &sm, &s);
+  if (rc) return rc;
+  char *js = NULL;
+  rc = hetee_client_refine_status(c, job, &js);
+  json_t *j = rc ? NULL : json_loads(js, 0, NULL);
+  free(js);
+  json_t *va = json_object_get(j, "validation");
+  for (size_t i = 0; !rc && i < json_array_size(va) && *n < max; i++) {
+    json_t *e = json_array_get(va, i);
+    uint8_t *sealed = NULL, *plain = NULL;
+    size_t sl = 0, pl = 0;
+    rc = unhex_str(json_string_value(json_object_get(e, "report")), &sealed, &sl);
+    /* reports were sealed at epoch ends, between fetches: opened with a copy
+     * of the session at each counter up to ours (what they claim is checked
+     * below; their update counts order them) */
+    hetee_client_session *t = rc ? NULL : sodium_malloc(sizeof *t);
+    if (!rc && !t) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+    int orc = HETEE_ERR_AUTH;
+    for (uint64_t k = 0; !rc && orc && k < s->chan.next_recv + 4096; k++) {
+      memcpy(t, s, sizeof *t);
+      t->chan.next_recv = k;
+      orc = hetee_client_session_open(t, sealed, sl, &plain, &pl);
+    }
+    if (t) hetee_client_session_free(t);
+    free(sealed);
+    if (!rc && orc) rc = hetee_error(orc, "validation report of epoch %lld: does not open with this job's session",
+                                     (long long)json_integer_value(json_object_get(e, "epoch")));
+    if (!rc) rc = hetee_refine_val_report_parse(plain, pl, (uint32_t)sm.model, &reports[*n]);
+    if (!rc && (!sm.have_vd || sodium_memcmp(reports[*n].labels_digest, sm.vd, 32)))
+      rc = hetee_error(HETEE_ERR_AUTH, "validation report of epoch %lld: not over this MP's validation labels",
+                       (long long)json_integer_value(json_object_get(e, "epoch")));
+    if (plain) sodium_memzero(plain, pl);
+    free(plain);
+    if (!rc) epochs[(*n)++] = (uint32_t)json_integer_value(json_object_get(e, "epoch"));
+  }
+  json_decref(j);
+  hetee_client_session_free(s);
   return rc;
 }
 

@@ -71,6 +71,10 @@ static int refine_start(int argc, char **argv) {
       {"seed", "S", 'S', "seed of the data order of epochs after the first (default 2026)"},
       {"epochs", "E", 'e', "train E epochs over a data set of --epoch-samples samples, then stop"},
       {"epoch-samples", "N", 'N', "samples in the data set (with --epochs); submissions beyond it are refused"},
+      {"val-images", "IMAGES", 'V', "a validation set (IDX or .npy) the enclave measures loss and accuracy on\n"
+                                    "after each epoch, for you only (encrypted here)"},
+      {"val-labels", "LABELS", 'W', "its labels (with --val-images)"},
+      {"val-count", "N", 'C', "use the first N validation samples (default all)"},
       {"continuous", NULL, 'c', "use every submitted sample once as it arrives, until stopped (the default\n"
                                 "without --epochs)"},
       HOME_OPT,
@@ -80,8 +84,8 @@ static int refine_start(int argc, char **argv) {
       "hetee refine start",
       "hetee refine start --model ID --onnx MODEL.onnx --allow DP.pub... [--batch B] [--accumulate A]\n"
       "                          [--train last|all|K] [--loss xent|mse] [--lr X] [--lr-schedule KIND] [--momentum X]\n"
-      "                          [--weight-decay X] [--epochs E --epoch-samples N | --continuous] [--home DIR]\n"
-      "                          [--server URL]",
+      "                          [--weight-decay X] [--epochs E --epoch-samples N | --continuous]\n"
+      "                          [--val-images IMAGES --val-labels LABELS [--val-count N]] [--home DIR] [--server URL]",
       "Model provider: starts refining a model on data providers' encrypted labelled samples. Encrypts\n"
       "the initial weights under the attested enclave's key and authorizes the job in an enclave session\n"
       "(kept in HOME/refine-ID.session: the refined weights are sealed to it). The job survives restarts\n"
@@ -96,6 +100,8 @@ static int refine_start(int argc, char **argv) {
   hetee_client_refine_options o = {.batch = 64, .accumulate = 1, .train_layers = 1, .loss = HETEE_REFINE_LOSS_XENT,
                                    .lr = 0.05, .seed = 2026};
   int continuous = 0;
+  const char *val_images = NULL, *val_labels = NULL;
+  unsigned val_count = 0;
   static hetee_refine_schedule sched;
   hetee_cli_parser p;
   hetee_cli_parser_init(&p, &cmd, argc, argv);
@@ -154,6 +160,9 @@ static int refine_start(int argc, char **argv) {
     case 'e': if (hetee_cli_uint(&cmd, "--epochs", p.arg, 1000, &o.epochs)) return 2; break;
     case 'N': if (hetee_cli_uint(&cmd, "--epoch-samples", p.arg, 0xffffffffu, &o.epoch_samples)) return 2; break;
     case 'c': continuous = 1; break;
+    case 'V': val_images = p.arg; break;
+    case 'W': val_labels = p.arg; break;
+    case 'C': if (hetee_cli_uint(&cmd, "--val-count", p.arg, 1u << 20, &val_count)) return 2; break;
     case 'H': home = p.arg; break;
     case 's': url = p.arg; break;
     case HETEE_CLI_HELP: return 0;
@@ -167,17 +176,56 @@ static int refine_start(int argc, char **argv) {
   if (!nallow) return hetee_cli_error(&cmd, "at least one --allow DP.pub is required (who may submit samples)");
   if (continuous && (o.epochs || o.epoch_samples)) return hetee_cli_error(&cmd, "--continuous excludes --epochs / --epoch-samples");
   if ((o.epochs > 0) != (o.epoch_samples > 0)) return hetee_cli_error(&cmd, "--epochs E and --epoch-samples N go together");
+  if (!val_images != !val_labels) return hetee_cli_error(&cmd, "--val-images and --val-labels go together");
   o.onnx_path = onnx;
   o.dps = (const uint8_t(*)[32])dps;
   o.ndps = (size_t)nallow;
+  float *vx = NULL, *vy = NULL;
+  if (val_images) {
+    /* scaled as the model expects: uint8 pixels by the ONNX model's input scale */
+    hetee_nn_data *vi = NULL, *vl = NULL;
+    hetee_nn_model *m = NULL;
+    if (hetee_nn_images_load(val_images, &vi) || hetee_nn_labels_load(val_labels, &vl) || hetee_nn_model_load(onnx, &m)) {
+      hetee_nn_data_free(vi);
+      hetee_nn_data_free(vl);
+      return failed(cmd.name, "validation set", HETEE_ERR_FORMAT);
+    }
+    size_t nv = hetee_nn_data_dims(vi)[0], per = nv ? hetee_nn_data_count(vi) / nv : 0;
+    size_t n = val_count ? val_count : nv;
+    double sc = hetee_nn_data_dtype(vi) == HETEE_NN_U8 ? hetee_nn_model_input_scale(m) : 1.0;
+    size_t nlab = hetee_nn_data_count(vl), want = hetee_nn_model_input_size(m);
+    int bad = nlab != nv || n > nv || per != want;
+    if (!bad) {
+      vx = malloc(n * per * sizeof *vx);
+      vy = malloc(n * sizeof *vy);
+      for (size_t i = 0; vx && vy && i < n * per; i++) vx[i] = (float)(hetee_nn_data_values(vi)[i] * sc);
+      for (size_t i = 0; vx && vy && i < n; i++) vy[i] = hetee_nn_data_values(vl)[i];
+    }
+    hetee_nn_data_free(vi);
+    hetee_nn_data_free(vl);
+    hetee_nn_model_free(m);
+    if (bad)
+      return hetee_cli_error(&cmd, "validation set: %zu images of %zu values, %zu labels, --val-count %zu; the model takes %zu values",
+                             nv, per, nlab, n, want);
+    if (!vx || !vy) return failed(cmd.name, "validation set", HETEE_ERR_NOMEM);
+    o.val_x = vx;
+    o.val_labels = vy;
+    o.val_count = (uint32_t)n;
+  }
   hetee_client_conn *cn = NULL;
   int rc = hetee_client_connect(url, home, &cn);
-  if (rc) return failed(cmd.name, "connect", rc);
+  if (rc) {
+    free(vx);
+    free(vy);
+    return failed(cmd.name, "connect", rc);
+  }
   int64_t id = 0;
   hetee_cli_progress *pr = hetee_cli_progress_start("encrypting the initial weights and starting the job", 0);
   rc = hetee_client_refine_start(cn, home, model, &o, &id);
   hetee_cli_progress_end(pr);
   hetee_client_disconnect(cn);
+  free(vx);
+  free(vy);
   if (rc) return failed(cmd.name, onnx, rc);
   if (o.epochs)
     printf("refine job started on model %u: %u epoch%s over %u samples, batch %u, lr %g\n", model, o.epochs,
@@ -369,6 +417,20 @@ static int refine_simple(int argc, char **argv, int which) {
       json_t *e = json_array_get(u, i);
       printf("  epoch %lld used %lld samples (%lld batches)\n", json_integer_value(json_object_get(e, "epoch")),
              json_integer_value(json_object_get(e, "samples")), json_integer_value(json_object_get(e, "batches")));
+    }
+    if (json_array_size(json_object_get(j, "validation"))) {
+      /* the enclave's reports, opened with the job's session in this home */
+      hetee_refine_val_report rep[64];
+      uint32_t ep2[64];
+      size_t nr = 0;
+      hetee_client_conn *c2 = NULL;
+      rc = hetee_client_connect(url, home, &c2);
+      if (!rc) rc = hetee_client_refine_validation(c2, home, job, 64, rep, ep2, &nr);
+      hetee_client_disconnect(c2);
+      if (rc) fprintf(stderr, "%s: validation reports: %s: %s\n", cmd->name, hetee_strerror(rc), hetee_last_error());
+      for (size_t i = 0; i < nr; i++)
+        printf("  validation after epoch %u (%llu updates): loss %.4f, accuracy %.4f on %llu samples\n", ep2[i],
+               (unsigned long long)rep[i].updates, rep[i].loss, rep[i].accuracy, (unsigned long long)rep[i].samples);
     }
   }
   json_decref(j);

@@ -238,7 +238,26 @@ void h_refine_show(srv_req *q, srv_resp *r) {
     json_object_set_new(o, "allow", rstore_dps_json(q->S->db, j.id));
     json_t *en = refine_live_enclave_json(q->S, j.id);
     json_object_set_new(o, "enclave", en ? en : json_null());
-    json_object_set_new(o, "validation", json_null()); /* no validation set in the service yet */
+    /* the enclave's validation reports, sealed to the MP, one per epoch done */
+    char vp[SRV_PATH_MAX];
+    blob_path(q->S, vp, "refine", j.id, "htrv");
+    json_t *va = json_null();
+    if (access(vp, F_OK) == 0) {
+      va = json_array();
+      for (int64_t e = 0; e < j.epoch && e < 100000; e++) {
+        char ext[32];
+        snprintf(ext, sizeof ext, "val%lld", (long long)e);
+        blob_path(q->S, vp, "refine", j.id, ext);
+        uint8_t *rb = NULL;
+        size_t rl = 0;
+        if (blob_read(vp, 1u << 16, &rb, &rl)) continue;
+        char *rh = hex_alloc(rb, rl);
+        free(rb);
+        json_array_append_new(va, json_pack("{sI ss}", "epoch", (json_int_t)e, "report", rh ? rh : ""));
+        free(rh);
+      }
+    }
+    json_object_set_new(o, "validation", va);
     if (j.error[0]) json_object_set_new(o, "error", json_string(j.error));
   }
   resp_json(r, 200, o);
@@ -299,6 +318,35 @@ void h_refine_resume(srv_req *q, srv_resp *r) {
     return;
   }
   resp_json(r, 200, json_pack("{sI ss}", "id", (json_int_t)j.id, "state", "running"));
+}
+
+void h_refine_valset(srv_req *q, srv_resp *r) {
+  st_refine j;
+  uint8_t *spec = NULL, *buf = NULL;
+  size_t sl = 0, len = 0;
+  if (visible_job(q, r, &j, 1, &spec, &sl)) return;
+  hetee_refine_plan p;
+  int rc = hetee_refine_spec_decode(spec, sl, &p);
+  free(spec);
+  if (!rc && strcmp(j.state, "running") && strcmp(j.state, "needs_auth"))
+    rc = hetee_error(HETEE_ERR_STATE, "refine job %lld is %s", (long long)j.id, j.state);
+  hetee_refine_valset *vs = NULL;
+  if (!rc) rc = blob_read(q->file, q->S->o.max_input_bytes, &buf, &len);
+  if (!rc) rc = rvalset_load(q->S->en.ctx, &p, buf, len, &vs);
+  free(buf);
+  hetee_refine_valset_free(vs);
+  char dst[SRV_PATH_MAX];
+  blob_path(q->S, dst, "refine", j.id, "htrv");
+  if (!rc) {
+    rc = blob_commit(q->fd, q->file, dst);
+    q->fd = -1;
+    if (!rc) q->file[0] = 0;
+  }
+  if (rc) {
+    resp_status(r, rc, "validation set refused");
+    return;
+  }
+  resp_json(r, 200, json_pack("{sI sb}", "id", (json_int_t)j.id, "validation_set", 1));
 }
 
 void h_refine_checkpoint(srv_req *q, srv_resp *r) {

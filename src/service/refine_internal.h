@@ -74,6 +74,7 @@ void h_refine_stop(srv_req *q, srv_resp *r);
 void h_refine_resume(srv_req *q, srv_resp *r);
 void h_refine_weights(srv_req *q, srv_resp *r);
 void h_refine_checkpoint(srv_req *q, srv_resp *r);
+void h_refine_valset(srv_req *q, srv_resp *r);
 int h_refine_samples_pre(srv_req *q, srv_resp *r);
 void h_refine_samples(srv_req *q, srv_resp *r);
 

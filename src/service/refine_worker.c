@@ -219,6 +219,7 @@ static int pend_add(rjob *j, int64_t batch, uint32_t pos) {
 /* Records the steps since the last checkpoint, then writes the checkpoint
  * (no pending gradient). */
 static int checkpoint_(server *S, rjob *j);
+static void validate(server *S, rjob *j, uint32_t e);
 static int checkpoint(server *S, rjob *j) {
   double t0 = mono_s();
   int rc = checkpoint_(S, j);
@@ -377,6 +378,7 @@ static int work(server *S, rjob *j) {
       if (!rc && !was_lost) {
         hetee_refine_state_set_cursor(j->st, e + 1, 0);
         rc = checkpoint(S, j);
+        if (!rc) validate(S, j, e);
         if (!rc)
           fprintf(stderr,
                   "hetee server: refine job %lld: epoch %u done (this process: %llu steps, %.3f s loading batches, "
@@ -446,6 +448,37 @@ static int work(server *S, rjob *j) {
   free(ids);
   free(cnt);
   return did;
+}
+
+/* After epoch e's checkpoint: the enclave's loss and accuracy on the MP's
+ * validation set (DIR/refine/ID.htrv, when there is one), sealed to the
+ * MP, stored as DIR/refine/ID.val<e>. A failure is logged; training goes on. */
+static void validate(server *S, rjob *j, uint32_t e) {
+  char path[SRV_PATH_MAX];
+  blob_path(S, path, "refine", j->id, "htrv");
+  uint8_t *buf = NULL, *sealed = NULL;
+  size_t len = 0, sl = 0;
+  int rc = blob_read(path, S->o.max_input_bytes, &buf, &len);
+  if (rc == HETEE_ERR_NOT_FOUND) return;
+  hetee_refine_valset *vs = NULL;
+  if (!rc) rc = rvalset_load(S->en.ctx, &j->plan, buf, len, &vs);
+  free(buf);
+  if (!rc) {
+    pthread_mutex_lock(&S->en.lock);
+    sup_note_restarts(&S->en);
+    if (S->en.restarts_seen != j->en_restarts) rc = hetee_error(HETEE_ERR_IO, "the enclave restarted");
+    else rc = hetee_refine_validate(j->st, j->t, vs, S->threads, &sealed, &sl);
+    pthread_mutex_unlock(&S->en.lock);
+  }
+  hetee_refine_valset_free(vs);
+  char ext[32];
+  snprintf(ext, sizeof ext, "val%u", e);
+  blob_path(S, path, "refine", j->id, ext);
+  if (!rc) rc = blob_write(S->data_dir, path, sealed, sl);
+  free(sealed);
+  if (rc)
+    fprintf(stderr, "hetee server: refine job %lld: no validation report for epoch %u: %s\n", (long long)j->id, e,
+            hetee_last_error());
 }
 
 static int inference_waiting(server *S) {

@@ -45,6 +45,7 @@ static const route ROUTES[] = {
     {"POST", "/v1/refine/{id}/resume", AUTH_MP, BODY_JSON, NULL, h_refine_resume},
     {"GET", "/v1/refine/{id}/checkpoint", AUTH_MP, BODY_NONE, NULL, h_refine_checkpoint},
     {"GET", "/v1/refine/{id}/weights", AUTH_MP, BODY_NONE, NULL, h_refine_weights},
+    {"PUT", "/v1/refine/{id}/valset", AUTH_MP, BODY_BIN_FILE, NULL, h_refine_valset},
     {"POST", "/v1/refine/{id}/samples", AUTH_DP, BODY_BIN_FILE, h_refine_samples_pre, h_refine_samples},
 };
 #define NROUTES (sizeof ROUTES / sizeof ROUTES[0])

@@ -3,12 +3,14 @@
  * enclave on loopback, driven by the client library and the CLI:
  *  - epoch: the MP uploads models/mlp_small.onnx and starts a refine job
  *    (last layer, B 64, accumulate 2, momentum, a step learning-rate
- *    schedule, one epoch over N samples);
+ *    schedule, a validation set, one epoch over N samples);
  *    a DP the policy does not name is refused (403) before and at
  *    submission; the named DP submits N encrypted labelled samples; the
  *    job runs to the end of its epoch (a partial accumulation flushed);
  *    the MP fetches the weights (sealed to its job session): they equal
  *    plaintext SGD over the same samples in the same order within 1e-4;
+ *    the enclave's validation report (sealed to the MP, over its labels)
+ *    gives the refined weights' plaintext loss and accuracy on the set;
  *    the ONNX file written holds exactly those weights and `hetee plain`
  *    runs it; a DP and another MP cannot fetch; `hetee model promote`
  *    uploads the refined model with the original's policy and it serves
@@ -26,6 +28,7 @@
 #include "service_fixture.h"
 
 #include <jansson.h>
+#include <math.h>
 #include <sqlite3.h>
 
 #include "hetee/refine.h"
@@ -134,6 +137,14 @@ static void test_epoch(void **state) {
   /* a step schedule: the rate halves at every update (the enclave applies it) */
   hetee_refine_schedule sched = {.kind = HETEE_REFINE_LR_STEP, .step_every = 1, .gamma = 0.5};
   o.schedule = &sched;
+  /* a validation set of test images: the enclave's report after the epoch */
+  enum { NV = 96 };
+  int vlab[NV];
+  float *vx = sfx_images(NV, vlab), vy[NV];
+  for (int i = 0; i < NV; i++) vy[i] = (float)vlab[i];
+  o.val_x = vx;
+  o.val_labels = vy;
+  o.val_count = NV;
   int64_t job = 0;
   int rc = hetee_client_refine_start(mp, F->mp, MODEL, &o, &job);
   if (rc) fprintf(stderr, "start: %s\n", hetee_last_error());
@@ -190,6 +201,29 @@ static void test_epoch(void **state) {
           moved);
   assert_true(d < 1e-4);
   assert_true(moved > 1e-3); /* the weights really moved: 10x the tolerance at least */
+  /* the enclave's validation report (sealed to the MP, over its labels):
+   * the refined weights' loss and accuracy on the set, as in plaintext */
+  hetee_refine_val_report rep;
+  uint32_t rep_epoch = 9;
+  size_t nrep = 0;
+  rc = hetee_client_refine_validation(mp, F->mp, job, 1, &rep, &rep_epoch, &nrep);
+  if (rc) fprintf(stderr, "validation: %s\n", hetee_last_error());
+  assert_int_equal(rc, 0);
+  assert_int_equal(nrep, 1);
+  assert_int_equal(rep_epoch, 0);
+  assert_int_equal(rep.samples, NV);
+  {
+    hetee_refine_config cfg = {o.batch, o.accumulate, o.train_layers, o.loss, o.lr, o.momentum, o.weight_decay, o.seed};
+    hetee_refine_plan vp;
+    double ploss = 0, pacc = 0;
+    assert_int_equal(hetee_refine_plan_build(&we, &cfg, 0, &vp), 0);
+    assert_int_equal(hetee_refine_plain_eval(&vp, &we, vx, vy, NV, &ploss, &pacc), 0);
+    fprintf(stderr, "refine validation: enclave loss %.5f accuracy %.4f, plaintext (fetched weights) loss %.5f accuracy %.4f\n",
+            rep.loss, rep.accuracy, ploss, pacc);
+    assert_true(fabs(rep.loss - ploss) < 1e-3);
+    assert_true(fabs(rep.accuracy - pacc) <= 1.0 / NV + 1e-9);
+  }
+  free(vx);
   /* the ONNX written holds exactly the fetched weights, and hetee plain runs it */
   hetee_nn_model *m;
   assert_int_equal(hetee_nn_model_load(out, &m), 0);

@@ -199,6 +199,12 @@ void h_refine_list(srv_req *q, srv_resp *r) {
   resp_json(r, 200, json_pack("{so}", "jobs", rstore_jobs_json(q->S->db, q->party, model)));
 }
 
+/* json_object_update copies: the packed object is dropped after */
+static void merge(json_t *o, json_t *add) {
+  if (add) json_object_update(o, add);
+  json_decref(add);
+}
+
 static const char *loss_name(int l) { return l == HETEE_REFINE_LOSS_MSE ? "mse" : "xent"; }
 
 void h_refine_show(srv_req *q, srv_resp *r) {
@@ -219,7 +225,7 @@ void h_refine_show(srv_req *q, srv_resp *r) {
                         (json_int_t)ns);
   free(sh);
   if (have_plan)
-    json_object_update(o, json_pack("{si si si ss sf sf sf si si}", "batch", (int)p.cfg.batch, "accumulate",
+    merge(o, json_pack("{si si si ss sf sf sf si si}", "batch", (int)p.cfg.batch, "accumulate",
                                     (int)p.cfg.accumulate, "train_layers", p.cfg.train_layers, "loss",
                                     loss_name(p.cfg.loss), "lr", p.cfg.lr, "momentum", p.cfg.momentum, "weight_decay",
                                     p.cfg.weight_decay, "first_train", p.first_train, "layers", p.nl));
@@ -233,7 +239,7 @@ void h_refine_show(srv_req *q, srv_resp *r) {
   if (owner) {
     int live = 0, pending = 0;
     refine_live_info(q->S, j.id, &live, &pending);
-    json_object_update(o, json_pack("{sI sI sI si si}", "steps", (json_int_t)j.steps, "updates", (json_int_t)j.updates,
+    merge(o, json_pack("{sI sI sI si si}", "steps", (json_int_t)j.steps, "updates", (json_int_t)j.updates,
                                     "samples", (json_int_t)j.samples, "pending_steps", pending, "enclave_holds", live));
     json_object_set_new(o, "allow", rstore_dps_json(q->S->db, j.id));
     json_t *en = refine_live_enclave_json(q->S, j.id);

@@ -293,6 +293,9 @@ static void test_epoch(void **state) {
   hetee_client_disconnect(mp);
   hetee_client_disconnect(dp1);
   hetee_client_disconnect(dp2);
+  /* a clean stop (under the sanitizers: no leak in what this server ran), then on */
+  sfx_stop(F, SIGTERM);
+  sfx_start(F);
 }
 
 static pid_t child_of(pid_t parent, const char *prefix) {

@@ -23,6 +23,9 @@
  *    same samples (a batch used twice or skipped would move them); after
  *    a clean restart the finished job's weights are fetched again (the
  *    enclave reopens it from its sealed checkpoint), the same.
+ *  - resume_auth: a checkpoint without the enclave's sealed part: after a
+ *    restart the job waits for the MP, whose resume authorizes that
+ *    checkpoint in a new session; the job ends at plaintext SGD.
  * HETEE_TEST_QUICK=1: fewer samples.
  */
 #include "service_fixture.h"
@@ -31,6 +34,7 @@
 #include <math.h>
 #include <sqlite3.h>
 
+#include "hetee/enclave.h"
 #include "hetee/refine.h"
 
 static sfx *F;
@@ -420,7 +424,81 @@ static void test_kill9(void **state) {
   hetee_client_disconnect(mp);
 }
 
+/* A checkpoint without the enclave's sealed part (as a job killed before
+ * its first sealed checkpoint would leave): after a restart the job waits
+ * in needs_auth; the MP's resume authorizes that checkpoint in a new
+ * session; the job then trains as usual and ends at plaintext SGD. */
+static void test_resume_auth(void **state) {
+  (void)state;
+  char onnx[512];
+  sfx_model_path(onnx, sizeof onnx, "mlp_small");
+  size_t n = 128;
+  const float *x = X, *y = Y;
+  hetee_client_conn *mp, *dp1;
+  assert_int_equal(hetee_client_connect(F->url, F->mp, &mp), 0);
+  hetee_client_refine_options o = opts(onnx, 1, 0.5, (uint32_t)n);
+  int64_t job = 0;
+  assert_int_equal(hetee_client_refine_start(mp, F->mp, MODEL, &o, &job), 0);
+  /* the job's spec and the enclave's parameters, to rewrite its checkpoint */
+  json_t *s = status(mp, job);
+  const char *sh = json_string_value(json_object_get(s, "spec"));
+  size_t sl = strlen(sh) / 2;
+  uint8_t *spec = malloc(sl);
+  for (size_t i = 0; i < sl; i++) assert_int_equal(sscanf(sh + 2 * i, "%2hhx", &spec[i]), 1);
+  json_decref(s);
+  hetee_refine_plan p;
+  assert_int_equal(hetee_refine_spec_decode(spec, sl, &p), 0);
+  free(spec);
+  long st = 0;
+  uint8_t *bundle = NULL;
+  size_t bl = 0;
+  assert_int_equal(hetee_client_request(mp, "GET", "/v1/enclave/bundle", NULL, NULL, 0, &st, &bundle, &bl), 0);
+  assert_int_equal(st, 200);
+  const uint8_t *it;
+  size_t il;
+  hetee_ckks_context *ctx;
+  assert_int_equal(hetee_key_bundle_get(bundle, bl, HETEE_BUNDLE_PARAMS, &it, &il), 0);
+  assert_int_equal(hetee_ckks_context_load(it, il, &ctx), 0);
+  free(bundle);
+  hetee_client_disconnect(mp);
+  sfx_stop(F, SIGTERM);
+  char ck[400];
+  snprintf(ck, sizeof ck, "%s/refine/%lld.ckpt", F->data, (long long)job);
+  hetee_refine_state *rs;
+  assert_int_equal(hetee_refine_checkpoint_read(ctx, &p, ck, &rs), 0);
+  assert_int_equal(hetee_refine_checkpoint_write(rs, ck), 0); /* without the sealed part */
+  hetee_refine_state_free(rs);
+  hetee_ckks_context_free(ctx);
+  sfx_start(F);
+  assert_int_equal(hetee_client_connect(F->url, F->mp, &mp), 0);
+  assert_int_equal(hetee_client_connect(F->url, F->dp1, &dp1), 0);
+  s = status(mp, job);
+  assert_string_equal(json_string_value(json_object_get(s, "state")), "needs_auth");
+  json_decref(s);
+  size_t nb = 0;
+  assert_int_equal(hetee_client_refine_submit(dp1, job, x, y, n, &nb), 0); /* accepted while it waits */
+  int rc = hetee_client_refine_resume(mp, F->mp, job);
+  if (rc) fprintf(stderr, "resume: %s\n", hetee_last_error());
+  assert_int_equal(rc, 0);
+  char fin[24];
+  assert_int_equal(hetee_client_refine_wait(mp, job, 600, fin), 0);
+  assert_string_equal(fin, "done");
+  hetee_refine_weights we, wp;
+  rc = hetee_client_refine_fetch(mp, F->mp, job, NULL, &we);
+  if (rc) fprintf(stderr, "fetch: %s\n", hetee_last_error());
+  assert_int_equal(rc, 0);
+  plain_ref(onnx, &o, x, y, n, &wp);
+  double d = hetee_refine_weights_maxdiff(&we, &wp, 0);
+  fprintf(stderr, "refine resume (MP authorization): encrypted vs plaintext max |dw| %.3g\n", d);
+  assert_true(d < 1e-4);
+  hetee_refine_weights_clear(&we);
+  hetee_refine_weights_clear(&wp);
+  hetee_client_disconnect(mp);
+  hetee_client_disconnect(dp1);
+}
+
 int main(void) {
-  const struct CMUnitTest tests[] = {cmocka_unit_test(test_epoch), cmocka_unit_test(test_kill9)};
+  const struct CMUnitTest tests[] = {cmocka_unit_test(test_epoch), cmocka_unit_test(test_kill9),
+                                     cmocka_unit_test(test_resume_auth)};
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -6,7 +6,9 @@
 # server binds it in the enclave), the DP runs bound encrypted inference
 # (signed authorization, every layer checked, results sealed to its identity)
 # on Fashion-MNIST test images and gets the accuracy next to the plaintext
-# reference, then what the server stored is listed and everything stops.
+# reference, the MP refines models/mlp_small.onnx on 512 samples the DP
+# encrypts (accuracy before / after), then what the server stored is listed
+# and everything stops.
 # Usage: scripts/demo_service.sh [BUILD_DIR] [COUNT]   (default build, 200)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -71,18 +73,42 @@ PLAIN=$("$BIN/hetee" plain --model "$ROOT/models/cnn.onnx" "$IMAGES" --labels "$
   | grep -i accuracy | grep -o '0\.[0-9]*' | head -1 || true)
 echo "   plaintext: accuracy ${PLAIN:-?}    encrypted: accuracy $ENC"
 
-echo "== 8. what the server stored (ciphertexts and sealed messages only)"
+echo "== 8. refining (issue 11): the MP refines models/mlp_small.onnx's last layer on 512 encrypted labelled"
+echo "   samples the DP submits (Fashion-MNIST training images 30000..30511, not among the 10% it was trained on)"
+TRAIN_IMAGES=/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+TRAIN_LABELS=/usr/share/datasets/fashion-mnist/train-labels-idx1-ubyte.gz
+T0=$(date +%s.%N)
+MLP=$("$BIN/hetee" model upload "$ROOT/models/mlp_small.onnx" --allow "$W/dp/id.pub" --home "$W/mp" --server "$URL" | tail -1)
+JOB=$("$BIN/hetee" refine start --model "$MLP" --onnx "$ROOT/models/mlp_small.onnx" --allow "$W/dp/id.pub" \
+  --epochs 1 --epoch-samples 512 --lr 0.01 --momentum 0.9 --home "$W/mp" --server "$URL" | tail -1)
+"$BIN/hetee" refine submit --job "$JOB" "$TRAIN_IMAGES" "$TRAIN_LABELS" --offset 30000 --count 512 \
+  --home "$W/dp" --server "$URL" | sed 's/^/   DP: /'
+for _ in $(seq 1200); do
+  "$BIN/hetee" refine status --job "$JOB" --home "$W/mp" --server "$URL" >"$W/refine.status"
+  grep -q ': running' "$W/refine.status" || break
+  sleep 0.2
+done
+sed 's/^/   /' "$W/refine.status"
+"$BIN/hetee" model fetch --model "$MLP" -o "$W/mlp_refined.onnx" --home "$W/mp" --server "$URL" | sed 's/^/   MP: /'
+T1=$(date +%s.%N)
+BEFORE=$("$BIN/hetee" plain --model "$ROOT/models/mlp_small.onnx" "$IMAGES" --labels "$LABELS" 2>/dev/null | tail -1)
+AFTER=$("$BIN/hetee" plain --model "$W/mlp_refined.onnx" "$IMAGES" --labels "$LABELS" 2>/dev/null | tail -1)
+echo "   10000 test images: before refining $BEFORE, after $AFTER ($(echo "$T1 - $T0" | bc) s from upload to the fetched model)"
+
+echo "== 9. what the server stored (ciphertexts and sealed messages only)"
 ( cd "$W/data" && find . -type f | sort | while read -r f; do
     printf '   %-22s %12s bytes  %s\n' "$f" "$(stat -c %s "$f")" "$(head -c 4 "$f" | tr -c '[:print:]' '.')"
   done )
 echo "   HTEM = encrypted model (CKKS ciphertexts + public plan), HTEI = encrypted input, HTWT = the DP's input"
 echo "   values sealed to the enclave (its witness), .auth = the DP's signed authorization of those witnesses,"
 echo "   HTRS = releases sealed to the DP's identity by the enclave's release key,"
-echo "   HTSL = enclave state sealed by the platform, .plan = public plan, db = SQLite"
+echo "   HTSL = enclave state sealed by the platform, .plan = public plan, db = SQLite,"
+echo "   refine/*.htrb = the DP's encrypted labelled batches, refine/*.ckpt = the encrypted refine state"
+echo "   (weights, momentum, cursor) with the enclave's sealed part of the job"
 echo "   bound inference (issue 9): $(grep -c 'bound in the enclave' "$W/server.log") model load(s) into the enclave:"
 grep 'bound in the enclave' "$W/server.log" | sed 's/^/   /' 
 curl -s "$URL/metrics" | grep -E '^hetee_(jobs_total|images_total|enclave_time_share|job_latency_seconds_sum)' | sed 's/^/   /'
 
-echo "== 9. shutdown"
+echo "== 10. shutdown"
 kill -TERM "$SERVER_PID"; wait "$SERVER_PID" && echo "   server stopped cleanly"
 SERVER_PID=

@@ -149,6 +149,74 @@ HETEE_API int hetee_client_job_results(hetee_client_conn *c, hetee_client_job *j
 HETEE_API void hetee_client_job_free(hetee_client_job *j);
 HETEE_API void hetee_client_results_free(hetee_release_result *r, size_t n);
 
+/* ---- Refining (api_refine.c; docs/api.md "Refine jobs") -------------------
+ * Model provider: start a refine job on one of its ready models (the ONNX
+ * file is its plaintext copy: the plan, the initial weights encrypted
+ * client-side, and the file the refined weights are written into). The
+ * enclave seals the refined weights to the enclave session that authorized
+ * the job; that session is kept in HOME/refine-JOB.session (mode 0600) so
+ * that fetch / promote work from another process of the same party. */
+struct hetee_refine_weights;
+struct hetee_refine_schedule;
+typedef struct hetee_client_refine_options {
+  const char *onnx_path;
+  uint32_t batch;      /* B, 0: 64 */
+  uint32_t accumulate; /* steps per update, 0: 1 */
+  int train_layers;    /* the last train_layers dense layers train; 0: all */
+  int loss;            /* HETEE_REFINE_LOSS_* (0: cross-entropy) */
+  double lr, momentum, weight_decay;
+  uint64_t seed;       /* data order of epochs >= 1 */
+  uint32_t epochs;        /* 0 with epoch_samples 0: continuous */
+  uint32_t epoch_samples; /* samples in the job's data set (epochs > 0) */
+  const uint8_t (*dps)[32]; /* the data providers that may contribute */
+  size_t ndps;
+  const struct hetee_refine_schedule *schedule; /* learning-rate schedule (NULL: constant) */
+  /* optional validation set (val_count samples, scaled as the model expects;
+   * labels as class indices): encrypted here, measured by the enclave after
+   * each epoch, the report sealed to this MP */
+  const float *val_x, *val_labels;
+  uint32_t val_count;
+} hetee_client_refine_options;
+HETEE_API int hetee_client_refine_start(hetee_client_conn *c, const char *home, int64_t model_id,
+                                        const hetee_client_refine_options *o, int64_t *job_id) HETEE_WUR;
+/* The job's status as the server's JSON (*json malloc'd). */
+HETEE_API int hetee_client_refine_status(hetee_client_conn *c, int64_t job, char **json) HETEE_WUR;
+HETEE_API int hetee_client_refine_stop(hetee_client_conn *c, int64_t job) HETEE_WUR;
+/* Polls until the job is no longer running (state: done, stopped, failed,
+ * needs_auth); timeout_s <= 0: none (HETEE_ERR_LIMIT on timeout). */
+HETEE_API int hetee_client_refine_wait(hetee_client_conn *c, int64_t job, int timeout_s, char state[24]) HETEE_WUR;
+/* After the enclave lost the job (state needs_auth): authorizes its last
+ * checkpoint in a new session (stored in HOME, replacing the old one). */
+HETEE_API int hetee_client_refine_resume(hetee_client_conn *c, const char *home, int64_t job) HETEE_WUR;
+/* The enclave's validation reports of the job (one per epoch done, opened
+ * with the job's session; each must carry the digest of the label
+ * ciphertexts this MP encrypted): up to max into reports / epochs, *n how
+ * many. A report is checked as the enclave's for this job's session and
+ * model; its sequence position is not (reports carry their update count). */
+struct hetee_refine_val_report;
+HETEE_API int hetee_client_refine_validation(hetee_client_conn *c, const char *home, int64_t job, size_t max,
+                                             struct hetee_refine_val_report *reports, uint32_t *epochs,
+                                             size_t *n) HETEE_WUR;
+/* The newest refine job of this MP on model. */
+HETEE_API int hetee_client_refine_latest(hetee_client_conn *c, int64_t model, int64_t *job) HETEE_WUR;
+/* The refined weights of every trained layer, sealed by the enclave to the
+ * job's session and opened here: written into a copy of the job's ONNX
+ * file (out_onnx, may be NULL) and / or returned (out, may be NULL;
+ * hetee_refine_weights_clear). */
+HETEE_API int hetee_client_refine_fetch(hetee_client_conn *c, const char *home, int64_t job, const char *out_onnx,
+                                        struct hetee_refine_weights *out) HETEE_WUR;
+/* Fetches job's weights (job < 1: the model's newest job) and uploads them
+ * as a new model with model's release policy (output, data providers,
+ * budgets, micro-batch, input scale); *new_model serves inference. */
+HETEE_API int hetee_client_model_promote(hetee_client_conn *c, const char *home, int64_t model, int64_t job,
+                                         int64_t *new_model) HETEE_WUR;
+/* Data provider: count labelled samples (count x input_size floats scaled as
+ * the model expects; labels as class indices) encrypted client-side in
+ * batches of the job's B and submitted in order; *batches: how many were
+ * acknowledged (also on error). */
+HETEE_API int hetee_client_refine_submit(hetee_client_conn *c, int64_t job, const float *x, const float *labels,
+                                         size_t count, size_t *batches) HETEE_WUR;
+
 #ifdef __cplusplus
 }
 #endif

@@ -429,6 +429,16 @@ static int ensure_attested(hetee_client_conn *c) {
   return st == 304 ? 0 : hetee_client_attest(c, NULL);
 }
 
+/* For api_refine.c: the attested bundle's keys, the identity and the URL. */
+int api_conn_keys(hetee_client_conn *c, const hetee_ckks_context **ctx, const hetee_ckks_public_key **pk,
+                  const hetee_party_key **key, const char **url);
+int api_conn_keys(hetee_client_conn *c, const hetee_ckks_context **ctx, const hetee_ckks_public_key **pk,
+                  const hetee_party_key **key, const char **url) {
+  int rc = ensure_attested(c);
+  if (!rc) *ctx = c->ctx, *pk = c->pk, *key = c->key, *url = c->url;
+  return rc;
+}
+
 int hetee_client_session_open_remote(hetee_client_conn *c, hetee_client_session **s, char sid[33]) {
   hetee_verified_enclave v;
   int rc = hetee_client_attest(c, &v);

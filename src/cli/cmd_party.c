@@ -162,8 +162,10 @@ static const hetee_cli_cmd MODEL_CMD = {
     "hetee model",
     "hetee model upload MODEL.onnx --allow DP.pub[:BUDGET]... [--output KIND] [--batch N] [--name NAME]\n"
     "       hetee model list | show ID | delete ID\n"
+    "       hetee model fetch --model ID -o REFINED.onnx [--job ID] | promote --model ID [--job ID]\n"
     "       (every subcommand also takes --home DIR and --server URL; 'hetee model SUB --help' explains it)",
-    "Model provider: upload an encrypted model with its release policy; list, show or delete models.", CONN_OPTS};
+    "Model provider: upload an encrypted model with its release policy; list, show or delete models;\n"
+    "fetch or promote the weights a refine job produced (cmd_refine.c).", CONN_OPTS};
 static const hetee_cli_cmd UPLOAD_CMD = {
     "hetee model upload",
     "hetee model upload MODEL.onnx --allow DP.pub[:BUDGET]... [--output KIND] [--batch N] [--name NAME]\n"
@@ -213,7 +215,10 @@ static int print_json(hetee_client_conn *cn, const char *method, const char *tar
   return 0;
 }
 
+int hetee_cli_model_refined(int argc, char **argv, int promote); /* cmd_refine.c */
 int hetee_cmd_model(int argc, char **argv) {
+  if (argc > 1 && (!strcmp(argv[1], "fetch") || !strcmp(argv[1], "promote")))
+    return hetee_cli_model_refined(argc - 1, argv + 1, !strcmp(argv[1], "promote"));
   /* the subcommand is the first of upload|list|show|delete among the
    * arguments (options may come before it, as they always could) */
   static const char *const SUBS[] = {"upload", "list", "show", "delete"};

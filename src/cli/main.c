@@ -26,6 +26,7 @@ HETEE_CMD(hetee_cmd_trust)
 HETEE_CMD(hetee_cmd_model)
 HETEE_CMD(hetee_cmd_infer)
 HETEE_CMD(hetee_cmd_job)
+HETEE_CMD(hetee_cmd_refine)
 #undef HETEE_CMD
 
 typedef struct {
@@ -45,9 +46,10 @@ static const command COMMANDS[] = {
     {"run", hetee_cmd_run, "encrypted inference on images: model provider, data provider and host in one process"},
     {"server", hetee_cmd_server, "run the three-party service (HTTP, storage, job queue, supervised enclave)"},
     {"trust", hetee_cmd_trust, "record the platform and enclave measurement a party accepts (--home DIR)"},
-    {"model", hetee_cmd_model, "model provider: upload an encrypted model with its policy; list, show, delete"},
+    {"model", hetee_cmd_model, "model provider: upload an encrypted model with its policy; list, show, delete; fetch, promote"},
     {"infer", hetee_cmd_infer, "data provider: encrypted inference on images through a server"},
     {"job", hetee_cmd_job, "data provider: open an earlier job's results by id (result ID)"},
+    {"refine", hetee_cmd_refine, "refine an encrypted model on encrypted labelled samples (start, submit, status, stop, resume)"},
     {"version", NULL, "print the version (also: hetee --version)"},
 };
 

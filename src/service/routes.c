@@ -15,6 +15,7 @@
 #include <strings.h>
 
 #include "hetee/common.h"
+#include "service/refine_internal.h"
 #include "service/server_internal.h"
 
 static const route ROUTES[] = {
@@ -37,6 +38,15 @@ static const route ROUTES[] = {
     {"GET", "/v1/jobs/{id}", AUTH_DP, BODY_NONE, NULL, h_job_show},
     {"GET", "/v1/jobs/{id}/result", AUTH_DP, BODY_NONE, NULL, h_job_result},
     {"GET", "/v1/jobs/{id}/auth", AUTH_DP, BODY_NONE, NULL, h_job_auth},
+    {"POST", "/v1/refine", AUTH_MP, BODY_BIN_FILE, NULL, h_refine_start},
+    {"GET", "/v1/refine", AUTH_MP, BODY_NONE, NULL, h_refine_list},
+    {"GET", "/v1/refine/{id}", AUTH_PARTY, BODY_NONE, NULL, h_refine_show},
+    {"POST", "/v1/refine/{id}/stop", AUTH_MP, BODY_NONE, NULL, h_refine_stop},
+    {"POST", "/v1/refine/{id}/resume", AUTH_MP, BODY_JSON, NULL, h_refine_resume},
+    {"GET", "/v1/refine/{id}/checkpoint", AUTH_MP, BODY_NONE, NULL, h_refine_checkpoint},
+    {"GET", "/v1/refine/{id}/weights", AUTH_MP, BODY_NONE, NULL, h_refine_weights},
+    {"PUT", "/v1/refine/{id}/valset", AUTH_MP, BODY_BIN_FILE, NULL, h_refine_valset},
+    {"POST", "/v1/refine/{id}/samples", AUTH_DP, BODY_BIN_FILE, h_refine_samples_pre, h_refine_samples},
 };
 #define NROUTES (sizeof ROUTES / sizeof ROUTES[0])
 
@@ -147,7 +157,7 @@ uint64_t routes_body_limit(srv_req *q) {
   case BODY_JSON: return SRV_JSON_MAX;
   case BODY_BIN_MEM: return SRV_BIN_MEM_MAX;
   case BODY_BIN_FILE:
-    return q->rt->fn == h_model_upload ? q->S->o.max_model_bytes : q->S->o.max_input_bytes;
+    return q->rt->fn == h_model_upload || q->rt->fn == h_refine_start ? q->S->o.max_model_bytes : q->S->o.max_input_bytes;
   default: return 0;
   }
 }

@@ -17,6 +17,7 @@
 #include <sodium.h>
 
 #include "hetee/common.h"
+#include "service/refine_internal.h"
 #include "service/server_internal.h"
 
 static volatile sig_atomic_t g_stop;
@@ -47,6 +48,12 @@ static void drop_staged(void *ctx, const char *kind, int64_t id) {
     blob_path(S, p, kind, id, "htwt");
     unlink(p);
   }
+}
+
+static void drop_batch(void *ctx, int64_t id) {
+  char p[SRV_PATH_MAX];
+  blob_path(ctx, p, "refine", id, "htrb");
+  unlink(p);
 }
 
 /* Uploads that were in progress when the server stopped. */
@@ -116,8 +123,8 @@ int hetee_server_run(const hetee_server_options *opt) {
   }
   char p[SRV_PATH_MAX];
   int rc = mkdir_p(S->data_dir);
-  const char *subs[3] = {"tmp", "models", "jobs"};
-  for (int i = 0; i < 3 && !rc; i++) {
+  const char *subs[4] = {"tmp", "models", "jobs", "refine"};
+  for (int i = 0; i < 4 && !rc; i++) {
     snprintf(p, sizeof p, "%s/%s", S->data_dir, subs[i]);
     rc = mkdir_p(p);
   }
@@ -127,6 +134,7 @@ int hetee_server_run(const hetee_server_options *opt) {
   if (!rc) rc = store_open(p, &S->db);
   if (!rc) rc = store_next_boot(S->db, &boot);
   if (!rc) rc = store_recover(S->db, drop_staged, S);
+  if (!rc) rc = rstore_init(S->db, drop_batch, S);
   if (!rc) rc = replay_new(1u << 16, &S->rp);
   int en_started = 0;
   if (!rc) {
@@ -139,6 +147,11 @@ int hetee_server_run(const hetee_server_options *opt) {
   if (!rc) {
     rc = jobs_start(S);
     jobs_started = 1;
+  }
+  int refine_started = 0;
+  if (!rc) {
+    rc = refine_worker_start(S);
+    refine_started = 1;
   }
   if (!rc) rc = http_start(S, host, port, &bound, &daemon);
   if (!rc && opt->port_file) {
@@ -174,6 +187,7 @@ int hetee_server_run(const hetee_server_options *opt) {
   pthread_mutex_unlock(&S->wlock);
   http_stop(daemon);
   if (jobs_started) jobs_stop(S);
+  if (refine_started) refine_worker_stop(S);
   if (en_started) sup_stop(&S->en);
   while (S->cache) {
     model_cache_entry *c = S->cache;

@@ -203,6 +203,7 @@ struct server {
   pthread_mutex_t wlock;
   pthread_cond_t wcond;
   int closing;
+  struct rworker *refine; /* refine_worker.c */
 };
 
 /* A job reached done / failed: wakes the requests waiting on jobs. */

@@ -94,6 +94,12 @@ static sqlite3_stmt *prep(store *s, const char *sql, const char *fmt, ...) {
   return st;
 }
 
+/* The connection and its lock, for the refine tables (refine_store.c). */
+sqlite3 *store_sqlite(store *s, pthread_mutex_t **lock) {
+  *lock = &s->lock;
+  return s->db;
+}
+
 #define LOCK pthread_mutex_lock(&s->lock)
 #define UNLOCK pthread_mutex_unlock(&s->lock)
 

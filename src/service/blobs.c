@@ -1,7 +1,8 @@
 /*
  * blobs.c — ciphertext files under the data directory, written so that a
  * crash at any point leaves either the old file or the complete new one:
- * write a temp file, fsync it, rename it into place, fsync the directory.
+ * write a temp file, fsync it, rename it into place, fsync the directory
+ * (once for several files renamed into one directory: blob_sync_dir).
  * Layout: DIR/tmp (uploads in progress), DIR/models/ID.htem (+ ID.plan),
  * DIR/jobs/ID.htei (inputs), ID.htwt (input witnesses), ID.auth (signed
  * authorizations), DIR/jobs/ID.res (sealed results).
@@ -26,7 +27,7 @@ int blob_tmp(const char *data_dir, char path[SRV_PATH_MAX], int *fd) {
   return 0;
 }
 
-static int fsync_dir_of(const char *path) {
+int blob_sync_dir(const char *path) {
   char d[SRV_PATH_MAX];
   snprintf(d, sizeof d, "%s", path);
   int dfd = open(dirname(d), O_RDONLY | O_DIRECTORY);
@@ -36,17 +37,22 @@ static int fsync_dir_of(const char *path) {
   return rc ? hetee_error(HETEE_ERR_IO, "fsync of the directory of %s failed", path) : 0;
 }
 
-int blob_commit(int fd, const char *tmp, const char *dst) {
+int blob_commit_nodirsync(int fd, const char *tmp, const char *dst) {
   if (fsync(fd) != 0) {
     close(fd);
     return hetee_error(HETEE_ERR_IO, "fsync %s: %s", tmp, strerror(errno));
   }
   if (close(fd) != 0) return hetee_error(HETEE_ERR_IO, "close %s: %s", tmp, strerror(errno));
   if (rename(tmp, dst) != 0) return hetee_error(HETEE_ERR_IO, "rename %s -> %s: %s", tmp, dst, strerror(errno));
-  return fsync_dir_of(dst);
+  return 0;
 }
 
-int blob_write(const char *data_dir, const char *dst, const uint8_t *b, size_t n) {
+int blob_commit(int fd, const char *tmp, const char *dst) {
+  int rc = blob_commit_nodirsync(fd, tmp, dst);
+  return rc ? rc : blob_sync_dir(dst);
+}
+
+static int write_blob(const char *data_dir, const char *dst, const uint8_t *b, size_t n, int dirsync) {
   char tmp[SRV_PATH_MAX];
   int fd = -1, rc = blob_tmp(data_dir, tmp, &fd);
   if (rc) return rc;
@@ -60,9 +66,17 @@ int blob_write(const char *data_dir, const char *dst, const uint8_t *b, size_t n
     }
     off += (size_t)w;
   }
-  rc = blob_commit(fd, tmp, dst);
+  rc = dirsync ? blob_commit(fd, tmp, dst) : blob_commit_nodirsync(fd, tmp, dst);
   if (rc) unlink(tmp);
   return rc;
+}
+
+int blob_write(const char *data_dir, const char *dst, const uint8_t *b, size_t n) {
+  return write_blob(data_dir, dst, b, n, 1);
+}
+
+int blob_write_nodirsync(const char *data_dir, const char *dst, const uint8_t *b, size_t n) {
+  return write_blob(data_dir, dst, b, n, 0);
 }
 
 int blob_read(const char *path, uint64_t max, uint8_t **out, size_t *len) {

@@ -20,6 +20,8 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -107,6 +109,24 @@ int h_job_pre(srv_req *q, srv_resp *r) {
   return 0;
 }
 
+/* The received body, read from its temp file where the transport wrote it:
+ * mapped (the page cache's pages, no copy), not read into a new buffer. */
+static int map_body(srv_req *q, uint8_t **buf, size_t *len) {
+  struct stat st;
+  if (q->fd < 0 || fstat(q->fd, &st) != 0 || (uint64_t)st.st_size != q->total || st.st_size <= 0)
+    return hetee_error(HETEE_ERR_IO, "the received body's temp file is not the %llu bytes received",
+                       (unsigned long long)q->total);
+  void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, q->fd, 0);
+  if (m == MAP_FAILED) return hetee_error(HETEE_ERR_IO, "cannot map the received body: %s", strerror(errno));
+  *buf = m;
+  *len = (size_t)st.st_size;
+  return 0;
+}
+
+static void unmap_body(uint8_t *buf, size_t len) {
+  if (buf) munmap(buf, len);
+}
+
 void h_job_submit(srv_req *q, srv_resp *r) {
   server *S = q->S;
   job_pre *p = q->hctx;
@@ -124,14 +144,14 @@ void h_job_submit(srv_req *q, srv_resp *r) {
   size_t len = 0, wl = 0;
   hetee_engine_input *in = NULL;
   hetee_engine_witnesses w = {0};
-  rc = blob_read(q->file, S->o.max_input_bytes, &buf, &len);
+  rc = map_body(q, &buf, &len);
   if (!rc && p->witness >= len)
     rc = hetee_error(HETEE_ERR_FORMAT, "a body of %zu bytes cannot hold %llu bytes of witnesses and an input", len,
                      (unsigned long long)p->witness);
   size_t inlen = len - (size_t)(rc ? 0 : p->witness);
   if (!rc) rc = hetee_engine_input_load(S->en.ctx, hetee_engine_model_plan(em), buf, inlen, &in);
   if (rc) {
-    free(buf);
+    unmap_body(buf, len);
     model_put(S, p->model);
     resp_status(r, rc, "encrypted input refused");
     return;
@@ -159,7 +179,7 @@ void h_job_submit(srv_req *q, srv_resp *r) {
     if (rc) {
       free(a);
       hetee_engine_input_free(in);
-      free(buf);
+      unmap_body(buf, len);
       model_put(S, p->model);
       resp_status(r, rc, "input witnesses refused");
       return;
@@ -174,7 +194,7 @@ void h_job_submit(srv_req *q, srv_resp *r) {
   } else if (!rc) {
     rc = hetee_job_auth_digests(a, (uint32_t)p->model, in, hetee_engine_model_plan(em));
   }
-  free(buf);
+  unmap_body(buf, len);
   model_put(S, p->model);
   hetee_engine_input_free(in);
   if (!rc) {
@@ -206,23 +226,26 @@ void h_job_submit(srv_req *q, srv_resp *r) {
   char dst[SRV_PATH_MAX];
   if (!rc) {
     blob_path(S, dst, "jobs", id, "auth");
-    rc = blob_write(S->data_dir, dst, ab, al);
+    rc = blob_write_nodirsync(S->data_dir, dst, ab, al);
   }
   free(ab);
   if (!rc && wb) {
     /* the witnesses in their own file, the input file cut to the input */
     blob_path(S, dst, "jobs", id, "htwt");
-    rc = blob_write(S->data_dir, dst, wb, wl);
+    rc = blob_write_nodirsync(S->data_dir, dst, wb, wl);
     if (!rc && ftruncate(q->fd, (off_t)inlen) != 0)
       rc = hetee_error(HETEE_ERR_IO, "truncating %s: %s", q->file, strerror(errno));
   }
   free(wb);
   if (!rc) {
     blob_path(S, dst, "jobs", id, "htei");
-    rc = blob_commit(q->fd, q->file, dst);
+    rc = blob_commit_nodirsync(q->fd, q->file, dst);
     q->fd = -1;
     if (!rc) q->file[0] = 0;
   }
+  /* the three files are in DIR/jobs: one fsync of it makes their renames
+   * durable, before the row that acknowledges the job */
+  if (!rc) rc = blob_sync_dir(dst);
   if (!rc) rc = store_job_commit(S->db, id);
   if (rc) {
     if (id) (void)store_job_set_state(S->db, id, "failed", "not stored");

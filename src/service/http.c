@@ -23,6 +23,16 @@
 #include "hetee/common.h"
 #include "service/server_internal.h"
 
+/* Each connection's memory pool (headers, the read buffer) is at most
+ * SRV_CONN_MEMORY. libmicrohttpd's default (32 KiB, growing the read buffer
+ * 1 KiB at a time) hands a body to on_request in chunks of a few KiB: one
+ * poll, one recv and one write of the temp file per chunk, about 130 of each
+ * for a 64-image input. With 256 KiB, grown 64 KiB at a time, a chunk is up to
+ * about 200 KiB; 64 connections at most hold 16 MiB (pools are allocated as
+ * they are used). */
+#define SRV_CONN_MEMORY (256u << 10)
+#define SRV_CONN_MEMORY_INCREMENT (64u << 10)
+
 typedef struct conn_state {
   srv_req q;
   srv_resp r;
@@ -217,7 +227,8 @@ int http_start(server *S, const char *host, unsigned port, unsigned *bound, void
       MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, (uint16_t)port, NULL, NULL,
       on_request, S, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_CONNECTION_LIMIT,
       (unsigned)SRV_MAX_CONNECTIONS, MHD_OPTION_CONNECTION_TIMEOUT, 30u, MHD_OPTION_NOTIFY_COMPLETED, on_done, S,
-      MHD_OPTION_END);
+      MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)SRV_CONN_MEMORY, MHD_OPTION_CONNECTION_MEMORY_INCREMENT,
+      (size_t)SRV_CONN_MEMORY_INCREMENT, MHD_OPTION_END);
   if (!d) return hetee_error(HETEE_ERR_IO, "cannot listen on %s:%u", host, port);
   const union MHD_DaemonInfo *inf = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
   *bound = inf ? inf->port : port;

@@ -122,6 +122,13 @@ int blob_tmp(const char *data_dir, char path[SRV_PATH_MAX], int *fd);
 int blob_commit(int fd, const char *tmp, const char *dst);
 /* Writes bytes atomically to dst (temp, fsync, rename, fsync dir). */
 int blob_write(const char *data_dir, const char *dst, const uint8_t *b, size_t n);
+/* The same without the directory's fsync: a caller that places several
+ * files in one directory renames them all, then calls blob_sync_dir once
+ * before acknowledging any of them. */
+int blob_commit_nodirsync(int fd, const char *tmp, const char *dst);
+int blob_write_nodirsync(const char *data_dir, const char *dst, const uint8_t *b, size_t n);
+/* fsync of the directory holding path (its renames are then durable). */
+int blob_sync_dir(const char *path);
 /* Reads a whole file of at most max bytes. */
 int blob_read(const char *path, uint64_t max, uint8_t **out, size_t *len);
 void blob_path(const server *S, char out[SRV_PATH_MAX], const char *kind, int64_t id, const char *ext);

@@ -277,6 +277,8 @@ static int job_final(const st_job *j) { return !strcmp(j->state, "done") || !str
  * client's sleeps, which made it notice a finished job up to 0.5 s late). */
 void h_job_show(srv_req *q, srv_resp *r) {
   st_job j;
+  server *S = q->S;
+  uint64_t seen = jobs_finished_seq(S); /* before the store is read */
   if (own_job(q, r, &j)) return;
   const char *w = req_query(q, "wait");
   if (w) {
@@ -286,13 +288,20 @@ void h_job_show(srv_req *q, srv_resp *r) {
       resp_error(r, 400, "bad_wait", "?wait=S: seconds, 0..%d", WAIT_MAX_S);
       return;
     }
-    server *S = q->S;
+    const uint64_t ring = sizeof S->fin_ring / sizeof S->fin_ring[0];
     struct timespec until;
     clock_gettime(CLOCK_REALTIME, &until);
     until.tv_sec += s;
     pthread_mutex_lock(&S->wlock);
     while (!job_final(&j) && !S->closing) {
       if (pthread_cond_timedwait(&S->wcond, &S->wlock, &until) == ETIMEDOUT) break;
+      /* every finish wakes every waiter: read the store again only if this
+       * job is among the jobs finished since the last look (or the ring
+       * wrapped and it cannot tell) */
+      int mine = S->fin_seq - seen > ring;
+      for (uint64_t k = seen; !mine && k < S->fin_seq; k++) mine = S->fin_ring[k % ring] == j.id;
+      seen = S->fin_seq;
+      if (!mine) continue;
       pthread_mutex_unlock(&S->wlock);
       int rc = own_job(q, r, &j);
       pthread_mutex_lock(&S->wlock);

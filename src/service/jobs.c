@@ -175,6 +175,7 @@ static void job_unload(server *S, jctx *x) {
 static void job_failed(server *S, int64_t id, const char *why) {
   metrics_job(&S->m, 0, 0, 0, 0, 0);
   (void)store_job_set_state(S->db, id, "failed", why);
+  jobs_finished(S, id);
 }
 
 /* Job x->j's authorization, model (cached), input and, when the DP sent
@@ -242,6 +243,7 @@ static void job_finish(server *S, jctx *x, int rc, const char *why, const hetee_
   if (!rc) {
     metrics_job(&S->m, 1, lat, wall_s, enclave_s, (uint64_t)x->j.count);
     (void)store_job_set_state(S->db, x->j.id, "done", NULL);
+    jobs_finished(S, x->j.id);
   } else {
     job_failed(S, x->j.id, why);
   }
@@ -557,10 +559,22 @@ static void run_job(server *S, st_job *j) {
   }
 }
 
-void jobs_finished(server *S) {
+/* Called after job id's final state is in the store (the order matters:
+ * a waiter that took the sequence number before reading the store either
+ * read the final state or finds the id in the ring). */
+void jobs_finished(server *S, int64_t id) {
   pthread_mutex_lock(&S->wlock);
+  S->fin_ring[S->fin_seq % (sizeof S->fin_ring / sizeof S->fin_ring[0])] = id;
+  S->fin_seq++;
   pthread_cond_broadcast(&S->wcond);
   pthread_mutex_unlock(&S->wlock);
+}
+
+uint64_t jobs_finished_seq(server *S) {
+  pthread_mutex_lock(&S->wlock);
+  uint64_t s = S->fin_seq;
+  pthread_mutex_unlock(&S->wlock);
+  return s;
 }
 
 static void *worker(void *arg) {
@@ -582,7 +596,6 @@ static void *worker(void *arg) {
       return NULL;
     }
     run_job(S, &j);
-    jobs_finished(S);
   }
 }
 

@@ -210,11 +210,17 @@ struct server {
   pthread_mutex_t wlock;
   pthread_cond_t wcond;
   int closing;
+  /* the ids of the last SRV_FIN_RING jobs that reached done / failed, in
+   * order (fin_seq counts them all): a woken waiter reads its job from the
+   * store again only when its id is among those finished since it looked */
+  int64_t fin_ring[64];
+  uint64_t fin_seq;
   struct rworker *refine; /* refine_worker.c */
 };
 
 /* A job reached done / failed: wakes the requests waiting on jobs. */
-void jobs_finished(server *S);
+void jobs_finished(server *S, int64_t id);
+uint64_t jobs_finished_seq(server *S);
 
 /* A model from the cache (loaded from its file on first use); put it back
  * with model_put. */

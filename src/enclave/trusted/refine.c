@@ -312,6 +312,16 @@ static void put_job_head(hetee_wbuf *w, const refine_job *j) {
   hetee_wbuf_u64(w, j->updates);
 }
 
+/* LOSS's and VLOSS's inputs (rc so far): the logits (inline or staged),
+ * the labels, nothing after. */
+static int read_loss_in(enclave *e, hetee_rbuf *r, refine_job *j, int rc, ct_list *lo, ct_list *lab) {
+  memset(lo, 0, sizeof *lo);
+  memset(lab, 0, sizeof *lab);
+  if (!rc) rc = list_take(e, r, j, j->plan.L[j->plan.nl - 1].F.n_out_cts, "logits", lo);
+  if (!rc) rc = list_read(e, r, 1, "labels", lab);
+  return request_end(r, rc);
+}
+
 /* A step's reply: k (<= 4) lists of fresh ciphertexts, allocated together
  * before the step (with the counters then), written in order after it,
  * then (items not NULL) the counters; freed together. */
@@ -526,10 +536,8 @@ static int handle_loss(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *items
   size_t ng = L->G.n_in_cts, nt = L->has_back ? L->T.n_in_cts : 0;
   if (!L->trains) return hetee_error(HETEE_ERR_STATE, "the last layer does not train");
   rc = check_budget(e, j, L->F.n_out_cts + 1 + ng + nt);
-  ct_list lo = {0}, lab = {0};
-  if (!rc) rc = list_take(e, r, j, L->F.n_out_cts, "logits", &lo);
-  if (!rc) rc = list_read(e, r, 1, "labels", &lab);
-  rc = request_end(r, rc);
+  ct_list lo, lab;
+  rc = read_loss_in(e, r, j, rc, &lo, &lab);
   step_out o;
   rc = out_begin(j, &o, rc, 2, (const size_t[]){ng, nt});
   if (!rc) rc = refine_tr_loss(j->tr, lo.c, lab.c[0], count, o.c[0], nt ? o.c[1] : NULL);
@@ -1025,10 +1033,8 @@ static int handle_vloss(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *item
   const hetee_refine_plan *p = &j->plan;
   const hetee_refine_layer *L = &p->L[p->nl - 1];
   rc = check_budget(e, j, L->F.n_out_cts + 1);
-  ct_list lo = {0}, lab = {0};
-  if (!rc) rc = list_take(e, r, j, L->F.n_out_cts, "logits", &lo);
-  if (!rc) rc = list_read(e, r, 1, "labels", &lab);
-  rc = request_end(r, rc);
+  ct_list lo, lab;
+  rc = read_loss_in(e, r, j, rc, &lo, &lab);
   uint64_t enc0, dec0, ok = 0;
   double ls = 0;
   refine_tr_counts(j->tr, &enc0, &dec0);

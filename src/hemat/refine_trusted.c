@@ -546,16 +546,71 @@ static int check_count(const hetee_refine_trusted *t, uint32_t count) {
   return 0;
 }
 
+/* ---- what the training and the validation pass share ---- */
+
+/* Before a forward of layer l (training's refresh or validation's, `what`
+ * names it): the layer, the job's state, the count, the outputs' format. */
+static int check_forward_in(const hetee_refine_trusted *t, int l, ct_t *const *out, uint32_t count, const char *what) {
+  const hetee_refine_plan *p = t->p;
+  if (l < 0 || l >= p->nl - 1) return hetee_error(HETEE_ERR_INVALID_ARG, "%s of layer %d", what, l);
+  int rc = rchk_refuse(t);
+  if (!rc) rc = check_count(t, count);
+  if (!rc) rc = check_cts(t, out, p->L[l].F.n_out_cts, REFINE_OUT_SCALE, 1, "layer outputs");
+  return rc;
+}
+
+/* Before a loss (training's or validation's): the job's state, the count,
+ * the logits' and the labels' format. */
+static int check_loss_in(const hetee_refine_trusted *t, ct_t *const *logits, ct_t *const *lab1, uint32_t count) {
+  int rc = rchk_refuse(t);
+  if (!rc) rc = check_count(t, count);
+  if (!rc) rc = check_cts(t, logits, t->p->L[t->p->nl - 1].F.n_out_cts, REFINE_OUT_SCALE, 1, "logits");
+  if (!rc) rc = check_cts(t, lab1, 1, REFINE_IN_SCALE, 0, "labels");
+  return rc;
+}
+
+/* The first `count` rows (m values each) of layer L's F outputs, decrypted
+ * into h (pos: room for count x m positions). */
+static int gather_rows(hetee_refine_trusted *t, const hetee_refine_layer *L, ct_t *const *out, uint32_t count, size_t m,
+                       uint64_t *pos, double *h) {
+  for (uint32_t b = 0; b < count; b++)
+    for (size_t i = 0; i < m; i++) pos[b * m + i] = hetee_hemat_out_pos(&L->F, b, (int)i, 0, 0);
+  return gather(t, out, L->F.n_out_cts, REFINE_OUT_SCALE, pos, (size_t)count * m, h);
+}
+
+/* h (B rows of m, zero beyond the count) encrypted as layer N1's F input
+ * (pos: room for B x m positions). */
+static int scatter_next(hetee_refine_trusted *t, const hetee_refine_layer *N1, uint32_t B, size_t m, uint64_t *pos,
+                        const double *h, ct_t **next_in) {
+  for (uint32_t b = 0; b < B; b++)
+    for (size_t i = 0; i < m; i++) pos[b * m + i] = hetee_hemat_in_pos(&N1->F, b, (int)i, 0, 0);
+  refine_key k = tkey(t);
+  return refine_enc_scatter(&k, N1->F.n_in_cts, pos, h, (size_t)B * m, REFINE_IN_SCALE, next_in);
+}
+
+/* dst (n values) = the first `used` values of h, zeros after. */
+static void keep_rows(double *dst, const double *h, size_t n, size_t used) {
+  memset(dst, 0, n * sizeof(double));
+  memcpy(dst, h, used * sizeof(double));
+}
+
+/* A one-hot label row's class: the largest entry (branch-free scan). */
+static int label_of(const double *y, int c) {
+  int lab = 0;
+  for (int i = 1; i < c; i++) {
+    int gt = y[i] > y[lab];
+    lab = gt ? i : lab;
+  }
+  return lab;
+}
+
 int refine_tr_forward(hetee_refine_trusted *t, int l, ct_t *const *out, uint32_t count, ct_t **next_in, ct_t **next_gw) {
   if (t->ops) return t->ops->forward(t->arg, l, out, count, next_in, next_gw);
   double t0 = cpu_now();
   const hetee_refine_plan *p = t->p;
-  if (l < 0 || l >= p->nl - 1) return hetee_error(HETEE_ERR_INVALID_ARG, "forward refresh of layer %d", l);
-  int rc = rchk_refuse(t);
-  if (!rc) rc = check_count(t, count);
-  const hetee_refine_layer *L = &p->L[l], *N1 = &p->L[l + 1];
-  if (!rc) rc = check_cts(t, out, L->F.n_out_cts, REFINE_OUT_SCALE, 1, "layer outputs");
+  int rc = check_forward_in(t, l, out, count, "forward refresh");
   if (rc) return rc;
+  const hetee_refine_layer *L = &p->L[l], *N1 = &p->L[l + 1];
   uint32_t B = p->cfg.batch;
   size_t m = (size_t)L->m, n = (size_t)B * m;
   uint64_t *pos = calloc(n, sizeof *pos);
@@ -565,25 +620,17 @@ int refine_tr_forward(hetee_refine_trusted *t, int l, ct_t *const *out, uint32_t
     rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
     goto done;
   }
-  for (uint32_t b = 0; b < count; b++)
-    for (size_t i = 0; i < m; i++) pos[b * m + i] = hetee_hemat_out_pos(&L->F, b, (int)i, 0, 0);
-  rc = gather(t, out, L->F.n_out_cts, REFINE_OUT_SCALE, pos, (size_t)count * m, h);
+  rc = gather_rows(t, L, out, count, m, pos, h);
   if (!rc) rc = rchk_forward(t, l, h, count); /* before anything is refreshed */
   if (rc) goto done;
-  if (L->need_z) {
-    memset(t->z[l], 0, n * sizeof(double));
-    memcpy(t->z[l], h, (size_t)count * m * sizeof(double));
-  }
+  if (L->need_z) keep_rows(t->z[l], h, n, (size_t)count * m);
   for (size_t q = 0; q < (size_t)count * m; q++) h[q] = hetee_refine_act_f(L->act, h[q]);
   if (t->x[l + 1]) { /* layer l+1's input, for its F and G checks */
-    memset(t->x[l + 1], 0, n * sizeof(double));
-    memcpy(t->x[l + 1], h, (size_t)count * m * sizeof(double));
+    keep_rows(t->x[l + 1], h, n, (size_t)count * m);
     t->xcount[l + 1] = count;
   }
-  for (uint32_t b = 0; b < B; b++)
-    for (size_t i = 0; i < m; i++) pos[b * m + i] = hetee_hemat_in_pos(&N1->F, b, (int)i, 0, 0);
+  rc = scatter_next(t, N1, B, m, pos, h, next_in);
   refine_key k = tkey(t);
-  rc = refine_enc_scatter(&k, N1->F.n_in_cts, pos, h, n, REFINE_IN_SCALE, next_in);
   if (!rc && N1->trains) {
     xw = calloc((m + 1) * B, sizeof *xw);
     if (!xw) {
@@ -613,11 +660,8 @@ int refine_tr_loss(hetee_refine_trusted *t, ct_t *const *logits, const ct_t *lab
   const hetee_refine_plan *p = t->p;
   int l = p->nl - 1, c = p->classes;
   const hetee_refine_layer *L = &p->L[l];
-  int rc = rchk_refuse(t);
-  if (!rc) rc = check_count(t, count);
-  if (!rc) rc = check_cts(t, logits, L->F.n_out_cts, REFINE_OUT_SCALE, 1, "logits");
   ct_t *lab1[1] = {(ct_t *)labels};
-  if (!rc) rc = check_cts(t, lab1, 1, REFINE_IN_SCALE, 0, "labels");
+  int rc = check_loss_in(t, logits, lab1, count);
   if (rc) return rc;
   uint32_t B = p->cfg.batch;
   size_t n = (size_t)B * (size_t)c, nc = (size_t)count * (size_t)c;
@@ -627,20 +671,13 @@ int refine_tr_loss(hetee_refine_trusted *t, ct_t *const *logits, const ct_t *lab
     rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
     goto done;
   }
-  for (uint32_t b = 0; b < count; b++)
-    for (int i = 0; i < c; i++) pos[(size_t)b * (size_t)c + (size_t)i] = hetee_hemat_out_pos(&L->F, b, i, 0, 0);
-  rc = gather(t, logits, L->F.n_out_cts, REFINE_OUT_SCALE, pos, nc, z);
+  rc = gather_rows(t, L, logits, count, (size_t)c, pos, z);
   for (size_t q = 0; q < nc; q++) pos[q] = q;
   if (!rc) rc = rchk_forward(t, l, z, count); /* before anything is refreshed */
   if (!rc) rc = gather(t, lab1, 1, REFINE_IN_SCALE, pos, nc, y);
   if (rc) goto done;
   for (uint32_t b = 0; b < count; b++) {
-    /* the label is the largest one-hot entry (branch-free scan) */
-    int lab = 0;
-    for (int i = 1; i < c; i++) {
-      int gt = y[(size_t)b * (size_t)c + (size_t)i] > y[(size_t)b * (size_t)c + (size_t)lab];
-      lab = gt ? i : lab;
-    }
+    int lab = label_of(y + (size_t)b * (size_t)c, c);
     hetee_refine_loss_grad(p->cfg.loss, z + (size_t)b * (size_t)c, c, lab, d + (size_t)b * (size_t)c);
   }
   rchk_deltas(t, l, d, count);
@@ -975,20 +1012,15 @@ int refine_tr_vforward(hetee_refine_trusted *t, int l, ct_t *const *out, uint32_
   if (t->ops) return hetee_error(HETEE_ERR_UNSUPPORTED, "validation goes through the enclave");
   double t0 = cpu_now();
   const hetee_refine_plan *p = t->p;
-  if (l < 0 || l >= p->nl - 1) return hetee_error(HETEE_ERR_INVALID_ARG, "validation forward of layer %d", l);
-  int rc = rchk_refuse(t);
-  if (!rc) rc = check_count(t, count);
-  const hetee_refine_layer *L = &p->L[l], *N1 = &p->L[l + 1];
-  if (!rc) rc = check_cts(t, out, L->F.n_out_cts, REFINE_OUT_SCALE, 1, "layer outputs");
+  int rc = check_forward_in(t, l, out, count, "validation forward");
   if (rc) return rc;
+  const hetee_refine_layer *L = &p->L[l], *N1 = &p->L[l + 1];
   uint32_t B = p->cfg.batch;
   size_t m = (size_t)L->m, n = (size_t)B * m;
   uint64_t *pos = calloc(n, sizeof *pos);
   double *h = calloc(n, sizeof *h);
   if (!pos || !h) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
-  for (uint32_t b = 0; !rc && b < count; b++)
-    for (size_t i = 0; i < m; i++) pos[b * m + i] = hetee_hemat_out_pos(&L->F, b, (int)i, 0, 0);
-  if (!rc) rc = gather(t, out, L->F.n_out_cts, REFINE_OUT_SCALE, pos, (size_t)count * m, h);
+  if (!rc) rc = gather_rows(t, L, out, count, m, pos, h);
   /* the F check of a trained layer >= 1 with this pass's own input */
   if (!rc) rc = rchk_forward_x(t, l, h, count, t->vx[l], t->vxcount[l]);
   t->vxcount[l] = 0; /* one use per pass */
@@ -996,15 +1028,11 @@ int refine_tr_vforward(hetee_refine_trusted *t, int l, ct_t *const *out, uint32_
   if (!rc && N1->trains) { /* layer l+1's input, for its check in this pass */
     if (!t->vx[l + 1] && !(t->vx[l + 1] = calloc(n, sizeof(double)))) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
     if (!rc) {
-      memset(t->vx[l + 1], 0, n * sizeof(double));
-      memcpy(t->vx[l + 1], h, (size_t)count * m * sizeof(double));
+      keep_rows(t->vx[l + 1], h, n, (size_t)count * m);
       t->vxcount[l + 1] = count;
     }
   }
-  for (uint32_t b = 0; !rc && b < B; b++)
-    for (size_t i = 0; i < m; i++) pos[b * m + i] = hetee_hemat_in_pos(&N1->F, b, (int)i, 0, 0);
-  refine_key k = tkey(t);
-  if (!rc) rc = refine_enc_scatter(&k, N1->F.n_in_cts, pos, h, n, REFINE_IN_SCALE, next_in);
+  if (!rc) rc = scatter_next(t, N1, B, m, pos, h, next_in);
   if (h) memset(h, 0, n * sizeof *h);
   free(pos);
   free(h);
@@ -1019,19 +1047,14 @@ int refine_tr_vloss(hetee_refine_trusted *t, ct_t *const *logits, const ct_t *la
   const hetee_refine_plan *p = t->p;
   int c = p->classes;
   const hetee_refine_layer *L = &p->L[p->nl - 1];
-  int rc = rchk_refuse(t);
-  if (!rc) rc = check_count(t, count);
-  if (!rc) rc = check_cts(t, logits, L->F.n_out_cts, REFINE_OUT_SCALE, 1, "logits");
   ct_t *lab1[1] = {(ct_t *)labels};
-  if (!rc) rc = check_cts(t, lab1, 1, REFINE_IN_SCALE, 0, "labels");
+  int rc = check_loss_in(t, logits, lab1, count);
   if (rc) return rc;
   size_t nc = (size_t)count * (size_t)c;
   uint64_t *pos = calloc(nc, sizeof *pos);
   double *z = calloc(nc, sizeof *z), *y = calloc(nc, sizeof *y);
   if (!pos || !z || !y) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
-  for (uint32_t b = 0; !rc && b < count; b++)
-    for (int i = 0; i < c; i++) pos[(size_t)b * (size_t)c + (size_t)i] = hetee_hemat_out_pos(&L->F, b, i, 0, 0);
-  if (!rc) rc = gather(t, logits, L->F.n_out_cts, REFINE_OUT_SCALE, pos, nc, z);
+  if (!rc) rc = gather_rows(t, L, logits, count, (size_t)c, pos, z);
   if (!rc) rc = rchk_forward_x(t, p->nl - 1, z, count, t->vx[p->nl - 1], t->vxcount[p->nl - 1]);
   if (p->nl - 1 < HETEE_REFINE_MAX_LAYERS) t->vxcount[p->nl - 1] = 0; /* one use per pass */
   for (size_t q = 0; !rc && q < nc; q++) pos[q] = q;
@@ -1039,11 +1062,7 @@ int refine_tr_vloss(hetee_refine_trusted *t, ct_t *const *logits, const ct_t *la
   double ls = 0;
   uint64_t ok = 0;
   for (uint32_t b = 0; !rc && b < count; b++) {
-    int lab = 0; /* the largest one-hot entry (branch-free scan) */
-    for (int i = 1; i < c; i++) {
-      int gt = y[(size_t)b * (size_t)c + (size_t)i] > y[(size_t)b * (size_t)c + (size_t)lab];
-      lab = gt ? i : lab;
-    }
+    int lab = label_of(y + (size_t)b * (size_t)c, c);
     int cor = 0;
     ls += refine_sample_loss(p->cfg.loss, z + (size_t)b * (size_t)c, c, lab, &cor);
     ok += (uint64_t)cor;

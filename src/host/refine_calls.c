@@ -133,21 +133,39 @@ static int call(remote *rm, uint16_t type, hetee_wbuf *w, int nlists, ct_t **con
   return rc;
 }
 
+/* A step request: u32 job | u32 layer (l >= 0) | u32 count | the n
+ * ciphertexts of `in` (staged by PUT when large) [| the labels]. On error
+ * w is freed. */
+static int step_request(const remote *rm, hetee_wbuf *w, int l, uint32_t count, ct_t *const *in, size_t n,
+                        const ct_t *labels) {
+  hetee_wbuf_init(w);
+  hetee_wbuf_u32(w, rm->job);
+  if (l >= 0) hetee_wbuf_u32(w, (uint32_t)l);
+  hetee_wbuf_u32(w, count);
+  ct_t *lab[1] = {(ct_t *)labels};
+  int rc = put_list_staged(rm, w, in, n);
+  if (!rc && labels) rc = put_list(rm, w, lab, 1);
+  if (rc) hetee_wbuf_free_public(w);
+  return rc;
+}
+
+/* Sends a fixed request; on success f holds the reply (the caller clears
+ * it) and r reads it. */
+static int call_fixed(const remote *rm, uint16_t type, const uint8_t *req, size_t rlen, hetee_frame *f, hetee_rbuf *r) {
+  memset(f, 0, sizeof *f);
+  int rc = hetee_host_call_frame(rm->e, type, req, rlen, f, 0);
+  if (!rc) hetee_rbuf_init(r, f->body, f->len);
+  return rc;
+}
+
 static int op_forward(void *arg, int l, ct_t *const *out, uint32_t count, ct_t **next_in, ct_t **next_gw) {
   remote *rm = arg;
   const hetee_refine_plan *p = &rm->p;
   if (l < 0 || l >= p->nl - 1) return hetee_error(HETEE_ERR_INVALID_ARG, "forward refresh of layer %d", l);
   const hetee_refine_layer *L = &p->L[l], *N1 = &p->L[l + 1];
   hetee_wbuf w;
-  hetee_wbuf_init(&w);
-  hetee_wbuf_u32(&w, rm->job);
-  hetee_wbuf_u32(&w, (uint32_t)l);
-  hetee_wbuf_u32(&w, count);
-  int rc = put_list_staged(rm, &w, out, L->F.n_out_cts);
-  if (rc) {
-    hetee_wbuf_free_public(&w);
-    return rc;
-  }
+  int rc = step_request(rm, &w, l, count, out, L->F.n_out_cts, NULL);
+  if (rc) return rc;
   ct_t **outs[2] = {next_in, N1->trains ? next_gw : NULL};
   size_t want[2] = {N1->F.n_in_cts, N1->trains ? N1->G.n_w_cts : 0};
   return call(rm, HETEE_MSG_REFINE_FORWARD, &w, 2, outs, want);
@@ -158,16 +176,8 @@ static int op_loss(void *arg, ct_t *const *logits, const ct_t *labels, uint32_t 
   const hetee_refine_plan *p = &rm->p;
   const hetee_refine_layer *L = &p->L[p->nl - 1];
   hetee_wbuf w;
-  hetee_wbuf_init(&w);
-  hetee_wbuf_u32(&w, rm->job);
-  hetee_wbuf_u32(&w, count);
-  ct_t *lab[1] = {(ct_t *)labels};
-  int rc = put_list_staged(rm, &w, logits, L->F.n_out_cts);
-  if (!rc) rc = put_list(rm, &w, lab, 1);
-  if (rc) {
-    hetee_wbuf_free_public(&w);
-    return rc;
-  }
+  int rc = step_request(rm, &w, -1, count, logits, L->F.n_out_cts, labels);
+  if (rc) return rc;
   ct_t **outs[2] = {dG, L->has_back ? dT : NULL};
   size_t want[2] = {L->G.n_in_cts, L->has_back ? L->T.n_in_cts : 0};
   return call(rm, HETEE_MSG_REFINE_LOSS, &w, 2, outs, want);
@@ -179,15 +189,8 @@ static int op_back(void *arg, int l, ct_t *const *u, uint32_t count, ct_t **dG, 
   if (l < 1 || l >= p->nl || !p->L[l].has_back) return hetee_error(HETEE_ERR_INVALID_ARG, "no W^T stage at layer %d", l);
   const hetee_refine_layer *L = &p->L[l], *P = &p->L[l - 1];
   hetee_wbuf w;
-  hetee_wbuf_init(&w);
-  hetee_wbuf_u32(&w, rm->job);
-  hetee_wbuf_u32(&w, (uint32_t)l);
-  hetee_wbuf_u32(&w, count);
-  int rc = put_list_staged(rm, &w, u, L->T.n_out_cts);
-  if (rc) {
-    hetee_wbuf_free_public(&w);
-    return rc;
-  }
+  int rc = step_request(rm, &w, l, count, u, L->T.n_out_cts, NULL);
+  if (rc) return rc;
   ct_t **outs[2] = {dG, P->has_back ? dT : NULL};
   size_t want[2] = {P->G.n_in_cts, P->has_back ? P->T.n_in_cts : 0};
   return call(rm, HETEE_MSG_REFINE_BACK, &w, 2, outs, want);
@@ -373,6 +376,27 @@ int hetee_host_refine_open(hetee_host_enclave *e, const hetee_ckks_context *ctx,
   return 0;
 }
 
+/* A request whose reply is one blob sealed to the model provider's session
+ * (FETCH, VREPORT): *sealed gets a copy (with `nonempty`, an empty blob is
+ * malformed too); "malformed <msg> reply" otherwise. */
+static int call_sealed(const remote *rm, uint16_t type, const uint8_t *req, size_t rlen, int nonempty, const char *msg,
+                       uint8_t **sealed, size_t *len) {
+  hetee_frame f;
+  hetee_rbuf r;
+  int rc = call_fixed(rm, type, req, rlen, &f, &r);
+  if (rc) return rc;
+  size_t n = 0;
+  const uint8_t *b = hetee_rbuf_blob(&r, f.len, &n);
+  if (r.err || hetee_rbuf_left(&r) || (nonempty && !n) || !(*sealed = malloc(n ? n : 1))) {
+    hetee_frame_clear(&f);
+    return hetee_error(HETEE_ERR_PROTOCOL, "malformed %s reply", msg);
+  }
+  memcpy(*sealed, b, n);
+  *len = n;
+  hetee_frame_clear(&f);
+  return 0;
+}
+
 int hetee_host_refine_fetch(hetee_refine_trusted *t, const hetee_refine_state *s, int l, uint8_t **sealed, size_t *len) {
   remote *rm = t ? refine_tr_ops_arg(t) : NULL;
   if (!rm || !s || !sealed || !len) return hetee_error(HETEE_ERR_INVALID_ARG, "not an enclave refine job");
@@ -381,22 +405,7 @@ int hetee_host_refine_fetch(hetee_refine_trusted *t, const hetee_refine_state *s
   uint8_t req[8];
   hetee_le32(req, rm->job);
   hetee_le32(req + 4, (uint32_t)l);
-  hetee_frame f;
-  memset(&f, 0, sizeof f);
-  int rc = hetee_host_call_frame(rm->e, HETEE_MSG_REFINE_FETCH, req, sizeof req, &f, 0);
-  if (rc) return rc;
-  hetee_rbuf r;
-  hetee_rbuf_init(&r, f.body, f.len);
-  size_t n = 0;
-  const uint8_t *b = hetee_rbuf_blob(&r, f.len, &n);
-  if (r.err || hetee_rbuf_left(&r) || !(*sealed = malloc(n ? n : 1))) {
-    hetee_frame_clear(&f);
-    return hetee_error(HETEE_ERR_PROTOCOL, "malformed REFINE_FETCH reply");
-  }
-  memcpy(*sealed, b, n);
-  *len = n;
-  hetee_frame_clear(&f);
-  return 0;
+  return call_sealed(rm, HETEE_MSG_REFINE_FETCH, req, sizeof req, 0, "REFINE_FETCH", sealed, len);
 }
 
 /* ---- durable jobs: SAVE / RESUME / STATUS ---- */
@@ -415,11 +424,9 @@ int hetee_refine_checkpoint_write_sealed(const hetee_refine_state *s, hetee_refi
   hetee_le64(req + 12, steps);
   hetee_le64(req + 20, updates);
   hetee_frame f;
-  memset(&f, 0, sizeof f);
-  int rc = hetee_host_call_frame(rm->e, HETEE_MSG_REFINE_SAVE, req, sizeof req, &f, 0);
-  if (rc) return rc;
   hetee_rbuf r;
-  hetee_rbuf_init(&r, f.body, f.len);
+  int rc = call_fixed(rm, HETEE_MSG_REFINE_SAVE, req, sizeof req, &f, &r);
+  if (rc) return rc;
   const uint8_t *uid = hetee_rbuf_get(&r, 16);
   (void)hetee_rbuf_u64(&r);
   (void)hetee_rbuf_u64(&r);
@@ -522,12 +529,10 @@ int hetee_host_refine_status(hetee_refine_trusted *t, hetee_refine_job_status *o
   uint8_t req[4];
   hetee_le32(req, rm->job);
   hetee_frame f;
-  memset(&f, 0, sizeof f);
-  int rc = hetee_host_call_frame(rm->e, HETEE_MSG_REFINE_STATUS, req, sizeof req, &f, 0);
+  hetee_rbuf r;
+  int rc = call_fixed(rm, HETEE_MSG_REFINE_STATUS, req, sizeof req, &f, &r);
   if (rc) return rc;
   memset(out, 0, sizeof *out);
-  hetee_rbuf r;
-  hetee_rbuf_init(&r, f.body, f.len);
   hetee_rbuf_copy(&r, out->uid, 16);
   out->samples = hetee_rbuf_u64(&r);
   out->updates = hetee_rbuf_u64(&r);
@@ -551,15 +556,8 @@ static int vop_forward(void *arg, int l, ct_t *const *out, uint32_t count, ct_t 
   const hetee_refine_plan *p = &rm->p;
   if (l < 0 || l >= p->nl - 1) return hetee_error(HETEE_ERR_INVALID_ARG, "validation forward of layer %d", l);
   hetee_wbuf w;
-  hetee_wbuf_init(&w);
-  hetee_wbuf_u32(&w, rm->job);
-  hetee_wbuf_u32(&w, (uint32_t)l);
-  hetee_wbuf_u32(&w, count);
-  int rc = put_list_staged(rm, &w, out, p->L[l].F.n_out_cts);
-  if (rc) {
-    hetee_wbuf_free_public(&w);
-    return rc;
-  }
+  int rc = step_request(rm, &w, l, count, out, p->L[l].F.n_out_cts, NULL);
+  if (rc) return rc;
   ct_t **outs[1] = {next_in};
   size_t want[1] = {p->L[l + 1].F.n_in_cts};
   return call(rm, HETEE_MSG_REFINE_VFORWARD, &w, 1, outs, want);
@@ -569,16 +567,8 @@ static int vop_loss(void *arg, ct_t *const *logits, const ct_t *labels, uint32_t
   remote *rm = arg;
   const hetee_refine_plan *p = &rm->p;
   hetee_wbuf w;
-  hetee_wbuf_init(&w);
-  hetee_wbuf_u32(&w, rm->job);
-  hetee_wbuf_u32(&w, count);
-  ct_t *lab[1] = {(ct_t *)labels};
-  int rc = put_list_staged(rm, &w, logits, p->L[p->nl - 1].F.n_out_cts);
-  if (!rc) rc = put_list(rm, &w, lab, 1);
-  if (rc) {
-    hetee_wbuf_free_public(&w);
-    return rc;
-  }
+  int rc = step_request(rm, &w, -1, count, logits, p->L[p->nl - 1].F.n_out_cts, labels);
+  if (rc) return rc;
   return call(rm, HETEE_MSG_REFINE_VLOSS, &w, 0, NULL, NULL);
 }
 
@@ -593,26 +583,13 @@ int hetee_refine_validate(hetee_refine_state *s, hetee_refine_trusted *t, const 
   uint8_t req[8];
   hetee_le32(req, rm->job);
   hetee_le32(req + 4, rc ? 1 : 0); /* a failed pass: the enclave discards what it accumulated */
-  hetee_frame f;
-  memset(&f, 0, sizeof f);
   if (rc) {
     char keep[256];
     snprintf(keep, sizeof keep, "%s", hetee_last_error());
+    hetee_frame f;
+    memset(&f, 0, sizeof f);
     if (!hetee_host_call_frame(rm->e, HETEE_MSG_REFINE_VREPORT, req, sizeof req, &f, 0)) hetee_frame_clear(&f);
     return hetee_error(rc, "%s", keep);
   }
-  rc = hetee_host_call_frame(rm->e, HETEE_MSG_REFINE_VREPORT, req, sizeof req, &f, 0);
-  if (rc) return rc;
-  hetee_rbuf r;
-  hetee_rbuf_init(&r, f.body, f.len);
-  size_t n = 0;
-  const uint8_t *b = hetee_rbuf_blob(&r, f.len, &n);
-  if (r.err || hetee_rbuf_left(&r) || !n || !(*sealed = malloc(n))) {
-    hetee_frame_clear(&f);
-    return hetee_error(HETEE_ERR_PROTOCOL, "malformed REFINE_VREPORT reply");
-  }
-  memcpy(*sealed, b, n);
-  *len = n;
-  hetee_frame_clear(&f);
-  return 0;
+  return call_sealed(rm, HETEE_MSG_REFINE_VREPORT, req, sizeof req, 1, "REFINE_VREPORT", sealed, len);
 }

@@ -227,6 +227,10 @@ static void digest_lists(const ct_list *const *ls, int nls, uint8_t out[32]) {
   crypto_generichash_final(&st, out, 32);
 }
 
+static int reply_done(const hetee_wbuf *w) {
+  return w->err ? hetee_error(HETEE_ERR_NOMEM, "no memory for the reply") : 0;
+}
+
 /* Writes n fresh ciphertexts as a list (the reply is reserved once). */
 static int list_write(enclave *e, hetee_wbuf *w, ct_t *const *c, size_t n) {
   size_t total = 4;
@@ -249,7 +253,7 @@ static int list_write(enclave *e, hetee_wbuf *w, ct_t *const *c, size_t n) {
     if (rc) return rc;
     w->len += got;
   }
-  return w->err ? hetee_error(HETEE_ERR_NOMEM, "no memory for the reply") : 0;
+  return reply_done(w);
 }
 
 static ct_t **outs(size_t n) { return calloc(n ? n : 1, sizeof(ct_t *)); }
@@ -276,6 +280,115 @@ static int check_budget(enclave *e, const refine_job *j, size_t ncts) {
   if (cts_bytes(&j->plan, ncts) > e->cfg.budget)
     return hetee_error(HETEE_ERR_LIMIT, "refine request of %zu ciphertexts above the memory budget", ncts);
   return 0;
+}
+
+/* ---- what the handlers share: a request's head and end, a reply ---- */
+
+/* The job a request names (its u32 id first), then nf u32 fields into f;
+ * a truncated request (with `whole`, also a longer one) is "malformed
+ * <msg>". The lookup comes first: an unknown job is NOT_FOUND whatever
+ * follows. NULL with *rc set on error. */
+static refine_job *job_request(enclave *e, hetee_rbuf *r, const char *msg, int whole, uint32_t *f, int nf, int *rc) {
+  refine_job *j = find_job(e, hetee_rbuf_u32(r), rc);
+  if (!j) return NULL;
+  for (int i = 0; i < nf; i++) f[i] = hetee_rbuf_u32(r);
+  if (r->err || (whole && hetee_rbuf_left(r))) {
+    *rc = hetee_error(HETEE_ERR_PROTOCOL, "malformed %s", msg);
+    return NULL;
+  }
+  return j;
+}
+
+/* The end of a request whose lists have been read (rc so far). */
+static int request_end(const hetee_rbuf *r, int rc) {
+  if (!rc && hetee_rbuf_left(r)) rc = hetee_error(HETEE_ERR_PROTOCOL, "trailing bytes");
+  return rc;
+}
+
+/* uid[16] | u64 samples | u64 updates: the head of SAVE's and STATUS's replies. */
+static void put_job_head(hetee_wbuf *w, const refine_job *j) {
+  hetee_wbuf_put(w, j->uid, 16);
+  hetee_wbuf_u64(w, j->samples);
+  hetee_wbuf_u64(w, j->updates);
+}
+
+/* LOSS's and VLOSS's inputs (rc so far): the logits (inline or staged),
+ * the labels, nothing after. */
+static int read_loss_in(enclave *e, hetee_rbuf *r, refine_job *j, int rc, ct_list *lo, ct_list *lab) {
+  memset(lo, 0, sizeof *lo);
+  memset(lab, 0, sizeof *lab);
+  if (!rc) rc = list_take(e, r, j, j->plan.L[j->plan.nl - 1].F.n_out_cts, "logits", lo);
+  if (!rc) rc = list_read(e, r, 1, "labels", lab);
+  return request_end(r, rc);
+}
+
+/* A step's reply: k (<= 4) lists of fresh ciphertexts, allocated together
+ * before the step (with the counters then), written in order after it,
+ * then (items not NULL) the counters; freed together. */
+typedef struct step_out {
+  int k;
+  size_t n[4];
+  ct_t **c[4];
+  uint64_t enc0, dec0;
+} step_out;
+
+static int out_begin(const refine_job *j, step_out *o, int rc, int k, const size_t *n) {
+  memset(o, 0, sizeof *o);
+  o->k = k;
+  int bad = 0;
+  for (int i = 0; i < k; i++) {
+    o->n[i] = n[i];
+    o->c[i] = outs(n[i]);
+    bad |= !o->c[i];
+  }
+  refine_tr_counts(j->tr, &o->enc0, &o->dec0);
+  if (!rc && bad) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+  return rc;
+}
+
+static int out_end(enclave *e, hetee_wbuf *w, const refine_job *j, step_out *o, int rc, uint64_t *items) {
+  for (int i = 0; !rc && i < o->k; i++) rc = list_write(e, w, o->c[i], o->n[i]);
+  if (!rc && items) put_counts(j, w, items, o->enc0, o->dec0);
+  for (int i = 0; i < o->k; i++) outs_free(o->c[i], o->n[i]);
+  memset(o, 0, sizeof *o);
+  return rc;
+}
+
+/* The ciphertexts of a trained layer's weights, bias, W^T (0 without a
+ * W^T stage) and momentum (0 without momentum). */
+static void layer_cts(const hetee_refine_plan *p, const hetee_refine_layer *L, size_t n[4]) {
+  n[0] = L->F.n_w_cts;
+  n[1] = (size_t)L->F.nmb;
+  n[2] = L->has_back ? L->T.n_w_cts : 0;
+  n[3] = p->cfg.momentum > 0 ? refine_compact_cts((size_t)L->m * (size_t)(L->k + 1), p->n) : 0;
+}
+
+/* A free slot for a new job, else LIMIT. */
+static int free_slot(int *slot) {
+  *slot = -1;
+  for (int i = 0; i < HETEE_REFINE_MAX_JOBS && *slot < 0; i++)
+    if (!jobs[i]) *slot = i;
+  if (*slot < 0) return hetee_error(HETEE_ERR_LIMIT, "%d refine jobs open already", HETEE_REFINE_MAX_JOBS);
+  return 0;
+}
+
+/* j->plan rebuilt from a spec, for the enclave's ring degree. */
+static int plan_from_spec(const enclave *e, refine_job *j, const uint8_t *spec, size_t slen) {
+  int rc = hetee_refine_spec_decode(spec, slen, &j->plan);
+  if (!rc && j->plan.n != hetee_ckks_context_n(e->ctx))
+    rc = hetee_error(HETEE_ERR_PARAMS, "refine spec for N = %zu, the enclave's is %zu", j->plan.n,
+                     hetee_ckks_context_n(e->ctx));
+  return rc;
+}
+
+/* A new or resumed job's handle, keys and step state (jobs are wiped at exit). */
+static void job_start(const enclave *e, refine_job *j) {
+  static int registered;
+  if (!registered) registered = atexit(jobs_wipe) == 0;
+  j->id = new_job_id();
+  j->ctx = e->ctx;
+  j->sk = e->sk;
+  j->back_next = -1;
 }
 
 /* ---- OPEN ---- */
@@ -308,15 +421,13 @@ static int handle_open(enclave *e, hetee_rbuf *r, hetee_wbuf *w) {
   const uint8_t *spec = hetee_rbuf_blob(r, 1u << 16, &slen);
   const uint8_t *auth = hetee_rbuf_blob(r, 1u << 16, &alen);
   if (r->err || hetee_rbuf_left(r)) return hetee_error(HETEE_ERR_PROTOCOL, "malformed REFINE_OPEN");
-  int slot = -1;
-  for (int i = 0; i < HETEE_REFINE_MAX_JOBS && slot < 0; i++)
-    if (!jobs[i]) slot = i;
-  if (slot < 0) return hetee_error(HETEE_ERR_LIMIT, "%d refine jobs open already", HETEE_REFINE_MAX_JOBS);
+  int slot;
+  int rc = free_slot(&slot);
+  if (rc) return rc;
   refine_job *j = calloc(1, sizeof *j);
   if (!j) return hetee_error(HETEE_ERR_NOMEM, "no memory");
   /* who authorizes (first: nothing is planned for an unauthorized spec): an
    * MP session of the measured list, owner of the model */
-  int rc = 0;
   hetee_chan *c = NULL;
   if (alen < HETEE_SESSION_OVERHEAD) rc = hetee_error(HETEE_ERR_FORMAT, "refine authorization too short");
   else if (!(c = enclave_find_session(e, auth))) rc = hetee_error(HETEE_ERR_NOT_FOUND, "no such session");
@@ -348,10 +459,7 @@ static int handle_open(enclave *e, hetee_rbuf *r, hetee_wbuf *w) {
     else if (sodium_memcmp(sdig, want, 32)) rc = hetee_error(HETEE_ERR_AUTH, "the authorization is for another refine spec");
   }
   /* the plan, rebuilt from the authorized spec */
-  if (!rc) rc = hetee_refine_spec_decode(spec, slen, &j->plan);
-  if (!rc && j->plan.n != hetee_ckks_context_n(e->ctx))
-    rc = hetee_error(HETEE_ERR_PARAMS, "refine spec for N = %zu, the enclave's is %zu", j->plan.n,
-                     hetee_ckks_context_n(e->ctx));
+  if (!rc) rc = plan_from_spec(e, j, spec, slen);
   if (!rc && hetee_ckks_context_max_level(e->ctx) < REFINE_LEVEL)
     rc = hetee_error(HETEE_ERR_PARAMS, "the enclave's parameters have no level %d", REFINE_LEVEL);
   if (!rc) {
@@ -371,8 +479,6 @@ static int handle_open(enclave *e, hetee_rbuf *r, hetee_wbuf *w) {
     job_free(j);
     return rc;
   }
-  static int registered;
-  if (!registered) registered = atexit(jobs_wipe) == 0;
   j->spec = malloc(slen ? slen : 1);
   if (!j->spec) {
     job_free(j);
@@ -381,13 +487,10 @@ static int handle_open(enclave *e, hetee_rbuf *r, hetee_wbuf *w) {
   memcpy(j->spec, spec, slen);
   j->spec_len = slen;
   randombytes_buf(j->uid, sizeof j->uid);
-  j->id = new_job_id();
+  job_start(e, j);
   j->model = model;
   memcpy(j->owner, c->party_pk, 32);
   memcpy(j->sid, c->id, HETEE_SESSION_ID_BYTES);
-  j->ctx = e->ctx;
-  j->sk = e->sk;
-  j->back_next = -1;
   jobs[slot] = j;
   hetee_wbuf_u32(w, j->id);
   return 0;
@@ -396,130 +499,102 @@ static int handle_open(enclave *e, hetee_rbuf *r, hetee_wbuf *w) {
 /* ---- steps ---- */
 static int handle_forward(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *items) {
   int rc = 0;
-  refine_job *j = find_job(e, hetee_rbuf_u32(r), &rc);
+  uint32_t f[2];
+  refine_job *j = job_request(e, r, "REFINE_FORWARD", 0, f, 2, &rc);
   if (!j) return rc;
-  uint32_t l = hetee_rbuf_u32(r), count = hetee_rbuf_u32(r);
+  uint32_t l = f[0], count = f[1];
   const hetee_refine_plan *p = &j->plan;
-  if (r->err) return hetee_error(HETEE_ERR_PROTOCOL, "malformed REFINE_FORWARD");
   if (l >= (uint32_t)p->nl - 1) return hetee_error(HETEE_ERR_INVALID_ARG, "forward refresh of layer %u", l);
   if (l != 0 && ((int)l != j->fwd_next || count != j->count))
     return hetee_error(HETEE_ERR_STATE, "forward refresh of layer %u out of order", l);
   const hetee_refine_layer *L = &p->L[l], *N1 = &p->L[l + 1];
   size_t nin = N1->F.n_in_cts, ngw = N1->trains ? N1->G.n_w_cts : 0;
   rc = check_budget(e, j, L->F.n_out_cts + nin + ngw);
-  ct_list in;
-  memset(&in, 0, sizeof in);
+  ct_list in = {0};
   if (!rc) rc = list_take(e, r, j, L->F.n_out_cts, "layer outputs", &in);
-  if (!rc && hetee_rbuf_left(r)) rc = hetee_error(HETEE_ERR_PROTOCOL, "trailing bytes");
-  ct_t **a = outs(nin), **b = outs(ngw);
-  uint64_t enc0, dec0;
-  refine_tr_counts(j->tr, &enc0, &dec0);
-  if (!rc && (!a || !b)) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
-  if (!rc) rc = refine_tr_forward(j->tr, (int)l, in.c, count, a, ngw ? b : NULL);
-  if (!rc) rc = list_write(e, w, a, nin);
-  if (!rc) rc = list_write(e, w, b, ngw);
-  if (!rc) put_counts(j, w, items, enc0, dec0);
+  rc = request_end(r, rc);
+  step_out o;
+  rc = out_begin(j, &o, rc, 2, (const size_t[]){nin, ngw});
+  if (!rc) rc = refine_tr_forward(j->tr, (int)l, in.c, count, o.c[0], ngw ? o.c[1] : NULL);
+  rc = out_end(e, w, j, &o, rc, items);
   j->fwd_next = rc ? 0 : (int)l + 1;
   j->count = count;
   j->back_next = -1;
   list_free(&in);
-  outs_free(a, nin);
-  outs_free(b, ngw);
   return rc;
 }
 
 static int handle_loss(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *items) {
   int rc = 0;
-  refine_job *j = find_job(e, hetee_rbuf_u32(r), &rc);
+  uint32_t count;
+  refine_job *j = job_request(e, r, "REFINE_LOSS", 0, &count, 1, &rc);
   if (!j) return rc;
-  uint32_t count = hetee_rbuf_u32(r);
   const hetee_refine_plan *p = &j->plan;
   int l = p->nl - 1;
-  if (r->err) return hetee_error(HETEE_ERR_PROTOCOL, "malformed REFINE_LOSS");
   if (j->fwd_next != l || (l > 0 && count != j->count)) return hetee_error(HETEE_ERR_STATE, "loss before the forward pass");
   const hetee_refine_layer *L = &p->L[l];
   size_t ng = L->G.n_in_cts, nt = L->has_back ? L->T.n_in_cts : 0;
   if (!L->trains) return hetee_error(HETEE_ERR_STATE, "the last layer does not train");
   rc = check_budget(e, j, L->F.n_out_cts + 1 + ng + nt);
   ct_list lo, lab;
-  memset(&lo, 0, sizeof lo);
-  memset(&lab, 0, sizeof lab);
-  if (!rc) rc = list_take(e, r, j, L->F.n_out_cts, "logits", &lo);
-  if (!rc) rc = list_read(e, r, 1, "labels", &lab);
-  if (!rc && hetee_rbuf_left(r)) rc = hetee_error(HETEE_ERR_PROTOCOL, "trailing bytes");
-  ct_t **dG = outs(ng), **dT = outs(nt);
-  uint64_t enc0, dec0;
-  refine_tr_counts(j->tr, &enc0, &dec0);
-  if (!rc && (!dG || !dT)) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
-  if (!rc) rc = refine_tr_loss(j->tr, lo.c, lab.c[0], count, dG, nt ? dT : NULL);
-  if (!rc) rc = list_write(e, w, dG, ng);
-  if (!rc) rc = list_write(e, w, dT, nt);
-  if (!rc) put_counts(j, w, items, enc0, dec0);
+  rc = read_loss_in(e, r, j, rc, &lo, &lab);
+  step_out o;
+  rc = out_begin(j, &o, rc, 2, (const size_t[]){ng, nt});
+  if (!rc) rc = refine_tr_loss(j->tr, lo.c, lab.c[0], count, o.c[0], nt ? o.c[1] : NULL);
+  rc = out_end(e, w, j, &o, rc, items);
   j->fwd_next = rc ? 0 : -1;
   j->count = count;
   j->back_next = rc || !L->has_back ? -1 : l;
   list_free(&lo);
   list_free(&lab);
-  outs_free(dG, ng);
-  outs_free(dT, nt);
   return rc;
 }
 
 static int handle_back(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *items) {
   int rc = 0;
-  refine_job *j = find_job(e, hetee_rbuf_u32(r), &rc);
+  uint32_t f[2];
+  refine_job *j = job_request(e, r, "REFINE_BACK", 0, f, 2, &rc);
   if (!j) return rc;
-  uint32_t l = hetee_rbuf_u32(r), count = hetee_rbuf_u32(r);
+  uint32_t l = f[0], count = f[1];
   const hetee_refine_plan *p = &j->plan;
-  if (r->err) return hetee_error(HETEE_ERR_PROTOCOL, "malformed REFINE_BACK");
   if (l >= (uint32_t)p->nl || !p->L[l].has_back) return hetee_error(HETEE_ERR_INVALID_ARG, "no W^T stage at layer %u", l);
   if ((int)l != j->back_next || count != j->count) return hetee_error(HETEE_ERR_STATE, "back refresh of layer %u out of order", l);
   const hetee_refine_layer *L = &p->L[l], *P = &p->L[l - 1];
   size_t ng = P->G.n_in_cts, nt = P->has_back ? P->T.n_in_cts : 0;
   rc = check_budget(e, j, L->T.n_out_cts + ng + nt);
-  ct_list u;
-  memset(&u, 0, sizeof u);
+  ct_list u = {0};
   if (!rc) rc = list_take(e, r, j, L->T.n_out_cts, "W^T delta", &u);
-  if (!rc && hetee_rbuf_left(r)) rc = hetee_error(HETEE_ERR_PROTOCOL, "trailing bytes");
-  ct_t **dG = outs(ng), **dT = outs(nt);
-  uint64_t enc0, dec0;
-  refine_tr_counts(j->tr, &enc0, &dec0);
-  if (!rc && (!dG || !dT)) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
-  if (!rc) rc = refine_tr_back(j->tr, (int)l, u.c, count, dG, nt ? dT : NULL);
-  if (!rc) rc = list_write(e, w, dG, ng);
-  if (!rc) rc = list_write(e, w, dT, nt);
-  if (!rc) put_counts(j, w, items, enc0, dec0);
+  rc = request_end(r, rc);
+  step_out o;
+  rc = out_begin(j, &o, rc, 2, (const size_t[]){ng, nt});
+  if (!rc) rc = refine_tr_back(j->tr, (int)l, u.c, count, o.c[0], nt ? o.c[1] : NULL);
+  rc = out_end(e, w, j, &o, rc, items);
   j->back_next = rc || !P->has_back ? -1 : (int)l - 1;
   list_free(&u);
-  outs_free(dG, ng);
-  outs_free(dT, nt);
   return rc;
 }
 
 static int handle_update(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *items) {
   int rc = 0;
-  refine_job *j = find_job(e, hetee_rbuf_u32(r), &rc);
+  uint32_t f[2];
+  refine_job *j = job_request(e, r, "REFINE_UPDATE", 0, f, 2, &rc);
   if (!j) return rc;
-  uint32_t l = hetee_rbuf_u32(r), ns = hetee_rbuf_u32(r);
+  uint32_t l = f[0], ns = f[1];
   const hetee_refine_plan *p = &j->plan;
-  if (r->err) return hetee_error(HETEE_ERR_PROTOCOL, "malformed REFINE_UPDATE");
   if (l >= (uint32_t)p->nl || (int)l < p->first_train) return hetee_error(HETEE_ERR_INVALID_ARG, "layer %u does not train", l);
   const hetee_refine_layer *L = &p->L[l];
-  int mom = p->cfg.momentum > 0, held = refine_tr_holds(j->tr, (int)l);
-  size_t nw = L->F.n_w_cts, nb = (size_t)L->F.nmb, nwt = L->has_back ? L->T.n_w_cts : 0;
-  size_t nv = mom ? refine_compact_cts((size_t)L->m * (size_t)(L->k + 1), p->n) : 0;
-  ct_list g, W, B, V;
-  memset(&g, 0, sizeof g);
-  memset(&W, 0, sizeof W);
-  memset(&B, 0, sizeof B);
-  memset(&V, 0, sizeof V);
+  int held = refine_tr_holds(j->tr, (int)l);
+  size_t n[4];
+  layer_cts(p, L, n);
+  size_t nw = n[0], nb = n[1], nwt = n[2], nv = n[3];
+  ct_list g = {0}, W = {0}, B = {0}, V = {0};
   /* the first update of a layer loads the MP's authorized weights; later
    * ones use the weights the enclave keeps (the lists are then empty) */
   if (!rc) rc = list_read_opt(e, r, L->G.n_out_cts, "gradient", &g);
   if (!rc) rc = list_read(e, r, held ? 0 : nw, "weights", &W);
   if (!rc) rc = list_read(e, r, held ? 0 : nb, "bias", &B);
   if (!rc) rc = list_read(e, r, held ? 0 : nv, "momentum", &V);
-  if (!rc && hetee_rbuf_left(r)) rc = hetee_error(HETEE_ERR_PROTOCOL, "trailing bytes");
+  rc = request_end(r, rc);
   if (!rc) rc = check_budget(e, j, g.n + W.n + B.n + V.n + nw + nb + nwt + nv);
   if (!rc && !held) {
     uint8_t d[32];
@@ -528,18 +603,12 @@ static int handle_update(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *ite
     if (sodium_memcmp(d, j->digest[l], 32))
       rc = hetee_error(HETEE_ERR_AUTH, "layer %u: weights are not the ones the model provider authorized", l);
   }
-  ct_t **oW = outs(nw), **oB = outs(nb), **oT = outs(nwt), **oV = outs(nv);
-  uint64_t enc0, dec0;
-  refine_tr_counts(j->tr, &enc0, &dec0);
-  if (!rc && (!oW || !oB || !oT || !oV)) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+  step_out o;
+  rc = out_begin(j, &o, rc, 4, n);
   if (!rc)
-    rc = refine_tr_update(j->tr, (int)l, g.n ? g.c : NULL, ns, held ? NULL : W.c, B.c, V.c, oW, oB, nwt ? oT : NULL,
-                          nv ? oV : NULL);
-  if (!rc) rc = list_write(e, w, oW, nw);
-  if (!rc) rc = list_write(e, w, oB, nb);
-  if (!rc) rc = list_write(e, w, oT, nwt);
-  if (!rc) rc = list_write(e, w, oV, nv);
-  if (!rc) put_counts(j, w, items, enc0, dec0);
+    rc = refine_tr_update(j->tr, (int)l, g.n ? g.c : NULL, ns, held ? NULL : W.c, B.c, V.c, o.c[0], o.c[1],
+                          nwt ? o.c[2] : NULL, nv ? o.c[3] : NULL);
+  rc = out_end(e, w, j, &o, rc, items);
   if (!rc && (int)l == p->nl - 1) { /* every update updates every trained layer, the last one included */
     j->samples += ns;
     j->updates++;
@@ -548,29 +617,24 @@ static int handle_update(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *ite
   list_free(&W);
   list_free(&B);
   list_free(&V);
-  outs_free(oW, nw);
-  outs_free(oB, nb);
-  outs_free(oT, nwt);
-  outs_free(oV, nv);
   return rc;
 }
 
 static int handle_grad(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *items) {
   int rc = 0;
-  refine_job *j = find_job(e, hetee_rbuf_u32(r), &rc);
+  uint32_t f[2];
+  refine_job *j = job_request(e, r, "REFINE_GRAD", 0, f, 2, &rc);
   if (!j) return rc;
-  uint32_t l = hetee_rbuf_u32(r), first = hetee_rbuf_u32(r), n = hetee_rbuf_left(r) >= 4 ? hetee_rd32(r->p + r->off) : 0;
+  uint32_t l = f[0], first = f[1], n = hetee_rbuf_left(r) >= 4 ? hetee_rd32(r->p + r->off) : 0;
   const hetee_refine_plan *p = &j->plan;
-  if (r->err) return hetee_error(HETEE_ERR_PROTOCOL, "malformed REFINE_GRAD");
   if (l >= (uint32_t)p->nl || (int)l < p->first_train) return hetee_error(HETEE_ERR_INVALID_ARG, "layer %u does not train", l);
   size_t nct = p->L[l].G.n_out_cts;
   if (n < 1 || first >= nct || n > nct - first)
     return hetee_error(HETEE_ERR_SHAPE, "gradient ciphertexts %u..%u outside the %zu of layer %u", first, first + n, nct, l);
   rc = check_budget(e, j, n);
-  ct_list g;
-  memset(&g, 0, sizeof g);
+  ct_list g = {0};
   if (!rc) rc = list_read(e, r, n, "gradient", &g);
-  if (!rc && hetee_rbuf_left(r)) rc = hetee_error(HETEE_ERR_PROTOCOL, "trailing bytes");
+  rc = request_end(r, rc);
   uint64_t enc0, dec0;
   refine_tr_counts(j->tr, &enc0, &dec0);
   if (!rc) rc = refine_tr_grad_feed(j->tr, (int)l, first, g.c, n);
@@ -593,11 +657,10 @@ static hetee_chan *owner_session(enclave *e, const refine_job *j) {
 
 static int handle_fetch(enclave *e, hetee_rbuf *r, hetee_wbuf *w) {
   int rc = 0;
-  refine_job *j = find_job(e, hetee_rbuf_u32(r), &rc);
+  uint32_t l;
+  refine_job *j = job_request(e, r, "REFINE_FETCH", 1, &l, 1, &rc);
   if (!j) return rc;
-  uint32_t l = hetee_rbuf_u32(r);
   const hetee_refine_plan *p = &j->plan;
-  if (r->err || hetee_rbuf_left(r)) return hetee_error(HETEE_ERR_PROTOCOL, "malformed REFINE_FETCH");
   if (l >= (uint32_t)p->nl || (int)l < p->first_train) return hetee_error(HETEE_ERR_INVALID_ARG, "layer %u does not train", l);
   if (!refine_tr_holds(j->tr, (int)l)) return hetee_error(HETEE_ERR_STATE, "layer %u has not been updated by this job", l);
   const hetee_refine_layer *L = &p->L[l];
@@ -647,8 +710,7 @@ static int handle_put(enclave *e, hetee_rbuf *r) {
     return hetee_error(HETEE_ERR_LIMIT, "refine stage above half the memory budget");
   }
   ct_list l;
-  rc = list_read(e, r, n, "staged", &l);
-  if (!rc && hetee_rbuf_left(r)) rc = hetee_error(HETEE_ERR_PROTOCOL, "trailing bytes");
+  rc = request_end(r, list_read(e, r, n, "staged", &l));
   ct_t **ns = rc ? NULL : realloc(j->stage, (j->nstage + n) * sizeof *ns);
   if (!rc && !ns) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
   if (rc) {
@@ -712,9 +774,10 @@ static void rd_floats(hetee_rbuf *r, float *v, size_t n) {
 
 static int handle_save(enclave *e, hetee_rbuf *r, hetee_wbuf *w) {
   int rc = 0;
-  refine_job *j = find_job(e, hetee_rbuf_u32(r), &rc);
+  uint32_t f[2];
+  refine_job *j = job_request(e, r, "REFINE_SAVE", 0, f, 2, &rc);
   if (!j) return rc;
-  uint32_t epoch = hetee_rbuf_u32(r), next = hetee_rbuf_u32(r);
+  uint32_t epoch = f[0], next = f[1];
   uint64_t steps = hetee_rbuf_u64(r), hupd = hetee_rbuf_u64(r);
   if (r->err || hetee_rbuf_left(r)) return hetee_error(HETEE_ERR_PROTOCOL, "malformed REFINE_SAVE");
   if (refine_tr_failed(j->tr)) return hetee_error(HETEE_ERR_INTEGRITY, "refine job %u stopped at a failed check", j->id);
@@ -798,12 +861,10 @@ static int handle_save(enclave *e, hetee_rbuf *r, hetee_wbuf *w) {
   j->next = next;
   j->hsteps = steps;
   j->hupdates = hupd;
-  hetee_wbuf_put(w, j->uid, 16);
-  hetee_wbuf_u64(w, j->samples);
-  hetee_wbuf_u64(w, j->updates);
+  put_job_head(w, j);
   hetee_wbuf_blob(w, blob, blen);
   free(blob);
-  return w->err ? hetee_error(HETEE_ERR_NOMEM, "no memory for the reply") : 0;
+  return reply_done(w);
 }
 
 static int handle_resume(enclave *e, hetee_rbuf *r, hetee_wbuf *w) {
@@ -812,13 +873,12 @@ static int handle_resume(enclave *e, hetee_rbuf *r, hetee_wbuf *w) {
   const uint8_t *spec = hetee_rbuf_blob(r, 1u << 16, &slen);
   const uint8_t *blob = hetee_rbuf_blob(r, HETEE_FRAME_MAX_BODY, &blen);
   if (r->err || hetee_rbuf_left(r)) return hetee_error(HETEE_ERR_PROTOCOL, "malformed REFINE_RESUME");
-  int slot = -1;
-  for (int i = 0; i < HETEE_REFINE_MAX_JOBS && slot < 0; i++)
-    if (!jobs[i]) slot = i;
-  if (slot < 0) return hetee_error(HETEE_ERR_LIMIT, "%d refine jobs open already", HETEE_REFINE_MAX_JOBS);
+  int slot;
+  int rc = free_slot(&slot);
+  if (rc) return rc;
   uint8_t key[32], *plain = NULL;
   size_t plen = 0;
-  int rc = job_key(e, key);
+  rc = job_key(e, key);
   if (!rc) rc = hetee_unseal_blob(key, blob, blen, &plain, &plen);
   sodium_memzero(key, sizeof key);
   if (rc) return hetee_error(rc, "refine job state: %s", hetee_last_error());
@@ -856,9 +916,7 @@ static int handle_resume(enclave *e, hetee_rbuf *r, hetee_wbuf *w) {
   }
   if (!rc && (bslen != slen || sodium_memcmp(bspec, spec, slen)))
     rc = hetee_error(HETEE_ERR_AUTH, "the sealed state is for another refine spec");
-  if (!rc) rc = hetee_refine_spec_decode(bspec, bslen, &j->plan);
-  if (!rc && j->plan.n != hetee_ckks_context_n(e->ctx))
-    rc = hetee_error(HETEE_ERR_PARAMS, "refine spec for N = %zu, the enclave's is %zu", j->plan.n, hetee_ckks_context_n(e->ctx));
+  if (!rc) rc = plan_from_spec(e, j, bspec, bslen);
   if (!rc) rc = job_bytes_ok(e, &j->plan);
   if (!rc) { /* the owner still owns the model in this enclave (its sealed policies) */
     const enclave_policy *pol = enclave_find_policy(e, j->model);
@@ -910,32 +968,19 @@ static int handle_resume(enclave *e, hetee_rbuf *r, hetee_wbuf *w) {
     int held = refine_tr_holds(j->tr, l);
     hetee_wbuf_u8(w, (uint8_t)held);
     if (!held) continue;
-    const hetee_refine_layer *L = &p->L[l];
-    size_t nw = L->F.n_w_cts, nb = (size_t)L->F.nmb, nwt = L->has_back ? L->T.n_w_cts : 0;
-    size_t nv = p->cfg.momentum > 0 ? refine_compact_cts((size_t)L->m * (size_t)(L->k + 1), p->n) : 0;
-    rc = check_budget(e, j, nw + nb + nwt + nv);
-    ct_t **oW = outs(nw), **oB = outs(nb), **oT = outs(nwt), **oV = outs(nv);
-    if (!rc && (!oW || !oB || !oT || !oV)) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
-    if (!rc) rc = refine_tr_reissue(j->tr, l, oW, oB, nwt ? oT : NULL, nv ? oV : NULL);
-    if (!rc) rc = list_write(e, w, oW, nw);
-    if (!rc) rc = list_write(e, w, oB, nb);
-    if (!rc) rc = list_write(e, w, oT, nwt);
-    if (!rc) rc = list_write(e, w, oV, nv);
-    outs_free(oW, nw);
-    outs_free(oB, nb);
-    outs_free(oT, nwt);
-    outs_free(oV, nv);
+    size_t n[4];
+    layer_cts(p, &p->L[l], n);
+    rc = check_budget(e, j, n[0] + n[1] + n[2] + n[3]);
+    step_out o;
+    rc = out_begin(j, &o, rc, 4, n);
+    if (!rc) rc = refine_tr_reissue(j->tr, l, o.c[0], o.c[1], n[2] ? o.c[2] : NULL, n[3] ? o.c[3] : NULL);
+    rc = out_end(e, w, j, &o, rc, NULL); /* no counters in this reply */
   }
   if (rc) {
     job_free(j);
     return rc;
   }
-  static int registered;
-  if (!registered) registered = atexit(jobs_wipe) == 0;
-  j->id = new_job_id();
-  j->ctx = e->ctx;
-  j->sk = e->sk;
-  j->back_next = -1;
+  job_start(e, j);
   if (w->err) {
     job_free(j);
     return hetee_error(HETEE_ERR_NOMEM, "no memory for the reply");
@@ -947,62 +992,49 @@ static int handle_resume(enclave *e, hetee_rbuf *r, hetee_wbuf *w) {
 
 static int handle_status(enclave *e, hetee_rbuf *r, hetee_wbuf *w) {
   int rc = 0;
-  refine_job *j = find_job(e, hetee_rbuf_u32(r), &rc);
+  refine_job *j = job_request(e, r, "REFINE_STATUS", 1, NULL, 0, &rc);
   if (!j) return rc;
-  if (r->err || hetee_rbuf_left(r)) return hetee_error(HETEE_ERR_PROTOCOL, "malformed REFINE_STATUS");
-  hetee_wbuf_put(w, j->uid, 16);
-  hetee_wbuf_u64(w, j->samples);
-  hetee_wbuf_u64(w, j->updates);
+  put_job_head(w, j);
   uint32_t nlog = j->nep < REFINE_EPOCH_LOG ? j->nep : REFINE_EPOCH_LOG;
   hetee_wbuf_u32(w, nlog);
   for (uint32_t i = 0; i < nlog; i++) hetee_wbuf_u64(w, j->ep_samples[i]);
-  return w->err ? hetee_error(HETEE_ERR_NOMEM, "no memory for the reply") : 0;
+  return reply_done(w);
 }
 
 
 /* ---- validation set: VFORWARD / VLOSS / VREPORT ---- */
 static int handle_vforward(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *items) {
   int rc = 0;
-  refine_job *j = find_job(e, hetee_rbuf_u32(r), &rc);
+  uint32_t f[2];
+  refine_job *j = job_request(e, r, "REFINE_VFORWARD", 0, f, 2, &rc);
   if (!j) return rc;
-  uint32_t l = hetee_rbuf_u32(r), count = hetee_rbuf_u32(r);
+  uint32_t l = f[0], count = f[1];
   const hetee_refine_plan *p = &j->plan;
-  if (r->err) return hetee_error(HETEE_ERR_PROTOCOL, "malformed REFINE_VFORWARD");
   if (l >= (uint32_t)p->nl - 1) return hetee_error(HETEE_ERR_INVALID_ARG, "validation forward of layer %u", l);
   const hetee_refine_layer *L = &p->L[l], *N1 = &p->L[l + 1];
   size_t nin = N1->F.n_in_cts;
   rc = check_budget(e, j, L->F.n_out_cts + nin);
-  ct_list in;
-  memset(&in, 0, sizeof in);
+  ct_list in = {0};
   if (!rc) rc = list_take(e, r, j, L->F.n_out_cts, "layer outputs", &in);
-  if (!rc && hetee_rbuf_left(r)) rc = hetee_error(HETEE_ERR_PROTOCOL, "trailing bytes");
-  ct_t **a = outs(nin);
-  uint64_t enc0, dec0;
-  refine_tr_counts(j->tr, &enc0, &dec0);
-  if (!rc && !a) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
-  if (!rc) rc = refine_tr_vforward(j->tr, (int)l, in.c, count, a);
-  if (!rc) rc = list_write(e, w, a, nin);
-  if (!rc) put_counts(j, w, items, enc0, dec0);
+  rc = request_end(r, rc);
+  step_out o;
+  rc = out_begin(j, &o, rc, 1, &nin);
+  if (!rc) rc = refine_tr_vforward(j->tr, (int)l, in.c, count, o.c[0]);
+  rc = out_end(e, w, j, &o, rc, items);
   list_free(&in);
-  outs_free(a, nin);
   return rc;
 }
 
 static int handle_vloss(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *items) {
   int rc = 0;
-  refine_job *j = find_job(e, hetee_rbuf_u32(r), &rc);
+  uint32_t count;
+  refine_job *j = job_request(e, r, "REFINE_VLOSS", 0, &count, 1, &rc);
   if (!j) return rc;
-  uint32_t count = hetee_rbuf_u32(r);
   const hetee_refine_plan *p = &j->plan;
-  if (r->err) return hetee_error(HETEE_ERR_PROTOCOL, "malformed REFINE_VLOSS");
   const hetee_refine_layer *L = &p->L[p->nl - 1];
   rc = check_budget(e, j, L->F.n_out_cts + 1);
   ct_list lo, lab;
-  memset(&lo, 0, sizeof lo);
-  memset(&lab, 0, sizeof lab);
-  if (!rc) rc = list_take(e, r, j, L->F.n_out_cts, "logits", &lo);
-  if (!rc) rc = list_read(e, r, 1, "labels", &lab);
-  if (!rc && hetee_rbuf_left(r)) rc = hetee_error(HETEE_ERR_PROTOCOL, "trailing bytes");
+  rc = read_loss_in(e, r, j, rc, &lo, &lab);
   uint64_t enc0, dec0, ok = 0;
   double ls = 0;
   refine_tr_counts(j->tr, &enc0, &dec0);
@@ -1022,10 +1054,10 @@ static int handle_vloss(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *item
 
 static int handle_vreport(enclave *e, hetee_rbuf *r, hetee_wbuf *w) {
   int rc = 0;
-  refine_job *j = find_job(e, hetee_rbuf_u32(r), &rc);
+  uint32_t discard;
+  refine_job *j = job_request(e, r, "REFINE_VREPORT", 1, &discard, 1, &rc);
   if (!j) return rc;
-  uint32_t discard = hetee_rbuf_u32(r);
-  if (r->err || hetee_rbuf_left(r) || discard > 1) return hetee_error(HETEE_ERR_PROTOCOL, "malformed REFINE_VREPORT");
+  if (discard > 1) return hetee_error(HETEE_ERR_PROTOCOL, "malformed REFINE_VREPORT");
   if (discard) {
     j->vsamples = j->vcorrect = 0;
     j->vloss = 0;
@@ -1057,7 +1089,7 @@ static int handle_vreport(enclave *e, hetee_rbuf *r, hetee_wbuf *w) {
   if (rc) return rc;
   hetee_wbuf_blob(w, out, olen);
   free(out);
-  return w->err ? hetee_error(HETEE_ERR_NOMEM, "no memory for the reply") : 0;
+  return reply_done(w);
 }
 
 int enclave_refine_dispatch(enclave *e, uint16_t type, hetee_rbuf *r, hetee_wbuf *w, uint64_t *items) {

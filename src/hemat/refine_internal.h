@@ -120,6 +120,7 @@ int refine_validate_pass(hetee_refine_state *s, const hetee_refine_valset *vs, i
                          void *arg);
 /* One sample's loss and whether argmax(z) is the label (branch-free). */
 double refine_sample_loss(int loss, const double *z, int c, int label, int *correct);
+int refine_argmax(const double *z, int c); /* branch- and index-free on z */
 #define HETEE_REFINE_VAL_TAG "hetee-refine-val-v1"
 #define HETEE_REFINE_VAL_LEN (sizeof HETEE_REFINE_VAL_TAG + 4 + 8 + 8 + 8 + 8 + 32)
 /* The enclave's id of an enclave job's trusted side (0 otherwise;

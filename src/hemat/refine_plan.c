@@ -396,13 +396,28 @@ void hetee_refine_loss_grad(int loss, const double *z, int c, int label, double 
   for (int i = 0; i < c; i++) d[i] = exp(z[i] - mx) / sum - (i == label ? 1.0 : 0.0);
 }
 
-double refine_sample_loss(int loss, const double *z, int c, int label, int *correct) {
-  int am = 0;
+/* The first largest of z[0..c-1]. z is secret in the enclave (decrypted
+ * logits, label rows): the scan keeps the running maximum itself, selected
+ * with masks, reads every entry once in order and never indexes by the
+ * position found so far. */
+int refine_argmax(const double *z, int c) {
+  uint32_t am = 0;
+  uint64_t best;
+  memcpy(&best, &z[0], sizeof best);
   for (int i = 1; i < c; i++) {
-    int gt = z[i] > z[am];
-    am = gt ? i : am;
+    uint64_t zi;
+    double bd;
+    memcpy(&zi, &z[i], sizeof zi);
+    memcpy(&bd, &best, sizeof bd);
+    uint64_t gt = (uint64_t)0 - (uint64_t)(z[i] > bd);
+    best = (best & ~gt) | (zi & gt);
+    am = (am & ~(uint32_t)gt) | ((uint32_t)i & (uint32_t)gt);
   }
-  *correct = am == label;
+  return (int)am;
+}
+
+double refine_sample_loss(int loss, const double *z, int c, int label, int *correct) {
+  *correct = refine_argmax(z, c) == label;
   if (loss == HETEE_REFINE_LOSS_MSE) {
     double s = 0;
     for (int i = 0; i < c; i++) {

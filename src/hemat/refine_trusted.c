@@ -594,25 +594,8 @@ static void keep_rows(double *dst, const double *h, size_t n, size_t used) {
   memcpy(dst, h, used * sizeof(double));
 }
 
-/* A one-hot label row's class: the largest entry. The row is secret (a
- * decrypted label): the scan keeps the running maximum itself, selected
- * with masks, so it reads every entry once in order and never indexes by
- * the class found so far. */
-static int label_of(const double *y, int c) {
-  uint32_t lab = 0;
-  uint64_t best;
-  memcpy(&best, &y[0], sizeof best);
-  for (int i = 1; i < c; i++) {
-    uint64_t yi;
-    double bd;
-    memcpy(&yi, &y[i], sizeof yi);
-    memcpy(&bd, &best, sizeof bd);
-    uint64_t gt = (uint64_t)0 - (uint64_t)(y[i] > bd);
-    best = (best & ~gt) | (yi & gt);
-    lab = (lab & ~(uint32_t)gt) | ((uint32_t)i & (uint32_t)gt);
-  }
-  return (int)lab;
-}
+/* A one-hot label row's class: its largest entry (refine_argmax). */
+static int label_of(const double *y, int c) { return refine_argmax(y, c); }
 
 int refine_tr_forward(hetee_refine_trusted *t, int l, ct_t *const *out, uint32_t count, ct_t **next_in, ct_t **next_gw) {
   if (t->ops) return t->ops->forward(t->arg, l, out, count, next_in, next_gw);

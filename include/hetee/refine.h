@@ -167,6 +167,19 @@ HETEE_API int hetee_refine_batch_encrypt(const hetee_ckks_context *ctx, const he
                                          const hetee_refine_plan *p, const float *x, const float *labels,
                                          const uint32_t *idx, uint32_t count, hetee_refine_batch **out) HETEE_WUR;
 HETEE_API void hetee_refine_batch_free(hetee_refine_batch *b);
+HETEE_API uint32_t hetee_refine_batch_count(const hetee_refine_batch *b);
+/* Serialized batch (the DP hands it to the host; little-endian): "HTRB" |
+ * u32 version 2 | parameters fingerprint[32] | u32 batch | u32 k | u32
+ * classes | u32 count | u32 n_in | u32 n_gw | (n_in + n_gw) x (u64 len |
+ * ciphertext) | u64 len | labels ciphertext. The loader checks the
+ * parameters, the plan's batch, input width and classes, 1 <= count <=
+ * batch, the ciphertext counts of F[0] (input) and G[0] (when layer 0
+ * trains; 0 otherwise), each ciphertext's level, size and scale and that no
+ * byte follows (HETEE_ERR_FORMAT / HETEE_ERR_VERSION / HETEE_ERR_CONTEXT /
+ * HETEE_ERR_SHAPE / HETEE_ERR_TRUNCATED / the ciphertext loader's errors). */
+HETEE_API int hetee_refine_batch_save(const hetee_refine_batch *b, uint8_t **buf, size_t *len) HETEE_WUR;
+HETEE_API int hetee_refine_batch_load(const hetee_ckks_context *ctx, const hetee_refine_plan *p, const uint8_t *buf,
+                                      size_t len, hetee_refine_batch **out) HETEE_WUR;
 
 typedef struct hetee_refine_stats {
   uint64_t steps, updates, samples, products;

@@ -29,6 +29,8 @@ struct hetee_refine_state {
 };
 
 struct hetee_refine_batch {
+  const hetee_ckks_context *ctx;
+  uint32_t batch, k, classes; /* the plan's B, layer-0 input width, classes */
   uint32_t count;
   ct_t **in0;   /* F[0].n_in_cts */
   size_t n_in0;
@@ -172,6 +174,10 @@ static int batch_encrypt(const hetee_ckks_context *ctx, const hetee_ckks_public_
     rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
     goto done;
   }
+  b->ctx = ctx;
+  b->batch = B;
+  b->k = (uint32_t)k;
+  b->classes = (uint32_t)c;
   b->count = count;
   b->n_in0 = L->F.n_in_cts;
   b->in0 = cts_alloc(b->n_in0);
@@ -907,14 +913,14 @@ static uint64_t vs_get(vs_rd *r, int n) {
 
 static int vs_ct_get(const hetee_ckks_context *ctx, vs_rd *r, double scale, ct_t **out) {
   uint64_t len = vs_get(r, 8);
-  if (r->err || len > r->left) return hetee_error(HETEE_ERR_TRUNCATED, "validation set truncated");
+  if (r->err || len > r->left) return hetee_error(HETEE_ERR_TRUNCATED, "refine file truncated");
   int rc = hetee_ckks_ciphertext_load(ctx, r->p, (size_t)len, out);
   if (rc) return rc;
   r->p += len;
   r->left -= (size_t)len;
   if (hetee_ckks_ciphertext_level(*out) != REFINE_LEVEL || hetee_ckks_ciphertext_size(*out) != 2 ||
       !(fabs(hetee_ckks_ciphertext_scale(*out) / scale - 1) < 0x1p-20))
-    return hetee_error(HETEE_ERR_FORMAT, "validation set ciphertext: level, size or scale");
+    return hetee_error(HETEE_ERR_FORMAT, "refine file ciphertext: level, size or scale");
   return 0;
 }
 
@@ -951,6 +957,10 @@ int hetee_refine_valset_load(const hetee_ckks_context *ctx, const hetee_refine_p
     if (!rc && (!b || !(b->in0 = cts_alloc((size_t)n)))) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
     if (b) {
       vs->b[vs->nb++] = b;
+      b->ctx = ctx;
+      b->batch = p->cfg.batch;
+      b->k = (uint32_t)p->L[0].k;
+      b->classes = (uint32_t)p->classes;
       b->count = (uint32_t)bc;
       b->n_in0 = rc ? 0 : (size_t)n;
     }
@@ -964,5 +974,91 @@ int hetee_refine_valset_load(const hetee_ckks_context *ctx, const hetee_refine_p
     return rc;
   }
   *out = vs;
+  return 0;
+}
+
+/* ---- one data provider's batch (the file a DP submits to a refine job) ---- */
+#define RB_HEADER (4 + 4 + 32 + 6 * 4)
+
+uint32_t hetee_refine_batch_count(const hetee_refine_batch *b) { return b ? b->count : 0; }
+
+int hetee_refine_batch_save(const hetee_refine_batch *b, uint8_t **buf, size_t *len) {
+  if (!b || !b->ctx || !buf || !len) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  size_t n = RB_HEADER;
+  int rc = 0;
+  for (size_t j = 0; j < b->n_in0 && !rc; j++) rc = vs_ct_size(b->ctx, b->in0[j], &n);
+  for (size_t j = 0; j < b->n_gw0 && !rc; j++) rc = vs_ct_size(b->ctx, b->gw0[j], &n);
+  if (!rc) rc = vs_ct_size(b->ctx, b->labels, &n);
+  if (rc) return rc;
+  uint8_t *o = malloc(n), *q = o;
+  if (!o) return hetee_error(HETEE_ERR_NOMEM, "no memory");
+  memcpy(q, "HTRB", 4);
+  q += 4;
+  vs_put(&q, 2, 4);
+  memcpy(q, hetee_ckks_context_fingerprint(b->ctx), 32);
+  q += 32;
+  vs_put(&q, b->batch, 4);
+  vs_put(&q, b->k, 4);
+  vs_put(&q, b->classes, 4);
+  vs_put(&q, b->count, 4);
+  vs_put(&q, b->n_in0, 4);
+  vs_put(&q, b->n_gw0, 4);
+  for (size_t j = 0; j < b->n_in0 && !rc; j++) rc = vs_ct_put(b->ctx, b->in0[j], &q);
+  for (size_t j = 0; j < b->n_gw0 && !rc; j++) rc = vs_ct_put(b->ctx, b->gw0[j], &q);
+  if (!rc) rc = vs_ct_put(b->ctx, b->labels, &q);
+  if (rc || (size_t)(q - o) != n) {
+    free(o);
+    return rc ? rc : hetee_error(HETEE_ERR_INTERNAL, "refine batch size");
+  }
+  *buf = o;
+  *len = n;
+  return 0;
+}
+
+int hetee_refine_batch_load(const hetee_ckks_context *ctx, const hetee_refine_plan *p, const uint8_t *buf, size_t len,
+                            hetee_refine_batch **out) {
+  if (!ctx || !p || !buf || !out) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  *out = NULL;
+  if (len < RB_HEADER || memcmp(buf, "HTRB", 4)) return hetee_error(HETEE_ERR_FORMAT, "not a refine batch");
+  vs_rd r = {buf + 4, len - 4, 0};
+  if (vs_get(&r, 4) != 2) return hetee_error(HETEE_ERR_VERSION, "refine batch version (2 expected)");
+  if (memcmp(r.p, hetee_ckks_context_fingerprint(ctx), 32))
+    return hetee_error(HETEE_ERR_CONTEXT, "refine batch under other parameters");
+  r.p += 32;
+  r.left -= 32;
+  uint64_t B = vs_get(&r, 4), k = vs_get(&r, 4), c = vs_get(&r, 4);
+  uint64_t count = vs_get(&r, 4), nin = vs_get(&r, 4), ngw = vs_get(&r, 4);
+  const hetee_refine_layer *L = &p->L[0];
+  uint64_t want_gw = L->trains ? L->G.n_w_cts : 0;
+  if (B != p->cfg.batch || k != (uint64_t)L->k || c != (uint64_t)p->classes)
+    return hetee_error(HETEE_ERR_SHAPE, "refine batch for another plan");
+  if (count < 1 || count > p->cfg.batch)
+    return hetee_error(HETEE_ERR_SHAPE, "a batch of %llu samples (the job's batch is %u)", (unsigned long long)count,
+                       p->cfg.batch);
+  if (nin != L->F.n_in_cts || ngw != want_gw)
+    return hetee_error(HETEE_ERR_SHAPE, "%llu input and %llu layer-input ciphertexts; the plan has %zu and %llu",
+                       (unsigned long long)nin, (unsigned long long)ngw, L->F.n_in_cts, (unsigned long long)want_gw);
+  hetee_refine_batch *b = calloc(1, sizeof *b);
+  int rc = 0;
+  if (!b || !(b->in0 = cts_alloc((size_t)nin)) || (ngw && !(b->gw0 = cts_alloc((size_t)ngw))))
+    rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+  if (b) {
+    b->ctx = ctx;
+    b->batch = (uint32_t)B;
+    b->k = (uint32_t)k;
+    b->classes = (uint32_t)c;
+    b->count = (uint32_t)count;
+    b->n_in0 = b->in0 ? (size_t)nin : 0;
+    b->n_gw0 = b->gw0 ? (size_t)ngw : 0;
+  }
+  for (uint64_t j = 0; j < nin && !rc; j++) rc = vs_ct_get(ctx, &r, REFINE_IN_SCALE, &b->in0[j]);
+  for (uint64_t j = 0; j < ngw && !rc; j++) rc = vs_ct_get(ctx, &r, REFINE_W_SCALE, &b->gw0[j]);
+  if (!rc) rc = vs_ct_get(ctx, &r, REFINE_IN_SCALE, &b->labels);
+  if (!rc && r.left) rc = hetee_error(HETEE_ERR_FORMAT, "%zu bytes after the refine batch", r.left);
+  if (rc) {
+    hetee_refine_batch_free(b);
+    return rc;
+  }
+  *out = b;
   return 0;
 }

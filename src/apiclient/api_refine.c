@@ -245,7 +245,7 @@ static int ckpt_bytes(const hetee_refine_state *s, uint8_t **out, size_t *len) {
   int fd = mkstemp(tmp);
   if (fd < 0) return hetee_error(HETEE_ERR_IO, "cannot create a temp file: %s", strerror(errno));
   close(fd);
-  int rc = hetee_refine_checkpoint_write(s, tmp);
+  int rc = hetee_refine_checkpoint_write_full(s, tmp); /* one self-contained file */
   FILE *f = rc ? NULL : fopen(tmp, "rb");
   if (!rc && !f) rc = hetee_error(HETEE_ERR_IO, "cannot read %s", tmp);
   if (f) {
@@ -467,7 +467,7 @@ int hetee_client_refine_resume(hetee_client_conn *c, const char *home, int64_t j
   }
   free(ck);
   hetee_refine_state *s = NULL;
-  if (!rc) rc = hetee_refine_checkpoint_read(ctx, &p, tmp, &s);
+  if (!rc) rc = hetee_refine_checkpoint_read_trained(ctx, &p, tmp, &s); /* the authorization covers the trained layers */
   if (fd >= 0) unlink(tmp);
   hetee_client_session *sess = NULL;
   char sid[33], *auth = NULL;

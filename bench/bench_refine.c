@@ -59,7 +59,7 @@ static int usage(void) {
           "       [--lr LR] [--momentum MU] [--wd WD] [--loss xent|mse] [--threads T] [--no-plain] [--plain-only]\n"
           "       [--lr-schedule constant|step|cosine] [--lr-step K] [--lr-gamma G] [--lr-total U] [--lr-min F]\n"
           "       [--ckpt PATH [--ckpt-every N]] [--validate N] [--in-process] [--json]\n"
-          "  --ckpt: sealed checkpoints (enclave job state + encrypted state, one file) every N updates\n"
+          "  --ckpt: sealed checkpoints (enclave job state + trained layers' encrypted state, one file; the frozen layers once in PATH.frozen) every N updates\n"
           "  --validate: after the epoch, the enclave's validation report on the first N test images\n"
           "  step: lr x G every K updates (default K 100, G 0.5); cosine: from lr to F over U updates\n"
           "  (default U: the run's updates, F 0)\n");
@@ -76,13 +76,34 @@ static float *scaled(const hetee_nn_data *d, double sc, size_t off, size_t n, si
 
 /* sealed checkpoints, timed (their time is inside `seconds` too) */
 static unsigned ck_count;
-static double ck_seconds;
+static double ck_seconds, ck_times[4096];
 static int ck_write_timed(const hetee_refine_state *s, hetee_refine_trusted *t, const char *path) {
   double t0 = now();
   int rc = hetee_refine_checkpoint_write_sealed(s, t, path);
-  ck_seconds += now() - t0;
+  double dt = now() - t0;
+  ck_seconds += dt;
+  if (rc == 0 && ck_count < 4096) ck_times[ck_count] = dt;
   ck_count += rc == 0;
   return rc;
+}
+
+static int cmp_d(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+/* the median of the checkpoints after the first (the first one also writes
+ * the frozen layers' file) */
+static double ck_median_rest(void) {
+  unsigned n = ck_count < 4096 ? ck_count : 4096;
+  if (n < 2) return 0;
+  double *v = malloc((n - 1) * sizeof *v);
+  if (!v) return 0;
+  memcpy(v, ck_times + 1, (n - 1) * sizeof *v);
+  qsort(v, n - 1, sizeof *v, cmp_d);
+  double m = (n - 1) % 2 ? v[(n - 1) / 2] : (v[(n - 1) / 2 - 1] + v[(n - 1) / 2]) / 2;
+  free(v);
+  return m;
 }
 
 int hetee_bench_refine(int argc, char **argv) {
@@ -252,6 +273,12 @@ int hetee_bench_refine(int argc, char **argv) {
   long ck_bytes = 0;
   struct stat sb;
   if (ckpt_path && !stat(ckpt_path, &sb)) ck_bytes = (long)sb.st_size;
+  long ck_frozen_bytes = 0;
+  if (ckpt_path) {
+    char fp[4096];
+    snprintf(fp, sizeof fp, "%s.frozen", ckpt_path);
+    if (!stat(fp, &sb)) ck_frozen_bytes = (long)sb.st_size;
+  }
   /* the validation set: the MP encrypts the first val_n test images, the
    * host runs the pass, the MP opens the enclave's report */
   double val_acc = -1, val_loss = -1, val_s = 0, val_mp_s = 0;
@@ -311,13 +338,13 @@ int hetee_bench_refine(int argc, char **argv) {
            "\"samples_per_s_cpu\": %.2f, \"enclave_share\": %.4f, \"enclave_s\": %.3f, \"host_cpu_s\": %.3f, \"dp_seconds\": %.3f, \"dp_cpu_s\": %.3f, \"mp_seconds\": %.3f, "
            "\"steps\": %llu, \"updates\": %llu, \"products\": %llu, \"enclave_encryptions\": %llu, "
            "\"enclave_decryptions\": %llu, \"acc_before\": %.4f, \"acc_after\": %.4f, \"plain_acc_after\": %.4f, "
-           "\"plain_seconds\": %.3f, \"max_weight_diff\": %.3g, \"ckpts\": %u, \"ckpt_seconds\": %.3f, \"ckpt_bytes\": %ld, "
+           "\"plain_seconds\": %.3f, \"max_weight_diff\": %.3g, \"ckpts\": %u, \"ckpt_seconds\": %.3f, \"ckpt_first_seconds\": %.3f, \"ckpt_median_rest_seconds\": %.3f, \"ckpt_bytes\": %ld, \"ckpt_frozen_bytes\": %ld, "
            "\"val_samples\": %ld, \"val_accuracy\": %.4f, \"val_plain_accuracy\": %.4f, \"val_loss\": %.6f, "
            "\"val_plain_loss\": %.6f, \"val_seconds\": %.3f, \"val_mp_seconds\": %.3f}\n",
            model_path, in_process ? "in-process twin" : "enclave process", batch, accumulate, train, lr, sched_names[sched.kind], sched.step_every, sched.gamma, sched.total, sched.lr_min, mom, wd, threads, samples, seconds, (double)samples / seconds, cpu_rate, share,
            st.trusted_s, host_cpu, dp_s, st.dp_cpu_s, mp_s, (unsigned long long)st.steps, (unsigned long long)st.updates,
            (unsigned long long)st.products, (unsigned long long)st.trusted_enc, (unsigned long long)st.trusted_dec,
-           acc_before, acc_after, plain_acc, plain_s, maxdiff, ck_count, ck_seconds, ck_bytes, val_n, val_acc, val_plain_acc,
+           acc_before, acc_after, plain_acc, plain_s, maxdiff, ck_count, ck_seconds, ck_count ? ck_times[0] : 0.0, ck_median_rest(), ck_bytes, ck_frozen_bytes, val_n, val_acc, val_plain_acc,
            val_loss, val_plain_loss, val_s, val_mp_s);
   } else {
     printf("encrypted refining: %ld samples in %.1f s (%.1f samples/s; DP encryption %.1f s apart, MP %.1f s), "
@@ -353,8 +380,9 @@ int hetee_bench_refine(int argc, char **argv) {
     printf("test accuracy: before %.4f, encrypted refining %.4f, plaintext SGD %.4f; max |w_enc - w_plain| %.3g\n",
            acc_before, acc_after, plain_acc, maxdiff);
     if (ckpt_path)
-      printf("sealed checkpoints: %u in %.2f s (%.3f s each), %ld bytes\n", ck_count, ck_seconds,
-             ck_count ? ck_seconds / ck_count : 0.0, ck_bytes);
+      printf("sealed checkpoints: %u in %.2f s (%.3f s each; the first %.3f s, then median %.3f s), %ld bytes + "
+             "frozen layers %ld bytes (PATH.frozen, written once)\n", ck_count, ck_seconds,
+             ck_count ? ck_seconds / ck_count : 0.0, ck_count ? ck_times[0] : 0.0, ck_median_rest(), ck_bytes, ck_frozen_bytes);
     if (val_n)
       printf("validation (%ld test images, through the enclave, %.2f s; MP encryption %.2f s): accuracy %.4f "
              "(plaintext %.4f), loss %.6f (plaintext %.6f)\n",

@@ -167,6 +167,19 @@ HETEE_API int hetee_refine_batch_encrypt(const hetee_ckks_context *ctx, const he
                                          const hetee_refine_plan *p, const float *x, const float *labels,
                                          const uint32_t *idx, uint32_t count, hetee_refine_batch **out) HETEE_WUR;
 HETEE_API void hetee_refine_batch_free(hetee_refine_batch *b);
+HETEE_API uint32_t hetee_refine_batch_count(const hetee_refine_batch *b);
+/* Serialized batch (the DP hands it to the host; little-endian): "HTRB" |
+ * u32 version 2 | parameters fingerprint[32] | u32 batch | u32 k | u32
+ * classes | u32 count | u32 n_in | u32 n_gw | (n_in + n_gw) x (u64 len |
+ * ciphertext) | u64 len | labels ciphertext. The loader checks the
+ * parameters, the plan's batch, input width and classes, 1 <= count <=
+ * batch, the ciphertext counts of F[0] (input) and G[0] (when layer 0
+ * trains; 0 otherwise), each ciphertext's level, size and scale and that no
+ * byte follows (HETEE_ERR_FORMAT / HETEE_ERR_VERSION / HETEE_ERR_CONTEXT /
+ * HETEE_ERR_SHAPE / HETEE_ERR_TRUNCATED / the ciphertext loader's errors). */
+HETEE_API int hetee_refine_batch_save(const hetee_refine_batch *b, uint8_t **buf, size_t *len) HETEE_WUR;
+HETEE_API int hetee_refine_batch_load(const hetee_ckks_context *ctx, const hetee_refine_plan *p, const uint8_t *buf,
+                                      size_t len, hetee_refine_batch **out) HETEE_WUR;
 
 typedef struct hetee_refine_stats {
   uint64_t steps, updates, samples, products;
@@ -191,12 +204,31 @@ HETEE_API int hetee_refine_pending_steps(const hetee_refine_state *s);
 HETEE_API int hetee_refine_state_decrypt(const hetee_refine_state *s, const hetee_ckks_secret_key *sk,
                                          hetee_refine_weights *out) HETEE_WUR;
 
-/* Checkpoint: encrypted weights, biases, W^T, momentum and the cursor,
- * written atomically (tmp + fsync + rename); only between updates (no
- * pending gradient: HETEE_ERR_STATE otherwise). */
+/* Checkpoint (version 3): the trained layers' encrypted weights, biases,
+ * W^T, momentum and the cursor, written atomically (tmp + fsync + rename +
+ * directory fsync); only between updates (no pending gradient:
+ * HETEE_ERR_STATE otherwise). The frozen layers' ciphertexts (layers below
+ * the first trained one), which never change, are in a separate file
+ * PATH.frozen ("HTRF"), written atomically once per state (again only when
+ * that file is gone or not the one this state wrote or read); the
+ * checkpoint names it by its BLAKE2b-256 digest and size.
+ * hetee_refine_checkpoint_write_full puts the frozen layers inside the
+ * checkpoint instead (one self-contained file: the MP's initial state). */
 HETEE_API int hetee_refine_checkpoint_write(const hetee_refine_state *s, const char *path) HETEE_WUR;
+HETEE_API int hetee_refine_checkpoint_write_full(const hetee_refine_state *s, const char *path) HETEE_WUR;
+/* Reads either form. Errors: HETEE_ERR_VERSION (an older checkpoint),
+ * HETEE_ERR_NOT_FOUND (no checkpoint, or no PATH.frozen), HETEE_ERR_AUTH
+ * (PATH.frozen or the inline section is not the one the checkpoint names:
+ * digest, size, parameters, layers), HETEE_ERR_TRUNCATED, HETEE_ERR_FORMAT,
+ * HETEE_ERR_SHAPE / HETEE_ERR_CONTEXT (another plan or parameters). */
 HETEE_API int hetee_refine_checkpoint_read(const hetee_ckks_context *ctx, const hetee_refine_plan *p,
                                            const char *path, hetee_refine_state **out) HETEE_WUR;
+/* Reads the checkpoint without opening PATH.frozen: a state whose trained
+ * layers and cursor are loaded, for hetee_refine_auth_msg (the MP's
+ * authorization of a resume); step, validation, decryption and checkpoint
+ * writes refuse it (HETEE_ERR_STATE). */
+HETEE_API int hetee_refine_checkpoint_read_trained(const hetee_ckks_context *ctx, const hetee_refine_plan *p,
+                                                   const char *path, hetee_refine_state **out) HETEE_WUR;
 
 /* OpenMP threads the model / data providers use for weight-layout
  * encryptions (default 1; not thread-safe: set it before any work). */

@@ -42,7 +42,6 @@
 #include "hetee/host.h"
 #include "hetee/nn.h"
 #include "hetee/refine.h"
-#include "service/refine_batch_io.h"
 #include "service/reqsig.h"
 
 int api_conn_keys(hetee_client_conn *c, const hetee_ckks_context **ctx, const hetee_ckks_public_key **pk,
@@ -246,7 +245,7 @@ static int ckpt_bytes(const hetee_refine_state *s, uint8_t **out, size_t *len) {
   int fd = mkstemp(tmp);
   if (fd < 0) return hetee_error(HETEE_ERR_IO, "cannot create a temp file: %s", strerror(errno));
   close(fd);
-  int rc = hetee_refine_checkpoint_write(s, tmp);
+  int rc = hetee_refine_checkpoint_write_full(s, tmp); /* one self-contained file */
   FILE *f = rc ? NULL : fopen(tmp, "rb");
   if (!rc && !f) rc = hetee_error(HETEE_ERR_IO, "cannot read %s", tmp);
   if (f) {
@@ -342,7 +341,7 @@ int hetee_client_refine_start(hetee_client_conn *c, const char *home, int64_t mo
       rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
     } else {
       memcpy(body, "HTRJ", 4);
-      rb_le32(body + 4, (uint32_t)jl);
+      for (int q = 0; q < 4; q++) body[4 + q] = (uint8_t)((uint32_t)jl >> (8 * q));
       memcpy(body + 8, js, jl);
       memcpy(body + 8 + jl, ck, cl);
     }
@@ -376,7 +375,7 @@ int hetee_client_refine_start(hetee_client_conn *c, const char *home, int64_t mo
     rc = api_conn_keys(c, &ctx, &pk, &key, &url);
     if (!rc) rc = hetee_refine_valset_encrypt(ctx, pk, &p, o->val_x, o->val_labels, o->val_count, &vs);
     if (!rc) rc = hetee_refine_valset_labels_digest(vs, sm.vd);
-    if (!rc) rc = rvalset_save(ctx, vs, &vb, &vl);
+    if (!rc) rc = hetee_refine_valset_save(vs, &vb, &vl);
     hetee_refine_valset_free(vs);
     char target[96];
     snprintf(target, sizeof target, "/v1/refine/%lld/valset", (long long)id);
@@ -468,7 +467,7 @@ int hetee_client_refine_resume(hetee_client_conn *c, const char *home, int64_t j
   }
   free(ck);
   hetee_refine_state *s = NULL;
-  if (!rc) rc = hetee_refine_checkpoint_read(ctx, &p, tmp, &s);
+  if (!rc) rc = hetee_refine_checkpoint_read_trained(ctx, &p, tmp, &s); /* the authorization covers the trained layers */
   if (fd >= 0) unlink(tmp);
   hetee_client_session *sess = NULL;
   char sid[33], *auth = NULL;
@@ -738,7 +737,7 @@ int hetee_client_refine_submit(hetee_client_conn *c, int64_t job, const float *x
     uint8_t *buf = NULL;
     size_t len = 0;
     rc = hetee_refine_batch_encrypt(ctx, pk, &p, x + off * k, labels + off, idx, n, &b);
-    if (!rc) rc = rbatch_save(ctx, b, &buf, &len);
+    if (!rc) rc = hetee_refine_batch_save(b, &buf, &len);
     hetee_refine_batch_free(b);
     if (!rc) rc = rcall(c, "POST", target, "application/octet-stream", buf, len, 202, NULL, NULL);
     free(buf);

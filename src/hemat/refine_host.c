@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
 
@@ -26,9 +27,13 @@ struct hetee_refine_state {
   uint32_t epoch, next;
   uint64_t steps, updates;
   uint32_t pending, pending_samples;
+  refine_ck_cache *fz; /* the frozen layers' digest (they never change) and the file that holds them */
+  int partial;         /* read without the frozen layers (hetee_refine_checkpoint_read_trained) */
 };
 
 struct hetee_refine_batch {
+  const hetee_ckks_context *ctx;
+  uint32_t batch, k, classes; /* the plan's B, layer-0 input width, classes */
   uint32_t count;
   ct_t **in0;   /* F[0].n_in_cts */
   size_t n_in0;
@@ -67,6 +72,8 @@ void hetee_refine_state_free(hetee_refine_state *s) {
     if (s->V[l]) cts_drop(&s->V[l], n_v(s, l));
     if (L->trains) cts_drop(&s->gacc[l], L->G.n_out_cts);
   }
+  if (s->fz) free(s->fz->path);
+  free(s->fz);
   free(s);
 }
 
@@ -75,7 +82,7 @@ static int state_alloc(const hetee_ckks_context *ctx, const hetee_refine_plan *p
   if (!s) return hetee_error(HETEE_ERR_NOMEM, "no memory");
   s->ctx = ctx;
   s->p = *p;
-  int bad = 0;
+  int bad = !(s->fz = calloc(1, sizeof *s->fz));
   for (int l = 0; l < p->nl; l++) {
     const hetee_refine_layer *L = &p->L[l];
     bad |= !(s->W[l] = cts_alloc(L->F.n_w_cts));
@@ -172,6 +179,10 @@ static int batch_encrypt(const hetee_ckks_context *ctx, const hetee_ckks_public_
     rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
     goto done;
   }
+  b->ctx = ctx;
+  b->batch = B;
+  b->k = (uint32_t)k;
+  b->classes = (uint32_t)c;
   b->count = count;
   b->n_in0 = L->F.n_in_cts;
   b->in0 = cts_alloc(b->n_in0);
@@ -311,6 +322,7 @@ int hetee_refine_flush(hetee_refine_state *s, hetee_refine_trusted *t, int threa
 int hetee_refine_step(hetee_refine_state *s, hetee_refine_trusted *t, const hetee_refine_batch *b, int threads,
                       hetee_refine_stats *st) {
   if (!s || !t || !b || threads < 1 || threads > 64) return hetee_error(HETEE_ERR_INVALID_ARG, "bad argument");
+  if (s->partial) return hetee_error(HETEE_ERR_STATE, "a state read without its frozen layers");
   const hetee_refine_plan *p = &s->p;
   int nl = p->nl, rc = 0;
   double t0 = now_s(), c0 = hetee_refine_trusted_cpu_s(t);
@@ -405,6 +417,7 @@ int hetee_refine_step(hetee_refine_state *s, hetee_refine_trusted *t, const hete
 int hetee_refine_state_decrypt(const hetee_refine_state *s, const hetee_ckks_secret_key *sk, hetee_refine_weights *out) {
   if (!s || !sk || !out) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
   memset(out, 0, sizeof *out);
+  if (s->partial) return hetee_error(HETEE_ERR_STATE, "a state read without its frozen layers");
   out->nl = s->p.nl;
   int rc = 0;
   hetee_ckks_plaintext *pt = NULL;
@@ -469,19 +482,43 @@ int hetee_refine_state_decrypt(const hetee_refine_state *s, const hetee_ckks_sec
 /* ---------------------------------------------------------------- checkpoints */
 
 #define CK_MAGIC "HTRC"
-#define CK_VERSION 2u /* 2: the learning-rate schedule */
+#define CK_VERSION 3u /* 2: the learning-rate schedule; 3: frozen layers apart, bound by digest */
+#define CK_FROZEN_MAGIC "HTRF"
+#define CK_FROZEN_VERSION 1u
+#define CK_FROZEN_SUFFIX ".frozen"
+enum { CK_FROZEN_NONE = 0, CK_FROZEN_INLINE = 1, CK_FROZEN_FILE = 2 };
 
-static int wr(FILE *f, const void *p, size_t n) { return fwrite(p, 1, n, f) == n ? 0 : -1; }
+/* A writer / reader that hashes (BLAKE2b-256) what passes through it when
+ * h is set; f == NULL (writer): hash only. */
+typedef struct ck_io {
+  FILE *f;
+  crypto_generichash_state *h;
+  uint64_t n;
+} ck_io;
 
-static int wr_cts(FILE *f, const hetee_ckks_context *ctx, ct_t *const *c, size_t n) {
+static int wr(ck_io *w, const void *p, size_t n) {
+  if (w->f && fwrite(p, 1, n, w->f) != n) return -1;
+  if (w->h) crypto_generichash_update(w->h, p, n);
+  w->n += n;
+  return 0;
+}
+
+static int rd(ck_io *r, void *p, size_t n) {
+  if (fread(p, 1, n, r->f) != n) return -1;
+  if (r->h) crypto_generichash_update(r->h, p, n);
+  r->n += n;
+  return 0;
+}
+
+static int wr_cts(ck_io *w, const hetee_ckks_context *ctx, ct_t *const *c, size_t n) {
   uint32_t n32 = (uint32_t)n;
-  if (wr(f, &n32, 4)) return -1;
+  if (wr(w, &n32, 4)) return -1;
   for (size_t i = 0; i < n; i++) {
     uint8_t *buf = NULL;
     size_t len = 0;
     if (hetee_ckks_ciphertext_save(ctx, c[i], &buf, &len)) return -1;
     uint64_t l64 = len;
-    int bad = wr(f, &l64, 8) || wr(f, buf, len);
+    int bad = wr(w, &l64, 8) || wr(w, buf, len);
     free(buf);
     if (bad) return -1;
   }
@@ -502,24 +539,151 @@ typedef struct ck_header {
   int32_t sched_kind;
   uint32_t step_every, total, pad2;
   double gamma, lr_min;
+  /* version 3: where the frozen layers' ciphertexts are (CK_FROZEN_*), and
+   * the BLAKE2b-256 digest and size of their section */
+  uint32_t frozen_mode, first_train;
+  uint8_t frozen_digest[32];
+  uint64_t frozen_size;
 } ck_header;
+
+typedef struct ck_frozen_head {
+  char magic[4];
+  uint32_t version;
+  uint8_t fp[32];
+  uint32_t nl, first_train;
+} ck_frozen_head;
+
+/* The frozen layers' section (the whole PATH.frozen file, or inline):
+ * "HTRF" | u32 version 1 | fingerprint | u32 nl | u32 first_train | per
+ * frozen layer l: W (F layout), bias. */
+static int wr_frozen(ck_io *w, const hetee_refine_state *s) {
+  ck_frozen_head fh;
+  memset(&fh, 0, sizeof fh);
+  memcpy(fh.magic, CK_FROZEN_MAGIC, 4);
+  fh.version = CK_FROZEN_VERSION;
+  memcpy(fh.fp, hetee_ckks_context_fingerprint(s->ctx), 32);
+  fh.nl = (uint32_t)s->p.nl;
+  fh.first_train = (uint32_t)s->p.first_train;
+  int bad = wr(w, &fh, sizeof fh);
+  for (int l = 0; l < s->p.first_train && !bad; l++) {
+    const hetee_refine_layer *L = &s->p.L[l];
+    bad |= wr_cts(w, s->ctx, s->W[l], L->F.n_w_cts);
+    bad |= wr_cts(w, s->ctx, s->bias[l], (size_t)L->F.nmb);
+  }
+  return bad;
+}
+
+/* the digest of the frozen section (computed once per state: frozen layers never change) */
+static int frozen_digest(const hetee_refine_state *s) {
+  refine_ck_cache *fz = s->fz;
+  if (fz->known) return 0;
+  crypto_generichash_state h;
+  crypto_generichash_init(&h, NULL, 0, 32);
+  ck_io w = {NULL, &h, 0};
+  if (wr_frozen(&w, s)) return hetee_error(HETEE_ERR_INTERNAL, "serializing the frozen layers");
+  crypto_generichash_final(&h, fz->digest, 32);
+  fz->size = w.n;
+  fz->known = 1;
+  return 0;
+}
+
+static void fsync_dir_of(const char *path) {
+  char *dir = strdup(path);
+  if (!dir) return;
+  char *sl = strrchr(dir, '/');
+  if (sl) *sl = 0;
+  int fd = open(sl ? dir : ".", O_RDONLY | O_DIRECTORY);
+  if (fd >= 0) {
+    (void)fsync(fd);
+    close(fd);
+  }
+  free(dir);
+}
+
+static char *path_with(const char *path, const char *suffix) {
+  size_t n = strlen(path) + strlen(suffix) + 1;
+  char *o = malloc(n);
+  if (o) snprintf(o, n, "%s%s", path, suffix);
+  return o;
+}
+
+/* Writes PATH.frozen (tmp + fsync + rename + directory fsync) unless the
+ * state wrote (or read and checked) that file already and it is still
+ * there with its size: the frozen layers are written once per job. */
+static int frozen_file_ensure(const hetee_refine_state *s, const char *path) {
+  refine_ck_cache *fz = s->fz;
+  char *fpath = path_with(path, CK_FROZEN_SUFFIX);
+  if (!fpath) return hetee_error(HETEE_ERR_NOMEM, "no memory");
+  struct stat sb;
+  if (fz->known && fz->path && !strcmp(fz->path, fpath) && !stat(fpath, &sb) && (uint64_t)sb.st_size == fz->size) {
+    free(fpath);
+    return 0;
+  }
+  char *tmp = malloc(strlen(fpath) + 32);
+  if (!tmp) {
+    free(fpath);
+    return hetee_error(HETEE_ERR_NOMEM, "no memory");
+  }
+  snprintf(tmp, strlen(fpath) + 32, "%s.tmp%ld", fpath, (long)getpid());
+  FILE *f = fopen(tmp, "wb");
+  if (!f) {
+    int rc = hetee_error(HETEE_ERR_IO, "cannot create %s: %s", tmp, strerror(errno));
+    free(tmp);
+    free(fpath);
+    return rc;
+  }
+  crypto_generichash_state h;
+  crypto_generichash_init(&h, NULL, 0, 32);
+  ck_io w = {f, &h, 0};
+  uint8_t d[32];
+  int bad = wr_frozen(&w, s);
+  crypto_generichash_final(&h, d, 32);
+  bad |= fflush(f) != 0;
+  bad |= fsync(fileno(f)) != 0;
+  bad |= fclose(f) != 0;
+  if (!bad && fz->known && (memcmp(d, fz->digest, 32) || w.n != fz->size)) bad = 2; /* cannot happen: frozen */
+  if (!bad) bad |= rename(tmp, fpath) != 0;
+  if (!bad) fsync_dir_of(fpath);
+  int rc = bad == 2 ? hetee_error(HETEE_ERR_INTERNAL, "the frozen layers changed")
+           : bad   ? hetee_error(HETEE_ERR_IO, "cannot write %s", fpath)
+                   : 0;
+  if (bad) {
+    unlink(tmp);
+    free(fpath);
+  } else {
+    memcpy(fz->digest, d, 32);
+    fz->size = w.n;
+    fz->known = 1;
+    free(fz->path);
+    fz->path = fpath;
+  }
+  free(tmp);
+  return rc;
+}
 
 #define CK_JOB_MAGIC "HTRJ" /* trailer of a sealed checkpoint: uid[16] | u64 len | enclave job state */
 
-static int ck_write(const hetee_refine_state *s, const char *path, const uint8_t *uid, const uint8_t *blob, size_t blen);
+static int ck_write(const hetee_refine_state *s, const char *path, const uint8_t *uid, const uint8_t *blob, size_t blen,
+                    int inline_frozen);
 
 int hetee_refine_checkpoint_write(const hetee_refine_state *s, const char *path) {
-  return ck_write(s, path, NULL, NULL, 0);
+  return ck_write(s, path, NULL, NULL, 0, 0);
+}
+
+int hetee_refine_checkpoint_write_full(const hetee_refine_state *s, const char *path) {
+  return ck_write(s, path, NULL, NULL, 0, 1);
 }
 
 int refine_checkpoint_write_job(const hetee_refine_state *s, const char *path, const uint8_t uid[16],
                                 const uint8_t *blob, size_t blen) {
   if (!uid || !blob || !blen) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
-  return ck_write(s, path, uid, blob, blen);
+  return ck_write(s, path, uid, blob, blen, 0);
 }
 
-static int ck_write(const hetee_refine_state *s, const char *path, const uint8_t *uid, const uint8_t *blob, size_t blen) {
+static int ck_write(const hetee_refine_state *s, const char *path, const uint8_t *uid, const uint8_t *blob, size_t blen,
+                    int inline_frozen) {
   if (!s || !path) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  if (s->partial) return hetee_error(HETEE_ERR_STATE, "a state read without its frozen layers");
   if (s->pending) return hetee_error(HETEE_ERR_STATE, "checkpoint with %u steps not yet applied", s->pending);
   ck_header h;
   memset(&h, 0, sizeof h);
@@ -545,27 +709,39 @@ static int ck_write(const hetee_refine_state *s, const char *path, const uint8_t
   h.next = s->next;
   h.steps = s->steps;
   h.updates = s->updates;
+  h.first_train = (uint32_t)s->p.first_train;
+  h.frozen_mode = s->p.first_train == 0 ? CK_FROZEN_NONE : inline_frozen ? CK_FROZEN_INLINE : CK_FROZEN_FILE;
+  int rc = 0;
+  if (h.frozen_mode == CK_FROZEN_FILE) rc = frozen_file_ensure(s, path);
+  else if (h.frozen_mode == CK_FROZEN_INLINE) rc = frozen_digest(s);
+  if (rc) return rc;
+  if (h.frozen_mode != CK_FROZEN_NONE) {
+    memcpy(h.frozen_digest, s->fz->digest, 32);
+    h.frozen_size = s->fz->size;
+  }
   size_t pl = strlen(path);
   char *tmp = malloc(pl + 32);
   if (!tmp) return hetee_error(HETEE_ERR_NOMEM, "no memory");
   snprintf(tmp, pl + 32, "%s.tmp%ld", path, (long)getpid());
   FILE *f = fopen(tmp, "wb");
   if (!f) {
-    int rc = hetee_error(HETEE_ERR_IO, "cannot create %s: %s", tmp, strerror(errno));
+    rc = hetee_error(HETEE_ERR_IO, "cannot create %s: %s", tmp, strerror(errno));
     free(tmp);
     return rc;
   }
-  int bad = wr(f, &h, sizeof h);
-  for (int l = 0; l < s->p.nl && !bad; l++) {
+  ck_io w = {f, NULL, 0};
+  int bad = wr(&w, &h, sizeof h);
+  if (!bad && h.frozen_mode == CK_FROZEN_INLINE) bad |= wr_frozen(&w, s);
+  for (int l = s->p.first_train; l < s->p.nl && !bad; l++) { /* the trained layers */
     const hetee_refine_layer *L = &s->p.L[l];
-    bad |= wr_cts(f, s->ctx, s->W[l], L->F.n_w_cts);
-    bad |= wr_cts(f, s->ctx, s->bias[l], (size_t)L->F.nmb);
-    bad |= wr_cts(f, s->ctx, s->WT[l], L->has_back ? L->T.n_w_cts : 0);
-    bad |= wr_cts(f, s->ctx, s->V[l], has_v(s, l) ? n_v(s, l) : 0);
+    bad |= wr_cts(&w, s->ctx, s->W[l], L->F.n_w_cts);
+    bad |= wr_cts(&w, s->ctx, s->bias[l], (size_t)L->F.nmb);
+    bad |= wr_cts(&w, s->ctx, s->WT[l], L->has_back ? L->T.n_w_cts : 0);
+    bad |= wr_cts(&w, s->ctx, s->V[l], has_v(s, l) ? n_v(s, l) : 0);
   }
   if (blob) { /* the enclave's sealed job state, in the same file (one rename) */
     uint64_t l64 = blen;
-    bad |= wr(f, CK_JOB_MAGIC, 4) || wr(f, uid, 16) || wr(f, &l64, 8) || wr(f, blob, blen);
+    bad |= wr(&w, CK_JOB_MAGIC, 4) || wr(&w, uid, 16) || wr(&w, &l64, 8) || wr(&w, blob, blen);
   }
   bad |= fflush(f) != 0;
   bad |= fsync(fileno(f)) != 0;
@@ -578,37 +754,24 @@ static int ck_write(const hetee_refine_state *s, const char *path, const uint8_t
     if (!bad && die && ++writes == atoi(die)) _exit(137);
   }
   if (!bad) bad |= rename(tmp, path) != 0;
-  if (!bad) {
-    /* make the rename durable */
-    char *dir = strdup(path);
-    if (dir) {
-      char *sl = strrchr(dir, '/');
-      if (sl) *sl = 0;
-      int fd = open(sl ? dir : ".", O_RDONLY | O_DIRECTORY);
-      if (fd >= 0) {
-        (void)fsync(fd);
-        close(fd);
-      }
-      free(dir);
-    }
-  }
-  int rc = bad ? hetee_error(HETEE_ERR_IO, "cannot write checkpoint %s", path) : 0;
+  if (!bad) fsync_dir_of(path); /* make the rename durable */
+  rc = bad ? hetee_error(HETEE_ERR_IO, "cannot write checkpoint %s", path) : 0;
   if (bad) unlink(tmp);
   free(tmp);
   return rc;
 }
 
-static int rd_cts(FILE *f, const hetee_ckks_context *ctx, ct_t **c, size_t n, double scale) {
+static int rd_cts(ck_io *r, const hetee_ckks_context *ctx, ct_t **c, size_t n, double scale) {
   uint32_t n32;
-  if (fread(&n32, 4, 1, f) != 1) return hetee_error(HETEE_ERR_TRUNCATED, "checkpoint truncated");
+  if (rd(r, &n32, 4)) return hetee_error(HETEE_ERR_TRUNCATED, "checkpoint truncated");
   if (n32 != n) return hetee_error(HETEE_ERR_FORMAT, "checkpoint: %u ciphertexts where the plan has %zu", n32, n);
   for (size_t i = 0; i < n; i++) {
     uint64_t len;
-    if (fread(&len, 8, 1, f) != 1) return hetee_error(HETEE_ERR_TRUNCATED, "checkpoint truncated");
+    if (rd(r, &len, 8)) return hetee_error(HETEE_ERR_TRUNCATED, "checkpoint truncated");
     if (len > ((uint64_t)64 << 20)) return hetee_error(HETEE_ERR_LIMIT, "checkpoint ciphertext of %llu bytes", (unsigned long long)len);
     uint8_t *buf = malloc(len ? len : 1);
     if (!buf) return hetee_error(HETEE_ERR_NOMEM, "no memory");
-    if (fread(buf, 1, len, f) != len) {
+    if (rd(r, buf, len)) {
       free(buf);
       return hetee_error(HETEE_ERR_TRUNCATED, "checkpoint truncated");
     }
@@ -622,47 +785,105 @@ static int rd_cts(FILE *f, const hetee_ckks_context *ctx, ct_t **c, size_t n, do
   return 0;
 }
 
+/* Reads the frozen section from f into s and checks it against the digest
+ * and size the checkpoint header names. */
+static int rd_frozen(FILE *f, const hetee_ckks_context *ctx, hetee_refine_state *s, const ck_header *h, const char *what) {
+  crypto_generichash_state hs;
+  crypto_generichash_init(&hs, NULL, 0, 32);
+  ck_io r = {f, &hs, 0};
+  ck_frozen_head fh;
+  int rc = 0;
+  if (rd(&r, &fh, sizeof fh)) rc = hetee_error(HETEE_ERR_TRUNCATED, "%s truncated", what);
+  else if (memcmp(fh.magic, CK_FROZEN_MAGIC, 4)) rc = hetee_error(HETEE_ERR_FORMAT, "%s: not frozen refine layers", what);
+  else if (fh.version != CK_FROZEN_VERSION) rc = hetee_error(HETEE_ERR_VERSION, "%s: version %u", what, fh.version);
+  else if (memcmp(fh.fp, hetee_ckks_context_fingerprint(ctx), 32) || fh.nl != (uint32_t)s->p.nl ||
+           fh.first_train != (uint32_t)s->p.first_train)
+    rc = hetee_error(HETEE_ERR_AUTH, "%s is not the frozen layers the checkpoint names", what);
+  for (int l = 0; l < s->p.first_train && !rc; l++) {
+    const hetee_refine_layer *L = &s->p.L[l];
+    rc = rd_cts(&r, ctx, s->W[l], L->F.n_w_cts, REFINE_W_SCALE);
+    if (!rc) rc = rd_cts(&r, ctx, s->bias[l], (size_t)L->F.nmb, REFINE_OUT_SCALE);
+  }
+  uint8_t d[32];
+  crypto_generichash_final(&hs, d, 32);
+  if (!rc && (r.n != h->frozen_size || sodium_memcmp(d, h->frozen_digest, 32)))
+    rc = hetee_error(HETEE_ERR_AUTH, "%s is not the frozen layers the checkpoint names (digest)", what);
+  if (!rc) {
+    memcpy(s->fz->digest, d, 32);
+    s->fz->size = r.n;
+    s->fz->known = 1;
+  }
+  return rc;
+}
+
 static int ck_read(const hetee_ckks_context *ctx, const hetee_refine_plan *p, const char *path,
-                   hetee_refine_state **out, uint8_t *uid, uint8_t **blob, size_t *blen);
+                   hetee_refine_state **out, uint8_t *uid, uint8_t **blob, size_t *blen, int trained_only);
 
 int hetee_refine_checkpoint_read(const hetee_ckks_context *ctx, const hetee_refine_plan *p, const char *path,
                                  hetee_refine_state **out) {
-  return ck_read(ctx, p, path, out, NULL, NULL, NULL);
+  return ck_read(ctx, p, path, out, NULL, NULL, NULL, 0);
+}
+
+int hetee_refine_checkpoint_read_trained(const hetee_ckks_context *ctx, const hetee_refine_plan *p, const char *path,
+                                         hetee_refine_state **out) {
+  return ck_read(ctx, p, path, out, NULL, NULL, NULL, 1);
 }
 
 int refine_checkpoint_read_job(const hetee_ckks_context *ctx, const hetee_refine_plan *p, const char *path,
                                hetee_refine_state **out, uint8_t uid[16], uint8_t **blob, size_t *blen) {
   if (!uid || !blob || !blen) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
-  return ck_read(ctx, p, path, out, uid, blob, blen);
+  return ck_read(ctx, p, path, out, uid, blob, blen, 0);
 }
 
 static int ck_read(const hetee_ckks_context *ctx, const hetee_refine_plan *p, const char *path,
-                   hetee_refine_state **out, uint8_t *uid, uint8_t **blob, size_t *blen) {
+                   hetee_refine_state **out, uint8_t *uid, uint8_t **blob, size_t *blen, int trained_only) {
   if (!ctx || !p || !path || !out) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
   FILE *f = fopen(path, "rb");
   if (!f) return hetee_error(HETEE_ERR_NOT_FOUND, "cannot open %s: %s", path, strerror(errno));
   ck_header h;
+  memset(&h, 0, sizeof h);
+  ck_io r = {f, NULL, 0};
   int rc = 0;
-  if (fread(&h, sizeof h, 1, f) != 1) rc = hetee_error(HETEE_ERR_TRUNCATED, "checkpoint truncated");
+  uint32_t want_mode = p->first_train == 0 ? CK_FROZEN_NONE : CK_FROZEN_FILE;
+  if (fread(&h, 8, 1, f) != 1) rc = hetee_error(HETEE_ERR_TRUNCATED, "checkpoint truncated");
   else if (memcmp(h.magic, CK_MAGIC, 4)) rc = hetee_error(HETEE_ERR_FORMAT, "not a refine checkpoint");
-  else if (h.version != CK_VERSION) rc = hetee_error(HETEE_ERR_VERSION, "checkpoint version %u", h.version);
+  else if (h.version != CK_VERSION) rc = hetee_error(HETEE_ERR_VERSION, "checkpoint version %u (%u expected)", h.version, CK_VERSION);
+  else if (fread((uint8_t *)&h + 8, sizeof h - 8, 1, f) != 1) rc = hetee_error(HETEE_ERR_TRUNCATED, "checkpoint truncated");
   else if (memcmp(h.fp, hetee_ckks_context_fingerprint(ctx), 32)) rc = hetee_error(HETEE_ERR_CONTEXT, "checkpoint under other parameters");
   else if (h.batch != p->cfg.batch || h.accumulate != p->cfg.accumulate || h.loss != (uint32_t)p->cfg.loss ||
            h.nl != (uint32_t)p->nl || h.train_layers != p->cfg.train_layers || h.lr != p->cfg.lr ||
            h.momentum != p->cfg.momentum || h.weight_decay != p->cfg.weight_decay || h.seed != p->cfg.seed ||
            h.sched_kind != p->sched.kind || h.step_every != p->sched.step_every || h.total != p->sched.total ||
-           h.gamma != p->sched.gamma || h.lr_min != p->sched.lr_min)
+           h.gamma != p->sched.gamma || h.lr_min != p->sched.lr_min || h.first_train != (uint32_t)p->first_train)
     rc = hetee_error(HETEE_ERR_SHAPE, "checkpoint made with other settings");
+  else if (h.frozen_mode != want_mode && !(want_mode == CK_FROZEN_FILE && h.frozen_mode == CK_FROZEN_INLINE))
+    rc = hetee_error(HETEE_ERR_FORMAT, "checkpoint: frozen layers' mode %u", h.frozen_mode);
   for (int l = 0; l < p->nl && !rc; l++)
     if (h.k[l] != p->L[l].k || h.m[l] != p->L[l].m) rc = hetee_error(HETEE_ERR_SHAPE, "checkpoint layer %d shape", l);
   hetee_refine_state *s = NULL;
   if (!rc) rc = state_alloc(ctx, p, &s);
-  for (int l = 0; l < p->nl && !rc; l++) {
+  char *fpath = NULL;
+  if (!rc && h.frozen_mode == CK_FROZEN_INLINE) {
+    rc = rd_frozen(f, ctx, s, &h, "checkpoint");
+  } else if (!rc && h.frozen_mode == CK_FROZEN_FILE && !trained_only) {
+    fpath = path_with(path, CK_FROZEN_SUFFIX);
+    FILE *ff = fpath ? fopen(fpath, "rb") : NULL;
+    if (!fpath) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+    else if (!ff) rc = hetee_error(HETEE_ERR_NOT_FOUND, "cannot open the frozen layers %s: %s", fpath, strerror(errno));
+    else {
+      rc = rd_frozen(ff, ctx, s, &h, fpath);
+      if (!rc && fgetc(ff) != EOF) rc = hetee_error(HETEE_ERR_AUTH, "%s is not the frozen layers the checkpoint names (trailing bytes)", fpath);
+      fclose(ff);
+    }
+  } else if (!rc && h.frozen_mode == CK_FROZEN_FILE) {
+    s->partial = 1; /* the MP's authorization reads the trained layers only */
+  }
+  for (int l = p->first_train; l < p->nl && !rc; l++) {
     const hetee_refine_layer *L = &p->L[l];
-    rc = rd_cts(f, ctx, s->W[l], L->F.n_w_cts, REFINE_W_SCALE);
-    if (!rc) rc = rd_cts(f, ctx, s->bias[l], (size_t)L->F.nmb, REFINE_OUT_SCALE);
-    if (!rc) rc = rd_cts(f, ctx, s->WT[l], L->has_back ? L->T.n_w_cts : 0, REFINE_W_SCALE);
-    if (!rc) rc = rd_cts(f, ctx, s->V[l], has_v(s, l) ? n_v(s, l) : 0, HETEE_REFINE_MOM_SCALE);
+    rc = rd_cts(&r, ctx, s->W[l], L->F.n_w_cts, REFINE_W_SCALE);
+    if (!rc) rc = rd_cts(&r, ctx, s->bias[l], (size_t)L->F.nmb, REFINE_OUT_SCALE);
+    if (!rc) rc = rd_cts(&r, ctx, s->WT[l], L->has_back ? L->T.n_w_cts : 0, REFINE_W_SCALE);
+    if (!rc) rc = rd_cts(&r, ctx, s->V[l], has_v(s, l) ? n_v(s, l) : 0, HETEE_REFINE_MOM_SCALE);
   }
   if (!rc && blob) { /* the trailer of a sealed checkpoint */
     char mg[4];
@@ -680,8 +901,13 @@ static int ck_read(const hetee_ckks_context *ctx, const hetee_refine_plan *p, co
   }
   fclose(f);
   if (rc) {
+    free(fpath);
     hetee_refine_state_free(s);
     return rc;
+  }
+  if (fpath) { /* this file holds these frozen layers: later checkpoints to path need not rewrite it */
+    free(s->fz->path);
+    s->fz->path = fpath;
   }
   s->epoch = h.epoch;
   s->next = h.next;
@@ -795,6 +1021,7 @@ int hetee_refine_valset_labels_digest(const hetee_refine_valset *vs, uint8_t out
 int refine_validate_pass(hetee_refine_state *s, const hetee_refine_valset *vs, int threads, const refine_val_ops *ops,
                          void *arg) {
   const hetee_refine_plan *p = &s->p;
+  if (s->partial) return hetee_error(HETEE_ERR_STATE, "a state read without its frozen layers");
   if (vs->p.nl != p->nl || vs->p.cfg.batch != p->cfg.batch || vs->p.L[0].F.n_in_cts != p->L[0].F.n_in_cts ||
       vs->p.classes != p->classes)
     return hetee_error(HETEE_ERR_SHAPE, "validation set encrypted for another plan");
@@ -907,14 +1134,14 @@ static uint64_t vs_get(vs_rd *r, int n) {
 
 static int vs_ct_get(const hetee_ckks_context *ctx, vs_rd *r, double scale, ct_t **out) {
   uint64_t len = vs_get(r, 8);
-  if (r->err || len > r->left) return hetee_error(HETEE_ERR_TRUNCATED, "validation set truncated");
+  if (r->err || len > r->left) return hetee_error(HETEE_ERR_TRUNCATED, "refine file truncated");
   int rc = hetee_ckks_ciphertext_load(ctx, r->p, (size_t)len, out);
   if (rc) return rc;
   r->p += len;
   r->left -= (size_t)len;
   if (hetee_ckks_ciphertext_level(*out) != REFINE_LEVEL || hetee_ckks_ciphertext_size(*out) != 2 ||
       !(fabs(hetee_ckks_ciphertext_scale(*out) / scale - 1) < 0x1p-20))
-    return hetee_error(HETEE_ERR_FORMAT, "validation set ciphertext: level, size or scale");
+    return hetee_error(HETEE_ERR_FORMAT, "refine file ciphertext: level, size or scale");
   return 0;
 }
 
@@ -951,6 +1178,10 @@ int hetee_refine_valset_load(const hetee_ckks_context *ctx, const hetee_refine_p
     if (!rc && (!b || !(b->in0 = cts_alloc((size_t)n)))) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
     if (b) {
       vs->b[vs->nb++] = b;
+      b->ctx = ctx;
+      b->batch = p->cfg.batch;
+      b->k = (uint32_t)p->L[0].k;
+      b->classes = (uint32_t)p->classes;
       b->count = (uint32_t)bc;
       b->n_in0 = rc ? 0 : (size_t)n;
     }
@@ -964,5 +1195,91 @@ int hetee_refine_valset_load(const hetee_ckks_context *ctx, const hetee_refine_p
     return rc;
   }
   *out = vs;
+  return 0;
+}
+
+/* ---- one data provider's batch (the file a DP submits to a refine job) ---- */
+#define RB_HEADER (4 + 4 + 32 + 6 * 4)
+
+uint32_t hetee_refine_batch_count(const hetee_refine_batch *b) { return b ? b->count : 0; }
+
+int hetee_refine_batch_save(const hetee_refine_batch *b, uint8_t **buf, size_t *len) {
+  if (!b || !b->ctx || !buf || !len) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  size_t n = RB_HEADER;
+  int rc = 0;
+  for (size_t j = 0; j < b->n_in0 && !rc; j++) rc = vs_ct_size(b->ctx, b->in0[j], &n);
+  for (size_t j = 0; j < b->n_gw0 && !rc; j++) rc = vs_ct_size(b->ctx, b->gw0[j], &n);
+  if (!rc) rc = vs_ct_size(b->ctx, b->labels, &n);
+  if (rc) return rc;
+  uint8_t *o = malloc(n), *q = o;
+  if (!o) return hetee_error(HETEE_ERR_NOMEM, "no memory");
+  memcpy(q, "HTRB", 4);
+  q += 4;
+  vs_put(&q, 2, 4);
+  memcpy(q, hetee_ckks_context_fingerprint(b->ctx), 32);
+  q += 32;
+  vs_put(&q, b->batch, 4);
+  vs_put(&q, b->k, 4);
+  vs_put(&q, b->classes, 4);
+  vs_put(&q, b->count, 4);
+  vs_put(&q, b->n_in0, 4);
+  vs_put(&q, b->n_gw0, 4);
+  for (size_t j = 0; j < b->n_in0 && !rc; j++) rc = vs_ct_put(b->ctx, b->in0[j], &q);
+  for (size_t j = 0; j < b->n_gw0 && !rc; j++) rc = vs_ct_put(b->ctx, b->gw0[j], &q);
+  if (!rc) rc = vs_ct_put(b->ctx, b->labels, &q);
+  if (rc || (size_t)(q - o) != n) {
+    free(o);
+    return rc ? rc : hetee_error(HETEE_ERR_INTERNAL, "refine batch size");
+  }
+  *buf = o;
+  *len = n;
+  return 0;
+}
+
+int hetee_refine_batch_load(const hetee_ckks_context *ctx, const hetee_refine_plan *p, const uint8_t *buf, size_t len,
+                            hetee_refine_batch **out) {
+  if (!ctx || !p || !buf || !out) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  *out = NULL;
+  if (len < RB_HEADER || memcmp(buf, "HTRB", 4)) return hetee_error(HETEE_ERR_FORMAT, "not a refine batch");
+  vs_rd r = {buf + 4, len - 4, 0};
+  if (vs_get(&r, 4) != 2) return hetee_error(HETEE_ERR_VERSION, "refine batch version (2 expected)");
+  if (memcmp(r.p, hetee_ckks_context_fingerprint(ctx), 32))
+    return hetee_error(HETEE_ERR_CONTEXT, "refine batch under other parameters");
+  r.p += 32;
+  r.left -= 32;
+  uint64_t B = vs_get(&r, 4), k = vs_get(&r, 4), c = vs_get(&r, 4);
+  uint64_t count = vs_get(&r, 4), nin = vs_get(&r, 4), ngw = vs_get(&r, 4);
+  const hetee_refine_layer *L = &p->L[0];
+  uint64_t want_gw = L->trains ? L->G.n_w_cts : 0;
+  if (B != p->cfg.batch || k != (uint64_t)L->k || c != (uint64_t)p->classes)
+    return hetee_error(HETEE_ERR_SHAPE, "refine batch for another plan");
+  if (count < 1 || count > p->cfg.batch)
+    return hetee_error(HETEE_ERR_SHAPE, "a batch of %llu samples (the job's batch is %u)", (unsigned long long)count,
+                       p->cfg.batch);
+  if (nin != L->F.n_in_cts || ngw != want_gw)
+    return hetee_error(HETEE_ERR_SHAPE, "%llu input and %llu layer-input ciphertexts; the plan has %zu and %llu",
+                       (unsigned long long)nin, (unsigned long long)ngw, L->F.n_in_cts, (unsigned long long)want_gw);
+  hetee_refine_batch *b = calloc(1, sizeof *b);
+  int rc = 0;
+  if (!b || !(b->in0 = cts_alloc((size_t)nin)) || (ngw && !(b->gw0 = cts_alloc((size_t)ngw))))
+    rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+  if (b) {
+    b->ctx = ctx;
+    b->batch = (uint32_t)B;
+    b->k = (uint32_t)k;
+    b->classes = (uint32_t)c;
+    b->count = (uint32_t)count;
+    b->n_in0 = b->in0 ? (size_t)nin : 0;
+    b->n_gw0 = b->gw0 ? (size_t)ngw : 0;
+  }
+  for (uint64_t j = 0; j < nin && !rc; j++) rc = vs_ct_get(ctx, &r, REFINE_IN_SCALE, &b->in0[j]);
+  for (uint64_t j = 0; j < ngw && !rc; j++) rc = vs_ct_get(ctx, &r, REFINE_W_SCALE, &b->gw0[j]);
+  if (!rc) rc = vs_ct_get(ctx, &r, REFINE_IN_SCALE, &b->labels);
+  if (!rc && r.left) rc = hetee_error(HETEE_ERR_FORMAT, "%zu bytes after the refine batch", r.left);
+  if (rc) {
+    hetee_refine_batch_free(b);
+    return rc;
+  }
+  *out = b;
   return 0;
 }

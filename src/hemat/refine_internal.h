@@ -126,6 +126,15 @@ int refine_argmax(const double *z, int c); /* branch- and index-free on z */
 /* The enclave's id of an enclave job's trusted side (0 otherwise;
  * src/host/refine_calls.c, for tests that write raw requests). */
 uint32_t refine_host_job_id(const hetee_refine_trusted *t);
+/* The digest (BLAKE2b-256) and size of a state's frozen-layer section
+ * once known, and the PATH.frozen file known to hold it (refine_host.c). */
+typedef struct refine_ck_cache {
+  int known;
+  uint8_t digest[32];
+  uint64_t size;
+  char *path;
+} refine_ck_cache;
+
 /* Sealed checkpoints (refine_host.c): the checkpoint followed by "HTRJ" |
  * uid[16] | u64 len | the enclave's sealed job state, one file written
  * atomically; the reader requires the trailer (*blob malloc'd). */

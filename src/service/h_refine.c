@@ -16,7 +16,7 @@
  * an enclave restart), the checkpoint (for that authorization) and the
  * refined weights of one trained layer, sealed by the enclave to the job's
  * MP session. Data provider: submits encrypted batches (one
- * hetee_refine_batch each, refine_batch_io.h) to a job whose policy names
+ * hetee_refine_batch each, hetee_refine_batch_save) to a job whose policy names
  * it (403 otherwise) and sees how many of its samples each epoch used.
  * Jobs are visible to their owner and to the DPs their policy names; to
  * everyone else they do not exist (404).
@@ -26,7 +26,6 @@
 #include <unistd.h>
 
 #include "hetee/common.h"
-#include "service/refine_batch_io.h"
 #include "service/refine_internal.h"
 
 json_t *req_json(srv_req *q, srv_resp *r);
@@ -89,7 +88,7 @@ void h_refine_start(srv_req *q, srv_resp *r) {
     resp_status(r, rc, "reading the body");
     return;
   }
-  uint32_t jl = len >= 8 ? rb_rd32(buf + 4) : 0;
+  uint32_t jl = len >= 8 ? (uint32_t)buf[4] | (uint32_t)buf[5] << 8 | (uint32_t)buf[6] << 16 | (uint32_t)buf[7] << 24 : 0;
   if (len < 8 || memcmp(buf, "HTRJ", 4) || jl == 0 || jl > RJ_JSON_MAX || jl >= len - 8) {
     free(buf);
     resp_error(r, 400, "bad_body", "the body is \"HTRJ\" | u32 json length | JSON | the encrypted initial state");
@@ -338,7 +337,7 @@ void h_refine_valset(srv_req *q, srv_resp *r) {
     rc = hetee_error(HETEE_ERR_STATE, "refine job %lld is %s", (long long)j.id, j.state);
   hetee_refine_valset *vs = NULL;
   if (!rc) rc = blob_read(q->file, q->S->o.max_input_bytes, &buf, &len);
-  if (!rc) rc = rvalset_load(q->S->en.ctx, &p, buf, len, &vs);
+  if (!rc) rc = hetee_refine_valset_load(q->S->en.ctx, &p, buf, len, &vs);
   free(buf);
   hetee_refine_valset_free(vs);
   char dst[SRV_PATH_MAX];
@@ -430,13 +429,13 @@ void h_refine_samples(srv_req *q, srv_resp *r) {
   }
   hetee_refine_batch *b = NULL;
   rc = blob_read(q->file, S->o.max_input_bytes, &buf, &len);
-  if (!rc) rc = rbatch_load(S->en.ctx, &pl, buf, len, &b);
+  if (!rc) rc = hetee_refine_batch_load(S->en.ctx, &pl, buf, len, &b);
   free(buf);
   if (rc) {
     resp_status(r, rc, "encrypted batch refused");
     return;
   }
-  int64_t count = b->count, id = 0;
+  int64_t count = hetee_refine_batch_count(b), id = 0;
   hetee_refine_batch_free(b);
   rc = rstore_batch_stage(S->db, p->job, q->party, count, &id);
   char dst[SRV_PATH_MAX];

@@ -40,7 +40,6 @@
 #include <unistd.h>
 
 #include "hetee/common.h"
-#include "service/refine_batch_io.h"
 
 static double mono_s(void) {
   struct timespec t;
@@ -403,7 +402,7 @@ static int work(server *S, rjob *j) {
     hetee_refine_batch *b = NULL;
     double t0 = mono_s();
     rc = blob_read(path, S->o.max_input_bytes, &buf, &len);
-    if (!rc) rc = rbatch_load(S->en.ctx, &j->plan, buf, len, &b);
+    if (!rc) rc = hetee_refine_batch_load(S->en.ctx, &j->plan, buf, len, &b);
     free(buf);
     double t1 = mono_s();
     j->t_load += t1 - t0;
@@ -461,7 +460,7 @@ static void validate(server *S, rjob *j, uint32_t e) {
   int rc = blob_read(path, S->o.max_input_bytes, &buf, &len);
   if (rc == HETEE_ERR_NOT_FOUND) return;
   hetee_refine_valset *vs = NULL;
-  if (!rc) rc = rvalset_load(S->en.ctx, &j->plan, buf, len, &vs);
+  if (!rc) rc = hetee_refine_valset_load(S->en.ctx, &j->plan, buf, len, &vs);
   free(buf);
   if (!rc) {
     pthread_mutex_lock(&S->en.lock);

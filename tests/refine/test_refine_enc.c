@@ -11,6 +11,7 @@
  * sample used exactly once per epoch).
  */
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -113,13 +114,13 @@ static void test_two_of_three(void **state) {
 }
 
 /* kill -9 and resume */
-static void resume_case(int die_before_rename) {
+static void resume_case(int die_before_rename, int train_layers) {
   hetee_refine_weights w0, wp, we;
   rt_weights(&w0, 2, (int[]){12, 8, 3}, (int[]){HETEE_REFINE_ACT_RELU, 0});
   float *x, *lab;
   const uint32_t count = 45, epochs = 2;
   rt_data(12, 3, count, &x, &lab);
-  hetee_refine_config cfg = {4, 2, 0, HETEE_REFINE_LOSS_XENT, 0.3, 0.9, 1e-3, 99};
+  hetee_refine_config cfg = {4, 2, train_layers, HETEE_REFINE_LOSS_XENT, 0.3, 0.9, 1e-3, 99};
   hetee_refine_plan p;
   assert_int_equal(hetee_refine_plan_build(&w0, &cfg, 0, &p), 0);
   plain_reference(&w0, &p, x, lab, count, epochs, &wp);
@@ -174,8 +175,10 @@ static void resume_case(int die_before_rename) {
   hetee_refine_weights_clear(&wp);
   hetee_refine_weights_clear(&we);
   unlink(path);
-  char tmp[64];
+  char tmp[80];
   snprintf(tmp, sizeof tmp, "%s.tmp%ld", path, (long)pid);
+  unlink(tmp);
+  snprintf(tmp, sizeof tmp, "%s.frozen", path);
   unlink(tmp);
   free(x);
   free(lab);
@@ -183,11 +186,147 @@ static void resume_case(int die_before_rename) {
 
 static void test_resume_kill9(void **state) {
   (void)state;
-  resume_case(0);
+  resume_case(0, 1); /* layer 0 frozen: its ciphertexts in PATH.frozen */
 }
 static void test_resume_die_before_rename(void **state) {
   (void)state;
-  resume_case(1);
+  resume_case(1, 0);
+}
+
+static uint8_t *file_get(const char *path, long *n) {
+  FILE *f = fopen(path, "rb");
+  assert_non_null(f);
+  fseek(f, 0, SEEK_END);
+  *n = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  uint8_t *b = malloc((size_t)*n + 1);
+  assert_non_null(b);
+  assert_int_equal(fread(b, 1, (size_t)*n, f), (size_t)*n);
+  fclose(f);
+  return b;
+}
+
+static void file_put(const char *path, const uint8_t *b, long n) {
+  FILE *f = fopen(path, "wb");
+  assert_non_null(f);
+  assert_int_equal(fwrite(b, 1, (size_t)n, f), (size_t)n);
+  fclose(f);
+}
+
+/* the frozen layers' ciphertexts in PATH.frozen, written once, named by
+ * digest; every wrong frozen file refused */
+static void test_frozen_file(void **state) {
+  (void)state;
+  hetee_refine_weights w0, w1, wa, wb;
+  rt_weights(&w0, 3, (int[]){24, 16, 8, 5}, (int[]){HETEE_REFINE_ACT_RELU, HETEE_REFINE_ACT_RELU, 0});
+  rt_weights(&w1, 3, (int[]){24, 16, 8, 5}, (int[]){HETEE_REFINE_ACT_RELU, HETEE_REFINE_ACT_RELU, 0});
+  hetee_refine_config cfg = {8, 1, 1, HETEE_REFINE_LOSS_XENT, 0.3, 0.9, 0, 7};
+  hetee_refine_plan p;
+  assert_int_equal(hetee_refine_plan_build(&w0, &cfg, 0, &p), 0);
+  assert_int_equal(p.first_train, 2);
+  hetee_refine_state *s = NULL, *s1 = NULL, *r = NULL;
+  assert_int_equal(hetee_refine_state_encrypt(ctx, pk, &p, &w0, &s), 0);
+  assert_int_equal(hetee_refine_state_encrypt(ctx, pk, &p, &w1, &s1), 0);
+  char dir[] = "/tmp/hetee_refine_frXXXXXX";
+  assert_non_null(mkdtemp(dir));
+  char ck[96], fz[112], ck1[96], fz1[112], full[96];
+  snprintf(ck, sizeof ck, "%s/ck", dir);
+  snprintf(fz, sizeof fz, "%s/ck.frozen", dir);
+  snprintf(ck1, sizeof ck1, "%s/other", dir);
+  snprintf(fz1, sizeof fz1, "%s/other.frozen", dir);
+  snprintf(full, sizeof full, "%s/full", dir);
+  assert_int_equal(hetee_refine_checkpoint_write(s, ck), 0);
+  struct stat a0, a1, c0;
+  assert_int_equal(stat(fz, &a0), 0);
+  assert_int_equal(stat(ck, &c0), 0);
+  fprintf(stderr, "frozen file %lld bytes, checkpoint %lld bytes\n", (long long)a0.st_size, (long long)c0.st_size);
+  assert_true(c0.st_size < a0.st_size); /* layers 0 and 1 (24x16, 16x8) are frozen */
+  /* written once: a second checkpoint leaves the frozen file as it is */
+  assert_int_equal(hetee_refine_checkpoint_write(s, ck), 0);
+  assert_int_equal(stat(fz, &a1), 0);
+  assert_true(a1.st_ino == a0.st_ino && a1.st_mtim.tv_sec == a0.st_mtim.tv_sec && a1.st_mtim.tv_nsec == a0.st_mtim.tv_nsec);
+  /* read back: the same weights */
+  assert_int_equal(hetee_refine_checkpoint_read(ctx, &p, ck, &r), 0);
+  assert_int_equal(hetee_refine_state_decrypt(s, sk, &wa), 0);
+  assert_int_equal(hetee_refine_state_decrypt(r, sk, &wb), 0);
+  assert_true(hetee_refine_weights_maxdiff(&wa, &wb, 1) == 0.0);
+  hetee_refine_weights_clear(&wb);
+  /* the reread state knows its frozen file: no rewrite either */
+  assert_int_equal(hetee_refine_checkpoint_write(r, ck), 0);
+  assert_int_equal(stat(fz, &a1), 0);
+  assert_true(a1.st_ino == a0.st_ino);
+  hetee_refine_state_free(r);
+  r = NULL;
+  long nf = 0, nc = 0, n1 = 0;
+  uint8_t *bf = file_get(fz, &nf), *bc = file_get(ck, &nc);
+  /* missing */
+  assert_int_equal(unlink(fz), 0);
+  assert_int_equal(hetee_refine_checkpoint_read(ctx, &p, ck, &r), HETEE_ERR_NOT_FOUND);
+  /* another state's frozen layers (same plan, same parameters) */
+  assert_int_equal(hetee_refine_checkpoint_write(s1, ck1), 0);
+  uint8_t *b1 = file_get(fz1, &n1);
+  assert_int_equal(n1, nf);
+  file_put(fz, b1, n1);
+  assert_int_equal(hetee_refine_checkpoint_read(ctx, &p, ck, &r), HETEE_ERR_AUTH);
+  /* truncated, a trailing byte, a garbled byte (in a ciphertext) */
+  file_put(fz, bf, nf - 9);
+  assert_int_equal(hetee_refine_checkpoint_read(ctx, &p, ck, &r), HETEE_ERR_TRUNCATED);
+  bf[nf] = 0;
+  file_put(fz, bf, nf + 1);
+  assert_int_equal(hetee_refine_checkpoint_read(ctx, &p, ck, &r), HETEE_ERR_AUTH);
+  bf[nf - 100] ^= 0x01;
+  file_put(fz, bf, nf);
+  int rc = hetee_refine_checkpoint_read(ctx, &p, ck, &r);
+  assert_true(rc == HETEE_ERR_AUTH || rc == HETEE_ERR_RANGE || rc == HETEE_ERR_FORMAT);
+  assert_null(r);
+  bf[nf - 100] ^= 0x01;
+  file_put(fz, bf, nf);
+  assert_int_equal(hetee_refine_checkpoint_read(ctx, &p, ck, &r), 0);
+  hetee_refine_state_free(r);
+  r = NULL;
+  /* the old format (version 2) */
+  bc[4] = 2;
+  file_put(ck1, bc, nc);
+  assert_int_equal(hetee_refine_checkpoint_read(ctx, &p, ck1, &r), HETEE_ERR_VERSION);
+  /* the trained layers alone (the MP's authorization): no frozen file
+   * needed, and such a state neither steps nor checkpoints */
+  assert_int_equal(unlink(fz), 0);
+  assert_int_equal(hetee_refine_checkpoint_read_trained(ctx, &p, ck, &r), 0);
+  uint64_t st0 = 1;
+  hetee_refine_state_cursor(r, NULL, NULL, &st0);
+  assert_true(st0 == 0);
+  assert_int_equal(hetee_refine_checkpoint_write(r, ck1), HETEE_ERR_STATE);
+  assert_int_equal(hetee_refine_state_decrypt(r, sk, &wb), HETEE_ERR_STATE);
+  hetee_refine_state_free(r);
+  r = NULL;
+  /* self-contained: the frozen layers inside, read without any other file */
+  assert_int_equal(hetee_refine_checkpoint_write_full(s, full), 0);
+  assert_int_equal(hetee_refine_checkpoint_read(ctx, &p, full, &r), 0);
+  assert_int_equal(hetee_refine_state_decrypt(r, sk, &wb), 0);
+  assert_true(hetee_refine_weights_maxdiff(&wa, &wb, 1) == 0.0);
+  hetee_refine_weights_clear(&wb);
+  /* and from it, the split form again (the frozen file written anew) */
+  assert_int_equal(hetee_refine_checkpoint_write(r, ck), 0);
+  assert_int_equal(stat(fz, &a1), 0);
+  assert_int_equal(a1.st_size, nf);
+  hetee_refine_state_free(r);
+  r = NULL;
+  assert_int_equal(hetee_refine_checkpoint_read(ctx, &p, ck, &r), 0);
+  hetee_refine_state_free(r);
+  free(bf);
+  free(bc);
+  free(b1);
+  unlink(ck);
+  unlink(fz);
+  unlink(ck1);
+  unlink(fz1);
+  unlink(full);
+  rmdir(dir);
+  hetee_refine_weights_clear(&wa);
+  hetee_refine_state_free(s);
+  hetee_refine_state_free(s1);
+  hetee_refine_weights_clear(&w0);
+  hetee_refine_weights_clear(&w1);
 }
 
 /* the trusted side refuses ciphertexts not as the plan says, before decrypting */
@@ -248,6 +387,7 @@ int main(void) {
       cmocka_unit_test(test_last_layer_mse),
       cmocka_unit_test(test_two_of_three),
       cmocka_unit_test(test_refusals),
+      cmocka_unit_test(test_frozen_file),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -25,14 +25,16 @@
  *    enclave reopens it from its sealed checkpoint), the same.
  *  - resume_auth: a checkpoint without the enclave's sealed part: after a
  *    restart the job waits for the MP, whose resume authorizes that
- *    checkpoint in a new session; the job ends at plaintext SGD.
- * HETEE_TEST_QUICK=1: fewer samples, resume_auth skipped.
+ *    checkpoint in a new session; the job ends at plaintext SGD. Its
+ *    checkpoint refused without its frozen-layer file or with another one.
+ * HETEE_TEST_QUICK=1: fewer samples.
  */
 #include "service_fixture.h"
 
 #include <jansson.h>
 #include <math.h>
 #include <sqlite3.h>
+#include <sys/stat.h>
 
 #include "hetee/enclave.h"
 #include "hetee/refine.h"
@@ -430,13 +432,9 @@ static void test_kill9(void **state) {
  * session; the job then trains as usual and ends at plaintext SGD. */
 static void test_resume_auth(void **state) {
   (void)state;
-  if (quick()) {
-    /* the MP's client downloads the 212 MB checkpoint it authorizes; under
-     * the sanitizers (whose suite runs quick) the client's response buffer,
-     * grown chunk by chunk, makes that take minutes */
-    fprintf(stderr, "refine resume (MP authorization): skipped with HETEE_TEST_QUICK\n");
-    return;
-  }
+  /* the MP's client downloads the checkpoint it authorizes: the trained
+   * layer and the cursor (2.1 MB for mlp_small's last layer; the frozen
+   * layer's 210 MB stay on the server in ID.ckpt.frozen) */
   char onnx[512];
   sfx_model_path(onnx, sizeof onnx, "mlp_small");
   size_t n = 128;
@@ -475,6 +473,32 @@ static void test_resume_auth(void **state) {
   assert_int_equal(hetee_refine_checkpoint_read(ctx, &p, ck, &rs), 0);
   assert_int_equal(hetee_refine_checkpoint_write(rs, ck), 0); /* without the sealed part */
   hetee_refine_state_free(rs);
+  { /* the frozen layer's ciphertexts are in ID.ckpt.frozen, named by digest:
+     * the checkpoint is refused without that file or with another one */
+    char fz[420], aside[430];
+    snprintf(fz, sizeof fz, "%s.frozen", ck);
+    snprintf(aside, sizeof aside, "%s.aside", fz);
+    struct stat sb0, sb1;
+    assert_int_equal(stat(ck, &sb0), 0);
+    assert_int_equal(stat(fz, &sb1), 0);
+    fprintf(stderr, "refine checkpoint %lld bytes, frozen layers %lld bytes\n", (long long)sb0.st_size, (long long)sb1.st_size);
+    assert_true(sb0.st_size * 10 < sb1.st_size);
+    assert_int_equal(rename(fz, aside), 0);
+    assert_int_equal(hetee_refine_checkpoint_read(ctx, &p, ck, &rs), HETEE_ERR_NOT_FOUND);
+    FILE *a = fopen(aside, "rb"), *b = fopen(fz, "wb"); /* the same bytes but one */
+    assert_non_null(a);
+    assert_non_null(b);
+    int c;
+    long i = 0;
+    while ((c = fgetc(a)) != EOF) fputc(i++ == sb1.st_size - 5 ? c ^ 1 : c, b);
+    fclose(a);
+    fclose(b);
+    int rc0 = hetee_refine_checkpoint_read(ctx, &p, ck, &rs);
+    assert_true(rc0 == HETEE_ERR_AUTH || rc0 == HETEE_ERR_RANGE || rc0 == HETEE_ERR_FORMAT);
+    assert_int_equal(rename(aside, fz), 0);
+    assert_int_equal(hetee_refine_checkpoint_read(ctx, &p, ck, &rs), 0);
+    hetee_refine_state_free(rs);
+  }
   hetee_ckks_context_free(ctx);
   sfx_start(F);
   assert_int_equal(hetee_client_connect(F->url, F->mp, &mp), 0);

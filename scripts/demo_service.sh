@@ -103,8 +103,9 @@ echo "   HTEM = encrypted model (CKKS ciphertexts + public plan), HTEI = encrypt
 echo "   values sealed to the enclave (its witness), .auth = the DP's signed authorization of those witnesses,"
 echo "   HTRS = releases sealed to the DP's identity by the enclave's release key,"
 echo "   HTSL = enclave state sealed by the platform, .plan = public plan, db = SQLite,"
-echo "   refine/*.htrb = the DP's encrypted labelled batches, refine/*.ckpt = the encrypted refine state"
-echo "   (weights, momentum, cursor) with the enclave's sealed part of the job"
+echo "   refine/*.htrb = the DP's encrypted labelled batches, refine/*.ckpt = the encrypted refine state of the"
+echo "   trained layers (weights, momentum, cursor) with the enclave's sealed part of the job,"
+echo "   refine/*.ckpt.frozen = the frozen layers' ciphertexts, written once, named by digest in each .ckpt"
 echo "   bound inference (issue 9): $(grep -c 'bound in the enclave' "$W/server.log") model load(s) into the enclave:"
 grep 'bound in the enclave' "$W/server.log" | sed 's/^/   /' 
 curl -s "$URL/metrics" | grep -E '^hetee_(jobs_total|images_total|enclave_time_share|job_latency_seconds_sum)' | sed 's/^/   /'

@@ -5,6 +5,7 @@
  * the engine's client side (hetee/engine.h).
  */
 #include "hetee/api_client.h"
+#include "apiclient/api_internal.h"
 
 #include <curl/curl.h>
 #include <jansson.h>
@@ -263,7 +264,7 @@ static int http_error(const char *what, long st, const uint8_t *body) {
 }
 
 /* A request expecting `want`, retried after Retry-After on 429 / 503. */
-static int call(hetee_client_conn *c, const char *method, const char *target, const char *ctype, const uint8_t *body,
+int api_call(hetee_client_conn *c, const char *method, const char *target, const char *ctype, const uint8_t *body,
                 size_t len, long want, uint8_t **resp, size_t *rlen) {
   for (int attempt = 0;; attempt++) {
     long st = 0, ra = 0;
@@ -290,11 +291,11 @@ static int call(hetee_client_conn *c, const char *method, const char *target, co
   }
 }
 
-static json_t *call_json(hetee_client_conn *c, const char *method, const char *target, json_t *in, long want, int *rc) {
+json_t *api_call_json(hetee_client_conn *c, const char *method, const char *target, json_t *in, long want, int *rc) {
   char *s = in ? json_dumps(in, JSON_COMPACT) : NULL;
   json_decref(in);
   uint8_t *r = NULL;
-  *rc = call(c, method, target, s ? "application/json" : NULL, (const uint8_t *)s, s ? strlen(s) : 0, want, &r, NULL);
+  *rc = api_call(c, method, target, s ? "application/json" : NULL, (const uint8_t *)s, s ? strlen(s) : 0, want, &r, NULL);
   free(s);
   if (*rc) return NULL;
   json_t *j = json_loads((const char *)r, 0, NULL);
@@ -325,7 +326,7 @@ int hetee_client_connect(const char *url, const char *home, hetee_client_conn **
   if (!rc && !(c->curl = curl_easy_init())) rc = hetee_error(HETEE_ERR_NOMEM, "curl");
   if (!rc) {
     c->role = hetee_party_key_role(c->key);
-    json_t *j = call_json(c, "POST", "/v1/parties", json_pack("{ss}", "role", c->role == HETEE_PARTY_MP ? "mp" : "dp"), 201, &rc);
+    json_t *j = api_call_json(c, "POST", "/v1/parties", json_pack("{ss}", "role", c->role == HETEE_PARTY_MP ? "mp" : "dp"), 201, &rc);
     json_decref(j);
   }
   if (rc) {
@@ -364,12 +365,12 @@ static int unhex_json(json_t *j, const char *key, uint8_t **out, size_t *n, size
 int hetee_client_attest(hetee_client_conn *c, hetee_verified_enclave *v) {
   uint8_t *bundle = NULL, nonce[32], *ev = NULL, *ch = NULL;
   size_t blen = 0, evlen = 0, chl = 0;
-  int rc = call(c, "GET", "/v1/enclave/bundle", NULL, NULL, 0, 200, &bundle, &blen);
+  int rc = api_call(c, "GET", "/v1/enclave/bundle", NULL, NULL, 0, 200, &bundle, &blen);
   if (rc) return rc;
   randombytes_buf(nonce, sizeof nonce);
   char nh[65];
   reqsig_hex(nonce, 32, nh);
-  json_t *j = call_json(c, "POST", "/v1/enclave/evidence", json_pack("{ss}", "nonce", nh), 200, &rc);
+  json_t *j = api_call_json(c, "POST", "/v1/enclave/evidence", json_pack("{ss}", "nonce", nh), 200, &rc);
   if (!rc) rc = unhex_json(j, "evidence", &ev, &evlen, 4096);
   if (!rc) rc = unhex_json(j, "channel_pk", &ch, &chl, 32);
   if (!rc && chl != 32) rc = hetee_error(HETEE_ERR_PROTOCOL, "channel key size");
@@ -431,8 +432,6 @@ static int ensure_attested(hetee_client_conn *c) {
 
 /* For api_refine.c: the attested bundle's keys, the identity and the URL. */
 int api_conn_keys(hetee_client_conn *c, const hetee_ckks_context **ctx, const hetee_ckks_public_key **pk,
-                  const hetee_party_key **key, const char **url);
-int api_conn_keys(hetee_client_conn *c, const hetee_ckks_context **ctx, const hetee_ckks_public_key **pk,
                   const hetee_party_key **key, const char **url) {
   int rc = ensure_attested(c);
   if (!rc) *ctx = c->ctx, *pk = c->pk, *key = c->key, *url = c->url;
@@ -448,7 +447,7 @@ int hetee_client_session_open_remote(hetee_client_conn *c, hetee_client_session 
   hetee_client_session *ss = NULL;
   rc = hetee_client_session_new(c->key, &v, &ss, &hs, &hl);
   uint8_t *resp = NULL;
-  if (!rc) rc = call(c, "POST", "/v1/sessions", "application/octet-stream", hs, hl, 201, &resp, NULL);
+  if (!rc) rc = api_call(c, "POST", "/v1/sessions", "application/octet-stream", hs, hl, 201, &resp, NULL);
   free(hs);
   json_t *j = NULL;
   if (!rc && !(j = json_loads((const char *)resp, 0, NULL))) rc = hetee_error(HETEE_ERR_PROTOCOL, "session answer");
@@ -491,13 +490,13 @@ static int seal_hex(hetee_client_session *s, const uint8_t *msg, size_t len, cha
 
 static void model_progress(void *ud, size_t done, size_t total) { progress(ud, "encrypt", done, total); }
 
-/* call() of a large body, its bytes reported as the "upload" phase. */
+/* api_call() of a large body, its bytes reported as the "upload" phase. */
 static int call_upload(hetee_client_conn *c, const char *method, const char *target, const uint8_t *body, size_t len,
                        long want, uint8_t **resp) {
   c->up_phase = "upload";
   c->up_done = 0;
   progress(c, "upload", 0, len);
-  int rc = call(c, method, target, "application/octet-stream", body, len, want, resp, NULL);
+  int rc = api_call(c, method, target, "application/octet-stream", body, len, want, resp, NULL);
   c->up_phase = NULL;
   if (!rc) progress(c, "upload", len, len);
   return rc;
@@ -603,7 +602,7 @@ int hetee_client_model_upload(hetee_client_conn *c, const char *onnx_path, const
     json_t *body = json_pack("{ss ss ss si si so ss}", "session", sid, "sealed", sh, "output", out, "k", o->k,
                              "precision", prec, "allow", allow, "register", regh);
     if (budh) json_object_set_new(body, "budget_msg", json_string(budh));
-    j = call_json(c, "PUT", target, body, 200, &rc);
+    j = api_call_json(c, "PUT", target, body, 200, &rc);
   } else {
     json_decref(allow);
   }
@@ -649,7 +648,7 @@ static int release_key(hetee_client_conn *c, uint8_t pk[32]) {
   if (!rc) rc = hetee_client_session_seal(s, msg, ml, &sealed, &sl);
   free(msg);
   snprintf(target, sizeof target, "/v1/sessions/%s/messages", sid);
-  if (!rc) rc = call(c, "POST", target, "application/octet-stream", sealed, sl, 200, &rep, &rl);
+  if (!rc) rc = api_call(c, "POST", target, "application/octet-stream", sealed, sl, 200, &rep, &rl);
   free(sealed);
   if (!rc) rc = hetee_client_session_open(s, rep, rl, &plain, &pl);
   if (!rc) rc = hetee_client_release_key_parse(plain, pl, pk);
@@ -676,7 +675,7 @@ static int job_plan(hetee_client_conn *c, int64_t model_id, const hetee_engine_p
   uint8_t *pb = NULL;
   size_t pl = 0;
   hetee_engine_plan *plan = NULL;
-  int rc = call(c, "GET", target, NULL, NULL, 0, 200, &pb, &pl);
+  int rc = api_call(c, "GET", target, NULL, NULL, 0, 200, &pb, &pl);
   if (!rc) rc = engine_plan_load(pb, pl, &plan);
   free(pb);
   if (rc) return rc;
@@ -842,14 +841,14 @@ int hetee_client_job_attach(hetee_client_conn *c, int64_t job_id, hetee_client_j
   char target[128];
   snprintf(target, sizeof target, "/v1/jobs/%lld", (long long)job_id);
   int rc;
-  json_t *a = call_json(c, "GET", target, NULL, 200, &rc);
+  json_t *a = api_call_json(c, "GET", target, NULL, 200, &rc);
   if (rc) return rc;
   int64_t model = (int64_t)json_integer_value(json_object_get(a, "model"));
   int64_t count = (int64_t)json_integer_value(json_object_get(a, "count"));
   json_decref(a);
   if (model < 1 || count < 1) return hetee_error(HETEE_ERR_PROTOCOL, "job %lld: no model or count", (long long)job_id);
   snprintf(target, sizeof target, "/v1/models/%lld", (long long)model);
-  a = call_json(c, "GET", target, NULL, 200, &rc);
+  a = api_call_json(c, "GET", target, NULL, 200, &rc);
   if (rc) return rc;
   int64_t mb = (int64_t)json_integer_value(json_object_get(a, "micro_batch"));
   json_decref(a);
@@ -858,7 +857,7 @@ int hetee_client_job_attach(hetee_client_conn *c, int64_t job_id, hetee_client_j
   uint8_t *b = NULL, me[32];
   size_t len = 0;
   snprintf(target, sizeof target, "/v1/jobs/%lld/auth", (long long)job_id);
-  rc = call(c, "GET", target, NULL, NULL, 0, 200, &b, &len);
+  rc = api_call(c, "GET", target, NULL, NULL, 0, 200, &b, &len);
   if (!rc) rc = hetee_job_auth_decode(b, len, &j->auth);
   free(b);
   /* the server's copy is trusted only as far as it is our own signature
@@ -901,7 +900,7 @@ int hetee_client_job_wait(hetee_client_conn *c, hetee_client_job *j) {
     int rc;
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    json_t *a = call_json(c, "GET", target, NULL, 200, &rc);
+    json_t *a = api_call_json(c, "GET", target, NULL, 200, &rc);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     if (rc) return rc;
     const char *st = json_string_value(json_object_get(a, "state"));
@@ -952,7 +951,7 @@ int hetee_client_job_results(hetee_client_conn *c, hetee_client_job *j, hetee_re
   snprintf(target, sizeof target, "/v1/jobs/%lld/result", (long long)j->id);
   uint8_t *b = NULL;
   size_t len = 0;
-  int rc = call(c, "GET", target, NULL, NULL, 0, 200, &b, &len);
+  int rc = api_call(c, "GET", target, NULL, NULL, 0, 200, &b, &len);
   if (rc) return rc;
   if (len < 8 || memcmp(b, "HTRS", 4)) {
     free(b);

@@ -38,70 +38,12 @@
 
 #include "client/client_internal.h"
 #include "hetee/api_client.h"
+#include "apiclient/api_internal.h"
 #include "hetee/ckks.h"
 #include "hetee/host.h"
 #include "hetee/nn.h"
 #include "hetee/refine.h"
 #include "service/reqsig.h"
-
-int api_conn_keys(hetee_client_conn *c, const hetee_ckks_context **ctx, const hetee_ckks_public_key **pk,
-                  const hetee_party_key **key, const char **url);
-
-/* ---- HTTP --------------------------------------------------------------- */
-static int http_err(const char *what, long st, const uint8_t *body) {
-  const char *msg = "";
-  json_t *j = body ? json_loads((const char *)body, 0, NULL) : NULL;
-  if (j) msg = json_string_value(json_object_get(j, "message"));
-  int rc = st == 401 || st == 403 ? HETEE_ERR_AUTH
-           : st == 404            ? HETEE_ERR_NOT_FOUND
-           : st == 409            ? HETEE_ERR_STATE
-           : st == 413 || st == 429 || st == 503 ? HETEE_ERR_LIMIT
-           : st >= 500            ? HETEE_ERR_IO
-                                  : HETEE_ERR_FORMAT;
-  rc = hetee_error(rc, "%s: HTTP %ld: %s", what, st, msg ? msg : "");
-  json_decref(j);
-  return rc;
-}
-
-static int rcall(hetee_client_conn *c, const char *method, const char *target, const char *ctype, const uint8_t *body,
-                 size_t len, long want, uint8_t **resp, size_t *rlen) {
-  for (int attempt = 0;; attempt++) {
-    long st = 0;
-    uint8_t *r = NULL;
-    size_t n = 0;
-    int rc = hetee_client_request(c, method, target, ctype, body, len, &st, &r, &n);
-    if (rc) return rc;
-    if (st == want) {
-      if (resp) *resp = r;
-      else free(r);
-      if (rlen) *rlen = n;
-      return 0;
-    }
-    if ((st == 429 || st == 503) && attempt < 60) {
-      free(r);
-      sleep(1);
-      continue;
-    }
-    char what[300];
-    snprintf(what, sizeof what, "%s %s", method, target);
-    rc = http_err(what, st, r);
-    free(r);
-    return rc;
-  }
-}
-
-static json_t *rcall_json(hetee_client_conn *c, const char *method, const char *target, json_t *in, long want, int *rc) {
-  char *s = in ? json_dumps(in, JSON_COMPACT) : NULL;
-  json_decref(in);
-  uint8_t *r = NULL;
-  *rc = rcall(c, method, target, s ? "application/json" : NULL, (const uint8_t *)s, s ? strlen(s) : 0, want, &r, NULL);
-  free(s);
-  if (*rc) return NULL;
-  json_t *j = json_loads((const char *)r, 0, NULL);
-  free(r);
-  if (!j) *rc = hetee_error(HETEE_ERR_PROTOCOL, "%s %s: the server's answer is not JSON", method, target);
-  return j;
-}
 
 static char *hex_of(const uint8_t *b, size_t n) {
   char *h = malloc(2 * n + 1);
@@ -127,7 +69,7 @@ static int job_plan(hetee_client_conn *c, int64_t job, hetee_refine_plan *p, int
   char target[96];
   snprintf(target, sizeof target, "/v1/refine/%lld", (long long)job);
   int rc;
-  json_t *j = rcall_json(c, "GET", target, NULL, 200, &rc);
+  json_t *j = api_call_json(c, "GET", target, NULL, 200, &rc);
   if (rc) return rc;
   uint8_t *spec = NULL;
   size_t sl = 0;
@@ -351,7 +293,7 @@ int hetee_client_refine_start(hetee_client_conn *c, const char *home, int64_t mo
   free(auth);
   free(ck);
   uint8_t *resp = NULL;
-  if (!rc) rc = rcall(c, "POST", "/v1/refine", "application/octet-stream", body, blen, 201, &resp, NULL);
+  if (!rc) rc = api_call(c, "POST", "/v1/refine", "application/octet-stream", body, blen, 201, &resp, NULL);
   free(body);
   json_t *a = rc ? NULL : json_loads((const char *)resp, 0, NULL);
   free(resp);
@@ -379,7 +321,7 @@ int hetee_client_refine_start(hetee_client_conn *c, const char *home, int64_t mo
     hetee_refine_valset_free(vs);
     char target[96];
     snprintf(target, sizeof target, "/v1/refine/%lld/valset", (long long)id);
-    if (!rc) rc = rcall(c, "PUT", target, "application/octet-stream", vb, vl, 200, NULL, NULL);
+    if (!rc) rc = api_call(c, "PUT", target, "application/octet-stream", vb, vl, 200, NULL, NULL);
     free(vb);
     sm.have_vd = !rc;
     if (!rc) rc = sess_save(home, id, &sm, sess);
@@ -403,7 +345,7 @@ int hetee_client_refine_status(hetee_client_conn *c, int64_t job, char **json) {
   char target[96];
   snprintf(target, sizeof target, "/v1/refine/%lld", (long long)job);
   uint8_t *r = NULL;
-  int rc = rcall(c, "GET", target, NULL, NULL, 0, 200, &r, NULL);
+  int rc = api_call(c, "GET", target, NULL, NULL, 0, 200, &r, NULL);
   if (rc) return rc;
   *json = (char *)r;
   return 0;
@@ -413,7 +355,7 @@ int hetee_client_refine_stop(hetee_client_conn *c, int64_t job) {
   if (!c || job < 1) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
   char target[96];
   snprintf(target, sizeof target, "/v1/refine/%lld/stop", (long long)job);
-  return rcall(c, "POST", target, NULL, NULL, 0, 202, NULL, NULL);
+  return api_call(c, "POST", target, NULL, NULL, 0, 202, NULL, NULL);
 }
 
 int hetee_client_refine_wait(hetee_client_conn *c, int64_t job, int timeout_s, char state[24]) {
@@ -456,7 +398,7 @@ int hetee_client_refine_resume(hetee_client_conn *c, const char *home, int64_t j
   snprintf(target, sizeof target, "/v1/refine/%lld/checkpoint", (long long)job);
   uint8_t *ck = NULL;
   size_t cl = 0;
-  rc = rcall(c, "GET", target, NULL, NULL, 0, 200, &ck, &cl);
+  rc = api_call(c, "GET", target, NULL, NULL, 0, 200, &ck, &cl);
   char tmp[] = "/tmp/hetee-refine-XXXXXX";
   int fd = rc ? -1 : mkstemp(tmp);
   if (!rc && fd < 0) rc = hetee_error(HETEE_ERR_IO, "cannot create a temp file");
@@ -475,7 +417,7 @@ int hetee_client_refine_resume(hetee_client_conn *c, const char *home, int64_t j
   hetee_refine_state_free(s);
   if (!rc) {
     snprintf(target, sizeof target, "/v1/refine/%lld/resume", (long long)job);
-    json_t *j = rcall_json(c, "POST", target, json_pack("{ss ss}", "session", sid, "auth", auth), 200, &rc);
+    json_t *j = api_call_json(c, "POST", target, json_pack("{ss ss}", "session", sid, "auth", auth), 200, &rc);
     json_decref(j);
   }
   free(auth);
@@ -534,7 +476,7 @@ int hetee_client_refine_latest(hetee_client_conn *c, int64_t model, int64_t *job
   char target[96];
   snprintf(target, sizeof target, "/v1/refine?model=%lld", (long long)model);
   int rc;
-  json_t *j = rcall_json(c, "GET", target, NULL, 200, &rc);
+  json_t *j = api_call_json(c, "GET", target, NULL, 200, &rc);
   if (rc) return rc;
   json_t *a = json_object_get(j, "jobs");
   size_t n = json_array_size(a);
@@ -622,7 +564,7 @@ int hetee_client_refine_fetch(hetee_client_conn *c, const char *home, int64_t jo
       snprintf(target, sizeof target, "/v1/refine/%lld/weights?layer=%d", (long long)job, l);
       uint8_t *sealed = NULL, *plain = NULL;
       size_t sl = 0, pl = 0;
-      rc = rcall(c, "GET", target, NULL, NULL, 0, 200, &sealed, &sl);
+      rc = api_call(c, "GET", target, NULL, NULL, 0, 200, &sealed, &sl);
       if (rc == HETEE_ERR_NOT_FOUND && strstr(hetee_last_error(), "session")) again = 1;
       if (!rc) rc = hetee_client_session_open(s, sealed, sl, &plain, &pl);
       /* a fetch whose answer never reached this party (or another process's
@@ -671,7 +613,7 @@ int hetee_client_model_promote(hetee_client_conn *c, const char *home, int64_t m
   if (rc) return rc;
   char target[96];
   snprintf(target, sizeof target, "/v1/models/%lld", (long long)model);
-  json_t *mj = rcall_json(c, "GET", target, NULL, 200, &rc);
+  json_t *mj = api_call_json(c, "GET", target, NULL, 200, &rc);
   if (rc) return rc;
   char tmp[] = "/tmp/hetee-refined-XXXXXX";
   int fd = mkstemp(tmp);
@@ -739,7 +681,7 @@ int hetee_client_refine_submit(hetee_client_conn *c, int64_t job, const float *x
     rc = hetee_refine_batch_encrypt(ctx, pk, &p, x + off * k, labels + off, idx, n, &b);
     if (!rc) rc = hetee_refine_batch_save(b, &buf, &len);
     hetee_refine_batch_free(b);
-    if (!rc) rc = rcall(c, "POST", target, "application/octet-stream", buf, len, 202, NULL, NULL);
+    if (!rc) rc = api_call(c, "POST", target, "application/octet-stream", buf, len, 202, NULL, NULL);
     free(buf);
     if (!rc) nb++;
   }

@@ -177,6 +177,19 @@ static int rchk_refuse(const hetee_refine_trusted *t) {
                    : 0;
 }
 
+/* *dot += a . b and *mag += sum |a_i b_i| over n entries, in order (the
+ * checks' two sides and the magnitudes their rounding tolerance scales
+ * with). */
+static void dot_mag(const double *a, const double *b, size_t n, double *dot, double *mag) {
+  double s = *dot, g = *mag;
+  for (size_t i = 0; i < n; i++) {
+    s += a[i] * b[i];
+    g += fabs(a[i] * b[i]);
+  }
+  *dot = s;
+  *mag = g;
+}
+
 /* F: rho . z_b = vf . x_b + beta for b < count (z: count x m), when layer
  * l trains, its weights are known here and its input is (l >= 1). Noise:
  * the input ciphertexts' (RCHK_SX) convolved with the weight polynomials
@@ -205,14 +218,8 @@ static int rchk_forward_x(hetee_refine_trusted *t, int l, const double *z, uint3
   for (uint32_t b = 0; b < count; b++)
     for (int c = 0; c < RCHK_T; c++) {
       double lhs = 0, mag = 0, rhs = t->beta[l][c], rmag = fabs(rhs);
-      for (size_t i = 0; i < m; i++) {
-        lhs += t->rho[l][c][i] * z[b * m + i];
-        mag += fabs(t->rho[l][c][i] * z[b * m + i]);
-      }
-      for (size_t j = 0; j < k; j++) {
-        rhs += t->vf[l][c][j] * x[b * k + j];
-        rmag += fabs(t->vf[l][c][j] * x[b * k + j]);
-      }
+      dot_mag(t->rho[l][c], z + b * m, m, &lhs, &mag);
+      dot_mag(t->vf[l][c], x + b * k, k, &rhs, &rmag);
       double tol = RCHK_KAPPA * t->rnorm[l][c] * sd + 0x1p-40 * (mag + rmag);
       ok &= fabs(lhs - rhs) <= tol; /* NaN fails */
       RCHK_CALIB(0, l, fabs(lhs - rhs), tol);
@@ -237,14 +244,8 @@ static int rchk_back(hetee_refine_trusted *t, int l, const double *u, uint32_t c
   for (uint32_t b = 0; b < count; b++)
     for (int c = 0; c < RCHK_T; c++) {
       double lhs = 0, mag = 0, rhs = 0, rmag = 0;
-      for (size_t j = 0; j < k; j++) {
-        lhs += t->sig[l][c][j] * u[b * k + j];
-        mag += fabs(t->sig[l][c][j] * u[b * k + j]);
-      }
-      for (size_t i = 0; i < m; i++) {
-        rhs += t->ws[l][c][i] * d[b * m + i];
-        rmag += fabs(t->ws[l][c][i] * d[b * m + i]);
-      }
+      dot_mag(t->sig[l][c], u + b * k, k, &lhs, &mag);
+      dot_mag(t->ws[l][c], d + b * m, m, &rhs, &rmag);
       double tol = RCHK_KAPPA * t->tnorm[l][c] * sd + 0x1p-40 * (mag + rmag);
       ok &= fabs(lhs - rhs) <= tol;
       RCHK_CALIB(1, l, fabs(lhs - rhs), tol);

@@ -60,12 +60,27 @@ typedef struct ckks_ct_view {
  * the rows; returns 1 for a seeded ciphertext (its c1 must be expanded:
  * load it instead). */
 int ckks_ciphertext_view(const hetee_ckks_context *ctx, const uint8_t *buf, size_t len, ckks_ct_view *v);
+/* Tables to decrypt only the coefficients r + d t (d = 2^logd, t < N/d)
+ * of a ciphertext: per prime one pass of products by public weights, sums
+ * of d values and an inverse NTT of size N/d instead of size N (encoder.c,
+ * "decryption of one coset"). Immutable once made; shared by threads. */
+typedef struct ckks_coset ckks_coset;
+/* Smallest size of the small transform: N/d >= 2^CKKS_COSET_MIN_LOGS. */
+#define CKKS_COSET_MIN_LOGS 4
+/* 1 and the largest coset (logd >= 1, N/d >= 2^CKKS_COSET_MIN_LOGS) that
+ * holds all n indices (public), or 0 when there is none. */
+int ckks_coset_fit(const hetee_ckks_context *ctx, const uint32_t *idx, size_t n, int *logd, uint32_t *r);
+int ckks_coset_new(const hetee_ckks_context *ctx, int logd, uint32_t r, ckks_coset **out);
+void ckks_coset_free(ckks_coset *c);
+
 /* hetee_ckks_decrypt_coeffs of a view: the rows are read (and checked
  * < q: HETEE_ERR_RANGE otherwise, on the host's public bytes) in the
  * decryption's own pass, the same doubles out as loading + decrypting.
+ * With cs (may be NULL) and every index in its coset, only that coset's
+ * coefficients are computed (the same residues, the same doubles).
  * Returns 1 (nothing done) if the key has no precomputed products. */
 int ckks_decrypt_coeffs_view(const hetee_ckks_context *ctx, const hetee_ckks_secret_key *sk, const ckks_ct_view *v,
-                             double scale, const uint32_t *idx, size_t n, double *out);
+                             double scale, const ckks_coset *cs, const uint32_t *idx, size_t n, double *out);
 
 int ckks_decrypt_decode_real(const hetee_ckks_context *ctx, const hetee_ckks_secret_key *sk,
                              const hetee_ckks_ciphertext *ct, double scale, double *out, size_t n);

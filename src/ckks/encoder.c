@@ -1479,8 +1479,194 @@ err:
   return rc;
 }
 
+/* ---- decryption of one coset of coefficients (ckks_arena.h) ----
+ *
+ * m(X) = sum_r X^r m_r(X^d) for d = 2^logd. The NTT row of m holds m(x)
+ * for the N roots x of X^N = -1; the d roots with one x^d = y give
+ *   sum_{x^d = y} x^-r m(x) = d m_r(y)
+ * (the sum of zeta^(j (k - r)) over the d-th roots of unity vanishes
+ * unless d | k - r), and the y are the N/d roots of Y^(N/d) = -1: m_r's
+ * coefficients, the m_{r + d t}, are an inverse NTT of size N/d of these
+ * sums. Per prime: weights w(x) = x^-r / d = NTT(-X^(N-r) / d), the
+ * positions whose x^d are equal (in this ring's bit-reversed order: blocks
+ * of d consecutive positions; the tables are built only when that holds)
+ * and where each block's y sits in the small NTT (sigma). All public. */
+struct ckks_coset {
+  int logd;
+  uint32_t r;
+  size_t ns; /* N / d */
+  int nt;
+  uint64_t *w;      /* [nt][N] weights */
+  uint64_t *wp;     /* [nt][N] their Shoup quotients */
+  uint32_t *sigma;  /* [nt][ns] small NTT position of block j */
+  hetee_ntt_tables *small[CKKS_MAX_PRIMES];
+};
+
+void ckks_coset_free(ckks_coset *c) {
+  if (!c) return;
+  for (int i = 0; i < c->nt; i++) hetee_ntt_tables_free(c->small[i]);
+  hetee_free(c->w);
+  hetee_free(c->wp);
+  free(c->sigma);
+  free(c);
+}
+
+int ckks_coset_fit(const hetee_ckks_context *ctx, const uint32_t *idx, size_t n, int *logd, uint32_t *r) {
+  if (!ctx || !idx || !n || !logd || !r) return 0;
+  /* the bits below which every index agrees with the first */
+  uint32_t diff = 0;
+  for (size_t j = 1; j < n; j++) diff |= idx[j] ^ idx[0];
+  int k = diff ? __builtin_ctz(diff) : ctx->log_n;
+  if (k > ctx->log_n - CKKS_COSET_MIN_LOGS) k = ctx->log_n - CKKS_COSET_MIN_LOGS;
+  if (k < 1) return 0;
+  *logd = k;
+  *r = idx[0] & (((uint32_t)1 << k) - 1);
+  return 1;
+}
+
+/* Sorts n (key, value) pairs by key (Shell sort with Ciura's gaps: no
+ * qsort, whose glibc version asks the kernel for the memory size, a call
+ * the enclave's seccomp filter refuses). Public data. */
+static void pairs_sort(uint64_t *p, size_t n) {
+  static const size_t gaps[] = {1750, 701, 301, 132, 57, 23, 10, 4, 1};
+  for (size_t g = 0; g < sizeof gaps / sizeof gaps[0]; g++) {
+    size_t h = gaps[g];
+    for (size_t i = h; i < n; i++) {
+      uint64_t k = p[2 * i], v = p[2 * i + 1];
+      size_t j = i;
+      for (; j >= h && p[2 * (j - h)] > k; j -= h) p[2 * j] = p[2 * (j - h)], p[2 * j + 1] = p[2 * (j - h) + 1];
+      p[2 * j] = k, p[2 * j + 1] = v;
+    }
+  }
+}
+
+int ckks_coset_new(const hetee_ckks_context *ctx, int logd, uint32_t r, ckks_coset **out) {
+  if (!ctx || !out) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  *out = NULL;
+  if (logd < 1 || logd > ctx->log_n - CKKS_COSET_MIN_LOGS || r >> logd)
+    return hetee_error(HETEE_ERR_INVALID_ARG, "coset %u mod 2^%d outside [0, 2^%d), logN %d", r, logd, logd, ctx->log_n);
+  size_t N = ctx->n, d = (size_t)1 << logd, ns = N >> logd, nt = (size_t)ctx->nq; /* decryption: Q's primes */
+  int rc = 0;
+  ckks_coset *c = calloc(1, sizeof *c);
+  uint64_t *xd = hetee_alloc(N * 8), *ys = hetee_alloc(ns * 8), *pair = malloc(ns * 2 * 8);
+  if (!c || !xd || !ys || !pair) goto nomem;
+  c->logd = logd;
+  c->r = r;
+  c->ns = ns;
+  c->w = hetee_alloc(nt * N * 8);
+  c->wp = hetee_alloc(nt * N * 8);
+  c->sigma = malloc(nt * ns * sizeof *c->sigma);
+  if (!c->w || !c->wp || !c->sigma) goto nomem;
+  for (size_t i = 0; i < nt; i++) {
+    const hetee_modulus *m = &ctx->mod[i];
+    uint64_t *w = c->w + i * N, dinv = hetee_mod_inv(d % m->q, m);
+    if ((rc = hetee_ntt_tables_new(ctx->log_n - logd, m->q, &c->small[i]))) goto err;
+    c->nt = (int)i + 1;
+    /* w = NTT(-X^(N-r) / d) (r > 0), 1 / d everywhere (r = 0) */
+    memset(w, 0, N * 8);
+    if (r) w[N - r] = m->q - dinv;
+    else w[0] = dinv;
+    hetee_ntt_forward(ctx->ntt[i], w);
+    hetee_vec_shoup_prep(m, w, c->wp + i * N, N);
+    /* x^d at every position (NTT(X^d)): equal within each block of d */
+    memset(xd, 0, N * 8);
+    xd[d] = 1;
+    hetee_ntt_forward(ctx->ntt[i], xd);
+    for (size_t j = 0; j < ns; j++)
+      for (size_t k = 1; k < d; k++)
+        if (xd[j * d + k] != xd[j * d]) {
+          rc = hetee_error(HETEE_ERR_UNSUPPORTED, "coset decryption: the NTT does not group x^d in blocks");
+          goto err;
+        }
+    /* the small NTT's points (NTT(Y)) and each block's place among them */
+    memset(ys, 0, ns * 8);
+    ys[1] = 1;
+    hetee_ntt_forward(c->small[i], ys);
+    for (size_t t = 0; t < ns; t++) pair[2 * t] = ys[t], pair[2 * t + 1] = t;
+    pairs_sort(pair, ns);
+    for (size_t j = 0; j < ns; j++) {
+      size_t lo = 0, hi = ns; /* binary search of xd[j d] */
+      uint64_t y = xd[j * d];
+      while (hi - lo > 1) {
+        size_t mid = (lo + hi) / 2;
+        if (pair[2 * mid] <= y) lo = mid;
+        else hi = mid;
+      }
+      if (pair[2 * lo] != y) {
+        rc = hetee_error(HETEE_ERR_INTERNAL, "coset decryption: a block's point is not a root of the small ring");
+        goto err;
+      }
+      c->sigma[i * ns + j] = (uint32_t)pair[2 * lo + 1];
+    }
+  }
+  hetee_free(xd);
+  hetee_free(ys);
+  free(pair);
+  *out = c;
+  return 0;
+nomem:
+  rc = hetee_error(HETEE_ERR_NOMEM, "coset decryption tables");
+err:
+  hetee_free(xd);
+  hetee_free(ys);
+  free(pair);
+  ckks_coset_free(c);
+  return rc;
+}
+
+/* a[b d] = sum of a[b d .. b d + d) mod q for every block b: a pairwise
+ * tree in place, from the step of half-width h down to 1 (h = d / 2: the
+ * whole tree; the other words are left partial). a in [0, q). */
+static void block_sums_ref(uint64_t q, uint64_t *a, size_t N, size_t d, size_t h) {
+  for (; h; h >>= 1)
+    for (size_t b = 0; b < N; b += d)
+      for (size_t k = 0; k < h; k++) {
+        uint64_t s = a[b + k] + a[b + k + h];
+        a[b + k] = s - (q & (0 - (uint64_t)(s >= q))); /* no branch on the value */
+      }
+}
+#ifdef CKKS_FFT_AVX512
+/* The same sums: the steps with h >= 8 eight lanes at a time
+ * (min(s, s - q) is s mod q for s < 2q), the rest as the reference. */
+AVX512_FN static void block_sums_avx512(uint64_t q, uint64_t *a, size_t N, size_t d) {
+  const __m512i vq = _mm512_set1_epi64((long long)q);
+  size_t h = d >> 1;
+  for (; h >= 8; h >>= 1)
+    for (size_t b = 0; b < N; b += d)
+      for (size_t k = 0; k < h; k += 8) {
+        __m512i s = _mm512_add_epi64(_mm512_loadu_si512((const void *)(a + b + k)),
+                                     _mm512_loadu_si512((const void *)(a + b + k + h)));
+        _mm512_storeu_si512((void *)(a + b + k), _mm512_min_epu64(s, _mm512_sub_epi64(s, vq)));
+      }
+  block_sums_ref(q, a, N, d, h);
+}
+#endif
+
+/* One prime's row of the coset path: row = m(x) (NTT form) in, the
+ * coefficients r + d t of m (times the CRT constant c) out at their
+ * places (the other words of row are left meaningless); small: ns words. */
+static void coset_row(const hetee_ckks_context *ctx, const ckks_coset *cs, int i, uint64_t c, uint64_t *row,
+                      uint64_t *small) {
+  const hetee_modulus *m = &ctx->mod[i];
+  size_t N = ctx->n, d = (size_t)1 << cs->logd, ns = cs->ns;
+  const uint32_t *sg = cs->sigma + (size_t)i * ns;
+  hetee_vec_shoup_dot(m, NULL, row, cs->w + (size_t)i * N, cs->wp + (size_t)i * N, NULL, NULL, NULL, row, N);
+#ifdef CKKS_FFT_AVX512
+  if (fft_use_avx512())
+    block_sums_avx512(m->q, row, N, d);
+  else
+#endif
+    block_sums_ref(m->q, row, N, d, d >> 1);
+  for (size_t j = 0; j < ns; j++) small[sg[j]] = row[j * d]; /* public places */
+  if (c != 1)
+    hetee_ntt_inverse_scaled(cs->small[i], small, c);
+  else
+    hetee_ntt_inverse(cs->small[i], small);
+  for (size_t t = 0; t < ns; t++) row[cs->r + t * d] = small[t];
+}
+
 int ckks_decrypt_coeffs_view(const hetee_ckks_context *ctx, const hetee_ckks_secret_key *sk, const ckks_ct_view *v,
-                             double scale, const uint32_t *idx, size_t n, double *out) {
+                             double scale, const ckks_coset *cs, const uint32_t *idx, size_t n, double *out) {
   if (!ctx || !sk || !v || (!out && n)) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
   int rc;
   if ((rc = ckks_check_ctx(ctx, sk->fp, "secret key")) || (rc = decode_idx_check(ctx, scale, idx, n))) return rc;
@@ -1490,13 +1676,25 @@ int ckks_decrypt_coeffs_view(const hetee_ckks_context *ctx, const hetee_ckks_sec
   if (!der) return 1;
   size_t N = ctx->n, nt = (size_t)ctx->nt;
   int level = v->level;
+  /* the coset path only when every named index is in the coset (public) */
+  if (cs && (!idx || !n || cs->nt <= level)) cs = NULL;
+  if (cs) {
+    uint32_t mask = ((uint32_t)1 << cs->logd) - 1, off = 0;
+    for (size_t j = 0; j < n; j++) off |= (idx[j] & mask) ^ cs->r;
+    if (off) cs = NULL;
+  }
   crt_plan plan = {0};
   uint64_t bad = 0;
-  uint64_t *rows = ckks_tmp_alloc((size_t)(level + 1) * N * 8);
+  uint64_t *rows = ckks_tmp_alloc((size_t)(level + 1) * N * 8), *small = NULL;
   if (!rows) return hetee_error(HETEE_ERR_NOMEM, "decoder buffers");
+  if (cs && !(small = ckks_tmp_alloc(cs->ns * 8))) {
+    rc = hetee_error(HETEE_ERR_NOMEM, "decoder buffers");
+    goto err;
+  }
   if ((rc = crt_plan_init(ctx, level, &plan))) goto err;
   /* per row: c0 + c1 s (+ c2 s^2) straight from the bytes, checked on the
-   * way (ckks_decrypt_row's Shoup pass), then as hetee_ckks_decrypt_coeffs */
+   * way (ckks_decrypt_row's Shoup pass), then as hetee_ckks_decrypt_coeffs
+   * (or only the coset's coefficients: the same residues there) */
   for (int i = 0; i <= level; i++) {
     uint64_t *r = rows + (size_t)i * N;
     size_t off = (size_t)i * N;
@@ -1504,7 +1702,9 @@ int ckks_decrypt_coeffs_view(const hetee_ckks_context *ctx, const hetee_ckks_sec
     bad |= hetee_vec_shoup_dot_le(&ctx->mod[i], v->c[0] + 8 * off, v->c[1] + 8 * off, s, sp,
                                   v->size == 3 ? v->c[2] + 8 * off : NULL, der + CKKS_SKD_SQ * nt * N + off,
                                   der + CKKS_SKD_SQ_SHOUP * nt * N + off, r, N);
-    if (plan.hat_inv[i] != 1) /* public: 1 at level 0 (Q = q_0) */
+    if (cs)
+      coset_row(ctx, cs, i, plan.hat_inv[i], r, small);
+    else if (plan.hat_inv[i] != 1) /* public: 1 at level 0 (Q = q_0) */
       hetee_ntt_inverse_scaled(ctx->ntt[i], r, plan.hat_inv[i]);
     else
       hetee_ntt_inverse(ctx->ntt[i], r);
@@ -1517,6 +1717,7 @@ int ckks_decrypt_coeffs_view(const hetee_ckks_context *ctx, const hetee_ckks_sec
   }
   decode_idx(&plan, rows, N, scale, idx, n, out);
 err:
+  if (small) ckks_tmp_free(small, cs->ns * 8, 1);
   ckks_tmp_free(rows, (size_t)(level + 1) * N * 8, 1);
   free(plan.hat);
   return rc;

@@ -305,6 +305,68 @@ static void test_encrypt_coeffs_errors(void **state) {
   hetee_ckks_plaintext_free(pt);
 }
 
+/* The coset path of ckks_decrypt_coeffs_view (only the coefficients
+ * r + d t computed) against hetee_ckks_decrypt_coeffs, bit for bit: several
+ * d and r, every t or a few (in a scrambled order), an index outside the
+ * coset (the full path then), a residue >= q still refused. */
+static void coset_check(fixture *f, ckks_ct_view *v, double scale, const hetee_ckks_ciphertext *ct, uint32_t *idx,
+                        double *x, double *y) {
+  size_t N = f->n;
+  int logn = __builtin_ctzll(N);
+  const int lds[4] = {1, 3, 5, logn - CKKS_COSET_MIN_LOGS};
+  for (int a = 0; a < 4; a++) {
+    int ld = lds[a];
+    uint32_t d = 1u << ld;
+    const uint32_t rs[3] = {0, 1, d - 1};
+    for (int b = 0; b < 3; b++) {
+      uint32_t r = rs[b];
+      ckks_coset *cs = NULL;
+      TU_OK(ckks_coset_new(f->ctx, ld, r, &cs));
+      size_t ns = N / d, cnt = 0;
+      for (size_t t = 0; t < ns; t++) idx[cnt++] = r + d * (uint32_t)((t * 7 + 3) % ns); /* all t, scrambled */
+      int gl;
+      uint32_t gr;
+      assert_int_equal(ckks_coset_fit(f->ctx, idx, cnt, &gl, &gr), 1);
+      assert_int_equal(gl, ld); /* the largest coset of all t is d's */
+      assert_int_equal(gr, r);
+      for (int few = 0; few < 3; few++) {
+        size_t n = few == 0 ? cnt : few == 1 ? (cnt + 4) / 5 : 1;
+        TU_OK(hetee_ckks_decrypt_coeffs(f->ctx, f->sk, ct, scale, idx, n, x));
+        memset(y, 0, N * sizeof *y);
+        TU_OK(ckks_decrypt_coeffs_view(f->ctx, f->sk, v, scale, cs, idx, n, y));
+        assert_memory_equal(x, y, n * sizeof *x);
+      }
+      /* one index outside the coset: the full path, the same values */
+      uint32_t keep = idx[1];
+      idx[1] = (r + 1) % d + d;
+      TU_OK(hetee_ckks_decrypt_coeffs(f->ctx, f->sk, ct, scale, idx, 4, x));
+      memset(y, 0, N * sizeof *y);
+      TU_OK(ckks_decrypt_coeffs_view(f->ctx, f->sk, v, scale, cs, idx, 4, y));
+      assert_memory_equal(x, y, 4 * sizeof *x);
+      idx[1] = keep;
+      uint8_t *w = (uint8_t *)v->c[2] + 8 * 9, old[8];
+      memcpy(old, w, 8);
+      memset(w, 0xff, 8);
+      assert_int_equal(ckks_decrypt_coeffs_view(f->ctx, f->sk, v, scale, cs, idx, 4, y), HETEE_ERR_RANGE);
+      memcpy(w, old, 8);
+      ckks_coset_free(cs);
+    }
+  }
+  /* fit: none for two indices differing in bit 0; capped at N/d >= 16 */
+  uint32_t two[2] = {4, 5}, same[1] = {40};
+  int gl;
+  uint32_t gr;
+  assert_int_equal(ckks_coset_fit(f->ctx, two, 2, &gl, &gr), 0);
+  assert_int_equal(ckks_coset_fit(f->ctx, same, 1, &gl, &gr), 1);
+  assert_int_equal(gl, logn - CKKS_COSET_MIN_LOGS);
+  assert_int_equal(gr, 40u & ((1u << gl) - 1));
+  ckks_coset *cs = NULL;
+  assert_int_equal(ckks_coset_new(f->ctx, 0, 0, &cs), HETEE_ERR_INVALID_ARG);
+  assert_int_equal(ckks_coset_new(f->ctx, 3, 8, &cs), HETEE_ERR_INVALID_ARG);
+  assert_int_equal(ckks_coset_new(f->ctx, logn - CKKS_COSET_MIN_LOGS + 1, 0, &cs), HETEE_ERR_INVALID_ARG);
+  assert_null(cs);
+}
+
 /* decrypt_coeffs == decrypt + decode_coeffs_scaled, bit for bit. */
 static void test_decrypt_coeffs(void **state) {
   fixture *f = *state;
@@ -358,7 +420,7 @@ static void test_decrypt_coeffs(void **state) {
           for (int t = 0; t < 3; t++) {
             TU_OK(hetee_ckks_decrypt_coeffs(f->ctx, f->sk, cts[k], scales[k], ids[t], ns[t], x));
             memset(y, 0, N * sizeof *y);
-            TU_OK(ckks_decrypt_coeffs_view(f->ctx, f->sk, &v, scales[k], ids[t], ns[t], y));
+            TU_OK(ckks_decrypt_coeffs_view(f->ctx, f->sk, &v, scales[k], NULL, ids[t], ns[t], y));
             assert_memory_equal(x, y, ns[t] * sizeof *x);
           }
           const size_t rows = (size_t)(level + 1) * 3;
@@ -367,9 +429,10 @@ static void test_decrypt_coeffs(void **state) {
             uint8_t old[8];
             memcpy(old, w, 8);
             memset(w, 0xff, 8);
-            assert_int_equal(ckks_decrypt_coeffs_view(f->ctx, f->sk, &v, scales[k], NULL, 8, y), HETEE_ERR_RANGE);
+            assert_int_equal(ckks_decrypt_coeffs_view(f->ctx, f->sk, &v, scales[k], NULL, NULL, 8, y), HETEE_ERR_RANGE);
             memcpy(w, old, 8);
           }
+          coset_check(f, &v, scales[k], cts[k], idx, x, y);
           assert_int_equal(ckks_ciphertext_view(f->ctx, mis + 3, len - 1, &v), HETEE_ERR_TRUNCATED);
         }
         free(mis);

@@ -169,6 +169,7 @@ typedef struct ct_job {
   /* gather */
   int size2; /* 1: only ciphertexts of size 2 */
   const uint32_t *cidx; /* NULL, or the coefficient of each order[] entry (ct_sort) */
+  const ckks_coset *const *cs; /* NULL, or per input ciphertext its coset tables (may be NULL) */
   const uint8_t **blob;
   const size_t *blen;
   const uint32_t *map;
@@ -288,6 +289,12 @@ typedef struct ct_sort {
   uint32_t ncts;
   uint32_t *start, *order;
   uint32_t *cidx; /* input, coefficients: cidx[k] = map[order[k]] mod N (NULL: none) */
+  /* input, coefficients: per ciphertext the coset tables when all the
+   * coefficients it names lie in one (ckks_coset_fit), else NULL; the
+   * distinct tables are owned here */
+  const ckks_coset **cs;
+  ckks_coset **own;
+  uint32_t nown;
 } ct_sort;
 
 /* Input ciphertext c: load into this thread's object, check its metadata
@@ -318,7 +325,7 @@ static int gather_view(ct_job *j, int tid, uint32_t c) {
     ix = j->cidx + j->start[c];
   else
     for (size_t k = 0; k < cnt; k++) ib[k] = (uint32_t)(j->map[ord[k]] & (j->slots - 1));
-  rc = ckks_decrypt_coeffs_view(e->ctx, e->sk, &v, j->scale, ix, cnt, buf);
+  rc = ckks_decrypt_coeffs_view(e->ctx, e->sk, &v, j->scale, j->cs ? j->cs[c] : NULL, ix, cnt, buf);
   if (rc) return rc; /* 1: no precomputed key products */
   const double bound = HETEE_REFRESH_VALUE_BOUND;
   for (size_t k = 0; k < cnt; k++) j->values[ord[k]] = hetee_dmin(hetee_dmax(buf[k], -bound), bound); /* NaN -> -bound */
@@ -397,6 +404,7 @@ static int gather_blobs(enclave *e, const uint8_t **blob, const size_t *blen, ui
   st = start ? start : pre->start;
   ord = start ? order : pre->order;
   j.cidx = start ? NULL : pre->cidx;
+  j.cs = start ? NULL : (const ckks_coset *const *)pre->cs;
   j.ncts = nrun;
   j.unit = tw->unit;
   j.unitbuf = tw->unitbuf;
@@ -639,9 +647,39 @@ void enclave_refresh_prep_free(enclave_refresh_prep *p) {
   free(p->in.start);
   free(p->in.order);
   free(p->in.cidx);
+  free(p->in.cs);
+  for (uint32_t k = 0; k < p->in.nown; k++) ckks_coset_free(p->in.own[k]);
+  free(p->in.own);
   free(p->out.start);
   free(p->out.order);
   free(p);
+}
+
+/* The coset tables of a prepared input (public: the map only). A ciphertext
+ * whose named coefficients share no coset, or whose tables cannot be made,
+ * is decrypted in full, as before. At most 16 distinct cosets are kept. */
+static int prepare_cosets(enclave *e, ct_sort *in) {
+  in->cs = calloc(in->ncts, sizeof *in->cs);
+  in->own = calloc(16, sizeof *in->own);
+  if (!in->cs || !in->own) return hetee_error(HETEE_ERR_NOMEM, "no memory");
+  int logd[16];
+  uint32_t res[16];
+  for (uint32_t c = 0; c < in->ncts; c++) {
+    int ld;
+    uint32_t r;
+    if (!ckks_coset_fit(e->ctx, in->cidx + in->start[c], in->start[c + 1] - in->start[c], &ld, &r)) continue;
+    uint32_t k = 0;
+    while (k < in->nown && !(logd[k] == ld && res[k] == r)) k++;
+    if (k == in->nown) {
+      if (k == 16 || ckks_coset_new(e->ctx, ld, r, &in->own[k])) continue; /* decrypted in full */
+      logd[k] = ld;
+      res[k] = r;
+      in->nown++;
+    }
+    in->cs[c] = in->own[k];
+  }
+  hetee_error_clear();
+  return 0;
 }
 
 int enclave_refresh_prepare(enclave *e, const uint8_t *spec, size_t len, enclave_refresh_prep **out) {
@@ -666,6 +704,7 @@ int enclave_refresh_prepare(enclave *e, const uint8_t *spec, size_t len, enclave
     p->in.cidx = malloc((n ? n : 1) * sizeof *p->in.cidx);
     if (!p->in.cidx) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
     for (size_t k = 0; !rc && k < n; k++) p->in.cidx[k] = (uint32_t)(s->in_map[p->in.order[k]] & (islots - 1));
+    if (!rc) rc = prepare_cosets(e, &p->in);
   }
   if (!rc) rc = sort_by_ct(s->out_dst, s->out_n, oslots, s->out_ncts, &p->out.start, &p->out.order);
   if (rc) {
@@ -836,6 +875,33 @@ int enclave_refresh_job_run(enclave *e, hetee_refresh_job *jp, hetee_rbuf *r, he
   hetee_refresh_job_free(jp);
   return hetee_error(HETEE_ERR_UNSUPPORTED, "this enclave was built without the CKKS layer");
 }
+/* The coset tables of a prepared input (public: the map only). A ciphertext
+ * whose named coefficients share no coset, or whose tables cannot be made,
+ * is decrypted in full, as before. At most 16 distinct cosets are kept. */
+static int prepare_cosets(enclave *e, ct_sort *in) {
+  in->cs = calloc(in->ncts, sizeof *in->cs);
+  in->own = calloc(16, sizeof *in->own);
+  if (!in->cs || !in->own) return hetee_error(HETEE_ERR_NOMEM, "no memory");
+  int logd[16];
+  uint32_t res[16];
+  for (uint32_t c = 0; c < in->ncts; c++) {
+    int ld;
+    uint32_t r;
+    if (!ckks_coset_fit(e->ctx, in->cidx + in->start[c], in->start[c + 1] - in->start[c], &ld, &r)) continue;
+    uint32_t k = 0;
+    while (k < in->nown && !(logd[k] == ld && res[k] == r)) k++;
+    if (k == in->nown) {
+      if (k == 16 || ckks_coset_new(e->ctx, ld, r, &in->own[k])) continue; /* decrypted in full */
+      logd[k] = ld;
+      res[k] = r;
+      in->nown++;
+    }
+    in->cs[c] = in->own[k];
+  }
+  hetee_error_clear();
+  return 0;
+}
+
 int enclave_refresh_prepare(enclave *e, const uint8_t *spec, size_t len, enclave_refresh_prep **out) {
   (void)e, (void)spec, (void)len;
   *out = NULL;

@@ -256,8 +256,9 @@ HETEE_API void hetee_prg_bytes(hetee_prg *p, void *out, size_t len);
 HETEE_API void hetee_prg_wipe(hetee_prg *p);
 
 /* Uniform residues in [0, q) by rejection sampling on ceil(log2 q)-bit words
- * (no modulo bias): each candidate is the next 8 stream bytes read as a
- * little-endian word, masked to bitlen(q) bits, kept if < q. This is a wire
+ * (no modulo bias): each candidate is the next ceil(bitlen(q) / 8) stream
+ * bytes read as a little-endian word, masked to bitlen(q) bits, kept if < q
+ * (5 bytes for a 40-bit prime, 8 for a 60-bit one). This is a wire
  * format (seeded objects store only the seed): docs/ring.md, tests/ring/
  * test_prg.c. The rejection only depends on public random bits. */
 HETEE_API void hetee_sample_uniform(hetee_prg *p, const hetee_modulus *m, uint64_t *out, size_t n);

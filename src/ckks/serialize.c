@@ -21,7 +21,11 @@
 #include "ckks/ckks_internal.h"
 
 #define HDR_SIZE 52
-#define FMT_VERSION 1
+/* 2: a seeded object's uniform polynomials are expanded with
+ * ceil(bitlen(q) / 8) stream bytes per candidate (hetee_sample_uniform);
+ * version 1 read 8 bytes per candidate, so its seeds expand to other
+ * polynomials: refused */
+#define FMT_VERSION 2
 #define FLAG_SEEDED 1u
 
 typedef struct {
@@ -212,7 +216,11 @@ static int parse_header(const uint8_t *buf, size_t len, uint16_t type, const uin
   (void)get_u64(r, &total);
   (void)get_bytes(r, fp, HETEE_CKKS_FINGERPRINT_BYTES);
   if (hsize != HDR_SIZE) return hetee_error(HETEE_ERR_FORMAT, "header size %u, expected %d", hsize, HDR_SIZE);
-  if (version != FMT_VERSION) return hetee_error(HETEE_ERR_VERSION, "format version %u not supported", version);
+  if (version == 1)
+    return hetee_error(HETEE_ERR_VERSION, "format version 1 not supported: its seeds expand to other polynomials "
+                                          "since version 2 (5-byte samples for 40-bit primes); re-create the object");
+  if (version != FMT_VERSION)
+    return hetee_error(HETEE_ERR_VERSION, "format version %u not supported (this library reads %d)", version, FMT_VERSION);
   if (t != type) return hetee_error(HETEE_ERR_FORMAT, "object type %u, expected %u", t, type);
   if (total > len) return hetee_error(HETEE_ERR_TRUNCATED, "%zu bytes, header announces %llu", len,
                                       (unsigned long long)total);

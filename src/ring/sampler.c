@@ -1,10 +1,13 @@
 /*
  * sampler.c — samplers over the PRG stream (prg.c).
  *
- * uniform  for each output: read 8 bytes, little-endian word w, keep the low
- *          b = bitlen(q) bits, accept if < q else draw again (rejection,
- *          no modulo bias; acceptance > 1/2). The accept/reject decision is
- *          on public randomness only (the uniform `a` is public).
+ * uniform  for each output: read B = ceil(b / 8) bytes (b = bitlen(q): 5
+ *          for a 40-bit prime, 8 for a 60-bit one), little-endian word w,
+ *          keep its low b bits, accept if < q else draw again (rejection:
+ *          exactly uniform, no modulo bias; acceptance q / 2^b > 1/2). The
+ *          accept/reject decision is on public randomness only (the
+ *          uniform `a` is public). Until format version 2 (docs/ckks.md)
+ *          every candidate took 8 bytes.
  * ternary  for each output: read 1 byte x, reject x = 255, output x mod 3 - 1
  *          (255 = 3 * 85 so the three values are exactly equiprobable; the
  *          rejection reveals nothing about the output).
@@ -68,15 +71,21 @@ static int sampler_use_avx512(void) {
   if (use < 0) use = hetee_ring_isa() == HETEE_ISA_AVX512 && __builtin_cpu_supports("avx512bw");
   return use;
 }
-/* The uniform rule for k whole words at src, 8 at a time (AVX-512F): the
- * words below q are stored contiguously from out (vpcompressq), the count
- * returned. Public data only (the uniform `a`). */
-__attribute__((target("avx512f"))) static size_t uniform8_avx512(const uint8_t *src, size_t k, uint64_t mask,
+/* The uniform rule for k whole candidates of B bytes at src, 8 at a time
+ * (AVX-512F): candidate t is the 8 bytes at src + B t (one load for B = 8,
+ * a gather of eight otherwise; the caller guarantees B (k - 1) + 8 readable
+ * bytes), masked; those below q are stored contiguously from out
+ * (vpcompressq), the count returned. Public data only (the uniform `a`). */
+__attribute__((target("avx512f"))) static size_t uniform8_avx512(const uint8_t *src, size_t k, size_t B, uint64_t mask,
                                                                  uint64_t q, uint64_t *out) {
   const __m512i vm = _mm512_set1_epi64((long long)mask), vq = _mm512_set1_epi64((long long)q);
+  const long long b = (long long)B;
+  const __m512i off = _mm512_set_epi64(7 * b, 6 * b, 5 * b, 4 * b, 3 * b, 2 * b, b, 0);
   size_t j = 0;
   for (size_t t = 0; t + 8 <= k; t += 8) {
-    __m512i w = _mm512_and_si512(_mm512_loadu_si512((const void *)(src + 8 * t)), vm);
+    const uint8_t *g = src + B * t;
+    __m512i w = B == 8 ? _mm512_loadu_si512((const void *)g) : _mm512_i64gather_epi64(off, (const void *)g, 1);
+    w = _mm512_and_si512(w, vm);
     __mmask8 keep = _mm512_cmplt_epu64_mask(w, vq);
     _mm512_mask_compressstoreu_epi64((void *)(out + j), keep, w);
     j += (size_t)__builtin_popcount((unsigned)keep);
@@ -85,41 +94,45 @@ __attribute__((target("avx512f"))) static size_t uniform8_avx512(const uint8_t *
 }
 #endif
 
-/* Words are taken straight from the PRG buffer: a run of k words, each
- * stored at out[j] and kept by advancing j when it is < q (k is at most the
- * number of outputs still missing, so a store never passes out[n-1]). The
- * stream position is kept in a local, not in *p, which the stores to out
- * could alias. A word that straddles the end of the buffer goes through
- * hetee_prg_bytes, as before: the same words are read in the same order,
- * so the output is the documented rule's. */
+/* Candidates are taken straight from the PRG buffer: a run of k of them
+ * (each read as the 8 bytes at its start, masked: so a candidate is taken
+ * here only while those 8 bytes lie inside the buffer), each stored at
+ * out[j] and kept by advancing j when it is < q (k is at most the number of
+ * outputs still missing, so a store never passes out[n-1]). The stream
+ * position is kept in a local, not in *p, which the stores to out could
+ * alias. A candidate near the end of the buffer goes through
+ * hetee_prg_bytes: the same bytes are read in the same order, so the output
+ * is the documented rule's. */
 void hetee_sample_uniform(hetee_prg *p, const hetee_modulus *m, uint64_t *out, size_t n) {
   const uint64_t q = m->q;
   const uint64_t mask = (m->bits >= 64) ? ~(uint64_t)0 : (((uint64_t)1 << m->bits) - 1);
+  const size_t B = ((size_t)m->bits + 7) / 8; /* bytes per candidate */
   size_t i = 0;
   while (i < n) {
-    size_t pos = p->pos, avail = (p->len - pos) / 8;
-    if (avail == 0) { /* empty buffer or a word across its end */
-      uint8_t b[8];
-      hetee_prg_bytes(p, b, 8);
+    size_t pos = p->pos, left = p->len - pos;
+    if (left < 8) { /* empty buffer or a candidate near its end */
+      uint8_t b[8] = {0};
+      hetee_prg_bytes(p, b, B);
       uint64_t w = load_le64(b) & mask;
       if (w < q)
         out[i++] = w;
       continue;
     }
+    size_t avail = (left - 8) / B + 1; /* candidates t with B t + 8 <= left */
     size_t k = n - i < avail ? n - i : avail, j = i, t = 0;
     const uint8_t *src = p->buf + pos;
 #ifdef SAMPLER_AVX512
-    if (sampler_use_avx512() && k >= 8) { /* whole groups of 8 words; the rest below */
-      j += uniform8_avx512(src, k, mask, q, out + i);
+    if (sampler_use_avx512() && k >= 8) { /* whole groups of 8 candidates; the rest below */
+      j += uniform8_avx512(src, k, B, mask, q, out + i);
       t = k & ~(size_t)7;
     }
 #endif
     for (; t < k; t++) {
-      uint64_t w = load_le64(src + 8 * t) & mask;
+      uint64_t w = load_le64(src + B * t) & mask;
       out[j] = w;
       j += (size_t)(w < q); /* public: the uniform polynomial is public */
     }
-    p->pos = pos + 8 * k;
+    p->pos = pos + B * k;
     i = j;
   }
 }

@@ -122,7 +122,7 @@ static void test_layout(void **state) {
   uint8_t *exp = calloc(1, want_len);
   memcpy(exp, "HETE", 4);
   exp[4] = 52;
-  exp[6] = 1;
+  exp[6] = 2; /* format version 2 */
   exp[8] = HETEE_OBJ_PARAMS;
   for (int b = 0; b < 8; b++) exp[12 + b] = (uint8_t)(want_len >> (8 * b));
   memcpy(exp + 20, hetee_ckks_context_fingerprint(f->ctx), 32);
@@ -145,7 +145,7 @@ static void test_layout(void **state) {
   TU_OK(hetee_ckks_ciphertext_save(f->ctx, ct, &buf, &len));
   assert_memory_equal(buf, "HETE", 4);
   assert_int_equal(buf[4] | buf[5] << 8, 52);
-  assert_int_equal(buf[6] | buf[7] << 8, 1);
+  assert_int_equal(buf[6] | buf[7] << 8, 2);
   assert_int_equal(buf[8] | buf[9] << 8, HETEE_OBJ_CIPHERTEXT);
   assert_int_equal(buf[10] | buf[11] << 8, 1);
   assert_true(rd64(buf + 12) == len);
@@ -400,7 +400,10 @@ static void test_corrupt(void **state) {
   EXPECT(HETEE_ERR_FORMAT, len + 1); /* trailing byte: size differs from the header */
   RESET(); b[0] = 'X';                     EXPECT(HETEE_ERR_FORMAT, len);
   RESET(); put16(b + 4, 48);               EXPECT(HETEE_ERR_FORMAT, len);
-  RESET(); put16(b + 6, 2);                EXPECT(HETEE_ERR_VERSION, len);
+  RESET(); put16(b + 6, 3);                EXPECT(HETEE_ERR_VERSION, len);
+  /* version 1 expanded seeds with 8 bytes per candidate: refused by name */
+  RESET(); put16(b + 6, 1);                EXPECT(HETEE_ERR_VERSION, len);
+  assert_non_null(strstr(hetee_last_error(), "version 1 not supported"));
   RESET(); put16(b + 8, HETEE_OBJ_PLAINTEXT); EXPECT(HETEE_ERR_FORMAT, len);
   RESET(); put16(b + 10, 4);               EXPECT(HETEE_ERR_FORMAT, len);
   RESET(); put16(b + 10, 1);               EXPECT(HETEE_ERR_FORMAT, len); /* seeded flag, full body */

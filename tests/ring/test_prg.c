@@ -27,9 +27,12 @@
 
 static const uint64_t KAT_Q = 562949954093057ull;
 static const uint64_t KAT_DOMAIN = 0x0807060504030201ull;
+/* format version 2: 7 bytes per candidate for this 50-bit q (the first
+ * candidate, bytes 0-6 of KAT_STREAM16, is above q; the second, bytes 7-13
+ * "36cbaffaa595ed", masked to 50 bits, is the first value) */
 static const uint64_t KAT_UNIFORM[8] = {
-    0x000173215669d7a0ull, 0x0000458fa7ff93ccull, 0x0001a5c4eaa0cf85ull, 0x00008ca5f8a5e6efull,
-    0x00004d1c51648c95ull, 0x0001e86ce234d51bull, 0x000067117c3a84c7ull, 0x00006a32d7dad62full,
+    0x000195a5faafcb36ull, 0x00015669d7a0e3d2ull, 0x0000a5f8a5e6efcbull, 0x0001648c955e27ecull,
+    0x0000d51b1c284d1cull, 0x00003785a5e86ce2ull, 0x00018f566f6a8d0full, 0x00018a19fe93168cull,
 };
 /* first 16 keystream bytes of the same (seed, domain), same derivation */
 static const char *KAT_STREAM16 = "8cea583fc7886a36cbaffaa595edd2e3";
@@ -83,14 +86,14 @@ static void expand_by_hand(const uint8_t seed[32], uint64_t domain, uint64_t q, 
   uint8_t *ks = malloc(cap);
   assert_non_null(ks);
   crypto_stream_chacha20(ks, cap, nonce, seed);
-  int bits = 64 - __builtin_clzll(q);
+  int bits = 64 - __builtin_clzll(q), B = (bits + 7) / 8; /* bytes per candidate */
   uint64_t mask = ((uint64_t)1 << bits) - 1;
   size_t w = 0;
   for (size_t i = 0; i < n; w++) {
-    assert_true((w + 1) * 8 <= cap);
+    assert_true((w + 1) * B <= cap);
     uint64_t v = 0;
-    for (int b = 0; b < 8; b++)
-      v |= (uint64_t)ks[8 * w + b] << (8 * b);
+    for (int b = 0; b < B; b++)
+      v |= (uint64_t)ks[B * w + b] << (8 * b);
     v &= mask;
     if (v < q)
       out[i++] = v;
@@ -114,11 +117,12 @@ static void test_uniform_known_answer(void **state) {
   assert_memory_equal(got, KAT_UNIFORM, sizeof KAT_UNIFORM);
   expand_by_hand(seed, KAT_DOMAIN, KAT_Q, want, 1000);
   assert_memory_equal(got, want, sizeof want);
-  /* realistic primes: 60 and 61 bits, q close to 2^bits */
-  int bits[] = {60, 61, 30};
-  uint64_t qs[3];
-  assert_int_equal(hetee_primes_generate(13, bits, 3, NULL, 0, qs), 0);
-  for (int k = 0; k < 3; k++) {
+  /* realistic primes: 60, 61, 30 and 40 bits (8, 8, 4 and 5 bytes per
+   * candidate), q close to 2^bits */
+  int bits[] = {60, 61, 30, 40};
+  uint64_t qs[4];
+  assert_int_equal(hetee_primes_generate(13, bits, 4, NULL, 0, qs), 0);
+  for (int k = 0; k < 4; k++) {
     assert_int_equal(hetee_modulus_init(&m, qs[k]), 0);
     hetee_prg_init(&p, seed, 42 + (uint64_t)k);
     hetee_sample_uniform(&p, &m, got, 1000);
@@ -172,10 +176,11 @@ static void test_samplers_any_offset(void **state) {
         for (int k = 0; k < 3; k++) {
           hetee_sample_uniform(&p, &m[k], got, n);
           uint64_t mask = ((uint64_t)1 << m[k].bits) - 1;
-          for (size_t i = 0; i < n; pos += 8) {
-            assert_true(pos + 8 <= cap);
+          size_t B = ((size_t)m[k].bits + 7) / 8;
+          for (size_t i = 0; i < n; pos += B) {
+            assert_true(pos + B <= cap);
             uint64_t v = 0;
-            for (int b = 0; b < 8; b++) v |= (uint64_t)ks[pos + b] << (8 * b);
+            for (size_t b = 0; b < B; b++) v |= (uint64_t)ks[pos + b] << (8 * b);
             v &= mask;
             if (v < m[k].q) assert_true(got[i++] == v);
           }

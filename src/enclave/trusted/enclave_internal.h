@@ -171,6 +171,10 @@ int enclave_refresh_job_run(enclave *e, hetee_refresh_job *job, hetee_rbuf *r, h
  * micro-batch JOB_REFRESH carries exactly these bytes). spec must be a
  * whole encoded spec. Running it does what enclave_refresh_job_run does
  * with the same spec, every check included. */
+/* Adds uniform noise in [-a, a] to each of v[0..n) (release flooding,
+ * docs/security.md): libsodium ChaCha20 under a fresh OS-entropy key per
+ * call (refresh.c). */
+void enclave_flood(double *v, size_t n, double a);
 typedef struct enclave_refresh_prep enclave_refresh_prep;
 int enclave_refresh_prepare(enclave *e, const uint8_t *spec, size_t len, enclave_refresh_prep **out);
 void enclave_refresh_prep_free(enclave_refresh_prep *p);

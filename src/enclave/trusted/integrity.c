@@ -998,16 +998,6 @@ static int handle_job_refresh(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t
   return rc;
 }
 
-/* Uniform noise in [-a, a] (as refresh.c's release flooding). */
-static void flood(double *v, size_t n, double a) {
-  for (size_t i = 0; i < n; i++) {
-    uint64_t u;
-    randombytes_buf(&u, sizeof u);
-    double x = (double)(int64_t)(u >> 11) * 0x1p-52 - 1.0;
-    v[i] += x * a;
-  }
-}
-
 static int handle_job_release(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *items) {
   uint32_t h = hetee_rbuf_u32(r);
   uint8_t sid[HETEE_SESSION_ID_BYTES];
@@ -1037,7 +1027,7 @@ static int handle_job_release(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t
   hetee_wbuf_u32(w, j->batch);
   for (uint32_t b = 0; b < j->batch && !rc; b++) {
     memcpy(v, j->fin + (size_t)b * n, n * sizeof *v);
-    flood(v, n, exp2(log2a));
+    enclave_flood(v, n, exp2(log2a)); /* refresh.c */
     hetee_wbuf rec;
     hetee_wbuf_init(&rec);
     rc = enclave_build_release(p, v, n, &rec);

@@ -29,7 +29,9 @@ static const uint64_t KAT_Q = 562949954093057ull;
 static const uint64_t KAT_DOMAIN = 0x0807060504030201ull;
 /* format version 2: 7 bytes per candidate for this 50-bit q (the first
  * candidate, bytes 0-6 of KAT_STREAM16, is above q; the second, bytes 7-13
- * "36cbaffaa595ed", masked to 50 bits, is the first value) */
+ * "36cbaffaa595ed", masked to 50 bits, is the first value); computed
+ * outside hetee (Python `cryptography`, OpenSSL's ChaCha20 with the
+ * 16-byte IV = 8 zero counter bytes || LE64(domain)) */
 static const uint64_t KAT_UNIFORM[8] = {
     0x000195a5faafcb36ull, 0x00015669d7a0e3d2ull, 0x0000a5f8a5e6efcbull, 0x0001648c955e27ecull,
     0x0000d51b1c284d1cull, 0x00003785a5e86ce2ull, 0x00018f566f6a8d0full, 0x00018a19fe93168cull,

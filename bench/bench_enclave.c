@@ -17,7 +17,8 @@
  * --breakdown instead times, in this process on one thread, the CKKS
  * functions the enclave runs per slot ciphertext at the top level and their
  * parts (keystream, NTTs, secret-key products, the rest): where a slot
- * refresh's CPU goes without the transport.
+ * refresh's CPU goes without the transport; and a degree-2 decryption at
+ * level 0 of one coset of N/32 coefficients, in full and as a coset.
  */
 #include <dirent.h>
 #include <math.h>
@@ -319,14 +320,37 @@ static int breakdown(int logn, int json) {
   BD_TIME(cbd, 100, (hetee_prg_init(&prg, seed, 0), hetee_sample_cbd(&prg, e, N)));
   BD_TIME(st64, 100, crypto_stream_chacha20(ks, 65536, seed, seed));
   BD_TIME(st48, 100, crypto_stream_chacha20(ks, 49152, seed, seed));
+  /* a refresh input of a dense stage: a degree-2 ciphertext at level 0
+   * (public random rows stand in for the host's product) of which the
+   * coefficients 31 + 32 t are named: decrypted in full, then as a coset */
+  double dfull = 0, dcoset = 0;
+  size_t ns = N / 32;
+  uint8_t *d2 = malloc(3 * N * 8);
+  uint32_t *ci = malloc(ns * sizeof *ci);
+  ckks_coset *cs = NULL;
+  if (!d2 || !ci || ckks_coset_new(ctx, 5, 31, &cs)) return die("breakdown coset set-up", HETEE_ERR_NOMEM);
+  hetee_prg_init(&prg, seed, 7);
+  for (int k = 0; k < 3; k++) {
+    hetee_sample_uniform(&prg, &ctx->mod[0], row, N);
+    memcpy(d2 + (size_t)k * N * 8, row, N * 8); /* little-endian host */
+  }
+  for (size_t i = 0; i < ns; i++) ci[i] = (uint32_t)(31 + 32 * i);
+  ckks_ct_view dv = {0, 3, 0x1p24, {d2, d2 + N * 8, d2 + 2 * N * 8}};
+  BD_TIME(dfull, 100, rc |= ckks_decrypt_coeffs_view(ctx, sk, &dv, 0x1p24, NULL, ci, ns, o));
+  BD_TIME(dcoset, 100, rc |= ckks_decrypt_coeffs_view(ctx, sk, &dv, 0x1p24, cs, ci, ns, o));
+  if (rc) return die("breakdown coset", rc);
+  ckks_coset_free(cs);
+  free(d2);
+  free(ci);
   hetee_prg_wipe(&prg);
   t = enc + dec;
   double rest = t - (dots + subs + inv + fwd + unif + cbd);
   if (json)
     printf("{\"suite\": \"enclave_breakdown\", \"logn\": %d, \"slot_encrypt_us\": %.1f, \"slot_decrypt_decode_us\": %.1f, "
            "\"sk_products_us\": %.1f, \"ntt_inverse_us\": %.1f, \"ntt_forward_us\": %.1f, \"uniform_a_us\": %.1f, "
-           "\"noise_cbd_us\": %.1f, \"chacha20_64k_us\": %.1f, \"chacha20_48k_us\": %.1f, \"rest_us\": %.1f}\n",
-           logn, enc, dec, dots + subs, inv, fwd, unif, cbd, st64, st48, rest);
+           "\"noise_cbd_us\": %.1f, \"chacha20_64k_us\": %.1f, \"chacha20_48k_us\": %.1f, \"rest_us\": %.1f, "
+           "\"dec2_l0_full_us\": %.1f, \"dec2_l0_coset32_us\": %.1f}\n",
+           logn, enc, dec, dots + subs, inv, fwd, unif, cbd, st64, st48, rest, dfull, dcoset);
   else {
     printf("slot refresh at the top level, in process, one thread (best of 21 batches), us:\n");
     printf("  encode + encrypt %.1f, decrypt + decode %.1f: total %.1f\n", enc, dec, t);
@@ -335,6 +359,8 @@ static int breakdown(int logn, int json) {
     printf("  NTTs: inverse %.1f, forward %.1f (%.0f %%)\n", inv, fwd, 100 * (inv + fwd) / t);
     printf("  secret-key products %.1f (%.0f %%)\n", dots + subs, 100 * (dots + subs) / t);
     printf("  the rest (CRT, FFTs, rounding, copies) %.1f (%.0f %%)\n", rest, 100 * rest / t);
+    printf("degree-2 decryption at level 0 of the N/32 coefficients 31 + 32 t (a dense stage's refresh input), us:\n");
+    printf("  full inverse NTT %.1f, coset (weights, block sums, inverse NTT of size N/32) %.1f\n", dfull, dcoset);
   }
   ckks_arena_set(NULL, 0);
   sodium_memzero(arena, ab);

@@ -679,15 +679,19 @@ void enclave_refresh_prep_free(enclave_refresh_prep *p) {
   free(p);
 }
 
+#define PREP_COSETS 4
+
 /* The coset tables of a prepared input (public: the map only). A ciphertext
  * whose named coefficients share no coset, or whose tables cannot be made,
- * is decrypted in full, as before. At most 16 distinct cosets are kept. */
+ * is decrypted in full, as before. At most PREP_COSETS distinct cosets are
+ * kept per stage (a dense stage has one; each costs 2 rows per prime of
+ * Q, 0.5 MB at logN 13): the host's spec cannot make MODEL_LOAD keep more. */
 static int prepare_cosets(enclave *e, ct_sort *in) {
   in->cs = calloc(in->ncts, sizeof *in->cs);
-  in->own = calloc(16, sizeof *in->own);
+  in->own = calloc(PREP_COSETS, sizeof *in->own);
   if (!in->cs || !in->own) return hetee_error(HETEE_ERR_NOMEM, "no memory");
-  int logd[16];
-  uint32_t res[16];
+  int logd[PREP_COSETS];
+  uint32_t res[PREP_COSETS];
   for (uint32_t c = 0; c < in->ncts; c++) {
     int ld;
     uint32_t r;
@@ -695,7 +699,7 @@ static int prepare_cosets(enclave *e, ct_sort *in) {
     uint32_t k = 0;
     while (k < in->nown && !(logd[k] == ld && res[k] == r)) k++;
     if (k == in->nown) {
-      if (k == 16 || ckks_coset_new(e->ctx, ld, r, &in->own[k])) continue; /* decrypted in full */
+      if (k == PREP_COSETS || ckks_coset_new(e->ctx, ld, r, &in->own[k])) continue; /* decrypted in full */
       logd[k] = ld;
       res[k] = r;
       in->nown++;
@@ -886,33 +890,6 @@ int enclave_refresh_job_run(enclave *e, hetee_refresh_job *jp, hetee_rbuf *r, he
   hetee_refresh_job_free(jp);
   return hetee_error(HETEE_ERR_UNSUPPORTED, "this enclave was built without the CKKS layer");
 }
-/* The coset tables of a prepared input (public: the map only). A ciphertext
- * whose named coefficients share no coset, or whose tables cannot be made,
- * is decrypted in full, as before. At most 16 distinct cosets are kept. */
-static int prepare_cosets(enclave *e, ct_sort *in) {
-  in->cs = calloc(in->ncts, sizeof *in->cs);
-  in->own = calloc(16, sizeof *in->own);
-  if (!in->cs || !in->own) return hetee_error(HETEE_ERR_NOMEM, "no memory");
-  int logd[16];
-  uint32_t res[16];
-  for (uint32_t c = 0; c < in->ncts; c++) {
-    int ld;
-    uint32_t r;
-    if (!ckks_coset_fit(e->ctx, in->cidx + in->start[c], in->start[c + 1] - in->start[c], &ld, &r)) continue;
-    uint32_t k = 0;
-    while (k < in->nown && !(logd[k] == ld && res[k] == r)) k++;
-    if (k == in->nown) {
-      if (k == 16 || ckks_coset_new(e->ctx, ld, r, &in->own[k])) continue; /* decrypted in full */
-      logd[k] = ld;
-      res[k] = r;
-      in->nown++;
-    }
-    in->cs[c] = in->own[k];
-  }
-  hetee_error_clear();
-  return 0;
-}
-
 int enclave_refresh_prepare(enclave *e, const uint8_t *spec, size_t len, enclave_refresh_prep **out) {
   (void)e, (void)spec, (void)len;
   *out = NULL;

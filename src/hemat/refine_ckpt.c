@@ -97,6 +97,33 @@ typedef struct ck_frozen_head {
   uint32_t nl, first_train;
 } ck_frozen_head;
 
+/* The header of plan p's checkpoints without the cursor and the frozen
+ * section's mode, digest and size (zero): what the writer writes, and
+ * what the reader requires byte for byte (pads, layers beyond nl, the sign
+ * of a zero included: one encoding per checkpoint). */
+static void ck_settings(const hetee_ckks_context *ctx, const hetee_refine_plan *p, ck_header *h) {
+  memset(h, 0, sizeof *h);
+  memcpy(h->magic, CK_MAGIC, 4);
+  h->version = CK_VERSION;
+  memcpy(h->fp, hetee_ckks_context_fingerprint(ctx), 32);
+  h->batch = p->cfg.batch;
+  h->accumulate = p->cfg.accumulate;
+  h->loss = (uint32_t)p->cfg.loss;
+  h->nl = (uint32_t)p->nl;
+  h->train_layers = p->cfg.train_layers;
+  h->lr = p->cfg.lr;
+  h->momentum = p->cfg.momentum;
+  h->weight_decay = p->cfg.weight_decay;
+  h->seed = p->cfg.seed;
+  for (int l = 0; l < p->nl; l++) h->k[l] = p->L[l].k, h->m[l] = p->L[l].m;
+  h->sched_kind = p->sched.kind;
+  h->step_every = p->sched.step_every;
+  h->total = p->sched.total;
+  h->gamma = p->sched.gamma;
+  h->lr_min = p->sched.lr_min;
+  h->first_train = (uint32_t)p->first_train;
+}
+
 /* The frozen layers' section (the whole PATH.frozen file, or inline):
  * "HTRF" | u32 version 1 | fingerprint | u32 nl | u32 first_train | per
  * frozen layer l: W (F layout), bias. */
@@ -238,30 +265,11 @@ static int ck_write(const hetee_refine_state *s, const char *path, const uint8_t
   if (*S.partial) return hetee_error(HETEE_ERR_STATE, "a state read without its frozen layers");
   if (*S.pending) return hetee_error(HETEE_ERR_STATE, "checkpoint with %u steps not yet applied", *S.pending);
   ck_header h;
-  memset(&h, 0, sizeof h);
-  memcpy(h.magic, CK_MAGIC, 4);
-  h.version = CK_VERSION;
-  memcpy(h.fp, hetee_ckks_context_fingerprint(S.ctx), 32);
-  h.batch = S.p->cfg.batch;
-  h.accumulate = S.p->cfg.accumulate;
-  h.loss = (uint32_t)S.p->cfg.loss;
-  h.nl = (uint32_t)S.p->nl;
-  h.train_layers = S.p->cfg.train_layers;
-  h.lr = S.p->cfg.lr;
-  h.momentum = S.p->cfg.momentum;
-  h.weight_decay = S.p->cfg.weight_decay;
-  h.seed = S.p->cfg.seed;
-  for (int l = 0; l < S.p->nl; l++) h.k[l] = S.p->L[l].k, h.m[l] = S.p->L[l].m;
-  h.sched_kind = S.p->sched.kind;
-  h.step_every = S.p->sched.step_every;
-  h.total = S.p->sched.total;
-  h.gamma = S.p->sched.gamma;
-  h.lr_min = S.p->sched.lr_min;
+  ck_settings(S.ctx, S.p, &h);
   h.epoch = *S.epoch;
   h.next = *S.next;
   h.steps = *S.steps;
   h.updates = *S.updates;
-  h.first_train = (uint32_t)S.p->first_train;
   h.frozen_mode = S.p->first_train == 0 ? CK_FROZEN_NONE : inline_frozen ? CK_FROZEN_INLINE : CK_FROZEN_FILE;
   int rc = 0;
   if (h.frozen_mode == CK_FROZEN_FILE) rc = frozen_file_ensure(s, path);
@@ -414,6 +422,20 @@ static int ck_read(const hetee_ckks_context *ctx, const hetee_refine_plan *p, co
     rc = hetee_error(HETEE_ERR_FORMAT, "checkpoint: frozen layers' mode %u", h.frozen_mode);
   for (int l = 0; l < p->nl && !rc; l++)
     if (h.k[l] != p->L[l].k || h.m[l] != p->L[l].m) rc = hetee_error(HETEE_ERR_SHAPE, "checkpoint layer %d shape", l);
+  if (!rc) { /* the rest of the header as the writer writes it for this plan */
+    ck_header e;
+    ck_settings(ctx, p, &e);
+    e.epoch = h.epoch;
+    e.next = h.next;
+    e.steps = h.steps;
+    e.updates = h.updates;
+    e.frozen_mode = h.frozen_mode;
+    if (h.frozen_mode != CK_FROZEN_NONE) {
+      memcpy(e.frozen_digest, h.frozen_digest, 32);
+      e.frozen_size = h.frozen_size;
+    }
+    if (memcmp(&e, &h, sizeof h)) rc = hetee_error(HETEE_ERR_FORMAT, "checkpoint: a malformed header");
+  }
   hetee_refine_state *s = NULL;
   if (!rc) rc = refine_state_alloc(ctx, p, &s);
   refine_state_fields S;
@@ -442,19 +464,37 @@ static int ck_read(const hetee_ckks_context *ctx, const hetee_refine_plan *p, co
     if (!rc) rc = rd_cts(&r, ctx, S.WT[l], L->has_back ? L->T.n_w_cts : 0, REFINE_W_SCALE);
     if (!rc) rc = rd_cts(&r, ctx, S.V[l], has_v(S.p, l) ? n_v(S.p, l) : 0, HETEE_REFINE_MOM_SCALE);
   }
-  if (!rc && blob) { /* the trailer of a sealed checkpoint */
+  /* the end of the file, or the trailer of a sealed checkpoint (required
+   * by the sealed reader; the plain reader reads past a whole one): nothing
+   * else may follow the trained layers */
+  if (!rc) {
     char mg[4];
+    uint8_t uidb[16];
     uint64_t l64 = 0;
-    if (fread(mg, 4, 1, f) != 1 || memcmp(mg, CK_JOB_MAGIC, 4))
-      rc = hetee_error(HETEE_ERR_FORMAT, "%s holds no enclave job state", path);
-    else if (fread(uid, 16, 1, f) != 1 || fread(&l64, 8, 1, f) != 1) rc = hetee_error(HETEE_ERR_TRUNCATED, "checkpoint truncated");
-    else if (l64 < 1 || l64 > ((uint64_t)64 << 20)) rc = hetee_error(HETEE_ERR_LIMIT, "enclave job state of %llu bytes", (unsigned long long)l64);
-    else if (!(*blob = malloc((size_t)l64))) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
-    else if (fread(*blob, 1, (size_t)l64, f) != (size_t)l64 || fgetc(f) != EOF) {
-      rc = hetee_error(HETEE_ERR_TRUNCATED, "checkpoint truncated or with trailing bytes");
-      free(*blob);
-      *blob = NULL;
-    } else *blen = (size_t)l64;
+    uint8_t *b = NULL;
+    size_t got = fread(mg, 1, 4, f);
+    if (!blob && got == 0) {
+      /* a plain checkpoint */
+    } else if (got != 4 || memcmp(mg, CK_JOB_MAGIC, 4)) {
+      rc = blob ? hetee_error(HETEE_ERR_FORMAT, "%s holds no enclave job state", path)
+                : hetee_error(HETEE_ERR_FORMAT, "checkpoint: trailing bytes");
+    } else if (fread(uidb, 16, 1, f) != 1 || fread(&l64, 8, 1, f) != 1) {
+      rc = hetee_error(HETEE_ERR_TRUNCATED, "checkpoint truncated");
+    } else if (l64 < 1 || l64 > ((uint64_t)64 << 20)) {
+      rc = hetee_error(HETEE_ERR_LIMIT, "enclave job state of %llu bytes", (unsigned long long)l64);
+    } else if (!(b = malloc((size_t)l64))) {
+      rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+    } else if (fread(b, 1, (size_t)l64, f) != (size_t)l64) {
+      rc = hetee_error(HETEE_ERR_TRUNCATED, "checkpoint truncated");
+    }
+    if (!rc && fgetc(f) != EOF) rc = hetee_error(HETEE_ERR_FORMAT, "checkpoint: trailing bytes");
+    if (!rc && blob) {
+      memcpy(uid, uidb, 16);
+      *blob = b;
+      *blen = (size_t)l64;
+      b = NULL;
+    }
+    free(b);
   }
   fclose(f);
   if (rc) {

@@ -58,6 +58,7 @@ typedef struct rjob {
   int64_t epochs, epoch_samples, updates;
   int stop_req, finished;
   double t_load, t_step, t_ckpt; /* this process's seconds: batch loads, steps (enclave lock held), checkpoints */
+  double t_ckpt_locked;           /* the checkpoints' seconds under the enclave lock */
   double ckpt_end, ckpt_dur;      /* when the last checkpoint ended, how long it took */
   uint64_t n_steps;
   /* steps since the last checkpoint: batch ids and their positions */
@@ -264,9 +265,11 @@ static int checkpoint_(server *S, rjob *j) {
   if (!rc) {
     /* the enclave seals its side of the job into the same file (REFINE_SAVE) */
     pthread_mutex_lock(&S->en.lock);
+    double tl = mono_s();
     sup_note_restarts(&S->en);
     if (S->en.restarts_seen != j->en_restarts) rc = hetee_error(HETEE_ERR_IO, "the enclave restarted");
     else rc = hetee_refine_checkpoint_write_sealed(j->st, j->t, path);
+    j->t_ckpt_locked += mono_s() - tl;
     pthread_mutex_unlock(&S->en.lock);
   }
   if (!rc) rc = rstore_progress(S->db, j->id, (int64_t)e, NULL, NULL, 0, (int64_t)steps, j->updates, samples);
@@ -381,8 +384,9 @@ static int work(server *S, rjob *j) {
         if (!rc)
           fprintf(stderr,
                   "hetee server: refine job %lld: epoch %u done (this process: %llu steps, %.3f s loading batches, "
-                  "%.3f s in steps, %.3f s in checkpoints)\n",
-                  (long long)j->id, e, (unsigned long long)j->n_steps, j->t_load, j->t_step, j->t_ckpt);
+                  "%.3f s in steps, %.3f s in checkpoints, %.3f s of them under the enclave lock)\n",
+                  (long long)j->id, e, (unsigned long long)j->n_steps, j->t_load, j->t_step, j->t_ckpt,
+                  j->t_ckpt_locked);
       }
       if (was_lost) lost(S, j);
       else if (rc) fail(S, j, "end of epoch");
@@ -654,11 +658,18 @@ int refine_live_open(server *S, int64_t id, const hetee_refine_plan *p, const ch
       if (!resume) {
         /* the job's state sealed by the enclave from the start, so that a
          * restart before the first update resumes it too */
+        double t0 = mono_s();
         pthread_mutex_lock(&S->en.lock);
-        if (hetee_refine_checkpoint_write_sealed(j->st, t, ckpt))
+        double tl = mono_s();
+        int wrc = hetee_refine_checkpoint_write_sealed(j->st, t, ckpt);
+        double t1 = mono_s();
+        pthread_mutex_unlock(&S->en.lock);
+        if (wrc)
           fprintf(stderr, "hetee server: refine job %lld: no sealed initial checkpoint: %s\n", (long long)id,
                   hetee_last_error());
-        pthread_mutex_unlock(&S->en.lock);
+        else
+          fprintf(stderr, "hetee server: refine job %lld: initial sealed checkpoint in %.3f s, %.3f s of it under the enclave lock\n",
+                  (long long)id, mono_s() - t0, t1 - tl);
       }
     }
   }

@@ -366,6 +366,23 @@ HETEE_API int hetee_refine_fetch_parse(const uint8_t *msg, size_t len, uint32_t 
  * the same file (ignoring the sealed part). */
 HETEE_API int hetee_refine_checkpoint_write_sealed(const hetee_refine_state *s, hetee_refine_trusted *t,
                                                    const char *path) HETEE_WUR;
+/* The parts of hetee_refine_checkpoint_write_sealed, so that a caller that
+ * serializes the enclave's handle with a lock holds it only for the
+ * enclave's part: hetee_host_refine_save asks the enclave for REFINE_SAVE
+ * (declaring s's cursor; s without pending steps) and returns the job's uid
+ * and sealed state (*blob malloc'd); hetee_refine_checkpoint_write_job
+ * writes s's checkpoint with them (no enclave call).
+ * hetee_refine_checkpoint_write_frozen writes PATH.frozen, the frozen
+ * layers' file (tmp, fsync, rename, directory fsync; no enclave call; 0 at
+ * once when s has no frozen layers or wrote / read that file already and it
+ * is still there with its size): a checkpoint to PATH afterwards finds it
+ * and writes only its own file (a checkpoint always names a frozen file
+ * that is durable before it). */
+HETEE_API int hetee_host_refine_save(hetee_refine_trusted *t, const hetee_refine_state *s, uint8_t uid[16],
+                                     uint8_t **blob, size_t *blen) HETEE_WUR;
+HETEE_API int hetee_refine_checkpoint_write_job(const hetee_refine_state *s, const char *path, const uint8_t uid[16],
+                                                const uint8_t *blob, size_t blen) HETEE_WUR;
+HETEE_API int hetee_refine_checkpoint_write_frozen(const hetee_refine_state *s, const char *path) HETEE_WUR;
 /* Reads a sealed checkpoint of plan p, reopens its job in enclave e and
  * returns the encrypted state (trained layers as the enclave re-issued them,
  * the cursor and counters of the sealed state) and a trusted side calling

@@ -251,6 +251,20 @@ int hetee_refine_checkpoint_write_full(const hetee_refine_state *s, const char *
   return ck_write(s, path, NULL, NULL, 0, 1);
 }
 
+int hetee_refine_checkpoint_write_job(const hetee_refine_state *s, const char *path, const uint8_t uid[16],
+                                      const uint8_t *blob, size_t blen) {
+  return refine_checkpoint_write_job(s, path, uid, blob, blen);
+}
+
+int hetee_refine_checkpoint_write_frozen(const hetee_refine_state *s, const char *path) {
+  if (!s || !path) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  refine_state_fields S;
+  refine_state_fields_of(s, &S);
+  if (*S.partial) return hetee_error(HETEE_ERR_STATE, "a state read without its frozen layers");
+  if (S.p->first_train == 0) return 0;
+  return frozen_file_ensure(s, path);
+}
+
 int refine_checkpoint_write_job(const hetee_refine_state *s, const char *path, const uint8_t uid[16],
                                 const uint8_t *blob, size_t blen) {
   if (!uid || !blob || !blen) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");

@@ -409,9 +409,10 @@ int hetee_host_refine_fetch(hetee_refine_trusted *t, const hetee_refine_state *s
 }
 
 /* ---- durable jobs: SAVE / RESUME / STATUS ---- */
-int hetee_refine_checkpoint_write_sealed(const hetee_refine_state *s, hetee_refine_trusted *t, const char *path) {
+int hetee_host_refine_save(hetee_refine_trusted *t, const hetee_refine_state *s, uint8_t uid[16], uint8_t **blob,
+                           size_t *blen) {
   remote *rm = t ? refine_tr_ops_arg(t) : NULL;
-  if (!rm || !s || !path) return hetee_error(HETEE_ERR_INVALID_ARG, "not an enclave refine job");
+  if (!rm || !s || !uid || !blob || !blen) return hetee_error(HETEE_ERR_INVALID_ARG, "not an enclave refine job");
   if (hetee_refine_pending_steps(s)) return hetee_error(HETEE_ERR_STATE, "checkpoint with %d steps not yet applied", hetee_refine_pending_steps(s));
   uint32_t epoch, next;
   uint64_t steps, updates;
@@ -427,14 +428,29 @@ int hetee_refine_checkpoint_write_sealed(const hetee_refine_state *s, hetee_refi
   hetee_rbuf r;
   int rc = call_fixed(rm, HETEE_MSG_REFINE_SAVE, req, sizeof req, &f, &r);
   if (rc) return rc;
-  const uint8_t *uid = hetee_rbuf_get(&r, 16);
+  const uint8_t *u = hetee_rbuf_get(&r, 16);
   (void)hetee_rbuf_u64(&r);
   (void)hetee_rbuf_u64(&r);
-  size_t blen = 0;
-  const uint8_t *blob = hetee_rbuf_blob(&r, f.len, &blen);
-  if (r.err || hetee_rbuf_left(&r) || !blen) rc = hetee_error(HETEE_ERR_PROTOCOL, "malformed REFINE_SAVE reply");
-  if (!rc) rc = refine_checkpoint_write_job(s, path, uid, blob, blen);
+  size_t n = 0;
+  const uint8_t *b = hetee_rbuf_blob(&r, f.len, &n);
+  if (r.err || hetee_rbuf_left(&r) || !n) rc = hetee_error(HETEE_ERR_PROTOCOL, "malformed REFINE_SAVE reply");
+  if (!rc && !(*blob = malloc(n))) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+  if (!rc) {
+    memcpy(uid, u, 16);
+    memcpy(*blob, b, n);
+    *blen = n;
+  }
   hetee_frame_clear(&f);
+  return rc;
+}
+
+int hetee_refine_checkpoint_write_sealed(const hetee_refine_state *s, hetee_refine_trusted *t, const char *path) {
+  if (!t || !s || !path) return hetee_error(HETEE_ERR_INVALID_ARG, "not an enclave refine job");
+  uint8_t uid[16], *blob = NULL;
+  size_t blen = 0;
+  int rc = hetee_host_refine_save(t, s, uid, &blob, &blen);
+  if (!rc) rc = refine_checkpoint_write_job(s, path, uid, blob, blen);
+  free(blob);
   return rc;
 }
 

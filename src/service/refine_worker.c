@@ -26,7 +26,9 @@
  * The enclave. Each step holds the supervised enclave's lock (the handle is
  * not thread-safe); between steps the lock is released and, when inference
  * jobs are queued, the worker sleeps briefly so that an inference worker
- * takes the lock (pthread mutexes are not fair). The enclave's side of a
+ * takes the lock (pthread mutexes are not fair). A checkpoint holds it for
+ * the enclave's REFINE_SAVE only: the frozen layers' file and the
+ * checkpoint file are written without it (sealed_checkpoint). The enclave's side of a
  * job (its kept weights, the MP's session) does not survive an enclave
  * restart: a job whose enclave restarted goes to state needs_auth, its
  * host state reloaded from the last checkpoint, until the MP authorizes a
@@ -237,6 +239,30 @@ static int checkpoint(server *S, rjob *j) {
 #define CKPT_RATIO 4.0
 static int checkpoint_due(const rjob *j) { return mono_s() - j->ckpt_end >= CKPT_RATIO * j->ckpt_dur; }
 
+/* The sealed checkpoint of j at path with the enclave lock held for the
+ * enclave's part only (REFINE_SAVE): the frozen layers' file (210 MB for
+ * mlp_small, once per job) and the checkpoint file are written outside it,
+ * the frozen file first (a checkpoint names only a durable frozen file).
+ * *locked += the seconds the lock was held. */
+static int sealed_checkpoint(server *S, rjob *j, hetee_refine_trusted *t, const char *path, double *locked) {
+  int rc = hetee_refine_checkpoint_write_frozen(j->st, path);
+  uint8_t uid[16], *blob = NULL;
+  size_t blen = 0;
+  if (!rc) {
+    pthread_mutex_lock(&S->en.lock);
+    double tl = mono_s();
+    sup_note_restarts(&S->en);
+    if (S->en.restarts_seen != j->en_restarts) rc = hetee_error(HETEE_ERR_IO, "the enclave restarted");
+    else rc = hetee_host_refine_save(t, j->st, uid, &blob, &blen);
+    *locked += mono_s() - tl;
+    pthread_mutex_unlock(&S->en.lock);
+  }
+  /* the enclave's sealed side of the job in the same file (one rename) */
+  if (!rc) rc = hetee_refine_checkpoint_write_job(j->st, path, uid, blob, blen);
+  free(blob);
+  return rc;
+}
+
 static int checkpoint_(server *S, rjob *j) {
   uint32_t e = 0, next = 0;
   uint64_t steps = 0;
@@ -262,16 +288,7 @@ static int checkpoint_(server *S, rjob *j) {
   if (!rc && j->np) rc = rstore_progress(S->db, j->id, used_epoch, j->pb, j->pp, j->np, -1, 0, 0);
   char path[SRV_PATH_MAX];
   ckpt_path(S, j->id, path);
-  if (!rc) {
-    /* the enclave seals its side of the job into the same file (REFINE_SAVE) */
-    pthread_mutex_lock(&S->en.lock);
-    double tl = mono_s();
-    sup_note_restarts(&S->en);
-    if (S->en.restarts_seen != j->en_restarts) rc = hetee_error(HETEE_ERR_IO, "the enclave restarted");
-    else rc = hetee_refine_checkpoint_write_sealed(j->st, j->t, path);
-    j->t_ckpt_locked += mono_s() - tl;
-    pthread_mutex_unlock(&S->en.lock);
-  }
+  if (!rc) rc = sealed_checkpoint(S, j, j->t, path, &j->t_ckpt_locked);
   if (!rc) rc = rstore_progress(S->db, j->id, (int64_t)e, NULL, NULL, 0, (int64_t)steps, j->updates, samples);
   if (!rc) j->np = 0;
   (void)nb;
@@ -658,18 +675,13 @@ int refine_live_open(server *S, int64_t id, const hetee_refine_plan *p, const ch
       if (!resume) {
         /* the job's state sealed by the enclave from the start, so that a
          * restart before the first update resumes it too */
-        double t0 = mono_s();
-        pthread_mutex_lock(&S->en.lock);
-        double tl = mono_s();
-        int wrc = hetee_refine_checkpoint_write_sealed(j->st, t, ckpt);
-        double t1 = mono_s();
-        pthread_mutex_unlock(&S->en.lock);
-        if (wrc)
+        double t0 = mono_s(), locked = 0;
+        if (sealed_checkpoint(S, j, t, ckpt, &locked))
           fprintf(stderr, "hetee server: refine job %lld: no sealed initial checkpoint: %s\n", (long long)id,
                   hetee_last_error());
         else
           fprintf(stderr, "hetee server: refine job %lld: initial sealed checkpoint in %.3f s, %.3f s of it under the enclave lock\n",
-                  (long long)id, mono_s() - t0, t1 - tl);
+                  (long long)id, mono_s() - t0, locked);
       }
     }
   }

@@ -338,6 +338,20 @@ HETEE_API int hetee_host_refine_open(struct hetee_host_enclave *e, const hetee_c
  * sealed to the job's model-provider session (*sealed malloc'd). */
 HETEE_API int hetee_host_refine_fetch(hetee_refine_trusted *t, const hetee_refine_state *s, int l, uint8_t **sealed,
                                       size_t *len) HETEE_WUR;
+/* A fetch the model provider authorizes (docs/refine.md "Fetch"): auth is
+ * hetee_refine_fetch_auth_msg sealed by any live session of the job's MP
+ * (hetee_client_session_seal); the enclave opens it in that session (its
+ * counter refuses a replay), checks the session is the job owner's and the
+ * message names the job's model, spec and layer l, and seals the weights to
+ * that session. Errors: HETEE_ERR_NOT_FOUND (no such session),
+ * HETEE_ERR_AUTH (another party's session, garbled, another model / spec /
+ * layer), HETEE_ERR_REPLAY, then those of hetee_host_refine_fetch. */
+#define HETEE_REFINE_FETCH_CONTEXT "hetee-refine-fetch-v1"
+HETEE_API int hetee_refine_fetch_auth_msg(uint32_t model_id, const hetee_refine_plan *p, int l, uint8_t **msg,
+                                          size_t *len) HETEE_WUR;
+HETEE_API int hetee_host_refine_fetch_auth(hetee_refine_trusted *t, const hetee_refine_state *s, int l,
+                                           const uint8_t *auth, size_t auth_len, uint8_t **sealed,
+                                           size_t *len) HETEE_WUR;
 /* The model provider's side: the opened plaintext of a fetch into
  * w->w[l] (m x k) and w->b[l] (shapes must match w's). Errors:
  * HETEE_ERR_FORMAT, HETEE_ERR_SHAPE. */

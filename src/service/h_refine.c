@@ -372,9 +372,19 @@ void h_refine_weights(srv_req *q, srv_resp *r) {
     resp_error(r, 400, "bad_layer", "?layer=L: a trained layer's index");
     return;
   }
+  /* &auth=HEX: the MP's fetch authorization, sealed in the session the
+   * weights go to (any live session of the job's MP) */
+  const char *ah = req_query(q, "auth");
+  uint8_t *auth = NULL;
+  size_t alen = 0;
+  if (ah && unhex_alloc(ah, RJ_AUTH_MAX, &auth, &alen)) {
+    resp_error(r, 400, "bad_auth", "&auth=HEX: the fetch authorization sealed in the model provider's session");
+    return;
+  }
   uint8_t *sealed = NULL;
   size_t n = 0;
-  int rc = refine_live_fetch(q->S, j.id, (int)l, &sealed, &n);
+  int rc = refine_live_fetch(q->S, j.id, (int)l, auth, alen, &sealed, &n);
+  free(auth);
   if (rc) {
     resp_status(r, rc, "fetch");
     return;

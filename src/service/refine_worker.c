@@ -690,7 +690,7 @@ int refine_live_open(server *S, int64_t id, const hetee_refine_plan *p, const ch
   return rc;
 }
 
-int refine_live_fetch(server *S, int64_t id, int l, uint8_t **sealed, size_t *len) {
+int refine_live_fetch(server *S, int64_t id, int l, const uint8_t *auth, size_t alen, uint8_t **sealed, size_t *len) {
   rjob *j = find(S->refine, id);
   int rc = 0;
   if (!j) {
@@ -733,7 +733,7 @@ int refine_live_fetch(server *S, int64_t id, int l, uint8_t **sealed, size_t *le
     sup_note_restarts(&S->en);
     if (S->en.restarts_seen != j->en_restarts)
       rc = hetee_error(HETEE_ERR_STATE, "the enclave restarted: refine job %lld resumes at its next step", (long long)id);
-    else rc = hetee_host_refine_fetch(j->t, j->st, l, sealed, len);
+    else rc = hetee_host_refine_fetch_auth(j->t, j->st, l, auth, alen, sealed, len);
     pthread_mutex_unlock(&S->en.lock);
   }
   pthread_mutex_unlock(&j->jl);

@@ -397,6 +397,11 @@ HETEE_API int hetee_host_refine_save(hetee_refine_trusted *t, const hetee_refine
 HETEE_API int hetee_refine_checkpoint_write_job(const hetee_refine_state *s, const char *path, const uint8_t uid[16],
                                                 const uint8_t *blob, size_t blen) HETEE_WUR;
 HETEE_API int hetee_refine_checkpoint_write_frozen(const hetee_refine_state *s, const char *path) HETEE_WUR;
+/* Where checkpoint path keeps its frozen layers, from its header only:
+ * *mode 0 (no frozen layers), 1 (inside the checkpoint), 2 (in
+ * PATH.frozen, *size bytes, named by digest). Errors: the reader's for
+ * the header (HETEE_ERR_NOT_FOUND, _TRUNCATED, _FORMAT, _VERSION). */
+HETEE_API int hetee_refine_checkpoint_frozen_info(const char *path, int *mode, uint64_t *size) HETEE_WUR;
 /* Reads a sealed checkpoint of plan p, reopens its job in enclave e and
  * returns the encrypted state (trained layers as the enclave re-issued them,
  * the cursor and counters of the sealed state) and a trusted side calling

@@ -579,7 +579,7 @@ int hetee_client_refine_fetch(hetee_client_conn *c, const char *home, int64_t jo
       free(ah);
       if (!rc) {
         rc = api_call(c, "GET", target, NULL, NULL, 0, 200, &sealed, &sl);
-        if ((rc == HETEE_ERR_NOT_FOUND && strstr(hetee_last_error(), "no such session")) ||
+        if ((rc == HETEE_ERR_NOT_FOUND && strstr(hetee_last_error(), "session")) ||
             (rc == HETEE_ERR_AUTH && strstr(hetee_last_error(), "counter")))
           again = 1;
       }

@@ -412,6 +412,16 @@ static int refine_simple(int argc, char **argv, int which) {
              json_integer_value(json_object_get(j, "samples")), json_integer_value(json_object_get(j, "pending_steps")));
     printf("  submitted %lld samples in %lld batches\n", json_integer_value(json_object_get(j, "submitted_samples")),
            json_integer_value(json_object_get(j, "submitted_batches")));
+    json_t *fz = json_object_get(j, "frozen");
+    if (json_is_object(fz)) {
+      const char *fs = json_string_value(json_object_get(fz, "state"));
+      if (fs && !strcmp(fs, "checkpoint")) printf("  frozen layers: inside the checkpoint\n");
+      else if (fs && json_object_get(fz, "file"))
+        printf("  frozen layers: %s, %lld bytes named by the checkpoint: %s\n", json_string_value(json_object_get(fz, "file")),
+               json_integer_value(json_object_get(fz, "bytes")),
+               !strcmp(fs, "written") ? "written" : !strcmp(fs, "missing") ? "MISSING (the job cannot resume)" : "OTHER SIZE (the job cannot resume)");
+      else if (fs) printf("  frozen layers: %s\n", fs);
+    }
     json_t *u = json_object_get(j, "used");
     for (size_t i = 0; i < json_array_size(u); i++) {
       json_t *e = json_array_get(u, i);

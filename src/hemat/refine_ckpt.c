@@ -395,6 +395,23 @@ static int rd_frozen(FILE *f, const hetee_ckks_context *ctx, hetee_refine_state 
 static int ck_read(const hetee_ckks_context *ctx, const hetee_refine_plan *p, const char *path,
                    hetee_refine_state **out, uint8_t *uid, uint8_t **blob, size_t *blen, int trained_only);
 
+int hetee_refine_checkpoint_frozen_info(const char *path, int *mode, uint64_t *size) {
+  if (!path || !mode || !size) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  FILE *f = fopen(path, "rb");
+  if (!f) return hetee_error(HETEE_ERR_NOT_FOUND, "cannot open %s: %s", path, strerror(errno));
+  ck_header h;
+  int rc = 0;
+  if (fread(&h, sizeof h, 1, f) != 1) rc = hetee_error(HETEE_ERR_TRUNCATED, "checkpoint truncated");
+  else if (memcmp(h.magic, CK_MAGIC, 4)) rc = hetee_error(HETEE_ERR_FORMAT, "not a refine checkpoint");
+  else if (h.version != CK_VERSION) rc = hetee_error(HETEE_ERR_VERSION, "checkpoint version %u (%u expected)", h.version, CK_VERSION);
+  else if (h.frozen_mode > CK_FROZEN_FILE) rc = hetee_error(HETEE_ERR_FORMAT, "checkpoint: frozen layers' mode %u", h.frozen_mode);
+  fclose(f);
+  if (rc) return rc;
+  *mode = (int)h.frozen_mode;
+  *size = h.frozen_mode == CK_FROZEN_NONE ? 0 : h.frozen_size;
+  return 0;
+}
+
 int hetee_refine_checkpoint_read(const hetee_ckks_context *ctx, const hetee_refine_plan *p, const char *path,
                                  hetee_refine_state **out) {
   return ck_read(ctx, p, path, out, NULL, NULL, NULL, 0);

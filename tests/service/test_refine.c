@@ -183,6 +183,10 @@ static void test_epoch(void **state) {
   assert_string_equal(fin, "done");
   json_t *s = status(mp, job);
   assert_int_equal(jint(s, "samples"), (long long)NTRAIN);
+  /* the frozen layers (mlp_small's first two) in ID.ckpt.frozen, written */
+  json_t *fzj = json_object_get(s, "frozen");
+  assert_string_equal(json_string_value(json_object_get(fzj, "state")), "written");
+  assert_true(jint(fzj, "bytes") > (1 << 20) && jint(fzj, "bytes") == jint(fzj, "on_disk"));
   assert_int_equal(jint(s, "steps"), (long long)((NTRAIN + 63) / 64));
   json_t *u = json_array_get(json_object_get(s, "used"), 0);
   assert_int_equal(jint(u, "epoch"), 0);
@@ -268,6 +272,9 @@ static void test_epoch(void **state) {
   /* through the CLI: status, then promote: the refined model serves inference */
   snprintf(cmd, sizeof cmd, "%s/hetee refine status --job %lld --home %s --server %s > %s/status.txt", sfx_bin(),
            (long long)job, F->mp, F->url, F->dir);
+  assert_int_equal(system(cmd), 0);
+  snprintf(cmd, sizeof cmd, "grep -q '^  frozen layers: %lld.ckpt.frozen, [0-9]* bytes named by the checkpoint: written$' %s/status.txt",
+           (long long)job, F->dir);
   assert_int_equal(system(cmd), 0);
   snprintf(cmd, sizeof cmd, "%s/hetee model promote --model %lld --home %s --server %s | tail -1 > %s/promoted.txt",
            sfx_bin(), (long long)MODEL, F->mp, F->url, F->dir);

@@ -59,6 +59,9 @@ typedef struct rjob {
   unsigned en_restarts;    /* S->en.restarts_seen when t was opened */
   int64_t epochs, epoch_samples, updates;
   int stop_req, finished;
+  int closable;                  /* finished done or stopped: its last sealed checkpoint holds everything it did */
+  int have_last;                 /* last: the enclave's counts when the job was closed (release) */
+  hetee_refine_job_status last;
   double t_load, t_step, t_ckpt; /* this process's seconds: batch loads, steps (enclave lock held), checkpoints */
   double t_ckpt_locked;           /* the checkpoints' seconds under the enclave lock */
   double ckpt_end, ckpt_dur;      /* when the last checkpoint ended, how long it took */
@@ -315,6 +318,20 @@ static void fail(server *S, rjob *j, const char *what) {
   fprintf(stderr, "hetee server: refine job %lld failed: %s\n", (long long)j->id, why);
 }
 
+/* A job that finished done or stopped gives its slot in the enclave back
+ * (at most HETEE_REFINE_MAX_JOBS open jobs): its last sealed checkpoint
+ * holds all it did, the enclave's counts are kept for the status, and a
+ * fetch reopens it from that checkpoint (try_resume_) and closes it again. */
+static void release(server *S, rjob *j) {
+  if (!j->t || !j->closable) return;
+  pthread_mutex_lock(&S->en.lock);
+  sup_note_restarts(&S->en);
+  if (S->en.restarts_seen == j->en_restarts && !hetee_host_refine_status(j->t, &j->last)) j->have_last = 1;
+  hetee_refine_trusted_free(j->t); /* REFINE_CLOSE */
+  pthread_mutex_unlock(&S->en.lock);
+  j->t = NULL;
+}
+
 /* Runs fn under the enclave lock unless the enclave restarted since the job
  * was opened (then *was_lost). */
 static int flush_locked(server *S, rjob *j, int *was_lost) {
@@ -354,13 +371,17 @@ static int work(server *S, rjob *j) {
     if (rc) fail(S, j, "stopping");
     else (void)rstore_job_set_state(S->db, j->id, "stopped", NULL);
     j->finished = 1;
+    j->closable = !rc;
+    release(S, j);
     return 1;
   }
   uint32_t e = 0, next = 0;
   hetee_refine_state_cursor(j->st, &e, &next, NULL);
-  if (j->epochs > 0 && e >= j->epochs) {
+  if (j->epochs > 0 && e >= j->epochs) { /* the checkpoint at (epochs, 0) is written */
     (void)rstore_job_set_state(S->db, j->id, "done", NULL);
     j->finished = 1;
+    j->closable = 1;
+    release(S, j);
     return 1;
   }
   int64_t *ids = NULL;
@@ -704,6 +725,7 @@ int refine_live_fetch(server *S, int64_t id, int l, const uint8_t *auth, size_t 
     pthread_mutex_lock(&j->jl);
     if (!j->t && !j->st) {
       j->finished = 1;
+      j->closable = !strcmp(row.state, "done") || !strcmp(row.state, "stopped");
       rc = spec_plan(S, id, &row, &j->plan);
       j->model = row.model;
       j->epochs = row.epochs;
@@ -736,6 +758,7 @@ int refine_live_fetch(server *S, int64_t id, int l, const uint8_t *auth, size_t 
     else rc = hetee_host_refine_fetch_auth(j->t, j->st, l, auth, alen, sealed, len);
     pthread_mutex_unlock(&S->en.lock);
   }
+  if (j->finished) release(S, j); /* the slot back (done or stopped) */
   pthread_mutex_unlock(&j->jl);
   return rc;
 }
@@ -775,7 +798,11 @@ void refine_live_info(server *S, int64_t id, int *live, int *pending) {
 
 json_t *refine_live_enclave_json(server *S, int64_t id) {
   rjob *j = find(S->refine, id);
-  if (!j || pthread_mutex_trylock(&j->jl) != 0) return NULL;
+  if (!j) return NULL;
+  if (pthread_mutex_trylock(&j->jl) != 0) {
+    if (!j->finished) return NULL; /* the worker is stepping it */
+    pthread_mutex_lock(&j->jl);     /* a finished job's lock is held briefly */
+  }
   json_t *o = NULL;
   if (j->t) {
     hetee_refine_job_status st;
@@ -789,6 +816,12 @@ json_t *refine_live_enclave_json(server *S, int64_t id) {
         json_array_append_new(ep, json_integer((json_int_t)st.epoch_samples[e]));
       o = json_pack("{sI sI so}", "samples", (json_int_t)st.samples, "updates", (json_int_t)st.updates, "epoch_samples", ep);
     }
+  } else if (j->have_last) { /* counted when the finished job was closed */
+    json_t *ep = json_array();
+    for (uint32_t e = 0; e < j->last.epochs && e < HETEE_REFINE_EPOCH_LOG; e++)
+      json_array_append_new(ep, json_integer((json_int_t)j->last.epoch_samples[e]));
+    o = json_pack("{sI sI so}", "samples", (json_int_t)j->last.samples, "updates", (json_int_t)j->last.updates,
+                  "epoch_samples", ep);
   }
   pthread_mutex_unlock(&j->jl);
   return o;

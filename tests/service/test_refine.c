@@ -30,6 +30,8 @@
  *    restart the job waits for the MP, whose resume authorizes that
  *    checkpoint in a new session; the job ends at plaintext SGD. Its
  *    checkpoint refused without its frozen-layer file or with another one.
+ *  - slots: 5 jobs one after the other on one enclave (which holds at most
+ *    4): each finished job gives its slot back; all 5 fetched afterwards.
  * HETEE_TEST_QUICK=1: fewer samples.
  */
 #include "service_fixture.h"
@@ -40,6 +42,7 @@
 #include <sys/stat.h>
 
 #include "hetee/enclave.h"
+#include "enclave/wire/proto.h" /* HETEE_REFINE_MAX_JOBS */
 #include "hetee/refine.h"
 
 static sfx *F;
@@ -612,8 +615,55 @@ static void test_resume_auth(void **state) {
   hetee_client_disconnect(dp1);
 }
 
+/* The enclave holds at most 4 open refine jobs: a job that finished gives
+ * its slot back (its last sealed checkpoint holds everything), so 5 jobs
+ * run one after the other on one server and enclave, each fetched after
+ * all of them finished (the enclave reopens each from its sealed
+ * checkpoint and closes it again) at plaintext SGD; the enclave's counts
+ * stay in the status. */
+static void test_slots(void **state) {
+  (void)state;
+  char onnx[512];
+  sfx_model_path(onnx, sizeof onnx, "mlp_small");
+  enum { NJ = HETEE_REFINE_MAX_JOBS + 1 };
+  hetee_client_conn *mp, *dp1;
+  assert_int_equal(hetee_client_connect(F->url, F->mp, &mp), 0);
+  assert_int_equal(hetee_client_connect(F->url, F->dp1, &dp1), 0);
+  int64_t jobs[NJ];
+  hetee_client_refine_options o = opts(onnx, 1, 0.0, 64);
+  for (int i = 0; i < NJ; i++) {
+    const float *x = X + (size_t)i * 64 * 784, *y = Y + (size_t)i * 64;
+    int rc = hetee_client_refine_start(mp, F->mp, MODEL, &o, &jobs[i]);
+    if (rc) fprintf(stderr, "refine slots: start %d: %s\n", i, hetee_last_error());
+    assert_int_equal(rc, 0);
+    size_t nb = 0;
+    assert_int_equal(hetee_client_refine_submit(dp1, jobs[i], x, y, 64, &nb), 0);
+    char st[24];
+    assert_int_equal(hetee_client_refine_wait(mp, jobs[i], 600, st), 0);
+    assert_string_equal(st, "done");
+    json_t *s = status(mp, jobs[i]);
+    assert_int_equal(jint(s, "enclave_holds"), 0); /* closed */
+    assert_int_equal(jint(json_object_get(s, "enclave"), "samples"), 64);
+    json_decref(s);
+  }
+  for (int i = 0; i < NJ; i++) {
+    hetee_refine_weights we, wp;
+    int rc = hetee_client_refine_fetch(mp, F->mp, jobs[i], NULL, &we);
+    if (rc) fprintf(stderr, "refine slots: fetch %d: %s\n", i, hetee_last_error());
+    assert_int_equal(rc, 0);
+    plain_ref(onnx, &o, X + (size_t)i * 64 * 784, Y + (size_t)i * 64, 64, &wp);
+    double d = hetee_refine_weights_maxdiff(&we, &wp, 0);
+    fprintf(stderr, "refine slots: job %d of %d, encrypted vs plaintext max |dw| %.3g\n", i + 1, NJ, d);
+    assert_true(d < 1e-4);
+    hetee_refine_weights_clear(&we);
+    hetee_refine_weights_clear(&wp);
+  }
+  hetee_client_disconnect(mp);
+  hetee_client_disconnect(dp1);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {cmocka_unit_test(test_epoch), cmocka_unit_test(test_kill9),
-                                     cmocka_unit_test(test_resume_auth)};
+                                     cmocka_unit_test(test_resume_auth), cmocka_unit_test(test_slots)};
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -489,9 +489,10 @@ int hetee_cli_model_refined(int argc, char **argv, int promote) {
       {0, 0, 0, 0}};
   static const hetee_cli_cmd fcmd = {
       "hetee model fetch", "hetee model fetch --model ID -o REFINED.onnx [--job ID] [--home DIR] [--server URL]",
-      "Model provider: the enclave seals the refined weights of every trained layer to the refine job's\n"
-      "session (kept in HOME); they are opened here and written into a copy of the job's ONNX file, which\n"
-      "'hetee plain' and 'hetee model upload' take.",
+      "Model provider: the fetch of every trained layer is authorized in the refine job's session (kept in\n"
+      "HOME; a new one when the enclave no longer knows it, e.g. after a restart) and the enclave seals the\n"
+      "refined weights to that session; they are opened here and written into a copy of the job's ONNX\n"
+      "file, which 'hetee plain' and 'hetee model upload' take.",
       fopts};
   static const hetee_cli_cmd pcmd = {
       "hetee model promote", "hetee model promote --model ID [--job ID] [--home DIR] [--server URL]",

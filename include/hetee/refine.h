@@ -338,6 +338,20 @@ HETEE_API int hetee_host_refine_open(struct hetee_host_enclave *e, const hetee_c
  * sealed to the job's model-provider session (*sealed malloc'd). */
 HETEE_API int hetee_host_refine_fetch(hetee_refine_trusted *t, const hetee_refine_state *s, int l, uint8_t **sealed,
                                       size_t *len) HETEE_WUR;
+/* A fetch the model provider authorizes (docs/refine.md "Fetch"): auth is
+ * hetee_refine_fetch_auth_msg sealed by any live session of the job's MP
+ * (hetee_client_session_seal); the enclave opens it in that session (its
+ * counter refuses a replay), checks the session is the job owner's and the
+ * message names the job's model, spec and layer l, and seals the weights to
+ * that session. Errors: HETEE_ERR_NOT_FOUND (no such session),
+ * HETEE_ERR_AUTH (another party's session, garbled, another model / spec /
+ * layer), HETEE_ERR_REPLAY, then those of hetee_host_refine_fetch. */
+#define HETEE_REFINE_FETCH_CONTEXT "hetee-refine-fetch-v1"
+HETEE_API int hetee_refine_fetch_auth_msg(uint32_t model_id, const hetee_refine_plan *p, int l, uint8_t **msg,
+                                          size_t *len) HETEE_WUR;
+HETEE_API int hetee_host_refine_fetch_auth(hetee_refine_trusted *t, const hetee_refine_state *s, int l,
+                                           const uint8_t *auth, size_t auth_len, uint8_t **sealed,
+                                           size_t *len) HETEE_WUR;
 /* The model provider's side: the opened plaintext of a fetch into
  * w->w[l] (m x k) and w->b[l] (shapes must match w's). Errors:
  * HETEE_ERR_FORMAT, HETEE_ERR_SHAPE. */
@@ -366,6 +380,28 @@ HETEE_API int hetee_refine_fetch_parse(const uint8_t *msg, size_t len, uint32_t 
  * the same file (ignoring the sealed part). */
 HETEE_API int hetee_refine_checkpoint_write_sealed(const hetee_refine_state *s, hetee_refine_trusted *t,
                                                    const char *path) HETEE_WUR;
+/* The parts of hetee_refine_checkpoint_write_sealed, so that a caller that
+ * serializes the enclave's handle with a lock holds it only for the
+ * enclave's part: hetee_host_refine_save asks the enclave for REFINE_SAVE
+ * (declaring s's cursor; s without pending steps) and returns the job's uid
+ * and sealed state (*blob malloc'd); hetee_refine_checkpoint_write_job
+ * writes s's checkpoint with them (no enclave call).
+ * hetee_refine_checkpoint_write_frozen writes PATH.frozen, the frozen
+ * layers' file (tmp, fsync, rename, directory fsync; no enclave call; 0 at
+ * once when s has no frozen layers or wrote / read that file already and it
+ * is still there with its size): a checkpoint to PATH afterwards finds it
+ * and writes only its own file (a checkpoint always names a frozen file
+ * that is durable before it). */
+HETEE_API int hetee_host_refine_save(hetee_refine_trusted *t, const hetee_refine_state *s, uint8_t uid[16],
+                                     uint8_t **blob, size_t *blen) HETEE_WUR;
+HETEE_API int hetee_refine_checkpoint_write_job(const hetee_refine_state *s, const char *path, const uint8_t uid[16],
+                                                const uint8_t *blob, size_t blen) HETEE_WUR;
+HETEE_API int hetee_refine_checkpoint_write_frozen(const hetee_refine_state *s, const char *path) HETEE_WUR;
+/* Where checkpoint path keeps its frozen layers, from its header only:
+ * *mode 0 (no frozen layers), 1 (inside the checkpoint), 2 (in
+ * PATH.frozen, *size bytes, named by digest). Errors: the reader's for
+ * the header (HETEE_ERR_NOT_FOUND, _TRUNCATED, _FORMAT, _VERSION). */
+HETEE_API int hetee_refine_checkpoint_frozen_info(const char *path, int *mode, uint64_t *size) HETEE_WUR;
 /* Reads a sealed checkpoint of plan p, reopens its job in enclave e and
  * returns the encrypted state (trained layers as the enclave re-issued them,
  * the cursor and counters of the sealed state) and a trusted side calling

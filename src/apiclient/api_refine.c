@@ -8,15 +8,17 @@
  * (hetee_refine_state_encrypt, written as a checkpoint file), opens an
  * enclave session and seals in it the authorization
  * (hetee_refine_auth_msg: model id, spec digest, the state's digests);
- * the server opens the enclave's job with them. The enclave seals the
- * refined weights to *that* session (REFINE_FETCH), so the client keeps
- * the session — its keys and counters — in the party's home,
+ * the server opens the enclave's job with them. The client keeps that
+ * session — its keys and counters — in the party's home,
  * HOME/refine-JOB.session (mode 0600, next to the identity key it is
  * derived from), with the server URL, the model id and the ONNX path, so
  * that a later process (`hetee model fetch`) opens the weights. resume
  * (after the enclave lost the job) authorizes the job's last checkpoint in
- * a new session, which replaces the stored one. fetch: every trained
- * layer's weights, opened with the session, written into a copy of the
+ * a new session, which replaces the stored one. fetch: per trained layer
+ * the MP authorizes REFINE_FETCH in the stored session
+ * (hetee_refine_fetch_auth_msg sealed in it; a new session when the enclave
+ * no longer knows it, e.g. after a restart) and the enclave seals the
+ * weights to that session; they are written into a copy of the
  * original ONNX file (the float tensors of W and b replaced in place: the
  * same graph, valid ONNX). promote: fetch, then upload the refined ONNX as
  * a new model with the original's release policy.
@@ -554,31 +556,44 @@ int hetee_client_refine_fetch(hetee_client_conn *c, const char *home, int64_t jo
   if (!rc) rc = hetee_refine_weights_from_model(m, &w0);
   hetee_nn_model_free(m);
   if (!rc) rc = hetee_refine_weights_copy(&w0, &w);
-  /* attempt 0 with the stored session; attempt 1 (the enclave restarted
-   * since: the job's session is gone, it seals to its owner's first
-   * session) with a new session, which replaces the stored one */
+  /* Each layer's fetch is authorized in the MP's session (the weights come
+   * back sealed to it): attempt 0 with the stored session; attempt 1, when
+   * the enclave no longer knows it (restarted since) or its counter is not
+   * ours, with a new session, which replaces the stored one. */
   for (int attempt = 0; attempt < 2 && !rc; attempt++) {
     int again = 0;
     for (int l = p.first_train; l < p.nl && !rc; l++) {
-      char target[128];
-      snprintf(target, sizeof target, "/v1/refine/%lld/weights?layer=%d", (long long)job, l);
-      uint8_t *sealed = NULL, *plain = NULL;
-      size_t sl = 0, pl = 0;
-      rc = api_call(c, "GET", target, NULL, NULL, 0, 200, &sealed, &sl);
-      if (rc == HETEE_ERR_NOT_FOUND && strstr(hetee_last_error(), "session")) again = 1;
+      uint8_t *am = NULL, *as = NULL, *sealed = NULL, *plain = NULL;
+      size_t aml = 0, asl = 0, sl = 0, pl = 0;
+      rc = hetee_refine_fetch_auth_msg((uint32_t)model, &p, l, &am, &aml);
+      if (!rc) rc = hetee_client_session_seal(s, am, aml, &as, &asl);
+      free(am);
+      if (!rc) rc = sess_save(home, job, &sm, s); /* the session's send counter moved */
+      char *ah = rc ? NULL : hex_of(as, asl);
+      free(as);
+      if (!rc && !ah) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+      size_t tl = ah ? strlen(ah) + 128 : 0;
+      char *target = ah ? malloc(tl) : NULL;
+      if (!rc && !target) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+      if (!rc) snprintf(target, tl, "/v1/refine/%lld/weights?layer=%d&auth=%s", (long long)job, l, ah);
+      free(ah);
+      if (!rc) {
+        rc = api_call(c, "GET", target, NULL, NULL, 0, 200, &sealed, &sl);
+        if ((rc == HETEE_ERR_NOT_FOUND && strstr(hetee_last_error(), "session")) ||
+            (rc == HETEE_ERR_AUTH && strstr(hetee_last_error(), "counter")))
+          again = 1;
+      }
+      free(target);
       if (!rc) rc = hetee_client_session_open(s, sealed, sl, &plain, &pl);
-      /* a fetch whose answer never reached this party (or another process's
-       * fetch) moved the enclave's counter past ours: later counters only,
-       * so nothing older is ever accepted */
+      /* a fetch whose answer never reached this party (or a message the
+       * enclave sealed to this session since) moved the enclave's counter
+       * past ours: later counters only, so nothing older is ever accepted */
       uint64_t was = s->chan.next_recv;
       for (unsigned skip = 0; rc == HETEE_ERR_REPLAY && skip < 4096; skip++) {
         s->chan.next_recv++;
         rc = hetee_client_session_open(s, sealed, sl, &plain, &pl);
       }
-      if (rc && sealed) {
-        s->chan.next_recv = was;
-        if (rc == HETEE_ERR_AUTH) again = 1;
-      }
+      if (rc && sealed) s->chan.next_recv = was;
       free(sealed);
       if (!rc) rc = sess_save(home, job, &sm, s); /* the session's counter moved */
       if (!rc) rc = hetee_refine_fetch_parse(plain, pl, (uint32_t)model, &w);

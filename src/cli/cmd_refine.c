@@ -412,6 +412,16 @@ static int refine_simple(int argc, char **argv, int which) {
              json_integer_value(json_object_get(j, "samples")), json_integer_value(json_object_get(j, "pending_steps")));
     printf("  submitted %lld samples in %lld batches\n", json_integer_value(json_object_get(j, "submitted_samples")),
            json_integer_value(json_object_get(j, "submitted_batches")));
+    json_t *fz = json_object_get(j, "frozen");
+    if (json_is_object(fz)) {
+      const char *fs = json_string_value(json_object_get(fz, "state"));
+      if (fs && !strcmp(fs, "checkpoint")) printf("  frozen layers: inside the checkpoint\n");
+      else if (fs && json_object_get(fz, "file"))
+        printf("  frozen layers: %s, %lld bytes named by the checkpoint: %s\n", json_string_value(json_object_get(fz, "file")),
+               json_integer_value(json_object_get(fz, "bytes")),
+               !strcmp(fs, "written") ? "written" : !strcmp(fs, "missing") ? "MISSING (the job cannot resume)" : "OTHER SIZE (the job cannot resume)");
+      else if (fs) printf("  frozen layers: %s\n", fs);
+    }
     json_t *u = json_object_get(j, "used");
     for (size_t i = 0; i < json_array_size(u); i++) {
       json_t *e = json_array_get(u, i);
@@ -479,9 +489,10 @@ int hetee_cli_model_refined(int argc, char **argv, int promote) {
       {0, 0, 0, 0}};
   static const hetee_cli_cmd fcmd = {
       "hetee model fetch", "hetee model fetch --model ID -o REFINED.onnx [--job ID] [--home DIR] [--server URL]",
-      "Model provider: the enclave seals the refined weights of every trained layer to the refine job's\n"
-      "session (kept in HOME); they are opened here and written into a copy of the job's ONNX file, which\n"
-      "'hetee plain' and 'hetee model upload' take.",
+      "Model provider: the fetch of every trained layer is authorized in the refine job's session (kept in\n"
+      "HOME; a new one when the enclave no longer knows it, e.g. after a restart) and the enclave seals the\n"
+      "refined weights to that session; they are opened here and written into a copy of the job's ONNX\n"
+      "file, which 'hetee plain' and 'hetee model upload' take.",
       fopts};
   static const hetee_cli_cmd pcmd = {
       "hetee model promote", "hetee model promote --model ID [--job ID] [--home DIR] [--server URL]",

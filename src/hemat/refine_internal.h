@@ -135,7 +135,7 @@ typedef struct refine_ck_cache {
   char *path;
 } refine_ck_cache;
 
-/* Sealed checkpoints (refine_host.c): the checkpoint followed by "HTRJ" |
+/* Sealed checkpoints (refine_ckpt.c): the checkpoint followed by "HTRJ" |
  * uid[16] | u64 len | the enclave's sealed job state, one file written
  * atomically; the reader requires the trailer (*blob malloc'd). */
 int refine_checkpoint_write_job(const hetee_refine_state *s, const char *path, const uint8_t uid[16],
@@ -148,5 +148,21 @@ void refine_state_counters(const hetee_refine_state *s, uint64_t *updates);
  * any) by the given ciphertexts (taken over). */
 int refine_state_replace_layer(hetee_refine_state *s, int l, ct_t **W, ct_t **bias, ct_t **WT, ct_t **V);
 const hetee_refine_plan *refine_state_plan(const hetee_refine_state *s);
+
+/* refine_ckpt.c's access to a state (the struct is refine_host.c's):
+ * pointers into s, valid while it lives; W, bias, WT, V are s's per-layer
+ * arrays [HETEE_REFINE_MAX_LAYERS]. */
+typedef struct refine_state_fields {
+  const hetee_ckks_context *ctx;
+  const hetee_refine_plan *p;
+  ct_t ***W, ***bias, ***WT, ***V;
+  uint32_t *epoch, *next, *pending;
+  uint64_t *steps, *updates;
+  refine_ck_cache *fz;
+  int *partial;
+} refine_state_fields;
+void refine_state_fields_of(const hetee_refine_state *s, refine_state_fields *f);
+/* a state of plan p with its ciphertext arrays allocated (empty) */
+int refine_state_alloc(const hetee_ckks_context *ctx, const hetee_refine_plan *p, hetee_refine_state **out);
 
 #endif

@@ -398,20 +398,62 @@ static int call_sealed(const remote *rm, uint16_t type, const uint8_t *req, size
 }
 
 int hetee_host_refine_fetch(hetee_refine_trusted *t, const hetee_refine_state *s, int l, uint8_t **sealed, size_t *len) {
+  return hetee_host_refine_fetch_auth(t, s, l, NULL, 0, sealed, len);
+}
+
+/* "hetee-refine-fetch-v1\0" | u32 model | SHA-256(spec) | u32 layer */
+int hetee_refine_fetch_auth_msg(uint32_t model_id, const hetee_refine_plan *p, int l, uint8_t **msg, size_t *len) {
+  if (!p || !msg || !len) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  if (l < p->first_train || l >= p->nl) return hetee_error(HETEE_ERR_INVALID_ARG, "layer %d does not train", l);
+  if (sodium_init() < 0) return hetee_error(HETEE_ERR_INTERNAL, "libsodium init failed");
+  uint8_t *spec = NULL;
+  size_t slen = 0;
+  int rc = hetee_refine_spec_encode(p, &spec, &slen);
+  if (rc) return rc;
+  uint8_t h[32];
+  crypto_hash_sha256(h, spec, slen);
+  free(spec);
+  hetee_wbuf w;
+  hetee_wbuf_init(&w);
+  hetee_wbuf_put(&w, HETEE_REFINE_FETCH_CONTEXT, sizeof HETEE_REFINE_FETCH_CONTEXT);
+  hetee_wbuf_u32(&w, model_id);
+  hetee_wbuf_put(&w, h, 32);
+  hetee_wbuf_u32(&w, (uint32_t)l);
+  if (w.err) {
+    hetee_wbuf_free(&w);
+    return hetee_error(HETEE_ERR_NOMEM, "no memory");
+  }
+  *msg = hetee_wbuf_take(&w, len);
+  return 0;
+}
+
+int hetee_host_refine_fetch_auth(hetee_refine_trusted *t, const hetee_refine_state *s, int l, const uint8_t *auth,
+                                 size_t auth_len, uint8_t **sealed, size_t *len) {
   remote *rm = t ? refine_tr_ops_arg(t) : NULL;
   if (!rm || !s || !sealed || !len) return hetee_error(HETEE_ERR_INVALID_ARG, "not an enclave refine job");
+  if (!auth != !auth_len) return hetee_error(HETEE_ERR_INVALID_ARG, "an empty authorization");
   const hetee_refine_plan *p = &rm->p;
   if (l < p->first_train || l >= p->nl) return hetee_error(HETEE_ERR_INVALID_ARG, "layer %d does not train", l);
-  uint8_t req[8];
-  hetee_le32(req, rm->job);
-  hetee_le32(req + 4, (uint32_t)l);
-  return call_sealed(rm, HETEE_MSG_REFINE_FETCH, req, sizeof req, 0, "REFINE_FETCH", sealed, len);
+  if (auth_len > 4096) return hetee_error(HETEE_ERR_LIMIT, "fetch authorization of %zu bytes", auth_len);
+  hetee_wbuf w;
+  hetee_wbuf_init(&w);
+  hetee_wbuf_u32(&w, rm->job);
+  hetee_wbuf_u32(&w, (uint32_t)l);
+  if (auth) hetee_wbuf_blob(&w, auth, auth_len); /* without: sealed to the session the enclave picks */
+  if (w.err) {
+    hetee_wbuf_free_public(&w);
+    return hetee_error(HETEE_ERR_NOMEM, "no memory");
+  }
+  int rc = call_sealed(rm, HETEE_MSG_REFINE_FETCH, w.p, w.len, 0, "REFINE_FETCH", sealed, len);
+  hetee_wbuf_free_public(&w);
+  return rc;
 }
 
 /* ---- durable jobs: SAVE / RESUME / STATUS ---- */
-int hetee_refine_checkpoint_write_sealed(const hetee_refine_state *s, hetee_refine_trusted *t, const char *path) {
+int hetee_host_refine_save(hetee_refine_trusted *t, const hetee_refine_state *s, uint8_t uid[16], uint8_t **blob,
+                           size_t *blen) {
   remote *rm = t ? refine_tr_ops_arg(t) : NULL;
-  if (!rm || !s || !path) return hetee_error(HETEE_ERR_INVALID_ARG, "not an enclave refine job");
+  if (!rm || !s || !uid || !blob || !blen) return hetee_error(HETEE_ERR_INVALID_ARG, "not an enclave refine job");
   if (hetee_refine_pending_steps(s)) return hetee_error(HETEE_ERR_STATE, "checkpoint with %d steps not yet applied", hetee_refine_pending_steps(s));
   uint32_t epoch, next;
   uint64_t steps, updates;
@@ -427,14 +469,29 @@ int hetee_refine_checkpoint_write_sealed(const hetee_refine_state *s, hetee_refi
   hetee_rbuf r;
   int rc = call_fixed(rm, HETEE_MSG_REFINE_SAVE, req, sizeof req, &f, &r);
   if (rc) return rc;
-  const uint8_t *uid = hetee_rbuf_get(&r, 16);
+  const uint8_t *u = hetee_rbuf_get(&r, 16);
   (void)hetee_rbuf_u64(&r);
   (void)hetee_rbuf_u64(&r);
-  size_t blen = 0;
-  const uint8_t *blob = hetee_rbuf_blob(&r, f.len, &blen);
-  if (r.err || hetee_rbuf_left(&r) || !blen) rc = hetee_error(HETEE_ERR_PROTOCOL, "malformed REFINE_SAVE reply");
-  if (!rc) rc = refine_checkpoint_write_job(s, path, uid, blob, blen);
+  size_t n = 0;
+  const uint8_t *b = hetee_rbuf_blob(&r, f.len, &n);
+  if (r.err || hetee_rbuf_left(&r) || !n) rc = hetee_error(HETEE_ERR_PROTOCOL, "malformed REFINE_SAVE reply");
+  if (!rc && !(*blob = malloc(n))) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+  if (!rc) {
+    memcpy(uid, u, 16);
+    memcpy(*blob, b, n);
+    *blen = n;
+  }
   hetee_frame_clear(&f);
+  return rc;
+}
+
+int hetee_refine_checkpoint_write_sealed(const hetee_refine_state *s, hetee_refine_trusted *t, const char *path) {
+  if (!t || !s || !path) return hetee_error(HETEE_ERR_INVALID_ARG, "not an enclave refine job");
+  uint8_t uid[16], *blob = NULL;
+  size_t blen = 0;
+  int rc = hetee_host_refine_save(t, s, uid, &blob, &blen);
+  if (!rc) rc = refine_checkpoint_write_job(s, path, uid, blob, blen);
+  free(blob);
   return rc;
 }
 

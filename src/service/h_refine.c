@@ -23,6 +23,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "hetee/common.h"
@@ -206,6 +207,30 @@ static void merge(json_t *o, json_t *add) {
 
 static const char *loss_name(int l) { return l == HETEE_REFINE_LOSS_MSE ? "mse" : "xent"; }
 
+/* Where the job's checkpoint keeps the frozen layers' ciphertexts: null
+ * (none: every layer trains), "checkpoint" (inside it: the MP's upload,
+ * before the first sealed checkpoint) or the file ID.ckpt.frozen with the
+ * size the checkpoint names, its size on disk and "written" (there, that
+ * size), "missing" or "other_size" (the digest is checked when the file is
+ * read, not here: 210 MB for mlp_small). */
+static json_t *frozen_json(server *S, int64_t id) {
+  char ck[SRV_PATH_MAX], fz[SRV_PATH_MAX + 8];
+  blob_path(S, ck, "refine", id, "ckpt");
+  int mode = 0;
+  uint64_t size = 0;
+  if (hetee_refine_checkpoint_frozen_info(ck, &mode, &size))
+    return json_pack("{ss ss}", "state", "unknown", "error", hetee_last_error());
+  if (mode == 0) return json_null();
+  if (mode == 1) return json_pack("{ss}", "state", "checkpoint");
+  snprintf(fz, sizeof fz, "%s.frozen", ck);
+  struct stat sb;
+  int there = stat(fz, &sb) == 0;
+  const char *base = strrchr(fz, '/');
+  return json_pack("{ss ss sI so}", "state", !there ? "missing" : (uint64_t)sb.st_size == size ? "written" : "other_size",
+                   "file", base ? base + 1 : fz, "bytes", (json_int_t)size, "on_disk",
+                   there ? json_integer((json_int_t)sb.st_size) : json_null());
+}
+
 void h_refine_show(srv_req *q, srv_resp *r) {
   st_refine j;
   uint8_t *spec = NULL;
@@ -243,6 +268,7 @@ void h_refine_show(srv_req *q, srv_resp *r) {
     json_object_set_new(o, "allow", rstore_dps_json(q->S->db, j.id));
     json_t *en = refine_live_enclave_json(q->S, j.id);
     json_object_set_new(o, "enclave", en ? en : json_null());
+    json_object_set_new(o, "frozen", frozen_json(q->S, j.id));
     /* the enclave's validation reports, sealed to the MP, one per epoch done */
     char vp[SRV_PATH_MAX];
     blob_path(q->S, vp, "refine", j.id, "htrv");
@@ -372,9 +398,19 @@ void h_refine_weights(srv_req *q, srv_resp *r) {
     resp_error(r, 400, "bad_layer", "?layer=L: a trained layer's index");
     return;
   }
+  /* &auth=HEX: the MP's fetch authorization, sealed in the session the
+   * weights go to (any live session of the job's MP) */
+  const char *ah = req_query(q, "auth");
+  uint8_t *auth = NULL;
+  size_t alen = 0;
+  if (ah && unhex_alloc(ah, RJ_AUTH_MAX, &auth, &alen)) {
+    resp_error(r, 400, "bad_auth", "&auth=HEX: the fetch authorization sealed in the model provider's session");
+    return;
+  }
   uint8_t *sealed = NULL;
   size_t n = 0;
-  int rc = refine_live_fetch(q->S, j.id, (int)l, &sealed, &n);
+  int rc = refine_live_fetch(q->S, j.id, (int)l, auth, alen, &sealed, &n);
+  free(auth);
   if (rc) {
     resp_status(r, rc, "fetch");
     return;

@@ -55,8 +55,10 @@ void refine_worker_kick(server *S);
  * trains it. The plan is the job's spec's. */
 int refine_live_open(server *S, int64_t id, const hetee_refine_plan *p, const char *ckpt, const uint8_t sid[16],
                      const uint8_t *auth, size_t alen, int resume);
-/* The enclave's seal of trained layer l's weights to the job's MP session. */
-int refine_live_fetch(server *S, int64_t id, int l, uint8_t **sealed, size_t *len);
+/* The enclave's seal of trained layer l's weights: to the MP session that
+ * sealed auth (hetee_refine_fetch_auth_msg; any live session of the job's
+ * MP), or without auth (NULL) to the job's MP session the enclave picks. */
+int refine_live_fetch(server *S, int64_t id, int l, const uint8_t *auth, size_t alen, uint8_t **sealed, size_t *len);
 /* Asks the worker to stop job id after its current step (flushes, checkpoints). */
 int refine_live_stop(server *S, int64_t id);
 /* What the enclave's job applied, as the enclave counts it (its samples,

@@ -26,7 +26,9 @@
  * The enclave. Each step holds the supervised enclave's lock (the handle is
  * not thread-safe); between steps the lock is released and, when inference
  * jobs are queued, the worker sleeps briefly so that an inference worker
- * takes the lock (pthread mutexes are not fair). The enclave's side of a
+ * takes the lock (pthread mutexes are not fair). A checkpoint holds it for
+ * the enclave's REFINE_SAVE only: the frozen layers' file and the
+ * checkpoint file are written without it (sealed_checkpoint). The enclave's side of a
  * job (its kept weights, the MP's session) does not survive an enclave
  * restart: a job whose enclave restarted goes to state needs_auth, its
  * host state reloaded from the last checkpoint, until the MP authorizes a
@@ -57,7 +59,11 @@ typedef struct rjob {
   unsigned en_restarts;    /* S->en.restarts_seen when t was opened */
   int64_t epochs, epoch_samples, updates;
   int stop_req, finished;
+  int closable;                  /* finished done or stopped: its last sealed checkpoint holds everything it did */
+  int have_last;                 /* last: the enclave's counts when the job was closed (release) */
+  hetee_refine_job_status last;
   double t_load, t_step, t_ckpt; /* this process's seconds: batch loads, steps (enclave lock held), checkpoints */
+  double t_ckpt_locked;           /* the checkpoints' seconds under the enclave lock */
   double ckpt_end, ckpt_dur;      /* when the last checkpoint ended, how long it took */
   uint64_t n_steps;
   /* steps since the last checkpoint: batch ids and their positions */
@@ -236,6 +242,30 @@ static int checkpoint(server *S, rjob *j) {
 #define CKPT_RATIO 4.0
 static int checkpoint_due(const rjob *j) { return mono_s() - j->ckpt_end >= CKPT_RATIO * j->ckpt_dur; }
 
+/* The sealed checkpoint of j at path with the enclave lock held for the
+ * enclave's part only (REFINE_SAVE): the frozen layers' file (210 MB for
+ * mlp_small, once per job) and the checkpoint file are written outside it,
+ * the frozen file first (a checkpoint names only a durable frozen file).
+ * *locked += the seconds the lock was held. */
+static int sealed_checkpoint(server *S, rjob *j, hetee_refine_trusted *t, const char *path, double *locked) {
+  int rc = hetee_refine_checkpoint_write_frozen(j->st, path);
+  uint8_t uid[16], *blob = NULL;
+  size_t blen = 0;
+  if (!rc) {
+    pthread_mutex_lock(&S->en.lock);
+    double tl = mono_s();
+    sup_note_restarts(&S->en);
+    if (S->en.restarts_seen != j->en_restarts) rc = hetee_error(HETEE_ERR_IO, "the enclave restarted");
+    else rc = hetee_host_refine_save(t, j->st, uid, &blob, &blen);
+    *locked += mono_s() - tl;
+    pthread_mutex_unlock(&S->en.lock);
+  }
+  /* the enclave's sealed side of the job in the same file (one rename) */
+  if (!rc) rc = hetee_refine_checkpoint_write_job(j->st, path, uid, blob, blen);
+  free(blob);
+  return rc;
+}
+
 static int checkpoint_(server *S, rjob *j) {
   uint32_t e = 0, next = 0;
   uint64_t steps = 0;
@@ -261,14 +291,7 @@ static int checkpoint_(server *S, rjob *j) {
   if (!rc && j->np) rc = rstore_progress(S->db, j->id, used_epoch, j->pb, j->pp, j->np, -1, 0, 0);
   char path[SRV_PATH_MAX];
   ckpt_path(S, j->id, path);
-  if (!rc) {
-    /* the enclave seals its side of the job into the same file (REFINE_SAVE) */
-    pthread_mutex_lock(&S->en.lock);
-    sup_note_restarts(&S->en);
-    if (S->en.restarts_seen != j->en_restarts) rc = hetee_error(HETEE_ERR_IO, "the enclave restarted");
-    else rc = hetee_refine_checkpoint_write_sealed(j->st, j->t, path);
-    pthread_mutex_unlock(&S->en.lock);
-  }
+  if (!rc) rc = sealed_checkpoint(S, j, j->t, path, &j->t_ckpt_locked);
   if (!rc) rc = rstore_progress(S->db, j->id, (int64_t)e, NULL, NULL, 0, (int64_t)steps, j->updates, samples);
   if (!rc) j->np = 0;
   (void)nb;
@@ -293,6 +316,20 @@ static void fail(server *S, rjob *j, const char *what) {
   (void)rstore_job_set_state(S->db, j->id, "failed", why);
   j->finished = 1;
   fprintf(stderr, "hetee server: refine job %lld failed: %s\n", (long long)j->id, why);
+}
+
+/* A job that finished done or stopped gives its slot in the enclave back
+ * (at most HETEE_REFINE_MAX_JOBS open jobs): its last sealed checkpoint
+ * holds all it did, the enclave's counts are kept for the status, and a
+ * fetch reopens it from that checkpoint (try_resume_) and closes it again. */
+static void release(server *S, rjob *j) {
+  if (!j->t || !j->closable) return;
+  pthread_mutex_lock(&S->en.lock);
+  sup_note_restarts(&S->en);
+  if (S->en.restarts_seen == j->en_restarts && !hetee_host_refine_status(j->t, &j->last)) j->have_last = 1;
+  hetee_refine_trusted_free(j->t); /* REFINE_CLOSE */
+  pthread_mutex_unlock(&S->en.lock);
+  j->t = NULL;
 }
 
 /* Runs fn under the enclave lock unless the enclave restarted since the job
@@ -334,13 +371,17 @@ static int work(server *S, rjob *j) {
     if (rc) fail(S, j, "stopping");
     else (void)rstore_job_set_state(S->db, j->id, "stopped", NULL);
     j->finished = 1;
+    j->closable = !rc;
+    release(S, j);
     return 1;
   }
   uint32_t e = 0, next = 0;
   hetee_refine_state_cursor(j->st, &e, &next, NULL);
-  if (j->epochs > 0 && e >= j->epochs) {
+  if (j->epochs > 0 && e >= j->epochs) { /* the checkpoint at (epochs, 0) is written */
     (void)rstore_job_set_state(S->db, j->id, "done", NULL);
     j->finished = 1;
+    j->closable = 1;
+    release(S, j);
     return 1;
   }
   int64_t *ids = NULL;
@@ -381,8 +422,9 @@ static int work(server *S, rjob *j) {
         if (!rc)
           fprintf(stderr,
                   "hetee server: refine job %lld: epoch %u done (this process: %llu steps, %.3f s loading batches, "
-                  "%.3f s in steps, %.3f s in checkpoints)\n",
-                  (long long)j->id, e, (unsigned long long)j->n_steps, j->t_load, j->t_step, j->t_ckpt);
+                  "%.3f s in steps, %.3f s in checkpoints, %.3f s of them under the enclave lock)\n",
+                  (long long)j->id, e, (unsigned long long)j->n_steps, j->t_load, j->t_step, j->t_ckpt,
+                  j->t_ckpt_locked);
       }
       if (was_lost) lost(S, j);
       else if (rc) fail(S, j, "end of epoch");
@@ -654,11 +696,13 @@ int refine_live_open(server *S, int64_t id, const hetee_refine_plan *p, const ch
       if (!resume) {
         /* the job's state sealed by the enclave from the start, so that a
          * restart before the first update resumes it too */
-        pthread_mutex_lock(&S->en.lock);
-        if (hetee_refine_checkpoint_write_sealed(j->st, t, ckpt))
+        double t0 = mono_s(), locked = 0;
+        if (sealed_checkpoint(S, j, t, ckpt, &locked))
           fprintf(stderr, "hetee server: refine job %lld: no sealed initial checkpoint: %s\n", (long long)id,
                   hetee_last_error());
-        pthread_mutex_unlock(&S->en.lock);
+        else
+          fprintf(stderr, "hetee server: refine job %lld: initial sealed checkpoint in %.3f s, %.3f s of it under the enclave lock\n",
+                  (long long)id, mono_s() - t0, locked);
       }
     }
   }
@@ -667,7 +711,7 @@ int refine_live_open(server *S, int64_t id, const hetee_refine_plan *p, const ch
   return rc;
 }
 
-int refine_live_fetch(server *S, int64_t id, int l, uint8_t **sealed, size_t *len) {
+int refine_live_fetch(server *S, int64_t id, int l, const uint8_t *auth, size_t alen, uint8_t **sealed, size_t *len) {
   rjob *j = find(S->refine, id);
   int rc = 0;
   if (!j) {
@@ -681,6 +725,7 @@ int refine_live_fetch(server *S, int64_t id, int l, uint8_t **sealed, size_t *le
     pthread_mutex_lock(&j->jl);
     if (!j->t && !j->st) {
       j->finished = 1;
+      j->closable = !strcmp(row.state, "done") || !strcmp(row.state, "stopped");
       rc = spec_plan(S, id, &row, &j->plan);
       j->model = row.model;
       j->epochs = row.epochs;
@@ -710,9 +755,10 @@ int refine_live_fetch(server *S, int64_t id, int l, uint8_t **sealed, size_t *le
     sup_note_restarts(&S->en);
     if (S->en.restarts_seen != j->en_restarts)
       rc = hetee_error(HETEE_ERR_STATE, "the enclave restarted: refine job %lld resumes at its next step", (long long)id);
-    else rc = hetee_host_refine_fetch(j->t, j->st, l, sealed, len);
+    else rc = hetee_host_refine_fetch_auth(j->t, j->st, l, auth, alen, sealed, len);
     pthread_mutex_unlock(&S->en.lock);
   }
+  if (j->finished) release(S, j); /* the slot back (done or stopped) */
   pthread_mutex_unlock(&j->jl);
   return rc;
 }
@@ -752,7 +798,11 @@ void refine_live_info(server *S, int64_t id, int *live, int *pending) {
 
 json_t *refine_live_enclave_json(server *S, int64_t id) {
   rjob *j = find(S->refine, id);
-  if (!j || pthread_mutex_trylock(&j->jl) != 0) return NULL;
+  if (!j) return NULL;
+  if (pthread_mutex_trylock(&j->jl) != 0) {
+    if (!j->finished) return NULL; /* the worker is stepping it */
+    pthread_mutex_lock(&j->jl);     /* a finished job's lock is held briefly */
+  }
   json_t *o = NULL;
   if (j->t) {
     hetee_refine_job_status st;
@@ -766,6 +816,12 @@ json_t *refine_live_enclave_json(server *S, int64_t id) {
         json_array_append_new(ep, json_integer((json_int_t)st.epoch_samples[e]));
       o = json_pack("{sI sI so}", "samples", (json_int_t)st.samples, "updates", (json_int_t)st.updates, "epoch_samples", ep);
     }
+  } else if (j->have_last) { /* counted when the finished job was closed */
+    json_t *ep = json_array();
+    for (uint32_t e = 0; e < j->last.epochs && e < HETEE_REFINE_EPOCH_LOG; e++)
+      json_array_append_new(ep, json_integer((json_int_t)j->last.epoch_samples[e]));
+    o = json_pack("{sI sI so}", "samples", (json_int_t)j->last.samples, "updates", (json_int_t)j->last.updates,
+                  "epoch_samples", ep);
   }
   pthread_mutex_unlock(&j->jl);
   return o;

@@ -21,12 +21,17 @@
  *    record shows every batch used exactly once in the epoch, at
  *    consecutive positions, and the weights equal plaintext SGD over the
  *    same samples (a batch used twice or skipped would move them); after
- *    a clean restart the finished job's weights are fetched again (the
- *    enclave reopens it from its sealed checkpoint), the same.
+ *    another kill -9 of the server and its enclave, and another MP session
+ *    opened first, the finished job's weights are fetched again (the
+ *    enclave reopens it from its sealed checkpoint; the fetch authorized
+ *    in the MP's session), the same; they open in the MP's session only,
+ *    a replayed, DP-sealed or other model's authorization is refused.
  *  - resume_auth: a checkpoint without the enclave's sealed part: after a
  *    restart the job waits for the MP, whose resume authorizes that
  *    checkpoint in a new session; the job ends at plaintext SGD. Its
  *    checkpoint refused without its frozen-layer file or with another one.
+ *  - slots: 5 jobs one after the other on one enclave (which holds at most
+ *    4): each finished job gives its slot back; all 5 fetched afterwards.
  * HETEE_TEST_QUICK=1: fewer samples.
  */
 #include "service_fixture.h"
@@ -37,6 +42,7 @@
 #include <sys/stat.h>
 
 #include "hetee/enclave.h"
+#include "enclave/wire/proto.h" /* HETEE_REFINE_MAX_JOBS */
 #include "hetee/refine.h"
 
 static sfx *F;
@@ -180,6 +186,10 @@ static void test_epoch(void **state) {
   assert_string_equal(fin, "done");
   json_t *s = status(mp, job);
   assert_int_equal(jint(s, "samples"), (long long)NTRAIN);
+  /* the frozen layers (mlp_small's first two) in ID.ckpt.frozen, written */
+  json_t *fzj = json_object_get(s, "frozen");
+  assert_string_equal(json_string_value(json_object_get(fzj, "state")), "written");
+  assert_true(jint(fzj, "bytes") > (1 << 20) && jint(fzj, "bytes") == jint(fzj, "on_disk"));
   assert_int_equal(jint(s, "steps"), (long long)((NTRAIN + 63) / 64));
   json_t *u = json_array_get(json_object_get(s, "used"), 0);
   assert_int_equal(jint(u, "epoch"), 0);
@@ -265,6 +275,9 @@ static void test_epoch(void **state) {
   /* through the CLI: status, then promote: the refined model serves inference */
   snprintf(cmd, sizeof cmd, "%s/hetee refine status --job %lld --home %s --server %s > %s/status.txt", sfx_bin(),
            (long long)job, F->mp, F->url, F->dir);
+  assert_int_equal(system(cmd), 0);
+  snprintf(cmd, sizeof cmd, "grep -q '^  frozen layers: %lld.ckpt.frozen, [0-9]* bytes named by the checkpoint: written$' %s/status.txt",
+           (long long)job, F->dir);
   assert_int_equal(system(cmd), 0);
   snprintf(cmd, sizeof cmd, "%s/hetee model promote --model %lld --home %s --server %s | tail -1 > %s/promoted.txt",
            sfx_bin(), (long long)MODEL, F->mp, F->url, F->dir);
@@ -405,21 +418,95 @@ static void test_kill9(void **state) {
   double d = hetee_refine_weights_maxdiff(&we, &wp, 0);
   fprintf(stderr, "refine kill9: encrypted (resumed) vs plaintext max |dw| %.3g\n", d);
   assert_true(d < 1e-4);
-  /* a finished job after a clean restart of the server: the enclave reopens
-   * it from its sealed checkpoint for the fetch; the same weights, the job
+  /* a finished job after a kill -9 of the server and its enclave: the new
+   * enclave reopens it from its sealed checkpoint for the fetch. The MP's
+   * stored session died with the old enclave, and the MP opens another
+   * session before fetching (the enclave used to seal the weights to the
+   * owner's first session: this fetch failed); the same weights, the job
    * still done */
   hetee_client_disconnect(mp);
-  sfx_stop(F, SIGTERM);
+  l = child_of(F->pid, "hetee-launcher");
+  ep = l > 0 ? child_of(l, NULL) : 0;
+  sfx_stop(F, SIGKILL);
+  if (ep > 0) (void)kill(ep, SIGKILL);
   sfx_start(F);
   assert_int_equal(hetee_client_connect(F->url, F->mp, &mp), 0);
+  hetee_client_session *other = NULL;
+  char osid[33];
+  assert_int_equal(hetee_client_session_open_remote(mp, &other, osid), 0);
   hetee_refine_weights w2;
   rc = hetee_client_refine_fetch(mp, F->mp, job, NULL, &w2);
-  if (rc) fprintf(stderr, "fetch after restart: %s\n", hetee_last_error());
+  if (rc) fprintf(stderr, "fetch after kill -9: %s\n", hetee_last_error());
   assert_int_equal(rc, 0);
   assert_true(hetee_refine_weights_maxdiff(&w2, &we, 0) == 0.0);
   s = status(mp, job);
   assert_string_equal(json_string_value(json_object_get(s, "state")), "done");
+  hetee_refine_plan p;
+  const char *sh = json_string_value(json_object_get(s, "spec"));
+  size_t sl = sh ? strlen(sh) / 2 : 0;
+  uint8_t *spec = malloc(sl + 1);
+  for (size_t i = 0; i < sl; i++) {
+    unsigned v;
+    assert_int_equal(sscanf(sh + 2 * i, "%2x", &v), 1);
+    spec[i] = (uint8_t)v;
+  }
+  assert_int_equal(hetee_refine_spec_decode(spec, sl, &p), 0);
+  free(spec);
   json_decref(s);
+  /* the fetch authorized in that other session: the weights are sealed to it
+   * and open there; a data provider's session does not open them; the same
+   * authorization again (the host replaying it) is refused, so are one
+   * sealed by the DP's session and one for another model */
+  int L = p.nl - 1;
+  hetee_client_conn *dp1b;
+  assert_int_equal(hetee_client_connect(F->url, F->dp1, &dp1b), 0);
+  hetee_client_session *dps = NULL;
+  char dsid[33];
+  assert_int_equal(hetee_client_session_open_remote(dp1b, &dps, dsid), 0);
+  char *tg[3] = {NULL, NULL, NULL};
+  for (int k = 0; k < 3; k++) {
+    uint8_t *am = NULL, *as = NULL;
+    size_t aml = 0, asl = 0;
+    assert_int_equal(hetee_refine_fetch_auth_msg((uint32_t)MODEL + (k == 2), &p, L, &am, &aml), 0);
+    assert_int_equal(hetee_client_session_seal(k == 1 ? dps : other, am, aml, &as, &asl), 0);
+    free(am);
+    tg[k] = malloc(2 * asl + 128);
+    int o2 = snprintf(tg[k], 2 * asl + 128, "/v1/refine/%lld/weights?layer=%d&auth=", (long long)job, L);
+    for (size_t i = 0; i < asl; i++) o2 += snprintf(tg[k] + o2, 3, "%02x", as[i]);
+    free(as);
+  }
+  long hs = 0;
+  uint8_t *resp = NULL, *plain = NULL;
+  size_t rlen = 0, pl = 0;
+  assert_int_equal(hetee_client_request(mp, "GET", tg[0], NULL, NULL, 0, &hs, &resp, &rlen), 0);
+  assert_int_equal(hs, 200);
+  assert_int_not_equal(hetee_client_session_open(dps, resp, rlen, &plain, &pl), 0);
+  assert_int_equal(hetee_client_session_open(other, resp, rlen, &plain, &pl), 0);
+  hetee_refine_weights w3;
+  assert_int_equal(hetee_refine_weights_copy(&wp, &w3), 0);
+  assert_int_equal(hetee_refine_fetch_parse(plain, pl, (uint32_t)MODEL, &w3), 0);
+  assert_true(hetee_refine_weights_maxdiff(&w3, &we, 0) == 0.0);
+  free(plain);
+  free(resp);
+  resp = NULL;
+  assert_int_equal(hetee_client_request(mp, "GET", tg[0], NULL, NULL, 0, &hs, &resp, &rlen), 0);
+  fprintf(stderr, "refine kill9: a replayed fetch authorization: HTTP %ld %.*s\n", hs, (int)rlen, resp ? (char *)resp : "");
+  assert_int_equal(hs, 401);
+  free(resp);
+  resp = NULL;
+  for (int k = 1; k < 3; k++) {
+    assert_int_equal(hetee_client_request(mp, "GET", tg[k], NULL, NULL, 0, &hs, &resp, &rlen), 0);
+    fprintf(stderr, "refine kill9: a fetch authorized %s: HTTP %ld %.*s\n", k == 1 ? "by the DP" : "for another model",
+            hs, (int)rlen, resp ? (char *)resp : "");
+    assert_int_equal(hs, 403);
+    free(resp);
+    resp = NULL;
+  }
+  for (int k = 0; k < 3; k++) free(tg[k]);
+  hetee_client_session_free(dps);
+  hetee_client_session_free(other);
+  hetee_client_disconnect(dp1b);
+  hetee_refine_weights_clear(&w3);
   hetee_refine_weights_clear(&w2);
   hetee_refine_weights_clear(&we);
   hetee_refine_weights_clear(&wp);
@@ -528,8 +615,55 @@ static void test_resume_auth(void **state) {
   hetee_client_disconnect(dp1);
 }
 
+/* The enclave holds at most 4 open refine jobs: a job that finished gives
+ * its slot back (its last sealed checkpoint holds everything), so 5 jobs
+ * run one after the other on one server and enclave, each fetched after
+ * all of them finished (the enclave reopens each from its sealed
+ * checkpoint and closes it again) at plaintext SGD; the enclave's counts
+ * stay in the status. */
+static void test_slots(void **state) {
+  (void)state;
+  char onnx[512];
+  sfx_model_path(onnx, sizeof onnx, "mlp_small");
+  enum { NJ = HETEE_REFINE_MAX_JOBS + 1 };
+  hetee_client_conn *mp, *dp1;
+  assert_int_equal(hetee_client_connect(F->url, F->mp, &mp), 0);
+  assert_int_equal(hetee_client_connect(F->url, F->dp1, &dp1), 0);
+  int64_t jobs[NJ];
+  hetee_client_refine_options o = opts(onnx, 1, 0.0, 64);
+  for (int i = 0; i < NJ; i++) {
+    const float *x = X + (size_t)i * 64 * 784, *y = Y + (size_t)i * 64;
+    int rc = hetee_client_refine_start(mp, F->mp, MODEL, &o, &jobs[i]);
+    if (rc) fprintf(stderr, "refine slots: start %d: %s\n", i, hetee_last_error());
+    assert_int_equal(rc, 0);
+    size_t nb = 0;
+    assert_int_equal(hetee_client_refine_submit(dp1, jobs[i], x, y, 64, &nb), 0);
+    char st[24];
+    assert_int_equal(hetee_client_refine_wait(mp, jobs[i], 600, st), 0);
+    assert_string_equal(st, "done");
+    json_t *s = status(mp, jobs[i]);
+    assert_int_equal(jint(s, "enclave_holds"), 0); /* closed */
+    assert_int_equal(jint(json_object_get(s, "enclave"), "samples"), 64);
+    json_decref(s);
+  }
+  for (int i = 0; i < NJ; i++) {
+    hetee_refine_weights we, wp;
+    int rc = hetee_client_refine_fetch(mp, F->mp, jobs[i], NULL, &we);
+    if (rc) fprintf(stderr, "refine slots: fetch %d: %s\n", i, hetee_last_error());
+    assert_int_equal(rc, 0);
+    plain_ref(onnx, &o, X + (size_t)i * 64 * 784, Y + (size_t)i * 64, 64, &wp);
+    double d = hetee_refine_weights_maxdiff(&we, &wp, 0);
+    fprintf(stderr, "refine slots: job %d of %d, encrypted vs plaintext max |dw| %.3g\n", i + 1, NJ, d);
+    assert_true(d < 1e-4);
+    hetee_refine_weights_clear(&we);
+    hetee_refine_weights_clear(&wp);
+  }
+  hetee_client_disconnect(mp);
+  hetee_client_disconnect(dp1);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {cmocka_unit_test(test_epoch), cmocka_unit_test(test_kill9),
-                                     cmocka_unit_test(test_resume_auth)};
+                                     cmocka_unit_test(test_resume_auth), cmocka_unit_test(test_slots)};
   return cmocka_run_group_tests(tests, setup, teardown);
 }

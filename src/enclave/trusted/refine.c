@@ -655,16 +655,61 @@ static hetee_chan *owner_session(enclave *e, const refine_job *j) {
   return NULL;
 }
 
+/* A fetch the MP authorized: auth opens in an MP session of the job's
+ * owner (any of its sessions: a restart or a later session works) and
+ * names the job's model, spec and layer l; the weights go to that session
+ * (*c). Checked before anything is decrypted; the session's counter
+ * refuses a replayed authorization, and an authorization opens only in
+ * the session that sealed it. */
+static int fetch_authorized(enclave *e, const refine_job *j, uint32_t l, const uint8_t *auth, size_t alen,
+                            hetee_chan **c) {
+  if (alen < HETEE_SESSION_OVERHEAD) return hetee_error(HETEE_ERR_FORMAT, "fetch authorization too short");
+  hetee_chan *s = enclave_find_session(e, auth);
+  if (!s) return hetee_error(HETEE_ERR_NOT_FOUND, "no such session");
+  if (s->role != HETEE_ROLE_MP || sodium_memcmp(s->party_pk, j->owner, 32))
+    return hetee_error(HETEE_ERR_AUTH, "only the refine job's model provider authorizes a fetch");
+  uint8_t *msg = NULL;
+  size_t mlen = 0;
+  int rc = hetee_chan_open(s, auth, alen, &msg, &mlen);
+  if (rc) return rc;
+  hetee_rbuf m;
+  hetee_rbuf_init(&m, msg, mlen);
+  const size_t clen = sizeof HETEE_REFINE_FETCH_CONTEXT; /* with the NUL */
+  const uint8_t *ctxs = hetee_rbuf_get(&m, clen);
+  uint32_t amodel = hetee_rbuf_u32(&m);
+  const uint8_t *sdig = hetee_rbuf_get(&m, 32);
+  uint32_t al = hetee_rbuf_u32(&m);
+  uint8_t want[32];
+  crypto_hash_sha256(want, j->spec, j->spec_len);
+  if (m.err || hetee_rbuf_left(&m) || memcmp(ctxs, HETEE_REFINE_FETCH_CONTEXT, clen))
+    rc = hetee_error(HETEE_ERR_FORMAT, "not a refine fetch authorization");
+  else if (amodel != j->model || sodium_memcmp(sdig, want, 32) || al != l)
+    rc = hetee_error(HETEE_ERR_AUTH, "the fetch authorization is for another job or layer");
+  free(msg);
+  if (!rc) *c = s;
+  return rc;
+}
+
 static int handle_fetch(enclave *e, hetee_rbuf *r, hetee_wbuf *w) {
   int rc = 0;
   uint32_t l;
-  refine_job *j = job_request(e, r, "REFINE_FETCH", 1, &l, 1, &rc);
+  refine_job *j = job_request(e, r, "REFINE_FETCH", 0, &l, 1, &rc);
   if (!j) return rc;
+  /* optional: the MP's authorization (blob); without it the weights go to
+   * the session owner_session picks */
+  size_t alen = 0;
+  const uint8_t *auth = hetee_rbuf_left(r) ? hetee_rbuf_blob(r, 4096, &alen) : NULL;
+  if (r->err || hetee_rbuf_left(r) || (auth && !alen)) return hetee_error(HETEE_ERR_PROTOCOL, "malformed REFINE_FETCH");
   const hetee_refine_plan *p = &j->plan;
   if (l >= (uint32_t)p->nl || (int)l < p->first_train) return hetee_error(HETEE_ERR_INVALID_ARG, "layer %u does not train", l);
+  hetee_chan *c = NULL;
+  if (auth) {
+    rc = fetch_authorized(e, j, l, auth, alen, &c);
+    if (rc) return rc;
+  }
   if (!refine_tr_holds(j->tr, (int)l)) return hetee_error(HETEE_ERR_STATE, "layer %u has not been updated by this job", l);
   const hetee_refine_layer *L = &p->L[l];
-  hetee_chan *c = owner_session(e, j);
+  if (!c) c = owner_session(e, j);
   if (!c) return hetee_error(HETEE_ERR_NOT_FOUND, "the refine job's model provider has no session");
   size_t mk = (size_t)L->m * (size_t)L->k, plen = 16 + 4 * (mk + (size_t)L->m);
   float *wv = sodium_malloc((mk + (size_t)L->m) * sizeof(float));

@@ -157,6 +157,9 @@ void h_job_submit(srv_req *q, srv_resp *r) {
     return;
   }
   int64_t count = (int64_t)hetee_engine_input_count(in);
+  const hetee_engine_plan *plan = hetee_engine_model_plan(em);
+  uint64_t pmb = hetee_engine_plan_micro_batch(plan);
+  uint64_t steps = pmb ? ((uint64_t)count + pmb - 1) / pmb * hetee_engine_plan_num_stages(plan) : 0;
   /* the authorization must be the caller's signature over this very input
    * (the enclave checks it again before anything is decrypted): over its
    * witnesses (shape checked against the plan and the input's
@@ -252,6 +255,7 @@ void h_job_submit(srv_req *q, srv_resp *r) {
     resp_status(r, rc, "storing the job");
     return;
   }
+  jobs_progress_set(S, id, 0, steps);
   jobs_kick(S);
   snprintf(r->location, sizeof r->location, "/v1/jobs/%lld", (long long)id);
   resp_json(r, 202, json_pack("{sI sI ss sI}", "id", (json_int_t)id, "model", (json_int_t)p->model, "state", "queued",
@@ -274,7 +278,8 @@ static int job_final(const st_job *j) { return !strcmp(j->state, "done") || !str
 
 /* ?wait=S (1..10): the answer comes when the job is done or failed, or
  * after S seconds with its state then (a long poll instead of the
- * client's sleeps, which made it notice a finished job up to 0.5 s late). */
+ * client's sleeps, which made it notice a finished job up to 0.5 s late).
+ * With &progress=D also as soon as the job's progress passes D steps. */
 void h_job_show(srv_req *q, srv_resp *r) {
   st_job j;
   server *S = q->S;
@@ -288,12 +293,27 @@ void h_job_show(srv_req *q, srv_resp *r) {
       resp_error(r, 400, "bad_wait", "?wait=S: seconds, 0..%d", WAIT_MAX_S);
       return;
     }
+    /* &progress=D: also answer once more than D steps are done */
+    const char *pv = req_query(q, "progress");
+    uint64_t pd = 0, pdone = 0, ptotal = 0;
+    int want_prog = 0;
+    if (pv) {
+      char *pe;
+      unsigned long long v = strtoull(pv, &pe, 10);
+      if (pe == pv || *pe || *pv == '-') {
+        resp_error(r, 400, "bad_progress", "?progress=D: the steps done the client saw last");
+        return;
+      }
+      pd = (uint64_t)v;
+      want_prog = 1;
+    }
     const uint64_t ring = sizeof S->fin_ring / sizeof S->fin_ring[0];
     struct timespec until;
     clock_gettime(CLOCK_REALTIME, &until);
     until.tv_sec += s;
     pthread_mutex_lock(&S->wlock);
     while (!job_final(&j) && !S->closing) {
+      if (want_prog && !jobs_progress_get_locked(S, j.id, &pdone, &ptotal) && pdone > pd) break;
       if (pthread_cond_timedwait(&S->wcond, &S->wlock, &until) == ETIMEDOUT) break;
       /* every finish wakes every waiter: read the store again only if this
        * job is among the jobs finished since the last look (or the ring
@@ -323,6 +343,13 @@ void h_job_show(srv_req *q, srv_resp *r) {
   if (!job_final(&j) && !store_job_ahead(q->S->db, j.id, &ahead))
     json_object_set_new(o, "queue_position", json_integer(!strcmp(j.state, "running") ? 0 : ahead));
   if (!strcmp(j.state, "done")) json_object_set_new(o, "latency_ms", json_integer(j.finished_ms - j.created_ms));
+  /* progress inside the run: engine steps (stages x micro-batches) done of
+   * total, for the jobs submitted or run since the server started */
+  uint64_t pdone = 0, ptotal = 0;
+  if (!jobs_progress_get(S, j.id, &pdone, &ptotal)) {
+    if (!strcmp(j.state, "done")) pdone = ptotal;
+    json_object_set_new(o, "progress", json_pack("{sI sI}", "done", (json_int_t)pdone, "total", (json_int_t)ptotal));
+  }
   resp_json(r, 200, o);
 }
 

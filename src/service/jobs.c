@@ -267,6 +267,34 @@ static void requeue(server *S, const st_job *j, const char *why) {
 static int solo_job(int64_t id);
 static void mark_solo_dp(const char *dp);
 
+/* Whether the workers' runs overlap (HETEE_SERVER_OVERLAP=0 turns it off):
+ * each run holds the enclave lock only around its enclave calls, so one
+ * job's host kernels run while the enclave refreshes another's (a job of
+ * one micro-batch alone leaves the host idle during its enclave calls and
+ * the enclave idle during its kernels). Binding, authorizing and sealing
+ * still hold the lock throughout; a run the enclave's restart cut short
+ * (by anyone's call) is queued again as before. */
+static int overlap_on = 1; /* set by jobs_start */
+static int overlap(void) { return overlap_on; }
+
+/* Engine steps of job x's run (stages x micro-batches), its progress total. */
+static uint64_t job_steps(const jctx *x) {
+  const hetee_engine_plan *p = hetee_engine_model_plan(x->em);
+  uint64_t mb = hetee_engine_plan_micro_batch(p), n = (uint64_t)hetee_engine_input_count(x->in);
+  return mb ? (n + mb - 1) / mb * hetee_engine_plan_num_stages(p) : 0;
+}
+
+/* The engine's progress hook of a run of one job. */
+typedef struct {
+  server *S;
+  int64_t id;
+} prog_one;
+static void one_progress(void *ud, size_t mb, uint64_t done, uint64_t total) {
+  (void)mb;
+  prog_one *p = ud;
+  jobs_progress_set(p->S, p->id, done, total);
+}
+
 /* A bound run: the model bound in this enclave epoch (MODEL_LOAD again after
  * a restart), the DP's stored signed authorization presented, every
  * micro-batch checked and released sealed to the DP's identity (all-zero
@@ -300,11 +328,19 @@ static void run_one(server *S, jctx *x) {
     snprintf(why, sizeof why, "binding model %lld: %s: %s", (long long)j->model, hetee_strerror(rc), hetee_last_error());
   if (!rc && (rc = hetee_engine_job_authorize(S->en.e, x->a)))
     snprintf(why, sizeof why, "authorization: %s: %s", hetee_strerror(rc), hetee_last_error());
-  if (!rc && (rc = x->witnessed ? hetee_engine_run_witnessed(S->en.e, x->em, x->in, &x->wit, (uint32_t)j->model,
-                                                              to_identity, S->threads, &res, stats)
-                                : hetee_engine_run_bound(S->en.e, x->em, x->in, (uint32_t)j->model, to_identity,
-                                                         S->threads, &res, stats)))
+  prog_one po = {S, j->id};
+  hetee_engine_run_hooks hk = {one_progress, &po, NULL};
+  if (!rc) jobs_progress_set(S, j->id, 0, job_steps(x));
+  /* overlapped runs: the lock only around each enclave call of the run */
+  int ov = overlap();
+  if (ov) {
+    hk.enclave_lock = &S->en.lock;
+    pthread_mutex_unlock(&S->en.lock);
+  }
+  if (!rc && (rc = hetee_engine_run_hooked(S->en.e, x->em, x->in, x->witnessed ? &x->wit : NULL, (uint32_t)j->model,
+                                           to_identity, S->threads, &hk, &res, stats)))
     snprintf(why, sizeof why, "%s: %s", hetee_strerror(rc), hetee_last_error());
+  if (ov) pthread_mutex_lock(&S->en.lock);
   if (!rc && budgeted) {
     /* the enclave's query counters survive a restart: the sealed state is
      * taken here, written to disk below without the enclave lock */
@@ -406,6 +442,27 @@ static int batchable(const jctx *x, uint32_t mb) {
   return x->witnessed && mb && x->j.count > 0 && x->j.count % mb == 0 && !solo(&x->j);
 }
 
+/* The engine's progress hook of a batch: the micro-batch tells the job
+ * (its micro-batches are consecutive in the run), each job counts its own
+ * steps. */
+typedef struct {
+  server *S;
+  const jctx *xs;
+  size_t n;
+  size_t first[S_BATCH_MAX + 1]; /* first micro-batch of each job in the run */
+  uint64_t done[S_BATCH_MAX];
+} prog_batch;
+static void batch_progress(void *ud, size_t mb, uint64_t done, uint64_t total) {
+  (void)done, (void)total;
+  prog_batch *p = ud;
+  for (size_t i = 0; i < p->n; i++)
+    if (mb >= p->first[i] && mb < p->first[i + 1]) {
+      p->done[i]++;
+      jobs_progress_set(p->S, p->xs[i].j.id, p->done[i], job_steps(&p->xs[i]));
+      return;
+    }
+}
+
 static void run_batch(server *S, jctx *xs, size_t n) {
   char why[300];
   int64_t model = xs[0].j.model;
@@ -461,8 +518,32 @@ static void run_batch(server *S, jctx *xs, size_t n) {
   }
   all.ctx = xs[0].in->ctx;
   all.micro_batch = xs[0].in->micro_batch;
-  if (!rc && nok && (rc = hetee_engine_run_witnessed(S->en.e, em, &all, &w, (uint32_t)model, to_identity, S->threads,
-                                                      &res, stats))) {
+  /* the jobs in the run (the authorized ones, in order) for the progress hook */
+  prog_batch *pb = calloc(1, sizeof *pb);
+  if (!rc && !pb) {
+    rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+    snprintf(why, sizeof why, "no memory");
+  }
+  if (pb) {
+    pb->S = S;
+    pb->xs = xs;
+    for (size_t i = 0; i < n; i++) {
+      pb->first[i + 1] = pb->first[i] + (ok[i] ? xs[i].wit.n : 0);
+      if (ok[i]) jobs_progress_set(S, xs[i].j.id, 0, job_steps(&xs[i]));
+    }
+    pb->n = n;
+  }
+  hetee_engine_run_hooks hk = {batch_progress, pb, NULL};
+  int ov = overlap();
+  if (ov) {
+    hk.enclave_lock = &S->en.lock;
+    pthread_mutex_unlock(&S->en.lock);
+  }
+  if (!rc && nok && (rc = hetee_engine_run_hooked(S->en.e, em, &all, &w, (uint32_t)model, to_identity, S->threads, &hk,
+                                                   &res, stats)))
+    refused = 1;
+  if (ov) pthread_mutex_lock(&S->en.lock);
+  if (refused) {
     snprintf(why, sizeof why, "%s: %s", hetee_strerror(rc), hetee_last_error());
     refused = 1;
   }
@@ -479,6 +560,7 @@ static void run_batch(server *S, jctx *xs, size_t n) {
     lost = enclave_lost_locked(S, before);
   }
   pthread_mutex_unlock(&S->en.lock);
+  free(pb);
   free(all.cts);
   free(w.batch);
   free(w.blob);
@@ -577,6 +659,40 @@ uint64_t jobs_finished_seq(server *S) {
   return s;
 }
 
+void jobs_progress_set(server *S, int64_t id, uint64_t done, uint64_t total) {
+  if (id <= 0) return;
+  pthread_mutex_lock(&S->wlock);
+  struct job_prog *p = &S->prog[(uint64_t)id % SRV_PROG_RING];
+  if (p->id != id) {
+    p->id = id;
+    p->done = 0;
+  }
+  int changed = p->total != total || done > p->done;
+  p->total = total;
+  if (done > p->done) p->done = done;
+  if (p->done > p->total) p->done = p->total;
+  if (changed) {
+    S->prog_seq++;
+    pthread_cond_broadcast(&S->wcond);
+  }
+  pthread_mutex_unlock(&S->wlock);
+}
+
+int jobs_progress_get_locked(server *S, int64_t id, uint64_t *done, uint64_t *total) {
+  const struct job_prog *p = &S->prog[(uint64_t)(id > 0 ? id : 0) % SRV_PROG_RING];
+  if (id <= 0 || p->id != id) return -1;
+  *done = p->done;
+  *total = p->total;
+  return 0;
+}
+
+int jobs_progress_get(server *S, int64_t id, uint64_t *done, uint64_t *total) {
+  pthread_mutex_lock(&S->wlock);
+  int rc = jobs_progress_get_locked(S, id, done, total);
+  pthread_mutex_unlock(&S->wlock);
+  return rc;
+}
+
 static void *worker(void *arg) {
   server *S = arg;
   for (;;) {
@@ -606,6 +722,8 @@ void jobs_kick(server *S) {
 }
 
 int jobs_start(server *S) {
+  const char *ov = getenv("HETEE_SERVER_OVERLAP");
+  overlap_on = !(ov && !strcmp(ov, "0"));
   pthread_mutex_init(&S->qlock, NULL);
   pthread_cond_init(&S->qcond, NULL);
   S->workers = calloc((size_t)S->nworkers, sizeof *S->workers);

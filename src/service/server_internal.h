@@ -190,6 +190,8 @@ typedef struct model_cache_entry {
 } model_cache_entry;
 
 /* ---- the server --------------------------------------------------------- */
+#define SRV_PROG_RING 1024
+
 struct server {
   hetee_server_options o;
   char data_dir[3072]; /* room for the file names under it in SRV_PATH_MAX */
@@ -215,12 +217,28 @@ struct server {
    * store again only when its id is among those finished since it looked */
   int64_t fin_ring[64];
   uint64_t fin_seq;
+  /* progress of the last SRV_PROG_RING jobs submitted or run since the
+   * server started (under wlock; a change wakes the waiters too): engine
+   * steps (stages x micro-batches) done of total */
+  struct job_prog {
+    int64_t id;
+    uint64_t done, total;
+  } prog[SRV_PROG_RING];
+  uint64_t prog_seq;
   struct rworker *refine; /* refine_worker.c */
 };
 
 /* A job reached done / failed: wakes the requests waiting on jobs. */
 void jobs_finished(server *S, int64_t id);
 uint64_t jobs_finished_seq(server *S);
+/* Job id's progress: (done, total) engine steps of its run (stages x
+ * micro-batches); done never goes backwards (a run started again after an
+ * enclave restart keeps the larger value until it passes it). _get: 0 and
+ * the values if the server knows the job's progress, else nonzero; the
+ * _locked variant with S->wlock held. */
+void jobs_progress_set(server *S, int64_t id, uint64_t done, uint64_t total);
+int jobs_progress_get(server *S, int64_t id, uint64_t *done, uint64_t *total);
+int jobs_progress_get_locked(server *S, int64_t id, uint64_t *done, uint64_t *total);
 
 /* A model from the cache (loaded from its file on first use); put it back
  * with model_put. */

@@ -170,6 +170,90 @@ static void job_unload(server *S, jctx *x) {
   x->a = NULL;
 }
 
+/* ---- hand-off ----------------------------------------------------------------
+ * What the submission parsed and checked (the input, its witnesses, the
+ * decoded authorization) is kept for the worker, which then neither reads
+ * the files back nor parses them again; the files are written and made
+ * durable exactly as before (a restarted server, and a run queued again
+ * after an enclave restart, load them from disk). At most HANDOFF_MAX bytes
+ * of bodies are kept: past that, a job is loaded from disk as before. */
+#define HANDOFF_MAX ((size_t)64 << 20)
+typedef struct handoff {
+  int64_t id;
+  hetee_engine_input *in;
+  hetee_engine_witnesses wit;
+  int witnessed;
+  hetee_job_auth *a;
+  size_t bytes;
+  struct handoff *next;
+} handoff;
+static pthread_mutex_t handoff_lock = PTHREAD_MUTEX_INITIALIZER;
+static handoff *handoffs;
+static size_t handoff_bytes;
+
+static void handoff_free(handoff *h) {
+  hetee_engine_input_free(h->in);
+  hetee_engine_witnesses_clear(&h->wit);
+  free(h->a);
+  free(h);
+}
+
+int jobs_handoff_put(int64_t id, hetee_engine_input **in, hetee_engine_witnesses *w, int witnessed, hetee_job_auth **a,
+                     size_t bytes) {
+  handoff *h = calloc(1, sizeof *h);
+  if (!h) return -1;
+  pthread_mutex_lock(&handoff_lock);
+  if (handoff_bytes + bytes > HANDOFF_MAX) {
+    pthread_mutex_unlock(&handoff_lock);
+    free(h);
+    return -1;
+  }
+  h->id = id;
+  h->in = *in;
+  *in = NULL;
+  h->wit = *w;
+  memset(w, 0, sizeof *w);
+  h->witnessed = witnessed;
+  h->a = *a;
+  *a = NULL;
+  h->bytes = bytes;
+  h->next = handoffs;
+  handoffs = h;
+  handoff_bytes += bytes;
+  pthread_mutex_unlock(&handoff_lock);
+  return 0;
+}
+
+static handoff *handoff_take(int64_t id) {
+  pthread_mutex_lock(&handoff_lock);
+  handoff *h = NULL;
+  for (handoff **p = &handoffs; *p; p = &(*p)->next)
+    if ((*p)->id == id) {
+      h = *p;
+      *p = h->next;
+      handoff_bytes -= h->bytes;
+      break;
+    }
+  pthread_mutex_unlock(&handoff_lock);
+  return h;
+}
+
+void jobs_handoff_drop(int64_t id) {
+  handoff *h = handoff_take(id);
+  if (h) handoff_free(h);
+}
+
+static void handoff_clear(void) {
+  pthread_mutex_lock(&handoff_lock);
+  while (handoffs) {
+    handoff *h = handoffs;
+    handoffs = h->next;
+    handoff_free(h);
+  }
+  handoff_bytes = 0;
+  pthread_mutex_unlock(&handoff_lock);
+}
+
 /* The metrics count a job before its state says final, so that a client
  * that saw it final reads metrics that include it. */
 static void job_failed(server *S, int64_t id, const char *why) {
@@ -190,8 +274,24 @@ static int job_load(server *S, jctx *x) {
   st_job *j = &x->j;
   uint8_t *buf = NULL;
   size_t len = 0;
+  int rc = 0;
+  handoff *h = x->j.attempts <= 1 ? handoff_take(j->id) : NULL;
+  if (h) { /* what the submission checked, in memory */
+    if ((rc = model_get(S, j->model, &x->em))) {
+      x->em = NULL;
+      handoff_free(h);
+      snprintf(why, sizeof why, "model %lld: %s", (long long)j->model, hetee_last_error());
+      goto fail;
+    }
+    x->a = h->a;
+    x->in = h->in;
+    x->wit = h->wit;
+    x->witnessed = h->witnessed;
+    free(h);
+    return 0;
+  }
   x->a = calloc(1, sizeof *x->a);
-  int rc = x->a ? read_auth(S, j->id, x->a) : hetee_error(HETEE_ERR_NOMEM, "no memory");
+  rc = x->a ? read_auth(S, j->id, x->a) : hetee_error(HETEE_ERR_NOMEM, "no memory");
   if (rc) {
     snprintf(why, sizeof why, "authorization: %s", hetee_last_error());
     goto fail;
@@ -649,6 +749,7 @@ void jobs_finished(server *S, int64_t id) {
   S->fin_ring[S->fin_seq % (sizeof S->fin_ring / sizeof S->fin_ring[0])] = id;
   S->fin_seq++;
   pthread_cond_broadcast(&S->wcond);
+  pthread_cond_broadcast(&S->pcond);
   pthread_mutex_unlock(&S->wlock);
 }
 
@@ -671,10 +772,7 @@ void jobs_progress_set(server *S, int64_t id, uint64_t done, uint64_t total) {
   p->total = total;
   if (done > p->done) p->done = done;
   if (p->done > p->total) p->done = p->total;
-  if (changed) {
-    S->prog_seq++;
-    pthread_cond_broadcast(&S->wcond);
-  }
+  if (changed) pthread_cond_broadcast(&S->pcond);
   pthread_mutex_unlock(&S->wlock);
 }
 
@@ -742,6 +840,7 @@ void jobs_stop(server *S) {
   pthread_cond_broadcast(&S->qcond);
   pthread_mutex_unlock(&S->qlock);
   for (int i = 0; i < S->nworkers; i++) pthread_join(S->workers[i], NULL);
+  handoff_clear();
   free(S->workers);
   S->workers = NULL;
   pthread_cond_destroy(&S->qcond);

@@ -504,7 +504,8 @@ HETEE_API int hetee_engine_run_witnessed(hetee_host_enclave *e, const hetee_engi
  *   several runs on the same handle, each from its own thread, overlap one
  *   run's host kernels with another's enclave work; every other user of
  *   the handle must hold it too. The enclave's counters in stats are then
- *   read afresh (a STATS round trip) at each call. */
+ *   taken from the last engine call under that lock, whichever run made
+ *   it (a STATS round trip when another handle or lock came between). */
 typedef void (*hetee_engine_progress_fn)(void *ud, size_t micro_batch, uint64_t done, uint64_t total);
 typedef struct hetee_engine_run_hooks {
   hetee_engine_progress_fn progress;

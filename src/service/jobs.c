@@ -198,8 +198,11 @@ static void handoff_free(handoff *h) {
   free(h);
 }
 
+static int handoff_on = 1; /* HETEE_SERVER_HANDOFF=0 (read by jobs_start): off, for measurements */
+
 int jobs_handoff_put(int64_t id, hetee_engine_input **in, hetee_engine_witnesses *w, int witnessed, hetee_job_auth **a,
                      size_t bytes) {
+  if (!handoff_on) return -1;
   handoff *h = calloc(1, sizeof *h);
   if (!h) return -1;
   pthread_mutex_lock(&handoff_lock);
@@ -822,6 +825,8 @@ void jobs_kick(server *S) {
 int jobs_start(server *S) {
   const char *ov = getenv("HETEE_SERVER_OVERLAP");
   overlap_on = !(ov && !strcmp(ov, "0"));
+  const char *ho = getenv("HETEE_SERVER_HANDOFF");
+  handoff_on = !(ho && !strcmp(ho, "0"));
   pthread_mutex_init(&S->qlock, NULL);
   pthread_cond_init(&S->qcond, NULL);
   S->workers = calloc((size_t)S->nworkers, sizeof *S->workers);

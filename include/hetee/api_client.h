@@ -121,8 +121,13 @@ HETEE_API void hetee_client_prepared_free(hetee_client_prepared *p);
  *   "wait"     hetee_client_job_wait: total = the jobs the server runs
  *              before this one when first asked (its status's
  *              queue_position) + 1, done = those that left the queue since;
- *              the job's own run counts as one step (the server reports
- *              no finer progress inside a run)
+ *              the job's own run counts as one step
+ *   "run"      hetee_client_job_wait, inside the job's run: the engine's
+ *              steps (stages x micro-batches) done of total, from the
+ *              status's progress (long polls that also return when it
+ *              advances); reported while the job runs and, when the
+ *              server gave a total, total/total once it is done (after
+ *              the last "wait")
  *   "open"     results fetched and opened so far
  * Within a phase of one call, done never decreases and the last report
  * has done == total when the phase completes. */

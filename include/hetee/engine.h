@@ -54,6 +54,7 @@
 #ifndef HETEE_ENGINE_H
 #define HETEE_ENGINE_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -487,6 +488,35 @@ HETEE_API int hetee_engine_run_witnessed(hetee_host_enclave *e, const hetee_engi
                                          const hetee_engine_input *in, const hetee_engine_witnesses *w,
                                          uint32_t model_id, const uint8_t dp_session[16], int threads,
                                          hetee_engine_results *out, hetee_engine_stats *stats) HETEE_WUR;
+
+/* Hooks of a bound run (hetee_engine_run_hooked: hetee_engine_run_witnessed
+ * when wit is given, else hetee_engine_run_bound), for a service running
+ * jobs as separate runs.
+ * progress: fn(progress_ud, micro_batch, done, total) after each stage of
+ *   each micro-batch (the last stage after its releases): done counts the
+ *   (stage, micro-batch) steps finished in the run, total = micro-batches x
+ *   stages, micro_batch is the one (input order) whose step just finished.
+ *   Called from the run's pipeline threads, one call at a time, done
+ *   strictly increasing; a successful run's last call has done == total.
+ *   It must not call into the engine.
+ * enclave_lock: when not NULL, the run holds this mutex (instead of one of
+ *   its own) around each of its enclave calls and only then, so that
+ *   several runs on the same handle, each from its own thread, overlap one
+ *   run's host kernels with another's enclave work; every other user of
+ *   the handle must hold it too. The enclave's counters in stats are then
+ *   taken from the last engine call under that lock, whichever run made
+ *   it (a STATS round trip when another handle or lock came between). */
+typedef void (*hetee_engine_progress_fn)(void *ud, size_t micro_batch, uint64_t done, uint64_t total);
+typedef struct hetee_engine_run_hooks {
+  hetee_engine_progress_fn progress;
+  void *progress_ud;
+  pthread_mutex_t *enclave_lock;
+} hetee_engine_run_hooks;
+HETEE_API int hetee_engine_run_hooked(hetee_host_enclave *e, const hetee_engine_model *em,
+                                      const hetee_engine_input *in, const hetee_engine_witnesses *wit,
+                                      uint32_t model_id, const uint8_t dp_session[16], int threads,
+                                      const hetee_engine_run_hooks *hooks, hetee_engine_results *out,
+                                      hetee_engine_stats *stats) HETEE_WUR;
 
 #ifdef __cplusplus
 }

@@ -888,13 +888,18 @@ int hetee_client_job_attach(hetee_client_conn *c, int64_t job_id, hetee_client_j
 int hetee_client_job_wait(hetee_client_conn *c, hetee_client_job *j) {
   char target[128];
   unsigned delay_ms = 50;
-  uint64_t wait_total = 0, wait_done = 0;
-  int wait_seen = 0, asked = 0;
+  uint64_t wait_total = 0, wait_done = 0, run_total = 0, run_done = 0;
+  int wait_seen = 0, asked = 0, run_seen = 0;
   for (;;) {
     /* a long poll: the server answers when the job finishes (or after 5 s);
      * with a progress callback the first question does not wait, so that
-     * the job's place in the queue is reported at once */
-    snprintf(target, sizeof target, "/v1/jobs/%lld?wait=%d", (long long)j->id, c->progress && !asked ? 0 : 5);
+     * the job's place in the queue is reported at once, and the later ones
+     * also return when the job's run has progressed past what was seen */
+    if (c->progress && asked)
+      snprintf(target, sizeof target, "/v1/jobs/%lld?wait=5&progress=%llu", (long long)j->id,
+               (unsigned long long)run_done);
+    else
+      snprintf(target, sizeof target, "/v1/jobs/%lld?wait=%d", (long long)j->id, c->progress && !asked ? 0 : 5);
     int quick = c->progress && !asked;
     asked = 1;
     int rc;
@@ -904,10 +909,25 @@ int hetee_client_job_wait(hetee_client_conn *c, hetee_client_job *j) {
     clock_gettime(CLOCK_MONOTONIC, &t1);
     if (rc) return rc;
     const char *st = json_string_value(json_object_get(a, "state"));
+    /* progress inside the run: the engine's steps (stages x micro-batches)
+     * done of total, as the server reports them (never backwards here) */
+    json_t *pg = json_object_get(a, "progress");
+    json_int_t pgd = json_integer_value(json_object_get(pg, "done")), pgt = json_integer_value(json_object_get(pg, "total"));
+    int took_prog = 0;
+    if (json_is_object(pg) && pgt > 0 && pgd >= 0 && pgd <= pgt && (!run_total || (uint64_t)pgt == run_total)) {
+      took_prog = !run_seen || (uint64_t)pgd > run_done;
+      run_total = (uint64_t)pgt;
+      if ((uint64_t)pgd > run_done) run_done = (uint64_t)pgd;
+    }
     if (st && !strcmp(st, "done")) {
       json_decref(a);
       progress(c, "wait", wait_total ? wait_total : 1, wait_total ? wait_total : 1);
+      if (run_total) progress(c, "run", run_total, run_total);
       return 0;
+    }
+    if (took_prog && st && !strcmp(st, "running")) {
+      run_seen = 1;
+      progress(c, "run", run_done, run_total);
     }
     /* progress: the jobs ahead of ours when first seen, plus ours; done
      * the ones that left the queue since (never reported backwards) */
@@ -933,7 +953,7 @@ int hetee_client_job_wait(hetee_client_conn *c, hetee_client_job *j) {
     /* a server that answered at once with an unfinished job did not wait
      * (a restart, or one without long polls): sleep before asking again */
     double took = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
-    if (took < 1.0 && !quick) {
+    if (took < 1.0 && !quick && !took_prog) {
       usleep(delay_ms * 1000);
       if (delay_ms < 500) delay_ms *= 2;
     }

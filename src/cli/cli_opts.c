@@ -239,6 +239,7 @@ void hetee_cli_progress_client(void *ud, const char *phase, uint64_t done, uint6
                      : !strcmp(phase, "upload") ? "uploading"
                      : !strcmp(phase, "wait")   ? "waiting for the server (jobs ahead, then ours)"
                      : !strcmp(phase, "open")   ? "opening the results"
+                     : !strcmp(phase, "run")    ? "running our job (stages x micro-batches)"
                                                 : phase;
   pthread_mutex_lock(&p->mu);
   int changed = strcmp(p->what, what) != 0;

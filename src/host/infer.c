@@ -376,6 +376,10 @@ typedef struct run_shared {
   enc_counters last;         /* the enclave's counters after the last call (under lock) */
   int have_last;
   hetee_ckks_evaluator **ev; /* one per pool thread (the rescale's scratch) */
+  pthread_mutex_t *elock;        /* held around enclave calls: &lock, or the caller's (hooks) */
+  hetee_engine_progress_fn prog; /* hetee_engine_run_hooked's progress hook (NULL: none) */
+  void *prog_ud;
+  uint64_t prog_done, prog_total; /* under queue */
 } run_shared;
 
 /* What a worker keeps from one micro-batch to the next (bound runs), so
@@ -652,11 +656,27 @@ static int job_refresh_reply(worker *w, const hetee_ckks_context *ctx, const het
  * round trip of its own: before, two STATS round trips framed every call
  * under the lock (e2dm, 1024 images, 2 CPUs on the loaded machine: 0.07 s
  * of a 0.43 s run, 0.45 ms each, the other pipeline waiting on the lock). */
+/* Runs sharing a caller's lock (hetee_engine_run_hooked): the counters
+ * after the last engine call on that handle under that lock, whichever run
+ * made it (own mutex; a miss costs a STATS round trip). */
+static pthread_mutex_t shared_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+  const hetee_host_enclave *e;
+  const pthread_mutex_t *lock;
+  enc_counters last;
+} shared_last;
+
 static int enclave_begin(run_shared *sh, enc_counters *c0) {
-  pthread_mutex_lock(&sh->lock);
+  pthread_mutex_lock(sh->elock);
+  if (sh->elock != &sh->lock) { /* shared: other runs' calls came in between */
+    pthread_mutex_lock(&shared_mu);
+    sh->have_last = shared_last.e == sh->e && shared_last.lock == sh->elock;
+    if (sh->have_last) sh->last = shared_last.last;
+    pthread_mutex_unlock(&shared_mu);
+  }
   int rc = sh->have_last ? 0 : enclave_counters(sh->e, &sh->last, 0);
   if (rc) {
-    pthread_mutex_unlock(&sh->lock);
+    pthread_mutex_unlock(sh->elock);
     return rc;
   }
   sh->have_last = 1;
@@ -666,17 +686,27 @@ static int enclave_begin(run_shared *sh, enc_counters *c0) {
   return 0;
 }
 static int enclave_end(run_shared *sh, int rc, const enc_counters *c0, hetee_engine_stage_stats *ss) {
-  enc_counters c1;
+  enc_counters c1 = {0, 0, 0};
   if (!rc && enclave_counters(sh->e, &c1, 1)) rc = enclave_counters(sh->e, &c1, 0);
   hetee_host_stats_follow(sh->e, 0);
   pool_reserve(&sh->pool, 0);
+  int shared = sh->elock != &sh->lock;
+  /* shared: the enclave may have restarted (counters from 0) since */
+  int back = c1.cpu_ns < c0->cpu_ns || c1.bytes_in < c0->bytes_in || c1.bytes_out < c0->bytes_out;
+  if (!rc && !(shared && back)) add_counters(ss, c0, &c1);
   if (!rc) {
-    add_counters(ss, c0, &c1);
     sh->last = c1;
   } else {
     sh->have_last = 0;
   }
-  pthread_mutex_unlock(&sh->lock);
+  if (shared) {
+    pthread_mutex_lock(&shared_mu);
+    shared_last.e = rc ? NULL : sh->e;
+    shared_last.lock = sh->elock;
+    shared_last.last = c1;
+    pthread_mutex_unlock(&shared_mu);
+  }
+  pthread_mutex_unlock(sh->elock);
   return rc;
 }
 
@@ -706,6 +736,16 @@ static int releases(run_shared *sh, const hetee_engine_refresh *R, uint32_t bk, 
   rc = enclave_end(sh, rc, &c0, ss);
   free(map);
   return rc;
+}
+
+/* The progress hook: stage done of micro-batch k (under queue, so that
+ * the caller sees done strictly increasing). */
+static void engine_progress(run_shared *sh, size_t k) {
+  if (!sh->prog) return;
+  pthread_mutex_lock(&sh->queue);
+  sh->prog_done++;
+  sh->prog(sh->prog_ud, k, sh->prog_done, sh->prog_total);
+  pthread_mutex_unlock(&sh->queue);
 }
 
 /* Micro-batch k: bk samples, inputs in[]. Bound runs keep every object
@@ -840,6 +880,7 @@ static int run_micro_batch(worker *w, size_t k, hetee_ckks_ciphertext *const *in
       if (!R->release) {
         cur = sb->next;
         ss->wall_s += t2b - t0;
+        engine_progress(sh, k);
         continue;
       }
       t2 = t2b;
@@ -866,6 +907,7 @@ static int run_micro_batch(worker *w, size_t k, hetee_ckks_ciphertext *const *in
       double t3 = now();
       w->st.wall_enclave_s += t3 - t2;
       ss->wall_s += t3 - t0;
+      engine_progress(sh, k);
       continue;
     }
     nblobs = nouts;
@@ -927,6 +969,7 @@ static int run_micro_batch(worker *w, size_t k, hetee_ckks_ciphertext *const *in
     flens = NULL;
     nf = 0;
     ss->wall_s += now() - t0;
+    engine_progress(sh, k);
   }
   cts_free(own, nown);
   if (!sh->bound) cts_free(outs, nouts);
@@ -984,29 +1027,37 @@ static void stats_merge(hetee_engine_stats *a, const hetee_engine_stats *b) {
 
 static int run_impl(hetee_host_enclave *e, const hetee_engine_model *em, const hetee_engine_input *in, uint32_t model_id,
                     const uint8_t dp_session[16], int threads, hetee_engine_results *out, hetee_engine_stats *stats,
-                    int bound, const hetee_engine_witnesses *wit);
+                    int bound, const hetee_engine_witnesses *wit, const hetee_engine_run_hooks *hooks);
 
 int hetee_engine_run(hetee_host_enclave *e, const hetee_engine_model *em, const hetee_engine_input *in, uint32_t model_id,
                      const uint8_t dp_session[16], int threads, hetee_engine_results *out, hetee_engine_stats *stats) {
-  return run_impl(e, em, in, model_id, dp_session, threads, out, stats, 0, NULL);
+  return run_impl(e, em, in, model_id, dp_session, threads, out, stats, 0, NULL, NULL);
 }
 
 int hetee_engine_run_bound(hetee_host_enclave *e, const hetee_engine_model *em, const hetee_engine_input *in,
                            uint32_t model_id, const uint8_t dp_session[16], int threads, hetee_engine_results *out,
                            hetee_engine_stats *stats) {
-  return run_impl(e, em, in, model_id, dp_session, threads, out, stats, 1, NULL);
+  return run_impl(e, em, in, model_id, dp_session, threads, out, stats, 1, NULL, NULL);
 }
 
 int hetee_engine_run_witnessed(hetee_host_enclave *e, const hetee_engine_model *em, const hetee_engine_input *in,
                                const hetee_engine_witnesses *wit, uint32_t model_id, const uint8_t dp_session[16],
                                int threads, hetee_engine_results *out, hetee_engine_stats *stats) {
   if (!wit || !wit->batch || !wit->blob || !wit->len) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
-  return run_impl(e, em, in, model_id, dp_session, threads, out, stats, 1, wit);
+  return run_impl(e, em, in, model_id, dp_session, threads, out, stats, 1, wit, NULL);
+}
+
+int hetee_engine_run_hooked(hetee_host_enclave *e, const hetee_engine_model *em, const hetee_engine_input *in,
+                            const hetee_engine_witnesses *wit, uint32_t model_id, const uint8_t dp_session[16],
+                            int threads, const hetee_engine_run_hooks *hooks, hetee_engine_results *out,
+                            hetee_engine_stats *stats) {
+  if (wit && (!wit->batch || !wit->blob || !wit->len)) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  return run_impl(e, em, in, model_id, dp_session, threads, out, stats, 1, wit, hooks);
 }
 
 static int run_impl(hetee_host_enclave *e, const hetee_engine_model *em, const hetee_engine_input *in, uint32_t model_id,
                     const uint8_t dp_session[16], int threads, hetee_engine_results *out, hetee_engine_stats *stats,
-                    int bound, const hetee_engine_witnesses *wit) {
+                    int bound, const hetee_engine_witnesses *wit, const hetee_engine_run_hooks *hooks) {
   if (!e || !em || !in || !dp_session || !out) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
   memset(out, 0, sizeof *out);
   if (threads < 1 || threads > 64) return hetee_error(HETEE_ERR_INVALID_ARG, "threads %d (1..64)", threads);
@@ -1028,6 +1079,10 @@ static int run_impl(hetee_host_enclave *e, const hetee_engine_model *em, const h
   sh.bound = bound;
   sh.wit = wit;
   sh.nmb = (in->count + p->micro_batch - 1) / p->micro_batch;
+  sh.prog = hooks ? hooks->progress : NULL;
+  sh.prog_ud = hooks ? hooks->progress_ud : NULL;
+  sh.elock = hooks && hooks->enclave_lock ? hooks->enclave_lock : &sh.lock;
+  sh.prog_total = (uint64_t)sh.nmb * p->nstages;
   if (wit && wit->n != sh.nmb)
     return hetee_error(HETEE_ERR_SHAPE, "%zu witnesses for %zu micro-batches", wit->n, sh.nmb);
   /* several pipelines when there are micro-batches to overlap: the host's

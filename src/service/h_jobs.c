@@ -157,6 +157,9 @@ void h_job_submit(srv_req *q, srv_resp *r) {
     return;
   }
   int64_t count = (int64_t)hetee_engine_input_count(in);
+  const hetee_engine_plan *plan = hetee_engine_model_plan(em);
+  uint64_t pmb = hetee_engine_plan_micro_batch(plan);
+  uint64_t steps = pmb ? ((uint64_t)count + pmb - 1) / pmb * hetee_engine_plan_num_stages(plan) : 0;
   /* the authorization must be the caller's signature over this very input
    * (the enclave checks it again before anything is decrypted): over its
    * witnesses (shape checked against the plan and the input's
@@ -175,8 +178,8 @@ void h_job_submit(srv_req *q, srv_resp *r) {
       if (w.batch[k] != bk) rc = hetee_error(HETEE_ERR_SHAPE, "witness %zu: %u samples, the input has %zu", k, w.batch[k], bk);
     }
     if (!rc) rc = hetee_job_auth_witness_digests(a, (uint32_t)p->model, &w);
-    hetee_engine_witnesses_clear(&w);
     if (rc) {
+      hetee_engine_witnesses_clear(&w);
       free(a);
       hetee_engine_input_free(in);
       unmap_body(buf, len);
@@ -196,24 +199,23 @@ void h_job_submit(srv_req *q, srv_resp *r) {
   }
   unmap_body(buf, len);
   model_put(S, p->model);
-  hetee_engine_input_free(in);
   if (!rc) {
     memcpy(a->nonce, p->nonce, 16);
     memcpy(a->sig, p->sig, 64);
     rc = reqsig_unhex(q->party, a->dp, 32) ? hetee_error(HETEE_ERR_INTERNAL, "party key") : 0;
   }
+  /* from here on, in, w and a are the job's (handed to the worker below,
+   * or freed at the end) */
   if (!rc && (rc = hetee_job_auth_verify(a))) {
-    free(a);
     free(wb);
     resp_error(r, 403, "bad_authorization", "the signed authorization is not this data provider's for this input");
-    return;
+    goto out;
   }
   if (!rc) rc = hetee_job_auth_encode(a, &ab, &al);
-  free(a);
   if (rc) {
     free(wb);
     resp_status(r, rc, "authorization");
-    return;
+    goto out;
   }
   int64_t id = 0;
   rc = store_job_stage(S->db, p->model, q->party, "", count, 0, 0, &id);
@@ -221,7 +223,7 @@ void h_job_submit(srv_req *q, srv_resp *r) {
     free(ab);
     free(wb);
     resp_error(r, 403, "budget", "%s", hetee_last_error());
-    return;
+    goto out;
   }
   char dst[SRV_PATH_MAX];
   if (!rc) {
@@ -246,16 +248,25 @@ void h_job_submit(srv_req *q, srv_resp *r) {
   /* the three files are in DIR/jobs: one fsync of it makes their renames
    * durable, before the row that acknowledges the job */
   if (!rc) rc = blob_sync_dir(dst);
+  /* what was checked here goes to the worker in memory (kept before the
+   * row can be taken, dropped again if the row is not committed) */
+  int handed = !rc && !jobs_handoff_put(id, &in, &w, p->witness != 0, &a, (size_t)q->total);
   if (!rc) rc = store_job_commit(S->db, id);
   if (rc) {
+    if (handed) jobs_handoff_drop(id);
     if (id) (void)store_job_set_state(S->db, id, "failed", "not stored");
     resp_status(r, rc, "storing the job");
-    return;
+    goto out;
   }
+  jobs_progress_set(S, id, 0, steps);
   jobs_kick(S);
   snprintf(r->location, sizeof r->location, "/v1/jobs/%lld", (long long)id);
   resp_json(r, 202, json_pack("{sI sI ss sI}", "id", (json_int_t)id, "model", (json_int_t)p->model, "state", "queued",
                               "count", (json_int_t)count));
+out:
+  hetee_engine_input_free(in);
+  hetee_engine_witnesses_clear(&w);
+  free(a);
 }
 
 static int own_job(srv_req *q, srv_resp *r, st_job *j) {
@@ -274,7 +285,8 @@ static int job_final(const st_job *j) { return !strcmp(j->state, "done") || !str
 
 /* ?wait=S (1..10): the answer comes when the job is done or failed, or
  * after S seconds with its state then (a long poll instead of the
- * client's sleeps, which made it notice a finished job up to 0.5 s late). */
+ * client's sleeps, which made it notice a finished job up to 0.5 s late).
+ * With &progress=D also as soon as the job's progress passes D steps. */
 void h_job_show(srv_req *q, srv_resp *r) {
   st_job j;
   server *S = q->S;
@@ -288,13 +300,28 @@ void h_job_show(srv_req *q, srv_resp *r) {
       resp_error(r, 400, "bad_wait", "?wait=S: seconds, 0..%d", WAIT_MAX_S);
       return;
     }
+    /* &progress=D: also answer once more than D steps are done */
+    const char *pv = req_query(q, "progress");
+    uint64_t pd = 0, pdone = 0, ptotal = 0;
+    int want_prog = 0;
+    if (pv) {
+      char *pe;
+      unsigned long long v = strtoull(pv, &pe, 10);
+      if (pe == pv || *pe || *pv == '-') {
+        resp_error(r, 400, "bad_progress", "?progress=D: the steps done the client saw last");
+        return;
+      }
+      pd = (uint64_t)v;
+      want_prog = 1;
+    }
     const uint64_t ring = sizeof S->fin_ring / sizeof S->fin_ring[0];
     struct timespec until;
     clock_gettime(CLOCK_REALTIME, &until);
     until.tv_sec += s;
     pthread_mutex_lock(&S->wlock);
     while (!job_final(&j) && !S->closing) {
-      if (pthread_cond_timedwait(&S->wcond, &S->wlock, &until) == ETIMEDOUT) break;
+      if (want_prog && !jobs_progress_get_locked(S, j.id, &pdone, &ptotal) && pdone > pd) break;
+      if (pthread_cond_timedwait(want_prog ? &S->pcond : &S->wcond, &S->wlock, &until) == ETIMEDOUT) break;
       /* every finish wakes every waiter: read the store again only if this
        * job is among the jobs finished since the last look (or the ring
        * wrapped and it cannot tell) */
@@ -323,6 +350,13 @@ void h_job_show(srv_req *q, srv_resp *r) {
   if (!job_final(&j) && !store_job_ahead(q->S->db, j.id, &ahead))
     json_object_set_new(o, "queue_position", json_integer(!strcmp(j.state, "running") ? 0 : ahead));
   if (!strcmp(j.state, "done")) json_object_set_new(o, "latency_ms", json_integer(j.finished_ms - j.created_ms));
+  /* progress inside the run: engine steps (stages x micro-batches) done of
+   * total, for the jobs submitted or run since the server started */
+  uint64_t pdone = 0, ptotal = 0;
+  if (!jobs_progress_get(S, j.id, &pdone, &ptotal)) {
+    if (!strcmp(j.state, "done")) pdone = ptotal;
+    json_object_set_new(o, "progress", json_pack("{sI sI}", "done", (json_int_t)pdone, "total", (json_int_t)ptotal));
+  }
   resp_json(r, 200, o);
 }
 

@@ -170,6 +170,93 @@ static void job_unload(server *S, jctx *x) {
   x->a = NULL;
 }
 
+/* ---- hand-off ----------------------------------------------------------------
+ * What the submission parsed and checked (the input, its witnesses, the
+ * decoded authorization) is kept for the worker, which then neither reads
+ * the files back nor parses them again; the files are written and made
+ * durable exactly as before (a restarted server, and a run queued again
+ * after an enclave restart, load them from disk). At most HANDOFF_MAX bytes
+ * of bodies are kept: past that, a job is loaded from disk as before. */
+#define HANDOFF_MAX ((size_t)64 << 20)
+typedef struct handoff {
+  int64_t id;
+  hetee_engine_input *in;
+  hetee_engine_witnesses wit;
+  int witnessed;
+  hetee_job_auth *a;
+  size_t bytes;
+  struct handoff *next;
+} handoff;
+static pthread_mutex_t handoff_lock = PTHREAD_MUTEX_INITIALIZER;
+static handoff *handoffs;
+static size_t handoff_bytes;
+
+static void handoff_free(handoff *h) {
+  hetee_engine_input_free(h->in);
+  hetee_engine_witnesses_clear(&h->wit);
+  free(h->a);
+  free(h);
+}
+
+static int handoff_on = 1; /* HETEE_SERVER_HANDOFF=0 (read by jobs_start): off, for measurements */
+
+int jobs_handoff_put(int64_t id, hetee_engine_input **in, hetee_engine_witnesses *w, int witnessed, hetee_job_auth **a,
+                     size_t bytes) {
+  if (!handoff_on) return -1;
+  handoff *h = calloc(1, sizeof *h);
+  if (!h) return -1;
+  pthread_mutex_lock(&handoff_lock);
+  if (handoff_bytes + bytes > HANDOFF_MAX) {
+    pthread_mutex_unlock(&handoff_lock);
+    free(h);
+    return -1;
+  }
+  h->id = id;
+  h->in = *in;
+  *in = NULL;
+  h->wit = *w;
+  memset(w, 0, sizeof *w);
+  h->witnessed = witnessed;
+  h->a = *a;
+  *a = NULL;
+  h->bytes = bytes;
+  h->next = handoffs;
+  handoffs = h;
+  handoff_bytes += bytes;
+  pthread_mutex_unlock(&handoff_lock);
+  return 0;
+}
+
+static handoff *handoff_take(int64_t id) {
+  pthread_mutex_lock(&handoff_lock);
+  handoff *h = NULL;
+  for (handoff **p = &handoffs; *p; p = &(*p)->next)
+    if ((*p)->id == id) {
+      h = *p;
+      *p = h->next;
+      handoff_bytes -= h->bytes;
+      break;
+    }
+  pthread_mutex_unlock(&handoff_lock);
+  return h;
+}
+
+void jobs_handoff_drop(int64_t id) {
+  handoff *h = handoff_take(id);
+  if (h) handoff_free(h);
+}
+
+static void handoff_clear(void) {
+  pthread_mutex_lock(&handoff_lock);
+  while (handoffs) {
+    handoff *h = handoffs;
+    handoffs = h->next;
+    handoff_free(h);
+  }
+  handoff_bytes = 0;
+  pthread_mutex_unlock(&handoff_lock);
+}
+
 /* The metrics count a job before its state says final, so that a client
  * that saw it final reads metrics that include it. */
 static void job_failed(server *S, int64_t id, const char *why) {
@@ -190,8 +277,24 @@ static int job_load(server *S, jctx *x) {
   st_job *j = &x->j;
   uint8_t *buf = NULL;
   size_t len = 0;
+  int rc = 0;
+  handoff *h = x->j.attempts <= 1 ? handoff_take(j->id) : NULL;
+  if (h) { /* what the submission checked, in memory */
+    if ((rc = model_get(S, j->model, &x->em))) {
+      x->em = NULL;
+      handoff_free(h);
+      snprintf(why, sizeof why, "model %lld: %s", (long long)j->model, hetee_last_error());
+      goto fail;
+    }
+    x->a = h->a;
+    x->in = h->in;
+    x->wit = h->wit;
+    x->witnessed = h->witnessed;
+    free(h);
+    return 0;
+  }
   x->a = calloc(1, sizeof *x->a);
-  int rc = x->a ? read_auth(S, j->id, x->a) : hetee_error(HETEE_ERR_NOMEM, "no memory");
+  rc = x->a ? read_auth(S, j->id, x->a) : hetee_error(HETEE_ERR_NOMEM, "no memory");
   if (rc) {
     snprintf(why, sizeof why, "authorization: %s", hetee_last_error());
     goto fail;
@@ -267,6 +370,34 @@ static void requeue(server *S, const st_job *j, const char *why) {
 static int solo_job(int64_t id);
 static void mark_solo_dp(const char *dp);
 
+/* Whether the workers' runs overlap (HETEE_SERVER_OVERLAP=0 turns it off):
+ * each run holds the enclave lock only around its enclave calls, so one
+ * job's host kernels run while the enclave refreshes another's (a job of
+ * one micro-batch alone leaves the host idle during its enclave calls and
+ * the enclave idle during its kernels). Binding, authorizing and sealing
+ * still hold the lock throughout; a run the enclave's restart cut short
+ * (by anyone's call) is queued again as before. */
+static int overlap_on = 1; /* set by jobs_start */
+static int overlap(void) { return overlap_on; }
+
+/* Engine steps of job x's run (stages x micro-batches), its progress total. */
+static uint64_t job_steps(const jctx *x) {
+  const hetee_engine_plan *p = hetee_engine_model_plan(x->em);
+  uint64_t mb = hetee_engine_plan_micro_batch(p), n = (uint64_t)hetee_engine_input_count(x->in);
+  return mb ? (n + mb - 1) / mb * hetee_engine_plan_num_stages(p) : 0;
+}
+
+/* The engine's progress hook of a run of one job. */
+typedef struct {
+  server *S;
+  int64_t id;
+} prog_one;
+static void one_progress(void *ud, size_t mb, uint64_t done, uint64_t total) {
+  (void)mb;
+  prog_one *p = ud;
+  jobs_progress_set(p->S, p->id, done, total);
+}
+
 /* A bound run: the model bound in this enclave epoch (MODEL_LOAD again after
  * a restart), the DP's stored signed authorization presented, every
  * micro-batch checked and released sealed to the DP's identity (all-zero
@@ -300,11 +431,19 @@ static void run_one(server *S, jctx *x) {
     snprintf(why, sizeof why, "binding model %lld: %s: %s", (long long)j->model, hetee_strerror(rc), hetee_last_error());
   if (!rc && (rc = hetee_engine_job_authorize(S->en.e, x->a)))
     snprintf(why, sizeof why, "authorization: %s: %s", hetee_strerror(rc), hetee_last_error());
-  if (!rc && (rc = x->witnessed ? hetee_engine_run_witnessed(S->en.e, x->em, x->in, &x->wit, (uint32_t)j->model,
-                                                              to_identity, S->threads, &res, stats)
-                                : hetee_engine_run_bound(S->en.e, x->em, x->in, (uint32_t)j->model, to_identity,
-                                                         S->threads, &res, stats)))
+  prog_one po = {S, j->id};
+  hetee_engine_run_hooks hk = {one_progress, &po, NULL};
+  if (!rc) jobs_progress_set(S, j->id, 0, job_steps(x));
+  /* overlapped runs: the lock only around each enclave call of the run */
+  int ov = overlap();
+  if (ov) {
+    hk.enclave_lock = &S->en.lock;
+    pthread_mutex_unlock(&S->en.lock);
+  }
+  if (!rc && (rc = hetee_engine_run_hooked(S->en.e, x->em, x->in, x->witnessed ? &x->wit : NULL, (uint32_t)j->model,
+                                           to_identity, S->threads, &hk, &res, stats)))
     snprintf(why, sizeof why, "%s: %s", hetee_strerror(rc), hetee_last_error());
+  if (ov) pthread_mutex_lock(&S->en.lock);
   if (!rc && budgeted) {
     /* the enclave's query counters survive a restart: the sealed state is
      * taken here, written to disk below without the enclave lock */
@@ -406,6 +545,27 @@ static int batchable(const jctx *x, uint32_t mb) {
   return x->witnessed && mb && x->j.count > 0 && x->j.count % mb == 0 && !solo(&x->j);
 }
 
+/* The engine's progress hook of a batch: the micro-batch tells the job
+ * (its micro-batches are consecutive in the run), each job counts its own
+ * steps. */
+typedef struct {
+  server *S;
+  const jctx *xs;
+  size_t n;
+  size_t first[S_BATCH_MAX + 1]; /* first micro-batch of each job in the run */
+  uint64_t done[S_BATCH_MAX];
+} prog_batch;
+static void batch_progress(void *ud, size_t mb, uint64_t done, uint64_t total) {
+  (void)done, (void)total;
+  prog_batch *p = ud;
+  for (size_t i = 0; i < p->n; i++)
+    if (mb >= p->first[i] && mb < p->first[i + 1]) {
+      p->done[i]++;
+      jobs_progress_set(p->S, p->xs[i].j.id, p->done[i], job_steps(&p->xs[i]));
+      return;
+    }
+}
+
 static void run_batch(server *S, jctx *xs, size_t n) {
   char why[300];
   int64_t model = xs[0].j.model;
@@ -461,8 +621,32 @@ static void run_batch(server *S, jctx *xs, size_t n) {
   }
   all.ctx = xs[0].in->ctx;
   all.micro_batch = xs[0].in->micro_batch;
-  if (!rc && nok && (rc = hetee_engine_run_witnessed(S->en.e, em, &all, &w, (uint32_t)model, to_identity, S->threads,
-                                                      &res, stats))) {
+  /* the jobs in the run (the authorized ones, in order) for the progress hook */
+  prog_batch *pb = calloc(1, sizeof *pb);
+  if (!rc && !pb) {
+    rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+    snprintf(why, sizeof why, "no memory");
+  }
+  if (pb) {
+    pb->S = S;
+    pb->xs = xs;
+    for (size_t i = 0; i < n; i++) {
+      pb->first[i + 1] = pb->first[i] + (ok[i] ? xs[i].wit.n : 0);
+      if (ok[i]) jobs_progress_set(S, xs[i].j.id, 0, job_steps(&xs[i]));
+    }
+    pb->n = n;
+  }
+  hetee_engine_run_hooks hk = {batch_progress, pb, NULL};
+  int ov = overlap();
+  if (ov) {
+    hk.enclave_lock = &S->en.lock;
+    pthread_mutex_unlock(&S->en.lock);
+  }
+  if (!rc && nok && (rc = hetee_engine_run_hooked(S->en.e, em, &all, &w, (uint32_t)model, to_identity, S->threads, &hk,
+                                                   &res, stats)))
+    refused = 1;
+  if (ov) pthread_mutex_lock(&S->en.lock);
+  if (refused) {
     snprintf(why, sizeof why, "%s: %s", hetee_strerror(rc), hetee_last_error());
     refused = 1;
   }
@@ -479,6 +663,7 @@ static void run_batch(server *S, jctx *xs, size_t n) {
     lost = enclave_lost_locked(S, before);
   }
   pthread_mutex_unlock(&S->en.lock);
+  free(pb);
   free(all.cts);
   free(w.batch);
   free(w.blob);
@@ -567,6 +752,7 @@ void jobs_finished(server *S, int64_t id) {
   S->fin_ring[S->fin_seq % (sizeof S->fin_ring / sizeof S->fin_ring[0])] = id;
   S->fin_seq++;
   pthread_cond_broadcast(&S->wcond);
+  pthread_cond_broadcast(&S->pcond);
   pthread_mutex_unlock(&S->wlock);
 }
 
@@ -575,6 +761,37 @@ uint64_t jobs_finished_seq(server *S) {
   uint64_t s = S->fin_seq;
   pthread_mutex_unlock(&S->wlock);
   return s;
+}
+
+void jobs_progress_set(server *S, int64_t id, uint64_t done, uint64_t total) {
+  if (id <= 0) return;
+  pthread_mutex_lock(&S->wlock);
+  struct job_prog *p = &S->prog[(uint64_t)id % SRV_PROG_RING];
+  if (p->id != id) {
+    p->id = id;
+    p->done = 0;
+  }
+  int changed = p->total != total || done > p->done;
+  p->total = total;
+  if (done > p->done) p->done = done;
+  if (p->done > p->total) p->done = p->total;
+  if (changed) pthread_cond_broadcast(&S->pcond);
+  pthread_mutex_unlock(&S->wlock);
+}
+
+int jobs_progress_get_locked(server *S, int64_t id, uint64_t *done, uint64_t *total) {
+  const struct job_prog *p = &S->prog[(uint64_t)(id > 0 ? id : 0) % SRV_PROG_RING];
+  if (id <= 0 || p->id != id) return -1;
+  *done = p->done;
+  *total = p->total;
+  return 0;
+}
+
+int jobs_progress_get(server *S, int64_t id, uint64_t *done, uint64_t *total) {
+  pthread_mutex_lock(&S->wlock);
+  int rc = jobs_progress_get_locked(S, id, done, total);
+  pthread_mutex_unlock(&S->wlock);
+  return rc;
 }
 
 static void *worker(void *arg) {
@@ -606,6 +823,10 @@ void jobs_kick(server *S) {
 }
 
 int jobs_start(server *S) {
+  const char *ov = getenv("HETEE_SERVER_OVERLAP");
+  overlap_on = !(ov && !strcmp(ov, "0"));
+  const char *ho = getenv("HETEE_SERVER_HANDOFF");
+  handoff_on = !(ho && !strcmp(ho, "0"));
   pthread_mutex_init(&S->qlock, NULL);
   pthread_cond_init(&S->qcond, NULL);
   S->workers = calloc((size_t)S->nworkers, sizeof *S->workers);
@@ -624,6 +845,7 @@ void jobs_stop(server *S) {
   pthread_cond_broadcast(&S->qcond);
   pthread_mutex_unlock(&S->qlock);
   for (int i = 0; i < S->nworkers; i++) pthread_join(S->workers[i], NULL);
+  handoff_clear();
   free(S->workers);
   S->workers = NULL;
   pthread_cond_destroy(&S->qcond);

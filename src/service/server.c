@@ -106,6 +106,7 @@ int hetee_server_run(const hetee_server_options *opt) {
   pthread_mutex_init(&S->cache_lock, NULL);
   pthread_mutex_init(&S->wlock, NULL);
   pthread_cond_init(&S->wcond, NULL);
+  pthread_cond_init(&S->pcond, NULL);
 
   char host[64] = "127.0.0.1";
   unsigned port = 8470;
@@ -184,6 +185,7 @@ int hetee_server_run(const hetee_server_options *opt) {
   pthread_mutex_lock(&S->wlock);
   S->closing = 1;
   pthread_cond_broadcast(&S->wcond);
+  pthread_cond_broadcast(&S->pcond);
   pthread_mutex_unlock(&S->wlock);
   http_stop(daemon);
   if (jobs_started) jobs_stop(S);
@@ -200,6 +202,7 @@ int hetee_server_run(const hetee_server_options *opt) {
   pthread_mutex_destroy(&S->m.lock);
   pthread_mutex_destroy(&S->cache_lock);
   pthread_cond_destroy(&S->wcond);
+  pthread_cond_destroy(&S->pcond);
   pthread_mutex_destroy(&S->wlock);
   free(S);
   g_stop = 0;

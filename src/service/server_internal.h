@@ -190,6 +190,8 @@ typedef struct model_cache_entry {
 } model_cache_entry;
 
 /* ---- the server --------------------------------------------------------- */
+#define SRV_PROG_RING 1024
+
 struct server {
   hetee_server_options o;
   char data_dir[3072]; /* room for the file names under it in SRV_PATH_MAX */
@@ -209,18 +211,35 @@ struct server {
    * job finishes (jobs_finished) and when the server closes */
   pthread_mutex_t wlock;
   pthread_cond_t wcond;
+  pthread_cond_t pcond; /* the waiters that asked for progress too (&progress=D): broadcast
+                           on every finish and every progress step */
   int closing;
   /* the ids of the last SRV_FIN_RING jobs that reached done / failed, in
    * order (fin_seq counts them all): a woken waiter reads its job from the
    * store again only when its id is among those finished since it looked */
   int64_t fin_ring[64];
   uint64_t fin_seq;
+  /* progress of the last SRV_PROG_RING jobs submitted or run since the
+   * server started (under wlock; a change wakes the pcond waiters): engine
+   * steps (stages x micro-batches) done of total */
+  struct job_prog {
+    int64_t id;
+    uint64_t done, total;
+  } prog[SRV_PROG_RING];
   struct rworker *refine; /* refine_worker.c */
 };
 
 /* A job reached done / failed: wakes the requests waiting on jobs. */
 void jobs_finished(server *S, int64_t id);
 uint64_t jobs_finished_seq(server *S);
+/* Job id's progress: (done, total) engine steps of its run (stages x
+ * micro-batches); done never goes backwards (a run started again after an
+ * enclave restart keeps the larger value until it passes it). _get: 0 and
+ * the values if the server knows the job's progress, else nonzero; the
+ * _locked variant with S->wlock held. */
+void jobs_progress_set(server *S, int64_t id, uint64_t done, uint64_t total);
+int jobs_progress_get(server *S, int64_t id, uint64_t *done, uint64_t *total);
+int jobs_progress_get_locked(server *S, int64_t id, uint64_t *done, uint64_t *total);
 
 /* A model from the cache (loaded from its file on first use); put it back
  * with model_put. */
@@ -232,6 +251,14 @@ void model_cache_add(server *S, int64_t id, hetee_engine_model *em);
  * unless it is bound in the current epoch already (force: bind anyway). */
 int model_bind_locked(server *S, int64_t id, const hetee_engine_model *em, int force);
 
+/* A submitted job's parsed input, witnesses (witnessed: the form with
+ * witnesses) and decoded authorization, taken over (the pointers set to
+ * NULL, w zeroed) for its first run, after its files and row are durable;
+ * bytes: its body's size. Nonzero: not kept (over the bound), the caller
+ * still owns them. */
+int jobs_handoff_put(int64_t id, hetee_engine_input **in, hetee_engine_witnesses *w, int witnessed, hetee_job_auth **a,
+                     size_t bytes);
+void jobs_handoff_drop(int64_t id);
 int jobs_start(server *S);
 void jobs_stop(server *S);
 void jobs_kick(server *S);

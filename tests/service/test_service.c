@@ -33,6 +33,8 @@ static sfx *F;
 static int64_t MODEL; /* e2dm, micro-batch 8, allowed: dp1 */
 static float *X;
 static int PLAIN[NIMG];
+static size_t STAGES; /* of e2dm's plan */
+static size_t F_STAGES(void) { return STAGES; }
 
 static int setup(void **state) {
   F = sfx_new();
@@ -40,6 +42,15 @@ static int setup(void **state) {
   char mp[512];
   sfx_model_path(mp, sizeof mp, "e2dm");
   sfx_plain_labels(mp, X, NIMG, PLAIN);
+  hetee_nn_model *nm = NULL;
+  hetee_engine_plan *pl = NULL;
+  hetee_engine_plan_options po = {0};
+  po.micro_batch = NIMG;
+  assert_int_equal(hetee_nn_model_load(mp, &nm), 0);
+  assert_int_equal(hetee_engine_plan_build(nm, &po, &pl), 0);
+  STAGES = hetee_engine_plan_num_stages(pl);
+  hetee_engine_plan_free(pl);
+  hetee_nn_model_free(nm);
   hetee_client_conn *c;
   assert_int_equal(hetee_client_connect(F->url, F->mp, &c), 0);
   hetee_client_model_options o = {.name = "e2dm", .batch = NIMG, .output = "label",
@@ -276,7 +287,7 @@ static void test_client_cache(void **state) {
  * + 1, open: 20 results). The server's status gives queue_position (an
  * integer >= 0, 0 while running) exactly while the job is not final, and
  * prepared jobs sent later run as submitted ones. */
-#define PHASES 4
+#define PHASES 5
 typedef struct {
   const char *name[PHASES];
   uint64_t done[PHASES], total[PHASES];
@@ -321,6 +332,14 @@ static void status_checked(hetee_client_conn *c, int64_t id) {
   const char *state = json_string_value(json_object_get(j, "state"));
   json_t *qp = json_object_get(j, "queue_position");
   assert_non_null(state);
+  /* progress inside the run: steps (stages x micro-batches) done of total */
+  json_t *pg = json_object_get(j, "progress");
+  assert_true(json_is_object(pg));
+  json_int_t pd = json_integer_value(json_object_get(pg, "done")), pt = json_integer_value(json_object_get(pg, "total"));
+  assert_true(pt > 0);
+  assert_true(pd >= 0 && pd <= pt);
+  if (!strcmp(state, "done")) assert_int_equal(pd, pt);
+  if (!strcmp(state, "queued")) assert_int_equal(pd, 0);
   if (!strcmp(state, "done") || !strcmp(state, "failed")) {
     assert_null(qp);
   } else {
@@ -362,6 +381,11 @@ static void test_progress(void **state) {
   assert_true(w >= 0);
   assert_true(L.total[w] >= 1);
   assert_int_equal(L.done[w], L.total[w]);
+  /* the run's own steps: 3 micro-batches x the plan's stages */
+  int rn = prog_phase(&L, "run");
+  assert_true(rn >= 0);
+  assert_int_equal(L.total[rn], 3 * F_STAGES());
+  assert_int_equal(L.done[rn], L.total[rn]);
   hetee_release_result *r;
   size_t n;
   assert_int_equal(hetee_client_job_results(c, j, &r, &n), 0);
@@ -373,6 +397,54 @@ static void test_progress(void **state) {
   assert_int_equal(L.calls[o], N);
   assert_int_equal(L.bad, 0);
   hetee_client_results_free(r, n);
+  hetee_client_job_free(j);
+
+  /* the server's progress of a job, read with long polls that return
+   * once more steps are done (&progress=D): the total stays 3 x stages,
+   * done never goes back and ends at the total when the job is done */
+  hetee_client_set_progress(c, NULL, NULL);
+  assert_int_equal(hetee_client_job_submit(c, MODEL, x, N, &j), 0);
+  uint64_t seen = 0, answers = 0, inside = 0;
+  for (;;) {
+    char t[128];
+    long hs;
+    uint8_t *body = NULL;
+    snprintf(t, sizeof t, "/v1/jobs/%lld?wait=5&progress=%llu", (long long)hetee_client_job_id(j),
+             (unsigned long long)seen);
+    assert_int_equal(hetee_client_request(c, "GET", t, NULL, NULL, 0, &hs, &body, NULL), 0);
+    assert_int_equal(hs, 200);
+    json_t *jo = json_loads((char *)body, 0, NULL);
+    free(body);
+    assert_non_null(jo);
+    const char *st = json_string_value(json_object_get(jo, "state"));
+    json_t *pg = json_object_get(jo, "progress");
+    assert_non_null(st);
+    assert_true(json_is_object(pg));
+    uint64_t pd = (uint64_t)json_integer_value(json_object_get(pg, "done"));
+    assert_int_equal(json_integer_value(json_object_get(pg, "total")), 3 * STAGES);
+    assert_true(pd >= seen);
+    assert_true(pd <= 3 * STAGES);
+    answers++;
+    inside += pd > 0 && pd < 3 * STAGES;
+    seen = pd;
+    int fin = !strcmp(st, "done") || !strcmp(st, "failed");
+    if (fin) assert_string_equal(st, "done");
+    json_decref(jo);
+    if (fin) break;
+  }
+  assert_int_equal(seen, 3 * STAGES);
+  printf("  progress: %llu answers, %llu of them inside the run (of %zu steps)\n", (unsigned long long)answers,
+         (unsigned long long)inside, 3 * STAGES);
+  /* a malformed progress value */
+  {
+    long hs;
+    char t[128];
+    snprintf(t, sizeof t, "/v1/jobs/%lld?wait=0&progress=x", (long long)hetee_client_job_id(j));
+    uint8_t *body = NULL;
+    assert_int_equal(hetee_client_request(c, "GET", t, NULL, NULL, 0, &hs, &body, NULL), 0);
+    free(body);
+    assert_int_equal(hs, 400);
+  }
   hetee_client_job_free(j);
 
   /* three prepared jobs sent back to back: each status consistent, each

@@ -8,8 +8,11 @@
  * sample, model or micro-batch does not open it; an authorization signed by
  * a DP the policy does not name, signed by another key than the one it
  * names, altered after signing, or presented twice is refused, and an input
- * it does not cover does not start.
+ * it does not cover does not start. Two runs at once on the one handle
+ * with the engine's hooks (shared enclave lock, progress) as the server
+ * runs jobs.
  */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -192,6 +195,93 @@ static void test_signed_run(void **state) {
   hetee_engine_input_free(in);
 }
 
+/* hetee_engine_run_hooked as the server runs jobs: two authorized runs at
+ * once from two threads on the one enclave handle, sharing one enclave
+ * lock, each with a progress hook. Each run's results open with the DP's
+ * key and match the plaintext engine; each hook is called once per (stage,
+ * micro-batch) step, done going 1, 2, ... total = micro-batches x stages,
+ * each micro-batch reported once per stage. */
+typedef struct {
+  pthread_mutex_t *lock;
+  hetee_engine_input *in;
+  hetee_engine_results out;
+  int rc;
+  uint64_t calls, last, total, bad;
+  uint64_t per_mb[4];
+} hooked_run;
+
+static void on_step(void *ud, size_t mb, uint64_t done, uint64_t total) {
+  hooked_run *h = ud;
+  h->calls++;
+  if (done != h->last + 1 || (h->total && total != h->total) || mb >= 4) h->bad++;
+  h->last = done;
+  h->total = total;
+  if (mb < 4) h->per_mb[mb]++;
+}
+
+static void *hooked_main(void *arg) {
+  hooked_run *h = arg;
+  hetee_engine_run_hooks hk = {on_step, h, h->lock};
+  h->rc = hetee_engine_run_hooked(F.t.e, F.host_model, h->in, NULL, MODEL_ID, TO_ID, 1, &hk, &h->out, NULL);
+  return NULL;
+}
+
+static void test_hooked_runs(void **state) {
+  (void)state;
+  pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+  hooked_run h[2];
+  hetee_job_auth *a[2];
+  float *x[2];
+  memset(h, 0, sizeof h);
+  for (int i = 0; i < 2; i++) {
+    x[i] = images(NIMG, 20 + (unsigned)i);
+    a[i] = calloc(1, sizeof *a[i]);
+    h[i].in = dp_input(x[i], NIMG, F.t.dp, a[i]);
+    h[i].lock = &lock;
+    pthread_mutex_lock(&lock);
+    assert_int_equal(hetee_engine_job_authorize(F.t.e, a[i]), 0);
+    pthread_mutex_unlock(&lock);
+  }
+  pthread_t t;
+  assert_int_equal(pthread_create(&t, NULL, hooked_main, &h[1]), 0);
+  hooked_main(&h[0]);
+  pthread_join(t, NULL);
+  size_t ns = hetee_engine_plan_num_stages(F.plan), k = hetee_nn_model_output_size(F.m);
+  float *y = malloc(NIMG * k * sizeof *y);
+  for (int i = 0; i < 2; i++) {
+    if (h[i].rc) printf("  run %d: %s\n", i, hetee_last_error());
+    assert_int_equal(h[i].rc, 0);
+    assert_int_equal(h[i].out.n, NIMG);
+    assert_int_equal(h[i].bad, 0);
+    assert_int_equal(h[i].total, 2 * ns);
+    assert_int_equal(h[i].calls, 2 * ns);
+    assert_int_equal(h[i].last, 2 * ns);
+    assert_int_equal(h[i].per_mb[0], ns);
+    assert_int_equal(h[i].per_mb[1], ns);
+    assert_int_equal(hetee_nn_forward(F.m, x[i], NIMG, y), 0);
+    int agree = 0;
+    for (size_t s = 0; s < NIMG; s++) {
+      hetee_release_result r;
+      assert_int_equal(hetee_client_release_open_id(F.t.dp, F.release_pk, MODEL_ID, a[i]->digest[s / MB],
+                                                    (uint32_t)(s % MB), h[i].out.sealed[s], h[i].out.lens[s], &r),
+                       0);
+      int best = 0;
+      for (size_t j = 1; j < k; j++)
+        if (y[s * k + j] > y[s * k + (size_t)best]) best = (int)j;
+      agree += (int)r.indices[0] == best;
+      hetee_release_result_clear(&r);
+    }
+    printf("  overlapped run %d: %d of %d labels = plaintext engine, %llu progress steps\n", i, agree, NIMG,
+           (unsigned long long)h[i].calls);
+    assert_true(agree >= NIMG - 1);
+    hetee_engine_results_clear(&h[i].out);
+    hetee_engine_input_free(h[i].in);
+    free(a[i]);
+    free(x[i]);
+  }
+  free(y);
+}
+
 static void refused_run(hetee_engine_input *in) {
   hetee_engine_results out;
   int rc = hetee_engine_run_bound(F.t.e, F.host_model, in, MODEL_ID, TO_ID, 1, &out, NULL);
@@ -236,6 +326,7 @@ int main(void) {
   if (sodium_init() < 0) return 1;
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_signed_run),
+      cmocka_unit_test(test_hooked_runs),
       cmocka_unit_test(test_refused),
   };
   return cmocka_run_group_tests_name("service/auth", tests, setup, teardown);

@@ -77,6 +77,11 @@ static float *scaled(const hetee_nn_data *d, double sc, size_t off, size_t n, si
 /* sealed checkpoints, timed (their time is inside `seconds` too) */
 static unsigned ck_count;
 static double ck_seconds, ck_times[4096];
+/* The data provider signs each batch's witness authorization. */
+static int dp_sign(void *arg, const uint8_t *msg, size_t len, uint8_t sig[64]) {
+  return hetee_party_key_sign(arg, msg, len, sig);
+}
+
 static int ck_write_timed(const hetee_refine_state *s, hetee_refine_trusted *t, const char *path) {
   double t0 = now();
   int rc = hetee_refine_checkpoint_write_sealed(s, t, path);
@@ -262,7 +267,22 @@ int hetee_bench_refine(int argc, char **argv) {
   memset(&st, 0, sizeof st);
   double dp_s = 0, c0 = cpu_now();
   t0 = now();
-  hetee_refine_run_options o = {(int)threads, NULL, 1, 0, 1, NULL, NULL, NULL};
+  hetee_refine_run_options o = {(int)threads, NULL, 1, 0, 1, NULL, NULL, NULL, NULL, 0, NULL, NULL, NULL};
+  uint8_t release_pk[32], dp_pk[32];
+  if (!rc && !in_process) { /* the data provider's witnesses: sealed to the release key it learns through its session */
+    uint8_t *km = NULL, *kr = NULL;
+    size_t kml = 0, krl = 0;
+    rc = hetee_client_msg_release_key(&km, &kml);
+    if (!rc) rc = local_parties_send(&lp, lp.dps, km, kml, &kr, &krl);
+    if (!rc) rc = hetee_client_release_key_parse(kr, krl, release_pk);
+    free(kr);
+    hetee_party_key_public(lp.dp, dp_pk);
+    o.release_pk = release_pk;
+    o.dp_model = REFINE_MODEL_ID;
+    o.dp_pk = dp_pk;
+    o.dp_sign = dp_sign;
+    o.dp_sign_arg = lp.dp;
+  }
   if (ckpt_path) {
     o.ckpt = ckpt_path;
     o.ckpt_every = (uint32_t)ckpt_every;

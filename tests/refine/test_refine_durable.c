@@ -37,6 +37,7 @@
 
 #include "enclave/wire/proto.h"
 #include "hemat/refine_internal.h"
+#include "hetee/engine.h"
 
 #define MODEL 9
 #define COUNT 36 /* 4 full batches of 8 and one of 4 per epoch */
@@ -50,6 +51,14 @@ typedef struct env {
   hetee_ckks_context *ctx;
   hetee_ckks_public_key *pk;
 } env;
+
+/* the data provider of the runs (its witnesses are sealed to the enclave's
+ * release key, the same after a restart: it derives from the sealing key) */
+static uint8_t g_rel[32], g_dpk[32];
+static hetee_party_key *g_dp;
+static int dp_sign(void *arg, const uint8_t *msg, size_t len, uint8_t sig[64]) {
+  return hetee_party_key_sign(arg, msg, len, sig);
+}
 
 static const int dims[] = {20, 12, 8, 4}, acts[] = {HETEE_REFINE_ACT_RELU, HETEE_REFINE_ACT_TANH, HETEE_REFINE_ACT_NONE};
 static const hetee_refine_config cfg = {8, 1, 0, HETEE_REFINE_LOSS_XENT, 0.2, 0.9, 1e-3, 5};
@@ -98,6 +107,17 @@ static void env_up(env *v) {
   free(sealed);
   free(reply);
   free(plain);
+  assert_int_equal(hetee_client_msg_release_key(&msg, &mlen), 0);
+  assert_int_equal(hetee_client_session_seal(v->smp, msg, mlen, &sealed, &slen), 0);
+  assert_int_equal(hetee_host_session_msg(v->e, sealed, slen, &reply, &rlen), 0);
+  assert_int_equal(hetee_client_session_open(v->smp, reply, rlen, &plain, &plen), 0);
+  assert_int_equal(hetee_client_release_key_parse(plain, plen, g_rel), 0);
+  memcpy(g_dpk, dpk, 32);
+  g_dp = v->dp;
+  free(msg);
+  free(sealed);
+  free(reply);
+  free(plain);
   assert_int_equal(hetee_host_seal(v->e, v->seal), 0);
 }
 
@@ -131,6 +151,11 @@ static hetee_refine_run_options run_opts(const char *ck, uint64_t stop) {
   o.stop_after_steps = stop;
   o.epochs = EPOCHS;
   o.ckpt_write = hetee_refine_checkpoint_write_sealed;
+  o.release_pk = g_rel;
+  o.dp_model = MODEL;
+  o.dp_pk = g_dpk;
+  o.dp_sign = dp_sign;
+  o.dp_sign_arg = g_dp;
   return o;
 }
 

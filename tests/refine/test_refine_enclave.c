@@ -23,6 +23,7 @@
 #include "refine/refine_test_util.h"
 
 #include "enclave/wire/proto.h"
+#include "hetee/engine.h"
 #include "hemat/refine_internal.h"
 
 #define MODEL 7
@@ -34,6 +35,7 @@ typedef struct env {
   hetee_client_session *smp, *sdp;
   hetee_ckks_context *ctx;
   hetee_ckks_public_key *pk;
+  uint8_t rel[32]; /* the enclave's release key (the DP's witnesses are sealed to it) */
 } env;
 
 static void sess_cmd(env *v, hetee_client_session *s, uint8_t *msg, size_t mlen, int want) {
@@ -74,6 +76,37 @@ static void env_up(env *v) {
   v->smp = fx_session(v->e, v->mp, &ve);
   fx_verify_cfg(v->e, v->plat, v->cfg, &ve);
   v->sdp = fx_session(v->e, v->dp, &ve);
+  uint8_t *msg, *sealed, *reply, *plain;
+  size_t mlen, slen, rlen, plen;
+  assert_int_equal(hetee_client_msg_release_key(&msg, &mlen), 0);
+  assert_int_equal(hetee_client_session_seal(v->sdp, msg, mlen, &sealed, &slen), 0);
+  assert_int_equal(hetee_host_session_msg(v->e, sealed, slen, &reply, &rlen), 0);
+  assert_int_equal(hetee_client_session_open(v->sdp, reply, rlen, &plain, &plen), 0);
+  assert_int_equal(hetee_client_release_key_parse(plain, plen, v->rel), 0);
+  free(msg);
+  free(sealed);
+  free(reply);
+  free(plain);
+}
+
+/* The DP's batch of samples idx[0..n) with its witness (batch number bno),
+ * signed by identity key k (the policy's DP unless a test says otherwise). */
+static int wbatch_by(env *v, const hetee_party_key *k, const hetee_refine_plan *p, const float *x, const float *y,
+                     const uint32_t *idx, uint32_t n, uint64_t bno, hetee_refine_batch **b) {
+  int rc = hetee_refine_batch_encrypt_witness(v->ctx, v->pk, p, x, y, idx, n, MODEL, v->rel, bno, b);
+  if (rc) return rc;
+  uint8_t dpk[32], sig[64], *am;
+  size_t al;
+  hetee_party_key_public(k, dpk);
+  assert_int_equal(hetee_refine_batch_auth_msg(*b, dpk, &am, &al), 0);
+  assert_int_equal(hetee_party_key_sign(k, am, al, sig), 0);
+  free(am);
+  return hetee_refine_batch_set_auth(*b, dpk, sig);
+}
+
+static int wbatch(env *v, const hetee_refine_plan *p, const float *x, const float *y, const uint32_t *idx, uint32_t n,
+                  uint64_t bno, hetee_refine_batch **b) {
+  return wbatch_by(v, v->dp, p, x, y, idx, n, bno, b);
 }
 
 /* The MP takes ownership of MODEL (its release policy). */
@@ -148,7 +181,7 @@ static void test_step_equals_twin(void **state) {
   memset(&st, 0, sizeof st);
   for (uint32_t k = 0; k < count; k += cfg.batch) {
     hetee_refine_batch *b = NULL;
-    assert_int_equal(hetee_refine_batch_encrypt(v.ctx, v.pk, &p, x, y, order + k, cfg.batch, &b), 0);
+    assert_int_equal(wbatch(&v, &p, x, y, order + k, cfg.batch, k, &b), 0);
     rc = hetee_refine_step(s, t, b, 1, &st);
     if (rc) fprintf(stderr, "step: %s\n", hetee_last_error());
     assert_int_equal(rc, 0);
@@ -274,6 +307,9 @@ static void test_refusals(void **state) {
   ct_t **out = calloc(256, sizeof *out);
   for (size_t i = 0; i < 256; i++) out[i] = W[0]; /* level 1, scale 2^34: not a layer output (2^60) */
   ct_t **a = calloc(L1->F.n_in_cts + 1, sizeof *a), **b = calloc(L1->G.n_w_cts + 1, sizeof *b);
+  /* layer 0 is frozen and authorized by digest: no step before it is loaded */
+  assert_int_equal(refine_tr_forward(t, 0, out, 8, a, b), HETEE_ERR_STATE);
+  assert_int_equal(refine_tr_load_frozen(t, s), 0);
   assert_int_equal(refine_tr_forward(t, 0, out, 8, a, b), HETEE_ERR_SCALE);
   assert_int_equal(refine_tr_forward(t, 0, out, 9, a, b), HETEE_ERR_INVALID_ARG); /* count above the batch */
   assert_int_equal(refine_tr_forward(t, 1, out, 8, a, b), HETEE_ERR_STATE);       /* layer 1 before 0 */
@@ -363,7 +399,7 @@ static void test_refusals(void **state) {
   rt_data(dims[0], dims[3], 8, &x, &y);
   uint32_t idx[8] = {0, 1, 2, 3, 4, 5, 6, 7};
   hetee_refine_batch *bt = NULL;
-  assert_int_equal(hetee_refine_batch_encrypt(v.ctx, v.pk, &p, x, y, idx, 8, &bt), 0);
+  assert_int_equal(wbatch(&v, &p, x, y, idx, 8, 0, &bt), 0);
   assert_int_equal(hetee_refine_step(s, t, bt, 1, &st), 0);
   assert_int_equal(st.updates, 1);
   assert_int_equal(hetee_host_refine_fetch(t, s, 2, &sealed, &slen), 0);
@@ -484,7 +520,19 @@ static int tp_update(void *arg, int l, ct_t *const *gacc, uint32_t nsamples, ct_
   return rc;
 }
 
-static const hetee_refine_trusted_ops tamper_ops = {tp_forward, tp_loss, tp_back, tp_update, NULL, NULL, NULL};
+static int tp_witness(void *arg, uint32_t count, uint64_t batch_no, const uint8_t dp[32], const uint8_t sig[64],
+                      const uint8_t *sealed, size_t len) {
+  tamper *tp = arg;
+  return refine_tr_send_witness(tp->in, count, batch_no, dp, sig, sealed, len);
+}
+
+static int tp_frozen(void *arg, int l, ct_t *const *W, ct_t *const *bias) {
+  tamper *tp = arg;
+  return refine_tr_send_frozen(tp->in, l, W, bias);
+}
+
+static const hetee_refine_trusted_ops tamper_ops = {tp_forward, tp_loss, tp_back,    tp_update, NULL,
+                                                    NULL,       NULL,    tp_witness, tp_frozen};
 
 /* The MP's fetch of layer l: its weights (rc returned). */
 static int fetch_layer(env *v, hetee_refine_trusted *t, const hetee_refine_state *s, int l, const hetee_refine_weights *w0,
@@ -527,7 +575,7 @@ static void run_tamper(env *v, int what, int at, double delta) {
     uint32_t idx[8];
     for (uint32_t i = 0; i < 8; i++) idx[i] = k + i;
     hetee_refine_batch *b = NULL;
-    assert_int_equal(hetee_refine_batch_encrypt(v->ctx, v->pk, &p, x, y, idx, cfg.batch, &b), 0);
+    assert_int_equal(wbatch(v, &p, x, y, idx, cfg.batch, step, &b), 0);
     int rc = hetee_refine_step(s, t, b, 1, NULL);
     hetee_refine_batch_free(b);
     if ((int)step < at) {

@@ -406,6 +406,7 @@ static void frozen_begin(refine_job *j) {
 
 /* Every step refuses to start until the authorized frozen layers are loaded. */
 static int frozen_ready(const refine_job *j) {
+  if (refine_tr_failed(j->tr)) return hetee_error(HETEE_ERR_INTEGRITY, "refine job %u stopped at a failed check", j->id);
   for (int l = 0; l < j->nfz; l++)
     if (!j->fz_ok[l])
       return hetee_error(HETEE_ERR_STATE, "frozen layer %d not loaded yet (REFINE_FROZEN first)", l);
@@ -424,6 +425,7 @@ static int handle_frozen(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *ite
   if (!j) return rc;
   uint32_t l = f[0], first = f[1], n = hetee_rbuf_left(r) >= 4 ? hetee_rd32(r->p + r->off) : 0;
   const hetee_refine_plan *p = &j->plan;
+  if (refine_tr_failed(j->tr)) return hetee_error(HETEE_ERR_INTEGRITY, "refine job %u stopped at a failed check", j->id);
   if ((int)l >= j->nfz) return hetee_error(HETEE_ERR_INVALID_ARG, "layer %u is not an authorized frozen layer", l);
   if (j->fz_ok[l]) return hetee_error(HETEE_ERR_STATE, "frozen layer %u is loaded already", l);
   const hetee_refine_layer *L = &p->L[l];

@@ -361,8 +361,12 @@ struct hetee_host_enclave;
  * malloc'd): "hetee-refine-auth-v1\0" | u32 model | SHA-256(spec of s's
  * plan) | u32 t | t x BLAKE2b-256 digest of each trained layer's W, bias
  * and (momentum > 0) momentum ciphertexts (u64 len | serialized bytes, in
- * that order). The MP seals it with hetee_client_session_seal and hands it
- * to the host. */
+ * that order), then, when s holds its frozen layers (not a state read by
+ * hetee_refine_checkpoint_read_trained), u32 f (= first trained layer) |
+ * f x the digest of each frozen layer's W and bias ciphertexts: the
+ * enclave then decrypts those once per job and checks their forward
+ * products (docs/refine.md "What is checked"). The MP seals it with
+ * hetee_client_session_seal and hands it to the host. */
 HETEE_API int hetee_refine_auth_msg(uint32_t model_id, const hetee_refine_state *s, uint8_t **msg,
                                     size_t *len) HETEE_WUR;
 /* Opens a refine job in the enclave and returns a trusted side that calls

@@ -32,14 +32,17 @@
  *    decryption.
  *  - The host's products are checked (refine_trusted.c, Freivalds with
  *    secret Gaussian vectors, docs/refine.md "Integrity of the host's
- *    products"): forward outputs of trained layers >= 1 and W^T deltas once
- *    the job keeps the layer's weights, gradients of layers >= 1 at every
- *    update, before anything is refreshed or updated; a failure is
+ *    products"): forward outputs of trained layers and W^T deltas once
+ *    the job keeps the layer's weights, forward outputs of frozen layers
+ *    (decrypted once per job from REFINE_FROZEN, checked against the MP's
+ *    digest) from the first step, gradients at every update, before
+ *    anything is refreshed or updated; layer 0's input is the data
+ *    provider's witness (REFINE_WITNESS, signed by a DP of the model's
+ *    policy; a step without one is refused); a failure is
  *    HETEE_ERR_INTEGRITY and stops the job (FETCH still returns the
  *    weights of the last checked update).
  * Not bound (docs/refine.md "Gaps"): which batches the host feeds and in
- * what order; the products of layer 0 (its input is the data provider's)
- * and of frozen layers.
+ * what order; F / T of a trained layer before its first update.
  *
  * Every field is validated before anything is decrypted (counts against
  * the plan the enclave built, ciphertext format on load, then level, scale

@@ -19,6 +19,10 @@
  *   update   every `accumulate` steps: decrypt the accumulated gradient, W,
  *            the bias and the momentum, SGD, encrypt W, bias, W^T, momentum.
  * Per step the work is O(activations); the update pass is O(weights).
+ * The host's products are Freivalds-checked (rchk_*): layer 0's against the
+ * data provider's witness values (refine_tr_witness, once per step),
+ * frozen layers' against their weights decrypted once per job
+ * (refine_tr_frozen_feed), trained layers' against the kept weights.
  * Every ciphertext is checked (count, level, scale, size) before anything is
  * decrypted; decoded values are saturated at a public bound; errors name
  * only public quantities.

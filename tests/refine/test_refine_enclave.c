@@ -337,6 +337,29 @@ static void test_refusals(void **state) {
   size_t rlen = 0;
   assert_int_equal(hetee_host_call(v.e, HETEE_MSG_REFINE_FORWARD, w.p, w.len, &r, &rlen), HETEE_ERR_SHAPE);
   hetee_wbuf_free(&w);
+  /* the witness and frozen requests, malformed: a truncated witness, one
+   * of the wrong size, a frozen load of a trained layer, of the frozen
+   * layer again (loaded above) */
+  hetee_wbuf_init(&w);
+  hetee_wbuf_u32(&w, job);
+  hetee_wbuf_u32(&w, 8);
+  assert_int_equal(hetee_host_call(v.e, HETEE_MSG_REFINE_WITNESS, w.p, w.len, &r, &rlen), HETEE_ERR_PROTOCOL);
+  hetee_wbuf_u64(&w, 1);
+  uint8_t zeros[96] = {0};
+  hetee_wbuf_put(&w, zeros, 96);
+  hetee_wbuf_blob(&w, zeros, 96);
+  assert_int_equal(hetee_host_call(v.e, HETEE_MSG_REFINE_WITNESS, w.p, w.len, &r, &rlen), HETEE_ERR_SHAPE);
+  hetee_wbuf_free(&w);
+  for (uint32_t fl = 0; fl < 2; fl++) {
+    hetee_wbuf_init(&w);
+    hetee_wbuf_u32(&w, job);
+    hetee_wbuf_u32(&w, 1 - fl); /* layer 1 (trains), then layer 0 */
+    hetee_wbuf_u32(&w, 0);
+    hetee_wbuf_u32(&w, 1);
+    assert_int_equal(hetee_host_call(v.e, HETEE_MSG_REFINE_FROZEN, w.p, w.len, &r, &rlen),
+                     fl ? HETEE_ERR_STATE : HETEE_ERR_INVALID_ARG);
+    hetee_wbuf_free(&w);
+  }
   /* truncated, unknown job */
   uint8_t junk[6] = {0, 0, 0, 0, 0, 0};
   hetee_le32(junk, job);

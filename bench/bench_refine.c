@@ -77,6 +77,11 @@ static float *scaled(const hetee_nn_data *d, double sc, size_t off, size_t n, si
 /* sealed checkpoints, timed (their time is inside `seconds` too) */
 static unsigned ck_count;
 static double ck_seconds, ck_times[4096];
+/* The data provider signs each batch's witness authorization. */
+static int dp_sign(void *arg, const uint8_t *msg, size_t len, uint8_t sig[64]) {
+  return hetee_party_key_sign(arg, msg, len, sig);
+}
+
 static int ck_write_timed(const hetee_refine_state *s, hetee_refine_trusted *t, const char *path) {
   double t0 = now();
   int rc = hetee_refine_checkpoint_write_sealed(s, t, path);
@@ -262,7 +267,22 @@ int hetee_bench_refine(int argc, char **argv) {
   memset(&st, 0, sizeof st);
   double dp_s = 0, c0 = cpu_now();
   t0 = now();
-  hetee_refine_run_options o = {(int)threads, NULL, 1, 0, 1, NULL, NULL, NULL};
+  hetee_refine_run_options o = {(int)threads, NULL, 1, 0, 1, NULL, NULL, NULL, NULL, 0, NULL, NULL, NULL};
+  uint8_t release_pk[32], dp_pk[32];
+  if (!rc && !in_process) { /* the data provider's witnesses: sealed to the release key it learns through its session */
+    uint8_t *km = NULL, *kr = NULL;
+    size_t kml = 0, krl = 0;
+    rc = hetee_client_msg_release_key(&km, &kml);
+    if (!rc) rc = local_parties_send(&lp, lp.dps, km, kml, &kr, &krl);
+    if (!rc) rc = hetee_client_release_key_parse(kr, krl, release_pk);
+    free(kr);
+    hetee_party_key_public(lp.dp, dp_pk);
+    o.release_pk = release_pk;
+    o.dp_model = REFINE_MODEL_ID;
+    o.dp_pk = dp_pk;
+    o.dp_sign = dp_sign;
+    o.dp_sign_arg = lp.dp;
+  }
   if (ckpt_path) {
     o.ckpt = ckpt_path;
     o.ckpt_every = (uint32_t)ckpt_every;
@@ -332,6 +352,17 @@ int hetee_bench_refine(int argc, char **argv) {
   double cpu_rate = (double)samples / ((host_cpu + st.trusted_s) / (double)threads); /* samples/s if the cores were ours */
   double share = st.trusted_s / (st.trusted_s + (host_cpu > 0 ? host_cpu : 0));
   double maxdiff = do_plain ? hetee_refine_weights_maxdiff(&we, &wp, 0) : -1;
+  /* the enclave's CPU on the DP's witnesses and the frozen layers' load */
+  double wit_s = 0, fz_s = 0, fz_mb = 0, wit_mb = 0;
+  {
+    hetee_enclave_op_stats es[32];
+    size_t nes = 0;
+    if (!in_process && !hetee_host_stats(lp.e, es, 32, &nes))
+      for (size_t i = 0; i < nes; i++) {
+        if (es[i].type == 0x4f) wit_s = 1e-9 * (double)es[i].cpu_ns, wit_mb = 1e-6 * (double)es[i].bytes_in;
+        if (es[i].type == 0x50) fz_s = 1e-9 * (double)es[i].cpu_ns, fz_mb = 1e-6 * (double)es[i].bytes_in;
+      }
+  }
   if (json) {
     printf("{\"model\": \"%s\", \"trusted\": \"%s\", \"batch\": %ld, \"accumulate\": %ld, \"train_layers\": %d, \"lr\": %g, \"lr_schedule\": \"%s\", \"lr_step\": %u, \"lr_gamma\": %g, \"lr_total\": %u, \"lr_min\": %g, \"momentum\": %g, "
            "\"weight_decay\": %g, \"threads\": %ld, \"samples\": %ld, \"seconds\": %.3f, \"samples_per_s\": %.2f, "
@@ -340,12 +371,13 @@ int hetee_bench_refine(int argc, char **argv) {
            "\"enclave_decryptions\": %llu, \"acc_before\": %.4f, \"acc_after\": %.4f, \"plain_acc_after\": %.4f, "
            "\"plain_seconds\": %.3f, \"max_weight_diff\": %.3g, \"ckpts\": %u, \"ckpt_seconds\": %.3f, \"ckpt_first_seconds\": %.3f, \"ckpt_median_rest_seconds\": %.3f, \"ckpt_bytes\": %ld, \"ckpt_frozen_bytes\": %ld, "
            "\"val_samples\": %ld, \"val_accuracy\": %.4f, \"val_plain_accuracy\": %.4f, \"val_loss\": %.6f, "
-           "\"val_plain_loss\": %.6f, \"val_seconds\": %.3f, \"val_mp_seconds\": %.3f}\n",
+           "\"val_plain_loss\": %.6f, \"val_seconds\": %.3f, \"val_mp_seconds\": %.3f, "
+           "\"witness_enclave_s\": %.3f, \"witness_mb\": %.3f, \"frozen_enclave_s\": %.3f, \"frozen_mb\": %.1f}\n",
            model_path, in_process ? "in-process twin" : "enclave process", batch, accumulate, train, lr, sched_names[sched.kind], sched.step_every, sched.gamma, sched.total, sched.lr_min, mom, wd, threads, samples, seconds, (double)samples / seconds, cpu_rate, share,
            st.trusted_s, host_cpu, dp_s, st.dp_cpu_s, mp_s, (unsigned long long)st.steps, (unsigned long long)st.updates,
            (unsigned long long)st.products, (unsigned long long)st.trusted_enc, (unsigned long long)st.trusted_dec,
            acc_before, acc_after, plain_acc, plain_s, maxdiff, ck_count, ck_seconds, ck_count ? ck_times[0] : 0.0, ck_median_rest(), ck_bytes, ck_frozen_bytes, val_n, val_acc, val_plain_acc,
-           val_loss, val_plain_loss, val_s, val_mp_s);
+           val_loss, val_plain_loss, val_s, val_mp_s, wit_s, wit_mb, fz_s, fz_mb);
   } else {
     printf("encrypted refining: %ld samples in %.1f s (%.1f samples/s; DP encryption %.1f s apart, MP %.1f s), "
            "%llu steps, %llu updates, %llu products\n",
@@ -370,6 +402,10 @@ int hetee_bench_refine(int argc, char **argv) {
           printf("  enclave %-8s %6llu requests, %8.3f s CPU, %8.3f MB in, %8.3f MB out\n", names2[es[i].type - 0x49],
                  (unsigned long long)es[i].count, 1e-9 * (double)es[i].cpu_ns, 1e-6 * (double)es[i].bytes_in,
                  1e-6 * (double)es[i].bytes_out);
+      for (size_t i = 0; i < nes; i++)
+        if (es[i].type == 0x4f || es[i].type == 0x50)
+          printf("  enclave %-8s %6llu requests, %8.3f s CPU, %8.1f MB in\n", es[i].type == 0x4f ? "witness" : "frozen",
+                 (unsigned long long)es[i].count, 1e-9 * (double)es[i].cpu_ns, 1e-6 * (double)es[i].bytes_in);
     }
     if (in_process) { /* the twin runs the same checks as the enclave */
       uint64_t nchk = 0, nfail = 0;

@@ -168,14 +168,38 @@ HETEE_API int hetee_refine_batch_encrypt(const hetee_ckks_context *ctx, const he
                                          const uint32_t *idx, uint32_t count, hetee_refine_batch **out) HETEE_WUR;
 HETEE_API void hetee_refine_batch_free(hetee_refine_batch *b);
 HETEE_API uint32_t hetee_refine_batch_count(const hetee_refine_batch *b);
+/* The same with the DP's witness (docs/refine.md "What is checked"): the
+ * layer-0 input values of the batch sealed to the enclave's release key
+ * release_pk (crypto_box_seal; the enclave's session command 7), bound to
+ * model_id and the DP's batch number batch_no (distinct per batch of this
+ * DP). Before the host can use it, the DP signs hetee_refine_batch_auth_msg
+ * with its Ed25519 identity key (hetee_party_key_sign) and attaches the
+ * signature (hetee_refine_batch_set_auth). An enclave job refuses a step
+ * whose batch has no witness or an authorization that does not verify
+ * (HETEE_ERR_AUTH); layer 0's products are checked against the witness
+ * (HETEE_ERR_INTEGRITY when the host's ciphertexts or products disagree). */
+HETEE_API int hetee_refine_batch_encrypt_witness(const hetee_ckks_context *ctx, const hetee_ckks_public_key *pk,
+                                                 const hetee_refine_plan *p, const float *x, const float *labels,
+                                                 const uint32_t *idx, uint32_t count, uint32_t model_id,
+                                                 const uint8_t release_pk[32], uint64_t batch_no,
+                                                 hetee_refine_batch **out) HETEE_WUR;
+/* The bytes the DP signs for b with identity dp_pk (*msg malloc'd). */
+HETEE_API int hetee_refine_batch_auth_msg(const hetee_refine_batch *b, const uint8_t dp_pk[32], uint8_t **msg,
+                                          size_t *len) HETEE_WUR;
+HETEE_API int hetee_refine_batch_set_auth(hetee_refine_batch *b, const uint8_t dp_pk[32], const uint8_t sig[64]) HETEE_WUR;
+/* 1 when b carries a witness with an attached authorization. */
+HETEE_API int hetee_refine_batch_has_witness(const hetee_refine_batch *b);
 /* Serialized batch (the DP hands it to the host; little-endian): "HTRB" |
- * u32 version 2 | parameters fingerprint[32] | u32 batch | u32 k | u32
+ * u32 version 3 | parameters fingerprint[32] | u32 batch | u32 k | u32
  * classes | u32 count | u32 n_in | u32 n_gw | (n_in + n_gw) x (u64 len |
- * ciphertext) | u64 len | labels ciphertext. The loader checks the
+ * ciphertext) | u64 len | labels ciphertext | u8 witness (0 or 1) [| u64
+ * batch_no | dp_pk[32] | sig[64] | u64 len | sealed witness (exactly
+ * the size a witness of count x k values has)]. The loader checks the
  * parameters, the plan's batch, input width and classes, 1 <= count <=
  * batch, the ciphertext counts of F[0] (input) and G[0] (when layer 0
  * trains; 0 otherwise), each ciphertext's level, size and scale and that no
- * byte follows (HETEE_ERR_FORMAT / HETEE_ERR_VERSION / HETEE_ERR_CONTEXT /
+ * byte follows; version 2 files are refused (HETEE_ERR_FORMAT /
+ * HETEE_ERR_VERSION / HETEE_ERR_CONTEXT /
  * HETEE_ERR_SHAPE / HETEE_ERR_TRUNCATED / the ciphertext loader's errors). */
 HETEE_API int hetee_refine_batch_save(const hetee_refine_batch *b, uint8_t **buf, size_t *len) HETEE_WUR;
 HETEE_API int hetee_refine_batch_load(const hetee_ckks_context *ctx, const hetee_refine_plan *p, const uint8_t *buf,
@@ -255,6 +279,16 @@ typedef struct hetee_refine_run_options {
    * hetee_refine_validate; a non-zero return stops the run with it */
   int (*epoch_end)(hetee_refine_state *s, hetee_refine_trusted *t, uint32_t epoch, void *arg);
   void *epoch_arg;
+  /* the data provider's witness (an enclave job requires one per batch):
+   * when release_pk is set, batches are made with
+   * hetee_refine_batch_encrypt_witness for dp_model, batch number
+   * (epoch << 32) | position in the epoch's order, and signed by dp_sign
+   * (e.g. hetee_party_key_sign through a wrapper) as identity dp_pk */
+  const uint8_t *release_pk;
+  uint32_t dp_model;
+  const uint8_t *dp_pk;
+  int (*dp_sign)(void *arg, const uint8_t *msg, size_t len, uint8_t sig[64]);
+  void *dp_sign_arg;
 } hetee_refine_run_options;
 HETEE_API int hetee_refine_run(hetee_refine_state *s, hetee_refine_trusted *t, const hetee_ckks_public_key *pk,
                                const float *x, const float *labels, uint32_t count,
@@ -286,6 +320,11 @@ typedef struct hetee_refine_trusted_ops {
   double (*cpu_s)(void *arg);
   void (*counts)(void *arg, uint64_t *enc, uint64_t *dec);
   void (*free)(void *arg); /* called by hetee_refine_trusted_free (may be NULL) */
+  /* the step's batch witness (REFINE_WITNESS; may be NULL: not sent) */
+  int (*witness)(void *arg, uint32_t count, uint64_t batch_no, const uint8_t dp[32], const uint8_t sig[64],
+                 const uint8_t *sealed, size_t len);
+  /* frozen layer l's W (F layout) and bias, once per job (REFINE_FROZEN; may be NULL) */
+  int (*frozen)(void *arg, int l, hetee_ckks_ciphertext *const *W, hetee_ckks_ciphertext *const *bias);
 } hetee_refine_trusted_ops;
 HETEE_API int hetee_refine_trusted_new_ops(const hetee_refine_plan *p, const hetee_refine_trusted_ops *ops, void *arg,
                                            hetee_refine_trusted **out) HETEE_WUR;
@@ -322,8 +361,12 @@ struct hetee_host_enclave;
  * malloc'd): "hetee-refine-auth-v1\0" | u32 model | SHA-256(spec of s's
  * plan) | u32 t | t x BLAKE2b-256 digest of each trained layer's W, bias
  * and (momentum > 0) momentum ciphertexts (u64 len | serialized bytes, in
- * that order). The MP seals it with hetee_client_session_seal and hands it
- * to the host. */
+ * that order), then, when s holds its frozen layers (not a state read by
+ * hetee_refine_checkpoint_read_trained), u32 f (= first trained layer) |
+ * f x the digest of each frozen layer's W and bias ciphertexts: the
+ * enclave then decrypts those once per job and checks their forward
+ * products (docs/refine.md "What is checked"). The MP seals it with
+ * hetee_client_session_seal and hands it to the host. */
 HETEE_API int hetee_refine_auth_msg(uint32_t model_id, const hetee_refine_state *s, uint8_t **msg,
                                     size_t *len) HETEE_WUR;
 /* Opens a refine job in the enclave and returns a trusted side that calls

@@ -662,6 +662,8 @@ static int release_key(hetee_client_conn *c, uint8_t pk[32]) {
   return rc;
 }
 
+int api_release_key(hetee_client_conn *c, uint8_t pk[32]) { return release_key(c, pk); }
+
 /* Model id's plan from the server, kept for the next job of the same model
  * (the plan is public; the enclave checks every job against the plan the
  * model provider registered). */

@@ -22,4 +22,8 @@ json_t *api_call_json(hetee_client_conn *c, const char *method, const char *targ
 int api_conn_keys(hetee_client_conn *c, const hetee_ckks_context **ctx, const hetee_ckks_public_key **pk,
                   const hetee_party_key **key, const char **url);
 
+/* The enclave's release key (api_client.c; asked once per verified bundle):
+ * what a data provider seals its refining witnesses to (api_refine.c). */
+int api_release_key(hetee_client_conn *c, uint8_t pk[32]);
+
 #endif

@@ -672,15 +672,23 @@ int hetee_client_model_promote(hetee_client_conn *c, const char *home, int64_t m
 int hetee_client_refine_submit(hetee_client_conn *c, int64_t job, const float *x, const float *labels, size_t count,
                                size_t *batches) {
   if (!c || !x || !labels || !count || job < 1) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  /* each batch carries its witness sealed to the enclave's release key and
+   * our signed authorization (docs/refine.md "What is checked"); asked
+   * first: it may verify the enclave again, which renews the keys below */
+  uint8_t rel[32], dpk[32];
+  int rc = api_release_key(c, rel);
+  if (rc) return rc;
   const hetee_ckks_context *ctx;
   const hetee_ckks_public_key *pk;
   const hetee_party_key *key;
   const char *url;
-  int rc = api_conn_keys(c, &ctx, &pk, &key, &url);
+  rc = api_conn_keys(c, &ctx, &pk, &key, &url);
   if (rc) return rc;
   hetee_refine_plan p;
-  rc = job_plan(c, job, &p, NULL);
+  int64_t model = 0;
+  rc = job_plan(c, job, &p, &model);
   if (rc) return rc;
+  hetee_party_key_public(key, dpk);
   uint32_t B = p.cfg.batch, k = (uint32_t)p.L[0].k;
   uint32_t *idx = malloc(B * sizeof *idx);
   if (!idx) return hetee_error(HETEE_ERR_NOMEM, "no memory");
@@ -693,7 +701,15 @@ int hetee_client_refine_submit(hetee_client_conn *c, int64_t job, const float *x
     hetee_refine_batch *b = NULL;
     uint8_t *buf = NULL;
     size_t len = 0;
-    rc = hetee_refine_batch_encrypt(ctx, pk, &p, x + off * k, labels + off, idx, n, &b);
+    uint64_t bno; /* a batch number of ours that no other batch has (random) */
+    randombytes_buf(&bno, sizeof bno);
+    rc = hetee_refine_batch_encrypt_witness(ctx, pk, &p, x + off * k, labels + off, idx, n, (uint32_t)model, rel, bno, &b);
+    uint8_t *am = NULL, sig[64];
+    size_t al = 0;
+    if (!rc) rc = hetee_refine_batch_auth_msg(b, dpk, &am, &al);
+    if (!rc) rc = hetee_party_key_sign(key, am, al, sig);
+    if (!rc) rc = hetee_refine_batch_set_auth(b, dpk, sig);
+    free(am);
     if (!rc) rc = hetee_refine_batch_save(b, &buf, &len);
     hetee_refine_batch_free(b);
     if (!rc) rc = api_call(c, "POST", target, "application/octet-stream", buf, len, 202, NULL, NULL);

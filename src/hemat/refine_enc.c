@@ -5,10 +5,43 @@
  * bound REFINE_VMAX (hetee_ckks_encode_coeffs_bounded), so nothing depends
  * on them but the ciphertexts.
  */
+#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "hemat/refine_internal.h"
+
+/* ---- the data provider's witness (formats in refine_internal.h) ---- */
+static void le_put(uint8_t *p, uint64_t v, int n) {
+  for (int i = 0; i < n; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+
+void refine_witness_digest(uint32_t model, uint64_t batch_no, uint32_t count, const uint8_t *sealed, size_t len,
+                           uint8_t out[32]) {
+  uint8_t h[sizeof REFINE_WIT_TAG + 4 + 8 + 4 + 8];
+  memcpy(h, REFINE_WIT_TAG, sizeof REFINE_WIT_TAG);
+  le_put(h + sizeof REFINE_WIT_TAG, model, 4);
+  le_put(h + sizeof REFINE_WIT_TAG + 4, batch_no, 8);
+  le_put(h + sizeof REFINE_WIT_TAG + 12, count, 4);
+  le_put(h + sizeof REFINE_WIT_TAG + 16, (uint64_t)len, 8);
+  crypto_generichash_state st;
+  crypto_generichash_init(&st, NULL, 0, 32);
+  crypto_generichash_update(&st, h, sizeof h);
+  crypto_generichash_update(&st, sealed, len);
+  crypto_generichash_final(&st, out, 32);
+}
+
+void refine_batch_auth_bytes(uint32_t model, const uint8_t dp[32], uint64_t batch_no, uint32_t count,
+                             const uint8_t digest[32], uint8_t out[REFINE_BATCH_AUTH_LEN]) {
+  uint8_t *q = out;
+  memcpy(q, REFINE_BATCH_AUTH_TAG, sizeof REFINE_BATCH_AUTH_TAG);
+  q += sizeof REFINE_BATCH_AUTH_TAG;
+  le_put(q, model, 4);
+  memcpy(q + 4, dp, 32);
+  le_put(q + 36, batch_no, 8);
+  le_put(q + 44, count, 4);
+  memcpy(q + 48, digest, 32);
+}
 
 static int provider_threads = 1;
 void hetee_refine_set_provider_threads(int threads) { provider_threads = threads < 1 ? 1 : threads > 64 ? 64 : threads; }

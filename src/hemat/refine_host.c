@@ -40,7 +40,19 @@ struct hetee_refine_batch {
   ct_t **gw0;   /* G[0].n_w_cts when layer 0 trains */
   size_t n_gw0;
   ct_t *labels;
+  /* the DP's witness and authorization (hetee_refine_batch_encrypt_witness) */
+  uint8_t *wit;
+  size_t wit_len;
+  uint32_t wit_model;
+  uint64_t wit_no;
+  int has_auth;
+  uint8_t dp[32], sig[64];
 };
+
+static int batch_encrypt(const hetee_ckks_context *ctx, const hetee_ckks_public_key *pk, const hetee_refine_plan *p,
+                         const float *x, const float *labels, const uint32_t *idx, uint32_t count, int with_gw,
+                         hetee_refine_batch **out);
+static void vs_put(uint8_t **q, uint64_t v, int n);
 
 static double now_s(void) {
   struct timeval tv;
@@ -149,12 +161,95 @@ void hetee_refine_batch_free(hetee_refine_batch *b) {
   cts_drop(&b->in0, b->n_in0);
   cts_drop(&b->gw0, b->n_gw0);
   hetee_ckks_ciphertext_free(b->labels);
+  free(b->wit);
   free(b);
 }
 
-static int batch_encrypt(const hetee_ckks_context *ctx, const hetee_ckks_public_key *pk, const hetee_refine_plan *p,
-                         const float *x, const float *labels, const uint32_t *idx, uint32_t count, int with_gw,
-                         hetee_refine_batch **out);
+int hetee_refine_batch_encrypt_witness(const hetee_ckks_context *ctx, const hetee_ckks_public_key *pk,
+                                       const hetee_refine_plan *p, const float *x, const float *labels,
+                                       const uint32_t *idx, uint32_t count, uint32_t model_id,
+                                       const uint8_t release_pk[32], uint64_t batch_no, hetee_refine_batch **out) {
+  if (!release_pk || !p || !x || !idx || !out) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  if (count < 1 || count > p->cfg.batch)
+    return hetee_error(HETEE_ERR_INVALID_ARG, "count %u outside [1, %u]", count, p->cfg.batch);
+  size_t k = (size_t)p->L[0].k, nv = (size_t)count * k;
+  /* the values must be ones the enclave accepts (checked before anything is sealed) */
+  for (uint32_t s = 0; s < count; s++)
+    for (size_t j = 0; j < k; j++)
+      if (!(fabs((double)x[(size_t)idx[s] * k + j]) <= REFINE_WIT_MAX_ABS))
+        return hetee_error(HETEE_ERR_INVALID_ARG, "sample %u, value %zu is not finite or above 2^20 in magnitude", s, j);
+  if (sodium_init() < 0) return hetee_error(HETEE_ERR_INTERNAL, "libsodium init failed");
+  hetee_refine_batch *b = NULL;
+  int rc = batch_encrypt(ctx, pk, p, x, labels, idx, count, 1, &b);
+  if (rc) return rc;
+  size_t plen = REFINE_WIT_HDR + 4 * nv, slen = REFINE_WIT_SEALED_LEN(count, k);
+  uint8_t *plain = sodium_malloc(plen); /* the DP's values: locked, wiped by sodium_free */
+  b->wit = malloc(slen);
+  if (!plain || !b->wit) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+  if (!rc) {
+    uint8_t *q = plain;
+    memcpy(q, REFINE_WIT_TAG, sizeof REFINE_WIT_TAG);
+    q += sizeof REFINE_WIT_TAG;
+    vs_put(&q, model_id, 4);
+    vs_put(&q, batch_no, 8);
+    vs_put(&q, count, 4);
+    vs_put(&q, k, 4);
+    for (uint32_t s = 0; s < count; s++)
+      for (size_t j = 0; j < k; j++) {
+        uint32_t u;
+        memcpy(&u, &x[(size_t)idx[s] * k + j], 4);
+        vs_put(&q, u, 4);
+      }
+    if (crypto_box_seal(b->wit, plain, plen, release_pk))
+      rc = hetee_error(HETEE_ERR_CRYPTO, "crypto_box_seal (is the enclave's release key valid?)");
+  }
+  if (plain) sodium_free(plain);
+  if (rc) {
+    hetee_refine_batch_free(b);
+    return rc;
+  }
+  b->wit_len = slen;
+  b->wit_model = model_id;
+  b->wit_no = batch_no;
+  *out = b;
+  return 0;
+}
+
+int hetee_refine_batch_auth_msg(const hetee_refine_batch *b, const uint8_t dp_pk[32], uint8_t **msg, size_t *len) {
+  if (!b || !dp_pk || !msg || !len) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  if (!b->wit) return hetee_error(HETEE_ERR_STATE, "the batch has no witness");
+  uint8_t d[32];
+  refine_witness_digest(b->wit_model, b->wit_no, b->count, b->wit, b->wit_len, d);
+  uint8_t *m = malloc(REFINE_BATCH_AUTH_LEN);
+  if (!m) return hetee_error(HETEE_ERR_NOMEM, "no memory");
+  refine_batch_auth_bytes(b->wit_model, dp_pk, b->wit_no, b->count, d, m);
+  *msg = m;
+  *len = REFINE_BATCH_AUTH_LEN;
+  return 0;
+}
+
+int hetee_refine_batch_set_auth(hetee_refine_batch *b, const uint8_t dp_pk[32], const uint8_t sig[64]) {
+  if (!b || !dp_pk || !sig) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  if (!b->wit) return hetee_error(HETEE_ERR_STATE, "the batch has no witness");
+  memcpy(b->dp, dp_pk, 32);
+  memcpy(b->sig, sig, 64);
+  b->has_auth = 1;
+  return 0;
+}
+
+int hetee_refine_batch_has_witness(const hetee_refine_batch *b) { return b && b->wit && b->has_auth; }
+
+int refine_batch_witness(const hetee_refine_batch *b, refine_batch_wit *w) {
+  memset(w, 0, sizeof *w);
+  if (!hetee_refine_batch_has_witness(b)) return 0;
+  w->sealed = b->wit;
+  w->len = b->wit_len;
+  w->batch_no = b->wit_no;
+  w->dp = b->dp;
+  w->sig = b->sig;
+  return 1;
+}
+
 
 int hetee_refine_batch_encrypt(const hetee_ckks_context *ctx, const hetee_ckks_public_key *pk,
                                const hetee_refine_plan *p, const float *x, const float *labels, const uint32_t *idx,
@@ -334,6 +429,10 @@ int hetee_refine_step(hetee_refine_state *s, hetee_refine_trusted *t, const hete
   gw[0] = b->gw0;
   if (b->n_in0 != p->L[0].F.n_in_cts || (p->L[0].trains && b->n_gw0 != p->L[0].G.n_w_cts))
     return hetee_error(HETEE_ERR_SHAPE, "batch not encrypted for this plan");
+  /* the frozen layers once per job, then this batch's witness */
+  rc = refine_tr_load_frozen(t, s);
+  if (!rc) rc = refine_tr_pass_witness(t, b);
+  if (rc) return rc;
   /* forward */
   for (int l = 0; l < nl && !rc; l++) {
     const hetee_refine_layer *L = &p->L[l];
@@ -785,6 +884,7 @@ int hetee_refine_valset_load(const hetee_ckks_context *ctx, const hetee_refine_p
 
 /* ---- one data provider's batch (the file a DP submits to a refine job) ---- */
 #define RB_HEADER (4 + 4 + 32 + 6 * 4)
+#define RB_VERSION 3 /* 3: the DP's witness after the labels */
 
 uint32_t hetee_refine_batch_count(const hetee_refine_batch *b) { return b ? b->count : 0; }
 
@@ -796,11 +896,13 @@ int hetee_refine_batch_save(const hetee_refine_batch *b, uint8_t **buf, size_t *
   for (size_t j = 0; j < b->n_gw0 && !rc; j++) rc = vs_ct_size(b->ctx, b->gw0[j], &n);
   if (!rc) rc = vs_ct_size(b->ctx, b->labels, &n);
   if (rc) return rc;
+  int wit = hetee_refine_batch_has_witness(b);
+  n += 1 + (wit ? 4 + 8 + 32 + 64 + 8 + b->wit_len : 0);
   uint8_t *o = malloc(n), *q = o;
   if (!o) return hetee_error(HETEE_ERR_NOMEM, "no memory");
   memcpy(q, "HTRB", 4);
   q += 4;
-  vs_put(&q, 2, 4);
+  vs_put(&q, RB_VERSION, 4);
   memcpy(q, hetee_ckks_context_fingerprint(b->ctx), 32);
   q += 32;
   vs_put(&q, b->batch, 4);
@@ -812,6 +914,19 @@ int hetee_refine_batch_save(const hetee_refine_batch *b, uint8_t **buf, size_t *
   for (size_t j = 0; j < b->n_in0 && !rc; j++) rc = vs_ct_put(b->ctx, b->in0[j], &q);
   for (size_t j = 0; j < b->n_gw0 && !rc; j++) rc = vs_ct_put(b->ctx, b->gw0[j], &q);
   if (!rc) rc = vs_ct_put(b->ctx, b->labels, &q);
+  if (!rc) {
+    vs_put(&q, (uint64_t)wit, 1);
+    if (wit) {
+      vs_put(&q, b->wit_model, 4);
+      vs_put(&q, b->wit_no, 8);
+      memcpy(q, b->dp, 32);
+      memcpy(q + 32, b->sig, 64);
+      q += 96;
+      vs_put(&q, b->wit_len, 8);
+      memcpy(q, b->wit, b->wit_len);
+      q += b->wit_len;
+    }
+  }
   if (rc || (size_t)(q - o) != n) {
     free(o);
     return rc ? rc : hetee_error(HETEE_ERR_INTERNAL, "refine batch size");
@@ -827,7 +942,7 @@ int hetee_refine_batch_load(const hetee_ckks_context *ctx, const hetee_refine_pl
   *out = NULL;
   if (len < RB_HEADER || memcmp(buf, "HTRB", 4)) return hetee_error(HETEE_ERR_FORMAT, "not a refine batch");
   vs_rd r = {buf + 4, len - 4, 0};
-  if (vs_get(&r, 4) != 2) return hetee_error(HETEE_ERR_VERSION, "refine batch version (2 expected)");
+  if (vs_get(&r, 4) != RB_VERSION) return hetee_error(HETEE_ERR_VERSION, "refine batch version (%d expected)", RB_VERSION);
   if (memcmp(r.p, hetee_ckks_context_fingerprint(ctx), 32))
     return hetee_error(HETEE_ERR_CONTEXT, "refine batch under other parameters");
   r.p += 32;
@@ -860,6 +975,33 @@ int hetee_refine_batch_load(const hetee_ckks_context *ctx, const hetee_refine_pl
   for (uint64_t j = 0; j < nin && !rc; j++) rc = vs_ct_get(ctx, &r, REFINE_IN_SCALE, &b->in0[j]);
   for (uint64_t j = 0; j < ngw && !rc; j++) rc = vs_ct_get(ctx, &r, REFINE_W_SCALE, &b->gw0[j]);
   if (!rc) rc = vs_ct_get(ctx, &r, REFINE_IN_SCALE, &b->labels);
+  uint64_t wit = rc ? 0 : vs_get(&r, 1);
+  if (!rc && (r.err || wit > 1)) rc = hetee_error(r.err ? HETEE_ERR_TRUNCATED : HETEE_ERR_FORMAT, "refine batch: witness flag");
+  if (!rc && wit) {
+    b->wit_model = (uint32_t)vs_get(&r, 4);
+    b->wit_no = vs_get(&r, 8);
+    if (!r.err && r.left >= 96) {
+      memcpy(b->dp, r.p, 32);
+      memcpy(b->sig, r.p + 32, 64);
+      r.p += 96;
+      r.left -= 96;
+    } else {
+      r.err = 1;
+    }
+    uint64_t wl = vs_get(&r, 8);
+    if (r.err || wl > r.left) rc = hetee_error(HETEE_ERR_TRUNCATED, "refine batch: witness truncated");
+    else if (wl != REFINE_WIT_SEALED_LEN(count, k))
+      rc = hetee_error(HETEE_ERR_SHAPE, "refine batch: a witness of %llu bytes for %llu samples", (unsigned long long)wl,
+                       (unsigned long long)count);
+    else if (!(b->wit = malloc((size_t)wl))) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+    if (!rc) {
+      memcpy(b->wit, r.p, (size_t)wl);
+      b->wit_len = (size_t)wl;
+      b->has_auth = 1;
+      r.p += wl;
+      r.left -= (size_t)wl;
+    }
+  }
   if (!rc && r.left) rc = hetee_error(HETEE_ERR_FORMAT, "%zu bytes after the refine batch", r.left);
   if (rc) {
     hetee_refine_batch_free(b);

@@ -164,5 +164,66 @@ typedef struct refine_state_fields {
 void refine_state_fields_of(const hetee_refine_state *s, refine_state_fields *f);
 /* a state of plan p with its ciphertext arrays allocated (empty) */
 int refine_state_alloc(const hetee_ckks_context *ctx, const hetee_refine_plan *p, hetee_refine_state **out);
+/* ---- the data provider's witness of one batch (docs/refine.md "What is
+ * checked") ----
+ * plain  = "hetee-refine-witness-v1\0" | u32 model | u64 batch_no |
+ *          u32 count | u32 k | count x k f32 (little-endian: exactly the
+ *          layer-0 input values the DP encrypted, sample by sample)
+ * sealed = crypto_box_seal(plain) to the enclave's release key
+ *          (REFINE_WIT_SEALED_LEN bytes: a function of count and k only)
+ * digest = BLAKE2b-256("hetee-refine-witness-v1\0" | u32 model | u64
+ *          batch_no | u32 count | u64 len | sealed)
+ * The DP signs (Ed25519, its identity key) the authorization
+ *   "hetee-refine-batch-v1\0" | u32 model | dp_pk[32] | u64 batch_no |
+ *   u32 count | digest[32]
+ * (REFINE_BATCH_AUTH_LEN bytes). The enclave accepts it when dp_pk is one
+ * of the model's policy data providers and the signature verifies. */
+#define REFINE_WIT_TAG "hetee-refine-witness-v1"
+#define REFINE_WIT_HDR (sizeof REFINE_WIT_TAG + 4 + 8 + 4 + 4)
+#define REFINE_WIT_SEALBYTES 48 /* crypto_box_SEALBYTES */
+#define REFINE_WIT_SEALED_LEN(count, k) (REFINE_WIT_HDR + (size_t)(count) * (size_t)(k) * 4u + REFINE_WIT_SEALBYTES)
+#define REFINE_BATCH_AUTH_TAG "hetee-refine-batch-v1"
+#define REFINE_BATCH_AUTH_LEN (sizeof REFINE_BATCH_AUTH_TAG + 4 + 32 + 8 + 4 + 32)
+#define REFINE_WIT_MAX_ABS 0x1p20
+void refine_witness_digest(uint32_t model, uint64_t batch_no, uint32_t count, const uint8_t *sealed, size_t len,
+                           uint8_t out[32]);
+void refine_batch_auth_bytes(uint32_t model, const uint8_t dp[32], uint64_t batch_no, uint32_t count,
+                             const uint8_t digest[32], uint8_t out[REFINE_BATCH_AUTH_LEN]);
+/* Trusted side: layer 0's input values of the next step (count x k, from
+ * an opened witness; the enclave's REFINE_WITNESS). The next FORWARD 0 (or
+ * LOSS of a one-layer model) consumes them: they are the input of layer
+ * 0's F and G checks for that step. refine_tr_require_witness: from now on
+ * a step without them is refused (HETEE_ERR_AUTH; the enclave's jobs). */
+int refine_tr_witness(hetee_refine_trusted *t, const double *x, uint32_t count);
+void refine_tr_require_witness(hetee_refine_trusted *t);
+/* Stops the trusted side as a failed check does (every later call refused). */
+void refine_tr_stop(hetee_refine_trusted *t);
+/* Frozen layer l's weights (F layout) and bias, fed as one index space of
+ * n_w_cts + nmb ciphertexts (weights first) in order, in parts: decrypted
+ * on arrival; when the last arrives the checks' pull-backs of layer l are
+ * computed (its forward products are checked from then on) and the values
+ * wiped. refine_tr_frozen_done: 1 once every frozen layer was loaded. */
+int refine_tr_frozen_feed(hetee_refine_trusted *t, int l, size_t first, ct_t *const *c, size_t n);
+int refine_tr_frozen_loaded(const hetee_refine_trusted *t, int l);
+/* The host side: feeds t every frozen layer of s once (through the ops'
+ * `frozen` when t is an enclave job). No-op when done already. */
+int refine_tr_load_frozen(hetee_refine_trusted *t, const hetee_refine_state *s);
+/* A batch's witness and authorization (NULL / 0 when it has none). */
+typedef struct refine_batch_wit {
+  const uint8_t *sealed;
+  size_t len;
+  uint64_t batch_no;
+  const uint8_t *dp, *sig; /* 32, 64 bytes */
+} refine_batch_wit;
+int refine_batch_witness(const hetee_refine_batch *b, refine_batch_wit *w);
+/* Hands the witness of the step's batch to the trusted side (ops `witness`
+ * for an enclave job; the in-process twin has no release key: no-op). */
+int refine_tr_pass_witness(hetee_refine_trusted *t, const hetee_refine_batch *b);
+/* The same two hand-overs with their parts (a trusted side of ops that
+ * wraps another, e.g. a test's host double): ops `witness` / `frozen` of
+ * t, or for the in-process twin nothing / refine_tr_frozen_feed. */
+int refine_tr_send_witness(hetee_refine_trusted *t, uint32_t count, uint64_t batch_no, const uint8_t dp[32],
+                           const uint8_t sig[64], const uint8_t *sealed, size_t len);
+int refine_tr_send_frozen(hetee_refine_trusted *t, int l, ct_t *const *W, ct_t *const *bias);
 
 #endif

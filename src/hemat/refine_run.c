@@ -50,7 +50,19 @@ int hetee_refine_run(hetee_refine_state *s, hetee_refine_trusted *t, const hetee
       uint32_t c = count - next < p->cfg.batch ? count - next : p->cfg.batch;
       hetee_refine_batch *b = NULL;
       double t0 = now_s(), c0 = process_cpu();
-      rc = hetee_refine_batch_encrypt(ctx, pk, p, x, labels, perm + next, c, &b);
+      if (o->release_pk) { /* the DP's witness and its signed authorization */
+        rc = hetee_refine_batch_encrypt_witness(ctx, pk, p, x, labels, perm + next, c, o->dp_model, o->release_pk,
+                                                ((uint64_t)epoch << 32) | next, &b);
+        uint8_t *am = NULL, sig[64];
+        size_t al = 0;
+        if (!rc && (!o->dp_sign || !o->dp_pk)) rc = hetee_error(HETEE_ERR_INVALID_ARG, "a witness needs dp_pk and dp_sign");
+        if (!rc) rc = hetee_refine_batch_auth_msg(b, o->dp_pk, &am, &al);
+        if (!rc) rc = o->dp_sign(o->dp_sign_arg, am, al, sig);
+        if (!rc) rc = hetee_refine_batch_set_auth(b, o->dp_pk, sig);
+        free(am);
+      } else {
+        rc = hetee_refine_batch_encrypt(ctx, pk, p, x, labels, perm + next, c, &b);
+      }
       double dw = now_s() - t0;
       if (dp_s) *dp_s += dw;
       st->dp_wall_s += dw;

@@ -19,6 +19,10 @@
  *   update   every `accumulate` steps: decrypt the accumulated gradient, W,
  *            the bias and the momentum, SGD, encrypt W, bias, W^T, momentum.
  * Per step the work is O(activations); the update pass is O(weights).
+ * The host's products are Freivalds-checked (rchk_*): layer 0's against the
+ * data provider's witness values (refine_tr_witness, once per step),
+ * frozen layers' against their weights decrypted once per job
+ * (refine_tr_frozen_feed), trained layers' against the kept weights.
  * Every ciphertext is checked (count, level, scale, size) before anything is
  * decrypted; decoded values are saturated at a public bound; errors name
  * only public quantities.
@@ -72,6 +76,17 @@ struct hetee_refine_trusted {
   uint64_t nupd[HETEE_REFINE_MAX_LAYERS];     /* updates of layer l applied (the schedule's clock; sealed) */
   double *vx[HETEE_REFINE_MAX_LAYERS];        /* validation pass: layer l's input (B x k) for its F check */
   uint32_t vxcount[HETEE_REFINE_MAX_LAYERS];
+  /* layer 0's input from the data provider's witness (refine_tr_witness):
+   * wx waits for the next step's FORWARD 0, which moves it to x[0] */
+  int need_wit;
+  double *wx;
+  uint32_t wit_count;
+  uint8_t gunk[HETEE_REFINE_MAX_LAYERS]; /* layer 0: a step of this update had no witness (G not checked) */
+  /* frozen layers' weights being fed (refine_tr_frozen_feed), then only their pull-backs */
+  float *fw[HETEE_REFINE_MAX_LAYERS], *fb[HETEE_REFINE_MAX_LAYERS];
+  size_t fz_next[HETEE_REFINE_MAX_LAYERS];
+  uint8_t fz_loaded[HETEE_REFINE_MAX_LAYERS];
+  int fz_all; /* refine_tr_load_frozen done */
 };
 
 #define RCHK_T 2
@@ -79,6 +94,19 @@ struct hetee_refine_trusted {
 #define RCHK_SIGMA 8.0  /* fresh secret-key encryption noise std assumed, coefficient domain (measured ~3.2) */
 #define RCHK_SX (RCHK_SIGMA / REFINE_IN_SCALE) /* noise of an input ciphertext (x, deltas) */
 #define RCHK_SW (RCHK_SIGMA / REFINE_W_SCALE)  /* noise of a weight polynomial (W, W^T, G's x) */
+/* Public-key encryptions (the DP's layer-0 inputs and G polynomials, the
+ * MP's frozen weights): the fresh noise is ModDown's rounding, c1's
+ * rounding (var 1/12) times the ternary secret (~2N/3 non-zero) plus c0's,
+ * std sqrt((2N/3 + 1)/12) (21 at N = 8192), assumed 2.5x larger (as
+ * RCHK_SIGMA is to the measured 3.2) plus the CBD error. */
+static double rchk_sigma_pk(size_t n) { return 2.5 * sqrt(((double)n * 2.0 / 3.0 + 1.0) / 12.0 + 3.24 * 3.24); }
+/* noise of layer l's F input ciphertexts and of its F weight polynomials */
+static double rchk_sx(const hetee_refine_trusted *t, int l) {
+  return l == 0 ? rchk_sigma_pk(t->p->n) / REFINE_IN_SCALE : RCHK_SX;
+}
+static double rchk_sw(const hetee_refine_trusted *t, int l) {
+  return l < t->p->first_train ? rchk_sigma_pk(t->p->n) / REFINE_W_SCALE : RCHK_SW;
+}
 
 /* Standard Gaussian from libsodium's randombytes (Box-Muller). */
 static double rchk_gauss(void) {
@@ -110,7 +138,9 @@ static void rchk_free(double *v, size_t n) {
 /* The check vectors of every trained layer, inputs / deltas kept for a step. */
 static int rchk_init(hetee_refine_trusted *t) {
   const hetee_refine_plan *p = t->p;
-  for (int l = p->first_train; l < p->nl; l++) {
+  t->wx = calloc((size_t)p->cfg.batch * (size_t)p->L[0].k, sizeof(double));
+  if (!t->wx) return hetee_error(HETEE_ERR_NOMEM, "no memory");
+  for (int l = 0; l < p->nl; l++) { /* frozen layers too: checked once their weights are loaded */
     size_t m = (size_t)p->L[l].m, k = (size_t)p->L[l].k, B = p->cfg.batch;
     for (int c = 0; c < RCHK_T; c++) {
       double dummy;
@@ -123,9 +153,9 @@ static int rchk_init(hetee_refine_trusted *t) {
       for (size_t j = 0; j < k; j++) nn += t->sig[l][c][j] * t->sig[l][c][j];
       t->tnorm[l][c] = sqrt(nn);
     }
-    t->d[l] = calloc(B * m, sizeof(double));
-    if (l >= 1) t->x[l] = calloc(B * k, sizeof(double));
-    if (!t->d[l] || (l >= 1 && !t->x[l])) return hetee_error(HETEE_ERR_NOMEM, "no memory");
+    if (p->L[l].trains) t->d[l] = calloc(B * m, sizeof(double));
+    t->x[l] = calloc(B * k, sizeof(double));
+    if ((p->L[l].trains && !t->d[l]) || !t->x[l]) return hetee_error(HETEE_ERR_NOMEM, "no memory");
   }
   return 0;
 }
@@ -143,7 +173,13 @@ static void rchk_wipe(hetee_refine_trusted *t) {
     }
     rchk_free(t->d[l], B * m);
     rchk_free(t->x[l], B * k);
+    if (t->fw[l]) sodium_memzero(t->fw[l], m * k * sizeof(float));
+    if (t->fb[l]) sodium_memzero(t->fb[l], m * sizeof(float));
+    free(t->fw[l]);
+    free(t->fb[l]);
   }
+  rchk_free(t->wx, (size_t)p->cfg.batch * (size_t)p->L[0].k);
+  t->wx = NULL;
   sodium_memzero(t->beta, sizeof t->beta);
   sodium_memzero(t->gexp, sizeof t->gexp);
   sodium_memzero(t->gmag, sizeof t->gmag);
@@ -208,12 +244,15 @@ static int rchk_forward(hetee_refine_trusted *t, int l, const double *z, uint32_
 static int rchk_forward_x(hetee_refine_trusted *t, int l, const double *z, uint32_t count, const double *x,
                           uint32_t xcount) {
   const hetee_refine_layer *L = &t->p->L[l];
-  if (!L->trains || l < 1 || !t->have_w[l] || !x || xcount != count) return 0;
+  /* trained layers once their weights are kept here, frozen layers once
+   * loaded; layer 0's input is the data provider's witness */
+  if (!t->have_w[l] || !x || xcount != count) return 0;
   double t0 = cpu_now();
   size_t m = (size_t)L->m, k = (size_t)L->k;
   double x2 = 0;
   for (size_t q = 0; q < (size_t)count * k; q++) x2 += x[q] * x[q];
-  double sd = sqrt(RCHK_SX * RCHK_SX * t->w2[l] + RCHK_SW * RCHK_SW * x2);
+  double sx = rchk_sx(t, l), sw = rchk_sw(t, l);
+  double sd = sqrt(sx * sx * t->w2[l] + sw * sw * x2);
   int ok = 1;
   for (uint32_t b = 0; b < count; b++)
     for (int c = 0; c < RCHK_T; c++) {
@@ -267,17 +306,18 @@ static void rchk_deltas(hetee_refine_trusted *t, int l, const double *d, uint32_
   memcpy(t->d[l], d, (size_t)t->p->cfg.batch * m * sizeof *d);
   t->dcount[l] = count;
   t->gsamples[l] += count;
-  if (l < 1 || t->xcount[l] != count) {
+  if (t->xcount[l] != count) { /* layer 0 without a witness (the in-process twin): G not checked this update */
+    if (l == 0) t->gunk[0] = 1;
     t->chk_s += cpu_now() - t0;
     return;
   }
   const double *x = t->x[l];
-  double var = 0;
+  double var = 0, gsw = l == 0 ? rchk_sigma_pk(t->p->n) / REFINE_W_SCALE : RCHK_SW; /* G's x polynomials: the DP's for layer 0 */
   for (uint32_t b = 0; b < count; b++) {
     double x2 = 1, d2 = 0; /* the constant-1 feature */
     for (size_t j = 0; j < k; j++) x2 += (double)(float)x[b * k + j] * (double)(float)x[b * k + j];
     for (size_t i = 0; i < m; i++) d2 += d[b * m + i] * d[b * m + i];
-    var += RCHK_SX * RCHK_SX * x2 + RCHK_SW * RCHK_SW * d2;
+    var += RCHK_SX * RCHK_SX * x2 + gsw * gsw * d2;
     for (int c = 0; c < RCHK_T; c++) {
       double rd = 0, xs = t->sig[l][c][k];
       for (size_t i = 0; i < m; i++) rd += t->rho[l][c][i] * d[b * m + i];
@@ -291,13 +331,13 @@ static void rchk_deltas(hetee_refine_trusted *t, int l, const double *d, uint32_
 }
 
 /* G: rho^T g sig against the expected sum (g: m x (k+1)), before any
- * update; layer 0 (its input is the data provider's) is not checked. */
+ * update; layer 0 when every step of the update had the DP's witness. */
 static int rchk_grad(hetee_refine_trusted *t, int l, const double *g) {
   const hetee_refine_layer *L = &t->p->L[l];
   size_t m = (size_t)L->m, k1 = (size_t)L->k + 1;
   int ok = 1;
   double t0 = cpu_now();
-  if (l >= 1) {
+  if (!t->gunk[l]) {
     double sd = sqrt(t->gvar[l]);
     for (int c = 0; c < RCHK_T; c++) {
       double lhs = 0, mag = 0;
@@ -316,6 +356,7 @@ static int rchk_grad(hetee_refine_trusted *t, int l, const double *g) {
   for (int c = 0; c < RCHK_T; c++) t->gexp[l][c] = t->gmag[l][c] = 0;
   t->gvar[l] = 0;
   t->gsamples[l] = 0;
+  t->gunk[l] = 0;
   t->chk_s += cpu_now() - t0;
   return ok ? 0 : rchk_fail(t, "gradient product (sum delta x^T)", l);
 }
@@ -598,6 +639,160 @@ static void keep_rows(double *dst, const double *h, size_t n, size_t used) {
 /* A one-hot label row's class: its largest entry (refine_argmax). */
 static int label_of(const double *y, int c) { return refine_argmax(y, c); }
 
+/* The start of a step (FORWARD 0, or LOSS of a one-layer model): layer
+ * 0's input for the checks is the witness handed in for this step, which
+ * is used once; without one (or for another count) an enclave job refuses
+ * the step. */
+static int take_witness(hetee_refine_trusted *t, uint32_t count) {
+  uint32_t w = t->wit_count;
+  size_t n = (size_t)t->p->cfg.batch * (size_t)t->p->L[0].k;
+  t->wit_count = 0;
+  t->xcount[0] = 0;
+  if (w && w == count) {
+    memcpy(t->x[0], t->wx, n * sizeof(double));
+    memset(t->wx, 0, n * sizeof(double));
+    t->xcount[0] = count;
+    return 0;
+  }
+  if (!t->need_wit) return 0;
+  return w ? hetee_error(HETEE_ERR_AUTH, "the data provider's witness is for %u samples, the step has %u", w, count)
+           : hetee_error(HETEE_ERR_AUTH, "a step without the data provider's witness of its batch");
+}
+
+int refine_tr_witness(hetee_refine_trusted *t, const double *x, uint32_t count) {
+  if (t->ops) return hetee_error(HETEE_ERR_UNSUPPORTED, "witnesses go through the enclave");
+  int rc = rchk_refuse(t);
+  if (!rc) rc = check_count(t, count);
+  if (rc) return rc;
+  size_t n = (size_t)t->p->cfg.batch * (size_t)t->p->L[0].k;
+  keep_rows(t->wx, x, n, (size_t)count * (size_t)t->p->L[0].k);
+  t->wit_count = count;
+  return 0;
+}
+
+void refine_tr_require_witness(hetee_refine_trusted *t) {
+  if (t && !t->ops) t->need_wit = 1;
+}
+
+void refine_tr_stop(hetee_refine_trusted *t) {
+  if (t && !t->ops) t->failed = 1;
+}
+
+int refine_tr_pass_witness(hetee_refine_trusted *t, const hetee_refine_batch *b) {
+  refine_batch_wit w;
+  if (!refine_batch_witness(b, &w)) return 0; /* an enclave job then refuses the step */
+  return refine_tr_send_witness(t, hetee_refine_batch_count(b), w.batch_no, w.dp, w.sig, w.sealed, w.len);
+}
+
+int refine_tr_send_witness(hetee_refine_trusted *t, uint32_t count, uint64_t batch_no, const uint8_t dp[32],
+                           const uint8_t sig[64], const uint8_t *sealed, size_t len) {
+  if (!t->ops || !t->ops->witness) return 0; /* the twin has no release key */
+  return t->ops->witness(t->arg, count, batch_no, dp, sig, sealed, len);
+}
+
+int refine_tr_send_frozen(hetee_refine_trusted *t, int l, ct_t *const *W, ct_t *const *bias) {
+  if (t->ops) return t->ops->frozen ? t->ops->frozen(t->arg, l, W, bias) : 0;
+  if (l < 0 || l >= t->p->first_train) return hetee_error(HETEE_ERR_INVALID_ARG, "layer %d is not frozen", l);
+  if (t->fz_loaded[l]) return 0;
+  const hetee_refine_layer *L = &t->p->L[l];
+  int rc = refine_tr_frozen_feed(t, l, 0, W, L->F.n_w_cts);
+  if (!rc) rc = refine_tr_frozen_feed(t, l, L->F.n_w_cts, bias, (size_t)L->F.nmb);
+  return rc;
+}
+
+/* ---- frozen layers: decrypted once per job, then only their pull-backs ---- */
+int refine_tr_frozen_feed(hetee_refine_trusted *t, int l, size_t first, ct_t *const *c, size_t n) {
+  if (t->ops) return hetee_error(HETEE_ERR_UNSUPPORTED, "frozen layers go through the enclave");
+  const hetee_refine_plan *p = t->p;
+  if (l < 0 || l >= p->first_train) return hetee_error(HETEE_ERR_INVALID_ARG, "layer %d is not frozen", l);
+  const hetee_refine_layer *L = &p->L[l];
+  size_t N = p->n, nw = L->F.n_w_cts, nb = (size_t)L->F.nmb, total = nw + nb, m = (size_t)L->m, k = (size_t)L->k;
+  if (t->fz_loaded[l]) return hetee_error(HETEE_ERR_STATE, "frozen layer %d is loaded already", l);
+  if (n < 1 || first != t->fz_next[l] || n > total - first)
+    return hetee_error(HETEE_ERR_SHAPE, "frozen layer %d: ciphertexts %zu..%zu, expected from %zu of %zu", l, first,
+                       first + n, t->fz_next[l], total);
+  double t0 = cpu_now();
+  int rc = rchk_refuse(t);
+  /* weights [first, min(first+n, nw)), bias [max(first, nw), first+n) */
+  size_t w0 = first, w1 = first + n < nw ? first + n : nw, b0 = first > nw ? first : nw, b1 = first + n;
+  if (!rc && w1 > w0) rc = check_cts(t, c, w1 - w0, REFINE_W_SCALE, 0, "frozen weights");
+  if (!rc && b1 > b0) rc = check_cts(t, c + (b0 - first), b1 - b0, REFINE_OUT_SCALE, 0, "frozen bias");
+  if (rc) return rc;
+  if (!t->fw[l]) {
+    t->fw[l] = calloc(m * k + 1, sizeof(float));
+    t->fb[l] = calloc(m, sizeof(float));
+    if (!t->fw[l] || !t->fb[l]) return hetee_error(HETEE_ERR_NOMEM, "no memory");
+  }
+  size_t nv = m * k > m ? m * k : m;
+  uint64_t *pos = calloc(nv, sizeof *pos);
+  uint32_t *idx = malloc(nv * sizeof *idx);
+  double *v = calloc(nv, sizeof *v);
+  size_t cnt = 0;
+  if (!pos || !idx || !v) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+  if (!rc && w1 > w0 && pos && idx && v) { /* the weights these ciphertexts hold (public positions) */
+    for (size_t i = 0; i < m; i++)
+      for (size_t j = 0; j < k; j++) {
+        uint64_t q = refine_w_pos(&L->F, (int)i, (int)j);
+        if (q / N >= w0 && q / N < w1) {
+          pos[cnt] = q - (uint64_t)w0 * N;
+          idx[cnt++] = (uint32_t)(i * k + j);
+        }
+      }
+    rc = gather(t, c, w1 - w0, REFINE_W_SCALE, pos, cnt, v);
+    for (size_t q = 0; q < cnt && !rc; q++) t->fw[l][idx[q]] = (float)v[q];
+  }
+  if (!rc && b1 > b0 && pos && idx && v) {
+    cnt = 0;
+    for (size_t i = 0; i < m; i++) {
+      uint64_t q = hetee_hemat_out_pos(&L->F, 0, (int)i, 0, 0);
+      if (q / N >= b0 - nw && q / N < b1 - nw) {
+        pos[cnt] = q - (uint64_t)(b0 - nw) * N;
+        idx[cnt++] = (uint32_t)i;
+      }
+    }
+    rc = gather(t, c + (b0 - first), b1 - b0, REFINE_OUT_SCALE, pos, cnt, v);
+    for (size_t q = 0; q < cnt && !rc; q++) t->fb[l][idx[q]] = (float)v[q];
+  }
+  if (v) sodium_memzero(v, nv * sizeof *v);
+  free(pos);
+  free(idx);
+  free(v);
+  if (!rc) t->fz_next[l] = first + n;
+  if (!rc && t->fz_next[l] == total) { /* complete: the pull-backs, then the values go */
+    rchk_weights(t, l, t->fw[l], t->fb[l]);
+    t->fz_loaded[l] = 1;
+  }
+  if (rc || t->fz_loaded[l]) {
+    sodium_memzero(t->fw[l], (m * k + 1) * sizeof(float));
+    sodium_memzero(t->fb[l], m * sizeof(float));
+    free(t->fw[l]);
+    free(t->fb[l]);
+    t->fw[l] = t->fb[l] = NULL;
+    if (rc) t->fz_next[l] = 0;
+  }
+  t->cpu_s += cpu_now() - t0;
+  return rc;
+}
+
+int refine_tr_frozen_loaded(const hetee_refine_trusted *t, int l) {
+  return t && !t->ops && l >= 0 && l < HETEE_REFINE_MAX_LAYERS && t->fz_loaded[l];
+}
+
+int refine_tr_load_frozen(hetee_refine_trusted *t, const hetee_refine_state *s) {
+  if (t->fz_all) return 0;
+  const hetee_refine_plan *p = t->p;
+  int rc = 0;
+  for (int l = 0; l < p->first_train && !rc; l++) {
+    ct_t *const *W, *const *B, *const *V;
+    size_t nv = 0;
+    refine_state_layer(s, l, &W, &B, &V, &nv);
+    if (!W || !B) return hetee_error(HETEE_ERR_STATE, "the state has no frozen layer %d", l);
+    rc = refine_tr_send_frozen(t, l, W, B);
+  }
+  if (!rc) t->fz_all = 1;
+  return rc;
+}
+
 int refine_tr_forward(hetee_refine_trusted *t, int l, ct_t *const *out, uint32_t count, ct_t **next_in, ct_t **next_gw) {
   if (t->ops) return t->ops->forward(t->arg, l, out, count, next_in, next_gw);
   double t0 = cpu_now();
@@ -614,7 +809,8 @@ int refine_tr_forward(hetee_refine_trusted *t, int l, ct_t *const *out, uint32_t
     rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
     goto done;
   }
-  rc = gather_rows(t, L, out, count, m, pos, h);
+  if (l == 0) rc = take_witness(t, count); /* a new step: layer 0's input */
+  if (!rc) rc = gather_rows(t, L, out, count, m, pos, h);
   if (!rc) rc = rchk_forward(t, l, h, count); /* before anything is refreshed */
   if (rc) goto done;
   if (L->need_z) keep_rows(t->z[l], h, n, (size_t)count * m);
@@ -665,7 +861,8 @@ int refine_tr_loss(hetee_refine_trusted *t, ct_t *const *logits, const ct_t *lab
     rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
     goto done;
   }
-  rc = gather_rows(t, L, logits, count, (size_t)c, pos, z);
+  if (l == 0) rc = take_witness(t, count); /* a one-layer model: the step starts here */
+  if (!rc) rc = gather_rows(t, L, logits, count, (size_t)c, pos, z);
   for (size_t q = 0; q < nc; q++) pos[q] = q;
   if (!rc) rc = rchk_forward(t, l, z, count); /* before anything is refreshed */
   if (!rc) rc = gather(t, lab1, 1, REFINE_IN_SCALE, pos, nc, y);
@@ -1019,7 +1216,7 @@ int refine_tr_vforward(hetee_refine_trusted *t, int l, ct_t *const *out, uint32_
   if (!rc) rc = rchk_forward_x(t, l, h, count, t->vx[l], t->vxcount[l]);
   t->vxcount[l] = 0; /* one use per pass */
   for (size_t q = 0; !rc && q < (size_t)count * m; q++) h[q] = hetee_refine_act_f(L->act, h[q]);
-  if (!rc && N1->trains) { /* layer l+1's input, for its check in this pass */
+  if (!rc) { /* layer l+1's input, for its check in this pass (trained or loaded frozen layer) */
     if (!t->vx[l + 1] && !(t->vx[l + 1] = calloc(n, sizeof(double)))) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
     if (!rc) {
       keep_rows(t->vx[l + 1], h, n, (size_t)count * m);

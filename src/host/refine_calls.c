@@ -25,6 +25,7 @@ typedef struct remote {
   uint32_t job;
   uint64_t enc, dec;
   uint8_t held[HETEE_REFINE_MAX_LAYERS]; /* the enclave keeps layer l's weights */
+  uint32_t nfz; /* frozen layers the MP's authorization digests: sent once (REFINE_FROZEN) */
 } remote;
 
 /* ---- requests ---- */
@@ -277,7 +278,60 @@ static void op_free(void *arg) {
   free(rm);
 }
 
-static const hetee_refine_trusted_ops remote_ops = {op_forward, op_loss, op_back, op_update, op_cpu_s, op_counts, op_free};
+/* The step's batch witness (REFINE_WITNESS, before FORWARD 0). */
+static int op_witness(void *arg, uint32_t count, uint64_t batch_no, const uint8_t dp[32], const uint8_t sig[64],
+                      const uint8_t *sealed, size_t len) {
+  remote *rm = arg;
+  hetee_wbuf w;
+  hetee_wbuf_init(&w);
+  if (hetee_wbuf_reserve(&w, 4 + 4 + 8 + 96 + 8 + len)) {
+    hetee_wbuf_free_public(&w);
+    return hetee_error(HETEE_ERR_NOMEM, "no memory");
+  }
+  hetee_wbuf_u32(&w, rm->job);
+  hetee_wbuf_u32(&w, count);
+  hetee_wbuf_u64(&w, batch_no);
+  hetee_wbuf_put(&w, dp, 32);
+  hetee_wbuf_put(&w, sig, 64);
+  hetee_wbuf_blob(&w, sealed, len);
+  return call(rm, HETEE_MSG_REFINE_WITNESS, &w, 0, NULL, NULL);
+}
+
+/* Frozen layer l's W and bias, once per job (REFINE_FROZEN parts of at
+ * most PART_BYTES, in order). */
+static int op_frozen(void *arg, int l, ct_t *const *W, ct_t *const *bias) {
+  remote *rm = arg;
+  const hetee_refine_plan *p = &rm->p;
+  if (l < 0 || l >= p->first_train) return hetee_error(HETEE_ERR_INVALID_ARG, "layer %d is not frozen", l);
+  if ((uint32_t)l >= rm->nfz) return 0; /* not authorized by digest: the enclave does not check it */
+  const hetee_refine_layer *L = &p->L[l];
+  size_t nw = L->F.n_w_cts, total = nw + (size_t)L->F.nmb;
+  int rc = 0;
+  for (size_t first = 0; first < total && !rc;) {
+    size_t n = 0, bytes = 0, len;
+    while (first + n < total && !rc) {
+      size_t i = first + n;
+      rc = hetee_ckks_ciphertext_save_size(rm->ctx, i < nw ? W[i] : bias[i - nw], &len);
+      if (rc || (n && bytes + len > PART_BYTES) || (n && i == nw)) break; /* a part holds weights or biases */
+      bytes += len;
+      n++;
+    }
+    if (rc) break;
+    hetee_wbuf w;
+    hetee_wbuf_init(&w);
+    hetee_wbuf_u32(&w, rm->job);
+    hetee_wbuf_u32(&w, (uint32_t)l);
+    hetee_wbuf_u32(&w, (uint32_t)first);
+    rc = put_list(rm, &w, first < nw ? W + first : bias + (first - nw), n);
+    if (rc) hetee_wbuf_free_public(&w);
+    else rc = call(rm, HETEE_MSG_REFINE_FROZEN, &w, 0, NULL, NULL);
+    first += n;
+  }
+  return rc;
+}
+
+static const hetee_refine_trusted_ops remote_ops = {op_forward, op_loss,  op_back,    op_update, op_cpu_s,
+                                                    op_counts,  op_free,  op_witness, op_frozen};
 
 /* ---- opening, authorization, fetch ---- */
 static int layer_digest(const hetee_ckks_context *ctx, const hetee_refine_state *s, int l, uint8_t out[32]) {
@@ -286,6 +340,7 @@ static int layer_digest(const hetee_ckks_context *ctx, const hetee_refine_state 
   ct_t *const *W, *const *B, *const *V;
   size_t nv = 0;
   refine_state_layer(s, l, &W, &B, &V, &nv);
+  if (!L->trains) nv = 0; /* a frozen layer: W and bias */
   crypto_generichash_state st;
   crypto_generichash_init(&st, NULL, 0, 32);
   ct_t *const *lists[3] = {W, B, V};
@@ -323,6 +378,20 @@ int hetee_refine_auth_msg(uint32_t model_id, const hetee_refine_state *s, uint8_
   hetee_wbuf_put(&w, h, 32);
   hetee_wbuf_u32(&w, (uint32_t)(p->nl - p->first_train));
   for (int l = p->first_train; l < p->nl && !rc; l++) {
+    rc = layer_digest(refine_state_ctx(s), s, l, h);
+    hetee_wbuf_put(&w, h, 32);
+  }
+  /* the frozen layers' (W, bias) digests, when the state holds them (one
+   * read without PATH.frozen does not: then they stay unchecked) */
+  int have_fz = p->first_train > 0;
+  for (int l = 0; l < p->first_train; l++) {
+    ct_t *const *W, *const *B, *const *V;
+    size_t nv = 0;
+    refine_state_layer(s, l, &W, &B, &V, &nv);
+    have_fz &= W && B && W[0] && B[0];
+  }
+  if (have_fz) hetee_wbuf_u32(&w, (uint32_t)p->first_train);
+  for (int l = 0; have_fz && l < p->first_train && !rc; l++) {
     rc = layer_digest(refine_state_ctx(s), s, l, h);
     hetee_wbuf_put(&w, h, 32);
   }
@@ -364,8 +433,8 @@ int hetee_host_refine_open(hetee_host_enclave *e, const hetee_ckks_context *ctx,
   if (!rc) rc = hetee_host_call_frame(e, HETEE_MSG_REFINE_OPEN, w.p, w.len, &f, 0);
   hetee_wbuf_free_public(&w);
   if (!rc) {
-    if (f.len != 4) rc = hetee_error(HETEE_ERR_PROTOCOL, "malformed REFINE_OPEN reply");
-    else rm->job = hetee_rd32(f.body);
+    if (f.len != 8) rc = hetee_error(HETEE_ERR_PROTOCOL, "malformed REFINE_OPEN reply");
+    else rm->job = hetee_rd32(f.body), rm->nfz = hetee_rd32(f.body + 4);
     hetee_frame_clear(&f);
   }
   if (!rc) rc = hetee_refine_trusted_new_ops(&rm->p, &remote_ops, rm, out);
@@ -567,7 +636,8 @@ int hetee_host_refine_resume(hetee_host_enclave *e, const hetee_ckks_context *ct
     free(V);
     rm->held[l] = 1;
   }
-  if (!rc && hetee_rbuf_left(&r)) rc = hetee_error(HETEE_ERR_PROTOCOL, "malformed REFINE_RESUME reply");
+  if (!rc) rm->nfz = hetee_rbuf_u32(&r);
+  if (!rc && (r.err || hetee_rbuf_left(&r))) rc = hetee_error(HETEE_ERR_PROTOCOL, "malformed REFINE_RESUME reply");
   if (have_frame) hetee_frame_clear(&f);
   if (!rc) rc = hetee_refine_trusted_new_ops(&rm->p, &remote_ops, rm, trusted);
   if (rc) {
@@ -636,7 +706,9 @@ int hetee_refine_validate(hetee_refine_state *s, hetee_refine_trusted *t, const 
   remote *rm = refine_tr_ops_arg(t);
   if (!rm) return hetee_error(HETEE_ERR_UNSUPPORTED, "validation runs through an enclave job");
   static const refine_val_ops vops = {vop_forward, vop_loss};
-  int rc = refine_validate_pass(s, vs, threads, &vops, rm);
+  int rc = refine_tr_load_frozen(t, s); /* once per job: a pass can come before any step */
+  if (rc) return rc;
+  rc = refine_validate_pass(s, vs, threads, &vops, rm);
   uint8_t req[8];
   hetee_le32(req, rm->job);
   hetee_le32(req + 4, rc ? 1 : 0); /* a failed pass: the enclave discards what it accumulated */

@@ -11,6 +11,8 @@
  */
 #include <string.h>
 
+#include <sodium.h>
+
 #include "fuzz/fuzz.h"
 #include "fuzz/fuzz_ckks.h"
 #include "hetee/refine.h"
@@ -98,6 +100,25 @@ size_t fuzz_seeds(fuzz_buf **out) {
   for (uint32_t count = 1; count <= 4; count += 3) {
     hetee_refine_batch *rb = NULL;
     FUZZ_CHECK(hetee_refine_batch_encrypt(ctx, pk, &plan, x, labels, idx, count, &rb) == 0);
+    FUZZ_CHECK(hetee_refine_batch_save(rb, &b, &len) == 0);
+    fuzz_seed_add(&s, &n, b, len);
+    free(b);
+    hetee_refine_batch_free(rb);
+  }
+  /* batches with the DP's witness and a signed authorization (HTRB v3) */
+  uint8_t rpk[32], rsk[32], spk[32], ssk[64];
+  crypto_box_keypair(rpk, rsk);
+  crypto_sign_keypair(spk, ssk);
+  for (uint32_t count = 1; count <= 4; count += 3) {
+    hetee_refine_batch *rb = NULL;
+    uint8_t *am = NULL, sig[64];
+    size_t al = 0;
+    FUZZ_CHECK(hetee_refine_batch_encrypt_witness(ctx, pk, &plan, x, labels, idx, count, 7, rpk, 1000 + count, &rb) == 0);
+    FUZZ_CHECK(hetee_refine_batch_auth_msg(rb, spk, &am, &al) == 0);
+    crypto_sign_detached(sig, NULL, am, al, ssk);
+    free(am);
+    FUZZ_CHECK(hetee_refine_batch_set_auth(rb, spk, sig) == 0);
+    FUZZ_CHECK(hetee_refine_batch_has_witness(rb));
     FUZZ_CHECK(hetee_refine_batch_save(rb, &b, &len) == 0);
     fuzz_seed_add(&s, &n, b, len);
     free(b);

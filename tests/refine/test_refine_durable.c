@@ -37,6 +37,7 @@
 
 #include "enclave/wire/proto.h"
 #include "hemat/refine_internal.h"
+#include "hetee/engine.h"
 
 #define MODEL 9
 #define COUNT 36 /* 4 full batches of 8 and one of 4 per epoch */
@@ -50,6 +51,14 @@ typedef struct env {
   hetee_ckks_context *ctx;
   hetee_ckks_public_key *pk;
 } env;
+
+/* the data provider of the runs (its witnesses are sealed to the enclave's
+ * release key, the same after a restart: it derives from the sealing key) */
+static uint8_t g_rel[32], g_dpk[32];
+static hetee_party_key *g_dp;
+static int dp_sign(void *arg, const uint8_t *msg, size_t len, uint8_t sig[64]) {
+  return hetee_party_key_sign(arg, msg, len, sig);
+}
 
 static const int dims[] = {20, 12, 8, 4}, acts[] = {HETEE_REFINE_ACT_RELU, HETEE_REFINE_ACT_TANH, HETEE_REFINE_ACT_NONE};
 static const hetee_refine_config cfg = {8, 1, 0, HETEE_REFINE_LOSS_XENT, 0.2, 0.9, 1e-3, 5};
@@ -98,6 +107,17 @@ static void env_up(env *v) {
   free(sealed);
   free(reply);
   free(plain);
+  assert_int_equal(hetee_client_msg_release_key(&msg, &mlen), 0);
+  assert_int_equal(hetee_client_session_seal(v->smp, msg, mlen, &sealed, &slen), 0);
+  assert_int_equal(hetee_host_session_msg(v->e, sealed, slen, &reply, &rlen), 0);
+  assert_int_equal(hetee_client_session_open(v->smp, reply, rlen, &plain, &plen), 0);
+  assert_int_equal(hetee_client_release_key_parse(plain, plen, g_rel), 0);
+  memcpy(g_dpk, dpk, 32);
+  g_dp = v->dp;
+  free(msg);
+  free(sealed);
+  free(reply);
+  free(plain);
   assert_int_equal(hetee_host_seal(v->e, v->seal), 0);
 }
 
@@ -131,6 +151,11 @@ static hetee_refine_run_options run_opts(const char *ck, uint64_t stop) {
   o.stop_after_steps = stop;
   o.epochs = EPOCHS;
   o.ckpt_write = hetee_refine_checkpoint_write_sealed;
+  o.release_pk = g_rel;
+  o.dp_model = MODEL;
+  o.dp_pk = g_dpk;
+  o.dp_sign = dp_sign;
+  o.dp_sign_arg = g_dp;
   return o;
 }
 
@@ -630,12 +655,83 @@ static void test_validation(void **state) {
   env_down(&v);
 }
 
+/* Frozen layers across a resume: the sealed state carries their digests,
+ * the resumed job asks for them again (REFINE_FROZEN) and checks them; the
+ * run (last layer trains, layers 0 and 1 frozen, killed mid-epoch by a
+ * close) ends at plaintext SGD's weights. */
+static void test_frozen_resume(void **state) {
+  (void)state;
+  env v;
+  env_up(&v);
+  hetee_refine_weights w0, wp, we;
+  rt_weights(&w0, 3, dims, acts);
+  float *x, *y;
+  rt_data(dims[0], dims[3], COUNT, &x, &y);
+  hetee_refine_config c1 = cfg;
+  c1.train_layers = 1;
+  hetee_refine_plan p;
+  assert_int_equal(hetee_refine_plan_build(&w0, &c1, 8192, &p), 0);
+  assert_int_equal(p.first_train, 2);
+  hetee_refine_state *s = NULL, *s2 = NULL;
+  hetee_refine_trusted *t = NULL, *t2 = NULL;
+  assert_int_equal(hetee_refine_state_encrypt(v.ctx, v.pk, &p, &w0, &s), 0);
+  assert_int_equal(open_job(&v, &p, s, &t), 0);
+  hetee_refine_run_options o = run_opts(v.ck, 3);
+  o.epochs = 1;
+  assert_int_equal(hetee_refine_run(s, t, v.pk, x, y, COUNT, &o, NULL, NULL), 0);
+  assert_int_equal(hetee_refine_checkpoint_write_sealed(s, t, v.ck), 0);
+  hetee_refine_trusted_free(t); /* the job closes */
+  hetee_refine_state_free(s);
+  int rc = hetee_host_refine_resume(v.e, v.ctx, &p, v.ck, &s2, &t2);
+  if (rc) fprintf(stderr, "resume: %s\n", hetee_last_error());
+  assert_int_equal(rc, 0);
+  o = run_opts(v.ck, 0);
+  o.epochs = 1;
+  rc = hetee_refine_run(s2, t2, v.pk, x, y, COUNT, &o, NULL, NULL);
+  if (rc) fprintf(stderr, "resumed run: %s\n", hetee_last_error());
+  assert_int_equal(rc, 0);
+  /* both frozen layers were loaded by the first job and again by the resumed one */
+  hetee_enclave_op_stats es[32];
+  size_t nes = 0;
+  uint64_t nfrozen = 0;
+  assert_int_equal(hetee_host_stats(v.e, es, 32, &nes), 0);
+  for (size_t i = 0; i < nes; i++)
+    if (es[i].type == HETEE_MSG_REFINE_FROZEN) nfrozen = es[i].count;
+  assert_int_equal(nfrozen, 8); /* 2 layers x (weights, bias) x 2 jobs */
+  uint8_t *sealed = NULL, *plain = NULL;
+  size_t sl = 0, pl = 0;
+  assert_int_equal(hetee_refine_weights_copy(&w0, &we), 0);
+  assert_int_equal(hetee_host_refine_fetch(t2, s2, 2, &sealed, &sl), 0);
+  assert_int_equal(hetee_client_session_open(v.smp, sealed, sl, &plain, &pl), 0);
+  assert_int_equal(hetee_refine_fetch_parse(plain, pl, MODEL, &we), 0);
+  free(sealed);
+  free(plain);
+  assert_int_equal(hetee_refine_weights_copy(&w0, &wp), 0);
+  hetee_refine_plain tw;
+  assert_int_equal(hetee_refine_plain_init(&tw, &p, &wp), 0);
+  assert_int_equal(hetee_refine_plain_run(&tw, x, y, COUNT, 1), 0);
+  hetee_refine_plain_clear(&tw);
+  double d = hetee_refine_weights_maxdiff(&we, &wp, 0), moved = hetee_refine_weights_maxdiff(&w0, &wp, 0);
+  fprintf(stderr, "frozen layers across a resume: vs plaintext %.3g (moved %.3g)\n", d, moved);
+  assert_true(moved > 1e-2);
+  assert_true(d < 1e-4);
+  hetee_refine_trusted_free(t2);
+  hetee_refine_state_free(s2);
+  hetee_refine_weights_clear(&w0);
+  hetee_refine_weights_clear(&wp);
+  hetee_refine_weights_clear(&we);
+  free(x);
+  free(y);
+  env_down(&v);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_enclave_killed),
       cmocka_unit_test(test_host_killed),
       cmocka_unit_test(test_refusals),
       cmocka_unit_test(test_validation),
+      cmocka_unit_test(test_frozen_resume),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -69,7 +69,7 @@ static void run_case(const rcase *c) {
   hetee_refine_trusted *t = NULL;
   assert_int_equal(hetee_refine_state_encrypt(ctx, pk, &p, &w0, &s), 0);
   assert_int_equal(hetee_refine_trusted_new(ctx, sk, &p, &t), 0);
-  hetee_refine_run_options o = {2, NULL, 1, 0, c->epochs, NULL, NULL, NULL};
+  hetee_refine_run_options o = {2, NULL, 1, 0, c->epochs, NULL, NULL, NULL, NULL, 0, NULL, NULL, NULL};
   hetee_refine_stats st;
   memset(&st, 0, sizeof st);
   double dp = 0;
@@ -139,7 +139,7 @@ static void resume_case(int die_before_rename, int train_layers) {
     if (hetee_refine_state_encrypt(ctx, pk, &p, &w0, &s) || hetee_refine_trusted_new(ctx, sk, &p, &t)) _exit(2);
     /* 12 steps per epoch; killed after 17 steps (epoch 1, odd step: a
      * pending gradient is lost) or in the 3rd checkpoint's rename */
-    hetee_refine_run_options o = {1, path, 1, 17, epochs, NULL, NULL, NULL};
+    hetee_refine_run_options o = {1, path, 1, 17, epochs, NULL, NULL, NULL, NULL, 0, NULL, NULL, NULL};
     if (hetee_refine_run(s, t, pk, x, lab, count, &o, NULL, NULL)) _exit(3);
     raise(SIGKILL);
     _exit(4);
@@ -158,7 +158,7 @@ static void resume_case(int die_before_rename, int train_layers) {
           die_before_rename ? "died before rename" : "kill -9", ep, next, (unsigned long long)steps);
   assert_true(steps > 0);
   assert_int_equal(hetee_refine_trusted_new(ctx, sk, &p, &t), 0);
-  hetee_refine_run_options o = {1, path, 1, 0, epochs, NULL, NULL, NULL};
+  hetee_refine_run_options o = {1, path, 1, 0, epochs, NULL, NULL, NULL, NULL, 0, NULL, NULL, NULL};
   assert_int_equal(hetee_refine_run(s, t, pk, x, lab, count, &o, NULL, NULL), 0);
   assert_int_equal(hetee_refine_state_decrypt(s, sk, &we), 0);
   double d = hetee_refine_weights_maxdiff(&we, &wp, 1);

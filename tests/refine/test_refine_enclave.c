@@ -17,12 +17,23 @@
  *    with HETEE_ERR_INTEGRITY before anything is refreshed or updated, the
  *    job then refuses every step, and the weights the MP fetches are those
  *    of the last update before the tampering; the honest runs raise no
- *    alarm (the twin counts its checks).
+ *    alarm (the twin counts its checks);
+ *  - layer 0 and frozen layers (docs/refine.md "What is checked"): every
+ *    batch carries the DP's witness; a host that moves one output of
+ *    layer 0 (all layers train, or frozen) or of frozen layer 1, hands in
+ *    ciphertexts of other samples than the witness, or the witness of an
+ *    earlier batch, is refused with HETEE_ERR_INTEGRITY; frozen weights
+ *    other than the MP authorized with HETEE_ERR_AUTH; a batch without a
+ *    witness, signed by a DP outside the policy, or with a garbled witness
+ *    or batch number with HETEE_ERR_AUTH (the job goes on); an honest run
+ *    with only the last layer training (two frozen layers checked) ends
+ *    at plaintext SGD's weights.
  */
 #include "enclave/fixture.h"
 #include "refine/refine_test_util.h"
 
 #include "enclave/wire/proto.h"
+#include "hetee/engine.h"
 #include "hemat/refine_internal.h"
 
 #define MODEL 7
@@ -34,6 +45,7 @@ typedef struct env {
   hetee_client_session *smp, *sdp;
   hetee_ckks_context *ctx;
   hetee_ckks_public_key *pk;
+  uint8_t rel[32]; /* the enclave's release key (the DP's witnesses are sealed to it) */
 } env;
 
 static void sess_cmd(env *v, hetee_client_session *s, uint8_t *msg, size_t mlen, int want) {
@@ -74,6 +86,37 @@ static void env_up(env *v) {
   v->smp = fx_session(v->e, v->mp, &ve);
   fx_verify_cfg(v->e, v->plat, v->cfg, &ve);
   v->sdp = fx_session(v->e, v->dp, &ve);
+  uint8_t *msg, *sealed, *reply, *plain;
+  size_t mlen, slen, rlen, plen;
+  assert_int_equal(hetee_client_msg_release_key(&msg, &mlen), 0);
+  assert_int_equal(hetee_client_session_seal(v->sdp, msg, mlen, &sealed, &slen), 0);
+  assert_int_equal(hetee_host_session_msg(v->e, sealed, slen, &reply, &rlen), 0);
+  assert_int_equal(hetee_client_session_open(v->sdp, reply, rlen, &plain, &plen), 0);
+  assert_int_equal(hetee_client_release_key_parse(plain, plen, v->rel), 0);
+  free(msg);
+  free(sealed);
+  free(reply);
+  free(plain);
+}
+
+/* The DP's batch of samples idx[0..n) with its witness (batch number bno),
+ * signed by identity key k (the policy's DP unless a test says otherwise). */
+static int wbatch_by(env *v, const hetee_party_key *k, const hetee_refine_plan *p, const float *x, const float *y,
+                     const uint32_t *idx, uint32_t n, uint64_t bno, hetee_refine_batch **b) {
+  int rc = hetee_refine_batch_encrypt_witness(v->ctx, v->pk, p, x, y, idx, n, MODEL, v->rel, bno, b);
+  if (rc) return rc;
+  uint8_t dpk[32], sig[64], *am;
+  size_t al;
+  hetee_party_key_public(k, dpk);
+  assert_int_equal(hetee_refine_batch_auth_msg(*b, dpk, &am, &al), 0);
+  assert_int_equal(hetee_party_key_sign(k, am, al, sig), 0);
+  free(am);
+  return hetee_refine_batch_set_auth(*b, dpk, sig);
+}
+
+static int wbatch(env *v, const hetee_refine_plan *p, const float *x, const float *y, const uint32_t *idx, uint32_t n,
+                  uint64_t bno, hetee_refine_batch **b) {
+  return wbatch_by(v, v->dp, p, x, y, idx, n, bno, b);
 }
 
 /* The MP takes ownership of MODEL (its release policy). */
@@ -148,7 +191,7 @@ static void test_step_equals_twin(void **state) {
   memset(&st, 0, sizeof st);
   for (uint32_t k = 0; k < count; k += cfg.batch) {
     hetee_refine_batch *b = NULL;
-    assert_int_equal(hetee_refine_batch_encrypt(v.ctx, v.pk, &p, x, y, order + k, cfg.batch, &b), 0);
+    assert_int_equal(wbatch(&v, &p, x, y, order + k, cfg.batch, k, &b), 0);
     rc = hetee_refine_step(s, t, b, 1, &st);
     if (rc) fprintf(stderr, "step: %s\n", hetee_last_error());
     assert_int_equal(rc, 0);
@@ -274,6 +317,9 @@ static void test_refusals(void **state) {
   ct_t **out = calloc(256, sizeof *out);
   for (size_t i = 0; i < 256; i++) out[i] = W[0]; /* level 1, scale 2^34: not a layer output (2^60) */
   ct_t **a = calloc(L1->F.n_in_cts + 1, sizeof *a), **b = calloc(L1->G.n_w_cts + 1, sizeof *b);
+  /* layer 0 is frozen and authorized by digest: no step before it is loaded */
+  assert_int_equal(refine_tr_forward(t, 0, out, 8, a, b), HETEE_ERR_STATE);
+  assert_int_equal(refine_tr_load_frozen(t, s), 0);
   assert_int_equal(refine_tr_forward(t, 0, out, 8, a, b), HETEE_ERR_SCALE);
   assert_int_equal(refine_tr_forward(t, 0, out, 9, a, b), HETEE_ERR_INVALID_ARG); /* count above the batch */
   assert_int_equal(refine_tr_forward(t, 1, out, 8, a, b), HETEE_ERR_STATE);       /* layer 1 before 0 */
@@ -291,6 +337,29 @@ static void test_refusals(void **state) {
   size_t rlen = 0;
   assert_int_equal(hetee_host_call(v.e, HETEE_MSG_REFINE_FORWARD, w.p, w.len, &r, &rlen), HETEE_ERR_SHAPE);
   hetee_wbuf_free(&w);
+  /* the witness and frozen requests, malformed: a truncated witness, one
+   * of the wrong size, a frozen load of a trained layer, of the frozen
+   * layer again (loaded above) */
+  hetee_wbuf_init(&w);
+  hetee_wbuf_u32(&w, job);
+  hetee_wbuf_u32(&w, 8);
+  assert_int_equal(hetee_host_call(v.e, HETEE_MSG_REFINE_WITNESS, w.p, w.len, &r, &rlen), HETEE_ERR_PROTOCOL);
+  hetee_wbuf_u64(&w, 1);
+  uint8_t zeros[96] = {0};
+  hetee_wbuf_put(&w, zeros, 96);
+  hetee_wbuf_blob(&w, zeros, 96);
+  assert_int_equal(hetee_host_call(v.e, HETEE_MSG_REFINE_WITNESS, w.p, w.len, &r, &rlen), HETEE_ERR_SHAPE);
+  hetee_wbuf_free(&w);
+  for (uint32_t fl = 0; fl < 2; fl++) {
+    hetee_wbuf_init(&w);
+    hetee_wbuf_u32(&w, job);
+    hetee_wbuf_u32(&w, 1 - fl); /* layer 1 (trains), then layer 0 */
+    hetee_wbuf_u32(&w, 0);
+    hetee_wbuf_u32(&w, 1);
+    assert_int_equal(hetee_host_call(v.e, HETEE_MSG_REFINE_FROZEN, w.p, w.len, &r, &rlen),
+                     fl ? HETEE_ERR_STATE : HETEE_ERR_INVALID_ARG);
+    hetee_wbuf_free(&w);
+  }
   /* truncated, unknown job */
   uint8_t junk[6] = {0, 0, 0, 0, 0, 0};
   hetee_le32(junk, job);
@@ -363,7 +432,7 @@ static void test_refusals(void **state) {
   rt_data(dims[0], dims[3], 8, &x, &y);
   uint32_t idx[8] = {0, 1, 2, 3, 4, 5, 6, 7};
   hetee_refine_batch *bt = NULL;
-  assert_int_equal(hetee_refine_batch_encrypt(v.ctx, v.pk, &p, x, y, idx, 8, &bt), 0);
+  assert_int_equal(wbatch(&v, &p, x, y, idx, 8, 0, &bt), 0);
   assert_int_equal(hetee_refine_step(s, t, bt, 1, &st), 0);
   assert_int_equal(st.updates, 1);
   assert_int_equal(hetee_host_refine_fetch(t, s, 2, &sealed, &slen), 0);
@@ -385,7 +454,14 @@ static void test_refusals(void **state) {
 
 /* ---- a host that tampers with its products (a trusted side of ops
  * wrapped around the enclave job) ---- */
-enum { TAMPER_F, TAMPER_T, TAMPER_G, TAMPER_REPLAY, TAMPER_NSAMPLES };
+enum {
+  TAMPER_F, TAMPER_T, TAMPER_G, TAMPER_REPLAY, TAMPER_NSAMPLES,
+  TAMPER_F0,      /* one output value of layer 0 (FORWARD 0's input) */
+  TAMPER_F1,      /* one output value of layer 1 (FORWARD 1's input) */
+  TAMPER_DATA,    /* the batch's ciphertexts are of other samples than its witness */
+  TAMPER_WREPLAY, /* the batch comes with the witness of an earlier batch */
+  TAMPER_FROZENW  /* another state's frozen weights handed to the enclave */
+};
 
 typedef struct tamper {
   hetee_refine_trusted *in; /* the enclave job */
@@ -398,6 +474,7 @@ typedef struct tamper {
   size_t nsaved;
   ct_t **tmp;        /* the arrays handed on */
   ct_t *changed;
+  const hetee_refine_state *alt; /* TAMPER_FROZENW: the weights handed on instead */
 } tamper;
 
 /* A copy of the array c (n) with the value at global position pos moved by
@@ -431,7 +508,13 @@ static void tamper_done(tamper *tp) {
 
 static int tp_forward(void *arg, int l, ct_t *const *out, uint32_t count, ct_t **next_in, ct_t **next_gw) {
   tamper *tp = arg;
-  return refine_tr_forward(tp->in, l, out, count, next_in, next_gw);
+  const hetee_refine_layer *L = &tp->p->L[l];
+  ct_t *const *use = out;
+  if (((tp->what == TAMPER_F0 && l == 0) || (tp->what == TAMPER_F1 && l == 1)) && tp->steps + 1 == tp->at)
+    use = perturb(tp, out, L->F.n_out_cts, hetee_hemat_out_pos(&L->F, 1, 3, 0, 0));
+  int rc = refine_tr_forward(tp->in, l, use, count, next_in, next_gw);
+  tamper_done(tp);
+  return rc;
 }
 
 static int tp_loss(void *arg, ct_t *const *logits, const ct_t *labels, uint32_t count, ct_t **dG, ct_t **dT) {
@@ -484,7 +567,25 @@ static int tp_update(void *arg, int l, ct_t *const *gacc, uint32_t nsamples, ct_
   return rc;
 }
 
-static const hetee_refine_trusted_ops tamper_ops = {tp_forward, tp_loss, tp_back, tp_update, NULL, NULL, NULL};
+static int tp_witness(void *arg, uint32_t count, uint64_t batch_no, const uint8_t dp[32], const uint8_t sig[64],
+                      const uint8_t *sealed, size_t len) {
+  tamper *tp = arg;
+  return refine_tr_send_witness(tp->in, count, batch_no, dp, sig, sealed, len);
+}
+
+static int tp_frozen(void *arg, int l, ct_t *const *W, ct_t *const *bias) {
+  tamper *tp = arg;
+  if (tp->what == TAMPER_FROZENW && l == 0) {
+    ct_t *const *V;
+    size_t nv;
+    refine_state_layer(tp->alt, l, &W, &bias, &V, &nv);
+    tp->hits = 1; /* the host retries at every step; each is refused */
+  }
+  return refine_tr_send_frozen(tp->in, l, W, bias);
+}
+
+static const hetee_refine_trusted_ops tamper_ops = {tp_forward, tp_loss, tp_back,    tp_update, NULL,
+                                                    NULL,       NULL,    tp_witness, tp_frozen};
 
 /* The MP's fetch of layer l: its weights (rc returned). */
 static int fetch_layer(env *v, hetee_refine_trusted *t, const hetee_refine_state *s, int l, const hetee_refine_weights *w0,
@@ -501,13 +602,30 @@ static int fetch_layer(env *v, hetee_refine_trusted *t, const hetee_refine_state
   return 0;
 }
 
-static void run_tamper(env *v, int what, int at, double delta) {
+/* The file of batch b with the witness section (its last wlen bytes) of
+ * batch a: what a host can splice from two batches a DP sent. */
+static hetee_refine_batch *splice(env *v, const hetee_refine_plan *p, hetee_refine_batch *b, hetee_refine_batch *a) {
+  uint8_t *fb, *fa;
+  size_t lb, la;
+  assert_int_equal(hetee_refine_batch_save(b, &fb, &lb), 0);
+  assert_int_equal(hetee_refine_batch_save(a, &fa, &la), 0);
+  size_t wlen = 1 + 4 + 8 + 32 + 64 + 8 + REFINE_WIT_SEALED_LEN(hetee_refine_batch_count(a), p->L[0].k);
+  assert_true(la > wlen && lb > wlen && hetee_refine_batch_count(a) == hetee_refine_batch_count(b));
+  memcpy(fb + lb - wlen, fa + la - wlen, wlen);
+  hetee_refine_batch *o = NULL;
+  assert_int_equal(hetee_refine_batch_load(v->ctx, p, fb, lb, &o), 0);
+  free(fa);
+  free(fb);
+  return o;
+}
+
+static void run_tamper_cfg(env *v, int what, int at, double delta, int train) {
   hetee_refine_weights w0, w1, w2;
   rt_weights(&w0, 3, dims, acts);
   float *x, *y;
   const uint32_t count = 24;
   rt_data(dims[0], dims[3], count, &x, &y);
-  hetee_refine_config cfg = {8, 1, 0, HETEE_REFINE_LOSS_XENT, 0.2, 0.9, 1e-3, 5};
+  hetee_refine_config cfg = {8, 1, train, HETEE_REFINE_LOSS_XENT, 0.2, 0.9, 1e-3, 5};
   hetee_refine_plan p;
   assert_int_equal(hetee_refine_plan_build(&w0, &cfg, 8192, &p), 0);
   hetee_refine_state *s = NULL;
@@ -519,6 +637,14 @@ static void run_tamper(env *v, int what, int at, double delta) {
   tp.what = what;
   tp.at = at;
   tp.delta = delta;
+  hetee_refine_state *alt = NULL;
+  if (what == TAMPER_FROZENW) { /* other initial weights: their frozen layer 0 differs */
+    hetee_refine_weights wa;
+    rt_weights(&wa, 3, dims, acts);
+    assert_int_equal(hetee_refine_state_encrypt(v->ctx, v->pk, &p, &wa, &alt), 0);
+    hetee_refine_weights_clear(&wa);
+    tp.alt = alt;
+  }
   assert_int_equal(open_job(v, v->smp, &p, s, MODEL, &tp.in), 0);
   hetee_refine_trusted *t = NULL;
   assert_int_equal(hetee_refine_trusted_new_ops(&p, &tamper_ops, &tp, &t), 0);
@@ -527,9 +653,28 @@ static void run_tamper(env *v, int what, int at, double delta) {
     uint32_t idx[8];
     for (uint32_t i = 0; i < 8; i++) idx[i] = k + i;
     hetee_refine_batch *b = NULL;
-    assert_int_equal(hetee_refine_batch_encrypt(v->ctx, v->pk, &p, x, y, idx, cfg.batch, &b), 0);
+    assert_int_equal(wbatch(v, &p, x, y, idx, cfg.batch, step, &b), 0);
+    if ((what == TAMPER_DATA || what == TAMPER_WREPLAY) && (int)step == at) {
+      /* DATA: the ciphertexts of samples 16.. (another batch of the same
+       * DP) with this batch's witness; WREPLAY: this batch's ciphertexts
+       * with the witness of the first batch (used in step 1) */
+      uint32_t other[8];
+      for (uint32_t i = 0; i < 8; i++) other[i] = what == TAMPER_DATA ? (k + 8 + i) % count : i;
+      hetee_refine_batch *o = NULL, *sp;
+      assert_int_equal(wbatch(v, &p, x, y, other, cfg.batch, 100 + step, &o), 0);
+      sp = what == TAMPER_DATA ? splice(v, &p, o, b) : splice(v, &p, b, o);
+      hetee_refine_batch_free(o);
+      hetee_refine_batch_free(b);
+      b = sp;
+      tp.hits++;
+    }
     int rc = hetee_refine_step(s, t, b, 1, NULL);
     hetee_refine_batch_free(b);
+    if (what == TAMPER_FROZENW) { /* the enclave refuses the frozen layer, then every step */
+      if (step == 1) fprintf(stderr, "tamper %d at step 1: %s\n", what, hetee_last_error());
+      assert_int_equal(rc, step == 1 ? HETEE_ERR_AUTH : HETEE_ERR_INTEGRITY);
+      continue;
+    }
     if ((int)step < at) {
       if (rc) fprintf(stderr, "step %u: %s\n", step, hetee_last_error());
       assert_int_equal(rc, 0);
@@ -543,15 +688,16 @@ static void run_tamper(env *v, int what, int at, double delta) {
     }
   }
   assert_int_equal(tp.hits, 1);
+  if (what == TAMPER_FROZENW) have_w1 = -1; /* no update ever */
   /* nothing was updated by the tampered step: the MP gets the weights of
    * the last update before it (none at all if it was the first) */
-  if (have_w1) {
+  if (have_w1 > 0) {
     assert_int_equal(fetch_layer(v, tp.in, s, l, &w0, &w2), 0);
     assert_true(hetee_refine_weights_maxdiff(&w1, &w2, 0) == 0);
     assert_true(hetee_refine_weights_maxdiff(&w0, &w2, 0) > 1e-3); /* and they had moved */
     hetee_refine_weights_clear(&w1);
     hetee_refine_weights_clear(&w2);
-  } else {
+  } else if (have_w1 == 0) {
     assert_int_equal(fetch_layer(v, tp.in, s, l, &w0, &w2), HETEE_ERR_STATE);
   }
   for (size_t i = 0; i < tp.nsaved; i++) hetee_ckks_ciphertext_free(tp.saved[i]);
@@ -559,10 +705,13 @@ static void run_tamper(env *v, int what, int at, double delta) {
   hetee_refine_trusted_free(t);
   hetee_refine_trusted_free(tp.in);
   hetee_refine_state_free(s);
+  hetee_refine_state_free(alt);
   hetee_refine_weights_clear(&w0);
   free(x);
   free(y);
 }
+
+static void run_tamper(env *v, int what, int at, double delta) { run_tamper_cfg(v, what, at, delta, 0); }
 
 static void test_tampering(void **state) {
   (void)state;
@@ -581,6 +730,107 @@ static void test_tampering(void **state) {
   run_tamper(&v, TAMPER_G, 2, 0.1);       /* a later one */
   run_tamper(&v, TAMPER_REPLAY, 3, 0);    /* the previous step's logits */
   run_tamper(&v, TAMPER_NSAMPLES, 2, 0);  /* an update's sample count */
+  /* layer 0 (its input: the DP's witness) and frozen layers */
+  run_tamper(&v, TAMPER_F0, 2, 0.01);          /* layer 0's output, all layers train (after its first update) */
+  run_tamper_cfg(&v, TAMPER_F0, 1, 0.01, 1);   /* frozen layer 0's output, from the first step */
+  run_tamper_cfg(&v, TAMPER_F1, 1, 0.01, 1);   /* frozen layer 1's output (input: the enclave's activations) */
+  run_tamper(&v, TAMPER_DATA, 1, 0);           /* other samples' ciphertexts: G of layer 0 at the first update */
+  run_tamper_cfg(&v, TAMPER_DATA, 2, 0, 1);    /* the same with layer 0 frozen: its forward check */
+  run_tamper(&v, TAMPER_WREPLAY, 3, 0);        /* the witness of step 1's batch again */
+  run_tamper_cfg(&v, TAMPER_FROZENW, 1, 0, 1); /* frozen weights the MP did not authorize */
+  env_down(&v);
+}
+
+/* Witnesses the enclave refuses before anything is decrypted (the job goes
+ * on: a good batch then trains), and an honest run with only the last
+ * layer training (layers 0 and 1 frozen and checked) that ends at
+ * plaintext SGD's weights. */
+static void test_witness(void **state) {
+  (void)state;
+  env v;
+  env_up(&v);
+  env_own(&v);
+  hetee_refine_weights w0, wp, we;
+  rt_weights(&w0, 3, dims, acts);
+  float *x, *y;
+  const uint32_t count = 32;
+  rt_data(dims[0], dims[3], count, &x, &y);
+  hetee_refine_config cfg = {8, 1, 1, HETEE_REFINE_LOSS_XENT, 0.3, 0.9, 1e-3, 5};
+  hetee_refine_plan p;
+  assert_int_equal(hetee_refine_plan_build(&w0, &cfg, 8192, &p), 0);
+  hetee_refine_state *s = NULL;
+  assert_int_equal(hetee_refine_state_encrypt(v.ctx, v.pk, &p, &w0, &s), 0);
+  hetee_refine_trusted *t = NULL;
+  assert_int_equal(open_job(&v, v.smp, &p, s, MODEL, &t), 0);
+  uint32_t idx[8] = {0, 1, 2, 3, 4, 5, 6, 7};
+  hetee_refine_batch *b = NULL;
+  /* no witness */
+  assert_int_equal(hetee_refine_batch_encrypt(v.ctx, v.pk, &p, x, y, idx, 8, &b), 0);
+  assert_false(hetee_refine_batch_has_witness(b));
+  assert_int_equal(hetee_refine_step(s, t, b, 1, NULL), HETEE_ERR_AUTH);
+  fprintf(stderr, "no witness: %s\n", hetee_last_error());
+  hetee_refine_batch_free(b);
+  /* a DP outside the model's policy */
+  hetee_party_key *other;
+  assert_int_equal(hetee_party_key_generate(HETEE_PARTY_DP, &other), 0);
+  assert_int_equal(wbatch_by(&v, other, &p, x, y, idx, 8, 1, &b), 0);
+  assert_int_equal(hetee_refine_step(s, t, b, 1, NULL), HETEE_ERR_AUTH);
+  hetee_refine_batch_free(b);
+  hetee_party_key_free(other);
+  /* garbled: one byte of the sealed witness (its signature no longer
+   * verifies), a signature over another batch number */
+  assert_int_equal(wbatch(&v, &p, x, y, idx, 8, 2, &b), 0);
+  uint8_t *f;
+  size_t fl;
+  assert_int_equal(hetee_refine_batch_save(b, &f, &fl), 0);
+  hetee_refine_batch_free(b);
+  f[fl - 10] ^= 1;
+  assert_int_equal(hetee_refine_batch_load(v.ctx, &p, f, fl, &b), 0);
+  assert_int_equal(hetee_refine_step(s, t, b, 1, NULL), HETEE_ERR_AUTH);
+  hetee_refine_batch_free(b);
+  f[fl - 10] ^= 1;
+  size_t wlen = 1 + 4 + 8 + 32 + 64 + 8 + REFINE_WIT_SEALED_LEN(8, p.L[0].k);
+  f[fl - wlen + 1 + 4] ^= 1; /* the batch number */
+  assert_int_equal(hetee_refine_batch_load(v.ctx, &p, f, fl, &b), 0);
+  assert_int_equal(hetee_refine_step(s, t, b, 1, NULL), HETEE_ERR_AUTH);
+  hetee_refine_batch_free(b);
+  /* the loader: the old version, a truncated witness, a witness of another size */
+  f[fl - wlen + 1 + 4] ^= 1;
+  uint8_t v2[4] = {2, 0, 0, 0}, keep[4];
+  memcpy(keep, f + 4, 4);
+  memcpy(f + 4, v2, 4);
+  assert_int_equal(hetee_refine_batch_load(v.ctx, &p, f, fl, &b), HETEE_ERR_VERSION);
+  memcpy(f + 4, keep, 4);
+  assert_int_equal(hetee_refine_batch_load(v.ctx, &p, f, fl - 1, &b), HETEE_ERR_TRUNCATED);
+  assert_int_equal(hetee_refine_batch_load(v.ctx, &p, f, fl - wlen, &b), HETEE_ERR_TRUNCATED);
+  free(f);
+  /* honest: 4 steps with witnesses; frozen layers 0 and 1 checked in each */
+  uint32_t order[32];
+  for (uint32_t i = 0; i < count; i++) order[i] = (i * 5 + 1) % count;
+  for (uint32_t k = 0; k < count; k += 8) {
+    assert_int_equal(wbatch(&v, &p, x, y, order + k, 8, 10 + k, &b), 0);
+    int rc = hetee_refine_step(s, t, b, 1, NULL);
+    if (rc) fprintf(stderr, "step: %s\n", hetee_last_error());
+    assert_int_equal(rc, 0);
+    hetee_refine_batch_free(b);
+  }
+  assert_int_equal(fetch_layer(&v, t, s, 2, &w0, &we), 0);
+  assert_int_equal(hetee_refine_weights_copy(&w0, &wp), 0);
+  hetee_refine_plain tw;
+  assert_int_equal(hetee_refine_plain_init(&tw, &p, &wp), 0);
+  for (uint32_t k = 0; k < count; k += 8) assert_int_equal(hetee_refine_plain_step(&tw, x, y, order + k, 8), 0);
+  hetee_refine_plain_clear(&tw);
+  double d = hetee_refine_weights_maxdiff(&we, &wp, 0), moved = hetee_refine_weights_maxdiff(&w0, &wp, 0);
+  fprintf(stderr, "last layer, frozen layers checked: enclave vs plaintext %.3g (moved %.3g)\n", d, moved);
+  assert_true(moved > 1e-2);
+  assert_true(d < 1e-4);
+  hetee_refine_trusted_free(t);
+  hetee_refine_state_free(s);
+  hetee_refine_weights_clear(&w0);
+  hetee_refine_weights_clear(&wp);
+  hetee_refine_weights_clear(&we);
+  free(x);
+  free(y);
   env_down(&v);
 }
 
@@ -589,6 +839,7 @@ int main(void) {
       cmocka_unit_test(test_step_equals_twin),
       cmocka_unit_test(test_refusals),
       cmocka_unit_test(test_tampering),
+      cmocka_unit_test(test_witness),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

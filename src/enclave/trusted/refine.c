@@ -32,14 +32,17 @@
  *    decryption.
  *  - The host's products are checked (refine_trusted.c, Freivalds with
  *    secret Gaussian vectors, docs/refine.md "Integrity of the host's
- *    products"): forward outputs of trained layers >= 1 and W^T deltas once
- *    the job keeps the layer's weights, gradients of layers >= 1 at every
- *    update, before anything is refreshed or updated; a failure is
+ *    products"): forward outputs of trained layers and W^T deltas once
+ *    the job keeps the layer's weights, forward outputs of frozen layers
+ *    (decrypted once per job from REFINE_FROZEN, checked against the MP's
+ *    digest) from the first step, gradients at every update, before
+ *    anything is refreshed or updated; layer 0's input is the data
+ *    provider's witness (REFINE_WITNESS, signed by a DP of the model's
+ *    policy; a step without one is refused); a failure is
  *    HETEE_ERR_INTEGRITY and stops the job (FETCH still returns the
  *    weights of the last checked update).
  * Not bound (docs/refine.md "Gaps"): which batches the host feeds and in
- * what order; the products of layer 0 (its input is the data provider's)
- * and of frozen layers.
+ * what order; F / T of a trained layer before its first update.
  *
  * Every field is validated before anything is decrypted (counts against
  * the plan the enclave built, ciphertext format on load, then level, scale
@@ -52,11 +55,13 @@
  * Jobs are not sealed: a restarted enclave has none (the host resumes from
  * its checkpoint with a new authorization of the checkpoint's weights).
  */
+#include <math.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "enclave/trusted/enclave_internal.h"
+#include "enclave/trusted/integrity_auth.h"
 
 int enclave_refine_dispatch(enclave *e, uint16_t type, hetee_rbuf *r, hetee_wbuf *w, uint64_t *items);
 
@@ -75,6 +80,12 @@ typedef struct refine_job {
   int back_next; /* next BACK layer allowed (-1: none) */
   uint32_t count;
   uint8_t digest[HETEE_REFINE_MAX_LAYERS][32]; /* the authorized initial (W, bias, V) of each trained layer */
+  /* frozen layers (docs/refine.md "What is checked"): nfz = first_train
+   * when the MP's authorization digests them (then every step waits until
+   * each was loaded by REFINE_FROZEN and matched its digest), else 0 */
+  int nfz;
+  crypto_generichash_state fz_hash[HETEE_REFINE_MAX_LAYERS];
+  uint8_t fz_ok[HETEE_REFINE_MAX_LAYERS];
   ct_t **stage; /* PUT: ciphertexts for the next step request */
   size_t nstage;
   /* durability (SAVE / RESUME): a stable identity, the spec, what the job
@@ -391,6 +402,142 @@ static void job_start(const enclave *e, refine_job *j) {
   j->back_next = -1;
 }
 
+/* ---- frozen layers and the data provider's witness ---- */
+static void frozen_begin(refine_job *j) {
+  for (int l = 0; l < j->nfz; l++) crypto_generichash_init(&j->fz_hash[l], NULL, 0, 32);
+}
+
+/* Every step refuses to start until the authorized frozen layers are loaded. */
+static int frozen_ready(const refine_job *j) {
+  if (refine_tr_failed(j->tr)) return hetee_error(HETEE_ERR_INTEGRITY, "refine job %u stopped at a failed check", j->id);
+  for (int l = 0; l < j->nfz; l++)
+    if (!j->fz_ok[l])
+      return hetee_error(HETEE_ERR_STATE, "frozen layer %d not loaded yet (REFINE_FROZEN first)", l);
+  return 0;
+}
+
+/* REFINE_FROZEN: u32 job | u32 layer | u32 first | list: ciphertexts
+ * first.. of frozen layer l's (W in the F layout, then bias), in order;
+ * decrypted on arrival (refine_tr_frozen_feed) and hashed as the MP's
+ * authorization digests them; after the last, a digest other than the
+ * authorized one stops the job (HETEE_ERR_AUTH, nothing kept). */
+static int handle_frozen(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *items) {
+  int rc = 0;
+  uint32_t f[2];
+  refine_job *j = job_request(e, r, "REFINE_FROZEN", 0, f, 2, &rc);
+  if (!j) return rc;
+  uint32_t l = f[0], first = f[1], n = hetee_rbuf_left(r) >= 4 ? hetee_rd32(r->p + r->off) : 0;
+  const hetee_refine_plan *p = &j->plan;
+  if (refine_tr_failed(j->tr)) return hetee_error(HETEE_ERR_INTEGRITY, "refine job %u stopped at a failed check", j->id);
+  if ((int)l >= j->nfz) return hetee_error(HETEE_ERR_INVALID_ARG, "layer %u is not an authorized frozen layer", l);
+  if (j->fz_ok[l]) return hetee_error(HETEE_ERR_STATE, "frozen layer %u is loaded already", l);
+  const hetee_refine_layer *L = &p->L[l];
+  size_t nw = L->F.n_w_cts, total = nw + (size_t)L->F.nmb;
+  if (n < 1 || first >= total || n > total - first)
+    return hetee_error(HETEE_ERR_SHAPE, "frozen ciphertexts %u..%u outside the %zu of layer %u", first, first + n, total, l);
+  rc = check_budget(e, j, n);
+  ct_list c = {0};
+  if (!rc) rc = list_read(e, r, n, "frozen layer", &c);
+  rc = request_end(r, rc);
+  uint64_t enc0, dec0;
+  refine_tr_counts(j->tr, &enc0, &dec0);
+  if (!rc) {
+    rc = refine_tr_frozen_feed(j->tr, (int)l, first, c.c, n); /* checks the order */
+    if (rc) crypto_generichash_init(&j->fz_hash[l], NULL, 0, 32); /* the layer starts again from 0 */
+  }
+  if (!rc)
+    for (size_t i = 0; i < n; i++) digest_update_blob(&j->fz_hash[l], c.blob[i], c.blen[i]);
+  if (!rc && refine_tr_frozen_loaded(j->tr, (int)l)) {
+    uint8_t d[32];
+    crypto_generichash_final(&j->fz_hash[l], d, 32);
+    if (sodium_memcmp(d, j->digest[l], 32)) {
+      /* the pull-backs are of weights the MP did not authorize: the job stops */
+      refine_tr_stop(j->tr);
+      rc = hetee_error(HETEE_ERR_AUTH, "frozen layer %u: weights are not the ones the model provider authorized", l);
+    } else {
+      j->fz_ok[l] = 1;
+    }
+  }
+  if (!rc) put_counts(j, w, items, enc0, dec0);
+  list_free(&c);
+  return rc;
+}
+
+/* REFINE_WITNESS: u32 job | u32 count | u64 batch_no | dp_pk[32] | sig[64]
+ * | blob sealed. The data provider's witness of the next step's batch
+ * (formats in hemat/refine_internal.h): checked in this order, each
+ * failure one error whatever the values: the sealed size (a function of
+ * count and the plan), dp_pk among the model's policy data providers, the
+ * Ed25519 signature over the authorization naming this model, dp_pk,
+ * batch_no, count and the sealed bytes' digest (HETEE_ERR_AUTH), the
+ * sealed box opening under the release key and its header (model,
+ * batch_no, count, k; HETEE_ERR_AUTH), then every value finite and within
+ * 2^20 (one pass without early exit; HETEE_ERR_FORMAT). The values become
+ * layer 0's input of the next step's checks; the opened plaintext is wiped. */
+static int handle_witness(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *items) {
+  int rc = 0;
+  uint32_t count;
+  refine_job *j = job_request(e, r, "REFINE_WITNESS", 0, &count, 1, &rc);
+  if (!j) return rc;
+  uint64_t bno = hetee_rbuf_u64(r);
+  const uint8_t *dp = hetee_rbuf_get(r, 32), *sig = hetee_rbuf_get(r, 64);
+  size_t len = 0;
+  const uint8_t *sealed = hetee_rbuf_blob(r, HETEE_FRAME_MAX_BODY, &len);
+  if (r->err || hetee_rbuf_left(r)) return hetee_error(HETEE_ERR_PROTOCOL, "malformed REFINE_WITNESS");
+  const hetee_refine_plan *p = &j->plan;
+  size_t k = (size_t)p->L[0].k;
+  if (refine_tr_failed(j->tr)) return hetee_error(HETEE_ERR_INTEGRITY, "refine job %u stopped at a failed check", j->id);
+  if (count < 1 || count > p->cfg.batch) return hetee_error(HETEE_ERR_INVALID_ARG, "a witness of %u samples", count);
+  if (len != REFINE_WIT_SEALED_LEN(count, k))
+    return hetee_error(HETEE_ERR_SHAPE, "a witness of %zu bytes; %u samples of %zu values have %zu", len, count, k,
+                       REFINE_WIT_SEALED_LEN(count, k));
+  const enclave_policy *pol = enclave_find_policy(e, j->model);
+  int listed = 0;
+  for (int i = 0; pol && i < pol->n_dp; i++) listed |= !sodium_memcmp(pol->dp_pk[i], dp, 32);
+  if (!listed) return hetee_error(HETEE_ERR_AUTH, "the batch's data provider is not in model %u's policy", j->model);
+  uint8_t d[32], am[REFINE_BATCH_AUTH_LEN];
+  refine_witness_digest(j->model, bno, count, sealed, len, d);
+  refine_batch_auth_bytes(j->model, dp, bno, count, d, am);
+  if (crypto_sign_verify_detached(sig, am, sizeof am, dp))
+    return hetee_error(HETEE_ERR_AUTH, "the batch's authorization does not verify under its data provider's key");
+  size_t plen = len - REFINE_WIT_SEALBYTES, nx = (size_t)count * k;
+  uint8_t *plain = sodium_malloc(plen); /* locked; sodium_free wipes it */
+  double *x = sodium_malloc(nx * sizeof(double));
+  if (!plain || !x) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+  if (!rc) rc = enclave_auth_open_witness(e, sealed, len, plain);
+  if (!rc) {
+    const uint8_t *q = plain + sizeof REFINE_WIT_TAG;
+    uint64_t hno = (uint64_t)hetee_rd32(q + 4) | (uint64_t)hetee_rd32(q + 8) << 32;
+    if (memcmp(plain, REFINE_WIT_TAG, sizeof REFINE_WIT_TAG) || hetee_rd32(q) != j->model || hno != bno ||
+        hetee_rd32(q + 12) != count || hetee_rd32(q + 16) != (uint32_t)k)
+      rc = hetee_error(HETEE_ERR_AUTH, "the witness is not one of this model's batch %llu", (unsigned long long)bno);
+  }
+  if (!rc) {
+    const uint8_t *v = plain + REFINE_WIT_HDR;
+    unsigned bad = 0;
+    for (size_t i = 0; i < nx; i++) {
+      uint32_t u = hetee_rd32(v + 4 * i);
+      /* subnormals to +-0 without a branch (their conversion can take a slow path) */
+      uint32_t normal = (uint32_t)0 - (uint32_t)((u & 0x7f800000u) != 0);
+      u &= normal | 0x80000000u;
+      float fv;
+      memcpy(&fv, &u, 4);
+      double xv = (double)fv;
+      bad |= (unsigned)!(fabs(xv) <= REFINE_WIT_MAX_ABS);
+      x[i] = xv;
+    }
+    if (bad) rc = hetee_error(HETEE_ERR_FORMAT, "the witness holds a value that is not finite or above 2^20 in magnitude");
+  }
+  uint64_t enc0, dec0;
+  refine_tr_counts(j->tr, &enc0, &dec0);
+  if (!rc) rc = refine_tr_witness(j->tr, x, count);
+  if (!rc) put_counts(j, w, items, enc0, dec0);
+  if (!rc) *items += 1;
+  if (plain) sodium_free(plain);
+  if (x) sodium_free(x);
+  return rc;
+}
+
 /* ---- OPEN ---- */
 static int mp_listed(const enclave *e, const uint8_t pk[32]) {
   for (int i = 0; i < e->cfg.n_mp; i++)
@@ -408,8 +555,10 @@ static int job_bytes_ok(const enclave *e, const hetee_refine_plan *p) {
     const hetee_refine_layer *L = &p->L[l];
     if (L->need_z) kbytes += (size_t)p->cfg.batch * (size_t)L->m * sizeof(double);
     if (L->trains) kbytes += (size_t)L->m * (size_t)(L->k + 1) * (2 * sizeof(float) + sizeof(double));
-    if (L->trains) kbytes += ((size_t)p->cfg.batch + 5) * ((size_t)L->k + (size_t)L->m + 1) * sizeof(double);
+    kbytes += ((size_t)p->cfg.batch + 5) * ((size_t)L->k + (size_t)L->m + 1) * sizeof(double);
+    if (!L->trains) kbytes += (size_t)L->m * (size_t)(L->k + 1) * sizeof(float); /* a frozen layer while it loads */
   }
+  kbytes += (size_t)p->cfg.batch * (size_t)p->L[0].k * sizeof(double); /* the pending witness */
   if (kbytes > e->cfg.budget / 4)
     return hetee_error(HETEE_ERR_LIMIT, "refine job keeps %zu bytes, above a quarter of the budget", kbytes);
   return 0;
@@ -464,9 +613,15 @@ static int handle_open(enclave *e, hetee_rbuf *r, hetee_wbuf *w) {
     rc = hetee_error(HETEE_ERR_PARAMS, "the enclave's parameters have no level %d", REFINE_LEVEL);
   if (!rc) {
     int ntrain = j->plan.nl - j->plan.first_train;
-    if (nt != (uint32_t)ntrain || hetee_rbuf_left(&m) != (size_t)nt * 32)
+    if (nt != (uint32_t)ntrain || hetee_rbuf_left(&m) < (size_t)nt * 32)
       rc = hetee_error(HETEE_ERR_FORMAT, "the authorization names %u trained layers, the spec %d", nt, ntrain);
     for (int l = j->plan.first_train; !rc && l < j->plan.nl; l++) hetee_rbuf_copy(&m, j->digest[l], 32);
+    /* then, optionally, u32 f | f x digest of each frozen layer's (W, bias) */
+    uint32_t nf = !rc && hetee_rbuf_left(&m) ? hetee_rbuf_u32(&m) : 0;
+    if (!rc && (m.err || (nf && nf != (uint32_t)j->plan.first_train) || hetee_rbuf_left(&m) != (size_t)nf * 32))
+      rc = hetee_error(HETEE_ERR_FORMAT, "the authorization names %u frozen layers, the spec %d", nf, j->plan.first_train);
+    for (uint32_t l = 0; !rc && l < nf; l++) hetee_rbuf_copy(&m, j->digest[l], 32);
+    if (!rc) j->nfz = (int)nf;
   }
   if (msg) {
     sodium_memzero(msg, mlen);
@@ -475,10 +630,12 @@ static int handle_open(enclave *e, hetee_rbuf *r, hetee_wbuf *w) {
   if (!rc) rc = job_bytes_ok(e, &j->plan);
   if (!rc) rc = hetee_refine_trusted_new(e->ctx, e->sk, &j->plan, &j->tr);
   if (!rc) refine_tr_keep_weights(j->tr);
+  if (!rc) refine_tr_require_witness(j->tr);
   if (rc) {
     job_free(j);
     return rc;
   }
+  frozen_begin(j);
   j->spec = malloc(slen ? slen : 1);
   if (!j->spec) {
     job_free(j);
@@ -493,6 +650,7 @@ static int handle_open(enclave *e, hetee_rbuf *r, hetee_wbuf *w) {
   memcpy(j->sid, c->id, HETEE_SESSION_ID_BYTES);
   jobs[slot] = j;
   hetee_wbuf_u32(w, j->id);
+  hetee_wbuf_u32(w, (uint32_t)j->nfz); /* the frozen layers to load (REFINE_FROZEN) */
   return 0;
 }
 
@@ -507,6 +665,8 @@ static int handle_forward(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *it
   if (l >= (uint32_t)p->nl - 1) return hetee_error(HETEE_ERR_INVALID_ARG, "forward refresh of layer %u", l);
   if (l != 0 && ((int)l != j->fwd_next || count != j->count))
     return hetee_error(HETEE_ERR_STATE, "forward refresh of layer %u out of order", l);
+  rc = frozen_ready(j);
+  if (rc) return rc;
   const hetee_refine_layer *L = &p->L[l], *N1 = &p->L[l + 1];
   size_t nin = N1->F.n_in_cts, ngw = N1->trains ? N1->G.n_w_cts : 0;
   rc = check_budget(e, j, L->F.n_out_cts + nin + ngw);
@@ -532,6 +692,8 @@ static int handle_loss(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *items
   const hetee_refine_plan *p = &j->plan;
   int l = p->nl - 1;
   if (j->fwd_next != l || (l > 0 && count != j->count)) return hetee_error(HETEE_ERR_STATE, "loss before the forward pass");
+  rc = frozen_ready(j);
+  if (rc) return rc;
   const hetee_refine_layer *L = &p->L[l];
   size_t ng = L->G.n_in_cts, nt = L->has_back ? L->T.n_in_cts : 0;
   if (!L->trains) return hetee_error(HETEE_ERR_STATE, "the last layer does not train");
@@ -854,6 +1016,7 @@ static int handle_save(enclave *e, hetee_rbuf *r, hetee_wbuf *w) {
     plen += 32 + 1 + 8;
     if (refine_tr_holds(j->tr, l)) plen += 4 * 2 * ((size_t)p->L[l].m * (size_t)p->L[l].k + (size_t)p->L[l].m);
   }
+  plen += 4 + 32 * (size_t)j->nfz;
   hetee_wbuf pl;
   hetee_wbuf_init(&pl);
   if (hetee_wbuf_reserve(&pl, plen)) return hetee_error(HETEE_ERR_NOMEM, "no memory");
@@ -889,6 +1052,9 @@ static int handle_save(enclave *e, hetee_rbuf *r, hetee_wbuf *w) {
       wr_floats(&pl, kvb, m);
     }
   }
+  /* the frozen layers' authorized digests: a resumed job loads them again */
+  hetee_wbuf_u32(&pl, (uint32_t)j->nfz);
+  for (int l = 0; l < j->nfz; l++) hetee_wbuf_put(&pl, j->digest[l], 32);
   uint8_t key[32], *blob = NULL;
   size_t blen = 0;
   rc = pl.err || pl.len != plen ? hetee_error(HETEE_ERR_INTERNAL, "refine job state of %zu bytes, %zu expected", pl.len, plen) : 0;
@@ -998,7 +1164,16 @@ static int handle_resume(enclave *e, hetee_rbuf *r, hetee_wbuf *w) {
     sodium_free(buf); /* wipes */
     buf = NULL;
   }
+  if (!rc && hetee_rbuf_left(&m)) { /* u32 f | f x frozen digest (absent in states sealed before) */
+    uint32_t nf = hetee_rbuf_u32(&m);
+    if (m.err || (nf && nf != (uint32_t)p->first_train) || hetee_rbuf_left(&m) != (size_t)nf * 32)
+      rc = hetee_error(HETEE_ERR_FORMAT, "refine job state: %u frozen layers", nf);
+    for (uint32_t l = 0; !rc && l < nf; l++) hetee_rbuf_copy(&m, j->digest[l], 32);
+    if (!rc) j->nfz = (int)nf;
+  }
   if (!rc && hetee_rbuf_left(&m)) rc = hetee_error(HETEE_ERR_FORMAT, "trailing bytes in the refine job state");
+  if (!rc) refine_tr_require_witness(j->tr);
+  if (!rc) frozen_begin(j);
   if (plain) sodium_free(plain);
   /* the host's encrypted weights are re-issued from the kept ones, so a
    * host checkpoint other than the one saved with this state cannot mix in */
@@ -1021,6 +1196,7 @@ static int handle_resume(enclave *e, hetee_rbuf *r, hetee_wbuf *w) {
     if (!rc) rc = refine_tr_reissue(j->tr, l, o.c[0], o.c[1], n[2] ? o.c[2] : NULL, n[3] ? o.c[3] : NULL);
     rc = out_end(e, w, j, &o, rc, NULL); /* no counters in this reply */
   }
+  if (!rc) hetee_wbuf_u32(w, (uint32_t)j->nfz); /* the frozen layers to load again */
   if (rc) {
     job_free(j);
     return rc;
@@ -1058,7 +1234,8 @@ static int handle_vforward(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *i
   if (l >= (uint32_t)p->nl - 1) return hetee_error(HETEE_ERR_INVALID_ARG, "validation forward of layer %u", l);
   const hetee_refine_layer *L = &p->L[l], *N1 = &p->L[l + 1];
   size_t nin = N1->F.n_in_cts;
-  rc = check_budget(e, j, L->F.n_out_cts + nin);
+  rc = frozen_ready(j);
+  if (!rc) rc = check_budget(e, j, L->F.n_out_cts + nin);
   ct_list in = {0};
   if (!rc) rc = list_take(e, r, j, L->F.n_out_cts, "layer outputs", &in);
   rc = request_end(r, rc);
@@ -1163,6 +1340,8 @@ int enclave_refine_dispatch(enclave *e, uint16_t type, hetee_rbuf *r, hetee_wbuf
   case HETEE_MSG_REFINE_RESUME: return handle_resume(e, r, w);
   case HETEE_MSG_REFINE_STATUS: return handle_status(e, r, w);
   case HETEE_MSG_REFINE_VREPORT: return handle_vreport(e, r, w);
+  case HETEE_MSG_REFINE_WITNESS: return handle_witness(e, r, w, items);
+  case HETEE_MSG_REFINE_FROZEN: return handle_frozen(e, r, w, items);
   default: return hetee_error(HETEE_ERR_PROTOCOL, "unknown refine message %u", type);
   }
 }

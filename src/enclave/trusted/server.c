@@ -125,7 +125,9 @@ int enclave_dispatch(enclave *e, const hetee_frame *f, hetee_wbuf *w, uint64_t *
   case HETEE_MSG_REFINE_STATUS:
   case HETEE_MSG_REFINE_VFORWARD:
   case HETEE_MSG_REFINE_VLOSS:
-  case HETEE_MSG_REFINE_VREPORT: return enclave_refine_dispatch(e, f->type, &r, w, items);
+  case HETEE_MSG_REFINE_VREPORT:
+  case HETEE_MSG_REFINE_WITNESS:
+  case HETEE_MSG_REFINE_FROZEN: return enclave_refine_dispatch(e, f->type, &r, w, items);
   case HETEE_MSG_SHUTDOWN:
     if (f->len) return hetee_error(HETEE_ERR_PROTOCOL, "SHUTDOWN takes no body");
     *quit = 1;

@@ -68,7 +68,16 @@
 #define HETEE_MSG_REFINE_VFORWARD 0x4c
 #define HETEE_MSG_REFINE_VLOSS 0x4d
 #define HETEE_MSG_REFINE_VREPORT 0x4e
-#define HETEE_MSG_REFINE_LAST HETEE_MSG_REFINE_VREPORT
+/* The data provider's witness and the frozen layers (docs/refine.md "What
+ * is checked"; formats in hemat/refine_internal.h):
+ *   WITNESS u32 job | u32 count | u64 batch_no | dp_pk[32] | sig[64] |
+ *           blob sealed -> counters (before FORWARD 0 of every step)
+ *   FROZEN  u32 job | u32 layer | u32 first | list (W then bias of a
+ *           frozen layer, in order) -> counters (once per job, before
+ *           the first step) */
+#define HETEE_MSG_REFINE_WITNESS 0x4f
+#define HETEE_MSG_REFINE_FROZEN 0x50
+#define HETEE_MSG_REFINE_LAST HETEE_MSG_REFINE_FROZEN
 
 /* ---- input witness (bound jobs; docs/security.md "Integrity of the host's
  * work") ------------------------------------------------------------------

@@ -204,6 +204,72 @@ static int check_input(const hetee_engine_model *em, const hetee_engine_input *i
  * condition variable (no spinning: the enclave shares the CPUs). */
 typedef int (*pool_fn)(void *arg, size_t i, int tid);
 
+/* An optional trace of one run, for measurements (HETEE_ENGINE_TRACE=FILE,
+ * docs/engine.md "1 vs 2 CPUs"; bench/trace_states.py reads it): the start
+ * and end of every pool item (which kind, which pool thread) and of every
+ * enclave call (which request, which stage), in seconds from the run's
+ * start, written to FILE when the run ends. It shows when the run's CPUs
+ * were idle (no item running, no call in the enclave) and what the
+ * pipelines were waiting for. Off unless the variable is set; events past
+ * the cap (TRACE_CAP) are dropped and counted. */
+#define TRACE_CAP ((size_t)1 << 20)
+
+typedef struct {
+  double t0, t1;
+  int what; /* TRACE_* */
+  int who;  /* pool thread (items) or stage (calls) */
+} trace_ev;
+
+enum { TRACE_PRODUCTS, TRACE_SERIALIZE, TRACE_LOAD, TRACE_JOB_START, TRACE_REFRESH, TRACE_RELEASE };
+static const char *const TRACE_NAME[] = {"products", "serialize", "load", "job_start", "refresh", "release"};
+
+typedef struct engine_trace {
+  pthread_mutex_t mu;
+  trace_ev *ev;
+  size_t n, dropped;
+  double t0;
+} engine_trace;
+
+static engine_trace *trace_new(void) {
+  const char *f = getenv("HETEE_ENGINE_TRACE");
+  if (!f || !*f) return NULL;
+  engine_trace *t = calloc(1, sizeof *t);
+  if (t) t->ev = malloc(TRACE_CAP * sizeof *t->ev);
+  if (!t || !t->ev) {
+    free(t);
+    return NULL; /* a measurement aid: no trace rather than no run */
+  }
+  pthread_mutex_init(&t->mu, NULL);
+  return t;
+}
+
+/* Writes the trace to $HETEE_ENGINE_TRACE and frees it. */
+static void trace_finish(engine_trace *t, int threads, size_t pipelines, double total_s) {
+  if (!t) return;
+  FILE *f = fopen(getenv("HETEE_ENGINE_TRACE"), "w");
+  if (f) {
+    fprintf(f, "# hetee engine trace: threads %d pipelines %zu total_s %.6f dropped %zu\n", threads, pipelines, total_s,
+            t->dropped);
+    fprintf(f, "# kind who start_s end_s (who: pool thread for items, stage for enclave calls)\n");
+    for (size_t i = 0; i < t->n; i++)
+      fprintf(f, "%s %d %.7f %.7f\n", TRACE_NAME[t->ev[i].what], t->ev[i].who, t->ev[i].t0, t->ev[i].t1);
+    if (fclose(f)) fprintf(stderr, "hetee: cannot write the engine trace\n");
+  } else {
+    fprintf(stderr, "hetee: cannot write the engine trace\n");
+  }
+  pthread_mutex_destroy(&t->mu);
+  free(t->ev);
+  free(t);
+}
+
+static void trace_add(engine_trace *t, int what, int who, double a, double b) {
+  if (!t) return;
+  pthread_mutex_lock(&t->mu);
+  if (t->n < TRACE_CAP) t->ev[t->n++] = (trace_ev){a - t->t0, b - t->t0, what, who};
+  else t->dropped++;
+  pthread_mutex_unlock(&t->mu);
+}
+
 #define ENGINE_YIELD 0
 
 typedef struct pool_job {
@@ -224,7 +290,11 @@ typedef struct host_pool {
   int reserve; /* CPUs left to the enclave while a call is in it (0 or 1) */
   int yield;   /* reserve a CPU during enclave calls */
   pthread_t *tid;
+  engine_trace *trace; /* NULL unless HETEE_ENGINE_TRACE */
 } host_pool;
+
+static int stage_item(void *arg, size_t i, int tid);
+static int ser_item(void *arg, size_t i, int tid);
 
 typedef struct {
   host_pool *p;
@@ -249,7 +319,11 @@ static void *pool_main(void *vp) {
     }
     int skip = j->rc != 0; /* an item failed: the rest are not run */
     pthread_mutex_unlock(&p->mu);
+    double t0 = p->trace ? now() : 0;
     int rc = skip ? 0 : j->fn(j->arg, i, id);
+    if (p->trace)
+      trace_add(p->trace, j->fn == stage_item ? TRACE_PRODUCTS : j->fn == ser_item ? TRACE_SERIALIZE : TRACE_LOAD, id, t0,
+                now());
     pthread_mutex_lock(&p->mu);
     if (rc && !j->rc) {
       j->rc = rc;
@@ -376,6 +450,9 @@ typedef struct run_shared {
   enc_counters last;         /* the enclave's counters after the last call (under lock) */
   int have_last;
   hetee_ckks_evaluator **ev; /* one per pool thread (the rescale's scratch) */
+  engine_trace *trace;       /* NULL unless HETEE_ENGINE_TRACE */
+  double call_t0;            /* the current enclave call (under lock): start, */
+  int call_what, call_stage; /* request and stage, for the trace */
 } run_shared;
 
 /* What a worker keeps from one micro-batch to the next (bound runs), so
@@ -663,13 +740,22 @@ static int enclave_begin(run_shared *sh, enc_counters *c0) {
   *c0 = sh->last;
   hetee_host_stats_follow(sh->e, 1);
   pool_reserve(&sh->pool, 1);
+  if (sh->trace) sh->call_t0 = now();
   return 0;
 }
+
+/* Names the call just begun, for the trace (under the lock). */
+static void call_is(run_shared *sh, int what, size_t stage) {
+  sh->call_what = what;
+  sh->call_stage = (int)stage;
+}
+
 static int enclave_end(run_shared *sh, int rc, const enc_counters *c0, hetee_engine_stage_stats *ss) {
   enc_counters c1;
   if (!rc && enclave_counters(sh->e, &c1, 1)) rc = enclave_counters(sh->e, &c1, 0);
   hetee_host_stats_follow(sh->e, 0);
   pool_reserve(&sh->pool, 0);
+  if (sh->trace) trace_add(sh->trace, sh->call_what, sh->call_stage, sh->call_t0, now());
   if (!rc) {
     add_counters(ss, c0, &c1);
     sh->last = c1;
@@ -695,6 +781,7 @@ static int releases(run_shared *sh, const hetee_engine_refresh *R, uint32_t bk, 
   rs.n = R->n_final;
   enc_counters c0;
   int rc = enclave_begin(sh, &c0);
+  if (!rc) call_is(sh, TRACE_RELEASE, sh->em->plan->nstages - 1);
   for (uint32_t b = 0; b < bk && !rc; b++) {
     size_t ct = b / R->release_cap, idx = first + b;
     for (size_t j = 0; j < R->n_final; j++) map[j] = (uint32_t)((b % R->release_cap) * R->n_final + j);
@@ -736,6 +823,7 @@ static int run_micro_batch(worker *w, size_t k, hetee_ckks_ciphertext *const *in
     rc = hetee_engine_plan_layout(p, 0, bk, &L0);
     if (!rc && !sh->wit) rc = serialize(w, ctx, in, L0.n_in_cts, &total);
     if (!rc && !(rc = enclave_begin(sh, &c0))) {
+      call_is(sh, TRACE_JOB_START, 0);
       rc = sh->wit ? job_start_witness(w, sh->model_id, k, bk, &job, &ns)
                    : job_start(w, sh->model_id, bk, L0.n_in_cts, total, &job, &ns);
       if (rc) rc = engine_wrap(rc, "micro-batch %zu: job start", k);
@@ -818,6 +906,7 @@ static int run_micro_batch(worker *w, size_t k, hetee_ckks_ciphertext *const *in
       hetee_frame f;
       memset(&f, 0, sizeof f);
       if (!(rc = enclave_begin(sh, &c0))) {
+        call_is(sh, TRACE_REFRESH, s);
         rc = job_refresh_call(w, job, (uint32_t)s, spec, spec_len, nouts, total, &f);
         rc = enclave_end(sh, rc, &c0, ss);
       }
@@ -854,6 +943,7 @@ static int run_micro_batch(worker *w, size_t k, hetee_ckks_ciphertext *const *in
       }
       enc_counters cr;
       if (!(rc = enclave_begin(sh, &cr))) {
+        call_is(sh, TRACE_RELEASE, s);
         rc = engine_job_release(sh->e, job, sh->sid, bk, sh->res->sealed + first, sh->res->lens + first);
         if (rc) rc = engine_wrap(rc, "micro-batch %zu: release", k);
         rc = enclave_end(sh, rc, &cr, ss);
@@ -877,6 +967,7 @@ static int run_micro_batch(worker *w, size_t k, hetee_ckks_ciphertext *const *in
     ss->host_s += t1 - t0;
     enc_counters c0;
     if ((rc = enclave_begin(sh, &c0))) break;
+    call_is(sh, TRACE_REFRESH, s);
     rc = refresh(sh->e, ctx, R, blobs, lens, &fresh, &flens, &nf);
     if (rc) rc = engine_wrap(rc, "stage %zu (%s): refresh", s, p->st[s].names);
     rc = enclave_end(sh, rc, &c0, ss);
@@ -1066,11 +1157,13 @@ static int run_impl(hetee_host_enclave *e, const hetee_engine_model *em, const h
     for (int t = 0; t < threads && !rc; t++) rc = hetee_ckks_evaluator_new(em->ctx, 1, &sh.ev[t]);
     if (!rc) rc = pool_start(&sh.pool, threads);
     if (rc) goto done;
+    sh.trace = sh.pool.trace = trace_new(); /* before any item or call */
   }
   pthread_mutex_init(&sh.lock, NULL);
   pthread_mutex_init(&sh.queue, NULL);
   pthread_cond_init(&sh.turn, NULL);
   double t0 = now(), cpu0 = process_cpu();
+  if (sh.trace) sh.trace->t0 = t0;
   pthread_t tid[ENGINE_PIPELINES_MAX];
   size_t spawned = 1;
   while (spawned < nw && pthread_create(&tid[spawned], NULL, worker_main, &w[spawned]) == 0) spawned++;
@@ -1078,6 +1171,8 @@ static int run_impl(hetee_host_enclave *e, const hetee_engine_model *em, const h
   for (size_t i = 1; i < spawned; i++) pthread_join(tid[i], NULL);
   st->total_s = now() - t0;
   st->host_cpu_s = process_cpu() - cpu0;
+  trace_finish(sh.trace, threads, nw, st->total_s);
+  sh.trace = sh.pool.trace = NULL;
   pthread_mutex_destroy(&sh.lock);
   pthread_mutex_destroy(&sh.queue);
   pthread_cond_destroy(&sh.turn);

@@ -279,11 +279,12 @@ typedef struct pool_job {
   int rc;
   char detail[256];
   struct pool_job *link;
+  pthread_cond_t fin; /* done == n (its pipeline waits on it) */
 } pool_job;
 
 typedef struct host_pool {
   pthread_mutex_t mu;
-  pthread_cond_t work, fin;
+  pthread_cond_t work;
   pool_job *head, *tail;
   int quit, n, started;
   int running; /* items being computed */
@@ -329,7 +330,7 @@ static void *pool_main(void *vp) {
       j->rc = rc;
       snprintf(j->detail, sizeof j->detail, "%s", hetee_last_error());
     }
-    if (++j->done == j->n) pthread_cond_broadcast(&p->fin);
+    if (++j->done == j->n) pthread_cond_signal(&j->fin); /* only its own pipeline waits on it */
     p->running--;
   }
   pthread_mutex_unlock(&p->mu);
@@ -359,7 +360,6 @@ static void pool_stop(host_pool *p) {
   p->tid = NULL;
   pthread_mutex_destroy(&p->mu);
   pthread_cond_destroy(&p->work);
-  pthread_cond_destroy(&p->fin);
 }
 
 static int pool_start(host_pool *p, int n) {
@@ -368,7 +368,6 @@ static int pool_start(host_pool *p, int n) {
   if (!p->tid) return hetee_error(HETEE_ERR_NOMEM, "no memory");
   pthread_mutex_init(&p->mu, NULL);
   pthread_cond_init(&p->work, NULL);
-  pthread_cond_init(&p->fin, NULL);
   p->n = n;
   const char *y = getenv("HETEE_ENGINE_YIELD");
   p->yield = y ? strcmp(y, "0") != 0 : ENGINE_YIELD;
@@ -394,13 +393,16 @@ static int pool_run(host_pool *p, size_t n, pool_fn fn, void *arg) {
   j.fn = fn;
   j.arg = arg;
   j.n = n;
+  pthread_cond_init(&j.fin, NULL);
   pthread_mutex_lock(&p->mu);
   if (p->tail) p->tail->link = &j;
   else p->head = &j;
   p->tail = &j;
-  pthread_cond_broadcast(&p->work);
-  while (j.done < j.n) pthread_cond_wait(&p->fin, &p->mu);
+  if (n == 1) pthread_cond_signal(&p->work);
+  else pthread_cond_broadcast(&p->work);
+  while (j.done < j.n) pthread_cond_wait(&j.fin, &p->mu);
   pthread_mutex_unlock(&p->mu);
+  pthread_cond_destroy(&j.fin);
   return j.rc ? hetee_error(j.rc, "%s", j.detail) : 0;
 }
 

@@ -1,5 +1,5 @@
 /*
- * bench_concur.c — `hetee-bench concur [--rounds R] [--ms M] [--json]`:
+ * bench_concur.c — `hetee-bench concur [--rounds R] [--ms M] [--kernel K] [--json]`:
  * what this machine gives two copies of the same kernel run at once, i.e.
  * the upper bound of any "2 CPUs vs 1" speedup here (issue 8, docs/engine.md
  * "1 vs 2 CPUs"). For each kernel, R alternated rounds of
@@ -214,6 +214,7 @@ static int run_once(kernel_id k, int ms, int nprocs, double *med) {
   for (int c = 0; c < nprocs; c++) {
     pid[c] = fork();
     if (pid[c] < 0) {
+      atomic_store(&sh->ready, nprocs); /* the children already started do not wait for this one */
       bad = 1;
       break;
     }
@@ -238,7 +239,7 @@ static int run_once(kernel_id k, int ms, int nprocs, double *med) {
 
 static void usage(FILE *f) {
   fprintf(f, "usage: hetee-bench concur [--rounds R (1..50)] [--ms M (50..10000)] [--kernel NAME] [--json]\n"
-             "kernels: ntt product_l2 product_l3 rescale stream memcpy (default: all)\n");
+             "kernels: ntt product_l2 product_l3 dense_fwd dense_snake dense_pair rescale stream memcpy (default: all)\n");
 }
 
 int hetee_bench_concur(int argc, char **argv) {

@@ -15,6 +15,7 @@ HETEE_SUITE(hetee_bench_infer)
 HETEE_SUITE(hetee_bench_hemat)
 HETEE_SUITE(hetee_bench_refine)
 HETEE_SUITE(hetee_bench_service)
+HETEE_SUITE(hetee_bench_concur)
 #undef HETEE_SUITE
 
 typedef struct {
@@ -30,6 +31,7 @@ static const suite SUITES[] = {
     {"infer", hetee_bench_infer, "encrypted inference: --model M.onnx [--batch B] [--images N] [--threads T] [--json]"},
     {"hemat", hetee_bench_hemat, "encrypted linear layers (E2DM) and the planner's unit costs: [--runs R] [--batch B] [--costs]"},
     {"service", hetee_bench_service, "the HTTP service under load: --clients C --batch B [--images N] [--model M.onnx] [--workers W] [--threads T] [--no-infer] [--json]"},
+    {"concur", hetee_bench_concur, "one vs two copies of a kernel at once (the machine's own 2-CPU limit): [--rounds R] [--ms M] [--kernel K] [--json]"},
     {"refine", hetee_bench_refine, "encrypted refining: --model M.onnx [--batch B] [--samples S] [--accumulate A] [--train last|all|K] [--json]"},
 };
 

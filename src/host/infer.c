@@ -204,6 +204,72 @@ static int check_input(const hetee_engine_model *em, const hetee_engine_input *i
  * condition variable (no spinning: the enclave shares the CPUs). */
 typedef int (*pool_fn)(void *arg, size_t i, int tid);
 
+/* An optional trace of one run, for measurements (HETEE_ENGINE_TRACE=FILE,
+ * docs/engine.md "1 vs 2 CPUs"; bench/trace_states.py reads it): the start
+ * and end of every pool item (which kind, which pool thread) and of every
+ * enclave call (which request, which stage), in seconds from the run's
+ * start, written to FILE when the run ends. It shows when the run's CPUs
+ * were idle (no item running, no call in the enclave) and what the
+ * pipelines were waiting for. Off unless the variable is set; events past
+ * the cap (TRACE_CAP) are dropped and counted. */
+#define TRACE_CAP ((size_t)1 << 20)
+
+typedef struct {
+  double t0, t1;
+  int what; /* TRACE_* */
+  int who;  /* pool thread (items) or stage (calls) */
+} trace_ev;
+
+enum { TRACE_PRODUCTS, TRACE_SERIALIZE, TRACE_LOAD, TRACE_JOB_START, TRACE_REFRESH, TRACE_RELEASE };
+static const char *const TRACE_NAME[] = {"products", "serialize", "load", "job_start", "refresh", "release"};
+
+typedef struct engine_trace {
+  pthread_mutex_t mu;
+  trace_ev *ev;
+  size_t n, dropped;
+  double t0;
+} engine_trace;
+
+static engine_trace *trace_new(void) {
+  const char *f = getenv("HETEE_ENGINE_TRACE");
+  if (!f || !*f) return NULL;
+  engine_trace *t = calloc(1, sizeof *t);
+  if (t) t->ev = malloc(TRACE_CAP * sizeof *t->ev);
+  if (!t || !t->ev) {
+    free(t);
+    return NULL; /* a measurement aid: no trace rather than no run */
+  }
+  pthread_mutex_init(&t->mu, NULL);
+  return t;
+}
+
+/* Writes the trace to $HETEE_ENGINE_TRACE and frees it. */
+static void trace_finish(engine_trace *t, int threads, size_t pipelines, double total_s) {
+  if (!t) return;
+  FILE *f = fopen(getenv("HETEE_ENGINE_TRACE"), "w");
+  if (f) {
+    fprintf(f, "# hetee engine trace: threads %d pipelines %zu total_s %.6f dropped %zu\n", threads, pipelines, total_s,
+            t->dropped);
+    fprintf(f, "# kind who start_s end_s (who: pool thread for items, stage for enclave calls)\n");
+    for (size_t i = 0; i < t->n; i++)
+      fprintf(f, "%s %d %.7f %.7f\n", TRACE_NAME[t->ev[i].what], t->ev[i].who, t->ev[i].t0, t->ev[i].t1);
+    if (fclose(f)) fprintf(stderr, "hetee: cannot write the engine trace\n");
+  } else {
+    fprintf(stderr, "hetee: cannot write the engine trace\n");
+  }
+  pthread_mutex_destroy(&t->mu);
+  free(t->ev);
+  free(t);
+}
+
+static void trace_add(engine_trace *t, int what, int who, double a, double b) {
+  if (!t) return;
+  pthread_mutex_lock(&t->mu);
+  if (t->n < TRACE_CAP) t->ev[t->n++] = (trace_ev){a - t->t0, b - t->t0, what, who};
+  else t->dropped++;
+  pthread_mutex_unlock(&t->mu);
+}
+
 #define ENGINE_YIELD 0
 
 typedef struct pool_job {
@@ -213,18 +279,23 @@ typedef struct pool_job {
   int rc;
   char detail[256];
   struct pool_job *link;
+  pthread_cond_t fin; /* done == n (its pipeline waits on it) */
 } pool_job;
 
 typedef struct host_pool {
   pthread_mutex_t mu;
-  pthread_cond_t work, fin;
+  pthread_cond_t work;
   pool_job *head, *tail;
   int quit, n, started;
   int running; /* items being computed */
   int reserve; /* CPUs left to the enclave while a call is in it (0 or 1) */
   int yield;   /* reserve a CPU during enclave calls */
   pthread_t *tid;
+  engine_trace *trace; /* NULL unless HETEE_ENGINE_TRACE */
 } host_pool;
+
+static int stage_item(void *arg, size_t i, int tid);
+static int ser_item(void *arg, size_t i, int tid);
 
 typedef struct {
   host_pool *p;
@@ -249,13 +320,17 @@ static void *pool_main(void *vp) {
     }
     int skip = j->rc != 0; /* an item failed: the rest are not run */
     pthread_mutex_unlock(&p->mu);
+    double t0 = p->trace ? now() : 0;
     int rc = skip ? 0 : j->fn(j->arg, i, id);
+    if (p->trace)
+      trace_add(p->trace, j->fn == stage_item ? TRACE_PRODUCTS : j->fn == ser_item ? TRACE_SERIALIZE : TRACE_LOAD, id, t0,
+                now());
     pthread_mutex_lock(&p->mu);
     if (rc && !j->rc) {
       j->rc = rc;
       snprintf(j->detail, sizeof j->detail, "%s", hetee_last_error());
     }
-    if (++j->done == j->n) pthread_cond_broadcast(&p->fin);
+    if (++j->done == j->n) pthread_cond_signal(&j->fin); /* only its own pipeline waits on it */
     p->running--;
   }
   pthread_mutex_unlock(&p->mu);
@@ -285,7 +360,6 @@ static void pool_stop(host_pool *p) {
   p->tid = NULL;
   pthread_mutex_destroy(&p->mu);
   pthread_cond_destroy(&p->work);
-  pthread_cond_destroy(&p->fin);
 }
 
 static int pool_start(host_pool *p, int n) {
@@ -294,7 +368,6 @@ static int pool_start(host_pool *p, int n) {
   if (!p->tid) return hetee_error(HETEE_ERR_NOMEM, "no memory");
   pthread_mutex_init(&p->mu, NULL);
   pthread_cond_init(&p->work, NULL);
-  pthread_cond_init(&p->fin, NULL);
   p->n = n;
   const char *y = getenv("HETEE_ENGINE_YIELD");
   p->yield = y ? strcmp(y, "0") != 0 : ENGINE_YIELD;
@@ -320,13 +393,16 @@ static int pool_run(host_pool *p, size_t n, pool_fn fn, void *arg) {
   j.fn = fn;
   j.arg = arg;
   j.n = n;
+  pthread_cond_init(&j.fin, NULL);
   pthread_mutex_lock(&p->mu);
   if (p->tail) p->tail->link = &j;
   else p->head = &j;
   p->tail = &j;
-  pthread_cond_broadcast(&p->work);
-  while (j.done < j.n) pthread_cond_wait(&p->fin, &p->mu);
+  if (n == 1) pthread_cond_signal(&p->work);
+  else pthread_cond_broadcast(&p->work);
+  while (j.done < j.n) pthread_cond_wait(&j.fin, &p->mu);
   pthread_mutex_unlock(&p->mu);
+  pthread_cond_destroy(&j.fin);
   return j.rc ? hetee_error(j.rc, "%s", j.detail) : 0;
 }
 
@@ -380,15 +456,22 @@ typedef struct run_shared {
   hetee_engine_progress_fn prog; /* hetee_engine_run_hooked's progress hook (NULL: none) */
   void *prog_ud;
   uint64_t prog_done, prog_total; /* under queue */
+  hetee_ckks_ciphertext **acc; /* one per pool thread: the output being computed */
+  engine_trace *trace;       /* NULL unless HETEE_ENGINE_TRACE */
+  double call_t0;            /* the current enclave call (under lock): start, */
+  int call_what, call_stage; /* request and stage, for the trace */
 } run_shared;
 
 /* What a worker keeps from one micro-batch to the next (bound runs), so
  * that the host's loop allocates nothing per ciphertext once warm: the
- * kernel's output objects, the objects the enclave's fresh ciphertexts are
- * loaded into, the encoded refresh spec. */
+ * serialized outputs (one buffer each), the objects the enclave's fresh
+ * ciphertexts are loaded into, the encoded refresh spec; with a tamper
+ * hook (tests) the kernel's output objects. */
 typedef struct stage_buf {
-  hetee_ckks_ciphertext **outs; /* kernel outputs of this stage */
+  hetee_ckks_ciphertext **outs; /* kernel outputs of this stage (tamper hook only) */
   size_t nouts;
+  uint8_t **slot;               /* output i serialized: u64 length | bytes (the wire's blob) */
+  size_t *slot_cap, *slot_len, nslot;
   hetee_ckks_ciphertext **next; /* the next stage's inputs, as the enclave made them */
   size_t nnext;
   uint8_t *spec;                /* JOB_REFRESH spec at the full micro-batch */
@@ -410,6 +493,10 @@ typedef struct worker {
 static void worker_bufs_free(worker *w, size_t nstages) {
   for (size_t s = 0; w->sb && s < nstages; s++) {
     cts_free(w->sb[s].outs, w->sb[s].nouts);
+    for (size_t i = 0; i < w->sb[s].nslot; i++) free(w->sb[s].slot[i]);
+    free(w->sb[s].slot);
+    free(w->sb[s].slot_cap);
+    free(w->sb[s].slot_len);
     cts_free(w->sb[s].next, w->sb[s].nnext);
     free(w->sb[s].spec);
   }
@@ -454,6 +541,7 @@ typedef struct {
   const hetee_ckks_ciphertext *const *in, *const *w, *const *bias;
   hetee_ckks_ciphertext *const *out;
   int kernel, rescale;
+  stage_buf *sb; /* fused: output i computed in the thread's accumulator and serialized into sb->slot[i] */
 } stage_task;
 
 static int rescale_one(run_shared *sh, hetee_ckks_ciphertext *c, int tid) {
@@ -461,8 +549,37 @@ static int rescale_one(run_shared *sh, hetee_ckks_ciphertext *c, int tid) {
                                                                : hetee_error(HETEE_ERR_LEVEL, "product level");
 }
 
+/* Output i in the pool thread's own accumulator (the same 0.4 MB for
+ * every item of that thread, so it stays in the core's L2 instead of
+ * cycling through each pipeline's output objects: 9 MB per e2dm
+ * micro-batch), rescaled, serialized into its buffer sb->slot[i] (grown
+ * by this item only) while still in cache. */
+static int fused_item(const stage_task *t, size_t i, int tid) {
+  hetee_ckks_ciphertext *acc = t->sh->acc[tid];
+  stage_buf *sb = t->sb;
+  size_t len = 0;
+  int rc = hetee_hemat_conv_eval_range(t->ctx, t->L, t->in, t->w, t->bias, i, 1, &acc);
+  if (rc) return rc;
+  if ((rc = rescale_one(t->sh, acc, tid)))
+    return hetee_error(rc, "cannot rescale layer output %zu: %s", i, hetee_last_error());
+  if ((rc = hetee_ckks_ciphertext_save_size(t->ctx, acc, &len))) return rc;
+  if (len > SIZE_MAX - 8) return hetee_error(HETEE_ERR_LIMIT, "layer output of %zu bytes", len);
+  if (8 + len > sb->slot_cap[i]) {
+    uint8_t *b = realloc(sb->slot[i], 8 + len);
+    if (!b) return hetee_error(HETEE_ERR_NOMEM, "no memory");
+    sb->slot[i] = b;
+    sb->slot_cap[i] = 8 + len;
+  }
+  if ((rc = hetee_ckks_ciphertext_save_to(t->ctx, acc, sb->slot[i] + 8, sb->slot_cap[i] - 8, &len)))
+    return hetee_error(rc, "cannot serialize a ciphertext: %s", hetee_last_error());
+  hetee_le64(sb->slot[i], len);
+  sb->slot_len[i] = 8 + len;
+  return 0;
+}
+
 static int stage_item(void *arg, size_t i, int tid) {
   const stage_task *t = arg;
+  if (t->sb) return fused_item(t, i, tid);
   int rc = t->kernel ? hetee_hemat_conv_eval_range(t->ctx, t->L, t->in, t->w,
                                                    t->bias, i, 1, t->out + i)
                      : 0;
@@ -600,6 +717,41 @@ static int stage_spec(worker *w, const hetee_ckks_context *ctx, size_t s, const 
   return 0;
 }
 
+/* sb holds at least n output buffers (kept, storage reused). */
+static int slots_reserve(stage_buf *sb, size_t n) {
+  if (sb->nslot >= n) return 0;
+  uint8_t **s = realloc(sb->slot, n * sizeof *s);
+  if (s) sb->slot = s;
+  size_t *c = s ? realloc(sb->slot_cap, n * sizeof *c) : NULL;
+  if (c) sb->slot_cap = c;
+  size_t *l = c ? realloc(sb->slot_len, n * sizeof *l) : NULL;
+  if (l) sb->slot_len = l;
+  if (!s || !c || !l) return hetee_error(HETEE_ERR_NOMEM, "no memory");
+  for (size_t i = sb->nslot; i < n; i++) s[i] = NULL, c[i] = 0, l[i] = 0;
+  sb->nslot = n;
+  return 0;
+}
+
+/* JOB_REFRESH of stage s with the n outputs serialized in sb's buffers,
+ * written from them as they are (writev); the reply is left in *f. */
+static int job_refresh_slots(worker *w, uint32_t job, uint32_t s, const uint8_t *spec, size_t spec_len,
+                             const stage_buf *sb, size_t n, hetee_frame *f) {
+  uint8_t hdr[8], cnt[4];
+  hetee_le32(hdr, job);
+  hetee_le32(hdr + 4, s);
+  hetee_le32(cnt, (uint32_t)n);
+  hetee_frame_part *parts = malloc((n + 3) * sizeof *parts);
+  if (!parts) return hetee_error(HETEE_ERR_NOMEM, "no memory");
+  parts[0] = (hetee_frame_part){hdr, 8};
+  parts[1] = (hetee_frame_part){spec, spec_len};
+  parts[2] = (hetee_frame_part){cnt, 4};
+  for (size_t i = 0; i < n; i++) parts[3 + i] = (hetee_frame_part){sb->slot[i], sb->slot_len[i]};
+  memset(f, 0, sizeof *f);
+  int rc = hetee_host_call_parts(w->sh->e, HETEE_MSG_JOB_REFRESH, parts, n + 3, f, 0);
+  free(parts);
+  return rc;
+}
+
 /* JOB_REFRESH of stage s (engine_job_refresh's wire format) with n
  * outputs serialized into w->ser (total bytes); the reply is left in *f. */
 static int job_refresh_call(worker *w, uint32_t job, uint32_t s, const uint8_t *spec, size_t spec_len, size_t n,
@@ -683,8 +835,16 @@ static int enclave_begin(run_shared *sh, enc_counters *c0) {
   *c0 = sh->last;
   hetee_host_stats_follow(sh->e, 1);
   pool_reserve(&sh->pool, 1);
+  if (sh->trace) sh->call_t0 = now();
   return 0;
 }
+
+/* Names the call just begun, for the trace (under the lock). */
+static void call_is(run_shared *sh, int what, size_t stage) {
+  sh->call_what = what;
+  sh->call_stage = (int)stage;
+}
+
 static int enclave_end(run_shared *sh, int rc, const enc_counters *c0, hetee_engine_stage_stats *ss) {
   enc_counters c1 = {0, 0, 0};
   if (!rc && enclave_counters(sh->e, &c1, 1)) rc = enclave_counters(sh->e, &c1, 0);
@@ -694,6 +854,7 @@ static int enclave_end(run_shared *sh, int rc, const enc_counters *c0, hetee_eng
   /* shared: the enclave may have restarted (counters from 0) since */
   int back = c1.cpu_ns < c0->cpu_ns || c1.bytes_in < c0->bytes_in || c1.bytes_out < c0->bytes_out;
   if (!rc && !(shared && back)) add_counters(ss, c0, &c1);
+  if (sh->trace) trace_add(sh->trace, sh->call_what, sh->call_stage, sh->call_t0, now());
   if (!rc) {
     sh->last = c1;
   } else {
@@ -725,6 +886,7 @@ static int releases(run_shared *sh, const hetee_engine_refresh *R, uint32_t bk, 
   rs.n = R->n_final;
   enc_counters c0;
   int rc = enclave_begin(sh, &c0);
+  if (!rc) call_is(sh, TRACE_RELEASE, sh->em->plan->nstages - 1);
   for (uint32_t b = 0; b < bk && !rc; b++) {
     size_t ct = b / R->release_cap, idx = first + b;
     for (size_t j = 0; j < R->n_final; j++) map[j] = (uint32_t)((b % R->release_cap) * R->n_final + j);
@@ -776,6 +938,7 @@ static int run_micro_batch(worker *w, size_t k, hetee_ckks_ciphertext *const *in
     rc = hetee_engine_plan_layout(p, 0, bk, &L0);
     if (!rc && !sh->wit) rc = serialize(w, ctx, in, L0.n_in_cts, &total);
     if (!rc && !(rc = enclave_begin(sh, &c0))) {
+      call_is(sh, TRACE_JOB_START, 0);
       rc = sh->wit ? job_start_witness(w, sh->model_id, k, bk, &job, &ns)
                    : job_start(w, sh->model_id, bk, L0.n_in_cts, total, &job, &ns);
       if (rc) rc = engine_wrap(rc, "micro-batch %zu: job start", k);
@@ -797,7 +960,12 @@ static int run_micro_batch(worker *w, size_t k, hetee_ckks_ciphertext *const *in
     }
     if (!R->in_map && (rc = hetee_engine_plan_refresh(p, s, bk, R))) break;
     nouts = L.n_out_cts;
-    if (sh->bound) {
+    /* bound runs: each output computed, rescaled and serialized by one pool
+     * item (fused); with a tamper hook (tests) into output objects first */
+    int fused = sh->bound && !engine_tamper_hook;
+    if (fused) {
+      rc = slots_reserve(sb, nouts);
+    } else if (sh->bound) {
       rc = cts_reserve(ctx, &sb->outs, &sb->nouts, nouts);
       outs = sb->outs;
     } else {
@@ -818,7 +986,8 @@ static int run_micro_batch(worker *w, size_t k, hetee_ckks_ciphertext *const *in
      * installed one); unbound runs: OpenMP in this thread */
     stage_task task = {sh, ctx, &L, (const hetee_ckks_ciphertext *const *)cur,
                        (const hetee_ckks_ciphertext *const *)em->w[s],
-                       (const hetee_ckks_ciphertext *const *)em->bias[s], outs, 1, !engine_tamper_hook};
+                       (const hetee_ckks_ciphertext *const *)em->bias[s], outs, 1, !engine_tamper_hook,
+                       fused ? sb : NULL};
     if (!rc && sh->bound) rc = pool_run(&sh->pool, nouts, stage_item, &task);
     else if (!rc)
       rc = hetee_hemat_conv_eval(ctx, &L, (const hetee_ckks_ciphertext *const *)cur,
@@ -846,7 +1015,7 @@ static int run_micro_batch(worker *w, size_t k, hetee_ckks_ciphertext *const *in
         task.kernel = 0, task.rescale = 1;
         rc = pool_run(&sh->pool, nouts, stage_item, &task);
       }
-      if (!rc) rc = serialize(w, ctx, outs, nouts, &total);
+      if (!rc && !fused) rc = serialize(w, ctx, outs, nouts, &total);
       outs = NULL; /* the worker's */
       if (rc) {
         free(own_spec);
@@ -858,7 +1027,9 @@ static int run_micro_batch(worker *w, size_t k, hetee_ckks_ciphertext *const *in
       hetee_frame f;
       memset(&f, 0, sizeof f);
       if (!(rc = enclave_begin(sh, &c0))) {
-        rc = job_refresh_call(w, job, (uint32_t)s, spec, spec_len, nouts, total, &f);
+        call_is(sh, TRACE_REFRESH, s);
+        rc = fused ? job_refresh_slots(w, job, (uint32_t)s, spec, spec_len, sb, nouts, &f)
+                   : job_refresh_call(w, job, (uint32_t)s, spec, spec_len, nouts, total, &f);
         rc = enclave_end(sh, rc, &c0, ss);
       }
       free(own_spec);
@@ -895,6 +1066,7 @@ static int run_micro_batch(worker *w, size_t k, hetee_ckks_ciphertext *const *in
       }
       enc_counters cr;
       if (!(rc = enclave_begin(sh, &cr))) {
+        call_is(sh, TRACE_RELEASE, s);
         rc = engine_job_release(sh->e, job, sh->sid, bk, sh->res->sealed + first, sh->res->lens + first);
         if (rc) rc = engine_wrap(rc, "micro-batch %zu: release", k);
         rc = enclave_end(sh, rc, &cr, ss);
@@ -919,6 +1091,7 @@ static int run_micro_batch(worker *w, size_t k, hetee_ckks_ciphertext *const *in
     ss->host_s += t1 - t0;
     enc_counters c0;
     if ((rc = enclave_begin(sh, &c0))) break;
+    call_is(sh, TRACE_REFRESH, s);
     rc = refresh(sh->e, ctx, R, blobs, lens, &fresh, &flens, &nf);
     if (rc) rc = engine_wrap(rc, "stage %zu (%s): refresh", s, p->st[s].names);
     rc = enclave_end(sh, rc, &c0, ss);
@@ -1119,13 +1292,18 @@ static int run_impl(hetee_host_enclave *e, const hetee_engine_model *em, const h
     sh.ev = calloc((size_t)threads, sizeof *sh.ev);
     if (!sh.ev) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
     for (int t = 0; t < threads && !rc; t++) rc = hetee_ckks_evaluator_new(em->ctx, 1, &sh.ev[t]);
+    sh.acc = rc ? NULL : calloc((size_t)threads, sizeof *sh.acc);
+    if (!rc && !sh.acc) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+    for (int t = 0; t < threads && !rc; t++) rc = hetee_ckks_ciphertext_new(em->ctx, &sh.acc[t]);
     if (!rc) rc = pool_start(&sh.pool, threads);
     if (rc) goto done;
+    sh.trace = sh.pool.trace = trace_new(); /* before any item or call */
   }
   pthread_mutex_init(&sh.lock, NULL);
   pthread_mutex_init(&sh.queue, NULL);
   pthread_cond_init(&sh.turn, NULL);
   double t0 = now(), cpu0 = process_cpu();
+  if (sh.trace) sh.trace->t0 = t0;
   pthread_t tid[ENGINE_PIPELINES_MAX];
   size_t spawned = 1;
   while (spawned < nw && pthread_create(&tid[spawned], NULL, worker_main, &w[spawned]) == 0) spawned++;
@@ -1133,6 +1311,8 @@ static int run_impl(hetee_host_enclave *e, const hetee_engine_model *em, const h
   for (size_t i = 1; i < spawned; i++) pthread_join(tid[i], NULL);
   st->total_s = now() - t0;
   st->host_cpu_s = process_cpu() - cpu0;
+  trace_finish(sh.trace, threads, nw, st->total_s);
+  sh.trace = sh.pool.trace = NULL;
   pthread_mutex_destroy(&sh.lock);
   pthread_mutex_destroy(&sh.queue);
   pthread_cond_destroy(&sh.turn);
@@ -1142,6 +1322,8 @@ done:
   pool_stop(&sh.pool);
   for (int t = 0; sh.ev && t < threads; t++) hetee_ckks_evaluator_free(sh.ev[t]);
   free(sh.ev);
+  for (int t = 0; sh.acc && t < threads; t++) hetee_ckks_ciphertext_free(sh.acc[t]);
+  free(sh.acc);
   for (size_t i = 0; i < nw; i++) {
     if (w[i].cache)
       for (size_t s = 0; s < p->nstages; s++) hetee_engine_refresh_free(&w[i].cache[s]);

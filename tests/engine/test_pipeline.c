@@ -13,7 +13,12 @@
  *   not depend on how it was scheduled, and the enclave's counters are
  *   attributed to the right stage by the STATS requests that follow each
  *   call).
+ * - the run's trace (HETEE_ENGINE_TRACE, 2 threads): one item per output
+ *   ciphertext, one job start, refresh per stage and release per
+ *   micro-batch, every event within the run.
  */
+#include <unistd.h>
+
 #include "cli/local_parties.h"
 #include "engine/engine_test_util.h"
 
@@ -158,6 +163,60 @@ static size_t argmax_f(const float *v, size_t n) {
   return best;
 }
 
+/* The trace HETEE_ENGINE_TRACE asked for (src/host/infer.c) of a run of n
+ * samples with 2 threads: one products item per output ciphertext of
+ * every stage of every micro-batch, one job start, one refresh per stage
+ * and one release per micro-batch, pool threads 0 and 1 only, every event
+ * inside the run's total time. */
+static void check_trace(const char *path, const hetee_engine_plan *p, size_t n) {
+  uint32_t mb = hetee_engine_plan_micro_batch(p);
+  size_t nst = hetee_engine_plan_num_stages(p), nmb = (n + mb - 1) / mb, want_items = 0;
+  for (size_t k = 0; k < nmb; k++) {
+    uint32_t bk = (uint32_t)(k + 1 < nmb ? mb : n - k * mb);
+    for (size_t s = 0; s < nst; s++) {
+      hetee_hemat_layout L;
+      ET_OK(hetee_engine_plan_layout(p, s, bk, &L));
+      want_items += L.n_out_cts;
+    }
+  }
+  FILE *f = fopen(path, "r");
+  assert_non_null(f);
+  char line[256], kind[32];
+  int threads = 0, who = 0;
+  size_t pipelines = 0, dropped = 1, items = 0, starts = 0, releases = 0, refresh[16] = {0};
+  double total = -1, a = 0, b = 0;
+  assert_non_null(fgets(line, sizeof line, f));
+  assert_int_equal(sscanf(line, "# hetee engine trace: threads %d pipelines %zu total_s %lf dropped %zu", &threads,
+                          &pipelines, &total, &dropped),
+                   4);
+  assert_int_equal(threads, 2);
+  assert_int_equal(dropped, 0);
+  assert_true(pipelines >= 1 && total > 0);
+  while (fgets(line, sizeof line, f)) {
+    if (line[0] == '#') continue;
+    assert_int_equal(sscanf(line, "%31s %d %lf %lf", kind, &who, &a, &b), 4);
+    assert_true(a >= 0 && a <= b && b <= total);
+    if (!strcmp(kind, "products")) items++;
+    if (!strcmp(kind, "products") || !strcmp(kind, "serialize") || !strcmp(kind, "load")) {
+      assert_true(who == 0 || who == 1);
+    } else if (!strcmp(kind, "job_start")) {
+      starts++;
+    } else if (!strcmp(kind, "refresh")) {
+      assert_true(who >= 0 && (size_t)who < nst && who < 16);
+      refresh[who]++;
+    } else {
+      assert_string_equal(kind, "release");
+      assert_int_equal(who, (int)nst - 1);
+      releases++;
+    }
+  }
+  fclose(f);
+  assert_int_equal(items, want_items);
+  assert_int_equal(starts, nmb);
+  assert_int_equal(releases, nmb);
+  for (size_t s = 0; s < nst; s++) assert_int_equal(refresh[s], nmb);
+}
+
 /* One model, n images in micro-batches of `batch`, run with 1, 2 and 3
  * compute threads (and 2 threads in 2 pipelines with a CPU kept for the
  * enclave during its calls) on one enclave: same predictions, same counters. */
@@ -178,7 +237,10 @@ static void threads_agree(const char *name, size_t n, uint32_t batch) {
   /* 1, 2, 3 threads (2, 3, 4 pipelines); then 2 threads, 2 pipelines, a CPU kept for the enclave during its calls */
   local_infer_result r[4];
   memset(r, 0, sizeof r);
+  char trace[64];
+  snprintf(trace, sizeof trace, "/tmp/hetee-trace-%d.txt", (int)getpid());
   for (int k = 0; k < 4; k++) {
+    if (k == 1) setenv("HETEE_ENGINE_TRACE", trace, 1); /* 2 threads: traced */
     if (k == 3) {
       setenv("HETEE_ENGINE_PIPELINES", "2", 1);
       setenv("HETEE_ENGINE_YIELD", "1", 1);
@@ -187,8 +249,13 @@ static void threads_agree(const char *name, size_t n, uint32_t batch) {
     rc = local_infer(&t, m, p, x, n, threads, (uint32_t)k + 1, &r[k]); /* a model id per run */
     unsetenv("HETEE_ENGINE_PIPELINES");
     unsetenv("HETEE_ENGINE_YIELD");
+    unsetenv("HETEE_ENGINE_TRACE");
     if (rc) fprintf(stderr, "%s, run %d: %s\n", name, k, hetee_last_error());
     assert_int_equal(rc, 0);
+    if (k == 1) {
+      check_trace(trace, p, n);
+      unlink(trace);
+    }
     for (size_t i = 0; i < n; i++) assert_int_equal((size_t)r[k].pred[i], argmax_f(logits + i * 10, 10));
   }
   for (int k = 1; k < 4; k++) {

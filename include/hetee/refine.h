@@ -349,8 +349,9 @@ HETEE_API int hetee_refine_spec_decode(const uint8_t *buf, size_t len, hetee_ref
  * Binding (docs/refine.md, "In the enclave process"): REFINE_OPEN carries
  * the spec, the model id, the id of the model provider's session and an
  * authorization sealed by that session whose plaintext is
- *   "hetee-refine-auth-v1\0" | u32 model | SHA-256(spec)[32]
- * (hetee_refine_auth_msg). The enclave opens a job only if the session is a
+ *   "hetee-refine-auth-v1\0" | u32 model | SHA-256(spec)[32] | ...
+ * (hetee_refine_auth_msg / _dps, below: the state's digests and the job's
+ * contributors). The enclave opens a job only if the session is a
  * model provider's, the authorization opens under it, names this model and
  * this spec's digest, and that MP owns the model (set its release policy
  * first). The plan the enclave uses is rebuilt from the spec, so the host

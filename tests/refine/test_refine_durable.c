@@ -26,7 +26,10 @@
  *    and the digest of the MP's labels (a set the host encrypted itself
  *    shows another digest); a data provider cannot open it; fixed size; a
  *    pass run with other weights than the job's fails the forward check
- *    (HETEE_ERR_INTEGRITY) and stops the job.
+ *    (HETEE_ERR_INTEGRITY) and stops the job;
+ *  - the job's contributors (the MP's authorization names a DP outside the
+ *    model's policy): sealed, closed and resumed, the job trains on that
+ *    DP's batches to plaintext SGD's weights and refuses the model's DP.
  */
 #include <signal.h>
 #include <sys/wait.h>

@@ -27,7 +27,12 @@
  *    witness, signed by a DP outside the policy, or with a garbled witness
  *    or batch number with HETEE_ERR_AUTH (the job goes on); an honest run
  *    with only the last layer training (two frozen layers checked) ends
- *    at plaintext SGD's weights.
+ *    at plaintext SGD's weights;
+ *  - the job's contributors (docs/refine.md "Who may contribute"): with an
+ *    authorization naming two DPs outside the model's policy, the policy's
+ *    DP is refused (HETEE_ERR_AUTH) though the host forwards its batch,
+ *    the two contributors train (plaintext SGD's weights); a section with
+ *    0 or 17 keys, a key twice or cut short is refused at open.
  */
 #include "enclave/fixture.h"
 #include "refine/refine_test_util.h"

@@ -349,8 +349,9 @@ HETEE_API int hetee_refine_spec_decode(const uint8_t *buf, size_t len, hetee_ref
  * Binding (docs/refine.md, "In the enclave process"): REFINE_OPEN carries
  * the spec, the model id, the id of the model provider's session and an
  * authorization sealed by that session whose plaintext is
- *   "hetee-refine-auth-v1\0" | u32 model | SHA-256(spec)[32]
- * (hetee_refine_auth_msg). The enclave opens a job only if the session is a
+ *   "hetee-refine-auth-v1\0" | u32 model | SHA-256(spec)[32] | ...
+ * (hetee_refine_auth_msg / _dps, below: the state's digests and the job's
+ * contributors). The enclave opens a job only if the session is a
  * model provider's, the authorization opens under it, names this model and
  * this spec's digest, and that MP owns the model (set its release policy
  * first). The plan the enclave uses is rebuilt from the spec, so the host
@@ -369,6 +370,17 @@ struct hetee_host_enclave;
  * hetee_client_session_seal and hands it to the host. */
 HETEE_API int hetee_refine_auth_msg(uint32_t model_id, const hetee_refine_state *s, uint8_t **msg,
                                     size_t *len) HETEE_WUR;
+/* The same with the job's contributors (docs/refine.md "Who may
+ * contribute"): n_dps (1..HETEE_POLICY_MAX_DPS) data providers' Ed25519
+ * keys, the only ones whose batches the enclave then accepts in this job
+ * (whether or not the model's release policy names them). The message
+ * always carries the frozen section then (u32 f, 0 when s holds no frozen
+ * layers), followed by u32 n_dps | n_dps x key[32]. n_dps 0 is
+ * hetee_refine_auth_msg: no section, and the job accepts the DPs of the
+ * model's release policy (read at each batch). Errors: HETEE_ERR_INVALID_ARG
+ * (more than HETEE_POLICY_MAX_DPS keys, or the same key twice). */
+HETEE_API int hetee_refine_auth_msg_dps(uint32_t model_id, const hetee_refine_state *s, const uint8_t (*dps)[32],
+                                        size_t n_dps, uint8_t **msg, size_t *len) HETEE_WUR;
 /* Opens a refine job in the enclave and returns a trusted side that calls
  * it (hetee_refine_step etc. use it unchanged; hetee_refine_trusted_cpu_s
  * is the enclave process's CPU on refine requests, read from its STATS).

@@ -7,14 +7,16 @@
  * encrypts the initial state under the attested enclave's key
  * (hetee_refine_state_encrypt, written as a checkpoint file), opens an
  * enclave session and seals in it the authorization
- * (hetee_refine_auth_msg: model id, spec digest, the state's digests);
- * the server opens the enclave's job with them. The client keeps that
+ * (hetee_refine_auth_msg_dps: model id, spec digest, the state's digests,
+ * the data providers that may contribute: the enclave accepts only their
+ * batches); the server opens the enclave's job with them. The client keeps that
  * session — its keys and counters — in the party's home,
  * HOME/refine-JOB.session (mode 0600, next to the identity key it is
  * derived from), with the server URL, the model id and the ONNX path, so
- * that a later process (`hetee model fetch`) opens the weights. resume
- * (after the enclave lost the job) authorizes the job's last checkpoint in
- * a new session, which replaces the stored one. fetch: per trained layer
+ * that a later process (`hetee model fetch`) opens the weights, and the
+ * contributors it authorized. resume (after the enclave lost the job)
+ * authorizes the job's last checkpoint, with those contributors, in a new
+ * session, which replaces the stored one. fetch: per trained layer
  * the MP authorizes REFINE_FETCH in the stored session
  * (hetee_refine_fetch_auth_msg sealed in it; a new session when the enclave
  * no longer knows it, e.g. after a restart) and the enclave seals the
@@ -89,6 +91,8 @@ typedef struct {
   int64_t model;
   int have_vd;
   uint8_t vd[32]; /* the digest of the validation set's label ciphertexts */
+  size_t ndps;    /* the job's contributors, as the MP authorized them (0: a file of before) */
+  uint8_t dps[HETEE_POLICY_MAX_DPS][32];
 } sess_meta;
 
 static void sess_path(const char *home, int64_t job, char out[1200]) {
@@ -121,6 +125,11 @@ static int sess_save(const char *home, int64_t job, const sess_meta *m, const he
     reqsig_hex(m->vd, 32, vd);
     fprintf(f, "valdigest %s\n", vd);
   }
+  for (size_t i = 0; i < m->ndps; i++) {
+    char dh[65];
+    reqsig_hex(m->dps[i], 32, dh);
+    fprintf(f, "contributor %s\n", dh);
+  }
   sodium_memzero(ks, sizeof ks);
   sodium_memzero(kr, sizeof kr);
   int bad = fflush(f) != 0 || fsync(fileno(f)) != 0;
@@ -151,6 +160,9 @@ static int sess_load(const char *home, int64_t job, sess_meta *m, hetee_client_s
     else if (!strncmp(line, "model ", 6)) m->model = strtoll(line + 6, NULL, 10);
     else if (!strncmp(line, "valdigest ", 10) && strlen(line + 10) == 64 && !reqsig_unhex(line + 10, m->vd, 32))
       m->have_vd = 1;
+    else if (!strncmp(line, "contributor ", 12) && strlen(line + 12) == 64 && m->ndps < HETEE_POLICY_MAX_DPS &&
+             !reqsig_unhex(line + 12, m->dps[m->ndps], 32))
+      m->ndps++;
     else if (!strncmp(line, "onnx ", 5) && strlen(line + 5) < sizeof m->onnx) memcpy(m->onnx, line + 5, strlen(line + 5) + 1);
     else if (!strncmp(line, "session ", 8)) {
       char id[64], ks[80], kr[80], pk[80];
@@ -210,12 +222,14 @@ static int ckpt_bytes(const hetee_refine_state *s, uint8_t **out, size_t *len) {
   return rc;
 }
 
-/* The authorization of state s for model, sealed in a fresh session. */
-static int authorize(hetee_client_conn *c, int64_t model, const hetee_refine_state *s, hetee_client_session **sess,
-                     char sid[33], char **auth_hex) {
+/* The authorization of state s for model with the job's contributors
+ * (dps[0..ndps): the enclave accepts only their batches), sealed in a
+ * fresh session. */
+static int authorize(hetee_client_conn *c, int64_t model, const hetee_refine_state *s, const uint8_t (*dps)[32],
+                     size_t ndps, hetee_client_session **sess, char sid[33], char **auth_hex) {
   uint8_t *msg = NULL, *sealed = NULL;
   size_t ml = 0, sl = 0;
-  int rc = hetee_refine_auth_msg((uint32_t)model, s, &msg, &ml);
+  int rc = hetee_refine_auth_msg_dps((uint32_t)model, s, dps, ndps, &msg, &ml);
   if (!rc) rc = hetee_client_session_open_remote(c, sess, sid);
   if (!rc) rc = hetee_client_session_seal(*sess, msg, ml, &sealed, &sl);
   free(msg);
@@ -256,7 +270,9 @@ int hetee_client_refine_start(hetee_client_conn *c, const char *home, int64_t mo
   if (!rc) rc = ckpt_bytes(s, &ck, &cl);
   hetee_client_session *sess = NULL;
   char sid[33], *auth = NULL;
-  if (!rc) rc = authorize(c, model_id, s, &sess, sid, &auth);
+  if (!rc && o->ndps > HETEE_POLICY_MAX_DPS)
+    rc = hetee_error(HETEE_ERR_INVALID_ARG, "at most %d data providers may contribute", HETEE_POLICY_MAX_DPS);
+  if (!rc) rc = authorize(c, model_id, s, (const uint8_t(*)[32])o->dps, o->ndps, &sess, sid, &auth);
   hetee_refine_state_free(s);
   char *spec_hex = rc ? NULL : hex_of(spec, sl);
   free(spec);
@@ -307,6 +323,8 @@ int hetee_client_refine_start(hetee_client_conn *c, const char *home, int64_t mo
   if (!rc) {
     snprintf(sm.url, sizeof sm.url, "%s", url);
     sm.model = model_id;
+    sm.ndps = o->ndps;
+    for (size_t i = 0; i < o->ndps; i++) memcpy(sm.dps[i], o->dps[i], 32);
     if (!realpath(o->onnx_path, sm.onnx)) snprintf(sm.onnx, sizeof sm.onnx, "%s", o->onnx_path);
     rc = sess_save(home, id, &sm, sess);
   }
@@ -415,7 +433,9 @@ int hetee_client_refine_resume(hetee_client_conn *c, const char *home, int64_t j
   if (fd >= 0) unlink(tmp);
   hetee_client_session *sess = NULL;
   char sid[33], *auth = NULL;
-  if (!rc) rc = authorize(c, model, s, &sess, sid, &auth);
+  /* the contributors the MP named at start, from its own file (never the
+   * server's list); a session file of before names none: the model's policy */
+  if (!rc) rc = authorize(c, model, s, (const uint8_t(*)[32])sm.dps, sm.ndps, &sess, sid, &auth);
   hetee_refine_state_free(s);
   if (!rc) {
     snprintf(target, sizeof target, "/v1/refine/%lld/resume", (long long)job);

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "hemat/refine_internal.h"
+#include "hetee/enclave.h"
 #include "host/host_internal.h"
 
 #define PART_BYTES (32u << 20) /* requests stay well below HETEE_FRAME_MAX_BODY */
@@ -361,7 +362,18 @@ static int layer_digest(const hetee_ckks_context *ctx, const hetee_refine_state 
 }
 
 int hetee_refine_auth_msg(uint32_t model_id, const hetee_refine_state *s, uint8_t **msg, size_t *len) {
-  if (!s || !msg || !len) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  return hetee_refine_auth_msg_dps(model_id, s, NULL, 0, msg, len);
+}
+
+int hetee_refine_auth_msg_dps(uint32_t model_id, const hetee_refine_state *s, const uint8_t (*dps)[32], size_t n_dps,
+                              uint8_t **msg, size_t *len) {
+  if (!s || !msg || !len || (n_dps && !dps)) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  if (n_dps > HETEE_POLICY_MAX_DPS)
+    return hetee_error(HETEE_ERR_INVALID_ARG, "%zu contributors; a refine job names at most %d", n_dps,
+                       HETEE_POLICY_MAX_DPS);
+  for (size_t i = 0; i < n_dps; i++)
+    for (size_t k = 0; k < i; k++)
+      if (!memcmp(dps[i], dps[k], 32)) return hetee_error(HETEE_ERR_INVALID_ARG, "contributor %zu is listed twice", i);
   if (sodium_init() < 0) return hetee_error(HETEE_ERR_INTERNAL, "libsodium init failed");
   const hetee_refine_plan *p = refine_state_plan(s);
   uint8_t *spec = NULL;
@@ -390,11 +402,14 @@ int hetee_refine_auth_msg(uint32_t model_id, const hetee_refine_state *s, uint8_
     refine_state_layer(s, l, &W, &B, &V, &nv);
     have_fz &= W && B && W[0] && B[0];
   }
-  if (have_fz) hetee_wbuf_u32(&w, (uint32_t)p->first_train);
+  if (have_fz || n_dps) hetee_wbuf_u32(&w, have_fz ? (uint32_t)p->first_train : 0);
   for (int l = 0; have_fz && l < p->first_train && !rc; l++) {
     rc = layer_digest(refine_state_ctx(s), s, l, h);
     hetee_wbuf_put(&w, h, 32);
   }
+  /* the job's contributors: only these DPs' batches (docs/refine.md "Who may contribute") */
+  if (n_dps) hetee_wbuf_u32(&w, (uint32_t)n_dps);
+  for (size_t i = 0; i < n_dps; i++) hetee_wbuf_put(&w, dps[i], 32);
   if (!rc && w.err) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
   if (rc) {
     hetee_wbuf_free(&w);

@@ -7,9 +7,11 @@
  * the spec (hetee_refine_spec_encode: shapes, batch, accumulate, trained
  * layers, loss, lr, momentum, weight decay, seed), the data order (epochs
  * and samples per epoch, or continuous), the data providers that may
- * contribute, and the MP's authorization (hetee_refine_auth_msg over the
- * model id, the spec and the initial state's digests) sealed in one of its
- * live enclave sessions. The server opens the enclave's side of the job
+ * contribute, and the MP's authorization (hetee_refine_auth_msg_dps over
+ * the model id, the spec, the initial state's digests and the same data
+ * providers: the enclave accepts only their batches, docs/refine.md "Who
+ * may contribute") sealed in one of its live enclave sessions. The list
+ * stored here only answers early (403); the sealed one is what counts. The server opens the enclave's side of the job
  * with them (the enclave checks ownership, spec and digests), stores the
  * state as the job's first checkpoint and hands the job to the worker.
  * Status, stop, resume (a new authorization for the last checkpoint after

@@ -26,7 +26,10 @@
  *    and the digest of the MP's labels (a set the host encrypted itself
  *    shows another digest); a data provider cannot open it; fixed size; a
  *    pass run with other weights than the job's fails the forward check
- *    (HETEE_ERR_INTEGRITY) and stops the job.
+ *    (HETEE_ERR_INTEGRITY) and stops the job;
+ *  - the job's contributors (the MP's authorization names a DP outside the
+ *    model's policy): sealed, closed and resumed, the job trains on that
+ *    DP's batches to plaintext SGD's weights and refuses the model's DP.
  */
 #include <signal.h>
 #include <sys/wait.h>
@@ -725,6 +728,101 @@ static void test_frozen_resume(void **state) {
   env_down(&v);
 }
 
+/* The job's contributors across a resume (docs/refine.md "Who may
+ * contribute"): the MP's authorization names one DP the model's policy
+ * does not; the sealed state carries it, so the resumed job (frozen
+ * layers too) trains on that DP's batches only and refuses the model's
+ * own DP, whose batch the host forwards. */
+static void test_contributors_resume(void **state) {
+  (void)state;
+  env v;
+  env_up(&v);
+  hetee_refine_weights w0, wp, we;
+  rt_weights(&w0, 3, dims, acts);
+  float *x, *y;
+  rt_data(dims[0], dims[3], COUNT, &x, &y);
+  hetee_refine_config c1 = cfg;
+  c1.train_layers = 1;
+  hetee_refine_plan p;
+  assert_int_equal(hetee_refine_plan_build(&w0, &c1, 8192, &p), 0);
+  hetee_refine_state *s = NULL, *s2 = NULL;
+  hetee_refine_trusted *t = NULL, *t2 = NULL;
+  assert_int_equal(hetee_refine_state_encrypt(v.ctx, v.pk, &p, &w0, &s), 0);
+  hetee_party_key *cdp;
+  uint8_t cpk[1][32];
+  assert_int_equal(hetee_party_key_generate(HETEE_PARTY_DP, &cdp), 0);
+  hetee_party_key_public(cdp, cpk[0]);
+  uint8_t *msg, *auth, sid[16];
+  size_t mlen, alen;
+  assert_int_equal(hetee_refine_auth_msg_dps(MODEL, s, (const uint8_t(*)[32])cpk, 1, &msg, &mlen), 0);
+  assert_int_equal(hetee_client_session_seal(v.smp, msg, mlen, &auth, &alen), 0);
+  free(msg);
+  hetee_client_session_id(v.smp, sid);
+  assert_int_equal(hetee_host_refine_open(v.e, v.ctx, &p, MODEL, sid, auth, alen, &t), 0);
+  free(auth);
+  hetee_refine_run_options o = run_opts(v.ck, 3);
+  o.epochs = 1;
+  o.dp_pk = cpk[0];
+  o.dp_sign_arg = cdp;
+  int rc = hetee_refine_run(s, t, v.pk, x, y, COUNT, &o, NULL, NULL);
+  if (rc) fprintf(stderr, "run: %s\n", hetee_last_error());
+  assert_int_equal(rc, 0);
+  assert_int_equal(hetee_refine_checkpoint_write_sealed(s, t, v.ck), 0);
+  hetee_refine_trusted_free(t); /* the job closes */
+  hetee_refine_state_free(s);
+  rc = hetee_host_refine_resume(v.e, v.ctx, &p, v.ck, &s2, &t2);
+  if (rc) fprintf(stderr, "resume: %s\n", hetee_last_error());
+  assert_int_equal(rc, 0);
+  o = run_opts(v.ck, 0);
+  o.epochs = 1;
+  o.dp_pk = cpk[0];
+  o.dp_sign_arg = cdp;
+  rc = hetee_refine_run(s2, t2, v.pk, x, y, COUNT, &o, NULL, NULL);
+  if (rc) fprintf(stderr, "resumed run: %s\n", hetee_last_error());
+  assert_int_equal(rc, 0);
+  /* the model's DP: refused by the resumed job */
+  uint32_t idx[8] = {0, 1, 2, 3, 4, 5, 6, 7};
+  hetee_refine_batch *b = NULL;
+  uint8_t *am, sig[64];
+  size_t al;
+  assert_int_equal(hetee_refine_batch_encrypt_witness(v.ctx, v.pk, &p, x, y, idx, 8, MODEL, g_rel, 99, &b), 0);
+  assert_int_equal(hetee_refine_batch_auth_msg(b, g_dpk, &am, &al), 0);
+  assert_int_equal(hetee_party_key_sign(v.dp, am, al, sig), 0);
+  free(am);
+  assert_int_equal(hetee_refine_batch_set_auth(b, g_dpk, sig), 0);
+  assert_int_equal(hetee_refine_step(s2, t2, b, 1, NULL), HETEE_ERR_AUTH);
+  fprintf(stderr, "resumed job, the model's DP: %s\n", hetee_last_error());
+  assert_non_null(strstr(hetee_last_error(), "contributors"));
+  hetee_refine_batch_free(b);
+  /* the epoch trained on the contributor's samples: plaintext SGD's weights */
+  uint8_t *sealed = NULL, *plain = NULL;
+  size_t sl = 0, pl = 0;
+  assert_int_equal(hetee_refine_weights_copy(&w0, &we), 0);
+  assert_int_equal(hetee_host_refine_fetch(t2, s2, 2, &sealed, &sl), 0);
+  assert_int_equal(hetee_client_session_open(v.smp, sealed, sl, &plain, &pl), 0);
+  assert_int_equal(hetee_refine_fetch_parse(plain, pl, MODEL, &we), 0);
+  free(sealed);
+  free(plain);
+  assert_int_equal(hetee_refine_weights_copy(&w0, &wp), 0);
+  hetee_refine_plain tw;
+  assert_int_equal(hetee_refine_plain_init(&tw, &p, &wp), 0);
+  assert_int_equal(hetee_refine_plain_run(&tw, x, y, COUNT, 1), 0);
+  hetee_refine_plain_clear(&tw);
+  double d = hetee_refine_weights_maxdiff(&we, &wp, 0), moved = hetee_refine_weights_maxdiff(&w0, &wp, 0);
+  fprintf(stderr, "contributors across a resume: vs plaintext %.3g (moved %.3g)\n", d, moved);
+  assert_true(moved > 1e-2);
+  assert_true(d < 1e-4);
+  hetee_refine_trusted_free(t2);
+  hetee_refine_state_free(s2);
+  hetee_party_key_free(cdp);
+  hetee_refine_weights_clear(&w0);
+  hetee_refine_weights_clear(&wp);
+  hetee_refine_weights_clear(&we);
+  free(x);
+  free(y);
+  env_down(&v);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_enclave_killed),
@@ -732,6 +830,7 @@ int main(void) {
       cmocka_unit_test(test_refusals),
       cmocka_unit_test(test_validation),
       cmocka_unit_test(test_frozen_resume),
+      cmocka_unit_test(test_contributors_resume),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -27,7 +27,12 @@
  *    witness, signed by a DP outside the policy, or with a garbled witness
  *    or batch number with HETEE_ERR_AUTH (the job goes on); an honest run
  *    with only the last layer training (two frozen layers checked) ends
- *    at plaintext SGD's weights.
+ *    at plaintext SGD's weights;
+ *  - the job's contributors (docs/refine.md "Who may contribute"): with an
+ *    authorization naming two DPs outside the model's policy, the policy's
+ *    DP is refused (HETEE_ERR_AUTH) though the host forwards its batch,
+ *    the two contributors train (plaintext SGD's weights); a section with
+ *    0 or 17 keys, a key twice or cut short is refused at open.
  */
 #include "enclave/fixture.h"
 #include "refine/refine_test_util.h"
@@ -834,12 +839,131 @@ static void test_witness(void **state) {
   env_down(&v);
 }
 
+/* The MP's authorization with a contributor section (docs/refine.md "Who
+ * may contribute"): the enclave accepts exactly the DPs it names, whatever
+ * the model's release policy says, even when the host forwards another
+ * DP's batch; malformed sections are refused at open. */
+static void open_raw(env *v, const hetee_refine_plan *p, const uint8_t *msg, size_t mlen, int want) {
+  uint8_t *auth, sid[16];
+  size_t alen;
+  assert_int_equal(hetee_client_session_seal(v->smp, msg, mlen, &auth, &alen), 0);
+  hetee_client_session_id(v->smp, sid);
+  hetee_refine_trusted *t = NULL;
+  int rc = hetee_host_refine_open(v->e, v->ctx, p, MODEL, sid, auth, alen, &t);
+  if (rc) fprintf(stderr, "open: %s\n", hetee_last_error());
+  assert_int_equal(rc, want);
+  hetee_refine_trusted_free(t);
+  free(auth);
+}
+
+static void test_contributors(void **state) {
+  (void)state;
+  env v;
+  env_up(&v);
+  env_own(&v); /* the model's policy names v.dp only */
+  hetee_refine_weights w0, wp, we;
+  rt_weights(&w0, 3, dims, acts);
+  float *x, *y;
+  const uint32_t count = 16;
+  rt_data(dims[0], dims[3], count, &x, &y);
+  /* the last layer trains: the section follows the frozen layers' */
+  hetee_refine_config cfg = {8, 1, 1, HETEE_REFINE_LOSS_XENT, 0.3, 0.9, 1e-3, 5};
+  hetee_refine_plan p;
+  assert_int_equal(hetee_refine_plan_build(&w0, &cfg, 8192, &p), 0);
+  hetee_refine_state *s = NULL;
+  assert_int_equal(hetee_refine_state_encrypt(v.ctx, v.pk, &p, &w0, &s), 0);
+  hetee_party_key *c1, *c2;
+  assert_int_equal(hetee_party_key_generate(HETEE_PARTY_DP, &c1), 0);
+  assert_int_equal(hetee_party_key_generate(HETEE_PARTY_DP, &c2), 0);
+  uint8_t ks[HETEE_POLICY_MAX_DPS + 1][32];
+  hetee_party_key_public(c1, ks[0]);
+  hetee_party_key_public(c2, ks[1]);
+  for (int i = 2; i <= HETEE_POLICY_MAX_DPS; i++) randombytes_buf(ks[i], 32);
+  uint8_t *msg, *m0;
+  size_t mlen, m0len;
+  /* the client's builder: too many keys, a key twice */
+  assert_int_equal(hetee_refine_auth_msg_dps(MODEL, s, (const uint8_t(*)[32])ks, HETEE_POLICY_MAX_DPS + 1, &msg, &mlen),
+                   HETEE_ERR_INVALID_ARG);
+  memcpy(ks[2], ks[0], 32);
+  assert_int_equal(hetee_refine_auth_msg_dps(MODEL, s, (const uint8_t(*)[32])ks, 3, &msg, &mlen), HETEE_ERR_INVALID_ARG);
+  randombytes_buf(ks[2], 32);
+  /* the enclave's parser: 0 keys, 17 keys, a key twice, a key cut short */
+  assert_int_equal(hetee_refine_auth_msg(MODEL, s, &m0, &m0len), 0);
+  assert_int_equal(hetee_refine_auth_msg_dps(MODEL, s, (const uint8_t(*)[32])ks, 2, &msg, &mlen), 0);
+  assert_int_equal(mlen, m0len + 4 + 2 * 32);
+  assert_memory_equal(msg, m0, m0len); /* the section follows what the MP signed without it */
+  free(m0);
+  uint8_t *bad = malloc(mlen + 32 * HETEE_POLICY_MAX_DPS);
+  memcpy(bad, msg, mlen);
+  hetee_le32(bad + mlen - 68, 0);
+  open_raw(&v, &p, bad, mlen - 64, HETEE_ERR_FORMAT);
+  hetee_le32(bad + mlen - 68, HETEE_POLICY_MAX_DPS + 1);
+  for (int i = 2; i <= HETEE_POLICY_MAX_DPS; i++) memcpy(bad + mlen + 32 * (i - 2), ks[i], 32);
+  open_raw(&v, &p, bad, mlen + 32 * (HETEE_POLICY_MAX_DPS - 1), HETEE_ERR_FORMAT);
+  memcpy(bad, msg, mlen);
+  memcpy(bad + mlen - 32, bad + mlen - 64, 32);
+  open_raw(&v, &p, bad, mlen, HETEE_ERR_FORMAT);
+  memcpy(bad, msg, mlen);
+  open_raw(&v, &p, bad, mlen - 1, HETEE_ERR_FORMAT);
+  open_raw(&v, &p, bad, mlen - 2, HETEE_ERR_FORMAT);
+  free(bad);
+  /* the job names c1 and c2: the model's DP (v.dp) is refused by the
+   * enclave, whatever the host forwards; c2 and c1 (outside the model's
+   * policy) train */
+  uint8_t *auth, sid[16];
+  size_t alen;
+  assert_int_equal(hetee_client_session_seal(v.smp, msg, mlen, &auth, &alen), 0);
+  free(msg);
+  hetee_client_session_id(v.smp, sid);
+  hetee_refine_trusted *t = NULL;
+  assert_int_equal(hetee_host_refine_open(v.e, v.ctx, &p, MODEL, sid, auth, alen, &t), 0);
+  free(auth);
+  uint32_t idx[16] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+  hetee_refine_batch *b = NULL;
+  assert_int_equal(wbatch(&v, &p, x, y, idx, 8, 1, &b), 0);
+  assert_int_equal(hetee_refine_step(s, t, b, 1, NULL), HETEE_ERR_AUTH);
+  fprintf(stderr, "the model's DP, not the job's: %s\n", hetee_last_error());
+  assert_non_null(strstr(hetee_last_error(), "contributors"));
+  hetee_refine_batch_free(b);
+  assert_int_equal(wbatch_by(&v, c2, &p, x, y, idx, 8, 2, &b), 0);
+  int rc = hetee_refine_step(s, t, b, 1, NULL);
+  if (rc) fprintf(stderr, "step: %s\n", hetee_last_error());
+  assert_int_equal(rc, 0);
+  hetee_refine_batch_free(b);
+  assert_int_equal(wbatch_by(&v, c1, &p, x, y, idx + 8, 8, 3, &b), 0);
+  assert_int_equal(hetee_refine_step(s, t, b, 1, NULL), 0);
+  hetee_refine_batch_free(b);
+  /* what trained is the contributors' two batches */
+  assert_int_equal(fetch_layer(&v, t, s, 2, &w0, &we), 0);
+  assert_int_equal(hetee_refine_weights_copy(&w0, &wp), 0);
+  hetee_refine_plain tw;
+  assert_int_equal(hetee_refine_plain_init(&tw, &p, &wp), 0);
+  assert_int_equal(hetee_refine_plain_step(&tw, x, y, idx, 8), 0);
+  assert_int_equal(hetee_refine_plain_step(&tw, x, y, idx + 8, 8), 0);
+  hetee_refine_plain_clear(&tw);
+  double d = hetee_refine_weights_maxdiff(&we, &wp, 0), moved = hetee_refine_weights_maxdiff(&w0, &wp, 0);
+  fprintf(stderr, "contributors outside the model's policy: enclave vs plaintext %.3g (moved %.3g)\n", d, moved);
+  assert_true(moved > 1e-2);
+  assert_true(d < 1e-4);
+  hetee_refine_trusted_free(t);
+  hetee_refine_state_free(s);
+  hetee_party_key_free(c1);
+  hetee_party_key_free(c2);
+  hetee_refine_weights_clear(&w0);
+  hetee_refine_weights_clear(&wp);
+  hetee_refine_weights_clear(&we);
+  free(x);
+  free(y);
+  env_down(&v);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_step_equals_twin),
       cmocka_unit_test(test_refusals),
       cmocka_unit_test(test_tampering),
       cmocka_unit_test(test_witness),
+      cmocka_unit_test(test_contributors),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -30,6 +30,9 @@
  *    restart the job waits for the MP, whose resume authorizes that
  *    checkpoint in a new session; the job ends at plaintext SGD. Its
  *    checkpoint refused without its frozen-layer file or with another one.
+ *    Its only contributor is dp2, which the model's release policy does
+ *    not name (the MP's authorization names it, at start and at resume);
+ *    dp1, the model's DP, is refused (403).
  *  - slots: 5 jobs one after the other on one enclave (which holds at most
  *    4): each finished job gives its slot back; all 5 fetched afterwards.
  * HETEE_TEST_QUICK=1: fewer samples.
@@ -526,9 +529,13 @@ static void test_resume_auth(void **state) {
   sfx_model_path(onnx, sizeof onnx, "mlp_small");
   size_t n = 128;
   const float *x = X, *y = Y;
-  hetee_client_conn *mp, *dp1;
+  hetee_client_conn *mp, *dp1, *dp2;
   assert_int_equal(hetee_client_connect(F->url, F->mp, &mp), 0);
   hetee_client_refine_options o = opts(onnx, 1, 0.5, (uint32_t)n);
+  /* the job's contributor is dp2, which the model's release policy (dp1)
+   * does not name: the MP's authorization lists it, the enclave accepts
+   * its batches, and the resume's new authorization lists it again */
+  o.dps = (const uint8_t(*)[32])F->dp2_pk;
   int64_t job = 0;
   assert_int_equal(hetee_client_refine_start(mp, F->mp, MODEL, &o, &job), 0);
   /* the job's spec and the enclave's parameters, to rewrite its checkpoint */
@@ -590,11 +597,15 @@ static void test_resume_auth(void **state) {
   sfx_start(F);
   assert_int_equal(hetee_client_connect(F->url, F->mp, &mp), 0);
   assert_int_equal(hetee_client_connect(F->url, F->dp1, &dp1), 0);
+  assert_int_equal(hetee_client_connect(F->url, F->dp2, &dp2), 0);
   s = status(mp, job);
   assert_string_equal(json_string_value(json_object_get(s, "state")), "needs_auth");
   json_decref(s);
   size_t nb = 0;
-  assert_int_equal(hetee_client_refine_submit(dp1, job, x, y, n, &nb), 0); /* accepted while it waits */
+  /* the model's DP is not one of this job's: refused (403) */
+  assert_int_equal(hetee_client_refine_submit(dp1, job, x, y, 64, &nb), HETEE_ERR_AUTH);
+  assert_int_equal(nb, 0);
+  assert_int_equal(hetee_client_refine_submit(dp2, job, x, y, n, &nb), 0); /* accepted while it waits */
   int rc = hetee_client_refine_resume(mp, F->mp, job);
   if (rc) fprintf(stderr, "resume: %s\n", hetee_last_error());
   assert_int_equal(rc, 0);
@@ -613,6 +624,7 @@ static void test_resume_auth(void **state) {
   hetee_refine_weights_clear(&wp);
   hetee_client_disconnect(mp);
   hetee_client_disconnect(dp1);
+  hetee_client_disconnect(dp2);
 }
 
 /* The enclave holds at most 4 open refine jobs: a job that finished gives

@@ -11,7 +11,8 @@
  *    and an authorization sealed by a model provider's session: plaintext
  *    "hetee-refine-auth-v1\0" | u32 model | SHA-256(spec) | u32 t |
  *    t x digest of the initial (W, bias, momentum) ciphertexts of each
- *    trained layer. A job opens only if that session is an MP listed in
+ *    trained layer [| u32 f | f x frozen layer digest [| u32 n | n x DP
+ *    key: the job's contributors]]. A job opens only if that session is an MP listed in
  *    the measured mp= configuration, the authorization opens under it
  *    (counters: no replay), names this model and this spec, and the MP owns
  *    the model (it set the model's release policy first). The enclave
@@ -37,8 +38,9 @@
  *    (decrypted once per job from REFINE_FROZEN, checked against the MP's
  *    digest) from the first step, gradients at every update, before
  *    anything is refreshed or updated; layer 0's input is the data
- *    provider's witness (REFINE_WITNESS, signed by a DP of the model's
- *    policy; a step without one is refused); a failure is
+ *    provider's witness (REFINE_WITNESS, signed by one of the job's
+ *    contributors the MP authorized, or without that list a DP of the
+ *    model's policy; a step without one is refused); a failure is
  *    HETEE_ERR_INTEGRITY and stops the job (FETCH still returns the
  *    weights of the last checked update).
  * Not bound (docs/refine.md "Gaps"): which batches the host feeds and in
@@ -86,6 +88,11 @@ typedef struct refine_job {
   int nfz;
   crypto_generichash_state fz_hash[HETEE_REFINE_MAX_LAYERS];
   uint8_t fz_ok[HETEE_REFINE_MAX_LAYERS];
+  /* who may contribute (docs/refine.md "Who may contribute"): the ndp DPs
+   * the MP's authorization names, or (ndp 0: an authorization without the
+   * section) the model's release policy DPs, read at each batch */
+  int ndp;
+  uint8_t dp[HETEE_POLICY_MAX_DPS][32];
   ct_t **stage; /* PUT: ciphertexts for the next step request */
   size_t nstage;
   /* durability (SAVE / RESUME): a stable identity, the spec, what the job
@@ -467,7 +474,8 @@ static int handle_frozen(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *ite
  * | blob sealed. The data provider's witness of the next step's batch
  * (formats in hemat/refine_internal.h): checked in this order, each
  * failure one error whatever the values: the sealed size (a function of
- * count and the plan), dp_pk among the model's policy data providers, the
+ * count and the plan), dp_pk among the job's contributors (or, for a job
+ * authorized without that list, the model's policy data providers), the
  * Ed25519 signature over the authorization naming this model, dp_pk,
  * batch_no, count and the sealed bytes' digest (HETEE_ERR_AUTH), the
  * sealed box opening under the release key and its header (model,
@@ -491,10 +499,15 @@ static int handle_witness(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *it
   if (len != REFINE_WIT_SEALED_LEN(count, k))
     return hetee_error(HETEE_ERR_SHAPE, "a witness of %zu bytes; %u samples of %zu values have %zu", len, count, k,
                        REFINE_WIT_SEALED_LEN(count, k));
-  const enclave_policy *pol = enclave_find_policy(e, j->model);
   int listed = 0;
-  for (int i = 0; pol && i < pol->n_dp; i++) listed |= !sodium_memcmp(pol->dp_pk[i], dp, 32);
-  if (!listed) return hetee_error(HETEE_ERR_AUTH, "the batch's data provider is not in model %u's policy", j->model);
+  if (j->ndp) { /* the job's contributors, as the MP authorized them */
+    for (int i = 0; i < j->ndp; i++) listed |= !sodium_memcmp(j->dp[i], dp, 32);
+    if (!listed) return hetee_error(HETEE_ERR_AUTH, "the batch's data provider is not one of refine job %u's contributors", j->id);
+  } else {
+    const enclave_policy *pol = enclave_find_policy(e, j->model);
+    for (int i = 0; pol && i < pol->n_dp; i++) listed |= !sodium_memcmp(pol->dp_pk[i], dp, 32);
+    if (!listed) return hetee_error(HETEE_ERR_AUTH, "the batch's data provider is not in model %u's policy", j->model);
+  }
   uint8_t d[32], am[REFINE_BATCH_AUTH_LEN];
   refine_witness_digest(j->model, bno, count, sealed, len, d);
   refine_batch_auth_bytes(j->model, dp, bno, count, d, am);
@@ -539,6 +552,23 @@ static int handle_witness(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *it
 }
 
 /* ---- OPEN ---- */
+/* u32 n | n x DP key: the job's contributors, the rest of m (what = the
+ * message's name in errors). 1..HETEE_POLICY_MAX_DPS distinct keys. */
+static int read_contributors(hetee_rbuf *m, refine_job *j, const char *what) {
+  uint32_t n = hetee_rbuf_u32(m);
+  if (m->err || n < 1 || n > HETEE_POLICY_MAX_DPS || hetee_rbuf_left(m) != (size_t)n * 32)
+    return hetee_error(HETEE_ERR_FORMAT, "%s names %u contributors (1 to %d, 32 bytes each)", what, n,
+                       HETEE_POLICY_MAX_DPS);
+  for (uint32_t i = 0; i < n; i++) {
+    hetee_rbuf_copy(m, j->dp[i], 32);
+    for (uint32_t k = 0; k < i; k++)
+      if (!sodium_memcmp(j->dp[k], j->dp[i], 32))
+        return hetee_error(HETEE_ERR_FORMAT, "%s names contributor %u twice", what, i);
+  }
+  j->ndp = (int)n;
+  return 0;
+}
+
 static int mp_listed(const enclave *e, const uint8_t pk[32]) {
   for (int i = 0; i < e->cfg.n_mp; i++)
     if (!sodium_memcmp(e->cfg.mp[i], pk, 32)) return 1;
@@ -616,12 +646,15 @@ static int handle_open(enclave *e, hetee_rbuf *r, hetee_wbuf *w) {
     if (nt != (uint32_t)ntrain || hetee_rbuf_left(&m) < (size_t)nt * 32)
       rc = hetee_error(HETEE_ERR_FORMAT, "the authorization names %u trained layers, the spec %d", nt, ntrain);
     for (int l = j->plan.first_train; !rc && l < j->plan.nl; l++) hetee_rbuf_copy(&m, j->digest[l], 32);
-    /* then, optionally, u32 f | f x digest of each frozen layer's (W, bias) */
+    /* then, optionally, u32 f | f x digest of each frozen layer's (W, bias)
+     * [| u32 n | n x contributor DP key (1..HETEE_POLICY_MAX_DPS, distinct)] */
     uint32_t nf = !rc && hetee_rbuf_left(&m) ? hetee_rbuf_u32(&m) : 0;
-    if (!rc && (m.err || (nf && nf != (uint32_t)j->plan.first_train) || hetee_rbuf_left(&m) != (size_t)nf * 32))
+    if (!rc && (m.err || (nf && nf != (uint32_t)j->plan.first_train) || hetee_rbuf_left(&m) < (size_t)nf * 32))
       rc = hetee_error(HETEE_ERR_FORMAT, "the authorization names %u frozen layers, the spec %d", nf, j->plan.first_train);
     for (uint32_t l = 0; !rc && l < nf; l++) hetee_rbuf_copy(&m, j->digest[l], 32);
     if (!rc) j->nfz = (int)nf;
+    if (!rc && hetee_rbuf_left(&m)) rc = read_contributors(&m, j, "the authorization");
+    else if (!rc && m.err) rc = hetee_error(HETEE_ERR_FORMAT, "the authorization is truncated");
   }
   if (msg) {
     sodium_memzero(msg, mlen);
@@ -955,7 +988,10 @@ static int handle_close(enclave *e, hetee_rbuf *r) {
  *   u64 samples | u64 updates | u8 ep_set | u32 epoch | u32 next |
  *   u64 steps | u64 host updates | u64 ep_base | u32 nep | nep x u64 |
  *   per trained layer: digest[32] | u8 held | u64 layer updates
- *   [| m k f32 W | m f32 bias | m k f32 momentum W | m f32 momentum bias] */
+ *   [| m k f32 W | m f32 bias | m k f32 momentum W | m f32 momentum bias]
+ *   | u32 f | f x frozen digest[32] | u32 n | n x contributor DP key[32]
+ *   (both trailing sections absent in states sealed before them; n 0: the
+ *   model's policy DPs) */
 #define JOB_TAG "hetee-refine-job-v1"
 
 static int job_key(const enclave *e, uint8_t key[32]) {
@@ -1016,7 +1052,7 @@ static int handle_save(enclave *e, hetee_rbuf *r, hetee_wbuf *w) {
     plen += 32 + 1 + 8;
     if (refine_tr_holds(j->tr, l)) plen += 4 * 2 * ((size_t)p->L[l].m * (size_t)p->L[l].k + (size_t)p->L[l].m);
   }
-  plen += 4 + 32 * (size_t)j->nfz;
+  plen += 4 + 32 * (size_t)j->nfz + 4 + 32 * (size_t)j->ndp;
   hetee_wbuf pl;
   hetee_wbuf_init(&pl);
   if (hetee_wbuf_reserve(&pl, plen)) return hetee_error(HETEE_ERR_NOMEM, "no memory");
@@ -1055,6 +1091,9 @@ static int handle_save(enclave *e, hetee_rbuf *r, hetee_wbuf *w) {
   /* the frozen layers' authorized digests: a resumed job loads them again */
   hetee_wbuf_u32(&pl, (uint32_t)j->nfz);
   for (int l = 0; l < j->nfz; l++) hetee_wbuf_put(&pl, j->digest[l], 32);
+  /* the job's contributors (0: the model's policy DPs) */
+  hetee_wbuf_u32(&pl, (uint32_t)j->ndp);
+  for (int i = 0; i < j->ndp; i++) hetee_wbuf_put(&pl, j->dp[i], 32);
   uint8_t key[32], *blob = NULL;
   size_t blen = 0;
   rc = pl.err || pl.len != plen ? hetee_error(HETEE_ERR_INTERNAL, "refine job state of %zu bytes, %zu expected", pl.len, plen) : 0;
@@ -1166,10 +1205,17 @@ static int handle_resume(enclave *e, hetee_rbuf *r, hetee_wbuf *w) {
   }
   if (!rc && hetee_rbuf_left(&m)) { /* u32 f | f x frozen digest (absent in states sealed before) */
     uint32_t nf = hetee_rbuf_u32(&m);
-    if (m.err || (nf && nf != (uint32_t)p->first_train) || hetee_rbuf_left(&m) != (size_t)nf * 32)
+    if (m.err || (nf && nf != (uint32_t)p->first_train) || hetee_rbuf_left(&m) < (size_t)nf * 32)
       rc = hetee_error(HETEE_ERR_FORMAT, "refine job state: %u frozen layers", nf);
     for (uint32_t l = 0; !rc && l < nf; l++) hetee_rbuf_copy(&m, j->digest[l], 32);
     if (!rc) j->nfz = (int)nf;
+    /* u32 n | n x contributor (absent in states sealed before: the model's
+     * policy DPs, as those jobs had; 0: the same) */
+    if (!rc && hetee_rbuf_left(&m) == 4) {
+      if (hetee_rbuf_u32(&m)) rc = hetee_error(HETEE_ERR_FORMAT, "refine job state: contributors without keys");
+    } else if (!rc && hetee_rbuf_left(&m)) {
+      rc = read_contributors(&m, j, "refine job state");
+    }
   }
   if (!rc && hetee_rbuf_left(&m)) rc = hetee_error(HETEE_ERR_FORMAT, "trailing bytes in the refine job state");
   if (!rc) refine_tr_require_witness(j->tr);

@@ -307,7 +307,12 @@ int hetee_bench_refine(int argc, char **argv) {
     uint8_t *sealed = NULL, *plain = NULL, dig[32];
     size_t sl = 0, pl = 0;
     double v0 = now();
-    rc = hetee_refine_valset_encrypt(rctx, rpk, &p, tx, ty, (uint32_t)val_n, &vs);
+    uint8_t mp_pk[32];
+    hetee_party_key_public(lp.mp, mp_pk);
+    /* with the MP's witness of each chunk (layer 0 of the pass is checked
+     * against it), signed with its identity key */
+    rc = hetee_refine_valset_encrypt_witness(rctx, rpk, &p, tx, ty, (uint32_t)val_n, REFINE_MODEL_ID, release_pk, &vs);
+    if (!rc) rc = hetee_refine_valset_sign(vs, mp_pk, dp_sign, lp.mp);
     if (!rc) rc = hetee_refine_valset_labels_digest(vs, dig);
     val_mp_s = now() - v0;
     v0 = now();
@@ -355,9 +360,9 @@ int hetee_bench_refine(int argc, char **argv) {
   /* the enclave's CPU on the DP's witnesses and the frozen layers' load */
   double wit_s = 0, fz_s = 0, fz_mb = 0, wit_mb = 0;
   {
-    hetee_enclave_op_stats es[32];
+    hetee_enclave_op_stats es[48];
     size_t nes = 0;
-    if (!in_process && !hetee_host_stats(lp.e, es, 32, &nes))
+    if (!in_process && !hetee_host_stats(lp.e, es, 48, &nes))
       for (size_t i = 0; i < nes; i++) {
         if (es[i].type == 0x4f) wit_s = 1e-9 * (double)es[i].cpu_ns, wit_mb = 1e-6 * (double)es[i].bytes_in;
         if (es[i].type == 0x50) fz_s = 1e-9 * (double)es[i].cpu_ns, fz_mb = 1e-6 * (double)es[i].bytes_in;
@@ -387,9 +392,9 @@ int hetee_bench_refine(int argc, char **argv) {
            cpu_rate, threads);
     printf("trusted side: %.1f s CPU, %llu encryptions, %llu decryptions; share of CPU %.1f %%\n", st.trusted_s,
            (unsigned long long)st.trusted_enc, (unsigned long long)st.trusted_dec, 100 * share);
-    hetee_enclave_op_stats es[32];
+    hetee_enclave_op_stats es[48];
     size_t nes = 0;
-    if (!in_process && !hetee_host_stats(lp.e, es, 32, &nes)) {
+    if (!in_process && !hetee_host_stats(lp.e, es, 48, &nes)) {
       static const char *names[] = {"open", "forward", "loss", "back", "update", "fetch", "grad", "put", "close"};
       for (size_t i = 0; i < nes; i++)
         if (es[i].type >= 0x40 && es[i].type <= 0x48) /* the step requests */

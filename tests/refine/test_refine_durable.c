@@ -787,6 +787,9 @@ static void test_validation_layer0(void **state) {
   assert_int_equal(raw_vwitness(&v, t, &p, vx, 8, 0, 2, v.mp), HETEE_ERR_AUTH); /* replayed */
   fprintf(stderr, "replayed witness: %s\n", hetee_last_error());
   assert_int_equal(raw_vwitness(&v, t, &p, vx + 8 * dims[0], 4, 1, 3, v.mp), HETEE_ERR_AUTH); /* another pass size */
+  /* chunk 1's own witness, but chunk 0 never went through its loss */
+  assert_int_equal(raw_vwitness(&v, t, &p, vx + 8 * dims[0], 4, 1, 2, v.mp), HETEE_ERR_STATE);
+  fprintf(stderr, "chunk 0 skipped: %s\n", hetee_last_error());
   { /* the pass is abandoned (VREPORT discard) */
     uint8_t req[8], *r = NULL;
     size_t rlen = 0;

@@ -112,6 +112,7 @@ typedef struct refine_job {
   double vloss;
   crypto_generichash_state vdig;
   uint32_t vchunk, vnchunks; /* the MP's validation witnesses: the next chunk expected, of how many */
+  uint64_t vwsamples;        /* samples of the witnesses accepted in this pass */
 } refine_job;
 #define REFINE_EPOCH_LOG 256
 
@@ -1278,6 +1279,7 @@ static void vpass_reset(refine_job *j) {
   j->vloss = 0;
   sodium_memzero(&j->vdig, sizeof j->vdig);
   j->vchunk = j->vnchunks = 0;
+  j->vwsamples = 0;
   refine_tr_vreset(j->tr);
 }
 
@@ -1287,7 +1289,8 @@ static void vpass_reset(refine_job *j) {
  * order, each failure one error whatever the values: count and the sealed
  * size (functions of public values), the chunk in order (0, 1, ..
  * nchunks - 1 within a pass, nchunks fixed by chunk 0; HETEE_ERR_AUTH: a
- * replayed or another chunk's witness), mp_pk the job's owner
+ * replayed or another chunk's witness), the previous chunk through VLOSS
+ * (HETEE_ERR_STATE), mp_pk the job's owner
  * (HETEE_ERR_AUTH: a data provider's or another MP's signature), the
  * Ed25519 signature over the authorization naming this model, the job's
  * spec, mp_pk, chunk, nchunks, count and the sealed bytes' digest
@@ -1316,6 +1319,8 @@ static int handle_vwitness(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *i
   if (nchunks < 1 || chunk != j->vchunk || (j->vchunk && nchunks != j->vnchunks) || chunk >= nchunks)
     return hetee_error(HETEE_ERR_AUTH, "a witness of validation chunk %u of %u; the pass expects chunk %u", chunk, nchunks,
                        j->vchunk);
+  if (j->vwsamples != j->vsamples)
+    return hetee_error(HETEE_ERR_STATE, "validation chunk %u before the previous chunk's loss", chunk);
   if (sodium_memcmp(mp, j->owner, 32))
     return hetee_error(HETEE_ERR_AUTH, "the validation witness is not signed by refine job %u's model provider", j->id);
   uint8_t sd[32], am[REFINE_VAUTH_LEN];
@@ -1357,6 +1362,7 @@ static int handle_vwitness(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *i
   if (!rc) {
     j->vchunk = chunk + 1;
     j->vnchunks = nchunks;
+    j->vwsamples += count;
     put_counts(j, w, items, enc0, dec0);
     *items += 1;
   }
@@ -1426,7 +1432,7 @@ static int handle_vreport(enclave *e, hetee_rbuf *r, hetee_wbuf *w) {
     return 0;
   }
   if (!j->vsamples) return hetee_error(HETEE_ERR_STATE, "no validation samples since the last report");
-  if (j->vchunk != j->vnchunks)
+  if (j->vchunk != j->vnchunks || j->vsamples != j->vwsamples)
     return hetee_error(HETEE_ERR_STATE, "the validation pass covered %u of the set's %u chunks", j->vchunk, j->vnchunks);
   hetee_chan *c = owner_session(e, j);
   if (!c) return hetee_error(HETEE_ERR_NOT_FOUND, "the refine job's model provider has no session");

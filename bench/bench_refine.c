@@ -307,7 +307,12 @@ int hetee_bench_refine(int argc, char **argv) {
     uint8_t *sealed = NULL, *plain = NULL, dig[32];
     size_t sl = 0, pl = 0;
     double v0 = now();
-    rc = hetee_refine_valset_encrypt(rctx, rpk, &p, tx, ty, (uint32_t)val_n, &vs);
+    uint8_t mp_pk[32];
+    hetee_party_key_public(lp.mp, mp_pk);
+    /* with the MP's witness of each chunk (layer 0 of the pass is checked
+     * against it), signed with its identity key */
+    rc = hetee_refine_valset_encrypt_witness(rctx, rpk, &p, tx, ty, (uint32_t)val_n, REFINE_MODEL_ID, release_pk, &vs);
+    if (!rc) rc = hetee_refine_valset_sign(vs, mp_pk, dp_sign, lp.mp);
     if (!rc) rc = hetee_refine_valset_labels_digest(vs, dig);
     val_mp_s = now() - v0;
     v0 = now();
@@ -353,14 +358,15 @@ int hetee_bench_refine(int argc, char **argv) {
   double share = st.trusted_s / (st.trusted_s + (host_cpu > 0 ? host_cpu : 0));
   double maxdiff = do_plain ? hetee_refine_weights_maxdiff(&we, &wp, 0) : -1;
   /* the enclave's CPU on the DP's witnesses and the frozen layers' load */
-  double wit_s = 0, fz_s = 0, fz_mb = 0, wit_mb = 0;
+  double wit_s = 0, fz_s = 0, fz_mb = 0, wit_mb = 0, vwit_s = 0, vwit_mb = 0;
   {
-    hetee_enclave_op_stats es[32];
+    hetee_enclave_op_stats es[48];
     size_t nes = 0;
-    if (!in_process && !hetee_host_stats(lp.e, es, 32, &nes))
+    if (!in_process && !hetee_host_stats(lp.e, es, 48, &nes))
       for (size_t i = 0; i < nes; i++) {
         if (es[i].type == 0x4f) wit_s = 1e-9 * (double)es[i].cpu_ns, wit_mb = 1e-6 * (double)es[i].bytes_in;
         if (es[i].type == 0x50) fz_s = 1e-9 * (double)es[i].cpu_ns, fz_mb = 1e-6 * (double)es[i].bytes_in;
+        if (es[i].type == 0x52) vwit_s = 1e-9 * (double)es[i].cpu_ns, vwit_mb = 1e-6 * (double)es[i].bytes_in;
       }
   }
   if (json) {
@@ -372,12 +378,13 @@ int hetee_bench_refine(int argc, char **argv) {
            "\"plain_seconds\": %.3f, \"max_weight_diff\": %.3g, \"ckpts\": %u, \"ckpt_seconds\": %.3f, \"ckpt_first_seconds\": %.3f, \"ckpt_median_rest_seconds\": %.3f, \"ckpt_bytes\": %ld, \"ckpt_frozen_bytes\": %ld, "
            "\"val_samples\": %ld, \"val_accuracy\": %.4f, \"val_plain_accuracy\": %.4f, \"val_loss\": %.6f, "
            "\"val_plain_loss\": %.6f, \"val_seconds\": %.3f, \"val_mp_seconds\": %.3f, "
-           "\"witness_enclave_s\": %.3f, \"witness_mb\": %.3f, \"frozen_enclave_s\": %.3f, \"frozen_mb\": %.1f}\n",
+           "\"witness_enclave_s\": %.3f, \"witness_mb\": %.3f, \"frozen_enclave_s\": %.3f, \"frozen_mb\": %.1f, "
+           "\"val_witness_enclave_s\": %.3f, \"val_witness_mb\": %.3f}\n",
            model_path, in_process ? "in-process twin" : "enclave process", batch, accumulate, train, lr, sched_names[sched.kind], sched.step_every, sched.gamma, sched.total, sched.lr_min, mom, wd, threads, samples, seconds, (double)samples / seconds, cpu_rate, share,
            st.trusted_s, host_cpu, dp_s, st.dp_cpu_s, mp_s, (unsigned long long)st.steps, (unsigned long long)st.updates,
            (unsigned long long)st.products, (unsigned long long)st.trusted_enc, (unsigned long long)st.trusted_dec,
            acc_before, acc_after, plain_acc, plain_s, maxdiff, ck_count, ck_seconds, ck_count ? ck_times[0] : 0.0, ck_median_rest(), ck_bytes, ck_frozen_bytes, val_n, val_acc, val_plain_acc,
-           val_loss, val_plain_loss, val_s, val_mp_s, wit_s, wit_mb, fz_s, fz_mb);
+           val_loss, val_plain_loss, val_s, val_mp_s, wit_s, wit_mb, fz_s, fz_mb, vwit_s, vwit_mb);
   } else {
     printf("encrypted refining: %ld samples in %.1f s (%.1f samples/s; DP encryption %.1f s apart, MP %.1f s), "
            "%llu steps, %llu updates, %llu products\n",
@@ -387,9 +394,9 @@ int hetee_bench_refine(int argc, char **argv) {
            cpu_rate, threads);
     printf("trusted side: %.1f s CPU, %llu encryptions, %llu decryptions; share of CPU %.1f %%\n", st.trusted_s,
            (unsigned long long)st.trusted_enc, (unsigned long long)st.trusted_dec, 100 * share);
-    hetee_enclave_op_stats es[32];
+    hetee_enclave_op_stats es[48];
     size_t nes = 0;
-    if (!in_process && !hetee_host_stats(lp.e, es, 32, &nes)) {
+    if (!in_process && !hetee_host_stats(lp.e, es, 48, &nes)) {
       static const char *names[] = {"open", "forward", "loss", "back", "update", "fetch", "grad", "put", "close"};
       for (size_t i = 0; i < nes; i++)
         if (es[i].type >= 0x40 && es[i].type <= 0x48) /* the step requests */
@@ -403,8 +410,9 @@ int hetee_bench_refine(int argc, char **argv) {
                  (unsigned long long)es[i].count, 1e-9 * (double)es[i].cpu_ns, 1e-6 * (double)es[i].bytes_in,
                  1e-6 * (double)es[i].bytes_out);
       for (size_t i = 0; i < nes; i++)
-        if (es[i].type == 0x4f || es[i].type == 0x50)
-          printf("  enclave %-8s %6llu requests, %8.3f s CPU, %8.1f MB in\n", es[i].type == 0x4f ? "witness" : "frozen",
+        if (es[i].type == 0x4f || es[i].type == 0x50 || es[i].type == 0x52)
+          printf("  enclave %-8s %6llu requests, %8.3f s CPU, %8.1f MB in\n",
+                 es[i].type == 0x4f ? "witness" : es[i].type == 0x50 ? "frozen" : "vwitness",
                  (unsigned long long)es[i].count, 1e-9 * (double)es[i].cpu_ns, 1e-6 * (double)es[i].bytes_in);
     }
     if (in_process) { /* the twin runs the same checks as the enclave */

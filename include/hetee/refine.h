@@ -497,15 +497,45 @@ typedef struct hetee_refine_valset hetee_refine_valset;
 HETEE_API int hetee_refine_valset_encrypt(const hetee_ckks_context *ctx, const hetee_ckks_public_key *pk,
                                           const hetee_refine_plan *p, const float *x, const float *labels,
                                           uint32_t count, hetee_refine_valset **out) HETEE_WUR;
+/* The same with the MP's witness of every chunk of B samples (docs/refine.md
+ * "Validation set"): chunk i's layer-0 values sealed to the enclave's
+ * release key release_pk, bound to model_id and i. Before the host can use
+ * it, the MP signs hetee_refine_valset_auth_msg of every chunk i <
+ * hetee_refine_valset_chunks with its Ed25519 identity key (the model's
+ * owner; hetee_party_key_sign) and attaches the signature
+ * (hetee_refine_valset_set_auth); the message binds the model, the job's
+ * spec (hetee_refine_spec_encode of p), the MP's key, i, the number of
+ * chunks, the count and the sealed bytes. An enclave job refuses a
+ * validation chunk without a valid witness (HETEE_ERR_AUTH) and checks
+ * layer 0's products of the pass against it (HETEE_ERR_INTEGRITY). */
+HETEE_API int hetee_refine_valset_encrypt_witness(const hetee_ckks_context *ctx, const hetee_ckks_public_key *pk,
+                                                  const hetee_refine_plan *p, const float *x, const float *labels,
+                                                  uint32_t count, uint32_t model_id, const uint8_t release_pk[32],
+                                                  hetee_refine_valset **out) HETEE_WUR;
+HETEE_API uint32_t hetee_refine_valset_chunks(const hetee_refine_valset *vs);
+HETEE_API int hetee_refine_valset_auth_msg(const hetee_refine_valset *vs, uint32_t chunk, const uint8_t mp_pk[32],
+                                           uint8_t **msg, size_t *len) HETEE_WUR;
+HETEE_API int hetee_refine_valset_set_auth(hetee_refine_valset *vs, uint32_t chunk, const uint8_t mp_pk[32],
+                                           const uint8_t sig[64]) HETEE_WUR;
+/* The same for every chunk: sign (e.g. hetee_party_key_sign through a
+ * wrapper) signs as identity mp_pk. */
+HETEE_API int hetee_refine_valset_sign(hetee_refine_valset *vs, const uint8_t mp_pk[32],
+                                       int (*sign)(void *arg, const uint8_t *msg, size_t len, uint8_t sig[64]),
+                                       void *arg) HETEE_WUR;
+/* 1 when every chunk carries a witness with an attached authorization. */
+HETEE_API int hetee_refine_valset_has_witness(const hetee_refine_valset *vs);
 HETEE_API void hetee_refine_valset_free(hetee_refine_valset *vs);
 HETEE_API uint32_t hetee_refine_valset_count(const hetee_refine_valset *vs);
 /* Serialized set (the MP hands it to the host; little-endian): "HTRV" |
- * u32 version 1 | parameters fingerprint[32] | u32 batch | u32 k | u32
+ * u32 version 2 | parameters fingerprint[32] | u32 batch | u32 k | u32
  * classes | u32 count | u32 nb | nb x (u32 count | u32 n | n x (u64 len |
- * ciphertext) | u64 len | labels ciphertext). The loader checks the
- * parameters, the plan's batch, input width, classes and layer-0 input
- * count, counts that add up, and each ciphertext's level, scale and size
- * (HETEE_ERR_FORMAT / HETEE_ERR_SHAPE / HETEE_ERR_CONTEXT / HETEE_ERR_TRUNCATED). */
+ * ciphertext) | u64 len | labels ciphertext | u8 witness (0 or 1) [| u32
+ * model | mp_pk[32] | sig[64] | u64 len | sealed witness (exactly the size
+ * a witness of count x k values has)]). The loader checks the parameters,
+ * the plan's batch, input width, classes and layer-0 input count, counts
+ * that add up, each ciphertext's level, scale and size and the witness
+ * sizes (HETEE_ERR_FORMAT / HETEE_ERR_SHAPE / HETEE_ERR_CONTEXT /
+ * HETEE_ERR_TRUNCATED); version 1 (no witnesses) is HETEE_ERR_VERSION. */
 HETEE_API int hetee_refine_valset_save(const hetee_refine_valset *vs, uint8_t **buf, size_t *len) HETEE_WUR;
 HETEE_API int hetee_refine_valset_load(const hetee_ckks_context *ctx, const hetee_refine_plan *p, const uint8_t *buf,
                                        size_t len, hetee_refine_valset **out) HETEE_WUR;

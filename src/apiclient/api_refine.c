@@ -238,6 +238,11 @@ static int authorize(hetee_client_conn *c, int64_t model, const hetee_refine_sta
   return rc;
 }
 
+/* the MP's signature of a validation chunk's witness */
+static int vs_sign(void *arg, const uint8_t *msg, size_t len, uint8_t sig[64]) {
+  return hetee_party_key_sign(arg, msg, len, sig);
+}
+
 int hetee_client_refine_start(hetee_client_conn *c, const char *home, int64_t model_id,
                               const hetee_client_refine_options *o, int64_t *job_id) {
   if (!c || !home || !o || !o->onnx_path || !job_id || !o->ndps || !o->dps || model_id < 1)
@@ -334,8 +339,18 @@ int hetee_client_refine_start(hetee_client_conn *c, const char *home, int64_t mo
     uint8_t *vb = NULL;
     size_t vl = 0;
     /* the session above attested afresh: the connection's keys are new objects */
-    rc = api_conn_keys(c, &ctx, &pk, &key, &url);
-    if (!rc) rc = hetee_refine_valset_encrypt(ctx, pk, &p, o->val_x, o->val_labels, o->val_count, &vs);
+    uint8_t rel[32], mpk[32];
+    rc = api_release_key(c, rel); /* first: it may verify the enclave again, which renews the keys below */
+    if (!rc) rc = api_conn_keys(c, &ctx, &pk, &key, &url);
+    /* with our witness of each chunk, signed with our identity key (the
+     * enclave checks layer 0 of the pass against it; docs/refine.md
+     * "Validation set") */
+    if (!rc) {
+      hetee_party_key_public(key, mpk);
+      rc = hetee_refine_valset_encrypt_witness(ctx, pk, &p, o->val_x, o->val_labels, o->val_count, (uint32_t)model_id,
+                                               rel, &vs);
+    }
+    if (!rc) rc = hetee_refine_valset_sign(vs, mpk, vs_sign, (void *)key);
     if (!rc) rc = hetee_refine_valset_labels_digest(vs, sm.vd);
     if (!rc) rc = hetee_refine_valset_save(vs, &vb, &vl);
     hetee_refine_valset_free(vs);

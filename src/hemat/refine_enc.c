@@ -43,6 +43,21 @@ void refine_batch_auth_bytes(uint32_t model, const uint8_t dp[32], uint64_t batc
   memcpy(q + 48, digest, 32);
 }
 
+void refine_vauth_bytes(uint32_t model, const uint8_t spec_digest[32], const uint8_t mp[32], uint32_t chunk,
+                        uint32_t nchunks, uint32_t count, const uint8_t *sealed, size_t len,
+                        uint8_t out[REFINE_VAUTH_LEN]) {
+  uint8_t *q = out;
+  memcpy(q, REFINE_VAUTH_TAG, sizeof REFINE_VAUTH_TAG);
+  q += sizeof REFINE_VAUTH_TAG;
+  le_put(q, model, 4);
+  memcpy(q + 4, spec_digest, 32);
+  memcpy(q + 36, mp, 32);
+  le_put(q + 68, chunk, 4);
+  le_put(q + 72, nchunks, 4);
+  le_put(q + 76, count, 4);
+  crypto_generichash(q + 80, 32, sealed, len, NULL, 0);
+}
+
 static int provider_threads = 1;
 void hetee_refine_set_provider_threads(int threads) { provider_threads = threads < 1 ? 1 : threads > 64 ? 64 : threads; }
 

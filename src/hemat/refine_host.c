@@ -655,10 +655,54 @@ void hetee_refine_valset_free(hetee_refine_valset *vs) {
 
 uint32_t hetee_refine_valset_count(const hetee_refine_valset *vs) { return vs ? vs->count : 0; }
 
-int hetee_refine_valset_encrypt(const hetee_ckks_context *ctx, const hetee_ckks_public_key *pk,
-                                const hetee_refine_plan *p, const float *x, const float *labels, uint32_t count,
-                                hetee_refine_valset **out) {
-  if (!ctx || !pk || !p || !x || !labels || !out || count < 1) return hetee_error(HETEE_ERR_INVALID_ARG, "bad argument");
+/* The MP's witness of validation chunk `chunk` (refine_internal.h): the
+ * count x k layer-0 values of samples idx sealed to release_pk. */
+static int vwit_seal(const hetee_refine_plan *p, const float *x, const uint32_t *idx, uint32_t count, uint32_t model_id,
+                     const uint8_t release_pk[32], uint32_t chunk, hetee_refine_batch *b) {
+  size_t k = (size_t)p->L[0].k, nv = (size_t)count * k;
+  size_t plen = REFINE_WIT_HDR + 4 * nv, slen = REFINE_WIT_SEALED_LEN(count, k);
+  uint8_t *plain = sodium_malloc(plen); /* the MP's values: locked, wiped by sodium_free */
+  b->wit = malloc(slen);
+  int rc = 0;
+  if (!plain || !b->wit) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+  if (!rc) {
+    uint8_t *q = plain;
+    memcpy(q, REFINE_VWIT_TAG, sizeof REFINE_VWIT_TAG);
+    q += sizeof REFINE_VWIT_TAG;
+    vs_put(&q, model_id, 4);
+    vs_put(&q, chunk, 8);
+    vs_put(&q, count, 4);
+    vs_put(&q, k, 4);
+    for (uint32_t s = 0; s < count; s++)
+      for (size_t j = 0; j < k; j++) {
+        uint32_t u;
+        memcpy(&u, &x[(size_t)idx[s] * k + j], 4);
+        vs_put(&q, u, 4);
+      }
+    if (crypto_box_seal(b->wit, plain, plen, release_pk))
+      rc = hetee_error(HETEE_ERR_CRYPTO, "crypto_box_seal (is the enclave's release key valid?)");
+  }
+  if (plain) sodium_free(plain);
+  if (!rc) {
+    b->wit_len = slen;
+    b->wit_model = model_id;
+    b->wit_no = chunk;
+  }
+  return rc;
+}
+
+static int valset_encrypt(const hetee_ckks_context *ctx, const hetee_ckks_public_key *pk, const hetee_refine_plan *p,
+                          const float *x, const float *labels, uint32_t count, int wit, uint32_t model_id,
+                          const uint8_t *release_pk, hetee_refine_valset **out) {
+  if (!ctx || !pk || !p || !x || !labels || !out || count < 1 || (wit && !release_pk))
+    return hetee_error(HETEE_ERR_INVALID_ARG, "bad argument");
+  size_t k = (size_t)p->L[0].k;
+  /* the values must be ones the enclave accepts (checked before anything is sealed) */
+  for (size_t q = 0; wit && q < (size_t)count * k; q++)
+    if (!(fabs((double)x[q]) <= REFINE_WIT_MAX_ABS))
+      return hetee_error(HETEE_ERR_INVALID_ARG, "sample %zu, value %zu is not finite or above 2^20 in magnitude", q / k,
+                         q % k);
+  if (wit && sodium_init() < 0) return hetee_error(HETEE_ERR_INTERNAL, "libsodium init failed");
   uint32_t B = p->cfg.batch;
   hetee_refine_valset *vs = calloc(1, sizeof *vs);
   uint32_t *idx = malloc((size_t)count * sizeof *idx);
@@ -674,6 +718,7 @@ int hetee_refine_valset_encrypt(const hetee_ckks_context *ctx, const hetee_ckks_
     uint32_t c = count - at < B ? count - at : B;
     rc = batch_encrypt(ctx, pk, p, x, labels, idx + at, c, 0, &vs->b[vs->nb]);
     if (!rc) vs->nb++;
+    if (!rc && wit) rc = vwit_seal(p, x, idx + at, c, model_id, release_pk, vs->nb - 1, vs->b[vs->nb - 1]);
   }
   free(idx);
   if (rc) {
@@ -682,6 +727,68 @@ int hetee_refine_valset_encrypt(const hetee_ckks_context *ctx, const hetee_ckks_
   }
   *out = vs;
   return 0;
+}
+
+int hetee_refine_valset_encrypt(const hetee_ckks_context *ctx, const hetee_ckks_public_key *pk,
+                                const hetee_refine_plan *p, const float *x, const float *labels, uint32_t count,
+                                hetee_refine_valset **out) {
+  return valset_encrypt(ctx, pk, p, x, labels, count, 0, 0, NULL, out);
+}
+
+int hetee_refine_valset_encrypt_witness(const hetee_ckks_context *ctx, const hetee_ckks_public_key *pk,
+                                        const hetee_refine_plan *p, const float *x, const float *labels,
+                                        uint32_t count, uint32_t model_id, const uint8_t release_pk[32],
+                                        hetee_refine_valset **out) {
+  return valset_encrypt(ctx, pk, p, x, labels, count, 1, model_id, release_pk, out);
+}
+
+uint32_t hetee_refine_valset_chunks(const hetee_refine_valset *vs) { return vs ? vs->nb : 0; }
+
+int hetee_refine_valset_auth_msg(const hetee_refine_valset *vs, uint32_t chunk, const uint8_t mp_pk[32], uint8_t **msg,
+                                 size_t *len) {
+  if (!vs || !mp_pk || !msg || !len) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  if (chunk >= vs->nb) return hetee_error(HETEE_ERR_INVALID_ARG, "chunk %u of %u", chunk, vs->nb);
+  const hetee_refine_batch *b = vs->b[chunk];
+  if (!b->wit) return hetee_error(HETEE_ERR_STATE, "the validation set has no witness");
+  uint8_t *spec = NULL, sd[32];
+  size_t slen = 0;
+  int rc = hetee_refine_spec_encode(&vs->p, &spec, &slen);
+  if (rc) return rc;
+  crypto_hash_sha256(sd, spec, slen);
+  free(spec);
+  uint8_t *m = malloc(REFINE_VAUTH_LEN);
+  if (!m) return hetee_error(HETEE_ERR_NOMEM, "no memory");
+  refine_vauth_bytes(b->wit_model, sd, mp_pk, chunk, vs->nb, b->count, b->wit, b->wit_len, m);
+  *msg = m;
+  *len = REFINE_VAUTH_LEN;
+  return 0;
+}
+
+int hetee_refine_valset_set_auth(hetee_refine_valset *vs, uint32_t chunk, const uint8_t mp_pk[32], const uint8_t sig[64]) {
+  if (!vs || !mp_pk || !sig) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  if (chunk >= vs->nb) return hetee_error(HETEE_ERR_INVALID_ARG, "chunk %u of %u", chunk, vs->nb);
+  return hetee_refine_batch_set_auth(vs->b[chunk], mp_pk, sig);
+}
+
+int hetee_refine_valset_sign(hetee_refine_valset *vs, const uint8_t mp_pk[32],
+                             int (*sign)(void *arg, const uint8_t *msg, size_t len, uint8_t sig[64]), void *arg) {
+  if (!vs || !mp_pk || !sign) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  int rc = 0;
+  for (uint32_t i = 0; i < vs->nb && !rc; i++) {
+    uint8_t *m = NULL, sig[64];
+    size_t ml = 0;
+    rc = hetee_refine_valset_auth_msg(vs, i, mp_pk, &m, &ml);
+    if (!rc) rc = sign(arg, m, ml, sig);
+    if (!rc) rc = hetee_refine_valset_set_auth(vs, i, mp_pk, sig);
+    free(m);
+  }
+  return rc;
+}
+
+int hetee_refine_valset_has_witness(const hetee_refine_valset *vs) {
+  int all = vs && vs->nb > 0;
+  for (uint32_t i = 0; all && i < vs->nb; i++) all = hetee_refine_batch_has_witness(vs->b[i]);
+  return all;
 }
 
 int hetee_refine_valset_labels_digest(const hetee_refine_valset *vs, uint8_t out[32]) {
@@ -714,6 +821,10 @@ int refine_validate_pass(hetee_refine_state *s, const hetee_refine_valset *vs, i
     const hetee_refine_batch *b = vs->b[i];
     ct_t **in = b->in0, **out = NULL;
     size_t nin = b->n_in0;
+    /* the MP's witness of the chunk (an enclave job refuses a chunk without one) */
+    if (ops->vwitness && hetee_refine_batch_has_witness(b))
+      rc = ops->vwitness(arg, b->count, i, vs->nb, b->dp, b->sig, b->wit, b->wit_len);
+    if (rc) break;
     for (int l = 0; l < nl && !rc; l++) {
       const hetee_refine_layer *L = &p->L[l];
       out = new_out(s->ctx, L->F.n_out_cts);
@@ -761,6 +872,9 @@ static int vs_ct_put(const hetee_ckks_context *ctx, const ct_t *c, uint8_t **q) 
   return rc;
 }
 
+#define VS_VERSION 2               /* 2: the MP's witness of each chunk after its labels */
+#define VS_WIT_FIXED (4 + 32 + 64 + 8) /* model, MP key, signature, sealed length */
+
 int hetee_refine_valset_save(const hetee_refine_valset *vs, uint8_t **buf, size_t *len) {
   if (!vs || !buf || !len) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
   size_t n = 4 + 4 + 32 + 5 * 4;
@@ -769,13 +883,14 @@ int hetee_refine_valset_save(const hetee_refine_valset *vs, uint8_t **buf, size_
     n += 8;
     for (size_t j = 0; j < vs->b[i]->n_in0 && !rc; j++) rc = vs_ct_size(vs->ctx, vs->b[i]->in0[j], &n);
     if (!rc) rc = vs_ct_size(vs->ctx, vs->b[i]->labels, &n);
+    n += 1 + (hetee_refine_batch_has_witness(vs->b[i]) ? VS_WIT_FIXED + vs->b[i]->wit_len : 0);
   }
   if (rc) return rc;
   uint8_t *b = malloc(n), *q = b;
   if (!b) return hetee_error(HETEE_ERR_NOMEM, "no memory");
   memcpy(q, "HTRV", 4);
   q += 4;
-  vs_put(&q, 1, 4);
+  vs_put(&q, VS_VERSION, 4);
   memcpy(q, hetee_ckks_context_fingerprint(vs->ctx), 32);
   q += 32;
   vs_put(&q, vs->p.cfg.batch, 4);
@@ -788,6 +903,18 @@ int hetee_refine_valset_save(const hetee_refine_valset *vs, uint8_t **buf, size_
     vs_put(&q, vs->b[i]->n_in0, 4);
     for (size_t j = 0; j < vs->b[i]->n_in0 && !rc; j++) rc = vs_ct_put(vs->ctx, vs->b[i]->in0[j], &q);
     if (!rc) rc = vs_ct_put(vs->ctx, vs->b[i]->labels, &q);
+    const hetee_refine_batch *wb = vs->b[i];
+    int wit = hetee_refine_batch_has_witness(wb);
+    vs_put(&q, (uint64_t)wit, 1);
+    if (!rc && wit) {
+      vs_put(&q, wb->wit_model, 4);
+      memcpy(q, wb->dp, 32);
+      memcpy(q + 32, wb->sig, 64);
+      q += 96;
+      vs_put(&q, wb->wit_len, 8);
+      memcpy(q, wb->wit, wb->wit_len);
+      q += wb->wit_len;
+    }
   }
   if (rc || (size_t)(q - b) != n) {
     free(b);
@@ -836,7 +963,11 @@ int hetee_refine_valset_load(const hetee_ckks_context *ctx, const hetee_refine_p
   if (len < 60 || memcmp(buf, "HTRV", 4)) return hetee_error(HETEE_ERR_FORMAT, "not a validation set");
   r.p += 4;
   r.left -= 4;
-  if (vs_get(&r, 4) != 1) return hetee_error(HETEE_ERR_VERSION, "validation set version");
+  uint64_t ver = vs_get(&r, 4);
+  if (ver == 1)
+    return hetee_error(HETEE_ERR_VERSION, "validation set version 1 has no model provider's witnesses: encrypt it again "
+                                          "(version %d)", VS_VERSION);
+  if (ver != VS_VERSION) return hetee_error(HETEE_ERR_VERSION, "validation set version %llu", (unsigned long long)ver);
   if (memcmp(r.p, hetee_ckks_context_fingerprint(ctx), 32)) return hetee_error(HETEE_ERR_CONTEXT, "validation set under other parameters");
   r.p += 32;
   r.left -= 32;
@@ -871,6 +1002,34 @@ int hetee_refine_valset_load(const hetee_ckks_context *ctx, const hetee_refine_p
     }
     for (uint64_t j = 0; j < n && !rc; j++) rc = vs_ct_get(ctx, &r, REFINE_IN_SCALE, &b->in0[j]);
     if (!rc) rc = vs_ct_get(ctx, &r, REFINE_IN_SCALE, &b->labels);
+    uint64_t wit = rc ? 0 : vs_get(&r, 1);
+    if (!rc && r.err) rc = hetee_error(HETEE_ERR_TRUNCATED, "validation set truncated");
+    else if (!rc && wit > 1) rc = hetee_error(HETEE_ERR_FORMAT, "validation chunk %llu: witness flag", (unsigned long long)i);
+    if (!rc && wit) {
+      b->wit_model = (uint32_t)vs_get(&r, 4);
+      if (!r.err && r.left >= 96) {
+        memcpy(b->dp, r.p, 32);
+        memcpy(b->sig, r.p + 32, 64);
+        r.p += 96;
+        r.left -= 96;
+      } else {
+        r.err = 1;
+      }
+      uint64_t wl = vs_get(&r, 8);
+      if (r.err || wl > r.left) rc = hetee_error(HETEE_ERR_TRUNCATED, "validation set truncated");
+      else if (wl != REFINE_WIT_SEALED_LEN(bc, k))
+        rc = hetee_error(HETEE_ERR_FORMAT, "validation chunk %llu: a witness of %llu bytes", (unsigned long long)i,
+                         (unsigned long long)wl);
+      else if (!(b->wit = malloc((size_t)wl))) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+      if (!rc) {
+        memcpy(b->wit, r.p, (size_t)wl);
+        r.p += wl;
+        r.left -= (size_t)wl;
+        b->wit_len = (size_t)wl;
+        b->wit_no = i;
+        b->has_auth = 1;
+      }
+    }
     seen += bc;
   }
   if (!rc && (seen != count || r.left)) rc = hetee_error(HETEE_ERR_FORMAT, "validation set counts or trailing bytes");

@@ -113,6 +113,9 @@ int refine_tr_vforward(hetee_refine_trusted *t, int l, ct_t *const *out, uint32_
 int refine_tr_vloss(hetee_refine_trusted *t, ct_t *const *logits, const ct_t *labels, uint32_t count, double *loss,
                     uint64_t *correct);
 typedef struct refine_val_ops {
+  /* the MP's witness of chunk i of nb (REFINE_VWITNESS), before its forward */
+  int (*vwitness)(void *arg, uint32_t count, uint32_t chunk, uint32_t nchunks, const uint8_t mp[32],
+                  const uint8_t sig[64], const uint8_t *sealed, size_t len);
   int (*forward)(void *arg, int l, ct_t *const *out, uint32_t count, ct_t **next_in);
   int (*loss)(void *arg, ct_t *const *logits, const ct_t *labels, uint32_t count);
 } refine_val_ops;
@@ -225,5 +228,33 @@ int refine_tr_pass_witness(hetee_refine_trusted *t, const hetee_refine_batch *b)
 int refine_tr_send_witness(hetee_refine_trusted *t, uint32_t count, uint64_t batch_no, const uint8_t dp[32],
                            const uint8_t sig[64], const uint8_t *sealed, size_t len);
 int refine_tr_send_frozen(hetee_refine_trusted *t, int l, ct_t *const *W, ct_t *const *bias);
+/* ---- the model provider's witness of one validation chunk (docs/refine.md
+ * "Validation set") ----
+ * plain  = "hetee-refine-val-wit-v1\0" | u32 model | u64 chunk | u32 count
+ *          | u32 k | count x k f32: the layout of the DP's witness (same
+ *          REFINE_WIT_HDR and REFINE_WIT_SEALED_LEN), another tag, so the
+ *          one is never accepted as the other
+ * sealed = crypto_box_seal(plain) to the enclave's release key
+ * The MP signs (Ed25519, its identity key: the model's owner)
+ *   "hetee-refine-vauth-v1\0" | u32 model | SHA-256(spec)[32] | mp_pk[32]
+ *   | u32 chunk | u32 nchunks | u32 count | BLAKE2b-256(sealed)[32]
+ * (REFINE_VAUTH_LEN bytes); the spec is hetee_refine_spec_encode of the
+ * job's plan (the bytes the MP authorized at open). */
+#define REFINE_VWIT_TAG "hetee-refine-val-wit-v1"
+_Static_assert(sizeof REFINE_VWIT_TAG == sizeof REFINE_WIT_TAG, "the validation witness shares the DP's layout");
+#define REFINE_VAUTH_TAG "hetee-refine-vauth-v1"
+#define REFINE_VAUTH_LEN (sizeof REFINE_VAUTH_TAG + 4 + 32 + 32 + 4 + 4 + 4 + 32)
+void refine_vauth_bytes(uint32_t model, const uint8_t spec_digest[32], const uint8_t mp[32], uint32_t chunk,
+                        uint32_t nchunks, uint32_t count, const uint8_t *sealed, size_t len,
+                        uint8_t out[REFINE_VAUTH_LEN]);
+/* Trusted side: layer 0's input values (count x k, from the opened MP
+ * witness; the enclave's REFINE_VWITNESS) of the next validation forward
+ * of layer 0 (VLOSS of a one-layer model): its F check's input, used once.
+ * An enclave job (refine_tr_require_witness) refuses a validation forward
+ * of layer 0 without them (HETEE_ERR_AUTH) and one of layer l >= 1 (VLOSS)
+ * that does not follow layer l - 1's of the same chunk (HETEE_ERR_STATE).
+ * refine_tr_vreset: a new pass (every layer's pending input dropped). */
+int refine_tr_vwitness(hetee_refine_trusted *t, const double *x, uint32_t count);
+void refine_tr_vreset(hetee_refine_trusted *t);
 
 #endif

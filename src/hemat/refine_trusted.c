@@ -1199,12 +1199,42 @@ int refine_tr_reissue(hetee_refine_trusted *t, int l, ct_t **nW, ct_t **nbias, c
 }
 
 /* ---- validation (no training state touched) ---- */
+int refine_tr_vwitness(hetee_refine_trusted *t, const double *x, uint32_t count) {
+  if (t->ops) return hetee_error(HETEE_ERR_UNSUPPORTED, "validation witnesses go through the enclave");
+  int rc = rchk_refuse(t);
+  if (!rc) rc = check_count(t, count);
+  if (rc) return rc;
+  size_t n = (size_t)t->p->cfg.batch * (size_t)t->p->L[0].k;
+  if (!t->vx[0] && !(t->vx[0] = calloc(n, sizeof(double)))) return hetee_error(HETEE_ERR_NOMEM, "no memory");
+  keep_rows(t->vx[0], x, n, (size_t)count * (size_t)t->p->L[0].k);
+  t->vxcount[0] = count;
+  return 0;
+}
+
+void refine_tr_vreset(hetee_refine_trusted *t) {
+  if (!t || t->ops) return;
+  for (int l = 0; l < HETEE_REFINE_MAX_LAYERS; l++) t->vxcount[l] = 0;
+}
+
+/* An enclave job's validation order: layer l's input is this chunk's
+ * (the MP's witness for l = 0, else the validation forward of l - 1). */
+static int vinput_ready(const hetee_refine_trusted *t, int l, uint32_t count) {
+  if (!t->need_wit || t->vxcount[l] == count) return 0;
+  return l == 0 ? hetee_error(HETEE_ERR_AUTH, "a validation chunk without the model provider's witness of its %u samples",
+                              count)
+                : hetee_error(HETEE_ERR_STATE, "validation forward of layer %d out of order", l);
+}
+
 int refine_tr_vforward(hetee_refine_trusted *t, int l, ct_t *const *out, uint32_t count, ct_t **next_in) {
   if (t->ops) return hetee_error(HETEE_ERR_UNSUPPORTED, "validation goes through the enclave");
   double t0 = cpu_now();
   const hetee_refine_plan *p = t->p;
   int rc = check_forward_in(t, l, out, count, "validation forward");
-  if (rc) return rc;
+  if (!rc) rc = vinput_ready(t, l, count);
+  if (rc) {
+    t->vxcount[l] = 0;
+    return rc;
+  }
   const hetee_refine_layer *L = &p->L[l], *N1 = &p->L[l + 1];
   uint32_t B = p->cfg.batch;
   size_t m = (size_t)L->m, n = (size_t)B * m;
@@ -1212,7 +1242,8 @@ int refine_tr_vforward(hetee_refine_trusted *t, int l, ct_t *const *out, uint32_
   double *h = calloc(n, sizeof *h);
   if (!pos || !h) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
   if (!rc) rc = gather_rows(t, L, out, count, m, pos, h);
-  /* the F check of a trained layer >= 1 with this pass's own input */
+  /* the F check (a frozen layer, a trained one once its weights are kept
+   * here) with this pass's own input: layer 0's the MP's witness */
   if (!rc) rc = rchk_forward_x(t, l, h, count, t->vx[l], t->vxcount[l]);
   t->vxcount[l] = 0; /* one use per pass */
   for (size_t q = 0; !rc && q < (size_t)count * m; q++) h[q] = hetee_refine_act_f(L->act, h[q]);
@@ -1240,7 +1271,11 @@ int refine_tr_vloss(hetee_refine_trusted *t, ct_t *const *logits, const ct_t *la
   const hetee_refine_layer *L = &p->L[p->nl - 1];
   ct_t *lab1[1] = {(ct_t *)labels};
   int rc = check_loss_in(t, logits, lab1, count);
-  if (rc) return rc;
+  if (!rc) rc = vinput_ready(t, p->nl - 1, count);
+  if (rc) {
+    t->vxcount[p->nl - 1] = 0;
+    return rc;
+  }
   size_t nc = (size_t)count * (size_t)c;
   uint64_t *pos = calloc(nc, sizeof *pos);
   double *z = calloc(nc, sizeof *z), *y = calloc(nc, sizeof *y);

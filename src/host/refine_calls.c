@@ -252,9 +252,9 @@ static int op_update(void *arg, int l, ct_t *const *gacc, uint32_t nsamples, ct_
 /* The enclave's CPU on refine requests so far (its STATS). */
 static double op_cpu_s(void *arg) {
   remote *rm = arg;
-  hetee_enclave_op_stats st[32];
+  hetee_enclave_op_stats st[48];
   size_t n = 0;
-  if (hetee_host_stats(rm->e, st, 32, &n)) return 0;
+  if (hetee_host_stats(rm->e, st, 48, &n)) return 0;
   uint64_t ns = 0;
   for (size_t i = 0; i < n; i++)
     if (st[i].type >= HETEE_MSG_REFINE_OPEN && st[i].type <= HETEE_MSG_REFINE_LAST) ns += st[i].cpu_ns;
@@ -693,6 +693,25 @@ uint32_t refine_host_job_id(const hetee_refine_trusted *t) {
 }
 
 /* ---- validation set ---- */
+static int vop_vwitness(void *arg, uint32_t count, uint32_t chunk, uint32_t nchunks, const uint8_t mp[32],
+                        const uint8_t sig[64], const uint8_t *sealed, size_t len) {
+  remote *rm = arg;
+  hetee_wbuf w;
+  hetee_wbuf_init(&w);
+  if (hetee_wbuf_reserve(&w, 4 * 4 + 96 + 8 + len)) {
+    hetee_wbuf_free_public(&w);
+    return hetee_error(HETEE_ERR_NOMEM, "no memory");
+  }
+  hetee_wbuf_u32(&w, rm->job);
+  hetee_wbuf_u32(&w, count);
+  hetee_wbuf_u32(&w, chunk);
+  hetee_wbuf_u32(&w, nchunks);
+  hetee_wbuf_put(&w, mp, 32);
+  hetee_wbuf_put(&w, sig, 64);
+  hetee_wbuf_blob(&w, sealed, len);
+  return call(rm, HETEE_MSG_REFINE_VWITNESS, &w, 0, NULL, NULL);
+}
+
 static int vop_forward(void *arg, int l, ct_t *const *out, uint32_t count, ct_t **next_in) {
   remote *rm = arg;
   const hetee_refine_plan *p = &rm->p;
@@ -720,7 +739,7 @@ int hetee_refine_validate(hetee_refine_state *s, hetee_refine_trusted *t, const 
     return hetee_error(HETEE_ERR_INVALID_ARG, "bad argument");
   remote *rm = refine_tr_ops_arg(t);
   if (!rm) return hetee_error(HETEE_ERR_UNSUPPORTED, "validation runs through an enclave job");
-  static const refine_val_ops vops = {vop_forward, vop_loss};
+  static const refine_val_ops vops = {vop_vwitness, vop_forward, vop_loss};
   int rc = refine_tr_load_frozen(t, s); /* once per job: a pass can come before any step */
   if (rc) return rc;
   rc = refine_validate_pass(s, vs, threads, &vops, rm);

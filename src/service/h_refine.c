@@ -366,6 +366,9 @@ void h_refine_valset(srv_req *q, srv_resp *r) {
   hetee_refine_valset *vs = NULL;
   if (!rc) rc = blob_read(q->file, q->S->o.max_input_bytes, &buf, &len);
   if (!rc) rc = hetee_refine_valset_load(q->S->en.ctx, &p, buf, len, &vs);
+  /* the enclave refuses every chunk without the MP's witness: so does the upload */
+  if (!rc && !hetee_refine_valset_has_witness(vs))
+    rc = hetee_error(HETEE_ERR_AUTH, "a validation set without the model provider's signed witness of each chunk");
   free(buf);
   hetee_refine_valset_free(vs);
   char dst[SRV_PATH_MAX];

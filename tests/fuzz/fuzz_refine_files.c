@@ -6,8 +6,9 @@
  * can cross formats. Both are checked against one plan, under the fuzz
  * parameters (N = 2^12, level 1 = the top): a dense chain 6 -> 5 (ReLU) ->
  * 3, batch 4, every layer training (so a batch carries layer 0's gradient
- * polynomials). Seeds: batches of 1 and 4 samples, validation sets of 3 and
- * 6 samples. An accepted object must save back to the same bytes.
+ * polynomials). Seeds: batches of 1 and 4 samples (without and with the
+ * DP's witness), validation sets of 3 and 6 samples (without and with the
+ * MP's witness of each chunk; version 1 is refused). An accepted object must save back to the same bytes.
  */
 #include <string.h>
 
@@ -129,6 +130,28 @@ size_t fuzz_seeds(fuzz_buf **out) {
     FUZZ_CHECK(hetee_refine_valset_encrypt(ctx, pk, &plan, x, labels, count, &vs) == 0);
     FUZZ_CHECK(hetee_refine_valset_save(vs, &b, &len) == 0);
     fuzz_seed_add(&s, &n, b, len);
+    free(b);
+    hetee_refine_valset_free(vs);
+  }
+  /* validation sets with the MP's witness of each chunk, signed (HTRV v2) */
+  for (uint32_t count = 3; count <= 6; count += 3) {
+    hetee_refine_valset *vs = NULL, *vs2 = NULL;
+    FUZZ_CHECK(hetee_refine_valset_encrypt_witness(ctx, pk, &plan, x, labels, count, 7, rpk, &vs) == 0);
+    for (uint32_t i = 0; i < hetee_refine_valset_chunks(vs); i++) {
+      uint8_t *am = NULL, sig[64];
+      size_t al = 0;
+      FUZZ_CHECK(hetee_refine_valset_auth_msg(vs, i, spk, &am, &al) == 0);
+      crypto_sign_detached(sig, NULL, am, al, ssk);
+      free(am);
+      FUZZ_CHECK(hetee_refine_valset_set_auth(vs, i, spk, sig) == 0);
+    }
+    FUZZ_CHECK(hetee_refine_valset_has_witness(vs));
+    FUZZ_CHECK(hetee_refine_valset_save(vs, &b, &len) == 0);
+    fuzz_seed_add(&s, &n, b, len);
+    if (count == 6) { /* the same bytes as version 1 (before the witnesses): refused */
+      b[4] = 1;
+      FUZZ_CHECK(hetee_refine_valset_load(ctx, &plan, b, len, &vs2) == HETEE_ERR_VERSION);
+    }
     free(b);
     hetee_refine_valset_free(vs);
   }

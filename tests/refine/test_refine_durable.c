@@ -26,7 +26,13 @@
  *    and the digest of the MP's labels (a set the host encrypted itself
  *    shows another digest); a data provider cannot open it; fixed size; a
  *    pass run with other weights than the job's fails the forward check
- *    (HETEE_ERR_INTEGRITY) and stops the job;
+ *    (HETEE_ERR_INTEGRITY) and stops the job; a set without the MP's
+ *    witnesses, or signed by the DP, is refused (HETEE_ERR_AUTH); the
+ *    version-1 file is refused (HETEE_ERR_VERSION);
+ *  - layer 0 of the validation pass (test_validation_layer0): checked
+ *    against the MP's witness of each chunk; a replayed or another chunk's
+ *    witness is HETEE_ERR_AUTH, a host that moves layer 0's output
+ *    HETEE_ERR_INTEGRITY;
  *  - the job's contributors (the MP's authorization names a DP outside the
  *    model's policy): sealed, closed and resumed, the job trains on that
  *    DP's batches to plaintext SGD's weights and refuses the model's DP.
@@ -143,6 +149,25 @@ static int open_job(env *v, const hetee_refine_plan *p, const hetee_refine_state
   int rc = hetee_host_refine_open(v->e, v->ctx, p, MODEL, sid, auth, alen, t);
   free(auth);
   return rc;
+}
+
+/* The MP's validation set with its witness of every chunk, each signed by
+ * `signer` (the MP: the model's owner; anything else is refused). */
+static hetee_refine_valset *val_set(const env *v, const hetee_refine_plan *p, const float *x, const float *y,
+                                    uint32_t count, const hetee_party_key *signer) {
+  hetee_refine_valset *vs = NULL;
+  assert_int_equal(hetee_refine_valset_encrypt_witness(v->ctx, v->pk, p, x, y, count, MODEL, g_rel, &vs), 0);
+  uint8_t spk[32], sig[64], *msg = NULL;
+  size_t mlen = 0;
+  hetee_party_key_public(signer, spk);
+  for (uint32_t i = 0; i < hetee_refine_valset_chunks(vs); i++) {
+    assert_int_equal(hetee_refine_valset_auth_msg(vs, i, spk, &msg, &mlen), 0);
+    assert_int_equal(hetee_party_key_sign(signer, msg, mlen, sig), 0);
+    assert_int_equal(hetee_refine_valset_set_auth(vs, i, spk, sig), 0);
+    free(msg);
+  }
+  assert_true(hetee_refine_valset_has_witness(vs));
+  return vs;
 }
 
 static hetee_refine_run_options run_opts(const char *ck, uint64_t stop) {
@@ -554,9 +579,9 @@ static void test_validation(void **state) {
   hetee_refine_plan p;
   assert_int_equal(hetee_refine_plan_build(&w0, &cfg, 8192, &p), 0);
   /* the MP encrypts its validation set and keeps the labels' digest */
-  hetee_refine_valset *vs = NULL;
-  assert_int_equal(hetee_refine_valset_encrypt(v.ctx, v.pk, &p, vx, vy, vcount, &vs), 0);
+  hetee_refine_valset *vs = val_set(&v, &p, vx, vy, vcount, v.mp);
   assert_int_equal(hetee_refine_valset_count(vs), vcount);
+  assert_int_equal(hetee_refine_valset_chunks(vs), 3);
   uint8_t digest[32];
   assert_int_equal(hetee_refine_valset_labels_digest(vs, digest), 0);
   { /* it reaches the host serialized: the host's copy is the same set */
@@ -566,6 +591,9 @@ static void test_validation(void **state) {
     assert_int_equal(hetee_refine_valset_save(vs, &buf, &blen), 0);
     assert_int_equal(hetee_refine_valset_load(v.ctx, &p, buf, blen - 1, &v2), HETEE_ERR_TRUNCATED);
     assert_int_equal(hetee_refine_valset_load(v.ctx, &p, buf + 1, blen - 1, &v2), HETEE_ERR_FORMAT);
+    buf[4] = 1; /* version 1 (no witnesses): refused */
+    assert_int_equal(hetee_refine_valset_load(v.ctx, &p, buf, blen, &v2), HETEE_ERR_VERSION);
+    buf[4] = 2;
     hetee_refine_plan pb;
     hetee_refine_config cb = cfg;
     cb.batch = 4;
@@ -575,6 +603,7 @@ static void test_validation(void **state) {
     assert_int_equal(hetee_refine_valset_count(v2), vcount);
     assert_int_equal(hetee_refine_valset_labels_digest(v2, d2), 0);
     assert_memory_equal(d2, digest, 32);
+    assert_true(hetee_refine_valset_has_witness(v2));
     free(buf);
     hetee_refine_valset_free(vs);
     vs = v2;
@@ -625,15 +654,20 @@ static void test_validation(void **state) {
   assert_int_equal(hetee_refine_weights_copy(&w0, &we), 0);
   fetch_all(&v, t, s, &p, &we);
   check_report(&rep, &p, &we, vx, vy, vcount, digest, 10);
-  /* a set the host encrypted itself (it has the public key): the MP sees
-   * labels that are not its own */
+  /* a set the host encrypted itself (it has the public key) has no MP
+   * witness, or one signed by someone else (here the DP): refused */
   hetee_refine_valset *forged = NULL;
   assert_int_equal(hetee_refine_valset_encrypt(v.ctx, v.pk, &p, vx, vy, vcount, &forged), 0);
-  assert_int_equal(hetee_refine_validate(s, t, forged, 1, &sealed, &slen), 0);
-  open_report(&v, sealed, slen, &rep);
-  assert_true(memcmp(rep.labels_digest, digest, 32) != 0);
-  free(sealed);
+  assert_int_equal(hetee_refine_validate(s, t, forged, 1, &sealed, &slen), HETEE_ERR_AUTH);
   hetee_refine_valset_free(forged);
+  forged = val_set(&v, &p, vx, vy, vcount, v.dp);
+  assert_int_equal(hetee_refine_validate(s, t, forged, 1, &sealed, &slen), HETEE_ERR_AUTH);
+  hetee_refine_valset_free(forged);
+  /* the job still reports on the MP's set */
+  assert_int_equal(hetee_refine_validate(s, t, vs, 1, &sealed, &slen), 0);
+  open_report(&v, sealed, slen, &rep);
+  check_report(&rep, &p, &we, vx, vy, vcount, digest, 10);
+  free(sealed);
   /* the host runs the pass with other weights (the MP's initial ones):
    * the check of the trained layers' forward products stops the job */
   hetee_refine_state *s0 = NULL;
@@ -653,6 +687,136 @@ static void test_validation(void **state) {
   hetee_client_session_free(sdp);
   free(x);
   free(y);
+  free(vx);
+  free(vy);
+  env_down(&v);
+}
+
+/* A raw REFINE_VWITNESS of chunk/nchunks for samples x[0..count) signed by
+ * signer (what a host could replay or forge); the enclave's status. */
+static int raw_vwitness(env *v, hetee_refine_trusted *t, const hetee_refine_plan *p, const float *x, uint32_t count,
+                        uint32_t chunk, uint32_t nchunks, const hetee_party_key *signer) {
+  size_t k = (size_t)p->L[0].k, plen = REFINE_WIT_HDR + 4 * (size_t)count * k, slen = REFINE_WIT_SEALED_LEN(count, k);
+  uint8_t *plain = calloc(1, plen), *sealed = malloc(slen), *q = plain;
+  assert_non_null(plain);
+  assert_non_null(sealed);
+  memcpy(q, REFINE_VWIT_TAG, sizeof REFINE_VWIT_TAG);
+  q += sizeof REFINE_VWIT_TAG;
+  hetee_le32(q, MODEL);
+  hetee_le64(q + 4, chunk);
+  hetee_le32(q + 12, count);
+  hetee_le32(q + 16, (uint32_t)k);
+  memcpy(plain + REFINE_WIT_HDR, x, 4 * (size_t)count * k); /* little-endian host */
+  assert_int_equal(crypto_box_seal(sealed, plain, plen, g_rel), 0);
+  uint8_t *spec = NULL, sd[32], spk[32], am[REFINE_VAUTH_LEN], sig[64];
+  size_t speclen = 0;
+  assert_int_equal(hetee_refine_spec_encode(p, &spec, &speclen), 0);
+  crypto_hash_sha256(sd, spec, speclen);
+  hetee_party_key_public(signer, spk);
+  refine_vauth_bytes(MODEL, sd, spk, chunk, nchunks, count, sealed, slen, am);
+  assert_int_equal(hetee_party_key_sign(signer, am, sizeof am, sig), 0);
+  hetee_wbuf w;
+  hetee_wbuf_init(&w);
+  hetee_wbuf_u32(&w, refine_host_job_id(t));
+  hetee_wbuf_u32(&w, count);
+  hetee_wbuf_u32(&w, chunk);
+  hetee_wbuf_u32(&w, nchunks);
+  hetee_wbuf_put(&w, spk, 32);
+  hetee_wbuf_put(&w, sig, 64);
+  hetee_wbuf_blob(&w, sealed, slen);
+  uint8_t *r = NULL;
+  size_t rlen = 0;
+  int rc = hetee_host_call(v->e, HETEE_MSG_REFINE_VWITNESS, w.p, w.len, &r, &rlen);
+  free(r);
+  hetee_wbuf_free_public(&w);
+  free(spec);
+  free(plain);
+  free(sealed);
+  return rc;
+}
+
+/* Layer 0 of the validation pass (docs/refine.md "Validation set"): with
+ * layers 0 and 1 frozen, the pass's layer-0 products are checked against
+ * the MP's witness of each chunk. An honest report equals plaintext; a set
+ * without witnesses, signed by the DP, a replayed or another chunk's
+ * witness: HETEE_ERR_AUTH; a host that moves layer 0's output (its own
+ * encryption of a shifted bias): HETEE_ERR_INTEGRITY, the job stops. */
+static void test_validation_layer0(void **state) {
+  (void)state;
+  env v;
+  env_up(&v);
+  hetee_refine_weights w0, wm;
+  rt_weights(&w0, 3, dims, acts);
+  float *vx, *vy;
+  const uint32_t vcount = 12; /* chunks of 8 and 4 */
+  rt_data(dims[0], dims[3], vcount, &vx, &vy);
+  hetee_refine_config c1 = cfg;
+  c1.train_layers = 1;
+  hetee_refine_plan p;
+  assert_int_equal(hetee_refine_plan_build(&w0, &c1, 8192, &p), 0);
+  assert_int_equal(p.first_train, 2);
+  hetee_refine_valset *vs = val_set(&v, &p, vx, vy, vcount, v.mp);
+  uint8_t digest[32];
+  assert_int_equal(hetee_refine_valset_labels_digest(vs, digest), 0);
+  hetee_refine_state *s = NULL, *sm = NULL;
+  hetee_refine_trusted *t = NULL;
+  assert_int_equal(hetee_refine_state_encrypt(v.ctx, v.pk, &p, &w0, &s), 0);
+  assert_int_equal(open_job(&v, &p, s, &t), 0);
+  uint8_t *sealed = NULL;
+  size_t slen = 0;
+  int rc = hetee_refine_validate(s, t, vs, 1, &sealed, &slen);
+  if (rc) fprintf(stderr, "validate: %s\n", hetee_last_error());
+  assert_int_equal(rc, 0);
+  hetee_refine_val_report rep;
+  open_report(&v, sealed, slen, &rep);
+  check_report(&rep, &p, &w0, vx, vy, vcount, digest, 0);
+  free(sealed);
+  /* refusals, before anything is decrypted */
+  hetee_refine_valset *bad = NULL;
+  assert_int_equal(hetee_refine_valset_encrypt(v.ctx, v.pk, &p, vx, vy, vcount, &bad), 0);
+  assert_int_equal(hetee_refine_validate(s, t, bad, 1, &sealed, &slen), HETEE_ERR_AUTH);
+  fprintf(stderr, "no witness: %s\n", hetee_last_error());
+  hetee_refine_valset_free(bad);
+  bad = val_set(&v, &p, vx, vy, vcount, v.dp);
+  assert_int_equal(hetee_refine_validate(s, t, bad, 1, &sealed, &slen), HETEE_ERR_AUTH);
+  fprintf(stderr, "signed by the DP: %s\n", hetee_last_error());
+  hetee_refine_valset_free(bad);
+  assert_int_equal(raw_vwitness(&v, t, &p, vx + 8 * dims[0], 4, 1, 2, v.mp), HETEE_ERR_AUTH); /* chunk 1 first */
+  fprintf(stderr, "another chunk's witness: %s\n", hetee_last_error());
+  assert_int_equal(raw_vwitness(&v, t, &p, vx, 8, 0, 2, v.mp), 0);
+  assert_int_equal(raw_vwitness(&v, t, &p, vx, 8, 0, 2, v.mp), HETEE_ERR_AUTH); /* replayed */
+  fprintf(stderr, "replayed witness: %s\n", hetee_last_error());
+  assert_int_equal(raw_vwitness(&v, t, &p, vx + 8 * dims[0], 4, 1, 3, v.mp), HETEE_ERR_AUTH); /* another pass size */
+  /* chunk 1's own witness, but chunk 0 never went through its loss */
+  assert_int_equal(raw_vwitness(&v, t, &p, vx + 8 * dims[0], 4, 1, 2, v.mp), HETEE_ERR_STATE);
+  fprintf(stderr, "chunk 0 skipped: %s\n", hetee_last_error());
+  { /* the pass is abandoned (VREPORT discard) */
+    uint8_t req[8], *r = NULL;
+    size_t rlen = 0;
+    hetee_le32(req, refine_host_job_id(t));
+    hetee_le32(req + 4, 1);
+    assert_int_equal(hetee_host_call(v.e, HETEE_MSG_REFINE_VREPORT, req, sizeof req, &r, &rlen), 0);
+    free(r);
+  }
+  assert_int_equal(hetee_refine_validate(s, t, vs, 1, &sealed, &slen), 0); /* honest again */
+  open_report(&v, sealed, slen, &rep);
+  check_report(&rep, &p, &w0, vx, vy, vcount, digest, 0);
+  free(sealed);
+  /* the host moves layer 0's output: it runs the pass with its own
+   * encryption of layer 0's bias shifted by 0.25 at one output */
+  assert_int_equal(hetee_refine_weights_copy(&w0, &wm), 0);
+  wm.b[0][3] += 0.25f;
+  assert_int_equal(hetee_refine_state_encrypt(v.ctx, v.pk, &p, &wm, &sm), 0);
+  rc = hetee_refine_validate(sm, t, vs, 1, &sealed, &slen);
+  fprintf(stderr, "layer 0's output moved: %s\n", hetee_last_error());
+  assert_int_equal(rc, HETEE_ERR_INTEGRITY);
+  assert_int_equal(hetee_refine_validate(s, t, vs, 1, &sealed, &slen), HETEE_ERR_INTEGRITY); /* stopped */
+  hetee_refine_state_free(sm);
+  hetee_refine_weights_clear(&wm);
+  hetee_refine_weights_clear(&w0);
+  hetee_refine_valset_free(vs);
+  hetee_refine_trusted_free(t);
+  hetee_refine_state_free(s);
   free(vx);
   free(vy);
   env_down(&v);
@@ -829,6 +993,7 @@ int main(void) {
       cmocka_unit_test(test_host_killed),
       cmocka_unit_test(test_refusals),
       cmocka_unit_test(test_validation),
+      cmocka_unit_test(test_validation_layer0),
       cmocka_unit_test(test_frozen_resume),
       cmocka_unit_test(test_contributors_resume),
   };

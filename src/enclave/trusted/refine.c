@@ -111,6 +111,8 @@ typedef struct refine_job {
   uint64_t vsamples, vcorrect;
   double vloss;
   crypto_generichash_state vdig;
+  uint32_t vchunk, vnchunks; /* the MP's validation witnesses: the next chunk expected, of how many */
+  uint64_t vwsamples;        /* samples of the witnesses accepted in this pass */
 } refine_job;
 #define REFINE_EPOCH_LOG 256
 
@@ -1269,7 +1271,106 @@ static int handle_status(enclave *e, hetee_rbuf *r, hetee_wbuf *w) {
 }
 
 
-/* ---- validation set: VFORWARD / VLOSS / VREPORT ---- */
+/* ---- validation set: VWITNESS / VFORWARD / VLOSS / VREPORT ---- */
+
+/* The validation accumulator and the chunk order start again. */
+static void vpass_reset(refine_job *j) {
+  j->vsamples = j->vcorrect = 0;
+  j->vloss = 0;
+  sodium_memzero(&j->vdig, sizeof j->vdig);
+  j->vchunk = j->vnchunks = 0;
+  j->vwsamples = 0;
+  refine_tr_vreset(j->tr);
+}
+
+/* REFINE_VWITNESS: u32 job | u32 count | u32 chunk | u32 nchunks | mp_pk[32]
+ * | sig[64] | blob sealed. The model provider's witness of validation
+ * chunk `chunk` (formats in hemat/refine_internal.h): checked in this
+ * order, each failure one error whatever the values: count and the sealed
+ * size (functions of public values), the chunk in order (0, 1, ..
+ * nchunks - 1 within a pass, nchunks fixed by chunk 0; HETEE_ERR_AUTH: a
+ * replayed or another chunk's witness), the previous chunk through VLOSS
+ * (HETEE_ERR_STATE), mp_pk the job's owner
+ * (HETEE_ERR_AUTH: a data provider's or another MP's signature), the
+ * Ed25519 signature over the authorization naming this model, the job's
+ * spec, mp_pk, chunk, nchunks, count and the sealed bytes' digest
+ * (HETEE_ERR_AUTH), the sealed box opening under the release key and its
+ * header (tag, model, chunk, count, k; HETEE_ERR_AUTH), then every value
+ * finite and within 2^20 (one pass without early exit; HETEE_ERR_FORMAT).
+ * The values become layer 0's input of the chunk's validation F check;
+ * the opened plaintext is wiped. */
+static int handle_vwitness(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *items) {
+  int rc = 0;
+  uint32_t f[3];
+  refine_job *j = job_request(e, r, "REFINE_VWITNESS", 0, f, 3, &rc);
+  if (!j) return rc;
+  uint32_t count = f[0], chunk = f[1], nchunks = f[2];
+  const uint8_t *mp = hetee_rbuf_get(r, 32), *sig = hetee_rbuf_get(r, 64);
+  size_t len = 0;
+  const uint8_t *sealed = hetee_rbuf_blob(r, HETEE_FRAME_MAX_BODY, &len);
+  if (r->err || hetee_rbuf_left(r)) return hetee_error(HETEE_ERR_PROTOCOL, "malformed REFINE_VWITNESS");
+  const hetee_refine_plan *p = &j->plan;
+  size_t k = (size_t)p->L[0].k;
+  if (refine_tr_failed(j->tr)) return hetee_error(HETEE_ERR_INTEGRITY, "refine job %u stopped at a failed check", j->id);
+  if (count < 1 || count > p->cfg.batch) return hetee_error(HETEE_ERR_INVALID_ARG, "a validation witness of %u samples", count);
+  if (len != REFINE_WIT_SEALED_LEN(count, k))
+    return hetee_error(HETEE_ERR_SHAPE, "a validation witness of %zu bytes; %u samples of %zu values have %zu", len, count,
+                       k, REFINE_WIT_SEALED_LEN(count, k));
+  if (nchunks < 1 || chunk != j->vchunk || (j->vchunk && nchunks != j->vnchunks) || chunk >= nchunks)
+    return hetee_error(HETEE_ERR_AUTH, "a witness of validation chunk %u of %u; the pass expects chunk %u", chunk, nchunks,
+                       j->vchunk);
+  if (j->vwsamples != j->vsamples)
+    return hetee_error(HETEE_ERR_STATE, "validation chunk %u before the previous chunk's loss", chunk);
+  if (sodium_memcmp(mp, j->owner, 32))
+    return hetee_error(HETEE_ERR_AUTH, "the validation witness is not signed by refine job %u's model provider", j->id);
+  uint8_t sd[32], am[REFINE_VAUTH_LEN];
+  crypto_hash_sha256(sd, j->spec, j->spec_len);
+  refine_vauth_bytes(j->model, sd, mp, chunk, nchunks, count, sealed, len, am);
+  if (crypto_sign_verify_detached(sig, am, sizeof am, mp))
+    return hetee_error(HETEE_ERR_AUTH, "the validation witness's authorization does not verify under the model provider's key");
+  size_t plen = len - REFINE_WIT_SEALBYTES, nx = (size_t)count * k;
+  uint8_t *plain = sodium_malloc(plen); /* locked; sodium_free wipes it */
+  double *x = sodium_malloc(nx * sizeof(double));
+  if (!plain || !x) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+  if (!rc) rc = enclave_auth_open_witness(e, sealed, len, plain);
+  if (!rc) {
+    const uint8_t *q = plain + sizeof REFINE_VWIT_TAG;
+    uint64_t hno = (uint64_t)hetee_rd32(q + 4) | (uint64_t)hetee_rd32(q + 8) << 32;
+    if (memcmp(plain, REFINE_VWIT_TAG, sizeof REFINE_VWIT_TAG) || hetee_rd32(q) != j->model || hno != chunk ||
+        hetee_rd32(q + 12) != count || hetee_rd32(q + 16) != (uint32_t)k)
+      rc = hetee_error(HETEE_ERR_AUTH, "the witness is not one of this model's validation chunk %u", chunk);
+  }
+  if (!rc) {
+    const uint8_t *v = plain + REFINE_WIT_HDR;
+    unsigned bad = 0;
+    for (size_t i = 0; i < nx; i++) {
+      uint32_t u = hetee_rd32(v + 4 * i);
+      /* subnormals to +-0 without a branch (their conversion can take a slow path) */
+      uint32_t normal = (uint32_t)0 - (uint32_t)((u & 0x7f800000u) != 0);
+      u &= normal | 0x80000000u;
+      float fv;
+      memcpy(&fv, &u, 4);
+      double xv = (double)fv;
+      bad |= (unsigned)!(fabs(xv) <= REFINE_WIT_MAX_ABS);
+      x[i] = xv;
+    }
+    if (bad) rc = hetee_error(HETEE_ERR_FORMAT, "the validation witness holds a value that is not finite or above 2^20");
+  }
+  uint64_t enc0, dec0;
+  refine_tr_counts(j->tr, &enc0, &dec0);
+  if (!rc) rc = refine_tr_vwitness(j->tr, x, count);
+  if (!rc) {
+    j->vchunk = chunk + 1;
+    j->vnchunks = nchunks;
+    j->vwsamples += count;
+    put_counts(j, w, items, enc0, dec0);
+    *items += 1;
+  }
+  if (plain) sodium_free(plain);
+  if (x) sodium_free(x);
+  return rc;
+}
+
 static int handle_vforward(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *items) {
   int rc = 0;
   uint32_t f[2];
@@ -1327,12 +1428,12 @@ static int handle_vreport(enclave *e, hetee_rbuf *r, hetee_wbuf *w) {
   if (!j) return rc;
   if (discard > 1) return hetee_error(HETEE_ERR_PROTOCOL, "malformed REFINE_VREPORT");
   if (discard) {
-    j->vsamples = j->vcorrect = 0;
-    j->vloss = 0;
-    sodium_memzero(&j->vdig, sizeof j->vdig);
+    vpass_reset(j);
     return 0;
   }
   if (!j->vsamples) return hetee_error(HETEE_ERR_STATE, "no validation samples since the last report");
+  if (j->vchunk != j->vnchunks || j->vsamples != j->vwsamples)
+    return hetee_error(HETEE_ERR_STATE, "the validation pass covered %u of the set's %u chunks", j->vchunk, j->vnchunks);
   hetee_chan *c = owner_session(e, j);
   if (!c) return hetee_error(HETEE_ERR_NOT_FOUND, "the refine job's model provider has no session");
   uint8_t pl[HETEE_REFINE_VAL_LEN], *q = pl, dig[32];
@@ -1351,9 +1452,7 @@ static int handle_vreport(enclave *e, hetee_rbuf *r, hetee_wbuf *w) {
   size_t olen = 0;
   rc = hetee_chan_seal(c, pl, sizeof pl, &out, &olen);
   sodium_memzero(pl, sizeof pl);
-  j->vsamples = j->vcorrect = 0;
-  j->vloss = 0;
-  sodium_memzero(&j->vdig, sizeof j->vdig);
+  vpass_reset(j);
   if (rc) return rc;
   hetee_wbuf_blob(w, out, olen);
   free(out);
@@ -1388,6 +1487,7 @@ int enclave_refine_dispatch(enclave *e, uint16_t type, hetee_rbuf *r, hetee_wbuf
   case HETEE_MSG_REFINE_VREPORT: return handle_vreport(e, r, w);
   case HETEE_MSG_REFINE_WITNESS: return handle_witness(e, r, w, items);
   case HETEE_MSG_REFINE_FROZEN: return handle_frozen(e, r, w, items);
+  case HETEE_MSG_REFINE_VWITNESS: return handle_vwitness(e, r, w, items);
   default: return hetee_error(HETEE_ERR_PROTOCOL, "unknown refine message %u", type);
   }
 }

@@ -77,7 +77,13 @@
  *           the first step) */
 #define HETEE_MSG_REFINE_WITNESS 0x4f
 #define HETEE_MSG_REFINE_FROZEN 0x50
-#define HETEE_MSG_REFINE_LAST HETEE_MSG_REFINE_FROZEN
+/* The model provider's witness of one validation chunk (docs/refine.md
+ * "Validation set"; formats in hemat/refine_internal.h):
+ *   VWITNESS u32 job | u32 count | u32 chunk | u32 nchunks | mp_pk[32] |
+ *            sig[64] | blob sealed -> counters (before VFORWARD 0 of
+ *            every chunk; chunks in order 0..nchunks-1 within a pass) */
+#define HETEE_MSG_REFINE_VWITNESS 0x52
+#define HETEE_MSG_REFINE_LAST HETEE_MSG_REFINE_VWITNESS
 
 /* ---- input witness (bound jobs; docs/security.md "Integrity of the host's
  * work") ------------------------------------------------------------------

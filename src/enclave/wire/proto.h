@@ -77,7 +77,13 @@
  *           the first step) */
 #define HETEE_MSG_REFINE_WITNESS 0x4f
 #define HETEE_MSG_REFINE_FROZEN 0x50
-#define HETEE_MSG_REFINE_LAST HETEE_MSG_REFINE_FROZEN
+/* A trained layer's weights of the job's start (docs/refine.md "What is
+ * checked"):
+ *   INIT    u32 job | u32 layer | list W | list bias | list momentum ->
+ *           counters (once per job and trained layer, before the first
+ *           step; digest checked against the MP's authorization) */
+#define HETEE_MSG_REFINE_INIT 0x51
+#define HETEE_MSG_REFINE_LAST HETEE_MSG_REFINE_INIT
 
 /* ---- input witness (bound jobs; docs/security.md "Integrity of the host's
  * work") ------------------------------------------------------------------

@@ -4,7 +4,9 @@
  * whose four operations are REFINE_FORWARD / LOSS / BACK / UPDATE requests
  * (wire in enclave/wire/proto.h, handlers in src/enclave/trusted/refine.c),
  * so the host loop (hemat/refine_host.c) runs unchanged while the secret key
- * stays in the enclave. Also the model provider's authorization message
+ * stays in the enclave; before the first step the frozen layers
+ * (REFINE_FROZEN) and each trained layer's authorized weights (REFINE_INIT,
+ * op_init; none for a layer a resumed state keeps). Also the model provider's authorization message
  * and the fetch of refined weights sealed to the MP's session.
  */
 #include <sodium.h>

@@ -18,13 +18,17 @@
  *    the model (it set the model's release policy first). The enclave
  *    rebuilds the plan from the spec (hetee_refine_spec_decode), so every
  *    layout, count and hyper-parameter it uses is the MP's.
- *  - Weights: the first UPDATE of layer l takes W, bias and momentum from
- *    the host and accepts only the ciphertexts whose digest (BLAKE2b-256
- *    over u64 len | bytes of each, in order) the MP authorized; from then
- *    on the job keeps layer l's weights, bias and momentum in the clear and
- *    updates those (later UPDATEs carry only the gradient; the enclave
+ *  - Weights: before the job's first step, REFINE_INIT of trained layer l
+ *    takes W, bias and momentum from the host and accepts only the
+ *    ciphertexts whose digest (BLAKE2b-256 over u64 len | bytes of each,
+ *    in order) the MP authorized (HETEE_ERR_AUTH before decryption); from
+ *    then on the job keeps layer l's weights, bias and momentum in the
+ *    clear and updates those (UPDATEs carry only the gradient; the enclave
  *    still returns W, bias, W^T and momentum encrypted, for the host's
- *    products and checkpoints). FETCH seals the kept W and bias of l to
+ *    products and checkpoints). A resumed job gets them from its sealed
+ *    state, or (a state sealed before the first step) by REFINE_INIT
+ *    against the sealed digests. FORWARD / LOSS / BACK / UPDATE wait
+ *    (HETEE_ERR_STATE) until every trained layer is held. FETCH seals the kept W and bias of l to
  *    the MP's session. So the host can neither substitute weights nor have
  *    the enclave decrypt anything else (e.g. the data provider's samples)
  *    into what the MP receives, and no update decrypts weights again.
@@ -33,8 +37,9 @@
  *    decryption.
  *  - The host's products are checked (refine_trusted.c, Freivalds with
  *    secret Gaussian vectors, docs/refine.md "Integrity of the host's
- *    products"): forward outputs of trained layers and W^T deltas once
- *    the job keeps the layer's weights, forward outputs of frozen layers
+ *    products"): forward outputs of trained layers and W^T deltas from
+ *    the first step (the weights are held since REFINE_INIT), forward
+ *    outputs of frozen layers
  *    (decrypted once per job from REFINE_FROZEN, checked against the MP's
  *    digest) from the first step, gradients at every update, before
  *    anything is refreshed or updated; layer 0's input is the data
@@ -44,7 +49,7 @@
  *    HETEE_ERR_INTEGRITY and stops the job (FETCH still returns the
  *    weights of the last checked update).
  * Not bound (docs/refine.md "Gaps"): which batches the host feeds and in
- * what order; F / T of a trained layer before its first update.
+ * what order.
  *
  * Every field is validated before anything is decrypted (counts against
  * the plan the enclave built, ciphertext format on load, then level, scale

@@ -18,6 +18,11 @@
  *    job then refuses every step, and the weights the MP fetches are those
  *    of the last update before the tampering; the honest runs raise no
  *    alarm (the twin counts its checks);
+ *  - REFINE_INIT: with accumulate 2, a logit, a W^T delta, an output of
+ *    layer 0 or of trained layer 1 moved in step 1 (before any update) is
+ *    refused in step 1 (HETEE_ERR_INTEGRITY; before REFINE_INIT none of
+ *    them was caught); INIT with another encryption of the weights is
+ *    HETEE_ERR_AUTH, a step or an update before INIT HETEE_ERR_STATE;
  *  - layer 0 and frozen layers (docs/refine.md "What is checked"): every
  *    batch carries the DP's witness; a host that moves one output of
  *    layer 0 (all layers train, or frozen) or of frozen layer 1, hands in

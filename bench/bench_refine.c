@@ -410,9 +410,9 @@ int hetee_bench_refine(int argc, char **argv) {
                  (unsigned long long)es[i].count, 1e-9 * (double)es[i].cpu_ns, 1e-6 * (double)es[i].bytes_in,
                  1e-6 * (double)es[i].bytes_out);
       for (size_t i = 0; i < nes; i++)
-        if (es[i].type == 0x4f || es[i].type == 0x50 || es[i].type == 0x52)
+        if (es[i].type == 0x4f || es[i].type == 0x50 || es[i].type == 0x51 || es[i].type == 0x52)
           printf("  enclave %-8s %6llu requests, %8.3f s CPU, %8.1f MB in\n",
-                 es[i].type == 0x4f ? "witness" : es[i].type == 0x50 ? "frozen" : "vwitness",
+                 es[i].type == 0x4f ? "witness" : es[i].type == 0x50 ? "frozen" : es[i].type == 0x51 ? "init" : "vwitness",
                  (unsigned long long)es[i].count, 1e-9 * (double)es[i].cpu_ns, 1e-6 * (double)es[i].bytes_in);
     }
     if (in_process) { /* the twin runs the same checks as the enclave */

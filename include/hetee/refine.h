@@ -325,6 +325,10 @@ typedef struct hetee_refine_trusted_ops {
                  const uint8_t *sealed, size_t len);
   /* frozen layer l's W (F layout) and bias, once per job (REFINE_FROZEN; may be NULL) */
   int (*frozen)(void *arg, int l, hetee_ckks_ciphertext *const *W, hetee_ckks_ciphertext *const *bias);
+  /* trained layer l's initial W (F layout), bias and momentum, once per job
+   * before its first step (REFINE_INIT; may be NULL: not sent) */
+  int (*init)(void *arg, int l, hetee_ckks_ciphertext *const *W, hetee_ckks_ciphertext *const *bias,
+              hetee_ckks_ciphertext *const *V);
 } hetee_refine_trusted_ops;
 HETEE_API int hetee_refine_trusted_new_ops(const hetee_refine_plan *p, const hetee_refine_trusted_ops *ops, void *arg,
                                            hetee_refine_trusted **out) HETEE_WUR;

@@ -429,7 +429,9 @@ int hetee_refine_step(hetee_refine_state *s, hetee_refine_trusted *t, const hete
   gw[0] = b->gw0;
   if (b->n_in0 != p->L[0].F.n_in_cts || (p->L[0].trains && b->n_gw0 != p->L[0].G.n_w_cts))
     return hetee_error(HETEE_ERR_SHAPE, "batch not encrypted for this plan");
-  /* the frozen layers once per job, then this batch's witness */
+  /* once per job the frozen layers and the trained layers' initial weights
+   * (REFINE_FROZEN, REFINE_INIT: F and T checked from this step), then this
+   * batch's witness */
   rc = refine_tr_load_frozen(t, s);
   if (!rc) rc = refine_tr_pass_witness(t, b);
   if (rc) return rc;

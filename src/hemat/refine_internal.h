@@ -208,8 +208,17 @@ void refine_tr_stop(hetee_refine_trusted *t);
  * wiped. refine_tr_frozen_done: 1 once every frozen layer was loaded. */
 int refine_tr_frozen_feed(hetee_refine_trusted *t, int l, size_t first, ct_t *const *c, size_t n);
 int refine_tr_frozen_loaded(const hetee_refine_trusted *t, int l);
+/* Trained layer l's weights (F layout), bias and momentum (compact layout)
+ * of the job's start: decrypted once, the checks' pull-backs computed, so
+ * layer l's forward and W^T products are checked from the next step on;
+ * kept (refine_tr_keep_weights: then the first update finds them held and
+ * takes no weights; a second load is HETEE_ERR_STATE). Through the ops'
+ * `init` when t is an enclave job (REFINE_INIT, checked there against the
+ * MP's digest). */
+int refine_tr_init_weights(hetee_refine_trusted *t, int l, ct_t *const *W, ct_t *const *bias, ct_t *const *V);
 /* The host side: feeds t every frozen layer of s once (through the ops'
- * `frozen` when t is an enclave job). No-op when done already. */
+ * `frozen` when t is an enclave job), then every trained layer's weights
+ * (refine_tr_init_weights). No-op when done already. */
 int refine_tr_load_frozen(hetee_refine_trusted *t, const hetee_refine_state *s);
 /* A batch's witness and authorization (NULL / 0 when it has none). */
 typedef struct refine_batch_wit {

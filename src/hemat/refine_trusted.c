@@ -789,6 +789,14 @@ int refine_tr_load_frozen(hetee_refine_trusted *t, const hetee_refine_state *s) 
     if (!W || !B) return hetee_error(HETEE_ERR_STATE, "the state has no frozen layer %d", l);
     rc = refine_tr_send_frozen(t, l, W, B);
   }
+  /* then the trained layers' weights: their F / T checks from the first step */
+  for (int l = p->first_train; l < p->nl && !rc; l++) {
+    ct_t *const *W, *const *B, *const *V;
+    size_t nv = 0;
+    refine_state_layer(s, l, &W, &B, &V, &nv);
+    if (!W || !B) return hetee_error(HETEE_ERR_STATE, "the state has no layer %d", l);
+    rc = refine_tr_init_weights(t, l, W, B, V);
+  }
   if (!rc) t->fz_all = 1;
   return rc;
 }
@@ -919,6 +927,103 @@ done:
   return rc;
 }
 
+/* Layer l's W (F layout), bias and momentum (compact layout) decrypted into
+ * wf (m x k), bf (m), vw (m x k), vb (m) (momentum 0 without momentum); pos,
+ * wv, vv: scratch of m x (k + 1). The ciphertexts were checked (check_cts). */
+static int decrypt_weights(hetee_refine_trusted *t, int l, ct_t *const *W, ct_t *const *bias, ct_t *const *V,
+                           uint64_t *pos, double *wv, double *vv, float *wf, float *bf, float *vw, float *vb) {
+  const hetee_refine_plan *p = t->p;
+  const hetee_refine_layer *L = &p->L[l];
+  int m = L->m, k = L->k, mom = p->cfg.momentum > 0;
+  size_t nv = (size_t)m * (size_t)(k + 1), nvc = refine_compact_cts(nv, p->n);
+  /* weights (index i*(k+1)+j) and bias (j = k) */
+  for (int i = 0; i < m; i++) {
+    for (int j = 0; j < k; j++) pos[(size_t)i * (size_t)k + (size_t)j] = refine_w_pos(&L->F, i, j);
+  }
+  int rc = gather(t, W, L->F.n_w_cts, REFINE_W_SCALE, pos, (size_t)m * (size_t)k, wv);
+  for (int i = 0; i < m && !rc; i++) pos[i] = hetee_hemat_out_pos(&L->F, 0, i, 0, 0);
+  if (!rc) rc = gather(t, bias, (size_t)L->F.nmb, REFINE_OUT_SCALE, pos, (size_t)m, vv);
+  if (rc) return rc;
+  for (size_t q = 0; q < (size_t)m * (size_t)k; q++) wf[q] = (float)wv[q];
+  for (int i = 0; i < m; i++) bf[i] = (float)vv[i];
+  if (mom) {
+    for (size_t q = 0; q < nv; q++) pos[q] = q;
+    rc = gather(t, V, nvc, HETEE_REFINE_MOM_SCALE, pos, nv, vv);
+    if (rc) return rc;
+    for (int i = 0; i < m; i++) {
+      for (int j = 0; j < k; j++) vw[(size_t)i * (size_t)k + (size_t)j] = (float)vv[(size_t)i * (size_t)(k + 1) + (size_t)j];
+      vb[i] = (float)vv[(size_t)i * (size_t)(k + 1) + (size_t)k];
+    }
+  }
+  return 0;
+}
+
+/* The public checks of a layer's (W, bias, momentum) ciphertexts. */
+static int check_weights_in(const hetee_refine_trusted *t, int l, ct_t *const *W, ct_t *const *bias, ct_t *const *V) {
+  const hetee_refine_layer *L = &t->p->L[l];
+  size_t nvc = refine_compact_cts((size_t)L->m * (size_t)(L->k + 1), t->p->n);
+  int rc = check_cts(t, W, L->F.n_w_cts, REFINE_W_SCALE, 0, "weights");
+  if (!rc) rc = check_cts(t, bias, (size_t)L->F.nmb, REFINE_OUT_SCALE, 0, "bias");
+  if (!rc && t->p->cfg.momentum > 0) rc = check_cts(t, V, nvc, HETEE_REFINE_MOM_SCALE, 0, "momentum");
+  return rc;
+}
+
+/* Kept-weight buffers of layer l (m x (k + 1) floats, as refine_tr_restore). */
+static int alloc_kept(hetee_refine_trusted *t, int l) {
+  if (t->hw[l]) return 0;
+  size_t m = (size_t)t->p->L[l].m, nv = m * (size_t)(t->p->L[l].k + 1);
+  t->hw[l] = calloc(nv, sizeof(float));
+  t->hvw[l] = calloc(nv, sizeof(float));
+  t->hb[l] = calloc(m, sizeof(float));
+  t->hvb[l] = calloc(m, sizeof(float));
+  if (!t->hw[l] || !t->hvw[l] || !t->hb[l] || !t->hvb[l]) return hetee_error(HETEE_ERR_NOMEM, "no memory");
+  return 0;
+}
+
+int refine_tr_init_weights(hetee_refine_trusted *t, int l, ct_t *const *W, ct_t *const *bias, ct_t *const *V) {
+  if (t->ops) return t->ops->init ? t->ops->init(t->arg, l, W, bias, V) : 0;
+  const hetee_refine_plan *p = t->p;
+  if (l < p->first_train || l >= p->nl) return hetee_error(HETEE_ERR_INVALID_ARG, "layer %d does not train", l);
+  if (t->keep && t->held[l]) return hetee_error(HETEE_ERR_STATE, "layer %d holds its weights already", l);
+  double t0 = cpu_now();
+  const hetee_refine_layer *L = &p->L[l];
+  int m = L->m, k = L->k;
+  size_t nv = (size_t)m * (size_t)(k + 1);
+  int rc = rchk_refuse(t);
+  if (!rc) rc = check_weights_in(t, l, W, bias, V);
+  if (!rc && t->keep) rc = alloc_kept(t, l);
+  if (rc) return rc;
+  uint64_t *pos = calloc(nv, sizeof *pos);
+  double *wv = calloc(nv, sizeof *wv), *vv = calloc(nv, sizeof *vv);
+  float *wf = calloc(nv, sizeof *wf), *bf = calloc((size_t)m, sizeof *bf), *vw = calloc(nv, sizeof *vw),
+        *vb = calloc((size_t)m, sizeof *vb);
+  if (!pos || !wv || !vv || !wf || !bf || !vw || !vb) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+  if (!rc) rc = decrypt_weights(t, l, W, bias, V, pos, wv, vv, wf, bf, vw, vb);
+  if (!rc) rchk_weights(t, l, wf, bf); /* F and T of layer l are checked from the next step on */
+  if (!rc && t->keep) {
+    memcpy(t->hw[l], wf, (size_t)m * (size_t)k * sizeof *wf);
+    memcpy(t->hvw[l], vw, (size_t)m * (size_t)k * sizeof *vw);
+    memcpy(t->hb[l], bf, (size_t)m * sizeof *bf);
+    memcpy(t->hvb[l], vb, (size_t)m * sizeof *vb);
+    t->held[l] = 1;
+  }
+  if (wv) sodium_memzero(wv, nv * sizeof *wv);
+  if (vv) sodium_memzero(vv, nv * sizeof *vv);
+  if (wf) sodium_memzero(wf, nv * sizeof *wf);
+  if (vw) sodium_memzero(vw, nv * sizeof *vw);
+  if (bf) sodium_memzero(bf, (size_t)m * sizeof *bf);
+  if (vb) sodium_memzero(vb, (size_t)m * sizeof *vb);
+  free(pos);
+  free(wv);
+  free(vv);
+  free(wf);
+  free(bf);
+  free(vw);
+  free(vb);
+  t->cpu_s += cpu_now() - t0;
+  return rc;
+}
+
 int refine_tr_update(hetee_refine_trusted *t, int l, ct_t *const *gacc, uint32_t nsamples, ct_t *const *W,
                      ct_t *const *bias, ct_t *const *V, ct_t **nW, ct_t **nbias, ct_t **nWT, ct_t **nV) {
   if (t->ops) return t->ops->update(t->arg, l, gacc, nsamples, W, bias, V, nW, nbias, nWT, nV);
@@ -927,7 +1032,7 @@ int refine_tr_update(hetee_refine_trusted *t, int l, ct_t *const *gacc, uint32_t
   if (l < p->first_train || l >= p->nl) return hetee_error(HETEE_ERR_INVALID_ARG, "layer %d does not train", l);
   const hetee_refine_layer *L = &p->L[l];
   int m = L->m, k = L->k, mom = p->cfg.momentum > 0;
-  size_t N = p->n, nv = (size_t)m * (size_t)(k + 1), nvc = refine_compact_cts(nv, N);
+  size_t nv = (size_t)m * (size_t)(k + 1);
   int rc = rchk_refuse(t);
   if (!rc && (nsamples < 1 || nsamples > p->cfg.batch * p->cfg.accumulate))
     rc = hetee_error(HETEE_ERR_INVALID_ARG, "update over %u samples", nsamples);
@@ -941,16 +1046,8 @@ int refine_tr_update(hetee_refine_trusted *t, int l, ct_t *const *gacc, uint32_t
   }
   int from_held = !W; /* the weights this side keeps (refine_tr_keep_weights) */
   if (!rc && from_held && !t->held[l]) rc = hetee_error(HETEE_ERR_STATE, "layer %d: no weights kept yet", l);
-  if (!rc && !from_held) rc = check_cts(t, W, L->F.n_w_cts, REFINE_W_SCALE, 0, "weights");
-  if (!rc && !from_held) rc = check_cts(t, bias, (size_t)L->F.nmb, REFINE_OUT_SCALE, 0, "bias");
-  if (!rc && !from_held && mom) rc = check_cts(t, V, nvc, HETEE_REFINE_MOM_SCALE, 0, "momentum");
-  if (!rc && t->keep && !t->hw[l]) {
-    t->hw[l] = calloc(nv, sizeof(float));
-    t->hvw[l] = calloc(nv, sizeof(float));
-    t->hb[l] = calloc((size_t)m, sizeof(float));
-    t->hvb[l] = calloc((size_t)m, sizeof(float));
-    if (!t->hw[l] || !t->hvw[l] || !t->hb[l] || !t->hvb[l]) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
-  }
+  if (!rc && !from_held) rc = check_weights_in(t, l, W, bias, V);
+  if (!rc && t->keep) rc = alloc_kept(t, l);
   if (rc) return rc;
   uint64_t *pos = calloc(nv, sizeof *pos);
   double *g = calloc(nv, sizeof *g), *wv = calloc(nv, sizeof *wv), *vv = calloc(nv, sizeof *vv);
@@ -977,25 +1074,8 @@ int refine_tr_update(hetee_refine_trusted *t, int l, ct_t *const *gacc, uint32_t
     memcpy(vb, t->hvb[l], (size_t)m * sizeof *vb);
     goto sgd;
   }
-  /* weights (index i*(k+1)+j) and bias (j = k) */
-  for (int i = 0; i < m; i++) {
-    for (int j = 0; j < k; j++) pos[(size_t)i * (size_t)k + (size_t)j] = refine_w_pos(&L->F, i, j);
-  }
-  rc = gather(t, W, L->F.n_w_cts, REFINE_W_SCALE, pos, (size_t)m * (size_t)k, wv);
-  for (int i = 0; i < m && !rc; i++) pos[i] = hetee_hemat_out_pos(&L->F, 0, i, 0, 0);
-  if (!rc) rc = gather(t, bias, (size_t)L->F.nmb, REFINE_OUT_SCALE, pos, (size_t)m, vv);
+  rc = decrypt_weights(t, l, W, bias, V, pos, wv, vv, wf, bf, vw, vb);
   if (rc) goto done;
-  for (size_t q = 0; q < (size_t)m * (size_t)k; q++) wf[q] = (float)wv[q];
-  for (int i = 0; i < m; i++) bf[i] = (float)vv[i];
-  if (mom) {
-    for (size_t q = 0; q < nv; q++) pos[q] = q;
-    rc = gather(t, V, nvc, HETEE_REFINE_MOM_SCALE, pos, nv, vv);
-    if (rc) goto done;
-    for (int i = 0; i < m; i++) {
-      for (int j = 0; j < k; j++) vw[(size_t)i * (size_t)k + (size_t)j] = (float)vv[(size_t)i * (size_t)(k + 1) + (size_t)j];
-      vb[i] = (float)vv[(size_t)i * (size_t)(k + 1) + (size_t)k];
-    }
-  }
 sgd:;
   hetee_refine_config cu = p->cfg; /* the rate of this layer's update nupd[l] under the MP's schedule */
   cu.lr = hetee_refine_lr(p, t->nupd[l]);
@@ -1029,6 +1109,8 @@ done:
   if (wf) memset(wf, 0, nv * sizeof *wf);
   if (vw) memset(vw, 0, nv * sizeof *vw);
   if (wt) memset(wt, 0, (size_t)m * (size_t)k * sizeof *wt);
+  if (bf) memset(bf, 0, (size_t)m * sizeof *bf);
+  if (vb) memset(vb, 0, (size_t)m * sizeof *vb);
   free(pos);
   free(g);
   free(wv);

@@ -4,7 +4,9 @@
  * whose four operations are REFINE_FORWARD / LOSS / BACK / UPDATE requests
  * (wire in enclave/wire/proto.h, handlers in src/enclave/trusted/refine.c),
  * so the host loop (hemat/refine_host.c) runs unchanged while the secret key
- * stays in the enclave. Also the model provider's authorization message
+ * stays in the enclave; before the first step the frozen layers
+ * (REFINE_FROZEN) and each trained layer's authorized weights (REFINE_INIT,
+ * op_init; none for a layer a resumed state keeps). Also the model provider's authorization message
  * and the fetch of refined weights sealed to the MP's session.
  */
 #include <sodium.h>
@@ -27,6 +29,7 @@ typedef struct remote {
   uint64_t enc, dec;
   uint8_t held[HETEE_REFINE_MAX_LAYERS]; /* the enclave keeps layer l's weights */
   uint32_t nfz; /* frozen layers the MP's authorization digests: sent once (REFINE_FROZEN) */
+  uint8_t fz_sent[HETEE_REFINE_MAX_LAYERS]; /* frozen layer l loaded (not sent again on a retry) */
 } remote;
 
 /* ---- requests ---- */
@@ -233,28 +236,24 @@ static int op_update(void *arg, int l, ct_t *const *gacc, uint32_t nsamples, ct_
   hetee_wbuf_u32(&w, (uint32_t)l);
   hetee_wbuf_u32(&w, nsamples);
   hetee_wbuf_u32(&w, 0); /* gradient: the parts above */
-  /* the first update loads the authorized weights; then the enclave keeps them */
-  int held = rm->held[l];
-  rc = put_list(rm, &w, W, held ? 0 : L->F.n_w_cts);
-  if (!rc) rc = put_list(rm, &w, bias, held ? 0 : (size_t)L->F.nmb);
-  if (!rc) rc = put_list(rm, &w, V, held ? 0 : nv);
-  if (rc) {
-    hetee_wbuf_free_public(&w);
-    return rc;
-  }
+  /* W, bias, momentum: the enclave keeps them since REFINE_INIT (empty lists) */
+  (void)W;
+  (void)bias;
+  (void)V;
+  hetee_wbuf_u32(&w, 0);
+  hetee_wbuf_u32(&w, 0);
+  hetee_wbuf_u32(&w, 0);
   ct_t **outs[4] = {nW, nbias, L->has_back ? nWT : NULL, nv ? nV : NULL};
   size_t want[4] = {L->F.n_w_cts, (size_t)L->F.nmb, L->has_back ? L->T.n_w_cts : 0, nv};
-  rc = call(rm, HETEE_MSG_REFINE_UPDATE, &w, 4, outs, want);
-  if (!rc) rm->held[l] = 1;
-  return rc;
+  return call(rm, HETEE_MSG_REFINE_UPDATE, &w, 4, outs, want);
 }
 
 /* The enclave's CPU on refine requests so far (its STATS). */
 static double op_cpu_s(void *arg) {
   remote *rm = arg;
-  hetee_enclave_op_stats st[48];
+  hetee_enclave_op_stats st[64];
   size_t n = 0;
-  if (hetee_host_stats(rm->e, st, 48, &n)) return 0;
+  if (hetee_host_stats(rm->e, st, 64, &n)) return 0;
   uint64_t ns = 0;
   for (size_t i = 0; i < n; i++)
     if (st[i].type >= HETEE_MSG_REFINE_OPEN && st[i].type <= HETEE_MSG_REFINE_LAST) ns += st[i].cpu_ns;
@@ -304,7 +303,7 @@ static int op_frozen(void *arg, int l, ct_t *const *W, ct_t *const *bias) {
   remote *rm = arg;
   const hetee_refine_plan *p = &rm->p;
   if (l < 0 || l >= p->first_train) return hetee_error(HETEE_ERR_INVALID_ARG, "layer %d is not frozen", l);
-  if ((uint32_t)l >= rm->nfz) return 0; /* not authorized by digest: the enclave does not check it */
+  if ((uint32_t)l >= rm->nfz || rm->fz_sent[l]) return 0; /* not authorized by digest: the enclave does not check it */
   const hetee_refine_layer *L = &p->L[l];
   size_t nw = L->F.n_w_cts, total = nw + (size_t)L->F.nmb;
   int rc = 0;
@@ -328,11 +327,38 @@ static int op_frozen(void *arg, int l, ct_t *const *W, ct_t *const *bias) {
     else rc = call(rm, HETEE_MSG_REFINE_FROZEN, &w, 0, NULL, NULL);
     first += n;
   }
+  if (!rc) rm->fz_sent[l] = 1;
+  return rc;
+}
+
+/* Trained layer l's weights of the job's start (REFINE_INIT), once per job
+ * before its first step; none when the enclave holds them (a resumed state
+ * that keeps them). */
+static int op_init(void *arg, int l, ct_t *const *W, ct_t *const *bias, ct_t *const *V) {
+  remote *rm = arg;
+  const hetee_refine_plan *p = &rm->p;
+  if (l < p->first_train || l >= p->nl) return hetee_error(HETEE_ERR_INVALID_ARG, "layer %d does not train", l);
+  if (rm->held[l]) return 0;
+  const hetee_refine_layer *L = &p->L[l];
+  size_t nv = p->cfg.momentum > 0 ? refine_compact_cts((size_t)L->m * (size_t)(L->k + 1), p->n) : 0;
+  hetee_wbuf w;
+  hetee_wbuf_init(&w);
+  hetee_wbuf_u32(&w, rm->job);
+  hetee_wbuf_u32(&w, (uint32_t)l);
+  int rc = put_list(rm, &w, W, L->F.n_w_cts);
+  if (!rc) rc = put_list(rm, &w, bias, (size_t)L->F.nmb);
+  if (!rc) rc = put_list(rm, &w, V, nv);
+  if (rc) {
+    hetee_wbuf_free_public(&w);
+    return rc;
+  }
+  rc = call(rm, HETEE_MSG_REFINE_INIT, &w, 0, NULL, NULL);
+  if (!rc) rm->held[l] = 1;
   return rc;
 }
 
 static const hetee_refine_trusted_ops remote_ops = {op_forward, op_loss,  op_back,    op_update, op_cpu_s,
-                                                    op_counts,  op_free,  op_witness, op_frozen};
+                                                    op_counts,  op_free,  op_witness, op_frozen, op_init};
 
 /* ---- opening, authorization, fetch ---- */
 static int layer_digest(const hetee_ckks_context *ctx, const hetee_refine_state *s, int l, uint8_t out[32]) {

@@ -33,6 +33,10 @@
  *    against the MP's witness of each chunk; a replayed or another chunk's
  *    witness is HETEE_ERR_AUTH, a host that moves layer 0's output
  *    HETEE_ERR_INTEGRITY;
+ *  - REFINE_INIT: a job sealed before its first step (no weights held) is
+ *    resumed; a step before INIT is refused (HETEE_ERR_STATE), the host's
+ *    run sends one INIT per trained layer and a later resume of a state
+ *    with kept weights none; the run ends at plaintext SGD's weights;
  *  - the job's contributors (the MP's authorization names a DP outside the
  *    model's policy): sealed, closed and resumed, the job trains on that
  *    DP's batches to plaintext SGD's weights and refuses the model's DP.
@@ -892,6 +896,92 @@ static void test_frozen_resume(void **state) {
   env_down(&v);
 }
 
+/* REFINE_INIT across a resume (docs/refine.md "What is checked"): a job
+ * sealed before its first step holds no weights, so the resumed job
+ * refuses a step (HETEE_ERR_STATE) until the host sends every trained
+ * layer's authorized weights (REFINE_INIT; the digests are in the sealed
+ * state), which its first step does; a state sealed after updates keeps the
+ * weights and needs none. Both runs end at plaintext SGD's weights. */
+static uint64_t init_count(env *v) {
+  hetee_enclave_op_stats es[64];
+  size_t nes = 0;
+  uint64_t n = 0;
+  assert_int_equal(hetee_host_stats(v->e, es, 64, &nes), 0);
+  for (size_t i = 0; i < nes; i++)
+    if (es[i].type == HETEE_MSG_REFINE_INIT) n = es[i].count;
+  return n;
+}
+
+static void test_init_resume(void **state) {
+  (void)state;
+  env v;
+  env_up(&v);
+  hetee_refine_weights w0, wp, we;
+  rt_weights(&w0, 3, dims, acts);
+  float *x, *y;
+  rt_data(dims[0], dims[3], COUNT, &x, &y);
+  hetee_refine_plan p;
+  assert_int_equal(hetee_refine_plan_build(&w0, &cfg, 8192, &p), 0);
+  assert_int_equal(p.first_train, 0);
+  hetee_refine_state *s = NULL;
+  hetee_refine_trusted *t = NULL;
+  assert_int_equal(hetee_refine_state_encrypt(v.ctx, v.pk, &p, &w0, &s), 0);
+  assert_int_equal(open_job(&v, &p, s, &t), 0);
+  assert_int_equal(hetee_refine_checkpoint_write_sealed(s, t, v.ck), 0); /* before any step: no weights held */
+  hetee_refine_trusted_free(t);
+  hetee_refine_state_free(s);
+  uint64_t n0 = init_count(&v);
+  assert_int_equal(n0, 0);
+  int rc = hetee_host_refine_resume(v.e, v.ctx, &p, v.ck, &s, &t);
+  if (rc) fprintf(stderr, "resume: %s\n", hetee_last_error());
+  assert_int_equal(rc, 0);
+  /* a step before REFINE_INIT (raw FORWARD 0): refused before its list */
+  uint8_t req[12];
+  hetee_le32(req, refine_host_job_id(t));
+  hetee_le32(req + 4, 0);
+  hetee_le32(req + 8, cfg.batch);
+  uint8_t *r = NULL;
+  size_t rlen = 0;
+  assert_int_equal(hetee_host_call(v.e, HETEE_MSG_REFINE_FORWARD, req, sizeof req, &r, &rlen), HETEE_ERR_STATE);
+  fprintf(stderr, "a resumed job without weights, before INIT: %s\n", hetee_last_error());
+  assert_non_null(strstr(hetee_last_error(), "REFINE_INIT"));
+  hetee_refine_run_options o = run_opts(v.ck, 0);
+  o.epochs = 1;
+  rc = hetee_refine_run(s, t, v.pk, x, y, COUNT, &o, NULL, NULL);
+  if (rc) fprintf(stderr, "resumed run: %s\n", hetee_last_error());
+  assert_int_equal(rc, 0);
+  assert_int_equal(init_count(&v), 3); /* one per trained layer */
+  assert_int_equal(hetee_refine_checkpoint_write_sealed(s, t, v.ck), 0); /* now with the kept weights */
+  hetee_refine_trusted_free(t);
+  hetee_refine_state_free(s);
+  rc = hetee_host_refine_resume(v.e, v.ctx, &p, v.ck, &s, &t);
+  assert_int_equal(rc, 0);
+  o.epochs = 2;
+  rc = hetee_refine_run(s, t, v.pk, x, y, COUNT, &o, NULL, NULL);
+  if (rc) fprintf(stderr, "second resumed run: %s\n", hetee_last_error());
+  assert_int_equal(rc, 0);
+  assert_int_equal(init_count(&v), 3); /* the state kept them: no INIT */
+  assert_int_equal(hetee_refine_weights_copy(&w0, &we), 0);
+  fetch_all(&v, t, s, &p, &we);
+  assert_int_equal(hetee_refine_weights_copy(&w0, &wp), 0);
+  hetee_refine_plain tw;
+  assert_int_equal(hetee_refine_plain_init(&tw, &p, &wp), 0);
+  assert_int_equal(hetee_refine_plain_run(&tw, x, y, COUNT, 2), 0);
+  hetee_refine_plain_clear(&tw);
+  double d = hetee_refine_weights_maxdiff(&we, &wp, 0), moved = hetee_refine_weights_maxdiff(&w0, &wp, 0);
+  fprintf(stderr, "INIT after a resume: vs plaintext %.3g (moved %.3g)\n", d, moved);
+  assert_true(moved > 1e-2);
+  assert_true(d < 1e-4);
+  hetee_refine_trusted_free(t);
+  hetee_refine_state_free(s);
+  hetee_refine_weights_clear(&w0);
+  hetee_refine_weights_clear(&wp);
+  hetee_refine_weights_clear(&we);
+  free(x);
+  free(y);
+  env_down(&v);
+}
+
 /* The job's contributors across a resume (docs/refine.md "Who may
  * contribute"): the MP's authorization names one DP the model's policy
  * does not; the sealed state carries it, so the resumed job (frozen
@@ -996,6 +1086,7 @@ int main(void) {
       cmocka_unit_test(test_validation_layer0),
       cmocka_unit_test(test_frozen_resume),
       cmocka_unit_test(test_contributors_resume),
+      cmocka_unit_test(test_init_resume),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -18,6 +18,11 @@
  *    job then refuses every step, and the weights the MP fetches are those
  *    of the last update before the tampering; the honest runs raise no
  *    alarm (the twin counts its checks);
+ *  - REFINE_INIT: with accumulate 2, a logit, a W^T delta, an output of
+ *    layer 0 or of trained layer 1 moved in step 1 (before any update) is
+ *    refused in step 1 (HETEE_ERR_INTEGRITY; before REFINE_INIT none of
+ *    them was caught); INIT with another encryption of the weights is
+ *    HETEE_ERR_AUTH, a step or an update before INIT HETEE_ERR_STATE;
  *  - layer 0 and frozen layers (docs/refine.md "What is checked"): every
  *    batch carries the DP's witness; a host that moves one output of
  *    layer 0 (all layers train, or frozen) or of frozen layer 1, hands in
@@ -242,9 +247,10 @@ static void test_step_equals_twin(void **state) {
   uint64_t nchk = 0, nfail = 0; /* the honest run: every check ran and passed */
   refine_tr_check_counts(t2, &nchk, &nfail);
   fprintf(stderr, "twin: %llu checks, %llu failed\n", (unsigned long long)nchk, (unsigned long long)nfail);
-  /* step 1: G of layers 1, 2 (2 vectors each); step 2: the same, F of
-   * layers 1, 2 and T of layers 2, 1 (8 samples x 2 vectors each) */
-  assert_int_equal(nchk, 2 * 4 + 4 * 8 * 2);
+  /* each step: F of layers 1, 2 and T of layers 2, 1 (8 samples x 2
+   * vectors each; from step 1 on: the weights of the job's start were
+   * loaded before it), G of layers 1, 2 (2 vectors each) */
+  assert_int_equal(nchk, 2 * 4 + 2 * 4 * 8 * 2);
   assert_int_equal(nfail, 0);
   assert_int_equal(hetee_refine_state_decrypt(s2, sk2, &wt), 0);
   assert_int_equal(hetee_refine_weights_copy(&w0, &wp), 0);
@@ -324,6 +330,36 @@ static void test_refusals(void **state) {
   ct_t **a = calloc(L1->F.n_in_cts + 1, sizeof *a), **b = calloc(L1->G.n_w_cts + 1, sizeof *b);
   /* layer 0 is frozen and authorized by digest: no step before it is loaded */
   assert_int_equal(refine_tr_forward(t, 0, out, 8, a, b), HETEE_ERR_STATE);
+  /* the frozen layer alone: steps still wait for the trained layers'
+   * weights (REFINE_INIT), and so does an update (raw request) */
+  {
+    ct_t *const *FW, *const *FB, *const *FV;
+    size_t fnv;
+    refine_state_layer(s, 0, &FW, &FB, &FV, &fnv);
+    assert_int_equal(refine_tr_send_frozen(t, 0, FW, FB), 0);
+    assert_int_equal(refine_tr_forward(t, 0, out, 8, a, b), HETEE_ERR_STATE);
+    assert_non_null(strstr(hetee_last_error(), "REFINE_INIT"));
+    uint8_t ureq[28];
+    hetee_le32(ureq, refine_host_job_id(t));
+    hetee_le32(ureq + 4, 2);
+    hetee_le32(ureq + 8, 8);
+    memset(ureq + 12, 0, 16); /* empty gradient, W, bias, momentum lists */
+    uint8_t *ur = NULL;
+    size_t urlen = 0;
+    assert_int_equal(hetee_host_call(v.e, HETEE_MSG_REFINE_UPDATE, ureq, sizeof ureq, &ur, &urlen), HETEE_ERR_STATE);
+    assert_non_null(strstr(hetee_last_error(), "REFINE_INIT"));
+    /* REFINE_INIT takes only the weights the MP authorized: another
+     * encryption of the same weights is refused before decryption (the
+     * job goes on: the right ones are taken below) */
+    hetee_refine_state *s0 = NULL;
+    assert_int_equal(hetee_refine_state_encrypt(v.ctx, v.pk, &p, &w0, &s0), 0);
+    ct_t *const *W0, *const *B0, *const *V0;
+    size_t nv0;
+    refine_state_layer(s0, 2, &W0, &B0, &V0, &nv0);
+    assert_int_equal(refine_tr_init_weights(t, 2, W0, B0, V0), HETEE_ERR_AUTH);
+    assert_non_null(strstr(hetee_last_error(), "authorized"));
+    hetee_refine_state_free(s0);
+  }
   assert_int_equal(refine_tr_load_frozen(t, s), 0);
   assert_int_equal(refine_tr_forward(t, 0, out, 8, a, b), HETEE_ERR_SCALE);
   assert_int_equal(refine_tr_forward(t, 0, out, 9, a, b), HETEE_ERR_INVALID_ARG); /* count above the batch */
@@ -399,37 +435,20 @@ static void test_refusals(void **state) {
   hetee_wbuf_blob(&w, junk, sizeof junk);
   assert_int_equal(hetee_host_call(v.e, HETEE_MSG_REFINE_OPEN, w.p, w.len, &r, &rlen), HETEE_ERR_FORMAT);
   hetee_wbuf_free(&w);
-  /* the first update takes only the weights the MP authorized: another
-   * encryption of the same weights is refused */
-  hetee_refine_state *s0 = NULL;
-  assert_int_equal(hetee_refine_state_encrypt(v.ctx, v.pk, &p, &w0, &s0), 0);
-  ct_t *const *W0, *const *B0, *const *V0;
-  size_t nv0;
-  refine_state_layer(s0, 2, &W0, &B0, &V0, &nv0);
-  double zero[8] = {0}; /* a gradient of the right form: degree 2, level 1, scale 2^26 x 2^34 */
-  hetee_ckks_plaintext *pt;
-  ct_t *ci, *acc;
-  assert_int_equal(hetee_ckks_plaintext_new(v.ctx, &pt), 0);
-  assert_int_equal(hetee_ckks_ciphertext_new(v.ctx, &ci), 0);
-  assert_int_equal(hetee_ckks_ciphertext_new(v.ctx, &acc), 0);
-  assert_int_equal(hetee_ckks_encode_coeffs(v.ctx, zero, 8, 0x1p26, 1, pt), 0);
-  assert_int_equal(hetee_ckks_encrypt_pk(v.ctx, v.pk, pt, ci), 0);
-  assert_int_equal(hetee_ckks_eval_mul_acc(v.ctx, ci, W0[0], acc), 0);
-  ct_t **g = calloc(p.L[2].G.n_out_cts, sizeof *g);
-  for (size_t i = 0; i < p.L[2].G.n_out_cts; i++) g[i] = acc;
-  ct_t **o[4];
-  for (int k = 0; k < 4; k++) o[k] = calloc(256, sizeof(ct_t *));
-  assert_int_equal(refine_tr_update(t, 2, g, 8, W0, B0, V0, o[0], o[1], o[2], o[3]), HETEE_ERR_AUTH);
-  /* and nothing is fetched before an update */
+  /* the weights of a trained layer are taken once (the enclave holds them
+   * since REFINE_INIT); a raw second INIT is refused before its lists */
+  {
+    uint8_t ireq[8];
+    hetee_le32(ireq, job);
+    hetee_le32(ireq + 4, 2);
+    assert_int_equal(hetee_host_call(v.e, HETEE_MSG_REFINE_INIT, ireq, sizeof ireq, &r, &rlen), HETEE_ERR_STATE);
+    hetee_le32(ireq + 4, 0); /* a frozen layer has no INIT */
+    assert_int_equal(hetee_host_call(v.e, HETEE_MSG_REFINE_INIT, ireq, sizeof ireq, &r, &rlen), HETEE_ERR_INVALID_ARG);
+  }
+  /* and nothing is fetched before an update (the held initial weights are the MP's own) */
   uint8_t *sealed = NULL;
   size_t slen = 0;
   assert_int_equal(hetee_host_refine_fetch(t, s, 2, &sealed, &slen), HETEE_ERR_STATE);
-  free(g);
-  for (int k = 0; k < 4; k++) free(o[k]);
-  hetee_ckks_ciphertext_free(acc);
-  hetee_ckks_ciphertext_free(ci);
-  hetee_ckks_plaintext_free(pt);
-  hetee_refine_state_free(s0);
   /* the enclave is still serving: the good job runs a step (with its update) */
   hetee_refine_stats st;
   memset(&st, 0, sizeof st);
@@ -465,7 +484,9 @@ enum {
   TAMPER_F1,      /* one output value of layer 1 (FORWARD 1's input) */
   TAMPER_DATA,    /* the batch's ciphertexts are of other samples than its witness */
   TAMPER_WREPLAY, /* the batch comes with the witness of an earlier batch */
-  TAMPER_FROZENW  /* another state's frozen weights handed to the enclave */
+  TAMPER_FROZENW, /* another state's frozen weights handed to the enclave */
+  TAMPER_INITW,   /* another state's weights of the last (trained) layer in REFINE_INIT */
+  TAMPER_NOINIT   /* the host never sends REFINE_INIT */
 };
 
 typedef struct tamper {
@@ -589,8 +610,24 @@ static int tp_frozen(void *arg, int l, ct_t *const *W, ct_t *const *bias) {
   return refine_tr_send_frozen(tp->in, l, W, bias);
 }
 
+static int tp_init(void *arg, int l, ct_t *const *W, ct_t *const *bias, ct_t *const *V) {
+  tamper *tp = arg;
+  if (tp->what == TAMPER_INITW && l == tp->p->nl - 1) { /* another state's weights of layer l */
+    ct_t *const *alt_V;
+    size_t nv;
+    refine_state_layer(tp->alt, l, &W, &bias, &alt_V, &nv);
+    V = alt_V;
+    tp->hits = 1; /* the host retries at every step; each is refused */
+  }
+  if (tp->what == TAMPER_NOINIT) { /* the host skips REFINE_INIT */
+    tp->hits = 1;
+    return 0;
+  }
+  return refine_tr_init_weights(tp->in, l, W, bias, V);
+}
+
 static const hetee_refine_trusted_ops tamper_ops = {tp_forward, tp_loss, tp_back,    tp_update, NULL,
-                                                    NULL,       NULL,    tp_witness, tp_frozen};
+                                                    NULL,       NULL,    tp_witness, tp_frozen, tp_init};
 
 /* The MP's fetch of layer l: its weights (rc returned). */
 static int fetch_layer(env *v, hetee_refine_trusted *t, const hetee_refine_state *s, int l, const hetee_refine_weights *w0,
@@ -624,13 +661,13 @@ static hetee_refine_batch *splice(env *v, const hetee_refine_plan *p, hetee_refi
   return o;
 }
 
-static void run_tamper_cfg(env *v, int what, int at, double delta, int train) {
+static void run_tamper_acc(env *v, int what, int at, double delta, int train, uint32_t acc) {
   hetee_refine_weights w0, w1, w2;
   rt_weights(&w0, 3, dims, acts);
   float *x, *y;
   const uint32_t count = 24;
   rt_data(dims[0], dims[3], count, &x, &y);
-  hetee_refine_config cfg = {8, 1, train, HETEE_REFINE_LOSS_XENT, 0.2, 0.9, 1e-3, 5};
+  hetee_refine_config cfg = {8, acc, train, HETEE_REFINE_LOSS_XENT, 0.2, 0.9, 1e-3, 5};
   hetee_refine_plan p;
   assert_int_equal(hetee_refine_plan_build(&w0, &cfg, 8192, &p), 0);
   hetee_refine_state *s = NULL;
@@ -643,7 +680,7 @@ static void run_tamper_cfg(env *v, int what, int at, double delta, int train) {
   tp.at = at;
   tp.delta = delta;
   hetee_refine_state *alt = NULL;
-  if (what == TAMPER_FROZENW) { /* other initial weights: their frozen layer 0 differs */
+  if (what == TAMPER_FROZENW || what == TAMPER_INITW) { /* other initial weights: frozen layer 0 / the last layer differ */
     hetee_refine_weights wa;
     rt_weights(&wa, 3, dims, acts);
     assert_int_equal(hetee_refine_state_encrypt(v->ctx, v->pk, &p, &wa, &alt), 0);
@@ -680,6 +717,13 @@ static void run_tamper_cfg(env *v, int what, int at, double delta, int train) {
       assert_int_equal(rc, step == 1 ? HETEE_ERR_AUTH : HETEE_ERR_INTEGRITY);
       continue;
     }
+    if (what == TAMPER_INITW || what == TAMPER_NOINIT) {
+      /* INITW: REFINE_INIT refused (nothing decrypted), retried and refused
+       * at every step; NOINIT: every step refused before decryption */
+      if (step == 1) fprintf(stderr, "tamper %d at step 1: %s\n", what, hetee_last_error());
+      assert_int_equal(rc, what == TAMPER_INITW ? HETEE_ERR_AUTH : HETEE_ERR_STATE);
+      continue;
+    }
     if ((int)step < at) {
       if (rc) fprintf(stderr, "step %u: %s\n", step, hetee_last_error());
       assert_int_equal(rc, 0);
@@ -693,7 +737,9 @@ static void run_tamper_cfg(env *v, int what, int at, double delta, int train) {
     }
   }
   assert_int_equal(tp.hits, 1);
-  if (what == TAMPER_FROZENW) have_w1 = -1; /* no update ever */
+  if (what == TAMPER_FROZENW || what == TAMPER_INITW || what == TAMPER_NOINIT) have_w1 = -1; /* no update ever */
+  if (what == TAMPER_INITW || what == TAMPER_NOINIT) /* and the enclave holds no weights of the layer */
+    assert_int_equal(fetch_layer(v, tp.in, s, l, &w0, &w2), HETEE_ERR_STATE);
   /* nothing was updated by the tampered step: the MP gets the weights of
    * the last update before it (none at all if it was the first) */
   if (have_w1 > 0) {
@@ -716,6 +762,9 @@ static void run_tamper_cfg(env *v, int what, int at, double delta, int train) {
   free(y);
 }
 
+static void run_tamper_cfg(env *v, int what, int at, double delta, int train) {
+  run_tamper_acc(v, what, at, delta, train, 1);
+}
 static void run_tamper(env *v, int what, int at, double delta) { run_tamper_cfg(v, what, at, delta, 0); }
 
 static void test_tampering(void **state) {
@@ -743,6 +792,14 @@ static void test_tampering(void **state) {
   run_tamper_cfg(&v, TAMPER_DATA, 2, 0, 1);    /* the same with layer 0 frozen: its forward check */
   run_tamper(&v, TAMPER_WREPLAY, 3, 0);        /* the witness of step 1's batch again */
   run_tamper_cfg(&v, TAMPER_FROZENW, 1, 0, 1); /* frozen weights the MP did not authorize */
+  /* trained layers from the first step (REFINE_INIT), accumulate 2: step 1
+   * comes before any update (caught only since REFINE_INIT) */
+  run_tamper_acc(&v, TAMPER_F, 1, 0.01, 0, 2);  /* logits (F of the last layer) in step 1 */
+  run_tamper_acc(&v, TAMPER_T, 1, 0.01, 0, 2);  /* W^T delta of the last layer in step 1 */
+  run_tamper_acc(&v, TAMPER_F0, 1, 0.01, 0, 2); /* layer 0's output, all layers train, step 1 */
+  run_tamper_acc(&v, TAMPER_F1, 1, 0.01, 0, 2); /* layer 1's output (trained; input: the enclave's activations) */
+  run_tamper_acc(&v, TAMPER_INITW, 1, 0, 0, 2);  /* REFINE_INIT with weights the MP did not authorize */
+  run_tamper_acc(&v, TAMPER_NOINIT, 1, 0, 0, 2); /* steps before REFINE_INIT */
   env_down(&v);
 }
 

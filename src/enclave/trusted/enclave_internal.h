@@ -22,7 +22,7 @@
 #define ENCLAVE_MAX_POLICIES 64
 #define ENCLAVE_MAX_PARTIES 256
 #define ENCLAVE_EVIDENCE_RING 32
-#define ENCLAVE_STATS 48 /* > the 41 message codes (0x52 REFINE_VWITNESS included): every type gets its row */
+#define ENCLAVE_STATS 64 /* > the 42 message codes (0x51 REFINE_INIT, 0x52 REFINE_VWITNESS included): every type gets its row */
 #define ENCLAVE_MAX_THREADS 64 /* configuration key threads= */
 /* Marker string read by tests that patch a copy of the binary. */
 #define ENCLAVE_BUILD_TAG "hetee-enclave build tag: sim backend v1"

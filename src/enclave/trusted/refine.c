@@ -18,13 +18,17 @@
  *    the model (it set the model's release policy first). The enclave
  *    rebuilds the plan from the spec (hetee_refine_spec_decode), so every
  *    layout, count and hyper-parameter it uses is the MP's.
- *  - Weights: the first UPDATE of layer l takes W, bias and momentum from
- *    the host and accepts only the ciphertexts whose digest (BLAKE2b-256
- *    over u64 len | bytes of each, in order) the MP authorized; from then
- *    on the job keeps layer l's weights, bias and momentum in the clear and
- *    updates those (later UPDATEs carry only the gradient; the enclave
+ *  - Weights: before the job's first step, REFINE_INIT of trained layer l
+ *    takes W, bias and momentum from the host and accepts only the
+ *    ciphertexts whose digest (BLAKE2b-256 over u64 len | bytes of each,
+ *    in order) the MP authorized (HETEE_ERR_AUTH before decryption); from
+ *    then on the job keeps layer l's weights, bias and momentum in the
+ *    clear and updates those (UPDATEs carry only the gradient; the enclave
  *    still returns W, bias, W^T and momentum encrypted, for the host's
- *    products and checkpoints). FETCH seals the kept W and bias of l to
+ *    products and checkpoints). A resumed job gets them from its sealed
+ *    state, or (a state sealed before the first step) by REFINE_INIT
+ *    against the sealed digests. FORWARD / LOSS / BACK / UPDATE wait
+ *    (HETEE_ERR_STATE) until every trained layer is held. FETCH seals the kept W and bias of l to
  *    the MP's session. So the host can neither substitute weights nor have
  *    the enclave decrypt anything else (e.g. the data provider's samples)
  *    into what the MP receives, and no update decrypts weights again.
@@ -33,8 +37,9 @@
  *    decryption.
  *  - The host's products are checked (refine_trusted.c, Freivalds with
  *    secret Gaussian vectors, docs/refine.md "Integrity of the host's
- *    products"): forward outputs of trained layers and W^T deltas once
- *    the job keeps the layer's weights, forward outputs of frozen layers
+ *    products"): forward outputs of trained layers and W^T deltas from
+ *    the first step (the weights are held since REFINE_INIT), forward
+ *    outputs of frozen layers
  *    (decrypted once per job from REFINE_FROZEN, checked against the MP's
  *    digest) from the first step, gradients at every update, before
  *    anything is refreshed or updated; layer 0's input is the data
@@ -44,7 +49,7 @@
  *    HETEE_ERR_INTEGRITY and stops the job (FETCH still returns the
  *    weights of the last checked update).
  * Not bound (docs/refine.md "Gaps"): which batches the host feeds and in
- * what order; F / T of a trained layer before its first update.
+ * what order.
  *
  * Every field is validated before anything is decrypted (counts against
  * the plan the enclave built, ciphertext format on load, then level, scale
@@ -416,13 +421,61 @@ static void frozen_begin(refine_job *j) {
   for (int l = 0; l < j->nfz; l++) crypto_generichash_init(&j->fz_hash[l], NULL, 0, 32);
 }
 
-/* Every step refuses to start until the authorized frozen layers are loaded. */
+/* Every step refuses to start until the authorized frozen layers are loaded
+ * and every trained layer's weights are held (REFINE_INIT, or a resumed
+ * state that keeps them), so that every layer's F and T products are
+ * checked from the first step. */
 static int frozen_ready(const refine_job *j) {
   if (refine_tr_failed(j->tr)) return hetee_error(HETEE_ERR_INTEGRITY, "refine job %u stopped at a failed check", j->id);
   for (int l = 0; l < j->nfz; l++)
     if (!j->fz_ok[l])
       return hetee_error(HETEE_ERR_STATE, "frozen layer %d not loaded yet (REFINE_FROZEN first)", l);
+  for (int l = j->plan.first_train; l < j->plan.nl; l++)
+    if (!refine_tr_holds(j->tr, l))
+      return hetee_error(HETEE_ERR_STATE, "trained layer %d's weights not loaded yet (REFINE_INIT first)", l);
   return 0;
+}
+
+/* REFINE_INIT: u32 job | u32 layer | list W (F layout) | list bias | list
+ * momentum (compact; empty without momentum): trained layer l's weights of
+ * the job's start. Their digest must be the one the MP authorized for l
+ * (HETEE_ERR_AUTH before anything is decrypted; nothing kept, the host may
+ * send the right ones); then they are decrypted once and kept
+ * (refine_tr_init_weights), and layer l's forward and W^T products are
+ * checked from the first step. Once per job and layer (a resumed state
+ * that keeps l's weights needs none: HETEE_ERR_STATE). */
+static int handle_init(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *items) {
+  int rc = 0;
+  uint32_t l;
+  refine_job *j = job_request(e, r, "REFINE_INIT", 0, &l, 1, &rc);
+  if (!j) return rc;
+  const hetee_refine_plan *p = &j->plan;
+  if (refine_tr_failed(j->tr)) return hetee_error(HETEE_ERR_INTEGRITY, "refine job %u stopped at a failed check", j->id);
+  if (l >= (uint32_t)p->nl || (int)l < p->first_train) return hetee_error(HETEE_ERR_INVALID_ARG, "layer %u does not train", l);
+  if (refine_tr_holds(j->tr, (int)l)) return hetee_error(HETEE_ERR_STATE, "layer %u holds its weights already", l);
+  size_t n[4];
+  layer_cts(p, &p->L[l], n);
+  rc = check_budget(e, j, n[0] + n[1] + n[3]);
+  ct_list W = {0}, B = {0}, V = {0};
+  if (!rc) rc = list_read(e, r, n[0], "weights", &W);
+  if (!rc) rc = list_read(e, r, n[1], "bias", &B);
+  if (!rc) rc = list_read(e, r, n[3], "momentum", &V);
+  rc = request_end(r, rc);
+  if (!rc) {
+    uint8_t d[32];
+    const ct_list *ls[3] = {&W, &B, &V};
+    digest_lists(ls, 3, d);
+    if (sodium_memcmp(d, j->digest[l], 32))
+      rc = hetee_error(HETEE_ERR_AUTH, "layer %u: weights are not the ones the model provider authorized", l);
+  }
+  uint64_t enc0, dec0;
+  refine_tr_counts(j->tr, &enc0, &dec0);
+  if (!rc) rc = refine_tr_init_weights(j->tr, (int)l, W.c, B.c, n[3] ? V.c : NULL);
+  if (!rc) put_counts(j, w, items, enc0, dec0);
+  list_free(&W);
+  list_free(&B);
+  list_free(&V);
+  return rc;
 }
 
 /* REFINE_FROZEN: u32 job | u32 layer | u32 first | list: ciphertexts
@@ -780,30 +833,24 @@ static int handle_update(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *ite
   const hetee_refine_plan *p = &j->plan;
   if (l >= (uint32_t)p->nl || (int)l < p->first_train) return hetee_error(HETEE_ERR_INVALID_ARG, "layer %u does not train", l);
   const hetee_refine_layer *L = &p->L[l];
-  int held = refine_tr_holds(j->tr, (int)l);
+  /* the weights are the ones the job keeps since REFINE_INIT (or a resumed
+   * state): the lists of W, bias and momentum are empty */
+  if (!refine_tr_holds(j->tr, (int)l))
+    return hetee_error(HETEE_ERR_STATE, "layer %u's weights not loaded yet (REFINE_INIT first)", l);
   size_t n[4];
   layer_cts(p, L, n);
   size_t nw = n[0], nb = n[1], nwt = n[2], nv = n[3];
   ct_list g = {0}, W = {0}, B = {0}, V = {0};
-  /* the first update of a layer loads the MP's authorized weights; later
-   * ones use the weights the enclave keeps (the lists are then empty) */
   if (!rc) rc = list_read_opt(e, r, L->G.n_out_cts, "gradient", &g);
-  if (!rc) rc = list_read(e, r, held ? 0 : nw, "weights", &W);
-  if (!rc) rc = list_read(e, r, held ? 0 : nb, "bias", &B);
-  if (!rc) rc = list_read(e, r, held ? 0 : nv, "momentum", &V);
+  if (!rc) rc = list_read(e, r, 0, "weights", &W);
+  if (!rc) rc = list_read(e, r, 0, "bias", &B);
+  if (!rc) rc = list_read(e, r, 0, "momentum", &V);
   rc = request_end(r, rc);
-  if (!rc) rc = check_budget(e, j, g.n + W.n + B.n + V.n + nw + nb + nwt + nv);
-  if (!rc && !held) {
-    uint8_t d[32];
-    const ct_list *ls[3] = {&W, &B, &V};
-    digest_lists(ls, 3, d);
-    if (sodium_memcmp(d, j->digest[l], 32))
-      rc = hetee_error(HETEE_ERR_AUTH, "layer %u: weights are not the ones the model provider authorized", l);
-  }
+  if (!rc) rc = check_budget(e, j, g.n + nw + nb + nwt + nv);
   step_out o;
   rc = out_begin(j, &o, rc, 4, n);
   if (!rc)
-    rc = refine_tr_update(j->tr, (int)l, g.n ? g.c : NULL, ns, held ? NULL : W.c, B.c, V.c, o.c[0], o.c[1],
+    rc = refine_tr_update(j->tr, (int)l, g.n ? g.c : NULL, ns, NULL, NULL, NULL, o.c[0], o.c[1],
                           nwt ? o.c[2] : NULL, nv ? o.c[3] : NULL);
   rc = out_end(e, w, j, &o, rc, items);
   if (!rc && (int)l == p->nl - 1) { /* every update updates every trained layer, the last one included */
@@ -904,7 +951,10 @@ static int handle_fetch(enclave *e, hetee_rbuf *r, hetee_wbuf *w) {
     rc = fetch_authorized(e, j, l, auth, alen, &c);
     if (rc) return rc;
   }
-  if (!refine_tr_holds(j->tr, (int)l)) return hetee_error(HETEE_ERR_STATE, "layer %u has not been updated by this job", l);
+  const float *kw, *kb, *kvw, *kvb;
+  uint64_t nupd = 0; /* held since REFINE_INIT; fetched once updated */
+  refine_tr_kept(j->tr, (int)l, &kw, &kb, &kvw, &kvb, &nupd);
+  if (!kw || !nupd) return hetee_error(HETEE_ERR_STATE, "layer %u has not been updated by this job", l);
   const hetee_refine_layer *L = &p->L[l];
   if (!c) c = owner_session(e, j);
   if (!c) return hetee_error(HETEE_ERR_NOT_FOUND, "the refine job's model provider has no session");
@@ -1487,6 +1537,7 @@ int enclave_refine_dispatch(enclave *e, uint16_t type, hetee_rbuf *r, hetee_wbuf
   case HETEE_MSG_REFINE_VREPORT: return handle_vreport(e, r, w);
   case HETEE_MSG_REFINE_WITNESS: return handle_witness(e, r, w, items);
   case HETEE_MSG_REFINE_FROZEN: return handle_frozen(e, r, w, items);
+  case HETEE_MSG_REFINE_INIT: return handle_init(e, r, w, items);
   case HETEE_MSG_REFINE_VWITNESS: return handle_vwitness(e, r, w, items);
   default: return hetee_error(HETEE_ERR_PROTOCOL, "unknown refine message %u", type);
   }

@@ -128,6 +128,7 @@ int enclave_dispatch(enclave *e, const hetee_frame *f, hetee_wbuf *w, uint64_t *
   case HETEE_MSG_REFINE_VREPORT:
   case HETEE_MSG_REFINE_WITNESS:
   case HETEE_MSG_REFINE_FROZEN:
+  case HETEE_MSG_REFINE_INIT: return enclave_refine_dispatch(e, f->type, &r, w, items);
   case HETEE_MSG_REFINE_VWITNESS: return enclave_refine_dispatch(e, f->type, &r, w, items);
   case HETEE_MSG_SHUTDOWN:
     if (f->len) return hetee_error(HETEE_ERR_PROTOCOL, "SHUTDOWN takes no body");

@@ -77,6 +77,12 @@
  *           the first step) */
 #define HETEE_MSG_REFINE_WITNESS 0x4f
 #define HETEE_MSG_REFINE_FROZEN 0x50
+/* A trained layer's weights of the job's start (docs/refine.md "What is
+ * checked"):
+ *   INIT    u32 job | u32 layer | list W | list bias | list momentum ->
+ *           counters (once per job and trained layer, before the first
+ *           step; digest checked against the MP's authorization) */
+#define HETEE_MSG_REFINE_INIT 0x51
 /* The model provider's witness of one validation chunk (docs/refine.md
  * "Validation set"; formats in hemat/refine_internal.h):
  *   VWITNESS u32 job | u32 count | u32 chunk | u32 nchunks | mp_pk[32] |

@@ -120,9 +120,9 @@ int hetee_bench_infer(int argc, char **argv) {
   double op_s[6] = {0};
   unsigned long long op_n[6] = {0}, op_items[6] = {0};
   {
-    hetee_enclave_op_stats est[32];
+    hetee_enclave_op_stats est[64];
     size_t nst = 0;
-    if (!hetee_host_stats(t.e, est, 32, &nst))
+    if (!hetee_host_stats(t.e, est, 64, &nst))
       for (size_t i = 0; i < nst; i++)
         for (size_t k = 0; k < 6; k++)
           if (est[i].type == OPS[k].type) {

@@ -48,10 +48,10 @@ typedef struct {
 /* followed: from the STATS reply that followed the last request
  * (hetee_host_stats_follow), else from a STATS round trip. */
 static int enclave_counters(hetee_host_enclave *e, enc_counters *c, int followed) {
-  hetee_enclave_op_stats st[32];
+  hetee_enclave_op_stats st[64];
   size_t n = 0;
   memset(c, 0, sizeof *c);
-  int rc = followed ? hetee_host_stats_followed(e, st, 32, &n) : hetee_host_stats(e, st, 32, &n);
+  int rc = followed ? hetee_host_stats_followed(e, st, 64, &n) : hetee_host_stats(e, st, 64, &n);
   if (rc) return rc;
   for (size_t i = 0; i < n; i++)
     if (st[i].type == HETEE_MSG_REFRESH || st[i].type == HETEE_MSG_RELEASE ||

@@ -165,33 +165,24 @@ void hetee_refine_batch_free(hetee_refine_batch *b) {
   free(b);
 }
 
-int hetee_refine_batch_encrypt_witness(const hetee_ckks_context *ctx, const hetee_ckks_public_key *pk,
-                                       const hetee_refine_plan *p, const float *x, const float *labels,
-                                       const uint32_t *idx, uint32_t count, uint32_t model_id,
-                                       const uint8_t release_pk[32], uint64_t batch_no, hetee_refine_batch **out) {
-  if (!release_pk || !p || !x || !idx || !out) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
-  if (count < 1 || count > p->cfg.batch)
-    return hetee_error(HETEE_ERR_INVALID_ARG, "count %u outside [1, %u]", count, p->cfg.batch);
+/* A witness (refine_internal.h): "tag" | u32 model | u64 no | u32 count |
+ * u32 k | the count x k layer-0 values of samples idx, sealed to
+ * release_pk into b (wit, wit_len, wit_model, wit_no). tag is the DP's
+ * REFINE_WIT_TAG or the MP's REFINE_VWIT_TAG (same length). */
+static int wit_seal(const char tag[sizeof REFINE_WIT_TAG], const hetee_refine_plan *p, const float *x, const uint32_t *idx,
+                    uint32_t count, uint32_t model_id, const uint8_t release_pk[32], uint64_t no, hetee_refine_batch *b) {
   size_t k = (size_t)p->L[0].k, nv = (size_t)count * k;
-  /* the values must be ones the enclave accepts (checked before anything is sealed) */
-  for (uint32_t s = 0; s < count; s++)
-    for (size_t j = 0; j < k; j++)
-      if (!(fabs((double)x[(size_t)idx[s] * k + j]) <= REFINE_WIT_MAX_ABS))
-        return hetee_error(HETEE_ERR_INVALID_ARG, "sample %u, value %zu is not finite or above 2^20 in magnitude", s, j);
-  if (sodium_init() < 0) return hetee_error(HETEE_ERR_INTERNAL, "libsodium init failed");
-  hetee_refine_batch *b = NULL;
-  int rc = batch_encrypt(ctx, pk, p, x, labels, idx, count, 1, &b);
-  if (rc) return rc;
   size_t plen = REFINE_WIT_HDR + 4 * nv, slen = REFINE_WIT_SEALED_LEN(count, k);
-  uint8_t *plain = sodium_malloc(plen); /* the DP's values: locked, wiped by sodium_free */
+  uint8_t *plain = sodium_malloc(plen); /* the party's values: locked, wiped by sodium_free */
   b->wit = malloc(slen);
+  int rc = 0;
   if (!plain || !b->wit) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
   if (!rc) {
     uint8_t *q = plain;
-    memcpy(q, REFINE_WIT_TAG, sizeof REFINE_WIT_TAG);
+    memcpy(q, tag, sizeof REFINE_WIT_TAG);
     q += sizeof REFINE_WIT_TAG;
     vs_put(&q, model_id, 4);
-    vs_put(&q, batch_no, 8);
+    vs_put(&q, no, 8);
     vs_put(&q, count, 4);
     vs_put(&q, k, 4);
     for (uint32_t s = 0; s < count; s++)
@@ -204,13 +195,36 @@ int hetee_refine_batch_encrypt_witness(const hetee_ckks_context *ctx, const hete
       rc = hetee_error(HETEE_ERR_CRYPTO, "crypto_box_seal (is the enclave's release key valid?)");
   }
   if (plain) sodium_free(plain);
+  if (!rc) {
+    b->wit_len = slen;
+    b->wit_model = model_id;
+    b->wit_no = no;
+  }
+  return rc;
+}
+
+int hetee_refine_batch_encrypt_witness(const hetee_ckks_context *ctx, const hetee_ckks_public_key *pk,
+                                       const hetee_refine_plan *p, const float *x, const float *labels,
+                                       const uint32_t *idx, uint32_t count, uint32_t model_id,
+                                       const uint8_t release_pk[32], uint64_t batch_no, hetee_refine_batch **out) {
+  if (!release_pk || !p || !x || !idx || !out) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  if (count < 1 || count > p->cfg.batch)
+    return hetee_error(HETEE_ERR_INVALID_ARG, "count %u outside [1, %u]", count, p->cfg.batch);
+  size_t k = (size_t)p->L[0].k;
+  /* the values must be ones the enclave accepts (checked before anything is sealed) */
+  for (uint32_t s = 0; s < count; s++)
+    for (size_t j = 0; j < k; j++)
+      if (!(fabs((double)x[(size_t)idx[s] * k + j]) <= REFINE_WIT_MAX_ABS))
+        return hetee_error(HETEE_ERR_INVALID_ARG, "sample %u, value %zu is not finite or above 2^20 in magnitude", s, j);
+  if (sodium_init() < 0) return hetee_error(HETEE_ERR_INTERNAL, "libsodium init failed");
+  hetee_refine_batch *b = NULL;
+  int rc = batch_encrypt(ctx, pk, p, x, labels, idx, count, 1, &b);
+  if (rc) return rc;
+  rc = wit_seal(REFINE_WIT_TAG, p, x, idx, count, model_id, release_pk, batch_no, b);
   if (rc) {
     hetee_refine_batch_free(b);
     return rc;
   }
-  b->wit_len = slen;
-  b->wit_model = model_id;
-  b->wit_no = batch_no;
   *out = b;
   return 0;
 }
@@ -657,40 +671,10 @@ void hetee_refine_valset_free(hetee_refine_valset *vs) {
 
 uint32_t hetee_refine_valset_count(const hetee_refine_valset *vs) { return vs ? vs->count : 0; }
 
-/* The MP's witness of validation chunk `chunk` (refine_internal.h): the
- * count x k layer-0 values of samples idx sealed to release_pk. */
+/* The MP's witness of validation chunk `chunk` (refine_internal.h). */
 static int vwit_seal(const hetee_refine_plan *p, const float *x, const uint32_t *idx, uint32_t count, uint32_t model_id,
                      const uint8_t release_pk[32], uint32_t chunk, hetee_refine_batch *b) {
-  size_t k = (size_t)p->L[0].k, nv = (size_t)count * k;
-  size_t plen = REFINE_WIT_HDR + 4 * nv, slen = REFINE_WIT_SEALED_LEN(count, k);
-  uint8_t *plain = sodium_malloc(plen); /* the MP's values: locked, wiped by sodium_free */
-  b->wit = malloc(slen);
-  int rc = 0;
-  if (!plain || !b->wit) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
-  if (!rc) {
-    uint8_t *q = plain;
-    memcpy(q, REFINE_VWIT_TAG, sizeof REFINE_VWIT_TAG);
-    q += sizeof REFINE_VWIT_TAG;
-    vs_put(&q, model_id, 4);
-    vs_put(&q, chunk, 8);
-    vs_put(&q, count, 4);
-    vs_put(&q, k, 4);
-    for (uint32_t s = 0; s < count; s++)
-      for (size_t j = 0; j < k; j++) {
-        uint32_t u;
-        memcpy(&u, &x[(size_t)idx[s] * k + j], 4);
-        vs_put(&q, u, 4);
-      }
-    if (crypto_box_seal(b->wit, plain, plen, release_pk))
-      rc = hetee_error(HETEE_ERR_CRYPTO, "crypto_box_seal (is the enclave's release key valid?)");
-  }
-  if (plain) sodium_free(plain);
-  if (!rc) {
-    b->wit_len = slen;
-    b->wit_model = model_id;
-    b->wit_no = chunk;
-  }
-  return rc;
+  return wit_seal(REFINE_VWIT_TAG, p, x, idx, count, model_id, release_pk, chunk, b);
 }
 
 static int valset_encrypt(const hetee_ckks_context *ctx, const hetee_ckks_public_key *pk, const hetee_refine_plan *p,

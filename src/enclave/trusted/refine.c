@@ -525,6 +525,55 @@ static int handle_frozen(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *ite
   return rc;
 }
 
+/* A party's witness (formats in hemat/refine_internal.h): opens sealed
+ * (len bytes, already checked against count and k) under the release key,
+ * compares its header with tag, model, no, count, k (HETEE_ERR_AUTH), and
+ * decodes the count x k values into *x (sodium_malloc'd; the caller frees
+ * it) in one pass without early exit or data-dependent branch (subnormals
+ * flushed branch-free); a value not finite or above 2^20 in magnitude is
+ * HETEE_ERR_FORMAT (bad_msg: its message). Errors name the witness as the
+ * model's `noun` no. The opened plaintext is wiped. */
+static int open_witness(enclave *e, const uint8_t *sealed, size_t len, const char tag[sizeof REFINE_WIT_TAG],
+                        uint32_t model, uint64_t no, uint32_t count, size_t k, const char *noun, const char *bad_msg,
+                        double **xo) {
+  int rc = 0;
+  size_t plen = len - REFINE_WIT_SEALBYTES, nx = (size_t)count * k;
+  uint8_t *plain = sodium_malloc(plen); /* locked; sodium_free wipes it */
+  double *x = sodium_malloc(nx * sizeof(double));
+  if (!plain || !x) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+  if (!rc) rc = enclave_auth_open_witness(e, sealed, len, plain);
+  if (!rc) {
+    const uint8_t *q = plain + sizeof REFINE_WIT_TAG;
+    uint64_t hno = (uint64_t)hetee_rd32(q + 4) | (uint64_t)hetee_rd32(q + 8) << 32;
+    if (memcmp(plain, tag, sizeof REFINE_WIT_TAG) || hetee_rd32(q) != model || hno != no || hetee_rd32(q + 12) != count ||
+        hetee_rd32(q + 16) != (uint32_t)k)
+      rc = hetee_error(HETEE_ERR_AUTH, "the witness is not one of this model's %s %llu", noun, (unsigned long long)no);
+  }
+  if (!rc) {
+    const uint8_t *v = plain + REFINE_WIT_HDR;
+    unsigned bad = 0;
+    for (size_t i = 0; i < nx; i++) {
+      uint32_t u = hetee_rd32(v + 4 * i);
+      /* subnormals to +-0 without a branch (their conversion can take a slow path) */
+      uint32_t normal = (uint32_t)0 - (uint32_t)((u & 0x7f800000u) != 0);
+      u &= normal | 0x80000000u;
+      float fv;
+      memcpy(&fv, &u, 4);
+      double xv = (double)fv;
+      bad |= (unsigned)!(fabs(xv) <= REFINE_WIT_MAX_ABS);
+      x[i] = xv;
+    }
+    if (bad) rc = hetee_error(HETEE_ERR_FORMAT, "%s", bad_msg);
+  }
+  if (plain) sodium_free(plain);
+  if (rc && x) {
+    sodium_free(x);
+    x = NULL;
+  }
+  *xo = x;
+  return rc;
+}
+
 /* REFINE_WITNESS: u32 job | u32 count | u64 batch_no | dp_pk[32] | sig[64]
  * | blob sealed. The data provider's witness of the next step's batch
  * (formats in hemat/refine_internal.h): checked in this order, each
@@ -568,40 +617,14 @@ static int handle_witness(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *it
   refine_batch_auth_bytes(j->model, dp, bno, count, d, am);
   if (crypto_sign_verify_detached(sig, am, sizeof am, dp))
     return hetee_error(HETEE_ERR_AUTH, "the batch's authorization does not verify under its data provider's key");
-  size_t plen = len - REFINE_WIT_SEALBYTES, nx = (size_t)count * k;
-  uint8_t *plain = sodium_malloc(plen); /* locked; sodium_free wipes it */
-  double *x = sodium_malloc(nx * sizeof(double));
-  if (!plain || !x) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
-  if (!rc) rc = enclave_auth_open_witness(e, sealed, len, plain);
-  if (!rc) {
-    const uint8_t *q = plain + sizeof REFINE_WIT_TAG;
-    uint64_t hno = (uint64_t)hetee_rd32(q + 4) | (uint64_t)hetee_rd32(q + 8) << 32;
-    if (memcmp(plain, REFINE_WIT_TAG, sizeof REFINE_WIT_TAG) || hetee_rd32(q) != j->model || hno != bno ||
-        hetee_rd32(q + 12) != count || hetee_rd32(q + 16) != (uint32_t)k)
-      rc = hetee_error(HETEE_ERR_AUTH, "the witness is not one of this model's batch %llu", (unsigned long long)bno);
-  }
-  if (!rc) {
-    const uint8_t *v = plain + REFINE_WIT_HDR;
-    unsigned bad = 0;
-    for (size_t i = 0; i < nx; i++) {
-      uint32_t u = hetee_rd32(v + 4 * i);
-      /* subnormals to +-0 without a branch (their conversion can take a slow path) */
-      uint32_t normal = (uint32_t)0 - (uint32_t)((u & 0x7f800000u) != 0);
-      u &= normal | 0x80000000u;
-      float fv;
-      memcpy(&fv, &u, 4);
-      double xv = (double)fv;
-      bad |= (unsigned)!(fabs(xv) <= REFINE_WIT_MAX_ABS);
-      x[i] = xv;
-    }
-    if (bad) rc = hetee_error(HETEE_ERR_FORMAT, "the witness holds a value that is not finite or above 2^20 in magnitude");
-  }
+  double *x = NULL;
+  rc = open_witness(e, sealed, len, REFINE_WIT_TAG, j->model, bno, count, k, "batch",
+                    "the witness holds a value that is not finite or above 2^20 in magnitude", &x);
   uint64_t enc0, dec0;
   refine_tr_counts(j->tr, &enc0, &dec0);
   if (!rc) rc = refine_tr_witness(j->tr, x, count);
   if (!rc) put_counts(j, w, items, enc0, dec0);
   if (!rc) *items += 1;
-  if (plain) sodium_free(plain);
   if (x) sodium_free(x);
   return rc;
 }
@@ -1378,34 +1401,9 @@ static int handle_vwitness(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *i
   refine_vauth_bytes(j->model, sd, mp, chunk, nchunks, count, sealed, len, am);
   if (crypto_sign_verify_detached(sig, am, sizeof am, mp))
     return hetee_error(HETEE_ERR_AUTH, "the validation witness's authorization does not verify under the model provider's key");
-  size_t plen = len - REFINE_WIT_SEALBYTES, nx = (size_t)count * k;
-  uint8_t *plain = sodium_malloc(plen); /* locked; sodium_free wipes it */
-  double *x = sodium_malloc(nx * sizeof(double));
-  if (!plain || !x) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
-  if (!rc) rc = enclave_auth_open_witness(e, sealed, len, plain);
-  if (!rc) {
-    const uint8_t *q = plain + sizeof REFINE_VWIT_TAG;
-    uint64_t hno = (uint64_t)hetee_rd32(q + 4) | (uint64_t)hetee_rd32(q + 8) << 32;
-    if (memcmp(plain, REFINE_VWIT_TAG, sizeof REFINE_VWIT_TAG) || hetee_rd32(q) != j->model || hno != chunk ||
-        hetee_rd32(q + 12) != count || hetee_rd32(q + 16) != (uint32_t)k)
-      rc = hetee_error(HETEE_ERR_AUTH, "the witness is not one of this model's validation chunk %u", chunk);
-  }
-  if (!rc) {
-    const uint8_t *v = plain + REFINE_WIT_HDR;
-    unsigned bad = 0;
-    for (size_t i = 0; i < nx; i++) {
-      uint32_t u = hetee_rd32(v + 4 * i);
-      /* subnormals to +-0 without a branch (their conversion can take a slow path) */
-      uint32_t normal = (uint32_t)0 - (uint32_t)((u & 0x7f800000u) != 0);
-      u &= normal | 0x80000000u;
-      float fv;
-      memcpy(&fv, &u, 4);
-      double xv = (double)fv;
-      bad |= (unsigned)!(fabs(xv) <= REFINE_WIT_MAX_ABS);
-      x[i] = xv;
-    }
-    if (bad) rc = hetee_error(HETEE_ERR_FORMAT, "the validation witness holds a value that is not finite or above 2^20");
-  }
+  double *x = NULL;
+  rc = open_witness(e, sealed, len, REFINE_VWIT_TAG, j->model, chunk, count, k, "validation chunk",
+                    "the validation witness holds a value that is not finite or above 2^20", &x);
   uint64_t enc0, dec0;
   refine_tr_counts(j->tr, &enc0, &dec0);
   if (!rc) rc = refine_tr_vwitness(j->tr, x, count);
@@ -1416,7 +1414,6 @@ static int handle_vwitness(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *i
     put_counts(j, w, items, enc0, dec0);
     *items += 1;
   }
-  if (plain) sodium_free(plain);
   if (x) sodium_free(x);
   return rc;
 }

@@ -23,13 +23,13 @@
  *
  * Scales and levels (the enclave's default parameters, logN 13,
  * q {60, 40, 40}, p {60}; level 1 = q0 q1):
- *   inputs  coefficient-encoded, level 1, scale 2^30 (first stage: the data
+ *   inputs  coefficient-encoded, level 1, scale 2^40 (first stage: the data
  *           provider, public key; later stages: the enclave, secret key)
- *   weights coefficient-encoded, level 1, scale 2^34 (model provider, public key)
- *   biases  coefficient-encoded, level 1, scale 2^64 (added by the host)
+ *   weights coefficient-encoded, level 1, scale 2^40 (model provider, public key)
+ *   biases  coefficient-encoded, level 1, scale 2^80 (added by the host)
  *   outputs degree 2 (never relinearised: no evaluation key is needed),
- *           level 1, scale 2^64; in bound runs the host rescales each by q1
- *           to level 0 (scale hetee_engine_refresh_scale, ~2^24) before the
+ *           level 1, scale 2^80; in bound runs the host rescales each by q1
+ *           to level 0 (scale hetee_engine_refresh_scale, ~2^40) before the
  *           enclave decrypts it: half the bytes and half the enclave's
  *           decryption work, for the host's ~6 NTTs per output.
  *   release fresh from the enclave, coefficient-encoded at the top level and
@@ -71,9 +71,9 @@ extern "C" {
 #endif
 
 #define HETEE_ENGINE_LEVEL 1               /* level of every engine ciphertext the host multiplies */
-#define HETEE_ENGINE_IN_SCALE 0x1p30       /* layer inputs */
-#define HETEE_ENGINE_W_SCALE 0x1p34        /* weights */
-#define HETEE_ENGINE_OUT_SCALE 0x1p64      /* products and biases */
+#define HETEE_ENGINE_IN_SCALE 0x1p40       /* layer inputs */
+#define HETEE_ENGINE_W_SCALE 0x1p40        /* weights */
+#define HETEE_ENGINE_OUT_SCALE 0x1p80      /* products and biases */
 #define HETEE_ENGINE_REFRESH_LEVEL 0       /* the products as the enclave decrypts them (bound runs) */
 #define HETEE_ENGINE_DEFAULT_BATCH 64u     /* micro-batch when none is asked for */
 #define HETEE_ENGINE_MAX_STAGES 64
@@ -205,7 +205,7 @@ HETEE_API void hetee_engine_refresh_free(hetee_engine_refresh *r);
  * the top level's modulus Q (values up to 2^40 fit). */
 HETEE_API double hetee_engine_release_scale(const hetee_ckks_context *ctx);
 /* Scale of a product after the host's rescale to HETEE_ENGINE_REFRESH_LEVEL:
- * HETEE_ENGINE_OUT_SCALE / q_1 (~2^24 for the defaults; 0 without ctx). */
+ * HETEE_ENGINE_OUT_SCALE / q_1 (~2^40 for the defaults; 0 without ctx). */
 HETEE_API double hetee_engine_refresh_scale(const hetee_ckks_context *ctx);
 
 /* Position (ciphertext index * N + coefficient) of value k (flat, per
@@ -264,7 +264,7 @@ typedef struct hetee_engine_input hetee_engine_input;
 
 /* Data provider side (src/client): x is count x input_size floats (C order,
  * already scaled as the model expects). Public-key encryption at level 1,
- * scale 2^26. The coefficient buffers are wiped. Errors:
+ * scale HETEE_ENGINE_IN_SCALE. The coefficient buffers are wiped. Errors:
  * HETEE_ERR_INVALID_ARG (count 0 or above HETEE_ENGINE_MAX_IMAGES, NULL),
  * HETEE_ERR_PARAMS (ring degree), the encryptor's errors, HETEE_ERR_NOMEM. */
 HETEE_API int hetee_engine_input_encrypt(const hetee_ckks_context *ctx, const hetee_ckks_public_key *pk,
@@ -274,7 +274,7 @@ HETEE_API void hetee_engine_input_free(hetee_engine_input *in);
 HETEE_API size_t hetee_engine_input_count(const hetee_engine_input *in);
 /* Format: "HTEI" | u16 48 | u16 1 | u64 total | fingerprint[32] | u32 count |
  * u32 micro-batch | u32 n cts | n x (u64 length | ciphertext). load checks
- * the ciphertexts (parameters, level 1, scale 2^26, size 2) and the count
+ * the ciphertexts (parameters, level 1, scale HETEE_ENGINE_IN_SCALE, size 2) and the count
  * against the micro-batches of `plan`. Errors as for the model. */
 HETEE_API int hetee_engine_input_save(const hetee_engine_input *in, uint8_t **buf, size_t *len) HETEE_WUR;
 HETEE_API int hetee_engine_input_load(const hetee_ckks_context *ctx, const hetee_engine_plan *plan,

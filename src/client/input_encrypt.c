@@ -2,7 +2,8 @@
  * input_encrypt.c — the data provider's side of encrypted inference
  * (hetee/engine.h): samples are cut into the plan's micro-batches and each
  * micro-batch is laid out in the first stage's hemat input layout (zero
- * padding left empty), coefficient-encoded at level 1, scale 2^26, and
+ * padding left empty), coefficient-encoded at level 1, scale
+ * HETEE_ENGINE_IN_SCALE, and
  * encrypted under the enclave's public key, in parallel (OpenMP).
  * Coefficient buffers are wiped after each ciphertext.
  */

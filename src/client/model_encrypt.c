@@ -3,8 +3,8 @@
  * (hetee/engine.h): every linear layer's weights and biases are laid out
  * as hemat's coefficient-packed weight and bias polynomials for the stage's
  * packing (hetee_hemat_weight_coeffs / _bias_coeffs), coefficient-encoded
- * at level 1 (weights at scale 2^34, biases at 2^60, the scale of the
- * products they are added to) and encrypted under the enclave's public
+ * at level 1 (weights at HETEE_ENGINE_W_SCALE, biases at
+ * HETEE_ENGINE_OUT_SCALE, the scale of the products they are added to) and encrypted under the enclave's public
  * key, so neither the host nor the enclave's refresh ever sees a weight.
  * Polynomials are encrypted in parallel (OpenMP); coefficient buffers are
  * wiped after each polynomial.

@@ -11,6 +11,7 @@
  * object must save back to the same bytes.
  */
 #include <sodium.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "fuzz/fuzz.h"
@@ -50,14 +51,34 @@ static hetee_nn_model *small_model(void) {
 }
 
 int fuzz_setup(void) {
-  ctx = fuzz_ckks_ctx();
+  /* the engine's scales (products and biases at 2^80, engine.h) need a
+   * level-1 modulus of 2^90 or more, which logN 12's 109-bit bound (with a
+   * special prime as large as the largest q) cannot give: the engine's own
+   * q {60, 40}, P {60} at logN 13 */
+  hetee_ckks_literal lit;
+  memset(&lit, 0, sizeof lit);
+  lit.log_n = 13;
+  lit.nq = 2;
+  lit.q_bits[0] = 60;
+  lit.q_bits[1] = 40;
+  lit.np = 1;
+  lit.p_bits[0] = 60;
+  lit.default_scale = 0x1p40;
+  if (hetee_ckks_context_new(&lit, &ctx)) {
+    fprintf(stderr, "engine_files setup: %s\n", hetee_last_error());
+    ctx = NULL;
+  }
   model = small_model();
   if (!ctx || !model) return -1;
   hetee_engine_plan_options o;
   memset(&o, 0, sizeof o);
   o.n = hetee_ckks_context_n(ctx);
   o.batch = 3;
-  return hetee_engine_plan_build(model, &o, &plan) ? -1 : 0;
+  if (hetee_engine_plan_build(model, &o, &plan)) {
+    fprintf(stderr, "engine_files setup: %s\n", hetee_last_error());
+    return -1;
+  }
+  return 0;
 }
 
 void fuzz_teardown(void) {

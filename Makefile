@@ -21,9 +21,8 @@ build: deps
 # Unit + integration tests on the normal build, then the same suite under
 # AddressSanitizer + UBSan.
 # A failing test runs once more (--repeat until-pass:2); one that fails
-# twice fails the suite. Known intermittent: integrity/e2dm's small-error
-# case misses its tamper in ~1 of 20 sanitizer runs (README, "The two
-# commands").
+# twice fails the suite, and ctest's output names every retried test
+# (README, "The two commands").
 test: build
 	cd $(BUILD) && ctest --output-on-failure --repeat until-pass:2 -j $(JOBS)
 	$(MAKE) --no-print-directory test-asan

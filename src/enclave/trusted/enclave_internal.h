@@ -123,6 +123,12 @@ typedef struct enclave {
    * (ciphertexts only: nothing secret is kept in them) */
   hetee_ckks_ciphertext *tct[ENCLAVE_MAX_THREADS];
 #endif
+  /* --- branch enclave-work --- */
+  /* set by integrity.c for the JOB_REFRESH of a bound job's last stage:
+   * the refresh runs its checks and ops but encrypts nothing (the final
+   * values stay in the enclave for JOB_RELEASE; the reply holds 0
+   * ciphertexts) */
+  int job_no_output;
 } enclave;
 
 int enclave_config_parse(const char *s, enclave_config *c);

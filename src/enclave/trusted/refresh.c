@@ -644,7 +644,10 @@ static int job_run(enclave *e, const hetee_refresh_job *job, const ct_sort *pin,
   int sh[3];
   hetee_ops_apply(&job->spec, v, tmp, sh);
   if (hook && (rc = hook->final(hook->arg, &job->spec, v, (size_t)sh[0] * sh[1] * sh[2] * job->spec.batch))) goto out;
-  rc = scatter_encrypt(e, &job->spec, out_level, out_scale, v, &tw, w, items, pout);
+  if (hook && e->job_no_output) /* a bound job's last stage: the hook kept the values, nothing to encrypt */
+    hetee_wbuf_u32(w, 0);
+  else
+    rc = scatter_encrypt(e, &job->spec, out_level, out_scale, v, &tw, w, items, pout);
 out:
   /* decrypted values: wiped once per request (what was used of it) */
   thread_ws_wipe(&tw, T);

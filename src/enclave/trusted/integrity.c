@@ -113,7 +113,8 @@ typedef struct ijob {
   /* s, l1 and fin live in one locked buffer (sodium_malloc) kept with the
    * table slot between jobs and grown on demand (was: three guarded
    * allocations and frees per job, ~23 us each here); job_free wipes the
-   * part the job used (buf_used doubles) and keeps the buffer. */
+   * part the job used (buf_used doubles) and keeps the buffer, up to
+   * INTEG_KEEP_BUF doubles (a larger one is freed). */
   double *buf;
   size_t buf_cap, buf_used;
 } ijob;
@@ -200,12 +201,25 @@ static uint64_t *dp_used(imodel *m, const uint8_t dp[32]) {
   return &m->qused[m->n_dp++];
 }
 
+/* Job buffers up to this many doubles stay with their slot between jobs
+ * (e2dm: 832; the engine keeps threads + 1 jobs running, so a few slots
+ * are in use); a larger one is freed when its job ends, so that what the
+ * table keeps locked stays below INTEG_MAX_JOBS x 64 KiB. */
+#define INTEG_KEEP_BUF 8192u
+
 /* Ends a job: its expectations and final values (secret: derived from the
- * input) are wiped; the slot's locked buffer stays for the next job. */
+ * input) are wiped; the slot's locked buffer stays for the next job unless
+ * it is large (sodium_free wipes it). */
 static void job_free(ijob *j) {
   double *buf = j->buf;
   size_t cap = j->buf_cap;
-  if (buf && j->buf_used) sodium_memzero(buf, j->buf_used * sizeof *buf);
+  if (buf && cap > INTEG_KEEP_BUF) {
+    sodium_free(buf);
+    buf = NULL;
+    cap = 0;
+  } else if (buf && j->buf_used) {
+    sodium_memzero(buf, j->buf_used * sizeof *buf);
+  }
   memset(j, 0, sizeof *j);
   j->buf = buf;
   j->buf_cap = cap;

@@ -57,9 +57,12 @@
  * Measured in the enclave process (2026-11-30, cnn's dense 400 -> 128 at
  * batch 64, CPU time of the refresh's decryption loop per ciphertext,
  * degree 2, level 0, 8 micro-batches): 72 us each in full (cb 25, no
- * coset), 42 us each as cosets of d = 32 (cb 32); the ratio, 0.58, is
- * applied to t_enclave_dec for such layers, d >= HEMAT_COSET_MIN_D (below
- * it the smaller transform saves less). */
+ * coset), 42 us each as cosets of d = 32 (cb 32), a ratio of 0.58; with
+ * the bytes (the 196 KB input received and read), e2dm's dense 320 -> 64
+ * with 16 more coset outputs per micro-batch cost the enclave ~82 us per
+ * coset decryption, against t_enclave_dec = 104 us for a full one: the
+ * factor applied, for d >= HEMAT_COSET_MIN_D (below it the smaller
+ * transform saves less), is 0.75 (docs/hemat.md, "Costs"). */
 #define HEMAT_COSET_DEC_FACTOR 0.75
 #define HEMAT_COSET_MIN_D 8u
 

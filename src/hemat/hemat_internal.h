@@ -24,6 +24,13 @@ int hemat_check_n(size_t n);
 int hemat_span(const hetee_hemat_shape *s, int cb, int mb, uint64_t *hw, uint64_t *off_o, uint64_t *sp_s,
                uint64_t *span_t);
 
+/* hetee_hemat_choose for the engine's plan (plan.c): a layer whose outputs
+ * the enclave's JOB_REFRESH decrypts as one coset (oh = ow = 1 and a
+ * power of two d >= 8 dividing the spacing) prices its decryptions at 0.75
+ * t_enclave_dec (planner.c, docs/hemat.md "Costs"). */
+int hemat_choose_engine(const hetee_hemat_shape *s, uint32_t batch, size_t n, int input_from_client,
+                        const hetee_hemat_costs *c, hetee_hemat_pack *out, double *cost);
+
 /* Re-derives L with hetee_hemat_layout_init and checks every derived
  * field, so a hand-made or corrupted layout never indexes out of bounds
  * (HETEE_ERR_INVALID_ARG / the errors of layout_init). O(1). */

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "hemat/engine_internal.h"
+#include "hemat/hemat_internal.h"
 
 #define CT1_LIMIT 4096u /* ciphertexts per refresh request / reply (enclave) */
 #define FRAME_MARGIN (256u << 10)
@@ -457,9 +458,9 @@ static int pack_stages(hetee_engine_plan *p, uint32_t mb) {
     hetee_hemat_pack pp;
     st->shape = st->conv;
     st->phased = 0;
-    int rc = hetee_hemat_choose(&st->shape, mb, p->n, s == 0, &p->costs, &st->pack, &cost);
+    int rc = hemat_choose_engine(&st->shape, mb, p->n, s == 0, &p->costs, &st->pack, &cost);
     if (st->kind == HETEE_NN_CONV && p->phase != HETEE_ENGINE_PHASE_NEVER && engine_phase_shape(&st->conv, &ph) &&
-        !hetee_hemat_choose(&ph, mb, p->n, s == 0, &p->costs, &pp, &pcost) &&
+        !hemat_choose_engine(&ph, mb, p->n, s == 0, &p->costs, &pp, &pcost) &&
         (rc || pcost < cost || p->phase == HETEE_ENGINE_PHASE_ALWAYS)) {
       st->shape = ph;
       st->pack = pp;

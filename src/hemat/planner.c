@@ -13,7 +13,11 @@
  *   weight ciphertexts   nmb * ncb               (budget max_weight_cts),
  * and priced as
  *   products * t_product + enclave_weight * (enc * t_enclave_enc +
- *   outs * t_enclave_dec) + client_encs * t_client_enc.
+ *   outs * t_dec) + client_encs * t_client_enc,
+ * t_dec = t_enclave_dec; for the engine's plan (hemat_choose_engine)
+ * HEMAT_COSET_DEC_FACTOR of it when the enclave decrypts the layer's
+ * outputs as cosets (coset_outputs below; refining's trusted steps and
+ * hetee_hemat_choose price every decryption in full).
  * Every count is non-increasing in nimg, so for each (cb, mb) only the
  * fewest groups matter: nimg_max = min(N / T, batch); the planner then
  * takes the smallest nimg giving the same ngroups (same cost, samples
@@ -45,6 +49,38 @@
 #define HEMAT_T_ENCLAVE_DEC 104e-6
 #define HEMAT_T_CLIENT_ENC 715e-6
 
+/* A layer whose every output ciphertext names coefficients of one coset
+ * r + d t only (d a power of two) is decrypted by the enclave as that coset
+ * (docs/ckks.md, "Decrypting one coset"; enclave_refresh_prepare): the
+ * product with the key and the range check over all N words as before,
+ * then sums over blocks of d and an inverse NTT of size N/d instead of N.
+ * Measured in the enclave process (2026-11-30, cnn's dense 400 -> 128 at
+ * batch 64, CPU time of the refresh's decryption loop per ciphertext,
+ * degree 2, level 0, 8 micro-batches): 72 us each in full (cb 25, no
+ * coset), 42 us each as cosets of d = 32 (cb 32), a ratio of 0.58; with
+ * the bytes (the 196 KB input received and read), e2dm's dense 320 -> 64
+ * with 16 more coset outputs per micro-batch cost the enclave ~82 us per
+ * coset decryption, against t_enclave_dec = 104 us for a full one: the
+ * factor applied, for d >= HEMAT_COSET_MIN_D (below it the smaller
+ * transform saves less), is 0.75 (docs/hemat.md, "Costs"). */
+#define HEMAT_COSET_DEC_FACTOR 0.75
+#define HEMAT_COSET_MIN_D 8u
+
+/* 1 if the enclave decrypts the outputs of packing (cb, mb, nimg) as one
+ * coset of d >= HEMAT_COSET_MIN_D: one output position per channel
+ * (oh = ow = 1: dense layers and convolutions with a 1x1 output), so the
+ * outputs of a ciphertext lie at j T + m S + O with T = mb S, and every
+ * step is a multiple of S = cb h w; d is the largest power of two
+ * dividing S (a single output per ciphertext fits any coset), at most
+ * N/16 (CKKS_COSET_MIN_LOGS). tests/hemat/test_planner.c checks this rule
+ * against the output positions of the layouts. */
+static int coset_outputs(const hetee_hemat_shape *s, uint64_t S, int mb, uint64_t nimg, size_t n) {
+  if ((s->h - s->kh) / s->sh + 1 != 1 || (s->w - s->kw) / s->sw + 1 != 1) return 0;
+  uint64_t d = mb == 1 && nimg == 1 ? (uint64_t)n : (S & (~S + 1));
+  if (d > (uint64_t)n / 16) d = (uint64_t)n / 16; /* the enclave's smallest transform: N/d >= 16 */
+  return d >= HEMAT_COSET_MIN_D;
+}
+
 void hetee_hemat_costs_default(hetee_hemat_costs *c) {
   if (!c) return;
   c->t_product = HEMAT_T_PRODUCT;
@@ -59,8 +95,8 @@ void hetee_hemat_costs_default(hetee_hemat_costs *c) {
 
 static int cost_ok(double v) { return isfinite(v) && v >= 0; }
 
-int hetee_hemat_choose(const hetee_hemat_shape *s, uint32_t batch, size_t n, int input_from_client,
-                       const hetee_hemat_costs *c, hetee_hemat_pack *out, double *cost) {
+static int choose(const hetee_hemat_shape *s, uint32_t batch, size_t n, int input_from_client,
+                  const hetee_hemat_costs *c, int cosets, hetee_hemat_pack *out, double *cost) {
   if (!s || !out) return hetee_error(HETEE_ERR_INVALID_ARG, "hemat choose: NULL argument");
   int rc;
   if ((rc = hemat_check_shape(s)) || (rc = hemat_check_n(n))) return rc;
@@ -93,14 +129,16 @@ int hetee_hemat_choose(const hetee_hemat_shape *s, uint32_t batch, size_t n, int
       if (c->max_weight_cts && nw > (double)c->max_weight_cts) continue;
       double g = (double)ngroups, products = g * (double)nmb * (double)ncb, nin = g * (double)ncb,
              nout = g * (double)nmb;
+      uint64_t nimg = ((uint64_t)batch - 1) / ngroups + 1;
+      double tdec = c->t_enclave_dec * (cosets && coset_outputs(s, S, mb, nimg, n) ? HEMAT_COSET_DEC_FACTOR : 1.0);
       double t = products * c->t_product + ew * ((input_from_client ? 0 : nin) * c->t_enclave_enc +
-                                                 nout * c->t_enclave_dec) +
+                                                 nout * tdec) +
                  (input_from_client ? nin * c->t_client_enc : 0);
       if (t < best) { /* strict: the first of equal costs (smallest cb, then mb) */
         best = t;
         bp.cb = cb;
         bp.mb = mb;
-        bp.nimg = (int)(((uint64_t)batch - 1) / ngroups + 1);
+        bp.nimg = (int)nimg;
       }
     }
     if (!fit_any) break; /* larger cb: larger T */
@@ -122,4 +160,14 @@ int hetee_hemat_choose(const hetee_hemat_shape *s, uint32_t batch, size_t n, int
   *out = bp;
   if (cost) *cost = best;
   return 0;
+}
+
+int hetee_hemat_choose(const hetee_hemat_shape *s, uint32_t batch, size_t n, int input_from_client,
+                       const hetee_hemat_costs *c, hetee_hemat_pack *out, double *cost) {
+  return choose(s, batch, n, input_from_client, c, 0, out, cost);
+}
+
+int hemat_choose_engine(const hetee_hemat_shape *s, uint32_t batch, size_t n, int input_from_client,
+                        const hetee_hemat_costs *c, hetee_hemat_pack *out, double *cost) {
+  return choose(s, batch, n, input_from_client, c, 1, out, cost);
 }

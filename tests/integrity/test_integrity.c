@@ -539,20 +539,33 @@ static void test_witness_refused(void **state) {
   assert_int_equal(hetee_engine_witnesses_make(F.plan, MODEL_ID, F.release_pk, x, MB, &o), HETEE_ERR_INVALID_ARG);
   x[5] = 1e30f;
   assert_int_equal(hetee_engine_witnesses_make(F.plan, MODEL_ID, F.release_pk, x, MB, &o), HETEE_ERR_INVALID_ARG);
-  x[5] = NAN;
-  in = dp_input(MB, 113, 0);
-  size_t plen = HETEE_WITNESS_HDR + (size_t)MB * F.insz * 4;
-  uint8_t *plain = malloc(plen), *sealed = malloc(plen + crypto_box_SEALBYTES);
-  memcpy(plain, HETEE_WITNESS_TAG, sizeof HETEE_WITNESS_TAG);
-  hetee_le32(plain + sizeof HETEE_WITNESS_TAG, MODEL_ID);
-  hetee_le32(plain + sizeof HETEE_WITNESS_TAG + 4, MB);
-  hetee_le32(plain + sizeof HETEE_WITNESS_TAG + 8, (uint32_t)F.insz);
-  memcpy(plain + HETEE_WITNESS_HDR, x, (size_t)MB * F.insz * 4); /* little-endian host */
-  assert_int_equal(crypto_box_seal(sealed, plain, plen, F.release_pk), 0);
-  free(plain);
-  dp_authorizes_blob(in, sealed, plen + crypto_box_SEALBYTES);
-  expect_refused(in, HETEE_ERR_FORMAT);
-  in_free(in);
+  /* the enclave checks every value in the pass that computes the stage-0
+   * expectations: a bad value first, in the middle, last; NaN, infinite,
+   * just above 2^20 */
+  x[5] = 1.0f;
+  const size_t nx = (size_t)MB * F.insz;
+  const struct {
+    size_t at;
+    float v;
+  } bad[] = {{5, NAN}, {0, INFINITY}, {nx / 2 + 1, -0x1.000002p20f}, {nx - 1, 1e30f}, {nx - 2, -INFINITY}};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    float keep = x[bad[i].at];
+    x[bad[i].at] = bad[i].v;
+    in = dp_input(MB, 113 + (unsigned)i, 0);
+    size_t plen = HETEE_WITNESS_HDR + nx * 4;
+    uint8_t *plain = malloc(plen), *sealed = malloc(plen + crypto_box_SEALBYTES);
+    memcpy(plain, HETEE_WITNESS_TAG, sizeof HETEE_WITNESS_TAG);
+    hetee_le32(plain + sizeof HETEE_WITNESS_TAG, MODEL_ID);
+    hetee_le32(plain + sizeof HETEE_WITNESS_TAG + 4, MB);
+    hetee_le32(plain + sizeof HETEE_WITNESS_TAG + 8, (uint32_t)F.insz);
+    memcpy(plain + HETEE_WITNESS_HDR, x, nx * 4); /* little-endian host */
+    assert_int_equal(crypto_box_seal(sealed, plain, plen, F.release_pk), 0);
+    free(plain);
+    dp_authorizes_blob(in, sealed, plen + crypto_box_SEALBYTES);
+    expect_refused(in, HETEE_ERR_FORMAT);
+    in_free(in);
+    x[bad[i].at] = keep;
+  }
   free(x);
 
   status(F.t.mps, &after);

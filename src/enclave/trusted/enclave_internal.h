@@ -123,6 +123,12 @@ typedef struct enclave {
    * (ciphertexts only: nothing secret is kept in them) */
   hetee_ckks_ciphertext *tct[ENCLAVE_MAX_THREADS];
 #endif
+  /* --- branch enclave-work --- */
+  /* set by integrity.c for the JOB_REFRESH of a bound job's last stage:
+   * the refresh runs its checks and ops but encrypts nothing (the final
+   * values stay in the enclave for JOB_RELEASE; the reply holds 0
+   * ciphertexts) */
+  int job_no_output;
 } enclave;
 
 int enclave_config_parse(const char *s, enclave_config *c);
@@ -184,7 +190,8 @@ int enclave_refresh_prep_run(enclave *e, const enclave_refresh_prep *p, hetee_rb
  * u32 map[n] | u32 ncts | ncts x blob), checks it against the parameters
  * and against the flooding bound for a policy of prec_bits fractional bits
  * (all before decryption), decrypts the values named by map and adds the
- * flooding noise; *vals is sodium_malloc'd. */
+ * flooding noise; *vals lies in the locked workspace (valid until its next
+ * use): the caller wipes its n values. */
 int enclave_release_values(enclave *e, hetee_rbuf *r, int prec_bits, double **vals, size_t *n, uint64_t *items);
 /* Decrypts the coefficients map[k] (global index ct * N + coefficient) of
  * the ciphertexts blob[0..ncts) into values[k] on the enclave's threads, as

@@ -42,6 +42,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#if defined(__SSE2__) && defined(__GNUC__)
+#include <emmintrin.h>
+#endif
 
 #include "enclave/trusted/activations.h"
 #include "enclave/trusted/enclave_internal.h"
@@ -106,7 +109,14 @@ typedef struct ijob {
   uint8_t digest[32]; /* the authorized input (names an identity-sealed release) */
   double *s;    /* INTEG_T x batch: expected checks of next_stage */
   double *l1;   /* batch: L1 norm of each sample's input of next_stage */
-  double *fin;  /* batch x out_size (after the last stage) */
+  double *fin;  /* batch x out_size (after the last stage; NULL before) */
+  /* s, l1 and fin live in one locked buffer (sodium_malloc) kept with the
+   * table slot between jobs and grown on demand (was: three guarded
+   * allocations and frees per job, ~23 us each here); job_free wipes the
+   * part the job used (buf_used doubles) and keeps the buffer, up to
+   * INTEG_KEEP_BUF doubles (a larger one is freed). */
+  double *buf;
+  size_t buf_cap, buf_used;
 } ijob;
 
 typedef struct iauth {
@@ -191,11 +201,46 @@ static uint64_t *dp_used(imodel *m, const uint8_t dp[32]) {
   return &m->qused[m->n_dp++];
 }
 
+/* Job buffers up to this many doubles stay with their slot between jobs
+ * (e2dm: 832; the engine keeps threads + 1 jobs running, so a few slots
+ * are in use); a larger one is freed when its job ends, so that what the
+ * table keeps locked stays below INTEG_MAX_JOBS x 64 KiB. */
+#define INTEG_KEEP_BUF 8192u
+
+/* Ends a job: its expectations and final values (secret: derived from the
+ * input) are wiped; the slot's locked buffer stays for the next job unless
+ * it is large (sodium_free wipes it). */
 static void job_free(ijob *j) {
-  if (j->s) sodium_free(j->s);
-  if (j->l1) sodium_free(j->l1);
-  if (j->fin) sodium_free(j->fin);
+  double *buf = j->buf;
+  size_t cap = j->buf_cap;
+  if (buf && cap > INTEG_KEEP_BUF) {
+    sodium_free(buf);
+    buf = NULL;
+    cap = 0;
+  } else if (buf && j->buf_used) {
+    sodium_memzero(buf, j->buf_used * sizeof *buf);
+  }
   memset(j, 0, sizeof *j);
+  j->buf = buf;
+  j->buf_cap = cap;
+}
+
+/* Points s and l1 of a job of `batch` samples into the slot's locked
+ * buffer, with room for batch x out_size final values after them (fin is
+ * set by the last stage). */
+static int job_buffers(ijob *j, uint32_t batch, size_t out_size) {
+  size_t need = ((size_t)INTEG_T + 1 + out_size) * batch;
+  if (j->buf_cap < need) {
+    if (j->buf) sodium_free(j->buf); /* wiped after its last job already */
+    j->buf = sodium_malloc(need * sizeof *j->buf);
+    j->buf_cap = j->buf ? need : 0;
+    if (!j->buf) return hetee_error(HETEE_ERR_NOMEM, "no memory");
+  }
+  j->buf_used = need;
+  j->s = j->buf;
+  j->l1 = j->buf + (size_t)INTEG_T * batch;
+  j->fin = NULL;
+  return 0;
 }
 
 int enclave_integrity_bound(const enclave *e, uint32_t model) {
@@ -580,6 +625,82 @@ static void expect(const istage *is, const double *x, uint32_t batch, double bou
   }
 }
 
+/* One witness value: the little-endian float at p, subnormals flushed to
+ * +-0 without a branch (their conversion can take a slow path: time must
+ * not depend on the values). */
+static inline double witness_value(const uint8_t *p) {
+  uint32_t u = hetee_rd32(p);
+  uint32_t normal = (uint32_t)0 - (uint32_t)((u & 0x7f800000u) != 0);
+  u &= normal | 0x80000000u;
+  float f;
+  memcpy(&f, &u, 4);
+  return (double)f;
+}
+
+/* Four witness values as witness_value() converts them (the same doubles):
+ * with SSE2 (the x86-64 baseline) the flush is a mask on the four words
+ * and the conversion two cvtps2pd, no scalar round trip per value. */
+static inline void witness_values4(const uint8_t *p, v2d *lo, v2d *hi) {
+#if defined(__SSE2__) && defined(__GNUC__)
+  typedef uint32_t v4u __attribute__((vector_size(16)));
+  v4u u;
+  memcpy(&u, p, sizeof u); /* little-endian host (x86) */
+  const v4u expo = {0x7f800000u, 0x7f800000u, 0x7f800000u, 0x7f800000u};
+  const v4u sign = {0x80000000u, 0x80000000u, 0x80000000u, 0x80000000u};
+  v4u normal = (v4u)((u & expo) != 0); /* all ones where the exponent is nonzero */
+  u &= normal | sign;
+  __m128 f = (__m128)u;
+  *lo = (v2d)_mm_cvtps_pd(f);
+  *hi = (v2d)_mm_cvtps_pd(_mm_movehl_ps(f, f));
+#else
+  *lo = (v2d){witness_value(p), witness_value(p + 4)};
+  *hi = (v2d){witness_value(p + 8), witness_value(p + 12)};
+#endif
+}
+
+/* expect() for stage 0 straight from the opened witness values (batch x
+ * n_in little-endian floats at v), without a decoded copy: each value is
+ * converted as witness_value() does and saturated as expect() saturates
+ * (the same sums in the same order, so the same doubles). Returns nonzero
+ * if any value is not finite or above HETEE_WITNESS_MAX_ABS in magnitude
+ * (one pass without early exit, no branch on a value). */
+static unsigned expect_witness(const istage *is, const uint8_t *v, uint32_t batch, double *s, double *l1) {
+  const double bound = HETEE_REFRESH_VALUE_BOUND;
+  const v2d hi = {bound, bound}, lo = -hi, mx = {HETEE_WITNESS_MAX_ABS, HETEE_WITNESS_MAX_ABS};
+  v2i bad = {0, 0};
+  for (uint32_t b = 0; b < batch; b++) {
+    const uint8_t *xb = v + (size_t)b * is->n_in * 4;
+    const double *v0 = is->V[0], *v1 = is->V[INTEG_T - 1];
+    v2d va = {0}, vb = {0}, s0a = {0}, s0b = {0}, s1a = {0}, s1b = {0};
+    size_t k = 0, n = is->n_in;
+    for (; k + 4 <= n; k += 4) {
+      v2d ra, rc;
+      witness_values4(xb + 4 * k, &ra, &rc);
+      bad |= ~(v2_abs(ra) <= mx) | ~(v2_abs(rc) <= mx); /* NaN: bad */
+      v2d xa = v2_sat(ra, lo, hi), xc = v2_sat(rc, lo, hi);
+      va += v2_abs(xa);
+      vb += v2_abs(xc);
+      s0a += v2_load(v0 + k) * xa;
+      s0b += v2_load(v0 + k + 2) * xc;
+      s1a += v2_load(v1 + k) * xa;
+      s1b += v2_load(v1 + k + 2) * xc;
+    }
+    double a = v2_sum(va, vb), acc0 = is->beta[0] + v2_sum(s0a, s0b), acc1 = is->beta[INTEG_T - 1] + v2_sum(s1a, s1b);
+    for (; k < n; k++) {
+      double r = witness_value(xb + 4 * k);
+      bad[0] |= -(int64_t)!(fabs(r) <= HETEE_WITNESS_MAX_ABS);
+      double xv = hetee_dmin(hetee_dmax(r, -bound), bound);
+      a += fabs(xv);
+      acc0 += v0[k] * xv;
+      acc1 += v1[k] * xv;
+    }
+    l1[b] = a;
+    s[b] = acc0;
+    s[(size_t)(INTEG_T - 1) * batch + b] = acc1;
+  }
+  return (unsigned)((bad[0] | bad[1]) != 0);
+}
+
 /* z_t = rho_t . y and mag_t = sum |rho_t[k] y[k]| for both checks, one pass
  * over y. */
 static void check_sums(const istage *is, const double *y, double z[INTEG_T], double mag[INTEG_T]) {
@@ -627,8 +748,9 @@ static int job_fail(enclave *e, ijob *j, imodel *m, uint32_t stage) {
 
 /* The start of a job once its input is authorized and its values x are
  * known, common to the witness and the ciphertext forms: binds the job to
- * the authorization a (then spent), computes s_t from x, charges the DP's
- * quota and writes the reply (handle, integrity CPU). */
+ * the authorization a (then spent), computes s_t from x (x NULL: the
+ * caller computed them), charges the DP's quota and writes the reply
+ * (handle, integrity CPU). */
 static void job_begin(ijob *j, const imodel *m, uint32_t id, uint32_t batch, iauth *a, const double *x,
                       uint64_t *quota, hetee_wbuf *w, uint64_t t0) {
   j->used = 1;
@@ -638,7 +760,7 @@ static void job_begin(ijob *j, const imodel *m, uint32_t id, uint32_t batch, iau
   memcpy(j->digest, a->digest, 32);
   j->batch = batch;
   j->next_stage = 0;
-  expect(&m->st[0], x, batch, HETEE_REFRESH_VALUE_BOUND, j->s, j->l1);
+  if (x) expect(&m->st[0], x, batch, HETEE_REFRESH_VALUE_BOUND, j->s, j->l1);
   memset(a, 0, sizeof *a); /* single use */
   if (quota) *quota += batch; /* charged whether or not the job completes */
   hetee_wbuf_u32(w, j->handle);
@@ -689,10 +811,12 @@ static int job_start_witness(enclave *e, imodel *m, uint32_t id, uint32_t batch,
   for (int i = 0; i < INTEG_MAX_JOBS && !j; i++)
     if (!jobs[i].used) j = &jobs[i];
   if (!j) return hetee_error(HETEE_ERR_LIMIT, "too many jobs running");
-  size_t plen = len - HETEE_WITNESS_SEALBYTES, nx = (size_t)batch * p->in_size;
-  uint8_t *plain = sodium_malloc(plen); /* locked; sodium_free wipes it */
-  double *x = NULL;
-  if (!plain) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+  /* the opened witness in the locked workspace (kept between requests;
+   * wiped below): no guarded allocation of its ~200 KB per job */
+  size_t plen = len - HETEE_WITNESS_SEALBYTES;
+  double *room = NULL;
+  rc = enclave_job_values(e, (plen + sizeof(double) - 1) / sizeof(double), &room);
+  uint8_t *plain = (uint8_t *)room;
   if (!rc) rc = enclave_auth_open_witness(e, sealed, len, plain);
 #ifdef INTEG_CALIBRATE
   uint64_t t_open = cpu_ns() - t0;
@@ -702,33 +826,14 @@ static int job_start_witness(enclave *e, imodel *m, uint32_t id, uint32_t batch,
               hetee_rd32(plain + sizeof HETEE_WITNESS_TAG + 4) != batch ||
               hetee_rd32(plain + sizeof HETEE_WITNESS_TAG + 8) != p->in_size))
     rc = hetee_error(HETEE_ERR_AUTH, "model %u: the input witness is not one for this model and micro-batch", id);
-  if (!rc) rc = enclave_job_values(e, nx, &x); /* locked workspace, wiped below */
+  if (!rc) rc = job_buffers(j, batch, p->out_size);
+  /* s_t and ||x_b||_1 straight from the opened values, every value
+   * checked in the same pass (one error whatever the values) */
+  if (!rc && expect_witness(&m->st[0], plain + HETEE_WITNESS_HDR, batch, j->s, j->l1))
+    rc = hetee_error(HETEE_ERR_FORMAT, "model %u: the input witness holds a value that is not finite or above 2^20 "
+                                       "in magnitude", id);
   if (!rc) {
-    const uint8_t *v = plain + HETEE_WITNESS_HDR;
-    unsigned bad = 0;
-    for (size_t i = 0; i < nx; i++) {
-      uint32_t u = hetee_rd32(v + 4 * i);
-      /* subnormals to +-0 without a branch (their conversion can take a
-       * slow path: time must not depend on the values) */
-      uint32_t normal = (uint32_t)0 - (uint32_t)((u & 0x7f800000u) != 0);
-      u &= normal | 0x80000000u;
-      float f;
-      memcpy(&f, &u, 4);
-      double xv = (double)f;
-      bad |= (unsigned)!(fabs(xv) <= HETEE_WITNESS_MAX_ABS);
-      x[i] = xv;
-    }
-    if (bad)
-      rc = hetee_error(HETEE_ERR_FORMAT, "model %u: the input witness holds a value that is not finite or above 2^20 "
-                                         "in magnitude", id);
-  }
-  if (!rc) {
-    j->s = smalloc0((size_t)INTEG_T * batch);
-    j->l1 = smalloc0(batch);
-    if (!j->s || !j->l1) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
-  }
-  if (!rc) {
-    job_begin(j, m, id, batch, a, x, quota, w, t0);
+    job_begin(j, m, id, batch, a, NULL, quota, w, t0);
     *items += 1;
 #ifdef INTEG_CALIBRATE
     fprintf(stderr, "calib job_start witness: hash %.3f ms, +open %.3f ms, total %.3f ms\n", t_hash * 1e-6,
@@ -737,8 +842,7 @@ static int job_start_witness(enclave *e, imodel *m, uint32_t id, uint32_t batch,
   } else {
     job_free(j);
   }
-  if (x) sodium_memzero(x, nx * sizeof *x);
-  if (plain) sodium_free(plain);
+  if (plain) sodium_memzero(plain, plen);
   return rc;
 }
 
@@ -811,11 +915,10 @@ static int handle_job_start(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *
     owner = own_owner;
   }
   if (!rc) rc = enclave_job_values(e, nx, &x); /* locked workspace, wiped below */
+  if (!rc) rc = job_buffers(j, batch, p->out_size);
   if (!rc) {
     map = malloc((nx ? nx : 1) * sizeof *map);
-    j->s = smalloc0((size_t)INTEG_T * batch);
-    j->l1 = smalloc0(batch);
-    if (!x || !map || !j->s || !j->l1) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+    if (!x || !map) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
   }
   /* pass 2: decrypt the input positions (public layout: x[owner] is
    * coefficient idx of ciphertext c) on the enclave's threads, as refresh
@@ -860,9 +963,9 @@ static int hook_gathered(void *arg, const hetee_refresh_spec *spec, const double
   const engine_stage *ps = &h->m->plan->st[h->stage];
   uint32_t batch = h->j->batch;
   if (n != (size_t)batch * is->n_out || spec->batch != batch) return hetee_error(HETEE_ERR_INTERNAL, "job shape");
-  hetee_hemat_layout L;
-  int rc = hetee_engine_plan_layout(h->m->plan, h->stage, batch, &L);
-  if (rc) return rc;
+  /* weight polynomials per output group: ceil(co / mb), whatever the batch
+   * (the registered layout's; was a layout computed per request) */
+  const double nmb = (double)ps->layout.nmb;
   /* noise bound (docs/security.md): the output error of a sample is the
    * input ciphertexts' noise convolved with the weight polynomials plus the
    * weights' noise convolved with the input polynomials of its group */
@@ -875,12 +978,14 @@ static int hook_gathered(void *arg, const hetee_refresh_spec *spec, const double
   const double nr = (double)hetee_ckks_context_n(h->e->ctx);
   const double srs = spec->in_level < HETEE_ENGINE_LEVEL ? sqrt((1 + nr + nr * nr) / 12) / spec->in_scale : 0;
   int ok = 1;
-  int nimg = ps->pack.nimg;
+  uint32_t nimg = (uint32_t)ps->pack.nimg;
+  double g = 0;
   for (uint32_t b = 0; b < batch; b++) {
-    double g = 0;
-    uint32_t g0 = b / (uint32_t)nimg * (uint32_t)nimg;
-    for (uint32_t q = g0; q < g0 + (uint32_t)nimg && q < batch; q++) g += h->j->l1[q];
-    double var = sx * sx * is->a2 + sw * sw * (double)L.nmb * g * g + srs * srs;
+    if (b % nimg == 0) { /* the L1 norm of this sample's group of inputs (public sizes only) */
+      g = 0;
+      for (uint32_t q = b; q < b + nimg && q < batch; q++) g += h->j->l1[q];
+    }
+    double var = sx * sx * is->a2 + sw * sw * nmb * g * g + srs * srs;
     const double *yb = v + (size_t)b * is->n_out;
     double zs[INTEG_T], mags[INTEG_T];
     check_sums(is, yb, zs, mags);
@@ -923,9 +1028,10 @@ static int hook_final(void *arg, const hetee_refresh_spec *spec, const double *v
   if (n != (size_t)batch * per) return hetee_error(HETEE_ERR_INTERNAL, "job final shape");
   double bound = encode_bound(h->e->ctx, spec->out_level < 0 ? hetee_ckks_context_max_level(h->e->ctx) : spec->out_level,
                               spec->out_scale);
-  if (last) { /* kept for the release (locked) */
-    double *x = smalloc0(n);
-    if (!x) return hetee_error(HETEE_ERR_NOMEM, "no memory");
+  if (last) { /* kept for the release, in the job's locked buffer */
+    if (!j->buf || j->buf_used < ((size_t)INTEG_T + 1) * batch + n)
+      return hetee_error(HETEE_ERR_INTERNAL, "job buffer");
+    double *x = j->buf + ((size_t)INTEG_T + 1) * batch;
     for (size_t k = 0; k < n; k++) x[k] = hetee_dmin(hetee_dmax(v[k], -bound), bound);
     j->fin = x;
     j->done = 1;
@@ -974,15 +1080,20 @@ static int handle_job_refresh(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t
   uint64_t check_ns = cpu_ns() - t0; /* the spec's decoding below is refresh work, not integrity */
   hook_ctx hc = {e, m, j, stage, check_ns, 0};
   enclave_refresh_hook hook = {hook_gathered, hook_final, &hc};
+  /* the last stage's outputs are released from the values hook_final
+   * keeps: its release-layout ciphertexts (one top-level encryption per
+   * micro-batch, ~6 % of the enclave's CPU of an e2dm batch) were made
+   * and sent for nothing */
+  e->job_no_output = stage + 1 == m->plan->nstages;
   if (full && m->st[stage].prep) { /* the registered spec's bytes: decoded at MODEL_LOAD */
     r->off += wlen;
     rc = enclave_refresh_prep_run(e, m->st[stage].prep, r, w, items, &hook);
   } else {
     hetee_refresh_job job;
     rc = hetee_refresh_spec_decode(r, hetee_ckks_context_slots(e->ctx), &job);
-    if (rc) return rc;
-    rc = enclave_refresh_job_run(e, &job, r, w, items, &hook);
+    if (!rc) rc = enclave_refresh_job_run(e, &job, r, w, items, &hook);
   }
+  e->job_no_output = 0;
   if (rc && !hc.failed && find_job(h) == j) {
     /* any other failure stops the job too: a bound chain has no retries */
     char why[400];
@@ -1021,16 +1132,20 @@ static int handle_job_release(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t
   double log2a = log2((double)n) + HETEE_RELEASE_ERR_BITS + HETEE_RELEASE_STAT_BITS - 1 - log2(scale);
   if (log2a > -(double)p->prec_bits)
     return hetee_error(HETEE_ERR_SCALE, "release flooding 2^%.2f above the policy's unit 2^-%d", log2a, p->prec_bits);
-  double *v = sodium_malloc(n * sizeof *v);
-  if (!v) return hetee_error(HETEE_ERR_NOMEM, "no memory");
-  int rc = 0;
+  /* the flooded copy of every sample's values in the locked workspace
+   * (wiped below; the kept values stay as they are until the release
+   * succeeds), one flood key for the whole job */
+  size_t nv = (size_t)j->batch * n;
+  double *v = NULL;
+  int rc = enclave_job_values(e, nv, &v);
+  if (rc) return rc;
+  memcpy(v, j->fin, nv * sizeof *v);
+  enclave_flood(v, nv, exp2(log2a)); /* refresh.c */
   hetee_wbuf_u32(w, j->batch);
   for (uint32_t b = 0; b < j->batch && !rc; b++) {
-    memcpy(v, j->fin + (size_t)b * n, n * sizeof *v);
-    enclave_flood(v, n, exp2(log2a)); /* refresh.c */
     hetee_wbuf rec;
     hetee_wbuf_init(&rec);
-    rc = enclave_build_release(p, v, n, &rec);
+    rc = enclave_build_release(p, v + (size_t)b * n, n, &rec);
     if (!rc) {
       uint8_t *out;
       size_t olen;
@@ -1044,7 +1159,7 @@ static int handle_job_release(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t
     sodium_memzero(rec.p, rec.len);
     hetee_wbuf_free(&rec);
   }
-  sodium_free(v);
+  sodium_memzero(v, nv * sizeof *v);
   if (!rc) {
     m->jobs++;
     *items += j->batch;

@@ -644,7 +644,10 @@ static int job_run(enclave *e, const hetee_refresh_job *job, const ct_sort *pin,
   int sh[3];
   hetee_ops_apply(&job->spec, v, tmp, sh);
   if (hook && (rc = hook->final(hook->arg, &job->spec, v, (size_t)sh[0] * sh[1] * sh[2] * job->spec.batch))) goto out;
-  rc = scatter_encrypt(e, &job->spec, out_level, out_scale, v, &tw, w, items, pout);
+  if (hook && e->job_no_output) /* a bound job's last stage: the hook kept the values, nothing to encrypt */
+    hetee_wbuf_u32(w, 0);
+  else
+    rc = scatter_encrypt(e, &job->spec, out_level, out_scale, v, &tw, w, items, pout);
 out:
   /* decrypted values: wiped once per request (what was used of it) */
   thread_ws_wipe(&tw, T);
@@ -841,15 +844,19 @@ int enclave_release_values(enclave *e, hetee_rbuf *r, int prec_bits, double **va
                        n, log2(scale), log2a, prec_bits, log2(scale) + log2a + prec_bits);
   size_t T = (size_t)enclave_pool_threads(e->pool);
   (void)slots;
-  /* per-thread decoding buffers in the shared locked workspace; the
-   * released values in their own locked buffer (handed to the caller) */
+  /* per-thread decoding buffers and, after them, the released values, all
+   * in the shared locked workspace (sized for both first, so that taking
+   * the thread parts does not move it; was a guarded allocation of the
+   * values per request); the caller wipes the values */
   size_t need = a64(thread_ws_bytes(e, T));
+  double *v = NULL;
+  rc = enclave_job_values(e, n, &v);
+  if (rc) return rc;
   uint32_t *map = malloc(n * sizeof *map);
-  double *v = sodium_malloc(n * sizeof *v);
   uint8_t *unitbuf = workspace(e, need);
   thread_ws tw;
   if (unitbuf) thread_ws_at(e, T, unitbuf, &tw);
-  if (!map || !v || !unitbuf) {
+  if (!map || !unitbuf) {
     rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
     goto out;
   }
@@ -860,7 +867,7 @@ out:
   free(map);
   if (unitbuf) thread_ws_wipe(&tw, T);
   if (rc) {
-    if (v) sodium_free(v);
+    sodium_memzero(v, n * sizeof *v);
     return rc;
   }
   *vals = v;

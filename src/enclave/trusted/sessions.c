@@ -269,7 +269,7 @@ int enclave_handle_release(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t *i
   hetee_wbuf rec;
   hetee_wbuf_init(&rec);
   rc = build_release(p, v, n, &rec);
-  sodium_free(v);
+  sodium_memzero(v, n * sizeof *v); /* the locked workspace (refresh.c) */
   if (!rc) {
     uint8_t *out;
     size_t olen;

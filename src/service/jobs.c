@@ -99,6 +99,24 @@ void model_put(server *S, int64_t id) {
   pthread_mutex_unlock(&S->cache_lock);
 }
 
+static int runner_on = 1; /* HETEE_SERVER_RUNNER=0 (read by jobs_start): a pool per run, for measurements */
+
+hetee_engine_runner *model_runner(server *S, int64_t id, const hetee_engine_model *em) {
+  if (!runner_on) return NULL;
+  hetee_engine_runner *r = NULL;
+  pthread_mutex_lock(&S->cache_lock);
+  for (model_cache_entry *c = S->cache; c; c = c->next)
+    if (c->id == id && c->em == em) { /* the entry model_get gave (the cache may hold a model twice) */
+      if (!c->runner && hetee_engine_runner_new(c->em, S->threads, &c->runner))
+        fprintf(stderr, "hetee server: model %lld: no runner (%s); its runs make their own pools\n", (long long)id,
+                hetee_last_error());
+      r = c->runner;
+      break;
+    }
+  pthread_mutex_unlock(&S->cache_lock);
+  return r;
+}
+
 /* Drops an unused model from the cache (after DELETE; busy models have no
  * active jobs by then, see h_model_delete). */
 void model_drop(server *S, int64_t id) {
@@ -107,6 +125,7 @@ void model_drop(server *S, int64_t id) {
     if ((*p)->id == id && (*p)->refs == 0) {
       model_cache_entry *c = *p;
       *p = c->next;
+      hetee_engine_runner_free(c->runner);
       hetee_engine_model_free(c->em);
       free(c);
       break;
@@ -432,7 +451,7 @@ static void run_one(server *S, jctx *x) {
   if (!rc && (rc = hetee_engine_job_authorize(S->en.e, x->a)))
     snprintf(why, sizeof why, "authorization: %s: %s", hetee_strerror(rc), hetee_last_error());
   prog_one po = {S, j->id};
-  hetee_engine_run_hooks hk = {one_progress, &po, NULL};
+  hetee_engine_run_hooks hk = {one_progress, &po, NULL, model_runner(S, j->model, x->em)};
   if (!rc) jobs_progress_set(S, j->id, 0, job_steps(x));
   /* overlapped runs: the lock only around each enclave call of the run */
   int ov = overlap();
@@ -636,7 +655,7 @@ static void run_batch(server *S, jctx *xs, size_t n) {
     }
     pb->n = n;
   }
-  hetee_engine_run_hooks hk = {batch_progress, pb, NULL};
+  hetee_engine_run_hooks hk = {batch_progress, pb, NULL, model_runner(S, model, em)};
   int ov = overlap();
   if (ov) {
     hk.enclave_lock = &S->en.lock;
@@ -827,6 +846,8 @@ int jobs_start(server *S) {
   overlap_on = !(ov && !strcmp(ov, "0"));
   const char *ho = getenv("HETEE_SERVER_HANDOFF");
   handoff_on = !(ho && !strcmp(ho, "0"));
+  const char *ru = getenv("HETEE_SERVER_RUNNER");
+  runner_on = !(ru && !strcmp(ru, "0"));
   pthread_mutex_init(&S->qlock, NULL);
   pthread_cond_init(&S->qcond, NULL);
   S->workers = calloc((size_t)S->nworkers, sizeof *S->workers);

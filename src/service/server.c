@@ -194,6 +194,7 @@ int hetee_server_run(const hetee_server_options *opt) {
   while (S->cache) {
     model_cache_entry *c = S->cache;
     S->cache = c->next;
+    hetee_engine_runner_free(c->runner);
     hetee_engine_model_free(c->em);
     free(c);
   }

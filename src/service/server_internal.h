@@ -186,6 +186,7 @@ typedef struct model_cache_entry {
   hetee_engine_model *em;
   int refs;
   int64_t bound_epoch; /* the enclave epoch it was bound in (MODEL_LOAD); -1: not bound */
+  hetee_engine_runner *runner; /* its jobs' shared compute pool and buffers (made at its first run) */
   struct model_cache_entry *next;
 } model_cache_entry;
 
@@ -245,6 +246,10 @@ int jobs_progress_get_locked(server *S, int64_t id, uint64_t *done, uint64_t *to
  * with model_put. */
 int model_get(server *S, int64_t id, hetee_engine_model **em);
 void model_put(server *S, int64_t id);
+/* The runner of model id's object em (held through model_get), made at the first call;
+ * NULL when there is none (HETEE_SERVER_RUNNER=0, or no memory: the run
+ * then makes its own pool and buffers). */
+hetee_engine_runner *model_runner(server *S, int64_t id, const hetee_engine_model *em);
 void model_drop(server *S, int64_t id);
 void model_cache_add(server *S, int64_t id, hetee_engine_model *em);
 /* With S->en.lock held: streams model id (em, from model_get) to the enclave

@@ -106,6 +106,8 @@ int store_job_take(store *s, st_job *out);
  * of mb, oldest first, -> running (attempts + 1), in one transaction. */
 int store_job_take_batch(store *s, int64_t model, uint32_t mb, size_t max, st_job *out, size_t *n);
 int store_job_set_state(store *s, int64_t id, const char *state, const char *error);
+/* Jobs ids[0..n) -> done, in one durable commit. */
+int store_jobs_done(store *s, const int64_t *ids, size_t n);
 int store_job_counts(store *s, int64_t *queued, int64_t *running);
 /* Queued jobs before id plus running jobs other than id (the status's progress). */
 int store_job_ahead(store *s, int64_t id, int64_t *n);

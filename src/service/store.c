@@ -488,6 +488,20 @@ int store_job_set_state(store *s, int64_t id, const char *state, const char *err
   return rc;
 }
 
+int store_jobs_done(store *s, const int64_t *ids, size_t n) {
+  if (!n) return 0;
+  LOCK;
+  int rc = begin(s);
+  int64_t now = (int64_t)reqsig_now_ms();
+  for (size_t i = 0; i < n && !rc; i++)
+    rc = exec_stmt(s, prep(s, "UPDATE jobs SET state = 'done', error = '', finished_ms = ? WHERE id = ?", "ii", now, ids[i]),
+                   "job state");
+  if (!rc) rc = commit(s);
+  else rollback(s);
+  UNLOCK;
+  return rc;
+}
+
 int store_job_counts(store *s, int64_t *queued, int64_t *running) {
   LOCK;
   sqlite3_stmt *st = prep(s, "SELECT SUM(state = 'queued'), SUM(state = 'running') FROM jobs", "");

@@ -349,7 +349,7 @@ static int run_infer(const char *bin, const char *model, long batch, long images
 }
 
 int hetee_bench_service(int argc, char **argv) {
-  long clients = 0, batch = 0, images = 0, workers = 2, threads = 2;
+  long clients = 0, batch = 0, images = 0, workers = 3, threads = 2;
   int json = 0, no_infer = 0, prepared = 0;
   const char *model = NULL;
   for (int i = 1; i < argc; i++) {

@@ -507,10 +507,32 @@ HETEE_API int hetee_engine_run_witnessed(hetee_host_enclave *e, const hetee_engi
  *   taken from the last engine call under that lock, whichever run made
  *   it (a STATS round trip when another handle or lock came between). */
 typedef void (*hetee_engine_progress_fn)(void *ud, size_t micro_batch, uint64_t done, uint64_t total);
+
+/* A runner: what bound runs of one model share across runs instead of
+ * making it per run — one pool of `threads` compute threads (concurrent
+ * runs queue their host work on it, oldest first: the host runs `threads`
+ * compute threads in all, not `threads` per run), the pool threads'
+ * evaluators and accumulators, and the buffers, ciphertext objects and
+ * refresh maps of the runs' pipelines (kept between runs, at most
+ * 8 pipelines' worth). For a service running many small runs of one
+ * model. hetee_engine_run_hooked uses it when hooks->runner is set (its
+ * `threads` argument is then the runner's); runs of the runner's model
+ * may use it from several threads at once. Free it only when no run uses
+ * it; the model must outlive it. Errors: HETEE_ERR_INVALID_ARG (threads
+ * outside 1..64), HETEE_ERR_NOMEM. */
+typedef struct hetee_engine_runner hetee_engine_runner;
+HETEE_API int hetee_engine_runner_new(const hetee_engine_model *em, int threads,
+                                      hetee_engine_runner **out) HETEE_WUR;
+HETEE_API void hetee_engine_runner_free(hetee_engine_runner *r);
+HETEE_API int hetee_engine_runner_threads(const hetee_engine_runner *r);
+
 typedef struct hetee_engine_run_hooks {
   hetee_engine_progress_fn progress;
   void *progress_ud;
   pthread_mutex_t *enclave_lock;
+  hetee_engine_runner *runner; /* NULL: the run makes its own pool and buffers;
+                                  else the runner of em (HETEE_ERR_INVALID_ARG
+                                  if it is another model's) */
 } hetee_engine_run_hooks;
 HETEE_API int hetee_engine_run_hooked(hetee_host_enclave *e, const hetee_engine_model *em,
                                       const hetee_engine_input *in, const hetee_engine_witnesses *wit,

@@ -30,7 +30,7 @@ typedef struct hetee_server_options {
   const char *platform_dir; /* required: the sim platform */
   const char *config;       /* enclave configuration (with mp=); NULL: default (no release possible) */
   const char *port_file;    /* NULL, or a file the bound port is written to (atomically) once serving */
-  int workers;              /* job worker threads (0: 2) */
+  int workers;              /* job worker threads (0: 3) */
   int threads;              /* kernel threads per job (0: online CPUs, at most 64) */
   unsigned max_queue;       /* queued + running jobs accepted (0: 32) */
   unsigned max_party_jobs;  /* unfinished jobs per data provider (0: 8) */

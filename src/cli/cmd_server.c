@@ -20,7 +20,7 @@ static const hetee_cli_opt OPTS[] = {
                             "measured with the enclave's configuration)"},
     {"config", "STR", 'c', "enclave configuration base (default: hetee's); --mp keys are appended"},
     {"port-file", "FILE", 'f', "write the bound port here once serving"},
-    {"workers", "N", 'w', "job worker threads, 1..64 (default 2)"},
+    {"workers", "N", 'w', "job worker threads, 1..64 (default 3)"},
     {"threads", "N", 't', "kernel threads per job, 1..64 (default: the CPUs)"},
     {"max-queue", "N", 'q', "queued + running jobs before new ones get 503 + Retry-After (default 32)"},
     {"max-party-jobs", "N", 'j', "unfinished jobs per data provider before 429 + Retry-After (default 8)"},

@@ -448,15 +448,17 @@ typedef struct run_shared {
   char detail[512];
   int bound; /* hetee_engine_run_bound: registered plan, checked jobs */
   const hetee_engine_witnesses *wit; /* hetee_engine_run_witnessed: jobs start from these */
-  host_pool pool;            /* bound runs: the host's compute threads */
+  host_pool own_pool;        /* bound runs without a runner: the run's compute threads */
+  host_pool *pool;           /* bound runs: &own_pool or the runner's (shared by its runs) */
   enc_counters last;         /* the enclave's counters after the last call (under lock) */
   int have_last;
-  hetee_ckks_evaluator **ev; /* one per pool thread (the rescale's scratch) */
+  hetee_ckks_evaluator **ev; /* one per pool thread (the rescale's scratch): the run's or the runner's */
   pthread_mutex_t *elock;        /* held around enclave calls: &lock, or the caller's (hooks) */
   hetee_engine_progress_fn prog; /* hetee_engine_run_hooked's progress hook (NULL: none) */
   void *prog_ud;
   uint64_t prog_done, prog_total; /* under queue */
-  hetee_ckks_ciphertext **acc; /* one per pool thread: the output being computed */
+  hetee_ckks_ciphertext **acc; /* one per pool thread: the output being computed (the run's or the runner's) */
+  hetee_engine_runner *runner; /* NULL: the run makes its own pool, evaluators and worker buffers */
   engine_trace *trace;       /* NULL unless HETEE_ENGINE_TRACE */
   double call_t0;            /* the current enclave call (under lock): start, */
   int call_what, call_stage; /* request and stage, for the trace */
@@ -509,6 +511,109 @@ static void worker_bufs_free(worker *w, size_t nstages) {
   w->blob = NULL;
   w->blen = NULL;
 }
+
+/* A runner (hetee/engine.h): what consecutive and concurrent bound runs
+ * of one model share instead of making and freeing it per run: one pool
+ * of `threads` compute threads (concurrent runs queue their items on it,
+ * oldest job first, so the host never runs more compute threads than
+ * that whatever the number of runs), its per-thread evaluators and
+ * accumulators, and the worker state a run's pipelines leave behind (the
+ * refresh maps and encoded specs of full micro-batches, the output
+ * buffers and ciphertext objects of every stage), parked for the next
+ * run's pipelines. A service running each 64-image job as one run
+ * otherwise made two threads, two evaluators, the refresh maps of every
+ * stage and ~10 MB of buffers (page faults) per job. */
+#define RUNNER_PARKED_MAX ENGINE_PIPELINES_MAX
+
+struct hetee_engine_runner {
+  const hetee_engine_model *em;
+  int threads;
+  host_pool pool;
+  hetee_ckks_evaluator **ev;
+  hetee_ckks_ciphertext **acc;
+  pthread_mutex_t mu; /* parked */
+  worker parked[RUNNER_PARKED_MAX];
+  size_t nparked;
+};
+
+/* A parked worker's buffers into w (0), or nothing parked (-1). */
+static int runner_take(hetee_engine_runner *r, worker *w) {
+  int got = -1;
+  pthread_mutex_lock(&r->mu);
+  if (r->nparked) {
+    *w = r->parked[--r->nparked];
+    got = 0;
+  }
+  pthread_mutex_unlock(&r->mu);
+  return got;
+}
+
+/* Parks w's buffers for a later run (0), or there is no room (-1: the
+ * caller frees them). */
+static int runner_park(hetee_engine_runner *r, const worker *w) {
+  int put = -1;
+  pthread_mutex_lock(&r->mu);
+  if (r->nparked < RUNNER_PARKED_MAX) {
+    worker *k = &r->parked[r->nparked++];
+    memset(k, 0, sizeof *k);
+    k->cache = w->cache;
+    k->sb = w->sb;
+    k->ser = w->ser;
+    k->ser_cap = w->ser_cap;
+    k->blob = w->blob;
+    k->blen = w->blen;
+    k->nblob = w->nblob;
+    put = 0;
+  }
+  pthread_mutex_unlock(&r->mu);
+  return put;
+}
+
+static void worker_free(worker *w, size_t nstages) {
+  if (w->cache)
+    for (size_t s = 0; s < nstages; s++) hetee_engine_refresh_free(&w->cache[s]);
+  free(w->cache);
+  w->cache = NULL;
+  worker_bufs_free(w, nstages);
+}
+
+void hetee_engine_runner_free(hetee_engine_runner *r) {
+  if (!r) return;
+  pool_stop(&r->pool);
+  for (int t = 0; r->ev && t < r->threads; t++) hetee_ckks_evaluator_free(r->ev[t]);
+  free(r->ev);
+  for (int t = 0; r->acc && t < r->threads; t++) hetee_ckks_ciphertext_free(r->acc[t]);
+  free(r->acc);
+  size_t ns = r->em->plan->nstages;
+  for (size_t i = 0; i < r->nparked; i++) worker_free(&r->parked[i], ns);
+  pthread_mutex_destroy(&r->mu);
+  free(r);
+}
+
+int hetee_engine_runner_new(const hetee_engine_model *em, int threads, hetee_engine_runner **out) {
+  if (!em || !out) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  *out = NULL;
+  if (threads < 1 || threads > 64) return hetee_error(HETEE_ERR_INVALID_ARG, "threads %d (1..64)", threads);
+  hetee_engine_runner *r = calloc(1, sizeof *r);
+  if (!r) return hetee_error(HETEE_ERR_NOMEM, "no memory");
+  r->em = em;
+  r->threads = threads;
+  pthread_mutex_init(&r->mu, NULL);
+  r->ev = calloc((size_t)threads, sizeof *r->ev);
+  r->acc = calloc((size_t)threads, sizeof *r->acc);
+  int rc = r->ev && r->acc ? 0 : hetee_error(HETEE_ERR_NOMEM, "no memory");
+  for (int t = 0; t < threads && !rc; t++) rc = hetee_ckks_evaluator_new(em->ctx, 1, &r->ev[t]);
+  for (int t = 0; t < threads && !rc; t++) rc = hetee_ckks_ciphertext_new(em->ctx, &r->acc[t]);
+  if (!rc) rc = pool_start(&r->pool, threads);
+  if (rc) {
+    hetee_engine_runner_free(r);
+    return rc;
+  }
+  *out = r;
+  return 0;
+}
+
+int hetee_engine_runner_threads(const hetee_engine_runner *r) { return r ? r->threads : 0; }
 
 /* *arr holds at least n ciphertext objects (kept, storage reused). */
 static int cts_reserve(const hetee_ckks_context *ctx, hetee_ckks_ciphertext ***arr, size_t *have, size_t n) {
@@ -624,7 +729,7 @@ static int serialize(worker *w, const hetee_ckks_context *ctx, hetee_ckks_cipher
   }
   if (!rc) {
     ser_task t = {ctx, c, w->ser, off};
-    rc = pool_run(&w->sh->pool, n, ser_item, &t);
+    rc = pool_run(w->sh->pool, n, ser_item, &t);
     if (rc) rc = hetee_error(rc, "cannot serialize a ciphertext: %s", hetee_last_error());
   }
   *total = rc ? 0 : off[n];
@@ -800,7 +905,7 @@ static int job_refresh_reply(worker *w, const hetee_ckks_context *ctx, const het
   if (r.err || hetee_rbuf_left(&r)) return hetee_error(HETEE_ERR_PROTOCOL, "malformed JOB_REFRESH reply");
   if (R->release) return 0;
   load_task t = {ctx, w->blob, w->blen, fresh};
-  rc = pool_run(&w->sh->pool, (size_t)m, load_item, &t);
+  rc = pool_run(w->sh->pool, (size_t)m, load_item, &t);
   return rc ? engine_wrap(rc, "refreshed ciphertexts refused") : 0;
 }
 
@@ -837,7 +942,7 @@ static int enclave_begin(run_shared *sh, enc_counters *c0) {
   sh->have_last = 1;
   *c0 = sh->last;
   hetee_host_stats_follow(sh->e, 1);
-  pool_reserve(&sh->pool, 1);
+  pool_reserve(sh->pool, 1);
   if (sh->trace) sh->call_t0 = now();
   return 0;
 }
@@ -852,7 +957,7 @@ static int enclave_end(run_shared *sh, int rc, const enc_counters *c0, hetee_eng
   enc_counters c1 = {0, 0, 0};
   if (!rc && enclave_counters(sh->e, &c1, 1)) rc = enclave_counters(sh->e, &c1, 0);
   hetee_host_stats_follow(sh->e, 0);
-  pool_reserve(&sh->pool, 0);
+  pool_reserve(sh->pool, 0);
   int shared = sh->elock != &sh->lock;
   /* shared: the enclave may have restarted (counters from 0) since */
   int back = c1.cpu_ns < c0->cpu_ns || c1.bytes_in < c0->bytes_in || c1.bytes_out < c0->bytes_out;
@@ -991,7 +1096,7 @@ static int run_micro_batch(worker *w, size_t k, hetee_ckks_ciphertext *const *in
                        (const hetee_ckks_ciphertext *const *)em->w[s],
                        (const hetee_ckks_ciphertext *const *)em->bias[s], outs, 1, !engine_tamper_hook,
                        fused ? sb : NULL};
-    if (!rc && sh->bound) rc = pool_run(&sh->pool, nouts, stage_item, &task);
+    if (!rc && sh->bound) rc = pool_run(sh->pool, nouts, stage_item, &task);
     else if (!rc)
       rc = hetee_hemat_conv_eval(ctx, &L, (const hetee_ckks_ciphertext *const *)cur,
                                  (const hetee_ckks_ciphertext *const *)em->w[s],
@@ -1016,7 +1121,7 @@ static int run_micro_batch(worker *w, size_t k, hetee_ckks_ciphertext *const *in
       rc = stage_spec(w, ctx, s, R, R == &w->cache[s], &spec, &spec_len, &own_spec);
       if (!rc && !task.rescale) {
         task.kernel = 0, task.rescale = 1;
-        rc = pool_run(&sh->pool, nouts, stage_item, &task);
+        rc = pool_run(sh->pool, nouts, stage_item, &task);
       }
       if (!rc && !fused) rc = serialize(w, ctx, outs, nouts, &total);
       outs = NULL; /* the worker's */
@@ -1258,6 +1363,12 @@ static int run_impl(hetee_host_enclave *e, const hetee_engine_model *em, const h
   sh.prog = hooks ? hooks->progress : NULL;
   sh.prog_ud = hooks ? hooks->progress_ud : NULL;
   sh.elock = hooks && hooks->enclave_lock ? hooks->enclave_lock : &sh.lock;
+  sh.pool = &sh.own_pool;
+  sh.runner = bound && hooks ? hooks->runner : NULL;
+  if (sh.runner) {
+    if (sh.runner->em != em) return hetee_error(HETEE_ERR_INVALID_ARG, "the runner is another model's");
+    threads = sh.threads = sh.runner->threads; /* the runner's pool */
+  }
   sh.prog_total = (uint64_t)sh.nmb * p->nstages;
   if (wit && wit->n != sh.nmb)
     return hetee_error(HETEE_ERR_SHAPE, "%zu witnesses for %zu micro-batches", wit->n, sh.nmb);
@@ -1273,10 +1384,11 @@ static int run_impl(hetee_host_enclave *e, const hetee_engine_model *em, const h
   out->lens = calloc(in->count, sizeof *out->lens);
   sh.first_ct = calloc(sh.nmb, sizeof *sh.first_ct);
   for (size_t i = 0; i < nw; i++) {
+    if (sh.runner) (void)runner_take(sh.runner, &w[i]); /* a previous run's buffers, if any */
     w[i].sh = &sh;
     w[i].st.nstages = p->nstages;
-    w[i].cache = calloc(p->nstages, sizeof *w[i].cache);
-    w[i].sb = calloc(p->nstages, sizeof *w[i].sb);
+    if (!w[i].cache) w[i].cache = calloc(p->nstages, sizeof *w[i].cache);
+    if (!w[i].sb) w[i].sb = calloc(p->nstages, sizeof *w[i].sb);
   }
   int nomem = !out->sealed || !out->lens || !sh.first_ct;
   for (size_t i = 0; i < nw; i++) nomem |= !w[i].cache || !w[i].sb;
@@ -1291,16 +1403,21 @@ static int run_impl(hetee_host_enclave *e, const hetee_engine_model *em, const h
     sh.first_ct[k] = off;
     off += L0.n_in_cts;
   }
-  if (bound) { /* the host's compute threads and their evaluators */
+  if (sh.runner) { /* the runner's compute threads and evaluators */
+    sh.pool = &sh.runner->pool;
+    sh.ev = sh.runner->ev;
+    sh.acc = sh.runner->acc;
+    sh.trace = trace_new(); /* enclave calls only: the pool's items are shared with other runs */
+  } else if (bound) { /* the host's compute threads and their evaluators */
     sh.ev = calloc((size_t)threads, sizeof *sh.ev);
     if (!sh.ev) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
     for (int t = 0; t < threads && !rc; t++) rc = hetee_ckks_evaluator_new(em->ctx, 1, &sh.ev[t]);
     sh.acc = rc ? NULL : calloc((size_t)threads, sizeof *sh.acc);
     if (!rc && !sh.acc) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
     for (int t = 0; t < threads && !rc; t++) rc = hetee_ckks_ciphertext_new(em->ctx, &sh.acc[t]);
-    if (!rc) rc = pool_start(&sh.pool, threads);
+    if (!rc) rc = pool_start(&sh.own_pool, threads);
     if (rc) goto done;
-    sh.trace = sh.pool.trace = trace_new(); /* before any item or call */
+    sh.trace = sh.own_pool.trace = trace_new(); /* before any item or call */
   }
   pthread_mutex_init(&sh.lock, NULL);
   pthread_mutex_init(&sh.queue, NULL);
@@ -1315,25 +1432,26 @@ static int run_impl(hetee_host_enclave *e, const hetee_engine_model *em, const h
   st->total_s = now() - t0;
   st->host_cpu_s = process_cpu() - cpu0;
   trace_finish(sh.trace, threads, nw, st->total_s);
-  sh.trace = sh.pool.trace = NULL;
+  sh.trace = sh.own_pool.trace = NULL;
   pthread_mutex_destroy(&sh.lock);
   pthread_mutex_destroy(&sh.queue);
   pthread_cond_destroy(&sh.turn);
   rc = sh.rc;
   if (rc) hetee_error(rc, "%s", sh.detail);
 done:
-  pool_stop(&sh.pool);
-  for (int t = 0; sh.ev && t < threads; t++) hetee_ckks_evaluator_free(sh.ev[t]);
-  free(sh.ev);
-  for (int t = 0; sh.acc && t < threads; t++) hetee_ckks_ciphertext_free(sh.acc[t]);
-  free(sh.acc);
+  if (!sh.runner) {
+    pool_stop(&sh.own_pool);
+    for (int t = 0; sh.ev && t < threads; t++) hetee_ckks_evaluator_free(sh.ev[t]);
+    free(sh.ev);
+    for (int t = 0; sh.acc && t < threads; t++) hetee_ckks_ciphertext_free(sh.acc[t]);
+    free(sh.acc);
+  }
   for (size_t i = 0; i < nw; i++) {
-    if (w[i].cache)
-      for (size_t s = 0; s < p->nstages; s++) hetee_engine_refresh_free(&w[i].cache[s]);
-    free(w[i].cache);
-    worker_bufs_free(&w[i], p->nstages);
     stats_merge(st, &w[i].st);
     st->integrity_s += (double)w[i].integrity_ns * 1e-9;
+    /* a successful run's buffers go back to the runner (a failed one's
+     * may be half made: freed) */
+    if (!(sh.runner && !rc && w[i].cache && w[i].sb && !runner_park(sh.runner, &w[i]))) worker_free(&w[i], p->nstages);
   }
   free(sh.first_ct);
   if (rc) {

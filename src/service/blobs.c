@@ -2,7 +2,8 @@
  * blobs.c — ciphertext files under the data directory, written so that a
  * crash at any point leaves either the old file or the complete new one:
  * write a temp file, fsync it, rename it into place, fsync the directory
- * (once for several files renamed into one directory: blob_sync_dir).
+ * (once for several files renamed into one directory, and one fsync for
+ * the concurrent callers of blob_sync_dir on one directory).
  * Layout: DIR/tmp (uploads in progress), DIR/models/ID.htem (+ ID.plan),
  * DIR/jobs/ID.htei (inputs), ID.htwt (input witnesses), ID.auth (signed
  * authorizations), DIR/jobs/ID.res (sealed results).
@@ -10,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,13 +29,82 @@ int blob_tmp(const char *data_dir, char path[SRV_PATH_MAX], int *fd) {
   return 0;
 }
 
+static int sync_dir_now(const char *dir) {
+  int dfd = open(dir, O_RDONLY | O_DIRECTORY);
+  if (dfd < 0) return -1;
+  int rc = fsync(dfd);
+  close(dfd);
+  return rc;
+}
+
+/* Group commit of directory fsyncs: a caller whose renames are done asks
+ * for a sync of the directory; if one is running it may have started
+ * before those renames, so the caller waits for the next one, which covers
+ * every rename made before it starts — one fsync for all the callers that
+ * asked while the previous one ran (concurrent submissions, results).
+ * A caller returns only after an fsync that started after its request
+ * succeeded (or with the error of that fsync). A few directories
+ * (DIR/jobs, DIR/models) get a group each; others are synced alone. */
+#define DIR_GROUPS 4
+static struct dir_group {
+  char dir[SRV_PATH_MAX];
+  uint64_t asked, done; /* requests; the requests the last finished sync covers */
+  int running, err;              /* err: of the last sync */
+  uint64_t err_upto;             /* requests the failed sync covered */
+} groups[DIR_GROUPS];
+static int ngroups;
+static pthread_mutex_t group_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t group_cv = PTHREAD_COND_INITIALIZER;
+static int group_on = -1; /* HETEE_SERVER_GROUP_SYNC=0: one fsync per caller, for measurements */
+
+static int sync_dir_grouped(const char *dir) {
+  pthread_mutex_lock(&group_mu);
+  if (group_on < 0) {
+    const char *e = getenv("HETEE_SERVER_GROUP_SYNC");
+    group_on = !(e && !strcmp(e, "0"));
+  }
+  struct dir_group *g = NULL;
+  for (int i = 0; i < ngroups && !g; i++)
+    if (!strcmp(groups[i].dir, dir)) g = &groups[i];
+  if (!g && ngroups < DIR_GROUPS && strlen(dir) < SRV_PATH_MAX) {
+    g = &groups[ngroups++];
+    memset(g, 0, sizeof *g);
+    snprintf(g->dir, sizeof g->dir, "%s", dir);
+  }
+  if (!g || !group_on) {
+    pthread_mutex_unlock(&group_mu);
+    return sync_dir_now(dir);
+  }
+  uint64_t me = ++g->asked;
+  int rc = 0;
+  for (;;) {
+    if (g->done >= me) { /* a sync that started after my request has finished */
+      rc = g->err && g->err_upto >= me ? -1 : 0;
+      break;
+    }
+    if (!g->running) {
+      g->running = 1;
+      uint64_t upto = g->asked;
+      pthread_mutex_unlock(&group_mu);
+      int r = sync_dir_now(dir);
+      pthread_mutex_lock(&group_mu);
+      g->running = 0;
+      g->err = r != 0;
+      g->err_upto = upto;
+      g->done = upto;
+      pthread_cond_broadcast(&group_cv);
+      continue;
+    }
+    pthread_cond_wait(&group_cv, &group_mu);
+  }
+  pthread_mutex_unlock(&group_mu);
+  return rc;
+}
+
 int blob_sync_dir(const char *path) {
   char d[SRV_PATH_MAX];
   snprintf(d, sizeof d, "%s", path);
-  int dfd = open(dirname(d), O_RDONLY | O_DIRECTORY);
-  if (dfd < 0) return hetee_error(HETEE_ERR_IO, "cannot open the directory of %s", path);
-  int rc = fsync(dfd);
-  close(dfd);
+  int rc = sync_dir_grouped(dirname(d));
   return rc ? hetee_error(HETEE_ERR_IO, "fsync of the directory of %s failed", path) : 0;
 }
 

@@ -116,7 +116,7 @@ static int map_body(srv_req *q, uint8_t **buf, size_t *len) {
   if (q->fd < 0 || fstat(q->fd, &st) != 0 || (uint64_t)st.st_size != q->total || st.st_size <= 0)
     return hetee_error(HETEE_ERR_IO, "the received body's temp file is not the %llu bytes received",
                        (unsigned long long)q->total);
-  void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, q->fd, 0);
+  void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED | MAP_POPULATE, q->fd, 0); /* one call, not a fault per page */
   if (m == MAP_FAILED) return hetee_error(HETEE_ERR_IO, "cannot map the received body: %s", strerror(errno));
   *buf = m;
   *len = (size_t)st.st_size;
@@ -187,17 +187,12 @@ void h_job_submit(srv_req *q, srv_resp *r) {
       resp_status(r, rc, "input witnesses refused");
       return;
     }
-    wb = malloc((size_t)p->witness);
-    if (wb) {
-      wl = (size_t)p->witness;
-      memcpy(wb, buf + inlen, wl);
-    } else {
-      rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
-    }
+    /* written from the mapping below (no copy) */
+    wb = buf + inlen;
+    wl = (size_t)p->witness;
   } else if (!rc) {
     rc = hetee_job_auth_digests(a, (uint32_t)p->model, in, hetee_engine_model_plan(em));
   }
-  unmap_body(buf, len);
   model_put(S, p->model);
   if (!rc) {
     memcpy(a->nonce, p->nonce, 16);
@@ -207,13 +202,11 @@ void h_job_submit(srv_req *q, srv_resp *r) {
   /* from here on, in, w and a are the job's (handed to the worker below,
    * or freed at the end) */
   if (!rc && (rc = hetee_job_auth_verify(a))) {
-    free(wb);
     resp_error(r, 403, "bad_authorization", "the signed authorization is not this data provider's for this input");
     goto out;
   }
   if (!rc) rc = hetee_job_auth_encode(a, &ab, &al);
   if (rc) {
-    free(wb);
     resp_status(r, rc, "authorization");
     goto out;
   }
@@ -221,7 +214,6 @@ void h_job_submit(srv_req *q, srv_resp *r) {
   rc = store_job_stage(S->db, p->model, q->party, "", count, 0, 0, &id);
   if (rc == HETEE_ERR_LIMIT) {
     free(ab);
-    free(wb);
     resp_error(r, 403, "budget", "%s", hetee_last_error());
     goto out;
   }
@@ -237,8 +229,13 @@ void h_job_submit(srv_req *q, srv_resp *r) {
     rc = blob_write_nodirsync(S->data_dir, dst, wb, wl);
     if (!rc && ftruncate(q->fd, (off_t)inlen) != 0)
       rc = hetee_error(HETEE_ERR_IO, "truncating %s: %s", q->file, strerror(errno));
+  } else if (!rc) {
+    /* a job row a crash lost (staged rows are committed lazily) may have
+     * left its files under this id: no stale witness file for a job
+     * without witnesses (the other two files are replaced below) */
+    blob_path(S, dst, "jobs", id, "htwt");
+    if (unlink(dst) != 0 && errno != ENOENT) rc = hetee_error(HETEE_ERR_IO, "removing %s: %s", dst, strerror(errno));
   }
-  free(wb);
   if (!rc) {
     blob_path(S, dst, "jobs", id, "htei");
     rc = blob_commit_nodirsync(q->fd, q->file, dst);
@@ -264,6 +261,7 @@ void h_job_submit(srv_req *q, srv_resp *r) {
   resp_json(r, 202, json_pack("{sI sI ss sI}", "id", (json_int_t)id, "model", (json_int_t)p->model, "state", "queued",
                               "count", (json_int_t)count));
 out:
+  unmap_body(buf, len);
   hetee_engine_input_free(in);
   hetee_engine_witnesses_clear(&w);
   free(a);

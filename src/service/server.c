@@ -88,7 +88,7 @@ int hetee_server_run(const hetee_server_options *opt) {
   server *S = calloc(1, sizeof *S);
   if (!S) return hetee_error(HETEE_ERR_NOMEM, "no memory");
   S->o = *opt;
-  if (!S->o.workers) S->o.workers = 2;
+  if (!S->o.workers) S->o.workers = 3; /* three runs in flight on the shared pool (docs/api.md "Jobs") */
   if (!S->o.max_queue) S->o.max_queue = 32;
   if (!S->o.max_party_jobs) S->o.max_party_jobs = 8;
   if (!S->o.max_model_bytes) S->o.max_model_bytes = 1ull << 30;
@@ -194,6 +194,7 @@ int hetee_server_run(const hetee_server_options *opt) {
   while (S->cache) {
     model_cache_entry *c = S->cache;
     S->cache = c->next;
+    hetee_engine_runner_free(c->runner);
     hetee_engine_model_free(c->em);
     free(c);
   }

@@ -106,6 +106,8 @@ int store_job_take(store *s, st_job *out);
  * of mb, oldest first, -> running (attempts + 1), in one transaction. */
 int store_job_take_batch(store *s, int64_t model, uint32_t mb, size_t max, st_job *out, size_t *n);
 int store_job_set_state(store *s, int64_t id, const char *state, const char *error);
+/* Jobs ids[0..n) -> done, in one durable commit. */
+int store_jobs_done(store *s, const int64_t *ids, size_t n);
 int store_job_counts(store *s, int64_t *queued, int64_t *running);
 /* Queued jobs before id plus running jobs other than id (the status's progress). */
 int store_job_ahead(store *s, int64_t id, int64_t *n);
@@ -186,6 +188,7 @@ typedef struct model_cache_entry {
   hetee_engine_model *em;
   int refs;
   int64_t bound_epoch; /* the enclave epoch it was bound in (MODEL_LOAD); -1: not bound */
+  hetee_engine_runner *runner; /* its jobs' shared compute pool and buffers (made at its first run) */
   struct model_cache_entry *next;
 } model_cache_entry;
 
@@ -245,6 +248,10 @@ int jobs_progress_get_locked(server *S, int64_t id, uint64_t *done, uint64_t *to
  * with model_put. */
 int model_get(server *S, int64_t id, hetee_engine_model **em);
 void model_put(server *S, int64_t id);
+/* The runner of model id's object em (held through model_get), made at the first call;
+ * NULL when there is none (HETEE_SERVER_RUNNER=0, or no memory: the run
+ * then makes its own pool and buffers). */
+hetee_engine_runner *model_runner(server *S, int64_t id, const hetee_engine_model *em);
 void model_drop(server *S, int64_t id);
 void model_cache_add(server *S, int64_t id, hetee_engine_model *em);
 /* With S->en.lock held: streams model id (em, from model_get) to the enclave

@@ -16,7 +16,13 @@
  * - the run's trace (HETEE_ENGINE_TRACE, 2 threads): one item per output
  *   ciphertext, one job start, refresh per stage and release per
  *   micro-batch, every event within the run.
+ * - a runner (hetee_engine_runner: one pool and the buffers kept across
+ *   runs): consecutive runs through it, and two runs at once from two
+ *   threads on one enclave lock, give the plaintext engine's predictions
+ *   and the counters of a run without it; a runner of another model is
+ *   refused before anything is sent.
  */
+#include <pthread.h>
 #include <unistd.h>
 
 #include "cli/local_parties.h"
@@ -287,7 +293,193 @@ static void test_threads_agree(void **state) {
   threads_agree("cnn_s2", 6, 8);                  /* one micro-batch: one pipeline */
 }
 
+/* ---- runner ------------------------------------------------------------- */
+typedef struct {
+  local_parties *t;
+  const hetee_engine_model *em;
+  const hetee_engine_plan *p;
+  uint32_t model_id;
+  const uint8_t *release_pk;
+  const float *x;
+  size_t n;
+  hetee_engine_runner *runner;
+  pthread_mutex_t *lock; /* the enclave handle's, shared by concurrent runs */
+  hetee_engine_input *in; /* chunk_prepare's */
+  hetee_engine_witnesses wit;
+  /* out */
+  hetee_engine_results res;
+  hetee_engine_stats st;
+  int rc;
+} chunk_run;
+
+static chunk_run chunk_init(local_parties *t, const hetee_engine_model *em, const hetee_engine_plan *p, uint32_t id,
+                            const uint8_t *release_pk, const float *x, size_t n, hetee_engine_runner *runner,
+                            pthread_mutex_t *lock) {
+  chunk_run c;
+  memset(&c, 0, sizeof c);
+  c.t = t, c.em = em, c.p = p, c.model_id = id, c.release_pk = release_pk, c.x = x, c.n = n, c.runner = runner;
+  c.lock = lock;
+  return c;
+}
+
+/* The DP's input and witnesses of c->n samples, authorized through its
+ * session (before any run: the session's messages are counted, and the
+ * releases of a run are sealed on the same session). */
+static int chunk_prepare(chunk_run *c) {
+  hetee_engine_input **host_in = &c->in;
+  hetee_engine_witnesses *wit = &c->wit;
+  hetee_engine_input *dp_in = NULL;
+  uint8_t *bytes = NULL, *auth = NULL;
+  size_t blen = 0, authl = 0;
+  int rc = hetee_engine_input_encrypt(c->t->ctx, c->t->pk, c->p, c->x, c->n, &dp_in);
+  if (!rc) rc = hetee_engine_input_save(dp_in, &bytes, &blen);
+  hetee_engine_input_free(dp_in);
+  if (!rc) rc = hetee_engine_witnesses_make(c->p, c->model_id, c->release_pk, c->x, c->n, wit);
+  if (!rc) rc = hetee_client_msg_job_auth_witness(c->model_id, wit, &auth, &authl);
+  if (!rc) rc = local_parties_send(c->t, c->t->dps, auth, authl, NULL, NULL);
+  if (!rc) rc = hetee_engine_input_load(c->t->ctx, hetee_engine_model_plan(c->em), bytes, blen, host_in);
+  free(bytes);
+  return rc;
+}
+
+/* Runs a prepared chunk (from any thread). */
+static void *chunk_main(void *arg) {
+  chunk_run *c = arg;
+  hetee_engine_run_hooks hk = {NULL, NULL, c->lock, c->runner};
+  if (!c->rc)
+    c->rc = hetee_engine_run_hooked(c->t->e, c->em, c->in, &c->wit, c->model_id, c->t->dp_session, 2, &hk, &c->res,
+                                    &c->st);
+  if (c->rc) fprintf(stderr, "chunk of %zu: %s\n", c->n, hetee_last_error());
+  hetee_engine_input_free(c->in);
+  c->in = NULL;
+  hetee_engine_witnesses_clear(&c->wit);
+  return NULL;
+}
+
+/* The DP opens a run's releases (in the enclave's sealing order) and
+ * checks each prediction against the plaintext model's. */
+static void chunk_check(local_parties *t, chunk_run *c, uint32_t model_id, const float *logits) {
+  assert_int_equal(c->rc, 0);
+  assert_int_equal(c->res.n, c->n);
+  for (size_t i = 0; i < c->n; i++) {
+    hetee_release_result r;
+    ET_OK(hetee_client_release_open(t->dps, c->res.sealed[i], c->res.lens[i], &r));
+    assert_int_equal(r.model_id, model_id);
+    assert_int_equal(r.kind, HETEE_RELEASE_ARGMAX);
+    assert_int_equal((size_t)r.indices[0], argmax_f(logits + i * 10, 10));
+    hetee_release_result_clear(&r);
+  }
+}
+
+static void counters_equal(const hetee_engine_stats *a, const hetee_engine_stats *b) {
+  assert_int_equal(a->micro_batches, b->micro_batches);
+  assert_int_equal(a->nstages, b->nstages);
+  for (size_t s = 0; s < a->nstages; s++) {
+    assert_int_equal(a->stage[s].products, b->stage[s].products);
+    assert_int_equal(a->stage[s].enclave_encryptions, b->stage[s].enclave_encryptions);
+    assert_int_equal(a->stage[s].enclave_decryptions, b->stage[s].enclave_decryptions);
+    assert_int_equal(a->stage[s].bytes_to_enclave, b->stage[s].bytes_to_enclave);
+    assert_int_equal(a->stage[s].bytes_from_enclave, b->stage[s].bytes_from_enclave);
+  }
+}
+
+static void test_runner(void **state) {
+  (void)state;
+  const uint32_t id = 7;
+  hetee_nn_model *m = et_bundled("e2dm");
+  hetee_engine_plan_options o;
+  memset(&o, 0, sizeof o);
+  o.batch = 4;
+  hetee_engine_plan *p = NULL;
+  ET_OK(hetee_engine_plan_build(m, &o, &p));
+  const size_t n = 11; /* two full micro-batches and a short one */
+  float *x = et_images(m, n, NULL), *logits = malloc(n * 10 * sizeof *logits);
+  assert_non_null(logits);
+  ET_OK(hetee_nn_forward(m, x, n, logits));
+  local_parties t;
+  ET_OK(local_parties_start(&t, NULL));
+  ET_OK(local_parties_policy(&t, id, hetee_engine_plan_release_kind(p), 16));
+  /* the MP encrypts and registers; the host loads the bytes twice (two
+   * model objects: a runner belongs to one) and binds one */
+  hetee_engine_model *mp_model = NULL, *em = NULL, *other = NULL;
+  uint8_t *bytes = NULL, *reg = NULL, *km = NULL, *kr = NULL, release_pk[32];
+  size_t blen = 0, regl = 0, kml = 0, krl = 0;
+  ET_OK(hetee_engine_model_encrypt(t.ctx, t.pk, m, p, &mp_model));
+  ET_OK(hetee_engine_model_save(mp_model, &bytes, &blen));
+  ET_OK(hetee_client_msg_model_register(id, mp_model, &reg, &regl));
+  ET_OK(local_parties_send(&t, t.mps, reg, regl, NULL, NULL));
+  hetee_engine_model_free(mp_model);
+  ET_OK(hetee_engine_model_load(t.ctx, bytes, blen, &em));
+  ET_OK(hetee_engine_model_load(t.ctx, bytes, blen, &other));
+  free(bytes);
+  ET_OK(hetee_engine_model_bind(t.e, em, id));
+  ET_OK(hetee_client_msg_release_key(&km, &kml));
+  ET_OK(local_parties_send(&t, t.dps, km, kml, &kr, &krl));
+  ET_OK(hetee_client_release_key_parse(kr, krl, release_pk));
+  free(kr);
+  hetee_engine_runner *runner = NULL;
+  assert_int_equal(hetee_engine_runner_new(em, 0, &runner), HETEE_ERR_INVALID_ARG);
+  ET_OK(hetee_engine_runner_new(em, 2, &runner));
+  assert_int_equal(hetee_engine_runner_threads(runner), 2);
+  pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+  /* without a runner, then twice through it (the second run reuses the
+   * first one's buffers): same predictions, same counters */
+  chunk_run c[3];
+  for (int k = 0; k < 3; k++) {
+    c[k] = chunk_init(&t, em, p, id, release_pk, x, n, k ? runner : NULL, &lock);
+    ET_OK(chunk_prepare(&c[k]));
+    chunk_main(&c[k]);
+    chunk_check(&t, &c[k], id, logits);
+    if (k) counters_equal(&c[0].st, &c[k].st);
+  }
+  /* another model's runner: refused before anything is sent */
+  chunk_run bad = chunk_init(&t, other, p, id, release_pk, x, 4, runner, &lock);
+  ET_OK(chunk_prepare(&bad));
+  chunk_main(&bad);
+  assert_int_equal(bad.rc, HETEE_ERR_INVALID_ARG);
+  hetee_engine_results_clear(&bad.res);
+  /* two runs at once through the runner, on one enclave lock: each
+   * sample's release is opened in the enclave's sealing order, which
+   * interleaves the runs (the session's counters fix it; a release
+   * opened out of turn is refused and leaves the session as it was), so
+   * the DP opens whichever run's next release is the session's next */
+  chunk_run d[2] = {chunk_init(&t, em, p, id, release_pk, x, 8, runner, &lock),
+                    chunk_init(&t, em, p, id, release_pk, x + 8 * hetee_engine_plan_input_size(p), 3, runner, &lock)};
+  pthread_t th[2];
+  for (int k = 0; k < 2; k++) ET_OK(chunk_prepare(&d[k]));
+  for (int k = 0; k < 2; k++) assert_int_equal(pthread_create(&th[k], NULL, chunk_main, &d[k]), 0);
+  for (int k = 0; k < 2; k++) pthread_join(th[k], NULL);
+  for (int k = 0; k < 2; k++) assert_int_equal(d[k].rc, 0);
+  size_t next[2] = {0, 0};
+  const float *lg[2] = {logits, logits + 8 * 10};
+  while (next[0] < d[0].n || next[1] < d[1].n) {
+    int opened = 0;
+    for (int k = 0; k < 2 && !opened; k++) {
+      if (next[k] >= d[k].n) continue;
+      hetee_release_result r;
+      if (hetee_client_release_open(t.dps, d[k].res.sealed[next[k]], d[k].res.lens[next[k]], &r)) continue;
+      assert_int_equal((size_t)r.indices[0], argmax_f(lg[k] + next[k] * 10, 10));
+      hetee_release_result_clear(&r);
+      next[k]++;
+      opened = 1;
+    }
+    assert_true(opened);
+  }
+  fprintf(stderr, "runner: 3 runs one after the other, 2 at once: plaintext predictions, same counters\n");
+  for (int k = 0; k < 3; k++) hetee_engine_results_clear(&c[k].res);
+  for (int k = 0; k < 2; k++) hetee_engine_results_clear(&d[k].res);
+  hetee_engine_runner_free(runner);
+  hetee_engine_model_free(other);
+  hetee_engine_model_free(em);
+  local_parties_stop(&t);
+  free(x);
+  free(logits);
+  hetee_engine_plan_free(p);
+  hetee_nn_model_free(m);
+}
+
 int main(void) {
-  const struct CMUnitTest tests[] = {cmocka_unit_test(test_range_equals_full), cmocka_unit_test(test_threads_agree)};
+  const struct CMUnitTest tests[] = {cmocka_unit_test(test_range_equals_full), cmocka_unit_test(test_threads_agree),
+                                     cmocka_unit_test(test_runner)};
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

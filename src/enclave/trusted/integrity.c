@@ -974,7 +974,7 @@ static int hook_gathered(void *arg, const hetee_refresh_spec *spec, const double
    * scale after it): rounding r0 + r1 s + r2 s^2 per coefficient, r_i
    * uniform in [-1/2, 1/2], s ternary (|s_j| <= 1, so (s^2)_k has variance
    * at most N): variance at most (1 + N + N^2) / 12 in units of
-   * 1/in_scale (N = 8192: std 2365 = 2^-12.8 at 2^24) */
+   * 1/in_scale (N = 8192: std 2365 = 2^-28.8 at the engine's 2^40) */
   const double nr = (double)hetee_ckks_context_n(h->e->ctx);
   const double srs = spec->in_level < HETEE_ENGINE_LEVEL ? sqrt((1 + nr + nr * nr) / 12) / spec->in_scale : 0;
   int ok = 1;

@@ -223,6 +223,19 @@ static void check_trace(const char *path, const hetee_engine_plan *p, size_t n) 
   for (size_t s = 0; s < nst; s++) assert_int_equal(refresh[s], nmb);
 }
 
+/* The counts two runs of the same input must share. */
+static void counters_equal(const hetee_engine_stats *a, const hetee_engine_stats *b) {
+  assert_int_equal(a->micro_batches, b->micro_batches);
+  assert_int_equal(a->nstages, b->nstages);
+  for (size_t s = 0; s < a->nstages; s++) {
+    assert_int_equal(a->stage[s].products, b->stage[s].products);
+    assert_int_equal(a->stage[s].enclave_encryptions, b->stage[s].enclave_encryptions);
+    assert_int_equal(a->stage[s].enclave_decryptions, b->stage[s].enclave_decryptions);
+    assert_int_equal(a->stage[s].bytes_to_enclave, b->stage[s].bytes_to_enclave);
+    assert_int_equal(a->stage[s].bytes_from_enclave, b->stage[s].bytes_from_enclave);
+  }
+}
+
 /* One model, n images in micro-batches of `batch`, run with 1, 2 and 3
  * compute threads (and 2 threads in 2 pipelines with a CPU kept for the
  * enclave during its calls) on one enclave: same predictions, same counters. */
@@ -265,17 +278,8 @@ static void threads_agree(const char *name, size_t n, uint32_t batch) {
     for (size_t i = 0; i < n; i++) assert_int_equal((size_t)r[k].pred[i], argmax_f(logits + i * 10, 10));
   }
   for (int k = 1; k < 4; k++) {
-    const hetee_engine_stats *a = &r[0].stats, *b = &r[k].stats;
-    assert_int_equal(a->micro_batches, b->micro_batches);
-    assert_int_equal(a->nstages, b->nstages);
-    for (size_t s = 0; s < a->nstages; s++) {
-      assert_int_equal(a->stage[s].products, b->stage[s].products);
-      assert_int_equal(a->stage[s].enclave_encryptions, b->stage[s].enclave_encryptions);
-      assert_int_equal(a->stage[s].enclave_decryptions, b->stage[s].enclave_decryptions);
-      assert_int_equal(a->stage[s].bytes_to_enclave, b->stage[s].bytes_to_enclave);
-      assert_int_equal(a->stage[s].bytes_from_enclave, b->stage[s].bytes_from_enclave);
-      assert_true(b->stage[s].enclave_s > 0);
-    }
+    counters_equal(&r[0].stats, &r[k].stats);
+    for (size_t s = 0; s < r[k].stats.nstages; s++) assert_true(r[k].stats.stage[s].enclave_s > 0);
   }
   fprintf(stderr, "%s: %zu images, micro-batch %u, 1/2/3 threads, 2 pipelines: same predictions and counters\n",
           name, n, hetee_engine_plan_micro_batch(p));
@@ -368,18 +372,6 @@ static void chunk_check(local_parties *t, chunk_run *c, uint32_t model_id, const
     assert_int_equal(r.kind, HETEE_RELEASE_ARGMAX);
     assert_int_equal((size_t)r.indices[0], argmax_f(logits + i * 10, 10));
     hetee_release_result_clear(&r);
-  }
-}
-
-static void counters_equal(const hetee_engine_stats *a, const hetee_engine_stats *b) {
-  assert_int_equal(a->micro_batches, b->micro_batches);
-  assert_int_equal(a->nstages, b->nstages);
-  for (size_t s = 0; s < a->nstages; s++) {
-    assert_int_equal(a->stage[s].products, b->stage[s].products);
-    assert_int_equal(a->stage[s].enclave_encryptions, b->stage[s].enclave_encryptions);
-    assert_int_equal(a->stage[s].enclave_decryptions, b->stage[s].enclave_decryptions);
-    assert_int_equal(a->stage[s].bytes_to_enclave, b->stage[s].bytes_to_enclave);
-    assert_int_equal(a->stage[s].bytes_from_enclave, b->stage[s].bytes_from_enclave);
   }
 }
 

@@ -15,20 +15,25 @@
 #include "fuzz/fuzz.h"
 #include "hetee/ckks.h"
 
-static inline hetee_ckks_context *fuzz_ckks_ctx(void) {
+/* A context of ring degree 2^log_n with primes q {q0, q1} and one special
+ * prime p (bits), default scale `scale`; insecure: allow log2(QP) above
+ * the 128-bit bound (format tests only). NULL if refused. */
+static inline hetee_ckks_context *fuzz_ckks_ctx_chain(int log_n, int q0, int q1, int p, double scale, int insecure) {
   hetee_ckks_literal lit;
   memset(&lit, 0, sizeof lit);
-  lit.log_n = 12;
+  lit.log_n = log_n;
   lit.nq = 2;
-  lit.q_bits[0] = 36;
-  lit.q_bits[1] = 30;
+  lit.q_bits[0] = q0;
+  lit.q_bits[1] = q1;
   lit.np = 1;
-  lit.p_bits[0] = 36;
-  lit.default_scale = 1073741824.0; /* 2^30 */
+  lit.p_bits[0] = p;
+  lit.default_scale = scale;
+  lit.allow_insecure = insecure;
   hetee_ckks_context *ctx = NULL;
-  if (hetee_ckks_context_new(&lit, &ctx)) return NULL;
-  return ctx;
+  return hetee_ckks_context_new(&lit, &ctx) ? NULL : ctx;
 }
+
+static inline hetee_ckks_context *fuzz_ckks_ctx(void) { return fuzz_ckks_ctx_chain(12, 36, 30, 36, 0x1p30, 0); }
 
 /* The saved bytes (saved[0..n), malloc'd; freed here) of an accepted
  * object must equal the input (the formats are canonical: one encoding per

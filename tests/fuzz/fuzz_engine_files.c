@@ -55,19 +55,8 @@ int fuzz_setup(void) {
    * level-1 modulus of 2^90 or more, which logN 12's 109-bit bound (with a
    * special prime as large as the largest q) cannot give: the engine's own
    * q {60, 40}, P {60} at logN 13 */
-  hetee_ckks_literal lit;
-  memset(&lit, 0, sizeof lit);
-  lit.log_n = 13;
-  lit.nq = 2;
-  lit.q_bits[0] = 60;
-  lit.q_bits[1] = 40;
-  lit.np = 1;
-  lit.p_bits[0] = 60;
-  lit.default_scale = 0x1p40;
-  if (hetee_ckks_context_new(&lit, &ctx)) {
-    fprintf(stderr, "engine_files setup: %s\n", hetee_last_error());
-    ctx = NULL;
-  }
+  ctx = fuzz_ckks_ctx_chain(13, 60, 40, 60, 0x1p40, 0);
+  if (!ctx) fprintf(stderr, "engine_files setup: %s\n", hetee_last_error());
   model = small_model();
   if (!ctx || !model) return -1;
   hetee_engine_plan_options o;

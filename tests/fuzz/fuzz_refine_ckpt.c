@@ -84,20 +84,7 @@ static int same_file(const char *path, const uint8_t *p, size_t n) {
 /* N = 2^12 as the other targets, but a top prime of 50 bits: the biases are
  * encrypted at scale 2^60 (level 1 must hold 2^80). log2(QP) = 136 bits is
  * above the 128-bit bound for N = 2^12: allowed for this format test only. */
-static hetee_ckks_context *ckpt_ctx(void) {
-  hetee_ckks_literal lit;
-  memset(&lit, 0, sizeof lit);
-  lit.log_n = 12;
-  lit.nq = 2;
-  lit.q_bits[0] = 36;
-  lit.q_bits[1] = 50;
-  lit.np = 1;
-  lit.p_bits[0] = 50;
-  lit.default_scale = 1073741824.0;
-  lit.allow_insecure = 1;
-  hetee_ckks_context *c = NULL;
-  return hetee_ckks_context_new(&lit, &c) ? NULL : c;
-}
+static hetee_ckks_context *ckpt_ctx(void) { return fuzz_ckks_ctx_chain(12, 36, 50, 50, 0x1p30, 1); }
 
 int fuzz_setup(void) {
   ctx = ckpt_ctx();

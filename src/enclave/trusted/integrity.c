@@ -592,39 +592,6 @@ static inline v2d v2_sat(v2d x, v2d lo, v2d hi) {
   return v2_sel(x > hi, hi, x);
 }
 
-/* s_t[b] = V_t . x_b + beta_t and ||x_b||_1 for stage s from x (batch x
- * n_in), each value first saturated at +-bound (branch-free; the encoder's
- * saturation of the values refresh encrypts; NaN becomes -bound). One pass
- * over x. */
-static void expect(const istage *is, const double *x, uint32_t batch, double bound, double *s, double *l1) {
-  const v2d hi = {bound, bound}, lo = -hi;
-  for (uint32_t b = 0; b < batch; b++) {
-    const double *xb = x + (size_t)b * is->n_in;
-    const double *v0 = is->V[0], *v1 = is->V[INTEG_T - 1];
-    v2d va = {0}, vb = {0}, s0a = {0}, s0b = {0}, s1a = {0}, s1b = {0};
-    size_t k = 0, n = is->n_in;
-    for (; k + 4 <= n; k += 4) {
-      v2d xa = v2_sat(v2_load(xb + k), lo, hi), xc = v2_sat(v2_load(xb + k + 2), lo, hi);
-      va += v2_abs(xa);
-      vb += v2_abs(xc);
-      s0a += v2_load(v0 + k) * xa;
-      s0b += v2_load(v0 + k + 2) * xc;
-      s1a += v2_load(v1 + k) * xa;
-      s1b += v2_load(v1 + k + 2) * xc;
-    }
-    double a = v2_sum(va, vb), acc0 = is->beta[0] + v2_sum(s0a, s0b), acc1 = is->beta[INTEG_T - 1] + v2_sum(s1a, s1b);
-    for (; k < n; k++) {
-      double xv = hetee_dmin(hetee_dmax(xb[k], -bound), bound);
-      a += fabs(xv);
-      acc0 += v0[k] * xv;
-      acc1 += v1[k] * xv;
-    }
-    l1[b] = a;
-    s[b] = acc0;
-    s[(size_t)(INTEG_T - 1) * batch + b] = acc1;
-  }
-}
-
 /* One witness value: the little-endian float at p, subnormals flushed to
  * +-0 without a branch (their conversion can take a slow path: time must
  * not depend on the values). */
@@ -658,25 +625,35 @@ static inline void witness_values4(const uint8_t *p, v2d *lo, v2d *hi) {
 #endif
 }
 
-/* expect() for stage 0 straight from the opened witness values (batch x
- * n_in little-endian floats at v), without a decoded copy: each value is
- * converted as witness_value() does and saturated as expect() saturates
- * (the same sums in the same order, so the same doubles). Returns nonzero
- * if any value is not finite or above HETEE_WITNESS_MAX_ABS in magnitude
- * (one pass without early exit, no branch on a value). */
-static unsigned expect_witness(const istage *is, const uint8_t *v, uint32_t batch, double *s, double *l1) {
-  const double bound = HETEE_REFRESH_VALUE_BOUND;
+/* s_t[b] = V_t . x_b + beta_t and ||x_b||_1 for a stage from batch x n_in
+ * input values, each first saturated at +-bound (branch-free; the
+ * encoder's saturation of the values refresh encrypts; NaN becomes
+ * -bound), in one pass. The values are doubles (src: double *), or, when
+ * `witness` (a constant in both callers: the compiler makes one copy of
+ * each), the little-endian floats of an opened witness converted as
+ * witness_value() does: the same sums in the same order, so the same
+ * doubles; then also returns nonzero if any value is not finite or above
+ * HETEE_WITNESS_MAX_ABS in magnitude (no early exit, no branch on a
+ * value). */
+static inline __attribute__((always_inline)) unsigned expect_rows(const istage *is, const void *src, int witness,
+                                                                 uint32_t batch, double bound, double *s, double *l1) {
   const v2d hi = {bound, bound}, lo = -hi, mx = {HETEE_WITNESS_MAX_ABS, HETEE_WITNESS_MAX_ABS};
   v2i bad = {0, 0};
   for (uint32_t b = 0; b < batch; b++) {
-    const uint8_t *xb = v + (size_t)b * is->n_in * 4;
+    const double *xd = witness ? NULL : (const double *)src + (size_t)b * is->n_in;
+    const uint8_t *xw = witness ? (const uint8_t *)src + (size_t)b * is->n_in * 4 : NULL;
     const double *v0 = is->V[0], *v1 = is->V[INTEG_T - 1];
     v2d va = {0}, vb = {0}, s0a = {0}, s0b = {0}, s1a = {0}, s1b = {0};
     size_t k = 0, n = is->n_in;
     for (; k + 4 <= n; k += 4) {
       v2d ra, rc;
-      witness_values4(xb + 4 * k, &ra, &rc);
-      bad |= ~(v2_abs(ra) <= mx) | ~(v2_abs(rc) <= mx); /* NaN: bad */
+      if (witness) {
+        witness_values4(xw + 4 * k, &ra, &rc);
+        bad |= ~(v2_abs(ra) <= mx) | ~(v2_abs(rc) <= mx); /* NaN: bad */
+      } else {
+        ra = v2_load(xd + k);
+        rc = v2_load(xd + k + 2);
+      }
       v2d xa = v2_sat(ra, lo, hi), xc = v2_sat(rc, lo, hi);
       va += v2_abs(xa);
       vb += v2_abs(xc);
@@ -687,8 +664,8 @@ static unsigned expect_witness(const istage *is, const uint8_t *v, uint32_t batc
     }
     double a = v2_sum(va, vb), acc0 = is->beta[0] + v2_sum(s0a, s0b), acc1 = is->beta[INTEG_T - 1] + v2_sum(s1a, s1b);
     for (; k < n; k++) {
-      double r = witness_value(xb + 4 * k);
-      bad[0] |= -(int64_t)!(fabs(r) <= HETEE_WITNESS_MAX_ABS);
+      double r = witness ? witness_value(xw + 4 * k) : xd[k];
+      if (witness) bad[0] |= -(int64_t)!(fabs(r) <= HETEE_WITNESS_MAX_ABS);
       double xv = hetee_dmin(hetee_dmax(r, -bound), bound);
       a += fabs(xv);
       acc0 += v0[k] * xv;
@@ -699,6 +676,18 @@ static unsigned expect_witness(const istage *is, const uint8_t *v, uint32_t batc
     s[(size_t)(INTEG_T - 1) * batch + b] = acc1;
   }
   return (unsigned)((bad[0] | bad[1]) != 0);
+}
+
+/* expect_rows over decoded doubles x (batch x n_in). */
+static void expect(const istage *is, const double *x, uint32_t batch, double bound, double *s, double *l1) {
+  (void)expect_rows(is, x, 0, batch, bound, s, l1);
+}
+
+/* expect_rows for stage 0 straight from the opened witness values (batch x
+ * n_in little-endian floats at v), without a decoded copy, saturated at
+ * HETEE_REFRESH_VALUE_BOUND; nonzero if a value is not finite or too large. */
+static unsigned expect_witness(const istage *is, const uint8_t *v, uint32_t batch, double *s, double *l1) {
+  return expect_rows(is, v, 1, batch, HETEE_REFRESH_VALUE_BOUND, s, l1);
 }
 
 /* z_t = rho_t . y and mag_t = sum |rho_t[k] y[k]| for both checks, one pass

@@ -32,19 +32,9 @@
 #include <time.h>
 
 #include "hetee/ckks.h"
+#include "bench_util.h"
 
 #define MAX_RUNS 100000
-
-static double now_us(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec * 1e-3;
-}
-
-static int cmp_d(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
 
 typedef struct {
   hetee_ckks_context *ctx;
@@ -137,11 +127,11 @@ static int time_op(bench_state *s, const char *name, op_fn fn, uint64_t *ntt_row
   double *tv = malloc((size_t)runs * sizeof *tv);
   if (!tv) return 1;
   for (int r = 0; r < warm + runs; r++) {
-    double t0 = now_us();
+    double t0 = bench_now_us();
     int rc = 0;
     if (ntt_row) hetee_ntt_forward(t, ntt_row);
     else rc = fn(s);
-    double t1 = now_us();
+    double t1 = bench_now_us();
     if (rc) {
       fprintf(stderr, "hetee-bench ckks: %s failed: %s: %s\n", name, hetee_strerror(rc), hetee_last_error());
       free(tv);
@@ -149,7 +139,7 @@ static int time_op(bench_state *s, const char *name, op_fn fn, uint64_t *ntt_row
     }
     if (r >= warm) tv[r - warm] = t1 - t0;
   }
-  qsort(tv, (size_t)runs, sizeof *tv, cmp_d);
+  qsort(tv, (size_t)runs, sizeof *tv, bench_cmp_double);
   double med = runs % 2 ? tv[runs / 2] : 0.5 * (tv[runs / 2 - 1] + tv[runs / 2]);
   if (g_json) printf("{\"op\": \"%s\", \"logN\": %d,%s \"median_us\": %.1f}\n", name, g_logn, chain_field(), med);
   else printf("  %-18s %12.1f us   (min %.1f, %d runs)\n", name, med, tv[0], runs);

@@ -40,23 +40,7 @@
 
 #include "hetee/ckks.h"
 #include "hetee/ring.h"
-
-static double now_us(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec * 1e-3;
-}
-
-static int cmp_d(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
-static double median(double *v, size_t n) {
-  if (!n) return 0;
-  qsort(v, n, sizeof *v, cmp_d);
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
+#include "bench_util.h"
 
 typedef enum { K_NTT, K_PRODUCT_L2, K_PRODUCT_L3, K_DENSE_FWD, K_DENSE_SNAKE, K_DENSE_PAIR, K_RESCALE, K_STREAM, K_MEMCPY, K_COUNT } kernel_id;
 static const char *const KNAME[K_COUNT] = {"ntt", "product_l2", "product_l3", "dense_fwd", "dense_snake", "dense_pair", "rescale", "stream", "memcpy"};
@@ -130,10 +114,10 @@ static int child_run(kernel_id k, int ms, shared_t *sh, int slot, int nprocs) {
   atomic_fetch_add(&sh->ready, 1);
   while (atomic_load(&sh->ready) < nprocs) sched_yield();
   atomic_store(&sh->go, 1);
-  double end = now_us() + 1e3 * ms;
+  double end = bench_now_us() + 1e3 * ms;
   size_t nc = 0, pi = 0;
   for (;;) {
-    double t0 = now_us();
+    double t0 = bench_now_us();
     if (t0 >= end || nc == maxcalls) break;
     int e = 0;
     switch (k) {
@@ -179,10 +163,10 @@ static int child_run(kernel_id k, int ms, shared_t *sh, int slot, int nprocs) {
       break;
     }
     if (e) goto out;
-    times[nc++] = now_us() - t0;
+    times[nc++] = bench_now_us() - t0;
   }
   sh->calls[slot] = (long)nc;
-  sh->med[slot] = median(times, nc);
+  sh->med[slot] = bench_median(times, nc);
   rc = 0;
 out:
   if (rc) sh->fail[slot] = 1;
@@ -287,7 +271,7 @@ int hetee_bench_concur(int argc, char **argv) {
         return 1;
       }
     }
-    double s = median(solo, (size_t)rounds), p = median(pair, (size_t)rounds);
+    double s = bench_median(solo, (size_t)rounds), p = bench_median(pair, (size_t)rounds);
     if (json)
       printf("%s{\"kernel\": \"%s\", \"solo_us\": %.3f, \"pair_us\": %.3f, \"slowdown\": %.4f, \"two_cpu_ratio\": %.4f}",
              first ? "" : ", ", KNAME[k], s, p, p / s, 2 * s / p);

@@ -31,12 +31,7 @@
 #include "hetee/ckks.h"
 #include "hetee/client.h"
 #include "hetee/host.h"
-
-static double now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
+#include "bench_util.h"
 
 static int die(const char *what, int rc) {
   fprintf(stderr, "hetee-bench enclave: %s: %s (%s)\n", what, hetee_strerror(rc), hetee_last_error());
@@ -93,11 +88,6 @@ static uint64_t proc_cpu_ns(int pid) {
   return sum;
 }
 
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
 /* The refresh of n ciphertexts (in groups of `group`) run 1 + reps times:
  * the first run only warms the enclave up (its allocator, its threads'
  * caches), then the medians of the enclave CPU time (STATS: all its
@@ -113,9 +103,9 @@ static int timed_refresh(hetee_host_enclave *e, const hetee_refresh_spec *s, siz
     uint8_t **out = NULL;
     size_t *olens = NULL, nout = 0;
     uint64_t c0 = refresh_cpu_ns(e), p0 = proc_cpu_ns(pid);
-    double t0 = now();
+    double t0 = bench_now();
     int rc = hetee_host_refresh_stream(e, s, group, (const uint8_t *const *)cts, lens, n, &out, &olens, &nout);
-    double t1 = now();
+    double t1 = bench_now();
     uint64_t p1 = proc_cpu_ns(pid);
     if (rc) return rc;
     if (r >= 0) {
@@ -125,9 +115,9 @@ static int timed_refresh(hetee_host_enclave *e, const hetee_refresh_spec *s, siz
     }
     if (olen0) *olen0 = olens[0];
     }
-  qsort(c, (size_t)reps, sizeof *c, cmp_double);
-  qsort(w, (size_t)reps, sizeof *w, cmp_double);
-  qsort(pc, (size_t)reps, sizeof *pc, cmp_double);
+  qsort(c, (size_t)reps, sizeof *c, bench_cmp_double);
+  qsort(w, (size_t)reps, sizeof *w, bench_cmp_double);
+  qsort(pc, (size_t)reps, sizeof *pc, bench_cmp_double);
   *cpu = c[reps / 2];
   *wall = w[reps / 2];
   *pcpu = pc[reps / 2];
@@ -432,12 +422,12 @@ int hetee_bench_enclave(int argc, char **argv) {
     die("start", rc);
     goto out;
   }
-  double t0 = now();
+  double t0 = bench_now();
   if ((rc = hetee_host_keygen(e, NULL, 0))) {
     die("keygen", rc);
     goto out;
   }
-  double t_keygen = now() - t0;
+  double t_keygen = bench_now() - t0;
   const uint8_t *item;
   size_t ilen;
   if ((rc = hetee_host_public_keys(e, &bundle, &blen)) ||
@@ -501,14 +491,14 @@ int hetee_bench_enclave(int argc, char **argv) {
     uint8_t *ev;
     size_t evlen;
     randombytes_buf(nonce, 32);
-    t0 = now();
+    t0 = bench_now();
     if ((rc = hetee_host_evidence(e, nonce, &ev, &evlen, ch, fp))) {
       die("evidence", rc);
       goto out;
     }
-    double t1 = now();
+    double t1 = bench_now();
     rc = hetee_client_verify_evidence(ev, evlen, ppk, meas, bundle, blen, ch, nonce, NULL);
-    double t2 = now();
+    double t2 = bench_now();
     free(ev);
     if (rc) {
       die("verify", rc);
@@ -555,14 +545,14 @@ int hetee_bench_enclave(int argc, char **argv) {
     uint8_t *sealed;
     size_t slen;
     hetee_release_result res;
-    t0 = now();
+    t0 = bench_now();
     const uint8_t *rcts[1] = {rct};
     rc = hetee_host_release(e, 1, sid, &rs, rcts, &rlen, 1, &sealed, &slen);
     if (!rc) {
       rc = hetee_client_release_open(dps, sealed, slen, &res);
       free(sealed);
     }
-    t_rel += now() - t0;
+    t_rel += bench_now() - t0;
     if (!rc && (res.n != 1 || res.indices[0] != 9)) rc = HETEE_ERR_INTERNAL; /* v[0..9] = -1 .. 1/8 */
     if (!rc) hetee_release_result_clear(&res);
     if (rc) {

@@ -28,27 +28,12 @@
 #include <time.h>
 
 #include "hetee/hemat.h"
+#include "bench_util.h"
 
 #define W_SCALE 0x1p34
 #define X_SCALE 0x1p26
 #define Y_SCALE 0x1p60
 #define LEVEL 1
-
-static double now_us(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec * 1e-3;
-}
-
-static int by_value(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
-static double median(double *v, int n) {
-  qsort(v, (size_t)n, sizeof *v, by_value);
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 static uint64_t g_rng = 0x243F6A8885A308D3ULL;
 static double unif(void) {
@@ -119,7 +104,7 @@ static int unit_costs(env *e, int runs, hetee_hemat_costs *c) {
       printf("  one-step paths the enclave uses (encrypt_sk_coeffs_bounded = encode + encrypt_sk,\n"
              "  decrypt_coeffs = decrypt2 + decode/8, into an existing object / buffer):\n");
     for (int r = -5; r < runs; r++) {
-      double t0 = now_us();
+      double t0 = bench_now_us();
       switch (op) {
         case OP_MUL_ACC: CHECK(hetee_ckks_eval_mul_acc(e->ctx, a, b, acc)); break;
         case OP_ENC_SK:
@@ -159,9 +144,9 @@ static int unit_costs(env *e, int runs, hetee_hemat_costs *c) {
           tmp = NULL;
           break;
       }
-      if (r >= 0) tv[r] = now_us() - t0;
+      if (r >= 0) tv[r] = bench_now_us() - t0;
     }
-    med[op] = median(tv, runs);
+    med[op] = bench_median(tv, runs);
     printf("  %-12s %9.1f us  (min %.1f, %d runs)\n", names[op], med[op], tv[0], runs);
   }
   /* the enclave's costs are those of the paths it takes (refresh.c) */
@@ -285,11 +270,11 @@ static int bench_layer(env *e, const char *name, const hetee_hemat_shape *s, uin
   }
   for (int threads = 1; threads <= 2; threads++) {
     for (int r = -2; r < runs; r++) {
-      double t0 = now_us();
+      double t0 = bench_now_us();
       CHECK(hetee_hemat_conv_eval(e->ctx, &L, cin, cw, cbias, threads, out));
-      if (r >= 0) tv[r] = now_us() - t0;
+      if (r >= 0) tv[r] = bench_now_us() - t0;
     }
-    double med = median(tv, runs);
+    double med = bench_median(tv, runs);
     printf("  conv_eval, %d thread%s: %10.2f ms  (min %.2f, %d runs; %.1f us per product)\n", threads,
            threads > 1 ? "s" : " ", med * 1e-3, tv[0] * 1e-3, runs, med / (double)L.n_products);
   }
@@ -355,12 +340,12 @@ int hetee_bench_hemat(int argc, char **argv) {
     for (int k = 0; k < 2; k++) {
       hetee_hemat_pack p;
       for (int r = -3; r < 51; r++) {
-        double t0 = now_us();
+        double t0 = bench_now_us();
         CHECK(hetee_hemat_choose(ps[k], (uint32_t)batch, e.n, 0, NULL, &p, NULL));
-        if (r >= 0) tv[r] = now_us() - t0;
+        if (r >= 0) tv[r] = bench_now_us() - t0;
       }
       printf("  hetee_hemat_choose(%s, batch %ld): %.3f ms (median of 51) -> cb=%d mb=%d nimg=%d\n", pn[k], batch,
-             median(tv, 51) * 1e-3, p.cb, p.mb, p.nimg);
+             bench_median(tv, 51) * 1e-3, p.cb, p.mb, p.nimg);
     }
   }
   if (!costs_only) {

@@ -20,14 +20,9 @@
 #include "cli/local_parties.h"
 #include "hetee/engine.h"
 #include "hetee/nn.h"
+#include "bench_util.h"
 
 #define FMNIST "/usr/share/datasets/fashion-mnist"
-
-static double now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static int usage(void) {
   fprintf(stderr, "usage: hetee-bench infer --model M.onnx [--batch B] [--images N] [--threads T] [--json] [--unbound] [--no-phase]\n");
@@ -95,15 +90,15 @@ int hetee_bench_infer(int argc, char **argv) {
   if (!x || !logits) goto out;
   double sc = hetee_nn_model_input_scale(m);
   for (size_t i = 0; i < n * in; i++) x[i] = (float)(hetee_nn_data_values(img)[i] * sc);
-  double t0 = now();
+  double t0 = bench_now();
   if (hetee_nn_forward(m, x, n, logits)) goto out;
-  double plain_s = now() - t0;
-  t0 = now();
+  double plain_s = bench_now() - t0;
+  t0 = bench_now();
   /* --threads T: the whole pipeline (this process, the launcher and the
    * enclave it spawns) runs on T CPUs, the enclave with threads=T */
   int rc = local_parties_start_cpus(&t, NULL, (int)threads);
   t.unbound = unbound; /* the pre-issue-9 path, for comparison */
-  double setup_s = now() - t0;
+  double setup_s = bench_now() - t0;
   if (!rc) rc = local_infer(&t, m, p, x, n, (int)threads, 1, &r);
   if (rc) {
     fprintf(stderr, "hetee-bench infer: %s: %s\n", hetee_strerror(rc), hetee_last_error());

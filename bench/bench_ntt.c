@@ -13,17 +13,7 @@
 #include <time.h>
 
 #include "hetee/ring.h"
-
-static double now_us(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
-}
-
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
+#include "bench_util.h"
 
 /* median microseconds of fn over `runs` timed calls after warm-up; the
  * input is re-randomised outside the timed region every 16 runs so values
@@ -34,14 +24,14 @@ static double median_ntt(hetee_isa isa, int inverse, const hetee_ntt_tables *t, 
   for (int w = 0; w < 20; w++)
     (void)(inverse ? hetee_ntt_inverse_isa(isa, t, a) : hetee_ntt_forward_isa(isa, t, a));
   for (int r = 0; r < runs; r++) {
-    double t0 = now_us();
+    double t0 = bench_now_us();
     int rc = inverse ? hetee_ntt_inverse_isa(isa, t, a) : hetee_ntt_forward_isa(isa, t, a);
-    samples[r] = now_us() - t0;
+    samples[r] = bench_now_us() - t0;
     if (rc < 0)
       return -1;
     (void)n;
   }
-  qsort(samples, (size_t)runs, sizeof *samples, cmp_double);
+  qsort(samples, (size_t)runs, sizeof *samples, bench_cmp_double);
   return samples[runs / 2];
 }
 
@@ -110,31 +100,31 @@ int hetee_bench_ntt(int argc, char **argv) {
           b[i] = (i * 0x2545f4914f6cdd1dull) % q;
         const hetee_modulus *m = hetee_ntt_tables_modulus(t);
         for (int r = 0; r < runs; r++) {
-          double t0 = now_us();
+          double t0 = bench_now_us();
           hetee_vec_muladd(m, a, b, c, n);
-          samples[r] = now_us() - t0;
+          samples[r] = bench_now_us() - t0;
         }
-        qsort(samples, (size_t)runs, sizeof *samples, cmp_double);
+        qsort(samples, (size_t)runs, sizeof *samples, bench_cmp_double);
         printf("%-5d %-5d %-10s vec_muladd %.2f us (dispatch %s)\n", logn, bits, "", samples[runs / 2],
                hetee_ring_isa_name());
         /* degree-2 product of two size-2 rows (ct x ct, one prime) */
         uint64_t *d = hetee_alloc(3 * n * sizeof *d);
         if (d) {
           for (int r = 0; r < runs; r++) {
-            double t0 = now_us();
+            double t0 = bench_now_us();
             hetee_vec_tensor2(m, a, b, b, a, d, d + n, d + 2 * n, n, 0);
-            samples[r] = now_us() - t0;
+            samples[r] = bench_now_us() - t0;
           }
-          qsort(samples, (size_t)runs, sizeof *samples, cmp_double);
+          qsort(samples, (size_t)runs, sizeof *samples, bench_cmp_double);
           printf("%-5d %-5d %-10s vec_tensor2 %.2f us\n", logn, bits, "", samples[runs / 2]);
           /* key-switching inner product of 3 digits against both key rows */
           const uint64_t *xs[3] = {a, b, c}, *k0[3] = {b, c, a}, *k1[3] = {c, a, b};
           for (int r = 0; r < runs; r++) {
-            double t0 = now_us();
+            double t0 = bench_now_us();
             hetee_vec_dot2(m, xs, NULL, k0, k1, 3, d, d + n, n);
-            samples[r] = now_us() - t0;
+            samples[r] = bench_now_us() - t0;
           }
-          qsort(samples, (size_t)runs, sizeof *samples, cmp_double);
+          qsort(samples, (size_t)runs, sizeof *samples, bench_cmp_double);
           printf("%-5d %-5d %-10s vec_dot2(3 digits) %.2f us\n", logn, bits, "", samples[runs / 2]);
         }
         hetee_free(d);
@@ -145,12 +135,12 @@ int hetee_bench_ntt(int argc, char **argv) {
         hetee_prg prg;
         for (int r = 0; r < runs; r++) {
           hetee_prg_init(&prg, seed, (uint64_t)r);
-          double t0 = now_us();
+          double t0 = bench_now_us();
           hetee_sample_uniform(&prg, hetee_ntt_tables_modulus(t), c, n);
-          samples[r] = now_us() - t0;
+          samples[r] = bench_now_us() - t0;
         }
         hetee_prg_wipe(&prg);
-        qsort(samples, (size_t)runs, sizeof *samples, cmp_double);
+        qsort(samples, (size_t)runs, sizeof *samples, bench_cmp_double);
         printf("%-5d %-5d %-10s sample_uniform %.2f us\n", logn, bits, "", samples[runs / 2]);
       }
       hetee_free(b);

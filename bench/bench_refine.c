@@ -34,17 +34,12 @@
 #include "cli/local_parties.h"
 #include "hemat/refine_internal.h"
 #include "hetee/refine.h"
+#include "bench_util.h"
 
 #define REFINE_MODEL_ID 11
 
 #define FMNIST "/usr/share/datasets/fashion-mnist"
 #define FIRST 6000u
-
-static double now(void) {
-  struct timeval tv;
-  gettimeofday(&tv, NULL);
-  return (double)tv.tv_sec + 1e-6 * (double)tv.tv_usec;
-}
 
 static double cpu_now(void) {
   struct rusage ru;
@@ -83,18 +78,13 @@ static int dp_sign(void *arg, const uint8_t *msg, size_t len, uint8_t sig[64]) {
 }
 
 static int ck_write_timed(const hetee_refine_state *s, hetee_refine_trusted *t, const char *path) {
-  double t0 = now();
+  double t0 = bench_now();
   int rc = hetee_refine_checkpoint_write_sealed(s, t, path);
-  double dt = now() - t0;
+  double dt = bench_now() - t0;
   ck_seconds += dt;
   if (rc == 0 && ck_count < 4096) ck_times[ck_count] = dt;
   ck_count += rc == 0;
   return rc;
-}
-
-static int cmp_d(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
 }
 
 /* the median of the checkpoints after the first (the first one also writes
@@ -105,7 +95,7 @@ static double ck_median_rest(void) {
   double *v = malloc((n - 1) * sizeof *v);
   if (!v) return 0;
   memcpy(v, ck_times + 1, (n - 1) * sizeof *v);
-  qsort(v, n - 1, sizeof *v, cmp_d);
+  qsort(v, n - 1, sizeof *v, bench_cmp_double);
   double m = (n - 1) % 2 ? v[(n - 1) / 2] : (v[(n - 1) / 2 - 1] + v[(n - 1) / 2]) / 2;
   free(v);
   return m;
@@ -215,9 +205,9 @@ int hetee_bench_refine(int argc, char **argv) {
     if (hetee_refine_weights_copy(&w0, &wp)) goto out;
     hetee_refine_plain tw;
     if (hetee_refine_plain_init(&tw, &p, &wp)) goto out;
-    double t0 = now();
+    double t0 = bench_now();
     int rc = hetee_refine_plain_run(&tw, x, y, (uint32_t)samples, 1);
-    plain_s = now() - t0;
+    plain_s = bench_now() - t0;
     hetee_refine_plain_clear(&tw);
     if (rc) goto out;
     plain_acc = hetee_refine_plain_accuracy(&wp, tx, ty, ntest);
@@ -249,9 +239,9 @@ int hetee_bench_refine(int argc, char **argv) {
     rpk = lp.pk;
   }
   hetee_refine_set_provider_threads((int)threads);
-  double t0 = now();
+  double t0 = bench_now();
   rc = hetee_refine_state_encrypt(rctx, rpk, &p, &w0, &s);
-  double mp_s = now() - t0;
+  double mp_s = bench_now() - t0;
   if (!rc && in_process) rc = hetee_refine_trusted_new(ctx, sk, &p, &t);
   if (!rc && !in_process) { /* the MP authorizes the job through its session */
     uint8_t *am = NULL, *sealed = NULL, sid[16];
@@ -266,7 +256,7 @@ int hetee_bench_refine(int argc, char **argv) {
   hetee_refine_stats st;
   memset(&st, 0, sizeof st);
   double dp_s = 0, c0 = cpu_now();
-  t0 = now();
+  t0 = bench_now();
   hetee_refine_run_options o = {(int)threads, NULL, 1, 0, 1, NULL, NULL, NULL, NULL, 0, NULL, NULL, NULL};
   uint8_t release_pk[32], dp_pk[32];
   if (!rc && !in_process) { /* the data provider's witnesses: sealed to the release key it learns through its session */
@@ -289,7 +279,7 @@ int hetee_bench_refine(int argc, char **argv) {
     o.ckpt_write = ck_write_timed;
   }
   if (!rc) rc = hetee_refine_run(s, t, rpk, x, y, (uint32_t)samples, &o, &st, &dp_s);
-  double wall = now() - t0, cpu = cpu_now() - c0;
+  double wall = bench_now() - t0, cpu = cpu_now() - c0;
   long ck_bytes = 0;
   struct stat sb;
   if (ckpt_path && !stat(ckpt_path, &sb)) ck_bytes = (long)sb.st_size;
@@ -306,7 +296,7 @@ int hetee_bench_refine(int argc, char **argv) {
     hetee_refine_valset *vs = NULL;
     uint8_t *sealed = NULL, *plain = NULL, dig[32];
     size_t sl = 0, pl = 0;
-    double v0 = now();
+    double v0 = bench_now();
     uint8_t mp_pk[32];
     hetee_party_key_public(lp.mp, mp_pk);
     /* with the MP's witness of each chunk (layer 0 of the pass is checked
@@ -314,10 +304,10 @@ int hetee_bench_refine(int argc, char **argv) {
     rc = hetee_refine_valset_encrypt_witness(rctx, rpk, &p, tx, ty, (uint32_t)val_n, REFINE_MODEL_ID, release_pk, &vs);
     if (!rc) rc = hetee_refine_valset_sign(vs, mp_pk, dp_sign, lp.mp);
     if (!rc) rc = hetee_refine_valset_labels_digest(vs, dig);
-    val_mp_s = now() - v0;
-    v0 = now();
+    val_mp_s = bench_now() - v0;
+    v0 = bench_now();
     if (!rc) rc = hetee_refine_validate(s, t, vs, (int)threads, &sealed, &sl);
-    val_s = now() - v0;
+    val_s = bench_now() - v0;
     if (!rc) rc = hetee_client_session_open(lp.mps, sealed, sl, &plain, &pl);
     hetee_refine_val_report rep;
     if (!rc) rc = hetee_refine_val_report_parse(plain, pl, REFINE_MODEL_ID, &rep);

@@ -48,15 +48,10 @@
 #include "hetee/enclave.h"
 #include "hetee/host.h"
 #include "hetee/nn.h"
+#include "bench_util.h"
 
 #define FMNIST "/usr/share/datasets/fashion-mnist"
 #define NAME "hetee-bench service"
-
-static double now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static int usage(void) {
   fprintf(stderr, "usage: hetee-bench service --clients C --batch B [--images N] [--model M.onnx] [--workers W] "
@@ -119,7 +114,7 @@ static void *client_prepared(void *arg) {
   client_arg *a = arg;
   shared *S = a->S;
   hetee_client_conn *c = NULL;
-  double tp = now();
+  double tp = bench_now();
   int rc = hetee_client_connect(S->url, a->home, &c);
   long mine = a->idx < S->njobs ? (S->njobs - a->idx + S->clients - 1) / S->clients : 0;
   hetee_client_prepared **pj = calloc((size_t)(mine ? mine : 1), sizeof *pj);
@@ -129,7 +124,7 @@ static void *client_prepared(void *arg) {
     size_t off = ((size_t)j * S->batch) % (S->nimg_file - S->batch + 1);
     rc = hetee_client_job_prepare(c, S->model, S->x + off * 784, S->batch, &pj[k]);
   }
-  tp = now() - tp;
+  tp = bench_now() - tp;
   pthread_mutex_lock(&S->mu);
   if (tp > S->prepare_s) S->prepare_s = tp;
   pthread_mutex_unlock(&S->mu);
@@ -143,18 +138,18 @@ static void *client_prepared(void *arg) {
   }
   for (long k = 0; k < mine; k++) {
     long j = a->idx + k * S->clients;
-    double t0 = now(), ts = t0, tw = t0;
+    double t0 = bench_now(), ts = t0, tw = t0;
     hetee_client_job *job = NULL;
     hetee_release_result *res = NULL;
     size_t nres = 0;
     rc = prc ? hetee_error(prc, "preparing: %s", perr) : pj[k] ? 0 : HETEE_ERR_INTERNAL;
     if (!rc) rc = hetee_client_job_send(c, pj[k], &job);
-    ts = now();
+    ts = bench_now();
     if (!rc) rc = hetee_client_job_wait(c, job);
-    tw = now();
+    tw = bench_now();
     if (!rc) rc = hetee_client_job_results(c, job, &res, &nres);
     if (!rc && nres != S->batch) rc = HETEE_ERR_STATE;
-    record(S, j, rc, t0, ts, tw, now());
+    record(S, j, rc, t0, ts, tw, bench_now());
     hetee_client_results_free(res, nres);
     hetee_client_job_free(job);
   }
@@ -175,17 +170,17 @@ static void *client_main(void *arg) {
     pthread_mutex_unlock(&S->mu);
     if (j < 0) break;
     size_t off = ((size_t)j * S->batch) % (S->nimg_file - S->batch + 1);
-    double t0 = now();
+    double t0 = bench_now();
     hetee_client_job *job = NULL;
     hetee_release_result *res = NULL;
     size_t nres = 0;
     if (!rc) rc = hetee_client_job_submit(c, S->model, S->x + off * 784, S->batch, &job);
-    double ts = now();
+    double ts = bench_now();
     if (!rc) rc = hetee_client_job_wait(c, job);
-    double tw = now();
+    double tw = bench_now();
     if (!rc) rc = hetee_client_job_results(c, job, &res, &nres);
     if (!rc && nres != S->batch) rc = HETEE_ERR_STATE;
-    record(S, j, rc, t0, ts, tw, now());
+    record(S, j, rc, t0, ts, tw, bench_now());
     hetee_client_results_free(res, nres);
     hetee_client_job_free(job);
     if (rc) { /* a broken connection: reconnect for the next job */
@@ -196,11 +191,6 @@ static void *client_main(void *arg) {
   }
   hetee_client_disconnect(c);
   return NULL;
-}
-
-static int cmp_d(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return x < y ? -1 : x > y;
 }
 
 static double pct(const double *v, size_t n, double p) {
@@ -458,7 +448,7 @@ int hetee_bench_service(int argc, char **argv) {
   snprintf(url, sizeof url, "http://127.0.0.1:%u", port);
   S.url = url;
 
-  double tu = now();
+  double tu = bench_now();
   hetee_client_model_options mo = {.name = "bench", .batch = (uint32_t)batch, .output = "label",
                                    .dps = (const uint8_t(*)[32])dpk, .ndps = (size_t)clients};
   rc = hetee_client_connect(url, mph, &mpc);
@@ -467,7 +457,7 @@ int hetee_bench_service(int argc, char **argv) {
     fprintf(stderr, NAME ": model upload: %s: %s\n", hetee_strerror(rc), hetee_last_error());
     goto out;
   }
-  double upload_s = now() - tu;
+  double upload_s = bench_now() - tu;
 
   S.batch = (size_t)batch;
   S.x = x;
@@ -509,14 +499,14 @@ int hetee_bench_service(int argc, char **argv) {
   if (!l) goto out;
   for (long j = 0; j < S.njobs; j++)
     if (S.lat[j] >= 0) l[ok++] = S.lat[j];
-  qsort(l, ok, sizeof *l, cmp_d);
+  qsort(l, ok, sizeof *l, bench_cmp_double);
   double med[3] = {0, 0, 0};
   double *ph = malloc((size_t)S.njobs * sizeof *ph);
   for (int k = 0; ph && k < 3; k++) {
     size_t cnt = 0;
     for (long j = 0; j < S.njobs; j++)
       if (S.lat[j] >= 0) ph[cnt++] = S.phase[3 * j + k];
-    qsort(ph, cnt, sizeof *ph, cmp_d);
+    qsort(ph, cnt, sizeof *ph, bench_cmp_double);
     med[k] = pct(ph, cnt, 0.5);
   }
   free(ph);

@@ -942,6 +942,33 @@ static int vs_ct_get(const hetee_ckks_context *ctx, vs_rd *r, double scale, ct_t
   return 0;
 }
 
+/* The signed witness after a chunk's or batch's header fields: dp[32] |
+ * sig[64] | u64 length | the sealed witness, which must be `want` bytes;
+ * into b (has_auth set). WIT_OK, or what went wrong (each caller names it
+ * in its own words): WIT_TRUNCATED, WIT_LENGTH (*wl: the length read),
+ * WIT_NOMEM. */
+enum { WIT_OK, WIT_TRUNCATED, WIT_LENGTH, WIT_NOMEM };
+static int wit_tail(vs_rd *r, uint64_t want, hetee_refine_batch *b, uint64_t *wl) {
+  if (!r->err && r->left >= 96) {
+    memcpy(b->dp, r->p, 32);
+    memcpy(b->sig, r->p + 32, 64);
+    r->p += 96;
+    r->left -= 96;
+  } else {
+    r->err = 1;
+  }
+  *wl = vs_get(r, 8);
+  if (r->err || *wl > r->left) return WIT_TRUNCATED;
+  if (*wl != want) return WIT_LENGTH;
+  if (!(b->wit = malloc((size_t)*wl))) return WIT_NOMEM;
+  memcpy(b->wit, r->p, (size_t)*wl);
+  r->p += *wl;
+  r->left -= (size_t)*wl;
+  b->wit_len = (size_t)*wl;
+  b->has_auth = 1;
+  return WIT_OK;
+}
+
 int hetee_refine_valset_load(const hetee_ckks_context *ctx, const hetee_refine_plan *p, const uint8_t *buf, size_t len,
                              hetee_refine_valset **out) {
   if (!ctx || !p || !buf || !out) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
@@ -993,28 +1020,14 @@ int hetee_refine_valset_load(const hetee_ckks_context *ctx, const hetee_refine_p
     else if (!rc && wit > 1) rc = hetee_error(HETEE_ERR_FORMAT, "validation chunk %llu: witness flag", (unsigned long long)i);
     if (!rc && wit) {
       b->wit_model = (uint32_t)vs_get(&r, 4);
-      if (!r.err && r.left >= 96) {
-        memcpy(b->dp, r.p, 32);
-        memcpy(b->sig, r.p + 32, 64);
-        r.p += 96;
-        r.left -= 96;
-      } else {
-        r.err = 1;
-      }
-      uint64_t wl = vs_get(&r, 8);
-      if (r.err || wl > r.left) rc = hetee_error(HETEE_ERR_TRUNCATED, "validation set truncated");
-      else if (wl != REFINE_WIT_SEALED_LEN(bc, k))
+      uint64_t wl = 0;
+      int t = wit_tail(&r, REFINE_WIT_SEALED_LEN(bc, k), b, &wl);
+      if (t == WIT_TRUNCATED) rc = hetee_error(HETEE_ERR_TRUNCATED, "validation set truncated");
+      else if (t == WIT_LENGTH)
         rc = hetee_error(HETEE_ERR_FORMAT, "validation chunk %llu: a witness of %llu bytes", (unsigned long long)i,
                          (unsigned long long)wl);
-      else if (!(b->wit = malloc((size_t)wl))) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
-      if (!rc) {
-        memcpy(b->wit, r.p, (size_t)wl);
-        r.p += wl;
-        r.left -= (size_t)wl;
-        b->wit_len = (size_t)wl;
-        b->wit_no = i;
-        b->has_auth = 1;
-      }
+      else if (t == WIT_NOMEM) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+      else b->wit_no = i;
     }
     seen += bc;
   }
@@ -1125,27 +1138,13 @@ int hetee_refine_batch_load(const hetee_ckks_context *ctx, const hetee_refine_pl
   if (!rc && wit) {
     b->wit_model = (uint32_t)vs_get(&r, 4);
     b->wit_no = vs_get(&r, 8);
-    if (!r.err && r.left >= 96) {
-      memcpy(b->dp, r.p, 32);
-      memcpy(b->sig, r.p + 32, 64);
-      r.p += 96;
-      r.left -= 96;
-    } else {
-      r.err = 1;
-    }
-    uint64_t wl = vs_get(&r, 8);
-    if (r.err || wl > r.left) rc = hetee_error(HETEE_ERR_TRUNCATED, "refine batch: witness truncated");
-    else if (wl != REFINE_WIT_SEALED_LEN(count, k))
+    uint64_t wl = 0;
+    int t = wit_tail(&r, REFINE_WIT_SEALED_LEN(count, k), b, &wl);
+    if (t == WIT_TRUNCATED) rc = hetee_error(HETEE_ERR_TRUNCATED, "refine batch: witness truncated");
+    else if (t == WIT_LENGTH)
       rc = hetee_error(HETEE_ERR_SHAPE, "refine batch: a witness of %llu bytes for %llu samples", (unsigned long long)wl,
                        (unsigned long long)count);
-    else if (!(b->wit = malloc((size_t)wl))) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
-    if (!rc) {
-      memcpy(b->wit, r.p, (size_t)wl);
-      b->wit_len = (size_t)wl;
-      b->has_auth = 1;
-      r.p += wl;
-      r.left -= (size_t)wl;
-    }
+    else if (t == WIT_NOMEM) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
   }
   if (!rc && r.left) rc = hetee_error(HETEE_ERR_FORMAT, "%zu bytes after the refine batch", r.left);
   if (rc) {

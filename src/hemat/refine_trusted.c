@@ -448,16 +448,16 @@ void hetee_refine_trusted_free(hetee_refine_trusted *t) {
     return;
   }
   for (int l = 0; l < HETEE_REFINE_MAX_LAYERS; l++) {
-    if (t->z[l]) memset(t->z[l], 0, (size_t)t->p->cfg.batch * (size_t)t->p->L[l].m * sizeof(double));
+    if (t->z[l]) sodium_memzero(t->z[l], (size_t)t->p->cfg.batch * (size_t)t->p->L[l].m * sizeof(double));
     free(t->z[l]);
-    if (t->g[l]) memset(t->g[l], 0, (size_t)t->p->L[l].m * (size_t)(t->p->L[l].k + 1) * sizeof(double));
+    if (t->g[l]) sodium_memzero(t->g[l], (size_t)t->p->L[l].m * (size_t)(t->p->L[l].k + 1) * sizeof(double));
     free(t->g[l]);
     free(t->g_got[l]);
     size_t mk = t->p ? (size_t)t->p->L[l].m * (size_t)t->p->L[l].k : 0, m = t->p ? (size_t)t->p->L[l].m : 0;
-    if (t->hw[l]) memset(t->hw[l], 0, mk * sizeof(float));
-    if (t->hvw[l]) memset(t->hvw[l], 0, mk * sizeof(float));
-    if (t->hb[l]) memset(t->hb[l], 0, m * sizeof(float));
-    if (t->hvb[l]) memset(t->hvb[l], 0, m * sizeof(float));
+    if (t->hw[l]) sodium_memzero(t->hw[l], mk * sizeof(float));
+    if (t->hvw[l]) sodium_memzero(t->hvw[l], mk * sizeof(float));
+    if (t->hb[l]) sodium_memzero(t->hb[l], m * sizeof(float));
+    if (t->hvb[l]) sodium_memzero(t->hvb[l], m * sizeof(float));
     free(t->hw[l]);
     free(t->hb[l]);
     free(t->hvw[l]);
@@ -465,7 +465,7 @@ void hetee_refine_trusted_free(hetee_refine_trusted *t) {
   }
   for (int l = 0; t->p && l < t->p->nl; l++)
     if (t->vx[l]) {
-      memset(t->vx[l], 0, (size_t)t->p->cfg.batch * (size_t)t->p->L[l].k * sizeof(double));
+      sodium_memzero(t->vx[l], (size_t)t->p->cfg.batch * (size_t)t->p->L[l].k * sizeof(double));
       free(t->vx[l]);
     }
   rchk_wipe(t);
@@ -547,7 +547,7 @@ static int gather(hetee_refine_trusted *t, ct_t *const *c, size_t ncts, double s
     }
   }
 out:
-  if (tmp) memset(tmp, 0, (n ? n : 1) * sizeof *tmp);
+  if (tmp) sodium_memzero(tmp, (n ? n : 1) * sizeof *tmp);
   hetee_ckks_plaintext_free(pt);
   free(start);
   free(order);
@@ -842,8 +842,8 @@ int refine_tr_forward(hetee_refine_trusted *t, int l, ct_t *const *out, uint32_t
     rc = refine_enc_weights(&k, &N1->G, xw, next_gw);
   }
 done:
-  if (h) memset(h, 0, n * sizeof *h);
-  if (xw) memset(xw, 0, (m + 1) * B * sizeof *xw);
+  if (h) sodium_memzero(h, n * sizeof *h);
+  if (xw) sodium_memzero(xw, (m + 1) * B * sizeof *xw);
   free(pos);
   free(h);
   free(xw);
@@ -882,9 +882,9 @@ int refine_tr_loss(hetee_refine_trusted *t, ct_t *const *logits, const ct_t *lab
   rchk_deltas(t, l, d, count);
   rc = emit_deltas(t, l, d, dG, dT);
 done:
-  if (z) memset(z, 0, n * sizeof *z);
-  if (y) memset(y, 0, n * sizeof *y);
-  if (d) memset(d, 0, n * sizeof *d);
+  if (z) sodium_memzero(z, n * sizeof *z);
+  if (y) sodium_memzero(y, n * sizeof *y);
+  if (d) sodium_memzero(d, n * sizeof *d);
   free(pos);
   free(z);
   free(y);
@@ -920,7 +920,7 @@ int refine_tr_back(hetee_refine_trusted *t, int l, ct_t *const *u, uint32_t coun
   rchk_deltas(t, l - 1, d, count);
   rc = emit_deltas(t, l - 1, d, dG, dT);
 done:
-  if (d) memset(d, 0, n * sizeof *d);
+  if (d) sodium_memzero(d, n * sizeof *d);
   free(pos);
   free(d);
   t->cpu_s += cpu_now() - t0;
@@ -1103,14 +1103,14 @@ sgd:;
     t->held[l] = 1;
   }
 done:
-  if (g) memset(g, 0, nv * sizeof *g);
-  if (wv) memset(wv, 0, nv * sizeof *wv);
-  if (vv) memset(vv, 0, nv * sizeof *vv);
-  if (wf) memset(wf, 0, nv * sizeof *wf);
-  if (vw) memset(vw, 0, nv * sizeof *vw);
-  if (wt) memset(wt, 0, (size_t)m * (size_t)k * sizeof *wt);
-  if (bf) memset(bf, 0, (size_t)m * sizeof *bf);
-  if (vb) memset(vb, 0, (size_t)m * sizeof *vb);
+  if (g) sodium_memzero(g, nv * sizeof *g);
+  if (wv) sodium_memzero(wv, nv * sizeof *wv);
+  if (vv) sodium_memzero(vv, nv * sizeof *vv);
+  if (wf) sodium_memzero(wf, nv * sizeof *wf);
+  if (vw) sodium_memzero(vw, nv * sizeof *vw);
+  if (wt) sodium_memzero(wt, (size_t)m * (size_t)k * sizeof *wt);
+  if (bf) sodium_memzero(bf, (size_t)m * sizeof *bf);
+  if (vb) sodium_memzero(vb, (size_t)m * sizeof *vb);
   free(pos);
   free(g);
   free(wv);
@@ -1155,7 +1155,7 @@ int refine_tr_fetch(hetee_refine_trusted *t, int l, ct_t *const *W, ct_t *const 
   if (!rc) rc = gather(t, bias, (size_t)L->F.nmb, REFINE_OUT_SCALE, pos, (size_t)m, v);
   for (int i = 0; i < m && !rc; i++) b[i] = (float)v[i];
 done:
-  if (v) memset(v, 0, nv * sizeof *v);
+  if (v) sodium_memzero(v, nv * sizeof *v);
   free(pos);
   free(v);
   t->cpu_s += cpu_now() - t0;
@@ -1199,7 +1199,7 @@ int refine_tr_grad_feed(hetee_refine_trusted *t, int l, size_t first, ct_t *cons
   if (!rc) rc = gather(t, c, n, REFINE_OUT_SCALE, pos, cnt, v);
   for (size_t q = 0; q < cnt && !rc; q++) t->g[l][idx[q]] = v[q];
   for (size_t i = 0; i < n && !rc; i++) t->g_got[l][first + i] = 1;
-  if (v) memset(v, 0, nv * sizeof *v);
+  if (v) sodium_memzero(v, nv * sizeof *v);
   free(pos);
   free(idx);
   free(v);
@@ -1274,7 +1274,7 @@ int refine_tr_reissue(hetee_refine_trusted *t, int l, ct_t **nW, ct_t **nbias, c
     rc = wt ? refine_enc_weights(&key, &L->T, wt, nWT) : hetee_error(HETEE_ERR_NOMEM, "no memory");
   }
   if (!rc && t->p->cfg.momentum > 0) rc = refine_enc_momentum(&key, t->hvw[l], t->hvb[l], L->m, L->k, nV);
-  if (wt) memset(wt, 0, (size_t)L->m * (size_t)L->k * sizeof *wt);
+  if (wt) sodium_memzero(wt, (size_t)L->m * (size_t)L->k * sizeof *wt);
   free(wt);
   t->cpu_s += cpu_now() - t0;
   return rc;
@@ -1337,7 +1337,7 @@ int refine_tr_vforward(hetee_refine_trusted *t, int l, ct_t *const *out, uint32_
     }
   }
   if (!rc) rc = scatter_next(t, N1, B, m, pos, h, next_in);
-  if (h) memset(h, 0, n * sizeof *h);
+  if (h) sodium_memzero(h, n * sizeof *h);
   free(pos);
   free(h);
   t->cpu_s += cpu_now() - t0;
@@ -1379,8 +1379,8 @@ int refine_tr_vloss(hetee_refine_trusted *t, ct_t *const *logits, const ct_t *la
     *loss += ls;
     *correct += ok;
   }
-  if (z) memset(z, 0, nc * sizeof *z);
-  if (y) memset(y, 0, nc * sizeof *y);
+  if (z) sodium_memzero(z, nc * sizeof *z);
+  if (y) sodium_memzero(y, nc * sizeof *y);
   free(pos);
   free(z);
   free(y);

@@ -113,7 +113,7 @@ int refine_enc_weights(const refine_key *k, const hetee_hemat_layout *L, const f
       if (!r) r = enc_one(k, c, REFINE_W_SCALE, &out[q]);
       rc |= r != 0;
     }
-    if (c) memset(c, 0, n * sizeof *c);
+    if (c) sodium_memzero(c, n * sizeof *c);
     free(c);
   }
   return rc ? hetee_error(HETEE_ERR_CRYPTO, "weight encryption failed") : 0;
@@ -128,7 +128,7 @@ int refine_enc_bias(const refine_key *k, const hetee_hemat_layout *L, const floa
     rc = hetee_hemat_bias_coeffs(L, b, mbk, c);
     if (!rc) rc = enc_one(k, c, REFINE_OUT_SCALE, &out[mbk]);
   }
-  memset(c, 0, n * sizeof *c);
+  sodium_memzero(c, n * sizeof *c);
   free(c);
   return rc;
 }
@@ -147,7 +147,7 @@ int refine_enc_scatter(const refine_key *k, size_t ncts, const uint64_t *pos, co
     c[pos[i]] = v[i];
   }
   for (size_t i = 0; i < ncts && !rc; i++) rc = enc_one(k, c + i * N, scale, &out[i]);
-  memset(c, 0, ncts * N * sizeof *c);
+  sodium_memzero(c, ncts * N * sizeof *c);
   free(c);
   return rc;
 }
@@ -171,7 +171,7 @@ int refine_enc_momentum(const refine_key *key, const float *vw, const float *vb,
   }
   int rc = 0;
   for (size_t i = 0; i < ncts && !rc; i++) rc = enc_one(key, c + i * N, HETEE_REFINE_MOM_SCALE, &out[i]);
-  memset(c, 0, ncts * N * sizeof *c);
+  sodium_memzero(c, ncts * N * sizeof *c);
   free(c);
   return rc;
 }

@@ -132,7 +132,7 @@ int hetee_refine_state_encrypt(const hetee_ckks_context *ctx, const hetee_ckks_p
     if (!rc && L->has_back) {
       float *wt = refine_transpose(w->w[l], L->m, L->k);
       rc = wt ? refine_enc_weights(&key, &L->T, wt, s->WT[l]) : hetee_error(HETEE_ERR_NOMEM, "no memory");
-      if (wt) memset(wt, 0, (size_t)L->m * (size_t)L->k * sizeof *wt);
+      if (wt) sodium_memzero(wt, (size_t)L->m * (size_t)L->k * sizeof *wt);
       free(wt);
     }
     if (!rc && has_v(s, l)) rc = refine_enc_momentum(&key, w->vw[l], w->vb[l], L->m, L->k, s->V[l]);
@@ -336,8 +336,8 @@ static int batch_encrypt(const hetee_ckks_context *ctx, const hetee_ckks_public_
     b->labels = lab1[0];
   }
 done:
-  if (v) memset(v, 0, (size_t)B * (k > c ? k : c) * sizeof *v);
-  if (xw) memset(xw, 0, (k + 1) * B * sizeof *xw);
+  if (v) sodium_memzero(v, (size_t)B * (k > c ? k : c) * sizeof *v);
+  if (xw) sodium_memzero(xw, (k + 1) * B * sizeof *xw);
   free(v);
   free(pos);
   free(xw);
@@ -587,7 +587,7 @@ int hetee_refine_state_decrypt(const hetee_refine_state *s, const hetee_ckks_sec
       }
     }
   }
-  memset(buf, 0, N * sizeof *buf);
+  sodium_memzero(buf, N * sizeof *buf);
   free(buf);
   hetee_ckks_plaintext_free(pt);
   if (rc) hetee_refine_weights_clear(out);

@@ -70,9 +70,18 @@ int ckks_ciphertext_view(const hetee_ckks_context *ctx, const uint8_t *buf, size
  * gives the same doubles as the full ciphertext. Format (docs/ckks.md):
  * the ciphertext header with flag 2 | u32 level (0) | u32 size | f64 scale
  * | u32 n | n x u64 c0 coefficients | (size - 1) rows. Bytes: _size. */
-int ckks_ciphertext_c0_at_size(const hetee_ckks_context *ctx, const hetee_ckks_ciphertext *ct, size_t n, size_t *len);
 int ckks_ciphertext_save_c0_at(const hetee_ckks_context *ctx, const hetee_ckks_ciphertext *ct, const uint32_t *idx,
                                size_t n, uint8_t *buf, size_t cap, size_t *len);
+/* The same bytes as hetee_ckks_evaluator_rescale of ct (at level 1) then
+ * ckks_ciphertext_save_c0_at, without changing ct: c1 (, c2) rescaled as
+ * the evaluator does (2 NTTs each), c0 taken to level 0 in the
+ * coefficient domain directly (2 inverse NTTs instead of the rescale's 2
+ * and the serializer's third). */
+int ckks_ciphertext_save_c0_at_rescaled(const hetee_ckks_context *ctx, const hetee_ckks_ciphertext *ct,
+                                        const uint32_t *idx, size_t n, uint8_t *buf, size_t cap, size_t *len);
+/* Bytes of either form for n listed coefficients (ct at level 0, or at
+ * level 1 for _rescaled). */
+int ckks_ciphertext_c0_at_size(const hetee_ckks_context *ctx, const hetee_ckks_ciphertext *ct, size_t n, size_t *len);
 /* Tables to decrypt only the coefficients r + d t (d = 2^logd, t < N/d)
  * of a ciphertext: per prime one pass of products by public weights, sums
  * of d values and an inverse NTT of size N/d instead of size N (encoder.c,

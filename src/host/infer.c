@@ -667,16 +667,20 @@ static int rescale_one(run_shared *sh, hetee_ckks_ciphertext *c, int tid) {
  * cycling through each pipeline's output objects: 9 MB per e2dm
  * micro-batch), rescaled, serialized into its buffer sb->slot[i] (grown
  * by this item only) while still in cache. */
-/* Output i (rescaled to level 0) as the enclave's refresh reads it: c0
- * only at the coefficients it decrypts of that output, in its order
- * (ckks_ciphertext_save_c0_at: one inverse NTT of c0 here; about a third
- * fewer bytes to the enclave), c1 and c2 in full. *len: the bytes. */
+/* Output i at level 0 as the enclave's refresh reads it: c0 only at the
+ * coefficients it decrypts of that output, in its order (about a third
+ * fewer bytes to the enclave), c1 and c2 in full; buf NULL: *len = the
+ * bytes. rescale: ct is the product at level 1, rescaled on the way
+ * (ckks_ciphertext_save_c0_at_rescaled: c0's coefficients without a third
+ * NTT); else ct is at level 0 (ckks_ciphertext_save_c0_at: one inverse
+ * NTT of c0 here). */
 static int save_c0_at(const hetee_ckks_context *ctx, const stage_buf *sb, const hetee_ckks_ciphertext *ct, size_t i,
-                      uint8_t *buf, size_t cap, size_t *len) {
+                      int rescale, uint8_t *buf, size_t cap, size_t *len) {
   const uint32_t *idx = sb->c0_idx + sb->c0_start[i];
   size_t n = sb->c0_start[i + 1] - sb->c0_start[i];
   if (!buf) return ckks_ciphertext_c0_at_size(ctx, ct, n, len);
-  return ckks_ciphertext_save_c0_at(ctx, ct, idx, n, buf, cap, len);
+  return rescale ? ckks_ciphertext_save_c0_at_rescaled(ctx, ct, idx, n, buf, cap, len)
+                 : ckks_ciphertext_save_c0_at(ctx, ct, idx, n, buf, cap, len);
 }
 
 /* sb->c0_start / c0_idx for the nouts outputs of a stage whose refresh
@@ -718,9 +722,11 @@ static int fused_item(const stage_task *t, size_t i, int tid) {
   size_t len = 0;
   int rc = hetee_hemat_conv_eval_range(t->ctx, t->L, t->in, t->w, t->bias, i, 1, &acc);
   if (rc) return rc;
-  if ((rc = rescale_one(t->sh, acc, tid)))
-    return hetee_error(rc, "cannot rescale layer output %zu: %s", i, hetee_last_error());
-  if ((rc = save_c0_at(t->ctx, sb, acc, i, NULL, 0, &len))) return rc;
+  /* rescaled by q_1 as it is serialized (the same bytes as
+   * hetee_ckks_evaluator_rescale + ckks_ciphertext_save_c0_at) */
+  if (hetee_ckks_ciphertext_level(acc) != HETEE_ENGINE_LEVEL)
+    return hetee_error(HETEE_ERR_LEVEL, "cannot rescale layer output %zu: product level", i);
+  if ((rc = save_c0_at(t->ctx, sb, acc, i, 1, NULL, 0, &len))) return rc;
   if (len > SIZE_MAX - 8) return hetee_error(HETEE_ERR_LIMIT, "layer output of %zu bytes", len);
   if (8 + len > sb->slot_cap[i]) {
     uint8_t *b = realloc(sb->slot[i], 8 + len);
@@ -728,7 +734,7 @@ static int fused_item(const stage_task *t, size_t i, int tid) {
     sb->slot[i] = b;
     sb->slot_cap[i] = 8 + len;
   }
-  if ((rc = save_c0_at(t->ctx, sb, acc, i, sb->slot[i] + 8, sb->slot_cap[i] - 8, &len)))
+  if ((rc = save_c0_at(t->ctx, sb, acc, i, 1, sb->slot[i] + 8, sb->slot_cap[i] - 8, &len)))
     return hetee_error(rc, "cannot serialize a ciphertext: %s", hetee_last_error());
   hetee_le64(sb->slot[i], len);
   sb->slot_len[i] = 8 + len;
@@ -762,7 +768,7 @@ static int ser_item(void *arg, size_t i, int tid) {
   size_t len = 0;
   uint8_t *dst = t->ser + t->off[i] + 8;
   size_t cap = t->off[i + 1] - t->off[i] - 8;
-  int rc = t->c0 ? save_c0_at(t->ctx, t->c0, t->c[i], i, dst, cap, &len)
+  int rc = t->c0 ? save_c0_at(t->ctx, t->c0, t->c[i], i, 0, dst, cap, &len)
                  : hetee_ckks_ciphertext_save_to(t->ctx, t->c[i], dst, cap, &len);
   hetee_le64(t->ser + t->off[i], len);
   return rc;
@@ -778,7 +784,7 @@ static int serialize(worker *w, const hetee_ckks_context *ctx, hetee_ckks_cipher
   off[0] = 0;
   for (size_t i = 0; i < n && !rc; i++) {
     size_t len = 0;
-    rc = c0 ? save_c0_at(ctx, c0, c[i], i, NULL, 0, &len) : hetee_ckks_ciphertext_save_size(ctx, c[i], &len);
+    rc = c0 ? save_c0_at(ctx, c0, c[i], i, 0, NULL, 0, &len) : hetee_ckks_ciphertext_save_size(ctx, c[i], &len);
     off[i + 1] = off[i] + 8 + len;
   }
   if (!rc && off[n] > w->ser_cap) {

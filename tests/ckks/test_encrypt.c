@@ -577,10 +577,49 @@ static void test_c0_at(void **state) {
   assert_int_equal(ckks_ciphertext_view(f->ctx, buf, len, &v), HETEE_ERR_LEVEL);
   buf[52] = 0;
   TU_OK(ckks_ciphertext_view(f->ctx, buf, len, &v));
-  /* saving: level 0 only, indices < N, room */
-  TU_OK(hetee_ckks_encrypt_sk_coeffs(f->ctx, f->sk, a, N, 0x1p20, 1, hi));
-  assert_int_equal(ckks_ciphertext_c0_at_size(f->ctx, hi, 4, &len), HETEE_ERR_LEVEL);
-  assert_int_equal(ckks_ciphertext_save_c0_at(f->ctx, hi, idx, 4, buf, cap, &len), HETEE_ERR_LEVEL);
+  /* rescaled on the way from level 1: the bytes of rescale + save, ct
+   * unchanged (a degree-2 product and a fresh degree-1 ciphertext) */
+  hetee_ckks_ciphertext *p1 = NULL, *a1 = NULL, *b1 = NULL, *r0 = NULL, *hi2 = NULL;
+  TU_OK(hetee_ckks_ciphertext_new(f->ctx, &p1));
+  TU_OK(hetee_ckks_ciphertext_new(f->ctx, &a1));
+  TU_OK(hetee_ckks_ciphertext_new(f->ctx, &b1));
+  TU_OK(hetee_ckks_ciphertext_new(f->ctx, &r0));
+  TU_OK(hetee_ckks_ciphertext_new(f->ctx, &hi2));
+  TU_OK(hetee_ckks_encrypt_sk_coeffs(f->ctx, f->sk, a, N, 0x1p30, 1, a1));
+  TU_OK(hetee_ckks_encode_coeffs(f->ctx, b, N, 0x1p30, 1, pt));
+  TU_OK(hetee_ckks_encrypt_pk(f->ctx, f->pk, pt, b1));
+  TU_OK(hetee_ckks_eval_mul(f->ctx, a1, b1, p1));
+  uint8_t *want = malloc(cap);
+  const hetee_ckks_ciphertext *l1[2] = {p1, b1};
+  for (int k = 0; k < 2; k++) {
+    size_t wl = 0, gl = 0, n = k ? 1000 : N / 2;
+    uint8_t *before = NULL, *after = NULL;
+    size_t bl = 0, al = 0;
+    TU_OK(hetee_ckks_ciphertext_save(f->ctx, l1[k], &before, &bl));
+    TU_OK(hetee_ckks_eval_rescale(f->ctx, l1[k], r0));
+    TU_OK(ckks_ciphertext_save_c0_at(f->ctx, r0, idx + 3, n, want, cap, &wl));
+    TU_OK(ckks_ciphertext_save_c0_at_rescaled(f->ctx, l1[k], idx + 3, n, buf, cap, &gl));
+    assert_int_equal(gl, wl);
+    assert_memory_equal(buf, want, wl);
+    TU_OK(hetee_ckks_ciphertext_save(f->ctx, l1[k], &after, &al));
+    assert_int_equal(al, bl);
+    assert_memory_equal(before, after, bl);
+    free(before);
+    free(after);
+  }
+  assert_int_equal(ckks_ciphertext_save_c0_at_rescaled(f->ctx, prod, idx, 4, buf, cap, &len), HETEE_ERR_LEVEL);
+  assert_int_equal(ckks_ciphertext_save_c0_at(f->ctx, p1, idx, 4, buf, cap, &len), HETEE_ERR_LEVEL);
+  /* saving: level 0 (1 rescaled) only, indices < N, room */
+  TU_OK(hetee_ckks_encrypt_sk_coeffs(f->ctx, f->sk, a, N, 0x1p20, 2, hi2));
+  assert_int_equal(ckks_ciphertext_c0_at_size(f->ctx, hi2, 4, &len), HETEE_ERR_LEVEL);
+  assert_int_equal(ckks_ciphertext_save_c0_at(f->ctx, hi2, idx, 4, buf, cap, &len), HETEE_ERR_LEVEL);
+  assert_int_equal(ckks_ciphertext_save_c0_at_rescaled(f->ctx, hi2, idx, 4, buf, cap, &len), HETEE_ERR_LEVEL);
+  free(want);
+  hetee_ckks_ciphertext_free(p1);
+  hetee_ckks_ciphertext_free(a1);
+  hetee_ckks_ciphertext_free(b1);
+  hetee_ckks_ciphertext_free(r0);
+  hetee_ckks_ciphertext_free(hi2);
   uint32_t bad = (uint32_t)N;
   assert_int_equal(ckks_ciphertext_save_c0_at(f->ctx, prod, &bad, 1, buf, cap, &len), HETEE_ERR_INVALID_ARG);
   assert_int_equal(ckks_ciphertext_save_c0_at(f->ctx, prod, idx, 4, buf, 100, &len), HETEE_ERR_LIMIT);

@@ -482,13 +482,12 @@ static void test_c0_at(void **state) {
   tu_fill(b, N, 6);
   for (size_t i = 0; i < N; i++) idx[i] = (uint32_t)((i * 2654435761u) % N);
   hetee_ckks_plaintext *pt = NULL;
-  hetee_ckks_ciphertext *ca = NULL, *cb = NULL, *prod = NULL, *sum = NULL, *hi = NULL;
+  hetee_ckks_ciphertext *ca = NULL, *cb = NULL, *prod = NULL, *sum = NULL;
   TU_OK(hetee_ckks_plaintext_new(f->ctx, &pt));
   TU_OK(hetee_ckks_ciphertext_new(f->ctx, &ca));
   TU_OK(hetee_ckks_ciphertext_new(f->ctx, &cb));
   TU_OK(hetee_ckks_ciphertext_new(f->ctx, &prod));
   TU_OK(hetee_ckks_ciphertext_new(f->ctx, &sum));
-  TU_OK(hetee_ckks_ciphertext_new(f->ctx, &hi));
   TU_OK(hetee_ckks_encrypt_sk_coeffs(f->ctx, f->sk, a, N, 0x1p20, 0, ca));
   TU_OK(hetee_ckks_encode_coeffs(f->ctx, b, N, 0x1p20, 0, pt));
   TU_OK(hetee_ckks_encrypt_pk(f->ctx, f->pk, pt, cb));
@@ -630,7 +629,6 @@ static void test_c0_at(void **state) {
   hetee_ckks_ciphertext_free(cb);
   hetee_ckks_ciphertext_free(prod);
   hetee_ckks_ciphertext_free(sum);
-  hetee_ckks_ciphertext_free(hi);
   hetee_ckks_plaintext_free(pt);
   free(idx);
   free(a);

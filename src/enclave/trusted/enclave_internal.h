@@ -121,6 +121,9 @@ typedef struct enclave {
    * request bodies are copied out of it into rx before parsing, and only
    * public replies are copied into it. */
   uint8_t *shm;
+  /* 1 while the request being served is parsed in place in the region
+   * (JOB_REFRESH: server.c); its readers read every byte once */
+  int body_shared;
 #ifdef HETEE_ENCLAVE_HAVE_CKKS
   hetee_ckks_context *ctx;
   hetee_ckks_secret_key *sk;

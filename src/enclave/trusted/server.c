@@ -110,6 +110,17 @@ static int shm_take(enclave *e, hetee_frame *f, size_t max_body) {
   size_t n;
   int rc = hetee_frame_shm_len(f, max_body, &n);
   if (rc) return rc;
+  if (type == HETEE_MSG_JOB_REFRESH) {
+    /* parsed in place: its readers (integrity.c handle_job_refresh,
+     * refresh.c gather) read every byte of the region once, so a host
+     * writing the region meanwhile changes what is decrypted, as other
+     * bytes sent would, but never a length or offset after its check */
+    f->body = n ? e->shm : NULL;
+    f->len = n;
+    f->type = type;
+    e->body_shared = 1;
+    return 0;
+  }
   if (n > e->rx_cap) { /* rx holds the descriptor only: nothing to wipe */
     free(e->rx);
     e->rx = malloc(n);
@@ -206,6 +217,7 @@ int enclave_serve(enclave *e) {
       rc = hetee_error(HETEE_ERR_VERSION, "protocol version %u, this enclave speaks %d", f.version, HETEE_PROTO_VERSION);
     } else {
       hetee_error_clear();
+      e->body_shared = 0;
       rc = via_shm ? shm_take(e, &f, max_body) : 0;
       if (!rc)
         rc = f.type == HETEE_MSG_SHM_HELLO ? handle_shm_hello(e, &f, &w) : enclave_dispatch(e, &f, &w, &items, &quit);
@@ -249,6 +261,10 @@ int enclave_serve(enclave *e) {
     }
     w.len = 0;
     e->tx = w;
+    if (e->body_shared) { /* f.body is the region, not rx */
+      e->body_shared = 0;
+      f.body = NULL;
+    }
     if (wrc == HETEE_ERR_IO) break;
   }
   hetee_wbuf_free(&e->tx);

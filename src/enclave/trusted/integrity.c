@@ -1062,10 +1062,11 @@ static int handle_job_refresh(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t
   if (own) want = own;
   int same = hetee_rbuf_left(r) >= wlen && !memcmp(r->p + r->off, want, wlen);
   int full = own == NULL; /* the full micro-batch: the registered spec */
-  free(own);
-  if (!same)
+  if (!same) {
+    free(own);
     return hetee_error(HETEE_ERR_AUTH, "job %u stage %u: the refresh spec is not the one model %u's registered plan "
                                        "prescribes", h, stage, j->model);
+  }
   uint64_t check_ns = cpu_ns() - t0; /* the spec's decoding below is refresh work, not integrity */
   hook_ctx hc = {e, m, j, stage, check_ns, 0};
   enclave_refresh_hook hook = {hook_gathered, hook_final, &hc};
@@ -1078,10 +1079,21 @@ static int handle_job_refresh(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t
     r->off += wlen;
     rc = enclave_refresh_prep_run(e, m->st[stage].prep, r, w, items, &hook);
   } else {
+    /* decoded from the enclave's own copy of the bytes just compared,
+     * never again from the request (which may be the host's shared
+     * region, rewritable after the comparison) */
     hetee_refresh_job job;
-    rc = hetee_refresh_spec_decode(r, hetee_ckks_context_slots(e->ctx), &job);
+    hetee_rbuf sr;
+    hetee_rbuf_init(&sr, want, wlen);
+    rc = hetee_refresh_spec_decode(&sr, hetee_ckks_context_slots(e->ctx), &job);
+    if (!rc && hetee_rbuf_left(&sr)) {
+      hetee_refresh_job_free(&job);
+      rc = hetee_error(HETEE_ERR_INTERNAL, "registered refresh spec with trailing bytes");
+    }
+    r->off += wlen;
     if (!rc) rc = enclave_refresh_job_run(e, &job, r, w, items, &hook);
   }
+  free(own);
   e->job_no_output = 0;
   if (rc && !hc.failed && find_job(h) == j) {
     /* any other failure stops the job too: a bound chain has no retries */

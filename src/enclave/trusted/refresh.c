@@ -374,7 +374,16 @@ static int gather_one(ct_job *j, int tid, uint32_t c) {
     int vr = gather_view(j, tid, c);
     if (vr != 1) return vr;
   }
-  int rc = hetee_ckks_ciphertext_load_into(e->ctx, j->blob[c], j->blen[c], ct);
+  int rc;
+  if (e->body_shared) { /* the loader parses a private copy (not read-once) */
+    uint8_t *cp = malloc(j->blen[c] ? j->blen[c] : 1);
+    if (!cp) return hetee_error(HETEE_ERR_NOMEM, "no memory");
+    memcpy(cp, j->blob[c], j->blen[c]);
+    rc = hetee_ckks_ciphertext_load_into(e->ctx, cp, j->blen[c], ct);
+    free(cp);
+  } else {
+    rc = hetee_ckks_ciphertext_load_into(e->ctx, j->blob[c], j->blen[c], ct);
+  }
   if (!rc && hetee_ckks_ciphertext_level(ct) != j->level)
     rc = hetee_error(HETEE_ERR_LEVEL, "ciphertext %u is at level %d, the request declares %d", c,
                      hetee_ckks_ciphertext_level(ct), j->level);

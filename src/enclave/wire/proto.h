@@ -100,13 +100,24 @@
  *            unpadded C, H, W order: exactly the values it encoded)
  *   sealed = crypto_box_seal(plain): HETEE_WITNESS_SEALED_LEN bytes, a
  *            function of the public batch and input size only
- *   digest = BLAKE2b-256("hetee-witness-v1\0" | u32 model | u32 batch |
- *            u64 len | sealed), what the DP authorizes (session command 4
- *            or a signed JOB_AUTH) in place of its ciphertexts' digest.
+ *   digest = BLAKE2b-256("hetee-witness-d2\0" | u32 model | u32 batch |
+ *            u64 len | sealed[0..48)), what the DP authorizes (session
+ *            command 4 or a signed JOB_AUTH) in place of its ciphertexts'
+ *            digest. sealed[0..48) is the box's ephemeral public key and
+ *            its Poly1305 tag: the box's key is the X25519 product of that
+ *            ephemeral key's secret (the DP's) and the release key's (the
+ *            enclave's), so no one else can make another box with these 48
+ *            bytes that opens (XSalsa20-Poly1305's ciphertext integrity),
+ *            and the enclave opens the box before it uses a value. The
+ *            first form hashed all sealed bytes ("hetee-witness-v1\0" |
+ *            ... | sealed; hetee_witness_digest_v1): still accepted from
+ *            authorizations made before, at the cost of that hash.
  * JOB_START with a witness: u32 model | u32 batch | u32 0 | u64 len | sealed
  * (the ciphertext form has u32 k >= 1 | k x (u64 len | ciphertext)).
  * Values must be finite with |v| <= HETEE_WITNESS_MAX_ABS. */
 #define HETEE_WITNESS_TAG "hetee-witness-v1"
+#define HETEE_WITNESS_DIGEST_TAG "hetee-witness-d2"
+#define HETEE_WITNESS_HEAD 48 /* crypto_box_PUBLICKEYBYTES + crypto_box_MACBYTES */
 #define HETEE_WITNESS_HDR (sizeof HETEE_WITNESS_TAG + 12)
 #define HETEE_WITNESS_SEALBYTES 48 /* crypto_box_SEALBYTES */
 #define HETEE_WITNESS_MAX_ABS 0x1p20
@@ -116,6 +127,9 @@
  * (hetee_engine_witness_digest) and the enclave's JOB_START both use
  * (wire/refresh_spec.c). */
 void hetee_witness_digest(uint32_t model, uint32_t batch, const uint8_t *sealed, size_t len, uint8_t out[32]);
+/* The first form (all sealed bytes hashed), for authorizations made before
+ * the digest above. */
+void hetee_witness_digest_v1(uint32_t model, uint32_t batch, const uint8_t *sealed, size_t len, uint8_t out[32]);
 
 /* ---- shared-memory transport (docs/enclave.md "Transport") --------------
  * The host creates a sealed memfd of HETEE_SHM_BYTES at spawn (fd

@@ -95,9 +95,16 @@ json_t *store_model_dps_json(store *s, int64_t id);
 int store_model_active_jobs(store *s, int64_t id, int64_t *n);
 
 /* Stages a job row, charging `count` images to dp's budget for the model
- * (HETEE_ERR_LIMIT: budget exhausted); commit makes it queued. */
+ * (HETEE_ERR_LIMIT: budget exhausted); commit makes it queued. The row
+ * holds the job's encoded signed authorization (auth, auth_len) and the
+ * size of the input witnesses at the end of its input file (witness; 0:
+ * the ciphertext-digest form). */
 int store_job_stage(store *s, int64_t model, const char *dp, const char *session, int64_t count, int64_t epoch,
-                    int64_t seq, int64_t *id);
+                    int64_t seq, const uint8_t *auth, size_t auth_len, int64_t witness, int64_t *id);
+/* The job's stored authorization (*auth malloc'd; NULL for a job an older
+ * server stored, whose authorization is the file DIR/jobs/ID.auth) and the
+ * size of the witnesses at the end of its input file. */
+int store_job_stored(store *s, int64_t id, uint8_t **auth, size_t *auth_len, int64_t *witness);
 int store_job_commit(store *s, int64_t id);
 int store_job_get(store *s, int64_t id, st_job *out);
 /* Oldest queued job -> running (attempts + 1). HETEE_ERR_NOT_FOUND: none. */

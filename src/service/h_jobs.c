@@ -302,13 +302,27 @@ void h_job_show(srv_req *q, srv_resp *r) {
     struct timespec until;
     clock_gettime(CLOCK_REALTIME, &until);
     until.tv_sec += s;
+    /* on the waiters' list: woken by this job's finish (and its progress,
+     * if asked), or by the server closing */
+    struct job_waiter me;
+    memset(&me, 0, sizeof me);
+    me.id = j.id;
+    me.prog = want_prog;
+    if (pthread_cond_init(&me.cv, NULL)) {
+      resp_error(r, 503, "unavailable", "cannot wait");
+      r->retry_after = SRV_RETRY_AFTER_S;
+      return;
+    }
+    int gone = 0;
     pthread_mutex_lock(&S->wlock);
+    me.next = S->waiters;
+    S->waiters = &me;
     while (!job_final(&j) && !S->closing) {
       if (want_prog && !jobs_progress_get_locked(S, j.id, &pdone, &ptotal) && pdone > pd) break;
-      if (pthread_cond_timedwait(want_prog ? &S->pcond : &S->wcond, &S->wlock, &until) == ETIMEDOUT) break;
-      /* every finish wakes every waiter: read the store again only if this
-       * job is among the jobs finished since the last look (or the ring
-       * wrapped and it cannot tell) */
+      if (pthread_cond_timedwait(&me.cv, &S->wlock, &until) == ETIMEDOUT) break;
+      /* read the store again only if this job is among the jobs finished
+       * since the last look (or the ring wrapped and it cannot tell): a
+       * progress step or the server closing also wake it */
       int mine = S->fin_seq - seen > ring;
       for (uint64_t k = seen; !mine && k < S->fin_seq; k++) mine = S->fin_ring[k % ring] == j.id;
       seen = S->fin_seq;
@@ -317,11 +331,18 @@ void h_job_show(srv_req *q, srv_resp *r) {
       int rc = own_job(q, r, &j);
       pthread_mutex_lock(&S->wlock);
       if (rc) {
-        pthread_mutex_unlock(&S->wlock);
-        return;
+        gone = 1;
+        break;
       }
     }
+    for (struct job_waiter **pw = &S->waiters; *pw; pw = &(*pw)->next)
+      if (*pw == &me) {
+        *pw = me.next;
+        break;
+      }
     pthread_mutex_unlock(&S->wlock);
+    pthread_cond_destroy(&me.cv);
+    if (gone) return;
     if (!job_final(&j) && own_job(q, r, &j)) return; /* the state at the deadline */
   }
   json_t *o = json_pack("{sI sI ss sI sI sI sI}", "id", (json_int_t)j.id, "model", (json_int_t)j.model, "state", j.state,

@@ -912,9 +912,13 @@ void jobs_finished(server *S, int64_t id) {
   pthread_mutex_lock(&S->wlock);
   S->fin_ring[S->fin_seq % (sizeof S->fin_ring / sizeof S->fin_ring[0])] = id;
   S->fin_seq++;
-  pthread_cond_broadcast(&S->wcond);
-  pthread_cond_broadcast(&S->pcond);
+  for (struct job_waiter *w = S->waiters; w; w = w->next)
+    if (w->id == id) pthread_cond_signal(&w->cv);
   pthread_mutex_unlock(&S->wlock);
+}
+
+void jobs_wake_all_locked(server *S) {
+  for (struct job_waiter *w = S->waiters; w; w = w->next) pthread_cond_signal(&w->cv);
 }
 
 uint64_t jobs_finished_seq(server *S) {
@@ -936,7 +940,9 @@ void jobs_progress_set(server *S, int64_t id, uint64_t done, uint64_t total) {
   p->total = total;
   if (done > p->done) p->done = done;
   if (p->done > p->total) p->done = p->total;
-  if (changed) pthread_cond_broadcast(&S->pcond);
+  if (changed)
+    for (struct job_waiter *w = S->waiters; w; w = w->next)
+      if (w->id == id && w->prog) pthread_cond_signal(&w->cv);
   pthread_mutex_unlock(&S->wlock);
 }
 

@@ -217,12 +217,20 @@ struct server {
   int nworkers, threads;
   pthread_mutex_t cache_lock;
   model_cache_entry *cache;
-  /* GET /v1/jobs/ID?wait=S: handlers wait on wcond, broadcast whenever a
-   * job finishes (jobs_finished) and when the server closes */
+  /* GET /v1/jobs/ID?wait=S: each waiting handler is on the list `waiters`
+   * (under wlock) with its own condition, signalled when its job finishes
+   * (jobs_finished), when its job's progress moves if it asked for
+   * progress (&progress=D), and when the server closes (jobs_wake_all);
+   * before, every finish woke every waiter of every job */
   pthread_mutex_t wlock;
-  pthread_cond_t wcond;
-  pthread_cond_t pcond; /* the waiters that asked for progress too (&progress=D): broadcast
-                           on every finish and every progress step */
+  pthread_cond_t wcond; /* unused (kept initialised for the teardown) */
+  pthread_cond_t pcond; /* unused */
+  struct job_waiter {
+    int64_t id;
+    int prog; /* woken on progress steps too */
+    pthread_cond_t cv;
+    struct job_waiter *next;
+  } *waiters;
   int closing;
   /* the ids of the last SRV_FIN_RING jobs that reached done / failed, in
    * order (fin_seq counts them all): a woken waiter reads its job from the
@@ -241,6 +249,8 @@ struct server {
 
 /* A job reached done / failed: wakes the requests waiting on jobs. */
 void jobs_finished(server *S, int64_t id);
+/* Wakes every waiting handler (the server closes). Under S->wlock. */
+void jobs_wake_all_locked(server *S);
 uint64_t jobs_finished_seq(server *S);
 /* Job id's progress: (done, total) engine steps of its run (stages x
  * micro-batches); done never goes backwards (a run started again after an

@@ -1172,6 +1172,16 @@ static void test_metrics(void **state) {
   double share = metric_of(m1, "hetee_enclave_time_share");
   assert_true(share > 0);
   assert_true(fabs(share - cpu / wall) < 1e-4 + 1e-3 * share);
+  /* the enclave's own counters by message type: each micro-batch of the
+   * two jobs started and released once, their refreshes took CPU */
+  double js = metric_of(m1, "hetee_enclave_messages_total{type=\"job_start\"}") -
+              metric_of(m0, "hetee_enclave_messages_total{type=\"job_start\"}");
+  double jr = metric_of(m1, "hetee_enclave_messages_total{type=\"job_release\"}") -
+              metric_of(m0, "hetee_enclave_messages_total{type=\"job_release\"}");
+  assert_true(js >= 2);
+  assert_true(js == jr);
+  assert_true(metric_of(m1, "hetee_enclave_message_cpu_seconds_total{type=\"job_refresh\"}") >
+              metric_of(m0, "hetee_enclave_message_cpu_seconds_total{type=\"job_refresh\"}"));
   assert_true(metric_of(m1, "hetee_queue_depth{state=\"queued\"}") == 0);
   assert_true(metric_of(m1, "hetee_queue_depth{state=\"running\"}") == 0);
   free(m0);

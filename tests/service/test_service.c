@@ -1020,6 +1020,94 @@ static void test_tamper(void **state) {
   unsetenv("HETEE_SERVER_BATCH");
 }
 
+static void write_bytes(const char *path, const uint8_t *b, size_t n) {
+  FILE *f = fopen(path, "wb");
+  assert_non_null(f);
+  assert_int_equal(fwrite(b, 1, n, f), n);
+  fclose(f);
+}
+
+/* A data directory an older server wrote: a queued job's authorization in
+ * DIR/jobs/ID.auth, its witnesses in DIR/jobs/ID.htwt, its input alone in
+ * ID.htei, and a jobs table without the columns auth and witness (dropped
+ * here while the server is down, so the restarted server adds them back
+ * empty). The restarted server runs the job from those files: done, the
+ * right labels, and GET /v1/jobs/ID/auth answers the same authorization. */
+static void test_legacy_layout(void **state) {
+  hetee_client_conn *c;
+  assert_int_equal(hetee_client_connect(F->url, F->dp1, &c), 0);
+  infer_checked(c, MODEL); /* the connection knows the enclave's release key */
+  pid_t ep = enclave_pid(F->pid);
+  assert_true(ep > 0);
+  assert_int_equal(kill(ep, SIGSTOP), 0); /* the job stays queued */
+  hetee_client_job *j;
+  assert_int_equal(hetee_client_job_submit(c, MODEL, X, NIMG, &j), 0);
+  long long id = (long long)hetee_client_job_id(j);
+  char t[128];
+  snprintf(t, sizeof t, "/v1/jobs/%lld/auth", id);
+  long st;
+  uint8_t *ab = NULL;
+  size_t al = 0;
+  assert_int_equal(hetee_client_request(c, "GET", t, NULL, NULL, 0, &st, &ab, &al), 0);
+  assert_int_equal(st, 200);
+  sfx_stop(F, SIGKILL);
+  (void)kill(ep, SIGKILL);
+  char p[600];
+  size_t n;
+  snprintf(p, sizeof p, "%s/jobs/%lld.htei", F->data, id);
+  uint8_t *b = read_file(p, &n);
+  size_t w = witness_at(b, n);
+  assert_true(w < n);
+  write_bytes(p, b, w);
+  snprintf(p, sizeof p, "%s/jobs/%lld.htwt", F->data, id);
+  write_bytes(p, b + w, n - w);
+  free(b);
+  snprintf(p, sizeof p, "%s/jobs/%lld.auth", F->data, id);
+  write_bytes(p, ab, al);
+  snprintf(p, sizeof p, "%s/hetee.db", F->data);
+  sqlite3 *d;
+  assert_int_equal(sqlite3_open_v2(p, &d, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+  sqlite3_busy_timeout(d, 5000);
+  char *err = NULL;
+  int rc = sqlite3_exec(d, "ALTER TABLE jobs DROP COLUMN auth; ALTER TABLE jobs DROP COLUMN witness;", NULL, NULL, &err);
+  if (rc != SQLITE_OK) fprintf(stderr, "sqlite: %s\n", err ? err : "?");
+  sqlite3_free(err);
+  assert_int_equal(rc, SQLITE_OK);
+  sqlite3_close(d);
+  sfx_start(F);
+  hetee_client_disconnect(c);
+  assert_int_equal(hetee_client_connect(F->url, F->dp1, &c), 0);
+  rc = hetee_client_job_wait(c, j);
+  if (rc) fprintf(stderr, "wait: %s\n", hetee_last_error());
+  assert_int_equal(rc, 0);
+  hetee_release_result *r;
+  assert_int_equal(hetee_client_job_results(c, j, &r, &n), 0);
+  assert_int_equal(n, NIMG);
+  int agree = 0;
+  for (size_t k = 0; k < n; k++) agree += (int)r[k].indices[0] == PLAIN[k];
+  assert_true(agree >= NIMG - 1);
+  hetee_client_results_free(r, n);
+  uint8_t *ab2 = NULL;
+  size_t al2 = 0;
+  assert_int_equal(hetee_client_request(c, "GET", t, NULL, NULL, 0, &st, &ab2, &al2), 0);
+  assert_int_equal(st, 200);
+  assert_int_equal(al2, al);
+  assert_memory_equal(ab2, ab, al);
+  free(ab);
+  free(ab2);
+  /* a job submitted now is stored the new way again */
+  hetee_client_job *j2;
+  assert_int_equal(hetee_client_job_submit(c, MODEL, X, NIMG, &j2), 0);
+  assert_int_equal(hetee_client_job_wait(c, j2), 0);
+  snprintf(p, sizeof p, "%s/jobs/%lld.htei", F->data, (long long)hetee_client_job_id(j2));
+  assert_true(file_witness_at(p, &n) < n);
+  snprintf(p, sizeof p, "%s/jobs/%lld.auth", F->data, (long long)hetee_client_job_id(j2));
+  assert_int_not_equal(access(p, F_OK), 0);
+  hetee_client_job_free(j);
+  hetee_client_job_free(j2);
+  hetee_client_disconnect(c);
+}
+
 /* kill -9 of the enclave with jobs queued and running: the supervised
  * enclave restarts (unseal), the server binds the model again and runs the
  * interrupted jobs again with their stored authorizations and witnesses; every job is
@@ -1320,7 +1408,7 @@ int main(void) {
       cmocka_unit_test(test_flow),       cmocka_unit_test(test_client_cache), cmocka_unit_test(test_access),   cmocka_unit_test(test_signatures),
       cmocka_unit_test(test_ciphertext_form),
       cmocka_unit_test(test_bad_input),  cmocka_unit_test(test_kill9),    cmocka_unit_test(test_tamper),
-      cmocka_unit_test(test_enclave_restart), cmocka_unit_test(test_progress),
+      cmocka_unit_test(test_legacy_layout),   cmocka_unit_test(test_enclave_restart), cmocka_unit_test(test_progress),
       cmocka_unit_test(test_seal_budget),     cmocka_unit_test(test_metrics),
       cmocka_unit_test(test_batch),           cmocka_unit_test(test_slow_clients),
   };

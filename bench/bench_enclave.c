@@ -325,7 +325,7 @@ static int breakdown(int logn, int json) {
     memcpy(d2 + (size_t)k * N * 8, row, N * 8); /* little-endian host */
   }
   for (size_t i = 0; i < ns; i++) ci[i] = (uint32_t)(31 + 32 * i);
-  ckks_ct_view dv = {0, 3, 0x1p24, {d2, d2 + N * 8, d2 + 2 * N * 8}};
+  ckks_ct_view dv = {0, 3, 0x1p24, {d2, d2 + N * 8, d2 + 2 * N * 8}, NULL, 0};
   BD_TIME(dfull, 100, rc |= ckks_decrypt_coeffs_view(ctx, sk, &dv, 0x1p24, NULL, ci, ns, o));
   BD_TIME(dcoset, 100, rc |= ckks_decrypt_coeffs_view(ctx, sk, &dv, 0x1p24, cs, ci, ns, o));
   if (rc) return die("breakdown coset", rc);

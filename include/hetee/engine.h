@@ -464,7 +464,11 @@ typedef struct hetee_engine_witnesses {
 HETEE_API int hetee_engine_witnesses_make(const hetee_engine_plan *p, uint32_t model_id, const uint8_t release_pk[32],
                                           const float *x, size_t count, hetee_engine_witnesses *out) HETEE_WUR;
 HETEE_API void hetee_engine_witnesses_clear(hetee_engine_witnesses *w);
-/* BLAKE2b-256("hetee-witness-v1\0" | u32 model | u32 batch | u64 len | sealed). */
+/* BLAKE2b-256("hetee-witness-d2\0" | u32 model | u32 batch | u64 len |
+ * sealed[0..48)): the sealed box's ephemeral key and tag, which only its
+ * maker can pair with other contents that open (src/enclave/wire/proto.h).
+ * The enclave also accepts authorizations of the first form, the whole box
+ * hashed under "hetee-witness-v1\0". */
 HETEE_API int hetee_engine_witness_digest(uint32_t model_id, uint32_t batch, const uint8_t *sealed, size_t len,
                                           uint8_t out[32]) HETEE_WUR;
 /* Session command 4 (as hetee_client_msg_job_auth) over the witnesses' digests. */

@@ -53,13 +53,35 @@ void ckks_tmp_free(void *p, size_t bytes, int wipe);
 typedef struct ckks_ct_view {
   int level, size;
   double scale;
-  const uint8_t *c[3];
+  const uint8_t *c[3]; /* c[0] NULL: c0 is given at listed coefficients (c0at) */
+  const uint8_t *c0at; /* NULL, or nc0 little-endian words (not yet range-checked) */
+  size_t nc0;
 } ckks_ct_view;
 /* Parses buf as hetee_ckks_ciphertext_load_into does (header, fingerprint,
  * flags, level, size, scale, body size: the same errors) without copying
  * the rows; returns 1 for a seeded ciphertext (its c1 must be expanded:
- * load it instead). */
+ * load it instead). Also takes the form of ckks_ciphertext_save_c0_at
+ * (level 0 only, HETEE_ERR_LEVEL otherwise), which no loader takes. */
 int ckks_ciphertext_view(const hetee_ckks_context *ctx, const uint8_t *buf, size_t len, ckks_ct_view *v);
+/* "c0 at listed coefficients": a level-0 ciphertext whose c0 is sent only
+ * at the coefficients idx[0..n) (in that order) that its decryptor reads,
+ * in the coefficient domain (one inverse NTT here), c1 (and c2) in full
+ * (NTT form). Decrypting it with those indices (ckks_decrypt_coeffs_view)
+ * gives the same doubles as the full ciphertext. Format (docs/ckks.md):
+ * the ciphertext header with flag 2 | u32 level (0) | u32 size | f64 scale
+ * | u32 n | n x u64 c0 coefficients | (size - 1) rows. Bytes: _size. */
+int ckks_ciphertext_save_c0_at(const hetee_ckks_context *ctx, const hetee_ckks_ciphertext *ct, const uint32_t *idx,
+                               size_t n, uint8_t *buf, size_t cap, size_t *len);
+/* The same bytes as hetee_ckks_evaluator_rescale of ct (at level 1) then
+ * ckks_ciphertext_save_c0_at, without changing ct: c1 (, c2) rescaled as
+ * the evaluator does (2 NTTs each), c0 taken to level 0 in the
+ * coefficient domain directly (2 inverse NTTs instead of the rescale's 2
+ * and the serializer's third). */
+int ckks_ciphertext_save_c0_at_rescaled(const hetee_ckks_context *ctx, const hetee_ckks_ciphertext *ct,
+                                        const uint32_t *idx, size_t n, uint8_t *buf, size_t cap, size_t *len);
+/* Bytes of either form for n listed coefficients (ct at level 0, or at
+ * level 1 for _rescaled). */
+int ckks_ciphertext_c0_at_size(const hetee_ckks_context *ctx, const hetee_ckks_ciphertext *ct, size_t n, size_t *len);
 /* Tables to decrypt only the coefficients r + d t (d = 2^logd, t < N/d)
  * of a ciphertext: per prime one pass of products by public weights, sums
  * of d values and an inverse NTT of size N/d instead of size N (encoder.c,
@@ -76,6 +98,9 @@ void ckks_coset_free(ckks_coset *c);
 /* hetee_ckks_decrypt_coeffs of a view: the rows are read (and checked
  * < q: HETEE_ERR_RANGE otherwise, on the host's public bytes) in the
  * decryption's own pass, the same doubles out as loading + decrypting.
+ * A view with c0 at listed coefficients: n must be its nc0 (else
+ * HETEE_ERR_FORM), c0's j-th value is added to coefficient idx[j] (each
+ * checked < q_0).
  * With cs (may be NULL) and every index in its coset, only that coset's
  * coefficients are computed (the same residues, the same doubles).
  * Returns 1 (nothing done) if the key has no precomputed products. */

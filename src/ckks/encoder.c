@@ -1665,6 +1665,27 @@ static void coset_row(const hetee_ckks_context *ctx, const ckks_coset *cs, int i
   for (size_t t = 0; t < ns; t++) row[cs->r + t * d] = small[t];
 }
 
+/* sum[j] = row[idx[j]] + c0[j] mod q, c0[j] read from little-endian bytes;
+ * nonzero if some c0[j] >= q (public bytes; sum is then meaningless). No
+ * branch on the values (row holds decrypted residues). */
+static inline uint64_t ld_le64(const uint8_t *p) {
+  uint64_t x = 0;
+  for (int b = 0; b < 8; b++) x |= (uint64_t)p[b] << (8 * b);
+  return x;
+}
+
+static uint64_t c0_at_add(uint64_t q, const uint8_t *c0, const uint64_t *row, const uint32_t *idx, size_t n,
+                          uint64_t *sum) {
+  uint64_t bad = 0;
+  for (size_t j = 0; j < n; j++) {
+    uint64_t a = ld_le64(c0 + 8 * j);
+    bad |= (uint64_t)(a >= q);
+    uint64_t s = row[idx ? idx[j] : j] + a; /* < 2q < 2^64 for a < q; the index is public */
+    sum[j] = s - (q & (0 - (uint64_t)(s >= q)));
+  }
+  return bad;
+}
+
 int ckks_decrypt_coeffs_view(const hetee_ckks_context *ctx, const hetee_ckks_secret_key *sk, const ckks_ct_view *v,
                              double scale, const ckks_coset *cs, const uint32_t *idx, size_t n, double *out) {
   if (!ctx || !sk || !v || (!out && n)) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
@@ -1683,11 +1704,20 @@ int ckks_decrypt_coeffs_view(const hetee_ckks_context *ctx, const hetee_ckks_sec
     for (size_t j = 0; j < n; j++) off |= (idx[j] & mask) ^ cs->r;
     if (off) cs = NULL;
   }
+  /* c0 at listed coefficients (public form and count): level 0, one value
+   * per named index */
+  const int c0at = v->c[0] == NULL;
+  if (c0at && (!v->c0at && v->nc0))
+    return hetee_error(HETEE_ERR_INVALID_ARG, "ciphertext view without c0");
+  if (c0at && level != 0)
+    return hetee_error(HETEE_ERR_LEVEL, "c0 at listed coefficients at level %d: only level 0", level);
+  if (c0at && v->nc0 != n)
+    return hetee_error(HETEE_ERR_FORM, "ciphertext carries %zu c0 coefficients, %zu are read", v->nc0, n);
   crt_plan plan = {0};
   uint64_t bad = 0;
-  uint64_t *rows = ckks_tmp_alloc((size_t)(level + 1) * N * 8), *small = NULL;
+  uint64_t *rows = ckks_tmp_alloc((size_t)(level + 1) * N * 8), *small = NULL, *sum = NULL;
   if (!rows) return hetee_error(HETEE_ERR_NOMEM, "decoder buffers");
-  if (cs && !(small = ckks_tmp_alloc(cs->ns * 8))) {
+  if ((cs && !(small = ckks_tmp_alloc(cs->ns * 8))) || (c0at && n && !(sum = ckks_tmp_alloc(n * 8)))) {
     rc = hetee_error(HETEE_ERR_NOMEM, "decoder buffers");
     goto err;
   }
@@ -1699,7 +1729,7 @@ int ckks_decrypt_coeffs_view(const hetee_ckks_context *ctx, const hetee_ckks_sec
     uint64_t *r = rows + (size_t)i * N;
     size_t off = (size_t)i * N;
     const uint64_t *s = sk->s + off, *sp = der + CKKS_SKD_S_SHOUP * nt * N + off;
-    bad |= hetee_vec_shoup_dot_le(&ctx->mod[i], v->c[0] + 8 * off, v->c[1] + 8 * off, s, sp,
+    bad |= hetee_vec_shoup_dot_le(&ctx->mod[i], c0at ? NULL : v->c[0] + 8 * off, v->c[1] + 8 * off, s, sp,
                                   v->size == 3 ? v->c[2] + 8 * off : NULL, der + CKKS_SKD_SQ * nt * N + off,
                                   der + CKKS_SKD_SQ_SHOUP * nt * N + off, r, N);
     if (cs)
@@ -1711,12 +1741,18 @@ int ckks_decrypt_coeffs_view(const hetee_ckks_context *ctx, const hetee_ckks_sec
   }
   /* the range check is on the host's bytes (public): refused before any
    * value is decoded */
+  if (c0at) /* level 0 (Q = q_0, no CRT constant): c0's coefficients added where they are read */
+    bad |= c0_at_add(ctx->mod[0].q, v->c0at, rows, idx, n, sum);
   if (bad) {
     rc = hetee_error(HETEE_ERR_RANGE, "ciphertext residue >= its prime");
     goto err;
   }
-  decode_idx(&plan, rows, N, scale, idx, n, out);
+  if (c0at)
+    decode_idx(&plan, sum, N, scale, NULL, n, out);
+  else
+    decode_idx(&plan, rows, N, scale, idx, n, out);
 err:
+  if (sum) ckks_tmp_free(sum, n * 8, 1);
   if (small) ckks_tmp_free(small, cs->ns * 8, 1);
   ckks_tmp_free(rows, (size_t)(level + 1) * N * 8, 1);
   free(plan.hat);

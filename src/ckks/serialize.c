@@ -27,6 +27,10 @@
  * polynomials: refused */
 #define FMT_VERSION 2
 #define FLAG_SEEDED 1u
+/* a ciphertext whose c0 is given only at listed coefficients (level 0,
+ * coefficient domain; ckks_ciphertext_save_c0_at): no loader takes it, only
+ * ckks_ciphertext_view */
+#define FLAG_C0_AT 2u
 
 typedef struct {
   uint8_t *p;
@@ -251,6 +255,9 @@ static int load_begin(const hetee_ckks_context *ctx, const uint8_t *buf, size_t 
   uint8_t fp[HETEE_CKKS_FINGERPRINT_BYTES];
   int rc = parse_header(buf, len, type, ctx->fingerprint, &r->flags, fp, r);
   if (rc) return rc;
+  if (type == HETEE_OBJ_CIPHERTEXT && (r->flags & FLAG_C0_AT & ~allowed))
+    return hetee_error(HETEE_ERR_FORM, "ciphertext with c0 at listed coefficients: only a coefficient-encoded "
+                                       "refresh input takes this form");
   if ((r->flags & ~allowed) || (r->flags & required) != required)
     return hetee_error(HETEE_ERR_FORMAT, "unknown flags 0x%x", r->flags);
   return 0;
@@ -686,17 +693,136 @@ int ckks_ciphertext_view(const hetee_ckks_context *ctx, const uint8_t *buf, size
   rd r;
   uint32_t level = 0, size = 0;
   double scale = 0;
-  int rc = load_begin(ctx, buf, len, v, HETEE_OBJ_CIPHERTEXT, FLAG_SEEDED, 0, &r);
+  int rc = load_begin(ctx, buf, len, v, HETEE_OBJ_CIPHERTEXT, FLAG_SEEDED | FLAG_C0_AT, 0, &r);
   if (rc) return rc;
   if ((rc = get_data_header(ctx, &r, "ciphertext", &level, &size, &scale))) return rc;
   if (size < 2 || size > 3) return hetee_error(HETEE_ERR_FORMAT, "ciphertext size %u not in 2..3", size);
+  if ((r.flags & FLAG_SEEDED) && (r.flags & FLAG_C0_AT))
+    return hetee_error(HETEE_ERR_FORMAT, "unknown flags 0x%x", r.flags);
   if (r.flags & FLAG_SEEDED) return 1; /* c1 is a seed: the loader expands it */
   size_t words = (size_t)(level + 1) * ctx->n;
-  if ((rc = check_body(&r, 8 * words * size, "ciphertext"))) return rc;
+  v->c0at = NULL;
+  v->nc0 = 0;
+  if (r.flags & FLAG_C0_AT) {
+    /* u32 count | count words of c0 | rows of c1 (, c2) */
+    uint32_t cnt = 0;
+    if (level != 0)
+      return hetee_error(HETEE_ERR_LEVEL, "ciphertext with c0 at listed coefficients at level %u: only level 0", level);
+    if (get_u32(&r, &cnt)) return hetee_error(HETEE_ERR_FORMAT, "ciphertext body too short");
+    if (cnt > ctx->n) return hetee_error(HETEE_ERR_FORMAT, "%u c0 coefficients, N is %zu", cnt, ctx->n);
+    if ((rc = check_body(&r, 8 * ((size_t)cnt + words * (size - 1)), "ciphertext"))) return rc;
+    v->c0at = r.p + r.pos;
+    v->nc0 = cnt;
+    r.pos += 8 * (size_t)cnt;
+    v->c[0] = NULL;
+    for (uint32_t k = 1; k < 3; k++) v->c[k] = k < size ? r.p + r.pos + (size_t)(k - 1) * words * 8 : NULL;
+  } else {
+    if ((rc = check_body(&r, 8 * words * size, "ciphertext"))) return rc;
+    for (uint32_t k = 0; k < 3; k++) v->c[k] = k < size ? r.p + r.pos + (size_t)k * words * 8 : NULL;
+  }
   v->level = (int)level;
   v->size = (int)size;
   v->scale = scale;
-  for (uint32_t k = 0; k < 3; k++) v->c[k] = k < size ? r.p + r.pos + (size_t)k * words * 8 : NULL;
+  return 0;
+}
+
+int ckks_ciphertext_c0_at_size(const hetee_ckks_context *ctx, const hetee_ckks_ciphertext *ct, size_t n, size_t *len) {
+  if (!len) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  *len = 0;
+  int seeded = 0;
+  size_t body = 0;
+  int rc = ct_body(ctx, ct, &body, &seeded);
+  if (rc) return rc;
+  if (ct->level > 1)
+    return hetee_error(HETEE_ERR_LEVEL, "c0 at listed coefficients: level 0 only (ciphertext at level %d)", ct->level);
+  if (n > ctx->n) return hetee_error(HETEE_ERR_INVALID_ARG, "%zu c0 coefficients, N is %zu", n, ctx->n);
+  *len = HDR_SIZE + 16 + 4 + 8 * (n + ctx->n * (size_t)(ct->size - 1));
+  return 0;
+}
+
+/* Checks of both savers: ct at `level`, indices < N, room for the bytes. */
+static int c0_at_args(const hetee_ckks_context *ctx, const hetee_ckks_ciphertext *ct, int level, const uint32_t *idx,
+                      size_t n, uint8_t *buf, size_t cap, size_t *len, size_t *total) {
+  if (!buf || !len || (!idx && n)) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  int rc = ckks_ciphertext_c0_at_size(ctx, ct, n, total);
+  if (rc) return rc;
+  *len = 0;
+  if (ct->level != level)
+    return hetee_error(HETEE_ERR_LEVEL, "c0 at listed coefficients: ciphertext at level %d, not %d", ct->level, level);
+  if (cap < *total) return hetee_error(HETEE_ERR_LIMIT, "ciphertext needs %zu bytes, buffer has %zu", *total, cap);
+  uint32_t bad = 0;
+  for (size_t j = 0; j < n; j++) bad |= (uint32_t)(idx[j] >= ctx->n);
+  if (bad) return hetee_error(HETEE_ERR_INVALID_ARG, "coefficient index >= N = %zu", ctx->n);
+  return 0;
+}
+
+int ckks_ciphertext_save_c0_at(const hetee_ckks_context *ctx, const hetee_ckks_ciphertext *ct, const uint32_t *idx,
+                               size_t n, uint8_t *buf, size_t cap, size_t *len) {
+  size_t total = 0;
+  int rc = c0_at_args(ctx, ct, 0, idx, n, buf, cap, len, &total);
+  if (rc) return rc;
+  size_t N = ctx->n;
+  /* c0 to the coefficient domain (level 0: no CRT constant), then the
+   * listed coefficients in their order: public ciphertext data */
+  uint64_t *t = ckks_tmp_alloc(N * 8);
+  if (!t) return hetee_error(HETEE_ERR_NOMEM, "serialization buffer");
+  memcpy(t, ct->c[0], N * 8);
+  hetee_ntt_inverse(ctx->ntt[0], t);
+  wr w;
+  put_header(ctx, HETEE_OBJ_CIPHERTEXT, FLAG_C0_AT, total - HDR_SIZE, buf, &w);
+  put_u32(&w, 0);
+  put_u32(&w, (uint32_t)ct->size);
+  put_f64(&w, ct->scale);
+  put_u32(&w, (uint32_t)n);
+  for (size_t j = 0; j < n; j++) put_u64(&w, t[idx[j]]);
+  for (int k = 1; k < ct->size; k++) put_rows(&w, ct->c[k], N);
+  ckks_tmp_free(t, N * 8, 0);
+  *len = w.pos;
+  return 0;
+}
+
+int ckks_ciphertext_save_c0_at_rescaled(const hetee_ckks_context *ctx, const hetee_ckks_ciphertext *ct,
+                                        const uint32_t *idx, size_t n, uint8_t *buf, size_t cap, size_t *len) {
+  size_t total = 0;
+  int rc = c0_at_args(ctx, ct, 1, idx, n, buf, cap, len, &total);
+  if (rc) return rc;
+  if (ctx->nq < 2) return hetee_error(HETEE_ERR_LEVEL, "no level to rescale to");
+  size_t N = ctx->n;
+  uint64_t *last = ckks_tmp_alloc(2 * N * 8);
+  if (!last) return hetee_error(HETEE_ERR_NOMEM, "serialization buffer");
+  uint64_t *t = last + N;
+  /* hetee_ckks_evaluator_rescale's steps from level 1 to 0, per
+   * polynomial: last = [c + floor(q_1/2)]_{q_1} in coefficient form, t =
+   * last - floor(q_1/2) mod q_0, c' = (c - t) q_1^-1 mod q_0: for c1, c2
+   * with t taken to the NTT domain (the rescaled rows, the same words),
+   * for c0 in the coefficient domain with c0's q_0 row taken there
+   * instead (INTT is linear: the coefficients of the rescaled c0, without
+   * the rescale's forward NTT and the serializer's inverse one) */
+  const hetee_modulus *m0 = &ctx->mod[0], *m1 = &ctx->mod[1];
+  const uint64_t q0 = m0->q, h = m1->q >> 1, hm = ctx->rs_half_mod[1][0], winv = ctx->rs_inv[1][0];
+  wr w;
+  put_header(ctx, HETEE_OBJ_CIPHERTEXT, FLAG_C0_AT, total - HDR_SIZE, buf, &w);
+  put_u32(&w, 0);
+  put_u32(&w, (uint32_t)ct->size);
+  put_f64(&w, ct->scale / (double)m1->q);
+  put_u32(&w, (uint32_t)n);
+  for (int k = 0; k < ct->size; k++) {
+    hetee_ntt_inverse_add(ctx->ntt[1], ct->c[k] + N, last, h);
+    if (m1->q < q0) hetee_vec_add_scalar(m0, last, hm ? q0 - hm : 0, t, N); /* last < q_1 < q_0 */
+    else hetee_vec_reduce_add_scalar(m0, last, hm ? q0 - hm : 0, t, N);
+    if (k == 0) {
+      memcpy(last, ct->c[0], N * 8);
+      hetee_ntt_inverse(ctx->ntt[0], last);
+      hetee_vec_sub_mul_scalar_add(m0, last, t, winv, NULL, last, N);
+      for (size_t j = 0; j < n; j++) put_u64(&w, last[idx[j]]);
+    } else {
+      hetee_ntt_forward(ctx->ntt[0], t);
+      hetee_vec_sub_mul_scalar_add(m0, ct->c[k], t, winv, NULL, t, N);
+      put_rows(&w, t, N);
+    }
+  }
+  ckks_tmp_free(last, 2 * N * 8, 0);
+  *len = w.pos;
   return 0;
 }
 

@@ -289,6 +289,7 @@ int hetee_client_release_key_parse(const uint8_t *reply, size_t len, uint8_t pk[
 
 /* ---- input witnesses (docs/security.md "Integrity of the host's work") -- */
 _Static_assert(HETEE_WITNESS_SEALBYTES == crypto_box_SEALBYTES, "witness seal overhead");
+_Static_assert(HETEE_WITNESS_HEAD == crypto_box_PUBLICKEYBYTES + crypto_box_MACBYTES, "witness digest head");
 
 int hetee_engine_witness_digest(uint32_t model_id, uint32_t batch, const uint8_t *sealed, size_t len, uint8_t out[32]) {
   if (!sealed || !out) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");

@@ -4,7 +4,11 @@
  * hetee-enclave, see src/enclave/launcher/launcher.c), send one framed request at a
  * time and match its reply by request id, detect a dead enclave (EOF/EPIPE)
  * and restart it (unsealing the last sealed state when configured), and shut
- * both processes down cleanly.
+ * both processes down cleanly. Bulk bodies of the public request and reply
+ * types travel through a shared region (a sealed memfd created here, fd 5
+ * of the launcher and the enclave) with only the frame header and a length
+ * on the socket (docs/enclave.md "Transport"); without a region, or with
+ * HETEE_ENCLAVE_SHM=0, the socket carries everything.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -15,6 +19,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sodium.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -95,6 +101,67 @@ static void close_process(hetee_host_enclave *e, int graceful) {
   reap(e->launcher_pid, graceful ? 5000 : 2000);
   e->launcher_pid = -1;
   e->info_pid = -1;
+  e->shm_ok = 0; /* until the next enclave confirms the region */
+}
+
+/* Creates the shared region: a memfd of HETEE_SHM_BYTES with its size
+ * sealed (the enclave refuses one that could shrink under its mapping),
+ * mapped here. Any failure leaves no region: the socket carries
+ * everything. */
+static void shm_create(hetee_host_enclave *e) {
+  e->shm_fd = -1;
+  e->shm = NULL;
+  const char *env = getenv(HETEE_SHM_ENV);
+  if (env && !strcmp(env, "0")) return;
+  int fd = memfd_create("hetee-shm", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (fd < 0) return;
+  /* above the descriptors the spawned child rearranges (3, 5) */
+  int hi = fcntl(fd, F_DUPFD_CLOEXEC, 10);
+  close(fd);
+  if (hi < 0) return;
+  void *p = MAP_FAILED;
+  if (ftruncate(hi, (off_t)HETEE_SHM_BYTES) == 0 &&
+      fcntl(hi, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) == 0)
+    p = mmap(NULL, HETEE_SHM_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED, hi, 0);
+  if (p == MAP_FAILED) {
+    close(hi);
+    return;
+  }
+  e->shm_fd = hi;
+  e->shm = p;
+}
+
+static void shm_destroy(hetee_host_enclave *e) {
+  if (e->shm) munmap(e->shm, HETEE_SHM_BYTES);
+  if (e->shm_fd >= 0) close(e->shm_fd);
+  e->shm = NULL;
+  e->shm_fd = -1;
+  e->shm_ok = 0;
+}
+
+/* Whether the enclave just started maps the region: it answers SHM_HELLO
+ * with the random probe the host wrote at the start of the request area.
+ * Any refusal (an enclave without the region, or an older one) leaves the
+ * socket path. */
+static void shm_hello(hetee_host_enclave *e) {
+  e->shm_ok = 0;
+  if (!e->shm) return;
+  uint8_t probe[HETEE_SHM_PROBE_BYTES];
+  randombytes_buf(probe, sizeof probe);
+  memcpy(e->shm, probe, sizeof probe);
+  hetee_frame f;
+  if (hetee_host_call_frame(e, HETEE_MSG_SHM_HELLO, NULL, 0, &f, 0) != 0) {
+    hetee_error_clear();
+    return;
+  }
+  e->shm_ok = f.len == 8 + sizeof probe && hetee_rd64(f.body) == HETEE_SHM_AREA && !memcmp(f.body + 8, probe, sizeof probe);
+  hetee_frame_clear(&f);
+}
+
+uint8_t *hetee_host_shm_region(hetee_host_enclave *e) { return e && e->shm_ok ? e->shm : NULL; }
+
+void hetee_host_shm_enable(hetee_host_enclave *e, int on) {
+  if (e) e->shm_off = !on;
 }
 
 static int spawn(hetee_host_enclave *e) {
@@ -114,7 +181,10 @@ static int spawn(hetee_host_enclave *e) {
     } else if (dup2(sv[1], 3) < 0) {
       _exit(127);
     }
-    for (int fd = 4; fd < 1024; fd++) close(fd); /* nothing else leaks into the enclave */
+    /* the shared region as fd 5 (shm_fd >= 10: clear of 3 and 5) */
+    int shm = e->shm_fd >= 0 && dup2(e->shm_fd, HETEE_SHM_FD) == HETEE_SHM_FD;
+    for (int fd = 4; fd < 1024; fd++) /* nothing else leaks into the enclave */
+      if (!(shm && fd == HETEE_SHM_FD)) close(fd);
     char *args[] = {(char *)"hetee-launcher", (char *)"--platform", e->platform, (char *)"--enclave", e->enclave,
                     (char *)"--config", e->config, NULL};
     execv(e->launcher, args);
@@ -134,6 +204,7 @@ static int spawn(hetee_host_enclave *e) {
     return hetee_error(keep, "enclave did not start: %s", detail);
   }
   e->info_pid = info.pid;
+  shm_hello(e);
   return 0;
 }
 
@@ -149,6 +220,7 @@ int hetee_host_start(const hetee_host_options *o, hetee_host_enclave **out) {
   if (!e) return hetee_error(HETEE_ERR_NOMEM, "no memory");
   e->fd = -1;
   e->launcher_pid = -1;
+  shm_create(e);
   int rc = resolve_paths(e, o);
   if (rc) goto err;
   e->platform = strdup(o->platform_dir);
@@ -178,6 +250,7 @@ void hetee_host_free(hetee_host_enclave *e) {
   free(e->platform);
   free(e->config);
   free(e->seal_path);
+  shm_destroy(e);
   free(e);
 }
 
@@ -230,6 +303,25 @@ static int read_reply(hetee_host_enclave *e, uint64_t id, uint16_t type, hetee_f
     hetee_frame_clear(reply);
     return rc;
   }
+  if (reply->type == (uint16_t)(type | HETEE_MSG_REPLY | HETEE_MSG_SHM) && reply->id == id && e->shm_ok) {
+    /* the body is in the reply area: copied out now, before the call
+     * returns (the caller's enclave lock covers the copy; the region is
+     * reused by the next call) */
+    *got = 1;
+    size_t n;
+    rc = hetee_frame_shm_len(reply, HETEE_SHM_AREA, &n);
+    uint8_t *body = NULL;
+    if (!rc && n && !(body = malloc(n))) rc = hetee_error(HETEE_ERR_NOMEM, "no memory for a %zu-byte reply", n);
+    hetee_frame_clear(reply);
+    if (rc) return rc;
+    if (n) memcpy(body, e->shm + HETEE_SHM_AREA, n);
+    reply->version = HETEE_PROTO_VERSION;
+    reply->type = (uint16_t)(type | HETEE_MSG_REPLY);
+    reply->id = id;
+    reply->body = body;
+    reply->len = n;
+    return 0;
+  }
   if (reply->id != id || reply->type != (uint16_t)(type | HETEE_MSG_REPLY)) {
     hetee_frame_clear(reply);
     close_process(e, 0); /* out of sync: the stream cannot be trusted anymore */
@@ -252,7 +344,24 @@ int hetee_host_call_parts(hetee_host_enclave *e, uint16_t type, const hetee_fram
     hetee_frame_clear(&e->stats_reply);
   }
   uint64_t id = ++e->next_id, sid = 0;
-  int rc = hetee_frame_write_parts(e->fd, type, id, parts, nparts);
+  size_t total = 0;
+  int shm = e->shm_ok && !e->shm_off && hetee_msg_public_body(type);
+  for (size_t i = 0; i < nparts && shm; i++) {
+    if (parts[i].len > HETEE_SHM_AREA - total) shm = 0; /* above the frame limit: the socket path refuses it */
+    else total += parts[i].len;
+  }
+  int rc;
+  if (shm) {
+    /* a public body: into the request area, its length on the socket */
+    size_t off = 0;
+    for (size_t i = 0; i < nparts; i++) {
+      if (parts[i].len) memcpy(e->shm + off, parts[i].p, parts[i].len);
+      off += parts[i].len;
+    }
+    rc = hetee_frame_write_shm(e->fd, type, id, total);
+  } else {
+    rc = hetee_frame_write_parts(e->fd, type, id, parts, nparts);
+  }
   /* the STATS request right behind it: the enclave reads it as soon as it
    * has answered, without waiting for this process to ask again */
   if (!rc && follow) rc = hetee_frame_write(e->fd, HETEE_MSG_STATS, sid = ++e->next_id, NULL, 0);

@@ -21,7 +21,23 @@ struct hetee_host_enclave {
    * written right behind it, whose reply is kept in stats_reply */
   int stats_follow, stats_have;
   hetee_frame stats_reply;
+  /* the shared region (proto.h "shared-memory transport"; docs/enclave.md
+   * "Transport"): created once in hetee_host_start unless HETEE_ENCLAVE_SHM=0
+   * (shm_fd -1 and shm NULL when not created or when creating it failed),
+   * passed to every enclave spawned as fd 5; shm_ok: the running enclave
+   * confirmed it maps it (SHM_HELLO); shm_off: the test switch below */
+  int shm_fd;
+  uint8_t *shm;
+  int shm_ok, shm_off;
 };
+
+/* The shared region as the host maps it (request area first, the reply area
+ * HETEE_SHM_AREA bytes further), NULL when the running enclave does not use
+ * one. For tests: the host is the adversary and may write it at any time. */
+uint8_t *hetee_host_shm_region(hetee_host_enclave *e);
+/* on = 0: requests go through the socket even with a region (tests compare
+ * both paths on one enclave); on = 1: the region again when there is one. */
+void hetee_host_shm_enable(hetee_host_enclave *e, int on);
 
 /* on: each request made through hetee_host_call_parts (STATS excepted) is
  * followed on the socket by a STATS request, written before the reply is

@@ -21,6 +21,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "ckks/ckks_arena.h"
 #include "hemat/engine_bind.h"
 #include "hemat/engine_internal.h"
 #include "host/engine_jobs.h"
@@ -478,6 +479,11 @@ typedef struct stage_buf {
   size_t nnext;
   uint8_t *spec;                /* JOB_REFRESH spec at the full micro-batch */
   size_t spec_len;
+  /* the coefficients the enclave reads of output i, in its order:
+   * c0_idx[c0_start[i] .. c0_start[i + 1]) (c0_positions) */
+  uint32_t *c0_start, *c0_idx;
+  size_t c0_nouts, c0_cap; /* outputs / entries of c0_idx allocated */
+  int c0_full;             /* 1: computed for the full micro-batch's map */
 } stage_buf;
 
 typedef struct worker {
@@ -501,6 +507,8 @@ static void worker_bufs_free(worker *w, size_t nstages) {
     free(w->sb[s].slot_len);
     cts_free(w->sb[s].next, w->sb[s].nnext);
     free(w->sb[s].spec);
+    free(w->sb[s].c0_start);
+    free(w->sb[s].c0_idx);
   }
   free(w->sb);
   free(w->ser);
@@ -659,15 +667,66 @@ static int rescale_one(run_shared *sh, hetee_ckks_ciphertext *c, int tid) {
  * cycling through each pipeline's output objects: 9 MB per e2dm
  * micro-batch), rescaled, serialized into its buffer sb->slot[i] (grown
  * by this item only) while still in cache. */
+/* Output i at level 0 as the enclave's refresh reads it: c0 only at the
+ * coefficients it decrypts of that output, in its order (about a third
+ * fewer bytes to the enclave), c1 and c2 in full; buf NULL: *len = the
+ * bytes. rescale: ct is the product at level 1, rescaled on the way
+ * (ckks_ciphertext_save_c0_at_rescaled: c0's coefficients without a third
+ * NTT); else ct is at level 0 (ckks_ciphertext_save_c0_at: one inverse
+ * NTT of c0 here). */
+static int save_c0_at(const hetee_ckks_context *ctx, const stage_buf *sb, const hetee_ckks_ciphertext *ct, size_t i,
+                      int rescale, uint8_t *buf, size_t cap, size_t *len) {
+  const uint32_t *idx = sb->c0_idx + sb->c0_start[i];
+  size_t n = sb->c0_start[i + 1] - sb->c0_start[i];
+  if (!buf) return ckks_ciphertext_c0_at_size(ctx, ct, n, len);
+  return rescale ? ckks_ciphertext_save_c0_at_rescaled(ctx, ct, idx, n, buf, cap, len)
+                 : ckks_ciphertext_save_c0_at(ctx, ct, idx, n, buf, cap, len);
+}
+
+/* sb->c0_start / c0_idx for the nouts outputs of a stage whose refresh
+ * map is R's: for output i, the coefficients R->in_map names of it in map
+ * order, which is the order the enclave reads them (its stable counting
+ * sort of the same registered map, refresh.c). Kept for the full
+ * micro-batch's map (full = 1), made again for a short one. */
+static int c0_positions(stage_buf *sb, const hetee_engine_refresh *R, size_t nouts, size_t N, int full) {
+  if (full && sb->c0_full && sb->c0_nouts == nouts) return 0;
+  size_t n = (size_t)R->batch * R->n_in;
+  sb->c0_full = 0;
+  uint32_t *st = realloc(sb->c0_start, (nouts + 1) * sizeof *st);
+  if (st) sb->c0_start = st;
+  if (st && n > sb->c0_cap) {
+    uint32_t *ix = realloc(sb->c0_idx, n * sizeof *ix);
+    if (ix) sb->c0_idx = ix, sb->c0_cap = n;
+  }
+  if (!st || n > sb->c0_cap) return hetee_error(HETEE_ERR_NOMEM, "no memory");
+  const unsigned sh = (unsigned)__builtin_ctzll(N);
+  memset(st, 0, (nouts + 1) * sizeof *st);
+  for (size_t k = 0; k < n; k++) {
+    size_t c = R->in_map[k] >> sh;
+    if (c >= nouts) return hetee_error(HETEE_ERR_INTERNAL, "refresh map names output %zu of %zu", c, nouts);
+    st[c + 1]++;
+  }
+  for (size_t c = 0; c < nouts; c++) st[c + 1] += st[c];
+  for (size_t k = 0; k < n; k++) /* st[c] runs ahead while output c fills: back by one pass below */
+    sb->c0_idx[st[R->in_map[k] >> sh]++] = R->in_map[k] & (uint32_t)(N - 1);
+  for (size_t c = nouts; c > 0; c--) st[c] = st[c - 1];
+  st[0] = 0;
+  sb->c0_nouts = nouts;
+  sb->c0_full = full;
+  return 0;
+}
+
 static int fused_item(const stage_task *t, size_t i, int tid) {
   hetee_ckks_ciphertext *acc = t->sh->acc[tid];
   stage_buf *sb = t->sb;
   size_t len = 0;
   int rc = hetee_hemat_conv_eval_range(t->ctx, t->L, t->in, t->w, t->bias, i, 1, &acc);
   if (rc) return rc;
-  if ((rc = rescale_one(t->sh, acc, tid)))
-    return hetee_error(rc, "cannot rescale layer output %zu: %s", i, hetee_last_error());
-  if ((rc = hetee_ckks_ciphertext_save_size(t->ctx, acc, &len))) return rc;
+  /* rescaled by q_1 as it is serialized (the same bytes as
+   * hetee_ckks_evaluator_rescale + ckks_ciphertext_save_c0_at) */
+  if (hetee_ckks_ciphertext_level(acc) != HETEE_ENGINE_LEVEL)
+    return hetee_error(HETEE_ERR_LEVEL, "cannot rescale layer output %zu: product level", i);
+  if ((rc = save_c0_at(t->ctx, sb, acc, i, 1, NULL, 0, &len))) return rc;
   if (len > SIZE_MAX - 8) return hetee_error(HETEE_ERR_LIMIT, "layer output of %zu bytes", len);
   if (8 + len > sb->slot_cap[i]) {
     uint8_t *b = realloc(sb->slot[i], 8 + len);
@@ -675,7 +734,7 @@ static int fused_item(const stage_task *t, size_t i, int tid) {
     sb->slot[i] = b;
     sb->slot_cap[i] = 8 + len;
   }
-  if ((rc = hetee_ckks_ciphertext_save_to(t->ctx, acc, sb->slot[i] + 8, sb->slot_cap[i] - 8, &len)))
+  if ((rc = save_c0_at(t->ctx, sb, acc, i, 1, sb->slot[i] + 8, sb->slot_cap[i] - 8, &len)))
     return hetee_error(rc, "cannot serialize a ciphertext: %s", hetee_last_error());
   hetee_le64(sb->slot[i], len);
   sb->slot_len[i] = 8 + len;
@@ -700,26 +759,32 @@ typedef struct {
   hetee_ckks_ciphertext *const *c;
   uint8_t *ser;
   const size_t *off;
+  const stage_buf *c0; /* NULL: full form; else a stage's outputs in the c0-at form (save_c0_at) */
 } ser_task;
 
 static int ser_item(void *arg, size_t i, int tid) {
   (void)tid;
   const ser_task *t = arg;
   size_t len = 0;
-  int rc = hetee_ckks_ciphertext_save_to(t->ctx, t->c[i], t->ser + t->off[i] + 8, t->off[i + 1] - t->off[i] - 8, &len);
+  uint8_t *dst = t->ser + t->off[i] + 8;
+  size_t cap = t->off[i + 1] - t->off[i] - 8;
+  int rc = t->c0 ? save_c0_at(t->ctx, t->c0, t->c[i], i, 0, dst, cap, &len)
+                 : hetee_ckks_ciphertext_save_to(t->ctx, t->c[i], dst, cap, &len);
   hetee_le64(t->ser + t->off[i], len);
   return rc;
 }
 
+/* c0: NULL, or a stage's buffers whose c0 positions (c0_positions) say
+ * which coefficients of c0 each output carries */
 static int serialize(worker *w, const hetee_ckks_context *ctx, hetee_ckks_ciphertext *const *c, size_t n,
-                     size_t *total) {
+                     const stage_buf *c0, size_t *total) {
   size_t *off = malloc((n + 1) * sizeof *off);
   if (!off) return hetee_error(HETEE_ERR_NOMEM, "no memory");
   int rc = 0;
   off[0] = 0;
   for (size_t i = 0; i < n && !rc; i++) {
     size_t len = 0;
-    rc = hetee_ckks_ciphertext_save_size(ctx, c[i], &len);
+    rc = c0 ? save_c0_at(ctx, c0, c[i], i, 0, NULL, 0, &len) : hetee_ckks_ciphertext_save_size(ctx, c[i], &len);
     off[i + 1] = off[i] + 8 + len;
   }
   if (!rc && off[n] > w->ser_cap) {
@@ -728,7 +793,7 @@ static int serialize(worker *w, const hetee_ckks_context *ctx, hetee_ckks_cipher
     else w->ser = b, w->ser_cap = off[n];
   }
   if (!rc) {
-    ser_task t = {ctx, c, w->ser, off};
+    ser_task t = {ctx, c, w->ser, off, c0};
     rc = pool_run(w->sh->pool, n, ser_item, &t);
     if (rc) rc = hetee_error(rc, "cannot serialize a ciphertext: %s", hetee_last_error());
   }
@@ -1044,7 +1109,7 @@ static int run_micro_batch(worker *w, size_t k, hetee_ckks_ciphertext *const *in
     enc_counters c0;
     size_t total = 0;
     rc = hetee_engine_plan_layout(p, 0, bk, &L0);
-    if (!rc && !sh->wit) rc = serialize(w, ctx, in, L0.n_in_cts, &total);
+    if (!rc && !sh->wit) rc = serialize(w, ctx, in, L0.n_in_cts, NULL, &total);
     if (!rc && !(rc = enclave_begin(sh, &c0))) {
       call_is(sh, TRACE_JOB_START, 0);
       rc = sh->wit ? job_start_witness(w, sh->model_id, k, bk, &job, &ns)
@@ -1071,6 +1136,8 @@ static int run_micro_batch(worker *w, size_t k, hetee_ckks_ciphertext *const *in
     /* bound runs: each output computed, rescaled and serialized by one pool
      * item (fused); with a tamper hook (tests) into output objects first */
     int fused = sh->bound && !engine_tamper_hook;
+    /* bound runs: which coefficients of c0 each output carries */
+    if (sh->bound && (rc = c0_positions(sb, R, nouts, hetee_ckks_context_n(ctx), R == &w->cache[s]))) break;
     if (fused) {
       rc = slots_reserve(sb, nouts);
     } else if (sh->bound) {
@@ -1123,7 +1190,7 @@ static int run_micro_batch(worker *w, size_t k, hetee_ckks_ciphertext *const *in
         task.kernel = 0, task.rescale = 1;
         rc = pool_run(sh->pool, nouts, stage_item, &task);
       }
-      if (!rc && !fused) rc = serialize(w, ctx, outs, nouts, &total);
+      if (!rc && !fused) rc = serialize(w, ctx, outs, nouts, sb, &total);
       outs = NULL; /* the worker's */
       if (rc) {
         free(own_spec);

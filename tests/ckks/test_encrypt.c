@@ -465,6 +465,178 @@ static void test_decrypt_coeffs(void **state) {
   free(idx);
 }
 
+/* The form "c0 at listed coefficients" (ckks_ciphertext_save_c0_at, the
+ * enclave's bound refresh input): decrypted with ckks_decrypt_coeffs_view
+ * at the listed indices it gives the full ciphertext's doubles bit for bit
+ * (degree 2 and 1, all N indices scrambled, a subset, a coset with its
+ * tables, repeated indices, none); hostile bytes are refused with an error
+ * (short, long, count above N, count other than the indices read, a c0
+ * value >= q, the seeded flag with it, level 1); no loader takes it. */
+static void test_c0_at(void **state) {
+  fixture *f = *state;
+  size_t N = f->n;
+  double *a = malloc(N * sizeof *a), *b = malloc(N * sizeof *b), *x = malloc(N * sizeof *x),
+         *y = malloc(N * sizeof *y);
+  uint32_t *idx = malloc(N * sizeof *idx);
+  tu_fill(a, N, 5);
+  tu_fill(b, N, 6);
+  for (size_t i = 0; i < N; i++) idx[i] = (uint32_t)((i * 2654435761u) % N);
+  hetee_ckks_plaintext *pt = NULL;
+  hetee_ckks_ciphertext *ca = NULL, *cb = NULL, *prod = NULL, *sum = NULL;
+  TU_OK(hetee_ckks_plaintext_new(f->ctx, &pt));
+  TU_OK(hetee_ckks_ciphertext_new(f->ctx, &ca));
+  TU_OK(hetee_ckks_ciphertext_new(f->ctx, &cb));
+  TU_OK(hetee_ckks_ciphertext_new(f->ctx, &prod));
+  TU_OK(hetee_ckks_ciphertext_new(f->ctx, &sum));
+  TU_OK(hetee_ckks_encrypt_sk_coeffs(f->ctx, f->sk, a, N, 0x1p20, 0, ca));
+  TU_OK(hetee_ckks_encode_coeffs(f->ctx, b, N, 0x1p20, 0, pt));
+  TU_OK(hetee_ckks_encrypt_pk(f->ctx, f->pk, pt, cb));
+  TU_OK(hetee_ckks_eval_mul(f->ctx, ca, cb, prod)); /* degree 2 at level 0 */
+  TU_OK(hetee_ckks_eval_add(f->ctx, ca, cb, sum));  /* degree 1, unseeded */
+  const hetee_ckks_ciphertext *cts[2] = {prod, sum};
+  const double scales[2] = {0x1p40, 0x1p20};
+  uint32_t *ix = malloc(N * sizeof *ix);
+  size_t cap = 0;
+  TU_OK(ckks_ciphertext_c0_at_size(f->ctx, prod, N, &cap));
+  uint8_t *buf = malloc(cap + 16);
+  for (int k = 0; k < 2; k++) {
+    for (int t = 0; t < 6; t++) {
+      size_t n = 0;
+      const ckks_coset *use = NULL;
+      ckks_coset *cs = NULL;
+      if (t == 0) n = N, memcpy(ix, idx, N * sizeof *ix); /* every coefficient, scrambled */
+      if (t == 1) n = 1000, memcpy(ix, idx + 17, n * sizeof *ix);
+      if (t == 2 || t == 3) { /* one coset (d = 32, r = 7), scrambled; with and without its tables */
+        for (size_t j = 0; j < N / 32; j++) ix[n++] = 7 + 32 * (uint32_t)((j * 5 + 1) % (N / 32));
+        if (t == 2) TU_OK(ckks_coset_new(f->ctx, 5, 7, &cs));
+        use = cs;
+      }
+      if (t == 4) { /* repeated indices */
+        for (size_t j = 0; j < 40; j++) ix[n++] = (uint32_t)(j % 3) * 11;
+      }
+      /* t == 5: none */
+      size_t len = 0, want = 0;
+      TU_OK(ckks_ciphertext_c0_at_size(f->ctx, cts[k], n, &want));
+      TU_OK(ckks_ciphertext_save_c0_at(f->ctx, cts[k], ix, n, buf, cap, &len));
+      assert_int_equal(len, want);
+      assert_int_equal(len, 52 + 16 + 4 + 8 * (n + N * (size_t)(hetee_ckks_ciphertext_size(cts[k]) - 1)));
+      ckks_ct_view v;
+      TU_OK(ckks_ciphertext_view(f->ctx, buf, len, &v));
+      assert_null(v.c[0]);
+      assert_int_equal(v.nc0, n);
+      assert_int_equal(v.level, 0);
+      assert_int_equal(v.size, hetee_ckks_ciphertext_size(cts[k]));
+      TU_OK(hetee_ckks_decrypt_coeffs(f->ctx, f->sk, cts[k], scales[k], ix, n, x));
+      memset(y, 0, N * sizeof *y);
+      TU_OK(ckks_decrypt_coeffs_view(f->ctx, f->sk, &v, scales[k], use, ix, n, y));
+      assert_memory_equal(x, y, n * sizeof *x);
+      if (n >= 8) {
+        /* the count must be the indices read */
+        assert_int_equal(ckks_decrypt_coeffs_view(f->ctx, f->sk, &v, scales[k], use, ix, n - 1, y), HETEE_ERR_FORM);
+        /* a c0 value >= q_0 (the first and the last) */
+        for (size_t j = 0; j < n; j += n - 1) {
+          uint8_t *w = buf + 52 + 20 + 8 * j, old[8];
+          memcpy(old, w, 8);
+          memset(w, 0xff, 8);
+          assert_int_equal(ckks_decrypt_coeffs_view(f->ctx, f->sk, &v, scales[k], use, ix, n, y), HETEE_ERR_RANGE);
+          memcpy(w, old, 8);
+        }
+        TU_OK(ckks_decrypt_coeffs_view(f->ctx, f->sk, &v, scales[k], use, ix, n, y));
+        assert_memory_equal(x, y, n * sizeof *x);
+      }
+      ckks_coset_free(cs);
+      /* short and long bytes */
+      assert_int_not_equal(ckks_ciphertext_view(f->ctx, buf, len - 1, &v), 0);
+      assert_int_not_equal(ckks_ciphertext_view(f->ctx, buf, len + 8, &v), 0);
+      /* no loader takes it */
+      hetee_ckks_ciphertext *ld = NULL;
+      assert_int_equal(hetee_ckks_ciphertext_load(f->ctx, buf, len, &ld), HETEE_ERR_FORM);
+      assert_null(ld);
+    }
+  }
+  /* hand-edited fields of a valid blob (n = 4): count above N, the count
+   * one short with the total kept (body size), seeded flag, level 1 */
+  size_t len = 0;
+  TU_OK(ckks_ciphertext_save_c0_at(f->ctx, prod, idx, 4, buf, cap, &len));
+  ckks_ct_view v;
+  uint8_t keep[8];
+  memcpy(keep, buf + 68, 4);
+  uint32_t big = (uint32_t)N + 1;
+  memcpy(buf + 68, &big, 4); /* little-endian test host */
+  assert_int_equal(ckks_ciphertext_view(f->ctx, buf, len, &v), HETEE_ERR_FORMAT);
+  big = 3;
+  memcpy(buf + 68, &big, 4);
+  assert_int_equal(ckks_ciphertext_view(f->ctx, buf, len, &v), HETEE_ERR_FORMAT);
+  memcpy(buf + 68, keep, 4);
+  TU_OK(ckks_ciphertext_view(f->ctx, buf, len, &v));
+  buf[10] |= 1; /* flags: seeded and c0 at listed coefficients */
+  assert_int_equal(ckks_ciphertext_view(f->ctx, buf, len, &v), HETEE_ERR_FORMAT);
+  buf[10] &= (uint8_t)~1u;
+  buf[52] = 1; /* level 1 */
+  assert_int_equal(ckks_ciphertext_view(f->ctx, buf, len, &v), HETEE_ERR_LEVEL);
+  buf[52] = 0;
+  TU_OK(ckks_ciphertext_view(f->ctx, buf, len, &v));
+  /* rescaled on the way from level 1: the bytes of rescale + save, ct
+   * unchanged (a degree-2 product and a fresh degree-1 ciphertext) */
+  hetee_ckks_ciphertext *p1 = NULL, *a1 = NULL, *b1 = NULL, *r0 = NULL, *hi2 = NULL;
+  TU_OK(hetee_ckks_ciphertext_new(f->ctx, &p1));
+  TU_OK(hetee_ckks_ciphertext_new(f->ctx, &a1));
+  TU_OK(hetee_ckks_ciphertext_new(f->ctx, &b1));
+  TU_OK(hetee_ckks_ciphertext_new(f->ctx, &r0));
+  TU_OK(hetee_ckks_ciphertext_new(f->ctx, &hi2));
+  TU_OK(hetee_ckks_encrypt_sk_coeffs(f->ctx, f->sk, a, N, 0x1p30, 1, a1));
+  TU_OK(hetee_ckks_encode_coeffs(f->ctx, b, N, 0x1p30, 1, pt));
+  TU_OK(hetee_ckks_encrypt_pk(f->ctx, f->pk, pt, b1));
+  TU_OK(hetee_ckks_eval_mul(f->ctx, a1, b1, p1));
+  uint8_t *want = malloc(cap);
+  const hetee_ckks_ciphertext *l1[2] = {p1, b1};
+  for (int k = 0; k < 2; k++) {
+    size_t wl = 0, gl = 0, n = k ? 1000 : N / 2;
+    uint8_t *before = NULL, *after = NULL;
+    size_t bl = 0, al = 0;
+    TU_OK(hetee_ckks_ciphertext_save(f->ctx, l1[k], &before, &bl));
+    TU_OK(hetee_ckks_eval_rescale(f->ctx, l1[k], r0));
+    TU_OK(ckks_ciphertext_save_c0_at(f->ctx, r0, idx + 3, n, want, cap, &wl));
+    TU_OK(ckks_ciphertext_save_c0_at_rescaled(f->ctx, l1[k], idx + 3, n, buf, cap, &gl));
+    assert_int_equal(gl, wl);
+    assert_memory_equal(buf, want, wl);
+    TU_OK(hetee_ckks_ciphertext_save(f->ctx, l1[k], &after, &al));
+    assert_int_equal(al, bl);
+    assert_memory_equal(before, after, bl);
+    free(before);
+    free(after);
+  }
+  assert_int_equal(ckks_ciphertext_save_c0_at_rescaled(f->ctx, prod, idx, 4, buf, cap, &len), HETEE_ERR_LEVEL);
+  assert_int_equal(ckks_ciphertext_save_c0_at(f->ctx, p1, idx, 4, buf, cap, &len), HETEE_ERR_LEVEL);
+  /* saving: level 0 (1 rescaled) only, indices < N, room */
+  TU_OK(hetee_ckks_encrypt_sk_coeffs(f->ctx, f->sk, a, N, 0x1p20, 2, hi2));
+  assert_int_equal(ckks_ciphertext_c0_at_size(f->ctx, hi2, 4, &len), HETEE_ERR_LEVEL);
+  assert_int_equal(ckks_ciphertext_save_c0_at(f->ctx, hi2, idx, 4, buf, cap, &len), HETEE_ERR_LEVEL);
+  assert_int_equal(ckks_ciphertext_save_c0_at_rescaled(f->ctx, hi2, idx, 4, buf, cap, &len), HETEE_ERR_LEVEL);
+  free(want);
+  hetee_ckks_ciphertext_free(p1);
+  hetee_ckks_ciphertext_free(a1);
+  hetee_ckks_ciphertext_free(b1);
+  hetee_ckks_ciphertext_free(r0);
+  hetee_ckks_ciphertext_free(hi2);
+  uint32_t bad = (uint32_t)N;
+  assert_int_equal(ckks_ciphertext_save_c0_at(f->ctx, prod, &bad, 1, buf, cap, &len), HETEE_ERR_INVALID_ARG);
+  assert_int_equal(ckks_ciphertext_save_c0_at(f->ctx, prod, idx, 4, buf, 100, &len), HETEE_ERR_LIMIT);
+  assert_int_equal(ckks_ciphertext_c0_at_size(f->ctx, prod, N + 1, &len), HETEE_ERR_INVALID_ARG);
+  free(buf);
+  free(ix);
+  hetee_ckks_ciphertext_free(ca);
+  hetee_ckks_ciphertext_free(cb);
+  hetee_ckks_ciphertext_free(prod);
+  hetee_ckks_ciphertext_free(sum);
+  hetee_ckks_plaintext_free(pt);
+  free(idx);
+  free(a);
+  free(b);
+  free(x);
+  free(y);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_encrypt_coeffs_bit_exact),
@@ -472,6 +644,7 @@ int main(void) {
       cmocka_unit_test(test_encrypt_coeffs_public),
       cmocka_unit_test(test_encrypt_coeffs_errors),
       cmocka_unit_test(test_decrypt_coeffs),
+      cmocka_unit_test(test_c0_at),
   };
   return cmocka_run_group_tests_name("ckks/encrypt", tests, setup, teardown);
 }

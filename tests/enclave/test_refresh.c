@@ -10,6 +10,7 @@
  */
 #include <math.h>
 
+#include "ckks/ckks_arena.h"
 #include "enclave/ckks_fixture.h"
 
 #define TOL (1.0 / (1 << 20))
@@ -391,6 +392,145 @@ static void test_refused_jobs(void **state) {
   free(ct);
 }
 
+/* A level-0 coefficient-encoded ciphertext (public-key encryption at the
+ * bottom level) with sample values v(k) at coefficient k. */
+static double c0v(int ct, size_t k) { return 0.001 * (double)(k % 997) - 0.4 + 0.25 * ct; }
+static hetee_ckks_ciphertext *level0_ct(fx *f, int which) {
+  const hetee_ckks_context *ctx = f->c.ctx;
+  size_t N = hetee_ckks_context_n(ctx);
+  double *v = malloc(N * sizeof *v);
+  for (size_t k = 0; k < N; k++) v[k] = c0v(which, k);
+  hetee_ckks_plaintext *pt;
+  hetee_ckks_ciphertext *ct;
+  assert_int_equal(hetee_ckks_plaintext_new(ctx, &pt), 0);
+  assert_int_equal(hetee_ckks_ciphertext_new(ctx, &ct), 0);
+  assert_int_equal(hetee_ckks_encode_coeffs(ctx, v, N, hetee_ckks_context_default_scale(ctx), 0, pt), 0);
+  assert_int_equal(hetee_ckks_encrypt_pk(ctx, f->c.pk, pt, ct), 0);
+  hetee_ckks_plaintext_free(pt);
+  free(v);
+  return ct;
+}
+
+/* The form "c0 at listed coefficients" (what bound runs send) in a
+ * REFRESH: two level-0 inputs, a map naming coefficients of both in mixed
+ * order (one twice); each input carries c0 at its coefficients in map
+ * order. The values read back are the encrypted ones; the same request
+ * with the full form gives them too. Hostile blobs are refused with an
+ * error code (one c0 value too few or too many, a value >= q_0, short,
+ * long, level 1, a slot-encoded request) and the enclave goes on serving;
+ * a map naming more values of one ciphertext than it has coefficients is
+ * refused. */
+static void test_c0_at(void **state) {
+  fx *f = *state;
+  const hetee_ckks_context *ctx = f->c.ctx;
+  const size_t N = hetee_ckks_context_n(ctx);
+  enum { M = 9 };
+  const uint32_t map[M] = {(uint32_t)N + 5, 3, 100, (uint32_t)N + 1, 7, 4095, 3, (uint32_t)N + 8000, 8191};
+  uint32_t i0[M], i1[M], dst[M], src[M];
+  size_t n0 = 0, n1 = 0;
+  double want[M], got[M];
+  for (size_t k = 0; k < M; k++) {
+    if (map[k] >= N) i1[n1++] = map[k] - (uint32_t)N;
+    else i0[n0++] = map[k];
+    want[k] = c0v(map[k] >= N, map[k] % N);
+    dst[k] = src[k] = (uint32_t)k;
+  }
+  hetee_ckks_ciphertext *ct[2] = {level0_ct(f, 0), level0_ct(f, 1)};
+  const uint32_t *ix[2] = {i0, i1};
+  const size_t nx[2] = {n0, n1};
+  uint8_t *blob[2], *full[2];
+  size_t len[2], flen[2];
+  for (int c = 0; c < 2; c++) {
+    size_t cap = 0;
+    assert_int_equal(ckks_ciphertext_c0_at_size(ctx, ct[c], nx[c], &cap), 0);
+    blob[c] = malloc(cap + 8);
+    assert_int_equal(ckks_ciphertext_save_c0_at(ctx, ct[c], ix[c], nx[c], blob[c], cap, &len[c]), 0);
+    assert_int_equal(hetee_ckks_ciphertext_save(ctx, ct[c], &full[c], &flen[c]), 0);
+    assert_true(len[c] < flen[c]);
+  }
+  hetee_refresh_spec s = {.shape = {1, 1, M}, .in_map = map, .in_level = 0,
+                          .in_scale = hetee_ckks_context_default_scale(ctx), .in_encoding = HETEE_ENC_COEFFS,
+                          .out_ncts = 1, .out_n = M, .out_dst = dst, .out_src = src, .out_level = -1};
+  uint8_t **out;
+  size_t *olens, nout;
+  for (int form = 0; form < 2; form++) {
+    const uint8_t *cts[2] = {form ? full[0] : blob[0], form ? full[1] : blob[1]};
+    const size_t *ls = form ? flen : len;
+    int rc = hetee_host_refresh(f->e, &s, cts, ls, 2, &out, &olens, &nout);
+    if (rc) fprintf(stderr, "c0 at: %s\n", hetee_last_error());
+    assert_int_equal(rc, 0);
+    ckfx_read(&f->c, f->e, dst, M, out, olens, nout, got);
+    check(got, want, M, form ? "full form" : "c0 at listed coefficients");
+    hetee_host_cts_free(out, olens, nout);
+  }
+  const uint8_t *cts[2] = {blob[0], blob[1]};
+  size_t ls[2] = {len[0], len[1]};
+  uint8_t *other = malloc(len[0] + 16);
+  size_t olen = 0;
+  cts[0] = other;
+  /* one c0 value too few, one too many (well-formed blobs) */
+  assert_int_equal(ckks_ciphertext_save_c0_at(ctx, ct[0], i0, n0 - 1, other, len[0] + 16, &olen), 0);
+  ls[0] = olen;
+  assert_int_equal(hetee_host_refresh(f->e, &s, cts, ls, 2, &out, &olens, &nout), HETEE_ERR_FORM);
+  uint32_t more[M + 1];
+  memcpy(more, i0, n0 * sizeof *more);
+  more[n0] = 0;
+  assert_int_equal(ckks_ciphertext_save_c0_at(ctx, ct[0], more, n0 + 1, other, len[0] + 16, &olen), 0);
+  ls[0] = olen;
+  assert_int_equal(hetee_host_refresh(f->e, &s, cts, ls, 2, &out, &olens, &nout), HETEE_ERR_FORM);
+  /* a c0 value >= q_0 (the last one) */
+  memcpy(other, blob[0], len[0]);
+  ls[0] = len[0];
+  memset(other + 52 + 20 + 8 * (n0 - 1), 0xff, 8);
+  assert_int_equal(hetee_host_refresh(f->e, &s, cts, ls, 2, &out, &olens, &nout), HETEE_ERR_RANGE);
+  /* short, long */
+  memcpy(other, blob[0], len[0]);
+  ls[0] = len[0] - 1;
+  assert_int_equal(hetee_host_refresh(f->e, &s, cts, ls, 2, &out, &olens, &nout), HETEE_ERR_TRUNCATED);
+  memset(other + len[0], 0, 8);
+  ls[0] = len[0] + 8;
+  assert_int_equal(hetee_host_refresh(f->e, &s, cts, ls, 2, &out, &olens, &nout), HETEE_ERR_FORMAT);
+  /* level 1 */
+  ls[0] = len[0];
+  other[52] = 1;
+  assert_int_equal(hetee_host_refresh(f->e, &s, cts, ls, 2, &out, &olens, &nout), HETEE_ERR_LEVEL);
+  other[52] = 0;
+  /* a slot-encoded request does not take the form */
+  hetee_refresh_spec sl = s;
+  uint32_t smap[M];
+  for (size_t k = 0; k < M; k++) smap[k] = (uint32_t)k;
+  sl.in_map = smap;
+  sl.in_encoding = HETEE_ENC_SLOTS;
+  assert_int_equal(hetee_host_refresh(f->e, &sl, cts, ls, 2, &out, &olens, &nout), HETEE_ERR_FORM);
+  /* the enclave goes on: the valid request again */
+  assert_int_equal(hetee_host_refresh(f->e, &s, cts, ls, 2, &out, &olens, &nout), 0);
+  ckfx_read(&f->c, f->e, dst, M, out, olens, nout, got);
+  check(got, want, M, "after the refusals");
+  hetee_host_cts_free(out, olens, nout);
+  /* N + 1 values of one ciphertext (a coefficient named twice): refused
+   * before anything is decrypted, full form or not */
+  uint32_t *big = malloc((N + 1) * sizeof *big), *bdst = malloc((N + 1) * sizeof *bdst);
+  for (size_t k = 0; k <= N; k++) big[k] = (uint32_t)(k % N), bdst[k] = (uint32_t)(k % f->c.slots);
+  hetee_refresh_spec sb = s;
+  sb.shape[2] = (int)(N + 1);
+  sb.in_map = big;
+  sb.out_ncts = 3;
+  sb.out_n = (uint32_t)(N + 1);
+  sb.out_dst = bdst;
+  sb.out_src = big;
+  for (size_t k = 0; k <= N; k++) bdst[k] = (uint32_t)k;
+  const uint8_t *one[1] = {full[0]};
+  assert_int_equal(hetee_host_refresh(f->e, &sb, one, &flen[0], 1, &out, &olens, &nout), HETEE_ERR_SHAPE);
+  free(big);
+  free(bdst);
+  free(other);
+  for (int c = 0; c < 2; c++) {
+    free(blob[c]);
+    free(full[c]);
+    hetee_ckks_ciphertext_free(ct[c]);
+  }
+}
+
 /* threads=1 and threads=2 (the default configuration, f->e) give the same
  * refresh: a 7-input, 5-output job (slots in, coefficients out, and back)
  * reads back the reference values from both; a job with several bad
@@ -536,6 +676,7 @@ int main(void) {
       cmocka_unit_test(test_reshape_and_layout), cmocka_unit_test(test_stream_batches),
       cmocka_unit_test(test_coefficient_encoding), cmocka_unit_test(test_batch),
       cmocka_unit_test(test_refused_jobs),         cmocka_unit_test(test_limits),
+      cmocka_unit_test(test_c0_at),
       cmocka_unit_test(test_threads),
   };
   return cmocka_run_group_tests_name("enclave/refresh/logN13", tests, setup, teardown);

@@ -6,7 +6,8 @@
  * of an in-process enclave (fuzz_enclave.h), reaching every request-body
  * parser: KEYGEN, EVIDENCE, SESSION_OPEN / SESSION_MSG (and the policy
  * command inside), REFRESH (refresh_spec.c + ciphertext loading and
- * decryption), RELEASE, UNSEAL. Returns 0 when every frame was read and
+ * decryption, also of an input in the form "c0 at listed coefficients"),
+ * RELEASE, UNSEAL. Returns 0 when every frame was read and
  * handled successfully, else the first error (the enclave loop would answer
  * it with an error frame and go on, so does this target).
  *
@@ -20,6 +21,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "ckks/ckks_arena.h"
 #include "fuzz/fuzz_enclave.h"
 #include "hetee/client.h"
 
@@ -184,6 +186,43 @@ static void refresh_body(hetee_wbuf *w) {
   put_ct_blob(w);
 }
 
+/* A REFRESH of a degree-2 coefficient-encoded input at level 0 in the
+ * form "c0 at listed coefficients" (what bound runs send): c0 only at the
+ * 4 coefficients the map names. */
+static void refresh_c0_at_body(hetee_wbuf *w) {
+  hetee_ckks_context *ctx = fz_e.ctx;
+  const uint32_t in_map[4] = {0, 1, 2, 3}, dst[4] = {0, 1, 2, 3}, src[4] = {0, 1, 2, 3};
+  double v[4] = {0.75, -2.5, 1.25, 3.0};
+  hetee_refresh_op relu;
+  memset(&relu, 0, sizeof relu);
+  relu.kind = HETEE_OP_RELU;
+  const hetee_refresh_spec sp = {.in_level = 0, .in_scale = 0x1p44, .in_encoding = HETEE_ENC_COEFFS,
+                                 .shape = {1, 1, 4}, .in_map = in_map, .nops = 1, .ops = &relu, .out_ncts = 1,
+                                 .out_n = 4, .out_dst = dst, .out_src = src, .out_level = -1,
+                                 .out_encoding = HETEE_ENC_COEFFS};
+  uint8_t *b = NULL;
+  size_t blen = 0;
+  FUZZ_CHECK(hetee_refresh_spec_encode(&sp, &b, &blen) == 0);
+  hetee_wbuf_put(w, b, blen);
+  free(b);
+  hetee_ckks_plaintext *pt = NULL;
+  hetee_ckks_ciphertext *ct = NULL, *sq = NULL;
+  FUZZ_CHECK(hetee_ckks_plaintext_new(ctx, &pt) == 0 && hetee_ckks_ciphertext_new(ctx, &ct) == 0 &&
+             hetee_ckks_ciphertext_new(ctx, &sq) == 0);
+  FUZZ_CHECK(hetee_ckks_encode_coeffs(ctx, v, 4, 0x1p22, 0, pt) == 0);
+  FUZZ_CHECK(hetee_ckks_encrypt_sk(ctx, fz_e.sk, pt, ct) == 0);
+  FUZZ_CHECK(hetee_ckks_eval_mul(ctx, ct, ct, sq) == 0);
+  FUZZ_CHECK(ckks_ciphertext_c0_at_size(ctx, sq, 4, &blen) == 0);
+  b = malloc(blen);
+  FUZZ_CHECK(b && ckks_ciphertext_save_c0_at(ctx, sq, in_map, 4, b, blen, &blen) == 0);
+  hetee_wbuf_u32(w, 1);
+  hetee_wbuf_blob(w, b, blen);
+  free(b);
+  hetee_ckks_ciphertext_free(sq);
+  hetee_ckks_ciphertext_free(ct);
+  hetee_ckks_plaintext_free(pt);
+}
+
 size_t fuzz_seeds(fuzz_buf **out) {
   fuzz_buf *seeds = NULL;
   size_t n = 0;
@@ -226,6 +265,12 @@ size_t fuzz_seeds(fuzz_buf **out) {
   }
   hetee_wbuf_init(&body);
   refresh_body(&body);
+  FUZZ_CHECK(!body.err);
+  put_frame(&s, HETEE_MSG_REFRESH, body.p, body.len);
+  add_single(&seeds, &n, HETEE_MSG_REFRESH, body.p, body.len);
+  hetee_wbuf_free(&body);
+  hetee_wbuf_init(&body);
+  refresh_c0_at_body(&body);
   FUZZ_CHECK(!body.err);
   put_frame(&s, HETEE_MSG_REFRESH, body.p, body.len);
   add_single(&seeds, &n, HETEE_MSG_REFRESH, body.p, body.len);

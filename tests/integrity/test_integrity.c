@@ -42,6 +42,7 @@
 #include <sodium.h>
 
 #include "cli/local_parties.h"
+#include "enclave/wire/proto.h"
 #include "hemat/engine_internal.h"
 #include "host/engine_jobs.h"
 
@@ -482,9 +483,15 @@ static void test_witness_refused(void **state) {
   w->len[0]--;
   expect_refused(in, HETEE_ERR_SHAPE);
   w->len[0]++;
-  w->blob[0][w->len[0] / 2] ^= 0x10;
+  w->blob[0][w->len[0] / 2] ^= 0x10; /* past the digest's head: the box does not open */
   expect_refused(in, HETEE_ERR_AUTH);
   w->blob[0][w->len[0] / 2] ^= 0x10;
+  w->blob[0][3] ^= 0x10; /* the ephemeral key: not the authorized digest */
+  expect_refused(in, HETEE_ERR_AUTH);
+  w->blob[0][3] ^= 0x10;
+  w->blob[0][40] ^= 0x10; /* the tag: not the authorized digest */
+  expect_refused(in, HETEE_ERR_AUTH);
+  w->blob[0][40] ^= 0x10;
   /* another model id: the digest covers it */
   hetee_engine_results out;
   assert_int_equal(hetee_engine_run_witnessed(F.t.e, F.host_model, in, w, MODEL_ID + 1, F.t.dp_session, 1, &out, NULL),
@@ -504,6 +511,16 @@ static void test_witness_refused(void **state) {
   assert_int_equal(hetee_engine_witnesses_load(F.plan, MODEL_ID, f, fl, &o_unused), HETEE_ERR_FORMAT);
   free(f);
   /* the untouched witness still runs */
+  assert_int_equal(run(in, &out), 0);
+  open_all(&out);
+  in_free(in);
+
+  /* an authorization of the first digest form (the whole box hashed) is
+   * still honoured */
+  in = dp_input(MB, 113, 0);
+  w = wit_of(in);
+  hetee_witness_digest_v1(MODEL_ID, w->batch[0], w->blob[0], w->len[0], w->digest[0]);
+  assert_int_equal(authorize_witnesses(w, MODEL_ID), 0);
   assert_int_equal(run(in, &out), 0);
   open_all(&out);
   in_free(in);
@@ -570,7 +587,7 @@ static void test_witness_refused(void **state) {
 
   status(F.t.mps, &after);
   assert_int_equal(after.failures, before.failures);
-  assert_int_equal(after.jobs, before.jobs + 1);
+  assert_int_equal(after.jobs, before.jobs + 2); /* the untouched witness and the first-form one */
 }
 
 /* The service path's detached authorization over witness digests

@@ -2,7 +2,8 @@
  * launcher.c — hetee-launcher, the sim backend's stand-in for the CPU.
  *
  *   hetee-launcher --platform DIR --enclave PATH [--config STR]
- *   (fd 3: the host's end of a socketpair)
+ *   (fd 3: the host's end of a socketpair; fd 5, optional: the host's
+ *   shared region, a sealed memfd, passed on to the enclave untouched)
  *
  * It holds what real hardware keeps out of the enclave's reach: the platform
  * attestation key and the sealing root. It copies the enclave binary into a
@@ -192,6 +193,7 @@ int main(int argc, char **argv) {
   }
   close(sv[1]);
   close(HOST_FD);
+  if (fcntl(HETEE_SHM_FD, F_GET_SEALS) >= 0) close(HETEE_SHM_FD); /* the host's region: the enclave's, not ours */
   close(mfd);
   serve(sv[0], pl, meas, config);
   close(sv[0]);

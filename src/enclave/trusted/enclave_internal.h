@@ -116,6 +116,14 @@ typedef struct enclave {
   uint8_t *rx;
   size_t rx_cap;
   hetee_wbuf tx;
+  /* the host's shared region (proto.h "shared-memory transport"), mapped at
+   * start-up by enclave_shm_map; NULL: socket only. Public bytes only:
+   * request bodies are copied out of it into rx before parsing, and only
+   * public replies are copied into it. */
+  uint8_t *shm;
+  /* 1 while the request being served is parsed in place in the region
+   * (JOB_REFRESH: server.c); its readers read every byte once */
+  int body_shared;
 #ifdef HETEE_ENCLAVE_HAVE_CKKS
   hetee_ckks_context *ctx;
   hetee_ckks_secret_key *sk;
@@ -133,6 +141,11 @@ typedef struct enclave {
 
 int enclave_config_parse(const char *s, enclave_config *c);
 int enclave_harden_early(void);
+/* Maps the host's shared region from fd HETEE_SHM_FD if it is there and
+ * sound (a memfd of exactly HETEE_SHM_BYTES whose size is sealed, so the
+ * host cannot shrink it under the mapping); otherwise leaves e->shm NULL
+ * (socket only). Before the seccomp filter (hardening.c). */
+void enclave_shm_map(enclave *e);
 /* Fixed malloc thresholds (hardening.c): freed memory stays in the process
  * instead of being unmapped and faulted in again for every ciphertext. */
 void enclave_malloc_tune(size_t budget);

@@ -3,13 +3,14 @@
  * hetee-launcher with fd 3 = host socket, fd 4 = platform socket. Start-up:
  * harden (no dumps, no ptrace), ask the evidence backend (backend.h; `sim`:
  * the launcher) for measurement, sealing key and configuration, create the X25519 channel key and the CKKS context,
- * start the worker threads (pool.c), install the seccomp filter, then serve framed requests until the host
+ * map the host's shared region if it passed one (fd 5, hardening.c), start the worker threads (pool.c), install the seccomp filter, then serve framed requests until the host
  * closes its socket or asks for shutdown.
  */
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "enclave/trusted/backend.h"
@@ -41,6 +42,9 @@ static int startup(enclave *e) {
   crypto_box_keypair(e->ch_pk, e->sec->ch_sk);
   rc = enclave_keys_init(e);
   if (rc) return rc;
+  /* the host's shared region: mapped now, before the filter (no mmap of a
+   * descriptor is needed afterwards) */
+  enclave_shm_map(e);
   /* threads cannot be created under the filter (no clone): all now */
   rc = enclave_threads_start(e);
   if (rc) return rc;
@@ -62,5 +66,6 @@ int main(void) {
   enclave_threads_free(&e);
   enclave_keys_free(&e);
   if (e.sec) sodium_free(e.sec);
+  if (e.shm) munmap(e.shm, HETEE_SHM_BYTES);
   return rc ? 1 : 0;
 }

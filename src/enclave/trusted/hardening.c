@@ -21,7 +21,10 @@
 #include <seccomp.h>
 #include <signal.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <sys/prctl.h>
 #include <limits.h>
 #include <sys/resource.h>
@@ -62,6 +65,29 @@ void enclave_malloc_tune(size_t budget) {
   mallopt(M_MMAP_THRESHOLD, 32 << 20);
   size_t keep = budget + HETEE_FRAME_MAX_BODY;
   mallopt(M_TRIM_THRESHOLD, keep > (size_t)INT_MAX ? INT_MAX : (int)keep);
+}
+
+/* The shared region is the host's memory too: it can write any byte at any
+ * time (the server copies request bodies out before parsing them), but it
+ * must not be able to make an access fault. A memfd whose size is sealed
+ * (F_SEAL_SHRINK; F_SEAL_SEAL so no later seal can be added) cannot be
+ * truncated under the mapping (SIGBUS); F_GET_SEALS fails on anything that
+ * is not a memfd. Adding F_SEAL_WRITE is refused by the kernel while this
+ * writable mapping exists. A region that is absent or fails a check is not
+ * used: the socket carries everything, as it does without a region. */
+void enclave_shm_map(enclave *e) {
+  e->shm = NULL;
+  struct stat st;
+  if (fstat(HETEE_SHM_FD, &st) != 0) return; /* no region */
+  int seals = fcntl(HETEE_SHM_FD, F_GET_SEALS);
+  int need = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL;
+  if (!S_ISREG(st.st_mode) || st.st_size != (off_t)HETEE_SHM_BYTES || seals < 0 || (seals & need) != need ||
+      (seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE)))
+    return;
+  void *p = mmap(NULL, HETEE_SHM_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED, HETEE_SHM_FD, 0);
+  if (p == MAP_FAILED) return;
+  close(HETEE_SHM_FD); /* the mapping stays */
+  e->shm = p;
 }
 
 void enclave_fp_mode(void) {

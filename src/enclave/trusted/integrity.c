@@ -756,6 +756,14 @@ static void job_begin(ijob *j, const imodel *m, uint32_t id, uint32_t batch, iau
   hetee_wbuf_u64(w, cpu_ns() - t0);
 }
 
+/* The unused authorization of (model, batch, digest), or NULL. */
+static iauth *find_auth(uint32_t model, uint32_t batch, const uint8_t d[32]) {
+  for (int i = 0; i < INTEG_MAX_AUTH; i++)
+    if (auths[i].used && auths[i].model == model && auths[i].batch == batch && !sodium_memcmp(auths[i].digest, d, 32))
+      return &auths[i];
+  return NULL;
+}
+
 /* The witness form of JOB_START (enclave/wire/proto.h): the job is bound to
  * the values the data provider encoded, sealed to the release key, whose
  * digest it authorized. Neither the input ciphertexts' bytes nor their
@@ -776,15 +784,19 @@ static int job_start_witness(enclave *e, imodel *m, uint32_t id, uint32_t batch,
   if (len != want)
     return hetee_error(HETEE_ERR_SHAPE, "input witness of %zu bytes; a micro-batch of %u of model %u has %zu", len,
                        batch, id, want);
+  /* the digest of the box's head (proto.h); an authorization made with
+   * the first form (the whole box hashed) is looked for only when no
+   * authorization of the head matches (its cost: one hash of the box) */
   uint8_t d[32];
   hetee_witness_digest(id, batch, sealed, len, d);
+  iauth *a = find_auth(id, batch, d);
+  if (!a) {
+    hetee_witness_digest_v1(id, batch, sealed, len, d);
+    a = find_auth(id, batch, d);
+  }
 #ifdef INTEG_CALIBRATE
   uint64_t t_hash = cpu_ns() - t0;
 #endif
-  iauth *a = NULL;
-  for (int i = 0; i < INTEG_MAX_AUTH && !a; i++)
-    if (auths[i].used && auths[i].model == id && auths[i].batch == batch && !sodium_memcmp(auths[i].digest, d, 32))
-      a = &auths[i];
   if (!a)
     return hetee_error(HETEE_ERR_AUTH, "model %u: this input witness was not authorized by a data provider "
                                        "(or was used already)", id);
@@ -1062,10 +1074,11 @@ static int handle_job_refresh(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t
   if (own) want = own;
   int same = hetee_rbuf_left(r) >= wlen && !memcmp(r->p + r->off, want, wlen);
   int full = own == NULL; /* the full micro-batch: the registered spec */
-  free(own);
-  if (!same)
+  if (!same) {
+    free(own);
     return hetee_error(HETEE_ERR_AUTH, "job %u stage %u: the refresh spec is not the one model %u's registered plan "
                                        "prescribes", h, stage, j->model);
+  }
   uint64_t check_ns = cpu_ns() - t0; /* the spec's decoding below is refresh work, not integrity */
   hook_ctx hc = {e, m, j, stage, check_ns, 0};
   enclave_refresh_hook hook = {hook_gathered, hook_final, &hc};
@@ -1078,10 +1091,21 @@ static int handle_job_refresh(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t
     r->off += wlen;
     rc = enclave_refresh_prep_run(e, m->st[stage].prep, r, w, items, &hook);
   } else {
+    /* decoded from the enclave's own copy of the bytes just compared,
+     * never again from the request (which may be the host's shared
+     * region, rewritable after the comparison) */
     hetee_refresh_job job;
-    rc = hetee_refresh_spec_decode(r, hetee_ckks_context_slots(e->ctx), &job);
+    hetee_rbuf sr;
+    hetee_rbuf_init(&sr, want, wlen);
+    rc = hetee_refresh_spec_decode(&sr, hetee_ckks_context_slots(e->ctx), &job);
+    if (!rc && hetee_rbuf_left(&sr)) {
+      hetee_refresh_job_free(&job);
+      rc = hetee_error(HETEE_ERR_INTERNAL, "registered refresh spec with trailing bytes");
+    }
+    r->off += wlen;
     if (!rc) rc = enclave_refresh_job_run(e, &job, r, w, items, &hook);
   }
+  free(own);
   e->job_no_output = 0;
   if (rc && !hc.failed && find_job(h) == j) {
     /* any other failure stops the job too: a bound chain has no retries */

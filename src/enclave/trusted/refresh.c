@@ -343,6 +343,10 @@ static int gather_view(ct_job *j, int tid, uint32_t c) {
                        log2(v.scale), log2(j->scale));
   if (j->size2 && v.size != 2) return hetee_error(HETEE_ERR_FORM, "ciphertext %u has size %d, not 2", c, v.size);
   size_t cnt = j->start[c + 1] - j->start[c];
+  /* c0 at listed coefficients: one value per coefficient the map names of
+   * this ciphertext, in map order (public counts) */
+  if (!v.c[0] && v.nc0 != cnt)
+    return hetee_error(HETEE_ERR_FORM, "ciphertext %u carries %zu c0 coefficients, the map reads %zu", c, v.nc0, cnt);
   const uint32_t *ord = j->order + j->start[c];
   const uint32_t *ix = ib;
   if (j->cidx)
@@ -362,10 +366,24 @@ static int gather_one(ct_job *j, int tid, uint32_t c) {
   double *buf = j->unitbuf + (size_t)tid * j->unit;
   uint32_t *ib = j->idxbuf + (size_t)tid * j->unit;
   if (j->enc == HETEE_ENC_COEFFS) {
+    /* one value and index per named coefficient in the thread's vectors
+     * (public: the map; it could name a coefficient several times) */
+    if (j->start[c + 1] - j->start[c] > j->unit)
+      return hetee_error(HETEE_ERR_SHAPE, "input map names %u values of ciphertext %u, more than its %zu coefficients",
+                         j->start[c + 1] - j->start[c], c, j->unit);
     int vr = gather_view(j, tid, c);
     if (vr != 1) return vr;
   }
-  int rc = hetee_ckks_ciphertext_load_into(e->ctx, j->blob[c], j->blen[c], ct);
+  int rc;
+  if (e->body_shared) { /* the loader parses a private copy (not read-once) */
+    uint8_t *cp = malloc(j->blen[c] ? j->blen[c] : 1);
+    if (!cp) return hetee_error(HETEE_ERR_NOMEM, "no memory");
+    memcpy(cp, j->blob[c], j->blen[c]);
+    rc = hetee_ckks_ciphertext_load_into(e->ctx, cp, j->blen[c], ct);
+    free(cp);
+  } else {
+    rc = hetee_ckks_ciphertext_load_into(e->ctx, j->blob[c], j->blen[c], ct);
+  }
   if (!rc && hetee_ckks_ciphertext_level(ct) != j->level)
     rc = hetee_error(HETEE_ERR_LEVEL, "ciphertext %u is at level %d, the request declares %d", c,
                      hetee_ckks_ciphertext_level(ct), j->level);
@@ -407,7 +425,10 @@ static void gather_task(void *arg, int tid) {
  * the declared level and (within 2^-20) the declared scale, checked before
  * it is decrypted; it is decoded with the declared scale, never with the
  * host-writable field. Ciphertexts of size 2 or 3 (a ct x ct product not
- * relinearized) are accepted. Decoded values are saturated at
+ * relinearized) are accepted; with coefficient encoding also the form
+ * "c0 at listed coefficients" (ckks_ciphertext_save_c0_at: level 0, c0
+ * only at the coefficients the map names of that ciphertext, in map
+ * order, the count checked against the map's). Decoded values are saturated at
  * +-HETEE_REFRESH_VALUE_BOUND. Each thread holds one ciphertext at a time.
  * unitbuf / idxbuf: enc_unit doubles / u32 per thread (wiped by the
  * caller). */

@@ -83,7 +83,60 @@ static int handle_stats(enclave *e, hetee_rbuf *r, hetee_wbuf *w) {
 
 /* refining (refine.c) */
 int enclave_refine_dispatch(enclave *e, uint16_t type, hetee_rbuf *r, hetee_wbuf *w, uint64_t *items);
-static int is_refine(uint16_t t) { return t >= HETEE_MSG_REFINE_OPEN && t <= HETEE_MSG_REFINE_LAST; }
+static int is_refine(uint16_t t) { return hetee_msg_is_refine(t); }
+
+/* SHM_HELLO: the host checks that the enclave sees the region it wrote. */
+static int handle_shm_hello(enclave *e, const hetee_frame *f, hetee_wbuf *w) {
+  if (f->len) return hetee_error(HETEE_ERR_PROTOCOL, "SHM_HELLO takes no body");
+  if (!e->shm) return hetee_error(HETEE_ERR_STATE, "no shared region");
+  hetee_wbuf_u64(w, (uint64_t)HETEE_SHM_AREA);
+  uint8_t probe[HETEE_SHM_PROBE_BYTES];
+  memcpy(probe, e->shm, sizeof probe); /* public: the host's own bytes */
+  hetee_wbuf_put(w, probe, sizeof probe);
+  return 0;
+}
+
+/* A request marked HETEE_MSG_SHM: its body is in the request area. The
+ * length comes from the socket descriptor (checked against the area and
+ * max_body); the body is copied into the private rx buffer in one pass and
+ * only that copy is parsed, so a host writing the region meanwhile can
+ * change what the enclave copied (as it could have sent other bytes) but
+ * never what it checks after checking it. Only public request bodies. */
+static int shm_take(enclave *e, hetee_frame *f, size_t max_body) {
+  uint16_t type = (uint16_t)(f->type & ~HETEE_MSG_SHM);
+  if (!e->shm) return hetee_error(HETEE_ERR_STATE, "no shared region");
+  if (!hetee_msg_public_body(type))
+    return hetee_error(HETEE_ERR_PROTOCOL, "message type %u cannot use the shared region", type);
+  size_t n;
+  int rc = hetee_frame_shm_len(f, max_body, &n);
+  if (rc) return rc;
+  if (type == HETEE_MSG_JOB_REFRESH) {
+    /* parsed in place: its readers (integrity.c handle_job_refresh,
+     * refresh.c gather) read every byte of the region once, so a host
+     * writing the region meanwhile changes what is decrypted, as other
+     * bytes sent would, but never a length or offset after its check */
+    f->body = n ? e->shm : NULL;
+    f->len = n;
+    f->type = type;
+    e->body_shared = 1;
+    return 0;
+  }
+  if (n > e->rx_cap) { /* rx holds the descriptor only: nothing to wipe */
+    free(e->rx);
+    e->rx = malloc(n);
+    e->rx_cap = e->rx ? n : 0;
+    if (!e->rx) {
+      f->body = NULL;
+      f->len = 0;
+      return hetee_error(HETEE_ERR_NOMEM, "no memory for a %zu-byte frame", n);
+    }
+  }
+  if (n) memcpy(e->rx, e->shm, n);
+  f->body = n ? e->rx : NULL;
+  f->len = n;
+  f->type = type;
+  return 0;
+}
 
 int enclave_dispatch(enclave *e, const hetee_frame *f, hetee_wbuf *w, uint64_t *items, int *quit) {
   hetee_rbuf r;
@@ -157,27 +210,41 @@ int enclave_serve(enclave *e) {
     hetee_wbuf w = e->tx; /* the kept reply buffer, emptied */
     w.len = 0;
     w.err = 0;
+    /* a request whose body is in the shared region is answered there too
+     * when its reply is public */
+    int via_shm = (f.type & (HETEE_MSG_REPLY | HETEE_MSG_SHM)) == HETEE_MSG_SHM;
     if (f.version != HETEE_PROTO_VERSION) {
       rc = hetee_error(HETEE_ERR_VERSION, "protocol version %u, this enclave speaks %d", f.version, HETEE_PROTO_VERSION);
     } else {
       hetee_error_clear();
-      rc = enclave_dispatch(e, &f, &w, &items, &quit);
+      e->body_shared = 0;
+      rc = via_shm ? shm_take(e, &f, max_body) : 0;
+      if (!rc)
+        rc = f.type == HETEE_MSG_SHM_HELLO ? handle_shm_hello(e, &f, &w) : enclave_dispatch(e, &f, &w, &items, &quit);
       if (!rc && w.err) rc = hetee_error(HETEE_ERR_NOMEM, "no memory for the reply");
       if (!rc && w.len > HETEE_FRAME_MAX_BODY) rc = hetee_error(HETEE_ERR_LIMIT, "reply above the frame limit");
     }
-    int wrc = rc ? hetee_frame_write_error(e->host_fd, f.id, rc, hetee_last_error())
-                 : hetee_frame_write(e->host_fd, (uint16_t)(f.type | HETEE_MSG_REPLY), f.id, w.p, w.len);
+    int public_body = hetee_msg_public_body(f.type), public_reply = hetee_msg_public_reply(f.type);
+    int wrc;
+    if (rc) {
+      wrc = hetee_frame_write_error(e->host_fd, f.id, rc, hetee_last_error());
+    } else if (via_shm && public_reply && w.len <= HETEE_SHM_AREA) {
+      /* the finished (public) reply, copied in one pass: the region never
+       * holds anything the handler computed on the way */
+      if (w.len) memcpy(e->shm + HETEE_SHM_AREA, w.p, w.len);
+      wrc = hetee_frame_write_shm(e->host_fd, (uint16_t)(f.type | HETEE_MSG_REPLY), f.id, w.len);
+    } else {
+      wrc = hetee_frame_write(e->host_fd, (uint16_t)(f.type | HETEE_MSG_REPLY), f.id, w.p, w.len);
+    }
     /* Request and reply buffers are wiped after each request, except
      * where everything in them came from the host or goes to it anyway:
      * REFRESH, RELEASE, MODEL_LOAD, JOB_START and JOB_REFRESH requests
      * (ids, specs, maps, plans, ciphertexts the host holds) and REFRESH and
      * JOB_REFRESH replies (fresh ciphertexts, a CPU time the host is told
      * anyway). Wiping those protects nothing and costs a pass over
-     * megabytes per request (14 MB per stage-0 JOB_REFRESH of e2dm). */
-    int public_body = f.type == HETEE_MSG_REFRESH || f.type == HETEE_MSG_RELEASE || f.type == HETEE_MSG_MODEL_LOAD ||
-                      f.type == HETEE_MSG_JOB_START || f.type == HETEE_MSG_JOB_REFRESH ||
-                      is_refine(f.type); /* REFINE_*: ciphertexts, or sealed to the MP */
-    int public_reply = f.type == HETEE_MSG_REFRESH || f.type == HETEE_MSG_JOB_REFRESH || is_refine(f.type);
+     * megabytes per request (14 MB per stage-0 JOB_REFRESH of e2dm).
+     * (The lists are proto.h's hetee_msg_public_body / _reply: the same
+     * ones decide what may travel through the shared region.) */
     if (f.body && !public_body) sodium_memzero(f.body, f.len);
     /* both buffers are kept for the next request (no allocation, no page
      * faults per request); what a request wrote is wiped unless public */
@@ -194,6 +261,10 @@ int enclave_serve(enclave *e) {
     }
     w.len = 0;
     e->tx = w;
+    if (e->body_shared) { /* f.body is the region, not rx */
+      e->body_shared = 0;
+      f.body = NULL;
+    }
     if (wrc == HETEE_ERR_IO) break;
   }
   hetee_wbuf_free(&e->tx);

@@ -188,3 +188,23 @@ int hetee_frame_error_status(const hetee_frame *f) {
   if (st >= 0 || st < -1000 || n != f->len - 6) return hetee_error(HETEE_ERR_PROTOCOL, "malformed error reply");
   return hetee_error(st, "%.*s", (int)n, (const char *)f->body + 6);
 }
+
+int hetee_frame_write_shm(int fd, uint16_t type, uint64_t id, size_t len) {
+  if (len > HETEE_SHM_AREA) return hetee_error(HETEE_ERR_LIMIT, "frame body of %zu bytes above the shared area", len);
+  uint8_t d[HETEE_SHM_DESC_BYTES];
+  hetee_le64(d, (uint64_t)len);
+  return hetee_frame_write(fd, (uint16_t)(type | HETEE_MSG_SHM), id, d, sizeof d);
+}
+
+int hetee_frame_shm_len(const hetee_frame *f, size_t max, size_t *len) {
+  *len = 0;
+  if (f->len != HETEE_SHM_DESC_BYTES || !f->body)
+    return hetee_error(HETEE_ERR_PROTOCOL, "shared-memory frame with a %zu-byte descriptor (want %d)", f->len,
+                       HETEE_SHM_DESC_BYTES);
+  uint64_t n = hetee_rd64(f->body);
+  if (n > max || n > HETEE_SHM_AREA)
+    return hetee_error(HETEE_ERR_LIMIT, "shared-memory frame body of %llu bytes above limit %zu", (unsigned long long)n,
+                       max < HETEE_SHM_AREA ? max : HETEE_SHM_AREA);
+  *len = (size_t)n;
+  return 0;
+}

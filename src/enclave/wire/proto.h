@@ -100,13 +100,24 @@
  *            unpadded C, H, W order: exactly the values it encoded)
  *   sealed = crypto_box_seal(plain): HETEE_WITNESS_SEALED_LEN bytes, a
  *            function of the public batch and input size only
- *   digest = BLAKE2b-256("hetee-witness-v1\0" | u32 model | u32 batch |
- *            u64 len | sealed), what the DP authorizes (session command 4
- *            or a signed JOB_AUTH) in place of its ciphertexts' digest.
+ *   digest = BLAKE2b-256("hetee-witness-d2\0" | u32 model | u32 batch |
+ *            u64 len | sealed[0..48)), what the DP authorizes (session
+ *            command 4 or a signed JOB_AUTH) in place of its ciphertexts'
+ *            digest. sealed[0..48) is the box's ephemeral public key and
+ *            its Poly1305 tag: the box's key is the X25519 product of that
+ *            ephemeral key's secret (the DP's) and the release key's (the
+ *            enclave's), so no one else can make another box with these 48
+ *            bytes that opens (XSalsa20-Poly1305's ciphertext integrity),
+ *            and the enclave opens the box before it uses a value. The
+ *            first form hashed all sealed bytes ("hetee-witness-v1\0" |
+ *            ... | sealed; hetee_witness_digest_v1): still accepted from
+ *            authorizations made before, at the cost of that hash.
  * JOB_START with a witness: u32 model | u32 batch | u32 0 | u64 len | sealed
  * (the ciphertext form has u32 k >= 1 | k x (u64 len | ciphertext)).
  * Values must be finite with |v| <= HETEE_WITNESS_MAX_ABS. */
 #define HETEE_WITNESS_TAG "hetee-witness-v1"
+#define HETEE_WITNESS_DIGEST_TAG "hetee-witness-d2"
+#define HETEE_WITNESS_HEAD 48 /* crypto_box_PUBLICKEYBYTES + crypto_box_MACBYTES */
 #define HETEE_WITNESS_HDR (sizeof HETEE_WITNESS_TAG + 12)
 #define HETEE_WITNESS_SEALBYTES 48 /* crypto_box_SEALBYTES */
 #define HETEE_WITNESS_MAX_ABS 0x1p20
@@ -116,6 +127,47 @@
  * (hetee_engine_witness_digest) and the enclave's JOB_START both use
  * (wire/refresh_spec.c). */
 void hetee_witness_digest(uint32_t model, uint32_t batch, const uint8_t *sealed, size_t len, uint8_t out[32]);
+/* The first form (all sealed bytes hashed), for authorizations made before
+ * the digest above. */
+void hetee_witness_digest_v1(uint32_t model, uint32_t batch, const uint8_t *sealed, size_t len, uint8_t out[32]);
+
+/* ---- shared-memory transport (docs/enclave.md "Transport") --------------
+ * The host creates a sealed memfd of HETEE_SHM_BYTES at spawn (fd
+ * HETEE_SHM_FD of the launcher and of the enclave): a request area at
+ * offset 0 and a reply area at HETEE_SHM_AREA, each as large as the frame
+ * limit. The socket keeps carrying every frame header; a frame whose type
+ * has HETEE_MSG_SHM or'ed in (HETEE_MSG_REPLY clear for requests, set for
+ * replies) has as socket body only a descriptor, u64 length, and its body
+ * is the first `length` bytes of the request (reply) area. Only the types
+ * below may use it: requests whose body is public (ids, specs, plans,
+ * ciphertexts the host holds anyway) and replies that are public (fresh
+ * ciphertexts). The enclave copies a request body into its private buffer
+ * before anything parses it (the host can write the region at any time).
+ *   SHM_HELLO  (socket only) empty -> u64 area | the first
+ *              HETEE_SHM_PROBE_BYTES of the request area as the enclave
+ *              reads them (the host checks they are what it wrote);
+ *              HETEE_ERR_STATE when the enclave has no region. */
+#define HETEE_MSG_SHM 0x4000
+#define HETEE_MSG_SHM_HELLO 0x30
+#define HETEE_SHM_FD 5
+#define HETEE_SHM_AREA ((size_t)HETEE_FRAME_MAX_BODY)
+#define HETEE_SHM_BYTES (2 * HETEE_SHM_AREA)
+#define HETEE_SHM_DESC_BYTES 8
+#define HETEE_SHM_PROBE_BYTES 16
+#define HETEE_SHM_ENV "HETEE_ENCLAVE_SHM" /* "0": the host creates no region (socket only) */
+
+static inline int hetee_msg_is_refine(uint16_t t) { return t >= HETEE_MSG_REFINE_OPEN && t <= HETEE_MSG_REFINE_LAST; }
+/* Request types whose body is public: the enclave does not wipe them after
+ * use, and only they may travel through the shared region. */
+static inline int hetee_msg_public_body(uint16_t t) {
+  return t == HETEE_MSG_REFRESH || t == HETEE_MSG_RELEASE || t == HETEE_MSG_MODEL_LOAD || t == HETEE_MSG_JOB_START ||
+         t == HETEE_MSG_JOB_REFRESH || hetee_msg_is_refine(t); /* REFINE_*: ciphertexts, or sealed to the MP */
+}
+/* Request types whose reply is public (fresh ciphertexts, counters the host
+ * is told anyway): not wiped, and only they may be answered in the region. */
+static inline int hetee_msg_public_reply(uint16_t t) {
+  return t == HETEE_MSG_REFRESH || t == HETEE_MSG_JOB_REFRESH || hetee_msg_is_refine(t);
+}
 
 /* ---- frames ------------------------------------------------------------- */
 typedef struct hetee_frame {
@@ -154,6 +206,15 @@ void hetee_frame_clear(hetee_frame *f);
 /* Parses an error reply body; returns the (negative) status carried, or
  * HETEE_ERR_PROTOCOL if malformed, and records the detail with hetee_error. */
 int hetee_frame_error_status(const hetee_frame *f);
+
+/* Shared-memory transport (above): writes the header of a frame of `type`
+ * (HETEE_MSG_SHM is or'ed in) whose `len`-byte body the caller has put in
+ * the region, with the u64 descriptor as its socket body. */
+int hetee_frame_write_shm(int fd, uint16_t type, uint64_t id, size_t len);
+/* Reads the descriptor of a frame marked HETEE_MSG_SHM: its socket body
+ * must be exactly HETEE_SHM_DESC_BYTES, the length <= max. HETEE_ERR_PROTOCOL
+ * / HETEE_ERR_LIMIT otherwise (the stream stays in sync). */
+int hetee_frame_shm_len(const hetee_frame *f, size_t max, size_t *len);
 
 /* ---- session channel ---------------------------------------------------- */
 #define HETEE_SESSION_ID_BYTES 16

@@ -282,15 +282,27 @@ err:
 }
 
 /* ---- input witness digest (proto.h) ------------------------------------ */
-void hetee_witness_digest(uint32_t model, uint32_t batch, const uint8_t *sealed, size_t len, uint8_t out[32]) {
+static void witness_digest(const char *tag, size_t taglen, uint32_t model, uint32_t batch, const uint8_t *sealed,
+                           size_t len, size_t hashed, uint8_t out[32]) {
   uint8_t hdr[16];
   hetee_le32(hdr, model);
   hetee_le32(hdr + 4, batch);
   hetee_le64(hdr + 8, (uint64_t)len);
   crypto_generichash_state hs;
   crypto_generichash_init(&hs, NULL, 0, 32);
-  crypto_generichash_update(&hs, (const uint8_t *)HETEE_WITNESS_TAG, sizeof HETEE_WITNESS_TAG);
+  crypto_generichash_update(&hs, (const uint8_t *)tag, taglen);
   crypto_generichash_update(&hs, hdr, sizeof hdr);
-  crypto_generichash_update(&hs, sealed, len);
+  crypto_generichash_update(&hs, sealed, hashed);
   crypto_generichash_final(&hs, out, 32);
+}
+
+void hetee_witness_digest(uint32_t model, uint32_t batch, const uint8_t *sealed, size_t len, uint8_t out[32]) {
+  /* the box's ephemeral key and tag: its first HETEE_WITNESS_HEAD bytes
+   * (all of it if shorter: such a box opens for no one) */
+  witness_digest(HETEE_WITNESS_DIGEST_TAG, sizeof HETEE_WITNESS_DIGEST_TAG, model, batch, sealed, len,
+                 len < HETEE_WITNESS_HEAD ? len : HETEE_WITNESS_HEAD, out);
+}
+
+void hetee_witness_digest_v1(uint32_t model, uint32_t batch, const uint8_t *sealed, size_t len, uint8_t out[32]) {
+  witness_digest(HETEE_WITNESS_TAG, sizeof HETEE_WITNESS_TAG, model, batch, sealed, len, len, out);
 }

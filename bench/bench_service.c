@@ -258,6 +258,20 @@ static double metric(const char *text, const char *name) {
   return -1;
 }
 
+/* The enclave's own CPU seconds per message type, from the server's
+ * /metrics (its STATS counters since the enclave started; 0 when absent). */
+#define N_EOPS 8
+static const char *const EOPS[N_EOPS] = {"job_auth", "job_start", "job_refresh", "job_release",
+                                          "session_open", "session_msg", "seal", "model_load"};
+static void enclave_ops(const char *text, double out[N_EOPS]) {
+  for (int k = 0; k < N_EOPS; k++) {
+    char name[96];
+    snprintf(name, sizeof name, "hetee_enclave_message_cpu_seconds_total{type=\"%s\"}", EOPS[k]);
+    double v = text ? metric(text, name) : -1;
+    out[k] = v > 0 ? v : 0;
+  }
+}
+
 static int make_identity(const char *home, int role, const char *plat, const char *mhex, uint8_t pk[32]) {
   char p[400];
   if (mkdir(home, 0700)) return HETEE_ERR_IO;
@@ -458,6 +472,15 @@ int hetee_bench_service(int argc, char **argv) {
     goto out;
   }
   double upload_s = bench_now() - tu;
+  /* the enclave's counters before the clients start (their jobs' messages: the difference) */
+  double eops0[N_EOPS] = {0}, eops1[N_EOPS] = {0};
+  {
+    long st0 = 0;
+    uint8_t *m0 = NULL;
+    if (!hetee_client_request(mpc, "GET", "/metrics", NULL, NULL, 0, &st0, &m0, NULL) && st0 == 200 && m0)
+      enclave_ops((char *)m0, eops0);
+    free(m0);
+  }
 
   S.batch = (size_t)batch;
   S.x = x;
@@ -490,6 +513,7 @@ int hetee_bench_service(int argc, char **argv) {
     job_wall = metric((char *)mt, "hetee_job_run_seconds_total");
     batches = metric((char *)mt, "hetee_job_batches_total");
     batched = metric((char *)mt, "hetee_batched_jobs_total");
+    enclave_ops((char *)mt, eops1);
   }
   free(mt);
   long hwm_srv = vm_hwm_kib(srv), hwm_enc = descendants_hwm_kib(srv);
@@ -528,6 +552,11 @@ int hetee_bench_service(int argc, char **argv) {
            "\"enclave_cpu_s\": %.3f, \"job_run_s\": %.3f, \"server_vmhwm_kib\": %ld, \"enclave_vmhwm_kib\": %ld, \"batches\": %.0f, \"batched_jobs\": %.0f",
            prepared ? "prepared" : "end_to_end", S.prepare_s, model, clients, batch, S.njobs, done_imgs, workers, threads, upload_s, wall, ips, pct(l, ok, 0.50),
            pct(l, ok, 0.95), pct(l, ok, 0.99), med[0], med[1], med[2], S.errors, share, enclave_cpu, job_wall, hwm_srv, hwm_enc, batches, batched);
+    /* the enclave's CPU per job by message type, ms (its own counters) */
+    printf(", \"enclave_ms_per_job\": {");
+    for (int k = 0; k < N_EOPS; k++)
+      printf("%s\"%s\": %.3f", k ? ", " : "", EOPS[k], ok ? 1e3 * (eops1[k] - eops0[k]) / (double)ok : 0.0);
+    printf("}");
     if (infer_ok)
       printf(", \"infer_images_per_s\": %.3f, \"infer_e2e_images_per_s\": %.3f, \"infer_enclave_share\": %.4f, "
              "\"ratio\": %.4f, \"ratio_e2e\": %.4f",

@@ -99,8 +99,8 @@ echo "== 9. what the server stored (ciphertexts and sealed messages only)"
 ( cd "$W/data" && find . -type f | sort | while read -r f; do
     printf '   %-22s %12s bytes  %s\n' "$f" "$(stat -c %s "$f")" "$(head -c 4 "$f" | tr -c '[:print:]' '.')"
   done )
-echo "   HTEM = encrypted model (CKKS ciphertexts + public plan), HTEI = encrypted input, HTWT = the DP's input"
-echo "   values sealed to the enclave (its witness), .auth = the DP's signed authorization of those witnesses,"
+echo "   HTEM = encrypted model (CKKS ciphertexts + public plan), HTEI = encrypted input followed by the DP's"
+echo "   input values sealed to the enclave (its witness; the DP's signed authorization of it is in the db),"
 echo "   HTRS = releases sealed to the DP's identity by the enclave's release key,"
 echo "   HTSL = enclave state sealed by the platform, .plan = public plan, db = SQLite,"
 echo "   refine/*.htrb = the DP's encrypted labelled batches, refine/*.ckpt = the encrypted refine state of the"

@@ -5,8 +5,10 @@
  * (once for several files renamed into one directory, and one fsync for
  * the concurrent callers of blob_sync_dir on one directory).
  * Layout: DIR/tmp (uploads in progress), DIR/models/ID.htem (+ ID.plan),
- * DIR/jobs/ID.htei (inputs), ID.htwt (input witnesses), ID.auth (signed
- * authorizations), DIR/jobs/ID.res (sealed results).
+ * DIR/jobs/ID.htei (a job's body as received: the encrypted input, then
+ * its input witnesses; the job's row holds its signed authorization and
+ * the witnesses' size; servers before that stored ID.htwt and ID.auth),
+ * DIR/jobs/ID.res (sealed results).
  */
 #include <errno.h>
 #include <fcntl.h>

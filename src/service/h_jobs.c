@@ -9,11 +9,12 @@
  * durable. Every job is bound (docs/security.md, "Integrity of the host's
  * work"): the submission carries the DP's detached Ed25519 authorization of
  * its input micro-batches (nonce, signature), checked here against the
- * input and stored with the job (DIR/jobs/ID.auth) for the enclave, which
- * checks it again. With ?witness=W the body ends with the DP's sealed
- * input witnesses (W bytes), checked against the plan and the input's
- * micro-batches and stored as DIR/jobs/ID.htwt; the authorization is then
- * over the witnesses' digests (the enclave starts the job from them).
+ * input and stored in the job's row for the enclave, which checks it
+ * again. With ?witness=W the body ends with the DP's sealed input
+ * witnesses (W bytes), checked against the plan and the input's
+ * micro-batches; the authorization is then over the witnesses' digests
+ * (the enclave starts the job from them). The body as received is the
+ * job's one file, DIR/jobs/ID.htei (W in the row).
  * Without it, the ciphertext-digest form of older clients. Results are the releases the enclave sealed to the DP's
  * identity; the server shows a job to its DP only.
  */
@@ -187,7 +188,7 @@ void h_job_submit(srv_req *q, srv_resp *r) {
       resp_status(r, rc, "input witnesses refused");
       return;
     }
-    /* written from the mapping below (no copy) */
+    /* stored in place: the end of the job's input file */
     wb = buf + inlen;
     wl = (size_t)p->witness;
   } else if (!rc) {
@@ -211,39 +212,24 @@ void h_job_submit(srv_req *q, srv_resp *r) {
     goto out;
   }
   int64_t id = 0;
-  rc = store_job_stage(S->db, p->model, q->party, "", count, 0, 0, &id);
+  /* the authorization and the witnesses' size go in the job's row (durable
+   * with store_job_commit's below), the body as received (input, then the
+   * witnesses) is the job's one file */
+  rc = store_job_stage(S->db, p->model, q->party, "", count, 0, 0, ab, al, wb ? (int64_t)wl : 0, &id);
+  free(ab);
   if (rc == HETEE_ERR_LIMIT) {
-    free(ab);
     resp_error(r, 403, "budget", "%s", hetee_last_error());
     goto out;
   }
   char dst[SRV_PATH_MAX];
-  if (!rc) {
-    blob_path(S, dst, "jobs", id, "auth");
-    rc = blob_write_nodirsync(S->data_dir, dst, ab, al);
-  }
-  free(ab);
-  if (!rc && wb) {
-    /* the witnesses in their own file, the input file cut to the input */
-    blob_path(S, dst, "jobs", id, "htwt");
-    rc = blob_write_nodirsync(S->data_dir, dst, wb, wl);
-    if (!rc && ftruncate(q->fd, (off_t)inlen) != 0)
-      rc = hetee_error(HETEE_ERR_IO, "truncating %s: %s", q->file, strerror(errno));
-  } else if (!rc) {
-    /* a job row a crash lost (staged rows are committed lazily) may have
-     * left its files under this id: no stale witness file for a job
-     * without witnesses (the other two files are replaced below) */
-    blob_path(S, dst, "jobs", id, "htwt");
-    if (unlink(dst) != 0 && errno != ENOENT) rc = hetee_error(HETEE_ERR_IO, "removing %s: %s", dst, strerror(errno));
-  }
   if (!rc) {
     blob_path(S, dst, "jobs", id, "htei");
     rc = blob_commit_nodirsync(q->fd, q->file, dst);
     q->fd = -1;
     if (!rc) q->file[0] = 0;
   }
-  /* the three files are in DIR/jobs: one fsync of it makes their renames
-   * durable, before the row that acknowledges the job */
+  /* the fsync of DIR/jobs makes the rename durable, before the row that
+   * acknowledges the job */
   if (!rc) rc = blob_sync_dir(dst);
   /* what was checked here goes to the worker in memory (kept before the
    * row can be taken, dropped again if the row is not committed) */
@@ -316,13 +302,27 @@ void h_job_show(srv_req *q, srv_resp *r) {
     struct timespec until;
     clock_gettime(CLOCK_REALTIME, &until);
     until.tv_sec += s;
+    /* on the waiters' list: woken by this job's finish (and its progress,
+     * if asked), or by the server closing */
+    struct job_waiter me;
+    memset(&me, 0, sizeof me);
+    me.id = j.id;
+    me.prog = want_prog;
+    if (pthread_cond_init(&me.cv, NULL)) {
+      resp_error(r, 503, "unavailable", "cannot wait");
+      r->retry_after = SRV_RETRY_AFTER_S;
+      return;
+    }
+    int gone = 0;
     pthread_mutex_lock(&S->wlock);
+    me.next = S->waiters;
+    S->waiters = &me;
     while (!job_final(&j) && !S->closing) {
       if (want_prog && !jobs_progress_get_locked(S, j.id, &pdone, &ptotal) && pdone > pd) break;
-      if (pthread_cond_timedwait(want_prog ? &S->pcond : &S->wcond, &S->wlock, &until) == ETIMEDOUT) break;
-      /* every finish wakes every waiter: read the store again only if this
-       * job is among the jobs finished since the last look (or the ring
-       * wrapped and it cannot tell) */
+      if (pthread_cond_timedwait(&me.cv, &S->wlock, &until) == ETIMEDOUT) break;
+      /* read the store again only if this job is among the jobs finished
+       * since the last look (or the ring wrapped and it cannot tell): a
+       * progress step or the server closing also wake it */
       int mine = S->fin_seq - seen > ring;
       for (uint64_t k = seen; !mine && k < S->fin_seq; k++) mine = S->fin_ring[k % ring] == j.id;
       seen = S->fin_seq;
@@ -331,11 +331,18 @@ void h_job_show(srv_req *q, srv_resp *r) {
       int rc = own_job(q, r, &j);
       pthread_mutex_lock(&S->wlock);
       if (rc) {
-        pthread_mutex_unlock(&S->wlock);
-        return;
+        gone = 1;
+        break;
       }
     }
+    for (struct job_waiter **pw = &S->waiters; *pw; pw = &(*pw)->next)
+      if (*pw == &me) {
+        *pw = me.next;
+        break;
+      }
     pthread_mutex_unlock(&S->wlock);
+    pthread_cond_destroy(&me.cv);
+    if (gone) return;
     if (!job_final(&j) && own_job(q, r, &j)) return; /* the state at the deadline */
   }
   json_t *o = json_pack("{sI sI ss sI sI sI sI}", "id", (json_int_t)j.id, "model", (json_int_t)j.model, "state", j.state,
@@ -376,7 +383,19 @@ void h_job_result(srv_req *q, srv_resp *r) {
 void h_job_auth(srv_req *q, srv_resp *r) {
   st_job j;
   if (own_job(q, r, &j)) return;
-  blob_path(q->S, r->file, "jobs", j.id, "auth");
+  uint8_t *a = NULL;
+  size_t al = 0;
+  int64_t w = 0;
+  if (store_job_stored(q->S->db, j.id, &a, &al, &w)) {
+    resp_status(r, HETEE_ERR_IO, "authorization");
+    return;
+  }
+  if (a) { /* in the job's row */
+    r->body = a;
+    r->len = al;
+  } else { /* a job an older server stored: its own file */
+    blob_path(q->S, r->file, "jobs", j.id, "auth");
+  }
   r->status = 200;
   r->ctype = "application/octet-stream";
 }

@@ -3,7 +3,7 @@
  * the store, load its encrypted model (cached), input and input
  * witnesses, and run the engine bound (hetee_engine_run_witnessed, or
  * hetee_engine_run_bound for a job submitted without witnesses, with the
- * data provider's stored signed authorization) with the enclave lock held; the results, sealed to
+ * data provider's signed authorization stored in the job's row) with the enclave lock held; the results, sealed to
  * the DP's identity, are written atomically *before* the job is marked
  * done, so a job is acknowledged-and-finished exactly when its result file
  * exists. A job cut short by an enclave restart is queued again (the model
@@ -271,7 +271,8 @@ static int fin_put(const st_job *j, hetee_engine_results *res, double wall_s, do
   return 0;
 }
 
-/* The job's signed authorization (DIR/jobs/ID.auth, written at submission). */
+/* The signed authorization of a job an older server stored (its file
+ * DIR/jobs/ID.auth; the job's row holds it now). */
 static int read_auth(server *S, int64_t id, hetee_job_auth *a) {
   char path[SRV_PATH_MAX];
   blob_path(S, path, "jobs", id, "auth");
@@ -402,13 +403,13 @@ static void job_failed(server *S, int64_t id, const char *why) {
 
 static void job_failed_now(server *S, int64_t id, const char *why) { job_failed(S, id, why); }
 
-/* Job x->j's authorization, model (cached), input and, when the DP sent
- * them, input witnesses (DIR/jobs/ID.htwt: the enclave then starts each
- * micro-batch from its sealed witness and neither hashes nor decrypts the
- * input ciphertexts; without the file the ciphertext-digest form runs — a
- * host that deletes it only gets a job the enclave refuses: the
- * authorization names the witnesses). On error the job is failed and
- * nothing is held (nonzero). */
+/* Job x->j's authorization (its row), model (cached), input and, when the
+ * DP sent them, input witnesses (the end of DIR/jobs/ID.htei, their size
+ * in the row: the enclave then starts each micro-batch from its sealed
+ * witness and neither hashes nor decrypts the input ciphertexts; without
+ * them the ciphertext-digest form runs — a host that drops them only gets
+ * a job the enclave refuses: the authorization names the witnesses). On
+ * error the job is failed and nothing is held (nonzero). */
 static int job_load(server *S, jctx *x) {
   char why[300], path[SRV_PATH_MAX];
   st_job *j = &x->j;
@@ -430,8 +431,17 @@ static int job_load(server *S, jctx *x) {
     free(h);
     return 0;
   }
+  /* the row: the authorization and the size of the witnesses at the end
+   * of the input file (a job an older server stored has neither: its
+   * authorization and witnesses are the files ID.auth and ID.htwt) */
+  uint8_t *ab = NULL;
+  size_t al = 0;
+  int64_t wlen = 0;
   x->a = calloc(1, sizeof *x->a);
-  rc = x->a ? read_auth(S, j->id, x->a) : hetee_error(HETEE_ERR_NOMEM, "no memory");
+  rc = x->a ? store_job_stored(S->db, j->id, &ab, &al, &wlen) : hetee_error(HETEE_ERR_NOMEM, "no memory");
+  int legacy = !rc && !ab;
+  if (!rc) rc = legacy ? read_auth(S, j->id, x->a) : hetee_job_auth_decode(ab, al, x->a);
+  free(ab);
   if (rc) {
     snprintf(why, sizeof why, "authorization: %s", hetee_last_error());
     goto fail;
@@ -443,20 +453,33 @@ static int job_load(server *S, jctx *x) {
   }
   blob_path(S, path, "jobs", j->id, "htei");
   rc = blob_read(path, S->o.max_input_bytes, &buf, &len);
-  if (!rc) rc = hetee_engine_input_load(S->en.ctx, hetee_engine_model_plan(x->em), buf, len, &x->in);
-  free(buf);
+  if (!rc && (wlen < 0 || (uint64_t)wlen >= len))
+    rc = hetee_error(HETEE_ERR_FORMAT, "%s: %zu bytes cannot hold %lld bytes of witnesses and an input", path, len,
+                     (long long)wlen);
+  size_t inlen = rc ? 0 : len - (size_t)wlen;
+  if (!rc) rc = hetee_engine_input_load(S->en.ctx, hetee_engine_model_plan(x->em), buf, inlen, &x->in);
   if (rc) {
+    free(buf);
     snprintf(why, sizeof why, "input: %s", hetee_last_error());
     goto fail;
   }
-  blob_path(S, path, "jobs", j->id, "htwt");
-  rc = blob_read(path, S->o.max_input_bytes, &buf, &len);
-  if (!rc) {
+  if (wlen > 0) {
     x->witnessed = 1;
-    rc = hetee_engine_witnesses_load(hetee_engine_model_plan(x->em), (uint32_t)j->model, buf, len, &x->wit);
-    free(buf);
-  } else if (rc == HETEE_ERR_NOT_FOUND) {
-    rc = 0;
+    rc = hetee_engine_witnesses_load(hetee_engine_model_plan(x->em), (uint32_t)j->model, buf + inlen, (size_t)wlen,
+                                     &x->wit);
+  }
+  free(buf);
+  buf = NULL;
+  if (!rc && legacy) {
+    blob_path(S, path, "jobs", j->id, "htwt");
+    rc = blob_read(path, S->o.max_input_bytes, &buf, &len);
+    if (!rc) {
+      x->witnessed = 1;
+      rc = hetee_engine_witnesses_load(hetee_engine_model_plan(x->em), (uint32_t)j->model, buf, len, &x->wit);
+      free(buf);
+    } else if (rc == HETEE_ERR_NOT_FOUND) {
+      rc = 0;
+    }
   }
   if (rc) {
     snprintf(why, sizeof why, "input witnesses: %s", hetee_last_error());
@@ -889,9 +912,13 @@ void jobs_finished(server *S, int64_t id) {
   pthread_mutex_lock(&S->wlock);
   S->fin_ring[S->fin_seq % (sizeof S->fin_ring / sizeof S->fin_ring[0])] = id;
   S->fin_seq++;
-  pthread_cond_broadcast(&S->wcond);
-  pthread_cond_broadcast(&S->pcond);
+  for (struct job_waiter *w = S->waiters; w; w = w->next)
+    if (w->id == id) pthread_cond_signal(&w->cv);
   pthread_mutex_unlock(&S->wlock);
+}
+
+void jobs_wake_all_locked(server *S) {
+  for (struct job_waiter *w = S->waiters; w; w = w->next) pthread_cond_signal(&w->cv);
 }
 
 uint64_t jobs_finished_seq(server *S) {
@@ -913,7 +940,9 @@ void jobs_progress_set(server *S, int64_t id, uint64_t done, uint64_t total) {
   p->total = total;
   if (done > p->done) p->done = done;
   if (p->done > p->total) p->done = p->total;
-  if (changed) pthread_cond_broadcast(&S->pcond);
+  if (changed)
+    for (struct job_waiter *w = S->waiters; w; w = w->next)
+      if (w->id == id && w->prog) pthread_cond_signal(&w->cv);
   pthread_mutex_unlock(&S->wlock);
 }
 

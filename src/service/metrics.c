@@ -3,12 +3,14 @@
  * (version 0.0.4): requests by status class, queue depth, jobs, images,
  * job latency histogram, enclave restarts and the enclave's share of the
  * jobs' wall time (its CPU seconds, as it counts them, over the host's wall
- * seconds of the same runs).
+ * seconds of the same runs), and the enclave's own counters per message
+ * type (STATS: messages and CPU seconds since the enclave started).
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "enclave/wire/proto.h"
 #include "service/server_internal.h"
 
 static const double BUCKETS[12] = {0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 60, 120, 300};
@@ -48,8 +50,11 @@ void metrics_batch(metrics *m, uint64_t jobs) {
 char *metrics_render(server *S) {
   int64_t q = 0, r = 0;
   (void)store_job_counts(S->db, &q, &r);
+  hetee_enclave_op_stats ops[64];
+  size_t nops = 0;
   pthread_mutex_lock(&S->en.lock);
   unsigned restarts = hetee_host_restarts(S->en.e);
+  if (S->en.e && hetee_host_stats(S->en.e, ops, sizeof ops / sizeof ops[0], &nops)) nops = 0;
   pthread_mutex_unlock(&S->en.lock);
   metrics *m = &S->m;
   char *buf = NULL;
@@ -91,6 +96,36 @@ char *metrics_render(server *S) {
   pthread_mutex_unlock(&m->lock);
   fprintf(f, "# HELP hetee_enclave_restarts_total Enclave restarts since start.\n# TYPE hetee_enclave_restarts_total counter\n");
   fprintf(f, "hetee_enclave_restarts_total %u\n", restarts);
+  static const struct {
+    uint16_t type;
+    const char *name;
+  } NAMES[] = {{HETEE_MSG_INFO, "info"},           {HETEE_MSG_SEAL, "seal"},
+               {HETEE_MSG_UNSEAL, "unseal"},       {HETEE_MSG_SESSION_OPEN, "session_open"},
+               {HETEE_MSG_SESSION_MSG, "session_msg"}, {HETEE_MSG_STATS, "stats"},
+               {HETEE_MSG_MODEL_LOAD, "model_load"}, {HETEE_MSG_JOB_START, "job_start"},
+               {HETEE_MSG_JOB_REFRESH, "job_refresh"}, {HETEE_MSG_JOB_RELEASE, "job_release"},
+               {HETEE_MSG_JOB_AUTH, "job_auth"}};
+  if (nops) {
+    fprintf(f, "# HELP hetee_enclave_messages_total Messages the enclave answered since it started, by type (its STATS).\n"
+               "# TYPE hetee_enclave_messages_total counter\n");
+    for (size_t i = 0; i < nops; i++) {
+      const char *nm = NULL;
+      for (size_t k = 0; k < sizeof NAMES / sizeof NAMES[0]; k++)
+        if (NAMES[k].type == ops[i].type) nm = NAMES[k].name;
+      if (nm) fprintf(f, "hetee_enclave_messages_total{type=\"%s\"} %llu\n", nm, (unsigned long long)ops[i].count);
+      else fprintf(f, "hetee_enclave_messages_total{type=\"%u\"} %llu\n", ops[i].type, (unsigned long long)ops[i].count);
+    }
+    fprintf(f, "# HELP hetee_enclave_message_cpu_seconds_total The enclave's CPU time answering them, by type.\n"
+               "# TYPE hetee_enclave_message_cpu_seconds_total counter\n");
+    for (size_t i = 0; i < nops; i++) {
+      const char *nm = NULL;
+      for (size_t k = 0; k < sizeof NAMES / sizeof NAMES[0]; k++)
+        if (NAMES[k].type == ops[i].type) nm = NAMES[k].name;
+      if (nm) fprintf(f, "hetee_enclave_message_cpu_seconds_total{type=\"%s\"} %.6f\n", nm, (double)ops[i].cpu_ns * 1e-9);
+      else fprintf(f, "hetee_enclave_message_cpu_seconds_total{type=\"%u\"} %.6f\n", ops[i].type,
+                   (double)ops[i].cpu_ns * 1e-9);
+    }
+  }
   fclose(f);
   return buf;
 }

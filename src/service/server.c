@@ -184,8 +184,7 @@ int hetee_server_run(const hetee_server_options *opt) {
   /* requests waiting on a job answer now, so that the transport stops */
   pthread_mutex_lock(&S->wlock);
   S->closing = 1;
-  pthread_cond_broadcast(&S->wcond);
-  pthread_cond_broadcast(&S->pcond);
+  jobs_wake_all_locked(S);
   pthread_mutex_unlock(&S->wlock);
   http_stop(daemon);
   if (jobs_started) jobs_stop(S);

@@ -95,9 +95,16 @@ json_t *store_model_dps_json(store *s, int64_t id);
 int store_model_active_jobs(store *s, int64_t id, int64_t *n);
 
 /* Stages a job row, charging `count` images to dp's budget for the model
- * (HETEE_ERR_LIMIT: budget exhausted); commit makes it queued. */
+ * (HETEE_ERR_LIMIT: budget exhausted); commit makes it queued. The row
+ * holds the job's encoded signed authorization (auth, auth_len) and the
+ * size of the input witnesses at the end of its input file (witness; 0:
+ * the ciphertext-digest form). */
 int store_job_stage(store *s, int64_t model, const char *dp, const char *session, int64_t count, int64_t epoch,
-                    int64_t seq, int64_t *id);
+                    int64_t seq, const uint8_t *auth, size_t auth_len, int64_t witness, int64_t *id);
+/* The job's stored authorization (*auth malloc'd; NULL for a job an older
+ * server stored, whose authorization is the file DIR/jobs/ID.auth) and the
+ * size of the witnesses at the end of its input file. */
+int store_job_stored(store *s, int64_t id, uint8_t **auth, size_t *auth_len, int64_t *witness);
 int store_job_commit(store *s, int64_t id);
 int store_job_get(store *s, int64_t id, st_job *out);
 /* Oldest queued job -> running (attempts + 1). HETEE_ERR_NOT_FOUND: none. */
@@ -210,12 +217,20 @@ struct server {
   int nworkers, threads;
   pthread_mutex_t cache_lock;
   model_cache_entry *cache;
-  /* GET /v1/jobs/ID?wait=S: handlers wait on wcond, broadcast whenever a
-   * job finishes (jobs_finished) and when the server closes */
+  /* GET /v1/jobs/ID?wait=S: each waiting handler is on the list `waiters`
+   * (under wlock) with its own condition, signalled when its job finishes
+   * (jobs_finished), when its job's progress moves if it asked for
+   * progress (&progress=D), and when the server closes (jobs_wake_all);
+   * before, every finish woke every waiter of every job */
   pthread_mutex_t wlock;
-  pthread_cond_t wcond;
-  pthread_cond_t pcond; /* the waiters that asked for progress too (&progress=D): broadcast
-                           on every finish and every progress step */
+  pthread_cond_t wcond; /* unused (kept initialised for the teardown) */
+  pthread_cond_t pcond; /* unused */
+  struct job_waiter {
+    int64_t id;
+    int prog; /* woken on progress steps too */
+    pthread_cond_t cv;
+    struct job_waiter *next;
+  } *waiters;
   int closing;
   /* the ids of the last SRV_FIN_RING jobs that reached done / failed, in
    * order (fin_seq counts them all): a woken waiter reads its job from the
@@ -234,6 +249,8 @@ struct server {
 
 /* A job reached done / failed: wakes the requests waiting on jobs. */
 void jobs_finished(server *S, int64_t id);
+/* Wakes every waiting handler (the server closes). Under S->wlock. */
+void jobs_wake_all_locked(server *S);
 uint64_t jobs_finished_seq(server *S);
 /* Job id's progress: (done, total) engine steps of its run (stages x
  * micro-batches); done never goes backwards (a run started again after an

@@ -41,7 +41,8 @@ static const char SCHEMA[] =
     "CREATE TABLE IF NOT EXISTS jobs(id INTEGER PRIMARY KEY AUTOINCREMENT, model INTEGER NOT NULL, dp TEXT NOT NULL,"
     " session TEXT NOT NULL, epoch INTEGER NOT NULL, seq INTEGER NOT NULL, state TEXT NOT NULL, count INTEGER NOT NULL,"
     " attempts INTEGER NOT NULL DEFAULT 0, error TEXT NOT NULL DEFAULT '', created_ms INTEGER NOT NULL,"
-    " started_ms INTEGER NOT NULL DEFAULT 0, finished_ms INTEGER NOT NULL DEFAULT 0);"
+    " started_ms INTEGER NOT NULL DEFAULT 0, finished_ms INTEGER NOT NULL DEFAULT 0, auth BLOB,"
+    " witness INTEGER NOT NULL DEFAULT 0);"
     "CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state, id);"
     "CREATE TABLE IF NOT EXISTS sessions(id TEXT PRIMARY KEY, party TEXT NOT NULL, epoch INTEGER NOT NULL,"
     " seq INTEGER NOT NULL);";
@@ -69,6 +70,10 @@ int store_open(const char *path, store **out) {
     free(s);
     return rc;
   }
+  /* a database of an older server: its jobs table without the columns
+   * auth and witness (added here; "duplicate column" when present) */
+  sqlite3_exec(s->db, "ALTER TABLE jobs ADD COLUMN auth BLOB", NULL, NULL, NULL);
+  sqlite3_exec(s->db, "ALTER TABLE jobs ADD COLUMN witness INTEGER NOT NULL DEFAULT 0", NULL, NULL, NULL);
   pthread_mutex_init(&s->lock, NULL);
   const char *lz = getenv("HETEE_SERVER_LAZY_COMMIT");
   lazy_on = !(lz && !strcmp(lz, "0"));
@@ -362,7 +367,7 @@ json_t *store_model_dps_json(store *s, int64_t id) {
 }
 
 int store_job_stage(store *s, int64_t model, const char *dp, const char *session, int64_t count, int64_t epoch,
-                    int64_t seq, int64_t *id) {
+                    int64_t seq, const uint8_t *auth, size_t auth_len, int64_t witness, int64_t *id) {
   LOCK;
   int rc = begin_lazy(s); /* durable with store_job_commit's */
   if (!rc) {
@@ -376,15 +381,46 @@ int store_job_stage(store *s, int64_t model, const char *dp, const char *session
       rc = hetee_error(HETEE_ERR_LIMIT, "query budget for model %lld exhausted (%lld images asked)", (long long)model,
                        (long long)count);
   }
-  if (!rc)
-    rc = exec_stmt(s, prep(s, "INSERT INTO jobs(model, dp, session, epoch, seq, state, count, created_ms) "
-                              "VALUES(?, ?, ?, ?, ?, 'staged', ?, ?)",
-                           "issiiii", model, dp, session, epoch, seq, count, (int64_t)reqsig_now_ms()),
-                   "job stage");
+  if (!rc) {
+    sqlite3_stmt *st = prep(s,
+                            "INSERT INTO jobs(model, dp, session, epoch, seq, state, count, created_ms, witness, auth) "
+                            "VALUES(?, ?, ?, ?, ?, 'staged', ?, ?, ?, ?)",
+                            "issiiiii", model, dp, session, epoch, seq, count, (int64_t)reqsig_now_ms(), witness);
+    if (st && auth && sqlite3_bind_blob(st, 9, auth, (int)auth_len, SQLITE_TRANSIENT) != SQLITE_OK) {
+      sqlite3_finalize(st);
+      st = NULL;
+    }
+    rc = exec_stmt(s, st, "job stage");
+  }
   if (!rc) *id = sqlite3_last_insert_rowid(s->db);
   if (!rc) rc = commit(s);
   else rollback(s);
   rc = end_lazy(s, rc);
+  UNLOCK;
+  return rc;
+}
+
+int store_job_stored(store *s, int64_t id, uint8_t **auth, size_t *auth_len, int64_t *witness) {
+  *auth = NULL;
+  *auth_len = 0;
+  *witness = 0;
+  LOCK;
+  sqlite3_stmt *st = prep(s, "SELECT auth, witness FROM jobs WHERE id = ?", "i", id);
+  int rc = st ? 0 : dberr(s, "job");
+  if (!rc && sqlite3_step(st) != SQLITE_ROW) rc = hetee_error(HETEE_ERR_NOT_FOUND, "no job %lld", (long long)id);
+  if (!rc && sqlite3_column_type(st, 0) == SQLITE_BLOB) {
+    const void *b = sqlite3_column_blob(st, 0);
+    int n = sqlite3_column_bytes(st, 0);
+    uint8_t *c = malloc(n > 0 ? (size_t)n : 1);
+    if (!c) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+    else {
+      if (n > 0) memcpy(c, b, (size_t)n);
+      *auth = c;
+      *auth_len = (size_t)(n > 0 ? n : 0);
+    }
+  }
+  if (!rc) *witness = sqlite3_column_int64(st, 1);
+  sqlite3_finalize(st);
   UNLOCK;
   return rc;
 }
@@ -504,7 +540,12 @@ int store_jobs_done(store *s, const int64_t *ids, size_t n) {
 
 int store_job_counts(store *s, int64_t *queued, int64_t *running) {
   LOCK;
-  sqlite3_stmt *st = prep(s, "SELECT SUM(state = 'queued'), SUM(state = 'running') FROM jobs", "");
+  /* two searches of the state index (a SUM over the table read every job
+   * row's index entry: per submission, O(jobs ever stored)) */
+  sqlite3_stmt *st = prep(s,
+                          "SELECT (SELECT COUNT(*) FROM jobs WHERE state = 'queued'), "
+                          "(SELECT COUNT(*) FROM jobs WHERE state = 'running')",
+                          "");
   int rc = st && sqlite3_step(st) == SQLITE_ROW ? 0 : dberr(s, "counts");
   if (!rc) {
     *queued = sqlite3_column_int64(st, 0);

@@ -141,6 +141,33 @@ static uint8_t *read_file(const char *path, size_t *len) {
   return b;
 }
 
+/* A stored job file (DIR/jobs/ID.htei: the body as received) ends with the
+ * input witnesses of a witness-form job: the offset where they start (the
+ * last "HTWT" version 1 header whose n entries end exactly at the end of the
+ * file), or n when the file ends with none. */
+static size_t witness_at(const uint8_t *b, size_t n) {
+  for (size_t off = n >= 16 ? n - 15 : 0; off-- > 0;) {
+    if (memcmp(b + off, "HTWT\x01\x00\x00\x00", 8)) continue;
+    uint32_t cnt = (uint32_t)b[off + 12] | (uint32_t)b[off + 13] << 8 | (uint32_t)b[off + 14] << 16 |
+                   (uint32_t)b[off + 15] << 24;
+    size_t p = off + 16;
+    for (uint32_t k = 0; k < cnt && p + 12 <= n; k++) {
+      uint64_t l = 0;
+      for (int i = 7; i >= 0; i--) l = l << 8 | b[p + 4 + (size_t)i];
+      p = l <= n - p - 12 ? p + 12 + (size_t)l : n + 1;
+    }
+    if (p == n) return off;
+  }
+  return n;
+}
+
+static size_t file_witness_at(const char *path, size_t *len) {
+  uint8_t *b = read_file(path, len);
+  size_t w = witness_at(b, *len);
+  free(b);
+  return w;
+}
+
 static void test_flow(void **state) {
   hetee_client_conn *c;
   assert_int_equal(hetee_client_connect(F->url, F->dp1, &c), 0);
@@ -517,10 +544,12 @@ static void test_access(void **state) {
   session_cmd(c1, m, ml, &rep, &rl);
   assert_int_equal(hetee_client_release_key_parse(rep, rl, rpk), 0);
   free(rep);
-  char ap[600];
-  snprintf(ap, sizeof ap, "%s/jobs/%lld.auth", F->data, (long long)hetee_client_job_id(j1));
+  /* the job's stored authorization (GET /v1/jobs/ID/auth: from its row) */
+  snprintf(t, sizeof t, "/v1/jobs/%lld/auth", (long long)hetee_client_job_id(j1));
   size_t al;
-  uint8_t *ab = read_file(ap, &al);
+  uint8_t *ab = NULL;
+  assert_int_equal(hetee_client_request(c1, "GET", t, NULL, NULL, 0, &st, &ab, &al), 0);
+  assert_int_equal(st, 200);
   hetee_job_auth *a = calloc(1, sizeof *a);
   assert_int_equal(hetee_job_auth_decode(ab, al, a), 0);
   free(ab);
@@ -539,6 +568,8 @@ static void test_access(void **state) {
   snprintf(in, sizeof in, "%s/jobs/%lld.htei", F->data, (long long)hetee_client_job_id(j1));
   size_t il;
   uint8_t *ib = read_file(in, &il);
+  il = witness_at(ib, il); /* the input, without the witnesses stored after it */
+  assert_true(il > 0);
   randombytes_buf(a->nonce, 16);
   assert_int_equal(hetee_job_auth_sign(a, k2), 0);
   char hn[33], hs[129];
@@ -670,8 +701,11 @@ static void test_ciphertext_form(void **state) {
   free(body);
   assert_true(id > 0);
   char wp[600];
-  snprintf(wp, sizeof wp, "%s/jobs/%lld.htwt", F->data, (long long)id);
-  assert_int_not_equal(access(wp, F_OK), 0); /* no witnesses stored */
+  size_t wlen;
+  snprintf(wp, sizeof wp, "%s/jobs/%lld.htei", F->data, (long long)id);
+  size_t wat = file_witness_at(wp, &wlen);
+  assert_int_equal(wat, wlen); /* no witnesses stored */
+  assert_int_equal(wlen, ilen);
   hetee_client_job *j = NULL;
   assert_int_equal(hetee_client_job_attach(c, id, &j), 0);
   assert_int_equal(hetee_client_job_wait(c, j), 0);
@@ -686,8 +720,8 @@ static void test_ciphertext_form(void **state) {
   hetee_client_job_free(j);
   /* and a job of the library (witness form) stores its witnesses */
   assert_int_equal(hetee_client_job_submit(c, MODEL, X, NIMG, &j), 0);
-  snprintf(wp, sizeof wp, "%s/jobs/%lld.htwt", F->data, (long long)hetee_client_job_id(j));
-  assert_int_equal(access(wp, F_OK), 0);
+  snprintf(wp, sizeof wp, "%s/jobs/%lld.htei", F->data, (long long)hetee_client_job_id(j));
+  assert_true(file_witness_at(wp, &wlen) < wlen); /* its witnesses after its input */
   assert_int_equal(hetee_client_job_wait(c, j), 0);
   hetee_client_job_free(j);
   free(ib);
@@ -803,6 +837,7 @@ static void test_bad_input(void **state) {
   uint8_t *b = malloc((size_t)len);
   assert_int_equal(fread(b, 1, (size_t)len, fi), (size_t)len);
   fclose(fi);
+  len = (long)witness_at(b, (size_t)len); /* the input, without the witnesses stored after it */
   long st;
   uint8_t *body;
   /* no authorization: refused before the body */
@@ -946,18 +981,23 @@ static void test_tamper(void **state) {
   char victim[600], other[600], wit[600], res[2][600];
   snprintf(victim, sizeof victim, "%s/jobs/%lld.htei", F->data, (long long)hetee_client_job_id(j[2]));
   snprintf(other, sizeof other, "%s/jobs/%lld.htei", F->data, (long long)hetee_client_job_id(j[0]));
-  snprintf(wit, sizeof wit, "%s/jobs/%lld.htwt", F->data, (long long)hetee_client_job_id(j[3]));
+  snprintf(wit, sizeof wit, "%s/jobs/%lld.htei", F->data, (long long)hetee_client_job_id(j[3])); /* its witnesses: the end */
   for (int i = 0; i < 2; i++) {
     snprintf(res[i], sizeof res[i], "%s/jobs/%lld.res", F->data, (long long)hetee_client_job_id(j[2 + i]));
     assert_int_not_equal(access(res[i], F_OK), 0); /* the last jobs had not run */
   }
-  size_t n;
-  uint8_t *b = read_file(other, &n);
+  /* the victim's file: the other job's input, its own witnesses */
+  size_t n, vn;
+  uint8_t *b = read_file(other, &n), *v = read_file(victim, &vn);
+  size_t bw = witness_at(b, n), vw = witness_at(v, vn);
+  assert_true(bw < n && vw < vn);
   FILE *f = fopen(victim, "wb");
   assert_non_null(f);
-  assert_int_equal(fwrite(b, 1, n, f), n);
+  assert_int_equal(fwrite(b, 1, bw, f), bw);
+  assert_int_equal(fwrite(v + vw, 1, vn - vw, f), vn - vw);
   fclose(f);
   free(b);
+  free(v);
   flip_last_byte(wit);
   sfx_start(F);
   hetee_client_disconnect(c);
@@ -980,6 +1020,94 @@ static void test_tamper(void **state) {
   unsetenv("HETEE_SERVER_BATCH");
 }
 
+static void write_bytes(const char *path, const uint8_t *b, size_t n) {
+  FILE *f = fopen(path, "wb");
+  assert_non_null(f);
+  assert_int_equal(fwrite(b, 1, n, f), n);
+  fclose(f);
+}
+
+/* A data directory an older server wrote: a queued job's authorization in
+ * DIR/jobs/ID.auth, its witnesses in DIR/jobs/ID.htwt, its input alone in
+ * ID.htei, and a jobs table without the columns auth and witness (dropped
+ * here while the server is down, so the restarted server adds them back
+ * empty). The restarted server runs the job from those files: done, the
+ * right labels, and GET /v1/jobs/ID/auth answers the same authorization. */
+static void test_legacy_layout(void **state) {
+  hetee_client_conn *c;
+  assert_int_equal(hetee_client_connect(F->url, F->dp1, &c), 0);
+  infer_checked(c, MODEL); /* the connection knows the enclave's release key */
+  pid_t ep = enclave_pid(F->pid);
+  assert_true(ep > 0);
+  assert_int_equal(kill(ep, SIGSTOP), 0); /* the job stays queued */
+  hetee_client_job *j;
+  assert_int_equal(hetee_client_job_submit(c, MODEL, X, NIMG, &j), 0);
+  long long id = (long long)hetee_client_job_id(j);
+  char t[128];
+  snprintf(t, sizeof t, "/v1/jobs/%lld/auth", id);
+  long st;
+  uint8_t *ab = NULL;
+  size_t al = 0;
+  assert_int_equal(hetee_client_request(c, "GET", t, NULL, NULL, 0, &st, &ab, &al), 0);
+  assert_int_equal(st, 200);
+  sfx_stop(F, SIGKILL);
+  (void)kill(ep, SIGKILL);
+  char p[600];
+  size_t n;
+  snprintf(p, sizeof p, "%s/jobs/%lld.htei", F->data, id);
+  uint8_t *b = read_file(p, &n);
+  size_t w = witness_at(b, n);
+  assert_true(w < n);
+  write_bytes(p, b, w);
+  snprintf(p, sizeof p, "%s/jobs/%lld.htwt", F->data, id);
+  write_bytes(p, b + w, n - w);
+  free(b);
+  snprintf(p, sizeof p, "%s/jobs/%lld.auth", F->data, id);
+  write_bytes(p, ab, al);
+  snprintf(p, sizeof p, "%s/hetee.db", F->data);
+  sqlite3 *d;
+  assert_int_equal(sqlite3_open_v2(p, &d, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+  sqlite3_busy_timeout(d, 5000);
+  char *err = NULL;
+  int rc = sqlite3_exec(d, "ALTER TABLE jobs DROP COLUMN auth; ALTER TABLE jobs DROP COLUMN witness;", NULL, NULL, &err);
+  if (rc != SQLITE_OK) fprintf(stderr, "sqlite: %s\n", err ? err : "?");
+  sqlite3_free(err);
+  assert_int_equal(rc, SQLITE_OK);
+  sqlite3_close(d);
+  sfx_start(F);
+  hetee_client_disconnect(c);
+  assert_int_equal(hetee_client_connect(F->url, F->dp1, &c), 0);
+  rc = hetee_client_job_wait(c, j);
+  if (rc) fprintf(stderr, "wait: %s\n", hetee_last_error());
+  assert_int_equal(rc, 0);
+  hetee_release_result *r;
+  assert_int_equal(hetee_client_job_results(c, j, &r, &n), 0);
+  assert_int_equal(n, NIMG);
+  int agree = 0;
+  for (size_t k = 0; k < n; k++) agree += (int)r[k].indices[0] == PLAIN[k];
+  assert_true(agree >= NIMG - 1);
+  hetee_client_results_free(r, n);
+  uint8_t *ab2 = NULL;
+  size_t al2 = 0;
+  assert_int_equal(hetee_client_request(c, "GET", t, NULL, NULL, 0, &st, &ab2, &al2), 0);
+  assert_int_equal(st, 200);
+  assert_int_equal(al2, al);
+  assert_memory_equal(ab2, ab, al);
+  free(ab);
+  free(ab2);
+  /* a job submitted now is stored the new way again */
+  hetee_client_job *j2;
+  assert_int_equal(hetee_client_job_submit(c, MODEL, X, NIMG, &j2), 0);
+  assert_int_equal(hetee_client_job_wait(c, j2), 0);
+  snprintf(p, sizeof p, "%s/jobs/%lld.htei", F->data, (long long)hetee_client_job_id(j2));
+  assert_true(file_witness_at(p, &n) < n);
+  snprintf(p, sizeof p, "%s/jobs/%lld.auth", F->data, (long long)hetee_client_job_id(j2));
+  assert_int_not_equal(access(p, F_OK), 0);
+  hetee_client_job_free(j);
+  hetee_client_job_free(j2);
+  hetee_client_disconnect(c);
+}
+
 /* kill -9 of the enclave with jobs queued and running: the supervised
  * enclave restarts (unseal), the server binds the model again and runs the
  * interrupted jobs again with their stored authorizations and witnesses; every job is
@@ -997,8 +1125,9 @@ static void test_enclave_restart(void **state) {
   for (int i = 1; i < NJOBS; i++) assert_int_equal(hetee_client_job_submit(c, MODEL, X, NIMG, &j[i]), 0);
   for (int i = 0; i < NJOBS; i++) { /* witness-form jobs: run (again) from their stored witnesses */
     char wp[600];
-    snprintf(wp, sizeof wp, "%s/jobs/%lld.htwt", F->data, (long long)hetee_client_job_id(j[i]));
-    assert_int_equal(access(wp, F_OK), 0);
+    size_t wl;
+    snprintf(wp, sizeof wp, "%s/jobs/%lld.htei", F->data, (long long)hetee_client_job_id(j[i]));
+    assert_true(file_witness_at(wp, &wl) < wl);
   }
   for (int i = 0; i < NJOBS; i++) {
     int rc = hetee_client_job_wait(c, j[i]);
@@ -1131,6 +1260,16 @@ static void test_metrics(void **state) {
   double share = metric_of(m1, "hetee_enclave_time_share");
   assert_true(share > 0);
   assert_true(fabs(share - cpu / wall) < 1e-4 + 1e-3 * share);
+  /* the enclave's own counters by message type: each micro-batch of the
+   * two jobs started and released once, their refreshes took CPU */
+  double js = metric_of(m1, "hetee_enclave_messages_total{type=\"job_start\"}") -
+              metric_of(m0, "hetee_enclave_messages_total{type=\"job_start\"}");
+  double jr = metric_of(m1, "hetee_enclave_messages_total{type=\"job_release\"}") -
+              metric_of(m0, "hetee_enclave_messages_total{type=\"job_release\"}");
+  assert_true(js >= 2);
+  assert_true(js == jr);
+  assert_true(metric_of(m1, "hetee_enclave_message_cpu_seconds_total{type=\"job_refresh\"}") >
+              metric_of(m0, "hetee_enclave_message_cpu_seconds_total{type=\"job_refresh\"}"));
   assert_true(metric_of(m1, "hetee_queue_depth{state=\"queued\"}") == 0);
   assert_true(metric_of(m1, "hetee_queue_depth{state=\"running\"}") == 0);
   free(m0);
@@ -1157,8 +1296,8 @@ static void queue_four_and_restart(hetee_client_conn *c, hetee_client_job *j[4],
   (void)kill(ep, SIGKILL);
   if (alter_last) {
     char wit[600];
-    snprintf(wit, sizeof wit, "%s/jobs/%lld.htwt", F->data, (long long)hetee_client_job_id(j[3]));
-    flip_last_byte(wit);
+    snprintf(wit, sizeof wit, "%s/jobs/%lld.htei", F->data, (long long)hetee_client_job_id(j[3]));
+    flip_last_byte(wit); /* the last byte of its witnesses */
   }
   sfx_start(F);
 }
@@ -1269,7 +1408,7 @@ int main(void) {
       cmocka_unit_test(test_flow),       cmocka_unit_test(test_client_cache), cmocka_unit_test(test_access),   cmocka_unit_test(test_signatures),
       cmocka_unit_test(test_ciphertext_form),
       cmocka_unit_test(test_bad_input),  cmocka_unit_test(test_kill9),    cmocka_unit_test(test_tamper),
-      cmocka_unit_test(test_enclave_restart), cmocka_unit_test(test_progress),
+      cmocka_unit_test(test_legacy_layout),   cmocka_unit_test(test_enclave_restart), cmocka_unit_test(test_progress),
       cmocka_unit_test(test_seal_budget),     cmocka_unit_test(test_metrics),
       cmocka_unit_test(test_batch),           cmocka_unit_test(test_slow_clients),
   };

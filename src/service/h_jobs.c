@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "hetee/common.h"
+#include "enclave/wire/proto.h"
 #include "service/server_internal.h"
 
 json_t *req_json(srv_req *q, srv_resp *r);
@@ -202,7 +203,17 @@ void h_job_submit(srv_req *q, srv_resp *r) {
   }
   /* from here on, in, w and a are the job's (handed to the worker below,
    * or freed at the end) */
-  if (!rc && (rc = hetee_job_auth_verify(a))) {
+  int unsigned_by_caller = !rc && hetee_job_auth_verify(a) != 0;
+  if (unsigned_by_caller && p->witness) {
+    /* a client that signed the first form of the witness digests (the
+     * whole sealed box hashed, src/enclave/wire/proto.h): the enclave
+     * still accepts those, so the server does too */
+    for (size_t k = 0; k < w.n; k++)
+      hetee_witness_digest_v1((uint32_t)p->model, w.batch[k], w.blob[k], w.len[k], a->digest[k]);
+    unsigned_by_caller = hetee_job_auth_verify(a) != 0;
+  }
+  if (unsigned_by_caller) {
+    rc = HETEE_ERR_AUTH;
     resp_error(r, 403, "bad_authorization", "the signed authorization is not this data provider's for this input");
     goto out;
   }

@@ -23,6 +23,7 @@
 #include <sys/time.h>
 #include <sys/stat.h>
 
+#include "enclave/wire/proto.h"
 #include "hetee/engine.h"
 #include "service/reqsig.h"
 #include "hemat/engine_internal.h"
@@ -1402,11 +1403,86 @@ static void test_slow_clients(void **state) {
   }
 }
 
+/* A data provider that signed the first form of the witness digests (the
+ * whole sealed box hashed, before the digest of its 48-byte head): the
+ * server still verifies the signature (it recomputes that form when the
+ * head's does not verify) and the enclave still runs the job. The
+ * submission is made by hand from a job the client stored: the same input
+ * and witnesses, a fresh nonce, a signature over the first-form digests. */
+static void test_first_form_digests(void **state) {
+  (void)state;
+  hetee_client_conn *c;
+  assert_int_equal(hetee_client_connect(F->url, F->dp1, &c), 0);
+  hetee_client_job *j;
+  assert_int_equal(hetee_client_job_submit(c, MODEL, X, NIMG, &j), 0);
+  assert_int_equal(hetee_client_job_wait(c, j), 0);
+  char path[600];
+  snprintf(path, sizeof path, "%s/jobs/%lld.htei", F->data, (long long)hetee_client_job_id(j));
+  hetee_client_job_free(j);
+  size_t len;
+  uint8_t *b = read_file(path, &len);
+  size_t woff = witness_at(b, len);
+  assert_true(woff > 0 && woff < len);
+  /* "HTWT" | u32 1 | u32 model | u32 n | n x (u32 batch | u64 len | sealed) */
+  hetee_job_auth a;
+  memset(&a, 0, sizeof a);
+  a.model = (uint32_t)MODEL;
+  a.n = (uint32_t)b[woff + 12] | (uint32_t)b[woff + 13] << 8;
+  assert_true(a.n >= 1 && a.n <= HETEE_JOB_AUTH_MAX);
+  size_t at = woff + 16;
+  for (uint32_t k = 0; k < a.n; k++) {
+    a.batch[k] = (uint32_t)b[at] | (uint32_t)b[at + 1] << 8;
+    uint64_t l = 0;
+    for (int i = 7; i >= 0; i--) l = l << 8 | b[at + 4 + (size_t)i];
+    hetee_witness_digest_v1(a.model, a.batch[k], b + at + 12, (size_t)l, a.digest[k]);
+    at += 12 + (size_t)l;
+  }
+  assert_int_equal(at, len);
+  randombytes_buf(a.nonce, sizeof a.nonce);
+  hetee_party_key *k1 = home_key(F->dp1);
+  assert_int_equal(hetee_job_auth_sign(&a, k1), 0);
+  hetee_party_key_free(k1);
+  char nonce[33], sig[129], t[400];
+  sodium_bin2hex(nonce, sizeof nonce, a.nonce, sizeof a.nonce);
+  sodium_bin2hex(sig, sizeof sig, a.sig, sizeof a.sig);
+  snprintf(t, sizeof t, "/v1/jobs?model=%lld&nonce=%s&auth=%s&witness=%zu", (long long)MODEL, nonce, sig, len - woff);
+  long st;
+  uint8_t *body;
+  assert_int_equal(hetee_client_request(c, "POST", t, "application/octet-stream", b, len, &st, &body, NULL), 0);
+  if (st != 202) fprintf(stderr, "first-form submission: %ld %s\n", st, (char *)body);
+  assert_int_equal(st, 202);
+  json_t *jo = json_loads((char *)body, 0, NULL);
+  assert_non_null(jo);
+  int64_t id = (int64_t)json_integer_value(json_object_get(jo, "id"));
+  json_decref(jo);
+  free(body);
+  assert_true(id > 0);
+  assert_int_equal(hetee_client_job_attach(c, id, &j), 0);
+  assert_int_equal(hetee_client_job_wait(c, j), 0);
+  labels_checked(c, j);
+  /* a signature over digests of neither form: 403 */
+  a.digest[0][0] ^= 1;
+  randombytes_buf(a.nonce, sizeof a.nonce);
+  k1 = home_key(F->dp1);
+  assert_int_equal(hetee_job_auth_sign(&a, k1), 0);
+  hetee_party_key_free(k1);
+  sodium_bin2hex(nonce, sizeof nonce, a.nonce, sizeof a.nonce);
+  sodium_bin2hex(sig, sizeof sig, a.sig, sizeof a.sig);
+  snprintf(t, sizeof t, "/v1/jobs?model=%lld&nonce=%s&auth=%s&witness=%zu", (long long)MODEL, nonce, sig, len - woff);
+  assert_int_equal(hetee_client_request(c, "POST", t, "application/octet-stream", b, len, &st, &body, NULL), 0);
+  assert_int_equal(st, 403);
+  assert_non_null(strstr((char *)body, "bad_authorization"));
+  free(body);
+  hetee_client_job_free(j);
+  free(b);
+  hetee_client_disconnect(c);
+}
+
 int main(void) {
   if (sodium_init() < 0) return 1;
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_flow),       cmocka_unit_test(test_client_cache), cmocka_unit_test(test_access),   cmocka_unit_test(test_signatures),
-      cmocka_unit_test(test_ciphertext_form),
+      cmocka_unit_test(test_ciphertext_form),  cmocka_unit_test(test_first_form_digests),
       cmocka_unit_test(test_bad_input),  cmocka_unit_test(test_kill9),    cmocka_unit_test(test_tamper),
       cmocka_unit_test(test_legacy_layout),   cmocka_unit_test(test_enclave_restart), cmocka_unit_test(test_progress),
       cmocka_unit_test(test_seal_budget),     cmocka_unit_test(test_metrics),

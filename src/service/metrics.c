@@ -47,6 +47,23 @@ void metrics_batch(metrics *m, uint64_t jobs) {
   pthread_mutex_unlock(&m->lock);
 }
 
+/* The enclave's message types /metrics names (others appear as numbers). */
+static const struct {
+  uint16_t type;
+  const char *name;
+} MSG_NAMES[] = {{HETEE_MSG_INFO, "info"},           {HETEE_MSG_SEAL, "seal"},
+               {HETEE_MSG_UNSEAL, "unseal"},       {HETEE_MSG_SESSION_OPEN, "session_open"},
+               {HETEE_MSG_SESSION_MSG, "session_msg"}, {HETEE_MSG_STATS, "stats"},
+               {HETEE_MSG_MODEL_LOAD, "model_load"}, {HETEE_MSG_JOB_START, "job_start"},
+               {HETEE_MSG_JOB_REFRESH, "job_refresh"}, {HETEE_MSG_JOB_RELEASE, "job_release"},
+               {HETEE_MSG_JOB_AUTH, "job_auth"}};
+
+static const char *msg_name(uint16_t type) {
+  for (size_t k = 0; k < sizeof MSG_NAMES / sizeof MSG_NAMES[0]; k++)
+    if (MSG_NAMES[k].type == type) return MSG_NAMES[k].name;
+  return NULL;
+}
+
 char *metrics_render(server *S) {
   int64_t q = 0, r = 0;
   (void)store_job_counts(S->db, &q, &r);
@@ -96,31 +113,18 @@ char *metrics_render(server *S) {
   pthread_mutex_unlock(&m->lock);
   fprintf(f, "# HELP hetee_enclave_restarts_total Enclave restarts since start.\n# TYPE hetee_enclave_restarts_total counter\n");
   fprintf(f, "hetee_enclave_restarts_total %u\n", restarts);
-  static const struct {
-    uint16_t type;
-    const char *name;
-  } NAMES[] = {{HETEE_MSG_INFO, "info"},           {HETEE_MSG_SEAL, "seal"},
-               {HETEE_MSG_UNSEAL, "unseal"},       {HETEE_MSG_SESSION_OPEN, "session_open"},
-               {HETEE_MSG_SESSION_MSG, "session_msg"}, {HETEE_MSG_STATS, "stats"},
-               {HETEE_MSG_MODEL_LOAD, "model_load"}, {HETEE_MSG_JOB_START, "job_start"},
-               {HETEE_MSG_JOB_REFRESH, "job_refresh"}, {HETEE_MSG_JOB_RELEASE, "job_release"},
-               {HETEE_MSG_JOB_AUTH, "job_auth"}};
   if (nops) {
     fprintf(f, "# HELP hetee_enclave_messages_total Messages the enclave answered since it started, by type (its STATS).\n"
                "# TYPE hetee_enclave_messages_total counter\n");
     for (size_t i = 0; i < nops; i++) {
-      const char *nm = NULL;
-      for (size_t k = 0; k < sizeof NAMES / sizeof NAMES[0]; k++)
-        if (NAMES[k].type == ops[i].type) nm = NAMES[k].name;
+      const char *nm = msg_name(ops[i].type);
       if (nm) fprintf(f, "hetee_enclave_messages_total{type=\"%s\"} %llu\n", nm, (unsigned long long)ops[i].count);
       else fprintf(f, "hetee_enclave_messages_total{type=\"%u\"} %llu\n", ops[i].type, (unsigned long long)ops[i].count);
     }
     fprintf(f, "# HELP hetee_enclave_message_cpu_seconds_total The enclave's CPU time answering them, by type.\n"
                "# TYPE hetee_enclave_message_cpu_seconds_total counter\n");
     for (size_t i = 0; i < nops; i++) {
-      const char *nm = NULL;
-      for (size_t k = 0; k < sizeof NAMES / sizeof NAMES[0]; k++)
-        if (NAMES[k].type == ops[i].type) nm = NAMES[k].name;
+      const char *nm = msg_name(ops[i].type);
       if (nm) fprintf(f, "hetee_enclave_message_cpu_seconds_total{type=\"%s\"} %.6f\n", nm, (double)ops[i].cpu_ns * 1e-9);
       else fprintf(f, "hetee_enclave_message_cpu_seconds_total{type=\"%u\"} %.6f\n", ops[i].type,
                    (double)ops[i].cpu_ns * 1e-9);

@@ -129,6 +129,22 @@ static hetee_party_key *home_key(const char *home) {
   return k;
 }
 
+/* Waits for job j and checks its labels against the plaintext engine's
+ * (one disagreement allowed). */
+static void labels_checked(hetee_client_conn *c, hetee_client_job *j) {
+  int rc = hetee_client_job_wait(c, j);
+  if (rc) fprintf(stderr, "wait: %s\n", hetee_last_error());
+  assert_int_equal(rc, 0);
+  hetee_release_result *r;
+  size_t n;
+  assert_int_equal(hetee_client_job_results(c, j, &r, &n), 0);
+  assert_int_equal(n, NIMG);
+  int agree = 0;
+  for (size_t k = 0; k < n; k++) agree += (int)r[k].indices[0] == PLAIN[k];
+  assert_true(agree >= NIMG - 1);
+  hetee_client_results_free(r, n);
+}
+
 static uint8_t *read_file(const char *path, size_t *len) {
   FILE *f = fopen(path, "rb");
   assert_non_null(f);
@@ -197,15 +213,7 @@ static void test_flow(void **state) {
   assert_int_equal(hetee_client_connect(F->url, F->dp1, &c2), 0);
   hetee_client_job *att = NULL;
   assert_int_equal(hetee_client_job_attach(c2, jid, &att), 0);
-  assert_int_equal(hetee_client_job_wait(c2, att), 0);
-  hetee_release_result *rr;
-  size_t nr;
-  assert_int_equal(hetee_client_job_results(c2, att, &rr, &nr), 0);
-  assert_int_equal(nr, NIMG);
-  int agree = 0;
-  for (size_t i = 0; i < nr; i++) agree += (int)rr[i].indices[0] == PLAIN[i];
-  assert_true(agree >= NIMG - 1);
-  hetee_client_results_free(rr, nr);
+  labels_checked(c2, att);
   hetee_client_job_free(att);
   hetee_client_disconnect(c2);
   /* dp2 cannot attach to it (the job is invisible to it) */
@@ -1078,16 +1086,7 @@ static void test_legacy_layout(void **state) {
   sfx_start(F);
   hetee_client_disconnect(c);
   assert_int_equal(hetee_client_connect(F->url, F->dp1, &c), 0);
-  rc = hetee_client_job_wait(c, j);
-  if (rc) fprintf(stderr, "wait: %s\n", hetee_last_error());
-  assert_int_equal(rc, 0);
-  hetee_release_result *r;
-  assert_int_equal(hetee_client_job_results(c, j, &r, &n), 0);
-  assert_int_equal(n, NIMG);
-  int agree = 0;
-  for (size_t k = 0; k < n; k++) agree += (int)r[k].indices[0] == PLAIN[k];
-  assert_true(agree >= NIMG - 1);
-  hetee_client_results_free(r, n);
+  labels_checked(c, j);
   uint8_t *ab2 = NULL;
   size_t al2 = 0;
   assert_int_equal(hetee_client_request(c, "GET", t, NULL, NULL, 0, &st, &ab2, &al2), 0);
@@ -1301,20 +1300,6 @@ static void queue_four_and_restart(hetee_client_conn *c, hetee_client_job *j[4],
     flip_last_byte(wit); /* the last byte of its witnesses */
   }
   sfx_start(F);
-}
-
-static void labels_checked(hetee_client_conn *c, hetee_client_job *j) {
-  int rc = hetee_client_job_wait(c, j);
-  if (rc) fprintf(stderr, "wait: %s\n", hetee_last_error());
-  assert_int_equal(rc, 0);
-  hetee_release_result *r;
-  size_t n;
-  assert_int_equal(hetee_client_job_results(c, j, &r, &n), 0);
-  assert_int_equal(n, NIMG);
-  int agree = 0;
-  for (size_t k = 0; k < n; k++) agree += (int)r[k].indices[0] == PLAIN[k];
-  assert_true(agree >= NIMG - 1);
-  hetee_client_results_free(r, n);
 }
 
 static void test_batch(void **state) {

@@ -98,10 +98,13 @@ static int handle_shm_hello(enclave *e, const hetee_frame *f, hetee_wbuf *w) {
 
 /* A request marked HETEE_MSG_SHM: its body is in the request area. The
  * length comes from the socket descriptor (checked against the area and
- * max_body); the body is copied into the private rx buffer in one pass and
- * only that copy is parsed, so a host writing the region meanwhile can
- * change what the enclave copied (as it could have sent other bytes) but
- * never what it checks after checking it. Only public request bodies. */
+ * max_body). Only public request bodies. A JOB_REFRESH is parsed in place
+ * (below: its readers read each byte once); any other body is copied into
+ * the private rx buffer in one pass and only that copy is parsed, so a
+ * host writing the region meanwhile can change what the enclave copied
+ * (as it could have sent other bytes) but never what it checks after
+ * checking it (JOB_START's witness, for one, is hashed and then opened:
+ * two reads). */
 static int shm_take(enclave *e, hetee_frame *f, size_t max_body) {
   uint16_t type = (uint16_t)(f->type & ~HETEE_MSG_SHM);
   if (!e->shm) return hetee_error(HETEE_ERR_STATE, "no shared region");

@@ -71,6 +71,28 @@ static inline void ckfx_free(ckfx *c) {
   hetee_ckks_context_free(c->ctx);
 }
 
+/* The common test environment: a temporary sim platform, the parties, an
+ * enclave started and initialised (rotation keys for steps[0..nsteps)).
+ * Test files embed it first in their fixture and free it with
+ * ckfx_env_stop. */
+typedef struct {
+  char dir[256], plat[300];
+  hetee_host_enclave *e;
+  ckfx c;
+} ckfx_env;
+
+static inline void ckfx_env_start(ckfx_env *v, const int *steps, size_t nsteps) {
+  fx_tmp_platform(v->dir, sizeof v->dir, v->plat, sizeof v->plat);
+  ckfx_parties(&v->c, NULL);
+  v->e = ckfx_start(&v->c, v->plat, NULL, 0);
+  ckfx_init(&v->c, v->e, v->plat, steps, nsteps);
+}
+
+static inline void ckfx_env_stop(ckfx_env *v) {
+  ckfx_free(&v->c);
+  fx_stop(v->e, v->dir);
+}
+
 /* Sets model `model`'s release policy through the MP session; dp_pk NULL:
  * c's data provider. */
 static inline void ckfx_policy(ckfx *c, hetee_host_enclave *e, uint32_t model, int kind, int k, int prec,

@@ -20,27 +20,18 @@
 
 #include "enclave/ckks_fixture.h"
 
-typedef struct {
-  char dir[256], plat[300];
-  hetee_host_enclave *e;
-  ckfx c;
-} fx;
+typedef ckfx_env fx;
 
 static int setup(void **state) {
   fx *f = calloc(1, sizeof *f);
-  fx_tmp_platform(f->dir, sizeof f->dir, f->plat, sizeof f->plat);
-  ckfx_parties(&f->c, NULL);
-  f->e = ckfx_start(&f->c, f->plat, NULL, 0);
-  ckfx_init(&f->c, f->e, f->plat, NULL, 0);
+  ckfx_env_start(f, NULL, 0);
   *state = f;
   return 0;
 }
 
 static int teardown(void **state) {
-  fx *f = *state;
-  ckfx_free(&f->c);
-  fx_stop(f->e, f->dir);
-  free(f);
+  ckfx_env_stop(*state);
+  free(*state);
   return 0;
 }
 

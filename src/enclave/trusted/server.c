@@ -252,7 +252,7 @@ int enclave_serve(enclave *e) {
     /* both buffers are kept for the next request (no allocation, no page
      * faults per request); what a request wrote is wiped unless public */
     if (!public_reply && w.p) sodium_memzero(w.p, w.len);
-    hetee_enclave_op_stats *s = f.version == HETEE_PROTO_VERSION && ((f.type >= HETEE_MSG_PING && f.type <= HETEE_MSG_JOB_RELEASE) || is_refine(f.type))
+    hetee_enclave_op_stats *s = f.version == HETEE_PROTO_VERSION && ((f.type >= HETEE_MSG_PING && f.type <= HETEE_MSG_JOB_AUTH) || is_refine(f.type))
                                     ? stats_for(e, f.type)
                                     : NULL;
     if (s) {

@@ -465,6 +465,20 @@ static void test_decrypt_coeffs(void **state) {
   free(idx);
 }
 
+/* a under sk and b under pk at (scale, level), and their degree-2
+ * product, into new objects (the inputs of test_c0_at's forms) */
+static void c0_at_pair(fixture *f, const double *a, const double *b, size_t N, double scale, int level,
+                       hetee_ckks_plaintext *pt, hetee_ckks_ciphertext **ca, hetee_ckks_ciphertext **cb,
+                       hetee_ckks_ciphertext **prod) {
+  TU_OK(hetee_ckks_ciphertext_new(f->ctx, ca));
+  TU_OK(hetee_ckks_ciphertext_new(f->ctx, cb));
+  TU_OK(hetee_ckks_ciphertext_new(f->ctx, prod));
+  TU_OK(hetee_ckks_encrypt_sk_coeffs(f->ctx, f->sk, a, N, scale, level, *ca));
+  TU_OK(hetee_ckks_encode_coeffs(f->ctx, b, N, scale, level, pt));
+  TU_OK(hetee_ckks_encrypt_pk(f->ctx, f->pk, pt, *cb));
+  TU_OK(hetee_ckks_eval_mul(f->ctx, *ca, *cb, *prod));
+}
+
 /* The form "c0 at listed coefficients" (ckks_ciphertext_save_c0_at, the
  * enclave's bound refresh input): decrypted with ckks_decrypt_coeffs_view
  * at the listed indices it gives the full ciphertext's doubles bit for bit
@@ -484,14 +498,8 @@ static void test_c0_at(void **state) {
   hetee_ckks_plaintext *pt = NULL;
   hetee_ckks_ciphertext *ca = NULL, *cb = NULL, *prod = NULL, *sum = NULL;
   TU_OK(hetee_ckks_plaintext_new(f->ctx, &pt));
-  TU_OK(hetee_ckks_ciphertext_new(f->ctx, &ca));
-  TU_OK(hetee_ckks_ciphertext_new(f->ctx, &cb));
-  TU_OK(hetee_ckks_ciphertext_new(f->ctx, &prod));
+  c0_at_pair(f, a, b, N, 0x1p20, 0, pt, &ca, &cb, &prod); /* prod: degree 2 at level 0 */
   TU_OK(hetee_ckks_ciphertext_new(f->ctx, &sum));
-  TU_OK(hetee_ckks_encrypt_sk_coeffs(f->ctx, f->sk, a, N, 0x1p20, 0, ca));
-  TU_OK(hetee_ckks_encode_coeffs(f->ctx, b, N, 0x1p20, 0, pt));
-  TU_OK(hetee_ckks_encrypt_pk(f->ctx, f->pk, pt, cb));
-  TU_OK(hetee_ckks_eval_mul(f->ctx, ca, cb, prod)); /* degree 2 at level 0 */
   TU_OK(hetee_ckks_eval_add(f->ctx, ca, cb, sum));  /* degree 1, unseeded */
   const hetee_ckks_ciphertext *cts[2] = {prod, sum};
   const double scales[2] = {0x1p40, 0x1p20};
@@ -579,15 +587,9 @@ static void test_c0_at(void **state) {
   /* rescaled on the way from level 1: the bytes of rescale + save, ct
    * unchanged (a degree-2 product and a fresh degree-1 ciphertext) */
   hetee_ckks_ciphertext *p1 = NULL, *a1 = NULL, *b1 = NULL, *r0 = NULL, *hi2 = NULL;
-  TU_OK(hetee_ckks_ciphertext_new(f->ctx, &p1));
-  TU_OK(hetee_ckks_ciphertext_new(f->ctx, &a1));
-  TU_OK(hetee_ckks_ciphertext_new(f->ctx, &b1));
+  c0_at_pair(f, a, b, N, 0x1p30, 1, pt, &a1, &b1, &p1);
   TU_OK(hetee_ckks_ciphertext_new(f->ctx, &r0));
   TU_OK(hetee_ckks_ciphertext_new(f->ctx, &hi2));
-  TU_OK(hetee_ckks_encrypt_sk_coeffs(f->ctx, f->sk, a, N, 0x1p30, 1, a1));
-  TU_OK(hetee_ckks_encode_coeffs(f->ctx, b, N, 0x1p30, 1, pt));
-  TU_OK(hetee_ckks_encrypt_pk(f->ctx, f->pk, pt, b1));
-  TU_OK(hetee_ckks_eval_mul(f->ctx, a1, b1, p1));
   uint8_t *want = malloc(cap);
   const hetee_ckks_ciphertext *l1[2] = {p1, b1};
   for (int k = 0; k < 2; k++) {

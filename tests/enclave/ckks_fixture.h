@@ -93,6 +93,21 @@ static inline void ckfx_env_stop(ckfx_env *v) {
   fx_stop(v->e, v->dir);
 }
 
+/* cmocka group setup / teardown for tests whose fixture is a ckfx_env
+ * without rotation keys */
+static inline int ckfx_env_setup(void **state) {
+  ckfx_env *v = calloc(1, sizeof *v);
+  ckfx_env_start(v, NULL, 0);
+  *state = v;
+  return 0;
+}
+
+static inline int ckfx_env_teardown(void **state) {
+  ckfx_env_stop(*state);
+  free(*state);
+  return 0;
+}
+
 /* Sets model `model`'s release policy through the MP session; dp_pk NULL:
  * c's data provider. */
 static inline void ckfx_policy(ckfx *c, hetee_host_enclave *e, uint32_t model, int kind, int k, int prec,

@@ -22,18 +22,6 @@
 
 typedef ckfx_env fx;
 
-static int setup(void **state) {
-  fx *f = calloc(1, sizeof *f);
-  ckfx_env_start(f, NULL, 0);
-  *state = f;
-  return 0;
-}
-
-static int teardown(void **state) {
-  ckfx_env_stop(*state);
-  free(*state);
-  return 0;
-}
 
 /* What the host observes of one refresh. */
 typedef struct {
@@ -373,5 +361,5 @@ int main(void) {
       cmocka_unit_test(test_rewritten_metadata), cmocka_unit_test(test_size3_input),
       cmocka_unit_test(test_release_flooding),   cmocka_unit_test(test_timing_independent_of_values),
   };
-  return cmocka_run_group_tests_name("enclave/oracle/logN13", tests, setup, teardown);
+  return cmocka_run_group_tests_name("enclave/oracle/logN13", tests, ckfx_env_setup, ckfx_env_teardown);
 }

@@ -21,18 +21,6 @@
 
 typedef ckfx_env fx;
 
-static int setup(void **state) {
-  fx *f = calloc(1, sizeof *f);
-  ckfx_env_start(f, NULL, 0);
-  *state = f;
-  return 0;
-}
-
-static int teardown(void **state) {
-  ckfx_env_stop(*state);
-  free(*state);
-  return 0;
-}
 
 enum { C = 2, H = 4, W = 4, N = C * H * W };
 
@@ -300,5 +288,5 @@ int main(void) {
       cmocka_unit_test(test_fallback_socket),
       cmocka_unit_test(test_hostile_descriptors),
   };
-  return cmocka_run_group_tests_name("enclave/shm", tests, setup, teardown);
+  return cmocka_run_group_tests_name("enclave/shm", tests, ckfx_env_setup, ckfx_env_teardown);
 }

@@ -19,7 +19,12 @@
  *            a key-switching digit is 3 primes, at most 130 bits < P's 150)
  * Before timing, one mul_relin + rescale is decrypted and compared with the
  * plaintext product; the bench fails if the error exceeds 2^-20 relative.
- * Every op runs on top-level ciphertexts. --json prints one object per line:
+ * Every op runs on top-level ciphertexts except the two level-1 lines the
+ * encrypted engine's trade-offs are priced with: encrypt_sk_coeffs_l1 (a
+ * seeded secret-key encryption of N coefficients at level 1, what the
+ * enclave makes for each input of a stage after the first) and
+ * expand4_ev_l1 (the 4-lane coefficient expansion of one such ciphertext,
+ * hetee_ckks_evaluator_expand: 3 automorphisms with key switching). --json prints one object per line:
  *   {"op": "mul", "logN": 13, "median_us": 41.2}
  *   {"op": "ct_bytes_pk", "logN": 13, "bytes": 393284}
  * and with --chain ifma (only then) a "chain" field after "logN":
@@ -41,7 +46,9 @@ typedef struct {
   hetee_ckks_secret_key *sk;
   hetee_ckks_public_key *pk;
   hetee_ckks_relin_key *rk;
-  hetee_ckks_galois_keys *gk;
+  hetee_ckks_galois_keys *gk, *gkx; /* gkx: the expansion's keys */
+  hetee_ckks_ciphertext *l1;       /* a level-1 ciphertext of N coefficients */
+  double *cvals;                   /* N coefficient values */
   hetee_ckks_evaluator *ev; /* the *_ev lines: reusable scratch, --threads */
   hetee_ckks_plaintext *pt, *pt2;
   hetee_ckks_ciphertext *a, *b, *o, *m3, *r2, *outs[8];
@@ -89,6 +96,10 @@ static int op_hoisted8_add_ev(bench_state *s) {
   for (int i = 1; i < 8 && !rc; i++) rc = hetee_ckks_eval_add(s->ctx, i == 1 ? s->outs[0] : s->o, s->outs[i], s->o);
   return rc;
 }
+static int op_encrypt_sk_coeffs_l1(bench_state *s) {
+  return hetee_ckks_encrypt_sk_coeffs(s->ctx, s->sk, s->cvals, hetee_ckks_context_n(s->ctx), 0x1p38, 1, s->o);
+}
+static int op_expand4_ev_l1(bench_state *s) { return hetee_ckks_evaluator_expand(s->ev, s->gkx, s->l1, 4, s->outs); }
 static int op_keygen_relin(bench_state *s) {
   hetee_ckks_relin_key *k = NULL;
   int rc = hetee_ckks_keygen_relin(s->ctx, s->sk, &k);
@@ -261,6 +272,20 @@ int hetee_bench_ckks(int argc, char **argv) {
   fail |= time_op(&s, "rotate_hoisted8_ev", op_hoisted8_ev, NULL, NULL);
   fail |= time_op(&s, "hoisted8_add_ev", op_hoisted8_add_ev, NULL, NULL);
   fail |= time_op(&s, "rotate_sum8_ev", op_sum8_ev, NULL, NULL);
+  /* level 1 */
+  {
+    size_t n = hetee_ckks_context_n(s.ctx), nsx = 0;
+    int xsteps[2];
+    s.cvals = malloc(n * sizeof(double));
+    if (!s.cvals) goto err;
+    for (size_t i = 0; i < n; i++) s.cvals[i] = (double)((i * 7919) % 2001) / 1000.0 - 1.0;
+    if (hetee_ckks_expand_steps(s.ctx, 4, xsteps, 2, &nsx) ||
+        hetee_ckks_keygen_galois(s.ctx, s.sk, xsteps, nsx, 0, &s.gkx) || hetee_ckks_ciphertext_new(s.ctx, &s.l1) ||
+        hetee_ckks_encrypt_sk_coeffs(s.ctx, s.sk, s.cvals, n, 0x1p38, 1, s.l1))
+      goto err;
+    fail |= time_op(&s, "encrypt_sk_coeffs_l1", op_encrypt_sk_coeffs_l1, NULL, NULL);
+    fail |= time_op(&s, "expand4_ev_l1", op_expand4_ev_l1, NULL, NULL);
+  }
 
   /* serialized sizes */
   {
@@ -291,6 +316,9 @@ err:
   hetee_ckks_plaintext_free(s.pt);
   hetee_ckks_plaintext_free(s.pt2);
   hetee_ckks_galois_keys_free(s.gk);
+  hetee_ckks_galois_keys_free(s.gkx);
+  hetee_ckks_ciphertext_free(s.l1);
+  free(s.cvals);
   hetee_ckks_relin_key_free(s.rk);
   hetee_ckks_public_key_free(s.pk);
   hetee_ckks_secret_key_free(s.sk);

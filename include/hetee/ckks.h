@@ -318,6 +318,26 @@ HETEE_API int hetee_ckks_eval_rotate(const hetee_ckks_context *ctx, const hetee_
 HETEE_API int hetee_ckks_eval_rotate_hoisted(const hetee_ckks_context *ctx, const hetee_ckks_galois_keys *gk,
                                              const hetee_ckks_ciphertext *a, const int *steps, size_t n,
                                              hetee_ckks_ciphertext *const *outs) HETEE_WUR;
+/* Coefficient expansion into `lanes` ciphertexts (a power of two in
+ * [2, N/2]; src/ckks/expand.c): for a size-2 ciphertext of
+ * m = sum_e m_e X^e, outs[q] (q < lanes) encrypts
+ * lanes * sum_{e = q mod lanes} m_e X^(e - q): lane q's coefficients moved
+ * to the multiples of `lanes`, every other coefficient 0, everything times
+ * `lanes` (encode at scale / lanes to read the lanes back at scale). Same
+ * level and scale. Cost: lanes - 1 automorphisms with key switching, plus
+ * additions and monomial products. gk must hold the rotation steps that
+ * hetee_ckks_expand_steps names. outs must be distinct and not alias a.
+ * Errors: HETEE_ERR_INVALID_ARG (lanes, NULL, aliasing), HETEE_ERR_FORM
+ * (size 3), HETEE_ERR_LEVEL (empty), HETEE_ERR_NO_KEY (a key missing),
+ * HETEE_ERR_CONTEXT (objects of another context). */
+HETEE_API int hetee_ckks_eval_expand(const hetee_ckks_context *ctx, const hetee_ckks_galois_keys *gk,
+                                     const hetee_ckks_ciphertext *a, int lanes,
+                                     hetee_ckks_ciphertext *const *outs) HETEE_WUR;
+/* The rotation steps (log2(lanes) of them, into steps[0..cap)) whose Galois
+ * keys an expansion into `lanes` needs; *count receives their number even
+ * when cap is too small (HETEE_ERR_LIMIT). */
+HETEE_API int hetee_ckks_expand_steps(const hetee_ckks_context *ctx, int lanes, int *steps, size_t cap,
+                                      size_t *count) HETEE_WUR;
 HETEE_API int hetee_ckks_eval_conjugate(const hetee_ckks_context *ctx, const hetee_ckks_galois_keys *gk,
                                         const hetee_ckks_ciphertext *a, hetee_ckks_ciphertext *out) HETEE_WUR;
 
@@ -364,6 +384,10 @@ HETEE_API int hetee_ckks_evaluator_rotate(hetee_ckks_evaluator *ev, const hetee_
 HETEE_API int hetee_ckks_evaluator_rotate_hoisted(hetee_ckks_evaluator *ev, const hetee_ckks_galois_keys *gk,
                                                   const hetee_ckks_ciphertext *a, const int *steps, size_t n,
                                                   hetee_ckks_ciphertext *const *outs) HETEE_WUR;
+/* hetee_ckks_eval_expand on the evaluator's threads and scratch. */
+HETEE_API int hetee_ckks_evaluator_expand(hetee_ckks_evaluator *ev, const hetee_ckks_galois_keys *gk,
+                                          const hetee_ckks_ciphertext *a, int lanes,
+                                          hetee_ckks_ciphertext *const *outs) HETEE_WUR;
 HETEE_API int hetee_ckks_evaluator_conjugate(hetee_ckks_evaluator *ev, const hetee_ckks_galois_keys *gk,
                                              const hetee_ckks_ciphertext *a, hetee_ckks_ciphertext *out) HETEE_WUR;
 /* Evaluator only: out = sum over i of rot(a, steps[i]) (n >= 1 steps, any

@@ -347,6 +347,10 @@ uint64_t ckks_galois_elt(size_t n, int step);
 /* Fills k->perm for k->galois. */
 int ckks_ksk_set_perm(const hetee_ckks_context *ctx, ckks_ksk *k);
 const ckks_ksk *ckks_galois_find(const hetee_ckks_galois_keys *gk, uint64_t g);
+/* The automorphism X -> X^g of a size-2 ciphertext, key switched back to s
+ * (eval_rotate.c; g odd, a key for g in gk unless g == 1). */
+int ckks_rotate_galois(hetee_ckks_evaluator *ev, const hetee_ckks_galois_keys *gk, const hetee_ckks_ciphertext *a,
+                       uint64_t g, hetee_ckks_ciphertext *out);
 
 /* Encoder internals (encoder.c): special FFT on N/2 complex values. */
 void ckks_fft_special(const hetee_ckks_context *ctx, double complex *v);

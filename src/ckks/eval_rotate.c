@@ -113,6 +113,11 @@ static int rotate_one(hetee_ckks_evaluator *ev, const hetee_ckks_galois_keys *gk
   return 0;
 }
 
+int ckks_rotate_galois(hetee_ckks_evaluator *ev, const hetee_ckks_galois_keys *gk, const hetee_ckks_ciphertext *a,
+                       uint64_t g, hetee_ckks_ciphertext *out) {
+  return rotate_one(ev, gk, a, g, out);
+}
+
 int hetee_ckks_evaluator_rotate(hetee_ckks_evaluator *ev, const hetee_ckks_galois_keys *gk,
                                 const hetee_ckks_ciphertext *a, int step, hetee_ckks_ciphertext *out) {
   int rc = ckks_ev_check(ev);

@@ -273,6 +273,20 @@ static void test_bad_inputs(void **state) {
   assert_null(back);
   free(b);
   hetee_engine_input_free(in8);
+  /* the loader the service validates a submitted input with: a packed input
+   * loads; a value >= q_0 in its first ciphertext's first row is refused */
+  hetee_engine_input *in4 = NULL;
+  ET_OK(hetee_engine_input_encrypt(f->c.ctx, f->c.pk, p4, x, 4, &in4));
+  ET_OK(hetee_engine_input_save(in4, &b, &len));
+  ET_OK(hetee_engine_input_load(f->c.ctx, p4, b, len, &back));
+  hetee_engine_input_free(back);
+  back = NULL;
+  assert_true(len > 136 + 8 && (b[78] & 4));
+  memset(b + 136, 0xFF, 8); /* header 48 + 12, u64 length, ciphertext header 52 + 16 */
+  assert_int_equal(hetee_engine_input_load(f->c.ctx, p4, b, len, &back), HETEE_ERR_RANGE);
+  assert_null(back);
+  free(b);
+  hetee_engine_input_free(in4);
 
   /* ciphertexts under other parameters (same ring degree, other primes) */
   hetee_ckks_literal lit;

@@ -363,6 +363,57 @@ static int bench(void) {
   free(v);
   free(out);
   free(p);
+  /* a level-1 public-key ciphertext at logN 13 (q {60, 40, 40}): save and
+   * load_into, unpacked vs packed, alternated, medians of 9 rounds */
+  fixture f;
+  memset(&f, 0, sizeof f);
+  int qb[3] = {60, 40, 40}, pb[1] = {60};
+  f.ctx = tu_ctx(13, qb, 3, pb, 1, 0x1p40);
+  f.n = hetee_ckks_context_n(f.ctx);
+  f.slots = hetee_ckks_context_slots(f.ctx);
+  if (hetee_ckks_keygen_secret(f.ctx, &f.sk) || hetee_ckks_keygen_public(f.ctx, f.sk, &f.pk)) return 1;
+  hetee_ckks_ciphertext *ct = make(&f, 1, 1, 3), *into = NULL;
+  if (hetee_ckks_ciphertext_new(f.ctx, &into)) return 1;
+  uint8_t *bu = NULL, *bp = NULL;
+  size_t lu = 0, lp = 0;
+  if (hetee_ckks_ciphertext_save(f.ctx, ct, &bu, &lu) || hetee_ckks_ciphertext_save_packed(f.ctx, ct, &bp, &lp))
+    return 1;
+  enum { ROUNDS = 9, ITERS = 500 };
+  double t[4][ROUNDS];
+  for (int r = 0; r < ROUNDS; r++)
+    for (int form = 0; form < 2; form++) {
+      uint8_t *b = form ? bp : bu;
+      size_t l = form ? lp : lu, got = 0;
+      double a = now();
+      for (int i = 0; i < ITERS; i++)
+        if ((form ? hetee_ckks_ciphertext_save_packed_to : hetee_ckks_ciphertext_save_to)(f.ctx, ct, b, l, &got))
+          return 1;
+      double m = now();
+      for (int i = 0; i < ITERS; i++)
+        if (hetee_ckks_ciphertext_load_into(f.ctx, b, l, into)) return 1;
+      double e = now();
+      t[2 * form][r] = (m - a) / ITERS;
+      t[2 * form + 1][r] = (e - m) / ITERS;
+    }
+  for (int k = 0; k < 4; k++) /* medians */
+    for (int i = 0; i < ROUNDS; i++)
+      for (int j = i + 1; j < ROUNDS; j++)
+        if (t[k][j] < t[k][i]) {
+          double x = t[k][i];
+          t[k][i] = t[k][j];
+          t[k][j] = x;
+        }
+  printf("level-1 ciphertext, logN 13: unpacked %zu bytes: save_to %.1f us, load_into %.1f us; packed %zu bytes: "
+         "save_packed_to %.1f us, load_into %.1f us (medians of %d x %d)\n",
+         lu, t[0][ROUNDS / 2] * 1e6, t[1][ROUNDS / 2] * 1e6, lp, t[2][ROUNDS / 2] * 1e6, t[3][ROUNDS / 2] * 1e6, ROUNDS,
+         ITERS);
+  free(bu);
+  free(bp);
+  hetee_ckks_ciphertext_free(ct);
+  hetee_ckks_ciphertext_free(into);
+  hetee_ckks_public_key_free(f.pk);
+  hetee_ckks_secret_key_free(f.sk);
+  hetee_ckks_context_free(f.ctx);
   return 0;
 }
 

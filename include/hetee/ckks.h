@@ -479,6 +479,19 @@ HETEE_API int hetee_ckks_ciphertext_save_to(const hetee_ckks_context *ctx, const
                                             uint8_t *buf, size_t cap, size_t *len) HETEE_WUR;
 HETEE_API int hetee_ckks_ciphertext_load_into(const hetee_ckks_context *ctx, const uint8_t *buf, size_t len,
                                               hetee_ckks_ciphertext *ct) HETEE_WUR;
+/* The packed form (flag 4, docs/ckks.md "Packed ciphertexts"): each
+ * residue mod q_i stored in bitlen(q_i) bits instead of 64 (a level-1
+ * ciphertext under q {60, 40, ...}: 22% fewer bytes), seeded or not, for
+ * uploads (the providers' encrypted models and inputs). hetee_ckks_ciphertext_load
+ * and _load_into take both forms (every unpacked value checked < q_i, the
+ * padding bits zero); the same object saves back to the same packed bytes.
+ * _size and _to as for the unpacked form. */
+HETEE_API int hetee_ckks_ciphertext_save_packed(const hetee_ckks_context *ctx, const hetee_ckks_ciphertext *ct,
+                                                uint8_t **buf, size_t *len) HETEE_WUR;
+HETEE_API int hetee_ckks_ciphertext_save_packed_size(const hetee_ckks_context *ctx, const hetee_ckks_ciphertext *ct,
+                                                     size_t *len) HETEE_WUR;
+HETEE_API int hetee_ckks_ciphertext_save_packed_to(const hetee_ckks_context *ctx, const hetee_ckks_ciphertext *ct,
+                                                   uint8_t *buf, size_t cap, size_t *len) HETEE_WUR;
 
 #ifdef __cplusplus
 }

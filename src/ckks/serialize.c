@@ -19,6 +19,7 @@
 
 #include "ckks/ckks_arena.h"
 #include "ckks/ckks_internal.h"
+#include "ckks/pack.h"
 
 #define HDR_SIZE 52
 /* 2: a seeded object's uniform polynomials are expanded with
@@ -31,6 +32,10 @@
  * coefficient domain; ckks_ciphertext_save_c0_at): no loader takes it, only
  * ckks_ciphertext_view */
 #define FLAG_C0_AT 2u
+/* a ciphertext whose rows are bit-packed (hetee_ckks_ciphertext_save_packed:
+ * each residue mod q_i in bitlen(q_i) bits, pack.h); taken by
+ * hetee_ckks_ciphertext_load(_into), refused by ckks_ciphertext_view */
+#define FLAG_PACKED 4u
 
 typedef struct {
   uint8_t *p;
@@ -258,6 +263,10 @@ static int load_begin(const hetee_ckks_context *ctx, const uint8_t *buf, size_t 
   if (type == HETEE_OBJ_CIPHERTEXT && (r->flags & FLAG_C0_AT & ~allowed))
     return hetee_error(HETEE_ERR_FORM, "ciphertext with c0 at listed coefficients: only a coefficient-encoded "
                                        "refresh input takes this form");
+  if (r->flags & FLAG_PACKED & ~allowed)
+    return hetee_error(HETEE_ERR_FORMAT, type == HETEE_OBJ_CIPHERTEXT
+                                             ? "packed ciphertext: this loader takes the unpacked form only"
+                                             : "packed form (flag 4) on an object other than a ciphertext");
   if ((r->flags & ~allowed) || (r->flags & required) != required)
     return hetee_error(HETEE_ERR_FORMAT, "unknown flags 0x%x", r->flags);
   return 0;
@@ -573,54 +582,118 @@ int hetee_ckks_plaintext_load(const hetee_ckks_context *ctx, const uint8_t *buf,
   return 0;
 }
 
-/* Body bytes and flags of a ciphertext's serialization. */
-static int ct_body(const hetee_ckks_context *ctx, const hetee_ckks_ciphertext *ct, size_t *body, int *seeded) {
+/* Bytes of one polynomial's rows 0..level: 8 per residue, or packed. */
+static size_t poly_bytes(const hetee_ckks_context *ctx, int level, int packed) {
+  if (!packed) return 8 * (size_t)(level + 1) * ctx->n;
+  size_t t = 0;
+  for (int i = 0; i <= level; i++) t += ckks_pack_row_bytes(ctx->n, ckks_pack_bits(ctx->mod[i].q));
+  return t;
+}
+
+/* Body bytes and flags of a ciphertext's serialization (packed: the
+ * packed form). */
+static int ct_body_f(const hetee_ckks_context *ctx, const hetee_ckks_ciphertext *ct, int packed, size_t *body,
+                     int *seeded) {
   if (!ctx || !ct) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
   int rc = ckks_check_ctx(ctx, ct->fp, "ciphertext");
   if (rc) return rc;
   if (ct->level < 0) return hetee_error(HETEE_ERR_LEVEL, "ciphertext is empty");
-  size_t words = (size_t)(ct->level + 1) * ctx->n;
+  size_t pb = poly_bytes(ctx, ct->level, packed);
   *seeded = ct->seeded && ct->size == 2;
-  *body = 16 + (*seeded ? 8 * words + HETEE_SEED_BYTES : 8 * words * (size_t)ct->size);
+  *body = 16 + (*seeded ? pb + HETEE_SEED_BYTES : pb * (size_t)ct->size);
   return 0;
+}
+
+static int ct_body(const hetee_ckks_context *ctx, const hetee_ckks_ciphertext *ct, size_t *body, int *seeded) {
+  return ct_body_f(ctx, ct, 0, body, seeded);
+}
+
+/* Packs rows 0..level of one polynomial. */
+static void put_rows_packed(const hetee_ckks_context *ctx, wr *w, const uint64_t *rows, int level) {
+  for (int i = 0; i <= level; i++) {
+    unsigned b = ckks_pack_bits(ctx->mod[i].q);
+    ckks_pack_row(w->p + w->pos, rows + (size_t)i * ctx->n, ctx->n, b);
+    w->pos += ckks_pack_row_bytes(ctx->n, b);
+  }
 }
 
 /* Header and body of ct into p (room for HDR_SIZE + body bytes). */
 static void ct_write(const hetee_ckks_context *ctx, const hetee_ckks_ciphertext *ct, size_t body, int seeded,
-                     uint8_t *p) {
+                     int packed, uint8_t *p) {
   wr w;
   size_t words = (size_t)(ct->level + 1) * ctx->n;
-  put_header(ctx, HETEE_OBJ_CIPHERTEXT, seeded ? FLAG_SEEDED : 0, body, p, &w);
+  uint16_t flags = (uint16_t)((seeded ? FLAG_SEEDED : 0) | (packed ? FLAG_PACKED : 0));
+  put_header(ctx, HETEE_OBJ_CIPHERTEXT, flags, body, p, &w);
   put_u32(&w, (uint32_t)ct->level);
   put_u32(&w, (uint32_t)ct->size);
   put_f64(&w, ct->scale);
-  put_rows(&w, ct->c[0], words);
+  for (int k = 0; k < (seeded ? 1 : ct->size); k++) {
+    if (packed) put_rows_packed(ctx, &w, ct->c[k], ct->level);
+    else put_rows(&w, ct->c[k], words);
+  }
   if (seeded) put_bytes(&w, ct->seed, HETEE_SEED_BYTES);
-  else
-    for (int k = 1; k < ct->size; k++) put_rows(&w, ct->c[k], words);
 }
 
-int hetee_ckks_ciphertext_save(const hetee_ckks_context *ctx, const hetee_ckks_ciphertext *ct, uint8_t **buf,
-                               size_t *len) {
+static int ct_save(const hetee_ckks_context *ctx, const hetee_ckks_ciphertext *ct, int packed, uint8_t **buf,
+                   size_t *len) {
   int rc = save_args(ctx, ct, buf, len), seeded = 0;
   size_t body = 0;
-  if (rc || (rc = ct_body(ctx, ct, &body, &seeded))) return rc;
+  if (rc || (rc = ct_body_f(ctx, ct, packed, &body, &seeded))) return rc;
   uint8_t *p = malloc(HDR_SIZE + body);
   if (!p) return hetee_error(HETEE_ERR_NOMEM, "serialization buffer");
-  ct_write(ctx, ct, body, seeded, p);
+  ct_write(ctx, ct, body, seeded, packed, p);
   *buf = p;
   *len = HDR_SIZE + body;
   return 0;
 }
 
-int hetee_ckks_ciphertext_save_size(const hetee_ckks_context *ctx, const hetee_ckks_ciphertext *ct, size_t *len) {
+static int ct_save_size(const hetee_ckks_context *ctx, const hetee_ckks_ciphertext *ct, int packed, size_t *len) {
   if (!len) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
   *len = 0;
   int seeded = 0;
   size_t body = 0;
-  int rc = ct_body(ctx, ct, &body, &seeded);
+  int rc = ct_body_f(ctx, ct, packed, &body, &seeded);
   if (!rc) *len = HDR_SIZE + body;
   return rc;
+}
+
+static int ct_save_to(const hetee_ckks_context *ctx, const hetee_ckks_ciphertext *ct, int packed, uint8_t *buf,
+                      size_t cap, size_t *len) {
+  if (!buf || !len) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  *len = 0;
+  int seeded = 0;
+  size_t body = 0;
+  int rc = ct_body_f(ctx, ct, packed, &body, &seeded);
+  if (rc) return rc;
+  if (cap < HDR_SIZE + body)
+    return hetee_error(HETEE_ERR_LIMIT, "ciphertext needs %zu bytes, buffer has %zu", HDR_SIZE + body, cap);
+  ct_write(ctx, ct, body, seeded, packed, buf);
+  *len = HDR_SIZE + body;
+  return 0;
+}
+
+int hetee_ckks_ciphertext_save_packed(const hetee_ckks_context *ctx, const hetee_ckks_ciphertext *ct, uint8_t **buf,
+                                      size_t *len) {
+  return ct_save(ctx, ct, 1, buf, len);
+}
+
+int hetee_ckks_ciphertext_save_packed_size(const hetee_ckks_context *ctx, const hetee_ckks_ciphertext *ct,
+                                           size_t *len) {
+  return ct_save_size(ctx, ct, 1, len);
+}
+
+int hetee_ckks_ciphertext_save_packed_to(const hetee_ckks_context *ctx, const hetee_ckks_ciphertext *ct, uint8_t *buf,
+                                         size_t cap, size_t *len) {
+  return ct_save_to(ctx, ct, 1, buf, cap, len);
+}
+
+int hetee_ckks_ciphertext_save(const hetee_ckks_context *ctx, const hetee_ckks_ciphertext *ct, uint8_t **buf,
+                               size_t *len) {
+  return ct_save(ctx, ct, 0, buf, len);
+}
+
+int hetee_ckks_ciphertext_save_size(const hetee_ckks_context *ctx, const hetee_ckks_ciphertext *ct, size_t *len) {
+  return ct_save_size(ctx, ct, 0, len);
 }
 
 int hetee_ckks_ciphertext_seeded_size(const hetee_ckks_context *ctx, int level, size_t *len) {
@@ -633,16 +706,21 @@ int hetee_ckks_ciphertext_seeded_size(const hetee_ckks_context *ctx, int level, 
 
 int hetee_ckks_ciphertext_save_to(const hetee_ckks_context *ctx, const hetee_ckks_ciphertext *ct, uint8_t *buf,
                                   size_t cap, size_t *len) {
-  if (!buf || !len) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
-  *len = 0;
-  int seeded = 0;
-  size_t body = 0;
-  int rc = ct_body(ctx, ct, &body, &seeded);
-  if (rc) return rc;
-  if (cap < HDR_SIZE + body)
-    return hetee_error(HETEE_ERR_LIMIT, "ciphertext needs %zu bytes, buffer has %zu", HDR_SIZE + body, cap);
-  ct_write(ctx, ct, body, seeded, buf);
-  *len = HDR_SIZE + body;
+  return ct_save_to(ctx, ct, 0, buf, cap, len);
+}
+
+/* Reads rows 0..nrows-1 of one packed polynomial (the body size is already
+ * checked), every value < its prime and every padding bit zero. */
+static int get_rows_packed(const hetee_ckks_context *ctx, rd *r, int nrows, uint64_t *out) {
+  for (int i = 0; i < nrows; i++) {
+    uint64_t q = ctx->mod[i].q;
+    unsigned b = ckks_pack_bits(q);
+    size_t rb = ckks_pack_row_bytes(ctx->n, b);
+    if (r->len - r->pos < rb) return hetee_error(HETEE_ERR_TRUNCATED, "body shorter than its rows");
+    if (ckks_unpack_row(out + (size_t)i * ctx->n, r->p + r->pos, ctx->n, b, q))
+      return hetee_error(HETEE_ERR_RANGE, "packed row %d: residue >= its prime or padding bits set", i);
+    r->pos += rb;
+  }
   return 0;
 }
 
@@ -651,7 +729,7 @@ int hetee_ckks_ciphertext_load_into(const hetee_ckks_context *ctx, const uint8_t
   rd r;
   uint32_t level = 0, size = 0;
   double scale = 0;
-  int rc = load_begin(ctx, buf, len, ct, HETEE_OBJ_CIPHERTEXT, FLAG_SEEDED, 0, &r);
+  int rc = load_begin(ctx, buf, len, ct, HETEE_OBJ_CIPHERTEXT, FLAG_SEEDED | FLAG_PACKED, 0, &r);
   if (rc) goto err;
   if ((rc = get_data_header(ctx, &r, "ciphertext", &level, &size, &scale))) goto err;
   if (size < 2 || size > 3) {
@@ -663,20 +741,21 @@ int hetee_ckks_ciphertext_load_into(const hetee_ckks_context *ctx, const uint8_t
     rc = hetee_error(HETEE_ERR_FORMAT, "seeded ciphertext of size %u", size);
     goto err;
   }
-  size_t words = (size_t)(level + 1) * ctx->n;
-  size_t want = seeded ? 8 * words + HETEE_SEED_BYTES : 8 * words * size;
+  int packed = (r.flags & FLAG_PACKED) != 0;
+  size_t pb = poly_bytes(ctx, (int)level, packed);
+  size_t want = seeded ? pb + HETEE_SEED_BYTES : pb * size;
   if ((rc = check_body(&r, want, "ciphertext"))) goto err;
   if ((rc = ckks_ct_reserve(ctx, ct, (int)level, (int)size))) goto err;
-  if ((rc = get_rows(ctx, &r, NULL, (int)level + 1, ct->c[0]))) goto err;
+  for (uint32_t k = 0; k < (seeded ? 1 : size); k++)
+    if ((rc = packed ? get_rows_packed(ctx, &r, (int)level + 1, ct->c[k])
+                     : get_rows(ctx, &r, NULL, (int)level + 1, ct->c[k])))
+      goto err;
   if (seeded) {
     int primes[HETEE_CKKS_MAX_Q];
     for (uint32_t i = 0; i <= level; i++) primes[i] = (int)i;
     (void)get_bytes(&r, ct->seed, HETEE_SEED_BYTES);
     ckks_expand_uniform(ctx, ct->seed, CKKS_DOMAIN_CT_A, primes, (int)level + 1, ct->c[1]);
     ct->seeded = 1;
-  } else {
-    for (uint32_t k = 1; k < size; k++)
-      if ((rc = get_rows(ctx, &r, NULL, (int)level + 1, ct->c[k]))) goto err;
   }
   ct->scale = scale;
   if ((rc = check_end(&r))) goto err;

@@ -396,7 +396,7 @@ static void put_ct(wbuf *w, const hetee_ckks_context *ctx, const hetee_ckks_ciph
   if (*rc) return;
   uint8_t *b = NULL;
   size_t n = 0;
-  *rc = hetee_ckks_ciphertext_save(ctx, ct, &b, &n);
+  *rc = hetee_ckks_ciphertext_save_packed(ctx, ct, &b, &n); /* packed (docs/ckks.md); get_ct takes both forms */
   if (*rc) return;
   w_u64(w, n);
   w_put(w, b, n);

@@ -5,7 +5,8 @@
  * validating loader), the data provider encrypts a few Fashion-MNIST
  * images, the host runs the layer loop with the enclave, and the data
  * provider opens one sealed release per image: every prediction equals the
- * plaintext engine's. A model ending with tail ops and a softmax releases
+ * plaintext engine's (weights and inputs travel as packed ciphertexts, flag
+ * 4). A model ending with tail ops and a softmax releases
  * probabilities within the policy's rounding of the plaintext ones. Bad
  * inputs are refused with clear errors: input cut for another plan,
  * ciphertexts under other parameters, truncated or foreign model files.
@@ -47,6 +48,10 @@ static hetee_engine_model *mp_encrypt(fx *f, const hetee_nn_model *m, const hete
   ET_OK(hetee_engine_model_encrypt(f->c.ctx, f->c.pk, m, p, &em));
   ET_OK(hetee_engine_model_save(em, &b, &len));
   hetee_engine_model_free(em);
+  /* the first weight ciphertext (after the header and the plan) is in the
+   * packed form (flag 4, docs/ckks.md) */
+  size_t pl = (size_t)b[48] | (size_t)b[49] << 8 | (size_t)b[50] << 16 | (size_t)b[51] << 24;
+  assert_true(52 + pl + 8 + 12 <= len && (b[52 + pl + 8 + 10] & 4));
   ET_OK(hetee_engine_model_load(f->c.ctx, b, len, &host));
   assert_true(hetee_engine_model_ct_bytes(host) > 0);
   free(b);
@@ -61,6 +66,7 @@ static hetee_engine_input *dp_encrypt(fx *f, const hetee_engine_plan *p, const f
   ET_OK(hetee_engine_input_encrypt(f->c.ctx, f->c.pk, p, x, n, &in));
   ET_OK(hetee_engine_input_save(in, &b, &len));
   hetee_engine_input_free(in);
+  assert_true(len > 78 && (b[78] & 4)); /* the first input ciphertext is packed */
   ET_OK(hetee_engine_input_load(f->c.ctx, p, b, len, &host));
   assert_int_equal(hetee_engine_input_count(host), n);
   free(b);
@@ -267,6 +273,20 @@ static void test_bad_inputs(void **state) {
   assert_null(back);
   free(b);
   hetee_engine_input_free(in8);
+  /* the loader the service validates a submitted input with: a packed input
+   * loads; a value >= q_0 in its first ciphertext's first row is refused */
+  hetee_engine_input *in4 = NULL;
+  ET_OK(hetee_engine_input_encrypt(f->c.ctx, f->c.pk, p4, x, 4, &in4));
+  ET_OK(hetee_engine_input_save(in4, &b, &len));
+  ET_OK(hetee_engine_input_load(f->c.ctx, p4, b, len, &back));
+  hetee_engine_input_free(back);
+  back = NULL;
+  assert_true(len > 136 + 8 && (b[78] & 4));
+  memset(b + 136, 0xFF, 8); /* header 48 + 12, u64 length, ciphertext header 52 + 16 */
+  assert_int_equal(hetee_engine_input_load(f->c.ctx, p4, b, len, &back), HETEE_ERR_RANGE);
+  assert_null(back);
+  free(b);
+  hetee_engine_input_free(in4);
 
   /* ciphertexts under other parameters (same ring degree, other primes) */
   hetee_ckks_literal lit;

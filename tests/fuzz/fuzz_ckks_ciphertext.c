@@ -3,8 +3,9 @@
  * hetee_ckks_plaintext_load (serialize.c), selected by the object type in
  * the header so mutants can cross formats. Seeds: a seeded fresh
  * ciphertext, an unseeded one (after an addition), a degree-2 product, one
- * at level 0, and plaintexts at both levels. An accepted object must save
- * back to the same bytes.
+ * at level 0, the same four in the packed form (flag 4), and plaintexts at
+ * both levels. An accepted object must save back to the same bytes (in the
+ * form its flags name: packed or not).
  */
 #include "fuzz/fuzz.h"
 #include "fuzz/fuzz_ckks.h"
@@ -38,7 +39,8 @@ int fuzz_one(const uint8_t *data, size_t len) {
     }
     FUZZ_CHECK(hetee_ckks_ciphertext_level(ct) >= 0 && hetee_ckks_ciphertext_level(ct) <= 1);
     FUZZ_CHECK(hetee_ckks_ciphertext_size(ct) == 2 || hetee_ckks_ciphertext_size(ct) == 3);
-    FUZZ_CHECK(hetee_ckks_ciphertext_save(ctx, ct, &b, &n) == 0);
+    int packed = len >= 12 && (data[10] & 4); /* the header's flags (accepted: long enough) */
+    FUZZ_CHECK((packed ? hetee_ckks_ciphertext_save_packed : hetee_ckks_ciphertext_save)(ctx, ct, &b, &n) == 0);
     hetee_ckks_ciphertext_free(ct);
   }
   return fuzz_check_resaved(b, n, data, len);
@@ -65,6 +67,10 @@ size_t fuzz_seeds(fuzz_buf **out) {
   FUZZ_CKKS_SEED(&s, &n, hetee_ckks_ciphertext_save, ctx, sum);  /* unseeded, size 2 */
   FUZZ_CKKS_SEED(&s, &n, hetee_ckks_ciphertext_save, ctx, prod); /* size 3 */
   FUZZ_CKKS_SEED(&s, &n, hetee_ckks_ciphertext_save, ctx, ct0);  /* seeded, level 0 */
+  FUZZ_CKKS_SEED(&s, &n, hetee_ckks_ciphertext_save_packed, ctx, ct);   /* packed: seeded, level 1 */
+  FUZZ_CKKS_SEED(&s, &n, hetee_ckks_ciphertext_save_packed, ctx, sum);  /* packed: unseeded, size 2 */
+  FUZZ_CKKS_SEED(&s, &n, hetee_ckks_ciphertext_save_packed, ctx, prod); /* packed: size 3 */
+  FUZZ_CKKS_SEED(&s, &n, hetee_ckks_ciphertext_save_packed, ctx, ct0);  /* packed: seeded, level 0 */
   FUZZ_CKKS_SEED(&s, &n, hetee_ckks_plaintext_save, ctx, pt);
   FUZZ_CKKS_SEED(&s, &n, hetee_ckks_plaintext_save, ctx, pt0);
   hetee_ckks_ciphertext_free(ct);

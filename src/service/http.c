@@ -216,6 +216,7 @@ static void on_done(void *cls, struct MHD_Connection *c, void **con_cls, enum MH
   free(cs->r.body);
   free(cs->q.hctx);
   sodium_memzero(&cs->hs, sizeof cs->hs); /* a v3 body's one-time key */
+  sodium_memzero(cs->q.mac_key, sizeof cs->q.mac_key); /* set when the request was refused before its body */
   free(cs);
   *con_cls = NULL;
 }

@@ -103,6 +103,7 @@ echo "   HTEM = encrypted model (CKKS ciphertexts + public plan), HTEI = encrypt
 echo "   input values sealed to the enclave (its witness; the DP's signed authorization of it is in the db),"
 echo "   HTRS = releases sealed to the DP's identity by the enclave's release key,"
 echo "   HTSL = enclave state sealed by the platform, .plan = public plan, db = SQLite,"
+echo "   HTRK = the server's own X25519 key for v3 request authentication (no party data; docs/api.md),"
 echo "   refine/*.htrb = the DP's encrypted labelled batches, refine/*.ckpt = the encrypted refine state of the"
 echo "   trained layers (weights, momentum, cursor) with the enclave's sealed part of the job,"
 echo "   refine/*.ckpt.frozen = the frozen layers' ciphertexts, written once, named by digest in each .ckpt"

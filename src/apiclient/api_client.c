@@ -27,6 +27,20 @@
 #define RESP_MAX (2ull << 30) /* largest response body accepted */
 #define MAX_RETRIES 60        /* 429 / 503 answers retried after Retry-After */
 
+/* A request's authentication computed ahead (hetee_client_job_prepare):
+ * v2 the body's hash; v3 the whole signature, for this target, nonce and
+ * timestamp, used by the first attempt to send it if still fresh. */
+typedef struct pre_auth {
+  int v3;
+  int used; /* its nonce went out: any later attempt signs afresh */
+  uint8_t body_hash[32]; /* v2 */
+  uint8_t nonce[16], sig[64];
+  uint64_t ts;
+  char target[512];
+} pre_auth;
+
+#define PRE_FRESH_MS (120u * 1000u) /* of the server's 300 s window */
+
 struct hetee_client_job {
   int64_t id;
   uint32_t model, micro_batch;
@@ -64,7 +78,14 @@ struct hetee_client_conn {
   void *progress_ud;
   const char *up_phase;
   uint64_t up_done;
-  const uint8_t *body_hash; /* set around one call: the body's hash, computed ahead */
+  pre_auth *pre; /* set around one call: its authentication, computed ahead */
+  int pre_sent;  /* the last request() used pre's signature */
+  /* v3 requests (service/reqsig.h): the server's request key, learnt from
+   * its answer to POST /v1/parties, and the MAC key shared with it
+   * (sodium_malloc'd; NULL: v2, e.g. a server that does not publish one,
+   * or HETEE_CLIENT_AUTH=v2 in the environment) */
+  uint8_t server_xpk[32];
+  uint8_t *mac_key;
 };
 
 /* A job encrypted, witnessed and signed, not sent yet. */
@@ -72,7 +93,7 @@ struct hetee_client_prepared {
   int64_t model;
   uint8_t *body; /* input then witnesses */
   size_t len, wlen;
-  uint8_t body_hash[32]; /* reqsig_body_hash of body, computed when prepared */
+  pre_auth pre;         /* the request's authentication, computed when prepared */
   hetee_client_job job; /* filled but for the id */
 };
 
@@ -172,14 +193,33 @@ static size_t on_header(char *ptr, size_t size, size_t nmemb, void *ud) {
 static int request(hetee_client_conn *c, const char *method, const char *target, const char *ctype, const uint8_t *body,
                    size_t len, long *status, uint8_t **resp, size_t *rlen, long *retry_after) {
   uint8_t bh[32], nonce[16], key[32], d[32], sig[64];
-  if (c->body_hash) memcpy(bh, c->body_hash, 32);
-  else reqsig_body_hash(body, len, bh);
-  randombytes_buf(nonce, sizeof nonce);
   hetee_party_key_public(c->key, key);
   uint64_t ts = reqsig_now_ms();
-  reqsig_digest(method, target, bh, ts, nonce, key, d);
-  int rc = hetee_party_key_sign(c->key, d, sizeof d, sig);
-  if (rc) return rc;
+  pre_auth *pa = c->pre;
+  int rc = 0;
+  c->pre_sent = 0;
+  if (pa && !pa->used && pa->v3 == (c->mac_key != NULL) && pa->v3 && !strcmp(pa->target, target) &&
+      pa->ts <= ts && ts - pa->ts < PRE_FRESH_MS) {
+    /* signed in the preparation; its nonce is used now, once */
+    memcpy(nonce, pa->nonce, 16);
+    memcpy(sig, pa->sig, 64);
+    ts = pa->ts;
+    pa->used = 1;
+    c->pre_sent = 1;
+  } else {
+    randombytes_buf(nonce, sizeof nonce);
+    if (c->mac_key) {
+      reqsig_body_tag(c->mac_key, nonce, ts, body, len, bh);
+      reqsig_digest_v3(method, target, bh, ts, nonce, key, c->server_xpk, d);
+    } else {
+      if (pa && !pa->v3) memcpy(bh, pa->body_hash, 32);
+      else reqsig_body_hash(body, len, bh);
+      reqsig_digest(method, target, bh, ts, nonce, key, d);
+    }
+    rc = hetee_party_key_sign(c->key, d, sizeof d, sig);
+    sodium_memzero(bh, sizeof bh);
+    if (rc) return rc;
+  }
   char hk[65], hn[33], hs[129], line[256], url[4096];
   reqsig_hex(key, 32, hk);
   reqsig_hex(nonce, 16, hn);
@@ -193,6 +233,7 @@ static int request(hetee_client_conn *c, const char *method, const char *target,
   h = curl_slist_append(h, line);
   snprintf(line, sizeof line, "%s: %s", REQSIG_H_SIG, hs);
   h = curl_slist_append(h, line);
+  if (c->mac_key) h = curl_slist_append(h, REQSIG_H_AUTH ": v3");
   h = curl_slist_append(h, "Expect:"); /* no 100-continue round trip */
   if (c->if_none_match) {
     snprintf(line, sizeof line, "If-None-Match: %s", c->if_none_match);
@@ -277,6 +318,11 @@ int api_call(hetee_client_conn *c, const char *method, const char *target, const
     size_t n = 0;
     int rc = request(c, method, target, ctype, body, len, &st, &r, &n, &ra);
     if (rc) return rc;
+    if (st == 401 && c->pre_sent && attempt == 0) {
+      /* signed ahead and refused (e.g. a server started since): sign afresh */
+      free(r);
+      continue;
+    }
     if (st == want) {
       if (resp) *resp = r;
       else free(r);
@@ -332,6 +378,18 @@ int hetee_client_connect(const char *url, const char *home, hetee_client_conn **
   if (!rc) {
     c->role = hetee_party_key_role(c->key);
     json_t *j = api_call_json(c, "POST", "/v1/parties", json_pack("{ss}", "role", c->role == HETEE_PARTY_MP ? "mp" : "dp"), 201, &rc);
+    /* the server's request key: later requests are v3 (service/reqsig.h) */
+    const char *rk = j ? json_string_value(json_object_get(j, "request_key")) : NULL;
+    const char *force = getenv("HETEE_CLIENT_AUTH");
+    if (!rc && rk && !(force && !strcmp(force, "v2"))) {
+      if (reqsig_unhex(rk, c->server_xpk, 32)) rc = hetee_error(HETEE_ERR_PROTOCOL, "the server's \"request_key\" is not 64 hex digits");
+      else if (!(c->mac_key = sodium_malloc(32))) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+      else if (reqsig_v3_client_key(c->key->sk, c->server_xpk, c->mac_key)) {
+        sodium_free(c->mac_key);
+        c->mac_key = NULL;
+        rc = hetee_error(HETEE_ERR_PROTOCOL, "the server's request key is not usable");
+      }
+    }
     json_decref(j);
   }
   if (rc) {
@@ -345,6 +403,7 @@ int hetee_client_connect(const char *url, const char *home, hetee_client_conn **
 void hetee_client_disconnect(hetee_client_conn *c) {
   if (!c) return;
   if (c->curl) curl_easy_cleanup(c->curl);
+  if (c->mac_key) sodium_free(c->mac_key);
   hetee_party_key_free(c->key);
   free(c->bundle);
   hetee_ckks_public_key_free(c->pk);
@@ -741,6 +800,15 @@ void hetee_client_prepared_free(hetee_client_prepared *p) {
   free(p);
 }
 
+/* The submission's target: model, the job authorization's nonce and
+ * signature, the witnesses' size. */
+static void job_target(const hetee_client_prepared *p, char target[512]) {
+  char hn[33], hs[129];
+  reqsig_hex(p->job.auth.nonce, 16, hn);
+  reqsig_hex(p->job.auth.sig, 64, hs);
+  snprintf(target, 512, "/v1/jobs?model=%lld&nonce=%s&auth=%s&witness=%zu", (long long)p->model, hn, hs, p->wlen);
+}
+
 int hetee_client_job_prepare(hetee_client_conn *c, int64_t model_id, const float *x, size_t count,
                              hetee_client_prepared **out) {
   if (!c || !x || !count || !out) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
@@ -802,7 +870,26 @@ int hetee_client_job_prepare(hetee_client_conn *c, int64_t model_id, const float
   p->body = buf;
   p->len = len;
   p->wlen = wl;
-  reqsig_body_hash(buf, len, p->body_hash); /* the request signature's, ahead of the send */
+  /* the request's authentication ahead of the send: v2 the body's hash; v3
+   * the whole signature (nonce, timestamp, the body's tag) for its target */
+  pre_auth *pa = &p->pre;
+  job_target(p, pa->target);
+  if (c->mac_key) {
+    uint8_t key[32], tag[32], d[32];
+    pa->v3 = 1;
+    randombytes_buf(pa->nonce, sizeof pa->nonce);
+    pa->ts = reqsig_now_ms();
+    hetee_party_key_public(c->key, key);
+    reqsig_body_tag(c->mac_key, pa->nonce, pa->ts, buf, len, tag);
+    reqsig_digest_v3("POST", pa->target, tag, pa->ts, pa->nonce, key, c->server_xpk, d);
+    rc = hetee_party_key_sign(c->key, d, sizeof d, pa->sig);
+    if (rc) {
+      hetee_client_prepared_free(p);
+      return rc;
+    }
+  } else {
+    reqsig_body_hash(buf, len, pa->body_hash);
+  }
   *out = p;
   return 0;
 }
@@ -813,15 +900,14 @@ int hetee_client_job_send(hetee_client_conn *c, const hetee_client_prepared *p, 
   hetee_client_job *j = malloc(sizeof *j);
   if (!j) return hetee_error(HETEE_ERR_NOMEM, "no memory");
   *j = p->job;
-  char target[512], hn[33], hs[129];
-  reqsig_hex(j->auth.nonce, 16, hn);
-  reqsig_hex(j->auth.sig, 64, hs);
-  snprintf(target, sizeof target, "/v1/jobs?model=%lld&nonce=%s&auth=%s&witness=%zu", (long long)p->model, hn, hs,
-           p->wlen);
+  char target[512];
+  job_target(p, target);
   uint8_t *resp = NULL;
-  c->body_hash = p->body_hash;
+  /* the preparation's signature goes out once (a prepared job sent again
+   * signs afresh): the struct is the caller's, allocated writable */
+  c->pre = (pre_auth *)&p->pre;
   int rc = call_upload(c, "POST", target, p->body, p->len, 202, &resp);
-  c->body_hash = NULL;
+  c->pre = NULL;
   json_t *a = rc ? NULL : json_loads((const char *)resp, 0, NULL);
   free(resp);
   if (!rc) j->id = (int64_t)json_integer_value(json_object_get(a, "id"));

@@ -49,9 +49,11 @@ void h_health(srv_req *q, srv_resp *r) {
     sup_note_restarts(&S->en);
     pthread_mutex_unlock(&S->en.lock);
   }
+  uint8_t xpk[32];
+  reqkey_public(S->rk, xpk);
   resp_json(r, strcmp(enc, "down") ? 200 : 503,
-            json_pack("{ss ss sI sI}", "status", strcmp(enc, "down") ? "ok" : "degraded", "enclave", enc, "queued",
-                      (json_int_t)qd, "running", (json_int_t)run));
+            json_pack("{ss ss sI sI so}", "status", strcmp(enc, "down") ? "ok" : "degraded", "enclave", enc, "queued",
+                      (json_int_t)qd, "running", (json_int_t)run, "request_key", hexj(xpk, 32)));
 }
 
 void h_metrics(srv_req *q, srv_resp *r) {
@@ -163,7 +165,12 @@ void h_party_register(srv_req *q, srv_resp *r) {
     resp_status(r, rc, "register");
     return;
   }
-  resp_json(r, 201, json_pack("{ss ss}", "party", q->party, "role", ro == ROLE_MP ? "mp" : "dp"));
+  /* the server's X25519 key for v3 requests (reqsig.h): the client library
+   * learns it here, at its first request */
+  uint8_t xpk[32];
+  reqkey_public(q->S->rk, xpk);
+  resp_json(r, 201, json_pack("{ss ss so}", "party", q->party, "role", ro == ROLE_MP ? "mp" : "dp", "request_key",
+                              hexj(xpk, 32)));
 }
 
 void h_session_open(srv_req *q, srv_resp *r) {

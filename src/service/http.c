@@ -123,7 +123,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     cs->q.fd = -1;
     cs->q.method = method;
     cs->r.status = 0;
-    reqsig_body_init(&cs->hs);
     if (strlen(url) > REQSIG_MAX_TARGET) {
       resp_error(&cs->r, 414, "uri_too_long", "request target longer than %d bytes", REQSIG_MAX_TARGET);
       cs->refused = 2;
@@ -144,6 +143,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
       metrics_request(&S->m, cs->r.status, 0);
       return send_resp(c, &cs->r);
     }
+    if (cs->q.sig.v3) reqsig_body_init_v3(&cs->hs, cs->q.mac_key, cs->q.sig.nonce, cs->q.sig.ts_ms);
+    else reqsig_body_init(&cs->hs);
+    sodium_memzero(cs->q.mac_key, sizeof cs->q.mac_key);
     cs->limit = routes_body_limit(&cs->q);
     if (cs->q.body_kind == BODY_BIN_FILE) {
       if (blob_tmp(S->data_dir, cs->q.file, &cs->q.fd)) {
@@ -213,6 +215,8 @@ static void on_done(void *cls, struct MHD_Connection *c, void **con_cls, enum MH
   free(cs->q.mem);
   free(cs->r.body);
   free(cs->q.hctx);
+  sodium_memzero(&cs->hs, sizeof cs->hs); /* a v3 body's one-time key */
+  sodium_memzero(cs->q.mac_key, sizeof cs->q.mac_key); /* set when the request was refused before its body */
   free(cs);
   *con_cls = NULL;
 }

@@ -15,6 +15,12 @@
 
 static const double BUCKETS[12] = {0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 60, 120, 300};
 
+void metrics_signed(metrics *m, int v3) {
+  pthread_mutex_lock(&m->lock);
+  m->signed_ok[v3 ? 1 : 0]++;
+  pthread_mutex_unlock(&m->lock);
+}
+
 void metrics_request(metrics *m, int status, uint64_t bytes_in) {
   pthread_mutex_lock(&m->lock);
   int c = status / 100;
@@ -83,6 +89,10 @@ char *metrics_render(server *S) {
   fprintf(f, "# TYPE hetee_http_requests_total counter\n");
   for (int c = 1; c <= 5; c++)
     fprintf(f, "hetee_http_requests_total{code=\"%dxx\"} %llu\n", c, (unsigned long long)m->req_by_class[c]);
+  fprintf(f, "# HELP hetee_signed_requests_total Signed requests whose signature verified, by form.\n");
+  fprintf(f, "# TYPE hetee_signed_requests_total counter\n");
+  fprintf(f, "hetee_signed_requests_total{auth=\"v2\"} %llu\n", (unsigned long long)m->signed_ok[0]);
+  fprintf(f, "hetee_signed_requests_total{auth=\"v3\"} %llu\n", (unsigned long long)m->signed_ok[1]);
   fprintf(f, "# HELP hetee_http_request_bytes_total Request body bytes received.\n# TYPE hetee_http_request_bytes_total counter\n");
   fprintf(f, "hetee_http_request_bytes_total %llu\n", (unsigned long long)m->bytes_in);
   fprintf(f, "# HELP hetee_queue_depth Jobs by state.\n# TYPE hetee_queue_depth gauge\n");

@@ -58,9 +58,84 @@ static int printable(const char *s) {
   return 1;
 }
 
-void reqsig_body_init(reqsig_body_state *s) { crypto_generichash_init(s, NULL, 0, 32); }
-void reqsig_body_update(reqsig_body_state *s, const uint8_t *b, size_t n) { crypto_generichash_update(s, b, n); }
-void reqsig_body_final(reqsig_body_state *s, uint8_t out[32]) { crypto_generichash_final(s, out, 32); }
+int reqsig_parse_auth(const char *auth, reqsig *out) {
+  out->v3 = 0;
+  if (!auth) return 0;
+  if (strcmp(auth, "v3")) return hetee_error(HETEE_ERR_FORMAT, "%s: \"v3\" or absent (v2)", REQSIG_H_AUTH);
+  out->v3 = 1;
+  return 0;
+}
+
+void reqsig_body_init(reqsig_body_state *s) {
+  s->v3 = 0;
+  crypto_generichash_init(&s->h, NULL, 0, 32);
+}
+
+/* The one-time Poly1305 key: XChaCha20 keystream under k with the 24-byte
+ * nonce = request nonce || u64le timestamp. */
+static void v3_otk(const uint8_t k[32], const uint8_t nonce[16], uint64_t ts_ms, uint8_t otk[32]) {
+  uint8_t n24[24];
+  memcpy(n24, nonce, 16);
+  for (int i = 0; i < 8; i++) n24[16 + i] = (uint8_t)(ts_ms >> (8 * i));
+  crypto_stream_xchacha20(otk, 32, n24, k);
+}
+
+void reqsig_body_init_v3(reqsig_body_state *s, const uint8_t k[32], const uint8_t nonce[16], uint64_t ts_ms) {
+  uint8_t otk[32];
+  v3_otk(k, nonce, ts_ms, otk);
+  s->v3 = 1;
+  crypto_onetimeauth_init(&s->p, otk);
+  sodium_memzero(otk, sizeof otk);
+}
+
+void reqsig_body_update(reqsig_body_state *s, const uint8_t *b, size_t n) {
+  if (s->v3) crypto_onetimeauth_update(&s->p, b, n);
+  else crypto_generichash_update(&s->h, b, n);
+}
+
+void reqsig_body_final(reqsig_body_state *s, uint8_t out[32]) {
+  if (s->v3) {
+    memset(out, 0, 32);
+    crypto_onetimeauth_final(&s->p, out);
+  } else {
+    crypto_generichash_final(&s->h, out, 32);
+  }
+  sodium_memzero(&s->p, sizeof s->p);
+}
+
+void reqsig_body_tag(const uint8_t k[32], const uint8_t nonce[16], uint64_t ts_ms, const uint8_t *body, size_t len,
+                     uint8_t tag[16]) {
+  uint8_t otk[32];
+  v3_otk(k, nonce, ts_ms, otk);
+  crypto_onetimeauth(tag, body ? body : (const uint8_t *)"", len, otk);
+  sodium_memzero(otk, sizeof otk);
+}
+
+int reqsig_v3_client_key(const uint8_t ed_sk[64], const uint8_t server_xpk[32], uint8_t k[32]) {
+  uint8_t xsk[32], xpk[32], rx[32];
+  int rc = 0;
+  if (crypto_sign_ed25519_sk_to_curve25519(xsk, ed_sk) || crypto_sign_ed25519_pk_to_curve25519(xpk, ed_sk + 32))
+    rc = hetee_error(HETEE_ERR_CRYPTO, "identity key has no X25519 form");
+  else if (crypto_kx_client_session_keys(rx, k, xpk, xsk, server_xpk))
+    rc = hetee_error(HETEE_ERR_CRYPTO, "the server's request key is not usable");
+  sodium_memzero(xsk, sizeof xsk);
+  sodium_memzero(rx, sizeof rx);
+  if (rc) sodium_memzero(k, 32);
+  return rc;
+}
+
+int reqsig_v3_server_key(const uint8_t party_ed_pk[32], const uint8_t server_xpk[32], const uint8_t server_xsk[32],
+                         uint8_t k[32]) {
+  uint8_t xpk[32], tx[32];
+  int rc = 0;
+  if (crypto_sign_ed25519_pk_to_curve25519(xpk, party_ed_pk))
+    rc = hetee_error(HETEE_ERR_CRYPTO, "%s has no X25519 form (v3)", REQSIG_H_KEY);
+  else if (crypto_kx_server_session_keys(k, tx, server_xpk, server_xsk, xpk))
+    rc = hetee_error(HETEE_ERR_CRYPTO, "%s is not usable for v3", REQSIG_H_KEY);
+  sodium_memzero(tx, sizeof tx);
+  if (rc) sodium_memzero(k, 32);
+  return rc;
+}
 void reqsig_body_hash(const uint8_t *body, size_t len, uint8_t out[32]) {
   crypto_generichash(out, 32, body ? body : (const uint8_t *)"", len, NULL, 0);
 }
@@ -82,6 +157,40 @@ void reqsig_digest(const char *method, const char *target, const uint8_t body_ha
   crypto_hash_sha256_update(&st, nonce, 16);
   crypto_hash_sha256_update(&st, key, 32);
   crypto_hash_sha256_final(&st, out);
+}
+
+void reqsig_digest_v3(const char *method, const char *target, const uint8_t tag[16], uint64_t ts_ms,
+                      const uint8_t nonce[16], const uint8_t key[32], const uint8_t server_xpk[32], uint8_t out[32]) {
+  static const char dom[] = "hetee-request-v3";
+  crypto_hash_sha256_state st;
+  crypto_hash_sha256_init(&st);
+  crypto_hash_sha256_update(&st, (const uint8_t *)dom, sizeof dom); /* with its NUL */
+  crypto_hash_sha256_update(&st, (const uint8_t *)method, strlen(method));
+  crypto_hash_sha256_update(&st, (const uint8_t *)"\n", 1);
+  crypto_hash_sha256_update(&st, (const uint8_t *)target, strlen(target));
+  crypto_hash_sha256_update(&st, (const uint8_t *)"\n", 1);
+  crypto_hash_sha256_update(&st, tag, 16);
+  uint8_t le[8];
+  for (int i = 0; i < 8; i++) le[i] = (uint8_t)(ts_ms >> (8 * i));
+  crypto_hash_sha256_update(&st, le, 8);
+  crypto_hash_sha256_update(&st, nonce, 16);
+  crypto_hash_sha256_update(&st, key, 32);
+  crypto_hash_sha256_update(&st, server_xpk, 32);
+  crypto_hash_sha256_final(&st, out);
+}
+
+int reqsig_verify_v3(const reqsig *h, const char *method, const char *target, const uint8_t tag[16],
+                     const uint8_t server_xpk[32]) {
+  if (!method || !target || strlen(method) + strlen(target) > REQSIG_MAX_TARGET || !printable(method) ||
+      !printable(target))
+    return hetee_error(HETEE_ERR_LIMIT, "request line too long or not printable ASCII");
+  uint8_t d[32];
+  reqsig_digest_v3(method, target, tag, h->ts_ms, h->nonce, h->key, server_xpk, d);
+  if (crypto_sign_verify_detached(h->sig, d, sizeof d, h->key) != 0)
+    return hetee_error(HETEE_ERR_BAD_SIGNATURE,
+                       "request signature (v3) does not verify under %s, this body and this server's request key",
+                       REQSIG_H_KEY);
+  return 0;
 }
 
 int reqsig_verify(const reqsig *h, const char *method, const char *target, const uint8_t body_hash[32]) {

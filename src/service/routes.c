@@ -198,7 +198,10 @@ int routes_begin(srv_req *q, srv_resp *r) {
   if (rt->auth == AUTH_NONE) return 0;
   int rc = reqsig_parse(req_header(q, REQSIG_H_KEY), req_header(q, REQSIG_H_TS), req_header(q, REQSIG_H_NONCE),
                         req_header(q, REQSIG_H_SIG), &q->sig);
+  if (!rc) rc = reqsig_parse_auth(req_header(q, REQSIG_H_AUTH), &q->sig);
   if (!rc) rc = reqsig_check_time(&q->sig, reqsig_now_ms(), q->S->start_ms);
+  /* v3: the MAC key shared with this party, for the body as it arrives */
+  if (!rc && q->sig.v3) rc = reqkey_mac_key(q->S->rk, q->sig.key, q->mac_key);
   if (rc) {
     resp_error(r, 401, "unauthenticated", "%s", hetee_last_error());
     return -1;
@@ -222,7 +225,10 @@ int routes_begin(srv_req *q, srv_resp *r) {
 
 void routes_finish(srv_req *q, srv_resp *r) {
   if (q->rt->auth != AUTH_NONE) {
-    int rc = reqsig_verify(&q->sig, q->method, q->target, q->body_hash);
+    uint8_t xpk[32];
+    reqkey_public(q->S->rk, xpk);
+    int rc = q->sig.v3 ? reqsig_verify_v3(&q->sig, q->method, q->target, q->body_hash, xpk)
+                       : reqsig_verify(&q->sig, q->method, q->target, q->body_hash);
     if (!rc) rc = replay_check(q->S->rp, q->sig.key, q->sig.nonce, q->sig.ts_ms, reqsig_now_ms());
     if (rc == HETEE_ERR_LIMIT) {
       resp_error(r, 503, "busy", "%s", hetee_last_error());
@@ -234,6 +240,7 @@ void routes_finish(srv_req *q, srv_resp *r) {
       return;
     }
     q->authed = 1;
+    metrics_signed(&q->S->m, q->sig.v3);
   }
   if (q->body_kind == BODY_JSON && q->len == 0) {
     resp_error(r, 400, "empty_body", "this endpoint needs a JSON body");

@@ -137,6 +137,7 @@ int hetee_server_run(const hetee_server_options *opt) {
   if (!rc) rc = store_recover(S->db, drop_staged, S);
   if (!rc) rc = rstore_init(S->db, drop_batch, S);
   if (!rc) rc = replay_new(1u << 16, &S->rp);
+  if (!rc) rc = reqkey_open(S->data_dir, &S->rk);
   int en_started = 0;
   if (!rc) {
     rc = sup_start(&S->en, &S->o, boot);
@@ -198,6 +199,7 @@ int hetee_server_run(const hetee_server_options *opt) {
     free(c);
   }
   replay_free(S->rp);
+  reqkey_free(S->rk);
   store_close(S->db);
   pthread_mutex_destroy(&S->m.lock);
   pthread_mutex_destroy(&S->cache_lock);

@@ -183,8 +183,10 @@ typedef struct metrics {
   double job_latency_sum, job_wall_sum, job_enclave_sum;
   uint64_t latency_buckets[12];
   uint64_t batches, batched_jobs; /* engine runs of several jobs, and their jobs */
+  uint64_t signed_ok[2];          /* signed requests verified: v2, v3 */
 } metrics;
 void metrics_request(metrics *m, int status, uint64_t bytes_in);
+void metrics_signed(metrics *m, int v3);
 void metrics_job(metrics *m, int ok, double latency_s, double wall_s, double enclave_s, uint64_t images);
 void metrics_batch(metrics *m, uint64_t jobs);
 char *metrics_render(server *S); /* malloc'd Prometheus text */
@@ -245,7 +247,21 @@ struct server {
     uint64_t done, total;
   } prog[SRV_PROG_RING];
   struct rworker *refine; /* refine_worker.c */
+  struct reqkey *rk;       /* reqkey.c: the v3 request-authentication key */
 };
+
+/* ---- reqkey.c: the server's X25519 key for v3 requests ------------------ */
+/* DIR/request.key ("HTRK" | u16 1 | u16 0 | secret[32] | public[32], 0600,
+ * written atomically at first start): loaded, or created when absent.
+ * HETEE_ERR_FORMAT for a file that is not such a key (the server refuses
+ * to start rather than replace it). */
+int reqkey_open(const char *data_dir, struct reqkey **out);
+void reqkey_free(struct reqkey *k);
+void reqkey_public(const struct reqkey *k, uint8_t xpk[32]);
+/* The v3 MAC key shared with the party whose Ed25519 key is party_pk (a
+ * small cache of the latest parties: one X25519 computation per party, not
+ * per request). HETEE_ERR_CRYPTO: the key has no usable X25519 form. */
+int reqkey_mac_key(struct reqkey *k, const uint8_t party_pk[32], uint8_t mac_key[32]);
 
 /* A job reached done / failed: wakes the requests waiting on jobs. */
 void jobs_finished(server *S, int64_t id);
@@ -301,7 +317,8 @@ typedef struct srv_req {
   int fd;
   char file[SRV_PATH_MAX];
   uint64_t total;
-  uint8_t body_hash[32];
+  uint8_t body_hash[32]; /* v2: BLAKE2b-256; v3: the Poly1305 tag in [0..16) */
+  uint8_t mac_key[32];   /* v3: set by routes_begin, wiped once the body state has it */
   /* authentication */
   int authed;
   reqsig sig;

@@ -935,6 +935,31 @@ static void test_kill9(void **state) {
   hetee_client_disconnect(c);
 }
 
+/* A job prepared (v3: its tag and signature made in the preparation)
+ * before the server restarted: its signature is older than the new
+ * server's start, so the first send is refused (401) and the client signs
+ * afresh, once, under the same request key (the server's key file
+ * survives the restart); the job then runs with the right labels. */
+static void test_prepared_across_restart(void **state) {
+  hetee_client_conn *c;
+  assert_int_equal(hetee_client_connect(F->url, F->dp1, &c), 0);
+  hetee_client_prepared *p = NULL;
+  assert_int_equal(hetee_client_job_prepare(c, MODEL, X, NIMG, &p), 0);
+  hetee_client_disconnect(c);
+  sfx_stop(F, SIGTERM);
+  sfx_start(F);
+  assert_int_equal(hetee_client_connect(F->url, F->dp1, &c), 0);
+  hetee_client_job *j = NULL;
+  int rc = hetee_client_job_send(c, p, &j);
+  if (rc) fprintf(stderr, "send: %s\n", hetee_last_error());
+  assert_int_equal(rc, 0);
+  assert_int_equal(hetee_client_job_wait(c, j), 0);
+  labels_checked(c, j);
+  hetee_client_job_free(j);
+  hetee_client_prepared_free(p);
+  hetee_client_disconnect(c);
+}
+
 /* The pid of the server's enclave process: the child of its launcher
  * (hetee-launcher, a child of the server). */
 static pid_t child_of(pid_t parent, const char *prefix) {
@@ -1468,7 +1493,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_flow),       cmocka_unit_test(test_client_cache), cmocka_unit_test(test_access),   cmocka_unit_test(test_signatures),
       cmocka_unit_test(test_ciphertext_form),  cmocka_unit_test(test_first_form_digests),
-      cmocka_unit_test(test_bad_input),  cmocka_unit_test(test_kill9),    cmocka_unit_test(test_tamper),
+      cmocka_unit_test(test_bad_input),  cmocka_unit_test(test_kill9),    cmocka_unit_test(test_prepared_across_restart),    cmocka_unit_test(test_tamper),
       cmocka_unit_test(test_legacy_layout),   cmocka_unit_test(test_enclave_restart), cmocka_unit_test(test_progress),
       cmocka_unit_test(test_seal_budget),     cmocka_unit_test(test_metrics),
       cmocka_unit_test(test_batch),           cmocka_unit_test(test_slow_clients),

@@ -75,7 +75,7 @@ static void test_coset_rule(void **state) {
           for (int mb = 1; mb <= shapes[k].co; mb += mb < 8 ? 1 : 5)
             for (int nimg = 1; nimg <= (int)batch; nimg = nimg < 4 ? nimg + 1 : nimg * 3) {
               hetee_hemat_layout L;
-              hetee_hemat_pack p = {cb, mb, nimg};
+              hetee_hemat_pack p = {cb, mb, nimg, 0};
               if (hetee_hemat_layout_init(&shapes[k], &p, batch, n, &L)) continue;
               int all = 1;
               for (size_t c = 0; c < L.n_out_cts; c++) {
@@ -190,12 +190,12 @@ typedef struct {
 static void test_hand_picked(void **state) {
   (void)state;
   static const layer_case cases[] = {
-      {"conv 1->5 7x7 s3 28x28", {1, 28, 28, 5, 7, 7, 3, 3}, {{1, 5, 1}, {1, 1, 8}, {1, 2, 4}, {1, 3, 2}}},
-      {"dense 320->64", {320, 1, 1, 64, 1, 1, 1, 1}, {{32, 16, 14}, {320, 8, 2}, {1, 64, 64}, {20, 16, 3}}},
-      {"dense 64->10", {64, 1, 1, 10, 1, 1, 1, 1}, {{64, 10, 11}, {64, 1, 64}, {8, 10, 40}, {1, 10, 64}}},
-      {"dense 784->128", {784, 1, 1, 128, 1, 1, 1, 1}, {{784, 9, 1}, {16, 128, 3}, {1, 128, 32}, {49, 32, 4}}},
-      {"conv 6->16 5x5 12x12", {6, 12, 12, 16, 5, 5, 1, 1}, {{6, 8, 1}, {1, 16, 1}, {3, 4, 2}, {1, 1, 20}}},
-      {"conv 1->6 5x5 32x32", {1, 32, 32, 6, 5, 5, 1, 1}, {{1, 6, 1}, {1, 1, 6}, {1, 2, 2}, {1, 3, 1}}},
+      {"conv 1->5 7x7 s3 28x28", {1, 28, 28, 5, 7, 7, 3, 3}, {{1, 5, 1, 0}, {1, 1, 8, 0}, {1, 2, 4, 0}, {1, 3, 2, 0}}},
+      {"dense 320->64", {320, 1, 1, 64, 1, 1, 1, 1}, {{32, 16, 14, 0}, {320, 8, 2, 0}, {1, 64, 64, 0}, {20, 16, 3, 0}}},
+      {"dense 64->10", {64, 1, 1, 10, 1, 1, 1, 1}, {{64, 10, 11, 0}, {64, 1, 64, 0}, {8, 10, 40, 0}, {1, 10, 64, 0}}},
+      {"dense 784->128", {784, 1, 1, 128, 1, 1, 1, 1}, {{784, 9, 1, 0}, {16, 128, 3, 0}, {1, 128, 32, 0}, {49, 32, 4, 0}}},
+      {"conv 6->16 5x5 12x12", {6, 12, 12, 16, 5, 5, 1, 1}, {{6, 8, 1, 0}, {1, 16, 1, 0}, {3, 4, 2, 0}, {1, 1, 20, 0}}},
+      {"conv 1->6 5x5 32x32", {1, 32, 32, 6, 5, 5, 1, 1}, {{1, 6, 1, 0}, {1, 1, 6, 0}, {1, 2, 2, 0}, {1, 3, 1, 0}}},
   };
   hetee_hemat_costs c = defaults();
   for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++)
@@ -225,9 +225,9 @@ static void test_exhaustive(void **state) {
   };
   hetee_hemat_costs weightings[5];
   weightings[0] = defaults();
-  weightings[1] = (hetee_hemat_costs){1, 0, 0, 0, 1, 0};
-  weightings[2] = (hetee_hemat_costs){0, 1, 0, 0, 1, 0};
-  weightings[3] = (hetee_hemat_costs){0, 0, 1, 0, 1, 0};
+  weightings[1] = (hetee_hemat_costs){1, 0, 0, 0, 1, 0, 0};
+  weightings[2] = (hetee_hemat_costs){0, 1, 0, 0, 1, 0, 0};
+  weightings[3] = (hetee_hemat_costs){0, 0, 1, 0, 1, 0, 0};
   weightings[4] = defaults();
   weightings[4].max_weight_cts = 4;
   size_t checked = 0;
@@ -242,7 +242,7 @@ static void test_exhaustive(void **state) {
             for (int cb = 1; cb <= s->c; cb++)
               for (int mb = 1; mb <= s->co; mb++)
                 for (int nimg = 1; nimg <= (int)batch + 1; nimg++) { /* beyond batch: same cost */
-                  double t = pack_cost(s, (hetee_hemat_pack){cb, mb, nimg}, batch, n, from_client, &weightings[wi]);
+                  double t = pack_cost(s, (hetee_hemat_pack){cb, mb, nimg, 0}, batch, n, from_client, &weightings[wi]);
                   if (t < best) best = t;
                   checked++;
                 }
@@ -304,7 +304,7 @@ static void test_budget_and_errors(void **state) {
 static void test_tradeoff(void **state) {
   (void)state;
   const hetee_hemat_shape d = {320, 1, 1, 64, 1, 1, 1, 1};
-  hetee_hemat_costs host_only = {1, 0, 0, 0, 1, 0}, enclave_only = {0, 1, 1, 0, 1, 0};
+  hetee_hemat_costs host_only = {1, 0, 0, 0, 1, 0, 0}, enclave_only = {0, 1, 1, 0, 1, 0, 0};
   hetee_hemat_pack ph, pe;
   hetee_hemat_layout Lh, Le;
   choose_checked(&d, 64, 8192, 0, &host_only, &ph);

@@ -51,11 +51,14 @@ static inline uint64_t hemat_out_coef(const hetee_hemat_layout *L, uint64_t j, u
   return j * L->span_t + m * L->spacing_s + L->off_o + e;
 }
 
-/* hemat_choose_engine with lanes: max_lanes 0 or 1 never picks a lane
- * packing; else lane packings with lanes 2..max_lanes (powers of two) are
- * priced too when the inputs come from the enclave (never for the client's). */
+/* The planner with lanes: max_lanes 0 or 1 never picks a lane packing;
+ * else lane packings with lanes 2..max_lanes (powers of two) are priced
+ * too when the inputs come from the enclave (never for the client's).
+ * cosets: the engine's coset discount (hemat_choose_engine); only_lanes:
+ * only lane packings are considered (the engine's forced-lanes option,
+ * for measurements; HETEE_ERR_SHAPE when none fits). */
 int hemat_choose_lanes(const hetee_hemat_shape *s, uint32_t batch, size_t n, int input_from_client, int max_lanes,
-                       int cosets, const hetee_hemat_costs *c, hetee_hemat_pack *out, double *cost);
+                       int cosets, int only_lanes, const hetee_hemat_costs *c, hetee_hemat_pack *out, double *cost);
 
 /* Re-derives L with hetee_hemat_layout_init and checks every derived
  * field, so a hand-made or corrupted layout never indexes out of bounds

@@ -101,7 +101,8 @@ void hetee_hemat_costs_default(hetee_hemat_costs *c) {
 static int cost_ok(double v) { return isfinite(v) && v >= 0; }
 
 static int choose(const hetee_hemat_shape *s, uint32_t batch, size_t n, int input_from_client,
-                  const hetee_hemat_costs *c, int cosets, int max_lanes, hetee_hemat_pack *out, double *cost) {
+                  const hetee_hemat_costs *c, int cosets, int max_lanes, int only_lanes, hetee_hemat_pack *out,
+                  double *cost) {
   if (!s || !out) return hetee_error(HETEE_ERR_INVALID_ARG, "hemat choose: NULL argument");
   int rc;
   if ((rc = hemat_check_shape(s)) || (rc = hemat_check_n(n))) return rc;
@@ -121,7 +122,7 @@ static int choose(const hetee_hemat_shape *s, uint32_t batch, size_t n, int inpu
   size_t fitting = 0;
   for (int cb = 1; cb <= s->c; cb++) {
     int fit_any = 0;
-    for (int mb = 1; mb <= s->co; mb++) {
+    for (int mb = 1; mb <= s->co && !only_lanes; mb++) {
       uint64_t HW = 0, O = 0, S = 0, T = 0;
       if (hemat_span(s, cb, mb, &HW, &O, &S, &T) || T > (uint64_t)n) break; /* larger mb: larger T */
       fit_any = 1;
@@ -178,6 +179,9 @@ static int choose(const hetee_hemat_shape *s, uint32_t batch, size_t n, int inpu
     if (!fit_any) break; /* larger cb: larger T */
   }
   if (bp.cb == 0) {
+    if (only_lanes)
+      return hetee_error(HETEE_ERR_SHAPE, "hemat choose: no lane packing (%d lanes at most%s) fits N = %zu",
+                         max_lanes, input_from_client ? ", inputs from the client" : "", n);
     if (fitting)
       return hetee_error(HETEE_ERR_SHAPE,
                          "hemat choose: all %zu packings that fit N = %zu need more than max_weight_cts = %zu "
@@ -198,22 +202,22 @@ static int choose(const hetee_hemat_shape *s, uint32_t batch, size_t n, int inpu
 
 int hetee_hemat_choose(const hetee_hemat_shape *s, uint32_t batch, size_t n, int input_from_client,
                        const hetee_hemat_costs *c, hetee_hemat_pack *out, double *cost) {
-  return choose(s, batch, n, input_from_client, c, 0, 0, out, cost);
+  return choose(s, batch, n, input_from_client, c, 0, 0, 0, out, cost);
 }
 
 int hemat_choose_engine(const hetee_hemat_shape *s, uint32_t batch, size_t n, int input_from_client,
                         const hetee_hemat_costs *c, hetee_hemat_pack *out, double *cost) {
-  return choose(s, batch, n, input_from_client, c, 1, 0, out, cost);
+  return choose(s, batch, n, input_from_client, c, 1, 0, 0, out, cost);
 }
 
 int hemat_choose_lanes(const hetee_hemat_shape *s, uint32_t batch, size_t n, int input_from_client, int max_lanes,
-                       int cosets, const hetee_hemat_costs *c, hetee_hemat_pack *out, double *cost) {
+                       int cosets, int only_lanes, const hetee_hemat_costs *c, hetee_hemat_pack *out, double *cost) {
   if (max_lanes < 0 || max_lanes > 8 || (max_lanes & (max_lanes - 1)))
     return hetee_error(HETEE_ERR_INVALID_ARG, "hemat choose: max_lanes = %d (0, 1, 2, 4 or 8)", max_lanes);
-  return choose(s, batch, n, input_from_client, c, cosets, max_lanes, out, cost);
+  return choose(s, batch, n, input_from_client, c, cosets, max_lanes, only_lanes, out, cost);
 }
 
 int hetee_hemat_choose_lanes(const hetee_hemat_shape *s, uint32_t batch, size_t n, int input_from_client,
                              int max_lanes, const hetee_hemat_costs *c, hetee_hemat_pack *out, double *cost) {
-  return hemat_choose_lanes(s, batch, n, input_from_client, max_lanes, 0, c, out, cost);
+  return hemat_choose_lanes(s, batch, n, input_from_client, max_lanes, 0, 0, c, out, cost);
 }

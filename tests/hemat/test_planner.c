@@ -418,9 +418,9 @@ static void test_lanes(void **state) {
    * lanes 160 products + 4 x (3 encryptions + 16 full decryptions) +
    * 9 key switches: more, so the default policy keeps no lanes */
   double c0 = 0, c4 = 0;
-  HT_OK(hemat_choose_lanes(&d, 64, 8192, 0, 0, 1, &c, &p, &c0));
+  HT_OK(hemat_choose_lanes(&d, 64, 8192, 0, 0, 1, 0, &c, &p, &c0));
   assert_true(p.cb == 32 && p.mb == 4 && p.nimg == 64 && p.lanes == 0);
-  HT_OK(hemat_choose_lanes(&d, 64, 8192, 0, 4, 1, &c, &p, &c4));
+  HT_OK(hemat_choose_lanes(&d, 64, 8192, 0, 4, 1, 0, &c, &p, &c4));
   hetee_hemat_layout L;
   HT_OK(hetee_hemat_layout_init(&d, &(hetee_hemat_pack){32, 4, 64, 4}, 64, 8192, &L));
   fprintf(stderr, "  e2dm dense 320->64, 64 images: no lanes %.2f ms, best with lanes <= 4: cb=%d mb=%d nimg=%d "
@@ -428,6 +428,11 @@ static void test_lanes(void **state) {
           lane_cost(&L, &c) * 1e3);
   assert_true(c4 <= c0);
   assert_true(lane_cost(&L, &c) > c0);
+  /* only lane packings (the engine's forced option): (32, 4, 64, 4) */
+  HT_OK(hemat_choose_lanes(&d, 64, 8192, 0, 4, 1, 1, &c, &p, &c4));
+  assert_true(p.cb == 32 && p.mb == 4 && p.nimg == 64 && p.lanes == 4);
+  assert_true(fabs(c4 - lane_cost(&L, &c)) <= 1e-12 * c4);
+  assert_int_equal(hemat_choose_lanes(&d, 64, 8192, 1, 4, 1, 1, &c, &p, &c4), HETEE_ERR_SHAPE);
 }
 
 int main(void) {

@@ -49,9 +49,14 @@
 #define HEMAT_T_ENCLAVE_DEC 104e-6
 #define HEMAT_T_CLIENT_ENC 715e-6
 /* One key switch of hetee_ckks_evaluator_expand at level 1 (a 4-lane
- * expansion makes 3): a third of `expand4_ev_l1` in `hetee-bench ckks`
- * (docs/hemat.md, "Lanes"). */
-#define HEMAT_T_EXPAND 577e-6
+ * expansion makes 3): a third of `expand4_ev_l1` in `hetee-bench ckks
+ * --runs 50` (Release, 2026-11-30 07:26 UTC, load 3.8-5.2): 2804 us
+ * (min 2215) against 207.8 us for `encrypt_sk_coeffs_l1` in the same run,
+ * a ratio of 13.5, put on the scale of HEMAT_T_ENCLAVE_ENC (measured at
+ * load ~6): 188 us x 13.5 / 3 = 845 us. In the engine (hetee-bench infer
+ * --force-lanes, e2dm, load 4.5) the host's CPU grew by 1.1 ms per key
+ * switch of its expansions (docs/hemat.md, "Lanes"). */
+#define HEMAT_T_EXPAND 845e-6
 
 /* A layer whose every output ciphertext names coefficients of one coset
  * r + d t only (d a power of two) is decrypted by the enclave as that coset

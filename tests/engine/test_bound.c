@@ -138,6 +138,47 @@ static void test_lanes_bound(void **state) {
   g_force_lanes = 0;
 }
 
+/* A lane plan whose host has no expansion keys is refused before anything
+ * reaches the enclave (HETEE_ERR_NO_KEY); with the keys of the parties'
+ * KEYGEN it runs. */
+static void test_lanes_no_keys(void **state) {
+  (void)state;
+  hetee_nn_model *m = et_bundled("e2dm");
+  hetee_engine_plan_options o;
+  memset(&o, 0, sizeof o);
+  o.batch = 8;
+  o.lanes = LOCAL_PARTIES_LANES;
+  o.force_lanes = 1;
+  hetee_engine_plan *p = NULL;
+  ET_OK(hetee_engine_plan_build(m, &o, &p));
+  assert_int_equal(hetee_engine_plan_max_lanes(p), LOCAL_PARTIES_LANES);
+  local_parties t;
+  ET_OK(local_parties_start(&t, NULL));
+  assert_non_null(t.gk);
+  ET_OK(local_parties_policy(&t, 7, hetee_engine_plan_release_kind(p), 16));
+  size_t n = 8;
+  float *x = et_images(m, n, NULL);
+  hetee_engine_model *em = NULL;
+  hetee_engine_input *in = NULL;
+  ET_OK(hetee_engine_model_encrypt(t.ctx, t.pk, m, p, &em));
+  ET_OK(hetee_engine_input_encrypt(t.ctx, t.pk, p, x, n, &in));
+  hetee_engine_results out;
+  assert_int_equal(hetee_engine_run(t.e, em, in, 7, t.dp_session, 1, &out, NULL), HETEE_ERR_NO_KEY);
+  assert_non_null(strstr(hetee_last_error(), "expansion keys"));
+  assert_int_equal(hetee_engine_run_bound(t.e, em, in, 7, t.dp_session, 1, &out, NULL), HETEE_ERR_NO_KEY);
+  ET_OK(hetee_engine_model_set_expand_keys(em, t.gk));
+  ET_OK(hetee_engine_run(t.e, em, in, 7, t.dp_session, 2, &out, NULL));
+  assert_int_equal(out.n, n);
+  hetee_engine_results_clear(&out);
+  assert_int_equal(hetee_engine_model_set_expand_keys(NULL, t.gk), HETEE_ERR_INVALID_ARG);
+  hetee_engine_input_free(in);
+  hetee_engine_model_free(em);
+  local_parties_stop(&t);
+  free(x);
+  hetee_engine_plan_free(p);
+  hetee_nn_model_free(m);
+}
+
 static void test_pinned(void **state) {
   (void)state;
   run_model("e2dm", 17, 1);
@@ -267,7 +308,7 @@ static void test_region_rewritten(void **state) {
 }
 
 int main(void) {
-  const struct CMUnitTest tests[] = {cmocka_unit_test(test_bundled_bound), cmocka_unit_test(test_lanes_bound), cmocka_unit_test(test_pinned),
+  const struct CMUnitTest tests[] = {cmocka_unit_test(test_bundled_bound), cmocka_unit_test(test_lanes_bound), cmocka_unit_test(test_lanes_no_keys), cmocka_unit_test(test_pinned),
                                      cmocka_unit_test(test_region_rewritten)};
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

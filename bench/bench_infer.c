@@ -1,15 +1,18 @@
 /*
  * bench_infer.c — `hetee-bench infer --model M.onnx [--batch B] [--images N]
- * [--threads T] [--json] [--unbound] [--no-phase]`: encrypted inference end to end on the first N
+ * [--threads T] [--json] [--unbound] [--no-phase] [--no-lanes | --force-lanes]`: encrypted inference end to end on the first N
  * Fashion-MNIST test images (Debian's dataset-fashion-mnist), with the
  * three parties of `hetee run` (src/cli/local_parties.c) and the real
  * enclave process. Reports the engine's counters (hetee_engine_stats):
  * wall time from the encrypted inputs at the host to the sealed results
  * (total_s), host and enclave CPU time and the enclave's share, ct x ct
- * products, key switches (always 0), bytes between host and enclave, per
+ * products, key switches (only lane expansions make any), bytes between host and enclave, per
  * stage; the model provider's and data provider's encryption times; and
  * the accuracy of the encrypted predictions against the plaintext engine's
- * (timed too: plain_s).
+ * (timed too: plain_s). The parties' host holds the expansion keys of 4
+ * lanes, so the plan may take lane packings where the cost model prefers
+ * them (--no-lanes: never; --force-lanes: wherever one fits, for
+ * measurements; docs/engine.md, "Issue 8: lanes").
  */
 #include <sodium.h>
 #include <stdio.h>
@@ -25,7 +28,8 @@
 #define FMNIST "/usr/share/datasets/fashion-mnist"
 
 static int usage(void) {
-  fprintf(stderr, "usage: hetee-bench infer --model M.onnx [--batch B] [--images N] [--threads T] [--json] [--unbound] [--no-phase]\n");
+  fprintf(stderr, "usage: hetee-bench infer --model M.onnx [--batch B] [--images N] [--threads T] [--json] [--unbound] "
+                  "[--no-phase] [--no-lanes | --force-lanes]\n");
   return 2;
 }
 
@@ -43,7 +47,7 @@ static void json_str(const char *s) {
 int hetee_bench_infer(int argc, char **argv) {
   const char *model_path = NULL;
   long batch = 64, images = 0, threads = 1;
-  int json = 0, unbound = 0, no_phase = 0;
+  int json = 0, unbound = 0, no_phase = 0, lanes = LOCAL_PARTIES_LANES, force_lanes = 0;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--model") && i + 1 < argc) model_path = argv[++i];
     else if (!strcmp(argv[i], "--batch") && i + 1 < argc) batch = atol(argv[++i]);
@@ -52,9 +56,12 @@ int hetee_bench_infer(int argc, char **argv) {
     else if (!strcmp(argv[i], "--json")) json = 1;
     else if (!strcmp(argv[i], "--unbound")) unbound = 1;
     else if (!strcmp(argv[i], "--no-phase")) no_phase = 1; /* strided convs as they are (comparison) */
+    else if (!strcmp(argv[i], "--no-lanes")) lanes = 0;
+    else if (!strcmp(argv[i], "--force-lanes")) force_lanes = 1;
     else return usage();
   }
-  if (!model_path || batch < 1 || batch > 4096 || images < 0 || images > 10000 || threads < 1 || threads > 64)
+  if (!model_path || batch < 1 || batch > 4096 || images < 0 || images > 10000 || threads < 1 || threads > 64 ||
+      (force_lanes && !lanes))
     return usage();
   if (!images) images = batch * 4 < 16 ? 16 : batch * 4;
   if (images > 10000) images = 10000;
@@ -73,6 +80,8 @@ int hetee_bench_infer(int argc, char **argv) {
   memset(&o, 0, sizeof o);
   o.batch = (uint32_t)batch;
   o.phase = no_phase ? HETEE_ENGINE_PHASE_NEVER : HETEE_ENGINE_PHASE_AUTO;
+  o.lanes = lanes;
+  o.force_lanes = force_lanes;
   if (hetee_nn_model_load(model_path, &m) || hetee_engine_plan_build(m, &o, &p) ||
       hetee_nn_images_load(FMNIST "/t10k-images-idx3-ubyte.gz", &img) ||
       hetee_nn_labels_load(FMNIST "/t10k-labels-idx1-ubyte.gz", &lab)) {

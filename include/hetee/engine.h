@@ -99,6 +99,16 @@ typedef struct hetee_engine_plan_options {
                             (docs/engine.md, "Strided convolutions"):
                             HETEE_ENGINE_PHASE_AUTO (0) when the cost model
                             prefers it, _NEVER, or _ALWAYS when it exists */
+  int lanes;             /* lane packings (docs/engine.md, "Issue 8: lanes"):
+                            0 none (default); 2, 4 or 8: the host holds the
+                            Galois keys of hetee_ckks_expand_steps(ctx, lanes)
+                            and stages after the first may take packings of
+                            up to that many lanes when the cost model prefers
+                            them (the enclave encrypts their inputs dense,
+                            the host expands them) */
+  int force_lanes;       /* 1 (with lanes >= 2): every stage after the first
+                            takes the cheapest lane packing, whatever the
+                            cost model says (for measurements) */
 } hetee_engine_plan_options;
 
 /* Builds the plan of model m (options may be NULL: defaults).
@@ -195,6 +205,11 @@ typedef struct hetee_engine_refresh {
   uint32_t *out_dst, *out_src;
   int release;          /* 1: the last stage's refresh into the release layout */
   uint32_t release_cap; /* samples per release ciphertext (release only) */
+  int out_lanes;        /* 1, or the next stage's lanes: out_dst are its dense
+                           input positions (hetee_hemat_in_pos_dense), out_ncts
+                           its n_dense_in_cts, encrypted at HETEE_ENGINE_IN_SCALE
+                           / out_lanes; the host expands each into out_lanes
+                           ciphertexts (hetee_ckks_evaluator_expand) */
 } hetee_engine_refresh;
 
 HETEE_API int hetee_engine_plan_refresh(const hetee_engine_plan *p, size_t i, uint32_t batch,
@@ -240,6 +255,15 @@ HETEE_API const hetee_engine_plan *hetee_engine_model_plan(const hetee_engine_mo
 /* Serialized size of the model's ciphertexts (exact for a loaded model, an
  * upper bound right after encryption). */
 HETEE_API size_t hetee_engine_model_ct_bytes(const hetee_engine_model *em);
+
+/* The host's Galois keys for the coefficient expansion of lane stages
+ * (hetee_ckks_expand_steps(ctx, lanes) for the plan's largest lanes, made
+ * by the enclave's KEYGEN with those rotation steps): kept by reference
+ * (they must outlive em; NULL removes them). A run of a plan with lanes
+ * needs them (HETEE_ERR_NO_KEY otherwise). Not part of the model file. */
+HETEE_API int hetee_engine_model_set_expand_keys(hetee_engine_model *em, const hetee_ckks_galois_keys *gk) HETEE_WUR;
+/* The largest lanes of em's plan (1: none). */
+HETEE_API int hetee_engine_plan_max_lanes(const hetee_engine_plan *p);
 
 /* Serialization; *buf malloc'd. load validates the header, the plan (every
  * shape, packing and op re-derived and checked against the layouts) and

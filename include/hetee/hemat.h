@@ -37,6 +37,21 @@
  * mbk*ncb + cbk; output (g, mbk) -> g*nmb + mbk; global position =
  * index * N + coefficient (the enclave's refresh maps use these).
  *
+ * Lane layout (pack.lanes = L in {2, 4, 8}, mb == L): the mb = 1 layout
+ * of the subring of dimension N/L (Y = X^L), with T = cb*HW, O as above
+ * and nimg*T <= N/L; in coefficients of the full ring:
+ *   input  (b, c, y, x)    -> L*(j*T + (c % cb)*HW + y*w + x)
+ *   weight (o, c, dy, dx)  -> L*(O - ((c % cb)*HW + dy*w + dx)) + (o % L)
+ *   output (b, o, oy, ox)  -> L*(j*T + O + oy*sh*w + ox*sw) + (o % L)
+ * (ciphertext indices as above). A product term lands at L*(u + v) + m:
+ * residue m mod L is exactly the subring's mb = 1 product of channel m
+ * (collision-free by the same proof in Y; a wrap past X^N = -1 is the
+ * subring's wrap past Y^(N/L) = -1). Inputs are sparse (every L-th
+ * coefficient): the enclave encrypts them dense, L sparse ciphertexts in
+ * one (hetee_hemat_in_pos_dense), and the host splits each dense one with
+ * hetee_ckks_evaluator_expand (lane q of dense ciphertext D = sparse input
+ * ciphertext D*L + q; encode at scale / L).
+ *
  * Thread-safety: layouts are immutable values; the kernel uses OpenMP
  * over output ciphertexts when threads > 1.
  */
@@ -60,9 +75,11 @@ typedef struct hetee_hemat_shape {
 } hetee_hemat_shape;
 
 typedef struct hetee_hemat_pack {
-  int cb;   /* input channels per block (1..c) */
-  int mb;   /* output channels per weight polynomial (1..co) */
-  int nimg; /* samples per ciphertext (>= 1) */
+  int cb;    /* input channels per block (1..c) */
+  int mb;    /* output channels per weight polynomial (1..co) */
+  int nimg;  /* samples per ciphertext (>= 1) */
+  int lanes; /* 0 or 1: the layout above; else a power of two 2..8 with
+                mb == lanes: the lane layout (below) */
 } hetee_hemat_pack;
 
 /* Derived, immutable description of one layer's packing for one batch. */
@@ -79,6 +96,10 @@ typedef struct hetee_hemat_layout {
   size_t n_w_cts;    /* nmb * ncb (independent of the batch) */
   size_t n_out_cts;  /* ngroups * nmb */
   size_t n_products; /* ngroups * nmb * ncb */
+  int lanes;         /* 1, or pack.lanes (2..8) for a lane layout */
+  size_t n_dense_in_cts; /* ceil(n_in_cts / lanes): the dense ciphertexts
+                            the enclave encrypts before the host's expansion
+                            (n_in_cts when lanes == 1) */
 } hetee_hemat_layout;
 
 /* Checks the shape and packing (sizes >= 1, kernel fits, nimg * T <= n)
@@ -96,6 +117,11 @@ HETEE_API int hetee_hemat_layout_init(const hetee_hemat_shape *s, const hetee_he
  * out of range (or L NULL) gives UINT64_MAX, which is never a position. */
 HETEE_API uint64_t hetee_hemat_in_pos(const hetee_hemat_layout *L, uint32_t b, int c, int y, int x);
 HETEE_API uint64_t hetee_hemat_out_pos(const hetee_hemat_layout *L, uint32_t b, int o, int oy, int ox);
+/* Where the enclave puts input value (b, c, y, x) before the host's
+ * expansion: with in_pos = s*N + coef, (s / lanes)*N + coef + (s % lanes)
+ * (= in_pos when lanes == 1); positions are below n_dense_in_cts * N.
+ * UINT64_MAX as in_pos. */
+HETEE_API uint64_t hetee_hemat_in_pos_dense(const hetee_hemat_layout *L, uint32_t b, int c, int y, int x);
 
 /* Coefficients (out: N doubles, fully written) of weight polynomial
  * (mbk, cbk) from W[co][c][kh][kw] (row-major floats, as hetee_nn stores
@@ -120,6 +146,9 @@ typedef struct hetee_hemat_costs {
   double t_client_enc;   /* data provider: one public-key encryption */
   double enclave_weight; /* multiplies enclave seconds (scarcity), e.g. 4 */
   size_t max_weight_cts; /* budget for the model's weight ciphertexts per layer (0: none) */
+  double t_expand;       /* host: one key switch of a coefficient expansion
+                            (hetee_ckks_evaluator_expand into L lanes costs
+                            L - 1); used by hemat_choose's lane packings */
 } hetee_hemat_costs;
 
 /* Defaults measured on the development machine (docs/hemat.md). */
@@ -133,6 +162,20 @@ HETEE_API void hetee_hemat_costs_default(hetee_hemat_costs *c);
  * weighted seconds. Errors: HETEE_ERR_SHAPE (nothing fits N). */
 HETEE_API int hetee_hemat_choose(const hetee_hemat_shape *s, uint32_t batch, size_t n, int input_from_client,
                                  const hetee_hemat_costs *c, hetee_hemat_pack *out, double *cost) HETEE_WUR;
+
+/* hetee_hemat_choose that may also pick a lane packing (pack.lanes 2..
+ * max_lanes, powers of two; max_lanes 0 or 1: never, as hetee_hemat_choose).
+ * Only for inputs the enclave encrypts (input_from_client must be 0 for a
+ * lane packing to be considered) and only when the host holds the Galois
+ * keys of hetee_ckks_expand_steps(ctx, lanes): the caller says so through
+ * max_lanes. A lane packing costs
+ *   n_products * t_product + enclave_weight * (n_dense_in_cts * t_enclave_enc
+ *   + n_out_cts * t_enclave_dec) + n_dense_in_cts * (lanes - 1) * t_expand.
+ * Errors: those of hetee_hemat_choose; HETEE_ERR_INVALID_ARG for
+ * max_lanes not in {0, 1, 2, 4, 8}. */
+HETEE_API int hetee_hemat_choose_lanes(const hetee_hemat_shape *s, uint32_t batch, size_t n, int input_from_client,
+                                       int max_lanes, const hetee_hemat_costs *c, hetee_hemat_pack *out,
+                                       double *cost) HETEE_WUR;
 
 /* The host kernel: out[g*nmb + mbk] = sum_cbk in[g*ncb + cbk] * w[mbk*ncb + cbk]
  * (+ bias[mbk] when bias is not NULL), degree 2, not relinearised, scale =

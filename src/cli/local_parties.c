@@ -126,7 +126,21 @@ int local_parties_start_cpus(local_parties *t, const char *platform, int cpus) {
   o.platform_dir = platform;
   o.config = t->config;
   if ((rc = hetee_host_start(&o, &t->e))) return rc;
-  if ((rc = hetee_host_keygen(t->e, NULL, 0))) return rc;
+  /* the rotation steps of the host's coefficient expansion (lane stages):
+   * they depend on N only, taken from the default parameters the
+   * configuration names (checked against the bundle's below) */
+  int steps[8];
+  size_t nsteps = 0;
+  {
+    hetee_ckks_literal lit;
+    hetee_ckks_context *c0 = NULL;
+    hetee_ckks_literal_default(&lit);
+    rc = hetee_ckks_context_new(&lit, &c0);
+    if (!rc) rc = hetee_ckks_expand_steps(c0, LOCAL_PARTIES_LANES, steps, 8, &nsteps);
+    hetee_ckks_context_free(c0);
+    if (rc) return rc;
+  }
+  if ((rc = hetee_host_keygen(t->e, steps, nsteps))) return rc;
   /* what each party checks: the platform key, the binary and configuration it
    * agreed to, and the key bundle it is about to encrypt under */
   uint8_t *bundle = NULL;
@@ -142,6 +156,12 @@ int local_parties_start_cpus(local_parties *t, const char *platform, int cpus) {
   if (!rc) rc = hetee_ckks_context_load(item, ilen, &t->ctx);
   if (!rc) rc = hetee_key_bundle_get(bundle, blen, HETEE_BUNDLE_PUBLIC_KEY, &item, &ilen);
   if (!rc) rc = hetee_ckks_public_key_load(t->ctx, item, ilen, &t->pk);
+  /* the host's Galois keys (public evaluation keys of the same bundle) */
+  if (!rc) rc = hetee_key_bundle_get(bundle, blen, HETEE_BUNDLE_GALOIS_KEYS, &item, &ilen);
+  if (!rc) rc = hetee_ckks_galois_keys_load(t->ctx, item, ilen, &t->gk);
+  for (size_t i = 0; i < nsteps && !rc; i++)
+    if (!hetee_ckks_galois_keys_has_step(t->gk, steps[i]))
+      rc = hetee_error(HETEE_ERR_NO_KEY, "the enclave's bundle lacks the expansion's rotation step %d", steps[i]);
   free(bundle);
   if (!rc) hetee_client_session_id(t->dps, t->dp_session);
   return rc;
@@ -193,6 +213,7 @@ void local_parties_stop(local_parties *t) {
   hetee_party_key_free(t->mp);
   hetee_party_key_free(t->dp);
   hetee_ckks_public_key_free(t->pk);
+  hetee_ckks_galois_keys_free(t->gk);
   hetee_ckks_context_free(t->ctx);
   hetee_host_free(t->e);
   if (t->dir[0] && nftw(t->dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS) != 0)
@@ -284,6 +305,15 @@ int local_infer(local_parties *t, const hetee_nn_model *m, const hetee_engine_pl
     return rc;
   }
   res->model_ct_bytes = hetee_engine_model_ct_bytes(host_model);
+  /* lane stages: the host expands their inputs with its Galois keys */
+  if (!rc && hetee_engine_plan_max_lanes(p) > LOCAL_PARTIES_LANES)
+    rc = hetee_error(HETEE_ERR_NO_KEY, "the plan uses %d lanes, the host has the keys of %d",
+                     hetee_engine_plan_max_lanes(p), LOCAL_PARTIES_LANES);
+  if (!rc) rc = hetee_engine_model_set_expand_keys(host_model, t->gk);
+  if (rc) {
+    hetee_engine_model_free(host_model);
+    return rc;
+  }
   /* the data provider learns the enclave's release key through its attested
    * session: its input witnesses are sealed to it */
   uint8_t release_pk[32];

@@ -23,6 +23,7 @@ typedef struct local_parties {
   hetee_host_enclave *e;
   hetee_ckks_context *ctx;     /* from the verified key bundle */
   hetee_ckks_public_key *pk;
+  hetee_ckks_galois_keys *gk;  /* the host's: the expansion steps of LOCAL_PARTIES_LANES (lane stages) */
   hetee_party_key *mp, *dp;
   hetee_client_session *mps, *dps;
   uint8_t dp_session[16];
@@ -32,6 +33,13 @@ typedef struct local_parties {
   int cpus;            /* local_parties_start_cpus: CPUs the pipeline may use (0: not pinned) */
   void *saved_affinity; /* this process's CPU mask before pinning (restored by _stop) */
 } local_parties;
+
+/* The enclave's KEYGEN is asked for the rotation steps of
+ * hetee_ckks_expand_steps(ctx, LOCAL_PARTIES_LANES); the host keeps the
+ * Galois keys from the bundle (gk) and local_infer hands them to the
+ * model (hetee_engine_model_set_expand_keys): plans built with
+ * options.lanes <= LOCAL_PARTIES_LANES may use lane packings. */
+#define LOCAL_PARTIES_LANES 4
 
 /* platform: an existing sim platform directory, or NULL for a temporary one.
  * 0 or a hetee_status (detail in hetee_last_error()). */

@@ -29,7 +29,9 @@ static inline void engine_stage_spec(const hetee_ckks_context *ctx, const hetee_
   spec->out_dst = R->out_dst;
   spec->out_src = R->out_src;
   spec->out_level = R->release ? hetee_ckks_context_max_level(ctx) : HETEE_ENGINE_LEVEL;
-  spec->out_scale = R->release ? hetee_engine_release_scale(ctx) : HETEE_ENGINE_IN_SCALE;
+  spec->out_scale = R->release          ? hetee_engine_release_scale(ctx)
+                    : R->out_lanes > 1  ? HETEE_ENGINE_IN_SCALE / (double)R->out_lanes
+                                        : HETEE_ENGINE_IN_SCALE;
   spec->out_encoding = HETEE_ENC_COEFFS;
 }
 

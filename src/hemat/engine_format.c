@@ -24,6 +24,9 @@
 #define HDR_BYTES 48
 #define FMT_VERSION 1
 #define PLAN_VERSION 2 /* 2: the layer's own geometry + the space-to-depth flag */
+#define PLAN_VERSION_LANES 3 /* 3: + i32 lanes per stage after nimg; written only
+                                when a stage has lanes > 1 (a plan without
+                                lanes keeps version 2, byte for byte) */
 #define PLAN_MAX_BYTES (64u << 20)
 #define FILE_MAX_BYTES ((size_t)4 << 30)
 #define MIN_CT_BYTES 64 /* a serialized ciphertext is never shorter */
@@ -110,7 +113,10 @@ static const uint8_t *r_bytes(rbuf *r, size_t n) {
 
 int engine_plan_save(const hetee_engine_plan *p, uint8_t **buf, size_t *len) {
   wbuf w = {0};
-  w_u32(&w, PLAN_VERSION);
+  uint32_t ver = p->version == PLAN_VERSION_LANES ? PLAN_VERSION_LANES : PLAN_VERSION;
+  for (size_t s = 0; s < p->nstages; s++)
+    if (p->st[s].pack.lanes > 1) ver = PLAN_VERSION_LANES;
+  w_u32(&w, ver);
   w_u32(&w, (uint32_t)p->n);
   w_u32(&w, p->micro_batch);
   for (int i = 0; i < 3; i++) w_i32(&w, p->in_shape[i]);
@@ -133,6 +139,7 @@ int engine_plan_save(const hetee_engine_plan *p, uint8_t **buf, size_t *len) {
     w_i32(&w, st->pack.cb);
     w_i32(&w, st->pack.mb);
     w_i32(&w, st->pack.nimg);
+    if (ver >= PLAN_VERSION_LANES) w_i32(&w, st->pack.lanes);
     w_u8(&w, (uint8_t)st->has_bias);
     w_u32(&w, (uint32_t)st->nops);
     for (size_t k = 0; k < st->nops; k++) {
@@ -183,6 +190,7 @@ static int load_stage(rbuf *r, hetee_engine_plan *p, size_t s) {
   st->pack.cb = r_i32(r);
   st->pack.mb = r_i32(r);
   st->pack.nimg = r_i32(r);
+  st->pack.lanes = p->version >= PLAN_VERSION_LANES ? r_i32(r) : 0; /* version 2: no lanes */
   st->has_bias = r_u8(r);
   uint32_t nops = r_u32(r);
   if (r->err) return bad("truncated stage");
@@ -212,6 +220,10 @@ static int load_stage(rbuf *r, hetee_engine_plan *p, size_t s) {
   st->shape = st->conv;
   if (phased && !engine_phase_shape(&st->conv, &st->shape)) return bad("space-to-depth form of a conv that has none");
   if (st->has_bias > 1) return bad("bias flag");
+  /* lanes: 0, 1, 2, 4, 8 (hemat checks mb == lanes), never on the first
+   * stage (its inputs come from the data provider, not the enclave) */
+  if (st->pack.lanes < 0 || st->pack.lanes > 8) return bad("lanes out of range");
+  if (s == 0 && st->pack.lanes > 1) return bad("lanes on the first stage");
   int rc = hetee_hemat_layout_init(&st->shape, &st->pack, p->micro_batch, p->n, &st->layout);
   if (rc) {
     snprintf(what, sizeof what, "stage %zu: packing refused by hemat (%s)", s, hetee_last_error());
@@ -295,7 +307,9 @@ int engine_plan_load(const uint8_t *buf, size_t len, hetee_engine_plan **out) {
   uint8_t kind = r_u8(&r);
   uint32_t nstages = r_u32(&r);
   if (r.err) return bad("truncated header");
-  if (ver != PLAN_VERSION) return hetee_error(HETEE_ERR_VERSION, "engine plan version %u, expected %d", ver, PLAN_VERSION);
+  if (ver != PLAN_VERSION && ver != PLAN_VERSION_LANES)
+    return hetee_error(HETEE_ERR_VERSION, "engine plan version %u, expected %d or %d", ver, PLAN_VERSION,
+                       PLAN_VERSION_LANES);
   if (n < 4096 || n > 65536 || (n & (n - 1))) return bad("ring degree");
   if (mb < 1 || mb > HETEE_ENGINE_MAX_MICRO_BATCH) return bad("micro-batch out of range");
   for (int i = 0; i < 3; i++)
@@ -310,6 +324,7 @@ int engine_plan_load(const uint8_t *buf, size_t len, hetee_engine_plan **out) {
     return hetee_error(HETEE_ERR_NOMEM, "no memory for the plan");
   }
   p->n = n;
+  p->version = (int)ver;
   p->micro_batch = mb;
   memcpy(p->in_shape, in_shape, sizeof in_shape);
   p->in_size = (size_t)in_shape[0] * in_shape[1] * in_shape[2];

@@ -43,6 +43,8 @@ struct hetee_engine_plan {
   engine_stage *st;
   hetee_hemat_costs costs;
   int phase;            /* build option only (not saved): HETEE_ENGINE_PHASE_* */
+  int max_lanes, force_lanes; /* build options only (not saved): lane packings */
+  int version;          /* plan format version it was loaded from (0: built) */
 };
 
 struct hetee_engine_model {
@@ -52,6 +54,7 @@ struct hetee_engine_model {
   hetee_ckks_ciphertext ***w;
   hetee_ckks_ciphertext ***bias;
   size_t ct_bytes;
+  const hetee_ckks_galois_keys *gk; /* the host's expansion keys (lane stages), by reference; NULL: none */
 };
 
 struct hetee_engine_input {

@@ -31,6 +31,35 @@ int hemat_span(const hetee_hemat_shape *s, int cb, int mb, uint64_t *hw, uint64_
 int hemat_choose_engine(const hetee_hemat_shape *s, uint32_t batch, size_t n, int input_from_client,
                         const hetee_hemat_costs *c, hetee_hemat_pack *out, double *cost);
 
+/* The three coefficient formulas of hemat.h (the layout, weights.c, the
+ * twin and the enclave's integrity checks use these and nothing else), for
+ * a layout made by hetee_hemat_layout_init and arguments in range:
+ * j = sample slot, m = o % mb, ci = c % cb. With lanes > 1 (mb == lanes)
+ * the subring layout: everything at multiples of lanes, channel m at
+ * residue m. */
+static inline uint64_t hemat_in_coef(const hetee_hemat_layout *L, uint64_t j, uint64_t ci, uint64_t y, uint64_t x) {
+  return (uint64_t)L->lanes * (j * L->span_t + ci * L->hw + y * (uint64_t)L->shape.w + x);
+}
+static inline uint64_t hemat_w_coef(const hetee_hemat_layout *L, uint64_t m, uint64_t ci, uint64_t dy, uint64_t dx) {
+  uint64_t d = ci * L->hw + dy * (uint64_t)L->shape.w + dx; /* <= O */
+  if (L->lanes > 1) return (uint64_t)L->lanes * (L->off_o - d) + m;
+  return m * L->spacing_s + L->off_o - d;
+}
+static inline uint64_t hemat_out_coef(const hetee_hemat_layout *L, uint64_t j, uint64_t m, uint64_t oy, uint64_t ox) {
+  uint64_t e = oy * (uint64_t)L->shape.sh * (uint64_t)L->shape.w + ox * (uint64_t)L->shape.sw;
+  if (L->lanes > 1) return (uint64_t)L->lanes * (j * L->span_t + L->off_o + e) + m;
+  return j * L->span_t + m * L->spacing_s + L->off_o + e;
+}
+
+/* The planner with lanes: max_lanes 0 or 1 never picks a lane packing;
+ * else lane packings with lanes 2..max_lanes (powers of two) are priced
+ * too when the inputs come from the enclave (never for the client's).
+ * cosets: the engine's coset discount (hemat_choose_engine); only_lanes:
+ * only lane packings are considered (the engine's forced-lanes option,
+ * for measurements; HETEE_ERR_SHAPE when none fits). */
+int hemat_choose_lanes(const hetee_hemat_shape *s, uint32_t batch, size_t n, int input_from_client, int max_lanes,
+                       int cosets, int only_lanes, const hetee_hemat_costs *c, hetee_hemat_pack *out, double *cost);
+
 /* Re-derives L with hetee_hemat_layout_init and checks every derived
  * field, so a hand-made or corrupted layout never indexes out of bounds
  * (HETEE_ERR_INVALID_ARG / the errors of layout_init). O(1). */

@@ -88,19 +88,28 @@ int hetee_hemat_layout_init(const hetee_hemat_shape *s, const hetee_hemat_pack *
   if (p->mb < 1 || p->mb > s->co)
     return hetee_error(HETEE_ERR_INVALID_ARG, "hemat layout: mb = %d, must be in 1..co = %d", p->mb, s->co);
   if (p->nimg < 1) return hetee_error(HETEE_ERR_INVALID_ARG, "hemat layout: nimg = %d, must be >= 1", p->nimg);
+  if (p->lanes < 0 || p->lanes > 8 || (p->lanes & (p->lanes - 1)))
+    return hetee_error(HETEE_ERR_INVALID_ARG, "hemat layout: lanes = %d, must be 0, 1, 2, 4 or 8", p->lanes);
+  const int lanes = p->lanes > 1 ? p->lanes : 1;
+  if (lanes > 1 && p->mb != lanes)
+    return hetee_error(HETEE_ERR_INVALID_ARG, "hemat layout: %d lanes need mb = %d (mb = %d)", lanes, lanes, p->mb);
+  if ((size_t)lanes > n)
+    return hetee_error(HETEE_ERR_INVALID_ARG, "hemat layout: %d lanes in a ring of degree %zu", lanes, n);
+  /* lanes: the mb = 1 layout of the subring of dimension N / lanes */
+  const size_t cap = n / (size_t)lanes;
 
   uint64_t HW = 0, O = 0, S = 0, T = 0, total = 0;
-  if ((rc = hemat_span(s, p->cb, p->mb, &HW, &O, &S, &T))) return rc;
-  if (T > (uint64_t)n)
+  if ((rc = hemat_span(s, p->cb, lanes > 1 ? 1 : p->mb, &HW, &O, &S, &T))) return rc;
+  if (T > (uint64_t)cap)
     return hetee_error(HETEE_ERR_SHAPE,
                        "hemat layout: packing cb=%d mb=%d does not fit N = %zu: one sample spans T = %llu "
-                       "coefficients (reduce cb or mb)",
-                       p->cb, p->mb, n, (unsigned long long)T);
-  if (!mul_ok((uint64_t)p->nimg, T, &total) || total > (uint64_t)n)
+                       "coefficients%s (reduce cb or mb)",
+                       p->cb, p->mb, n, (unsigned long long)T, lanes > 1 ? " of the subring N / lanes" : "");
+  if (!mul_ok((uint64_t)p->nimg, T, &total) || total > (uint64_t)cap)
     return hetee_error(HETEE_ERR_SHAPE,
-                       "hemat layout: nimg = %d samples of T = %llu coefficients (cb=%d mb=%d) do not fit N = %zu; "
-                       "at most %llu fit",
-                       p->nimg, (unsigned long long)T, p->cb, p->mb, n, (unsigned long long)((uint64_t)n / T));
+                       "hemat layout: nimg = %d samples of T = %llu coefficients (cb=%d mb=%d lanes=%d) do not fit "
+                       "N = %zu; at most %llu fit",
+                       p->nimg, (unsigned long long)T, p->cb, p->mb, lanes, n, (unsigned long long)((uint64_t)cap / T));
 
   hetee_hemat_layout L;
   memset(&L, 0, sizeof L);
@@ -127,6 +136,8 @@ int hetee_hemat_layout_init(const hetee_hemat_shape *s, const hetee_hemat_pack *
     return hetee_error(HETEE_ERR_SHAPE, "hemat layout: %zu x %d x %d products overflow 64 bits", L.ngroups, L.nmb,
                        L.ncb);
   L.n_products = (size_t)prod;
+  L.lanes = lanes;
+  L.n_dense_in_cts = (L.n_in_cts - 1) / (size_t)lanes + 1;
   uint64_t most = L.n_in_cts;
   if (L.n_out_cts > most) most = L.n_out_cts;
   if (L.n_w_cts > most) most = L.n_w_cts;
@@ -143,8 +154,15 @@ uint64_t hetee_hemat_in_pos(const hetee_hemat_layout *L, uint32_t b, int c, int 
   uint64_t nimg = (uint64_t)L->pack.nimg, cb = (uint64_t)L->pack.cb;
   uint64_t g = b / nimg, j = b % nimg;
   uint64_t ct = g * (uint64_t)L->ncb + (uint64_t)c / cb;
-  uint64_t coef = j * L->span_t + ((uint64_t)c % cb) * L->hw + (uint64_t)y * (uint64_t)L->shape.w + (uint64_t)x;
-  return ct * (uint64_t)L->n + coef;
+  return ct * (uint64_t)L->n + hemat_in_coef(L, j, (uint64_t)c % cb, (uint64_t)y, (uint64_t)x);
+}
+
+uint64_t hetee_hemat_in_pos_dense(const hetee_hemat_layout *L, uint32_t b, int c, int y, int x) {
+  uint64_t pos = hetee_hemat_in_pos(L, b, c, y, x);
+  if (pos == UINT64_MAX || L->lanes <= 1) return pos;
+  uint64_t n = (uint64_t)L->n, ct = pos / n, lanes = (uint64_t)L->lanes;
+  /* the sparse coefficient is a multiple of lanes: residue ct % lanes is free */
+  return (ct / lanes) * n + pos % n + ct % lanes;
 }
 
 uint64_t hetee_hemat_out_pos(const hetee_hemat_layout *L, uint32_t b, int o, int oy, int ox) {
@@ -153,7 +171,5 @@ uint64_t hetee_hemat_out_pos(const hetee_hemat_layout *L, uint32_t b, int o, int
   uint64_t nimg = (uint64_t)L->pack.nimg, mb = (uint64_t)L->pack.mb;
   uint64_t g = b / nimg, j = b % nimg;
   uint64_t ct = g * (uint64_t)L->nmb + (uint64_t)o / mb;
-  uint64_t coef = j * L->span_t + ((uint64_t)o % mb) * L->spacing_s + L->off_o +
-                  (uint64_t)oy * (uint64_t)L->shape.sh * (uint64_t)L->shape.w + (uint64_t)ox * (uint64_t)L->shape.sw;
-  return ct * (uint64_t)L->n + coef;
+  return ct * (uint64_t)L->n + hemat_out_coef(L, j, (uint64_t)o % mb, (uint64_t)oy, (uint64_t)ox);
 }

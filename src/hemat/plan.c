@@ -354,15 +354,17 @@ int engine_frames_fit(const hetee_engine_plan *p, char *why, size_t wn) {
       size_t values = (size_t)p->micro_batch * st->shape.co * L->oh * L->ow;
       size_t outs = (size_t)p->micro_batch * count3(st->out_shape);
       size_t spec = 1024 + 4 * values + 8 * outs + 16 * st->nops + 8 * (size_t)p->micro_batch * count3(st->out_shape);
-      if (L->n_out_cts > CT1_LIMIT || N->n_in_cts > CT1_LIMIT) {
-        snprintf(why, wn, "stage %zu: refresh of %zu -> %zu ciphertexts (limit %u)", s, L->n_out_cts, N->n_in_cts,
+        /* the enclave encrypts the next stage's dense inputs (lanes) */
+      const size_t nin = N->n_dense_in_cts;
+      if (L->n_out_cts > CT1_LIMIT || nin > CT1_LIMIT) {
+        snprintf(why, wn, "stage %zu: refresh of %zu -> %zu ciphertexts (limit %u)", s, L->n_out_cts, nin,
                  CT1_LIMIT);
         return 0;
       }
       if (spec + L->n_out_cts * ct2 + FRAME_MARGIN > HETEE_FRAME_MAX_BODY ||
-          N->n_in_cts * ct1 + FRAME_MARGIN > HETEE_FRAME_MAX_BODY) {
-        snprintf(why, wn, "stage %zu: refresh frame of %zu + %zu ciphertexts above %u MiB", s, L->n_out_cts,
-                 N->n_in_cts, HETEE_FRAME_MAX_BODY >> 20);
+          nin * ct1 + FRAME_MARGIN > HETEE_FRAME_MAX_BODY) {
+        snprintf(why, wn, "stage %zu: refresh frame of %zu + %zu ciphertexts above %u MiB", s, L->n_out_cts, nin,
+                 HETEE_FRAME_MAX_BODY >> 20);
         return 0;
       }
       if (values > HETEE_REFRESH_MAX_VALUES) {
@@ -395,7 +397,8 @@ static void stage_counts(const hetee_engine_plan *p, size_t s, const hetee_hemat
    * next stage's inputs (at the plan's micro-batch: the next layout) or the
    * release ciphertexts, each of which is decrypted once per sample */
   if (s + 1 < p->nstages) {
-    o->enclave_encryptions = p->st[s + 1].layout.n_in_cts;
+    /* lanes: the enclave encrypts the next stage's inputs dense */
+    o->enclave_encryptions = p->st[s + 1].layout.n_dense_in_cts;
     o->enclave_decryptions = L->n_out_cts;
   } else {
     o->enclave_encryptions = release_cts(p, L->batch);
@@ -407,8 +410,13 @@ double engine_predict(const hetee_engine_plan *p, size_t s) {
   hetee_engine_stage_info o;
   stage_counts(p, s, &p->st[s].layout, &o);
   const hetee_hemat_costs *c = &p->costs;
+  const hetee_hemat_layout *L = &p->st[s].layout;
+  /* a lane stage's inputs are expanded by the host first: lanes - 1 key
+   * switches per dense input */
+  double expand = L->lanes > 1 ? (double)L->n_dense_in_cts * (double)(L->lanes - 1) * c->t_expand : 0.0;
   return (double)o.n_products * c->t_product + (double)o.enclave_encryptions * c->t_enclave_enc +
-         (double)o.enclave_decryptions * c->t_enclave_dec + (s == 0 ? (double)o.n_in_cts * c->t_client_enc : 0.0);
+         (double)o.enclave_decryptions * c->t_enclave_dec + (s == 0 ? (double)o.n_in_cts * c->t_client_enc : 0.0) +
+         expand;
 }
 
 static int ceil_div(int a, int b) { return (a + b - 1) / b; }
@@ -458,9 +466,25 @@ static int pack_stages(hetee_engine_plan *p, uint32_t mb) {
     hetee_hemat_pack pp;
     st->shape = st->conv;
     st->phased = 0;
-    int rc = hemat_choose_engine(&st->shape, mb, p->n, s == 0, &p->costs, &st->pack, &cost);
+    /* lanes only for inputs the enclave encrypts (stages after the first)
+     * and only when the host can expand them (option lanes) */
+    int ml = s > 0 ? p->max_lanes : 0;
+    int rc = hemat_choose_lanes(&st->shape, mb, p->n, s == 0, ml, 1, 0, &p->costs, &st->pack, &cost);
+    hetee_hemat_pack lp;
+    hetee_hemat_layout a, b;
+    double lcost = 0;
+    /* forced lanes (measurements): the cheapest lane packing instead,
+     * where one fits and it asks the enclave for fewer encryptions */
+    if (!rc && ml > 1 && p->force_lanes && st->pack.lanes <= 1 &&
+        !hemat_choose_lanes(&st->shape, mb, p->n, 0, ml, 1, 1, &p->costs, &lp, &lcost) &&
+        !hetee_hemat_layout_init(&st->shape, &st->pack, mb, p->n, &a) &&
+        !hetee_hemat_layout_init(&st->shape, &lp, mb, p->n, &b) && b.n_dense_in_cts < a.n_in_cts) {
+      st->pack = lp;
+      cost = lcost;
+    }
     if (st->kind == HETEE_NN_CONV && p->phase != HETEE_ENGINE_PHASE_NEVER && engine_phase_shape(&st->conv, &ph) &&
-        !hemat_choose_engine(&ph, mb, p->n, s == 0, &p->costs, &pp, &pcost) &&
+        !(ml > 1 && p->force_lanes && st->pack.lanes > 1) &&
+        !hemat_choose_lanes(&ph, mb, p->n, s == 0, ml, 1, 0, &p->costs, &pp, &pcost) &&
         (rc || pcost < cost || p->phase == HETEE_ENGINE_PHASE_ALWAYS)) {
       st->shape = ph;
       st->pack = pp;
@@ -489,10 +513,16 @@ int hetee_engine_plan_build(const hetee_nn_model *m, const hetee_engine_plan_opt
     return hetee_error(HETEE_ERR_LIMIT, "micro-batch %u above %u", o->micro_batch, HETEE_ENGINE_MAX_MICRO_BATCH);
   if (o->phase < HETEE_ENGINE_PHASE_AUTO || o->phase > HETEE_ENGINE_PHASE_ALWAYS)
     return hetee_error(HETEE_ERR_INVALID_ARG, "phase option %d", o->phase);
+  if (o->lanes < 0 || o->lanes > 8 || (o->lanes & (o->lanes - 1)) || o->force_lanes < 0 || o->force_lanes > 1 ||
+      (o->force_lanes && o->lanes < 2))
+    return hetee_error(HETEE_ERR_INVALID_ARG, "lanes option %d (0, 2, 4 or 8), force_lanes %d", o->lanes,
+                       o->force_lanes);
   hetee_engine_plan *p = calloc(1, sizeof *p);
   if (!p) return hetee_error(HETEE_ERR_NOMEM, "no memory for the plan");
   p->n = n;
   p->phase = o->phase;
+  p->max_lanes = o->lanes > 1 ? o->lanes : 0;
+  p->force_lanes = o->force_lanes;
   if (o->costs) p->costs = *o->costs;
   else hetee_hemat_costs_default(&p->costs);
   int rc = cut_stages(m, p);
@@ -583,6 +613,19 @@ int hetee_engine_plan_layout(const hetee_engine_plan *p, size_t i, uint32_t batc
   return hetee_hemat_layout_init(&st->shape, &st->pack, batch, p->n, out);
 }
 
+int hetee_engine_plan_max_lanes(const hetee_engine_plan *p) {
+  int m = 1;
+  for (size_t s = 0; p && s < p->nstages; s++)
+    if (p->st[s].layout.lanes > m) m = p->st[s].layout.lanes;
+  return m;
+}
+
+int hetee_engine_model_set_expand_keys(hetee_engine_model *em, const hetee_ckks_galois_keys *gk) {
+  if (!em) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  em->gk = gk;
+  return 0;
+}
+
 size_t hetee_engine_plan_model_ct_bytes(const hetee_engine_plan *p) {
   if (!p) return 0;
   size_t total = 0, ct = engine_ct_bytes(p->n, 2, HETEE_ENGINE_LEVEL);
@@ -639,6 +682,7 @@ int hetee_engine_plan_refresh(const hetee_engine_plan *p, size_t i, uint32_t bat
   int last = i + 1 == p->nstages;
   if (!last && (rc = hetee_engine_plan_layout(p, i + 1, batch, &N))) return rc;
   r->batch = batch;
+  r->out_lanes = 1;
   r->in_shape[0] = st->shape.co;
   r->in_shape[1] = L.oh;
   r->in_shape[2] = L.ow;
@@ -681,7 +725,9 @@ int hetee_engine_plan_refresh(const hetee_engine_plan *p, size_t i, uint32_t bat
     return 0;
   }
   const engine_stage *nx = &p->st[i + 1];
-  r->out_ncts = (uint32_t)N.n_in_cts;
+  /* a lane stage's inputs: dense positions, n_dense_in_cts ciphertexts */
+  r->out_lanes = N.lanes;
+  r->out_ncts = (uint32_t)N.n_dense_in_cts;
   r->out_n = (size_t)batch * r->n_final;
   r->out_dst = malloc(r->out_n * sizeof *r->out_dst);
   r->out_src = malloc(r->out_n * sizeof *r->out_src);
@@ -694,7 +740,7 @@ int hetee_engine_plan_refresh(const hetee_engine_plan *p, size_t i, uint32_t bat
       int c = (int)(v / ((size_t)ih * iw)), y = (int)(v / (size_t)iw) % ih, x = (int)(v % (size_t)iw);
       int hc, hy, hx;
       engine_in_coord(nx, c, y, x, &hc, &hy, &hx);
-      uint64_t pos = hetee_hemat_in_pos(&N, b, hc, hy, hx);
+      uint64_t pos = hetee_hemat_in_pos_dense(&N, b, hc, hy, hx);
       if (pos > UINT32_MAX) {
         hetee_engine_refresh_free(r);
         return hetee_error(HETEE_ERR_LIMIT, "stage %zu: input position beyond 2^32", i + 1);
@@ -749,6 +795,9 @@ void hetee_engine_plan_print(const hetee_engine_plan *p, FILE *f) {
               k->sh, k->sw);
     }
     fprintf(f, "  packing  cb %d, mb %d, nimg %d (%zu groups)\n", o.pack.cb, o.pack.mb, o.pack.nimg, L->ngroups);
+    if (L->lanes > 1)
+      fprintf(f, "  lanes    %d: the enclave encrypts %zu dense inputs, the host expands each into %d (%zu key switches)\n",
+              L->lanes, L->n_dense_in_cts, L->lanes, L->n_dense_in_cts * (size_t)(L->lanes - 1));
     fprintf(f,
             "  counts   input cts %zu (%s), weight cts %zu + bias %zu, output cts %zu, products %zu, enclave "
             "encryptions %zu, decryptions %zu\n",

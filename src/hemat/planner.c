@@ -48,6 +48,15 @@
 #define HEMAT_T_ENCLAVE_ENC 188e-6
 #define HEMAT_T_ENCLAVE_DEC 104e-6
 #define HEMAT_T_CLIENT_ENC 715e-6
+/* One key switch of hetee_ckks_evaluator_expand at level 1 (a 4-lane
+ * expansion makes 3): a third of `expand4_ev_l1` in `hetee-bench ckks
+ * --runs 50` (Release, 2026-11-30 07:26 UTC, load 3.8-5.2): 2804 us
+ * (min 2215) against 207.8 us for `encrypt_sk_coeffs_l1` in the same run,
+ * a ratio of 13.5, put on the scale of HEMAT_T_ENCLAVE_ENC (measured at
+ * load ~6): 188 us x 13.5 / 3 = 845 us. In the engine (hetee-bench infer
+ * --force-lanes, e2dm, load 4.5) the host's CPU grew by 1.1 ms per key
+ * switch of its expansions (docs/hemat.md, "Lanes"). */
+#define HEMAT_T_EXPAND 845e-6
 
 /* A layer whose every output ciphertext names coefficients of one coset
  * r + d t only (d a power of two) is decrypted by the enclave as that coset
@@ -91,12 +100,14 @@ void hetee_hemat_costs_default(hetee_hemat_costs *c) {
    * every host and every model, on a few cores, with little memory */
   c->enclave_weight = 4.0;
   c->max_weight_cts = 0;
+  c->t_expand = HEMAT_T_EXPAND;
 }
 
 static int cost_ok(double v) { return isfinite(v) && v >= 0; }
 
 static int choose(const hetee_hemat_shape *s, uint32_t batch, size_t n, int input_from_client,
-                  const hetee_hemat_costs *c, int cosets, hetee_hemat_pack *out, double *cost) {
+                  const hetee_hemat_costs *c, int cosets, int max_lanes, int only_lanes, hetee_hemat_pack *out,
+                  double *cost) {
   if (!s || !out) return hetee_error(HETEE_ERR_INVALID_ARG, "hemat choose: NULL argument");
   int rc;
   if ((rc = hemat_check_shape(s)) || (rc = hemat_check_n(n))) return rc;
@@ -107,16 +118,16 @@ static int choose(const hetee_hemat_shape *s, uint32_t batch, size_t n, int inpu
     c = &dflt;
   }
   if (!cost_ok(c->t_product) || !cost_ok(c->t_enclave_enc) || !cost_ok(c->t_enclave_dec) ||
-      !cost_ok(c->t_client_enc) || !cost_ok(c->enclave_weight))
+      !cost_ok(c->t_client_enc) || !cost_ok(c->enclave_weight) || !cost_ok(c->t_expand))
     return hetee_error(HETEE_ERR_INVALID_ARG, "hemat choose: costs must be finite and >= 0");
 
   const double ew = c->enclave_weight;
   double best = INFINITY;
-  hetee_hemat_pack bp = {0, 0, 0};
+  hetee_hemat_pack bp = {0, 0, 0, 0};
   size_t fitting = 0;
   for (int cb = 1; cb <= s->c; cb++) {
     int fit_any = 0;
-    for (int mb = 1; mb <= s->co; mb++) {
+    for (int mb = 1; mb <= s->co && !only_lanes; mb++) {
       uint64_t HW = 0, O = 0, S = 0, T = 0;
       if (hemat_span(s, cb, mb, &HW, &O, &S, &T) || T > (uint64_t)n) break; /* larger mb: larger T */
       fit_any = 1;
@@ -139,11 +150,43 @@ static int choose(const hetee_hemat_shape *s, uint32_t batch, size_t n, int inpu
         bp.cb = cb;
         bp.mb = mb;
         bp.nimg = (int)nimg;
+        bp.lanes = 0;
+      }
+    }
+    /* lane packings (hemat.h): mb = lanes, the mb = 1 layout of the subring
+     * of dimension N / lanes; the enclave encrypts ceil(n_in / lanes) dense
+     * inputs, the host expands each (lanes - 1 key switches); the outputs
+     * are lanes residues apart, never one coset (full decryptions) */
+    for (int lanes = 2; !input_from_client && lanes <= max_lanes && lanes <= s->co; lanes *= 2) {
+      uint64_t HW = 0, O = 0, S = 0, T = 0;
+      if (hemat_span(s, cb, 1, &HW, &O, &S, &T) || T > (uint64_t)n / (uint64_t)lanes) break;
+      fit_any = 1;
+      fitting++;
+      uint64_t nmax = (uint64_t)n / (uint64_t)lanes / T;
+      if (nmax > batch) nmax = batch;
+      uint64_t ngroups = ((uint64_t)batch - 1) / nmax + 1;
+      uint64_t ncb = (uint64_t)(s->c - 1) / (uint64_t)cb + 1, nmb = (uint64_t)(s->co - 1) / (uint64_t)lanes + 1;
+      double nw = (double)ncb * (double)nmb;
+      if (c->max_weight_cts && nw > (double)c->max_weight_cts) continue;
+      double g = (double)ngroups, products = g * (double)nmb * (double)ncb, nout = g * (double)nmb;
+      double ndense = (double)((ngroups * ncb - 1) / (uint64_t)lanes + 1);
+      uint64_t nimg = ((uint64_t)batch - 1) / ngroups + 1;
+      double t = products * c->t_product + ew * (ndense * c->t_enclave_enc + nout * c->t_enclave_dec) +
+                 ndense * (double)(lanes - 1) * c->t_expand;
+      if (t < best) {
+        best = t;
+        bp.cb = cb;
+        bp.mb = lanes;
+        bp.nimg = (int)nimg;
+        bp.lanes = lanes;
       }
     }
     if (!fit_any) break; /* larger cb: larger T */
   }
   if (bp.cb == 0) {
+    if (only_lanes)
+      return hetee_error(HETEE_ERR_SHAPE, "hemat choose: no lane packing (%d lanes at most%s) fits N = %zu",
+                         max_lanes, input_from_client ? ", inputs from the client" : "", n);
     if (fitting)
       return hetee_error(HETEE_ERR_SHAPE,
                          "hemat choose: all %zu packings that fit N = %zu need more than max_weight_cts = %zu "
@@ -164,10 +207,22 @@ static int choose(const hetee_hemat_shape *s, uint32_t batch, size_t n, int inpu
 
 int hetee_hemat_choose(const hetee_hemat_shape *s, uint32_t batch, size_t n, int input_from_client,
                        const hetee_hemat_costs *c, hetee_hemat_pack *out, double *cost) {
-  return choose(s, batch, n, input_from_client, c, 0, out, cost);
+  return choose(s, batch, n, input_from_client, c, 0, 0, 0, out, cost);
 }
 
 int hemat_choose_engine(const hetee_hemat_shape *s, uint32_t batch, size_t n, int input_from_client,
                         const hetee_hemat_costs *c, hetee_hemat_pack *out, double *cost) {
-  return choose(s, batch, n, input_from_client, c, 1, out, cost);
+  return choose(s, batch, n, input_from_client, c, 1, 0, 0, out, cost);
+}
+
+int hemat_choose_lanes(const hetee_hemat_shape *s, uint32_t batch, size_t n, int input_from_client, int max_lanes,
+                       int cosets, int only_lanes, const hetee_hemat_costs *c, hetee_hemat_pack *out, double *cost) {
+  if (max_lanes < 0 || max_lanes > 8 || (max_lanes & (max_lanes - 1)))
+    return hetee_error(HETEE_ERR_INVALID_ARG, "hemat choose: max_lanes = %d (0, 1, 2, 4 or 8)", max_lanes);
+  return choose(s, batch, n, input_from_client, c, cosets, max_lanes, only_lanes, out, cost);
+}
+
+int hetee_hemat_choose_lanes(const hetee_hemat_shape *s, uint32_t batch, size_t n, int input_from_client,
+                             int max_lanes, const hetee_hemat_costs *c, hetee_hemat_pack *out, double *cost) {
+  return hemat_choose_lanes(s, batch, n, input_from_client, max_lanes, 0, 0, c, out, cost);
 }

@@ -137,10 +137,10 @@ static int choose_grad(const hetee_hemat_shape *s, size_t n, int from_client, ui
                        hetee_hemat_layout *out) {
   const double t_prod = 46e-6, t_enc = 295e-6 * 4, t_cli = 775e-6, t_dec = 259e-6 * 4 / (double)accumulate;
   double best = INFINITY;
-  hetee_hemat_pack bp = {0, 0, 0};
+  hetee_hemat_pack bp = {0, 0, 0, 0};
   for (int cb = 1; cb <= s->c; cb++) {
     for (int mb = 1; mb <= s->co; mb++) {
-      hetee_hemat_pack p = {cb, mb, 1};
+      hetee_hemat_pack p = {cb, mb, 1, 0};
       hetee_hemat_layout L;
       hetee_error_clear();
       if (hetee_hemat_layout_init(s, &p, 1, n, &L)) break; /* T grows with mb */

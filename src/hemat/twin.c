@@ -62,7 +62,7 @@ static void negacyclic_acc(const sparse_poly *a, const sparse_poly *b, size_t n,
  * j*T + (c % cb)*HW + y*w + x for the samples b = g*nimg + j < batch. */
 static void input_poly(const hetee_hemat_layout *L, const float *x, size_t g, int cbk, double *out) {
   const hetee_hemat_shape *s = &L->shape;
-  const size_t HW = L->hw, T = L->span_t, nimg = (size_t)L->pack.nimg;
+  const size_t HW = L->hw, nimg = (size_t)L->pack.nimg;
   memset(out, 0, L->n * sizeof *out);
   for (size_t j = 0; j < nimg; j++) {
     size_t b = g * nimg + j;
@@ -71,8 +71,9 @@ static void input_poly(const hetee_hemat_layout *L, const float *x, size_t g, in
       int c = cbk * L->pack.cb + ci;
       if (c >= s->c) break;
       const float *src = x + (b * (size_t)s->c + (size_t)c) * HW;
-      double *dst = out + j * T + (size_t)ci * HW;
-      for (size_t i = 0; i < HW; i++) dst[i] = src[i];
+      for (int y = 0; y < s->h; y++)
+        for (int xx = 0; xx < s->w; xx++)
+          out[hemat_in_coef(L, j, (uint64_t)ci, (uint64_t)y, (uint64_t)xx)] = src[(size_t)y * (size_t)s->w + (size_t)xx];
     }
   }
 }
@@ -83,9 +84,8 @@ int hetee_hemat_conv_twin(const hetee_hemat_layout *L, const float *w, const flo
   int rc = hemat_check_layout(L);
   if (rc) return rc;
   const hetee_hemat_shape *s = &L->shape;
-  const size_t n = L->n, T = L->span_t, S = L->spacing_s, O = L->off_o;
+  const size_t n = L->n;
   const size_t nimg = (size_t)L->pack.nimg, oh = (size_t)L->oh, ow = (size_t)L->ow;
-  const size_t rowstep = (size_t)s->sh * (size_t)s->w, colstep = (size_t)s->sw;
   const size_t dbytes = n * sizeof(double), ibytes = n * sizeof(uint32_t);
   double *poly = malloc(dbytes), *acc = malloc(dbytes);
   sparse_poly a = {malloc(ibytes), malloc(dbytes), 0}, k = {malloc(ibytes), malloc(dbytes), 0};
@@ -107,17 +107,16 @@ int hetee_hemat_conv_twin(const hetee_hemat_layout *L, const float *w, const flo
         if ((rc = hetee_hemat_bias_coeffs(L, bias, mbk, poly))) goto err;
         for (size_t i = 0; i < n; i++) acc[i] += poly[i];
       }
-      /* read-out at out_pos: j*T + m*S + O + oy*sh*w + ox*sw */
+      /* read-out at out_pos (hemat_out_coef) */
       for (size_t j = 0; j < nimg; j++) {
         size_t b = g * nimg + j;
         if (b >= L->batch) break;
         for (int m = 0; m < L->pack.mb; m++) {
           int o = mbk * L->pack.mb + m;
           if (o >= s->co) break;
-          const double *src = acc + j * T + (size_t)m * S + O;
           double *dst = y + (b * (size_t)s->co + (size_t)o) * oh * ow;
           for (size_t oy = 0; oy < oh; oy++)
-            for (size_t ox = 0; ox < ow; ox++) dst[oy * ow + ox] = src[oy * rowstep + ox * colstep];
+            for (size_t ox = 0; ox < ow; ox++) dst[oy * ow + ox] = acc[hemat_out_coef(L, j, (uint64_t)m, oy, ox)];
         }
       }
     }

@@ -23,7 +23,7 @@ int hemat_check_layout(const hetee_hemat_layout *L) {
   if (r.oh != L->oh || r.ow != L->ow || r.ncb != L->ncb || r.nmb != L->nmb || r.hw != L->hw ||
       r.off_o != L->off_o || r.spacing_s != L->spacing_s || r.span_t != L->span_t || r.ngroups != L->ngroups ||
       r.n_in_cts != L->n_in_cts || r.n_w_cts != L->n_w_cts || r.n_out_cts != L->n_out_cts ||
-      r.n_products != L->n_products)
+      r.n_products != L->n_products || r.lanes != L->lanes || r.n_dense_in_cts != L->n_dense_in_cts)
     return hetee_error(HETEE_ERR_INVALID_ARG, "hemat: layout fields do not match its shape and packing "
                                               "(not made by hetee_hemat_layout_init)");
   return 0;
@@ -38,7 +38,6 @@ int hetee_hemat_weight_coeffs(const hetee_hemat_layout *L, const float *w, int m
                        L->nmb, L->ncb);
   const hetee_hemat_shape *s = &L->shape;
   const int cb = L->pack.cb, mb = L->pack.mb;
-  const size_t W = (size_t)s->w, HW = L->hw, O = L->off_o, S = L->spacing_s;
   memset(out, 0, L->n * sizeof *out);
   for (int m = 0; m < mb; m++) {
     int o = mbk * mb + m;
@@ -55,8 +54,9 @@ int hetee_hemat_weight_coeffs(const hetee_hemat_layout *L, const float *w, int m
             return hetee_error(HETEE_ERR_INVALID_ARG, "hemat weight_coeffs: W[%d][%d][%d][%d] is not finite", o, c,
                                dy, dx);
           }
-          /* O >= ci*HW + dy*w + dx: the exponent is in [m*S, m*S + O] */
-          out[(size_t)m * S + O - ((size_t)ci * HW + (size_t)dy * W + (size_t)dx)] = v;
+          /* O >= ci*HW + dy*w + dx: the exponent is in [m*S, m*S + O]
+           * (lanes: lanes*[0, O] + m) */
+          out[hemat_w_coef(L, (uint64_t)m, (uint64_t)ci, (uint64_t)dy, (uint64_t)dx)] = v;
         }
     }
   }
@@ -71,8 +71,6 @@ int hetee_hemat_bias_coeffs(const hetee_hemat_layout *L, const float *bias, int 
     return hetee_error(HETEE_ERR_INVALID_ARG, "hemat bias_coeffs: group %d outside 0..%d", mbk, L->nmb - 1);
   const hetee_hemat_shape *s = &L->shape;
   const int mb = L->pack.mb;
-  const size_t T = L->span_t, S = L->spacing_s, O = L->off_o;
-  const size_t rowstep = (size_t)s->sh * (size_t)s->w, colstep = (size_t)s->sw;
   memset(out, 0, L->n * sizeof *out);
   for (int m = 0; m < mb; m++) {
     int o = mbk * mb + m;
@@ -82,11 +80,10 @@ int hetee_hemat_bias_coeffs(const hetee_hemat_layout *L, const float *bias, int 
       sodium_memzero(out, L->n * sizeof *out);
       return hetee_error(HETEE_ERR_INVALID_ARG, "hemat bias_coeffs: bias[%d] is not finite", o);
     }
-    for (int j = 0; j < L->pack.nimg; j++) {
-      double *base = out + (size_t)j * T + (size_t)m * S + O;
+    for (int j = 0; j < L->pack.nimg; j++)
       for (int oy = 0; oy < L->oh; oy++)
-        for (int ox = 0; ox < L->ow; ox++) base[(size_t)oy * rowstep + (size_t)ox * colstep] = v;
-    }
+        for (int ox = 0; ox < L->ow; ox++)
+          out[hemat_out_coef(L, (uint64_t)j, (uint64_t)m, (uint64_t)oy, (uint64_t)ox)] = v;
   }
   return 0;
 }

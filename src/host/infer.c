@@ -98,7 +98,7 @@ static int save_all(const hetee_ckks_context *ctx, hetee_ckks_ciphertext *const 
  * stage expects (the host does not take the enclave's word for it either:
  * a wrong count, level or scale would make the kernel fail or misread). */
 static int load_fresh(const hetee_ckks_context *ctx, uint8_t *const *blobs, const size_t *lens, size_t n,
-                      size_t want, int threads, hetee_ckks_ciphertext ***out) {
+                      size_t want, double scale, int threads, hetee_ckks_ciphertext ***out) {
   *out = NULL;
   if (n != want)
     return hetee_error(HETEE_ERR_PROTOCOL, "the enclave returned %zu ciphertexts, the next stage needs %zu", n, want);
@@ -108,7 +108,7 @@ static int load_fresh(const hetee_ckks_context *ctx, uint8_t *const *blobs, cons
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
   for (size_t i = 0; i < n; i++) {
     int r = hetee_ckks_ciphertext_load(ctx, blobs[i], lens[i], &c[i]);
-    if (!r) r = engine_check_ct(ctx, c[i], HETEE_ENGINE_IN_SCALE, "refreshed input");
+    if (!r) r = engine_check_ct(ctx, c[i], scale, "refreshed input");
     if (r) {
 #pragma omp critical
       if (!rc) rc = r;
@@ -144,7 +144,7 @@ static int refresh(hetee_host_enclave *e, const hetee_ckks_context *ctx, const h
   spec.out_dst = R->out_dst;
   spec.out_src = R->out_src;
   spec.out_level = R->release ? hetee_ckks_context_max_level(ctx) : HETEE_ENGINE_LEVEL;
-  spec.out_scale = R->release ? hetee_engine_release_scale(ctx) : HETEE_ENGINE_IN_SCALE;
+  spec.out_scale = R->release ? hetee_engine_release_scale(ctx) : HETEE_ENGINE_IN_SCALE / (double)R->out_lanes;
   spec.out_encoding = HETEE_ENC_COEFFS;
   return hetee_host_refresh(e, &spec, (const uint8_t *const *)blobs, lens, R->in_ncts, fresh, flens, nf);
 }
@@ -477,6 +477,8 @@ typedef struct stage_buf {
   size_t *slot_cap, *slot_len, nslot;
   hetee_ckks_ciphertext **next; /* the next stage's inputs, as the enclave made them */
   size_t nnext;
+  hetee_ckks_ciphertext **lanes; /* a lane stage next: next[] expanded, lanes per dense input */
+  size_t nlanes;
   uint8_t *spec;                /* JOB_REFRESH spec at the full micro-batch */
   size_t spec_len;
   /* the coefficients the enclave reads of output i, in its order:
@@ -496,6 +498,7 @@ typedef struct worker {
   size_t *blen, nblob;
   hetee_engine_stats st;
   uint64_t integrity_ns; /* enclave CPU time of the checks (bound runs) */
+  uint64_t keyswitches;  /* of the lane expansions */
 } worker;
 
 static void worker_bufs_free(worker *w, size_t nstages) {
@@ -506,6 +509,7 @@ static void worker_bufs_free(worker *w, size_t nstages) {
     free(w->sb[s].slot_cap);
     free(w->sb[s].slot_len);
     cts_free(w->sb[s].next, w->sb[s].nnext);
+    cts_free(w->sb[s].lanes, w->sb[s].nlanes);
     free(w->sb[s].spec);
     free(w->sb[s].c0_start);
     free(w->sb[s].c0_idx);
@@ -942,13 +946,38 @@ typedef struct {
   const uint8_t *const *blob;
   const size_t *blen;
   hetee_ckks_ciphertext **fresh;
+  double scale; /* HETEE_ENGINE_IN_SCALE, / lanes for a lane stage's dense inputs */
 } load_task;
 
 static int load_item(void *arg, size_t i, int tid) {
   (void)tid;
   const load_task *t = arg;
   int rc = hetee_ckks_ciphertext_load_into(t->ctx, t->blob[i], t->blen[i], t->fresh[i]);
-  return rc ? rc : engine_check_ct(t->ctx, t->fresh[i], HETEE_ENGINE_IN_SCALE, "refreshed input");
+  return rc ? rc : engine_check_ct(t->ctx, t->fresh[i], t->scale, "refreshed input");
+}
+
+/* Lanes (docs/engine.md, "Issue 8: lanes"): the enclave encrypted a lane
+ * stage's inputs dense at HETEE_ENGINE_IN_SCALE / lanes; the host splits
+ * dense ciphertext i into lanes ciphertexts out[i*lanes .. +lanes) with
+ * public operations (hetee_ckks_evaluator_expand: lanes - 1 key switches),
+ * lane q being the stage's input ciphertext i*lanes + q with its values
+ * at HETEE_ENGINE_IN_SCALE (the expansion multiplies them by lanes). */
+typedef struct {
+  hetee_ckks_evaluator **ev; /* per pool thread; NULL: a temporary one per item */
+  const hetee_ckks_context *ctx;
+  const hetee_ckks_galois_keys *gk;
+  hetee_ckks_ciphertext *const *dense;
+  hetee_ckks_ciphertext *const *out;
+  int lanes;
+} expand_task;
+
+static int expand_item(void *arg, size_t i, int tid) {
+  const expand_task *t = arg;
+  hetee_ckks_ciphertext *const *o = t->out + i * (size_t)t->lanes;
+  int rc = t->ev ? hetee_ckks_evaluator_expand(t->ev[tid], t->gk, t->dense[i], t->lanes, o)
+                 : hetee_ckks_eval_expand(t->ctx, t->gk, t->dense[i], t->lanes, o);
+  for (int q = 0; q < t->lanes && !rc; q++) rc = hetee_ckks_ciphertext_set_scale(o[q], HETEE_ENGINE_IN_SCALE);
+  return rc ? engine_wrap(rc, "expansion of refreshed input %zu", i) : 0;
 }
 
 /* The JOB_REFRESH reply f: R->out_ncts fresh ciphertexts loaded straight
@@ -969,7 +998,7 @@ static int job_refresh_reply(worker *w, const hetee_ckks_context *ctx, const het
   *ns = hetee_rbuf_u64(&r);
   if (r.err || hetee_rbuf_left(&r)) return hetee_error(HETEE_ERR_PROTOCOL, "malformed JOB_REFRESH reply");
   if (R->release) return 0;
-  load_task t = {ctx, w->blob, w->blen, fresh};
+  load_task t = {ctx, w->blob, w->blen, fresh, HETEE_ENGINE_IN_SCALE / (double)R->out_lanes};
   rc = pool_run(w->sh->pool, (size_t)m, load_item, &t);
   return rc ? engine_wrap(rc, "refreshed ciphertexts refused") : 0;
 }
@@ -1223,8 +1252,24 @@ static int run_micro_batch(worker *w, size_t k, hetee_ckks_ciphertext *const *in
       ss->enclave_encryptions += R->release ? 0 : R->out_ncts;
       double t2b = now();
       ss->host_s += t2b - t2;
+      if (!R->release && R->out_lanes > 1) { /* a lane stage next: expand its dense inputs */
+        size_t nl = (size_t)R->out_ncts * (size_t)R->out_lanes;
+        expand_task et = {sh->ev, ctx, em->gk, sb->next, NULL, R->out_lanes};
+        if (!(rc = cts_reserve(ctx, &sb->lanes, &sb->nlanes, nl))) {
+          et.out = sb->lanes;
+          rc = pool_run(sh->pool, R->out_ncts, expand_item, &et);
+        }
+        if (rc) {
+          rc = engine_wrap(rc, "stage %zu: inputs of stage %zu", s, s + 1);
+          break;
+        }
+        w->keyswitches += (uint64_t)R->out_ncts * (uint64_t)(R->out_lanes - 1);
+        double t2c = now();
+        ss->host_s += t2c - t2b;
+        t2b = t2c;
+      }
       if (!R->release) {
-        cur = sb->next;
+        cur = R->out_lanes > 1 ? sb->lanes : sb->next;
         ss->wall_s += t2b - t0;
         engine_progress(sh, k);
         continue;
@@ -1306,9 +1351,22 @@ static int run_micro_batch(worker *w, size_t k, hetee_ckks_ciphertext *const *in
       if (rc) break;
       w->st.wall_enclave_s += now() - t3;
     } else {
-      rc = load_fresh(ctx, fresh, flens, nf, R->out_ncts, threads, &own);
+      rc = load_fresh(ctx, fresh, flens, nf, R->out_ncts, HETEE_ENGINE_IN_SCALE / (double)R->out_lanes, threads, &own);
       nown = rc ? 0 : R->out_ncts;
       if (rc) break;
+      if (R->out_lanes > 1) { /* a lane stage next: expand its dense inputs (one temporary evaluator each) */
+        size_t nl = (size_t)R->out_ncts * (size_t)R->out_lanes;
+        hetee_ckks_ciphertext **lanes = calloc(nl, sizeof *lanes);
+        if (!lanes) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
+        for (size_t i = 0; i < nl && !rc; i++) rc = hetee_ckks_ciphertext_new(ctx, &lanes[i]);
+        expand_task et = {NULL, ctx, em->gk, own, lanes, R->out_lanes};
+        for (size_t i = 0; i < R->out_ncts && !rc; i++) rc = expand_item(&et, i, 0);
+        cts_free(own, nown);
+        own = lanes;
+        nown = lanes ? nl : 0;
+        if (rc) break;
+        w->keyswitches += (uint64_t)R->out_ncts * (uint64_t)(R->out_lanes - 1);
+      }
       cur = own;
       ss->host_s += now() - t2;
     }
@@ -1412,6 +1470,11 @@ static int run_impl(hetee_host_enclave *e, const hetee_engine_model *em, const h
   int rc = check_input(em, in);
   if (rc) return rc;
   const hetee_engine_plan *p = em->plan;
+  /* lane stages: the host expands their inputs with its Galois keys */
+  if (hetee_engine_plan_max_lanes(p) > 1 && !em->gk)
+    return hetee_error(HETEE_ERR_NO_KEY, "the plan has stages in %d lanes: the host needs the expansion keys "
+                                         "(hetee_engine_model_set_expand_keys)", hetee_engine_plan_max_lanes(p));
+  uint64_t keyswitches = 0;
   hetee_engine_stats local, *st = stats ? stats : &local;
   memset(st, 0, sizeof *st);
   st->nstages = p->nstages;
@@ -1516,6 +1579,7 @@ done:
   for (size_t i = 0; i < nw; i++) {
     stats_merge(st, &w[i].st);
     st->integrity_s += (double)w[i].integrity_ns * 1e-9;
+    keyswitches += w[i].keyswitches;
     /* a successful run's buffers go back to the runner (a failed one's
      * may be half made: freed) */
     if (!(sh.runner && !rc && w[i].cache && w[i].sb && !runner_park(sh.runner, &w[i]))) worker_free(&w[i], p->nstages);
@@ -1536,6 +1600,6 @@ done:
     st->host_s += ss->host_s;
     st->enclave_s += ss->enclave_s;
   }
-  st->keyswitches = 0;
+  st->keyswitches = keyswitches; /* the lane expansions' (the kernels make none) */
   return 0;
 }

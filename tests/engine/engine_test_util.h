@@ -233,6 +233,29 @@ static inline void et_simulate(const hetee_engine_plan *p, const hetee_nn_model 
         /* a zero would be indistinguishable from "never written" below */
         A[R.out_dst[j]] = v[R.out_src[j]] == 0.0 ? 0x1p-40 : v[R.out_src[j]];
       }
+      if (s + 1 < ns && R.out_lanes > 1) {
+        /* a lane stage next: the enclave wrote its inputs dense; the host's
+         * expansion gives sparse input ciphertext c = D*lanes + q, coefficient
+         * i (a multiple of lanes), from dense ciphertext D, coefficient i + q */
+        hetee_hemat_layout Nx;
+        ET_OK(hetee_engine_plan_layout(p, s + 1, bk, &Nx));
+        const size_t ln = (size_t)R.out_lanes;
+        assert_int_equal(Nx.lanes, R.out_lanes);
+        assert_int_equal(R.out_ncts, Nx.n_dense_in_cts);
+        double *S = calloc(Nx.n_in_cts * N, sizeof *S);
+        assert_non_null(S);
+        size_t moved = 0;
+        for (size_t c = 0; c < Nx.n_in_cts; c++)
+          for (size_t i = 0; i < N; i += ln) {
+            size_t d = (c / ln) * N + i + c % ln;
+            S[c * N + i] = A[d];
+            moved += seen[d];
+          }
+        assert_int_equal(moved, R.out_n); /* every value the enclave wrote reaches one lane */
+        free(A);
+        A = S;
+        alen = Nx.n_in_cts * N;
+      }
       if (s + 1 == ns) {
         assert_int_equal(R.n_final, out_size);
         for (uint32_t b = 0; b < bk; b++)

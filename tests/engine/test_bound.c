@@ -28,11 +28,17 @@ static size_t argmax_f(const float *v, size_t n) {
   return best;
 }
 
+/* 1: plans with every stage in lanes where that saves encryptions
+ * (options.lanes = LOCAL_PARTIES_LANES, force_lanes) */
+static int g_force_lanes;
+
 static void run_model(const char *name, size_t n, int cpus) {
   hetee_nn_model *m = et_bundled(name);
   hetee_engine_plan_options o;
   memset(&o, 0, sizeof o);
   o.batch = 8; /* several micro-batches: both pipelines, a short last one */
+  o.lanes = g_force_lanes ? LOCAL_PARTIES_LANES : 0;
+  o.force_lanes = g_force_lanes;
   hetee_engine_plan *p = NULL;
   ET_OK(hetee_engine_plan_build(m, &o, &p));
   uint32_t mb = hetee_engine_plan_micro_batch(p);
@@ -64,7 +70,7 @@ static void run_model(const char *name, size_t n, int cpus) {
   const hetee_engine_stats *st = &r.stats;
   size_t nmb = (n + mb - 1) / mb, N = hetee_engine_plan_n(p);
   assert_int_equal(st->micro_batches, nmb);
-  uint64_t products = 0;
+  uint64_t products = 0, keyswitches = 0;
   for (size_t s = 0; s < hetee_engine_plan_num_stages(p); s++) {
     /* the plan's counts, summed over the micro-batches (the last may be short) */
     uint64_t prod = 0, outs = 0, encs = 0, c0w = 0, outn = 0;
@@ -74,6 +80,7 @@ static void run_model(const char *name, size_t n, int cpus) {
       ET_OK(hetee_engine_plan_layout(p, s, bk, &L));
       prod += L.n_products;
       outs += L.n_out_cts;
+      keyswitches += L.lanes > 1 ? L.n_dense_in_cts * (uint64_t)(L.lanes - 1) : 0; /* the host's expansions */
       hetee_engine_refresh R;
       ET_OK(hetee_engine_plan_refresh(p, s, bk, &R));
       encs += R.release ? 0 : R.out_ncts; /* a bound job's last stage encrypts nothing */
@@ -96,8 +103,13 @@ static void run_model(const char *name, size_t n, int cpus) {
     products += prod;
   }
   assert_int_equal(st->products, products);
-  fprintf(stderr, "%s: %zu images bound on %d CPU(s), predictions = plaintext; enclave %.1f ms, host %.1f ms CPU\n",
-          name, n, cpus, st->enclave_s * 1e3, st->host_cpu_s * 1e3);
+  assert_int_equal(st->keyswitches, keyswitches);
+  if (g_force_lanes && !strcmp(name, "e2dm")) assert_true(keyswitches > 0);
+  fprintf(stderr,
+          "%s: %zu images bound on %d CPU(s)%s, predictions = plaintext; enclave %.1f ms, host %.1f ms CPU, %llu key "
+          "switches\n",
+          name, n, cpus, g_force_lanes ? " in lanes" : "", st->enclave_s * 1e3, st->host_cpu_s * 1e3,
+          (unsigned long long)keyswitches);
   local_infer_clear(&r);
   free(x);
   free(logits);
@@ -110,6 +122,61 @@ static void test_bundled_bound(void **state) {
   char names[32][64];
   size_t nm = et_model_names(names, 32);
   for (size_t i = 0; i < nm; i++) run_model(names[i], et_quick() ? 9 : 20, 0);
+}
+
+/* Lane stages through the real enclave: the enclave encrypts their inputs
+ * dense at scale / lanes (the registered plan's spec), the host expands
+ * them with the Galois keys of its KEYGEN bundle, the Freivalds checks of
+ * the lane layout pass and every prediction equals the plaintext engine's;
+ * the key switches are the plan's. */
+static void test_lanes_bound(void **state) {
+  (void)state;
+  g_force_lanes = 1;
+  run_model("e2dm", et_quick() ? 9 : 20, 0);
+  run_model("cnn", 9, 0);
+  run_model("mlp_odd", 9, 2);
+  g_force_lanes = 0;
+}
+
+/* A lane plan whose host has no expansion keys is refused before anything
+ * reaches the enclave (HETEE_ERR_NO_KEY); with the keys of the parties'
+ * KEYGEN it runs. */
+static void test_lanes_no_keys(void **state) {
+  (void)state;
+  hetee_nn_model *m = et_bundled("e2dm");
+  hetee_engine_plan_options o;
+  memset(&o, 0, sizeof o);
+  o.batch = 8;
+  o.lanes = LOCAL_PARTIES_LANES;
+  o.force_lanes = 1;
+  hetee_engine_plan *p = NULL;
+  ET_OK(hetee_engine_plan_build(m, &o, &p));
+  assert_int_equal(hetee_engine_plan_max_lanes(p), LOCAL_PARTIES_LANES);
+  local_parties t;
+  ET_OK(local_parties_start(&t, NULL));
+  assert_non_null(t.gk);
+  ET_OK(local_parties_policy(&t, 7, hetee_engine_plan_release_kind(p), 16));
+  size_t n = 8;
+  float *x = et_images(m, n, NULL);
+  hetee_engine_model *em = NULL;
+  hetee_engine_input *in = NULL;
+  ET_OK(hetee_engine_model_encrypt(t.ctx, t.pk, m, p, &em));
+  ET_OK(hetee_engine_input_encrypt(t.ctx, t.pk, p, x, n, &in));
+  hetee_engine_results out;
+  assert_int_equal(hetee_engine_run(t.e, em, in, 7, t.dp_session, 1, &out, NULL), HETEE_ERR_NO_KEY);
+  assert_non_null(strstr(hetee_last_error(), "expansion keys"));
+  assert_int_equal(hetee_engine_run_bound(t.e, em, in, 7, t.dp_session, 1, &out, NULL), HETEE_ERR_NO_KEY);
+  ET_OK(hetee_engine_model_set_expand_keys(em, t.gk));
+  ET_OK(hetee_engine_run(t.e, em, in, 7, t.dp_session, 2, &out, NULL));
+  assert_int_equal(out.n, n);
+  hetee_engine_results_clear(&out);
+  assert_int_equal(hetee_engine_model_set_expand_keys(NULL, t.gk), HETEE_ERR_INVALID_ARG);
+  hetee_engine_input_free(in);
+  hetee_engine_model_free(em);
+  local_parties_stop(&t);
+  free(x);
+  hetee_engine_plan_free(p);
+  hetee_nn_model_free(m);
 }
 
 static void test_pinned(void **state) {
@@ -241,7 +308,7 @@ static void test_region_rewritten(void **state) {
 }
 
 int main(void) {
-  const struct CMUnitTest tests[] = {cmocka_unit_test(test_bundled_bound), cmocka_unit_test(test_pinned),
+  const struct CMUnitTest tests[] = {cmocka_unit_test(test_bundled_bound), cmocka_unit_test(test_lanes_bound), cmocka_unit_test(test_lanes_no_keys), cmocka_unit_test(test_pinned),
                                      cmocka_unit_test(test_region_rewritten)};
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -10,6 +10,7 @@
  * to fit the enclave frames and a forced one that does not fit is refused.
  */
 #include "engine/engine_test_util.h"
+#include "hemat/engine_internal.h"
 
 /* ---- bundled models ---- */
 
@@ -123,6 +124,122 @@ static void test_bundled_simulation(void **state) {
     hetee_engine_plan_free(p);
     hetee_nn_model_free(m);
   }
+}
+
+/* ---- lanes (docs/engine.md, "Issue 8: lanes") ---- */
+
+/* Lane stages: with options.lanes the default costs keep e2dm's packings
+ * (lanes do not pay at enclave_weight 4), force_lanes puts its dense
+ * 320 -> 64 in 4 lanes (the enclave encrypts 3 dense inputs instead of 10)
+ * and never the first stage; the simulation (dense refresh positions, the
+ * host's expansion, the twin of the lane layout) equals the reference for
+ * every bundled model forced into lanes; the plan file keeps lanes
+ * (version 3, re-saved byte for byte) and a plan without lanes is still
+ * version 2, the same bytes as before; bad options are refused. */
+static void test_lanes(void **state) {
+  (void)state;
+  hetee_nn_model *m = et_bundled("e2dm");
+  hetee_engine_plan_options o;
+  memset(&o, 0, sizeof o);
+  hetee_engine_plan *p0 = NULL, *p1 = NULL, *p2 = NULL, *q = NULL;
+  ET_OK(hetee_engine_plan_build(m, &o, &p0));
+  o.lanes = 4;
+  ET_OK(hetee_engine_plan_build(m, &o, &p1));
+  o.force_lanes = 1;
+  ET_OK(hetee_engine_plan_build(m, &o, &p2));
+  assert_int_equal(hetee_engine_plan_max_lanes(p0), 1);
+  assert_int_equal(hetee_engine_plan_max_lanes(p1), 1);
+  assert_int_equal(hetee_engine_plan_max_lanes(p2), 4);
+  hetee_engine_stage_info a, b;
+  ET_OK(hetee_engine_plan_stage(p0, 1, &a));
+  ET_OK(hetee_engine_plan_stage(p2, 1, &b));
+  assert_true(a.pack.cb == 32 && a.pack.mb == 4 && a.pack.lanes == 0);
+  assert_true(b.pack.cb == 32 && b.pack.mb == 4 && b.pack.nimg == 64 && b.pack.lanes == 4);
+  ET_OK(hetee_engine_plan_stage(p2, 0, &b));
+  assert_true(b.pack.lanes <= 1);
+  assert_int_equal(b.enclave_encryptions, 3); /* stage 1's dense inputs */
+  ET_OK(hetee_engine_plan_stage(p0, 0, &a));
+  assert_int_equal(a.enclave_encryptions, 10);
+  hetee_engine_refresh R;
+  ET_OK(hetee_engine_plan_refresh(p2, 0, 64, &R));
+  assert_int_equal(R.out_lanes, 4);
+  assert_int_equal(R.out_ncts, 3);
+  hetee_engine_refresh_free(&R);
+  ET_OK(hetee_engine_plan_refresh(p0, 0, 64, &R));
+  assert_int_equal(R.out_lanes, 1);
+  hetee_engine_refresh_free(&R);
+  hetee_engine_plan_print(p2, stderr);
+  /* file form */
+  uint8_t *b0 = NULL, *b1 = NULL, *b2 = NULL, *b3 = NULL;
+  size_t l0, l1, l2, l3;
+  ET_OK(engine_plan_save(p0, &b0, &l0));
+  ET_OK(engine_plan_save(p1, &b1, &l1));
+  ET_OK(engine_plan_save(p2, &b2, &l2));
+  assert_true(l0 == l1 && !memcmp(b0, b1, l0));
+  assert_int_equal(b0[0], 2);
+  assert_int_equal(b2[0], 3);
+  ET_OK(engine_plan_load(b2, l2, &q));
+  assert_int_equal(hetee_engine_plan_max_lanes(q), 4);
+  ET_OK(engine_plan_save(q, &b3, &l3));
+  assert_true(l3 == l2 && !memcmp(b2, b3, l2));
+  hetee_engine_plan_free(q);
+  q = NULL;
+  free(b3);
+  /* lanes on the first stage, or out of range, are refused */
+  ET_OK(hetee_engine_plan_build(m, &o, &q));
+  q->st[0].pack.lanes = 4;
+  q->st[0].pack.mb = 4;
+  ET_OK(engine_plan_save(q, &b3, &l3));
+  hetee_engine_plan *bad = NULL;
+  assert_int_equal(engine_plan_load(b3, l3, &bad), HETEE_ERR_FORMAT);
+  free(b3);
+  q->st[0].pack = p0->st[0].pack;
+  q->st[1].pack.lanes = 3;
+  ET_OK(engine_plan_save(q, &b3, &l3));
+  assert_int_equal(engine_plan_load(b3, l3, &bad), HETEE_ERR_FORMAT);
+  free(b3);
+  hetee_engine_plan_free(q);
+  free(b0);
+  free(b1);
+  free(b2);
+  o.lanes = 3;
+  assert_int_equal(hetee_engine_plan_build(m, &o, &q), HETEE_ERR_INVALID_ARG);
+  o.lanes = 0;
+  o.force_lanes = 1;
+  assert_int_equal(hetee_engine_plan_build(m, &o, &q), HETEE_ERR_INVALID_ARG);
+  hetee_engine_plan_free(p0);
+  hetee_engine_plan_free(p1);
+  hetee_engine_plan_free(p2);
+  hetee_nn_model_free(m);
+  /* every bundled model forced into lanes (where a stage has one that
+   * saves encryptions): its simulation = the reference */
+  size_t n = et_quick() ? 20 : 70, forced = 0;
+  char names[32][64];
+  size_t nm = et_model_names(names, 32);
+  for (size_t i = 0; i < nm; i++) {
+    m = et_bundled(names[i]);
+    o.lanes = 4;
+    o.force_lanes = 1;
+    hetee_engine_plan *p = NULL;
+    ET_OK(hetee_engine_plan_build(m, &o, &p));
+    forced += hetee_engine_plan_max_lanes(p) > 1;
+    float *x = et_images(m, n, NULL), *want = malloc(n * 10 * sizeof *want);
+    double *got = malloc(n * 10 * sizeof *got);
+    assert_true(want && got);
+    ET_OK(hetee_nn_forward(m, x, n, want));
+    et_simulate(p, m, x, n, got);
+    double worst = 0;
+    for (size_t k = 0; k < n * 10; k++) worst = fmax(worst, fabs(got[k] - want[k]) / (1.0 + fabs(want[k])));
+    fprintf(stderr, "%s in lanes (max %d): simulation vs reference, worst relative difference %.2e\n", names[i],
+            hetee_engine_plan_max_lanes(p), worst);
+    assert_true(worst < 1e-4);
+    free(x);
+    free(want);
+    free(got);
+    hetee_engine_plan_free(p);
+    hetee_nn_model_free(m);
+  }
+  assert_true(forced >= 3);
 }
 
 /* ---- strided convolutions in space-to-depth form ---- */
@@ -450,7 +567,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_bundled_plans),   cmocka_unit_test(test_bundled_simulation),
       cmocka_unit_test(test_zoo_simulation),  cmocka_unit_test(test_refusals), cmocka_unit_test(test_phased),
-      cmocka_unit_test(test_micro_batches),
+      cmocka_unit_test(test_micro_batches),    cmocka_unit_test(test_lanes),
   };
   return cmocka_run_group_tests_name("engine/plan", tests, NULL, NULL);
 }

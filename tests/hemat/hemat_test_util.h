@@ -89,7 +89,7 @@ static inline void ht_check_injective(const hetee_hemat_layout *L) {
         for (int x = 0; x < s->w; x++) {
           uint64_t q = hetee_hemat_in_pos(L, b, c, y, x);
           assert_true(q < (uint64_t)L->n_in_cts * L->n);
-          assert_true(q % L->n < (uint64_t)L->pack.nimg * L->span_t);
+          assert_true(q % L->n < (uint64_t)L->lanes * L->pack.nimg * L->span_t);
           p[k++] = q;
         }
   qsort(p, nin, sizeof *p, ht_cmp_u64);
@@ -101,11 +101,32 @@ static inline void ht_check_injective(const hetee_hemat_layout *L) {
         for (int ox = 0; ox < L->ow; ox++) {
           uint64_t q = hetee_hemat_out_pos(L, b, o, oy, ox);
           assert_true(q < (uint64_t)L->n_out_cts * L->n);
-          assert_true(q % L->n < (uint64_t)L->pack.nimg * L->span_t);
+          assert_true(q % L->n < (uint64_t)L->lanes * L->pack.nimg * L->span_t);
           p[k++] = q;
         }
   qsort(p, nout, sizeof *p, ht_cmp_u64);
   for (size_t i = 1; i < nout; i++) assert_true(p[i] != p[i - 1]);
+  /* where the enclave puts the inputs before the host's expansion: distinct,
+   * below n_dense_in_cts ciphertexts, and lane q of dense ciphertext D at
+   * coefficient e is sparse ciphertext D*lanes + q at coefficient e - q */
+  k = 0;
+  const uint64_t n = L->n, ln = (uint64_t)L->lanes;
+  assert_int_equal(L->n_dense_in_cts, (L->n_in_cts + ln - 1) / ln);
+  for (uint32_t b = 0; b < L->batch; b++)
+    for (int c = 0; c < s->c; c++)
+      for (int y = 0; y < s->h; y++)
+        for (int x = 0; x < s->w; x++) {
+          uint64_t q = hetee_hemat_in_pos(L, b, c, y, x), d = hetee_hemat_in_pos_dense(L, b, c, y, x);
+          assert_true(d < (uint64_t)L->n_dense_in_cts * n);
+          uint64_t lane = d % n % ln;
+          assert_true((d / n) * ln + lane == q / n);
+          assert_true(d % n - lane == q % n);
+          if (ln == 1) assert_true(d == q);
+          p[k++] = d;
+        }
+  qsort(p, nin, sizeof *p, ht_cmp_u64);
+  for (size_t i = 1; i < nin; i++) assert_true(p[i] != p[i - 1]);
+  assert_true(hetee_hemat_in_pos_dense(L, L->batch, 0, 0, 0) == UINT64_MAX);
   free(p);
 }
 

@@ -17,11 +17,14 @@
 #define X_SCALE 0x1p26
 #define Y_SCALE 0x1p60
 #define LEVEL 1
+#define LANE_FLOOR_DENSE 17.3 /* worst of 5 runs 18.32 (8 lanes; 4 lanes 19.99) */
+#define LANE_FLOOR_CONV 19.2 /* worst of 5 runs 20.26 */
 
 typedef struct {
   hetee_ckks_context *ctx;
   hetee_ckks_secret_key *sk;
   hetee_ckks_public_key *pk;
+  hetee_ckks_galois_keys *gk; /* the expansion's steps for 2, 4 and 8 lanes */
 } fixture;
 static fixture F;
 
@@ -32,11 +35,16 @@ static int setup(void **state) {
   if (hetee_ckks_context_new(&lit, &F.ctx) || hetee_ckks_keygen_secret(F.ctx, &F.sk) ||
       hetee_ckks_keygen_public(F.ctx, F.sk, &F.pk))
     return -1;
+  int steps[8];
+  size_t ns = 0;
+  if (hetee_ckks_expand_steps(F.ctx, 8, steps, 8, &ns) || hetee_ckks_keygen_galois(F.ctx, F.sk, steps, ns, 0, &F.gk))
+    return -1;
   return 0;
 }
 
 static int teardown(void **state) {
   (void)state;
+  hetee_ckks_galois_keys_free(F.gk);
   hetee_ckks_public_key_free(F.pk);
   hetee_ckks_secret_key_free(F.sk);
   hetee_ckks_context_free(F.ctx);
@@ -112,7 +120,46 @@ static void layer_make(layer *ly, const hetee_hemat_shape *s, const hetee_hemat_
         for (int xx = 0; xx < s->w; xx++)
           all[hetee_hemat_in_pos(L, b, c, yy, xx)] = ly->x[(((size_t)b * s->c + c) * s->h + yy) * s->w + xx];
   ly->in = cts_new(L->n_in_cts);
-  for (size_t i = 0; i < L->n_in_cts; i++) encrypt_coeffs(all + i * n, X_SCALE, 0, pt, ly->in[i]);
+  if (L->lanes == 1) {
+    for (size_t i = 0; i < L->n_in_cts; i++) encrypt_coeffs(all + i * n, X_SCALE, 0, pt, ly->in[i]);
+  } else {
+    /* the enclave's side: values at in_pos_dense in n_dense_in_cts
+     * ciphertexts at scale / lanes; the host's: each expanded into lanes
+     * ciphertexts, lane q of dense ciphertext D being input D*lanes + q */
+    const size_t ln = (size_t)L->lanes;
+    double *dense = calloc(L->n_dense_in_cts * n, sizeof *dense);
+    assert_non_null(dense);
+    for (uint32_t b = 0; b < batch; b++)
+      for (int c = 0; c < s->c; c++)
+        for (int yy = 0; yy < s->h; yy++)
+          for (int xx = 0; xx < s->w; xx++) {
+            uint64_t d = hetee_hemat_in_pos_dense(L, b, c, yy, xx);
+            assert_true(dense[d] == 0);
+            dense[d] = ly->x[(((size_t)b * s->c + c) * s->h + yy) * s->w + xx];
+          }
+    hetee_ckks_ciphertext *dct = NULL, *lanes[8];
+    HT_OK(hetee_ckks_ciphertext_new(F.ctx, &dct));
+    for (size_t q = 0; q < ln; q++) HT_OK(hetee_ckks_ciphertext_new(F.ctx, &lanes[q]));
+    for (size_t d = 0; d < L->n_dense_in_cts; d++) {
+      encrypt_coeffs(dense + d * n, X_SCALE / (double)ln, 0, pt, dct);
+      HT_OK(hetee_ckks_eval_expand(F.ctx, F.gk, dct, L->lanes, lanes));
+      for (size_t q = 0; q < ln && d * ln + q < L->n_in_cts; q++) {
+        HT_OK(hetee_ckks_ciphertext_copy(lanes[q], ly->in[d * ln + q]));
+        /* the expansion keeps the declared scale / lanes; the values are at scale */
+        HT_OK(hetee_ckks_ciphertext_set_scale(ly->in[d * ln + q], X_SCALE));
+        /* the expansion moved exactly this sparse ciphertext's values here */
+        double *chk = malloc(n * sizeof *chk);
+        assert_non_null(chk);
+        HT_OK(hetee_ckks_decrypt_coeffs(F.ctx, F.sk, lanes[q], X_SCALE, NULL, n, chk));
+        const double *want = all + (d * ln + q) * n;
+        for (size_t i = 0; i < n; i++) assert_true(fabs(chk[i] - want[i]) < 1e-3);
+        free(chk);
+      }
+    }
+    for (size_t q = 0; q < ln; q++) hetee_ckks_ciphertext_free(lanes[q]);
+    hetee_ckks_ciphertext_free(dct);
+    free(dense);
+  }
   ly->out = cts_new(L->n_out_cts);
   free(all);
   free(poly);
@@ -206,8 +253,9 @@ static void run_layer(const char *name, const hetee_hemat_shape *s, const hetee_
   assert_non_null(got);
   decrypt_outputs(&ly, got);
   double bits = precision_bits(&ly, got);
-  fprintf(stderr, "  %-44s cb=%d mb=%d nimg=%d: %zu products, %zu in / %zu out cts: %.2f bits (floor %.1f)\n", name,
-          p->cb, p->mb, p->nimg, ly.L.n_products, ly.L.n_in_cts, ly.L.n_out_cts, bits, floor_bits);
+  fprintf(stderr, "  %-44s cb=%d mb=%d nimg=%d lanes=%d: %zu products, %zu in (%zu dense) / %zu out cts: %.2f bits "
+          "(floor %.1f)\n", name, p->cb, p->mb, p->nimg, ly.L.lanes, ly.L.n_products, ly.L.n_in_cts,
+          ly.L.n_dense_in_cts, ly.L.n_out_cts, bits, floor_bits);
   assert_true(bits >= floor_bits);
   free(got);
   layer_free(&ly);
@@ -222,19 +270,39 @@ static void run_layer(const char *name, const hetee_hemat_shape *s, const hetee_
 static void test_dense_320x64(void **state) {
   (void)state;
   const hetee_hemat_shape s = {320, 1, 1, 64, 1, 1, 1, 1};
-  run_layer("dense 320->64, batch 64", &s, &(hetee_hemat_pack){32, 16, 14}, 64, 23.2);
+  run_layer("dense 320->64, batch 64", &s, &(hetee_hemat_pack){32, 16, 14, 0}, 64, 23.2);
 }
 
 static void test_conv_e2dm(void **state) {
   (void)state;
   const hetee_hemat_shape s = {1, 28, 28, 5, 7, 7, 3, 3};
-  run_layer("conv 1->5 7x7 s3 on 28x28, batch 4", &s, &(hetee_hemat_pack){1, 5, 1}, 4, 23.3);
+  run_layer("conv 1->5 7x7 s3 on 28x28, batch 4", &s, &(hetee_hemat_pack){1, 5, 1, 0}, 4, 23.3);
 }
 
 static void test_conv_6_16(void **state) {
   (void)state;
   const hetee_hemat_shape s = {6, 12, 12, 16, 5, 5, 1, 1};
-  run_layer("conv 6->16 5x5 s1 on 12x12, batch 2", &s, &(hetee_hemat_pack){6, 8, 1}, 2, 23.2);
+  run_layer("conv 6->16 5x5 s1 on 12x12, batch 2", &s, &(hetee_hemat_pack){6, 8, 1, 0}, 2, 23.2);
+}
+
+/* Lane packings (mb = lanes): the inputs encrypted dense at in_pos_dense
+ * and expanded by hetee_ckks_eval_expand, every lane checked against the
+ * sparse input polynomial it must equal (layer_make), then the products
+ * against the twin. The expansion's key switches add noise of ~2^7.6
+ * integer units per coefficient (measured at level 1), i.e. ~2^-18.4 at
+ * this test's input scale 2^26 (the engine's inputs are at 2^40). */
+static void test_dense_lanes(void **state) {
+  (void)state;
+  const hetee_hemat_shape s = {320, 1, 1, 64, 1, 1, 1, 1};
+  run_layer("dense 320x64 in 4 lanes, batch 64", &s, &(hetee_hemat_pack){32, 4, 64, 4}, 64, LANE_FLOOR_DENSE);
+  const hetee_hemat_shape o = {37, 1, 1, 11, 1, 1, 1, 1};
+  run_layer("dense 37x11 in 8 lanes, batch 13", &o, &(hetee_hemat_pack){5, 8, 7, 8}, 13, LANE_FLOOR_DENSE);
+}
+
+static void test_conv_lanes(void **state) {
+  (void)state;
+  const hetee_hemat_shape s = {3, 9, 11, 5, 3, 3, 2, 2};
+  run_layer("conv 3->5 3x3 s2 on 9x11 in 2 lanes, batch 5", &s, &(hetee_hemat_pack){2, 2, 3, 2}, 5, LANE_FLOOR_CONV);
 }
 
 /* threads = 2 against threads = 1 on the same encrypted operands: the
@@ -244,7 +312,7 @@ static void test_threads_identical(void **state) {
   (void)state;
   const hetee_hemat_shape s = {20, 1, 1, 12, 1, 1, 1, 1};
   layer ly;
-  layer_make(&ly, &s, &(hetee_hemat_pack){5, 4, 3}, 7, 5);
+  layer_make(&ly, &s, &(hetee_hemat_pack){5, 4, 3, 0}, 7, 5);
   const hetee_hemat_layout *L = &ly.L;
   assert_true(L->n_out_cts >= 4 && L->ncb >= 2);
   size_t n = L->n;
@@ -304,7 +372,7 @@ static void test_errors(void **state) {
   (void)state;
   const hetee_hemat_shape s = {6, 1, 1, 4, 1, 1, 1, 1};
   layer ly;
-  layer_make(&ly, &s, &(hetee_hemat_pack){3, 2, 2}, 3, 9);
+  layer_make(&ly, &s, &(hetee_hemat_pack){3, 2, 2, 0}, 3, 9);
   const hetee_hemat_layout *L = &ly.L;
   const hetee_ckks_ciphertext *const *in = (const hetee_ckks_ciphertext *const *)ly.in;
   const hetee_ckks_ciphertext *const *wc = (const hetee_ckks_ciphertext *const *)ly.wc;
@@ -375,7 +443,7 @@ static void test_errors(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_dense_320x64),      cmocka_unit_test(test_conv_e2dm), cmocka_unit_test(test_conv_6_16),
-      cmocka_unit_test(test_threads_identical), cmocka_unit_test(test_errors),
+      cmocka_unit_test(test_threads_identical), cmocka_unit_test(test_errors), cmocka_unit_test(test_dense_lanes), cmocka_unit_test(test_conv_lanes),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -34,7 +34,7 @@ static void expect_err(const hetee_hemat_shape *s, const hetee_hemat_pack *p, ui
 static void test_validation(void **state) {
   (void)state;
   const hetee_hemat_shape ok = {3, 9, 11, 4, 3, 2, 2, 1};
-  const hetee_hemat_pack pk = {2, 3, 1};
+  const hetee_hemat_pack pk = {2, 3, 1, 0};
   hetee_hemat_layout L;
   HT_OK(hetee_hemat_layout_init(&ok, &pk, 5, 8192, &L));
   assert_int_equal(hetee_hemat_layout_init(NULL, &pk, 1, 8192, &L), HETEE_ERR_INVALID_ARG);
@@ -107,22 +107,22 @@ static void test_validation(void **state) {
   expect_err(&ok, &pk, 1, 64, HETEE_ERR_SHAPE, want);
   /* exact fill: conv 1x2x2, 1x1 kernel: T = 4, 16 samples in N = 64 */
   const hetee_hemat_shape tiny = {1, 2, 2, 1, 1, 1, 1, 1};
-  p = (hetee_hemat_pack){1, 1, 16};
+  p = (hetee_hemat_pack){1, 1, 16, 0};
   HT_OK(hetee_hemat_layout_init(&tiny, &p, 16, 64, &L));
   assert_int_equal(L.span_t, 4);
   p.nimg = 17;
   expect_err(&tiny, &p, 17, 64, HETEE_ERR_SHAPE, "nimg = 17");
   /* sizes whose products overflow 64 bits: an error, not a wrap */
   s = (hetee_hemat_shape){INT_MAX, INT_MAX, INT_MAX, INT_MAX, 1, 1, 1, 1};
-  p = (hetee_hemat_pack){INT_MAX, INT_MAX, INT_MAX};
+  p = (hetee_hemat_pack){INT_MAX, INT_MAX, INT_MAX, 0};
   expect_err(&s, &p, UINT32_MAX, 8192, HETEE_ERR_SHAPE, "overflows");
   s = (hetee_hemat_shape){1, 1 << 30, 1 << 30, INT_MAX, 1, 1, 1, 1};
-  p = (hetee_hemat_pack){1, INT_MAX, 1};
+  p = (hetee_hemat_pack){1, INT_MAX, 1, 0};
   expect_err(&s, &p, 1, 8192, HETEE_ERR_SHAPE, NULL);
   /* a huge dense layer with a tiny packing fits N, but its product count
    * (2^32 - 1) * (2^31 - 1)^2 does not fit 64 bits: refused */
   s = (hetee_hemat_shape){INT_MAX, 1, 1, INT_MAX, 1, 1, 1, 1};
-  p = (hetee_hemat_pack){1, 1, 1};
+  p = (hetee_hemat_pack){1, 1, 1, 0};
   expect_err(&s, &p, UINT32_MAX, 8192, HETEE_ERR_SHAPE, "products overflow");
   /* with one output its products fit, but not its global input positions
    * ((2^32 - 1) * (2^31 - 1) ciphertexts of 2^13 coefficients) */
@@ -140,7 +140,7 @@ static void test_validation(void **state) {
 static void test_known_answers(void **state) {
   (void)state;
   hetee_hemat_layout L;
-  hetee_hemat_pack p = {1, 5, 1};
+  hetee_hemat_pack p = {1, 5, 1, 0};
   HT_OK(hetee_hemat_layout_init(&E2DM1, &p, 4, 8192, &L));
   assert_int_equal(L.hw, 784);
   assert_int_equal(L.off_o, 174);
@@ -161,7 +161,7 @@ static void test_known_answers(void **state) {
   assert_int_equal(hetee_hemat_out_pos(&L, 3, 4, 7, 6), 3 * 8192 + 4 * 784 + 174 + 21 * 28 + 18);
   /* dense 320 -> 64 with cb = 20, mb = 16, nimg = 3 (S = 20, T = 16*20 = 320) */
   const hetee_hemat_shape d = {320, 1, 1, 64, 1, 1, 1, 1};
-  p = (hetee_hemat_pack){20, 16, 3};
+  p = (hetee_hemat_pack){20, 16, 3, 0};
   HT_OK(hetee_hemat_layout_init(&d, &p, 64, 8192, &L));
   assert_int_equal(L.off_o, 19);
   assert_int_equal(L.spacing_s, 20);
@@ -231,7 +231,7 @@ static size_t brute_force(const hetee_hemat_shape *s, const hetee_hemat_pack *p,
           assert_true(bc[i] == (double)(o + 1));
         } else if (bc[i] != 0) {
           /* only a slot with no sample (b >= batch) may hold it */
-          size_t j = i / L.span_t;
+          size_t j = i / ((size_t)L.lanes * L.span_t);
           assert_true(g * (size_t)p->nimg + j >= batch);
         }
       }
@@ -294,17 +294,17 @@ static void test_brute_force_named(void **state) {
   (void)state;
   /* conv 2 -> 3, 3x4 input, 2x3 kernel, stride (1, 1); blocks of 1 and 2 */
   const hetee_hemat_shape a = {2, 3, 4, 3, 2, 3, 1, 1};
-  brute_force(&a, &(hetee_hemat_pack){1, 2, 2}, 5, 256);
+  brute_force(&a, &(hetee_hemat_pack){1, 2, 2, 0}, 5, 256);
   /* conv 3 -> 2, 5x5, 3x3 kernel, stride 2; whole blocks, max nimg */
   const hetee_hemat_shape b = {3, 5, 5, 2, 3, 3, 2, 2};
   hetee_hemat_layout L;
-  HT_OK(hetee_hemat_layout_init(&b, &(hetee_hemat_pack){3, 2, 1}, 1, 512, &L));
-  brute_force(&b, &(hetee_hemat_pack){3, 2, (int)(512 / L.span_t)}, 7, 512);
+  HT_OK(hetee_hemat_layout_init(&b, &(hetee_hemat_pack){3, 2, 1, 0}, 1, 512, &L));
+  brute_force(&b, &(hetee_hemat_pack){3, 2, (int)(512 / L.span_t), 0}, 7, 512);
   /* dense 5 -> 4, cb 2 (partial last block), mb 3 (partial last group),
    * exactly filling N when nimg = N / T */
   const hetee_hemat_shape d = {5, 1, 1, 4, 1, 1, 1, 1};
-  HT_OK(hetee_hemat_layout_init(&d, &(hetee_hemat_pack){2, 3, 1}, 1, 64, &L));
-  brute_force(&d, &(hetee_hemat_pack){2, 3, (int)(64 / L.span_t)}, 9, 64);
+  HT_OK(hetee_hemat_layout_init(&d, &(hetee_hemat_pack){2, 3, 1, 0}, 1, 64, &L));
+  brute_force(&d, &(hetee_hemat_pack){2, 3, (int)(64 / L.span_t), 0}, 9, 64);
 }
 
 /* Deterministic sample of small shapes and every kind of packing. */
@@ -323,7 +323,7 @@ static void test_brute_force_sweep(void **state) {
     s.kw = 1 + (int)(ht_rand(&seed) % s.w);
     s.sh = 1 + (int)(ht_rand(&seed) % 3);
     s.sw = 1 + (int)(ht_rand(&seed) % 3);
-    hetee_hemat_pack p = {1 + (int)(ht_rand(&seed) % s.c), 1 + (int)(ht_rand(&seed) % s.co), 1};
+    hetee_hemat_pack p = {1 + (int)(ht_rand(&seed) % s.c), 1 + (int)(ht_rand(&seed) % s.co), 1, 0};
     size_t n = (size_t)1 << (6 + ht_rand(&seed) % 3);
     hetee_hemat_layout L;
     if (hetee_hemat_layout_init(&s, &p, 1, n, &L)) continue;
@@ -337,11 +337,85 @@ static void test_brute_force_sweep(void **state) {
   fprintf(stderr, "  %d shapes, %zu (input, weight) coefficient pairs checked\n", done, pairs);
 }
 
+/* The same brute force over lane packings (lanes 2, 4, 8, mb = lanes):
+ * small shapes with co >= lanes, N = 64..512, nimg up to N / (lanes T),
+ * batches not multiple of nimg. */
+static void test_brute_force_lanes(void **state) {
+  (void)state;
+  uint64_t seed = 0x1A4E5;
+  int runs = quick() ? 60 : 300, done = 0;
+  size_t pairs = 0;
+  /* named: dense 5 -> 4 in 4 lanes, cb 2, filling N = 64 exactly */
+  const hetee_hemat_shape d = {5, 1, 1, 4, 1, 1, 1, 1};
+  hetee_hemat_layout L;
+  HT_OK(hetee_hemat_layout_init(&d, &(hetee_hemat_pack){2, 4, 8, 4}, 9, 64, &L));
+  assert_int_equal(L.span_t, 2);
+  assert_int_equal(L.lanes, 4);
+  assert_int_equal(L.n_in_cts, 2 * 3);
+  assert_int_equal(L.n_dense_in_cts, 2);
+  pairs += brute_force(&d, &(hetee_hemat_pack){2, 4, 8, 4}, 9, 64);
+  assert_int_equal(hetee_hemat_layout_init(&d, &(hetee_hemat_pack){2, 4, 9, 4}, 9, 64, &L), HETEE_ERR_SHAPE);
+  /* conv 2 -> 5, 4x5, kernel 2x3, stride 2x1, 2 lanes (partial last group) */
+  const hetee_hemat_shape c = {2, 4, 5, 5, 2, 3, 2, 1};
+  pairs += brute_force(&c, &(hetee_hemat_pack){1, 2, 3, 2}, 7, 256);
+  while (done < runs) {
+    hetee_hemat_shape s;
+    int lanes = 2 << (ht_rand(&seed) % 3);
+    s.c = 1 + (int)(ht_rand(&seed) % 3);
+    s.co = lanes + (int)(ht_rand(&seed) % (uint64_t)(lanes + 2));
+    s.h = 1 + (int)(ht_rand(&seed) % 4);
+    s.w = 1 + (int)(ht_rand(&seed) % 4);
+    s.kh = 1 + (int)(ht_rand(&seed) % s.h);
+    s.kw = 1 + (int)(ht_rand(&seed) % s.w);
+    s.sh = 1 + (int)(ht_rand(&seed) % 3);
+    s.sw = 1 + (int)(ht_rand(&seed) % 3);
+    hetee_hemat_pack p = {1 + (int)(ht_rand(&seed) % s.c), lanes, 1, lanes};
+    size_t n = (size_t)1 << (6 + ht_rand(&seed) % 4);
+    if (hetee_hemat_layout_init(&s, &p, 1, n, &L)) continue;
+    int nmax = (int)(n / (size_t)lanes / L.span_t);
+    p.nimg = 1 + (int)(ht_rand(&seed) % (uint64_t)nmax);
+    if (ht_rand(&seed) & 1) p.nimg = nmax;
+    uint32_t batch = 1 + (uint32_t)(ht_rand(&seed) % (uint64_t)(2 * p.nimg + 1));
+    pairs += brute_force(&s, &p, batch, n);
+    done++;
+  }
+  fprintf(stderr, "  %d lane shapes, %zu (input, weight) coefficient pairs checked\n", done, pairs);
+  /* refusals: lanes not 0/1/2/4/8, mb != lanes, lanes > N */
+  hetee_hemat_pack p = {2, 4, 1, 3};
+  assert_int_equal(hetee_hemat_layout_init(&d, &p, 1, 64, &L), HETEE_ERR_INVALID_ARG);
+  p.lanes = 16;
+  assert_int_equal(hetee_hemat_layout_init(&d, &p, 1, 64, &L), HETEE_ERR_INVALID_ARG);
+  p.lanes = -2;
+  assert_int_equal(hetee_hemat_layout_init(&d, &p, 1, 64, &L), HETEE_ERR_INVALID_ARG);
+  p = (hetee_hemat_pack){2, 3, 1, 4};
+  assert_int_equal(hetee_hemat_layout_init(&d, &p, 1, 64, &L), HETEE_ERR_INVALID_ARG);
+  p = (hetee_hemat_pack){1, 8, 1, 8};
+  const hetee_hemat_shape e = {1, 1, 1, 8, 1, 1, 1, 1};
+  assert_int_equal(hetee_hemat_layout_init(&e, &p, 1, 4, &L), HETEE_ERR_INVALID_ARG);
+  /* lanes 0 and 1 are the same layout */
+  hetee_hemat_layout A, B;
+  HT_OK(hetee_hemat_layout_init(&d, &(hetee_hemat_pack){2, 3, 4, 0}, 9, 64, &A));
+  HT_OK(hetee_hemat_layout_init(&d, &(hetee_hemat_pack){2, 3, 4, 1}, 9, 64, &B));
+  assert_int_equal(A.lanes, 1);
+  assert_int_equal(A.n_dense_in_cts, A.n_in_cts);
+  for (int o = 0; o < 4; o++) assert_true(hetee_hemat_out_pos(&A, 5, o, 0, 0) == hetee_hemat_out_pos(&B, 5, o, 0, 0));
+  /* a layout whose lane fields were altered is refused */
+  HT_OK(hetee_hemat_layout_init(&d, &(hetee_hemat_pack){2, 4, 8, 4}, 9, 64, &L));
+  hetee_hemat_layout bad = L;
+  bad.n_dense_in_cts++;
+  double buf[64];
+  float w[20] = {0}, bias[4] = {0};
+  assert_int_equal(hetee_hemat_weight_coeffs(&bad, w, 0, 0, buf), HETEE_ERR_INVALID_ARG);
+  bad = L;
+  bad.lanes = 1;
+  assert_int_equal(hetee_hemat_bias_coeffs(&bad, bias, 0, buf), HETEE_ERR_INVALID_ARG);
+}
+
 static void test_coeff_errors(void **state) {
   (void)state;
   const hetee_hemat_shape s = {3, 4, 4, 2, 2, 2, 1, 1};
   hetee_hemat_layout L;
-  HT_OK(hetee_hemat_layout_init(&s, &(hetee_hemat_pack){2, 1, 2}, 3, 256, &L));
+  HT_OK(hetee_hemat_layout_init(&s, &(hetee_hemat_pack){2, 1, 2, 0}, 3, 256, &L));
   float w[2 * 3 * 2 * 2], bias[2] = {1, 2};
   for (int i = 0; i < 24; i++) w[i] = (float)i - 11.5f;
   double out[256];
@@ -391,7 +465,7 @@ static void test_twin_no_bias(void **state) {
   const hetee_hemat_shape s = {3, 6, 7, 4, 3, 2, 2, 3};
   const uint32_t batch = 5;
   hetee_hemat_layout L;
-  HT_OK(hetee_hemat_layout_init(&s, &(hetee_hemat_pack){2, 3, 2}, batch, 1024, &L));
+  HT_OK(hetee_hemat_layout_init(&s, &(hetee_hemat_pack){2, 3, 2, 0}, batch, 1024, &L));
   size_t nw = 4 * 3 * 3 * 2, nx = batch * 3 * 6 * 7, ny = batch * 4 * (size_t)L.oh * L.ow;
   float *w = malloc(nw * sizeof *w), *x = malloc(nx * sizeof *x);
   double *y = malloc(ny * sizeof *y), *ref = malloc(ny * sizeof *ref), *mag = malloc(ny * sizeof *mag);
@@ -412,7 +486,8 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_validation),         cmocka_unit_test(test_known_answers),
       cmocka_unit_test(test_brute_force_named),  cmocka_unit_test(test_brute_force_sweep),
-      cmocka_unit_test(test_coeff_errors),       cmocka_unit_test(test_twin_no_bias),
+      cmocka_unit_test(test_brute_force_lanes),  cmocka_unit_test(test_coeff_errors),
+      cmocka_unit_test(test_twin_no_bias),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -75,7 +75,7 @@ static void test_coset_rule(void **state) {
           for (int mb = 1; mb <= shapes[k].co; mb += mb < 8 ? 1 : 5)
             for (int nimg = 1; nimg <= (int)batch; nimg = nimg < 4 ? nimg + 1 : nimg * 3) {
               hetee_hemat_layout L;
-              hetee_hemat_pack p = {cb, mb, nimg};
+              hetee_hemat_pack p = {cb, mb, nimg, 0};
               if (hetee_hemat_layout_init(&shapes[k], &p, batch, n, &L)) continue;
               int all = 1;
               for (size_t c = 0; c < L.n_out_cts; c++) {
@@ -190,12 +190,12 @@ typedef struct {
 static void test_hand_picked(void **state) {
   (void)state;
   static const layer_case cases[] = {
-      {"conv 1->5 7x7 s3 28x28", {1, 28, 28, 5, 7, 7, 3, 3}, {{1, 5, 1}, {1, 1, 8}, {1, 2, 4}, {1, 3, 2}}},
-      {"dense 320->64", {320, 1, 1, 64, 1, 1, 1, 1}, {{32, 16, 14}, {320, 8, 2}, {1, 64, 64}, {20, 16, 3}}},
-      {"dense 64->10", {64, 1, 1, 10, 1, 1, 1, 1}, {{64, 10, 11}, {64, 1, 64}, {8, 10, 40}, {1, 10, 64}}},
-      {"dense 784->128", {784, 1, 1, 128, 1, 1, 1, 1}, {{784, 9, 1}, {16, 128, 3}, {1, 128, 32}, {49, 32, 4}}},
-      {"conv 6->16 5x5 12x12", {6, 12, 12, 16, 5, 5, 1, 1}, {{6, 8, 1}, {1, 16, 1}, {3, 4, 2}, {1, 1, 20}}},
-      {"conv 1->6 5x5 32x32", {1, 32, 32, 6, 5, 5, 1, 1}, {{1, 6, 1}, {1, 1, 6}, {1, 2, 2}, {1, 3, 1}}},
+      {"conv 1->5 7x7 s3 28x28", {1, 28, 28, 5, 7, 7, 3, 3}, {{1, 5, 1, 0}, {1, 1, 8, 0}, {1, 2, 4, 0}, {1, 3, 2, 0}}},
+      {"dense 320->64", {320, 1, 1, 64, 1, 1, 1, 1}, {{32, 16, 14, 0}, {320, 8, 2, 0}, {1, 64, 64, 0}, {20, 16, 3, 0}}},
+      {"dense 64->10", {64, 1, 1, 10, 1, 1, 1, 1}, {{64, 10, 11, 0}, {64, 1, 64, 0}, {8, 10, 40, 0}, {1, 10, 64, 0}}},
+      {"dense 784->128", {784, 1, 1, 128, 1, 1, 1, 1}, {{784, 9, 1, 0}, {16, 128, 3, 0}, {1, 128, 32, 0}, {49, 32, 4, 0}}},
+      {"conv 6->16 5x5 12x12", {6, 12, 12, 16, 5, 5, 1, 1}, {{6, 8, 1, 0}, {1, 16, 1, 0}, {3, 4, 2, 0}, {1, 1, 20, 0}}},
+      {"conv 1->6 5x5 32x32", {1, 32, 32, 6, 5, 5, 1, 1}, {{1, 6, 1, 0}, {1, 1, 6, 0}, {1, 2, 2, 0}, {1, 3, 1, 0}}},
   };
   hetee_hemat_costs c = defaults();
   for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++)
@@ -225,9 +225,9 @@ static void test_exhaustive(void **state) {
   };
   hetee_hemat_costs weightings[5];
   weightings[0] = defaults();
-  weightings[1] = (hetee_hemat_costs){1, 0, 0, 0, 1, 0};
-  weightings[2] = (hetee_hemat_costs){0, 1, 0, 0, 1, 0};
-  weightings[3] = (hetee_hemat_costs){0, 0, 1, 0, 1, 0};
+  weightings[1] = (hetee_hemat_costs){1, 0, 0, 0, 1, 0, 0};
+  weightings[2] = (hetee_hemat_costs){0, 1, 0, 0, 1, 0, 0};
+  weightings[3] = (hetee_hemat_costs){0, 0, 1, 0, 1, 0, 0};
   weightings[4] = defaults();
   weightings[4].max_weight_cts = 4;
   size_t checked = 0;
@@ -242,7 +242,7 @@ static void test_exhaustive(void **state) {
             for (int cb = 1; cb <= s->c; cb++)
               for (int mb = 1; mb <= s->co; mb++)
                 for (int nimg = 1; nimg <= (int)batch + 1; nimg++) { /* beyond batch: same cost */
-                  double t = pack_cost(s, (hetee_hemat_pack){cb, mb, nimg}, batch, n, from_client, &weightings[wi]);
+                  double t = pack_cost(s, (hetee_hemat_pack){cb, mb, nimg, 0}, batch, n, from_client, &weightings[wi]);
                   if (t < best) best = t;
                   checked++;
                 }
@@ -304,7 +304,7 @@ static void test_budget_and_errors(void **state) {
 static void test_tradeoff(void **state) {
   (void)state;
   const hetee_hemat_shape d = {320, 1, 1, 64, 1, 1, 1, 1};
-  hetee_hemat_costs host_only = {1, 0, 0, 0, 1, 0}, enclave_only = {0, 1, 1, 0, 1, 0};
+  hetee_hemat_costs host_only = {1, 0, 0, 0, 1, 0, 0}, enclave_only = {0, 1, 1, 0, 1, 0, 0};
   hetee_hemat_pack ph, pe;
   hetee_hemat_layout Lh, Le;
   choose_checked(&d, 64, 8192, 0, &host_only, &ph);
@@ -320,11 +320,126 @@ static void test_tradeoff(void **state) {
   assert_true(Lh.n_products < Le.n_products || Le.n_in_cts + Le.n_out_cts < Lh.n_in_cts + Lh.n_out_cts);
 }
 
+/* Lane packings (hemat.h, mb = lanes): the cost of hemat.h written from
+ * the layout's counts; lane outputs are never priced as cosets. */
+static double lane_cost(const hetee_hemat_layout *L, const hetee_hemat_costs *c) {
+  double nd = (double)L->n_dense_in_cts;
+  return (double)L->n_products * c->t_product +
+         c->enclave_weight * (nd * c->t_enclave_enc + (double)L->n_out_cts * c->t_enclave_dec) +
+         nd * (double)(L->lanes - 1) * c->t_expand;
+}
+
+/* hetee_hemat_choose_lanes: optimal over every packing with and without
+ * lanes on small shapes (several weightings, one where encryptions are
+ * dear enough for lanes to win), never lanes for client inputs or with
+ * max_lanes 0 / 1 (then the same as hetee_hemat_choose), refusals; and
+ * what the engine's planner picks for E2DM's dense 320 -> 64 at 64 images
+ * under the default costs (docs/engine.md, "Issue 8: lanes"). */
+static void test_lanes(void **state) {
+  (void)state;
+  static const hetee_hemat_shape shapes[] = {
+      {7, 1, 1, 5, 1, 1, 1, 1}, {12, 1, 1, 30, 1, 1, 1, 1}, {3, 9, 11, 4, 3, 3, 2, 2}, {5, 4, 4, 9, 1, 1, 1, 1},
+  };
+  hetee_hemat_costs w[4];
+  w[0] = defaults();
+  w[1] = defaults();
+  w[1].t_enclave_enc = 20e-3; /* encryptions dear: lanes pay */
+  w[2] = w[1];
+  w[2].t_expand = 1; /* expansions dear: lanes never pay */
+  w[3] = w[1];
+  w[3].max_weight_cts = 6;
+  size_t lane_picks = 0, checked = 0;
+  for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++)
+    for (size_t wi = 0; wi < 4; wi++)
+      for (int from_client = 0; from_client <= 1; from_client++)
+        for (uint32_t batch = 1; batch <= 37; batch += 12)
+          for (size_t n = 64; n <= 1024; n *= 4)
+            for (int max_lanes = 0; max_lanes <= 8; max_lanes = max_lanes ? max_lanes * 2 : 1) {
+              const hetee_hemat_shape *s = &shapes[k];
+              double best = INFINITY;
+              for (int cb = 1; cb <= s->c; cb++)
+                for (int nimg = 1; nimg <= (int)batch + 1; nimg++) {
+                  for (int mb = 1; mb <= s->co; mb++) {
+                    double t = pack_cost(s, (hetee_hemat_pack){cb, mb, nimg, 0}, batch, n, from_client, &w[wi]);
+                    if (t < best) best = t;
+                    checked++;
+                  }
+                  for (int ln = 2; !from_client && ln <= max_lanes && ln <= s->co; ln *= 2) {
+                    hetee_hemat_layout L;
+                    if (hetee_hemat_layout_init(s, &(hetee_hemat_pack){cb, ln, nimg, ln}, batch, n, &L)) continue;
+                    if (w[wi].max_weight_cts && L.n_w_cts > w[wi].max_weight_cts) continue;
+                    double t = lane_cost(&L, &w[wi]);
+                    if (t < best) best = t;
+                    checked++;
+                  }
+                }
+              hetee_hemat_pack p, p2;
+              double cost = -1, cost2 = -1;
+              int rc = hetee_hemat_choose_lanes(s, batch, n, from_client, max_lanes, &w[wi], &p, &cost);
+              if (isinf(best)) {
+                assert_int_equal(rc, HETEE_ERR_SHAPE);
+                continue;
+              }
+              HT_OK(rc);
+              HT_OK(hetee_hemat_choose_lanes(s, batch, n, from_client, max_lanes, &w[wi], &p2, &cost2));
+              assert_memory_equal(&p, &p2, sizeof p);
+              hetee_hemat_layout L;
+              HT_OK(hetee_hemat_layout_init(s, &p, batch, n, &L));
+              double want = L.lanes > 1 ? lane_cost(&L, &w[wi]) : model_cost(&L, from_client, &w[wi]);
+              assert_true(fabs(cost - want) <= 1e-12 * want);
+              assert_true(cost <= best * (1 + 1e-12));
+              if (L.lanes > 1) {
+                assert_false(from_client);
+                assert_true(L.lanes <= max_lanes && p.mb == L.lanes);
+                lane_picks++;
+              }
+              if (max_lanes <= 1) {
+                HT_OK(hetee_hemat_choose(s, batch, n, from_client, &w[wi], &p2, &cost2));
+                assert_memory_equal(&p, &p2, sizeof p);
+                assert_true(cost == cost2);
+              }
+            }
+  fprintf(stderr, "  lanes: %zu packings enumerated, %zu lane packings chosen\n", checked, lane_picks);
+  assert_true(lane_picks > 20);
+  /* refusals */
+  hetee_hemat_costs c = defaults();
+  hetee_hemat_pack p;
+  const hetee_hemat_shape d = {320, 1, 1, 64, 1, 1, 1, 1};
+  assert_int_equal(hetee_hemat_choose_lanes(&d, 64, 8192, 0, 3, &c, &p, NULL), HETEE_ERR_INVALID_ARG);
+  assert_int_equal(hetee_hemat_choose_lanes(&d, 64, 8192, 0, 16, &c, &p, NULL), HETEE_ERR_INVALID_ARG);
+  assert_int_equal(hetee_hemat_choose_lanes(&d, 64, 8192, 0, -1, &c, &p, NULL), HETEE_ERR_INVALID_ARG);
+  c.t_expand = -1;
+  assert_int_equal(hetee_hemat_choose_lanes(&d, 64, 8192, 0, 4, &c, &p, NULL), HETEE_ERR_INVALID_ARG);
+  c = defaults();
+  assert_true(c.t_expand > 0);
+  /* E2DM's dense 320 -> 64 at 64 images, the engine's planner (coset
+   * discount), default costs: (32, 4, 64) without lanes costs
+   * 160 products + 4 x (10 encryptions + 16 coset decryptions); in 4
+   * lanes 160 products + 4 x (3 encryptions + 16 full decryptions) +
+   * 9 key switches: more, so the default policy keeps no lanes */
+  double c0 = 0, c4 = 0;
+  HT_OK(hemat_choose_lanes(&d, 64, 8192, 0, 0, 1, 0, &c, &p, &c0));
+  assert_true(p.cb == 32 && p.mb == 4 && p.nimg == 64 && p.lanes == 0);
+  HT_OK(hemat_choose_lanes(&d, 64, 8192, 0, 4, 1, 0, &c, &p, &c4));
+  hetee_hemat_layout L;
+  HT_OK(hetee_hemat_layout_init(&d, &(hetee_hemat_pack){32, 4, 64, 4}, 64, 8192, &L));
+  fprintf(stderr, "  e2dm dense 320->64, 64 images: no lanes %.2f ms, best with lanes <= 4: cb=%d mb=%d nimg=%d "
+          "lanes=%d %.2f ms; (32, 4, 64) in 4 lanes %.2f ms\n", c0 * 1e3, p.cb, p.mb, p.nimg, p.lanes, c4 * 1e3,
+          lane_cost(&L, &c) * 1e3);
+  assert_true(c4 <= c0);
+  assert_true(lane_cost(&L, &c) > c0);
+  /* only lane packings (the engine's forced option): (32, 4, 64, 4) */
+  HT_OK(hemat_choose_lanes(&d, 64, 8192, 0, 4, 1, 1, &c, &p, &c4));
+  assert_true(p.cb == 32 && p.mb == 4 && p.nimg == 64 && p.lanes == 4);
+  assert_true(fabs(c4 - lane_cost(&L, &c)) <= 1e-12 * c4);
+  assert_int_equal(hemat_choose_lanes(&d, 64, 8192, 1, 4, 1, 1, &c, &p, &c4), HETEE_ERR_SHAPE);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_defaults),          cmocka_unit_test(test_hand_picked), cmocka_unit_test(test_exhaustive),
       cmocka_unit_test(test_budget_and_errors), cmocka_unit_test(test_tradeoff),  cmocka_unit_test(test_coset_rule),
-      cmocka_unit_test(test_engine_variant),
+      cmocka_unit_test(test_engine_variant),    cmocka_unit_test(test_lanes),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

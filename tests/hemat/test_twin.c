@@ -18,7 +18,7 @@
 
 static hetee_hemat_shape g_shape;
 static uint32_t g_batch = 1;
-static int g_cb = -1, g_mb = -1, g_nimg = -1, g_logn = 13;
+static int g_cb = -1, g_mb = -1, g_nimg = -1, g_logn = 13, g_lanes = 0;
 
 static int parse_int(const char *v, int dflt_max) {
   if (!strcmp(v, "max")) return dflt_max;
@@ -68,6 +68,7 @@ static void parse(int argc, char **argv) {
     else if (!strcmp(key, "mb")) g_mb = parse_int(v, -1);
     else if (!strcmp(key, "nimg")) g_nimg = parse_int(v, -1);
     else if (!strcmp(key, "logN")) g_logn = parse_int(v, 0);
+    else if (!strcmp(key, "lanes")) g_lanes = parse_int(v, 0);
     else {
       fprintf(stderr, "unknown key '%s'\n", key);
       exit(2);
@@ -87,11 +88,11 @@ static void test_twin(void **state) {
   (void)state;
   const hetee_hemat_shape *s = &g_shape;
   size_t n = (size_t)1 << g_logn;
-  hetee_hemat_pack p = {g_cb, g_mb, 1};
+  hetee_hemat_pack p = {g_cb, g_lanes > 1 ? g_lanes : g_mb, 1, g_lanes};
   hetee_hemat_layout L;
   HT_OK(hetee_hemat_layout_init(s, &p, g_batch, n, &L));
   if (g_nimg < 0) {
-    p.nimg = (int)(n / L.span_t);
+    p.nimg = (int)(n / (size_t)L.lanes / L.span_t);
     hetee_hemat_pack over = p;
     over.nimg++;
     assert_int_equal(hetee_hemat_layout_init(s, &over, g_batch, n, &L), HETEE_ERR_SHAPE);
@@ -100,10 +101,11 @@ static void test_twin(void **state) {
   }
   HT_OK(hetee_hemat_layout_init(s, &p, g_batch, n, &L));
   fprintf(stderr,
-          "c=%d h=%d w=%d co=%d k=%dx%d s=%dx%d batch=%u | cb=%d mb=%d nimg=%d N=%zu | HW=%zu O=%zu S=%zu T=%zu "
-          "(fill %.3f) | cts in %zu w %zu out %zu, products %zu\n",
-          s->c, s->h, s->w, s->co, s->kh, s->kw, s->sh, s->sw, g_batch, p.cb, p.mb, p.nimg, n, L.hw, L.off_o,
-          L.spacing_s, L.span_t, (double)p.nimg * L.span_t / n, L.n_in_cts, L.n_w_cts, L.n_out_cts, L.n_products);
+          "c=%d h=%d w=%d co=%d k=%dx%d s=%dx%d batch=%u | cb=%d mb=%d nimg=%d lanes=%d N=%zu | HW=%zu O=%zu S=%zu "
+          "T=%zu (fill %.3f) | cts in %zu (dense %zu) w %zu out %zu, products %zu\n",
+          s->c, s->h, s->w, s->co, s->kh, s->kw, s->sh, s->sw, g_batch, p.cb, p.mb, p.nimg, L.lanes, n, L.hw,
+          L.off_o, L.spacing_s, L.span_t, (double)L.lanes * p.nimg * L.span_t / n, L.n_in_cts, L.n_dense_in_cts,
+          L.n_w_cts, L.n_out_cts, L.n_products);
   assert_int_equal(L.oh, ht_oh(s));
   assert_int_equal(L.ow, ht_ow(s));
   ht_check_injective(&L);

@@ -53,6 +53,7 @@
 #ifdef HETEE_ENCLAVE_HAVE_CKKS
 #include "hemat/engine_bind.h"
 #include "hemat/engine_internal.h"
+#include "hemat/hemat_internal.h"
 
 #define INTEG_T 2            /* independent checks per stage */
 #define INTEG_KAPPA 16.0     /* tolerance in standard deviations of the noise bound */
@@ -372,7 +373,7 @@ static int load_weight(enclave *e, imodel *m, size_t s, size_t i, const uint8_t 
     for (int ci = 0; ci < cb; ci++)
       for (int dy = 0; dy < sh->kh; dy++)
         for (int dx = 0; dx < sh->kw; dx++)
-          idx[k++] = (uint32_t)((size_t)mm * L->spacing_s + L->off_o - ((size_t)ci * L->hw + (size_t)dy * sh->w + dx));
+          idx[k++] = (uint32_t)hemat_w_coef(L, (uint64_t)mm, (uint64_t)ci, (uint64_t)dy, (uint64_t)dx);
   rc = decrypt_coeffs(e, b, len, HETEE_ENGINE_W_SCALE, idx, cnt, wv, "weight ciphertext");
   if (rc) goto out;
   double l1 = 0;
@@ -409,7 +410,7 @@ static int load_bias(enclave *e, imodel *m, size_t s, size_t mbk, const uint8_t 
   uint32_t idx[HETEE_ENGINE_MAX_MICRO_BATCH] = {0};
   double bv[HETEE_ENGINE_MAX_MICRO_BATCH] = {0};
   if (mb > (int)HETEE_ENGINE_MAX_MICRO_BATCH) return hetee_error(HETEE_ERR_LIMIT, "bias group too large");
-  for (int mm = 0; mm < mb; mm++) idx[mm] = (uint32_t)((size_t)mm * L->spacing_s + L->off_o);
+  for (int mm = 0; mm < mb; mm++) idx[mm] = (uint32_t)hemat_out_coef(L, 0, (uint64_t)mm, 0, 0);
   int rc = decrypt_coeffs(e, b, len, HETEE_ENGINE_OUT_SCALE, idx, (size_t)mb, bv, "bias ciphertext");
   if (rc) return rc;
   size_t area = (size_t)L->oh * L->ow;

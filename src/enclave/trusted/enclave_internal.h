@@ -124,6 +124,15 @@ typedef struct enclave {
   /* 1 while the request being served is parsed in place in the region
    * (JOB_REFRESH: server.c); its readers read every byte once */
   int body_shared;
+  /* the region's reply area while the request being served is answered
+   * there (server.c sets it before dispatch; NULL otherwise): a handler may
+   * write a finished, public part of the reply straight to its place in it
+   * and name that part [reply_direct_off, + reply_direct_len) of the reply
+   * (reserved in tx but not written there); the server copies only the
+   * rest of tx. refresh.c: the fresh ciphertexts, each written once final
+   * (the region never holds a value computed on the way). */
+  uint8_t *reply_shm;
+  size_t reply_direct_off, reply_direct_len;
 #ifdef HETEE_ENCLAVE_HAVE_CKKS
   hetee_ckks_context *ctx;
   hetee_ckks_secret_key *sk;

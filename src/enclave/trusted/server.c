@@ -222,6 +222,9 @@ int enclave_serve(enclave *e) {
       hetee_error_clear();
       e->body_shared = 0;
       rc = via_shm ? shm_take(e, &f, max_body) : 0;
+      /* a public reply to a request through the region goes back there:
+       * its handler may write finished parts of it in place */
+      if (!rc && via_shm && hetee_msg_public_reply(f.type)) e->reply_shm = e->shm + HETEE_SHM_AREA;
       if (!rc)
         rc = f.type == HETEE_MSG_SHM_HELLO ? handle_shm_hello(e, &f, &w) : enclave_dispatch(e, &f, &w, &items, &quit);
       if (!rc && w.err) rc = hetee_error(HETEE_ERR_NOMEM, "no memory for the reply");
@@ -233,10 +236,18 @@ int enclave_serve(enclave *e) {
       wrc = hetee_frame_write_error(e->host_fd, f.id, rc, hetee_last_error());
     } else if (via_shm && public_reply && w.len <= HETEE_SHM_AREA) {
       /* the finished (public) reply, copied in one pass: the region never
-       * holds anything the handler computed on the way */
-      if (w.len) memcpy(e->shm + HETEE_SHM_AREA, w.p, w.len);
+       * holds anything the handler computed on the way; the part the
+       * handler wrote there itself (each piece once final) is not copied */
+      size_t lo = e->reply_direct_len ? e->reply_direct_off : w.len, hi = lo + e->reply_direct_len;
+      if (lo) memcpy(e->shm + HETEE_SHM_AREA, w.p, lo);
+      if (w.len > hi) memcpy(e->shm + HETEE_SHM_AREA + hi, w.p + hi, w.len - hi);
       wrc = hetee_frame_write_shm(e->host_fd, (uint16_t)(f.type | HETEE_MSG_REPLY), f.id, w.len);
     } else {
+      /* (not reached with a part in the region: a reply through the region
+       * fits it, HETEE_SHM_AREA being the frame limit; were it otherwise,
+       * that part, public, is taken back from the region) */
+      if (e->reply_direct_len && e->reply_direct_off + e->reply_direct_len <= w.len)
+        memcpy(w.p + e->reply_direct_off, e->shm + HETEE_SHM_AREA + e->reply_direct_off, e->reply_direct_len);
       wrc = hetee_frame_write(e->host_fd, (uint16_t)(f.type | HETEE_MSG_REPLY), f.id, w.p, w.len);
     }
     /* Request and reply buffers are wiped after each request, except
@@ -264,6 +275,8 @@ int enclave_serve(enclave *e) {
     }
     w.len = 0;
     e->tx = w;
+    e->reply_shm = NULL;
+    e->reply_direct_off = e->reply_direct_len = 0;
     if (e->body_shared) { /* f.body is the region, not rx */
       e->body_shared = 0;
       f.body = NULL;

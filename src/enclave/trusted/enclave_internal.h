@@ -116,6 +116,8 @@ typedef struct enclave {
   uint8_t *rx;
   size_t rx_cap;
   hetee_wbuf tx;
+  /* a reply and the STATS reply behind it, sent together (server.c) */
+  hetee_wbuf txb;
   /* the host's shared region (proto.h "shared-memory transport"), mapped at
    * start-up by enclave_shm_map; NULL: socket only. Public bytes only:
    * request bodies are copied out of it into rx before parsing, and only

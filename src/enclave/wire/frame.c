@@ -56,6 +56,12 @@ static void put_header(uint8_t h[HETEE_FRAME_HEADER_BYTES], uint16_t type, uint6
   hetee_le64(h + 8, id);
 }
 
+void hetee_frame_header(uint8_t h[HETEE_FRAME_HEADER_BYTES], uint16_t type, uint64_t id, size_t len) {
+  put_header(h, type, id, len);
+}
+
+int hetee_frame_write_raw(int fd, const uint8_t *p, size_t n) { return write_all(fd, p, n); }
+
 #define PARTS_PER_CALL 1024 /* Linux's IOV_MAX (UIO_MAXIOV) */
 #define SMALL_BODY 512       /* bodies sent with their header in one send */
 

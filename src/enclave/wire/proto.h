@@ -188,6 +188,10 @@ typedef struct hetee_frame_part {
   size_t len;
 } hetee_frame_part;
 int hetee_frame_write_parts(int fd, uint16_t type, uint64_t id, const hetee_frame_part *parts, size_t nparts);
+/* The header of a frame of `len` body bytes, for a caller that sends
+ * several frames in one write (hetee_frame_write_raw: all of p[0..n)). */
+void hetee_frame_header(uint8_t h[HETEE_FRAME_HEADER_BYTES], uint16_t type, uint64_t id, size_t len);
+int hetee_frame_write_raw(int fd, const uint8_t *p, size_t n);
 /* The same, and when type2 is not 0 an empty frame (type2, id2) behind it
  * in the same sendmsg (host side: the enclave's filter allows no sendmsg). */
 int hetee_frame_write_parts_then(int fd, uint16_t type, uint64_t id, const hetee_frame_part *parts, size_t nparts,

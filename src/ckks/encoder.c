@@ -902,7 +902,7 @@ static int crt_plan_init(const hetee_ckks_context *ctx, int level, crt_plan *p) 
       limbs_mul_small(h, w, ctx->mod[j].q);
       prod = hetee_mod_mul(prod, hetee_mod_reduce64(ctx->mod[j].q, mi), mi);
     }
-    p->hat_inv[i] = hetee_mod_inv(prod, mi);
+    p->hat_inv[i] = prod == 1 ? 1 : hetee_mod_inv(prod, mi); /* 1 at level 0: no exponentiation per decryption */
     p->inv_q[i] = 1.0 / (double)mi->q;
     limbs_mul_small(p->negq, w, mi->q);
   }

@@ -137,6 +137,9 @@ typedef struct thread_ws {
   /* per thread: 0 if it never ran a task of this request, else 1 + the
    * arena bytes it used (what the request's wipe covers) */
   size_t used[ENCLAVE_MAX_THREADS];
+  /* per thread: how many leading doubles of its value vector the request
+   * wrote (decrypted or final values: the part the wipe covers) */
+  size_t unit_used[ENCLAVE_MAX_THREADS];
 } thread_ws;
 
 static size_t a64(size_t x) { return (x + 63) & ~(size_t)63; }
@@ -156,20 +159,29 @@ static void thread_ws_at(const enclave *e, size_t T, uint8_t *p, thread_ws *t) {
   t->arena = p + T * unit * (sizeof(double) + sizeof(uint32_t));
   t->arena_each = a64(ckks_arena_bytes(e->ctx));
   memset(t->used, 0, sizeof t->used);
+  memset(t->unit_used, 0, sizeof t->unit_used);
 }
 
-/* Wipes what the threads of the request used: their value and index
- * vectors and the part of their arena they touched (decrypted values,
- * messages, noise). Which threads ran, and how much arena an operation
- * takes, depend only on public sizes and scheduling. */
+/* Wipes what the threads of the request used: the part of their value
+ * vectors they wrote and the part of their arena they touched (decrypted
+ * values, messages, noise). Which threads ran, how many values a
+ * ciphertext has and how much arena an operation takes depend only on
+ * public sizes and scheduling. The index vectors hold public coefficient
+ * numbers (the map's) and are not wiped (before: all N of both vectors of
+ * every thread, per request). */
 static void thread_ws_wipe(thread_ws *t, size_t T) {
   for (size_t i = 0; i < T; i++)
     if (t->used[i]) {
-      sodium_memzero(t->unitbuf + i * t->unit, t->unit * sizeof(double));
-      sodium_memzero(t->idxbuf + i * t->unit, t->unit * sizeof(uint32_t));
+      sodium_memzero(t->unitbuf + i * t->unit, t->unit_used[i] * sizeof(double));
       sodium_memzero(t->arena + i * t->arena_each, t->used[i] - 1);
       t->used[i] = 0;
+      t->unit_used[i] = 0;
     }
+}
+
+/* Thread tid writes (or wrote) the first k doubles of its value vector. */
+static inline void note_unit(thread_ws *t, int tid, size_t k) {
+  if (k > t->unit_used[tid]) t->unit_used[tid] = k;
 }
 
 typedef struct job_err {
@@ -358,6 +370,7 @@ static int gather_view(ct_job *j, int tid, uint32_t c) {
     ix = j->cidx + j->start[c];
   else
     for (size_t k = 0; k < cnt; k++) ib[k] = (uint32_t)(j->map[ord[k]] & (j->slots - 1));
+  note_unit(j->tw, tid, cnt);
   rc = ckks_decrypt_coeffs_view(e->ctx, e->sk, &v, j->scale, j->cs ? j->cs[c] : NULL, ix, cnt, buf);
   if (rc) return rc; /* 1: no precomputed key products */
   const double bound = HETEE_REFRESH_VALUE_BOUND;
@@ -401,9 +414,11 @@ static int gather_one(ct_job *j, int tid, uint32_t c) {
   size_t cnt = j->start[c + 1] - j->start[c];
   const uint32_t *ord = j->order + j->start[c];
   if (j->enc == HETEE_ENC_SLOTS) { /* decoded with the declared scale */
+    note_unit(j->tw, tid, j->slots);
     rc = ckks_decrypt_decode_real(e->ctx, e->sk, ct, j->scale, buf, j->slots);
   } else { /* only the coefficients named (public indices) */
     for (size_t k = 0; k < cnt; k++) ib[k] = (uint32_t)(j->map[ord[k]] & (j->slots - 1));
+    note_unit(j->tw, tid, cnt);
     rc = hetee_ckks_decrypt_coeffs(e->ctx, e->sk, ct, j->scale, ib, cnt, buf);
   }
   if (rc) return rc;
@@ -531,6 +546,7 @@ static int scatter_one(ct_job *j, int tid, uint32_t c) {
    * places it wrote (public layout) are cleared again */
   if (!j->zeroed[tid]) memset(buf, 0, j->slots * sizeof *buf);
   j->zeroed[tid] = 1;
+  note_unit(j->tw, tid, j->slots);
   for (uint32_t k = j->start[c]; k < j->start[c + 1]; k++) {
     uint32_t i = j->order[k];
     buf[s->out_dst[i] & (j->slots - 1)] = j->cvalues[s->out_src[i]];

@@ -120,8 +120,9 @@ typedef struct enclave {
   hetee_wbuf txb;
   /* the host's shared region (proto.h "shared-memory transport"), mapped at
    * start-up by enclave_shm_map; NULL: socket only. Public bytes only:
-   * request bodies are copied out of it into rx before parsing, and only
-   * public replies are copied into it. */
+   * request bodies are copied out of it into rx before parsing (but
+   * JOB_REFRESH: parsed in place, read once), and only finished public
+   * replies are written into it. */
   uint8_t *shm;
   /* 1 while the request being served is parsed in place in the region
    * (JOB_REFRESH: server.c); its readers read every byte once */

@@ -23,6 +23,7 @@
  */
 #include <math.h>
 #include <sodium.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -902,7 +903,7 @@ static int crt_plan_init(const hetee_ckks_context *ctx, int level, crt_plan *p) 
       limbs_mul_small(h, w, ctx->mod[j].q);
       prod = hetee_mod_mul(prod, hetee_mod_reduce64(ctx->mod[j].q, mi), mi);
     }
-    p->hat_inv[i] = hetee_mod_inv(prod, mi);
+    p->hat_inv[i] = prod == 1 ? 1 : hetee_mod_inv(prod, mi); /* 1 at level 0: no exponentiation per decryption */
     p->inv_q[i] = 1.0 / (double)mi->q;
     limbs_mul_small(p->negq, w, mi->q);
   }
@@ -1500,7 +1501,38 @@ struct ckks_coset {
   uint64_t *wp;     /* [nt][N] their Shoup quotients */
   uint32_t *sigma;  /* [nt][ns] small NTT position of block j */
   hetee_ntt_tables *small[CKKS_MAX_PRIMES];
+  /* the weights times the key (coset_keyed), made on first use with a key */
+  _Atomic(struct coset_kw *) kw;
 };
+
+/* Secret (sodium_malloc: locked, guarded, wiped when freed): for the key
+ * `key`, per prime row i of the coset, s w, its Shoup quotients, s^2 w and
+ * its quotients ([4][nt][N]). With them a decryption whose c0 is not in
+ * the NTT-domain pass (c0 at listed coefficients) computes the coset's
+ * weighted row c1 (s w) + c2 (s^2 w) in the pass that computed c1 s + c2
+ * s^2, and the pass of Shoup products by w goes (the same residues:
+ * both are fully reduced, equal mod q). */
+typedef struct coset_kw {
+  const hetee_ckks_secret_key *key;
+  size_t bytes;
+  uint64_t t[]; /* 64-byte aligned by the allocation below */
+} coset_kw;
+
+#define KW_HDR 64 /* t starts 64 bytes into the block */
+
+static coset_kw *kw_alloc(size_t words) {
+  size_t bytes = KW_HDR + words * 8;
+  /* sodium_malloc ends the block at a page end: bytes a multiple of 64 keeps t 64-byte aligned */
+  bytes = (bytes + 63) & ~(size_t)63;
+  uint8_t *p = sodium_malloc(bytes);
+  if (!p) return NULL;
+  (void)sodium_mlock(p, bytes);
+  coset_kw *k = (coset_kw *)p;
+  k->bytes = bytes;
+  return k;
+}
+
+static uint64_t *kw_rows(coset_kw *k) { return (uint64_t *)((uint8_t *)k + KW_HDR); }
 
 void ckks_coset_free(ckks_coset *c) {
   if (!c) return;
@@ -1508,7 +1540,42 @@ void ckks_coset_free(ckks_coset *c) {
   hetee_free(c->w);
   hetee_free(c->wp);
   free(c->sigma);
+  coset_kw *k = atomic_load(&c->kw);
+  if (k) sodium_free(k); /* wipes the key's products */
   free(c);
+}
+
+/* The coset's weights times sk's s and s^2 (sq: the key's s^2 rows), made
+ * once per coset on first use (threads racing each make them; one copy is
+ * kept). NULL when there is no memory, or when the coset's products were
+ * made for another key (callers then multiply by w as before). Which
+ * branch runs depends only on public state. */
+static const uint64_t *coset_keyed(const hetee_ckks_context *ctx, const ckks_coset *cs_c,
+                                   const hetee_ckks_secret_key *sk, const uint64_t *sq) {
+  ckks_coset *cs = (ckks_coset *)cs_c; /* a cache, not the coset's value */
+  coset_kw *k = atomic_load_explicit(&cs->kw, memory_order_acquire);
+  if (k) return k->key == sk ? kw_rows(k) : NULL;
+  size_t N = ctx->n, nt = (size_t)cs->nt;
+  k = kw_alloc(4 * nt * N);
+  if (!k) return NULL;
+  k->key = sk;
+  uint64_t *t = kw_rows(k);
+  for (size_t i = 0; i < nt; i++) {
+    const hetee_modulus *m = &ctx->mod[i];
+    const uint64_t *w = cs->w + i * N;
+    uint64_t *sw = t + (0 * nt + i) * N, *swp = t + (1 * nt + i) * N;
+    uint64_t *qw = t + (2 * nt + i) * N, *qwp = t + (3 * nt + i) * N;
+    hetee_vec_mul(m, sk->s + i * N, w, sw, N);
+    hetee_vec_shoup_prep(m, sw, swp, N);
+    hetee_vec_mul(m, sq + i * N, w, qw, N);
+    hetee_vec_shoup_prep(m, qw, qwp, N);
+  }
+  coset_kw *expect = NULL;
+  if (!atomic_compare_exchange_strong_explicit(&cs->kw, &expect, k, memory_order_acq_rel, memory_order_acquire)) {
+    sodium_free(k); /* another thread's copy won */
+    return expect->key == sk ? kw_rows(expect) : NULL;
+  }
+  return t;
 }
 
 int ckks_coset_fit(const hetee_ckks_context *ctx, const uint32_t *idx, size_t n, int *logd, uint32_t *r) {
@@ -1646,11 +1713,12 @@ AVX512_FN static void block_sums_avx512(uint64_t q, uint64_t *a, size_t N, size_
  * coefficients r + d t of m (times the CRT constant c) out at their
  * places (the other words of row are left meaningless); small: ns words. */
 static void coset_row(const hetee_ckks_context *ctx, const ckks_coset *cs, int i, uint64_t c, uint64_t *row,
-                      uint64_t *small) {
+                      uint64_t *small, int weighted) {
   const hetee_modulus *m = &ctx->mod[i];
   size_t N = ctx->n, d = (size_t)1 << cs->logd, ns = cs->ns;
   const uint32_t *sg = cs->sigma + (size_t)i * ns;
-  hetee_vec_shoup_dot(m, NULL, row, cs->w + (size_t)i * N, cs->wp + (size_t)i * N, NULL, NULL, NULL, row, N);
+  if (!weighted) /* public: row already times w (coset_keyed) or not */
+    hetee_vec_shoup_dot(m, NULL, row, cs->w + (size_t)i * N, cs->wp + (size_t)i * N, NULL, NULL, NULL, row, N);
 #ifdef CKKS_FFT_AVX512
   if (fft_use_avx512())
     block_sums_avx512(m->q, row, N, d);
@@ -1725,15 +1793,25 @@ int ckks_decrypt_coeffs_view(const hetee_ckks_context *ctx, const hetee_ckks_sec
   /* per row: c0 + c1 s (+ c2 s^2) straight from the bytes, checked on the
    * way (ckks_decrypt_row's Shoup pass), then as hetee_ckks_decrypt_coeffs
    * (or only the coset's coefficients: the same residues there) */
+  /* the coset path with c0 outside the NTT-domain pass: the key's products
+   * with the coset's weights, so that pass also applies the weights */
+  const uint64_t *kw = cs && c0at ? coset_keyed(ctx, cs, sk, der + CKKS_SKD_SQ * nt * N) : NULL;
+  const size_t cnt = cs ? (size_t)cs->nt : 0;
   for (int i = 0; i <= level; i++) {
     uint64_t *r = rows + (size_t)i * N;
     size_t off = (size_t)i * N;
     const uint64_t *s = sk->s + off, *sp = der + CKKS_SKD_S_SHOUP * nt * N + off;
+    const uint64_t *s2 = der + CKKS_SKD_SQ * nt * N + off, *s2p = der + CKKS_SKD_SQ_SHOUP * nt * N + off;
+    if (kw) { /* public: whether the products exist */
+      s = kw + (0 * cnt + (size_t)i) * N;
+      sp = kw + (1 * cnt + (size_t)i) * N;
+      s2 = kw + (2 * cnt + (size_t)i) * N;
+      s2p = kw + (3 * cnt + (size_t)i) * N;
+    }
     bad |= hetee_vec_shoup_dot_le(&ctx->mod[i], c0at ? NULL : v->c[0] + 8 * off, v->c[1] + 8 * off, s, sp,
-                                  v->size == 3 ? v->c[2] + 8 * off : NULL, der + CKKS_SKD_SQ * nt * N + off,
-                                  der + CKKS_SKD_SQ_SHOUP * nt * N + off, r, N);
+                                  v->size == 3 ? v->c[2] + 8 * off : NULL, s2, s2p, r, N);
     if (cs)
-      coset_row(ctx, cs, i, plan.hat_inv[i], r, small);
+      coset_row(ctx, cs, i, plan.hat_inv[i], r, small, kw != NULL);
     else if (plan.hat_inv[i] != 1) /* public: 1 at level 0 (Q = q_0) */
       hetee_ntt_inverse_scaled(ctx->ntt[i], r, plan.hat_inv[i]);
     else

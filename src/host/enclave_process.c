@@ -358,13 +358,16 @@ int hetee_host_call_parts(hetee_host_enclave *e, uint16_t type, const hetee_fram
       if (parts[i].len) memcpy(e->shm + off, parts[i].p, parts[i].len);
       off += parts[i].len;
     }
-    rc = hetee_frame_write_shm(e->fd, type, id, total);
-  } else {
-    rc = hetee_frame_write_parts(e->fd, type, id, parts, nparts);
   }
-  /* the STATS request right behind it: the enclave reads it as soon as it
-   * has answered, without waiting for this process to ask again */
-  if (!rc && follow) rc = hetee_frame_write(e->fd, HETEE_MSG_STATS, sid = ++e->next_id, NULL, 0);
+  /* the STATS request right behind it, in the same send: the enclave reads
+   * it as soon as it has answered, without waiting for this process to ask
+   * again, and is woken once for both */
+  if (follow) sid = ++e->next_id;
+  uint16_t then = follow ? HETEE_MSG_STATS : 0;
+  if (shm)
+    rc = hetee_frame_write_shm_then(e->fd, type, id, total, then, sid);
+  else
+    rc = hetee_frame_write_parts_then(e->fd, type, id, parts, nparts, then, sid);
   if (rc == HETEE_ERR_IO) {
     /* The write fails when the peer has closed its end: the launcher may
      * have written an error frame (e.g. "platform not found") and exited

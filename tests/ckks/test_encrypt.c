@@ -486,6 +486,52 @@ static void c0_at_pair(fixture *f, const double *a, const double *b, size_t N, d
  * tables, repeated indices, none); hostile bytes are refused with an error
  * (short, long, count above N, count other than the indices read, a c0
  * value >= q, the seeded flag with it, level 1); no loader takes it. */
+/* A coset's products with a key (encoder.c coset_keyed: the weights times
+ * s and s^2, made on the first decryption through the coset) belong to
+ * that key: a second key's decryption through the same coset takes the
+ * weights pass instead, and both give the full path's doubles bit for
+ * bit (c0 at listed coefficients, degree 1 at level 0). */
+static void test_coset_two_keys(void **state) {
+  fixture *f = *state;
+  size_t N = f->n, n = 0;
+  hetee_ckks_secret_key *sk2 = NULL;
+  TU_OK(hetee_ckks_keygen_secret(f->ctx, &sk2));
+  double *a = malloc(N * sizeof *a), *x = malloc(N * sizeof *x), *y = malloc(N * sizeof *y);
+  uint32_t *ix = malloc(N / 32 * sizeof *ix);
+  tu_fill(a, N, 9);
+  for (size_t j = 0; j < N / 32; j++) ix[n++] = 7 + 32 * (uint32_t)((j * 5 + 1) % (N / 32));
+  ckks_coset *cs = NULL;
+  TU_OK(ckks_coset_new(f->ctx, 5, 7, &cs));
+  const hetee_ckks_secret_key *keys[3] = {f->sk, sk2, f->sk};
+  for (int k = 0; k < 3; k++) {
+    hetee_ckks_ciphertext *ct = NULL, *two = NULL;
+    TU_OK(hetee_ckks_ciphertext_new(f->ctx, &ct));
+    TU_OK(hetee_ckks_ciphertext_new(f->ctx, &two));
+    TU_OK(hetee_ckks_encrypt_sk_coeffs(f->ctx, keys[k], a, N, 0x1p20, 0, ct));
+    TU_OK(hetee_ckks_eval_add(f->ctx, ct, ct, two)); /* unseeded */
+    size_t cap = 0, len = 0;
+    TU_OK(ckks_ciphertext_c0_at_size(f->ctx, two, n, &cap));
+    uint8_t *buf = malloc(cap);
+    TU_OK(ckks_ciphertext_save_c0_at(f->ctx, two, ix, n, buf, cap, &len));
+    ckks_ct_view v;
+    TU_OK(ckks_ciphertext_view(f->ctx, buf, len, &v));
+    TU_OK(hetee_ckks_decrypt_coeffs(f->ctx, keys[k], two, 0x1p20, ix, n, x));
+    memset(y, 0, N * sizeof *y);
+    TU_OK(ckks_decrypt_coeffs_view(f->ctx, keys[k], &v, 0x1p20, cs, ix, n, y));
+    assert_memory_equal(x, y, n * sizeof *x);
+    for (size_t j = 0; j < n; j++) assert_true(fabs(x[j] - 2 * a[ix[j]]) < 1e-3); /* and it decrypts */
+    free(buf);
+    hetee_ckks_ciphertext_free(two);
+    hetee_ckks_ciphertext_free(ct);
+  }
+  ckks_coset_free(cs);
+  hetee_ckks_secret_key_free(sk2);
+  free(ix);
+  free(a);
+  free(x);
+  free(y);
+}
+
 static void test_c0_at(void **state) {
   fixture *f = *state;
   size_t N = f->n;
@@ -647,6 +693,7 @@ int main(void) {
       cmocka_unit_test(test_encrypt_coeffs_errors),
       cmocka_unit_test(test_decrypt_coeffs),
       cmocka_unit_test(test_c0_at),
+      cmocka_unit_test(test_coset_two_keys),
   };
   return cmocka_run_group_tests_name("ckks/encrypt", tests, setup, teardown);
 }

@@ -10,6 +10,7 @@
 #include <sys/resource.h>
 
 #include "enclave/fixture.h"
+#include "host/host_internal.h"
 
 #include <dirent.h>
 #include <signal.h>
@@ -305,6 +306,52 @@ static void test_hardening_visible(void **state) {
   assert_true(seen);
 }
 
+static uint64_t ping_count(const hetee_enclave_op_stats *st, size_t k, uint64_t *bytes_out) {
+  for (size_t i = 0; i < k; i++)
+    if (st[i].type == HETEE_MSG_PING) {
+      if (bytes_out) *bytes_out = st[i].bytes_out;
+      return st[i].count;
+    }
+  return 0;
+}
+
+/* The host sends its follow-up STATS request with the call, and the
+ * enclave answers both in one send when the reply is at most 64 KiB
+ * (server.c): small and large replies, a refused call in between and an
+ * explicit STATS keep the stream in step, and every STATS reply counts
+ * the call it follows, with the reply's bytes. */
+static void test_stats_follow_batched(void **state) {
+  fx *f = *state;
+  size_t big = 200000, k = 0;
+  uint8_t *body = malloc(big), *r;
+  size_t n;
+  for (size_t i = 0; i < big; i++) body[i] = (uint8_t)(i * 31 + 7);
+  hetee_enclave_op_stats st[64];
+  assert_int_equal(hetee_host_stats(f->e, st, 64, &k), 0);
+  uint64_t c0 = ping_count(st, k, NULL), out0 = 0, out1 = 0;
+  hetee_host_stats_follow(f->e, 1);
+  size_t lens[4] = {40, big, 1, 65536};
+  for (int i = 0; i < 4; i++) {
+    ping_count(st, k, &out0);
+    assert_int_equal(hetee_host_call(f->e, HETEE_MSG_PING, body, lens[i], &r, &n), 0);
+    assert_int_equal(n, lens[i]);
+    assert_memory_equal(r, body, n);
+    free(r);
+    assert_int_equal(hetee_host_stats_followed(f->e, st, 64, &k), 0);
+    assert_int_equal(ping_count(st, k, &out1), c0 + (uint64_t)i + 1);
+    assert_int_equal(out1 - out0, lens[i] + 16); /* the reply's body and header */
+    assert_int_equal(hetee_host_call(f->e, 0x7777, body, 8, &r, &n), HETEE_ERR_PROTOCOL);
+    assert_int_equal(hetee_host_stats_followed(f->e, st, 64, &k), HETEE_ERR_STATE);
+    assert_int_equal(hetee_host_stats(f->e, st, 64, &k), 0);
+  }
+  hetee_host_stats_follow(f->e, 0);
+  assert_int_equal(hetee_host_call(f->e, HETEE_MSG_PING, body, 3, &r, &n), 0);
+  free(r);
+  assert_int_equal(hetee_host_stats(f->e, st, 64, &k), 0);
+  assert_int_equal(ping_count(st, k, NULL), c0 + 5);
+  free(body);
+}
+
 static void test_crash_restart(void **state) {
   fx *f = *state;
   hetee_host_info a, b;
@@ -344,6 +391,7 @@ int main(void) {
       cmocka_unit_test(test_handshake_replay),
       cmocka_unit_test(test_session_needs_issued_evidence),
       cmocka_unit_test(test_hardening_visible),
+      cmocka_unit_test(test_stats_follow_batched),
       cmocka_unit_test(test_crash_restart),
       cmocka_unit_test(test_missing_platform),
   };

@@ -116,14 +116,26 @@ typedef struct enclave {
   uint8_t *rx;
   size_t rx_cap;
   hetee_wbuf tx;
+  /* a reply and the STATS reply behind it, sent together (server.c) */
+  hetee_wbuf txb;
   /* the host's shared region (proto.h "shared-memory transport"), mapped at
    * start-up by enclave_shm_map; NULL: socket only. Public bytes only:
-   * request bodies are copied out of it into rx before parsing, and only
-   * public replies are copied into it. */
+   * request bodies are copied out of it into rx before parsing (but
+   * JOB_REFRESH: parsed in place, read once), and only finished public
+   * replies are written into it. */
   uint8_t *shm;
   /* 1 while the request being served is parsed in place in the region
    * (JOB_REFRESH: server.c); its readers read every byte once */
   int body_shared;
+  /* the region's reply area while the request being served is answered
+   * there (server.c sets it before dispatch; NULL otherwise): a handler may
+   * write a finished, public part of the reply straight to its place in it
+   * and name that part [reply_direct_off, + reply_direct_len) of the reply
+   * (reserved in tx but not written there); the server copies only the
+   * rest of tx. refresh.c: the fresh ciphertexts, each written once final
+   * (the region never holds a value computed on the way). */
+  uint8_t *reply_shm;
+  size_t reply_direct_off, reply_direct_len;
 #ifdef HETEE_ENCLAVE_HAVE_CKKS
   hetee_ckks_context *ctx;
   hetee_ckks_secret_key *sk;

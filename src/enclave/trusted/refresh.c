@@ -28,11 +28,13 @@
 #include <string.h>
 
 #include "ckks/ckks_arena.h"
+#include "ckks/ckks_internal.h"
 #include "enclave/trusted/activations.h"
 #include "enclave/trusted/enclave_internal.h"
 #include "enclave/trusted/ops.h"
 
 #define MAX_CTS 4096u
+#define SEED_KDF_CTX "hetee-ct" /* crypto_kdf context of the fresh ciphertexts' seeds (8 bytes) */
 
 /* Uniform noise in [-a, a] added to each of the n values: 53 random bits
  * per value (no branch on them) from libsodium's ChaCha20 keyed by 32
@@ -135,6 +137,9 @@ typedef struct thread_ws {
   /* per thread: 0 if it never ran a task of this request, else 1 + the
    * arena bytes it used (what the request's wipe covers) */
   size_t used[ENCLAVE_MAX_THREADS];
+  /* per thread: how many leading doubles of its value vector the request
+   * wrote (decrypted or final values: the part the wipe covers) */
+  size_t unit_used[ENCLAVE_MAX_THREADS];
 } thread_ws;
 
 static size_t a64(size_t x) { return (x + 63) & ~(size_t)63; }
@@ -154,20 +159,29 @@ static void thread_ws_at(const enclave *e, size_t T, uint8_t *p, thread_ws *t) {
   t->arena = p + T * unit * (sizeof(double) + sizeof(uint32_t));
   t->arena_each = a64(ckks_arena_bytes(e->ctx));
   memset(t->used, 0, sizeof t->used);
+  memset(t->unit_used, 0, sizeof t->unit_used);
 }
 
-/* Wipes what the threads of the request used: their value and index
- * vectors and the part of their arena they touched (decrypted values,
- * messages, noise). Which threads ran, and how much arena an operation
- * takes, depend only on public sizes and scheduling. */
+/* Wipes what the threads of the request used: the part of their value
+ * vectors they wrote and the part of their arena they touched (decrypted
+ * values, messages, noise). Which threads ran, how many values a
+ * ciphertext has and how much arena an operation takes depend only on
+ * public sizes and scheduling. The index vectors hold public coefficient
+ * numbers (the map's) and are not wiped (before: all N of both vectors of
+ * every thread, per request). */
 static void thread_ws_wipe(thread_ws *t, size_t T) {
   for (size_t i = 0; i < T; i++)
     if (t->used[i]) {
-      sodium_memzero(t->unitbuf + i * t->unit, t->unit * sizeof(double));
-      sodium_memzero(t->idxbuf + i * t->unit, t->unit * sizeof(uint32_t));
+      sodium_memzero(t->unitbuf + i * t->unit, t->unit_used[i] * sizeof(double));
       sodium_memzero(t->arena + i * t->arena_each, t->used[i] - 1);
       t->used[i] = 0;
+      t->unit_used[i] = 0;
     }
+}
+
+/* Thread tid writes (or wrote) the first k doubles of its value vector. */
+static inline void note_unit(thread_ws *t, int tid, size_t k) {
+  if (k > t->unit_used[tid]) t->unit_used[tid] = k;
 }
 
 typedef struct job_err {
@@ -204,6 +218,9 @@ typedef struct ct_job {
   double bound;
   uint8_t *out; /* reply bytes of output c at out + c * (8 + ctbytes) */
   size_t ctbytes;
+  /* the request's one draw of OS entropy: output c's seeds are derived
+   * from it (crypto_kdf, subkeys 2c: noise, 2c + 1: the public `a`) */
+  const uint8_t *seed_key;
   uint8_t zeroed[ENCLAVE_MAX_THREADS]; /* scatter: the thread's value vector is all zero between ciphertexts */
 } ct_job;
 
@@ -353,6 +370,7 @@ static int gather_view(ct_job *j, int tid, uint32_t c) {
     ix = j->cidx + j->start[c];
   else
     for (size_t k = 0; k < cnt; k++) ib[k] = (uint32_t)(j->map[ord[k]] & (j->slots - 1));
+  note_unit(j->tw, tid, cnt);
   rc = ckks_decrypt_coeffs_view(e->ctx, e->sk, &v, j->scale, j->cs ? j->cs[c] : NULL, ix, cnt, buf);
   if (rc) return rc; /* 1: no precomputed key products */
   const double bound = HETEE_REFRESH_VALUE_BOUND;
@@ -396,9 +414,11 @@ static int gather_one(ct_job *j, int tid, uint32_t c) {
   size_t cnt = j->start[c + 1] - j->start[c];
   const uint32_t *ord = j->order + j->start[c];
   if (j->enc == HETEE_ENC_SLOTS) { /* decoded with the declared scale */
+    note_unit(j->tw, tid, j->slots);
     rc = ckks_decrypt_decode_real(e->ctx, e->sk, ct, j->scale, buf, j->slots);
   } else { /* only the coefficients named (public indices) */
     for (size_t k = 0; k < cnt; k++) ib[k] = (uint32_t)(j->map[ord[k]] & (j->slots - 1));
+    note_unit(j->tw, tid, cnt);
     rc = hetee_ckks_decrypt_coeffs(e->ctx, e->sk, ct, j->scale, ib, cnt, buf);
   }
   if (rc) return rc;
@@ -526,14 +546,29 @@ static int scatter_one(ct_job *j, int tid, uint32_t c) {
    * places it wrote (public layout) are cleared again */
   if (!j->zeroed[tid]) memset(buf, 0, j->slots * sizeof *buf);
   j->zeroed[tid] = 1;
+  note_unit(j->tw, tid, j->slots);
   for (uint32_t k = j->start[c]; k < j->start[c + 1]; k++) {
     uint32_t i = j->order[k];
     buf[s->out_dst[i] & (j->slots - 1)] = j->cvalues[s->out_src[i]];
   }
+  /* this output's seeds from the request's key (one getrandom per
+   * request instead of one per ciphertext) */
+  uint8_t es[HETEE_SEED_BYTES], as[HETEE_SEED_BYTES];
+  int rc = crypto_kdf_derive_from_key(es, sizeof es, 2 * (uint64_t)c, SEED_KDF_CTX, j->seed_key) ||
+                   crypto_kdf_derive_from_key(as, sizeof as, 2 * (uint64_t)c + 1, SEED_KDF_CTX, j->seed_key)
+               ? hetee_error(HETEE_ERR_CRYPTO, "seed derivation")
+               : 0;
   /* saturates at +-bound and picks the rounding path from the bound */
-  int rc = s->out_encoding == HETEE_ENC_COEFFS
-               ? hetee_ckks_encrypt_sk_coeffs_bounded(e->ctx, e->sk, buf, j->slots, j->scale, j->level, j->bound, ct)
-               : ckks_encrypt_sk_real_bounded(e->ctx, e->sk, buf, j->slots, j->scale, j->level, j->bound, ct);
+  if (!rc && s->out_encoding == HETEE_ENC_COEFFS) {
+    /* hetee_ckks_encrypt_sk_coeffs_bounded's checks, then its encryption
+     * with the derived seeds */
+    if (!(rc = ckks_check_ctx(e->ctx, e->sk->fp, "secret key")) &&
+        !(rc = ckks_coeffs_check(e->ctx, buf, j->slots, j->scale, j->level, 1, j->bound)))
+      rc = ckks_encrypt_sk_coeffs_seeded(e->ctx, e->sk, buf, j->slots, j->scale, j->level, 1, j->bound, es, as, ct);
+  } else if (!rc) {
+    rc = ckks_encrypt_sk_real_bounded_seeded(e->ctx, e->sk, buf, j->slots, j->scale, j->level, j->bound, es, as, ct);
+  }
+  sodium_memzero(es, sizeof es);
   uint8_t *dst = j->out + (size_t)c * (8 + j->ctbytes);
   size_t len = 0;
   for (uint32_t k = j->start[c]; k < j->start[c + 1]; k++) buf[s->out_dst[j->order[k]] & (j->slots - 1)] = 0.0;
@@ -580,6 +615,13 @@ static int scatter_encrypt(enclave *e, const hetee_refresh_spec *s, int level, d
     if (hetee_wbuf_reserve(w, (size_t)s->out_ncts * (8 + ctbytes))) rc = hetee_error(HETEE_ERR_NOMEM, "no memory for the reply");
   }
   if (rc) goto out;
+  uint8_t key[crypto_kdf_KEYBYTES];
+  crypto_kdf_keygen(key);
+  size_t bytes = (size_t)s->out_ncts * (8 + ctbytes);
+  /* a reply going back through the region: each ciphertext is saved
+   * straight to its place there (from the thread's ciphertext object, once
+   * final) instead of into tx and copied again by the server */
+  int direct = e->reply_shm && !e->reply_direct_len && w->len + bytes <= HETEE_SHM_AREA;
   j.unit = tw->unit;
   j.unitbuf = tw->unitbuf;
   j.tw = tw;
@@ -592,12 +634,18 @@ static int scatter_encrypt(enclave *e, const hetee_refresh_spec *s, int level, d
   j.spec = s;
   j.cvalues = values;
   j.bound = encode_bound(e->ctx, level, scale);
-  j.out = w->p + w->len;
+  j.out = direct ? e->reply_shm + w->len : w->p + w->len;
   j.ctbytes = ctbytes;
+  j.seed_key = key;
   enclave_pool_run(e->pool, scatter_task, &j, j.ncts);
+  sodium_memzero(key, sizeof key);
   rc = job_result(&j, nthreads, NULL);
   if (!rc) {
-    w->len += (size_t)s->out_ncts * (8 + ctbytes);
+    if (direct) {
+      e->reply_direct_off = w->len;
+      e->reply_direct_len = bytes;
+    }
+    w->len += bytes;
     *items += s->out_ncts;
   }
 out:

@@ -8,6 +8,7 @@
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include "enclave/trusted/backend.h"
@@ -194,6 +195,26 @@ int enclave_dispatch(enclave *e, const hetee_frame *f, hetee_wbuf *w, uint64_t *
   }
 }
 
+/* The host's STATS request when it is already waiting, whole, behind the
+ * request just served (the host sends it with its request:
+ * src/host/enclave_process.c): consumed, its id in *sid, 1. 0 when there is
+ * none yet (nothing read: the loop reads it as any frame), -1 on a failed
+ * read. Never blocks. */
+static int stats_waiting(int fd, uint64_t *sid) {
+  uint8_t h[HETEE_FRAME_HEADER_BYTES];
+  ssize_t n = recv(fd, h, sizeof h, MSG_PEEK | MSG_DONTWAIT);
+  if (n != (ssize_t)sizeof h || hetee_rd32(h) != 12 || hetee_rd16(h + 4) != HETEE_PROTO_VERSION ||
+      hetee_rd16(h + 6) != HETEE_MSG_STATS)
+    return 0;
+  if (recv(fd, h, sizeof h, MSG_DONTWAIT) != (ssize_t)sizeof h) return -1; /* the peeked bytes: cannot be short */
+  *sid = hetee_rd64(h + 8);
+  return 1;
+}
+
+/* Replies up to this size go out in one send with the STATS reply behind
+ * them (copied into txb); larger ones as before. */
+#define BATCH_MAX_BODY 65536
+
 int enclave_serve(enclave *e) {
   int quit = 0;
   while (!quit) {
@@ -222,21 +243,95 @@ int enclave_serve(enclave *e) {
       hetee_error_clear();
       e->body_shared = 0;
       rc = via_shm ? shm_take(e, &f, max_body) : 0;
+      /* a public reply to a request through the region goes back there:
+       * its handler may write finished parts of it in place */
+      if (!rc && via_shm && hetee_msg_public_reply(f.type)) e->reply_shm = e->shm + HETEE_SHM_AREA;
       if (!rc)
         rc = f.type == HETEE_MSG_SHM_HELLO ? handle_shm_hello(e, &f, &w) : enclave_dispatch(e, &f, &w, &items, &quit);
       if (!rc && w.err) rc = hetee_error(HETEE_ERR_NOMEM, "no memory for the reply");
       if (!rc && w.len > HETEE_FRAME_MAX_BODY) rc = hetee_error(HETEE_ERR_LIMIT, "reply above the frame limit");
     }
     int public_body = hetee_msg_public_body(f.type), public_reply = hetee_msg_public_reply(f.type);
-    int wrc;
-    if (rc) {
-      wrc = hetee_frame_write_error(e->host_fd, f.id, rc, hetee_last_error());
-    } else if (via_shm && public_reply && w.len <= HETEE_SHM_AREA) {
+    hetee_enclave_op_stats *s = f.version == HETEE_PROTO_VERSION && ((f.type >= HETEE_MSG_PING && f.type <= HETEE_MSG_JOB_AUTH) || is_refine(f.type))
+                                    ? stats_for(e, f.type)
+                                    : NULL;
+    int wrc, in_shm = !rc && via_shm && public_reply && w.len <= HETEE_SHM_AREA, batched = 0;
+    uint64_t sid = 0, t2 = 0;
+    if (in_shm) {
       /* the finished (public) reply, copied in one pass: the region never
-       * holds anything the handler computed on the way */
-      if (w.len) memcpy(e->shm + HETEE_SHM_AREA, w.p, w.len);
+       * holds anything the handler computed on the way; the part the
+       * handler wrote there itself (each piece once final) is not copied */
+      size_t lo = e->reply_direct_len ? e->reply_direct_off : w.len, hi = lo + e->reply_direct_len;
+      if (lo) memcpy(e->shm + HETEE_SHM_AREA, w.p, lo);
+      if (w.len > hi) memcpy(e->shm + HETEE_SHM_AREA + hi, w.p + hi, w.len - hi);
+    }
+    if (!rc && f.type != HETEE_MSG_STATS && (in_shm || w.len <= BATCH_MAX_BODY) && s) {
+      /* the host's STATS request already behind this one: both replies in
+       * one send (the host is woken once, and this process is not
+       * preempted by it between the two); the STATS reply counts this
+       * request up to here, the send and the wipes are added to its
+       * counter after (they show in the next call's difference) */
+      int st = stats_waiting(e->host_fd, &sid);
+      if (st < 0) {
+        batched = 1; /* the stream is out of step: the loop ends below */
+        wrc = HETEE_ERR_IO;
+      } else if (st) {
+        batched = 1;
+        s->count++;
+        s->cpu_ns += cpu_ns() - t0;
+        s->bytes_in += f.len + HETEE_FRAME_HEADER_BYTES;
+        s->bytes_out += w.len + HETEE_FRAME_HEADER_BYTES;
+        s->items += items;
+        uint64_t t1 = cpu_ns();
+        hetee_wbuf *b = &e->txb;
+        b->len = 0;
+        b->err = 0;
+        uint8_t h[HETEE_FRAME_HEADER_BYTES], d[HETEE_SHM_DESC_BYTES];
+        hetee_frame_header(h, (uint16_t)(f.type | HETEE_MSG_REPLY | (in_shm ? HETEE_MSG_SHM : 0)), f.id,
+                           in_shm ? sizeof d : w.len);
+        hetee_wbuf_put(b, h, sizeof h);
+        if (in_shm) {
+          hetee_le64(d, (uint64_t)w.len);
+          hetee_wbuf_put(b, d, sizeof d);
+        } else {
+          hetee_wbuf_put(b, w.p, w.len);
+        }
+        size_t at = b->len;
+        hetee_wbuf_put(b, h, sizeof h); /* the STATS reply's header, filled below */
+        hetee_rbuf none;
+        hetee_rbuf_init(&none, NULL, 0);
+        handle_stats(e, &none, b);
+        hetee_enclave_op_stats *ss = stats_for(e, HETEE_MSG_STATS);
+        if (!b->err) hetee_frame_header(b->p + at, HETEE_MSG_STATS | HETEE_MSG_REPLY, sid, b->len - at - sizeof h);
+        if (ss) {
+          ss->count++;
+          ss->cpu_ns += cpu_ns() - t1;
+          ss->bytes_in += HETEE_FRAME_HEADER_BYTES;
+          ss->bytes_out += b->len - at;
+        }
+        if (!b->err) {
+          wrc = hetee_frame_write_raw(e->host_fd, b->p, b->len);
+        } else { /* no memory for the copy: the two replies apart (the second an error) */
+          wrc = in_shm ? hetee_frame_write_shm(e->host_fd, (uint16_t)(f.type | HETEE_MSG_REPLY), f.id, w.len)
+                       : hetee_frame_write(e->host_fd, (uint16_t)(f.type | HETEE_MSG_REPLY), f.id, w.p, w.len);
+          if (!wrc) wrc = hetee_frame_write_error(e->host_fd, sid, HETEE_ERR_NOMEM, "no memory for the statistics");
+        }
+        /* a private reply's copy is wiped like the reply itself */
+        if (!public_reply && b->p) sodium_memzero(b->p, b->len);
+        t2 = cpu_ns();
+      }
+    }
+    if (batched) {
+    } else if (rc) {
+      wrc = hetee_frame_write_error(e->host_fd, f.id, rc, hetee_last_error());
+    } else if (in_shm) {
       wrc = hetee_frame_write_shm(e->host_fd, (uint16_t)(f.type | HETEE_MSG_REPLY), f.id, w.len);
     } else {
+      /* (not reached with a part in the region: a reply through the region
+       * fits it, HETEE_SHM_AREA being the frame limit; were it otherwise,
+       * that part, public, is taken back from the region) */
+      if (e->reply_direct_len && e->reply_direct_off + e->reply_direct_len <= w.len)
+        memcpy(w.p + e->reply_direct_off, e->shm + HETEE_SHM_AREA + e->reply_direct_off, e->reply_direct_len);
       wrc = hetee_frame_write(e->host_fd, (uint16_t)(f.type | HETEE_MSG_REPLY), f.id, w.p, w.len);
     }
     /* Request and reply buffers are wiped after each request, except
@@ -252,10 +347,9 @@ int enclave_serve(enclave *e) {
     /* both buffers are kept for the next request (no allocation, no page
      * faults per request); what a request wrote is wiped unless public */
     if (!public_reply && w.p) sodium_memzero(w.p, w.len);
-    hetee_enclave_op_stats *s = f.version == HETEE_PROTO_VERSION && ((f.type >= HETEE_MSG_PING && f.type <= HETEE_MSG_JOB_AUTH) || is_refine(f.type))
-                                    ? stats_for(e, f.type)
-                                    : NULL;
-    if (s) {
+    if (batched) {
+      if (t2) s->cpu_ns += cpu_ns() - t2;
+    } else if (s) {
       s->count++;
       s->cpu_ns += cpu_ns() - t0;
       s->bytes_in += f.len + HETEE_FRAME_HEADER_BYTES;
@@ -264,6 +358,8 @@ int enclave_serve(enclave *e) {
     }
     w.len = 0;
     e->tx = w;
+    e->reply_shm = NULL;
+    e->reply_direct_off = e->reply_direct_len = 0;
     if (e->body_shared) { /* f.body is the region, not rx */
       e->body_shared = 0;
       f.body = NULL;
@@ -271,6 +367,7 @@ int enclave_serve(enclave *e) {
     if (wrc == HETEE_ERR_IO) break;
   }
   hetee_wbuf_free(&e->tx);
+  hetee_wbuf_free(&e->txb);
   if (e->rx) sodium_memzero(e->rx, e->rx_cap);
   free(e->rx);
   e->rx = NULL;

@@ -188,6 +188,14 @@ typedef struct hetee_frame_part {
   size_t len;
 } hetee_frame_part;
 int hetee_frame_write_parts(int fd, uint16_t type, uint64_t id, const hetee_frame_part *parts, size_t nparts);
+/* The header of a frame of `len` body bytes, for a caller that sends
+ * several frames in one write (hetee_frame_write_raw: all of p[0..n)). */
+void hetee_frame_header(uint8_t h[HETEE_FRAME_HEADER_BYTES], uint16_t type, uint64_t id, size_t len);
+int hetee_frame_write_raw(int fd, const uint8_t *p, size_t n);
+/* The same, and when type2 is not 0 an empty frame (type2, id2) behind it
+ * in the same sendmsg (host side: the enclave's filter allows no sendmsg). */
+int hetee_frame_write_parts_then(int fd, uint16_t type, uint64_t id, const hetee_frame_part *parts, size_t nparts,
+                                 uint16_t type2, uint64_t id2);
 /* Writes an error reply: body i32 status | u16 n | text. */
 int hetee_frame_write_error(int fd, uint64_t id, int status, const char *detail);
 /* Reads one frame. Returns 0, HETEE_ERR_IO (EOF or read error: the stream is
@@ -211,6 +219,10 @@ int hetee_frame_error_status(const hetee_frame *f);
  * (HETEE_MSG_SHM is or'ed in) whose `len`-byte body the caller has put in
  * the region, with the u64 descriptor as its socket body. */
 int hetee_frame_write_shm(int fd, uint16_t type, uint64_t id, size_t len);
+/* The same, and when type2 is not 0 an empty frame (type2, id2) behind it,
+ * in one send (the host's STATS request that follows a call: the enclave,
+ * woken once, finds both frames whole). */
+int hetee_frame_write_shm_then(int fd, uint16_t type, uint64_t id, size_t len, uint16_t type2, uint64_t id2);
 /* Reads the descriptor of a frame marked HETEE_MSG_SHM: its socket body
  * must be exactly HETEE_SHM_DESC_BYTES, the length <= max. HETEE_ERR_PROTOCOL
  * / HETEE_ERR_LIMIT otherwise (the stream stays in sync). */

@@ -140,43 +140,38 @@ void reqsig_body_hash(const uint8_t *body, size_t len, uint8_t out[32]) {
   crypto_generichash(out, 32, body ? body : (const uint8_t *)"", len, NULL, 0);
 }
 
-void reqsig_digest(const char *method, const char *target, const uint8_t body_hash[32], uint64_t ts_ms,
-                   const uint8_t nonce[16], const uint8_t key[32], uint8_t out[32]) {
-  static const char dom[] = "hetee-request-v2";
+/* SHA-256(dom with its NUL || method || "\n" || target || "\n" || bind ||
+ * u64le ts || nonce || key [|| server_xpk]): the digest both forms sign. */
+static void digest_of(const char *dom, size_t domlen, const char *method, const char *target, const uint8_t *bind,
+                      size_t bindlen, uint64_t ts_ms, const uint8_t nonce[16], const uint8_t key[32],
+                      const uint8_t *server_xpk, uint8_t out[32]) {
   crypto_hash_sha256_state st;
   crypto_hash_sha256_init(&st);
-  crypto_hash_sha256_update(&st, (const uint8_t *)dom, sizeof dom); /* with its NUL */
+  crypto_hash_sha256_update(&st, (const uint8_t *)dom, domlen);
   crypto_hash_sha256_update(&st, (const uint8_t *)method, strlen(method));
   crypto_hash_sha256_update(&st, (const uint8_t *)"\n", 1);
   crypto_hash_sha256_update(&st, (const uint8_t *)target, strlen(target));
   crypto_hash_sha256_update(&st, (const uint8_t *)"\n", 1);
-  crypto_hash_sha256_update(&st, body_hash, 32);
+  crypto_hash_sha256_update(&st, bind, bindlen);
   uint8_t le[8];
   for (int i = 0; i < 8; i++) le[i] = (uint8_t)(ts_ms >> (8 * i));
   crypto_hash_sha256_update(&st, le, 8);
   crypto_hash_sha256_update(&st, nonce, 16);
   crypto_hash_sha256_update(&st, key, 32);
+  if (server_xpk) crypto_hash_sha256_update(&st, server_xpk, 32);
   crypto_hash_sha256_final(&st, out);
+}
+
+void reqsig_digest(const char *method, const char *target, const uint8_t body_hash[32], uint64_t ts_ms,
+                   const uint8_t nonce[16], const uint8_t key[32], uint8_t out[32]) {
+  static const char dom[] = "hetee-request-v2";
+  digest_of(dom, sizeof dom, method, target, body_hash, 32, ts_ms, nonce, key, NULL, out);
 }
 
 void reqsig_digest_v3(const char *method, const char *target, const uint8_t tag[16], uint64_t ts_ms,
                       const uint8_t nonce[16], const uint8_t key[32], const uint8_t server_xpk[32], uint8_t out[32]) {
   static const char dom[] = "hetee-request-v3";
-  crypto_hash_sha256_state st;
-  crypto_hash_sha256_init(&st);
-  crypto_hash_sha256_update(&st, (const uint8_t *)dom, sizeof dom); /* with its NUL */
-  crypto_hash_sha256_update(&st, (const uint8_t *)method, strlen(method));
-  crypto_hash_sha256_update(&st, (const uint8_t *)"\n", 1);
-  crypto_hash_sha256_update(&st, (const uint8_t *)target, strlen(target));
-  crypto_hash_sha256_update(&st, (const uint8_t *)"\n", 1);
-  crypto_hash_sha256_update(&st, tag, 16);
-  uint8_t le[8];
-  for (int i = 0; i < 8; i++) le[i] = (uint8_t)(ts_ms >> (8 * i));
-  crypto_hash_sha256_update(&st, le, 8);
-  crypto_hash_sha256_update(&st, nonce, 16);
-  crypto_hash_sha256_update(&st, key, 32);
-  crypto_hash_sha256_update(&st, server_xpk, 32);
-  crypto_hash_sha256_final(&st, out);
+  digest_of(dom, sizeof dom, method, target, tag, 16, ts_ms, nonce, key, server_xpk, out);
 }
 
 int reqsig_verify_v3(const reqsig *h, const char *method, const char *target, const uint8_t tag[16],

@@ -841,19 +841,21 @@ static void vs_put(uint8_t **q, uint64_t v, int n) {
   *q += n;
 }
 
+/* The providers' files hold their ciphertexts packed (docs/ckks.md, flag
+ * 4: each residue in its prime's bit length); vs_ct_get loads both forms. */
 static int vs_ct_size(const hetee_ckks_context *ctx, const ct_t *c, size_t *n) {
   size_t len = 0;
-  int rc = hetee_ckks_ciphertext_save_size(ctx, c, &len);
+  int rc = hetee_ckks_ciphertext_save_packed_size(ctx, c, &len);
   *n += 8 + len;
   return rc;
 }
 
 static int vs_ct_put(const hetee_ckks_context *ctx, const ct_t *c, uint8_t **q) {
   size_t len = 0, got = 0;
-  int rc = hetee_ckks_ciphertext_save_size(ctx, c, &len);
+  int rc = hetee_ckks_ciphertext_save_packed_size(ctx, c, &len);
   if (rc) return rc;
   vs_put(q, len, 8);
-  rc = hetee_ckks_ciphertext_save_to(ctx, c, *q, len, &got);
+  rc = hetee_ckks_ciphertext_save_packed_to(ctx, c, *q, len, &got);
   *q += got;
   return rc;
 }

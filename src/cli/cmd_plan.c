@@ -1,5 +1,6 @@
 /*
- * cmd_plan.c — `hetee plan MODEL.onnx [--batch B]`: the encrypted-inference
+ * cmd_plan.c — `hetee plan MODEL.onnx [--batch B] [--micro-batch M] [--lanes | --force-lanes]`:
+ * the encrypted-inference
  * plan of a model without running anything: per stage the layers, the
  * hemat shape and packing, ciphertext / product / enclave counts, the
  * predicted time and the refresh ops, and the model's ciphertext bytes
@@ -17,9 +18,11 @@
 static const hetee_cli_opt OPTS[] = {
     {"batch", "B", 'b', "samples run together (default 64; micro-batches of at most 64)"},
     {"micro-batch", "M", 'm', "force the micro-batch (refused if an enclave frame would not fit)"},
+    {"lanes", NULL, 'l', "price lane packings too, as `hetee run` does (its parties hold the 4-lane expansion keys)"},
+    {"force-lanes", NULL, 'F', "every stage after the first takes its cheapest lane packing"},
     {0, 0, 0, 0}};
 static const hetee_cli_cmd CMD = {
-    "hetee plan", "hetee plan MODEL.onnx [--batch B] [--micro-batch M]",
+    "hetee plan", "hetee plan MODEL.onnx [--batch B] [--micro-batch M] [--lanes | --force-lanes]",
     "Prints how the encrypted engine runs MODEL: stages (one linear layer each), packing,\n"
     "ciphertext and enclave counts per micro-batch, predicted time, refresh ops.",
     OPTS};
@@ -50,6 +53,8 @@ int hetee_cmd_plan(int argc, char **argv) {
       if (hetee_cli_uint(&CMD, "--micro-batch", p.arg, HETEE_ENGINE_MAX_MICRO_BATCH, &v)) return 2;
       o.micro_batch = v;
       break;
+    case 'l': o.lanes = 4; break;
+    case 'F': o.lanes = 4, o.force_lanes = 1; break;
     case HETEE_CLI_HELP: return 0;
     default: return 2;
     }

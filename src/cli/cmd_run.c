@@ -1,6 +1,6 @@
 /*
  * cmd_run.c — `hetee run --model M.onnx IMAGES [--labels L] [--count N]
- * [--batch B] [--threads T] [--platform DIR] [--verbose]`: encrypted
+ * [--batch B] [--threads T] [--platform DIR] [--verbose] [--no-lanes | --force-lanes]`: encrypted
  * inference end to end in one process playing the three parties
  * (local_parties.c): the host starts the real enclave (sim backend, a
  * temporary platform unless --platform names one), the model provider and
@@ -32,11 +32,15 @@ static const hetee_cli_opt OPTS[] = {
     {"threads", "T", 't', "CPUs for host and enclave, both pinned to them, 1..64 (default: every CPU this process may use)"},
     {"platform", "DIR", 'p', "sim platform (default: a temporary one)"},
     {"verbose", NULL, 'v', "print one predicted label per line"},
+    {"no-lanes", NULL, 'L', "never plan lane packings (by default the planner prices them: the parties hold the\n"
+                            "expansion keys; docs/engine.md, \"Issue 8: lanes\")"},
+    {"force-lanes", NULL, 'F', "every stage after the first takes its cheapest lane packing: fewer enclave\n"
+                               "encryptions, key switches on the host"},
     {0, 0, 0, 0}};
 static const hetee_cli_cmd CMD = {
     "hetee run",
     "hetee run --model M.onnx IMAGES [--labels L] [--count N] [--batch B] [--threads T]\n"
-    "                 [--platform DIR] [--verbose]",
+    "                 [--platform DIR] [--verbose] [--no-lanes | --force-lanes]",
     "Encrypted inference: model provider, data provider and host in one process, with the real\n"
     "enclave process (sim backend). Prints encrypted vs plaintext accuracy and time per image.\n"
     "IMAGES: IDX (raw or .gz) or .npy images, as for `hetee plain`.",
@@ -52,7 +56,7 @@ static size_t argmax_f(const float *v, size_t n) {
 int hetee_cmd_run(int argc, char **argv) {
   const char *model_path = NULL, *images_path = NULL, *labels_path = NULL, *platform = NULL;
   unsigned count = 0, batch = 0, threads = 1;
-  int verbose = 0, ret = 1;
+  int verbose = 0, ret = 1, lanes = LOCAL_PARTIES_LANES, force_lanes = 0;
   cpu_set_t cs;
   if (!sched_getaffinity(0, sizeof cs, &cs) && CPU_COUNT(&cs) > 0) threads = CPU_COUNT(&cs) > 64 ? 64 : (unsigned)CPU_COUNT(&cs);
   hetee_cli_parser cp;
@@ -63,6 +67,8 @@ int hetee_cmd_run(int argc, char **argv) {
     case 'l': labels_path = cp.arg; break;
     case 'p': platform = cp.arg; break;
     case 'v': verbose = 1; break;
+    case 'L': lanes = 0; break;
+    case 'F': force_lanes = 1; break;
     case 'n': if (hetee_cli_uint(&CMD, "--count", cp.arg, HETEE_ENGINE_MAX_IMAGES, &count)) return 2; break;
     case 'b': if (hetee_cli_uint(&CMD, "--batch", cp.arg, HETEE_ENGINE_MAX_IMAGES, &batch)) return 2; break;
     case 't': if (hetee_cli_uint(&CMD, "--threads", cp.arg, 64, &threads)) return 2; break;
@@ -74,6 +80,7 @@ int hetee_cmd_run(int argc, char **argv) {
   if (cp.optind + 1 < argc)
     return hetee_cli_error(&CMD, "more than one IMAGES file ('%s', '%s')", images_path, argv[cp.optind + 1]);
   if (!model_path) return hetee_cli_error(&CMD, "--model M.onnx is required");
+  if (force_lanes && !lanes) return hetee_cli_error(&CMD, "--no-lanes and --force-lanes together");
   if (!images_path) return hetee_cli_error(&CMD, "missing IMAGES (see 'hetee run --help')");
   hetee_nn_model *m = NULL;
   hetee_engine_plan *p = NULL;
@@ -88,6 +95,8 @@ int hetee_cmd_run(int argc, char **argv) {
   hetee_engine_plan_options o;
   memset(&o, 0, sizeof o);
   o.batch = batch;
+  o.lanes = lanes;
+  o.force_lanes = force_lanes;
   if (hetee_nn_model_load(model_path, &m) || hetee_engine_plan_build(m, &o, &p)) {
     fprintf(stderr, "hetee run: %s\n", hetee_last_error());
     goto out;

@@ -103,8 +103,9 @@ static const help_case HELP[] = {
     {"model show", {"--home", "--server"}},
     {"model delete", {"--home", "--server"}},
     {"infer", {"--model", "--labels", "--count", "--home", "--server"}},
-    {"plan", {"--batch", "--micro-batch"}},
-    {"run", {"--model", "--labels", "--count", "--batch", "--threads", "--platform", "--verbose"}},
+    {"plan", {"--batch", "--micro-batch", "--lanes", "--force-lanes"}},
+    {"run", {"--model", "--labels", "--count", "--batch", "--threads", "--platform", "--verbose", "--no-lanes",
+             "--force-lanes"}},
 };
 
 static void test_help(void **state) {
@@ -213,6 +214,7 @@ static void test_errors(void **state) {
   one_line_error(run("run x.idx"), "hetee run:", "--model");
   one_line_error(run("run --model m.onnx"), "hetee run:", "IMAGES");
   one_line_error(run("run --model m.onnx x --threads 65"), "hetee run:", "--threads");
+  one_line_error(run("run --model m.onnx x --no-lanes --force-lanes"), "hetee run:", "--force-lanes");
   one_line_error(run("demo extra"), "hetee demo:", "'extra'");
 }
 
@@ -264,6 +266,19 @@ static void test_keygen_refuses_overwrite(void **state) {
   one_line_error(run("keygen --role mp --out '%s/no/such/dir/k'", TMP), "hetee keygen:", "does not exist");
 }
 
+/* `hetee plan --force-lanes` plans e2dm's dense stage in lanes; `--lanes`
+ * only prices them, and the default policy keeps the usual packing */
+static void test_plan_lanes(void **state) {
+  (void)state;
+  const char *src = getenv("HETEE_SOURCE_DIR");
+  res *rp = run("plan '%s/models/e2dm.onnx' --force-lanes", src ? src : ".");
+  assert_int_equal(rp->status, 0);
+  assert_non_null(strstr(rp->out, "lanes    4: the enclave encrypts 3 dense inputs"));
+  rp = run("plan '%s/models/e2dm.onnx' --lanes", src ? src : ".");
+  assert_int_equal(rp->status, 0);
+  assert_null(strstr(rp->out, "lanes    4"));
+}
+
 static void test_outputs_checked_first(void **state) {
   const char *src = getenv("HETEE_SOURCE_DIR");
   /* the model does not even exist: the output is checked before it is read */
@@ -291,6 +306,7 @@ int main(void) {
       cmocka_unit_test(test_errors),
       cmocka_unit_test(test_keygen_refuses_overwrite),
       cmocka_unit_test(test_outputs_checked_first),
+      cmocka_unit_test(test_plan_lanes),
   };
   int rc = cmocka_run_group_tests_name("cli/cli", tests, NULL, NULL);
   char cmd[400];

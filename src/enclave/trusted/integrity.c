@@ -58,6 +58,14 @@
 #define INTEG_T 2            /* independent checks per stage */
 #define INTEG_KAPPA 16.0     /* tolerance in standard deviations of the noise bound */
 #define INTEG_SIGMA 8.0      /* fresh-encryption noise std assumed (units of 1/scale; measured ~3.2) */
+/* inputs a host expanded from the enclave's dense encryptions (a lane
+ * stage, docs/hemat.md "Lanes"): the expansion's key switches, measured at
+ * std 194 (max 899) units for 4 lanes, taken with the same ~2.5x margin as
+ * the fresh value and scaled by sqrt((lanes - 1) / 3): a key switch at
+ * depth j of the expansion tree is summed with permuted copies of itself by
+ * the k - j levels below it (2^(k-j) terms, nearly independent
+ * coefficients), so the lanes' variance grows as sum_j 2^(k-j) = lanes - 1 */
+#define INTEG_SIGMA_EXPANDED_4 512.0
 #define INTEG_MAX_MODELS 16
 #define INTEG_MAX_JOBS 64
 #define INTEG_MAX_AUTH 1024
@@ -971,7 +979,9 @@ static int hook_gathered(void *arg, const hetee_refresh_spec *spec, const double
   /* noise bound (docs/security.md): the output error of a sample is the
    * input ciphertexts' noise convolved with the weight polynomials plus the
    * weights' noise convolved with the input polynomials of its group */
-  const double sx = INTEG_SIGMA / HETEE_ENGINE_IN_SCALE, sw = INTEG_SIGMA / HETEE_ENGINE_W_SCALE;
+  const int lanes = ps->pack.lanes;
+  const double sig_in = lanes > 1 ? INTEG_SIGMA_EXPANDED_4 * sqrt((lanes - 1) / 3.0) : INTEG_SIGMA;
+  const double sx = sig_in / HETEE_ENGINE_IN_SCALE, sw = INTEG_SIGMA / HETEE_ENGINE_W_SCALE;
   /* plus the host's rescale of each product by q_1 (spec->in_scale is the
    * scale after it): rounding r0 + r1 s + r2 s^2 per coefficient, r_i
    * uniform in [-1/2, 1/2], s ternary (|s_j| <= 1, so (s^2)_k has variance

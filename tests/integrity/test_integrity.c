@@ -663,12 +663,13 @@ static void test_legacy_release_refused(void **state) {
 }
 
 /* A refresh whose spec is not the registered plan's is refused before
- * anything is decrypted (an op removed, a scale changed); stages go in
- * order; a job's results go only to the DP that authorized its input. */
+ * anything is decrypted (an op removed, a scale changed) and stops its
+ * job; stages go in order; a job's results go only to the DP that
+ * authorized its input. */
 static void test_plan_mismatch(void **state) {
   (void)state;
   use_wit = 0; /* engine_job_start sends the ciphertext form */
-  hetee_engine_input *in = dp_input(MB, 70, 1);
+  hetee_engine_input *in = dp_input(MB, 70, 1), *in2 = dp_input(MB, 71, 1), *in3 = dp_input(MB, 72, 1);
   use_wit = 1;
   hetee_hemat_layout L0;
   assert_int_equal(hetee_engine_plan_layout(F.plan, 0, MB, &L0), 0);
@@ -690,9 +691,14 @@ static void test_plan_mismatch(void **state) {
   printf("  ops changed: %s (%s)\n", hetee_strerror(rc), hetee_last_error());
   assert_int_equal(rc, HETEE_ERR_AUTH);
   R.nops = F.plan->st[0].nops;
+  /* a refused spec stops the job (no retries in a bound chain) */
+  assert_int_equal(engine_job_refresh(F.t.e, F.t.ctx, job, 0, &R, blobs, lens, 1, &fr, &fl, &nf, &ns),
+                   HETEE_ERR_NOT_FOUND);
+  assert_int_equal(engine_job_start(F.t.e, F.t.ctx, MODEL_ID, MB, in2->cts, L0.n_in_cts, &job, &ns), 0);
   R.out_ncts++; /* another output layout */
   assert_int_equal(engine_job_refresh(F.t.e, F.t.ctx, job, 0, &R, blobs, lens, 1, &fr, &fl, &nf, &ns), HETEE_ERR_AUTH);
   R.out_ncts--;
+  assert_int_equal(engine_job_start(F.t.e, F.t.ctx, MODEL_ID, MB, in3->cts, L0.n_in_cts, &job, &ns), 0);
   hetee_engine_refresh_free(&R);
   assert_int_equal(hetee_engine_plan_refresh(F.plan, 1, MB, &R), 0);
   rc = engine_job_refresh(F.t.e, F.t.ctx, job, 1, &R, blobs, lens, 1, &fr, &fl, &nf, &ns);
@@ -705,6 +711,8 @@ static void test_plan_mismatch(void **state) {
   assert_int_equal(engine_job_release(F.t.e, job, F.t.dp_session, MB, sealed, sl), HETEE_ERR_STATE);
   free(b);
   in_free(in);
+  in_free(in2);
+  in_free(in3);
 }
 
 /* Registrations survive sealing (the checks' secrets do not): after

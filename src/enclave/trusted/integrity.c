@@ -1086,9 +1086,13 @@ static int handle_job_refresh(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t
   int same = hetee_rbuf_left(r) >= wlen && !memcmp(r->p + r->off, want, wlen);
   int full = own == NULL; /* the full micro-batch: the registered spec */
   if (!same) {
+    /* no retries in a bound chain: the job stops (and no longer holds its
+     * model: a host that must re-register it can) */
+    uint32_t mid = j->model;
     free(own);
+    job_free(j);
     return hetee_error(HETEE_ERR_AUTH, "job %u stage %u: the refresh spec is not the one model %u's registered plan "
-                                       "prescribes", h, stage, j->model);
+                                       "prescribes (job stopped)", h, stage, mid);
   }
   uint64_t check_ns = cpu_ns() - t0; /* the spec's decoding below is refresh work, not integrity */
   hook_ctx hc = {e, m, j, stage, check_ns, 0};

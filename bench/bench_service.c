@@ -9,12 +9,13 @@
  * policy naming all C data providers, then C client threads (one
  * connection each, the client library hetee/api_client.h) take jobs of B
  * images until N images are done: encrypt + seal the input witnesses +
- * sign + submit (hetee_client_job_submit), wait, fetch + open.
+ * sign + submit (hetee_client_job_submit), wait + fetch (one long poll,
+ * hetee_client_job_await), open.
  *
  * With --prepared each client first encrypts, witnesses and signs all its
  * jobs (hetee_client_job_prepare; untimed, prepare_s), waits for the others
  * at a barrier, then sends them one after the other (hetee_client_job_send,
- * wait, fetch + open): the timed window then starts, like infer's total_s,
+ * wait + fetch, open): the timed window then starts, like infer's total_s,
  * with the encrypted inputs ready, and ends with the opened results.
  *
  * Reports: throughput (images / wall time from the first submission to the
@@ -77,12 +78,12 @@ typedef struct {
   long next; /* next job index (under mu) */
   pthread_mutex_t mu;
   double *lat;   /* per job, seconds (-1: failed) */
-  double *phase; /* per job: submit (encrypt, sign, upload; the first job of a connection also attests and opens a session), wait, results (fetch, open) */
+  double *phase; /* per job: submit (encrypt, sign, upload; the first job of a connection also attests and opens a session), wait (hetee_client_job_await: the long poll that also fetches, and the opening), results (what follows: the count check) */
   double first, last;
   long errors;
   char first_error[256];
   /* --prepared: each client encrypts its jobs (j = its index + k x clients)
-   * before the barrier; the clock covers send, wait, fetch + open */
+   * before the barrier; the clock covers send, wait + fetch, open */
   int prepared;
   long clients;
   pthread_barrier_t ready;
@@ -145,9 +146,8 @@ static void *client_prepared(void *arg) {
     rc = prc ? hetee_error(prc, "preparing: %s", perr) : pj[k] ? 0 : HETEE_ERR_INTERNAL;
     if (!rc) rc = hetee_client_job_send(c, pj[k], &job);
     ts = bench_now();
-    if (!rc) rc = hetee_client_job_wait(c, job);
+    if (!rc) rc = hetee_client_job_await(c, job, &res, &nres); /* wait + fetch: one long poll */
     tw = bench_now();
-    if (!rc) rc = hetee_client_job_results(c, job, &res, &nres);
     if (!rc && nres != S->batch) rc = HETEE_ERR_STATE;
     record(S, j, rc, t0, ts, tw, bench_now());
     hetee_client_results_free(res, nres);
@@ -176,9 +176,8 @@ static void *client_main(void *arg) {
     size_t nres = 0;
     if (!rc) rc = hetee_client_job_submit(c, S->model, S->x + off * 784, S->batch, &job);
     double ts = bench_now();
-    if (!rc) rc = hetee_client_job_wait(c, job);
+    if (!rc) rc = hetee_client_job_await(c, job, &res, &nres); /* wait + fetch: one long poll */
     double tw = bench_now();
-    if (!rc) rc = hetee_client_job_results(c, job, &res, &nres);
     if (!rc && nres != S->batch) rc = HETEE_ERR_STATE;
     record(S, j, rc, t0, ts, tw, bench_now());
     hetee_client_results_free(res, nres);
@@ -573,7 +572,7 @@ int hetee_bench_service(int argc, char **argv) {
     printf("model upload (plan, encrypt, upload, policy) %.2f s\n", upload_s);
     if (prepared)
       printf("prepared: every job encrypted, witnessed and signed before the clock (slowest client %.2f s); "
-             "timed: send, wait, fetch + open\n",
+             "timed: send, wait + fetch, open\n",
              S.prepare_s);
     printf("throughput %.1f images/s (%.2f s from the first %s to the last opened result)\n", ips, wall,
            prepared ? "send" : "submission (encryption included)");

@@ -151,6 +151,13 @@ HETEE_API int hetee_client_job_wait(hetee_client_conn *c, hetee_client_job *j) H
  * otherwise); *out malloc'd array of n results (hetee_client_results_free). */
 HETEE_API int hetee_client_job_results(hetee_client_conn *c, hetee_client_job *j, hetee_release_result **out,
                                        size_t *n) HETEE_WUR;
+/* _wait and _results in one long poll per 5 s (GET /v1/jobs/ID/result?wait=5:
+ * the server answers with the results as soon as the job is done), one
+ * request fewer per job; with a progress callback set it is _wait then
+ * _results, since progress comes with the job's state. Errors as theirs
+ * (HETEE_ERR_STATE with the server's error for a failed job). */
+HETEE_API int hetee_client_job_await(hetee_client_conn *c, hetee_client_job *j, hetee_release_result **out,
+                                     size_t *n) HETEE_WUR;
 HETEE_API void hetee_client_job_free(hetee_client_job *j);
 HETEE_API void hetee_client_results_free(hetee_release_result *r, size_t n);
 

@@ -310,8 +310,10 @@ static int http_error(const char *what, long st, const uint8_t *body) {
 }
 
 /* A request expecting `want`, retried after Retry-After on 429 / 503. */
-int api_call(hetee_client_conn *c, const char *method, const char *target, const char *ctype, const uint8_t *body,
-                size_t len, long want, uint8_t **resp, size_t *rlen) {
+/* api_call that also takes the status `also` (0: none) as an answer; *got
+ * (if not NULL) is the status answered. */
+static int api_call2(hetee_client_conn *c, const char *method, const char *target, const char *ctype,
+                     const uint8_t *body, size_t len, long want, long also, long *got, uint8_t **resp, size_t *rlen) {
   for (int attempt = 0;; attempt++) {
     long st = 0, ra = 0;
     uint8_t *r = NULL;
@@ -323,7 +325,8 @@ int api_call(hetee_client_conn *c, const char *method, const char *target, const
       free(r);
       continue;
     }
-    if (st == want) {
+    if (st == want || (also && st == also)) {
+      if (got) *got = st;
       if (resp) *resp = r;
       else free(r);
       if (rlen) *rlen = n;
@@ -340,6 +343,11 @@ int api_call(hetee_client_conn *c, const char *method, const char *target, const
     free(r);
     return rc;
   }
+}
+
+int api_call(hetee_client_conn *c, const char *method, const char *target, const char *ctype, const uint8_t *body,
+             size_t len, long want, uint8_t **resp, size_t *rlen) {
+  return api_call2(c, method, target, ctype, body, len, want, 0, NULL, resp, rlen);
 }
 
 json_t *api_call_json(hetee_client_conn *c, const char *method, const char *target, json_t *in, long want, int *rc) {
@@ -1059,13 +1067,10 @@ void hetee_client_results_free(hetee_release_result *r, size_t n) {
   free(r);
 }
 
-int hetee_client_job_results(hetee_client_conn *c, hetee_client_job *j, hetee_release_result **out, size_t *n) {
-  char target[128];
-  snprintf(target, sizeof target, "/v1/jobs/%lld/result", (long long)j->id);
-  uint8_t *b = NULL;
-  size_t len = 0;
-  int rc = api_call(c, "GET", target, NULL, NULL, 0, 200, &b, &len);
-  if (rc) return rc;
+/* Opens the result file b (len bytes, freed here) of job j. */
+static int open_results(hetee_client_conn *c, hetee_client_job *j, uint8_t *b, size_t len, hetee_release_result **out,
+                        size_t *n) {
+  int rc = 0;
   if (len < 8 || memcmp(b, "HTRS", 4)) {
     free(b);
     return hetee_error(HETEE_ERR_FORMAT, "result file malformed");
@@ -1116,4 +1121,47 @@ int hetee_client_job_results(hetee_client_conn *c, hetee_client_job *j, hetee_re
   *out = r;
   *n = cnt;
   return 0;
+}
+
+int hetee_client_job_results(hetee_client_conn *c, hetee_client_job *j, hetee_release_result **out, size_t *n) {
+  if (!c || !j || !out || !n) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  char target[128];
+  snprintf(target, sizeof target, "/v1/jobs/%lld/result", (long long)j->id);
+  uint8_t *b = NULL;
+  size_t len = 0;
+  int rc = api_call(c, "GET", target, NULL, NULL, 0, 200, &b, &len);
+  return rc ? rc : open_results(c, j, b, len, out, n);
+}
+
+int hetee_client_job_await(hetee_client_conn *c, hetee_client_job *j, hetee_release_result **out, size_t *n) {
+  if (!c || !j || !out || !n) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  /* progress is reported by the job's state, which only _wait asks for */
+  if (c->progress) {
+    int rc = hetee_client_job_wait(c, j);
+    return rc ? rc : hetee_client_job_results(c, j, out, n);
+  }
+  char target[128];
+  snprintf(target, sizeof target, "/v1/jobs/%lld/result?wait=5", (long long)j->id);
+  unsigned delay_ms = 50;
+  for (;;) {
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    uint8_t *b = NULL;
+    size_t len = 0;
+    long st = 0;
+    /* 200: the results; 202: still unfinished after the server's wait; 409:
+     * failed (the server's message says why) */
+    int rc = api_call2(c, "GET", target, NULL, NULL, 0, 200, 202, &st, &b, &len);
+    if (rc) return rc;
+    if (st == 200) return open_results(c, j, b, len, out, n);
+    free(b);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    /* a server that answered at once did not wait (it is closing): sleep
+     * before asking again */
+    double took = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+    if (took < 1.0) {
+      usleep(delay_ms * 1000);
+      if (delay_ms < 500) delay_ms *= 2;
+    }
+  }
 }

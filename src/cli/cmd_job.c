@@ -70,9 +70,11 @@ static int job_result(int argc, char **argv) {
   rc = hetee_client_job_attach(c, (int64_t)id, &j);
   hetee_cli_progress *pr = rc ? NULL : hetee_cli_progress_start("waiting for the server's job", 0);
   if (pr) hetee_client_set_progress(c, hetee_cli_progress_client, pr);
-  if (!rc) rc = hetee_client_job_wait(c, j);
+  /* with a progress bar: the job's state while it waits, then the
+   * results; without: both in one long poll */
+  if (!rc && pr) rc = hetee_client_job_wait(c, j);
   hetee_cli_progress_set(pr, "fetching and opening the results", 0, 0);
-  if (!rc) rc = hetee_client_job_results(c, j, &r, &n);
+  if (!rc) rc = pr ? hetee_client_job_results(c, j, &r, &n) : hetee_client_job_await(c, j, &r, &n);
   hetee_client_set_progress(c, NULL, NULL);
   hetee_cli_progress_end(pr);
   int code = rc ? job_fail(what, rc) : 0;

@@ -439,9 +439,11 @@ int hetee_cmd_infer(int argc, char **argv) {
   rc = hetee_client_job_submit(cn, model, x, n, &job);
   double t1 = now_s();
   hetee_cli_progress_set(pr, "waiting for the server's job", 0, 0);
-  if (!rc) rc = hetee_client_job_wait(cn, job);
+  /* with a progress bar: the job's state while it waits, then the
+   * results; without: both in one long poll */
+  if (!rc && pr) rc = hetee_client_job_wait(cn, job);
   hetee_cli_progress_set(pr, "fetching and opening the results", 0, 0);
-  if (!rc) rc = hetee_client_job_results(cn, job, &res, &nres);
+  if (!rc) rc = pr ? hetee_client_job_results(cn, job, &res, &nres) : hetee_client_job_await(cn, job, &res, &nres);
   double t2 = now_s();
   hetee_client_set_progress(cn, NULL, NULL);
   hetee_cli_progress_end(pr);

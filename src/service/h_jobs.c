@@ -278,110 +278,156 @@ void h_job_list(srv_req *q, srv_resp *r) { resp_json(r, 200, json_pack("{so}", "
 
 static int job_final(const st_job *j) { return !strcmp(j->state, "done") || !strcmp(j->state, "failed"); }
 
-/* ?wait=S (1..10): the answer comes when the job is done or failed, or
+/* Parses ?wait=S (0..WAIT_MAX_S) and &progress=D of q. Returns 0 (*s = -1
+ * when there is no ?wait), or 1 with a 400 answer set in r. */
+static int wait_args(srv_req *q, srv_resp *r, long *s, int *want_prog, uint64_t *pd) {
+  *s = -1;
+  *want_prog = 0;
+  *pd = 0;
+  const char *w = req_query(q, "wait");
+  if (!w) return 0;
+  char *end;
+  long v = strtol(w, &end, 10);
+  if (end == w || *end || v < 0 || v > WAIT_MAX_S) {
+    resp_error(r, 400, "bad_wait", "?wait=S: seconds, 0..%d", WAIT_MAX_S);
+    return 1;
+  }
+  /* &progress=D: also answer once more than D steps are done */
+  const char *pv = req_query(q, "progress");
+  if (pv) {
+    char *pe;
+    unsigned long long d = strtoull(pv, &pe, 10);
+    if (pe == pv || *pe || *pv == '-') {
+      resp_error(r, 400, "bad_progress", "?progress=D: the steps done the client saw last");
+      return 1;
+    }
+    *pd = (uint64_t)d;
+    *want_prog = 1;
+  }
+  *s = v;
+  return 0;
+}
+
+/* A long poll on job *j (read by own_job after `seen` was taken): returns
+ * when it is done or failed, after s seconds, when the server closes or
+ * (want_prog) once its progress passes pd steps, with *j read again from
+ * the store whenever it may have finished. Returns 1 if the job could not
+ * be read again (r then holds own_job's answer), else 0. */
+static int wait_final(srv_req *q, srv_resp *r, st_job *j, uint64_t seen, long s, int want_prog, uint64_t pd) {
+  server *S = q->S;
+  uint64_t pdone = 0, ptotal = 0;
+  const uint64_t ring = sizeof S->fin_ring / sizeof S->fin_ring[0];
+  struct timespec until;
+  clock_gettime(CLOCK_REALTIME, &until);
+  until.tv_sec += s;
+  /* on the waiters' list: woken by this job's finish (and its progress,
+   * if asked), or by the server closing */
+  struct job_waiter me;
+  memset(&me, 0, sizeof me);
+  me.id = j->id;
+  me.prog = want_prog;
+  if (pthread_cond_init(&me.cv, NULL)) {
+    resp_error(r, 503, "unavailable", "cannot wait");
+    r->retry_after = SRV_RETRY_AFTER_S;
+    return 1;
+  }
+  int gone = 0;
+  pthread_mutex_lock(&S->wlock);
+  me.next = S->waiters;
+  S->waiters = &me;
+  while (!job_final(j) && !S->closing) {
+    if (want_prog && !jobs_progress_get_locked(S, j->id, &pdone, &ptotal) && pdone > pd) break;
+    if (pthread_cond_timedwait(&me.cv, &S->wlock, &until) == ETIMEDOUT) break;
+    /* read the store again only if this job is among the jobs finished
+     * since the last look (or the ring wrapped and it cannot tell): a
+     * progress step or the server closing also wake it */
+    int mine = S->fin_seq - seen > ring;
+    for (uint64_t k = seen; !mine && k < S->fin_seq; k++) mine = S->fin_ring[k % ring] == j->id;
+    seen = S->fin_seq;
+    if (!mine) continue;
+    pthread_mutex_unlock(&S->wlock);
+    int rc = own_job(q, r, j);
+    pthread_mutex_lock(&S->wlock);
+    if (rc) {
+      gone = 1;
+      break;
+    }
+  }
+  for (struct job_waiter **pw = &S->waiters; *pw; pw = &(*pw)->next)
+    if (*pw == &me) {
+      *pw = me.next;
+      break;
+    }
+  pthread_mutex_unlock(&S->wlock);
+  pthread_cond_destroy(&me.cv);
+  if (gone) return 1;
+  if (!job_final(j) && own_job(q, r, j)) return 1; /* the state at the deadline */
+  return 0;
+}
+
+/* The job's state as GET /v1/jobs/ID answers it. */
+static json_t *job_json(server *S, const st_job *j) {
+  json_t *o = json_pack("{sI sI ss sI sI sI sI}", "id", (json_int_t)j->id, "model", (json_int_t)j->model, "state",
+                        j->state, "count", (json_int_t)j->count, "attempts", (json_int_t)j->attempts, "created_ms",
+                        (json_int_t)j->created_ms, "finished_ms", (json_int_t)j->finished_ms);
+  if (j->error[0]) json_object_set_new(o, "error", json_string(j->error));
+  /* progress while it waits: the jobs the workers run before it (queued
+   * earlier, or running); 0 once it runs */
+  int64_t ahead = 0;
+  if (!job_final(j) && !store_job_ahead(S->db, j->id, &ahead))
+    json_object_set_new(o, "queue_position", json_integer(!strcmp(j->state, "running") ? 0 : ahead));
+  if (!strcmp(j->state, "done")) json_object_set_new(o, "latency_ms", json_integer(j->finished_ms - j->created_ms));
+  /* progress inside the run: engine steps (stages x micro-batches) done of
+   * total, for the jobs submitted or run since the server started */
+  uint64_t pdone = 0, ptotal = 0;
+  if (!jobs_progress_get(S, j->id, &pdone, &ptotal)) {
+    if (!strcmp(j->state, "done")) pdone = ptotal;
+    json_object_set_new(o, "progress", json_pack("{sI sI}", "done", (json_int_t)pdone, "total", (json_int_t)ptotal));
+  }
+  return o;
+}
+
+/* ?wait=S (0..10): the answer comes when the job is done or failed, or
  * after S seconds with its state then (a long poll instead of the
  * client's sleeps, which made it notice a finished job up to 0.5 s late).
  * With &progress=D also as soon as the job's progress passes D steps. */
 void h_job_show(srv_req *q, srv_resp *r) {
   st_job j;
-  server *S = q->S;
-  uint64_t seen = jobs_finished_seq(S); /* before the store is read */
+  uint64_t seen = jobs_finished_seq(q->S); /* before the store is read */
   if (own_job(q, r, &j)) return;
-  const char *w = req_query(q, "wait");
-  if (w) {
-    char *end;
-    long s = strtol(w, &end, 10);
-    if (end == w || *end || s < 0 || s > WAIT_MAX_S) {
-      resp_error(r, 400, "bad_wait", "?wait=S: seconds, 0..%d", WAIT_MAX_S);
-      return;
-    }
-    /* &progress=D: also answer once more than D steps are done */
-    const char *pv = req_query(q, "progress");
-    uint64_t pd = 0, pdone = 0, ptotal = 0;
-    int want_prog = 0;
-    if (pv) {
-      char *pe;
-      unsigned long long v = strtoull(pv, &pe, 10);
-      if (pe == pv || *pe || *pv == '-') {
-        resp_error(r, 400, "bad_progress", "?progress=D: the steps done the client saw last");
-        return;
-      }
-      pd = (uint64_t)v;
-      want_prog = 1;
-    }
-    const uint64_t ring = sizeof S->fin_ring / sizeof S->fin_ring[0];
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += s;
-    /* on the waiters' list: woken by this job's finish (and its progress,
-     * if asked), or by the server closing */
-    struct job_waiter me;
-    memset(&me, 0, sizeof me);
-    me.id = j.id;
-    me.prog = want_prog;
-    if (pthread_cond_init(&me.cv, NULL)) {
-      resp_error(r, 503, "unavailable", "cannot wait");
-      r->retry_after = SRV_RETRY_AFTER_S;
-      return;
-    }
-    int gone = 0;
-    pthread_mutex_lock(&S->wlock);
-    me.next = S->waiters;
-    S->waiters = &me;
-    while (!job_final(&j) && !S->closing) {
-      if (want_prog && !jobs_progress_get_locked(S, j.id, &pdone, &ptotal) && pdone > pd) break;
-      if (pthread_cond_timedwait(&me.cv, &S->wlock, &until) == ETIMEDOUT) break;
-      /* read the store again only if this job is among the jobs finished
-       * since the last look (or the ring wrapped and it cannot tell): a
-       * progress step or the server closing also wake it */
-      int mine = S->fin_seq - seen > ring;
-      for (uint64_t k = seen; !mine && k < S->fin_seq; k++) mine = S->fin_ring[k % ring] == j.id;
-      seen = S->fin_seq;
-      if (!mine) continue;
-      pthread_mutex_unlock(&S->wlock);
-      int rc = own_job(q, r, &j);
-      pthread_mutex_lock(&S->wlock);
-      if (rc) {
-        gone = 1;
-        break;
-      }
-    }
-    for (struct job_waiter **pw = &S->waiters; *pw; pw = &(*pw)->next)
-      if (*pw == &me) {
-        *pw = me.next;
-        break;
-      }
-    pthread_mutex_unlock(&S->wlock);
-    pthread_cond_destroy(&me.cv);
-    if (gone) return;
-    if (!job_final(&j) && own_job(q, r, &j)) return; /* the state at the deadline */
-  }
-  json_t *o = json_pack("{sI sI ss sI sI sI sI}", "id", (json_int_t)j.id, "model", (json_int_t)j.model, "state", j.state,
-                        "count", (json_int_t)j.count, "attempts", (json_int_t)j.attempts,
-                        "created_ms", (json_int_t)j.created_ms, "finished_ms", (json_int_t)j.finished_ms);
-  if (j.error[0]) json_object_set_new(o, "error", json_string(j.error));
-  /* progress while it waits: the jobs the workers run before it (queued
-   * earlier, or running); 0 once it runs */
-  int64_t ahead = 0;
-  if (!job_final(&j) && !store_job_ahead(q->S->db, j.id, &ahead))
-    json_object_set_new(o, "queue_position", json_integer(!strcmp(j.state, "running") ? 0 : ahead));
-  if (!strcmp(j.state, "done")) json_object_set_new(o, "latency_ms", json_integer(j.finished_ms - j.created_ms));
-  /* progress inside the run: engine steps (stages x micro-batches) done of
-   * total, for the jobs submitted or run since the server started */
-  uint64_t pdone = 0, ptotal = 0;
-  if (!jobs_progress_get(S, j.id, &pdone, &ptotal)) {
-    if (!strcmp(j.state, "done")) pdone = ptotal;
-    json_object_set_new(o, "progress", json_pack("{sI sI}", "done", (json_int_t)pdone, "total", (json_int_t)ptotal));
-  }
-  resp_json(r, 200, o);
+  long s;
+  int want_prog;
+  uint64_t pd;
+  if (wait_args(q, r, &s, &want_prog, &pd)) return;
+  if (s >= 0 && wait_final(q, r, &j, seen, s, want_prog, pd)) return;
+  resp_json(r, 200, job_json(q->S, &j));
 }
 
+/* GET /v1/jobs/ID/result: the sealed results of a done job; 409 for a job
+ * not done (a failed one: its error). With ?wait=S it first waits as
+ * GET /v1/jobs/ID?wait=S does, so that one request both waits for the job
+ * and fetches its results; a job still unfinished at the deadline is then
+ * answered 202 with its state (the JSON of GET /v1/jobs/ID). */
 void h_job_result(srv_req *q, srv_resp *r) {
   st_job j;
+  uint64_t seen = jobs_finished_seq(q->S); /* before the store is read */
   if (own_job(q, r, &j)) return;
+  long s;
+  int want_prog;
+  uint64_t pd;
+  if (wait_args(q, r, &s, &want_prog, &pd)) return;
+  if (s >= 0 && wait_final(q, r, &j, seen, s, 0, 0)) return;
+  if (!strcmp(j.state, "failed")) {
+    resp_error(r, 409, "failed", "job %lld failed: %s", (long long)j.id, j.error[0] ? j.error : "?");
+    return;
+  }
   if (strcmp(j.state, "done")) {
+    if (s >= 0) {
+      resp_json(r, 202, job_json(q->S, &j));
+      return;
+    }
     resp_error(r, 409, "not_done", "job %lld is %s", (long long)j.id, j.state);
-    if (strcmp(j.state, "failed")) r->retry_after = 1;
+    r->retry_after = 1;
     return;
   }
   blob_path(q->S, r->file, "jobs", j.id, "res");

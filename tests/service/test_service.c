@@ -76,10 +76,9 @@ static void infer_checked(hetee_client_conn *c, int64_t model) {
   int rc = hetee_client_job_submit(c, model, X, NIMG, &j);
   if (rc) fprintf(stderr, "submit: %s\n", hetee_last_error());
   assert_int_equal(rc, 0);
-  assert_int_equal(hetee_client_job_wait(c, j), 0);
   hetee_release_result *r;
   size_t n;
-  assert_int_equal(hetee_client_job_results(c, j, &r, &n), 0);
+  assert_int_equal(hetee_client_job_await(c, j, &r, &n), 0); /* wait + fetch in one long poll */
   assert_int_equal(n, NIMG);
   int agree = 0;
   for (size_t i = 0; i < n; i++) {
@@ -384,6 +383,60 @@ static void status_checked(hetee_client_conn *c, int64_t id) {
     if (!strcmp(state, "running")) assert_int_equal(json_integer_value(qp), 0);
   }
   json_decref(j);
+}
+
+/* GET /v1/jobs/ID/result?wait=S: the long poll that waits for the job and
+ * answers with its results (hetee_client_job_await); before the job is
+ * done it answers 202 with the job's state; S outside 0..10 is a 400. */
+static void test_result_wait(void **state) {
+  (void)state;
+  enum { N = 150 };
+  float *x = sfx_images(N, NULL);
+  hetee_client_conn *c;
+  assert_int_equal(hetee_client_connect(F->url, F->dp1, &c), 0);
+  hetee_client_job *j = NULL;
+  assert_int_equal(hetee_client_job_submit(c, MODEL, x, N, &j), 0);
+  char t[128];
+  long st = 0;
+  uint8_t *body = NULL;
+  size_t bl = 0;
+  snprintf(t, sizeof t, "/v1/jobs/%lld/result?wait=0", (long long)hetee_client_job_id(j));
+  assert_int_equal(hetee_client_request(c, "GET", t, NULL, NULL, 0, &st, &body, &bl), 0);
+  fprintf(stderr, "result?wait=0 right after the submission: HTTP %ld\n", st);
+  assert_true(st == 202 || st == 200); /* 200 only if the job already ran */
+  if (st == 202) {
+    json_t *o = json_loadb((const char *)body, bl, 0, NULL);
+    assert_non_null(o);
+    const char *s = json_string_value(json_object_get(o, "state"));
+    assert_non_null(s);
+    assert_true(!strcmp(s, "queued") || !strcmp(s, "running"));
+    assert_int_equal(json_integer_value(json_object_get(o, "id")), hetee_client_job_id(j));
+    json_decref(o);
+  }
+  free(body);
+  body = NULL;
+  snprintf(t, sizeof t, "/v1/jobs/%lld/result?wait=11", (long long)hetee_client_job_id(j));
+  assert_int_equal(hetee_client_request(c, "GET", t, NULL, NULL, 0, &st, &body, &bl), 0);
+  assert_int_equal(st, 400);
+  free(body);
+  hetee_release_result *r;
+  size_t n;
+  assert_int_equal(hetee_client_job_await(c, j, &r, &n), 0);
+  assert_int_equal(n, N);
+  for (size_t i = 0; i < n; i++) assert_int_equal(r[i].kind, HETEE_RELEASE_ARGMAX);
+  hetee_client_results_free(r, n);
+  /* done: the plain GET answers the same results, and so does ?wait */
+  for (int k = 0; k < 2; k++) {
+    body = NULL;
+    snprintf(t, sizeof t, "/v1/jobs/%lld/result%s", (long long)hetee_client_job_id(j), k ? "?wait=5" : "");
+    assert_int_equal(hetee_client_request(c, "GET", t, NULL, NULL, 0, &st, &body, &bl), 0);
+    assert_int_equal(st, 200);
+    assert_true(bl > 8 && !memcmp(body, "HTRS", 4));
+    free(body);
+  }
+  hetee_client_job_free(j);
+  hetee_client_disconnect(c);
+  free(x);
 }
 
 static void test_progress(void **state) {
@@ -1044,6 +1097,11 @@ static void test_tamper(void **state) {
   assert_int_equal(hetee_client_job_wait(c, j[3]), HETEE_ERR_STATE);
   fprintf(stderr, "job with an altered witness: %s\n", hetee_last_error());
   assert_non_null(strstr(hetee_last_error(), "does not open")); /* the box, past its authorized head */
+  {
+    hetee_release_result *r = NULL;
+    assert_int_equal(hetee_client_job_await(c, j[2], &r, &n), HETEE_ERR_STATE); /* 409 "failed", with why */
+    assert_non_null(strstr(hetee_last_error(), "integrity check failed"));
+  }
   for (int i = 0; i < 2; i++) {
     hetee_release_result *r = NULL;
     assert_int_equal(hetee_client_job_results(c, j[2 + i], &r, &n), HETEE_ERR_STATE); /* 409: nothing released */
@@ -1494,7 +1552,7 @@ int main(void) {
       cmocka_unit_test(test_flow),       cmocka_unit_test(test_client_cache), cmocka_unit_test(test_access),   cmocka_unit_test(test_signatures),
       cmocka_unit_test(test_ciphertext_form),  cmocka_unit_test(test_first_form_digests),
       cmocka_unit_test(test_bad_input),  cmocka_unit_test(test_kill9),    cmocka_unit_test(test_prepared_across_restart),    cmocka_unit_test(test_tamper),
-      cmocka_unit_test(test_legacy_layout),   cmocka_unit_test(test_enclave_restart), cmocka_unit_test(test_progress),
+      cmocka_unit_test(test_legacy_layout),   cmocka_unit_test(test_enclave_restart), cmocka_unit_test(test_progress), cmocka_unit_test(test_result_wait),
       cmocka_unit_test(test_seal_budget),     cmocka_unit_test(test_metrics),
       cmocka_unit_test(test_batch),           cmocka_unit_test(test_slow_clients),
   };

@@ -561,6 +561,10 @@ typedef struct hetee_engine_run_hooks {
   hetee_engine_runner *runner; /* NULL: the run makes its own pool and buffers;
                                   else the runner of em (HETEE_ERR_INVALID_ARG
                                   if it is another model's) */
+  int enclave_serial;           /* the enclave's requests on its calling thread
+                                  only: 0 when this run overlaps micro-batches
+                                  (the other runs: its pool), > 0 always (e.g.
+                                  runs that overlap each other), < 0 never */
 } hetee_engine_run_hooks;
 HETEE_API int hetee_engine_run_hooked(hetee_host_enclave *e, const hetee_engine_model *em,
                                       const hetee_engine_input *in, const hetee_engine_witnesses *wit,

@@ -338,14 +338,17 @@ int hetee_host_call_parts(hetee_host_enclave *e, uint16_t type, const hetee_fram
     if (!may_restart || !e->auto_restart) return hetee_error(HETEE_ERR_STATE, "enclave is not running");
     return died(e, "not running");
   }
-  int follow = e->stats_follow && type != HETEE_MSG_STATS;
+  /* type may carry HETEE_MSG_SERIAL (a scheduling hint the enclave strips):
+   * the checks and the reply's match use the type without it */
+  uint16_t base = (uint16_t)(type & ~HETEE_MSG_SERIAL);
+  int follow = e->stats_follow && base != HETEE_MSG_STATS;
   if (follow) {
     e->stats_have = 0;
     hetee_frame_clear(&e->stats_reply);
   }
   uint64_t id = ++e->next_id, sid = 0;
   size_t total = 0;
-  int shm = e->shm_ok && !e->shm_off && hetee_msg_public_body(type);
+  int shm = e->shm_ok && !e->shm_off && hetee_msg_public_body(base);
   for (size_t i = 0; i < nparts && shm; i++) {
     if (parts[i].len > HETEE_SHM_AREA - total) shm = 0; /* above the frame limit: the socket path refuses it */
     else total += parts[i].len;
@@ -385,7 +388,7 @@ int hetee_host_call_parts(hetee_host_enclave *e, uint16_t type, const hetee_fram
   }
   if (rc) return rc;
   int got = 0;
-  rc = read_reply(e, id, type, reply, may_restart, &got);
+  rc = read_reply(e, id, base, reply, may_restart, &got);
   if (follow && got) {
     /* the enclave answers the STATS request whatever became of the first
      * (an error reply keeps the stream in sync) */

@@ -463,6 +463,7 @@ typedef struct run_shared {
   engine_trace *trace;       /* NULL unless HETEE_ENGINE_TRACE */
   double call_t0;            /* the current enclave call (under lock): start, */
   int call_what, call_stage; /* request and stage, for the trace */
+  uint16_t serial;           /* HETEE_MSG_SERIAL or 0, or'ed into JOB_START and JOB_REFRESH (run_impl) */
 } run_shared;
 
 /* What a worker keeps from one micro-batch to the next (bound runs), so
@@ -830,7 +831,7 @@ static int read_blobs(worker *w, hetee_rbuf *r, const char *what) {
  * the enclave's integrity CPU). */
 static int job_start_call(worker *w, const hetee_frame_part parts[2], uint32_t *job, uint64_t *ns) {
   hetee_frame f;
-  int rc = hetee_host_call_parts(w->sh->e, HETEE_MSG_JOB_START, parts, 2, &f, 0);
+  int rc = hetee_host_call_parts(w->sh->e, (uint16_t)(HETEE_MSG_JOB_START | w->sh->serial), parts, 2, &f, 0);
   if (rc) return rc;
   hetee_rbuf r;
   hetee_rbuf_init(&r, f.body, f.len);
@@ -921,7 +922,7 @@ static int job_refresh_slots(worker *w, uint32_t job, uint32_t s, const uint8_t 
   parts[2] = (hetee_frame_part){cnt, 4};
   for (size_t i = 0; i < n; i++) parts[3 + i] = (hetee_frame_part){sb->slot[i], sb->slot_len[i]};
   memset(f, 0, sizeof *f);
-  int rc = hetee_host_call_parts(w->sh->e, HETEE_MSG_JOB_REFRESH, parts, n + 3, f, 0);
+  int rc = hetee_host_call_parts(w->sh->e, (uint16_t)(HETEE_MSG_JOB_REFRESH | w->sh->serial), parts, n + 3, f, 0);
   free(parts);
   return rc;
 }
@@ -936,7 +937,7 @@ static int job_refresh_call(worker *w, uint32_t job, uint32_t s, const uint8_t *
   hetee_le32(cnt, (uint32_t)n);
   hetee_frame_part parts[4] = {{hdr, 8}, {spec, spec_len}, {cnt, 4}, {w->ser, total}};
   memset(f, 0, sizeof *f);
-  return hetee_host_call_parts(w->sh->e, HETEE_MSG_JOB_REFRESH, parts, 4, f, 0);
+  return hetee_host_call_parts(w->sh->e, (uint16_t)(HETEE_MSG_JOB_REFRESH | w->sh->serial), parts, 4, f, 0);
 }
 
 /* Loads the enclave's ciphertext i into its object and checks it is what
@@ -1461,6 +1462,20 @@ int hetee_engine_run_hooked(hetee_host_enclave *e, const hetee_engine_model *em,
   return run_impl(e, em, in, model_id, dp_session, threads, out, stats, 1, wit, hooks);
 }
 
+/* Whether the run's enclave requests ask for the enclave's calling thread
+ * only (HETEE_MSG_SERIAL): the hooks' choice, else serial when the run
+ * overlaps micro-batches (nw pipelines >= 2), whose host work then keeps
+ * the CPUs busy while the enclave serves one of them — its parallel loops
+ * only add wake-ups and contention to the enclave's CPU time (measured:
+ * docs/enclave.md, "Serial requests"). HETEE_ENCLAVE_SERIAL=0 / 1 forces
+ * it off / on (for measurements). */
+static int enclave_serial(const hetee_engine_run_hooks *hooks, size_t nw) {
+  const char *v = getenv("HETEE_ENCLAVE_SERIAL");
+  if (v && (!strcmp(v, "0") || !strcmp(v, "1"))) return v[0] == '1';
+  int want = hooks ? hooks->enclave_serial : 0;
+  return want > 0 || (want == 0 && nw >= 2);
+}
+
 static int run_impl(hetee_host_enclave *e, const hetee_engine_model *em, const hetee_engine_input *in, uint32_t model_id,
                     const uint8_t dp_session[16], int threads, hetee_engine_results *out, hetee_engine_stats *stats,
                     int bound, const hetee_engine_witnesses *wit, const hetee_engine_run_hooks *hooks) {
@@ -1508,6 +1523,7 @@ static int run_impl(hetee_host_enclave *e, const hetee_engine_model *em, const h
    * runs use `threads` OpenMP threads per pipeline */
   size_t nw = engine_pipelines(threads);
   if (nw > sh.nmb) nw = sh.nmb;
+  sh.serial = enclave_serial(hooks, nw) ? HETEE_MSG_SERIAL : 0;
   worker w[ENGINE_PIPELINES_MAX];
   memset(w, 0, sizeof w);
   out->sealed = calloc(in->count, sizeof *out->sealed);

@@ -540,6 +540,12 @@ static void mark_solo_dp(const char *dp);
 static int overlap_on = 1; /* set by jobs_start */
 static int overlap(void) { return overlap_on; }
 
+/* The enclave requests of overlapping runs (several workers) ask for the
+ * enclave's calling thread only: the other runs' host work keeps the CPUs
+ * busy meanwhile (hetee_engine_run_hooks.enclave_serial; 0: the engine's
+ * own choice, serial when a run overlaps its own micro-batches). */
+static int runs_serial(const server *S) { return overlap() && S->nworkers > 1; }
+
 /* Engine steps of job x's run (stages x micro-batches), its progress total. */
 static uint64_t job_steps(const jctx *x) {
   const hetee_engine_plan *p = hetee_engine_model_plan(x->em);
@@ -592,7 +598,7 @@ static void run_one(server *S, jctx *x) {
   if (!rc && (rc = hetee_engine_job_authorize(S->en.e, x->a)))
     snprintf(why, sizeof why, "authorization: %s: %s", hetee_strerror(rc), hetee_last_error());
   prog_one po = {S, j->id};
-  hetee_engine_run_hooks hk = {one_progress, &po, NULL, model_runner(S, j->model, x->em)};
+  hetee_engine_run_hooks hk = {one_progress, &po, NULL, model_runner(S, j->model, x->em), runs_serial(S)};
   if (!rc) jobs_progress_set(S, j->id, 0, job_steps(x));
   /* overlapped runs: the lock only around each enclave call of the run */
   int ov = overlap();
@@ -797,7 +803,7 @@ static void run_batch(server *S, jctx *xs, size_t n) {
     }
     pb->n = n;
   }
-  hetee_engine_run_hooks hk = {batch_progress, pb, NULL, model_runner(S, model, em)};
+  hetee_engine_run_hooks hk = {batch_progress, pb, NULL, model_runner(S, model, em), runs_serial(S)};
   int ov = overlap();
   if (ov) {
     hk.enclave_lock = &S->en.lock;

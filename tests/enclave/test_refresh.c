@@ -12,6 +12,7 @@
 
 #include "ckks/ckks_arena.h"
 #include "enclave/ckks_fixture.h"
+#include "enclave/wire/proto.h"
 
 #define TOL (1.0 / (1 << 20))
 
@@ -615,6 +616,27 @@ static void test_threads(void **state) {
   hetee_host_free(e1);
 }
 
+/* HETEE_MSG_SERIAL, the host's scheduling hint: a request carrying it is
+ * served as without it (the reply's type does not carry it, which the
+ * host's call checks), a reply-typed frame carrying it is not a request. */
+static void test_serial_flag(void **state) {
+  fx *f = *state;
+  uint8_t *a = NULL, *b = NULL;
+  size_t al = 0, bl = 0;
+  assert_int_equal(hetee_host_call(f->e, HETEE_MSG_INFO, NULL, 0, &a, &al), 0);
+  assert_int_equal(hetee_host_call(f->e, HETEE_MSG_INFO | HETEE_MSG_SERIAL, NULL, 0, &b, &bl), 0);
+  assert_int_equal(al, bl);
+  assert_memory_equal(a, b, al);
+  free(a);
+  free(b);
+  b = NULL;
+  assert_int_not_equal(hetee_host_call(f->e, HETEE_MSG_INFO | HETEE_MSG_SERIAL | HETEE_MSG_REPLY, NULL, 0, &b, &bl), 0);
+  free(b);
+  /* the enclave still answers */
+  assert_int_equal(hetee_host_call(f->e, HETEE_MSG_INFO, NULL, 0, &a, &al), 0);
+  free(a);
+}
+
 /* A small enclave configuration: unreasonable key requests and jobs above
  * the memory budget are refused before any work is done. */
 static void test_limits(void **state) {
@@ -668,7 +690,7 @@ int main(void) {
       cmocka_unit_test(test_coefficient_encoding), cmocka_unit_test(test_batch),
       cmocka_unit_test(test_refused_jobs),         cmocka_unit_test(test_limits),
       cmocka_unit_test(test_c0_at),
-      cmocka_unit_test(test_threads),
+      cmocka_unit_test(test_threads),              cmocka_unit_test(test_serial_flag),
   };
   return cmocka_run_group_tests_name("enclave/refresh/logN13", tests, setup, teardown);
 }

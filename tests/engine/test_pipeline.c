@@ -308,6 +308,7 @@ typedef struct {
   size_t n;
   hetee_engine_runner *runner;
   pthread_mutex_t *lock; /* the enclave handle's, shared by concurrent runs */
+  int serial;             /* hetee_engine_run_hooks.enclave_serial */
   hetee_engine_input *in; /* chunk_prepare's */
   hetee_engine_witnesses wit;
   /* out */
@@ -349,7 +350,7 @@ static int chunk_prepare(chunk_run *c) {
 /* Runs a prepared chunk (from any thread). */
 static void *chunk_main(void *arg) {
   chunk_run *c = arg;
-  hetee_engine_run_hooks hk = {NULL, NULL, c->lock, c->runner};
+  hetee_engine_run_hooks hk = {NULL, NULL, c->lock, c->runner, c->serial};
   if (!c->rc)
     c->rc = hetee_engine_run_hooked(c->t->e, c->em, c->in, &c->wit, c->model_id, c->t->dp_session, 2, &hk, &c->res,
                                     &c->st);
@@ -415,10 +416,14 @@ static void test_runner(void **state) {
   assert_int_equal(hetee_engine_runner_threads(runner), 2);
   pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
   /* without a runner, then twice through it (the second run reuses the
-   * first one's buffers): same predictions, same counters */
+   * first one's buffers): same predictions, same counters; the enclave
+   * (2 threads) serves the first run's requests with its pool, the
+   * second's on its calling thread only (HETEE_MSG_SERIAL), the third's as
+   * the engine chooses (serial: the run overlaps its micro-batches) */
   chunk_run c[3];
   for (int k = 0; k < 3; k++) {
     c[k] = chunk_init(&t, em, p, id, release_pk, x, n, k ? runner : NULL, &lock);
+    c[k].serial = k == 0 ? -1 : k == 1 ? 1 : 0;
     ET_OK(chunk_prepare(&c[k]));
     chunk_main(&c[k]);
     chunk_check(&t, &c[k], id, logits);

@@ -221,7 +221,7 @@ static void on_step(void *ud, size_t mb, uint64_t done, uint64_t total) {
 
 static void *hooked_main(void *arg) {
   hooked_run *h = arg;
-  hetee_engine_run_hooks hk = {on_step, h, h->lock, NULL};
+  hetee_engine_run_hooks hk = {on_step, h, h->lock, NULL, 0};
   h->rc = hetee_engine_run_hooked(F.t.e, F.host_model, h->in, NULL, MODEL_ID, TO_ID, 1, &hk, &h->out, NULL);
   return NULL;
 }

@@ -127,6 +127,9 @@ typedef struct enclave {
   /* 1 while the request being served is parsed in place in the region
    * (JOB_REFRESH: server.c); its readers read every byte once */
   int body_shared;
+  /* 1 while the request being served asked to run on the calling thread
+   * only (HETEE_MSG_SERIAL, server.c): refresh.c's loops then skip the pool */
+  int serial;
   /* the region's reply area while the request being served is answered
    * there (server.c sets it before dispatch; NULL otherwise): a handler may
    * write a finished, public part of the reply straight to its place in it

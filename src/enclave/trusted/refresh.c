@@ -486,7 +486,7 @@ static int gather_blobs(enclave *e, const uint8_t **blob, const size_t *blen, ui
   j.blen = blen;
   j.map = map;
   j.values = values;
-  enclave_pool_run(e->pool, gather_task, &j, j.ncts);
+  enclave_pool_run(e->serial ? NULL : e->pool, gather_task, &j, j.ncts); /* NULL: this thread alone */
   rc = job_result(&j, nthreads, NULL);
 out:
   job_free(&j, nthreads);
@@ -637,7 +637,7 @@ static int scatter_encrypt(enclave *e, const hetee_refresh_spec *s, int level, d
   j.out = direct ? e->reply_shm + w->len : w->p + w->len;
   j.ctbytes = ctbytes;
   j.seed_key = key;
-  enclave_pool_run(e->pool, scatter_task, &j, j.ncts);
+  enclave_pool_run(e->serial ? NULL : e->pool, scatter_task, &j, j.ncts);
   sodium_memzero(key, sizeof key);
   rc = job_result(&j, nthreads, NULL);
   if (!rc) {

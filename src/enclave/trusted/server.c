@@ -231,6 +231,9 @@ int enclave_serve(enclave *e) {
       if (hetee_frame_write_error(e->host_fd, f.id, rc, hetee_last_error())) break;
       continue;
     }
+    /* the host's scheduling hint, stripped before anything reads the type */
+    e->serial = (f.type & (HETEE_MSG_REPLY | HETEE_MSG_SERIAL)) == HETEE_MSG_SERIAL;
+    if (e->serial) f.type = (uint16_t)(f.type & ~HETEE_MSG_SERIAL);
     hetee_wbuf w = e->tx; /* the kept reply buffer, emptied */
     w.len = 0;
     w.err = 0;

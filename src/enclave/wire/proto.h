@@ -148,6 +148,15 @@ void hetee_witness_digest_v1(uint32_t model, uint32_t batch, const uint8_t *seal
  *              reads them (the host checks they are what it wrote);
  *              HETEE_ERR_STATE when the enclave has no region. */
 #define HETEE_MSG_SHM 0x4000
+/* Or'ed into a request type (not a reply's): a scheduling hint from the
+ * host, "serve this request on the enclave's calling thread only" (its
+ * pool's workers stay asleep). A host whose own threads keep the CPUs busy
+ * meanwhile (pipelined micro-batches, overlapping runs) gains nothing from
+ * the enclave's parallel loops and pays their wake-ups and contention in
+ * enclave CPU time (docs/enclave.md, "Serial requests"). The enclave strips
+ * it as it reads the frame; the reply's type does not carry it. Public:
+ * the same work in a fixed order instead of the pool's. */
+#define HETEE_MSG_SERIAL 0x2000
 #define HETEE_MSG_SHM_HELLO 0x30
 #define HETEE_SHM_FD 5
 #define HETEE_SHM_AREA ((size_t)HETEE_FRAME_MAX_BODY)

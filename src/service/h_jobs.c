@@ -391,15 +391,22 @@ static json_t *job_json(server *S, const st_job *j) {
  * after S seconds with its state then (a long poll instead of the
  * client's sleeps, which made it notice a finished job up to 0.5 s late).
  * With &progress=D also as soon as the job's progress passes D steps. */
-void h_job_show(srv_req *q, srv_resp *r) {
-  st_job j;
+/* The caller's job *j, after the long poll its ?wait=S asks for (*s = -1
+ * without one; progress: whether &progress=D also ends it). Returns 1 when
+ * r already holds the answer (not the caller's job, bad arguments). */
+static int job_waited(srv_req *q, srv_resp *r, st_job *j, long *s, int progress) {
   uint64_t seen = jobs_finished_seq(q->S); /* before the store is read */
-  if (own_job(q, r, &j)) return;
-  long s;
+  if (own_job(q, r, j)) return 1;
   int want_prog;
   uint64_t pd;
-  if (wait_args(q, r, &s, &want_prog, &pd)) return;
-  if (s >= 0 && wait_final(q, r, &j, seen, s, want_prog, pd)) return;
+  if (wait_args(q, r, s, &want_prog, &pd)) return 1;
+  return *s >= 0 && wait_final(q, r, j, seen, *s, progress && want_prog, pd);
+}
+
+void h_job_show(srv_req *q, srv_resp *r) {
+  st_job j;
+  long s;
+  if (job_waited(q, r, &j, &s, 1)) return;
   resp_json(r, 200, job_json(q->S, &j));
 }
 
@@ -410,13 +417,8 @@ void h_job_show(srv_req *q, srv_resp *r) {
  * answered 202 with its state (the JSON of GET /v1/jobs/ID). */
 void h_job_result(srv_req *q, srv_resp *r) {
   st_job j;
-  uint64_t seen = jobs_finished_seq(q->S); /* before the store is read */
-  if (own_job(q, r, &j)) return;
   long s;
-  int want_prog;
-  uint64_t pd;
-  if (wait_args(q, r, &s, &want_prog, &pd)) return;
-  if (s >= 0 && wait_final(q, r, &j, seen, s, 0, 0)) return;
+  if (job_waited(q, r, &j, &s, 0)) return;
   if (!strcmp(j.state, "failed")) {
     resp_error(r, 409, "failed", "job %lld failed: %s", (long long)j.id, j.error[0] ? j.error : "?");
     return;

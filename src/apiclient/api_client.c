@@ -309,9 +309,8 @@ static int http_error(const char *what, long st, const uint8_t *body) {
   return rc;
 }
 
-/* A request expecting `want`, retried after Retry-After on 429 / 503. */
-/* api_call that also takes the status `also` (0: none) as an answer; *got
- * (if not NULL) is the status answered. */
+/* A request expecting `want` (or `also`, 0: none; *got, if not NULL, is
+ * the status answered), retried after Retry-After on 429 / 503. */
 static int api_call2(hetee_client_conn *c, const char *method, const char *target, const char *ctype,
                      const uint8_t *body, size_t len, long want, long also, long *got, uint8_t **resp, size_t *rlen) {
   for (int attempt = 0;; attempt++) {
@@ -345,6 +344,7 @@ static int api_call2(hetee_client_conn *c, const char *method, const char *targe
   }
 }
 
+/* A request expecting `want`, retried after Retry-After on 429 / 503. */
 int api_call(hetee_client_conn *c, const char *method, const char *target, const char *ctype, const uint8_t *body,
              size_t len, long want, uint8_t **resp, size_t *rlen) {
   return api_call2(c, method, target, ctype, body, len, want, 0, NULL, resp, rlen);

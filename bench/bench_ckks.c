@@ -38,6 +38,7 @@
 
 #include "hetee/ckks.h"
 #include "bench_util.h"
+#include "ckks/ckks_arena.h"
 
 #define MAX_RUNS 100000
 
@@ -48,6 +49,11 @@ typedef struct {
   hetee_ckks_relin_key *rk;
   hetee_ckks_galois_keys *gk, *gkx; /* gkx: the expansion's keys */
   hetee_ckks_ciphertext *l1;       /* a level-1 ciphertext of N coefficients */
+  hetee_ckks_ciphertext *p1;       /* l1 x l1: a degree-2 product at level 1 */
+  ckks_coset *cs32;                /* the coset 5 + 32 t */
+  uint32_t *idx32;                 /* its N/32 indices */
+  uint8_t *sbuf;                   /* room for one serialized output */
+  size_t sbuf_cap;
   double *cvals;                   /* N coefficient values */
   hetee_ckks_evaluator *ev; /* the *_ev lines: reusable scratch, --threads */
   hetee_ckks_plaintext *pt, *pt2;
@@ -98,6 +104,17 @@ static int op_hoisted8_add_ev(bench_state *s) {
 }
 static int op_encrypt_sk_coeffs_l1(bench_state *s) {
   return hetee_ckks_encrypt_sk_coeffs(s->ctx, s->sk, s->cvals, hetee_ckks_context_n(s->ctx), 0x1p38, 1, s->o);
+}
+/* the engine's per-output serialization of a degree-2 product at level 1
+ * (rescaled to level 0 on the way, c0 at the N/32 coefficients of one
+ * coset): c0's rows through full inverse NTTs, or at the coset only */
+static int op_save_rescaled_l1(bench_state *s) {
+  size_t len = 0, n = hetee_ckks_context_n(s->ctx) / 32;
+  return ckks_ciphertext_save_c0_at_rescaled(s->ctx, s->p1, s->idx32, n, s->sbuf, s->sbuf_cap, &len);
+}
+static int op_save_rescaled_coset32_l1(bench_state *s) {
+  size_t len = 0, n = hetee_ckks_context_n(s->ctx) / 32;
+  return ckks_ciphertext_save_c0_at_rescaled_cs(s->ctx, s->p1, s->cs32, s->idx32, n, s->sbuf, s->sbuf_cap, &len);
 }
 static int op_expand4_ev_l1(bench_state *s) { return hetee_ckks_evaluator_expand(s->ev, s->gkx, s->l1, 4, s->outs); }
 static int op_keygen_relin(bench_state *s) {
@@ -285,6 +302,14 @@ int hetee_bench_ckks(int argc, char **argv) {
       goto err;
     fail |= time_op(&s, "encrypt_sk_coeffs_l1", op_encrypt_sk_coeffs_l1, NULL, NULL);
     fail |= time_op(&s, "expand4_ev_l1", op_expand4_ev_l1, NULL, NULL);
+    s.idx32 = malloc(n / 32 * sizeof *s.idx32);
+    if (!s.idx32 || hetee_ckks_ciphertext_new(s.ctx, &s.p1) || hetee_ckks_eval_mul(s.ctx, s.l1, s.l1, s.p1) ||
+        ckks_coset_new(s.ctx, 5, 5, &s.cs32) || ckks_ciphertext_c0_at_size(s.ctx, s.p1, n / 32, &s.sbuf_cap) ||
+        !(s.sbuf = malloc(s.sbuf_cap)))
+      goto err;
+    for (size_t k = 0; k < n / 32; k++) s.idx32[k] = (uint32_t)(5 + 32 * k);
+    fail |= time_op(&s, "save_rescaled_l1", op_save_rescaled_l1, NULL, NULL);
+    fail |= time_op(&s, "save_rescaled_coset32_l1", op_save_rescaled_coset32_l1, NULL, NULL);
   }
 
   /* serialized sizes */
@@ -318,6 +343,10 @@ err:
   hetee_ckks_galois_keys_free(s.gk);
   hetee_ckks_galois_keys_free(s.gkx);
   hetee_ckks_ciphertext_free(s.l1);
+  hetee_ckks_ciphertext_free(s.p1);
+  ckks_coset_free(s.cs32);
+  free(s.idx32);
+  free(s.sbuf);
   free(s.cvals);
   hetee_ckks_relin_key_free(s.rk);
   hetee_ckks_public_key_free(s.pk);

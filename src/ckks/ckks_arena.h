@@ -72,6 +72,7 @@ int ckks_ciphertext_view(const hetee_ckks_context *ctx, const uint8_t *buf, size
  * | u32 n | n x u64 c0 coefficients | (size - 1) rows. Bytes: _size. */
 int ckks_ciphertext_save_c0_at(const hetee_ckks_context *ctx, const hetee_ckks_ciphertext *ct, const uint32_t *idx,
                                size_t n, uint8_t *buf, size_t cap, size_t *len);
+typedef struct ckks_coset ckks_coset; /* encoder.c, "decryption of one coset" (below) */
 /* The same bytes as hetee_ckks_evaluator_rescale of ct (at level 1) then
  * ckks_ciphertext_save_c0_at, without changing ct: c1 (, c2) rescaled as
  * the evaluator does (2 NTTs each), c0 taken to level 0 in the
@@ -79,6 +80,13 @@ int ckks_ciphertext_save_c0_at(const hetee_ckks_context *ctx, const hetee_ckks_c
  * and the serializer's third). */
 int ckks_ciphertext_save_c0_at_rescaled(const hetee_ckks_context *ctx, const hetee_ckks_ciphertext *ct,
                                         const uint32_t *idx, size_t n, uint8_t *buf, size_t cap, size_t *len);
+/* The same bytes; when every index lies in the coset cs (cs may be NULL),
+ * c0's two rows are taken to the coefficient domain only at that coset
+ * (ckks_coset_coeffs: a pass of products, sums of d words and an inverse
+ * NTT of size N/d per row, instead of two inverse NTTs of size N). */
+int ckks_ciphertext_save_c0_at_rescaled_cs(const hetee_ckks_context *ctx, const hetee_ckks_ciphertext *ct,
+                                           const ckks_coset *cs, const uint32_t *idx, size_t n, uint8_t *buf,
+                                           size_t cap, size_t *len);
 /* Bytes of either form for n listed coefficients (ct at level 0, or at
  * level 1 for _rescaled). */
 int ckks_ciphertext_c0_at_size(const hetee_ckks_context *ctx, const hetee_ckks_ciphertext *ct, size_t n, size_t *len);
@@ -86,7 +94,6 @@ int ckks_ciphertext_c0_at_size(const hetee_ckks_context *ctx, const hetee_ckks_c
  * of a ciphertext: per prime one pass of products by public weights, sums
  * of d values and an inverse NTT of size N/d instead of size N (encoder.c,
  * "decryption of one coset"). Immutable once made; shared by threads. */
-typedef struct ckks_coset ckks_coset;
 /* Smallest size of the small transform: N/d >= 2^CKKS_COSET_MIN_LOGS. */
 #define CKKS_COSET_MIN_LOGS 4
 /* 1 and the largest coset (logd >= 1, N/d >= 2^CKKS_COSET_MIN_LOGS) that
@@ -94,6 +101,15 @@ typedef struct ckks_coset ckks_coset;
 int ckks_coset_fit(const hetee_ckks_context *ctx, const uint32_t *idx, size_t n, int *logd, uint32_t *r);
 int ckks_coset_new(const hetee_ckks_context *ctx, int logd, uint32_t r, ckks_coset **out);
 void ckks_coset_free(ckks_coset *c);
+/* 1 if every one of the n indices is in the coset (public indices). */
+int ckks_coset_holds(const ckks_coset *cs, const uint32_t *idx, size_t n);
+/* N/d: the words of scratch ckks_coset_coeffs needs. */
+size_t ckks_coset_small_words(const ckks_coset *cs);
+/* Prime i's row of a polynomial in NTT form (N words, clobbered) in, its
+ * coefficients r + d t (fully reduced, the inverse NTT's) out at those
+ * places of row; the other words are left meaningless. small: N/d words
+ * of scratch. Branch-free on the values. */
+void ckks_coset_coeffs(const hetee_ckks_context *ctx, const ckks_coset *cs, int i, uint64_t *row, uint64_t *small);
 
 /* hetee_ckks_decrypt_coeffs of a view: the rows are read (and checked
  * < q: HETEE_ERR_RANGE otherwise, on the host's public bytes) in the

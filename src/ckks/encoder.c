@@ -1733,6 +1733,19 @@ static void coset_row(const hetee_ckks_context *ctx, const ckks_coset *cs, int i
   for (size_t t = 0; t < ns; t++) row[cs->r + t * d] = small[t];
 }
 
+int ckks_coset_holds(const ckks_coset *cs, const uint32_t *idx, size_t n) {
+  if (!cs || !idx) return 0;
+  uint32_t mask = ((uint32_t)1 << cs->logd) - 1, off = 0;
+  for (size_t j = 0; j < n; j++) off |= (idx[j] & mask) ^ cs->r; /* public indices */
+  return off == 0;
+}
+
+size_t ckks_coset_small_words(const ckks_coset *cs) { return cs ? cs->ns : 0; }
+
+void ckks_coset_coeffs(const hetee_ckks_context *ctx, const ckks_coset *cs, int i, uint64_t *row, uint64_t *small) {
+  coset_row(ctx, cs, i, 1, row, small, 0);
+}
+
 /* sum[j] = row[idx[j]] + c0[j] mod q, c0[j] read from little-endian bytes;
  * nonzero if some c0[j] >= q (public bytes; sum is then meaningless). No
  * branch on the values (row holds decrypted residues). */

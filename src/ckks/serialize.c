@@ -862,12 +862,21 @@ int ckks_ciphertext_save_c0_at(const hetee_ckks_context *ctx, const hetee_ckks_c
 
 int ckks_ciphertext_save_c0_at_rescaled(const hetee_ckks_context *ctx, const hetee_ckks_ciphertext *ct,
                                         const uint32_t *idx, size_t n, uint8_t *buf, size_t cap, size_t *len) {
+  return ckks_ciphertext_save_c0_at_rescaled_cs(ctx, ct, NULL, idx, n, buf, cap, len);
+}
+
+int ckks_ciphertext_save_c0_at_rescaled_cs(const hetee_ckks_context *ctx, const hetee_ckks_ciphertext *ct,
+                                           const ckks_coset *cs, const uint32_t *idx, size_t n, uint8_t *buf,
+                                           size_t cap, size_t *len) {
   size_t total = 0;
   int rc = c0_at_args(ctx, ct, 1, idx, n, buf, cap, len, &total);
   if (rc) return rc;
   if (ctx->nq < 2) return hetee_error(HETEE_ERR_LEVEL, "no level to rescale to");
   size_t N = ctx->n;
-  uint64_t *last = ckks_tmp_alloc(2 * N * 8);
+  /* the coset path only when every listed index is in the coset (public) */
+  if (cs && !ckks_coset_holds(cs, idx, n)) cs = NULL;
+  size_t words = cs ? 3 * N + ckks_coset_small_words(cs) : 2 * N;
+  uint64_t *last = ckks_tmp_alloc(words * 8);
   if (!last) return hetee_error(HETEE_ERR_NOMEM, "serialization buffer");
   uint64_t *t = last + N;
   /* hetee_ckks_evaluator_rescale's steps from level 1 to 0, per
@@ -886,6 +895,24 @@ int ckks_ciphertext_save_c0_at_rescaled(const hetee_ckks_context *ctx, const het
   put_f64(&w, ct->scale / (double)m1->q);
   put_u32(&w, (uint32_t)n);
   for (int k = 0; k < ct->size; k++) {
+    if (k == 0 && cs) {
+      /* c0 at the coset's coefficients only: the q_1 row's there (+ the
+       * half, as the inverse NTT below adds it), gathered in idx order,
+       * then the q_0 row's, and the same last step on the n values */
+      uint64_t *g1 = t, *g0 = last + 2 * N, *small = last + 3 * N;
+      memcpy(last, ct->c[0] + N, N * 8);
+      ckks_coset_coeffs(ctx, cs, 1, last, small);
+      for (size_t j = 0; j < n; j++) g1[j] = last[idx[j]];
+      hetee_vec_add_scalar(m1, g1, h, g1, n);
+      if (m1->q < q0) hetee_vec_add_scalar(m0, g1, hm ? q0 - hm : 0, g1, n);
+      else hetee_vec_reduce_add_scalar(m0, g1, hm ? q0 - hm : 0, g1, n);
+      memcpy(last, ct->c[0], N * 8);
+      ckks_coset_coeffs(ctx, cs, 0, last, small);
+      for (size_t j = 0; j < n; j++) g0[j] = last[idx[j]];
+      hetee_vec_sub_mul_scalar_add(m0, g0, g1, winv, NULL, g0, n);
+      for (size_t j = 0; j < n; j++) put_u64(&w, g0[j]);
+      continue;
+    }
     hetee_ntt_inverse_add(ctx->ntt[1], ct->c[k] + N, last, h);
     if (m1->q < q0) hetee_vec_add_scalar(m0, last, hm ? q0 - hm : 0, t, N); /* last < q_1 < q_0 */
     else hetee_vec_reduce_add_scalar(m0, last, hm ? q0 - hm : 0, t, N);
@@ -900,7 +927,7 @@ int ckks_ciphertext_save_c0_at_rescaled(const hetee_ckks_context *ctx, const het
       put_rows(&w, t, N);
     }
   }
-  ckks_tmp_free(last, 2 * N * 8, 0);
+  ckks_tmp_free(last, words * 8, 0);
   *len = w.pos;
   return 0;
 }

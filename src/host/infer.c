@@ -487,6 +487,11 @@ typedef struct stage_buf {
   uint32_t *c0_start, *c0_idx;
   size_t c0_nouts, c0_cap; /* outputs / entries of c0_idx allocated */
   int c0_full;             /* 1: computed for the full micro-batch's map */
+  /* the coset r + d t (d >= 8) holding every coefficient read, if there
+   * is one: c0 taken to the coefficient domain there only (c0_positions) */
+  ckks_coset *c0cs;
+  int c0cs_logd;
+  uint32_t c0cs_r;
 } stage_buf;
 
 typedef struct worker {
@@ -514,6 +519,7 @@ static void worker_bufs_free(worker *w, size_t nstages) {
     free(w->sb[s].spec);
     free(w->sb[s].c0_start);
     free(w->sb[s].c0_idx);
+    ckks_coset_free(w->sb[s].c0cs);
   }
   free(w->sb);
   free(w->ser);
@@ -684,7 +690,7 @@ static int save_c0_at(const hetee_ckks_context *ctx, const stage_buf *sb, const 
   const uint32_t *idx = sb->c0_idx + sb->c0_start[i];
   size_t n = sb->c0_start[i + 1] - sb->c0_start[i];
   if (!buf) return ckks_ciphertext_c0_at_size(ctx, ct, n, len);
-  return rescale ? ckks_ciphertext_save_c0_at_rescaled(ctx, ct, idx, n, buf, cap, len)
+  return rescale ? ckks_ciphertext_save_c0_at_rescaled_cs(ctx, ct, sb->c0cs, idx, n, buf, cap, len)
                  : ckks_ciphertext_save_c0_at(ctx, ct, idx, n, buf, cap, len);
 }
 
@@ -693,8 +699,10 @@ static int save_c0_at(const hetee_ckks_context *ctx, const stage_buf *sb, const 
  * order, which is the order the enclave reads them (its stable counting
  * sort of the same registered map, refresh.c). Kept for the full
  * micro-batch's map (full = 1), made again for a short one. */
-static int c0_positions(stage_buf *sb, const hetee_engine_refresh *R, size_t nouts, size_t N, int full) {
+static int c0_positions(const hetee_ckks_context *ctx, stage_buf *sb, const hetee_engine_refresh *R, size_t nouts,
+                        int full) {
   if (full && sb->c0_full && sb->c0_nouts == nouts) return 0;
+  const size_t N = hetee_ckks_context_n(ctx);
   size_t n = (size_t)R->batch * R->n_in;
   sb->c0_full = 0;
   uint32_t *st = realloc(sb->c0_start, (nouts + 1) * sizeof *st);
@@ -718,6 +726,22 @@ static int c0_positions(stage_buf *sb, const hetee_engine_refresh *R, size_t nou
   st[0] = 0;
   sb->c0_nouts = nouts;
   sb->c0_full = full;
+  /* one coset of d >= 8 holding every coefficient read (a dense layer's
+   * outputs, hemat's planner: HEMAT_COSET_MIN_D): the rescale takes c0's
+   * two rows to the coefficient domain at that coset only, ~6 us of
+   * products, sums and a small transform per row instead of an inverse
+   * NTT of size N (the same bytes, ckks/encrypt test_c0_at). Without
+   * memory for its tables the full path is taken (public choice). */
+  int logd = 0;
+  uint32_t r = 0;
+  if (!ckks_coset_fit(ctx, sb->c0_idx, n, &logd, &r) || logd < 3) logd = 0;
+  if (!logd || !sb->c0cs || sb->c0cs_logd != logd || sb->c0cs_r != r) {
+    ckks_coset_free(sb->c0cs);
+    sb->c0cs = NULL;
+    if (logd && ckks_coset_new(ctx, logd, r, &sb->c0cs)) sb->c0cs = NULL;
+    sb->c0cs_logd = logd;
+    sb->c0cs_r = r;
+  }
   return 0;
 }
 
@@ -1167,7 +1191,7 @@ static int run_micro_batch(worker *w, size_t k, hetee_ckks_ciphertext *const *in
      * item (fused); with a tamper hook (tests) into output objects first */
     int fused = sh->bound && !engine_tamper_hook;
     /* bound runs: which coefficients of c0 each output carries */
-    if (sh->bound && (rc = c0_positions(sb, R, nouts, hetee_ckks_context_n(ctx), R == &w->cache[s]))) break;
+    if (sh->bound && (rc = c0_positions(ctx, sb, R, nouts, R == &w->cache[s]))) break;
     if (fused) {
       rc = slots_reserve(sb, nouts);
     } else if (sh->bound) {

@@ -654,6 +654,42 @@ static void test_c0_at(void **state) {
     free(before);
     free(after);
   }
+  /* the coset path (c0's rows taken to the coefficient domain at one
+   * coset only): the same bytes as the full path, for d = 8, 32, N/16,
+   * residues 0, 1, d - 1, every index of the coset or a few of them in a
+   * scrambled order; an index outside the coset falls back to the full
+   * path (the same bytes again) */
+  {
+    const int logds[] = {3, 5, 9};
+    uint32_t *ci = malloc(N * sizeof *ci);
+    assert_non_null(ci);
+    for (size_t a_ = 0; a_ < sizeof logds / sizeof logds[0]; a_++) {
+      uint32_t d = (uint32_t)1 << logds[a_];
+      const uint32_t rs[] = {0, 1, d - 1};
+      for (int ri = 0; ri < 3; ri++) {
+        ckks_coset *cs = NULL;
+        TU_OK(ckks_coset_new(f->ctx, logds[a_], rs[ri], &cs));
+        for (int form = 0; form < 3; form++) {
+          size_t n = 0;
+          if (form == 0) /* the whole coset */
+            for (uint32_t t = 0; t < N / d; t++) ci[n++] = rs[ri] + t * d;
+          else /* a few, scrambled (form 2: one index outside the coset) */
+            for (uint32_t t = 0; t < N / d && n < 37; t += 3) ci[n++] = rs[ri] + ((t * 7919u) % (N / d)) * d;
+          if (form == 2) ci[n / 2] ^= 1u << (logds[a_] - 1);
+          assert_int_equal(ckks_coset_holds(cs, ci, n), form != 2);
+          for (int k = 0; k < 2; k++) {
+            size_t wl = 0, gl = 0;
+            TU_OK(ckks_ciphertext_save_c0_at_rescaled(f->ctx, l1[k], ci, n, want, cap, &wl));
+            TU_OK(ckks_ciphertext_save_c0_at_rescaled_cs(f->ctx, l1[k], cs, ci, n, buf, cap, &gl));
+            assert_int_equal(gl, wl);
+            assert_memory_equal(buf, want, wl);
+          }
+        }
+        ckks_coset_free(cs);
+      }
+    }
+    free(ci);
+  }
   assert_int_equal(ckks_ciphertext_save_c0_at_rescaled(f->ctx, prod, idx, 4, buf, cap, &len), HETEE_ERR_LEVEL);
   assert_int_equal(ckks_ciphertext_save_c0_at(f->ctx, p1, idx, 4, buf, cap, &len), HETEE_ERR_LEVEL);
   /* saving: level 0 (1 rescaled) only, indices < N, room */

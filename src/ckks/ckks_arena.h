@@ -101,6 +101,12 @@ int ckks_ciphertext_c0_at_size(const hetee_ckks_context *ctx, const hetee_ckks_c
 int ckks_coset_fit(const hetee_ckks_context *ctx, const uint32_t *idx, size_t n, int *logd, uint32_t *r);
 int ckks_coset_new(const hetee_ckks_context *ctx, int logd, uint32_t r, ckks_coset **out);
 void ckks_coset_free(ckks_coset *c);
+/* Makes the coset's products with sk (what a c0-at-coefficients
+ * decryption with sk makes on its first use, ckks_decrypt_coeffs_view),
+ * e.g. when a model is registered rather than in its first job.
+ * HETEE_ERR_NOMEM without memory for them (the decryption then multiplies
+ * by the weights as before); nothing to do if they exist. */
+int ckks_coset_key(const hetee_ckks_context *ctx, const ckks_coset *cs, const hetee_ckks_secret_key *sk);
 /* 1 if every one of the n indices is in the coset (public indices). */
 int ckks_coset_holds(const ckks_coset *cs, const uint32_t *idx, size_t n);
 /* N/d: the words of scratch ckks_coset_coeffs needs. */

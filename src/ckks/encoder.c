@@ -1506,8 +1506,10 @@ struct ckks_coset {
 };
 
 /* Secret (sodium_malloc: locked, guarded, wiped when freed): for the key
- * `key`, per prime row i of the coset, s w, its Shoup quotients, s^2 w and
- * its quotients ([4][nt][N]). With them a decryption whose c0 is not in
+ * `key`, q_0's row of s w, its Shoup quotients, s^2 w and its quotients
+ * ([4][N]: the only rows used, c0 at listed coefficients being level 0
+ * only; all nt rows were made before, three times the products and the
+ * memory for nothing). With them a decryption whose c0 is not in
  * the NTT-domain pass (c0 at listed coefficients) computes the coset's
  * weighted row c1 (s w) + c2 (s^2 w) in the pass that computed c1 s + c2
  * s^2, and the pass of Shoup products by w goes (the same residues:
@@ -1555,27 +1557,32 @@ static const uint64_t *coset_keyed(const hetee_ckks_context *ctx, const ckks_cos
   ckks_coset *cs = (ckks_coset *)cs_c; /* a cache, not the coset's value */
   coset_kw *k = atomic_load_explicit(&cs->kw, memory_order_acquire);
   if (k) return k->key == sk ? kw_rows(k) : NULL;
-  size_t N = ctx->n, nt = (size_t)cs->nt;
-  k = kw_alloc(4 * nt * N);
+  size_t N = ctx->n;
+  k = kw_alloc(4 * N);
   if (!k) return NULL;
   k->key = sk;
   uint64_t *t = kw_rows(k);
-  for (size_t i = 0; i < nt; i++) {
-    const hetee_modulus *m = &ctx->mod[i];
-    const uint64_t *w = cs->w + i * N;
-    uint64_t *sw = t + (0 * nt + i) * N, *swp = t + (1 * nt + i) * N;
-    uint64_t *qw = t + (2 * nt + i) * N, *qwp = t + (3 * nt + i) * N;
-    hetee_vec_mul(m, sk->s + i * N, w, sw, N);
-    hetee_vec_shoup_prep(m, sw, swp, N);
-    hetee_vec_mul(m, sq + i * N, w, qw, N);
-    hetee_vec_shoup_prep(m, qw, qwp, N);
-  }
+  const hetee_modulus *m = &ctx->mod[0];
+  hetee_vec_mul(m, sk->s, cs->w, t, N);
+  hetee_vec_shoup_prep(m, t, t + N, N);
+  hetee_vec_mul(m, sq, cs->w, t + 2 * N, N);
+  hetee_vec_shoup_prep(m, t + 2 * N, t + 3 * N, N);
   coset_kw *expect = NULL;
   if (!atomic_compare_exchange_strong_explicit(&cs->kw, &expect, k, memory_order_acq_rel, memory_order_acquire)) {
     sodium_free(k); /* another thread's copy won */
     return expect->key == sk ? kw_rows(expect) : NULL;
   }
   return t;
+}
+
+int ckks_coset_key(const hetee_ckks_context *ctx, const ckks_coset *cs, const hetee_ckks_secret_key *sk) {
+  if (!ctx || !cs || !sk) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  int rc = ckks_check_ctx(ctx, sk->fp, "secret key");
+  if (rc) return rc;
+  const uint64_t *der = ckks_sk_derived(ctx, sk);
+  if (!der || !coset_keyed(ctx, cs, sk, der + CKKS_SKD_SQ * (size_t)ctx->nt * ctx->n))
+    return hetee_error(HETEE_ERR_NOMEM, "coset key products (no memory, or made for another key)");
+  return 0;
 }
 
 int ckks_coset_fit(const hetee_ckks_context *ctx, const uint32_t *idx, size_t n, int *logd, uint32_t *r) {
@@ -1809,17 +1816,16 @@ int ckks_decrypt_coeffs_view(const hetee_ckks_context *ctx, const hetee_ckks_sec
   /* the coset path with c0 outside the NTT-domain pass: the key's products
    * with the coset's weights, so that pass also applies the weights */
   const uint64_t *kw = cs && c0at ? coset_keyed(ctx, cs, sk, der + CKKS_SKD_SQ * nt * N) : NULL;
-  const size_t cnt = cs ? (size_t)cs->nt : 0;
   for (int i = 0; i <= level; i++) {
     uint64_t *r = rows + (size_t)i * N;
     size_t off = (size_t)i * N;
     const uint64_t *s = sk->s + off, *sp = der + CKKS_SKD_S_SHOUP * nt * N + off;
     const uint64_t *s2 = der + CKKS_SKD_SQ * nt * N + off, *s2p = der + CKKS_SKD_SQ_SHOUP * nt * N + off;
-    if (kw) { /* public: whether the products exist */
-      s = kw + (0 * cnt + (size_t)i) * N;
-      sp = kw + (1 * cnt + (size_t)i) * N;
-      s2 = kw + (2 * cnt + (size_t)i) * N;
-      s2p = kw + (3 * cnt + (size_t)i) * N;
+    if (kw) { /* public: whether the products exist (level 0: i = 0 only) */
+      s = kw;
+      sp = kw + N;
+      s2 = kw + 2 * N;
+      s2p = kw + 3 * N;
     }
     bad |= hetee_vec_shoup_dot_le(&ctx->mod[i], c0at ? NULL : v->c[0] + 8 * off, v->c[1] + 8 * off, s, sp,
                                   v->size == 3 ? v->c[2] + 8 * off : NULL, s2, s2p, r, N);

@@ -502,6 +502,13 @@ static void test_coset_two_keys(void **state) {
   for (size_t j = 0; j < N / 32; j++) ix[n++] = 7 + 32 * (uint32_t)((j * 5 + 1) % (N / 32));
   ckks_coset *cs = NULL;
   TU_OK(ckks_coset_new(f->ctx, 5, 7, &cs));
+  /* the products made beforehand (as the enclave does when a model is
+   * registered), once; another key's are refused, its decryptions
+   * multiply by the weights as before (the loop below: the same doubles) */
+  TU_OK(ckks_coset_key(f->ctx, cs, f->sk));
+  TU_OK(ckks_coset_key(f->ctx, cs, f->sk));
+  assert_int_equal(ckks_coset_key(f->ctx, cs, sk2), HETEE_ERR_NOMEM);
+  assert_int_equal(ckks_coset_key(f->ctx, NULL, f->sk), HETEE_ERR_INVALID_ARG);
   const hetee_ckks_secret_key *keys[3] = {f->sk, sk2, f->sk};
   for (int k = 0; k < 3; k++) {
     hetee_ckks_ciphertext *ct = NULL, *two = NULL;

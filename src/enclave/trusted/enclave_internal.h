@@ -214,6 +214,13 @@ int enclave_refresh_prepare(enclave *e, const uint8_t *spec, size_t len, enclave
 void enclave_refresh_prep_free(enclave_refresh_prep *p);
 int enclave_refresh_prep_run(enclave *e, const enclave_refresh_prep *p, hetee_rbuf *r, hetee_wbuf *w,
                              uint64_t *items, const enclave_refresh_hook *hook);
+/* What a prepared job's first run would make, made beforehand (when its
+ * model is registered, integrity.c): the products of the key with the
+ * input's coset tables (ckks_coset_key) and the locked workspace at the
+ * size the job asks for, so that the first job pays no allocation, page
+ * faults or key products the later ones do not. Best effort: what cannot
+ * be made now is made by the job (or fails there, with its own error). */
+void enclave_refresh_prep_warm(enclave *e, const enclave_refresh_prep *p);
 /* Parses a release input (i32 level | f64 scale | u8 encoding | u32 n |
  * u32 map[n] | u32 ncts | ncts x blob), checks it against the parameters
  * and against the flooding bound for a policy of prec_bits fractional bits

@@ -36,6 +36,10 @@ int enclave_auth_seal_to_dp(enclave *e, const uint8_t dp[32], uint32_t model, co
  * HETEE_WITNESS_SEALBYTES bytes, the caller's locked buffer). HETEE_ERR_AUTH
  * if it does not open (the same error whatever the bytes). */
 int enclave_auth_open_witness(enclave *e, const uint8_t *sealed, size_t len, uint8_t *plain);
+/* Derives and caches the release key pair now (best effort; the first
+ * use does it otherwise), e.g. when a model is registered, so that the
+ * first job's witness is not the one that pays it. */
+void enclave_auth_warm(enclave *e);
 
 /* integrity.c: one single-use authorization of (model, batch, digest) for dp. */
 void enclave_integrity_add_auth(uint32_t model, uint32_t batch, const uint8_t digest[32], const uint8_t dp[32]);

@@ -821,6 +821,16 @@ int enclave_refresh_prep_run(enclave *e, const enclave_refresh_prep *p, hetee_rb
   return job_run(e, &p->job, p->in.start ? &p->in : NULL, &p->out, r, w, items, hook);
 }
 
+void enclave_refresh_prep_warm(enclave *e, const enclave_refresh_prep *p) {
+  if (!p || !e->have_keys) return;
+  for (uint32_t k = 0; k < p->in.nown; k++) (void)ckks_coset_key(e->ctx, p->in.own[k], e->sk);
+  const hetee_refresh_spec *s = &p->job.spec;
+  size_t per = (size_t)s->shape[0] * s->shape[1] * s->shape[2], n = per * s->batch;
+  size_t T = (size_t)enclave_pool_threads(e->pool), need = a64(thread_ws_bytes(e, T) + (n + per) * sizeof(double));
+  if (need <= e->cfg.budget) (void)workspace(e, need); /* job_run's size (public: the spec) */
+  hetee_error_clear();
+}
+
 int enclave_job_values(enclave *e, size_t n, double **out) {
   size_t T = (size_t)enclave_pool_threads(e->pool), need = a64(thread_ws_bytes(e, T) + n * sizeof(double));
   *out = NULL;
@@ -972,6 +982,7 @@ int enclave_refresh_prepare(enclave *e, const uint8_t *spec, size_t len, enclave
   return hetee_error(HETEE_ERR_UNSUPPORTED, "this enclave was built without the CKKS layer");
 }
 void enclave_refresh_prep_free(enclave_refresh_prep *p) { (void)p; }
+void enclave_refresh_prep_warm(enclave *e, const enclave_refresh_prep *p) { (void)e, (void)p; }
 int enclave_refresh_prep_run(enclave *e, const enclave_refresh_prep *p, hetee_rbuf *r, hetee_wbuf *w,
                              uint64_t *items, const enclave_refresh_hook *hook) {
   (void)e, (void)p, (void)r, (void)w, (void)items, (void)hook;

@@ -48,6 +48,7 @@
 
 #include "enclave/trusted/activations.h"
 #include "enclave/trusted/enclave_internal.h"
+#include "enclave/trusted/expect.h"
 #include "enclave/trusted/integrity_auth.h"
 
 #ifdef HETEE_ENCLAVE_HAVE_CKKS
@@ -592,122 +593,19 @@ static ijob *find_job(uint32_t h) {
 
 _Static_assert(INTEG_T == 2, "expect() and the check compute the two checks in one pass");
 
-/* Two doubles per vector with GCC's vector extensions (SSE2 on the
- * baseline, whatever the target ISA), two vectors per step: four
- * independent partial sums per sum. The sums are of decrypted values, so
- * selections are masks, never branches. */
-typedef double v2d __attribute__((vector_size(16)));
-typedef int64_t v2i __attribute__((vector_size(16)));
-static inline v2d v2_load(const double *p) {
-  v2d x;
-  memcpy(&x, p, sizeof x);
-  return x;
-}
-static inline v2d v2_sel(v2i m, v2d a, v2d b) { return (v2d)(((v2i)a & m) | ((v2i)b & ~m)); }
-static inline v2d v2_abs(v2d a) { return (v2d)((v2i)a & (v2i){INT64_MAX, INT64_MAX}); }
-static inline double v2_sum(v2d a, v2d b) { return (a[0] + b[0]) + (a[1] + b[1]); }
-/* max(x, lo) (NaN -> lo), then min(., hi) */
-static inline v2d v2_sat(v2d x, v2d lo, v2d hi) {
-  x = v2_sel(x > lo, x, lo);
-  return v2_sel(x > hi, hi, x);
-}
-
-/* One witness value: the little-endian float at p, subnormals flushed to
- * +-0 without a branch (their conversion can take a slow path: time must
- * not depend on the values). */
-static inline double witness_value(const uint8_t *p) {
-  uint32_t u = hetee_rd32(p);
-  uint32_t normal = (uint32_t)0 - (uint32_t)((u & 0x7f800000u) != 0);
-  u &= normal | 0x80000000u;
-  float f;
-  memcpy(&f, &u, 4);
-  return (double)f;
-}
-
-/* Four witness values as witness_value() converts them (the same doubles):
- * with SSE2 (the x86-64 baseline) the flush is a mask on the four words
- * and the conversion two cvtps2pd, no scalar round trip per value. */
-static inline void witness_values4(const uint8_t *p, v2d *lo, v2d *hi) {
-#if defined(__SSE2__) && defined(__GNUC__)
-  typedef uint32_t v4u __attribute__((vector_size(16)));
-  v4u u;
-  memcpy(&u, p, sizeof u); /* little-endian host (x86) */
-  const v4u expo = {0x7f800000u, 0x7f800000u, 0x7f800000u, 0x7f800000u};
-  const v4u sign = {0x80000000u, 0x80000000u, 0x80000000u, 0x80000000u};
-  v4u normal = (v4u)((u & expo) != 0); /* all ones where the exponent is nonzero */
-  u &= normal | sign;
-  __m128 f = (__m128)u;
-  *lo = (v2d)_mm_cvtps_pd(f);
-  *hi = (v2d)_mm_cvtps_pd(_mm_movehl_ps(f, f));
-#else
-  *lo = (v2d){witness_value(p), witness_value(p + 4)};
-  *hi = (v2d){witness_value(p + 8), witness_value(p + 12)};
-#endif
-}
-
-/* s_t[b] = V_t . x_b + beta_t and ||x_b||_1 for a stage from batch x n_in
- * input values, each first saturated at +-bound (branch-free; the
- * encoder's saturation of the values refresh encrypts; NaN becomes
- * -bound), in one pass. The values are doubles (src: double *), or, when
- * `witness` (a constant in both callers: the compiler makes one copy of
- * each), the little-endian floats of an opened witness converted as
- * witness_value() does: the same sums in the same order, so the same
- * doubles; then also returns nonzero if any value is not finite or above
- * HETEE_WITNESS_MAX_ABS in magnitude (no early exit, no branch on a
- * value). */
-static inline __attribute__((always_inline)) unsigned expect_rows(const istage *is, const void *src, int witness,
-                                                                 uint32_t batch, double bound, double *s, double *l1) {
-  const v2d hi = {bound, bound}, lo = -hi, mx = {HETEE_WITNESS_MAX_ABS, HETEE_WITNESS_MAX_ABS};
-  v2i bad = {0, 0};
-  for (uint32_t b = 0; b < batch; b++) {
-    const double *xd = witness ? NULL : (const double *)src + (size_t)b * is->n_in;
-    const uint8_t *xw = witness ? (const uint8_t *)src + (size_t)b * is->n_in * 4 : NULL;
-    const double *v0 = is->V[0], *v1 = is->V[INTEG_T - 1];
-    v2d va = {0}, vb = {0}, s0a = {0}, s0b = {0}, s1a = {0}, s1b = {0};
-    size_t k = 0, n = is->n_in;
-    for (; k + 4 <= n; k += 4) {
-      v2d ra, rc;
-      if (witness) {
-        witness_values4(xw + 4 * k, &ra, &rc);
-        bad |= ~(v2_abs(ra) <= mx) | ~(v2_abs(rc) <= mx); /* NaN: bad */
-      } else {
-        ra = v2_load(xd + k);
-        rc = v2_load(xd + k + 2);
-      }
-      v2d xa = v2_sat(ra, lo, hi), xc = v2_sat(rc, lo, hi);
-      va += v2_abs(xa);
-      vb += v2_abs(xc);
-      s0a += v2_load(v0 + k) * xa;
-      s0b += v2_load(v0 + k + 2) * xc;
-      s1a += v2_load(v1 + k) * xa;
-      s1b += v2_load(v1 + k + 2) * xc;
-    }
-    double a = v2_sum(va, vb), acc0 = is->beta[0] + v2_sum(s0a, s0b), acc1 = is->beta[INTEG_T - 1] + v2_sum(s1a, s1b);
-    for (; k < n; k++) {
-      double r = witness ? witness_value(xw + 4 * k) : xd[k];
-      if (witness) bad[0] |= -(int64_t)!(fabs(r) <= HETEE_WITNESS_MAX_ABS);
-      double xv = hetee_dmin(hetee_dmax(r, -bound), bound);
-      a += fabs(xv);
-      acc0 += v0[k] * xv;
-      acc1 += v1[k] * xv;
-    }
-    l1[b] = a;
-    s[b] = acc0;
-    s[(size_t)(INTEG_T - 1) * batch + b] = acc1;
-  }
-  return (unsigned)((bad[0] | bad[1]) != 0);
-}
-
-/* expect_rows over decoded doubles x (batch x n_in). */
+/* The expectations of a stage's checks (expect.c) from decoded doubles x
+ * (batch x n_in), saturated at bound. */
 static void expect(const istage *is, const double *x, uint32_t batch, double bound, double *s, double *l1) {
-  (void)expect_rows(is, x, 0, batch, bound, s, l1);
+  enclave_expect_stage st = {is->V[0], is->V[INTEG_T - 1], is->beta[0], is->beta[INTEG_T - 1], is->n_in};
+  (void)enclave_expect(&st, x, 0, batch, bound, s, s + (size_t)(INTEG_T - 1) * batch, l1);
 }
 
-/* expect_rows for stage 0 straight from the opened witness values (batch x
+/* The same for stage 0 straight from the opened witness values (batch x
  * n_in little-endian floats at v), without a decoded copy, saturated at
  * HETEE_REFRESH_VALUE_BOUND; nonzero if a value is not finite or too large. */
 static unsigned expect_witness(const istage *is, const uint8_t *v, uint32_t batch, double *s, double *l1) {
-  return expect_rows(is, v, 1, batch, HETEE_REFRESH_VALUE_BOUND, s, l1);
+  enclave_expect_stage st = {is->V[0], is->V[INTEG_T - 1], is->beta[0], is->beta[INTEG_T - 1], is->n_in};
+  return enclave_expect(&st, v, 1, batch, HETEE_REFRESH_VALUE_BOUND, s, s + (size_t)(INTEG_T - 1) * batch, l1);
 }
 
 /* z_t = rho_t . y and mag_t = sum |rho_t[k] y[k]| for both checks, one pass

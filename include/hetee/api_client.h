@@ -159,6 +159,11 @@ HETEE_API int hetee_client_job_results(hetee_client_conn *c, hetee_client_job *j
 HETEE_API int hetee_client_job_await(hetee_client_conn *c, hetee_client_job *j, hetee_release_result **out,
                                      size_t *n) HETEE_WUR;
 HETEE_API void hetee_client_job_free(hetee_client_job *j);
+/* Deletes job job_id on the server (DELETE /v1/jobs/ID): a done or failed
+ * job of this identity, with its files (its input, witnesses and sealed
+ * results). Errors: HETEE_ERR_NOT_FOUND (no such job of this identity, or
+ * deleted already), HETEE_ERR_STATE (the job is not finished yet). */
+HETEE_API int hetee_client_job_delete(hetee_client_conn *c, int64_t job_id) HETEE_WUR;
 HETEE_API void hetee_client_results_free(hetee_release_result *r, size_t n);
 
 /* ---- Refining (api_refine.c; docs/api.md "Refine jobs") -------------------

@@ -1165,3 +1165,13 @@ int hetee_client_job_await(hetee_client_conn *c, hetee_client_job *j, hetee_rele
     }
   }
 }
+
+int hetee_client_job_delete(hetee_client_conn *c, int64_t job_id) {
+  if (!c || job_id <= 0) return hetee_error(HETEE_ERR_INVALID_ARG, "job delete: no connection or job id %lld", (long long)job_id);
+  char target[64];
+  snprintf(target, sizeof target, "/v1/jobs/%lld", (long long)job_id);
+  uint8_t *resp = NULL;
+  int rc = api_call(c, "DELETE", target, NULL, NULL, 0, 200, &resp, NULL);
+  free(resp);
+  return rc;
+}

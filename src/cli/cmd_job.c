@@ -10,6 +10,9 @@
  * release key and name the job's model, micro-batch digest and sample.
  * Prints one line per sample, in input order: the label (output label),
  * the K best classes (topk:K) or the released values (probs, logits).
+ *   hetee job delete ID [--home DIR] [--server URL]
+ * deletes a done or failed job of this identity and its files on the
+ * server (DELETE /v1/jobs/ID).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -93,19 +96,62 @@ static int job_result(int argc, char **argv) {
   return code;
 }
 
+static int job_delete(int argc, char **argv) {
+  static const hetee_cli_opt opts[] = {
+      {"home", "DIR", 'H', "the data provider's home directory (identity and trust; default ~/.hetee)"},
+      {"server", "URL", 's', "the hetee server (default " DEFAULT_SERVER ")"},
+      {0, 0, 0, 0}};
+  static const hetee_cli_cmd cmd = {
+      "hetee job delete", "hetee job delete ID [--home DIR] [--server URL]",
+      "Data provider: deletes job ID, a done or failed job of this identity, with its files on the\n"
+      "server (its encrypted input, its input witnesses and its sealed results). Refused for a job\n"
+      "still queued or running.",
+      opts};
+  char hb[1024];
+  const char *h = getenv("HOME");
+  snprintf(hb, sizeof hb, "%s/.hetee", h ? h : ".");
+  const char *home = hb, *url = DEFAULT_SERVER;
+  hetee_cli_parser p;
+  hetee_cli_parser_init(&p, &cmd, argc, argv);
+  for (int k; (k = hetee_cli_next(&p)) != -1;) {
+    switch (k) {
+    case 'H': home = p.arg; break;
+    case 's': url = p.arg; break;
+    case HETEE_CLI_HELP: return 0;
+    default: return 2;
+    }
+  }
+  if (p.optind >= argc) return hetee_cli_error(&cmd, "missing the job ID (see 'hetee job delete --help')");
+  if (p.optind + 1 < argc) return hetee_cli_error(&cmd, "unexpected argument '%s'", argv[p.optind + 1]);
+  unsigned id = 0;
+  if (hetee_cli_uint(&cmd, "ID", argv[p.optind], 0x7fffffff, &id)) return 2;
+  hetee_client_conn *c = NULL;
+  int rc = hetee_client_connect(url, home, &c);
+  if (!rc) rc = hetee_client_job_delete(c, (int64_t)id);
+  hetee_client_disconnect(c);
+  if (rc) {
+    fprintf(stderr, "hetee job delete: job %u: %s: %s\n", id, hetee_strerror(rc), hetee_last_error());
+    return 1;
+  }
+  fprintf(stderr, "hetee job delete: job %u deleted\n", id);
+  return 0;
+}
+
 int hetee_cmd_job(int argc, char **argv) {
   static const hetee_cli_cmd cmd = {
-      "hetee job", "hetee job result ID [--home DIR] [--server URL]",
+      "hetee job", "hetee job result|delete ID [--home DIR] [--server URL]",
       "Data provider: jobs submitted earlier.\n"
-      "  result ID   open job ID's results (see 'hetee job result --help')",
+      "  result ID   open job ID's results (see 'hetee job result --help')\n"
+      "  delete ID   delete a finished job and its files (see 'hetee job delete --help')",
       NULL};
   if (argc >= 2 && !strcmp(argv[1], "result")) return job_result(argc - 1, argv + 1);
+  if (argc >= 2 && !strcmp(argv[1], "delete")) return job_delete(argc - 1, argv + 1);
   hetee_cli_parser p;
   hetee_cli_parser_init(&p, &cmd, argc, argv);
   for (int k; (k = hetee_cli_next(&p)) != -1;) {
     if (k == HETEE_CLI_HELP) return 0;
     return 2;
   }
-  if (p.optind >= argc) return hetee_cli_error(&cmd, "missing subcommand: result (see 'hetee job --help')");
+  if (p.optind >= argc) return hetee_cli_error(&cmd, "missing subcommand: result or delete (see 'hetee job --help')");
   return hetee_cli_error(&cmd, "unknown subcommand '%s' (see 'hetee job --help')", argv[p.optind]);
 }

@@ -458,3 +458,38 @@ void h_job_auth(srv_req *q, srv_resp *r) {
   r->status = 200;
   r->ctype = "application/octet-stream";
 }
+
+/* DELETE /v1/jobs/ID: the job's data provider removes a finished job (done
+ * or failed) and its files: its input with the witnesses, its sealed
+ * results and an older server's authorization and witness files. The row
+ * goes first, in one durable statement (from then on the job is not
+ * found); the files after it, then DIR/jobs is synced. A crash between
+ * the two leaves files no row names (start-up removes them, server.c
+ * sweep_orphans). 409 for a job still staged, queued or running. */
+void h_job_delete(srv_req *q, srv_resp *r) {
+  st_job j;
+  if (own_job(q, r, &j)) return;
+  if (!job_final(&j)) {
+    resp_error(r, 409, "busy", "job %lld is %s: only a done or failed job is deleted", (long long)j.id, j.state);
+    r->retry_after = 1;
+    return;
+  }
+  int deleted = 0;
+  int rc = store_job_delete(q->S->db, j.id, &deleted);
+  if (rc) {
+    resp_status(r, rc, "delete");
+    return;
+  }
+  if (!deleted) { /* another request deleted it meanwhile */
+    resp_error(r, 404, "not_found", "no job %lld", (long long)j.id);
+    return;
+  }
+  static const char *const ext[] = {"htei", "res", "htwt", "auth"};
+  char p[SRV_PATH_MAX];
+  for (size_t k = 0; k < sizeof ext / sizeof ext[0]; k++) {
+    blob_path(q->S, p, "jobs", j.id, ext[k]);
+    (void)unlink(p); /* absent ones (a failed job has no results) are fine */
+  }
+  (void)blob_sync_dir(p);
+  resp_json(r, 200, json_pack("{sI sb}", "id", (json_int_t)j.id, "deleted", 1));
+}

@@ -38,6 +38,7 @@ static const route ROUTES[] = {
     {"GET", "/v1/jobs/{id}", AUTH_DP, BODY_NONE, NULL, h_job_show},
     {"GET", "/v1/jobs/{id}/result", AUTH_DP, BODY_NONE, NULL, h_job_result},
     {"GET", "/v1/jobs/{id}/auth", AUTH_DP, BODY_NONE, NULL, h_job_auth},
+    {"DELETE", "/v1/jobs/{id}", AUTH_DP, BODY_NONE, NULL, h_job_delete},
     {"POST", "/v1/refine", AUTH_MP, BODY_BIN_FILE, NULL, h_refine_start},
     {"GET", "/v1/refine", AUTH_MP, BODY_NONE, NULL, h_refine_list},
     {"GET", "/v1/refine/{id}", AUTH_PARTY, BODY_NONE, NULL, h_refine_show},

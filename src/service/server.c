@@ -72,6 +72,31 @@ static void clean_tmp(const server *S) {
   closedir(d);
 }
 
+/* Job files no row names: a DELETE /v1/jobs/ID stopped between its row and
+ * its files (h_job_delete). Only "ID.ext" names of a job's files, and only
+ * when the store answers that no job ID exists (an error keeps the file). */
+static void sweep_orphans(const server *S) {
+  char dir[SRV_PATH_MAX];
+  snprintf(dir, sizeof dir, "%s/jobs", S->data_dir);
+  DIR *d = opendir(dir);
+  if (!d) return;
+  static const char *const ext[] = {"htei", "res", "htwt", "auth"};
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    char *end = NULL;
+    long long id = strtoll(e->d_name, &end, 10);
+    if (end == e->d_name || id <= 0 || *end != '.') continue;
+    int known = 0;
+    for (size_t k = 0; k < sizeof ext / sizeof ext[0]; k++) known |= !strcmp(end + 1, ext[k]);
+    int exists = 1;
+    if (!known || store_job_exists(S->db, (int64_t)id, &exists) || exists) continue;
+    char p[SRV_PATH_MAX + 300];
+    snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+    unlink(p);
+  }
+  closedir(d);
+}
+
 int hetee_server_run(const hetee_server_options *opt) {
   if (!opt || !opt->data_dir || !opt->platform_dir) return hetee_error(HETEE_ERR_INVALID_ARG, "data_dir and platform_dir are required");
   if (sodium_init() < 0) return hetee_error(HETEE_ERR_CRYPTO, "libsodium");
@@ -135,6 +160,7 @@ int hetee_server_run(const hetee_server_options *opt) {
   if (!rc) rc = store_open(p, &S->db);
   if (!rc) rc = store_next_boot(S->db, &boot);
   if (!rc) rc = store_recover(S->db, drop_staged, S);
+  if (!rc) sweep_orphans(S);
   if (!rc) rc = rstore_init(S->db, drop_batch, S);
   if (!rc) rc = replay_new(1u << 16, &S->rp);
   if (!rc) rc = reqkey_open(S->data_dir, &S->rk);

@@ -113,6 +113,12 @@ int store_job_take(store *s, st_job *out);
  * of mb, oldest first, -> running (attempts + 1), in one transaction. */
 int store_job_take_batch(store *s, int64_t model, uint32_t mb, size_t max, st_job *out, size_t *n);
 int store_job_set_state(store *s, int64_t id, const char *state, const char *error);
+/* Deletes job id's row if the job is done or failed (*deleted = 1), in
+ * one durable statement; *deleted = 0 if it is not (any more) there or
+ * not finished. */
+int store_job_delete(store *s, int64_t id, int *deleted);
+/* *exists = whether job id has a row (in any state). */
+int store_job_exists(store *s, int64_t id, int *exists);
 /* Jobs ids[0..n) -> done, in one durable commit. */
 int store_jobs_done(store *s, const int64_t *ids, size_t n);
 int store_job_counts(store *s, int64_t *queued, int64_t *running);
@@ -406,6 +412,7 @@ void h_job_list(srv_req *q, srv_resp *r);
 void h_job_show(srv_req *q, srv_resp *r);
 void h_job_result(srv_req *q, srv_resp *r);
 void h_job_auth(srv_req *q, srv_resp *r);
+void h_job_delete(srv_req *q, srv_resp *r);
 
 /* Whether session (epoch, seq) is still in the enclave (lock not needed:
  * reads epoch / next_seq under u->lock). */

@@ -572,6 +572,26 @@ int store_job_set_state(store *s, int64_t id, const char *state, const char *err
   return rc;
 }
 
+int store_job_delete(store *s, int64_t id, int *deleted) {
+  LOCK;
+  *deleted = 0;
+  int rc = exec_stmt(s, prep(s, "DELETE FROM jobs WHERE id = ? AND state IN ('done', 'failed')", "i", id), "delete");
+  if (!rc) *deleted = sqlite3_changes(s->db) > 0;
+  UNLOCK;
+  return rc;
+}
+
+int store_job_exists(store *s, int64_t id, int *exists) {
+  LOCK;
+  sqlite3_stmt *st = prep(s, "SELECT 1 FROM jobs WHERE id = ?", "i", id);
+  int rc = st ? 0 : dberr(s, "jobs"), step = st ? sqlite3_step(st) : SQLITE_ERROR;
+  if (!rc && step != SQLITE_ROW && step != SQLITE_DONE) rc = dberr(s, "jobs");
+  *exists = !rc && step == SQLITE_ROW;
+  unprep(s, st);
+  UNLOCK;
+  return rc;
+}
+
 int store_jobs_done(store *s, const int64_t *ids, size_t n) {
   if (!n) return 0;
   LOCK;

@@ -36,6 +36,8 @@ typedef struct hetee_server_options {
   unsigned max_party_jobs;  /* unfinished jobs per data provider (0: 8) */
   uint64_t max_model_bytes; /* model upload limit (0: 1 GiB) */
   uint64_t max_input_bytes;/* job input limit (0: 256 MiB) */
+  unsigned job_ttl_s;       /* a finished job (done or failed) and its files are deleted this many seconds
+                               after it finished (0: kept until its data provider deletes it) */
 } hetee_server_options;
 
 /* Runs the server until SIGINT or SIGTERM (or hetee_server_stop from another

@@ -26,12 +26,14 @@ static const hetee_cli_opt OPTS[] = {
     {"max-party-jobs", "N", 'j', "unfinished jobs per data provider before 429 + Retry-After (default 8)"},
     {"max-model-mb", "N", 'M', "model upload limit in MiB (default 1024)"},
     {"max-input-mb", "N", 'I', "job input limit in MiB (default 256)"},
+    {"job-ttl", "SECONDS", 'T', "delete a finished job and its files this long after it finished\n"
+                                "(default: keep it until its data provider deletes it)"},
     {0, 0, 0, 0}};
 static const hetee_cli_cmd CMD = {
     "hetee server",
     "hetee server --data-dir DIR --platform DIR [--listen HOST:PORT] [--mp FILE.pub]... [--config STR]\n"
     "                    [--port-file FILE] [--workers N] [--threads N] [--max-queue N] [--max-party-jobs N]\n"
-    "                    [--max-model-mb N] [--max-input-mb N]",
+    "                    [--max-model-mb N] [--max-input-mb N] [--job-ttl SECONDS]",
     "Runs the three-party service (HTTP/1.1, storage, job queue, supervised enclave; docs/api.md) until\n"
     "SIGINT or SIGTERM.",
     OPTS};
@@ -67,6 +69,7 @@ int hetee_cmd_server(int argc, char **argv) {
     case 'j': if (hetee_cli_uint(&CMD, "--max-party-jobs", optarg, 100000, &v)) return 2; o.max_party_jobs = v; break;
     case 'M': if (hetee_cli_uint(&CMD, "--max-model-mb", optarg, 65536, &v)) return 2; o.max_model_bytes = (uint64_t)v << 20; break;
     case 'I': if (hetee_cli_uint(&CMD, "--max-input-mb", optarg, 65536, &v)) return 2; o.max_input_bytes = (uint64_t)v << 20; break;
+    case 'T': if (hetee_cli_uint(&CMD, "--job-ttl", optarg, 0x7fffffff, &v)) return 2; o.job_ttl_s = v; break;
     case HETEE_CLI_HELP: return 0;
     default: return 2;
     }

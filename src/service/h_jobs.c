@@ -475,21 +475,14 @@ void h_job_delete(srv_req *q, srv_resp *r) {
     return;
   }
   int deleted = 0;
-  int rc = store_job_delete(q->S->db, j.id, &deleted);
+  int rc = jobs_delete_finished(q->S, j.id, &deleted);
   if (rc) {
     resp_status(r, rc, "delete");
     return;
   }
-  if (!deleted) { /* another request deleted it meanwhile */
+  if (!deleted) { /* another request (or the retention thread) deleted it meanwhile */
     resp_error(r, 404, "not_found", "no job %lld", (long long)j.id);
     return;
   }
-  static const char *const ext[] = {"htei", "res", "htwt", "auth"};
-  char p[SRV_PATH_MAX];
-  for (size_t k = 0; k < sizeof ext / sizeof ext[0]; k++) {
-    blob_path(q->S, p, "jobs", j.id, ext[k]);
-    (void)unlink(p); /* absent ones (a failed job has no results) are fine */
-  }
-  (void)blob_sync_dir(p);
   resp_json(r, 200, json_pack("{sI sb}", "id", (json_int_t)j.id, "deleted", 1));
 }

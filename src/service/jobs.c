@@ -23,6 +23,7 @@
  * the sealed state as the host's to roll back).
  */
 #include <signal.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1042,4 +1043,78 @@ void jobs_stop(server *S) {
   S->workers = NULL;
   pthread_cond_destroy(&S->qcond);
   pthread_mutex_destroy(&S->qlock);
+}
+
+/* ---- deletion and retention --------------------------------------------- */
+
+int jobs_delete_finished(server *S, int64_t id, int *deleted) {
+  int rc = store_job_delete(S->db, id, deleted);
+  if (rc || !*deleted) return rc;
+  static const char *const ext[] = {"htei", "res", "htwt", "auth"};
+  char p[SRV_PATH_MAX];
+  for (size_t k = 0; k < sizeof ext / sizeof ext[0]; k++) {
+    blob_path(S, p, "jobs", id, ext[k]);
+    (void)unlink(p); /* absent ones (a failed job has no results) are fine */
+  }
+  (void)blob_sync_dir(p);
+  return 0;
+}
+
+/* Every min(ttl / 4, 60) s (at least 1 s): the jobs finished ttl or more
+ * seconds ago are deleted, oldest first, 256 per query until none is
+ * left. A store error waits for the next round. */
+static void *ttl_main(void *arg) {
+  server *S = arg;
+  const uint64_t ttl = S->o.job_ttl_s;
+  uint64_t period = ttl / 4;
+  if (period < 1) period = 1;
+  if (period > 60) period = 60;
+  pthread_mutex_lock(&S->ttl_mu);
+  while (!S->ttl_stop) {
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += (time_t)period;
+    while (!S->ttl_stop && pthread_cond_timedwait(&S->ttl_cv, &S->ttl_mu, &until) != ETIMEDOUT) {
+    }
+    if (S->ttl_stop) break;
+    pthread_mutex_unlock(&S->ttl_mu);
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    int64_t before = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000 - (int64_t)ttl * 1000;
+    int64_t ids[256];
+    size_t n = 0;
+    do {
+      if (store_jobs_expired(S->db, before, ids, sizeof ids / sizeof ids[0], &n)) break;
+      for (size_t i = 0; i < n; i++) {
+        int deleted = 0;
+        (void)jobs_delete_finished(S, ids[i], &deleted);
+      }
+    } while (n == sizeof ids / sizeof ids[0]);
+    pthread_mutex_lock(&S->ttl_mu);
+  }
+  pthread_mutex_unlock(&S->ttl_mu);
+  return NULL;
+}
+
+int jobs_retention_start(server *S) {
+  pthread_mutex_init(&S->ttl_mu, NULL);
+  pthread_cond_init(&S->ttl_cv, NULL);
+  S->ttl_stop = 0;
+  S->ttl_started = 0;
+  if (!S->o.job_ttl_s) return 0;
+  if (pthread_create(&S->ttl_tid, NULL, ttl_main, S) != 0)
+    return hetee_error(HETEE_ERR_INTERNAL, "cannot start the retention thread");
+  S->ttl_started = 1;
+  return 0;
+}
+
+void jobs_retention_stop(server *S) {
+  pthread_mutex_lock(&S->ttl_mu);
+  S->ttl_stop = 1;
+  pthread_cond_broadcast(&S->ttl_cv);
+  pthread_mutex_unlock(&S->ttl_mu);
+  if (S->ttl_started) pthread_join(S->ttl_tid, NULL);
+  S->ttl_started = 0;
+  pthread_cond_destroy(&S->ttl_cv);
+  pthread_mutex_destroy(&S->ttl_mu);
 }

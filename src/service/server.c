@@ -181,6 +181,11 @@ int hetee_server_run(const hetee_server_options *opt) {
     rc = refine_worker_start(S);
     refine_started = 1;
   }
+  int ttl_started = 0;
+  if (!rc) {
+    rc = jobs_retention_start(S);
+    ttl_started = 1;
+  }
   if (!rc) rc = http_start(S, host, port, &bound, &daemon);
   if (!rc && opt->port_file) {
     char txt[16];
@@ -214,6 +219,7 @@ int hetee_server_run(const hetee_server_options *opt) {
   jobs_wake_all_locked(S);
   pthread_mutex_unlock(&S->wlock);
   http_stop(daemon);
+  if (ttl_started) jobs_retention_stop(S);
   if (jobs_started) jobs_stop(S);
   if (refine_started) refine_worker_stop(S);
   if (en_started) sup_stop(&S->en);

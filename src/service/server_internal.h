@@ -117,6 +117,9 @@ int store_job_set_state(store *s, int64_t id, const char *state, const char *err
  * one durable statement; *deleted = 0 if it is not (any more) there or
  * not finished. */
 int store_job_delete(store *s, int64_t id, int *deleted);
+/* Up to max ids of finished jobs (done or failed) that finished at or
+ * before before_ms, oldest first. */
+int store_jobs_expired(store *s, int64_t before_ms, int64_t *ids, size_t max, size_t *n);
 /* *exists = whether job id has a row (in any state). */
 int store_job_exists(store *s, int64_t id, int *exists);
 /* Jobs ids[0..n) -> done, in one durable commit. */
@@ -253,6 +256,12 @@ struct server {
     uint64_t done, total;
   } prog[SRV_PROG_RING];
   struct rworker *refine; /* refine_worker.c */
+  /* retention (--job-ttl, jobs.c jobs_retention_*): a thread deleting the
+   * jobs finished more than o.job_ttl_s ago */
+  pthread_t ttl_tid;
+  int ttl_started, ttl_stop;
+  pthread_mutex_t ttl_mu;
+  pthread_cond_t ttl_cv;
   struct reqkey *rk;       /* reqkey.c: the v3 request-authentication key */
 };
 
@@ -413,6 +422,14 @@ void h_job_show(srv_req *q, srv_resp *r);
 void h_job_result(srv_req *q, srv_resp *r);
 void h_job_auth(srv_req *q, srv_resp *r);
 void h_job_delete(srv_req *q, srv_resp *r);
+/* Deletes finished job id: its row (one durable statement; *deleted = 0
+ * if it was not there or not finished), then its files and a sync of
+ * DIR/jobs (jobs.c; DELETE /v1/jobs/ID and the retention thread). */
+int jobs_delete_finished(server *S, int64_t id, int *deleted);
+/* The retention thread (o.job_ttl_s > 0): started with the workers,
+ * stopped before them. */
+int jobs_retention_start(server *S);
+void jobs_retention_stop(server *S);
 
 /* Whether session (epoch, seq) is still in the enclave (lock not needed:
  * reads epoch / next_seq under u->lock). */

@@ -581,6 +581,21 @@ int store_job_delete(store *s, int64_t id, int *deleted) {
   return rc;
 }
 
+int store_jobs_expired(store *s, int64_t before_ms, int64_t *ids, size_t max, size_t *n) {
+  LOCK;
+  *n = 0;
+  sqlite3_stmt *st = prep(s,
+                          "SELECT id FROM jobs WHERE state IN ('done', 'failed') AND finished_ms <= ? "
+                          "ORDER BY finished_ms LIMIT ?",
+                          "ii", before_ms, (int64_t)max);
+  int rc = st ? 0 : dberr(s, "jobs"), step;
+  while (!rc && (step = sqlite3_step(st)) == SQLITE_ROW) ids[(*n)++] = sqlite3_column_int64(st, 0);
+  if (!rc && step != SQLITE_DONE) rc = dberr(s, "jobs");
+  unprep(s, st);
+  UNLOCK;
+  return rc;
+}
+
 int store_job_exists(store *s, int64_t id, int *exists) {
   LOCK;
   sqlite3_stmt *st = prep(s, "SELECT 1 FROM jobs WHERE id = ?", "i", id);

@@ -36,6 +36,7 @@ typedef struct sfx {
   char config[HETEE_ENCLAVE_CONFIG_MAX + 1];
   pid_t pid;
   unsigned port;
+  char job_ttl[16]; /* non-empty: the server gets --job-ttl job_ttl */
 } sfx;
 
 static inline const char *sfx_bin(void) {
@@ -68,8 +69,13 @@ static inline void sfx_start(sfx *f) {
     char log[400];
     snprintf(log, sizeof log, "%s/server.log", f->dir);
     if (!freopen(log, "a", stdout) || !freopen(log, "a", stderr)) _exit(126);
-    execl(bin, "hetee", "server", "--listen", "127.0.0.1:0", "--data-dir", f->data, "--platform", f->plat, "--mp",
-          mpp, "--port-file", pf, "--workers", "2", (char *)NULL);
+    char *av[] = {"hetee", "server", "--listen", "127.0.0.1:0", "--data-dir", f->data, "--platform", f->plat, "--mp",
+                  mpp, "--port-file", pf, "--workers", "2", NULL, NULL, NULL};
+    if (f->job_ttl[0]) {
+      av[14] = "--job-ttl";
+      av[15] = f->job_ttl;
+    }
+    execv(bin, av);
     _exit(127);
   }
   f->pid = pid;

@@ -176,6 +176,33 @@ static void test_job_result(void **state) {
     snprintf(fp, sizeof fp, "%s/jobs/%s", F->data, names[i]);
     assert_int_equal(access(fp, F_OK) == 0, i >= 3); /* the last two are not a job's files */
   }
+
+  /* --job-ttl 1: a finished job goes a second or two after it finished,
+   * with its files, without anyone asking */
+  snprintf(F->job_ttl, sizeof F->job_ttl, "1");
+  sfx_stop(F, SIGTERM);
+  sfx_start(F);
+  assert_int_equal(hetee_client_connect(F->url, F->dp1, &c), 0);
+  assert_int_equal(hetee_client_job_submit(c, MODEL, X, NIMG, &j), 0);
+  int64_t id3 = hetee_client_job_id(j);
+  hetee_release_result *r3 = NULL;
+  size_t n3 = 0;
+  assert_int_equal(hetee_client_job_await(c, j, &r3, &n3), 0);
+  assert_int_equal(n3, NIMG);
+  hetee_client_results_free(r3, n3);
+  snprintf(f_res, sizeof f_res, "%s/jobs/%lld.res", F->data, (long long)id3);
+  int waited = 0;
+  while (access(f_res, F_OK) == 0 && waited < 200) { /* up to 20 s */
+    usleep(100 * 1000);
+    waited++;
+  }
+  assert_int_not_equal(access(f_res, F_OK), 0);
+  snprintf(f_in, sizeof f_in, "%s/jobs/%lld.htei", F->data, (long long)id3);
+  assert_int_not_equal(access(f_in, F_OK), 0);
+  assert_int_equal(hetee_client_job_delete(c, id3), HETEE_ERR_NOT_FOUND);
+  hetee_client_job_free(j);
+  hetee_client_disconnect(c);
+  F->job_ttl[0] = 0;
 }
 
 int main(void) {

@@ -397,6 +397,10 @@ static json_t *job_json(server *S, const st_job *j) {
 static int job_waited(srv_req *q, srv_resp *r, st_job *j, long *s, int progress) {
   uint64_t seen = jobs_finished_seq(q->S); /* before the store is read */
   if (own_job(q, r, j)) return 1;
+  if (!progress && req_query(q, "progress")) { /* the results' long poll ends only with the job */
+    resp_error(r, 400, "bad_progress", "&progress=D applies to GET /v1/jobs/ID, not to its results");
+    return 1;
+  }
   int want_prog;
   uint64_t pd;
   if (wait_args(q, r, s, &want_prog, &pd)) return 1;

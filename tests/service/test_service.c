@@ -419,6 +419,13 @@ static void test_result_wait(void **state) {
   assert_int_equal(hetee_client_request(c, "GET", t, NULL, NULL, 0, &st, &body, &bl), 0);
   assert_int_equal(st, 400);
   free(body);
+  body = NULL;
+  /* &progress=D belongs to the job's state, not to its results */
+  snprintf(t, sizeof t, "/v1/jobs/%lld/result?wait=1&progress=0", (long long)hetee_client_job_id(j));
+  assert_int_equal(hetee_client_request(c, "GET", t, NULL, NULL, 0, &st, &body, &bl), 0);
+  assert_int_equal(st, 400);
+  assert_non_null(strstr((const char *)body, "bad_progress"));
+  free(body);
   hetee_release_result *r;
   size_t n;
   assert_int_equal(hetee_client_job_await(c, j, &r, &n), 0);

@@ -31,11 +31,38 @@ static int job_fail(const char *what, int rc) {
   return 1;
 }
 
+/* The options and the ID both subcommands take: 0, or the exit status
+ * (0 after --help: *id stays 0; 2 for a usage error). */
+static int job_args(const hetee_cli_cmd *cmd, int argc, char **argv, char hb[1024], const char **home,
+                    const char **url, unsigned *id) {
+  const char *h = getenv("HOME");
+  snprintf(hb, 1024, "%s/.hetee", h ? h : ".");
+  *home = hb;
+  *url = DEFAULT_SERVER;
+  *id = 0;
+  hetee_cli_parser p;
+  hetee_cli_parser_init(&p, cmd, argc, argv);
+  for (int k; (k = hetee_cli_next(&p)) != -1;) {
+    switch (k) {
+    case 'H': *home = p.arg; break;
+    case 's': *url = p.arg; break;
+    case HETEE_CLI_HELP: return -1;
+    default: return 2;
+    }
+  }
+  char more[160];
+  snprintf(more, sizeof more, "missing the job ID (see '%s --help')", cmd->name);
+  if (p.optind >= argc) return hetee_cli_error(cmd, "%s", more);
+  if (p.optind + 1 < argc) return hetee_cli_error(cmd, "unexpected argument '%s'", argv[p.optind + 1]);
+  return hetee_cli_uint(cmd, "ID", argv[p.optind], 0x7fffffff, id) ? 2 : 0;
+}
+
+static const hetee_cli_opt JOB_OPTS[] = {
+    {"home", "DIR", 'H', "the data provider's home directory (identity and trust; default ~/.hetee)"},
+    {"server", "URL", 's', "the hetee server (default " DEFAULT_SERVER ")"},
+    {0, 0, 0, 0}};
+
 static int job_result(int argc, char **argv) {
-  static const hetee_cli_opt opts[] = {
-      {"home", "DIR", 'H', "the data provider's home directory (identity and trust; default ~/.hetee)"},
-      {"server", "URL", 's', "the hetee server (default " DEFAULT_SERVER ")"},
-      {0, 0, 0, 0}};
   static const hetee_cli_cmd cmd = {
       "hetee job result", "hetee job result ID [--home DIR] [--server URL]",
       "Data provider: opens the results of job ID, submitted earlier by this identity (e.g. by\n"
@@ -43,25 +70,12 @@ static int job_result(int argc, char **argv) {
       "identity's own signature; the enclave is attested, the job waited for, and each result opened\n"
       "with the identity key. Prints one line per image in input order: the label, the K best classes\n"
       "(topk:K) or the released values (probs, logits).",
-      opts};
+      JOB_OPTS};
   char hb[1024];
-  const char *h = getenv("HOME");
-  snprintf(hb, sizeof hb, "%s/.hetee", h ? h : ".");
-  const char *home = hb, *url = DEFAULT_SERVER;
-  hetee_cli_parser p;
-  hetee_cli_parser_init(&p, &cmd, argc, argv);
-  for (int k; (k = hetee_cli_next(&p)) != -1;) {
-    switch (k) {
-    case 'H': home = p.arg; break;
-    case 's': url = p.arg; break;
-    case HETEE_CLI_HELP: return 0;
-    default: return 2;
-    }
-  }
-  if (p.optind >= argc) return hetee_cli_error(&cmd, "missing the job ID (see 'hetee job result --help')");
-  if (p.optind + 1 < argc) return hetee_cli_error(&cmd, "unexpected argument '%s'", argv[p.optind + 1]);
-  unsigned id = 0;
-  if (hetee_cli_uint(&cmd, "ID", argv[p.optind], 0x7fffffff, &id)) return 2;
+  const char *home, *url;
+  unsigned id;
+  int st = job_args(&cmd, argc, argv, hb, &home, &url, &id);
+  if (st) return st < 0 ? 0 : st;
   hetee_client_conn *c = NULL;
   hetee_client_job *j = NULL;
   hetee_release_result *r = NULL;
@@ -97,34 +111,17 @@ static int job_result(int argc, char **argv) {
 }
 
 static int job_delete(int argc, char **argv) {
-  static const hetee_cli_opt opts[] = {
-      {"home", "DIR", 'H', "the data provider's home directory (identity and trust; default ~/.hetee)"},
-      {"server", "URL", 's', "the hetee server (default " DEFAULT_SERVER ")"},
-      {0, 0, 0, 0}};
   static const hetee_cli_cmd cmd = {
       "hetee job delete", "hetee job delete ID [--home DIR] [--server URL]",
       "Data provider: deletes job ID, a done or failed job of this identity, with its files on the\n"
       "server (its encrypted input, its input witnesses and its sealed results). Refused for a job\n"
       "still queued or running.",
-      opts};
+      JOB_OPTS};
   char hb[1024];
-  const char *h = getenv("HOME");
-  snprintf(hb, sizeof hb, "%s/.hetee", h ? h : ".");
-  const char *home = hb, *url = DEFAULT_SERVER;
-  hetee_cli_parser p;
-  hetee_cli_parser_init(&p, &cmd, argc, argv);
-  for (int k; (k = hetee_cli_next(&p)) != -1;) {
-    switch (k) {
-    case 'H': home = p.arg; break;
-    case 's': url = p.arg; break;
-    case HETEE_CLI_HELP: return 0;
-    default: return 2;
-    }
-  }
-  if (p.optind >= argc) return hetee_cli_error(&cmd, "missing the job ID (see 'hetee job delete --help')");
-  if (p.optind + 1 < argc) return hetee_cli_error(&cmd, "unexpected argument '%s'", argv[p.optind + 1]);
-  unsigned id = 0;
-  if (hetee_cli_uint(&cmd, "ID", argv[p.optind], 0x7fffffff, &id)) return 2;
+  const char *home, *url;
+  unsigned id;
+  int st = job_args(&cmd, argc, argv, hb, &home, &url, &id);
+  if (st) return st < 0 ? 0 : st;
   hetee_client_conn *c = NULL;
   int rc = hetee_client_connect(url, home, &c);
   if (!rc) rc = hetee_client_job_delete(c, (int64_t)id);

@@ -51,6 +51,28 @@ static inline void witness_values4(const uint8_t *p, v2d *lo, v2d *hi) {
 #endif
 }
 
+/* Sample b's values k..n-1 after the vector part (sums a, acc0, acc1 so
+ * far), then its three results stored; returns nonzero if a witness value
+ * there is not finite or too large. Shared by both vector widths. */
+static inline __attribute__((always_inline)) unsigned tail_rows(const enclave_expect_stage *st, const double *xd,
+                                                                const uint8_t *xw, int witness, size_t k, double bound,
+                                                                double a, double acc0, double acc1, uint32_t b,
+                                                                double *s0, double *s1, double *l1) {
+  unsigned bad = 0;
+  for (; k < st->n_in; k++) {
+    double r = witness ? witness_value(xw + 4 * k) : xd[k];
+    if (witness) bad |= (unsigned)!(fabs(r) <= HETEE_WITNESS_MAX_ABS);
+    double xv = hetee_dmin(hetee_dmax(r, -bound), bound);
+    a += fabs(xv);
+    acc0 += st->v0[k] * xv;
+    acc1 += st->v1[k] * xv;
+  }
+  l1[b] = a;
+  s0[b] = acc0;
+  s1[b] = acc1;
+  return bad;
+}
+
 /* s_t[b] = V_t . x_b + beta_t and ||x_b||_1 for a stage from batch x n_in
  * input values, each first saturated at +-bound (branch-free; the
  * encoder's saturation of the values refresh encrypts; NaN becomes
@@ -89,17 +111,7 @@ static inline __attribute__((always_inline)) unsigned expect_rows(const enclave_
       s1b += v2_load(v1 + k + 2) * xc;
     }
     double a = v2_sum(va, vb), acc0 = st->beta0 + v2_sum(s0a, s0b), acc1 = st->beta1 + v2_sum(s1a, s1b);
-    for (; k < n; k++) {
-      double r = witness ? witness_value(xw + 4 * k) : xd[k];
-      if (witness) bad[0] |= -(int64_t)!(fabs(r) <= HETEE_WITNESS_MAX_ABS);
-      double xv = hetee_dmin(hetee_dmax(r, -bound), bound);
-      a += fabs(xv);
-      acc0 += v0[k] * xv;
-      acc1 += v1[k] * xv;
-    }
-    l1[b] = a;
-    s0[b] = acc0;
-    s1[b] = acc1;
+    bad[0] |= -(int64_t)tail_rows(st, xd, xw, witness, k, bound, a, acc0, acc1, b, s0, s1, l1);
   }
   return (unsigned)((bad[0] | bad[1]) != 0);
 }
@@ -147,17 +159,7 @@ expect_rows_avx512(const enclave_expect_stage *st, const void *src, int witness,
     }
     double a = _mm512_reduce_add_pd(va), acc0 = st->beta0 + _mm512_reduce_add_pd(t0),
            acc1 = st->beta1 + _mm512_reduce_add_pd(t1);
-    for (; k < n; k++) {
-      double r = witness ? witness_value(xw + 4 * k) : xd[k];
-      if (witness) bad_tail |= (unsigned)!(fabs(r) <= HETEE_WITNESS_MAX_ABS);
-      double xv = hetee_dmin(hetee_dmax(r, -bound), bound);
-      a += fabs(xv);
-      acc0 += v0[k] * xv;
-      acc1 += v1[k] * xv;
-    }
-    l1[b] = a;
-    s0[b] = acc0;
-    s1[b] = acc1;
+    bad_tail |= tail_rows(st, xd, xw, witness, k, bound, a, acc0, acc1, b, s0, s1, l1);
   }
   return (unsigned)(bad != 0) | bad_tail;
 }

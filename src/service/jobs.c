@@ -1047,15 +1047,22 @@ void jobs_stop(server *S) {
 
 /* ---- deletion and retention --------------------------------------------- */
 
+const char *const srv_job_ext[SRV_JOB_EXTS] = {"htei", "res", "htwt", "auth"};
+
+void jobs_unlink_files(const server *S, int64_t id) {
+  char p[SRV_PATH_MAX];
+  for (size_t k = 0; k < SRV_JOB_EXTS; k++) {
+    blob_path(S, p, "jobs", id, srv_job_ext[k]);
+    (void)unlink(p); /* absent ones (a failed job has no results) are fine */
+  }
+}
+
 int jobs_delete_finished(server *S, int64_t id, int *deleted) {
   int rc = store_job_delete(S->db, id, deleted);
   if (rc || !*deleted) return rc;
-  static const char *const ext[] = {"htei", "res", "htwt", "auth"};
+  jobs_unlink_files(S, id);
   char p[SRV_PATH_MAX];
-  for (size_t k = 0; k < sizeof ext / sizeof ext[0]; k++) {
-    blob_path(S, p, "jobs", id, ext[k]);
-    (void)unlink(p); /* absent ones (a failed job has no results) are fine */
-  }
+  blob_path(S, p, "jobs", id, srv_job_ext[0]);
   (void)blob_sync_dir(p);
   return 0;
 }

@@ -35,19 +35,15 @@ static int mkdir_p(const char *path) {
 
 static void drop_staged(void *ctx, const char *kind, int64_t id) {
   server *S = ctx;
-  char p[SRV_PATH_MAX];
-  blob_path(S, p, kind, id, !strcmp(kind, "models") ? "htem" : "htei");
-  unlink(p);
-  if (!strcmp(kind, "models")) {
-    blob_path(S, p, kind, id, "plan");
-    unlink(p);
-  } else {
-    /* a job's authorization and input witnesses, written before its input */
-    blob_path(S, p, kind, id, "auth");
-    unlink(p);
-    blob_path(S, p, kind, id, "htwt");
-    unlink(p);
+  if (strcmp(kind, "models")) { /* a job: its input, and the files written before it */
+    jobs_unlink_files(S, id);
+    return;
   }
+  char p[SRV_PATH_MAX];
+  blob_path(S, p, kind, id, "htem");
+  unlink(p);
+  blob_path(S, p, kind, id, "plan");
+  unlink(p);
 }
 
 static void drop_batch(void *ctx, int64_t id) {
@@ -80,14 +76,13 @@ static void sweep_orphans(const server *S) {
   snprintf(dir, sizeof dir, "%s/jobs", S->data_dir);
   DIR *d = opendir(dir);
   if (!d) return;
-  static const char *const ext[] = {"htei", "res", "htwt", "auth"};
   struct dirent *e;
   while ((e = readdir(d)) != NULL) {
     char *end = NULL;
     long long id = strtoll(e->d_name, &end, 10);
     if (end == e->d_name || id <= 0 || *end != '.') continue;
     int known = 0;
-    for (size_t k = 0; k < sizeof ext / sizeof ext[0]; k++) known |= !strcmp(end + 1, ext[k]);
+    for (size_t k = 0; k < SRV_JOB_EXTS; k++) known |= !strcmp(end + 1, srv_job_ext[k]);
     int exists = 1;
     if (!known || store_job_exists(S->db, (int64_t)id, &exists) || exists) continue;
     char p[SRV_PATH_MAX + 300];

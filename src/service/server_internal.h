@@ -426,6 +426,12 @@ void h_job_delete(srv_req *q, srv_resp *r);
  * if it was not there or not finished), then its files and a sync of
  * DIR/jobs (jobs.c; DELETE /v1/jobs/ID and the retention thread). */
 int jobs_delete_finished(server *S, int64_t id, int *deleted);
+/* The extensions of a job's files under DIR/jobs (SRV_JOB_EXTS of them):
+ * its input, its results, an older server's witnesses and authorization. */
+#define SRV_JOB_EXTS 4
+extern const char *const srv_job_ext[SRV_JOB_EXTS];
+/* Unlinks job id's files, those that exist (no directory sync). */
+void jobs_unlink_files(const server *S, int64_t id);
 /* The retention thread (o.job_ttl_s > 0): started with the workers,
  * stopped before them. */
 int jobs_retention_start(server *S);

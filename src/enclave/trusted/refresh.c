@@ -655,6 +655,15 @@ out:
   return rc;
 }
 
+/* A refresh job's working set (public: the spec): per thread one
+ * ciphertext's values and indices and the CKKS temporaries, then the
+ * tensor + pooling buffer (one sample) (+ one ciphertext object per
+ * thread). */
+static size_t job_ws_need(enclave *e, const hetee_refresh_spec *s) {
+  size_t per = (size_t)s->shape[0] * s->shape[1] * s->shape[2];
+  return a64(thread_ws_bytes(e, (size_t)enclave_pool_threads(e->pool)) + (per * s->batch + per) * sizeof(double));
+}
+
 /* The locked workspace of a request (`need` bytes): kept between requests
  * and grown when a request needs more (sodium_malloc: locked, guarded);
  * the caller wipes what it used. */
@@ -694,10 +703,7 @@ static int job_run(enclave *e, const hetee_refresh_job *job, const ct_sort *pin,
   size_t per = (size_t)job->spec.shape[0] * job->spec.shape[1] * job->spec.shape[2];
   size_t n = per * job->spec.batch;
   size_t T = (size_t)enclave_pool_threads(e->pool);
-  /* working set: per thread one ciphertext's values and indices and the
-   * CKKS temporaries, then the tensor + pooling buffer (one sample) (+ one
-   * ciphertext object per thread) */
-  size_t need = a64(thread_ws_bytes(e, T) + (n + per) * sizeof(double));
+  size_t need = job_ws_need(e, &job->spec);
   if (need > e->cfg.budget)
     return hetee_error(HETEE_ERR_LIMIT, "refresh job needs %zu bytes, budget is %zu: split the batch", need,
                        e->cfg.budget);
@@ -824,10 +830,8 @@ int enclave_refresh_prep_run(enclave *e, const enclave_refresh_prep *p, hetee_rb
 void enclave_refresh_prep_warm(enclave *e, const enclave_refresh_prep *p) {
   if (!p || !e->have_keys) return;
   for (uint32_t k = 0; k < p->in.nown; k++) (void)ckks_coset_key(e->ctx, p->in.own[k], e->sk);
-  const hetee_refresh_spec *s = &p->job.spec;
-  size_t per = (size_t)s->shape[0] * s->shape[1] * s->shape[2], n = per * s->batch;
-  size_t T = (size_t)enclave_pool_threads(e->pool), need = a64(thread_ws_bytes(e, T) + (n + per) * sizeof(double));
-  if (need <= e->cfg.budget) (void)workspace(e, need); /* job_run's size (public: the spec) */
+  size_t need = job_ws_need(e, &p->job.spec);
+  if (need <= e->cfg.budget) (void)workspace(e, need); /* job_run's size */
   hetee_error_clear();
 }
 

@@ -177,9 +177,9 @@ static void test_job_result(void **state) {
     assert_int_equal(access(fp, F_OK) == 0, i >= 3); /* the last two are not a job's files */
   }
 
-  /* --job-ttl 1: a finished job goes a second or two after it finished,
-   * with its files, without anyone asking */
-  snprintf(F->job_ttl, sizeof F->job_ttl, "1");
+  /* --job-ttl 5: a finished job is still there right after it finished,
+   * and goes 5-6 s later, with its files, without anyone asking */
+  snprintf(F->job_ttl, sizeof F->job_ttl, "5");
   sfx_stop(F, SIGTERM);
   sfx_start(F);
   assert_int_equal(hetee_client_connect(F->url, F->dp1, &c), 0);
@@ -191,6 +191,7 @@ static void test_job_result(void **state) {
   assert_int_equal(n3, NIMG);
   hetee_client_results_free(r3, n3);
   snprintf(f_res, sizeof f_res, "%s/jobs/%lld.res", F->data, (long long)id3);
+  assert_int_equal(access(f_res, F_OK), 0); /* finished well under 5 s ago */
   int waited = 0;
   while (access(f_res, F_OK) == 0 && waited < 200) { /* up to 20 s */
     usleep(100 * 1000);

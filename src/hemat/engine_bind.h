@@ -1,9 +1,8 @@
 /*
- * engine_bind.h — internal: the refresh spec of one engine stage as both
- * the host (src/host/infer.c, bound runs) and the enclave
- * (src/enclave/trusted/integrity.c) derive it from the plan. The enclave compares
- * the host's encoded spec byte for byte with its own encoding of this one,
- * so the two must never differ: one definition, here.
+ * engine_bind.h — internal: the refresh spec of one engine stage as the
+ * enclave (src/enclave/trusted/integrity.c) derives it from a registered
+ * plan. A bound JOB_REFRESH carries no spec: the enclave applies this one
+ * (the tests build it too, to send it in a request and see it refused).
  */
 #ifndef HETEE_HEMAT_ENGINE_BIND_H
 #define HETEE_HEMAT_ENGINE_BIND_H

@@ -13,10 +13,10 @@
  * authorized them) -> job handle; *ns: enclave CPU time of the checks. */
 int engine_job_start(hetee_host_enclave *e, const hetee_ckks_context *ctx, uint32_t model_id, uint32_t batch,
                      hetee_ckks_ciphertext *const *in, size_t n, uint32_t *job, uint64_t *ns);
-/* JOB_REFRESH of stage s with the spec the plan prescribes (R). */
-int engine_job_refresh(hetee_host_enclave *e, const hetee_ckks_context *ctx, uint32_t job, uint32_t stage,
-                       const hetee_engine_refresh *R, uint8_t *const *blobs, const size_t *lens, size_t n,
-                       uint8_t ***fresh, size_t **flens, size_t *nf, uint64_t *ns);
+/* JOB_REFRESH of stage s: the n outputs (serialized), no spec (the
+ * enclave applies the one the registered plan prescribes). */
+int engine_job_refresh(hetee_host_enclave *e, uint32_t job, uint32_t stage, uint8_t *const *blobs, const size_t *lens,
+                       size_t n, uint8_t ***fresh, size_t **flens, size_t *nf, uint64_t *ns);
 /* JOB_RELEASE: bk sealed results into sealed[0..bk), lens[0..bk). */
 int engine_job_release(hetee_host_enclave *e, uint32_t job, const uint8_t sid[16], uint32_t bk, uint8_t **sealed,
                        size_t *lens);

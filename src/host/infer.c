@@ -22,7 +22,6 @@
 #include <time.h>
 
 #include "ckks/ckks_arena.h"
-#include "hemat/engine_bind.h"
 #include "hemat/engine_internal.h"
 #include "host/engine_jobs.h"
 #include "host/host_internal.h"
@@ -469,8 +468,8 @@ typedef struct run_shared {
 /* What a worker keeps from one micro-batch to the next (bound runs), so
  * that the host's loop allocates nothing per ciphertext once warm: the
  * serialized outputs (one buffer each), the objects the enclave's fresh
- * ciphertexts are loaded into, the encoded refresh spec; with a tamper
- * hook (tests) the kernel's output objects. */
+ * ciphertexts are loaded into; with a tamper hook (tests) the kernel's
+ * output objects. */
 typedef struct stage_buf {
   hetee_ckks_ciphertext **outs; /* kernel outputs of this stage (tamper hook only) */
   size_t nouts;
@@ -480,8 +479,6 @@ typedef struct stage_buf {
   size_t nnext;
   hetee_ckks_ciphertext **lanes; /* a lane stage next: next[] expanded, lanes per dense input */
   size_t nlanes;
-  uint8_t *spec;                /* JOB_REFRESH spec at the full micro-batch */
-  size_t spec_len;
   /* the coefficients the enclave reads of output i, in its order:
    * c0_idx[c0_start[i] .. c0_start[i + 1]) (c0_positions) */
   uint32_t *c0_start, *c0_idx;
@@ -516,7 +513,6 @@ static void worker_bufs_free(worker *w, size_t nstages) {
     free(w->sb[s].slot_len);
     cts_free(w->sb[s].next, w->sb[s].nnext);
     cts_free(w->sb[s].lanes, w->sb[s].nlanes);
-    free(w->sb[s].spec);
     free(w->sb[s].c0_start);
     free(w->sb[s].c0_idx);
     ckks_coset_free(w->sb[s].c0cs);
@@ -537,7 +533,7 @@ static void worker_bufs_free(worker *w, size_t nstages) {
  * oldest job first, so the host never runs more compute threads than
  * that whatever the number of runs), its per-thread evaluators and
  * accumulators, and the worker state a run's pipelines leave behind (the
- * refresh maps and encoded specs of full micro-batches, the output
+ * refresh maps of full micro-batches, the output
  * buffers and ciphertext objects of every stage), parked for the next
  * run's pipelines. A service running each 64-image job as one run
  * otherwise made two threads, two evaluators, the refresh maps of every
@@ -894,28 +890,6 @@ static int job_start_witness(worker *w, uint32_t model_id, size_t k, uint32_t ba
   return job_start_call(w, parts, job, ns);
 }
 
-/* The encoded spec of stage s's refresh: the worker's (full micro-batch,
- * encoded once) or a fresh one in *own (a short micro-batch). */
-static int stage_spec(worker *w, const hetee_ckks_context *ctx, size_t s, const hetee_engine_refresh *R, int full,
-                      const uint8_t **spec, size_t *len, uint8_t **own) {
-  stage_buf *sb = &w->sb[s];
-  *own = NULL;
-  if (full && sb->spec) {
-    *spec = sb->spec;
-    *len = sb->spec_len;
-    return 0;
-  }
-  hetee_refresh_spec sp;
-  engine_stage_spec(ctx, R, &sp);
-  uint8_t *b = NULL;
-  int rc = hetee_refresh_spec_encode(&sp, &b, len);
-  if (rc) return rc;
-  if (full) sb->spec = b, sb->spec_len = *len;
-  else *own = b;
-  *spec = b;
-  return 0;
-}
-
 /* sb holds at least n output buffers (kept, storage reused). */
 static int slots_reserve(stage_buf *sb, size_t n) {
   if (sb->nslot >= n) return 0;
@@ -931,37 +905,34 @@ static int slots_reserve(stage_buf *sb, size_t n) {
   return 0;
 }
 
-/* JOB_REFRESH of stage s with the n outputs serialized in sb's buffers,
- * written from them as they are (writev); the reply is left in *f. */
-static int job_refresh_slots(worker *w, uint32_t job, uint32_t s, const uint8_t *spec, size_t spec_len,
-                             const stage_buf *sb, size_t n, hetee_frame *f) {
-  uint8_t hdr[8], cnt[4];
+/* JOB_REFRESH of stage s (engine_job_refresh's wire format: job, stage,
+ * count, the outputs; no spec, the enclave applies the registered plan's)
+ * with the n outputs serialized in sb's buffers, written from them as they
+ * are (writev); the reply is left in *f. */
+static int job_refresh_slots(worker *w, uint32_t job, uint32_t s, const stage_buf *sb, size_t n, hetee_frame *f) {
+  uint8_t hdr[12];
   hetee_le32(hdr, job);
   hetee_le32(hdr + 4, s);
-  hetee_le32(cnt, (uint32_t)n);
-  hetee_frame_part *parts = malloc((n + 3) * sizeof *parts);
+  hetee_le32(hdr + 8, (uint32_t)n);
+  hetee_frame_part *parts = malloc((n + 1) * sizeof *parts);
   if (!parts) return hetee_error(HETEE_ERR_NOMEM, "no memory");
-  parts[0] = (hetee_frame_part){hdr, 8};
-  parts[1] = (hetee_frame_part){spec, spec_len};
-  parts[2] = (hetee_frame_part){cnt, 4};
-  for (size_t i = 0; i < n; i++) parts[3 + i] = (hetee_frame_part){sb->slot[i], sb->slot_len[i]};
+  parts[0] = (hetee_frame_part){hdr, sizeof hdr};
+  for (size_t i = 0; i < n; i++) parts[1 + i] = (hetee_frame_part){sb->slot[i], sb->slot_len[i]};
   memset(f, 0, sizeof *f);
-  int rc = hetee_host_call_parts(w->sh->e, (uint16_t)(HETEE_MSG_JOB_REFRESH | w->sh->serial), parts, n + 3, f, 0);
+  int rc = hetee_host_call_parts(w->sh->e, (uint16_t)(HETEE_MSG_JOB_REFRESH | w->sh->serial), parts, n + 1, f, 0);
   free(parts);
   return rc;
 }
 
-/* JOB_REFRESH of stage s (engine_job_refresh's wire format) with n
- * outputs serialized into w->ser (total bytes); the reply is left in *f. */
-static int job_refresh_call(worker *w, uint32_t job, uint32_t s, const uint8_t *spec, size_t spec_len, size_t n,
-                            size_t total, hetee_frame *f) {
-  uint8_t hdr[8], cnt[4];
+/* The same with the n outputs serialized into w->ser (total bytes). */
+static int job_refresh_call(worker *w, uint32_t job, uint32_t s, size_t n, size_t total, hetee_frame *f) {
+  uint8_t hdr[12];
   hetee_le32(hdr, job);
   hetee_le32(hdr + 4, s);
-  hetee_le32(cnt, (uint32_t)n);
-  hetee_frame_part parts[4] = {{hdr, 8}, {spec, spec_len}, {cnt, 4}, {w->ser, total}};
+  hetee_le32(hdr + 8, (uint32_t)n);
+  hetee_frame_part parts[2] = {{hdr, sizeof hdr}, {w->ser, total}};
   memset(f, 0, sizeof *f);
-  return hetee_host_call_parts(w->sh->e, (uint16_t)(HETEE_MSG_JOB_REFRESH | w->sh->serial), parts, 4, f, 0);
+  return hetee_host_call_parts(w->sh->e, (uint16_t)(HETEE_MSG_JOB_REFRESH | w->sh->serial), parts, 2, f, 0);
 }
 
 /* Loads the enclave's ciphertext i into its object and checks it is what
@@ -1236,20 +1207,14 @@ static int run_micro_batch(worker *w, size_t k, hetee_ckks_ciphertext *const *in
     if (sh->bound) {
       /* the enclave's fresh ciphertexts go straight into the worker's objects */
       if (!R->release && (rc = cts_reserve(ctx, &sb->next, &sb->nnext, R->out_ncts))) break;
-      const uint8_t *spec = NULL;
-      uint8_t *own_spec = NULL;
-      size_t spec_len = 0, total = 0;
-      rc = stage_spec(w, ctx, s, R, R == &w->cache[s], &spec, &spec_len, &own_spec);
-      if (!rc && !task.rescale) {
+      size_t total = 0;
+      if (!task.rescale) {
         task.kernel = 0, task.rescale = 1;
         rc = pool_run(sh->pool, nouts, stage_item, &task);
       }
       if (!rc && !fused) rc = serialize(w, ctx, outs, nouts, sb, &total);
       outs = NULL; /* the worker's */
-      if (rc) {
-        free(own_spec);
-        break;
-      }
+      if (rc) break;
       double t1 = now();
       ss->host_s += t1 - t0;
       enc_counters c0;
@@ -1257,11 +1222,10 @@ static int run_micro_batch(worker *w, size_t k, hetee_ckks_ciphertext *const *in
       memset(&f, 0, sizeof f);
       if (!(rc = enclave_begin(sh, &c0))) {
         call_is(sh, TRACE_REFRESH, s);
-        rc = fused ? job_refresh_slots(w, job, (uint32_t)s, spec, spec_len, sb, nouts, &f)
-                   : job_refresh_call(w, job, (uint32_t)s, spec, spec_len, nouts, total, &f);
+        rc = fused ? job_refresh_slots(w, job, (uint32_t)s, sb, nouts, &f)
+                   : job_refresh_call(w, job, (uint32_t)s, nouts, total, &f);
         rc = enclave_end(sh, rc, &c0, ss);
       }
-      free(own_spec);
       double t2 = now();
       w->st.wall_enclave_s += t2 - t1;
       uint64_t ns = 0;

@@ -10,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "hemat/engine_bind.h"
 #include "host/engine_jobs.h"
 
 engine_tamper_fn engine_tamper_hook;
@@ -121,27 +120,19 @@ int engine_job_start(hetee_host_enclave *e, const hetee_ckks_context *ctx, uint3
   return rc;
 }
 
-int engine_job_refresh(hetee_host_enclave *e, const hetee_ckks_context *ctx, uint32_t job, uint32_t stage,
-                       const hetee_engine_refresh *R, uint8_t *const *blobs, const size_t *lens, size_t n,
-                       uint8_t ***fresh, size_t **flens, size_t *nf, uint64_t *ns) {
+int engine_job_refresh(hetee_host_enclave *e, uint32_t job, uint32_t stage, uint8_t *const *blobs, const size_t *lens,
+                       size_t n, uint8_t ***fresh, size_t **flens, size_t *nf, uint64_t *ns) {
   *fresh = NULL;
   *flens = NULL;
   *nf = 0;
-  hetee_refresh_spec spec;
-  engine_stage_spec(ctx, R, &spec);
-  uint8_t *sb = NULL;
-  size_t sl = 0;
-  int rc = hetee_refresh_spec_encode(&spec, &sb, &sl);
-  if (rc) return rc;
   hetee_wbuf w;
   hetee_wbuf_init(&w);
-  size_t total = 12 + sl;
+  int rc = 0;
+  size_t total = 12;
   for (size_t i = 0; i < n; i++) total += 8 + lens[i];
   if (hetee_wbuf_reserve(&w, total)) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");
   hetee_wbuf_u32(&w, job);
   hetee_wbuf_u32(&w, stage);
-  hetee_wbuf_put(&w, sb, sl);
-  free(sb);
   hetee_wbuf_u32(&w, (uint32_t)n);
   for (size_t i = 0; i < n; i++) hetee_wbuf_blob(&w, blobs[i], lens[i]);
   if (!rc && w.err) rc = hetee_error(HETEE_ERR_NOMEM, "no memory");

@@ -44,6 +44,7 @@
 #include "cli/local_parties.h"
 #include "enclave/wire/proto.h"
 #include "hemat/engine_internal.h"
+#include "hemat/engine_bind.h"
 #include "host/engine_jobs.h"
 
 #define MODEL_ID 9
@@ -662,10 +663,12 @@ static void test_legacy_release_refused(void **state) {
   in_free(in);
 }
 
-/* A refresh whose spec is not the registered plan's is refused before
- * anything is decrypted (an op removed, a scale changed) and stops its
- * job; stages go in order; a job's results go only to the DP that
- * authorized its input. */
+/* A JOB_REFRESH carries no spec: the enclave applies the registered
+ * plan's. A request in the earlier form (the host's spec before the
+ * outputs) is refused before anything is decrypted, as is one with the
+ * wrong number of outputs, and either stops its job (no retries in a
+ * bound chain); stages go in order; a job's results go only to the DP
+ * that authorized its input. */
 static void test_plan_mismatch(void **state) {
   (void)state;
   use_wit = 0; /* engine_job_start sends the ciphertext form */
@@ -676,35 +679,53 @@ static void test_plan_mismatch(void **state) {
   uint32_t job = 0;
   uint64_t ns = 0;
   assert_int_equal(engine_job_start(F.t.e, F.t.ctx, MODEL_ID, MB, in->cts, L0.n_in_cts, &job, &ns), 0);
-  /* any blobs: the spec is checked first */
   uint8_t *b = NULL;
   size_t bl = 0;
   assert_int_equal(hetee_ckks_ciphertext_save(F.t.ctx, in->cts[0], &b, &bl), 0);
   uint8_t *blobs[1] = {b};
   size_t lens[1] = {bl};
-  hetee_engine_refresh R;
-  assert_int_equal(hetee_engine_plan_refresh(F.plan, 0, MB, &R), 0);
   uint8_t **fr = NULL;
   size_t *fl = NULL, nf = 0;
-  R.nops = 0; /* the square dropped: the host asking for the linear outputs */
-  int rc = engine_job_refresh(F.t.e, F.t.ctx, job, 0, &R, blobs, lens, 1, &fr, &fl, &nf, &ns);
-  printf("  ops changed: %s (%s)\n", hetee_strerror(rc), hetee_last_error());
-  assert_int_equal(rc, HETEE_ERR_AUTH);
+  /* the earlier form: job, stage, the plan's own spec with the square
+   * dropped (the host asking for the linear outputs), count, outputs */
+  hetee_engine_refresh R;
+  assert_int_equal(hetee_engine_plan_refresh(F.plan, 0, MB, &R), 0);
+  R.nops = 0;
+  hetee_refresh_spec sp;
+  engine_stage_spec(F.t.ctx, &R, &sp);
+  uint8_t *spec = NULL;
+  size_t spec_len = 0;
+  assert_int_equal(hetee_refresh_spec_encode(&sp, &spec, &spec_len), 0);
   R.nops = F.plan->st[0].nops;
-  /* a refused spec stops the job (no retries in a bound chain) */
-  assert_int_equal(engine_job_refresh(F.t.e, F.t.ctx, job, 0, &R, blobs, lens, 1, &fr, &fl, &nf, &ns),
-                   HETEE_ERR_NOT_FOUND);
-  assert_int_equal(engine_job_start(F.t.e, F.t.ctx, MODEL_ID, MB, in2->cts, L0.n_in_cts, &job, &ns), 0);
-  R.out_ncts++; /* another output layout */
-  assert_int_equal(engine_job_refresh(F.t.e, F.t.ctx, job, 0, &R, blobs, lens, 1, &fr, &fl, &nf, &ns), HETEE_ERR_AUTH);
-  R.out_ncts--;
-  assert_int_equal(engine_job_start(F.t.e, F.t.ctx, MODEL_ID, MB, in3->cts, L0.n_in_cts, &job, &ns), 0);
   hetee_engine_refresh_free(&R);
-  assert_int_equal(hetee_engine_plan_refresh(F.plan, 1, MB, &R), 0);
-  rc = engine_job_refresh(F.t.e, F.t.ctx, job, 1, &R, blobs, lens, 1, &fr, &fl, &nf, &ns);
+  hetee_wbuf w;
+  hetee_wbuf_init(&w);
+  hetee_wbuf_u32(&w, job);
+  hetee_wbuf_u32(&w, 0);
+  hetee_wbuf_put(&w, spec, spec_len);
+  hetee_wbuf_u32(&w, 1);
+  hetee_wbuf_blob(&w, b, bl);
+  assert_int_equal(w.err, 0);
+  hetee_frame f;
+  int rc = hetee_host_call_frame(F.t.e, HETEE_MSG_JOB_REFRESH, w.p, w.len, &f, 0);
+  printf("  a spec sent: %s (%s)\n", hetee_strerror(rc), hetee_last_error());
+  assert_int_not_equal(rc, 0);
+  assert_non_null(strstr(hetee_last_error(), "stopped"));
+  hetee_wbuf_free(&w);
+  free(spec);
+  /* the job is gone */
+  assert_int_equal(engine_job_refresh(F.t.e, job, 0, blobs, lens, 1, &fr, &fl, &nf, &ns), HETEE_ERR_NOT_FOUND);
+  /* one output where stage 0 has L0.n_out_cts */
+  assert_true(L0.n_out_cts > 1);
+  assert_int_equal(engine_job_start(F.t.e, F.t.ctx, MODEL_ID, MB, in2->cts, L0.n_in_cts, &job, &ns), 0);
+  rc = engine_job_refresh(F.t.e, job, 0, blobs, lens, 1, &fr, &fl, &nf, &ns);
+  printf("  outputs missing: %s (%s)\n", hetee_strerror(rc), hetee_last_error());
+  assert_int_not_equal(rc, 0);
+  assert_int_equal(engine_job_refresh(F.t.e, job, 0, blobs, lens, 1, &fr, &fl, &nf, &ns), HETEE_ERR_NOT_FOUND);
+  assert_int_equal(engine_job_start(F.t.e, F.t.ctx, MODEL_ID, MB, in3->cts, L0.n_in_cts, &job, &ns), 0);
+  rc = engine_job_refresh(F.t.e, job, 1, blobs, lens, 1, &fr, &fl, &nf, &ns);
   printf("  stage skipped: %s (%s)\n", hetee_strerror(rc), hetee_last_error());
   assert_int_equal(rc, HETEE_ERR_STATE);
-  hetee_engine_refresh_free(&R);
   /* no verified final layer: nothing to release, to anyone */
   uint8_t *sealed[MB] = {0};
   size_t sl[MB] = {0};

@@ -21,9 +21,11 @@
  *     the host's product to these values). In the ciphertext form it
  *     hashes the stage-0 ciphertexts the host hands in, refuses them unless
  *     a DP authorized them for this model, and decrypts them (O(input)).
- *  3. Refresh. JOB_REFRESH names (job, stage): the host's spec must be byte
- *     for byte the one derived from the registered plan for this batch
- *     (refused before anything is decrypted). After decryption the enclave
+ *  3. Refresh. JOB_REFRESH names (job, stage) and carries the stage's
+ *     outputs only: the enclave applies the spec the registered plan
+ *     prescribes for this stage and batch, its own copy (the host sends
+ *     none: nothing of the refresh is the host's to choose, and a plan's
+ *     spec is up to ~440 KB per request). After decryption the enclave
  *     checks rho_t . y_b = s_t[b] within a tolerance derived from the CKKS
  *     noise, for every sample and t, before the ops; then it computes the
  *     next stage's s_t from its own output (the values it encrypts), or, at
@@ -986,23 +988,14 @@ static int handle_job_refresh(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t
   if (!m || !m->ready) return hetee_error(HETEE_ERR_STATE, "model %u not loaded", j->model);
   if (j->done || stage != j->next_stage)
     return hetee_error(HETEE_ERR_STATE, "job %u expects stage %u, not %u", h, j->next_stage, stage);
-  /* the host's spec must be the registered plan's, byte for byte */
+  /* the spec is the registered plan's for this stage and batch: the
+   * enclave's own bytes (the request carries none) */
   uint8_t *want = m->st[stage].spec, *own = NULL;
   size_t wlen = m->st[stage].spec_len;
   int rc = 0;
   if (j->batch != m->plan->micro_batch && (rc = plan_spec(e, m->plan, stage, j->batch, &own, &wlen))) return rc;
   if (own) want = own;
-  int same = hetee_rbuf_left(r) >= wlen && !memcmp(r->p + r->off, want, wlen);
   int full = own == NULL; /* the full micro-batch: the registered spec */
-  if (!same) {
-    /* no retries in a bound chain: the job stops (and no longer holds its
-     * model: a host that must re-register it can) */
-    uint32_t mid = j->model;
-    free(own);
-    job_free(j);
-    return hetee_error(HETEE_ERR_AUTH, "job %u stage %u: the refresh spec is not the one model %u's registered plan "
-                                       "prescribes (job stopped)", h, stage, mid);
-  }
   uint64_t check_ns = cpu_ns() - t0; /* the spec's decoding below is refresh work, not integrity */
   hook_ctx hc = {e, m, j, stage, check_ns, 0};
   enclave_refresh_hook hook = {hook_gathered, hook_final, &hc};
@@ -1011,13 +1004,11 @@ static int handle_job_refresh(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t
    * micro-batch, ~6 % of the enclave's CPU of an e2dm batch) were made
    * and sent for nothing */
   e->job_no_output = stage + 1 == m->plan->nstages;
-  if (full && m->st[stage].prep) { /* the registered spec's bytes: decoded at MODEL_LOAD */
-    r->off += wlen;
+  if (full && m->st[stage].prep) { /* the registered spec: decoded at MODEL_LOAD */
     rc = enclave_refresh_prep_run(e, m->st[stage].prep, r, w, items, &hook);
   } else {
-    /* decoded from the enclave's own copy of the bytes just compared,
-     * never again from the request (which may be the host's shared
-     * region, rewritable after the comparison) */
+    /* decoded from the enclave's own encoding of the plan's spec for this
+     * batch */
     hetee_refresh_job job;
     hetee_rbuf sr;
     hetee_rbuf_init(&sr, want, wlen);
@@ -1026,7 +1017,6 @@ static int handle_job_refresh(enclave *e, hetee_rbuf *r, hetee_wbuf *w, uint64_t
       hetee_refresh_job_free(&job);
       rc = hetee_error(HETEE_ERR_INTERNAL, "registered refresh spec with trailing bytes");
     }
-    r->off += wlen;
     if (!rc) rc = enclave_refresh_job_run(e, &job, r, w, items, &hook);
   }
   free(own);

@@ -12,8 +12,13 @@
  *    with the two-step forms (enc_sk, dec+decode) and the enclave's steps one
  *    by one (encrypt_sk, degree-2 decrypt, decode of N/8 coefficients, load
  *    / save of a degree-2 and of a seeded ciphertext, load_into / save_to),
- *    and the time hetee_hemat_choose takes for dense 784->128 and conv
- *    6->16 5x5 on 12x12 (--costs prints only these).
+ *    what a bound run pays per output and per fresh input (bound_costs:
+ *    the host's bias + rescaled serialization, the enclave's in-place
+ *    decryption, in full and as one coset, at two read counts each; the
+ *    host's load of a seeded input; not in the planner's model,
+ *    docs/hemat.md "What a bound run's outputs cost"), and the time
+ *    hetee_hemat_choose takes for dense 784->128 and conv 6->16 5x5 on
+ *    12x12 (--costs prints only these).
  * 2. hetee_hemat_conv_eval on the E2DM layers (conv 1->5 7x7 stride 3 on
  *    28x28, dense 320->64, dense 64->10) at batch B (default 64), packed
  *    as hetee_hemat_choose picks with the default costs, with 1 and 2
@@ -29,6 +34,7 @@
 
 #include "hetee/hemat.h"
 #include "bench_util.h"
+#include "ckks/ckks_arena.h"
 
 #define W_SCALE 0x1p34
 #define X_SCALE 0x1p26
@@ -172,6 +178,120 @@ err:
   free(dec);
   free(tv);
   free(idx);
+  return ret;
+}
+
+/* The engine's bound runs (docs/hemat.md, "What a bound run's outputs
+ * cost"; not in the planner's model, which prices an output by
+ * t_enclave_dec alone), per output
+ * ciphertext: the host adds the bias (degree 1) to the degree-2 product and
+ * serializes it rescaled to level 0 with c0 only at the n coefficients the
+ * enclave reads (ckks_ciphertext_save_c0_at_rescaled[_cs]); the enclave
+ * parses that form in place and decrypts those n coefficients
+ * (ckks_ciphertext_view + ckks_decrypt_coeffs_view), in full or as one
+ * coset r + d t (n = N/d, every coefficient of it read, the key's products
+ * made beforehand as at registration); per fresh input the enclave made,
+ * the host loads the seeded ciphertext. Each cost is a + b n, from two
+ * read counts per path: N/8 and N/2 coefficients in full (sets no coset
+ * of d >= 2 holds), the cosets of d = 8 and d = 64. */
+static int bound_costs(env *e, int runs) {
+  int ret = 1;
+  size_t N = e->n;
+  const size_t nf[2] = {N / 8, N / 2}, dc[2] = {8, 64};
+  double *v = malloc(N * sizeof *v), *dec = malloc(N * sizeof *dec), *tv = malloc((size_t)runs * sizeof *tv);
+  uint32_t *ix[4] = {0};
+  uint8_t *wb[4] = {0};
+  size_t wl[4] = {0}, nn[4] = {0}, cap = 0, len = 0;
+  ckks_coset *cs[2] = {0};
+  hetee_ckks_ciphertext *a = NULL, *b = NULL, *acc = NULL, *bias = NULL, *o = NULL;
+  uint8_t *seeded = NULL;
+  size_t lseeded = 0;
+  if (!v || !dec || !tv) goto err;
+  for (size_t i = 0; i < N; i++) v[i] = unif();
+  CHECK(hetee_ckks_ciphertext_new(e->ctx, &a));
+  CHECK(hetee_ckks_ciphertext_new(e->ctx, &b));
+  CHECK(hetee_ckks_ciphertext_new(e->ctx, &acc));
+  CHECK(hetee_ckks_ciphertext_new(e->ctx, &bias));
+  CHECK(hetee_ckks_ciphertext_new(e->ctx, &o));
+  CHECK(hetee_ckks_encode_coeffs(e->ctx, v, N, X_SCALE, LEVEL, e->pt));
+  CHECK(hetee_ckks_encrypt_sk(e->ctx, e->sk, e->pt, a));
+  CHECK(hetee_ckks_ciphertext_save(e->ctx, a, &seeded, &lseeded));
+  CHECK(hetee_ckks_encode_coeffs(e->ctx, v, N, W_SCALE, LEVEL, e->pt));
+  CHECK(hetee_ckks_encrypt_pk(e->ctx, e->pk, e->pt, b));
+  CHECK(hetee_ckks_eval_mul(e->ctx, a, b, acc));
+  CHECK(hetee_ckks_encode_coeffs(e->ctx, v, N, X_SCALE * W_SCALE, LEVEL, e->pt));
+  CHECK(hetee_ckks_encrypt_pk(e->ctx, e->pk, e->pt, bias));
+  CHECK(ckks_ciphertext_c0_at_size(e->ctx, acc, N / 2, &cap));
+  for (int k = 0; k < 4; k++) {
+    nn[k] = k < 2 ? nf[k] : N / dc[k - 2];
+    if (!(ix[k] = malloc(nn[k] * sizeof *ix[k])) || !(wb[k] = malloc(cap))) goto err;
+    for (size_t i = 0; i < nn[k]; i++)
+      ix[k][i] = k == 0   ? (uint32_t)(i * 8 + (i & 1 ? 3 : 4))     /* N/8, both parities */
+                 : k == 1 ? (uint32_t)((i / 2) * 4 + (i & 1))      /* N/2: k mod 4 in {0, 1} */
+                          : (uint32_t)(3 + i * dc[k - 2]);          /* the coset 3 + d t */
+    if (k >= 2) {
+      int logd = k == 2 ? 3 : 6;
+      CHECK(ckks_coset_new(e->ctx, logd, 3, &cs[k - 2]));
+      CHECK(ckks_coset_key(e->ctx, cs[k - 2], e->sk));
+      CHECK(ckks_ciphertext_save_c0_at_rescaled_cs(e->ctx, acc, cs[k - 2], ix[k], nn[k], wb[k], cap, &wl[k]));
+    } else {
+      CHECK(ckks_ciphertext_save_c0_at_rescaled(e->ctx, acc, ix[k], nn[k], wb[k], cap, &wl[k]));
+    }
+  }
+  double out[4], dc_us[4], in_us;
+  printf("  bound runs (per output: bias + rescaled serialization on the host, in-place decryption in the\n"
+         "  enclave, of n read coefficients; per fresh input: the host's load of the seeded ciphertext):\n");
+  for (int k = 0; k < 4; k++) {
+    for (int side = 0; side < 2; side++) {
+      for (int r = -5; r < runs; r++) {
+        double t0 = bench_now_us();
+        if (side == 0) {
+          CHECK(hetee_ckks_eval_add(e->ctx, acc, bias, o));
+          if (k >= 2) CHECK(ckks_ciphertext_save_c0_at_rescaled_cs(e->ctx, o, cs[k - 2], ix[k], nn[k], wb[k], cap, &len));
+          else CHECK(ckks_ciphertext_save_c0_at_rescaled(e->ctx, o, ix[k], nn[k], wb[k], cap, &len));
+        } else {
+          ckks_ct_view cv;
+          CHECK(ckks_ciphertext_view(e->ctx, wb[k], wl[k], &cv));
+          CHECK(ckks_decrypt_coeffs_view(e->ctx, e->sk, &cv, cv.scale, k >= 2 ? cs[k - 2] : NULL, ix[k], nn[k], dec));
+        }
+        if (r >= 0) tv[r] = bench_now_us() - t0;
+      }
+      (side == 0 ? out : dc_us)[k] = bench_median(tv, runs);
+    }
+    printf("  %-7s n = %4zu  host out %6.1f us  enclave dec %6.1f us\n", k < 2 ? "full" : k == 2 ? "coset8" : "coset64",
+           nn[k], out[k], dc_us[k]);
+  }
+  for (int r = -5; r < runs; r++) {
+    double t0 = bench_now_us();
+    CHECK(hetee_ckks_ciphertext_load_into(e->ctx, seeded, lseeded, o));
+    if (r >= 0) tv[r] = bench_now_us() - t0;
+  }
+  in_us = bench_median(tv, runs);
+  printf("  host in (load seeded) %.1f us\n", in_us);
+  /* a + b n through the two points of each path (b >= 0) */
+  double bf = (dc_us[1] - dc_us[0]) / (double)(nn[1] - nn[0]), bc = (dc_us[2] - dc_us[3]) / (double)(nn[2] - nn[3]);
+  double hf = (out[1] - out[0]) / (double)(nn[1] - nn[0]), hc = (out[2] - out[3]) / (double)(nn[2] - nn[3]);
+  if (bf < 0) bf = 0;
+  if (bc < 0) bc = 0;
+  if (hf < 0) hf = 0;
+  if (hc < 0) hc = 0;
+  printf("  fitted (a + b n, us): enclave dec %.1f + %.4f n (full), %.1f + %.4f n (coset); host out %.1f + %.4f n "
+         "(full), %.1f + %.4f n (coset)\n",
+         dc_us[0] - bf * (double)nn[0], bf, dc_us[3] - bc * (double)nn[3], bc, out[0] - hf * (double)nn[0], hf,
+         out[3] - hc * (double)nn[3], hc);
+  ret = 0;
+err:
+  for (int k = 0; k < 4; k++) free(ix[k]), free(wb[k]);
+  for (int k = 0; k < 2; k++) ckks_coset_free(cs[k]);
+  hetee_ckks_ciphertext_free(a);
+  hetee_ckks_ciphertext_free(b);
+  hetee_ckks_ciphertext_free(acc);
+  hetee_ckks_ciphertext_free(bias);
+  hetee_ckks_ciphertext_free(o);
+  free(seeded);
+  free(v);
+  free(dec);
+  free(tv);
   return ret;
 }
 
@@ -327,6 +447,7 @@ int hetee_bench_hemat(int argc, char **argv) {
   printf("hemat unit costs, logN 13, q {60,40,40} P {60}, level 1, 1 thread:\n");
   hetee_hemat_costs c;
   if (unit_costs(&e, runs < 200 ? 200 : runs, &c)) goto err;
+  if (bound_costs(&e, runs < 200 ? 200 : runs)) goto err;
   hetee_hemat_costs d;
   hetee_hemat_costs_default(&d);
   printf("  defaults: t_product %.3g  t_enclave_enc %.3g  t_enclave_dec %.3g  t_client_enc %.3g  weight %.1f\n",

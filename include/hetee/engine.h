@@ -333,9 +333,9 @@ typedef struct hetee_engine_stats {
   double wall_enclave_s; /* host wall time in enclave calls, summed over pipelines */
   size_t nstages;
   hetee_engine_stage_stats stage[HETEE_ENGINE_MAX_STAGES];
-  double integrity_s; /* bound runs: enclave CPU time of the integrity work (stage-0
-                         input decryption, Freivalds checks, next-stage
-                         expectations, spec comparison); part of enclave_s */
+  double integrity_s; /* bound runs: enclave CPU time of the integrity work (the
+                         witness or the stage-0 input decryption, Freivalds
+                         checks, next-stage expectations); part of enclave_s */
 } hetee_engine_stats;
 
 /* One sealed release per sample, in input order (opened by the data

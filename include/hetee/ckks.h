@@ -338,6 +338,9 @@ HETEE_API int hetee_ckks_eval_expand(const hetee_ckks_context *ctx, const hetee_
  * when cap is too small (HETEE_ERR_LIMIT). */
 HETEE_API int hetee_ckks_expand_steps(const hetee_ckks_context *ctx, int lanes, int *steps, size_t cap,
                                       size_t *count) HETEE_WUR;
+/* The same for ring dimension n (a power of two): the steps depend on n
+ * and lanes only, so a plan names them without a context. */
+HETEE_API int hetee_ckks_expand_steps_n(size_t n, int lanes, int *steps, size_t cap, size_t *count) HETEE_WUR;
 HETEE_API int hetee_ckks_eval_conjugate(const hetee_ckks_context *ctx, const hetee_ckks_galois_keys *gk,
                                         const hetee_ckks_ciphertext *a, hetee_ckks_ciphertext *out) HETEE_WUR;
 

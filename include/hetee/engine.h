@@ -174,8 +174,10 @@ HETEE_API int hetee_engine_plan_layout(const hetee_engine_plan *p, size_t i, uin
 /* Bytes of the model's ciphertexts (weights + biases) as stored. */
 HETEE_API size_t hetee_engine_plan_model_ct_bytes(const hetee_engine_plan *p);
 
-/* Prints the plan (per stage: layers, shape, packing, counts, predicted
- * time, refresh ops; the model's ciphertext bytes) as `hetee plan` shows it. */
+/* Prints the plan (per stage: layers, shape, packing, counts, the host's
+ * evaluation keys (none, or a lane stage's rotation steps), the stage's
+ * weight and bias ciphertext bytes, predicted time, refresh ops; the
+ * model's ciphertext bytes) as `hetee plan` shows it. */
 HETEE_API void hetee_engine_plan_print(const hetee_engine_plan *p, FILE *f);
 
 /* The enclave's job between stage i and i + 1 (or, for the last stage,

@@ -34,9 +34,9 @@ static int lanes_ok(size_t n, int lanes) {
   return lanes >= 2 && (size_t)lanes <= n / 2 && !(lanes & (lanes - 1));
 }
 
-int hetee_ckks_expand_steps(const hetee_ckks_context *ctx, int lanes, int *steps, size_t cap, size_t *count) {
-  if (!ctx || !count || (cap && !steps)) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
-  size_t n = ctx->n;
+int hetee_ckks_expand_steps_n(size_t n, int lanes, int *steps, size_t cap, size_t *count) {
+  if (!count || (cap && !steps)) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  if (n < 8 || (n & (n - 1))) return hetee_error(HETEE_ERR_INVALID_ARG, "expand: N = %zu (a power of two >= 8)", n);
   if (!lanes_ok(n, lanes)) return hetee_error(HETEE_ERR_INVALID_ARG, "expand: lanes %d (a power of two in [2, N/2])", lanes);
   size_t k = 0;
   for (int h = 1; h < lanes; h <<= 1) k++;
@@ -58,6 +58,11 @@ int hetee_ckks_expand_steps(const hetee_ckks_context *ctx, int lanes, int *steps
   }
   if (found != k) return hetee_error(HETEE_ERR_INTERNAL, "expand: no rotation step for an element");
   return 0;
+}
+
+int hetee_ckks_expand_steps(const hetee_ckks_context *ctx, int lanes, int *steps, size_t cap, size_t *count) {
+  if (!ctx) return hetee_error(HETEE_ERR_INVALID_ARG, "NULL argument");
+  return hetee_ckks_expand_steps_n(ctx->n, lanes, steps, cap, count);
 }
 
 int hetee_ckks_evaluator_expand(hetee_ckks_evaluator *ev, const hetee_ckks_galois_keys *gk,

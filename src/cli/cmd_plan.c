@@ -3,7 +3,8 @@
  * the encrypted-inference
  * plan of a model without running anything: per stage the layers, the
  * hemat shape and packing, ciphertext / product / enclave counts, the
- * predicted time and the refresh ops, and the model's ciphertext bytes
+ * evaluation keys the host needs (rotation steps), the weight ciphertext
+ * bytes, the predicted time and the refresh ops, and the model's ciphertext bytes
  * (hetee/engine.h). A model the engine cannot run is refused with one line
  * naming the node (exit 1).
  */
@@ -24,7 +25,8 @@ static const hetee_cli_opt OPTS[] = {
 static const hetee_cli_cmd CMD = {
     "hetee plan", "hetee plan MODEL.onnx [--batch B] [--micro-batch M] [--lanes | --force-lanes]",
     "Prints how the encrypted engine runs MODEL: stages (one linear layer each), packing,\n"
-    "ciphertext and enclave counts per micro-batch, predicted time, refresh ops.",
+    "ciphertext and enclave counts per micro-batch, keys (rotation steps), weight bytes,\n"
+    "predicted time, refresh ops.",
     OPTS};
 
 /* Parses a positive integer option value; 0 on error (message printed). */

@@ -774,6 +774,25 @@ static const char *op_name(int kind) {
   }
 }
 
+/* The evaluation keys a stage's host work needs: none for the coefficient
+ * kernels (products stay in degree 2, the enclave decrypts with s^2), the
+ * rotation steps of the expansion for a lane stage. */
+static void print_keys(FILE *f, size_t n, const hetee_hemat_layout *L) {
+  if (L->lanes <= 1) {
+    fprintf(f, "  keys     none: no rotation, relinearisation or key switch on the host\n");
+    return;
+  }
+  int steps[16];
+  size_t k = 0;
+  if (hetee_ckks_expand_steps_n(n, L->lanes, steps, sizeof steps / sizeof steps[0], &k)) {
+    fprintf(f, "  keys     rotation steps of a %d-lane expansion: %s\n", L->lanes, hetee_last_error());
+    return;
+  }
+  fprintf(f, "  keys     rotation steps");
+  for (size_t j = 0; j < k; j++) fprintf(f, "%s %d", j ? "," : "", steps[j]);
+  fprintf(f, " (Galois keys of the %d-lane expansion, made by the enclave)\n", L->lanes);
+}
+
 void hetee_engine_plan_print(const hetee_engine_plan *p, FILE *f) {
   if (!p || !f) return;
   double total = 0;
@@ -803,6 +822,9 @@ void hetee_engine_plan_print(const hetee_engine_plan *p, FILE *f) {
             "encryptions %zu, decryptions %zu\n",
             o.n_in_cts, s == 0 ? "data provider" : "enclave", o.n_w_cts, o.n_bias_cts, o.n_out_cts, o.n_products,
             o.enclave_encryptions, o.enclave_decryptions);
+    print_keys(f, p->n, L);
+    size_t wb = (o.n_w_cts + o.n_bias_cts) * engine_ct_bytes(p->n, 2, HETEE_ENGINE_LEVEL);
+    fprintf(f, "  weights  %zu bytes (%.1f MiB) of weight and bias ciphertexts\n", wb, (double)wb / (1 << 20));
     fprintf(f, "  predicted %.2f ms per micro-batch\n", o.predicted_s * 1e3);
     total += o.predicted_s;
     fprintf(f, "  refresh ");

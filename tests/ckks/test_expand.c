@@ -117,6 +117,18 @@ static void test_expand(void **state) {
   assert_int_equal(hetee_ckks_expand_steps(ctx, 8, steps, 2, &ns), HETEE_ERR_LIMIT);
   assert_int_equal(ns, 3);
   assert_int_equal(hetee_ckks_expand_steps(ctx, 6, steps, 8, &ns), HETEE_ERR_INVALID_ARG);
+  /* the context-free form names the same steps, and refuses a bad N */
+  int steps_n[8];
+  for (int lanes = 2; lanes <= 8; lanes *= 2) {
+    size_t a = 0, b = 0;
+    TU_OK(hetee_ckks_expand_steps(ctx, lanes, steps, 8, &a));
+    TU_OK(hetee_ckks_expand_steps_n(n, lanes, steps_n, 8, &b));
+    assert_int_equal(a, b);
+    for (size_t j = 0; j < a; j++) assert_int_equal(steps[j], steps_n[j]);
+  }
+  assert_int_equal(hetee_ckks_expand_steps_n(n + 1, 4, steps_n, 8, &ns), HETEE_ERR_INVALID_ARG);
+  assert_int_equal(hetee_ckks_expand_steps_n(0, 4, steps_n, 8, &ns), HETEE_ERR_INVALID_ARG);
+  assert_int_equal(hetee_ckks_expand_steps_n(n, 4, steps_n, 8, NULL), HETEE_ERR_INVALID_ARG);
 
   hetee_ckks_ciphertext_free(d2);
   hetee_ckks_galois_keys_free(gk1);

@@ -274,6 +274,16 @@ static void test_plan_lanes(void **state) {
   res *rp = run("plan '%s/models/e2dm.onnx' --force-lanes", src ? src : ".");
   assert_int_equal(rp->status, 0);
   assert_non_null(strstr(rp->out, "lanes    4: the enclave encrypts 3 dense inputs"));
+  /* with the rotation steps whose Galois keys the expansion needs */
+  /* (the least s with 5^s = 1 + N/h mod 2N, h = 1, 2, at N = 8192) */
+  int steps[2] = {-1, -1};
+  unsigned long g = 1;
+  for (int st = 0; st < 4096; st++, g = g * 5 % 16384)
+    for (int j = 0; j < 2; j++)
+      if (steps[j] < 0 && g == 1 + 8192ul / (1ul << j)) steps[j] = st;
+  char want[96];
+  snprintf(want, sizeof want, "keys     rotation steps %d, %d (Galois keys of the 4-lane expansion", steps[0], steps[1]);
+  assert_non_null(strstr(rp->out, want));
   rp = run("plan '%s/models/e2dm.onnx' --lanes", src ? src : ".");
   assert_int_equal(rp->status, 0);
   assert_null(strstr(rp->out, "lanes    4"));

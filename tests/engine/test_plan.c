@@ -91,6 +91,17 @@ static void test_bundled_plans(void **state) {
     snprintf(want, sizeof want, "stage %zu: ", stages - 1);
     assert_non_null(strstr(text, want));
     assert_non_null(strstr(text, "model ciphertexts"));
+    /* every stage names its keys (none: no lanes by default) and its
+     * weight bytes, which sum to the model's */
+    size_t nkeys = 0, nw = 0, wsum = 0;
+    for (const char *t = text; (t = strstr(t, "  keys     none: ")); t++) nkeys++;
+    for (const char *t = text; (t = strstr(t, "  weights  ")); t++) {
+      nw++;
+      wsum += strtoull(t + strlen("  weights  "), NULL, 10);
+    }
+    assert_int_equal(nkeys, stages);
+    assert_int_equal(nw, stages);
+    assert_int_equal(wsum, hetee_engine_plan_model_ct_bytes(p));
     free(text);
     hetee_engine_plan_free(p);
     hetee_nn_model_free(m);

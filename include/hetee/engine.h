@@ -156,6 +156,10 @@ typedef struct hetee_engine_stage_info {
                                padded input element (c, Y, X) is hemat's
                                (c*sh + Y%sh)*sw + X%sw, Y/sh, X/sw
                                (docs/engine.md, "Strided convolutions") */
+  int folded_layer;         /* the AFFINE layer (a BatchNormalization after the
+                               previous stage's non-linearity) folded into this
+                               stage's weights and bias, -1: none (docs/engine.md,
+                               "Folded BatchNormalization") */
 } hetee_engine_stage_info;
 
 HETEE_API int hetee_engine_plan_stage(const hetee_engine_plan *p, size_t i, hetee_engine_stage_info *out) HETEE_WUR;
@@ -165,6 +169,13 @@ HETEE_API int hetee_engine_plan_stage(const hetee_engine_plan *p, size_t i, hete
  * a copy of w, or its space-to-depth form), malloc'd into *out. */
 HETEE_API int hetee_engine_plan_stage_weights(const hetee_engine_plan *p, size_t i, const float *w,
                                               float **out) HETEE_WUR;
+/* What stage i computes with, from the model m the plan was built from:
+ * its weights in hemat's geometry (as hetee_engine_plan_stage_weights) and
+ * its bias (shape.co values; NULL when the stage has none), both with a
+ * folded affine layer applied (folded_layer). malloc'd. HETEE_ERR_SHAPE if
+ * m is not the planned model. */
+HETEE_API int hetee_engine_plan_stage_params(const hetee_engine_plan *p, size_t i, const hetee_nn_model *m, float **w,
+                                             float **bias) HETEE_WUR;
 
 /* Layout of stage i for a micro-batch of `batch` samples (1..micro-batch;
  * the last micro-batch of a run may be smaller). */

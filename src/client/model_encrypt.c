@@ -28,19 +28,6 @@ static int plan_copy(const hetee_engine_plan *p, hetee_engine_plan **out) {
   return rc;
 }
 
-/* Checks that layer `st->layer` of m is the linear layer the stage was
- * planned for. */
-static int check_layer(const hetee_nn_model *m, size_t s, const engine_stage *st, hetee_nn_layer_info *L) {
-  if ((size_t)st->layer >= hetee_nn_model_num_layers(m) || hetee_nn_model_layer(m, (size_t)st->layer, L))
-    return hetee_error(HETEE_ERR_SHAPE, "stage %zu: the model has no layer %d (plan of another model?)", s, st->layer);
-  size_t wlen = (size_t)st->conv.co * st->conv.c * st->conv.kh * st->conv.kw;
-  if ((int)L->kind != st->kind || !L->weight || L->weight_len != wlen ||
-      (st->has_bias && (!L->bias || L->bias_len != (size_t)st->shape.co)) || (!st->has_bias && L->bias && L->bias_len))
-    return hetee_error(HETEE_ERR_SHAPE, "stage %zu: layer %d of the model is not the one planned (plan of another model?)",
-                       s, st->layer);
-  return 0;
-}
-
 static int encrypt_coeffs(const hetee_ckks_context *ctx, const hetee_ckks_public_key *pk, const double *v,
                           double scale, hetee_ckks_plaintext *pt, hetee_ckks_ciphertext **out) {
   int rc = hetee_ckks_ciphertext_new(ctx, out);
@@ -53,15 +40,25 @@ static int encrypt_coeffs(const hetee_ckks_context *ctx, const hetee_ckks_public
  * (OpenMP, the default thread count: the model provider's machine). Each
  * thread wipes its own coefficient buffer after every polynomial. */
 static int encrypt_stage(const hetee_ckks_context *ctx, const hetee_ckks_public_key *pk, const engine_stage *st,
-                         const hetee_nn_layer_info *info, size_t nb, hetee_ckks_ciphertext **w,
-                         hetee_ckks_ciphertext **bias) {
+                         const hetee_nn_model *m, size_t nb, hetee_ckks_ciphertext **w, hetee_ckks_ciphertext **bias) {
   const hetee_hemat_layout *L = &st->layout;
   size_t n = hetee_ckks_context_n(ctx), total = L->n_w_cts + nb;
-  /* the weights in hemat's geometry (rearranged for a space-to-depth stage) */
+  size_t wlen = (size_t)st->conv.co * st->conv.c * st->conv.kh * st->conv.kw;
+  /* the layer's weights and bias (with a folded affine layer applied:
+   * engine_stage_params checks the layer is the planned one), then the
+   * weights in hemat's geometry (rearranged for a space-to-depth stage) */
+  float *lw = NULL, *lb = NULL;
+  int rc = engine_stage_params(st, m, &lw, &lb);
+  if (rc) return rc;
   const float *wts = NULL;
   float *owned = NULL;
-  int rc = engine_stage_weights(st, info->weight, &wts, &owned);
-  if (rc) return rc;
+  if ((rc = engine_stage_weights(st, lw, &wts, &owned))) {
+    sodium_memzero(lw, wlen * sizeof *lw);
+    free(lw);
+    if (lb) sodium_memzero(lb, (size_t)st->conv.co * sizeof *lb);
+    free(lb);
+    return rc;
+  }
   char detail[512] = "";
 #pragma omp parallel
   {
@@ -76,7 +73,7 @@ static int encrypt_stage(const hetee_ckks_context *ctx, const hetee_ckks_public_
         trc = hetee_hemat_weight_coeffs(L, wts, mbk, cbk, buf);
         if (!trc) trc = encrypt_coeffs(ctx, pk, buf, HETEE_ENGINE_W_SCALE, pt, &w[j]);
       } else {
-        trc = hetee_hemat_bias_coeffs(L, info->bias, (int)(j - L->n_w_cts), buf);
+        trc = hetee_hemat_bias_coeffs(L, lb, (int)(j - L->n_w_cts), buf);
         if (!trc) trc = encrypt_coeffs(ctx, pk, buf, HETEE_ENGINE_OUT_SCALE, pt, &bias[j - L->n_w_cts]);
       }
       sodium_memzero(buf, n * sizeof *buf);
@@ -95,6 +92,10 @@ static int encrypt_stage(const hetee_ckks_context *ctx, const hetee_ckks_public_
     sodium_memzero(owned, (size_t)st->shape.co * st->shape.c * st->shape.kh * st->shape.kw * sizeof *owned);
     free(owned);
   }
+  sodium_memzero(lw, wlen * sizeof *lw);
+  free(lw);
+  if (lb) sodium_memzero(lb, (size_t)st->conv.co * sizeof *lb);
+  free(lb);
   return rc ? hetee_error(rc, "%s", detail) : 0;
 }
 
@@ -128,8 +129,6 @@ int client_model_encrypt_progress(const hetee_ckks_context *ctx, const hetee_ckk
   for (size_t s = 0; s < ns && !rc; s++) {
     const engine_stage *st = &em->plan->st[s];
     const hetee_hemat_layout *L = &st->layout;
-    hetee_nn_layer_info info;
-    if ((rc = check_layer(m, s, st, &info))) goto err;
     em->w[s] = calloc(L->n_w_cts, sizeof *em->w[s]);
     if (st->has_bias) em->bias[s] = calloc((size_t)L->nmb, sizeof *em->bias[s]);
     if (!em->w[s] || (st->has_bias && !em->bias[s])) {
@@ -137,7 +136,7 @@ int client_model_encrypt_progress(const hetee_ckks_context *ctx, const hetee_ckk
       goto err;
     }
     size_t nb = st->has_bias ? (size_t)L->nmb : 0;
-    rc = encrypt_stage(ctx, pk, st, &info, nb, em->w[s], em->bias[s]);
+    rc = encrypt_stage(ctx, pk, st, m, nb, em->w[s], em->bias[s]);
     em->ct_bytes += (L->n_w_cts + nb) * w_ct;
     if (rc) rc = engine_wrap(rc, "stage %zu (%s)", s, st->names);
     else if (cb) cb(ud, s + 1, ns);

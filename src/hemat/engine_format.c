@@ -27,6 +27,9 @@
 #define PLAN_VERSION_LANES 3 /* 3: + i32 lanes per stage after nimg; written only
                                 when a stage has lanes > 1 (a plan without
                                 lanes keeps version 2, byte for byte) */
+#define PLAN_VERSION_FOLD 4 /* 4: + i32 fold per stage after the bias flag (the
+                               folded AFFINE layer's index, -1: none); written
+                               only when a stage folds one */
 #define PLAN_MAX_BYTES (64u << 20)
 #define FILE_MAX_BYTES ((size_t)4 << 30)
 #define MIN_CT_BYTES 64 /* a serialized ciphertext is never shorter */
@@ -113,9 +116,11 @@ static const uint8_t *r_bytes(rbuf *r, size_t n) {
 
 int engine_plan_save(const hetee_engine_plan *p, uint8_t **buf, size_t *len) {
   wbuf w = {0};
-  uint32_t ver = p->version == PLAN_VERSION_LANES ? PLAN_VERSION_LANES : PLAN_VERSION;
+  uint32_t ver = p->version == PLAN_VERSION_LANES || p->version == PLAN_VERSION_FOLD ? (uint32_t)p->version : PLAN_VERSION;
   for (size_t s = 0; s < p->nstages; s++)
-    if (p->st[s].pack.lanes > 1) ver = PLAN_VERSION_LANES;
+    if (p->st[s].pack.lanes > 1 && ver < PLAN_VERSION_LANES) ver = PLAN_VERSION_LANES;
+  for (size_t s = 0; s < p->nstages; s++)
+    if (p->st[s].fold) ver = PLAN_VERSION_FOLD;
   w_u32(&w, ver);
   w_u32(&w, (uint32_t)p->n);
   w_u32(&w, p->micro_batch);
@@ -141,6 +146,7 @@ int engine_plan_save(const hetee_engine_plan *p, uint8_t **buf, size_t *len) {
     w_i32(&w, st->pack.nimg);
     if (ver >= PLAN_VERSION_LANES) w_i32(&w, st->pack.lanes);
     w_u8(&w, (uint8_t)st->has_bias);
+    if (ver >= PLAN_VERSION_FOLD) w_i32(&w, st->fold - 1);
     w_u32(&w, (uint32_t)st->nops);
     for (size_t k = 0; k < st->nops; k++) {
       const hetee_refresh_op *o = &st->ops[k];
@@ -192,6 +198,7 @@ static int load_stage(rbuf *r, hetee_engine_plan *p, size_t s) {
   st->pack.nimg = r_i32(r);
   st->pack.lanes = p->version >= PLAN_VERSION_LANES ? r_i32(r) : 0; /* version 2: no lanes */
   st->has_bias = r_u8(r);
+  int32_t fold = p->version >= PLAN_VERSION_FOLD ? r_i32(r) : -1;
   uint32_t nops = r_u32(r);
   if (r->err) return bad("truncated stage");
   for (int i = 0; i < 3; i++)
@@ -220,6 +227,12 @@ static int load_stage(rbuf *r, hetee_engine_plan *p, size_t s) {
   st->shape = st->conv;
   if (phased && !engine_phase_shape(&st->conv, &st->shape)) return bad("space-to-depth form of a conv that has none");
   if (st->has_bias > 1) return bad("bias flag");
+  /* a folded affine layer lies between the previous stage's layer and this
+   * one, and this layer has a bias (the fold's) and reads no padding */
+  if (fold < -1 || fold >= st->layer || (fold >= 0 && (s == 0 || fold <= p->st[s - 1].layer || !st->has_bias ||
+                                                          st->pads[0] || st->pads[1] || st->pads[2] || st->pads[3])))
+    return bad("folded layer");
+  st->fold = fold + 1;
   /* lanes: 0, 1, 2, 4, 8 (hemat checks mb == lanes), never on the first
    * stage (its inputs come from the data provider, not the enclave) */
   if (st->pack.lanes < 0 || st->pack.lanes > 8) return bad("lanes out of range");
@@ -307,9 +320,9 @@ int engine_plan_load(const uint8_t *buf, size_t len, hetee_engine_plan **out) {
   uint8_t kind = r_u8(&r);
   uint32_t nstages = r_u32(&r);
   if (r.err) return bad("truncated header");
-  if (ver != PLAN_VERSION && ver != PLAN_VERSION_LANES)
-    return hetee_error(HETEE_ERR_VERSION, "engine plan version %u, expected %d or %d", ver, PLAN_VERSION,
-                       PLAN_VERSION_LANES);
+  if (ver != PLAN_VERSION && ver != PLAN_VERSION_LANES && ver != PLAN_VERSION_FOLD)
+    return hetee_error(HETEE_ERR_VERSION, "engine plan version %u, expected %d to %d", ver, PLAN_VERSION,
+                       PLAN_VERSION_FOLD);
   if (n < 4096 || n > 65536 || (n & (n - 1))) return bad("ring degree");
   if (mb < 1 || mb > HETEE_ENGINE_MAX_MICRO_BATCH) return bad("micro-batch out of range");
   for (int i = 0; i < 3; i++)

@@ -26,8 +26,14 @@ typedef struct engine_stage {
   hetee_hemat_pack pack;
   hetee_hemat_layout layout; /* at the plan's micro-batch */
   int has_bias;
+  int fold;             /* 1 + index of the AFFINE layer (BatchNormalization)
+                           folded into this stage's weights and bias: the
+                           previous stage's refresh no longer applies it, and
+                           its constants reach nobody but the model provider
+                           (engine_fold_affine); 0: none */
   size_t nops;
   hetee_refresh_op ops[HETEE_REFRESH_MAX_OPS];
+  int op_layer[HETEE_REFRESH_MAX_OPS]; /* nn layer of each op (built plans only) */
   double *arrays[2 * HETEE_REFRESH_MAX_OPS]; /* owned op parameters (a, b) */
   int out_shape[3];     /* after the ops */
   double predicted_s;
@@ -114,6 +120,10 @@ static inline void engine_in_coord(const engine_stage *st, int c, int y, int x, 
  * st->shape: w itself, or (phased) a rearranged copy in *owned (malloc'd;
  * the caller wipes and frees it: weights are the model provider's). */
 int engine_stage_weights(const engine_stage *st, const float *w, const float **out, float **owned);
+/* The weights (the layer's own geometry, co x c x kh x kw) and bias (co
+ * values, or NULL without one) stage st computes with, from model m: the
+ * layer's, with the AFFINE layer st->fold names folded in. malloc'd. */
+int engine_stage_params(const engine_stage *st, const hetee_nn_model *m, float **w, float **bias);
 
 /* Plan (de)serialization, embedded in the encrypted model file. load
  * validates everything (HETEE_ERR_FORMAT with a detail) and recomputes the

@@ -256,6 +256,41 @@ static int stage_linear(engine_stage *s, const hetee_nn_layer_info *L, int layer
   return 0;
 }
 
+/* Folds the last AFFINE op of stage s's refresh into the next stage's
+ * layer when nothing but average pooling and reshapes lies between them
+ * and that layer reads no zero padding: for the next layer's input element
+ * e (unpadded C x H x W order), the affine's channel is e / (size / C_a),
+ * since pooling keeps channels and a reshape flattens channel-major, so
+ *   W'[o][e] = W[o][e] a[ch(e)],  bias'[o] = bias[o] + sum_e W[o][e] b[ch(e)]
+ * (engine_stage_params) computes the same outputs (average pooling
+ * commutes with a per-channel affine map; without padding every weight
+ * reads a real element). Then the affine's constants travel nowhere: the
+ * plan names only its layer, the model provider folds them before it
+ * encrypts, and the enclave's refresh has one op less. Anything else (a
+ * non-linear op after the affine, padding, the last stage) keeps the op in
+ * the refresh, its constants in the plan (docs/security.md). */
+static void fold_affine(engine_stage *s, engine_stage *next) {
+  size_t k = s->nops;
+  while (k > 0 && (s->ops[k - 1].kind == HETEE_OP_AVGPOOL || s->ops[k - 1].kind == HETEE_OP_RESHAPE)) k--;
+  if (k == 0 || s->ops[k - 1].kind != HETEE_OP_BATCHNORM || next->fold) return;
+  for (int i = 0; i < 4; i++)
+    if (next->pads[i]) return;
+  size_t j = k - 1, ch = s->ops[j].na, size = count3(next->in_shape);
+  if (!ch || size % ch || (next->kind == HETEE_NN_CONV && (size_t)next->in_shape[0] != ch)) return;
+  next->fold = s->op_layer[j] + 1;
+  next->has_bias = 1;
+  free(s->arrays[2 * j]);
+  free(s->arrays[2 * j + 1]);
+  for (size_t i = j; i + 1 < s->nops; i++) {
+    s->ops[i] = s->ops[i + 1];
+    s->op_layer[i] = s->op_layer[i + 1];
+    s->arrays[2 * i] = s->arrays[2 * i + 2];
+    s->arrays[2 * i + 1] = s->arrays[2 * i + 3];
+  }
+  s->nops--;
+  s->arrays[2 * s->nops] = s->arrays[2 * s->nops + 1] = NULL;
+}
+
 /* The stages of model m without packings. */
 static int cut_stages(const hetee_nn_model *m, hetee_engine_plan *p) {
   size_t nl = hetee_nn_model_num_layers(m);
@@ -313,9 +348,11 @@ static int cut_stages(const hetee_nn_model *m, hetee_engine_plan *p) {
       continue;
     }
     if ((rc = map_layer(cur, &L))) return rc;
+    cur->op_layer[cur->nops - 1] = (int)i;
     names_add(cur, &L);
   }
   if (!p->nstages) return hetee_error(HETEE_ERR_UNSUPPORTED, "the model has no linear layer (Gemm, MatMul or Conv)");
+  for (size_t s = 0; s + 1 < p->nstages; s++) fold_affine(&p->st[s], &p->st[s + 1]);
   /* the first stage's input is the model input (after flatten/reshape) */
   if (count3(p->st[0].in_shape) != p->in_size)
     return hetee_error(HETEE_ERR_SHAPE, "first linear layer takes %zu values, the model input has %zu",
@@ -454,6 +491,51 @@ int engine_stage_weights(const engine_stage *st, const float *w, const float **o
   return 0;
 }
 
+int engine_stage_params(const engine_stage *st, const hetee_nn_model *m, float **w, float **bias) {
+  *w = *bias = NULL;
+  hetee_nn_layer_info L, A;
+  size_t wlen = (size_t)st->conv.co * st->conv.c * st->conv.kh * st->conv.kw, co = (size_t)st->conv.co;
+  if (st->layer < 0 || (size_t)st->layer >= hetee_nn_model_num_layers(m) || hetee_nn_model_layer(m, (size_t)st->layer, &L) ||
+      (int)L.kind != st->kind || !L.weight || L.weight_len != wlen || (L.bias && L.bias_len && L.bias_len != co) ||
+      (!st->has_bias && L.bias && L.bias_len) || (st->has_bias && !st->fold && (!L.bias || !L.bias_len)))
+    return hetee_error(HETEE_ERR_SHAPE, "layer %d of the model is not the one planned (plan of another model?)",
+                       st->layer);
+  size_t size = count3(st->in_shape), ch = 0;
+  if (st->fold) {
+    size_t fl = (size_t)st->fold - 1;
+    if ((int)fl >= st->layer || fl >= hetee_nn_model_num_layers(m) || hetee_nn_model_layer(m, fl, &A) ||
+        A.kind != HETEE_NN_AFFINE || !A.weight || !A.bias || !A.weight_len || A.bias_len != A.weight_len ||
+        size % A.weight_len || (st->kind == HETEE_NN_CONV && (size_t)st->in_shape[0] != A.weight_len))
+      return hetee_error(HETEE_ERR_SHAPE, "layer %zu of the model is not the affine layer the plan folds", fl);
+    ch = A.weight_len;
+  }
+  float *v = malloc(wlen * sizeof *v), *b = st->has_bias ? calloc(co, sizeof *b) : NULL;
+  if (!v || (st->has_bias && !b)) {
+    free(v);
+    free(b);
+    return hetee_error(HETEE_ERR_NOMEM, "no memory");
+  }
+  memcpy(v, L.weight, wlen * sizeof *v);
+  for (size_t o = 0; b && o < co; o++) b[o] = L.bias && L.bias_len ? L.bias[o] : 0.0f;
+  if (st->fold) {
+    /* per output o, the weights over the unpadded input (no padding: the
+     * conv's c x kh x kw, a dense layer's D) */
+    size_t per = wlen / co, hw = (size_t)st->conv.kh * st->conv.kw, group = size / ch;
+    for (size_t o = 0; o < co; o++) {
+      double acc = 0;
+      for (size_t e = 0; e < per; e++) {
+        size_t c = st->kind == HETEE_NN_CONV ? e / hw : e / group; /* the affine's channel */
+        acc += (double)v[o * per + e] * (double)A.bias[c];
+        v[o * per + e] *= A.weight[c];
+      }
+      b[o] = (float)((double)b[o] + acc);
+    }
+  }
+  *w = v;
+  *bias = b;
+  return 0;
+}
+
 /* Packs every stage for micro-batch mb (hemat's choice) and fills layouts.
  * A strided convolution runs in space-to-depth form when the cost model
  * prefers it (fewer, denser output ciphertexts for a few more products). */
@@ -582,6 +664,23 @@ int hetee_engine_plan_stage(const hetee_engine_plan *p, size_t i, hetee_engine_s
   memcpy(o->out_shape, st->out_shape, sizeof o->out_shape);
   o->conv = st->conv;
   o->phased = st->phased;
+  o->folded_layer = st->fold - 1;
+  return 0;
+}
+
+int hetee_engine_plan_stage_params(const hetee_engine_plan *p, size_t i, const hetee_nn_model *m, float **w,
+                                   float **bias) {
+  if (!p || !m || !w || !bias || i >= p->nstages) return hetee_error(HETEE_ERR_INVALID_ARG, "no stage %zu", i);
+  float *lw = NULL, *lb = NULL, *hw = NULL;
+  int rc = engine_stage_params(&p->st[i], m, &lw, &lb);
+  if (!rc) rc = hetee_engine_plan_stage_weights(p, i, lw, &hw);
+  free(lw);
+  if (rc) {
+    free(lb);
+    return rc;
+  }
+  *w = hw;
+  *bias = lb;
   return 0;
 }
 
@@ -774,6 +873,15 @@ static const char *op_name(int kind) {
   }
 }
 
+static int st_fold(const hetee_engine_plan *p, size_t s) { return p->st[s].fold; }
+
+/* A refresh op with constants (an affine map the plan could not fold, a
+ * constant add) carries them in the plan, which the host reads. */
+static void print_clear(FILE *f) {
+  fprintf(f, "  clear    this refresh's affine or constant-add values are in the plan, which the host reads "
+             "(not foldable here)\n");
+}
+
 /* The evaluation keys a stage's host work needs: none for the coefficient
  * kernels (products stay in degree 2, the enclave decrypts with s^2), the
  * rotation steps of the expansion for a lane stage. */
@@ -813,6 +921,9 @@ void hetee_engine_plan_print(const hetee_engine_plan *p, FILE *f) {
       fprintf(f, "  phased   conv kernel %dx%d stride %dx%d run as the stride-1 space-to-depth form above\n", k->kh, k->kw,
               k->sh, k->sw);
     }
+    if (st_fold(p, s))
+      fprintf(f, "  folded   the affine layer %d before this layer (BatchNormalization), into its weights and bias: "
+                 "its constants stay with the model provider\n", st_fold(p, s) - 1);
     fprintf(f, "  packing  cb %d, mb %d, nimg %d (%zu groups)\n", o.pack.cb, o.pack.mb, o.pack.nimg, L->ngroups);
     if (L->lanes > 1)
       fprintf(f, "  lanes    %d: the enclave encrypts %zu dense inputs, the host expands each into %d (%zu key switches)\n",
@@ -829,6 +940,7 @@ void hetee_engine_plan_print(const hetee_engine_plan *p, FILE *f) {
     total += o.predicted_s;
     fprintf(f, "  refresh ");
     if (!o.nops) fprintf(f, " (layout change only)");
+    int clear = 0;
     for (size_t k = 0; k < o.nops; k++) {
       const hetee_refresh_op *op = &o.ops[k];
       fprintf(f, "%s%s", k ? ", " : " ", op_name(op->kind));
@@ -836,12 +948,15 @@ void hetee_engine_plan_print(const hetee_engine_plan *p, FILE *f) {
       if (op->kind == HETEE_OP_MAXPOOL || op->kind == HETEE_OP_AVGPOOL)
         fprintf(f, "(%d, stride %d)", op->window, op->stride);
       if (op->kind == HETEE_OP_RESHAPE) fprintf(f, "(%dx%dx%d)", op->shape[0], op->shape[1], op->shape[2]);
+      clear |= op->na || op->nb;
     }
     if (s + 1 < p->nstages) {
       fprintf(f, " -> %dx%dx%d into stage %zu's layout\n", o.out_shape[0], o.out_shape[1], o.out_shape[2], s + 1);
+      if (clear) print_clear(f);
       continue;
     }
     fprintf(f, " -> %zu values into the release layout (%zu ciphertexts)\n", p->out_size, o.enclave_encryptions);
+    if (clear) print_clear(f);
     fprintf(f, "  release  %s of %zu values per sample, sealed to the data provider\n",
             p->release_kind == HETEE_RELEASE_SOFTMAX ? "softmax" : "argmax", p->out_size);
   }

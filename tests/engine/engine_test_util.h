@@ -185,12 +185,11 @@ static inline void et_simulate(const hetee_engine_plan *p, const hetee_nn_model 
               if (pad) assert_true(v == 0.0); /* the layout leaves padding empty */
               X[k] = (float)v;
             }
-      hetee_nn_layer_info li;
-      ET_OK(hetee_nn_model_layer(m, (size_t)si.layer, &li));
-      float *wts = NULL;
-      ET_OK(hetee_engine_plan_stage_weights(p, s, li.weight, &wts));
-      ET_OK(hetee_hemat_conv_twin(&L, wts, si.has_bias ? li.bias : NULL, X, Y));
+      float *wts = NULL, *bias = NULL;
+      ET_OK(hetee_engine_plan_stage_params(p, s, m, &wts, &bias));
+      ET_OK(hetee_hemat_conv_twin(&L, wts, bias, X, Y));
       free(wts);
+      free(bias);
       size_t blen = L.n_out_cts * N;
       double *B = calloc(blen, sizeof *B);
       assert_non_null(B);

@@ -18,20 +18,25 @@ typedef struct {
   const char *name;
   size_t stages;
   int ops[4][6]; /* refresh op kinds per stage, 0-terminated */
+  int fold[4];   /* 1 + the affine layer folded into each stage, 0: none */
 } expect;
 
 /* What the README's architectures say; every other bundled model gets the
  * generic checks. */
 static const expect KNOWN[] = {
-    {"mlp", 2, {{HETEE_OP_RELU}, {0}}},
-    {"mlp_small", 2, {{HETEE_OP_RELU}, {0}}},
+    {"mlp", 2, {{HETEE_OP_RELU}, {0}}, {0}},
+    {"mlp_small", 2, {{HETEE_OP_RELU}, {0}}, {0}},
     {"cnn", 4,
-     {{HETEE_OP_RELU, HETEE_OP_MAXPOOL}, {HETEE_OP_RELU, HETEE_OP_MAXPOOL, HETEE_OP_RESHAPE}, {HETEE_OP_RELU}, {0}}},
-    {"e2dm", 3, {{HETEE_OP_SQUARE, HETEE_OP_RESHAPE}, {HETEE_OP_SQUARE}, {0}}},
+     {{HETEE_OP_RELU, HETEE_OP_MAXPOOL}, {HETEE_OP_RELU, HETEE_OP_MAXPOOL, HETEE_OP_RESHAPE}, {HETEE_OP_RELU}, {0}},
+     {0}},
+    {"e2dm", 3, {{HETEE_OP_SQUARE, HETEE_OP_RESHAPE}, {HETEE_OP_SQUARE}, {0}}, {0}},
+    /* its BatchNormalization (layer 2, after the ReLU) is folded into the
+     * next conv: its constants leave the refresh and the plan */
     {"cnn_bn", 3,
-     {{HETEE_OP_RELU, HETEE_OP_BATCHNORM, HETEE_OP_AVGPOOL},
+     {{HETEE_OP_RELU, HETEE_OP_AVGPOOL},
       {HETEE_OP_TANH, HETEE_OP_AVGPOOL, HETEE_OP_RESHAPE},
-      {0}}},
+      {0}},
+     {0, 3, 0}},
 };
 
 static const expect *known(const char *name) {
@@ -63,6 +68,7 @@ static void test_bundled_plans(void **state) {
     for (size_t s = 0; s < stages; s++) {
       hetee_engine_stage_info si;
       ET_OK(hetee_engine_plan_stage(p, s, &si));
+      if (e) assert_int_equal(si.folded_layer, e->fold[s] - 1);
       if (e) {
         size_t k = 0;
         while (k < 6 && e->ops[s][k]) {
@@ -452,6 +458,173 @@ static void test_zoo_simulation(void **state) {
   }
 }
 
+/* ---- a BatchNormalization folded into the next layer ---- */
+
+/* x [N,2,5,5] -> Conv 3x3 (3 ch) -> Relu -> BatchNorm -> AveragePool 2 s1
+ * (3x2x2) -> tail, where the tail is
+ *   0: Conv 2x2 (4 ch, no bias) -> Relu -> Flatten -> Gemm 4->5
+ *   1: GlobalAveragePool -> Flatten -> Gemm 3->5 (no bias)
+ *   2: Relu -> Flatten -> Gemm 12->5                (not foldable: a ReLU after it)
+ *   3: Conv 2x2 pad 1 (4 ch) -> Flatten -> Gemm 36->5 (not foldable: padding)
+ *   4: Flatten -> Gemm 12->5                        (4 inputs per channel) */
+static int bn_foldable(int tail) { return tail == 0 || tail == 1 || tail == 4; }
+static onnx_builder *bn_graph(int tail) {
+  onnx_builder *b = ob_new(13, 0);
+  ob_init(b, "w1", 4, (int64_t[]){3, 2, 3, 3});
+  ob_init(b, "b1", 1, (int64_t[]){3});
+  ob_node(b, "Conv", "conv1", "x", "w1", "b1", "a1");
+  ob_node(b, "Relu", "relu1", "a1", NULL, NULL, "a2");
+  ob_init(b, "g", 1, (int64_t[]){3});
+  ob_init(b, "bb", 1, (int64_t[]){3});
+  ob_init(b, "mu", 1, (int64_t[]){3});
+  ob_init(b, "var", 1, (int64_t[]){3});
+  ob_node(b, "BatchNormalization", "bn", "a2", "g", "bb", "a3");
+  Onnx__NodeProto *bn = b->last;
+  OB_PUSH(b, bn->n_input, bn->input, ob_str(b, "mu"));
+  OB_PUSH(b, bn->n_input, bn->input, ob_str(b, "var"));
+  ob_node(b, "AveragePool", "avg", "a3", NULL, NULL, "a4");
+  ob_attr_ints(b, "kernel_shape", 2, (int64_t[]){2, 2});
+  int64_t fin = 12;
+  if (tail == 0 || tail == 3) {
+    ob_init(b, "w2", 4, (int64_t[]){4, 3, 2, 2});
+    ob_node(b, "Conv", "conv2", "a4", "w2", NULL, "a5");
+    if (tail == 3) ob_attr_ints(b, "pads", 4, (int64_t[]){1, 1, 1, 1});
+    ob_node(b, tail == 0 ? "Relu" : "Identity", "r2", "a5", NULL, NULL, "a6");
+    fin = tail == 0 ? 4 : 36;
+  } else if (tail == 1) {
+    ob_node(b, "GlobalAveragePool", "gap", "a4", NULL, NULL, "a6");
+    fin = 3;
+  } else {
+    ob_node(b, tail == 2 ? "Relu" : "Identity", "r2", "a4", NULL, NULL, "a6");
+  }
+  ob_node(b, "Flatten", "flat", "a6", NULL, NULL, "a7");
+  ob_init(b, "w3", 2, (int64_t[]){5, fin});
+  ob_node(b, "Gemm", "fc", "a7", "w3", NULL, "y");
+  ob_attr_int(b, "transB", 1);
+  et_randomize(b, 4242 + (uint64_t)tail, 0.9f);
+  for (size_t i = 0; i < b->graph.n_initializer; i++)
+    if (!strcmp(b->graph.initializer[i]->name, "var"))
+      for (size_t j = 0; j < 3; j++) b->graph.initializer[i]->float_data[j] = 0.5f + fabsf(b->graph.initializer[i]->float_data[j]);
+  return b;
+}
+
+/* 1 if the 8 bytes of some f64 of v[0..n) (as the plan writes them) occur in buf */
+static int has_f64(const uint8_t *buf, size_t len, const float *v, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    double d = v[i];
+    uint8_t le[8];
+    uint64_t u;
+    memcpy(&u, &d, 8);
+    for (int k = 0; k < 8; k++) le[k] = (uint8_t)(u >> (8 * k));
+    for (size_t j = 0; j + 8 <= len; j++)
+      if (!memcmp(buf + j, le, 8)) return 1;
+  }
+  return 0;
+}
+
+static void test_fold_affine(void **state) {
+  (void)state;
+  for (int tail = 0; tail < 5; tail++) {
+    hetee_nn_model *m = et_build(bn_graph(tail), NULL);
+    assert_non_null(m);
+    hetee_engine_plan_options o;
+    memset(&o, 0, sizeof o);
+    o.batch = 7;
+    hetee_engine_plan *p = NULL;
+    ET_OK(hetee_engine_plan_build(m, &o, &p));
+    int foldable = bn_foldable(tail);
+    size_t last = hetee_engine_plan_num_stages(p) - 1;
+    hetee_engine_stage_info s0, s1;
+    ET_OK(hetee_engine_plan_stage(p, 0, &s0));
+    ET_OK(hetee_engine_plan_stage(p, 1, &s1));
+    assert_int_equal(s0.folded_layer, -1);
+    assert_int_equal(s1.folded_layer, foldable ? 2 : -1);
+    int has_bn = 0;
+    for (size_t k = 0; k < s0.nops; k++) has_bn |= s0.ops[k].kind == HETEE_OP_BATCHNORM;
+    assert_int_equal(has_bn, !foldable);
+    if (foldable) assert_int_equal(s1.has_bias, 1); /* the fold's bias, though the layer has none */
+    /* the plan's bytes hold the affine constants only when they are not folded */
+    hetee_nn_layer_info bn;
+    ET_OK(hetee_nn_model_layer(m, 2, &bn));
+    assert_int_equal(bn.kind, HETEE_NN_AFFINE);
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    ET_OK(engine_plan_save(p, &buf, &len));
+    assert_int_equal(has_f64(buf, len, bn.weight, bn.weight_len) || has_f64(buf, len, bn.bias, bn.bias_len), !foldable);
+    /* the printout says which it is */
+    char *text = NULL;
+    size_t tlen = 0;
+    FILE *f = open_memstream(&text, &tlen);
+    hetee_engine_plan_print(p, f);
+    fclose(f);
+    assert_int_equal(strstr(text, "  folded   the affine layer 2 before this layer") != NULL, foldable);
+    assert_int_equal(strstr(text, "  clear    ") != NULL, !foldable);
+    free(text);
+    /* the fold survives the format (what the model provider encrypts from) */
+    hetee_engine_plan *q = NULL;
+    ET_OK(engine_plan_load(buf, len, &q));
+    hetee_engine_stage_info t1;
+    ET_OK(hetee_engine_plan_stage(q, 1, &t1));
+    assert_int_equal(t1.folded_layer, s1.folded_layer);
+    /* a folded layer outside (previous stage's layer, this stage's layer) is refused */
+    if (foldable) {
+      /* where stage 1's i32 fold lies: the one place the bytes change when it does */
+      uint8_t *copy = NULL;
+      size_t clen = 0, at = 0, ndiff = 0;
+      p->st[1].fold += 1;
+      ET_OK(engine_plan_save(p, &copy, &clen));
+      p->st[1].fold -= 1;
+      assert_int_equal(clen, len);
+      for (size_t j = 0; j < len; j++)
+        if (copy[j] != buf[j]) at = j, ndiff++;
+      assert_int_equal(ndiff, 1);
+      const int32_t bad[] = {s0.layer, s1.layer, s1.layer + 1, 1000, -2};
+      for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        memcpy(copy, buf, len);
+        memcpy(copy + at, &bad[k], 4);
+        hetee_engine_plan *r = NULL;
+        int lrc = engine_plan_load(copy, len, &r);
+        if (lrc != HETEE_ERR_FORMAT) fprintf(stderr, "tail %d: fold %d loaded (%d)\n", tail, (int)bad[k], lrc);
+        assert_int_equal(lrc, HETEE_ERR_FORMAT);
+        assert_null(r);
+      }
+      free(copy);
+    }
+    free(buf);
+    /* the folded plan computes what the model computes */
+    size_t n = 9, in = hetee_engine_plan_input_size(p);
+    float *x = malloc(n * in * sizeof *x), *want = malloc(n * 5 * sizeof *want);
+    double *got = malloc(n * 5 * sizeof *got);
+    assert_true(x && want && got);
+    uint64_t seed = 99 + (uint64_t)tail;
+    for (size_t i = 0; i < n * in; i++) x[i] = et_unif(&seed);
+    ET_OK(hetee_nn_forward(m, x, n, want));
+    et_simulate(p, m, x, n, got);
+    for (size_t k = 0; k < n * 5; k++) assert_true(fabs(got[k] - want[k]) < 1e-4 * (1 + fabs(want[k])));
+    /* the weights and bias the stage computes with: W a and bias + W b */
+    float *w = NULL, *bias = NULL;
+    ET_OK(hetee_engine_plan_stage_params(p, 1, m, &w, &bias));
+    assert_true(foldable ? bias != NULL : 1);
+    free(w);
+    free(bias);
+    /* another model (no affine at the folded index): refused */
+    if (foldable) {
+      hetee_nn_model *other = et_build(bn_graph(2), NULL);
+      w = bias = NULL;
+      assert_int_equal(hetee_engine_plan_stage_params(p, 1, other, &w, &bias), HETEE_ERR_SHAPE);
+      assert_null(w);
+      hetee_nn_model_free(other);
+    }
+    (void)last;
+    free(x);
+    free(want);
+    free(got);
+    hetee_engine_plan_free(q);
+    hetee_engine_plan_free(p);
+    hetee_nn_model_free(m);
+  }
+}
+
 /* ---- refusals ---- */
 
 static void expect_refused(onnx_builder *b, int status, const char *message) {
@@ -575,6 +748,7 @@ int main(void) {
       cmocka_unit_test(test_bundled_plans),   cmocka_unit_test(test_bundled_simulation),
       cmocka_unit_test(test_zoo_simulation),  cmocka_unit_test(test_refusals), cmocka_unit_test(test_phased),
       cmocka_unit_test(test_micro_batches),    cmocka_unit_test(test_lanes),
+      cmocka_unit_test(test_fold_affine),
   };
   return cmocka_run_group_tests_name("engine/plan", tests, NULL, NULL);
 }

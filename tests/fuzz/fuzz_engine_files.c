@@ -5,8 +5,9 @@
  * hetee_engine_input_load) and the data provider's sealed input witnesses
  * ("HTWT": hetee_engine_witnesses_load), selected by the magic so mutants
  * can cross formats. Seeds, under the fuzz parameters (N = 2^12, level 1 = the top):
- * a small model (padded conv 2->3 3x3, ReLU, max-pool, flatten, dense
- * 12->4, sigmoid) with its plan and encrypted weights, inputs of 1 and
+ * a small model (padded conv 2->3 3x3, ReLU, BatchNormalization,
+ * average pool, flatten, dense 12->4, sigmoid: the affine layer folded
+ * into the dense one, a version-4 plan) with its plan and encrypted weights, inputs of 1 and
  * 3 samples and their witnesses (model id 7, sealed to a fresh key). An accepted
  * object must save back to the same bytes.
  */
@@ -32,8 +33,15 @@ static hetee_nn_model *small_model(void) {
   ob_init(b, "b1", 1, (int64_t[]){3});
   ob_node(b, "Conv", "conv", "x", "w1", "b1", "a1");
   ob_attr_ints(b, "pads", 4, (int64_t[]){1, 1, 1, 1});
-  ob_node(b, "Relu", "relu", "a1", NULL, NULL, "a2");
-  ob_node(b, "MaxPool", "pool", "a2", NULL, NULL, "a3");
+  ob_node(b, "Relu", "relu", "a1", NULL, NULL, "a2b");
+  ob_init(b, "g", 1, (int64_t[]){3});
+  ob_init(b, "bb", 1, (int64_t[]){3});
+  ob_init(b, "mu", 1, (int64_t[]){3});
+  ob_init(b, "var", 1, (int64_t[]){3});
+  ob_node(b, "BatchNormalization", "bn", "a2b", "g", "bb", "a2");
+  OB_PUSH(b, b->last->n_input, b->last->input, ob_str(b, "mu"));
+  OB_PUSH(b, b->last->n_input, b->last->input, ob_str(b, "var"));
+  ob_node(b, "AveragePool", "pool", "a2", NULL, NULL, "a3");
   ob_attr_ints(b, "kernel_shape", 2, (int64_t[]){2, 2});
   ob_attr_ints(b, "strides", 2, (int64_t[]){2, 2});
   ob_node(b, "Flatten", "flat", "a3", NULL, NULL, "a4");
@@ -65,6 +73,11 @@ int fuzz_setup(void) {
   o.batch = 3;
   if (hetee_engine_plan_build(model, &o, &plan)) {
     fprintf(stderr, "engine_files setup: %s\n", hetee_last_error());
+    return -1;
+  }
+  hetee_engine_stage_info si;
+  if (hetee_engine_plan_stage(plan, 1, &si) || si.folded_layer != 2) {
+    fprintf(stderr, "engine_files setup: the seed plan does not fold its affine layer\n");
     return -1;
   }
   return 0;

@@ -875,6 +875,25 @@ static const char *op_name(int kind) {
 
 static int st_fold(const hetee_engine_plan *p, size_t s) { return p->st[s].fold; }
 
+/* The ciphertext bytes a bound run moves per micro-batch for stage s (what
+ * hetee_engine_stats counts, less headers): to the enclave each output's c1
+ * and c2 of one prime in full and c0 at the coefficients the refresh reads
+ * (engine/bound checks the measured bytes against this), plus the first
+ * stage's sealed input witness; back the next stage's fresh seeded inputs
+ * (c0 of two primes). */
+static void print_bytes(FILE *f, const hetee_engine_plan *p, size_t s) {
+  hetee_engine_refresh R;
+  if (hetee_engine_plan_refresh(p, s, p->micro_batch, &R)) return;
+  const hetee_hemat_layout *L = &p->st[s].layout;
+  size_t to = L->n_out_cts * 2 * p->n * 8 + (size_t)R.batch * R.n_in * 8;
+  size_t from = s + 1 < p->nstages ? p->st[s + 1].layout.n_dense_in_cts * 2 * p->n * 8 : 0;
+  size_t wit = s == 0 ? 4 * (size_t)p->micro_batch * p->in_size : 0;
+  hetee_engine_refresh_free(&R);
+  fprintf(f, "  bytes    to the enclave %.2f MB", (double)to / 1e6);
+  if (wit) fprintf(f, " + the input witness %.2f MB", (double)wit / 1e6);
+  fprintf(f, ", back %.2f MB per micro-batch (bound run, without headers)\n", (double)from / 1e6);
+}
+
 /* A refresh op with constants (an affine map the plan could not fold, a
  * constant add) carries them in the plan, which the host reads. */
 static void print_clear(FILE *f) {
@@ -934,6 +953,7 @@ void hetee_engine_plan_print(const hetee_engine_plan *p, FILE *f) {
             o.n_in_cts, s == 0 ? "data provider" : "enclave", o.n_w_cts, o.n_bias_cts, o.n_out_cts, o.n_products,
             o.enclave_encryptions, o.enclave_decryptions);
     print_keys(f, p->n, L);
+    print_bytes(f, p, s);
     size_t wb = (o.n_w_cts + o.n_bias_cts) * engine_ct_bytes(p->n, 2, HETEE_ENGINE_LEVEL);
     fprintf(f, "  weights  %zu bytes (%.1f MiB) of weight and bias ciphertexts\n", wb, (double)wb / (1 << 20));
     fprintf(f, "  predicted %.2f ms per micro-batch\n", o.predicted_s * 1e3);

@@ -105,6 +105,9 @@ static void test_bundled_plans(void **state) {
       nw++;
       wsum += strtoull(t + strlen("  weights  "), NULL, 10);
     }
+    size_t nbytes = 0;
+    for (const char *t = text; (t = strstr(t, "  bytes    to the enclave ")); t++) nbytes++;
+    assert_int_equal(nbytes, stages);
     assert_int_equal(nkeys, stages);
     assert_int_equal(nw, stages);
     assert_int_equal(wsum, hetee_engine_plan_model_ct_bytes(p));

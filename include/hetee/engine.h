@@ -157,9 +157,9 @@ typedef struct hetee_engine_stage_info {
                                (c*sh + Y%sh)*sw + X%sw, Y/sh, X/sw
                                (docs/engine.md, "Strided convolutions") */
   int folded_layer;         /* the AFFINE layer (a BatchNormalization after the
-                               previous stage's non-linearity) folded into this
-                               stage's weights and bias, -1: none (docs/engine.md,
-                               "Folded BatchNormalization") */
+                               previous stage's non-linearity) or constant add
+                               folded into this stage's weights and bias, -1:
+                               none (docs/engine.md, "Folded BatchNormalization") */
 } hetee_engine_stage_info;
 
 HETEE_API int hetee_engine_plan_stage(const hetee_engine_plan *p, size_t i, hetee_engine_stage_info *out) HETEE_WUR;

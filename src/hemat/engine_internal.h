@@ -27,7 +27,8 @@ typedef struct engine_stage {
   hetee_hemat_layout layout; /* at the plan's micro-batch */
   int has_bias;
   int fold;             /* 1 + index of the AFFINE layer (BatchNormalization)
-                           folded into this stage's weights and bias: the
+                           or ADD_CONST layer folded into this stage's
+                           weights and bias: the
                            previous stage's refresh no longer applies it, and
                            its constants reach nobody but the model provider
                            (engine_fold_affine); 0: none */

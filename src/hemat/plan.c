@@ -268,15 +268,26 @@ static int stage_linear(engine_stage *s, const hetee_nn_layer_info *L, int layer
  * plan names only its layer, the model provider folds them before it
  * encrypts, and the enclave's refresh has one op less. Anything else (a
  * non-linear op after the affine, padding, the last stage) keeps the op in
- * the refresh, its constants in the plan (docs/security.md). */
+ * the refresh, its constants in the plan (docs/security.md). A constant
+ * add (ADD_BIAS with one value per element) folds the same way into a
+ * dense layer reached through reshapes only: bias'[o] = bias[o] +
+ * sum_e W[o][e] k[e]. */
 static void fold_affine(engine_stage *s, engine_stage *next) {
-  size_t k = s->nops;
-  while (k > 0 && (s->ops[k - 1].kind == HETEE_OP_AVGPOOL || s->ops[k - 1].kind == HETEE_OP_RESHAPE)) k--;
-  if (k == 0 || s->ops[k - 1].kind != HETEE_OP_BATCHNORM || next->fold) return;
+  size_t k = s->nops, pools = 0;
+  while (k > 0 && (s->ops[k - 1].kind == HETEE_OP_AVGPOOL || s->ops[k - 1].kind == HETEE_OP_RESHAPE))
+    pools += s->ops[--k].kind == HETEE_OP_AVGPOOL;
+  if (k == 0 || next->fold) return;
   for (int i = 0; i < 4; i++)
     if (next->pads[i]) return;
   size_t j = k - 1, ch = s->ops[j].na, size = count3(next->in_shape);
-  if (!ch || size % ch || (next->kind == HETEE_NN_CONV && (size_t)next->in_shape[0] != ch)) return;
+  if (s->ops[j].kind == HETEE_OP_ADD_BIAS) {
+    /* a constant add (one value per element) into a dense layer with only
+     * reshapes between: bias'[o] = bias[o] + sum_e W[o][e] k[e] (into a
+     * conv the sum would depend on the output position) */
+    if (pools || s->ops[j].nb || ch != size || next->kind != HETEE_NN_DENSE) return;
+  } else if (s->ops[j].kind != HETEE_OP_BATCHNORM || !ch || size % ch ||
+             (next->kind == HETEE_NN_CONV && (size_t)next->in_shape[0] != ch))
+    return;
   next->fold = s->op_layer[j] + 1;
   next->has_bias = 1;
   free(s->arrays[2 * j]);
@@ -503,10 +514,16 @@ int engine_stage_params(const engine_stage *st, const hetee_nn_model *m, float *
   size_t size = count3(st->in_shape), ch = 0;
   if (st->fold) {
     size_t fl = (size_t)st->fold - 1;
-    if ((int)fl >= st->layer || fl >= hetee_nn_model_num_layers(m) || hetee_nn_model_layer(m, fl, &A) ||
-        A.kind != HETEE_NN_AFFINE || !A.weight || !A.bias || !A.weight_len || A.bias_len != A.weight_len ||
-        size % A.weight_len || (st->kind == HETEE_NN_CONV && (size_t)st->in_shape[0] != A.weight_len))
-      return hetee_error(HETEE_ERR_SHAPE, "layer %zu of the model is not the affine layer the plan folds", fl);
+    int ok = (int)fl < st->layer && fl < hetee_nn_model_num_layers(m) && !hetee_nn_model_layer(m, fl, &A) &&
+             A.weight && A.weight_len;
+    if (ok && A.kind == HETEE_NN_AFFINE)
+      ok = A.bias && A.bias_len == A.weight_len && size % A.weight_len == 0 &&
+           (st->kind != HETEE_NN_CONV || (size_t)st->in_shape[0] == A.weight_len);
+    else
+      ok = ok && A.kind == HETEE_NN_ADD_CONST && st->kind == HETEE_NN_DENSE && A.weight_len == size;
+    if (!ok)
+      return hetee_error(HETEE_ERR_SHAPE, "layer %zu of the model is not the affine map or constant add the plan folds",
+                         fl);
     ch = A.weight_len;
   }
   float *v = malloc(wlen * sizeof *v), *b = st->has_bias ? calloc(co, sizeof *b) : NULL;
@@ -524,6 +541,10 @@ int engine_stage_params(const engine_stage *st, const hetee_nn_model *m, float *
     for (size_t o = 0; o < co; o++) {
       double acc = 0;
       for (size_t e = 0; e < per; e++) {
+        if (A.kind == HETEE_NN_ADD_CONST) { /* dense: input element e */
+          acc += (double)v[o * per + e] * (double)A.weight[e];
+          continue;
+        }
         size_t c = st->kind == HETEE_NN_CONV ? e / hw : e / group; /* the affine's channel */
         acc += (double)v[o * per + e] * (double)A.bias[c];
         v[o * per + e] *= A.weight[c];
@@ -941,7 +962,7 @@ void hetee_engine_plan_print(const hetee_engine_plan *p, FILE *f) {
               k->sh, k->sw);
     }
     if (st_fold(p, s))
-      fprintf(f, "  folded   the affine layer %d before this layer (BatchNormalization), into its weights and bias: "
+      fprintf(f, "  folded   layer %d (an affine map or constant add before this layer) into its weights and bias: "
                  "its constants stay with the model provider\n", st_fold(p, s) - 1);
     fprintf(f, "  packing  cb %d, mb %d, nimg %d (%zu groups)\n", o.pack.cb, o.pack.mb, o.pack.nimg, L->ngroups);
     if (L->lanes > 1)

@@ -437,8 +437,18 @@ static void test_zoo_simulation(void **state) {
     ET_OK(hetee_engine_plan_stage(p, 1, &si));
     assert_int_equal(si.pads[0], 1);
     assert_int_equal(si.ops[2].kind, HETEE_OP_AVGPOOL); /* global average pool */
+    ET_OK(hetee_engine_plan_stage(p, 2, &si));
+    assert_int_equal(si.nops, 1); /* the square; the constant add is folded into fc2 */
+    assert_int_equal(si.ops[0].kind, HETEE_OP_SQUARE);
     ET_OK(hetee_engine_plan_stage(p, 3, &si));
     assert_int_equal(si.nops, 1); /* tanh after the last linear layer: in the release refresh */
+    assert_true(si.folded_layer > 0);
+    assert_int_equal(si.has_bias, 1);
+    hetee_nn_layer_info add;
+    ET_OK(hetee_nn_model_layer(m, (size_t)si.folded_layer, &add));
+    assert_int_equal(add.kind, HETEE_NN_ADD_CONST);
+    ET_OK(hetee_engine_plan_stage(p, 0, &si));
+    assert_int_equal(si.folded_layer, -1);
     size_t n = 23;
     float *x = malloc(n * 50 * sizeof *x), *want = malloc(n * 5 * sizeof *want);
     double *got = malloc(n * 5 * sizeof *got);
@@ -560,7 +570,7 @@ static void test_fold_affine(void **state) {
     FILE *f = open_memstream(&text, &tlen);
     hetee_engine_plan_print(p, f);
     fclose(f);
-    assert_int_equal(strstr(text, "  folded   the affine layer 2 before this layer") != NULL, foldable);
+    assert_int_equal(strstr(text, "  folded   layer 2 (an affine map or constant add") != NULL, foldable);
     assert_int_equal(strstr(text, "  clear    ") != NULL, !foldable);
     free(text);
     /* the fold survives the format (what the model provider encrypts from) */

@@ -149,10 +149,20 @@ typedef struct hetee_hemat_costs {
   double t_expand;       /* host: one key switch of a coefficient expansion
                             (hetee_ckks_evaluator_expand into L lanes costs
                             L - 1); used by hemat_choose's lane packings */
+  double t_out_host;     /* host: per output ciphertext, what a bound run does
+                            with it (bias, rescale, serialization); 0 in the
+                            defaults */
+  double t_enclave_dec_coset; /* enclave: an output decrypted as one coset
+                            (engine plans); 0: 0.75 t_enclave_dec */
 } hetee_hemat_costs;
 
 /* Defaults measured on the development machine (docs/hemat.md). */
 HETEE_API void hetee_hemat_costs_default(hetee_hemat_costs *c);
+/* The costs the encrypted engine plans with (hetee_engine_plan_build without
+ * costs of its own): what a bound run pays per product, fresh input and
+ * output, measured in the engine's own paths, and an enclave weight of
+ * 85/15 (docs/hemat.md, "The engine's costs"). */
+HETEE_API void hetee_hemat_costs_engine(hetee_hemat_costs *c);
 
 /* Picks the packing of minimal weighted cost for the shape and batch
  * (c NULL: hetee_hemat_costs_default):

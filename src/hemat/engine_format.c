@@ -343,7 +343,7 @@ int engine_plan_load(const uint8_t *buf, size_t len, hetee_engine_plan **out) {
   p->in_size = (size_t)in_shape[0] * in_shape[1] * in_shape[2];
   p->out_size = out_size;
   p->release_kind = kind;
-  hetee_hemat_costs_default(&p->costs);
+  hetee_hemat_costs_engine(&p->costs);
   int rc = 0;
   for (uint32_t s = 0; s < nstages && !rc; s++) {
     p->nstages = s + 1; /* so that free releases the arrays of a failed stage */

@@ -28,6 +28,12 @@ int hemat_span(const hetee_hemat_shape *s, int cb, int mb, uint64_t *hw, uint64_
  * the enclave's JOB_REFRESH decrypts as one coset (oh = ow = 1 and a
  * power of two d >= 8 dividing the spacing) prices its decryptions at 0.75
  * t_enclave_dec (planner.c, docs/hemat.md "Costs"). */
+/* 1 if the enclave decrypts the outputs of packing pk (at a micro-batch of
+ * batch samples) as one coset each; the cost of one output ciphertext
+ * (host t_out_host + the enclave's coset or full decryption). */
+int hemat_pack_coset(const hetee_hemat_shape *s, const hetee_hemat_pack *pk, uint32_t batch, size_t n);
+double hemat_out_cost(const hetee_hemat_costs *c, const hetee_hemat_shape *s, const hetee_hemat_pack *pk,
+                      uint32_t batch, size_t n);
 int hemat_choose_engine(const hetee_hemat_shape *s, uint32_t batch, size_t n, int input_from_client,
                         const hetee_hemat_costs *c, hetee_hemat_pack *out, double *cost);
 

@@ -462,9 +462,14 @@ double engine_predict(const hetee_engine_plan *p, size_t s) {
   /* a lane stage's inputs are expanded by the host first: lanes - 1 key
    * switches per dense input */
   double expand = L->lanes > 1 ? (double)L->n_dense_in_cts * (double)(L->lanes - 1) * c->t_expand : 0.0;
-  return (double)o.n_products * c->t_product + (double)o.enclave_encryptions * c->t_enclave_enc +
-         (double)o.enclave_decryptions * c->t_enclave_dec + (s == 0 ? (double)o.n_in_cts * c->t_client_enc : 0.0) +
-         expand;
+  /* each output: the host's bias, rescale and serialization and the
+   * enclave's decryption (one coset where it can); the rest of the
+   * decryptions (an unbound release's, one per sample) in full */
+  const engine_stage *st = &p->st[s];
+  double outs = (double)o.n_out_cts * hemat_out_cost(c, &st->shape, &st->pack, L->batch, p->n);
+  return (double)o.n_products * c->t_product + (double)o.enclave_encryptions * c->t_enclave_enc + outs +
+         (double)(o.enclave_decryptions - o.n_out_cts) * c->t_enclave_dec +
+         (s == 0 ? (double)o.n_in_cts * c->t_client_enc : 0.0) + expand;
 }
 
 static int ceil_div(int a, int b) { return (a + b - 1) / b; }
@@ -627,7 +632,7 @@ int hetee_engine_plan_build(const hetee_nn_model *m, const hetee_engine_plan_opt
   p->max_lanes = o->lanes > 1 ? o->lanes : 0;
   p->force_lanes = o->force_lanes;
   if (o->costs) p->costs = *o->costs;
-  else hetee_hemat_costs_default(&p->costs);
+  else hetee_hemat_costs_engine(&p->costs);
   int rc = cut_stages(m, p);
   if (rc) goto err;
   char why[200] = "";

@@ -90,6 +90,42 @@ static int coset_outputs(const hetee_hemat_shape *s, uint64_t S, int mb, uint64_
   return d >= HEMAT_COSET_MIN_D;
 }
 
+/* What a bound run of the engine pays (2026-11-30, the development machine
+ * as above, Release build), where the costs above (one operation on cache-hot
+ * operands, the enclave's level-1 decryption path) misjudge it
+ * (docs/hemat.md, "The engine's costs"):
+ *   a product inside a layer, weights streamed from memory: 65 us (e2dm's
+ *     dense 320 -> 64 in `hetee-bench infer --json`, 14:05 UTC: 13.7 ms of
+ *     host CPU per micro-batch for 160 products and 16 outputs; the layer
+ *     benchmarks of `hetee-bench hemat`: 63-67 us);
+ *   a fresh input: 230 us of enclave CPU (`hetee-bench enclave`, 14:10
+ *     UTC: 0.301 ms per ciphertext in and out at threads=2, less one
+ *     in-place decryption);
+ *   an output: 230 us of host CPU (bias, rescale to one prime, c0 at the
+ *     read coefficients: `hetee-bench hemat --costs`, "bound runs", 14:42
+ *     UTC: 226.5-248 us as a coset, 292-302 us in full) and 71 us of
+ *     enclave CPU decrypted in full in place, 30 us as one coset (23.1 us at
+ *     d = 64, 41.2 us at d = 8);
+ *   enclave weight 85/15: a deployment that gives the enclave 15% of the
+ *     CPU (the engine's target share) values its second 5.67 host seconds. */
+#define HEMAT_ENGINE_T_PRODUCT 65e-6
+#define HEMAT_ENGINE_T_ENC 230e-6
+#define HEMAT_ENGINE_T_OUT_HOST 230e-6
+#define HEMAT_ENGINE_T_DEC 71e-6
+#define HEMAT_ENGINE_T_DEC_COSET 30e-6
+#define HEMAT_ENGINE_WEIGHT (85.0 / 15.0)
+
+void hetee_hemat_costs_engine(hetee_hemat_costs *c) {
+  if (!c) return;
+  hetee_hemat_costs_default(c);
+  c->t_product = HEMAT_ENGINE_T_PRODUCT;
+  c->t_enclave_enc = HEMAT_ENGINE_T_ENC;
+  c->t_enclave_dec = HEMAT_ENGINE_T_DEC;
+  c->t_enclave_dec_coset = HEMAT_ENGINE_T_DEC_COSET;
+  c->t_out_host = HEMAT_ENGINE_T_OUT_HOST;
+  c->enclave_weight = HEMAT_ENGINE_WEIGHT;
+}
+
 void hetee_hemat_costs_default(hetee_hemat_costs *c) {
   if (!c) return;
   c->t_product = HEMAT_T_PRODUCT;
@@ -101,9 +137,28 @@ void hetee_hemat_costs_default(hetee_hemat_costs *c) {
   c->enclave_weight = 4.0;
   c->max_weight_cts = 0;
   c->t_expand = HEMAT_T_EXPAND;
+  c->t_out_host = 0;
+  c->t_enclave_dec_coset = 0;
 }
 
 static int cost_ok(double v) { return isfinite(v) && v >= 0; }
+
+/* An output decrypted as one coset */
+static double coset_dec(const hetee_hemat_costs *c) {
+  return c->t_enclave_dec_coset > 0 ? c->t_enclave_dec_coset : c->t_enclave_dec * HEMAT_COSET_DEC_FACTOR;
+}
+
+int hemat_pack_coset(const hetee_hemat_shape *s, const hetee_hemat_pack *pk, uint32_t batch, size_t n) {
+  uint64_t HW = 0, O = 0, S = 0, T = 0;
+  if (pk->lanes > 1 || hemat_span(s, pk->cb, pk->mb, &HW, &O, &S, &T)) return 0;
+  uint64_t nimg = (uint64_t)pk->nimg < batch ? (uint64_t)pk->nimg : batch;
+  return coset_outputs(s, S, pk->mb, nimg, n);
+}
+
+double hemat_out_cost(const hetee_hemat_costs *c, const hetee_hemat_shape *s, const hetee_hemat_pack *pk,
+                      uint32_t batch, size_t n) {
+  return c->t_out_host + (hemat_pack_coset(s, pk, batch, n) ? coset_dec(c) : c->t_enclave_dec);
+}
 
 static int choose(const hetee_hemat_shape *s, uint32_t batch, size_t n, int input_from_client,
                   const hetee_hemat_costs *c, int cosets, int max_lanes, int only_lanes, hetee_hemat_pack *out,
@@ -118,7 +173,8 @@ static int choose(const hetee_hemat_shape *s, uint32_t batch, size_t n, int inpu
     c = &dflt;
   }
   if (!cost_ok(c->t_product) || !cost_ok(c->t_enclave_enc) || !cost_ok(c->t_enclave_dec) ||
-      !cost_ok(c->t_client_enc) || !cost_ok(c->enclave_weight) || !cost_ok(c->t_expand))
+      !cost_ok(c->t_client_enc) || !cost_ok(c->enclave_weight) || !cost_ok(c->t_expand) ||
+      !cost_ok(c->t_out_host) || !cost_ok(c->t_enclave_dec_coset))
     return hetee_error(HETEE_ERR_INVALID_ARG, "hemat choose: costs must be finite and >= 0");
 
   const double ew = c->enclave_weight;
@@ -141,9 +197,9 @@ static int choose(const hetee_hemat_shape *s, uint32_t batch, size_t n, int inpu
       double g = (double)ngroups, products = g * (double)nmb * (double)ncb, nin = g * (double)ncb,
              nout = g * (double)nmb;
       uint64_t nimg = ((uint64_t)batch - 1) / ngroups + 1;
-      double tdec = c->t_enclave_dec * (cosets && coset_outputs(s, S, mb, nimg, n) ? HEMAT_COSET_DEC_FACTOR : 1.0);
-      double t = products * c->t_product + ew * ((input_from_client ? 0 : nin) * c->t_enclave_enc +
-                                                 nout * tdec) +
+      double tdec = cosets && coset_outputs(s, S, mb, nimg, n) ? coset_dec(c) : c->t_enclave_dec;
+      double t = products * c->t_product + nout * c->t_out_host +
+                 ew * ((input_from_client ? 0 : nin) * c->t_enclave_enc + nout * tdec) +
                  (input_from_client ? nin * c->t_client_enc : 0);
       if (t < best) { /* strict: the first of equal costs (smallest cb, then mb) */
         best = t;
@@ -171,7 +227,8 @@ static int choose(const hetee_hemat_shape *s, uint32_t batch, size_t n, int inpu
       double g = (double)ngroups, products = g * (double)nmb * (double)ncb, nout = g * (double)nmb;
       double ndense = (double)((ngroups * ncb - 1) / (uint64_t)lanes + 1);
       uint64_t nimg = ((uint64_t)batch - 1) / ngroups + 1;
-      double t = products * c->t_product + ew * (ndense * c->t_enclave_enc + nout * c->t_enclave_dec) +
+      double t = products * c->t_product + nout * c->t_out_host +
+                 ew * (ndense * c->t_enclave_enc + nout * c->t_enclave_dec) +
                  ndense * (double)(lanes - 1) * c->t_expand;
       if (t < best) {
         best = t;

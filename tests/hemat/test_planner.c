@@ -225,9 +225,9 @@ static void test_exhaustive(void **state) {
   };
   hetee_hemat_costs weightings[5];
   weightings[0] = defaults();
-  weightings[1] = (hetee_hemat_costs){1, 0, 0, 0, 1, 0, 0};
-  weightings[2] = (hetee_hemat_costs){0, 1, 0, 0, 1, 0, 0};
-  weightings[3] = (hetee_hemat_costs){0, 0, 1, 0, 1, 0, 0};
+  weightings[1] = (hetee_hemat_costs){1, 0, 0, 0, 1, 0, 0, 0, 0};
+  weightings[2] = (hetee_hemat_costs){0, 1, 0, 0, 1, 0, 0, 0, 0};
+  weightings[3] = (hetee_hemat_costs){0, 0, 1, 0, 1, 0, 0, 0, 0};
   weightings[4] = defaults();
   weightings[4].max_weight_cts = 4;
   size_t checked = 0;
@@ -304,7 +304,7 @@ static void test_budget_and_errors(void **state) {
 static void test_tradeoff(void **state) {
   (void)state;
   const hetee_hemat_shape d = {320, 1, 1, 64, 1, 1, 1, 1};
-  hetee_hemat_costs host_only = {1, 0, 0, 0, 1, 0, 0}, enclave_only = {0, 1, 1, 0, 1, 0, 0};
+  hetee_hemat_costs host_only = {1, 0, 0, 0, 1, 0, 0, 0, 0}, enclave_only = {0, 1, 1, 0, 1, 0, 0, 0, 0};
   hetee_hemat_pack ph, pe;
   hetee_hemat_layout Lh, Le;
   choose_checked(&d, 64, 8192, 0, &host_only, &ph);

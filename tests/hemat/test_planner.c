@@ -20,15 +20,17 @@ static int coset_rule(const hetee_hemat_layout *L) {
   return d >= 8;
 }
 
-/* 1 while the engine's variant (hemat_choose_engine) is checked */
+/* 1 while the engine's variant (hemat_choose_engine) is checked; 2: with
+ * the engine's own costs (hetee_hemat_costs_engine) */
 static int engine_mode;
 
 /* The cost of hemat.h from a layout's counts (independent of planner.c);
  * in engine_mode with the coset discount. */
 static double model_cost(const hetee_hemat_layout *L, int from_client, const hetee_hemat_costs *c) {
   double enc = from_client ? 0 : (double)L->n_in_cts;
-  double dec = c->t_enclave_dec * (engine_mode && coset_rule(L) ? COSET_FACTOR : 1.0);
-  return (double)L->n_products * c->t_product +
+  double dec = c->t_enclave_dec;
+  if (engine_mode && coset_rule(L)) dec = c->t_enclave_dec_coset > 0 ? c->t_enclave_dec_coset : dec * COSET_FACTOR;
+  return (double)L->n_products * c->t_product + (double)L->n_out_cts * c->t_out_host +
          c->enclave_weight * (enc * c->t_enclave_enc + (double)L->n_out_cts * dec) +
          (from_client ? (double)L->n_in_cts * c->t_client_enc : 0);
 }
@@ -122,7 +124,36 @@ static void test_engine_variant(void **state) {
   engine_mode = 1;
   test_hand_picked(state);
   test_exhaustive(state);
+  engine_mode = 2;
+  test_hand_picked(state);
+  test_exhaustive(state);
   engine_mode = 0;
+}
+
+/* The engine's costs: every price positive and finite, the weight 85/15;
+ * e2dm's dense 320 -> 64 at 64 images at (64, 2) (5 fresh inputs, 32 coset
+ * outputs), the MLPs' first layer (client inputs) kept at (32, 4). */
+static void test_engine_costs(void **state) {
+  (void)state;
+  hetee_hemat_costs c;
+  hetee_hemat_costs_engine(&c);
+  assert_true(c.t_product > 0 && c.t_enclave_enc > 0 && c.t_enclave_dec > 0 && c.t_client_enc > 0);
+  assert_true(c.t_out_host > 0 && c.t_enclave_dec_coset > 0 && c.t_enclave_dec_coset < c.t_enclave_dec);
+  assert_true(fabs(c.enclave_weight - 85.0 / 15.0) < 1e-12);
+  hetee_hemat_costs_engine(NULL); /* no-op */
+  hetee_hemat_pack p;
+  double cost;
+  const hetee_hemat_shape d = {320, 1, 1, 64, 1, 1, 1, 1}, m = {784, 1, 1, 128, 1, 1, 1, 1};
+  HT_OK(hemat_choose_engine(&d, 64, 8192, 0, &c, &p, &cost));
+  assert_true(p.cb == 64 && p.mb == 2 && p.nimg == 64);
+  HT_OK(hemat_choose_engine(&m, 64, 8192, 1, &c, &p, &cost));
+  assert_true(p.cb == 32 && p.mb == 4 && p.nimg == 64);
+  /* a negative or non-finite new price is refused */
+  c.t_out_host = -1;
+  assert_int_equal(hemat_choose_engine(&d, 64, 8192, 0, &c, &p, &cost), HETEE_ERR_INVALID_ARG);
+  hetee_hemat_costs_engine(&c);
+  c.t_enclave_dec_coset = NAN;
+  assert_int_equal(hemat_choose_engine(&d, 64, 8192, 0, &c, &p, &cost), HETEE_ERR_INVALID_ARG);
 }
 
 /* Cost of a packing, or INFINITY when it does not fit / breaks the budget. */
@@ -159,7 +190,8 @@ static double choose_checked(const hetee_hemat_shape *s, uint32_t batch, size_t 
 
 static hetee_hemat_costs defaults(void) {
   hetee_hemat_costs c;
-  hetee_hemat_costs_default(&c);
+  if (engine_mode == 2) hetee_hemat_costs_engine(&c);
+  else hetee_hemat_costs_default(&c);
   return c;
 }
 
@@ -440,6 +472,7 @@ int main(void) {
       cmocka_unit_test(test_defaults),          cmocka_unit_test(test_hand_picked), cmocka_unit_test(test_exhaustive),
       cmocka_unit_test(test_budget_and_errors), cmocka_unit_test(test_tradeoff),  cmocka_unit_test(test_coset_rule),
       cmocka_unit_test(test_engine_variant),    cmocka_unit_test(test_lanes),
+      cmocka_unit_test(test_engine_costs),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -34,13 +34,7 @@ static hetee_nn_model *small_model(void) {
   ob_node(b, "Conv", "conv", "x", "w1", "b1", "a1");
   ob_attr_ints(b, "pads", 4, (int64_t[]){1, 1, 1, 1});
   ob_node(b, "Relu", "relu", "a1", NULL, NULL, "a2b");
-  ob_init(b, "g", 1, (int64_t[]){3});
-  ob_init(b, "bb", 1, (int64_t[]){3});
-  ob_init(b, "mu", 1, (int64_t[]){3});
-  ob_init(b, "var", 1, (int64_t[]){3});
-  ob_node(b, "BatchNormalization", "bn", "a2b", "g", "bb", "a2");
-  OB_PUSH(b, b->last->n_input, b->last->input, ob_str(b, "mu"));
-  OB_PUSH(b, b->last->n_input, b->last->input, ob_str(b, "var"));
+  ob_batchnorm(b, "a2b", "a2", 3);
   ob_node(b, "AveragePool", "pool", "a2", NULL, NULL, "a3");
   ob_attr_ints(b, "kernel_shape", 2, (int64_t[]){2, 2});
   ob_attr_ints(b, "strides", 2, (int64_t[]){2, 2});

@@ -150,6 +150,19 @@ static inline void ob_node(onnx_builder *b, const char *op, const char *name, co
   b->last = n;
 }
 
+/* BatchNormalization of `ch` channels from in to out, named "bn", with the
+ * initializers "g", "bb", "mu" and "var" (all 0.5 until randomized: keep
+ * "var" positive after et_randomize). */
+static inline void ob_batchnorm(onnx_builder *b, const char *in, const char *out, int64_t ch) {
+  ob_init(b, "g", 1, (int64_t[]){ch});
+  ob_init(b, "bb", 1, (int64_t[]){ch});
+  ob_init(b, "mu", 1, (int64_t[]){ch});
+  ob_init(b, "var", 1, (int64_t[]){ch});
+  ob_node(b, "BatchNormalization", "bn", in, "g", "bb", out);
+  OB_PUSH(b, b->last->n_input, b->last->input, ob_str(b, "mu"));
+  OB_PUSH(b, b->last->n_input, b->last->input, ob_str(b, "var"));
+}
+
 static inline Onnx__AttributeProto *ob_attr(onnx_builder *b, const char *name) {
   Onnx__AttributeProto *a = ob_alloc(b, sizeof *a);
   onnx__attribute_proto__init(a);

@@ -452,6 +452,10 @@ int hetee_bench_hemat(int argc, char **argv) {
   hetee_hemat_costs_default(&d);
   printf("  defaults: t_product %.3g  t_enclave_enc %.3g  t_enclave_dec %.3g  t_client_enc %.3g  weight %.1f\n",
          d.t_product, d.t_enclave_enc, d.t_enclave_dec, d.t_client_enc, d.enclave_weight);
+  hetee_hemat_costs_engine(&d);
+  printf("  the engine's (hetee_hemat_costs_engine, from bound runs): t_product %.3g  t_enclave_enc %.3g  t_enclave_dec "
+         "%.3g (coset %.3g)  t_out_host %.3g  weight %.2f\n",
+         d.t_product, d.t_enclave_enc, d.t_enclave_dec, d.t_enclave_dec_coset, d.t_out_host, d.enclave_weight);
   /* the planner's own time (it runs once per layer and batch size) */
   {
     const hetee_hemat_shape d784 = {784, 1, 1, 128, 1, 1, 1, 1}, c616 = {6, 12, 12, 16, 5, 5, 1, 1};

@@ -899,8 +899,6 @@ static const char *op_name(int kind) {
   }
 }
 
-static int st_fold(const hetee_engine_plan *p, size_t s) { return p->st[s].fold; }
-
 /* The ciphertext bytes a bound run moves per micro-batch for stage s (what
  * hetee_engine_stats counts, less headers): to the enclave each output's c1
  * and c2 of one prime in full and c0 at the coefficients the refresh reads
@@ -966,9 +964,9 @@ void hetee_engine_plan_print(const hetee_engine_plan *p, FILE *f) {
       fprintf(f, "  phased   conv kernel %dx%d stride %dx%d run as the stride-1 space-to-depth form above\n", k->kh, k->kw,
               k->sh, k->sw);
     }
-    if (st_fold(p, s))
+    if (o.folded_layer >= 0)
       fprintf(f, "  folded   layer %d (an affine map or constant add before this layer) into its weights and bias: "
-                 "its constants stay with the model provider\n", st_fold(p, s) - 1);
+                 "its constants stay with the model provider\n", o.folded_layer);
     fprintf(f, "  packing  cb %d, mb %d, nimg %d (%zu groups)\n", o.pack.cb, o.pack.mb, o.pack.nimg, L->ngroups);
     if (L->lanes > 1)
       fprintf(f, "  lanes    %d: the enclave encrypts %zu dense inputs, the host expands each into %d (%zu key switches)\n",

@@ -52,14 +52,11 @@ static int encrypt_stage(const hetee_ckks_context *ctx, const hetee_ckks_public_
   if (rc) return rc;
   const float *wts = NULL;
   float *owned = NULL;
-  if ((rc = engine_stage_weights(st, lw, &wts, &owned))) {
-    sodium_memzero(lw, wlen * sizeof *lw);
-    free(lw);
-    if (lb) sodium_memzero(lb, (size_t)st->conv.co * sizeof *lb);
-    free(lb);
-    return rc;
-  }
   char detail[512] = "";
+  if ((rc = engine_stage_weights(st, lw, &wts, &owned))) {
+    snprintf(detail, sizeof detail, "%s", hetee_last_error());
+    goto done;
+  }
 #pragma omp parallel
   {
     double *buf = malloc(n * sizeof *buf);
@@ -92,6 +89,7 @@ static int encrypt_stage(const hetee_ckks_context *ctx, const hetee_ckks_public_
     sodium_memzero(owned, (size_t)st->shape.co * st->shape.c * st->shape.kh * st->shape.kw * sizeof *owned);
     free(owned);
   }
+done:
   sodium_memzero(lw, wlen * sizeof *lw);
   free(lw);
   if (lb) sodium_memzero(lb, (size_t)st->conv.co * sizeof *lb);
